@@ -1,0 +1,89 @@
+# copyscope — see README.md. `make` builds build/copyscope; `make test` runs
+# the tests; `make asan` builds with ASan+UBSan into build-asan and runs them.
+
+BUILD    ?= build
+CC       ?= cc
+CXX      ?= c++
+OPT      ?= -O2 -g
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+
+CPPFLAGS += -I. -D_GNU_SOURCE -MMD -MP
+CFLAGS   += -std=c17 -Wall -Wextra $(OPT) -pthread $(WERROR)
+CXXFLAGS += -std=c++17 -Wall -Wextra $(OPT) -pthread $(WERROR)
+LDFLAGS  += -pthread $(SANITIZE)
+# Debian packages (make deps). FAISS: Debian ships only the C++ static
+# library, so index/*.cpp holds our small extern "C" shim over it.
+LDLIBS   += -lopenblas -lpng -ljpeg -lsqlite3 -lcjson -lz -lutf8proc -ldivsufsort -lm
+
+DEB_PKGS = build-essential libopenblas-dev libpng-dev libjpeg62-turbo-dev libsqlite3-dev \
+           libcjson-dev zlib1g-dev libutf8proc-dev libdivsufsort-dev libfaiss-dev \
+           python3-faiss python3-numpy libxml2-utils
+
+LIB_SRC  := $(wildcard core/*.c index/*.c pipeline/*.c analyze/*.c reports/*.c)
+LIB_CXX  := $(wildcard core/*.cpp index/*.cpp analyze/*.cpp)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(LIB_CXX:%.cpp=$(BUILD)/%.o)
+CLI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
+LIB      := $(BUILD)/libcopyscope.a
+BIN      := $(BUILD)/copyscope
+TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
+BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
+# C++ objects need the C++ runtime at link time
+LINK     := $(if $(LIB_CXX),$(CXX),$(CC))
+
+.SECONDARY:
+.PHONY: all test asan bench run deps install clean valgrind
+all: $(BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(CLI_OBJ) $(LIB)
+	$(LINK) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
+	$(LINK) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
+	$(LINK) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+test: $(BIN) $(TESTS)
+	sh tests/run.sh $(BUILD)
+
+asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  CXXFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  CS_ASAN=1 test
+
+bench: $(BIN) $(BENCHES)
+	sh bench/run.sh $(BUILD)
+
+run: deps $(BIN)
+	sh scripts/demo.sh $(BUILD)
+
+deps:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS); \
+	else \
+	  echo "run as root, or: sudo apt-get install -y $(DEB_PKGS)"; \
+	fi
+
+install: $(BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/copyscope
+
+clean:
+	rm -rf build build-asan
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TESTS:=.d) $(BENCHES:=.d)

@@ -1,0 +1,56 @@
+/* store.h — the SQLite store every command shares (one file, --db, default
+ * ./copyscope.db).
+ *
+ * Opening a store creates it if needed, switches it to WAL, and applies the
+ * schema migrations (core/schema.c) that it has not seen yet, each in its own
+ * transaction. Modules run their own SQL through prepared statements on
+ * cs_store_db(); work is committed in batches with cs_store_begin/commit so
+ * an interrupted command leaves the database at the last committed batch. */
+#ifndef CS_STORE_H
+#define CS_STORE_H
+
+#include <sqlite3.h>
+
+#include "core/err.h"
+
+typedef struct cs_store cs_store;
+
+/* A named schema step. Names are unique and never reused; once released a
+ * migration is never edited: a change is a new migration appended to the list. */
+typedef struct {
+    const char *name;
+    const char *sql;
+} cs_migration;
+
+extern const cs_migration cs_migrations[]; /* core/schema.c, NULL-terminated */
+
+/* Opens (creating if absent) and migrates. On failure *out is NULL. */
+int cs_store_open(cs_store **out, const char *path, cs_err *err);
+/* Opens an existing store read-only (no migrations); fails if it is missing. */
+int cs_store_open_readonly(cs_store **out, const char *path, cs_err *err);
+void cs_store_close(cs_store *s);
+
+sqlite3 *cs_store_db(cs_store *s);
+const char *cs_store_path(const cs_store *s);
+
+/* Transactions (BEGIN IMMEDIATE). rollback never fails. */
+int cs_store_begin(cs_store *s, cs_err *err);
+int cs_store_commit(cs_store *s, cs_err *err);
+void cs_store_rollback(cs_store *s);
+
+/* Prepares sql; on failure fills err with the SQLite message. */
+int cs_store_prepare(cs_store *s, sqlite3_stmt **st, const char *sql, cs_err *err);
+/* Runs SQL without results (no parameters). */
+int cs_store_exec(cs_store *s, const char *sql, cs_err *err);
+/* Fills err from the connection's last error: "<db path>: <what>: <sqlite msg>". */
+int cs_store_fail(cs_store *s, cs_err *err, const char *what);
+
+/* Path of a file that lives beside the database: "<db path>.<suffix>"
+ * (e.g. vector columns). Caller frees. */
+char *cs_store_sidecar(const cs_store *s, const char *suffix);
+
+/* Key/value settings in the meta table (e.g. the index's descriptor list). */
+int cs_store_meta_get(cs_store *s, const char *key, char **value, cs_err *err); /* *value NULL if absent */
+int cs_store_meta_set(cs_store *s, const char *key, const char *value, cs_err *err);
+
+#endif

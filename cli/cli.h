@@ -26,6 +26,7 @@ const char *cli_default_db(void);
 int cli_parse_jobs(const char *s);
 
 int cmd_index(int argc, char **argv);
+int cmd_index_query(int argc, char **argv); /* cli/cmd_index_query.c, called by cmd_index */
 int cmd_hash(int argc, char **argv);
 int cmd_selftest(int argc, char **argv);
 int cmd_generate(int argc, char **argv);

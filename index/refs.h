@@ -1,0 +1,27 @@
+/* refs.h — reading the reference index (other modules use this, never the
+ * tables directly): references, captions and their 64x64 thumbnails. */
+#ifndef CS_REFS_H
+#define CS_REFS_H
+
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/store.h"
+
+#define CS_THUMB_SIZE 64
+
+typedef struct {
+    int64_t n;        /* references with status 'ok' and a thumbnail, ordered by id */
+    int64_t *ids;     /* [n] refs.id */
+    char **sources;   /* [n] path or shard//member */
+    char **captions;  /* [n] caption or NULL */
+    int w, h;         /* CS_THUMB_SIZE */
+    uint8_t *rgb;     /* [n][h][w][3] */
+} cs_ref_thumbs;
+
+/* Loads every usable reference with its thumbnail; caller frees with
+ * cs_ref_thumbs_free. An empty index gives n = 0 (not an error). */
+int cs_refs_load_thumbs(cs_store *s, cs_ref_thumbs *out, cs_err *err);
+void cs_ref_thumbs_free(cs_ref_thumbs *t);
+
+#endif

@@ -14,11 +14,11 @@ CXXFLAGS += -std=c++17 -Wall -Wextra $(OPT) -pthread $(WERROR)
 LDFLAGS  += -pthread $(SANITIZE)
 # Debian packages (make deps). FAISS: Debian ships only the C++ static
 # library, so index/*.cpp holds our small extern "C" shim over it.
-LDLIBS   += -lopenblas -lpng -ljpeg -lsqlite3 -lcjson -lz -lutf8proc -ldivsufsort -lm
+LDLIBS   += -l:libfaiss.a -lgomp -lopenblas -lpng -ljpeg -lsqlite3 -lcjson -lz -lutf8proc -ldivsufsort -lnettle -larchive -lm
 
 DEB_PKGS = build-essential libopenblas-dev libpng-dev libjpeg62-turbo-dev libsqlite3-dev \
            libcjson-dev zlib1g-dev libutf8proc-dev libdivsufsort-dev libfaiss-dev \
-           python3-faiss python3-numpy libxml2-utils
+           python3-faiss python3-numpy libxml2-utils nettle-dev libarchive-dev
 
 LIB_SRC  := $(wildcard core/*.c index/*.c pipeline/*.c analyze/*.c reports/*.c)
 LIB_CXX  := $(wildcard core/*.cpp index/*.cpp analyze/*.cpp)

@@ -1,13 +1,367 @@
-/* Placeholder until the 'index' command lands (its owner replaces this file). */
+/* cmd_index.c — `copyscope index add|stats|ls|query`. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/parallel.h"
+#include "core/store.h"
+#include "index/embed.h"
+#include "index/ingest.h"
+
+static void usage_index(FILE *f) {
+    fprintf(f,
+            "usage: copyscope index <add|query|stats|ls> [options]\n\n"
+            "  add PATH...      add reference images (folders, files, lists, tar shards)\n"
+            "  query IMAGE...   nearest references under each perceptual hash\n"
+            "  stats            counts by status, descriptors present, database size\n"
+            "  ls               list references (--errors: only failures and notes)\n\n"
+            "'copyscope index <sub> --help' describes each.\n");
+}
+
+static void usage_add(FILE *f) {
+    fprintf(f,
+            "usage: copyscope index add [--db PATH] [-j N] [--max-pixels N] [--batch N] [--timings]\n"
+            "                           [--embedder NAME[:WEIGHTS]] PATH...\n\n"
+            "Adds reference images to the index. PATH may be:\n"
+            "  a folder      walked recursively (symbolic links to folders are not followed);\n"
+            "                .png .jpg .jpeg files are images, .tar/.tar.gz files are shards\n"
+            "  an image      any file named explicitly is tried (format sniffed from its bytes),\n"
+            "                except .json .jsonl .csv .parquet .md and sidecar captions (NAME.txt\n"
+            "                beside NAME.png|jpg), which are skipped, so 'index add dir/*' works\n"
+            "  a list file   .txt or .lst: one path per line ('#' comments), relative to the list\n"
+            "  a tar shard   webdataset layout (img2dataset): KEY.jpg|png + KEY.txt or KEY.json\n"
+            "                with a \"caption\"; recorded as SHARD.tar//MEMBER\n"
+            "Captions: a sidecar NAME.txt beside the image, else captions.jsonl\n"
+            "({\"file\": path relative to its folder, \"caption\": ...}) or captions.csv (file,caption)\n"
+            "in the folder. Invalid UTF-8 is replaced by U+FFFD and noted.\n\n"
+            "Each input becomes one row: ok (hashes and a 64x64 thumbnail stored), duplicate (same\n"
+            "sha256 as an earlier reference) or error (corrupt, unreadable, missing: the reason is\n"
+            "recorded and the run goes on). Rerunning adds only what is new and retries errors;\n"
+            "an interrupted run resumes where its last batch was committed.\n\n"
+            "options:\n"
+            "  --db PATH         database (default $COPYSCOPE_DB or ./copyscope.db)\n"
+            "  -j, --jobs N      decode/hash threads (default: all cores)\n"
+            "  --max-pixels N    refuse images above N pixels (default %lld)\n"
+            "  --batch N         references per transaction (default 256)\n"
+            "  --timings         print the time spent reading, decoding, hashing, in SQLite\n"
+            "  --embedder SPEC   after adding, compute the embedding of every reference that lacks\n"
+            "                    one (PATH may then be omitted): 'tiny' (built in, from the\n"
+            "                    thumbnails) or 'sscd:WEIGHTS.safetensors' (SSCD ResNet-50; see\n"
+            "                    scripts/convert_sscd.py; tar members are skipped)\n\n"
+            "exit status: 0 when at least one input is in the index (added, duplicate or already\n"
+            "there), even if others were recorded as errors; 1 when nothing could be read at all\n"
+            "or the database failed; 2 on a usage error.\n",
+            (long long)(64LL * 1024 * 1024));
+}
+
+static const struct option add_opts[] = {
+    {"db", required_argument, 0, 'd'},         {"jobs", required_argument, 0, 'j'},
+    {"max-pixels", required_argument, 0, 'm'}, {"batch", required_argument, 0, 'b'},
+    {"timings", no_argument, 0, 't'},          {"help", no_argument, 0, 'h'},
+    {"embedder", required_argument, 0, 'E'},   {0, 0, 0, 0}};
+
+/* index add --embedder: vectors for the references that lack them (index/embed.h). */
+static int add_embeddings(const char *db, const char *spec, int threads, int progress) {
+    cs_err err = {0};
+    cs_store *s;
+    if (cs_store_open(&s, db ? db : cli_default_db(), &err)) return cli_fail(&err);
+    cs_embed_stats es;
+    int rc = cs_embed_index_add_ex(s, spec, threads, progress, &es, &err);
+    cs_store_close(s);
+    if (rc) return cli_fail(&err);
+    printf("index add: embedder %s: %lld computed, %lld already present, %lld skipped\n", spec,
+           (long long)es.computed, (long long)es.present, (long long)es.skipped);
+    return CLI_OK;
+}
+
+static int cmd_index_add(int argc, char **argv) {
+    const char *db = NULL, *embedder = NULL;
+    cs_ingest_opts o = {0};
+    int timings = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "j:h", add_opts, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 'd': db = optarg; break;
+        case 'j':
+            if ((o.threads = cli_parse_jobs(optarg)) < 0) return cli_usage_error("index add: bad -j '%s'", optarg);
+            break;
+        case 'm':
+            o.max_pixels = strtoll(optarg, &end, 10);
+            if (*end || o.max_pixels <= 0) return cli_usage_error("index add: bad --max-pixels '%s'", optarg);
+            break;
+        case 'b':
+            o.batch = (int)strtol(optarg, &end, 10);
+            if (*end || o.batch <= 0 || o.batch > 1000000)
+                return cli_usage_error("index add: bad --batch '%s'", optarg);
+            break;
+        case 't': timings = 1; break;
+        case 'E': embedder = optarg; break;
+        case 'h': usage_add(stdout); return CLI_OK;
+        default: return CLI_USAGE;
+        }
+    }
+    if (optind >= argc && !embedder)
+        return cli_usage_error("index add: no PATH given (see copyscope index add --help)");
+    if (o.threads > 0) cs_set_threads(o.threads);
+    const char *pe = getenv("CS_PROGRESS");
+    o.progress = (isatty(STDERR_FILENO) && !(pe && !strcmp(pe, "0"))) || (pe && !strcmp(pe, "1"));
+    if (optind >= argc) return add_embeddings(db, embedder, o.threads, o.progress);
+    cs_err err = {0};
+    cs_store *s;
+    if (cs_store_open(&s, db ? db : cli_default_db(), &err)) return cli_fail(&err);
+    cs_ingest_stats st;
+    int rc = cs_ingest_add(s, (const char *const *)argv + optind, argc - optind, &o, &st, &err);
+    cs_store_close(s);
+    int64_t done = st.added + st.duplicates + st.errors;
+    printf("index add: %lld added, %lld duplicates, %lld errors, %lld already indexed",
+           (long long)st.added, (long long)st.duplicates, (long long)st.errors, (long long)st.skipped);
+    if (st.notes) printf(", %lld caption notes", (long long)st.notes);
+    printf(" (%.2f s, %.1f img/s)\n", st.t_total, st.t_total > 0 ? done / st.t_total : 0.0);
+    if (timings) {
+        double db = st.t_db + st.t_lookup, walk = st.t_walk > 0 ? st.t_walk : 0;
+        double all = st.t_read + st.t_sha + st.t_decode + st.t_hash + st.t_thumb + db + walk;
+        if (all <= 0) all = 1;
+        printf("timings (thread-seconds; workers x%d, SQLite writes on their own thread overlap them):\n",
+               o.threads > 0 ? o.threads : cs_threads());
+        printf("  read    %8.3f s  %5.1f%%\n", st.t_read, 100 * st.t_read / all);
+        printf("  sha256  %8.3f s  %5.1f%%\n", st.t_sha, 100 * st.t_sha / all);
+        printf("  decode  %8.3f s  %5.1f%%\n", st.t_decode, 100 * st.t_decode / all);
+        printf("  hash    %8.3f s  %5.1f%%\n", st.t_hash, 100 * st.t_hash / all);
+        printf("  thumb   %8.3f s  %5.1f%%\n", st.t_thumb, 100 * st.t_thumb / all);
+        printf("  sqlite  %8.3f s  %5.1f%%  (writes %.3f s, lookups %.3f s)\n", db, 100 * db / all, st.t_db,
+               st.t_lookup);
+        printf("  walk    %8.3f s  %5.1f%%\n", walk, 100 * walk / all);
+        printf("  wall    %8.3f s  (workers %.3f s, waiting for SQLite %.3f s)\n", st.t_total, st.t_parallel,
+               st.t_db_wait);
+    }
+    if (rc) return cli_fail(&err);
+    if (st.errors > 0 && st.added + st.duplicates + st.skipped == 0) {
+        fprintf(stderr, "copyscope: index add: nothing could be read (%lld errors; see copyscope index ls --errors)\n",
+                (long long)st.errors);
+        return CLI_FAIL;
+    }
+    if (embedder) return add_embeddings(db, embedder, o.threads, o.progress);
+    return CLI_OK;
+}
+
+/* ---- stats ---- */
+
+static int64_t count_of(sqlite3 *db, const char *sql) {
+    sqlite3_stmt *q;
+    int64_t n = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+        n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return n;
+}
+
+static int64_t file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
+}
+
+static int cmd_index_stats(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"db", required_argument, 0, 'd'}, {"json", no_argument, 0, 'J'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *dbp = NULL;
+    int json = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': dbp = optarg; break;
+        case 'J': json = 1; break;
+        case 'h':
+            printf("usage: copyscope index stats [--db PATH] [--json]\n\n"
+                   "References by status (ok, duplicate, error; notes = repaired captions), the\n"
+                   "descriptor tables present (ref_*) with their row counts, low-quality PDQ hashes\n"
+                   "(quality < 50), and the database size (with its WAL).\n"
+                   "exit status: 0, 1 if the database cannot be read, 2 on a usage error.\n");
+            return CLI_OK;
+        default: return CLI_USAGE;
+        }
+    }
+    if (optind < argc) return cli_usage_error("index stats: unexpected argument '%s'", argv[optind]);
+    cs_err err = {0};
+    cs_store *s;
+    if (cs_store_open_readonly(&s, dbp ? dbp : cli_default_db(), &err)) return cli_fail(&err);
+    sqlite3 *db = cs_store_db(s);
+    int64_t total = count_of(db, "SELECT count(*) FROM refs");
+    if (total < 0) {
+        cs_store_fail(s, &err, "reading refs");
+        cs_store_close(s);
+        return cli_fail(&err);
+    }
+    int64_t ok = count_of(db, "SELECT count(*) FROM refs WHERE status='ok'");
+    int64_t dup = count_of(db, "SELECT count(*) FROM refs WHERE status='duplicate'");
+    int64_t bad = count_of(db, "SELECT count(*) FROM refs WHERE status='error'");
+    int64_t notes = count_of(db, "SELECT count(*) FROM refs WHERE status<>'error' AND error IS NOT NULL");
+    int64_t capt = count_of(db, "SELECT count(*) FROM refs WHERE status<>'error' AND caption IS NOT NULL");
+    int64_t lowq = count_of(db, "SELECT count(*) FROM ref_hashes WHERE pdq_quality < 50");
+    const char *path = cs_store_path(s);
+    char wal[4200];
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    int64_t size = file_size(path), wsize = file_size(wal);
+    /* descriptor tables: every ref_* table, whoever added it */
+    sqlite3_stmt *q;
+    cJSON *desc = cJSON_CreateObject();
+    if (sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'ref\\_%' "
+                               "ESCAPE '\\' ORDER BY name", -1, &q, NULL) == SQLITE_OK) {
+        while (sqlite3_step(q) == SQLITE_ROW) {
+            const char *name = (const char *)sqlite3_column_text(q, 0);
+            char sql[300];
+            snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\"", name); /* name from sqlite_master */
+            cJSON_AddNumberToObject(desc, name, (double)count_of(db, sql));
+        }
+    }
+    sqlite3_finalize(q);
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "db", path);
+        cJSON_AddNumberToObject(o, "refs", (double)total);
+        cJSON_AddNumberToObject(o, "ok", (double)ok);
+        cJSON_AddNumberToObject(o, "duplicate", (double)dup);
+        cJSON_AddNumberToObject(o, "error", (double)bad);
+        cJSON_AddNumberToObject(o, "notes", (double)notes);
+        cJSON_AddNumberToObject(o, "captioned", (double)capt);
+        cJSON_AddNumberToObject(o, "pdq_low_quality", (double)lowq);
+        cJSON_AddItemToObject(o, "descriptors", desc);
+        cJSON_AddNumberToObject(o, "db_bytes", (double)(size + wsize));
+        char *t = cJSON_Print(o);
+        printf("%s\n", t);
+        free(t);
+        cJSON_Delete(o);
+    } else {
+        printf("database    %s (%.1f MiB with WAL)\n", path, (size + wsize) / 1048576.0);
+        printf("references  %lld: %lld ok, %lld duplicate, %lld error", (long long)total, (long long)ok,
+               (long long)dup, (long long)bad);
+        if (notes) printf(" (%lld with notes)", (long long)notes);
+        printf("\ncaptioned   %lld\n", (long long)capt);
+        printf("descriptors");
+        for (cJSON *d = desc->child; d; d = d->next) printf("  %s: %lld", d->string, (long long)d->valuedouble);
+        printf("\nlow-quality PDQ (< 50)  %lld\n", (long long)lowq);
+        cJSON_Delete(desc);
+    }
+    cs_store_close(s);
+    return CLI_OK;
+}
+
+/* ---- ls ---- */
+
+static int cmd_index_ls(int argc, char **argv) {
+    static const struct option opts[] = {{"db", required_argument, 0, 'd'},
+                                         {"errors", no_argument, 0, 'e'},
+                                         {"limit", required_argument, 0, 'n'},
+                                         {"json", no_argument, 0, 'J'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *dbp = NULL;
+    int json = 0, errors = 0, c;
+    long long limit = -1;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 'd': dbp = optarg; break;
+        case 'e': errors = 1; break;
+        case 'J': json = 1; break;
+        case 'n':
+            limit = strtoll(optarg, &end, 10);
+            if (*end || limit < 0) return cli_usage_error("index ls: bad --limit '%s'", optarg);
+            break;
+        case 'h':
+            printf("usage: copyscope index ls [--db PATH] [--errors] [--limit N] [--json]\n\n"
+                   "Lists references in id order: id, status, WxH, sha256 (12 digits), source, and\n"
+                   "the caption (or, for errors and notes, the recorded problem).\n"
+                   "  --errors   only rows with status error, or a note (repaired caption)\n"
+                   "  --limit N  at most N rows\n"
+                   "  --json     one JSON array with every column\n"
+                   "exit status: 0, 1 if the database cannot be read, 2 on a usage error.\n");
+            return CLI_OK;
+        default: return CLI_USAGE;
+        }
+    }
+    if (optind < argc) return cli_usage_error("index ls: unexpected argument '%s'", argv[optind]);
+    cs_err err = {0};
+    cs_store *s;
+    if (cs_store_open_readonly(&s, dbp ? dbp : cli_default_db(), &err)) return cli_fail(&err);
+    sqlite3_stmt *q;
+    const char *sql = errors ? "SELECT id, status, width, height, sha256, size, source, caption, error, dup_of "
+                               "FROM refs WHERE status='error' OR error IS NOT NULL ORDER BY id LIMIT ?1"
+                             : "SELECT id, status, width, height, sha256, size, source, caption, error, dup_of "
+                               "FROM refs ORDER BY id LIMIT ?1";
+    if (cs_store_prepare(s, &q, sql, &err)) {
+        cs_store_close(s);
+        return cli_fail(&err);
+    }
+    sqlite3_bind_int64(q, 1, limit);
+    cJSON *arr = json ? cJSON_CreateArray() : NULL;
+    int r;
+    while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+        long long id = sqlite3_column_int64(q, 0);
+        const char *status = (const char *)sqlite3_column_text(q, 1);
+        int w = sqlite3_column_int(q, 2), h = sqlite3_column_int(q, 3);
+        const char *sha = (const char *)sqlite3_column_text(q, 4);
+        const char *src = (const char *)sqlite3_column_text(q, 6);
+        const char *cap = (const char *)sqlite3_column_text(q, 7);
+        const char *e = (const char *)sqlite3_column_text(q, 8);
+        if (json) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "id", (double)id);
+            cJSON_AddStringToObject(o, "source", src ? src : "");
+            cJSON_AddStringToObject(o, "status", status ? status : "");
+            if (sha) cJSON_AddStringToObject(o, "sha256", sha);
+            else cJSON_AddNullToObject(o, "sha256");
+            if (sqlite3_column_type(q, 5) != SQLITE_NULL)
+                cJSON_AddNumberToObject(o, "size", (double)sqlite3_column_int64(q, 5));
+            if (sqlite3_column_type(q, 2) != SQLITE_NULL) {
+                cJSON_AddNumberToObject(o, "width", w);
+                cJSON_AddNumberToObject(o, "height", h);
+            }
+            if (cap) cJSON_AddStringToObject(o, "caption", cap);
+            else cJSON_AddNullToObject(o, "caption");
+            if (e) cJSON_AddStringToObject(o, "error", e);
+            if (sqlite3_column_type(q, 9) != SQLITE_NULL)
+                cJSON_AddNumberToObject(o, "dup_of", (double)sqlite3_column_int64(q, 9));
+            cJSON_AddItemToArray(arr, o);
+        } else {
+            char dim[32] = "-";
+            if (sqlite3_column_type(q, 2) != SQLITE_NULL) snprintf(dim, sizeof dim, "%dx%d", w, h);
+            printf("%lld\t%s\t%s\t%.12s\t%s\t%s\n", id, status ? status : "", dim, sha ? sha : "-",
+                   src ? src : "", e ? e : cap ? cap : "");
+        }
+    }
+    int fail = r != SQLITE_DONE;
+    if (fail) cs_store_fail(s, &err, "listing refs");
+    sqlite3_finalize(q);
+    cs_store_close(s);
+    if (json) {
+        char *t = cJSON_Print(arr);
+        if (t) printf("%s\n", t);
+        free(t);
+        cJSON_Delete(arr);
+    }
+    return fail ? cli_fail(&err) : CLI_OK;
+}
 
 int cmd_index(int argc, char **argv) {
-    if (argc > 1 && !strcmp(argv[1], "--help")) {
-        printf("usage: copyscope index ... (not available in this build yet)\n");
+    if (argc < 2) {
+        usage_index(stderr);
+        return CLI_USAGE;
+    }
+    const char *sub = argv[1];
+    if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
+        usage_index(stdout);
         return CLI_OK;
     }
-    return cli_usage_error("index: not available in this build yet");
+    if (!strcmp(sub, "add")) return cmd_index_add(argc - 1, argv + 1);
+    if (!strcmp(sub, "stats")) return cmd_index_stats(argc - 1, argv + 1);
+    if (!strcmp(sub, "ls")) return cmd_index_ls(argc - 1, argv + 1);
+    if (!strcmp(sub, "query")) return cmd_index_query(argc - 1, argv + 1);
+    return cli_usage_error("index: unknown subcommand '%s' (add, query, stats, ls)", sub);
 }

@@ -1,8 +1,496 @@
-/* Placeholder until 'index query' lands (its owner replaces this file). */
+/* cmd_index_query.c — `copyscope index query IMAGE... [--k N]
+ * [--max-distance D] [--json] [--db PATH]`: the nearest references of each
+ * image under each perceptual hash, with Hamming distances.
+ *
+ * Shape: the query images are hashed first (a failed one is reported and
+ * skipped); then each descriptor family is searched for all queries at once
+ * by its own function, which fills one result list per query; printing walks
+ * the queries and, for each, the families in order. A new family (e.g.
+ * embedding neighbours) is one more search function plus one entry in
+ * print_query / json_query. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli/cli.h"
+#include "core/image.h"
+#include "core/parallel.h"
+#include "core/store.h"
+#include "index/embed.h"
+#include "index/hamming.h"
+#include "index/hashes.h"
+#include "index/pdq.h"
+
+/* The 64-bit hashes' default threshold: PDQ's 31 of 256 bits scaled to 64
+ * bits (31/4, rounded down), the same fraction of differing bits. */
+#define BITS64_SHARE(d) ((d) / 4)
+
+typedef struct {
+    const char *path;
+    int ok;
+    char *error; /* why it failed (malloc'd), for --json */
+    cs_hashes h;
+    cs_pdq dih[CS_PDQ_NDIHEDRAL]; /* with --dihedral */
+} query;
+
+/* One family's results: hits[q*k ..], nhits[q]; dist bound used. */
+typedef struct {
+    const char *name;
+    int bits, max_dist;
+    cs_hamming_hit *hits;
+    int *nhits;
+    int *variant; /* [q*k + r]: the dihedral variant of the query that matched, or NULL */
+} family;
+
+/* Embedding neighbours of one column (index/embed.h): cosine, best first. */
+typedef struct {
+    char *column;
+    int64_t *ids; /* [nq][k], -1 past the end */
+    float *scores;
+} emb_family;
+
+typedef struct {
+    int k, max_dist, json, dihedral;
+    int nemb;
+    emb_family emb[2];
+    cs_store *store;
+    cs_hash_db db;
+    sqlite3_stmt *ref_st; /* SELECT source, caption FROM refs WHERE id = ? */
+} ctx;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: copyscope index query IMAGE... [--k N] [--max-distance D] [--dihedral] [--json]\n"
+            "                             [--db PATH]\n"
+            "\n"
+            "Lists, for each image, the nearest references of the index under each\n"
+            "perceptual hash, with their Hamming distances:\n"
+            "  pdq     256 bits; a match is distance <= D (default 31, the PDQ authors'\n"
+            "          recommendation)\n"
+            "  phash, dhash, ahash   64 bits; distance <= D/4 (default 7: the same share of\n"
+            "          differing bits)\n"
+            "A PDQ hash with quality < 50 (query or reference) is flagged \"low quality\":\n"
+            "the PDQ authors advise not to trust it (flat or near-blank images).\n"
+            "\n"
+            "  --k N             at most N references per hash (default 5)\n"
+            "  --max-distance D  PDQ distance bound, 0..256 (default 31)\n"
+            "  --dihedral        PDQ also under the query's 8 rotations/mirrors (models trained\n"
+            "                    with flip augmentation copy mirrored); a hit names the\n"
+            "                    transform of the query that matched\n"
+            "  --json            one JSON array, an object per image\n"
+            "  --embedder SPEC   also list the nearest references by cosine similarity of\n"
+            "                    this embedding (sscd:WEIGHTS.safetensors; the index's 'tiny'\n"
+            "                    column, when present, is always listed)\n"
+            "  --db PATH         the index (default $COPYSCOPE_DB or ./copyscope.db)\n");
+}
+
+/* ---- hashing the queries ---- */
+
+static int hash_queries(query *qs, int n, int dihedral) {
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        cs_err err = {0};
+        cs_image img;
+        qs[i].ok = 0;
+        if (cs_image_load(&img, qs[i].path, NULL, &err) == 0) {
+            if (cs_hashes_compute(&img, &qs[i].h, &err) == 0 &&
+                (!dihedral || cs_pdq_dihedral(&img, 0, qs[i].dih, &err) == 0))
+                qs[i].ok = 1;
+            else
+                cs_wrap(&err, "%s", qs[i].path);
+            cs_image_free(&img);
+        }
+        if (!qs[i].ok) {
+            qs[i].error = strdup(err.msg);
+            cli_fail(&err);
+            failed++;
+        }
+    }
+    return failed;
+}
+
+/* ---- one search function per descriptor family ---- */
+
+static int search_family(ctx *c, family *f, const uint64_t *codes, int words, const uint64_t *qcodes,
+                         int nq, cs_err *err) {
+    f->hits = malloc(sizeof(cs_hamming_hit) * (size_t)nq * (size_t)c->k);
+    f->nhits = calloc((size_t)nq, sizeof(int));
+    if (!f->hits || !f->nhits) return cs_fail(err, CS_ENOMEM, "index query: out of memory");
+    cs_hamming_opts o = {.k = c->k, .max_dist = f->max_dist, .threads = cs_threads()};
+    return cs_hamming_topk(codes, c->db.n, words, qcodes, nq, &o, f->hits, f->nhits, err);
+}
+
+static int cmp_hit(const void *a, const void *b) {
+    const cs_hamming_hit *x = a, *y = b;
+    if (x->dist != y->dist) return x->dist - y->dist;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+/* --dihedral: the 8 variants' lists of each query (in f->hits as 8*nq
+ * queries) merged into one per query: per reference the smallest distance
+ * (first variant on ties), then the k best by (distance, index). */
+static int merge_dihedral(ctx *c, family *f, int nq, cs_err *err) {
+    int k = c->k, nd = CS_PDQ_NDIHEDRAL;
+    cs_hamming_hit *hits = malloc(sizeof *hits * (size_t)nq * k);
+    int *nh = calloc((size_t)nq, sizeof(int)), *var = malloc(sizeof(int) * (size_t)nq * k);
+    cs_hamming_hit *all = malloc(sizeof *all * (size_t)nd * k);
+    int *allv = malloc(sizeof(int) * (size_t)nd * k);
+    if (!hits || !nh || !var || !all || !allv) {
+        free(hits), free(nh), free(var), free(all), free(allv);
+        return cs_fail(err, CS_ENOMEM, "index query: out of memory");
+    }
+    for (int q = 0; q < nq; q++) {
+        int m = 0;
+        for (int d = 0; d < nd; d++) {
+            int row = q * nd + d;
+            for (int r = 0; r < f->nhits[row]; r++) {
+                cs_hamming_hit h = f->hits[(size_t)row * k + r];
+                int j = 0;
+                while (j < m && all[j].index != h.index) j++;
+                if (j == m) {
+                    all[m] = h;
+                    allv[m++] = d;
+                } else if (h.dist < all[j].dist) {
+                    all[j].dist = h.dist;
+                    allv[j] = d;
+                }
+            }
+        }
+        /* sort (distance, index) keeping each hit's variant: sort indices */
+        for (int a = 1; a < m; a++) /* insertion sort: m <= 8k, small */
+            for (int b = a; b > 0 && cmp_hit(&all[b - 1], &all[b]) > 0; b--) {
+                cs_hamming_hit t = all[b];
+                all[b] = all[b - 1];
+                all[b - 1] = t;
+                int tv = allv[b];
+                allv[b] = allv[b - 1];
+                allv[b - 1] = tv;
+            }
+        nh[q] = m < k ? m : k;
+        for (int r = 0; r < nh[q]; r++) {
+            hits[q * k + r] = all[r];
+            var[q * k + r] = allv[r];
+        }
+    }
+    free(all);
+    free(allv);
+    free(f->hits);
+    free(f->nhits);
+    f->hits = hits;
+    f->nhits = nh;
+    f->variant = var;
+    return 0;
+}
+
+static int search_pdq(ctx *c, const query *qs, int nq, family *f, cs_err *err) {
+    *f = (family){.name = "pdq", .bits = 256, .max_dist = c->max_dist};
+    int per = c->dihedral ? CS_PDQ_NDIHEDRAL : 1, nc = nq * per;
+    uint64_t *q = malloc(sizeof(uint64_t) * 4 * (size_t)nc);
+    if (!q) return cs_fail(err, CS_ENOMEM, "index query: out of memory");
+    for (int i = 0; i < nq; i++)
+        for (int d = 0; d < per; d++) /* the plain hash for the identity, as without --dihedral */
+            cs_hamming_pack_pdq(d == 0 ? qs[i].h.pdq : qs[i].dih[d].hash, q + 4 * (i * per + d));
+    int rc = search_family(c, f, c->db.pdq, 4, q, nc, err);
+    free(q);
+    if (!rc && c->dihedral) rc = merge_dihedral(c, f, nq, err);
+    return rc;
+}
+
+/* which: 0 phash, 1 dhash, 2 ahash */
+static int search_hash64(ctx *c, const query *qs, int nq, int which, family *f, cs_err *err) {
+    static const char *names[] = {"phash", "dhash", "ahash"};
+    const uint64_t *codes = which == 0 ? c->db.phash : which == 1 ? c->db.dhash : c->db.ahash;
+    *f = (family){.name = names[which], .bits = 64, .max_dist = BITS64_SHARE(c->max_dist)};
+    uint64_t *q = malloc(sizeof(uint64_t) * (size_t)nq);
+    if (!q) return cs_fail(err, CS_ENOMEM, "index query: out of memory");
+    for (int i = 0; i < nq; i++)
+        q[i] = which == 0 ? qs[i].h.phash : which == 1 ? qs[i].h.dhash : qs[i].h.ahash;
+    int rc = search_family(c, f, codes, 1, q, nq, err);
+    free(q);
+    return rc;
+}
+
+/* Embedding neighbours for each embedder with a column: the queries are decoded
+ * again (their hashes were computed from images already freed). */
+static int search_embeddings(ctx *c, const query *qs, int nq, const char *spec, cs_err *err) {
+    char **cols = NULL;
+    int ncols = 0;
+    if (cs_embed_columns(c->store, &cols, &ncols, err)) return -1;
+    const char *specs[2];
+    int ns = 0;
+    for (int i = 0; i < ncols; i++)
+        if (!strcmp(cols[i], "tiny") && !(spec && !strcmp(spec, "tiny"))) specs[ns++] = "tiny";
+    if (spec) specs[ns++] = spec;
+    for (int i = 0; i < ncols; i++) free(cols[i]);
+    free(cols);
+    int rc = 0;
+    for (int e = 0; e < ns && !rc; e++) {
+        cs_embedder *em;
+        if (cs_embedder_open(&em, c->store, specs[e], err)) return -1;
+        int dim = cs_embedder_dim(em);
+        emb_family *f = &c->emb[c->nemb++];
+        f->column = strdup(cs_embedder_column(em));
+        f->ids = malloc(sizeof(int64_t) * (size_t)nq * (size_t)c->k);
+        f->scores = malloc(sizeof(float) * (size_t)nq * (size_t)c->k);
+        float *q = malloc(sizeof(float) * (size_t)nq * (size_t)dim);
+        if (!f->column || !f->ids || !f->scores || !q) rc = cs_fail(err, CS_ENOMEM, "index query: out of memory");
+        for (int i = 0; i < nq && !rc; i++) {
+            cs_image img;
+            if ((rc = cs_image_load(&img, qs[i].path, NULL, err))) break;
+            rc = cs_embedder_describe(em, &img, 1, q + (size_t)i * dim, err);
+            cs_image_free(&img);
+        }
+        if (!rc) rc = cs_embed_search(c->store, f->column, q, nq, dim, c->k, f->ids, f->scores, err);
+        free(q);
+        cs_embedder_free(em);
+    }
+    return rc;
+}
+
+/* ---- output ---- */
+
+/* Source and caption of a reference (pointers valid until the next call). */
+static void ref_info(ctx *c, int64_t ref_id, const char **source, const char **caption) {
+    *source = "?";
+    *caption = NULL;
+    sqlite3_reset(c->ref_st);
+    sqlite3_bind_int64(c->ref_st, 1, ref_id);
+    if (sqlite3_step(c->ref_st) == SQLITE_ROW) {
+        const char *s = (const char *)sqlite3_column_text(c->ref_st, 0);
+        *source = s ? s : "?";
+        *caption = (const char *)sqlite3_column_text(c->ref_st, 1);
+    }
+}
+
+static void print_query(ctx *c, const query *q, int qi, const family *fams, int nf) {
+    char hex[65];
+    cs_pdq_hex(q->h.pdq, hex);
+    printf("%s\n  pdq %s  quality %d%s\n", q->path, hex, q->h.pdq_quality,
+           q->h.pdq_quality < CS_PDQ_MIN_QUALITY ? "  (low quality: matches unreliable)" : "");
+    for (int f = 0; f < nf; f++) {
+        const family *fa = &fams[f];
+        int n = fa->nhits[qi];
+        printf("  %s (distance <= %d of %d)%s\n", fa->name, fa->max_dist, fa->bits,
+               n ? ":" : ": no reference within the threshold");
+        for (int r = 0; r < n; r++) {
+            const cs_hamming_hit *h = &fa->hits[qi * c->k + r];
+            const char *src, *cap;
+            int64_t id = c->db.ref_ids[h->index];
+            ref_info(c, id, &src, &cap);
+            printf("    %3d  ref %lld  %s", h->dist, (long long)id, src);
+            if (cap) printf("  \"%s\"", cap);
+            if (f == 0 && c->db.pdq_quality[h->index] < CS_PDQ_MIN_QUALITY)
+                printf("  (low quality %d)", c->db.pdq_quality[h->index]);
+            if (fa->variant && fa->variant[qi * c->k + r])
+                printf("  [query %s]", cs_pdq_dihedral_names[fa->variant[qi * c->k + r]]);
+            printf("\n");
+        }
+    }
+    for (int e = 0; e < c->nemb; e++) {
+        const emb_family *f = &c->emb[e];
+        printf("  %s embedding (cosine, higher is closer):\n", f->column);
+        for (int r = 0; r < c->k && f->ids[qi * c->k + r] >= 0; r++) {
+            const char *src, *cap;
+            int64_t id = f->ids[qi * c->k + r];
+            ref_info(c, id, &src, &cap);
+            printf("    %.4f  ref %lld  %s", f->scores[qi * c->k + r], (long long)id, src);
+            if (cap) printf("  \"%s\"", cap);
+            printf("\n");
+        }
+    }
+}
+
+static cJSON *json_query(ctx *c, const query *q, int qi, const family *fams, int nf) {
+    cJSON *o = cJSON_CreateObject();
+    char hex[65], h64[17];
+    cJSON_AddStringToObject(o, "file", q->path);
+    cs_pdq_hex(q->h.pdq, hex);
+    cJSON_AddStringToObject(o, "pdq", hex);
+    cJSON_AddNumberToObject(o, "pdq_quality", q->h.pdq_quality);
+    cJSON_AddBoolToObject(o, "low_quality", q->h.pdq_quality < CS_PDQ_MIN_QUALITY);
+    cs_hash64_hex(q->h.phash, h64);
+    cJSON_AddStringToObject(o, "phash", h64);
+    cs_hash64_hex(q->h.dhash, h64);
+    cJSON_AddStringToObject(o, "dhash", h64);
+    cs_hash64_hex(q->h.ahash, h64);
+    cJSON_AddStringToObject(o, "ahash", h64);
+    cJSON *m = cJSON_AddObjectToObject(o, "neighbours");
+    for (int f = 0; f < nf; f++) {
+        const family *fa = &fams[f];
+        cJSON *fo = cJSON_AddObjectToObject(m, fa->name);
+        cJSON_AddNumberToObject(fo, "bits", fa->bits);
+        cJSON_AddNumberToObject(fo, "max_distance", fa->max_dist);
+        cJSON *arr = cJSON_AddArrayToObject(fo, "hits");
+        for (int r = 0; r < fa->nhits[qi]; r++) {
+            const cs_hamming_hit *h = &fa->hits[qi * c->k + r];
+            const char *src, *cap;
+            int64_t id = c->db.ref_ids[h->index];
+            ref_info(c, id, &src, &cap);
+            cJSON *ho = cJSON_CreateObject();
+            cJSON_AddNumberToObject(ho, "ref_id", (double)id);
+            cJSON_AddNumberToObject(ho, "distance", h->dist);
+            cJSON_AddStringToObject(ho, "source", src);
+            if (cap) cJSON_AddStringToObject(ho, "caption", cap);
+            else cJSON_AddNullToObject(ho, "caption");
+            if (f == 0) {
+                cJSON_AddNumberToObject(ho, "pdq_quality", c->db.pdq_quality[h->index]);
+                cJSON_AddBoolToObject(ho, "low_quality",
+                                      c->db.pdq_quality[h->index] < CS_PDQ_MIN_QUALITY);
+            }
+            if (fa->variant)
+                cJSON_AddStringToObject(ho, "query_transform",
+                                        cs_pdq_dihedral_names[fa->variant[qi * c->k + r]]);
+            cJSON_AddItemToArray(arr, ho);
+        }
+    }
+    for (int e = 0; e < c->nemb; e++) {
+        const emb_family *f = &c->emb[e];
+        cJSON *fo = cJSON_AddObjectToObject(m, f->column);
+        cJSON_AddStringToObject(fo, "metric", "cosine");
+        cJSON *arr = cJSON_AddArrayToObject(fo, "hits");
+        for (int r = 0; r < c->k && f->ids[qi * c->k + r] >= 0; r++) {
+            const char *src, *cap;
+            int64_t id = f->ids[qi * c->k + r];
+            ref_info(c, id, &src, &cap);
+            cJSON *ho = cJSON_CreateObject();
+            cJSON_AddNumberToObject(ho, "ref_id", (double)id);
+            cJSON_AddNumberToObject(ho, "score", f->scores[qi * c->k + r]);
+            cJSON_AddStringToObject(ho, "source", src);
+            if (cap) cJSON_AddStringToObject(ho, "caption", cap);
+            else cJSON_AddNullToObject(ho, "caption");
+            cJSON_AddItemToArray(arr, ho);
+        }
+    }
+    return o;
+}
+
+/* ---- the command ---- */
+
+static int parse_int(const char *s, int lo, int hi, int *out) {
+    char *e;
+    long v = strtol(s, &e, 10);
+    if (!*s || *e || v < lo || v > hi) return -1;
+    *out = (int)v;
+    return 0;
+}
 
 int cmd_index_query(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    return cli_usage_error("index query: not available in this build yet");
+    static const struct option opts[] = {{"k", required_argument, 0, 'k'},
+                                         {"max-distance", required_argument, 0, 'm'},
+                                         {"json", no_argument, 0, 'J'},
+                                         {"db", required_argument, 0, 'd'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {"embedder", required_argument, 0, 'E'},
+                                         {"dihedral", no_argument, 0, 'D'},
+                                         {0, 0, 0, 0}};
+    ctx c = {.k = 5, .max_dist = CS_PDQ_MATCH_DISTANCE};
+    const char *db = NULL, *embedder = NULL;
+    int o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "hk:", opts, NULL)) != -1) {
+        switch (o) {
+        case 'k':
+            if (parse_int(optarg, 1, 100000, &c.k))
+                return cli_usage_error("index query: --k wants an integer 1..100000, not '%s'", optarg);
+            break;
+        case 'm':
+            if (parse_int(optarg, 0, 256, &c.max_dist))
+                return cli_usage_error("index query: --max-distance wants 0..256, not '%s'", optarg);
+            break;
+        case 'J': c.json = 1; break;
+        case 'D': c.dihedral = 1; break;
+        case 'd': db = optarg; break;
+        case 'E': embedder = optarg; break;
+        case 'h': usage(stdout); return CLI_OK;
+        default: usage(stderr); return CLI_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return cli_usage_error("index query: no images given");
+    }
+    if (!db) db = cli_default_db();
+    cs_err err = {0};
+    if (cs_store_open_readonly(&c.store, db, &err)) return cli_fail(&err);
+    int nq = argc - optind, rc = CLI_OK, nf = 0;
+    query *qs = calloc((size_t)nq, sizeof *qs);
+    family fams[4];
+    memset(fams, 0, sizeof fams);
+    if (!qs) {
+        cs_fail(&err, CS_ENOMEM, "index query: out of memory");
+        rc = cli_fail(&err);
+        goto out;
+    }
+    if (cs_hash_db_load(c.store, &c.db, &err) ||
+        cs_store_prepare(c.store, &c.ref_st, "SELECT source, caption FROM refs WHERE id = ?", &err)) {
+        rc = cli_fail(&err);
+        goto out;
+    }
+    for (int i = 0; i < nq; i++) qs[i].path = argv[optind + i];
+    if (hash_queries(qs, nq, c.dihedral)) rc = CLI_FAIL;
+    /* the good queries, packed */
+    query *good = malloc(sizeof *good * (size_t)nq);
+    int ng = 0;
+    if (!good) {
+        cs_fail(&err, CS_ENOMEM, "index query: out of memory");
+        rc = cli_fail(&err);
+        goto out;
+    }
+    for (int i = 0; i < nq; i++)
+        if (qs[i].ok) good[ng++] = qs[i];
+    if (ng && (search_pdq(&c, good, ng, &fams[nf++], &err) ||
+               search_hash64(&c, good, ng, 0, &fams[nf++], &err) ||
+               search_hash64(&c, good, ng, 1, &fams[nf++], &err) ||
+               search_hash64(&c, good, ng, 2, &fams[nf++], &err))) {
+        free(good);
+        rc = cli_fail(&err);
+        goto out;
+    }
+    if (ng && search_embeddings(&c, good, ng, embedder, &err)) {
+        free(good);
+        rc = cli_fail(&err);
+        goto out;
+    }
+    if (c.json) {
+        cJSON *arr = cJSON_CreateArray();
+        /* every image in command-line order; a failed one as {file, error} */
+        for (int i = 0, gi = 0; i < nq; i++) {
+            if (qs[i].ok) {
+                cJSON_AddItemToArray(arr, json_query(&c, &good[gi], gi, fams, nf));
+                gi++;
+            } else {
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddStringToObject(e, "file", qs[i].path);
+                cJSON_AddStringToObject(e, "error", qs[i].error ? qs[i].error : "failed");
+                cJSON_AddItemToArray(arr, e);
+            }
+        }
+        char *s = cJSON_Print(arr);
+        if (s) puts(s);
+        free(s);
+        cJSON_Delete(arr);
+    } else {
+        if (c.db.n == 0) printf("(the index at %s holds no hashed references)\n", db);
+        for (int i = 0; i < ng; i++) print_query(&c, &good[i], i, fams, nf);
+    }
+    free(good);
+out:
+    for (int f = 0; f < 4; f++) {
+        free(fams[f].hits);
+        free(fams[f].nhits);
+        free(fams[f].variant);
+    }
+    for (int e = 0; e < c.nemb; e++) {
+        free(c.emb[e].column);
+        free(c.emb[e].ids);
+        free(c.emb[e].scores);
+    }
+    for (int i = 0; qs && i < nq; i++) free(qs[i].error);
+    free(qs);
+    sqlite3_finalize(c.ref_st);
+    cs_hash_db_free(&c.db);
+    cs_store_close(c.store);
+    return rc;
 }

@@ -1,13 +1,125 @@
-/* Placeholder until the 'report' command lands (its owner replaces this file). */
+/* cmd_report.c — `copyscope report`: a run's findings as a self-contained
+ * HTML file, JSON, CSV or Markdown (reports/report.h). */
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/parallel.h"
+#include "core/store.h"
+#include "reports/report.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: copyscope report [--run ID] [--format html|json|csv|md] --out PATH [options]\n\n"
+            "Writes the findings of a run (and the text audit's findings) as one file:\n"
+            "  html  self-contained page (images inlined, no script, no network): summary,\n"
+            "        per-prompt memorisation table, histograms, the --top most severe findings\n"
+            "        as generated | reference | difference, text findings with verbatim spans\n"
+            "  json  everything as data (versioned schema, reports/report-schema.md)\n"
+            "  csv   one row per finding (RFC 4180)\n"
+            "  md    Markdown summary for an issue or a paper\n\n"
+            "  --run ID          the run (default: the latest run with findings)\n"
+            "  --format F        html | json | csv | md (default: from the --out extension, else html)\n"
+            "  --out PATH        the file to write ('-' = stdout); written atomically; its folder\n"
+            "                    must exist\n"
+            "  --top N           findings shown in the HTML gallery (default %d); all are in JSON/CSV\n"
+            "  --text-audit ID   text findings of audit ID only; 'all' (default) or 'none'\n"
+            "  --db PATH         the store (default $COPYSCOPE_DB or ./copyscope.db)\n"
+            "  -j N              threads for the pictures (default: all cores)\n"
+            "  -q, --quiet       no summary line\n\n"
+            "The reference attribution shown beside every matched reference is the store's\n"
+            "'attribution' setting (meta table), e.g.\n"
+            "  sqlite3 copyscope.db \"INSERT OR REPLACE INTO meta VALUES('attribution', '...')\"\n",
+            CS_REPORT_DEFAULT_TOP);
+}
+
+static int parse_pos(const char *s, long long *v) {
+    char *end;
+    *v = strtoll(s, &end, 10);
+    return *s && !*end && *v > 0 ? 0 : -1;
+}
 
 int cmd_report(int argc, char **argv) {
-    if (argc > 1 && !strcmp(argv[1], "--help")) {
-        printf("usage: copyscope report ... (not available in this build yet)\n");
-        return CLI_OK;
+    static const struct option opts[] = {
+        {"run", required_argument, 0, 'r'},  {"format", required_argument, 0, 'f'},
+        {"out", required_argument, 0, 'o'},  {"top", required_argument, 0, 't'},
+        {"text-audit", required_argument, 0, 'a'}, {"db", required_argument, 0, 'd'},
+        {"quiet", no_argument, 0, 'q'},      {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    cs_report_opts o = {0};
+    o.format = -1;
+    const char *db = NULL, *out = NULL;
+    int quiet = 0, jobs = 0;
+    long long v;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:j:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r':
+            if (parse_pos(optarg, &v)) return cli_usage_error("report: --run: '%s' is not a run id", optarg);
+            o.run_id = v;
+            break;
+        case 'f':
+            o.format = cs_report_format_parse(optarg);
+            if ((int)o.format < 0) return cli_usage_error("report: --format: '%s' is not html, json, csv or md", optarg);
+            break;
+        case 'o': out = optarg; break;
+        case 't':
+            if (parse_pos(optarg, &v)) return cli_usage_error("report: --top: '%s' is not a positive count", optarg);
+            o.top = v;
+            break;
+        case 'a':
+            if (!strcmp(optarg, "all")) o.text_audit = 0;
+            else if (!strcmp(optarg, "none")) o.text_audit = -1;
+            else if (parse_pos(optarg, &v))
+                return cli_usage_error("report: --text-audit: '%s' is not an audit id, 'all' or 'none'", optarg);
+            else o.text_audit = v;
+            break;
+        case 'd': db = optarg; break;
+        case 'j':
+            jobs = cli_parse_jobs(optarg);
+            if (jobs < 0) return cli_usage_error("report: -j: '%s' is not a thread count", optarg);
+            break;
+        case 'q': quiet = 1; break;
+        case 'h': usage(stdout); return CLI_OK;
+        default: usage(stderr); return CLI_USAGE;
+        }
     }
-    return cli_usage_error("report: not available in this build yet");
+    if (optind < argc) return cli_usage_error("report: unexpected argument '%s' (see --help)", argv[optind]);
+    if (!out) return cli_usage_error("report: --out PATH is required (see --help)");
+    int to_stdout = !strcmp(out, "-");
+    if ((int)o.format < 0) {
+        int f = to_stdout ? -1 : cs_report_format_from_path(out);
+        o.format = f < 0 ? CS_REPORT_HTML : (cs_report_format)f;
+    }
+    cs_err err = {0};
+    if (!to_stdout && cs_report_check_out(out, &err)) return cli_usage_error("report: %s", err.msg);
+    if (jobs > 0) cs_set_threads(jobs);
+    o.threads = jobs;
+    o.generator = "copyscope " CS_VERSION;
+    o.progress = 1;
+    cs_store *s = NULL;
+    if (cs_store_open_readonly(&s, db ? db : cli_default_db(), &err)) return cli_fail(&err);
+    cs_buf b = {0};
+    int rc = cs_report_render(s, &o, &b, &err);
+    cs_store_close(s);
+    if (rc == 0) {
+        if (to_stdout) {
+            if (fwrite(b.p, 1, b.len, stdout) != b.len || fflush(stdout)) {
+                cs_fail(&err, CS_EIO, "stdout: write failed");
+                rc = -1;
+            }
+        } else {
+            rc = cs_report_save(out, b.p ? b.p : "", b.len, &err);
+        }
+    }
+    size_t len = b.len;
+    cs_buf_free(&b);
+    if (rc) return cli_fail(&err);
+    static const char *const names[] = {"html", "json", "csv", "md"};
+    if (!quiet && !to_stdout) printf("report: %s (%s, %zu bytes)\n", out, names[o.format], len);
+    return CLI_OK;
 }

@@ -30,6 +30,10 @@ typedef struct {
 int cs_image_load(cs_image *img, const char *path, const cs_image_opts *opts, cs_err *err);
 int cs_image_decode(cs_image *img, const uint8_t *buf, size_t len, const char *name,
                     const cs_image_opts *opts, cs_err *err);
+/* Reads a whole regular file into memory; *buf malloc'd (caller frees; never
+ * NULL on success, even for an empty file). A directory or a special file is
+ * an error (CS_EIO). */
+int cs_read_file(const char *path, uint8_t **buf, size_t *len, cs_err *err);
 int cs_image_alloc(cs_image *img, int w, int h, cs_err *err);
 void cs_image_free(cs_image *img);
 

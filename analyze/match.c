@@ -1,0 +1,561 @@
+/* match.c — candidates per descriptor, exact refinement on thumbnails (see
+ * match.h for the pipeline). */
+#include "analyze/match.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/parallel.h"
+#include "index/refs.h"
+
+#define S CS_THUMB_SIZE
+#define LAYDIM (CS_AN_LAYOUT * CS_AN_LAYOUT * 3)
+
+static const cs_tl2_cfg lay_cfg = {.size = CS_AN_LAYOUT, .grid = 1, .norm = CS_TL2_UNIT};
+
+/* 8x8 colour layout: area average of 8x8 blocks of the 64 px thumbnail. */
+static void layout_of(uint8_t *out, const uint8_t *rgb) {
+    const int b = S / CS_AN_LAYOUT;
+    for (int y = 0; y < CS_AN_LAYOUT; y++)
+        for (int x = 0; x < CS_AN_LAYOUT; x++)
+            for (int ch = 0; ch < 3; ch++) {
+                int sum = 0;
+                for (int yy = 0; yy < b; yy++)
+                    for (int xx = 0; xx < b; xx++) sum += rgb[((y * b + yy) * S + x * b + xx) * 3 + ch];
+                out[(y * CS_AN_LAYOUT + x) * 3 + ch] = (uint8_t)((sum + b * b / 2) / (b * b));
+            }
+}
+
+void cs_an_refs_free(cs_an_refs *r) {
+    if (!r) return;
+    free(r->ids);
+    free(r->thumbs);
+    free(r->tl2);
+    free(r->tl2_n2);
+    free(r->lay);
+    free(r->lay_n2);
+    free(r->pdq);
+    free(r->pdq_q);
+    free(r->phash);
+    free(r->dhash);
+    memset(r, 0, sizeof *r);
+}
+
+typedef struct {
+    cs_an_refs *r;
+} prep_ctx;
+
+static void prep_one(void *vctx, int64_t i, int thread) {
+    (void)thread;
+    cs_an_refs *r = ((prep_ctx *)vctx)->r;
+    const int D = cs_tl2_dim(&r->cfg), T = cs_tl2_tiles(&r->cfg);
+    const uint8_t *rgb = r->thumbs + i * (int64_t)S * S * 3;
+    cs_tl2_prepare(r->tl2 + i * D, r->tl2_n2 + i * T, rgb, &r->cfg);
+    uint8_t lay[LAYDIM];
+    layout_of(lay, rgb);
+    cs_tl2_prepare(r->lay + i * LAYDIM, r->lay_n2 + i, lay, &lay_cfg);
+}
+
+int cs_an_refs_build(cs_an_refs *r, int64_t n, const int64_t *ids, const uint8_t *thumbs,
+                     const cs_an_settings *s, cs_err *err) {
+    memset(r, 0, sizeof *r);
+    r->cfg = cs_tl2_default();
+    r->cfg.grid = (int)s->tile_grid;
+    if (cs_tl2_check(&r->cfg, err)) return -1;
+    r->n = n;
+    const int D = cs_tl2_dim(&r->cfg), T = cs_tl2_tiles(&r->cfg);
+    size_t m = n > 0 ? (size_t)n : 1;
+    r->ids = malloc(m * sizeof *r->ids);
+    r->thumbs = malloc(m * S * S * 3);
+    r->tl2 = malloc(m * D * sizeof(float));
+    r->tl2_n2 = malloc(m * T * sizeof(float));
+    r->lay = malloc(m * LAYDIM * sizeof(float));
+    r->lay_n2 = malloc(m * sizeof(float));
+    r->pdq_q = malloc(m * sizeof *r->pdq_q);
+    if (!r->ids || !r->thumbs || !r->tl2 || !r->tl2_n2 || !r->lay || !r->lay_n2 || !r->pdq_q) {
+        cs_an_refs_free(r);
+        return cs_fail(err, CS_ENOMEM, "analyze: out of memory for %lld reference thumbnails",
+                       (long long)n);
+    }
+    if (n > 0) {
+        memcpy(r->ids, ids, (size_t)n * sizeof *ids);
+        memcpy(r->thumbs, thumbs, (size_t)n * S * S * 3);
+    }
+    for (int64_t i = 0; i < n; i++) r->pdq_q[i] = -1;
+    prep_ctx ctx = {r};
+    cs_parallel_for(cs_threads(), n, prep_one, &ctx);
+    return 0;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+int cs_an_refs_set_hashes(cs_an_refs *r, const int64_t *hid, const cs_hashes *h, int64_t m,
+                          cs_err *err) {
+    size_t n = r->n > 0 ? (size_t)r->n : 1;
+    free(r->pdq);
+    free(r->phash);
+    free(r->dhash);
+    r->pdq = calloc(n, 32);
+    r->phash = calloc(n, sizeof *r->phash);
+    r->dhash = calloc(n, sizeof *r->dhash);
+    /* rows sorted by id (ids are ascending from refs.h, but do not rely on it) */
+    int64_t *order = malloc(n * 2 * sizeof(int64_t));
+    if (!r->pdq || !r->phash || !r->dhash || !order) {
+        free(order);
+        return cs_fail(err, CS_ENOMEM, "analyze: out of memory for reference hashes");
+    }
+    for (int64_t i = 0; i < r->n; i++) {
+        order[2 * i] = r->ids[i];
+        order[2 * i + 1] = i;
+    }
+    qsort(order, (size_t)r->n, 2 * sizeof(int64_t), cmp_i64);
+    for (int64_t j = 0; j < m; j++) {
+        int64_t lo = 0, hi = r->n - 1, row = -1;
+        while (lo <= hi) {
+            int64_t mid = (lo + hi) / 2;
+            if (order[2 * mid] == hid[j]) { row = order[2 * mid + 1]; break; }
+            if (order[2 * mid] < hid[j]) lo = mid + 1; else hi = mid - 1;
+        }
+        if (row < 0) continue;
+        memcpy(r->pdq + row * 32, h[j].pdq, 32);
+        r->pdq_q[row] = (int16_t)h[j].pdq_quality;
+        r->phash[row] = h[j].phash;
+        r->dhash[row] = h[j].dhash;
+    }
+    free(order);
+    r->has_hashes = 1;
+    return 0;
+}
+
+int cs_an_query_init(cs_an_query *q, const cs_image *img, int want_hashes, cs_err *err) {
+    memset(q, 0, sizeof *q);
+    cs_image t = {0};
+    if (img->w == S && img->h == S) {
+        memcpy(q->thumb, img->rgb, sizeof q->thumb);
+    } else {
+        if (cs_image_resize(&t, img, S, S, CS_RESIZE_AREA, err)) return -1;
+        memcpy(q->thumb, t.rgb, sizeof q->thumb);
+        cs_image_free(&t);
+    }
+    if (!want_hashes) return 0;
+    if (cs_hashes_compute(img, &q->h, err)) return -1;
+    cs_image m = {0};
+    if (cs_image_alloc(&m, img->w, img->h, err)) return -1;
+    for (int y = 0; y < img->h; y++)
+        for (int x = 0; x < img->w; x++)
+            memcpy(m.rgb + ((int64_t)y * img->w + x) * 3,
+                   img->rgb + ((int64_t)y * img->w + (img->w - 1 - x)) * 3, 3);
+    int rc = cs_hashes_compute(&m, &q->hm, err);
+    cs_image_free(&m);
+    if (rc) return -1;
+    q->has_hashes = 1;
+    return 0;
+}
+
+void cs_an_render_crop(uint8_t *out, const uint8_t *rgb, int n, float x0, float y0, float side) {
+    enum { MAXN = 256 };
+    if (n > MAXN) return;
+    const float sc = side / n;
+    int xo1[MAXN], xo2[MAXN];
+    float fxs[MAXN];
+    for (int u = 0; u < n; u++) {
+        float sx = x0 + (u + 0.5f) * sc - 0.5f;
+        if (sx < 0) sx = 0;
+        if (sx > n - 1) sx = (float)(n - 1);
+        int x1 = (int)sx;
+        xo1[u] = x1 * 3;
+        xo2[u] = (x1 + 1 < n ? x1 + 1 : x1) * 3;
+        fxs[u] = sx - x1;
+    }
+    for (int v = 0; v < n; v++) {
+        float sy = y0 + (v + 0.5f) * sc - 0.5f;
+        if (sy < 0) sy = 0;
+        if (sy > n - 1) sy = (float)(n - 1);
+        int y1 = (int)sy, y2 = y1 + 1 < n ? y1 + 1 : y1;
+        float fy = sy - y1;
+        const uint8_t *r1 = rgb + (int64_t)y1 * n * 3, *r2 = rgb + (int64_t)y2 * n * 3;
+        uint8_t *o = out + (int64_t)v * n * 3;
+        for (int u = 0; u < n; u++) {
+            const float fx = fxs[u];
+            const uint8_t *a = r1 + xo1[u], *b = r1 + xo2[u], *c = r2 + xo1[u], *d = r2 + xo2[u];
+            for (int ch = 0; ch < 3; ch++) {
+                float top = a[ch] + (b[ch] - a[ch]) * fx, bot = c[ch] + (d[ch] - c[ch]) * fx;
+                o[u * 3 + ch] = (uint8_t)(top + (bot - top) * fy + 0.5f);
+            }
+        }
+    }
+}
+
+static int popc256(const uint8_t *a, const uint8_t *b) {
+    int d = 0;
+    for (int k = 0; k < 4; k++) {
+        uint64_t x, y;
+        memcpy(&x, a + 8 * k, 8);
+        memcpy(&y, b + 8 * k, 8);
+        d += __builtin_popcountll(x ^ y);
+    }
+    return d;
+}
+
+/* Per-tile std of a prepared image (unit scale), for "informative" tiles. */
+static void tile_stats(float *std, const float *p, const cs_tl2_cfg *c) {
+    const int T = cs_tl2_tiles(c), td = cs_tl2_tile_dim(c);
+    for (int t = 0; t < T; t++) {
+        double s = 0, s2 = 0;
+        for (int i = 0; i < td; i++) {
+            s += p[t * td + i];
+            s2 += (double)p[t * td + i] * p[t * td + i];
+        }
+        double m = s / td, v = s2 / td - m * m;
+        std[t] = (float)sqrt(v > 0 ? v : 0);
+    }
+}
+
+/* 4x4 area average: 64 px -> 16 px, for the coarse alignment search. */
+static void area4(uint8_t *out, const uint8_t *rgb) {
+    const int C = S / 4;
+    for (int y = 0; y < C; y++)
+        for (int x = 0; x < C; x++)
+            for (int ch = 0; ch < 3; ch++) {
+                int sum = 0;
+                for (int yy = 0; yy < 4; yy++)
+                    for (int xx = 0; xx < 4; xx++) sum += rgb[((y * 4 + yy) * S + x * 4 + xx) * 3 + ch];
+                out[(y * C + x) * 3 + ch] = (uint8_t)((sum + 8) / 16);
+            }
+}
+
+void cs_an_prep16(float *out, const uint8_t *thumb, const cs_tl2_cfg *cfg) {
+    enum { C = S / 4 };
+    const cs_tl2_cfg c16 = {.size = C, .grid = cfg->grid <= C ? cfg->grid : C, .norm = CS_TL2_UNIT};
+    uint8_t t16[C * C * 3];
+    area4(t16, thumb);
+    cs_tl2_prepare(out, NULL, t16, &c16);
+}
+
+void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *qid,
+                  const float *qmir, const float *q16id, const float *q16mir, int do_align,
+                  const cs_an_query *q, const cs_an_settings *s) {
+    const cs_tl2_cfg *cfg = &r->cfg;
+    const int D = cs_tl2_dim(cfg), T = cs_tl2_tiles(cfg);
+    float emb = c->emb_cos; /* set by the caller before refinement, or -2 */
+    memset(c, 0, sizeof *c);
+    c->row = row;
+    c->emb_cos = emb;
+    const float *ref = r->tl2 + (int64_t)row * D;
+    float td_id[CS_TL2_MAX_TILES], td_m[CS_TL2_MAX_TILES];
+    float a = cs_tl2_pair(td_id, qid, ref, cfg), b = cs_tl2_pair(td_m, qmir, ref, cfg);
+    c->id_mirrored = b < a;
+    c->d_id = c->id_mirrored ? b : a;
+    c->al_mirrored = c->id_mirrored;
+    c->d_al = c->d_id;
+    c->box[0] = c->box[1] = 0;
+    c->box[2] = (float)S;
+    memcpy(c->tile_d, c->id_mirrored ? td_m : td_id, sizeof(float) * T);
+    float rstd[CS_TL2_MAX_TILES];
+    float *crop = NULL;
+    const float *best_ref = ref;
+    if (do_align && s->align > 0 && c->d_id > s->copy_tl2 && q16id && q16mir) {
+        /* coarse search of the box on 16 px images, then the best two boxes
+         * exactly at 64 px */
+        static const float fracs[] = {0.9375f, 0.875f, 0.8125f, 0.75f};
+        enum { C = S / 4 };
+        const cs_tl2_cfg c16 = {.size = C, .grid = cfg->grid <= C ? cfg->grid : C, .norm = CS_TL2_UNIT};
+        uint8_t r16[C * C * 3], b16[C * C * 3];
+        float p16[C * C * 3];
+        area4(r16, r->thumbs + (int64_t)row * S * S * 3);
+        float bd[2] = {INFINITY, INFINITY}, bb[2][3];
+        int bm[2] = {0, 0};
+        for (int fi = 0; fi < 4; fi++) {
+            float side = fracs[fi] * S, span = S - side;
+            for (int oy = 0; oy < 3; oy++)
+                for (int ox = 0; ox < 3; ox++) {
+                    float x0 = span * ox / 2, y0 = span * oy / 2;
+                    cs_an_render_crop(b16, r16, C, x0 / 4, y0 / 4, side / 4);
+                    cs_tl2_prepare(p16, NULL, b16, &c16);
+                    float da = cs_tl2_pair(NULL, q16id, p16, &c16), db = cs_tl2_pair(NULL, q16mir, p16, &c16);
+                    float d = da < db ? da : db;
+                    int slot = d < bd[0] ? 0 : d < bd[1] ? 1 : -1;
+                    if (slot < 0) continue;
+                    if (slot == 0) {
+                        bd[1] = bd[0];
+                        bm[1] = bm[0];
+                        memcpy(bb[1], bb[0], sizeof bb[0]);
+                    }
+                    bd[slot] = d;
+                    bm[slot] = db < da;
+                    bb[slot][0] = x0;
+                    bb[slot][1] = y0;
+                    bb[slot][2] = side;
+                }
+        }
+        uint8_t buf[S * S * 3];
+        crop = malloc(sizeof(float) * D * 2);
+        if (crop) {
+            float *cur = crop, *keep = crop + D;
+            for (int j = 0; j < 2; j++) {
+                if (!isfinite(bd[j])) continue;
+                cs_an_render_crop(buf, r->thumbs + (int64_t)row * S * S * 3, S, bb[j][0], bb[j][1], bb[j][2]);
+                cs_tl2_prepare(cur, NULL, buf, cfg);
+                float tdx[CS_TL2_MAX_TILES];
+                float d = cs_tl2_pair(tdx, bm[j] ? qmir : qid, cur, cfg);
+                if (d < c->d_al) {
+                    c->d_al = d;
+                    c->al_mirrored = bm[j];
+                    memcpy(c->box, bb[j], sizeof c->box);
+                    memcpy(c->tile_d, tdx, sizeof(float) * T);
+                    float *t = keep; keep = cur; cur = t;
+                    best_ref = keep;
+                }
+            }
+        }
+    }
+    tile_stats(rstd, best_ref, cfg);
+    c->best_tile = c->worst_tile = -1;
+    for (int t = 0; t < T; t++) {
+        int inf = rstd[t] >= s->tile_min_std;
+        if (inf) {
+            c->tiles_informative++;
+            if (c->tile_d[t] <= s->partial_tile_l2) c->tiles_matched++;
+            if (c->best_tile < 0 || c->tile_d[t] < c->tile_d[c->best_tile]) c->best_tile = t;
+        }
+        if (c->worst_tile < 0 || c->tile_d[t] > c->tile_d[c->worst_tile]) c->worst_tile = t;
+    }
+    free(crop);
+    c->pdq = c->phash = c->dhash = -1;
+    c->pdq_q_ref = -1;
+    if (q->has_hashes && r->has_hashes && r->pdq_q[row] >= 0) {
+        int p1 = popc256(q->h.pdq, r->pdq + (int64_t)row * 32), p2 = popc256(q->hm.pdq, r->pdq + (int64_t)row * 32);
+        c->pdq = p1 < p2 ? p1 : p2;
+        c->pdq_q_ref = r->pdq_q[row];
+        int h1 = __builtin_popcountll(q->h.phash ^ r->phash[row]), h2 = __builtin_popcountll(q->hm.phash ^ r->phash[row]);
+        c->phash = h1 < h2 ? h1 : h2;
+        h1 = __builtin_popcountll(q->h.dhash ^ r->dhash[row]);
+        h2 = __builtin_popcountll(q->hm.dhash ^ r->dhash[row]);
+        c->dhash = h1 < h2 ? h1 : h2;
+    }
+}
+
+/* ---- batch ---- */
+
+typedef struct {
+    const cs_an_refs *r;
+    const cs_an_query *q;
+    const cs_an_settings *s;
+    cs_an_result *res;
+    const float *qp;        /* [2nq][D] prepared: 2i = as is, 2i+1 = mirrored */
+    int k;
+} batch_ctx;
+
+/* top-k of a small int distance over all refs (ascending), best of mirror */
+static void hash_topk(cs_an_hit *out, int *nout, int k, const cs_an_refs *r, const cs_an_query *q,
+                      int which) {
+    int n = 0;
+    for (int64_t i = 0; i < r->n; i++) {
+        if (r->pdq_q[i] < 0) continue;
+        int d;
+        if (which == 0) {
+            int a = popc256(q->h.pdq, r->pdq + i * 32), b = popc256(q->hm.pdq, r->pdq + i * 32);
+            d = a < b ? a : b;
+        } else {
+            uint64_t h = which == 1 ? r->phash[i] : r->dhash[i];
+            uint64_t x = which == 1 ? q->h.phash : q->h.dhash, y = which == 1 ? q->hm.phash : q->hm.dhash;
+            int a = __builtin_popcountll(x ^ h), b = __builtin_popcountll(y ^ h);
+            d = a < b ? a : b;
+        }
+        if (n == k && d >= out[k - 1].score) continue;
+        int p = n < k ? n++ : k - 1;
+        while (p > 0 && out[p - 1].score > d) {
+            out[p] = out[p - 1];
+            p--;
+        }
+        out[p].row = (int32_t)i;
+        out[p].score = (float)d;
+    }
+    *nout = n;
+}
+
+static int cmp_cand(const cs_an_cand *a, const cs_an_cand *b) {
+    if (a->verdict != b->verdict) return a->verdict > b->verdict ? -1 : 1;
+    return a->d_al < b->d_al ? -1 : a->d_al > b->d_al;
+}
+
+static void refine_one(void *vctx, int64_t i, int thread) {
+    (void)thread;
+    batch_ctx *x = vctx;
+    const cs_an_refs *r = x->r;
+    const cs_an_query *q = x->q + i;
+    cs_an_result *res = x->res + i;
+    const int D = cs_tl2_dim(&r->cfg);
+    int k = x->k;
+    if (q->has_hashes && r->has_hashes) {
+        hash_topk(res->pdq, &res->n_pdq, k, r, q, 0);
+        hash_topk(res->phash, &res->n_phash, k, r, q, 1);
+        hash_topk(res->dhash, &res->n_dhash, k, r, q, 2);
+        res->gen_pdq_quality = q->h.pdq_quality;
+    } else {
+        res->gen_pdq_quality = -1;
+    }
+    res->n_emb = q->n_emb < CS_AN_K ? q->n_emb : CS_AN_K;
+    for (int j = 0; j < res->n_emb; j++) {
+        res->emb[j].row = q->emb_row[j];
+        res->emb[j].score = q->emb_cos[j];
+    }
+    /* union of candidates */
+    int32_t rows[CS_AN_MAXCAND];
+    uint8_t align[CS_AN_MAXCAND];
+    int nc = 0;
+    const cs_an_hit *lists[] = {res->tl2, res->lay, res->pdq, res->phash, res->dhash, res->emb};
+    const int lens[] = {res->n_tl2, res->n_lay, res->n_pdq, res->n_phash, res->n_dhash, res->n_emb};
+    for (int l = 0; l < 6; l++)
+        for (int j = 0; j < lens[l] && j < k; j++) {
+            int32_t row = lists[l][j].row, dup = -1;
+            if (row < 0 || row >= r->n) continue;
+            for (int m = 0; m < nc; m++)
+                if (rows[m] == row) dup = m;
+            /* the alignment search is the costly part: only the first few of
+             * each list get it */
+            int al = j < CS_AN_ALIGN_TOP;
+            if (dup >= 0) align[dup] |= al;
+            else if (nc < CS_AN_MAXCAND) {
+                align[nc] = al;
+                rows[nc++] = row;
+            }
+        }
+    res->n_cand = nc;
+    res->has_best = 0;
+    res->second_row = -1;
+    res->d2 = INFINITY;
+    if (nc == 0) {
+        cs_an_verdict_result(res, x->s);
+        return;
+    }
+    cs_an_cand *cand = malloc(sizeof(cs_an_cand) * nc);
+    if (!cand) { /* out of memory: no finding beyond "novel" */
+        cs_an_verdict_result(res, x->s);
+        return;
+    }
+    const float *qid = x->qp + (2 * i) * D, *qmir = x->qp + (2 * i + 1) * D;
+    enum { C16 = S / 4 * S / 4 * 3 };
+    float q16[2 * C16];
+    uint8_t mir[S * S * 3];
+    memcpy(mir, q->thumb, sizeof mir);
+    cs_tl2_hflip_rgb(mir, S);
+    cs_an_prep16(q16, q->thumb, &r->cfg);
+    cs_an_prep16(q16 + C16, mir, &r->cfg);
+    for (int m = 0; m < nc; m++) {
+        cand[m].emb_cos = -2;
+        for (int j = 0; j < res->n_emb; j++)
+            if (res->emb[j].row == rows[m]) cand[m].emb_cos = res->emb[j].score;
+        cs_an_refine(&cand[m], r, rows[m], qid, qmir, q16, q16 + C16, align[m], q, x->s);
+        cs_an_verdict_cand(&cand[m], res->gen_pdq_quality, x->s);
+    }
+    int b = 0;
+    for (int m = 1; m < nc; m++)
+        if (cmp_cand(&cand[m], &cand[b]) < 0) b = m;
+    res->best = cand[b];
+    res->has_best = 1;
+    /* ratio test: nearest and second-nearest by aligned tiled L2 */
+    int n1 = -1, n2 = -1;
+    for (int m = 0; m < nc; m++) {
+        if (n1 < 0 || cand[m].d_al < cand[n1].d_al) { n2 = n1; n1 = m; }
+        else if (n2 < 0 || cand[m].d_al < cand[n2].d_al) n2 = m;
+    }
+    if (n1 != b) { /* the finding is not the pixel-nearest: ratio about the finding's ref */
+        n2 = n1;
+    }
+    if (n2 >= 0) {
+        res->d2 = cand[n2].d_al;
+        res->second_row = cand[n2].row;
+    }
+    free(cand);
+    cs_an_verdict_result(res, x->s);
+}
+
+static void merge_topk(cs_an_hit *out, int *nout, int k, const int32_t *ia, const float *da,
+                       const int32_t *ib, const float *db) {
+    int n = 0;
+    for (int src = 0; src < 2; src++) {
+        const int32_t *ix = src ? ib : ia;
+        const float *dx = src ? db : da;
+        for (int j = 0; j < k; j++) {
+            if (ix[j] < 0) continue;
+            int found = -1;
+            for (int m = 0; m < n; m++)
+                if (out[m].row == ix[j]) found = m;
+            if (found >= 0) {
+                if (dx[j] < out[found].score) out[found].score = dx[j];
+                continue;
+            }
+            if (n < CS_AN_K) out[n++] = (cs_an_hit){ix[j], dx[j]};
+        }
+    }
+    /* sort ascending, keep k */
+    for (int a = 1; a < n; a++) {
+        cs_an_hit h = out[a];
+        int p = a;
+        while (p > 0 && out[p - 1].score > h.score) {
+            out[p] = out[p - 1];
+            p--;
+        }
+        out[p] = h;
+    }
+    *nout = n < k ? n : k;
+}
+
+int cs_an_match_batch(const cs_an_refs *r, const cs_an_query *q, int64_t nq,
+                      const cs_an_settings *s, int threads, cs_an_result *res, cs_err *err) {
+    if (threads <= 0) threads = cs_threads();
+    const int D = cs_tl2_dim(&r->cfg), T = cs_tl2_tiles(&r->cfg);
+    int k = (int)s->cand_k;
+    if (k < 1) k = 1;
+    if (k > CS_AN_K) k = CS_AN_K;
+    memset(res, 0, sizeof *res * (size_t)nq);
+    if (nq <= 0) return 0;
+    float *qp = malloc(sizeof(float) * D * 2 * nq), *qn2 = malloc(sizeof(float) * T * 2 * nq);
+    float *ql = malloc(sizeof(float) * LAYDIM * 2 * nq), *qln2 = malloc(sizeof(float) * 2 * nq);
+    int32_t *ti = malloc(sizeof(int32_t) * k * 2 * nq), *li = malloc(sizeof(int32_t) * k * 2 * nq);
+    float *td = malloc(sizeof(float) * k * 2 * nq), *ld = malloc(sizeof(float) * k * 2 * nq);
+    int rc = -1;
+    if (!qp || !qn2 || !ql || !qln2 || !ti || !li || !td || !ld) {
+        cs_fail(err, CS_ENOMEM, "analyze: out of memory for %lld generations", (long long)nq);
+        goto done;
+    }
+    for (int64_t i = 0; i < nq; i++) {
+        uint8_t m[S * S * 3], lay[LAYDIM];
+        memcpy(m, q[i].thumb, sizeof m);
+        cs_tl2_hflip_rgb(m, S);
+        cs_tl2_prepare(qp + (2 * i) * D, qn2 + (2 * i) * T, q[i].thumb, &r->cfg);
+        cs_tl2_prepare(qp + (2 * i + 1) * D, qn2 + (2 * i + 1) * T, m, &r->cfg);
+        layout_of(lay, q[i].thumb);
+        cs_tl2_prepare(ql + (2 * i) * LAYDIM, qln2 + 2 * i, lay, &lay_cfg);
+        layout_of(lay, m);
+        cs_tl2_prepare(ql + (2 * i + 1) * LAYDIM, qln2 + 2 * i + 1, lay, &lay_cfg);
+    }
+    if (r->n > 0 && r->n <= (int64_t)s->full_scan_max) {
+        if (cs_tl2_topk(ti, td, k, qp, qn2, 2 * nq, r->tl2, r->tl2_n2, r->n, &r->cfg, err)) goto done;
+        if (cs_tl2_topk(li, ld, k, ql, qln2, 2 * nq, r->lay, r->lay_n2, r->n, &lay_cfg, err)) goto done;
+        for (int64_t i = 0; i < nq; i++) {
+            merge_topk(res[i].tl2, &res[i].n_tl2, k, ti + 2 * i * k, td + 2 * i * k,
+                       ti + (2 * i + 1) * k, td + (2 * i + 1) * k);
+            merge_topk(res[i].lay, &res[i].n_lay, k, li + 2 * i * k, ld + 2 * i * k,
+                       li + (2 * i + 1) * k, ld + (2 * i + 1) * k);
+        }
+    }
+    batch_ctx ctx = {.r = r, .q = q, .s = s, .res = res, .qp = qp, .k = k};
+    cs_parallel_for(threads, nq, refine_one, &ctx);
+    rc = 0;
+done:
+    free(qp);
+    free(qn2);
+    free(ql);
+    free(qln2);
+    free(ti);
+    free(li);
+    free(td);
+    free(ld);
+    return rc;
+}

@@ -1,0 +1,146 @@
+/* match.h — per generation, the nearest references under every descriptor
+ * the index holds, and an exact refinement of the candidates they propose.
+ *
+ * Pipeline for a batch of generations (cs_an_match_batch):
+ *  1. candidates: top cand_k by tiled L2 (the image and its mirror; exact
+ *     sgemm scan when the index has <= full_scan_max references), by the
+ *     8x8 colour layout (robust to crops and shifts), by PDQ / pHash / dHash
+ *     Hamming distance (image and mirror), and by embedding cosine when the
+ *     caller supplies embedding hits;
+ *  2. refinement of every candidate on the thumbnails: tiled L2 as is and
+ *     mirrored, then (align = 1) the minimum over crops of the reference of
+ *     100..75% of its side at 9 positions, mirrored or not — a crop of a
+ *     training image is still a copy of it; per-tile distances at the best
+ *     alignment; hash distances to that reference;
+ *  3. Gu et al.'s ratio test: d1 / d2 over the two best distinct candidates;
+ *  4. the verdict (analyze/verdict.c) of every candidate; the finding is the
+ *     most severe one.
+ * Rows ("row") index the cs_an_refs arrays; ids[row] is refs.id. */
+#ifndef CS_AN_MATCH_H
+#define CS_AN_MATCH_H
+
+#include <stdint.h>
+
+#include "analyze/settings.h"
+#include "core/err.h"
+#include "core/image.h"
+#include "index/hashes.h"
+#include "index/tiled_l2.h"
+
+#define CS_AN_K 16         /* max entries of a per-descriptor top list */
+#define CS_AN_MAXCAND 64   /* max candidates refined per generation */
+#define CS_AN_LAYOUT 8     /* colour layout side (8x8x3 = 192 floats) */
+#define CS_AN_ALIGN_TOP 4  /* the first 4 of each descriptor's list get the alignment search */
+
+enum { CS_V_NOVEL = 0, CS_V_PARTIAL = 1, CS_V_NEAR = 2, CS_V_COPY = 3 };
+const char *cs_verdict_name(int v);
+/* "copy" | "near-copy" | "partial" | "novel" -> level, else -1. */
+int cs_verdict_parse(const char *s);
+
+/* The reference side, built once per analysis. Owns every array. */
+typedef struct {
+    int64_t n;
+    int64_t *ids;        /* [n] refs.id */
+    uint8_t *thumbs;     /* [n][S*S*3] */
+    float *tl2, *tl2_n2; /* [n][S*S*3] prepared (unit), [n][tiles] */
+    float *lay, *lay_n2; /* [n][192] colour layout, [n][1] */
+    int has_hashes;      /* 1 when hashes were attached */
+    uint8_t *pdq;        /* [n][32] */
+    int16_t *pdq_q;      /* [n] PDQ quality, -1 = no hashes for this reference */
+    uint64_t *phash, *dhash;
+    cs_tl2_cfg cfg;
+} cs_an_refs;
+
+/* Copies ids and thumbnails (CS_THUMB_SIZE square RGB) and prepares them.
+ * grid comes from the settings. n = 0 is allowed (an empty index). */
+int cs_an_refs_build(cs_an_refs *r, int64_t n, const int64_t *ids, const uint8_t *thumbs,
+                     const cs_an_settings *s, cs_err *err);
+/* Attaches hashes: h[i] for refs.id hid[i] (any order, m rows); references
+ * without a row keep pdq_q = -1 and are skipped by the hash scans. */
+int cs_an_refs_set_hashes(cs_an_refs *r, const int64_t *hid, const cs_hashes *h, int64_t m,
+                          cs_err *err);
+void cs_an_refs_free(cs_an_refs *r);
+
+/* One generation, as the matcher sees it. */
+typedef struct {
+    uint8_t thumb[64 * 64 * 3]; /* area-resized like the references' thumbnails */
+    int has_hashes;
+    cs_hashes h, hm;            /* hashes of the image and of its mirror image */
+    /* optional embedding hits supplied by the caller (rows into cs_an_refs) */
+    int n_emb;
+    int32_t emb_row[CS_AN_K];
+    float emb_cos[CS_AN_K];
+} cs_an_query;
+
+/* Thumbnail (and, when want_hashes, hashes of the image and its mirror). */
+int cs_an_query_init(cs_an_query *q, const cs_image *img, int want_hashes, cs_err *err);
+
+typedef struct {
+    int32_t row;
+    float score;
+} cs_an_hit;
+
+/* Everything measured between a generation and one candidate reference. */
+typedef struct {
+    int32_t row;
+    float d_id;          /* tiled L2, best of as-is and mirrored */
+    int id_mirrored;
+    float d_al;          /* tiled L2 at the best alignment (<= d_id) */
+    int al_mirrored;
+    float box[3];        /* reference crop of the best alignment: x0, y0, side (px) */
+    float tile_d[CS_TL2_MAX_TILES]; /* per-tile L2 at the best alignment */
+    int best_tile, worst_tile;
+    int tiles_informative, tiles_matched;
+    int pdq, phash, dhash; /* Hamming (best of mirror), -1 = no hashes */
+    int pdq_q_ref;
+    float emb_cos;       /* -2 = no embedding score for this pair */
+    int verdict;
+    const char *rule;    /* the setting that decided the verdict ("copy_tl2", ...) */
+} cs_an_cand;
+
+typedef struct {
+    /* per-descriptor top lists, best first (rows into cs_an_refs) */
+    cs_an_hit tl2[CS_AN_K];   int n_tl2;   /* tiled L2 as-is/mirrored, ascending */
+    cs_an_hit lay[CS_AN_K];   int n_lay;   /* colour layout RMS, ascending */
+    cs_an_hit pdq[CS_AN_K];   int n_pdq;   /* Hamming, ascending */
+    cs_an_hit phash[CS_AN_K]; int n_phash;
+    cs_an_hit dhash[CS_AN_K]; int n_dhash;
+    cs_an_hit emb[CS_AN_K];   int n_emb;   /* cosine, descending */
+    int gen_pdq_quality;      /* -1 without hashes */
+    /* the finding */
+    int has_best;
+    cs_an_cand best;          /* most severe candidate (ties: smallest d_al) */
+    float d2;                 /* second-best distinct candidate's d_al (INFINITY if none) */
+    int32_t second_row;
+    float ratio;              /* best.d_al / d2 (0 when d2 is infinite) */
+    int ratio_pass;           /* ratio < ratio_max and d_al <= ratio_tl2 */
+    int verdict;
+    float severity;           /* verdict level + closeness in [0, 1) */
+    int n_cand;
+} cs_an_result;
+
+/* Matches nq generations against the references (threads for the non-BLAS
+ * parts; <= 0 = cs_threads()). res[nq] is filled. */
+int cs_an_match_batch(const cs_an_refs *r, const cs_an_query *q, int64_t nq,
+                      const cs_an_settings *s, int threads, cs_an_result *res, cs_err *err);
+
+/* Refines one candidate (exposed for tests and completion audits). qid/qmir:
+ * the generation's prepared thumbnail and its mirror (r->cfg); q16id/q16mir
+ * the same at 16 px (cs_an_prep16), for the coarse alignment search (NULL:
+ * no alignment). do_align: search crops/shifts (when s->align). */
+void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *qid,
+                  const float *qmir, const float *q16id, const float *q16mir, int do_align,
+                  const cs_an_query *q, const cs_an_settings *s);
+/* 16 px prepared form of a 64 px thumbnail (16*16*3 floats). */
+void cs_an_prep16(float *out, const uint8_t *thumb, const cs_tl2_cfg *cfg);
+
+/* verdict.c: the verdict of one candidate (sets c->verdict and c->rule), and
+ * the result's verdict/severity from its best candidate and ratio test. */
+void cs_an_verdict_cand(cs_an_cand *c, int gen_pdq_quality, const cs_an_settings *s);
+void cs_an_verdict_result(cs_an_result *res, const cs_an_settings *s);
+
+/* Renders the crop box (x0, y0, side in pixels) of an S x S RGB image back to
+ * S x S by bilinear sampling (the inverse of "crop, then resize"). */
+void cs_an_render_crop(uint8_t *out, const uint8_t *rgb, int S, float x0, float y0, float side);
+
+#endif

@@ -1,0 +1,73 @@
+/* text_corpus.h — the text corpus: documents read from folders of .txt/.md
+ * files and JSONL files ({"id", "text"} per line), normalised (text_norm.h)
+ * and indexed in shards (text_sa.h) beside the store, plus the rows that
+ * describe them (text_shards, text_docs).
+ *
+ * Indexing appends: the new documents go into new shards; existing shards are
+ * never rebuilt, and a source already in text_docs is skipped. Each shard is
+ * committed in one transaction after its files are written, so an interrupted
+ * run leaves the corpus as of the last shard. */
+#ifndef CS_TEXT_CORPUS_H
+#define CS_TEXT_CORPUS_H
+
+#include <stdint.h>
+
+#include "analyze/text_norm.h"
+#include "analyze/text_sa.h"
+#include "core/err.h"
+#include "core/store.h"
+
+typedef struct {
+    uint64_t shard_bytes; /* most normalised bytes per shard; 0 = 1 GiB (building needs 5x in memory) */
+    /* Warnings that do not stop the run (invalid UTF-8, empty document,
+     * broken JSONL line with its number): one line each, "<source>: <what>". */
+    void (*note)(void *ctx, const char *msg);
+    void *note_ctx;
+    int progress; /* show a progress line (core/progress.h) */
+} cs_text_index_opts;
+
+typedef struct {
+    int64_t docs_ok, docs_empty, docs_error, docs_skipped; /* skipped: source already indexed */
+    int64_t shards;                                         /* shards added */
+    uint64_t bytes_in, bytes_norm, suffixes;
+} cs_text_index_stats;
+
+/* Indexes every path (folder: its .txt/.md/.jsonl files, recursively, in
+ * name order; a .jsonl file: one document per line; any other file: one
+ * document). Fails only on I/O, store or memory errors; bad documents are
+ * recorded (status empty/error) and reported through opts->note. */
+int cs_text_index(cs_store *s, const char *const *paths, int n_paths, const cs_text_index_opts *opts,
+                  cs_text_index_stats *stats, cs_err *err);
+
+/* The indexed corpus, opened for search: every shard mapped, and per shard
+ * its documents' start offsets (sorted) for locating a match. */
+typedef struct {
+    cs_text_sa sa;
+    int64_t id;          /* text_shards.id */
+    uint64_t n_docs;
+    uint64_t *doc_start; /* offsets in sa.text, increasing */
+    uint64_t *doc_len;   /* normalised bytes (without the separator) */
+    int64_t *doc_id;     /* text_docs.id */
+} cs_text_shard;
+
+typedef struct {
+    cs_text_shard *shards;
+    int n_shards;
+    uint64_t bytes; /* all shards' text */
+} cs_text_corpus;
+
+/* Opens every shard listed in the store. An empty corpus is not an error. */
+int cs_text_corpus_open(cs_text_corpus *c, cs_store *s, cs_err *err);
+void cs_text_corpus_close(cs_text_corpus *c);
+
+/* The document holding text offset pos of shard sh: index into its arrays,
+ * or -1 (a separator or a damaged offset). */
+int64_t cs_text_shard_doc(const cs_text_shard *sh, uint64_t pos);
+
+/* Finds a document by text_docs.id: *shard, *index; -1 if not indexed. */
+int cs_text_corpus_find_doc(const cs_text_corpus *c, int64_t doc_id, int *shard, uint64_t *index);
+
+/* The offset map of a document (text_docs.offmap). Caller frees *a. */
+int cs_text_doc_anchors(cs_store *s, int64_t doc_id, cs_text_anchor **a, size_t *n, cs_err *err);
+
+#endif

@@ -1,0 +1,158 @@
+/* text_metrics.c — exact prefix, ROUGE-L F1, normalised edit similarity. */
+#include "analyze/text_metrics.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+int cs_text_words(const char *s, size_t len, cs_text_word **w, size_t *n, cs_err *err) {
+    *w = NULL;
+    *n = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] != ' ' && (i == 0 || s[i - 1] == ' ')) k++;
+    if (!k) return 0;
+    cs_text_word *v = malloc(k * sizeof *v);
+    if (!v) return cs_fail(err, CS_ENOMEM, "out of memory");
+    size_t j = 0;
+    for (size_t i = 0; i < len;) {
+        if (s[i] == ' ') {
+            i++;
+            continue;
+        }
+        size_t e = i;
+        while (e < len && s[e] != ' ') e++;
+        v[j++] = (cs_text_word){i, e - i};
+        i = e;
+    }
+    *w = v;
+    *n = k;
+    return 0;
+}
+
+size_t cs_text_prefix_bytes(const char *s, size_t len, size_t k) {
+    size_t words = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] != ' ' && (i == 0 || s[i - 1] == ' ')) {
+            if (words == k) {
+                size_t e = i;
+                while (e > 0 && s[e - 1] == ' ') e--;
+                return e;
+            }
+            words++;
+        }
+    }
+    return len;
+}
+
+static int word_eq(const char *a, cs_text_word x, const char *b, cs_text_word y) {
+    return x.len == y.len && !memcmp(a + x.off, b + y.off, x.len);
+}
+
+size_t cs_text_exact_prefix(const char *a, size_t alen, const char *b, size_t blen) {
+    size_t i = 0, j = 0, n = 0;
+    for (;;) {
+        while (i < alen && a[i] == ' ') i++;
+        while (j < blen && b[j] == ' ') j++;
+        if (i >= alen || j >= blen) return n;
+        size_t ie = i, je = j;
+        while (ie < alen && a[ie] != ' ') ie++;
+        while (je < blen && b[je] != ' ') je++;
+        if (ie - i != je - j || memcmp(a + i, b + j, ie - i)) return n;
+        n++;
+        i = ie;
+        j = je;
+    }
+}
+
+int cs_text_rouge_l(const char *cand, size_t clen, const char *ref, size_t rlen, double *f1, cs_err *err) {
+    cs_text_word *cw, *rw;
+    size_t nc, nr;
+    *f1 = 0;
+    if (cs_text_words(cand, clen, &cw, &nc, err)) return -1;
+    if (cs_text_words(ref, rlen, &rw, &nr, err)) {
+        free(cw);
+        return -1;
+    }
+    if (!nc || !nr) {
+        *f1 = (!nc && !nr) ? 1.0 : 0.0;
+        free(cw);
+        free(rw);
+        return 0;
+    }
+    /* LCS by dynamic programming over two rows of length nr + 1. */
+    uint32_t *prev = calloc(nr + 1, sizeof *prev), *cur = calloc(nr + 1, sizeof *cur);
+    if (!prev || !cur) {
+        free(prev), free(cur), free(cw), free(rw);
+        return cs_fail(err, CS_ENOMEM, "out of memory");
+    }
+    for (size_t i = 1; i <= nc; i++) {
+        for (size_t j = 1; j <= nr; j++) {
+            if (word_eq(cand, cw[i - 1], ref, rw[j - 1])) cur[j] = prev[j - 1] + 1;
+            else cur[j] = prev[j] > cur[j - 1] ? prev[j] : cur[j - 1];
+        }
+        uint32_t *t = prev;
+        prev = cur;
+        cur = t;
+    }
+    double lcs = prev[nr];
+    if (lcs > 0) {
+        double p = lcs / (double)nc, r = lcs / (double)nr;
+        *f1 = 2 * p * r / (p + r);
+    }
+    free(prev), free(cur), free(cw), free(rw);
+    return 0;
+}
+
+/* Code points of s (invalid bytes count as one each). Caller frees. */
+static int32_t *codepoints(const char *s, size_t len, size_t *n) {
+    int32_t *v = malloc((len ? len : 1) * sizeof *v);
+    if (!v) return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < len;) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t l = utf8proc_iterate((const uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &c);
+        if (l <= 0) {
+            c = 0xFFFD;
+            l = 1;
+        }
+        v[k++] = c;
+        i += (size_t)l;
+    }
+    *n = k;
+    return v;
+}
+
+int cs_text_edit_sim(const char *a, size_t alen, const char *b, size_t blen, double *sim, cs_err *err) {
+    size_t na, nb;
+    int32_t *x = codepoints(a, alen, &na), *y = codepoints(b, blen, &nb);
+    uint32_t *row = calloc(nb + 1, sizeof *row);
+    if (!x || !y || !row) {
+        free(x), free(y), free(row);
+        return cs_fail(err, CS_ENOMEM, "out of memory");
+    }
+    if (!na && !nb) {
+        *sim = 1.0;
+        free(x), free(y), free(row);
+        return 0;
+    }
+    /* Levenshtein, one row: row[j] = distance(x[0..i), y[0..j)). */
+    for (size_t j = 0; j <= nb; j++) row[j] = (uint32_t)j;
+    for (size_t i = 1; i <= na; i++) {
+        uint32_t diag = row[0];
+        row[0] = (uint32_t)i;
+        for (size_t j = 1; j <= nb; j++) {
+            uint32_t up = row[j];
+            uint32_t best = diag + (x[i - 1] != y[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    size_t mx = na > nb ? na : nb;
+    *sim = 1.0 - (double)row[nb] / (double)mx;
+    free(x), free(y), free(row);
+    return 0;
+}

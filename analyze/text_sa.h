@@ -1,0 +1,49 @@
+/* text_sa.h — one shard of the text corpus: its normalised text and a
+ * word-aligned suffix array, both memory-mapped from files beside the db.
+ *
+ * Layout: text = doc_0 0xFF doc_1 0xFF ... doc_k 0xFF (normalised UTF-8 never
+ * holds 0xFF, so no pattern can match across a separator). The suffix array
+ * keeps only the suffixes that start a word (offset 0, or after ' ' or 0xFF),
+ * in byte order, as uint32 offsets: ~0.7 bytes per input byte instead of 4,
+ * and every verbatim span starts at a word in both the completion and the
+ * corpus. It is built with libdivsufsort over all suffixes, then filtered, so
+ * a shard is limited to < 2 GiB (int32) and building needs 5 bytes per text
+ * byte of memory: shards bound both. */
+#ifndef CS_TEXT_SA_H
+#define CS_TEXT_SA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+#define CS_TEXT_SEP 0xFF
+#define CS_TEXT_MAX_SHARD ((uint64_t)0x7ffffff0)
+
+typedef struct {
+    const uint8_t *text; /* n bytes, mapped */
+    uint64_t n;
+    const uint32_t *sa;  /* n_sa sorted word-start offsets, mapped */
+    uint64_t n_sa;
+    void *tmap, *smap;   /* the mappings (NULL when empty) */
+    size_t tlen, slen;
+} cs_text_sa;
+
+/* Sorts the word-start suffixes of text[0..n) (n <= CS_TEXT_MAX_SHARD) and
+ * writes text_path and sa_path (atomically: temp file + rename). *n_sa gets
+ * the number of suffixes. */
+int cs_text_sa_build(const uint8_t *text, uint64_t n, const char *text_path, const char *sa_path,
+                     uint64_t *n_sa, cs_err *err);
+
+/* Maps a shard's files. Close with cs_text_sa_close. */
+int cs_text_sa_open(cs_text_sa *sa, const char *text_path, const char *sa_path, cs_err *err);
+void cs_text_sa_close(cs_text_sa *sa);
+
+/* Length of the longest prefix of p[0..m) that starts some word-start suffix;
+ * *pos gets the text offset of one such suffix. */
+uint64_t cs_text_sa_longest(const cs_text_sa *sa, const uint8_t *p, size_t m, uint64_t *pos);
+
+/* The interval [*lo, *hi) of sa[] whose suffixes start with p[0..m). */
+void cs_text_sa_range(const cs_text_sa *sa, const uint8_t *p, size_t m, uint64_t *lo, uint64_t *hi);
+
+#endif

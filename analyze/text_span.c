@@ -1,0 +1,92 @@
+/* text_span.c — matching statistics and maximal spans. */
+#include "analyze/text_span.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Longest match of q[j..m) over all shards; ties go to the first shard. */
+static uint64_t best_match(const cs_text_corpus *c, const uint8_t *q, size_t m, size_t j, int *shard,
+                           uint64_t *pos) {
+    uint64_t best = 0;
+    *shard = -1;
+    for (int s = 0; s < c->n_shards; s++) {
+        uint64_t p;
+        uint64_t l = cs_text_sa_longest(&c->shards[s].sa, q + j, m - j, &p);
+        if (l > best) {
+            best = l;
+            *shard = s;
+            *pos = p;
+        }
+    }
+    return best;
+}
+
+/* Cuts q[j..j+l) back to its last whole word: the end e must be the end of
+ * the completion or followed by ' '. Returns the new length (0: no word). */
+static uint64_t whole_words(const uint8_t *q, size_t m, size_t j, uint64_t l) {
+    uint64_t e = j + l;
+    if (e < m && q[e] != ' ') {
+        while (e > j && q[e - 1] != ' ') e--; /* drop the partial word */
+    }
+    while (e > j && q[e - 1] == ' ') e--;     /* and the space before it */
+    return e - j;
+}
+
+static uint64_t count_words(const uint8_t *q, uint64_t a, uint64_t b) {
+    uint64_t w = a < b;
+    for (uint64_t i = a; i < b; i++) w += q[i] == ' ';
+    return w;
+}
+
+int cs_text_spans(const cs_text_corpus *c, const char *qs, size_t m, int min_words, cs_text_span *longest,
+                  cs_text_span **spans, size_t *n_spans, cs_err *err) {
+    const uint8_t *q = (const uint8_t *)qs;
+    memset(longest, 0, sizeof *longest);
+    longest->doc_id = -1;
+    longest->shard = -1;
+    *spans = NULL;
+    *n_spans = 0;
+    size_t cap = 0;
+    uint64_t reach = 0; /* end of the furthest span so far */
+    for (size_t j = 0; j < m; j++) {
+        if (q[j] == ' ' || (j > 0 && q[j - 1] != ' ')) continue; /* word starts only */
+        int s;
+        uint64_t pos = 0;
+        uint64_t l = best_match(c, q, m, j, &s, &pos);
+        if (s < 0) continue;
+        l = whole_words(q, m, j, l);
+        if (l == 0) continue;
+        const cs_text_shard *sh = &c->shards[s];
+        int64_t d = cs_text_shard_doc(sh, pos);
+        if (d < 0) continue; /* text not owned by a document (never for a sound index) */
+        uint64_t ds = pos - sh->doc_start[d];
+        if (ds + l > sh->doc_len[d]) l = sh->doc_len[d] - ds; /* boundary check; the separator prevents this */
+        cs_text_span sp = {
+            .q_start = j,
+            .q_end = j + l,
+            .words = count_words(q, j, j + l),
+            .chars = cs_text_nchars(qs + j, l),
+            .shard = s,
+            .doc_id = sh->doc_id[d],
+            .doc_start = ds,
+            .doc_end = ds + l,
+        };
+        if (sp.chars > longest->chars) *longest = sp;
+        if (sp.q_end <= reach) continue; /* inside an earlier span */
+        reach = sp.q_end;
+        if ((int64_t)sp.words < min_words) continue;
+        if (*n_spans == cap) {
+            cap = cap ? cap * 2 : 16;
+            cs_text_span *v = realloc(*spans, cap * sizeof *v);
+            if (!v) {
+                free(*spans);
+                *spans = NULL;
+                *n_spans = 0;
+                return cs_fail(err, CS_ENOMEM, "out of memory");
+            }
+            *spans = v;
+        }
+        (*spans)[(*n_spans)++] = sp;
+    }
+    return 0;
+}

@@ -1,0 +1,335 @@
+/* bench_embed — embeddings and nearest-neighbour search at scale, each figure
+ * beside its anchor measured in the same run:
+ *   open      a 1,000,000 x 512 float32 column opens in < 1 s
+ *   exact     1,000 queries, k = 10, 2 threads: cs_knn_exact vs FAISS IndexFlatIP
+ *             (python3-faiss) on the same file; target >= 0.9x
+ *   approx    FAISS IVF through index/faiss_shim: recall@10 vs exact and qps
+ *             vs the exact qps; target recall >= 0.95 at >= 10x
+ *   resnet    SSCD ResNet-50, 224x224, batch 8, 2 threads vs PyTorch
+ *             (python3-torch, torchvision) on the same weights
+ * Data (generated once into $CS_BENCH_DIR, default /tmp/copyscope-bench-embed,
+ * and reused): 1M unit vectors in 20,000 near-duplicate groups (centre +
+ * noise, within-group cosine ~0.5), queries = noisy copies of random rows
+ * (cosine ~0.9 to their source) — the shape of copy-detection data, where a
+ * generated image is close to one reference and its near-duplicates.
+ * Usage: bench_embed [open|exact|approx|resnet ...] (default: all). */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/nn.h"
+#include "core/parallel.h"
+#include "index/faiss_shim.h"
+#include "index/knn.h"
+#include "index/resnet.h"
+#include "index/vecstore.h"
+
+#define N 1000000
+#define D 512
+#define NQ 1000
+#define K 10
+#define THREADS 2
+#define GROUPS 20000
+
+static char dir[1024], dbpath[1100], qpath[1100];
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static uint64_t mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Approximately normal (sum of 4 uniforms, variance 1), from a counter. */
+static float gauss(uint64_t key) {
+    uint64_t a = mix(key), b = mix(a + 0x9e3779b97f4a7c15ULL);
+    float s = (float)(a & 0xffffffff) + (float)(a >> 32) + (float)(b & 0xffffffff) + (float)(b >> 32);
+    return (s / 4294967296.0f - 2.0f) * 1.7320508f;
+}
+
+static void centre(float *out, int g) {
+    for (int d = 0; d < D; d++) out[d] = gauss(((uint64_t)g << 20) ^ (uint64_t)d ^ 0xc0ffeeULL << 40);
+    cs_l2_normalize(out, 1, D);
+}
+
+typedef struct {
+    float *rows;
+    int64_t r0;
+} gen_ctx;
+
+static void gen_row(void *vctx, int64_t i, int thread) {
+    (void)thread;
+    gen_ctx *c = vctx;
+    int64_t r = c->r0 + i;
+    float *x = c->rows + i * D;
+    centre(x, (int)(mix((uint64_t)r * 7919) % GROUPS));
+    for (int d = 0; d < D; d++) x[d] += gauss(((uint64_t)r << 10 | (uint64_t)d) + (1ULL << 62)) / sqrtf(D);
+    cs_l2_normalize(x, 1, D);
+}
+
+static int ensure_data(void) {
+    cs_vecstore vs;
+    cs_err e = {0};
+    if (!cs_vs_open(&vs, dbpath, D, 0, &e) && vs.n == N && access(qpath, F_OK) == 0) {
+        cs_vs_close(&vs);
+        return 0;
+    }
+    if (vs.path) cs_vs_close(&vs);
+    unlink(dbpath);
+    char ids_path[1200];
+    snprintf(ids_path, sizeof ids_path, "%s.ids", dbpath);
+    unlink(ids_path);
+    printf("generating %d x %d vectors into %s ...\n", N, D, dir);
+    fflush(stdout);
+    double t = now();
+    if (cs_vs_open(&vs, dbpath, D, 1, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return -1;
+    }
+    enum { CH = 16384 };
+    float *rows = malloc((size_t)CH * D * sizeof *rows);
+    int64_t *ids = malloc(CH * sizeof *ids);
+    for (int64_t r0 = 0; r0 < N; r0 += CH) {
+        int nb = N - r0 < CH ? (int)(N - r0) : CH;
+        gen_ctx c = {rows, r0};
+        cs_parallel_for(THREADS, nb, gen_row, &c);
+        for (int i = 0; i < nb; i++) ids[i] = r0 + i + 1;
+        if (cs_vs_append(&vs, ids, rows, nb, &e)) {
+            fprintf(stderr, "%s\n", e.msg);
+            return -1;
+        }
+    }
+    /* queries: a random row plus noise of norm 0.5 */
+    float *q = malloc((size_t)NQ * D * sizeof *q);
+    for (int i = 0; i < NQ; i++) {
+        int64_t src = (int64_t)(mix(0xabcdefULL + (uint64_t)i) % N);
+        for (int d = 0; d < D; d++)
+            q[i * D + d] = vs.vecs[src * D + d] + 0.5f * gauss(((uint64_t)i << 10 | (uint64_t)d) + (3ULL << 60)) / sqrtf(D);
+    }
+    cs_l2_normalize(q, NQ, D);
+    FILE *f = fopen(qpath, "wb");
+    fwrite(q, sizeof *q, (size_t)NQ * D, f);
+    fclose(f);
+    cs_vs_close(&vs);
+    free(rows), free(ids), free(q);
+    printf("generated in %.1f s\n", now() - t);
+    return 0;
+}
+
+static float *load_queries(void) {
+    float *q = malloc((size_t)NQ * D * sizeof *q);
+    FILE *f = fopen(qpath, "rb");
+    if (!f || fread(q, sizeof *q, (size_t)NQ * D, f) != (size_t)NQ * D) {
+        if (f) fclose(f);
+        free(q);
+        return NULL;
+    }
+    fclose(f);
+    return q;
+}
+
+/* Runs the Python anchor; returns the value of "key" in its output, or -1. */
+static double anchor(const char *args, const char *key) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d /usr/bin/python3 bench/embed_anchor.py %s 2>&1",
+             THREADS, THREADS, args);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    char line[1024];
+    double v = -1;
+    size_t kl = strlen(key);
+    while (fgets(line, sizeof line, p)) {
+        if (!strncmp(line, key, kl) && line[kl] == ' ') v = atof(line + kl + 1);
+        else if (strncmp(line, "faiss_version", 13) && strncmp(line, "torch_version", 13))
+            fprintf(stderr, "  anchor: %s", line);
+    }
+    pclose(p);
+    return v;
+}
+
+static double recall10(const int64_t *a, const int64_t *ex, int nq) {
+    int64_t hit = 0;
+    for (int i = 0; i < nq; i++)
+        for (int x = 0; x < K; x++)
+            for (int y = 0; y < K; y++) hit += a[i * K + x] == ex[i * K + y] && ex[i * K + y] >= 0;
+    return (double)hit / ((double)nq * K);
+}
+
+static int64_t exact_rows[NQ * K];
+static double exact_qps;
+
+static void bench_open(void) {
+    cs_vecstore vs;
+    cs_err e = {0};
+    double t = now();
+    int rc = cs_vs_open(&vs, dbpath, D, 0, &e);
+    double dt = now() - t;
+    if (rc) {
+        printf("open: %s\n", e.msg);
+        return;
+    }
+    printf("open %lld x %d column: %.2f ms  target < 1000 ms  (%s)\n", (long long)vs.n, vs.dim,
+           dt * 1e3, dt < 1.0 ? "ok" : "MISSED");
+    cs_vs_close(&vs);
+}
+
+static void bench_exact(void) {
+    cs_vecstore vs;
+    cs_err e = {0};
+    float *q = load_queries();
+    if (!q || cs_vs_open(&vs, dbpath, D, 0, &e)) {
+        printf("exact: no data (%s)\n", e.msg);
+        free(q);
+        return;
+    }
+    /* fault the mapping in first, as the anchor's copy into its index does */
+    volatile float sink = 0;
+    for (int64_t i = 0; i < vs.n * D; i += 1024) sink += vs.vecs[i];
+    float *s = malloc(sizeof(float) * NQ * K);
+    cs_knn_exact(vs.vecs, vs.n, D, q, 20, K, THREADS, s, exact_rows, &e); /* warm-up */
+    double t = now();
+    if (cs_knn_exact(vs.vecs, vs.n, D, q, NQ, K, THREADS, s, exact_rows, &e)) printf("exact: %s\n", e.msg);
+    double dt = now() - t;
+    exact_qps = NQ / dt;
+    char args[4096], ids_out[1200];
+    snprintf(ids_out, sizeof ids_out, "%s/faiss_flat_ids.bin", dir);
+    snprintf(args, sizeof args, "flat %s %s %d %d %d %s", dbpath, qpath, NQ, K, THREADS, ids_out);
+    double fq = anchor(args, "faiss_flat_qps");
+    double agree = -1;
+    int64_t *fi = malloc(sizeof(int64_t) * NQ * K);
+    FILE *f = fopen(ids_out, "rb");
+    if (f && fread(fi, sizeof(int64_t), NQ * K, f) == NQ * K) agree = recall10(fi, exact_rows, NQ);
+    if (f) fclose(f);
+    printf("exact N=%d d=%d nq=%d k=%d %d threads: %.1f queries/s  anchor faiss IndexFlatIP %.1f queries/s"
+           "  ratio %.2fx (target >= 0.9x)  top-10 agreement with faiss %.4f\n",
+           N, D, NQ, K, THREADS, exact_qps, fq, fq > 0 ? exact_qps / fq : 0, agree);
+    free(fi), free(s), free(q);
+    cs_vs_close(&vs);
+}
+
+static void bench_approx(void) {
+    if (exact_qps <= 0) {
+        printf("approx: needs the exact section first\n");
+        return;
+    }
+    cs_vecstore vs;
+    cs_err e = {0};
+    float *q = load_queries();
+    if (!q || cs_vs_open(&vs, dbpath, D, 0, &e)) {
+        free(q);
+        return;
+    }
+    const char *factory = "IVF4096,Flat";
+    char ipath[1200];
+    snprintf(ipath, sizeof ipath, "%s/ivf4096_flat.faiss", dir);
+    cs_faiss *f = NULL;
+    cs_faiss_set_threads(THREADS);
+    double tb = now();
+    int cached = !cs_faiss_read(&f, ipath, &e) && cs_faiss_ntotal(f) == vs.n;
+    if (!cached) {
+        if (f) cs_faiss_free(f);
+        printf("building %s on %lld vectors (cached in %s) ...\n", factory, (long long)vs.n, ipath);
+        fflush(stdout);
+        int64_t ntrain = 4096 * 16; /* every 15th row */
+        float *tr = malloc(sizeof(float) * ntrain * D);
+        for (int64_t i = 0; i < ntrain; i++) memcpy(tr + i * D, vs.vecs + (i * (vs.n / ntrain)) * D, D * sizeof(float));
+        if (cs_faiss_new(&f, D, factory, 1, &e) || cs_faiss_set_train_iters(f, 10, &e) ||
+            cs_faiss_train(f, ntrain, tr, &e) || cs_faiss_add(f, vs.n, vs.vecs, &e) ||
+            cs_faiss_write(f, ipath, &e)) {
+            printf("approx: %s\n", e.msg);
+            free(tr), free(q);
+            cs_faiss_free(f);
+            cs_vs_close(&vs);
+            return;
+        }
+        free(tr);
+        printf("built in %.1f s\n", now() - tb);
+    } else {
+        printf("%s loaded from %s in %.1f s\n", factory, ipath, now() - tb);
+    }
+    float *s = malloc(sizeof(float) * NQ * K);
+    int64_t *r = malloc(sizeof(int64_t) * NQ * K);
+    int nprobes[] = {1, 2, 4, 8, 16, 32};
+    int best = -1;
+    double best_qps = 0, best_rec = 0;
+    for (size_t i = 0; i < sizeof nprobes / sizeof nprobes[0]; i++) {
+        cs_faiss_set_param(f, "nprobe", nprobes[i], &e);
+        cs_faiss_search(f, 20, q, K, s, r, &e);
+        double t = now();
+        cs_faiss_search(f, NQ, q, K, s, r, &e);
+        double qps = NQ / (now() - t), rec = recall10(r, exact_rows, NQ);
+        printf("  %s nprobe %2d: recall@10 %.4f  %.0f queries/s  %.1fx exact\n", factory, nprobes[i], rec,
+               qps, qps / exact_qps);
+        if (rec >= 0.95 && qps > best_qps) best = nprobes[i], best_qps = qps, best_rec = rec;
+    }
+    if (best > 0)
+        printf("approx N=%d: %s nprobe %d recall@10 %.4f at %.0f queries/s  anchor exact %.1f queries/s"
+               "  ratio %.1fx (target recall >= 0.95 at >= 10x)\n",
+               N, factory, best, best_rec, best_qps, exact_qps, best_qps / exact_qps);
+    else
+        printf("approx N=%d: no setting reached recall@10 0.95 (MISSED)\n", N);
+    free(s), free(r), free(q);
+    cs_faiss_free(f);
+    cs_vs_close(&vs);
+}
+
+static void bench_resnet(void) {
+    const char *w = "../shared/refs/resnet50/model.safetensors";
+    cs_resnet m;
+    cs_err e = {0};
+    if (cs_resnet_load(&m, w, &e)) {
+        printf("resnet: %s\n", e.msg);
+        return;
+    }
+    nn_set_threads(THREADS);
+    enum { B = 8, S = 224 };
+    float *x = malloc(sizeof(float) * B * 3 * S * S), *o = malloc(sizeof(float) * B * m.dim);
+    for (int i = 0; i < B * 3 * S * S; i++) x[i] = gauss((uint64_t)i + (5ULL << 60));
+    cs_resnet_forward(&m, x, B, S, S, o, NULL, &e); /* warm-up */
+    int it = 3;
+    double t = now();
+    for (int i = 0; i < it; i++) cs_resnet_forward(&m, x, B, S, S, o, NULL, &e);
+    double ours = B * it / (now() - t);
+    char args[1200];
+    snprintf(args, sizeof args, "torch %s %d %d %d", w, B, S, THREADS);
+    double th = anchor(args, "torch_img_s");
+    printf("resnet50 sscd %dx%d batch %d %d threads: %.2f images/s (%.1f GFLOP/s)  anchor pytorch %.2f images/s"
+           "  ratio %.2fx (target >= 1x)\n",
+           S, S, B, THREADS, ours, ours * 4.1, th, th > 0 ? ours / th : 0);
+    free(x), free(o);
+    cs_resnet_free(&m);
+}
+
+static int wanted(int argc, char **argv, const char *name) {
+    if (argc < 2) return 1;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], name)) return 1;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *d = getenv("CS_BENCH_DIR");
+    snprintf(dir, sizeof dir, "%s", d ? d : "/tmp/copyscope-bench-embed");
+    mkdir(dir, 0755);
+    snprintf(dbpath, sizeof dbpath, "%s/db.vec", dir);
+    snprintf(qpath, sizeof qpath, "%s/queries.f32", dir);
+    cs_set_threads(THREADS);
+    openblas_set_num_threads(THREADS);
+    int need_data = wanted(argc, argv, "open") || wanted(argc, argv, "exact") || wanted(argc, argv, "approx");
+    if (need_data && ensure_data()) return 1;
+    if (wanted(argc, argv, "open")) bench_open();
+    if (wanted(argc, argv, "exact") || wanted(argc, argv, "approx")) bench_exact();
+    if (wanted(argc, argv, "approx")) bench_approx();
+    if (wanted(argc, argv, "resnet")) bench_resnet();
+    return 0;
+}

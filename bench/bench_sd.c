@@ -1,0 +1,453 @@
+/* bench_sd.c — SD 1.5-sized text encoder, UNet and VAE speed on this machine.
+ *
+ * Writes a full SD-1.5-shaped single-file checkpoint with random weights
+ * (CompVis names, F32, ~4.3 GB; every tensor's bytes come from one random
+ * buffer, so writing needs little memory) into a temporary folder, loads it
+ * with sd_load and times:
+ *   UNet forward at batch 2 (as with guidance) on 32x32 and 64x64 latents,
+ *   VAE decode of a 64x64 latent (512x512 image), text encoder at batch 2,
+ * each with its GFLOP (counted sgemm work) and GFLOP/s, beside this machine's
+ * sgemm peak measured in the same run (a large cblas_sgemm) and the anchors:
+ * the original PyTorch implementation (torch 1.13, 2 threads) and
+ * stable-diffusion.cpp as published in issue 3, and bench/bench_sd_torch.py
+ * (the same UNet in torch.nn.functional, checked against the sd-tiny cases
+ * with --check) run on the same checkpoint at 32x32 (also 64x64 with
+ * BENCH_SD_TORCH_FULL=1; BENCH_SD_NO_TORCH=1 skips it). Also: peak RSS
+ * against f32 weights + 2 GB, and the F16 widening cost that decided "widen
+ * once at load".
+ *
+ * Environment: BENCH_SD_DIR (where to write; default $TMPDIR or /tmp),
+ * BENCH_SD_KEEP=1 keeps the checkpoint, BENCH_SD_THREADS (default 2, the
+ * anchors' thread count), BENCH_SD_QUICK=1 skips the 64x64 runs,
+ * BENCH_SD_CKPT=FILE reuses a kept checkpoint, BENCH_SD_UNET_ONLY=32|64 times
+ * only that UNet size (for profiling), BENCH_SD_NO_TORCH=1 skips the anchor. */
+#include <cblas.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/nn.h"
+#include "core/parallel.h"
+#include "core/safetensors.h"
+#include "pipeline/sd.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- the checkpoint ------------------------------------------------------------------- */
+
+#define MAXT 1400
+static cs_st_out g_t[MAXT];
+static char *g_names[MAXT];
+static int g_n;
+static const float *g_rand; /* shared random values, large enough for any tensor */
+static int64_t g_numel, g_total;
+
+static void add(const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+    cs_st_out *t = &g_t[g_n];
+    g_names[g_n] = strdup(name);
+    t->name = g_names[g_n];
+    t->dtype = CS_DT_F32;
+    t->ndim = ndim;
+    int64_t d[4] = {d0, d1, d2, d3}, n = 1;
+    for (int i = 0; i < ndim; i++) t->shape[i] = d[i], n *= d[i];
+    if (n > g_numel) {
+        fprintf(stderr, "bench_sd: %s larger than the random buffer\n", name);
+        exit(1);
+    }
+    t->data = g_rand;
+    g_total += n;
+    g_n++;
+}
+
+static void add_wb(const char *pre, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2,
+                   int64_t d3, int bias) {
+    char n[640];
+    snprintf(n, sizeof n, "%s%s.weight", pre, name);
+    add(n, ndim, d0, d1, d2, d3);
+    if (bias) {
+        snprintf(n, sizeof n, "%s%s.bias", pre, name);
+        add(n, 1, d0, 0, 0, 0);
+    }
+}
+#define CONV(pre, name, co, ci, k) add_wb(pre, name, 4, co, ci, k, k, 1)
+#define LIN(pre, name, o, i, b) add_wb(pre, name, 2, o, i, 0, 0, b)
+#define NORM(pre, name, c) add_wb(pre, name, 1, c, 0, 0, 0, 1)
+
+static void unet_res(const char *pre, int ci, int co) {
+    NORM(pre, "in_layers.0", ci);
+    CONV(pre, "in_layers.2", co, ci, 3);
+    LIN(pre, "emb_layers.1", co, 1280, 1);
+    NORM(pre, "out_layers.0", co);
+    CONV(pre, "out_layers.3", co, co, 3);
+    if (ci != co) CONV(pre, "skip_connection", co, ci, 1);
+}
+
+static void unet_st(const char *pre, int c) {
+    char p[256];
+    NORM(pre, "norm", c);
+    CONV(pre, "proj_in", c, c, 1);
+    CONV(pre, "proj_out", c, c, 1);
+    snprintf(p, sizeof p, "%stransformer_blocks.0.", pre);
+    NORM(p, "norm1", c), NORM(p, "norm2", c), NORM(p, "norm3", c);
+    LIN(p, "attn1.to_q", c, c, 0), LIN(p, "attn1.to_k", c, c, 0), LIN(p, "attn1.to_v", c, c, 0);
+    LIN(p, "attn1.to_out.0", c, c, 1);
+    LIN(p, "attn2.to_q", c, c, 0), LIN(p, "attn2.to_k", c, 768, 0);
+    LIN(p, "attn2.to_v", c, 768, 0), LIN(p, "attn2.to_out.0", c, c, 1);
+    LIN(p, "ff.net.0.proj", 8 * c, c, 1), LIN(p, "ff.net.2", c, 4 * c, 1);
+}
+
+static void vae_res(const char *pre, int ci, int co) {
+    NORM(pre, "norm1", ci), CONV(pre, "conv1", co, ci, 3);
+    NORM(pre, "norm2", co), CONV(pre, "conv2", co, co, 3);
+    if (ci != co) CONV(pre, "nin_shortcut", co, ci, 1);
+}
+
+static void vae_mid(const char *pre, int c) {
+    char p[256];
+    snprintf(p, sizeof p, "%sblock_1.", pre), vae_res(p, c, c);
+    snprintf(p, sizeof p, "%sblock_2.", pre), vae_res(p, c, c);
+    snprintf(p, sizeof p, "%sattn_1.", pre);
+    NORM(p, "norm", c), CONV(p, "q", c, c, 1), CONV(p, "k", c, c, 1), CONV(p, "v", c, c, 1);
+    CONV(p, "proj_out", c, c, 1);
+}
+
+/* SD 1.5 (v1-inference.yaml) names and shapes, written here independently of
+ * the loader so that the load is also a check of its naming. */
+static void sd15_tensors(void) {
+    char p[256];
+    const char *T = "cond_stage_model.transformer.text_model.";
+    snprintf(p, sizeof p, "%sembeddings.", T);
+    LIN(p, "token_embedding", 49408, 768, 0);
+    LIN(p, "position_embedding", 77, 768, 0);
+    for (int l = 0; l < 12; l++) {
+        snprintf(p, sizeof p, "%sencoder.layers.%d.", T, l);
+        NORM(p, "layer_norm1", 768), NORM(p, "layer_norm2", 768);
+        LIN(p, "self_attn.q_proj", 768, 768, 1), LIN(p, "self_attn.k_proj", 768, 768, 1);
+        LIN(p, "self_attn.v_proj", 768, 768, 1), LIN(p, "self_attn.out_proj", 768, 768, 1);
+        LIN(p, "mlp.fc1", 3072, 768, 1), LIN(p, "mlp.fc2", 768, 3072, 1);
+    }
+    NORM(T, "final_layer_norm", 768);
+
+    const char *U = "model.diffusion_model.";
+    LIN(U, "time_embed.0", 1280, 320, 1), LIN(U, "time_embed.2", 1280, 1280, 1);
+    CONV(U, "input_blocks.0.0", 320, 4, 3);
+    int mult[4] = {1, 2, 4, 4}, skips[16], ns = 0, ch = 320, idx = 1;
+    skips[ns++] = 320;
+    for (int l = 0; l < 4; l++) {
+        for (int r = 0; r < 2; r++, idx++) {
+            snprintf(p, sizeof p, "%sinput_blocks.%d.0.", U, idx), unet_res(p, ch, 320 * mult[l]);
+            ch = 320 * mult[l];
+            if (l < 3) snprintf(p, sizeof p, "%sinput_blocks.%d.1.", U, idx), unet_st(p, ch);
+            skips[ns++] = ch;
+        }
+        if (l < 3) {
+            snprintf(p, sizeof p, "%sinput_blocks.%d.0.op", U, idx++);
+            add_wb(p, "", 4, ch, ch, 3, 3, 1);
+            skips[ns++] = ch;
+        }
+    }
+    snprintf(p, sizeof p, "%smiddle_block.0.", U), unet_res(p, ch, ch);
+    snprintf(p, sizeof p, "%smiddle_block.1.", U), unet_st(p, ch);
+    snprintf(p, sizeof p, "%smiddle_block.2.", U), unet_res(p, ch, ch);
+    idx = 0;
+    for (int l = 3; l >= 0; l--)
+        for (int i = 0; i <= 2; i++, idx++) {
+            int co = 320 * mult[l];
+            snprintf(p, sizeof p, "%soutput_blocks.%d.0.", U, idx), unet_res(p, ch + skips[--ns], co);
+            ch = co;
+            int j = 1;
+            if (l < 3) snprintf(p, sizeof p, "%soutput_blocks.%d.1.", U, idx), unet_st(p, ch), j++;
+            if (l > 0 && i == 2)
+                snprintf(p, sizeof p, "%soutput_blocks.%d.%d.", U, idx, j), CONV(p, "conv", ch, ch, 3);
+        }
+    NORM(U, "out.0", 320), CONV(U, "out.2", 4, 320, 3);
+
+    const char *V = "first_stage_model.";
+    snprintf(p, sizeof p, "%sencoder.", V), CONV(p, "conv_in", 128, 3, 3);
+    ch = 128;
+    for (int l = 0; l < 4; l++) {
+        for (int b = 0; b < 2; b++) {
+            snprintf(p, sizeof p, "%sencoder.down.%d.block.%d.", V, l, b), vae_res(p, ch, 128 * mult[l]);
+            ch = 128 * mult[l];
+        }
+        if (l < 3) snprintf(p, sizeof p, "%sencoder.down.%d.downsample.", V, l), CONV(p, "conv", ch, ch, 3);
+    }
+    snprintf(p, sizeof p, "%sencoder.mid.", V), vae_mid(p, ch);
+    snprintf(p, sizeof p, "%sencoder.", V), NORM(p, "norm_out", ch), CONV(p, "conv_out", 8, ch, 3);
+    CONV(V, "quant_conv", 8, 8, 1), CONV(V, "post_quant_conv", 4, 4, 1);
+    snprintf(p, sizeof p, "%sdecoder.", V), CONV(p, "conv_in", 512, 4, 3);
+    snprintf(p, sizeof p, "%sdecoder.mid.", V), vae_mid(p, 512);
+    ch = 512;
+    for (int l = 3; l >= 0; l--) {
+        for (int b = 0; b < 3; b++) {
+            snprintf(p, sizeof p, "%sdecoder.up.%d.block.%d.", V, l, b), vae_res(p, ch, 128 * mult[l]);
+            ch = 128 * mult[l];
+        }
+        if (l > 0) snprintf(p, sizeof p, "%sdecoder.up.%d.upsample.", V, l), CONV(p, "conv", ch, ch, 3);
+    }
+    snprintf(p, sizeof p, "%sdecoder.", V), NORM(p, "norm_out", 128), CONV(p, "conv_out", 3, 128, 3);
+}
+
+/* ---- measurements ------------------------------------------------------------------------- */
+
+static float *rand_floats(size_t n, float scale, uint64_t seed) {
+    float *p = malloc(sizeof(float) * n);
+    if (!p) return NULL;
+    uint64_t s = seed;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        p[i] = ((float)(s >> 40) / (float)(1 << 24) * 2.f - 1.f) * scale;
+    }
+    return p;
+}
+
+static double cpu_secs(void) { /* user + system time of all threads */
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec * 1e-6;
+}
+
+static double g_peak_cpu; /* sgemm peak in GFLOP per CPU-second */
+
+static double sgemm_peak(void) {
+    int n = 3072;
+    float *a = rand_floats((size_t)n * n, 1.f, 1), *b = rand_floats((size_t)n * n, 1.f, 2);
+    float *c = malloc(sizeof(float) * n * n);
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = now(), c0 = cpu_secs();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a, n, b, n, 0.f, c, n);
+        double g = 2.0 * n * n * (double)n / (now() - t0) / 1e9;
+        double gc = 2.0 * n * n * (double)n / (cpu_secs() - c0) / 1e9;
+        if (g > best) best = g;
+        if (gc > g_peak_cpu) g_peak_cpu = gc;
+    }
+    free(a), free(b), free(c);
+    return best;
+}
+
+/* Vectorised F16 -> F32 (F16C), the fastest per-use widening could be. */
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("f16c,avx"))) static void f16c_widen_vec(float *f, const uint16_t *h,
+                                                               size_t n) {
+    for (size_t i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(f + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+}
+#endif
+static void f16c_widen(float *f, const uint16_t *h, size_t n) {
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("f16c")) {
+        f16c_widen_vec(f, h, n);
+        for (size_t i = n / 8 * 8; i < n; i++) f[i] = cs_f16_to_f32(h[i]);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) f[i] = cs_f16_to_f32(h[i]);
+}
+
+static long peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024;
+}
+
+/* Wall-clock figures, plus the same ratio on a CPU-time basis (GFLOP per
+ * CPU-second against the sgemm's), which other processes on a shared machine
+ * disturb much less. */
+static void report(const char *what, double secs, double cpu, double gflop, double peak,
+                   const char *anchor) {
+    printf("%-28s %8.2f s  %7.1f GFLOP  %6.1f GFLOP/s  %3.0f%% of sgemm peak (cpu-time basis "
+           "%3.0f%%)",
+           what, secs, gflop, gflop / secs, 100.0 * gflop / secs / peak,
+           100.0 * (gflop / cpu) / g_peak_cpu);
+    if (anchor) printf("  | %s", anchor);
+    printf("\n");
+    fflush(stdout);
+}
+
+int main(void) {
+    const char *thr = getenv("BENCH_SD_THREADS");
+    int threads = thr ? atoi(thr) : 2;
+    if (threads < 1) threads = 1;
+    nn_set_threads(threads);
+    int quick = getenv("BENCH_SD_QUICK") != NULL;
+    double la[3] = {0, 0, 0};
+    if (getloadavg(la, 3) > 0) printf("load average at start: %.2f (machine: %d cores)\n", la[0], cs_ncpu());
+    const char *dir = getenv("BENCH_SD_DIR");
+    if (!dir) dir = getenv("TMPDIR");
+    if (!dir) dir = "/tmp";
+
+    g_numel = 49408 * 768; /* the largest tensor: token_embedding */
+    float *rbuf = rand_floats((size_t)g_numel, 0.02f, 12345);
+    if (!rbuf) return 1;
+    g_rand = rbuf;
+    sd15_tensors();
+    double gb = g_total * 4.0 / 1e9;
+    struct statvfs vfs;
+    if (statvfs(dir, &vfs) == 0 && (double)vfs.f_bavail * vfs.f_frsize < g_total * 4.0 + 1e9) {
+        printf("bench_sd: skipped: %s has less than %.1f GB free\n", dir, gb + 1);
+        return 0;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/bench-sd15-%d.safetensors", dir, (int)getpid());
+    printf("SD 1.5-shaped checkpoint: %d tensors, %.0fM parameters, %.2f GB f32, threads %d\n",
+           g_n, g_total / 1e6, gb, threads);
+    double t0 = now();
+    cs_err err = {0};
+    const char *reuse = getenv("BENCH_SD_CKPT"); /* a checkpoint kept by an earlier run */
+    if (reuse) {
+        snprintf(path, sizeof path, "%s", reuse);
+        printf("reusing %s\n", path);
+    } else if (cs_st_write(path, g_t, g_n, "{\"format\": \"pt\"}", &err)) {
+        printf("bench_sd: %s\n", err.msg);
+        return 1;
+    } else {
+        printf("written in %.1f s: %s\n", now() - t0, path);
+    }
+    for (int i = 0; i < g_n; i++) free(g_names[i]);
+    free(rbuf);
+
+    double peak = sgemm_peak();
+    printf("sgemm peak (3072^3, %d threads): %.1f GFLOP/s (%.1f GFLOP per CPU-second)\n", threads,
+           peak, g_peak_cpu);
+
+    t0 = now();
+    sd_model *m = NULL;
+    if (sd_load(&m, path, NULL, &err)) {
+        printf("bench_sd: %s\n", err.msg);
+        if (!reuse) remove(path);
+        return 1;
+    }
+    printf("sd_load (built-in SD 1.x preset): %.2f s\n", now() - t0);
+
+    /* text encoder, batch 2 */
+    int32_t ids[2 * 77];
+    for (int i = 0; i < 2 * 77; i++) ids[i] = i % 77 == 0 ? 49406 : (i % 77 < 9 ? 320 + i : 49407);
+    float *ctx = malloc(sizeof(float) * 2 * 77 * 768);
+    sd_text_encode(m, ids, 2, 1, ctx, &err); /* warm-up: plans the arena, faults in weights */
+    nn_flops_reset();
+    t0 = now();
+    double c0 = cpu_secs();
+    if (sd_text_encode(m, ids, 2, 1, ctx, &err)) printf("bench_sd: %s\n", err.msg);
+    report("text encoder, batch 2", now() - t0, cpu_secs() - c0, nn_flops() / 1e9, peak, NULL);
+
+    /* UNet, batch 2 */
+    float t[2] = {999.f, 999.f};
+    int sizes[2] = {32, 64};
+    const char *anchors[2] = {
+        "torch 1.13 (issue): 374 GFLOP, ~12 s, 30 GFLOP/s",
+        "torch 1.13 (issue): 1844 GFLOP, ~98 s, 19 GFLOP/s; sd.cpp 30 s/step at 512x512"};
+    double unet_secs[2] = {0, 0}, unet_gflop[2] = {0, 0};
+    const char *only = getenv("BENCH_SD_UNET_ONLY"); /* "32" or "64": profiling one size */
+    for (int si = 0; si < (quick ? 1 : 2); si++) {
+        int s = sizes[si];
+        if (only && atoi(only) != s) continue;
+        size_t n = (size_t)2 * 4 * s * s;
+        float *x = rand_floats(n, 1.f, 7), *eps = malloc(sizeof(float) * n);
+        if (si == 0) sd_unet_eps(m, x, t, ctx, 2, s, s, eps, &err); /* warm-up */
+        nn_flops_reset();
+        t0 = now();
+        c0 = cpu_secs();
+        if (sd_unet_eps(m, x, t, ctx, 2, s, s, eps, &err)) printf("bench_sd: %s\n", err.msg);
+        unet_secs[si] = now() - t0;
+        unet_gflop[si] = nn_flops() / 1e9;
+        char what[64];
+        snprintf(what, sizeof what, "UNet batch 2, %dx%d latent", s, s);
+        report(what, unet_secs[si], cpu_secs() - c0, unet_gflop[si], peak, anchors[si]);
+        int finite = 1;
+        for (size_t i = 0; i < n; i++) finite &= isfinite(eps[i]) != 0;
+        if (!finite) printf("  (warning: non-finite outputs)\n");
+        free(x), free(eps);
+    }
+    if (unet_secs[0] > 0) {
+        printf("  per sampling step with guidance: 256x256 %.1f s (sd.cpp ~5.9 s, ratio %.1fx)",
+               unet_secs[0], 5.9 / unet_secs[0]);
+        if (unet_secs[1] > 0)
+            printf(", 512x512 %.1f s (sd.cpp ~30 s, ratio %.1fx; torch ~98 s, ratio %.1fx)",
+                   unet_secs[1], 30.0 / unet_secs[1], 98.0 / unet_secs[1]);
+        printf("\n");
+    }
+
+    /* PyTorch anchor on the same checkpoint (same run, same thread count) */
+    if (!getenv("BENCH_SD_NO_TORCH") && !only && access("/usr/bin/python3", X_OK) == 0) {
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd,
+                 "BENCH_SD_THREADS=%d /usr/bin/python3 bench/bench_sd_torch.py '%s' 32%s 2>&1",
+                 threads, path, getenv("BENCH_SD_TORCH_FULL") && !quick ? " 64" : "");
+        FILE *p = popen(cmd, "r");
+        char line[512];
+        while (p && fgets(line, sizeof line, p)) {
+            int sz;
+            double ts;
+            if (sscanf(line, "torch unet %d: %lf s", &sz, &ts) == 2) {
+                int si = sz == 32 ? 0 : 1;
+                printf("torch 1.13 UNet batch 2, %dx%d (this run): %.2f s, %.1f GFLOP/s; ours "
+                       "%.2f s: ratio %.1fx\n",
+                       sz, sz, ts, unet_gflop[si] / ts, unet_secs[si],
+                       unet_secs[si] > 0 ? ts / unet_secs[si] : 0);
+            } else {
+                printf("  torch: %s", line);
+            }
+        }
+        if (p) pclose(p);
+        fflush(stdout);
+    }
+
+    /* VAE decode of a 64x64 latent */
+    if (!quick && !only) {
+        float *z = rand_floats(4 * 64 * 64, 1.f, 9), *img = malloc(sizeof(float) * 3 * 512 * 512);
+        nn_flops_reset();
+        t0 = now();
+        c0 = cpu_secs();
+        if (sd_vae_decode(m, z, 1, 64, 64, img, &err)) printf("bench_sd: %s\n", err.msg);
+        double vs = now() - t0;
+        char anc[96];
+        snprintf(anc, sizeof anc, "sd.cpp (issue): ~60 s, ratio %.1fx", 60.0 / vs);
+        report("VAE decode 64x64 -> 512x512", vs, cpu_secs() - c0, nn_flops() / 1e9, peak, anc);
+        free(z), free(img);
+    }
+
+    /* F16 weights: widening per use would redo this on every forward pass */
+    {
+        size_t n = (size_t)16 << 20;
+        uint16_t *h = malloc(n * 2);
+        float *f = malloc(n * 4);
+        for (size_t i = 0; i < n; i++) h[i] = cs_f32_to_f16((float)(i % 1000) * 1e-3f);
+        t0 = now();
+        for (size_t i = 0; i < n; i++) f[i] = cs_f16_to_f32(h[i]);
+        double per = (now() - t0) / n;
+        t0 = now();
+        f16c_widen(f, h, n);
+        double per_vec = (now() - t0) / n;
+        int si = unet_secs[0] > 0 ? 0 : 1;
+        printf("F16 -> F32 widening: %.2f ns/weight (cs_f16_to_f32), %.2f ns/weight (F16C); "
+               "UNet's 860M weights per forward if widened per use: %.2f s / %.2f s (vs %.2f s "
+               "forward at %dx%d) -> widened once at load (memory stays within f32 weights + "
+               "2 GB)\n",
+               per * 1e9, per_vec * 1e9, per * 860e6, per_vec * 860e6, unet_secs[si], sizes[si],
+               sizes[si]);
+        free(h), free(f);
+    }
+
+    long rss = peak_rss_mb();
+    printf("peak RSS %ld MB; f32 weights %.0f MB + 2048 MB = %.0f MB budget: %s\n", rss,
+           g_total * 4.0 / 1048576, g_total * 4.0 / 1048576 + 2048,
+           rss <= g_total * 4.0 / 1048576 + 2048 ? "within" : "OVER");
+    sd_free(m);
+    free(ctx);
+    if (!getenv("BENCH_SD_KEEP") && !reuse) remove(path);
+    else printf("kept %s\n", path);
+    return 0;
+}

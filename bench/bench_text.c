@@ -1,0 +1,273 @@
+/* bench_text — the text audit at scale: index build speed, index size, peak
+ * memory while building, and longest-span query latency per 1 KB completion,
+ * on a synthetic corpus this bench writes (Zipf-distributed words in
+ * sentences, 100 KB documents). Each figure is printed beside its anchor or
+ * target, as a ratio.
+ *
+ * usage: bench_text [MB] (default 1024, or $CS_BENCH_TEXT_MB; develop with 64) */
+#include <divsufsort.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "analyze/text_corpus.h"
+#include "analyze/text_norm.h"
+#include "analyze/text_span.h"
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* CPU time of this process: the machine may be shared, so rates are given
+ * per wall second and per CPU second. */
+static double cpu_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+#define VOCAB 50000
+static char vocab[VOCAB][12];
+static double cdf[VOCAB];
+
+static void make_vocab(void) {
+    double z = 0;
+    for (int i = 0; i < VOCAB; i++) {
+        int n = 2 + (int)(rnd() % 8);
+        for (int k = 0; k < n; k++) vocab[i][k] = (char)('a' + rnd() % 26);
+        vocab[i][n] = 0;
+        z += 1.0 / pow(i + 1, 1.07);
+        cdf[i] = z;
+    }
+    for (int i = 0; i < VOCAB; i++) cdf[i] /= z;
+}
+
+static const char *zipf_word(void) {
+    double u = (double)(rnd() >> 11) / 9007199254740992.0;
+    int lo = 0, hi = VOCAB - 1;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (cdf[mid] < u) lo = mid + 1;
+        else hi = mid;
+    }
+    return vocab[lo];
+}
+
+/* Appends about `bytes` of text: sentences of 5..25 words, paragraphs. */
+static size_t gen_text(char *out, size_t bytes) {
+    size_t k = 0;
+    while (k + 400 < bytes) {
+        int n = 5 + (int)(rnd() % 21);
+        for (int i = 0; i < n; i++) {
+            const char *w = zipf_word();
+            size_t l = strlen(w);
+            memcpy(out + k, w, l);
+            if (i == 0) out[k] = (char)(out[k] - 32);
+            k += l;
+            out[k++] = i == n - 1 ? '.' : ' ';
+        }
+        if (rnd() % 6 == 0) {
+            memcpy(out + k, "\n\n", 2);
+            k += 2;
+        } else
+            out[k++] = ' ';
+    }
+    return k;
+}
+
+static long peak_rss_kb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+    long mb = 1024;
+    const char *env = getenv("CS_BENCH_TEXT_MB");
+    if (argc > 1) mb = atol(argv[1]);
+    else if (env) mb = atol(env);
+    if (mb < 1) mb = 1;
+    const char *base = getenv("CS_TMP") ? getenv("CS_TMP") : "/tmp";
+    char dir[512], docs[600], db[600];
+    snprintf(dir, sizeof dir, "%s/cs-bench-text-XXXXXX", base);
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    snprintf(docs, sizeof docs, "%s/docs", dir);
+    snprintf(db, sizeof db, "%s/t.db", dir);
+    mkdir(docs, 0755);
+    make_vocab();
+
+    /* 1. the corpus: 100 KB documents */
+    const size_t doc_bytes = 100 * 1024;
+    uint64_t total = (uint64_t)mb << 20, written = 0;
+    char *buf = malloc(doc_bytes + 1024);
+    int nd = 0;
+    double t0 = now_s();
+    while (written < total) {
+        size_t k = gen_text(buf, doc_bytes);
+        char p[700];
+        snprintf(p, sizeof p, "%s/d%06d.txt", docs, nd++);
+        FILE *f = fopen(p, "wb");
+        if (!f || fwrite(buf, 1, k, f) != k) {
+            perror(p);
+            return 1;
+        }
+        fclose(f);
+        written += k;
+    }
+    printf("corpus: %d documents, %.1f MB (generated in %.1f s)\n", nd, written / 1048576.0, now_s() - t0);
+    fflush(stdout);
+
+    /* 2. index build */
+    cs_store *s;
+    cs_err e = {0};
+    if (cs_store_open(&s, db, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
+    long rss0 = peak_rss_kb();
+    cs_text_index_opts o = {0};
+    cs_text_index_stats st;
+    const char *paths[] = {docs};
+    t0 = now_s();
+    double c0 = cpu_s();
+    if (cs_text_index(s, paths, 1, &o, &st, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
+    double tb = now_s() - t0, cb = cpu_s() - c0;
+    long rss1 = peak_rss_kb();
+    cs_text_corpus c;
+    if (cs_text_corpus_open(&c, s, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
+    /* anchor: divsufsort alone on (up to) 256 MB of the same text */
+    uint64_t an = c.shards[0].sa.n < (256u << 20) ? c.shards[0].sa.n : (256u << 20);
+    int32_t *sa = malloc(an * sizeof *sa);
+    t0 = now_s();
+    c0 = cpu_s();
+    divsufsort(c.shards[0].sa.text, sa, (int32_t)an);
+    double ta = now_s() - t0, ca = cpu_s() - c0;
+    free(sa);
+    double build = st.bytes_in / 1e6 / tb, anchor_build = an / 1e6 / ta;
+    double cbuild = st.bytes_in / 1e6 / cb, canchor = an / 1e6 / ca;
+    printf("index build: %.1f MB/s wall, %.1f MB/s cpu (%lld shards, %.1f s wall, %.1f s cpu)   anchor divsufsort alone on "
+           "%.0f MB: %.1f MB/s wall, %.1f MB/s cpu   ratio %.2fx wall, %.2fx cpu\n",
+           build, cbuild, (long long)st.shards, tb, cb, an / 1e6, anchor_build, canchor, build / anchor_build,
+           cbuild / canchor);
+
+    /* 3. size on disk */
+    uint64_t disk = 0;
+    sqlite3_stmt *q;
+    cs_store_prepare(s, &q, "SELECT coalesce(sum(length(offmap)), 0) FROM text_docs", &e);
+    if (q && sqlite3_step(q) == SQLITE_ROW) disk += (uint64_t)sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    uint64_t words = 0;
+    cs_store_prepare(s, &q, "SELECT sum(words) FROM text_docs", &e);
+    if (q && sqlite3_step(q) == SQLITE_ROW) words = (uint64_t)sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    for (int i = 0; i < c.n_shards; i++) disk += c.shards[i].sa.tlen + c.shards[i].sa.slen;
+    double bpb = (double)disk / (double)st.bytes_in, bpw = (double)disk / (double)words;
+    printf("index size: %.2f bytes per input byte (text + suffix array + offset maps)   target <= 6   ratio %.2fx\n",
+           bpb, bpb / 6.0);
+    printf("index size: %.2f bytes per word   anchor infini-gram 7 bytes per token   ratio %.2fx "
+           "(per byte: infini-gram ~1.75 at ~4 bytes/token, ratio %.2fx)\n",
+           bpw, bpw / 7.0, bpb / 1.75);
+    double peak = (double)(rss1 > rss0 ? rss1 : rss0) * 1024.0, shard = (double)c.shards[0].sa.n;
+    printf("peak memory while building: %.0f MB   anchor 5 bytes per shard byte (text + int32 SA) = %.0f MB   ratio %.2fx\n",
+           peak / 1e6, 5 * shard / 1e6, peak / (5 * shard));
+    fflush(stdout);
+
+    /* 4. longest-span queries on 1 KB completions: half copied from the
+     *    corpus with an edit every ~40 words, half freshly generated */
+    int nq = 200;
+    double *lat = malloc(2 * (size_t)nq * sizeof *lat), *clat = malloc(2 * (size_t)nq * sizeof *clat);
+    char comp[2048];
+    uint64_t longest_sum[2] = {0, 0};
+    for (int kind = 0; kind < 2; kind++) {
+        for (int i = 0; i < nq; i++) {
+            size_t k;
+            if (kind == 0) {
+                const cs_text_shard *sh = &c.shards[rnd() % (uint64_t)c.n_shards];
+                uint64_t d = rnd() % sh->n_docs, len = sh->doc_len[d];
+                uint64_t off = len > 1100 ? rnd() % (len - 1100) : 0;
+                k = len < 1024 ? len : 1024;
+                memcpy(comp, sh->sa.text + sh->doc_start[d] + off, k);
+                for (size_t j = 200; j + 10 < k; j += 230) comp[j] = 'Q'; /* edits */
+            } else {
+                char tmp[4096];
+                size_t g = gen_text(tmp, 1500);
+                k = g < 1024 ? g : 1024;
+                memcpy(comp, tmp, k);
+            }
+            struct timespec a0, a1;
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a0);
+            double q0 = now_s();
+            cs_text_norm n;
+            cs_text_span lg, *spans;
+            size_t ns;
+            if (cs_text_normalize(&n, comp, k, &e) ||
+                cs_text_spans(&c, n.text, n.len, 10, &lg, &spans, &ns, &e)) {
+                fprintf(stderr, "%s\n", e.msg);
+                return 1;
+            }
+            lat[kind * nq + i] = (now_s() - q0) * 1e3 * 1024.0 / (double)k;
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a1);
+            clat[kind * nq + i] = ((double)(a1.tv_sec - a0.tv_sec) * 1e3 + (double)(a1.tv_nsec - a0.tv_nsec) * 1e-6) *
+                                  1024.0 / (double)k;
+            longest_sum[kind] += lg.words;
+            free(spans);
+            cs_text_norm_free(&n);
+        }
+    }
+    /* anchor: one memmem pass over the corpus for a single 64-byte window */
+    t0 = now_s();
+    volatile int hits = 0; /* keeps the call */
+    static const char window[65] = "zzzq zzzq zzzq zzzq zzzq zzzq zzzq zzzq zzzq zzzq zzzq zzzq zzz.";
+    for (int i = 0; i < c.n_shards; i++) hits += memmem(c.shards[i].sa.text, c.shards[i].sa.n, window, 64) != NULL;
+    double tmm = (now_s() - t0) * 1e3;
+    const char *names[2] = {"copied+edited", "novel"};
+    for (int kind = 0; kind < 2; kind++) {
+        double *v = lat + kind * nq, *cv = clat + kind * nq, sum = 0, csum = 0;
+        for (int i = 0; i < nq; i++) sum += v[i], csum += cv[i];
+        qsort(v, (size_t)nq, sizeof *v, cmp_d);
+        printf("span query, %s 1 KB completions: mean %.3f ms wall (p50 %.3f, p99 %.3f), %.3f ms cpu per KB "
+               "(mean longest %.1f words)   target <= 5 ms   ratio %.2fx wall, %.2fx cpu   anchor one memmem window "
+               "over the corpus %.1f ms (%.0fx slower)\n",
+               names[kind], sum / nq, v[nq / 2], v[nq * 99 / 100], csum / nq, (double)longest_sum[kind] / nq,
+               sum / nq / 5.0, csum / nq / 5.0, tmm, tmm / (sum / nq));
+    }
+    (void)hits;
+    free(lat);
+    free(clat);
+    free(buf);
+    cs_text_corpus_close(&c);
+    cs_store_close(s);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd)) fprintf(stderr, "cannot remove %s\n", dir);
+    return 0;
+}

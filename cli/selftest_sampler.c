@@ -1,0 +1,23 @@
+/* selftest_sampler.c — see selftest_sampler.h. */
+#include "cli/selftest_sampler.h"
+
+#include <string.h>
+
+#include "pipeline/model.h"
+
+static cs_model *g_model;
+
+int selftest_sampler_case(const char *weights, const char *config, const char *vocab,
+                          const char *file, const char *op, const char *params_json,
+                          cs_case_report *r, cs_err *err) {
+    if (strcmp(op, "schedule") && !g_model) {
+        cs_model_opts o = {.config = config, .vocab = vocab};
+        if (cs_model_sd_open(&g_model, weights, &o, err)) return -1;
+    }
+    return cs_sampler_case_run(g_model, file, op, params_json, r, err);
+}
+
+void selftest_sampler_done(void) {
+    cs_model_free(g_model);
+    g_model = NULL;
+}

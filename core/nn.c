@@ -1,0 +1,721 @@
+/* nn.c — see nn.h. sgemm does the heavy lifting; the rest are simple loops
+ * spread over threads in chunks big enough to amortise the thread start. */
+#include "core/nn.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/parallel.h"
+
+/* ---- threading helpers ------------------------------------------------------- */
+
+static int nn_nthreads(void) { return cs_threads(); }
+
+void nn_set_threads(int n) {
+    if (n <= 0) n = cs_ncpu();
+    cs_set_threads(n);
+    openblas_set_num_threads(n);
+}
+
+/* Runs fn over n items; inline when the total work (n * cost) is small, so
+ * tiny tensors do not pay for starting threads. */
+static void nn_par(int64_t n, double cost_per_item, cs_parallel_fn fn, void *ctx) {
+    int nt = nn_nthreads();
+    if (n * cost_per_item < 32768.0) nt = 1;
+    cs_parallel_for(nt, n, fn, ctx);
+}
+
+static double g_flops;
+double nn_flops(void) { return g_flops; }
+void nn_flops_reset(void) { g_flops = 0; }
+void nn_flops_add(double f) { g_flops += f; }
+#define FLOPS(M, N, K) (g_flops += 2.0 * (double)(M) * (double)(N) * (double)(K))
+
+#define NN_CHUNK 16384 /* elements per parallel item in elementwise loops */
+
+/* ---- convolution ---------------------------------------------------------------- */
+
+int nn_conv2d_oh(const nn_conv2d_p *p, int h) {
+    return (h + p->pad_t + p->pad_b - p->kh) / p->stride + 1;
+}
+int nn_conv2d_ow(const nn_conv2d_p *p, int w) {
+    return (w + p->pad_l + p->pad_r - p->kw) / p->stride + 1;
+}
+
+static int conv_is_pointwise(const nn_conv2d_p *p) {
+    return p->kh == 1 && p->kw == 1 && p->stride == 1 && !p->pad_t && !p->pad_l && !p->pad_b &&
+           !p->pad_r;
+}
+
+size_t nn_conv2d_ws(const nn_conv2d_p *p, int h, int w) {
+    if (conv_is_pointwise(p)) return 0;
+    return (size_t)p->cin * p->kh * p->kw * nn_conv2d_oh(p, h) * nn_conv2d_ow(p, w);
+}
+
+size_t nn_conv2d_ws_min(const nn_conv2d_p *p, int h, int w) {
+    (void)h;
+    if (conv_is_pointwise(p)) return 0;
+    return (size_t)p->cin * p->kh * p->kw * nn_conv2d_ow(p, w);
+}
+
+size_t nn_conv2d_ws_batched(const nn_conv2d_p *p, int B, int h, int w) {
+    size_t ohw = (size_t)nn_conv2d_oh(p, h) * nn_conv2d_ow(p, w);
+    size_t K = conv_is_pointwise(p) ? (size_t)p->cin : (size_t)p->cin * p->kh * p->kw;
+    return (K + p->cout) * B * ohw;
+}
+
+typedef struct {
+    const float *in; /* [cin, h, w] one image */
+    float *col;      /* [cin*kh*kw, ldcol]: this image's rows*ow columns */
+    const nn_conv2d_p *p;
+    int h, w, ow, r0, rows;
+    size_t ldcol;
+} im2col_ctx;
+
+/* One row of the column matrix: input channel ci, kernel tap (ki, kj). */
+static void im2col_row(void *vctx, int64_t idx, int thread) {
+    (void)thread;
+    im2col_ctx *c = vctx;
+    const nn_conv2d_p *p = c->p;
+    int ci = (int)(idx / (p->kh * p->kw));
+    int kk = (int)(idx % (p->kh * p->kw));
+    int ki = kk / p->kw, kj = kk % p->kw;
+    const float *src = c->in + (size_t)ci * c->h * c->w;
+    float *dst = c->col + (size_t)idx * c->ldcol;
+    int s = p->stride;
+    for (int r = 0; r < c->rows; r++) {
+        int iy = (c->r0 + r) * s - p->pad_t + ki;
+        float *d = dst + (size_t)r * c->ow;
+        if (iy < 0 || iy >= c->h) {
+            memset(d, 0, sizeof(float) * c->ow);
+            continue;
+        }
+        const float *srow = src + (size_t)iy * c->w;
+        if (s == 1) {
+            /* valid ox range: 0 <= ox - pad_l + kj < w */
+            int lo = p->pad_l - kj, hi = c->w + p->pad_l - kj; /* ox in [lo, hi) */
+            if (lo < 0) lo = 0;
+            if (hi > c->ow) hi = c->ow;
+            if (hi < lo) hi = lo;
+            for (int ox = 0; ox < lo; ox++) d[ox] = 0.f;
+            if (hi > lo) memcpy(d + lo, srow + lo - p->pad_l + kj, sizeof(float) * (hi - lo));
+            for (int ox = hi; ox < c->ow; ox++) d[ox] = 0.f;
+        } else {
+            for (int ox = 0; ox < c->ow; ox++) {
+                int ix = ox * s - p->pad_l + kj;
+                d[ox] = (ix >= 0 && ix < c->w) ? srow[ix] : 0.f;
+            }
+        }
+    }
+}
+
+/* out [cout, n] (row stride ldc) = bias broadcast along rows. */
+static void fill_bias(float *out, const float *bias, int cout, int n, int ldc) {
+    for (int o = 0; o < cout; o++) {
+        float *d = out + (size_t)o * ldc;
+        float b = bias ? bias[o] : 0.f;
+        for (int i = 0; i < n; i++) d[i] = b;
+    }
+}
+
+/* The whole batch as one sgemm: col [K, B*ohw] -> stage [cout, B*ohw] -> out NCHW. */
+static void conv2d_batched(float *out, const float *in, const float *weight, const float *bias,
+                           const nn_conv2d_p *p, int B, int h, int w, float *ws) {
+    int oh = nn_conv2d_oh(p, h), ow = nn_conv2d_ow(p, w);
+    size_t ohw = (size_t)oh * ow, N = (size_t)B * ohw;
+    int pw = conv_is_pointwise(p);
+    int K = pw ? p->cin : p->cin * p->kh * p->kw;
+    float *col = ws, *stage = ws + (size_t)K * N;
+    for (int b = 0; b < B; b++) {
+        const float *x = in + (size_t)b * p->cin * h * w;
+        if (pw) {
+            for (int c = 0; c < p->cin; c++)
+                memcpy(col + (size_t)c * N + b * ohw, x + (size_t)c * ohw, sizeof(float) * ohw);
+        } else {
+            im2col_ctx c = {x, col + b * ohw, p, h, w, ow, 0, oh, N};
+            nn_par(K, (double)ohw, im2col_row, &c);
+        }
+    }
+    fill_bias(stage, bias, p->cout, (int)N, (int)N);
+    FLOPS(p->cout, N, K);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p->cout, (int)N, K, 1.f, weight, K, col,
+                (int)N, 1.f, stage, (int)N);
+    for (int b = 0; b < B; b++)
+        for (int co = 0; co < p->cout; co++)
+            memcpy(out + ((size_t)b * p->cout + co) * ohw, stage + (size_t)co * N + b * ohw,
+                   sizeof(float) * ohw);
+}
+
+void nn_conv2d(float *out, const float *in, const float *weight, const float *bias,
+               const nn_conv2d_p *p, int B, int h, int w, float *ws, size_t ws_floats) {
+    int oh = nn_conv2d_oh(p, h), ow = nn_conv2d_ow(p, w);
+    int K = p->cin * p->kh * p->kw;
+    size_t ohw = (size_t)oh * ow;
+    if (B > 1 && ws && ws_floats >= nn_conv2d_ws_batched(p, B, h, w)) {
+        conv2d_batched(out, in, weight, bias, p, B, h, w, ws);
+        return;
+    }
+    for (int b = 0; b < B; b++) {
+        const float *x = in + (size_t)b * p->cin * h * w;
+        float *y = out + (size_t)b * p->cout * ohw;
+        fill_bias(y, bias, p->cout, (int)ohw, (int)ohw);
+        if (conv_is_pointwise(p)) {
+            FLOPS(p->cout, ohw, p->cin);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p->cout, (int)ohw, p->cin, 1.f,
+                        weight, p->cin, x, (int)ohw, 1.f, y, (int)ohw);
+            continue;
+        }
+        /* rows of output per band, so that the column matrix fits the workspace */
+        size_t per_row = (size_t)K * ow;
+        int band = (int)(ws_floats / per_row);
+        if (band < 1) band = 1; /* caller's contract: ws >= nn_conv2d_ws_min */
+        if (band > oh) band = oh;
+        for (int r0 = 0; r0 < oh; r0 += band) {
+            int rows = r0 + band <= oh ? band : oh - r0;
+            im2col_ctx c = {x, ws, p, h, w, ow, r0, rows, (size_t)rows * ow};
+            nn_par(K, (double)rows * ow, im2col_row, &c);
+            FLOPS(p->cout, rows * ow, K);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p->cout, rows * ow, K, 1.f,
+                        weight, K, ws, rows * ow, 1.f, y + (size_t)r0 * ow, (int)ohw);
+        }
+    }
+}
+
+/* ---- linear ------------------------------------------------------------------------ */
+
+void nn_linear(float *out, const float *in, const float *weight, const float *bias, int T,
+               int nin, int nout) {
+    if (bias) {
+        for (int t = 0; t < T; t++) memcpy(out + (size_t)t * nout, bias, sizeof(float) * nout);
+    }
+    FLOPS(T, nout, nin);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nout, nin, 1.f, in, nin, weight, nin,
+                bias ? 1.f : 0.f, out, nout);
+}
+
+void nn_linear_cm(float *out, const float *in, const float *weight, const float *bias, int T,
+                  int nin, int nout) {
+    if (bias) fill_bias(out, bias, nout, T, T);
+    FLOPS(nout, T, nin);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nout, T, nin, 1.f, weight, nin, in, T,
+                bias ? 1.f : 0.f, out, T);
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* exp(x) for x <= 88; 0 below -87 (softmax arguments are <= 0, -inf included). */
+__attribute__((target("avx2,fma"))) static inline __m256 exp256(__m256 x) {
+    __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.f), _CMP_LT_OQ);
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.f)), _mm256_set1_ps(88.f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+    __m256i e = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(tiny, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+static int have_avx2(void) {
+    static int v = -1;
+    if (v < 0) v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return v;
+}
+
+/* x / (1 + exp(-k x)): SiLU (k = 1) and CLIP's quick GELU (k = 1.702). */
+__attribute__((target("avx2,fma"))) static void sigmul_avx2(float *x, size_t n, float k) {
+    __m256 vk = _mm256_set1_ps(-k), one = _mm256_set1_ps(1.f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 e = exp256(_mm256_mul_ps(vk, v));
+        _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
+    }
+    for (; i < n; i++) x[i] = x[i] / (1.f + expf(-k * x[i]));
+}
+
+/* y = val * gelu_erf(gate), erf by Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7). */
+__attribute__((target("avx2,fma"))) static void geglu_avx2(float *y, const float *val,
+                                                           const float *gate, size_t n) {
+    const __m256 rs2 = _mm256_set1_ps(0.70710678118654752f), one = _mm256_set1_ps(1.f);
+    const __m256 half = _mm256_set1_ps(0.5f), p = _mm256_set1_ps(0.3275911f);
+    const __m256 sign = _mm256_set1_ps(-0.f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 u = _mm256_mul_ps(g, rs2);
+        __m256 a = _mm256_andnot_ps(sign, u);
+        __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(p, a, one));
+        __m256 q = _mm256_set1_ps(1.061405429f);
+        q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(-1.453152027f));
+        q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(1.421413741f));
+        q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(-0.284496736f));
+        q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(0.254829592f));
+        q = _mm256_mul_ps(q, t);
+        __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(a, a)));
+        __m256 erfa = _mm256_fnmadd_ps(q, e, one);                      /* erf(|u|) */
+        __m256 erfu = _mm256_or_ps(erfa, _mm256_and_ps(sign, u));       /* sign of u */
+        __m256 gl = _mm256_mul_ps(_mm256_mul_ps(half, g), _mm256_add_ps(one, erfu));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(val + i), gl));
+    }
+    for (; i < n; i++) {
+        float g = gate[i];
+        y[i] = val[i] * (0.5f * g * (1.f + erff(g * (float)M_SQRT1_2)));
+    }
+}
+#endif
+
+static void sigmul_span(float *x, size_t n, float k) {
+#if defined(__x86_64__)
+    if (have_avx2()) {
+        sigmul_avx2(x, n, k);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.f + expf(-k * x[i]));
+}
+
+static void geglu_span(float *y, const float *val, const float *gate, size_t n) {
+#if defined(__x86_64__)
+    if (have_avx2()) {
+        geglu_avx2(y, val, gate, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        y[i] = val[i] * (0.5f * g * (1.f + erff(g * (float)M_SQRT1_2)));
+    }
+}
+
+/* ---- normalisation --------------------------------------------------------------- */
+
+typedef struct {
+    float *out;
+    const float *in, *gamma, *beta;
+    int C, HW, G;
+    float eps;
+    int silu;
+} gn_ctx;
+
+static inline float silu1(float x) { return x / (1.f + expf(-x)); }
+
+static void gn_group(void *vctx, int64_t idx, int thread) {
+    (void)thread;
+    gn_ctx *c = vctx;
+    int cpg = c->C / c->G;
+    int g = (int)(idx % c->G);
+    size_t n = (size_t)cpg * c->HW;
+    const float *x = c->in + (size_t)idx * n; /* groups are contiguous in NCHW */
+    float *y = c->out + (size_t)idx * n;
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) sum += x[i];
+    double mean = sum / (double)n;
+    double var = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = x[i] - mean;
+        var += d * d;
+    }
+    var /= (double)n;
+    float rstd = (float)(1.0 / sqrt(var + c->eps));
+    float fmean = (float)mean;
+    for (int cc = 0; cc < cpg; cc++) {
+        int ch = g * cpg + cc;
+        float a = rstd * (c->gamma ? c->gamma[ch] : 1.f);
+        float bb = c->beta ? c->beta[ch] : 0.f;
+        const float *xs = x + (size_t)cc * c->HW;
+        float *ys = y + (size_t)cc * c->HW;
+        for (int i = 0; i < c->HW; i++) ys[i] = (xs[i] - fmean) * a + bb;
+        if (c->silu) sigmul_span(ys, c->HW, 1.f);
+    }
+}
+
+void nn_group_norm(float *out, const float *in, const float *gamma, const float *beta, int B,
+                   int C, int HW, int G, float eps, int silu) {
+    gn_ctx c = {out, in, gamma, beta, C, HW, G, eps, silu};
+    nn_par((int64_t)B * G, (double)C / G * HW * 4, gn_group, &c);
+}
+
+typedef struct {
+    float *out;
+    const float *in, *gamma, *beta;
+    int T, C;
+    float eps;
+} ln_ctx;
+
+static void ln_row(void *vctx, int64_t t, int thread) {
+    (void)thread;
+    ln_ctx *c = vctx;
+    const float *x = c->in + (size_t)t * c->C;
+    float *y = c->out + (size_t)t * c->C;
+    double sum = 0;
+    for (int i = 0; i < c->C; i++) sum += x[i];
+    double mean = sum / c->C, var = 0;
+    for (int i = 0; i < c->C; i++) {
+        double d = x[i] - mean;
+        var += d * d;
+    }
+    var /= c->C;
+    float rstd = (float)(1.0 / sqrt(var + c->eps)), fm = (float)mean;
+    for (int i = 0; i < c->C; i++) y[i] = (x[i] - fm) * rstd * c->gamma[i] + c->beta[i];
+}
+
+void nn_layer_norm(float *out, const float *in, const float *gamma, const float *beta, int T,
+                   int C, float eps) {
+    ln_ctx c = {out, in, gamma, beta, T, C, eps};
+    nn_par(T, (double)C * 4, ln_row, &c);
+}
+
+#define LN_CM_TILE 64 /* tokens per parallel item */
+
+static void ln_cm_tile(void *vctx, int64_t tile, int thread) {
+    (void)thread;
+    ln_ctx *c = vctx;
+    int t0 = (int)tile * LN_CM_TILE;
+    int nt = c->T - t0 < LN_CM_TILE ? c->T - t0 : LN_CM_TILE;
+    double sum[LN_CM_TILE] = {0}, var[LN_CM_TILE] = {0};
+    float mean[LN_CM_TILE], rstd[LN_CM_TILE];
+    for (int ch = 0; ch < c->C; ch++) {
+        const float *x = c->in + (size_t)ch * c->T + t0;
+        for (int i = 0; i < nt; i++) sum[i] += x[i];
+    }
+    for (int i = 0; i < nt; i++) sum[i] /= c->C;
+    for (int ch = 0; ch < c->C; ch++) {
+        const float *x = c->in + (size_t)ch * c->T + t0;
+        for (int i = 0; i < nt; i++) {
+            double d = x[i] - sum[i];
+            var[i] += d * d;
+        }
+    }
+    for (int i = 0; i < nt; i++) {
+        mean[i] = (float)sum[i];
+        rstd[i] = (float)(1.0 / sqrt(var[i] / c->C + c->eps));
+    }
+    for (int ch = 0; ch < c->C; ch++) {
+        const float *x = c->in + (size_t)ch * c->T + t0;
+        float *y = c->out + (size_t)ch * c->T + t0;
+        float g = c->gamma[ch], b = c->beta[ch];
+        for (int i = 0; i < nt; i++) y[i] = (x[i] - mean[i]) * rstd[i] * g + b;
+    }
+}
+
+void nn_layer_norm_cm(float *out, const float *in, const float *gamma, const float *beta, int C,
+                      int T, float eps) {
+    ln_ctx c = {out, in, gamma, beta, T, C, eps};
+    int64_t tiles = (T + LN_CM_TILE - 1) / LN_CM_TILE;
+    nn_par(tiles, (double)C * LN_CM_TILE * 4, ln_cm_tile, &c);
+}
+
+void nn_fold_batchnorm(float *weight, float *bias, int cout, size_t per_out, const float *gamma,
+                       const float *beta, const float *mean, const float *var, float eps) {
+    for (int o = 0; o < cout; o++) {
+        float s = gamma[o] / sqrtf(var[o] + eps);
+        float *w = weight + (size_t)o * per_out;
+        for (size_t i = 0; i < per_out; i++) w[i] *= s;
+        bias[o] = (bias[o] - mean[o]) * s + beta[o];
+    }
+}
+
+/* ---- activations ----------------------------------------------------------------------- */
+
+typedef struct {
+    float *x;
+    const float *y;
+    float *out;
+    size_t n;
+    float s;
+    int op;
+} ew_ctx;
+
+enum { EW_SILU, EW_GELU, EW_QGELU, EW_RELU, EW_ADD, EW_ADDIP, EW_SCALE };
+
+static void ew_chunk(void *vctx, int64_t ci, int thread) {
+    (void)thread;
+    ew_ctx *c = vctx;
+    size_t i0 = (size_t)ci * NN_CHUNK, i1 = i0 + NN_CHUNK < c->n ? i0 + NN_CHUNK : c->n;
+    float *x = c->x;
+    switch (c->op) {
+    case EW_SILU: sigmul_span(x + i0, i1 - i0, 1.f); break;
+    case EW_GELU:
+        for (size_t i = i0; i < i1; i++) x[i] = 0.5f * x[i] * (1.f + erff(x[i] * (float)M_SQRT1_2));
+        break;
+    case EW_QGELU: sigmul_span(x + i0, i1 - i0, 1.702f); break;
+    case EW_RELU:
+        for (size_t i = i0; i < i1; i++) x[i] = x[i] > 0.f ? x[i] : 0.f;
+        break;
+    case EW_ADD:
+        for (size_t i = i0; i < i1; i++) c->out[i] = x[i] + c->y[i];
+        break;
+    case EW_ADDIP:
+        for (size_t i = i0; i < i1; i++) x[i] += c->y[i];
+        break;
+    case EW_SCALE:
+        for (size_t i = i0; i < i1; i++) x[i] *= c->s;
+        break;
+    }
+}
+
+static void ew_run(ew_ctx *c, double cost) {
+    int64_t chunks = (int64_t)((c->n + NN_CHUNK - 1) / NN_CHUNK);
+    nn_par(chunks, cost * NN_CHUNK, ew_chunk, c);
+}
+
+void nn_silu(float *x, size_t n) { ew_run(&(ew_ctx){.x = x, .n = n, .op = EW_SILU}, 8); }
+void nn_gelu_erf(float *x, size_t n) { ew_run(&(ew_ctx){.x = x, .n = n, .op = EW_GELU}, 8); }
+void nn_quick_gelu(float *x, size_t n) { ew_run(&(ew_ctx){.x = x, .n = n, .op = EW_QGELU}, 8); }
+void nn_relu(float *x, size_t n) { ew_run(&(ew_ctx){.x = x, .n = n, .op = EW_RELU}, 1); }
+void nn_add(float *out, const float *a, const float *b, size_t n) {
+    ew_run(&(ew_ctx){.x = (float *)a, .y = b, .out = out, .n = n, .op = EW_ADD}, 1);
+}
+void nn_add_inplace(float *x, const float *y, size_t n) {
+    ew_run(&(ew_ctx){.x = x, .y = y, .n = n, .op = EW_ADDIP}, 1);
+}
+void nn_scale(float *x, float s, size_t n) {
+    ew_run(&(ew_ctx){.x = x, .s = s, .n = n, .op = EW_SCALE}, 1);
+}
+
+typedef struct {
+    float *out;
+    const float *in;
+    int D, T;
+} geglu_ctx;
+
+static void geglu_row(void *vctx, int64_t d, int thread) {
+    (void)thread;
+    geglu_ctx *c = vctx;
+    const float *val = c->in + (size_t)d * c->T;
+    const float *gate = c->in + (size_t)(c->D + d) * c->T;
+    float *y = c->out + (size_t)d * c->T;
+    geglu_span(y, val, gate, (size_t)c->T);
+}
+
+void nn_geglu_cm(float *out, const float *in, int D, int T) {
+    geglu_ctx c = {out, in, D, T};
+    nn_par(D, (double)T * 10, geglu_row, &c);
+}
+
+typedef struct {
+    float *x;
+    int cols;
+} sm_ctx;
+
+/* Softmax of one row. The AVX2 path evaluates exp with a Cephes-style
+ * polynomial (max error ~2 ulp, like a different summation order), eight
+ * lanes at a time: the row-wise exp is the one elementwise op whose count
+ * grows with T^2 (64x64 latents: over a billion per UNet pass), and libm's
+ * scalar expf made it a sixth of the forward time. */
+static void softmax_row_scalar(float *r, int cols) {
+    float mx = -INFINITY;
+    for (int j = 0; j < cols; j++) mx = r[j] > mx ? r[j] : mx;
+    if (mx == -INFINITY) { /* fully masked row: define as zeros rather than NaN */
+        memset(r, 0, sizeof(float) * cols);
+        return;
+    }
+    float sum = 0.f;
+    for (int j = 0; j < cols; j++) {
+        r[j] = expf(r[j] - mx);
+        sum += r[j];
+    }
+    float inv = 1.f / sum;
+    for (int j = 0; j < cols; j++) r[j] *= inv;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static float hsum256(__m256 v) {
+    __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+    a = _mm_add_ss(a, _mm_shuffle_ps(a, a, 1));
+    return _mm_cvtss_f32(a);
+}
+
+__attribute__((target("avx2,fma"))) static void softmax_row_avx2(float *r, int cols) {
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    int j = 0;
+    for (; j + 8 <= cols; j += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(r + j));
+    float lanes[8], mx = -INFINITY;
+    _mm256_storeu_ps(lanes, vm);
+    for (int l = 0; l < 8; l++) mx = lanes[l] > mx ? lanes[l] : mx;
+    for (int k = j; k < cols; k++) mx = r[k] > mx ? r[k] : mx;
+    if (mx == -INFINITY) {
+        memset(r, 0, sizeof(float) * cols);
+        return;
+    }
+    __m256 vmx = _mm256_set1_ps(mx), vs = _mm256_setzero_ps();
+    for (j = 0; j + 8 <= cols; j += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(r + j), vmx));
+        _mm256_storeu_ps(r + j, e);
+        vs = _mm256_add_ps(vs, e);
+    }
+    float sum = hsum256(vs);
+    if (j < cols) { /* tail through the same polynomial */
+        float tail[8];
+        int n = cols - j;
+        for (int l = 0; l < 8; l++) tail[l] = l < n ? r[j + l] - mx : -INFINITY;
+        _mm256_storeu_ps(tail, exp256(_mm256_loadu_ps(tail)));
+        for (int l = 0; l < n; l++) r[j + l] = tail[l], sum += tail[l];
+    }
+    __m256 vi = _mm256_set1_ps(1.f / sum);
+    for (j = 0; j + 8 <= cols; j += 8) _mm256_storeu_ps(r + j, _mm256_mul_ps(_mm256_loadu_ps(r + j), vi));
+    for (; j < cols; j++) r[j] *= 1.f / sum;
+}
+
+static void softmax_row(float *r, int cols) {
+    if (have_avx2()) softmax_row_avx2(r, cols);
+    else softmax_row_scalar(r, cols);
+}
+#else
+static void softmax_row(float *r, int cols) { softmax_row_scalar(r, cols); }
+#endif
+
+static void sm_row(void *vctx, int64_t i, int thread) {
+    (void)thread;
+    sm_ctx *c = vctx;
+    softmax_row(c->x + (size_t)i * c->cols, c->cols);
+}
+
+void nn_softmax(float *x, int rows, int cols) {
+    sm_ctx c = {x, cols};
+    nn_par(rows, (double)cols * 8, sm_row, &c);
+}
+
+/* ---- attention ------------------------------------------------------------------------- */
+
+#define ATT_SCORES (1 << 20) /* floats of scores per query block (4 MB) */
+
+static int att_block(int Tq, int Tk) {
+    int bq = ATT_SCORES / (Tk > 0 ? Tk : 1);
+    if (bq < 1) bq = 1;
+    if (bq > Tq) bq = Tq;
+    return bq;
+}
+
+size_t nn_attention_ws(int Tq, int Tk) { return (size_t)att_block(Tq, Tk) * Tk; }
+
+typedef struct {
+    float *s;
+    int cols, i0;
+} causal_ctx;
+
+static void causal_row(void *vctx, int64_t r, int thread) {
+    (void)thread;
+    causal_ctx *c = vctx;
+    float *row = c->s + (size_t)r * c->cols;
+    for (int j = c->i0 + (int)r + 1; j < c->cols; j++) row[j] = -INFINITY;
+    softmax_row(row, c->cols);
+}
+
+void nn_attention(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
+                  const float *v, int ldv, int Tq, int Tk, int heads, int dh, int causal,
+                  float *ws) {
+    float scale = 1.f / sqrtf((float)dh);
+    int bq = att_block(Tq, Tk);
+    FLOPS(2 * heads, (double)Tq * Tk, dh); /* QK^T and PV */
+    for (int h = 0; h < heads; h++) {
+        for (int i0 = 0; i0 < Tq; i0 += bq) {
+            int n = i0 + bq <= Tq ? bq : Tq - i0;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, Tk, dh, scale,
+                        q + (size_t)i0 * ldq + h * dh, ldq, k + h * dh, ldk, 0.f, ws, Tk);
+            if (causal) {
+                causal_ctx c = {ws, Tk, i0};
+                nn_par(n, (double)Tk * 8, causal_row, &c);
+            } else {
+                nn_softmax(ws, n, Tk);
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, dh, Tk, 1.f, ws, Tk,
+                        v + h * dh, ldv, 0.f, out + (size_t)i0 * ldo + h * dh, ldo);
+        }
+    }
+}
+
+void nn_attention_cm_ld(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
+                        const float *v, int ldv, int Tq, int Tk, int heads, int dh, float *ws) {
+    float scale = 1.f / sqrtf((float)dh);
+    int bq = att_block(Tq, Tk);
+    FLOPS(2 * heads, (double)Tq * Tk, dh); /* QK^T and PV */
+    for (int h = 0; h < heads; h++) {
+        const float *qh = q + (size_t)h * dh * ldq; /* [dh, Tq], row stride ldq */
+        const float *kh = k + (size_t)h * dh * ldk; /* [dh, Tk] */
+        const float *vh = v + (size_t)h * dh * ldv; /* [dh, Tk] */
+        float *oh = out + (size_t)h * dh * ldo;     /* [dh, Tq] */
+        for (int i0 = 0; i0 < Tq; i0 += bq) {
+            int n = i0 + bq <= Tq ? bq : Tq - i0;
+            /* S [n, Tk] = scale * Q[:, i0:i0+n]^T K */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, Tk, dh, scale, qh + i0, ldq,
+                        kh, ldk, 0.f, ws, Tk);
+            nn_softmax(ws, n, Tk);
+            /* O[:, i0:i0+n] = V S^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, dh, n, Tk, 1.f, vh, ldv, ws, Tk,
+                        0.f, oh + i0, ldo);
+        }
+    }
+}
+
+void nn_attention_cm(float *out, const float *q, const float *k, const float *v, int Tq, int Tk,
+                     int heads, int dh, float *ws) {
+    nn_attention_cm_ld(out, Tq, q, Tq, k, Tk, v, Tk, Tq, Tk, heads, dh, ws);
+}
+
+/* ---- shape and elementwise helpers ----------------------------------------------------- */
+
+typedef struct {
+    float *out;
+    const float *in;
+    int h, w;
+} up_ctx;
+
+static void up_plane(void *vctx, int64_t i, int thread) {
+    (void)thread;
+    up_ctx *c = vctx;
+    const float *x = c->in + (size_t)i * c->h * c->w;
+    float *y = c->out + (size_t)i * 4 * c->h * c->w;
+    int W2 = 2 * c->w;
+    for (int r = 0; r < c->h; r++) {
+        float *d = y + (size_t)(2 * r) * W2;
+        const float *s = x + (size_t)r * c->w;
+        for (int j = 0; j < c->w; j++) d[2 * j] = d[2 * j + 1] = s[j];
+        memcpy(d + W2, d, sizeof(float) * W2);
+    }
+}
+
+void nn_upsample_nearest2x(float *out, const float *in, int N, int h, int w) {
+    up_ctx c = {out, in, h, w};
+    nn_par(N, (double)h * w * 4, up_plane, &c);
+}
+
+typedef struct {
+    float *x;
+    const float *v;
+    int HW;
+} cb_ctx;
+
+static void cb_plane(void *vctx, int64_t i, int thread) {
+    (void)thread;
+    cb_ctx *c = vctx;
+    float *x = c->x + (size_t)i * c->HW;
+    float b = c->v[i];
+    for (int j = 0; j < c->HW; j++) x[j] += b;
+}
+
+void nn_add_channel_bias(float *x, const float *v, int B, int C, int HW) {
+    cb_ctx c = {x, v, HW};
+    nn_par((int64_t)B * C, HW, cb_plane, &c);
+}
+
+void nn_transpose(float *out, const float *in, int T, int C) {
+    const int tb = 32;
+    for (int t0 = 0; t0 < T; t0 += tb)
+        for (int c0 = 0; c0 < C; c0 += tb)
+            for (int t = t0; t < T && t < t0 + tb; t++)
+                for (int c = c0; c < C && c < c0 + tb; c++)
+                    out[(size_t)c * T + t] = in[(size_t)t * C + c];
+}

@@ -1,0 +1,146 @@
+/* nn.h — neural-network ops on float32 tensors, for the SD 1.x models and the
+ * ResNet feature extractor.
+ *
+ * Plain functions, outputs first, then inputs, then weights, then sizes.
+ * Images are NCHW (batch, channels, rows, cols), row-major. Matrix products go
+ * through OpenBLAS cblas_sgemm (threaded by OpenBLAS itself); the other ops
+ * are spread over cs_threads() threads with cs_parallel_for. Nothing here
+ * allocates per call except where a comment says so: callers pass workspaces
+ * sized by the matching *_ws() function. Nothing here fails: sizes are the
+ * caller's contract (checked when the weights are loaded).
+ *
+ * Two token layouts occur:
+ *   token-major   [T, C]: row t holds the C features of token t (CLIP text
+ *                 encoder, linear layers as in PyTorch);
+ *   channel-major [C, T]: row c holds channel c of every token — an NCHW image
+ *                 with T = H*W viewed as tokens (the UNet's SpatialTransformer
+ *                 keeps this layout, so 1x1 convs and linears are W·X). */
+#ifndef CS_NN_H
+#define CS_NN_H
+
+#include <stddef.h>
+
+/* Sets the thread count of OpenBLAS and of the ops here (0 = cs_threads()). */
+void nn_set_threads(int n);
+
+/* Floating-point operations (2*M*N*K per sgemm) issued by the ops here since
+ * the last reset: for GFLOP/s figures. Not synchronised: count from one thread. */
+double nn_flops(void);
+void nn_flops_reset(void);
+void nn_flops_add(double f);
+
+/* ---- convolution ---------------------------------------------------------- */
+
+/* Geometry of a 2-D convolution; pads may differ per side (the VAE encoder's
+ * downsample pads right/bottom only). Groups and dilation are not supported. */
+typedef struct {
+    int cin, cout;          /* channels in/out */
+    int kh, kw;             /* kernel size */
+    int stride;             /* same stride on both axes */
+    int pad_t, pad_l, pad_b, pad_r;
+} nn_conv2d_p;
+
+/* Output rows/cols of a conv on an h x w input. */
+int nn_conv2d_oh(const nn_conv2d_p *p, int h);
+int nn_conv2d_ow(const nn_conv2d_p *p, int w);
+
+/* Workspace (in floats) for the im2col matrix of the whole output, 0 for a
+ * 1x1 stride-1 unpadded conv (plain sgemm). nn_conv2d also works with a smaller
+ * workspace, as long as it holds one output row (cin*kh*kw*ow floats): it then
+ * processes the output in bands of rows. */
+size_t nn_conv2d_ws(const nn_conv2d_p *p, int h, int w);
+size_t nn_conv2d_ws_min(const nn_conv2d_p *p, int h, int w);
+/* Workspace with which nn_conv2d runs the whole batch as ONE sgemm (column
+ * matrix [K, B*oh*ow] plus an output staging buffer [cout, B*oh*ow]): the
+ * weights are then packed and streamed once instead of B times, which matters
+ * for small images (N = oh*ow below ~1024). Used when ws_floats >= this. */
+size_t nn_conv2d_ws_batched(const nn_conv2d_p *p, int B, int h, int w);
+
+/* out [B, cout, oh, ow] = conv(in [B, cin, h, w], weight [cout, cin, kh, kw]) + bias [cout]
+ * (bias may be NULL). ws: ws_floats floats (see nn_conv2d_ws and
+ * nn_conv2d_ws_batched). out must not alias in. */
+void nn_conv2d(float *out, const float *in, const float *weight, const float *bias,
+               const nn_conv2d_p *p, int B, int h, int w, float *ws, size_t ws_floats);
+
+/* ---- linear ---------------------------------------------------------------- */
+
+/* Token-major: out [T, nout] = in [T, nin] · weight[nout, nin]^T + bias [nout] (bias may be NULL). */
+void nn_linear(float *out, const float *in, const float *weight, const float *bias, int T,
+               int nin, int nout);
+
+/* Channel-major (= 1x1 conv): out [nout, T] = weight [nout, nin] · in [nin, T] + bias [nout]. */
+void nn_linear_cm(float *out, const float *in, const float *weight, const float *bias, int T,
+                  int nin, int nout);
+
+/* ---- normalisation --------------------------------------------------------- */
+
+/* GroupNorm over x [B, C, HW] with G groups (C % G == 0), affine gamma/beta [C],
+ * statistics in double. silu != 0 applies SiLU after (fused). out may equal in. */
+void nn_group_norm(float *out, const float *in, const float *gamma, const float *beta, int B,
+                   int C, int HW, int G, float eps, int silu);
+
+/* LayerNorm over the last dim: x [T, C] token-major. out may equal in. */
+void nn_layer_norm(float *out, const float *in, const float *gamma, const float *beta, int T,
+                   int C, float eps);
+
+/* LayerNorm over channels of a channel-major x [C, T] (each token normalised
+ * over its C features). out may equal in. */
+void nn_layer_norm_cm(float *out, const float *in, const float *gamma, const float *beta, int C,
+                      int T, float eps);
+
+/* y = (x - mean) / sqrt(var + eps) * gamma + beta folded into the preceding
+ * conv: weight [cout, per_out] and bias [cout] are rewritten in place (bias
+ * must be writable; pass a zeroed one if the conv had none). */
+void nn_fold_batchnorm(float *weight, float *bias, int cout, size_t per_out, const float *gamma,
+                       const float *beta, const float *mean, const float *var, float eps);
+
+/* ---- activations (in place, n elements) ------------------------------------ */
+void nn_silu(float *x, size_t n);       /* x * sigmoid(x) */
+void nn_gelu_erf(float *x, size_t n);   /* 0.5 x (1 + erf(x / sqrt 2)), the exact GELU */
+void nn_quick_gelu(float *x, size_t n); /* x * sigmoid(1.702 x) (CLIP) */
+void nn_relu(float *x, size_t n);
+
+/* GEGLU (SD's feed-forward), channel-major: in [2*D, T] holds value rows 0..D-1
+ * and gate rows D..2D-1; out [D, T] = value * gelu_erf(gate). out may equal in
+ * (the value half). */
+void nn_geglu_cm(float *out, const float *in, int D, int T);
+
+/* Row-wise numerically stable softmax of x [rows, cols], in place. */
+void nn_softmax(float *x, int rows, int cols);
+
+/* ---- attention ------------------------------------------------------------- */
+
+/* Multi-head scaled-dot-product attention, scale = dh^-0.5, heads*dh = C.
+ * Token-major: q [Tq, ldq], k [Tk, ldk], v [Tk, ldv] with head h in columns
+ * h*dh..(h+1)*dh-1; out [Tq, ldo] likewise. causal != 0 masks key j > query i.
+ * ws: nn_attention_ws(Tq, Tk) floats. */
+size_t nn_attention_ws(int Tq, int Tk);
+void nn_attention(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
+                  const float *v, int ldv, int Tq, int Tk, int heads, int dh, int causal,
+                  float *ws);
+
+/* Channel-major: q [heads*dh, Tq], k, v [heads*dh, Tk], out [heads*dh, Tq];
+ * head h is rows h*dh..(h+1)*dh-1. No mask. ws: nn_attention_ws(Tq, Tk). */
+void nn_attention_cm(float *out, const float *q, const float *k, const float *v, int Tq, int Tk,
+                     int heads, int dh, float *ws);
+
+/* The same with row strides: q rows of length >= Tq spaced ldq apart, etc.
+ * (a column slice of a wider channel-major matrix, e.g. one image of a batch
+ * laid out [C, B*T]). */
+void nn_attention_cm_ld(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
+                        const float *v, int ldv, int Tq, int Tk, int heads, int dh, float *ws);
+
+/* ---- shape and elementwise helpers ------------------------------------------ */
+
+/* out [N, h*2, w*2] = nearest-neighbour upsampling of in [N, h, w] (N = B*C). */
+void nn_upsample_nearest2x(float *out, const float *in, int N, int h, int w);
+
+void nn_add(float *out, const float *a, const float *b, size_t n); /* out = a + b */
+void nn_add_inplace(float *x, const float *y, size_t n);             /* x += y */
+void nn_scale(float *x, float s, size_t n);                          /* x *= s */
+/* x [B, C, HW] += per-(b, c) value v [B, C] (e.g. the ResBlock's time embedding). */
+void nn_add_channel_bias(float *x, const float *v, int B, int C, int HW);
+/* out [C, T] = in [T, C]^T. */
+void nn_transpose(float *out, const float *in, int T, int C);
+
+#endif

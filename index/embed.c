@@ -1,0 +1,388 @@
+/* embed.c — embedder registry and filling the vector columns (see embed.h).
+ *
+ * Reads refs / ref_thumbs directly, in id order and in batches: the refs.h
+ * loader holds every thumbnail in memory at once (12 KB each), which does not
+ * scale to the millions of references a column is meant for. */
+#include "index/embed.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/nn.h"
+#include "core/parallel.h"
+#include "core/progress.h"
+#include "index/knn.h"
+#include "index/refs.h"
+#include "index/resnet.h"
+#include "index/tinydesc.h"
+#include "index/vecstore.h"
+
+enum { EMB_TINY, EMB_SSCD };
+
+typedef struct {
+    int kind;
+    const char *column;            /* "tiny" / "sscd" */
+    const cs_resnet_preproc *pp;   /* sscd */
+    char *weights;                 /* sscd, malloc'd */
+} emb_spec;
+
+static int parse_spec(const char *spec, emb_spec *o, cs_err *err) {
+    memset(o, 0, sizeof *o);
+    if (!strcmp(spec, "tiny")) {
+        o->kind = EMB_TINY, o->column = "tiny";
+        return 0;
+    }
+    if (!strncmp(spec, "sscd", 4) && (spec[4] == ':' || spec[4] == '@')) {
+        const char *p = spec + 4, *colon = strchr(p, ':');
+        if (!colon || !colon[1])
+            return cs_fail(err, CS_EUSAGE, "embedder %s: expected sscd[@PREPROC]:WEIGHTS.safetensors", spec);
+        const char *ppname = CS_RESNET_PREPROC_DEFAULT;
+        char buf[64];
+        if (*p == '@') {
+            size_t n = (size_t)(colon - p - 1);
+            if (n >= sizeof buf) n = sizeof buf - 1;
+            memcpy(buf, p + 1, n);
+            buf[n] = 0;
+            ppname = buf;
+        }
+        o->pp = cs_resnet_preproc_named(ppname);
+        if (!o->pp)
+            return cs_fail(err, CS_EUSAGE,
+                           "embedder %s: unknown preprocessing '%s' (small_288, skew_320, skew_288, center_224)",
+                           spec, ppname);
+        o->kind = EMB_SSCD, o->column = "sscd";
+        o->weights = strdup(colon + 1);
+        if (!o->weights) return cs_fail(err, CS_ENOMEM, "out of memory");
+        return 0;
+    }
+    return cs_fail(err, CS_EUSAGE, "unknown embedder '%s' (tiny, sscd:WEIGHTS.safetensors)", spec);
+}
+
+/* ---- the embedder object ---------------------------------------------------- */
+
+struct cs_embedder {
+    emb_spec spec;
+    cs_tinydesc tiny;
+    cs_resnet net;
+    int dim;
+};
+
+static char *tiny_model_path(cs_store *s) { return cs_store_sidecar(s, "tinydesc.safetensors"); }
+
+int cs_embedder_open(cs_embedder **out, cs_store *s, const char *spec, cs_err *err) {
+    *out = NULL;
+    cs_embedder *e = calloc(1, sizeof *e);
+    if (!e) return cs_fail(err, CS_ENOMEM, "out of memory");
+    if (parse_spec(spec, &e->spec, err)) {
+        free(e);
+        return -1;
+    }
+    int rc;
+    if (e->spec.kind == EMB_TINY) {
+        char *p = tiny_model_path(s);
+        if (!p) rc = cs_fail(err, CS_ENOMEM, "out of memory");
+        else if (access(p, F_OK))
+            rc = cs_fail(err, CS_ENOTFOUND, "%s: missing: run 'copyscope index add --embedder tiny' first", p);
+        else rc = cs_tiny_load(&e->tiny, p, err);
+        free(p);
+        e->dim = e->tiny.dim;
+    } else {
+        rc = cs_resnet_load(&e->net, e->spec.weights, err);
+        e->dim = e->net.dim;
+    }
+    if (rc) {
+        cs_embedder_free(e);
+        return -1;
+    }
+    *out = e;
+    return 0;
+}
+
+void cs_embedder_free(cs_embedder *e) {
+    if (!e) return;
+    cs_tiny_free(&e->tiny);
+    cs_resnet_free(&e->net);
+    free(e->spec.weights);
+    free(e);
+}
+
+const char *cs_embedder_column(const cs_embedder *e) { return e->spec.column; }
+int cs_embedder_dim(const cs_embedder *e) { return e->dim; }
+
+int cs_embedder_describe(cs_embedder *e, const cs_image *imgs, int n, float *out, cs_err *err) {
+    if (e->spec.kind == EMB_SSCD) return cs_resnet_embed(&e->net, e->spec.pp, imgs, n, 8, out, err);
+    const size_t tb = CS_THUMB_SIZE * CS_THUMB_SIZE * 3;
+    uint8_t *th = malloc((size_t)(n ? n : 1) * tb);
+    if (!th) return cs_fail(err, CS_ENOMEM, "out of memory");
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) rc = cs_tiny_thumb(&imgs[i], th + (size_t)i * tb, err);
+    if (!rc) rc = cs_tiny_describe(&e->tiny, th, n, out, err);
+    free(th);
+    return rc;
+}
+
+/* ---- filling a column ------------------------------------------------------- */
+
+static int count_ok(cs_store *s, int64_t *n, cs_err *err) {
+    sqlite3_stmt *st;
+    if (cs_store_prepare(s, &st, "SELECT count(*) FROM refs WHERE status = 'ok'", err)) return -1;
+    int rc = sqlite3_step(st) == SQLITE_ROW ? 0 : cs_store_fail(s, err, "count refs");
+    *n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Thumbnail blob of the current row's column col, or NULL if malformed. */
+static const uint8_t *thumb_of(sqlite3_stmt *st, int col) {
+    const void *b = sqlite3_column_blob(st, col);
+    int len = sqlite3_column_bytes(st, col);
+    return b && len == CS_THUMB_SIZE * CS_THUMB_SIZE * 3 ? b : NULL;
+}
+
+#define THUMB_SQL                                                                                  \
+    "SELECT r.id, t.rgb FROM refs r JOIN ref_thumbs t ON t.ref_id = r.id "                         \
+    "WHERE r.status = 'ok' AND t.w = 64 AND t.h = 64 ORDER BY r.id"
+
+/* Learns the tiny PCA from up to CS_TINY_MAX_TRAIN thumbnails spread evenly
+ * over the index (ids first, then the chosen blobs). */
+static int tiny_learn_from_store(cs_store *s, cs_tinydesc *m, cs_err *err) {
+    sqlite3_stmt *st = NULL, *one = NULL;
+    int64_t *ids = NULL, n = 0, cap = 0;
+    uint8_t *th = NULL;
+    int rc = -1;
+    if (cs_store_prepare(s, &st, THUMB_SQL, err)) goto done;
+    while (sqlite3_step(st) == SQLITE_ROW) { /* the blob column is never read here */
+        if (n == cap) {
+            cap = cap ? 2 * cap : 4096;
+            int64_t *t = realloc(ids, (size_t)cap * sizeof *ids);
+            if (!t) { cs_fail(err, CS_ENOMEM, "out of memory"); goto done; }
+            ids = t;
+        }
+        ids[n++] = sqlite3_column_int64(st, 0);
+    }
+    int64_t m_n = n < CS_TINY_MAX_TRAIN ? n : CS_TINY_MAX_TRAIN;
+    const size_t tb = CS_THUMB_SIZE * CS_THUMB_SIZE * 3;
+    th = malloc((size_t)(m_n ? m_n : 1) * tb);
+    if (!th) { cs_fail(err, CS_ENOMEM, "out of memory"); goto done; }
+    if (cs_store_prepare(s, &one, "SELECT rgb FROM ref_thumbs WHERE ref_id = ?", err)) goto done;
+    int64_t got = 0;
+    for (int64_t i = 0; i < m_n; i++) {
+        sqlite3_reset(one);
+        sqlite3_bind_int64(one, 1, ids[m_n == n ? i : (int64_t)((double)i * n / m_n)]);
+        if (sqlite3_step(one) != SQLITE_ROW) continue;
+        const uint8_t *t = thumb_of(one, 0);
+        if (t) memcpy(th + (size_t)got++ * tb, t, tb);
+    }
+    rc = cs_tiny_learn(m, th, got, err);
+done:
+    sqlite3_finalize(st);
+    sqlite3_finalize(one);
+    free(ids), free(th);
+    return rc;
+}
+
+static int tiny_add(cs_store *s, int progress, cs_embed_stats *stats, cs_err *err) {
+    cs_tinydesc m = {0};
+    cs_vecstore vs;
+    char *mp = tiny_model_path(s);
+    if (!mp) return cs_fail(err, CS_ENOMEM, "out of memory");
+    if (cs_vs_open_store(&vs, s, "tiny", CS_TINY_DIM, 1, err)) {
+        free(mp);
+        return -1;
+    }
+    int rc = -1;
+    sqlite3_stmt *st = NULL;
+    uint8_t *th = NULL;
+    int64_t *ids = NULL;
+    float *out = NULL;
+    cs_progress *pr = NULL;
+    if (!access(mp, F_OK)) {
+        if (cs_tiny_load(&m, mp, err)) goto done;
+    } else {
+        if (vs.n > 0) {
+            cs_fail(err, CS_EFORMAT, "%s: missing, but %s holds %lld vectors made with it: remove both to recompute",
+                    mp, vs.path, (long long)vs.n);
+            goto done;
+        }
+        int64_t nok;
+        if (count_ok(s, &nok, err)) goto done;
+        if (nok == 0) { rc = 0; goto done; } /* nothing to learn from or describe yet */
+        if (tiny_learn_from_store(s, &m, err) || cs_tiny_save(&m, mp, err)) goto done;
+    }
+    enum { BATCH = 1024 };
+    const size_t tb = CS_THUMB_SIZE * CS_THUMB_SIZE * 3;
+    th = malloc(BATCH * tb);
+    ids = malloc(BATCH * sizeof *ids);
+    out = malloc((size_t)BATCH * m.dim * sizeof *out);
+    if (!th || !ids || !out) { cs_fail(err, CS_ENOMEM, "out of memory"); goto done; }
+    int64_t total;
+    if (count_ok(s, &total, err)) goto done;
+    if (progress) pr = cs_progress_start("embed tiny", total, "img");
+    if (cs_store_prepare(s, &st, THUMB_SQL, err)) goto done;
+    int nb = 0, step;
+    for (;;) {
+        step = sqlite3_step(st);
+        if (step == SQLITE_ROW) {
+            int64_t id = sqlite3_column_int64(st, 0);
+            if (cs_vs_find(&vs, id) >= 0) {
+                if (stats) stats->present++;
+                if (pr) cs_progress_add(pr, 1);
+                continue;
+            }
+            const uint8_t *t = thumb_of(st, 1);
+            if (!t) {
+                if (stats) stats->skipped++;
+                continue;
+            }
+            memcpy(th + (size_t)nb * tb, t, tb);
+            ids[nb++] = id;
+        }
+        if (nb == BATCH || (step != SQLITE_ROW && nb > 0)) {
+            if (cs_tiny_describe(&m, th, nb, out, err) || cs_vs_append(&vs, ids, out, nb, err)) goto done;
+            if (stats) stats->computed += nb;
+            if (pr) cs_progress_add(pr, nb);
+            nb = 0;
+        }
+        if (step != SQLITE_ROW) break;
+    }
+    if (step != SQLITE_DONE) { cs_store_fail(s, err, "reading thumbnails"); goto done; }
+    rc = 0;
+done:
+    cs_progress_end(pr);
+    sqlite3_finalize(st);
+    free(th), free(ids), free(out), free(mp);
+    cs_tiny_free(&m);
+    cs_vs_close(&vs);
+    return rc;
+}
+
+/* Checks (or records, for a new column) which weights file the sscd column
+ * was made with, so two models never mix in one column. */
+static int sscd_check_weights(cs_store *s, const cs_vecstore *vs, const char *weights, cs_err *err) {
+    const char *base = strrchr(weights, '/');
+    base = base ? base + 1 : weights;
+    char *have = NULL;
+    if (cs_store_meta_get(s, "embed.sscd.weights", &have, err)) return -1;
+    int rc = 0;
+    if (vs->n > 0 && have && strcmp(have, base))
+        rc = cs_fail(err, CS_EUSAGE, "%s: made with weights %s, not %s: remove it to recompute", vs->path,
+                     have, base);
+    else if (!have || vs->n == 0)
+        rc = cs_store_meta_set(s, "embed.sscd.weights", base, err);
+    free(have);
+    return rc;
+}
+
+static int sscd_add(cs_store *s, const emb_spec *sp, int progress, cs_embed_stats *stats, cs_err *err) {
+    cs_resnet net;
+    if (cs_resnet_load(&net, sp->weights, err)) return -1;
+    cs_vecstore vs;
+    if (cs_vs_open_store(&vs, s, "sscd", net.dim, 1, err)) {
+        cs_resnet_free(&net);
+        return -1;
+    }
+    enum { BATCH = 8 };
+    cs_image imgs[BATCH];
+    int64_t ids[BATCH];
+    float *out = malloc((size_t)BATCH * net.dim * sizeof *out);
+    sqlite3_stmt *st = NULL;
+    cs_progress *pr = NULL;
+    int rc = -1, nb = 0, step;
+    memset(imgs, 0, sizeof imgs);
+    if (!out) { cs_fail(err, CS_ENOMEM, "out of memory"); goto done; }
+    if (sscd_check_weights(s, &vs, sp->weights, err)) goto done;
+    int64_t total;
+    if (count_ok(s, &total, err)) goto done;
+    if (progress) pr = cs_progress_start("embed sscd", total, "img");
+    if (cs_store_prepare(s, &st, "SELECT id, source FROM refs WHERE status = 'ok' ORDER BY id", err)) goto done;
+    for (;;) {
+        step = sqlite3_step(st);
+        if (step == SQLITE_ROW) {
+            int64_t id = sqlite3_column_int64(st, 0);
+            const char *src = (const char *)sqlite3_column_text(st, 1);
+            if (cs_vs_find(&vs, id) >= 0) {
+                if (stats) stats->present++;
+                if (pr) cs_progress_add(pr, 1);
+                continue;
+            }
+            cs_err e2 = {0};
+            /* tar members ("shard.tar//member") and vanished files: no image to run */
+            if (!src || strstr(src, "//") || cs_image_load(&imgs[nb], src, NULL, &e2)) {
+                if (stats) stats->skipped++;
+                if (pr) cs_progress_add(pr, 1);
+                continue;
+            }
+            ids[nb++] = id;
+        }
+        if (nb == BATCH || (step != SQLITE_ROW && nb > 0)) {
+            if (cs_resnet_embed(&net, sp->pp, imgs, nb, BATCH, out, err) ||
+                cs_vs_append(&vs, ids, out, nb, err))
+                goto done;
+            if (stats) stats->computed += nb;
+            if (pr) cs_progress_add(pr, nb);
+            for (int i = 0; i < nb; i++) cs_image_free(&imgs[i]);
+            nb = 0;
+        }
+        if (step != SQLITE_ROW) break;
+    }
+    if (step != SQLITE_DONE) { cs_store_fail(s, err, "reading refs"); goto done; }
+    rc = 0;
+done:
+    for (int i = 0; i < BATCH; i++) cs_image_free(&imgs[i]);
+    cs_progress_end(pr);
+    sqlite3_finalize(st);
+    free(out);
+    cs_vs_close(&vs);
+    cs_resnet_free(&net);
+    return rc;
+}
+
+int cs_embed_index_add_ex(cs_store *s, const char *spec, int jobs, int progress,
+                          cs_embed_stats *st, cs_err *err) {
+    if (st) memset(st, 0, sizeof *st);
+    emb_spec sp;
+    if (parse_spec(spec, &sp, err)) return -1;
+    nn_set_threads(jobs > 0 ? jobs : cs_threads());
+    int rc = sp.kind == EMB_TINY ? tiny_add(s, progress, st, err) : sscd_add(s, &sp, progress, st, err);
+    free(sp.weights);
+    return rc;
+}
+
+int cs_embed_index_add(cs_store *s, const char *spec, int jobs, cs_err *err) {
+    return cs_embed_index_add_ex(s, spec, jobs, 1, NULL, err);
+}
+
+/* ---- querying ----------------------------------------------------------------- */
+
+int cs_embed_columns(cs_store *s, char ***names, int *n, cs_err *err) {
+    static const char *known[] = {"tiny", "sscd"};
+    *names = calloc(2, sizeof **names);
+    *n = 0;
+    if (!*names) return cs_fail(err, CS_ENOMEM, "out of memory");
+    for (int i = 0; i < 2; i++) {
+        char suffix[32];
+        snprintf(suffix, sizeof suffix, "vec-%s", known[i]);
+        char *p = cs_store_sidecar(s, suffix);
+        if (p && !access(p, F_OK)) (*names)[(*n)++] = strdup(known[i]);
+        free(p);
+    }
+    return 0;
+}
+
+int cs_embed_search(cs_store *s, const char *column, const float *q, int nq, int dim, int k,
+                    int64_t *ref_ids, float *scores, cs_err *err) {
+    cs_vecstore vs;
+    if (cs_vs_open_store(&vs, s, column, dim, 0, err)) return -1;
+    int64_t *rows = malloc((size_t)(nq ? nq : 1) * k * sizeof *rows);
+    if (!rows) {
+        cs_vs_close(&vs);
+        return cs_fail(err, CS_ENOMEM, "out of memory");
+    }
+    int rc = cs_knn_exact(vs.vecs, vs.n, vs.dim, q, nq, k, 0, scores, rows, err);
+    for (int64_t i = 0; !rc && i < (int64_t)nq * k; i++) ref_ids[i] = rows[i] >= 0 ? vs.ids[rows[i]] : -1;
+    free(rows);
+    cs_vs_close(&vs);
+    return rc;
+}

@@ -1,0 +1,63 @@
+/* embed.h — the embedders an index can hold, by name, and their columns.
+ *
+ * Spec strings:
+ *   "tiny"                  built-in tiny-image descriptor (index/tinydesc.h),
+ *                           256-d, computed from the stored 64x64 thumbnails;
+ *                           its PCA is learned on the first run
+ *                           (<db>.tinydesc.safetensors)
+ *   "sscd:WEIGHTS"          SSCD ResNet-50 (index/resnet.h) from a safetensors
+ *                           file (scripts/convert_sscd.py), preprocessing
+ *                           small_288; "sscd@PREPROC:WEIGHTS" picks another
+ *                           named preprocessing (skew_320, skew_288, center_224)
+ * Each embedder's vectors live in the column <db>.vec-<name> (index/vecstore.h),
+ * name = "tiny" or "sscd", L2-normalised float32, compared by cosine.
+ *
+ * Limits: sscd decodes each reference from refs.source, so a reference whose
+ * file has moved, or that is a tar-shard member (source "shard.tar//member"),
+ * is skipped and counted (its thumbnail is too small for a 224-288 px CNN);
+ * "tiny" works for every reference because it only needs the thumbnail. */
+#ifndef CS_EMBED_H
+#define CS_EMBED_H
+
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/image.h"
+#include "core/store.h"
+
+typedef struct {
+    int64_t computed;   /* vectors appended */
+    int64_t present;    /* references that already had one */
+    int64_t skipped;    /* no vector possible (tar member, unreadable source) */
+} cs_embed_stats;
+
+/* Computes the embedder's vector for every 'ok' reference that lacks one and
+ * appends them to its column; an existing column of another dimension is an
+ * error. jobs: threads (0 = cs_threads()). progress: show a progress line. */
+int cs_embed_index_add(cs_store *s, const char *spec, int jobs, cs_err *err);
+int cs_embed_index_add_ex(cs_store *s, const char *spec, int jobs, int progress,
+                          cs_embed_stats *st, cs_err *err);
+
+/* An embedder ready to describe query images. */
+typedef struct cs_embedder cs_embedder;
+
+/* For "tiny" the index's learned PCA must exist (run index add --embedder
+ * tiny first). Free with cs_embedder_free. */
+int cs_embedder_open(cs_embedder **out, cs_store *s, const char *spec, cs_err *err);
+void cs_embedder_free(cs_embedder *e);
+const char *cs_embedder_column(const cs_embedder *e); /* "tiny" / "sscd" */
+int cs_embedder_dim(const cs_embedder *e);
+/* out[n][dim] for n images (alpha already composited by core/image). */
+int cs_embedder_describe(cs_embedder *e, const cs_image *imgs, int n, float *out, cs_err *err);
+
+/* The embedders whose columns exist beside store s: names[*n], caller frees
+ * each and the array. */
+int cs_embed_columns(cs_store *s, char ***names, int *n, cs_err *err);
+
+/* Top-k references of each query q[nq][dim] in column name by cosine:
+ * ref_ids[nq][k] (-1 past the end), scores[nq][k]. A column of another
+ * dimension is an error ("<column>: dimension 256, expected 512"). */
+int cs_embed_search(cs_store *s, const char *column, const float *q, int nq, int dim, int k,
+                    int64_t *ref_ids, float *scores, cs_err *err);
+
+#endif

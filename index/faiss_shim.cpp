@@ -1,0 +1,130 @@
+// faiss_shim.cpp — extern "C" layer over FAISS's C++ API (see faiss_shim.h).
+// core/err.h is a C header without extern "C" guards
+extern "C" {
+#include "core/err.h"
+}
+#include "index/faiss_shim.h"
+
+#include <cstring>
+#include <string>
+#include <exception>
+#include <new>
+#include <stdexcept>
+
+#include <faiss/AutoTune.h>
+#include <faiss/IVFlib.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexRefine.h>
+#include <faiss/Index.h>
+#include <faiss/index_factory.h>
+#include <faiss/index_io.h>
+#include <omp.h>
+
+struct cs_faiss {
+    faiss::Index *index;
+};
+
+// Runs body, turning any exception into "faiss: <what>: <message>".
+template <class F> static int guarded(cs_err *err, const char *what, F body) {
+    try {
+        body();
+        return 0;
+    } catch (const std::bad_alloc &) {
+        return cs_fail(err, CS_ENOMEM, "faiss: %s: out of memory", what);
+    } catch (const std::exception &e) {
+        // FAISS messages are multi-line ("Error in ... at file:line: msg"): keep one line
+        std::string m = e.what();
+        for (char &c : m)
+            if (c == '\n') c = ' ';
+        return cs_fail(err, CS_EUSAGE, "faiss: %s: %s", what, m.c_str());
+    } catch (...) {
+        return cs_fail(err, CS_EINTERNAL, "faiss: %s: unknown exception", what);
+    }
+}
+
+extern "C" int cs_faiss_new(cs_faiss **out, int dim, const char *factory, int inner_product,
+                            cs_err *err) {
+    *out = nullptr;
+    if (dim < 1) return cs_fail(err, CS_EUSAGE, "faiss: bad dimension %d", dim);
+    faiss::Index *ix = nullptr;
+    if (guarded(err, factory, [&] {
+            ix = faiss::index_factory(dim, factory,
+                                      inner_product ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2);
+        }))
+        return -1;
+    cs_faiss *f = new (std::nothrow) cs_faiss{ix};
+    if (!f) {
+        delete ix;
+        return cs_fail(err, CS_ENOMEM, "faiss: out of memory");
+    }
+    *out = f;
+    return 0;
+}
+
+extern "C" int cs_faiss_is_trained(const cs_faiss *f) { return f->index->is_trained; }
+extern "C" int64_t cs_faiss_ntotal(const cs_faiss *f) { return f->index->ntotal; }
+extern "C" int cs_faiss_dim(const cs_faiss *f) { return f->index->d; }
+
+extern "C" int cs_faiss_train(cs_faiss *f, int64_t n, const float *x, cs_err *err) {
+    return guarded(err, "train", [&] { f->index->train(n, x); });
+}
+
+extern "C" int cs_faiss_set_train_iters(cs_faiss *f, int niter, cs_err *err) {
+    return guarded(err, "train iterations", [&] {
+        faiss::Index *ix = f->index;
+        if (auto *rf = dynamic_cast<faiss::IndexRefine *>(ix)) ix = rf->base_index; // ",RFlat"
+        faiss::IndexIVF *ivf = faiss::ivflib::try_extract_index_ivf(ix);
+        if (!ivf) throw std::runtime_error("not an IVF index");
+        ivf->cp.niter = niter;
+    });
+}
+
+extern "C" int cs_faiss_add(cs_faiss *f, int64_t n, const float *x, cs_err *err) {
+    if (!f->index->is_trained) return cs_fail(err, CS_EUSAGE, "faiss: add: index is not trained");
+    return guarded(err, "add", [&] { f->index->add(n, x); });
+}
+
+extern "C" int cs_faiss_set_param(cs_faiss *f, const char *name, double value, cs_err *err) {
+    return guarded(err, name, [&] {
+        // FAISS 1.7.3's ParameterSpace does not know the refine stage's k_factor
+        auto *rf = dynamic_cast<faiss::IndexRefine *>(f->index);
+        if (rf && !strcmp(name, "k_factor")) rf->k_factor = (float)value;
+        else faiss::ParameterSpace().set_index_parameter(f->index, name, value);
+    });
+}
+
+extern "C" int cs_faiss_search(cs_faiss *f, int64_t nq, const float *q, int k, float *scores,
+                               int64_t *rows, cs_err *err) {
+    if (k < 1) return cs_fail(err, CS_EUSAGE, "faiss: search: k = %d", k);
+    static_assert(sizeof(faiss::Index::idx_t) == sizeof(int64_t), "idx_t is 64-bit");
+    return guarded(err, "search", [&] {
+        f->index->search(nq, q, k, scores, reinterpret_cast<faiss::Index::idx_t *>(rows));
+    });
+}
+
+extern "C" int cs_faiss_write(const cs_faiss *f, const char *path, cs_err *err) {
+    return guarded(err, path, [&] { faiss::write_index(f->index, path); });
+}
+
+extern "C" int cs_faiss_read(cs_faiss **out, const char *path, cs_err *err) {
+    *out = nullptr;
+    faiss::Index *ix = nullptr;
+    if (guarded(err, path, [&] { ix = faiss::read_index(path); })) return -1;
+    cs_faiss *f = new (std::nothrow) cs_faiss{ix};
+    if (!f) {
+        delete ix;
+        return cs_fail(err, CS_ENOMEM, "faiss: out of memory");
+    }
+    *out = f;
+    return 0;
+}
+
+extern "C" void cs_faiss_free(cs_faiss *f) {
+    if (!f) return;
+    delete f->index;
+    delete f;
+}
+
+extern "C" void cs_faiss_set_threads(int n) {
+    if (n > 0) omp_set_num_threads(n);
+}

@@ -1,0 +1,57 @@
+/* faiss_shim.h — approximate nearest-neighbour search through FAISS.
+ *
+ * Debian's libfaiss-dev ships the C++ library only (its c_api headers have no
+ * compiled counterpart), so index/faiss_shim.cpp is a small extern "C" layer
+ * over the C++ API; every C++ exception becomes a cs_err. An index is built
+ * from a FAISS index_factory string, e.g.
+ *   "IVF1024,Flat"   inverted lists of raw vectors (exact scores, good recall)
+ *   "IVF4096,PQ32"   inverted lists of 32-byte product codes (16x smaller)
+ *   "HNSW32"         graph, no training, best recall per query time, slow to build
+ *   "IVF1024,PQ64x4fs,RFlat"  4-bit fast-scan PQ, candidates re-ranked on the
+ *                    raw vectors (fast scan, exact final scores)
+ *   "Flat"           brute force (same as cs_knn_exact)
+ * Vectors are numbered 0.. in the order added (the vector column's rows).
+ * Search parameters are set by name ("nprobe" for IVF, "efSearch" for HNSW)
+ * through faiss::ParameterSpace. FAISS runs on OpenMP threads: cs_faiss_set_threads. */
+#ifndef CS_FAISS_SHIM_H
+#define CS_FAISS_SHIM_H
+
+#include <stdint.h>
+
+#include "core/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cs_faiss cs_faiss;
+
+/* New empty index of dimension dim. inner_product != 0: METRIC_INNER_PRODUCT
+ * (cosine on normalised vectors), else L2. Free with cs_faiss_free. */
+int cs_faiss_new(cs_faiss **out, int dim, const char *factory, int inner_product, cs_err *err);
+int cs_faiss_is_trained(const cs_faiss *f);
+int cs_faiss_train(cs_faiss *f, int64_t n, const float *x, cs_err *err);
+/* k-means iterations of an IVF index's coarse quantizer training (FAISS's
+ * default 25); an error for other index types. */
+int cs_faiss_set_train_iters(cs_faiss *f, int niter, cs_err *err);
+int cs_faiss_add(cs_faiss *f, int64_t n, const float *x, cs_err *err);
+int64_t cs_faiss_ntotal(const cs_faiss *f);
+int cs_faiss_dim(const cs_faiss *f);
+/* "nprobe", "efSearch", ... (faiss::ParameterSpace names), and "k_factor"
+ * of a ",RFlat" refine stage (re-ranks k x k_factor candidates exactly). */
+int cs_faiss_set_param(cs_faiss *f, const char *name, double value, cs_err *err);
+/* scores[nq][k] best first (inner product: highest; L2: smallest distance),
+ * rows[nq][k], -1 where fewer than k were found. */
+int cs_faiss_search(cs_faiss *f, int64_t nq, const float *q, int k, float *scores, int64_t *rows,
+                    cs_err *err);
+int cs_faiss_write(const cs_faiss *f, const char *path, cs_err *err);
+int cs_faiss_read(cs_faiss **out, const char *path, cs_err *err);
+void cs_faiss_free(cs_faiss *f);
+/* OpenMP threads FAISS uses (n <= 0: leave OpenMP's default). */
+void cs_faiss_set_threads(int n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

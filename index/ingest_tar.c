@@ -1,0 +1,201 @@
+/* ingest_tar.c — tar shards in the webdataset layout (img2dataset output):
+ * members sharing a KEY (the name up to the first dot of its last path
+ * component) form one sample: KEY.jpg|png plus KEY.txt or KEY.json with a
+ * "caption". The shard is streamed once with libarchive; the members of a
+ * sample are contiguous, so a sample is complete when the key changes. */
+#include <archive.h>
+#include <archive_entry.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "index/ingest_internal.h"
+
+#define MAX_MEMBER (1ull << 30)
+#define MAX_CAPTION (1u << 20)
+#define MAX_GROUP 16
+
+typedef struct {
+    char *key;
+    ing_job img[MAX_GROUP];
+    int nimg;
+    char *txt, *json; /* caption member contents */
+} tar_group;
+
+static const char *member_ext(const char *name) {
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    const char *dot = strchr(base, '.');
+    return dot ? dot + 1 : "";
+}
+
+/* ext is everything after the key ("jpg", "seg.png"): its last part decides */
+static int is_image_ext(const char *ext) {
+    static const char *const e[] = {"jpg", "jpeg", "png", "jpe", "jfif", "webp", NULL};
+    const char *last = strrchr(ext, '.');
+    if (last) ext = last + 1;
+    for (int i = 0; e[i]; i++)
+        if (!strcasecmp(ext, e[i])) return 1;
+    return 0;
+}
+
+static int flush_group(ing_ctx *c, tar_group *g, cs_err *err) {
+    int rc = 0;
+    char *cap = NULL;
+    if (g->txt) cap = strdup(g->txt);
+    else if (g->json) cap = ing_json_caption(g->json, strlen(g->json));
+    for (int i = 0; i < g->nimg; i++) {
+        ing_job *j = &g->img[i];
+        if (cap) j->caption = strdup(cap);
+        j->caption_from_sidecar_ok = 1;
+        if (rc == 0) rc = ing_push(c, j, 1, err);
+        else ing_job_clear(j);
+    }
+    free(cap);
+    free(g->key);
+    free(g->txt);
+    free(g->json);
+    memset(g, 0, sizeof *g);
+    return rc;
+}
+
+/* Reads the current member's data; *out malloc'd (NUL-terminated). Returns
+ * 0, or -1 with msg filled (truncated member, too large). */
+static int read_member(struct archive *a, struct archive_entry *e, size_t limit, uint8_t **out,
+                       size_t *len, char *msg, size_t msgn) {
+    *out = NULL;
+    *len = 0;
+    int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : -1;
+    if (size < 0 || (uint64_t)size > limit) {
+        snprintf(msg, msgn, "tar member of %lld bytes is too large", (long long)size);
+        return -1;
+    }
+    uint8_t *b = malloc((size_t)size + 1);
+    if (!b) {
+        snprintf(msg, msgn, "out of memory");
+        return -1;
+    }
+    size_t got = 0;
+    while (got < (size_t)size) {
+        la_ssize_t r = archive_read_data(a, b + got, (size_t)size - got);
+        if (r < 0) {
+            snprintf(msg, msgn, "truncated or unreadable tar member: %s",
+                     archive_error_string(a) ? archive_error_string(a) : "read error");
+            free(b);
+            return -1;
+        }
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    if (got < (size_t)size) {
+        snprintf(msg, msgn, "truncated tar member (%zu of %lld bytes)", got, (long long)size);
+        free(b);
+        return -1;
+    }
+    b[got] = 0;
+    *out = b;
+    *len = got;
+    return 0;
+}
+
+static int shard_error(ing_ctx *c, const char *path, const char *what, struct archive *a, cs_err *err) {
+    char msg[1400];
+    snprintf(msg, sizeof msg, "%s: %s: %s", path, what,
+             archive_error_string(a) ? archive_error_string(a) : "unknown error");
+    ing_job j = {0};
+    j.source = strdup(path);
+    j.pre_error = strdup(msg);
+    ing_progress_more(c, 1);
+    return ing_push(c, &j, 0, err);
+}
+
+int ing_tar(ing_ctx *c, const char *path, cs_err *err) {
+    if (ing_counting(c)) return 0; /* members are counted while they are read */
+    struct archive *a = archive_read_new();
+    if (!a) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+    archive_read_support_format_tar(a);
+    archive_read_support_format_gnutar(a);
+    archive_read_support_filter_gzip(a);
+    archive_read_support_filter_none(a);
+    if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
+        int rc = shard_error(c, path, "cannot open tar shard", a, err);
+        archive_read_free(a);
+        return rc;
+    }
+    tar_group g = {0};
+    int rc = 0, members = 0;
+    for (;;) {
+        struct archive_entry *e;
+        int r = archive_read_next_header(a, &e);
+        if (r == ARCHIVE_EOF) break;
+        if (r < ARCHIVE_WARN) {
+            /* a broken header: what came before is kept, the rest is lost */
+            rc = flush_group(c, &g, err);
+            if (!rc) rc = shard_error(c, path, members ? "truncated or corrupt tar after its last good member"
+                                                       : "not a readable tar shard", a, err);
+            break;
+        }
+        members++;
+        if (archive_entry_filetype(e) != AE_IFREG) continue;
+        const char *name = archive_entry_pathname(e);
+        if (!name) continue;
+        const char *ext = member_ext(name);
+        size_t keylen = (size_t)(ext[0] ? ext - 1 - name : (long)strlen(name));
+        if (!g.key || strlen(g.key) != keylen || strncmp(g.key, name, keylen)) {
+            if ((rc = flush_group(c, &g, err))) break;
+            g.key = strndup(name, keylen);
+        }
+        char msg[600];
+        if (is_image_ext(ext)) {
+            if (g.nimg == MAX_GROUP) continue;
+            size_t sl = strlen(path) + strlen(name) + 3;
+            char *src = malloc(sl);
+            if (!src) continue;
+            snprintf(src, sl, "%s//%s", path, name);
+            int64_t existing = 0;
+            int w = ing_wanted(c, src, &existing, err);
+            if (w < 0) {
+                free(src);
+                rc = -1;
+                break;
+            }
+            if (w == 0) {
+                free(src);
+                continue; /* already indexed: the data is skipped by the next header read */
+            }
+            ing_job *j = &g.img[g.nimg++];
+            memset(j, 0, sizeof *j);
+            j->source = src;
+            j->existing_id = existing;
+            ing_progress_more(c, 1);
+            if (read_member(a, e, MAX_MEMBER, &j->data, &j->len, msg, sizeof msg)) {
+                size_t ml = strlen(src) + strlen(msg) + 3;
+                j->pre_error = malloc(ml);
+                if (j->pre_error) snprintf(j->pre_error, ml, "%s: %s", src, msg);
+                rc = flush_group(c, &g, err);
+                break; /* the stream cannot go on after a short read */
+            }
+            j->has_data = 1;
+        } else if (!strcasecmp(ext, "txt") || !strcasecmp(ext, "json")) {
+            uint8_t *d;
+            size_t n;
+            if (read_member(a, e, MAX_CAPTION, &d, &n, msg, sizeof msg)) {
+                ing_note(c); /* unreadable caption: the image goes on without */
+                continue;
+            }
+            char **slot = !strcasecmp(ext, "txt") ? &g.txt : &g.json;
+            free(*slot);
+            *slot = (char *)d;
+        }
+    }
+    if (!rc) rc = flush_group(c, &g, err);
+    else {
+        for (int i = 0; i < g.nimg; i++) ing_job_clear(&g.img[i]);
+        free(g.key);
+        free(g.txt);
+        free(g.json);
+    }
+    archive_read_free(a);
+    return rc;
+}

@@ -1,0 +1,646 @@
+/* generate.c — the generate loop (see generate.h): validate, then sample,
+ * write PNGs and store rows. */
+#include "pipeline/generate.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/hash_sha256.h"
+#include "core/image.h"
+#include "core/nn.h"
+#include "core/parallel.h"
+#include "core/progress.h"
+#include "core/store.h"
+#include "pipeline/empirical.h"
+#include "pipeline/model.h"
+#include "pipeline/rng.h"
+#include "pipeline/sampler.h"
+#include "pipeline/suite.h"
+
+/* One suite item, ready to sample. */
+typedef struct {
+    cs_suite_item *it;
+    int W, H, h, w;  /* image and sampler-space sizes */
+    cs_cond *cond, *uncond;
+    float *x0;       /* [C,h,w] encoded reference (img2img / completion) */
+    float *mask;     /* [h,w] 1 = keep (completion) */
+    char *task_json; /* prompts.task_json */
+    int64_t prompt_id;
+} job;
+
+char *cs_a1111_parameters(const char *prompt, const char *negative, int steps, const char *sampler,
+                          const char *schedule, float cfg, uint64_t seed, int w, int h,
+                          const char *model_hash, const char *model_name, float strength, float eta) {
+    size_t n = strlen(prompt) + (negative ? strlen(negative) : 0) + strlen(model_name) + 512;
+    char *s = malloc(n);
+    if (!s) return NULL;
+    int k = snprintf(s, n, "%s\n", prompt);
+    if (negative && *negative) k += snprintf(s + k, n - k, "Negative prompt: %s\n", negative);
+    k += snprintf(s + k, n - k, "Steps: %d, Sampler: %s, ", steps, sampler);
+    if (schedule && strcmp(schedule, "discrete"))
+        k += snprintf(s + k, n - k, "Schedule type: %c%s, ", schedule[0] - 32, schedule + 1);
+    k += snprintf(s + k, n - k, "CFG scale: %g, Seed: %llu, Size: %dx%d, Model hash: %.10s, Model: %s",
+                  cfg, (unsigned long long)seed, w, h, model_hash, model_name);
+    if (strength > 0 && strength < 1) k += snprintf(s + k, n - k, ", Denoising strength: %g", strength);
+    if (eta > 0) k += snprintf(s + k, n - k, ", Eta: %g", eta);
+    snprintf(s + k, n - k, ", Version: copyscope");
+    return s;
+}
+
+/* A float setting as the decimal the user wrote (0.6f -> 0.6, not 0.60000002). */
+static double round6(float f) {
+    char b[32];
+    snprintf(b, sizeof b, "%.6g", (double)f);
+    return strtod(b, NULL);
+}
+
+static int file_exists(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static int mkdir_p(const char *path, cs_err *err) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0777) && errno != EEXIST) return cs_fail(err, CS_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(tmp, 0777) && errno != EEXIST) return cs_fail(err, CS_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    struct stat sb;
+    if (stat(tmp, &sb) || !S_ISDIR(sb.st_mode)) return cs_fail(err, CS_EIO, "%s: not a folder", tmp);
+    return 0;
+}
+
+/* The output folder must exist (or be creatable) and accept files. */
+static int check_writable(const char *dir, cs_err *err) {
+    if (mkdir_p(dir, err)) return -1;
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/.copyscope-probe-%d", dir, (int)getpid());
+    FILE *f = fopen(probe, "wb");
+    if (!f) return cs_fail(err, CS_EIO, "%s: cannot write: %s", dir, strerror(errno));
+    fclose(f);
+    unlink(probe);
+    return 0;
+}
+
+/* RGB image -> float CHW in [-1, 1] at W x H (resized if needed). */
+static int image_to_float(const cs_image *img, int W, int H, float *out, cs_err *err) {
+    cs_image r = {0};
+    const cs_image *src = img;
+    if (img->w != W || img->h != H) {
+        if (cs_image_resize(&r, img, W, H, CS_RESIZE_AUTO, err)) return -1;
+        src = &r;
+    }
+    size_t hw = (size_t)W * H;
+    for (int c = 0; c < 3; c++)
+        for (size_t p = 0; p < hw; p++) out[c * hw + p] = (float)src->rgb[p * 3 + c] / 127.5f - 1.0f;
+    cs_image_free(&r);
+    return 0;
+}
+
+/* Pixel keep-mask [H][W] (1 = keep) -> sampler space [h][w]: a cell is kept
+ * only when every pixel of its factor x factor block is. */
+static void mask_to_sampler(const uint8_t *keep, int W, int H, int f, float *out) {
+    int w = W / f, h = H / f;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            int all = 1;
+            for (int dy = 0; dy < f && all; dy++)
+                for (int dx = 0; dx < f; dx++)
+                    if (!keep[(size_t)(y * f + dy) * W + x * f + dx]) {
+                        all = 0;
+                        break;
+                    }
+            out[(size_t)y * w + x] = (float)all;
+        }
+}
+
+static void job_free(cs_model *m, job *j) {
+    if (m && j->cond) m->cond_free(m, j->cond);
+    if (m && j->uncond) m->cond_free(m, j->uncond);
+    free(j->x0);
+    free(j->mask);
+    free(j->task_json);
+}
+
+/* Checks sizes, reference images and masks of one item (no model needed). */
+static int validate_item(const cs_suite *s, cs_suite_item *it, int empirical, int factor,
+                         int fixed, int samples_override, cs_err *err) {
+    cs_gen_settings *g = &it->s;
+    if (samples_override > 0 && samples_override != g->samples) {
+        uint64_t *seeds = realloc(g->seeds, sizeof(uint64_t) * samples_override);
+        if (!seeds) return cs_fail(err, CS_ENOMEM, "out of memory");
+        for (int i = g->samples; i < samples_override; i++) seeds[i] = seeds[g->samples - 1] + (uint64_t)(i - g->samples + 1);
+        g->seeds = seeds;
+        g->samples = samples_override;
+    }
+    int dflt = empirical ? (fixed ? fixed : 64) : 512;
+    if (!g->width) g->width = g->height ? g->height : dflt;
+    if (!g->height) g->height = g->width;
+    if (empirical && fixed && (g->width != fixed || g->height != fixed))
+        return cs_fail(err, CS_EUSAGE, "%s: %s.size: %dx%d, but the empirical model works at %dx%d",
+                       s->path, it->where, g->width, g->height, fixed, fixed);
+    if (!empirical && (g->width % 8 || g->height % 8))
+        return cs_fail(err, CS_EUSAGE, "%s: %s.size: %dx%d is not a multiple of 8 (SD)", s->path,
+                       it->where, g->width, g->height);
+    if (factor > 1 && (g->width % factor || g->height % factor))
+        return cs_fail(err, CS_EUSAGE, "%s: %s.size: %dx%d is not a multiple of the model's %d",
+                       s->path, it->where, g->width, g->height, factor);
+    return 0;
+}
+
+/* Loads the reference and mask of a completion/img2img item into j. */
+static int load_task(const cs_suite *s, job *j, cs_model *m, cs_err *err) {
+    cs_suite_item *it = j->it;
+    if (it->kind == CS_TASK_TXT2IMG) return 0;
+    cs_image ref = {0}, mk = {0};
+    uint8_t *keep = NULL;
+    float *pix = NULL;
+    int rc = -1;
+    if (cs_image_load(&ref, it->ref, NULL, err)) {
+        cs_wrap(err, "%s: %s.ref", s->path, it->where);
+        goto out;
+    }
+    size_t n = (size_t)m->channels * j->h * j->w;
+    j->x0 = malloc(sizeof(float) * n);
+    pix = malloc(sizeof(float) * 3 * (size_t)j->W * j->H);
+    if (!j->x0 || !pix) {
+        cs_fail(err, CS_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (image_to_float(&ref, j->W, j->H, pix, err)) goto out;
+    if (m->encode(m, pix, 1, j->H, j->W, j->x0, err)) goto out;
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddStringToObject(t, "ref", it->ref);
+    if (it->kind == CS_TASK_COMPLETION) {
+        keep = malloc((size_t)j->W * j->H);
+        j->mask = malloc(sizeof(float) * (size_t)j->h * j->w);
+        if (!keep || !j->mask) {
+            cJSON_Delete(t);
+            cs_fail(err, CS_ENOMEM, "out of memory");
+            goto out;
+        }
+        if (it->mask) {
+            if (cs_image_load(&mk, it->mask, NULL, err)) {
+                cJSON_Delete(t);
+                cs_wrap(err, "%s: %s.mask", s->path, it->where);
+                goto out;
+            }
+            if (mk.w != ref.w || mk.h != ref.h) {
+                cJSON_Delete(t);
+                cs_fail(err, CS_EUSAGE, "%s: %s.mask: %s is %dx%d, but the reference %s is %dx%d",
+                        s->path, it->where, it->mask, mk.w, mk.h, it->ref, ref.w, ref.h);
+                goto out;
+            }
+            cs_image r = {0};
+            const cs_image *src = &mk;
+            if (mk.w != j->W || mk.h != j->H) {
+                if (cs_image_resize(&r, &mk, j->W, j->H, CS_RESIZE_AREA, err)) {
+                    cJSON_Delete(t);
+                    goto out;
+                }
+                src = &r;
+            }
+            for (size_t p = 0; p < (size_t)j->W * j->H; p++) {
+                const uint8_t *q = src->rgb + p * 3;
+                keep[p] = (q[0] * 299 + q[1] * 587 + q[2] * 114) >= 128 * 1000;
+            }
+            cs_image_free(&r);
+            cJSON_AddStringToObject(t, "mask", it->mask);
+        } else {
+            int *R = it->rect;
+            if (R[0] + R[2] > ref.w || R[1] + R[3] > ref.h) {
+                cJSON_Delete(t);
+                cs_fail(err, CS_EUSAGE, "%s: %s.rect: [%d, %d, %d, %d] lies outside the %dx%d reference",
+                        s->path, it->where, R[0], R[1], R[2], R[3], ref.w, ref.h);
+                goto out;
+            }
+            /* the rect is in reference pixels: scale it to the generation size */
+            int x0 = R[0] * j->W / ref.w, y0 = R[1] * j->H / ref.h;
+            int x1 = ((R[0] + R[2]) * j->W + ref.w - 1) / ref.w, y1 = ((R[1] + R[3]) * j->H + ref.h - 1) / ref.h;
+            for (int y = 0; y < j->H; y++)
+                for (int x = 0; x < j->W; x++)
+                    keep[(size_t)y * j->W + x] = !(x >= x0 && x < x1 && y >= y0 && y < y1);
+            cJSON *a = cJSON_AddArrayToObject(t, "rect");
+            for (int i = 0; i < 4; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(R[i]));
+        }
+        mask_to_sampler(keep, j->W, j->H, m->factor, j->mask);
+        cJSON_AddStringToObject(t, "method", "known region replaced after every step by the reference noised to that "
+                                             "step's level (RePaint-style replacement)");
+        cJSON_AddNumberToObject(t, "resample", it->s.opts.resample > 1 ? it->s.opts.resample : 1);
+    }
+    if (it->s.opts.strength > 0) cJSON_AddNumberToObject(t, "strength", round6(it->s.opts.strength));
+    j->task_json = cJSON_PrintUnformatted(t);
+    cJSON_Delete(t);
+    rc = 0;
+out:
+    cs_image_free(&ref);
+    cs_image_free(&mk);
+    free(keep);
+    free(pix);
+    return rc;
+}
+
+/* ---- store ---- */
+
+static int64_t find_or_add_run(cs_store *db, const cs_suite *s, const cs_model *m,
+                               const char *model_spec, const cs_generate_opts *o,
+                               const char *run_dir, int *reused, cs_err *err) {
+    sqlite3_stmt *st;
+    int64_t id = -1;
+    *reused = 0;
+    if (cs_store_prepare(db, &st, "SELECT id FROM runs WHERE suite_sha256 = ?1 AND model_sha256 = ?2 "
+                                  "ORDER BY id LIMIT 1", err))
+        return -1;
+    sqlite3_bind_text(st, 1, s->sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, m->hash, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        id = sqlite3_column_int64(st, 0);
+        *reused = 1;
+    }
+    sqlite3_finalize(st);
+    if (id >= 0) return id;
+    cJSON *set = cJSON_CreateObject();
+    cJSON_AddStringToObject(set, "suite_name", s->name);
+    cJSON_AddStringToObject(set, "out", run_dir);
+    cJSON_AddStringToObject(set, "model_kind", m->kind);
+    cJSON_AddStringToObject(set, "model_name", m->name);
+    if (o->config) cJSON_AddStringToObject(set, "config", o->config);
+    if (o->vocab) cJSON_AddStringToObject(set, "vocab", o->vocab);
+    char *sj = cJSON_PrintUnformatted(set);
+    cJSON_Delete(set);
+    if (cs_store_prepare(db, &st, "INSERT INTO runs(suite, suite_sha256, command, model, model_sha256, "
+                                  "settings_json) VALUES(?1, ?2, ?3, ?4, ?5, ?6)", err)) {
+        free(sj);
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, s->path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, s->sha256, -1, SQLITE_STATIC);
+    if (o->command) sqlite3_bind_text(st, 3, o->command, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, model_spec, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, m->hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, sj, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    free(sj);
+    if (r != SQLITE_DONE) return cs_store_fail(db, err, "insert run");
+    return sqlite3_last_insert_rowid(cs_store_db(db));
+}
+
+static int add_prompt(cs_store *db, int64_t run, job *j, cs_err *err) {
+    static const char *kinds[] = {"txt2img", "img2img", "completion"};
+    sqlite3_stmt *st;
+    if (cs_store_prepare(db, &st, "INSERT INTO prompts(run_id, key, text, negative, expect_ref, kind, "
+                                  "task_json) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                                  "ON CONFLICT(run_id, key) DO NOTHING", err))
+        return -1;
+    cs_suite_item *it = j->it;
+    sqlite3_bind_int64(st, 1, run);
+    sqlite3_bind_text(st, 2, it->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, it->text, -1, SQLITE_STATIC);
+    if (it->negative) sqlite3_bind_text(st, 4, it->negative, -1, SQLITE_STATIC);
+    if (it->expect_ref) sqlite3_bind_text(st, 5, it->expect_ref, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, kinds[it->kind], -1, SQLITE_STATIC);
+    if (j->task_json) sqlite3_bind_text(st, 7, j->task_json, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE) return cs_store_fail(db, err, "insert prompt");
+    if (cs_store_prepare(db, &st, "SELECT id FROM prompts WHERE run_id = ?1 AND key = ?2", err)) return -1;
+    sqlite3_bind_int64(st, 1, run);
+    sqlite3_bind_text(st, 2, it->id, -1, SQLITE_STATIC);
+    r = sqlite3_step(st);
+    if (r == SQLITE_ROW) j->prompt_id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (r != SQLITE_ROW) return cs_store_fail(db, err, "find prompt");
+    return 0;
+}
+
+/* 1 when the generation's row exists and its file is there. */
+static int have_generation(cs_store *db, int64_t run, int64_t prompt, uint64_t seed, int sample) {
+    sqlite3_stmt *st;
+    if (cs_store_prepare(db, &st, "SELECT path FROM generations WHERE run_id = ?1 AND prompt_id = ?2 "
+                                  "AND seed = ?3 AND sample = ?4", NULL))
+        return 0;
+    sqlite3_bind_int64(st, 1, run);
+    sqlite3_bind_int64(st, 2, prompt);
+    sqlite3_bind_int64(st, 3, (int64_t)seed);
+    sqlite3_bind_int(st, 4, sample);
+    int have = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) have = file_exists((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return have;
+}
+
+typedef struct {
+    const char *path, *sha, *settings, *wb_json;
+    double whitebox;
+} gen_row;
+
+static int add_generation(cs_store *db, int64_t run, int64_t prompt, uint64_t seed, int sample,
+                          const gen_row *g, cs_err *err) {
+    if (cs_store_begin(db, err)) return -1;
+    sqlite3_stmt *st;
+    if (cs_store_prepare(db, &st, "INSERT OR REPLACE INTO generations(run_id, prompt_id, seed, sample, "
+                                  "settings_json, path, sha256, whitebox, whitebox_json) "
+                                  "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", err)) {
+        cs_store_rollback(db);
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, run);
+    sqlite3_bind_int64(st, 2, prompt);
+    sqlite3_bind_int64(st, 3, (int64_t)seed);
+    sqlite3_bind_int(st, 4, sample);
+    sqlite3_bind_text(st, 5, g->settings, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, g->path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, g->sha, -1, SQLITE_STATIC);
+    if (isnan(g->whitebox)) sqlite3_bind_null(st, 8);
+    else sqlite3_bind_double(st, 8, g->whitebox);
+    sqlite3_bind_text(st, 9, g->wb_json, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE) {
+        cs_store_fail(db, err, "insert generation");
+        cs_store_rollback(db);
+        return -1;
+    }
+    return cs_store_commit(db, err);
+}
+
+/* ---- one image ---- */
+
+static void on_step(void *ctx) { cs_progress_add(ctx, 1); }
+
+static int write_file(const char *path, const uint8_t *buf, size_t len, cs_err *err) {
+    char tmp[4500];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return cs_fail(err, CS_EIO, "%s: cannot write: %s", tmp, strerror(errno));
+    int ok = fwrite(buf, 1, len, f) == len;
+    ok &= fclose(f) == 0;
+    if (!ok || rename(tmp, path)) {
+        unlink(tmp);
+        return cs_fail(err, CS_EIO, "%s: cannot write: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
+static int generate_one(cs_model *m, cs_store *db, int64_t run, job *j, int sample, const char *dir,
+                        cs_progress *prog, int64_t *steps, cs_err *err) {
+    cs_suite_item *it = j->it;
+    cs_gen_settings *g = &it->s;
+    uint64_t seed = g->seeds[sample];
+    size_t n = (size_t)m->channels * j->h * j->w, npix = (size_t)3 * j->W * j->H;
+    float *x = malloc(sizeof(float) * n), *img = malloc(sizeof(float) * npix);
+    cs_image out = {0};
+    uint8_t *png = NULL;
+    size_t png_len = 0;
+    char *params = NULL, *settings = NULL, *wbj = NULL;
+    cs_sample_trace tr = {0};
+    int rc = -1;
+    if (!x || !img) {
+        cs_fail(err, CS_ENOMEM, "out of memory");
+        goto out;
+    }
+    cs_rng rng;
+    cs_rng_seed(&rng, seed);
+    cs_noise noise = cs_noise_rng(&rng);
+    cs_sample_opts o = g->opts;
+    o.final_x0 = m->pred == CS_PRED_X0;
+    o.on_step = on_step;
+    o.on_step_ctx = prog;
+    cs_sample_init init = {j->x0, j->mask};
+    if (cs_sample(m, &o, j->cond, j->uncond, j->h, j->w, &noise, j->x0 ? &init : NULL, x, &tr, err)) goto out;
+    *steps += tr.n_steps;
+    if (m->decode(m, x, 1, j->h, j->w, img, err)) goto out;
+    if (cs_image_alloc(&out, j->W, j->H, err)) goto out;
+    size_t hw = (size_t)j->W * j->H;
+    for (int c = 0; c < 3; c++)
+        for (size_t p = 0; p < hw; p++) {
+            float v = (img[c * hw + p] + 1.0f) * 0.5f;
+            v = v < 0 ? 0 : v > 1 ? 1 : v;
+            out.rgb[p * 3 + c] = (uint8_t)lroundf(v * 255.0f);
+        }
+    const char *sname = cs_sampler_a1111_name(o.sampler);
+    params = cs_a1111_parameters(it->text, it->negative, o.steps, sname, cs_spacing_name(o.spacing),
+                                 o.guidance, seed, j->W, j->H, m->hash, m->name,
+                                 it->kind != CS_TASK_TXT2IMG ? (o.strength > 0 ? o.strength : 1) : 0,
+                                 o.sampler == CS_SAMPLER_DDIM ? o.eta : 0);
+    if (!params) {
+        cs_fail(err, CS_ENOMEM, "out of memory");
+        goto out;
+    }
+    cs_png_text txt = {"parameters", params};
+    if (cs_image_encode_png(&out, &txt, 1, &png, &png_len, err)) goto out;
+    char sha[65], path[4400];
+    cs_sha256_hex(png, png_len, sha);
+    snprintf(path, sizeof path, "%s/%s-%d-%llu.png", dir, it->id, sample, (unsigned long long)seed);
+    if (write_file(path, png, png_len, err)) goto out;
+
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "sampler", cs_sampler_name(o.sampler));
+    cJSON_AddStringToObject(s, "schedule", cs_spacing_name(o.spacing));
+    cJSON_AddNumberToObject(s, "steps", o.steps);
+    cJSON_AddNumberToObject(s, "guidance", round6(o.guidance));
+    if (o.sampler == CS_SAMPLER_DDIM) cJSON_AddNumberToObject(s, "eta", round6(o.eta));
+    cJSON_AddNumberToObject(s, "width", j->W);
+    cJSON_AddNumberToObject(s, "height", j->H);
+    char seedstr[32];
+    snprintf(seedstr, sizeof seedstr, "%llu", (unsigned long long)seed);
+    cJSON_AddStringToObject(s, "seed", seedstr);
+    if (o.strength > 0) cJSON_AddNumberToObject(s, "strength", round6(o.strength));
+    if (j->mask && o.resample > 1) cJSON_AddNumberToObject(s, "resample", o.resample);
+    cJSON_AddStringToObject(s, "model", m->name);
+    cJSON_AddStringToObject(s, "model_sha256", m->hash);
+    cJSON_AddStringToObject(s, "rng", "xoshiro256**+box-muller");
+    int64_t rid;
+    const char *rsrc;
+    float rw;
+    if (!cs_empirical_last_choice(m, &rid, &rsrc, &rw)) {
+        cJSON_AddNumberToObject(s, "empirical_ref_id", (double)rid);
+        cJSON_AddStringToObject(s, "empirical_ref", rsrc);
+        cJSON_AddNumberToObject(s, "empirical_weight", rw);
+    }
+    settings = cJSON_PrintUnformatted(s);
+    cJSON_Delete(s);
+    cJSON *w = cJSON_CreateObject();
+    cJSON_AddNumberToObject(w, "k", o.whitebox_k > 0 ? o.whitebox_k : 1);
+    cJSON *a = cJSON_AddArrayToObject(w, "eps_diff_norm");
+    for (int i = 0; i < tr.n_steps; i++)
+        cJSON_AddItemToArray(a, isnan(tr.eps_norm[i]) ? cJSON_CreateNull() : cJSON_CreateNumber(tr.eps_norm[i]));
+    if (!isnan(tr.whitebox)) cJSON_AddNumberToObject(w, "eps_diff_norm_mean_k", tr.whitebox);
+    cJSON_AddNumberToObject(w, "x0_first_final_rms", tr.x0_final_rms);
+    cJSON_AddStringToObject(w, "space", m->channels == 3 ? "pixels [-1,1]" : "latent (x0.18215)");
+    wbj = cJSON_PrintUnformatted(w);
+    cJSON_Delete(w);
+    gen_row row = {path, sha, settings, wbj, tr.whitebox};
+    rc = add_generation(db, run, j->prompt_id, seed, sample, &row, err);
+out:
+    cs_sample_trace_free(&tr);
+    free(x);
+    free(img);
+    cs_image_free(&out);
+    free(png);
+    free(params);
+    free(settings);
+    free(wbj);
+    return rc;
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err) {
+    cs_generate_stats dummy;
+    cs_generate_stats *st = stats ? stats : &dummy;
+    memset(st, 0, sizeof *st);
+    cs_suite s;
+    cs_model *m = NULL;
+    cs_store *db = NULL;
+    job *jobs = NULL;
+    cs_progress *prog = NULL;
+    int rc = -1;
+    if (cs_suite_load(&s, o->suite, err)) return -1;
+    if (o->samples < 0) {
+        cs_fail(err, CS_EUSAGE, "-n: must be > 0");
+        goto out;
+    }
+    /* 1. the model, its files, the output folder */
+    const char *spec = o->model ? o->model : s.model;
+    if (!spec) {
+        cs_fail(err, CS_EUSAGE, "%s: model: missing (give --model PATH or empirical)", s.path);
+        goto out;
+    }
+    int empirical = cs_model_is_empirical_spec(spec);
+    const char *config = o->config ? o->config : s.config, *vocab = o->vocab ? o->vocab : s.vocab;
+    if (!empirical) {
+        if (!file_exists(spec)) {
+            cs_fail(err, CS_ENOTFOUND, "%s: model file not found", spec);
+            goto out;
+        }
+        if (config && !file_exists(config)) {
+            cs_fail(err, CS_ENOTFOUND, "%s: config file not found", config);
+            goto out;
+        }
+        if (!vocab) {
+            cs_fail(err, CS_EUSAGE, "%s: vocab: missing (give --vocab bpe_simple_vocab_16e6.txt.gz)", s.path);
+            goto out;
+        }
+        if (!file_exists(vocab)) {
+            cs_fail(err, CS_ENOTFOUND, "%s: vocab file not found", vocab);
+            goto out;
+        }
+    } else {
+        const char *idx = spec[9] == ':' ? spec + 10 : o->db;
+        if (!idx || !file_exists(idx)) {
+            cs_fail(err, CS_ENOTFOUND, "%s: index database not found (empirical model)", idx ? idx : "--db");
+            goto out;
+        }
+    }
+    for (int i = 0; i < s.n; i++)
+        if (validate_item(&s, &s.items[i], empirical, 0, empirical ? 64 : 0, o->samples, err)) goto out;
+    const char *outdir = o->out ? o->out : "generations";
+    if (check_writable(outdir, err)) goto out;
+    for (int i = 0; i < s.n; i++) /* reference images exist before the model loads */
+        if (s.items[i].ref && !file_exists(s.items[i].ref)) {
+            cs_fail(err, CS_ENOTFOUND, "%s: %s.ref: %s: file not found", s.path, s.items[i].where, s.items[i].ref);
+            goto out;
+        } else if (s.items[i].mask && !file_exists(s.items[i].mask)) {
+            cs_fail(err, CS_ENOTFOUND, "%s: %s.mask: %s: file not found", s.path, s.items[i].where, s.items[i].mask);
+            goto out;
+        }
+    if (o->threads > 0) nn_set_threads(o->threads);
+    /* 2. load the model; encode prompts; load references and masks */
+    cs_model_opts mo = {.config = config, .vocab = vocab, .db = o->db};
+    if (cs_model_open(&m, spec, &mo, err)) goto out;
+    jobs = calloc((size_t)s.n, sizeof *jobs);
+    if (!jobs) {
+        cs_fail(err, CS_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < s.n; i++) {
+        job *j = &jobs[i];
+        j->it = &s.items[i];
+        if (validate_item(&s, j->it, empirical, m->factor, m->fixed_size, 0, err)) goto out;
+        j->W = j->it->s.width;
+        j->H = j->it->s.height;
+        j->w = j->W / m->factor;
+        j->h = j->H / m->factor;
+        if (m->cond_new(m, j->it->text, &j->cond, err)) {
+            cs_wrap(err, "%s: %s.text", s.path, j->it->where);
+            goto out;
+        }
+        if (j->it->s.opts.guidance != 1.0f &&
+            m->cond_new(m, j->it->negative ? j->it->negative : "", &j->uncond, err)) {
+            cs_wrap(err, "%s: %s.negative", s.path, j->it->where);
+            goto out;
+        }
+        if (load_task(&s, j, m, err)) goto out;
+    }
+    /* 3. the store: run and prompt rows, then images */
+    char ident[130], run_hash[65];
+    snprintf(ident, sizeof ident, "%s%s", s.sha256, m->hash);
+    cs_sha256_hex(ident, strlen(ident), run_hash);
+    snprintf(st->out_dir, sizeof st->out_dir, "%s/%s-%.8s", outdir, s.name, run_hash);
+    if (mkdir_p(st->out_dir, err)) goto out;
+    if (cs_store_open(&db, o->db, err)) goto out;
+    int reused;
+    if (cs_store_begin(db, err)) goto out;
+    st->run_id = find_or_add_run(db, &s, m, spec, o, st->out_dir, &reused, err);
+    if (st->run_id < 0) {
+        cs_store_rollback(db);
+        goto out;
+    }
+    for (int i = 0; i < s.n; i++)
+        if (add_prompt(db, st->run_id, &jobs[i], err)) {
+            cs_store_rollback(db);
+            goto out;
+        }
+    if (cs_store_commit(db, err)) goto out;
+    int64_t total = 0;
+    for (int i = 0; i < s.n; i++)
+        for (int k = 0; k < jobs[i].it->s.samples; k++)
+            if (!have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k))
+                total += cs_sample_count_steps(&jobs[i].it->s.opts);
+    prog = o->progress ? cs_progress_start("generate", total, "step") : NULL;
+    double t0 = now_s();
+    for (int i = 0; i < s.n; i++)
+        for (int k = 0; k < jobs[i].it->s.samples; k++) {
+            if (have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k)) {
+                st->skipped++;
+                continue;
+            }
+            if (generate_one(m, db, st->run_id, &jobs[i], k, st->out_dir, prog, &st->steps, err))
+                goto out;
+            st->generated++;
+        }
+    st->seconds = now_s() - t0;
+    sqlite3_stmt *fin;
+    if (!cs_store_prepare(db, &fin, "UPDATE runs SET finished = datetime('now') WHERE id = ?1", err)) {
+        sqlite3_bind_int64(fin, 1, st->run_id);
+        sqlite3_step(fin);
+        sqlite3_finalize(fin);
+    }
+    rc = 0;
+out:
+    if (prog) cs_progress_end(prog);
+    if (jobs)
+        for (int i = 0; i < s.n; i++) job_free(m, &jobs[i]);
+    free(jobs);
+    cs_model_free(m);
+    cs_store_close(db);
+    cs_suite_free(&s);
+    return rc;
+}

@@ -1,0 +1,49 @@
+/* generate.h — `copyscope generate`: run a prompt suite through a model and
+ * record every image in the store.
+ *
+ * Order of work: everything is validated first (suite, model path, vocab,
+ * output folder, sizes, reference images and masks, prompts the model can
+ * encode); only then is the store opened and written, so bad input leaves no
+ * rows and no files. A run's identity is (suite file sha256, model sha256):
+ * re-running the same suite with the same model reuses its run and skips the
+ * outputs whose row and file exist. Images go to
+ * OUT/<suite name>-<first 8 hex of the run identity>/<prompt id>-<sample>-<seed>.png
+ * with an A1111-style "parameters" tEXt chunk; each image is written to a
+ * temporary name and renamed, then its row is committed (one transaction per
+ * image), so a killed run resumes cleanly. */
+#ifndef CS_GENERATE_H
+#define CS_GENERATE_H
+
+#include <stdint.h>
+
+#include "core/err.h"
+
+typedef struct {
+    const char *suite;   /* suite JSON path */
+    const char *model;   /* overrides the suite's model (checkpoint, empirical, empirical:DB) */
+    const char *config;  /* SD config JSON (overrides the suite's) */
+    const char *vocab;   /* CLIP BPE vocabulary (overrides the suite's) */
+    const char *out;     /* output folder; NULL = "generations" */
+    const char *db;      /* the store (and the index of "empirical") */
+    int samples;         /* -n: samples per prompt (0 = the suite's) */
+    int threads;         /* compute threads (0 = cs_threads()) */
+    int progress;        /* show the progress line */
+    const char *command; /* recorded in runs.command (may be NULL) */
+} cs_generate_opts;
+
+typedef struct {
+    int64_t run_id;
+    int generated, skipped;
+    int64_t steps;        /* sampler steps run */
+    double seconds;       /* wall time of the sampling phase */
+    char out_dir[4096];   /* where the images are */
+} cs_generate_stats;
+
+int cs_generate(const cs_generate_opts *o, cs_generate_stats *st, cs_err *err);
+
+/* The A1111 "parameters" text for one image (malloc'd, caller frees). */
+char *cs_a1111_parameters(const char *prompt, const char *negative, int steps, const char *sampler,
+                          const char *schedule, float cfg, uint64_t seed, int w, int h,
+                          const char *model_hash, const char *model_name, float strength, float eta);
+
+#endif

@@ -1,0 +1,266 @@
+/* sd_internal.h — what the SD 1.x model files (sd_config.c, sd_model.c,
+ * clip_text.c, unet.c, vae.c) share: the hyper-parameters, the weight structs
+ * (named after the PyTorch modules that own them), the activation arena and
+ * the model struct. Not part of the public API (that is pipeline/sd.h). */
+#ifndef CS_SD_INTERNAL_H
+#define CS_SD_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/safetensors.h"
+#include "pipeline/sd.h"
+
+#define SD_MAX_LEVELS 8
+
+/* ---- hyper-parameters ------------------------------------------------------ */
+
+typedef struct {
+    int in_channels, out_channels; /* 4, 4 */
+    int model_channels;            /* 320 */
+    int n_levels;                  /* len(channel_mult) */
+    int channel_mult[SD_MAX_LEVELS]; /* 1, 2, 4, 4 */
+    int num_res_blocks;            /* 2 */
+    int attn_level[SD_MAX_LEVELS]; /* 1 if the level (ds = 2^level) has attention */
+    int num_heads;                 /* 8; -1 when num_head_channels is used */
+    int num_head_channels;         /* -1, or a fixed d_head */
+    int transformer_depth;         /* 1 */
+    int context_dim;               /* 768 */
+    int time_embed_dim;            /* 4 * model_channels */
+} sd_unet_config;
+
+typedef struct {
+    int ch;                          /* 128 */
+    int n_levels;                    /* len(ch_mult) */
+    int ch_mult[SD_MAX_LEVELS];      /* 1, 2, 4, 4 */
+    int num_res_blocks;              /* 2 */
+    int z_channels, embed_dim;       /* 4, 4 */
+    int in_channels, out_ch;         /* 3, 3 */
+    int double_z;                    /* 1 */
+} sd_vae_config;
+
+typedef struct {
+    int vocab_size;       /* 49408 */
+    int max_positions;    /* 77 */
+    int hidden_size;      /* 768 */
+    int num_layers;       /* 12 */
+    int num_heads;        /* 12 */
+    int intermediate;     /* 3072 */
+    float layer_norm_eps; /* 1e-5 */
+} sd_text_config;
+
+typedef struct {
+    sd_unet_config unet;
+    sd_vae_config vae;
+    sd_text_config text;
+    float scale_factor; /* 0.18215 */
+} sd_config;
+
+/* The built-in SD 1.x preset (configs/stable-diffusion/v1-inference.yaml). */
+void sd_config_preset(sd_config *c);
+/* Reads a JSON config laid out like ../shared/refs/sd-tiny/config.json; keys
+ * it lacks keep the preset's values. Errors name the file and the key. */
+int sd_config_load(sd_config *c, const char *path, cs_err *err);
+/* Checks that the numbers are usable (positive, divisible, in range). */
+int sd_config_check(const sd_config *c, const char *path, cs_err *err);
+
+/* ---- weights ------------------------------------------------------------------ */
+
+typedef struct {
+    const float *w, *b; /* w [cout, cin, k, k], b [cout] (b may be NULL) */
+    int cout, cin, k;
+} sd_conv;
+
+typedef struct {
+    const float *w, *b; /* w [nout, nin], b [nout] (b may be NULL) */
+    int nout, nin;
+} sd_linear;
+
+typedef struct {
+    const float *w, *b; /* affine [c] */
+    int c;
+} sd_norm;
+
+/* Loading context: the open file, the name prefix, and the owned copies. */
+typedef struct {
+    cs_safetensors *st;
+    const char *path;
+    float **owned; /* converted (F16/BF16 -> F32) copies, freed by sd_free */
+    int n_owned, cap_owned;
+    cs_err *err;
+    int failed; /* first error kept in err */
+} sd_loader;
+
+/* Each fetches "<name>.weight" (and ".bias") with the exact shape; on error
+ * it records the first error in L->err and returns -1. */
+int sd_load_tensor(sd_loader *L, const float **out, const char *name, int ndim,
+                   const int64_t *shape);
+int sd_load_conv(sd_loader *L, sd_conv *c, const char *name, int cout, int cin, int k, int bias);
+int sd_load_linear(sd_loader *L, sd_linear *l, const char *name, int nout, int nin, int bias);
+/* A Linear stored as a 1x1 Conv2d [nout, nin, 1, 1] (proj_in/out, VAE q/k/v). */
+int sd_load_linear_1x1(sd_loader *L, sd_linear *l, const char *name, int nout, int nin);
+int sd_load_norm(sd_loader *L, sd_norm *n, const char *name, int c);
+
+/* ---- activation arena ----------------------------------------------------------- *
+ * A stack of float buffers. The first forward pass at a new size grows it with
+ * separate mallocs; sd_arena_begin then replaces them with one block of the
+ * high-water size, so later passes at that size allocate nothing. */
+typedef struct {
+    float *base;
+    size_t cap, top, peak; /* in floats */
+    struct {
+        float *p;
+        size_t mark;
+    } *over;
+    int n_over, cap_over;
+} sd_arena;
+
+void sd_arena_begin(sd_arena *a);
+float *sd_arena_alloc(sd_arena *a, size_t n); /* NULL when out of memory */
+size_t sd_arena_mark(const sd_arena *a);
+void sd_arena_release(sd_arena *a, size_t mark);
+void sd_arena_free(sd_arena *a);
+
+/* ---- the three networks -------------------------------------------------------- */
+
+typedef struct {
+    sd_norm layer_norm1, layer_norm2;
+    sd_linear q_proj, k_proj, v_proj, out_proj; /* self_attn.* */
+    sd_linear fc1, fc2;                         /* mlp.* */
+} clip_layer;
+
+typedef struct {
+    const float *token_embedding;    /* [vocab, D] */
+    const float *position_embedding; /* [77, D] */
+    clip_layer *layers;              /* [num_layers] */
+    sd_norm final_layer_norm;
+} clip_text_model;
+
+typedef struct {
+    int cin, cout;
+    sd_norm in_norm;   /* in_layers.0 (GroupNorm32, eps 1e-5) */
+    sd_conv in_conv;   /* in_layers.2 */
+    sd_linear emb;     /* emb_layers.1 */
+    sd_norm out_norm;  /* out_layers.0 */
+    sd_conv out_conv;  /* out_layers.3 */
+    int has_skip;
+    sd_conv skip;      /* skip_connection (1x1) when cin != cout */
+} unet_resblock;
+
+typedef struct {
+    sd_norm norm1, norm2, norm3;                 /* LayerNorm, eps 1e-5 */
+    sd_linear q1, k1, v1, out1;                  /* attn1.to_q/k/v, to_out.0 */
+    sd_linear q2, k2, v2, out2;                  /* attn2.* (k, v from the context) */
+    sd_linear ff_proj, ff_out;                   /* ff.net.0.proj [8C, C], ff.net.2 [C, 4C] */
+} unet_tblock;
+
+typedef struct {
+    int c, heads, dh, depth;
+    sd_norm norm;          /* GroupNorm, eps 1e-6 */
+    sd_linear proj_in, proj_out;
+    unet_tblock *blocks;   /* [depth] */
+} unet_transformer;
+
+enum { UNET_RES = 1, UNET_ST, UNET_DOWN, UNET_UP, UNET_CONV };
+
+typedef struct {
+    int kind;
+    unet_resblock res;
+    unet_transformer st;
+    sd_conv conv; /* conv_in (input_blocks.0.0), Downsample .op, Upsample .conv */
+} unet_layer;
+
+typedef struct {
+    int n;
+    unet_layer layers[3];
+    int cout; /* channels after the block */
+} unet_block;
+
+typedef struct {
+    sd_linear time_embed0, time_embed2;
+    int n_input, n_output;
+    unet_block *input_blocks;  /* [n_input] */
+    unet_block middle_block;
+    unet_block *output_blocks; /* [n_output] */
+    sd_norm out_norm;          /* out.0 */
+    sd_conv out_conv;          /* out.2 */
+} unet_model;
+
+typedef struct {
+    int cin, cout;
+    sd_norm norm1, norm2; /* GroupNorm eps 1e-6 */
+    sd_conv conv1, conv2;
+    int has_nin;
+    sd_conv nin_shortcut;
+} vae_resblock;
+
+typedef struct {
+    int c;
+    sd_norm norm;
+    sd_linear q, k, v, proj_out; /* 1x1 convs */
+} vae_attn;
+
+typedef struct {
+    vae_resblock block_1, block_2;
+    vae_attn attn_1;
+} vae_mid;
+
+typedef struct {
+    int n_blocks;
+    vae_resblock *block;
+    int has_sample;
+    sd_conv sample; /* downsample.conv / upsample.conv */
+} vae_level;
+
+typedef struct {
+    sd_conv conv_in;
+    vae_level *down; /* [n_levels] */
+    vae_mid mid;
+    sd_norm norm_out;
+    sd_conv conv_out;
+} vae_encoder;
+
+typedef struct {
+    sd_conv conv_in;
+    vae_mid mid;
+    vae_level *up; /* [n_levels], up[n-1] runs first */
+    sd_norm norm_out;
+    sd_conv conv_out;
+} vae_decoder;
+
+typedef struct {
+    int n_levels;
+    vae_encoder encoder;
+    vae_decoder decoder;
+    sd_linear quant_conv, post_quant_conv; /* 1x1 convs */
+} vae_model;
+
+struct sd_model {
+    char *path;
+    sd_config cfg;
+    cs_safetensors st;   /* the mapped checkpoint (F32 weights point into it) */
+    sd_loader loader;    /* owns converted copies */
+    clip_text_model text;
+    unet_model unet;
+    vae_model vae;
+    float alphas_cumprod[1000];
+    sd_arena arena;      /* activations, reused across calls */
+};
+
+int clip_text_load(sd_model *m, sd_loader *L);
+void clip_text_free(clip_text_model *t);
+int unet_load(sd_model *m, sd_loader *L);
+void unet_free(unet_model *u);
+int vae_load(sd_model *m, sd_loader *L);
+void vae_free(vae_model *v);
+
+/* out [cout, T] channel-major = W [cout, cin] · in_tm[T, cin]^T (+ b): a linear
+ * applied to token-major input, producing channel-major output. */
+void sd_linear_tm_to_cm(float *out, const float *in_tm, const sd_linear *l, int T);
+
+/* conv with the arena's im2col workspace (banded to at most 64 MB). */
+int sd_conv_forward(sd_model *m, float *out, const float *in, const sd_conv *c, int B, int h,
+                    int w, int stride, int pt, int pl, int pb, int pr);
+
+#endif

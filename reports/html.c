@@ -1,0 +1,589 @@
+/* html.c — the self-contained HTML report.
+ *
+ * One file, no script, no network: pictures are PNG data URIs, histograms
+ * inline SVG, CSS inline, and a Content-Security-Policy that forbids
+ * everything else. The markup is also well-formed XML (void elements
+ * self-closed, only the five predefined entities), so both HTML and XML
+ * parsers accept it. Every string from the store goes through cs_esc_html. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/parallel.h"
+#include "core/progress.h"
+#include "reports/escape.h"
+#include "reports/formats.h"
+#include "reports/panels.h"
+#include "reports/svg.h"
+
+static const char css[] =
+    ":root{--fg:#1d1f23;--muted:#5d6470;--line:#d9dde3;--bg:#fff;--soft:#f5f6f8;"
+    "--copy:#b3261e;--near:#d9640b;--partial:#a87d00;--novel:#2e7d4f;--other:#6b7280}"
+    "*{box-sizing:border-box}"
+    "body{margin:0;background:var(--bg);color:var(--fg);font:14px/1.45 system-ui,-apple-system,"
+    "'Segoe UI',Roboto,'Helvetica Neue',Arial,sans-serif}"
+    ".doc{max-width:1200px;margin:0 auto;padding:24px 32px 48px}"
+    "h1{font-size:24px;margin:0 0 4px}h2{font-size:19px;margin:32px 0 10px;padding-bottom:4px;"
+    "border-bottom:2px solid var(--fg)}h3{font-size:15px;margin:20px 0 8px}"
+    ".sub{color:var(--muted);margin:0 0 14px}"
+    ".head{border-bottom:1px solid var(--line);padding-bottom:14px}"
+    ".cards{display:flex;flex-wrap:wrap;gap:10px;margin-top:10px}"
+    ".card{border:1px solid var(--line);border-radius:6px;padding:8px 14px;min-width:120px;background:var(--soft)}"
+    ".card .n{font-size:24px;font-weight:700;display:block}"
+    "table{border-collapse:collapse;width:100%;margin:6px 0}"
+    "th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}"
+    "th{background:var(--soft);font-weight:600;font-size:13px}"
+    "td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}"
+    "table.kv th{width:150px;background:none;color:var(--muted);font-weight:500}"
+    "table.kv{width:auto}"
+    ".badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-weight:600;font-size:12px;"
+    "-webkit-print-color-adjust:exact;print-color-adjust:exact}"
+    ".v-copy,.v-verbatim{background:var(--copy)}.v-near-copy,.v-near-verbatim{background:var(--near)}"
+    ".v-partial{background:var(--partial)}.v-novel{background:var(--novel)}.v-other{background:var(--other)}"
+    ".rate{display:inline-block;width:60px;height:8px;background:var(--soft);border:1px solid var(--line);"
+    "margin-right:6px;vertical-align:middle}.rate span{display:block;height:100%;background:var(--copy);"
+    "-webkit-print-color-adjust:exact;print-color-adjust:exact}"
+    ".hists{display:flex;flex-wrap:wrap;gap:16px}.histbox{border:1px solid var(--line);border-radius:6px;padding:8px}"
+    ".histbox .t{font-weight:600;font-size:13px;margin-bottom:4px}"
+    ".finding,.tfinding{border:1px solid var(--line);border-left:5px solid var(--other);border-radius:6px;"
+    "margin:16px 0;padding:12px 16px;break-inside:avoid;page-break-inside:avoid}"
+    ".finding.s-copy,.tfinding.s-verbatim{border-left-color:var(--copy)}"
+    ".finding.s-near-copy,.tfinding.s-near-verbatim{border-left-color:var(--near)}"
+    ".finding.s-partial{border-left-color:var(--partial)}.finding.s-novel,.tfinding.s-novel{border-left-color:var(--novel)}"
+    ".fhead{display:flex;flex-wrap:wrap;gap:10px;align-items:baseline;margin-bottom:10px}"
+    ".fhead .rank{font-weight:700;font-size:16px}.fhead .meta{color:var(--muted)}"
+    ".fbody{display:flex;flex-wrap:wrap;gap:20px}"
+    ".panels{display:flex;gap:10px}.panel{width:194px;text-align:center;font-size:12px;color:var(--muted)}"
+    ".panel img{width:192px;height:192px;object-fit:contain;image-rendering:pixelated;"
+    "image-rendering:crisp-edges;border:1px solid var(--line);background:#fff;display:block}"
+    ".panel .missing{width:192px;height:192px;border:1px dashed var(--line);display:flex;align-items:center;"
+    "justify-content:center;padding:8px;font-size:11px;word-break:break-all}"
+    ".facts{flex:1;min-width:320px}.facts table.kv th{width:110px}"
+    ".prompt{font-weight:600}.mono,code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;"
+    "font-size:12px;word-break:break-all}"
+    ".ev{font-size:12px;color:var(--muted);columns:2 260px;margin-top:6px}.ev div{break-inside:avoid}"
+    ".ev b{color:var(--fg);font-weight:500}"
+    ".cols{display:grid;grid-template-columns:1fr 1fr 1fr;gap:12px}"
+    ".cols h4{margin:0 0 4px;font-size:13px;color:var(--muted)}"
+    ".txt{white-space:pre-wrap;word-break:break-word;background:var(--soft);border:1px solid var(--line);"
+    "border-radius:4px;padding:8px;margin:0;font-size:13px}"
+    ".verb{background:#fbd3d0;color:#9b1c14;font-weight:600;-webkit-print-color-adjust:exact;print-color-adjust:exact}"
+    ".note{color:var(--muted);font-size:13px}"
+    ".foot{margin-top:40px;border-top:1px solid var(--line);padding-top:10px;color:var(--muted);font-size:12px}"
+    "a{color:#1a56a8}"
+    "@media print{.doc{max-width:none;padding:0}body{font-size:11px}a{color:inherit;text-decoration:none}"
+    "h2{break-after:avoid}.hists{break-inside:avoid}}";
+
+static void fmt_num(cs_buf *b, double v, const char *fmt) {
+    if (isnan(v)) cs_buf_puts(b, "&#8212;");
+    else cs_buf_printf(b, fmt, v);
+}
+
+static void badge(cs_buf *b, const char *verdict) {
+    cs_buf_printf(b, "<span class=\"badge v-%s\">", cs_report_verdict_class(verdict));
+    cs_esc_html(b, verdict && *verdict ? verdict : "?");
+    cs_buf_puts(b, "</span>");
+}
+
+/* ---- header and summary ---- */
+
+static void kv_row(cs_buf *b, const char *k, const char *v, int mono) {
+    if (!v || !*v) return;
+    cs_buf_printf(b, "<tr><th>%s</th><td%s>", k, mono ? " class=\"mono\"" : "");
+    cs_esc_html(b, v);
+    cs_buf_puts(b, "</td></tr>");
+}
+
+static void head(cs_buf *b, const cs_rmodel *m, const cs_report_opts *o) {
+    cs_buf_puts(b, "<div class=\"head\"><h1>copyscope audit report</h1><p class=\"sub\">");
+    if (m->has_run) {
+        cs_buf_printf(b, "Run %lld", (long long)m->run_id);
+        if (m->suite) {
+            cs_buf_puts(b, " &#183; suite ");
+            cs_esc_html(b, m->suite);
+        }
+        if (m->model) {
+            cs_buf_puts(b, " &#183; model ");
+            cs_esc_html(b, m->model);
+        }
+        cs_buf_puts(b, " &#183; ");
+    }
+    cs_buf_puts(b, "generated ");
+    cs_esc_html(b, m->generated);
+    cs_buf_puts(b, " from ");
+    cs_esc_html(b, m->db_name);
+    if (o->generator) {
+        cs_buf_puts(b, " by ");
+        cs_esc_html(b, o->generator);
+    }
+    cs_buf_puts(b, "</p><div class=\"cards\">");
+    if (m->has_run) {
+        cs_buf_printf(b, "<div class=\"card\"><span class=\"n\">%lld</span>generations</div>",
+                      (long long)m->n_generations);
+        for (int v = 0; v < CS_RV_N; v++)
+            cs_buf_printf(b, "<div class=\"card\"><span class=\"n\">%lld</span><span class=\"badge v-%s\">%s</span></div>",
+                          (long long)m->count[v], cs_rv_names[v], cs_rv_names[v]);
+        if (m->count[CS_RV_N])
+            cs_buf_printf(b, "<div class=\"card\"><span class=\"n\">%lld</span><span class=\"badge v-other\">other</span></div>",
+                          (long long)m->count[CS_RV_N]);
+    }
+    if (m->n_t) {
+        static const char *const tv[3] = {"verbatim", "near-verbatim", "novel"};
+        for (int v = 0; v < 3; v++)
+            cs_buf_printf(b, "<div class=\"card\"><span class=\"n\">%lld</span>text <span class=\"badge v-%s\">%s</span></div>",
+                          (long long)m->text_count[v], tv[v], tv[v]);
+    }
+    cs_buf_puts(b, "</div></div>\n");
+}
+
+static void run_table(cs_buf *b, const cs_rmodel *m) {
+    cs_buf_puts(b, "<table class=\"kv\">");
+    cs_buf_printf(b, "<tr><th>Run</th><td>%lld</td></tr>", (long long)m->run_id);
+    kv_row(b, "Suite", m->suite, 0);
+    kv_row(b, "Model", m->model, 0);
+    kv_row(b, "Model SHA-256", m->model_sha256, 1);
+    kv_row(b, "Command", m->command, 1);
+    kv_row(b, "Started", m->started, 0);
+    kv_row(b, "Finished", m->finished, 0);
+    kv_row(b, "Settings", m->run_settings, 1);
+    cs_buf_printf(b, "<tr><th>Generations</th><td>%lld</td></tr><tr><th>Findings</th><td>%lld</td></tr>",
+                  (long long)m->n_generations, (long long)m->n_f);
+    kv_row(b, "Reference attribution", m->attribution, 0);
+    cs_buf_puts(b, "</table>\n");
+}
+
+static void verdict_table(cs_buf *b, const cs_rmodel *m) {
+    cs_buf_puts(b, "<table style=\"width:auto\"><thead><tr><th>Verdict</th><th class=\"num\">Findings</th>"
+                   "<th class=\"num\">Share</th></tr></thead><tbody>");
+    for (int v = 0; v <= CS_RV_N; v++) {
+        if (v == CS_RV_N && !m->count[v]) break;
+        const char *name = v < CS_RV_N ? cs_rv_names[v] : "other";
+        cs_buf_puts(b, "<tr><td>");
+        badge(b, name);
+        cs_buf_printf(b, "</td><td class=\"num\">%lld</td><td class=\"num\">", (long long)m->count[v]);
+        fmt_num(b, m->n_f ? 100.0 * (double)m->count[v] / (double)m->n_f : NAN, "%.1f%%");
+        cs_buf_puts(b, "</td></tr>");
+    }
+    cs_buf_puts(b, "</tbody></table>\n");
+}
+
+static void histograms(cs_buf *b, const cs_rmodel *m) {
+    double *v = malloc(sizeof *v * (size_t)(m->n_f ? m->n_f : 1));
+    if (!v) {
+        b->oom = 1;
+        return;
+    }
+    cs_buf_puts(b, "<h3>Distributions</h3><p class=\"note\">Top-1 score of each finding's generation per "
+                   "descriptor, as the analysis stored it (distances: lower is closer; cosines: higher "
+                   "is closer), and the white-box score of the generations.</p><div class=\"hists\">");
+    cs_hist h;
+    for (int d = 0; d < m->n_desc; d++) {
+        for (int64_t i = 0; i < m->n_f; i++) v[i] = m->f[i].scores[d];
+        cs_hist_compute(&h, v, m->n_f);
+        cs_buf_puts(b, "<div class=\"histbox\"><div class=\"t\">top-1 score: ");
+        cs_esc_html(b, m->desc[d]);
+        cs_buf_puts(b, "</div>");
+        cs_svg_histogram(b, &h, m->desc[d]);
+        cs_buf_puts(b, "</div>");
+    }
+    for (int64_t i = 0; i < m->n_f; i++) v[i] = m->f[i].whitebox;
+    cs_hist_compute(&h, v, m->n_f);
+    cs_buf_puts(b, "<div class=\"histbox\"><div class=\"t\">white-box score</div>");
+    if (h.n) cs_svg_histogram(b, &h, "white-box score");
+    else cs_buf_puts(b, "<p class=\"note\">No white-box scores were recorded for this run.</p>");
+    cs_buf_puts(b, "</div></div>\n");
+    free(v);
+}
+
+static int cmp_prompt_rate(const void *a, const void *b) {
+    const cs_rprompt *x = *(cs_rprompt *const *)a, *y = *(cs_rprompt *const *)b;
+    double rx = isnan(x->rate) ? -1 : x->rate, ry = isnan(y->rate) ? -1 : y->rate;
+    if (rx != ry) return rx > ry ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static void prompt_table(cs_buf *b, const cs_rmodel *m) {
+    cs_buf_puts(b, "<h3 id=\"prompts\">Prompts</h3>");
+    if (!m->n_p) {
+        cs_buf_puts(b, "<p class=\"note\">This run has no prompts.</p>\n");
+        return;
+    }
+    const cs_rprompt **order = malloc(sizeof *order * (size_t)m->n_p);
+    if (!order) {
+        b->oom = 1;
+        return;
+    }
+    for (int64_t i = 0; i < m->n_p; i++) order[i] = &m->p[i];
+    qsort(order, (size_t)m->n_p, sizeof *order, cmp_prompt_rate);
+    cs_buf_puts(b, "<p class=\"note\">Memorisation rate = (copy + near-copy) / generations of the prompt. "
+                   "Most memorised first.</p><table class=\"prompts\"><thead><tr><th>Prompt</th>"
+                   "<th class=\"num\">Gen.</th><th class=\"num\">copy</th><th class=\"num\">near-copy</th>"
+                   "<th class=\"num\">partial</th><th class=\"num\">novel</th><th>Memorisation rate</th>"
+                   "<th class=\"num\">Max sim.</th><th class=\"num\">Mean white-box</th>"
+                   "<th class=\"num\">Clique</th><th>Findings</th></tr></thead><tbody>");
+    for (int64_t i = 0; i < m->n_p; i++) {
+        const cs_rprompt *p = order[i];
+        cs_buf_printf(b, "<tr id=\"p-%lld\"><td><span class=\"prompt\">", (long long)p->id);
+        cs_esc_html(b, p->text);
+        cs_buf_puts(b, "</span><br/><span class=\"note mono\">");
+        cs_esc_html(b, p->key);
+        if (p->kind && strcmp(p->kind, "txt2img")) {
+            cs_buf_puts(b, " &#183; ");
+            cs_esc_html(b, p->kind);
+        }
+        cs_buf_printf(b, "</span></td><td class=\"num\">%lld</td>", (long long)p->n_generations);
+        for (int v = 0; v < CS_RV_N; v++) cs_buf_printf(b, "<td class=\"num\">%lld</td>", (long long)p->count[v]);
+        cs_buf_puts(b, "<td>");
+        if (!isnan(p->rate))
+            cs_buf_printf(b, "<span class=\"rate\"><span style=\"width:%.0f%%\"></span></span>%.0f%%",
+                          100 * (p->rate > 1 ? 1 : p->rate), 100 * p->rate);
+        else
+            cs_buf_puts(b, "&#8212;");
+        cs_buf_puts(b, "</td><td class=\"num\">");
+        fmt_num(b, p->max_similarity, "%.3f");
+        cs_buf_puts(b, "</td><td class=\"num\">");
+        fmt_num(b, p->mean_whitebox, "%.4g");
+        cs_buf_puts(b, "</td><td class=\"num\">");
+        if (p->largest_clique >= 0) cs_buf_printf(b, "%lld", (long long)p->largest_clique);
+        else cs_buf_puts(b, "&#8212;");
+        cs_buf_puts(b, "</td><td>");
+        if (p->first_gallery) {
+            cs_buf_printf(b, "<a href=\"#f-%lld\">most severe</a>", (long long)p->first_gallery);
+            int shown = 0;
+            for (int64_t j = 0; j < m->n_f && m->f[j].in_gallery && shown < 6; j++)
+                if (m->f[j].prompt_id == p->id && m->f[j].id != p->first_gallery) {
+                    cs_buf_printf(b, " <a href=\"#f-%lld\">#%lld</a>", (long long)m->f[j].id, (long long)m->f[j].rank);
+                    shown++;
+                }
+        } else if (p->n_findings) {
+            cs_buf_puts(b, "<span class=\"note\">beyond the gallery (JSON/CSV)</span>");
+        } else {
+            cs_buf_puts(b, "&#8212;");
+        }
+        cs_buf_puts(b, "</td></tr>\n");
+    }
+    cs_buf_puts(b, "</tbody></table>\n");
+    free(order);
+}
+
+/* ---- findings ---- */
+
+typedef struct {
+    const cs_rfinding *f;
+    cs_rpanels pn;
+    uint8_t *ref_rgb, *orig_rgb;
+    int64_t orig_ref_id;
+    cJSON *ev; /* parsed evidence, NULL if absent/invalid */
+} gitem;
+
+typedef struct {
+    gitem *g;
+    cs_progress *prog;
+} gctx;
+
+static void make_one(void *vctx, int64_t i, int thread) {
+    (void)thread;
+    gctx *c = vctx;
+    cs_rpanels_make(&c->g[i].pn);
+    cs_progress_add(c->prog, 1);
+}
+
+static const cJSON *jget(const cJSON *o, const char *k) { return o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL; }
+
+/* One line per scalar leaf of the evidence ("tl2.distance 0.012"); arrays of
+ * up to 8 numbers inline, longer ones as a count. */
+static void evidence_leaves(cs_buf *b, const cJSON *o, char *path, size_t plen, int depth) {
+    for (const cJSON *c = o->child; c; c = c->next) {
+        size_t n = plen;
+        if (c->string) {
+            int w = snprintf(path + plen, 256 - plen, "%s%s", plen ? "." : "", c->string);
+            n = w < 0 || plen + (size_t)w >= 256 ? 255 : plen + (size_t)w;
+        }
+        if (cJSON_IsObject(c) && depth < 4) {
+            evidence_leaves(b, c, path, n, depth + 1);
+            path[plen] = 0;
+            continue;
+        }
+        cs_buf_puts(b, "<div>");
+        cs_esc_html(b, path);
+        cs_buf_puts(b, " <b>");
+        if (cJSON_IsString(c)) {
+            cs_esc_html(b, c->valuestring);
+        } else if (cJSON_IsNumber(c)) {
+            cs_buf_printf(b, "%.6g", c->valuedouble);
+        } else if (cJSON_IsBool(c)) {
+            cs_buf_puts(b, cJSON_IsTrue(c) ? "true" : "false");
+        } else if (cJSON_IsNull(c)) {
+            cs_buf_puts(b, "null");
+        } else if (cJSON_IsArray(c)) {
+            int n_items = cJSON_GetArraySize(c), all_num = 1;
+            for (const cJSON *e = c->child; e; e = e->next) all_num &= cJSON_IsNumber(e);
+            if (all_num && n_items <= 8) {
+                cs_buf_putc(b, '[');
+                for (const cJSON *e = c->child; e; e = e->next)
+                    cs_buf_printf(b, "%s%.4g", e == c->child ? "" : ", ", e->valuedouble);
+                cs_buf_putc(b, ']');
+            } else {
+                cs_buf_printf(b, "[%d values]", n_items);
+            }
+        } else {
+            cs_buf_puts(b, "&#8230;");
+        }
+        cs_buf_puts(b, "</b></div>");
+        path[plen] = 0;
+    }
+}
+
+static void panel(cs_buf *b, const char *uri, const char *alt, const char *caption, const char *missing) {
+    cs_buf_puts(b, "<div class=\"panel\">");
+    if (uri) {
+        cs_buf_printf(b, "<img src=\"%s\" alt=\"", uri);
+        cs_esc_html(b, alt);
+        cs_buf_puts(b, "\" title=\"");
+        cs_esc_html(b, alt);
+        cs_buf_puts(b, "\"/>");
+    } else {
+        cs_buf_puts(b, "<div class=\"missing\">");
+        cs_esc_html(b, missing);
+        cs_buf_puts(b, "</div>");
+    }
+    cs_buf_puts(b, "<div>");
+    cs_buf_puts(b, caption);
+    cs_buf_puts(b, "</div></div>");
+}
+
+static void finding(cs_buf *b, const cs_rmodel *m, const gitem *g) {
+    const cs_rfinding *f = g->f;
+    const char *vc = cs_report_verdict_class(f->verdict);
+    cs_buf_printf(b, "<div class=\"finding s-%s\" id=\"f-%lld\"><div class=\"fhead\"><span class=\"rank\">#%lld</span>",
+                  vc, (long long)f->id, (long long)f->rank);
+    badge(b, f->verdict);
+    cs_buf_printf(b, "<span class=\"meta\">severity %.3f &#183; finding %lld &#183; generation %lld</span>",
+                  f->severity, (long long)f->id, (long long)f->generation_id);
+    if (f->prompt_id) {
+        cs_buf_printf(b, "<a href=\"#p-%lld\">prompt ", (long long)f->prompt_id);
+        cs_esc_html(b, f->prompt_key ? f->prompt_key : "");
+        cs_buf_puts(b, "</a>");
+    }
+    cs_buf_puts(b, "</div><div class=\"fbody\"><div class=\"panels\">");
+    /* alt/title text: file names and captions, escaped like everything else */
+    char cap[64];
+    if (g->orig_rgb) {
+        snprintf(cap, sizeof cap, "original (ref %lld)", (long long)g->orig_ref_id);
+        panel(b, g->pn.orig_uri, f->ref_caption ? f->ref_caption : "original", cap, "no thumbnail");
+        panel(b, g->pn.mask_uri, "masked input", "masked input", "no thumbnail");
+        panel(b, g->pn.gen_uri, f->gen_path, "completion", g->pn.gen_error);
+    } else {
+        panel(b, g->pn.gen_uri, f->gen_path, "generated", g->pn.gen_error);
+        snprintf(cap, sizeof cap, "matched reference%s", g->pn.ref_mirrored ? " (mirrored)" : "");
+        panel(b, g->pn.ref_uri, f->ref_caption ? f->ref_caption : (f->ref_source ? f->ref_source : "reference"),
+              f->ref_id ? cap : "no reference", f->ref_id ? "no thumbnail in the index" : "no matched reference");
+        char dcap[96];
+        if (!isnan(g->pn.mean_diff)) snprintf(dcap, sizeof dcap, "difference (mean %.1f%%)", 100 * g->pn.mean_diff);
+        else snprintf(dcap, sizeof dcap, "difference");
+        panel(b, g->pn.diff_uri, "difference heatmap: white = equal, dark red = differs", dcap, "not available");
+    }
+    cs_buf_puts(b, "</div><div class=\"facts\"><table class=\"kv\">");
+    cs_buf_puts(b, "<tr><th>Prompt</th><td><span class=\"prompt\">");
+    cs_esc_html(b, f->prompt_text ? f->prompt_text : "(none)");
+    cs_buf_puts(b, "</span></td></tr>");
+    if (f->ref_id) {
+        cs_buf_printf(b, "<tr><th>Reference</th><td><span class=\"mono\">#%lld ", (long long)f->ref_id);
+        cs_esc_html(b, f->ref_source);
+        cs_buf_puts(b, "</span></td></tr>");
+        kv_row(b, "Caption", f->ref_caption, 0);
+        kv_row(b, "Attribution", m->attribution, 0);
+    }
+    if (m->n_desc) {
+        cs_buf_puts(b, "<tr><th>Top-1 scores</th><td>");
+        for (int d = 0; d < m->n_desc; d++) {
+            if (isnan(f->scores[d])) continue;
+            cs_esc_html(b, m->desc[d]);
+            cs_buf_printf(b, " <b>%.4g</b>", f->scores[d]);
+            if (f->score_refs[d] && f->score_refs[d] != f->ref_id)
+                cs_buf_printf(b, " <span class=\"note\">(ref #%lld)</span>", (long long)f->score_refs[d]);
+            cs_buf_puts(b, d + 1 < m->n_desc ? " &#183; " : "");
+        }
+        cs_buf_puts(b, "</td></tr>");
+    }
+    cs_buf_puts(b, "<tr><th>Verdict</th><td>");
+    badge(b, f->verdict);
+    const cJSON *rule = jget(g->ev, "rule");
+    if (cJSON_IsString(rule) && *rule->valuestring) {
+        cs_buf_puts(b, " <span class=\"note\">by ");
+        cs_esc_html(b, rule->valuestring);
+        cs_buf_puts(b, "</span>");
+    }
+    cs_buf_puts(b, "</td></tr>");
+    if (!isnan(f->whitebox)) cs_buf_printf(b, "<tr><th>White-box</th><td>%.4g</td></tr>", f->whitebox);
+    kv_row(b, "Model", m->model, 0);
+    cs_buf_printf(b, "<tr><th>Seed</th><td class=\"mono\">%lld", (long long)f->seed);
+    if (f->sample) cs_buf_printf(b, " (sample %lld)", (long long)f->sample);
+    cs_buf_puts(b, "</td></tr>");
+    kv_row(b, "Settings", f->gen_settings, 1);
+    kv_row(b, "Image file", f->gen_path, 1);
+    cs_buf_puts(b, "</table>");
+    if (g->ev && cJSON_IsObject(g->ev)) {
+        char path[256] = "";
+        cs_buf_puts(b, "<div class=\"ev\">");
+        evidence_leaves(b, g->ev, path, 0, 0);
+        cs_buf_puts(b, "</div>");
+    } else if (f->evidence_json && *f->evidence_json) {
+        cs_buf_puts(b, "<div class=\"ev mono\">");
+        cs_esc_html(b, f->evidence_json);
+        cs_buf_puts(b, "</div>");
+    }
+    cs_buf_puts(b, "</div></div></div>\n");
+}
+
+static int gallery(cs_buf *b, const cs_rmodel *m, cs_store *s, const cs_report_opts *o, cs_err *err) {
+    int64_t n = m->n_f < m->top ? m->n_f : m->top;
+    cs_buf_puts(b, "<h2 id=\"findings\">Findings</h2>");
+    if (!m->n_f) {
+        cs_buf_puts(b, "<p class=\"note\">No findings: this run has not been analysed yet.</p>\n");
+        return 0;
+    }
+    cs_buf_printf(b, "<p class=\"note\">The %lld most severe of %lld findings, most severe first. ", (long long)n,
+                  (long long)m->n_f);
+    if (n < m->n_f) cs_buf_puts(b, "The rest are in the JSON and CSV reports (copyscope report --format json|csv). ");
+    cs_buf_puts(b, "Heatmap: per-pixel difference between the generation (resized to the reference thumbnail) "
+                   "and the reference; white = equal, dark red = differs by a third of the range or more.</p>\n");
+    gitem *g = calloc((size_t)n, sizeof *g);
+    if (!g) return cs_fail(err, CS_ENOMEM, "report: out of memory");
+    int rc = 0;
+    for (int64_t i = 0; i < n && rc == 0; i++) {
+        const cs_rfinding *f = &m->f[i];
+        gitem *x = &g[i];
+        x->f = f;
+        x->ev = f->evidence_json ? cJSON_Parse(f->evidence_json) : NULL;
+        x->pn.gen_path = f->gen_path;
+        const cJSON *tl2 = jget(x->ev, "tl2");
+        x->pn.ref_mirrored = cJSON_IsTrue(jget(tl2, "mirrored"));
+        if (f->ref_id) {
+            rc = cs_rmodel_ref_thumb(s, f->ref_id, &x->ref_rgb, &x->pn.rw, &x->pn.rh, err);
+            x->pn.ref_rgb = x->ref_rgb;
+        }
+        const cJSON *comp = jget(x->ev, "completion"), *oid = jget(comp, "original_ref_id"), *rect = jget(comp, "rect");
+        if (rc == 0 && cJSON_IsNumber(oid) && cJSON_IsArray(rect) && cJSON_GetArraySize(rect) == 4) {
+            x->orig_ref_id = (int64_t)oid->valuedouble;
+            for (int k = 0; k < 4; k++) x->pn.rect[k] = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(rect, k));
+            rc = cs_rmodel_ref_thumb(s, x->orig_ref_id, &x->orig_rgb, &x->pn.ow, &x->pn.oh, err);
+            x->pn.orig_rgb = x->orig_rgb;
+        }
+    }
+    if (rc == 0) {
+        gctx c = {g, o->progress ? cs_progress_start("report", n, "finding") : NULL};
+        cs_parallel_for(o->threads > 0 ? o->threads : cs_threads(), n, make_one, &c);
+        cs_progress_end(c.prog);
+        for (int64_t i = 0; i < n; i++) finding(b, m, &g[i]);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        cs_rpanels_free(&g[i].pn);
+        free(g[i].ref_rgb);
+        free(g[i].orig_rgb);
+        cJSON_Delete(g[i].ev);
+    }
+    free(g);
+    return rc;
+}
+
+/* ---- text findings ---- */
+
+static void text_finding(cs_buf *b, const cs_rtext *t) {
+    cs_buf_printf(b, "<div class=\"tfinding s-%s\" id=\"t-%lld\"><div class=\"fhead\">",
+                  cs_report_verdict_class(t->verdict), (long long)t->id);
+    badge(b, t->verdict);
+    cs_buf_printf(b, "<span class=\"meta\">text finding %lld &#183; longest verbatim span %lld words (%lld characters)",
+                  (long long)t->id, (long long)t->longest_words, (long long)t->longest_chars);
+    if (t->exact_prefix_words >= 0) cs_buf_printf(b, " &#183; exact prefix %lld words", (long long)t->exact_prefix_words);
+    if (!isnan(t->rouge_l_f1)) cs_buf_printf(b, " &#183; ROUGE-L %.3f", t->rouge_l_f1);
+    if (!isnan(t->edit_sim)) cs_buf_printf(b, " &#183; edit similarity %.3f", t->edit_sim);
+    if (t->status && strcmp(t->status, "ok")) {
+        cs_buf_puts(b, " &#183; ");
+        cs_esc_html(b, t->status);
+    }
+    cs_buf_puts(b, "</span></div>");
+    cs_buf_puts(b, "<table class=\"kv\">");
+    kv_row(b, "Prompt id", t->prompt_key, 1);
+    kv_row(b, "Model", t->model, 0);
+    kv_row(b, "Completions file", t->audit_source, 1);
+    cs_buf_puts(b, "</table><div class=\"cols\"><div><h4>Prompt</h4><p class=\"txt\">");
+    cs_esc_html(b, t->prompt ? t->prompt : "(unknown prompt)");
+    cs_buf_puts(b, "</p></div><div><h4>Completion (verbatim spans in red)</h4><p class=\"txt\">");
+    int64_t(*r)[2] = t->n_spans ? malloc(sizeof *r * (size_t)t->n_spans) : NULL;
+    int nr = 0;
+    for (int i = 0; r && i < t->n_spans; i++) {
+        r[nr][0] = t->spans[i].comp_start;
+        r[nr][1] = t->spans[i].comp_end;
+        nr++;
+    }
+    cs_report_highlight(b, t->completion, (const int64_t(*)[2])r, nr);
+    cs_buf_puts(b, "</p></div><div><h4>Source");
+    if (t->doc_name || t->doc_source) {
+        cs_buf_puts(b, ": ");
+        cs_esc_html(b, t->doc_name ? t->doc_name : t->doc_source);
+    }
+    cs_buf_puts(b, " (true continuation)</h4><p class=\"txt\">");
+    /* the same spans located in the true continuation by their text */
+    nr = 0;
+    const char *c = t->continuation;
+    for (int i = 0; r && c && i < t->n_spans; i++) {
+        const char *sp = t->spans[i].text;
+        const char *hit = sp && *sp ? strstr(c, sp) : NULL;
+        if (!hit) continue;
+        r[nr][0] = hit - c;
+        r[nr][1] = hit - c + (int64_t)strlen(sp);
+        nr++;
+    }
+    if (c) cs_report_highlight(b, c, (const int64_t(*)[2])r, nr);
+    else cs_buf_puts(b, "(no true continuation stored)");
+    free(r);
+    cs_buf_puts(b, "</p></div></div></div>\n");
+}
+
+static void text_section(cs_buf *b, const cs_rmodel *m) {
+    if (!m->n_t) return;
+    int64_t n = m->n_t < m->top ? m->n_t : m->top;
+    cs_buf_printf(b, "<h2 id=\"text\">Text findings</h2><p class=\"note\">%lld completions audited: %lld verbatim, "
+                     "%lld near-verbatim, %lld novel. Showing the %lld most verbatim; red marks text the "
+                     "completion shares verbatim with the corpus.</p>\n",
+                  (long long)m->n_t, (long long)m->text_count[0], (long long)m->text_count[1],
+                  (long long)m->text_count[2], (long long)n);
+    for (int64_t i = 0; i < n; i++) text_finding(b, &m->t[i]);
+}
+
+int cs_report_html(cs_buf *b, const cs_rmodel *m, cs_store *s, const cs_report_opts *o, cs_err *err) {
+    cs_buf_puts(b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/>\n"
+                   "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+                   "style-src 'unsafe-inline'\"/>\n"
+                   "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>\n<title>copyscope report");
+    if (m->has_run) cs_buf_printf(b, ": run %lld", (long long)m->run_id);
+    cs_buf_puts(b, "</title>\n<style>");
+    cs_buf_puts(b, css);
+    cs_buf_puts(b, "</style></head>\n<body><div class=\"doc\">\n");
+    head(b, m, o);
+    if (m->has_run) {
+        cs_buf_puts(b, "<h2 id=\"summary\">Summary</h2>");
+        run_table(b, m);
+        verdict_table(b, m);
+        histograms(b, m);
+        prompt_table(b, m);
+        if (gallery(b, m, s, o, err)) return -1;
+    }
+    text_section(b, m);
+    cs_buf_puts(b, "<div class=\"foot\">");
+    if (m->attribution) {
+        cs_buf_puts(b, "Reference images: ");
+        cs_esc_html(b, m->attribution);
+        cs_buf_puts(b, "<br/>");
+    }
+    cs_buf_puts(b, "Generated by ");
+    cs_esc_html(b, o->generator ? o->generator : "copyscope");
+    cs_buf_puts(b, " on ");
+    cs_esc_html(b, m->generated);
+    cs_buf_puts(b, ". This file is self-contained: it loads nothing from the network and runs no script.</div>\n"
+                   "</div></body></html>\n");
+    return 0;
+}

@@ -1,0 +1,125 @@
+/* panels.c — finding pictures and the difference heatmap (panels.h). */
+#include "reports/panels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/image.h"
+#include "reports/buf.h"
+
+char *cs_rpanel_uri(const uint8_t *rgb, int w, int h) {
+    cs_image img = {w, h, (uint8_t *)rgb};
+    uint8_t *png = NULL;
+    size_t len = 0;
+    if (cs_image_encode_png(&img, NULL, 0, &png, &len, NULL)) return NULL;
+    cs_buf b = {0};
+    cs_buf_puts(&b, "data:image/png;base64,");
+    cs_buf_base64(&b, png, len);
+    free(png);
+    if (b.oom) {
+        cs_buf_free(&b);
+        return NULL;
+    }
+    return cs_buf_take(&b);
+}
+
+/* White -> yellow -> orange -> dark red, t in [0,1]. */
+static void heat(uint8_t out[3], double t) {
+    static const double stops[4][3] = {{255, 255, 255}, {254, 224, 120}, {244, 109, 45}, {165, 0, 38}};
+    if (t < 0) t = 0;
+    if (t > 1) t = 1;
+    double x = t * 3;
+    int i = x >= 3 ? 2 : (int)x;
+    double f = x - i;
+    for (int c = 0; c < 3; c++) out[c] = (uint8_t)lround(stops[i][c] + (stops[i + 1][c] - stops[i][c]) * f);
+}
+
+/* The heatmap of a (w x h) against b (same size, mirrored if asked). */
+static char *diff_uri(const uint8_t *a, const uint8_t *b, int w, int h, int mirrored, double *mean) {
+    uint8_t *out = malloc((size_t)w * h * 3);
+    if (!out) return NULL;
+    double sum = 0;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            const uint8_t *p = a + ((size_t)y * w + x) * 3;
+            const uint8_t *q = b + ((size_t)y * w + (mirrored ? w - 1 - x : x)) * 3;
+            double d = (abs(p[0] - q[0]) + abs(p[1] - q[1]) + abs(p[2] - q[2])) / (3.0 * 255.0);
+            sum += d;
+            heat(out + ((size_t)y * w + x) * 3, d / CS_RPANEL_DIFF_FULL);
+        }
+    *mean = sum / ((double)w * h);
+    char *u = cs_rpanel_uri(out, w, h);
+    free(out);
+    return u;
+}
+
+/* The original with the withheld rectangle drawn as a grey checkerboard
+ * (what the model was given). */
+static char *mask_uri(const uint8_t *rgb, int w, int h, const int r[4]) {
+    uint8_t *out = malloc((size_t)w * h * 3);
+    if (!out) return NULL;
+    memcpy(out, rgb, (size_t)w * h * 3);
+    for (int y = r[1] < 0 ? 0 : r[1]; y < h && y < r[1] + r[3]; y++)
+        for (int x = r[0] < 0 ? 0 : r[0]; x < w && x < r[0] + r[2]; x++) {
+            uint8_t v = ((x / 4 + y / 4) & 1) ? 150 : 200;
+            memset(out + ((size_t)y * w + x) * 3, v, 3);
+        }
+    char *u = cs_rpanel_uri(out, w, h);
+    free(out);
+    return u;
+}
+
+void cs_rpanels_make(cs_rpanels *p) {
+    p->mean_diff = NAN;
+    p->gen_error[0] = 0;
+    cs_image gen = {0}, shown = {0}, small = {0};
+    cs_err err = {0};
+    if (p->gen_path) {
+        if (cs_image_load(&gen, p->gen_path, NULL, &err)) {
+            size_t n = strnlen(err.msg, sizeof p->gen_error - 1);
+            memcpy(p->gen_error, err.msg, n);
+            p->gen_error[n] = 0;
+        } else {
+            p->gen_w = gen.w;
+            p->gen_h = gen.h;
+            const cs_image *g = &gen;
+            if (gen.w > CS_RPANEL_MAX_SIDE || gen.h > CS_RPANEL_MAX_SIDE) {
+                double s = (double)CS_RPANEL_MAX_SIDE / (gen.w > gen.h ? gen.w : gen.h);
+                int w = (int)lround(gen.w * s), h = (int)lround(gen.h * s);
+                if (cs_image_resize(&shown, &gen, w < 1 ? 1 : w, h < 1 ? 1 : h, CS_RESIZE_AREA, NULL) == 0)
+                    g = &shown;
+            }
+            p->gen_uri = cs_rpanel_uri(g->rgb, g->w, g->h);
+        }
+    } else {
+        snprintf(p->gen_error, sizeof p->gen_error, "no image recorded");
+    }
+    if (p->ref_rgb) {
+        p->ref_uri = cs_rpanel_uri(p->ref_rgb, p->rw, p->rh);
+        if (gen.rgb) {
+            const cs_image *g = &gen;
+            if (gen.w != p->rw || gen.h != p->rh) {
+                g = cs_image_resize(&small, &gen, p->rw, p->rh, CS_RESIZE_AREA, NULL) == 0 ? &small : NULL;
+            }
+            if (g) p->diff_uri = diff_uri(g->rgb, p->ref_rgb, p->rw, p->rh, p->ref_mirrored, &p->mean_diff);
+        }
+    }
+    if (p->orig_rgb) {
+        p->orig_uri = cs_rpanel_uri(p->orig_rgb, p->ow, p->oh);
+        p->mask_uri = mask_uri(p->orig_rgb, p->ow, p->oh, p->rect);
+    }
+    cs_image_free(&gen);
+    cs_image_free(&shown);
+    cs_image_free(&small);
+}
+
+void cs_rpanels_free(cs_rpanels *p) {
+    free(p->gen_uri);
+    free(p->ref_uri);
+    free(p->diff_uri);
+    free(p->mask_uri);
+    free(p->orig_uri);
+    p->gen_uri = p->ref_uri = p->diff_uri = p->mask_uri = p->orig_uri = NULL;
+}

@@ -1,0 +1,43 @@
+/* panels.h — the pictures of one finding, as PNG data URIs.
+ *
+ * generated image | matched reference | difference heatmap, or for a
+ * completion audit original | masked input | completion. The heatmap is
+ * computed here from the two pictures only (the generation area-resized to
+ * the reference thumbnail's size; the reference mirrored when the finding
+ * says the match was mirrored): per pixel the mean absolute RGB difference,
+ * mapped white (equal) -> yellow -> red, saturating at CS_RPANEL_DIFF_FULL.
+ * Pure functions of their inputs: safe to run in parallel. */
+#ifndef CS_REPORT_PANELS_H
+#define CS_REPORT_PANELS_H
+
+#include <stdint.h>
+
+/* A per-pixel difference of this fraction of full range (or more) is drawn
+ * in the darkest red: small differences stay visible. */
+#define CS_RPANEL_DIFF_FULL (1.0 / 3.0)
+/* Generations larger than this (either side) are area-downscaled to it. */
+#define CS_RPANEL_MAX_SIDE 256
+
+typedef struct {
+    /* inputs (not owned) */
+    const char *gen_path;        /* the generated image file; NULL: none */
+    const uint8_t *ref_rgb;      /* reference thumbnail, rw x rh RGB; NULL: none */
+    int rw, rh;
+    int ref_mirrored;            /* compare against the mirrored reference */
+    const uint8_t *orig_rgb;     /* completion audit: the original's thumbnail, or NULL */
+    int ow, oh;
+    int rect[4];                 /* withheld region x, y, w, h in original-thumbnail pixels */
+    /* outputs: "data:image/png;base64,..." strings (malloc'd) or NULL */
+    char *gen_uri, *ref_uri, *diff_uri, *mask_uri, *orig_uri;
+    int gen_w, gen_h;            /* size of the generated image file */
+    double mean_diff;            /* mean per-pixel difference in [0,1], NAN without both */
+    char gen_error[256];         /* why the generated image is missing ("" if it is not) */
+} cs_rpanels;
+
+void cs_rpanels_make(cs_rpanels *p);
+void cs_rpanels_free(cs_rpanels *p);
+
+/* PNG data URI of an RGB image (malloc'd), NULL on failure. */
+char *cs_rpanel_uri(const uint8_t *rgb, int w, int h);
+
+#endif

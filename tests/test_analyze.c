@@ -1,0 +1,244 @@
+/* test_analyze.c — tiled L2 (known answers, sgemm form vs direct), cliques
+ * with planted near-duplicates (sgemm adjacency vs the scalar loop), the
+ * A1111 parameters parser, settings, and analysis errors on a store (unknown
+ * run, empty run, a descriptor the index lacks). */
+#include <math.h>
+#include <stdint.h>
+
+#include "analyze/analyze.h"
+#include "analyze/clique.h"
+#include "analyze/match.h"
+#include "core/store.h"
+#include "index/tiled_l2.h"
+#include "t.h"
+
+#define S 64
+#define D (S * S * 3)
+
+static uint32_t rng = 12345;
+static uint32_t rnd(void) {
+    rng = rng * 1664525u + 1013904223u;
+    return rng >> 8;
+}
+
+static void random_image(uint8_t *p) {
+    /* blocky random images so that distinct ones are far apart */
+    for (int by = 0; by < 8; by++)
+        for (int bx = 0; bx < 8; bx++) {
+            uint8_t c[3] = {(uint8_t)rnd(), (uint8_t)rnd(), (uint8_t)rnd()};
+            for (int y = 0; y < 8; y++)
+                for (int x = 0; x < 8; x++) memcpy(p + ((by * 8 + y) * S + bx * 8 + x) * 3, c, 3);
+        }
+}
+
+static void test_tl2_known(void) {
+    cs_tl2_cfg c = cs_tl2_default();
+    static uint8_t a[D], b[D];
+    static float pa[D], pb[D];
+    memset(a, 0, D);
+    memset(b, 0, D);
+    /* tile 5 (row 1, col 1) white in b: that tile's distance is 1, others 0 */
+    for (int y = 16; y < 32; y++) memset(b + (y * S + 16) * 3, 255, 16 * 3);
+    cs_tl2_prepare(pa, NULL, a, &c);
+    cs_tl2_prepare(pb, NULL, b, &c);
+    float td[16];
+    float d = cs_tl2_pair(td, pa, pb, &c);
+    CHECK(fabsf(d - 1.0f) < 1e-6f);
+    CHECK(fabsf(td[5] - 1.0f) < 1e-6f);
+    for (int t = 0; t < 16; t++)
+        if (t != 5) CHECK(td[t] == 0);
+    /* a uniform shift of 51 grey levels is 0.2 in every tile */
+    for (int i = 0; i < D; i++) b[i] = 51;
+    cs_tl2_prepare(pb, NULL, b, &c);
+    d = cs_tl2_pair(td, pa, pb, &c);
+    CHECK(fabsf(d - 0.2f) < 1e-5f);
+    CHECK(fabsf(td[0] - 0.2f) < 1e-5f && fabsf(td[15] - 0.2f) < 1e-5f);
+    /* per-channel standardisation removes a gain and offset per channel */
+    random_image(a);
+    for (int i = 0; i < D; i++) b[i] = (uint8_t)(a[i] / 2 + 40);
+    c.norm = CS_TL2_CHANNEL;
+    cs_tl2_prepare(pa, NULL, a, &c);
+    cs_tl2_prepare(pb, NULL, b, &c);
+    d = cs_tl2_pair(NULL, pa, pb, &c);
+    CHECKF(d < 0.02f, "channel-normalised distance %g", d);
+    c.grid = 5;
+    cs_err err = {0};
+    CHECK(cs_tl2_check(&c, &err) == -1 && strstr(err.msg, "does not divide"));
+}
+
+static void test_tl2_block_topk(void) {
+    cs_tl2_cfg c = cs_tl2_default();
+    enum { NA = 7, NB = 300, K = 5 };
+    const int T = cs_tl2_tiles(&c);
+    uint8_t *img = malloc((size_t)(NA + NB) * D);
+    float *p = malloc(sizeof(float) * (NA + NB) * D), *n2 = malloc(sizeof(float) * (NA + NB) * T);
+    for (int i = NA; i < NA + NB; i++) random_image(img + (size_t)i * D);
+    for (int i = 0; i < NA + NB; i++) {
+        if (i < NA) /* queries close to refs 10*i */
+            for (int j = 0; j < D; j++) {
+                int v = img[(size_t)(NA + 10 * i) * D + j] + (int)(rnd() % 7) - 3;
+                img[(size_t)i * D + j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+        cs_tl2_prepare(p + (size_t)i * D, n2 + (size_t)i * T, img + (size_t)i * D, &c);
+    }
+    float *dm = malloc(sizeof(float) * NA * NB), *work = malloc(sizeof(float) * NA * NB);
+    float *tiles = malloc(sizeof(float) * NA * NB * T);
+    cs_tl2_block(dm, NB, tiles, p, n2, NA, p + (size_t)NA * D, n2 + (size_t)NA * T, NB, work, &c);
+    float maxerr = 0;
+    for (int i = 0; i < NA; i++)
+        for (int j = 0; j < NB; j++) {
+            float td[64];
+            float ref = cs_tl2_pair(td, p + (size_t)i * D, p + (size_t)(NA + j) * D, &c);
+            float e = fabsf(ref - dm[i * NB + j]);
+            if (e > maxerr) maxerr = e;
+            for (int t = 0; t < T; t++) {
+                float e2 = fabsf(td[t] - tiles[((size_t)i * NB + j) * T + t]);
+                if (e2 > maxerr) maxerr = e2;
+            }
+        }
+    CHECKF(maxerr < 1e-3f, "sgemm vs direct: max error %g", maxerr);
+    int32_t idx[NA * K];
+    float dist[NA * K];
+    cs_err err = {0};
+    CHECK(cs_tl2_topk(idx, dist, K, p, n2, NA, p + (size_t)NA * D, n2 + (size_t)NA * T, NB, &c, &err) == 0);
+    for (int i = 0; i < NA; i++) {
+        CHECK(idx[i * K] == 10 * i);
+        CHECK(dist[i * K] < 0.02f);
+        for (int r = 1; r < K; r++) CHECK(dist[i * K + r] >= dist[i * K + r - 1]);
+    }
+    free(img);
+    free(p);
+    free(n2);
+    free(dm);
+    free(work);
+    free(tiles);
+}
+
+static void test_render_crop(void) {
+    static uint8_t a[D], b[D];
+    random_image(a);
+    cs_an_render_crop(b, a, S, 0, 0, S);
+    CHECK(memcmp(a, b, D) == 0);
+    /* box x0 = 32, y0 = 16, side 32: output (u, v) = (20, 10) samples
+     * (32 + 20.5/2 - 0.5, 16 + 10.5/2 - 0.5) = (41.75, 20.75), inside one 8x8
+     * block of the blocky image, so exactly that block's colour */
+    cs_an_render_crop(b, a, S, 32, 16, 32);
+    CHECK(memcmp(b + ((10 * S) + 20) * 3, a + (20 * S + 41) * 3, 3) == 0);
+}
+
+static void test_cliques_planted(void) {
+    cs_tl2_cfg c = cs_tl2_default();
+    enum { N = 80 };
+    const int T = cs_tl2_tiles(&c);
+    uint8_t *img = malloc((size_t)N * D);
+    float *p = malloc(sizeof(float) * N * D), *n2 = malloc(sizeof(float) * N * T);
+    /* items 0..11 near-duplicates of one image, 20..24 of another, rest random */
+    static uint8_t base1[D], base2[D];
+    random_image(base1);
+    random_image(base2);
+    for (int i = 0; i < N; i++) {
+        const uint8_t *base = i < 12 ? base1 : (i >= 20 && i < 25) ? base2 : NULL;
+        if (base)
+            for (int j = 0; j < D; j++) {
+                int v = base[j] + (int)(rnd() % 21) - 10;
+                img[(size_t)i * D + j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+        else
+            random_image(img + (size_t)i * D);
+        cs_tl2_prepare(p + (size_t)i * D, n2 + (size_t)i * T, img + (size_t)i * D, &c);
+    }
+    uint8_t *a1 = malloc(N * N), *a2 = malloc(N * N);
+    cs_err err = {0};
+    CHECK(cs_cliques_adjacency(a1, p, n2, N, &c, 0.15f, &err) == 0);
+    cs_cliques_adjacency_scalar(a2, p, N, &c, 0.15f);
+    CHECK(memcmp(a1, a2, N * N) == 0);
+    cs_cliques cl;
+    REQUIRE(cs_cliques_find(&cl, p, n2, N, &c, 0.15f, &err) == 0);
+    CHECK(cl.n_cliques == 2);
+    CHECK(cl.edges == 12 * 11 / 2 + 5 * 4 / 2);
+    int64_t g1 = cl.clique_of[0], g2 = cl.clique_of[20];
+    CHECK(g1 >= 0 && g2 >= 0 && g1 != g2);
+    if (g1 >= 0 && g2 >= 0) {
+        CHECK(cl.start[g1 + 1] - cl.start[g1] == 12);
+        CHECK(cl.start[g2 + 1] - cl.start[g2] == 5);
+    }
+    for (int i = 0; i < N; i++)
+        if (i >= 12 && !(i >= 20 && i < 25)) CHECK(cl.clique_of[i] == -1);
+    cs_cliques_free(&cl);
+    free(a1);
+    free(a2);
+    free(img);
+    free(p);
+    free(n2);
+}
+
+static void test_a1111(void) {
+    char *p;
+    int64_t seed;
+    CHECK(cs_parse_a1111("a photo of a cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, "
+                         "CFG scale: 7, Seed: 1234567890123, Size: 512x512",
+                         &p, &seed) == 0);
+    CHECK(p && !strcmp(p, "a photo of a cat"));
+    CHECK(seed == 1234567890123LL);
+    free(p);
+    CHECK(cs_parse_a1111("two\nlines\nSteps: 5, Seed: 7", &p, &seed) == 0);
+    CHECK(p && !strcmp(p, "two\nlines") && seed == 7);
+    free(p);
+    CHECK(cs_parse_a1111("just a prompt", &p, &seed) == 0);
+    CHECK(p && !strcmp(p, "just a prompt") && seed == -1);
+    free(p);
+    CHECK(cs_parse_a1111(NULL, &p, &seed) == -1);
+}
+
+static void test_settings(void) {
+    cs_an_settings s;
+    cs_an_settings_default(&s);
+    CHECK(s.near_tl2 == 0.15 && s.clique_k == 10 && s.pdq_near == 31);
+    cs_err err = {0};
+    CHECK(cs_an_settings_set(&s, "copy_tl2=0.05", &err) == 0 && s.copy_tl2 == 0.05);
+    CHECK(cs_an_settings_set(&s, "nope=1", &err) == -1 && strstr(err.msg, "unknown setting 'nope'"));
+    CHECK(cs_an_settings_set(&s, "copy_tl2=abc", &err) == -1);
+    char *j = cs_an_settings_json(&s);
+    CHECK(j && strstr(j, "\"copy_tl2\":0.05") && strstr(j, "\"clique_k\":10"));
+    free(j);
+    CHECK(cs_verdict_parse("near-copy") == CS_V_NEAR && cs_verdict_parse("x") == -1);
+}
+
+static void test_store_errors(void) {
+    char *dir = t_tmpdir("analyze");
+    REQUIRE(dir);
+    char db[4200];
+    snprintf(db, sizeof db, "%s/a.db", dir);
+    cs_store *s;
+    cs_err err = {0};
+    REQUIRE(cs_store_open(&s, db, &err) == 0);
+    cs_analyze_opts o = {0};
+    cs_an_settings_default(&o.set);
+    cs_analyze_summary sum;
+    o.run_id = 42;
+    CHECK(cs_analyze_run(s, &o, &sum, &err) == -1);
+    CHECKF(strstr(err.msg, "run 42: no such run") != NULL, "%s", err.msg);
+    CHECK(cs_store_exec(s, "INSERT INTO runs(id, suite) VALUES(7, 'empty')", &err) == 0);
+    o.run_id = 7;
+    CHECK(cs_analyze_run(s, &o, &sum, &err) == -1);
+    CHECKF(strstr(err.msg, "run 7: no generations to analyse") != NULL, "%s", err.msg);
+    o.descriptors = "tl2,sscd";
+    CHECK(cs_analyze_run(s, &o, &sum, &err) == -1);
+    CHECKF(strstr(err.msg, "no 'tl2' descriptor") != NULL, "%s", err.msg);
+    cs_store_close(s);
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+    free(dir);
+}
+
+int main(void) {
+    RUN(test_tl2_known);
+    RUN(test_tl2_block_topk);
+    RUN(test_render_crop);
+    RUN(test_cliques_planted);
+    RUN(test_a1111);
+    RUN(test_settings);
+    RUN(test_store_errors);
+    return T_DONE();
+}

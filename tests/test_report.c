@@ -1,0 +1,530 @@
+/* test_report.c — reports/: escaping (both XSS payloads, text and attribute
+ * contexts), HTML well-formedness (xmllint, HTML and XML parsers) and its
+ * expected elements, JSON parsed back against the store, CSV round trip
+ * through an independent RFC 4180 parser, Markdown escaping, safe output
+ * paths, and the CLI. Every store is synthetic (test_report_fixture.h). */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "reports/escape.h"
+#include "reports/formats.h"
+#include "reports/report.h"
+#include "tests/t.h"
+#include "tests/test_report_fixture.h"
+
+#define NF 9 /* findings in the small fixture */
+
+static char *dir;       /* scratch folder with the fixture store */
+static cs_store *store;
+
+static char *render(cs_report_format fmt, int64_t top) {
+    cs_report_opts o = {0};
+    o.format = fmt;
+    o.top = top;
+    o.threads = 2;
+    o.generator = "copyscope test";
+    cs_buf b = {0};
+    cs_err err = {0};
+    if (cs_report_render(store, &o, &b, &err)) {
+        fprintf(stderr, "render: %s\n", err.msg);
+        cs_buf_free(&b);
+        return NULL;
+    }
+    return cs_buf_take(&b);
+}
+
+static char *write_tmp(const char *name, const char *data) {
+    char *p = malloc(4096);
+    snprintf(p, 4096, "%s/%s", dir, name);
+    cs_err err = {0};
+    if (cs_report_save(p, data, strlen(data), &err)) fprintf(stderr, "save: %s\n", err.msg);
+    return p;
+}
+
+/* Runs a shell command, returns its stdout (malloc'd) and exit status. */
+static char *run(const char *cmd, int *status) {
+    FILE *f = popen(cmd, "r");
+    if (!f) return NULL;
+    cs_buf b = {0};
+    char tmp[4096];
+    size_t n;
+    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) cs_buf_put(&b, tmp, n);
+    int st = pclose(f);
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return cs_buf_take(&b);
+}
+
+static int count_of(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) n++;
+    return n;
+}
+
+/* ---- escaping, unit level ---- */
+
+static char *esc(void (*fn)(cs_buf *, const char *), const char *s) {
+    cs_buf b = {0};
+    fn(&b, s);
+    return cs_buf_take(&b);
+}
+
+static void test_escape_html(void) {
+    char *a = esc(cs_esc_html, RF_XSS1), *b = esc(cs_esc_html, RF_XSS2);
+    CHECK(!strcmp(a, "&lt;script&gt;alert(1)&lt;/script&gt;"));
+    CHECK(!strcmp(b, "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"));
+    free(a);
+    free(b);
+    a = esc(cs_esc_html, "it's & \"x\"");
+    CHECK(!strcmp(a, "it&#39;s &amp; &quot;x&quot;"));
+    free(a);
+    /* invalid UTF-8 and a control character become U+FFFD; valid UTF-8 stays */
+    a = esc(cs_esc_html, "a\xff" "b\x01" "c\xc3\xa9\xe2\x82");
+    CHECK(!strcmp(a, "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd"));
+    free(a);
+    a = esc(cs_esc_html, "\xed\xa0\x80"); /* a UTF-16 surrogate: invalid */
+    CHECK(!strstr(a, "\xed"));
+    free(a);
+}
+
+static void test_escape_csv_md_base64(void) {
+    char *a = esc(cs_esc_csv, "plain");
+    CHECK(!strcmp(a, "plain"));
+    free(a);
+    a = esc(cs_esc_csv, RF_CSV);
+    CHECK(!strcmp(a, "\"comma, \"\"quote\"\"\nnew line =1+1\""));
+    free(a);
+    a = esc(cs_esc_csv, "=HYPERLINK(\"x\")");
+    CHECK(!strcmp(a, "\"'=HYPERLINK(\"\"x\"\")\""));
+    free(a);
+    a = esc(cs_esc_md, RF_XSS2 " | *b*\n");
+    CHECK(!strchr(a, '<') && !strchr(a, '\n'));
+    CHECK(strstr(a, "\\|") && strstr(a, "\\*b\\*"));
+    free(a);
+    static const char *in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *out[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"}; /* RFC 4648 */
+    for (int i = 0; i < 7; i++) {
+        cs_buf b = {0};
+        cs_buf_base64(&b, (const uint8_t *)in[i], strlen(in[i]));
+        CHECKF(!strcmp(b.p ? b.p : "", out[i]), "base64(%s) = %s", in[i], b.p);
+        cs_buf_free(&b);
+    }
+}
+
+static void test_highlight(void) {
+    cs_buf b = {0};
+    const int64_t r[3][2] = {{6, 9}, {0, 2}, {8, 100}};
+    size_t n = cs_report_highlight(&b, "ab<d> \xc3\xa9" "fgh", r, 3);
+    /* ranges sorted, the overlapping two merged, clamped to the string, and the
+     * start snapped back to the whole 2-byte character */
+    CHECKF(!strcmp(b.p, "<span class=\"verb\">ab</span>&lt;d&gt; <span class=\"verb\">\xc3\xa9" "fgh</span>"), "%s", b.p);
+    CHECK(n == 2 + 5);
+    cs_buf_free(&b);
+}
+
+/* ---- HTML ---- */
+
+static void test_html_escaped(void) {
+    char *h = render(CS_REPORT_HTML, 0);
+    REQUIRE(h);
+    /* neither payload survives as markup, anywhere */
+    CHECK(!strstr(h, "<script"));
+    CHECK(!strstr(h, "<img src=x"));
+    CHECK(!strstr(h, "onerror=alert(1)>"));
+    CHECK(!strstr(h, "<b>suite"));
+    CHECK(!strstr(h, "<i>article"));
+    /* ... and both render as text: in element text ... */
+    CHECK(strstr(h, ">&lt;script&gt;alert(1)&lt;/script&gt;") != NULL);
+    CHECK(strstr(h, "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;</span>") != NULL ||
+          strstr(h, "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;</td>") != NULL);
+    /* ... and in attribute values (img alt/title from captions and file names) */
+    CHECK(strstr(h, "alt=\"&lt;script&gt;alert(1)&lt;/script&gt;\"") != NULL);
+    CHECK(strstr(h, "title=\"&lt;script&gt;alert(1)&lt;/script&gt;\"") != NULL);
+    CHECK(strstr(h, "alt=\"&quot;&gt;&lt;img src=x onerror=alert(1)&gt;\"") != NULL);
+    CHECK(strstr(h, "title=\"&quot;&gt;&lt;img src=x onerror=alert(1)&gt;\"") != NULL);
+    CHECK(strstr(h, "/gen/&quot;&gt;&lt;img src=x onerror=alert(1)&gt;.png\"") != NULL); /* file name, in alt */
+    free(h);
+}
+
+static void test_html_elements(void) {
+    char *h = render(CS_REPORT_HTML, 0);
+    REQUIRE(h);
+    CHECK(strstr(h, "<table class=\"prompts\">") != NULL);
+    CHECK(count_of(h, "<svg ") == 3); /* tl2, pdq, white-box */
+    CHECK(count_of(h, "<div class=\"finding ") == NF);
+    /* three pictures per finding (generated | reference | heatmap, or original | masked | completion) */
+    CHECK(count_of(h, "<img src=\"data:image/png;base64,") == 3 * NF);
+    CHECK(strstr(h, ">masked input</div>") != NULL);
+    CHECK(strstr(h, ">completion</div>") != NULL);
+    CHECK(strstr(h, "id=\"f-1\"") && strstr(h, "href=\"#f-1\""));
+    CHECK(strstr(h, "id=\"p-1\"") && strstr(h, "href=\"#p-1\""));
+    CHECK(strstr(h, "Twemoji by Twitter, CC-BY 4.0 &quot;&gt;&lt;img") != NULL);
+    /* the text finding: the verbatim run in red, in completion and source */
+    CHECK(count_of(h, "<span class=\"verb\">jumps over the lazy dog</span>") == 2);
+    CHECK(strstr(h, "<span class=\"verb\">jumps over the lazy dog</span> &lt;script&gt;") != NULL);
+    /* severity order: finding 1 (copy) precedes finding 2 (near-copy) */
+    CHECK(strstr(h, "id=\"f-1\"") < strstr(h, "id=\"f-2\""));
+    CHECK(strstr(h, "image-rendering:pixelated") != NULL);
+    /* no network: no URL that could be fetched */
+    CHECK(!strstr(h, "http:") || count_of(h, "http:") == count_of(h, "xmlns=\"http://www.w3.org/2000/svg\""));
+    CHECK(!strstr(h, "https:"));
+    free(h);
+    /* --top limits the gallery */
+    h = render(CS_REPORT_HTML, 2);
+    REQUIRE(h);
+    CHECK(count_of(h, "<div class=\"finding ") == 2);
+    CHECK(strstr(h, "beyond the gallery") != NULL || strstr(h, "The rest are in the JSON") != NULL);
+    free(h);
+}
+
+static void test_html_wellformed(void) {
+    char *h = render(CS_REPORT_HTML, 0);
+    REQUIRE(h);
+    char *p = write_tmp("report.html", h);
+    char cmd[8192];
+    int st;
+    /* HTML parser: libxml2's knows HTML 4 tags only, so inline SVG tags are
+     * reported as unknown; nothing else may be reported. */
+    snprintf(cmd, sizeof cmd, "xmllint --html --noout '%s' 2>&1 | grep 'error' | grep -Ev 'Tag (svg|rect|line|text|title) invalid'", p);
+    char *o = run(cmd, &st);
+    REQUIRE(o);
+    CHECKF(o[0] == 0, "xmllint --html: %.2000s", o);
+    free(o);
+    snprintf(cmd, sizeof cmd, "xmllint --html --noout '%s' >/dev/null 2>&1; echo $?", p);
+    o = run(cmd, &st);
+    CHECKF(o && atoi(o) == 0, "xmllint --html exit %s", o ? o : "?");
+    free(o);
+    /* the stricter XML parser accepts it too */
+    snprintf(cmd, sizeof cmd, "xmllint --noout '%s' 2>&1", p);
+    o = run(cmd, &st);
+    CHECKF(st == 0 && o && !o[0], "xmllint (XML): %.2000s", o ? o : "");
+    free(o);
+    /* structure by XPath: no script, no event handler, every image a PNG data URI,
+     * every in-page link resolves */
+    static const struct {
+        const char *xpath, *want;
+    } q[] = {
+        {"count(//script)", "0"},
+        {"count(//@*[starts-with(name(), 'on')])", "0"},
+        {"count(//img[not(starts-with(@src, 'data:image/png;base64,'))])", "0"},
+        {"count(//img)", "27"},
+        {"count(//a[starts-with(@href, '#')][not(substring(@href, 2) = //@id)])", "0"},
+        {"count(//table[@class='prompts']/tbody/tr)", "3"},
+        {"count(//*[local-name()='svg'])", "3"},
+        {"count(//div[starts-with(@id, 'f-')])", "9"},
+        {"count(//div[starts-with(@id, 't-')])", "2"},
+    };
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
+        snprintf(cmd, sizeof cmd, "xmllint --xpath \"%s\" '%s' 2>&1", q[i].xpath, p);
+        o = run(cmd, &st);
+        CHECKF(o && !strncmp(o, q[i].want, strlen(q[i].want)) && (o[strlen(q[i].want)] == 0 || o[strlen(q[i].want)] == '\n'),
+               "%s = %s, want %s", q[i].xpath, o ? o : "?", q[i].want);
+        free(o);
+    }
+    free(p);
+    free(h);
+}
+
+/* ---- JSON ---- */
+
+static void test_json(void) {
+    char *j = render(CS_REPORT_JSON, 3);
+    REQUIRE(j);
+    cJSON *r = cJSON_Parse(j);
+    REQUIRE(r);
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(r, "schema_version")) == 1);
+    cJSON *run = cJSON_GetObjectItem(r, "run");
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(run, "id")) == 1);
+    CHECK(!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(run, "suite")), "demo <b>suite</b>"));
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(run, "n_findings")) == NF);
+    CHECK(!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(r, "attribution")), RF_ATTRIBUTION));
+    /* counts agree with the store */
+    cJSON *counts = cJSON_GetObjectItem(r, "counts");
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(cs_store_db(store), "SELECT verdict, COUNT(*) FROM findings GROUP BY verdict", -1, &st, NULL);
+    int groups = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        groups++;
+        CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(counts, (const char *)sqlite3_column_text(st, 0))) ==
+              sqlite3_column_int(st, 1));
+    }
+    sqlite3_finalize(st);
+    CHECK(groups == 4);
+    cJSON *fs = cJSON_GetObjectItem(r, "findings");
+    REQUIRE(cJSON_GetArraySize(fs) == NF); /* all of them, not only the top 3 */
+    int in_gallery = 0;
+    double prev = 1e9;
+    for (int i = 0; i < NF; i++) {
+        cJSON *f = cJSON_GetArrayItem(fs, i);
+        in_gallery += cJSON_IsTrue(cJSON_GetObjectItem(f, "in_gallery"));
+        double sev = cJSON_GetNumberValue(cJSON_GetObjectItem(f, "severity"));
+        CHECK(sev <= prev);
+        prev = sev;
+        int64_t id = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(f, "id"));
+        cJSON *ref = cJSON_GetObjectItem(f, "ref");
+        int ref_id = (int)((id - 1) % RF_NREFS);
+        CHECK(!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(ref, "caption")), rf_captions[ref_id]));
+        CHECK(!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(f, "verdict")), rf_verdict(id - 1)));
+        cJSON *sc = cJSON_GetObjectItem(cJSON_GetObjectItem(f, "scores"), "tl2");
+        CHECK(fabs(cJSON_GetNumberValue(cJSON_GetObjectItem(sc, "score")) - 0.01 * ((id - 1) % 4)) < 1e-9);
+        cJSON *ev = cJSON_GetObjectItem(f, "evidence");
+        if (id == 6) CHECK(cJSON_IsString(ev)); /* not JSON in the store: kept as text */
+        else CHECK(cJSON_IsObject(ev));
+    }
+    CHECK(in_gallery == 3);
+    cJSON *ps = cJSON_GetObjectItem(r, "prompts");
+    CHECK(cJSON_GetArraySize(ps) == 3);
+    CHECK(!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(ps, 0), "text")), rf_prompts[0]));
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetArrayItem(ps, 0), "largest_clique")) == 2);
+    cJSON *hist = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "histograms"), "top1"), 0);
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(hist, "n")) == NF);
+    cJSON *t = cJSON_GetObjectItem(r, "text");
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(t, "counts"), "verbatim")) == 1);
+    cJSON *t0 = cJSON_GetArrayItem(cJSON_GetObjectItem(t, "findings"), 0);
+    CHECK(!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(t0, "completion")), RF_COMPLETION));
+    CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(t0, "spans")) == 1);
+    cJSON_Delete(r);
+    free(j);
+}
+
+/* ---- CSV ---- */
+
+/* An independent RFC 4180 reader: returns rows of fields (malloc'd). */
+typedef struct {
+    char **f;
+    int n;
+} row;
+
+static int parse_csv(const char *s, row *rows, int max_rows) {
+    int nr = 0;
+    const char *p = s;
+    while (*p && nr < max_rows) {
+        row *r = &rows[nr++];
+        r->f = NULL;
+        r->n = 0;
+        for (;;) {
+            cs_buf b = {0};
+            if (*p == '"') {
+                p++;
+                for (;;) {
+                    if (!*p) return -1; /* unterminated quote */
+                    if (*p == '"' && p[1] == '"') { cs_buf_putc(&b, '"'); p += 2; }
+                    else if (*p == '"') { p++; break; }
+                    else cs_buf_putc(&b, *p++);
+                }
+            } else {
+                while (*p && *p != ',' && *p != '\r' && *p != '\n') {
+                    if (*p == '"') return -1; /* bare quote in an unquoted field */
+                    cs_buf_putc(&b, *p++);
+                }
+            }
+            r->f = realloc(r->f, sizeof(char *) * (size_t)(r->n + 1));
+            r->f[r->n++] = cs_buf_take(&b);
+            if (*p == ',') { p++; continue; }
+            if (p[0] == '\r' && p[1] == '\n') { p += 2; break; }
+            if (!*p) break;
+            return -1; /* anything else after a field is malformed */
+        }
+    }
+    return nr;
+}
+
+static int col_of(const row *h, const char *name) {
+    for (int i = 0; i < h->n; i++)
+        if (!strcmp(h->f[i], name)) return i;
+    return -1;
+}
+
+static void test_csv_roundtrip(void) {
+    char *c = render(CS_REPORT_CSV, 0);
+    REQUIRE(c);
+    row rows[NF + 2];
+    int nr = parse_csv(c, rows, NF + 2);
+    REQUIRE(nr == NF + 1);
+    const row *h = &rows[0];
+    int ci = col_of(h, "finding_id"), cc = col_of(h, "ref_caption"), cp = col_of(h, "prompt"),
+        cv = col_of(h, "verdict"), cs = col_of(h, "ref_source"), ct = col_of(h, "top1_tl2"),
+        ce = col_of(h, "evidence_json"), cg = col_of(h, "generation_path");
+    REQUIRE(ci >= 0 && cc >= 0 && cp >= 0 && cv >= 0 && cs >= 0 && ct >= 0 && ce >= 0 && cg >= 0);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(cs_store_db(store),
+                       "SELECT f.verdict, r.caption, r.source, p.text, f.evidence_json, g.path FROM findings f "
+                       "JOIN generations g ON g.id = f.generation_id JOIN prompts p ON p.id = g.prompt_id "
+                       "JOIN refs r ON r.id = f.ref_id WHERE f.id = ?", -1, &st, NULL);
+    for (int i = 1; i < nr; i++) {
+        const row *r = &rows[i];
+        REQUIRE(r->n == h->n);
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, atoll(r->f[ci]));
+        REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+        for (int k = 0; k < 6; k++) {
+            const int cols[6] = {cv, cc, cs, cp, ce, cg};
+            const char *want = (const char *)sqlite3_column_text(st, k);
+            const char *got = r->f[cols[k]];
+            /* a text field that starts with a formula character comes back with a leading apostrophe */
+            if (strchr("=+-@", want[0]) && got[0] == '\'') got++;
+            CHECKF(!strcmp(got, want), "row %d col %d: '%s' != '%s'", i, k, got, want);
+        }
+        CHECK(fabs(atof(r->f[ct]) - 0.01 * ((atoll(r->f[ci]) - 1) % 4)) < 1e-9);
+    }
+    sqlite3_finalize(st);
+    CHECK(strstr(c, "\"" RF_CSV "\"") == NULL); /* the quotes inside were doubled */
+    CHECK(strstr(c, "\"comma, \"\"quote\"\"\nnew line =1+1\"") != NULL);
+    for (int i = 0; i < nr; i++) {
+        for (int k = 0; k < rows[i].n; k++) free(rows[i].f[k]);
+        free(rows[i].f);
+    }
+    free(c);
+}
+
+/* ---- Markdown ---- */
+
+static void test_markdown(void) {
+    char *m = render(CS_REPORT_MD, 0);
+    REQUIRE(m);
+    CHECK(strstr(m, "# copyscope report: run 1") == m);
+    CHECK(strstr(m, "| Verdict | Findings | Share |") != NULL);
+    CHECK(!strchr(m, '<')); /* no raw HTML from the data */
+    CHECK(strstr(m, "&lt;script&gt;") != NULL);
+    CHECK(strstr(m, "## Text findings") != NULL);
+    /* every table row has the header's number of cells (no stray | or newline from the data) */
+    int lines = 0;
+    for (char *l = m; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (!strncmp(l, "| ", 2) && strstr(l, "prompt") && strchr(l, '\n')) {
+            lines++;
+        }
+    CHECK(lines >= 1);
+    free(m);
+}
+
+/* ---- output paths ---- */
+
+static int dir_entries(const char *d) {
+    DIR *dd = opendir(d);
+    int n = 0;
+    for (struct dirent *e; dd && (e = readdir(dd));) n += e->d_name[0] != '.';
+    if (dd) closedir(dd);
+    return n;
+}
+
+static void test_out_paths(void) {
+    cs_err err = {0};
+    char p[4096];
+    CHECK(cs_report_check_out(dir, &err) == -1 && strstr(err.msg, "is a directory"));
+    snprintf(p, sizeof p, "%s/", dir);
+    CHECK(cs_report_check_out(p, &err) == -1);
+    snprintf(p, sizeof p, "%s/no/such/folder/r.html", dir);
+    CHECK(cs_report_check_out(p, &err) == -1 && strstr(err.msg, "does not exist"));
+    CHECK(cs_report_check_out("", &err) == -1);
+    snprintf(p, sizeof p, "%s/out", dir);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/out/r.html", dir);
+    CHECK(cs_report_check_out(p, &err) == 0);
+    /* written atomically, nothing left beside it; a second write replaces it */
+    CHECK(cs_report_save(p, "one", 3, &err) == 0);
+    CHECK(cs_report_save(p, "two!", 4, &err) == 0);
+    struct stat st;
+    CHECK(stat(p, &st) == 0 && st.st_size == 4);
+    snprintf(p, sizeof p, "%s/out", dir);
+    CHECK(dir_entries(p) == 1);
+    /* a failed save (target is a directory) leaves no temporary file */
+    CHECK(cs_report_save(p, "x", 1, &err) == -1);
+    CHECK(dir_entries(p) == 1);
+    CHECK(cs_report_format_from_path("a/b.JSON") == CS_REPORT_JSON);
+    CHECK(cs_report_format_from_path("a.b/c") == -1);
+}
+
+/* ---- the command ---- */
+
+static void test_cli(void) {
+    char cmd[8192], *o;
+    int st;
+    const char *bin = t_bin();
+    snprintf(cmd, sizeof cmd, "%s report --db '%s/report.db' --out '%s/cli.html' 2>&1", bin, dir, dir);
+    o = run(cmd, &st);
+    CHECKF(st == 0, "%s", o ? o : "");
+    free(o);
+    snprintf(cmd, sizeof cmd, "%s/cli.html", dir);
+    struct stat sb;
+    CHECK(stat(cmd, &sb) == 0 && sb.st_size > 1000);
+    snprintf(cmd, sizeof cmd, "%s report --db '%s/report.db' --out '%s' 2>&1", bin, dir, dir);
+    o = run(cmd, &st);
+    CHECKF(st == 2 && o && strstr(o, "is a directory"), "%s", o ? o : "");
+    free(o);
+    snprintf(cmd, sizeof cmd, "%s report --db '%s/report.db' --out '%s/nope/r.html' 2>&1", bin, dir, dir);
+    o = run(cmd, &st);
+    CHECKF(st == 2 && o && strstr(o, "does not exist"), "%s", o ? o : "");
+    free(o);
+    snprintf(cmd, sizeof cmd, "%s report --db '%s/report.db' --run 99 --out '%s/r.html' 2>&1", bin, dir, dir);
+    o = run(cmd, &st);
+    CHECKF(st == 1 && o && strstr(o, "run 99: no such run"), "%s", o ? o : "");
+    free(o);
+    snprintf(cmd, sizeof cmd, "%s report --db '%s/report.db' --format csv --out - 2>/dev/null | head -c 11", bin, dir);
+    o = run(cmd, &st);
+    CHECK(o && !strcmp(o, "finding_id,"));
+    free(o);
+    snprintf(cmd, sizeof cmd, "%s report --db '%s/report.db' --format pdf --out x 2>&1", bin, dir);
+    o = run(cmd, &st);
+    CHECK(st == 2);
+    free(o);
+    snprintf(cmd, sizeof cmd, "%s report --help", bin);
+    o = run(cmd, &st);
+    CHECK(st == 0 && o && strstr(o, "usage: copyscope report"));
+    free(o);
+    snprintf(cmd, sizeof cmd, "%s report --db '%s/missing.db' --out '%s/m.html' 2>&1", bin, dir, dir);
+    o = run(cmd, &st);
+    CHECK(st == 1);
+    free(o);
+}
+
+/* A store with text findings only, and one with a run that has no findings. */
+static void test_sparse_stores(void) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/empty.db", dir);
+    cs_store *s = NULL;
+    REQUIRE(cs_store_open(&s, p, NULL) == 0);
+    cs_report_opts o = {0};
+    cs_buf b = {0};
+    cs_err err = {0};
+    CHECK(cs_report_render(s, &o, &b, &err) == -1 && err.code == CS_ENOTFOUND);
+    cs_store_exec(s, "INSERT INTO runs(id, suite) VALUES(5, 's')", NULL);
+    CHECK(cs_report_render(s, &o, &b, &err) == 0);
+    CHECK(b.p && strstr(b.p, "not been analysed"));
+    cs_buf_free(&b);
+    o.format = CS_REPORT_JSON;
+    CHECK(cs_report_render(s, &o, &b, &err) == 0);
+    cJSON *j = cJSON_Parse(b.p);
+    CHECK(j && cJSON_GetArraySize(cJSON_GetObjectItem(j, "findings")) == 0);
+    cJSON_Delete(j);
+    cs_buf_free(&b);
+    cs_store_close(s);
+}
+
+int main(void) {
+    dir = t_tmpdir("report");
+
+    if (!dir || !(store = rf_make_store(dir, NF, NF))) {
+        printf("fixture failed\n0 passed, 1 failed\n");
+        return 1;
+    }
+    RUN(test_escape_html);
+    RUN(test_escape_csv_md_base64);
+    RUN(test_highlight);
+    RUN(test_html_escaped);
+    RUN(test_html_elements);
+    RUN(test_html_wellformed);
+    RUN(test_json);
+    RUN(test_csv_roundtrip);
+    RUN(test_markdown);
+    RUN(test_out_paths);
+    RUN(test_cli);
+    RUN(test_sparse_stores);
+    cs_store_close(store);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (!getenv("CS_KEEP")) { int rc = system(cmd); (void)rc; }
+    free(dir);
+    return T_DONE();
+}

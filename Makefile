@@ -18,7 +18,9 @@ LDLIBS   += -l:libfaiss.a -lgomp -lopenblas -lpng -ljpeg -lsqlite3 -lcjson -lz -
 
 DEB_PKGS = build-essential libopenblas-dev libpng-dev libjpeg62-turbo-dev libsqlite3-dev \
            libcjson-dev zlib1g-dev libutf8proc-dev libdivsufsort-dev libfaiss-dev \
-           python3-faiss python3-numpy libxml2-utils nettle-dev libarchive-dev
+           libxml2-utils nettle-dev libarchive-dev
+# The anchors `make bench` measures beside our figures (FAISS, PyTorch, numpy).
+BENCH_PKGS = python3-faiss python3-numpy python3-torch python3-torchvision
 
 LIB_SRC  := $(wildcard core/*.c index/*.c pipeline/*.c analyze/*.c reports/*.c)
 LIB_CXX  := $(wildcard core/*.cpp index/*.cpp analyze/*.cpp)
@@ -32,7 +34,7 @@ BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 LINK     := $(if $(LIB_CXX),$(CXX),$(CC))
 
 .SECONDARY:
-.PHONY: all test asan bench run deps install clean valgrind
+.PHONY: all test asan bench bench-deps run deps install clean valgrind
 all: $(BIN)
 
 $(BUILD)/%.o: %.c
@@ -66,17 +68,34 @@ asan:
 	  CXXFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	  CS_ASAN=1 test
 
-bench: $(BIN) $(BENCHES)
+# The C test binaries under valgrind's memcheck (slow: the SD and calibration
+# tests take minutes); any error or definite leak fails the binary.
+valgrind: $(BIN) $(TESTS)
+	CS_WRAP="valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99" \
+	  sh tests/run.sh $(BUILD)
+
+bench: bench-deps $(BIN) $(BENCHES)
 	sh bench/run.sh $(BUILD)
 
 run: deps $(BIN)
 	sh scripts/demo.sh $(BUILD)
 
+# npm fetches make run's demo data (scripts/demo.sh); installed only when no npm
+# is there (NodeSource's nodejs bundles npm and conflicts with Debian's).
 deps:
 	@if [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS); \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS) && \
+	  { command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }; \
 	else \
-	  echo "run as root, or: sudo apt-get install -y $(DEB_PKGS)"; \
+	  echo "run as root, or: sudo apt-get install -y $(DEB_PKGS)$$(command -v npm >/dev/null || echo ' npm')"; \
+	fi
+
+bench-deps:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BENCH_PKGS) || \
+	  echo "bench: anchors unavailable (apt-get install $(BENCH_PKGS) failed)"; \
+	else \
+	  echo "for the bench anchors: sudo apt-get install -y $(BENCH_PKGS)"; \
 	fi
 
 install: $(BIN)

@@ -18,6 +18,7 @@
 #include "core/progress.h"
 #include "index/embed.h"
 #include "index/hamming.h"
+#include "index/knn.h"
 #include "index/refs.h"
 
 enum { CHUNK = 256 };
@@ -41,6 +42,7 @@ typedef struct {
     int rect[4];
     int64_t orig_row;
     cs_an_completion comp;
+    float emb_bias;      /* SSCD background bias subtracted from the cosines (x beta) */
 } item;
 
 typedef struct {
@@ -212,7 +214,8 @@ static int load_tasks(cs_store *s, int64_t run_id, items *it, const cs_ref_thumb
 typedef struct {
     items *it;
     int64_t off;
-    cs_an_query *q;     /* [it->n] */
+    cs_an_query *q;     /* item i's query is q[i - qoff] */
+    int64_t qoff;
     int want_hashes;
     cs_image *imgs;     /* [CHUNK] kept for the embedder, or NULL */
     int read_params;
@@ -226,7 +229,8 @@ static void decode_one(void *vctx, int64_t j, int thread) {
     item *x = &c->it->v[i];
     cs_err err = {0};
     cs_image img = {0};
-    if (cs_image_load(&img, x->path, NULL, &err) || cs_an_query_init(&c->q[i], &img, c->want_hashes, &err)) {
+    if (cs_image_load(&img, x->path, NULL, &err) ||
+        cs_an_query_init(&c->q[i - c->qoff], &img, c->want_hashes, &err)) {
         x->error = strdup(err.msg[0] ? err.msg : "cannot decode");
         cs_image_free(&img);
         cs_progress_add(c->prog, 1);
@@ -441,6 +445,8 @@ static char *evidence_json(const cs_an_result *r, const cs_an_refs *refs, const 
             cJSON *e = cJSON_AddObjectToObject(o, "embedding");
             cJSON_AddStringToObject(e, "column", emb_name ? emb_name : "");
             cJSON_AddNumberToObject(e, "cosine", r4(b->emb_cos));
+            cJSON_AddNumberToObject(e, "raw_cosine", r4(b->emb_cos + x->emb_bias));
+            cJSON_AddNumberToObject(e, "background_bias", r4(x->emb_bias));
         } else {
             cJSON_AddNullToObject(o, "embedding");
         }
@@ -562,6 +568,54 @@ static int64_t row_of_id(const cs_an_refs *r, int64_t id) {
     return -1;
 }
 
+/* Embeds every readable image under dir with e: *out [*n][dim], caller frees. */
+static int embed_background(cs_embedder *e, const char *dir, int threads, float **out, int64_t *n,
+                            cs_err *err) {
+    items bg = {0};
+    char *dirs[1] = {(char *)dir};
+    *out = NULL;
+    *n = 0;
+    if (list_images(dirs, 1, &bg, err)) {
+        items_free(&bg);
+        return -1;
+    }
+    const int dim = cs_embedder_dim(e);
+    float *v = malloc(sizeof(float) * (size_t)(bg.n ? bg.n : 1) * dim);
+    cs_image *imgs = calloc(CHUNK, sizeof(cs_image));
+    cs_an_query *q = malloc(sizeof(cs_an_query) * CHUNK);
+    int rc = -1;
+    if (!v || !imgs || !q) {
+        cs_fail(err, CS_ENOMEM, "%s: out of memory", dir);
+        goto out;
+    }
+    for (int64_t off = 0; off < bg.n; off += CHUNK) {
+        int64_t m = bg.n - off < CHUNK ? bg.n - off : CHUNK;
+        dec_ctx dc = {.it = &bg, .off = off, .q = q, .qoff = off, .want_hashes = 0, .imgs = imgs};
+        cs_parallel_for(threads, m, decode_one, &dc);
+        cs_image batch[CHUNK];
+        int nb = 0;
+        for (int64_t j = 0; j < m; j++)
+            if (bg.v[off + j].ok) batch[nb++] = imgs[j];
+        int bad = nb > 0 && cs_embedder_describe(e, batch, nb, v + *n * dim, err);
+        for (int64_t j = 0; j < m; j++) cs_image_free(&imgs[j]);
+        if (bad) goto out;
+        *n += nb;
+    }
+    if (*n == 0) {
+        cs_fail(err, CS_ENOTFOUND, "%s: no readable images for the background set", dir);
+        goto out;
+    }
+    *out = v;
+    v = NULL;
+    rc = 0;
+out:
+    free(v);
+    free(imgs);
+    free(q);
+    items_free(&bg);
+    return rc;
+}
+
 int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *sum, cs_err *err) {
     memset(sum, 0, sizeof *sum);
     sum->worst = -1;
@@ -581,6 +635,8 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
     writers w = {0};
     sqlite3_stmt *st = NULL;
     char *settings_json = NULL;
+    float *bgv = NULL; /* background set embeddings [nbg][dim] */
+    int64_t nbg = 0;
     int rc = -1;
 
     /* 1. the index */
@@ -619,6 +675,14 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
             }
     }
     if (emb) emb_name = cs_embedder_column(emb);
+    if (o->background) {
+        if (!emb) {
+            cs_fail(err, CS_EUSAGE, "%s: a background set needs an embedding column in the index "
+                    "(copyscope index add --embedder tiny)", o->background);
+            goto done;
+        }
+        if (embed_background(emb, o->background, threads, &bgv, &nbg, err)) goto done;
+    }
     {
         size_t l = 0;
         char *d = sum->descriptors;
@@ -685,13 +749,19 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
                 if (nb > 0 && (cs_embedder_describe(emb, batch, nb, ev, err) ||
                                cs_embed_search(s, emb_name, ev, nb, edim, ek, eid, esc, err)))
                     fail = 1;
+                float bias[CHUNK];
+                memset(bias, 0, sizeof bias);
+                if (!fail && nbg > 0 && nb > 0 &&
+                    cs_knn_background_bias(bgv, nbg, edim, ev, nb, threads, bias, err))
+                    fail = 1;
                 for (int b = 0; b < nb && !fail; b++) {
                     cs_an_query *qq = &q[idx[b]];
+                    it.v[idx[b]].emb_bias = (float)set->sscd_beta * bias[b];
                     for (int k = 0; k < ek; k++) {
                         int64_t row = eid[b * ek + k] >= 0 ? row_of_id(&refs, eid[b * ek + k]) : -1;
                         if (row < 0) continue;
                         qq->emb_row[qq->n_emb] = (int32_t)row;
-                        qq->emb_cos[qq->n_emb++] = esc[b * ek + k];
+                        qq->emb_cos[qq->n_emb++] = esc[b * ek + k] - it.v[idx[b]].emb_bias;
                     }
                 }
                 for (int64_t j = 0; j < n; j++) cs_image_free(&imgs[j]);
@@ -954,6 +1024,7 @@ done:
     free(q);
     free(res);
     items_free(&it);
+    free(bgv);
     cs_embedder_free(emb);
     for (int i = 0; i < h.n_emb; i++) free(h.emb[i]);
     free(h.emb);

@@ -24,6 +24,10 @@ typedef struct {
                                 lacking one is an error. NULL: everything the index holds */
     const char *embedder;    /* spec to embed generations ("sscd:W.safetensors"); NULL: "tiny"
                                 when the index has that column */
+    const char *background;  /* folder of images known not to be copies: SSCD score
+                                normalisation of the embedding cosines (Pizzi et al. 2022):
+                                cosine - sscd_beta x mean top-3 similarity to this set.
+                                NULL: raw cosines. Needs an embedding column. */
     int threads;             /* <= 0: cs_threads() */
     int progress;            /* show a progress line (stderr, when a terminal) */
     cs_an_settings set;

@@ -1,12 +1,21 @@
 /* completion.h — completion audits: the model was given a reference with a
- * region withheld (a rectangle) and filled it in. The question (the image
- * counterpart of prompting a language model with the start of an article):
- * does the filled region reproduce the withheld part of the original, closer
- * than the same region of any other reference?
+ * region withheld (a rectangle, or any mask) and filled it in. The question
+ * (the image counterpart of prompting a language model with the start of an
+ * article): does the filled region reproduce the withheld part of the
+ * original, closer than the same region of any other reference?
+ *
+ * The region lives on the 64x64 thumbnail grid (CS_THUMB_SIZE), as a
+ * withheld-pixel map: a rectangle covers every thumbnail pixel it touches; a
+ * mask (white = keep, black = withheld, the suite's convention) is
+ * area-resized to the grid exactly as images are for their thumbnails, and a
+ * thumbnail pixel is withheld when its luma is below half (more than half of
+ * its area was withheld).
  *
  * Distance: tiled L2 restricted to the region — for every tile of the
- * thumbnail grid that the rectangle covers by at least a quarter, the RMS
- * ([0,1] pixels) over the covered pixels; the maximum over those tiles.
+ * thumbnail grid with at least a quarter of its pixels withheld, the RMS
+ * ([0,1] pixels) over its withheld pixels; the maximum over those tiles.
+ * A region too thin to fill a quarter of any tile is measured as one: the
+ * RMS over all its pixels.
  * Verdict of the generation (replacing the whole-image one, since the kept
  * part is a copy by construction):
  *   copy       d(original) <= copy_tl2 and d(original) x margin < d(other)
@@ -19,10 +28,13 @@
 #include <stdint.h>
 
 #include "analyze/match.h"
+#include "core/image.h"
 
 typedef struct {
     int64_t orig_row;   /* row of the original in cs_an_refs */
-    int rect[4];        /* x, y, w, h in thumbnail pixels */
+    int rect[4];        /* bounding box of the region: x, y, w, h in thumbnail pixels */
+    int n_withheld;     /* withheld thumbnail pixels */
+    int n_tiles;        /* tiles the distance is the maximum over (0: measured as one region) */
     float d_orig;       /* region distance to the original */
     int64_t other_row;  /* nearest other reference on the region (-1 if none) */
     float d_other;
@@ -30,11 +42,22 @@ typedef struct {
     int verdict;
 } cs_an_completion;
 
-/* rect_img: x, y, w, h in the generation's pixels (img_w x img_h). Other
+/* withheld[CS_THUMB_SIZE^2] (1 = withheld) from a rectangle x, y, w, h given
+ * in the pixels of an img_w x img_h image (the task's reference): every
+ * thumbnail pixel the rectangle touches. Returns the withheld count. */
+int cs_an_region_from_rect(uint8_t *withheld, const int rect[4], int img_w, int img_h);
+
+/* withheld[CS_THUMB_SIZE^2] from a mask image (white = keep, black =
+ * withheld), area-resized to the grid like the thumbnails. Returns the
+ * withheld count, or -1 (err) when the resize fails. */
+int cs_an_region_from_mask(uint8_t *withheld, const cs_image *mask, cs_err *err);
+
+/* Audits a completion whose withheld region is withheld[] (above). Other
  * references that show the same picture as the original (region distance
- * below copy_tl2 to the original's own region) are not "other". */
+ * below copy_tl2 to the original's own region) are not "other". An empty
+ * region, a bad orig_row or an index without thumbnails give d_orig =
+ * INFINITY and novel. */
 void cs_an_completion_audit(cs_an_completion *out, const cs_an_refs *r, const uint8_t *gen_thumb,
-                            int64_t orig_row, const int rect_img[4], int img_w, int img_h,
-                            const cs_an_settings *s);
+                            int64_t orig_row, const uint8_t *withheld, const cs_an_settings *s);
 
 #endif

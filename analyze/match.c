@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/parallel.h"
+#include "index/hamming.h"
 #include "index/refs.h"
 
 #define S CS_THUMB_SIZE
@@ -66,12 +67,16 @@ int cs_an_refs_build(cs_an_refs *r, int64_t n, const int64_t *ids, const uint8_t
     r->n = n;
     const int D = cs_tl2_dim(&r->cfg), T = cs_tl2_tiles(&r->cfg);
     size_t m = n > 0 ? (size_t)n : 1;
+    r->has_thumbs = thumbs != NULL;
+    /* the prepared floats (4x the thumbnails) only when the exact scan runs */
+    r->scan = r->has_thumbs && n <= (int64_t)s->full_scan_max;
+    size_t mt = r->has_thumbs ? m : 1, mp = r->scan ? m : 1;
     r->ids = malloc(m * sizeof *r->ids);
-    r->thumbs = malloc(m * S * S * 3);
-    r->tl2 = malloc(m * D * sizeof(float));
-    r->tl2_n2 = malloc(m * T * sizeof(float));
-    r->lay = malloc(m * LAYDIM * sizeof(float));
-    r->lay_n2 = malloc(m * sizeof(float));
+    r->thumbs = malloc(mt * S * S * 3);
+    r->tl2 = malloc(mp * D * sizeof(float));
+    r->tl2_n2 = malloc(mp * T * sizeof(float));
+    r->lay = malloc(mp * LAYDIM * sizeof(float));
+    r->lay_n2 = malloc(mp * sizeof(float));
     r->pdq_q = malloc(m * sizeof *r->pdq_q);
     if (!r->ids || !r->thumbs || !r->tl2 || !r->tl2_n2 || !r->lay || !r->lay_n2 || !r->pdq_q) {
         cs_an_refs_free(r);
@@ -80,11 +85,11 @@ int cs_an_refs_build(cs_an_refs *r, int64_t n, const int64_t *ids, const uint8_t
     }
     if (n > 0) {
         memcpy(r->ids, ids, (size_t)n * sizeof *ids);
-        memcpy(r->thumbs, thumbs, (size_t)n * S * S * 3);
+        if (r->has_thumbs) memcpy(r->thumbs, thumbs, (size_t)n * S * S * 3);
     }
     for (int64_t i = 0; i < n; i++) r->pdq_q[i] = -1;
     prep_ctx ctx = {r};
-    cs_parallel_for(cs_threads(), n, prep_one, &ctx);
+    if (r->scan) cs_parallel_for(cs_threads(), n, prep_one, &ctx);
     return 0;
 }
 
@@ -99,7 +104,7 @@ int cs_an_refs_set_hashes(cs_an_refs *r, const int64_t *hid, const cs_hashes *h,
     free(r->pdq);
     free(r->phash);
     free(r->dhash);
-    r->pdq = calloc(n, 32);
+    r->pdq = calloc(n, 4 * sizeof(uint64_t));
     r->phash = calloc(n, sizeof *r->phash);
     r->dhash = calloc(n, sizeof *r->dhash);
     /* rows sorted by id (ids are ascending from refs.h, but do not rely on it) */
@@ -121,7 +126,7 @@ int cs_an_refs_set_hashes(cs_an_refs *r, const int64_t *hid, const cs_hashes *h,
             if (order[2 * mid] < hid[j]) lo = mid + 1; else hi = mid - 1;
         }
         if (row < 0) continue;
-        memcpy(r->pdq + row * 32, h[j].pdq, 32);
+        cs_hamming_pack_pdq(h[j].pdq, r->pdq + row * 4);
         r->pdq_q[row] = (int16_t)h[j].pdq_quality;
         r->phash[row] = h[j].phash;
         r->dhash[row] = h[j].dhash;
@@ -245,7 +250,25 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
     memset(c, 0, sizeof *c);
     c->row = row;
     c->emb_cos = emb;
-    const float *ref = r->tl2 + (int64_t)row * D;
+    c->pdq = c->phash = c->dhash = -1;
+    c->pdq_q_ref = -1;
+    if (!r->has_thumbs) { /* no pixels: hashes and embeddings only */
+        c->d_id = c->d_al = INFINITY;
+        c->box[2] = (float)S;
+        c->best_tile = c->worst_tile = -1;
+        goto hashes;
+    }
+    float *own = NULL; /* the prepared reference, when not kept for the scan */
+    if (!r->scan) {
+        own = malloc(sizeof(float) * D);
+        if (!own) {
+            c->d_id = c->d_al = INFINITY;
+            c->best_tile = c->worst_tile = -1;
+            goto hashes;
+        }
+        cs_tl2_prepare(own, NULL, r->thumbs + (int64_t)row * S * S * 3, cfg);
+    }
+    const float *ref = own ? own : r->tl2 + (int64_t)row * D;
     float td_id[CS_TL2_MAX_TILES], td_m[CS_TL2_MAX_TILES];
     float a = cs_tl2_pair(td_id, qid, ref, cfg), b = cs_tl2_pair(td_m, qmir, ref, cfg);
     c->id_mirrored = b < a;
@@ -325,10 +348,11 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
         if (c->worst_tile < 0 || c->tile_d[t] > c->tile_d[c->worst_tile]) c->worst_tile = t;
     }
     free(crop);
-    c->pdq = c->phash = c->dhash = -1;
-    c->pdq_q_ref = -1;
+    free(own);
+hashes:
     if (q->has_hashes && r->has_hashes && r->pdq_q[row] >= 0) {
-        int p1 = popc256(q->h.pdq, r->pdq + (int64_t)row * 32), p2 = popc256(q->hm.pdq, r->pdq + (int64_t)row * 32);
+        const uint8_t *rp = (const uint8_t *)(r->pdq + (int64_t)row * 4);
+        int p1 = popc256(q->h.pdq, rp), p2 = popc256(q->hm.pdq, rp);
         c->pdq = p1 < p2 ? p1 : p2;
         c->pdq_q_ref = r->pdq_q[row];
         int h1 = __builtin_popcountll(q->h.phash ^ r->phash[row]), h2 = __builtin_popcountll(q->hm.phash ^ r->phash[row]);
@@ -350,34 +374,6 @@ typedef struct {
     int k;
 } batch_ctx;
 
-/* top-k of a small int distance over all refs (ascending), best of mirror */
-static void hash_topk(cs_an_hit *out, int *nout, int k, const cs_an_refs *r, const cs_an_query *q,
-                      int which) {
-    int n = 0;
-    for (int64_t i = 0; i < r->n; i++) {
-        if (r->pdq_q[i] < 0) continue;
-        int d;
-        if (which == 0) {
-            int a = popc256(q->h.pdq, r->pdq + i * 32), b = popc256(q->hm.pdq, r->pdq + i * 32);
-            d = a < b ? a : b;
-        } else {
-            uint64_t h = which == 1 ? r->phash[i] : r->dhash[i];
-            uint64_t x = which == 1 ? q->h.phash : q->h.dhash, y = which == 1 ? q->hm.phash : q->hm.dhash;
-            int a = __builtin_popcountll(x ^ h), b = __builtin_popcountll(y ^ h);
-            d = a < b ? a : b;
-        }
-        if (n == k && d >= out[k - 1].score) continue;
-        int p = n < k ? n++ : k - 1;
-        while (p > 0 && out[p - 1].score > d) {
-            out[p] = out[p - 1];
-            p--;
-        }
-        out[p].row = (int32_t)i;
-        out[p].score = (float)d;
-    }
-    *nout = n;
-}
-
 static int cmp_cand(const cs_an_cand *a, const cs_an_cand *b) {
     if (a->verdict != b->verdict) return a->verdict > b->verdict ? -1 : 1;
     return a->d_al < b->d_al ? -1 : a->d_al > b->d_al;
@@ -391,14 +387,7 @@ static void refine_one(void *vctx, int64_t i, int thread) {
     cs_an_result *res = x->res + i;
     const int D = cs_tl2_dim(&r->cfg);
     int k = x->k;
-    if (q->has_hashes && r->has_hashes) {
-        hash_topk(res->pdq, &res->n_pdq, k, r, q, 0);
-        hash_topk(res->phash, &res->n_phash, k, r, q, 1);
-        hash_topk(res->dhash, &res->n_dhash, k, r, q, 2);
-        res->gen_pdq_quality = q->h.pdq_quality;
-    } else {
-        res->gen_pdq_quality = -1;
-    }
+    res->gen_pdq_quality = q->has_hashes && r->has_hashes ? q->h.pdq_quality : -1;
     res->n_emb = q->n_emb < CS_AN_K ? q->n_emb : CS_AN_K;
     for (int j = 0; j < res->n_emb; j++) {
         res->emb[j].row = q->emb_row[j];
@@ -506,6 +495,60 @@ static void merge_topk(cs_an_hit *out, int *nout, int k, const int32_t *ia, cons
     *nout = n < k ? n : k;
 }
 
+/* PDQ, pHash, dHash top-k of every generation and its mirror image by
+ * index/hamming.h's blocked popcount scan, merged per generation. */
+static int hash_scan(const cs_an_refs *r, const cs_an_query *q, int64_t nq, int k, int threads,
+                     cs_an_result *res, cs_err *err) {
+    const int64_t m = 2 * nq;
+    uint64_t *qc = calloc((size_t)m * 4, sizeof(uint64_t));
+    cs_hamming_hit *hits = malloc(sizeof(cs_hamming_hit) * (size_t)(m * k));
+    int *nh = malloc(sizeof(int) * (size_t)m);
+    int32_t *ix = malloc(sizeof(int32_t) * (size_t)(m * k));
+    float *dx = malloc(sizeof(float) * (size_t)(m * k));
+    int rc = -1;
+    if (!qc || !hits || !nh || !ix || !dx) {
+        cs_fail(err, CS_ENOMEM, "analyze: out of memory for the hash scan");
+        goto out;
+    }
+    cs_hamming_opts ho = {.k = k, .max_dist = -1, .threads = threads, .kernel = CS_HAMMING_AUTO};
+    for (int h = 0; h < 3; h++) {
+        const int words = h == 0 ? 4 : 1;
+        for (int64_t i = 0; i < nq; i++) {
+            const cs_hashes *a = &q[i].h, *b = &q[i].hm;
+            if (h == 0) {
+                cs_hamming_pack_pdq(a->pdq, qc + 2 * i * 4);
+                cs_hamming_pack_pdq(b->pdq, qc + (2 * i + 1) * 4);
+            } else {
+                qc[2 * i] = h == 1 ? a->phash : a->dhash;
+                qc[2 * i + 1] = h == 1 ? b->phash : b->dhash;
+            }
+        }
+        const uint64_t *codes = h == 0 ? r->pdq : h == 1 ? r->phash : r->dhash;
+        if (cs_hamming_topk(codes, r->n, words, qc, m, &ho, hits, nh, err)) goto out;
+        for (int64_t j = 0; j < m; j++)
+            for (int t = 0; t < k; t++) {
+                const cs_hamming_hit *x = &hits[j * k + t];
+                int ok = t < nh[j] && r->pdq_q[x->index] >= 0; /* references without hashes: drop */
+                ix[j * k + t] = ok ? (int32_t)x->index : -1;
+                dx[j * k + t] = ok ? (float)x->dist : INFINITY;
+            }
+        for (int64_t i = 0; i < nq; i++) {
+            if (!q[i].has_hashes) continue;
+            cs_an_hit *out = h == 0 ? res[i].pdq : h == 1 ? res[i].phash : res[i].dhash;
+            int *nout = h == 0 ? &res[i].n_pdq : h == 1 ? &res[i].n_phash : &res[i].n_dhash;
+            merge_topk(out, nout, k, ix + 2 * i * k, dx + 2 * i * k, ix + (2 * i + 1) * k, dx + (2 * i + 1) * k);
+        }
+    }
+    rc = 0;
+out:
+    free(qc);
+    free(hits);
+    free(nh);
+    free(ix);
+    free(dx);
+    return rc;
+}
+
 int cs_an_match_batch(const cs_an_refs *r, const cs_an_query *q, int64_t nq,
                       const cs_an_settings *s, int threads, cs_an_result *res, cs_err *err) {
     if (threads <= 0) threads = cs_threads();
@@ -535,7 +578,7 @@ int cs_an_match_batch(const cs_an_refs *r, const cs_an_query *q, int64_t nq,
         layout_of(lay, m);
         cs_tl2_prepare(ql + (2 * i + 1) * LAYDIM, qln2 + 2 * i + 1, lay, &lay_cfg);
     }
-    if (r->n > 0 && r->n <= (int64_t)s->full_scan_max) {
+    if (r->scan && r->n > 0) {
         if (cs_tl2_topk(ti, td, k, qp, qn2, 2 * nq, r->tl2, r->tl2_n2, r->n, &r->cfg, err)) goto done;
         if (cs_tl2_topk(li, ld, k, ql, qln2, 2 * nq, r->lay, r->lay_n2, r->n, &lay_cfg, err)) goto done;
         for (int64_t i = 0; i < nq; i++) {
@@ -545,6 +588,7 @@ int cs_an_match_batch(const cs_an_refs *r, const cs_an_query *q, int64_t nq,
                        li + (2 * i + 1) * k, ld + (2 * i + 1) * k);
         }
     }
+    if (r->has_hashes && r->n > 0 && hash_scan(r, q, nq, k, threads, res, err)) goto done;
     batch_ctx ctx = {.r = r, .q = q, .s = s, .res = res, .qp = qp, .k = k};
     cs_parallel_for(threads, nq, refine_one, &ctx);
     rc = 0;

@@ -41,18 +41,25 @@ int cs_verdict_parse(const char *s);
 typedef struct {
     int64_t n;
     int64_t *ids;        /* [n] refs.id */
+    int has_thumbs;      /* 0: hashes/embeddings only (no pixel evidence) */
+    int scan;            /* n <= full_scan_max: tl2/lay hold every reference prepared for the
+                            exact sgemm scans; else candidates come from hashes/embeddings and
+                            are prepared on the fly from the thumbnails */
     uint8_t *thumbs;     /* [n][S*S*3] */
     float *tl2, *tl2_n2; /* [n][S*S*3] prepared (unit), [n][tiles] */
     float *lay, *lay_n2; /* [n][192] colour layout, [n][1] */
     int has_hashes;      /* 1 when hashes were attached */
-    uint8_t *pdq;        /* [n][32] */
+    uint64_t *pdq;       /* [n][4]: the 32 PDQ bytes packed for index/hamming.h */
     int16_t *pdq_q;      /* [n] PDQ quality, -1 = no hashes for this reference */
     uint64_t *phash, *dhash;
     cs_tl2_cfg cfg;
 } cs_an_refs;
 
 /* Copies ids and thumbnails (CS_THUMB_SIZE square RGB) and prepares them.
- * grid comes from the settings. n = 0 is allowed (an empty index). */
+ * grid comes from the settings. n = 0 is allowed (an empty index). thumbs
+ * NULL: an index without thumbnails (too large to hold them, e.g. the
+ * 1,000,000-reference bench): candidates and verdicts from hashes and
+ * embeddings only. */
 int cs_an_refs_build(cs_an_refs *r, int64_t n, const int64_t *ids, const uint8_t *thumbs,
                      const cs_an_settings *s, cs_err *err);
 /* Attaches hashes: h[i] for refs.id hid[i] (any order, m rows); references

@@ -3,10 +3,11 @@
  *
  *   copy       tiled L2 as is or mirrored <= copy_tl2: every tile of the
  *              image is within a few grey levels of the reference's.
- *   near-copy  tiled L2 after alignment (crop/shift/mirror) <= near_tl2
- *              (Carlini's delta), or PDQ <= pdq_near with both qualities
- *              >= pdq_min_quality, or embedding cosine >= embed_near, or
- *              Gu et al.'s ratio test d1/d2 < ratio_max with d1 <= ratio_tl2.
+ *   near-copy  tiled L2 after alignment (crop/shift/mirror) <= near_tl2,
+ *              or PDQ <= pdq_near with both qualities >= pdq_min_quality
+ *              and the pixels within pdq_confirm_tl2 (unconfirmed when the
+ *              index has no thumbnails), or embedding cosine >= embed_near,
+ *              or Gu et al.'s ratio test d1/d2 < ratio_max with d1 <= ratio_tl2.
  *   partial    at least partial_min_tiles informative tiles of the reference
  *              (and partial_min_frac of them) match within partial_tile_l2:
  *              a large region is reproduced while the rest differs.
@@ -41,7 +42,8 @@ void cs_an_verdict_cand(cs_an_cand *c, int gen_pdq_quality, const cs_an_settings
         return;
     }
     if (c->pdq >= 0 && c->pdq <= s->pdq_near && gen_pdq_quality >= s->pdq_min_quality &&
-        c->pdq_q_ref >= s->pdq_min_quality && c->d_al <= s->pdq_confirm_tl2) {
+        c->pdq_q_ref >= s->pdq_min_quality &&
+        (!isfinite(c->d_al) || c->d_al <= s->pdq_confirm_tl2)) { /* no thumbnails: unconfirmed */
         c->verdict = CS_V_NEAR;
         c->rule = "pdq_near";
         return;

@@ -441,6 +441,11 @@ int main(void) {
         free(h), free(f);
     }
 
+    if (getloadavg(la, 3) > 0)
+        printf("load average at end: %.2f (published anchors were measured on an otherwise idle "
+               "machine of this kind; this run's figures beside them are only comparable when "
+               "the load stays near 0)\n",
+               la[0]);
     long rss = peak_rss_mb();
     printf("peak RSS %ld MB; f32 weights %.0f MB + 2048 MB = %.0f MB budget: %s\n", rss,
            g_total * 4.0 / 1048576, g_total * 4.0 / 1048576 + 2048,

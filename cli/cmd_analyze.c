@@ -32,6 +32,8 @@ static void usage(FILE *f) {
             "                      sscd); an index without one of them is an error. Default: all it has\n"
             "  --embedder SPEC     embed generations with SPEC (e.g. sscd:W.safetensors); default:\n"
             "                      tiny when the index has that column\n"
+            "  --background DIR    images known not to be copies: SSCD score normalisation of the\n"
+            "                      embedding cosines (cosine - sscd_beta x mean top-3 to this set)\n"
             "  --set NAME=VALUE    change a threshold (repeatable); --settings lists them\n"
             "  --settings          print every setting with its default and source, and exit\n"
             "  --db PATH           the store (default $COPYSCOPE_DB or ./copyscope.db)\n"
@@ -52,6 +54,7 @@ int cmd_analyze(int argc, char **argv) {
         {"run", required_argument, 0, 'r'},       {"images", required_argument, 0, 'i'},
         {"fail-on", required_argument, 0, 'f'},   {"descriptors", required_argument, 0, 'D'},
         {"embedder", required_argument, 0, 'e'},  {"set", required_argument, 0, 's'},
+        {"background", required_argument, 0, 'B'},
         {"settings", no_argument, 0, 'S'},        {"db", required_argument, 0, 'd'},
         {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -91,6 +94,7 @@ int cmd_analyze(int argc, char **argv) {
             break;
         case 'D': o.descriptors = optarg; break;
         case 'e': o.embedder = optarg; break;
+        case 'B': o.background = optarg; break;
         case 's':
             if (cs_an_settings_set(&o.set, optarg, &err)) {
                 free(dirs);

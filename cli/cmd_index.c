@@ -52,7 +52,9 @@ static void usage_add(FILE *f) {
             "  --embedder SPEC   after adding, compute the embedding of every reference that lacks\n"
             "                    one (PATH may then be omitted): 'tiny' (built in, from the\n"
             "                    thumbnails) or 'sscd:WEIGHTS.safetensors' (SSCD ResNet-50; see\n"
-            "                    scripts/convert_sscd.py; tar members are skipped)\n\n"
+            "                    scripts/convert_sscd.py; tar members are skipped)\n"
+            "  --attribution TEXT  the credit/licence line of these references, shown beside\n"
+            "                    them in reports (PATH may then be omitted)\n\n"
             "exit status: 0 when at least one input is in the index (added, duplicate or already\n"
             "there), even if others were recorded as errors; 1 when nothing could be read at all\n"
             "or the database failed; 2 on a usage error.\n",
@@ -63,7 +65,19 @@ static const struct option add_opts[] = {
     {"db", required_argument, 0, 'd'},         {"jobs", required_argument, 0, 'j'},
     {"max-pixels", required_argument, 0, 'm'}, {"batch", required_argument, 0, 'b'},
     {"timings", no_argument, 0, 't'},          {"help", no_argument, 0, 'h'},
-    {"embedder", required_argument, 0, 'E'},   {0, 0, 0, 0}};
+    {"embedder", required_argument, 0, 'E'},   {"attribution", required_argument, 0, 'A'},
+    {0, 0, 0, 0}};
+
+/* index add --attribution: the licence/credit line reports show beside every
+ * reference (meta key 'attribution'). */
+static int set_attribution(const char *db, const char *text) {
+    cs_err err = {0};
+    cs_store *s;
+    if (cs_store_open(&s, db ? db : cli_default_db(), &err)) return cli_fail(&err);
+    int rc = cs_store_meta_set(s, "attribution", text, &err);
+    cs_store_close(s);
+    return rc ? cli_fail(&err) : CLI_OK;
+}
 
 /* index add --embedder: vectors for the references that lack them (index/embed.h). */
 static int add_embeddings(const char *db, const char *spec, int threads, int progress) {
@@ -80,7 +94,7 @@ static int add_embeddings(const char *db, const char *spec, int threads, int pro
 }
 
 static int cmd_index_add(int argc, char **argv) {
-    const char *db = NULL, *embedder = NULL;
+    const char *db = NULL, *embedder = NULL, *attribution = NULL;
     cs_ingest_opts o = {0};
     int timings = 0, c;
     optind = 1;
@@ -102,12 +116,15 @@ static int cmd_index_add(int argc, char **argv) {
             break;
         case 't': timings = 1; break;
         case 'E': embedder = optarg; break;
+        case 'A': attribution = optarg; break;
         case 'h': usage_add(stdout); return CLI_OK;
         default: return CLI_USAGE;
         }
     }
-    if (optind >= argc && !embedder)
+    if (optind >= argc && !embedder && !attribution)
         return cli_usage_error("index add: no PATH given (see copyscope index add --help)");
+    if (attribution && set_attribution(db, attribution)) return CLI_FAIL;
+    if (optind >= argc && !embedder) return CLI_OK;
     if (o.threads > 0) cs_set_threads(o.threads);
     const char *pe = getenv("CS_PROGRESS");
     o.progress = (isatty(STDERR_FILENO) && !(pe && !strcmp(pe, "0"))) || (pe && !strcmp(pe, "1"));

@@ -1,13 +1,533 @@
-/* Placeholder until the 'run' command lands (its owner replaces this file). */
+/* cmd_run.c — `copyscope run SUITE.json`: generate -> analyze -> report in
+ * one resumable command, ending with a one-screen summary.
+ *
+ * It calls the library entry points directly (cs_generate, cs_analyze_run,
+ * cs_report_render), not the binary. Resuming: generate skips the images
+ * whose row and file exist; the analysis is skipped when every generation of
+ * the run already has a finding from an analysis with the same settings over
+ * the same number of references (else the whole run is analysed again, which
+ * replaces its findings); reports are always rewritten (cheap, atomic). */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
+#include "analyze/analyze.h"
+#include "analyze/match.h"
 #include "cli/cli.h"
+#include "core/parallel.h"
+#include "core/store.h"
+#include "pipeline/generate.h"
+#include "pipeline/suite.h"
+#include "reports/report.h"
+
+enum { CLI_GATE = 3 };
+enum { TEXT_LATEST = -2, TEXT_ALL = 0, TEXT_NONE = -1 };
+
+typedef struct {
+    const char *suite, *db, *out, *model, *config, *vocab;
+    const char *descriptors, *embedder;
+    int samples, threads, reanalyze, fail_on, settings_changed;
+    int64_t top, text_audit;
+    int formats[4], n_formats;
+    cs_an_settings set;
+    char command[2048];
+} run_opts;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: copyscope run SUITE.json [--db PATH] [--out DIR] [-j N] [--model SPEC]\n"
+            "                     [--format LIST] [options]\n\n"
+            "The whole image audit in one command: generate the suite's images (copyscope\n"
+            "generate), find copies of references among them (copyscope analyze), write the\n"
+            "report (copyscope report) and print a summary: counts by verdict, the worst\n"
+            "finding of each prompt, how the expected copies and completion tasks came out,\n"
+            "the text audit's verdicts (when one ran on this database) and the report paths.\n"
+            "Resumable: running it again skips the images already made and, when nothing\n"
+            "changed, the analysis; the reports are rewritten.\n\n"
+            "options:\n"
+            "  --db PATH          the store and reference index (default $COPYSCOPE_DB or ./copyscope.db)\n"
+            "  --out DIR          output folder (default ./copyscope-out): images under\n"
+            "                     DIR/generations/, reports DIR/<suite name>-report.<ext>\n"
+            "  --model SPEC       SD 1.x checkpoint, 'empirical' or 'empirical:INDEXDB' (default: the suite's)\n"
+            "  --vocab PATH       CLIP BPE vocabulary (SD models)\n"
+            "  --config JSON      SD architecture config\n"
+            "  -n N               samples per prompt (overrides the suite)\n"
+            "  -j, --jobs N       threads (default: all cores)\n"
+            "  --format LIST      report formats, comma list of html,json,csv,md (default html,json)\n"
+            "  --top N            findings shown in the HTML gallery (default %d)\n"
+            "  --text-audit WHICH text findings in the report: latest (default), all, none or an audit id\n"
+            "  --set NAME=VALUE   analysis threshold (repeatable; copyscope analyze --settings)\n"
+            "  --descriptors LIST, --embedder SPEC   as for copyscope analyze\n"
+            "  --reanalyze        analyse again even if nothing changed\n"
+            "  --fail-on VERDICT  exit 3 when a generation is at least VERDICT (copy | near-copy | partial)\n\n"
+            "exit status: 0 done, 1 error, 2 usage error, 3 --fail-on tripped\n",
+            CS_REPORT_DEFAULT_TOP);
+}
+
+static void header(int step, const char *what, const char *detail) {
+    printf("\n== run [%d/3] %s%s%s\n", step, what, detail ? ": " : "", detail ? detail : "");
+    fflush(stdout);
+}
+
+/* mkdir -p; 0 or -1 with err set. */
+static int make_dirs(const char *path, cs_err *err) {
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return cs_fail(err, CS_EUSAGE, "%s: path too long", path);
+    for (char *p = tmp + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(tmp, 0777) && errno != EEXIST)
+                return cs_fail(err, CS_EIO, "%s: cannot create folder: %s", tmp, strerror(errno));
+            *p = c;
+            if (!c) break;
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) || !S_ISDIR(st.st_mode)) return cs_fail(err, CS_EIO, "%s: not a folder", path);
+    return 0;
+}
+
+static int parse_formats(run_opts *o, const char *list) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    o->n_formats = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        int f = cs_report_format_parse(t);
+        if (f < 0) return -1;
+        int dup = 0;
+        for (int i = 0; i < o->n_formats; i++) dup |= o->formats[i] == f;
+        if (!dup && o->n_formats < 4) o->formats[o->n_formats++] = f;
+    }
+    return o->n_formats ? 0 : -1;
+}
+
+static const char *format_ext(int f) {
+    return f == CS_REPORT_HTML ? "html" : f == CS_REPORT_JSON ? "json" : f == CS_REPORT_CSV ? "csv" : "md";
+}
+
+/* Returns -1 to continue, else the exit status (help or usage error). */
+static int parse_args(run_opts *o, int argc, char **argv) {
+    static const struct option lo[] = {
+        {"db", required_argument, 0, 'd'},         {"out", required_argument, 0, 'o'},
+        {"model", required_argument, 0, 'm'},      {"vocab", required_argument, 0, 'v'},
+        {"config", required_argument, 0, 'c'},     {"jobs", required_argument, 0, 'j'},
+        {"format", required_argument, 0, 'F'},     {"top", required_argument, 0, 'T'},
+        {"text-audit", required_argument, 0, 'X'},
+        {"set", required_argument, 0, 's'},        {"descriptors", required_argument, 0, 'D'},
+        {"embedder", required_argument, 0, 'e'},   {"reanalyze", no_argument, 0, 'R'},
+        {"fail-on", required_argument, 0, 'f'},    {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    cs_an_settings_default(&o->set);
+    o->text_audit = TEXT_LATEST;
+    o->fail_on = -1;
+    parse_formats(o, "html,json");
+    cs_err err = {0};
+    char *end;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "n:j:h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'd': o->db = optarg; break;
+        case 'o': o->out = optarg; break;
+        case 'm': o->model = optarg; break;
+        case 'v': o->vocab = optarg; break;
+        case 'c': o->config = optarg; break;
+        case 'D': o->descriptors = optarg; o->settings_changed = 1; break;
+        case 'e': o->embedder = optarg; o->settings_changed = 1; break;
+        case 'R': o->reanalyze = 1; break;
+        case 'n':
+            o->samples = (int)strtol(optarg, &end, 10);
+            if (*end || o->samples <= 0 || o->samples > 100000)
+                return cli_usage_error("run: bad -n '%s' (1..100000)", optarg);
+            break;
+        case 'j':
+            if ((o->threads = cli_parse_jobs(optarg)) < 0) return cli_usage_error("run: bad -j '%s'", optarg);
+            break;
+        case 'F':
+            if (parse_formats(o, optarg))
+                return cli_usage_error("run: --format: '%s' is not a list of html, json, csv, md", optarg);
+            break;
+        case 'T':
+            o->top = strtoll(optarg, &end, 10);
+            if (*end || o->top <= 0) return cli_usage_error("run: bad --top '%s'", optarg);
+            break;
+        case 'X':
+            if (!strcmp(optarg, "latest")) o->text_audit = TEXT_LATEST;
+            else if (!strcmp(optarg, "all")) o->text_audit = TEXT_ALL;
+            else if (!strcmp(optarg, "none")) o->text_audit = TEXT_NONE;
+            else {
+                o->text_audit = strtoll(optarg, &end, 10);
+                if (*end || o->text_audit <= 0)
+                    return cli_usage_error("run: --text-audit: '%s' is not latest, all, none or an id", optarg);
+            }
+            break;
+        case 's':
+            if (cs_an_settings_set(&o->set, optarg, &err)) return cli_usage_error("run: %s", err.msg);
+            break;
+        case 'f':
+            o->fail_on = cs_verdict_parse(optarg);
+            if (o->fail_on <= 0)
+                return cli_usage_error("run: --fail-on: '%s' is not copy, near-copy or partial", optarg);
+            break;
+        case 'h': usage(stdout); return CLI_OK;
+        default: usage(stderr); return CLI_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        usage(stderr);
+        return cli_usage_error("run: give one SUITE.json");
+    }
+    o->suite = argv[optind];
+    if (!o->db) o->db = cli_default_db();
+    if (!o->out) o->out = "copyscope-out";
+    /* the command line as a shell would take it back (recorded in runs.command) */
+    size_t k = 0, cap = sizeof o->command;
+    for (int i = 0; i < argc && k + 8 < cap; i++) {
+        const char *a = argv[i];
+        int plain = *a != 0;
+        for (const char *p = a; *p; p++)
+            plain &= (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                     strchr("_./:=,+-@%", *p) != NULL;
+        k += (size_t)snprintf(o->command + k, cap - k, "%s", i ? " " : "copyscope ");
+        if (plain) {
+            k += (size_t)snprintf(o->command + k, k < cap ? cap - k : 0, "%s", a);
+            continue;
+        }
+        o->command[k++] = '\'';
+        for (const char *p = a; *p && k + 6 < cap; p++) {
+            if (*p == '\'') {
+                memcpy(o->command + k, "'\\''", 4);
+                k += 4;
+            } else
+                o->command[k++] = *p;
+        }
+        o->command[k++] = '\'';
+        o->command[k] = 0;
+    }
+    return -1;
+}
+
+/* One integer from a query with up to two int64 parameters (0 when no row). */
+static int query_i64(cs_store *s, const char *sql, int64_t a, int64_t b, int64_t *v, cs_err *err) {
+    sqlite3_stmt *st;
+    if (cs_store_prepare(s, &st, sql, err)) return -1;
+    int np = sqlite3_bind_parameter_count(st);
+    if (np >= 1) sqlite3_bind_int64(st, 1, a);
+    if (np >= 2) sqlite3_bind_int64(st, 2, b);
+    int rc = sqlite3_step(st);
+    *v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return cs_store_fail(s, err, "run");
+    return 0;
+}
+
+/* Does the run need (re-)analysis? 1 yes (why says why), 0 no, -1 error. */
+static int needs_analysis(cs_store *s, const run_opts *o, int64_t run_id, char *why, size_t wn, cs_err *err) {
+    int64_t missing, thumbs;
+    if (query_i64(s,
+                  "SELECT COUNT(*) FROM generations g WHERE g.run_id = ? AND NOT EXISTS "
+                  "(SELECT 1 FROM findings f WHERE f.generation_id = g.id)",
+                  run_id, 0, &missing, err) ||
+        query_i64(s, "SELECT COUNT(*) FROM ref_thumbs", 0, 0, &thumbs, err))
+        return -1;
+    if (o->reanalyze) return snprintf(why, wn, "--reanalyze"), 1;
+    if (o->settings_changed) return snprintf(why, wn, "descriptors or embedder given"), 1;
+    if (missing) return snprintf(why, wn, "%lld generation%s without a finding", (long long)missing, missing == 1 ? "" : "s"), 1;
+    sqlite3_stmt *st;
+    if (cs_store_prepare(s, &st,
+                         "SELECT settings_json, n_refs, finished IS NOT NULL FROM analyses WHERE run_id = ? "
+                         "ORDER BY id DESC LIMIT 1",
+                         err))
+        return -1;
+    sqlite3_bind_int64(st, 1, run_id);
+    int need = 1;
+    if (sqlite3_step(st) != SQLITE_ROW) snprintf(why, wn, "not analysed yet");
+    else {
+        char *cur = cs_an_settings_json(&o->set);
+        const char *prev = (const char *)sqlite3_column_text(st, 0);
+        if (!cur || !prev || strcmp(cur, prev)) snprintf(why, wn, "analysis settings changed");
+        else if (sqlite3_column_int64(st, 1) != thumbs)
+            snprintf(why, wn, "the index changed (%lld references, analysed against %lld)", (long long)thumbs,
+                     (long long)sqlite3_column_int64(st, 1));
+        else if (!sqlite3_column_int(st, 2)) snprintf(why, wn, "the last analysis did not finish");
+        else need = 0;
+        free(cur);
+    }
+    sqlite3_finalize(st);
+    return need;
+}
+
+static int step_analyze(cs_store *s, const run_opts *o, int64_t run_id, cs_err *err) {
+    char why[256] = "";
+    int need = needs_analysis(s, o, run_id, why, sizeof why, err);
+    if (need < 0) return -1;
+    header(2, "analyze", need ? why : "every generation already has a finding with these settings: skipped");
+    if (!need) return 0;
+    cs_analyze_opts ao = {0};
+    ao.run_id = run_id;
+    ao.descriptors = o->descriptors;
+    ao.embedder = o->embedder;
+    ao.threads = o->threads;
+    ao.progress = 1;
+    ao.set = o->set;
+    cs_analyze_summary sum;
+    if (cs_analyze_run(s, &ao, &sum, err)) return -1;
+    printf("analysis %lld: %lld generations against %lld references, descriptors: %s\n",
+           (long long)sum.analysis_id, (long long)sum.n_generations, (long long)sum.n_refs,
+           sum.descriptors[0] ? sum.descriptors : "none (empty index: cliques only)");
+    if (sum.n_skipped) printf("  %lld files skipped (unreadable)\n", (long long)sum.n_skipped);
+    return 0;
+}
+
+static int step_report(cs_store *s, const run_opts *o, const char *name, int64_t run_id, int64_t text_audit,
+                       char paths[4][PATH_MAX], cs_err *err) {
+    char what[64];
+    snprintf(what, sizeof what, "%d format%s", o->n_formats, o->n_formats == 1 ? "" : "s");
+    header(3, "report", what);
+    for (int i = 0; i < o->n_formats; i++) {
+        snprintf(paths[i], PATH_MAX, "%s/%s-report.%s", o->out, name, format_ext(o->formats[i]));
+        if (cs_report_check_out(paths[i], err)) return -1;
+        cs_report_opts ro = {.run_id = run_id, .top = o->top, .text_audit = text_audit,
+                             .format = (cs_report_format)o->formats[i], .generator = "copyscope " CS_VERSION,
+                             .threads = o->threads, .progress = 1};
+        cs_buf b = {0};
+        int rc = cs_report_render(s, &ro, &b, err);
+        if (rc == 0) rc = cs_report_save(paths[i], b.p ? b.p : "", b.len, err);
+        cs_buf_free(&b);
+        if (rc) return -1;
+        printf("wrote %s\n", paths[i]);
+    }
+    return 0;
+}
+
+/* Up to max bytes of s, cut at a UTF-8 character boundary, "..." when cut. */
+static void clip(char *dst, size_t dn, const char *s, size_t max) {
+    if (!s) s = "";
+    size_t n = strlen(s);
+    if (max + 4 > dn) max = dn - 4;
+    if (n <= max) {
+        snprintf(dst, dn, "%s", s);
+        return;
+    }
+    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80) max--;
+    snprintf(dst, dn, "%.*s...", (int)max, s);
+}
+
+/* The last two components of a path ("img/1f600.png"): enough to recognise it. */
+static const char *short_path(const char *p) {
+    if (!p) return "-";
+    const char *a = strrchr(p, '/');
+    if (!a || a == p) return p;
+    const char *b = a - 1;
+    while (b > p && *b != '/') b--;
+    return *b == '/' ? b + 1 : b;
+}
+
+static int summary_images(cs_store *s, int64_t run_id, int *worst, cs_err *err) {
+    sqlite3_stmt *st;
+    int64_t count[4] = {0}, total = 0;
+    if (cs_store_prepare(s, &st,
+                         "SELECT f.verdict, COUNT(*) FROM findings f JOIN generations g ON g.id = f.generation_id "
+                         "WHERE g.run_id = ? GROUP BY f.verdict",
+                         err))
+        return -1;
+    sqlite3_bind_int64(st, 1, run_id);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int v = cs_verdict_parse((const char *)sqlite3_column_text(st, 0));
+        int64_t n = sqlite3_column_int64(st, 1);
+        if (v >= 0 && v < 4) count[v] += n;
+        total += n;
+    }
+    sqlite3_finalize(st);
+    *worst = -1;
+    for (int v = 0; v < 4; v++)
+        if (count[v]) *worst = v;
+    printf("images: %lld generations: copy %lld, near-copy %lld, partial %lld, novel %lld\n", (long long)total,
+           (long long)count[CS_V_COPY], (long long)count[CS_V_NEAR], (long long)count[CS_V_PARTIAL],
+           (long long)count[CS_V_NOVEL]);
+
+    /* the worst finding of each prompt, most severe first */
+    if (cs_store_prepare(s, &st,
+                         "SELECT p.key, p.kind, f.verdict, r.source, r.caption, "
+                         " json_extract(f.evidence_json, '$.tl2.aligned_distance'), "
+                         " COALESCE(ps.n_copy + ps.n_near_copy, 0), COALESCE(ps.n_generations, 0), "
+                         " (SELECT COUNT(*) FROM prompts q WHERE q.run_id = ?1) "
+                         "FROM (SELECT f.*, g.prompt_id AS pid, ROW_NUMBER() OVER "
+                         "      (PARTITION BY g.prompt_id ORDER BY f.severity DESC, f.id) AS rn "
+                         "      FROM findings f JOIN generations g ON g.id = f.generation_id WHERE g.run_id = ?1) f "
+                         "JOIN prompts p ON p.id = f.pid LEFT JOIN refs r ON r.id = f.ref_id "
+                         "LEFT JOIN prompt_summary ps ON ps.run_id = ?1 AND ps.prompt_id = p.id "
+                         "WHERE f.rn = 1 ORDER BY f.severity DESC, p.id LIMIT 6",
+                         err))
+        return -1;
+    sqlite3_bind_int64(st, 1, run_id);
+    int rows = 0;
+    int64_t n_prompts = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (!rows++) {
+            n_prompts = sqlite3_column_int64(st, 8);
+            printf("worst finding per prompt (memorised = copy or near-copy generations):\n"
+                   "  %-20s %-10s %-9s %-26s %-24s %s\n",
+                   "prompt", "verdict", "memorised", "matched reference", "its caption", "tiled L2");
+        }
+        char key[24], src[32], cap[28], mem[16];
+        clip(key, sizeof key, (const char *)sqlite3_column_text(st, 0), 20);
+        clip(src, sizeof src, short_path((const char *)sqlite3_column_text(st, 3)), 26);
+        clip(cap, sizeof cap, (const char *)sqlite3_column_text(st, 4), 22);
+        snprintf(mem, sizeof mem, "%lld/%lld", (long long)sqlite3_column_int64(st, 6),
+                 (long long)sqlite3_column_int64(st, 7));
+        char d[16] = "-";
+        if (sqlite3_column_type(st, 5) != SQLITE_NULL) snprintf(d, sizeof d, "%.3f", sqlite3_column_double(st, 5));
+        printf("  %-20s %-10s %-9s %-26s %-24s %s\n", key, (const char *)sqlite3_column_text(st, 2), mem, src, cap, d);
+    }
+    sqlite3_finalize(st);
+    if (n_prompts > rows) printf("  ... and %lld more prompts: see the report\n", (long long)(n_prompts - rows));
+    int64_t n_mem;
+    if (query_i64(s,
+                  "SELECT COUNT(*) FROM prompt_summary WHERE run_id = ? AND n_copy + n_near_copy > 0", run_id, 0,
+                  &n_mem, err))
+        return -1;
+    if (n_prompts) printf("prompts with a memorised generation: %lld of %lld\n", (long long)n_mem, (long long)n_prompts);
+
+    /* prompts that name the reference they should copy; completions with their ground truth */
+    if (cs_store_prepare(s, &st,
+                         "SELECT COUNT(*), SUM(json_extract(f.evidence_json, '$.completion.restored') = 1) "
+                         "FROM findings f JOIN generations g ON g.id = f.generation_id "
+                         "WHERE g.run_id = ? AND json_extract(f.evidence_json, '$.completion') IS NOT NULL",
+                         err))
+        return -1;
+    sqlite3_bind_int64(st, 1, run_id);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0)
+        printf("completion tasks: %lld of %lld audited completions restored the withheld region of their reference\n",
+               (long long)sqlite3_column_int64(st, 1), (long long)sqlite3_column_int64(st, 0));
+    sqlite3_finalize(st);
+    int64_t n_exp, n_hit;
+    if (query_i64(s,
+                  "SELECT COUNT(*) FROM findings f JOIN generations g ON g.id = f.generation_id "
+                  "JOIN prompts p ON p.id = g.prompt_id WHERE g.run_id = ? AND p.expect_ref IS NOT NULL AND p.kind <> 'completion'",
+                  run_id, 0, &n_exp, err) ||
+        query_i64(s,
+                  "SELECT COUNT(*) FROM findings f JOIN generations g ON g.id = f.generation_id "
+                  "JOIN prompts p ON p.id = g.prompt_id WHERE g.run_id = ? AND p.expect_ref IS NOT NULL AND p.kind <> 'completion' "
+                  "AND f.verdict IN ('copy', 'near-copy') AND EXISTS (SELECT 1 FROM refs x WHERE "
+                  "(x.id = f.ref_id OR x.dup_of = f.ref_id) AND (x.source = p.expect_ref OR "
+                  "substr(x.source, -length(p.expect_ref) - 1) = '/' || p.expect_ref))",
+                  run_id, 0, &n_hit, err))
+        return -1;
+    if (n_exp)
+        printf("expected copies (suite's expect_ref): %lld of %lld generations found as a copy of it\n",
+               (long long)n_hit, (long long)n_exp);
+    return 0;
+}
+
+static int summary_text(cs_store *s, int64_t text_audit, cs_err *err) {
+    if (text_audit < 0) return 0;
+    sqlite3_stmt *st;
+    if (cs_store_prepare(s, &st,
+                         "SELECT COUNT(*), SUM(verdict = 'verbatim'), SUM(verdict = 'near-verbatim'), "
+                         "SUM(verdict = 'novel'), MAX(longest_words) FROM text_findings "
+                         "WHERE ?1 = 0 OR audit_id = ?1",
+                         err))
+        return -1;
+    sqlite3_bind_int64(st, 1, text_audit);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0) {
+        char which[32] = "all text audits";
+        if (text_audit > 0) snprintf(which, sizeof which, "text audit %lld", (long long)text_audit);
+        printf("%s: %lld completions: verbatim %lld, near-verbatim %lld, novel %lld; longest verbatim span %lld words\n",
+               which, (long long)sqlite3_column_int64(st, 0), (long long)sqlite3_column_int64(st, 1),
+               (long long)sqlite3_column_int64(st, 2), (long long)sqlite3_column_int64(st, 3),
+               (long long)sqlite3_column_int64(st, 4));
+    }
+    sqlite3_finalize(st);
+    if (cs_store_prepare(s, &st,
+                         "SELECT COALESCE(c.prompt_key, '-'), f.verdict, f.longest_words, COALESCE(d.name, d.source, '-'), "
+                         " f.exact_prefix_words FROM text_findings f JOIN text_completions c ON c.id = f.completion_id "
+                         "LEFT JOIN text_docs d ON d.id = f.longest_doc_id WHERE ?1 = 0 OR f.audit_id = ?1 "
+                         "ORDER BY f.longest_words DESC, f.id LIMIT 3",
+                         err))
+        return -1;
+    sqlite3_bind_int64(st, 1, text_audit);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        char key[28], doc[40];
+        clip(key, sizeof key, (const char *)sqlite3_column_text(st, 0), 24);
+        clip(doc, sizeof doc, short_path((const char *)sqlite3_column_text(st, 3)), 36);
+        printf("  %-24s %-14s %3lld-word span from %s (exact prefix %lld words)\n", key,
+               (const char *)sqlite3_column_text(st, 1), (long long)sqlite3_column_int64(st, 2), doc,
+               (long long)sqlite3_column_int64(st, 4));
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
 
 int cmd_run(int argc, char **argv) {
-    if (argc > 1 && !strcmp(argv[1], "--help")) {
-        printf("usage: copyscope run ... (not available in this build yet)\n");
-        return CLI_OK;
+    run_opts o;
+    int rc = parse_args(&o, argc, argv);
+    if (rc >= 0) return rc;
+    if (o.threads > 0) cs_set_threads(o.threads);
+    cs_err err = {0};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+
+    /* everything that can be checked before work: the suite, the output folder */
+    cs_suite suite;
+    if (cs_suite_load(&suite, o.suite, &err)) return cli_fail(&err);
+    char name[256];
+    snprintf(name, sizeof name, "%s", suite.name);
+    cs_suite_free(&suite);
+    char gen_out[PATH_MAX];
+    if (snprintf(gen_out, sizeof gen_out, "%s/generations", o.out) >= (int)sizeof gen_out)
+        return cli_usage_error("run: --out: path too long");
+    if (make_dirs(o.out, &err)) return cli_fail(&err);
+
+    cs_store *s = NULL;
+
+    header(1, "generate", o.suite);
+    cs_generate_opts go = {.suite = o.suite, .model = o.model, .config = o.config, .vocab = o.vocab,
+                           .out = gen_out, .db = o.db, .samples = o.samples, .threads = o.threads,
+                           .progress = 1, .command = o.command};
+    cs_generate_stats gs;
+    if (cs_generate(&go, &gs, &err)) return cli_fail(&err);
+    printf("run %lld: %d image%s made, %d already there; %s\n", (long long)gs.run_id, gs.generated,
+           gs.generated == 1 ? "" : "s", gs.skipped, gs.out_dir);
+    if (gs.generated && gs.seconds > 0)
+        printf("%lld sampler steps in %.1f s (%.1f steps/s)\n", (long long)gs.steps, gs.seconds,
+               (double)gs.steps / gs.seconds);
+
+    if (cs_store_open(&s, o.db, &err)) return cli_fail(&err);
+    if (step_analyze(s, &o, gs.run_id, &err)) goto fail;
+
+    int64_t text_audit = o.text_audit;
+    if (text_audit == TEXT_LATEST) {
+        if (query_i64(s, "SELECT COALESCE(MAX(audit_id), -1) FROM text_findings", 0, 0, &text_audit, &err)) goto fail;
+        if (text_audit == 0) text_audit = TEXT_NONE;
     }
-    return cli_usage_error("run: not available in this build yet");
+    char paths[4][PATH_MAX];
+    if (step_report(s, &o, name, gs.run_id, text_audit, paths, &err)) goto fail;
+
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    printf("\n== summary of run %lld (%s, %.1f s)\n", (long long)gs.run_id, name,
+           (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+    int worst = -1;
+    if (summary_images(s, gs.run_id, &worst, &err) || summary_text(s, text_audit, &err)) goto fail;
+    for (int i = 0; i < o.n_formats; i++) {
+        char abs[PATH_MAX];
+        printf("report: %s\n", realpath(paths[i], abs) ? abs : paths[i]);
+    }
+    cs_store_close(s);
+    if (o.fail_on > 0 && worst >= o.fail_on) {
+        fprintf(stderr, "copyscope: run: --fail-on %s tripped (worst finding: %s)\n", cs_verdict_name(o.fail_on),
+                cs_verdict_name(worst));
+        return CLI_GATE;
+    }
+    return CLI_OK;
+fail:
+    cs_store_close(s);
+    return cli_fail(&err);
 }

@@ -308,7 +308,6 @@ typedef struct {
     int silu;
 } gn_ctx;
 
-static inline float silu1(float x) { return x / (1.f + expf(-x)); }
 
 static void gn_group(void *vctx, int64_t idx, int thread) {
     (void)thread;

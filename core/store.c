@@ -102,6 +102,7 @@ static int store_open_flags(cs_store **out, const char *path, int flags, cs_err 
 
 int cs_store_open(cs_store **out, const char *path, cs_err *err) {
     cs_store *s;
+    *out = NULL;
     if (store_open_flags(&s, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, err)) return -1;
     /* WAL: readers never block the writer, and a crash mid-batch leaves the
      * last committed state. NORMAL sync is durable across process crashes

@@ -368,6 +368,7 @@ typedef struct {
     const nn_conv2d_p *p;
     shape4 s;
     int oh, ow;
+    int relu;         /* apply ReLU to x on the way (saves a pass over it) */
 } col_ctx;
 
 /* One row (ci, ky, kx) of the im2col matrix. */
@@ -388,7 +389,12 @@ static void im2col_cm(void *vctx, int64_t r, int thread) {
                 continue;
             }
             const float *row = src + (size_t)y * c->s.w;
-            if (p->stride == 1) {
+            if (c->relu) {
+                for (int ox = 0; ox < c->ow; ox++) {
+                    int x = ox * p->stride - p->pad_l + kx;
+                    d[ox] = x >= 0 && x < c->s.w && row[x] > 0 ? row[x] : 0.0f;
+                }
+            } else if (p->stride == 1) {
                 /* contiguous run with zero margins */
                 int x0 = kx - p->pad_l;
                 for (int ox = 0; ox < c->ow; ox++) {
@@ -433,6 +439,8 @@ static void relu_row(void *vctx, int64_t c, int thread) {
     for (size_t i = 0; i < e->n; i++) y[i] = y[i] > 0 ? y[i] : 0;
 }
 
+static void relu_cm(float *y, shape4 s);
+
 /* Floats of the im2col matrix a conv needs (0 for a plain 1x1/1). */
 static size_t conv_ws(const nn_conv2d_p *p, shape4 s) {
     if (p->kh == 1 && p->kw == 1 && p->stride == 1 && !p->pad_t && !p->pad_l) return 0;
@@ -440,8 +448,10 @@ static size_t conv_ws(const nn_conv2d_p *p, shape4 s) {
 }
 
 /* y [cout][B][oh][ow] (+)= conv(x). mode 0: y = conv + bias; 1: y += conv
- * (the caller pre-filled y). Returns the output shape. */
-static shape4 conv_cm(float *y, const float *x, const cs_rn_conv *c, shape4 s, int mode, float *ws) {
+ * (the caller pre-filled y). relu_x: the conv sees max(x, 0) (only for convs
+ * that go through im2col). Returns the output shape. */
+static shape4 conv_cm(float *y, const float *x, const cs_rn_conv *c, shape4 s, int mode, int relu_x,
+                      float *ws) {
     const nn_conv2d_p *p = &c->p;
     int oh = nn_conv2d_oh(p, s.h), ow = nn_conv2d_ow(p, s.w);
     size_t n = (size_t)s.b * oh * ow;
@@ -452,8 +462,9 @@ static shape4 conv_cm(float *y, const float *x, const cs_rn_conv *c, shape4 s, i
     }
     const float *B = x;
     int K = p->cin * p->kh * p->kw;
+    if (relu_x && !conv_ws(p, s)) relu_cm((float *)x, s); /* no im2col to fuse it into */
     if (conv_ws(p, s)) {
-        col_ctx cc = {ws, x, p, s, oh, ow};
+        col_ctx cc = {ws, x, p, s, oh, ow, relu_x};
         cs_parallel_for(nt, K, im2col_cm, &cc);
         B = ws;
     }
@@ -474,7 +485,8 @@ typedef struct {
     int oh, ow;
 } pool_ctx;
 
-/* 3x3 / stride 2 / pad 1 max pool of one [H][W] plane; padding ignored (-inf). */
+/* ReLU + 3x3 / stride 2 / pad 1 max pool of one [H][W] plane (max pool of
+ * the ReLU = ReLU of the max pool; padding ignored). */
 static void maxpool_plane(void *vctx, int64_t i, int thread) {
     (void)thread;
     pool_ctx *c = vctx;
@@ -483,7 +495,7 @@ static void maxpool_plane(void *vctx, int64_t i, int thread) {
     float *y = c->out + (size_t)i * c->oh * c->ow;
     for (int oy = 0; oy < c->oh; oy++)
         for (int ox = 0; ox < c->ow; ox++) {
-            float m = -INFINITY;
+            float m = 0; /* = ReLU then max pool: max(0, max(window)) */
             for (int dy = -1; dy <= 1; dy++) {
                 int yy = 2 * oy + dy;
                 if (yy < 0 || yy >= h) continue;
@@ -548,8 +560,7 @@ int cs_resnet_forward(const cs_resnet *m, const float *in, int B, int H, int W, 
     for (int b = 0; b < B; b++)
         for (int c = 0; c < 3; c++)
             memcpy(t2 + ((size_t)c * B + b) * hw, in + ((size_t)b * 3 + c) * hw, hw * sizeof(float));
-    shape4 s = conv_cm(t1, t2, &m->conv1, (shape4){3, B, H, W}, 0, ws);
-    relu_cm(t1, s);
+    shape4 s = conv_cm(t1, t2, &m->conv1, (shape4){3, B, H, W}, 0, 0, ws);
     pool_ctx pc = {x, t1, s, (s.h - 1) / 2 + 1, (s.w - 1) / 2 + 1};
     cs_parallel_for(cs_threads(), (int64_t)s.c * B, maxpool_plane, &pc);
     s.h = pc.oh, s.w = pc.ow;
@@ -559,24 +570,23 @@ int cs_resnet_forward(const cs_resnet *m, const float *in, int B, int H, int W, 
     for (int L = 0; L < 4; L++) {
         for (int b = 0; b < layer_blocks[L]; b++, bi++) {
             const cs_rn_block *blk = &m->blocks[bi];
-            shape4 s1 = conv_cm(t1, x, &blk->conv1, s, 0, ws);
-            relu_cm(t1, s1);
-            shape4 s2 = conv_cm(t2, t1, &blk->conv2, s1, 0, ws);
+            shape4 s1 = conv_cm(t1, x, &blk->conv1, s, 0, 0, ws);
+            shape4 s2 = conv_cm(t2, t1, &blk->conv2, s1, 0, 1, ws); /* ReLU of t1 fused */
             relu_cm(t2, s2);
             shape4 s3;
             if (blk->downsample.p.cout) {
                 /* out (in t1, free now) = downsample(x) + b_down + b3 + conv3(t2) */
-                shape4 sd = conv_cm(t1, x, &blk->downsample, s, 0, ws);
+                shape4 sd = conv_cm(t1, x, &blk->downsample, s, 0, 0, ws);
                 ew_ctx e = {t1, blk->conv3.b, (size_t)B * sd.h * sd.w, 0};
                 cs_parallel_for(cs_threads(), sd.c, add_bias_row, &e);
-                s3 = conv_cm(t1, t2, &blk->conv3, s2, 1, ws);
+                s3 = conv_cm(t1, t2, &blk->conv3, s2, 1, 0, ws);
                 float *tmp = x;
                 x = t1, t1 = tmp;
             } else {
                 /* identity: accumulate into x itself */
                 ew_ctx e = {x, blk->conv3.b, (size_t)B * s.h * s.w, 0};
                 cs_parallel_for(cs_threads(), s.c, add_bias_row, &e);
-                s3 = conv_cm(x, t2, &blk->conv3, s2, 1, ws);
+                s3 = conv_cm(x, t2, &blk->conv3, s2, 1, 0, ws);
             }
             relu_cm(x, s3);
             s = s3;

@@ -268,9 +268,11 @@ int sd_config_check(const sd_config *c, const char *path, cs_err *err) {
         t->num_layers > 256 || t->num_heads < 1 || t->hidden_size % t->num_heads ||
         t->intermediate < 1 || t->intermediate > 1 << 20 || !(t->layer_norm_eps > 0))
         return cs_fail(err, CS_EFORMAT,
-                       "%s: text_encoder: sizes must be positive, hidden_size divisible by "
-                       "num_attention_heads, max_position_embeddings 77",
-                       p);
+                       "%s: text_encoder: hidden_size %d, num_attention_heads %d, "
+                       "num_hidden_layers %d, intermediate_size %d, max_position_embeddings %d: "
+                       "sizes must be positive, hidden_size divisible by the heads, positions 77",
+                       p, t->hidden_size, t->num_heads, t->num_layers, t->intermediate,
+                       t->max_positions);
     if (t->hidden_size != u->context_dim)
         return cs_fail(err, CS_EFORMAT,
                        "%s: text_encoder.hidden_size %d differs from unet.context_dim %d", p,

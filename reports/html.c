@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/parallel.h"
 #include "core/progress.h"
@@ -63,7 +64,13 @@ static const char css[] =
     ".facts{flex:1;min-width:320px}.facts table.kv th{width:110px}"
     ".prompt{font-weight:600}.mono,code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;"
     "font-size:12px;word-break:break-all}"
-    ".ev{font-size:12px;color:var(--muted);columns:2 260px;margin-top:6px}.ev div{break-inside:avoid}"
+    ".ev{font-size:11.5px;color:var(--muted);columns:4 220px;column-gap:20px;margin-top:10px;padding-top:6px;"
+    "border-top:1px dashed var(--line)}.ev div{break-inside:avoid}"
+    ".ev .evt{column-span:all;font-weight:600;color:var(--fg);margin-bottom:2px}"
+    ".settings{font-size:12px}.settings span{display:inline-block;margin-right:10px;color:var(--muted)}"
+    ".settings b{color:var(--fg);font-weight:500;word-break:break-all}"
+    "table.prompts td:first-child{min-width:220px}"
+    ".sumgrid>div:first-child{flex:1 1 520px;max-width:780px}"
     ".ev b{color:var(--fg);font-weight:500}"
     ".cols{display:grid;grid-template-columns:1fr 1fr 1fr;gap:12px}"
     ".cols h4{margin:0 0 4px;font-size:13px;color:var(--muted)}"
@@ -71,6 +78,9 @@ static const char css[] =
     "border-radius:4px;padding:8px;margin:0;font-size:13px}"
     ".verb{background:#fbd3d0;color:#9b1c14;font-weight:600;-webkit-print-color-adjust:exact;print-color-adjust:exact}"
     ".note{color:var(--muted);font-size:13px}"
+    ".legend{display:inline-block;width:48px;height:8px;margin:0 4px;vertical-align:middle;border:1px solid var(--line);"
+    "background:linear-gradient(90deg,#fff,#fee078,#f46d2d,#a50026);-webkit-print-color-adjust:exact;print-color-adjust:exact}"
+    ".sumgrid{display:flex;flex-wrap:wrap;gap:32px;align-items:flex-start}"
     ".foot{margin-top:40px;border-top:1px solid var(--line);padding-top:10px;color:var(--muted);font-size:12px}"
     "a{color:#1a56a8}"
     "@media print{.doc{max-width:none;padding:0}body{font-size:11px}a{color:inherit;text-decoration:none}"
@@ -86,6 +96,21 @@ static void badge(cs_buf *b, const char *verdict) {
     cs_esc_html(b, verdict && *verdict ? verdict : "?");
     cs_buf_puts(b, "</span>");
 }
+
+/* A prompt in bold; an empty one (unconditional generation) said so. */
+static void prompt_text(cs_buf *b, const char *text) {
+    if (!text) {
+        cs_buf_puts(b, "<span class=\"note\">(no prompt)</span>");
+    } else if (!*text) {
+        cs_buf_puts(b, "<span class=\"note\">(empty prompt)</span>");
+    } else {
+        cs_buf_puts(b, "<span class=\"prompt\">");
+        cs_esc_html(b, text);
+        cs_buf_puts(b, "</span>");
+    }
+}
+
+static void settings_row(cs_buf *b, const char *json);
 
 /* ---- header and summary ---- */
 
@@ -147,7 +172,7 @@ static void run_table(cs_buf *b, const cs_rmodel *m) {
     kv_row(b, "Command", m->command, 1);
     kv_row(b, "Started", m->started, 0);
     kv_row(b, "Finished", m->finished, 0);
-    kv_row(b, "Settings", m->run_settings, 1);
+    settings_row(b, m->run_settings);
     cs_buf_printf(b, "<tr><th>Generations</th><td>%lld</td></tr><tr><th>Findings</th><td>%lld</td></tr>",
                   (long long)m->n_generations, (long long)m->n_f);
     kv_row(b, "Reference attribution", m->attribution, 0);
@@ -225,9 +250,9 @@ static void prompt_table(cs_buf *b, const cs_rmodel *m) {
                    "<th class=\"num\">Clique</th><th>Findings</th></tr></thead><tbody>");
     for (int64_t i = 0; i < m->n_p; i++) {
         const cs_rprompt *p = order[i];
-        cs_buf_printf(b, "<tr id=\"p-%lld\"><td><span class=\"prompt\">", (long long)p->id);
-        cs_esc_html(b, p->text);
-        cs_buf_puts(b, "</span><br/><span class=\"note mono\">");
+        cs_buf_printf(b, "<tr id=\"p-%lld\"><td>", (long long)p->id);
+        prompt_text(b, p->text);
+        cs_buf_puts(b, "<br/><span class=\"note mono\">");
         cs_esc_html(b, p->key);
         if (p->kind && strcmp(p->kind, "txt2img")) {
             cs_buf_puts(b, " &#183; ");
@@ -292,21 +317,35 @@ static void make_one(void *vctx, int64_t i, int thread) {
 
 static const cJSON *jget(const cJSON *o, const char *k) { return o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL; }
 
-/* One line per scalar leaf of the evidence ("tl2.distance 0.012"); arrays of
- * up to 8 numbers inline, longer ones as a count. */
-static void evidence_leaves(cs_buf *b, const cJSON *o, char *path, size_t plen, int depth) {
+/* Keys of the evidence the finding already shows elsewhere (its verdict,
+ * severity, reference, white-box score) or that only identify the format. */
+static int shown_elsewhere(const char *path) {
+    static const char *const keys[] = {"schema", "verdict", "severity", "whitebox", "ref.id", "ref.source",
+                                       "ref.caption", "analysis_id"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!strcmp(path, keys[i])) return 1;
+    return 0;
+}
+
+/* One item per scalar leaf of a JSON object ("tl2.distance 0.012"); arrays
+ * of up to 8 numbers inline, longer ones as a count; nulls left out.
+ * open/close wrap each item; sep goes between items. */
+static void json_leaves(cs_buf *b, const cJSON *o, char *path, size_t plen, int depth, int skip_shown,
+                        const char *open, const char *close, int *count) {
     for (const cJSON *c = o->child; c; c = c->next) {
         size_t n = plen;
         if (c->string) {
             int w = snprintf(path + plen, 256 - plen, "%s%s", plen ? "." : "", c->string);
             n = w < 0 || plen + (size_t)w >= 256 ? 255 : plen + (size_t)w;
         }
-        if (cJSON_IsObject(c) && depth < 4) {
-            evidence_leaves(b, c, path, n, depth + 1);
+        if ((cJSON_IsObject(c) && depth < 4) || cJSON_IsNull(c) || (skip_shown && shown_elsewhere(path))) {
+            if (cJSON_IsObject(c) && depth < 4)
+                json_leaves(b, c, path, n, depth + 1, skip_shown, open, close, count);
             path[plen] = 0;
             continue;
         }
-        cs_buf_puts(b, "<div>");
+        cs_buf_puts(b, open);
+        (*count)++;
         cs_esc_html(b, path);
         cs_buf_puts(b, " <b>");
         if (cJSON_IsString(c)) {
@@ -315,8 +354,6 @@ static void evidence_leaves(cs_buf *b, const cJSON *o, char *path, size_t plen, 
             cs_buf_printf(b, "%.6g", c->valuedouble);
         } else if (cJSON_IsBool(c)) {
             cs_buf_puts(b, cJSON_IsTrue(c) ? "true" : "false");
-        } else if (cJSON_IsNull(c)) {
-            cs_buf_puts(b, "null");
         } else if (cJSON_IsArray(c)) {
             int n_items = cJSON_GetArraySize(c), all_num = 1;
             for (const cJSON *e = c->child; e; e = e->next) all_num &= cJSON_IsNumber(e);
@@ -331,9 +368,23 @@ static void evidence_leaves(cs_buf *b, const cJSON *o, char *path, size_t plen, 
         } else {
             cs_buf_puts(b, "&#8230;");
         }
-        cs_buf_puts(b, "</b></div>");
+        cs_buf_puts(b, "</b>");
+        cs_buf_puts(b, close);
         path[plen] = 0;
     }
+}
+
+/* A stored settings JSON as "key value" items; raw text when not an object. */
+static void settings_row(cs_buf *b, const char *json) {
+    if (!json || !*json) return;
+    cJSON *o = cJSON_Parse(json);
+    cs_buf_puts(b, "<tr><th>Settings</th><td class=\"settings\">");
+    int n = 0;
+    char path[256] = "";
+    if (cJSON_IsObject(o)) json_leaves(b, o, path, 0, 0, 0, "<span>", "</span> ", &n);
+    else cs_esc_html(b, json);
+    cs_buf_puts(b, "</td></tr>");
+    cJSON_Delete(o);
 }
 
 static void panel(cs_buf *b, const char *uri, const char *alt, const char *caption, const char *missing) {
@@ -372,7 +423,7 @@ static void finding(cs_buf *b, const cs_rmodel *m, const gitem *g) {
     char cap[64];
     if (g->orig_rgb) {
         snprintf(cap, sizeof cap, "original (ref %lld)", (long long)g->orig_ref_id);
-        panel(b, g->pn.orig_uri, f->ref_caption ? f->ref_caption : "original", cap, "no thumbnail");
+        panel(b, g->pn.orig_uri, cap, cap, "no thumbnail");
         panel(b, g->pn.mask_uri, "masked input", "masked input", "no thumbnail");
         panel(b, g->pn.gen_uri, f->gen_path, "completion", g->pn.gen_error);
     } else {
@@ -380,15 +431,17 @@ static void finding(cs_buf *b, const cs_rmodel *m, const gitem *g) {
         snprintf(cap, sizeof cap, "matched reference%s", g->pn.ref_mirrored ? " (mirrored)" : "");
         panel(b, g->pn.ref_uri, f->ref_caption ? f->ref_caption : (f->ref_source ? f->ref_source : "reference"),
               f->ref_id ? cap : "no reference", f->ref_id ? "no thumbnail in the index" : "no matched reference");
-        char dcap[96];
-        if (!isnan(g->pn.mean_diff)) snprintf(dcap, sizeof dcap, "difference (mean %.1f%%)", 100 * g->pn.mean_diff);
+        char dcap[160];
+        if (!isnan(g->pn.mean_diff))
+            snprintf(dcap, sizeof dcap, "difference: 0<span class=\"legend\"></span>33%%+ (mean %.1f%%)",
+                     100 * g->pn.mean_diff);
         else snprintf(dcap, sizeof dcap, "difference");
         panel(b, g->pn.diff_uri, "difference heatmap: white = equal, dark red = differs", dcap, "not available");
     }
     cs_buf_puts(b, "</div><div class=\"facts\"><table class=\"kv\">");
-    cs_buf_puts(b, "<tr><th>Prompt</th><td><span class=\"prompt\">");
-    cs_esc_html(b, f->prompt_text ? f->prompt_text : "(none)");
-    cs_buf_puts(b, "</span></td></tr>");
+    cs_buf_puts(b, "<tr><th>Prompt</th><td>");
+    prompt_text(b, f->prompt_id ? f->prompt_text : NULL);
+    cs_buf_puts(b, "</td></tr>");
     if (f->ref_id) {
         cs_buf_printf(b, "<tr><th>Reference</th><td><span class=\"mono\">#%lld ", (long long)f->ref_id);
         cs_esc_html(b, f->ref_source);
@@ -422,20 +475,22 @@ static void finding(cs_buf *b, const cs_rmodel *m, const gitem *g) {
     cs_buf_printf(b, "<tr><th>Seed</th><td class=\"mono\">%lld", (long long)f->seed);
     if (f->sample) cs_buf_printf(b, " (sample %lld)", (long long)f->sample);
     cs_buf_puts(b, "</td></tr>");
-    kv_row(b, "Settings", f->gen_settings, 1);
+    settings_row(b, f->gen_settings);
     kv_row(b, "Image file", f->gen_path, 1);
-    cs_buf_puts(b, "</table>");
+    cs_buf_puts(b, "</table></div></div>");
+    /* the evidence as stored, below pictures and facts, full width */
     if (g->ev && cJSON_IsObject(g->ev)) {
         char path[256] = "";
-        cs_buf_puts(b, "<div class=\"ev\">");
-        evidence_leaves(b, g->ev, path, 0, 0);
+        int n = 0;
+        cs_buf_puts(b, "<div class=\"ev\"><div class=\"evt\">Evidence</div>");
+        json_leaves(b, g->ev, path, 0, 0, 1, "<div>", "</div>", &n);
         cs_buf_puts(b, "</div>");
     } else if (f->evidence_json && *f->evidence_json) {
-        cs_buf_puts(b, "<div class=\"ev mono\">");
+        cs_buf_puts(b, "<div class=\"ev mono\"><div class=\"evt\">Evidence (as stored)</div>");
         cs_esc_html(b, f->evidence_json);
         cs_buf_puts(b, "</div>");
     }
-    cs_buf_puts(b, "</div></div></div>\n");
+    cs_buf_puts(b, "</div>\n");
 }
 
 static int gallery(cs_buf *b, const cs_rmodel *m, cs_store *s, const cs_report_opts *o, cs_err *err) {
@@ -462,6 +517,9 @@ static int gallery(cs_buf *b, const cs_rmodel *m, cs_store *s, const cs_report_o
         const cJSON *tl2 = jget(x->ev, "tl2");
         x->pn.ref_mirrored = cJSON_IsTrue(jget(tl2, "mirrored"));
         if (f->ref_id) {
+            /* the original is shown when refs.source names a regular file (not a tar member) */
+            struct stat sb;
+            if (f->ref_source && stat(f->ref_source, &sb) == 0 && S_ISREG(sb.st_mode)) x->pn.ref_path = f->ref_source;
             rc = cs_rmodel_ref_thumb(s, f->ref_id, &x->ref_rgb, &x->pn.rw, &x->pn.rh, err);
             x->pn.ref_rgb = x->ref_rgb;
         }
@@ -565,9 +623,11 @@ int cs_report_html(cs_buf *b, const cs_rmodel *m, cs_store *s, const cs_report_o
     cs_buf_puts(b, "</style></head>\n<body><div class=\"doc\">\n");
     head(b, m, o);
     if (m->has_run) {
-        cs_buf_puts(b, "<h2 id=\"summary\">Summary</h2>");
+        cs_buf_puts(b, "<h2 id=\"summary\">Summary</h2><div class=\"sumgrid\"><div>");
         run_table(b, m);
+        cs_buf_puts(b, "</div><div><h3 style=\"margin-top:0\">Verdicts</h3>");
         verdict_table(b, m);
+        cs_buf_puts(b, "</div></div>\n");
         histograms(b, m);
         prompt_table(b, m);
         if (gallery(b, m, s, o, err)) return -1;

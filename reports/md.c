@@ -29,11 +29,11 @@ void cs_report_md(cs_buf *b, const cs_rmodel *m, const cs_report_opts *o) {
     if (m->has_run) cs_buf_printf(b, ": run %lld", (long long)m->run_id);
     cs_buf_puts(b, "\n\n");
     if (m->has_run) {
-        cs_buf_puts(b, "Suite:");
-        cell(b, m->suite);
-        cs_buf_puts(b, " model:");
-        cell(b, m->model);
-        cs_buf_printf(b, " %lld generations, %lld findings. Generated %s by ", (long long)m->n_generations,
+        cs_buf_puts(b, "Suite ");
+        cs_esc_md(b, m->suite ? m->suite : "(none)");
+        cs_buf_puts(b, ", model ");
+        cs_esc_md(b, m->model ? m->model : "(unknown)");
+        cs_buf_printf(b, ": %lld generations, %lld findings. Generated %s by ", (long long)m->n_generations,
                       (long long)m->n_f, m->generated);
         cs_esc_md(b, o->generator ? o->generator : "copyscope");
         cs_buf_puts(b, ".\n\n| Verdict | Findings | Share |\n|---|---:|---:|\n");

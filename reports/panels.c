@@ -71,38 +71,51 @@ static char *mask_uri(const uint8_t *rgb, int w, int h, const int r[4]) {
     return u;
 }
 
+/* Loads an image file and makes its data URI, area-downscaled to fit
+ * CS_RPANEL_MAX_SIDE. Keeps the decoded image in *img for the caller. */
+static char *file_uri(const char *path, cs_image *img, cs_err *err) {
+    if (cs_image_load(img, path, NULL, err)) return NULL;
+    const cs_image *g = img;
+    cs_image shown = {0};
+    if (img->w > CS_RPANEL_MAX_SIDE || img->h > CS_RPANEL_MAX_SIDE) {
+        double s = (double)CS_RPANEL_MAX_SIDE / (img->w > img->h ? img->w : img->h);
+        int w = (int)lround(img->w * s), h = (int)lround(img->h * s);
+        if (cs_image_resize(&shown, img, w < 1 ? 1 : w, h < 1 ? 1 : h, CS_RESIZE_AREA, NULL) == 0) g = &shown;
+    }
+    char *u = cs_rpanel_uri(g->rgb, g->w, g->h);
+    cs_image_free(&shown);
+    return u;
+}
+
 void cs_rpanels_make(cs_rpanels *p) {
     p->mean_diff = NAN;
     p->gen_error[0] = 0;
-    cs_image gen = {0}, shown = {0}, small = {0};
+    cs_image gen = {0}, small = {0};
     cs_err err = {0};
     if (p->gen_path) {
-        if (cs_image_load(&gen, p->gen_path, NULL, &err)) {
+        p->gen_uri = file_uri(p->gen_path, &gen, &err);
+        if (gen.rgb) {
+            p->gen_w = gen.w;
+            p->gen_h = gen.h;
+        } else {
             size_t n = strnlen(err.msg, sizeof p->gen_error - 1);
             memcpy(p->gen_error, err.msg, n);
             p->gen_error[n] = 0;
-        } else {
-            p->gen_w = gen.w;
-            p->gen_h = gen.h;
-            const cs_image *g = &gen;
-            if (gen.w > CS_RPANEL_MAX_SIDE || gen.h > CS_RPANEL_MAX_SIDE) {
-                double s = (double)CS_RPANEL_MAX_SIDE / (gen.w > gen.h ? gen.w : gen.h);
-                int w = (int)lround(gen.w * s), h = (int)lround(gen.h * s);
-                if (cs_image_resize(&shown, &gen, w < 1 ? 1 : w, h < 1 ? 1 : h, CS_RESIZE_AREA, NULL) == 0)
-                    g = &shown;
-            }
-            p->gen_uri = cs_rpanel_uri(g->rgb, g->w, g->h);
         }
     } else {
         snprintf(p->gen_error, sizeof p->gen_error, "no image recorded");
     }
+    if (p->ref_path) { /* the original, when it is a readable image file */
+        cs_image orig = {0};
+        p->ref_uri = file_uri(p->ref_path, &orig, NULL);
+        cs_image_free(&orig);
+    }
     if (p->ref_rgb) {
-        p->ref_uri = cs_rpanel_uri(p->ref_rgb, p->rw, p->rh);
+        if (!p->ref_uri) p->ref_uri = cs_rpanel_uri(p->ref_rgb, p->rw, p->rh);
         if (gen.rgb) {
             const cs_image *g = &gen;
-            if (gen.w != p->rw || gen.h != p->rh) {
+            if (gen.w != p->rw || gen.h != p->rh)
                 g = cs_image_resize(&small, &gen, p->rw, p->rh, CS_RESIZE_AREA, NULL) == 0 ? &small : NULL;
-            }
             if (g) p->diff_uri = diff_uri(g->rgb, p->ref_rgb, p->rw, p->rh, p->ref_mirrored, &p->mean_diff);
         }
     }
@@ -111,7 +124,6 @@ void cs_rpanels_make(cs_rpanels *p) {
         p->mask_uri = mask_uri(p->orig_rgb, p->ow, p->oh, p->rect);
     }
     cs_image_free(&gen);
-    cs_image_free(&shown);
     cs_image_free(&small);
 }
 

@@ -21,7 +21,9 @@
 typedef struct {
     /* inputs (not owned) */
     const char *gen_path;        /* the generated image file; NULL: none */
-    const uint8_t *ref_rgb;      /* reference thumbnail, rw x rh RGB; NULL: none */
+    const char *ref_path;        /* the reference's original file, shown when readable; NULL: none */
+    const uint8_t *ref_rgb;      /* reference thumbnail, rw x rh RGB; NULL: none (used for the heatmap,
+                                    and shown when the original cannot be read) */
     int rw, rh;
     int ref_mirrored;            /* compare against the mirrored reference */
     const uint8_t *orig_rgb;     /* completion audit: the original's thumbnail, or NULL */

@@ -39,7 +39,7 @@ void cs_hist_compute(cs_hist *h, const double *v, int64_t n) {
 }
 
 void cs_svg_histogram(cs_buf *b, const cs_hist *h, const char *label) {
-    const int W = 360, H = 170, L = 40, R = 10, T = 10, B = 36;
+    const int W = 330, H = 160, L = 40, R = 10, T = 10, B = 36;
     const double pw = W - L - R, ph = H - T - B;
     int64_t mx = 1;
     for (int k = 0; k < CS_HIST_BINS; k++)

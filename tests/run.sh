@@ -2,6 +2,7 @@
 # Runs every test binary in BUILD/tests and every tests/test_*.sh, from the
 # repository root, and ends with the line "N passed, N failed".
 # A binary that dies without its summary line counts as one failure.
+# CS_WRAP, if set, prefixes each test binary (make valgrind uses it).
 BUILD=${1:-build}
 export CS_BIN="$BUILD/copyscope"
 export CS_TMP=$(mktemp -d /tmp/cs-tests-XXXXXX)
@@ -12,7 +13,7 @@ for t in "$BUILD"/tests/test_* tests/test_*.sh; do
     out="$CS_TMP/$(basename "$t").log"
     case "$t" in
         *.sh) sh "$t" >"$out" 2>&1 ;;
-        *) "$t" >"$out" 2>&1 ;;
+        *) $CS_WRAP "$t" >"$out" 2>&1 ;;
     esac
     rc=$?
     line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)

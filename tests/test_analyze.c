@@ -193,7 +193,7 @@ static void test_a1111(void) {
 static void test_settings(void) {
     cs_an_settings s;
     cs_an_settings_default(&s);
-    CHECK(s.near_tl2 == 0.15 && s.clique_k == 10 && s.pdq_near == 31);
+    CHECK(s.near_tl2 == 0.12 && s.clique_delta == 0.15 && s.clique_k == 10 && s.pdq_near == 31);
     cs_err err = {0};
     CHECK(cs_an_settings_set(&s, "copy_tl2=0.05", &err) == 0 && s.copy_tl2 == 0.05);
     CHECK(cs_an_settings_set(&s, "nope=1", &err) == -1 && strstr(err.msg, "unknown setting 'nope'"));

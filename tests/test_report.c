@@ -11,6 +11,7 @@
 
 #include "reports/escape.h"
 #include "reports/formats.h"
+#include "reports/panels.h"
 #include "reports/report.h"
 #include "tests/t.h"
 #include "tests/test_report_fixture.h"
@@ -122,6 +123,126 @@ static void test_highlight(void) {
     CHECKF(!strcmp(b.p, "<span class=\"verb\">ab</span>&lt;d&gt; <span class=\"verb\">\xc3\xa9" "fgh</span>"), "%s", b.p);
     CHECK(n == 2 + 5);
     cs_buf_free(&b);
+}
+
+
+/* ---- pictures ---- */
+
+/* Decodes a PNG data URI back to pixels (independent base64 reader). */
+static int decode_uri(const char *uri, cs_image *img) {
+    const char *pre = "data:image/png;base64,";
+    if (!uri || strncmp(uri, pre, strlen(pre))) return -1;
+    const char *s = uri + strlen(pre);
+    size_t n = strlen(s), o = 0;
+    uint8_t *buf = malloc(n);
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n && s[i] != '='; i++) {
+        const char *tab = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const char *p = strchr(tab, s[i]);
+        if (!p) { free(buf); return -1; }
+        acc = acc << 6 | (uint32_t)(p - tab);
+        bits += 6;
+        if (bits >= 8) { bits -= 8; buf[o++] = (uint8_t)(acc >> bits); }
+    }
+    int rc = cs_image_decode(img, buf, o, "uri", NULL, NULL);
+    free(buf);
+    return rc;
+}
+
+static void test_panels(void) {
+    uint8_t ref[64 * 64 * 3], inv[64 * 64 * 3];
+    rf_thumb(ref, 2);
+    for (int i = 0; i < 64 * 64 * 3; i++) inv[i] = (uint8_t)(255 - ref[i]);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/panel.png", dir);
+    cs_image g = {64, 64, ref};
+    REQUIRE(cs_image_save_png(&g, p, NULL, 0, NULL) == 0);
+    /* identical: zero difference, white heatmap, the pictures decode back to the pixels */
+    cs_rpanels pn = {0};
+    pn.gen_path = p;
+    pn.ref_rgb = ref;
+    pn.rw = pn.rh = 64;
+    cs_rpanels_make(&pn);
+    CHECK(pn.mean_diff == 0);
+    cs_image a = {0}, h = {0};
+    CHECK(decode_uri(pn.ref_uri, &a) == 0 && a.w == 64 && !memcmp(a.rgb, ref, sizeof ref));
+    CHECK(decode_uri(pn.diff_uri, &h) == 0 && h.rgb[0] == 255 && h.rgb[1] == 255 && h.rgb[2] == 255);
+    cs_image_free(&a);
+    cs_image_free(&h);
+    cs_rpanels_free(&pn);
+    /* against the inverse: the mean difference is known in closed form; dark red everywhere it saturates */
+    double want = 0;
+    for (int i = 0; i < 64 * 64 * 3; i++) want += abs(2 * ref[i] - 255) / 255.0;
+    want /= 64 * 64 * 3;
+    memset(&pn, 0, sizeof pn);
+    pn.gen_path = p;
+    pn.ref_rgb = inv;
+    pn.rw = pn.rh = 64;
+    cs_rpanels_make(&pn);
+    CHECKF(fabs(pn.mean_diff - want) < 1e-9, "%g vs %g", pn.mean_diff, want);
+    CHECK(decode_uri(pn.diff_uri, &h) == 0 && h.rgb[0] == 165 && h.rgb[1] == 0 && h.rgb[2] == 38);
+    cs_image_free(&h);
+    cs_rpanels_free(&pn);
+    /* mirrored: a mirrored reference compared mirrored is equal */
+    uint8_t mir[64 * 64 * 3];
+    for (int y = 0; y < 64; y++)
+        for (int x = 0; x < 64; x++) memcpy(mir + (y * 64 + x) * 3, ref + (y * 64 + 63 - x) * 3, 3);
+    memset(&pn, 0, sizeof pn);
+    pn.gen_path = p;
+    pn.ref_rgb = mir;
+    pn.rw = pn.rh = 64;
+    pn.ref_mirrored = 1;
+    cs_rpanels_make(&pn);
+    CHECK(pn.mean_diff == 0);
+    cs_rpanels_free(&pn);
+    /* the reference's original file, when readable, is the picture shown (the heatmap still uses the thumbnail) */
+    memset(&pn, 0, sizeof pn);
+    pn.gen_path = p;
+    pn.ref_path = p;
+    pn.ref_rgb = inv;
+    pn.rw = pn.rh = 64;
+    cs_rpanels_make(&pn);
+    CHECK(decode_uri(pn.ref_uri, &a) == 0 && !memcmp(a.rgb, ref, sizeof ref) && pn.mean_diff > 0.5);
+    cs_image_free(&a);
+    cs_rpanels_free(&pn);
+    /* a missing file: no picture, the reason kept */
+    memset(&pn, 0, sizeof pn);
+    snprintf(p, sizeof p, "%s/nope.png", dir);
+    pn.gen_path = p;
+    cs_rpanels_make(&pn);
+    CHECK(!pn.gen_uri && strstr(pn.gen_error, "nope.png"));
+    cs_rpanels_free(&pn);
+}
+
+/* Broken rows: invalid UTF-8 and control characters in a caption, a thumbnail
+ * blob of the wrong size, a generation file that is gone. The report still
+ * parses (XML and JSON) and says what is missing. */
+static void test_bad_rows(void) {
+    sqlite3 *db = cs_store_db(store);
+    REQUIRE(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_exec(db, "UPDATE refs SET caption = CAST(X'61FF62013CC3' AS TEXT) WHERE id = 1;"
+                     "UPDATE ref_thumbs SET rgb = X'000102' WHERE ref_id = 2;"
+                     "UPDATE generations SET path = '/nonexistent/gone.png' WHERE id = 3;", NULL, NULL, NULL);
+    char *h = render(CS_REPORT_HTML, 0), *j = render(CS_REPORT_JSON, 0);
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    REQUIRE(h && j);
+    CHECK(strstr(h, "a\xef\xbf\xbd" "b\xef\xbf\xbd&lt;\xef\xbf\xbd") != NULL);
+    CHECK(strstr(h, "no thumbnail in the index") != NULL);
+    CHECK(strstr(h, "/nonexistent/gone.png") != NULL);
+    char *p = write_tmp("bad.html", h);
+    char cmd[8192];
+    int st;
+    snprintf(cmd, sizeof cmd, "xmllint --noout '%s' 2>&1", p);
+    char *o = run(cmd, &st);
+    CHECKF(st == 0 && o && !o[0], "xmllint: %.1000s", o ? o : "");
+    free(o);
+    cJSON *r = cJSON_Parse(j);
+    CHECK(r != NULL);
+    cJSON_Delete(r);
+    free(p);
+    free(h);
+    free(j);
 }
 
 /* ---- HTML ---- */
@@ -379,6 +500,44 @@ static void test_csv_roundtrip(void) {
     free(c);
 }
 
+
+/* 300 findings: the gallery holds the default 200 most severe, JSON and CSV all 300. */
+static void test_gallery_limit(void) {
+    char *d2 = t_tmpdir("report-300");
+    REQUIRE(d2);
+    cs_store *s2 = rf_make_store(d2, 300, 12);
+    REQUIRE(s2);
+    cs_store *keep = store;
+    store = s2;
+    char *h = render(CS_REPORT_HTML, 0), *j = render(CS_REPORT_JSON, 0), *c = render(CS_REPORT_CSV, 0);
+    store = keep;
+    REQUIRE(h && j && c);
+    CHECK(count_of(h, "<div class=\"finding ") == CS_REPORT_DEFAULT_TOP);
+    CHECK(strstr(h, "The 200 most severe of 300 findings") != NULL);
+    cJSON *r = cJSON_Parse(j);
+    cJSON *fs = cJSON_GetObjectItem(r, "findings");
+    CHECK(cJSON_GetArraySize(fs) == 300);
+    int in = 0;
+    for (int i = 0; i < cJSON_GetArraySize(fs); i++) in += cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetArrayItem(fs, i), "in_gallery"));
+    CHECK(in == CS_REPORT_DEFAULT_TOP);
+    cJSON_Delete(r);
+    row rows[302];
+    int nr = parse_csv(c, rows, 302);
+    CHECK(nr == 301);
+    for (int i = 0; i < nr && i >= 0; i++) {
+        for (int k = 0; k < rows[i].n; k++) free(rows[i].f[k]);
+        free(rows[i].f);
+    }
+    free(h);
+    free(j);
+    free(c);
+    cs_store_close(s2);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d2);
+    if (system(cmd)) CHECK(0);
+    free(d2);
+}
+
 /* ---- Markdown ---- */
 
 static void test_markdown(void) {
@@ -512,11 +671,14 @@ int main(void) {
     RUN(test_escape_html);
     RUN(test_escape_csv_md_base64);
     RUN(test_highlight);
+    RUN(test_panels);
+    RUN(test_bad_rows);
     RUN(test_html_escaped);
     RUN(test_html_elements);
     RUN(test_html_wellformed);
     RUN(test_json);
     RUN(test_csv_roundtrip);
+    RUN(test_gallery_limit);
     RUN(test_markdown);
     RUN(test_out_paths);
     RUN(test_cli);

@@ -58,6 +58,20 @@ static void test_load(void) {
     CHECK(fabsf(ac[0] - 0.99915f) < 1e-6f);
 }
 
+/* Without a config the built-in SD 1.x preset applies (sizes it can read from
+ * the weights are taken from them); sd-tiny's 2-level UNet is not SD 1.x, so
+ * loading must fail with an error naming the file and what does not fit.
+ * (bench_sd loads a full SD-1.5-shaped file this way.) */
+static void test_preset_mismatch(void) {
+    sd_model *m = NULL;
+    cs_err err = {0};
+    CHECK(sd_load(&m, REFS "/model.safetensors", NULL, &err) == -1 && m == NULL);
+    /* here: the text encoder's 32 features do not split into the preset's
+     * 64-wide heads, found before any tensor is read */
+    CHECKF(strstr(err.msg, "model.safetensors: ") && strstr(err.msg, "hidden_size 32"), "%s",
+           err.msg);
+}
+
 static void test_text_encoder(void) {
     REQUIRE(g_model);
     cs_safetensors st;
@@ -468,6 +482,7 @@ static void test_selftest_cli(void) {
 int main(void) {
     nn_set_threads(2);
     RUN(test_load);
+    RUN(test_preset_mismatch);
     RUN(test_text_encoder);
     RUN(test_unet);
     RUN(test_unet_frac_t);

@@ -15,6 +15,8 @@
 #include "analyze/text_span.h"
 #include "t.h"
 
+#include <utf8proc.h>
+
 static char *tmp; /* scratch folder of this run */
 
 static uint64_t rng_state = 12345;
@@ -157,6 +159,60 @@ static void test_bad_nul_bytes_are_whitespace(void) {
     CHECK(n.n_nul == 3);
     CHECK(cs_text_orig_offset(n.anchors, n.n_anchors, 3) == 4);
     cs_text_norm_free(&n);
+}
+
+/* Random bytes (ASCII, UTF-8 pieces, invalid bytes, NULs, whitespace): the
+ * output is valid UTF-8 without 0xFF, single spaces only, and every ASCII
+ * word maps back to the same bytes at its original offset. */
+static void test_norm_random_bytes_invariants(void) {
+    static const char *pieces[] = {"a", "bc", " ", "\n\n", "\t", "\xc3\xa9", "e\xcc\x81", "\xff", "\xc3",
+                                   "\xe2\x80\x83", "xyz", "\xf0\x9f\x98\x80", "\xed\xa0\x80", "q"};
+    int bad = 0;
+    for (int trial = 0; trial < 300; trial++) {
+        char in[600];
+        size_t k = 0;
+        while (k < 500) {
+            if (rnd() % 13 == 0) {
+                in[k++] = 0;
+                continue;
+            }
+            const char *p = pieces[rnd() % (sizeof pieces / sizeof *pieces)];
+            size_t l = strlen(p);
+            memcpy(in + k, p, l);
+            k += l;
+        }
+        cs_text_norm n;
+        cs_err e = {0};
+        if (cs_text_normalize(&n, in, k, &e)) {
+            bad++;
+            continue;
+        }
+        if (memchr(n.text, 0xff, n.len) || strstr(n.text, "  ") || (n.len && (n.text[0] == ' ' || n.text[n.len - 1] == ' ')))
+            bad++;
+        for (size_t i = 0; i < n.len;) { /* valid UTF-8 */
+            utf8proc_int32_t c;
+            utf8proc_ssize_t l = utf8proc_iterate((const uint8_t *)n.text + i, (utf8proc_ssize_t)(n.len - i), &c);
+            if (l <= 0) {
+                bad++;
+                break;
+            }
+            i += (size_t)l;
+        }
+        for (size_t i = 1; i < n.n_anchors; i++)
+            if (n.anchors[i].norm <= n.anchors[i - 1].norm) bad++;
+        for (size_t i = 0; i < n.len;) { /* ASCII words map back to themselves */
+            size_t e2 = i;
+            int ascii = 1;
+            while (e2 < n.len && n.text[e2] != ' ') ascii &= (uint8_t)n.text[e2++] < 0x80;
+            uint64_t o = cs_text_orig_offset(n.anchors, n.n_anchors, i);
+            uint64_t oe = cs_text_orig_offset(n.anchors, n.n_anchors, e2);
+            if (o > k || oe > k || oe < o) bad++;
+            else if (ascii && (oe - o != e2 - i || memcmp(in + o, n.text + i, e2 - i))) bad++;
+            i = e2 + 1;
+        }
+        cs_text_norm_free(&n);
+    }
+    CHECKF(bad == 0, "%d violations", bad);
 }
 
 /* ---- suffix array vs brute force ---- */
@@ -664,6 +720,7 @@ int main(void) {
     RUN(test_norm_nfc);
     RUN(test_bad_invalid_utf8_replaced_and_counted);
     RUN(test_bad_nul_bytes_are_whitespace);
+    RUN(test_norm_random_bytes_invariants);
     RUN(test_sa_matches_brute_force);
     RUN(test_spans_exact_on_known_construction);
     RUN(test_spans_never_cross_documents);

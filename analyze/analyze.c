@@ -23,6 +23,33 @@
 
 enum { CHUNK = 256 };
 
+/* A completion task of the run (one per prompt of kind 'completion'): the
+ * region withheld from the original, which is reference row orig_row. */
+typedef struct an_task {
+    int64_t prompt_id;
+    int64_t orig_row;    /* -1: the original is not in the index */
+    char *mask;          /* task_json "mask" (path), or NULL for a rect */
+    int rect[4];         /* task_json "rect", in the reference's pixels */
+    int ref_w, ref_h;    /* the task's reference size (0: unknown, use the generation's) */
+    uint8_t *withheld;   /* [CS_THUMB_SIZE^2] for a mask, NULL for a rect */
+    char *error;         /* why it cannot be audited, or NULL */
+} an_task;
+
+typedef struct {
+    an_task *v;
+    int64_t n;
+} an_tasks;
+
+static void tasks_free(an_tasks *t) {
+    for (int64_t i = 0; i < t->n; i++) {
+        free(t->v[i].mask);
+        free(t->v[i].withheld);
+        free(t->v[i].error);
+    }
+    free(t->v);
+    memset(t, 0, sizeof *t);
+}
+
 /* One generation to analyse. */
 typedef struct {
     int64_t gen_id;
@@ -38,11 +65,14 @@ typedef struct {
     int64_t clique_size;
     int64_t clique_seed; /* generation id of the clique's seed */
     int img_w, img_h;
-    int has_task;        /* a completion task: rect withheld from reference orig_row */
-    int rect[4];
-    int64_t orig_row;
+    const struct an_task *task; /* its prompt's completion task, or NULL */
+    int audited;         /* comp holds the completion audit */
     cs_an_completion comp;
     float emb_bias;      /* SSCD background bias subtracted from the cosines (x beta) */
+    int old;             /* only_new: has a finding, kept; only its thumbnail is needed */
+    int old_verdict;     /* ... its stored verdict, aligned tiled L2 (INFINITY: none) and */
+    double old_dal, old_cos; /* largest embedding cosine (-2: none), for prompt_summary */
+    int64_t res_i;       /* index of its result in res (analysed ones) */
 } item;
 
 typedef struct {
@@ -178,35 +208,140 @@ static int64_t task_ref_row(const cs_ref_thumbs *th, const char *expect, const c
     return -1;
 }
 
-/* Marks the run's completion generations with their task (rect, original). */
-static int load_tasks(cs_store *s, int64_t run_id, items *it, const cs_ref_thumbs *th, cs_err *err) {
+static char *fmt_dup(const char *fmt, const char *a, const char *b) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, fmt, a, b);
+    return strdup(buf);
+}
+
+/* Reads the run's completion tasks (rect or mask, original) and points
+ * their generations at them. A task that cannot be audited (original not
+ * indexed, mask unreadable, neither rect nor mask) keeps a reason in error. */
+static int load_tasks(cs_store *s, int64_t run_id, items *it, an_tasks *tk, const cs_ref_thumbs *th,
+                      cs_err *err) {
     sqlite3_stmt *st;
     if (cs_store_prepare(s, &st,
-                         "SELECT id, task_json, expect_ref FROM prompts WHERE run_id = ? AND kind = 'completion'", err))
+                         "SELECT id, task_json, expect_ref FROM prompts WHERE run_id = ? AND kind = 'completion' "
+                         "ORDER BY id", err))
         return -1;
     sqlite3_bind_int64(st, 1, run_id);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        int64_t pid = sqlite3_column_int64(st, 0);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        an_task *nv = realloc(tk->v, sizeof(an_task) * (size_t)(tk->n + 1));
+        if (!nv) {
+            sqlite3_finalize(st);
+            return cs_fail(err, CS_ENOMEM, "analyze: out of memory");
+        }
+        tk->v = nv;
+        an_task *t = &tk->v[tk->n++];
+        memset(t, 0, sizeof *t);
+        t->prompt_id = sqlite3_column_int64(st, 0);
         const char *tj = (const char *)sqlite3_column_text(st, 1);
         const char *ex = (const char *)sqlite3_column_text(st, 2);
         cJSON *j = tj ? cJSON_Parse(tj) : NULL;
         cJSON *rect = j ? cJSON_GetObjectItemCaseSensitive(j, "rect") : NULL;
+        cJSON *mask = j ? cJSON_GetObjectItemCaseSensitive(j, "mask") : NULL;
         cJSON *ref = j ? cJSON_GetObjectItemCaseSensitive(j, "ref") : NULL;
-        if (cJSON_IsArray(rect) && cJSON_GetArraySize(rect) == 4) {
-            int rc4[4];
-            for (int k = 0; k < 4; k++) rc4[k] = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(rect, k));
-            int64_t row = task_ref_row(th, ex, cJSON_IsString(ref) ? ref->valuestring : NULL);
-            for (int64_t i = 0; i < it->n; i++)
-                if (it->v[i].prompt_id == pid) {
-                    it->v[i].has_task = 1;
-                    memcpy(it->v[i].rect, rc4, sizeof rc4);
-                    it->v[i].orig_row = row;
-                }
+        const char *refp = cJSON_IsString(ref) ? ref->valuestring : NULL;
+        t->orig_row = task_ref_row(th, ex, refp);
+        cs_err e2 = {0};
+        if (t->orig_row < 0) {
+            t->error = fmt_dup("the original (%.500s) is not in the index%s", ex ? ex : refp ? refp : "?", "");
+        } else if (cJSON_IsString(mask)) {
+            cs_image m = {0};
+            t->mask = strdup(mask->valuestring);
+            t->withheld = malloc((size_t)CS_THUMB_SIZE * CS_THUMB_SIZE);
+            if (!t->mask || !t->withheld) {
+                cJSON_Delete(j);
+                sqlite3_finalize(st);
+                return cs_fail(err, CS_ENOMEM, "analyze: out of memory");
+            }
+            if (cs_image_load(&m, mask->valuestring, NULL, &e2) ||
+                cs_an_region_from_mask(t->withheld, &m, &e2) < 0)
+                t->error = fmt_dup("mask %.400s: %.500s", mask->valuestring, e2.msg);
+            cs_image_free(&m);
+        } else if (cJSON_IsArray(rect) && cJSON_GetArraySize(rect) == 4) {
+            for (int k = 0; k < 4; k++) t->rect[k] = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(rect, k));
+            /* the rect is in the reference's pixels (pipeline/generate.c) */
+            cs_image r = {0};
+            if (refp && cs_image_load(&r, refp, NULL, &e2) == 0) {
+                t->ref_w = r.w;
+                t->ref_h = r.h;
+            }
+            cs_image_free(&r);
+        } else {
+            t->error = fmt_dup("the task has neither a rect nor a mask (img2img)%s%s", "", "");
         }
         cJSON_Delete(j);
     }
     sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return cs_store_fail(s, err, "reading completion tasks");
+    for (int64_t i = 0; i < it->n; i++)
+        for (int64_t k = 0; k < tk->n; k++)
+            if (it->v[i].prompt_id == tk->v[k].prompt_id) it->v[i].task = &tk->v[k];
     return 0;
+}
+
+/* ---- incremental analysis (only_new) ---- */
+
+/* Marks the generations that have a finding as old, with what
+ * prompt_summary needs of it: the verdict, the aligned tiled L2 of the
+ * matched reference (evidence tl2.aligned_distance) and the largest cosine
+ * of the embedding column emb (matches). it is ordered by generation id. */
+static int keep_old(cs_store *s, int64_t run_id, items *it, const char *emb, cs_err *err) {
+    sqlite3_stmt *st;
+    if (cs_store_prepare(s, &st,
+                         "SELECT g.id, f.verdict, json_extract(f.evidence_json, '$.tl2.aligned_distance'), "
+                         "(SELECT MAX(score) FROM matches m WHERE m.generation_id = g.id AND m.descriptor = ?2) "
+                         "FROM generations g JOIN findings f ON f.generation_id = g.id "
+                         "WHERE g.run_id = ?1 ORDER BY g.id, f.id", err))
+        return -1;
+    sqlite3_bind_int64(st, 1, run_id);
+    sqlite3_bind_text(st, 2, emb ? emb : "embedding", -1, SQLITE_STATIC);
+    int rc;
+    int64_t i = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t gid = sqlite3_column_int64(st, 0);
+        while (i < it->n && it->v[i].gen_id < gid) i++;
+        if (i == it->n) break;
+        if (it->v[i].gen_id != gid) continue;
+        item *x = &it->v[i]; /* a later finding of the same generation overrides */
+        int v = cs_verdict_parse((const char *)sqlite3_column_text(st, 1));
+        x->old = 1;
+        x->old_verdict = v < 0 ? CS_V_NOVEL : v;
+        x->old_dal = sqlite3_column_type(st, 2) == SQLITE_NULL ? INFINITY : sqlite3_column_double(st, 2);
+        x->old_cos = sqlite3_column_type(st, 3) == SQLITE_NULL ? -2 : sqlite3_column_double(st, 3);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return cs_store_fail(s, err, "reading the findings");
+    return 0;
+}
+
+/* Drops the old generations of prompts without a new one: their cliques and
+ * summaries do not change. */
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void drop_untouched_prompts(items *it) {
+    int64_t *fresh = malloc(sizeof(int64_t) * (size_t)it->n), nf = 0, k = 0;
+    if (!fresh) return; /* keeps them all: slower, same result */
+    for (int64_t i = 0; i < it->n; i++)
+        if (!it->v[i].old) fresh[nf++] = it->v[i].prompt_id;
+    qsort(fresh, (size_t)nf, sizeof *fresh, cmp_i64);
+    for (int64_t i = 0; i < it->n; i++) {
+        item *x = &it->v[i];
+        int keep = !x->old || bsearch(&x->prompt_id, fresh, (size_t)nf, sizeof *fresh, cmp_i64);
+        if (keep) it->v[k++] = *x;
+        else {
+            free(x->path);
+            free(x->prompt);
+            free(x->error);
+        }
+    }
+    it->n = k;
+    free(fresh);
 }
 
 /* ---- decoding (parallel) ---- */
@@ -230,7 +365,7 @@ static void decode_one(void *vctx, int64_t j, int thread) {
     cs_err err = {0};
     cs_image img = {0};
     if (cs_image_load(&img, x->path, NULL, &err) ||
-        cs_an_query_init(&c->q[i - c->qoff], &img, c->want_hashes, &err)) {
+        cs_an_query_init(&c->q[i - c->qoff], &img, c->want_hashes && !x->old, &err)) {
         x->error = strdup(err.msg[0] ? err.msg : "cannot decode");
         cs_image_free(&img);
         cs_progress_add(c->prog, 1);
@@ -395,7 +530,7 @@ static char *evidence_json(const cs_an_result *r, const cs_an_refs *refs, const 
     cJSON_AddStringToObject(o, "schema", "copyscope.evidence/1");
     cJSON_AddNumberToObject(o, "analysis_id", (double)analysis_id);
     cJSON_AddStringToObject(o, "verdict", cs_verdict_name(verdict));
-    cJSON_AddStringToObject(o, "rule", x->has_task && x->orig_row >= 0 ? "completion" : r->has_best ? r->best.rule : "");
+    cJSON_AddStringToObject(o, "rule", x->audited ? "completion" : r->has_best ? r->best.rule : "");
     cJSON_AddNumberToObject(o, "severity", r4(severity));
     cJSON_AddNumberToObject(o, "candidates", r->n_cand);
     if (r->has_best) {
@@ -455,12 +590,16 @@ static char *evidence_json(const cs_an_result *r, const cs_an_refs *refs, const 
     }
     if (x->has_whitebox) cJSON_AddNumberToObject(o, "whitebox", x->whitebox);
     else cJSON_AddNullToObject(o, "whitebox");
-    if (x->has_task && x->orig_row >= 0) {
+    if (x->audited) {
         const cs_an_completion *c = &x->comp;
         cJSON *j = cJSON_AddObjectToObject(o, "completion");
         cJSON_AddNumberToObject(j, "original_ref_id", (double)refs->ids[c->orig_row]);
         cJSON *rc = cJSON_AddArrayToObject(j, "rect");
         for (int k = 0; k < 4; k++) cJSON_AddItemToArray(rc, cJSON_CreateNumber(c->rect[k]));
+        if (x->task->mask) cJSON_AddStringToObject(j, "mask", x->task->mask);
+        else cJSON_AddNullToObject(j, "mask");
+        cJSON_AddNumberToObject(j, "withheld_px", c->n_withheld);
+        cJSON_AddNumberToObject(j, "tiles", c->n_tiles);
         cJSON_AddNumberToObject(j, "d_withheld", isfinite(c->d_orig) ? r4(c->d_orig) : -1);
         if (c->other_row >= 0) {
             cJSON_AddNumberToObject(j, "nearest_other_ref_id", (double)refs->ids[c->other_row]);
@@ -472,6 +611,7 @@ static char *evidence_json(const cs_an_result *r, const cs_an_refs *refs, const 
         cJSON_AddBoolToObject(j, "restored", c->restored);
     } else {
         cJSON_AddNullToObject(o, "completion");
+        if (x->task && x->task->error) cJSON_AddStringToObject(o, "completion_error", x->task->error);
     }
     if (x->clique >= 0) {
         cJSON *c = cJSON_AddObjectToObject(o, "clique");
@@ -622,6 +762,7 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
     const cs_an_settings *set = &o->set;
     const int threads = o->threads > 0 ? o->threads : cs_threads();
     items it = {0};
+    an_tasks tasks = {0};
     cs_ref_thumbs th = {0};
     cs_hash_db hdb = {0};
     cs_an_refs refs = {0};
@@ -630,7 +771,7 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
     const char *emb_name = NULL;
     cs_an_query *q = NULL;
     cs_an_result *res = NULL;
-    item **byp = NULL;
+    item **byp = NULL, **todo = NULL;
     psum *ps = NULL;
     writers w = {0};
     sqlite3_stmt *st = NULL;
@@ -646,7 +787,7 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
     h.tl2 = th.n > 0;
     h.hashes = hdb.n > 0;
     if (check_descriptors(o->descriptors, &h, cs_store_path(s), err)) goto done;
-    if (cs_an_refs_build(&refs, th.n, th.ids, th.rgb, set, err)) goto done;
+    if (cs_an_refs_build_take(&refs, th.n, th.ids, &th.rgb, set, err)) goto done; /* th.rgb is refs.thumbs now */
     int use_hashes = h.hashes && want(o->descriptors, "pdq");
     if (use_hashes) {
         cs_hashes *hh = malloc(sizeof(cs_hashes) * (hdb.n ? hdb.n : 1));
@@ -696,11 +837,20 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
     /* 2. the generations */
     if (o->run_id > 0) {
         if (load_run(s, o->run_id, &it, err)) goto done;
-        for (int64_t i = 0; i < it.n; i++) it.v[i].orig_row = -1;
-        if (load_tasks(s, o->run_id, &it, &th, err)) goto done;
+        if (load_tasks(s, o->run_id, &it, &tasks, &th, err)) goto done;
         if (it.n == 0) {
             cs_fail(err, CS_ENOTFOUND, "run %lld: no generations to analyse", (long long)o->run_id);
             goto done;
+        }
+        if (o->only_new) {
+            if (keep_old(s, o->run_id, &it, emb_name, err)) goto done;
+            sum->run_id = o->run_id;
+            for (int64_t i = 0; i < it.n; i++) sum->n_kept += it.v[i].old;
+            if (sum->n_kept == it.n) { /* nothing new */
+                rc = 0;
+                goto done;
+            }
+            drop_untouched_prompts(&it);
         }
     } else {
         if (list_images(o->image_dirs, o->n_dirs, &it, err)) goto done;
@@ -742,7 +892,7 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
                 int64_t idx[CHUNK];
                 int nb = 0;
                 for (int64_t j = 0; j < n; j++)
-                    if (it.v[off + j].ok) {
+                    if (it.v[off + j].ok && !it.v[off + j].old) {
                         batch[nb] = imgs[j];
                         idx[nb++] = off + j;
                     }
@@ -771,15 +921,22 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
         cs_progress_end(prog);
         if (fail) goto done;
     }
-    for (int64_t i = 0; i < it.n; i++) {
-        if (it.v[i].ok) sum->n_generations++;
-        else sum->n_skipped++;
-    }
-    if (sum->n_generations == 0) {
-        cs_fail(err, CS_ENOTFOUND, "%s: no generations to analyse (%lld files could not be read, e.g. %s: %s)",
-                o->run_id > 0 ? "run" : o->image_dirs[0], (long long)sum->n_skipped, it.v[0].path,
-                it.v[0].error ? it.v[0].error : "?");
-        goto done;
+    {
+        const item *bad = NULL;
+        for (int64_t i = 0; i < it.n; i++) {
+            if (it.v[i].old) continue;
+            if (it.v[i].ok) sum->n_generations++;
+            else {
+                sum->n_skipped++;
+                if (!bad) bad = &it.v[i];
+            }
+        }
+        if (sum->n_generations == 0 && !(o->only_new && sum->n_kept > 0)) {
+            cs_fail(err, CS_ENOTFOUND, "%s: no generations to analyse (%lld files could not be read, e.g. %s: %s)",
+                    o->run_id > 0 ? "run" : o->image_dirs[0], (long long)sum->n_skipped, bad ? bad->path : "?",
+                    bad && bad->error ? bad->error : "?");
+            goto done;
+        }
     }
     if (o->run_id <= 0 && record_images_run(s, &it, o->image_dirs, o->n_dirs, &sum->run_id, err)) goto done;
     if (o->run_id > 0) sum->run_id = o->run_id;
@@ -808,7 +965,7 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
         goto done;
     }
     for (int64_t i = 0; i < it.n; i++) {
-        if (it.v[i].ok) continue;
+        if (it.v[i].ok || it.v[i].old) continue;
         sqlite3_reset(st);
         sqlite3_bind_int64(st, 1, sum->analysis_id);
         sqlite3_bind_text(st, 2, it.v[i].path, -1, SQLITE_STATIC);
@@ -834,6 +991,18 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
         if (it.v[i].ok) byp[nok++] = &it.v[i];
     qsort(byp, (size_t)nok, sizeof *byp, cmp_prompt);
     if (find_cliques(byp, nok, q, it.v, &refs.cfg, (float)set->clique_delta, err)) goto done;
+    /* the generations to match: the decoded new ones, in prompt order */
+    todo = malloc(sizeof(item *) * (size_t)(nok ? nok : 1));
+    if (!todo) {
+        cs_fail(err, CS_ENOMEM, "analyze: out of memory");
+        goto done;
+    }
+    int64_t ntodo = 0;
+    for (int64_t j = 0; j < nok; j++)
+        if (!byp[j]->old) {
+            byp[j]->res_i = ntodo;
+            todo[ntodo++] = byp[j];
+        }
 
     /* 5. match and write, chunk by chunk */
     if (cs_store_prepare(s, &w.del_m, "DELETE FROM matches WHERE generation_id = ?", err) ||
@@ -845,15 +1014,15 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
                          "VALUES(?,?,?,?,?)", err))
         goto done;
     {
-        cs_progress *prog = o->progress ? cs_progress_start("analyze", nok, "img") : NULL;
+        cs_progress *prog = o->progress ? cs_progress_start("analyze", ntodo, "img") : NULL;
         cs_an_query *cq = malloc(sizeof(cs_an_query) * CHUNK);
         item *cx[CHUNK];
         int fail = !cq;
         if (!cq) cs_fail(err, CS_ENOMEM, "analyze: out of memory");
-        for (int64_t off = 0; off < nok && !fail; off += CHUNK) {
-            int64_t n = nok - off < CHUNK ? nok - off : CHUNK;
+        for (int64_t off = 0; off < ntodo && !fail; off += CHUNK) {
+            int64_t n = ntodo - off < CHUNK ? ntodo - off : CHUNK;
             for (int64_t j = 0; j < n; j++) {
-                cx[j] = byp[off + j];
+                cx[j] = todo[off + j];
                 cq[j] = q[cx[j] - it.v];
             }
             cs_an_result *cr = res + off;
@@ -861,9 +1030,15 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
             /* completion generations: the verdict is about the filled region */
             for (int64_t j = 0; j < n; j++) {
                 item *x = cx[j];
-                if (!x->has_task || x->orig_row < 0) continue;
-                cs_an_completion_audit(&x->comp, &refs, cq[j].thumb, x->orig_row, x->rect, x->img_w,
-                                       x->img_h, set);
+                const an_task *t = x->task;
+                if (!t || t->error) continue;
+                uint8_t rw[CS_THUMB_SIZE * CS_THUMB_SIZE];
+                if (!t->withheld)
+                    cs_an_region_from_rect(rw, t->rect, t->ref_w > 0 ? t->ref_w : x->img_w,
+                                           t->ref_h > 0 ? t->ref_h : x->img_h);
+                cs_an_completion_audit(&x->comp, &refs, cq[j].thumb, t->orig_row, t->withheld ? t->withheld : rw,
+                                       set);
+                x->audited = 1;
                 cr[j].verdict = x->comp.verdict;
                 float d = x->comp.verdict == CS_V_PARTIAL ? x->comp.d_other : x->comp.d_orig;
                 cr[j].severity = (float)x->comp.verdict + 0.99f * (isfinite(d) && d < 1 ? 1 - d : 0);
@@ -895,9 +1070,9 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
                 sqlite3_reset(w.ins_f);
                 sqlite3_bind_int64(w.ins_f, 1, gen);
                 int64_t fref = r->has_best ? refs.ids[r->best.row] : -1;
-                if (cx[j]->has_task && cx[j]->orig_row >= 0)
+                if (cx[j]->audited)
                     fref = refs.ids[cx[j]->comp.verdict == CS_V_PARTIAL && cx[j]->comp.other_row >= 0
-                                        ? cx[j]->comp.other_row : cx[j]->orig_row];
+                                        ? cx[j]->comp.other_row : cx[j]->comp.orig_row];
                 if (fref >= 0) sqlite3_bind_int64(w.ins_f, 2, fref);
                 else sqlite3_bind_null(w.ins_f, 2);
                 sqlite3_bind_text(w.ins_f, 3, cs_verdict_name(r->verdict), -1, SQLITE_STATIC);
@@ -921,16 +1096,20 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
         if (fail) goto done;
     }
 
-    /* 6. per-prompt summary */
-    ps = calloc((size_t)nok, sizeof *ps);
+    /* 6. per-prompt summary, over every generation of the prompt: the
+     * decoded ones and (only_new) the kept ones that could not be decoded */
+    int64_t nsum = nok;
+    for (int64_t i = 0; i < it.n; i++)
+        if (it.v[i].old && !it.v[i].ok) byp[nsum++] = &it.v[i];
+    qsort(byp, (size_t)nsum, sizeof *byp, cmp_prompt);
+    ps = calloc((size_t)(nsum ? nsum : 1), sizeof *ps);
     if (!ps) {
         cs_fail(err, CS_ENOMEM, "analyze: out of memory");
         goto done;
     }
     int64_t np = 0;
-    for (int64_t j = 0; j < nok; j++) {
+    for (int64_t j = 0; j < nsum; j++) {
         const item *x = byp[j];
-        const cs_an_result *r = &res[j];
         if (np == 0 || ps[np - 1].prompt_id != x->prompt_id) {
             ps[np].prompt_id = x->prompt_id;
             ps[np].min_tl2 = INFINITY;
@@ -939,12 +1118,19 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
         }
         psum *p = &ps[np - 1];
         p->n++;
-        p->count[r->verdict]++;
-        sum->count[r->verdict]++;
-        if (r->verdict > sum->worst) sum->worst = r->verdict;
-        if (r->has_best && r->best.d_al < p->min_tl2) p->min_tl2 = r->best.d_al;
-        for (int k = 0; k < r->n_emb; k++)
-            if (r->emb[k].score > p->max_cos) p->max_cos = r->emb[k].score;
+        if (x->old) {
+            p->count[x->old_verdict]++;
+            if (x->old_dal < p->min_tl2) p->min_tl2 = x->old_dal;
+            if (x->old_cos > p->max_cos) p->max_cos = x->old_cos;
+        } else {
+            const cs_an_result *r = &res[x->res_i];
+            p->count[r->verdict]++;
+            sum->count[r->verdict]++;
+            if (r->verdict > sum->worst) sum->worst = r->verdict;
+            if (r->has_best && r->best.d_al < p->min_tl2) p->min_tl2 = r->best.d_al;
+            for (int k = 0; k < r->n_emb; k++)
+                if (r->emb[k].score > p->max_cos) p->max_cos = r->emb[k].score;
+        }
         if (x->has_whitebox) {
             p->wb_sum += x->whitebox;
             p->wb_n++;
@@ -1021,9 +1207,11 @@ done:
     free(settings_json);
     free(ps);
     free(byp);
+    free(todo);
     free(q);
     free(res);
     items_free(&it);
+    tasks_free(&tasks);
     free(bgv);
     cs_embedder_free(emb);
     for (int i = 0; i < h.n_emb; i++) free(h.emb[i]);

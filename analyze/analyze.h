@@ -6,7 +6,17 @@
  * as a new run) -> per prompt, near-duplicate cliques (clique.h) -> match in
  * chunks (match.h) and write matches + findings per chunk in one
  * transaction -> prompt_summary. Re-analysing a generation replaces its
- * matches and findings. The evidence_json schema is analyze/evidence.md. */
+ * matches and findings. The evidence_json schema is analyze/evidence.md.
+ *
+ * only_new (incremental, --run only): the generations of the run that have
+ * a finding already are left as they are (same rows, same ids); the others
+ * are analysed. The cliques and prompt_summary rows of every prompt with a
+ * new generation are recomputed over ALL its generations (the old ones are
+ * decoded again for the cliques; their verdicts, aligned tiled L2 and
+ * embedding cosines are read back from findings and matches). A clique an
+ * old generation joins shows in the new findings and in prompt_summary, not
+ * in the old finding's evidence. Nothing new: returns 0 with analysis_id 0
+ * and no analyses row. */
 #ifndef CS_ANALYZE_H
 #define CS_ANALYZE_H
 
@@ -30,18 +40,20 @@ typedef struct {
                                 NULL: raw cosines. Needs an embedding column. */
     int threads;             /* <= 0: cs_threads() */
     int progress;            /* show a progress line (stderr, when a terminal) */
+    int only_new;            /* with run_id: analyse only generations without a finding (above) */
     cs_an_settings set;
 } cs_analyze_opts;
 
 typedef struct {
     int64_t analysis_id, run_id;
-    int64_t n_generations;   /* analysed */
+    int64_t n_generations;   /* analysed (only_new: the new ones) */
     int64_t n_skipped;       /* unreadable or not images (analysis_skipped rows) */
+    int64_t n_kept;          /* only_new: generations whose finding was kept */
     int64_t n_refs;
-    int64_t n_prompts;
-    int64_t count[4];        /* generations by verdict level (CS_V_*) */
+    int64_t n_prompts;       /* prompt summaries written */
+    int64_t count[4];        /* analysed generations by verdict level (CS_V_*) */
     int64_t n_clique_prompts;/* prompts with a clique >= clique_k */
-    int worst;               /* highest verdict level, -1 when nothing was analysed */
+    int worst;               /* highest verdict level analysed, -1 when nothing was */
     char descriptors[256];   /* what was used, comma list */
 } cs_analyze_summary;
 

@@ -58,12 +58,17 @@ static void prep_one(void *vctx, int64_t i, int thread) {
     cs_tl2_prepare(r->lay + i * LAYDIM, r->lay_n2 + i, lay, &lay_cfg);
 }
 
-int cs_an_refs_build(cs_an_refs *r, int64_t n, const int64_t *ids, const uint8_t *thumbs,
-                     const cs_an_settings *s, cs_err *err) {
+/* own: thumbs is taken (kept as r->thumbs, or freed on failure) */
+static int refs_build(cs_an_refs *r, int64_t n, const int64_t *ids, uint8_t *own, const uint8_t *thumbs,
+                      const cs_an_settings *s, cs_err *err) {
     memset(r, 0, sizeof *r);
+    if (own) thumbs = own;
     r->cfg = cs_tl2_default();
     r->cfg.grid = (int)s->tile_grid;
-    if (cs_tl2_check(&r->cfg, err)) return -1;
+    if (cs_tl2_check(&r->cfg, err)) {
+        free(own);
+        return -1;
+    }
     r->n = n;
     const int D = cs_tl2_dim(&r->cfg), T = cs_tl2_tiles(&r->cfg);
     size_t m = n > 0 ? (size_t)n : 1;
@@ -72,7 +77,7 @@ int cs_an_refs_build(cs_an_refs *r, int64_t n, const int64_t *ids, const uint8_t
     r->scan = r->has_thumbs && n <= (int64_t)s->full_scan_max;
     size_t mt = r->has_thumbs ? m : 1, mp = r->scan ? m : 1;
     r->ids = malloc(m * sizeof *r->ids);
-    r->thumbs = malloc(mt * S * S * 3);
+    r->thumbs = own ? own : malloc(mt * S * S * 3);
     r->tl2 = malloc(mp * D * sizeof(float));
     r->tl2_n2 = malloc(mp * T * sizeof(float));
     r->lay = malloc(mp * LAYDIM * sizeof(float));
@@ -85,12 +90,24 @@ int cs_an_refs_build(cs_an_refs *r, int64_t n, const int64_t *ids, const uint8_t
     }
     if (n > 0) {
         memcpy(r->ids, ids, (size_t)n * sizeof *ids);
-        if (r->has_thumbs) memcpy(r->thumbs, thumbs, (size_t)n * S * S * 3);
+        if (r->has_thumbs && !own) memcpy(r->thumbs, thumbs, (size_t)n * S * S * 3);
     }
     for (int64_t i = 0; i < n; i++) r->pdq_q[i] = -1;
     prep_ctx ctx = {r};
     if (r->scan) cs_parallel_for(cs_threads(), n, prep_one, &ctx);
     return 0;
+}
+
+int cs_an_refs_build(cs_an_refs *r, int64_t n, const int64_t *ids, const uint8_t *thumbs,
+                     const cs_an_settings *s, cs_err *err) {
+    return refs_build(r, n, ids, NULL, thumbs, s, err);
+}
+
+int cs_an_refs_build_take(cs_an_refs *r, int64_t n, const int64_t *ids, uint8_t **thumbs,
+                          const cs_an_settings *s, cs_err *err) {
+    uint8_t *t = *thumbs;
+    *thumbs = NULL;
+    return refs_build(r, n, ids, t, t, s, err);
 }
 
 static int cmp_i64(const void *a, const void *b) {

@@ -62,6 +62,12 @@ typedef struct {
  * embeddings only. */
 int cs_an_refs_build(cs_an_refs *r, int64_t n, const int64_t *ids, const uint8_t *thumbs,
                      const cs_an_settings *s, cs_err *err);
+/* The same, taking the thumbnails instead of copying them (the reference
+ * thumbnails are the analysis's largest allocation: 12 KiB per reference):
+ * *thumbs (malloc'd, or NULL) becomes r->thumbs, freed by cs_an_refs_free,
+ * or is freed on failure; *thumbs is set to NULL either way. */
+int cs_an_refs_build_take(cs_an_refs *r, int64_t n, const int64_t *ids, uint8_t **thumbs,
+                          const cs_an_settings *s, cs_err *err);
 /* Attaches hashes: h[i] for refs.id hid[i] (any order, m rows); references
  * without a row keep pdq_q = -1 and are skipped by the hash scans. */
 int cs_an_refs_set_hashes(cs_an_refs *r, const int64_t *hid, const cs_hashes *h, int64_t m,

@@ -23,6 +23,9 @@ static void usage(FILE *f) {
             "cliques among each prompt's generations, and stores a verdict with evidence\n"
             "(copy, near-copy, partial, novel) per generation in the findings table.\n\n"
             "  --run ID            analyse the generations of run ID (copyscope generate)\n"
+            "  --only-new          with --run: analyse only the generations without a finding\n"
+            "                      (the others keep theirs); cliques and prompt summaries of the\n"
+            "                      prompts concerned are recomputed over all their generations\n"
             "  --images DIR...     analyse every file under these folders (or files), recorded\n"
             "                      as a new run; prompt and seed come from a PNG 'parameters'\n"
             "                      text chunk when present; unreadable files are recorded and skipped\n"
@@ -54,7 +57,7 @@ int cmd_analyze(int argc, char **argv) {
         {"run", required_argument, 0, 'r'},       {"images", required_argument, 0, 'i'},
         {"fail-on", required_argument, 0, 'f'},   {"descriptors", required_argument, 0, 'D'},
         {"embedder", required_argument, 0, 'e'},  {"set", required_argument, 0, 's'},
-        {"background", required_argument, 0, 'B'},
+        {"background", required_argument, 0, 'B'}, {"only-new", no_argument, 0, 'N'},
         {"settings", no_argument, 0, 'S'},        {"db", required_argument, 0, 'd'},
         {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -95,6 +98,7 @@ int cmd_analyze(int argc, char **argv) {
         case 'D': o.descriptors = optarg; break;
         case 'e': o.embedder = optarg; break;
         case 'B': o.background = optarg; break;
+        case 'N': o.only_new = 1; break;
         case 's':
             if (cs_an_settings_set(&o.set, optarg, &err)) {
                 free(dirs);
@@ -136,6 +140,10 @@ int cmd_analyze(int argc, char **argv) {
         free(dirs);
         return cli_usage_error("analyze: give exactly one of --run ID or --images DIR (see --help)");
     }
+    if (o.only_new && images) {
+        free(dirs);
+        return cli_usage_error("analyze: --only-new needs --run ID (--images always records a new run)");
+    }
     if (jobs > 0) cs_set_threads(jobs);
     o.threads = jobs;
     o.image_dirs = dirs;
@@ -164,9 +172,13 @@ int cmd_analyze(int argc, char **argv) {
             sqlite3_finalize(st);
         }
     }
-    if (!quiet) {
+    if (!quiet && sum.analysis_id == 0) {
+        printf("run %lld: every generation already has a finding (%lld kept): nothing new to analyse\n",
+               (long long)sum.run_id, (long long)sum.n_kept);
+    } else if (!quiet) {
         printf("analysis %lld of run %lld: %lld generations", (long long)sum.analysis_id,
                (long long)sum.run_id, (long long)sum.n_generations);
+        if (sum.n_kept) printf(" (new; %lld findings kept)", (long long)sum.n_kept);
         if (sum.n_skipped) printf(" (%lld files skipped)", (long long)sum.n_skipped);
         printf(", %lld references, descriptors: %s\n", (long long)sum.n_refs,
                sum.descriptors[0] ? sum.descriptors : "none (empty index: cliques only)");

@@ -5,8 +5,12 @@
  * cs_report_render), not the binary. Resuming: generate skips the images
  * whose row and file exist; the analysis is skipped when every generation of
  * the run already has a finding from an analysis with the same settings over
- * the same number of references (else the whole run is analysed again, which
- * replaces its findings); reports are always rewritten (cheap, atomic). */
+ * the same number of references; when only generations without a finding are
+ * missing, only those are analysed (cs_analyze_opts.only_new: the prompts'
+ * cliques and summaries are recomputed over all their generations); else
+ * (settings or index changed, last analysis unfinished, --reanalyze) the whole
+ * run is analysed again, which replaces its findings; reports are always
+ * rewritten (cheap, atomic). */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -228,7 +232,8 @@ static int query_i64(cs_store *s, const char *sql, int64_t a, int64_t b, int64_t
     return 0;
 }
 
-/* Does the run need (re-)analysis? 1 yes (why says why), 0 no, -1 error. */
+/* Does the run need (re-)analysis? 1 yes, all of it, 2 only the generations
+ * without a finding (why says why), 0 no, -1 error. */
 static int needs_analysis(cs_store *s, const run_opts *o, int64_t run_id, char *why, size_t wn, cs_err *err) {
     int64_t missing, thumbs;
     if (query_i64(s,
@@ -239,7 +244,6 @@ static int needs_analysis(cs_store *s, const run_opts *o, int64_t run_id, char *
         return -1;
     if (o->reanalyze) return snprintf(why, wn, "--reanalyze"), 1;
     if (o->settings_changed) return snprintf(why, wn, "descriptors or embedder given"), 1;
-    if (missing) return snprintf(why, wn, "%lld generation%s without a finding", (long long)missing, missing == 1 ? "" : "s"), 1;
     sqlite3_stmt *st;
     if (cs_store_prepare(s, &st,
                          "SELECT settings_json, n_refs, finished IS NOT NULL FROM analyses WHERE run_id = ? "
@@ -257,7 +261,11 @@ static int needs_analysis(cs_store *s, const run_opts *o, int64_t run_id, char *
             snprintf(why, wn, "the index changed (%lld references, analysed against %lld)", (long long)thumbs,
                      (long long)sqlite3_column_int64(st, 1));
         else if (!sqlite3_column_int(st, 2)) snprintf(why, wn, "the last analysis did not finish");
-        else need = 0;
+        else if (missing) {
+            snprintf(why, wn, "%lld generation%s without a finding: analysing only %s", (long long)missing,
+                     missing == 1 ? "" : "s", missing == 1 ? "it" : "those");
+            need = 2;
+        } else need = 0;
         free(cur);
     }
     sqlite3_finalize(st);
@@ -277,10 +285,12 @@ static int step_analyze(cs_store *s, const run_opts *o, int64_t run_id, cs_err *
     ao.threads = o->threads;
     ao.progress = 1;
     ao.set = o->set;
+    ao.only_new = need == 2;
     cs_analyze_summary sum;
     if (cs_analyze_run(s, &ao, &sum, err)) return -1;
-    printf("analysis %lld: %lld generations against %lld references, descriptors: %s\n",
-           (long long)sum.analysis_id, (long long)sum.n_generations, (long long)sum.n_refs,
+    printf("analysis %lld: %lld generations", (long long)sum.analysis_id, (long long)sum.n_generations);
+    if (sum.n_kept) printf(" (new; %lld findings kept)", (long long)sum.n_kept);
+    printf(" against %lld references, descriptors: %s\n", (long long)sum.n_refs,
            sum.descriptors[0] ? sum.descriptors : "none (empty index: cliques only)");
     if (sum.n_skipped) printf("  %lld files skipped (unreadable)\n", (long long)sum.n_skipped);
     return 0;

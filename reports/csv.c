@@ -1,7 +1,11 @@
-/* csv.c — one row per finding (RFC 4180: CRLF line ends, fields quoted when
- * they hold a comma, quote or line break, quotes doubled). The columns are
- * listed in reports/report-schema.md; one top1_<descriptor> column per
- * descriptor the run's matches hold. */
+/* csv.c — one row per finding, image and text alike (RFC 4180: CRLF line
+ * ends, fields quoted when they hold a comma, quote or line break, quotes
+ * doubled). The first column, kind, says which: "image" rows (a run's
+ * findings, most severe first) fill the image columns, then "text" rows (the
+ * text audit's findings, most verbatim first) fill the text columns; the
+ * columns of the other kind stay empty. The columns are listed in
+ * reports/report-schema.md; one top1_<descriptor> column per descriptor the
+ * run's matches hold. */
 #include <math.h>
 
 #include "reports/escape.h"
@@ -15,48 +19,122 @@ static void id(cs_buf *b, int64_t v) {
     if (v) cs_buf_printf(b, "%lld", (long long)v);
 }
 
+/* n empty fields, each preceded by its comma */
+static void empty(cs_buf *b, int n) {
+    for (int i = 0; i < n; i++) cs_buf_putc(b, ',');
+}
+
+#define N_TEXT_COLS 15 /* text_audit_id ... completions_file */
+
+/* The spans as a JSON array of integer objects (no strings: always valid
+ * JSON, and the span's text is completion[comp_start, comp_end) in bytes). */
+static void spans_json(cs_buf *b, const cs_rtext *t) {
+    cs_buf s = {0};
+    cs_buf_putc(&s, '[');
+    for (int i = 0; i < t->n_spans; i++) {
+        const cs_rspan *p = &t->spans[i];
+        cs_buf_printf(&s,
+                      "%s{\"comp_start\":%lld,\"comp_end\":%lld,\"chars\":%lld,\"words\":%lld,\"doc_id\":%lld,"
+                      "\"doc_start\":%lld,\"doc_end\":%lld}",
+                      i ? "," : "", (long long)p->comp_start, (long long)p->comp_end, (long long)p->chars,
+                      (long long)p->words, (long long)p->doc_id, (long long)p->doc_start, (long long)p->doc_end);
+    }
+    cs_buf_putc(&s, ']');
+    if (s.oom) b->oom = 1;
+    else cs_esc_csv(b, s.p);
+    cs_buf_free(&s);
+}
+
+static void image_row(cs_buf *b, const cs_rmodel *m, const cs_rfinding *f) {
+    cs_buf_printf(b, "image,%lld,%lld,", (long long)f->id, (long long)f->rank);
+    cs_esc_csv(b, f->verdict);
+    cs_buf_putc(b, ',');
+    num(b, f->severity);
+    cs_buf_printf(b, ",%lld,", (long long)f->generation_id);
+    cs_esc_csv(b, f->gen_path);
+    cs_buf_printf(b, ",%lld,%lld,", (long long)f->seed, (long long)f->sample);
+    num(b, f->whitebox);
+    cs_buf_putc(b, ',');
+    id(b, f->prompt_id);
+    cs_buf_putc(b, ',');
+    cs_esc_csv(b, f->prompt_key);
+    cs_buf_putc(b, ',');
+    cs_esc_csv(b, f->prompt_text);
+    cs_buf_putc(b, ',');
+    id(b, f->ref_id);
+    cs_buf_putc(b, ',');
+    cs_esc_csv(b, f->ref_source);
+    cs_buf_putc(b, ',');
+    cs_esc_csv(b, f->ref_caption);
+    cs_buf_printf(b, ",%lld,", (long long)m->run_id);
+    cs_esc_csv(b, m->model);
+    for (int d = 0; d < m->n_desc; d++) {
+        cs_buf_putc(b, ',');
+        num(b, f->scores[d]);
+    }
+    cs_buf_putc(b, ',');
+    cs_esc_csv(b, f->evidence_json);
+    empty(b, N_TEXT_COLS);
+    cs_buf_puts(b, "\r\n");
+}
+
+static void text_row(cs_buf *b, const cs_rmodel *m, const cs_rtext *t, int64_t rank) {
+    cs_buf_printf(b, "text,%lld,%lld,", (long long)t->id, (long long)rank);
+    cs_esc_csv(b, t->verdict);
+    empty(b, 6); /* severity, generation_id, generation_path, seed, sample, whitebox */
+    cs_buf_putc(b, ',');
+    id(b, t->prompt_id);
+    cs_buf_putc(b, ',');
+    cs_esc_csv(b, t->prompt_key);
+    cs_buf_putc(b, ',');
+    cs_esc_csv(b, t->prompt);
+    empty(b, 4); /* ref_id, ref_source, ref_caption, run_id */
+    cs_buf_putc(b, ',');
+    cs_esc_csv(b, t->model);
+    empty(b, m->n_desc);
+    cs_buf_putc(b, ',');
+    cs_esc_csv(b, t->evidence_json);
+    cs_buf_printf(b, ",%lld,%lld,", (long long)t->audit_id, (long long)t->completion_id);
+    cs_esc_csv(b, t->status);
+    cs_buf_putc(b, ',');
+    id(b, t->doc_id);
+    cs_buf_putc(b, ',');
+    cs_esc_csv(b, t->doc_name);
+    cs_buf_putc(b, ',');
+    cs_esc_csv(b, t->doc_source);
+    cs_buf_printf(b, ",%lld,%lld,", (long long)t->longest_chars, (long long)t->longest_words);
+    if (t->exact_prefix_words >= 0) cs_buf_printf(b, "%lld", (long long)t->exact_prefix_words);
+    cs_buf_putc(b, ',');
+    num(b, t->rouge_l_f1);
+    cs_buf_putc(b, ',');
+    num(b, t->edit_sim);
+    cs_buf_putc(b, ',');
+    spans_json(b, t);
+    cs_buf_putc(b, ',');
+    cs_esc_csv(b, t->completion);
+    cs_buf_putc(b, ',');
+    cs_esc_csv(b, t->continuation);
+    cs_buf_putc(b, ',');
+    cs_esc_csv(b, t->audit_source);
+    cs_buf_puts(b, "\r\n");
+}
+
 void cs_report_csv(cs_buf *b, const cs_rmodel *m) {
-    cs_buf_puts(b, "finding_id,rank,verdict,severity,generation_id,generation_path,seed,sample,whitebox,"
+    cs_buf_puts(b, "kind,finding_id,rank,verdict,severity,generation_id,generation_path,seed,sample,whitebox,"
                    "prompt_id,prompt_key,prompt,ref_id,ref_source,ref_caption,run_id,model");
     for (int d = 0; d < m->n_desc; d++) {
         cs_buf_putc(b, ',');
         cs_buf t = {0};
         cs_buf_puts(&t, "top1_");
         cs_buf_puts(&t, m->desc[d]);
-        cs_esc_csv(b, t.p);
+        if (t.oom) b->oom = 1;
+        else cs_esc_csv(b, t.p);
         cs_buf_free(&t);
     }
-    cs_buf_puts(b, ",evidence_json\r\n");
-    for (int64_t i = 0; i < m->n_f; i++) {
-        const cs_rfinding *f = &m->f[i];
-        cs_buf_printf(b, "%lld,%lld,", (long long)f->id, (long long)f->rank);
-        cs_esc_csv(b, f->verdict);
-        cs_buf_putc(b, ',');
-        num(b, f->severity);
-        cs_buf_printf(b, ",%lld,", (long long)f->generation_id);
-        cs_esc_csv(b, f->gen_path);
-        cs_buf_printf(b, ",%lld,%lld,", (long long)f->seed, (long long)f->sample);
-        num(b, f->whitebox);
-        cs_buf_putc(b, ',');
-        id(b, f->prompt_id);
-        cs_buf_putc(b, ',');
-        cs_esc_csv(b, f->prompt_key);
-        cs_buf_putc(b, ',');
-        cs_esc_csv(b, f->prompt_text);
-        cs_buf_putc(b, ',');
-        id(b, f->ref_id);
-        cs_buf_putc(b, ',');
-        cs_esc_csv(b, f->ref_source);
-        cs_buf_putc(b, ',');
-        cs_esc_csv(b, f->ref_caption);
-        cs_buf_printf(b, ",%lld,", (long long)m->run_id);
-        cs_esc_csv(b, m->model);
-        for (int d = 0; d < m->n_desc; d++) {
-            cs_buf_putc(b, ',');
-            num(b, f->scores[d]);
-        }
-        cs_buf_putc(b, ',');
-        cs_esc_csv(b, f->evidence_json);
-        cs_buf_puts(b, "\r\n");
-    }
+    /* N_TEXT_COLS columns after evidence_json */
+    cs_buf_puts(b, ",evidence_json,text_audit_id,completion_id,status,doc_id,doc_name,doc_source,longest_chars,"
+                   "longest_words,exact_prefix_words,rouge_l_f1,edit_sim,spans_json,completion,continuation,"
+                   "completions_file\r\n");
+    for (int64_t i = 0; i < m->n_f; i++) image_row(b, m, &m->f[i]);
+    for (int64_t i = 0; i < m->n_t; i++) text_row(b, m, &m->t[i], i + 1);
 }

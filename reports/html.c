@@ -31,14 +31,16 @@ static const char css[] =
     ".sub{color:var(--muted);margin:0 0 14px}"
     ".head{border-bottom:1px solid var(--line);padding-bottom:14px}"
     ".cards{display:flex;flex-wrap:wrap;gap:10px;margin-top:10px}"
-    ".card{border:1px solid var(--line);border-radius:6px;padding:8px 14px;min-width:120px;background:var(--soft)}"
+    ".card{border:1px solid var(--line);border-radius:6px;padding:6px 12px;min-width:96px;background:var(--soft);"
+    "-webkit-print-color-adjust:exact;print-color-adjust:exact}"
+    ".cards .gap{width:14px}"
     ".card .n{font-size:24px;font-weight:700;display:block}"
     "table{border-collapse:collapse;width:100%;margin:6px 0}"
     "th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}"
     "th{background:var(--soft);font-weight:600;font-size:13px}"
     "td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}"
     "table.kv th{width:150px;background:none;color:var(--muted);font-weight:500}"
-    "table.kv{width:auto}"
+    "table.kv{width:auto}table.kv td{overflow-wrap:anywhere}"
     ".badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-weight:600;font-size:12px;"
     "-webkit-print-color-adjust:exact;print-color-adjust:exact}"
     ".v-copy,.v-verbatim{background:var(--copy)}.v-near-copy,.v-near-verbatim{background:var(--near)}"
@@ -46,7 +48,9 @@ static const char css[] =
     ".rate{display:inline-block;width:60px;height:8px;background:var(--soft);border:1px solid var(--line);"
     "margin-right:6px;vertical-align:middle}.rate span{display:block;height:100%;background:var(--copy);"
     "-webkit-print-color-adjust:exact;print-color-adjust:exact}"
-    ".hists{display:flex;flex-wrap:wrap;gap:16px}.histbox{border:1px solid var(--line);border-radius:6px;padding:8px}"
+    ".hists{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:14px}"
+    ".histbox{border:1px solid var(--line);border-radius:6px;padding:8px;min-width:0;break-inside:avoid}"
+    ".histbox svg{display:block;width:100%;height:auto;max-width:420px}"
     ".histbox .t{font-weight:600;font-size:13px;margin-bottom:4px}"
     ".finding,.tfinding{border:1px solid var(--line);border-left:5px solid var(--other);border-radius:6px;"
     "margin:16px 0;padding:12px 16px;break-inside:avoid;page-break-inside:avoid}"
@@ -55,26 +59,35 @@ static const char css[] =
     ".finding.s-partial{border-left-color:var(--partial)}.finding.s-novel,.tfinding.s-novel{border-left-color:var(--novel)}"
     ".fhead{display:flex;flex-wrap:wrap;gap:10px;align-items:baseline;margin-bottom:10px}"
     ".fhead .rank{font-weight:700;font-size:16px}.fhead .meta{color:var(--muted)}"
-    ".fbody{display:flex;flex-wrap:wrap;gap:20px}"
-    ".panels{display:flex;gap:10px}.panel{width:194px;text-align:center;font-size:12px;color:var(--muted)}"
+    ".fbody{display:grid;grid-template-columns:auto minmax(0,1fr);grid-template-rows:auto 1fr;"
+    "grid-template-areas:'pn fa' 'ev fa';column-gap:24px;align-items:start}"
+    ".fbody>.panels{grid-area:pn}.fbody>.facts{grid-area:fa}.fbody>.ev{grid-area:ev;max-width:602px}"
+    "@media (max-width:980px){.fbody{grid-template-columns:minmax(0,1fr);grid-template-rows:auto;"
+    "grid-template-areas:'pn' 'fa' 'ev'}.fbody>.ev{max-width:none}}"
+    ".panels{display:flex;flex-wrap:wrap;gap:10px}.panel{width:194px;text-align:center;font-size:12px;color:var(--muted)}"
     ".panel img{width:192px;height:192px;object-fit:contain;image-rendering:pixelated;"
     "image-rendering:crisp-edges;border:1px solid var(--line);background:#fff;display:block}"
     ".panel .missing{width:192px;height:192px;border:1px dashed var(--line);display:flex;align-items:center;"
-    "justify-content:center;padding:8px;font-size:11px;word-break:break-all}"
-    ".facts{flex:1;min-width:320px}.facts table.kv th{width:110px}"
+    "justify-content:center;padding:8px;font-size:11px;overflow-wrap:anywhere}"
+    ".facts{min-width:0}.facts table.kv{width:100%;table-layout:fixed}.facts table.kv th{width:104px}"
+    ".facts .attr{font-size:12px;color:var(--muted)}.sc{white-space:nowrap}"
     ".prompt{font-weight:600}.mono,code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;"
-    "font-size:12px;word-break:break-all}"
-    ".ev{font-size:11.5px;color:var(--muted);columns:4 220px;column-gap:20px;margin-top:10px;padding-top:6px;"
-    "border-top:1px dashed var(--line)}.ev div{break-inside:avoid}"
+    "font-size:12px;overflow-wrap:anywhere}"
+    ".ev{font-size:11.5px;color:var(--muted);columns:3 180px;column-gap:16px;margin-top:14px;padding-top:6px;"
+    "border-top:1px dashed var(--line)}.ev div{break-inside:avoid;overflow-wrap:anywhere}"
     ".ev .evt{column-span:all;font-weight:600;color:var(--fg);margin-bottom:2px}"
     ".settings{font-size:12px}.settings span{display:inline-block;margin-right:10px;color:var(--muted)}"
-    ".settings b{color:var(--fg);font-weight:500;word-break:break-all}"
-    "table.prompts td:first-child{min-width:220px}"
+    ".settings b{color:var(--fg);font-weight:500;overflow-wrap:anywhere}"
+    "table.prompts td:first-child{min-width:200px}table.prompts th,td.nw{white-space:nowrap}"
     ".sumgrid>div:first-child{flex:1 1 520px;max-width:780px}"
     ".ev b{color:var(--fg);font-weight:500}"
-    ".cols{display:grid;grid-template-columns:1fr 1fr 1fr;gap:12px}"
-    ".cols h4{margin:0 0 4px;font-size:13px;color:var(--muted)}"
-    ".txt{white-space:pre-wrap;word-break:break-word;background:var(--soft);border:1px solid var(--line);"
+    ".cols{display:grid;grid-template-columns:repeat(3,minmax(0,1fr));column-gap:12px;row-gap:4px;align-items:end}"
+    ".cols h4{margin:6px 0 0;font-size:13px;color:var(--muted)}.cols h4 span{font-weight:400}"
+    ".cols .txt{align-self:stretch}"
+    "@media (max-width:760px){.cols{grid-template-columns:minmax(0,1fr)}.cols>:nth-child(1){order:1}"
+    ".cols>:nth-child(4){order:2}.cols>:nth-child(2){order:3}.cols>:nth-child(5){order:4}"
+    ".cols>:nth-child(3){order:5}.cols>:nth-child(6){order:6}}"
+    ".txt{white-space:pre-wrap;overflow-wrap:anywhere;background:var(--soft);border:1px solid var(--line);"
     "border-radius:4px;padding:8px;margin:0;font-size:13px}"
     ".verb{background:#fbd3d0;color:#9b1c14;font-weight:600;-webkit-print-color-adjust:exact;print-color-adjust:exact}"
     ".note{color:var(--muted);font-size:13px}"
@@ -84,7 +97,8 @@ static const char css[] =
     ".foot{margin-top:40px;border-top:1px solid var(--line);padding-top:10px;color:var(--muted);font-size:12px}"
     "a{color:#1a56a8}"
     "@media print{.doc{max-width:none;padding:0}body{font-size:11px}a{color:inherit;text-decoration:none}"
-    "h2{break-after:avoid}.hists{break-inside:avoid}}";
+    "h2,h3{break-after:avoid}tr{break-inside:avoid}th{font-size:10px}.histbox svg{max-width:100%}"
+    "}";
 
 static void fmt_num(cs_buf *b, double v, const char *fmt) {
     if (isnan(v)) cs_buf_puts(b, "&#8212;");
@@ -155,6 +169,7 @@ static void head(cs_buf *b, const cs_rmodel *m, const cs_report_opts *o) {
                           (long long)m->count[CS_RV_N]);
     }
     if (m->n_t) {
+        if (m->has_run) cs_buf_puts(b, "<div class=\"gap\"></div>");
         static const char *const tv[3] = {"verbatim", "near-verbatim", "novel"};
         for (int v = 0; v < 3; v++)
             cs_buf_printf(b, "<div class=\"card\"><span class=\"n\">%lld</span>text <span class=\"badge v-%s\">%s</span></div>",
@@ -245,9 +260,9 @@ static void prompt_table(cs_buf *b, const cs_rmodel *m) {
     cs_buf_puts(b, "<p class=\"note\">Memorisation rate = (copy + near-copy) / generations of the prompt. "
                    "Most memorised first.</p><table class=\"prompts\"><thead><tr><th>Prompt</th>"
                    "<th class=\"num\">Gen.</th><th class=\"num\">copy</th><th class=\"num\">near-copy</th>"
-                   "<th class=\"num\">partial</th><th class=\"num\">novel</th><th>Memorisation rate</th>"
-                   "<th class=\"num\">Max sim.</th><th class=\"num\">Mean white-box</th>"
-                   "<th class=\"num\">Clique</th><th>Findings</th></tr></thead><tbody>");
+                   "<th class=\"num\">partial</th><th class=\"num\">novel</th><th>Memorisation<br/>rate</th>"
+                   "<th class=\"num\">Max<br/>sim.</th><th class=\"num\">Mean<br/>white-box</th>"
+                   "<th class=\"num\">Clique</th><th>Findings (rank)</th></tr></thead><tbody>");
     for (int64_t i = 0; i < m->n_p; i++) {
         const cs_rprompt *p = order[i];
         cs_buf_printf(b, "<tr id=\"p-%lld\"><td>", (long long)p->id);
@@ -260,7 +275,7 @@ static void prompt_table(cs_buf *b, const cs_rmodel *m) {
         }
         cs_buf_printf(b, "</span></td><td class=\"num\">%lld</td>", (long long)p->n_generations);
         for (int v = 0; v < CS_RV_N; v++) cs_buf_printf(b, "<td class=\"num\">%lld</td>", (long long)p->count[v]);
-        cs_buf_puts(b, "<td>");
+        cs_buf_puts(b, "<td class=\"nw\">");
         if (!isnan(p->rate))
             cs_buf_printf(b, "<span class=\"rate\"><span style=\"width:%.0f%%\"></span></span>%.0f%%",
                           100 * (p->rate > 1 ? 1 : p->rate), 100 * p->rate);
@@ -269,21 +284,25 @@ static void prompt_table(cs_buf *b, const cs_rmodel *m) {
         cs_buf_puts(b, "</td><td class=\"num\">");
         fmt_num(b, p->max_similarity, "%.3f");
         cs_buf_puts(b, "</td><td class=\"num\">");
-        fmt_num(b, p->mean_whitebox, "%.4g");
+        fmt_num(b, p->mean_whitebox, "%.3f");
         cs_buf_puts(b, "</td><td class=\"num\">");
         if (p->largest_clique >= 0) cs_buf_printf(b, "%lld", (long long)p->largest_clique);
         else cs_buf_puts(b, "&#8212;");
-        cs_buf_puts(b, "</td><td>");
+        cs_buf_puts(b, "</td><td class=\"nw\">");
         if (p->first_gallery) {
-            cs_buf_printf(b, "<a href=\"#f-%lld\">most severe</a>", (long long)p->first_gallery);
+            /* the prompt's gallery findings by rank, most severe first (at most 4) */
             int shown = 0;
-            for (int64_t j = 0; j < m->n_f && m->f[j].in_gallery && shown < 6; j++)
-                if (m->f[j].prompt_id == p->id && m->f[j].id != p->first_gallery) {
-                    cs_buf_printf(b, " <a href=\"#f-%lld\">#%lld</a>", (long long)m->f[j].id, (long long)m->f[j].rank);
+            for (int64_t j = 0; j < m->n_f && m->f[j].in_gallery && shown < 4; j++)
+                if (m->f[j].prompt_id == p->id) {
+                    cs_buf_printf(b, "%s<a href=\"#f-%lld\"%s>#%lld</a>", shown ? " " : "", (long long)m->f[j].id,
+                                  m->f[j].id == p->first_gallery ? " title=\"most severe finding of this prompt\"" : "",
+                                  (long long)m->f[j].rank);
                     shown++;
                 }
+            if (p->n_findings > shown) cs_buf_puts(b, " &#8230;");
         } else if (p->n_findings) {
-            cs_buf_puts(b, "<span class=\"note\">beyond the gallery (JSON/CSV)</span>");
+            cs_buf_puts(b, "<span class=\"note\" title=\"beyond the gallery: in the JSON and CSV reports\">"
+                           "beyond the gallery</span>");
         } else {
             cs_buf_puts(b, "&#8212;");
         }
@@ -433,8 +452,8 @@ static void finding(cs_buf *b, const cs_rmodel *m, const gitem *g) {
               f->ref_id ? cap : "no reference", f->ref_id ? "no thumbnail in the index" : "no matched reference");
         char dcap[160];
         if (!isnan(g->pn.mean_diff))
-            snprintf(dcap, sizeof dcap, "difference: 0<span class=\"legend\"></span>33%%+ (mean %.1f%%)",
-                     100 * g->pn.mean_diff);
+            snprintf(dcap, sizeof dcap, "difference, mean %.1f%%%s<br/>0<span class=\"legend\"></span>33%%+",
+                     100 * g->pn.mean_diff, g->pn.mean_diff < 0.0005 ? " (identical)" : "");
         else snprintf(dcap, sizeof dcap, "difference");
         panel(b, g->pn.diff_uri, "difference heatmap: white = equal, dark red = differs", dcap, "not available");
     }
@@ -447,16 +466,22 @@ static void finding(cs_buf *b, const cs_rmodel *m, const gitem *g) {
         cs_esc_html(b, f->ref_source);
         cs_buf_puts(b, "</span></td></tr>");
         kv_row(b, "Caption", f->ref_caption, 0);
-        kv_row(b, "Attribution", m->attribution, 0);
+        if (m->attribution && *m->attribution) {
+            cs_buf_puts(b, "<tr><th>Attribution</th><td class=\"attr\">");
+            cs_esc_html(b, m->attribution);
+            cs_buf_puts(b, "</td></tr>");
+        }
     }
     if (m->n_desc) {
         cs_buf_puts(b, "<tr><th>Top-1 scores</th><td>");
         for (int d = 0; d < m->n_desc; d++) {
             if (isnan(f->scores[d])) continue;
+            cs_buf_puts(b, "<span class=\"sc\">");
             cs_esc_html(b, m->desc[d]);
             cs_buf_printf(b, " <b>%.4g</b>", f->scores[d]);
             if (f->score_refs[d] && f->score_refs[d] != f->ref_id)
                 cs_buf_printf(b, " <span class=\"note\">(ref #%lld)</span>", (long long)f->score_refs[d]);
+            cs_buf_puts(b, "</span>");
             cs_buf_puts(b, d + 1 < m->n_desc ? " &#183; " : "");
         }
         cs_buf_puts(b, "</td></tr>");
@@ -477,8 +502,8 @@ static void finding(cs_buf *b, const cs_rmodel *m, const gitem *g) {
     cs_buf_puts(b, "</td></tr>");
     settings_row(b, f->gen_settings);
     kv_row(b, "Image file", f->gen_path, 1);
-    cs_buf_puts(b, "</table></div></div>");
-    /* the evidence as stored, below pictures and facts, full width */
+    cs_buf_puts(b, "</table></div>");
+    /* the evidence as stored, under the pictures (below the facts when narrow) */
     if (g->ev && cJSON_IsObject(g->ev)) {
         char path[256] = "";
         int n = 0;
@@ -490,7 +515,7 @@ static void finding(cs_buf *b, const cs_rmodel *m, const gitem *g) {
         cs_esc_html(b, f->evidence_json);
         cs_buf_puts(b, "</div>");
     }
-    cs_buf_puts(b, "</div>\n");
+    cs_buf_puts(b, "</div></div>\n");
 }
 
 static int gallery(cs_buf *b, const cs_rmodel *m, cs_store *s, const cs_report_opts *o, cs_err *err) {
@@ -500,8 +525,11 @@ static int gallery(cs_buf *b, const cs_rmodel *m, cs_store *s, const cs_report_o
         cs_buf_puts(b, "<p class=\"note\">No findings: this run has not been analysed yet.</p>\n");
         return 0;
     }
-    cs_buf_printf(b, "<p class=\"note\">The %lld most severe of %lld findings, most severe first. ", (long long)n,
-                  (long long)m->n_f);
+    if (n < m->n_f)
+        cs_buf_printf(b, "<p class=\"note\">The %lld most severe of %lld findings, most severe first. ", (long long)n,
+                      (long long)m->n_f);
+    else
+        cs_buf_printf(b, "<p class=\"note\">All %lld finding%s, most severe first. ", (long long)n, n == 1 ? "" : "s");
     if (n < m->n_f) cs_buf_puts(b, "The rest are in the JSON and CSV reports (copyscope report --format json|csv). ");
     cs_buf_puts(b, "Heatmap: per-pixel difference between the generation (resized to the reference thumbnail) "
                    "and the reference; white = equal, dark red = differs by a third of the range or more.</p>\n");
@@ -567,9 +595,15 @@ static void text_finding(cs_buf *b, const cs_rtext *t) {
     kv_row(b, "Prompt id", t->prompt_key, 1);
     kv_row(b, "Model", t->model, 0);
     kv_row(b, "Completions file", t->audit_source, 1);
-    cs_buf_puts(b, "</table><div class=\"cols\"><div><h4>Prompt</h4><p class=\"txt\">");
+    cs_buf_puts(b, "</table><div class=\"cols\"><h4>Prompt</h4><h4>Completion <span>(verbatim spans in red)</span></h4>"
+                   "<h4>Source");
+    if (t->doc_name || t->doc_source) {
+        cs_buf_puts(b, ": ");
+        cs_esc_html(b, t->doc_name ? t->doc_name : t->doc_source);
+    }
+    cs_buf_puts(b, " <span>(true continuation)</span></h4><p class=\"txt\">");
     cs_esc_html(b, t->prompt ? t->prompt : "(unknown prompt)");
-    cs_buf_puts(b, "</p></div><div><h4>Completion (verbatim spans in red)</h4><p class=\"txt\">");
+    cs_buf_puts(b, "</p><p class=\"txt\">");
     int64_t(*r)[2] = t->n_spans ? malloc(sizeof *r * (size_t)t->n_spans) : NULL;
     int nr = 0;
     for (int i = 0; r && i < t->n_spans; i++) {
@@ -578,12 +612,7 @@ static void text_finding(cs_buf *b, const cs_rtext *t) {
         nr++;
     }
     cs_report_highlight(b, t->completion, (const int64_t(*)[2])r, nr);
-    cs_buf_puts(b, "</p></div><div><h4>Source");
-    if (t->doc_name || t->doc_source) {
-        cs_buf_puts(b, ": ");
-        cs_esc_html(b, t->doc_name ? t->doc_name : t->doc_source);
-    }
-    cs_buf_puts(b, " (true continuation)</h4><p class=\"txt\">");
+    cs_buf_puts(b, "</p><p class=\"txt\">");
     /* the same spans located in the true continuation by their text */
     nr = 0;
     const char *c = t->continuation;
@@ -598,17 +627,19 @@ static void text_finding(cs_buf *b, const cs_rtext *t) {
     if (c) cs_report_highlight(b, c, (const int64_t(*)[2])r, nr);
     else cs_buf_puts(b, "(no true continuation stored)");
     free(r);
-    cs_buf_puts(b, "</p></div></div></div>\n");
+    cs_buf_puts(b, "</p></div></div>\n");
 }
 
 static void text_section(cs_buf *b, const cs_rmodel *m) {
     if (!m->n_t) return;
     int64_t n = m->n_t < m->top ? m->n_t : m->top;
     cs_buf_printf(b, "<h2 id=\"text\">Text findings</h2><p class=\"note\">%lld completions audited: %lld verbatim, "
-                     "%lld near-verbatim, %lld novel. Showing the %lld most verbatim; red marks text the "
-                     "completion shares verbatim with the corpus.</p>\n",
+                     "%lld near-verbatim, %lld novel. ",
                   (long long)m->n_t, (long long)m->text_count[0], (long long)m->text_count[1],
-                  (long long)m->text_count[2], (long long)n);
+                  (long long)m->text_count[2]);
+    if (n < m->n_t) cs_buf_printf(b, "Showing the %lld most verbatim (all are in the JSON and CSV); ", (long long)n);
+    else cs_buf_puts(b, "Most verbatim first; ");
+    cs_buf_puts(b, "red marks text the completion shares verbatim with the corpus.</p>\n");
     for (int64_t i = 0; i < n; i++) text_finding(b, &m->t[i]);
 }
 

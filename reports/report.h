@@ -1,6 +1,6 @@
 /* report.h — `copyscope report`: a run's findings from the store as one
  * self-contained HTML file, JSON (versioned schema, reports/report-schema.md),
- * CSV (one row per finding, RFC 4180) or a Markdown summary.
+ * CSV (one row per finding, image and text, RFC 4180) or a Markdown summary.
  *
  * reports/ reads the store only and does not know how any score was
  * computed. The report is built in memory and written once: to a temporary

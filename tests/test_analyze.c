@@ -1,12 +1,14 @@
 /* test_analyze.c — tiled L2 (known answers, sgemm form vs direct), cliques
  * with planted near-duplicates (sgemm adjacency vs the scalar loop), the
- * A1111 parameters parser, settings, and analysis errors on a store (unknown
- * run, empty run, a descriptor the index lacks). */
+ * A1111 parameters parser, settings, completion audits on rectangles and
+ * masks with answers known by construction, and analysis errors on a store
+ * (unknown run, empty run, a descriptor the index lacks). */
 #include <math.h>
 #include <stdint.h>
 
 #include "analyze/analyze.h"
 #include "analyze/clique.h"
+#include "analyze/completion.h"
 #include "analyze/match.h"
 #include "core/store.h"
 #include "index/tiled_l2.h"
@@ -204,6 +206,102 @@ static void test_settings(void) {
     CHECK(cs_verdict_parse("near-copy") == CS_V_NEAR && cs_verdict_parse("x") == -1);
 }
 
+
+/* A mask task whose answer is known by construction: references are blocky
+ * random images; the mask (128 px, twice the thumbnail grid, so the resize
+ * is exercised) withholds a disc; the completion pastes a chosen picture into
+ * the disc over some other picture outside it. */
+static void test_completion_mask(void) {
+    enum { NR = 12, M = 128 };
+    static uint8_t thumbs[NR * D], gen[D];
+    int64_t ids[NR];
+    for (int i = 0; i < NR; i++) {
+        random_image(thumbs + (size_t)i * D);
+        ids[i] = 100 + i;
+    }
+    cs_an_settings set;
+    cs_an_settings_default(&set);
+    cs_an_refs r;
+    cs_err err = {0};
+    REQUIRE(cs_an_refs_build(&r, NR, ids, thumbs, &set, &err) == 0);
+    /* the mask: white (keep) with a black disc of radius 40 px at (64, 64) */
+    cs_image mk = {0};
+    REQUIRE(cs_image_alloc(&mk, M, M, &err) == 0);
+    for (int y = 0; y < M; y++)
+        for (int x = 0; x < M; x++) {
+            double dx = x + 0.5 - 64, dy = y + 0.5 - 64;
+            memset(mk.rgb + (y * M + x) * 3, dx * dx + dy * dy < 40.0 * 40.0 ? 0 : 255, 3);
+        }
+    static uint8_t wh[S * S];
+    int n = cs_an_region_from_mask(wh, &mk, &err);
+    /* a disc of radius 20 thumbnail pixels: pi r^2 = 1257, and the centre is in */
+    CHECKF(abs(n - 1257) < 40, "withheld %d", n);
+    CHECK(wh[32 * S + 32] == 1 && wh[0] == 0 && wh[32 * S + 10] == 0 && wh[32 * S + 14] == 1);
+    const int orig = 3, other = 7, bg = 9;
+    /* restored: the original inside the disc, another picture outside it
+     * (the kept part does not count) -> copy of the original */
+    for (int p = 0; p < S * S; p++)
+        memcpy(gen + p * 3, thumbs + (size_t)(wh[p] ? orig : bg) * D + p * 3, 3);
+    cs_an_completion c;
+    cs_an_completion_audit(&c, &r, gen, orig, wh, &set);
+    CHECKF(c.d_orig < 1e-6f && c.verdict == CS_V_COPY && c.restored, "d %g verdict %d", c.d_orig, c.verdict);
+    CHECK(c.other_row >= 0 && c.other_row != orig && c.d_other > 0.1f);
+    CHECK(c.n_withheld == n && c.n_tiles >= 4);
+    CHECK(c.rect[0] == 12 && c.rect[1] == 12 && c.rect[2] == 40 && c.rect[3] == 40);
+    /* slightly off (a few grey levels): near-copy or copy, still restored */
+    for (int p = 0; p < S * S; p++)
+        if (wh[p])
+            for (int ch = 0; ch < 3; ch++) {
+                int v = thumbs[(size_t)orig * D + p * 3 + ch] + ((p + ch) % 2 ? 20 : -20);
+                gen[p * 3 + ch] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+    cs_an_completion_audit(&c, &r, gen, orig, wh, &set);
+    CHECKF(c.restored && c.verdict >= CS_V_NEAR && c.d_orig > 0.01f, "d %g verdict %d", c.d_orig, c.verdict);
+    /* the disc filled from ANOTHER reference: partial, of that reference */
+    for (int p = 0; p < S * S; p++)
+        memcpy(gen + p * 3, thumbs + (size_t)(wh[p] ? other : orig) * D + p * 3, 3);
+    cs_an_completion_audit(&c, &r, gen, orig, wh, &set);
+    CHECKF(c.verdict == CS_V_PARTIAL && c.other_row == other && c.d_other < 1e-6f && !c.restored,
+           "verdict %d other %lld", c.verdict, (long long)c.other_row);
+    /* the disc filled with flat grey: novel */
+    for (int p = 0; p < S * S; p++)
+        if (wh[p]) memset(gen + p * 3, 128, 3);
+    cs_an_completion_audit(&c, &r, gen, orig, wh, &set);
+    CHECK(c.verdict == CS_V_NOVEL && !c.restored && c.d_orig > set.near_tl2);
+    /* the original outside the disc but not inside: not restored, although
+     * the whole image is mostly the original */
+    CHECK(c.d_orig > 0.1f);
+    /* a twin of the original (same picture under another id) is not "other" */
+    memcpy(thumbs + (size_t)5 * D, thumbs + (size_t)orig * D, D);
+    cs_an_refs_free(&r);
+    REQUIRE(cs_an_refs_build(&r, NR, ids, thumbs, &set, &err) == 0);
+    for (int p = 0; p < S * S; p++)
+        memcpy(gen + p * 3, thumbs + (size_t)(wh[p] ? orig : bg) * D + p * 3, 3);
+    cs_an_completion_audit(&c, &r, gen, orig, wh, &set);
+    CHECK(c.verdict == CS_V_COPY && c.other_row != 5 && c.other_row != orig);
+    /* a mask that is a rectangle gives the rectangle's region */
+    for (int y = 0; y < M; y++)
+        for (int x = 0; x < M; x++) memset(mk.rgb + (y * M + x) * 3, x >= 64 && y >= 32 && y < 96 ? 0 : 255, 3);
+    static uint8_t wr[S * S];
+    const int rc4[4] = {64, 32, 64, 64};
+    CHECK(cs_an_region_from_mask(wh, &mk, &err) == 32 * 32);
+    CHECK(cs_an_region_from_rect(wr, rc4, M, M) == 32 * 32);
+    CHECK(memcmp(wh, wr, sizeof wh) == 0);
+    /* a region thinner than a quarter of any tile is measured as one */
+    memset(wh, 0, sizeof wh);
+    for (int x = 0; x < S; x++) wh[40 * S + x] = 1;
+    for (int p = 0; p < S * S; p++)
+        memcpy(gen + p * 3, thumbs + (size_t)(wh[p] ? orig : bg) * D + p * 3, 3);
+    cs_an_completion_audit(&c, &r, gen, orig, wh, &set);
+    CHECK(c.n_tiles == 0 && c.n_withheld == S && c.d_orig < 1e-6f && isfinite(c.d_other) && c.d_other > 0.05f);
+    /* an empty region measures nothing */
+    memset(wh, 0, sizeof wh);
+    cs_an_completion_audit(&c, &r, gen, orig, wh, &set);
+    CHECK(c.verdict == CS_V_NOVEL && isinf(c.d_orig));
+    cs_image_free(&mk);
+    cs_an_refs_free(&r);
+}
+
 static void test_store_errors(void) {
     char *dir = t_tmpdir("analyze");
     REQUIRE(dir);
@@ -239,6 +337,7 @@ int main(void) {
     RUN(test_cliques_planted);
     RUN(test_a1111);
     RUN(test_settings);
+    RUN(test_completion_mask);
     RUN(test_store_errors);
     return T_DONE();
 }

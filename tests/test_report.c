@@ -458,48 +458,135 @@ static int col_of(const row *h, const char *name) {
     return -1;
 }
 
-static void test_csv_roundtrip(void) {
-    char *c = render(CS_REPORT_CSV, 0);
-    REQUIRE(c);
-    row rows[NF + 2];
-    int nr = parse_csv(c, rows, NF + 2);
-    REQUIRE(nr == NF + 1);
-    const row *h = &rows[0];
-    int ci = col_of(h, "finding_id"), cc = col_of(h, "ref_caption"), cp = col_of(h, "prompt"),
-        cv = col_of(h, "verdict"), cs = col_of(h, "ref_source"), ct = col_of(h, "top1_tl2"),
-        ce = col_of(h, "evidence_json"), cg = col_of(h, "generation_path");
-    REQUIRE(ci >= 0 && cc >= 0 && cp >= 0 && cv >= 0 && cs >= 0 && ct >= 0 && ce >= 0 && cg >= 0);
-    sqlite3_stmt *st;
-    sqlite3_prepare_v2(cs_store_db(store),
-                       "SELECT f.verdict, r.caption, r.source, p.text, f.evidence_json, g.path FROM findings f "
-                       "JOIN generations g ON g.id = f.generation_id JOIN prompts p ON p.id = g.prompt_id "
-                       "JOIN refs r ON r.id = f.ref_id WHERE f.id = ?", -1, &st, NULL);
-    for (int i = 1; i < nr; i++) {
-        const row *r = &rows[i];
-        REQUIRE(r->n == h->n);
-        sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, atoll(r->f[ci]));
-        REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-        for (int k = 0; k < 6; k++) {
-            const int cols[6] = {cv, cc, cs, cp, ce, cg};
-            const char *want = (const char *)sqlite3_column_text(st, k);
-            const char *got = r->f[cols[k]];
-            /* a text field that starts with a formula character comes back with a leading apostrophe */
-            if (strchr("=+-@", want[0]) && got[0] == '\'') got++;
-            CHECKF(!strcmp(got, want), "row %d col %d: '%s' != '%s'", i, k, got, want);
-        }
-        CHECK(fabs(atof(r->f[ct]) - 0.01 * ((atoll(r->f[ci]) - 1) % 4)) < 1e-9);
-    }
-    sqlite3_finalize(st);
-    CHECK(strstr(c, "\"" RF_CSV "\"") == NULL); /* the quotes inside were doubled */
-    CHECK(strstr(c, "\"comma, \"\"quote\"\"\nnew line =1+1\"") != NULL);
+/* A CSV field back to the stored text: a field that starts with a formula
+ * character comes back with a leading apostrophe. */
+static const char *csv_text(const char *got, const char *want) {
+    if (want && strchr("=+-@\t\r", want[0]) && want[0] && got[0] == '\'') return got + 1;
+    return got;
+}
+
+static void free_rows(row *rows, int nr) {
     for (int i = 0; i < nr; i++) {
         for (int k = 0; k < rows[i].n; k++) free(rows[i].f[k]);
         free(rows[i].f);
     }
-    free(c);
 }
 
+/* Image rows against findings (joined as the report does), text rows against
+ * text_findings, their completion, prompt, document and spans. */
+static void test_csv_roundtrip(void) {
+    char *c = render(CS_REPORT_CSV, 0);
+    REQUIRE(c);
+    row rows[NF + 4];
+    int nr = parse_csv(c, rows, NF + 4);
+    REQUIRE(nr == NF + 1 + 2); /* header, NF image findings, 2 text findings */
+    const row *h = &rows[0];
+    int ck = col_of(h, "kind"), ci = col_of(h, "finding_id"), cc = col_of(h, "ref_caption"),
+        cp = col_of(h, "prompt"), cv = col_of(h, "verdict"), cs = col_of(h, "ref_source"),
+        ct = col_of(h, "top1_tl2"), ce = col_of(h, "evidence_json"), cg = col_of(h, "generation_path"),
+        cr = col_of(h, "rank"), csv_ = col_of(h, "severity");
+    REQUIRE(ck == 0 && ci >= 0 && cc >= 0 && cp >= 0 && cv >= 0 && cs >= 0 && ct >= 0 && ce >= 0 && cg >= 0 &&
+            cr >= 0 && csv_ >= 0);
+    int cta = col_of(h, "text_audit_id"), ccid = col_of(h, "completion_id"), cco = col_of(h, "completion"),
+        ccn = col_of(h, "continuation"), cds = col_of(h, "doc_source"), cdn = col_of(h, "doc_name"),
+        clw = col_of(h, "longest_words"), crl = col_of(h, "rouge_l_f1"), csp = col_of(h, "spans_json"),
+        cpk = col_of(h, "prompt_key"), cst = col_of(h, "status");
+    REQUIRE(cta >= 0 && ccid >= 0 && cco >= 0 && ccn >= 0 && cds >= 0 && cdn >= 0 && clw >= 0 && crl >= 0 &&
+            csp >= 0 && cpk >= 0 && cst >= 0);
+    sqlite3_stmt *st, *tt, *sp;
+    sqlite3_prepare_v2(cs_store_db(store),
+                       "SELECT f.verdict, r.caption, r.source, p.text, f.evidence_json, g.path FROM findings f "
+                       "JOIN generations g ON g.id = f.generation_id JOIN prompts p ON p.id = g.prompt_id "
+                       "JOIN refs r ON r.id = f.ref_id WHERE f.id = ?", -1, &st, NULL);
+    sqlite3_prepare_v2(cs_store_db(store),
+                       "SELECT f.verdict, c.completion, p.continuation, p.prompt, d.source, d.name, f.evidence_json, "
+                       "c.prompt_key, f.status, f.audit_id, f.completion_id, f.longest_words, f.rouge_l_f1 "
+                       "FROM text_findings f JOIN text_completions c ON c.id = f.completion_id "
+                       "JOIN text_prompts p ON p.id = f.prompt_id "
+                       "LEFT JOIN text_docs d ON d.id = COALESCE(p.doc_id, f.longest_doc_id) "
+                       "WHERE f.id = ?", -1, &tt, NULL);
+    sqlite3_prepare_v2(cs_store_db(store), "SELECT comp_start, comp_end, doc_start, doc_end FROM text_spans "
+                                           "WHERE finding_id = ? ORDER BY rank", -1, &sp, NULL);
+    int n_image = 0, n_text = 0;
+    for (int i = 1; i < nr; i++) {
+        const row *r = &rows[i];
+        REQUIRE(r->n == h->n);
+        if (!strcmp(r->f[ck], "image")) {
+            n_image++;
+            CHECK(n_text == 0); /* image rows first */
+            CHECK(atoll(r->f[cr]) == n_image && *r->f[csv_]);
+            CHECK(!*r->f[cta] && !*r->f[cco] && !*r->f[csp]); /* text columns empty */
+            sqlite3_reset(st);
+            sqlite3_bind_int64(st, 1, atoll(r->f[ci]));
+            REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+            for (int k = 0; k < 6; k++) {
+                const int cols[6] = {cv, cc, cs, cp, ce, cg};
+                const char *want = (const char *)sqlite3_column_text(st, k);
+                const char *got = csv_text(r->f[cols[k]], want);
+                CHECKF(!strcmp(got, want), "row %d col %d: '%s' != '%s'", i, k, got, want);
+            }
+            CHECK(fabs(atof(r->f[ct]) - 0.01 * ((atoll(r->f[ci]) - 1) % 4)) < 1e-9);
+            continue;
+        }
+        REQUIRE(!strcmp(r->f[ck], "text"));
+        n_text++;
+        CHECK(atoll(r->f[cr]) == n_text);
+        CHECK(!*r->f[csv_] && !*r->f[cg] && !*r->f[cs] && !*r->f[ct]); /* image columns empty */
+        sqlite3_reset(tt);
+        sqlite3_bind_int64(tt, 1, atoll(r->f[ci]));
+        REQUIRE(sqlite3_step(tt) == SQLITE_ROW);
+        const int cols[9] = {cv, cco, ccn, cp, cds, cdn, ce, cpk, cst};
+        for (int k = 0; k < 9; k++) {
+            const char *want = (const char *)sqlite3_column_text(tt, k);
+            if (!want) want = ""; /* NULL = empty field */
+            const char *got = csv_text(r->f[cols[k]], want);
+            CHECKF(!strcmp(got, want), "text row %d col %d: '%s' != '%s'", i, k, got, want);
+        }
+        CHECK(atoll(r->f[cta]) == sqlite3_column_int64(tt, 9));
+        CHECK(atoll(r->f[ccid]) == sqlite3_column_int64(tt, 10));
+        CHECK(atoll(r->f[clw]) == sqlite3_column_int64(tt, 11));
+        CHECK(fabs(atof(r->f[crl]) - sqlite3_column_double(tt, 12)) < 1e-9);
+        /* spans_json: the stored spans, in order */
+        cJSON *js = cJSON_Parse(r->f[csp]);
+        CHECK(cJSON_IsArray(js));
+        sqlite3_reset(sp);
+        sqlite3_bind_int64(sp, 1, atoll(r->f[ci]));
+        int k = 0;
+        while (sqlite3_step(sp) == SQLITE_ROW) {
+            cJSON *e = cJSON_GetArrayItem(js, k++);
+            CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(e, "comp_start")) == sqlite3_column_int64(sp, 0));
+            CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(e, "comp_end")) == sqlite3_column_int64(sp, 1));
+            CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(e, "doc_start")) == sqlite3_column_int64(sp, 2));
+            CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(e, "doc_end")) == sqlite3_column_int64(sp, 3));
+        }
+        CHECK(cJSON_GetArraySize(js) == k);
+        cJSON_Delete(js);
+    }
+    CHECK(n_image == NF && n_text == 2);
+    sqlite3_finalize(st);
+    sqlite3_finalize(tt);
+    sqlite3_finalize(sp);
+    CHECK(strstr(c, "\"" RF_CSV "\"") == NULL); /* the quotes inside were doubled */
+    CHECK(strstr(c, "\"comma, \"\"quote\"\"\nnew line =1+1\"") != NULL);
+    CHECK(strstr(c, ",\"'=SUM(A1), \"\"novel\"\"\r\nline two\",") != NULL); /* formula guarded, CRLF kept */
+    free_rows(rows, nr);
+    free(c);
+
+    /* --text-audit none: image rows only */
+    cs_report_opts o = {0};
+    o.format = CS_REPORT_CSV;
+    o.text_audit = -1;
+    cs_buf b = {0};
+    cs_err err = {0};
+    REQUIRE(cs_report_render(store, &o, &b, &err) == 0);
+    nr = parse_csv(b.p, rows, NF + 4);
+    CHECK(nr == NF + 1);
+    int texts = 0;
+    for (int i = 1; i < nr; i++) texts += !strcmp(rows[i].f[0], "text");
+    CHECK(texts == 0);
+    free_rows(rows, nr > 0 ? nr : 0);
+    cs_buf_free(&b);
+}
 
 /* 300 findings: the gallery holds the default 200 most severe, JSON and CSV all 300. */
 static void test_gallery_limit(void) {
@@ -521,13 +608,10 @@ static void test_gallery_limit(void) {
     for (int i = 0; i < cJSON_GetArraySize(fs); i++) in += cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetArrayItem(fs, i), "in_gallery"));
     CHECK(in == CS_REPORT_DEFAULT_TOP);
     cJSON_Delete(r);
-    row rows[302];
-    int nr = parse_csv(c, rows, 302);
-    CHECK(nr == 301);
-    for (int i = 0; i < nr && i >= 0; i++) {
-        for (int k = 0; k < rows[i].n; k++) free(rows[i].f[k]);
-        free(rows[i].f);
-    }
+    row rows[304];
+    int nr = parse_csv(c, rows, 304);
+    CHECK(nr == 303); /* header, 300 image rows, the fixture's 2 text rows */
+    free_rows(rows, nr > 0 ? nr : 0);
     free(h);
     free(j);
     free(c);
@@ -620,9 +704,9 @@ static void test_cli(void) {
     o = run(cmd, &st);
     CHECKF(st == 1 && o && strstr(o, "run 99: no such run"), "%s", o ? o : "");
     free(o);
-    snprintf(cmd, sizeof cmd, "%s report --db '%s/report.db' --format csv --out - 2>/dev/null | head -c 11", bin, dir);
+    snprintf(cmd, sizeof cmd, "%s report --db '%s/report.db' --format csv --out - 2>/dev/null | head -c 16", bin, dir);
     o = run(cmd, &st);
-    CHECK(o && !strcmp(o, "finding_id,"));
+    CHECK(o && !strcmp(o, "kind,finding_id,"));
     free(o);
     snprintf(cmd, sizeof cmd, "%s report --db '%s/report.db' --format pdf --out x 2>&1", bin, dir);
     o = run(cmd, &st);

@@ -28,6 +28,8 @@ static const char *const rf_prompts[3] = {RF_XSS1 " a photo", RF_XSS2, "plain, \
 static const char *const rf_prompt_keys[3] = {"p-" RF_XSS1, "p2", "p3"};
 static const char *const rf_verdicts[4] = {"copy", "near-copy", "partial", "novel"};
 #define RF_COMPLETION "jumps over the lazy dog " RF_XSS1 " and then"
+/* the novel completion: CSV quoting, a formula lead and a CRLF */
+#define RF_TEXT_CSV "=SUM(A1), \"novel\"\r\nline two"
 #define RF_CONTINUATION "jumps over the lazy dog and runs away."
 
 /* The thumbnail of reference r (1-based): a distinct pattern per reference. */
@@ -174,7 +176,7 @@ static inline cs_store *rf_make_store(const char *dir, int64_t n, int64_t images
         sqlite3_reset(st);
         sqlite3_bind_int(st, 1, c + 1);
         sqlite3_bind_int(st, 2, c + 1);
-        sqlite3_bind_text(st, 3, c == 0 ? RF_COMPLETION : "something else entirely", -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, c == 0 ? RF_COMPLETION : RF_TEXT_CSV, -1, SQLITE_STATIC);
         sqlite3_step(st);
     }
     sqlite3_finalize(st);

@@ -185,7 +185,7 @@ static int list_images(char *const *dirs, int n, items *it, cs_err *err) {
         if (nftw(dirs[d], walk_fn, 16, FTW_PHYS))
             return cs_fail(err, CS_EIO, "%s: cannot list the folder", dirs[d]);
     }
-    qsort(it->v, (size_t)it->n, sizeof(item), cmp_item_path);
+    if (it->n > 1) qsort(it->v, (size_t)it->n, sizeof(item), cmp_item_path); /* v is NULL when empty */
     return 0;
 }
 

@@ -362,6 +362,11 @@ typedef struct {
     int c, b, h, w; /* channels, batch, rows, cols of the input */
 } shape4;
 
+/* Threads for the passes around the sgemms (im2col, bias, ReLU, pooling):
+ * one. Measured on 2 cores: 13.1 vs 11.9 images/s with 2, because OpenBLAS's
+ * worker threads keep spinning between sgemm calls and would compete with ours. */
+static int rn_threads(void) { return 1; }
+
 typedef struct {
     float *col;       /* [cin*kh*kw][B*oh*ow] */
     const float *x;   /* [cin][B][h][w] */
@@ -389,17 +394,22 @@ static void im2col_cm(void *vctx, int64_t r, int thread) {
                 continue;
             }
             const float *row = src + (size_t)y * c->s.w;
-            if (c->relu) {
+            if (p->stride == 1) {
+                /* output columns [lo, hi) read inside the row; zeros outside */
+                int x0 = kx - p->pad_l, lo = x0 < 0 ? -x0 : 0, hi = c->s.w - x0;
+                if (lo > c->ow) lo = c->ow;
+                if (hi > c->ow) hi = c->ow;
+                if (hi < lo) hi = lo;
+                for (int ox = 0; ox < lo; ox++) d[ox] = 0.0f;
+                if (c->relu)
+                    for (int ox = lo; ox < hi; ox++) d[ox] = row[x0 + ox] > 0 ? row[x0 + ox] : 0.0f;
+                else
+                    memcpy(d + lo, row + x0 + lo, (size_t)(hi - lo) * sizeof *d);
+                for (int ox = hi; ox < c->ow; ox++) d[ox] = 0.0f;
+            } else if (c->relu) {
                 for (int ox = 0; ox < c->ow; ox++) {
                     int x = ox * p->stride - p->pad_l + kx;
                     d[ox] = x >= 0 && x < c->s.w && row[x] > 0 ? row[x] : 0.0f;
-                }
-            } else if (p->stride == 1) {
-                /* contiguous run with zero margins */
-                int x0 = kx - p->pad_l;
-                for (int ox = 0; ox < c->ow; ox++) {
-                    int x = x0 + ox;
-                    d[ox] = x >= 0 && x < c->s.w ? row[x] : 0.0f;
                 }
             } else {
                 for (int ox = 0; ox < c->ow; ox++) {
@@ -455,7 +465,7 @@ static shape4 conv_cm(float *y, const float *x, const cs_rn_conv *c, shape4 s, i
     const nn_conv2d_p *p = &c->p;
     int oh = nn_conv2d_oh(p, s.h), ow = nn_conv2d_ow(p, s.w);
     size_t n = (size_t)s.b * oh * ow;
-    int nt = cs_threads();
+    int nt = rn_threads();
     if (mode == 0) {
         ew_ctx e = {y, c->b, n, 0};
         cs_parallel_for(nt, p->cout, fill_bias_row, &e);
@@ -475,7 +485,7 @@ static shape4 conv_cm(float *y, const float *x, const cs_rn_conv *c, shape4 s, i
 
 static void relu_cm(float *y, shape4 s) {
     ew_ctx e = {y, NULL, (size_t)s.b * s.h * s.w, 0};
-    cs_parallel_for(cs_threads(), s.c, relu_row, &e);
+    cs_parallel_for(rn_threads(), s.c, relu_row, &e);
 }
 
 typedef struct {
@@ -562,7 +572,7 @@ int cs_resnet_forward(const cs_resnet *m, const float *in, int B, int H, int W, 
             memcpy(t2 + ((size_t)c * B + b) * hw, in + ((size_t)b * 3 + c) * hw, hw * sizeof(float));
     shape4 s = conv_cm(t1, t2, &m->conv1, (shape4){3, B, H, W}, 0, 0, ws);
     pool_ctx pc = {x, t1, s, (s.h - 1) / 2 + 1, (s.w - 1) / 2 + 1};
-    cs_parallel_for(cs_threads(), (int64_t)s.c * B, maxpool_plane, &pc);
+    cs_parallel_for(rn_threads(), (int64_t)s.c * B, maxpool_plane, &pc);
     s.h = pc.oh, s.w = pc.ow;
     if (taps && taps->stem) to_nchw(taps->stem, x, s);
 
@@ -578,14 +588,14 @@ int cs_resnet_forward(const cs_resnet *m, const float *in, int B, int H, int W, 
                 /* out (in t1, free now) = downsample(x) + b_down + b3 + conv3(t2) */
                 shape4 sd = conv_cm(t1, x, &blk->downsample, s, 0, 0, ws);
                 ew_ctx e = {t1, blk->conv3.b, (size_t)B * sd.h * sd.w, 0};
-                cs_parallel_for(cs_threads(), sd.c, add_bias_row, &e);
+                cs_parallel_for(rn_threads(), sd.c, add_bias_row, &e);
                 s3 = conv_cm(t1, t2, &blk->conv3, s2, 1, 0, ws);
                 float *tmp = x;
                 x = t1, t1 = tmp;
             } else {
                 /* identity: accumulate into x itself */
                 ew_ctx e = {x, blk->conv3.b, (size_t)B * s.h * s.w, 0};
-                cs_parallel_for(cs_threads(), s.c, add_bias_row, &e);
+                cs_parallel_for(rn_threads(), s.c, add_bias_row, &e);
                 s3 = conv_cm(x, t2, &blk->conv3, s2, 1, 0, ws);
             }
             relu_cm(x, s3);

@@ -771,7 +771,7 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
     const char *emb_name = NULL;
     cs_an_query *q = NULL;
     cs_an_result *res = NULL;
-    item **byp = NULL, **todo = NULL;
+    item **byp = NULL, **pending = NULL;
     psum *ps = NULL;
     writers w = {0};
     sqlite3_stmt *st = NULL;
@@ -992,16 +992,16 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
     qsort(byp, (size_t)nok, sizeof *byp, cmp_prompt);
     if (find_cliques(byp, nok, q, it.v, &refs.cfg, (float)set->clique_delta, err)) goto done;
     /* the generations to match: the decoded new ones, in prompt order */
-    todo = malloc(sizeof(item *) * (size_t)(nok ? nok : 1));
-    if (!todo) {
+    pending = malloc(sizeof(item *) * (size_t)(nok ? nok : 1));
+    if (!pending) {
         cs_fail(err, CS_ENOMEM, "analyze: out of memory");
         goto done;
     }
-    int64_t ntodo = 0;
+    int64_t npending = 0;
     for (int64_t j = 0; j < nok; j++)
         if (!byp[j]->old) {
-            byp[j]->res_i = ntodo;
-            todo[ntodo++] = byp[j];
+            byp[j]->res_i = npending;
+            pending[npending++] = byp[j];
         }
 
     /* 5. match and write, chunk by chunk */
@@ -1014,15 +1014,15 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
                          "VALUES(?,?,?,?,?)", err))
         goto done;
     {
-        cs_progress *prog = o->progress ? cs_progress_start("analyze", ntodo, "img") : NULL;
+        cs_progress *prog = o->progress ? cs_progress_start("analyze", npending, "img") : NULL;
         cs_an_query *cq = malloc(sizeof(cs_an_query) * CHUNK);
         item *cx[CHUNK];
         int fail = !cq;
         if (!cq) cs_fail(err, CS_ENOMEM, "analyze: out of memory");
-        for (int64_t off = 0; off < ntodo && !fail; off += CHUNK) {
-            int64_t n = ntodo - off < CHUNK ? ntodo - off : CHUNK;
+        for (int64_t off = 0; off < npending && !fail; off += CHUNK) {
+            int64_t n = npending - off < CHUNK ? npending - off : CHUNK;
             for (int64_t j = 0; j < n; j++) {
-                cx[j] = todo[off + j];
+                cx[j] = pending[off + j];
                 cq[j] = q[cx[j] - it.v];
             }
             cs_an_result *cr = res + off;
@@ -1207,7 +1207,7 @@ done:
     free(settings_json);
     free(ps);
     free(byp);
-    free(todo);
+    free(pending);
     free(q);
     free(res);
     items_free(&it);

@@ -9,6 +9,7 @@
 
 #include "core/parallel.h"
 #include "core/safetensors.h"
+#include "index/winograd.h"
 
 /* ---- preprocessing ------------------------------------------------------------ */
 
@@ -297,6 +298,37 @@ static int load_fn(void *ctx, cs_rn_conv *c, const char *wn, const char *bn) {
     return 0;
 }
 
+static int is_wino(const cs_rn_conv *c) {
+    return c->p.kh == 3 && c->p.kw == 3 && c->p.stride == 1 && c->p.pad_t == 1 && c->p.pad_l == 1;
+}
+
+static int count_wino(void *ctx, cs_rn_conv *c, const char *wn, const char *bn) {
+    (void)wn, (void)bn;
+    if (is_wino(c)) *(size_t *)ctx += (size_t)16 * c->p.cout * c->p.cin;
+    return 0;
+}
+
+static int fill_wino(void *ctx, cs_rn_conv *c, const char *wn, const char *bn) {
+    (void)wn, (void)bn;
+    float **next = ctx;
+    c->wino = NULL;
+    if (!is_wino(c)) return 0;
+    c->wino = *next;
+    *next += (size_t)16 * c->p.cout * c->p.cin;
+    cs_wino_weights(c->wino, c->w, c->p.cout, c->p.cin);
+    return 0;
+}
+
+/* Winograd-transformed copies of the 3x3 stride-1 filters (after folding). */
+static int prepare_winograd(cs_resnet *m, const char *path, cs_err *err) {
+    size_t n = 0;
+    visit_all(m, count_wino, &n);
+    m->wino_params = malloc(n * sizeof(float));
+    if (!m->wino_params) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+    float *next = m->wino_params;
+    return visit_all(m, fill_wino, &next);
+}
+
 int cs_resnet_load(cs_resnet *m, const char *path, cs_err *err) {
     memset(m, 0, sizeof *m);
     cs_safetensors st;
@@ -341,296 +373,15 @@ int cs_resnet_load(cs_resnet *m, const char *path, cs_err *err) {
                  ? -1 : 0;
     }
     cs_st_close(&st);
+    if (!rc) rc = prepare_winograd(m, path, err);
     if (rc) cs_resnet_free(m);
     return rc;
 }
 
 void cs_resnet_free(cs_resnet *m) {
     free(m->params);
+    free(m->wino_params);
     memset(m, 0, sizeof *m);
-}
-
-/* ---- forward ------------------------------------------------------------------ */
-/* Activations are kept channel-major over the whole batch, [C][B][H][W], so a
- * 1x1 convolution is ONE sgemm (M = cout, N = B*H*W, K = cin) and a 3x3 one
- * is one im2col + one sgemm for the whole batch: at layer4 N is 8 x 49 rather
- * than 49, which is what keeps OpenBLAS near its peak. Bias, residual and
- * ReLU are applied around the sgemm (the output is pre-filled with bias or
- * with the residual and accumulated into with beta = 1). */
-
-typedef struct {
-    int c, b, h, w; /* channels, batch, rows, cols of the input */
-} shape4;
-
-/* Threads for the passes around the sgemms (im2col, bias, ReLU, pooling):
- * one. Measured on 2 cores: 13.1 vs 11.9 images/s with 2, because OpenBLAS's
- * worker threads keep spinning between sgemm calls and would compete with ours. */
-static int rn_threads(void) { return 1; }
-
-typedef struct {
-    float *col;       /* [cin*kh*kw][B*oh*ow] */
-    const float *x;   /* [cin][B][h][w] */
-    const nn_conv2d_p *p;
-    shape4 s;
-    int oh, ow;
-    int relu;         /* apply ReLU to x on the way (saves a pass over it) */
-} col_ctx;
-
-/* One row (ci, ky, kx) of the im2col matrix. */
-static void im2col_cm(void *vctx, int64_t r, int thread) {
-    (void)thread;
-    col_ctx *c = vctx;
-    const nn_conv2d_p *p = c->p;
-    int kx = (int)(r % p->kw), ky = (int)(r / p->kw % p->kh), ci = (int)(r / (p->kw * p->kh));
-    size_t ohw = (size_t)c->oh * c->ow;
-    float *dst = c->col + (size_t)r * c->s.b * ohw;
-    for (int b = 0; b < c->s.b; b++) {
-        const float *src = c->x + ((size_t)ci * c->s.b + b) * c->s.h * c->s.w;
-        for (int oy = 0; oy < c->oh; oy++) {
-            int y = oy * p->stride - p->pad_t + ky;
-            float *d = dst + (size_t)b * ohw + (size_t)oy * c->ow;
-            if (y < 0 || y >= c->s.h) {
-                memset(d, 0, (size_t)c->ow * sizeof *d);
-                continue;
-            }
-            const float *row = src + (size_t)y * c->s.w;
-            if (p->stride == 1) {
-                /* output columns [lo, hi) read inside the row; zeros outside */
-                int x0 = kx - p->pad_l, lo = x0 < 0 ? -x0 : 0, hi = c->s.w - x0;
-                if (lo > c->ow) lo = c->ow;
-                if (hi > c->ow) hi = c->ow;
-                if (hi < lo) hi = lo;
-                for (int ox = 0; ox < lo; ox++) d[ox] = 0.0f;
-                if (c->relu)
-                    for (int ox = lo; ox < hi; ox++) d[ox] = row[x0 + ox] > 0 ? row[x0 + ox] : 0.0f;
-                else
-                    memcpy(d + lo, row + x0 + lo, (size_t)(hi - lo) * sizeof *d);
-                for (int ox = hi; ox < c->ow; ox++) d[ox] = 0.0f;
-            } else if (c->relu) {
-                for (int ox = 0; ox < c->ow; ox++) {
-                    int x = ox * p->stride - p->pad_l + kx;
-                    d[ox] = x >= 0 && x < c->s.w && row[x] > 0 ? row[x] : 0.0f;
-                }
-            } else {
-                for (int ox = 0; ox < c->ow; ox++) {
-                    int x = ox * p->stride - p->pad_l + kx;
-                    d[ox] = x >= 0 && x < c->s.w ? row[x] : 0.0f;
-                }
-            }
-        }
-    }
-}
-
-typedef struct {
-    float *y;
-    const float *bias;
-    size_t n; /* per channel */
-    int relu;
-} ew_ctx;
-
-static void fill_bias_row(void *vctx, int64_t c, int thread) {
-    (void)thread;
-    ew_ctx *e = vctx;
-    float *y = e->y + (size_t)c * e->n, b = e->bias[c];
-    for (size_t i = 0; i < e->n; i++) y[i] = b;
-}
-
-static void add_bias_row(void *vctx, int64_t c, int thread) {
-    (void)thread;
-    ew_ctx *e = vctx;
-    float *y = e->y + (size_t)c * e->n, b = e->bias[c];
-    for (size_t i = 0; i < e->n; i++) y[i] += b;
-}
-
-static void relu_row(void *vctx, int64_t c, int thread) {
-    (void)thread;
-    ew_ctx *e = vctx;
-    float *y = e->y + (size_t)c * e->n;
-    for (size_t i = 0; i < e->n; i++) y[i] = y[i] > 0 ? y[i] : 0;
-}
-
-static void relu_cm(float *y, shape4 s);
-
-/* Floats of the im2col matrix a conv needs (0 for a plain 1x1/1). */
-static size_t conv_ws(const nn_conv2d_p *p, shape4 s) {
-    if (p->kh == 1 && p->kw == 1 && p->stride == 1 && !p->pad_t && !p->pad_l) return 0;
-    return (size_t)p->cin * p->kh * p->kw * s.b * nn_conv2d_oh(p, s.h) * nn_conv2d_ow(p, s.w);
-}
-
-/* y [cout][B][oh][ow] (+)= conv(x). mode 0: y = conv + bias; 1: y += conv
- * (the caller pre-filled y). relu_x: the conv sees max(x, 0) (only for convs
- * that go through im2col). Returns the output shape. */
-static shape4 conv_cm(float *y, const float *x, const cs_rn_conv *c, shape4 s, int mode, int relu_x,
-                      float *ws) {
-    const nn_conv2d_p *p = &c->p;
-    int oh = nn_conv2d_oh(p, s.h), ow = nn_conv2d_ow(p, s.w);
-    size_t n = (size_t)s.b * oh * ow;
-    int nt = rn_threads();
-    if (mode == 0) {
-        ew_ctx e = {y, c->b, n, 0};
-        cs_parallel_for(nt, p->cout, fill_bias_row, &e);
-    }
-    const float *B = x;
-    int K = p->cin * p->kh * p->kw;
-    if (relu_x && !conv_ws(p, s)) relu_cm((float *)x, s); /* no im2col to fuse it into */
-    if (conv_ws(p, s)) {
-        col_ctx cc = {ws, x, p, s, oh, ow, relu_x};
-        cs_parallel_for(nt, K, im2col_cm, &cc);
-        B = ws;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p->cout, (int)n, K, 1.0f, c->w, K, B,
-                (int)n, 1.0f, y, (int)n);
-    return (shape4){p->cout, s.b, oh, ow};
-}
-
-static void relu_cm(float *y, shape4 s) {
-    ew_ctx e = {y, NULL, (size_t)s.b * s.h * s.w, 0};
-    cs_parallel_for(rn_threads(), s.c, relu_row, &e);
-}
-
-typedef struct {
-    float *out;
-    const float *in;
-    shape4 s;
-    int oh, ow;
-} pool_ctx;
-
-/* ReLU + 3x3 / stride 2 / pad 1 max pool of one [H][W] plane (max pool of
- * the ReLU = ReLU of the max pool; padding ignored). */
-static void maxpool_plane(void *vctx, int64_t i, int thread) {
-    (void)thread;
-    pool_ctx *c = vctx;
-    int h = c->s.h, w = c->s.w;
-    const float *x = c->in + (size_t)i * h * w;
-    float *y = c->out + (size_t)i * c->oh * c->ow;
-    for (int oy = 0; oy < c->oh; oy++)
-        for (int ox = 0; ox < c->ow; ox++) {
-            float m = 0; /* = ReLU then max pool: max(0, max(window)) */
-            for (int dy = -1; dy <= 1; dy++) {
-                int yy = 2 * oy + dy;
-                if (yy < 0 || yy >= h) continue;
-                for (int dx = -1; dx <= 1; dx++) {
-                    int xx = 2 * ox + dx;
-                    if (xx < 0 || xx >= w) continue;
-                    float v = x[yy * w + xx];
-                    if (v > m) m = v;
-                }
-            }
-            y[oy * c->ow + ox] = m;
-        }
-}
-
-/* [C][B][HW] -> [B][C][HW] (for the taps, which are NCHW like PyTorch). */
-static void to_nchw(float *dst, const float *src, shape4 s) {
-    size_t hw = (size_t)s.h * s.w;
-    for (int c = 0; c < s.c; c++)
-        for (int b = 0; b < s.b; b++)
-            memcpy(dst + ((size_t)b * s.c + c) * hw, src + ((size_t)c * s.b + b) * hw, hw * sizeof *dst);
-}
-
-int cs_resnet_forward(const cs_resnet *m, const float *in, int B, int H, int W, float *out,
-                      cs_resnet_taps *taps, cs_err *err) {
-    if (B < 1 || H < 32 || W < 32 || (int64_t)H * W > 16LL * 1024 * 1024)
-        return cs_fail(err, CS_EUSAGE, "resnet: input %dx%d (batch %d) out of range", W, H, B);
-    /* sizes: largest activation and largest im2col matrix, whole batch */
-    size_t act = (size_t)3 * B * H * W, ws_n = 0;
-    {
-        shape4 s = {3, B, H, W};
-        const cs_rn_conv *c = &m->conv1;
-        size_t t = conv_ws(&c->p, s);
-        if (t > ws_n) ws_n = t;
-        s = (shape4){64, B, nn_conv2d_oh(&c->p, H), nn_conv2d_ow(&c->p, W)};
-        if ((size_t)64 * B * s.h * s.w > act) act = (size_t)64 * B * s.h * s.w;
-        s.h = (s.h - 1) / 2 + 1, s.w = (s.w - 1) / 2 + 1;
-        for (int bi = 0; bi < 16; bi++) {
-            const cs_rn_block *b = &m->blocks[bi];
-            const cs_rn_conv *cv[4] = {&b->conv1, &b->conv2, &b->conv3, &b->downsample};
-            shape4 cur = s, outs = s;
-            for (int i = 0; i < 4; i++) {
-                if (!cv[i]->p.cout) continue;
-                shape4 is = i == 3 ? s : cur;
-                t = conv_ws(&cv[i]->p, is);
-                if (t > ws_n) ws_n = t;
-                shape4 os = {cv[i]->p.cout, B, nn_conv2d_oh(&cv[i]->p, is.h), nn_conv2d_ow(&cv[i]->p, is.w)};
-                t = (size_t)os.c * B * os.h * os.w;
-                if (t > act) act = t;
-                if (i < 3) cur = os;
-                if (i == 2) outs = os;
-            }
-            s = outs;
-        }
-    }
-    float *buf = malloc((3 * act + ws_n + (size_t)B * 2048) * sizeof(float));
-    if (!buf) return cs_fail(err, CS_ENOMEM, "resnet: out of memory for activations");
-    float *x = buf, *t1 = buf + act, *t2 = buf + 2 * act, *ws = buf + 3 * act;
-    float *gem = ws + ws_n;
-
-    /* input NCHW -> [3][B][H][W] */
-    size_t hw = (size_t)H * W;
-    for (int b = 0; b < B; b++)
-        for (int c = 0; c < 3; c++)
-            memcpy(t2 + ((size_t)c * B + b) * hw, in + ((size_t)b * 3 + c) * hw, hw * sizeof(float));
-    shape4 s = conv_cm(t1, t2, &m->conv1, (shape4){3, B, H, W}, 0, 0, ws);
-    pool_ctx pc = {x, t1, s, (s.h - 1) / 2 + 1, (s.w - 1) / 2 + 1};
-    cs_parallel_for(rn_threads(), (int64_t)s.c * B, maxpool_plane, &pc);
-    s.h = pc.oh, s.w = pc.ow;
-    if (taps && taps->stem) to_nchw(taps->stem, x, s);
-
-    int bi = 0;
-    for (int L = 0; L < 4; L++) {
-        for (int b = 0; b < layer_blocks[L]; b++, bi++) {
-            const cs_rn_block *blk = &m->blocks[bi];
-            shape4 s1 = conv_cm(t1, x, &blk->conv1, s, 0, 0, ws);
-            shape4 s2 = conv_cm(t2, t1, &blk->conv2, s1, 0, 1, ws); /* ReLU of t1 fused */
-            relu_cm(t2, s2);
-            shape4 s3;
-            if (blk->downsample.p.cout) {
-                /* out (in t1, free now) = downsample(x) + b_down + b3 + conv3(t2) */
-                shape4 sd = conv_cm(t1, x, &blk->downsample, s, 0, 0, ws);
-                ew_ctx e = {t1, blk->conv3.b, (size_t)B * sd.h * sd.w, 0};
-                cs_parallel_for(rn_threads(), sd.c, add_bias_row, &e);
-                s3 = conv_cm(t1, t2, &blk->conv3, s2, 1, 0, ws);
-                float *tmp = x;
-                x = t1, t1 = tmp;
-            } else {
-                /* identity: accumulate into x itself */
-                ew_ctx e = {x, blk->conv3.b, (size_t)B * s.h * s.w, 0};
-                cs_parallel_for(rn_threads(), s.c, add_bias_row, &e);
-                s3 = conv_cm(x, t2, &blk->conv3, s2, 1, 0, ws);
-            }
-            relu_cm(x, s3);
-            s = s3;
-        }
-        if (taps && taps->layer[L]) to_nchw(taps->layer[L], x, s);
-    }
-
-    /* GeM: (mean over positions of max(x, 1e-6)^p)^(1/p), gem [B][C] */
-    int C = s.c;
-    size_t phw = (size_t)s.h * s.w;
-    for (int c = 0; c < C; c++)
-        for (int b = 0; b < B; b++) {
-            const float *p = x + ((size_t)c * B + b) * phw;
-            float sum = 0;
-            for (size_t j = 0; j < phw; j++) {
-                float v = p[j] > 1e-6f ? p[j] : 1e-6f;
-                sum += m->gem_p == 3.0f ? v * v * v : powf(v, m->gem_p);
-            }
-            gem[(size_t)b * C + c] = powf(sum / (float)phw, 1.0f / m->gem_p);
-        }
-    if (taps && taps->gem) memcpy(taps->gem, gem, (size_t)B * C * sizeof(float));
-    if (m->fc_w) nn_linear(out, gem, m->fc_w, m->fc_b, B, C, m->dim);
-    else memcpy(out, gem, (size_t)B * C * sizeof(float));
-    if (taps && taps->fc) memcpy(taps->fc, out, (size_t)B * m->dim * sizeof(float));
-    for (int b = 0; b < B; b++) {
-        float *e = out + (size_t)b * m->dim;
-        double ss = 0;
-        for (int d = 0; d < m->dim; d++) ss += (double)e[d] * e[d];
-        float nrm = (float)sqrt(ss);
-        if (nrm < 1e-12f) nrm = 1e-12f;
-        for (int d = 0; d < m->dim; d++) e[d] /= nrm;
-    }
-    free(buf);
-    return 0;
 }
 
 int cs_resnet_embed(const cs_resnet *m, const cs_resnet_preproc *pp, const cs_image *imgs, int n,

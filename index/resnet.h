@@ -54,6 +54,8 @@ int cs_resnet_preprocess(const cs_resnet_preproc *pp, const cs_image *img, float
 typedef struct {
     float *w;      /* [cout, cin, kh, kw], batch norm folded in */
     float *b;      /* [cout] */
+    float *wino;   /* 3x3 stride-1 convs: w transformed for F(2x2, 3x3)
+                    * (index/winograd.h), [16][cout][cin]; else NULL */
     nn_conv2d_p p;
 } cs_rn_conv;
 
@@ -67,7 +69,8 @@ typedef struct {
     float *fc_w, *fc_b;        /* [dim, 2048], [dim]; NULL: no projection */
     int dim;                   /* descriptor size: fc rows, or 2048 */
     float gem_p;               /* 3 */
-    float *params;             /* the one allocation every pointer above points into */
+    float *params;             /* the one allocation w, b, fc_w, fc_b point into */
+    float *wino_params;        /* the one allocation the convs' wino point into */
 } cs_resnet;
 
 /* Loads and validates weights. Errors name file and tensor:
@@ -83,7 +86,10 @@ typedef struct {
 } cs_resnet_taps;
 
 /* in [B, 3, H, W] (preprocessed) -> out [B, dim] L2-normalised. Allocates its
- * activations per call. H, W >= 32. Threads: OpenBLAS's and cs_threads(). */
+ * activations per call. H, W >= 32. Threads: cs_threads() of ours, each
+ * running single-threaded sgemms: OpenBLAS is set to one thread for the
+ * duration of the call and restored after (resnet_forward.c says why), so
+ * do not run other OpenBLAS work concurrently from another thread. */
 int cs_resnet_forward(const cs_resnet *m, const float *in, int B, int H, int W, float *out,
                       cs_resnet_taps *taps, cs_err *err);
 

@@ -16,6 +16,7 @@
 #include "core/image.h"
 #include "core/parallel.h"
 #include "core/progress.h"
+#include "index/background.h"
 #include "index/embed.h"
 #include "index/hamming.h"
 #include "index/knn.h"
@@ -523,9 +524,16 @@ static cJSON *tile_json(int t, int grid, const float *td) {
 
 static double r4(double v) { return round(v * 1e4) / 1e4; }
 
+/* The background set the embedding cosines were normalised with, if any. */
+typedef struct {
+    const char *kind; /* "stored" (index background), "folder" (--background), NULL: none */
+    const char *path;
+    int64_t n;
+} bg_info;
+
 static char *evidence_json(const cs_an_result *r, const cs_an_refs *refs, const cs_ref_thumbs *th,
                            const item *x, int64_t analysis_id, const char *emb_name, int verdict,
-                           float severity) {
+                           float severity, const bg_info *bg) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "schema", "copyscope.evidence/1");
     cJSON_AddNumberToObject(o, "analysis_id", (double)analysis_id);
@@ -582,6 +590,14 @@ static char *evidence_json(const cs_an_result *r, const cs_an_refs *refs, const 
             cJSON_AddNumberToObject(e, "cosine", r4(b->emb_cos));
             cJSON_AddNumberToObject(e, "raw_cosine", r4(b->emb_cos + x->emb_bias));
             cJSON_AddNumberToObject(e, "background_bias", r4(x->emb_bias));
+            if (bg->kind) {
+                cJSON *bo = cJSON_AddObjectToObject(e, "background");
+                cJSON_AddStringToObject(bo, "source", bg->kind);
+                cJSON_AddStringToObject(bo, "path", bg->path ? bg->path : "");
+                cJSON_AddNumberToObject(bo, "images", (double)bg->n);
+            } else {
+                cJSON_AddNullToObject(e, "background");
+            }
         } else {
             cJSON_AddNullToObject(o, "embedding");
         }
@@ -776,7 +792,11 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
     writers w = {0};
     sqlite3_stmt *st = NULL;
     char *settings_json = NULL;
-    float *bgv = NULL; /* background set embeddings [nbg][dim] */
+    float *bgv = NULL; /* --background folder embeddings [nbg][dim] */
+    const float *bgp = NULL; /* the set used: bgv, or the stored set's mapping */
+    cs_vecstore bgvs;  /* index background: the stored set, when used */
+    int bgvs_open = 0;
+    bg_info bg = {0};
     int64_t nbg = 0;
     int rc = -1;
 
@@ -823,6 +843,17 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
             goto done;
         }
         if (embed_background(emb, o->background, threads, &bgv, &nbg, err)) goto done;
+        bgp = bgv;
+        bg = (bg_info){"folder", o->background, nbg};
+    } else if (emb) { /* the column's stored set (copyscope index background), when there is one */
+        int have = cs_bg_open(&bgvs, s, emb, err);
+        if (have < 0) goto done;
+        if (have) {
+            bgvs_open = 1;
+            bgp = bgvs.vecs;
+            nbg = bgvs.n;
+            bg = (bg_info){nbg > 0 ? "stored" : NULL, bgvs.path, nbg};
+        }
     }
     {
         size_t l = 0;
@@ -902,7 +933,7 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
                 float bias[CHUNK];
                 memset(bias, 0, sizeof bias);
                 if (!fail && nbg > 0 && nb > 0 &&
-                    cs_knn_background_bias(bgv, nbg, edim, ev, nb, threads, bias, err))
+                    cs_knn_background_bias(bgp, nbg, edim, ev, nb, threads, bias, err))
                     fail = 1;
                 for (int b = 0; b < nb && !fail; b++) {
                     cs_an_query *qq = &q[idx[b]];
@@ -1066,7 +1097,7 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
                     break;
                 }
                 char *ev = evidence_json(r, &refs, &th, cx[j], sum->analysis_id, emb_name, r->verdict,
-                                         r->severity);
+                                         r->severity, &bg);
                 sqlite3_reset(w.ins_f);
                 sqlite3_bind_int64(w.ins_f, 1, gen);
                 int64_t fref = r->has_best ? refs.ids[r->best.row] : -1;
@@ -1213,6 +1244,7 @@ done:
     items_free(&it);
     tasks_free(&tasks);
     free(bgv);
+    if (bgvs_open) cs_vs_close(&bgvs);
     cs_embedder_free(emb);
     for (int i = 0; i < h.n_emb; i++) free(h.emb[i]);
     free(h.emb);

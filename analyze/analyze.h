@@ -37,7 +37,9 @@ typedef struct {
     const char *background;  /* folder of images known not to be copies: SSCD score
                                 normalisation of the embedding cosines (Pizzi et al. 2022):
                                 cosine - sscd_beta x mean top-3 similarity to this set.
-                                NULL: raw cosines. Needs an embedding column. */
+                                NULL: the column's stored set (copyscope index
+                                background) when it has one, else raw cosines.
+                                Needs an embedding column. */
     int threads;             /* <= 0: cs_threads() */
     int progress;            /* show a progress line (stderr, when a terminal) */
     int only_new;            /* with run_id: analyse only generations without a finding (above) */

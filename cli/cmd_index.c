@@ -13,13 +13,18 @@
 #include "index/embed.h"
 #include "index/ingest.h"
 
+int cmd_index_background(int argc, char **argv); /* cli/cmd_index_background.c */
+int cmd_index_ann(int argc, char **argv);        /* cli/cmd_index_ann.c */
+
 static void usage_index(FILE *f) {
     fprintf(f,
-            "usage: copyscope index <add|query|stats|ls> [options]\n\n"
+            "usage: copyscope index <add|query|stats|ls|background|ann> [options]\n\n"
             "  add PATH...      add reference images (folders, files, lists, tar shards)\n"
             "  query IMAGE...   nearest references under each perceptual hash\n"
             "  stats            counts by status, descriptors present, database size\n"
-            "  ls               list references (--errors: only failures and notes)\n\n"
+            "  ls               list references (--errors: only failures and notes)\n"
+            "  background PATH  store a background set (SSCD score normalisation)\n"
+            "  ann              build/update an embedding column's approximate (FAISS) index\n\n"
             "'copyscope index <sub> --help' describes each.\n");
 }
 
@@ -52,7 +57,7 @@ static void usage_add(FILE *f) {
             "  --embedder SPEC   after adding, compute the embedding of every reference that lacks\n"
             "                    one (PATH may then be omitted): 'tiny' (built in, from the\n"
             "                    thumbnails) or 'sscd:WEIGHTS.safetensors' (SSCD ResNet-50; see\n"
-            "                    scripts/convert_sscd.py; tar members are skipped)\n"
+            "                    scripts/convert_sscd.py; each tar shard is read once)\n"
             "  --attribution TEXT  the credit/licence line of these references, shown beside\n"
             "                    them in reports (PATH may then be omitted)\n\n"
             "exit status: 0 when at least one input is in the index (added, duplicate or already\n"
@@ -90,6 +95,7 @@ static int add_embeddings(const char *db, const char *spec, int threads, int pro
     if (rc) return cli_fail(&err);
     printf("index add: embedder %s: %lld computed, %lld already present, %lld skipped\n", spec,
            (long long)es.computed, (long long)es.present, (long long)es.skipped);
+    if (es.skipped) fprintf(stderr, "copyscope: skipped %s\n", es.skip_example);
     return CLI_OK;
 }
 
@@ -380,5 +386,7 @@ int cmd_index(int argc, char **argv) {
     if (!strcmp(sub, "stats")) return cmd_index_stats(argc - 1, argv + 1);
     if (!strcmp(sub, "ls")) return cmd_index_ls(argc - 1, argv + 1);
     if (!strcmp(sub, "query")) return cmd_index_query(argc - 1, argv + 1);
-    return cli_usage_error("index: unknown subcommand '%s' (add, query, stats, ls)", sub);
+    if (!strcmp(sub, "background")) return cmd_index_background(argc - 1, argv + 1);
+    if (!strcmp(sub, "ann")) return cmd_index_ann(argc - 1, argv + 1);
+    return cli_usage_error("index: unknown subcommand '%s' (add, query, stats, ls, background, ann)", sub);
 }

@@ -13,11 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "core/image.h"
 #include "core/parallel.h"
 #include "core/store.h"
+#include "index/background.h"
+#include "index/ann.h"
 #include "index/embed.h"
 #include "index/hamming.h"
 #include "index/hashes.h"
@@ -49,11 +52,15 @@ typedef struct {
     char *column;
     int64_t *ids; /* [nq][k], -1 past the end */
     float *scores;
+    int approx;     /* found through the column's approximate index */
+    int normalized; /* scores lowered by the stored background set's bias */
 } emb_family;
 
 typedef struct {
     int k, max_dist, json, dihedral;
     int nemb;
+    int approx, nprobe; /* --approx: through the columns' ANN indexes (index/ann.h) */
+    int normalize; /* --normalize: embedding scores minus the stored background bias */
     emb_family emb[2];
     cs_store *store;
     cs_hash_db db;
@@ -63,6 +70,7 @@ typedef struct {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: copyscope index query IMAGE... [--k N] [--max-distance D] [--dihedral] [--json]\n"
+            "                             [--embedder SPEC] [--approx [--nprobe N]] [--normalize]\n"
             "                             [--db PATH]\n"
             "\n"
             "Lists, for each image, the nearest references of the index under each\n"
@@ -83,6 +91,14 @@ static void usage(FILE *f) {
             "  --embedder SPEC   also list the nearest references by cosine similarity of\n"
             "                    this embedding (sscd:WEIGHTS.safetensors; the index's 'tiny'\n"
             "                    column, when present, is always listed)\n"
+            "  --approx          embedding neighbours through the column's approximate index\n"
+            "                    (built by copyscope index ann), not an exact scan (the tiny\n"
+            "                    column listed beside --embedder: only if it has one)\n"
+            "  --nprobe N        with --approx: IVF lists searched (default: the index's own)\n"
+            "  --normalize       embedding scores minus the mean of the query's top-3 cosines to\n"
+            "                    the column's stored background set (copyscope index background;\n"
+            "                    images known not to be copies): SSCD score normalisation;\n"
+            "                    the --embedder column (else tiny) must have a stored set\n"
             "  --db PATH         the index (default $COPYSCOPE_DB or ./copyscope.db)\n");
 }
 
@@ -212,6 +228,14 @@ static int search_hash64(ctx *c, const query *qs, int nq, int which, family *f, 
     return rc;
 }
 
+/* Whether the column has an approximate index (index/ann.h). */
+static int ann_exists(cs_store *s, const char *column) {
+    char *p = cs_ann_path(s, column);
+    int ok = p && access(p, F_OK) == 0;
+    free(p);
+    return ok;
+}
+
 /* Embedding neighbours for each embedder with a column: the queries are decoded
  * again (their hashes were computed from images already freed). */
 static int search_embeddings(ctx *c, const query *qs, int nq, const char *spec, cs_err *err) {
@@ -242,7 +266,19 @@ static int search_embeddings(ctx *c, const query *qs, int nq, const char *spec, 
             rc = cs_embedder_describe(em, &img, 1, q + (size_t)i * dim, err);
             cs_image_free(&img);
         }
-        if (!rc) rc = cs_embed_search(c->store, f->column, q, nq, dim, c->k, f->ids, f->scores, err);
+        if (!rc && c->approx && (e == ns - 1 || ann_exists(c->store, f->column))) {
+            /* the asked column must have an index; the always-listed tiny uses its own if any */
+            cs_ann_search_opts ao = {.nprobe = c->nprobe};
+            rc = cs_ann_search_store(c->store, f->column, q, nq, dim, c->k, &ao, f->ids, f->scores, err);
+            f->approx = !rc;
+        } else if (!rc) {
+            rc = cs_embed_search(c->store, f->column, q, nq, dim, c->k, f->ids, f->scores, err);
+        }
+        if (!rc && c->normalize) { /* the asked column must have a set; others use theirs if any */
+            int applied = cs_bg_normalize(c->store, em, q, nq, c->k, f->ids, f->scores, e == ns - 1, err);
+            rc = applied < 0 ? -1 : 0;
+            f->normalized = applied > 0;
+        }
         free(q);
         cs_embedder_free(em);
     }
@@ -290,7 +326,9 @@ static void print_query(ctx *c, const query *q, int qi, const family *fams, int 
     }
     for (int e = 0; e < c->nemb; e++) {
         const emb_family *f = &c->emb[e];
-        printf("  %s embedding (cosine, higher is closer):\n", f->column);
+        printf("  %s embedding (%s, higher is closer%s):\n", f->column,
+               f->normalized ? "cosine minus the background set's bias" : "cosine",
+               f->approx ? "; approximate index" : "");
         for (int r = 0; r < c->k && f->ids[qi * c->k + r] >= 0; r++) {
             const char *src, *cap;
             int64_t id = f->ids[qi * c->k + r];
@@ -349,6 +387,8 @@ static cJSON *json_query(ctx *c, const query *q, int qi, const family *fams, int
         const emb_family *f = &c->emb[e];
         cJSON *fo = cJSON_AddObjectToObject(m, f->column);
         cJSON_AddStringToObject(fo, "metric", "cosine");
+        cJSON_AddBoolToObject(fo, "normalized", f->normalized);
+        cJSON_AddStringToObject(fo, "search", f->approx ? "approximate" : "exact");
         cJSON *arr = cJSON_AddArrayToObject(fo, "hits");
         for (int r = 0; r < c->k && f->ids[qi * c->k + r] >= 0; r++) {
             const char *src, *cap;
@@ -383,7 +423,10 @@ int cmd_index_query(int argc, char **argv) {
                                          {"db", required_argument, 0, 'd'},
                                          {"help", no_argument, 0, 'h'},
                                          {"embedder", required_argument, 0, 'E'},
+                                         {"normalize", no_argument, 0, 'N'},
                                          {"dihedral", no_argument, 0, 'D'},
+                                         {"approx", no_argument, 0, 'A'},
+                                         {"nprobe", required_argument, 0, 'P'},
                                          {0, 0, 0, 0}};
     ctx c = {.k = 5, .max_dist = CS_PDQ_MATCH_DISTANCE};
     const char *db = NULL, *embedder = NULL;
@@ -401,12 +444,19 @@ int cmd_index_query(int argc, char **argv) {
             break;
         case 'J': c.json = 1; break;
         case 'D': c.dihedral = 1; break;
+        case 'A': c.approx = 1; break;
+        case 'P':
+            if (parse_int(optarg, 1, 1000000, &c.nprobe))
+                return cli_usage_error("index query: --nprobe wants an integer >= 1, not '%s'", optarg);
+            break;
         case 'd': db = optarg; break;
         case 'E': embedder = optarg; break;
+        case 'N': c.normalize = 1; break;
         case 'h': usage(stdout); return CLI_OK;
         default: usage(stderr); return CLI_USAGE;
         }
     }
+    if (c.nprobe && !c.approx) return cli_usage_error("index query: --nprobe needs --approx");
     if (optind >= argc) {
         usage(stderr);
         return cli_usage_error("index query: no images given");

@@ -13,6 +13,8 @@
 #include "core/nn.h"
 #include "core/parallel.h"
 #include "core/progress.h"
+#include "index/embed_internal.h"
+#include "index/ingest_internal.h"
 #include "index/knn.h"
 #include "index/refs.h"
 #include "index/resnet.h"
@@ -110,6 +112,7 @@ void cs_embedder_free(cs_embedder *e) {
 
 const char *cs_embedder_column(const cs_embedder *e) { return e->spec.column; }
 int cs_embedder_dim(const cs_embedder *e) { return e->dim; }
+const char *cs_embedder_weights(const cs_embedder *e) { return e->spec.weights; }
 
 int cs_embedder_describe(cs_embedder *e, const cs_image *imgs, int n, float *out, cs_err *err) {
     if (e->spec.kind == EMB_SSCD) return cs_resnet_embed(&e->net, e->spec.pp, imgs, n, 8, out, err);
@@ -198,6 +201,7 @@ static int tiny_add(cs_store *s, int progress, cs_embed_stats *stats, cs_err *er
     int64_t *ids = NULL;
     float *out = NULL;
     cs_progress *pr = NULL;
+    emb_idset have = {0};
     if (!access(mp, F_OK)) {
         if (cs_tiny_load(&m, mp, err)) goto done;
     } else {
@@ -217,6 +221,7 @@ static int tiny_add(cs_store *s, int progress, cs_embed_stats *stats, cs_err *er
     ids = malloc(BATCH * sizeof *ids);
     out = malloc((size_t)BATCH * m.dim * sizeof *out);
     if (!th || !ids || !out) { cs_fail(err, CS_ENOMEM, "out of memory"); goto done; }
+    if (emb_idset_init(&have, &vs, err)) goto done;
     int64_t total;
     if (count_ok(s, &total, err)) goto done;
     if (progress) pr = cs_progress_start("embed tiny", total, "img");
@@ -226,7 +231,7 @@ static int tiny_add(cs_store *s, int progress, cs_embed_stats *stats, cs_err *er
         step = sqlite3_step(st);
         if (step == SQLITE_ROW) {
             int64_t id = sqlite3_column_int64(st, 0);
-            if (cs_vs_find(&vs, id) >= 0) {
+            if (emb_idset_has(&have, id)) {
                 if (stats) stats->present++;
                 if (pr) cs_progress_add(pr, 1);
                 continue;
@@ -253,89 +258,325 @@ done:
     cs_progress_end(pr);
     sqlite3_finalize(st);
     free(th), free(ids), free(out), free(mp);
+    emb_idset_free(&have);
     cs_tiny_free(&m);
     cs_vs_close(&vs);
     return rc;
 }
 
+/* ---- batches (embed_internal.h) ---------------------------------------------- */
+
+int emb_batch_init(emb_batch *b, cs_embedder *e, cs_vecstore *vs, cs_progress *pr, cs_err *err) {
+    memset(b, 0, sizeof *b);
+    b->e = e, b->vs = vs, b->pr = pr;
+    b->out = malloc((size_t)EMB_BATCH * cs_embedder_dim(e) * sizeof *b->out);
+    return b->out ? 0 : cs_fail(err, CS_ENOMEM, "out of memory");
+}
+
+int emb_batch_flush(emb_batch *b, cs_err *err) {
+    if (b->nb == 0) return 0;
+    if (cs_embedder_describe(b->e, b->imgs, b->nb, b->out, err) ||
+        cs_vs_append(b->vs, b->ids, b->out, b->nb, err))
+        return -1;
+    b->computed += b->nb;
+    if (b->pr) cs_progress_add(b->pr, b->nb);
+    for (int i = 0; i < b->nb; i++) cs_image_free(&b->imgs[i]);
+    b->nb = 0;
+    return 0;
+}
+
+int emb_batch_push(emb_batch *b, int64_t id, cs_image *img, cs_err *err) {
+    b->imgs[b->nb] = *img;
+    b->ids[b->nb++] = id;
+    memset(img, 0, sizeof *img);
+    return b->nb == EMB_BATCH ? emb_batch_flush(b, err) : 0;
+}
+
+int emb_batch_queued(const emb_batch *b, int64_t id) {
+    for (int i = 0; i < b->nb; i++)
+        if (b->ids[i] == id) return 1;
+    return 0;
+}
+
+void emb_batch_free(emb_batch *b) {
+    for (int i = 0; i < b->nb; i++) cs_image_free(&b->imgs[i]);
+    free(b->out);
+    memset(b, 0, sizeof *b);
+}
+
+static size_t idset_slot(const emb_idset *s, int64_t id) {
+    uint64_t h = (uint64_t)id * 0x9E3779B97F4A7C15ull;
+    size_t i = (size_t)(h >> 17) & (s->cap - 1);
+    while (s->slot[i] != INT64_MIN && s->slot[i] != id) i = (i + 1) & (s->cap - 1);
+    return i;
+}
+
+static int idset_grow(emb_idset *s, size_t want, cs_err *err) {
+    if (want * 2 <= s->cap) return 0;
+    size_t cap = s->cap ? s->cap : 1024;
+    while (want * 2 > cap) cap *= 2;
+    emb_idset t = {.slot = malloc(cap * sizeof(int64_t)), .cap = cap};
+    if (!t.slot) return cs_fail(err, CS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < cap; i++) t.slot[i] = INT64_MIN;
+    for (size_t i = 0; i < s->cap; i++)
+        if (s->slot[i] != INT64_MIN) t.slot[idset_slot(&t, s->slot[i])] = s->slot[i], t.n++;
+    free(s->slot);
+    *s = t;
+    return 0;
+}
+
+int emb_idset_add(emb_idset *s, int64_t id, cs_err *err) {
+    if (idset_grow(s, s->n + 1, err)) return -1;
+    size_t i = idset_slot(s, id);
+    if (s->slot[i] == INT64_MIN) s->slot[i] = id, s->n++;
+    return 0;
+}
+
+int emb_idset_has(const emb_idset *s, int64_t id) { return s->cap && s->slot[idset_slot(s, id)] == id; }
+
+int emb_idset_init(emb_idset *s, const cs_vecstore *vs, cs_err *err) {
+    memset(s, 0, sizeof *s);
+    if (idset_grow(s, (size_t)vs->n + 1, err)) return -1;
+    for (int64_t i = 0; i < vs->n; i++) emb_idset_add(s, vs->ids[i], err); /* cannot grow: sized */
+    return 0;
+}
+
+void emb_idset_free(emb_idset *s) {
+    free(s->slot);
+    memset(s, 0, sizeof *s);
+}
+
+const char *emb_spec_weights(const char *spec) {
+    if (strncmp(spec, "sscd", 4) || (spec[4] != ':' && spec[4] != '@')) return NULL;
+    const char *colon = strchr(spec + 4, ':');
+    return colon ? colon + 1 : NULL;
+}
+
 /* Checks (or records, for a new column) which weights file the sscd column
  * was made with, so two models never mix in one column. */
-static int sscd_check_weights(cs_store *s, const cs_vecstore *vs, const char *weights, cs_err *err) {
+int emb_check_weights(cs_store *s, const cs_vecstore *vs, const char *key, const char *weights,
+                      cs_err *err) {
     const char *base = strrchr(weights, '/');
     base = base ? base + 1 : weights;
     char *have = NULL;
-    if (cs_store_meta_get(s, "embed.sscd.weights", &have, err)) return -1;
+    if (cs_store_meta_get(s, key, &have, err)) return -1;
     int rc = 0;
     if (vs->n > 0 && have && strcmp(have, base))
         rc = cs_fail(err, CS_EUSAGE, "%s: made with weights %s, not %s: remove it to recompute", vs->path,
                      have, base);
     else if (!have || vs->n == 0)
-        rc = cs_store_meta_set(s, "embed.sscd.weights", base, err);
+        rc = cs_store_meta_set(s, key, base, err);
     free(have);
     return rc;
 }
 
-static int sscd_add(cs_store *s, const emb_spec *sp, int progress, cs_embed_stats *stats, cs_err *err) {
-    cs_resnet net;
-    if (cs_resnet_load(&net, sp->weights, err)) return -1;
-    cs_vecstore vs;
-    if (cs_vs_open_store(&vs, s, "sscd", net.dim, 1, err)) {
-        cs_resnet_free(&net);
-        return -1;
+/* ---- sscd: references decoded from their source ------------------------------ */
+
+typedef struct {
+    emb_batch b;
+    emb_idset have; /* ids with a vector when the run began */
+    cs_embed_stats *stats;
+} sscd_run;
+
+static void skip_ref(sscd_run *r, const char *why) {
+    if (r->stats) {
+        if (r->stats->skipped++ == 0) snprintf(r->stats->skip_example, sizeof r->stats->skip_example, "%s", why);
     }
-    enum { BATCH = 8 };
-    cs_image imgs[BATCH];
-    int64_t ids[BATCH];
-    float *out = malloc((size_t)BATCH * net.dim * sizeof *out);
+    if (r->b.pr) cs_progress_add(r->b.pr, 1);
+}
+
+/* References whose source is a file, in id order. */
+static int sscd_files(cs_store *s, sscd_run *r, cs_err *err) {
     sqlite3_stmt *st = NULL;
-    cs_progress *pr = NULL;
-    int rc = -1, nb = 0, step;
-    memset(imgs, 0, sizeof imgs);
-    if (!out) { cs_fail(err, CS_ENOMEM, "out of memory"); goto done; }
-    if (sscd_check_weights(s, &vs, sp->weights, err)) goto done;
-    int64_t total;
-    if (count_ok(s, &total, err)) goto done;
-    if (progress) pr = cs_progress_start("embed sscd", total, "img");
-    if (cs_store_prepare(s, &st, "SELECT id, source FROM refs WHERE status = 'ok' ORDER BY id", err)) goto done;
-    for (;;) {
-        step = sqlite3_step(st);
-        if (step == SQLITE_ROW) {
-            int64_t id = sqlite3_column_int64(st, 0);
-            const char *src = (const char *)sqlite3_column_text(st, 1);
-            if (cs_vs_find(&vs, id) >= 0) {
-                if (stats) stats->present++;
-                if (pr) cs_progress_add(pr, 1);
-                continue;
-            }
-            cs_err e2 = {0};
-            /* tar members ("shard.tar//member") and vanished files: no image to run */
-            if (!src || strstr(src, "//") || cs_image_load(&imgs[nb], src, NULL, &e2)) {
-                if (stats) stats->skipped++;
-                if (pr) cs_progress_add(pr, 1);
-                continue;
-            }
-            ids[nb++] = id;
+    if (cs_store_prepare(s, &st,
+                         "SELECT id, source FROM refs WHERE status = 'ok' "
+                         "AND (source IS NULL OR instr(source, '//') = 0) ORDER BY id", err))
+        return -1;
+    int step, rc = -1;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        const char *src = (const char *)sqlite3_column_text(st, 1);
+        if (emb_idset_has(&r->have, id)) {
+            if (r->stats) r->stats->present++;
+            if (r->b.pr) cs_progress_add(r->b.pr, 1);
+            continue;
         }
-        if (nb == BATCH || (step != SQLITE_ROW && nb > 0)) {
-            if (cs_resnet_embed(&net, sp->pp, imgs, nb, BATCH, out, err) ||
-                cs_vs_append(&vs, ids, out, nb, err))
-                goto done;
-            if (stats) stats->computed += nb;
-            if (pr) cs_progress_add(pr, nb);
-            for (int i = 0; i < nb; i++) cs_image_free(&imgs[i]);
-            nb = 0;
+        cs_err e2 = {0};
+        cs_image img;
+        if (!src) {
+            skip_ref(r, "a reference without a source");
+            continue;
         }
-        if (step != SQLITE_ROW) break;
+        if (cs_image_load(&img, src, NULL, &e2)) { /* moved or changed since ingest */
+            skip_ref(r, e2.msg);
+            continue;
+        }
+        if (emb_batch_push(&r->b, id, &img, err)) goto done;
     }
     if (step != SQLITE_DONE) { cs_store_fail(s, err, "reading refs"); goto done; }
-    rc = 0;
+    rc = emb_batch_flush(&r->b, err);
 done:
-    for (int i = 0; i < BATCH; i++) cs_image_free(&imgs[i]);
-    cs_progress_end(pr);
     sqlite3_finalize(st);
-    free(out);
+    return rc;
+}
+
+/* The members of one shard that lack a vector, sorted by name (strcmp). */
+typedef struct {
+    sscd_run *r;
+    const char *shard;
+    int64_t *ids;
+    char **names;
+    uint8_t *done;
+    int64_t n, cap;
+} shard_todo;
+
+static int64_t todo_find(const shard_todo *t, const char *name) {
+    int64_t lo = 0, hi = t->n - 1;
+    while (lo <= hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(t->names[mid], name);
+        if (!c) return mid;
+        if (c < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
+static int todo_want(void *u, const char *member, cs_err *err) {
+    (void)err;
+    shard_todo *t = u;
+    int64_t i = todo_find(t, member);
+    return i >= 0 && !t->done[i];
+}
+
+static int todo_got(void *u, const char *member, const uint8_t *data, size_t len, const char *problem,
+                    cs_err *err) {
+    shard_todo *t = u;
+    int64_t i = todo_find(t, member);
+    if (i < 0) return 0;
+    t->done[i] = 1;
+    char why[1200];
+    if (!data) {
+        snprintf(why, sizeof why, "%s//%s: %s", t->shard, member, problem);
+        skip_ref(t->r, why);
+        return 0;
+    }
+    cs_err e2 = {0};
+    cs_image img;
+    snprintf(why, sizeof why, "%s//%s", t->shard, member);
+    if (cs_image_decode(&img, data, len, why, NULL, &e2)) {
+        skip_ref(t->r, e2.msg);
+        return 0;
+    }
+    return emb_batch_push(&t->r->b, t->ids[i], &img, err);
+}
+
+/* Streams one shard, embedding its members in t; those never met are skipped. */
+static int todo_run(shard_todo *t, cs_err *err) {
+    if (t->n == 0) return 0;
+    t->done = calloc((size_t)t->n, 1);
+    if (!t->done) return cs_fail(err, CS_ENOMEM, "out of memory");
+    ing_tar_visitor v = {.u = t, .want = todo_want, .got = todo_got};
+    char problem[1200];
+    int rc = ing_tar_visit(t->shard, &v, problem, sizeof problem, err);
+    if (rc < 0) return -1;
+    for (int64_t i = 0; i < t->n; i++) {
+        if (t->done[i]) continue;
+        char why[1600];
+        if (rc == 1 && !strncmp(problem, t->shard, strlen(t->shard)) && problem[strlen(t->shard)] == ':')
+            snprintf(why, sizeof why, "%s//%s: %s", t->shard, t->names[i], problem + strlen(t->shard) + 2);
+        else
+            snprintf(why, sizeof why, "%s//%s: %s", t->shard, t->names[i],
+                     rc == 1 ? problem : "no longer in the shard");
+        skip_ref(t->r, why);
+    }
+    return emb_batch_flush(&t->r->b, err);
+}
+
+static void todo_clear(shard_todo *t) {
+    for (int64_t i = 0; i < t->n; i++) free(t->names[i]);
+    free(t->done);
+    t->done = NULL;
+    t->n = 0;
+}
+
+/* References that are tar-shard members ("shard.tar//member"): ordered by
+ * source, each shard's members are contiguous, so one shard's work list is
+ * held at a time and each shard is streamed once. */
+static int sscd_shards(cs_store *s, sscd_run *r, cs_err *err) {
+    sqlite3_stmt *st = NULL;
+    shard_todo t = {.r = r};
+    char *shard = NULL;
+    int step, rc = -1;
+    if (cs_store_prepare(s, &st,
+                         "SELECT id, source FROM refs WHERE status = 'ok' AND instr(source, '//') > 0 "
+                         "ORDER BY source", err))
+        return -1;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        const char *src = (const char *)sqlite3_column_text(st, 1);
+        if (emb_idset_has(&r->have, id)) {
+            if (r->stats) r->stats->present++;
+            if (r->b.pr) cs_progress_add(r->b.pr, 1);
+            continue;
+        }
+        const char *sep = strstr(src, "//");
+        size_t sl = (size_t)(sep - src);
+        if (!shard || strlen(shard) != sl || strncmp(shard, src, sl)) {
+            t.shard = shard;
+            if (todo_run(&t, err)) goto done;
+            todo_clear(&t);
+            free(shard);
+            shard = strndup(src, sl);
+            if (!shard) { cs_fail(err, CS_ENOMEM, "out of memory"); goto done; }
+        }
+        if (t.n == t.cap) {
+            int64_t cap = t.cap ? 2 * t.cap : 256;
+            int64_t *ni = realloc(t.ids, (size_t)cap * sizeof *ni);
+            if (ni) t.ids = ni;
+            char **nn = realloc(t.names, (size_t)cap * sizeof *nn);
+            if (nn) t.names = nn;
+            if (!ni || !nn) { cs_fail(err, CS_ENOMEM, "out of memory"); goto done; }
+            t.cap = cap;
+        }
+        t.names[t.n] = strdup(sep + 2);
+        if (!t.names[t.n]) { cs_fail(err, CS_ENOMEM, "out of memory"); goto done; }
+        t.ids[t.n++] = id;
+    }
+    if (step != SQLITE_DONE) { cs_store_fail(s, err, "reading refs"); goto done; }
+    t.shard = shard;
+    rc = todo_run(&t, err);
+done:
+    todo_clear(&t);
+    free(t.ids), free(t.names), free(shard);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sscd_add(cs_store *s, const char *spec, int progress, cs_embed_stats *stats, cs_err *err) {
+    cs_embedder *e;
+    if (cs_embedder_open(&e, s, spec, err)) return -1;
+    cs_vecstore vs;
+    if (cs_vs_open_store(&vs, s, "sscd", cs_embedder_dim(e), 1, err)) {
+        cs_embedder_free(e);
+        return -1;
+    }
+    sscd_run r = {.stats = stats};
+    cs_progress *pr = NULL;
+    int rc = -1;
+    int64_t total;
+    if (emb_check_weights(s, &vs, "embed.sscd.weights", emb_spec_weights(spec), err)) goto done;
+    if (count_ok(s, &total, err)) goto done;
+    if (progress) pr = cs_progress_start("embed sscd", total, "img");
+    if (emb_batch_init(&r.b, e, &vs, pr, err) || emb_idset_init(&r.have, &vs, err)) goto done;
+    rc = sscd_files(s, &r, err) || sscd_shards(s, &r, err) ? -1 : 0;
+    if (stats) stats->computed = r.b.computed;
+done:
+    emb_batch_free(&r.b);
+    emb_idset_free(&r.have);
+    cs_progress_end(pr);
     cs_vs_close(&vs);
-    cs_resnet_free(&net);
+    cs_embedder_free(e);
     return rc;
 }
 
@@ -345,7 +586,7 @@ int cs_embed_index_add_ex(cs_store *s, const char *spec, int jobs, int progress,
     emb_spec sp;
     if (parse_spec(spec, &sp, err)) return -1;
     nn_set_threads(jobs > 0 ? jobs : cs_threads());
-    int rc = sp.kind == EMB_TINY ? tiny_add(s, progress, st, err) : sscd_add(s, &sp, progress, st, err);
+    int rc = sp.kind == EMB_TINY ? tiny_add(s, progress, st, err) : sscd_add(s, spec, progress, st, err);
     free(sp.weights);
     return rc;
 }

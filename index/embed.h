@@ -12,10 +12,16 @@
  * Each embedder's vectors live in the column <db>.vec-<name> (index/vecstore.h),
  * name = "tiny" or "sscd", L2-normalised float32, compared by cosine.
  *
- * Limits: sscd decodes each reference from refs.source, so a reference whose
- * file has moved, or that is a tar-shard member (source "shard.tar//member"),
- * is skipped and counted (its thumbnail is too small for a 224-288 px CNN);
- * "tiny" works for every reference because it only needs the thumbnail. */
+ * sscd decodes each reference from refs.source (its thumbnail is too small
+ * for a 224-288 px CNN): files in id order, then tar-shard members (source
+ * "shard.tar//member"), each shard streamed once (index/ingest_tar.c) for the
+ * members that lack a vector. A reference whose file has moved, whose shard
+ * has vanished or whose member no longer decodes is skipped and counted (the
+ * first reason is kept in cs_embed_stats.skip_example); a rerun retries it.
+ * "tiny" works for every reference because it only needs the thumbnail.
+ *
+ * A stored background set per column, for SSCD score normalisation, is
+ * index/background.h. */
 #ifndef CS_EMBED_H
 #define CS_EMBED_H
 
@@ -28,7 +34,8 @@
 typedef struct {
     int64_t computed;   /* vectors appended */
     int64_t present;    /* references that already had one */
-    int64_t skipped;    /* no vector possible (tar member, unreadable source) */
+    int64_t skipped;    /* no vector possible (unreadable source, vanished shard) */
+    char skip_example[600]; /* the first skipped reference and why ("" when none) */
 } cs_embed_stats;
 
 /* Computes the embedder's vector for every 'ok' reference that lacks one and
@@ -47,6 +54,7 @@ int cs_embedder_open(cs_embedder **out, cs_store *s, const char *spec, cs_err *e
 void cs_embedder_free(cs_embedder *e);
 const char *cs_embedder_column(const cs_embedder *e); /* "tiny" / "sscd" */
 int cs_embedder_dim(const cs_embedder *e);
+const char *cs_embedder_weights(const cs_embedder *e); /* sscd: weights path; tiny: NULL */
 /* out[n][dim] for n images (alpha already composited by core/image). */
 int cs_embedder_describe(cs_embedder *e, const cs_image *imgs, int n, float *out, cs_err *err);
 

@@ -128,3 +128,51 @@ extern "C" void cs_faiss_free(cs_faiss *f) {
 extern "C" void cs_faiss_set_threads(int n) {
     if (n > 0) omp_set_num_threads(n);
 }
+
+// The IVF inside an index (through a refine stage or a pre-transform), or null.
+static const faiss::IndexIVF *ivf_of(const faiss::Index *ix) {
+    if (auto *rf = dynamic_cast<const faiss::IndexRefine *>(ix)) ix = rf->base_index;
+    return faiss::ivflib::try_extract_index_ivf(ix);
+}
+
+extern "C" int cs_faiss_write_fp(const cs_faiss *f, FILE *fp, const char *what, cs_err *err) {
+    return guarded(err, what, [&] { faiss::write_index(f->index, fp); });
+}
+
+static int wrap_index(cs_faiss **out, faiss::Index *ix, cs_err *err) {
+    cs_faiss *f = new (std::nothrow) cs_faiss{ix};
+    if (!f) {
+        delete ix;
+        return cs_fail(err, CS_ENOMEM, "faiss: out of memory");
+    }
+    *out = f;
+    return 0;
+}
+
+extern "C" int cs_faiss_read_fp(cs_faiss **out, FILE *fp, const char *what, cs_err *err) {
+    *out = nullptr;
+    faiss::Index *ix = nullptr;
+    if (guarded(err, what, [&] { ix = faiss::read_index(fp); })) return -1;
+    return wrap_index(out, ix, err);
+}
+
+extern "C" int cs_faiss_read_mmap(cs_faiss **out, const char *path, cs_err *err) {
+    *out = nullptr;
+    faiss::Index *ix = nullptr;
+    if (guarded(err, path, [&] { ix = faiss::read_index(path, faiss::IO_FLAG_MMAP); })) return -1;
+    return wrap_index(out, ix, err);
+}
+
+extern "C" int cs_faiss_reset(cs_faiss *f, cs_err *err) {
+    return guarded(err, "reset", [&] { f->index->reset(); });
+}
+
+extern "C" int64_t cs_faiss_nlist(const cs_faiss *f) {
+    const faiss::IndexIVF *ivf = ivf_of(f->index);
+    return ivf ? (int64_t)ivf->nlist : 0;
+}
+
+extern "C" int cs_faiss_nprobe(const cs_faiss *f) {
+    const faiss::IndexIVF *ivf = ivf_of(f->index);
+    return ivf ? (int)ivf->nprobe : 0;
+}

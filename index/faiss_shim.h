@@ -17,6 +17,7 @@
 #define CS_FAISS_SHIM_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/err.h"
 
@@ -47,6 +48,21 @@ int cs_faiss_search(cs_faiss *f, int64_t nq, const float *q, int k, float *score
 int cs_faiss_write(const cs_faiss *f, const char *path, cs_err *err);
 int cs_faiss_read(cs_faiss **out, const char *path, cs_err *err);
 void cs_faiss_free(cs_faiss *f);
+/* The same, to / from an open stream at its current position (a container
+ * with its own header before the index, index/ann.h); what names the stream
+ * in errors. Reading stops at the end of the index. */
+int cs_faiss_write_fp(const cs_faiss *f, FILE *fp, const char *what, cs_err *err);
+int cs_faiss_read_fp(cs_faiss **out, FILE *fp, const char *what, cs_err *err);
+/* Reads an index file with its inverted lists memory-mapped (FAISS's
+ * IO_FLAG_MMAP: opening a multi-GB IVF file costs O(nlist), not a copy); such
+ * an index is for searching only. */
+int cs_faiss_read_mmap(cs_faiss **out, const char *path, cs_err *err);
+/* Removes every vector, keeping what was trained (an IVF's coarse quantizer). */
+int cs_faiss_reset(cs_faiss *f, cs_err *err);
+/* An IVF index's list count and current nprobe (through a ",RFlat" or a
+ * pre-transform); 0 for other index types. */
+int64_t cs_faiss_nlist(const cs_faiss *f);
+int cs_faiss_nprobe(const cs_faiss *f);
 /* OpenMP threads FAISS uses (n <= 0: leave OpenMP's default). */
 void cs_faiss_set_threads(int n);
 

@@ -78,6 +78,22 @@ int ing_is_tar_name(const char *name);
 /* ingest_tar.c: every image member of a shard. */
 int ing_tar(ing_ctx *c, const char *path, cs_err *err);
 
+/* Streams a shard once for readers other than ingest (the embedders): for
+ * each regular member with an image name (as ing_tar takes them), want()
+ * says whether its bytes are needed (1), not (0) or fails (-1, err set);
+ * got() receives the bytes (borrowed, NUL-terminated) or, data NULL, why the
+ * member could not be read (the stream then stops); it returns 0 or -1 (err). */
+typedef struct {
+    void *u;
+    int (*want)(void *u, const char *member, cs_err *err);
+    int (*got)(void *u, const char *member, const uint8_t *data, size_t len, const char *problem,
+               cs_err *err);
+} ing_tar_visitor;
+/* 0: the whole shard was read; 1: it could not be opened or broke off
+ * (problem: "<path>: <reason>"; the members before the break were visited);
+ * -1: a callback failed or out of memory (err). */
+int ing_tar_visit(const char *path, const ing_tar_visitor *v, char *problem, size_t pn, cs_err *err);
+
 /* ingest_captions.c */
 /* Loads dir/captions.jsonl, then dir/captions.csv (once per dir) into the
  * map; an image already mapped keeps its first caption. */

@@ -110,14 +110,21 @@ static int shard_error(ing_ctx *c, const char *path, const char *what, struct ar
     return ing_push(c, &j, 0, err);
 }
 
-int ing_tar(ing_ctx *c, const char *path, cs_err *err) {
-    if (ing_counting(c)) return 0; /* members are counted while they are read */
+/* A shard reader with the formats ingest accepts (tar, GNU tar, gzip'd). */
+static struct archive *open_shard_reader(void) {
     struct archive *a = archive_read_new();
-    if (!a) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+    if (!a) return NULL;
     archive_read_support_format_tar(a);
     archive_read_support_format_gnutar(a);
     archive_read_support_filter_gzip(a);
     archive_read_support_filter_none(a);
+    return a;
+}
+
+int ing_tar(ing_ctx *c, const char *path, cs_err *err) {
+    if (ing_counting(c)) return 0; /* members are counted while they are read */
+    struct archive *a = open_shard_reader();
+    if (!a) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
     if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
         int rc = shard_error(c, path, "cannot open tar shard", a, err);
         archive_read_free(a);
@@ -195,6 +202,49 @@ int ing_tar(ing_ctx *c, const char *path, cs_err *err) {
         free(g.key);
         free(g.txt);
         free(g.json);
+    }
+    archive_read_free(a);
+    return rc;
+}
+
+int ing_tar_visit(const char *path, const ing_tar_visitor *v, char *problem, size_t pn, cs_err *err) {
+    problem[0] = 0;
+    struct archive *a = open_shard_reader();
+    if (!a) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+    int rc = 0;
+    if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
+        snprintf(problem, pn, "%s: cannot open tar shard: %s", path,
+                 archive_error_string(a) ? archive_error_string(a) : "unknown error");
+        archive_read_free(a);
+        return 1;
+    }
+    for (int members = 0;; members++) {
+        struct archive_entry *e;
+        int r = archive_read_next_header(a, &e);
+        if (r == ARCHIVE_EOF) break;
+        if (r < ARCHIVE_WARN) {
+            snprintf(problem, pn, "%s: %s: %s", path,
+                     members ? "truncated or corrupt tar after its last good member" : "not a readable tar shard",
+                     archive_error_string(a) ? archive_error_string(a) : "unknown error");
+            rc = 1;
+            break;
+        }
+        const char *name = archive_entry_pathname(e);
+        if (archive_entry_filetype(e) != AE_IFREG || !name || !is_image_ext(member_ext(name))) continue;
+        int w = v->want(v->u, name, err);
+        if (w < 0) { rc = -1; break; }
+        if (w == 0) continue; /* the data is skipped by the next header read */
+        uint8_t *d;
+        size_t n;
+        char msg[600];
+        if (read_member(a, e, MAX_MEMBER, &d, &n, msg, sizeof msg)) {
+            rc = v->got(v->u, name, NULL, 0, msg, err) ? -1 : 1;
+            if (rc == 1) snprintf(problem, pn, "%s//%s: %s", path, name, msg);
+            break; /* the stream cannot go on after a short read */
+        }
+        int g = v->got(v->u, name, d, n, NULL, err);
+        free(d);
+        if (g) { rc = -1; break; }
     }
     archive_read_free(a);
     return rc;

@@ -381,10 +381,11 @@ int cs_resnet_load(cs_resnet *m, const char *path, cs_err *err) {
 void cs_resnet_free(cs_resnet *m) {
     free(m->params);
     free(m->wino_params);
+    free(m->work);
     memset(m, 0, sizeof *m);
 }
 
-int cs_resnet_embed(const cs_resnet *m, const cs_resnet_preproc *pp, const cs_image *imgs, int n,
+int cs_resnet_embed(cs_resnet *m, const cs_resnet_preproc *pp, const cs_image *imgs, int n,
                     int batch, float *out, cs_err *err) {
     if (batch < 1) batch = 1;
     float **in = calloc((size_t)(n ? n : 1), sizeof *in);

@@ -91,18 +91,16 @@ static void im2col_tile(float *cols, const conv_src *src, int oh, int ow, int64_
             } else {
                 const float *row = src->x + (((size_t)ci * s.b + b) * s.h + y) * s.w;
                 int x = ox0 * p->stride - p->pad_l + kx;
-                if (p->stride == 1) {
-                    /* [lo, hi) of the run reads inside the row, zeros outside */
-                    int lo = x < 0 ? -x : 0, hi = s.w - x;
-                    if (lo > len) lo = len;
-                    if (hi > len) hi = len;
-                    if (hi < lo) hi = lo;
-                    memset(dd, 0, (size_t)lo * sizeof *dd);
-                    memcpy(dd + lo, row + x + lo, (size_t)(hi - lo) * sizeof *dd);
-                    memset(dd + hi, 0, (size_t)(len - hi) * sizeof *dd);
-                } else {
-                    for (int i = 0; i < len; i++, x += p->stride) dd[i] = x >= 0 && x < s.w ? row[x] : 0.0f;
-                }
+                /* [lo, hi) of the run reads inside the row, zeros outside */
+                int st = p->stride, lo = x < 0 ? (-x + st - 1) / st : 0, hi = x < s.w ? (s.w - x + st - 1) / st : 0;
+                if (lo > len) lo = len;
+                if (hi > len) hi = len;
+                if (hi < lo) hi = lo;
+                memset(dd, 0, (size_t)lo * sizeof *dd);
+                if (st == 1) memcpy(dd + lo, row + x + lo, (size_t)(hi - lo) * sizeof *dd);
+                else
+                    for (int i = lo; i < hi; i++) dd[i] = row[x + i * st];
+                memset(dd + hi, 0, (size_t)(len - hi) * sizeof *dd);
             }
             n += len;
         }
@@ -312,15 +310,22 @@ static void plan_sizes(const cs_resnet *m, int B, int H, int W, int nt, size_t *
     }
 }
 
-int cs_resnet_forward(const cs_resnet *m, const float *in, int B, int H, int W, float *out,
+int cs_resnet_forward(cs_resnet *m, const float *in, int B, int H, int W, float *out,
                       cs_resnet_taps *taps, cs_err *err) {
     if (B < 1 || H < 32 || W < 32 || (int64_t)H * W > 16LL * 1024 * 1024)
         return cs_fail(err, CS_EUSAGE, "resnet: input %dx%d (batch %d) out of range", W, H, B);
     int nt = cs_threads();
     size_t act, ws_n;
     plan_sizes(m, B, H, W, nt, &act, &ws_n);
-    float *buf = malloc((3 * act + (size_t)nt * ws_n + (size_t)B * 2048) * sizeof(float));
-    if (!buf) return cs_fail(err, CS_ENOMEM, "resnet: out of memory for activations");
+    size_t need = 3 * act + (size_t)nt * ws_n + (size_t)B * 2048;
+    if (need > m->work_n) {
+        free(m->work);
+        m->work_n = 0;
+        if (!(m->work = malloc(need * sizeof(float))))
+            return cs_fail(err, CS_ENOMEM, "resnet: out of memory for activations");
+        m->work_n = need;
+    }
+    float *buf = m->work;
     float *x = buf, *t1 = buf + act, *t2 = buf + 2 * act, *gem = buf + 3 * act;
     runner r = {nt, gem + (size_t)B * 2048, ws_n};
     /* our threads run the tiles, each with a single-threaded sgemm */
@@ -376,6 +381,5 @@ int cs_resnet_forward(const cs_resnet *m, const float *in, int B, int H, int W, 
         if (nrm < 1e-12f) nrm = 1e-12f;
         for (int d = 0; d < m->dim; d++) e[d] /= nrm;
     }
-    free(buf);
     return 0;
 }

@@ -71,9 +71,14 @@ static void split_row(float *e, float *o, const float *plane, int y, int H, int 
         return;
     }
     const float *in = plane + (size_t)y * W;
-    for (int k = 0; k <= tw; k++) {
+    /* k = 1 .. kin-1 read inside the row (2k <= W - 1); then the edges */
+    int kin = (W + 1) / 2;
+    e[0] = 0.0f;
+    for (int k = 1; k < kin; k++) e[k] = in[2 * k - 1];
+    for (int k = 0; k < kin; k++) o[k] = in[2 * k];
+    for (int k = kin; k <= tw; k++) {
         int xe = 2 * k - 1, xo = 2 * k;
-        e[k] = xe >= 0 && xe < W ? in[xe] : 0.0f;
+        e[k] = xe < W ? in[xe] : 0.0f;
         o[k] = xo < W ? in[xo] : 0.0f;
     }
 }

@@ -56,16 +56,18 @@ static int is_pointwise(const nn_conv2d_p *p) {
 }
 
 /* Columns per tile for a GEMM of depth K: an im2col tile of about 1 MB (L2),
- * between 128 and 1024 columns, and at least two tiles per thread when N
- * allows it (so the last tiles balance). A multiple of 16 (the sgemm
- * kernel's width). */
+ * at most 1024 columns, and tiles of EQUAL size in a number that is a
+ * multiple of the threads (at least two each when N allows it): at layer4
+ * N is only 8 x 49 = 392, and tiles of 128, 128, 128, 8 would leave one of
+ * two threads idle a quarter of the time. */
 static int tile_cols(int K, int64_t n, int nt) {
     int64_t t = (256 * 1024) / K;
     if (t > 1024) t = 1024;
     if (t < 128) t = 128;
-    int64_t per = (n + 2 * nt - 1) / (2 * nt);
-    if (t > per) t = per;
-    t = (t + 15) / 16 * 16;
+    int64_t ntiles = (n + t - 1) / t;
+    if (ntiles < 2 * nt) ntiles = 2 * nt;
+    ntiles = (ntiles + nt - 1) / nt * nt;
+    t = (n + ntiles - 1) / ntiles;
     return (int)(t < 16 ? 16 : t);
 }
 

@@ -57,8 +57,12 @@ int cs_wino_tile(int cin, int cout, int B, int H, int W, int nt) {
     if (t > 512) t = 512;
     if (t < 64) t = 64;
     int64_t r = (t + tw / 2) / tw;
-    int64_t per = (rows + 2 * nt - 1) / (2 * nt);
-    if (r > per) r = per;
+    if (r < 1) r = 1;
+    /* equal tiles, their number a multiple of the threads (resnet_forward.c) */
+    int64_t ntiles = (rows + r - 1) / r;
+    if (ntiles < 2 * nt) ntiles = 2 * nt;
+    ntiles = (ntiles + nt - 1) / nt * nt;
+    r = (rows + ntiles - 1) / ntiles;
     return r < 1 ? 1 : (int)r;
 }
 

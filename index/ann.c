@@ -261,6 +261,15 @@ static int add_rows(cs_ann *a, const cs_vecstore *vs, int64_t from, int progress
     return rc ? cs_wrap(err, "%s", a->path) : 0;
 }
 
+/* The stats of an index that holds rows rows, saved at path. */
+static void fill_stats(cs_ann_stats *st, const cs_ann *a, const char *path, int64_t rows) {
+    st->rows = rows;
+    st->nprobe = cs_faiss_nprobe(a->f);
+    snprintf(st->factory, sizeof st->factory, "%s", a->h.factory);
+    struct stat fs;
+    st->file_bytes = stat(path, &fs) ? 0 : (int64_t)fs.st_size;
+}
+
 int cs_ann_build_vs(const char *path, const char *column, const cs_vecstore *vs, const cs_ann_opts *o,
                     cs_ann_stats *st, cs_err *err) {
     cs_ann_opts def = {0};
@@ -287,11 +296,7 @@ int cs_ann_build_vs(const char *path, const char *column, const cs_vecstore *vs,
         if (o->nprobe > 0 && cs_faiss_nlist(a->f) > 0 && o->nprobe != cs_faiss_nprobe(a->f)) {
             if (cs_faiss_set_param(a->f, "nprobe", o->nprobe, err)) rc = cs_wrap(err, "%s", path);
         } else if ((int64_t)a->h.rows == vs->n) { /* nothing new: leave the file alone */
-            st->rows = vs->n;
-            st->nprobe = cs_faiss_nprobe(a->f);
-            snprintf(st->factory, sizeof st->factory, "%s", a->h.factory);
-            struct stat fs;
-            st->file_bytes = stat(path, &fs) ? 0 : (int64_t)fs.st_size;
+            fill_stats(st, a, path, vs->n);
             cs_ann_close(a);
             return 0;
         }
@@ -323,13 +328,7 @@ int cs_ann_build_vs(const char *path, const char *column, const cs_vecstore *vs,
         a->h.fingerprint = fingerprint(vs, vs->n);
         rc = write_ann(a, path, err);
     }
-    if (!rc) {
-        st->rows = vs->n;
-        st->nprobe = cs_faiss_nprobe(a->f);
-        snprintf(st->factory, sizeof st->factory, "%s", a->h.factory);
-        struct stat fs;
-        st->file_bytes = stat(path, &fs) ? 0 : (int64_t)fs.st_size;
-    }
+    if (!rc) fill_stats(st, a, path, vs->n);
     cs_ann_close(a);
     return rc;
 }

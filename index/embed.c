@@ -385,6 +385,14 @@ static void skip_ref(sscd_run *r, const char *why) {
     if (r->b.pr) cs_progress_add(r->b.pr, 1);
 }
 
+/* Whether reference id had a vector when the run began (counted as present). */
+static int already_present(sscd_run *r, int64_t id) {
+    if (!emb_idset_has(&r->have, id)) return 0;
+    if (r->stats) r->stats->present++;
+    if (r->b.pr) cs_progress_add(r->b.pr, 1);
+    return 1;
+}
+
 /* References whose source is a file, in id order. */
 static int sscd_files(cs_store *s, sscd_run *r, cs_err *err) {
     sqlite3_stmt *st = NULL;
@@ -396,11 +404,7 @@ static int sscd_files(cs_store *s, sscd_run *r, cs_err *err) {
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(st, 0);
         const char *src = (const char *)sqlite3_column_text(st, 1);
-        if (emb_idset_has(&r->have, id)) {
-            if (r->stats) r->stats->present++;
-            if (r->b.pr) cs_progress_add(r->b.pr, 1);
-            continue;
-        }
+        if (already_present(r, id)) continue;
         cs_err e2 = {0};
         cs_image img;
         if (!src) {
@@ -515,11 +519,7 @@ static int sscd_shards(cs_store *s, sscd_run *r, cs_err *err) {
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(st, 0);
         const char *src = (const char *)sqlite3_column_text(st, 1);
-        if (emb_idset_has(&r->have, id)) {
-            if (r->stats) r->stats->present++;
-            if (r->b.pr) cs_progress_add(r->b.pr, 1);
-            continue;
-        }
+        if (already_present(r, id)) continue;
         const char *sep = strstr(src, "//");
         size_t sl = (size_t)(sep - src);
         if (!shard || strlen(shard) != sl || strncmp(shard, src, sl)) {

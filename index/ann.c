@@ -16,9 +16,13 @@
 
 static const char ann_magic[8] = {'C', 'S', 'A', 'N', 'N', 0, 0, 1};
 
+/* flags */
+#define ANN_DEFAULT_FACTORY 1u /* factory chosen by cs_ann_default_factory, not the user */
+
 typedef struct {
-    uint32_t dim;
+    uint32_t dim, flags;
     uint64_t rows, payload, fingerprint;
+    uint64_t trained_rows; /* column rows when the index was trained */
     char column[64], factory[128];
 } ann_header;
 
@@ -63,6 +67,8 @@ static void encode_header(const ann_header *h, unsigned char *b) {
     put64(b + 32, h->fingerprint);
     memcpy(b + 40, h->column, 64);
     memcpy(b + 104, h->factory, 128);
+    put64(b + 232, h->trained_rows);
+    put32(b + 240, h->flags);
 }
 
 static int decode_header(const unsigned char *b, ann_header *h, const char *path, cs_err *err) {
@@ -74,6 +80,8 @@ static int decode_header(const unsigned char *b, ann_header *h, const char *path
     h->fingerprint = get64(b + 32);
     memcpy(h->column, b + 40, 64);
     memcpy(h->factory, b + 104, 128);
+    h->trained_rows = get64(b + 232);
+    h->flags = get32(b + 240);
     if (h->column[63] || h->factory[127] || !h->dim || h->dim > CS_VS_MAX_DIM)
         return cs_fail(err, CS_EFORMAT, "%s: corrupt ANN index header", path);
     return 0;
@@ -261,6 +269,18 @@ static int add_rows(cs_ann *a, const cs_vecstore *vs, int64_t from, int progress
     return rc ? cs_wrap(err, "%s", a->path) : 0;
 }
 
+/* Whether an index whose factory was the default has been outgrown: the
+ * column now has 4x the rows it was trained on and the default for its size
+ * differs (e.g. IVF64 trained at 10,000 rows, IVF4096 due at 1M: lists of
+ * 16,000 vectors would make every probe scan 60x more). It is then trained
+ * anew; a factory the user chose is kept whatever the size. */
+static int outgrown(const cs_ann *a, int64_t n, const cs_ann_opts *o) {
+    if (o->factory || !(a->h.flags & ANN_DEFAULT_FACTORY) || (uint64_t)n < 4 * a->h.trained_rows) return 0;
+    char want[128];
+    cs_ann_default_factory(n, want, sizeof want);
+    return strcmp(want, a->h.factory) != 0;
+}
+
 /* The stats of an index that holds rows rows, saved at path. */
 static void fill_stats(cs_ann_stats *st, const cs_ann *a, const char *path, int64_t rows) {
     st->rows = rows;
@@ -286,7 +306,7 @@ int cs_ann_build_vs(const char *path, const char *column, const cs_vecstore *vs,
     /* an existing index of the same factory is updated, unless rebuilding */
     if (!o->rebuild && access(path, F_OK) == 0) {
         if (cs_ann_open(&a, path, column, vs, err)) return -1;
-        if (o->factory && strcmp(o->factory, a->h.factory)) {
+        if ((o->factory && strcmp(o->factory, a->h.factory)) || outgrown(a, vs->n, o)) {
             cs_ann_close(a);
             a = NULL;
         }
@@ -308,6 +328,8 @@ int cs_ann_build_vs(const char *path, const char *column, const cs_vecstore *vs,
         }
         if (o->factory) snprintf(a->h.factory, sizeof a->h.factory, "%s", o->factory);
         else cs_ann_default_factory(vs->n, a->h.factory, sizeof a->h.factory);
+        a->h.flags = o->factory ? 0 : ANN_DEFAULT_FACTORY;
+        a->h.trained_rows = (uint64_t)vs->n;
         snprintf(a->h.column, sizeof a->h.column, "%s", column);
         a->h.dim = (uint32_t)vs->dim;
         if (cs_faiss_new(&a->f, vs->dim, a->h.factory, 1, err)) rc = cs_wrap(err, "%s", path);

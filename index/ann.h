@@ -9,7 +9,9 @@
  *   index holds), u64 payload (bytes of the FAISS index that follow),
  *   u64 fingerprint (FNV-1a of the column's first min(rows, 64) ids and
  *   vectors: an index built from another column of the same name and
- *   dimension is refused), char column[64], char factory[128], zero padding.
+ *   dimension is refused), char column[64], char factory[128], u64 trained_rows
+ *   (column rows at training), u32 flags (1: the factory is the default),
+ *   zero padding.
  * Every write goes to a temporary file that is renamed over the old one, so
  * an interrupted build leaves the previous index (or none), never half a file.
  *
@@ -72,7 +74,10 @@ void cs_ann_default_factory(int64_t n, char *buf, size_t cap);
  * queries, 12-14x exact search in bench_embed; nprobe 1: 0.956 at 39-49x). */
 int cs_ann_default_nprobe(int64_t nlist);
 
-/* Builds or updates the index file path over column vs (named column).
+/* Builds or updates the index file path over column vs (named column). An
+ * index built with the default factory is trained anew once the column has
+ * grown to 4x the rows it was trained on and the default for the new size
+ * differs; a factory given by the user is kept. 
  * st may be NULL. */
 int cs_ann_build_vs(const char *path, const char *column, const cs_vecstore *vs, const cs_ann_opts *o,
                     cs_ann_stats *st, cs_err *err);

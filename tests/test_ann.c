@@ -305,6 +305,35 @@ static void test_errors(void) {
     cs_vs_close(&vs), cs_vs_close(&small), cs_vs_close(&other), cs_vs_close(&wide);
 }
 
+/* A default-factory index is retrained once the column has grown 4x and the
+ * default for its size changed; a user's factory is kept. */
+static void test_regrow(void) {
+    cs_vecstore vs, us;
+    REQUIRE(make_column(&vs, "grow.vec", 300, 5, DIM) == 0);
+    REQUIRE(make_column(&us, "grow-user.vec", 300, 5, DIM) == 0);
+    char *ap = path_of("grow.ann"), *up = path_of("grow-user.ann");
+    cs_err e = {0};
+    cs_ann_stats st;
+    cs_ann_opts o = {.threads = 2}, ou = {.factory = "IVF2,Flat", .threads = 2};
+    REQUIRE(cs_ann_build_vs(ap, "grow", &vs, &o, &st, &e) == 0);
+    CHECK(st.trained && !strcmp(st.factory, "IVF2,Flat"));
+    REQUIRE(cs_ann_build_vs(up, "grow", &us, &ou, &st, &e) == 0);
+    /* 3.3x: still the same index, updated */
+    REQUIRE(grow_column(&vs, 1000, 5) == 0 && grow_column(&us, 1000, 5) == 0);
+    CHECK(cs_ann_build_vs(ap, "grow", &vs, &o, &st, &e) == 0 && !st.trained && st.rows == 1000 &&
+          !strcmp(st.factory, "IVF2,Flat"));
+    /* 4.3x the training rows: retrained with the default for 1,300 rows
+     * (nlist 8: at most 1300 / 100 training points per list, a power of two) */
+    REQUIRE(grow_column(&vs, 1300, 5) == 0 && grow_column(&us, 1300, 5) == 0);
+    CHECKF(cs_ann_build_vs(ap, "grow", &vs, &o, &st, &e) == 0 && st.trained && st.rows == 1300 &&
+               !strcmp(st.factory, "IVF8,Flat"), "trained %d factory %s", st.trained, st.factory);
+    /* the user's factory, updated with or without --factory, never retrained */
+    CHECK(cs_ann_build_vs(up, "grow", &us, &(cs_ann_opts){.threads = 2}, &st, &e) == 0 && !st.trained &&
+          st.rows == 1300 && !strcmp(st.factory, "IVF2,Flat"));
+    free(ap), free(up);
+    cs_vs_close(&vs), cs_vs_close(&us);
+}
+
 static void test_defaults(void) {
     char b[64];
     cs_ann_default_factory(50, b, sizeof b);
@@ -324,6 +353,7 @@ int main(void) {
     RUN(test_recall);
     RUN(test_incremental);
     RUN(test_errors);
+    RUN(test_regrow);
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);

@@ -65,7 +65,7 @@ static int tile_cols(int K, int64_t n, int nt) {
     if (t > 1024) t = 1024;
     if (t < 128) t = 128;
     int64_t ntiles = (n + t - 1) / t;
-    if (ntiles < 2 * nt) ntiles = 2 * nt;
+    if (nt > 1 && ntiles < 2 * nt) ntiles = 2 * nt;
     ntiles = (ntiles + nt - 1) / nt * nt;
     t = (n + ntiles - 1) / ntiles;
     return (int)(t < 16 ? 16 : t);
@@ -169,16 +169,38 @@ static shape4 conv_out(const cs_rn_conv *c, shape4 s) {
     return (shape4){c->p.cout, s.b, nn_conv2d_oh(&c->p, s.h), nn_conv2d_ow(&c->p, s.w)};
 }
 
+/* A GEMM too narrow to cut into column tiles: fewer than 128 output columns
+ * (or Winograd blocks) per thread, as at batch 1 in layer3-4 (288 px: 9 x 9
+ * = 81 columns at layer4). Tiles of a few dozen columns each repack the
+ * whole weight matrix (4 MB at layer4) for a sliver of work and run the sgemm
+ * kernel on ragged edges, so such a conv runs as one tile on the calling
+ * thread with OpenBLAS threading its sgemm instead. Measured, 2 threads,
+ * per-conv timers: batch 1 at 288 px 127 -> 106 ms per image (layer3+4
+ * 75 -> 61 ms); batch 8 at 224 px unchanged (layer4, 196 columns per
+ * thread, stays tiled: a threshold of 256 made it 10% slower). */
+#define NARROW_COLS 128
+static int is_narrow(int64_t ncols, int nt) { return nt > 1 && ncols < (int64_t)NARROW_COLS * nt; }
+
 /* Floats of im2col buffer one thread needs for conv c on input s (0 for a
  * pointwise conv). */
 static size_t conv_ws(const cs_rn_conv *c, shape4 s, int nt) {
     if (c->wino) {
-        return cs_wino_scratch(c->p.cin, c->p.cout, s.w, cs_wino_tile(c->p.cin, c->p.cout, s.b, s.h, s.w, nt));
+        int64_t rows = cs_wino_block_rows(s.b, s.h);
+        int tile = is_narrow(rows * ((s.w + 1) / 2), nt) ? (int)rows : cs_wino_tile(c->p.cin, c->p.cout, s.b, s.h, s.w, nt);
+        return cs_wino_scratch(c->p.cin, c->p.cout, s.w, tile);
     }
     if (is_pointwise(&c->p)) return 0;
     shape4 o = conv_out(c, s);
     int K = c->p.cin * c->p.kh * c->p.kw;
-    return (size_t)K * tile_cols(K, (int64_t)o.b * o.h * o.w, nt);
+    int64_t n = (int64_t)o.b * o.h * o.w;
+    return (size_t)K * (is_narrow(n, nt) ? n : tile_cols(K, n, nt));
+}
+
+/* Runs a narrow job as one tile on this thread, OpenBLAS on nt threads. */
+static void run_narrow(cs_parallel_fn fn, void *job, int nt) {
+    openblas_set_num_threads(nt);
+    fn(job, 0, 0);
+    openblas_set_num_threads(1);
 }
 
 typedef struct {
@@ -204,6 +226,11 @@ static shape4 run_conv(const runner *r, float *y, conv_src a, const conv_src *b,
     shape4 o = conv_out(a.conv, a.s);
     if (a.conv->wino && !b && !accumulate) {
         wino_job w = {y, a, relu, 0, cs_wino_block_rows(a.s.b, a.s.h), r->ws, r->ws_stride};
+        if (is_narrow(w.nrows * ((a.s.w + 1) / 2), r->nt)) {
+            w.tile = (int)w.nrows;
+            run_narrow(wino_tile, &w, r->nt);
+            return o;
+        }
         w.tile = cs_wino_tile(a.conv->p.cin, a.conv->p.cout, a.s.b, a.s.h, a.s.w, r->nt);
         cs_parallel_for(r->nt, (w.nrows + w.tile - 1) / w.tile, wino_tile, &w);
         return o;
@@ -217,6 +244,11 @@ static shape4 run_conv(const runner *r, float *y, conv_src a, const conv_src *b,
         const nn_conv2d_p *p = &j.src[i].conv->p;
         int K = p->cin * p->kh * p->kw;
         if (!is_pointwise(p) && K > Kmax) Kmax = K;
+    }
+    if (is_narrow(j.n, r->nt)) {
+        j.tile = (int)j.n;
+        run_narrow(conv_tile, &j, r->nt);
+        return o;
     }
     /* pointwise-only jobs need no buffer: tiles sized for the deepest K = cin */
     j.tile = tile_cols(Kmax ? Kmax : a.conv->p.cin, j.n, r->nt);

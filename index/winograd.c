@@ -60,7 +60,7 @@ int cs_wino_tile(int cin, int cout, int B, int H, int W, int nt) {
     if (r < 1) r = 1;
     /* equal tiles, their number a multiple of the threads (resnet_forward.c) */
     int64_t ntiles = (rows + r - 1) / r;
-    if (ntiles < 2 * nt) ntiles = 2 * nt;
+    if (nt > 1 && ntiles < 2 * nt) ntiles = 2 * nt;
     ntiles = (ntiles + nt - 1) / nt * nt;
     r = (rows + ntiles - 1) / ntiles;
     return r < 1 ? 1 : (int)r;

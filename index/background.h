@@ -34,7 +34,7 @@ typedef struct {
  * recursively in byte order, symbolic links to folders not followed;
  * .png/.jpg/.jpeg files are images, .tar/.tar.gz/.tgz files are webdataset
  * shards; a file named explicitly is tried as an image unless it is a shard)
- * that the set lacks, appending per batch of 8. A missing PATH is an error
+ * that the set lacks, appending per batch of 32. A missing PATH is an error
  * (CS_ENOTFOUND) before anything is embedded. jobs: threads (0 = all). */
 int cs_bg_add(cs_store *s, const char *spec, const char *const *paths, int npaths, int jobs,
               int progress, cs_bg_stats *st, cs_err *err);

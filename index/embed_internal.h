@@ -10,7 +10,8 @@
 #include "index/embed.h"
 #include "index/vecstore.h"
 
-#define EMB_BATCH 8 /* images per forward pass (the ResNet's batch) */
+#define EMB_BATCH 32 /* images decoded, then embedded and appended together (sorted by
+                        * size inside into ResNet batches of up to 8) */
 
 /* Images queued for one column: a full batch is described and appended at
  * once, so an interrupted run loses at most one batch. */

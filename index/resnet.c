@@ -385,36 +385,56 @@ void cs_resnet_free(cs_resnet *m) {
     memset(m, 0, sizeof *m);
 }
 
+/* Order of inputs: by (height, width), then by position (stable). */
+typedef struct {
+    int w, h, i;
+} size_key;
+
+static int cmp_size(const void *a, const void *b) {
+    const size_key *x = a, *y = b;
+    if (x->h != y->h) return x->h < y->h ? -1 : 1;
+    if (x->w != y->w) return x->w < y->w ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
 int cs_resnet_embed(cs_resnet *m, const cs_resnet_preproc *pp, const cs_image *imgs, int n,
                     int batch, float *out, cs_err *err) {
     if (batch < 1) batch = 1;
     float **in = calloc((size_t)(n ? n : 1), sizeof *in);
-    int *ws = calloc((size_t)(n ? n : 1) * 2, sizeof *ws);
+    size_key *k = calloc((size_t)(n ? n : 1), sizeof *k);
+    float *y = malloc((size_t)(batch < n ? batch : (n ? n : 1)) * m->dim * sizeof *y);
     int rc = 0;
-    if (!in || !ws) {
+    if (!in || !k || !y) {
         rc = cs_fail(err, CS_ENOMEM, "resnet: out of memory");
         goto done;
     }
-    for (int i = 0; i < n && !rc; i++) rc = cs_resnet_preprocess(pp, &imgs[i], &in[i], &ws[2 * i], &ws[2 * i + 1], err);
+    for (int i = 0; i < n && !rc; i++) {
+        k[i].i = i;
+        rc = cs_resnet_preprocess(pp, &imgs[i], &in[i], &k[i].w, &k[i].h, err);
+    }
+    /* same-sized inputs side by side, so mixed sizes still make full batches */
+    if (!rc) qsort(k, (size_t)n, sizeof *k, cmp_size);
     for (int i = 0; i < n && !rc;) {
         /* a run of same-sized inputs, up to batch */
         int j = i + 1;
-        while (j < n && j - i < batch && ws[2 * j] == ws[2 * i] && ws[2 * j + 1] == ws[2 * i + 1]) j++;
-        int w = ws[2 * i], h = ws[2 * i + 1];
+        while (j < n && j - i < batch && k[j].w == k[i].w && k[j].h == k[i].h) j++;
+        int w = k[i].w, h = k[i].h;
         size_t per = (size_t)3 * w * h;
         float *x = malloc(per * (size_t)(j - i) * sizeof *x);
         if (!x) {
             rc = cs_fail(err, CS_ENOMEM, "resnet: out of memory");
             break;
         }
-        for (int t = i; t < j; t++) memcpy(x + per * (size_t)(t - i), in[t], per * sizeof *x);
-        rc = cs_resnet_forward(m, x, j - i, h, w, out + (size_t)i * m->dim, NULL, err);
+        for (int t = i; t < j; t++) memcpy(x + per * (size_t)(t - i), in[k[t].i], per * sizeof *x);
+        rc = cs_resnet_forward(m, x, j - i, h, w, y, NULL, err);
+        for (int t = i; t < j && !rc; t++)
+            memcpy(out + (size_t)k[t].i * m->dim, y + (size_t)(t - i) * m->dim, (size_t)m->dim * sizeof *y);
         free(x);
         i = j;
     }
 done:
     if (in)
         for (int i = 0; i < n; i++) free(in[i]);
-    free(in), free(ws);
+    free(in), free(k), free(y);
     return rc;
 }

@@ -97,8 +97,10 @@ typedef struct {
 int cs_resnet_forward(cs_resnet *m, const float *in, int B, int H, int W, float *out,
                       cs_resnet_taps *taps, cs_err *err);
 
-/* Images -> descriptors out [n][dim]: preprocess each, run same-sized inputs
- * together in batches of up to batch. */
+/* Images -> descriptors out [n][dim] (in the order of imgs): preprocess
+ * each, sort them by size and run same-sized inputs together in batches of
+ * up to batch (SSCD's small_288 keeps the aspect ratio, so a set of mixed
+ * images has many sizes; batch 1 costs ~1.4x per image at 288 px). */
 int cs_resnet_embed(cs_resnet *m, const cs_resnet_preproc *pp, const cs_image *imgs, int n,
                     int batch, float *out, cs_err *err);
 

@@ -168,6 +168,30 @@ static void test_preprocess_down(void) {
                           "skew_288", "skew288_resized", NULL, "skew288_embedding");
 }
 
+/* Mixed sizes in one call (sorted into same-size batches inside): each
+ * descriptor lands in its own slot and equals the reference embedding of
+ * that image; the two copies of one image agree. */
+static void test_embed_mixed_sizes(void) {
+    REQUIRE(model_ok);
+    cs_image up = {0}, down = {0};
+    cs_err e = {0};
+    REQUIRE(cs_image_load(&up, REF "cases/preprocess_up.png", NULL, &e) == 0);
+    REQUIRE(cs_image_load(&down, REF "cases/preprocess_down.png", NULL, &e) == 0);
+    cs_image imgs[4] = {down, up, down, up};
+    static float out[4 * 512];
+    CHECK(cs_resnet_embed(&model, cs_resnet_preproc_named("small_288"), imgs, 4, 8, out, &e) == 0);
+    cs_safetensors su, sd;
+    REQUIRE(cs_st_open(&su, REF "cases/preprocess_up.safetensors", &e) == 0);
+    REQUIRE(cs_st_open(&sd, REF "cases/preprocess_down.safetensors", &e) == 0);
+    size_t n;
+    check_embedding(out, ref(&sd, "embedding", &n), 512, "slot 0 (down)");
+    check_embedding(out + 512, ref(&su, "embedding", &n), 512, "slot 1 (up)");
+    check_embedding(out + 1024, ref(&sd, "embedding", &n), 512, "slot 2 (down)");
+    check_embedding(out + 1536, ref(&su, "embedding", &n), 512, "slot 3 (up)");
+    cs_st_close(&su), cs_st_close(&sd);
+    cs_image_free(&up), cs_image_free(&down);
+}
+
 /* A constant image gives a finite, unit-norm descriptor (documented in resnet.h). */
 static void test_constant_image(void) {
     REQUIRE(model_ok);
@@ -251,6 +275,7 @@ int main(void) {
     RUN(test_non_square);
     RUN(test_preprocess_up);
     RUN(test_preprocess_down);
+    RUN(test_embed_mixed_sizes);
     RUN(test_constant_image);
     RUN(test_nan_weight);
     RUN(test_wrong_architecture);

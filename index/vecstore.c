@@ -198,6 +198,9 @@ int cs_vs_open_store(cs_vecstore *vs, cs_store *s, const char *name, int dim, in
     free(suffix);
     if (!path) return cs_fail(err, CS_ENOMEM, "vector column %s: out of memory", name);
     int rc = cs_vs_open(vs, path, dim, writable, err);
+    if (rc && !writable && err && err->code == CS_ENOTFOUND && access(path, F_OK) != 0)
+        cs_fail(err, CS_ENOTFOUND, "%s: no %s vectors in this index yet: run 'copyscope index add --embedder %s' first",
+                path, name, strcmp(name, "sscd") ? name : "sscd:WEIGHTS");
     free(path);
     return rc;
 }

@@ -57,6 +57,10 @@ $B index query --approx "$T/a/$QA" >/dev/null 2>"$T/err"; rc=$?
 $B index ann --db "$T/none.db" >/dev/null 2>&1; [ $? -eq 1 ] && [ ! -e "$T/none.db" ] \
   && ok missing_db_not_created || bad missing_db_not_created
 $B index ann --rebuild -j 2 2>&1 | grep -q "built IVF8,Flat over [0-9]* vectors" && ok rebuild || bad rebuild
+# a column this index does not have: say which command makes it
+$B index ann --embedder sscd >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "vec-sscd: no sscd vectors in this index yet: run 'copyscope index add --embedder sscd:WEIGHTS' first" "$T/err" \
+  && ok missing_column_hint || { bad missing_column_hint; cat "$T/err"; }
 rm -rf "$T"
 echo "test_ann.sh: $p passed, $f failed"
 [ "$f" -eq 0 ]

@@ -807,7 +807,10 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
     h.tl2 = th.n > 0;
     h.hashes = hdb.n > 0;
     if (check_descriptors(o->descriptors, &h, cs_store_path(s), err)) goto done;
-    if (cs_an_refs_build_take(&refs, th.n, th.ids, &th.rgb, set, err)) goto done; /* th.rgb is refs.thumbs now */
+    /* the mapped thumbnails are used in place; malloc'd ones are taken */
+    if (th.map ? cs_an_refs_build_borrow(&refs, th.n, th.ids, th.rgb, set, err)
+               : cs_an_refs_build_take(&refs, th.n, th.ids, &th.rgb, set, err))
+        goto done;
     int use_hashes = h.hashes && want(o->descriptors, "pdq");
     if (use_hashes) {
         cs_hashes *hh = malloc(sizeof(cs_hashes) * (hdb.n ? hdb.n : 1));

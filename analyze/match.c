@@ -31,7 +31,7 @@ static void layout_of(uint8_t *out, const uint8_t *rgb) {
 void cs_an_refs_free(cs_an_refs *r) {
     if (!r) return;
     free(r->ids);
-    free(r->thumbs);
+    if (!r->thumbs_borrowed) free(r->thumbs);
     free(r->tl2);
     free(r->tl2_n2);
     free(r->lay);
@@ -58,15 +58,17 @@ static void prep_one(void *vctx, int64_t i, int thread) {
     cs_tl2_prepare(r->lay + i * LAYDIM, r->lay_n2 + i, lay, &lay_cfg);
 }
 
-/* own: thumbs is taken (kept as r->thumbs, or freed on failure) */
+/* own: thumbs is taken (kept as r->thumbs, or freed on failure);
+ * borrow: thumbs is used in place and never freed */
 static int refs_build(cs_an_refs *r, int64_t n, const int64_t *ids, uint8_t *own, const uint8_t *thumbs,
-                      const cs_an_settings *s, cs_err *err) {
+                      int borrow, const cs_an_settings *s, cs_err *err) {
     memset(r, 0, sizeof *r);
     if (own) thumbs = own;
+    if (borrow) own = (uint8_t *)thumbs, r->thumbs_borrowed = thumbs != NULL;
     r->cfg = cs_tl2_default();
     r->cfg.grid = (int)s->tile_grid;
     if (cs_tl2_check(&r->cfg, err)) {
-        free(own);
+        if (!borrow) free(own);
         return -1;
     }
     r->n = n;
@@ -100,14 +102,19 @@ static int refs_build(cs_an_refs *r, int64_t n, const int64_t *ids, uint8_t *own
 
 int cs_an_refs_build(cs_an_refs *r, int64_t n, const int64_t *ids, const uint8_t *thumbs,
                      const cs_an_settings *s, cs_err *err) {
-    return refs_build(r, n, ids, NULL, thumbs, s, err);
+    return refs_build(r, n, ids, NULL, thumbs, 0, s, err);
 }
 
 int cs_an_refs_build_take(cs_an_refs *r, int64_t n, const int64_t *ids, uint8_t **thumbs,
                           const cs_an_settings *s, cs_err *err) {
     uint8_t *t = *thumbs;
     *thumbs = NULL;
-    return refs_build(r, n, ids, t, t, s, err);
+    return refs_build(r, n, ids, t, t, 0, s, err);
+}
+
+int cs_an_refs_build_borrow(cs_an_refs *r, int64_t n, const int64_t *ids, const uint8_t *thumbs,
+                            const cs_an_settings *s, cs_err *err) {
+    return refs_build(r, n, ids, NULL, thumbs, 1, s, err);
 }
 
 static int cmp_i64(const void *a, const void *b) {

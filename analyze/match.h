@@ -46,6 +46,7 @@ typedef struct {
                             exact sgemm scans; else candidates come from hashes/embeddings and
                             are prepared on the fly from the thumbnails */
     uint8_t *thumbs;     /* [n][S*S*3] */
+    int thumbs_borrowed; /* thumbs belongs to the caller (cs_an_refs_build_borrow) */
     float *tl2, *tl2_n2; /* [n][S*S*3] prepared (unit), [n][tiles] */
     float *lay, *lay_n2; /* [n][192] colour layout, [n][1] */
     int has_hashes;      /* 1 when hashes were attached */
@@ -68,6 +69,10 @@ int cs_an_refs_build(cs_an_refs *r, int64_t n, const int64_t *ids, const uint8_t
  * or is freed on failure; *thumbs is set to NULL either way. */
 int cs_an_refs_build_take(cs_an_refs *r, int64_t n, const int64_t *ids, uint8_t **thumbs,
                           const cs_an_settings *s, cs_err *err);
+/* The same, using the caller's thumbnails in place (e.g. the memory mapping
+ * of index/refs.h): they must outlive r and are not freed by it. */
+int cs_an_refs_build_borrow(cs_an_refs *r, int64_t n, const int64_t *ids, const uint8_t *thumbs,
+                            const cs_an_settings *s, cs_err *err);
 /* Attaches hashes: h[i] for refs.id hid[i] (any order, m rows); references
  * without a row keep pdq_q = -1 and are skipped by the hash scans. */
 int cs_an_refs_set_hashes(cs_an_refs *r, const int64_t *hid, const cs_hashes *h, int64_t m,

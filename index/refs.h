@@ -16,12 +16,20 @@ typedef struct {
     char **sources;   /* [n] path or shard//member */
     char **captions;  /* [n] caption or NULL */
     int w, h;         /* CS_THUMB_SIZE */
-    uint8_t *rgb;     /* [n][h][w][3] */
+    uint8_t *rgb;     /* [n][h][w][3]: into map when map is set, else malloc'd */
+    void *map;        /* the mapping of <db>.thumbs (read-only), or NULL */
+    size_t map_len;
 } cs_ref_thumbs;
 
 /* Loads every usable reference with its thumbnail; caller frees with
- * cs_ref_thumbs_free. An empty index gives n = 0 (not an error). */
+ * cs_ref_thumbs_free. An empty index gives n = 0 (not an error). The
+ * thumbnails are a read-only memory mapping of the cache <db>.thumbs
+ * (written here when missing or stale: a flat copy of the ref_thumbs blobs
+ * in id order, keyed by the count and a hash of the ids; safe to delete),
+ * or, where it cannot be written, malloc'd. */
 int cs_refs_load_thumbs(cs_store *s, cs_ref_thumbs *out, cs_err *err);
 void cs_ref_thumbs_free(cs_ref_thumbs *t);
+/* Frees (or unmaps) only the pixels; rgb becomes NULL. */
+void cs_ref_thumbs_free_pixels(cs_ref_thumbs *t);
 
 #endif

@@ -392,8 +392,7 @@ int cs_model_empirical_new(cs_model **out, cs_ref_thumbs *t, const char *name, c
     } else {
         memcpy(m->hash, h1, 65);
     }
-    free(E->t.rgb);
-    E->t.rgb = NULL;
+    cs_ref_thumbs_free_pixels(&E->t);
     snprintf(m->kind, sizeof m->kind, "empirical");
     snprintf(m->name, sizeof m->name, "%s", name);
     m->pred = CS_PRED_X0;

@@ -604,8 +604,85 @@ static void test_captions_tar_list_dups(void) {
         }
     }
     CHECK(found);
+    /* the pixels come from the memory-mapped cache <db>.thumbs; a second
+     * load maps the same file; a corrupt or stale cache is rebuilt */
+    char cache[4400];
+    snprintf(cache, sizeof cache, "%s.thumbs", db);
+    CHECK(t.map != NULL && access(cache, F_OK) == 0);
+    size_t px = (size_t)t.n * 64 * 64 * 3;
+    uint8_t *first = malloc(px);
+    REQUIRE(first);
+    memcpy(first, t.rgb, px);
+    cs_ref_thumbs_free(&t);
+    struct stat st0, st1;
+    REQUIRE(stat(cache, &st0) == 0);
+    CHECKF(cs_refs_load_thumbs(s, &t, &err) == 0, "%s", err.msg);
+    REQUIRE(stat(cache, &st1) == 0);
+    CHECK(t.map && t.n == 7 && !memcmp(first, t.rgb, px) && st0.st_ino == st1.st_ino); /* reused */
+    cs_ref_thumbs_free(&t);
+    FILE *f = fopen(cache, "r+b");
+    REQUIRE(f);
+    fputs("garbage!", f);
+    fclose(f);
+    CHECKF(cs_refs_load_thumbs(s, &t, &err) == 0, "%s", err.msg);
+    CHECK(t.map && t.n == 7 && !memcmp(first, t.rgb, px)); /* rebuilt, same pixels */
     cs_ref_thumbs_free(&t);
     cs_store_close(s);
+    /* one more reference: the cache is stale (count and ids) and rebuilt */
+    cs_image extra;
+    REQUIRE(cs_image_alloc(&extra, 40, 30, NULL) == 0);
+    for (int i = 0; i < 40 * 30 * 3; i++) extra.rgb[i] = (uint8_t)(i * 7 + i / 120);
+    snprintf(p, sizeof p, "%s/extra-thumb.png", tmp);
+    REQUIRE(cs_image_save_png(&extra, p, NULL, 0, NULL) == 0);
+    cs_image_free(&extra);
+    CHECK(sh("%s index add --db %s %s >/dev/null 2>&1", t_bin(), db, p) == 0);
+    REQUIRE(cs_store_open(&s, db, &err) == 0);
+    CHECKF(cs_refs_load_thumbs(s, &t, &err) == 0, "%s", err.msg);
+    CHECK(t.map != NULL && t.n == 8);
+    sqlite3_stmt *q;
+    REQUIRE(cs_store_prepare(s, &q, "SELECT t.rgb FROM refs r JOIN ref_thumbs t ON t.ref_id = r.id "
+                                    "WHERE r.status = 'ok' ORDER BY r.id", &err) == 0);
+    int64_t rows = 0, same = 0;
+    while (sqlite3_step(q) == SQLITE_ROW && rows < t.n)
+        same += !memcmp(sqlite3_column_blob(q, 0), t.rgb + (size_t)rows++ * 64 * 64 * 3, 64 * 64 * 3);
+    sqlite3_finalize(q);
+    CHECKF(rows == t.n && same == t.n, "rows %lld same %lld n %lld", (long long)rows, (long long)same, (long long)t.n);
+    free(first);
+    cs_ref_thumbs_free(&t);
+    cs_store_close(s);
+
+    /* a database rebuilt from scratch at the same path, other images under
+     * the same ids: the old cache file beside it is not used */
+    char dbr[4300], d1[4300], d2[4300];
+    snprintf(dbr, sizeof dbr, "%s/again.db", tmp);
+    snprintf(d1, sizeof d1, "%s/again1", tmp);
+    snprintf(d2, sizeof d2, "%s/again2", tmp);
+    const char *tw = "../shared/data/twemoji-64/img";
+    CHECK(sh("mkdir -p %s %s && cp %s/1f600.png %s/1f601.png %s/ && cp %s/1f680.png %s/1f697.png %s/", d1, d2, tw, tw,
+             d1, tw, tw, d2) == 0);
+    uint8_t *old_px = NULL;
+    for (int round = 0; round < 2; round++) {
+        CHECK(sh("rm -f %s %s-wal %s-shm && %s index add --db %s %s >/dev/null 2>&1", dbr, dbr, dbr, t_bin(), dbr,
+                 round ? d2 : d1) == 0);
+        REQUIRE(cs_store_open(&s, dbr, &err) == 0);
+        CHECKF(cs_refs_load_thumbs(s, &t, &err) == 0, "%s", err.msg);
+        CHECK(t.n == 2 && t.map != NULL && t.ids[0] == 1 && t.ids[1] == 2);
+        REQUIRE(cs_store_prepare(s, &q, "SELECT t.rgb FROM ref_thumbs t ORDER BY t.ref_id", &err) == 0);
+        int64_t k = 0, eq = 0;
+        while (sqlite3_step(q) == SQLITE_ROW && k < t.n)
+            eq += !memcmp(sqlite3_column_blob(q, 0), t.rgb + (size_t)k++ * 64 * 64 * 3, 64 * 64 * 3);
+        sqlite3_finalize(q);
+        CHECKF(eq == 2, "round %d: %lld of 2 thumbnails match the database", round, (long long)eq);
+        if (round == 0) {
+            old_px = malloc(2 * 64 * 64 * 3);
+            if (old_px) memcpy(old_px, t.rgb, 2 * 64 * 64 * 3);
+        } else if (old_px) {
+            CHECK(memcmp(old_px, t.rgb, 2 * 64 * 64 * 3) != 0); /* other images indeed */
+        }
+        cs_ref_thumbs_free(&t);
+        cs_store_close(s);
+    }
+    free(old_px);
 }
 
 int main(void) {

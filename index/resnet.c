@@ -397,6 +397,21 @@ static int cmp_size(const void *a, const void *b) {
     return (x->i > y->i) - (x->i < y->i);
 }
 
+typedef struct {
+    const cs_resnet_preproc *pp;
+    const cs_image *imgs;
+    float **in;
+    size_key *k;
+    cs_err *errs; /* [n] */
+} prep_ctx;
+
+static void prep_one(void *vctx, int64_t i, int thread) {
+    (void)thread;
+    prep_ctx *c = vctx;
+    c->k[i].i = (int)i;
+    cs_resnet_preprocess(c->pp, &c->imgs[i], &c->in[i], &c->k[i].w, &c->k[i].h, &c->errs[i]);
+}
+
 int cs_resnet_embed(cs_resnet *m, const cs_resnet_preproc *pp, const cs_image *imgs, int n,
                     int batch, float *out, cs_err *err) {
     if (batch < 1) batch = 1;
@@ -408,9 +423,17 @@ int cs_resnet_embed(cs_resnet *m, const cs_resnet_preproc *pp, const cs_image *i
         rc = cs_fail(err, CS_ENOMEM, "resnet: out of memory");
         goto done;
     }
-    for (int i = 0; i < n && !rc; i++) {
-        k[i].i = i;
-        rc = cs_resnet_preprocess(pp, &imgs[i], &in[i], &k[i].w, &k[i].h, err);
+    if (!rc) {
+        /* decode-side work of the batch on every thread (resize is ~10% of the
+         * time at 288 px once the network itself is threaded) */
+        prep_ctx pc = {pp, imgs, in, k, calloc((size_t)(n ? n : 1), sizeof(cs_err))};
+        if (!pc.errs) rc = cs_fail(err, CS_ENOMEM, "resnet: out of memory");
+        else {
+            cs_parallel_for(cs_threads(), n, prep_one, &pc);
+            for (int i = 0; i < n && !rc; i++)
+                if (pc.errs[i].code) *err = pc.errs[i], rc = -1;
+            free(pc.errs);
+        }
     }
     /* same-sized inputs side by side, so mixed sizes still make full batches */
     if (!rc) qsort(k, (size_t)n, sizeof *k, cmp_size);

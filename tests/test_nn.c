@@ -95,6 +95,19 @@ static void test_conv2d(void) {
     CHECK(conv_case((nn_conv2d_p){8, 5, 1, 1, 1, 0, 0, 0, 0}, 2, 6, 5, 2, 0));
     /* big enough that the im2col and bias loops run threaded */
     CHECK(conv_case((nn_conv2d_p){32, 16, 3, 3, 1, 1, 1, 1, 1}, 2, 24, 24, 0, 1));
+    /* on 2 and 3 threads whatever this machine has, wider shapes: 3x3,
+     * stride 2, asymmetric pad, pointwise, odd sizes, no bias, each
+     * workspace size */
+    for (int nt = 2; nt <= 3; nt++) {
+        nn_set_threads(nt);
+        CHECK(conv_case((nn_conv2d_p){16, 12, 3, 3, 1, 1, 1, 1, 1}, 2, 20, 23, 0, 1));
+        CHECK(conv_case((nn_conv2d_p){16, 12, 3, 3, 2, 1, 1, 1, 1}, 2, 41, 37, 0, 0));
+        CHECK(conv_case((nn_conv2d_p){16, 12, 3, 3, 2, 1, 1, 1, 1}, 2, 41, 37, 1, 1));
+        CHECK(conv_case((nn_conv2d_p){8, 8, 3, 3, 2, 0, 0, 1, 1}, 2, 32, 30, 2, 1));
+        CHECK(conv_case((nn_conv2d_p){24, 8, 1, 1, 1, 0, 0, 0, 0}, 3, 17, 19, 0, 0));
+        CHECK(conv_case((nn_conv2d_p){24, 8, 1, 1, 1, 0, 0, 0, 0}, 1, 40, 33, 1, 1));
+    }
+    nn_set_threads(0);
 }
 
 static void test_linear(void) {

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/atomic_file.h"
 #include "core/parallel.h"
 #include "core/progress.h"
 #include "index/knn.h"
@@ -156,16 +157,10 @@ out:
 
 /* Writes header + index to path through a temporary file renamed over it. */
 static int write_ann(cs_ann *a, const char *path, cs_err *err) {
-    size_t n = strlen(path) + 32;
-    char *tmp = malloc(n);
-    if (!tmp) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
-    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) {
-        cs_fail(err, CS_EIO, "%s: %s", tmp, strerror(errno));
-        free(tmp);
-        return -1;
-    }
+    cs_atomic_file af;
+    if (cs_atomic_open(&af, path, err)) return -1;
+    FILE *fp = af.f;
+    const char *tmp = af.tmp;
     unsigned char b[CS_ANN_HEADER_SIZE];
     a->h.payload = 0;
     encode_header(&a->h, b);
@@ -176,14 +171,10 @@ static int write_ann(cs_ann *a, const char *path, cs_err *err) {
     if (!rc) {
         a->h.payload = (uint64_t)end - CS_ANN_HEADER_SIZE;
         encode_header(&a->h, b);
-        if (fseek(fp, 0, SEEK_SET) || fwrite(b, 1, sizeof b, fp) != sizeof b || fflush(fp) || fsync(fileno(fp)))
+        if (fseek(fp, 0, SEEK_SET) || fwrite(b, 1, sizeof b, fp) != sizeof b)
             rc = cs_fail(err, CS_EIO, "%s: %s", tmp, strerror(errno));
     }
-    if (fclose(fp) && !rc) rc = cs_fail(err, CS_EIO, "%s: %s", tmp, strerror(errno));
-    if (!rc && rename(tmp, path)) rc = cs_fail(err, CS_EIO, "%s: %s", path, strerror(errno));
-    if (rc) unlink(tmp);
-    free(tmp);
-    return rc;
+    return cs_atomic_finish(&af, !rc, err) || rc ? -1 : 0;
 }
 
 /* ---- checks against the column ---- */

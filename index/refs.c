@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/atomic_file.h"
+
 #define THUMB_PX ((size_t)CS_THUMB_SIZE * CS_THUMB_SIZE * 3)
 #define CACHE_HEADER 64
 static const char cache_magic[8] = {'C', 'S', 'T', 'H', 'U', 'M', 'B', 1};
@@ -158,16 +160,10 @@ static int map_cache(cs_ref_thumbs *t, const char *path, uint64_t key, uint64_t 
 /* Writes the cache through a temporary file; 0 written, -1 not (err says why). */
 static int write_cache(cs_store *s, const cs_ref_thumbs *t, const char *path, uint64_t key, uint64_t token,
                        cs_err *err) {
-    size_t tl = strlen(path) + 32;
-    char *tmp = malloc(tl);
-    if (!tmp) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
-    snprintf(tmp, tl, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        cs_fail(err, CS_EIO, "%s: %s", tmp, strerror(errno));
-        free(tmp);
-        return -1;
-    }
+    cs_atomic_file af;
+    if (cs_atomic_open(&af, path, err)) return -1;
+    FILE *f = af.f;
+    const char *tmp = af.tmp;
     unsigned char h[CACHE_HEADER] = {0};
     memcpy(h, cache_magic, 8);
     put64(h + 8, CS_THUMB_SIZE);
@@ -177,11 +173,7 @@ static int write_cache(cs_store *s, const cs_ref_thumbs *t, const char *path, ui
     write_ctx w = {f, tmp, err};
     int rc = fwrite(h, 1, sizeof h, f) == sizeof h ? 0 : cs_fail(err, CS_EIO, "%s: write: %s", tmp, strerror(errno));
     if (!rc) rc = each_thumb(s, t, copy_to_file, &w, err);
-    if (fclose(f) && !rc) rc = cs_fail(err, CS_EIO, "%s: close: %s", tmp, strerror(errno));
-    if (!rc && rename(tmp, path)) rc = cs_fail(err, CS_EIO, "%s: rename: %s", path, strerror(errno));
-    if (rc) unlink(tmp);
-    free(tmp);
-    return rc;
+    return cs_atomic_finish(&af, !rc, err) || rc ? -1 : 0;
 }
 
 /* The token recorded for the cache with this count and id hash, or 0. */

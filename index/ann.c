@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/atomic_file.h"
+#include "core/le_bytes.h"
 #include "core/parallel.h"
 #include "core/progress.h"
 #include "index/knn.h"
@@ -41,48 +42,31 @@ static double now(void) {
 
 /* ---- header ---- */
 
-static void put32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint32_t get32(const unsigned char *p) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
-static uint64_t get64(const unsigned char *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
-
 static void encode_header(const ann_header *h, unsigned char *b) {
     memset(b, 0, CS_ANN_HEADER_SIZE);
     memcpy(b, ann_magic, 8);
-    put32(b + 8, 1);
-    put32(b + 12, h->dim);
-    put64(b + 16, h->rows);
-    put64(b + 24, h->payload);
-    put64(b + 32, h->fingerprint);
+    cs_put_le32(b + 8, 1);
+    cs_put_le32(b + 12, h->dim);
+    cs_put_le64(b + 16, h->rows);
+    cs_put_le64(b + 24, h->payload);
+    cs_put_le64(b + 32, h->fingerprint);
     memcpy(b + 40, h->column, 64);
     memcpy(b + 104, h->factory, 128);
-    put64(b + 232, h->trained_rows);
-    put32(b + 240, h->flags);
+    cs_put_le64(b + 232, h->trained_rows);
+    cs_put_le32(b + 240, h->flags);
 }
 
 static int decode_header(const unsigned char *b, ann_header *h, const char *path, cs_err *err) {
     if (memcmp(b, ann_magic, 8)) return cs_fail(err, CS_EFORMAT, "%s: not a copyscope ANN index (bad magic)", path);
-    if (get32(b + 8) != 1) return cs_fail(err, CS_EFORMAT, "%s: unsupported ANN index version %u", path, get32(b + 8));
-    h->dim = get32(b + 12);
-    h->rows = get64(b + 16);
-    h->payload = get64(b + 24);
-    h->fingerprint = get64(b + 32);
+    if (cs_get_le32(b + 8) != 1) return cs_fail(err, CS_EFORMAT, "%s: unsupported ANN index version %u", path, cs_get_le32(b + 8));
+    h->dim = cs_get_le32(b + 12);
+    h->rows = cs_get_le64(b + 16);
+    h->payload = cs_get_le64(b + 24);
+    h->fingerprint = cs_get_le64(b + 32);
     memcpy(h->column, b + 40, 64);
     memcpy(h->factory, b + 104, 128);
-    h->trained_rows = get64(b + 232);
-    h->flags = get32(b + 240);
+    h->trained_rows = cs_get_le64(b + 232);
+    h->flags = cs_get_le32(b + 240);
     if (h->column[63] || h->factory[127] || !h->dim || h->dim > CS_VS_MAX_DIM)
         return cs_fail(err, CS_EFORMAT, "%s: corrupt ANN index header", path);
     return 0;

@@ -24,19 +24,12 @@
 #include <unistd.h>
 
 #include "core/atomic_file.h"
+#include "core/le_bytes.h"
 
 #define THUMB_PX ((size_t)CS_THUMB_SIZE * CS_THUMB_SIZE * 3)
 #define CACHE_HEADER 64
 static const char cache_magic[8] = {'C', 'S', 'T', 'H', 'U', 'M', 'B', 1};
 
-static void put64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint64_t get64(const unsigned char *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
 
 /* FNV-1a over the ids in order: the cache's key. */
 static uint64_t ids_hash(const int64_t *ids, int64_t n) {
@@ -146,8 +139,8 @@ static int map_cache(cs_ref_thumbs *t, const char *path, uint64_t key, uint64_t 
     struct stat st;
     size_t len = CACHE_HEADER + THUMB_PX * (size_t)t->n;
     int ok = read(fd, h, sizeof h) == (ssize_t)sizeof h && !memcmp(h, cache_magic, 8) &&
-             get64(h + 8) == CS_THUMB_SIZE && get64(h + 16) == (uint64_t)t->n && get64(h + 24) == key &&
-             get64(h + 32) == token && !fstat(fd, &st) && (size_t)st.st_size == len;
+             cs_get_le64(h + 8) == CS_THUMB_SIZE && cs_get_le64(h + 16) == (uint64_t)t->n && cs_get_le64(h + 24) == key &&
+             cs_get_le64(h + 32) == token && !fstat(fd, &st) && (size_t)st.st_size == len;
     void *m = ok ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
     close(fd);
     if (m == MAP_FAILED) return 0;
@@ -166,10 +159,10 @@ static int write_cache(cs_store *s, const cs_ref_thumbs *t, const char *path, ui
     const char *tmp = af.tmp;
     unsigned char h[CACHE_HEADER] = {0};
     memcpy(h, cache_magic, 8);
-    put64(h + 8, CS_THUMB_SIZE);
-    put64(h + 16, (uint64_t)t->n);
-    put64(h + 24, key);
-    put64(h + 32, token);
+    cs_put_le64(h + 8, CS_THUMB_SIZE);
+    cs_put_le64(h + 16, (uint64_t)t->n);
+    cs_put_le64(h + 24, key);
+    cs_put_le64(h + 32, token);
     write_ctx w = {f, tmp, err};
     int rc = fwrite(h, 1, sizeof h, f) == sizeof h ? 0 : cs_fail(err, CS_EIO, "%s: write: %s", tmp, strerror(errno));
     if (!rc) rc = each_thumb(s, t, copy_to_file, &w, err);

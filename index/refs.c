@@ -30,7 +30,6 @@
 #define CACHE_HEADER 64
 static const char cache_magic[8] = {'C', 'S', 'T', 'H', 'U', 'M', 'B', 1};
 
-
 /* FNV-1a over the ids in order: the cache's key. */
 static uint64_t ids_hash(const int64_t *ids, int64_t n) {
     uint64_t h = 0xcbf29ce484222325ULL;

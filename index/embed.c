@@ -432,9 +432,9 @@ typedef struct {
     char **names;
     uint8_t *done;
     int64_t n, cap;
-} shard_todo;
+} shard_work;
 
-static int64_t todo_find(const shard_todo *t, const char *name) {
+static int64_t work_find(const shard_work *t, const char *name) {
     int64_t lo = 0, hi = t->n - 1;
     while (lo <= hi) {
         int64_t mid = lo + (hi - lo) / 2;
@@ -446,17 +446,17 @@ static int64_t todo_find(const shard_todo *t, const char *name) {
     return -1;
 }
 
-static int todo_want(void *u, const char *member, cs_err *err) {
+static int work_want(void *u, const char *member, cs_err *err) {
     (void)err;
-    shard_todo *t = u;
-    int64_t i = todo_find(t, member);
+    shard_work *t = u;
+    int64_t i = work_find(t, member);
     return i >= 0 && !t->done[i];
 }
 
-static int todo_got(void *u, const char *member, const uint8_t *data, size_t len, const char *problem,
+static int work_got(void *u, const char *member, const uint8_t *data, size_t len, const char *problem,
                     cs_err *err) {
-    shard_todo *t = u;
-    int64_t i = todo_find(t, member);
+    shard_work *t = u;
+    int64_t i = work_find(t, member);
     if (i < 0) return 0;
     t->done[i] = 1;
     char why[1200];
@@ -476,11 +476,11 @@ static int todo_got(void *u, const char *member, const uint8_t *data, size_t len
 }
 
 /* Streams one shard, embedding its members in t; those never met are skipped. */
-static int todo_run(shard_todo *t, cs_err *err) {
+static int work_run(shard_work *t, cs_err *err) {
     if (t->n == 0) return 0;
     t->done = calloc((size_t)t->n, 1);
     if (!t->done) return cs_fail(err, CS_ENOMEM, "out of memory");
-    ing_tar_visitor v = {.u = t, .want = todo_want, .got = todo_got};
+    ing_tar_visitor v = {.u = t, .want = work_want, .got = work_got};
     char problem[1200];
     int rc = ing_tar_visit(t->shard, &v, problem, sizeof problem, err);
     if (rc < 0) return -1;
@@ -497,7 +497,7 @@ static int todo_run(shard_todo *t, cs_err *err) {
     return emb_batch_flush(&t->r->b, err);
 }
 
-static void todo_clear(shard_todo *t) {
+static void work_clear(shard_work *t) {
     for (int64_t i = 0; i < t->n; i++) free(t->names[i]);
     free(t->done);
     t->done = NULL;
@@ -509,7 +509,7 @@ static void todo_clear(shard_todo *t) {
  * held at a time and each shard is streamed once. */
 static int sscd_shards(cs_store *s, sscd_run *r, cs_err *err) {
     sqlite3_stmt *st = NULL;
-    shard_todo t = {.r = r};
+    shard_work t = {.r = r};
     char *shard = NULL;
     int step, rc = -1;
     if (cs_store_prepare(s, &st,
@@ -524,8 +524,8 @@ static int sscd_shards(cs_store *s, sscd_run *r, cs_err *err) {
         size_t sl = (size_t)(sep - src);
         if (!shard || strlen(shard) != sl || strncmp(shard, src, sl)) {
             t.shard = shard;
-            if (todo_run(&t, err)) goto done;
-            todo_clear(&t);
+            if (work_run(&t, err)) goto done;
+            work_clear(&t);
             free(shard);
             shard = strndup(src, sl);
             if (!shard) { cs_fail(err, CS_ENOMEM, "out of memory"); goto done; }
@@ -545,9 +545,9 @@ static int sscd_shards(cs_store *s, sscd_run *r, cs_err *err) {
     }
     if (step != SQLITE_DONE) { cs_store_fail(s, err, "reading refs"); goto done; }
     t.shard = shard;
-    rc = todo_run(&t, err);
+    rc = work_run(&t, err);
 done:
-    todo_clear(&t);
+    work_clear(&t);
     free(t.ids), free(t.names), free(shard);
     sqlite3_finalize(st);
     return rc;

@@ -128,23 +128,33 @@ static inline uint64_t lcp_cmp(const cs_text_sa *sa, uint64_t pos, const uint8_t
     return k;
 }
 
-uint64_t cs_text_sa_longest(const cs_text_sa *sa, const uint8_t *p, size_t m, uint64_t *pos) {
-    /* Lower bound of p; the longest match is with one of its neighbours,
-     * whose lcps the search keeps (llcp, rlcp), skipping known-equal bytes. */
-    int64_t lo = -1, hi = (int64_t)sa->n_sa;
+/* Binary search over suffix array rows (lo, hi) for the first row whose
+ * suffix compares >= p (strict = 0) or > p without starting with it
+ * (strict = 1); returns it and leaves *lo_out = it - 1. llcp and rlcp are
+ * the lcps with the bounds, so bytes known equal are not compared again. */
+static int64_t sa_bound(const cs_text_sa *sa, const uint8_t *p, size_t m, int64_t lo, int strict,
+                         uint64_t *llcp_out, uint64_t *rlcp_out, int64_t *lo_out) {
+    int64_t hi = (int64_t)sa->n_sa;
     uint64_t llcp = 0, rlcp = 0;
     while (hi - lo > 1) {
         int64_t mid = lo + (hi - lo) / 2;
         int c;
         uint64_t l = lcp_cmp(sa, sa->sa[mid], p, m, llcp < rlcp ? llcp : rlcp, &c);
-        if (c <= 0) {
-            hi = mid;
-            rlcp = l;
-        } else {
-            lo = mid;
-            llcp = l;
-        }
+        if (strict ? c < 0 : c <= 0) hi = mid, rlcp = l;
+        else lo = mid, llcp = l;
     }
+    if (llcp_out) *llcp_out = llcp;
+    if (rlcp_out) *rlcp_out = rlcp;
+    if (lo_out) *lo_out = lo;
+    return hi;
+}
+
+uint64_t cs_text_sa_longest(const cs_text_sa *sa, const uint8_t *p, size_t m, uint64_t *pos) {
+    /* Lower bound of p; the longest match is with one of its neighbours,
+     * whose lcps the search keeps (llcp, rlcp). */
+    int64_t lo;
+    uint64_t llcp, rlcp;
+    int64_t hi = sa_bound(sa, p, m, -1, 0, &llcp, &rlcp, &lo);
     uint64_t best = 0;
     *pos = 0;
     if (lo >= 0) {
@@ -159,27 +169,8 @@ uint64_t cs_text_sa_longest(const cs_text_sa *sa, const uint8_t *p, size_t m, ui
 }
 
 void cs_text_sa_range(const cs_text_sa *sa, const uint8_t *p, size_t m, uint64_t *lo_out, uint64_t *hi_out) {
-    /* first suffix >= p */
-    int64_t lo = -1, hi = (int64_t)sa->n_sa;
-    uint64_t llcp = 0, rlcp = 0;
-    while (hi - lo > 1) {
-        int64_t mid = lo + (hi - lo) / 2;
-        int c;
-        uint64_t l = lcp_cmp(sa, sa->sa[mid], p, m, llcp < rlcp ? llcp : rlcp, &c);
-        if (c <= 0) hi = mid, rlcp = l;
-        else lo = mid, llcp = l;
-    }
-    *lo_out = (uint64_t)hi;
+    int64_t first = sa_bound(sa, p, m, -1, 0, NULL, NULL, NULL); /* first suffix >= p */
+    *lo_out = (uint64_t)first;
     /* first suffix > p that does not start with p */
-    lo = hi - 1;
-    hi = (int64_t)sa->n_sa;
-    llcp = rlcp = 0;
-    while (hi - lo > 1) {
-        int64_t mid = lo + (hi - lo) / 2;
-        int c;
-        uint64_t l = lcp_cmp(sa, sa->sa[mid], p, m, llcp < rlcp ? llcp : rlcp, &c);
-        if (c < 0) hi = mid, rlcp = l;
-        else lo = mid, llcp = l;
-    }
-    *hi_out = (uint64_t)hi;
+    *hi_out = (uint64_t)sa_bound(sa, p, m, first - 1, 1, NULL, NULL, NULL);
 }

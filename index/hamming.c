@@ -93,6 +93,21 @@ SCALAR_SCAN(scan_popcnt, __attribute__((target("popcnt"))))
  * broadcast; QB/8 vectors of queries share each code load. */
 #define AVX512_ATTR __attribute__((target("avx512f,avx512vpopcntdq")))
 
+/* Lanes m of distances d (queries g*8 + lane) beat their lists' bounds:
+ * insert row i and raise the lanes' thresholds thr to the new bounds. */
+AVX512_ATTR static void absorb_hits(__m512i d, __mmask8 m, __m512i *thr, int g, int64_t i, cs_hamming_hit *Lb,
+                                    int *cb, int k, int maxd) {
+    int64_t dd[8], t[8];
+    _mm512_storeu_si512(dd, d);
+    _mm512_storeu_si512(t, *thr);
+    for (; m; m &= (__mmask8)(m - 1)) {
+        int l = __builtin_ctz(m), q = g * 8 + l;
+        list_insert(Lb + q * k, &cb[q], k, i, (int)dd[l]);
+        t[l] = list_bound(Lb + q * k, cb[q], k, maxd);
+    }
+    *thr = _mm512_loadu_si512(t);
+}
+
 AVX512_ATTR static void scan_avx512(const uint64_t *codes, int words, int64_t c0, int64_t c1,
                                     const uint64_t *Q, int64_t nq, cs_hamming_hit *L, int *cnt,
                                     int k, int maxd) {
@@ -136,17 +151,7 @@ AVX512_ATTR static void scan_avx512(const uint64_t *codes, int words, int64_t c0
                             _mm512_add_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(x2, qv[g][2])),
                                              _mm512_popcnt_epi64(_mm512_xor_si512(x3, qv[g][3]))));
                         __mmask8 m = _mm512_cmplt_epi64_mask(d, thr[g]);
-                        if (__builtin_expect(m != 0, 0)) {
-                            int64_t dd[8], t[8];
-                            _mm512_storeu_si512(dd, d);
-                            _mm512_storeu_si512(t, thr[g]);
-                            for (; m; m &= (__mmask8)(m - 1)) {
-                                int l = __builtin_ctz(m), q = g * 8 + l;
-                                list_insert(Lb + q * k, &cb[q], k, i, (int)dd[l]);
-                                t[l] = list_bound(Lb + q * k, cb[q], k, maxd);
-                            }
-                            thr[g] = _mm512_loadu_si512(t);
-                        }
+                        if (__builtin_expect(m != 0, 0)) absorb_hits(d, m, &thr[g], g, i, Lb, cb, k, maxd);
                     }
                 }
             } else {
@@ -155,17 +160,7 @@ AVX512_ATTR static void scan_avx512(const uint64_t *codes, int words, int64_t c0
                     for (int g = 0; g < G; g++) {
                         __m512i d = _mm512_popcnt_epi64(_mm512_xor_si512(x0, qv[g][0]));
                         __mmask8 m = _mm512_cmplt_epi64_mask(d, thr[g]);
-                        if (__builtin_expect(m != 0, 0)) {
-                            int64_t dd[8], t[8];
-                            _mm512_storeu_si512(dd, d);
-                            _mm512_storeu_si512(t, thr[g]);
-                            for (; m; m &= (__mmask8)(m - 1)) {
-                                int l = __builtin_ctz(m), q = g * 8 + l;
-                                list_insert(Lb + q * k, &cb[q], k, i, (int)dd[l]);
-                                t[l] = list_bound(Lb + q * k, cb[q], k, maxd);
-                            }
-                            thr[g] = _mm512_loadu_si512(t);
-                        }
+                        if (__builtin_expect(m != 0, 0)) absorb_hits(d, m, &thr[g], g, i, Lb, cb, k, maxd);
                     }
                 }
             }

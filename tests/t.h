@@ -59,6 +59,22 @@ static const char *t_cur = "";
 #define T_DONE()                                                                         \
     (printf("%s: %d passed, %d failed\n", __FILE__, t_passed, t_failed), t_failed ? 1 : 0)
 
+/* Splits a TSV line in place into at most max fields (empty fields kept);
+ * returns how many. */
+static inline int t_split_tsv(char *line, char **f, int max) {
+    int n = 0;
+    line[strcspn(line, "\r\n")] = 0;
+    char *p = line;
+    while (n < max) {
+        f[n++] = p;
+        char *t = strchr(p, '\t');
+        if (!t) break;
+        *t = 0;
+        p = t + 1;
+    }
+    return n;
+}
+
 /* Path of the copyscope binary under test (set by tests/run.sh). */
 static inline const char *t_bin(void) {
     const char *b = getenv("CS_BIN");

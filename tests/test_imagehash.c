@@ -12,20 +12,6 @@
 #include "index/imagehash.h"
 #include "tests/t.h"
 
-static int split_tsv(char *line, char **f, int max) {
-    int n = 0;
-    line[strcspn(line, "\r\n")] = 0;
-    char *p = line;
-    while (n < max) {
-        f[n++] = p;
-        char *t = strchr(p, '\t');
-        if (!t) break;
-        *t = 0;
-        p = t + 1;
-    }
-    return n;
-}
-
 static void to_hex(const uint8_t *bits, int nbytes, char *out) {
     for (int i = 0; i < nbytes; i++) sprintf(out + 2 * i, "%02x", bits[i]);
 }
@@ -52,7 +38,7 @@ static void test_vectors(void) {
     while (fgets(line, sizeof line, f)) {
         if (line[0] == '#' || !strncmp(line, "file\t", 5)) continue;
         char *c[11];
-        if (split_tsv(line, c, 11) < 11) continue;
+        if (t_split_tsv(line, c, 11) < 11) continue;
         char path[1024];
         snprintf(path, sizeof path, "../shared/refs/pdq/%s", c[0]);
         cs_image img;

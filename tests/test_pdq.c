@@ -13,21 +13,6 @@
 
 #define REFDIR "../shared/refs/pdq/"
 
-/* Splits a TSV line in place into at most max fields (empty fields kept). */
-static int split_tsv(char *line, char **f, int max) {
-    int n = 0;
-    line[strcspn(line, "\r\n")] = 0;
-    char *p = line;
-    while (n < max) {
-        f[n++] = p;
-        char *t = strchr(p, '\t');
-        if (!t) break;
-        *t = 0;
-        p = t + 1;
-    }
-    return n;
-}
-
 static int load(const char *rel, cs_image *img) {
     char path[1024];
     snprintf(path, sizeof path, REFDIR "%s", rel);
@@ -49,7 +34,7 @@ static void check_vectors(int step) {
     int row = 0;
     while (fgets(line, sizeof line, f)) {
         char *c[10];
-        if (split_tsv(line, c, 10) < 9) continue;
+        if (t_split_tsv(line, c, 10) < 9) continue;
         if (row++ % step) continue;
         cs_image img;
         rows++;
@@ -107,7 +92,7 @@ static void test_dihedral(void) {
     int rows = 0, ok = 0, okq = 0;
     while (fgets(line, sizeof line, f)) {
         char *c[11];
-        if (split_tsv(line, c, 11) < 10) continue;
+        if (t_split_tsv(line, c, 11) < 10) continue;
         cs_image img;
         if (load(c[0], &img)) {
             rows++;

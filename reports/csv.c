@@ -45,35 +45,41 @@ static void spans_json(cs_buf *b, const cs_rtext *t) {
     cs_buf_free(&s);
 }
 
+/* ",value" — one more column after a comma. */
+static void col_str(cs_buf *b, const char *s) {
+    cs_buf_putc(b, ',');
+    cs_esc_csv(b, s);
+}
+static void col_id(cs_buf *b, int64_t v) {
+    cs_buf_putc(b, ',');
+    id(b, v);
+}
+static void col_num(cs_buf *b, double v) {
+    cs_buf_putc(b, ',');
+    num(b, v);
+}
+
 static void image_row(cs_buf *b, const cs_rmodel *m, const cs_rfinding *f) {
     cs_buf_printf(b, "image,%lld,%lld,", (long long)f->id, (long long)f->rank);
     cs_esc_csv(b, f->verdict);
-    cs_buf_putc(b, ',');
-    num(b, f->severity);
+    col_num(b, f->severity);
     cs_buf_printf(b, ",%lld,", (long long)f->generation_id);
     cs_esc_csv(b, f->gen_path);
     cs_buf_printf(b, ",%lld,%lld,", (long long)f->seed, (long long)f->sample);
     num(b, f->whitebox);
-    cs_buf_putc(b, ',');
-    id(b, f->prompt_id);
-    cs_buf_putc(b, ',');
-    cs_esc_csv(b, f->prompt_key);
-    cs_buf_putc(b, ',');
-    cs_esc_csv(b, f->prompt_text);
-    cs_buf_putc(b, ',');
-    id(b, f->ref_id);
-    cs_buf_putc(b, ',');
-    cs_esc_csv(b, f->ref_source);
-    cs_buf_putc(b, ',');
-    cs_esc_csv(b, f->ref_caption);
+    col_id(b, f->prompt_id);
+    col_str(b, f->prompt_key);
+    col_str(b, f->prompt_text);
+    col_id(b, f->ref_id);
+    col_str(b, f->ref_source);
+    col_str(b, f->ref_caption);
     cs_buf_printf(b, ",%lld,", (long long)m->run_id);
     cs_esc_csv(b, m->model);
     for (int d = 0; d < m->n_desc; d++) {
         cs_buf_putc(b, ',');
         num(b, f->scores[d]);
     }
-    cs_buf_putc(b, ',');
-    cs_esc_csv(b, f->evidence_json);
+    col_str(b, f->evidence_json);
     empty(b, N_TEXT_COLS);
     cs_buf_puts(b, "\r\n");
 }
@@ -82,40 +88,27 @@ static void text_row(cs_buf *b, const cs_rmodel *m, const cs_rtext *t, int64_t r
     cs_buf_printf(b, "text,%lld,%lld,", (long long)t->id, (long long)rank);
     cs_esc_csv(b, t->verdict);
     empty(b, 6); /* severity, generation_id, generation_path, seed, sample, whitebox */
-    cs_buf_putc(b, ',');
-    id(b, t->prompt_id);
-    cs_buf_putc(b, ',');
-    cs_esc_csv(b, t->prompt_key);
-    cs_buf_putc(b, ',');
-    cs_esc_csv(b, t->prompt);
+    col_id(b, t->prompt_id);
+    col_str(b, t->prompt_key);
+    col_str(b, t->prompt);
     empty(b, 4); /* ref_id, ref_source, ref_caption, run_id */
-    cs_buf_putc(b, ',');
-    cs_esc_csv(b, t->model);
+    col_str(b, t->model);
     empty(b, m->n_desc);
-    cs_buf_putc(b, ',');
-    cs_esc_csv(b, t->evidence_json);
+    col_str(b, t->evidence_json);
     cs_buf_printf(b, ",%lld,%lld,", (long long)t->audit_id, (long long)t->completion_id);
     cs_esc_csv(b, t->status);
-    cs_buf_putc(b, ',');
-    id(b, t->doc_id);
-    cs_buf_putc(b, ',');
-    cs_esc_csv(b, t->doc_name);
-    cs_buf_putc(b, ',');
-    cs_esc_csv(b, t->doc_source);
+    col_id(b, t->doc_id);
+    col_str(b, t->doc_name);
+    col_str(b, t->doc_source);
     cs_buf_printf(b, ",%lld,%lld,", (long long)t->longest_chars, (long long)t->longest_words);
     if (t->exact_prefix_words >= 0) cs_buf_printf(b, "%lld", (long long)t->exact_prefix_words);
-    cs_buf_putc(b, ',');
-    num(b, t->rouge_l_f1);
-    cs_buf_putc(b, ',');
-    num(b, t->edit_sim);
+    col_num(b, t->rouge_l_f1);
+    col_num(b, t->edit_sim);
     cs_buf_putc(b, ',');
     spans_json(b, t);
-    cs_buf_putc(b, ',');
-    cs_esc_csv(b, t->completion);
-    cs_buf_putc(b, ',');
-    cs_esc_csv(b, t->continuation);
-    cs_buf_putc(b, ',');
-    cs_esc_csv(b, t->audit_source);
+    col_str(b, t->completion);
+    col_str(b, t->continuation);
+    col_str(b, t->audit_source);
     cs_buf_puts(b, "\r\n");
 }
 

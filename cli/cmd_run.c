@@ -23,6 +23,7 @@
 #include "analyze/analyze.h"
 #include "analyze/match.h"
 #include "cli/cli.h"
+#include "core/fs.h"
 #include "core/parallel.h"
 #include "core/store.h"
 #include "pipeline/generate.h"
@@ -76,25 +77,6 @@ static void usage(FILE *f) {
 static void header(int step, const char *what, const char *detail) {
     printf("\n== run [%d/3] %s%s%s\n", step, what, detail ? ": " : "", detail ? detail : "");
     fflush(stdout);
-}
-
-/* mkdir -p; 0 or -1 with err set. */
-static int make_dirs(const char *path, cs_err *err) {
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return cs_fail(err, CS_EUSAGE, "%s: path too long", path);
-    for (char *p = tmp + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(tmp, 0777) && errno != EEXIST)
-                return cs_fail(err, CS_EIO, "%s: cannot create folder: %s", tmp, strerror(errno));
-            *p = c;
-            if (!c) break;
-        }
-    }
-    struct stat st;
-    if (stat(path, &st) || !S_ISDIR(st.st_mode)) return cs_fail(err, CS_EIO, "%s: not a folder", path);
-    return 0;
 }
 
 static int parse_formats(run_opts *o, const char *list) {
@@ -218,29 +200,15 @@ static int parse_args(run_opts *o, int argc, char **argv) {
     return -1;
 }
 
-/* One integer from a query with up to two int64 parameters (0 when no row). */
-static int query_i64(cs_store *s, const char *sql, int64_t a, int64_t b, int64_t *v, cs_err *err) {
-    sqlite3_stmt *st;
-    if (cs_store_prepare(s, &st, sql, err)) return -1;
-    int np = sqlite3_bind_parameter_count(st);
-    if (np >= 1) sqlite3_bind_int64(st, 1, a);
-    if (np >= 2) sqlite3_bind_int64(st, 2, b);
-    int rc = sqlite3_step(st);
-    *v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return cs_store_fail(s, err, "run");
-    return 0;
-}
-
 /* Does the run need (re-)analysis? 1 yes, all of it, 2 only the generations
  * without a finding (why says why), 0 no, -1 error. */
 static int needs_analysis(cs_store *s, const run_opts *o, int64_t run_id, char *why, size_t wn, cs_err *err) {
     int64_t missing, thumbs;
-    if (query_i64(s,
+    if (cs_store_query_i64(s,
                   "SELECT COUNT(*) FROM generations g WHERE g.run_id = ? AND NOT EXISTS "
                   "(SELECT 1 FROM findings f WHERE f.generation_id = g.id)",
                   run_id, 0, &missing, err) ||
-        query_i64(s, "SELECT COUNT(*) FROM ref_thumbs", 0, 0, &thumbs, err))
+        cs_store_query_i64(s, "SELECT COUNT(*) FROM ref_thumbs", 0, 0, &thumbs, err))
         return -1;
     if (o->reanalyze) return snprintf(why, wn, "--reanalyze"), 1;
     if (o->settings_changed) return snprintf(why, wn, "descriptors or embedder given"), 1;
@@ -400,7 +368,7 @@ static int summary_images(cs_store *s, int64_t run_id, int *worst, cs_err *err) 
     sqlite3_finalize(st);
     if (n_prompts > rows) printf("  ... and %lld more prompts: see the report\n", (long long)(n_prompts - rows));
     int64_t n_mem;
-    if (query_i64(s,
+    if (cs_store_query_i64(s,
                   "SELECT COUNT(*) FROM prompt_summary WHERE run_id = ? AND n_copy + n_near_copy > 0", run_id, 0,
                   &n_mem, err))
         return -1;
@@ -419,11 +387,11 @@ static int summary_images(cs_store *s, int64_t run_id, int *worst, cs_err *err) 
                (long long)sqlite3_column_int64(st, 1), (long long)sqlite3_column_int64(st, 0));
     sqlite3_finalize(st);
     int64_t n_exp, n_hit;
-    if (query_i64(s,
+    if (cs_store_query_i64(s,
                   "SELECT COUNT(*) FROM findings f JOIN generations g ON g.id = f.generation_id "
                   "JOIN prompts p ON p.id = g.prompt_id WHERE g.run_id = ? AND p.expect_ref IS NOT NULL AND p.kind <> 'completion'",
                   run_id, 0, &n_exp, err) ||
-        query_i64(s,
+        cs_store_query_i64(s,
                   "SELECT COUNT(*) FROM findings f JOIN generations g ON g.id = f.generation_id "
                   "JOIN prompts p ON p.id = g.prompt_id WHERE g.run_id = ? AND p.expect_ref IS NOT NULL AND p.kind <> 'completion' "
                   "AND f.verdict IN ('copy', 'near-copy') AND EXISTS (SELECT 1 FROM refs x WHERE "
@@ -482,8 +450,7 @@ int cmd_run(int argc, char **argv) {
     if (rc >= 0) return rc;
     if (o.threads > 0) cs_set_threads(o.threads);
     cs_err err = {0};
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = cs_now_s();
 
     /* everything that can be checked before work: the suite, the output folder */
     cs_suite suite;
@@ -494,7 +461,7 @@ int cmd_run(int argc, char **argv) {
     char gen_out[PATH_MAX];
     if (snprintf(gen_out, sizeof gen_out, "%s/generations", o.out) >= (int)sizeof gen_out)
         return cli_usage_error("run: --out: path too long");
-    if (make_dirs(o.out, &err)) return cli_fail(&err);
+    if (cs_mkdir_p(o.out, &err)) return cli_fail(&err);
 
     cs_store *s = NULL;
 
@@ -515,15 +482,14 @@ int cmd_run(int argc, char **argv) {
 
     int64_t text_audit = o.text_audit;
     if (text_audit == TEXT_LATEST) {
-        if (query_i64(s, "SELECT COALESCE(MAX(audit_id), -1) FROM text_findings", 0, 0, &text_audit, &err)) goto fail;
+        if (cs_store_query_i64(s, "SELECT COALESCE(MAX(audit_id), -1) FROM text_findings", 0, 0, &text_audit, &err)) goto fail;
         if (text_audit == 0) text_audit = TEXT_NONE;
     }
     char paths[4][PATH_MAX];
     if (step_report(s, &o, name, gs.run_id, text_audit, paths, &err)) goto fail;
 
-    clock_gettime(CLOCK_MONOTONIC, &t1);
     printf("\n== summary of run %lld (%s, %.1f s)\n", (long long)gs.run_id, name,
-           (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+           cs_now_s() - t0);
     int worst = -1;
     if (summary_images(s, gs.run_id, &worst, &err) || summary_text(s, text_audit, &err)) goto fail;
     for (int i = 0; i < o.n_formats; i++) {

@@ -15,83 +15,49 @@
 
 #include "core/image.h"
 
+/* One axis of a separable resize: output pixel x reads the source pixels
+ * [first, first+n) with weights wi (area: exact integers) or wf (the
+ * convolutions: normalised floats). */
 typedef struct {
-    int first, n;  /* source taps [first, first+n) */
-    int64_t *w;    /* n integer weights (area) */
-} area_taps;
+    int first, n;
+    int64_t *wi;
+    float *wf;
+} taps;
+
+static void taps_free(taps *t, int d) {
+    if (!t) return;
+    for (int x = 0; x < d; x++) {
+        free(t[x].wi);
+        free(t[x].wf);
+    }
+    free(t);
+}
+
+/* 0 when the plan (or one of its rows) could not be allocated. */
+static int taps_ok(const taps *t, int d) {
+    for (int x = 0; t && x < d; x++)
+        if (!t[x].wi && !t[x].wf) return 0;
+    return t != NULL;
+}
 
 /* Integer area weights for one axis: out[x] = sum src[i] * w / s. */
-static area_taps *area_plan(int s, int d) {
-    area_taps *t = calloc((size_t)d, sizeof *t);
+static taps *area_plan(int s, int d) {
+    taps *t = calloc((size_t)d, sizeof *t);
     if (!t) return NULL;
     for (int x = 0; x < d; x++) {
         int64_t lo = (int64_t)x * s, hi = lo + s; /* in units of 1/d source pixels */
         int first = (int)(lo / d), last = (int)((hi - 1) / d);
         t[x].first = first;
         t[x].n = last - first + 1;
-        t[x].w = malloc(sizeof(int64_t) * t[x].n);
-        if (!t[x].w) return t; /* caller checks every w */
+        t[x].wi = malloc(sizeof(int64_t) * t[x].n);
+        if (!t[x].wi) return t; /* caller checks every row (taps_ok) */
         for (int i = first; i <= last; i++) {
             int64_t a = (int64_t)i * d, b = a + d;
             int64_t o = (b < hi ? b : hi) - (a > lo ? a : lo);
-            t[x].w[i - first] = o;
+            t[x].wi[i - first] = o;
         }
     }
     return t;
-}
-
-static void taps_free(area_taps *t, int d) {
-    if (!t) return;
-    for (int x = 0; x < d; x++) free(t[x].w);
-    free(t);
-}
-
-static int resize_area(cs_image *dst, const cs_image *src, int w, int h, cs_err *err) {
-    int sw = src->w, sh = src->h;
-    area_taps *tx = area_plan(sw, w), *ty = area_plan(sh, h);
-    int64_t *tmp = malloc(sizeof(int64_t) * (size_t)w * sh * 3);
-    int ok = tx && ty && tmp;
-    for (int i = 0; ok && i < w; i++) ok = tx[i].w != NULL;
-    for (int i = 0; ok && i < h; i++) ok = ty[i].w != NULL;
-    if (!ok) {
-        taps_free(tx, w);
-        taps_free(ty, h);
-        free(tmp);
-        return cs_fail(err, CS_ENOMEM, "resize: out of memory");
-    }
-    /* horizontal: tmp[y][x] = sum over taps, scaled by sw */
-    for (int y = 0; y < sh; y++) {
-        const uint8_t *row = src->rgb + (size_t)y * sw * 3;
-        int64_t *o = tmp + (size_t)y * w * 3;
-        for (int x = 0; x < w; x++) {
-            int64_t r = 0, g = 0, b = 0;
-            for (int k = 0; k < tx[x].n; k++) {
-                const uint8_t *p = row + (size_t)(tx[x].first + k) * 3;
-                int64_t wt = tx[x].w[k];
-                r += wt * p[0];
-                g += wt * p[1];
-                b += wt * p[2];
-            }
-            o[3 * x] = r;
-            o[3 * x + 1] = g;
-            o[3 * x + 2] = b;
-        }
-    }
-    /* vertical, then divide by sw*sh with round half up */
-    int64_t den = (int64_t)sw * sh;
-    for (int y = 0; y < h; y++) {
-        uint8_t *o = dst->rgb + (size_t)y * w * 3;
-        for (int x = 0; x < w * 3; x++) {
-            int64_t acc = 0;
-            for (int k = 0; k < ty[y].n; k++) acc += ty[y].w[k] * tmp[(size_t)(ty[y].first + k) * w * 3 + x];
-            int64_t v = (2 * acc + den) / (2 * den);
-            o[x] = (uint8_t)(v > 255 ? 255 : v);
-        }
-    }
-    taps_free(tx, w);
-    taps_free(ty, h);
-    free(tmp);
-    return 0;
 }
 
 static double filt_linear(double x) {
@@ -107,13 +73,8 @@ static double filt_cubic(double x) {
     return 0;
 }
 
-typedef struct {
-    int first, n;
-    float *w; /* normalised */
-} conv_taps;
-
-static conv_taps *conv_plan(int s, int d, double (*f)(double), double support) {
-    conv_taps *t = calloc((size_t)d, sizeof *t);
+static taps *conv_plan(int s, int d, double (*f)(double), double support) {
+    taps *t = calloc((size_t)d, sizeof *t);
     if (!t) return NULL;
     double scale = (double)s / d, fs = scale > 1 ? scale : 1, sup = support * fs;
     for (int x = 0; x < d; x++) {
@@ -124,22 +85,16 @@ static conv_taps *conv_plan(int s, int d, double (*f)(double), double support) {
         if (hi <= lo) hi = lo + 1 <= s ? lo + 1 : s, lo = hi - 1;
         t[x].first = lo;
         t[x].n = hi - lo;
-        t[x].w = malloc(sizeof(float) * t[x].n);
-        if (!t[x].w) return t;
+        t[x].wf = malloc(sizeof(float) * t[x].n);
+        if (!t[x].wf) return t;
         double sum = 0;
         for (int i = lo; i < hi; i++) sum += f((i + 0.5 - c) / fs);
         for (int i = lo; i < hi; i++) {
             double v = f((i + 0.5 - c) / fs);
-            t[x].w[i - lo] = (float)(sum != 0 ? v / sum : 1.0 / t[x].n);
+            t[x].wf[i - lo] = (float)(sum != 0 ? v / sum : 1.0 / t[x].n);
         }
     }
     return t;
-}
-
-static void conv_free(conv_taps *t, int d) {
-    if (!t) return;
-    for (int x = 0; x < d; x++) free(t[x].w);
-    free(t);
 }
 
 static uint8_t clamp8(float v) {
@@ -147,49 +102,67 @@ static uint8_t clamp8(float v) {
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-static int resize_conv(cs_image *dst, const cs_image *src, int w, int h, double (*f)(double),
-                       double support, cs_err *err) {
+/* The two passes, written once for both accumulator types (ACC with weights
+ * W: int64_t/wi for area, float/wf for the convolutions). Horizontal:
+ * tmp[y][x] = sum over tx[x] of weight * source pixel, per channel. */
+#define H_PASS(ACC, W)                                                        \
+    for (int y = 0; y < sh; y++) {                                            \
+        const uint8_t *row = src->rgb + (size_t)y * sw * 3;                   \
+        ACC *o = (ACC *)tmp + (size_t)y * w * 3;                              \
+        for (int x = 0; x < w; x++) {                                         \
+            ACC r = 0, g = 0, b = 0;                                          \
+            for (int k = 0; k < tx[x].n; k++) {                               \
+                const uint8_t *p = row + (size_t)(tx[x].first + k) * 3;       \
+                ACC wt = tx[x].W[k];                                          \
+                r += wt * p[0];                                               \
+                g += wt * p[1];                                               \
+                b += wt * p[2];                                               \
+            }                                                                 \
+            o[3 * x] = r;                                                     \
+            o[3 * x + 1] = g;                                                 \
+            o[3 * x + 2] = b;                                                 \
+        }                                                                     \
+    }
+
+/* Vertical: dst[y][x] = OUT(sum over ty[y] of weight * tmp). */
+#define V_PASS(ACC, W, OUT)                                                   \
+    for (int y = 0; y < h; y++) {                                             \
+        uint8_t *o = dst->rgb + (size_t)y * w * 3;                            \
+        for (int x = 0; x < w * 3; x++) {                                     \
+            ACC acc = 0;                                                      \
+            for (int k = 0; k < ty[y].n; k++)                                 \
+                acc += ty[y].W[k] * ((const ACC *)tmp)[(size_t)(ty[y].first + k) * w * 3 + x]; \
+            o[x] = OUT(acc);                                                  \
+        }                                                                     \
+    }
+
+/* area: divide the integer sum by sw*sh, rounding half up */
+#define AREA_OUT(acc) area_out(acc, (int64_t)sw * sh)
+static uint8_t area_out(int64_t acc, int64_t den) {
+    int64_t v = (2 * acc + den) / (2 * den);
+    return (uint8_t)(v > 255 ? 255 : v);
+}
+
+/* Area (f == CS_RESIZE_AREA) or a convolution with filter fn of the given
+ * support, horizontal pass first. */
+static int resize_sep(cs_image *dst, const cs_image *src, int w, int h, int area, double (*fn)(double),
+                      double support, cs_err *err) {
     int sw = src->w, sh = src->h;
-    conv_taps *tx = conv_plan(sw, w, f, support), *ty = conv_plan(sh, h, f, support);
-    float *tmp = malloc(sizeof(float) * (size_t)w * sh * 3);
-    int ok = tx && ty && tmp;
-    for (int i = 0; ok && i < w; i++) ok = tx[i].w != NULL;
-    for (int i = 0; ok && i < h; i++) ok = ty[i].w != NULL;
-    if (!ok) {
-        conv_free(tx, w);
-        conv_free(ty, h);
-        free(tmp);
-        return cs_fail(err, CS_ENOMEM, "resize: out of memory");
+    taps *tx = area ? area_plan(sw, w) : conv_plan(sw, w, fn, support);
+    taps *ty = area ? area_plan(sh, h) : conv_plan(sh, h, fn, support);
+    void *tmp = malloc((area ? sizeof(int64_t) : sizeof(float)) * (size_t)w * sh * 3);
+    int ok = taps_ok(tx, w) && taps_ok(ty, h) && tmp;
+    if (ok && area) {
+        H_PASS(int64_t, wi)
+        V_PASS(int64_t, wi, AREA_OUT)
+    } else if (ok) {
+        H_PASS(float, wf)
+        V_PASS(float, wf, clamp8)
     }
-    for (int y = 0; y < sh; y++) {
-        const uint8_t *row = src->rgb + (size_t)y * sw * 3;
-        float *o = tmp + (size_t)y * w * 3;
-        for (int x = 0; x < w; x++) {
-            float r = 0, g = 0, b = 0;
-            for (int k = 0; k < tx[x].n; k++) {
-                const uint8_t *p = row + (size_t)(tx[x].first + k) * 3;
-                float wt = tx[x].w[k];
-                r += wt * p[0];
-                g += wt * p[1];
-                b += wt * p[2];
-            }
-            o[3 * x] = r;
-            o[3 * x + 1] = g;
-            o[3 * x + 2] = b;
-        }
-    }
-    for (int y = 0; y < h; y++) {
-        uint8_t *o = dst->rgb + (size_t)y * w * 3;
-        for (int x = 0; x < w * 3; x++) {
-            float acc = 0;
-            for (int k = 0; k < ty[y].n; k++) acc += ty[y].w[k] * tmp[(size_t)(ty[y].first + k) * w * 3 + x];
-            o[x] = clamp8(acc);
-        }
-    }
-    conv_free(tx, w);
-    conv_free(ty, h);
+    taps_free(tx, w);
+    taps_free(ty, h);
     free(tmp);
-    return 0;
+    return ok ? 0 : cs_fail(err, CS_ENOMEM, "resize: out of memory");
 }
 
 int cs_image_resize(cs_image *dst, const cs_image *src, int w, int h, cs_resize_filter f,
@@ -207,9 +180,9 @@ int cs_image_resize(cs_image *dst, const cs_image *src, int w, int h, cs_resize_
         f = (w <= src->w && h <= src->h) ? CS_RESIZE_AREA : CS_RESIZE_BICUBIC;
     int rc;
     switch (f) {
-    case CS_RESIZE_AREA: rc = resize_area(dst, src, w, h, err); break;
-    case CS_RESIZE_BILINEAR: rc = resize_conv(dst, src, w, h, filt_linear, 1.0, err); break;
-    case CS_RESIZE_BICUBIC: rc = resize_conv(dst, src, w, h, filt_cubic, 2.0, err); break;
+    case CS_RESIZE_AREA: rc = resize_sep(dst, src, w, h, 1, NULL, 0, err); break;
+    case CS_RESIZE_BILINEAR: rc = resize_sep(dst, src, w, h, 0, filt_linear, 1.0, err); break;
+    case CS_RESIZE_BICUBIC: rc = resize_sep(dst, src, w, h, 0, filt_cubic, 2.0, err); break;
     default: rc = cs_fail(err, CS_EUSAGE, "resize: unknown filter %d", (int)f);
     }
     if (rc) cs_image_free(dst);

@@ -718,3 +718,13 @@ void nn_transpose(float *out, const float *in, int T, int C) {
                 for (int c = c0; c < C && c < c0 + tb; c++)
                     out[(size_t)c * T + t] = in[(size_t)t * C + c];
 }
+
+double nn_rel_err(const float *out, const float *ref, size_t n) {
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)out[i] - ref[i]);
+        if (!(d <= md)) md = d; /* NaN propagates */
+        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
+    }
+    return mr > 0 ? md / mr : md;
+}

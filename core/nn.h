@@ -143,4 +143,9 @@ void nn_add_channel_bias(float *x, const float *v, int B, int C, int HW);
 /* out [C, T] = in [T, C]^T. */
 void nn_transpose(float *out, const float *in, int T, int C);
 
+/* max |out - ref| / max |ref| over n elements (max |out - ref| when ref is all
+ * zero): the relative error every reference comparison uses. NaN in out
+ * propagates. */
+double nn_rel_err(const float *out, const float *ref, size_t n);
+
 #endif

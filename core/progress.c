@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fs.h"
+
 struct cs_progress {
     char label[64], unit[16];
     atomic_llong done, total;
@@ -23,12 +25,6 @@ struct cs_progress {
     int enabled;
     pthread_mutex_t draw;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void fmt_time(char *out, size_t n, double s) {
     if (s < 0 || s > 359999) {
@@ -41,7 +37,7 @@ static void fmt_time(char *out, size_t n, double s) {
 }
 
 static void draw(cs_progress *p, int final) {
-    double el = now_s() - p->t0;
+    double el = cs_now_s() - p->t0;
     long long done = atomic_load(&p->done), total = atomic_load(&p->total);
     double rate = el > 0 ? done / el : 0;
     char line[256], tbuf[32];
@@ -69,7 +65,7 @@ cs_progress *cs_progress_start(const char *label, int64_t total, const char *uni
     snprintf(p->unit, sizeof p->unit, "%s", unit ? unit : "it");
     atomic_init(&p->done, 0);
     atomic_init(&p->total, total);
-    p->t0 = now_s();
+    p->t0 = cs_now_s();
     p->tty = isatty(STDERR_FILENO);
     const char *env = getenv("CS_PROGRESS");
     if (env && !strcmp(env, "0")) p->enabled = 0;
@@ -84,7 +80,7 @@ void cs_progress_add(cs_progress *p, int64_t n) {
     if (!p) return;
     atomic_fetch_add(&p->done, n);
     if (!p->enabled) return;
-    double t = now_s();
+    double t = cs_now_s();
     if (t < atomic_load(&p->next_draw)) return;
     if (pthread_mutex_trylock(&p->draw) != 0) return; /* another thread is drawing */
     if (t >= atomic_load(&p->next_draw)) {

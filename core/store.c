@@ -35,6 +35,20 @@ int cs_store_prepare(cs_store *s, sqlite3_stmt **st, const char *sql, cs_err *er
     return 0;
 }
 
+int cs_store_query_i64(cs_store *s, const char *sql, int64_t a, int64_t b, int64_t *v, cs_err *err) {
+    sqlite3_stmt *st;
+    *v = 0;
+    if (cs_store_prepare(s, &st, sql, err)) return -1;
+    int np = sqlite3_bind_parameter_count(st);
+    if (np >= 1) sqlite3_bind_int64(st, 1, a);
+    if (np >= 2) sqlite3_bind_int64(st, 2, b);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return cs_store_fail(s, err, "query");
+    return 0;
+}
+
 int cs_store_begin(cs_store *s, cs_err *err) { return cs_store_exec(s, "BEGIN IMMEDIATE", err); }
 int cs_store_commit(cs_store *s, cs_err *err) { return cs_store_exec(s, "COMMIT", err); }
 void cs_store_rollback(cs_store *s) {

@@ -10,6 +10,7 @@
 #define CS_STORE_H
 
 #include <sqlite3.h>
+#include <stdint.h>
 
 #include "core/err.h"
 
@@ -42,6 +43,9 @@ void cs_store_rollback(cs_store *s);
 int cs_store_prepare(cs_store *s, sqlite3_stmt **st, const char *sql, cs_err *err);
 /* Runs SQL without results (no parameters). */
 int cs_store_exec(cs_store *s, const char *sql, cs_err *err);
+/* Runs sql, binding a to ?1 and b to ?2 when it has them, and sets *v to the
+ * first column of its first row (0 when there is no row, or NULL). */
+int cs_store_query_i64(cs_store *s, const char *sql, int64_t a, int64_t b, int64_t *v, cs_err *err);
 /* Fills err from the connection's last error: "<db path>: <what>: <sqlite msg>". */
 int cs_store_fail(cs_store *s, cs_err *err, const char *what);
 

@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/atomic_file.h"
+#include "core/fs.h"
 #include "core/le_bytes.h"
 #include "core/parallel.h"
 #include "core/progress.h"
@@ -33,12 +33,6 @@ struct cs_ann {
     ann_header h;
     cs_faiss *f;
 };
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 /* ---- header ---- */
 
@@ -308,18 +302,18 @@ int cs_ann_build_vs(const char *path, const char *column, const cs_vecstore *vs,
         snprintf(a->h.column, sizeof a->h.column, "%s", column);
         a->h.dim = (uint32_t)vs->dim;
         if (cs_faiss_new(&a->f, vs->dim, a->h.factory, 1, err)) rc = cs_wrap(err, "%s", path);
-        double t = now();
+        double t = cs_now_s();
         if (!rc) rc = train(a, vs, o->progress, err);
         st->trained = 1;
-        st->train_s = now() - t;
+        st->train_s = cs_now_s() - t;
         if (!rc && cs_faiss_nlist(a->f) > 0) {
             int np = o->nprobe > 0 ? o->nprobe : cs_ann_default_nprobe(cs_faiss_nlist(a->f));
             if (cs_faiss_set_param(a->f, "nprobe", np, err)) rc = cs_wrap(err, "%s", path);
         }
     }
-    double t = now();
+    double t = cs_now_s();
     if (!rc) rc = add_rows(a, vs, (int64_t)a->h.rows, o->progress, err);
-    st->add_s = now() - t;
+    st->add_s = cs_now_s() - t;
     if (!rc) {
         a->h.rows = (uint64_t)vs->n;
         a->h.fingerprint = fingerprint(vs, vs->n);

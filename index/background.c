@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/fs.h"
 #include "core/hash_sha256.h"
 #include "core/image.h"
 #include "core/nn.h"
@@ -155,11 +156,9 @@ static int walk(const char *dir, int depth, paths *out, cs_err *err) {
     for (int i = 0; i < n; i++) {
         const char *name = ents[i]->d_name;
         if (!rc && name[0] != '.') {
-            size_t l = strlen(dir) + strlen(name) + 2;
-            char *p = malloc(l);
+            char *p = cs_path_join(dir, name);
             if (!p) rc = cs_fail(err, CS_ENOMEM, "out of memory");
             else {
-                snprintf(p, l, "%s/%s", dir, name);
                 struct stat ls, st;
                 if (lstat(p, &ls) == 0 && S_ISDIR(ls.st_mode)) rc = walk(p, depth + 1, out, err);
                 else if (stat(p, &st) == 0 && S_ISREG(st.st_mode) &&

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/fs.h"
 #include "core/hash_sha256.h"
 #include "core/image.h"
 #include "core/parallel.h"
@@ -58,12 +59,6 @@ struct ing_ctx {
     double (*tt)[T_N];      /* per-thread timers */
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 void ing_job_clear(ing_job *j) {
     free(j->source);
     free(j->path);
@@ -92,7 +87,7 @@ int ing_wanted(ing_ctx *c, const char *source, int64_t *existing_id, cs_err *err
         c->st->skipped++;
         return 0;
     }
-    double t0 = now_s();
+    double t0 = cs_now_s();
     sqlite3_stmt *q = c->q_source;
     sqlite3_bind_text(q, 1, source, -1, SQLITE_STATIC);
     int r = sqlite3_step(q), want = 1;
@@ -105,7 +100,7 @@ int ing_wanted(ing_ctx *c, const char *source, int64_t *existing_id, cs_err *err
         return cs_store_fail(c->ro ? c->ro : c->s, err, "looking up a source");
     }
     sqlite3_reset(q);
-    c->st->t_lookup += now_s() - t0;
+    c->st->t_lookup += cs_now_s() - t0;
     if (!want) {
         c->st->skipped++;
         return 0;
@@ -125,7 +120,7 @@ static char *dupf(const char *a, const char *b) {
 static void process_job(void *ctx, int64_t i, int thread) {
     ing_ctx *c = ctx;
     ing_job *j = &c->buf[c->cur][i];
-    double *tt = c->tt[thread], t0 = now_s(), t1;
+    double *tt = c->tt[thread], t0 = cs_now_s(), t1;
     cs_err err = {0};
     j->status = ING_ERROR;
     if (j->pre_error) {
@@ -139,12 +134,12 @@ static void process_job(void *ctx, int64_t i, int thread) {
         }
         j->has_data = 1;
     }
-    t1 = now_s();
+    t1 = cs_now_s();
     tt[T_READ] += t1 - t0;
     j->size = (int64_t)j->len;
     cs_sha256_hex(j->data, j->len, j->sha);
     j->have_sha = 1;
-    t0 = now_s();
+    t0 = cs_now_s();
     tt[T_SHA] += t0 - t1;
 
     if (!j->caption_from_sidecar_ok && j->path) {
@@ -170,7 +165,7 @@ static void process_job(void *ctx, int64_t i, int thread) {
     int rc = cs_image_decode(&img, j->data, j->len, j->source, &c->iopts, &err);
     free(j->data);
     j->data = NULL;
-    t1 = now_s();
+    t1 = cs_now_s();
     tt[T_DECODE] += t1 - t0;
     if (rc) {
         j->error = strdup(err.msg);
@@ -179,7 +174,7 @@ static void process_job(void *ctx, int64_t i, int thread) {
     j->w = img.w;
     j->h = img.h;
     rc = cs_hashes_compute(&img, &j->hashes, &err);
-    t0 = now_s();
+    t0 = cs_now_s();
     tt[T_HASH] += t0 - t1;
     if (rc) {
         cs_image_free(&img);
@@ -189,7 +184,7 @@ static void process_job(void *ctx, int64_t i, int thread) {
     cs_image th;
     rc = cs_image_resize(&th, &img, CS_THUMB_SIZE, CS_THUMB_SIZE, CS_RESIZE_AREA, &err);
     cs_image_free(&img);
-    tt[T_THUMB] += now_s() - t0;
+    tt[T_THUMB] += cs_now_s() - t0;
     if (rc) {
         j->error = dupf(j->source, err.msg);
         goto done;
@@ -278,12 +273,12 @@ static int write_job(ing_ctx *c, ing_job *j, cs_ingest_stats *ws, cs_err *err) {
 /* Writer thread: one batch, one transaction. */
 static void *write_batch(void *arg) {
     ing_writer *w = arg;
-    double t0 = now_s();
+    double t0 = cs_now_s();
     int rc = cs_store_begin(w->c->s, &w->err);
     for (int i = 0; !rc && i < w->n; i++) rc = write_job(w->c, &w->jobs[i], &w->ws, &w->err);
     if (!rc) rc = cs_store_commit(w->c->s, &w->err);
     if (rc) cs_store_rollback(w->c->s);
-    w->ws.t_db += now_s() - t0;
+    w->ws.t_db += cs_now_s() - t0;
     w->rc = rc;
     return NULL;
 }
@@ -291,11 +286,11 @@ static void *write_batch(void *arg) {
 /* Waits for the batch being written, merges its counters, frees it. */
 static int join_writer(ing_ctx *c, cs_err *err) {
     if (!c->writing) return 0;
-    double t0 = now_s();
+    double t0 = cs_now_s();
     if (c->threaded) pthread_join(c->wt, NULL);
     c->writing = c->threaded = 0;
     cs_ingest_stats *st = c->st, *ws = &c->w.ws;
-    st->t_db_wait += now_s() - t0;
+    st->t_db_wait += cs_now_s() - t0;
     st->added += ws->added;
     st->duplicates += ws->duplicates;
     st->errors += ws->errors;
@@ -316,9 +311,9 @@ static int join_writer(ing_ctx *c, cs_err *err) {
  * (after the previous one has finished) and switches buffers. */
 static int flush_batch(ing_ctx *c, cs_err *err) {
     if (c->n == 0) return 0;
-    double t0 = now_s();
+    double t0 = cs_now_s();
     cs_parallel_for(c->threads, c->n, process_job, c);
-    c->st->t_parallel += now_s() - t0;
+    c->st->t_parallel += cs_now_s() - t0;
     if (join_writer(c, err)) return -1;
     c->w = (ing_writer){.c = c, .jobs = c->buf[c->cur], .n = c->n};
     c->n = 0;
@@ -360,7 +355,7 @@ int cs_ingest_add(cs_store *s, const char *const *paths, int n, const cs_ingest_
     cs_ingest_stats local;
     if (!st) st = &local;
     memset(st, 0, sizeof *st);
-    double t_start = now_s();
+    double t_start = cs_now_s();
     ing_ctx c = {0};
     c.s = s;
     c.st = st;
@@ -438,7 +433,7 @@ int cs_ingest_add(cs_store *s, const char *const *paths, int n, const cs_ingest_
     free(c.buf[0]);
     free(c.buf[1]);
     free(c.tt);
-    st->t_total = now_s() - t_start;
+    st->t_total = cs_now_s() - t_start;
     st->t_walk = st->t_total - st->t_parallel - st->t_db_wait - st->t_lookup;
     return rc;
 }

@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/atomic_file.h"
+#include "core/fs.h"
 #include "core/le_bytes.h"
 
 #define THUMB_PX ((size_t)CS_THUMB_SIZE * CS_THUMB_SIZE * 3)

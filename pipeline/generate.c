@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fs.h"
 #include "core/hash_sha256.h"
 #include "core/image.h"
 #include "core/nn.h"
@@ -66,24 +67,9 @@ static int file_exists(const char *p) {
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-static int mkdir_p(const char *path, cs_err *err) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0777) && errno != EEXIST) return cs_fail(err, CS_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(tmp, 0777) && errno != EEXIST) return cs_fail(err, CS_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    struct stat sb;
-    if (stat(tmp, &sb) || !S_ISDIR(sb.st_mode)) return cs_fail(err, CS_EIO, "%s: not a folder", tmp);
-    return 0;
-}
-
 /* The output folder must exist (or be creatable) and accept files. */
 static int check_writable(const char *dir, cs_err *err) {
-    if (mkdir_p(dir, err)) return -1;
+    if (cs_mkdir_p(dir, err)) return -1;
     char probe[4200];
     snprintf(probe, sizeof probe, "%s/.copyscope-probe-%d", dir, (int)getpid());
     FILE *f = fopen(probe, "wb");
@@ -380,20 +366,6 @@ static int add_generation(cs_store *db, int64_t run, int64_t prompt, uint64_t se
 
 static void on_step(void *ctx) { cs_progress_add(ctx, 1); }
 
-static int write_file(const char *path, const uint8_t *buf, size_t len, cs_err *err) {
-    char tmp[4500];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return cs_fail(err, CS_EIO, "%s: cannot write: %s", tmp, strerror(errno));
-    int ok = fwrite(buf, 1, len, f) == len;
-    ok &= fclose(f) == 0;
-    if (!ok || rename(tmp, path)) {
-        unlink(tmp);
-        return cs_fail(err, CS_EIO, "%s: cannot write: %s", path, strerror(errno));
-    }
-    return 0;
-}
-
 static int generate_one(cs_model *m, cs_store *db, int64_t run, job *j, int sample, const char *dir,
                         cs_progress *prog, int64_t *steps, cs_err *err) {
     cs_suite_item *it = j->it;
@@ -444,7 +416,7 @@ static int generate_one(cs_model *m, cs_store *db, int64_t run, job *j, int samp
     char sha[65], path[4400];
     cs_sha256_hex(png, png_len, sha);
     snprintf(path, sizeof path, "%s/%s-%d-%llu.png", dir, it->id, sample, (unsigned long long)seed);
-    if (write_file(path, png, png_len, err)) goto out;
+    if (cs_write_file_atomic(path, png, png_len, err)) goto out;
 
     cJSON *s = cJSON_CreateObject();
     cJSON_AddStringToObject(s, "sampler", cs_sampler_name(o.sampler));
@@ -494,12 +466,6 @@ out:
     free(settings);
     free(wbj);
     return rc;
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
 int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err) {
@@ -594,7 +560,7 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
     snprintf(ident, sizeof ident, "%s%s", s.sha256, m->hash);
     cs_sha256_hex(ident, strlen(ident), run_hash);
     snprintf(st->out_dir, sizeof st->out_dir, "%s/%s-%.8s", outdir, s.name, run_hash);
-    if (mkdir_p(st->out_dir, err)) goto out;
+    if (cs_mkdir_p(st->out_dir, err)) goto out;
     if (cs_store_open(&db, o->db, err)) goto out;
     int reused;
     if (cs_store_begin(db, err)) goto out;
@@ -615,7 +581,7 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
             if (!have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k))
                 total += cs_sample_count_steps(&jobs[i].it->s.opts);
     prog = o->progress ? cs_progress_start("generate", total, "step") : NULL;
-    double t0 = now_s();
+    double t0 = cs_now_s();
     for (int i = 0; i < s.n; i++)
         for (int k = 0; k < jobs[i].it->s.samples; k++) {
             if (have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k)) {
@@ -626,7 +592,7 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
                 goto out;
             st->generated++;
         }
-    st->seconds = now_s() - t0;
+    st->seconds = cs_now_s() - t0;
     sqlite3_stmt *fin;
     if (!cs_store_prepare(db, &fin, "UPDATE runs SET finished = datetime('now') WHERE id = ?1", err)) {
         sqlite3_bind_int64(fin, 1, st->run_id);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/nn.h"
 #include "core/safetensors.h"
 #include "pipeline/sampler.h"
 #include "pipeline/schedule.h"
@@ -20,16 +21,6 @@ int cs_case_report_ok(const cs_case_report *r) {
     for (int i = 0; i < r->n; i++)
         if (!(r->c[i].rel <= r->c[i].tol)) return 0;
     return r->n > 0;
-}
-
-static double rel_err(const float *out, const float *ref, size_t n) {
-    double md = 0, mr = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)out[i] - ref[i]);
-        if (!(d <= md)) md = d; /* NaN propagates */
-        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
-    }
-    return mr > 0 ? md / mr : md;
 }
 
 static void add(cs_case_report *r, const char *name, double rel, double tol) {
@@ -97,21 +88,21 @@ static int run_schedule(const char *file, cs_case_report *r, cs_err *err) {
     GET(cin, "c_in_karras", 8);
     cs_schedule s;
     cs_schedule_sd(&s);
-    add(r, "alphas_cumprod", rel_err(s.alphas_cumprod, ac, 1000), 1e-6);
-    add(r, "sigmas", rel_err(s.sigmas, sig, 1000), 1e-6);
+    add(r, "alphas_cumprod", nn_rel_err(s.alphas_cumprod, ac, 1000), 1e-6);
+    add(r, "sigmas", nn_rel_err(s.sigmas, sig, 1000), 1e-6);
     float o[9], t[8], c[8];
     cs_schedule_sigmas(&s, CS_SPACING_DISCRETE, 8, o);
-    add(r, "sigmas_discrete", rel_err(o, sd, 9), 1e-5);
+    add(r, "sigmas_discrete", nn_rel_err(o, sd, 9), 1e-5);
     for (int i = 0; i < 8; i++) t[i] = cs_sigma_to_t(&s, o[i]);
-    add(r, "t_discrete", rel_err(t, td, 8), 1e-5);
+    add(r, "t_discrete", nn_rel_err(t, td, 8), 1e-5);
     cs_schedule_sigmas(&s, CS_SPACING_KARRAS, 8, o);
-    add(r, "sigmas_karras", rel_err(o, sk, 9), 1e-5);
+    add(r, "sigmas_karras", nn_rel_err(o, sk, 9), 1e-5);
     for (int i = 0; i < 8; i++) {
         t[i] = cs_sigma_to_t(&s, o[i]);
         c[i] = 1.0f / sqrtf(o[i] * o[i] + 1.0f);
     }
-    add(r, "t_karras", rel_err(t, tk, 8), 1e-5);
-    add(r, "c_in_karras", rel_err(c, cin, 8), 1e-5);
+    add(r, "t_karras", nn_rel_err(t, tk, 8), 1e-5);
+    add(r, "c_in_karras", nn_rel_err(c, cin, 8), 1e-5);
     rc = 0;
 out:
     release(&H);
@@ -207,14 +198,14 @@ static int run_sampling(cs_model *m, const char *file, const char *op, const cJS
     if (cs_sample(m, &o, cond, uncond, h, w, &src, NULL, x, &tr, err)) goto out;
     const float *ref;
     GET(ref, "x_final", n);
-    add(r, "x_final", rel_err(x, ref, n), 1e-4);
+    add(r, "x_final", nn_rel_err(x, ref, n), 1e-4);
     GET(ref, "x_after_step1", n);
-    add(r, "x_after_step1", rel_err(xs + n, ref, n), 1e-4);
+    add(r, "x_after_step1", nn_rel_err(xs + n, ref, n), 1e-4);
     if (!is_t2i) {
         GET(ref, "x_steps", n * (K + 1));
-        add(r, "x_steps", rel_err(xs, ref, n * (K + 1)), 1e-4);
+        add(r, "x_steps", nn_rel_err(xs, ref, n * (K + 1)), 1e-4);
         GET(ref, is_ddim ? "pred_x0_steps" : "denoised_steps", n * K);
-        add(r, is_ddim ? "pred_x0_steps" : "denoised_steps", rel_err(ds, ref, n * K), 1e-4);
+        add(r, is_ddim ? "pred_x0_steps" : "denoised_steps", nn_rel_err(ds, ref, n * K), 1e-4);
     } else {
         int f = m->factor, H2 = h * f, W2 = w * f;
         size_t ni = (size_t)3 * H2 * W2;
@@ -225,7 +216,7 @@ static int run_sampling(cs_model *m, const char *file, const char *op, const cJS
         }
         if (m->decode(m, x, 1, h, w, img, err)) goto out;
         GET(ref, "decoded", ni);
-        add(r, "decoded", rel_err(img, ref, ni), 1e-4);
+        add(r, "decoded", nn_rel_err(img, ref, ni), 1e-4);
         GET(ref, "image_u8", ni);
         double md = 0;
         for (size_t i = 0; i < ni; i++) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fs.h"
 #include "core/hash_sha256.h"
 #include "core/image.h"
 
@@ -33,10 +34,7 @@ char *cs_suite_resolve(const char *dir, const char *p) {
         free(inner);
         return r;
     }
-    size_t n = strlen(dir) + strlen(p) + 2;
-    char *r = malloc(n);
-    if (r) snprintf(r, n, "%s/%s", dir, p);
-    return r;
+    return cs_path_join(dir, p);
 }
 
 static int get_int(const cJSON *v, const char *file, const char *where, const char *key, int *out,

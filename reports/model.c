@@ -40,19 +40,6 @@ static int table_exists(cs_store *s, const char *name) {
     return yes;
 }
 
-/* Runs a query whose first column is one integer; *v = 0 when no row/NULL. */
-static int query_int(cs_store *s, const char *sql, int64_t arg, int64_t *v, cs_err *err) {
-    sqlite3_stmt *st;
-    *v = 0;
-    if (cs_store_prepare(s, &st, sql, err)) return -1;
-    if (arg) sqlite3_bind_int64(st, 1, arg);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) *v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return cs_store_fail(s, err, "query");
-    return 0;
-}
-
 static int step_done(cs_store *s, sqlite3_stmt *st, int rc, cs_err *err, const char *what) {
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return cs_store_fail(s, err, what);
@@ -107,13 +94,13 @@ static int pick_run(cs_rmodel *m, cs_store *s, const cs_rmodel_opts *o, cs_err *
     int64_t id = o->run_id;
     if (id > 0) {
         int64_t yes;
-        if (query_int(s, "SELECT id FROM runs WHERE id = ?", id, &yes, err)) return -1;
+        if (cs_store_query_i64(s, "SELECT id FROM runs WHERE id = ?", id, 0, &yes, err)) return -1;
         if (!yes) return cs_fail(err, CS_ENOTFOUND, "run %lld: no such run", (long long)id);
     } else {
-        if (query_int(s,
+        if (cs_store_query_i64(s,
                       "SELECT g.run_id FROM findings f JOIN generations g ON g.id = f.generation_id "
-                      "ORDER BY g.run_id DESC LIMIT 1", 0, &id, err) ||
-            (!id && query_int(s, "SELECT MAX(id) FROM runs", 0, &id, err)))
+                      "ORDER BY g.run_id DESC LIMIT 1", 0, 0, &id, err) ||
+            (!id && cs_store_query_i64(s, "SELECT MAX(id) FROM runs", 0, 0, &id, err)))
             return -1;
     }
     if (!id) return 0;
@@ -137,15 +124,15 @@ static int pick_run(cs_rmodel *m, cs_store *s, const cs_rmodel_opts *o, cs_err *
         rc = SQLITE_DONE;
     }
     if (step_done(s, st, rc, err, "reading the run")) return -1;
-    return query_int(s, "SELECT COUNT(*) FROM generations WHERE run_id = ?", id, &m->n_generations, err);
+    return cs_store_query_i64(s, "SELECT COUNT(*) FROM generations WHERE run_id = ?", id, 0, &m->n_generations, err);
 }
 
 static int load_findings(cs_rmodel *m, cs_store *s, cs_err *err) {
     sqlite3_stmt *st;
     int64_t n = 0;
-    if (query_int(s,
+    if (cs_store_query_i64(s,
                   "SELECT COUNT(*) FROM findings f JOIN generations g ON g.id = f.generation_id "
-                  "WHERE g.run_id = ?", m->run_id, &n, err))
+                  "WHERE g.run_id = ?", m->run_id, 0, &n, err))
         return -1;
     if (n == 0) return 0;
     m->f = calloc((size_t)n, sizeof *m->f);
@@ -255,7 +242,7 @@ static int load_scores(cs_rmodel *m, cs_store *s, cs_err *err) {
 
 static int load_prompts(cs_rmodel *m, cs_store *s, cs_err *err) {
     int64_t n;
-    if (query_int(s, "SELECT COUNT(*) FROM prompts WHERE run_id = ?", m->run_id, &n, err)) return -1;
+    if (cs_store_query_i64(s, "SELECT COUNT(*) FROM prompts WHERE run_id = ?", m->run_id, 0, &n, err)) return -1;
     if (n == 0) return 0;
     m->p = cs_arena_alloc(&m->arena, sizeof *m->p * (size_t)n);
     if (!m->p) return cs_fail(err, CS_ENOMEM, "report: out of memory");
@@ -325,9 +312,9 @@ static int load_prompts(cs_rmodel *m, cs_store *s, cs_err *err) {
 static int load_text(cs_rmodel *m, cs_store *s, const cs_rmodel_opts *o, cs_err *err) {
     if (o->text_audit < 0 || !table_exists(s, "text_findings") || !table_exists(s, "text_spans")) return 0;
     int64_t n;
-    if (query_int(s, "SELECT COUNT(*) FROM text_findings WHERE ?1 = 0 OR audit_id = ?1", o->text_audit, &n, err))
+    if (cs_store_query_i64(s, "SELECT COUNT(*) FROM text_findings WHERE ?1 = 0 OR audit_id = ?1", o->text_audit, 0, &n, err))
         return -1;
-    if (o->text_audit == 0 && query_int(s, "SELECT COUNT(*) FROM text_findings", 0, &n, err)) return -1;
+    if (o->text_audit == 0 && cs_store_query_i64(s, "SELECT COUNT(*) FROM text_findings", 0, 0, &n, err)) return -1;
     if (n == 0) return 0;
     m->t = calloc((size_t)n, sizeof *m->t);
     if (!m->t) return cs_fail(err, CS_ENOMEM, "report: out of memory");

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fs.h"
 #include "reports/escape.h"
 #include "reports/formats.h"
 
@@ -125,35 +126,5 @@ int cs_report_check_out(const char *path, cs_err *err) {
 
 int cs_report_save(const char *path, const char *data, size_t len, cs_err *err) {
     if (cs_report_check_out(path, err)) return -1;
-    size_t n = strlen(path);
-    char *tmp = malloc(n + 16);
-    if (!tmp) return cs_fail(err, CS_ENOMEM, "report: out of memory");
-    memcpy(tmp, path, n);
-    memcpy(tmp + n, ".tmp-XXXXXX", 12);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        cs_fail(err, CS_EIO, "%s: cannot create a temporary file: %s", tmp, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    fchmod(fd, 0644);
-    size_t done = 0;
-    while (done < len) {
-        ssize_t w = write(fd, data + done, len - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) break;
-        done += (size_t)w;
-    }
-    int ok = done == len && fsync(fd) == 0;
-    int e = errno;
-    if (close(fd) != 0) ok = 0;
-    if (!ok || rename(tmp, path) != 0) {
-        if (ok) e = errno;
-        unlink(tmp);
-        cs_fail(err, CS_EIO, "%s: cannot write: %s", path, strerror(e));
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    return 0;
+    return cs_write_file_atomic(path, data, len, err);
 }

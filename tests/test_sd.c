@@ -25,16 +25,6 @@ static const float *case_tensor(cs_safetensors *st, const char *name, size_t *n)
     return t->data;
 }
 
-static double rel_err(const float *out, const float *ref, size_t n) {
-    double md = 0, mr = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)out[i] - ref[i]);
-        if (!(d <= md)) md = d; /* NaN propagates */
-        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
-    }
-    return mr > 0 ? md / mr : md;
-}
-
 static int open_case(cs_safetensors *st, const char *name) {
     char path[512];
     cs_err err = {0};
@@ -86,16 +76,16 @@ static void test_text_encoder(void) {
     float *out = malloc(sizeof(float) * nref);
     cs_err err = {0};
     CHECKF(sd_text_encode(g_model, ids, B, 1, out, &err) == 0, "%s", err.msg);
-    double e = rel_err(out, ref, nref);
+    double e = nn_rel_err(out, ref, nref);
     printf("  text_encoder rel %.3g\n", e);
     CHECKF(e <= TOL, "rel %g", e);
     /* clip skip 2 = final layer norm of the penultimate layer: differs, and a
      * batch of one gives the same rows as in the batch */
     float *o2 = malloc(sizeof(float) * nref);
     CHECK(sd_text_encode(g_model, ids, B, 2, o2, &err) == 0);
-    CHECK(rel_err(o2, ref, nref) > 1e-3);
+    CHECK(nn_rel_err(o2, ref, nref) > 1e-3);
     CHECK(sd_text_encode(g_model, ids + 77, 1, 1, o2, &err) == 0);
-    CHECK(rel_err(o2, ref + nref / B, nref / B) <= TOL);
+    CHECK(nn_rel_err(o2, ref + nref / B, nref / B) <= TOL);
     /* bad input: id out of range, clip skip out of range */
     ids[5] = 49408;
     CHECK(sd_text_encode(g_model, ids, 1, 1, o2, &err) == -1 && strstr(err.msg, "49408"));
@@ -118,7 +108,7 @@ static void run_unet_case(const char *name) {
     cs_err err = {0};
     for (int rep = 0; rep < 2; rep++) { /* second run reuses the planned arena */
         CHECKF(sd_unet_eps(g_model, x, t, ctx, B, h, w, eps, &err) == 0, "%s", err.msg);
-        double e = rel_err(eps, ref, nref);
+        double e = nn_rel_err(eps, ref, nref);
         if (!rep) printf("  %s rel %.3g\n", name, e);
         CHECKF(e <= TOL, "%s rel %g", name, e);
     }
@@ -128,7 +118,7 @@ static void run_unet_case(const char *name) {
     for (int b = 0; b < B; b++) {
         CHECK(sd_unet_eps(g_model, x + b * per, t + b, ctx + (size_t)b * 77 * 32, 1, h, w, eps,
                           &err) == 0);
-        double e = rel_err(eps, ref + b * per, per);
+        double e = nn_rel_err(eps, ref + b * per, per);
         CHECKF(e <= TOL, "%s image %d alone: rel %g", name, b, e);
     }
     free(eps);
@@ -182,7 +172,7 @@ static void test_vae_decode(void) {
     CHECKF(sd_vae_decode(g_model, z, (int)zt->shape[0], (int)zt->shape[2], (int)zt->shape[3], img,
                          &err) == 0,
            "%s", err.msg);
-    double e = rel_err(img, ref, nref);
+    double e = nn_rel_err(img, ref, nref);
     printf("  vae_decode rel %.3g\n", e);
     CHECKF(e <= TOL, "rel %g", e);
     free(img);
@@ -203,7 +193,7 @@ static void test_vae_encode(void) {
     CHECKF(sd_vae_encode(g_model, img, (int)it->shape[0], (int)it->shape[2], (int)it->shape[3],
                          mean, lv, &err) == 0,
            "%s", err.msg);
-    double em = rel_err(mean, rm, nm), el = rel_err(lv, rl, nl);
+    double em = nn_rel_err(mean, rm, nm), el = nn_rel_err(lv, rl, nl);
     printf("  vae_encode mean rel %.3g logvar rel %.3g\n", em, el);
     CHECKF(em <= TOL && el <= TOL, "mean %g logvar %g", em, el);
     /* bad size: not a multiple of the VAE factor */
@@ -339,7 +329,7 @@ static void test_f16_checkpoint(void) {
         float *eps = malloc(sizeof(float) * nref);
         CHECK(sd_unet_eps(m, case_tensor(&cs, "x", NULL), case_tensor(&cs, "timesteps", NULL),
                           case_tensor(&cs, "context", NULL), 2, 16, 16, eps, &err) == 0);
-        double e = rel_err(eps, ref, nref);
+        double e = nn_rel_err(eps, ref, nref);
         printf("  f16 checkpoint: unet rel %.3g (F16-rounded weights)\n", e);
         CHECK(e > 1e-6 && e < 2e-2); /* widened, not garbage; not the F32 weights */
         free(eps);

@@ -19,6 +19,7 @@
 #include "core/parallel.h"
 #include "core/progress.h"
 #include "core/store.h"
+#include "core/store_runs.h"
 #include "pipeline/empirical.h"
 #include "pipeline/model.h"
 #include "pipeline/rng.h"
@@ -242,20 +243,13 @@ out:
 static int64_t find_or_add_run(cs_store *db, const cs_suite *s, const cs_model *m,
                                const char *model_spec, const cs_generate_opts *o,
                                const char *run_dir, int *reused, cs_err *err) {
-    sqlite3_stmt *st;
-    int64_t id = -1;
+    int64_t id;
     *reused = 0;
-    if (cs_store_prepare(db, &st, "SELECT id FROM runs WHERE suite_sha256 = ?1 AND model_sha256 = ?2 "
-                                  "ORDER BY id LIMIT 1", err))
-        return -1;
-    sqlite3_bind_text(st, 1, s->sha256, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, m->hash, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        id = sqlite3_column_int64(st, 0);
+    if (cs_run_find(db, s->sha256, m->hash, &id, err)) return -1;
+    if (id > 0) {
         *reused = 1;
+        return id;
     }
-    sqlite3_finalize(st);
-    if (id >= 0) return id;
     cJSON *set = cJSON_CreateObject();
     cJSON_AddStringToObject(set, "suite_name", s->name);
     cJSON_AddStringToObject(set, "out", run_dir);
@@ -265,65 +259,26 @@ static int64_t find_or_add_run(cs_store *db, const cs_suite *s, const cs_model *
     if (o->vocab) cJSON_AddStringToObject(set, "vocab", o->vocab);
     char *sj = cJSON_PrintUnformatted(set);
     cJSON_Delete(set);
-    if (cs_store_prepare(db, &st, "INSERT INTO runs(suite, suite_sha256, command, model, model_sha256, "
-                                  "settings_json) VALUES(?1, ?2, ?3, ?4, ?5, ?6)", err)) {
-        free(sj);
-        return -1;
-    }
-    sqlite3_bind_text(st, 1, s->path, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, s->sha256, -1, SQLITE_STATIC);
-    if (o->command) sqlite3_bind_text(st, 3, o->command, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, model_spec, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, m->hash, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 6, sj, -1, SQLITE_STATIC);
-    int r = sqlite3_step(st);
-    sqlite3_finalize(st);
+    cs_run_row r = {.suite = s->path, .suite_sha256 = s->sha256, .command = o->command,
+                    .model = model_spec, .model_sha256 = m->hash, .settings_json = sj};
+    int rc = cs_run_add(db, &r, &id, err);
     free(sj);
-    if (r != SQLITE_DONE) return cs_store_fail(db, err, "insert run");
-    return sqlite3_last_insert_rowid(cs_store_db(db));
+    return rc ? -1 : id;
 }
 
 static int add_prompt(cs_store *db, int64_t run, job *j, cs_err *err) {
     static const char *kinds[] = {"txt2img", "img2img", "completion"};
-    sqlite3_stmt *st;
-    if (cs_store_prepare(db, &st, "INSERT INTO prompts(run_id, key, text, negative, expect_ref, kind, "
-                                  "task_json) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) "
-                                  "ON CONFLICT(run_id, key) DO NOTHING", err))
-        return -1;
     cs_suite_item *it = j->it;
-    sqlite3_bind_int64(st, 1, run);
-    sqlite3_bind_text(st, 2, it->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, it->text, -1, SQLITE_STATIC);
-    if (it->negative) sqlite3_bind_text(st, 4, it->negative, -1, SQLITE_STATIC);
-    if (it->expect_ref) sqlite3_bind_text(st, 5, it->expect_ref, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 6, kinds[it->kind], -1, SQLITE_STATIC);
-    if (j->task_json) sqlite3_bind_text(st, 7, j->task_json, -1, SQLITE_STATIC);
-    int r = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (r != SQLITE_DONE) return cs_store_fail(db, err, "insert prompt");
-    if (cs_store_prepare(db, &st, "SELECT id FROM prompts WHERE run_id = ?1 AND key = ?2", err)) return -1;
-    sqlite3_bind_int64(st, 1, run);
-    sqlite3_bind_text(st, 2, it->id, -1, SQLITE_STATIC);
-    r = sqlite3_step(st);
-    if (r == SQLITE_ROW) j->prompt_id = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (r != SQLITE_ROW) return cs_store_fail(db, err, "find prompt");
-    return 0;
+    cs_prompt_row p = {.key = it->id, .text = it->text, .negative = it->negative,
+                       .expect_ref = it->expect_ref, .kind = kinds[it->kind], .task_json = j->task_json};
+    return cs_prompt_add(db, run, &p, &j->prompt_id, err);
 }
 
 /* 1 when the generation's row exists and its file is there. */
 static int have_generation(cs_store *db, int64_t run, int64_t prompt, uint64_t seed, int sample) {
-    sqlite3_stmt *st;
-    if (cs_store_prepare(db, &st, "SELECT path FROM generations WHERE run_id = ?1 AND prompt_id = ?2 "
-                                  "AND seed = ?3 AND sample = ?4", NULL))
-        return 0;
-    sqlite3_bind_int64(st, 1, run);
-    sqlite3_bind_int64(st, 2, prompt);
-    sqlite3_bind_int64(st, 3, (int64_t)seed);
-    sqlite3_bind_int(st, 4, sample);
-    int have = 0;
-    if (sqlite3_step(st) == SQLITE_ROW) have = file_exists((const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
+    char *path = cs_generation_path(db, run, prompt, (int64_t)seed, sample);
+    int have = path && file_exists(path);
+    free(path);
     return have;
 }
 
@@ -335,27 +290,10 @@ typedef struct {
 static int add_generation(cs_store *db, int64_t run, int64_t prompt, uint64_t seed, int sample,
                           const gen_row *g, cs_err *err) {
     if (cs_store_begin(db, err)) return -1;
-    sqlite3_stmt *st;
-    if (cs_store_prepare(db, &st, "INSERT OR REPLACE INTO generations(run_id, prompt_id, seed, sample, "
-                                  "settings_json, path, sha256, whitebox, whitebox_json) "
-                                  "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", err)) {
-        cs_store_rollback(db);
-        return -1;
-    }
-    sqlite3_bind_int64(st, 1, run);
-    sqlite3_bind_int64(st, 2, prompt);
-    sqlite3_bind_int64(st, 3, (int64_t)seed);
-    sqlite3_bind_int(st, 4, sample);
-    sqlite3_bind_text(st, 5, g->settings, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 6, g->path, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 7, g->sha, -1, SQLITE_STATIC);
-    if (isnan(g->whitebox)) sqlite3_bind_null(st, 8);
-    else sqlite3_bind_double(st, 8, g->whitebox);
-    sqlite3_bind_text(st, 9, g->wb_json, -1, SQLITE_STATIC);
-    int r = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (r != SQLITE_DONE) {
-        cs_store_fail(db, err, "insert generation");
+    cs_generation_row r = {.run_id = run, .prompt_id = prompt, .seed = (int64_t)seed, .sample = sample,
+                           .settings_json = g->settings, .path = g->path, .sha256 = g->sha,
+                           .whitebox = g->whitebox, .whitebox_json = g->wb_json};
+    if (cs_generation_put(db, &r, NULL, err)) {
         cs_store_rollback(db);
         return -1;
     }
@@ -593,12 +531,7 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
             st->generated++;
         }
     st->seconds = cs_now_s() - t0;
-    sqlite3_stmt *fin;
-    if (!cs_store_prepare(db, &fin, "UPDATE runs SET finished = datetime('now') WHERE id = ?1", err)) {
-        sqlite3_bind_int64(fin, 1, st->run_id);
-        sqlite3_step(fin);
-        sqlite3_finalize(fin);
-    }
+    cs_run_finish(db, st->run_id, NULL); /* a missing stamp is no failure */
     rc = 0;
 out:
     if (prog) cs_progress_end(prog);

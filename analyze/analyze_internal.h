@@ -1,0 +1,171 @@
+/* analyze_internal.h — the state of one `copyscope analyze` and the stages
+ * that fill it, shared by the files of the analysis (not a public API):
+ *
+ *   analyze.c         the driver (cs_analyze_run) and the stages
+ *   analyze_input.c   the generations to analyse: run rows, image folders,
+ *                     completion tasks, the only_new bookkeeping
+ *   evidence.c        the finding's evidence_json (schema: evidence.md)
+ *   analyze_store.c   every statement on the analysis tables (analyses,
+ *                     analysis_skipped, matches, findings, prompt_summary)
+ *                     and the reads of the run's rows
+ *
+ * Data flows one way through an_state: load fills the reference side and
+ * the items; describe and search fill q; cliques and match fill the items'
+ * clique fields and res; write and summarise read them. A new stage adds
+ * its fields to an_state (with who fills them) and one call to the driver. */
+#ifndef CS_ANALYZE_INTERNAL_H
+#define CS_ANALYZE_INTERNAL_H
+
+#include <stdint.h>
+
+#include "analyze/analyze.h"
+#include "analyze/completion.h"
+#include "analyze/match.h"
+#include "index/embed.h"
+#include "index/hamming.h"
+#include "index/refs.h"
+#include "index/vecstore.h"
+
+enum { AN_CHUNK = 256 }; /* generations decoded, matched and written per batch */
+
+/* A completion task of the run (one per prompt of kind 'completion'): the
+ * region withheld from the original, which is reference row orig_row. */
+typedef struct an_task {
+    int64_t prompt_id;
+    int64_t orig_row;    /* -1: the original is not in the index */
+    char *mask;          /* task_json "mask" (path), or NULL for a rect */
+    int rect[4];         /* task_json "rect", in the reference's pixels */
+    int ref_w, ref_h;    /* the task's reference size (0: unknown, use the generation's) */
+    uint8_t *withheld;   /* [CS_THUMB_SIZE^2] for a mask, NULL for a rect */
+    char *error;         /* why it cannot be audited, or NULL */
+} an_task;
+
+typedef struct {
+    an_task *v;
+    int64_t n;
+} an_tasks;
+
+/* One generation to analyse. */
+typedef struct {
+    int64_t gen_id;
+    int64_t prompt_id;   /* 0 when the generation has none */
+    char *path;
+    char *prompt;        /* --images: the prompt from the PNG, or "" */
+    int64_t seed;
+    double whitebox;
+    int has_whitebox;
+    int ok;              /* decoded */
+    char *error;         /* why not */
+    int64_t clique;      /* index into the prompt's cliques, -1 */
+    int64_t clique_size;
+    int64_t clique_seed; /* generation id of the clique's seed */
+    int img_w, img_h;
+    const struct an_task *task; /* its prompt's completion task, or NULL */
+    int audited;         /* comp holds the completion audit */
+    cs_an_completion comp;
+    float emb_bias;      /* SSCD background bias subtracted from the cosines (x beta) */
+    int old;             /* only_new: has a finding, kept; only its thumbnail is needed */
+    int old_verdict;     /* ... its stored verdict, aligned tiled L2 (INFINITY: none) and */
+    double old_dal, old_cos; /* largest embedding cosine (-2: none), for prompt_summary */
+    int64_t res_i;       /* index of its result in res (analysed ones) */
+} item;
+
+typedef struct {
+    item *v;
+    int64_t n, cap;
+} items;
+
+/* which descriptors the index holds */
+typedef struct {
+    int tl2, hashes;
+    char **emb;      /* embedding column names */
+    int n_emb;
+} holds;
+
+/* The background set the embedding cosines were normalised with, if any. */
+typedef struct {
+    const char *kind; /* "stored" (index background), "folder" (--background), NULL: none */
+    const char *path;
+    int64_t n;
+} bg_info;
+
+/* One prompt's line of prompt_summary. */
+typedef struct {
+    int64_t prompt_id;
+    int64_t n, count[4];
+    double min_tl2, max_cos, wb_sum;
+    int64_t wb_n;
+    int64_t largest_clique;
+} psum;
+
+/* The prepared statements that write one chunk's matches and findings. */
+typedef struct {
+    sqlite3_stmt *del_m, *del_f, *ins_m, *ins_f;
+} an_writer;
+
+/* Everything one analysis reads and makes, stage by stage. */
+typedef struct {
+    /* the call */
+    cs_store *s;
+    const cs_analyze_opts *o;
+    const cs_an_settings *set;
+    int threads;
+    cs_analyze_summary *sum;   /* the result, filled as the stages go */
+    /* load: the reference side */
+    cs_ref_thumbs th;          /* thumbnails (mapped or malloc'd), sources, captions */
+    cs_hash_db hdb;            /* the hashes table */
+    holds h;                   /* what the index holds */
+    cs_an_refs refs;           /* the matcher's prepared references */
+    int use_hashes;            /* the hash descriptors take part */
+    cs_embedder *emb;          /* NULL: no embedding column takes part */
+    const char *emb_name;      /* its column */
+    float *bgv;                /* --background folder embeddings [nbg][dim] */
+    cs_vecstore bgvs;          /* the column's stored background set, when used */
+    int bgvs_open;
+    const float *bgp;          /* the set used: bgv, or bgvs's mapping */
+    int64_t nbg;
+    bg_info bg;
+    /* load: the generations */
+    items it;                  /* by generation id (--run) or path (--images) */
+    an_tasks tasks;            /* the run's completion tasks; items point into it */
+    int nothing_new;           /* only_new and every generation has a finding */
+    /* describe + search */
+    cs_an_query *q;            /* [it.n]: thumbnail, hashes, embedding hits of it.v[i] */
+    /* cliques */
+    item **byp;                /* [it.n]: the decoded items by prompt, then id */
+    int64_t nok;               /* how many of byp are set */
+    item **pending;            /* the decoded new items (to match), same order */
+    int64_t npending;
+    /* match */
+    cs_an_result *res;         /* [it.n]: pending[i]'s result is res[i] */
+    /* write */
+    an_writer w;
+} an_state;
+
+/* analyze_input.c */
+int an_items_push(items *it, item x);
+void an_items_free(items *it);
+int an_list_images(char *const *dirs, int n, items *it, cs_err *err);
+/* Parses one prompt's task_json (from the prompts row of kind completion) into t. */
+int an_task_parse(an_task *t, const char *task_json, const char *expect_ref, const cs_ref_thumbs *th,
+                  cs_err *err);
+void an_tasks_free(an_tasks *t);
+void an_drop_untouched_prompts(items *it);
+
+/* evidence.c: the finding's evidence (malloc'd JSON, NULL when out of memory) */
+char *an_evidence_json(const an_state *A, const cs_an_result *r, const item *x);
+
+/* analyze_store.c */
+int an_store_load_run(cs_store *s, int64_t run_id, items *it, cs_err *err);
+int an_store_load_tasks(cs_store *s, int64_t run_id, items *it, an_tasks *tk, const cs_ref_thumbs *th,
+                        cs_err *err);
+int an_store_keep_old(cs_store *s, int64_t run_id, items *it, const char *emb, cs_err *err);
+int an_store_record_images_run(cs_store *s, items *it, char *const *dirs, int n_dirs, int64_t *run_id,
+                               cs_err *err);
+int an_store_begin_analysis(an_state *A, cs_err *err);
+int an_writer_open(an_state *A, cs_err *err);
+void an_writer_close(an_writer *w);
+int an_store_write_chunk(an_state *A, item *const *cx, const cs_an_result *cr, int64_t n, cs_err *err);
+int an_store_finish(an_state *A, const psum *ps, int64_t np, cs_err *err);
+
+#endif

@@ -1,0 +1,147 @@
+/* evidence.c — a finding's evidence_json (the schema is analyze/evidence.md):
+ * the matched reference, tiled L2 with its tiles, the ratio test, hashes,
+ * embedding, white-box signal, completion audit and clique, built from the
+ * match result and the item. Numbers are rounded to 4 decimals. */
+#include <cjson/cJSON.h>
+#include <math.h>
+
+#include "analyze/analyze_internal.h"
+
+static cJSON *tile_json(int t, int grid, const float *td) {
+    const int ts = CS_THUMB_SIZE / grid;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "index", t);
+    cJSON_AddNumberToObject(o, "x", (t % grid) * ts);
+    cJSON_AddNumberToObject(o, "y", (t / grid) * ts);
+    cJSON_AddNumberToObject(o, "size", ts);
+    cJSON_AddNumberToObject(o, "distance", td[t]);
+    return o;
+}
+
+static double r4(double v) { return round(v * 1e4) / 1e4; }
+
+/* "ref" and "tl2": the best candidate's reference and its tiled L2. */
+static void add_ref_tl2(cJSON *o, const an_state *A, const cs_an_cand *b) {
+    const cs_an_refs *refs = &A->refs;
+    const cs_ref_thumbs *th = &A->th;
+    const int grid = refs->cfg.grid, T = grid * grid;
+    cJSON *ref = cJSON_AddObjectToObject(o, "ref");
+    cJSON_AddNumberToObject(ref, "id", (double)refs->ids[b->row]);
+    if (th && b->row < th->n) {
+        cJSON_AddStringToObject(ref, "source", th->sources[b->row] ? th->sources[b->row] : "");
+        if (th->captions[b->row]) cJSON_AddStringToObject(ref, "caption", th->captions[b->row]);
+        else cJSON_AddNullToObject(ref, "caption");
+    }
+    cJSON *t = cJSON_AddObjectToObject(o, "tl2");
+    cJSON_AddNumberToObject(t, "distance", r4(b->d_id));
+    cJSON_AddBoolToObject(t, "mirrored", b->id_mirrored);
+    cJSON_AddNumberToObject(t, "aligned_distance", r4(b->d_al));
+    cJSON_AddBoolToObject(t, "aligned_mirrored", b->al_mirrored);
+    cJSON *box = cJSON_AddArrayToObject(t, "ref_crop");
+    for (int k = 0; k < 3; k++) cJSON_AddItemToArray(box, cJSON_CreateNumber(r4(b->box[k])));
+    cJSON_AddNumberToObject(t, "grid", grid);
+    cJSON *tiles = cJSON_AddArrayToObject(t, "tiles");
+    for (int k = 0; k < T; k++) cJSON_AddItemToArray(tiles, cJSON_CreateNumber(r4(b->tile_d[k])));
+    if (b->best_tile >= 0) cJSON_AddItemToObject(t, "best_tile", tile_json(b->best_tile, grid, b->tile_d));
+    else cJSON_AddNullToObject(t, "best_tile");
+    if (b->worst_tile >= 0) cJSON_AddItemToObject(t, "worst_tile", tile_json(b->worst_tile, grid, b->tile_d));
+    cJSON_AddNumberToObject(t, "tiles_informative", b->tiles_informative);
+    cJSON_AddNumberToObject(t, "tiles_matched", b->tiles_matched);
+}
+
+/* "ratio_test", "hashes" and "embedding" of the best candidate. */
+static void add_ratio_hashes_emb(cJSON *o, const an_state *A, const cs_an_result *r, const item *x) {
+    const cs_an_cand *b = &r->best;
+    cJSON *rt = cJSON_AddObjectToObject(o, "ratio_test");
+    cJSON_AddNumberToObject(rt, "d1", r4(b->d_al));
+    if (isfinite(r->d2)) cJSON_AddNumberToObject(rt, "d2", r4(r->d2));
+    else cJSON_AddNullToObject(rt, "d2");
+    if (r->second_row >= 0) cJSON_AddNumberToObject(rt, "second_ref_id", (double)A->refs.ids[r->second_row]);
+    else cJSON_AddNullToObject(rt, "second_ref_id");
+    cJSON_AddNumberToObject(rt, "ratio", r4(r->ratio));
+    cJSON_AddBoolToObject(rt, "pass", r->ratio_pass);
+    if (b->pdq >= 0) {
+        cJSON *h = cJSON_AddObjectToObject(o, "hashes");
+        cJSON_AddNumberToObject(h, "pdq", b->pdq);
+        cJSON_AddNumberToObject(h, "pdq_quality_generation", r->gen_pdq_quality);
+        cJSON_AddNumberToObject(h, "pdq_quality_ref", b->pdq_q_ref);
+        cJSON_AddNumberToObject(h, "phash", b->phash);
+        cJSON_AddNumberToObject(h, "dhash", b->dhash);
+    } else {
+        cJSON_AddNullToObject(o, "hashes");
+    }
+    if (!(b->emb_cos > -2)) { /* no embedding score for this pair */
+        cJSON_AddNullToObject(o, "embedding");
+        return;
+    }
+    cJSON *e = cJSON_AddObjectToObject(o, "embedding");
+    cJSON_AddStringToObject(e, "column", A->emb_name ? A->emb_name : "");
+    cJSON_AddNumberToObject(e, "cosine", r4(b->emb_cos));
+    cJSON_AddNumberToObject(e, "raw_cosine", r4(b->emb_cos + x->emb_bias));
+    cJSON_AddNumberToObject(e, "background_bias", r4(x->emb_bias));
+    if (A->bg.kind) {
+        cJSON *bo = cJSON_AddObjectToObject(e, "background");
+        cJSON_AddStringToObject(bo, "source", A->bg.kind);
+        cJSON_AddStringToObject(bo, "path", A->bg.path ? A->bg.path : "");
+        cJSON_AddNumberToObject(bo, "images", (double)A->bg.n);
+    } else {
+        cJSON_AddNullToObject(e, "background");
+    }
+}
+
+/* "completion": the audit of the withheld region (or why there is none). */
+static void add_completion(cJSON *o, const an_state *A, const item *x) {
+    if (!x->audited) {
+        cJSON_AddNullToObject(o, "completion");
+        if (x->task && x->task->error) cJSON_AddStringToObject(o, "completion_error", x->task->error);
+        return;
+    }
+    const cs_an_completion *c = &x->comp;
+    const int64_t *ids = A->refs.ids;
+    cJSON *j = cJSON_AddObjectToObject(o, "completion");
+    cJSON_AddNumberToObject(j, "original_ref_id", (double)ids[c->orig_row]);
+    cJSON *rc = cJSON_AddArrayToObject(j, "rect");
+    for (int k = 0; k < 4; k++) cJSON_AddItemToArray(rc, cJSON_CreateNumber(c->rect[k]));
+    if (x->task->mask) cJSON_AddStringToObject(j, "mask", x->task->mask);
+    else cJSON_AddNullToObject(j, "mask");
+    cJSON_AddNumberToObject(j, "withheld_px", c->n_withheld);
+    cJSON_AddNumberToObject(j, "tiles", c->n_tiles);
+    cJSON_AddNumberToObject(j, "d_withheld", isfinite(c->d_orig) ? r4(c->d_orig) : -1);
+    if (c->other_row >= 0) {
+        cJSON_AddNumberToObject(j, "nearest_other_ref_id", (double)ids[c->other_row]);
+        cJSON_AddNumberToObject(j, "d_other", r4(c->d_other));
+    } else {
+        cJSON_AddNullToObject(j, "nearest_other_ref_id");
+        cJSON_AddNullToObject(j, "d_other");
+    }
+    cJSON_AddBoolToObject(j, "restored", c->restored);
+}
+
+char *an_evidence_json(const an_state *A, const cs_an_result *r, const item *x) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "schema", "copyscope.evidence/1");
+    cJSON_AddNumberToObject(o, "analysis_id", (double)A->sum->analysis_id);
+    cJSON_AddStringToObject(o, "verdict", cs_verdict_name(r->verdict));
+    cJSON_AddStringToObject(o, "rule", x->audited ? "completion" : r->has_best ? r->best.rule : "");
+    cJSON_AddNumberToObject(o, "severity", r4(r->severity));
+    cJSON_AddNumberToObject(o, "candidates", r->n_cand);
+    if (r->has_best) {
+        add_ref_tl2(o, A, &r->best);
+        add_ratio_hashes_emb(o, A, r, x);
+    } else {
+        cJSON_AddNullToObject(o, "ref");
+    }
+    if (x->has_whitebox) cJSON_AddNumberToObject(o, "whitebox", x->whitebox);
+    else cJSON_AddNullToObject(o, "whitebox");
+    add_completion(o, A, x);
+    if (x->clique >= 0) {
+        cJSON *c = cJSON_AddObjectToObject(o, "clique");
+        cJSON_AddNumberToObject(c, "size", (double)x->clique_size);
+        cJSON_AddNumberToObject(c, "seed_generation_id", (double)x->clique_seed);
+    } else {
+        cJSON_AddNullToObject(o, "clique");
+    }
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}

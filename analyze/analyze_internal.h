@@ -21,6 +21,7 @@
 #include "analyze/analyze.h"
 #include "analyze/completion.h"
 #include "analyze/match.h"
+#include "analyze/verdict.h"
 #include "index/embed.h"
 #include "index/hamming.h"
 #include "index/refs.h"

@@ -1,5 +1,6 @@
 /* completion.c — completion audits (completion.h). */
 #include "analyze/completion.h"
+#include "analyze/verdict.h"
 
 #include <math.h>
 #include <stdlib.h>

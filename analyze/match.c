@@ -1,6 +1,7 @@
 /* match.c — candidates per descriptor, exact refinement on thumbnails (see
  * match.h for the pipeline). */
 #include "analyze/match.h"
+#include "analyze/verdict.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -13,7 +13,7 @@
  *     training image is still a copy of it; per-tile distances at the best
  *     alignment; hash distances to that reference;
  *  3. Gu et al.'s ratio test: d1 / d2 over the two best distinct candidates;
- *  4. the verdict (analyze/verdict.c) of every candidate; the finding is the
+ *  4. the verdict (analyze/verdict.h) of every candidate; the finding is the
  *     most severe one.
  * Rows ("row") index the cs_an_refs arrays; ids[row] is refs.id. */
 #ifndef CS_AN_MATCH_H
@@ -31,11 +31,6 @@
 #define CS_AN_MAXCAND 64   /* max candidates refined per generation */
 #define CS_AN_LAYOUT 8     /* colour layout side (8x8x3 = 192 floats) */
 #define CS_AN_ALIGN_TOP 4  /* the first 4 of each descriptor's list get the alignment search */
-
-enum { CS_V_NOVEL = 0, CS_V_PARTIAL = 1, CS_V_NEAR = 2, CS_V_COPY = 3 };
-const char *cs_verdict_name(int v);
-/* "copy" | "near-copy" | "partial" | "novel" -> level, else -1. */
-int cs_verdict_parse(const char *s);
 
 /* The reference side, built once per analysis. Owns every array. */
 typedef struct {
@@ -151,11 +146,6 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
                   const cs_an_query *q, const cs_an_settings *s);
 /* 16 px prepared form of a 64 px thumbnail (16*16*3 floats). */
 void cs_an_prep16(float *out, const uint8_t *thumb, const cs_tl2_cfg *cfg);
-
-/* verdict.c: the verdict of one candidate (sets c->verdict and c->rule), and
- * the result's verdict/severity from its best candidate and ratio test. */
-void cs_an_verdict_cand(cs_an_cand *c, int gen_pdq_quality, const cs_an_settings *s);
-void cs_an_verdict_result(cs_an_result *res, const cs_an_settings *s);
 
 /* Renders the crop box (x0, y0, side in pixels) of an S x S RGB image back to
  * S x S by bilinear sampling (the inverse of "crop, then resize"). */

@@ -15,7 +15,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "analyze/match.h"
+#include "analyze/verdict.h"
 
 static const char *const names[] = {"novel", "partial", "near-copy", "copy"};
 

@@ -21,6 +21,7 @@
 
 #include "analyze/clique.h"
 #include "analyze/match.h"
+#include "analyze/verdict.h"
 #include "core/parallel.h"
 #include "index/hamming.h"
 #include "index/knn.h"

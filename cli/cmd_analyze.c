@@ -9,6 +9,7 @@
 
 #include "analyze/analyze.h"
 #include "analyze/match.h"
+#include "analyze/verdict.h"
 #include "cli/cli.h"
 #include "core/parallel.h"
 #include "core/store.h"

@@ -22,6 +22,7 @@
 
 #include "analyze/analyze.h"
 #include "analyze/match.h"
+#include "analyze/verdict.h"
 #include "cli/cli.h"
 #include "core/fs.h"
 #include "core/parallel.h"

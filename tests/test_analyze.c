@@ -10,6 +10,7 @@
 #include "analyze/clique.h"
 #include "analyze/completion.h"
 #include "analyze/match.h"
+#include "analyze/verdict.h"
 #include "core/store.h"
 #include "index/tiled_l2.h"
 #include "t.h"

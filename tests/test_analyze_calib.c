@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "analyze/match.h"
+#include "analyze/verdict.h"
 #include "core/image.h"
 #include "index/refs.h"
 #include "t.h"

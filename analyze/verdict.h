@@ -1,0 +1,21 @@
+/* verdict.h — the image verdict rules (verdict.c): the four levels, their
+ * names, and the verdict of a candidate and of a match result from what
+ * match.c measured. The rules themselves are described in verdict.c; every
+ * threshold is a setting (settings.h). */
+#ifndef CS_AN_VERDICT_H
+#define CS_AN_VERDICT_H
+
+#include "analyze/match.h"
+#include "analyze/settings.h"
+
+enum { CS_V_NOVEL = 0, CS_V_PARTIAL = 1, CS_V_NEAR = 2, CS_V_COPY = 3 };
+const char *cs_verdict_name(int v);
+/* "copy" | "near-copy" | "partial" | "novel" -> level, else -1. */
+int cs_verdict_parse(const char *s);
+
+/* The verdict of one candidate (sets c->verdict and c->rule), and the
+ * result's verdict/severity from its best candidate and ratio test. */
+void cs_an_verdict_cand(cs_an_cand *c, int gen_pdq_quality, const cs_an_settings *s);
+void cs_an_verdict_result(cs_an_result *res, const cs_an_settings *s);
+
+#endif

@@ -20,6 +20,7 @@
 #ifndef CS_ANALYZE_H
 #define CS_ANALYZE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "analyze/settings.h"
@@ -63,6 +64,18 @@ typedef struct {
  * folders without any readable generation (CS_ENOTFOUND "...: no generations
  * to analyse"), a descriptor the index lacks (CS_EUSAGE). */
 int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *sum, cs_err *err);
+
+/* Does run_id need (re-)analysis with set? 1: yes, all of it; 2: only the
+ * generations without a finding (only_new); 0: no (every generation has a
+ * finding from a finished analysis with these settings against an index of
+ * the same size); -1: error. why[wn] says why. reanalyze / settings_changed:
+ * the caller asks for a new analysis whatever the store holds. */
+int cs_analyze_needed(cs_store *s, int64_t run_id, const cs_an_settings *set, int reanalyze, int settings_changed,
+                      char *why, size_t wn, cs_err *err);
+
+/* The errors recorded for the first (up to) max files analysis_id skipped
+ * (why[i] malloc'd, "file: what"); returns how many, 0 on any error. */
+int cs_analyze_skipped(cs_store *s, int64_t analysis_id, char **why, int max);
 
 /* The A1111 "parameters" text: "PROMPT\nNegative prompt: ...\nSteps: 20, ...,
  * Seed: 1234, ...". *prompt is malloc'd (the text before "Negative prompt:"

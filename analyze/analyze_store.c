@@ -361,3 +361,60 @@ fail:
     cs_store_rollback(s);
     return -1;
 }
+
+int cs_analyze_skipped(cs_store *s, int64_t analysis_id, char **why, int max) {
+    sqlite3_stmt *st;
+    int n = 0;
+    if (cs_store_prepare(s, &st, "SELECT path, error FROM analysis_skipped WHERE analysis_id = ? LIMIT ?", NULL))
+        return 0;
+    sqlite3_bind_int64(st, 1, analysis_id);
+    sqlite3_bind_int(st, 2, max);
+    while (n < max && sqlite3_step(st) == SQLITE_ROW) {
+        const char *e = (const char *)sqlite3_column_text(st, 1);
+        if (!(why[n] = strdup(e ? e : "(null)"))) break;
+        n++;
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* ---- is an analysis needed? ---- */
+
+int cs_analyze_needed(cs_store *s, int64_t run_id, const cs_an_settings *set, int reanalyze, int settings_changed,
+                      char *why, size_t wn, cs_err *err) {
+    int64_t missing, thumbs;
+    if (cs_store_query_i64(s,
+                           "SELECT COUNT(*) FROM generations g WHERE g.run_id = ? AND NOT EXISTS "
+                           "(SELECT 1 FROM findings f WHERE f.generation_id = g.id)",
+                           run_id, 0, &missing, err) ||
+        cs_store_query_i64(s, "SELECT COUNT(*) FROM ref_thumbs", 0, 0, &thumbs, err))
+        return -1;
+    if (reanalyze) return snprintf(why, wn, "--reanalyze"), 1;
+    if (settings_changed) return snprintf(why, wn, "descriptors or embedder given"), 1;
+    sqlite3_stmt *st;
+    if (cs_store_prepare(s, &st,
+                         "SELECT settings_json, n_refs, finished IS NOT NULL FROM analyses WHERE run_id = ? "
+                         "ORDER BY id DESC LIMIT 1",
+                         err))
+        return -1;
+    sqlite3_bind_int64(st, 1, run_id);
+    int need = 1;
+    if (sqlite3_step(st) != SQLITE_ROW) snprintf(why, wn, "not analysed yet");
+    else {
+        char *cur = cs_an_settings_json(set);
+        const char *prev = (const char *)sqlite3_column_text(st, 0);
+        if (!cur || !prev || strcmp(cur, prev)) snprintf(why, wn, "analysis settings changed");
+        else if (sqlite3_column_int64(st, 1) != thumbs)
+            snprintf(why, wn, "the index changed (%lld references, analysed against %lld)", (long long)thumbs,
+                     (long long)sqlite3_column_int64(st, 1));
+        else if (!sqlite3_column_int(st, 2)) snprintf(why, wn, "the last analysis did not finish");
+        else if (missing) {
+            snprintf(why, wn, "%lld generation%s without a finding: analysing only %s", (long long)missing,
+                     missing == 1 ? "" : "s", missing == 1 ? "it" : "those");
+            need = 2;
+        } else need = 0;
+        free(cur);
+    }
+    sqlite3_finalize(st);
+    return need;
+}

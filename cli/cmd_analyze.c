@@ -166,13 +166,11 @@ int cmd_analyze(int argc, char **argv) {
     }
     if (sum.n_skipped > 0) {
         /* recorded in analysis_skipped; name a few here */
-        sqlite3_stmt *st;
-        cs_err e2 = {0};
-        if (cs_store_prepare(s, &st, "SELECT path, error FROM analysis_skipped WHERE analysis_id = ? LIMIT 5", &e2) == 0) {
-            sqlite3_bind_int64(st, 1, sum.analysis_id);
-            while (sqlite3_step(st) == SQLITE_ROW)
-                fprintf(stderr, "copyscope: skipped %s\n", (const char *)sqlite3_column_text(st, 1));
-            sqlite3_finalize(st);
+        char *why[5];
+        int n = cs_analyze_skipped(s, sum.analysis_id, why, 5);
+        for (int i = 0; i < n; i++) {
+            fprintf(stderr, "copyscope: skipped %s\n", why[i]);
+            free(why[i]);
         }
     }
     if (!quiet && sum.analysis_id == 0) {

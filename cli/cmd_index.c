@@ -12,6 +12,7 @@
 #include "core/store.h"
 #include "index/embed.h"
 #include "index/ingest.h"
+#include "index/refs_info.h"
 
 int cmd_index_background(int argc, char **argv); /* cli/cmd_index_background.c */
 int cmd_index_ann(int argc, char **argv);        /* cli/cmd_index_ann.c */
@@ -175,15 +176,6 @@ static int cmd_index_add(int argc, char **argv) {
 
 /* ---- stats ---- */
 
-static int64_t count_of(sqlite3 *db, const char *sql) {
-    sqlite3_stmt *q;
-    int64_t n = -1;
-    if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
-        n = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    return n;
-}
-
 static int64_t file_size(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
@@ -213,36 +205,20 @@ static int cmd_index_stats(int argc, char **argv) {
     cs_err err = {0};
     cs_store *s;
     if (cs_store_open_readonly(&s, dbp ? dbp : cli_default_db(), &err)) return cli_fail(&err);
-    sqlite3 *db = cs_store_db(s);
-    int64_t total = count_of(db, "SELECT count(*) FROM refs");
-    if (total < 0) {
-        cs_store_fail(s, &err, "reading refs");
+    cs_refs_stats rs;
+    if (cs_refs_stats_load(s, &rs, &err)) {
         cs_store_close(s);
         return cli_fail(&err);
     }
-    int64_t ok = count_of(db, "SELECT count(*) FROM refs WHERE status='ok'");
-    int64_t dup = count_of(db, "SELECT count(*) FROM refs WHERE status='duplicate'");
-    int64_t bad = count_of(db, "SELECT count(*) FROM refs WHERE status='error'");
-    int64_t notes = count_of(db, "SELECT count(*) FROM refs WHERE status<>'error' AND error IS NOT NULL");
-    int64_t capt = count_of(db, "SELECT count(*) FROM refs WHERE status<>'error' AND caption IS NOT NULL");
-    int64_t lowq = count_of(db, "SELECT count(*) FROM ref_hashes WHERE pdq_quality < 50");
+    int64_t total = rs.total, ok = rs.ok, dup = rs.duplicate, bad = rs.error, notes = rs.notes,
+            capt = rs.captioned, lowq = rs.pdq_low_quality;
     const char *path = cs_store_path(s);
     char wal[4200];
     snprintf(wal, sizeof wal, "%s-wal", path);
     int64_t size = file_size(path), wsize = file_size(wal);
-    /* descriptor tables: every ref_* table, whoever added it */
-    sqlite3_stmt *q;
     cJSON *desc = cJSON_CreateObject();
-    if (sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'ref\\_%' "
-                               "ESCAPE '\\' ORDER BY name", -1, &q, NULL) == SQLITE_OK) {
-        while (sqlite3_step(q) == SQLITE_ROW) {
-            const char *name = (const char *)sqlite3_column_text(q, 0);
-            char sql[300];
-            snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\"", name); /* name from sqlite_master */
-            cJSON_AddNumberToObject(desc, name, (double)count_of(db, sql));
-        }
-    }
-    sqlite3_finalize(q);
+    for (int i = 0; i < rs.n_tables; i++) cJSON_AddNumberToObject(desc, rs.tables[i], (double)rs.table_rows[i]);
+    cs_refs_stats_free(&rs);
     if (json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "db", path);
@@ -275,6 +251,38 @@ static int cmd_index_stats(int argc, char **argv) {
 }
 
 /* ---- ls ---- */
+
+typedef struct {
+    int json;
+    cJSON *arr; /* --json: the rows */
+} ls_ctx;
+
+static void ls_row(const cs_ref_row *r, void *vctx) {
+    ls_ctx *c = vctx;
+    if (!c->json) {
+        char dim[32] = "-";
+        if (r->has_dims) snprintf(dim, sizeof dim, "%dx%d", r->w, r->h);
+        printf("%lld\t%s\t%s\t%.12s\t%s\t%s\n", (long long)r->id, r->status ? r->status : "", dim,
+               r->sha256 ? r->sha256 : "-", r->source ? r->source : "", r->error ? r->error : r->caption ? r->caption : "");
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)r->id);
+    cJSON_AddStringToObject(o, "source", r->source ? r->source : "");
+    cJSON_AddStringToObject(o, "status", r->status ? r->status : "");
+    if (r->sha256) cJSON_AddStringToObject(o, "sha256", r->sha256);
+    else cJSON_AddNullToObject(o, "sha256");
+    if (r->has_size) cJSON_AddNumberToObject(o, "size", (double)r->size);
+    if (r->has_dims) {
+        cJSON_AddNumberToObject(o, "width", r->w);
+        cJSON_AddNumberToObject(o, "height", r->h);
+    }
+    if (r->caption) cJSON_AddStringToObject(o, "caption", r->caption);
+    else cJSON_AddNullToObject(o, "caption");
+    if (r->error) cJSON_AddStringToObject(o, "error", r->error);
+    if (r->has_dup_of) cJSON_AddNumberToObject(o, "dup_of", (double)r->dup_of);
+    cJSON_AddItemToArray(c->arr, o);
+}
 
 static int cmd_index_ls(int argc, char **argv) {
     static const struct option opts[] = {{"db", required_argument, 0, 'd'},
@@ -313,61 +321,14 @@ static int cmd_index_ls(int argc, char **argv) {
     cs_err err = {0};
     cs_store *s;
     if (cs_store_open_readonly(&s, dbp ? dbp : cli_default_db(), &err)) return cli_fail(&err);
-    sqlite3_stmt *q;
-    const char *sql = errors ? "SELECT id, status, width, height, sha256, size, source, caption, error, dup_of "
-                               "FROM refs WHERE status='error' OR error IS NOT NULL ORDER BY id LIMIT ?1"
-                             : "SELECT id, status, width, height, sha256, size, source, caption, error, dup_of "
-                               "FROM refs ORDER BY id LIMIT ?1";
-    if (cs_store_prepare(s, &q, sql, &err)) {
-        cs_store_close(s);
-        return cli_fail(&err);
-    }
-    sqlite3_bind_int64(q, 1, limit);
-    cJSON *arr = json ? cJSON_CreateArray() : NULL;
-    int r;
-    while ((r = sqlite3_step(q)) == SQLITE_ROW) {
-        long long id = sqlite3_column_int64(q, 0);
-        const char *status = (const char *)sqlite3_column_text(q, 1);
-        int w = sqlite3_column_int(q, 2), h = sqlite3_column_int(q, 3);
-        const char *sha = (const char *)sqlite3_column_text(q, 4);
-        const char *src = (const char *)sqlite3_column_text(q, 6);
-        const char *cap = (const char *)sqlite3_column_text(q, 7);
-        const char *e = (const char *)sqlite3_column_text(q, 8);
-        if (json) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddNumberToObject(o, "id", (double)id);
-            cJSON_AddStringToObject(o, "source", src ? src : "");
-            cJSON_AddStringToObject(o, "status", status ? status : "");
-            if (sha) cJSON_AddStringToObject(o, "sha256", sha);
-            else cJSON_AddNullToObject(o, "sha256");
-            if (sqlite3_column_type(q, 5) != SQLITE_NULL)
-                cJSON_AddNumberToObject(o, "size", (double)sqlite3_column_int64(q, 5));
-            if (sqlite3_column_type(q, 2) != SQLITE_NULL) {
-                cJSON_AddNumberToObject(o, "width", w);
-                cJSON_AddNumberToObject(o, "height", h);
-            }
-            if (cap) cJSON_AddStringToObject(o, "caption", cap);
-            else cJSON_AddNullToObject(o, "caption");
-            if (e) cJSON_AddStringToObject(o, "error", e);
-            if (sqlite3_column_type(q, 9) != SQLITE_NULL)
-                cJSON_AddNumberToObject(o, "dup_of", (double)sqlite3_column_int64(q, 9));
-            cJSON_AddItemToArray(arr, o);
-        } else {
-            char dim[32] = "-";
-            if (sqlite3_column_type(q, 2) != SQLITE_NULL) snprintf(dim, sizeof dim, "%dx%d", w, h);
-            printf("%lld\t%s\t%s\t%.12s\t%s\t%s\n", id, status ? status : "", dim, sha ? sha : "-",
-                   src ? src : "", e ? e : cap ? cap : "");
-        }
-    }
-    int fail = r != SQLITE_DONE;
-    if (fail) cs_store_fail(s, &err, "listing refs");
-    sqlite3_finalize(q);
+    ls_ctx lc = {.json = json, .arr = json ? cJSON_CreateArray() : NULL};
+    int fail = cs_refs_each(s, errors, limit, ls_row, &lc, &err) != 0;
     cs_store_close(s);
     if (json) {
-        char *t = cJSON_Print(arr);
+        char *t = cJSON_Print(lc.arr);
         if (t) printf("%s\n", t);
         free(t);
-        cJSON_Delete(arr);
+        cJSON_Delete(lc.arr);
     }
     return fail ? cli_fail(&err) : CLI_OK;
 }

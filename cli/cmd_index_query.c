@@ -25,6 +25,7 @@
 #include "index/hamming.h"
 #include "index/hashes.h"
 #include "index/pdq.h"
+#include "index/refs_info.h"
 
 /* The 64-bit hashes' default threshold: PDQ's 31 of 256 bits scaled to 64
  * bits (31/4, rounded down), the same fraction of differing bits. */
@@ -64,7 +65,7 @@ typedef struct {
     emb_family emb[2];
     cs_store *store;
     cs_hash_db db;
-    sqlite3_stmt *ref_st; /* SELECT source, caption FROM refs WHERE id = ? */
+    cs_ref_lookup *refs;  /* source and caption by id */
 } ctx;
 
 static void usage(FILE *f) {
@@ -289,15 +290,7 @@ static int search_embeddings(ctx *c, const query *qs, int nq, const char *spec, 
 
 /* Source and caption of a reference (pointers valid until the next call). */
 static void ref_info(ctx *c, int64_t ref_id, const char **source, const char **caption) {
-    *source = "?";
-    *caption = NULL;
-    sqlite3_reset(c->ref_st);
-    sqlite3_bind_int64(c->ref_st, 1, ref_id);
-    if (sqlite3_step(c->ref_st) == SQLITE_ROW) {
-        const char *s = (const char *)sqlite3_column_text(c->ref_st, 0);
-        *source = s ? s : "?";
-        *caption = (const char *)sqlite3_column_text(c->ref_st, 1);
-    }
+    cs_ref_lookup_get(c->refs, ref_id, source, caption);
 }
 
 static void print_query(ctx *c, const query *q, int qi, const family *fams, int nf) {
@@ -474,7 +467,7 @@ int cmd_index_query(int argc, char **argv) {
         goto out;
     }
     if (cs_hash_db_load(c.store, &c.db, &err) ||
-        cs_store_prepare(c.store, &c.ref_st, "SELECT source, caption FROM refs WHERE id = ?", &err)) {
+        cs_ref_lookup_open(&c.refs, c.store, &err)) {
         rc = cli_fail(&err);
         goto out;
     }
@@ -539,7 +532,7 @@ out:
     }
     for (int i = 0; qs && i < nq; i++) free(qs[i].error);
     free(qs);
-    sqlite3_finalize(c.ref_st);
+    cs_ref_lookup_close(c.refs);
     cs_hash_db_free(&c.db);
     cs_store_close(c.store);
     return rc;

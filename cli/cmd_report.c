@@ -31,8 +31,8 @@ static void usage(FILE *f) {
             "  -j N              threads for the pictures (default: all cores)\n"
             "  -q, --quiet       no summary line\n\n"
             "The reference attribution shown beside every matched reference is the store's\n"
-            "'attribution' setting (meta table), e.g.\n"
-            "  sqlite3 copyscope.db \"INSERT OR REPLACE INTO meta VALUES('attribution', '...')\"\n",
+            "'attribution' setting (meta table), set with\n"
+            "  copyscope index add --attribution '...'\n",
             CS_REPORT_DEFAULT_TOP);
 }
 

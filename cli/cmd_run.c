@@ -30,6 +30,7 @@
 #include "pipeline/generate.h"
 #include "pipeline/suite.h"
 #include "reports/report.h"
+#include "reports/run_summary.h"
 
 enum { CLI_GATE = 3 };
 enum { TEXT_LATEST = -2, TEXT_ALL = 0, TEXT_NONE = -1 };
@@ -201,49 +202,9 @@ static int parse_args(run_opts *o, int argc, char **argv) {
     return -1;
 }
 
-/* Does the run need (re-)analysis? 1 yes, all of it, 2 only the generations
- * without a finding (why says why), 0 no, -1 error. */
-static int needs_analysis(cs_store *s, const run_opts *o, int64_t run_id, char *why, size_t wn, cs_err *err) {
-    int64_t missing, thumbs;
-    if (cs_store_query_i64(s,
-                  "SELECT COUNT(*) FROM generations g WHERE g.run_id = ? AND NOT EXISTS "
-                  "(SELECT 1 FROM findings f WHERE f.generation_id = g.id)",
-                  run_id, 0, &missing, err) ||
-        cs_store_query_i64(s, "SELECT COUNT(*) FROM ref_thumbs", 0, 0, &thumbs, err))
-        return -1;
-    if (o->reanalyze) return snprintf(why, wn, "--reanalyze"), 1;
-    if (o->settings_changed) return snprintf(why, wn, "descriptors or embedder given"), 1;
-    sqlite3_stmt *st;
-    if (cs_store_prepare(s, &st,
-                         "SELECT settings_json, n_refs, finished IS NOT NULL FROM analyses WHERE run_id = ? "
-                         "ORDER BY id DESC LIMIT 1",
-                         err))
-        return -1;
-    sqlite3_bind_int64(st, 1, run_id);
-    int need = 1;
-    if (sqlite3_step(st) != SQLITE_ROW) snprintf(why, wn, "not analysed yet");
-    else {
-        char *cur = cs_an_settings_json(&o->set);
-        const char *prev = (const char *)sqlite3_column_text(st, 0);
-        if (!cur || !prev || strcmp(cur, prev)) snprintf(why, wn, "analysis settings changed");
-        else if (sqlite3_column_int64(st, 1) != thumbs)
-            snprintf(why, wn, "the index changed (%lld references, analysed against %lld)", (long long)thumbs,
-                     (long long)sqlite3_column_int64(st, 1));
-        else if (!sqlite3_column_int(st, 2)) snprintf(why, wn, "the last analysis did not finish");
-        else if (missing) {
-            snprintf(why, wn, "%lld generation%s without a finding: analysing only %s", (long long)missing,
-                     missing == 1 ? "" : "s", missing == 1 ? "it" : "those");
-            need = 2;
-        } else need = 0;
-        free(cur);
-    }
-    sqlite3_finalize(st);
-    return need;
-}
-
 static int step_analyze(cs_store *s, const run_opts *o, int64_t run_id, cs_err *err) {
     char why[256] = "";
-    int need = needs_analysis(s, o, run_id, why, sizeof why, err);
+    int need = cs_analyze_needed(s, run_id, &o->set, o->reanalyze, o->settings_changed, why, sizeof why, err);
     if (need < 0) return -1;
     header(2, "analyze", need ? why : "every generation already has a finding with these settings: skipped");
     if (!need) return 0;
@@ -309,140 +270,54 @@ static const char *short_path(const char *p) {
     return *b == '/' ? b + 1 : b;
 }
 
-static int summary_images(cs_store *s, int64_t run_id, int *worst, cs_err *err) {
-    sqlite3_stmt *st;
-    int64_t count[4] = {0}, total = 0;
-    if (cs_store_prepare(s, &st,
-                         "SELECT f.verdict, COUNT(*) FROM findings f JOIN generations g ON g.id = f.generation_id "
-                         "WHERE g.run_id = ? GROUP BY f.verdict",
-                         err))
-        return -1;
-    sqlite3_bind_int64(st, 1, run_id);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        int v = cs_verdict_parse((const char *)sqlite3_column_text(st, 0));
-        int64_t n = sqlite3_column_int64(st, 1);
-        if (v >= 0 && v < 4) count[v] += n;
-        total += n;
-    }
-    sqlite3_finalize(st);
-    *worst = -1;
-    for (int v = 0; v < 4; v++)
-        if (count[v]) *worst = v;
-    printf("images: %lld generations: copy %lld, near-copy %lld, partial %lld, novel %lld\n", (long long)total,
-           (long long)count[CS_V_COPY], (long long)count[CS_V_NEAR], (long long)count[CS_V_PARTIAL],
-           (long long)count[CS_V_NOVEL]);
-
-    /* the worst finding of each prompt, most severe first */
-    if (cs_store_prepare(s, &st,
-                         "SELECT p.key, p.kind, f.verdict, r.source, r.caption, "
-                         " json_extract(f.evidence_json, '$.tl2.aligned_distance'), "
-                         " COALESCE(ps.n_copy + ps.n_near_copy, 0), COALESCE(ps.n_generations, 0), "
-                         " (SELECT COUNT(*) FROM prompts q WHERE q.run_id = ?1) "
-                         "FROM (SELECT f.*, g.prompt_id AS pid, ROW_NUMBER() OVER "
-                         "      (PARTITION BY g.prompt_id ORDER BY f.severity DESC, f.id) AS rn "
-                         "      FROM findings f JOIN generations g ON g.id = f.generation_id WHERE g.run_id = ?1) f "
-                         "JOIN prompts p ON p.id = f.pid LEFT JOIN refs r ON r.id = f.ref_id "
-                         "LEFT JOIN prompt_summary ps ON ps.run_id = ?1 AND ps.prompt_id = p.id "
-                         "WHERE f.rn = 1 ORDER BY f.severity DESC, p.id LIMIT 6",
-                         err))
-        return -1;
-    sqlite3_bind_int64(st, 1, run_id);
-    int rows = 0;
-    int64_t n_prompts = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        if (!rows++) {
-            n_prompts = sqlite3_column_int64(st, 8);
+static void print_images(const cs_run_summary *r) {
+    printf("images: %lld generations: copy %lld, near-copy %lld, partial %lld, novel %lld\n", (long long)r->total,
+           (long long)r->count[0], (long long)r->count[1], (long long)r->count[2], (long long)r->count[3]);
+    for (int i = 0; i < r->n_top; i++) {
+        const cs_rsum_prompt *p = &r->top[i];
+        if (!i)
             printf("worst finding per prompt (memorised = copy or near-copy generations):\n"
                    "  %-20s %-10s %-9s %-26s %-24s %s\n",
                    "prompt", "verdict", "memorised", "matched reference", "its caption", "tiled L2");
-        }
         char key[24], src[32], cap[28], mem[16];
-        clip(key, sizeof key, (const char *)sqlite3_column_text(st, 0), 20);
-        clip(src, sizeof src, short_path((const char *)sqlite3_column_text(st, 3)), 26);
-        clip(cap, sizeof cap, (const char *)sqlite3_column_text(st, 4), 22);
-        snprintf(mem, sizeof mem, "%lld/%lld", (long long)sqlite3_column_int64(st, 6),
-                 (long long)sqlite3_column_int64(st, 7));
+        clip(key, sizeof key, p->key, 20);
+        clip(src, sizeof src, short_path(p->source), 26);
+        clip(cap, sizeof cap, p->caption, 22);
+        snprintf(mem, sizeof mem, "%lld/%lld", (long long)p->n_memorised, (long long)p->n_generations);
         char d[16] = "-";
-        if (sqlite3_column_type(st, 5) != SQLITE_NULL) snprintf(d, sizeof d, "%.3f", sqlite3_column_double(st, 5));
-        printf("  %-20s %-10s %-9s %-26s %-24s %s\n", key, (const char *)sqlite3_column_text(st, 2), mem, src, cap, d);
+        if (p->has_dist) snprintf(d, sizeof d, "%.3f", p->aligned_distance);
+        printf("  %-20s %-10s %-9s %-26s %-24s %s\n", key, p->verdict, mem, src, cap, d);
     }
-    sqlite3_finalize(st);
-    if (n_prompts > rows) printf("  ... and %lld more prompts: see the report\n", (long long)(n_prompts - rows));
-    int64_t n_mem;
-    if (cs_store_query_i64(s,
-                  "SELECT COUNT(*) FROM prompt_summary WHERE run_id = ? AND n_copy + n_near_copy > 0", run_id, 0,
-                  &n_mem, err))
-        return -1;
-    if (n_prompts) printf("prompts with a memorised generation: %lld of %lld\n", (long long)n_mem, (long long)n_prompts);
-
-    /* prompts that name the reference they should copy; completions with their ground truth */
-    if (cs_store_prepare(s, &st,
-                         "SELECT COUNT(*), SUM(json_extract(f.evidence_json, '$.completion.restored') = 1) "
-                         "FROM findings f JOIN generations g ON g.id = f.generation_id "
-                         "WHERE g.run_id = ? AND json_extract(f.evidence_json, '$.completion') IS NOT NULL",
-                         err))
-        return -1;
-    sqlite3_bind_int64(st, 1, run_id);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0)
+    if (r->n_prompts > r->n_top)
+        printf("  ... and %lld more prompts: see the report\n", (long long)(r->n_prompts - r->n_top));
+    if (r->n_prompts)
+        printf("prompts with a memorised generation: %lld of %lld\n", (long long)r->n_memorised_prompts,
+               (long long)r->n_prompts);
+    if (r->n_completions > 0)
         printf("completion tasks: %lld of %lld audited completions restored the withheld region of their reference\n",
-               (long long)sqlite3_column_int64(st, 1), (long long)sqlite3_column_int64(st, 0));
-    sqlite3_finalize(st);
-    int64_t n_exp, n_hit;
-    if (cs_store_query_i64(s,
-                  "SELECT COUNT(*) FROM findings f JOIN generations g ON g.id = f.generation_id "
-                  "JOIN prompts p ON p.id = g.prompt_id WHERE g.run_id = ? AND p.expect_ref IS NOT NULL AND p.kind <> 'completion'",
-                  run_id, 0, &n_exp, err) ||
-        cs_store_query_i64(s,
-                  "SELECT COUNT(*) FROM findings f JOIN generations g ON g.id = f.generation_id "
-                  "JOIN prompts p ON p.id = g.prompt_id WHERE g.run_id = ? AND p.expect_ref IS NOT NULL AND p.kind <> 'completion' "
-                  "AND f.verdict IN ('copy', 'near-copy') AND EXISTS (SELECT 1 FROM refs x WHERE "
-                  "(x.id = f.ref_id OR x.dup_of = f.ref_id) AND (x.source = p.expect_ref OR "
-                  "substr(x.source, -length(p.expect_ref) - 1) = '/' || p.expect_ref))",
-                  run_id, 0, &n_hit, err))
-        return -1;
-    if (n_exp)
+               (long long)r->n_restored, (long long)r->n_completions);
+    if (r->n_expected)
         printf("expected copies (suite's expect_ref): %lld of %lld generations found as a copy of it\n",
-               (long long)n_hit, (long long)n_exp);
-    return 0;
+               (long long)r->n_expected_hit, (long long)r->n_expected);
 }
 
-static int summary_text(cs_store *s, int64_t text_audit, cs_err *err) {
-    if (text_audit < 0) return 0;
-    sqlite3_stmt *st;
-    if (cs_store_prepare(s, &st,
-                         "SELECT COUNT(*), SUM(verdict = 'verbatim'), SUM(verdict = 'near-verbatim'), "
-                         "SUM(verdict = 'novel'), MAX(longest_words) FROM text_findings "
-                         "WHERE ?1 = 0 OR audit_id = ?1",
-                         err))
-        return -1;
-    sqlite3_bind_int64(st, 1, text_audit);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0) {
+static void print_text(const cs_run_summary *r, int64_t text_audit) {
+    if (text_audit < 0) return;
+    if (r->text_n > 0) {
         char which[32] = "all text audits";
         if (text_audit > 0) snprintf(which, sizeof which, "text audit %lld", (long long)text_audit);
         printf("%s: %lld completions: verbatim %lld, near-verbatim %lld, novel %lld; longest verbatim span %lld words\n",
-               which, (long long)sqlite3_column_int64(st, 0), (long long)sqlite3_column_int64(st, 1),
-               (long long)sqlite3_column_int64(st, 2), (long long)sqlite3_column_int64(st, 3),
-               (long long)sqlite3_column_int64(st, 4));
+               which, (long long)r->text_n, (long long)r->text_verbatim, (long long)r->text_near,
+               (long long)r->text_novel, (long long)r->text_longest);
     }
-    sqlite3_finalize(st);
-    if (cs_store_prepare(s, &st,
-                         "SELECT COALESCE(c.prompt_key, '-'), f.verdict, f.longest_words, COALESCE(d.name, d.source, '-'), "
-                         " f.exact_prefix_words FROM text_findings f JOIN text_completions c ON c.id = f.completion_id "
-                         "LEFT JOIN text_docs d ON d.id = f.longest_doc_id WHERE ?1 = 0 OR f.audit_id = ?1 "
-                         "ORDER BY f.longest_words DESC, f.id LIMIT 3",
-                         err))
-        return -1;
-    sqlite3_bind_int64(st, 1, text_audit);
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    for (int i = 0; i < r->n_text_top; i++) {
+        const cs_rsum_text *t = &r->text_top[i];
         char key[28], doc[40];
-        clip(key, sizeof key, (const char *)sqlite3_column_text(st, 0), 24);
-        clip(doc, sizeof doc, short_path((const char *)sqlite3_column_text(st, 3)), 36);
-        printf("  %-24s %-14s %3lld-word span from %s (exact prefix %lld words)\n", key,
-               (const char *)sqlite3_column_text(st, 1), (long long)sqlite3_column_int64(st, 2), doc,
-               (long long)sqlite3_column_int64(st, 4));
+        clip(key, sizeof key, t->key, 24);
+        clip(doc, sizeof doc, short_path(t->doc), 36);
+        printf("  %-24s %-14s %3lld-word span from %s (exact prefix %lld words)\n", key, t->verdict,
+               (long long)t->longest_words, doc, (long long)t->exact_prefix_words);
     }
-    sqlite3_finalize(st);
-    return 0;
 }
 
 int cmd_run(int argc, char **argv) {
@@ -483,7 +358,7 @@ int cmd_run(int argc, char **argv) {
 
     int64_t text_audit = o.text_audit;
     if (text_audit == TEXT_LATEST) {
-        if (cs_store_query_i64(s, "SELECT COALESCE(MAX(audit_id), -1) FROM text_findings", 0, 0, &text_audit, &err)) goto fail;
+        if (cs_text_audit_latest(s, &text_audit, &err)) goto fail;
         if (text_audit == 0) text_audit = TEXT_NONE;
     }
     char paths[4][PATH_MAX];
@@ -491,8 +366,12 @@ int cmd_run(int argc, char **argv) {
 
     printf("\n== summary of run %lld (%s, %.1f s)\n", (long long)gs.run_id, name,
            cs_now_s() - t0);
-    int worst = -1;
-    if (summary_images(s, gs.run_id, &worst, &err) || summary_text(s, text_audit, &err)) goto fail;
+    cs_run_summary rs;
+    if (cs_run_summary_load(s, gs.run_id, text_audit, &rs, &err)) goto fail;
+    print_images(&rs);
+    print_text(&rs, text_audit);
+    int worst = rs.worst ? cs_verdict_parse(rs.worst) : -1;
+    cs_run_summary_free(&rs);
     for (int i = 0; i < o.n_formats; i++) {
         char abs[PATH_MAX];
         printf("report: %s\n", realpath(paths[i], abs) ? abs : paths[i]);

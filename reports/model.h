@@ -1,6 +1,6 @@
 /* model.h — a run's report data, loaded from the store into plain structs.
  *
- * This is the only file of reports/ that runs SQL. It reads what analyze,
+ * model.c and run_summary.c are the files of reports/ that run SQL. It reads what analyze,
  * generate, index and the text audit stored; it does not know how any score
  * was computed (evidence_json is carried as text; descriptor scores are the
  * matches rows as stored). Tables that an older store lacks (prompt_summary,

@@ -55,7 +55,53 @@ static void print_settings(void) {
                cs_an_setting_table[i].what, cs_an_setting_table[i].source);
 }
 
-int cmd_analyze(int argc, char **argv) {
+/* The command line; o->image_dirs (malloc'd) is owned by the caller, also
+ * on failure. Returns -1 to go on, else the exit status. */
+typedef struct {
+    cs_analyze_opts o;
+    const char *db;
+    int fail_on, quiet, jobs, images;
+} analyze_args;
+
+static int parse_option(analyze_args *a, int c, char **dirs, int *nd, cs_err *err) {
+    cs_analyze_opts *o = &a->o;
+    switch (c) {
+    case 'r': {
+        char *end;
+        long long v = strtoll(optarg, &end, 10);
+        if (!*optarg || *end || v <= 0) return cli_usage_error("analyze: --run: '%s' is not a run id", optarg);
+        o->run_id = v;
+        return -1;
+    }
+    case 'i':
+        a->images = 1;
+        dirs[(*nd)++] = optarg;
+        return -1;
+    case 'f':
+        a->fail_on = cs_verdict_parse(optarg);
+        if (a->fail_on <= 0)
+            return cli_usage_error("analyze: --fail-on: '%s' is not copy, near-copy or partial", optarg);
+        return -1;
+    case 'D': o->descriptors = optarg; return -1;
+    case 'e': o->embedder = optarg; return -1;
+    case 'B': o->background = optarg; return -1;
+    case 'N': o->only_new = 1; return -1;
+    case 's':
+        if (cs_an_settings_set(&o->set, optarg, err)) return cli_usage_error("analyze: %s", err->msg);
+        return -1;
+    case 'S': print_settings(); return CLI_OK;
+    case 'd': a->db = optarg; return -1;
+    case 'j':
+        a->jobs = cli_parse_jobs(optarg);
+        if (a->jobs < 0) return cli_usage_error("analyze: -j: '%s' is not a thread count", optarg);
+        return -1;
+    case 'q': a->quiet = 1; return -1;
+    case 'h': usage(stdout); return CLI_OK;
+    default: usage(stderr); return CLI_USAGE;
+    }
+}
+
+static int parse_args(analyze_args *a, int argc, char **argv, char **dirs, cs_err *err) {
     static const struct option opts[] = {
         {"run", required_argument, 0, 'r'},       {"images", required_argument, 0, 'i'},
         {"fail-on", required_argument, 0, 'f'},   {"descriptors", required_argument, 0, 'D'},
@@ -65,101 +111,63 @@ int cmd_analyze(int argc, char **argv) {
         {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    cs_analyze_opts o = {0};
-    cs_an_settings_default(&o.set);
-    const char *db = NULL;
-    int fail_on = -1, quiet = 0, jobs = 0, images = 0;
-    char **dirs = calloc((size_t)argc + 1, sizeof(char *));
-    int nd = 0;
-    cs_err err = {0};
-    if (!dirs) return cli_usage_error("analyze: out of memory");
+    int nd = 0, c, rc;
     optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "j:qh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'r': {
-            char *end;
-            long long v = strtoll(optarg, &end, 10);
-            if (!*optarg || *end || v <= 0) {
-                free(dirs);
-                return cli_usage_error("analyze: --run: '%s' is not a run id", optarg);
-            }
-            o.run_id = v;
-            break;
-        }
-        case 'i':
-            images = 1;
-            dirs[nd++] = optarg;
-            break;
-        case 'f':
-            fail_on = cs_verdict_parse(optarg);
-            if (fail_on <= 0) {
-                free(dirs);
-                return cli_usage_error("analyze: --fail-on: '%s' is not copy, near-copy or partial", optarg);
-            }
-            break;
-        case 'D': o.descriptors = optarg; break;
-        case 'e': o.embedder = optarg; break;
-        case 'B': o.background = optarg; break;
-        case 'N': o.only_new = 1; break;
-        case 's':
-            if (cs_an_settings_set(&o.set, optarg, &err)) {
-                free(dirs);
-                return cli_usage_error("analyze: %s", err.msg);
-            }
-            break;
-        case 'S':
-            print_settings();
-            free(dirs);
-            return CLI_OK;
-        case 'd': db = optarg; break;
-        case 'j':
-            jobs = cli_parse_jobs(optarg);
-            if (jobs < 0) {
-                free(dirs);
-                return cli_usage_error("analyze: -j: '%s' is not a thread count", optarg);
-            }
-            break;
-        case 'q': quiet = 1; break;
-        case 'h':
-            usage(stdout);
-            free(dirs);
-            return CLI_OK;
-        default:
-            usage(stderr);
-            free(dirs);
-            return CLI_USAGE;
-        }
-    }
+    while ((c = getopt_long(argc, argv, "j:qh", opts, NULL)) != -1)
+        if ((rc = parse_option(a, c, dirs, &nd, err)) >= 0) return rc;
     /* --images DIR... : further operands are more folders */
     for (int i = optind; i < argc; i++) {
-        if (!images) {
-            free(dirs);
-            return cli_usage_error("analyze: unexpected argument '%s' (see --help)", argv[i]);
-        }
+        if (!a->images) return cli_usage_error("analyze: unexpected argument '%s' (see --help)", argv[i]);
         dirs[nd++] = argv[i];
     }
-    if ((o.run_id > 0) == images) {
-        free(dirs);
+    if ((a->o.run_id > 0) == a->images)
         return cli_usage_error("analyze: give exactly one of --run ID or --images DIR (see --help)");
-    }
-    if (o.only_new && images) {
-        free(dirs);
+    if (a->o.only_new && a->images)
         return cli_usage_error("analyze: --only-new needs --run ID (--images always records a new run)");
+    a->o.threads = a->jobs;
+    a->o.image_dirs = dirs;
+    a->o.n_dirs = nd;
+    a->o.progress = 1;
+    return -1;
+}
+
+static void print_summary(const cs_analyze_summary *sum, const cs_an_settings *set) {
+    if (sum->analysis_id == 0) {
+        printf("run %lld: every generation already has a finding (%lld kept): nothing new to analyse\n",
+               (long long)sum->run_id, (long long)sum->n_kept);
+        return;
     }
-    if (jobs > 0) cs_set_threads(jobs);
-    o.threads = jobs;
-    o.image_dirs = dirs;
-    o.n_dirs = nd;
-    o.progress = 1;
+    printf("analysis %lld of run %lld: %lld generations", (long long)sum->analysis_id, (long long)sum->run_id,
+           (long long)sum->n_generations);
+    if (sum->n_kept) printf(" (new; %lld findings kept)", (long long)sum->n_kept);
+    if (sum->n_skipped) printf(" (%lld files skipped)", (long long)sum->n_skipped);
+    printf(", %lld references, descriptors: %s\n", (long long)sum->n_refs,
+           sum->descriptors[0] ? sum->descriptors : "none (empty index: cliques only)");
+    printf("  copy %lld  near-copy %lld  partial %lld  novel %lld\n", (long long)sum->count[CS_V_COPY],
+           (long long)sum->count[CS_V_NEAR], (long long)sum->count[CS_V_PARTIAL], (long long)sum->count[CS_V_NOVEL]);
+    printf("  prompts %lld, %lld with a near-duplicate clique of >= %g generations\n", (long long)sum->n_prompts,
+           (long long)sum->n_clique_prompts, set->clique_k);
+}
+
+int cmd_analyze(int argc, char **argv) {
+    analyze_args a = {.fail_on = -1};
+    cs_an_settings_default(&a.o.set);
+    cs_err err = {0};
+    char **dirs = calloc((size_t)argc + 1, sizeof(char *));
+    if (!dirs) return cli_usage_error("analyze: out of memory");
+    int rc = parse_args(&a, argc, argv, dirs, &err);
+    if (rc >= 0) {
+        free(dirs);
+        return rc;
+    }
+    if (a.jobs > 0) cs_set_threads(a.jobs);
     cs_store *s = NULL;
-    if (cs_store_open(&s, db ? db : cli_default_db(), &err)) {
+    if (cs_store_open(&s, a.db ? a.db : cli_default_db(), &err)) {
         free(dirs);
         return cli_fail(&err);
     }
     cs_analyze_summary sum;
-    int rc = cs_analyze_run(s, &o, &sum, &err);
-    if (rc) {
+    if (cs_analyze_run(s, &a.o, &sum, &err)) {
         cs_store_close(s);
         free(dirs);
         return cli_fail(&err);
@@ -173,27 +181,12 @@ int cmd_analyze(int argc, char **argv) {
             free(why[i]);
         }
     }
-    if (!quiet && sum.analysis_id == 0) {
-        printf("run %lld: every generation already has a finding (%lld kept): nothing new to analyse\n",
-               (long long)sum.run_id, (long long)sum.n_kept);
-    } else if (!quiet) {
-        printf("analysis %lld of run %lld: %lld generations", (long long)sum.analysis_id,
-               (long long)sum.run_id, (long long)sum.n_generations);
-        if (sum.n_kept) printf(" (new; %lld findings kept)", (long long)sum.n_kept);
-        if (sum.n_skipped) printf(" (%lld files skipped)", (long long)sum.n_skipped);
-        printf(", %lld references, descriptors: %s\n", (long long)sum.n_refs,
-               sum.descriptors[0] ? sum.descriptors : "none (empty index: cliques only)");
-        printf("  copy %lld  near-copy %lld  partial %lld  novel %lld\n", (long long)sum.count[CS_V_COPY],
-               (long long)sum.count[CS_V_NEAR], (long long)sum.count[CS_V_PARTIAL],
-               (long long)sum.count[CS_V_NOVEL]);
-        printf("  prompts %lld, %lld with a near-duplicate clique of >= %g generations\n",
-               (long long)sum.n_prompts, (long long)sum.n_clique_prompts, o.set.clique_k);
-    }
+    if (!a.quiet) print_summary(&sum, &a.o.set);
     cs_store_close(s);
     free(dirs);
-    if (fail_on > 0 && sum.worst >= fail_on) {
+    if (a.fail_on > 0 && sum.worst >= a.fail_on) {
         fprintf(stderr, "copyscope: analyze: --fail-on %s tripped (worst finding: %s)\n",
-                cs_verdict_name(fail_on), cs_verdict_name(sum.worst));
+                cs_verdict_name(a.fail_on), cs_verdict_name(sum.worst));
         return CLI_GATE;
     }
     return CLI_OK;

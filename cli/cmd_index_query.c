@@ -409,7 +409,8 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
     return 0;
 }
 
-int cmd_index_query(int argc, char **argv) {
+/* Options into c, *db, *embedder; -1 to go on, else the exit status. */
+static int parse_args(ctx *c, int argc, char **argv, const char **db, const char **embedder) {
     static const struct option opts[] = {{"k", required_argument, 0, 'k'},
                                          {"max-distance", required_argument, 0, 'm'},
                                          {"json", no_argument, 0, 'J'},
@@ -421,39 +422,65 @@ int cmd_index_query(int argc, char **argv) {
                                          {"approx", no_argument, 0, 'A'},
                                          {"nprobe", required_argument, 0, 'P'},
                                          {0, 0, 0, 0}};
-    ctx c = {.k = 5, .max_dist = CS_PDQ_MATCH_DISTANCE};
-    const char *db = NULL, *embedder = NULL;
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "hk:", opts, NULL)) != -1) {
         switch (o) {
         case 'k':
-            if (parse_int(optarg, 1, 100000, &c.k))
+            if (parse_int(optarg, 1, 100000, &c->k))
                 return cli_usage_error("index query: --k wants an integer 1..100000, not '%s'", optarg);
             break;
         case 'm':
-            if (parse_int(optarg, 0, 256, &c.max_dist))
+            if (parse_int(optarg, 0, 256, &c->max_dist))
                 return cli_usage_error("index query: --max-distance wants 0..256, not '%s'", optarg);
             break;
-        case 'J': c.json = 1; break;
-        case 'D': c.dihedral = 1; break;
-        case 'A': c.approx = 1; break;
+        case 'J': c->json = 1; break;
+        case 'D': c->dihedral = 1; break;
+        case 'A': c->approx = 1; break;
         case 'P':
-            if (parse_int(optarg, 1, 1000000, &c.nprobe))
+            if (parse_int(optarg, 1, 1000000, &c->nprobe))
                 return cli_usage_error("index query: --nprobe wants an integer >= 1, not '%s'", optarg);
             break;
-        case 'd': db = optarg; break;
-        case 'E': embedder = optarg; break;
-        case 'N': c.normalize = 1; break;
+        case 'd': *db = optarg; break;
+        case 'E': *embedder = optarg; break;
+        case 'N': c->normalize = 1; break;
         case 'h': usage(stdout); return CLI_OK;
         default: usage(stderr); return CLI_USAGE;
         }
     }
-    if (c.nprobe && !c.approx) return cli_usage_error("index query: --nprobe needs --approx");
+    if (c->nprobe && !c->approx) return cli_usage_error("index query: --nprobe needs --approx");
     if (optind >= argc) {
         usage(stderr);
         return cli_usage_error("index query: no images given");
     }
+    return -1;
+}
+
+/* Every image in command-line order; a failed one as {file, error}. */
+static void print_json(ctx *c, const query *qs, int nq, const query *good, const family *fams, int nf) {
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0, gi = 0; i < nq; i++) {
+        if (qs[i].ok) {
+            cJSON_AddItemToArray(arr, json_query(c, &good[gi], gi, fams, nf));
+            gi++;
+        } else {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "file", qs[i].path);
+            cJSON_AddStringToObject(e, "error", qs[i].error ? qs[i].error : "failed");
+            cJSON_AddItemToArray(arr, e);
+        }
+    }
+    char *s = cJSON_Print(arr);
+    if (s) puts(s);
+    free(s);
+    cJSON_Delete(arr);
+}
+
+int cmd_index_query(int argc, char **argv) {
+    ctx c = {.k = 5, .max_dist = CS_PDQ_MATCH_DISTANCE};
+    const char *db = NULL, *embedder = NULL;
+    int prc = parse_args(&c, argc, argv, &db, &embedder);
+    if (prc >= 0) return prc;
     if (!db) db = cli_default_db();
     cs_err err = {0};
     if (cs_store_open_readonly(&c.store, db, &err)) return cli_fail(&err);
@@ -497,23 +524,7 @@ int cmd_index_query(int argc, char **argv) {
         goto out;
     }
     if (c.json) {
-        cJSON *arr = cJSON_CreateArray();
-        /* every image in command-line order; a failed one as {file, error} */
-        for (int i = 0, gi = 0; i < nq; i++) {
-            if (qs[i].ok) {
-                cJSON_AddItemToArray(arr, json_query(&c, &good[gi], gi, fams, nf));
-                gi++;
-            } else {
-                cJSON *e = cJSON_CreateObject();
-                cJSON_AddStringToObject(e, "file", qs[i].path);
-                cJSON_AddStringToObject(e, "error", qs[i].error ? qs[i].error : "failed");
-                cJSON_AddItemToArray(arr, e);
-            }
-        }
-        char *s = cJSON_Print(arr);
-        if (s) puts(s);
-        free(s);
-        cJSON_Delete(arr);
+        print_json(&c, qs, nq, good, fams, nf);
     } else {
         if (c.db.n == 0) printf("(the index at %s holds no hashed references)\n", db);
         for (int i = 0; i < ng; i++) print_query(&c, &good[i], i, fams, nf);

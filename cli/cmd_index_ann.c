@@ -50,6 +50,7 @@ static char *column_of(const char *spec) {
     return c;
 }
 
+/* Long: option parsing, build and the summary of one short command. */
 int cmd_index_ann(int argc, char **argv) {
     static const struct option opts[] = {{"embedder", required_argument, 0, 'E'},
                                          {"factory", required_argument, 0, 'F'},

@@ -42,6 +42,7 @@ static int parse_pos(const char *s, long long *v) {
     return *s && !*end && *v > 0 ? 0 : -1;
 }
 
+/* Long: option parsing, render, save and the summary line of one short command. */
 int cmd_report(int argc, char **argv) {
     static const struct option opts[] = {
         {"run", required_argument, 0, 'r'},  {"format", required_argument, 0, 'f'},

@@ -100,6 +100,7 @@ static const char *format_ext(int f) {
 }
 
 /* Returns -1 to continue, else the exit status (help or usage error). */
+/* Long: one case per option of the getopt switch, in --help's order. */
 static int parse_args(run_opts *o, int argc, char **argv) {
     static const struct option lo[] = {
         {"db", required_argument, 0, 'd'},         {"out", required_argument, 0, 'o'},

@@ -350,6 +350,7 @@ int ing_push(ing_ctx *c, ing_job *job, int checked, cs_err *err) {
     return 0;
 }
 
+/* Long: setup, counting pass, work pass and teardown of one ingest context, in order. */
 int cs_ingest_add(cs_store *s, const char *const *paths, int n, const cs_ingest_opts *opts,
                   cs_ingest_stats *st, cs_err *err) {
     cs_ingest_stats local;

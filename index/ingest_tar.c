@@ -121,6 +121,7 @@ static struct archive *open_shard_reader(void) {
     return a;
 }
 
+/* Long: one streaming loop over the archive's members; each error case says how it goes on. */
 int ing_tar(ing_ctx *c, const char *path, cs_err *err) {
     if (ing_counting(c)) return 0; /* members are counted while they are read */
     struct archive *a = open_shard_reader();

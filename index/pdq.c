@@ -412,7 +412,8 @@ AVX2_ATTR static inline void scale_all(__m256 *out, const __m256 *s, int cnt) {
 
 /* box_down_t with AVX2: strips of 8*NV columns; without keep, the bulk is
  * done 8 rows at a time and stored as transposed 8x8 tiles; with keep, only
- * the kept rows are stored (lane by lane). */
+ * the kept rows are stored (lane by lane).
+ * Long: the strip loop and its two store paths are one kernel. */
 AVX2_ATTR static void box_down_t_avx2(float *restrict out, int ldo, const float *restrict in,
                                       int ldi, int rows, int cols, int win, const uint8_t *keep) {
     int half = (win + 2) / 2;

@@ -58,6 +58,7 @@ int cs_tiny_thumb(const cs_image *img, uint8_t *thumb, cs_err *err) {
     return 0;
 }
 
+/* Long: sample, centre, covariance, eigenpairs, projection: one PCA, step by step. */
 int cs_tiny_learn(cs_tinydesc *m, const uint8_t *thumbs, int64_t n, cs_err *err) {
     memset(m, 0, sizeof *m);
     const int D = CS_TINY_IN, d = CS_TINY_DIM;

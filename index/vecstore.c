@@ -106,6 +106,7 @@ static int open_file(const char *path, int writable, int *fd, int *created, cs_e
     return 0;
 }
 
+/* Long: every consistency case between the id and vector files, each checked in place. */
 int cs_vs_open(cs_vecstore *vs, const char *path, int dim, int writable, cs_err *err) {
     memset(vs, 0, sizeof *vs);
     vs->vfd = vs->ifd = -1;

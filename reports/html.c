@@ -424,6 +424,7 @@ static void panel(cs_buf *b, const char *uri, const char *alt, const char *capti
     cs_buf_puts(b, "</div></div>");
 }
 
+/* Long: one finding's card, its HTML in document order (pictures, scores, evidence). */
 static void finding(cs_buf *b, const cs_rmodel *m, const gitem *g) {
     const cs_rfinding *f = g->f;
     const char *vc = cs_report_verdict_class(f->verdict);

@@ -154,6 +154,7 @@ static cJSON *text_json(const cs_rtext *t) {
     return o;
 }
 
+/* Long: the schema's top-level keys in order (report-schema.md), one block each. */
 int cs_report_json(cs_buf *b, const cs_rmodel *m, const cs_report_opts *o, cs_err *err) {
     cJSON *root = cJSON_CreateObject();
     if (!root) return cs_fail(err, CS_ENOMEM, "report: out of memory");

@@ -24,6 +24,7 @@ static int cmp_rate(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* Long: the document's sections in reading order, each a few lines of output. */
 void cs_report_md(cs_buf *b, const cs_rmodel *m, const cs_report_opts *o) {
     cs_buf_puts(b, "# copyscope report");
     if (m->has_run) cs_buf_printf(b, ": run %lld", (long long)m->run_id);

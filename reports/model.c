@@ -309,6 +309,7 @@ static int load_prompts(cs_rmodel *m, cs_store *s, cs_err *err) {
     return step_done(s, st, rc, err, "reading the prompt summary");
 }
 
+/* Long: two reads in one pass (the findings, then their spans, matched by id). */
 static int load_text(cs_rmodel *m, cs_store *s, const cs_rmodel_opts *o, cs_err *err) {
     if (o->text_audit < 0 || !table_exists(s, "text_findings") || !table_exists(s, "text_spans")) return 0;
     int64_t n;

@@ -560,7 +560,7 @@ static void an_state_free(an_state *A) {
     an_items_free(&A->it);
     an_tasks_free(&A->tasks);
     free(A->bgv);
-    if (A->bgvs_open) cs_vs_close(&A->bgvs);
+    if (A->bgvs_open) cs_vecstore_close(&A->bgvs);
     cs_embedder_free(A->emb);
     for (int i = 0; i < A->h.n_emb; i++) free(A->h.emb[i]);
     free(A->h.emb);

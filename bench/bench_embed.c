@@ -87,11 +87,11 @@ static void gen_row(void *vctx, int64_t i, int thread) {
 static int ensure_data(void) {
     cs_vecstore vs;
     cs_err e = {0};
-    if (!cs_vs_open(&vs, dbpath, D, 0, &e) && vs.n == N && access(qpath, F_OK) == 0) {
-        cs_vs_close(&vs);
+    if (!cs_vecstore_open(&vs, dbpath, D, 0, &e) && vs.n == N && access(qpath, F_OK) == 0) {
+        cs_vecstore_close(&vs);
         return 0;
     }
-    if (vs.path) cs_vs_close(&vs);
+    if (vs.path) cs_vecstore_close(&vs);
     unlink(dbpath);
     char ids_path[1200];
     snprintf(ids_path, sizeof ids_path, "%s.ids", dbpath);
@@ -99,7 +99,7 @@ static int ensure_data(void) {
     printf("generating %d x %d vectors into %s ...\n", N, D, dir);
     fflush(stdout);
     double t = now();
-    if (cs_vs_open(&vs, dbpath, D, 1, &e)) {
+    if (cs_vecstore_open(&vs, dbpath, D, 1, &e)) {
         fprintf(stderr, "%s\n", e.msg);
         return -1;
     }
@@ -111,7 +111,7 @@ static int ensure_data(void) {
         gen_ctx c = {rows, r0};
         cs_parallel_for(THREADS, nb, gen_row, &c);
         for (int i = 0; i < nb; i++) ids[i] = r0 + i + 1;
-        if (cs_vs_append(&vs, ids, rows, nb, &e)) {
+        if (cs_vecstore_append(&vs, ids, rows, nb, &e)) {
             fprintf(stderr, "%s\n", e.msg);
             return -1;
         }
@@ -127,7 +127,7 @@ static int ensure_data(void) {
     FILE *f = fopen(qpath, "wb");
     fwrite(q, sizeof *q, (size_t)NQ * D, f);
     fclose(f);
-    cs_vs_close(&vs);
+    cs_vecstore_close(&vs);
     free(rows), free(ids), free(q);
     printf("generated in %.1f s\n", now() - t);
     return 0;
@@ -189,7 +189,7 @@ static void bench_open(void) {
     cs_vecstore vs;
     cs_err e = {0};
     double t = now();
-    int rc = cs_vs_open(&vs, dbpath, D, 0, &e);
+    int rc = cs_vecstore_open(&vs, dbpath, D, 0, &e);
     double dt = now() - t;
     if (rc) {
         printf("open: %s\n", e.msg);
@@ -197,14 +197,14 @@ static void bench_open(void) {
     }
     printf("open %lld x %d column: %.2f ms  target < 1000 ms  (%s)\n", (long long)vs.n, vs.dim,
            dt * 1e3, dt < 1.0 ? "ok" : "MISSED");
-    cs_vs_close(&vs);
+    cs_vecstore_close(&vs);
 }
 
 static void bench_exact(void) {
     cs_vecstore vs;
     cs_err e = {0};
     float *q = load_queries();
-    if (!q || cs_vs_open(&vs, dbpath, D, 0, &e)) {
+    if (!q || cs_vecstore_open(&vs, dbpath, D, 0, &e)) {
         printf("exact: no data (%s)\n", e.msg);
         free(q);
         return;
@@ -233,7 +233,7 @@ static void bench_exact(void) {
            N, D, NQ, K, THREADS, exact_qps, fq, fq > 0 ? exact_qps / fq : 0, agree);
     printf("  exact: copy (source row) found for %.4f of queries\n", copy_recall(exact_rows, NQ));
     free(fi), free(s), free(q);
-    cs_vs_close(&vs);
+    cs_vecstore_close(&vs);
 }
 
 /* One approximate index: built (or loaded from its cache file), then swept
@@ -401,7 +401,7 @@ static void bench_approx(void) {
     cs_vecstore vs;
     cs_err e = {0};
     float *q = load_queries();
-    if (!q || cs_vs_open(&vs, dbpath, D, 0, &e)) {
+    if (!q || cs_vecstore_open(&vs, dbpath, D, 0, &e)) {
         free(q);
         return;
     }
@@ -445,7 +445,7 @@ static void bench_approx(void) {
                N, best_copy.factory, best_copy.param, best_copy.value, best_copy.copy, best_copy.rec,
                best_copy.qps / exact_qps);
     free(q);
-    cs_vs_close(&vs);
+    cs_vecstore_close(&vs);
 }
 
 /* FLOPs (2 x multiply-adds) of one forward at h x w, counted from the conv

@@ -422,18 +422,18 @@ char *cs_ann_path(const cs_store *s, const char *column) {
 
 int cs_ann_build(cs_store *s, const char *column, const cs_ann_opts *o, cs_ann_stats *st, cs_err *err) {
     cs_vecstore vs;
-    if (cs_vs_open_store(&vs, s, column, 0, 0, err)) return -1;
+    if (cs_vecstore_open_store(&vs, s, column, 0, 0, err)) return -1;
     char *path = cs_ann_path(s, column);
     int rc = path ? cs_ann_build_vs(path, column, &vs, o, st, err) : cs_fail(err, CS_ENOMEM, "out of memory");
     free(path);
-    cs_vs_close(&vs);
+    cs_vecstore_close(&vs);
     return rc;
 }
 
 int cs_ann_search_store(cs_store *s, const char *column, const float *q, int nq, int dim, int k,
                         const cs_ann_search_opts *o, int64_t *ref_ids, float *scores, cs_err *err) {
     cs_vecstore vs;
-    if (cs_vs_open_store(&vs, s, column, dim, 0, err)) return -1;
+    if (cs_vecstore_open_store(&vs, s, column, dim, 0, err)) return -1;
     char *path = cs_ann_path(s, column);
     int64_t *rows = malloc((size_t)(nq ? nq : 1) * k * sizeof *rows);
     cs_ann *a = NULL;
@@ -448,6 +448,6 @@ int cs_ann_search_store(cs_store *s, const char *column, const float *q, int nq,
     cs_ann_close(a);
     free(rows);
     free(path);
-    cs_vs_close(&vs);
+    cs_vecstore_close(&vs);
     return rc;
 }

@@ -205,7 +205,7 @@ int cs_bg_add(cs_store *s, const char *spec, const char *const *in, int nin, int
         cs_fail(err, CS_ENOMEM, "out of memory");
         goto out;
     }
-    if (cs_vs_open(&vs, path, cs_embedder_dim(e), 1, err)) goto out;
+    if (cs_vecstore_open(&vs, path, cs_embedder_dim(e), 1, err)) goto out;
     if (cs_embedder_weights(e) &&
         emb_check_weights(s, &vs, "embed.sscd.bg.weights", cs_embedder_weights(e), err))
         goto close;
@@ -228,7 +228,7 @@ close:
     emb_batch_free(&r.b);
     emb_idset_free(&r.have);
     cs_progress_end(r.pr);
-    cs_vs_close(&vs);
+    cs_vecstore_close(&vs);
 out:
     free(path);
     cs_embedder_free(e);
@@ -241,7 +241,7 @@ int cs_bg_open(cs_vecstore *vs, cs_store *s, const cs_embedder *e, cs_err *err) 
     if (!path) return cs_fail(err, CS_ENOMEM, "out of memory");
     struct stat st;
     int absent = stat(path, &st) != 0;
-    int rc = absent ? 0 : cs_vs_open(vs, path, cs_embedder_dim(e), 0, err) ? -1 : 1;
+    int rc = absent ? 0 : cs_vecstore_open(vs, path, cs_embedder_dim(e), 0, err) ? -1 : 1;
     free(path);
     if (rc != 1 || !cs_embedder_weights(e)) return rc;
     const char *w = cs_embedder_weights(e), *base = strrchr(w, '/');
@@ -252,7 +252,7 @@ int cs_bg_open(cs_vecstore *vs, cs_store *s, const cs_embedder *e, cs_err *err) 
         rc = cs_fail(err, CS_EUSAGE, "%s: background set made with weights %s, not %s: remove it to recompute",
                      vs->path, have, base);
     free(have);
-    if (rc != 1) cs_vs_close(vs);
+    if (rc != 1) cs_vecstore_close(vs);
     return rc;
 }
 
@@ -265,7 +265,7 @@ int cs_bg_bias(cs_store *s, const cs_embedder *e, const float *q, int64_t nq, fl
     if (have <= 0) return have;
     *nbg = vs.n;
     int rc = vs.n > 0 ? cs_knn_background_bias(vs.vecs, vs.n, vs.dim, q, nq, 0, bias, err) : 0;
-    cs_vs_close(&vs);
+    cs_vecstore_close(&vs);
     return rc;
 }
 

@@ -42,7 +42,7 @@ int cs_bg_add(cs_store *s, const char *spec, const char *const *paths, int npath
 /* The path of column's set (malloc'd; NULL when out of memory). */
 char *cs_bg_path(cs_store *s, const char *column);
 
-/* Opens e's stored set read-only: 1 (vs filled; free with cs_vs_close) when
+/* Opens e's stored set read-only: 1 (vs filled; free with cs_vecstore_close) when
  * present, 0 when there is none, -1 on error (truncated, another dimension,
  * made with other sscd weights than e's). */
 int cs_bg_open(cs_vecstore *vs, cs_store *s, const cs_embedder *e, cs_err *err);

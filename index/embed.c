@@ -191,7 +191,7 @@ static int tiny_add(cs_store *s, int progress, cs_embed_stats *stats, cs_err *er
     cs_vecstore vs;
     char *mp = tiny_model_path(s);
     if (!mp) return cs_fail(err, CS_ENOMEM, "out of memory");
-    if (cs_vs_open_store(&vs, s, "tiny", CS_TINY_DIM, 1, err)) {
+    if (cs_vecstore_open_store(&vs, s, "tiny", CS_TINY_DIM, 1, err)) {
         free(mp);
         return -1;
     }
@@ -245,7 +245,7 @@ static int tiny_add(cs_store *s, int progress, cs_embed_stats *stats, cs_err *er
             ids[nb++] = id;
         }
         if (nb == BATCH || (step != SQLITE_ROW && nb > 0)) {
-            if (cs_tiny_describe(&m, th, nb, out, err) || cs_vs_append(&vs, ids, out, nb, err)) goto done;
+            if (cs_tiny_describe(&m, th, nb, out, err) || cs_vecstore_append(&vs, ids, out, nb, err)) goto done;
             if (stats) stats->computed += nb;
             if (pr) cs_progress_add(pr, nb);
             nb = 0;
@@ -260,7 +260,7 @@ done:
     free(th), free(ids), free(out), free(mp);
     emb_idset_free(&have);
     cs_tiny_free(&m);
-    cs_vs_close(&vs);
+    cs_vecstore_close(&vs);
     return rc;
 }
 
@@ -276,7 +276,7 @@ int emb_batch_init(emb_batch *b, cs_embedder *e, cs_vecstore *vs, cs_progress *p
 int emb_batch_flush(emb_batch *b, cs_err *err) {
     if (b->nb == 0) return 0;
     if (cs_embedder_describe(b->e, b->imgs, b->nb, b->out, err) ||
-        cs_vs_append(b->vs, b->ids, b->out, b->nb, err))
+        cs_vecstore_append(b->vs, b->ids, b->out, b->nb, err))
         return -1;
     b->computed += b->nb;
     if (b->pr) cs_progress_add(b->pr, b->nb);
@@ -557,7 +557,7 @@ static int sscd_add(cs_store *s, const char *spec, int progress, cs_embed_stats 
     cs_embedder *e;
     if (cs_embedder_open(&e, s, spec, err)) return -1;
     cs_vecstore vs;
-    if (cs_vs_open_store(&vs, s, "sscd", cs_embedder_dim(e), 1, err)) {
+    if (cs_vecstore_open_store(&vs, s, "sscd", cs_embedder_dim(e), 1, err)) {
         cs_embedder_free(e);
         return -1;
     }
@@ -575,7 +575,7 @@ done:
     emb_batch_free(&r.b);
     emb_idset_free(&r.have);
     cs_progress_end(pr);
-    cs_vs_close(&vs);
+    cs_vecstore_close(&vs);
     cs_embedder_free(e);
     return rc;
 }
@@ -615,15 +615,15 @@ int cs_embed_columns(cs_store *s, char ***names, int *n, cs_err *err) {
 int cs_embed_search(cs_store *s, const char *column, const float *q, int nq, int dim, int k,
                     int64_t *ref_ids, float *scores, cs_err *err) {
     cs_vecstore vs;
-    if (cs_vs_open_store(&vs, s, column, dim, 0, err)) return -1;
+    if (cs_vecstore_open_store(&vs, s, column, dim, 0, err)) return -1;
     int64_t *rows = malloc((size_t)(nq ? nq : 1) * k * sizeof *rows);
     if (!rows) {
-        cs_vs_close(&vs);
+        cs_vecstore_close(&vs);
         return cs_fail(err, CS_ENOMEM, "out of memory");
     }
     int rc = cs_knn_exact(vs.vecs, vs.n, vs.dim, q, nq, k, 0, scores, rows, err);
     for (int64_t i = 0; !rc && i < (int64_t)nq * k; i++) ref_ids[i] = rows[i] >= 0 ? vs.ids[rows[i]] : -1;
     free(rows);
-    cs_vs_close(&vs);
+    cs_vecstore_close(&vs);
     return rc;
 }

@@ -34,7 +34,7 @@ int emb_batch_queued(const emb_batch *b, int64_t id);
 int emb_batch_flush(emb_batch *b, cs_err *err);
 void emb_batch_free(emb_batch *b); /* frees queued images (not appended) */
 
-/* A set of row ids (open addressing), seeded with a column's ids: cs_vs_find
+/* A set of row ids (open addressing), seeded with a column's ids: cs_vecstore_find
  * re-sorts its index after every append, too slow between batches of a
  * million-row column. */
 typedef struct {

@@ -107,7 +107,7 @@ static int open_file(const char *path, int writable, int *fd, int *created, cs_e
 }
 
 /* Long: every consistency case between the id and vector files, each checked in place. */
-int cs_vs_open(cs_vecstore *vs, const char *path, int dim, int writable, cs_err *err) {
+int cs_vecstore_open(cs_vecstore *vs, const char *path, int dim, int writable, cs_err *err) {
     memset(vs, 0, sizeof *vs);
     vs->vfd = vs->ifd = -1;
     if (dim < 0 || dim > CS_VS_MAX_DIM) return cs_fail(err, CS_EUSAGE, "%s: bad dimension %d", path, dim);
@@ -117,7 +117,7 @@ int cs_vs_open(cs_vecstore *vs, const char *path, int dim, int writable, cs_err 
     vs->path = strdup(path);
     vs->ids_path = malloc(pl + 5);
     if (!vs->path || !vs->ids_path) {
-        cs_vs_close(vs);
+        cs_vecstore_close(vs);
         return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
     }
     memcpy(vs->ids_path, path, pl);
@@ -185,11 +185,11 @@ int cs_vs_open(cs_vecstore *vs, const char *path, int dim, int writable, cs_err 
 fail:
     if (vfd >= 0) close(vfd);
     if (ifd >= 0) close(ifd);
-    cs_vs_close(vs);
+    cs_vecstore_close(vs);
     return -1;
 }
 
-int cs_vs_open_store(cs_vecstore *vs, cs_store *s, const char *name, int dim, int writable,
+int cs_vecstore_open_store(cs_vecstore *vs, cs_store *s, const char *name, int dim, int writable,
                      cs_err *err) {
     size_t n = strlen(name) + 5;
     char *suffix = malloc(n);
@@ -198,7 +198,7 @@ int cs_vs_open_store(cs_vecstore *vs, cs_store *s, const char *name, int dim, in
     char *path = cs_store_sidecar(s, suffix);
     free(suffix);
     if (!path) return cs_fail(err, CS_ENOMEM, "vector column %s: out of memory", name);
-    int rc = cs_vs_open(vs, path, dim, writable, err);
+    int rc = cs_vecstore_open(vs, path, dim, writable, err);
     if (rc && !writable && err && err->code == CS_ENOTFOUND && access(path, F_OK) != 0)
         cs_fail(err, CS_ENOTFOUND, "%s: no %s vectors in this index yet: run 'copyscope index add --embedder %s' first",
                 path, name, strcmp(name, "sscd") ? name : "sscd:WEIGHTS");
@@ -206,7 +206,7 @@ int cs_vs_open_store(cs_vecstore *vs, cs_store *s, const char *name, int dim, in
     return rc;
 }
 
-int cs_vs_append(cs_vecstore *vs, const int64_t *ids, const float *v, int64_t n, cs_err *err) {
+int cs_vecstore_append(cs_vecstore *vs, const int64_t *ids, const float *v, int64_t n, cs_err *err) {
     if (!vs->writable) return cs_fail(err, CS_EUSAGE, "%s: opened read-only", vs->path);
     if (n <= 0) return 0;
     size_t nv = (size_t)n * (size_t)vs->dim;
@@ -236,7 +236,7 @@ static int cmp_row_by_id(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-int64_t cs_vs_find(cs_vecstore *vs, int64_t id) {
+int64_t cs_vecstore_find(cs_vecstore *vs, int64_t id) {
     if (vs->n == 0) return -1;
     if (!vs->by_id) {
         int64_t *r = malloc((size_t)vs->n * sizeof *r);
@@ -265,7 +265,7 @@ int64_t cs_vs_find(cs_vecstore *vs, int64_t id) {
     return lo < vs->n && vs->ids[vs->by_id[lo]] == id ? vs->by_id[lo] : -1;
 }
 
-void cs_vs_close(cs_vecstore *vs) {
+void cs_vecstore_close(cs_vecstore *vs) {
     unmap(vs);
     if (vs->vfd >= 0) close(vs->vfd); /* releases the flock */
     if (vs->ifd >= 0) close(vs->ifd);

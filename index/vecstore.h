@@ -45,7 +45,7 @@ typedef struct {
     size_t vmap_size, imap_size;
     int vfd, ifd;        /* open only while writable */
     int writable;
-    int64_t *by_id;      /* lazily built: rows sorted by id, for cs_vs_find */
+    int64_t *by_id;      /* lazily built: rows sorted by id, for cs_vecstore_find */
 } cs_vecstore;
 
 /* Opens the column at path (vector file; the id file is path + ".ids").
@@ -53,21 +53,21 @@ typedef struct {
  *   "<path>: dimension 256, expected 512"); dim = 0 accepts the file's.
  * writable: take the writer lock and create the files when absent (then
  *   dim must be > 0). Read-only opening of a missing column fails with
- *   CS_ENOTFOUND. Free with cs_vs_close. */
-int cs_vs_open(cs_vecstore *vs, const char *path, int dim, int writable, cs_err *err);
+ *   CS_ENOTFOUND. Free with cs_vecstore_close. */
+int cs_vecstore_open(cs_vecstore *vs, const char *path, int dim, int writable, cs_err *err);
 
 /* The same for the column named name (e.g. "tiny", "sscd") of store s. */
-int cs_vs_open_store(cs_vecstore *vs, cs_store *s, const char *name, int dim, int writable,
+int cs_vecstore_open_store(cs_vecstore *vs, cs_store *s, const char *name, int dim, int writable,
                      cs_err *err);
 
 /* Appends n rows (ids[n], v[n][dim]) and remaps; vs->vecs/ids stay valid
  * only until the next append. Non-finite values are rejected. */
-int cs_vs_append(cs_vecstore *vs, const int64_t *ids, const float *v, int64_t n, cs_err *err);
+int cs_vecstore_append(cs_vecstore *vs, const int64_t *ids, const float *v, int64_t n, cs_err *err);
 
 /* Row holding refs.id id, or -1. The first call sorts an index of the ids
  * (O(n log n), kept until close). Returns -2 when out of memory. */
-int64_t cs_vs_find(cs_vecstore *vs, int64_t id);
+int64_t cs_vecstore_find(cs_vecstore *vs, int64_t id);
 
-void cs_vs_close(cs_vecstore *vs);
+void cs_vecstore_close(cs_vecstore *vs);
 
 #endif

@@ -46,7 +46,7 @@ static char *path_of(const char *name) {
 static int make_column(cs_vecstore *vs, const char *name, int64_t n, uint64_t seed, int dim) {
     char *p = path_of(name);
     cs_err e = {0};
-    int rc = cs_vs_open(vs, p, dim, 1, &e);
+    int rc = cs_vecstore_open(vs, p, dim, 1, &e);
     free(p);
     if (rc) {
         fprintf(stderr, "%s\n", e.msg);
@@ -60,7 +60,7 @@ static int make_column(cs_vecstore *vs, const char *name, int64_t n, uint64_t se
         ids[i] = 1000 + i;
     }
     if (dim != DIM) cs_l2_normalize(v, n, dim);
-    rc = cs_vs_append(vs, ids, v, n, &e);
+    rc = cs_vecstore_append(vs, ids, v, n, &e);
     if (rc) fprintf(stderr, "%s\n", e.msg);
     free(v), free(ids);
     return rc;
@@ -73,7 +73,7 @@ static int grow_column(cs_vecstore *vs, int64_t n, uint64_t seed) {
     int64_t *ids = malloc(sizeof(int64_t) * (size_t)m);
     for (int64_t i = 0; i < m; i++) row(v + i * DIM, n0 + i, seed), ids[i] = 1000 + n0 + i;
     cs_err e = {0};
-    int rc = cs_vs_append(vs, ids, v, m, &e);
+    int rc = cs_vecstore_append(vs, ids, v, m, &e);
     free(v), free(ids);
     return rc;
 }
@@ -157,7 +157,7 @@ static void test_recall(void) {
         cs_ann_close(a);
     }
     free(q), free(es), free(as), free(er), free(ar), free(ap);
-    cs_vs_close(&vs);
+    cs_vecstore_close(&vs);
 }
 
 /* Build on N1 rows, grow to N2, update: only N2 - N1 added, no retraining;
@@ -230,7 +230,7 @@ static void test_incremental(void) {
     snprintf(tmp, 4200, "%s.tmp.%ld", ap, (long)getpid());
     CHECK(access(tmp, F_OK) != 0);
     free(tmp), free(ap), free(old);
-    cs_vs_close(&vs);
+    cs_vecstore_close(&vs);
 }
 
 /* Each bad case: one line naming the index file. */
@@ -297,12 +297,12 @@ static void test_errors(void) {
     /* an empty column */
     cs_vecstore empty;
     char *ep = path_of("empty.vec");
-    REQUIRE(cs_vs_open(&empty, ep, DIM, 1, &e) == 0);
+    REQUIRE(cs_vecstore_open(&empty, ep, DIM, 1, &e) == 0);
     cs_err_clear(&e);
     CHECK(cs_ann_build_vs(bad, "empty", &empty, &o, NULL, &e) == -1 && strstr(e.msg, "is empty"));
-    cs_vs_close(&empty);
+    cs_vecstore_close(&empty);
     free(ep), free(ap), free(bad);
-    cs_vs_close(&vs), cs_vs_close(&small), cs_vs_close(&other), cs_vs_close(&wide);
+    cs_vecstore_close(&vs), cs_vecstore_close(&small), cs_vecstore_close(&other), cs_vecstore_close(&wide);
 }
 
 /* A default-factory index is retrained once the column has grown 4x and the
@@ -331,7 +331,7 @@ static void test_regrow(void) {
     CHECK(cs_ann_build_vs(up, "grow", &us, &(cs_ann_opts){.threads = 2}, &st, &e) == 0 && !st.trained &&
           st.rows == 1300 && !strcmp(st.factory, "IVF2,Flat"));
     free(ap), free(up);
-    cs_vs_close(&vs), cs_vs_close(&us);
+    cs_vecstore_close(&vs), cs_vecstore_close(&us);
 }
 
 static void test_defaults(void) {

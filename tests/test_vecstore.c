@@ -23,23 +23,23 @@ static void test_append_reopen(void) {
     char *p = path_in("a.vec");
     cs_err e = {0};
     cs_vecstore vs;
-    REQUIRE(cs_vs_open(&vs, p, 8, 1, &e) == 0);
+    REQUIRE(cs_vecstore_open(&vs, p, 8, 1, &e) == 0);
     CHECK(vs.n == 0 && vs.dim == 8);
     float v[5 * 8];
     int64_t ids[5] = {10, 11, 12, 13, 14};
     fill(v, 5, 8, 1);
-    CHECK(cs_vs_append(&vs, ids, v, 3, &e) == 0);
+    CHECK(cs_vecstore_append(&vs, ids, v, 3, &e) == 0);
     CHECK(vs.n == 3 && vs.ids[2] == 12 && vs.vecs[2 * 8 + 5] == v[2 * 8 + 5]);
-    CHECK(cs_vs_append(&vs, ids + 3, v + 3 * 8, 2, &e) == 0);
+    CHECK(cs_vecstore_append(&vs, ids + 3, v + 3 * 8, 2, &e) == 0);
     CHECK(vs.n == 5);
-    CHECK(cs_vs_find(&vs, 13) == 3 && cs_vs_find(&vs, 9) == -1 && cs_vs_find(&vs, 15) == -1);
-    cs_vs_close(&vs);
+    CHECK(cs_vecstore_find(&vs, 13) == 3 && cs_vecstore_find(&vs, 9) == -1 && cs_vecstore_find(&vs, 15) == -1);
+    cs_vecstore_close(&vs);
 
-    REQUIRE(cs_vs_open(&vs, p, 0, 0, &e) == 0);
+    REQUIRE(cs_vecstore_open(&vs, p, 0, 0, &e) == 0);
     CHECK(vs.n == 5 && vs.dim == 8);
     CHECK(!memcmp(vs.vecs, v, sizeof v));
     CHECK(!memcmp(vs.ids, ids, sizeof ids));
-    cs_vs_close(&vs);
+    cs_vecstore_close(&vs);
     free(p);
 }
 
@@ -47,14 +47,14 @@ static void test_unsorted_ids_find(void) {
     char *p = path_in("u.vec");
     cs_err e = {0};
     cs_vecstore vs;
-    REQUIRE(cs_vs_open(&vs, p, 2, 1, &e) == 0);
+    REQUIRE(cs_vecstore_open(&vs, p, 2, 1, &e) == 0);
     int64_t ids[6] = {50, 3, 40, 7, 1, 60};
     float v[12];
     fill(v, 6, 2, 2);
-    CHECK(cs_vs_append(&vs, ids, v, 6, &e) == 0);
-    for (int i = 0; i < 6; i++) CHECK(cs_vs_find(&vs, ids[i]) == i);
-    CHECK(cs_vs_find(&vs, 8) == -1);
-    cs_vs_close(&vs);
+    CHECK(cs_vecstore_append(&vs, ids, v, 6, &e) == 0);
+    for (int i = 0; i < 6; i++) CHECK(cs_vecstore_find(&vs, ids[i]) == i);
+    CHECK(cs_vecstore_find(&vs, 8) == -1);
+    cs_vecstore_close(&vs);
     free(p);
 }
 
@@ -62,11 +62,11 @@ static void test_dim_mismatch(void) {
     char *p = path_in("d.vec");
     cs_err e = {0};
     cs_vecstore vs;
-    REQUIRE(cs_vs_open(&vs, p, 4, 1, &e) == 0);
-    cs_vs_close(&vs);
-    CHECK(cs_vs_open(&vs, p, 512, 0, &e) == -1);
+    REQUIRE(cs_vecstore_open(&vs, p, 4, 1, &e) == 0);
+    cs_vecstore_close(&vs);
+    CHECK(cs_vecstore_open(&vs, p, 512, 0, &e) == -1);
     CHECK(e.code == CS_EFORMAT && strstr(e.msg, "dimension 4, expected 512") && strstr(e.msg, p));
-    CHECK(cs_vs_open(&vs, p, 512, 1, &e) == -1);
+    CHECK(cs_vecstore_open(&vs, p, 512, 1, &e) == -1);
     free(p);
 }
 
@@ -74,17 +74,17 @@ static void test_truncated(void) {
     char *p = path_in("t.vec");
     cs_err e = {0};
     cs_vecstore vs;
-    REQUIRE(cs_vs_open(&vs, p, 16, 1, &e) == 0);
+    REQUIRE(cs_vecstore_open(&vs, p, 16, 1, &e) == 0);
     float v[4 * 16];
     int64_t ids[4] = {1, 2, 3, 4};
     fill(v, 4, 16, 3);
-    CHECK(cs_vs_append(&vs, ids, v, 4, &e) == 0);
-    cs_vs_close(&vs);
+    CHECK(cs_vecstore_append(&vs, ids, v, 4, &e) == 0);
+    cs_vecstore_close(&vs);
     REQUIRE(truncate(p, CS_VS_HEADER_SIZE + 3 * 16 * 4 + 10) == 0);
-    CHECK(cs_vs_open(&vs, p, 16, 0, &e) == -1);
+    CHECK(cs_vecstore_open(&vs, p, 16, 0, &e) == -1);
     CHECK(e.code == CS_EFORMAT && strstr(e.msg, "truncated") && strstr(e.msg, p));
     REQUIRE(truncate(p, 20) == 0);
-    CHECK(cs_vs_open(&vs, p, 16, 0, &e) == -1 && strstr(e.msg, "truncated header"));
+    CHECK(cs_vecstore_open(&vs, p, 16, 0, &e) == -1 && strstr(e.msg, "truncated header"));
     free(p);
 }
 
@@ -93,15 +93,15 @@ static void test_truncated_ids(void) {
     char *pi = path_in("ti.vec.ids");
     cs_err e = {0};
     cs_vecstore vs;
-    REQUIRE(cs_vs_open(&vs, p, 3, 1, &e) == 0);
+    REQUIRE(cs_vecstore_open(&vs, p, 3, 1, &e) == 0);
     float v[9] = {0};
     int64_t ids[3] = {1, 2, 3};
-    CHECK(cs_vs_append(&vs, ids, v, 3, &e) == 0);
-    cs_vs_close(&vs);
+    CHECK(cs_vecstore_append(&vs, ids, v, 3, &e) == 0);
+    cs_vecstore_close(&vs);
     REQUIRE(truncate(pi, CS_VS_HEADER_SIZE + 8) == 0);
-    CHECK(cs_vs_open(&vs, p, 3, 0, &e) == -1 && strstr(e.msg, "truncated") && strstr(e.msg, ".ids"));
+    CHECK(cs_vecstore_open(&vs, p, 3, 0, &e) == -1 && strstr(e.msg, "truncated") && strstr(e.msg, ".ids"));
     REQUIRE(unlink(pi) == 0);
-    CHECK(cs_vs_open(&vs, p, 3, 1, &e) == -1 && strstr(e.msg, "id file missing"));
+    CHECK(cs_vecstore_open(&vs, p, 3, 1, &e) == -1 && strstr(e.msg, "id file missing"));
     free(p), free(pi);
 }
 
@@ -111,21 +111,21 @@ static void test_uncommitted_tail(void) {
     char *p = path_in("c.vec");
     cs_err e = {0};
     cs_vecstore vs;
-    REQUIRE(cs_vs_open(&vs, p, 2, 1, &e) == 0);
+    REQUIRE(cs_vecstore_open(&vs, p, 2, 1, &e) == 0);
     float v[4] = {1, 2, 3, 4};
     int64_t ids[2] = {5, 6};
-    CHECK(cs_vs_append(&vs, ids, v, 1, &e) == 0);
-    cs_vs_close(&vs);
+    CHECK(cs_vecstore_append(&vs, ids, v, 1, &e) == 0);
+    cs_vecstore_close(&vs);
     int fd = open(p, O_WRONLY | O_APPEND);
     REQUIRE(fd >= 0);
     float junk[3] = {9, 9, 9};
     CHECK(write(fd, junk, sizeof junk) == sizeof junk);
     close(fd);
-    REQUIRE(cs_vs_open(&vs, p, 2, 1, &e) == 0);
+    REQUIRE(cs_vecstore_open(&vs, p, 2, 1, &e) == 0);
     CHECK(vs.n == 1);
-    CHECK(cs_vs_append(&vs, ids + 1, v + 2, 1, &e) == 0);
+    CHECK(cs_vecstore_append(&vs, ids + 1, v + 2, 1, &e) == 0);
     CHECK(vs.n == 2 && vs.vecs[2] == 3 && vs.vecs[3] == 4 && vs.ids[1] == 6);
-    cs_vs_close(&vs);
+    cs_vecstore_close(&vs);
     free(p);
 }
 
@@ -133,21 +133,21 @@ static void test_bad_input(void) {
     char *p = path_in("b.vec");
     cs_err e = {0};
     cs_vecstore vs;
-    CHECK(cs_vs_open(&vs, p, 4, 0, &e) == -1 && e.code == CS_ENOTFOUND);
-    REQUIRE(cs_vs_open(&vs, p, 2, 1, &e) == 0);
+    CHECK(cs_vecstore_open(&vs, p, 4, 0, &e) == -1 && e.code == CS_ENOTFOUND);
+    REQUIRE(cs_vecstore_open(&vs, p, 2, 1, &e) == 0);
     cs_vecstore other;
-    CHECK(cs_vs_open(&other, p, 2, 1, &e) == -1 && strstr(e.msg, "another writer"));
+    CHECK(cs_vecstore_open(&other, p, 2, 1, &e) == -1 && strstr(e.msg, "another writer"));
     float v[2] = {NAN, 1};
     int64_t id = 1;
-    CHECK(cs_vs_append(&vs, &id, v, 1, &e) == -1 && strstr(e.msg, "non-finite"));
+    CHECK(cs_vecstore_append(&vs, &id, v, 1, &e) == -1 && strstr(e.msg, "non-finite"));
     CHECK(vs.n == 0);
-    cs_vs_close(&vs);
+    cs_vecstore_close(&vs);
     FILE *f = fopen(p, "wb");
     REQUIRE(f);
     char junk[100] = "not a vector file";
     fwrite(junk, 1, sizeof junk, f);
     fclose(f);
-    CHECK(cs_vs_open(&vs, p, 2, 0, &e) == -1 && strstr(e.msg, "bad magic"));
+    CHECK(cs_vecstore_open(&vs, p, 2, 0, &e) == -1 && strstr(e.msg, "bad magic"));
     free(p);
 }
 

@@ -3,7 +3,7 @@
 #ifndef CS_REPORT_FORMATS_H
 #define CS_REPORT_FORMATS_H
 
-#include "reports/model.h"
+#include "reports/report_model.h"
 #include "reports/report.h"
 
 int cs_report_html(cs_buf *b, const cs_rmodel *m, cs_store *s, const cs_report_opts *o, cs_err *err);

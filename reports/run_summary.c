@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "reports/model.h"
+#include "reports/report_model.h"
 
 static char *col_dup(sqlite3_stmt *st, int i) {
     const char *t = (const char *)sqlite3_column_text(st, i);

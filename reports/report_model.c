@@ -1,6 +1,6 @@
-/* model.c — loads a run's report data from the store (model.h). The only
+/* report_model.c — loads a run's report data from the store (report_model.h). The only
  * SQL of reports/; every query is a prepared statement. */
-#include "reports/model.h"
+#include "reports/report_model.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* model.h — a run's report data, loaded from the store into plain structs.
+/* report_model.h — a run's report data, loaded from the store into plain structs.
  *
  * model.c and run_summary.c are the files of reports/ that run SQL. It reads what analyze,
  * generate, index and the text audit stored; it does not know how any score

@@ -1,5 +1,5 @@
-/* report_model.c — loads a run's report data from the store (report_model.h). The only
- * SQL of reports/; every query is a prepared statement. */
+/* report_model.c — loads a run's report data from the store (report_model.h). With
+ * run_summary.c, the SQL of reports/ (reads only); every query is a prepared statement. */
 #include "reports/report_model.h"
 
 #include <math.h>

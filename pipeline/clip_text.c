@@ -222,6 +222,10 @@ static int tower_run(sd_model *m, const clip_text_model *t, const sd_text_config
     return 0;
 }
 
+int sd_text_layers(const sd_model *m, int tower) {
+    return tower ? m->cfg.text2.num_layers : m->cfg.text.num_layers;
+}
+
 int sd_text_tower(sd_model *m, int tower, const int32_t *ids, int B, int n_layers, int final_ln,
                   float *out, float *pooled, cs_err *err) {
     const sd_text_config *c = tower ? &m->cfg.text2 : &m->cfg.text;
@@ -234,8 +238,8 @@ int sd_text_tower(sd_model *m, int tower, const int32_t *ids, int B, int n_layer
     return tower_run(m, t, c, ids, B, n_layers, final_ln, out, pooled, err);
 }
 
-int sd_text_encode2(sd_model *m, const int32_t *ids, int B, int clip_skip, float *out,
-                    float *pooled, cs_err *err) {
+int sd_text_encode_xl(sd_model *m, const int32_t *ids, const int32_t *ids2, int B, int clip_skip,
+                      float *out, float *pooled, cs_err *err) {
     const sd_text_config *c = &m->cfg.text, *c2 = &m->cfg.text2;
     int n1 = c->num_layers - c->skip_last - (clip_skip - 1);
     if (clip_skip < 1 || n1 < 1)
@@ -257,7 +261,8 @@ int sd_text_encode2(sd_model *m, const int32_t *ids, int B, int clip_skip, float
     if (!o1 || !o2) {
         cs_fail(err, CS_ENOMEM, "%s: text encoder: out of memory", m->path);
     } else if (!tower_run(m, &m->text, c, ids, B, n1, c->final_ln, o1, NULL, err) &&
-               !tower_run(m, &m->text2, c2, ids, B, n2, c2->final_ln, o2, pooled, err)) {
+               !tower_run(m, &m->text2, c2, ids2 ? ids2 : ids, B, n2, c2->final_ln, o2, pooled,
+                          err)) {
         for (size_t i = 0; i < (size_t)B * T; i++) {
             memcpy(out + i * (D1 + D2), o1 + i * D1, sizeof(float) * D1);
             memcpy(out + i * (D1 + D2) + D1, o2 + i * D2, sizeof(float) * D2);
@@ -271,7 +276,7 @@ int sd_text_encode2(sd_model *m, const int32_t *ids, int B, int clip_skip, float
 
 int sd_text_encode(sd_model *m, const int32_t *ids, int B, int clip_skip, float *out,
                    cs_err *err) {
-    return sd_text_encode2(m, ids, B, clip_skip, out, NULL, err);
+    return sd_text_encode_xl(m, ids, NULL, B, clip_skip, out, NULL, err);
 }
 
 void sd_size_embed(float v, float *out) {
@@ -279,7 +284,7 @@ void sd_size_embed(float v, float *out) {
      * freqs exp(-ln(10000) i / 128) in float32 */
     const float neg_log = (float)-log(10000.0);
     for (int i = 0; i < 128; i++) {
-        float f = expf(neg_log * (float)i / 128.0f), arg = v * f;
+        float f = (float)exp((double)(neg_log * (float)i / 128.0f)), arg = v * f;
         out[i] = cosf(arg);
         out[128 + i] = sinf(arg);
     }

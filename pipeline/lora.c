@@ -186,8 +186,9 @@ static int kohya_names(const sd_loader *L, const char *name, char out[3][600]) {
     memcpy(mod, name, n - 7);
     mod[n - 7] = 0;
     const char *te = NULL, *rest = NULL;
-    if (!strncmp(mod, "model.diffusion_model.", 22)) {
-        if (sd_unet_to_diffusers(L->cfg->unet.num_res_blocks, mod + 22, d, sizeof d)) return 0;
+    if (!strncmp(mod, "model.diffusion_model.", 22)) { /* the mapping wants the .weight tail */
+        if (sd_unet_to_diffusers(L->cfg->unet.num_res_blocks, name + 22, d, sizeof d)) return 0;
+        d[strlen(d) - 7] = 0;
         underscores(d);
         snprintf(out[0], 600, "lora_unet_%s", d);
         return 1;

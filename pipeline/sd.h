@@ -14,6 +14,7 @@
 #ifndef CS_SD_H
 #define CS_SD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/err.h"
@@ -69,10 +70,13 @@ const float *sd_alphas_cumprod(const sd_model *m);
  * more layer skipped, ... (SD 1.x: then the final layer norm). pooled
  * [B, sd_pooled_dim] (SDXL only; may be NULL). */
 int sd_text_encode(sd_model *m, const int32_t *ids, int B, int clip_skip, float *out, cs_err *err);
-int sd_text_encode2(sd_model *m, const int32_t *ids, int B, int clip_skip, float *out,
-                    float *pooled, cs_err *err);
+/* SDXL: ids for CLIP-L (HF tokenizer) and ids2 for OpenCLIP-G
+ * (open_clip.tokenize, which unescapes HTML; NULL = ids). */
+int sd_text_encode_xl(sd_model *m, const int32_t *ids, const int32_t *ids2, int B, int clip_skip,
+                      float *out, float *pooled, cs_err *err);
 /* One tower alone, for the reference cases: tower 0 / 1, n_layers blocks
  * (<= its depth), final_ln 0/1; pooled (tower with a projection) may be NULL. */
+int sd_text_layers(const sd_model *m, int tower); /* blocks in tower 0 / 1 (0: none) */
 int sd_text_tower(sd_model *m, int tower, const int32_t *ids, int B, int n_layers, int final_ln,
                   float *out, float *pooled, cs_err *err);
 
@@ -97,5 +101,9 @@ int sd_vae_decode(sd_model *m, const float *z, int B, int h, int w, float *image
 /* mean, logvar [B,4,H/8,W/8] (logvar clamped to [-30, 20]) = encode(image [B,3,H,W]). */
 int sd_vae_encode(sd_model *m, const float *image, int B, int H, int W, float *mean,
                   float *logvar, cs_err *err);
+
+/* Reads a whole small text file (a config, an index) of at most max bytes;
+ * malloc'd, NUL-terminated; NULL with err set. */
+char *sd_read_text(const char *path, size_t max, cs_err *err);
 
 #endif

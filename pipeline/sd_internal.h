@@ -86,8 +86,7 @@ int sd_config_load(sd_config *c, const char *path, cs_err *err);
 int sd_config_check(const sd_config *c, const char *path, cs_err *err);
 /* Heads of a SpatialTransformer with ch channels at a level; -1 unknown. */
 int sd_unet_heads(const sd_unet_config *u, int level, int ch);
-/* Reads a whole small text file (config, index); NULL with err set. */
-char *sd_read_text(const char *path, size_t max, cs_err *err);
+
 
 /* ---- weights ------------------------------------------------------------------ */
 

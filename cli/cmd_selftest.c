@@ -65,6 +65,7 @@ SAMPLER_OP(run_schedule, "schedule")
 SAMPLER_OP(run_kdiff_sampler, "kdiff_sampler")
 SAMPLER_OP(run_ddim, "ddim")
 SAMPLER_OP(run_txt2img, "txt2img")
+SAMPLER_OP(run_sgm_sampler, "sampler")
 
 /* op -> handler: the network ops (selftest_ops.c), then the sampler ops. */
 static const struct {
@@ -75,6 +76,7 @@ static const struct {
     {"kdiff_sampler", run_kdiff_sampler},
     {"ddim", run_ddim},
     {"txt2img", run_txt2img},
+    {"sampler", run_sgm_sampler},
 };
 
 static st_handler find_handler(const char *op) {

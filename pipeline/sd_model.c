@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/nn.h"
+#include "pipeline/schedule.h"
 #include "pipeline/sd_internal.h"
 
 /* ---- weight fetching ---------------------------------------------------------- */
@@ -207,13 +208,12 @@ const char *sd_family_name(int family) {
     return "unknown";
 }
 
+/* SD's scaled-linear betas, torch.linspace(sqrt(0.00085), sqrt(0.012), 1000,
+ * float64)^2 (SDXL files carry no schedule buffer), cumprod stored as float32 */
 static void default_alphas(float *ac) {
-    double s0 = sqrt(0.00085), s1 = sqrt(0.012), prod = 1.0;
-    for (int i = 0; i < 1000; i++) {
-        double sb = s0 + (s1 - s0) * i / 999.0;
-        prod *= 1.0 - sb * sb;
-        ac[i] = (float)prod;
-    }
+    cs_schedule s;
+    cs_schedule_sd(&s);
+    memcpy(ac, s.alphas_cumprod, sizeof s.alphas_cumprod);
 }
 
 int sd_load(sd_model **out, const char *ckpt, const char *config, cs_err *err) {

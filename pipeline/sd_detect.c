@@ -43,6 +43,8 @@ static int detect_hf_text(sd_text_config *t, const sd_loader *L, const char *pre
     const cs_st_tensor *e = T(L, "%sembeddings.token_embedding.weight", pre);
     if (!dim(e, 0) || !dim(e, 1)) return -1;
     t->kind = SD_TEXT_HF;
+    t->max_positions = dim(T(L, "%sembeddings.position_embedding.weight", pre), 0);
+    t->layer_norm_eps = 1e-5f;
     t->vocab_size = dim(e, 0);
     t->hidden_size = dim(e, 1);
     int n = 0;
@@ -60,6 +62,8 @@ static int detect_openclip_text(sd_text_config *t, const sd_loader *L, const cha
     const cs_st_tensor *e = T(L, "%stoken_embedding.weight", pre);
     if (!dim(e, 0) || !dim(e, 1)) return -1;
     t->kind = SD_TEXT_OPENCLIP;
+    t->max_positions = dim(T(L, "%spositional_embedding", pre), 0);
+    t->layer_norm_eps = 1e-5f;
     t->vocab_size = dim(e, 0);
     t->hidden_size = dim(e, 1);
     int n = 0;

@@ -224,6 +224,9 @@ static int jlevels(const cJSON *o, const char *k, int *vals, int nl) {
 
 static int diffusers_text(sd_text_config *t, const cJSON *j) {
     t->kind = SD_TEXT_HF;
+    t->layer_norm_eps = 1e-5f;
+    t->pad_id = 49407;
+    t->final_ln = 1;
     t->vocab_size = jint(j, "vocab_size", 49408);
     t->max_positions = jint(j, "max_position_embeddings", 77);
     t->hidden_size = jint(j, "hidden_size", 0);

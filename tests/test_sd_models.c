@@ -1,0 +1,385 @@
+/* test_sd_models.c — what the reference folders do not cover by themselves:
+ * refusals that say what to do (pickles, GGUF, a folder that is no diffusers
+ * pipeline, missing head counts), the families read from the weights, 16-bit
+ * copies of SD 2.x written here, non-square latents for SD 2.x and SDXL, and
+ * a LoRA of another rank / alpha / multiplier (incl. a LoCon 3x3 conv, an
+ * alpha-less module and a text-encoder module) against a merged checkpoint
+ * written here by plain loops. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/nn.h"
+#include "core/safetensors.h"
+#include "pipeline/sd.h"
+#include "tests/t.h"
+
+#define R "../shared/refs"
+
+static double rel_err(const float *out, const float *ref, size_t n) {
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)out[i] - ref[i]);
+        if (!(d <= md)) md = d;
+        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
+    }
+    return mr > 0 ? md / mr : md;
+}
+
+static void write_bytes(const char *path, const void *b, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(b, 1, n, f);
+        fclose(f);
+    }
+}
+
+static void test_refusals(void) {
+    char *dir = t_tmpdir("sdm");
+    REQUIRE(dir);
+    char p[4096];
+    sd_model *m = NULL;
+    cs_err err = {0};
+    /* a pickle (protocol 2 header) named .ckpt */
+    snprintf(p, sizeof p, "%s/model.ckpt", dir);
+    write_bytes(p, "\x80\x02}q\x00.", 6);
+    CHECK(sd_load(&m, p, NULL, &err) == -1 && !m);
+    CHECKF(strstr(err.msg, "model.ckpt") && strstr(err.msg, "pickle") &&
+               strstr(err.msg, "runs code") && strstr(err.msg, ".safetensors") &&
+               strstr(err.msg, "diffusers") && strstr(err.msg, "save_file"),
+           "%s", err.msg);
+    /* a zip-format torch checkpoint */
+    snprintf(p, sizeof p, "%s/model.pt", dir);
+    write_bytes(p, "PK\x03\x04rest", 8);
+    CHECK(sd_load(&m, p, NULL, &err) == -1 && strstr(err.msg, "zip") && strstr(err.msg, "Convert"));
+    /* GGUF */
+    snprintf(p, sizeof p, "%s/model.gguf", dir);
+    write_bytes(p, "GGUF\x03\x00\x00\x00", 8);
+    CHECK(sd_load(&m, p, NULL, &err) == -1 && strstr(err.msg, "GGUF") &&
+          strstr(err.msg, ".safetensors"));
+    /* a folder that is no diffusers pipeline */
+    CHECK(sd_load(&m, dir, NULL, &err) == -1 && strstr(err.msg, "unet/config.json") &&
+          strstr(err.msg, "diffusers"));
+    /* a diffusers folder whose UNet is a .bin pickle */
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/d && cp -r " R "/sd-tiny-diffusers/* %s/d/ && chmod -R u+w %s/d && "
+             "rm %s/d/unet/diffusion_pytorch_model.safetensors && "
+             "printf 'x' > %s/d/unet/diffusion_pytorch_model.bin",
+             dir, dir, dir, dir, dir);
+    REQUIRE(system(cmd) == 0);
+    snprintf(p, sizeof p, "%s/d", dir);
+    CHECK(sd_load(&m, p, NULL, &err) == -1);
+    CHECKF(strstr(err.msg, "diffusion_pytorch_model.bin") && strstr(err.msg, "pickle"), "%s", err.msg);
+    /* not a Stable Diffusion checkpoint: a case file */
+    CHECK(sd_load(&m, R "/sd-tiny/cases/unet.safetensors", NULL, &err) == -1 &&
+          strstr(err.msg, "no text encoder found"));
+    /* sizes come from the weights, head counts need a config */
+    CHECK(sd_load(&m, R "/sd2-tiny/model.safetensors", NULL, &err) == -1 &&
+          strstr(err.msg, "head count") && strstr(err.msg, "--config"));
+    CHECK(sd_load(&m, R "/sdxl-tiny/model.safetensors", NULL, &err) == -1 &&
+          strstr(err.msg, "head count"));
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+    free(dir);
+}
+
+/* the config only gives what no shape shows (heads, prediction type) */
+static void test_families(void) {
+    sd_model *m = NULL;
+    cs_err err = {0};
+    char cfg[256];
+    snprintf(cfg, sizeof cfg, "%s", "/tmp/cs-heads-XXXXXX");
+    /* sd2-tiny with a config holding ONLY the head counts: every size detected */
+    char *dir = t_tmpdir("sdf");
+    REQUIRE(dir);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/heads.json", dir);
+    FILE *f = fopen(p, "w");
+    REQUIRE(f);
+    fputs("{\"unet\": {\"num_head_channels\": 16}, \"text_encoder\": {\"heads\": 4}}", f);
+    fclose(f);
+    CHECKF(sd_load(&m, R "/sd2-tiny/model.safetensors", p, &err) == 0, "%s", err.msg);
+    if (m) {
+        CHECK(sd_family(m) == SD_FAMILY_SD2 && sd_prediction(m) == SD_PRED_V);
+        CHECK(sd_context_dim(m) == 64 && sd_vae_factor(m) == 2 && sd_adm_channels(m) == 0);
+        CHECK(fabsf(sd_scale_factor(m) - 0.18215f) < 1e-7f);
+        sd_free(m);
+        m = NULL;
+    }
+    f = fopen(p, "w");
+    REQUIRE(f);
+    fputs("{\"unet\": {\"num_head_channels\": 16}, \"text_encoder_l\": {\"heads\": 2}, "
+          "\"text_encoder_g\": {\"heads\": 2}}",
+          f);
+    fclose(f);
+    CHECKF(sd_load(&m, R "/sdxl-tiny/model.safetensors", p, &err) == 0, "%s", err.msg);
+    if (m) {
+        CHECK(sd_family(m) == SD_FAMILY_SDXL && sd_prediction(m) == SD_PRED_EPS);
+        CHECK(sd_context_dim(m) == 64 && sd_adm_channels(m) == 1576 && sd_pooled_dim(m) == 40);
+        CHECK(fabsf(sd_scale_factor(m) - 0.13025f) < 1e-7f);
+        CHECK(sd_text_layers(m, 0) == 3 && sd_text_layers(m, 1) == 3);
+        sd_free(m);
+        m = NULL;
+    }
+    /* prediction type override */
+    sd_load_opts o = {.config = R "/sd2-tiny/config.json", .prediction = SD_PRED_EPS};
+    CHECK(sd_load_ex(&m, R "/sd2-tiny/model.safetensors", &o, &err) == 0 &&
+          sd_prediction(m) == SD_PRED_EPS);
+    sd_free(m);
+    m = NULL;
+    /* the diffusers folder needs no config at all (its configs are part of it) */
+    CHECKF(sd_load(&m, R "/sd-tiny-diffusers", NULL, &err) == 0, "%s", err.msg);
+    CHECK(m && sd_family(m) == SD_FAMILY_SD1 && sd_context_dim(m) == 32);
+    sd_free(m);
+    remove(p);
+    remove(dir);
+    free(dir);
+}
+
+/* every tensor of src converted to dt (F32 ones), written to dst */
+static int write_converted(const char *src, const char *dst, cs_dtype dt) {
+    cs_safetensors st;
+    cs_err err = {0};
+    if (cs_st_open(&st, src, &err)) return -1;
+    cs_st_out *t = calloc(st.n, sizeof *t);
+    void **bufs = calloc(st.n, sizeof *bufs);
+    for (int i = 0; i < st.n; i++) {
+        const cs_st_tensor *s = &st.tensors[i];
+        t[i].name = s->name;
+        t[i].ndim = s->ndim;
+        memcpy(t[i].shape, s->shape, sizeof s->shape);
+        t[i].dtype = s->dtype;
+        t[i].data = s->data;
+        if (s->dtype != CS_DT_F32) continue;
+        uint16_t *h = malloc(2 * (s->numel + 1));
+        for (int64_t k = 0; k < s->numel; k++) {
+            float v = ((const float *)s->data)[k];
+            h[k] = dt == CS_DT_F16 ? cs_f32_to_f16(v) : cs_f32_to_bf16(v);
+        }
+        bufs[i] = h;
+        t[i].dtype = dt;
+        t[i].data = h;
+    }
+    int rc = cs_st_write(dst, t, st.n, NULL, &err);
+    for (int i = 0; i < st.n; i++) free(bufs[i]);
+    free(bufs), free(t);
+    cs_st_close(&st);
+    return rc;
+}
+
+static void run_unet_case(sd_model *m, const char *file, const char *out, double lo, double hi,
+                          const char *what) {
+    cs_safetensors cs;
+    cs_err err = {0};
+    REQUIRE(cs_st_open(&cs, file, &err) == 0);
+    const cs_st_tensor *x = cs_st_find(&cs, "x"), *ref = cs_st_find(&cs, out);
+    const cs_st_tensor *y = cs_st_find(&cs, "y");
+    int B = (int)x->shape[0], h = (int)x->shape[2], w = (int)x->shape[3];
+    float *o = malloc(sizeof(float) * ref->numel);
+    CHECKF(sd_unet(m, x->data, cs_st_find(&cs, "timesteps")->data, cs_st_find(&cs, "context")->data,
+                   y ? y->data : NULL, B, h, w, o, &err) == 0,
+           "%s", err.msg);
+    double e = rel_err(o, ref->data, (size_t)ref->numel);
+    printf("  %s: rel %.3g\n", what, e);
+    CHECKF(e >= lo && e <= hi, "%s: rel %g", what, e);
+    free(o);
+    cs_st_close(&cs);
+}
+
+/* 16-bit copies of sd2-tiny: F16 within the README's ~1e-3, BF16 (8-bit
+ * mantissa) within ~1e-2; both widened, not garbage, not the F32 weights */
+static void test_sd2_16bit(void) {
+    char *dir = t_tmpdir("sd16");
+    REQUIRE(dir);
+    char p[4096];
+    static const cs_dtype dts[2] = {CS_DT_F16, CS_DT_BF16};
+    static const double hi[2] = {2e-3, 2e-2};
+    for (int k = 0; k < 2; k++) {
+        snprintf(p, sizeof p, "%s/m%d.safetensors", dir, k);
+        REQUIRE(write_converted(R "/sd2-tiny/model.safetensors", p, dts[k]) == 0);
+        sd_model *m = NULL;
+        cs_err err = {0};
+        CHECKF(sd_load(&m, p, R "/sd2-tiny/config.json", &err) == 0, "%s", err.msg);
+        if (m) run_unet_case(m, R "/sd2-tiny/cases/unet.safetensors", "v", 1e-6, hi[k],
+                             k ? "sd2 bf16 unet" : "sd2 f16 unet");
+        sd_free(m);
+        remove(p);
+    }
+    remove(dir);
+    free(dir);
+}
+
+/* non-square latents: each image of a batch equals itself alone, finite */
+static void nonsquare(const char *model, const char *cfg, int h, int w) {
+    sd_model *m = NULL;
+    cs_err err = {0};
+    REQUIRE(sd_load(&m, model, cfg, &err) == 0);
+    int B = 2, C = sd_latent_channels(m), D = sd_context_dim(m), A = sd_adm_channels(m);
+    size_t n = (size_t)C * h * w;
+    float *x = malloc(sizeof(float) * B * n), *o = malloc(sizeof(float) * B * n);
+    float *o1 = malloc(sizeof(float) * n), *ctx = malloc(sizeof(float) * B * 77 * D);
+    float *y = A ? malloc(sizeof(float) * B * A) : NULL, t[2] = {17.5f, 900.f};
+    for (size_t i = 0; i < B * n; i++) x[i] = (float)sin(0.31 * i);
+    for (size_t i = 0; i < (size_t)B * 77 * D; i++) ctx[i] = (float)cos(0.17 * i);
+    for (int i = 0; i < B * A; i++) y[i] = (float)sin(0.05 * i);
+    CHECKF(sd_unet(m, x, t, ctx, y, B, h, w, o, &err) == 0, "%s", err.msg);
+    int finite = 1;
+    for (size_t i = 0; i < B * n; i++) finite &= isfinite(o[i]) != 0;
+    CHECK(finite);
+    CHECK(sd_unet(m, x + n, t + 1, ctx + 77 * D, y ? y + A : NULL, 1, h, w, o1, &err) == 0);
+    CHECK(rel_err(o1, o + n, n) < 1e-5);
+    /* SDXL without y is a usage error, not a crash */
+    if (A) CHECK(sd_unet(m, x, t, ctx, NULL, 1, h, w, o1, &err) == -1 && strstr(err.msg, "vector"));
+    free(x), free(o), free(o1), free(ctx), free(y);
+    sd_free(m);
+}
+
+static void test_nonsquare(void) {
+    nonsquare(R "/sd2-tiny/model.safetensors", R "/sd2-tiny/config.json", 6, 14);
+    nonsquare(R "/sdxl-tiny/model.safetensors", R "/sdxl-tiny/config.json", 12, 8);
+}
+
+/* ---- LoRA of another rank/alpha, merged by hand ------------------------------------- */
+
+typedef struct {
+    const char *kohya, *compvis; /* module, weight it merges into */
+    int rank;
+    float alpha; /* 0: absent (= rank) */
+} lmod;
+
+static float frand(uint32_t *s) {
+    *s = *s * 1664525u + 1013904223u;
+    return ((*s >> 8) / 16777216.0f - 0.5f) * 0.2f;
+}
+
+static void test_lora_other_rank(void) {
+    static const lmod mods[] = {
+        {"lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k",
+         "model.diffusion_model.input_blocks.3.1.transformer_blocks.0.attn2.to_k.weight", 3, 5.0f},
+        {"lora_unet_up_blocks_0_resnets_1_conv1", /* LoCon 3x3, up block 0 = CompVis level 1 */
+         "model.diffusion_model.output_blocks.1.0.in_layers.2.weight", 5, 0.0f},
+        {"lora_unet_mid_block_attentions_0_proj_out",
+         "model.diffusion_model.middle_block.1.proj_out.weight", 1, 0.5f},
+        {"lora_te_text_model_encoder_layers_0_self_attn_v_proj",
+         "cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.v_proj.weight", 6, 2.0f},
+    };
+    const int NM = sizeof mods / sizeof *mods;
+    const float mult = -0.7f;
+    char *dir = t_tmpdir("sdl");
+    REQUIRE(dir);
+    char lp[4096], mp[4096];
+    snprintf(lp, sizeof lp, "%s/l.safetensors", dir);
+    snprintf(mp, sizeof mp, "%s/merged.safetensors", dir);
+    cs_safetensors base;
+    cs_err err = {0};
+    REQUIRE(cs_st_open(&base, R "/sd-tiny/model.safetensors", &err) == 0);
+    cs_st_out lt[3 * 4];
+    float *lbuf[3 * 4] = {0}, *merged[4] = {0}, alphas[4];
+    char names[3 * 4][160];
+    int nl = 0;
+    uint32_t seed = 7;
+    for (int k = 0; k < NM; k++) {
+        const cs_st_tensor *w = cs_st_find(&base, mods[k].compvis);
+        REQUIRE(w);
+        int64_t out = w->shape[0], in = w->numel / w->shape[0], r = mods[k].rank;
+        float *down = malloc(sizeof(float) * r * in), *up = malloc(sizeof(float) * out * r);
+        for (int64_t i = 0; i < r * in; i++) down[i] = frand(&seed);
+        for (int64_t i = 0; i < out * r; i++) up[i] = frand(&seed);
+        /* the merged weight by plain loops in double */
+        float scale = (mods[k].alpha > 0 ? mods[k].alpha : (float)r) / (float)r;
+        merged[k] = malloc(sizeof(float) * out * in);
+        for (int64_t o = 0; o < out; o++)
+            for (int64_t i = 0; i < in; i++) {
+                double acc = 0;
+                for (int64_t q = 0; q < r; q++) acc += (double)up[o * r + q] * down[q * in + i];
+                merged[k][o * in + i] = (float)(((const float *)w->data)[o * in + i] + mult * scale * acc);
+            }
+        snprintf(names[nl], 160, "%s.lora_down.weight", mods[k].kohya);
+        lt[nl] = (cs_st_out){names[nl], CS_DT_F32, w->ndim, {r, in}, down};
+        if (w->ndim == 4) { /* conv: down [r, in, kh, kw], up [out, r, 1, 1] */
+            lt[nl].shape[1] = w->shape[1], lt[nl].shape[2] = w->shape[2], lt[nl].shape[3] = w->shape[3];
+        }
+        lbuf[nl++] = down;
+        snprintf(names[nl], 160, "%s.lora_up.weight", mods[k].kohya);
+        lt[nl] = (cs_st_out){names[nl], CS_DT_F32, w->ndim, {out, r, 1, 1}, up};
+        lbuf[nl++] = up;
+        if (mods[k].alpha > 0) {
+            alphas[k] = mods[k].alpha;
+            snprintf(names[nl], 160, "%s.alpha", mods[k].kohya);
+            lt[nl] = (cs_st_out){names[nl], CS_DT_F32, 0, {0}, &alphas[k]};
+            nl++;
+        }
+    }
+    REQUIRE(cs_st_write(lp, lt, nl, NULL, &err) == 0);
+    /* the merged checkpoint */
+    cs_st_out *all = calloc(base.n, sizeof *all);
+    for (int i = 0; i < base.n; i++) {
+        const cs_st_tensor *s = &base.tensors[i];
+        all[i] = (cs_st_out){s->name, s->dtype, s->ndim, {0}, s->data};
+        memcpy(all[i].shape, s->shape, sizeof s->shape);
+        for (int k = 0; k < NM; k++)
+            if (!strcmp(s->name, mods[k].compvis)) all[i].data = merged[k];
+    }
+    REQUIRE(cs_st_write(mp, all, base.n, NULL, &err) == 0);
+    free(all);
+    /* LoRA'd model vs merged model: UNet and text encoder */
+    sd_lora_spec ls = {lp, mult};
+    sd_load_opts lo = {.config = R "/sd-tiny/config.json", .loras = &ls, .n_loras = 1, .prediction = -1};
+    sd_model *a = NULL, *b = NULL;
+    CHECKF(sd_load_ex(&a, R "/sd-tiny/model.safetensors", &lo, &err) == 0, "%s", err.msg);
+    CHECKF(sd_load(&b, mp, R "/sd-tiny/config.json", &err) == 0, "%s", err.msg);
+    if (a && b) {
+        cs_safetensors cs;
+        REQUIRE(cs_st_open(&cs, R "/sd-tiny/cases/unet.safetensors", &err) == 0);
+        const cs_st_tensor *x = cs_st_find(&cs, "x"), *e = cs_st_find(&cs, "eps");
+        float *oa = malloc(sizeof(float) * e->numel), *ob = malloc(sizeof(float) * e->numel);
+        const float *t = cs_st_find(&cs, "timesteps")->data, *ctx = cs_st_find(&cs, "context")->data;
+        CHECK(sd_unet_eps(a, x->data, t, ctx, 2, 16, 16, oa, &err) == 0);
+        CHECK(sd_unet_eps(b, x->data, t, ctx, 2, 16, 16, ob, &err) == 0);
+        double d = rel_err(oa, ob, e->numel), eff = rel_err(oa, e->data, e->numel);
+        printf("  lora rank 3/5/1/6: unet vs merged by hand rel %.3g (effect %.3g)\n", d, eff);
+        CHECK(d <= 1e-6 && eff > 1e-3);
+        int32_t ids[77];
+        for (int i = 0; i < 77; i++) ids[i] = i < 5 ? 49406 + (i == 4) : 49407;
+        ids[1] = 320, ids[2] = 1125, ids[3] = 539;
+        float ta[77 * 32], tb[77 * 32];
+        CHECK(sd_text_encode(a, ids, 1, 1, ta, &err) == 0 && sd_text_encode(b, ids, 1, 1, tb, &err) == 0);
+        CHECK(rel_err(ta, tb, 77 * 32) <= 1e-6);
+        free(oa), free(ob);
+        cs_st_close(&cs);
+    }
+    sd_free(a);
+    sd_free(b);
+    a = NULL;
+    /* a LoRA for another geometry: its module matches nothing -> refused */
+    lt[0].name = "lora_unet_down_blocks_7_attentions_0_proj_in.lora_down.weight";
+    lt[1].name = "lora_unet_down_blocks_7_attentions_0_proj_in.lora_up.weight";
+    REQUIRE(cs_st_write(lp, lt, 2, NULL, &err) == 0);
+    CHECK(sd_load_ex(&a, R "/sd-tiny/model.safetensors", &lo, &err) == -1 &&
+          strstr(err.msg, "down_blocks_7") && strstr(err.msg, "matches no weight"));
+    /* a LyCORIS LoHa tensor is named as such */
+    float one = 1;
+    cs_st_out loha = {"lora_unet_x.hada_w1_a", CS_DT_F32, 1, {1}, &one};
+    REQUIRE(cs_st_write(lp, &loha, 1, NULL, &err) == 0);
+    CHECK(sd_load_ex(&a, R "/sd-tiny/model.safetensors", &lo, &err) == -1 && strstr(err.msg, "LoHa"));
+    for (int i = 0; i < nl; i++) free(lbuf[i]);
+    for (int k = 0; k < NM; k++) free(merged[k]);
+    cs_st_close(&base);
+    remove(lp);
+    remove(mp);
+    remove(dir);
+    free(dir);
+}
+
+int main(void) {
+    nn_set_threads(2);
+    RUN(test_refusals);
+    RUN(test_families);
+    RUN(test_sd2_16bit);
+    RUN(test_nonsquare);
+    RUN(test_lora_other_rank);
+    return T_DONE();
+}

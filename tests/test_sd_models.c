@@ -5,14 +5,17 @@
  * a LoRA of another rank / alpha / multiplier (incl. a LoCon 3x3 conv, an
  * alpha-less module and a text-encoder module) against a merged checkpoint
  * written here by plain loops. */
+#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/image.h"
 #include "core/nn.h"
 #include "core/safetensors.h"
+#include "pipeline/generate.h"
 #include "pipeline/sd.h"
 #include "tests/t.h"
 
@@ -374,6 +377,83 @@ static void test_lora_other_rank(void) {
     free(dir);
 }
 
+/* a suite's "loras" and a diffusers folder as the model, through generate:
+ * weight 0 gives the base image bit for bit, weight 1 another one; the
+ * diffusers copy of sd-tiny gives the single file's pixels */
+static int gen_pixels(const char *dir, const char *tag, const char *model, const char *cfg,
+                      const char *loras, cs_image *im) {
+    char sp[4200], od[4200], db[4200], png[8200], text[4096];
+    snprintf(sp, sizeof sp, "%s/%s.json", dir, tag);
+    snprintf(od, sizeof od, "%s/%s-out", dir, tag);
+    snprintf(db, sizeof db, "%s/%s.db", dir, tag);
+    snprintf(text, sizeof text,
+             "{\"name\": \"%s\", %s \"defaults\": {\"steps\": 3, \"size\": 32, \"seed\": 9},"
+             "\"prompts\": [{\"id\": \"p\", \"text\": \"a red fox\"}]}",
+             tag, loras);
+    FILE *f = fopen(sp, "w");
+    if (!f) return -1;
+    fputs(text, f);
+    fclose(f);
+    cs_generate_opts o = {.suite = sp, .model = model, .config = cfg,
+                          .vocab = R "/clip-bpe/bpe_simple_vocab_16e6.txt.gz", .out = od, .db = db};
+    cs_generate_stats st;
+    cs_err e = {0};
+    if (cs_generate(&o, &st, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return -1;
+    }
+    DIR *d = opendir(st.out_dir); /* the one image of the run */
+    struct dirent *de;
+    png[0] = 0;
+    while (d && (de = readdir(d)))
+        if (strstr(de->d_name, ".png")) snprintf(png, sizeof png, "%s/%s", st.out_dir, de->d_name);
+    if (d) closedir(d);
+    if (cs_image_load(im, png, NULL, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int same_pixels(const cs_image *a, const cs_image *b) {
+    return a->w == b->w && a->h == b->h && 1 &&
+           !memcmp(a->rgb, b->rgb, (size_t)a->w * a->h * 3);
+}
+
+static void test_generate_loras_and_diffusers(void) {
+    char *dir = t_tmpdir("sdg");
+    REQUIRE(dir);
+    char l0[4400], l1[4400], lora[4096];
+    REQUIRE(realpath(R "/lora/sd-tiny-lora.safetensors", lora));
+    snprintf(l0, sizeof l0, "\"loras\": [{\"path\": \"%s\", \"weight\": 0}],", lora);
+    snprintf(l1, sizeof l1, "\"loras\": [{\"path\": \"%s\"}],", lora);
+    cs_image base = {0}, w0 = {0}, w1 = {0}, dif = {0};
+    const char *m = R "/sd-tiny/model.safetensors", *c = R "/sd-tiny/config.json";
+    CHECK(gen_pixels(dir, "base", m, c, "", &base) == 0);
+    CHECK(gen_pixels(dir, "w0", m, c, l0, &w0) == 0);
+    CHECK(gen_pixels(dir, "w1", m, c, l1, &w1) == 0);
+    CHECK(gen_pixels(dir, "dif", R "/sd-tiny-diffusers", NULL, "", &dif) == 0);
+    CHECK(base.rgb && same_pixels(&base, &w0));
+    CHECK(w1.rgb && !same_pixels(&base, &w1));
+    /* the diffusers folder has no alphas_cumprod buffer: the schedule is
+     * recomputed (float64 betas), equal to the checkpoint's within an ulp */
+    int md = 256;
+    if (dif.rgb && base.rgb && dif.w == base.w && dif.h == base.h) {
+        md = 0;
+        for (int i = 0; i < base.w * base.h * 3; i++) {
+            int d = abs((int)base.rgb[i] - dif.rgb[i]);
+            if (d > md) md = d;
+        }
+    }
+    printf("  diffusers folder vs single file: max pixel difference %d (%dx%d, %dx%d)\n", md, base.w, base.h, dif.w, dif.h);
+    CHECK(md <= 1);
+    cs_image_free(&base), cs_image_free(&w0), cs_image_free(&w1), cs_image_free(&dif);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+    free(dir);
+}
+
 int main(void) {
     nn_set_threads(2);
     RUN(test_refusals);
@@ -381,5 +461,6 @@ int main(void) {
     RUN(test_sd2_16bit);
     RUN(test_nonsquare);
     RUN(test_lora_other_rank);
+    RUN(test_generate_loras_and_diffusers);
     return T_DONE();
 }

@@ -230,8 +230,12 @@ static int run_sampling(cs_model *m, const char *file, int t2i, const cJSON *p, 
             m->cond_new(m, pr->valuestring, &conds[1], err))
             goto out;
     } else {
-        int D = st.n ? (int)cs_st_find(&st, "crossattn")->shape[2] : 0;
-        int A = (int)cs_st_find(&st, "vector")->shape[1];
+        const cs_st_tensor *tc = cs_st_find(&st, "crossattn"), *tv = cs_st_find(&st, "vector");
+        if (!tc || tc->ndim != 3 || !tv || tv->ndim != 2) {
+            cs_fail(err, CS_EFORMAT, "%s: crossattn [1,77,D] / vector [1,A]: missing", file);
+            goto out;
+        }
+        int D = (int)tc->shape[2], A = (int)tv->shape[1];
         const float *ca = get(&st, "crossattn", (size_t)77 * D, err);
         const float *ve = ca ? get(&st, "vector", A, err) : NULL;
         const float *uca = ve ? get(&st, "uc_crossattn", (size_t)77 * D, err) : NULL;

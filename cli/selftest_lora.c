@@ -123,7 +123,7 @@ int st_run_lora(st_ctx *c, const cJSON *index, const char *base, int verbose_fai
         char mult[16], key[40];
         snprintf(mult, sizeof mult, "%.6g", mv);
         sd_lora_spec ls = {lora, (float)mv};
-        sd_load_opts lo = {.config = cfg[0] ? cfg : NULL, .loras = &ls, .n_loras = 1, .prediction = -1};
+        sd_load_opts lo = {.config = cfg[0] ? cfg : NULL, .loras = &ls, .n_loras = 1};
         sd_model *sd = NULL;
         st_result r = {0};
         if (sd_load_ex(&sd, model, &lo, &err)) {

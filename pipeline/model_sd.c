@@ -234,7 +234,7 @@ int cs_model_sd_open(cs_model **out, const char *ckpt, const cs_model_opts *opts
     m->impl = S;
     m->destroy = sdm_destroy;
     sd_lora_spec ls[16];
-    sd_load_opts lo = {.config = opts ? opts->config : NULL, .prediction = -1, .loras = ls};
+    sd_load_opts lo = {.config = opts ? opts->config : NULL, .loras = ls};
     if (opts && opts->n_loras > 16) {
         cs_fail(err, CS_EUSAGE, "%s: at most 16 LoRAs", ckpt);
         goto fail;
@@ -242,7 +242,7 @@ int cs_model_sd_open(cs_model **out, const char *ckpt, const cs_model_opts *opts
     for (int i = 0; opts && i < opts->n_loras; i++)
         ls[i] = (sd_lora_spec){opts->loras[i].path, opts->loras[i].weight};
     lo.n_loras = opts ? opts->n_loras : 0;
-    if (opts && opts->prediction) lo.prediction = opts->prediction == 2 ? SD_PRED_V : SD_PRED_EPS;
+    if (opts) lo.force_prediction = opts->prediction;
     if (sd_load_ex(&S->sd, ckpt, &lo, err)) goto fail;
     S->family = sd_family(S->sd);
     if (load_tokenizers(S, ckpt, opts ? opts->vocab : NULL, err)) goto fail;

@@ -39,7 +39,8 @@ typedef struct {
     const char *config;         /* JSON overriding what the weights show, or NULL */
     const sd_lora_spec *loras;  /* merged into the weights at load */
     int n_loras;
-    int prediction;             /* SD_PRED_*, or -1: the config's / the family's */
+    int force_prediction;       /* 0: the config's, else the family's (SD 2.x: A1111's
+                                 * test of the UNet); 1: eps; 2: v */
 } sd_load_opts;
 
 /* model: a .safetensors file or a diffusers folder (see above). Anything

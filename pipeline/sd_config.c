@@ -227,6 +227,7 @@ static int parse_config(sd_config *c, const cJSON *root, const char *path, cs_er
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "prediction_type");
     if (!pt && cJSON_IsObject(sch)) pt = cJSON_GetObjectItemCaseSensitive(sch, "prediction_type");
     if (pt) {
+        c->prediction_stated = 1;
         if (cJSON_IsString(pt) && !strcmp(pt->valuestring, "epsilon")) c->prediction = SD_PRED_EPS;
         else if (cJSON_IsString(pt) && !strcmp(pt->valuestring, "v_prediction"))
             c->prediction = SD_PRED_V;

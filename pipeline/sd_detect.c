@@ -8,8 +8,8 @@
  * counted from the key names; widths come from the shapes. What no shape
  * shows: attention head counts (set for the released geometries only, else
  * left unknown so that sd_config_check asks for a config) and SD 2.x's
- * prediction type (v for SD 2.x unless a config or the caller says
- * otherwise; 2.x "base" checkpoints are eps). */
+ * prediction type (2.x 768 checkpoints are v, 2.x "base" ones eps; unless a
+ * config or the caller states it, sd_model.c tests the UNet as A1111 does). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>

@@ -67,6 +67,7 @@ typedef struct {
 typedef struct {
     int family;      /* SD_FAMILY_* (sd.h) */
     int prediction;  /* SD_PRED_EPS | SD_PRED_V (sd.h) */
+    int prediction_stated; /* by a config / scheduler config / the caller (else guessed) */
     sd_unet_config unet;
     sd_vae_config vae;
     sd_text_config text;  /* SD 1.x/2.x encoder; SDXL: CLIP-L */

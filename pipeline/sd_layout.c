@@ -314,6 +314,7 @@ static int diffusers_configs(sd_config *c, const char *dir, int has_te2, cs_err 
     c->prediction = SD_PRED_EPS;
     const cJSON *pt = s ? cJSON_GetObjectItemCaseSensitive(s, "prediction_type") : NULL;
     if (cJSON_IsString(pt) && !strcmp(pt->valuestring, "v_prediction")) c->prediction = SD_PRED_V;
+    c->prediction_stated = cJSON_IsString(pt);
     rc = 0;
 out:
     cJSON_Delete(u);

@@ -216,8 +216,36 @@ static void default_alphas(float *ac) {
     memcpy(ac, s.alphas_cumprod, sizeof s.alphas_cumprod);
 }
 
+/* SD 2.x files do not say whether the UNet predicts v or eps. AUTOMATIC1111's
+ * test (modules/sd_models_config.py, is_using_v_parameterization_for_sd2):
+ * x = 0.5 everywhere (8x8), t = 999, context 0.5 everywhere; a v model's
+ * output at the noisiest level is about -x0, so mean(out - x) < -1 means v.
+ * Meaningful for trained weights only: a config's prediction_type wins. */
+static int guess_v_prediction(sd_model *m, cs_err *err) {
+    int f = 1 << (m->cfg.unet.n_levels - 1), s = f > 8 ? f : 8, C = m->cfg.unet.in_channels;
+    size_t n = (size_t)C * s * s, nc = (size_t)SD_CONTEXT_TOKENS * m->cfg.unet.context_dim;
+    float *x = malloc(sizeof(float) * n), *o = malloc(sizeof(float) * n);
+    float *ctx = malloc(sizeof(float) * nc), t = 999.f;
+    int rc = -1;
+    if (x && o && ctx) {
+        for (size_t i = 0; i < n; i++) x[i] = 0.5f;
+        for (size_t i = 0; i < nc; i++) ctx[i] = 0.5f;
+        /* 77 equal context tokens attend exactly like A1111's 2 */
+        if (!sd_unet(m, x, &t, ctx, NULL, 1, s, s, o, err)) {
+            double mean = 0;
+            for (size_t i = 0; i < n; i++) mean += (double)o[i] - x[i];
+            m->cfg.prediction = mean / (double)n < -1 ? SD_PRED_V : SD_PRED_EPS;
+            rc = 0;
+        }
+    } else {
+        cs_fail(err, CS_ENOMEM, "%s: out of memory", m->path);
+    }
+    free(x), free(o), free(ctx);
+    return rc;
+}
+
 int sd_load(sd_model **out, const char *ckpt, const char *config, cs_err *err) {
-    sd_load_opts o = {.config = config, .prediction = -1};
+    sd_load_opts o = {.config = config};
     return sd_load_ex(out, ckpt, &o, err);
 }
 
@@ -232,7 +260,9 @@ int sd_load_ex(sd_model **out, const char *model, const sd_load_opts *opts, cs_e
     if (!m->path || sd_open_files(m, model, err)) goto fail;
     if (m->loader.layout == SD_LAYOUT_SINGLE && sd_detect(&m->cfg, &m->loader, err)) goto fail;
     if (opts && opts->config && sd_config_apply(&m->cfg, opts->config, err)) goto fail;
-    if (opts && opts->prediction >= 0) m->cfg.prediction = opts->prediction;
+    if (opts && opts->force_prediction)
+        m->cfg.prediction = opts->force_prediction == 2 ? SD_PRED_V : SD_PRED_EPS,
+        m->cfg.prediction_stated = 1;
     if (sd_config_check(&m->cfg, opts && opts->config ? opts->config : model, err)) goto fail;
     if (opts && opts->n_loras > 0 &&
         sd_lora_open(&m->loader.loras, opts->loras, opts->n_loras, &m->cfg, err))
@@ -256,6 +286,9 @@ int sd_load_ex(sd_model **out, const char *model, const sd_load_opts *opts, cs_e
     } else {
         default_alphas(m->alphas_cumprod);
     }
+    if (m->cfg.family == SD_FAMILY_SD2 && !m->cfg.prediction_stated &&
+        guess_v_prediction(m, err))
+        goto fail;
     sd_lora_free(m->loader.loras); /* merged: the LoRA files are not needed any more */
     m->loader.loras = NULL;
     m->loader.err = NULL; /* the caller's err must not be written after return */

@@ -106,7 +106,18 @@ static void test_families(void) {
     fclose(f);
     CHECKF(sd_load(&m, R "/sd2-tiny/model.safetensors", p, &err) == 0, "%s", err.msg);
     if (m) {
-        CHECK(sd_family(m) == SD_FAMILY_SD2 && sd_prediction(m) == SD_PRED_V);
+        /* no prediction_type: A1111's test, v when mean(UNet(0.5, t 999, ctx 0.5) - 0.5) < -1
+         * (on these random weights either answer; the rule is what is checked) */
+        float x[4 * 8 * 8], o[4 * 8 * 8], ctx[77 * 64], t = 999.f;
+        for (int i = 0; i < 4 * 8 * 8; i++) x[i] = 0.5f;
+        for (int i = 0; i < 77 * 64; i++) ctx[i] = 0.5f;
+        CHECK(sd_unet(m, x, &t, ctx, NULL, 1, 8, 8, o, &err) == 0);
+        double mean = 0;
+        for (int i = 0; i < 4 * 8 * 8; i++) mean += o[i] - 0.5;
+        mean /= 4 * 8 * 8;
+        printf("  sd2-tiny without prediction_type: A1111 test mean %.3f -> %s\n", mean,
+               sd_prediction(m) == SD_PRED_V ? "v" : "eps");
+        CHECK(sd_family(m) == SD_FAMILY_SD2 && sd_prediction(m) == (mean < -1 ? SD_PRED_V : SD_PRED_EPS));
         CHECK(sd_context_dim(m) == 64 && sd_vae_factor(m) == 2 && sd_adm_channels(m) == 0);
         CHECK(fabsf(sd_scale_factor(m) - 0.18215f) < 1e-7f);
         sd_free(m);
@@ -127,8 +138,12 @@ static void test_families(void) {
         sd_free(m);
         m = NULL;
     }
-    /* prediction type override */
-    sd_load_opts o = {.config = R "/sd2-tiny/config.json", .prediction = SD_PRED_EPS};
+    /* the config's prediction_type (sd2-tiny: v_prediction) and the caller's override */
+    CHECK(sd_load(&m, R "/sd2-tiny/model.safetensors", R "/sd2-tiny/config.json", &err) == 0 &&
+          sd_prediction(m) == SD_PRED_V);
+    sd_free(m);
+    m = NULL;
+    sd_load_opts o = {.config = R "/sd2-tiny/config.json", .force_prediction = 1};
     CHECK(sd_load_ex(&m, R "/sd2-tiny/model.safetensors", &o, &err) == 0 &&
           sd_prediction(m) == SD_PRED_EPS);
     sd_free(m);
@@ -330,7 +345,7 @@ static void test_lora_other_rank(void) {
     free(all);
     /* LoRA'd model vs merged model: UNet and text encoder */
     sd_lora_spec ls = {lp, mult};
-    sd_load_opts lo = {.config = R "/sd-tiny/config.json", .loras = &ls, .n_loras = 1, .prediction = -1};
+    sd_load_opts lo = {.config = R "/sd-tiny/config.json", .loras = &ls, .n_loras = 1};
     sd_model *a = NULL, *b = NULL;
     CHECKF(sd_load_ex(&a, R "/sd-tiny/model.safetensors", &lo, &err) == 0, "%s", err.msg);
     CHECKF(sd_load(&b, mp, R "/sd-tiny/config.json", &err) == 0, "%s", err.msg);

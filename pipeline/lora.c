@@ -7,8 +7,9 @@
  * reshaped to [out, in, kh, kw]; 1x1-conv LoRAs on Linear weights (and the
  * reverse) are the same product.
  *
- * Names: lora_unet_<diffusers module path> and lora_te_ / lora_te1_ /
- * lora_te2_<text_model module path> with '.' -> '_'. The model asks for
+ * Names: lora_unet_<diffusers module path> (kohya's SD 1.x / 2.x networks)
+ * or lora_unet_<CompVis module path> (its SDXL networks), and lora_te_ /
+ * lora_te1_ / lora_te2_<text_model module path>, with '.' -> '_'. The model asks for
  * each weight by its CompVis name; sd_lora_merge derives the kohya name
  * (sd_unet_to_diffusers with the model's res-block count, so the mapping is
  * right for any geometry, not only SD 1.5's numbers). open_clip towers'
@@ -177,21 +178,31 @@ static void underscores(char *s) {
         if (*s == '.') *s = '_';
 }
 
-/* kohya names for the CompVis weight `name` (with .weight): up to 3 (open_clip
- * in_proj: q, k, v on row blocks 0..2); returns how many. */
-static int kohya_names(const sd_loader *L, const char *name, char out[3][600]) {
+/* kohya names for the CompVis weight `name` (with .weight): up to 3; returns
+ * how many. *alts = 1: they are alternative names of the whole weight (UNet:
+ * the diffusers module path, as kohya's SD 1.x/2.x networks name it, or the
+ * CompVis one, as its SDXL networks do); 0: open_clip's in_proj, q, k, v on
+ * row blocks 0..2. */
+static int kohya_names(const sd_loader *L, const char *name, char out[3][600], int *alts) {
     char mod[480], d[480];
     size_t n = strlen(name);
     if (n < 8 || strcmp(name + n - 7, ".weight") || n - 7 >= sizeof mod) return 0;
     memcpy(mod, name, n - 7);
     mod[n - 7] = 0;
     const char *te = NULL, *rest = NULL;
+    *alts = 0;
     if (!strncmp(mod, "model.diffusion_model.", 22)) { /* the mapping wants the .weight tail */
-        if (sd_unet_to_diffusers(L->cfg->unet.num_res_blocks, name + 22, d, sizeof d)) return 0;
-        d[strlen(d) - 7] = 0;
+        int k = 0;
+        if (!sd_unet_to_diffusers(L->cfg->unet.num_res_blocks, name + 22, d, sizeof d)) {
+            d[strlen(d) - 7] = 0;
+            underscores(d);
+            snprintf(out[k++], 600, "lora_unet_%s", d);
+        }
+        snprintf(d, sizeof d, "%s", mod + 22);
         underscores(d);
-        snprintf(out[0], 600, "lora_unet_%s", d);
-        return 1;
+        snprintf(out[k++], 600, "lora_unet_%s", d);
+        *alts = 1;
+        return k;
     }
     int xl = L->cfg->family == SD_FAMILY_SDXL;
     if (!strncmp(mod, "cond_stage_model.transformer.", 29)) te = "lora_te", rest = mod + 29;
@@ -230,8 +241,8 @@ static int kohya_names(const sd_loader *L, const char *name, char out[3][600]) {
 /* in_proj_weight is asked for as ".../attn.in_proj_weight", not ".weight" */
 static void normalise(const char *name, char *out, size_t n) {
     size_t len = strlen(name);
-    if (len > 15 && !strcmp(name + len - 15, "in_proj_weight"))
-        snprintf(out, n, "%.*sin_proj.weight", (int)(len - 15), name);
+    if (len > 14 && !strcmp(name + len - 14, "in_proj_weight"))
+        snprintf(out, n, "%.*sin_proj.weight", (int)(len - 14), name);
     else
         snprintf(out, n, "%s", name);
 }
@@ -241,11 +252,11 @@ int sd_lora_merge(sd_loader *L, const char *name, int ndim, const int64_t *shape
     sd_lora_set *S = L->loras;
     char nm[512], names[3][600];
     normalise(name, nm, sizeof nm);
-    int nn = kohya_names(L, nm, names);
+    int alts = 0, nn = kohya_names(L, nm, names, &alts);
     if (!nn || ndim < 2) return 0;
     int64_t rows = shape[0], cols = 1;
     for (int i = 1; i < ndim; i++) cols *= shape[i];
-    int64_t rows_per = rows / nn;
+    int64_t rows_per = alts ? rows : rows / nn;
     for (int q = 0; q < nn; q++) {
         lora_mod key = {.name = names[q]};
         /* every module of that name (one per LoRA file) */
@@ -266,7 +277,7 @@ int sd_lora_merge(sd_loader *L, const char *name, int ndim, const int64_t *shape
                 *w = c;
                 *owned = 1;
             }
-            float *dst = (float *)*w + q * rows_per * cols;
+            float *dst = (float *)*w + (alts ? 0 : q) * rows_per * cols;
             float *tmp = malloc(sizeof(float) * rows_per * cols);
             if (!tmp) return cs_fail(L->err, CS_ENOMEM, "%s: out of memory", hit->file);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows_per, (int)cols,

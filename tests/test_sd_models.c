@@ -266,6 +266,7 @@ typedef struct {
     const char *kohya, *compvis; /* module, weight it merges into */
     int rank;
     float alpha; /* 0: absent (= rank) */
+    int block;   /* open_clip in_proj: row block 0..2 (q, k, v); -1: the whole weight */
 } lmod;
 
 static float frand(uint32_t *s) {
@@ -273,19 +274,11 @@ static float frand(uint32_t *s) {
     return ((*s >> 8) / 16777216.0f - 0.5f) * 0.2f;
 }
 
-static void test_lora_other_rank(void) {
-    static const lmod mods[] = {
-        {"lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k",
-         "model.diffusion_model.input_blocks.3.1.transformer_blocks.0.attn2.to_k.weight", 3, 5.0f},
-        {"lora_unet_up_blocks_0_resnets_1_conv1", /* LoCon 3x3, up block 0 = CompVis level 1 */
-         "model.diffusion_model.output_blocks.1.0.in_layers.2.weight", 5, 0.0f},
-        {"lora_unet_mid_block_attentions_0_proj_out",
-         "model.diffusion_model.middle_block.1.proj_out.weight", 1, 0.5f},
-        {"lora_te_text_model_encoder_layers_0_self_attn_v_proj",
-         "cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.v_proj.weight", 6, 2.0f},
-    };
-    const int NM = sizeof mods / sizeof *mods;
-    const float mult = -0.7f;
+/* Writes a LoRA with mods (random F32 values) and a copy of the model with
+ * the deltas merged by plain loops in double; the model loaded with the LoRA
+ * must equal the merged copy (UNet on ucase, text context and pooled). */
+static void lora_vs_merged(const char *model, const char *cfg, const char *ucase, const lmod *mods,
+                           int NM, float mult, double min_effect) {
     char *dir = t_tmpdir("sdl");
     REQUIRE(dir);
     char lp[4096], mp[4096];
@@ -293,33 +286,45 @@ static void test_lora_other_rank(void) {
     snprintf(mp, sizeof mp, "%s/merged.safetensors", dir);
     cs_safetensors base;
     cs_err err = {0};
-    REQUIRE(cs_st_open(&base, R "/sd-tiny/model.safetensors", &err) == 0);
-    cs_st_out lt[3 * 4];
-    float *lbuf[3 * 4] = {0}, *merged[4] = {0}, alphas[4];
-    char names[3 * 4][160];
+    REQUIRE(cs_st_open(&base, model, &err) == 0);
+    cs_st_out lt[3 * 8], *all = calloc(base.n, sizeof *all);
+    float *lbuf[3 * 8] = {0}, alphas[8];
+    char names[3 * 8][160];
     int nl = 0;
     uint32_t seed = 7;
-    for (int k = 0; k < NM; k++) {
-        const cs_st_tensor *w = cs_st_find(&base, mods[k].compvis);
-        REQUIRE(w);
-        int64_t out = w->shape[0], in = w->numel / w->shape[0], r = mods[k].rank;
+    for (int i = 0; i < base.n; i++) { /* the merged copy starts as the base */
+        const cs_st_tensor *t = &base.tensors[i];
+        all[i] = (cs_st_out){t->name, t->dtype, t->ndim, {0}, t->data};
+        memcpy(all[i].shape, t->shape, sizeof t->shape);
+    }
+    for (int k = 0; k < NM && k < 8; k++) {
+        int wi = -1;
+        for (int i = 0; i < base.n; i++)
+            if (!strcmp(base.tensors[i].name, mods[k].compvis)) wi = i;
+        REQUIRE(wi >= 0);
+        const cs_st_tensor *w = &base.tensors[wi];
+        int64_t rows = w->shape[0], in = w->numel / w->shape[0], r = mods[k].rank;
+        int64_t out = mods[k].block >= 0 ? rows / 3 : rows, r0 = mods[k].block >= 0 ? mods[k].block * out : 0;
         float *down = malloc(sizeof(float) * r * in), *up = malloc(sizeof(float) * out * r);
         for (int64_t i = 0; i < r * in; i++) down[i] = frand(&seed);
         for (int64_t i = 0; i < out * r; i++) up[i] = frand(&seed);
-        /* the merged weight by plain loops in double */
         float scale = (mods[k].alpha > 0 ? mods[k].alpha : (float)r) / (float)r;
-        merged[k] = malloc(sizeof(float) * out * in);
+        float *mw = (float *)all[wi].data;
+        if (mw == w->data) { /* first module on this weight: own copy */
+            mw = malloc(sizeof(float) * rows * in);
+            memcpy(mw, w->data, sizeof(float) * rows * in);
+            all[wi].data = mw;
+        }
         for (int64_t o = 0; o < out; o++)
             for (int64_t i = 0; i < in; i++) {
                 double acc = 0;
                 for (int64_t q = 0; q < r; q++) acc += (double)up[o * r + q] * down[q * in + i];
-                merged[k][o * in + i] = (float)(((const float *)w->data)[o * in + i] + mult * scale * acc);
+                mw[(r0 + o) * in + i] = (float)(mw[(r0 + o) * in + i] + mult * scale * acc);
             }
         snprintf(names[nl], 160, "%s.lora_down.weight", mods[k].kohya);
         lt[nl] = (cs_st_out){names[nl], CS_DT_F32, w->ndim, {r, in}, down};
-        if (w->ndim == 4) { /* conv: down [r, in, kh, kw], up [out, r, 1, 1] */
+        if (w->ndim == 4) /* conv: down [r, in, kh, kw], up [out, r, 1, 1] */
             lt[nl].shape[1] = w->shape[1], lt[nl].shape[2] = w->shape[2], lt[nl].shape[3] = w->shape[3];
-        }
         lbuf[nl++] = down;
         snprintf(names[nl], 160, "%s.lora_up.weight", mods[k].kohya);
         lt[nl] = (cs_st_out){names[nl], CS_DT_F32, w->ndim, {out, r, 1, 1}, up};
@@ -332,62 +337,121 @@ static void test_lora_other_rank(void) {
         }
     }
     REQUIRE(cs_st_write(lp, lt, nl, NULL, &err) == 0);
-    /* the merged checkpoint */
-    cs_st_out *all = calloc(base.n, sizeof *all);
-    for (int i = 0; i < base.n; i++) {
-        const cs_st_tensor *s = &base.tensors[i];
-        all[i] = (cs_st_out){s->name, s->dtype, s->ndim, {0}, s->data};
-        memcpy(all[i].shape, s->shape, sizeof s->shape);
-        for (int k = 0; k < NM; k++)
-            if (!strcmp(s->name, mods[k].compvis)) all[i].data = merged[k];
-    }
     REQUIRE(cs_st_write(mp, all, base.n, NULL, &err) == 0);
+    for (int i = 0; i < base.n; i++)
+        if (all[i].data != base.tensors[i].data) free((void *)all[i].data);
     free(all);
-    /* LoRA'd model vs merged model: UNet and text encoder */
     sd_lora_spec ls = {lp, mult};
-    sd_load_opts lo = {.config = R "/sd-tiny/config.json", .loras = &ls, .n_loras = 1};
+    sd_load_opts lo = {.config = cfg, .loras = &ls, .n_loras = 1};
     sd_model *a = NULL, *b = NULL;
-    CHECKF(sd_load_ex(&a, R "/sd-tiny/model.safetensors", &lo, &err) == 0, "%s", err.msg);
-    CHECKF(sd_load(&b, mp, R "/sd-tiny/config.json", &err) == 0, "%s", err.msg);
+    CHECKF(sd_load_ex(&a, model, &lo, &err) == 0, "%s", err.msg);
+    CHECKF(sd_load(&b, mp, cfg, &err) == 0, "%s", err.msg);
     if (a && b) {
         cs_safetensors cs;
-        REQUIRE(cs_st_open(&cs, R "/sd-tiny/cases/unet.safetensors", &err) == 0);
-        const cs_st_tensor *x = cs_st_find(&cs, "x"), *e = cs_st_find(&cs, "eps");
+        REQUIRE(cs_st_open(&cs, ucase, &err) == 0);
+        const cs_st_tensor *x = cs_st_find(&cs, "x"), *y = cs_st_find(&cs, "y");
+        const cs_st_tensor *e = cs_st_find(&cs, "eps") ? cs_st_find(&cs, "eps") : cs_st_find(&cs, "v");
         float *oa = malloc(sizeof(float) * e->numel), *ob = malloc(sizeof(float) * e->numel);
         const float *t = cs_st_find(&cs, "timesteps")->data, *ctx = cs_st_find(&cs, "context")->data;
-        CHECK(sd_unet_eps(a, x->data, t, ctx, 2, 16, 16, oa, &err) == 0);
-        CHECK(sd_unet_eps(b, x->data, t, ctx, 2, 16, 16, ob, &err) == 0);
+        int B = (int)x->shape[0], h = (int)x->shape[2], w = (int)x->shape[3];
+        CHECK(sd_unet(a, x->data, t, ctx, y ? y->data : NULL, B, h, w, oa, &err) == 0);
+        CHECK(sd_unet(b, x->data, t, ctx, y ? y->data : NULL, B, h, w, ob, &err) == 0);
         double d = rel_err(oa, ob, e->numel), eff = rel_err(oa, e->data, e->numel);
-        printf("  lora rank 3/5/1/6: unet vs merged by hand rel %.3g (effect %.3g)\n", d, eff);
-        CHECK(d <= 1e-6 && eff > 1e-3);
         int32_t ids[77];
-        for (int i = 0; i < 77; i++) ids[i] = i < 5 ? 49406 + (i == 4) : 49407;
-        ids[1] = 320, ids[2] = 1125, ids[3] = 539;
-        float ta[77 * 32], tb[77 * 32];
-        CHECK(sd_text_encode(a, ids, 1, 1, ta, &err) == 0 && sd_text_encode(b, ids, 1, 1, tb, &err) == 0);
-        CHECK(rel_err(ta, tb, 77 * 32) <= 1e-6);
-        free(oa), free(ob);
+        for (int i = 0; i < 77; i++) ids[i] = 49407;
+        ids[0] = 49406, ids[1] = 320, ids[2] = 1125, ids[3] = 539;
+        int D = sd_context_dim(a), E = sd_pooled_dim(a);
+        float *ta = malloc(sizeof(float) * 77 * D), *tb = malloc(sizeof(float) * 77 * D);
+        float pa[64], pb[64];
+        CHECK(sd_text_encode_xl(a, ids, NULL, 1, 1, ta, E ? pa : NULL, &err) == 0);
+        CHECK(sd_text_encode_xl(b, ids, NULL, 1, 1, tb, E ? pb : NULL, &err) == 0);
+        double dt = rel_err(ta, tb, (size_t)77 * D);
+        printf("  lora on %s: unet vs merged by hand rel %.3g (effect %.3g), text rel %.3g\n", model,
+               d, eff, dt);
+        CHECK(d <= 1e-6 && eff > min_effect && dt <= 1e-6);
+        if (E) CHECK(E <= 64 && rel_err(pa, pb, E) <= 1e-6);
+        free(oa), free(ob), free(ta), free(tb);
         cs_st_close(&cs);
     }
     sd_free(a);
     sd_free(b);
-    a = NULL;
-    /* a LoRA for another geometry: its module matches nothing -> refused */
-    lt[0].name = "lora_unet_down_blocks_7_attentions_0_proj_in.lora_down.weight";
-    lt[1].name = "lora_unet_down_blocks_7_attentions_0_proj_in.lora_up.weight";
-    REQUIRE(cs_st_write(lp, lt, 2, NULL, &err) == 0);
-    CHECK(sd_load_ex(&a, R "/sd-tiny/model.safetensors", &lo, &err) == -1 &&
-          strstr(err.msg, "down_blocks_7") && strstr(err.msg, "matches no weight"));
-    /* a LyCORIS LoHa tensor is named as such */
-    float one = 1;
-    cs_st_out loha = {"lora_unet_x.hada_w1_a", CS_DT_F32, 1, {1}, &one};
-    REQUIRE(cs_st_write(lp, &loha, 1, NULL, &err) == 0);
-    CHECK(sd_load_ex(&a, R "/sd-tiny/model.safetensors", &lo, &err) == -1 && strstr(err.msg, "LoHa"));
     for (int i = 0; i < nl; i++) free(lbuf[i]);
-    for (int k = 0; k < NM; k++) free(merged[k]);
     cs_st_close(&base);
     remove(lp);
     remove(mp);
+    remove(dir);
+    free(dir);
+}
+
+static void test_lora_other_rank(void) {
+    static const lmod mods[] = {
+        {"lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k",
+         "model.diffusion_model.input_blocks.3.1.transformer_blocks.0.attn2.to_k.weight", 3, 5.0f, -1},
+        {"lora_unet_up_blocks_0_resnets_1_conv1", /* LoCon 3x3, up block 0 = CompVis level 1 */
+         "model.diffusion_model.output_blocks.1.0.in_layers.2.weight", 5, 0.0f, -1},
+        {"lora_unet_mid_block_attentions_0_proj_out",
+         "model.diffusion_model.middle_block.1.proj_out.weight", 1, 0.5f, -1},
+        {"lora_te_text_model_encoder_layers_0_self_attn_v_proj",
+         "cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.v_proj.weight", 6, 2.0f, -1},
+    };
+    lora_vs_merged(R "/sd-tiny/model.safetensors", R "/sd-tiny/config.json",
+                   R "/sd-tiny/cases/unet.safetensors", mods, 4, -0.7f, 1e-3);
+}
+
+/* SD 2.x: open_clip tower modules under kohya's HF names (in_proj rows) */
+static void test_lora_sd2(void) {
+    static const lmod mods[] = {
+        {"lora_te_text_model_encoder_layers_1_self_attn_q_proj",
+         "cond_stage_model.model.transformer.resblocks.1.attn.in_proj_weight", 2, 1.0f, 0},
+        {"lora_te_text_model_encoder_layers_0_mlp_fc1",
+         "cond_stage_model.model.transformer.resblocks.0.mlp.c_fc.weight", 4, 3.0f, -1},
+        {"lora_unet_down_blocks_0_attentions_0_proj_in", /* Linear proj_in */
+         "model.diffusion_model.input_blocks.1.1.proj_in.weight", 2, 2.0f, -1},
+    };
+    lora_vs_merged(R "/sd2-tiny/model.safetensors", R "/sd2-tiny/config.json",
+                   R "/sd2-tiny/cases/unet.safetensors", mods, 3, 1.3f, 1e-3);
+}
+
+/* SDXL: kohya's SDXL names (UNet in CompVis paths, lora_te1_/lora_te2_, the
+ * second tower's k_proj on the in_proj rows W..2W) */
+static void test_lora_sdxl(void) {
+    static const lmod mods[] = {
+        {"lora_unet_input_blocks_3_1_transformer_blocks_0_attn2_to_k",
+         "model.diffusion_model.input_blocks.3.1.transformer_blocks.0.attn2.to_k.weight", 4, 2.0f, -1},
+        {"lora_unet_output_blocks_0_0_out_layers_3", /* kohya SDXL: SGM module names */
+         "model.diffusion_model.output_blocks.0.0.out_layers.3.weight", 3, 0.0f, -1},
+        {"lora_te1_text_model_encoder_layers_1_mlp_fc1",
+         "conditioner.embedders.0.transformer.text_model.encoder.layers.1.mlp.fc1.weight", 2, 1.0f, -1},
+        {"lora_te2_text_model_encoder_layers_0_self_attn_k_proj",
+         "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight", 3, 1.5f, 1},
+        {"lora_te2_text_model_encoder_layers_2_mlp_fc2", /* the last layer: pooled only */
+         "conditioner.embedders.1.model.transformer.resblocks.2.mlp.c_proj.weight", 2, 2.0f, -1},
+    };
+    lora_vs_merged(R "/sdxl-tiny/model.safetensors", R "/sdxl-tiny/config.json",
+                   R "/sdxl-tiny/cases/unet.safetensors", mods, 5, 0.9f, 1e-3);
+}
+
+static void test_lora_refusals(void) {
+    char *dir = t_tmpdir("sdr");
+    REQUIRE(dir);
+    char lp[4096];
+    snprintf(lp, sizeof lp, "%s/l.safetensors", dir);
+    float v[64] = {0}, one = 1;
+    cs_st_out t[2] = {{"lora_unet_down_blocks_7_attentions_0_proj_in.lora_down.weight", CS_DT_F32, 2, {2, 32}, v},
+                      {"lora_unet_down_blocks_7_attentions_0_proj_in.lora_up.weight", CS_DT_F32, 2, {32, 2}, v}};
+    cs_err err = {0};
+    REQUIRE(cs_st_write(lp, t, 2, NULL, &err) == 0);
+    sd_lora_spec ls = {lp, 1.0f};
+    sd_load_opts lo = {.config = R "/sd-tiny/config.json", .loras = &ls, .n_loras = 1};
+    sd_model *a = NULL;
+    /* a LoRA for another geometry: its module matches nothing */
+    CHECK(sd_load_ex(&a, R "/sd-tiny/model.safetensors", &lo, &err) == -1 &&
+          strstr(err.msg, "down_blocks_7") && strstr(err.msg, "matches no weight"));
+    /* a LyCORIS LoHa tensor is named as such */
+    cs_st_out loha = {"lora_unet_x.hada_w1_a", CS_DT_F32, 1, {1}, &one};
+    REQUIRE(cs_st_write(lp, &loha, 1, NULL, &err) == 0);
+    CHECK(sd_load_ex(&a, R "/sd-tiny/model.safetensors", &lo, &err) == -1 && strstr(err.msg, "LoHa"));
+    remove(lp);
     remove(dir);
     free(dir);
 }
@@ -476,6 +540,9 @@ int main(void) {
     RUN(test_sd2_16bit);
     RUN(test_nonsquare);
     RUN(test_lora_other_rank);
+    RUN(test_lora_sd2);
+    RUN(test_lora_sdxl);
+    RUN(test_lora_refusals);
     RUN(test_generate_loras_and_diffusers);
     return T_DONE();
 }

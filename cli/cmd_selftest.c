@@ -32,12 +32,14 @@
 #include "pipeline/sd.h"
 #include "pipeline/tokenizer.h"
 
-/* 16-bit weights: each weight is rounded by up to 2^-11 = 4.9e-4 (F16), so a
+/* 16-bit weights: each F16 weight is rounded by up to 2^-11 = 4.9e-4, so a
  * network's output moves by rel ~1e-3 (sd-tiny-diffusers-f16/README.md); the
  * accepted rel is 2e-3 for networks (100 x the F32 2e-5) and for sampler
- * latents (20 x 1e-4); image_u8 keeps its 1 count. */
+ * latents (20 x 1e-4); BF16 keeps 3 mantissa bits fewer (2^-8): 8 x that.
+ * image_u8 keeps its 1 count. */
 #define F16_NET_SCALE 100.0
 #define F16_SAMPLER_SCALE 20.0
+#define BF16_EXTRA 8.0
 
 /* Sampler-side ops: pipeline/sampler_cases.c via cli/selftest_sampler.c. */
 static int run_sampler(st_ctx *c, const char *op, const char *file, const cJSON *params,
@@ -53,7 +55,9 @@ static int run_sampler(st_ctx *c, const char *op, const char *file, const cJSON 
         snprintf(k->name, sizeof k->name, "%s", cr.c[i].name);
         k->max_abs = NAN;
         k->rel = cr.c[i].rel;
-        k->tol = cr.c[i].tol * (c->f16 && strcmp(k->name, "image_u8") ? F16_SAMPLER_SCALE : 1.0);
+        k->tol = cr.c[i].tol;
+        if (c->f16 && strcmp(k->name, "image_u8"))
+            k->tol *= F16_SAMPLER_SCALE * (c->f16 == 2 ? BF16_EXTRA : 1.0);
     }
     return 0;
 }
@@ -128,16 +132,22 @@ static cJSON *read_json_file(const char *path, cs_err *err) {
     return j;
 }
 
-/* 1 when the diffusers UNet weights are 16-bit */
-static int weights_f16(const char *dir) {
-    char p[4096];
+/* 1 when the UNet weights (a diffusers folder's or a single file's) are F16,
+ * 2 when BF16, else 0 */
+static int weights_f16(const char *model) {
+    char p[4200];
     cs_safetensors st;
     cs_err e = {0};
-    snprintf(p, sizeof p, "%s/unet/diffusion_pytorch_model.safetensors", dir);
+    struct stat sb;
+    int dir = stat(model, &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (dir) snprintf(p, sizeof p, "%.4000s/unet/diffusion_pytorch_model.safetensors", model);
+    else snprintf(p, sizeof p, "%.4000s", model);
     if (cs_st_open(&st, p, &e)) return 0;
-    int f16 = st.n > 0 && (st.tensors[0].dtype == CS_DT_F16 || st.tensors[0].dtype == CS_DT_BF16);
+    const cs_st_tensor *t =
+        cs_st_find(&st, dir ? "conv_in.weight" : "model.diffusion_model.input_blocks.0.0.weight");
+    int r = !t ? 0 : t->dtype == CS_DT_F16 ? 1 : t->dtype == CS_DT_BF16 ? 2 : 0;
     cs_st_close(&st);
-    return f16;
+    return r;
 }
 
 /* Runs the cases listed in cases_dir/index.json on c's model. */
@@ -254,7 +264,6 @@ int cmd_selftest(int argc, char **argv) {
         if (!(root = read_json_file(path, &err))) return cli_fail(&err);
         snprintf(c.model, sizeof c.model, "%s", c.refs);
         c.f16 = weights_f16(c.refs);
-        if (c.f16) c.tol_scale = F16_NET_SCALE;
         printf("diffusers folder %s%s, cases of %s\n", c.refs, c.f16 ? " (16-bit weights)" : "",
                cases_dir);
     } else if (exists(c.refs, "index.json")) {
@@ -287,6 +296,10 @@ int cmd_selftest(int argc, char **argv) {
         cs_fail(&err, CS_EFORMAT, "%s: not a case index (no \"cases\" array)", path);
         return cli_fail(&err);
     }
+    if (!c.f16) c.f16 = weights_f16(c.model);
+    if (c.f16) c.tol_scale = F16_NET_SCALE * (c.f16 == 2 ? BF16_EXTRA : 1.0);
+    if (c.f16) printf("%s: %s weights: tolerances as the README's for 16-bit weights\n", c.model,
+                      c.f16 == 2 ? "BF16" : "F16");
     printf("%-34s %-14s %-20s %11s %11s %9s\n", "case", "op", "output", "max-abs", "rel", "tol");
     run_cases(&c, cases_dir, root, only, n_only, &n_ok, &n_fail, &n_skip);
     cJSON_Delete(root);

@@ -163,6 +163,12 @@ int sd_detect(sd_config *c, const sd_loader *L, cs_err *err) {
                        "%s: an SDXL refiner (one OpenCLIP-G text encoder, no CLIP-L): not "
                        "supported; copyscope reads SD 1.x, SD 2.x and SDXL base checkpoints",
                        L->path);
+    } else if (T(L, "conv_in.weight") || T(L, "text_model.embeddings.token_embedding.weight") ||
+               T(L, "decoder.conv_in.weight")) {
+        return cs_fail(err, CS_EFORMAT,
+                       "%s: one part of a diffusers folder (diffusers names): give the folder "
+                       "that holds model_index.json, unet/, vae/ and text_encoder/",
+                       L->path);
     } else {
         return cs_fail(err, CS_EFORMAT,
                        "%s: no text encoder found (cond_stage_model.transformer.text_model.* "

@@ -158,10 +158,10 @@ static const char *sniff(const char *path, const unsigned char *b, size_t n) {
     if (n >= 4 && !memcmp(b, "GGUF", 4)) return "a GGUF file (stable-diffusion.cpp / llama.cpp)";
     if (n >= 2 && b[0] == 'P' && b[1] == 'K') return "a PyTorch pickle checkpoint (zip archive)";
     if (n >= 2 && b[0] == 0x80 && b[1] >= 2 && b[1] <= 5) return "a PyTorch pickle checkpoint";
+    if (n >= 9 && b[8] == '{') return NULL; /* safetensors: u64 header length, then JSON */
     if (dot && (!strcmp(dot, ".ckpt") || !strcmp(dot, ".pt") || !strcmp(dot, ".pth") ||
                 !strcmp(dot, ".bin")))
         return "a PyTorch checkpoint (by its extension)";
-    if (n >= 9 && b[8] == '{') return NULL; /* safetensors: u64 header length, then JSON */
     if (n >= 1 && b[0] == '{') return "a JSON file (a config, not weights)";
     return "not a safetensors file";
 }

@@ -76,6 +76,9 @@ static void test_refusals(void) {
     snprintf(p, sizeof p, "%s/d", dir);
     CHECK(sd_load(&m, p, NULL, &err) == -1);
     CHECKF(strstr(err.msg, "diffusion_pytorch_model.bin") && strstr(err.msg, "pickle"), "%s", err.msg);
+    /* one file of a diffusers folder */
+    CHECK(sd_load(&m, R "/sd-tiny-diffusers/unet/diffusion_pytorch_model.safetensors", NULL, &err) == -1 &&
+          strstr(err.msg, "part of a diffusers folder"));
     /* not a Stable Diffusion checkpoint: a case file */
     CHECK(sd_load(&m, R "/sd-tiny/cases/unet.safetensors", NULL, &err) == -1 &&
           strstr(err.msg, "no text encoder found"));

@@ -330,7 +330,7 @@ int main(void) {
         if (!reuse) remove(path);
         return 1;
     }
-    printf("sd_load (built-in SD 1.x preset): %.2f s\n", now() - t0);
+    printf("sd_load (no config: family and sizes from the weights): %.2f s\n", now() - t0);
 
     /* text encoder, batch 2 */
     int32_t ids[2 * 77];

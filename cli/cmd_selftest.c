@@ -1,19 +1,30 @@
-/* cmd_selftest.c — `copyscope selftest --refs DIR --vocab FILE`: runs every
- * case of a reference folder laid out like ../shared/refs/sd-tiny
- * (config.json, model.safetensors, cases/index.json) and prints, per case and
- * output, the max absolute and relative error (rel = max|out-ref|/max|ref|).
- * Exits 1 when any output is above its tolerance or a case cannot run.
+/* cmd_selftest.c — `copyscope selftest --refs DIR [--base DIR] [--vocab FILE]`:
+ * runs every case of a reference folder and prints, per case and output,
+ * the max absolute and relative error (rel = max|out-ref|/max|ref|) beside
+ * the tolerance. Exits 1 when any output is above its tolerance or a case
+ * cannot run. The folder's kind is read from its files:
+ *   cases/index.json   a model's cases (sd-tiny, sd2-tiny, sdxl-tiny, or any
+ *                      folder laid out like them): the weights named there,
+ *                      config.json (if any) as an override;
+ *   model_index.json   a diffusers folder: the cases of --cases DIR (default:
+ *                      --base DIR's cases/), F16 weights at the README's
+ *                      looser tolerance;
+ *   index.json with "lora_file"  a LoRA and its merged outputs, on --base.
  *
- * Cases are dispatched on their "op" through the handler table below; an op
- * without a handler is reported as skipped. */
+ * Cases are dispatched on their "op": network ops in cli/selftest_ops.c,
+ * sampler ops (schedule, kdiff_sampler, ddim, txt2img) in
+ * pipeline/sampler_cases.c, sgm's SDXL sampler ops in pipeline/sgm_cases.c;
+ * an op without a handler is reported as skipped. */
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/selftest.h"
 #include "cli/selftest_sampler.h"
 #include "core/nn.h"
 #include "core/parallel.h"
@@ -21,234 +32,22 @@
 #include "pipeline/sd.h"
 #include "pipeline/tokenizer.h"
 
-#define ST_MAX_CHECKS 16
-#define TOL_NET 2e-5 /* text encoder / UNet / VAE, cases/README.md */
-
-typedef struct {
-    char name[48];  /* output tensor */
-    double max_abs; /* NAN when the handler does not measure it */
-    double rel;     /* max|out - ref| / max|ref| */
-    double tol;     /* accepted rel */
-} st_check;
-
-typedef struct {
-    int n;
-    st_check c[ST_MAX_CHECKS];
-} st_result;
-
-/* What handlers share; the model and tokenizer are loaded on first use. */
-typedef struct {
-    const char *refs;  /* the reference folder */
-    const char *vocab; /* --vocab, or NULL */
-    char weights[4096], config[4096];
-    sd_model *sd;
-    clip_tokenizer *tok;
-} st_ctx;
-
-/* Runs one case: file = the case's .safetensors, params = its "params"
- * object (may be NULL). Returns 0 when it ran (r holds the checks), -1 with
- * err set when it could not. */
-typedef int (*st_handler)(st_ctx *c, const char *file, const cJSON *params, st_result *r,
-                          cs_err *err);
-
-/* ---- helpers ----------------------------------------------------------------------- */
-
-static int need_sd(st_ctx *c, cs_err *err) {
-    if (c->sd) return 0;
-    return sd_load(&c->sd, c->weights, c->config, err);
-}
-
-static int need_tok(st_ctx *c, cs_err *err) {
-    if (c->tok) return 0;
-    if (!c->vocab)
-        return cs_fail(err, CS_EUSAGE, "tokenizer case: --vocab FILE is required");
-    return clip_tokenizer_load(&c->tok, c->vocab, err);
-}
-
-/* A float32 tensor of the case file with exactly n elements (n = 0: any). */
-static const float *case_get(const cs_safetensors *st, const char *name, size_t n, size_t *got,
-                             cs_err *err) {
-    const cs_st_tensor *t = cs_st_find(st, name);
-    if (!t) {
-        cs_fail(err, CS_EFORMAT, "%s: %s: missing", st->path, name);
-        return NULL;
-    }
-    if (t->dtype != CS_DT_F32 || (n && (size_t)t->numel != n)) {
-        cs_fail(err, CS_EFORMAT, "%s: %s: expected %zu float32 values", st->path, name, n);
-        return NULL;
-    }
-    if (got) *got = (size_t)t->numel;
-    return t->data;
-}
-
-static void add_check(st_result *r, const char *name, const float *out, const float *ref,
-                      size_t n, double tol) {
-    double md = 0, mr = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)out[i] - ref[i]);
-        if (!(d <= md)) md = d; /* NaN sticks */
-        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
-    }
-    if (r->n >= ST_MAX_CHECKS) return;
-    st_check *k = &r->c[r->n++];
-    snprintf(k->name, sizeof k->name, "%s", name);
-    k->max_abs = md;
-    k->rel = mr > 0 ? md / mr : md;
-    k->tol = tol;
-}
-
-static int dim(const cs_safetensors *st, const char *name, int i) {
-    const cs_st_tensor *t = cs_st_find(st, name);
-    return t && i < t->ndim ? (int)t->shape[i] : 0;
-}
-
-/* ---- handlers ------------------------------------------------------------------------ */
-
-static int run_tokenize(st_ctx *c, const char *file, const cJSON *params, st_result *r,
-                        cs_err *err) {
-    if (need_tok(c, err)) return -1;
-    const cJSON *prompts = cJSON_GetObjectItemCaseSensitive(params, "prompts");
-    int n = cJSON_IsArray(prompts) ? cJSON_GetArraySize(prompts) : 0;
-    if (n < 1) return cs_fail(err, CS_EFORMAT, "%s: params.prompts missing", file);
-    cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
-    const float *ref = case_get(&st, "ids", (size_t)n * 77, NULL, err);
-    float *ids = ref ? malloc(sizeof(float) * n * 77) : NULL;
-    int rc = -1;
-    if (ref && ids) {
-        rc = 0;
-        for (int i = 0; i < n && !rc; i++) {
-            const cJSON *p = cJSON_GetArrayItem(prompts, i);
-            int32_t v[77];
-            if (!cJSON_IsString(p)) {
-                rc = cs_fail(err, CS_EFORMAT, "%s: params.prompts[%d]: not a string", file, i);
-            } else if (clip_tokenize(c->tok, p->valuestring, v, err) < 0) {
-                rc = -1;
-            } else {
-                for (int j = 0; j < 77; j++) ids[i * 77 + j] = (float)v[j];
-            }
-        }
-        if (!rc) add_check(r, "ids", ids, ref, (size_t)n * 77, 0.0); /* exact */
-    }
-    free(ids);
-    cs_st_close(&st);
-    return rc;
-}
-
-static int run_text_encoder(st_ctx *c, const char *file, const cJSON *params, st_result *r,
-                            cs_err *err) {
-    (void)params;
-    if (need_sd(c, err)) return -1;
-    cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
-    size_t nids, nref;
-    const float *idf = case_get(&st, "ids", 0, &nids, err);
-    const float *ref = idf ? case_get(&st, "last_hidden_state", 0, &nref, err) : NULL;
-    int rc = -1, B = (int)(nids / 77);
-    if (ref && nids % 77 == 0 && nref == (size_t)B * 77 * sd_context_dim(c->sd)) {
-        int32_t *ids = malloc(sizeof(int32_t) * nids);
-        float *out = malloc(sizeof(float) * nref);
-        if (ids && out) {
-            for (size_t i = 0; i < nids; i++) ids[i] = (int32_t)idf[i];
-            rc = sd_text_encode(c->sd, ids, B, 1, out, err);
-            if (!rc) add_check(r, "last_hidden_state", out, ref, nref, TOL_NET);
-        }
-        free(ids);
-        free(out);
-    } else if (ref) {
-        cs_fail(err, CS_EFORMAT, "%s: ids/last_hidden_state shapes do not match the model", file);
-    }
-    cs_st_close(&st);
-    return rc;
-}
-
-static int run_unet(st_ctx *c, const char *file, const cJSON *params, st_result *r, cs_err *err) {
-    (void)params;
-    if (need_sd(c, err)) return -1;
-    cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
-    int B = dim(&st, "x", 0), C = dim(&st, "x", 1), h = dim(&st, "x", 2), w = dim(&st, "x", 3);
-    size_t n = (size_t)B * C * h * w;
-    int rc = -1;
-    const float *x = NULL, *t = NULL, *ctx = NULL, *ref = NULL;
-    if (B < 1 || C != sd_latent_channels(c->sd))
-        cs_fail(err, CS_EFORMAT, "%s: x: expected [B, %d, h, w]", file, sd_latent_channels(c->sd));
-    else if ((x = case_get(&st, "x", n, NULL, err)) && (t = case_get(&st, "timesteps", B, NULL, err)) &&
-             (ctx = case_get(&st, "context", (size_t)B * 77 * sd_context_dim(c->sd), NULL, err)) &&
-             (ref = case_get(&st, "eps", n, NULL, err))) {
-        float *eps = malloc(sizeof(float) * n);
-        if (eps && !(rc = sd_unet_eps(c->sd, x, t, ctx, B, h, w, eps, err)))
-            add_check(r, "eps", eps, ref, n, TOL_NET);
-        free(eps);
-    }
-    cs_st_close(&st);
-    return rc;
-}
-
-static int run_vae_decode(st_ctx *c, const char *file, const cJSON *params, st_result *r,
-                          cs_err *err) {
-    (void)params;
-    if (need_sd(c, err)) return -1;
-    cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
-    int B = dim(&st, "z", 0), C = dim(&st, "z", 1), h = dim(&st, "z", 2), w = dim(&st, "z", 3);
-    int f = sd_vae_factor(c->sd), rc = -1;
-    size_t nz = (size_t)B * C * h * w, ni = (size_t)B * 3 * h * f * w * f;
-    const float *z = NULL, *ref = NULL;
-    if (B < 1 || C != sd_latent_channels(c->sd))
-        cs_fail(err, CS_EFORMAT, "%s: z: expected [B, %d, h, w]", file, sd_latent_channels(c->sd));
-    else if ((z = case_get(&st, "z", nz, NULL, err)) && (ref = case_get(&st, "image", ni, NULL, err))) {
-        float *img = malloc(sizeof(float) * ni);
-        if (img && !(rc = sd_vae_decode(c->sd, z, B, h, w, img, err)))
-            add_check(r, "image", img, ref, ni, TOL_NET);
-        free(img);
-    }
-    cs_st_close(&st);
-    return rc;
-}
-
-static int run_vae_encode(st_ctx *c, const char *file, const cJSON *params, st_result *r,
-                          cs_err *err) {
-    (void)params;
-    if (need_sd(c, err)) return -1;
-    cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
-    int B = dim(&st, "image", 0), H = dim(&st, "image", 2), W = dim(&st, "image", 3);
-    int f = sd_vae_factor(c->sd), L = sd_latent_channels(c->sd), rc = -1;
-    size_t ni = (size_t)B * 3 * H * W, nl = f ? (size_t)B * L * (H / f) * (W / f) : 0;
-    const float *img = NULL, *rm = NULL, *rl = NULL, *rmom = NULL, *rsc = NULL;
-    if (B < 1 || dim(&st, "image", 1) != 3)
-        cs_fail(err, CS_EFORMAT, "%s: image: expected [B, 3, H, W]", file);
-    else if ((img = case_get(&st, "image", ni, NULL, err)) &&
-             (rm = case_get(&st, "mean", nl, NULL, err)) &&
-             (rl = case_get(&st, "logvar", nl, NULL, err))) {
-        float *mean = malloc(sizeof(float) * nl), *lv = malloc(sizeof(float) * nl);
-        if (mean && lv && !(rc = sd_vae_encode(c->sd, img, B, H, W, mean, lv, err))) {
-            rmom = cs_st_find(&st, "moments") ? case_get(&st, "moments", 2 * nl, NULL, err) : NULL;
-            rsc = cs_st_find(&st, "latent_mode_scaled")
-                      ? case_get(&st, "latent_mode_scaled", nl, NULL, err)
-                      : NULL;
-            add_check(r, "mean", mean, rm, nl, TOL_NET);
-            add_check(r, "logvar", lv, rl, nl, TOL_NET);
-            if (rsc) {
-                for (size_t i = 0; i < nl; i++) mean[i] *= SD_SCALE_FACTOR;
-                add_check(r, "latent_mode_scaled", mean, rsc, nl, TOL_NET);
-            }
-            (void)rmom; /* moments = [mean, unclamped logvar]: covered by the two above */
-        }
-        free(mean);
-        free(lv);
-    }
-    cs_st_close(&st);
-    return rc;
-}
+/* 16-bit weights: each F16 weight is rounded by up to 2^-11 = 4.9e-4, so a
+ * network's output moves by rel ~1e-3 (sd-tiny-diffusers-f16/README.md); the
+ * accepted rel is 2e-3 for networks (100 x the F32 2e-5) and for sampler
+ * latents (20 x 1e-4); BF16 keeps 3 mantissa bits fewer (2^-8): 8 x that.
+ * image_u8 keeps its 1 count. */
+#define F16_NET_SCALE 100.0
+#define F16_SAMPLER_SCALE 20.0
+#define BF16_EXTRA 8.0
 
 /* Sampler-side ops: pipeline/sampler_cases.c via cli/selftest_sampler.c. */
 static int run_sampler(st_ctx *c, const char *op, const char *file, const cJSON *params,
                        st_result *r, cs_err *err) {
     char *pj = params ? cJSON_PrintUnformatted(params) : NULL;
     cs_case_report cr;
-    int rc = selftest_sampler_case(c->weights, c->config, c->vocab, file, op, pj, &cr, err);
+    int rc = selftest_sampler_case(c->model, c->config[0] ? c->config : NULL, c->vocab, file, op,
+                                   pj, &cr, err);
     free(pj);
     if (rc) return -1;
     for (int i = 0; i < cr.n && r->n < ST_MAX_CHECKS; i++) {
@@ -257,6 +56,8 @@ static int run_sampler(st_ctx *c, const char *op, const char *file, const cJSON 
         k->max_abs = NAN;
         k->rel = cr.c[i].rel;
         k->tol = cr.c[i].tol;
+        if (c->f16 && strcmp(k->name, "image_u8"))
+            k->tol *= F16_SAMPLER_SCALE * (c->f16 == 2 ? BF16_EXTRA : 1.0);
     }
     return 0;
 }
@@ -268,25 +69,23 @@ SAMPLER_OP(run_schedule, "schedule")
 SAMPLER_OP(run_kdiff_sampler, "kdiff_sampler")
 SAMPLER_OP(run_ddim, "ddim")
 SAMPLER_OP(run_txt2img, "txt2img")
+SAMPLER_OP(run_sgm_sampler, "sampler")
 
-/* op -> handler. Sampler-side ops ("schedule", "kdiff_sampler", "ddim",
- * "txt2img") are added here by their owner. */
+/* op -> handler: the network ops (selftest_ops.c), then the sampler ops. */
 static const struct {
     const char *op;
     st_handler run;
 } handlers[] = {
-    {"tokenize", run_tokenize},
-    {"text_encoder", run_text_encoder},
-    {"unet", run_unet},
-    {"vae_decode", run_vae_decode},
-    {"vae_encode", run_vae_encode},
     {"schedule", run_schedule},
     {"kdiff_sampler", run_kdiff_sampler},
     {"ddim", run_ddim},
     {"txt2img", run_txt2img},
+    {"sampler", run_sgm_sampler},
 };
 
 static st_handler find_handler(const char *op) {
+    st_handler h = st_find_op(op);
+    if (h) return h;
     for (size_t i = 0; i < sizeof handlers / sizeof *handlers; i++)
         if (!strcmp(handlers[i].op, op)) return handlers[i].run;
     return NULL;
@@ -296,55 +95,125 @@ static st_handler find_handler(const char *op) {
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: copyscope selftest --refs DIR [--vocab FILE] [--case NAME] [-j N]\n"
+            "usage: copyscope selftest --refs DIR [--base DIR] [--cases DIR] [--vocab FILE]\n"
+            "                          [--case NAME] [-j N]\n"
             "\n"
-            "Runs the reference cases of DIR (config.json, model.safetensors,\n"
-            "cases/index.json, e.g. ../shared/refs/sd-tiny) through copyscope's own\n"
-            "tokenizer, text encoder, UNet, VAE and samplers, and prints per case\n"
-            "and output the max absolute and relative error (rel = max|out-ref| /\n"
-            "max|ref|) beside the tolerance. Exit status 1 when any is above.\n"
+            "Runs the reference cases of DIR through copyscope's own tokenizers, text\n"
+            "encoders, UNet, VAE and samplers, and prints per case and output the max\n"
+            "absolute and relative error (rel = max|out-ref| / max|ref|) beside the\n"
+            "tolerance. Exit status 1 when any is above. DIR's kind is read from its\n"
+            "files: cases/index.json (a model's cases, e.g. ../shared/refs/sd2-tiny),\n"
+            "model_index.json (a diffusers folder, run on --cases or --base's cases),\n"
+            "index.json with \"lora_file\" (a LoRA, merged into --base).\n"
             "\n"
             "  --refs DIR     the reference folder\n"
+            "  --base DIR     the base model folder (like ../shared/refs/sd-tiny) that\n"
+            "                 LoRA cases run on and whose cases/ a diffusers copy runs\n"
+            "  --cases DIR    the cases folder for a diffusers folder\n"
             "  --vocab FILE   CLIP BPE vocabulary (bpe_simple_vocab_16e6.txt.gz), for\n"
             "                 tokenizer and end-to-end cases\n"
             "  --case NAME    run only this case (repeatable)\n"
             "  -j N           threads (default: all cores)\n");
 }
 
-static char *read_text(const char *path, cs_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cs_fail(err, CS_EIO, "%s: cannot open", path);
-        return NULL;
+static int exists(const char *dir, const char *file) {
+    char p[4096];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    return stat(p, &sb) == 0;
+}
+
+static cJSON *read_json_file(const char *path, cs_err *err) {
+    char *text = sd_read_text(path, 64u << 20, err);
+    if (!text) return NULL;
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    if (!j) cs_fail(err, CS_EFORMAT, "%s: not valid JSON", path);
+    return j;
+}
+
+/* 1 when the UNet weights (a diffusers folder's or a single file's) are F16,
+ * 2 when BF16, else 0 */
+static int weights_f16(const char *model) {
+    char p[4200];
+    cs_safetensors st;
+    cs_err e = {0};
+    struct stat sb;
+    int dir = stat(model, &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (dir) snprintf(p, sizeof p, "%.4000s/unet/diffusion_pytorch_model.safetensors", model);
+    else snprintf(p, sizeof p, "%.4000s", model);
+    if (cs_st_open(&st, p, &e)) return 0;
+    const cs_st_tensor *t =
+        cs_st_find(&st, dir ? "conv_in.weight" : "model.diffusion_model.input_blocks.0.0.weight");
+    int r = !t ? 0 : t->dtype == CS_DT_F16 ? 1 : t->dtype == CS_DT_BF16 ? 2 : 0;
+    cs_st_close(&st);
+    return r;
+}
+
+/* Runs the cases listed in cases_dir/index.json on c's model. */
+static int run_cases(st_ctx *c, const char *cases_dir, const cJSON *root, const char **only,
+                     int n_only, int *n_ok, int *n_fail, int *n_skip) {
+    const cJSON *cases = cJSON_GetObjectItemCaseSensitive(root, "cases");
+    char path[8192];
+    const cJSON *cs;
+    cJSON_ArrayForEach(cs, cases) {
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(cs, "name");
+        const cJSON *op = cJSON_GetObjectItemCaseSensitive(cs, "op");
+        const cJSON *fl = cJSON_GetObjectItemCaseSensitive(cs, "file");
+        const cJSON *pr = cJSON_GetObjectItemCaseSensitive(cs, "params");
+        if (!cJSON_IsString(nm) || !cJSON_IsString(op) || !cJSON_IsString(fl)) {
+            printf("(a case without name/op/file: skipped)\n");
+            (*n_skip)++;
+            continue;
+        }
+        if (n_only) {
+            int want = 0;
+            for (int i = 0; i < n_only; i++) want |= !strcmp(only[i], nm->valuestring);
+            if (!want) continue;
+        }
+        st_handler h = find_handler(op->valuestring);
+        if (!h) {
+            printf("%-34s %-14s skipped: no handler for this op in this build\n", nm->valuestring,
+                   op->valuestring);
+            (*n_skip)++;
+            continue;
+        }
+        /* "file" is relative to the folder holding cases/ */
+        snprintf(path, sizeof path, "%s/../%s", cases_dir, fl->valuestring);
+        st_result r = {0};
+        cs_err e = {0};
+        if (h(c, path, pr, &r, &e)) {
+            printf("%-34s %-14s FAIL: %s\n", nm->valuestring, op->valuestring, e.msg);
+            (*n_fail)++;
+            continue;
+        }
+        int ok = 1;
+        for (int i = 0; i < r.n; i++) {
+            const st_check *k = &r.c[i];
+            int pass = k->rel <= k->tol; /* NaN fails */
+            ok &= pass;
+            char ma[32];
+            if (isnan(k->max_abs) && !isnan(k->rel)) snprintf(ma, sizeof ma, "-");
+            else snprintf(ma, sizeof ma, "%.3g", k->max_abs);
+            printf("%-34s %-14s %-20s %11s %11.3g %9.2g  %s\n", nm->valuestring, op->valuestring,
+                   k->name, ma, k->rel, k->tol, pass ? "ok" : "FAIL");
+        }
+        if (ok && r.n > 0) (*n_ok)++;
+        else (*n_fail)++;
     }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    if (n < 0 || n > (64l << 20)) {
-        fclose(f);
-        cs_fail(err, CS_ELIMIT, "%s: not a readable file under 64 MB", path);
-        return NULL;
-    }
-    char *buf = malloc((size_t)n + 1);
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        cs_fail(err, CS_EIO, "%s: read error", path);
-        return NULL;
-    }
-    buf[n] = 0;
-    fclose(f);
-    return buf;
+    return 0;
 }
 
 int cmd_selftest(int argc, char **argv) {
     static const struct option opts[] = {
         {"refs", required_argument, 0, 'r'}, {"vocab", required_argument, 0, 'v'},
         {"case", required_argument, 0, 'c'}, {"db", required_argument, 0, 'd'},
+        {"base", required_argument, 0, 'b'}, {"cases", required_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'},       {0, 0, 0, 0},
     };
     st_ctx c = {0};
-    const char *only[64];
+    c.tol_scale = 1.0;
+    const char *only[64], *base = NULL, *cases_opt = NULL;
     int n_only = 0, jobs = 0;
     optind = 1;
     int o;
@@ -352,6 +221,8 @@ int cmd_selftest(int argc, char **argv) {
         switch (o) {
         case 'r': c.refs = optarg; break;
         case 'v': c.vocab = optarg; break;
+        case 'b': base = optarg; break;
+        case 'C': cases_opt = optarg; break;
         case 'c':
             if (n_only == 64) return cli_usage_error("selftest: at most 64 --case options");
             only[n_only++] = optarg;
@@ -370,76 +241,72 @@ int cmd_selftest(int argc, char **argv) {
     nn_set_threads(jobs);
 
     cs_err err = {0};
-    char path[4096];
-    snprintf(path, sizeof path, "%s/cases/index.json", c.refs);
-    char *text = read_text(path, &err);
-    if (!text) return cli_fail(&err);
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    const cJSON *cases = root ? cJSON_GetObjectItemCaseSensitive(root, "cases") : NULL;
-    if (!cJSON_IsArray(cases)) {
+    char path[8192], cases_dir[2048];
+    cJSON *root = NULL;
+    int n_ok = 0, n_fail = 0, n_skip = 0;
+    if (exists(c.refs, "cases/index.json")) { /* a model with its cases */
+        snprintf(cases_dir, sizeof cases_dir, "%s/cases", c.refs);
+        snprintf(path, sizeof path, "%s/index.json", cases_dir);
+        if (!(root = read_json_file(path, &err))) return cli_fail(&err);
+        const cJSON *wj = cJSON_GetObjectItemCaseSensitive(root, "weights");
+        const cJSON *cj = cJSON_GetObjectItemCaseSensitive(root, "config");
+        snprintf(c.model, sizeof c.model, "%s/%s", c.refs,
+                 cJSON_IsString(wj) ? wj->valuestring : "model.safetensors");
+        const char *cf = cJSON_IsString(cj) ? cj->valuestring : "config.json";
+        if (exists(c.refs, cf)) snprintf(c.config, sizeof c.config, "%s/%s", c.refs, cf);
+    } else if (exists(c.refs, "model_index.json")) { /* a diffusers folder */
+        if (cases_opt) snprintf(cases_dir, sizeof cases_dir, "%s", cases_opt);
+        else if (base) snprintf(cases_dir, sizeof cases_dir, "%s/cases", base);
+        else return cli_usage_error("selftest: %s is a diffusers folder: give the cases it must "
+                                    "reproduce with --cases DIR or --base MODEL_DIR",
+                                    c.refs);
+        snprintf(path, sizeof path, "%s/index.json", cases_dir);
+        if (!(root = read_json_file(path, &err))) return cli_fail(&err);
+        snprintf(c.model, sizeof c.model, "%s", c.refs);
+        c.f16 = weights_f16(c.refs);
+        printf("diffusers folder %s%s, cases of %s\n", c.refs, c.f16 ? " (16-bit weights)" : "",
+               cases_dir);
+    } else if (exists(c.refs, "index.json")) {
+        snprintf(path, sizeof path, "%s/index.json", c.refs);
+        if (!(root = read_json_file(path, &err))) return cli_fail(&err);
+        if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(root, "lora_file"))) {
+            cJSON_Delete(root);
+            cs_fail(&err, CS_EFORMAT,
+                    "%s: an index.json without \"lora_file\": not a reference folder this "
+                    "build runs (cases/index.json, model_index.json, or a LoRA index)",
+                    c.refs);
+            return cli_fail(&err);
+        }
+        st_run_lora(&c, root, base, 1, &n_ok, &n_fail);
+        cJSON_Delete(root);
+        sd_free(c.sd);
+        clip_tokenizer_free(c.tok);
+        clip_tokenizer_free(c.tok2);
+        printf("selftest: %d checks ok, %d failed\n", n_ok, n_fail);
+        return n_fail ? CLI_FAIL : CLI_OK;
+    } else {
+        cs_fail(&err, CS_EFORMAT,
+                "%s: not a reference folder (no cases/index.json, model_index.json or "
+                "index.json)",
+                c.refs);
+        return cli_fail(&err);
+    }
+    if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(root, "cases"))) {
         cJSON_Delete(root);
         cs_fail(&err, CS_EFORMAT, "%s: not a case index (no \"cases\" array)", path);
         return cli_fail(&err);
     }
-    const cJSON *wj = cJSON_GetObjectItemCaseSensitive(root, "weights");
-    const cJSON *cj = cJSON_GetObjectItemCaseSensitive(root, "config");
-    snprintf(c.weights, sizeof c.weights, "%s/%s", c.refs,
-             cJSON_IsString(wj) ? wj->valuestring : "model.safetensors");
-    snprintf(c.config, sizeof c.config, "%s/%s", c.refs,
-             cJSON_IsString(cj) ? cj->valuestring : "config.json");
-
-    int n_ok = 0, n_fail = 0, n_skip = 0;
+    if (!c.f16) c.f16 = weights_f16(c.model);
+    if (c.f16) c.tol_scale = F16_NET_SCALE * (c.f16 == 2 ? BF16_EXTRA : 1.0);
+    if (c.f16) printf("%s: %s weights: tolerances as the README's for 16-bit weights\n", c.model,
+                      c.f16 == 2 ? "BF16" : "F16");
     printf("%-34s %-14s %-20s %11s %11s %9s\n", "case", "op", "output", "max-abs", "rel", "tol");
-    const cJSON *cs;
-    cJSON_ArrayForEach(cs, cases) {
-        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(cs, "name");
-        const cJSON *op = cJSON_GetObjectItemCaseSensitive(cs, "op");
-        const cJSON *fl = cJSON_GetObjectItemCaseSensitive(cs, "file");
-        const cJSON *pr = cJSON_GetObjectItemCaseSensitive(cs, "params");
-        if (!cJSON_IsString(nm) || !cJSON_IsString(op) || !cJSON_IsString(fl)) {
-            printf("(a case without name/op/file: skipped)\n");
-            n_skip++;
-            continue;
-        }
-        if (n_only) {
-            int want = 0;
-            for (int i = 0; i < n_only; i++) want |= !strcmp(only[i], nm->valuestring);
-            if (!want) continue;
-        }
-        st_handler h = find_handler(op->valuestring);
-        if (!h) {
-            printf("%-34s %-14s skipped: no handler for this op in this build\n", nm->valuestring,
-                   op->valuestring);
-            n_skip++;
-            continue;
-        }
-        snprintf(path, sizeof path, "%s/%s", c.refs, fl->valuestring);
-        st_result r = {0};
-        cs_err e = {0};
-        if (h(&c, path, pr, &r, &e)) {
-            printf("%-34s %-14s FAIL: %s\n", nm->valuestring, op->valuestring, e.msg);
-            n_fail++;
-            continue;
-        }
-        int ok = 1;
-        for (int i = 0; i < r.n; i++) {
-            const st_check *k = &r.c[i];
-            int pass = k->rel <= k->tol; /* NaN fails */
-            ok &= pass;
-            char ma[32];
-            if (isnan(k->max_abs) && !isnan(k->rel)) snprintf(ma, sizeof ma, "-");
-            else snprintf(ma, sizeof ma, "%.3g", k->max_abs);
-            printf("%-34s %-14s %-20s %11s %11.3g %9.2g  %s\n", nm->valuestring, op->valuestring,
-                   k->name, ma, k->rel, k->tol, pass ? "ok" : "FAIL");
-        }
-        if (ok && r.n > 0) n_ok++;
-        else n_fail++;
-    }
+    run_cases(&c, cases_dir, root, only, n_only, &n_ok, &n_fail, &n_skip);
     cJSON_Delete(root);
     selftest_sampler_done();
     sd_free(c.sd);
     clip_tokenizer_free(c.tok);
+    clip_tokenizer_free(c.tok2);
     printf("selftest: %d cases ok, %d failed, %d skipped\n", n_ok, n_fail, n_skip);
     return n_fail ? CLI_FAIL : CLI_OK;
 }

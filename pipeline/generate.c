@@ -430,7 +430,8 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
     int empirical = cs_model_is_empirical_spec(spec);
     const char *config = o->config ? o->config : s.config, *vocab = o->vocab ? o->vocab : s.vocab;
     if (!empirical) {
-        if (!file_exists(spec)) {
+        struct stat msb; /* a file, or a diffusers folder (pipeline/sd_layout.c checks it) */
+        if (stat(spec, &msb) != 0) {
             cs_fail(err, CS_ENOTFOUND, "%s: model file not found", spec);
             goto out;
         }
@@ -467,7 +468,7 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
         }
     if (o->threads > 0) nn_set_threads(o->threads);
     /* 2. load the model; encode prompts; load references and masks */
-    cs_model_opts mo = {.config = config, .vocab = vocab, .db = o->db};
+    cs_model_opts mo = {.config = config, .vocab = vocab, .db = o->db, .loras = s.loras, .n_loras = s.n_loras};
     if (cs_model_open(&m, spec, &mo, err)) goto out;
     jobs = calloc((size_t)s.n, sizeof *jobs);
     if (!jobs) {

@@ -46,13 +46,35 @@ int cs_model_denoise(cs_model *m, const float *x, float sigma, cs_cond *const *c
             free(ts);
             return cs_fail(err, CS_ENOMEM, "denoise: out of memory");
         }
-        /* CompVisDenoiser in float32: c_in = 1/(sigma^2+1)^0.5, c_out = -sigma */
-        float c_in = 1.0f / sqrtf(sigma * sigma + 1.0f), t = cs_sigma_to_t(&m->sched, sigma);
+        /* CompVisDenoiser in float32: c_in = 1/(sigma^2+1)^0.5, c_out = -sigma.
+         * sgm's DiscreteDenoiser first snaps sigma to the nearest training
+         * sigma and feeds its integer index. */
+        float t;
+        if (m->quantize_t) {
+            int best = 0;
+            for (int i = 1; i < CS_TRAIN_STEPS; i++)
+                if (fabsf(m->sched.sigmas[i] - sigma) < fabsf(m->sched.sigmas[best] - sigma))
+                    best = i;
+            sigma = m->sched.sigmas[best];
+            t = (float)best;
+        } else {
+            t = cs_sigma_to_t(&m->sched, sigma);
+        }
+        float c_in = 1.0f / sqrtf(sigma * sigma + 1.0f);
         for (size_t i = 0; i < n; i++) xin[i] = x[i] * c_in;
         for (int b = 0; b < B; b++) ts[b] = t;
         rc = m->eval(m, xin, ts, conds, B, h, w, e, err);
-        if (!rc)
+        if (!rc && m->pred == CS_PRED_V) {
+            /* CompVisVDenoiser: D = c_skip x + c_out v, c_skip = 1/(s^2+1),
+             * c_out = -s/sqrt(s^2+1); the eps this implies: (x - D)/s */
+            float c_skip = 1.0f / (sigma * sigma + 1.0f), c_out = -sigma * c_in;
+            for (size_t i = 0; i < n; i++) {
+                D[i] = x[i] * c_skip + e[i] * c_out;
+                if (eps) e[i] = (x[i] - D[i]) / sigma;
+            }
+        } else if (!rc) {
             for (size_t i = 0; i < n; i++) D[i] = x[i] + e[i] * -sigma;
+        }
         free(xin);
         if (!eps) free(e);
     }
@@ -69,6 +91,14 @@ int cs_model_eps_t(cs_model *m, const float *x_vp, int t, cs_cond *const *conds,
     if (m->pred == CS_PRED_EPS) {
         for (int b = 0; b < B; b++) ts[b] = (float)t;
         rc = m->eval(m, x_vp, ts, conds, B, h, w, eps, err);
+    } else if (m->pred == CS_PRED_V) {
+        /* ldm predict_eps_from_z_and_v: eps = sqrt(a) v + sqrt(1-a) x */
+        for (int b = 0; b < B; b++) ts[b] = (float)t;
+        rc = m->eval(m, x_vp, ts, conds, B, h, w, eps, err);
+        double a = m->sched.alphas_cumprod[t];
+        float sa = (float)sqrt(a), s1a = (float)sqrt(1.0 - a);
+        if (!rc)
+            for (size_t i = 0; i < n; i++) eps[i] = sa * eps[i] + s1a * x_vp[i];
     } else {
         /* x_vp = sqrt(a) (x0 + sigma n): back to sampler space, D, then eps */
         float a = m->sched.alphas_cumprod[t], sigma = m->sched.sigmas[t], sa = sqrtf(a);

@@ -19,6 +19,7 @@
 typedef enum {
     CS_PRED_EPS, /* eval returns eps(x_vp, t): the network's noise prediction */
     CS_PRED_X0,  /* eval returns D(x, sigma): the denoised image */
+    CS_PRED_V,   /* eval returns v(x_vp, t) = sqrt(a) eps - sqrt(1-a) x0 (SD 2.x 768-v) */
 } cs_pred;
 
 typedef struct cs_cond cs_cond; /* a model's encoding of one prompt (opaque) */
@@ -33,6 +34,9 @@ struct cs_model {
     int channels;   /* sampler-space channels: 4 (SD latents) or 3 (pixels) */
     int factor;     /* image pixels per sampler-space pixel: 8 (SD 1.x), 1 */
     int fixed_size; /* 0: any multiple of factor; else the only image side allowed */
+    int quantize_t; /* 1: sigma snapped to the nearest training level and the integer
+                     * index given as t (sgm's DiscreteDenoiser, SDXL reference code);
+                     * 0: fractional t (k-diffusion CompVisDenoiser, A1111) */
 
     /* out [B,C,h,w]. CS_PRED_EPS: eps of the VP-scaled input x at timesteps
      * ts[B] (fractional allowed). CS_PRED_X0: D(x, sigma = ts[b]). conds[B]. */
@@ -49,10 +53,21 @@ struct cs_model {
 };
 
 typedef struct {
-    const char *config; /* SD: JSON config (NULL = SD 1.x preset) */
-    const char *vocab;  /* SD: CLIP BPE vocabulary (bpe_simple_vocab_16e6.txt.gz) */
+    const char *path; /* kohya LoRA .safetensors */
+    float weight;     /* multiplier */
+} cs_lora;
+
+typedef struct {
+    const char *config; /* SD: JSON config overriding what the weights show (or NULL) */
+    const char *vocab;  /* SD: CLIP BPE vocabulary (bpe_simple_vocab_16e6.txt.gz); NULL:
+                         * a diffusers folder's tokenizer/ if it has one */
     const char *db;     /* empirical: the index db when spec is plain "empirical" */
-    int clip_skip;      /* SD: 1 = last layer (default when 0) */
+    int clip_skip;      /* SD: 1 = the family's default layer (default when 0) */
+    const cs_lora *loras; /* SD: merged into the weights at load */
+    int n_loras;
+    int prediction;     /* SD: 0 = from the weights / config, 1 = eps, 2 = v */
+    int sdxl_uc_text;   /* SDXL: 1 = encode the negative prompt "" like any prompt;
+                         * 0 (default) = zeros, as sgm's pipeline (force_uc_zero) */
 } cs_model_opts;
 
 /* spec: a checkpoint path, "empirical" (the index at opts->db) or
@@ -74,7 +89,16 @@ int cs_model_eps_t(cs_model *m, const float *x_vp, int t, cs_cond *const *conds,
 int cs_model_sd_open(cs_model **out, const char *ckpt, const cs_model_opts *opts, cs_err *err);
 int cs_model_empirical_open(cs_model **out, const char *db, cs_err *err);
 /* SD only: a conditioning from a ready text-encoder output context [77, D]
- * (tests feed the reference cases' cond/uncond). */
+ * (tests feed the reference cases' cond/uncond); SDXL also takes the vector
+ * y [adm] (NULL: zero pooled part, sizes from cs_model_sd_set_sizes). */
 int cs_model_sd_cond_from_context(cs_model *m, const float *context, cs_cond **out, cs_err *err);
+int cs_model_sd_cond_from_context_y(cs_model *m, const float *context, const float *y,
+                                    cs_cond **out, cs_err *err);
+/* SDXL: the size/crop conditioning (orig_h, orig_w, crop_top, crop_left,
+ * target_h, target_w) that later cond_new calls use; default: 0 for the
+ * crops and, until set, 1024 for the sizes (SDXL base's training size). */
+void cs_model_sd_set_sizes(cs_model *m, const float sizes[6]);
+/* The family name ("SD 1.x", "SD 2.x", "SDXL") of an SD model, else NULL. */
+const char *cs_model_sd_family(const cs_model *m);
 
 #endif

@@ -1,5 +1,7 @@
-/* sd_config.c — SD 1.x hyper-parameters: the built-in preset and JSON
- * configs laid out like ../shared/refs/sd-tiny/config.json (cJSON). */
+/* sd_config.c — Stable Diffusion hyper-parameters: the built-in SD 1.x
+ * preset and JSON configs laid out like ../shared/refs/sd-tiny/config.json,
+ * sd2-tiny's or sdxl-tiny's (cJSON), applied on top of what sd_detect.c read
+ * from the weights. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,7 +23,8 @@ void sd_config_preset(sd_config *c) {
     u->attn_level[0] = u->attn_level[1] = u->attn_level[2] = 1; /* ds 1, 2, 4 */
     u->num_heads = 8;
     u->num_head_channels = -1;
-    u->transformer_depth = 1;
+    for (int l = 0; l < SD_MAX_LEVELS; l++) u->depth[l] = 1;
+    u->depth_middle = 1;
     u->context_dim = 768;
     u->time_embed_dim = 1280;
     sd_vae_config *v = &c->vae;
@@ -41,7 +44,11 @@ void sd_config_preset(sd_config *c) {
     t->num_layers = 12;
     t->num_heads = 12;
     t->intermediate = 3072;
+    t->pad_id = 49407;
+    t->final_ln = 1;
     t->layer_norm_eps = 1e-5f;
+    c->family = SD_FAMILY_SD1;
+    c->prediction = SD_PRED_EPS;
     c->scale_factor = SD_SCALE_FACTOR;
 }
 
@@ -107,6 +114,27 @@ static int section(const cJSON *root, const char *key, const cJSON **out, const 
     return 0;
 }
 
+/* A text_encoder section: Hugging Face names (hidden_size, ...) or open_clip
+ * names (width, heads, layers, mlp_width, embed_dim). */
+static int parse_text(sd_text_config *x, const cJSON *t, const char *sect, const char *path,
+                      cs_err *err) {
+    if (get_int(t, sect, "vocab_size", &x->vocab_size, path, err) ||
+        get_int(t, sect, "max_position_embeddings", &x->max_positions, path, err) ||
+        get_int(t, sect, "context_length", &x->max_positions, path, err) ||
+        get_int(t, sect, "hidden_size", &x->hidden_size, path, err) ||
+        get_int(t, sect, "width", &x->hidden_size, path, err) ||
+        get_int(t, sect, "num_hidden_layers", &x->num_layers, path, err) ||
+        get_int(t, sect, "layers", &x->num_layers, path, err) ||
+        get_int(t, sect, "num_attention_heads", &x->num_heads, path, err) ||
+        get_int(t, sect, "heads", &x->num_heads, path, err) ||
+        get_int(t, sect, "intermediate_size", &x->intermediate, path, err) ||
+        get_int(t, sect, "mlp_width", &x->intermediate, path, err) ||
+        get_int(t, sect, "pad_token_id", &x->pad_id, path, err) ||
+        get_float(t, sect, "layer_norm_eps", &x->layer_norm_eps, path, err))
+        return -1;
+    return 0;
+}
+
 static int parse_config(sd_config *c, const cJSON *root, const char *path, cs_err *err) {
     const cJSON *u, *v, *t;
     if (!cJSON_IsObject(root)) return cs_fail(err, CS_EFORMAT, "%s: not a JSON object", path);
@@ -125,9 +153,26 @@ static int parse_config(sd_config *c, const cJSON *root, const char *path, cs_er
             get_int_array(u, "unet", "attention_resolutions", ds, &nds, 1, path, err) ||
             get_int(u, "unet", "num_heads", &x->num_heads, path, err) ||
             get_int(u, "unet", "num_head_channels", &x->num_head_channels, path, err) ||
-            get_int(u, "unet", "transformer_depth", &x->transformer_depth, path, err) ||
-            get_int(u, "unet", "context_dim", &x->context_dim, path, err))
+            get_int(u, "unet", "context_dim", &x->context_dim, path, err) ||
+            get_int(u, "unet", "adm_in_channels", &x->adm_in_channels, path, err))
             return -1;
+        const cJSON *td = cJSON_GetObjectItemCaseSensitive(u, "transformer_depth");
+        if (cJSON_IsArray(td)) {
+            int nd = 0;
+            if (get_int_array(u, "unet", "transformer_depth", x->depth, &nd, 0, path, err))
+                return -1;
+            for (int l = nd; l < SD_MAX_LEVELS; l++) x->depth[l] = x->depth[nd - 1];
+            x->depth_middle = x->depth[nd - 1];
+        } else if (td) {
+            int d = 0;
+            if (get_int(u, "unet", "transformer_depth", &d, path, err)) return -1;
+            for (int l = 0; l < SD_MAX_LEVELS; l++) x->depth[l] = d;
+            x->depth_middle = d;
+        }
+        if (get_int(u, "unet", "transformer_depth_middle", &x->depth_middle, path, err))
+            return -1;
+        if (x->num_heads > 0 || x->num_head_channels > 0)
+            memset(x->heads_level, 0, sizeof x->heads_level);
         if (!cJSON_GetObjectItemCaseSensitive(u, "time_embed_dim"))
             x->time_embed_dim = 4 * x->model_channels;
         else if (get_int(u, "unet", "time_embed_dim", &x->time_embed_dim, path, err))
@@ -171,39 +216,51 @@ static int parse_config(sd_config *c, const cJSON *root, const char *path, cs_er
                            "supported (SD 1.x has none)",
                            path);
     }
-    if (t) {
-        sd_text_config *x = &c->text;
-        if (get_int(t, "text_encoder", "vocab_size", &x->vocab_size, path, err) ||
-            get_int(t, "text_encoder", "max_position_embeddings", &x->max_positions, path, err) ||
-            get_int(t, "text_encoder", "hidden_size", &x->hidden_size, path, err) ||
-            get_int(t, "text_encoder", "num_hidden_layers", &x->num_layers, path, err) ||
-            get_int(t, "text_encoder", "num_attention_heads", &x->num_heads, path, err) ||
-            get_int(t, "text_encoder", "intermediate_size", &x->intermediate, path, err) ||
-            get_float(t, "text_encoder", "layer_norm_eps", &x->layer_norm_eps, path, err))
-            return -1;
+    const cJSON *tl, *tg;
+    if (section(root, "text_encoder_l", &tl, path, err) ||
+        section(root, "text_encoder_g", &tg, path, err))
+        return -1;
+    if (t && parse_text(&c->text, t, "text_encoder", path, err)) return -1;
+    if (tl && parse_text(&c->text, tl, "text_encoder_l", path, err)) return -1;
+    if (tg && parse_text(&c->text2, tg, "text_encoder_g", path, err)) return -1;
+    const cJSON *sch = cJSON_GetObjectItemCaseSensitive(root, "schedule");
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "prediction_type");
+    if (!pt && cJSON_IsObject(sch)) pt = cJSON_GetObjectItemCaseSensitive(sch, "prediction_type");
+    if (pt) {
+        c->prediction_stated = 1;
+        if (cJSON_IsString(pt) && !strcmp(pt->valuestring, "epsilon")) c->prediction = SD_PRED_EPS;
+        else if (cJSON_IsString(pt) && !strcmp(pt->valuestring, "v_prediction"))
+            c->prediction = SD_PRED_V;
+        else
+            return cs_fail(err, CS_EFORMAT,
+                           "%s: prediction_type: expected \"epsilon\" or \"v_prediction\"", path);
     }
     return 0;
 }
 
-int sd_config_load(sd_config *c, const char *path, cs_err *err) {
-    sd_config_preset(c);
+char *sd_read_text(const char *path, size_t max, cs_err *err) {
     FILE *f = fopen(path, "rb");
-    if (!f) return cs_fail(err, CS_EIO, "%s: cannot open", path);
+    if (!f) {
+        cs_fail(err, CS_EIO, "%s: cannot open", path);
+        return NULL;
+    }
     char *buf = NULL;
     size_t n = 0, cap = 0;
     for (;;) {
         if (n + 4096 > cap) {
-            if (cap > (16u << 20)) {
+            if (cap > max) {
                 free(buf);
                 fclose(f);
-                return cs_fail(err, CS_ELIMIT, "%s: config larger than 16 MB", path);
+                cs_fail(err, CS_ELIMIT, "%s: larger than %zu MB", path, max >> 20);
+                return NULL;
             }
             cap = cap ? cap * 2 : 8192;
             char *nb = realloc(buf, cap + 1);
             if (!nb) {
                 free(buf);
                 fclose(f);
-                return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+                cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+                return NULL;
             }
             buf = nb;
         }
@@ -215,16 +272,61 @@ int sd_config_load(sd_config *c, const char *path, cs_err *err) {
     fclose(f);
     if (ioerr) {
         free(buf);
-        return cs_fail(err, CS_EIO, "%s: read error", path);
+        cs_fail(err, CS_EIO, "%s: read error", path);
+        return NULL;
     }
     buf[n] = 0;
-    cJSON *root = cJSON_ParseWithLength(buf, n);
+    return buf;
+}
+
+int sd_config_apply(sd_config *c, const char *path, cs_err *err) {
+    char *buf = sd_read_text(path, 16u << 20, err);
+    if (!buf) return -1;
+    cJSON *root = cJSON_Parse(buf);
     free(buf);
     if (!root) return cs_fail(err, CS_EFORMAT, "%s: not valid JSON", path);
     int rc = parse_config(c, root, path, err);
     cJSON_Delete(root);
-    if (rc) return -1;
+    return rc;
+}
+
+int sd_config_load(sd_config *c, const char *path, cs_err *err) {
+    sd_config_preset(c);
+    if (sd_config_apply(c, path, err)) return -1;
     return sd_config_check(c, path, err);
+}
+
+/* heads at a level of ch channels: diffusers' per-level list, a fixed head
+ * width (SD 2.x / SDXL), or a fixed count (SD 1.x); -1 when unknown. */
+int sd_unet_heads(const sd_unet_config *u, int level, int ch) {
+    if (u->heads_level[level] > 0) return u->heads_level[level];
+    if (u->num_head_channels > 0) return ch % u->num_head_channels ? -1 : ch / u->num_head_channels;
+    return u->num_heads > 0 ? u->num_heads : -1;
+}
+
+static int check_text(const sd_text_config *t, const char *sect, const char *p, cs_err *err) {
+    if (t->num_heads < 1)
+        return cs_fail(err, CS_EFORMAT,
+                       "%s: %s: the attention head count is not stored in the weights and %d "
+                       "features is not a released model's width; give a config "
+                       "(--config FILE, laid out like ../shared/refs/sd-tiny/config.json) "
+                       "with %s.num_attention_heads",
+                       p, sect, t->hidden_size, sect);
+    if (t->vocab_size < 1 || t->vocab_size > 10000000 || t->max_positions != SD_CONTEXT_TOKENS ||
+        t->hidden_size < 1 || t->hidden_size > 65536 || t->num_layers < 1 ||
+        t->num_layers > 256 || t->hidden_size % t->num_heads || t->intermediate < 1 ||
+        t->intermediate > 1 << 20 || !(t->layer_norm_eps > 0) || t->proj_dim < 0 ||
+        t->proj_dim > 65536)
+        return cs_fail(err, CS_EFORMAT,
+                       "%s: %s: hidden_size %d, num_attention_heads %d, "
+                       "num_hidden_layers %d, intermediate_size %d, max_position_embeddings %d: "
+                       "sizes must be positive, hidden_size divisible by the heads, positions 77",
+                       p, sect, t->hidden_size, t->num_heads, t->num_layers, t->intermediate,
+                       t->max_positions);
+    if (t->skip_last && t->num_layers < 2)
+        return cs_fail(err, CS_EFORMAT, "%s: %s: the penultimate layer needs 2 or more layers", p,
+                       sect);
+    return 0;
 }
 
 int sd_config_check(const sd_config *c, const char *path, cs_err *err) {
@@ -232,9 +334,10 @@ int sd_config_check(const sd_config *c, const char *path, cs_err *err) {
     const char *p = path ? path : "built-in SD 1.x config";
     if (u->in_channels < 1 || u->out_channels < 1 || u->model_channels < 32 ||
         u->model_channels % 32 || u->model_channels % 2 || u->num_res_blocks < 1 ||
-        u->n_levels < 1 || u->context_dim < 1 || u->time_embed_dim < 1 ||
-        u->transformer_depth < 1 || u->model_channels > 65536 || u->num_res_blocks > 64 ||
-        u->context_dim > 65536 || u->time_embed_dim > 65536 || u->transformer_depth > 64)
+        u->n_levels < 1 || u->n_levels > SD_MAX_LEVELS || u->context_dim < 1 ||
+        u->time_embed_dim < 1 || u->model_channels > 65536 || u->num_res_blocks > 64 ||
+        u->context_dim > 65536 || u->time_embed_dim > 65536 || u->depth_middle < 0 ||
+        u->depth_middle > 64 || u->adm_in_channels < 0 || u->adm_in_channels > 1 << 20)
         return cs_fail(err, CS_EFORMAT,
                        "%s: unet: channel counts must be positive, model_channels a multiple of "
                        "32 (GroupNorm groups)",
@@ -242,18 +345,28 @@ int sd_config_check(const sd_config *c, const char *path, cs_err *err) {
     for (int l = 0; l < u->n_levels; l++) {
         int ch = u->model_channels * u->channel_mult[l];
         if (ch > 65536) return cs_fail(err, CS_EFORMAT, "%s: unet.channel_mult: too large", p);
-        if (!u->attn_level[l]) continue;
-        int heads = u->num_head_channels > 0 ? ch / u->num_head_channels : u->num_heads;
-        if (heads < 1 || ch % heads)
+        if (u->depth[l] < 1 || u->depth[l] > 64)
+            return cs_fail(err, CS_EFORMAT, "%s: unet.transformer_depth: 1..64 per level", p);
+        if (!u->attn_level[l] && !(l == u->n_levels - 1)) continue;
+        int heads = sd_unet_heads(u, l, ch);
+        if (heads < 1 && u->num_heads < 1 && u->num_head_channels < 1)
             return cs_fail(err, CS_EFORMAT,
-                           "%s: unet: %d channels at level %d do not split into num_heads %d", p,
-                           ch, l, heads);
+                           "%s: unet: attention head counts are not stored in the weights and "
+                           "model_channels %d / context_dim %d is not a released model's "
+                           "geometry; give a config (--config FILE, laid out like "
+                           "../shared/refs/sd-tiny/config.json) with unet.num_heads or "
+                           "unet.num_head_channels",
+                           p, u->model_channels, u->context_dim);
+        if ((u->attn_level[l] || l == u->n_levels - 1) && (heads < 1 || ch % heads))
+            return cs_fail(err, CS_EFORMAT,
+                           "%s: unet: %d channels at level %d do not split into %d heads", p, ch,
+                           l, heads);
     }
     const sd_vae_config *v = &c->vae;
-    if (v->ch < 32 || v->ch % 32 || v->ch > 65536 || v->n_levels < 1 || v->num_res_blocks < 1 ||
-        v->num_res_blocks > 64 || v->z_channels < 1 || v->embed_dim < 1 || v->in_channels < 1 ||
-        v->out_ch < 1 || v->z_channels > 4096 || v->embed_dim > 4096 || v->in_channels > 4096 ||
-        v->out_ch > 4096)
+    if (v->ch < 32 || v->ch % 32 || v->ch > 65536 || v->n_levels < 1 ||
+        v->n_levels > SD_MAX_LEVELS || v->num_res_blocks < 1 || v->num_res_blocks > 64 ||
+        v->z_channels < 1 || v->embed_dim < 1 || v->in_channels < 1 || v->out_ch < 1 ||
+        v->z_channels > 4096 || v->embed_dim > 4096 || v->in_channels > 4096 || v->out_ch > 4096)
         return cs_fail(err, CS_EFORMAT,
                        "%s: vae: channel counts must be positive, ch a multiple of 32", p);
     for (int l = 0; l < v->n_levels; l++)
@@ -262,21 +375,24 @@ int sd_config_check(const sd_config *c, const char *path, cs_err *err) {
     if (v->embed_dim != u->in_channels)
         return cs_fail(err, CS_EFORMAT, "%s: vae.embed_dim %d differs from unet.in_channels %d", p,
                        v->embed_dim, u->in_channels);
-    const sd_text_config *t = &c->text;
-    if (t->vocab_size < 1 || t->vocab_size > 10000000 || t->max_positions != SD_CONTEXT_TOKENS ||
-        t->hidden_size < 1 || t->hidden_size > 65536 || t->num_layers < 1 ||
-        t->num_layers > 256 || t->num_heads < 1 || t->hidden_size % t->num_heads ||
-        t->intermediate < 1 || t->intermediate > 1 << 20 || !(t->layer_norm_eps > 0))
+    int two = c->text2.num_layers > 0;
+    if (check_text(&c->text, two ? "text_encoder_l" : "text_encoder", p, err)) return -1;
+    if (two && check_text(&c->text2, "text_encoder_g", p, err)) return -1;
+    int width = c->text.hidden_size + (two ? c->text2.hidden_size : 0);
+    if (width != u->context_dim)
         return cs_fail(err, CS_EFORMAT,
-                       "%s: text_encoder: hidden_size %d, num_attention_heads %d, "
-                       "num_hidden_layers %d, intermediate_size %d, max_position_embeddings %d: "
-                       "sizes must be positive, hidden_size divisible by the heads, positions 77",
-                       p, t->hidden_size, t->num_heads, t->num_layers, t->intermediate,
-                       t->max_positions);
-    if (t->hidden_size != u->context_dim)
+                       "%s: text encoder width %d differs from unet.context_dim %d", p, width,
+                       u->context_dim);
+    if (c->family == SD_FAMILY_SDXL && (!two || c->text2.proj_dim < 1 || u->adm_in_channels < 1))
         return cs_fail(err, CS_EFORMAT,
-                       "%s: text_encoder.hidden_size %d differs from unet.context_dim %d", p,
-                       t->hidden_size, u->context_dim);
+                       "%s: SDXL needs the second text encoder with its projection and "
+                       "unet.adm_in_channels",
+                       p);
+    if (u->adm_in_channels && u->adm_in_channels != c->text2.proj_dim + 6 * 256)
+        return cs_fail(err, CS_EFORMAT,
+                       "%s: unet.adm_in_channels %d is not the pooled width %d + 6 x 256 (SDXL "
+                       "base's size/crop conditioning)",
+                       p, u->adm_in_channels, c->text2.proj_dim);
     if (!(c->scale_factor > 0))
         return cs_fail(err, CS_EFORMAT, "%s: scale_factor must be positive", p);
     return 0;

@@ -1,7 +1,8 @@
-/* sd_internal.h — what the SD 1.x model files (sd_config.c, sd_model.c,
- * clip_text.c, unet.c, vae.c) share: the hyper-parameters, the weight structs
- * (named after the PyTorch modules that own them), the activation arena and
- * the model struct. Not part of the public API (that is pipeline/sd.h). */
+/* sd_internal.h — what the Stable Diffusion model files (sd_config.c,
+ * sd_detect.c, sd_layout.c, sd_model.c, lora.c, clip_text.c, unet.c, vae.c)
+ * share: the hyper-parameters, the weight structs (named after the PyTorch
+ * modules that own them), the activation arena and the model struct. Not
+ * part of the public API (that is pipeline/sd.h). */
 #ifndef CS_SD_INTERNAL_H
 #define CS_SD_INTERNAL_H
 
@@ -24,10 +25,13 @@ typedef struct {
     int num_res_blocks;            /* 2 */
     int attn_level[SD_MAX_LEVELS]; /* 1 if the level (ds = 2^level) has attention */
     int num_heads;                 /* 8; -1 when num_head_channels is used */
-    int num_head_channels;         /* -1, or a fixed d_head */
-    int transformer_depth;         /* 1 */
-    int context_dim;               /* 768 */
+    int num_head_channels;         /* -1, or a fixed d_head (SD 2.x, SDXL: 64) */
+    int heads_level[SD_MAX_LEVELS]; /* > 0: heads at that level (diffusers configs) */
+    int depth[SD_MAX_LEVELS];      /* transformer blocks per level (SD 1.x: 1) */
+    int depth_middle;              /* the middle block's (SDXL: the last level's) */
+    int context_dim;               /* 768; 1024 SD 2.x; 2048 SDXL */
     int time_embed_dim;            /* 4 * model_channels */
+    int adm_in_channels;           /* SDXL label_emb input (2816); 0 = none */
 } sd_unet_config;
 
 typedef struct {
@@ -40,30 +44,50 @@ typedef struct {
     int double_z;                    /* 1 */
 } sd_vae_config;
 
+/* The two text towers: Hugging Face CLIPTextModel names (OpenAI CLIP, SD 1.x,
+ * SDXL's first encoder) and open_clip names (SD 2.x, SDXL's second). */
+enum { SD_TEXT_HF = 0, SD_TEXT_OPENCLIP = 1 };
+
 typedef struct {
+    int kind;             /* SD_TEXT_HF | SD_TEXT_OPENCLIP; num_layers 0 = absent */
     int vocab_size;       /* 49408 */
     int max_positions;    /* 77 */
     int hidden_size;      /* 768 */
     int num_layers;       /* 12 */
-    int num_heads;        /* 12 */
+    int num_heads;        /* 12; -1 = unknown (not in the weights) */
     int intermediate;     /* 3072 */
+    int proj_dim;         /* open_clip text_projection [W, proj_dim]; 0 = none */
+    int gelu;             /* 1: exact erf GELU (open_clip), 0: quick_gelu */
+    int pad_id;           /* 49407 (HF tokenizer) or 0 (open_clip.tokenize) */
+    int skip_last;        /* context from the penultimate block (SD 2.x, SDXL) */
+    int final_ln;         /* final layer norm on the context (SD 1.x, SD 2.x) */
     float layer_norm_eps; /* 1e-5 */
 } sd_text_config;
 
 typedef struct {
+    int family;      /* SD_FAMILY_* (sd.h) */
+    int prediction;  /* SD_PRED_EPS | SD_PRED_V (sd.h) */
+    int prediction_stated; /* by a config / scheduler config / the caller (else guessed) */
     sd_unet_config unet;
     sd_vae_config vae;
-    sd_text_config text;
-    float scale_factor; /* 0.18215 */
+    sd_text_config text;  /* SD 1.x/2.x encoder; SDXL: CLIP-L */
+    sd_text_config text2; /* SDXL: OpenCLIP-G; num_layers 0 otherwise */
+    float scale_factor;   /* 0.18215; SDXL 0.13025 */
 } sd_config;
 
 /* The built-in SD 1.x preset (configs/stable-diffusion/v1-inference.yaml). */
 void sd_config_preset(sd_config *c);
-/* Reads a JSON config laid out like ../shared/refs/sd-tiny/config.json; keys
- * it lacks keep the preset's values. Errors name the file and the key. */
+/* Applies a JSON config laid out like ../shared/refs/sd-tiny/config.json
+ * (or sd2-tiny's, sdxl-tiny's) on top of c: keys it has override, keys it
+ * lacks keep c's values. Errors name the file and the key. */
+int sd_config_apply(sd_config *c, const char *path, cs_err *err);
+/* As sd_config_apply on top of the SD 1.x preset, then sd_config_check. */
 int sd_config_load(sd_config *c, const char *path, cs_err *err);
 /* Checks that the numbers are usable (positive, divisible, in range). */
 int sd_config_check(const sd_config *c, const char *path, cs_err *err);
+/* Heads of a SpatialTransformer with ch channels at a level; -1 unknown. */
+int sd_unet_heads(const sd_unet_config *u, int level, int ch);
+
 
 /* ---- weights ------------------------------------------------------------------ */
 
@@ -82,15 +106,54 @@ typedef struct {
     int c;
 } sd_norm;
 
-/* Loading context: the open file, the name prefix, and the owned copies. */
+typedef struct sd_lora_set sd_lora_set; /* lora.c */
+
+/* Where the weights are: one single-file checkpoint (CompVis names), or a
+ * diffusers folder's three files (unet/, vae/, text_encoder/ [+ _2]) whose
+ * names sd_layout.c derives from the CompVis ones. */
+enum { SD_LAYOUT_SINGLE = 0, SD_LAYOUT_DIFFUSERS = 1 };
+enum { SD_PART_UNET, SD_PART_VAE, SD_PART_TEXT, SD_PART_TEXT2, SD_PART_OTHER, SD_N_PARTS };
+
+/* Loading context: the open files, the name mapping, and the owned copies.
+ * Every weight is asked for by its CompVis (single-file) name. */
 typedef struct {
-    cs_safetensors *st;
-    const char *path;
-    float **owned; /* converted (F16/BF16 -> F32) copies, freed by sd_free */
+    int layout;
+    cs_safetensors *st[SD_N_PARTS]; /* single file: all point at one */
+    const char *path;               /* the model (file or folder), for errors */
+    const sd_config *cfg;           /* geometry for the diffusers names */
+    sd_lora_set *loras;             /* merged into the weights they name, or NULL */
+    float **owned; /* converted (F16/BF16 -> F32) / merged copies, freed by sd_free */
     int n_owned, cap_owned;
     cs_err *err;
     int failed; /* first error kept in err */
 } sd_loader;
+
+/* lora.c: opens the LoRA files (kohya names resolved against cfg's
+ * geometry); sd_lora_merge adds m * alpha/rank * up·down to the weight that a
+ * module names (making *w an owned copy first); sd_lora_check_used fails when
+ * a module matched no weight of the model. */
+int sd_lora_open(sd_lora_set **out, const sd_lora_spec *specs, int n, const sd_config *cfg,
+                 cs_err *err);
+int sd_lora_merge(sd_loader *L, const char *name, int ndim, const int64_t *shape, const float **w,
+                  int *owned);
+int sd_lora_check_used(const sd_lora_set *s, cs_err *err);
+void sd_lora_free(sd_lora_set *s);
+
+/* The tensor holding CompVis tensor `name` (with .weight/.bias), its file
+ * (*st) and its name there (mapped); NULL when the layout has none. */
+const cs_st_tensor *sd_layout_find(const sd_loader *L, const char *name, const cs_safetensors **st,
+                                   char *mapped, size_t n);
+/* The diffusers name of a CompVis UNet / VAE name (without the
+ * model.diffusion_model. / first_stage_model. prefix; any .weight/.bias tail
+ * is kept). -1 when it has none. nrb: res blocks per level; n_levels: the
+ * VAE's (its decoder levels are numbered in reverse). old_names: diffusers <
+ * 0.17 VAE attention names. Used by the diffusers layout and LoRA names. */
+int sd_unet_to_diffusers(int nrb, const char *compvis, char *out, size_t n);
+int sd_vae_to_diffusers(int n_levels, const char *compvis, int old_names, char *out, size_t n);
+/* Opens the model's file(s) into m->st (sd_layout.c): a .safetensors file,
+ * or a diffusers folder, whose configs then fill m->cfg; anything else is
+ * refused naming the format found, the formats read and how to convert. */
+int sd_open_files(sd_model *m, const char *model, cs_err *err);
 
 /* Each fetches "<name>.weight" (and ".bias") with the exact shape; on error
  * it records the first error in L->err and returns -1. */
@@ -135,6 +198,8 @@ typedef struct {
     const float *position_embedding; /* [77, D] */
     clip_layer *layers;              /* [num_layers] */
     sd_norm final_layer_norm;
+    const float *text_projection;    /* open_clip [D, proj_dim] (x @ P), or NULL */
+    sd_linear proj;                  /* diffusers CLIPTextModelWithProjection [E, D] */
 } clip_text_model;
 
 typedef struct {
@@ -183,6 +248,7 @@ typedef struct {
     unet_block *input_blocks;  /* [n_input] */
     unet_block middle_block;
     unet_block *output_blocks; /* [n_output] */
+    sd_linear label_emb0, label_emb2; /* SDXL label_emb.0.0 / .0.2 (adm vector) */
     sd_norm out_norm;          /* out.0 */
     sd_conv out_conv;          /* out.2 */
 } unet_model;
@@ -239,9 +305,10 @@ typedef struct {
 struct sd_model {
     char *path;
     sd_config cfg;
-    cs_safetensors st;   /* the mapped checkpoint (F32 weights point into it) */
+    cs_safetensors st[SD_N_PARTS]; /* the mapped files (F32 weights point into them) */
+    int n_st;
     sd_loader loader;    /* owns converted copies */
-    clip_text_model text;
+    clip_text_model text, text2;
     unet_model unet;
     vae_model vae;
     float alphas_cumprod[1000];
@@ -250,6 +317,10 @@ struct sd_model {
 
 int clip_text_load(sd_model *m, sd_loader *L);
 void clip_text_free(clip_text_model *t);
+/* Fills the shape-derived numbers of c (family, UNet geometry, text towers,
+ * VAE) from the checkpoint's tensors (sd_detect.c). Head counts, which no
+ * shape shows, are set only for the released models' geometries (else -1). */
+int sd_detect(sd_config *c, const sd_loader *L, cs_err *err);
 int unet_load(sd_model *m, sd_loader *L);
 void unet_free(unet_model *u);
 int vae_load(sd_model *m, sd_loader *L);

@@ -1,4 +1,5 @@
-/* sd_model.c — loading an SD 1.x single-file checkpoint (CompVis names),
+/* sd_model.c — loading a Stable Diffusion model (sd_layout.c finds the
+ * tensors, sd_detect.c / a config give the sizes, lora.c merges LoRAs),
  * weight fetching with shape checks, the activation arena, small accessors.
  *
  * F16/BF16 checkpoints are widened to F32 once, at load. Measured by bench_sd
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "core/nn.h"
+#include "pipeline/schedule.h"
 #include "pipeline/sd_internal.h"
 
 /* ---- weight fetching ---------------------------------------------------------- */
@@ -30,9 +32,13 @@ int sd_load_tensor(sd_loader *L, const float **out, const char *name, int ndim,
                    const int64_t *shape) {
     *out = NULL;
     if (L->failed) return -1;
-    const cs_st_tensor *t = cs_st_find(L->st, name);
+    const cs_safetensors *st;
+    char mapped[512];
+    const cs_st_tensor *t = sd_layout_find(L, name, &st, mapped, sizeof mapped);
     if (!t) {
         L->failed = 1;
+        if (strcmp(mapped, name) && st)
+            return cs_fail(L->err, CS_EFORMAT, "%s: %s (%s): missing", st->path, mapped, name);
         return cs_fail(L->err, CS_EFORMAT, "%s: %s: missing", L->path, name);
     }
     int same = t->ndim == ndim;
@@ -43,10 +49,13 @@ int sd_load_tensor(sd_loader *L, const float **out, const char *name, int ndim,
         fmt_shape(want, sizeof want, ndim, shape);
         L->failed = 1;
         return cs_fail(L->err, CS_EFORMAT, "%s: %s: shape %s, expected %s for this config",
-                       L->path, name, got, want);
+                       st->path, mapped, got, want);
     }
     int owned = 0;
-    if (cs_st_get_f32(L->st, name, ndim, shape, out, &owned, L->err)) {
+    if (cs_st_get_f32(st, mapped, ndim, shape, out, &owned, L->err) ||
+        (L->loras && sd_lora_merge(L, name, ndim, shape, out, &owned))) {
+        if (owned) free((void *)*out);
+        *out = NULL;
         L->failed = 1;
         return -1;
     }
@@ -91,7 +100,13 @@ int sd_load_linear(sd_loader *L, sd_linear *l, const char *name, int nout, int n
 int sd_load_linear_1x1(sd_loader *L, sd_linear *l, const char *name, int nout, int nin) {
     int64_t s[4] = {nout, nin, 1, 1};
     l->nout = nout, l->nin = nin;
-    return load_wb(L, &l->w, &l->b, name, 4, s, nout);
+    /* SD 1.x stores 1x1 Conv2d [out, in, 1, 1]; SD 2.x / SDXL (linear proj_in/out)
+     * and diffusers' VAE attention store Linear [out, in]: the same product */
+    char buf[512], mapped[512];
+    const cs_safetensors *st;
+    snprintf(buf, sizeof buf, "%s.weight", name);
+    const cs_st_tensor *t = sd_layout_find(L, buf, &st, mapped, sizeof mapped);
+    return load_wb(L, &l->w, &l->b, name, t && t->ndim == 2 ? 2 : 4, s, nout);
 }
 
 int sd_load_norm(sd_loader *L, sd_norm *n, const char *name, int c) {
@@ -184,93 +199,98 @@ void sd_linear_tm_to_cm(float *out, const float *in_tm, const sd_linear *l, int 
 
 /* ---- loading -------------------------------------------------------------------- */
 
-/* With the built-in preset, a few sizes are read from the weights' shapes so
- * that SD-1.x-shaped variants load without a config; every tensor is still
- * checked against the resulting numbers. */
-static void detect_from_weights(sd_config *c, const cs_safetensors *st) {
-    const cs_st_tensor *t;
-    t = cs_st_find(st, "model.diffusion_model.input_blocks.0.0.weight");
-    if (t && t->ndim == 4 && t->shape[0] > 0 && t->shape[0] < 65536) {
-        c->unet.model_channels = (int)t->shape[0];
-        c->unet.in_channels = (int)t->shape[1];
-        c->unet.time_embed_dim = 4 * c->unet.model_channels;
+const char *sd_family_name(int family) {
+    switch (family) {
+    case SD_FAMILY_SD1: return "SD 1.x";
+    case SD_FAMILY_SD2: return "SD 2.x";
+    case SD_FAMILY_SDXL: return "SDXL";
     }
-    t = cs_st_find(st, "model.diffusion_model.out.2.weight");
-    if (t && t->ndim == 4 && t->shape[0] > 0 && t->shape[0] < 65536)
-        c->unet.out_channels = (int)t->shape[0];
-    t = cs_st_find(st, "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight");
-    if (t && t->ndim == 2 && t->shape[1] > 0 && t->shape[1] < 65536 && t->shape[0] < 10000000) {
-        c->text.vocab_size = (int)t->shape[0];
-        c->text.hidden_size = (int)t->shape[1];
-        c->unet.context_dim = (int)t->shape[1];
-    }
-    int nl = 0;
-    char name[256];
-    for (;;) {
-        snprintf(name, sizeof name,
-                 "cond_stage_model.transformer.text_model.encoder.layers.%d.layer_norm1.weight", nl);
-        if (!cs_st_find(st, name) || nl >= 256) break;
-        nl++;
-    }
-    if (nl > 0) c->text.num_layers = nl;
-    t = cs_st_find(st, "cond_stage_model.transformer.text_model.encoder.layers.0.mlp.fc1.weight");
-    if (t && t->ndim == 2 && t->shape[0] > 0 && t->shape[0] < (1 << 20))
-        c->text.intermediate = (int)t->shape[0];
-    /* head count of the text encoder is not visible in shapes: 64-wide heads (ViT-L) */
-    if (c->text.hidden_size % 64 == 0) c->text.num_heads = c->text.hidden_size / 64;
-    t = cs_st_find(st, "first_stage_model.encoder.conv_in.weight");
-    if (t && t->ndim == 4 && t->shape[0] > 0 && t->shape[0] < 65536) {
-        c->vae.ch = (int)t->shape[0];
-        c->vae.in_channels = (int)t->shape[1];
-    }
+    return "unknown";
 }
 
+/* SD's scaled-linear betas, torch.linspace(sqrt(0.00085), sqrt(0.012), 1000,
+ * float64)^2 (SDXL files carry no schedule buffer), cumprod stored as float32 */
 static void default_alphas(float *ac) {
-    double s0 = sqrt(0.00085), s1 = sqrt(0.012), prod = 1.0;
-    for (int i = 0; i < 1000; i++) {
-        double sb = s0 + (s1 - s0) * i / 999.0;
-        prod *= 1.0 - sb * sb;
-        ac[i] = (float)prod;
+    cs_schedule s;
+    cs_schedule_sd(&s);
+    memcpy(ac, s.alphas_cumprod, sizeof s.alphas_cumprod);
+}
+
+/* SD 2.x files do not say whether the UNet predicts v or eps. AUTOMATIC1111's
+ * test (modules/sd_models_config.py, is_using_v_parameterization_for_sd2):
+ * x = 0.5 everywhere (8x8), t = 999, context 0.5 everywhere; a v model's
+ * output at the noisiest level is about -x0, so mean(out - x) < -1 means v.
+ * Meaningful for trained weights only: a config's prediction_type wins. */
+static int guess_v_prediction(sd_model *m, cs_err *err) {
+    int f = 1 << (m->cfg.unet.n_levels - 1), s = f > 8 ? f : 8, C = m->cfg.unet.in_channels;
+    size_t n = (size_t)C * s * s, nc = (size_t)SD_CONTEXT_TOKENS * m->cfg.unet.context_dim;
+    float *x = malloc(sizeof(float) * n), *o = malloc(sizeof(float) * n);
+    float *ctx = malloc(sizeof(float) * nc), t = 999.f;
+    int rc = -1;
+    if (x && o && ctx) {
+        for (size_t i = 0; i < n; i++) x[i] = 0.5f;
+        for (size_t i = 0; i < nc; i++) ctx[i] = 0.5f;
+        /* 77 equal context tokens attend exactly like A1111's 2 */
+        if (!sd_unet(m, x, &t, ctx, NULL, 1, s, s, o, err)) {
+            double mean = 0;
+            for (size_t i = 0; i < n; i++) mean += (double)o[i] - x[i];
+            m->cfg.prediction = mean / (double)n < -1 ? SD_PRED_V : SD_PRED_EPS;
+            rc = 0;
+        }
+    } else {
+        cs_fail(err, CS_ENOMEM, "%s: out of memory", m->path);
     }
+    free(x), free(o), free(ctx);
+    return rc;
 }
 
 int sd_load(sd_model **out, const char *ckpt, const char *config, cs_err *err) {
+    sd_load_opts o = {.config = config};
+    return sd_load_ex(out, ckpt, &o, err);
+}
+
+int sd_load_ex(sd_model **out, const char *model, const sd_load_opts *opts, cs_err *err) {
     *out = NULL;
     sd_model *m = calloc(1, sizeof *m);
-    if (!m) return cs_fail(err, CS_ENOMEM, "%s: out of memory", ckpt);
-    m->path = strdup(ckpt);
-    if (config) {
-        if (sd_config_load(&m->cfg, config, err)) goto fail;
-    }
-    if (cs_st_open(&m->st, ckpt, err)) {
-        memset(&m->st, 0, sizeof m->st);
-        goto fail;
-    }
-    if (!config) {
-        sd_config_preset(&m->cfg);
-        detect_from_weights(&m->cfg, &m->st);
-        if (sd_config_check(&m->cfg, ckpt, err)) goto fail;
-    }
-    m->loader.st = &m->st;
-    m->loader.path = ckpt;
+    if (!m) return cs_fail(err, CS_ENOMEM, "%s: out of memory", model);
+    m->path = strdup(model);
+    m->loader.path = m->path;
     m->loader.err = err;
+    m->loader.cfg = &m->cfg;
+    if (!m->path || sd_open_files(m, model, err)) goto fail;
+    if (m->loader.layout == SD_LAYOUT_SINGLE && sd_detect(&m->cfg, &m->loader, err)) goto fail;
+    if (opts && opts->config && sd_config_apply(&m->cfg, opts->config, err)) goto fail;
+    if (opts && opts->force_prediction)
+        m->cfg.prediction = opts->force_prediction == 2 ? SD_PRED_V : SD_PRED_EPS,
+        m->cfg.prediction_stated = 1;
+    if (sd_config_check(&m->cfg, opts && opts->config ? opts->config : model, err)) goto fail;
+    if (opts && opts->n_loras > 0 &&
+        sd_lora_open(&m->loader.loras, opts->loras, opts->n_loras, &m->cfg, err))
+        goto fail;
     if (clip_text_load(m, &m->loader) || unet_load(m, &m->loader) || vae_load(m, &m->loader))
         goto fail;
+    if (m->loader.loras && sd_lora_check_used(m->loader.loras, err)) goto fail;
     const float *ac = NULL;
     int64_t n1000 = 1000;
-    const cs_st_tensor *act = cs_st_find(&m->st, "alphas_cumprod");
+    const cs_st_tensor *act =
+        m->loader.layout == SD_LAYOUT_SINGLE ? cs_st_find(&m->st[SD_PART_OTHER], "alphas_cumprod") : NULL;
     if (act) {
         if (sd_load_tensor(&m->loader, &ac, "alphas_cumprod", 1, &n1000)) goto fail;
         memcpy(m->alphas_cumprod, ac, sizeof m->alphas_cumprod);
         for (int i = 0; i < 1000; i++)
             if (!(ac[i] > 0.f && ac[i] <= 1.f)) {
-                cs_fail(err, CS_EFORMAT, "%s: alphas_cumprod: value %g outside (0, 1]", ckpt,
+                cs_fail(err, CS_EFORMAT, "%s: alphas_cumprod: value %g outside (0, 1]", model,
                         (double)ac[i]);
                 goto fail;
             }
     } else {
         default_alphas(m->alphas_cumprod);
     }
+    if (m->cfg.family == SD_FAMILY_SD2 && !m->cfg.prediction_stated &&
+        guess_v_prediction(m, err))
+        goto fail;
+    sd_lora_free(m->loader.loras); /* merged: the LoRA files are not needed any more */
+    m->loader.loras = NULL;
     m->loader.err = NULL; /* the caller's err must not be written after return */
     *out = m;
     return 0;
@@ -283,17 +303,25 @@ fail:
 void sd_free(sd_model *m) {
     if (!m) return;
     clip_text_free(&m->text);
+    clip_text_free(&m->text2);
     unet_free(&m->unet);
     vae_free(&m->vae);
+    sd_lora_free(m->loader.loras);
     for (int i = 0; i < m->loader.n_owned; i++) free(m->loader.owned[i]);
     free(m->loader.owned);
-    if (m->st.map || m->st.tensors) cs_st_close(&m->st);
+    for (int i = 0; i < SD_N_PARTS; i++)
+        if (m->st[i].map || m->st[i].tensors) cs_st_close(&m->st[i]);
     sd_arena_free(&m->arena);
     free(m->path);
     free(m);
 }
 
+int sd_family(const sd_model *m) { return m->cfg.family; }
+int sd_prediction(const sd_model *m) { return m->cfg.prediction; }
+float sd_scale_factor(const sd_model *m) { return m->cfg.scale_factor; }
 int sd_context_dim(const sd_model *m) { return m->cfg.unet.context_dim; }
+int sd_adm_channels(const sd_model *m) { return m->cfg.unet.adm_in_channels; }
+int sd_pooled_dim(const sd_model *m) { return m->cfg.text2.num_layers ? m->cfg.text2.proj_dim : 0; }
 int sd_latent_channels(const sd_model *m) { return m->cfg.unet.in_channels; }
 int sd_vae_factor(const sd_model *m) { return 1 << (m->cfg.vae.n_levels - 1); }
 const float *sd_alphas_cumprod(const sd_model *m) { return m->alphas_cumprod; }

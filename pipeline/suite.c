@@ -347,7 +347,44 @@ void cs_suite_free(cs_suite *s) {
     free(s->model);
     free(s->config);
     free(s->vocab);
+    for (int i = 0; i < s->n_loras; i++) free((char *)s->loras[i].path);
+    free(s->loras);
     memset(s, 0, sizeof *s);
+}
+
+/* "loras": [{"path": "x.safetensors", "weight": 0.8}, ...] */
+static int parse_loras(cs_suite *s, const cJSON *arr, const char *file, cs_err *err) {
+    int n = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : -1;
+    if (n < 0 || n > 16) return cs_fail(err, CS_EFORMAT, "%s: loras: must be an array of at most 16", file);
+    s->loras = calloc((size_t)n + 1, sizeof *s->loras);
+    if (!s->loras) return cs_fail(err, CS_ENOMEM, "%s: out of memory", file);
+    for (int i = 0; i < n; i++) {
+        const cJSON *o = cJSON_GetArrayItem(arr, i);
+        char where[32];
+        snprintf(where, sizeof where, "loras[%d].", i);
+        if (!cJSON_IsObject(o)) return cs_fail(err, CS_EFORMAT, "%s: loras[%d]: must be an object", file, i);
+        char *path = NULL;
+        float w = 1.0f;
+        for (const cJSON *v = o->child; v; v = v->next) {
+            if (!strcmp(v->string, "path")) {
+                if (get_str(v, file, where, &path, err)) return -1;
+            } else if (!strcmp(v->string, "weight")) {
+                if (get_num(v, file, where, "weight", &w, err)) {
+                    free(path);
+                    return -1;
+                }
+            } else {
+                free(path);
+                return cs_fail(err, CS_EFORMAT, "%s: loras[%d].%s: unknown field", file, i, v->string);
+            }
+        }
+        if (!path) return cs_fail(err, CS_EFORMAT, "%s: loras[%d].path: missing", file, i);
+        s->loras[i].path = cs_suite_resolve(s->dir, path);
+        s->loras[i].weight = w;
+        s->n_loras++;
+        free(path);
+    }
+    return 0;
 }
 
 static int parse_array(cs_suite *s, const cJSON *arr, const char *key, int completion,
@@ -407,6 +444,8 @@ int cs_suite_parse(cs_suite *s, const char *json, size_t len, const char *path, 
             free(*dst);
             *dst = cs_suite_resolve(s->dir, tmp);
             free(tmp);
+        } else if (!strcmp(k, "loras")) {
+            if (parse_loras(s, v, path, err)) goto out;
         } else if (!strcmp(k, "defaults")) {
             defaults = v;
         } else if (!strcmp(k, "prompts")) {

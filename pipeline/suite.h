@@ -4,6 +4,8 @@
  *     "name": "twemoji-empirical",        required, [A-Za-z0-9._-]+
  *     "model": "empirical",               optional: checkpoint path, "empirical",
  *     "config": "...", "vocab": "...",      or "empirical:INDEXDB"; SD config / BPE vocab
+ *     "loras": [ {"path", "weight"?} ],   optional: kohya LoRAs merged into an SD
+ *                                         model at weight (default 1)
  *     "defaults": { settings },           optional, applied to every item
  *     "prompts": [ { "id", "text", "negative"?, "expect_ref"?, settings... } ],
  *     "completions": [ { "id", "ref", "text"?, "negative"?, "expect_ref"?,
@@ -18,7 +20,7 @@
  *     "whitebox_k" (> 0), "strength" (0 < s <= 1), "resample" (completion:
  *     RePaint resampling count, 1..100, default 1).
  *
- * Paths (model, config, vocab, ref, mask) are relative to the suite's folder.
+ * Paths (model, config, vocab, loras, ref, mask) are relative to the suite's folder.
  * A completion with a mask (white = keep the reference, black = generate) or a
  * rect (the region to generate) is a masked completion; with only a strength
  * it is img2img. Unknown fields are errors (typos must not pass silently);
@@ -57,6 +59,8 @@ typedef struct {
     char *dir;           /* folder relative paths are resolved against */
     char *name;
     char *model, *config, *vocab; /* resolved, NULL when absent */
+    cs_lora *loras;      /* "loras": paths resolved (owned) */
+    int n_loras;
     char sha256[65];     /* of the file bytes: the run identity with the model */
     int n;
     cs_suite_item *items;

@@ -1,5 +1,9 @@
-/* unet.c — the SD 1.x UNet (ldm openaimodel.UNetModel with SpatialTransformer),
- * weights under model.diffusion_model.
+/* unet.c — the Stable Diffusion UNet (ldm / sgm openaimodel.UNetModel with
+ * SpatialTransformer), weights under model.diffusion_model. SD 2.x and SDXL
+ * differ only in sizes (heads from a fixed head width, per-level transformer
+ * depth, levels without attention), in Linear proj_in/out (same product as
+ * SD 1.x's 1x1 convs) and, for SDXL, in label_emb: Linear -> SiLU -> Linear
+ * of the vector y added to the time embedding.
  *
  * Activations are NCHW [B, C, H*W]. Inside a SpatialTransformer the tokens stay
  * channel-major [C, T] (T = H*W, row-major h w order), so proj_in/proj_out and
@@ -45,12 +49,12 @@ static int load_resblock(sd_loader *L, unet_resblock *r, const char *pre, int ci
 }
 
 static int load_transformer(sd_loader *L, unet_transformer *s, const char *pre, int ch,
-                            const sd_unet_config *u) {
+                            const sd_unet_config *u, int level, int depth) {
     char n[256];
     s->c = ch;
-    s->heads = u->num_head_channels > 0 ? ch / u->num_head_channels : u->num_heads;
+    s->heads = sd_unet_heads(u, level, ch);
     s->dh = ch / s->heads;
-    s->depth = u->transformer_depth;
+    s->depth = depth;
     s->blocks = calloc(s->depth, sizeof *s->blocks);
     if (!s->blocks) return cs_fail(L->err, CS_ENOMEM, "%s: out of memory", L->path);
     int ctx = u->context_dim;
@@ -90,6 +94,10 @@ int unet_load(sd_model *m, sd_loader *L) {
     if (sd_load_linear(L, &U->time_embed0, UP "time_embed.0", ted, mc, 1) ||
         sd_load_linear(L, &U->time_embed2, UP "time_embed.2", ted, ted, 1))
         return -1;
+    if (u->adm_in_channels > 0 &&
+        (sd_load_linear(L, &U->label_emb0, UP "label_emb.0.0", ted, u->adm_in_channels, 1) ||
+         sd_load_linear(L, &U->label_emb2, UP "label_emb.0.2", ted, ted, 1)))
+        return -1;
     U->n_input = 1 + nl * nrb + (nl - 1);
     U->n_output = nl * (nrb + 1);
     U->input_blocks = calloc(U->n_input, sizeof *U->input_blocks);
@@ -121,7 +129,7 @@ int unet_load(sd_model *m, sd_loader *L) {
                 snprintf(n, sizeof n, UP "input_blocks.%d.1", idx);
                 blk->layers[1].kind = UNET_ST;
                 blk->n = 2;
-                if (load_transformer(L, &blk->layers[1].st, n, ch, u)) goto out;
+                if (load_transformer(L, &blk->layers[1].st, n, ch, u, l, u->depth[l])) goto out;
             }
             blk->cout = ch;
             skip_ch[ns++] = ch;
@@ -143,7 +151,8 @@ int unet_load(sd_model *m, sd_loader *L) {
     blk->layers[1].kind = UNET_ST;
     blk->layers[2].kind = UNET_RES;
     if (load_resblock(L, &blk->layers[0].res, UP "middle_block.0", ch, ch, ted) ||
-        load_transformer(L, &blk->layers[1].st, UP "middle_block.1", ch, u) ||
+        load_transformer(L, &blk->layers[1].st, UP "middle_block.1", ch, u, nl - 1,
+                         u->depth_middle) ||
         load_resblock(L, &blk->layers[2].res, UP "middle_block.2", ch, ch, ted))
         goto out;
     blk->cout = ch;
@@ -160,7 +169,7 @@ int unet_load(sd_model *m, sd_loader *L) {
             if (u->attn_level[l]) {
                 snprintf(n, sizeof n, UP "output_blocks.%d.1", idx);
                 blk->layers[j].kind = UNET_ST;
-                if (load_transformer(L, &blk->layers[j].st, n, ch, u)) goto out;
+                if (load_transformer(L, &blk->layers[j].st, n, ch, u, l, u->depth[l])) goto out;
                 j++;
             }
             if (l > 0 && i == nrb) {
@@ -387,7 +396,7 @@ static void concat_channels(float *out, const float *a, int c1, const float *b, 
 }
 
 static int unet_forward(sd_model *m, const float *x_in, const float *t, const float *context,
-                        int B, int h0, int w0, float *eps) {
+                        const float *y, int B, int h0, int w0, float *eps) {
     const sd_unet_config *u = &m->cfg.unet;
     const unet_model *U = &m->unet;
     int mc = u->model_channels, ted = u->time_embed_dim;
@@ -399,6 +408,15 @@ static int unet_forward(sd_model *m, const float *x_in, const float *t, const fl
     nn_linear(e1, temb, U->time_embed0.w, U->time_embed0.b, B, mc, ted);
     nn_silu(e1, (size_t)B * ted);
     nn_linear(emb, e1, U->time_embed2.w, U->time_embed2.b, B, ted, ted);
+    if (u->adm_in_channels > 0) { /* emb += label_emb(y) */
+        float *l1, *l2;
+        TRY_ALLOC(l1, (size_t)B * ted);
+        TRY_ALLOC(l2, (size_t)B * ted);
+        nn_linear(l1, y, U->label_emb0.w, U->label_emb0.b, B, u->adm_in_channels, ted);
+        nn_silu(l1, (size_t)B * ted);
+        nn_linear(l2, l1, U->label_emb2.w, U->label_emb2.b, B, ted, ted);
+        nn_add_inplace(emb, l2, (size_t)B * ted);
+    }
     nn_silu(emb, (size_t)B * ted); /* every ResBlock's emb_layers starts with SiLU */
 
     float *hs[64];
@@ -427,6 +445,11 @@ static int unet_forward(sd_model *m, const float *x_in, const float *t, const fl
 
 int sd_unet_eps(sd_model *m, const float *x, const float *t, const float *context, int B, int h,
                 int w, float *eps, cs_err *err) {
+    return sd_unet(m, x, t, context, NULL, B, h, w, eps, err);
+}
+
+int sd_unet(sd_model *m, const float *x, const float *t, const float *context, const float *y,
+            int B, int h, int w, float *eps, cs_err *err) {
     int f = 1 << (m->cfg.unet.n_levels - 1);
     if (B < 1 || h < 1 || w < 1 || h % f || w % f || (int64_t)h * w > 256 * 256)
         return cs_fail(err, CS_EUSAGE,
@@ -438,8 +461,12 @@ int sd_unet_eps(sd_model *m, const float *x, const float *t, const float *contex
     for (int b = 0; b < B; b++)
         if (!isfinite(t[b]))
             return cs_fail(err, CS_EUSAGE, "%s: UNet: timestep %d is not finite", m->path, b);
+    if (m->cfg.unet.adm_in_channels > 0 && !y)
+        return cs_fail(err, CS_EUSAGE, "%s: UNet: %s needs the size/pooled vector y", m->path,
+                       sd_family_name(m->cfg.family));
     sd_arena_begin(&m->arena);
-    int rc = unet_forward(m, x, t, context, B, h, w, eps);
+    int rc = unet_forward(m, x, t, context, m->cfg.unet.adm_in_channels > 0 ? y : NULL, B, h, w,
+                          eps);
     sd_arena_release(&m->arena, 0);
     if (rc) return cs_fail(err, CS_ENOMEM, "%s: UNet: out of memory", m->path);
     return 0;

@@ -32,8 +32,12 @@ void cs_philox_randn(cs_philox *g, float *out, size_t n) {
     for (size_t i = 0; i < n; i++) {
         uint32_t ctr[4] = {g->offset, 0, (uint32_t)i, 0}, w[4];
         cs_philox4x32_10(ctr, key, w);
-        double u = (double)w[0] * 0x1.0p-32 + 0x1.0p-33;
-        double v = (double)w[1] * c + c / 2.0;
+        /* one rounding per numpy operation: separate statements keep a
+         * compiler from fusing the multiply and add */
+        double u = (double)w[0] * 0x1.0p-32;
+        u += 0x1.0p-33;
+        double v = (double)w[1] * c;
+        v += c / 2.0;
         out[i] = (float)(sqrt(-2.0 * log(u)) * sin(v));
     }
     g->offset++;

@@ -37,7 +37,8 @@ typedef struct {
 
 char *cs_a1111_parameters(const char *prompt, const char *negative, int steps, const char *sampler,
                           const char *schedule, float cfg, uint64_t seed, int w, int h,
-                          const char *model_hash, const char *model_name, float strength, float eta) {
+                          const char *model_hash, const char *model_name, float strength, float eta,
+                          const char *rng, uint64_t ensd) {
     size_t n = strlen(prompt) + (negative ? strlen(negative) : 0) + strlen(model_name) + 512;
     char *s = malloc(n);
     if (!s) return NULL;
@@ -50,6 +51,8 @@ char *cs_a1111_parameters(const char *prompt, const char *negative, int steps, c
                   cfg, (unsigned long long)seed, w, h, model_hash, model_name);
     if (strength > 0 && strength < 1) k += snprintf(s + k, n - k, ", Denoising strength: %g", strength);
     if (eta > 0) k += snprintf(s + k, n - k, ", Eta: %g", eta);
+    if (ensd) k += snprintf(s + k, n - k, ", ENSD: %llu", (unsigned long long)ensd);
+    if (rng) k += snprintf(s + k, n - k, ", RNG: %s", rng);
     snprintf(s + k, n - k, ", Version: copyscope");
     return s;
 }
@@ -394,6 +397,19 @@ static int write_file(const char *path, const uint8_t *buf, size_t len, cs_err *
     return 0;
 }
 
+/* A1111 writes ENSD only for samplers that draw noise after the first. */
+static int stochastic(const cs_sample_opts *o) {
+    return o->sampler == CS_SAMPLER_EULER_A || o->sampler == CS_SAMPLER_DDPM ||
+           (o->sampler == CS_SAMPLER_DDIM && o->eta > 0);
+}
+
+/* A1111's "RNG:" value; xoshiro, which A1111 lacks, is named as ours so no
+ * one mistakes the image for one A1111 can re-create. */
+static const char *rng_infotext(cs_rng_kind k) {
+    const char *a = cs_rng_a1111_name(k);
+    return a ? a : "xoshiro (copyscope)";
+}
+
 static int generate_one(cs_model *m, cs_store *db, int64_t run, job *j, int sample, const char *dir,
                         cs_progress *prog, int64_t *steps, cs_err *err) {
     cs_suite_item *it = j->it;
@@ -411,9 +427,9 @@ static int generate_one(cs_model *m, cs_store *db, int64_t run, job *j, int samp
         cs_fail(err, CS_ENOMEM, "out of memory");
         goto out;
     }
-    cs_rng rng;
-    cs_rng_seed(&rng, seed);
-    cs_noise noise = cs_noise_rng(&rng);
+    cs_noise_gen rng; /* one generator per image, as A1111 */
+    cs_noise_gen_init(&rng, g->rng, seed, g->ensd);
+    cs_noise noise = cs_noise_gen_source(&rng);
     cs_sample_opts o = g->opts;
     o.final_x0 = m->pred == CS_PRED_X0;
     o.on_step = on_step;
@@ -434,7 +450,8 @@ static int generate_one(cs_model *m, cs_store *db, int64_t run, job *j, int samp
     params = cs_a1111_parameters(it->text, it->negative, o.steps, sname, cs_spacing_name(o.spacing),
                                  o.guidance, seed, j->W, j->H, m->hash, m->name,
                                  it->kind != CS_TASK_TXT2IMG ? (o.strength > 0 ? o.strength : 1) : 0,
-                                 o.sampler == CS_SAMPLER_DDIM ? o.eta : 0);
+                                 o.sampler == CS_SAMPLER_DDIM ? o.eta : 0, rng_infotext(g->rng),
+                                 stochastic(&o) ? g->ensd : 0);
     if (!params) {
         cs_fail(err, CS_ENOMEM, "out of memory");
         goto out;
@@ -461,7 +478,12 @@ static int generate_one(cs_model *m, cs_store *db, int64_t run, job *j, int samp
     if (j->mask && o.resample > 1) cJSON_AddNumberToObject(s, "resample", o.resample);
     cJSON_AddStringToObject(s, "model", m->name);
     cJSON_AddStringToObject(s, "model_sha256", m->hash);
-    cJSON_AddStringToObject(s, "rng", "xoshiro256**+box-muller");
+    cJSON_AddStringToObject(s, "rng", cs_rng_name(g->rng));
+    if (g->ensd) {
+        char e[32];
+        snprintf(e, sizeof e, "%llu", (unsigned long long)g->ensd);
+        cJSON_AddStringToObject(s, "ensd", e);
+    }
     int64_t rid;
     const char *rsrc;
     float rw;

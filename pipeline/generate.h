@@ -44,6 +44,9 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *st, cs_err *err);
 /* The A1111 "parameters" text for one image (malloc'd, caller frees). */
 char *cs_a1111_parameters(const char *prompt, const char *negative, int steps, const char *sampler,
                           const char *schedule, float cfg, uint64_t seed, int w, int h,
-                          const char *model_hash, const char *model_name, float strength, float eta);
+                          const char *model_hash, const char *model_name, float strength, float eta,
+                          const char *rng, uint64_t ensd);
+/* rng: A1111's "RNG:" value ("NV", "CPU"; NULL = omitted), ensd: its "ENSD:"
+ * (0 = omitted). */
 
 #endif

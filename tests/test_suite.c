@@ -221,15 +221,55 @@ static void test_bad_generate_reports_suite_errors(void) {
     CHECK(!bad_db_exists());
 }
 
+/* issue 20: the generator, ENSD and A1111's sampler/schedule names */
+#define P1 "{\"name\": \"t\", \"prompts\": [{\"id\": \"a\", \"text\": \"x\""
+static void test_suite_rng_and_a1111_names(void) {
+    const char *j = "{\"name\": \"t\", \"defaults\": {\"rng\": \"CPU\", \"ensd\": 31337},"
+                    "\"prompts\": [{\"id\": \"a\", \"text\": \"x\", \"sampler\": \"DPM++ 2M Karras\"},"
+                    " {\"id\": \"b\", \"text\": \"y\", \"rng\": \"philox\", \"sampler\": \"Euler a\","
+                    " \"scheduler\": \"Exponential\"},"
+                    " {\"id\": \"c\", \"text\": \"z\", \"rng\": \"xoshiro\", \"sampler\": \"heun\","
+                    " \"schedule\": \"Automatic\", \"ensd\": 0}]}";
+    cs_suite s;
+    cs_err e = {0};
+    REQUIRE(cs_suite_parse(&s, j, strlen(j), "s.json", &e) == 0);
+    cs_gen_settings *a = &s.items[0].s, *b = &s.items[1].s, *c = &s.items[2].s;
+    CHECK(a->rng == CS_RNG_TORCH_CPU && a->ensd == 31337);
+    CHECK(a->opts.sampler == CS_SAMPLER_DPMPP_2M && a->opts.spacing == CS_SPACING_KARRAS);
+    CHECK(b->rng == CS_RNG_PHILOX && b->ensd == 31337);
+    CHECK(b->opts.sampler == CS_SAMPLER_EULER_A && b->opts.spacing == CS_SPACING_EXPONENTIAL);
+    CHECK(c->rng == CS_RNG_XOSHIRO && c->ensd == 0);
+    CHECK(c->opts.sampler == CS_SAMPLER_HEUN && c->opts.spacing == CS_SPACING_DISCRETE);
+    cs_suite_free(&s);
+    /* the default generator is A1111's default (NV Philox) */
+    const char *d = "{" BASE "]}";
+    REQUIRE(cs_suite_parse(&s, d, strlen(d), "s.json", &e) == 0);
+    CHECK(s.items[0].s.rng == CS_RNG_PHILOX && s.items[0].s.ensd == 0);
+    cs_suite_free(&s);
+    CHECK(strstr(parse_err(P1 ", \"rng\": \"mt\"}]}"), "s.json: prompts[0].rng: unknown generator \"mt\"") != NULL);
+    CHECK(strstr(parse_err(P1 ", \"rng\": 3}]}"), "prompts[0].rng: must be a string") != NULL);
+    CHECK(strstr(parse_err(P1 ", \"ensd\": -1}]}"), "prompts[0].ensd: must be") != NULL);
+    CHECK(strstr(parse_err(P1 ", \"sampler\": \"DPM++ 2M SDE\"}]}"), "unknown sampler \"DPM++ 2M SDE\"") != NULL);
+    CHECK(strstr(parse_err(P1 ", \"sampler\": \"DDIM Karras\"}]}"), "unknown sampler") != NULL);
+    CHECK(strstr(parse_err(P1 ", \"schedule\": \"Beta\"}]}"), "prompts[0].schedule: unknown schedule") != NULL);
+    /* the sampler names round-trip through A1111's spelling */
+    for (int k = 0; k < CS_SAMPLER_COUNT; k++) {
+        cs_sampler_kind got;
+        CHECK(!cs_sampler_parse(cs_sampler_a1111_name((cs_sampler_kind)k), &got) && got == (cs_sampler_kind)k);
+    }
+}
+
 static void test_a1111_parameters(void) {
     char *p = cs_a1111_parameters("a cat", "blurry", 20, "Euler a", "discrete", 7.5f, 123, 512, 512,
-                                  "0123456789abcdef", "v1-5", 0, 0);
+                                  "0123456789abcdef", "v1-5", 0, 0, "NV", 0);
     CHECKF(!strcmp(p, "a cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 123, "
-                      "Size: 512x512, Model hash: 0123456789, Model: v1-5, Version: copyscope"), "%s", p);
+                      "Size: 512x512, Model hash: 0123456789, Model: v1-5, RNG: NV, Version: copyscope"), "%s", p);
     free(p);
-    p = cs_a1111_parameters("x", NULL, 8, "DPM++ 2M", "karras", 3, 18446744073709551615ULL, 64, 32, "ab", "m", 0.5f, 0);
+    p = cs_a1111_parameters("x", NULL, 8, "DPM++ 2M", "karras", 3, 18446744073709551615ULL, 64, 32, "ab", "m", 0.5f, 0,
+                            "CPU", 31337);
     CHECKF(!strcmp(p, "x\nSteps: 8, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 3, Seed: 18446744073709551615, "
-                      "Size: 64x32, Model hash: ab, Model: m, Denoising strength: 0.5, Version: copyscope"), "%s", p);
+                      "Size: 64x32, Model hash: ab, Model: m, Denoising strength: 0.5, ENSD: 31337, RNG: CPU, "
+                      "Version: copyscope"), "%s", p);
     free(p);
 }
 
@@ -291,6 +331,8 @@ static void test_generate_sd_tiny_end_to_end(void) {
     if (params)
         CHECKF(strstr(params, "a red fox\nNegative prompt: blurry\nSteps: 4, Sampler: Euler a, CFG scale: 7.5, "
                               "Seed: 6, Size: 32x32, Model hash: ") == params, "%s", params);
+    if (params) /* the default generator, named so that A1111 draws the same noise */
+        CHECKF(strstr(params, ", RNG: NV, Version: copyscope") != NULL, "%s", params);
     free(params);
     cs_image im;
     CHECK(cs_image_load(&im, png, NULL, &e) == 0 && im.w == 32 && im.h == 32);
@@ -348,6 +390,7 @@ int main(void) {
     RUN(test_bad_out_folder);
     RUN(test_bad_mask_size);
     RUN(test_bad_generate_reports_suite_errors);
+    RUN(test_suite_rng_and_a1111_names);
     RUN(test_a1111_parameters);
     RUN(test_generate_sd_tiny_end_to_end);
     RUN(test_cli_generate_exit_codes);

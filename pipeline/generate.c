@@ -33,6 +33,8 @@ typedef struct {
     float *mask;     /* [h,w] 1 = keep (completion) */
     char *task_json; /* prompts.task_json */
     int64_t prompt_id;
+    const char *out_file; /* single-image mode: the PNG path (else NULL) */
+    int mask_white_generates; /* mask polarity of sd / A1111 / diffusers */
 } job;
 
 char *cs_a1111_parameters(const char *prompt, const char *negative, int steps, const char *sampler,
@@ -216,7 +218,7 @@ static int load_task(const cs_suite *s, job *j, cs_model *m, cs_err *err) {
             }
             for (size_t p = 0; p < (size_t)j->W * j->H; p++) {
                 const uint8_t *q = src->rgb + p * 3;
-                keep[p] = (q[0] * 299 + q[1] * 587 + q[2] * 114) >= 128 * 1000;
+                keep[p] = ((q[0] * 299 + q[1] * 587 + q[2] * 114) >= 128 * 1000) != j->mask_white_generates;
             }
             cs_image_free(&r);
             cJSON_AddStringToObject(t, "mask", it->mask);
@@ -460,7 +462,8 @@ static int generate_one(cs_model *m, cs_store *db, int64_t run, job *j, int samp
     if (cs_image_encode_png(&out, &txt, 1, &png, &png_len, err)) goto out;
     char sha[65], path[4400];
     cs_sha256_hex(png, png_len, sha);
-    snprintf(path, sizeof path, "%s/%s-%d-%llu.png", dir, it->id, sample, (unsigned long long)seed);
+    if (j->out_file) snprintf(path, sizeof path, "%s", j->out_file);
+    else snprintf(path, sizeof path, "%s/%s-%d-%llu.png", dir, it->id, sample, (unsigned long long)seed);
     if (write_file(path, png, png_len, err)) goto out;
 
     cJSON *s = cJSON_CreateObject();
@@ -534,7 +537,13 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
     job *jobs = NULL;
     cs_progress *prog = NULL;
     int rc = -1;
-    if (cs_suite_load(&s, o->suite, err)) return -1;
+    if (o->suite_json ? cs_suite_parse(&s, o->suite_json, strlen(o->suite_json), o->suite ? o->suite : "command line", err)
+                      : cs_suite_load(&s, o->suite, err))
+        return -1;
+    if (o->out_file && (s.n != 1 || s.items[0].s.samples != 1 || (o->samples && o->samples != 1))) {
+        cs_fail(err, CS_EUSAGE, "%s: one output file needs one prompt and one sample", s.path);
+        goto out;
+    }
     if (o->samples < 0) {
         cs_fail(err, CS_EUSAGE, "-n: must be > 0");
         goto out;
@@ -573,7 +582,14 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
     }
     for (int i = 0; i < s.n; i++)
         if (validate_item(&s, &s.items[i], empirical, 0, empirical ? 64 : 0, o->samples, err)) goto out;
+    char file_dir[3500];
     const char *outdir = o->out ? o->out : "generations";
+    if (o->out_file) { /* the image's own folder */
+        const char *sl = strrchr(o->out_file, '/');
+        snprintf(file_dir, sizeof file_dir, "%.*s", sl ? (int)(sl - o->out_file + (sl == o->out_file)) : 1,
+                 sl ? o->out_file : ".");
+        outdir = file_dir;
+    }
     if (check_writable(outdir, err)) goto out;
     for (int i = 0; i < s.n; i++) /* reference images exist before the model loads */
         if (s.items[i].ref && !file_exists(s.items[i].ref)) {
@@ -595,6 +611,8 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
     for (int i = 0; i < s.n; i++) {
         job *j = &jobs[i];
         j->it = &s.items[i];
+        j->out_file = o->out_file;
+        j->mask_white_generates = o->mask_white_generates;
         if (validate_item(&s, j->it, empirical, m->factor, m->fixed_size, 0, err)) goto out;
         j->W = j->it->s.width;
         j->H = j->it->s.height;
@@ -615,7 +633,8 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
     char ident[130], run_hash[65];
     snprintf(ident, sizeof ident, "%s%s", s.sha256, m->hash);
     cs_sha256_hex(ident, strlen(ident), run_hash);
-    snprintf(st->out_dir, sizeof st->out_dir, "%s/%s-%.8s", outdir, s.name, run_hash);
+    if (o->out_file) snprintf(st->out_dir, sizeof st->out_dir, "%s", outdir);
+    else snprintf(st->out_dir, sizeof st->out_dir, "%s/%s-%.8s", outdir, s.name, run_hash);
     if (mkdir_p(st->out_dir, err)) goto out;
     if (cs_store_open(&db, o->db, err)) goto out;
     int reused;
@@ -634,13 +653,13 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
     int64_t total = 0;
     for (int i = 0; i < s.n; i++)
         for (int k = 0; k < jobs[i].it->s.samples; k++)
-            if (!have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k))
+            if (o->out_file || !have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k))
                 total += cs_sample_count_steps(&jobs[i].it->s.opts);
     prog = o->progress ? cs_progress_start("generate", total, "step") : NULL;
     double t0 = now_s();
     for (int i = 0; i < s.n; i++)
         for (int k = 0; k < jobs[i].it->s.samples; k++) {
-            if (have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k)) {
+            if (!o->out_file && have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k)) {
                 st->skipped++;
                 continue;
             }

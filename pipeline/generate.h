@@ -29,6 +29,16 @@ typedef struct {
     int threads;         /* compute threads (0 = cs_threads()) */
     int progress;        /* show the progress line */
     const char *command; /* recorded in runs.command (may be NULL) */
+    /* One image without a suite file (`copyscope generate -p ...`): the
+     * suite as JSON text (then `suite`, if set, only names it in messages
+     * and runs.suite; default "command line"), and the PNG to write. With
+     * out_file the suite must hold one prompt and one sample; the image is
+     * made even if the same run already has it (the row then points at the
+     * new file). */
+    const char *suite_json;
+    const char *out_file;
+    int mask_white_generates; /* masks: white = regenerate (sd, A1111, diffusers);
+                               * 0 = white keeps the reference (suites) */
 } cs_generate_opts;
 
 typedef struct {

@@ -2,6 +2,11 @@
  * ../shared/refs/rng (every case, README tolerances), the front ends' batch
  * and per-step noise, and a whole A1111 Euler a txt2img on sd-tiny drawn with
  * our own noise. */
+#include <unistd.h>
+
+#include "core/image.h"
+#include "core/safetensors.h"
+#include "pipeline/generate.h"
 #include "pipeline/model.h"
 #include "pipeline/rng.h"
 #include "pipeline/rng_cases.h"
@@ -131,6 +136,60 @@ static void test_noise_source(void) {
     CHECK((cs_rng_kind)0 == CS_RNG_PHILOX); /* zeroed settings = A1111's default */
 }
 
+/* The one-image generate path (the CLI's -p mode) re-creates A1111's images:
+ * seed 20240601, Euler a, 8 steps, CFG 7.5, RNG CPU and NV, written as PNG
+ * and stored; its pixels against the reference image_u8 (A1111 truncates,
+ * we round: within one count). */
+static void test_generate_recreates_a1111(void) {
+    char *dir = t_tmpdir("rng");
+    REQUIRE(dir);
+    cs_safetensors st;
+    cs_err e = {0};
+    REQUIRE(cs_st_open(&st, RNGREFS "/euler_a_sdtiny.safetensors", &e) == 0);
+    static const char *names[2] = {"cpu", "nv"};
+    for (int k = 0; k < 2; k++) {
+        char json[1024], out[4200], db[4200], ref_name[64];
+        snprintf(json, sizeof json,
+                 "{\"name\": \"generate\", \"prompts\": [{\"id\": \"image\", \"text\": \"a cozy wooden "
+                 "cabin in a snowy forest at dusk, oil painting\", \"seed\": \"20240601\", \"steps\": 8, "
+                 "\"guidance\": 7.5, \"sampler\": \"Euler a\", \"size\": 32, \"rng\": \"%s\"}]}", names[k]);
+        snprintf(out, sizeof out, "%s/%s.png", dir, names[k]);
+        snprintf(db, sizeof db, "%s/a.db", dir);
+        cs_generate_opts o = {.model = SDTINY "/model.safetensors", .config = SDTINY "/config.json",
+                              .vocab = VOCAB, .db = db, .suite_json = json, .out_file = out};
+        cs_generate_stats gs;
+        CHECKF(cs_generate(&o, &gs, &e) == 0, "%s", e.msg);
+        CHECK(gs.generated == 1);
+        cs_image im = {0};
+        REQUIRE(cs_image_load(&im, out, NULL, &e) == 0);
+        REQUIRE(im.w == 32 && im.h == 32);
+        snprintf(ref_name, sizeof ref_name, "a1111_%s/image_u8", names[k]);
+        const float *ref;
+        int owned;
+        REQUIRE(cs_st_get_f32(&st, ref_name, 4, (const int64_t[]){2, 3, 32, 32}, &ref, &owned, &e) == 0);
+        int md = 0;
+        for (int c = 0; c < 3; c++)
+            for (int p = 0; p < 32 * 32; p++) {
+                int d = abs((int)im.rgb[p * 3 + c] - (int)ref[c * 1024 + p]); /* batch image 0 */
+                if (d > md) md = d;
+            }
+        CHECKF(md <= 1, "%s: max pixel difference %d", names[k], md);
+        if (owned) free((void *)ref);
+        cs_image_free(&im);
+        char *params = NULL;
+        CHECK(cs_png_read_text(out, "parameters", &params, &e) == 0 && params);
+        if (params) CHECKF(strstr(params, k ? ", RNG: NV," : ", RNG: CPU,") != NULL, "%s", params);
+        free(params);
+        unlink(out);
+    }
+    cs_st_close(&st);
+    char db[4200];
+    snprintf(db, sizeof db, "%s/a.db", dir);
+    unlink(db);
+    rmdir(dir);
+    free(dir);
+}
+
 int main(void) {
     cs_err e = {0};
     cs_model_opts mo = {.config = SDTINY "/config.json", .vocab = VOCAB};
@@ -139,6 +198,7 @@ int main(void) {
     RUN(test_generator_properties);
     RUN(test_noise_source);
     RUN(test_ref_euler_a_sdtiny);
+    RUN(test_generate_recreates_a1111);
     cs_model_free(g_sd);
     return T_DONE();
 }

@@ -375,6 +375,72 @@ static void test_cli_generate_exit_codes(void) {
     free(db);
 }
 
+/* runs cmd (stderr to a file) and returns the exit status and the first stderr line */
+static int run_cli(const char *args, char *line, size_t cap) {
+    char cmd[9000], *err = path_in("one.err");
+    snprintf(cmd, sizeof cmd, "%s generate %s 2> %s > /dev/null", t_bin(), args, err);
+    int rc = WEXITSTATUS(system(cmd));
+    line[0] = 0;
+    FILE *f = fopen(err, "r");
+    if (f) {
+        if (!fgets(line, (int)cap, f)) line[0] = 0;
+        fclose(f);
+    }
+    unlink(err);
+    free(err);
+    return rc;
+}
+
+/* `generate -m -p ... -o OUT.png`: one image, stored like any run; bad flags
+ * are usage errors that name the flag, before any work. */
+static void test_cli_generate_one_image(void) {
+    char args[8000], line[2048], *out = path_in("one.png"), *db = path_in("one.db");
+    snprintf(args, sizeof args, "-m %s --config %s --vocab %s -p 'a (red:1.2) fox' -n blurry -s 7 --steps 3 "
+             "--cfg-scale 5 --sampler 'DPM++ 2M Karras' -W 32 -H 32 --rng cpu -o %s --db %s",
+             MODEL, CONFIG, VOCAB, out, db);
+    CHECKF(run_cli(args, line, sizeof line) == 0, "%s", line);
+    char *params = NULL;
+    cs_err e = {0};
+    CHECK(cs_png_read_text(out, "parameters", &params, &e) == 0 && params);
+    if (params)
+        CHECKF(strstr(params, "a (red:1.2) fox\nNegative prompt: blurry\nSteps: 3, Sampler: DPM++ 2M, Schedule type: "
+                              "Karras, CFG scale: 5, Seed: 7, Size: 32x32, ") == params &&
+                   strstr(params, ", RNG: CPU, Version: copyscope"), "%s", params);
+    free(params);
+    CHECK(count_rows(db, "generations") == 1 && count_rows(db, "runs") == 1);
+    /* the same command again makes the image again, in the same run */
+    CHECK(unlink(out) == 0);
+    CHECKF(run_cli(args, line, sizeof line) == 0, "%s", line);
+    CHECK(exists(out) && count_rows(db, "generations") == 1 && count_rows(db, "runs") == 1);
+    static const struct {
+        const char *args, *msg;
+    } bad[] = {
+        {"-m m.safetensors -p x -o o.png --steps 0", "generate: bad --steps '0'"},
+        {"-m m.safetensors -p x -o o.png --seed -1", "generate: bad --seed '-1'"},
+        {"-m m.safetensors -p x -o o.png --sampler 'DPM++ 3M'", "generate: unknown --sampler 'DPM++ 3M'"},
+        {"-m m.safetensors -p x -o o.png --rng mt", "generate: unknown --rng 'mt'"},
+        {"-m m.safetensors -p x -o o.png --lora a.safetensors:0.7", "LoRA is not in this build"},
+        {"-m m.safetensors -p x -o o.png --lora a.safetensors", "generate: bad --lora"},
+        {"-m m.safetensors -p x -o o.png --mask m.png", "--mask needs --init-img"},
+        {"-m m.safetensors -p x", "-p needs -o OUT.png"},
+        {"-p x -o o.png", "-p needs -m MODEL"},
+        {"s.json --seed 3", "--seed is a one-image flag"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int rc = run_cli(bad[i].args, line, sizeof line);
+        CHECKF(rc == 2 && strstr(line, bad[i].msg), "%s: rc %d: %s", bad[i].args, rc, line);
+    }
+    /* a missing model is the run's own error (exit 1), with no store made */
+    char *db2 = path_in("one2.db");
+    snprintf(args, sizeof args, "-m %s/none.safetensors -p x -o %s --db %s", g_dir, out, db2);
+    CHECK(run_cli(args, line, sizeof line) == 1 && strstr(line, "none.safetensors: model file not found"));
+    CHECK(!exists(db2));
+    unlink(out);
+    free(out);
+    free(db);
+    free(db2);
+}
+
 int main(void) {
     g_dir = t_tmpdir("suite");
     if (!g_dir) return 1;
@@ -394,6 +460,7 @@ int main(void) {
     RUN(test_a1111_parameters);
     RUN(test_generate_sd_tiny_end_to_end);
     RUN(test_cli_generate_exit_codes);
+    RUN(test_cli_generate_one_image);
     free(g_dir);
     return T_DONE();
 }

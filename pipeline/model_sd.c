@@ -7,6 +7,7 @@
 
 #include "core/hash_sha256.h"
 #include "pipeline/model.h"
+#include "pipeline/prompt_weights.h"
 #include "pipeline/sd.h"
 #include "pipeline/tokenizer.h"
 
@@ -18,38 +19,48 @@ typedef struct {
 } sdm;
 
 struct cs_cond {
-    float *context; /* [77, D] */
+    float *context; /* [n_tokens, D] */
+    int n_tokens;   /* 77 x A1111 prompt chunks */
 };
 
 static int sdm_eval(cs_model *m, const float *x, const float *ts, cs_cond *const *conds, int B, int h,
                     int w, float *out, cs_err *err) {
     sdm *S = m->impl;
-    size_t per = (size_t)SD_CONTEXT_TOKENS * S->ctx_dim;
+    int same = 1;
+    for (int b = 1; b < B; b++) same &= conds[b]->n_tokens == conds[0]->n_tokens;
+    if (!same) { /* prompts of different lengths: one call each, as A1111 does */
+        size_t n = (size_t)m->channels * h * w;
+        for (int b = 0; b < B; b++)
+            if (sdm_eval(m, x + n * b, ts + b, conds + b, 1, h, w, out + n * b, err)) return -1;
+        return 0;
+    }
+    size_t per = (size_t)conds[0]->n_tokens * S->ctx_dim;
     float *ctx = malloc(sizeof(float) * per * B);
     if (!ctx) return cs_fail(err, CS_ENOMEM, "%s: out of memory", m->name);
     for (int b = 0; b < B; b++) memcpy(ctx + per * b, conds[b]->context, sizeof(float) * per);
-    int rc = sd_unet_eps(S->sd, x, ts, ctx, B, h, w, out, err);
+    int rc = sd_unet_eps_ctx(S->sd, x, ts, ctx, conds[0]->n_tokens, B, h, w, out, err);
     free(ctx);
     return rc;
+}
+
+static int sdm_encode_chunk(void *ctx, const int32_t *ids, float *z, cs_err *err) {
+    sdm *S = ctx;
+    return sd_text_encode(S->sd, ids, 1, S->clip_skip, z, err);
 }
 
 static int sdm_cond_new(cs_model *m, const char *text, cs_cond **out, cs_err *err) {
     sdm *S = m->impl;
     *out = NULL;
     if (!S->tok) return cs_fail(err, CS_EUSAGE, "%s: no tokenizer vocabulary (--vocab)", m->name);
-    int32_t ids[SD_CONTEXT_TOKENS];
-    if (clip_tokenize(S->tok, text, ids, err) < 0) return -1;
     cs_cond *c = calloc(1, sizeof *c);
-    if (c) c->context = malloc(sizeof(float) * SD_CONTEXT_TOKENS * S->ctx_dim);
-    if (!c || !c->context) {
-        free(c);
-        return cs_fail(err, CS_ENOMEM, "%s: out of memory", m->name);
-    }
-    if (sd_text_encode(S->sd, ids, 1, S->clip_skip, c->context, err)) {
-        free(c->context);
+    if (!c) return cs_fail(err, CS_ENOMEM, "%s: out of memory", m->name);
+    /* A1111's prompt syntax and 75-token chunks (pipeline/prompt_weights.h) */
+    int chunks;
+    if (cs_prompt_encode(S->tok, text, CLIP_END_ID, S->ctx_dim, sdm_encode_chunk, S, &c->context, &chunks, err)) {
         free(c);
         return -1;
     }
+    c->n_tokens = chunks * SD_CONTEXT_TOKENS;
     *out = c;
     return 0;
 }
@@ -70,6 +81,7 @@ int cs_model_sd_cond_from_context(cs_model *m, const float *context, cs_cond **o
         return cs_fail(err, CS_ENOMEM, "%s: out of memory", m->name);
     }
     memcpy(c->context, context, sizeof(float) * SD_CONTEXT_TOKENS * S->ctx_dim);
+    c->n_tokens = SD_CONTEXT_TOKENS;
     *out = c;
     return 0;
 }

@@ -35,6 +35,10 @@ int sd_text_encode(sd_model *m, const int32_t *ids, int B, int clip_skip, float 
 /* eps [B,4,h,w] = UNet(x [B,4,h,w], t [B] (fractional allowed), context [B,77,D]). */
 int sd_unet_eps(sd_model *m, const float *x, const float *t, const float *context, int B, int h,
                 int w, float *eps, cs_err *err);
+/* The same with ctx_tokens context tokens per image (A1111's long prompts:
+ * 77 x chunks): context [B, ctx_tokens, D]. */
+int sd_unet_eps_ctx(sd_model *m, const float *x, const float *t, const float *context, int ctx_tokens, int B,
+                    int h, int w, float *eps, cs_err *err);
 
 /* image [B,3,8h,8w] (raw decoder output, ~[-1,1], not clamped) = decode(z [B,4,h,w]). */
 int sd_vae_decode(sd_model *m, const float *z, int B, int h, int w, float *image, cs_err *err);

@@ -296,7 +296,7 @@ static st_handler find_handler(const char *op) {
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: copyscope selftest --refs DIR [--vocab FILE] [--case NAME] [-j N]\n"
+            "usage: copyscope selftest --refs DIR [--vocab FILE] [--case NAME] [--base DIR] [-j N]\n"
             "\n"
             "Runs the reference cases of DIR (config.json, model.safetensors,\n"
             "cases/index.json, e.g. ../shared/refs/sd-tiny) through copyscope's own\n"
@@ -308,7 +308,10 @@ static void usage(FILE *f) {
             "  --vocab FILE   CLIP BPE vocabulary (bpe_simple_vocab_16e6.txt.gz), for\n"
             "                 tokenizer and end-to-end cases\n"
             "  --case NAME    run only this case (repeatable)\n"
-            "  -j N           threads (default: all cores)\n");
+            "  --base DIR     the SD model the rng cases run on (default DIR/../sd-tiny)\n"
+            "  -j N           threads (default: all cores)\n"
+            "A reference-noise folder (torch_cpu/philox .safetensors, e.g.\n"
+            "../shared/refs/rng) runs its generator, front-end and A1111 Euler a cases.\n");
 }
 
 static char *read_text(const char *path, cs_err *err) {
@@ -341,11 +344,13 @@ int cmd_selftest(int argc, char **argv) {
     static const struct option opts[] = {
         {"refs", required_argument, 0, 'r'}, {"vocab", required_argument, 0, 'v'},
         {"case", required_argument, 0, 'c'}, {"db", required_argument, 0, 'd'},
+        {"base", required_argument, 0, 'b'},
         {"help", no_argument, 0, 'h'},       {0, 0, 0, 0},
     };
     st_ctx c = {0};
     const char *only[64];
     int n_only = 0, jobs = 0;
+    const char *base = NULL;
     optind = 1;
     int o;
     while ((o = getopt_long(argc, argv, "j:", opts, NULL)) != -1) {
@@ -357,6 +362,7 @@ int cmd_selftest(int argc, char **argv) {
             only[n_only++] = optarg;
             break;
         case 'd': break; /* accepted for uniformity; selftest uses no database */
+        case 'b': base = optarg; break;
         case 'j':
             jobs = cli_parse_jobs(optarg);
             if (jobs < 0) return cli_usage_error("selftest: -j %s: not a thread count", optarg);
@@ -371,6 +377,12 @@ int cmd_selftest(int argc, char **argv) {
 
     cs_err err = {0};
     char path[4096];
+    if (selftest_is_rng_refs(c.refs)) { /* reference noise (../shared/refs/rng) */
+        snprintf(path, sizeof path, "%s/../sd-tiny", c.refs);
+        int f = selftest_rng(c.refs, base ? base : path, c.vocab, &err);
+        if (f < 0) return cli_fail(&err);
+        return f ? CLI_FAIL : CLI_OK;
+    }
     snprintf(path, sizeof path, "%s/cases/index.json", c.refs);
     char *text = read_text(path, &err);
     if (!text) return cli_fail(&err);

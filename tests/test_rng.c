@@ -190,6 +190,24 @@ static void test_generate_recreates_a1111(void) {
     free(dir);
 }
 
+/* `copyscope selftest --refs ../shared/refs/rng` runs them all and says so */
+static void test_selftest_cli(void) {
+    char cmd[2048], line[512] = "", last[512] = "";
+    snprintf(cmd, sizeof cmd, "%s selftest --refs %s --vocab %s 2>&1", t_bin(), RNGREFS, VOCAB);
+    FILE *f = popen(cmd, "r");
+    REQUIRE(f);
+    int fails = 0;
+    while (fgets(line, sizeof line, f)) {
+        fails += strstr(line, " FAIL") != NULL;
+        snprintf(last, sizeof last, "%s", line);
+    }
+    int rc = pclose(f);
+    CHECKF(rc == 0 && fails == 0, "rc %d, %d failing lines", rc, fails);
+    int ok = 0, failed = -1;
+    CHECKF(sscanf(last, "selftest: %d rng checks ok, %d failed", &ok, &failed) == 2 && ok >= 200 && failed == 0,
+           "%s", last);
+}
+
 int main(void) {
     cs_err e = {0};
     cs_model_opts mo = {.config = SDTINY "/config.json", .vocab = VOCAB};
@@ -199,6 +217,7 @@ int main(void) {
     RUN(test_noise_source);
     RUN(test_ref_euler_a_sdtiny);
     RUN(test_generate_recreates_a1111);
+    RUN(test_selftest_cli);
     cs_model_free(g_sd);
     return T_DONE();
 }

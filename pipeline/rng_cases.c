@@ -108,6 +108,8 @@ static int words_of(const cs_safetensors *st, const cs_st_tensor *t, uint32_t **
     return 0;
 }
 
+static cJSON *load_json(const char *path, cs_err *err);
+
 /* ---- torch_cpu.safetensors ---- */
 
 static int torch_tensor(const cs_safetensors *st, const cs_st_tensor *t, cs_rng_report *r, cs_err *err) {
@@ -284,25 +286,27 @@ static void draw_front_end(front_end fe, cs_rng_kind kind, uint64_t seed, uint64
     for (int s = 0; s < S; s++) cs_torch_randn(&g, steps + (size_t)s * B * n, (size_t)B * n);
 }
 
-static int pipelines(const cs_safetensors *st, cs_rng_report *r, cs_err *err) {
+/* seed and ENSD from index.json's pipeline_params */
+static int pipelines(const cs_safetensors *st, uint64_t seed, uint64_t ensd, cs_rng_report *r, cs_err *err) {
     static const struct {
         const char *prefix, *steps;
         front_end fe;
         cs_rng_kind kind;
-        uint64_t ensd;
+        int ensd;
     } fes[] = {
         {"kdiff_global", "step_noise", FE_KDIFF, CS_RNG_TORCH_CPU, 0},
         {"a1111_cpu", "step_noise", FE_A1111, CS_RNG_TORCH_CPU, 0},
-        {"a1111_cpu_ensd31337", "step_noise", FE_A1111, CS_RNG_TORCH_CPU, 31337},
+        {"a1111_cpu_ensd", "step_noise", FE_A1111, CS_RNG_TORCH_CPU, 1},
         {"a1111_nv", "step_noise", FE_A1111, CS_RNG_PHILOX, 0},
-        {"a1111_nv_ensd31337", "step_noise", FE_A1111, CS_RNG_PHILOX, 31337},
+        {"a1111_nv_ensd", "step_noise", FE_A1111, CS_RNG_PHILOX, 1},
         {"comfyui", "step_noise_cpu", FE_COMFY, CS_RNG_TORCH_CPU, 0},
     };
-    const uint64_t seed = 1234; /* index.json pipeline_params */
     for (size_t f = 0; f < sizeof fes / sizeof *fes; f++) {
-        char in[96], sn[96];
-        snprintf(in, sizeof in, "%s/init", fes[f].prefix);
-        snprintf(sn, sizeof sn, "%s/%s", fes[f].prefix, fes[f].steps);
+        char in[96], sn[96], pre[64];
+        if (fes[f].ensd) snprintf(pre, sizeof pre, "%s%llu", fes[f].prefix, (unsigned long long)ensd);
+        else snprintf(pre, sizeof pre, "%s", fes[f].prefix);
+        snprintf(in, sizeof in, "%s/init", pre);
+        snprintf(sn, sizeof sn, "%s/%s", pre, fes[f].steps);
         const cs_st_tensor *ti = cs_st_find(st, in), *ts = cs_st_find(st, sn);
         if (!ti || !ts || ti->ndim != 4 || ts->ndim != 5)
             return cs_fail(err, CS_EFORMAT, "%s: %s / %s: missing or not [B,C,h,w] / [S,B,C,h,w]", st->path, in, sn);
@@ -316,7 +320,7 @@ static int pipelines(const cs_safetensors *st, cs_rng_report *r, cs_err *err) {
             goto next;
         }
         if (f32_of(st, ti, &ri, &oi, err) || f32_of(st, ts, &rs, &os, err)) goto next;
-        draw_front_end(fes[f].fe, fes[f].kind, seed, fes[f].ensd, B, n, S, init, steps);
+        draw_front_end(fes[f].fe, fes[f].kind, seed, fes[f].ensd ? ensd : 0, B, n, S, init, steps);
         double tol = fes[f].kind == CS_RNG_PHILOX ? TOL_EXACT : TOL_TORCH_FLOAT;
         char name[128];
         snprintf(name, sizeof name, "pipelines/%s", in);
@@ -354,9 +358,20 @@ int cs_rng_cases_run(const char *dir, cs_rng_report *r, cs_err *err) {
     if (!rc) rc = philox_sequence(&st, r, err);
     cs_st_close(&st);
     if (rc) return -1;
+    snprintf(path, sizeof path, "%s/index.json", dir);
+    cJSON *idx = load_json(path, err);
+    if (!idx) return -1;
+    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(idx, "pipeline_params");
+    const cJSON *ps = cJSON_GetObjectItemCaseSensitive(pp, "seed"), *pe = cJSON_GetObjectItemCaseSensitive(pp, "ensd");
+    if (!cJSON_IsNumber(ps) || !cJSON_IsNumber(pe) || ps->valuedouble < 0 || pe->valuedouble < 0) {
+        cJSON_Delete(idx);
+        return cs_fail(err, CS_EFORMAT, "%s: pipeline_params: seed and ensd expected", path);
+    }
+    uint64_t seed = (uint64_t)ps->valuedouble, ensd = (uint64_t)pe->valuedouble;
+    cJSON_Delete(idx);
     snprintf(path, sizeof path, "%s/pipelines.safetensors", dir);
     if (cs_st_open(&st, path, err)) return -1;
-    rc = pipelines(&st, r, err);
+    rc = pipelines(&st, seed, ensd, r, err);
     cs_st_close(&st);
     return rc ? -1 : 0;
 }

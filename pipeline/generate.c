@@ -442,11 +442,16 @@ static int generate_one(cs_model *m, cs_store *db, int64_t run, job *j, int samp
     if (m->decode(m, x, 1, j->h, j->w, img, err)) goto out;
     if (cs_image_alloc(&out, j->W, j->H, err)) goto out;
     size_t hw = (size_t)j->W * j->H;
+    /* SD: 8 bits as A1111, ComfyUI and sd.cpp make them, 255 * clamp((x + 1) / 2)
+     * truncated (numpy's astype(uint8)), so a re-created image has their pixels.
+     * The empirical model rounds: its outputs are training pixels k / 127.5 - 1,
+     * which truncation could turn into k - 1. */
+    int trunc = m->pred != CS_PRED_X0;
     for (int c = 0; c < 3; c++)
         for (size_t p = 0; p < hw; p++) {
-            float v = (img[c * hw + p] + 1.0f) * 0.5f;
+            float v = (img[c * hw + p] + 1.0f) / 2.0f;
             v = v < 0 ? 0 : v > 1 ? 1 : v;
-            out.rgb[p * 3 + c] = (uint8_t)lroundf(v * 255.0f);
+            out.rgb[p * 3 + c] = trunc ? (uint8_t)(255.0f * v) : (uint8_t)lroundf(v * 255.0f);
         }
     const char *sname = cs_sampler_a1111_name(o.sampler);
     params = cs_a1111_parameters(it->text, it->negative, o.steps, sname, cs_spacing_name(o.spacing),

@@ -138,8 +138,9 @@ static void test_noise_source(void) {
 
 /* The one-image generate path (the CLI's -p mode) re-creates A1111's images:
  * seed 20240601, Euler a, 8 steps, CFG 7.5, RNG CPU and NV, written as PNG
- * and stored; its pixels against the reference image_u8 (A1111 truncates,
- * we round: within one count). */
+ * and stored; its pixels against the reference image_u8 within the README's
+ * one count (latents agree to ~4e-6, so a pixel at a rounding edge may flip;
+ * on this build they are identical). */
 static void test_generate_recreates_a1111(void) {
     char *dir = t_tmpdir("rng");
     REQUIRE(dir);
@@ -174,6 +175,7 @@ static void test_generate_recreates_a1111(void) {
                 if (d > md) md = d;
             }
         CHECKF(md <= 1, "%s: max pixel difference %d", names[k], md);
+        if (getenv("CS_VERBOSE")) printf("  %s: max pixel difference %d\n", names[k], md);
         if (owned) free((void *)ref);
         cs_image_free(&im);
         char *params = NULL;

@@ -138,8 +138,11 @@ static char *one_image_suite(const one_args *a, int *rc) {
     if (a->sampler && cs_sampler_parse_full(a->sampler, &sk, &sp, &has_sp))
         return cli_usage_error("generate: unknown --sampler '%s' (euler, euler_a, heun, dpmpp_2m, ddim, ddpm, "
                                "or A1111's names such as \"DPM++ 2M Karras\")", a->sampler), NULL;
-    if (a->schedule && cs_schedule_parse_any(a->schedule, &sp))
-        return cli_usage_error("generate: unknown --schedule '%s' (discrete, karras, exponential)", a->schedule), NULL;
+    int sched = a->schedule ? cs_schedule_parse_any(a->schedule, &sp) : 0;
+    if (sched < 0)
+        return cli_usage_error("generate: unknown --schedule '%s' (discrete, karras, exponential; A1111: "
+                               "Automatic, Uniform, Karras, Exponential)", a->schedule), NULL;
+    if (sched == 1) sp = cs_sampler_a1111_default_spacing(a->sampler ? sk : CS_SAMPLER_EULER_A);
     cs_rng_kind rk = CS_RNG_PHILOX;
     if (a->rng && strcmp(a->rng, "std_default") && cs_rng_parse(a->rng, &rk))
         return cli_usage_error("generate: unknown --rng '%s' (philox, torch-cpu, xoshiro)", a->rng), NULL;

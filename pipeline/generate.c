@@ -49,6 +49,8 @@ char *cs_a1111_parameters(const char *prompt, const char *negative, int steps, c
     k += snprintf(s + k, n - k, "Steps: %d, Sampler: %s, ", steps, sampler);
     if (schedule && strcmp(schedule, "discrete"))
         k += snprintf(s + k, n - k, "Schedule type: %c%s, ", schedule[0] - 32, schedule + 1);
+    else if (schedule && !strcmp(sampler, "DPM++ 2M")) /* A1111 >= 1.9 would take its default, Karras */
+        k += snprintf(s + k, n - k, "Schedule type: Uniform, ");
     k += snprintf(s + k, n - k, "CFG scale: %g, Seed: %llu, Size: %dx%d, Model hash: %.10s, Model: %s",
                   cfg, (unsigned long long)seed, w, h, model_hash, model_name);
     if (strength > 0 && strength < 1) k += snprintf(s + k, n - k, ", Denoising strength: %g", strength);

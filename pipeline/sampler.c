@@ -16,21 +16,27 @@ const char *cs_sampler_name(cs_sampler_kind k) { return names[k]; }
 const char *cs_sampler_a1111_name(cs_sampler_kind k) { return a1111[k]; }
 
 /* A1111's schedule names ("Schedule type", and the suffix of its older
- * combined sampler names): Automatic and Uniform are k-diffusion's
- * model.get_sigmas, our "discrete". */
+ * combined sampler names): Uniform is k-diffusion's model.get_sigmas, our
+ * "discrete"; Automatic is the sampler's own default. */
 int cs_schedule_parse_any(const char *name, cs_spacing *out) {
     if (!cs_spacing_parse(name, out)) return 0;
+    if (!strcasecmp(name, "automatic")) return 1;
     static const struct {
         const char *s;
         cs_spacing sp;
-    } a[] = {{"automatic", CS_SPACING_DISCRETE}, {"uniform", CS_SPACING_DISCRETE},
-             {"karras", CS_SPACING_KARRAS},      {"exponential", CS_SPACING_EXPONENTIAL}};
+    } a[] = {{"uniform", CS_SPACING_DISCRETE}, {"karras", CS_SPACING_KARRAS}, {"exponential", CS_SPACING_EXPONENTIAL}};
     for (size_t i = 0; i < sizeof a / sizeof *a; i++)
         if (!strcasecmp(name, a[i].s)) {
             *out = a[i].sp;
             return 0;
         }
     return -1;
+}
+
+/* A1111 >= 1.9 (sd_samplers_kdiffusion.py): DPM++ 2M's options say
+ * scheduler karras; Euler, Euler a, Heun use the model's own sigmas. */
+cs_spacing cs_sampler_a1111_default_spacing(cs_sampler_kind k) {
+    return k == CS_SAMPLER_DPMPP_2M ? CS_SPACING_KARRAS : CS_SPACING_DISCRETE;
 }
 
 int cs_sampler_parse_full(const char *name, cs_sampler_kind *out, cs_spacing *spacing, int *has_spacing) {
@@ -54,7 +60,7 @@ int cs_sampler_parse_full(const char *name, cs_sampler_kind *out, cs_spacing *sp
     memcpy(base, name, n);
     base[n] = 0;
     cs_spacing s;
-    if (!strcmp(sp + 1, "discrete") || cs_schedule_parse_any(sp + 1, &s)) return -1;
+    if (!strcmp(sp + 1, "discrete") || cs_schedule_parse_any(sp + 1, &s) != 0) return -1;
     int dummy;
     if (cs_sampler_parse_full(base, out, spacing, &dummy) || dummy) return -1;
     if (*out == CS_SAMPLER_DDIM || *out == CS_SAMPLER_DDPM) return -1; /* no sigma schedule */

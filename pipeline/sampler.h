@@ -48,8 +48,11 @@ int cs_sampler_parse(const char *name, cs_sampler_kind *out);
  * "Euler a Exponential"): *has_spacing = 1 and *spacing set then. */
 int cs_sampler_parse_full(const char *name, cs_sampler_kind *out, cs_spacing *spacing, int *has_spacing);
 /* A schedule by our name (discrete, karras, exponential) or A1111's
- * "Schedule type" (Automatic, Uniform = discrete; Karras; Exponential). */
+ * "Schedule type" (Uniform = discrete; Karras; Exponential): 0. A1111's
+ * "Automatic" (the sampler's default, cs_sampler_a1111_default_spacing):
+ * 1, *out untouched. Unknown: -1. */
 int cs_schedule_parse_any(const char *name, cs_spacing *out);
+cs_spacing cs_sampler_a1111_default_spacing(cs_sampler_kind k);
 
 typedef struct {
     cs_sampler_kind sampler;

@@ -21,6 +21,7 @@ typedef struct {
     int nlist;
     cs_rng_kind rng;
     uint64_t ensd;
+    int spacing_auto; /* schedule "Automatic": the sampler's A1111 default */
 } raw_settings;
 
 char *cs_suite_resolve(const char *dir, const char *p) {
@@ -91,10 +92,15 @@ static int apply_setting(raw_settings *r, const cJSON *v, const char *file, cons
                            "%s: %ssampler: unknown sampler \"%s\" (euler, euler_a, heun, dpmpp_2m, "
                            "ddim, ddpm, or A1111's names such as \"Euler a\", \"DPM++ 2M Karras\")",
                            file, where, v->valuestring);
-        if (has_sp) r->o.spacing = sp; /* A1111's "DPM++ 2M Karras" names the schedule too */
+        if (has_sp) { /* A1111's "DPM++ 2M Karras" names the schedule too */
+            r->o.spacing = sp;
+            r->spacing_auto = 0;
+        }
     } else if (!strcmp(k, "schedule") || !strcmp(k, "scheduler")) {
         if (!cJSON_IsString(v)) return cs_fail(err, CS_EFORMAT, "%s: %s%s: must be a string", file, where, k);
-        if (cs_schedule_parse_any(v->valuestring, &r->o.spacing))
+        int a = cs_schedule_parse_any(v->valuestring, &r->o.spacing);
+        r->spacing_auto = a == 1;
+        if (a < 0)
             return cs_fail(err, CS_EUSAGE,
                            "%s: %s%s: unknown schedule \"%s\" (discrete, karras, exponential; A1111: "
                            "Automatic, Uniform, Karras, Exponential)", file, where, k, v->valuestring);
@@ -203,6 +209,7 @@ static int copy_raw(raw_settings *dst, const raw_settings *src, cs_err *err) {
 static int finish_settings(cs_gen_settings *g, raw_settings *r, const char *file, const char *where,
                            cs_err *err) {
     g->opts = r->o;
+    if (r->spacing_auto) g->opts.spacing = cs_sampler_a1111_default_spacing(g->opts.sampler);
     g->rng = r->rng;
     g->ensd = r->ensd;
     g->width = r->width;

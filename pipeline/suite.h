@@ -21,9 +21,9 @@
  *     xoshiro; A1111's "NV"/"CPU" too), "ensd" (A1111's eta noise seed
  *     delta, default 0). "sampler" also takes A1111's names ("Euler a",
  *     "DPM++ 2M Karras": the suffix sets the schedule) and "schedule" (or
- *     "scheduler") A1111's schedule types (Automatic, Uniform, Karras,
- *     Exponential); of a sampler suffix and a "schedule" key in one object
- *     the later one wins.
+ *     "scheduler") A1111's schedule types (Uniform, Karras, Exponential, and
+ *     Automatic = the sampler's A1111 default: Karras for DPM++ 2M); of a
+ *     sampler suffix and a "schedule" key in one object the later one wins.
  *
  * Paths (model, config, vocab, ref, mask) are relative to the suite's folder.
  * A completion with a mask (white = keep the reference, black = generate) or a

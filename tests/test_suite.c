@@ -241,6 +241,15 @@ static void test_suite_rng_and_a1111_names(void) {
     CHECK(c->rng == CS_RNG_XOSHIRO && c->ensd == 0);
     CHECK(c->opts.sampler == CS_SAMPLER_HEUN && c->opts.spacing == CS_SPACING_DISCRETE);
     cs_suite_free(&s);
+    /* "Automatic" is the sampler's A1111 default: Karras for DPM++ 2M */
+    const char *au = "{\"name\": \"t\", \"defaults\": {\"schedule\": \"Automatic\"}, \"prompts\": ["
+                     "{\"id\": \"a\", \"text\": \"x\", \"sampler\": \"DPM++ 2M\"},"
+                     "{\"id\": \"b\", \"text\": \"y\", \"sampler\": \"Euler a\"},"
+                     "{\"id\": \"c\", \"text\": \"z\", \"sampler\": \"DPM++ 2M\", \"schedule\": \"Uniform\"}]}";
+    REQUIRE(cs_suite_parse(&s, au, strlen(au), "s.json", &e) == 0);
+    CHECK(s.items[0].s.opts.spacing == CS_SPACING_KARRAS && s.items[1].s.opts.spacing == CS_SPACING_DISCRETE &&
+          s.items[2].s.opts.spacing == CS_SPACING_DISCRETE);
+    cs_suite_free(&s);
     /* the default generator is A1111's default (NV Philox) */
     const char *d = "{" BASE "]}";
     REQUIRE(cs_suite_parse(&s, d, strlen(d), "s.json", &e) == 0);
@@ -270,6 +279,10 @@ static void test_a1111_parameters(void) {
     CHECKF(!strcmp(p, "x\nSteps: 8, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 3, Seed: 18446744073709551615, "
                       "Size: 64x32, Model hash: ab, Model: m, Denoising strength: 0.5, ENSD: 31337, RNG: CPU, "
                       "Version: copyscope"), "%s", p);
+    free(p);
+    /* DPM++ 2M on the discrete schedule says so: A1111's Automatic would be Karras */
+    p = cs_a1111_parameters("x", NULL, 8, "DPM++ 2M", "discrete", 3, 1, 64, 64, "ab", "m", 0, 0, "NV", 0);
+    CHECKF(strstr(p, "Sampler: DPM++ 2M, Schedule type: Uniform, CFG scale: 3,") != NULL, "%s", p);
     free(p);
 }
 

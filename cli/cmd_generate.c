@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/image.h"
 #include "core/parallel.h"
 #include "pipeline/generate.h"
 #include "pipeline/rng.h"
@@ -52,7 +53,8 @@ static void usage(FILE *f) {
             "                           euler, euler_a, heun, dpmpp_2m, ddim, ddpm or A1111's\n"
             "                           names (\"Euler a\", \"DPM++ 2M Karras\"); default euler_a\n"
             "  --schedule NAME          discrete, karras, exponential (A1111: Automatic, Karras, ...)\n"
-            "  -W, --width W, -H, --height H   image size (default 512x512)\n"
+            "  -W, --width W, -H, --height H   image size (default 512x512; with --init-img\n"
+            "                           that image's size, down to a multiple of 8)\n"
             "  -i, --init-img F         img2img / inpainting source image\n"
             "  --strength S             img2img denoising strength (0, 1] (default 0.75)\n"
             "  --mask F                 inpainting mask: white = regenerate, black = keep\n"
@@ -180,6 +182,16 @@ static char *one_image_suite(const one_args *a, int *rc) {
     cJSON_AddNumberToObject(it, "guidance", cfg);
     cJSON_AddStringToObject(it, "sampler", cs_sampler_name(a->sampler ? sk : CS_SAMPLER_EULER_A));
     if (has_sp || a->schedule) cJSON_AddStringToObject(it, "schedule", cs_spacing_name(sp));
+    if (a->init && !has_w && !has_h) { /* the source image's size, down to a multiple of 8 */
+        cs_image im = {0};
+        cs_err e = {0};
+        if (!cs_image_load(&im, a->init, NULL, &e) && im.w >= 8 && im.h >= 8) {
+            W = im.w / 8 * 8;
+            H = im.h / 8 * 8;
+            has_w = has_h = 1;
+        } /* else generate names the file and the problem */
+        cs_image_free(&im);
+    }
     if (has_w || has_h || !a->init) {
         cJSON *sz = cJSON_AddArrayToObject(it, "size");
         cJSON_AddItemToArray(sz, cJSON_CreateNumber(W));

@@ -224,6 +224,7 @@ static int load_task(const cs_suite *s, job *j, cs_model *m, cs_err *err) {
             }
             cs_image_free(&r);
             cJSON_AddStringToObject(t, "mask", it->mask);
+            cJSON_AddStringToObject(t, "mask_white", j->mask_white_generates ? "generate" : "keep");
         } else {
             int *R = it->rect;
             if (R[0] + R[2] > ref.w || R[1] + R[3] > ref.h) {

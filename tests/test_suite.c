@@ -425,6 +425,20 @@ static void test_cli_generate_one_image(void) {
     CHECK(unlink(out) == 0);
     CHECKF(run_cli(args, line, sizeof line) == 0, "%s", line);
     CHECK(exists(out) && count_rows(db, "generations") == 1 && count_rows(db, "runs") == 1);
+    /* inpainting with sd's mask rule, recorded with the task */
+    snprintf(args, sizeof args, "-m %s --config %s --vocab %s -p fox -i %s --mask %s --steps 2 -W 32 -H 32 -o %s --db %s",
+             MODEL, CONFIG, VOCAB, GRIN, GRIN, out, db);
+    CHECKF(run_cli(args, line, sizeof line) == 0, "%s", line);
+    cs_store *stq;
+    if (cs_store_open_readonly(&stq, db, &e) == 0) {
+        sqlite3_stmt *q;
+        if (cs_store_prepare(stq, &q, "SELECT task_json FROM prompts WHERE kind = 'completion'", &e) == 0) {
+            CHECK(sqlite3_step(q) == SQLITE_ROW &&
+                  strstr((const char *)sqlite3_column_text(q, 0), "\"mask_white\":\"generate\"") != NULL);
+            sqlite3_finalize(q);
+        }
+        cs_store_close(stq);
+    }
     static const struct {
         const char *args, *msg;
     } bad[] = {

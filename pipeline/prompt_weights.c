@@ -76,9 +76,11 @@ static size_t match_weight(const char *s, const char **num, size_t *nlen) {
 
 int cs_prompt_parse(const char *text, cs_prompt_piece **out, int *n, cs_err *err) {
     pieces r = {0};
-    int round[256], square[256], nr = 0, ns = 0;
+    size_t len = strlen(text);
+    int *round = malloc(sizeof(int) * (len + 1)), *square = malloc(sizeof(int) * (len + 1)), nr = 0, ns = 0;
     const char *s = text;
     int rc = -1;
+    if (!round || !square) goto oom;
     while (*s) {
         char c = *s;
         if (c == '\\') {
@@ -92,10 +94,6 @@ int cs_prompt_parse(const char *text, cs_prompt_piece **out, int *n, cs_err *err
             }
         } else if (c == '(' || c == '[') {
             int *st = c == '(' ? round : square, *k = c == '(' ? &nr : &ns;
-            if (*k == 256) {
-                cs_fail(err, CS_EUSAGE, "prompt: brackets nested more than 256 deep");
-                goto fail;
-            }
             st[(*k)++] = r.n;
             s++;
         } else if (c == ':') {
@@ -130,9 +128,9 @@ int cs_prompt_parse(const char *text, cs_prompt_piece **out, int *n, cs_err *err
             if (push(&r, s, 1, 1.0)) goto oom;
             s++;
         } else {
-            size_t len = strcspn(s, "\\()[]:");
-            if (push_plain(&r, s, len)) goto oom;
-            s += len;
+            size_t m = strcspn(s, "\\()[]:");
+            if (push_plain(&r, s, m)) goto oom;
+            s += m;
         }
     }
     for (int i = 0; i < nr; i++) multiply_range(&r, round[i], 1.1);
@@ -153,12 +151,16 @@ int cs_prompt_parse(const char *text, cs_prompt_piece **out, int *n, cs_err *err
             i++;
         }
     }
+    free(round);
+    free(square);
     *out = r.p;
     *n = r.n;
     return 0;
 oom:
     cs_fail(err, CS_ENOMEM, "prompt: out of memory");
 fail:
+    free(round);
+    free(square);
     cs_prompt_pieces_free(r.p, r.n);
     return rc;
 }

@@ -135,9 +135,14 @@ int an_task_parse(an_task *t, const char *tj, const char *ex, const cs_ref_thumb
             cJSON_Delete(j);
             return cs_fail(err, CS_ENOMEM, "analyze: out of memory");
         }
+        int n_w = -1;
         if (cs_image_load(&m, mask->valuestring, NULL, &e2) ||
-            cs_an_region_from_mask(t->withheld, &m, &e2) < 0)
+            (n_w = cs_an_region_from_mask(t->withheld, &m, &e2)) < 0)
             t->error = fmt_dup("mask %.400s: %.500s", mask->valuestring, e2.msg);
+        /* `generate -p --mask` masks are white = regenerate (sd's rule) */
+        cJSON *mw = cJSON_GetObjectItemCaseSensitive(j, "mask_white");
+        if (n_w >= 0 && cJSON_IsString(mw) && !strcmp(mw->valuestring, "generate"))
+            for (int p = 0; p < CS_THUMB_SIZE * CS_THUMB_SIZE; p++) t->withheld[p] = !t->withheld[p];
         cs_image_free(&m);
     } else if (cJSON_IsArray(rect) && cJSON_GetArraySize(rect) == 4) {
         for (int k = 0; k < 4; k++) t->rect[k] = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(rect, k));

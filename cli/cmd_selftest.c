@@ -113,7 +113,10 @@ static void usage(FILE *f) {
             "  --vocab FILE   CLIP BPE vocabulary (bpe_simple_vocab_16e6.txt.gz), for\n"
             "                 tokenizer and end-to-end cases\n"
             "  --case NAME    run only this case (repeatable)\n"
-            "  -j N           threads (default: all cores)\n");
+            "  -j N           threads (default: all cores)\n"
+            "A reference-noise folder (torch_cpu/philox .safetensors, e.g.\n"
+            "../shared/refs/rng) runs its generator, front-end and A1111 Euler a cases\n"
+            "on --base (default DIR/../sd-tiny).\n");
 }
 
 static int exists(const char *dir, const char *file) {
@@ -241,6 +244,13 @@ int cmd_selftest(int argc, char **argv) {
     nn_set_threads(jobs);
 
     cs_err err = {0};
+    if (selftest_is_rng_refs(c.refs)) { /* reference noise (../shared/refs/rng) */
+        char sd_tiny[4200];
+        snprintf(sd_tiny, sizeof sd_tiny, "%.4000s/../sd-tiny", c.refs);
+        int f = selftest_rng(c.refs, base ? base : sd_tiny, c.vocab, &err);
+        if (f < 0) return cli_fail(&err);
+        return f ? CLI_FAIL : CLI_OK;
+    }
     char path[8192], cases_dir[2048];
     cJSON *root = NULL;
     int n_ok = 0, n_fail = 0, n_skip = 0;

@@ -35,11 +35,14 @@ typedef struct {
     float *mask;     /* [h,w] 1 = keep (completion) */
     char *task_json; /* prompts.task_json */
     int64_t prompt_id;
+    const char *out_file; /* single-image mode: the PNG path (else NULL) */
+    int mask_white_generates; /* mask polarity of sd / A1111 / diffusers */
 } job;
 
 char *cs_a1111_parameters(const char *prompt, const char *negative, int steps, const char *sampler,
                           const char *schedule, float cfg, uint64_t seed, int w, int h,
-                          const char *model_hash, const char *model_name, float strength, float eta) {
+                          const char *model_hash, const char *model_name, float strength, float eta,
+                          const char *rng, uint64_t ensd) {
     size_t n = strlen(prompt) + (negative ? strlen(negative) : 0) + strlen(model_name) + 512;
     char *s = malloc(n);
     if (!s) return NULL;
@@ -48,10 +51,14 @@ char *cs_a1111_parameters(const char *prompt, const char *negative, int steps, c
     k += snprintf(s + k, n - k, "Steps: %d, Sampler: %s, ", steps, sampler);
     if (schedule && strcmp(schedule, "discrete"))
         k += snprintf(s + k, n - k, "Schedule type: %c%s, ", schedule[0] - 32, schedule + 1);
+    else if (schedule && !strcmp(sampler, "DPM++ 2M")) /* A1111 >= 1.9 would take its default, Karras */
+        k += snprintf(s + k, n - k, "Schedule type: Uniform, ");
     k += snprintf(s + k, n - k, "CFG scale: %g, Seed: %llu, Size: %dx%d, Model hash: %.10s, Model: %s",
                   cfg, (unsigned long long)seed, w, h, model_hash, model_name);
     if (strength > 0 && strength < 1) k += snprintf(s + k, n - k, ", Denoising strength: %g", strength);
     if (eta > 0) k += snprintf(s + k, n - k, ", Eta: %g", eta);
+    if (ensd) k += snprintf(s + k, n - k, ", ENSD: %llu", (unsigned long long)ensd);
+    if (rng) k += snprintf(s + k, n - k, ", RNG: %s", rng);
     snprintf(s + k, n - k, ", Version: copyscope");
     return s;
 }
@@ -200,10 +207,11 @@ static int load_task(const cs_suite *s, job *j, cs_model *m, cs_err *err) {
             }
             for (size_t p = 0; p < (size_t)j->W * j->H; p++) {
                 const uint8_t *q = src->rgb + p * 3;
-                keep[p] = (q[0] * 299 + q[1] * 587 + q[2] * 114) >= 128 * 1000;
+                keep[p] = ((q[0] * 299 + q[1] * 587 + q[2] * 114) >= 128 * 1000) != j->mask_white_generates;
             }
             cs_image_free(&r);
             cJSON_AddStringToObject(t, "mask", it->mask);
+            cJSON_AddStringToObject(t, "mask_white", j->mask_white_generates ? "generate" : "keep");
         } else {
             int *R = it->rect;
             if (R[0] + R[2] > ref.w || R[1] + R[3] > ref.h) {
@@ -304,6 +312,19 @@ static int add_generation(cs_store *db, int64_t run, int64_t prompt, uint64_t se
 
 static void on_step(void *ctx) { cs_progress_add(ctx, 1); }
 
+/* A1111 writes ENSD only for samplers that draw noise after the first. */
+static int stochastic(const cs_sample_opts *o) {
+    return o->sampler == CS_SAMPLER_EULER_A || o->sampler == CS_SAMPLER_DDPM ||
+           (o->sampler == CS_SAMPLER_DDIM && o->eta > 0);
+}
+
+/* A1111's "RNG:" value; xoshiro, which A1111 lacks, is named as ours so no
+ * one mistakes the image for one A1111 can re-create. */
+static const char *rng_infotext(cs_rng_kind k) {
+    const char *a = cs_rng_a1111_name(k);
+    return a ? a : "xoshiro (copyscope)";
+}
+
 static int generate_one(cs_model *m, cs_store *db, int64_t run, job *j, int sample, const char *dir,
                         cs_progress *prog, int64_t *steps, cs_err *err) {
     cs_suite_item *it = j->it;
@@ -321,9 +342,9 @@ static int generate_one(cs_model *m, cs_store *db, int64_t run, job *j, int samp
         cs_fail(err, CS_ENOMEM, "out of memory");
         goto out;
     }
-    cs_rng rng;
-    cs_rng_seed(&rng, seed);
-    cs_noise noise = cs_noise_rng(&rng);
+    cs_noise_gen rng; /* one generator per image, as A1111 */
+    cs_noise_gen_init(&rng, g->rng, seed, g->ensd);
+    cs_noise noise = cs_noise_gen_source(&rng);
     cs_sample_opts o = g->opts;
     o.final_x0 = m->pred == CS_PRED_X0;
     o.on_step = on_step;
@@ -334,17 +355,23 @@ static int generate_one(cs_model *m, cs_store *db, int64_t run, job *j, int samp
     if (m->decode(m, x, 1, j->h, j->w, img, err)) goto out;
     if (cs_image_alloc(&out, j->W, j->H, err)) goto out;
     size_t hw = (size_t)j->W * j->H;
+    /* SD: 8 bits as A1111, ComfyUI and sd.cpp make them, 255 * clamp((x + 1) / 2)
+     * truncated (numpy's astype(uint8)), so a re-created image has their pixels.
+     * The empirical model rounds: its outputs are training pixels k / 127.5 - 1,
+     * which truncation could turn into k - 1. */
+    int trunc = m->pred != CS_PRED_X0;
     for (int c = 0; c < 3; c++)
         for (size_t p = 0; p < hw; p++) {
-            float v = (img[c * hw + p] + 1.0f) * 0.5f;
+            float v = (img[c * hw + p] + 1.0f) / 2.0f;
             v = v < 0 ? 0 : v > 1 ? 1 : v;
-            out.rgb[p * 3 + c] = (uint8_t)lroundf(v * 255.0f);
+            out.rgb[p * 3 + c] = trunc ? (uint8_t)(255.0f * v) : (uint8_t)lroundf(v * 255.0f);
         }
     const char *sname = cs_sampler_a1111_name(o.sampler);
     params = cs_a1111_parameters(it->text, it->negative, o.steps, sname, cs_spacing_name(o.spacing),
                                  o.guidance, seed, j->W, j->H, m->hash, m->name,
                                  it->kind != CS_TASK_TXT2IMG ? (o.strength > 0 ? o.strength : 1) : 0,
-                                 o.sampler == CS_SAMPLER_DDIM ? o.eta : 0);
+                                 o.sampler == CS_SAMPLER_DDIM ? o.eta : 0, rng_infotext(g->rng),
+                                 stochastic(&o) ? g->ensd : 0);
     if (!params) {
         cs_fail(err, CS_ENOMEM, "out of memory");
         goto out;
@@ -353,7 +380,8 @@ static int generate_one(cs_model *m, cs_store *db, int64_t run, job *j, int samp
     if (cs_image_encode_png(&out, &txt, 1, &png, &png_len, err)) goto out;
     char sha[65], path[4400];
     cs_sha256_hex(png, png_len, sha);
-    snprintf(path, sizeof path, "%s/%s-%d-%llu.png", dir, it->id, sample, (unsigned long long)seed);
+    if (j->out_file) snprintf(path, sizeof path, "%s", j->out_file);
+    else snprintf(path, sizeof path, "%s/%s-%d-%llu.png", dir, it->id, sample, (unsigned long long)seed);
     if (cs_write_file_atomic(path, png, png_len, err)) goto out;
 
     cJSON *s = cJSON_CreateObject();
@@ -371,7 +399,12 @@ static int generate_one(cs_model *m, cs_store *db, int64_t run, job *j, int samp
     if (j->mask && o.resample > 1) cJSON_AddNumberToObject(s, "resample", o.resample);
     cJSON_AddStringToObject(s, "model", m->name);
     cJSON_AddStringToObject(s, "model_sha256", m->hash);
-    cJSON_AddStringToObject(s, "rng", "xoshiro256**+box-muller");
+    cJSON_AddStringToObject(s, "rng", cs_rng_name(g->rng));
+    if (g->ensd) {
+        char e[32];
+        snprintf(e, sizeof e, "%llu", (unsigned long long)g->ensd);
+        cJSON_AddStringToObject(s, "ensd", e);
+    }
     int64_t rid;
     const char *rsrc;
     float rw;
@@ -416,7 +449,13 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
     job *jobs = NULL;
     cs_progress *prog = NULL;
     int rc = -1;
-    if (cs_suite_load(&s, o->suite, err)) return -1;
+    if (o->suite_json ? cs_suite_parse(&s, o->suite_json, strlen(o->suite_json), o->suite ? o->suite : "command line", err)
+                      : cs_suite_load(&s, o->suite, err))
+        return -1;
+    if (o->out_file && (s.n != 1 || s.items[0].s.samples != 1 || (o->samples && o->samples != 1))) {
+        cs_fail(err, CS_EUSAGE, "%s: one output file needs one prompt and one sample", s.path);
+        goto out;
+    }
     if (o->samples < 0) {
         cs_fail(err, CS_EUSAGE, "-n: must be > 0");
         goto out;
@@ -456,7 +495,14 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
     }
     for (int i = 0; i < s.n; i++)
         if (validate_item(&s, &s.items[i], empirical, 0, empirical ? 64 : 0, o->samples, err)) goto out;
+    char file_dir[3500];
     const char *outdir = o->out ? o->out : "generations";
+    if (o->out_file) { /* the image's own folder */
+        const char *sl = strrchr(o->out_file, '/');
+        snprintf(file_dir, sizeof file_dir, "%.*s", sl ? (int)(sl - o->out_file + (sl == o->out_file)) : 1,
+                 sl ? o->out_file : ".");
+        outdir = file_dir;
+    }
     if (check_writable(outdir, err)) goto out;
     for (int i = 0; i < s.n; i++) /* reference images exist before the model loads */
         if (s.items[i].ref && !file_exists(s.items[i].ref)) {
@@ -478,6 +524,8 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
     for (int i = 0; i < s.n; i++) {
         job *j = &jobs[i];
         j->it = &s.items[i];
+        j->out_file = o->out_file;
+        j->mask_white_generates = o->mask_white_generates;
         if (validate_item(&s, j->it, empirical, m->factor, m->fixed_size, 0, err)) goto out;
         j->W = j->it->s.width;
         j->H = j->it->s.height;
@@ -498,7 +546,8 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
     char ident[130], run_hash[65];
     snprintf(ident, sizeof ident, "%s%s", s.sha256, m->hash);
     cs_sha256_hex(ident, strlen(ident), run_hash);
-    snprintf(st->out_dir, sizeof st->out_dir, "%s/%s-%.8s", outdir, s.name, run_hash);
+    if (o->out_file) snprintf(st->out_dir, sizeof st->out_dir, "%s", outdir);
+    else snprintf(st->out_dir, sizeof st->out_dir, "%s/%s-%.8s", outdir, s.name, run_hash);
     if (cs_mkdir_p(st->out_dir, err)) goto out;
     if (cs_store_open(&db, o->db, err)) goto out;
     int reused;
@@ -517,13 +566,13 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
     int64_t total = 0;
     for (int i = 0; i < s.n; i++)
         for (int k = 0; k < jobs[i].it->s.samples; k++)
-            if (!have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k))
+            if (o->out_file || !have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k))
                 total += cs_sample_count_steps(&jobs[i].it->s.opts);
     prog = o->progress ? cs_progress_start("generate", total, "step") : NULL;
     double t0 = cs_now_s();
     for (int i = 0; i < s.n; i++)
         for (int k = 0; k < jobs[i].it->s.samples; k++) {
-            if (have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k)) {
+            if (!o->out_file && have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k)) {
                 st->skipped++;
                 continue;
             }

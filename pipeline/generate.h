@@ -29,6 +29,16 @@ typedef struct {
     int threads;         /* compute threads (0 = cs_threads()) */
     int progress;        /* show the progress line */
     const char *command; /* recorded in runs.command (may be NULL) */
+    /* One image without a suite file (`copyscope generate -p ...`): the
+     * suite as JSON text (then `suite`, if set, only names it in messages
+     * and runs.suite; default "command line"), and the PNG to write. With
+     * out_file the suite must hold one prompt and one sample; the image is
+     * made even if the same run already has it (the row then points at the
+     * new file). */
+    const char *suite_json;
+    const char *out_file;
+    int mask_white_generates; /* masks: white = regenerate (sd, A1111, diffusers);
+                               * 0 = white keeps the reference (suites) */
 } cs_generate_opts;
 
 typedef struct {
@@ -44,6 +54,9 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *st, cs_err *err);
 /* The A1111 "parameters" text for one image (malloc'd, caller frees). */
 char *cs_a1111_parameters(const char *prompt, const char *negative, int steps, const char *sampler,
                           const char *schedule, float cfg, uint64_t seed, int w, int h,
-                          const char *model_hash, const char *model_name, float strength, float eta);
+                          const char *model_hash, const char *model_name, float strength, float eta,
+                          const char *rng, uint64_t ensd);
+/* rng: A1111's "RNG:" value ("NV", "CPU"; NULL = omitted), ensd: its "ENSD:"
+ * (0 = omitted). */
 
 #endif

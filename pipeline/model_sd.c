@@ -22,6 +22,7 @@
 
 #include "core/hash_sha256.h"
 #include "pipeline/model.h"
+#include "pipeline/prompt_weights.h"
 #include "pipeline/sd.h"
 #include "pipeline/tokenizer.h"
 
@@ -37,7 +38,8 @@ typedef struct {
 } sdm;
 
 struct cs_cond {
-    float *context; /* [77, D] */
+    float *context; /* [n_tokens, D] */
+    int n_tokens;   /* 77 x A1111 prompt chunks (SDXL: 77) */
     float *pooled;  /* SDXL [pooled_dim], or NULL */
     float *y;       /* SDXL: a given vector [adm] (reference cases), or NULL */
 };
@@ -45,7 +47,15 @@ struct cs_cond {
 static int sdm_eval(cs_model *m, const float *x, const float *ts, cs_cond *const *conds, int B, int h,
                     int w, float *out, cs_err *err) {
     sdm *S = m->impl;
-    size_t per = (size_t)SD_CONTEXT_TOKENS * S->ctx_dim;
+    int same = 1;
+    for (int b = 1; b < B; b++) same &= conds[b]->n_tokens == conds[0]->n_tokens;
+    if (!same) { /* prompts of different lengths: one call each, as A1111 does */
+        size_t n = (size_t)m->channels * h * w;
+        for (int b = 0; b < B; b++)
+            if (sdm_eval(m, x + n * b, ts + b, conds + b, 1, h, w, out + n * b, err)) return -1;
+        return 0;
+    }
+    size_t per = (size_t)conds[0]->n_tokens * S->ctx_dim;
     float *ctx = malloc(sizeof(float) * per * B);
     float *y = S->adm ? malloc(sizeof(float) * S->adm * B) : NULL;
     if (!ctx || (S->adm && !y)) {
@@ -66,10 +76,15 @@ static int sdm_eval(cs_model *m, const float *x, const float *ts, cs_cond *const
                                 y + (size_t)S->adm * b, err);
         }
     }
-    if (!rc) rc = sd_unet(S->sd, x, ts, ctx, y, B, h, w, out, err);
+    if (!rc) rc = sd_unet_ctx(S->sd, x, ts, ctx, conds[0]->n_tokens, y, B, h, w, out, err);
     free(ctx);
     free(y);
     return rc;
+}
+
+static int sdm_encode_chunk(void *ctx, const int32_t *ids, float *z, cs_err *err) {
+    sdm *S = ctx;
+    return sd_text_encode(S->sd, ids, 1, S->clip_skip, z, err);
 }
 
 static void sdm_cond_free(cs_model *m, cs_cond *c) {
@@ -85,6 +100,7 @@ static cs_cond *cond_alloc(sdm *S) {
     cs_cond *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->context = calloc((size_t)SD_CONTEXT_TOKENS * S->ctx_dim, sizeof(float));
+    c->n_tokens = SD_CONTEXT_TOKENS;
     if (S->pooled_dim) c->pooled = calloc(S->pooled_dim, sizeof(float));
     if (!c->context || (S->pooled_dim && !c->pooled)) {
         sdm_cond_free(NULL, c);
@@ -106,8 +122,23 @@ static int sdm_cond_new(cs_model *m, const char *text, cs_cond **out, cs_err *er
         sdm_cond_free(m, c);
         return cs_fail(err, CS_EUSAGE, "%s: no tokenizer vocabulary (--vocab)", m->name);
     }
-    int32_t ids[SD_CONTEXT_TOKENS], ids2[SD_CONTEXT_TOKENS];
     const clip_tokenizer *t1 = S->family == SD_FAMILY_SD2 ? S->tok2 : S->tok;
+    if (S->family != SD_FAMILY_SDXL) {
+        /* A1111's prompt syntax and 75-token chunks (pipeline/prompt_weights.h);
+         * the encoder re-pads each chunk per tower. SDXL: one chunk (below). */
+        float *z = NULL;
+        int chunks = 0;
+        if (cs_prompt_encode(t1, text, CLIP_END_ID, S->ctx_dim, sdm_encode_chunk, S, &z, &chunks, err)) {
+            sdm_cond_free(m, c);
+            return -1;
+        }
+        free(c->context);
+        c->context = z;
+        c->n_tokens = chunks * SD_CONTEXT_TOKENS;
+        *out = c;
+        return 0;
+    }
+    int32_t ids[SD_CONTEXT_TOKENS], ids2[SD_CONTEXT_TOKENS];
     int rc = clip_tokenize(t1, text, ids, err) < 0 ? -1 : 0;
     if (!rc && S->family == SD_FAMILY_SDXL && clip_tokenize(S->tok2, text, ids2, err) < 0) rc = -1;
     if (!rc)

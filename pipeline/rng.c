@@ -2,6 +2,7 @@
 #include "pipeline/rng.h"
 
 #include <math.h>
+#include <strings.h>
 
 static uint64_t splitmix64(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
@@ -67,3 +68,62 @@ static int buffer_fill(cs_noise *src, float *out, size_t n) {
 }
 
 cs_noise cs_noise_from_buffer(cs_noise_buffer *b) { return (cs_noise){buffer_fill, b}; }
+
+/* ---- the generator choice and A1111's per-image noise ---- */
+
+static const char *rng_names[CS_RNG_COUNT] = {"philox", "torch-cpu", "xoshiro"};
+
+const char *cs_rng_name(cs_rng_kind k) { return (unsigned)k < CS_RNG_COUNT ? rng_names[k] : "?"; }
+
+const char *cs_rng_a1111_name(cs_rng_kind k) {
+    return k == CS_RNG_PHILOX ? "NV" : k == CS_RNG_TORCH_CPU ? "CPU" : NULL;
+}
+
+int cs_rng_parse(const char *name, cs_rng_kind *out) {
+    static const struct {
+        const char *s;
+        cs_rng_kind k;
+    } alias[] = {{"philox", CS_RNG_PHILOX},       {"nv", CS_RNG_PHILOX},          {"gpu", CS_RNG_PHILOX},
+                 {"cuda", CS_RNG_PHILOX},         {"torch-cpu", CS_RNG_TORCH_CPU}, {"torch_cpu", CS_RNG_TORCH_CPU},
+                 {"cpu", CS_RNG_TORCH_CPU},       {"torch", CS_RNG_TORCH_CPU},     {"xoshiro", CS_RNG_XOSHIRO},
+                 {"xoshiro256**", CS_RNG_XOSHIRO}};
+    for (size_t i = 0; i < sizeof alias / sizeof *alias; i++)
+        if (!strcasecmp(name, alias[i].s)) {
+            *out = alias[i].k;
+            return 0;
+        }
+    return -1;
+}
+
+static void gen_reseed(cs_noise_gen *g, uint64_t seed) {
+    switch (g->kind) {
+    case CS_RNG_TORCH_CPU: cs_torch_seed(&g->g.t, seed); break;
+    case CS_RNG_XOSHIRO: cs_rng_seed(&g->g.x, seed); break;
+    default: cs_philox_seed(&g->g.p, seed); break;
+    }
+}
+
+void cs_noise_gen_init(cs_noise_gen *g, cs_rng_kind kind, uint64_t seed, uint64_t ensd) {
+    g->kind = kind;
+    g->seed = seed;
+    g->ensd = ensd;
+    g->fills = 0;
+    gen_reseed(g, seed);
+}
+
+void cs_noise_gen_randn(cs_noise_gen *g, float *out, size_t n) {
+    switch (g->kind) {
+    case CS_RNG_TORCH_CPU: cs_torch_randn(&g->g.t, out, n); break;
+    case CS_RNG_XOSHIRO: cs_rng_normal(&g->g.x, out, n); break;
+    default: cs_philox_randn(&g->g.p, out, n); break;
+    }
+}
+
+static int gen_fill(cs_noise *src, float *out, size_t n) {
+    cs_noise_gen *g = src->ctx;
+    cs_noise_gen_randn(g, out, n);
+    if (g->fills++ == 0 && g->ensd) gen_reseed(g, g->seed + g->ensd);
+    return 0;
+}
+
+cs_noise cs_noise_gen_source(cs_noise_gen *g) { return (cs_noise){gen_fill, g}; }

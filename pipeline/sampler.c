@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *names[CS_SAMPLER_COUNT] = {"euler", "euler_a", "heun", "dpmpp_2m", "ddim", "ddpm"};
 static const char *a1111[CS_SAMPLER_COUNT] = {"Euler", "Euler a", "Heun", "DPM++ 2M", "DDIM", "DDPM"};
@@ -14,17 +15,64 @@ static const char *a1111[CS_SAMPLER_COUNT] = {"Euler", "Euler a", "Heun", "DPM++
 const char *cs_sampler_name(cs_sampler_kind k) { return names[k]; }
 const char *cs_sampler_a1111_name(cs_sampler_kind k) { return a1111[k]; }
 
-int cs_sampler_parse(const char *name, cs_sampler_kind *out) {
+/* A1111's schedule names ("Schedule type", and the suffix of its older
+ * combined sampler names): Uniform is k-diffusion's model.get_sigmas, our
+ * "discrete"; Automatic is the sampler's own default. */
+int cs_schedule_parse_any(const char *name, cs_spacing *out) {
+    if (!cs_spacing_parse(name, out)) return 0;
+    if (!strcasecmp(name, "automatic")) return 1;
+    static const struct {
+        const char *s;
+        cs_spacing sp;
+    } a[] = {{"uniform", CS_SPACING_DISCRETE}, {"karras", CS_SPACING_KARRAS}, {"exponential", CS_SPACING_EXPONENTIAL}};
+    for (size_t i = 0; i < sizeof a / sizeof *a; i++)
+        if (!strcasecmp(name, a[i].s)) {
+            *out = a[i].sp;
+            return 0;
+        }
+    return -1;
+}
+
+/* A1111 >= 1.9 (sd_samplers_kdiffusion.py): DPM++ 2M's options say
+ * scheduler karras; Euler, Euler a, Heun use the model's own sigmas. */
+cs_spacing cs_sampler_a1111_default_spacing(cs_sampler_kind k) {
+    return k == CS_SAMPLER_DPMPP_2M ? CS_SPACING_KARRAS : CS_SPACING_DISCRETE;
+}
+
+int cs_sampler_parse_full(const char *name, cs_sampler_kind *out, cs_spacing *spacing, int *has_spacing) {
+    *has_spacing = 0;
     for (int i = 0; i < CS_SAMPLER_COUNT; i++)
-        if (!strcmp(name, names[i])) {
+        if (!strcmp(name, names[i]) || !strcasecmp(name, a1111[i])) {
             *out = (cs_sampler_kind)i;
             return 0;
         }
-    if (!strcmp(name, "euler_ancestral")) {
+    if (!strcmp(name, "euler_ancestral") || !strcasecmp(name, "k_euler_a") ||
+        !strcasecmp(name, "Euler Ancestral")) {
         *out = CS_SAMPLER_EULER_A;
         return 0;
     }
-    return -1;
+    /* A1111 < 1.9 names the schedule in the sampler: "DPM++ 2M Karras" */
+    const char *sp = strrchr(name, ' ');
+    if (!sp || sp == name) return -1;
+    char base[64];
+    size_t n = (size_t)(sp - name);
+    if (n >= sizeof base) return -1;
+    memcpy(base, name, n);
+    base[n] = 0;
+    cs_spacing s;
+    if (!strcmp(sp + 1, "discrete") || cs_schedule_parse_any(sp + 1, &s) != 0) return -1;
+    int dummy;
+    if (cs_sampler_parse_full(base, out, spacing, &dummy) || dummy) return -1;
+    if (*out == CS_SAMPLER_DDIM || *out == CS_SAMPLER_DDPM) return -1; /* no sigma schedule */
+    *spacing = s;
+    *has_spacing = 1;
+    return 0;
+}
+
+int cs_sampler_parse(const char *name, cs_sampler_kind *out) {
+    cs_spacing sp;
+    int has;
+    return cs_sampler_parse_full(name, out, &sp, &has) || has ? -1 : 0;
 }
 
 static int is_ddim(cs_sampler_kind k) { return k == CS_SAMPLER_DDIM || k == CS_SAMPLER_DDPM; }

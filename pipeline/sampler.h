@@ -39,10 +39,20 @@ typedef enum {
 } cs_sampler_kind;
 
 /* Names: "euler", "euler_a" (or "euler_ancestral"), "heun", "dpmpp_2m", "ddim",
- * "ddpm". parse returns 0 or -1. */
+ * "ddpm", and A1111's ("Euler", "Euler a", "Heun", "DPM++ 2M", "DDIM", any
+ * case). parse returns 0 or -1. */
 const char *cs_sampler_name(cs_sampler_kind k);
 const char *cs_sampler_a1111_name(cs_sampler_kind k); /* "Euler a", "DPM++ 2M", ... */
 int cs_sampler_parse(const char *name, cs_sampler_kind *out);
+/* Also A1111's combined names with a schedule suffix ("DPM++ 2M Karras",
+ * "Euler a Exponential"): *has_spacing = 1 and *spacing set then. */
+int cs_sampler_parse_full(const char *name, cs_sampler_kind *out, cs_spacing *spacing, int *has_spacing);
+/* A schedule by our name (discrete, karras, exponential) or A1111's
+ * "Schedule type" (Uniform = discrete; Karras; Exponential): 0. A1111's
+ * "Automatic" (the sampler's default, cs_sampler_a1111_default_spacing):
+ * 1, *out untouched. Unknown: -1. */
+int cs_schedule_parse_any(const char *name, cs_spacing *out);
+cs_spacing cs_sampler_a1111_default_spacing(cs_sampler_kind k);
 
 typedef struct {
     cs_sampler_kind sampler;

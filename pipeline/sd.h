@@ -96,6 +96,13 @@ int sd_unet(sd_model *m, const float *x, const float *t, const float *context, c
 /* sd_unet with y = NULL (SD 1.x / 2.x). */
 int sd_unet_eps(sd_model *m, const float *x, const float *t, const float *context, int B, int h,
                 int w, float *eps, cs_err *err);
+/* The same with ctx_tokens context tokens per image (A1111's long prompts:
+ * 77 x chunks): context [B, ctx_tokens, D]. */
+int sd_unet_eps_ctx(sd_model *m, const float *x, const float *t, const float *context, int ctx_tokens, int B,
+                    int h, int w, float *eps, cs_err *err);
+/* The general form: ctx_tokens context tokens per image and y (SDXL, else NULL). */
+int sd_unet_ctx(sd_model *m, const float *x, const float *t, const float *context, int ctx_tokens,
+                const float *y, int B, int h, int w, float *out, cs_err *err);
 
 /* image [B,3,8h,8w] (raw decoder output, ~[-1,1], not clamped) = decode(z [B,4,h,w]). */
 int sd_vae_decode(sd_model *m, const float *z, int B, int h, int w, float *image, cs_err *err);

@@ -313,6 +313,8 @@ struct sd_model {
     vae_model vae;
     float alphas_cumprod[1000];
     sd_arena arena;      /* activations, reused across calls */
+    int ctx_tokens;      /* context tokens per image of the UNet call under way
+                          * (77 x A1111 prompt chunks; set by sd_unet_eps_ctx) */
 };
 
 int clip_text_load(sd_model *m, sd_loader *L);

@@ -20,6 +20,9 @@ typedef struct {
     uint64_t seed;
     uint64_t *list; /* explicit seeds, or NULL */
     int nlist;
+    cs_rng_kind rng;
+    uint64_t ensd;
+    int spacing_auto; /* schedule "Automatic": the sampler's A1111 default */
 } raw_settings;
 
 char *cs_suite_resolve(const char *dir, const char *p) {
@@ -80,16 +83,35 @@ static int apply_setting(raw_settings *r, const cJSON *v, const char *file, cons
     const char *k = v->string;
     if (!strcmp(k, "sampler")) {
         if (!cJSON_IsString(v)) return cs_fail(err, CS_EFORMAT, "%s: %ssampler: must be a string", file, where);
-        if (cs_sampler_parse(v->valuestring, &r->o.sampler))
+        cs_spacing sp;
+        int has_sp;
+        if (cs_sampler_parse_full(v->valuestring, &r->o.sampler, &sp, &has_sp))
             return cs_fail(err, CS_EUSAGE,
                            "%s: %ssampler: unknown sampler \"%s\" (euler, euler_a, heun, dpmpp_2m, "
-                           "ddim, ddpm)", file, where, v->valuestring);
-    } else if (!strcmp(k, "schedule")) {
-        if (!cJSON_IsString(v)) return cs_fail(err, CS_EFORMAT, "%s: %sschedule: must be a string", file, where);
-        if (cs_spacing_parse(v->valuestring, &r->o.spacing))
-            return cs_fail(err, CS_EUSAGE,
-                           "%s: %sschedule: unknown schedule \"%s\" (discrete, karras, exponential)",
+                           "ddim, ddpm, or A1111's names such as \"Euler a\", \"DPM++ 2M Karras\")",
                            file, where, v->valuestring);
+        if (has_sp) { /* A1111's "DPM++ 2M Karras" names the schedule too */
+            r->o.spacing = sp;
+            r->spacing_auto = 0;
+        }
+    } else if (!strcmp(k, "schedule") || !strcmp(k, "scheduler")) {
+        if (!cJSON_IsString(v)) return cs_fail(err, CS_EFORMAT, "%s: %s%s: must be a string", file, where, k);
+        int a = cs_schedule_parse_any(v->valuestring, &r->o.spacing);
+        r->spacing_auto = a == 1;
+        if (a < 0)
+            return cs_fail(err, CS_EUSAGE,
+                           "%s: %s%s: unknown schedule \"%s\" (discrete, karras, exponential; A1111: "
+                           "Automatic, Uniform, Karras, Exponential)", file, where, k, v->valuestring);
+    } else if (!strcmp(k, "rng")) {
+        if (!cJSON_IsString(v)) return cs_fail(err, CS_EFORMAT, "%s: %srng: must be a string", file, where);
+        if (cs_rng_parse(v->valuestring, &r->rng))
+            return cs_fail(err, CS_EUSAGE,
+                           "%s: %srng: unknown generator \"%s\" (philox = A1111 NV/GPU, torch-cpu = "
+                           "A1111 CPU, xoshiro)", file, where, v->valuestring);
+    } else if (!strcmp(k, "ensd")) {
+        char p[128];
+        snprintf(p, sizeof p, "%sensd", where);
+        if (get_seed(v, file, p, &r->ensd, err)) return -1;
     } else if (!strcmp(k, "steps")) {
         if (get_int(v, file, where, k, &r->o.steps, err)) return -1;
         if (r->o.steps <= 0) return cs_fail(err, CS_EUSAGE, "%s: %ssteps: must be > 0", file, where);
@@ -185,6 +207,9 @@ static int copy_raw(raw_settings *dst, const raw_settings *src, cs_err *err) {
 static int finish_settings(cs_gen_settings *g, raw_settings *r, const char *file, const char *where,
                            cs_err *err) {
     g->opts = r->o;
+    if (r->spacing_auto) g->opts.spacing = cs_sampler_a1111_default_spacing(g->opts.sampler);
+    g->rng = r->rng;
+    g->ensd = r->ensd;
     g->width = r->width;
     g->height = r->height;
     if (r->list) {

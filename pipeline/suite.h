@@ -18,7 +18,14 @@
  *     "height", "samples" (> 0), "seed" (first seed; sample i uses seed + i) or
  *     "seeds" ([...]; numbers or decimal strings for 64-bit values),
  *     "whitebox_k" (> 0), "strength" (0 < s <= 1), "resample" (completion:
- *     RePaint resampling count, 1..100, default 1).
+ *     RePaint resampling count, 1..100, default 1), "rng" (philox (default,
+ *     A1111's NV = its GPU default) | torch-cpu (A1111 CPU, ComfyUI) |
+ *     xoshiro; A1111's "NV"/"CPU" too), "ensd" (A1111's eta noise seed
+ *     delta, default 0). "sampler" also takes A1111's names ("Euler a",
+ *     "DPM++ 2M Karras": the suffix sets the schedule) and "schedule" (or
+ *     "scheduler") A1111's schedule types (Uniform, Karras, Exponential, and
+ *     Automatic = the sampler's A1111 default: Karras for DPM++ 2M); of a
+ *     sampler suffix and a "schedule" key in one object the later one wins.
  *
  * Paths (model, config, vocab, loras, ref, mask) are relative to the suite's folder.
  * A completion with a mask (white = keep the reference, black = generate) or a
@@ -32,6 +39,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "pipeline/rng.h"
 #include "pipeline/sampler.h"
 
 typedef enum { CS_TASK_TXT2IMG, CS_TASK_IMG2IMG, CS_TASK_COMPLETION } cs_task_kind;
@@ -41,6 +49,8 @@ typedef struct {
     int width, height;   /* 0 = the model's default */
     int samples;
     uint64_t *seeds;     /* [samples] */
+    cs_rng_kind rng;     /* noise generator (0 = philox, A1111's default) */
+    uint64_t ensd;       /* A1111 eta noise seed delta (0 = none) */
 } cs_gen_settings;
 
 typedef struct {

@@ -267,9 +267,9 @@ typedef struct {
 /* BasicTransformerBlock: x += attn1(norm1(x)); x += attn2(norm2(x), ctx);
  * x += ff(norm3(x)). x [C, B*T] channel-major (image b = columns b*T..),
  * ctx [B*77, context_dim] token-major. Attention never mixes images. */
-static void BasicTransformerBlock_forward(float *x, const unet_tblock *b, const float *ctx,
+static void BasicTransformerBlock_forward(float *x, const unet_tblock *b, const float *ctx, int ctx_tokens,
                                           int B, int C, int T, int heads, int dh, tblock_buf *s) {
-    const int Tc = SD_CONTEXT_TOKENS, BT = B * T, BTc = B * Tc;
+    const int Tc = ctx_tokens, BT = B * T, BTc = B * Tc;
     size_t CT = (size_t)C * BT;
     /* attn1: self-attention over each image's H*W tokens */
     nn_layer_norm_cm(s->n, x, b->norm1.w, b->norm1.b, C, BT, LN_EPS);
@@ -311,7 +311,7 @@ static void batch_to_cm(float *dst, const float *src, int B, int C, int T) {
 static int SpatialTransformer_forward(sd_model *m, float *out, const float *x,
                                       const unet_transformer *st, const float *context, int B,
                                       int h, int w) {
-    const int C = st->c, T = h * w, BT = B * T, Tc = SD_CONTEXT_TOKENS;
+    const int C = st->c, T = h * w, BT = B * T, Tc = m->ctx_tokens;
     size_t CT = (size_t)C * BT, mark = sd_arena_mark(&m->arena);
     int Tk = BT > B * Tc ? BT : B * Tc;
     float *xn, *hh;
@@ -332,7 +332,7 @@ static int SpatialTransformer_forward(sd_model *m, float *out, const float *x,
     batch_to_cm(xn, s.n, B, C, T);
     nn_linear_cm(hh, xn, st->proj_in.w, st->proj_in.b, BT, C, C);
     for (int d = 0; d < st->depth; d++)
-        BasicTransformerBlock_forward(hh, &st->blocks[d], context, B, C, T, st->heads, st->dh, &s);
+        BasicTransformerBlock_forward(hh, &st->blocks[d], context, Tc, B, C, T, st->heads, st->dh, &s);
     nn_linear_cm(s.o, hh, st->proj_out.w, st->proj_out.b, BT, C, C);
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++)
@@ -445,11 +445,23 @@ static int unet_forward(sd_model *m, const float *x_in, const float *t, const fl
 
 int sd_unet_eps(sd_model *m, const float *x, const float *t, const float *context, int B, int h,
                 int w, float *eps, cs_err *err) {
-    return sd_unet(m, x, t, context, NULL, B, h, w, eps, err);
+    return sd_unet_ctx(m, x, t, context, SD_CONTEXT_TOKENS, NULL, B, h, w, eps, err);
+}
+
+int sd_unet_eps_ctx(sd_model *m, const float *x, const float *t, const float *context, int ctx_tokens, int B,
+                    int h, int w, float *eps, cs_err *err) {
+    return sd_unet_ctx(m, x, t, context, ctx_tokens, NULL, B, h, w, eps, err);
 }
 
 int sd_unet(sd_model *m, const float *x, const float *t, const float *context, const float *y,
             int B, int h, int w, float *eps, cs_err *err) {
+    return sd_unet_ctx(m, x, t, context, SD_CONTEXT_TOKENS, y, B, h, w, eps, err);
+}
+
+int sd_unet_ctx(sd_model *m, const float *x, const float *t, const float *context, int ctx_tokens,
+                const float *y, int B, int h, int w, float *eps, cs_err *err) {
+    if (ctx_tokens < 1) return cs_fail(err, CS_EUSAGE, "%s: UNet: %d context tokens", m->path, ctx_tokens);
+    m->ctx_tokens = ctx_tokens;
     int f = 1 << (m->cfg.unet.n_levels - 1);
     if (B < 1 || h < 1 || w < 1 || h % f || w % f || (int64_t)h * w > 256 * 256)
         return cs_fail(err, CS_EUSAGE,

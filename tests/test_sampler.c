@@ -9,6 +9,8 @@
 #include "pipeline/sampler.h"
 #include "pipeline/sampler_cases.h"
 #include "pipeline/schedule.h"
+#include "pipeline/sd.h"
+#include "pipeline/tokenizer.h"
 #include "t.h"
 
 #define CASES "../shared/refs/sd-tiny/cases"
@@ -119,6 +121,77 @@ static void test_euler_a_discrete(void) { run_case("sampler_euler_ancestral_disc
 static void test_ddim(void) { run_case("sampler_ddim"); }
 static void test_txt2img_e2e(void) { run_case("txt2img_e2e"); }
 
+/* Long prompts (A1111's chunks): the UNet attends to 77 x k context tokens.
+ * Attention over a context repeated twice equals attention over it once
+ * (every key twice, every weight halved); a batch of a long and a short
+ * prompt equals the two run alone; words after the 75th token count. */
+static void test_long_prompt_context(void) {
+    REQUIRE(g_sd);
+    sd_model *sd;
+    clip_tokenizer *tok;
+    cs_err e = {0};
+    REQUIRE(sd_load(&sd, SDTINY "/model.safetensors", SDTINY "/config.json", &e) == 0);
+    REQUIRE(clip_tokenizer_load(&tok, VOCAB, &e) == 0);
+    int D = sd_context_dim(sd), h = 8, w = 8;
+    size_t n = (size_t)4 * h * w;
+    int32_t ids[77];
+    REQUIRE(clip_tokenize(tok, "a red fox in the snow", ids, &e) >= 0);
+    float *c1 = malloc(sizeof(float) * 77 * D * 2), *x = malloc(sizeof(float) * n * 2);
+    float *e1 = malloc(sizeof(float) * n * 2), *e2 = malloc(sizeof(float) * n * 2);
+    REQUIRE(c1 && x && e1 && e2);
+    REQUIRE(sd_text_encode(sd, ids, 1, 1, c1, &e) == 0);
+    memcpy(c1 + 77 * D, c1, sizeof(float) * 77 * D);
+    cs_rng r;
+    cs_rng_seed(&r, 3);
+    cs_rng_normal(&r, x, n);
+    float t = 500;
+    REQUIRE(sd_unet_eps(sd, x, &t, c1, 1, h, w, e1, &e) == 0);
+    REQUIRE(sd_unet_eps_ctx(sd, x, &t, c1, 154, 1, h, w, e2, &e) == 0);
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < n; i++) {
+        md = fmax(md, fabs(e1[i] - e2[i]));
+        mr = fmax(mr, fabs(e1[i]));
+    }
+    CHECKF(md <= 1e-5 * mr, "repeated context: rel %g", md / mr);
+    /* a long prompt (two chunks) beside the short unconditional one */
+    char *lp = malloc(4096), *lp2 = malloc(4096);
+    REQUIRE(lp && lp2);
+    lp[0] = 0;
+    for (int i = 0; i < 10; i++) strcat(lp, "a red fox in the snow, ");
+    strcpy(lp2, lp);
+    strcat(lp, "at night");
+    strcat(lp2, "at noon");
+    cs_cond *cl, *cl2, *cu, *both[2];
+    REQUIRE(g_sd->cond_new(g_sd, lp, &cl, &e) == 0 && g_sd->cond_new(g_sd, lp2, &cl2, &e) == 0 &&
+            g_sd->cond_new(g_sd, "", &cu, &e) == 0);
+    memcpy(x + n, x, sizeof(float) * n);
+    both[0] = cu, both[1] = cl;
+    REQUIRE(cs_model_denoise(g_sd, x, 3.0f, both, 2, h, w, e1, NULL, &e) == 0);
+    REQUIRE(cs_model_denoise(g_sd, x, 3.0f, &cu, 1, h, w, e2, NULL, &e) == 0);
+    REQUIRE(cs_model_denoise(g_sd, x, 3.0f, &cl, 1, h, w, e2 + n, NULL, &e) == 0);
+    for (int b = 0; b < 2; b++) { /* equal up to float rounding (buffer alignment moves SIMD paths) */
+        double d = 0, m = 0;
+        for (size_t i = 0; i < n; i++) {
+            d = fmax(d, fabs(e1[b * n + i] - e2[b * n + i]));
+            m = fmax(m, fabs(e2[b * n + i]));
+        }
+        CHECKF(d <= 1e-5 * m, "batch image %d differs by %g (max %g) from its own call", b, d, m);
+    }
+    REQUIRE(cs_model_denoise(g_sd, x, 3.0f, &cl2, 1, h, w, e2, NULL, &e) == 0);
+    CHECK(memcmp(e1 + n, e2, sizeof(float) * n)); /* "night" vs "noon", past token 75 */
+    g_sd->cond_free(g_sd, cl);
+    g_sd->cond_free(g_sd, cl2);
+    g_sd->cond_free(g_sd, cu);
+    free(lp);
+    free(lp2);
+    free(c1);
+    free(x);
+    free(e1);
+    free(e2);
+    clip_tokenizer_free(tok);
+    sd_free(sd);
+}
+
 int main(void) {
     uint8_t *buf;
     size_t len;
@@ -144,6 +217,7 @@ int main(void) {
     RUN(test_euler_a_discrete);
     RUN(test_ddim);
     RUN(test_txt2img_e2e);
+    RUN(test_long_prompt_context);
     cs_model_free(g_sd);
     cJSON_Delete(g_index);
     return T_DONE();

@@ -221,15 +221,68 @@ static void test_bad_generate_reports_suite_errors(void) {
     CHECK(!bad_db_exists());
 }
 
+/* issue 20: the generator, ENSD and A1111's sampler/schedule names */
+#define P1 "{\"name\": \"t\", \"prompts\": [{\"id\": \"a\", \"text\": \"x\""
+static void test_suite_rng_and_a1111_names(void) {
+    const char *j = "{\"name\": \"t\", \"defaults\": {\"rng\": \"CPU\", \"ensd\": 31337},"
+                    "\"prompts\": [{\"id\": \"a\", \"text\": \"x\", \"sampler\": \"DPM++ 2M Karras\"},"
+                    " {\"id\": \"b\", \"text\": \"y\", \"rng\": \"philox\", \"sampler\": \"Euler a\","
+                    " \"scheduler\": \"Exponential\"},"
+                    " {\"id\": \"c\", \"text\": \"z\", \"rng\": \"xoshiro\", \"sampler\": \"heun\","
+                    " \"schedule\": \"Automatic\", \"ensd\": 0}]}";
+    cs_suite s;
+    cs_err e = {0};
+    REQUIRE(cs_suite_parse(&s, j, strlen(j), "s.json", &e) == 0);
+    cs_gen_settings *a = &s.items[0].s, *b = &s.items[1].s, *c = &s.items[2].s;
+    CHECK(a->rng == CS_RNG_TORCH_CPU && a->ensd == 31337);
+    CHECK(a->opts.sampler == CS_SAMPLER_DPMPP_2M && a->opts.spacing == CS_SPACING_KARRAS);
+    CHECK(b->rng == CS_RNG_PHILOX && b->ensd == 31337);
+    CHECK(b->opts.sampler == CS_SAMPLER_EULER_A && b->opts.spacing == CS_SPACING_EXPONENTIAL);
+    CHECK(c->rng == CS_RNG_XOSHIRO && c->ensd == 0);
+    CHECK(c->opts.sampler == CS_SAMPLER_HEUN && c->opts.spacing == CS_SPACING_DISCRETE);
+    cs_suite_free(&s);
+    /* "Automatic" is the sampler's A1111 default: Karras for DPM++ 2M */
+    const char *au = "{\"name\": \"t\", \"defaults\": {\"schedule\": \"Automatic\"}, \"prompts\": ["
+                     "{\"id\": \"a\", \"text\": \"x\", \"sampler\": \"DPM++ 2M\"},"
+                     "{\"id\": \"b\", \"text\": \"y\", \"sampler\": \"Euler a\"},"
+                     "{\"id\": \"c\", \"text\": \"z\", \"sampler\": \"DPM++ 2M\", \"schedule\": \"Uniform\"}]}";
+    REQUIRE(cs_suite_parse(&s, au, strlen(au), "s.json", &e) == 0);
+    CHECK(s.items[0].s.opts.spacing == CS_SPACING_KARRAS && s.items[1].s.opts.spacing == CS_SPACING_DISCRETE &&
+          s.items[2].s.opts.spacing == CS_SPACING_DISCRETE);
+    cs_suite_free(&s);
+    /* the default generator is A1111's default (NV Philox) */
+    const char *d = "{" BASE "]}";
+    REQUIRE(cs_suite_parse(&s, d, strlen(d), "s.json", &e) == 0);
+    CHECK(s.items[0].s.rng == CS_RNG_PHILOX && s.items[0].s.ensd == 0);
+    cs_suite_free(&s);
+    CHECK(strstr(parse_err(P1 ", \"rng\": \"mt\"}]}"), "s.json: prompts[0].rng: unknown generator \"mt\"") != NULL);
+    CHECK(strstr(parse_err(P1 ", \"rng\": 3}]}"), "prompts[0].rng: must be a string") != NULL);
+    CHECK(strstr(parse_err(P1 ", \"ensd\": -1}]}"), "prompts[0].ensd: must be") != NULL);
+    CHECK(strstr(parse_err(P1 ", \"sampler\": \"DPM++ 2M SDE\"}]}"), "unknown sampler \"DPM++ 2M SDE\"") != NULL);
+    CHECK(strstr(parse_err(P1 ", \"sampler\": \"DDIM Karras\"}]}"), "unknown sampler") != NULL);
+    CHECK(strstr(parse_err(P1 ", \"schedule\": \"Beta\"}]}"), "prompts[0].schedule: unknown schedule") != NULL);
+    /* the sampler names round-trip through A1111's spelling */
+    for (int k = 0; k < CS_SAMPLER_COUNT; k++) {
+        cs_sampler_kind got;
+        CHECK(!cs_sampler_parse(cs_sampler_a1111_name((cs_sampler_kind)k), &got) && got == (cs_sampler_kind)k);
+    }
+}
+
 static void test_a1111_parameters(void) {
     char *p = cs_a1111_parameters("a cat", "blurry", 20, "Euler a", "discrete", 7.5f, 123, 512, 512,
-                                  "0123456789abcdef", "v1-5", 0, 0);
+                                  "0123456789abcdef", "v1-5", 0, 0, "NV", 0);
     CHECKF(!strcmp(p, "a cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 123, "
-                      "Size: 512x512, Model hash: 0123456789, Model: v1-5, Version: copyscope"), "%s", p);
+                      "Size: 512x512, Model hash: 0123456789, Model: v1-5, RNG: NV, Version: copyscope"), "%s", p);
     free(p);
-    p = cs_a1111_parameters("x", NULL, 8, "DPM++ 2M", "karras", 3, 18446744073709551615ULL, 64, 32, "ab", "m", 0.5f, 0);
+    p = cs_a1111_parameters("x", NULL, 8, "DPM++ 2M", "karras", 3, 18446744073709551615ULL, 64, 32, "ab", "m", 0.5f, 0,
+                            "CPU", 31337);
     CHECKF(!strcmp(p, "x\nSteps: 8, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 3, Seed: 18446744073709551615, "
-                      "Size: 64x32, Model hash: ab, Model: m, Denoising strength: 0.5, Version: copyscope"), "%s", p);
+                      "Size: 64x32, Model hash: ab, Model: m, Denoising strength: 0.5, ENSD: 31337, RNG: CPU, "
+                      "Version: copyscope"), "%s", p);
+    free(p);
+    /* DPM++ 2M on the discrete schedule says so: A1111's Automatic would be Karras */
+    p = cs_a1111_parameters("x", NULL, 8, "DPM++ 2M", "discrete", 3, 1, 64, 64, "ab", "m", 0, 0, "NV", 0);
+    CHECKF(strstr(p, "Sampler: DPM++ 2M, Schedule type: Uniform, CFG scale: 3,") != NULL, "%s", p);
     free(p);
 }
 
@@ -291,6 +344,8 @@ static void test_generate_sd_tiny_end_to_end(void) {
     if (params)
         CHECKF(strstr(params, "a red fox\nNegative prompt: blurry\nSteps: 4, Sampler: Euler a, CFG scale: 7.5, "
                               "Seed: 6, Size: 32x32, Model hash: ") == params, "%s", params);
+    if (params) /* the default generator, named so that A1111 draws the same noise */
+        CHECKF(strstr(params, ", RNG: NV, Version: copyscope") != NULL, "%s", params);
     free(params);
     cs_image im;
     CHECK(cs_image_load(&im, png, NULL, &e) == 0 && im.w == 32 && im.h == 32);
@@ -333,6 +388,86 @@ static void test_cli_generate_exit_codes(void) {
     free(db);
 }
 
+/* runs cmd (stderr to a file) and returns the exit status and the first stderr line */
+static int run_cli(const char *args, char *line, size_t cap) {
+    char cmd[9000], *err = path_in("one.err");
+    snprintf(cmd, sizeof cmd, "%s generate %s 2> %s > /dev/null", t_bin(), args, err);
+    int rc = WEXITSTATUS(system(cmd));
+    line[0] = 0;
+    FILE *f = fopen(err, "r");
+    if (f) {
+        if (!fgets(line, (int)cap, f)) line[0] = 0;
+        fclose(f);
+    }
+    unlink(err);
+    free(err);
+    return rc;
+}
+
+/* `generate -m -p ... -o OUT.png`: one image, stored like any run; bad flags
+ * are usage errors that name the flag, before any work. */
+static void test_cli_generate_one_image(void) {
+    char args[8000], line[2048], *out = path_in("one.png"), *db = path_in("one.db");
+    snprintf(args, sizeof args, "-m %s --config %s --vocab %s -p 'a (red:1.2) fox' -n blurry -s 7 --steps 3 "
+             "--cfg-scale 5 --sampler 'DPM++ 2M Karras' -W 32 -H 32 --rng cpu -o %s --db %s",
+             MODEL, CONFIG, VOCAB, out, db);
+    CHECKF(run_cli(args, line, sizeof line) == 0, "%s", line);
+    char *params = NULL;
+    cs_err e = {0};
+    CHECK(cs_png_read_text(out, "parameters", &params, &e) == 0 && params);
+    if (params)
+        CHECKF(strstr(params, "a (red:1.2) fox\nNegative prompt: blurry\nSteps: 3, Sampler: DPM++ 2M, Schedule type: "
+                              "Karras, CFG scale: 5, Seed: 7, Size: 32x32, ") == params &&
+                   strstr(params, ", RNG: CPU, Version: copyscope"), "%s", params);
+    free(params);
+    CHECK(count_rows(db, "generations") == 1 && count_rows(db, "runs") == 1);
+    /* the same command again makes the image again, in the same run */
+    CHECK(unlink(out) == 0);
+    CHECKF(run_cli(args, line, sizeof line) == 0, "%s", line);
+    CHECK(exists(out) && count_rows(db, "generations") == 1 && count_rows(db, "runs") == 1);
+    /* inpainting with sd's mask rule, recorded with the task */
+    snprintf(args, sizeof args, "-m %s --config %s --vocab %s -p fox -i %s --mask %s --steps 2 -W 32 -H 32 -o %s --db %s",
+             MODEL, CONFIG, VOCAB, GRIN, GRIN, out, db);
+    CHECKF(run_cli(args, line, sizeof line) == 0, "%s", line);
+    cs_store *stq;
+    if (cs_store_open_readonly(&stq, db, &e) == 0) {
+        sqlite3_stmt *q;
+        if (cs_store_prepare(stq, &q, "SELECT task_json FROM prompts WHERE kind = 'completion'", &e) == 0) {
+            CHECK(sqlite3_step(q) == SQLITE_ROW &&
+                  strstr((const char *)sqlite3_column_text(q, 0), "\"mask_white\":\"generate\"") != NULL);
+            sqlite3_finalize(q);
+        }
+        cs_store_close(stq);
+    }
+    static const struct {
+        const char *args, *msg;
+    } bad[] = {
+        {"-m m.safetensors -p x -o o.png --steps 0", "generate: bad --steps '0'"},
+        {"-m m.safetensors -p x -o o.png --seed -1", "generate: bad --seed '-1'"},
+        {"-m m.safetensors -p x -o o.png --sampler 'DPM++ 3M'", "generate: unknown --sampler 'DPM++ 3M'"},
+        {"-m m.safetensors -p x -o o.png --rng mt", "generate: unknown --rng 'mt'"},
+        {"-m m.safetensors -p x -o o.png --lora a.safetensors:0.7", "LoRA is not in this build"},
+        {"-m m.safetensors -p x -o o.png --lora a.safetensors", "generate: bad --lora"},
+        {"-m m.safetensors -p x -o o.png --mask m.png", "--mask needs --init-img"},
+        {"-m m.safetensors -p x", "-p needs -o OUT.png"},
+        {"-p x -o o.png", "-p needs -m MODEL"},
+        {"s.json --seed 3", "--seed is a one-image flag"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int rc = run_cli(bad[i].args, line, sizeof line);
+        CHECKF(rc == 2 && strstr(line, bad[i].msg), "%s: rc %d: %s", bad[i].args, rc, line);
+    }
+    /* a missing model is the run's own error (exit 1), with no store made */
+    char *db2 = path_in("one2.db");
+    snprintf(args, sizeof args, "-m %s/none.safetensors -p x -o %s --db %s", g_dir, out, db2);
+    CHECK(run_cli(args, line, sizeof line) == 1 && strstr(line, "none.safetensors: model file not found"));
+    CHECK(!exists(db2));
+    unlink(out);
+    free(out);
+    free(db);
+    free(db2);
+}
+
 int main(void) {
     g_dir = t_tmpdir("suite");
     if (!g_dir) return 1;
@@ -348,9 +483,11 @@ int main(void) {
     RUN(test_bad_out_folder);
     RUN(test_bad_mask_size);
     RUN(test_bad_generate_reports_suite_errors);
+    RUN(test_suite_rng_and_a1111_names);
     RUN(test_a1111_parameters);
     RUN(test_generate_sd_tiny_end_to_end);
     RUN(test_cli_generate_exit_codes);
+    RUN(test_cli_generate_one_image);
     free(g_dir);
     return T_DONE();
 }

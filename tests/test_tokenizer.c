@@ -9,6 +9,8 @@
 #include <zlib.h>
 
 #include "core/safetensors.h"
+#include "pipeline/prompt_weights.h"
+#include "pipeline/sd.h"
 #include "pipeline/tokenizer.h"
 #include "t.h"
 
@@ -361,6 +363,235 @@ static void test_speed_and_threads(void) {
     CHECK(!memcmp(one, two, sizeof one));
 }
 
+/* ---- A1111 prompts: emphasis, chunks, encoder output ---- */
+
+typedef struct {
+    const char *text;
+    double weight;
+} want_piece;
+
+static void check_parse(const char *prompt, const want_piece *w, int n) {
+    cs_prompt_piece *p;
+    int np;
+    cs_err e = {0};
+    REQUIRE(cs_prompt_parse(prompt, &p, &np, &e) == 0);
+    CHECKF(np == n, "%s: %d pieces, want %d", prompt, np, n);
+    for (int i = 0; i < np && i < n; i++)
+        CHECKF(!strcmp(p[i].text, w[i].text) && p[i].weight == w[i].weight, "%s: piece %d: '%s' %.17g, want '%s' %.17g",
+               prompt, i, p[i].text, p[i].weight, w[i].text, w[i].weight);
+    cs_prompt_pieces_free(p, np);
+}
+
+/* A1111's own examples (parse_prompt_attention's docstring, Python floats
+ * as repr prints them) and the escape / BREAK rules. */
+static void test_prompt_parse(void) {
+    check_parse("normal text", (want_piece[]){{"normal text", 1.0}}, 1);
+    check_parse("an (important) word", (want_piece[]){{"an ", 1.0}, {"important", 1.1}, {" word", 1.0}}, 3);
+    check_parse("(unbalanced", (want_piece[]){{"unbalanced", 1.1}}, 1);
+    check_parse("\\(literal\\]", (want_piece[]){{"(literal]", 1.0}}, 1);
+    check_parse("(unnecessary)(parens)", (want_piece[]){{"unnecessaryparens", 1.1}}, 1);
+    check_parse("a (((house:1.3)) [on] a (hill:0.5), sun, (((sky))).",
+                (want_piece[]){{"a ", 1.0},
+                               {"house", 1.5730000000000004},
+                               {" ", 1.1},
+                               {"on", 1.0},
+                               {" a ", 1.1},
+                               {"hill", 0.55},
+                               {", sun, ", 1.1},
+                               {"sky", 1.4641000000000006},
+                               {".", 1.1}},
+                9);
+    check_parse("[unbalanced", (want_piece[]){{"unbalanced", 1 / 1.1}}, 1);
+    check_parse("", (want_piece[]){{"", 1.0}}, 1);
+    check_parse("a:b (c : -0.5 ) d:2)", (want_piece[]){{"a:b ", 1.0}, {"c ", -0.5}, {" d:2)", 1.0}}, 3);
+    check_parse("x\\\\y\\z", (want_piece[]){{"x\\yz", 1.0}}, 1); /* "\\" is one backslash, a lone "\" nothing */
+    check_parse("cat  BREAK\tdog BREAKfast", (want_piece[]){{"cat", 1.0}, {"BREAK", -1.0}, {"dog BREAKfast", 1.0}}, 3);
+    /* inside brackets BREAK is weighted like its neighbours, so A1111 reads it as text */
+    check_parse("(a BREAK b)", (want_piece[]){{"a", 1.1}, {"BREAK", -1.1}, {"b", 1.1}}, 3);
+    cs_prompt_piece *p;
+    int np;
+    cs_err e = {0};
+    CHECK(cs_prompt_parse("a (b:1.2.3) c", &p, &np, &e) == -1 && strstr(e.msg, "bad weight"));
+}
+
+static int n_of(const char *text) {
+    cs_err e = {0};
+    return clip_tokenize_bpe(tok, text, NULL, 0, &e);
+}
+
+/* "w w w ..." n times */
+static void repeat(char *buf, const char *w, int n) {
+    buf[0] = 0;
+    for (int i = 0; i < n; i++) strcat(strcat(buf, i ? " " : ""), w);
+}
+
+static void test_prompt_chunks(void) {
+    REQUIRE(tok);
+    cs_err e = {0};
+    cs_prompt_chunks c;
+    /* short prompts: exactly the plain tokenizer's 77 ids, weight 1 */
+    const char *plain[] = {"", "a cozy wooden cabin in a snowy forest at dusk, oil painting", "A photo: 3 cats!"};
+    for (int k = 0; k < 3; k++) {
+        int32_t ids[77];
+        REQUIRE(clip_tokenize(tok, plain[k], ids, &e) >= 0);
+        REQUIRE(cs_prompt_chunk(tok, plain[k], CLIP_END_ID, &c, &e) == 0);
+        CHECK(c.n_chunks == 1 && !memcmp(c.ids, ids, sizeof ids) && c.n_tokens == n_of(plain[k]));
+        for (int i = 0; i < 77; i++) CHECK(c.weights[i] == 1.0f);
+        cs_prompt_chunks_free(&c);
+    }
+    /* weights go to every token of their piece */
+    REQUIRE(n_of("cat") == 1 && n_of("dog") == 1 && n_of(",") == 1 && n_of("snowy forest") == 2);
+    REQUIRE(cs_prompt_chunk(tok, "cat (snowy forest:1.5) [dog]", CLIP_END_ID, &c, &e) == 0);
+    CHECK(c.n_chunks == 1 && c.n_tokens == 4);
+    CHECK(c.weights[0] == 1 && c.weights[1] == 1 && c.weights[2] == 1.5f && c.weights[3] == 1.5f);
+    CHECK(c.weights[4] == (float)(1 / 1.1) && c.weights[5] == 1 && c.ids[5] == CLIP_END_ID);
+    cs_prompt_chunks_free(&c);
+    int32_t cat, dog, comma;
+    REQUIRE(clip_tokenize_bpe(tok, "cat", &cat, 1, &e) == 1 && clip_tokenize_bpe(tok, "dog", &dog, 1, &e) == 1 &&
+            clip_tokenize_bpe(tok, ",", &comma, 1, &e) == 1);
+    char *buf = malloc(8192), *b2 = malloc(4096);
+    REQUIRE(buf && b2);
+    /* 80 tokens: 75 in the first chunk, 5 in the second (no word is lost) */
+    repeat(buf, "cat", 80);
+    REQUIRE(cs_prompt_chunk(tok, buf, CLIP_END_ID, &c, &e) == 0);
+    CHECK(c.n_chunks == 2 && c.n_tokens == 80);
+    CHECK(c.ids[0] == CLIP_START_ID && c.ids[75] == cat && c.ids[76] == CLIP_END_ID);
+    CHECK(c.ids[77] == CLIP_START_ID && c.ids[77 + 5] == cat && c.ids[77 + 6] == CLIP_END_ID && c.ids[153] == CLIP_END_ID);
+    cs_prompt_chunks_free(&c);
+    /* 150 tokens fill two chunks exactly */
+    repeat(buf, "cat", 150);
+    REQUIRE(cs_prompt_chunk(tok, buf, CLIP_END_ID, &c, &e) == 0);
+    CHECK(c.n_chunks == 2 && c.n_tokens == 150 && c.ids[77 + 75] == cat);
+    cs_prompt_chunks_free(&c);
+    /* a comma within the last 20 tokens: the words after it move on */
+    repeat(buf, "cat", 70);
+    repeat(b2, "dog", 10);
+    strcat(strcat(buf, ", "), b2);
+    REQUIRE(cs_prompt_chunk(tok, buf, CLIP_END_ID, &c, &e) == 0);
+    CHECK(c.n_chunks == 2 && c.n_tokens == 85);
+    CHECK(c.ids[70] == cat && c.ids[71] == comma && c.ids[72] == CLIP_END_ID && c.ids[75] == CLIP_END_ID);
+    CHECK(c.ids[78] == dog && c.ids[87] == dog && c.ids[88] == CLIP_END_ID);
+    cs_prompt_chunks_free(&c);
+    /* ... but not from further back than 20 */
+    repeat(buf, "cat", 50);
+    repeat(b2, "dog", 30);
+    strcat(strcat(buf, ", "), b2);
+    REQUIRE(cs_prompt_chunk(tok, buf, CLIP_END_ID, &c, &e) == 0);
+    CHECK(c.n_chunks == 2 && c.n_tokens == 81 && c.ids[75] == dog && c.ids[77 + 6] == dog && c.ids[77 + 7] == CLIP_END_ID);
+    cs_prompt_chunks_free(&c);
+    /* BREAK ends a chunk */
+    REQUIRE(cs_prompt_chunk(tok, "cat BREAK dog", CLIP_END_ID, &c, &e) == 0);
+    CHECK(c.n_chunks == 2 && c.n_tokens == 76 && c.ids[1] == cat && c.ids[2] == CLIP_END_ID && c.ids[78] == dog);
+    cs_prompt_chunks_free(&c);
+    /* a pad id other than the end token fills after the first end */
+    REQUIRE(cs_prompt_chunk(tok, "cat", 0, &c, &e) == 0);
+    CHECK(c.ids[1] == cat && c.ids[2] == CLIP_END_ID && c.ids[3] == 0 && c.ids[76] == 0);
+    cs_prompt_chunks_free(&c);
+    free(buf);
+    free(b2);
+}
+
+/* A1111's EmphasisOriginal by hand: z = 1 everywhere, token 1 weighted 2:
+ * the sum goes from 154 to 156, so every value is scaled by 154/156. */
+static void test_prompt_emphasis_math(void) {
+    float z[77 * 2], w[77];
+    for (int i = 0; i < 77 * 2; i++) z[i] = 1;
+    for (int i = 0; i < 77; i++) w[i] = 1;
+    cs_prompt_emphasis(z, w, 2);
+    for (int i = 0; i < 77 * 2; i++) CHECK(z[i] == 1); /* no weights: untouched */
+    w[1] = 2;
+    cs_prompt_emphasis(z, w, 2);
+    CHECK(fabsf(z[0] - 154.0f / 156) < 1e-6f && fabsf(z[2] - 2 * 154.0f / 156) < 1e-6f &&
+          fabsf(z[3] - 2 * 154.0f / 156) < 1e-6f && fabsf(z[153] - 154.0f / 156) < 1e-6f);
+    double m = 0;
+    for (int i = 0; i < 77 * 2; i++) m += z[i];
+    CHECK(fabs(m / 154 - 1) < 1e-6); /* the mean is restored */
+    /* mixed signs: z = (t, -1) per token t, weights 0.5 on tokens 10..19 */
+    double before = 0, after = 0;
+    for (int t = 0; t < 77; t++) {
+        z[2 * t] = (float)t;
+        z[2 * t + 1] = -1;
+        w[t] = t >= 10 && t < 20 ? 0.5f : 1;
+        before += t - 1;
+    }
+    float ref[154];
+    for (int t = 0; t < 77; t++) {
+        ref[2 * t] = z[2 * t] * w[t];
+        ref[2 * t + 1] = z[2 * t + 1] * w[t];
+        after += ref[2 * t] + ref[2 * t + 1];
+    }
+    cs_prompt_emphasis(z, w, 2);
+    for (int i = 0; i < 154; i++) {
+        double want = ref[i] * (before / after);
+        CHECKF(fabs(z[i] - want) <= 1e-6 * fabs(want) + 1e-7, "%d: %g vs %g", i, z[i], want);
+    }
+}
+
+typedef struct {
+    sd_model *sd;
+} enc_ctx;
+
+static int enc_sd(void *ctx, const int32_t *ids, float *z, cs_err *err) {
+    return sd_text_encode(((enc_ctx *)ctx)->sd, ids, 1, 1, z, err);
+}
+
+/* With the sd-tiny text encoder: a plain prompt is the encoder's output bit
+ * for bit; "(word:1.0)" changes nothing; a weighted word keeps the chunk's
+ * mean; a long prompt is two encoded chunks side by side. */
+static void test_prompt_encode_sd_tiny(void) {
+    REQUIRE(tok);
+    sd_model *sd;
+    cs_err e = {0};
+    REQUIRE(sd_load(&sd, "../shared/refs/sd-tiny/model.safetensors", "../shared/refs/sd-tiny/config.json", &e) == 0);
+    int D = sd_context_dim(sd);
+    enc_ctx ec = {sd};
+    const char *pr = "a cozy wooden cabin in a snowy forest at dusk, oil painting";
+    int32_t ids[77];
+    float *ref = malloc(sizeof(float) * 77 * D), *z = NULL, *z2 = NULL;
+    REQUIRE(ref);
+    REQUIRE(clip_tokenize(tok, pr, ids, &e) >= 0 && sd_text_encode(sd, ids, 1, 1, ref, &e) == 0);
+    int nc;
+    REQUIRE(cs_prompt_encode(tok, pr, CLIP_END_ID, D, enc_sd, &ec, &z, &nc, &e) == 0);
+    CHECK(nc == 1 && !memcmp(z, ref, sizeof(float) * 77 * D));
+    free(z);
+    REQUIRE(cs_prompt_encode(tok, "a cozy wooden cabin in a (snowy forest:1.0) at dusk, oil painting", CLIP_END_ID, D,
+                             enc_sd, &ec, &z, &nc, &e) == 0);
+    CHECK(nc == 1 && !memcmp(z, ref, sizeof(float) * 77 * D));
+    free(z);
+    REQUIRE(cs_prompt_encode(tok, "a cozy wooden cabin in a (snowy forest:1.4) at dusk, oil painting", CLIP_END_ID, D,
+                             enc_sd, &ec, &z, &nc, &e) == 0);
+    double m0 = 0, m1 = 0;
+    for (int i = 0; i < 77 * D; i++) m0 += ref[i], m1 += z[i];
+    CHECK(fabs(m1 - m0) <= 1e-5 * fabs(m0) + 1e-4);
+    /* snowy forest = tokens 7, 8 (after the start token): ratio 1.4 r, the rest r */
+    double r = z[0] / ref[0];
+    CHECK(fabs(r - 1) < 0.2);
+    for (int t = 0; t < 77; t++)
+        for (int d = 0; d < D; d += 7) {
+            double want = ref[t * D + d] * r * (t == 7 || t == 8 ? 1.4 : 1);
+            CHECK(fabs(z[t * D + d] - want) <= 1e-5 * fabs(want) + 1e-6);
+        }
+    free(z);
+    /* long: chunk k equals the encoder on chunk k's ids */
+    char *buf = malloc(8192);
+    REQUIRE(buf);
+    buf[0] = 0;
+    for (int i = 0; i < 12; i++) strcat(buf, "a cozy wooden cabin in a snowy forest, ");
+    cs_prompt_chunks c;
+    REQUIRE(cs_prompt_chunk(tok, buf, CLIP_END_ID, &c, &e) == 0);
+    REQUIRE(cs_prompt_encode(tok, buf, CLIP_END_ID, D, enc_sd, &ec, &z2, &nc, &e) == 0);
+    CHECK(nc == c.n_chunks && nc == 2);
+    for (int k = 0; k < nc; k++) {
+        REQUIRE(sd_text_encode(sd, c.ids + 77 * k, 1, 1, ref, &e) == 0);
+        CHECK(!memcmp(z2 + (size_t)77 * D * k, ref, sizeof(float) * 77 * D));
+    }
+    cs_prompt_chunks_free(&c);
+    free(z2);
+    free(buf);
+    free(ref);
+    sd_free(sd);
+}
+
 int main(void) {
     tmp = t_tmpdir("tok");
     if (!tmp) return 1;
@@ -373,6 +604,10 @@ int main(void) {
     RUN(test_vocab_json_and_merges_txt);
     RUN(test_not_a_vocabulary);
     RUN(test_speed_and_threads);
+    RUN(test_prompt_parse);
+    RUN(test_prompt_chunks);
+    RUN(test_prompt_emphasis_math);
+    RUN(test_prompt_encode_sd_tiny);
     clip_tokenizer_free(tok);
     cJSON_Delete(case_params);
     char cmd[4400];

@@ -58,7 +58,7 @@ static void usage(FILE *f) {
             "  -i, --init-img F         img2img / inpainting source image\n"
             "  --strength S             img2img denoising strength (0, 1] (default 0.75)\n"
             "  --mask F                 inpainting mask: white = regenerate, black = keep\n"
-            "  --lora F:W               apply a LoRA file at weight W\n"
+            "  --lora F:W               merge a kohya LoRA/LoCon file at weight W\n"
             "  --rng R                  noise generator: philox (A1111 'NV', its GPU default;\n"
             "                           default), torch-cpu (A1111 'CPU', ComfyUI; sd's\n"
             "                           std_default), xoshiro\n"
@@ -151,17 +151,26 @@ static char *one_image_suite(const one_args *a, int *rc) {
     if (a->rng && !strcmp(a->rng, "std_default")) rk = CS_RNG_TORCH_CPU; /* sd's name for torch's CPU stream */
     if (a->mask && !a->init) return cli_usage_error("generate: --mask needs --init-img"), NULL;
     if (a->strength && !a->init) return cli_usage_error("generate: --strength needs --init-img"), NULL;
+    double lora_w = 1.0;
+    char lora_path[4096] = "";
     if (a->lora) {
-        /* F:W, the weight after the last colon */
+        /* F:W, the weight after the last colon; the path made absolute since
+         * a suite's paths are relative to its folder */
         const char *c = strrchr(a->lora, ':');
-        double w;
-        if (!c || c == a->lora || parse_float(c + 1, -100, 100, &w))
+        if (!c || c == a->lora || parse_float(c + 1, -100, 100, &lora_w))
             return cli_usage_error("generate: bad --lora '%s' (FILE:WEIGHT)", a->lora), NULL;
-        *rc = CLI_USAGE;
-        return cli_usage_error("generate: --lora %s: LoRA is not in this build", a->lora), NULL;
+        char rel[4096];
+        snprintf(rel, sizeof rel, "%.*s", (int)(c - a->lora), a->lora);
+        if (!realpath(rel, lora_path)) return cli_usage_error("generate: --lora %s: no such file", rel), NULL;
     }
     cJSON *root = cJSON_CreateObject(), *arr, *it = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "name", "generate");
+    if (*lora_path) {
+        cJSON *lo = cJSON_CreateObject();
+        cJSON_AddStringToObject(lo, "path", lora_path);
+        cJSON_AddNumberToObject(lo, "weight", lora_w);
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "loras"), lo);
+    }
     if (a->init) {
         arr = cJSON_AddArrayToObject(root, "completions");
         cJSON_AddStringToObject(it, "ref", a->init);

@@ -35,8 +35,21 @@ static int write_file(const char *path, const void *data, size_t len, cs_err *er
     return 0;
 }
 
-int cs_text_sa_build(const uint8_t *text, uint64_t n, const char *text_path, const char *sa_path,
-                     uint64_t *n_sa, cs_err *err) {
+/* Which suffixes a shard keeps: word starts (the normalised text) or every
+ * code point (the raw text). */
+static int keep_word(const uint8_t *text, uint32_t p) {
+    uint8_t c = text[p];
+    if (c == ' ' || c == CS_TEXT_SEP) return 0;
+    return p == 0 || text[p - 1] == ' ' || text[p - 1] == CS_TEXT_SEP;
+}
+
+static int keep_char(const uint8_t *text, uint32_t p) {
+    uint8_t c = text[p];
+    return c != CS_TEXT_SEP && (c & 0xC0) != 0x80;
+}
+
+static int sa_build(const uint8_t *text, uint64_t n, const char *text_path, const char *sa_path, int chars,
+                    uint64_t *n_sa, cs_err *err) {
     *n_sa = 0;
     if (n > CS_TEXT_MAX_SHARD) return cs_fail(err, CS_ELIMIT, "%s: shard of %llu bytes exceeds 2 GiB", text_path,
                                               (unsigned long long)n);
@@ -47,21 +60,29 @@ int cs_text_sa_build(const uint8_t *text, uint64_t n, const char *text_path, con
         free(sa);
         return cs_fail(err, CS_EINTERNAL, "%s: divsufsort failed", sa_path);
     }
-    /* Keep the suffixes that start a word, in place; the order is kept. */
+    /* Keep the wanted suffixes, in place; the order is kept. */
     uint32_t *out = (uint32_t *)sa;
     uint64_t k = 0;
     for (uint64_t i = 0; i < n; i++) {
         if (i + 32 < n) __builtin_prefetch(text + sa[i + 32] - (sa[i + 32] > 0)); /* random reads: hide latency */
         uint32_t p = (uint32_t)sa[i];
-        uint8_t c = text[p];
-        if (c == ' ' || c == CS_TEXT_SEP) continue;
-        if (p == 0 || text[p - 1] == ' ' || text[p - 1] == CS_TEXT_SEP) out[k++] = p;
+        if (chars ? keep_char(text, p) : keep_word(text, p)) out[k++] = p;
     }
     int rc = write_file(text_path, text, n, err);
     if (!rc) rc = write_file(sa_path, out, k * sizeof *out, err);
     free(sa);
     if (!rc) *n_sa = k;
     return rc;
+}
+
+int cs_text_sa_build(const uint8_t *text, uint64_t n, const char *text_path, const char *sa_path,
+                     uint64_t *n_sa, cs_err *err) {
+    return sa_build(text, n, text_path, sa_path, 0, n_sa, err);
+}
+
+int cs_text_sa_build_chars(const uint8_t *text, uint64_t n, const char *text_path, const char *sa_path,
+                           uint64_t *n_sa, cs_err *err) {
+    return sa_build(text, n, text_path, sa_path, 1, n_sa, err);
 }
 
 static int map_file(const char *path, void **map, size_t *len, cs_err *err) {

@@ -50,11 +50,11 @@ static const char *str_item(const cJSON *j, const char *name, char *buf, size_t 
 const char *cs_text_parse_line(const char *line, size_t k, cJSON **j, cs_text_input *in) {
     memset(in, 0, sizeof *in);
     *j = NULL;
-    if (cs_text_json_has_nul(line, k)) return "a JSON string holds \\u0000 (NUL): not text";
     *j = cJSON_ParseWithLength(line, k);
     if (!*j || !cJSON_IsObject(*j)) return "not a JSON object";
     in->id = str_item(*j, "id", in->idbuf, sizeof in->idbuf);
     if (!in->id) in->id = str_item(*j, "prompt_id", in->idbuf, sizeof in->idbuf);
+    if (cs_text_json_has_nul(line, k)) return "a JSON string holds \\u0000 (NUL): not text";
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(*j, "completion");
     if (!cJSON_IsString(c)) return "no \"completion\" string";
     in->completion = c->valuestring;

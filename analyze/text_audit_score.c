@@ -48,12 +48,14 @@ static int find_continuation(cs_text_auditor *A, const cs_text_input *in, cs_tex
         sc->prompt_row = r.id;
         rc = registered(A, &r, sc, err);
     }
-    if (rc || sc->cont || !in->prompt || !A->c->n_shards) return rc;
+    /* located: for the continuation, or for the prompt's own document */
+    if (rc || (sc->cont && sc->pref_shard >= 0) || !in->prompt || !A->c->n_shards) return rc;
     cs_text_loc loc;
     if (cs_text_locate(A->c, A->s, in->prompt, strlen(in->prompt), sc->pref_shard, sc->pref_doc, &loc, err))
         return -1;
     if (!loc.how) return 0;
     if (sc->pref_shard < 0) sc->pref_shard = loc.shard, sc->pref_doc = loc.doc;
+    if (sc->cont) return 0;
     sc->cont_from = loc.how == 1 ? "located" : "located-tolerant";
     return cs_text_continuation(A->c, &loc, sc->comp_words, &sc->cont, &sc->cont_len, err);
 }

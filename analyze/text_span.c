@@ -102,7 +102,8 @@ int cs_text_spans(const cs_text_corpus *c, const char *qs, size_t m, int min_wor
             .doc_start = ds,
             .doc_end = ds + l,
         };
-        if (sp.chars > longest->chars) *longest = sp;
+        /* the longest run of words (not the most characters: issue 14) */
+        if (sp.words > longest->words || (sp.words == longest->words && sp.chars > longest->chars)) *longest = sp;
         if (sp.q_end <= reach) continue; /* inside an earlier span */
         reach = sp.q_end;
         if ((int64_t)sp.words < min_words) continue;

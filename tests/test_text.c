@@ -325,7 +325,7 @@ static int64_t audit_one(fixture *f, const char *json_line, cs_text_audit_stats 
     cs_text_audit_defaults(&o);
     o.note = collect;
     cs_err e = {0};
-    int rc = cs_text_audit(f->s, &f->c, p, &o, st, &e);
+    int rc = cs_text_audit(f->s, &f->c, p, &o, NULL, st, &e);
     free(p);
     if (rc) {
         fprintf(stderr, "audit: %s\n", e.msg);

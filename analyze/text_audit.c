@@ -209,3 +209,27 @@ int cs_text_audit(cs_store *s, const cs_text_corpus *c, const char *path, const 
     fclose(f);
     return rc;
 }
+
+int cs_text_audit_text(cs_store *s, const cs_text_corpus *c, const char *source, const char *text, size_t len,
+                       const cs_text_audit_opts *o, cs_text_audit_stats *st, cs_err *err) {
+    memset(st, 0, sizeof *st);
+    char *t = strndup(text, len);
+    cJSON *j = t ? cJSON_CreateObject() : NULL;
+    char *line = NULL;
+    if (j && cJSON_AddStringToObject(j, "id", source) && cJSON_AddStringToObject(j, "completion", t))
+        line = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    free(t);
+    char *settings = settings_json(o);
+    if (!line || !settings) {
+        free(line), free(settings);
+        return cs_fail(err, CS_ENOMEM, "out of memory");
+    }
+    cs_text_auditor A = {.s = s, .c = c, .o = o, .st = st, .path = source};
+    int rc = cs_text_writer_open(&A.w, s, source, settings, err);
+    st->audit_id = A.w.audit_id;
+    if (!rc) rc = audit_line(&A, line, strlen(line), 1, err);
+    if (cs_text_writer_close(&A.w, !rc, err)) rc = -1;
+    free(line), free(settings);
+    return rc;
+}

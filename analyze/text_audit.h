@@ -108,4 +108,9 @@ typedef struct {
 int cs_text_audit(cs_store *s, const cs_text_corpus *c, const char *path, const cs_text_audit_opts *o, FILE *out,
                   cs_text_audit_stats *st, cs_err *err);
 
+/* Audits one text (no prompt) as a text audit of its own, source naming it:
+ * `text trace --record`, so that reports show its spans. */
+int cs_text_audit_text(cs_store *s, const cs_text_corpus *c, const char *source, const char *text, size_t len,
+                       const cs_text_audit_opts *o, cs_text_audit_stats *st, cs_err *err);
+
 #endif

@@ -66,10 +66,11 @@ static const char *const HELP[][2] = {
               "end in the corpus. Figures on the raw text: longest_span_chars, longest_span_words,\n"
               "source_doc(s), exact_prefix_words, rouge_l, edit_sim; the whitespace-tolerant\n"
               "figure is under \"normalised\". --out writes one JSON object per input line, in order.\n"},
-    {"trace", "usage: copyscope text trace FILE|- [--min-words 8] [--json] [--db FILE]\n\n"
+    {"trace", "usage: copyscope text trace FILE|- [--min-words 8] [--json] [--record] [--db FILE]\n\n"
               "Lists every maximal span of at least --min-words words of any text (a file, or\n"
               "standard input) that occurs in the corpus as whole words, with its documents and\n"
-              "byte offsets. --json: one JSON object per span.\n"},
+              "byte offsets. --json: one JSON object per span. --record: also keep it as a text\n"
+              "audit of its own, so that 'copyscope report' shows the text with the spans in red.\n"},
 };
 
 static void usage(FILE *f, const char *sub) {
@@ -455,14 +456,15 @@ static void print_traced(const cs_text_corpus *c, const char *text, const cs_tex
 static int text_trace(int argc, char **argv) {
     static const struct option lo[] = {{"db", required_argument, 0, 'd'}, {"min-words", required_argument, 0, 'm'},
                                        {"json", no_argument, 0, 'j'},     {"help", no_argument, 0, 'h'},
-                                       {0}};
+                                       {"record", no_argument, 0, 'r'},   {0}};
     const char *db = cli_default_db();
     long minw = 8;
-    int json = 0, ch, rc;
+    int json = 0, record = 0, ch, rc;
     optind = 0;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         if (ch == 'd') db = optarg;
         else if (ch == 'j') json = 1;
+        else if (ch == 'r') record = 1;
         else if (ch == 'm') {
             if (parse_int(optarg, 1, 1000000, &minw)) return cli_usage_error("text trace: --min-words: 1..1000000");
         } else if (ch == 'h') {
@@ -493,6 +495,17 @@ static int text_trace(int argc, char **argv) {
     if (!rc) {
         cs_text_trace_free(v, n);
         fprintf(stderr, "copyscope: %zu span%s of >= %ld words found in the corpus\n", n, n == 1 ? "" : "s", minw);
+    }
+    if (!rc && record) { /* a text audit of its own: reports show the spans in red */
+        cs_text_audit_opts o;
+        cs_text_audit_defaults(&o);
+        o.min_span_words = (int)minw;
+        cs_text_audit_stats st;
+        char src[4200];
+        snprintf(src, sizeof src, "trace:%s", argv[optind]);
+        if (cs_text_audit_text(s, &c, src, text, len, &o, &st, &err)) rc = cli_fail(&err);
+        else fprintf(stderr, "copyscope: recorded as text audit %lld ('copyscope report' shows it)\n",
+                     (long long)st.audit_id);
     }
     cs_text_corpus_close(&c);
     cs_store_close(s);

@@ -125,12 +125,46 @@ static int build_shard_files(cs_store *s, int64_t shard_id, builder *b, uint64_t
     return rc;
 }
 
+/* The pending documents' rows (in the open transaction). */
+static int insert_docs(builder *b, int64_t shard_id, cs_err *err) {
+    cs_store *s = b->s;
+    sqlite3_stmt *ins_doc;
+    if (cs_store_prepare(s, &ins_doc,
+                         "INSERT OR IGNORE INTO text_docs(source, name, status, note, shard_id, start, "
+                         "norm_bytes, orig_bytes, words, offmap) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                         err))
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < b->n_docs && !rc; i++) {
+        pending_doc *d = &b->docs[i];
+        int ok = !strcmp(d->status, "ok");
+        sqlite3_reset(ins_doc);
+        sqlite3_clear_bindings(ins_doc);
+        sqlite3_bind_text(ins_doc, 1, d->source, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins_doc, 2, d->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins_doc, 3, d->status, -1, SQLITE_STATIC);
+        if (d->note) sqlite3_bind_text(ins_doc, 4, d->note, -1, SQLITE_STATIC);
+        if (ok) {
+            sqlite3_bind_int64(ins_doc, 5, shard_id);
+            sqlite3_bind_int64(ins_doc, 6, (int64_t)d->start);
+            sqlite3_bind_blob(ins_doc, 10, d->anchors ? (const void *)d->anchors : (const void *)"",
+                              (int)(d->n_anchors * sizeof *d->anchors), SQLITE_STATIC);
+        }
+        sqlite3_bind_int64(ins_doc, 7, (int64_t)d->norm_bytes);
+        sqlite3_bind_int64(ins_doc, 8, (int64_t)d->orig_bytes);
+        sqlite3_bind_int64(ins_doc, 9, (int64_t)d->words);
+        if (sqlite3_step(ins_doc) != SQLITE_DONE) rc = cs_store_fail(s, err, "insert text_docs");
+    }
+    sqlite3_finalize(ins_doc);
+    return rc;
+}
+
 /* Writes the current shard (if any text) and every pending row in one
  * transaction. */
 static int flush(builder *b, cs_err *err) {
     if (!b->n_docs) return 0;
     cs_store *s = b->s;
-    sqlite3_stmt *ins_shard = NULL, *upd_shard = NULL, *ins_doc = NULL;
+    sqlite3_stmt *ins_shard = NULL, *upd_shard = NULL;
     int rc = -1;
     if (cs_store_begin(s, err)) return -1;
     int64_t shard_id = 0;
@@ -170,41 +204,13 @@ static int flush(builder *b, cs_err *err) {
         b->st->shards++;
         b->st->suffixes += n_sa;
     }
-    if (cs_store_prepare(s, &ins_doc,
-                         "INSERT OR IGNORE INTO text_docs(source, name, status, note, shard_id, start, "
-                         "norm_bytes, orig_bytes, words, offmap) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                         err))
-        goto out;
-    for (size_t i = 0; i < b->n_docs; i++) {
-        pending_doc *d = &b->docs[i];
-        int ok = !strcmp(d->status, "ok");
-        sqlite3_reset(ins_doc);
-        sqlite3_clear_bindings(ins_doc);
-        sqlite3_bind_text(ins_doc, 1, d->source, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins_doc, 2, d->name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins_doc, 3, d->status, -1, SQLITE_STATIC);
-        if (d->note) sqlite3_bind_text(ins_doc, 4, d->note, -1, SQLITE_STATIC);
-        if (ok) {
-            sqlite3_bind_int64(ins_doc, 5, shard_id);
-            sqlite3_bind_int64(ins_doc, 6, (int64_t)d->start);
-            sqlite3_bind_blob(ins_doc, 10, d->anchors ? (const void *)d->anchors : (const void *)"",
-                              (int)(d->n_anchors * sizeof *d->anchors), SQLITE_STATIC);
-        }
-        sqlite3_bind_int64(ins_doc, 7, (int64_t)d->norm_bytes);
-        sqlite3_bind_int64(ins_doc, 8, (int64_t)d->orig_bytes);
-        sqlite3_bind_int64(ins_doc, 9, (int64_t)d->words);
-        if (sqlite3_step(ins_doc) != SQLITE_DONE) {
-            cs_store_fail(s, err, "insert text_docs");
-            goto out;
-        }
-    }
+    if (insert_docs(b, shard_id, err)) goto out;
     if (cs_store_commit(s, err)) goto out;
     rc = 0;
 out:
     if (rc) cs_store_rollback(s);
     sqlite3_finalize(ins_shard);
     sqlite3_finalize(upd_shard);
-    sqlite3_finalize(ins_doc);
     for (size_t i = 0; i < b->n_docs; i++) pending_free(&b->docs[i]);
     b->n_docs = 0;
     b->len = 0;
@@ -223,6 +229,18 @@ static int reserve(uint8_t **buf, uint64_t *cap, uint64_t need) {
     return 0;
 }
 
+/* A document recorded but not indexed: empty (msg NULL), or an error. */
+static int record_skipped(builder *b, const char *source, const char *name, const char *status, size_t len,
+                          const char *msg, cs_err *err) {
+    pending_doc *d = pending_add(b, source, name, status);
+    if (!d) return cs_fail(err, CS_ENOMEM, "out of memory");
+    d->note = strdup(msg ? msg : "empty document (no text after normalisation)");
+    d->orig_bytes = len;
+    if (msg) note(b, "%s: %s (skipped)", source, msg), b->st->docs_error++;
+    else note(b, "%s: empty document (recorded, not indexed)", source), b->st->docs_empty++;
+    return 0;
+}
+
 /* Adds one document (bytes of a file, or a JSONL text). */
 static int add_doc(builder *b, const char *source, const char *name, const char *text, size_t len, cs_err *err) {
     b->st->bytes_in += len;
@@ -238,42 +256,23 @@ static int add_doc(builder *b, const char *source, const char *name, const char 
     if (cs_text_normalize(&n, text, len, err)) {
         cs_text_norm_free(&n);
         if (err && err->code == CS_ELIMIT) { /* too large: recorded, not fatal */
-            pending_doc *d = pending_add(b, source, name, "error");
-            if (!d) return cs_fail(err, CS_ENOMEM, "out of memory");
-            d->note = strdup(err->msg);
-            d->orig_bytes = len;
-            note(b, "%s: %s (skipped)", source, err->msg);
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%s", err->msg);
             cs_err_clear(err);
-            b->st->docs_error++;
-            return 0;
+            return record_skipped(b, source, name, "error", len, msg, err);
         }
         return cs_wrap(err, "%s", source);
     }
     if (n.len == 0) {
-        pending_doc *d = pending_add(b, source, name, "empty");
         cs_text_norm_free(&n);
-        if (!d) return cs_fail(err, CS_ENOMEM, "out of memory");
-        d->note = strdup("empty document (no text after normalisation)");
-        d->orig_bytes = len;
-        note(b, "%s: empty document (recorded, not indexed)", source);
-        b->st->docs_empty++;
-        return 0;
+        return record_skipped(b, source, name, "empty", len, NULL, err);
     }
     if (n.len + 1 > b->limit || len + 1 > b->limit) {
-        pending_doc *d = pending_add(b, source, name, "error");
-        if (!d) {
-            cs_text_norm_free(&n);
-            return cs_fail(err, CS_ENOMEM, "out of memory");
-        }
+        cs_text_norm_free(&n);
         char msg[200];
         snprintf(msg, sizeof msg, "document of %zu bytes exceeds the shard size (%llu bytes)", len,
                  (unsigned long long)b->limit);
-        d->note = strdup(msg);
-        d->orig_bytes = len;
-        note(b, "%s: %s (skipped)", source, msg);
-        cs_text_norm_free(&n);
-        b->st->docs_error++;
-        return 0;
+        return record_skipped(b, source, name, "error", len, msg, err);
     }
     if ((b->len + n.len + 1 > b->limit || b->rlen + len + 1 > b->limit) && flush(b, err)) {
         cs_text_norm_free(&n);

@@ -216,6 +216,54 @@ static int text_prompts(int argc, char **argv) {
     return rc;
 }
 
+/* One completion per prompt line of in, as JSONL on out. */
+static int generate_all(const cs_text_corpus *c, const cs_ngram_opts *o, FILE *in, const char *inp, FILE *out,
+                        const char *outp, const char *mname, long long *n, long long *bad) {
+    cs_err err = {0};
+    size_t cap = 0;
+    ssize_t k;
+    long long lineno = 0;
+    char *line = NULL;
+    int rc = 0;
+    cs_progress *prog = cs_progress_start("text generate", 0, "prompt");
+    while (!rc && (k = getline(&line, &cap, in)) >= 0) {
+        lineno++;
+        cs_progress_add(prog, 1);
+        cJSON *j = cJSON_ParseWithLength(line, (size_t)k);
+        const cJSON *p = j ? cJSON_GetObjectItemCaseSensitive(j, "prompt") : NULL;
+        if (!cJSON_IsString(p)) {
+            int blank = strspn(line, " \t\r\n") == (size_t)k;
+            if (!blank) {
+                fprintf(stderr, "copyscope: warning: %s:%lld: no \"prompt\" string (skipped)\n", inp, lineno);
+                (*bad)++;
+            }
+            cJSON_Delete(j);
+            continue;
+        }
+        char *comp = NULL;
+        if (cs_ngram_generate(c, p->valuestring, strlen(p->valuestring), o, &comp, &err)) rc = cli_fail(&err);
+        else {
+            cJSON *r = cJSON_CreateObject();
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "prompt_id");
+            if (id) cJSON_AddItemToObject(r, "prompt_id", cJSON_Duplicate(id, 1));
+            else cJSON_AddStringToObject(r, "prompt", p->valuestring);
+            cJSON_AddStringToObject(r, "completion", comp);
+            cJSON_AddStringToObject(r, "model", mname);
+            char *txt = cJSON_PrintUnformatted(r);
+            if (!txt || fprintf(out, "%s\n", txt) < 0)
+                rc = (cs_fail(&err, CS_EIO, "%s: write failed", outp ? outp : "stdout"), cli_fail(&err));
+            (*n)++;
+            free(txt);
+            cJSON_Delete(r);
+        }
+        free(comp);
+        cJSON_Delete(j);
+    }
+    cs_progress_end(prog);
+    free(line);
+    return rc;
+}
+
 static int text_generate(int argc, char **argv) {
     static const struct option lo[] = {{"db", required_argument, 0, 'd'},    {"model", required_argument, 0, 'm'},
                                        {"out", required_argument, 0, 'o'},   {"words", required_argument, 0, 'w'},
@@ -268,47 +316,10 @@ static int text_generate(int argc, char **argv) {
     }
     FILE *out = outp ? fopen(outp, "w") : stdout;
     if (!out) rc = (cs_fail(&err, CS_EIO, "%s: cannot create: %s", outp, strerror(errno)), cli_fail(&err));
-    char *line = NULL, mname[32];
+    char mname[32];
     snprintf(mname, sizeof mname, "ngram:%d%s", o.order, o.sample ? "/sample" : "");
-    size_t cap = 0;
-    ssize_t k;
-    long long lineno = 0, n = 0, bad = 0;
-    cs_progress *prog = cs_progress_start("text generate", 0, "prompt");
-    while (!rc && (k = getline(&line, &cap, in)) >= 0) {
-        lineno++;
-        cs_progress_add(prog, 1);
-        cJSON *j = cJSON_ParseWithLength(line, (size_t)k);
-        const cJSON *p = j ? cJSON_GetObjectItemCaseSensitive(j, "prompt") : NULL;
-        if (!cJSON_IsString(p)) {
-            int blank = strspn(line, " \t\r\n") == (size_t)k;
-            if (!blank) {
-                fprintf(stderr, "copyscope: warning: %s:%lld: no \"prompt\" string (skipped)\n", inp, lineno);
-                bad++;
-            }
-            cJSON_Delete(j);
-            continue;
-        }
-        char *comp = NULL;
-        if (cs_ngram_generate(&c, p->valuestring, strlen(p->valuestring), &o, &comp, &err)) rc = cli_fail(&err);
-        else {
-            cJSON *r = cJSON_CreateObject();
-            const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "prompt_id");
-            if (id) cJSON_AddItemToObject(r, "prompt_id", cJSON_Duplicate(id, 1));
-            else cJSON_AddStringToObject(r, "prompt", p->valuestring);
-            cJSON_AddStringToObject(r, "completion", comp);
-            cJSON_AddStringToObject(r, "model", mname);
-            char *txt = cJSON_PrintUnformatted(r);
-            if (!txt || fprintf(out, "%s\n", txt) < 0)
-                rc = (cs_fail(&err, CS_EIO, "%s: write failed", outp ? outp : "stdout"), cli_fail(&err));
-            n++;
-            free(txt);
-            cJSON_Delete(r);
-        }
-        free(comp);
-        cJSON_Delete(j);
-    }
-    cs_progress_end(prog);
-    free(line);
+    long long n = 0, bad = 0;
+    if (!rc) rc = generate_all(&c, &o, in, inp, out, outp, mname, &n, &bad);
     fclose(in);
     if (out && out != stdout && fclose(out) && !rc)
         rc = (cs_fail(&err, CS_EIO, "%s: write failed", outp), cli_fail(&err));

@@ -505,6 +505,7 @@ static int text_trace(int argc, char **argv) {
     for (size_t i = 0; !rc && i < n; i++) print_traced(&c, text, &v[i], json);
     if (!rc) {
         cs_text_trace_free(v, n);
+        fflush(stdout);
         fprintf(stderr, "copyscope: %zu span%s of >= %ld words found in the corpus\n", n, n == 1 ? "" : "s", minw);
     }
     if (!rc && record) { /* a text audit of its own: reports show the spans in red */

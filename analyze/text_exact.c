@@ -68,45 +68,83 @@ typedef struct {
     uint64_t i, len;
 } cand;
 
-/* Scans every code point start: the largest span in characters, and every
- * (start, length) that reaches it. */
+/* The longest match at q[i..seg) over all shards, in whole code points:
+ * its characters, and (for ties) each shard's length in bytes. */
+static uint64_t match_at(const cs_text_corpus *c, const uint8_t *q, size_t m, size_t i, size_t seg,
+                         const uint64_t *cpc, uint64_t *len) {
+    uint64_t best = 0;
+    for (int s = 0; s < c->n_shards; s++) {
+        uint64_t pos, l = cs_text_sa_longest(&c->shards[s].raw, q + i, seg - i, &pos);
+        while (l > 0 && i + l < m && (q[i + l] & 0xC0) == 0x80) l--; /* whole code points */
+        len[s] = l;
+        uint64_t ch = cpc[i + l] - cpc[i];
+        if (ch > best) best = ch;
+    }
+    return best;
+}
+
+/* The end of the run without 0xFF from i (0xFF is never text: it would match
+ * a separator). */
+static size_t seg_end(const uint8_t *q, size_t m, size_t i) {
+    while (i < m && q[i] != CS_TEXT_SEP) i++;
+    return i;
+}
+
+/* The largest span in characters and every (start, length) that reaches it.
+ * ms(i), the longest match at code point i, is at most ms(next) + 1 (a match
+ * at i minus its first character is a match at the next), so a right-to-left
+ * scan skips every start whose bound is below the best so far; a first pass
+ * over every 16th start makes that best large early. Exact: a start is only
+ * skipped when it cannot reach the best. */
 static int scan_longest(const cs_text_corpus *c, const uint8_t *q, size_t m, uint64_t *best, cand **cv,
                         size_t *nc) {
     size_t cap = 0;
     *best = 0;
     *cv = NULL;
     *nc = 0;
-    uint64_t *cpc = malloc((m + 1) * sizeof *cpc); /* code points before each byte */
-    if (!cpc) return -1;
-    cpc[0] = 0;
+    uint64_t *cpc = malloc((m + 1) * sizeof *cpc), *len = malloc((size_t)(c->n_shards + 1) * sizeof *len);
+    if (!cpc || !len) {
+        free(cpc), free(len);
+        return -1;
+    }
+    cpc[0] = 0; /* code points before each byte */
     for (size_t i = 0; i < m; i++) cpc[i + 1] = cpc[i] + ((q[i] & 0xC0) != 0x80);
-    size_t seg = 0; /* end of the run without 0xFF (never text: it would match a separator) */
+    for (size_t i = 0, k = 0; i < m; i++) /* pass 1: a lower bound */
+        if ((q[i] & 0xC0) != 0x80 && q[i] != CS_TEXT_SEP && k++ % 16 == 0) {
+            uint64_t ch = match_at(c, q, m, i, seg_end(q, m, i), cpc, len);
+            if (ch > *best) *best = ch;
+        }
     int rc = 0;
-    for (size_t i = 0; i < m && !rc; i++) {
-        if (q[i] == CS_TEXT_SEP || (q[i] & 0xC0) == 0x80) continue;
-        if (seg <= i)
-            for (seg = i; seg < m && q[seg] != CS_TEXT_SEP;) seg++;
-        if (cpc[seg] - cpc[i] < *best) continue; /* cannot reach the best */
-        for (int s = 0; s < c->n_shards; s++) {
-            uint64_t pos, l = cs_text_sa_longest(&c->shards[s].raw, q + i, seg - i, &pos);
-            while (l > 0 && i + l < m && (q[i + l] & 0xC0) == 0x80) l--; /* whole code points */
-            uint64_t ch = cpc[i + l] - cpc[i];
-            if (ch == 0 || ch < *best) continue;
-            if (ch > *best) *nc = 0, *best = ch;
-            if (*nc && (*cv)[*nc - 1].i == i) continue; /* same start, another shard */
+    uint64_t next = 0; /* ms (or a bound on it) of the code point after i */
+    size_t seg = m;
+    for (size_t i = m; i-- > 0 && !rc;) {
+        if ((q[i] & 0xC0) == 0x80) continue;
+        if (q[i] == CS_TEXT_SEP) {
+            next = 0, seg = i;
+            continue;
+        }
+        uint64_t ub = next + 1;
+        if (ub < *best) {
+            next = ub;
+            continue;
+        }
+        uint64_t ch = match_at(c, q, m, i, seg, cpc, len);
+        next = ch;
+        if (ch == 0 || ch < *best) continue;
+        if (ch > *best) *nc = 0, *best = ch;
+        for (int s = 0; s < c->n_shards && !rc; s++) {
+            if (cpc[i + len[s]] - cpc[i] != ch || (*nc && (*cv)[*nc - 1].i == i)) continue;
             if (*nc == cap) {
                 cap = cap ? cap * 2 : 8;
                 cand *v = realloc(*cv, cap * sizeof *v);
-                if (!v) {
-                    rc = -1;
-                    break;
-                }
-                *cv = v;
+                if (!v) rc = -1;
+                else *cv = v;
             }
-            (*cv)[(*nc)++] = (cand){i, l};
+            if (!rc) (*cv)[(*nc)++] = (cand){i, len[s]};
         }
     }
     free(cpc);
+    free(len);
     return rc;
 }
 

@@ -18,7 +18,7 @@
 #include "core/store.h"
 
 typedef struct {
-    uint64_t shard_bytes; /* most normalised bytes per shard; 0 = 1 GiB (building needs 5x in memory) */
+    uint64_t shard_bytes; /* most bytes (raw, and normalised) per shard; 0 = 1 GiB (building needs ~10x in memory) */
     /* Warnings that do not stop the run (invalid UTF-8, empty document,
      * broken JSONL line with its number): one line each, "<source>: <what>". */
     void (*note)(void *ctx, const char *msg);

@@ -35,17 +35,25 @@ static int write_file(const char *path, const void *data, size_t len, cs_err *er
     return 0;
 }
 
-/* Which suffixes a shard keeps: word starts (the normalised text) or every
- * code point (the raw text). */
+/* Which suffixes a shard keeps: word starts (the normalised text), or every
+ * code point start but the separators (the raw text: the suffixes starting
+ * with a UTF-8 continuation byte or 0xFF are two blocks of the sorted
+ * array, cut without reading the text at random). */
 static int keep_word(const uint8_t *text, uint32_t p) {
     uint8_t c = text[p];
     if (c == ' ' || c == CS_TEXT_SEP) return 0;
     return p == 0 || text[p - 1] == ' ' || text[p - 1] == CS_TEXT_SEP;
 }
 
-static int keep_char(const uint8_t *text, uint32_t p) {
-    uint8_t c = text[p];
-    return c != CS_TEXT_SEP && (c & 0xC0) != 0x80;
+/* The first row of the sorted suffixes whose first byte is >= c. */
+static uint64_t first_with(const uint8_t *text, const saidx_t *sa, uint64_t n, uint8_t c) {
+    uint64_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (text[sa[mid]] < c) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
 }
 
 static int sa_build(const uint8_t *text, uint64_t n, const char *text_path, const char *sa_path, int chars,
@@ -63,11 +71,17 @@ static int sa_build(const uint8_t *text, uint64_t n, const char *text_path, cons
     /* Keep the wanted suffixes, in place; the order is kept. */
     uint32_t *out = (uint32_t *)sa;
     uint64_t k = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        if (i + 32 < n) __builtin_prefetch(text + sa[i + 32] - (sa[i + 32] > 0)); /* random reads: hide latency */
-        uint32_t p = (uint32_t)sa[i];
-        if (chars ? keep_char(text, p) : keep_word(text, p)) out[k++] = p;
-    }
+    if (chars) { /* suffixes are sorted by first byte: drop the 0x80..0xBF and 0xFF blocks */
+        uint64_t a = first_with(text, sa, n, 0x80), b = first_with(text, sa, n, 0xC0);
+        uint64_t f = first_with(text, sa, n, CS_TEXT_SEP);
+        memmove(out + a, out + b, (f - b) * sizeof *out);
+        k = a + (f - b);
+    } else
+        for (uint64_t i = 0; i < n; i++) {
+            if (i + 32 < n) __builtin_prefetch(text + sa[i + 32] - (sa[i + 32] > 0)); /* random reads: hide latency */
+            uint32_t p = (uint32_t)sa[i];
+            if (keep_word(text, p)) out[k++] = p;
+        }
     int rc = write_file(text_path, text, n, err);
     if (!rc) rc = write_file(sa_path, out, k * sizeof *out, err);
     free(sa);

@@ -362,25 +362,40 @@ static int read_all(gzFile f, const char *path, char **data, size_t *len, cs_err
     return 0;
 }
 
-/* One line of f into *line (grown as needed, NUL-terminated); its length, 0
- * at the end, -1 on a read error. */
-static ssize_t gz_getline(gzFile f, char **line, size_t *cap) {
+/* Lines of a gzFile, NUL bytes kept (gzgets would stop at one). */
+typedef struct {
+    gzFile f;
+    char buf[1 << 16];
+    size_t pos, len;
+    int eof, err;
+} gz_lines;
+
+/* One line into *line (grown as needed, NUL-terminated after it); its
+ * length, 0 at the end, -1 on a read error. */
+static ssize_t gz_getline(gz_lines *r, char **line, size_t *cap) {
     size_t n = 0;
     for (;;) {
-        if (!*line || *cap - n < 2) {
-            size_t c = *cap ? *cap * 2 : 4096;
-            char *nl = realloc(*line, c);
-            if (!nl) return -1;
-            *line = nl;
-            *cap = c;
+        if (r->pos == r->len) {
+            if (r->eof) return (ssize_t)n;
+            int k = gzread(r->f, r->buf, sizeof r->buf);
+            if (k < 0) return r->err = 1, -1;
+            if (k == 0) r->eof = 1;
+            r->pos = 0, r->len = (size_t)k;
+            continue;
         }
-        if (!gzgets(f, *line + n, (int)(*cap - n > INT32_MAX ? INT32_MAX : *cap - n))) {
-            int zerr;
-            gzerror(f, &zerr);
-            return zerr != Z_OK && zerr != Z_BUF_ERROR ? -1 : (ssize_t)n;
+        const char *nl = memchr(r->buf + r->pos, '\n', r->len - r->pos);
+        size_t take = nl ? (size_t)(nl - (r->buf + r->pos)) + 1 : r->len - r->pos;
+        if (n + take + 1 > *cap) {
+            size_t c = *cap ? *cap : 4096;
+            while (c < n + take + 1) c *= 2;
+            char *t = realloc(*line, c);
+            if (!t) return -1;
+            *line = t, *cap = c;
         }
-        n += strlen(*line + n); /* a NUL byte in a line ends it here; cs_text_check() catches it below */
-        if (n && (*line)[n - 1] == '\n') return (ssize_t)n;
+        memcpy(*line + n, r->buf + r->pos, take);
+        n += take, r->pos += take;
+        (*line)[n] = 0;
+        if (nl) return (ssize_t)n;
     }
 }
 
@@ -427,19 +442,23 @@ static int add_json_line(builder *b, const char *path, int64_t lineno, char *lin
 }
 
 static int index_jsonl(builder *b, gzFile f, const char *path, cs_err *err) {
+    gz_lines *r = calloc(1, sizeof *r);
+    if (!r) return cs_fail(err, CS_ENOMEM, "out of memory");
+    r->f = f;
     char *line = NULL;
     size_t cap = 0;
     ssize_t k;
     int64_t lineno = 0;
     int rc = 0;
-    while (!rc && (k = gz_getline(f, &line, &cap)) > 0) {
+    while (!rc && (k = gz_getline(r, &line, &cap)) > 0) {
         lineno++;
         cs_progress_add(b->prog, k);
         if (strspn(line, " \t\r\n") == (size_t)k) continue; /* blank line */
         rc = add_json_line(b, path, lineno, line, (size_t)k, err);
     }
-    if (!rc && k < 0) rc = gz_fail(f, path, err);
+    if (!rc && k < 0) rc = r->err ? gz_fail(f, path, err) : cs_fail(err, CS_ENOMEM, "out of memory");
     free(line);
+    free(r);
     return rc;
 }
 

@@ -65,7 +65,8 @@ static const char *const HELP[][2] = {
               "source document's name). Without a continuation it is the text after the prompt's\n"
               "end in the corpus. Figures on the raw text: longest_span_chars, longest_span_words,\n"
               "source_doc(s), exact_prefix_words, rouge_l, edit_sim; the whitespace-tolerant\n"
-              "figure is under \"normalised\". --out writes one JSON object per input line, in order.\n"},
+              "figure is under \"normalised\". --out writes one JSON object per input line, in order\n"
+              "('-': standard output).\n"},
     {"trace", "usage: copyscope text trace FILE|- [--min-words 8] [--json] [--record] [--db FILE]\n\n"
               "Lists every maximal span of at least --min-words words of any text (a file, or\n"
               "standard input) that occurs in the corpus as whole words, with its documents and\n"
@@ -390,14 +391,17 @@ static int text_audit(int argc, char **argv) {
     if (!c.n_shards) fprintf(stderr, "copyscope: warning: %s: no text indexed: spans will be empty\n", db);
     cs_err err = {0};
     cs_text_audit_stats st;
-    FILE *out = outp ? fopen(outp, "w") : NULL;
+    int to_stdout = outp && !strcmp(outp, "-");
+    FILE *out = to_stdout ? stdout : outp ? fopen(outp, "w") : NULL;
     if (outp && !out) rc = (cs_fail(&err, CS_EIO, "%s: cannot create: %s", outp, strerror(errno)), cli_fail(&err));
     else if (cs_text_audit(s, &c, argv[optind], &o, out, &st, &err)) rc = cli_fail(&err);
-    if (out && fclose(out) && !rc) rc = (cs_fail(&err, CS_EIO, "%s: write failed", outp), cli_fail(&err));
+    if (out && (to_stdout ? fflush(out) : fclose(out)) && !rc)
+        rc = (cs_fail(&err, CS_EIO, "%s: write failed", outp), cli_fail(&err));
     if (!rc && verbose && cs_text_list_findings(s, st.audit_id, list_one, NULL, &err)) rc = cli_fail(&err);
     if (!rc) {
         double ms = st.bytes_spans ? st.seconds_spans * 1e3 / (st.bytes_spans / 1024.0) : 0;
-        printf("audit %lld: %lld completions: %lld verbatim, %lld near-verbatim, %lld novel; %lld unknown prompts, "
+        fprintf(to_stdout ? stderr : stdout,
+               "audit %lld: %lld completions: %lld verbatim, %lld near-verbatim, %lld novel; %lld unknown prompts, "
                "%lld empty, %lld bad lines; search %.2f ms per KB%s%s\n",
                (long long)st.audit_id, (long long)st.completions, (long long)st.verbatim,
                (long long)st.near_verbatim, (long long)st.novel, (long long)st.unknown_prompt, (long long)st.empty,

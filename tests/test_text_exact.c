@@ -630,14 +630,16 @@ static void test_trace_shared_phrase(void) {
 
 /* binary, undecodable and \u0000 input: an error naming the file (and line) */
 static void test_bad_corpus_input_is_an_error(void) {
-    const char *names[] = {"bin.txt", "latin1.txt", "nul.jsonl", "broken.txt.gz"};
+    const char *names[] = {"bin.txt", "latin1.txt", "nul.jsonl", "broken.txt.gz", "rawnul.jsonl"};
     static const char d0[] = "\x7f" "ELF\x02\x01\x00\x00 binary", d1[] = "caf\xe9 au lait",
-                      d2[] = "{\"id\":\"x\",\"text\":\"a\\u0000b\"}\n", d3[] = "\x1f\x8b\x08\x00garbage-not-deflate";
-    const char *data[] = {d0, d1, d2, d3};
-    size_t lens[] = {sizeof d0 - 1, sizeof d1 - 1, sizeof d2 - 1, sizeof d3 - 1};
+                      d2[] = "{\"id\":\"x\",\"text\":\"a\\u0000b\"}\n", d3[] = "\x1f\x8b\x08\x00garbage-not-deflate",
+                      d4[] = "{\"id\":\"x\",\"text\":\"a\0b\"}\n{\"id\":\"y\",\"text\":\"c\"}\n";
+    const char *data[] = {d0, d1, d2, d3, d4};
+    size_t lens[] = {sizeof d0 - 1, sizeof d1 - 1, sizeof d2 - 1, sizeof d3 - 1, sizeof d4 - 1};
     const char *want[] = {"bin.txt: not UTF-8 text (a NUL byte", "latin1.txt: not UTF-8 text (invalid UTF-8 at byte 3",
-                          "nul.jsonl:1: not UTF-8 text (a \\u0000 escape", "broken.txt.gz:"};
-    for (int i = 0; i < 4; i++) {
+                          "nul.jsonl:1: not UTF-8 text (a \\u0000 escape", "broken.txt.gz:",
+                          "rawnul.jsonl:1: not UTF-8 text (invalid UTF-8 or a NUL byte"};
+    for (int i = 0; i < 5; i++) {
         char dir[4300], p[4400], db[4400];
         snprintf(dir, sizeof dir, "%s/bad%d", tmp, i);
         mkdir(dir, 0755);

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pthread.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 #include "core/progress.h"
 
@@ -29,8 +31,10 @@ typedef struct {
     const cs_text_index_opts *opts;
     cs_text_index_stats *st;
     uint64_t limit;
-    uint8_t *buf; /* the shard being filled */
+    uint8_t *buf; /* the shard being filled: normalised text */
     uint64_t len, cap;
+    uint8_t *rbuf; /* and raw text */
+    uint64_t rlen, rcap;
     pending_doc *docs;
     size_t n_docs, cap_docs;
     sqlite3_stmt *exists;
@@ -82,13 +86,85 @@ static int already_indexed(builder *b, const char *source) {
     return sqlite3_step(b->exists) == SQLITE_ROW;
 }
 
+/* The raw text's suffix array is sorted on a second thread while this one
+ * sorts the normalised text: the two sorts are the build's cost. */
+typedef struct {
+    const uint8_t *text;
+    uint64_t n, n_sa;
+    char *tpath, *spath;
+    cs_err err;
+    int rc;
+} sa_job;
+
+static void *raw_job(void *arg) {
+    sa_job *j = arg;
+    j->rc = cs_text_sa_build_chars(j->text, j->n, j->tpath, j->spath, &j->n_sa, &j->err);
+    return NULL;
+}
+
+static int build_shard_files(cs_store *s, int64_t shard_id, builder *b, uint64_t *n_sa, cs_err *err) {
+    char name[4][64];
+    const char *ext[4] = {"txt", "sa", "raw", "rsa"};
+    char *path[4] = {0};
+    int rc = 0;
+    for (int i = 0; i < 4; i++) {
+        snprintf(name[i], sizeof name[i], "text-%lld.%s", (long long)shard_id, ext[i]);
+        if (!(path[i] = cs_store_sidecar(s, name[i]))) rc = cs_fail(err, CS_ENOMEM, "out of memory");
+    }
+    sa_job raw = {.text = b->rbuf, .n = b->rlen, .tpath = path[2], .spath = path[3]};
+    pthread_t th;
+    int threaded = !rc && pthread_create(&th, NULL, raw_job, &raw) == 0;
+    if (!rc && !threaded) raw_job(&raw); /* no thread: one after the other */
+    if (!rc) rc = cs_text_sa_build(b->buf, b->len, path[0], path[1], n_sa, err);
+    if (threaded) pthread_join(th, NULL);
+    if (!rc && raw.rc) {
+        if (err) *err = raw.err;
+        rc = -1;
+    }
+    for (int i = 0; i < 4; i++) free(path[i]);
+    return rc;
+}
+
+/* The pending documents' rows (in the open transaction). */
+static int insert_docs(builder *b, int64_t shard_id, cs_err *err) {
+    cs_store *s = b->s;
+    sqlite3_stmt *ins_doc;
+    if (cs_store_prepare(s, &ins_doc,
+                         "INSERT OR IGNORE INTO text_docs(source, name, status, note, shard_id, start, "
+                         "norm_bytes, orig_bytes, words, offmap) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                         err))
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < b->n_docs && !rc; i++) {
+        pending_doc *d = &b->docs[i];
+        int ok = !strcmp(d->status, "ok");
+        sqlite3_reset(ins_doc);
+        sqlite3_clear_bindings(ins_doc);
+        sqlite3_bind_text(ins_doc, 1, d->source, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins_doc, 2, d->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins_doc, 3, d->status, -1, SQLITE_STATIC);
+        if (d->note) sqlite3_bind_text(ins_doc, 4, d->note, -1, SQLITE_STATIC);
+        if (ok) {
+            sqlite3_bind_int64(ins_doc, 5, shard_id);
+            sqlite3_bind_int64(ins_doc, 6, (int64_t)d->start);
+            sqlite3_bind_blob(ins_doc, 10, d->anchors ? (const void *)d->anchors : (const void *)"",
+                              (int)(d->n_anchors * sizeof *d->anchors), SQLITE_STATIC);
+        }
+        sqlite3_bind_int64(ins_doc, 7, (int64_t)d->norm_bytes);
+        sqlite3_bind_int64(ins_doc, 8, (int64_t)d->orig_bytes);
+        sqlite3_bind_int64(ins_doc, 9, (int64_t)d->words);
+        if (sqlite3_step(ins_doc) != SQLITE_DONE) rc = cs_store_fail(s, err, "insert text_docs");
+    }
+    sqlite3_finalize(ins_doc);
+    return rc;
+}
+
 /* Writes the current shard (if any text) and every pending row in one
  * transaction. */
 static int flush(builder *b, cs_err *err) {
     if (!b->n_docs) return 0;
     cs_store *s = b->s;
-    sqlite3_stmt *ins_shard = NULL, *upd_shard = NULL, *ins_doc = NULL;
-    char *tpath = NULL, *spath = NULL;
+    sqlite3_stmt *ins_shard = NULL, *upd_shard = NULL;
     int rc = -1;
     if (cs_store_begin(s, err)) return -1;
     int64_t shard_id = 0;
@@ -107,14 +183,8 @@ static int flush(builder *b, cs_err *err) {
         char tf[64], sf[64];
         snprintf(tf, sizeof tf, "text-%lld.txt", (long long)shard_id);
         snprintf(sf, sizeof sf, "text-%lld.sa", (long long)shard_id);
-        tpath = cs_store_sidecar(s, tf);
-        spath = cs_store_sidecar(s, sf);
-        if (!tpath || !spath) {
-            cs_fail(err, CS_ENOMEM, "out of memory");
-            goto out;
-        }
         uint64_t n_sa = 0;
-        if (cs_text_sa_build(b->buf, b->len, tpath, spath, &n_sa, err)) goto out;
+        if (build_shard_files(s, shard_id, b, &n_sa, err)) goto out;
         int64_t n_ok = 0;
         for (size_t i = 0; i < b->n_docs; i++) n_ok += !strcmp(b->docs[i].status, "ok");
         if (cs_store_prepare(s, &upd_shard,
@@ -134,47 +204,41 @@ static int flush(builder *b, cs_err *err) {
         b->st->shards++;
         b->st->suffixes += n_sa;
     }
-    if (cs_store_prepare(s, &ins_doc,
-                         "INSERT OR IGNORE INTO text_docs(source, name, status, note, shard_id, start, "
-                         "norm_bytes, orig_bytes, words, offmap) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                         err))
-        goto out;
-    for (size_t i = 0; i < b->n_docs; i++) {
-        pending_doc *d = &b->docs[i];
-        int ok = !strcmp(d->status, "ok");
-        sqlite3_reset(ins_doc);
-        sqlite3_clear_bindings(ins_doc);
-        sqlite3_bind_text(ins_doc, 1, d->source, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins_doc, 2, d->name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins_doc, 3, d->status, -1, SQLITE_STATIC);
-        if (d->note) sqlite3_bind_text(ins_doc, 4, d->note, -1, SQLITE_STATIC);
-        if (ok) {
-            sqlite3_bind_int64(ins_doc, 5, shard_id);
-            sqlite3_bind_int64(ins_doc, 6, (int64_t)d->start);
-            sqlite3_bind_blob(ins_doc, 10, d->anchors ? (const void *)d->anchors : (const void *)"",
-                              (int)(d->n_anchors * sizeof *d->anchors), SQLITE_STATIC);
-        }
-        sqlite3_bind_int64(ins_doc, 7, (int64_t)d->norm_bytes);
-        sqlite3_bind_int64(ins_doc, 8, (int64_t)d->orig_bytes);
-        sqlite3_bind_int64(ins_doc, 9, (int64_t)d->words);
-        if (sqlite3_step(ins_doc) != SQLITE_DONE) {
-            cs_store_fail(s, err, "insert text_docs");
-            goto out;
-        }
-    }
+    if (insert_docs(b, shard_id, err)) goto out;
     if (cs_store_commit(s, err)) goto out;
     rc = 0;
 out:
     if (rc) cs_store_rollback(s);
     sqlite3_finalize(ins_shard);
     sqlite3_finalize(upd_shard);
-    sqlite3_finalize(ins_doc);
-    free(tpath);
-    free(spath);
     for (size_t i = 0; i < b->n_docs; i++) pending_free(&b->docs[i]);
     b->n_docs = 0;
     b->len = 0;
+    b->rlen = 0;
     return rc;
+}
+
+static int reserve(uint8_t **buf, uint64_t *cap, uint64_t need) {
+    if (need <= *cap) return 0;
+    uint64_t c = *cap ? *cap : (1 << 20);
+    while (c < need) c *= 2;
+    uint8_t *nb = realloc(*buf, c);
+    if (!nb) return -1;
+    *buf = nb;
+    *cap = c;
+    return 0;
+}
+
+/* A document recorded but not indexed: empty (msg NULL), or an error. */
+static int record_skipped(builder *b, const char *source, const char *name, const char *status, size_t len,
+                          const char *msg, cs_err *err) {
+    pending_doc *d = pending_add(b, source, name, status);
+    if (!d) return cs_fail(err, CS_ENOMEM, "out of memory");
+    d->note = strdup(msg ? msg : "empty document (no text after normalisation)");
+    d->orig_bytes = len;
+    if (msg) note(b, "%s: %s (skipped)", source, msg), b->st->docs_error++;
+    else note(b, "%s: empty document (recorded, not indexed)", source), b->st->docs_empty++;
+    return 0;
 }
 
 /* Adds one document (bytes of a file, or a JSONL text). */
@@ -184,50 +248,39 @@ static int add_doc(builder *b, const char *source, const char *name, const char 
         b->st->docs_skipped++;
         return 0;
     }
+    size_t bad = cs_text_check(text, len);
+    if (bad != (size_t)-1) /* binary or another encoding: an error, never a document of U+FFFD */
+        return cs_fail(err, CS_EFORMAT, "%s: not UTF-8 text (%s at byte %zu); nothing indexed from it", source,
+                       text[bad] ? "invalid UTF-8" : "a NUL byte", bad);
     cs_text_norm n;
     if (cs_text_normalize(&n, text, len, err)) {
         cs_text_norm_free(&n);
         if (err && err->code == CS_ELIMIT) { /* too large: recorded, not fatal */
-            pending_doc *d = pending_add(b, source, name, "error");
-            if (!d) return cs_fail(err, CS_ENOMEM, "out of memory");
-            d->note = strdup(err->msg);
-            d->orig_bytes = len;
-            note(b, "%s: %s (skipped)", source, err->msg);
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%s", err->msg);
             cs_err_clear(err);
-            b->st->docs_error++;
-            return 0;
+            return record_skipped(b, source, name, "error", len, msg, err);
         }
         return cs_wrap(err, "%s", source);
     }
     if (n.len == 0) {
-        pending_doc *d = pending_add(b, source, name, "empty");
         cs_text_norm_free(&n);
-        if (!d) return cs_fail(err, CS_ENOMEM, "out of memory");
-        d->note = strdup("empty document (no text after normalisation)");
-        d->orig_bytes = len;
-        note(b, "%s: empty document (recorded, not indexed)", source);
-        b->st->docs_empty++;
-        return 0;
+        return record_skipped(b, source, name, "empty", len, NULL, err);
     }
-    if (n.len + 1 > b->limit) {
-        pending_doc *d = pending_add(b, source, name, "error");
-        if (!d) {
-            cs_text_norm_free(&n);
-            return cs_fail(err, CS_ENOMEM, "out of memory");
-        }
+    if (n.len + 1 > b->limit || len + 1 > b->limit) {
+        cs_text_norm_free(&n);
         char msg[200];
-        snprintf(msg, sizeof msg, "document of %zu bytes exceeds the shard size (%llu bytes)", n.len,
+        snprintf(msg, sizeof msg, "document of %zu bytes exceeds the shard size (%llu bytes)", len,
                  (unsigned long long)b->limit);
-        d->note = strdup(msg);
-        d->orig_bytes = len;
-        note(b, "%s: %s (skipped)", source, msg);
-        cs_text_norm_free(&n);
-        b->st->docs_error++;
-        return 0;
+        return record_skipped(b, source, name, "error", len, msg, err);
     }
-    if (b->len + n.len + 1 > b->limit && flush(b, err)) {
+    if ((b->len + n.len + 1 > b->limit || b->rlen + len + 1 > b->limit) && flush(b, err)) {
         cs_text_norm_free(&n);
         return -1;
+    }
+    if (reserve(&b->rbuf, &b->rcap, b->rlen + len + 1)) {
+        cs_text_norm_free(&n);
+        return cs_fail(err, CS_ENOMEM, "out of memory for a shard's raw text");
     }
     if (b->len + n.len + 1 > b->cap) {
         uint64_t c = b->cap ? b->cap : (1 << 20);
@@ -253,16 +306,9 @@ static int add_doc(builder *b, const char *source, const char *name, const char 
     d->anchors = n.anchors;
     d->n_anchors = n.n_anchors;
     n.anchors = NULL;
-    char msg[256] = "";
-    if (n.n_invalid)
-        snprintf(msg, sizeof msg, "%zu invalid UTF-8 bytes replaced by U+FFFD", n.n_invalid);
-    if (n.n_nul)
-        snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "%s%zu NUL bytes read as whitespace",
-                 msg[0] ? "; " : "", n.n_nul);
-    if (msg[0]) {
-        d->note = strdup(msg);
-        note(b, "%s: %s", source, msg);
-    }
+    memcpy(b->rbuf + b->rlen, text, len);
+    b->rlen += len;
+    b->rbuf[b->rlen++] = CS_TEXT_SEP;
     memcpy(b->buf + b->len, n.text, n.len);
     b->len += n.len;
     b->buf[b->len++] = CS_TEXT_SEP;
@@ -281,88 +327,138 @@ static int record_error(builder *b, const char *source, const char *msg, cs_err 
     return 0;
 }
 
-static int read_all(const char *path, char **data, size_t *len) {
+/* Files are read through zlib, so NAME.gz is read as NAME, transparently. */
+static int gz_fail(gzFile f, const char *path, cs_err *err) {
+    int zerr = 0;
+    const char *m = gzerror(f, &zerr);
+    if (zerr == Z_ERRNO) return cs_fail(err, CS_EIO, "%s: read error: %s", path, strerror(errno));
+    return cs_fail(err, CS_EFORMAT, "%s: cannot decompress: %s", path, m ? m : "corrupt data");
+}
+
+static int read_all(gzFile f, const char *path, char **data, size_t *len, cs_err *err) {
     *data = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
-    while (buf) {
-        if (n == cap) {
+    for (;;) {
+        if (buf && n == cap) {
             char *nb = cap > CS_TEXT_MAX_DOC ? NULL : realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
+            if (!nb) free(buf);
             buf = nb;
             cap *= 2;
         }
-        size_t k = fread(buf + n, 1, cap - n, f);
-        n += k;
+        if (!buf) return cs_fail(err, CS_ELIMIT, "%s: too large or out of memory", path);
+        unsigned want = cap - n > (1u << 30) ? (1u << 30) : (unsigned)(cap - n);
+        int k = gzread(f, buf + n, want);
+        if (k < 0) {
+            free(buf);
+            return gz_fail(f, path, err);
+        }
         if (k == 0) break;
-    }
-    int bad = !buf || ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        if (!errno) errno = ENOMEM;
-        return -1;
+        n += (size_t)k;
     }
     *data = buf;
     *len = n;
     return 0;
 }
 
-static int index_jsonl(builder *b, const char *path, cs_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "cannot open: %s", strerror(errno));
-        return record_error(b, path, msg, err);
+/* Lines of a gzFile, NUL bytes kept (gzgets would stop at one). */
+typedef struct {
+    gzFile f;
+    char buf[1 << 16];
+    size_t pos, len;
+    int eof, err;
+} gz_lines;
+
+/* One line into *line (grown as needed, NUL-terminated after it); its
+ * length, 0 at the end, -1 on a read error. */
+static ssize_t gz_getline(gz_lines *r, char **line, size_t *cap) {
+    size_t n = 0;
+    for (;;) {
+        if (r->pos == r->len) {
+            if (r->eof) return (ssize_t)n;
+            int k = gzread(r->f, r->buf, sizeof r->buf);
+            if (k < 0) return r->err = 1, -1;
+            if (k == 0) r->eof = 1;
+            r->pos = 0, r->len = (size_t)k;
+            continue;
+        }
+        const char *nl = memchr(r->buf + r->pos, '\n', r->len - r->pos);
+        size_t take = nl ? (size_t)(nl - (r->buf + r->pos)) + 1 : r->len - r->pos;
+        if (n + take + 1 > *cap) {
+            size_t c = *cap ? *cap : 4096;
+            while (c < n + take + 1) c *= 2;
+            char *t = realloc(*line, c);
+            if (!t) return -1;
+            *line = t, *cap = c;
+        }
+        memcpy(*line + n, r->buf + r->pos, take);
+        n += take, r->pos += take;
+        (*line)[n] = 0;
+        if (nl) return (ssize_t)n;
     }
+}
+
+/* cJSON ends a string at a decoded NUL, silently: a line whose JSON holds
+ * the escape \u0000 is refused instead. */
+int cs_text_json_has_nul(const char *line, size_t len) {
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (line[i] != '\\') continue;
+        if (line[i + 1] == 'u' && i + 6 <= len && !memcmp(line + i + 2, "0000", 4)) return 1;
+        i++; /* skip the escaped character */
+    }
+    return 0;
+}
+
+static int add_json_line(builder *b, const char *path, int64_t lineno, char *line, size_t k, cs_err *err) {
+    char source[4200];
+    snprintf(source, sizeof source, "%s:%lld", path, (long long)lineno);
+    if (cs_text_check(line, k) != (size_t)-1 || cs_text_json_has_nul(line, k))
+        return cs_fail(err, CS_EFORMAT, "%s: not UTF-8 text (%s); nothing indexed from it", source,
+                       cs_text_json_has_nul(line, k) ? "a \\u0000 escape" : "invalid UTF-8 or a NUL byte");
+    const char *field = b->opts && b->opts->field ? b->opts->field : "text";
+    cJSON *j = cJSON_ParseWithLength(line, k);
+    const cJSON *t = j ? cJSON_GetObjectItemCaseSensitive(j, field) : NULL;
+    if (!j || !cJSON_IsObject(j) || !cJSON_IsString(t)) {
+        char msg[200];
+        if (!j || !cJSON_IsObject(j)) snprintf(msg, sizeof msg, "not a JSON object (skipped)");
+        else snprintf(msg, sizeof msg, "no \"%.100s\" string (skipped)", field);
+        cJSON_Delete(j);
+        return record_error(b, source, msg, err); /* source is "path:LINE": the note names the line */
+    }
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
+    char idbuf[64];
+    const char *name = NULL;
+    if (cJSON_IsString(id)) name = id->valuestring;
+    else if (cJSON_IsNumber(id)) {
+        snprintf(idbuf, sizeof idbuf, "%.17g", id->valuedouble);
+        name = idbuf;
+    }
+    size_t tl = strlen(t->valuestring);
+    b->st->bytes_in += k - tl; /* the line; add_doc counts the text */
+    int rc = add_doc(b, source, name, t->valuestring, tl, err);
+    cJSON_Delete(j);
+    return rc;
+}
+
+static int index_jsonl(builder *b, gzFile f, const char *path, cs_err *err) {
+    gz_lines *r = calloc(1, sizeof *r);
+    if (!r) return cs_fail(err, CS_ENOMEM, "out of memory");
+    r->f = f;
     char *line = NULL;
     size_t cap = 0;
     ssize_t k;
     int64_t lineno = 0;
     int rc = 0;
-    size_t plen = strlen(path) + 32;
-    char *source = malloc(plen);
-    if (!source) rc = cs_fail(err, CS_ENOMEM, "out of memory");
-    while (!rc && (k = getline(&line, &cap, f)) >= 0) {
+    while (!rc && (k = gz_getline(r, &line, &cap)) > 0) {
         lineno++;
         cs_progress_add(b->prog, k);
-        size_t i = 0;
-        while (i < (size_t)k && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r' || line[i] == '\n')) i++;
-        if (i == (size_t)k) continue; /* blank line */
-        snprintf(source, plen, "%s:%lld", path, (long long)lineno);
-        cJSON *j = cJSON_ParseWithLength(line, (size_t)k);
-        const cJSON *t = j ? cJSON_GetObjectItemCaseSensitive(j, "text") : NULL;
-        if (!j || !cJSON_IsObject(j) || !cJSON_IsString(t)) {
-            /* source is "path:LINE", so the note names the line */
-            rc = record_error(b, source,
-                              !j || !cJSON_IsObject(j) ? "not a JSON object (skipped)" : "no \"text\" string (skipped)",
-                              err);
-            cJSON_Delete(j);
-            continue;
-        }
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
-        char idbuf[64], *name = NULL;
-        if (cJSON_IsString(id)) name = id->valuestring;
-        else if (cJSON_IsNumber(id)) {
-            snprintf(idbuf, sizeof idbuf, "%.17g", id->valuedouble);
-            name = idbuf;
-        }
-        b->st->bytes_in -= strlen(t->valuestring); /* counted by add_doc */
-        b->st->bytes_in += (uint64_t)k;
-        rc = add_doc(b, source, name, t->valuestring, strlen(t->valuestring), err);
-        cJSON_Delete(j);
+        if (strspn(line, " \t\r\n") == (size_t)k) continue; /* blank line */
+        rc = add_json_line(b, path, lineno, line, (size_t)k, err);
     }
-    if (!rc && ferror(f)) rc = cs_fail(err, CS_EIO, "%s: read error: %s", path, strerror(errno));
-    free(source);
+    if (!rc && k < 0) rc = r->err ? gz_fail(f, path, err) : cs_fail(err, CS_ENOMEM, "out of memory");
     free(line);
-    fclose(f);
+    free(r);
     return rc;
 }
 
@@ -371,19 +467,31 @@ static int ends_with(const char *s, const char *ext) {
     return n >= e && !strcasecmp(s + n - e, ext);
 }
 
+static int is_jsonl(const char *p) {
+    return ends_with(p, ".jsonl") || ends_with(p, ".jsonl.gz");
+}
+
 static int index_file(builder *b, const char *path, cs_err *err) {
-    if (ends_with(path, ".jsonl")) return index_jsonl(b, path, err);
-    char *data;
-    size_t len;
-    errno = 0;
-    if (read_all(path, &data, &len)) {
+    gzFile f = gzopen(path, "rb");
+    if (!f) {
         char msg[300];
-        snprintf(msg, sizeof msg, "cannot read: %s", errno == ENOMEM ? "too large or out of memory" : strerror(errno));
+        snprintf(msg, sizeof msg, "cannot open: %s", strerror(errno ? errno : ENOMEM));
         return record_error(b, path, msg, err);
     }
-    cs_progress_add(b->prog, (int64_t)len);
-    int rc = add_doc(b, path, path, data, len, err);
-    free(data);
+    gzbuffer(f, 1 << 18);
+    int rc;
+    if (is_jsonl(path)) rc = index_jsonl(b, f, path, err);
+    else {
+        char *data;
+        size_t len;
+        rc = read_all(f, path, &data, &len, err);
+        if (!rc) {
+            cs_progress_add(b->prog, (int64_t)len);
+            rc = add_doc(b, path, path, data, len, err);
+            free(data);
+        }
+    }
+    gzclose(f);
     return rc;
 }
 
@@ -424,7 +532,8 @@ static int walk(file_list *l, const char *dir, int depth, cs_err *err) {
                 snprintf(p, pl, "%s/%s", dir, nm);
                 struct stat st;
                 if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) rc = walk(l, p, depth + 1, err);
-                else if (ends_with(nm, ".txt") || ends_with(nm, ".md") || ends_with(nm, ".jsonl")) {
+                else if (ends_with(nm, ".txt") || ends_with(nm, ".md") || ends_with(nm, ".jsonl") ||
+                         ends_with(nm, ".txt.gz") || ends_with(nm, ".md.gz") || ends_with(nm, ".jsonl.gz")) {
                     if (list_push(l, p, stat(p, &st) == 0 ? (uint64_t)st.st_size : 0))
                         rc = cs_fail(err, CS_ENOMEM, "out of memory");
                 }
@@ -435,6 +544,29 @@ static int walk(file_list *l, const char *dir, int depth, cs_err *err) {
     }
     free(ents);
     return rc;
+}
+
+/* A path named twice (or inside a folder also named) is read once: each
+ * document's raw text is placed by its order in the shard. */
+static int cmp_pstr(const void *a, const void *b) {
+    const char *const *x = *(const char *const *const *)a, *const *y = *(const char *const *const *)b;
+    int c = strcmp(*x, *y);
+    return c ? c : (x < y ? -1 : x > y);
+}
+
+static void drop_duplicates(file_list *l) {
+    char ***v = malloc((l->n ? l->n : 1) * sizeof *v);
+    if (!v) return;
+    for (size_t i = 0; i < l->n; i++) v[i] = &l->v[i];
+    qsort(v, l->n, sizeof *v, cmp_pstr);
+    for (size_t i = 1; i < l->n; i++)
+        if (!strcmp(*v[i - 1], *v[i])) {
+            /* the later one (higher address) goes; cmp_pstr put it second */
+            free(*v[i]);
+            *v[i] = NULL;
+            v[i] = v[i - 1];
+        }
+    free(v);
 }
 
 int cs_text_index(cs_store *s, const char *const *paths, int n_paths, const cs_text_index_opts *opts,
@@ -454,14 +586,17 @@ int cs_text_index(cs_store *s, const char *const *paths, int n_paths, const cs_t
         else if (S_ISDIR(st.st_mode)) rc = walk(&files, paths[i], 0, err);
         else if (list_push(&files, paths[i], (uint64_t)st.st_size)) rc = cs_fail(err, CS_ENOMEM, "out of memory");
     }
+    if (!rc) drop_duplicates(&files);
     if (!rc) rc = cs_store_prepare(s, &b.exists, "SELECT 1 FROM text_docs WHERE source = ?", err);
     if (!rc && opts && opts->progress) b.prog = cs_progress_start("text index", (int64_t)files.bytes, "B");
-    for (size_t i = 0; i < files.n && !rc; i++) rc = index_file(&b, files.v[i], err);
+    for (size_t i = 0; i < files.n && !rc; i++)
+        if (files.v[i]) rc = index_file(&b, files.v[i], err);
     if (!rc) rc = flush(&b, err);
     cs_progress_end(b.prog);
     for (size_t i = 0; i < b.n_docs; i++) pending_free(&b.docs[i]);
     free(b.docs);
     free(b.buf);
+    free(b.rbuf);
     sqlite3_finalize(b.exists);
     for (size_t i = 0; i < files.n; i++) free(files.v[i]);
     free(files.v);
@@ -470,41 +605,82 @@ int cs_text_index(cs_store *s, const char *const *paths, int n_paths, const cs_t
 
 /* ---- the corpus, opened for search ---- */
 
+static int grow_docs(cs_text_shard *sh, size_t cap) {
+    uint64_t *a = realloc(sh->doc_start, cap * sizeof *a);
+    if (a) sh->doc_start = a;
+    uint64_t *l = a ? realloc(sh->doc_len, cap * sizeof *l) : NULL;
+    if (l) sh->doc_len = l;
+    uint64_t *ra = l ? realloc(sh->raw_start, cap * sizeof *ra) : NULL;
+    if (ra) sh->raw_start = ra;
+    uint64_t *rl = ra ? realloc(sh->raw_len, cap * sizeof *rl) : NULL;
+    if (rl) sh->raw_len = rl;
+    int64_t *d = rl ? realloc(sh->doc_id, cap * sizeof *d) : NULL;
+    if (d) sh->doc_id = d;
+    char **nm = d ? realloc(sh->name, cap * sizeof *nm) : NULL;
+    if (nm) sh->name = nm;
+    return nm ? 0 : -1;
+}
+
+/* The shard's documents in text order. The raw text holds them in the same
+ * order, each followed by the separator, so their raw starts add up. */
 static int load_docs(cs_store *s, cs_text_shard *sh, cs_err *err) {
     sqlite3_stmt *st;
     if (cs_store_prepare(s, &st,
-                         "SELECT id, start, norm_bytes FROM text_docs WHERE shard_id = ? AND status = 'ok' "
-                         "ORDER BY start",
+                         "SELECT id, start, norm_bytes, orig_bytes, coalesce(name, source) FROM text_docs "
+                         "WHERE shard_id = ? AND status = 'ok' ORDER BY start",
                          err))
         return -1;
     sqlite3_bind_int64(st, 1, sh->id);
     size_t cap = 0;
+    uint64_t raw = 0;
     int rc = 0, r;
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        if (sh->n_docs == cap) {
-            cap = cap ? cap * 2 : 256;
-            uint64_t *a = realloc(sh->doc_start, cap * sizeof *a), *l = a ? realloc(sh->doc_len, cap * sizeof *l) : NULL;
-            if (a) sh->doc_start = a;
-            if (l) sh->doc_len = l;
-            int64_t *d = l ? realloc(sh->doc_id, cap * sizeof *d) : NULL;
-            if (d) sh->doc_id = d;
-            if (!d) {
-                rc = cs_fail(err, CS_ENOMEM, "out of memory");
-                break;
-            }
+        if (sh->n_docs == cap && grow_docs(sh, cap = cap ? cap * 2 : 256)) {
+            rc = cs_fail(err, CS_ENOMEM, "out of memory");
+            break;
         }
-        sh->doc_id[sh->n_docs] = sqlite3_column_int64(st, 0);
-        sh->doc_start[sh->n_docs] = (uint64_t)sqlite3_column_int64(st, 1);
-        sh->doc_len[sh->n_docs] = (uint64_t)sqlite3_column_int64(st, 2);
-        if (sh->doc_start[sh->n_docs] + sh->doc_len[sh->n_docs] > sh->sa.n) {
-            rc = cs_fail(err, CS_EFORMAT, "%s: document %lld lies outside shard %lld", cs_store_path(s),
-                         (long long)sh->doc_id[sh->n_docs], (long long)sh->id);
+        uint64_t i = sh->n_docs;
+        sh->doc_id[i] = sqlite3_column_int64(st, 0);
+        sh->doc_start[i] = (uint64_t)sqlite3_column_int64(st, 1);
+        sh->doc_len[i] = (uint64_t)sqlite3_column_int64(st, 2);
+        sh->raw_start[i] = raw;
+        sh->raw_len[i] = (uint64_t)sqlite3_column_int64(st, 3);
+        raw += sh->raw_len[i] + 1;
+        sh->name[i] = strdup((const char *)sqlite3_column_text(st, 4));
+        if (!sh->name[i]) {
+            rc = cs_fail(err, CS_ENOMEM, "out of memory");
             break;
         }
         sh->n_docs++;
+        if (sh->doc_start[i] + sh->doc_len[i] > sh->sa.n || raw > sh->raw.n) {
+            rc = cs_fail(err, CS_EFORMAT, "%s: document %lld lies outside shard %lld (re-index the text)",
+                         cs_store_path(s), (long long)sh->doc_id[i], (long long)sh->id);
+            break;
+        }
     }
     if (!rc && r != SQLITE_DONE) rc = cs_store_fail(s, err, "read text_docs");
+    if (!rc && raw != sh->raw.n)
+        rc = cs_fail(err, CS_EFORMAT, "%s: shard %lld: raw text does not match its documents (re-index the text)",
+                     cs_store_path(s), (long long)sh->id);
     sqlite3_finalize(st);
+    return rc;
+}
+
+/* The raw text files of shard id: text-ID.raw, text-ID.rsa. */
+static int open_raw(cs_store *s, cs_text_shard *sh, cs_err *err) {
+    char rn[64], rsn[64];
+    snprintf(rn, sizeof rn, "text-%lld.raw", (long long)sh->id);
+    snprintf(rsn, sizeof rsn, "text-%lld.rsa", (long long)sh->id);
+    char *rp = cs_store_sidecar(s, rn), *rsp = cs_store_sidecar(s, rsn);
+    int rc;
+    struct stat st;
+    if (!rp || !rsp) rc = cs_fail(err, CS_ENOMEM, "out of memory");
+    else if (stat(rp, &st))
+        rc = cs_fail(err, CS_EFORMAT, "%s: shard %lld has no raw text (indexed by an older copyscope: re-index)", rp,
+                     (long long)sh->id);
+    else rc = cs_text_sa_open(&sh->raw, rp, rsp, err);
+    free(rp);
+    free(rsp);
     return rc;
 }
 
@@ -535,7 +711,8 @@ int cs_text_corpus_open(cs_text_corpus *c, cs_store *s, cs_err *err) {
         if (rc) break;
         c->n_shards++;
         c->bytes += sh->sa.n;
-        rc = load_docs(s, sh, err);
+        rc = open_raw(s, sh, err);
+        if (!rc) rc = load_docs(s, sh, err);
     }
     sqlite3_finalize(st);
     if (rc) cs_text_corpus_close(c);
@@ -545,6 +722,11 @@ int cs_text_corpus_open(cs_text_corpus *c, cs_store *s, cs_err *err) {
 void cs_text_corpus_close(cs_text_corpus *c) {
     for (int i = 0; i < c->n_shards; i++) {
         cs_text_sa_close(&c->shards[i].sa);
+        cs_text_sa_close(&c->shards[i].raw);
+        for (uint64_t k = 0; k < c->shards[i].n_docs; k++) free(c->shards[i].name[k]);
+        free(c->shards[i].name);
+        free(c->shards[i].raw_start);
+        free(c->shards[i].raw_len);
         free(c->shards[i].doc_start);
         free(c->shards[i].doc_len);
         free(c->shards[i].doc_id);
@@ -611,4 +793,27 @@ int cs_text_doc_anchors(cs_store *s, int64_t doc_id, cs_text_anchor **a, size_t 
     }
     sqlite3_finalize(st);
     return rc;
+}
+
+int64_t cs_text_shard_raw_doc(const cs_text_shard *sh, uint64_t pos) {
+    uint64_t lo = 0, hi = sh->n_docs; /* first raw start > pos */
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (sh->raw_start[mid] <= pos) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo == 0) return -1;
+    uint64_t i = lo - 1;
+    return pos < sh->raw_start[i] + sh->raw_len[i] ? (int64_t)i : -1;
+}
+
+int cs_text_corpus_find_name(const cs_text_corpus *c, const char *name, int *shard, uint64_t *index) {
+    for (int s = 0; s < c->n_shards; s++)
+        for (uint64_t i = 0; i < c->shards[s].n_docs; i++)
+            if (!strcmp(c->shards[s].name[i], name)) {
+                *shard = s;
+                *index = i;
+                return 0;
+            }
+    return -1;
 }

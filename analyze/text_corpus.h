@@ -18,12 +18,13 @@
 #include "core/store.h"
 
 typedef struct {
-    uint64_t shard_bytes; /* most normalised bytes per shard; 0 = 1 GiB (building needs 5x in memory) */
+    uint64_t shard_bytes; /* most bytes (raw, and normalised) per shard; 0 = 1 GiB (building needs ~10x in memory) */
     /* Warnings that do not stop the run (invalid UTF-8, empty document,
      * broken JSONL line with its number): one line each, "<source>: <what>". */
     void (*note)(void *ctx, const char *msg);
     void *note_ctx;
     int progress; /* show a progress line (core/progress.h) */
+    const char *field; /* JSONL: the text field (NULL = "text") */
 } cs_text_index_opts;
 
 typedef struct {
@@ -32,10 +33,13 @@ typedef struct {
     uint64_t bytes_in, bytes_norm, suffixes;
 } cs_text_index_stats;
 
-/* Indexes every path (folder: its .txt/.md/.jsonl files, recursively, in
- * name order; a .jsonl file: one document per line; any other file: one
- * document). Fails only on I/O, store or memory errors; bad documents are
- * recorded (status empty/error) and reported through opts->note. */
+/* Indexes every path (folder: its .txt/.md/.jsonl files and their .gz forms,
+ * recursively, in name order; a .jsonl file: one document per line; any
+ * other file: one document; gzip is read transparently). Fails on I/O, store
+ * or memory errors, and on input that is not UTF-8 text (invalid UTF-8, a
+ * NUL byte, a \u0000 escape, a corrupt .gz): the error names the file (and
+ * line). Empty documents and broken JSONL lines are recorded (status
+ * empty/error) and reported through opts->note. */
 int cs_text_index(cs_store *s, const char *const *paths, int n_paths, const cs_text_index_opts *opts,
                   cs_text_index_stats *stats, cs_err *err);
 
@@ -48,6 +52,9 @@ typedef struct {
     uint64_t *doc_start; /* offsets in sa.text, increasing */
     uint64_t *doc_len;   /* normalised bytes (without the separator) */
     int64_t *doc_id;     /* text_docs.id */
+    char **name;         /* text_docs.name (JSONL id, else the path) */
+    cs_text_sa raw;      /* the raw text (documents as read, 0xFF after each), every code point */
+    uint64_t *raw_start, *raw_len; /* each document in raw.text */
 } cs_text_shard;
 
 typedef struct {
@@ -63,6 +70,15 @@ void cs_text_corpus_close(cs_text_corpus *c);
 /* The document holding text offset pos of shard sh: index into its arrays,
  * or -1 (a separator or a damaged offset). */
 int64_t cs_text_shard_doc(const cs_text_shard *sh, uint64_t pos);
+
+/* The document holding raw offset pos of shard sh (index), or -1. */
+int64_t cs_text_shard_raw_doc(const cs_text_shard *sh, uint64_t pos);
+
+/* Finds a document by name (the first indexed with it); -1 if none. */
+int cs_text_corpus_find_name(const cs_text_corpus *c, const char *name, int *shard, uint64_t *index);
+
+/* 1 if a JSONL line holds the escape \u0000 (cJSON would cut the string). */
+int cs_text_json_has_nul(const char *line, size_t len);
 
 /* Finds a document by text_docs.id: *shard, *index; -1 if not indexed. */
 int cs_text_corpus_find_doc(const cs_text_corpus *c, int64_t doc_id, int *shard, uint64_t *index);

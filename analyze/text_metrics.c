@@ -6,6 +6,8 @@
 #include <string.h>
 #include <utf8proc.h>
 
+#include "analyze/text_norm.h"
+
 int cs_text_words(const char *s, size_t len, cs_text_word **w, size_t *n, cs_err *err) {
     *w = NULL;
     *n = 0;
@@ -154,5 +156,89 @@ int cs_text_edit_sim(const char *a, size_t alen, const char *b, size_t blen, dou
     size_t mx = na > nb ? na : nb;
     *sim = 1.0 - (double)row[nb] / (double)mx;
     free(x), free(y), free(row);
+    return 0;
+}
+
+/* ---- raw text: words split on White_Space ---- */
+
+/* Next word of s at or after *i: [*ws, *we); 0 when none. */
+static int next_ws_word(const char *s, size_t len, size_t *i, size_t *ws, size_t *we) {
+    const uint8_t *u = (const uint8_t *)s;
+    int32_t cp;
+    while (*i < len) {
+        size_t l = cs_text_decode(u + *i, len - *i, &cp);
+        if (!cs_text_is_ws(cp)) break;
+        *i += l;
+    }
+    if (*i >= len) return 0;
+    *ws = *i;
+    while (*i < len) {
+        size_t l = cs_text_decode(u + *i, len - *i, &cp);
+        if (cs_text_is_ws(cp)) break;
+        *i += l;
+    }
+    *we = *i;
+    return 1;
+}
+
+size_t cs_text_ws_count(const char *s, size_t len) {
+    size_t i = 0, a, b, n = 0;
+    while (next_ws_word(s, len, &i, &a, &b)) n++;
+    return n;
+}
+
+int cs_text_ws_words(const char *s, size_t len, cs_text_word **w, size_t *n, cs_err *err) {
+    *w = NULL;
+    *n = cs_text_ws_count(s, len);
+    if (!*n) return 0;
+    cs_text_word *v = malloc(*n * sizeof *v);
+    if (!v) return cs_fail(err, CS_ENOMEM, "out of memory");
+    size_t i = 0, a, b, k = 0;
+    while (next_ws_word(s, len, &i, &a, &b)) v[k++] = (cs_text_word){a, b - a};
+    *w = v;
+    return 0;
+}
+
+int cs_text_ws_exact_prefix(const char *a, size_t alen, const char *b, size_t blen, size_t *n, cs_err *err) {
+    (void)err;
+    size_t i = 0, j = 0, x0, x1, y0, y1;
+    *n = 0;
+    while (next_ws_word(a, alen, &i, &x0, &x1) && next_ws_word(b, blen, &j, &y0, &y1)) {
+        if (x1 - x0 != y1 - y0 || memcmp(a + x0, b + y0, x1 - x0)) break;
+        (*n)++;
+    }
+    return 0;
+}
+
+int cs_text_ws_rouge_l(const char *cand, size_t clen, const char *ref, size_t rlen, double *f1, cs_err *err) {
+    cs_text_word *cw, *rw;
+    size_t nc, nr;
+    *f1 = 0;
+    if (cs_text_ws_words(cand, clen, &cw, &nc, err)) return -1;
+    if (cs_text_ws_words(ref, rlen, &rw, &nr, err)) {
+        free(cw);
+        return -1;
+    }
+    if (!nc || !nr) {
+        *f1 = (!nc && !nr) ? 1.0 : 0.0;
+        free(cw), free(rw);
+        return 0;
+    }
+    uint32_t *prev = calloc(nr + 1, sizeof *prev), *cur = calloc(nr + 1, sizeof *cur);
+    if (!prev || !cur) {
+        free(prev), free(cur), free(cw), free(rw);
+        return cs_fail(err, CS_ENOMEM, "out of memory");
+    }
+    for (size_t i = 1; i <= nc; i++) {
+        for (size_t j = 1; j <= nr; j++) {
+            if (word_eq(cand, cw[i - 1], ref, rw[j - 1])) cur[j] = prev[j - 1] + 1;
+            else cur[j] = prev[j] > cur[j - 1] ? prev[j] : cur[j - 1];
+        }
+        uint32_t *t = prev;
+        prev = cur;
+        cur = t;
+    }
+    *f1 = 2.0 * prev[nr] / (double)(nc + nr);
+    free(prev), free(cur), free(cw), free(rw);
     return 0;
 }

@@ -27,4 +27,12 @@ size_t cs_text_exact_prefix(const char *a, size_t alen, const char *b, size_t bl
 int cs_text_rouge_l(const char *cand, size_t clen, const char *ref, size_t rlen, double *f1, cs_err *err);
 int cs_text_edit_sim(const char *a, size_t alen, const char *b, size_t blen, double *sim, cs_err *err);
 
+/* The same figures on raw text (the exact figures of issue 14): a word is a
+ * maximal run of code points outside Unicode White_Space (text_norm.h), no
+ * other normalisation. ROUGE-L F1 = 2 LCS / (#cand words + #ref words). */
+int cs_text_ws_words(const char *s, size_t len, cs_text_word **w, size_t *n, cs_err *err);
+size_t cs_text_ws_count(const char *s, size_t len);
+int cs_text_ws_exact_prefix(const char *a, size_t alen, const char *b, size_t blen, size_t *n, cs_err *err);
+int cs_text_ws_rouge_l(const char *cand, size_t clen, const char *ref, size_t rlen, double *f1, cs_err *err);
+
 #endif

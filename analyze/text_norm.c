@@ -52,7 +52,7 @@ static int anchor(normer *w, size_t np, size_t op) {
 
 /* Decodes one code point at s[0..len): returns its byte length (>= 1) and
  * sets *cp; an invalid sequence gives length 1 and cp = -1. */
-static size_t decode(const uint8_t *s, size_t len, int32_t *cp) {
+size_t cs_text_decode(const uint8_t *s, size_t len, int32_t *cp) {
     if (s[0] < 0x80) {
         *cp = s[0];
         return 1;
@@ -67,12 +67,9 @@ static size_t decode(const uint8_t *s, size_t len, int32_t *cp) {
     return (size_t)k;
 }
 
+/* White_Space, and NUL (read as space in the normal form). */
 static int is_space(int32_t cp) {
-    if (cp < 0) return 0;
-    if (cp < 0x80) return cp == ' ' || (cp >= 9 && cp <= 13) || cp == 0;
-    if (cp == 0x85) return 1;
-    utf8proc_category_t c = utf8proc_category(cp);
-    return c == UTF8PROC_CATEGORY_ZS || c == UTF8PROC_CATEGORY_ZL || c == UTF8PROC_CATEGORY_ZP;
+    return cp == 0 || (cp > 0 && cs_text_is_ws(cp));
 }
 
 /* Appends the word s[ws..we) (no spaces inside) in NFC, invalid bytes replaced. */
@@ -87,7 +84,7 @@ static int put_word(normer *w, const uint8_t *s, size_t ws, size_t we, int ascii
     if (!tmp) return -1;
     for (size_t i = ws; i < we;) {
         int32_t cp;
-        size_t l = decode(s + i, we - i, &cp);
+        size_t l = cs_text_decode(s + i, we - i, &cp);
         if (cp < 0) {
             memcpy(tmp + k, "\xEF\xBF\xBD", 3);
             k += 3;
@@ -122,7 +119,7 @@ int cs_text_normalize(cs_text_norm *out, const char *buf, size_t len, cs_err *er
         int32_t cp = 0;
         size_t l = 0;
         while (i < len) {
-            l = decode(s + i, len - i, &cp);
+            l = cs_text_decode(s + i, len - i, &cp);
             if (!is_space(cp)) break;
             if (cp == 0) out->n_nul++;
             i += l;
@@ -135,7 +132,7 @@ int cs_text_normalize(cs_text_norm *out, const char *buf, size_t len, cs_err *er
         size_t ws = i;
         int ascii = 1;
         while (i < len) {
-            l = decode(s + i, len - i, &cp);
+            l = cs_text_decode(s + i, len - i, &cp);
             if (is_space(cp)) break;
             if (cp < 0 || cp >= 0x80) ascii = 0;
             i += l;
@@ -171,4 +168,26 @@ size_t cs_text_nchars(const char *s, size_t len) {
     size_t n = 0;
     for (size_t i = 0; i < len; i++) n += ((uint8_t)s[i] & 0xC0) != 0x80;
     return n;
+}
+
+int cs_text_is_ws(int32_t cp) {
+    if (cp < 0x80) return cp == ' ' || (cp >= 9 && cp <= 13);
+    if (cp < 0x1680) return cp == 0x85 || cp == 0xA0;
+    return cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+           cp == 0x205F || cp == 0x3000;
+}
+
+size_t cs_text_check(const char *buf, size_t len) {
+    const uint8_t *s = (const uint8_t *)buf;
+    for (size_t i = 0; i < len;) {
+        if (s[i] >= 1 && s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        int32_t cp;
+        size_t l = cs_text_decode(s + i, len - i, &cp);
+        if (cp <= 0) return i;
+        i += l;
+    }
+    return (size_t)-1;
 }

@@ -49,4 +49,18 @@ uint64_t cs_text_orig_offset(const cs_text_anchor *a, size_t n, uint64_t p);
 /* Number of characters (code points) in s[0..len). */
 size_t cs_text_nchars(const char *s, size_t len);
 
+/* Unicode White_Space (U+0009..000D, 0020, 0085, 00A0, 1680, 2000..200A,
+ * 2028, 2029, 202F, 205F, 3000): what separates words in the exact figures.
+ * The normal form above also reads NUL as space; exact text never holds NUL
+ * (corpus and completions with one are rejected). */
+int cs_text_is_ws(int32_t cp);
+
+/* Decodes the code point at s[0..len) (len >= 1): its byte length; *cp = -1
+ * for an invalid sequence (length 1). */
+size_t cs_text_decode(const uint8_t *s, size_t len, int32_t *cp);
+
+/* Offset of the first byte of buf that is not UTF-8 text (an invalid
+ * sequence, or NUL), or (size_t)-1 when it is all text. */
+size_t cs_text_check(const char *buf, size_t len);
+
 #endif

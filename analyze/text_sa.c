@@ -35,8 +35,29 @@ static int write_file(const char *path, const void *data, size_t len, cs_err *er
     return 0;
 }
 
-int cs_text_sa_build(const uint8_t *text, uint64_t n, const char *text_path, const char *sa_path,
-                     uint64_t *n_sa, cs_err *err) {
+/* Which suffixes a shard keeps: word starts (the normalised text), or every
+ * code point start but the separators (the raw text: the suffixes starting
+ * with a UTF-8 continuation byte or 0xFF are two blocks of the sorted
+ * array, cut without reading the text at random). */
+static int keep_word(const uint8_t *text, uint32_t p) {
+    uint8_t c = text[p];
+    if (c == ' ' || c == CS_TEXT_SEP) return 0;
+    return p == 0 || text[p - 1] == ' ' || text[p - 1] == CS_TEXT_SEP;
+}
+
+/* The first row of the sorted suffixes whose first byte is >= c. */
+static uint64_t first_with(const uint8_t *text, const saidx_t *sa, uint64_t n, uint8_t c) {
+    uint64_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (text[sa[mid]] < c) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static int sa_build(const uint8_t *text, uint64_t n, const char *text_path, const char *sa_path, int chars,
+                    uint64_t *n_sa, cs_err *err) {
     *n_sa = 0;
     if (n > CS_TEXT_MAX_SHARD) return cs_fail(err, CS_ELIMIT, "%s: shard of %llu bytes exceeds 2 GiB", text_path,
                                               (unsigned long long)n);
@@ -47,21 +68,35 @@ int cs_text_sa_build(const uint8_t *text, uint64_t n, const char *text_path, con
         free(sa);
         return cs_fail(err, CS_EINTERNAL, "%s: divsufsort failed", sa_path);
     }
-    /* Keep the suffixes that start a word, in place; the order is kept. */
+    /* Keep the wanted suffixes, in place; the order is kept. */
     uint32_t *out = (uint32_t *)sa;
     uint64_t k = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        if (i + 32 < n) __builtin_prefetch(text + sa[i + 32] - (sa[i + 32] > 0)); /* random reads: hide latency */
-        uint32_t p = (uint32_t)sa[i];
-        uint8_t c = text[p];
-        if (c == ' ' || c == CS_TEXT_SEP) continue;
-        if (p == 0 || text[p - 1] == ' ' || text[p - 1] == CS_TEXT_SEP) out[k++] = p;
-    }
+    if (chars) { /* suffixes are sorted by first byte: drop the 0x80..0xBF and 0xFF blocks */
+        uint64_t a = first_with(text, sa, n, 0x80), b = first_with(text, sa, n, 0xC0);
+        uint64_t f = first_with(text, sa, n, CS_TEXT_SEP);
+        memmove(out + a, out + b, (f - b) * sizeof *out);
+        k = a + (f - b);
+    } else
+        for (uint64_t i = 0; i < n; i++) {
+            if (i + 32 < n) __builtin_prefetch(text + sa[i + 32] - (sa[i + 32] > 0)); /* random reads: hide latency */
+            uint32_t p = (uint32_t)sa[i];
+            if (keep_word(text, p)) out[k++] = p;
+        }
     int rc = write_file(text_path, text, n, err);
     if (!rc) rc = write_file(sa_path, out, k * sizeof *out, err);
     free(sa);
     if (!rc) *n_sa = k;
     return rc;
+}
+
+int cs_text_sa_build(const uint8_t *text, uint64_t n, const char *text_path, const char *sa_path,
+                     uint64_t *n_sa, cs_err *err) {
+    return sa_build(text, n, text_path, sa_path, 0, n_sa, err);
+}
+
+int cs_text_sa_build_chars(const uint8_t *text, uint64_t n, const char *text_path, const char *sa_path,
+                           uint64_t *n_sa, cs_err *err) {
+    return sa_build(text, n, text_path, sa_path, 1, n_sa, err);
 }
 
 static int map_file(const char *path, void **map, size_t *len, cs_err *err) {
@@ -75,7 +110,9 @@ static int map_file(const char *path, void **map, size_t *len, cs_err *err) {
         return cs_fail(err, CS_EIO, "%s: cannot stat: %s", path, strerror(errno));
     }
     if (st.st_size > 0) {
-        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        /* populated: a query touches pages at random, and a fault per page
+         * cost more than the search itself on a fresh mapping */
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
         if (m == MAP_FAILED) {
             close(fd);
             return cs_fail(err, CS_EIO, "%s: cannot map: %s", path, strerror(errno));

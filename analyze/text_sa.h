@@ -1,5 +1,7 @@
 /* text_sa.h — one shard of the text corpus: its normalised text and a
- * word-aligned suffix array, both memory-mapped from files beside the db.
+ * word-aligned suffix array, both memory-mapped from files beside the db;
+ * and its raw text with a suffix array over every code point (the exact
+ * figures, text_exact.h).
  *
  * Layout: text = doc_0 0xFF doc_1 0xFF ... doc_k 0xFF (normalised UTF-8 never
  * holds 0xFF, so no pattern can match across a separator). The suffix array
@@ -34,6 +36,11 @@ typedef struct {
  * the number of suffixes. */
 int cs_text_sa_build(const uint8_t *text, uint64_t n, const char *text_path, const char *sa_path,
                      uint64_t *n_sa, cs_err *err);
+
+/* The same over every code point start (not the separators): the raw
+ * text's suffix array, for spans that start anywhere. */
+int cs_text_sa_build_chars(const uint8_t *text, uint64_t n, const char *text_path, const char *sa_path,
+                           uint64_t *n_sa, cs_err *err);
 
 /* Maps a shard's files. Close with cs_text_sa_close. */
 int cs_text_sa_open(cs_text_sa *sa, const char *text_path, const char *sa_path, cs_err *err);

@@ -4,23 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Longest match of q[j..m) over all shards; ties go to the first shard. */
-static uint64_t best_match(const cs_text_corpus *c, const uint8_t *q, size_t m, size_t j, int *shard,
-                           uint64_t *pos) {
-    uint64_t best = 0;
-    *shard = -1;
-    for (int s = 0; s < c->n_shards; s++) {
-        uint64_t p;
-        uint64_t l = cs_text_sa_longest(&c->shards[s].sa, q + j, m - j, &p);
-        if (l > best) {
-            best = l;
-            *shard = s;
-            *pos = p;
-        }
-    }
-    return best;
-}
-
 /* Cuts q[j..j+l) back to its last whole word: the end e must be the end of
  * the completion or followed by ' '. Returns the new length (0: no word). */
 static uint64_t whole_words(const uint8_t *q, size_t m, size_t j, uint64_t l) {
@@ -30,6 +13,56 @@ static uint64_t whole_words(const uint8_t *q, size_t m, size_t j, uint64_t l) {
     }
     while (e > j && q[e - 1] == ' ') e--;     /* and the space before it */
     return e - j;
+}
+
+/* Is p[0..l) followed by ' ' or the separator somewhere in sa? *pos: one. */
+static int occurs_as_words(const cs_text_sa *sa, const uint8_t *p, uint64_t l, uint64_t *pos) {
+    uint8_t *t = malloc(l + 1);
+    if (!t) return 0; /* only costs a word of the span */
+    memcpy(t, p, l);
+    int found = 0;
+    for (int k = 0; k < 2 && !found; k++) {
+        t[l] = k ? CS_TEXT_SEP : ' ';
+        uint64_t lo, hi;
+        cs_text_sa_range(sa, t, l + 1, &lo, &hi);
+        if (lo < hi) {
+            *pos = sa->sa[lo];
+            found = 1;
+        }
+    }
+    free(t);
+    return found;
+}
+
+/* Longest run of whole words of q[j..m) that is a run of whole words in sa
+ * (words match whole on both sides: "a" never matches the start of "an"). */
+static uint64_t word_match(const cs_text_sa *sa, const uint8_t *q, size_t m, size_t j, uint64_t *pos) {
+    uint64_t p = 0;
+    uint64_t l = cs_text_sa_longest(sa, q + j, m - j, &p);
+    uint64_t e = whole_words(q, m, j, l);
+    *pos = p;
+    if (e == 0 || e < l) return e; /* e < l: the space after it matched too */
+    if (p + e >= sa->n || sa->text[p + e] == ' ' || sa->text[p + e] == CS_TEXT_SEP) return e;
+    if (occurs_as_words(sa, q + j, e, pos)) return e;
+    *pos = p; /* drop the last word: the space before it matched */
+    return e > 0 ? whole_words(q, m, j, e - 1) : 0;
+}
+
+/* Longest whole-word match of q[j..m) over all shards; ties go to the first. */
+static uint64_t best_match(const cs_text_corpus *c, const uint8_t *q, size_t m, size_t j, int *shard,
+                           uint64_t *pos) {
+    uint64_t best = 0;
+    *shard = -1;
+    for (int s = 0; s < c->n_shards; s++) {
+        uint64_t p;
+        uint64_t l = word_match(&c->shards[s].sa, q, m, j, &p);
+        if (l > best) {
+            best = l;
+            *shard = s;
+            *pos = p;
+        }
+    }
+    return best;
 }
 
 static uint64_t count_words(const uint8_t *q, uint64_t a, uint64_t b) {
@@ -53,9 +86,7 @@ int cs_text_spans(const cs_text_corpus *c, const char *qs, size_t m, int min_wor
         int s;
         uint64_t pos = 0;
         uint64_t l = best_match(c, q, m, j, &s, &pos);
-        if (s < 0) continue;
-        l = whole_words(q, m, j, l);
-        if (l == 0) continue;
+        if (s < 0 || l == 0) continue;
         const cs_text_shard *sh = &c->shards[s];
         int64_t d = cs_text_shard_doc(sh, pos);
         if (d < 0) continue; /* text not owned by a document (never for a sound index) */
@@ -71,7 +102,8 @@ int cs_text_spans(const cs_text_corpus *c, const char *qs, size_t m, int min_wor
             .doc_start = ds,
             .doc_end = ds + l,
         };
-        if (sp.chars > longest->chars) *longest = sp;
+        /* the longest run of words (not the most characters: issue 14) */
+        if (sp.words > longest->words || (sp.words == longest->words && sp.chars > longest->chars)) *longest = sp;
         if (sp.q_end <= reach) continue; /* inside an earlier span */
         reach = sp.q_end;
         if ((int64_t)sp.words < min_words) continue;

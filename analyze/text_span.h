@@ -25,7 +25,8 @@ typedef struct {
     uint64_t doc_start, doc_end; /* normalised byte offsets in the document */
 } cs_text_span;
 
-/* Finds the longest span (*longest; words = 0 when there is none) and every
+/* Finds the longest span (*longest: the most words, then the most
+ * characters; words = 0 when there is none) and every
  * maximal span of at least min_words words (*spans, caller frees, in
  * completion order). q[0..m) must be normalised (text_norm.h). */
 int cs_text_spans(const cs_text_corpus *c, const char *q, size_t m, int min_words, cs_text_span *longest,

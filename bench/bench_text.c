@@ -1,5 +1,6 @@
-/* bench_text — the text audit at scale: index build speed, index size, peak
- * memory while building, and longest-span query latency per 1 KB completion,
+/* bench_text — the text audit at scale: index build speed (beside
+ * libdivsufsort alone), index size, peak memory while building, and the
+ * exact figures' query latency per 1 KB completion (beside brute force),
  * on a synthetic corpus this bench writes (Zipf-distributed words in
  * sentences, 100 KB documents). Each figure is printed beside its anchor or
  * target, as a ratio.
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "analyze/text_corpus.h"
+#include "analyze/text_exact.h"
 #include "analyze/text_norm.h"
 #include "analyze/text_span.h"
 
@@ -164,12 +166,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", e.msg);
         return 1;
     }
-    /* anchor: divsufsort alone on (up to) 256 MB of the same text */
-    uint64_t an = c.shards[0].sa.n < (256u << 20) ? c.shards[0].sa.n : (256u << 20);
+    /* anchor: divsufsort alone, one thread, on (up to) 256 MB of the same raw text */
+    uint64_t an = c.shards[0].raw.n < (256u << 20) ? c.shards[0].raw.n : (256u << 20);
     int32_t *sa = malloc(an * sizeof *sa);
     t0 = now_s();
     c0 = cpu_s();
-    divsufsort(c.shards[0].sa.text, sa, (int32_t)an);
+    divsufsort(c.shards[0].raw.text, sa, (int32_t)an);
     double ta = now_s() - t0, ca = cpu_s() - c0;
     free(sa);
     double build = st.bytes_in / 1e6 / tb, anchor_build = an / 1e6 / ta;
@@ -189,9 +191,11 @@ int main(int argc, char **argv) {
     cs_store_prepare(s, &q, "SELECT sum(words) FROM text_docs", &e);
     if (q && sqlite3_step(q) == SQLITE_ROW) words = (uint64_t)sqlite3_column_int64(q, 0);
     sqlite3_finalize(q);
-    for (int i = 0; i < c.n_shards; i++) disk += c.shards[i].sa.tlen + c.shards[i].sa.slen;
+    for (int i = 0; i < c.n_shards; i++)
+        disk += c.shards[i].sa.tlen + c.shards[i].sa.slen + c.shards[i].raw.tlen + c.shards[i].raw.slen;
     double bpb = (double)disk / (double)st.bytes_in, bpw = (double)disk / (double)words;
-    printf("index size: %.2f bytes per input byte (text + suffix array + offset maps)   target <= 6   ratio %.2fx\n",
+    printf("index size: %.2f bytes per input byte (raw text + its suffix array, normal form + word suffix array, "
+           "offset maps)   target <= 6   ratio %.2fx\n",
            bpb, bpb / 6.0);
     printf("index size: %.2f bytes per word   anchor infini-gram 7 bytes per token   ratio %.2fx "
            "(per byte: infini-gram ~1.75 at ~4 bytes/token, ratio %.2fx)\n",
@@ -205,17 +209,18 @@ int main(int argc, char **argv) {
      *    corpus with an edit every ~40 words, half freshly generated */
     int nq = 200;
     double *lat = malloc(2 * (size_t)nq * sizeof *lat), *clat = malloc(2 * (size_t)nq * sizeof *clat);
-    char comp[2048];
-    uint64_t longest_sum[2] = {0, 0};
+    char comp[2048], first_comp[2][2048];
+    uint64_t longest_sum[2] = {0, 0}, longest_chars0[2] = {0, 0};
+    size_t first_len[2] = {0, 0};
     for (int kind = 0; kind < 2; kind++) {
         for (int i = 0; i < nq; i++) {
             size_t k;
             if (kind == 0) {
                 const cs_text_shard *sh = &c.shards[rnd() % (uint64_t)c.n_shards];
-                uint64_t d = rnd() % sh->n_docs, len = sh->doc_len[d];
+                uint64_t d = rnd() % sh->n_docs, len = sh->raw_len[d];
                 uint64_t off = len > 1100 ? rnd() % (len - 1100) : 0;
                 k = len < 1024 ? len : 1024;
-                memcpy(comp, sh->sa.text + sh->doc_start[d] + off, k);
+                memcpy(comp, sh->raw.text + sh->raw_start[d] + off, k);
                 for (size_t j = 200; j + 10 < k; j += 230) comp[j] = 'Q'; /* edits */
             } else {
                 char tmp[4096];
@@ -228,12 +233,15 @@ int main(int argc, char **argv) {
             double q0 = now_s();
             cs_text_norm n;
             cs_text_span lg, *spans;
+            cs_text_chars ch;
             size_t ns;
-            if (cs_text_normalize(&n, comp, k, &e) ||
+            if (cs_text_longest_chars(&c, comp, k, -1, 0, &ch, &e) || cs_text_normalize(&n, comp, k, &e) ||
                 cs_text_spans(&c, n.text, n.len, 10, &lg, &spans, &ns, &e)) {
                 fprintf(stderr, "%s\n", e.msg);
                 return 1;
             }
+            if (i == 0) longest_chars0[kind] = ch.chars, memcpy(first_comp[kind], comp, k), first_len[kind] = k;
+            cs_text_chars_free(&ch);
             lat[kind * nq + i] = (now_s() - q0) * 1e3 * 1024.0 / (double)k;
             clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a1);
             clat[kind * nq + i] = ((double)(a1.tv_sec - a0.tv_sec) * 1e3 + (double)(a1.tv_nsec - a0.tv_nsec) * 1e-6) *
@@ -242,6 +250,28 @@ int main(int argc, char **argv) {
             free(spans);
             cs_text_norm_free(&n);
         }
+    }
+    /* anchor: brute force (every completion start against every corpus
+     * position, first byte found with memchr) over a 16 MB sample of shard 0,
+     * for the first completion of each kind; per KB, scaled to the corpus */
+    uint64_t bn = c.shards[0].raw.n < (16u << 20) ? c.shards[0].raw.n : (16u << 20);
+    double brute_ms[2];
+    for (int kind = 0; kind < 2; kind++) {
+        const char *t = (const char *)c.shards[0].raw.text, *q = first_comp[kind];
+        size_t m = first_len[kind], best = 0;
+        t0 = now_s();
+        for (size_t i = 0; i < m; i++) {
+            if (((uint8_t)q[i] & 0xC0) == 0x80) continue;
+            for (const char *p = t; (p = memchr(p, q[i], bn - (size_t)(p - t))) != NULL; p++) {
+                size_t l = 0, lim = bn - (size_t)(p - t);
+                while (i + l < m && l < lim && p[l] == q[i + l]) l++;
+                if (l > best) best = l;
+            }
+        }
+        brute_ms[kind] = (now_s() - t0) * 1e3 * 1024.0 / (double)m * ((double)c.bytes / (double)bn);
+        printf("first %s completion: longest_span_chars %llu (index, whole corpus), longest byte match %zu "
+               "(brute force, 16 MB sample)\n", kind ? "novel" : "copied", (unsigned long long)longest_chars0[kind],
+               best);
     }
     /* anchor: one memmem pass over the corpus for a single 64-byte window */
     t0 = now_s();
@@ -256,9 +286,10 @@ int main(int argc, char **argv) {
         qsort(v, (size_t)nq, sizeof *v, cmp_d);
         printf("span query, %s 1 KB completions: mean %.3f ms wall (p50 %.3f, p99 %.3f), %.3f ms cpu per KB "
                "(mean longest %.1f words)   target <= 5 ms   ratio %.2fx wall, %.2fx cpu   anchor one memmem window "
-               "over the corpus %.1f ms (%.0fx slower)\n",
+               "over the corpus %.1f ms (%.0fx slower); brute force, 16 MB sample scaled to the corpus, %.0f ms "
+               "per KB (%.0fx slower)\n",
                names[kind], sum / nq, v[nq / 2], v[nq * 99 / 100], csum / nq, (double)longest_sum[kind] / nq,
-               sum / nq / 5.0, csum / nq / 5.0, tmm, tmm / (sum / nq));
+               sum / nq / 5.0, csum / nq / 5.0, tmm, tmm / (sum / nq), brute_ms[kind], brute_ms[kind] / (sum / nq));
     }
     (void)hits;
     free(lat);

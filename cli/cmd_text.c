@@ -1,8 +1,9 @@
 /* cmd_text.c — `copyscope text`: the text regurgitation audit.
- *   text index PATH...            documents -> shards of a word-aligned suffix array
+ *   text index PATH...            documents -> shards (raw and normal-form suffix arrays)
  *   text prompts ...              prompts cut from the corpus (JSONL), continuations kept
  *   text generate PROMPTS.jsonl   the built-in n-gram model's completions (JSONL)
- *   text audit COMPLETIONS.jsonl  spans, metrics and verdicts into text_findings */
+ *   text audit COMPLETIONS.jsonl  any model's completions: exact figures, spans, verdicts
+ *   text trace FILE|-             every span of >= N words of any text found in the corpus */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
@@ -13,6 +14,8 @@
 #include "analyze/text_audit.h"
 #include "analyze/text_corpus.h"
 #include "analyze/text_ngram.h"
+#include "analyze/text_store.h"
+#include "analyze/text_trace.h"
 #include "cli/cli.h"
 #include "core/progress.h"
 
@@ -38,22 +41,52 @@ static int parse_double(const char *s, double lo, double hi, double *v) {
     return 0;
 }
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: copyscope text <subcommand> [options]\n\n"
-            "  index PATH... [--shard-mb N]\n"
-            "      index folders of .txt/.md files (one document each) and JSONL files\n"
-            "      ({\"id\", \"text\"} per line); adding documents later adds a shard\n"
-            "  prompts --prefix-words N --continuation-words M [--per-doc K] [--docs ID,ID..] [--out FILE]\n"
-            "      write prompts {\"prompt_id\", \"prompt\"} as JSONL; true continuations stay in the store\n"
-            "  generate PROMPTS.jsonl --model ngram[:N] [--words W] [--sample --seed S] [--out FILE]\n"
-            "      the built-in order-N word n-gram model over the corpus (default N 8, greedy)\n"
-            "  audit COMPLETIONS.jsonl [--min-span-words 10] [--extract-words 50]\n"
-            "        [--verbatim-span-words 50] [--near-span-words 20] [--near-rouge 0.7]\n"
-            "        [--near-edit 0.7] [-v]\n"
-            "      lines {\"prompt_id\" or \"prompt\", \"completion\"}: verbatim spans, exact prefix,\n"
-            "      ROUGE-L F1, edit similarity and a verdict per completion, into text_findings\n\n"
-            "common: --db FILE (default $COPYSCOPE_DB or ./copyscope.db), --help\n");
+static const char *const HELP[][2] = {
+    {"index", "usage: copyscope text index PATH... [--field NAME] [--shard-mb N] [--db FILE]\n\n"
+              "Indexes folders (recursively) of .txt/.md files (one document each) and JSONL files\n"
+              "(one document per line: {\"id\", \"text\"}; --field names another text field), and\n"
+              "their .gz forms, read transparently. A document's name is its JSONL id, else its\n"
+              "path. Input that is not UTF-8 text (binary, another encoding, a NUL byte, a \\u0000\n"
+              "escape, a corrupt .gz) is an error naming the file. Adding documents later adds a\n"
+              "shard (--shard-mb, default 1024).\n"},
+    {"prompts", "usage: copyscope text prompts --prefix-words N --continuation-words M [--per-doc K]\n"
+                "                              [--docs NAME,NAME..] [--out FILE] [--db FILE]\n\n"
+                "Cuts K windows of N + M words from each document (or the named ones); writes the\n"
+                "prompts as JSONL {\"prompt_id\", \"prompt\"}; the true continuations stay in the store.\n"},
+    {"generate", "usage: copyscope text generate PROMPTS.jsonl --model ngram[:N] [--words W]\n"
+                 "                               [--sample --seed S] [--out FILE] [--db FILE]\n\n"
+                 "Completions by the built-in order-N word n-gram model over the corpus (default N 8,\n"
+                 "greedy): a known memoriser for demos and tests.\n"},
+    {"audit", "usage: copyscope text audit COMPLETIONS.jsonl [--out RESULTS.jsonl] [--min-span-words 10]\n"
+              "        [--extract-words 50] [--verbatim-span-words 50] [--near-span-words 20]\n"
+              "        [--near-rouge 0.7] [--near-edit 0.7] [-v] [--db FILE]\n\n"
+              "Audits any model's completions: one JSON object per line, {\"id\" (or \"prompt_id\"),\n"
+              "\"prompt\", \"completion\"} with optional \"continuation\" (the true one) and \"doc\" (the\n"
+              "source document's name). Without a continuation it is the text after the prompt's\n"
+              "end in the corpus. Figures on the raw text: longest_span_chars, longest_span_words,\n"
+              "source_doc(s), exact_prefix_words, rouge_l, edit_sim; the whitespace-tolerant\n"
+              "figure is under \"normalised\". --out writes one JSON object per input line, in order\n"
+              "('-': standard output).\n"},
+    {"trace", "usage: copyscope text trace FILE|- [--min-words 8] [--json] [--record] [--db FILE]\n\n"
+              "Lists every maximal span of at least --min-words words of any text (a file, or\n"
+              "standard input) that occurs in the corpus as whole words, with its documents and\n"
+              "byte offsets. --json: one JSON object per span. --record: also keep it as a text\n"
+              "audit of its own, so that 'copyscope report' shows the text with the spans in red.\n"},
+};
+
+static void usage(FILE *f, const char *sub) {
+    for (size_t i = 0; sub && i < sizeof HELP / sizeof HELP[0]; i++)
+        if (!strcmp(sub, HELP[i][0])) {
+            fprintf(f, "%s\ncommon: --db FILE (default $COPYSCOPE_DB or ./copyscope.db), --help\n", HELP[i][1]);
+            return;
+        }
+    fprintf(f, "usage: copyscope text <subcommand> [options]\n\n"
+               "  index PATH...               documents into the corpus\n"
+               "  prompts --prefix-words N --continuation-words M   prompts cut from the corpus\n"
+               "  generate PROMPTS.jsonl      the built-in n-gram memoriser's completions\n"
+               "  audit COMPLETIONS.jsonl     any model's completions against the corpus\n"
+               "  trace FILE|-                spans of any text found in the corpus\n\n"
+               "copyscope text <subcommand> --help tells more.\n");
 }
 
 static int open_all(const char *db, cs_store **s, cs_text_corpus *c, int need_docs) {
@@ -74,17 +107,19 @@ static int open_all(const char *db, cs_store **s, cs_text_corpus *c, int need_do
 
 static int text_index(int argc, char **argv) {
     static const struct option lo[] = {
-        {"db", required_argument, 0, 'd'}, {"shard-mb", required_argument, 0, 's'}, {"help", no_argument, 0, 'h'}, {0}};
-    const char *db = cli_default_db();
+        {"db", required_argument, 0, 'd'}, {"shard-mb", required_argument, 0, 's'}, {"field", required_argument, 0, 'f'},
+        {"help", no_argument, 0, 'h'},     {0}};
+    const char *db = cli_default_db(), *field = NULL;
     long shard_mb = 1024;
     int ch;
     optind = 0;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         if (ch == 'd') db = optarg;
+        else if (ch == 'f') field = optarg;
         else if (ch == 's') {
             if (parse_int(optarg, 1, 2047, &shard_mb)) return cli_usage_error("text index: --shard-mb: 1..2047");
         } else if (ch == 'h') {
-            usage(stdout);
+            usage(stdout, "index");
             return CLI_OK;
         } else
             return CLI_USAGE;
@@ -93,7 +128,7 @@ static int text_index(int argc, char **argv) {
     cs_err err = {0};
     cs_store *s;
     if (cs_store_open(&s, db, &err)) return cli_fail(&err);
-    cs_text_index_opts o = {.shard_bytes = (uint64_t)shard_mb << 20, .note = warn, .progress = 1};
+    cs_text_index_opts o = {.shard_bytes = (uint64_t)shard_mb << 20, .note = warn, .progress = 1, .field = field};
     cs_text_index_stats st;
     int rc = cs_text_index(s, (const char *const *)argv + optind, argc - optind, &o, &st, &err);
     cs_store_close(s);
@@ -106,25 +141,14 @@ static int text_index(int argc, char **argv) {
     return CLI_OK;
 }
 
-static int parse_ids(const char *s, int64_t **ids, size_t *n) {
-    size_t cap = 16;
+/* Splits a comma-separated list in place. */
+static int split_names(char *s, const char ***v, size_t *n) {
+    size_t cap = 1;
+    for (const char *p = s; *p; p++) cap += *p == ',';
+    *v = malloc(cap * sizeof **v);
     *n = 0;
-    *ids = malloc(cap * sizeof **ids);
-    if (!*ids) return -1;
-    while (*s) {
-        char *end;
-        errno = 0;
-        long long v = strtoll(s, &end, 10);
-        if (end == s || errno || v <= 0 || (*end && *end != ',')) return -1;
-        if (*n == cap) {
-            cap *= 2;
-            int64_t *p = realloc(*ids, cap * sizeof *p);
-            if (!p) return -1;
-            *ids = p;
-        }
-        (*ids)[(*n)++] = v;
-        s = *end ? end + 1 : end;
-    }
+    if (!*v) return -1;
+    for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) (*v)[(*n)++] = tok;
     return *n ? 0 : -1;
 }
 
@@ -137,7 +161,8 @@ static int text_prompts(int argc, char **argv) {
                                        {"out", required_argument, 0, 'o'},
                                        {"help", no_argument, 0, 'h'},
                                        {0}};
-    const char *db = cli_default_db(), *outp = NULL, *docs = NULL;
+    const char *db = cli_default_db(), *outp = NULL;
+    char *docs = NULL;
     long pw = 0, cw = 0, k = 1;
     int ch;
     optind = 0;
@@ -156,19 +181,19 @@ static int text_prompts(int argc, char **argv) {
             break;
         case 'D': docs = optarg; break;
         case 'o': outp = optarg; break;
-        case 'h': usage(stdout); return CLI_OK;
+        case 'h': usage(stdout, "prompts"); return CLI_OK;
         default: return CLI_USAGE;
         }
     }
     if (!pw || !cw) return cli_usage_error("text prompts: --prefix-words and --continuation-words are required");
     if (optind < argc) return cli_usage_error("text prompts: unexpected argument '%s'", argv[optind]);
     cs_text_prompt_opts o = {.prefix_words = (int)pw, .cont_words = (int)cw, .per_doc = (int)k, .note = warn};
-    int64_t *ids = NULL;
-    if (docs && parse_ids(docs, &ids, &o.n_docs)) {
+    const char **ids = NULL;
+    if (docs && split_names(docs, &ids, &o.n_names)) {
         free(ids);
-        return cli_usage_error("text prompts: --docs: a comma-separated list of document ids");
+        return cli_usage_error("text prompts: --docs: a comma-separated list of document names");
     }
-    o.docs = ids;
+    o.doc_names = ids;
     cs_store *s;
     cs_text_corpus c;
     int rc = open_all(db, &s, &c, 1);
@@ -189,6 +214,54 @@ static int text_prompts(int argc, char **argv) {
     cs_text_corpus_close(&c);
     cs_store_close(s);
     free(ids);
+    return rc;
+}
+
+/* One completion per prompt line of in, as JSONL on out. */
+static int generate_all(const cs_text_corpus *c, const cs_ngram_opts *o, FILE *in, const char *inp, FILE *out,
+                        const char *outp, const char *mname, long long *n, long long *bad) {
+    cs_err err = {0};
+    size_t cap = 0;
+    ssize_t k;
+    long long lineno = 0;
+    char *line = NULL;
+    int rc = 0;
+    cs_progress *prog = cs_progress_start("text generate", 0, "prompt");
+    while (!rc && (k = getline(&line, &cap, in)) >= 0) {
+        lineno++;
+        cs_progress_add(prog, 1);
+        cJSON *j = cJSON_ParseWithLength(line, (size_t)k);
+        const cJSON *p = j ? cJSON_GetObjectItemCaseSensitive(j, "prompt") : NULL;
+        if (!cJSON_IsString(p)) {
+            int blank = strspn(line, " \t\r\n") == (size_t)k;
+            if (!blank) {
+                fprintf(stderr, "copyscope: warning: %s:%lld: no \"prompt\" string (skipped)\n", inp, lineno);
+                (*bad)++;
+            }
+            cJSON_Delete(j);
+            continue;
+        }
+        char *comp = NULL;
+        if (cs_ngram_generate(c, p->valuestring, strlen(p->valuestring), o, &comp, &err)) rc = cli_fail(&err);
+        else {
+            cJSON *r = cJSON_CreateObject();
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "prompt_id");
+            if (id) cJSON_AddItemToObject(r, "prompt_id", cJSON_Duplicate(id, 1));
+            else cJSON_AddStringToObject(r, "prompt", p->valuestring);
+            cJSON_AddStringToObject(r, "completion", comp);
+            cJSON_AddStringToObject(r, "model", mname);
+            char *txt = cJSON_PrintUnformatted(r);
+            if (!txt || fprintf(out, "%s\n", txt) < 0)
+                rc = (cs_fail(&err, CS_EIO, "%s: write failed", outp ? outp : "stdout"), cli_fail(&err));
+            (*n)++;
+            free(txt);
+            cJSON_Delete(r);
+        }
+        free(comp);
+        cJSON_Delete(j);
+    }
+    cs_progress_end(prog);
+    free(line);
     return rc;
 }
 
@@ -219,7 +292,7 @@ static int text_generate(int argc, char **argv) {
             break;
         }
         case 'S': o.sample = 1; break;
-        case 'h': usage(stdout); return CLI_OK;
+        case 'h': usage(stdout, "generate"); return CLI_OK;
         default: return CLI_USAGE;
         }
     }
@@ -244,47 +317,10 @@ static int text_generate(int argc, char **argv) {
     }
     FILE *out = outp ? fopen(outp, "w") : stdout;
     if (!out) rc = (cs_fail(&err, CS_EIO, "%s: cannot create: %s", outp, strerror(errno)), cli_fail(&err));
-    char *line = NULL, mname[32];
+    char mname[32];
     snprintf(mname, sizeof mname, "ngram:%d%s", o.order, o.sample ? "/sample" : "");
-    size_t cap = 0;
-    ssize_t k;
-    long long lineno = 0, n = 0, bad = 0;
-    cs_progress *prog = cs_progress_start("text generate", 0, "prompt");
-    while (!rc && (k = getline(&line, &cap, in)) >= 0) {
-        lineno++;
-        cs_progress_add(prog, 1);
-        cJSON *j = cJSON_ParseWithLength(line, (size_t)k);
-        const cJSON *p = j ? cJSON_GetObjectItemCaseSensitive(j, "prompt") : NULL;
-        if (!cJSON_IsString(p)) {
-            int blank = strspn(line, " \t\r\n") == (size_t)k;
-            if (!blank) {
-                fprintf(stderr, "copyscope: warning: %s:%lld: no \"prompt\" string (skipped)\n", inp, lineno);
-                bad++;
-            }
-            cJSON_Delete(j);
-            continue;
-        }
-        char *comp = NULL;
-        if (cs_ngram_generate(&c, p->valuestring, strlen(p->valuestring), &o, &comp, &err)) rc = cli_fail(&err);
-        else {
-            cJSON *r = cJSON_CreateObject();
-            const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "prompt_id");
-            if (id) cJSON_AddItemToObject(r, "prompt_id", cJSON_Duplicate(id, 1));
-            else cJSON_AddStringToObject(r, "prompt", p->valuestring);
-            cJSON_AddStringToObject(r, "completion", comp);
-            cJSON_AddStringToObject(r, "model", mname);
-            char *txt = cJSON_PrintUnformatted(r);
-            if (!txt || fprintf(out, "%s\n", txt) < 0)
-                rc = (cs_fail(&err, CS_EIO, "%s: write failed", outp ? outp : "stdout"), cli_fail(&err));
-            n++;
-            free(txt);
-            cJSON_Delete(r);
-        }
-        free(comp);
-        cJSON_Delete(j);
-    }
-    cs_progress_end(prog);
-    free(line);
+    long long n = 0, bad = 0;
+    if (!rc) rc = generate_all(&c, &o, in, inp, out, outp, mname, &n, &bad);
     fclose(in);
     if (out && out != stdout && fclose(out) && !rc)
         rc = (cs_fail(&err, CS_EIO, "%s: write failed", outp), cli_fail(&err));
@@ -294,8 +330,34 @@ static int text_generate(int argc, char **argv) {
     return rc;
 }
 
+static void list_one(void *ctx, const cs_text_listed *r) {
+    (void)ctx;
+    printf("line %d %s: %s (%s); longest span %lld words / %lld chars, doc %s [%lld, %lld)", r->line, r->key,
+           r->verdict, r->status, (long long)r->words, (long long)r->chars, r->doc, (long long)r->doc_start,
+           (long long)r->doc_end);
+    if (r->has_cont)
+        printf("; exact prefix %lld words, ROUGE-L %.3f, edit sim %.3f", (long long)r->exact, r->rouge, r->edit);
+    printf("\n");
+}
+
+static int audit_opt(int ch, cs_text_audit_opts *o) {
+    long v;
+    int bad = 0;
+    switch (ch) {
+    case 'm': bad = parse_int(optarg, 1, 1000000, &v), o->min_span_words = (int)v; break;
+    case 'x': bad = parse_int(optarg, 1, 1000000, &v), o->extract_words = (int)v; break;
+    case 'V': bad = parse_int(optarg, 1, 1000000, &v), o->verbatim_span_words = (int)v; break;
+    case 'n': bad = parse_int(optarg, 1, 1000000, &v), o->near_span_words = (int)v; break;
+    case 'r': bad = parse_double(optarg, 0, 1, &o->near_rouge); break;
+    case 'e': bad = parse_double(optarg, 0, 1, &o->near_edit); break;
+    default: return CLI_USAGE;
+    }
+    return bad ? cli_usage_error("text audit: bad value '%s' (word counts >= 1, similarities in 0..1)", optarg) : 0;
+}
+
 static int text_audit(int argc, char **argv) {
     static const struct option lo[] = {{"db", required_argument, 0, 'd'},
+                                       {"out", required_argument, 0, 'o'},
                                        {"min-span-words", required_argument, 0, 'm'},
                                        {"extract-words", required_argument, 0, 'x'},
                                        {"verbatim-span-words", required_argument, 0, 'V'},
@@ -305,88 +367,182 @@ static int text_audit(int argc, char **argv) {
                                        {"verbose", no_argument, 0, 'v'},
                                        {"help", no_argument, 0, 'h'},
                                        {0}};
-    const char *db = cli_default_db();
+    const char *db = cli_default_db(), *outp = NULL;
     cs_text_audit_opts o;
     cs_text_audit_defaults(&o);
     o.note = warn;
     o.progress = 1;
-    int verbose = 0, ch;
-    long v;
+    int verbose = 0, ch, rc;
     optind = 0;
     while ((ch = getopt_long(argc, argv, "v", lo, NULL)) != -1) {
-        int bad = 0;
-        switch (ch) {
-        case 'd': db = optarg; break;
-        case 'm': bad = parse_int(optarg, 1, 1000000, &v), o.min_span_words = (int)v; break;
-        case 'x': bad = parse_int(optarg, 1, 1000000, &v), o.extract_words = (int)v; break;
-        case 'V': bad = parse_int(optarg, 1, 1000000, &v), o.verbatim_span_words = (int)v; break;
-        case 'n': bad = parse_int(optarg, 1, 1000000, &v), o.near_span_words = (int)v; break;
-        case 'r': bad = parse_double(optarg, 0, 1, &o.near_rouge); break;
-        case 'e': bad = parse_double(optarg, 0, 1, &o.near_edit); break;
-        case 'v': verbose = 1; break;
-        case 'h': usage(stdout); return CLI_OK;
-        default: return CLI_USAGE;
-        }
-        if (bad) return cli_usage_error("text audit: bad value '%s' (word counts >= 1, similarities in 0..1)", optarg);
+        if (ch == 'd') db = optarg;
+        else if (ch == 'o') outp = optarg;
+        else if (ch == 'v') verbose = 1;
+        else if (ch == 'h') {
+            usage(stdout, "audit");
+            return CLI_OK;
+        } else if ((rc = audit_opt(ch, &o)))
+            return rc;
     }
     if (optind != argc - 1) return cli_usage_error("text audit: give one COMPLETIONS.jsonl file");
     cs_store *s;
     cs_text_corpus c;
-    int rc = open_all(db, &s, &c, 0);
-    if (rc) return rc;
+    if ((rc = open_all(db, &s, &c, 0))) return rc;
     if (!c.n_shards) fprintf(stderr, "copyscope: warning: %s: no text indexed: spans will be empty\n", db);
     cs_err err = {0};
     cs_text_audit_stats st;
-    if (cs_text_audit(s, &c, argv[optind], &o, &st, &err)) rc = cli_fail(&err);
-    if (!rc && verbose) {
-        sqlite3_stmt *q;
-        if (!cs_store_prepare(s, &q,
-                              "SELECT c.line, coalesce(c.prompt_key, ''), f.verdict, f.status, f.longest_words, "
-                              "f.longest_chars, coalesce(f.longest_doc_id, 0), coalesce(f.longest_doc_start, 0), "
-                              "coalesce(f.longest_doc_end, 0), f.exact_prefix_words, f.rouge_l_f1, f.edit_sim "
-                              "FROM text_findings f JOIN text_completions c ON c.id = f.completion_id "
-                              "WHERE f.audit_id = ? ORDER BY c.line",
-                              &err)) {
-            sqlite3_bind_int64(q, 1, st.audit_id);
-            while (sqlite3_step(q) == SQLITE_ROW) {
-                printf("line %d %s: %s (%s); longest span %d words / %d chars, doc %lld [%lld, %lld)", sqlite3_column_int(q, 0),
-                       sqlite3_column_text(q, 1), sqlite3_column_text(q, 2), sqlite3_column_text(q, 3),
-                       sqlite3_column_int(q, 4), sqlite3_column_int(q, 5), (long long)sqlite3_column_int64(q, 6),
-                       (long long)sqlite3_column_int64(q, 7), (long long)sqlite3_column_int64(q, 8));
-                if (sqlite3_column_type(q, 9) != SQLITE_NULL)
-                    printf("; exact prefix %d words, ROUGE-L %.3f, edit sim %.3f", sqlite3_column_int(q, 9),
-                           sqlite3_column_double(q, 10), sqlite3_column_double(q, 11));
-                printf("\n");
-            }
-            sqlite3_finalize(q);
-        }
-    }
+    int to_stdout = outp && !strcmp(outp, "-");
+    FILE *out = to_stdout ? stdout : outp ? fopen(outp, "w") : NULL;
+    if (outp && !out) rc = (cs_fail(&err, CS_EIO, "%s: cannot create: %s", outp, strerror(errno)), cli_fail(&err));
+    else if (cs_text_audit(s, &c, argv[optind], &o, out, &st, &err)) rc = cli_fail(&err);
+    if (out && (to_stdout ? fflush(out) : fclose(out)) && !rc)
+        rc = (cs_fail(&err, CS_EIO, "%s: write failed", outp), cli_fail(&err));
+    if (!rc && verbose && cs_text_list_findings(s, st.audit_id, list_one, NULL, &err)) rc = cli_fail(&err);
     if (!rc) {
         double ms = st.bytes_spans ? st.seconds_spans * 1e3 / (st.bytes_spans / 1024.0) : 0;
-        printf("audit %lld: %lld completions: %lld verbatim, %lld near-verbatim, %lld novel; %lld unknown prompts, "
-               "%lld empty, %lld bad lines; span search %.2f ms per KB\n",
+        fprintf(to_stdout ? stderr : stdout,
+               "audit %lld: %lld completions: %lld verbatim, %lld near-verbatim, %lld novel; %lld unknown prompts, "
+               "%lld empty, %lld bad lines; search %.2f ms per KB%s%s\n",
                (long long)st.audit_id, (long long)st.completions, (long long)st.verbatim,
                (long long)st.near_verbatim, (long long)st.novel, (long long)st.unknown_prompt, (long long)st.empty,
-               (long long)st.bad_lines, ms);
+               (long long)st.bad_lines, ms, outp ? "; results in " : "", outp ? outp : "");
     }
     cs_text_corpus_close(&c);
     cs_store_close(s);
     return rc;
 }
 
+/* All of a file, or of standard input ("-"). */
+static char *slurp(const char *path, size_t *len, cs_err *err) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) return (cs_fail(err, CS_EIO, "%s: cannot open: %s", path, strerror(errno)), NULL);
+    size_t cap = 1 << 16, n = 0, k;
+    char *buf = malloc(cap);
+    while (buf && (k = fread(buf + n, 1, cap - n, f)) > 0)
+        if ((n += k) == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) free(buf);
+            buf = nb;
+        }
+    int bad = ferror(f);
+    if (f != stdin) fclose(f);
+    if (!buf || bad) {
+        free(buf);
+        return (cs_fail(err, CS_EIO, "%s: cannot read", path), NULL);
+    }
+    *len = n;
+    return buf;
+}
+
+static void print_traced(const cs_text_corpus *c, const char *text, const cs_text_traced *t, int json) {
+    if (json) {
+        cJSON *o = cJSON_CreateObject(), *occ;
+        cJSON_AddNumberToObject(o, "start", (double)t->start);
+        cJSON_AddNumberToObject(o, "end", (double)t->end);
+        cJSON_AddNumberToObject(o, "words", (double)t->words);
+        cJSON_AddNumberToObject(o, "chars", (double)t->chars);
+        char *span = strndup(text + t->start, t->end - t->start);
+        cJSON_AddStringToObject(o, "text", span ? span : "");
+        free(span);
+        cJSON_AddNumberToObject(o, "occurrences", (double)t->total_occ);
+        occ = cJSON_AddArrayToObject(o, "docs");
+        for (size_t i = 0; i < t->n_occ; i++) {
+            cJSON *d = cJSON_CreateObject();
+            cJSON_AddStringToObject(d, "doc", c->shards[t->occ[i].shard].name[t->occ[i].doc]);
+            cJSON_AddNumberToObject(d, "doc_start", (double)t->occ[i].comp_start);
+            cJSON_AddNumberToObject(d, "doc_end", (double)t->occ[i].comp_end);
+            cJSON_AddItemToArray(occ, d);
+        }
+        char *line = cJSON_PrintUnformatted(o);
+        if (line) printf("%s\n", line);
+        free(line);
+        cJSON_Delete(o);
+        return;
+    }
+    printf("[%llu, %llu) %llu words, %llu chars: \"%.*s\"\n", (unsigned long long)t->start,
+           (unsigned long long)t->end, (unsigned long long)t->words, (unsigned long long)t->chars,
+           (int)(t->end - t->start), text + t->start);
+    for (size_t i = 0; i < t->n_occ; i++)
+        printf("    %s [%llu, %llu)\n", c->shards[t->occ[i].shard].name[t->occ[i].doc],
+               (unsigned long long)t->occ[i].comp_start, (unsigned long long)t->occ[i].comp_end);
+    if (t->total_occ > t->n_occ) printf("    ... %llu places in all\n", (unsigned long long)t->total_occ);
+}
+
+static int text_trace(int argc, char **argv) {
+    static const struct option lo[] = {{"db", required_argument, 0, 'd'}, {"min-words", required_argument, 0, 'm'},
+                                       {"json", no_argument, 0, 'j'},     {"help", no_argument, 0, 'h'},
+                                       {"record", no_argument, 0, 'r'},   {0}};
+    const char *db = cli_default_db();
+    long minw = 8;
+    int json = 0, record = 0, ch, rc;
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (ch == 'd') db = optarg;
+        else if (ch == 'j') json = 1;
+        else if (ch == 'r') record = 1;
+        else if (ch == 'm') {
+            if (parse_int(optarg, 1, 1000000, &minw)) return cli_usage_error("text trace: --min-words: 1..1000000");
+        } else if (ch == 'h') {
+            usage(stdout, "trace");
+            return CLI_OK;
+        } else
+            return CLI_USAGE;
+    }
+    if (optind != argc - 1) return cli_usage_error("text trace: give one FILE (or - for standard input)");
+    cs_err err = {0};
+    size_t len;
+    char *text = slurp(argv[optind], &len, &err);
+    if (!text) return cli_fail(&err);
+    if (cs_text_check(text, len) != (size_t)-1) {
+        free(text);
+        return (cs_fail(&err, CS_EFORMAT, "%s: not UTF-8 text", argv[optind]), cli_fail(&err));
+    }
+    cs_store *s;
+    cs_text_corpus c;
+    if ((rc = open_all(db, &s, &c, 1))) {
+        free(text);
+        return rc;
+    }
+    cs_text_traced *v;
+    size_t n;
+    if (cs_text_trace(s, &c, text, len, (int)minw, &v, &n, &err)) rc = cli_fail(&err);
+    for (size_t i = 0; !rc && i < n; i++) print_traced(&c, text, &v[i], json);
+    if (!rc) {
+        cs_text_trace_free(v, n);
+        fflush(stdout);
+        fprintf(stderr, "copyscope: %zu span%s of >= %ld words found in the corpus\n", n, n == 1 ? "" : "s", minw);
+    }
+    if (!rc && record) { /* a text audit of its own: reports show the spans in red */
+        cs_text_audit_opts o;
+        cs_text_audit_defaults(&o);
+        o.min_span_words = (int)minw;
+        cs_text_audit_stats st;
+        char src[4200];
+        snprintf(src, sizeof src, "trace:%s", argv[optind]);
+        if (cs_text_audit_text(s, &c, src, text, len, &o, &st, &err)) rc = cli_fail(&err);
+        else fprintf(stderr, "copyscope: recorded as text audit %lld ('copyscope report' shows it)\n",
+                     (long long)st.audit_id);
+    }
+    cs_text_corpus_close(&c);
+    cs_store_close(s);
+    free(text);
+    return rc;
+}
+
 int cmd_text(int argc, char **argv) {
     if (argc < 2) {
-        usage(stderr);
+        usage(stderr, NULL);
         return CLI_USAGE;
     }
     const char *sub = argv[1];
     if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
-        usage(stdout);
+        usage(stdout, NULL);
         return CLI_OK;
     }
     if (!strcmp(sub, "index")) return text_index(argc - 1, argv + 1);
     if (!strcmp(sub, "prompts")) return text_prompts(argc - 1, argv + 1);
     if (!strcmp(sub, "generate")) return text_generate(argc - 1, argv + 1);
     if (!strcmp(sub, "audit")) return text_audit(argc - 1, argv + 1);
-    return cli_usage_error("text: unknown subcommand '%s' (index, prompts, generate, audit)", sub);
+    if (!strcmp(sub, "trace")) return text_trace(argc - 1, argv + 1);
+    return cli_usage_error("text: unknown subcommand '%s' (index, prompts, generate, audit, trace)", sub);
 }

@@ -145,6 +145,7 @@ static cJSON *text_json(const cs_rtext *t) {
         cJSON_AddNumberToObject(e, "chars", (double)s->chars);
         cJSON_AddNumberToObject(e, "words", (double)s->words);
         cJSON_AddNumberToObject(e, "doc_id", (double)s->doc_id);
+        add_str(e, "doc", s->doc_name);
         cJSON_AddNumberToObject(e, "doc_start", (double)s->doc_start);
         cJSON_AddNumberToObject(e, "doc_end", (double)s->doc_end);
         add_str(e, "text", s->text);

@@ -327,7 +327,7 @@ static int load_text(cs_rmodel *m, cs_store *s, const cs_rmodel_opts *o, cs_err 
                          "d.id, d.name, d.source, a.source "
                          "FROM text_findings tf JOIN text_completions tc ON tc.id = tf.completion_id "
                          "LEFT JOIN text_prompts tp ON tp.id = tf.prompt_id "
-                         "LEFT JOIN text_docs d ON d.id = COALESCE(tp.doc_id, tf.longest_doc_id) "
+                         "LEFT JOIN text_docs d ON d.id = COALESCE(tf.longest_doc_id, tp.doc_id) "
                          "LEFT JOIN text_audits a ON a.id = tf.audit_id "
                          "WHERE ?1 = 0 OR tf.audit_id = ?1 ORDER BY tf.id", err))
         return -1;
@@ -364,8 +364,9 @@ static int load_text(cs_rmodel *m, cs_store *s, const cs_rmodel_opts *o, cs_err 
     /* spans, by finding id (m->t is in id order here) */
     if (cs_store_prepare(s, &st,
                          "SELECT sp.finding_id, sp.comp_start, sp.comp_end, sp.chars, sp.words, sp.doc_id, "
-                         "sp.doc_start, sp.doc_end, sp.text FROM text_spans sp "
-                         "JOIN text_findings tf ON tf.id = sp.finding_id WHERE ?1 = 0 OR tf.audit_id = ?1 "
+                         "sp.doc_start, sp.doc_end, sp.text, coalesce(sd.name, sd.source) FROM text_spans sp "
+                         "JOIN text_findings tf ON tf.id = sp.finding_id LEFT JOIN text_docs sd ON sd.id = sp.doc_id "
+                         "WHERE ?1 = 0 OR tf.audit_id = ?1 "
                          "ORDER BY sp.finding_id, sp.rank", err))
         return -1;
     sqlite3_bind_int64(st, 1, o->text_audit);
@@ -392,6 +393,7 @@ static int load_text(cs_rmodel *m, cs_store *s, const cs_rmodel_opts *o, cs_err 
         sp->doc_start = sqlite3_column_int64(st, 6);
         sp->doc_end = sqlite3_column_int64(st, 7);
         sp->text = col(m, st, 8);
+        sp->doc_name = col(m, st, 9);
     }
     if (step_done(s, st, rc, err, "reading text spans")) return -1;
     qsort(m->t, (size_t)m->n_t, sizeof *m->t, cmp_text);

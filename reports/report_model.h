@@ -50,7 +50,7 @@ typedef struct {
 
 typedef struct {
     int64_t comp_start, comp_end, chars, words, doc_id, doc_start, doc_end;
-    const char *text;
+    const char *text, *doc_name; /* doc_name: text_docs.name, else its source */
 } cs_rspan;
 
 typedef struct {

@@ -54,6 +54,52 @@ printf '{"prompt":"none","completion":"%s"}\n' "$(cut -d' ' -f10-70 "$T/late.txt
 $B text audit "$T/late.jsonl" --db "$DB" -v >"$T/l.out" 2>&1
 grep -q 'verbatim (unknown_prompt); longest span 61 words' "$T/l.out" && ok audit_finds_new_shard || { bad audit_finds_new_shard; cat "$T/l.out"; }
 
+# any model's completions: {"id", "prompt", "completion"}, the continuation
+# found after the prompt (whitespace-tolerant: the prompt has single spaces,
+# the document a newline every 11 words); results in input order
+awk 'NR == 1 { for (i = 1; i <= NF; i++) w[++n] = $i } NR > 1 { for (i = 1; i <= NF; i++) w[++n] = $i }
+  END { p = w[3]; for (i = 4; i <= 22; i++) p = p " " w[i]; c = w[23]; for (i = 24; i <= 72; i++) c = c " " w[i];
+        printf "{\"id\": \"a\", \"prompt\": \"%s\", \"completion\": \"%s\"}\n", p, c;
+        printf "{\"prompt_id\": \"b\", \"prompt\": \"%s\", \"completion\": \"lorem ipsum dolor\"}\n", p;
+        printf "{oops\n";
+        printf "{\"id\": \"d\", \"completion\": \"%s\", \"continuation\": \"%s\"}\n", c, c }' "$T/docs/doc2.txt" > "$T/any.jsonl"
+$B text audit "$T/any.jsonl" --db "$DB" --out "$T/res.jsonl" >"$T/any.out" 2>"$T/any.err"
+[ $? -eq 0 ] && [ "$(wc -l < "$T/res.jsonl")" -eq 4 ] && ok audit_any_model || { bad audit_any_model; cat "$T/any.err"; }
+sed -n 1p "$T/res.jsonl" | grep -q '"id":"a".*"verdict":"verbatim".*"continuation_source":"located-tolerant","continuation_words":50,"exact_prefix_words":50,"rouge_l":1' \
+  && sed -n 1p "$T/res.jsonl" | grep -q "\"source_doc\":\"$T/docs/doc2.txt\"" && ok audit_any_model_figures \
+  || { bad audit_any_model_figures; sed -n 1p "$T/res.jsonl" | cut -c1-600; }
+sed -n 2p "$T/res.jsonl" | grep -q '"id":"b".*"verdict":"novel"' && sed -n 3p "$T/res.jsonl" | grep -q '"line":3,"error":"not a JSON object"' \
+  && sed -n 4p "$T/res.jsonl" | grep -q '"id":"d".*"continuation_source":"given","continuation_words":50,"exact_prefix_words":50,"rouge_l":1,"edit_sim":1' \
+  && ok audit_results_in_input_order || { bad audit_results_in_input_order; cat "$T/res.jsonl" | cut -c1-300; }
+
+# the JSON report: a finding's doc is its longest span's document; spans name theirs
+$B report --db "$DB" --format json --out "$T/rep.json" -q >"$T/rep.err" 2>&1
+grep -q "\"name\":[[:space:]]*\"$T/docs/doc2.txt\"" "$T/rep.json" && grep -q "\"doc\":[[:space:]]*\"$T/docs/doc2.txt\"" "$T/rep.json" \
+  && ok report_json_doc_names || bad report_json_doc_names
+
+# trace any text (a file or stdin): the span, its document and offsets
+awk '{ for (i = 1; i <= NF; i++) w[++n] = $i } END { s = "novel words first"; for (i = 31; i <= 45; i++) s = s " " w[i]; print s " and more" }' \
+  "$T/docs/doc3.txt" > "$T/q.txt"
+$B text trace - --db "$DB" < "$T/q.txt" > "$T/tr.out" 2>/dev/null
+grep -q '^\[18, [0-9]*) 15 words' "$T/tr.out" && grep -q "^    $T/docs/doc3.txt \[" "$T/tr.out" && ok trace_stdin \
+  || { bad trace_stdin; cat "$T/tr.out"; }
+$B text trace "$T/q.txt" --db "$DB" --min-words 16 > "$T/tr2.out" 2>/dev/null && [ ! -s "$T/tr2.out" ] && ok trace_min_words || bad trace_min_words
+$B text trace "$T/q.txt" --db "$DB" --record >/dev/null 2>"$T/tr3.err" && grep -q 'recorded as text audit' "$T/tr3.err" \
+  && $B report --db "$DB" --format html --out "$T/rep.html" -q >/dev/null 2>&1 && grep -q "trace:$T/q.txt" "$T/rep.html" \
+  && ok trace_recorded_in_report || bad trace_recorded_in_report
+
+# corpus input: .jsonl.gz with another text field, names in --docs; binary input is an error
+printf '{"id": "gz1", "body": "%s"}\n' "$(cut -d' ' -f1-80 "$T/late.txt")" | gzip > "$T/more.jsonl.gz"
+$B text index "$T/more.jsonl.gz" --field body --db "$DB" >"$T/gz.out" 2>&1 && grep -q 'indexed 1 documents' "$T/gz.out" \
+  && ok index_jsonl_gz || { bad index_jsonl_gz; cat "$T/gz.out"; }
+$B text prompts --db "$DB" --prefix-words 5 --continuation-words 5 --docs gz1 --out "$T/p3.jsonl" 2>/dev/null
+[ "$(wc -l < "$T/p3.jsonl")" -eq 1 ] && ok prompts_docs_by_name || bad prompts_docs_by_name
+printf 'ELF\000\001\002binary' > "$T/blob.txt"
+$B text index "$T/blob.txt" --db "$DB" >/dev/null 2>"$T/bin.err"; [ $? -eq 1 ] && grep -q "blob.txt: not UTF-8 text" "$T/bin.err" \
+  && ok index_binary_is_error || bad index_binary_is_error
+$B text audit --help | grep -q 'COMPLETIONS.jsonl \[--out RESULTS.jsonl\]' && $B text index --help | grep -q -- '--field NAME' \
+  && $B text trace --help | grep -q 'FILE|-' && ok help_per_subcommand || bad help_per_subcommand
+
 # usage errors exit 2, failures exit 1 naming the file
 $B text prompts --db "$DB" --prefix-words 5 >/dev/null 2>&1; [ $? -eq 2 ] && ok usage_missing_option || bad usage_missing_option
 $B text generate "$T/p.jsonl" --db "$DB" --model gpt9 >/dev/null 2>&1; [ $? -eq 2 ] && ok usage_bad_model || bad usage_bad_model
@@ -64,5 +110,5 @@ $B text prompts --db "$T/empty.db" --prefix-words 5 --continuation-words 5 2>"$T
   && grep -q 'no text indexed' "$T/e.err" && ok prompts_empty_corpus || bad prompts_empty_corpus
 $B text index --help | grep -q 'usage: copyscope text' && ok help || bad help
 
-rm -rf "$T"
+[ -n "$KEEP" ] || rm -rf "$T"
 echo "test_text.sh: $p passed, $f failed"

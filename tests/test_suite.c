@@ -446,7 +446,7 @@ static void test_cli_generate_one_image(void) {
         {"-m m.safetensors -p x -o o.png --seed -1", "generate: bad --seed '-1'"},
         {"-m m.safetensors -p x -o o.png --sampler 'DPM++ 3M'", "generate: unknown --sampler 'DPM++ 3M'"},
         {"-m m.safetensors -p x -o o.png --rng mt", "generate: unknown --rng 'mt'"},
-        {"-m m.safetensors -p x -o o.png --lora a.safetensors:0.7", "LoRA is not in this build"},
+        {"-m m.safetensors -p x -o o.png --lora a.safetensors:0.7", "generate: --lora a.safetensors: no such file"},
         {"-m m.safetensors -p x -o o.png --lora a.safetensors", "generate: bad --lora"},
         {"-m m.safetensors -p x -o o.png --mask m.png", "--mask needs --init-img"},
         {"-m m.safetensors -p x", "-p needs -o OUT.png"},

@@ -18,7 +18,7 @@ static const command commands[] = {
     {"generate", cmd_generate, "run a prompt suite through a model, store the images"},
     {"analyze", cmd_analyze, "find copies of references among generations"},
     {"report", cmd_report, "export findings as HTML, JSON, CSV or Markdown"},
-    {"text", cmd_text, "text regurgitation audit (index, prompts, generate, audit)"},
+    {"text", cmd_text, "text regurgitation audit (index, prompts, generate, audit, trace)"},
     {"run", cmd_run, "generate, analyze and report in one resumable command"},
     {"selftest", cmd_selftest, "check the SD 1.x implementation against reference cases"},
 };

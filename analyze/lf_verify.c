@@ -61,6 +61,7 @@ static void apply_m(const double *m, float x, float y, float *ox, float *oy) {
 /* One direction (as is or mirrored): fills o (inliers 0 when nothing fits). */
 static int verify_one(const cs_lf_set *q, const cs_lf_set *r, cs_lfv_match *o, cs_err *err) {
     float src[CS_LF_QUERY_KP][2], dst[CS_LF_QUERY_KP][2];
+    int qi[CS_LF_QUERY_KP], ri[CS_LF_QUERY_KP];
     uint8_t in[CS_LF_QUERY_KP];
     int nm = 0;
     memset(o, 0, sizeof *o);
@@ -81,6 +82,8 @@ static int verify_one(const cs_lf_set *q, const cs_lf_set *r, cs_lfv_match *o, c
             src[nm][1] = r->xy[b1][1];
             dst[nm][0] = q->xy[i][0];
             dst[nm][1] = q->xy[i][1];
+            qi[nm] = i;
+            ri[nm] = b1;
             nm++;
         }
     }
@@ -91,6 +94,20 @@ static int verify_one(const cs_lf_set *q, const cs_lf_set *r, cs_lfv_match *o, c
     if (ni < 0) return -1;
     double sc = sqrt(m[0] * m[0] + m[3] * m[3]);
     if (ni < 3 || !(sc >= 1.0 / 8 && sc <= 8)) return 0;
+    /* Lowe's consistency: a true match also agrees with the model in its
+     * keypoint's orientation and scale, which RANSAC on positions ignores;
+     * random position coincidences rarely do */
+    const double theta = atan2(m[3], m[0]) * 180 / M_PI;
+    ni = 0;
+    for (int i = 0; i < nm; i++) {
+        if (!in[i]) continue;
+        double da = fmod((double)q->angle[qi[i]] - r->angle[ri[i]] - theta + 720.0, 360.0);
+        if (da > 180) da -= 360;
+        double ds = r->size[ri[i]] > 0 ? log(q->size[qi[i]] / r->size[ri[i]] / sc) : 10;
+        in[i] = fabs(da) <= CS_LFV_MAX_DANGLE && fabs(ds) <= log(CS_LFV_MAX_DSCALE);
+        ni += in[i];
+    }
+    if (ni < 3) return 0;
     o->inliers = ni;
     memcpy(o->m, m, sizeof m);
     o->score = (float)ni / (float)(r->n > CS_LFV_MIN_KP ? r->n : CS_LFV_MIN_KP);

@@ -10,7 +10,10 @@
  *     cv::estimateAffinePartial2D) from the reference to the query, inlier
  *     threshold CS_LFV_REPROJ px in the 256 px working image; a model whose
  *     scale is outside [1/8, 8] is rejected (no copy shrinks a reference
- *     below 32 px of 256);
+ *     below 32 px of 256); an inlier whose keypoint orientation or scale
+ *     disagrees with the model's rotation (by > CS_LFV_MAX_DANGLE degrees)
+ *     or scale (by > CS_LFV_MAX_DSCALE x) is dropped (Lowe 2004 s7.3's
+ *     Hough consistency), and at least 3 must remain;
  *  3. evidence: the inlier count; the score = inliers / max(reference
  *     keypoints, CS_LFV_MIN_KP), the share of the reference's stored
  *     keypoints verified — raw inlier counts do not rank across queries
@@ -31,6 +34,8 @@
 #define CS_LFV_REPROJ 5.0
 #define CS_LFV_MIN_KP 10
 #define CS_LFV_PARTIAL_COVER 0.5f
+#define CS_LFV_MAX_DANGLE 30.0  /* inlier orientation vs the model's rotation (degrees) */
+#define CS_LFV_MAX_DSCALE 1.5   /* inlier scale ratio vs the model's scale (factor) */
 
 typedef struct {
     int mirrored;          /* the query's mirror image matched */

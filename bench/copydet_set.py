@@ -54,11 +54,7 @@ def load_svg(path, width):
     return flatten(Image.open(BytesIO(png)))
 
 
-def sources(rng):
-    out = []  # (name, loader)
-    em = sorted(f for f in os.listdir(EMOJI) if f.endswith(".png"))
-    for f in rng.sample(em, N_EMOJI):
-        out.append(("emoji-" + f[:-4], lambda f=f: flatten(Image.open(os.path.join(EMOJI, f)))))
+def icon_paths():
     ic = []
     for root, _, files in sorted(os.walk(ICONS)):
         # the 48 px and larger app/place/device/mimetype icons are coloured drawings; the
@@ -71,9 +67,21 @@ def sources(rng):
             p = os.path.join(root, f)
             if f.endswith(".svg") and not os.path.islink(p):
                 ic.append(p)
+    return ic
+
+
+def icon_name(p):
+    return "icon-" + os.path.basename(os.path.dirname(os.path.dirname(p))) + "-" + os.path.basename(p)[:-4]
+
+
+def sources(rng):
+    out = []  # (name, loader)
+    em = sorted(f for f in os.listdir(EMOJI) if f.endswith(".png"))
+    for f in rng.sample(em, N_EMOJI):
+        out.append(("emoji-" + f[:-4], lambda f=f: flatten(Image.open(os.path.join(EMOJI, f)))))
+    ic = icon_paths()
     for p in rng.sample(ic, N_ICON):
-        name = "icon-" + os.path.basename(os.path.dirname(os.path.dirname(p))) + "-" + os.path.basename(p)[:-4]
-        out.append((name, lambda p=p: load_svg(p, 256)))
+        out.append((icon_name(p), lambda p=p: load_svg(p, 256)))
     for root, _, files in sorted(os.walk(WALLS)):
         for f in sorted(files):
             p = os.path.join(root, f)
@@ -217,12 +225,15 @@ def main():
     with open(os.path.join(out, "truth.tsv"), "w") as f:
         f.write("# query\treference (- = distractor)\tedit\n")
         f.writelines(truth)
-    # background: emoji/icons not sampled above, edited like the queries
+    # background: emoji and icons used nowhere above, edited like the queries
     os.makedirs(os.path.join(out, "bg"), exist_ok=True)
     used = set(n for n, _ in refs + dis)
     em = sorted(f for f in os.listdir(EMOJI) if f.endswith(".png") and "emoji-" + f[:-4] not in used)
-    for i, f in enumerate(rng.sample(em, N_BG)):
-        im, q, _ = apply(flatten(Image.open(os.path.join(EMOJI, f))), EDITS[i % len(EDITS)], rng)
+    ic = [p for p in icon_paths() if icon_name(p) not in used]
+    bgsrc = [lambda f=f: flatten(Image.open(os.path.join(EMOJI, f))) for f in rng.sample(em, N_BG // 2)]
+    bgsrc += [lambda p=p: load_svg(p, 256) for p in rng.sample(ic, N_BG - N_BG // 2)]
+    for i, ld in enumerate(bgsrc):
+        im, q, _ = apply(ld(), EDITS[i % len(EDITS)], rng)
         im.save(os.path.join(out, "bg", f"b{i:04d}.png"))
     print(f"copydet_set: {len(refs)} references, {2 * N_COPIES} queries ({N_COPIES} copies) in {out}")
 

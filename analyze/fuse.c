@@ -75,3 +75,21 @@ double cs_fuse_z_max(const cs_fuse_bg *bg, const float *s, int nd, int *which) {
 double cs_fuse_flag_z(int64_t n_refs, int n_desc, double alpha) {
     return -log10(alpha / ((double)(n_refs > 0 ? n_refs : 1) * (n_desc > 0 ? n_desc : 1)));
 }
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double cs_fuse_flag_z_bg(const double *top_z, int64_t n, int64_t n_refs, int n_desc, double alpha) {
+    if (n < 1 || (double)n * alpha < 1) return cs_fuse_flag_z(n_refs, n_desc, alpha);
+    double *v = malloc(sizeof(double) * (size_t)n);
+    if (!v) return cs_fuse_flag_z(n_refs, n_desc, alpha);
+    memcpy(v, top_z, sizeof(double) * (size_t)n);
+    qsort(v, (size_t)n, sizeof(double), cmp_d);
+    int64_t above = (int64_t)floor(alpha * (double)n); /* allowed above the threshold */
+    /* flag at z > t: at most `above` background maxima exceed t */
+    double t = v[n - 1 - above];
+    free(v);
+    return t;
+}

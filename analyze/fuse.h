@@ -21,9 +21,13 @@
  * descriptors that have a score for the pair — the strongest evidence,
  * measured in one unit. No weights, nothing fitted to a benchmark; the
  * background set is the only calibration. The verdict threshold follows from
- * the false-flag rate one accepts: cs_fuse_flag_z gives the z above which an
- * unrelated generation is flagged with probability <= alpha when it is
- * compared with n_refs references under n_desc descriptors (Bonferroni). */
+ * the false-flag rate alpha one accepts, measured on the background images
+ * themselves: cs_fuse_flag_z_bg is the (1 - alpha) quantile of their top-1
+ * fused z against the whole reference set, each computed out of sample (the
+ * background is split in two halves, each half's maxima scored with the
+ * distributions fitted on the other half). Without enough background images
+ * for that quantile, cs_fuse_flag_z gives the Bonferroni bound (probability
+ * <= alpha over n_refs references x n_desc descriptors), far stricter. */
 #ifndef CS_FUSE_H
 #define CS_FUSE_H
 
@@ -57,5 +61,10 @@ double cs_fuse_z_max(const cs_fuse_bg *bg, const float *s, int nd, int *which);
 /* z at or above which a pair is flagged so that an unrelated generation is
  * flagged with probability <= alpha: -log10(alpha / (n_refs x n_desc)). */
 double cs_fuse_flag_z(int64_t n_refs, int n_desc, double alpha);
+
+/* The (1 - alpha) quantile (the smallest value with at most floor(alpha n)
+ * of the n values above it) of n out-of-sample background top-1 fused z;
+ * the Bonferroni bound when n < 1 / alpha (too few to measure alpha). */
+double cs_fuse_flag_z_bg(const double *top_z, int64_t n, int64_t n_refs, int n_desc, double alpha);
 
 #endif

@@ -5,8 +5,8 @@
  *   pdq       PDQ Hamming distance, best of the query and its mirror (baseline)
  *   grey32    32x32 grey, zero-mean unit-norm cosine, best of mirror (baseline)
  *   tiny      the tiny global embedding (index/tinydesc.h), best of mirror
- *   tiny-reg  tiny over regions of the query (full, 3x3 crops at 60 % and
- *             2x2 at 80 % of the side) and their mirrors: the best region
+ *   tiny-reg  regional tiny (cs_tiny_region_thumbs: 26 regions of the query
+ *             and its mirror, 6 of the reference): the best region match
  *   analyze   today's matcher (analyze/match.h: tiled L2, layout, hashes,
  *             alignment) and its verdict: one prediction per query
  *   local     SIFT votes (index/localfeat.h) + RANSAC verification
@@ -45,7 +45,7 @@
 #define TH (64 * 64 * 3)
 enum { M_PDQ, M_GREY, M_TINY, M_TREG, M_AN, M_LF, M_FUSED, NM };
 static const char *mname[NM] = {"pdq", "grey32", "tiny", "tiny-reg", "analyze", "local", "fused"};
-#define NREG 14 /* regions of a query for tiny-reg */
+#define NREG CS_TINY_QREG
 
 typedef struct {
     char name[256];
@@ -125,25 +125,6 @@ static int popc32(const uint8_t *a, const uint8_t *b) {
     return s;
 }
 
-/* the crop (x0, y0, side fraction) of a region r of NREG/2 (as is) */
-static void region(int r, const cs_image *img, cs_image *out, cs_err *err) {
-    double f = 1, fx = 0, fy = 0;
-    if (r >= 1 && r < 10) {
-        f = 0.6;
-        fx = (r - 1) % 3 * 0.2;
-        fy = (r - 1) / 3 * 0.2;
-    } else if (r >= 10) {
-        f = 0.8;
-        fx = (r - 10) % 2 * 0.2;
-        fy = (r - 10) / 2 * 0.2;
-    }
-    int x0 = (int)(fx * img->w), y0 = (int)(fy * img->h), w = (int)(f * img->w), h = (int)(f * img->h);
-    if (w < 1) w = 1;
-    if (h < 1) h = 1;
-    if (cs_image_alloc(out, w, h, err)) die(err);
-    for (int y = 0; y < h; y++) memcpy(out->rgb + (size_t)y * w * 3, img->rgb + ((size_t)(y0 + y) * img->w + x0) * 3, (size_t)w * 3);
-}
-
 /* everything but the tiny projections (those need the PCA of the references) */
 static void describe(item *it, const char *path, int query, double *lf_time, cs_err *err) {
     cs_image img = {0}, m = {0};
@@ -172,18 +153,12 @@ static void describe(item *it, const char *path, int query, double *lf_time, cs_
     cs_image_free(&img);
 }
 
-static uint8_t *region_thumbs(const char *path, cs_err *err) {
+static uint8_t *region_thumbs(const char *path, int reference, cs_err *err) {
     uint8_t *t = malloc((size_t)2 * NREG * TH);
     cs_image img = {0};
     if (!t || cs_image_load(&img, path, NULL, err)) die(err);
-    for (int r = 0; r < NREG; r++) {
-        cs_image c = {0};
-        region(r, &img, &c, err);
-        if (cs_tiny_thumb(&c, t + (size_t)r * TH, err)) die(err);
-        flip(&c);
-        if (cs_tiny_thumb(&c, t + (size_t)(NREG + r) * TH, err)) die(err);
-        cs_image_free(&c);
-    }
+    if (cs_tiny_region_thumbs(&img, reference, 0, t, err)) die(err);
+    if (!reference && cs_tiny_region_thumbs(&img, 0, 1, t + (size_t)NREG * TH, err)) die(err);
     cs_image_free(&img);
     return t;
 }
@@ -225,12 +200,9 @@ static float s_tiny(const item *q, const item *r) {
     return a > b ? a : b;
 }
 static float s_treg(const item *q, const item *r) {
-    float best = -2;
-    for (int k = 0; k < 2 * NREG; k++) {
-        float s = dot(q->tr[k], r->t[0], CS_TINY_DIM);
-        if (s > best) best = s;
-    }
-    return best;
+    float a = cs_tiny_region_score(q->tr[0], NREG, r->tr[0], CS_TINY_RREG, CS_TINY_DIM);
+    float b = cs_tiny_region_score(q->tr[NREG], NREG, r->tr[0], CS_TINY_RREG, CS_TINY_DIM);
+    return a > b ? a : b;
 }
 
 typedef struct {
@@ -390,11 +362,9 @@ int main(void) {
             if (cs_tiny_thumb(&img, tt + TH, &err)) die(&err);
             cs_image_free(&img);
             if (cs_tiny_describe(&tm, tt, 2, &set[i].t[0][0], &err)) die(&err);
-            if (pass) {
-                uint8_t *rt = region_thumbs(path, &err);
-                if (cs_tiny_describe(&tm, rt, 2 * NREG, &set[i].tr[0][0], &err)) die(&err);
-                free(rt);
-            }
+            uint8_t *rt = region_thumbs(path, pass == 0, &err);
+            if (cs_tiny_describe(&tm, rt, pass == 0 ? CS_TINY_RREG : 2 * NREG, &set[i].tr[0][0], &err)) die(&err);
+            free(rt);
         }
     }
     /* local features: records, vote index, unpacked sets */
@@ -441,7 +411,34 @@ int main(void) {
     cs_fuse_bg fb[FD];
     for (int d = 0; d < FD; d++)
         if (cs_fuse_bg_fit(&fb[d], bs[d], (int64_t)nb * nr, &err)) die(&err);
-    const double flag_z = cs_fuse_flag_z(nr, FD, 0.01);
+    /* the flag threshold: out-of-sample top-1 z of the background images
+     * (each half scored with the distributions of the other half) */
+    double *bgtop = malloc(sizeof(double) * (size_t)(nb ? nb : 1));
+    for (int half = 0; half < 2; half++) {
+        cs_fuse_bg fh[FD];
+        float *sub = malloc(sizeof(float) * (size_t)(nb * nr + 1));
+        for (int d = 0; d < FD; d++) {
+            int64_t m = 0;
+            for (int b = 0; b < nb; b++)
+                if (b % 2 != half)
+                    for (int r = 0; r < nr; r++) sub[m++] = bs[d][b * nr + r];
+            if (cs_fuse_bg_fit(&fh[d], sub, m, &err)) die(&err);
+        }
+        for (int b = half; b < nb; b += 2) {
+            double top = 0;
+            for (int r = 0; r < nr; r++) {
+                float s4[FD];
+                for (int d = 0; d < FD; d++) s4[d] = bs[d][b * nr + r];
+                double z = cs_fuse_z_max(fh, s4, FD, NULL);
+                if (z > top) top = z;
+            }
+            bgtop[b] = top;
+        }
+        for (int d = 0; d < FD; d++) cs_fuse_bg_free(&fh[d]);
+        free(sub);
+    }
+    const double flag_z = cs_fuse_flag_z_bg(bgtop, nb, nr, FD, 0.01);
+    free(bgtop);
 
     /* predictions */
     static pred p[NM][1024][TOPP];
@@ -483,7 +480,7 @@ int main(void) {
             }
         int r_top = -1;
         np[M_FUSED][i] = top_of(sc, nr, p[M_FUSED][i], -1e29f);
-        if (np[M_FUSED][i] && p[M_FUSED][i][0].score >= flag_z) {
+        if (np[M_FUSED][i] && p[M_FUSED][i][0].score > flag_z) {
             flag_fu[i] = 1;
             int r = p[M_FUSED][i][0].ref, w;
             float s4[FD] = {s_pdq(x, &refs[r]), s_grey(x, &refs[r]), s_treg(x, &refs[r]), lsc[r]};
@@ -493,6 +490,10 @@ int main(void) {
             partial_fu[i] = ev[r].inliers > 0 && ev[r].partial;
         }
         (void)r_top;
+        if (getenv("CS_COPYDET_DEBUG") && x->ref >= 0) /* one line per copy: where it stands */
+            fprintf(stderr, "%s %-22s %-40s local %.2f (top %s %.2f, inl %d) fused z %.2f (top %s)\n", x->name, x->edit,
+                    rn[x->ref], lsc[x->ref], np[M_LF][i] ? rn[p[M_LF][i][0].ref] : "-", np[M_LF][i] ? p[M_LF][i][0].score : 0,
+                    ev[x->ref].inliers, sc[x->ref], np[M_FUSED][i] ? rn[p[M_FUSED][i][0].ref] : "-");
     }
     double t_q = now() - t_q0;
 
@@ -560,9 +561,9 @@ int main(void) {
             npart_embed += partial_fu[i];
         }
     }
-    printf("\nfused: flag at z >= %.2f (alpha 1%%, %d refs x %d descriptors); partial (verified region covers < %.0f%% "
+    printf("\nfused: flag at z > %.2f (alpha 1%% of %d background images, out of sample; %d refs x %d descriptors); partial (verified region covers < %.0f%% "
            "of the query): %d flagged queries, %d/%d embeds\n",
-           flag_z, nr, FD, 100.0 * CS_LFV_PARTIAL_COVER, npart, npart_embed, nembed);
+           flag_z, nb, nr, FD, 100.0 * CS_LFV_PARTIAL_COVER, npart, npart_embed, nembed);
     printf("fused flags by the descriptor giving the largest z (pdq, grey32, tiny-reg, local): copies %d %d %d %d, "
            "distractors %d %d %d %d\n",
            win_copy[0], win_copy[1], win_copy[2], win_copy[3], win_dis[0], win_dis[1], win_dis[2], win_dis[3]);

@@ -14,6 +14,7 @@
 #include "analyze/lf_verify.h"
 #include "core/image.h"
 #include "index/localfeat.h"
+#include "index/tinydesc.h"
 #include "t.h"
 
 static const char *EMOJI = "../shared/data/twemoji-64/img/1f30d.png"; /* globe: detailed */
@@ -257,6 +258,72 @@ static void test_fuse_known_tail(void) {
     cs_fuse_bg_free(&two[1]);
 }
 
+static void test_flag_quantile(void) {
+    double z[200];
+    for (int i = 0; i < 200; i++) z[i] = (double)((i * 37) % 200); /* 0..199 shuffled */
+    /* alpha 1 %: 2 of 200 may exceed the threshold -> 197 (198 and 199 above) */
+    CHECK(cs_fuse_flag_z_bg(z, 200, 1000, 4, 0.01) == 197);
+    CHECK(cs_fuse_flag_z_bg(z, 200, 1000, 4, 0.005) == 198);
+    /* too few to measure 1 %: the Bonferroni bound */
+    CHECK(cs_fuse_flag_z_bg(z, 50, 1000, 4, 0.01) == cs_fuse_flag_z(1000, 4, 0.01));
+}
+
+/* regional tiny thumbnails: region r is the thumbnail of the crop cut by
+ * hand; the mirror's region is the flipped crop of the mirrored offset; the
+ * regional score is the brute-force best over the documented pairs */
+static void test_tiny_regions(void) {
+    cs_err err = {0};
+    cs_image e = {0}, big = {0};
+    REQUIRE(cs_image_load(&e, EMOJI, NULL, &err) == 0);
+    REQUIRE(cs_image_resize(&big, &e, 200, 100, CS_RESIZE_BICUBIC, &err) == 0);
+    static uint8_t q[CS_TINY_QREG * 64 * 64 * 3], qm[CS_TINY_QREG * 64 * 64 * 3], r[CS_TINY_RREG * 64 * 64 * 3];
+    REQUIRE(cs_tiny_region_thumbs(&big, 0, 0, q, &err) == 0);
+    REQUIRE(cs_tiny_region_thumbs(&big, 0, 1, qm, &err) == 0);
+    REQUIRE(cs_tiny_region_thumbs(&big, 1, 0, r, &err) == 0);
+    /* query region 8 = grid (2, 1): offset (0.2, 0.1) of the side, 60 % */
+    cs_image c = {0};
+    REQUIRE(cs_image_alloc(&c, 120, 60, &err) == 0);
+    for (int y = 0; y < 60; y++) memcpy(c.rgb + (size_t)y * 120 * 3, big.rgb + ((size_t)(10 + y) * 200 + 40) * 3, 120 * 3);
+    uint8_t t[64 * 64 * 3];
+    REQUIRE(cs_tiny_thumb(&c, t, &err) == 0);
+    CHECK(!memcmp(t, q + 8 * sizeof t, sizeof t));
+    hflip(&c); /* the mirror image's region 8 is this crop of the flipped offset... */
+    cs_image m = {0};
+    REQUIRE(cs_image_alloc(&m, 200, 100, &err) == 0);
+    memcpy(m.rgb, big.rgb, (size_t)200 * 100 * 3);
+    hflip(&m);
+    for (int y = 0; y < 60; y++) memcpy(c.rgb + (size_t)y * 120 * 3, m.rgb + ((size_t)(10 + y) * 200 + 40) * 3, 120 * 3);
+    REQUIRE(cs_tiny_thumb(&c, t, &err) == 0);
+    CHECK(!memcmp(t, qm + 8 * sizeof t, sizeof t)); /* ...of the mirrored image */
+    CHECK(!memcmp(q, r, sizeof t));                  /* region 0 is the whole image on both sides */
+    /* reference region 2 = corner (0, 0) at 85 % */
+    cs_image_free(&c);
+    REQUIRE(cs_image_alloc(&c, 170, 85, &err) == 0);
+    for (int y = 0; y < 85; y++) memcpy(c.rgb + (size_t)y * 170 * 3, big.rgb + (size_t)y * 200 * 3, 170 * 3);
+    REQUIRE(cs_tiny_thumb(&c, t, &err) == 0);
+    CHECK(!memcmp(t, r + 2 * sizeof t, sizeof t));
+    /* score: brute force over (query regions x ref whole) and (query whole x ref regions) */
+    static float fq[3 * 4], fr[2 * 4];
+    for (int i = 0; i < 12; i++) fq[i] = (float)((i * 7) % 5) - 2;
+    for (int i = 0; i < 8; i++) fr[i] = (float)((i * 3) % 4) - 1.5f;
+    float want = -1e30f;
+    for (int i = 0; i < 3; i++) {
+        float d = 0;
+        for (int k = 0; k < 4; k++) d += fq[i * 4 + k] * fr[k];
+        want = d > want ? d : want;
+    }
+    for (int j = 0; j < 2; j++) {
+        float d = 0;
+        for (int k = 0; k < 4; k++) d += fq[k] * fr[j * 4 + k];
+        want = d > want ? d : want;
+    }
+    CHECK(cs_tiny_region_score(fq, 3, fr, 2, 4) == want);
+    cs_image_free(&c);
+    cs_image_free(&m);
+    cs_image_free(&e);
+    cs_image_free(&big);
+}
+
 static void test_clip_area(void) {
     const float sq[4][2] = {{-5, -5}, {5, -5}, {5, 5}, {-5, 5}}; /* quarter inside [0,10]^2 */
     CHECK(fabs(cs_lfv_clip_area(sq, 4, 10, 10) - 25) < 1e-9);
@@ -273,6 +340,8 @@ int main(void) {
     RUN(test_record_and_column);
     RUN(test_vote_index);
     RUN(test_fuse_known_tail);
+    RUN(test_flag_quantile);
+    RUN(test_tiny_regions);
     RUN(test_clip_area);
     return T_DONE();
 }

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "core/atomic_file.h"
 #include "index/faiss_shim.h"
 #include "index/opencv_shim.h"
@@ -189,6 +191,52 @@ out:
         *recs = NULL;
     }
     return rc;
+}
+
+int cs_lf_load(cs_store *s, int64_t *n, int64_t **ids, uint8_t **recs, cs_err *err) {
+    *n = 0;
+    *ids = NULL;
+    *recs = NULL;
+    sqlite3_stmt *st;
+    if (cs_store_prepare(s, &st,
+                         "SELECT l.ref_id, l.rec FROM ref_localfeat l JOIN refs r ON r.id = l.ref_id "
+                         "WHERE r.status = 'ok' ORDER BY l.ref_id",
+                         err))
+        return -1;
+    int64_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(st, 1) != CS_LF_RECORD) {
+            sqlite3_finalize(st);
+            free(*ids), free(*recs);
+            *ids = NULL, *recs = NULL, *n = 0;
+            return cs_fail(err, CS_EFORMAT, "ref_localfeat: reference %lld: record of %d bytes, not %d",
+                           (long long)sqlite3_column_int64(st, 0), sqlite3_column_bytes(st, 1), CS_LF_RECORD);
+        }
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            int64_t *ni = realloc(*ids, sizeof(int64_t) * (size_t)cap);
+            if (ni) *ids = ni;
+            uint8_t *nr = ni ? realloc(*recs, (size_t)CS_LF_RECORD * (size_t)cap) : NULL;
+            if (nr) *recs = nr;
+            if (!ni || !nr) {
+                sqlite3_finalize(st);
+                free(*ids), free(*recs);
+                *ids = NULL, *recs = NULL, *n = 0;
+                return cs_fail(err, CS_ENOMEM, "ref_localfeat: out of memory");
+            }
+        }
+        (*ids)[*n] = sqlite3_column_int64(st, 0);
+        memcpy(*recs + (size_t)*n * CS_LF_RECORD, sqlite3_column_blob(st, 1), CS_LF_RECORD);
+        (*n)++;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        free(*ids), free(*recs);
+        *ids = NULL, *recs = NULL, *n = 0;
+        return cs_fail(err, CS_EDB, "ref_localfeat: read failed");
+    }
+    return 0;
 }
 
 /* ---- vote index ---- */

@@ -30,6 +30,7 @@
 
 #include "core/err.h"
 #include "core/image.h"
+#include "core/store.h"
 
 #define CS_LF_SIDE 256
 #define CS_LF_REF_KP 30
@@ -63,6 +64,11 @@ int cs_lf_unpack(const uint8_t rec[CS_LF_RECORD], cs_lf_set *s, cs_err *err);
 int cs_lf_col_write(const char *path, int64_t n, const int64_t *ids, const uint8_t *recs, cs_err *err);
 /* *ids [n], *recs [n][CS_LF_RECORD], malloc'd (the caller frees). */
 int cs_lf_col_read(const char *path, int64_t *n, int64_t **ids, uint8_t **recs, cs_err *err);
+
+/* Every record of ref_localfeat (written by index add, index/ingest.h) of
+ * the references with status 'ok', by refs.id: *ids [n], *recs
+ * [n][CS_LF_RECORD], malloc'd. n = 0 when none has local features. */
+int cs_lf_load(cs_store *s, int64_t *n, int64_t **ids, uint8_t **recs, cs_err *err);
 
 /* The vote index over n references' records. */
 typedef struct cs_lf_index cs_lf_index;

@@ -13,6 +13,8 @@
 #include "analyze/fuse.h"
 #include "analyze/lf_verify.h"
 #include "core/image.h"
+#include "core/store.h"
+#include "index/ingest.h"
 #include "index/localfeat.h"
 #include "index/tinydesc.h"
 #include "t.h"
@@ -258,6 +260,43 @@ static void test_fuse_known_tail(void) {
     cs_fuse_bg_free(&two[1]);
 }
 
+/* index add's hook: with local_features each reference gets the record that
+ * extracting and packing the decoded file gives directly; without, none */
+static void test_ingest_records(void) {
+    cs_err err = {0};
+    static const char *files[] = {"../shared/data/twemoji-64/img/1f30d.png", "../shared/data/twemoji-64/img/1f600.png",
+                                  "../shared/data/twemoji-64/img/1f680.png"};
+    for (int on = 0; on < 2; on++) {
+        char db[64];
+        snprintf(db, sizeof db, "/tmp/cs_test_lf_%d_%d.db", (int)getpid(), on);
+        unlink(db);
+        cs_store *s;
+        REQUIRE(cs_store_open(&s, db, &err) == 0);
+        cs_ingest_opts o = {.threads = 2, .local_features = on};
+        cs_ingest_stats st;
+        REQUIRE(cs_ingest_add(s, files, 3, &o, &st, &err) == 0);
+        CHECK(st.added == 3);
+        int64_t n, *ids;
+        uint8_t *recs;
+        REQUIRE(cs_lf_load(s, &n, &ids, &recs, &err) == 0);
+        CHECKF(n == (on ? 3 : 0), "%lld records", (long long)n);
+        for (int64_t i = 0; on && i < n; i++) {
+            cs_image img = {0};
+            static cs_lf_set a;
+            uint8_t want[CS_LF_RECORD];
+            REQUIRE(cs_image_load(&img, files[i], NULL, &err) == 0); /* ids follow the input order here */
+            REQUIRE(cs_lf_extract(&img, CS_LF_REF_KP, 0, &a, &err) == 0);
+            cs_lf_pack(&a, want);
+            CHECKF(!memcmp(want, recs + i * CS_LF_RECORD, CS_LF_RECORD), "record %lld", (long long)i);
+            cs_image_free(&img);
+        }
+        free(ids);
+        free(recs);
+        cs_store_close(s);
+        unlink(db);
+    }
+}
+
 static void test_flag_quantile(void) {
     double z[200];
     for (int i = 0; i < 200; i++) z[i] = (double)((i * 37) % 200); /* 0..199 shuffled */
@@ -340,6 +379,7 @@ int main(void) {
     RUN(test_record_and_column);
     RUN(test_vote_index);
     RUN(test_fuse_known_tail);
+    RUN(test_ingest_records);
     RUN(test_flag_quantile);
     RUN(test_tiny_regions);
     RUN(test_clip_area);

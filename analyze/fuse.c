@@ -72,6 +72,15 @@ double cs_fuse_z_max(const cs_fuse_bg *bg, const float *s, int nd, int *which) {
     return best;
 }
 
+double cs_fuse_z_sum(const cs_fuse_bg *bg, const float *s, int nd) {
+    double sum = 0;
+    for (int d = 0; d < nd; d++) {
+        double z = cs_fuse_z(&bg[d], s[d]);
+        if (!isnan(z)) sum += z;
+    }
+    return sum;
+}
+
 double cs_fuse_flag_z(int64_t n_refs, int n_desc, double alpha) {
     return -log10(alpha / ((double)(n_refs > 0 ? n_refs : 1) * (n_desc > 0 ? n_desc : 1)));
 }

@@ -58,6 +58,12 @@ double cs_fuse_z(const cs_fuse_bg *bg, float s);
  * NULL) = the descriptor that gave it, -1 when none had a score (result 0). */
 double cs_fuse_z_max(const cs_fuse_bg *bg, const float *s, int nd, int *which);
 
+/* The sum of the z of the descriptors that have a score (0 when none):
+ * agreement between descriptors counts. The z are not independent, so the
+ * sum is not itself a tail probability: its flag threshold must come from
+ * the background maxima (cs_fuse_flag_z_bg), never from cs_fuse_flag_z. */
+double cs_fuse_z_sum(const cs_fuse_bg *bg, const float *s, int nd);
+
 /* z at or above which a pair is flagged so that an unrelated generation is
  * flagged with probability <= alpha: -log10(alpha / (n_refs x n_desc)). */
 double cs_fuse_flag_z(int64_t n_refs, int n_desc, double alpha);

@@ -12,7 +12,9 @@
  *   local     SIFT votes (index/localfeat.h) + RANSAC verification
  *             (analyze/lf_verify.h); score = share of reference keypoints verified
  *   fused     analyze/fuse.h: max background-calibrated z of pdq, grey32,
- *             tiny-reg and local; flagged when z >= cs_fuse_flag_z(alpha 1 %)
+ *             tiny-reg and local; flagged when z > cs_fuse_flag_z_bg (1 % of
+ *             the background images, out of sample)
+ *   fused-sum the same with the sum of the z (agreement counts)
  *
  * Metrics (ISC2021, Douze et al. 2021): recall@1 over the copies; micro-AP
  * over the predictions of all queries pooled (up to 10 per query), ties
@@ -43,8 +45,12 @@
 #define TOPP 10 /* predictions per query */
 #define NCAND 10 /* local-feature candidates verified per query */
 #define TH (64 * 64 * 3)
-enum { M_PDQ, M_GREY, M_TINY, M_TREG, M_AN, M_LF, M_FUSED, NM };
-static const char *mname[NM] = {"pdq", "grey32", "tiny", "tiny-reg", "analyze", "local", "fused"};
+enum { M_PDQ, M_GREY, M_TINY, M_TREG, M_AN, M_LF, M_FUSED, M_FSUM, NM };
+static const char *mname[NM] = {"pdq", "grey32", "tiny", "tiny-reg", "analyze", "local", "fused", "fused-sum"};
+
+/* the two fusion rules of analyze/fuse.h */
+static double rule_max(const cs_fuse_bg *bg, const float *s, int nd) { return cs_fuse_z_max(bg, s, nd, NULL); }
+static double (*const rules[2])(const cs_fuse_bg *, const float *, int) = {rule_max, cs_fuse_z_sum};
 #define NREG CS_TINY_QREG
 
 typedef struct {
@@ -413,7 +419,7 @@ int main(void) {
         if (cs_fuse_bg_fit(&fb[d], bs[d], (int64_t)nb * nr, &err)) die(&err);
     /* the flag threshold: out-of-sample top-1 z of the background images
      * (each half scored with the distributions of the other half) */
-    double *bgtop = malloc(sizeof(double) * (size_t)(nb ? nb : 1));
+    double *bgtop = malloc(sizeof(double) * (size_t)(nb ? nb : 1) * 2);
     for (int half = 0; half < 2; half++) {
         cs_fuse_bg fh[FD];
         float *sub = malloc(sizeof(float) * (size_t)(nb * nr + 1));
@@ -424,26 +430,29 @@ int main(void) {
                     for (int r = 0; r < nr; r++) sub[m++] = bs[d][b * nr + r];
             if (cs_fuse_bg_fit(&fh[d], sub, m, &err)) die(&err);
         }
-        for (int b = half; b < nb; b += 2) {
-            double top = 0;
-            for (int r = 0; r < nr; r++) {
-                float s4[FD];
-                for (int d = 0; d < FD; d++) s4[d] = bs[d][b * nr + r];
-                double z = cs_fuse_z_max(fh, s4, FD, NULL);
-                if (z > top) top = z;
+        for (int b = half; b < nb; b += 2)
+            for (int u = 0; u < 2; u++) {
+                double top = 0;
+                for (int r = 0; r < nr; r++) {
+                    float s4[FD];
+                    for (int d = 0; d < FD; d++) s4[d] = bs[d][b * nr + r];
+                    double z = rules[u](fh, s4, FD);
+                    if (z > top) top = z;
+                }
+                bgtop[u * nb + b] = top;
             }
-            bgtop[b] = top;
-        }
         for (int d = 0; d < FD; d++) cs_fuse_bg_free(&fh[d]);
         free(sub);
     }
-    const double flag_z = cs_fuse_flag_z_bg(bgtop, nb, nr, FD, 0.01);
-    free(bgtop);
+    const double flag_zs[2] = {cs_fuse_flag_z_bg(bgtop, nb, nr, FD, 0.01), cs_fuse_flag_z_bg(bgtop + nb, nb, nr, FD, 0.01)};
+    const double flag_z = flag_zs[0];
+
 
     /* predictions */
     static pred p[NM][1024][TOPP];
     static int np[NM][1024];
     int *flag_an = calloc((size_t)nq, sizeof(int)), *flag_fu = calloc((size_t)nq, sizeof(int));
+    int *flag_fs = calloc((size_t)nq, sizeof(int));
     int *partial_fu = calloc((size_t)nq, sizeof(int));
     int win_dis[FD] = {0}, win_copy[FD] = {0}; /* descriptor giving the flagging z */
     float *sc = malloc(sizeof(float) * (size_t)nr);
@@ -480,6 +489,19 @@ int main(void) {
             }
         int r_top = -1;
         np[M_FUSED][i] = top_of(sc, nr, p[M_FUSED][i], -1e29f);
+        {
+            float *ss = malloc(sizeof(float) * (size_t)nr);
+            for (int r = 0; r < nr; r++) ss[r] = -1e30f;
+            for (int f = 0; f < 4; f++)
+                for (int j = 0; j < np[from[f]][i]; j++) {
+                    int r = p[from[f]][i][j].ref;
+                    float s4[FD] = {s_pdq(x, &refs[r]), s_grey(x, &refs[r]), s_treg(x, &refs[r]), lsc[r]};
+                    ss[r] = (float)cs_fuse_z_sum(fb, s4, FD);
+                }
+            np[M_FSUM][i] = top_of(ss, nr, p[M_FSUM][i], -1e29f);
+            flag_fs[i] = np[M_FSUM][i] && p[M_FSUM][i][0].score > flag_zs[1];
+            free(ss);
+        }
         if (np[M_FUSED][i] && p[M_FUSED][i][0].score > flag_z) {
             flag_fu[i] = 1;
             int r = p[M_FUSED][i][0].ref, w;
@@ -510,14 +532,14 @@ int main(void) {
         int r1 = 0, fl = 0, fd = 0;
         for (int i = 0; i < nq; i++) {
             int top = np[m][i] ? p[m][i][0].ref : -2;
-            int flagged = m == M_AN ? flag_an[i] : m == M_FUSED ? flag_fu[i] : -1;
+            int flagged = m == M_AN ? flag_an[i] : m == M_FUSED ? flag_fu[i] : m == M_FSUM ? flag_fs[i] : -1;
             if (q[i].ref >= 0) {
                 r1 += top == q[i].ref;
                 fl += flagged == 1 && top == q[i].ref;
             } else fd += flagged == 1;
         }
         printf("%-9s %8.3f %8.3f %8.3f %8.3f", mname[m], (double)r1 / ncopy, ap, f1, rp);
-        if (m == M_AN || m == M_FUSED) printf(" %9.1f%% %9.1f%%\n", 100.0 * fl / ncopy, 100.0 * fd / ndis);
+        if (m == M_AN || m == M_FUSED || m == M_FSUM) printf(" %9.1f%% %9.1f%%\n", 100.0 * fl / ncopy, 100.0 * fd / ndis);
         else printf(" %10s %10s\n", "-", "-");
     }
     /* per edit kind: copies whose top prediction is right (and flagged, for the verdict methods) */
@@ -538,14 +560,14 @@ int main(void) {
             printf(" %4d/%-3d", ok, n);
         }
         printf("\n");
-        if (m == M_AN || m == M_FUSED) {
+        if (m == M_AN || m == M_FUSED || m == M_FSUM) {
             printf("%-9s", "  flagged");
             for (int e = 0; e < 10; e++) {
                 int n = 0, ok = 0;
                 for (int i = 0; i < nq; i++) {
                     if (q[i].ref < 0 || strncmp(q[i].edit, edits[e], strlen(edits[e]))) continue;
                     n++;
-                    int fl = m == M_AN ? flag_an[i] : flag_fu[i];
+                    int fl = m == M_AN ? flag_an[i] : m == M_FUSED ? flag_fu[i] : flag_fs[i];
                     ok += fl && np[m][i] && p[m][i][0].ref == q[i].ref;
                 }
                 printf(" %4d/%-3d", ok, n);
@@ -564,6 +586,23 @@ int main(void) {
     printf("\nfused: flag at z > %.2f (alpha 1%% of %d background images, out of sample; %d refs x %d descriptors); partial (verified region covers < %.0f%% "
            "of the query): %d flagged queries, %d/%d embeds\n",
            flag_z, nb, nr, FD, 100.0 * CS_LFV_PARTIAL_COVER, npart, npart_embed, nembed);
+    printf("fused-sum: flag at z-sum > %.2f (same rule)\n", flag_zs[1]);
+    {
+        double top5[2][5];
+        for (int u = 0; u < 2; u++) {
+            double *v = bgtop + u * nb;
+            for (int k = 0; k < 5; k++) { /* the five largest background maxima */
+                int b = -1;
+                for (int j = 0; j < nb; j++)
+                    if (v[j] > -1e300 && (b < 0 || v[j] > v[b])) b = j;
+                top5[u][k] = b >= 0 ? v[b] : 0;
+                if (b >= 0) v[b] = -1e301;
+            }
+        }
+        printf("largest background top-1 z (max rule): %.2f %.2f %.2f %.2f %.2f; (sum rule): %.2f %.2f %.2f %.2f %.2f\n",
+               top5[0][0], top5[0][1], top5[0][2], top5[0][3], top5[0][4], top5[1][0], top5[1][1], top5[1][2], top5[1][3],
+               top5[1][4]);
+    }
     printf("fused flags by the descriptor giving the largest z (pdq, grey32, tiny-reg, local): copies %d %d %d %d, "
            "distractors %d %d %d %d\n",
            win_copy[0], win_copy[1], win_copy[2], win_copy[3], win_dis[0], win_dis[1], win_dis[2], win_dis[3]);
@@ -583,6 +622,7 @@ int main(void) {
     for (int i = 0; i < nb; i++) free(bg[i].lf), free(bg[i].lfm), free(bn[i]);
     for (int i = 0; i < nq; i++) free(q[i].lf), free(q[i].lfm);
     free(rn), free(bn), free(refs), free(bg), free(q), free(th), free(recs), free(c.rset), free(ids), free(rh);
+    free(bgtop), free(flag_fs);
     free(aq), free(ares), free(lsc), free(flag_an), free(flag_fu), free(partial_fu), free(sc), free(ev);
     return 0;
 }

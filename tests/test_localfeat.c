@@ -254,6 +254,9 @@ static void test_fuse_known_tail(void) {
     CHECK(w == 1 && fabs(z - -log10(2.0 / 1001)) < 1e-9);
     float nan2[2] = {NAN, NAN};
     CHECK(cs_fuse_z_max(two, nan2, 2, &w) == 0 && w == -1);
+    CHECK(fabs(cs_fuse_z_sum(two, s2, 2) - (-log10(501.0 / 1001) + -log10(2.0 / 1001))) < 1e-9);
+    float half[2] = {500, NAN};
+    CHECK(fabs(cs_fuse_z_sum(two, half, 2) - -log10(501.0 / 1001)) < 1e-9 && cs_fuse_z_sum(two, nan2, 2) == 0);
     CHECK(fabs(cs_fuse_flag_z(1000, 4, 0.01) - 5.60206) < 1e-4);
     CHECK(cs_fuse_bg_fit(&c, nan2, 2, &err) == -1);
     cs_fuse_bg_free(&b);

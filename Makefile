@@ -10,7 +10,9 @@ DESTDIR  ?=
 
 CPPFLAGS += -I. -D_GNU_SOURCE -MMD -MP
 CFLAGS   += -std=c17 -Wall -Wextra $(OPT) -pthread $(WERROR)
-CXXFLAGS += -std=c++17 -Wall -Wextra $(OPT) -pthread $(WERROR) -I/usr/include/opencv4
+CXXFLAGS += -std=c++17 -Wall -Wextra $(OPT) -pthread $(WERROR)
+# OpenCV's headers (index/opencv_shim.cpp); apart from CXXFLAGS, which `make asan` overrides
+CV_CPPFLAGS = -I/usr/include/opencv4
 LDFLAGS  += -pthread $(SANITIZE)
 # Debian packages (make deps). FAISS: Debian ships only the C++ static
 # library, so index/*.cpp holds our small extern "C" shim over it. OpenCV
@@ -50,7 +52,7 @@ $(BUILD)/index/winograd.o: OPT += -O3
 
 $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
-	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
+	$(CXX) $(CPPFLAGS) $(CV_CPPFLAGS) $(CXXFLAGS) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@

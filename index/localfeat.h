@@ -34,7 +34,9 @@
 
 #define CS_LF_SIDE 256
 #define CS_LF_REF_KP 30
+#ifndef CS_LF_QUERY_KP /* a build may raise the query budget (experiments) */
 #define CS_LF_QUERY_KP 160
+#endif
 #define CS_LF_RECORD 4096
 #define CS_LF_NN 8
 

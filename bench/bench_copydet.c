@@ -12,7 +12,8 @@
  *   local     SIFT votes (index/localfeat.h) + RANSAC verification
  *             (analyze/lf_verify.h); score = share of reference keypoints verified
  *   fused     analyze/fuse.h: max background-calibrated z of pdq, grey32,
- *             tiny-reg and local; flagged when z > cs_fuse_flag_z_bg (1 % of
+ *             tiny-reg and local (the mean z under two half-background fits,
+ *             the scale of the out-of-sample threshold); flagged when z > cs_fuse_flag_z_bg (1 % of
  *             the background images, out of sample)
  *   fused-sum the same with the sum of the z (agreement counts)
  *
@@ -43,7 +44,7 @@
 #include "index/tinydesc.h"
 
 #define TOPP 10 /* predictions per query */
-#define NCAND 10 /* local-feature candidates verified per query */
+#define NCAND 30 /* local-feature candidates verified per query (top 10 holds 20 of 37 rotations, top 30 holds 32) */
 #define TH (64 * 64 * 3)
 enum { M_PDQ, M_GREY, M_TINY, M_TREG, M_AN, M_LF, M_FUSED, M_FSUM, NM };
 static const char *mname[NM] = {"pdq", "grey32", "tiny", "tiny-reg", "analyze", "local", "fused", "fused-sum"};
@@ -420,8 +421,11 @@ int main(void) {
     /* the flag threshold: out-of-sample top-1 z of the background images
      * (each half scored with the distributions of the other half) */
     double *bgtop = malloc(sizeof(double) * (size_t)(nb ? nb : 1) * 2);
+    /* queries are scored on the same scale as the background maxima: the
+     * mean of their z under the two half fits (neither contains them) */
+    static cs_fuse_bg fhs[2][FD];
     for (int half = 0; half < 2; half++) {
-        cs_fuse_bg fh[FD];
+        cs_fuse_bg *fh = fhs[half];
         float *sub = malloc(sizeof(float) * (size_t)(nb * nr + 1));
         for (int d = 0; d < FD; d++) {
             int64_t m = 0;
@@ -441,7 +445,6 @@ int main(void) {
                 }
                 bgtop[u * nb + b] = top;
             }
-        for (int d = 0; d < FD; d++) cs_fuse_bg_free(&fh[d]);
         free(sub);
     }
     double *bgtop_keep = malloc(sizeof(double) * (size_t)(nb ? nb : 1));
@@ -487,7 +490,7 @@ int main(void) {
             for (int j = 0; j < np[from[f]][i]; j++) {
                 int r = p[from[f]][i][j].ref;
                 float s4[FD] = {s_pdq(x, &refs[r]), s_grey(x, &refs[r]), s_treg(x, &refs[r]), lsc[r]};
-                sc[r] = (float)cs_fuse_z_max(fb, s4, FD, NULL);
+                sc[r] = (float)(0.5 * (rule_max(fhs[0], s4, FD) + rule_max(fhs[1], s4, FD)));
             }
         int r_top = -1;
         np[M_FUSED][i] = top_of(sc, nr, p[M_FUSED][i], -1e29f);
@@ -498,7 +501,7 @@ int main(void) {
                 for (int j = 0; j < np[from[f]][i]; j++) {
                     int r = p[from[f]][i][j].ref;
                     float s4[FD] = {s_pdq(x, &refs[r]), s_grey(x, &refs[r]), s_treg(x, &refs[r]), lsc[r]};
-                    ss[r] = (float)cs_fuse_z_sum(fb, s4, FD);
+                    ss[r] = (float)(0.5 * (cs_fuse_z_sum(fhs[0], s4, FD) + cs_fuse_z_sum(fhs[1], s4, FD)));
                 }
             np[M_FSUM][i] = top_of(ss, nr, p[M_FSUM][i], -1e29f);
             flag_fs[i] = np[M_FSUM][i] && p[M_FSUM][i][0].score > flag_zs[1];
@@ -508,7 +511,7 @@ int main(void) {
             flag_fu[i] = 1;
             int r = p[M_FUSED][i][0].ref, w;
             float s4[FD] = {s_pdq(x, &refs[r]), s_grey(x, &refs[r]), s_treg(x, &refs[r]), lsc[r]};
-            cs_fuse_z_max(fb, s4, FD, &w);
+            cs_fuse_z_max(fhs[0], s4, FD, &w);
             if (w >= 0) (x->ref >= 0 ? win_copy : win_dis)[w]++;
             r_top = r;
             partial_fu[i] = ev[r].inliers > 0 && ev[r].partial;
@@ -629,6 +632,8 @@ int main(void) {
 
     for (int d = 0; d < FD; d++) {
         cs_fuse_bg_free(&fb[d]);
+        cs_fuse_bg_free(&fhs[0][d]);
+        cs_fuse_bg_free(&fhs[1][d]);
         free(bs[d]);
     }
     cs_lf_index_free(c.lx);

@@ -11,16 +11,21 @@ DESTDIR  ?=
 CPPFLAGS += -I. -D_GNU_SOURCE -MMD -MP
 CFLAGS   += -std=c17 -Wall -Wextra $(OPT) -pthread $(WERROR)
 CXXFLAGS += -std=c++17 -Wall -Wextra $(OPT) -pthread $(WERROR)
+# OpenCV's headers (index/opencv_shim.cpp); apart from CXXFLAGS, which `make asan` overrides
+CV_CPPFLAGS = -I/usr/include/opencv4
 LDFLAGS  += -pthread $(SANITIZE)
 # Debian packages (make deps). FAISS: Debian ships only the C++ static
-# library, so index/*.cpp holds our small extern "C" shim over it.
-LDLIBS   += -l:libfaiss.a -lgomp -lopenblas -lpng -ljpeg -lsqlite3 -lcjson -lz -lutf8proc -ldivsufsort -lnettle -larchive -lm
+# library, so index/*.cpp holds our small extern "C" shim over it. OpenCV
+# (SIFT and RANSAC for the local features) is reached the same way
+# (index/opencv_shim.cpp).
+LDLIBS   += -lopencv_calib3d -lopencv_features2d -lopencv_flann -lopencv_imgproc -lopencv_core \
+            -l:libfaiss.a -lgomp -lopenblas -lpng -ljpeg -lsqlite3 -lcjson -lz -lutf8proc -ldivsufsort -lnettle -larchive -lm
 
 DEB_PKGS = build-essential libopenblas-dev libpng-dev libjpeg62-turbo-dev libsqlite3-dev \
            libcjson-dev zlib1g-dev libutf8proc-dev libdivsufsort-dev libfaiss-dev \
-           libxml2-utils nettle-dev libarchive-dev
+           libxml2-utils nettle-dev libarchive-dev libopencv-features2d-dev libopencv-calib3d-dev
 # The anchors `make bench` measures beside our figures (FAISS, PyTorch, numpy).
-BENCH_PKGS = python3-faiss python3-numpy python3-torch python3-torchvision
+BENCH_PKGS = python3-faiss python3-numpy python3-torch python3-torchvision python3-pil librsvg2-bin
 
 LIB_SRC  := $(wildcard core/*.c index/*.c pipeline/*.c analyze/*.c reports/*.c)
 LIB_CXX  := $(wildcard core/*.cpp index/*.cpp analyze/*.cpp)
@@ -47,7 +52,7 @@ $(BUILD)/index/winograd.o: OPT += -O3
 
 $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
-	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
+	$(CXX) $(CPPFLAGS) $(CV_CPPFLAGS) $(CXXFLAGS) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@

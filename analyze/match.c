@@ -467,6 +467,22 @@ static void refine_one(void *vctx, int64_t i, int thread) {
         cs_an_refine(&cand[m], r, rows[m], qid, qmir, q16, q16 + C16, align[m], q, x->s);
         cs_an_verdict_cand(&cand[m], res->gen_pdq_quality, x->s);
     }
+    /* The scan's tiled L2 comes from sgemm (|a|^2 + |b|^2 - 2ab), whose
+     * cancellation leaves ~1e-3 where the exact distance is 0: the list
+     * reports the refined exact d_id, so a descriptor score and the evidence's
+     * distance agree for the same pair (issue 13). */
+    for (int j = 0; j < res->n_tl2; j++)
+        for (int m = 0; m < nc; m++)
+            if (cand[m].row == res->tl2[j].row && isfinite(cand[m].d_id)) res->tl2[j].score = cand[m].d_id;
+    for (int a = 1; a < res->n_tl2; a++) {
+        cs_an_hit h = res->tl2[a];
+        int p = a;
+        while (p > 0 && res->tl2[p - 1].score > h.score) {
+            res->tl2[p] = res->tl2[p - 1];
+            p--;
+        }
+        res->tl2[p] = h;
+    }
     int b = 0;
     for (int m = 1; m < nc; m++)
         if (cmp_cand(&cand[m], &cand[b]) < 0) b = m;
@@ -489,9 +505,14 @@ static void refine_one(void *vctx, int64_t i, int thread) {
     cs_an_verdict_result(res, x->s);
 }
 
-static void merge_topk(cs_an_hit *out, int *nout, int k, const int32_t *ia, const float *da,
-                       const int32_t *ib, const float *db) {
+/* Both lists (as is and mirrored, k each) go into a buffer of 2k before the
+ * best k are kept: filling the k output slots in list order would let the
+ * as-is list crowd out a mirrored hit that ranks first (issue 13). */
+void cs_an_merge_topk(cs_an_hit *out, int *nout, int k, const int32_t *ia, const float *da,
+                      const int32_t *ib, const float *db) {
+    cs_an_hit all[2 * CS_AN_K];
     int n = 0;
+    if (k > CS_AN_K) k = CS_AN_K;
     for (int src = 0; src < 2; src++) {
         const int32_t *ix = src ? ib : ia;
         const float *dx = src ? db : da;
@@ -499,25 +520,26 @@ static void merge_topk(cs_an_hit *out, int *nout, int k, const int32_t *ia, cons
             if (ix[j] < 0) continue;
             int found = -1;
             for (int m = 0; m < n; m++)
-                if (out[m].row == ix[j]) found = m;
+                if (all[m].row == ix[j]) found = m;
             if (found >= 0) {
-                if (dx[j] < out[found].score) out[found].score = dx[j];
+                if (dx[j] < all[found].score) all[found].score = dx[j];
                 continue;
             }
-            if (n < CS_AN_K) out[n++] = (cs_an_hit){ix[j], dx[j]};
+            all[n++] = (cs_an_hit){ix[j], dx[j]};
         }
     }
-    /* sort ascending, keep k */
+    /* stable insertion sort, ascending (ties keep list order: as is first) */
     for (int a = 1; a < n; a++) {
-        cs_an_hit h = out[a];
+        cs_an_hit h = all[a];
         int p = a;
-        while (p > 0 && out[p - 1].score > h.score) {
-            out[p] = out[p - 1];
+        while (p > 0 && all[p - 1].score > h.score) {
+            all[p] = all[p - 1];
             p--;
         }
-        out[p] = h;
+        all[p] = h;
     }
     *nout = n < k ? n : k;
+    memcpy(out, all, sizeof *out * (size_t)*nout);
 }
 
 /* PDQ, pHash, dHash top-k of every generation and its mirror image by
@@ -561,7 +583,7 @@ static int hash_scan(const cs_an_refs *r, const cs_an_query *q, int64_t nq, int 
             if (!q[i].has_hashes) continue;
             cs_an_hit *out = h == 0 ? res[i].pdq : h == 1 ? res[i].phash : res[i].dhash;
             int *nout = h == 0 ? &res[i].n_pdq : h == 1 ? &res[i].n_phash : &res[i].n_dhash;
-            merge_topk(out, nout, k, ix + 2 * i * k, dx + 2 * i * k, ix + (2 * i + 1) * k, dx + (2 * i + 1) * k);
+            cs_an_merge_topk(out, nout, k, ix + 2 * i * k, dx + 2 * i * k, ix + (2 * i + 1) * k, dx + (2 * i + 1) * k);
         }
     }
     rc = 0;
@@ -607,9 +629,9 @@ int cs_an_match_batch(const cs_an_refs *r, const cs_an_query *q, int64_t nq,
         if (cs_tl2_topk(ti, td, k, qp, qn2, 2 * nq, r->tl2, r->tl2_n2, r->n, &r->cfg, err)) goto done;
         if (cs_tl2_topk(li, ld, k, ql, qln2, 2 * nq, r->lay, r->lay_n2, r->n, &lay_cfg, err)) goto done;
         for (int64_t i = 0; i < nq; i++) {
-            merge_topk(res[i].tl2, &res[i].n_tl2, k, ti + 2 * i * k, td + 2 * i * k,
+            cs_an_merge_topk(res[i].tl2, &res[i].n_tl2, k, ti + 2 * i * k, td + 2 * i * k,
                        ti + (2 * i + 1) * k, td + (2 * i + 1) * k);
-            merge_topk(res[i].lay, &res[i].n_lay, k, li + 2 * i * k, ld + 2 * i * k,
+            cs_an_merge_topk(res[i].lay, &res[i].n_lay, k, li + 2 * i * k, ld + 2 * i * k,
                        li + (2 * i + 1) * k, ld + (2 * i + 1) * k);
         }
     }

@@ -132,6 +132,12 @@ typedef struct {
     int n_cand;
 } cs_an_result;
 
+/* Merges a generation's as-is and mirrored top-k lists (ia/da, ib/db: k
+ * entries each, rows < 0 skipped) into out[*nout <= k], ascending, each row
+ * once at its smaller score; k is clamped to CS_AN_K. */
+void cs_an_merge_topk(cs_an_hit *out, int *nout, int k, const int32_t *ia, const float *da,
+                      const int32_t *ib, const float *db);
+
 /* Matches nq generations against the references (threads for the non-BLAS
  * parts; <= 0 = cs_threads()). res[nq] is filled. */
 int cs_an_match_batch(const cs_an_refs *r, const cs_an_query *q, int64_t nq,

@@ -3,6 +3,8 @@
  * measured by tests/test_analyze_calib.c on ../shared/data/twemoji-64. */
 #include "analyze/settings.h"
 
+#include "analyze/match.h" /* CS_AN_K, the longest candidate list */
+
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +89,11 @@ int cs_an_settings_set(cs_an_settings *s, const char *a, cs_err *err) {
             if (!eq[1] || *end || v != v)
                 return cs_fail(err, CS_EUSAGE, "--set %s: '%s' is not a number", n, eq + 1);
             if (v < 0) return cs_fail(err, CS_EUSAGE, "--set %s: must not be negative", n);
+            /* The matcher's lists hold CS_AN_K entries: a larger cand_k
+             * would be clamped while the settings record the asked value
+             * (issue 13), so it is refused instead. */
+            if (!strcmp(n, "cand_k") && (v < 1 || v > CS_AN_K || v != (double)(int)v))
+                return cs_fail(err, CS_EUSAGE, "--set cand_k: must be a whole number from 1 to %d", CS_AN_K);
             *slot(s, i) = v;
             return 0;
         }

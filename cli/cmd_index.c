@@ -32,7 +32,7 @@ static void usage_index(FILE *f) {
 static void usage_add(FILE *f) {
     fprintf(f,
             "usage: copyscope index add [--db PATH] [-j N] [--max-pixels N] [--batch N] [--timings]\n"
-            "                           [--embedder NAME[:WEIGHTS]] PATH...\n\n"
+            "                           [--embedder NAME[:WEIGHTS]] [--no-local-features] PATH...\n\n"
             "Adds reference images to the index. PATH may be:\n"
             "  a folder      walked recursively (symbolic links to folders are not followed);\n"
             "                .png .jpg .jpeg files are images, .tar/.tar.gz files are shards\n"
@@ -55,6 +55,8 @@ static void usage_add(FILE *f) {
             "  --max-pixels N    refuse images above N pixels (default %lld)\n"
             "  --batch N         references per transaction (default 256)\n"
             "  --timings         print the time spent reading, decoding, hashing, in SQLite\n"
+            "  --no-local-features  skip the SIFT keypoints kept per reference (4 KiB each) that\n"
+            "                    find crops, rotations and embeds; faster, those copies are missed\n"
             "  --embedder SPEC   after adding, compute the embedding of every reference that lacks\n"
             "                    one (PATH may then be omitted): 'tiny' (built in, from the\n"
             "                    thumbnails) or 'sscd:WEIGHTS.safetensors' (SSCD ResNet-50; see\n"
@@ -72,7 +74,7 @@ static const struct option add_opts[] = {
     {"max-pixels", required_argument, 0, 'm'}, {"batch", required_argument, 0, 'b'},
     {"timings", no_argument, 0, 't'},          {"help", no_argument, 0, 'h'},
     {"embedder", required_argument, 0, 'E'},   {"attribution", required_argument, 0, 'A'},
-    {0, 0, 0, 0}};
+    {"no-local-features", no_argument, 0, 'L'}, {0, 0, 0, 0}};
 
 /* index add --attribution: the licence/credit line reports show beside every
  * reference (meta key 'attribution'). */
@@ -102,7 +104,7 @@ static int add_embeddings(const char *db, const char *spec, int threads, int pro
 
 static int cmd_index_add(int argc, char **argv) {
     const char *db = NULL, *embedder = NULL, *attribution = NULL;
-    cs_ingest_opts o = {0};
+    cs_ingest_opts o = {.local_features = 1};
     int timings = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "j:h", add_opts, NULL)) != -1) {
@@ -124,6 +126,7 @@ static int cmd_index_add(int argc, char **argv) {
         case 't': timings = 1; break;
         case 'E': embedder = optarg; break;
         case 'A': attribution = optarg; break;
+        case 'L': o.local_features = 0; break;
         case 'h': usage_add(stdout); return CLI_OK;
         default: return CLI_USAGE;
         }

@@ -22,6 +22,7 @@
 #include "core/parallel.h"
 #include "core/progress.h"
 #include "index/ingest_internal.h"
+#include "index/localfeat.h"
 #include "index/refs.h"
 
 enum { T_READ, T_SHA, T_DECODE, T_HASH, T_THUMB, T_N };
@@ -40,10 +41,11 @@ struct ing_ctx {
     cs_ingest_stats *st;
     cs_image_opts iopts;
     int threads, batch_size;
+    int local_features;     /* opts->local_features */
     int counting;           /* first pass: only count inputs for the progress total */
     int64_t count;
     sqlite3_stmt *q_source; /* on ro (or s) */
-    sqlite3_stmt *q_dup, *ins_ref, *upd_ref, *ins_hash, *ins_thumb; /* on s */
+    sqlite3_stmt *q_dup, *ins_ref, *upd_ref, *ins_hash, *ins_thumb, *ins_lf; /* on s */
     ing_job *buf[2];        /* [batch_size] each: one filling, one being written */
     int cur, n;             /* buf[cur] is filling, n jobs so far */
     size_t bytes;           /* tar member bytes held by buf[cur] */
@@ -68,6 +70,7 @@ void ing_job_clear(ing_job *j) {
     free(j->error);
     free(j->note);
     free(j->thumb);
+    free(j->lf);
     memset(j, 0, sizeof *j);
 }
 
@@ -181,6 +184,18 @@ static void process_job(void *ctx, int64_t i, int thread) {
         j->error = dupf(j->source, err.msg);
         goto done;
     }
+    if (c->local_features) { /* timed with the thumbnail */
+        cs_lf_set *ls = malloc(sizeof *ls);
+        j->lf = malloc(CS_LF_RECORD);
+        rc = !ls || !j->lf ? cs_fail(&err, CS_ENOMEM, "out of memory") : cs_lf_extract(&img, CS_LF_REF_KP, 0, ls, &err);
+        if (!rc) cs_lf_pack(ls, j->lf);
+        free(ls);
+        if (rc) {
+            cs_image_free(&img);
+            j->error = dupf(j->source, err.msg);
+            goto done;
+        }
+    }
     cs_image th;
     rc = cs_image_resize(&th, &img, CS_THUMB_SIZE, CS_THUMB_SIZE, CS_RESIZE_AREA, &err);
     cs_image_free(&img);
@@ -267,7 +282,12 @@ static int write_job(ing_ctx *c, ing_job *j, cs_ingest_stats *ws, cs_err *err) {
     sqlite3_bind_int(t, 2, CS_THUMB_SIZE);
     sqlite3_bind_int(t, 3, CS_THUMB_SIZE);
     sqlite3_bind_blob(t, 4, j->thumb, CS_THUMB_SIZE * CS_THUMB_SIZE * 3, SQLITE_STATIC);
-    return step_done(c, t, "recording a thumbnail", err);
+    if (step_done(c, t, "recording a thumbnail", err)) return -1;
+    if (!j->lf) return 0;
+    sqlite3_stmt *l = c->ins_lf;
+    sqlite3_bind_int64(l, 1, id);
+    sqlite3_bind_blob(l, 2, j->lf, CS_LF_RECORD, SQLITE_STATIC);
+    return step_done(c, l, "recording local features", err);
 }
 
 /* Writer thread: one batch, one transaction. */
@@ -363,6 +383,7 @@ int cs_ingest_add(cs_store *s, const char *const *paths, int n, const cs_ingest_
     c.threads = opts && opts->threads > 0 ? opts->threads : cs_threads();
     c.batch_size = opts && opts->batch > 0 ? opts->batch : 256;
     c.iopts.max_pixels = opts ? opts->max_pixels : 0;
+    c.local_features = opts && opts->local_features;
     c.buf[0] = calloc((size_t)c.batch_size, sizeof(ing_job));
     c.buf[1] = calloc((size_t)c.batch_size, sizeof(ing_job));
     c.tt = calloc((size_t)c.threads, sizeof *c.tt);
@@ -396,7 +417,8 @@ int cs_ingest_add(cs_store *s, const char *const *paths, int n, const cs_ingest_
                               err) ||
              cs_store_prepare(s, &c.ins_thumb,
                               "INSERT OR REPLACE INTO ref_thumbs(ref_id, w, h, rgb) VALUES(?1, ?2, ?3, ?4)",
-                              err)
+                              err) ||
+             cs_store_prepare(s, &c.ins_lf, "INSERT OR REPLACE INTO ref_localfeat(ref_id, rec) VALUES(?1, ?2)", err)
                  ? -1
                  : 0;
     /* first pass: count the file inputs so the progress line has a total
@@ -426,6 +448,7 @@ int cs_ingest_add(cs_store *s, const char *const *paths, int n, const cs_ingest_
     sqlite3_finalize(c.upd_ref);
     sqlite3_finalize(c.ins_hash);
     sqlite3_finalize(c.ins_thumb);
+    sqlite3_finalize(c.ins_lf);
     cs_store_close(c.ro);
     ing_map_free(&c.queued[0]);
     ing_map_free(&c.queued[1]);

@@ -30,6 +30,7 @@ typedef struct {
     int batch;          /* refs per transaction; 0 = 256 */
     int64_t max_pixels; /* per image; 0 = CS_IMAGE_DEFAULT_MAX_PIXELS */
     int progress;       /* show a progress line (core/progress.h rules) */
+    int local_features; /* 1: a SIFT record per reference (index/localfeat.h) into ref_localfeat */
 } cs_ingest_opts;
 
 typedef struct {

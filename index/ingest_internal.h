@@ -36,6 +36,7 @@ typedef struct {
     int w, h;
     cs_hashes hashes;
     uint8_t *thumb;      /* CS_THUMB_SIZE^2 * 3 */
+    uint8_t *lf;         /* CS_LF_RECORD bytes, or NULL (local features off) */
 } ing_job;
 
 void ing_job_clear(ing_job *j);

@@ -58,6 +58,54 @@ int cs_tiny_thumb(const cs_image *img, uint8_t *thumb, cs_err *err) {
     return 0;
 }
 
+int cs_tiny_region_thumbs(const cs_image *img, int reference, int mirror, uint8_t *thumbs, cs_err *err) {
+    const int n = reference ? CS_TINY_RREG : CS_TINY_QREG;
+    const size_t tb = CS_THUMB_SIZE * CS_THUMB_SIZE * 3;
+    for (int r = 0; r < n; r++) {
+        double f = 1, fx = 0, fy = 0; /* side fraction and offset fractions */
+        if (r > 0 && reference) {
+            static const double off[5][2] = {{0.075, 0.075}, {0, 0}, {0.15, 0}, {0, 0.15}, {0.15, 0.15}};
+            f = 0.85;
+            fx = off[r - 1][0];
+            fy = off[r - 1][1];
+        } else if (r > 0) {
+            f = 0.6;
+            fx = (r - 1) % 5 * 0.1;
+            fy = (r - 1) / 5 * 0.1;
+        }
+        if (mirror) fx = 1 - f - fx; /* the same region of the mirror image */
+        int x0 = (int)lround(fx * img->w), y0 = (int)lround(fy * img->h);
+        int w = (int)lround(f * img->w), h = (int)lround(f * img->h);
+        if (w < 1) w = 1;
+        if (h < 1) h = 1;
+        if (x0 + w > img->w) x0 = img->w - w;
+        if (y0 + h > img->h) y0 = img->h - h;
+        cs_image c = {0};
+        if (cs_image_alloc(&c, w, h, err)) return -1;
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+                memcpy(c.rgb + ((size_t)y * w + x) * 3,
+                       img->rgb + ((size_t)(y0 + y) * img->w + (mirror ? x0 + w - 1 - x : x0 + x)) * 3, 3);
+        int rc = cs_tiny_thumb(&c, thumbs + (size_t)r * tb, err);
+        cs_image_free(&c);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+float cs_tiny_region_score(const float *q, int nq, const float *r, int nr, int dim) {
+    float best = -2;
+    for (int side = 0; side < 2; side++) {
+        const float *a = side ? r : q, *b = side ? q : r; /* a's regions against b's whole image */
+        int na = side ? nr : nq;
+        for (int i = 0; i < na; i++) {
+            float s = cblas_sdot(dim, a + (size_t)i * dim, 1, b, 1);
+            if (s > best) best = s;
+        }
+    }
+    return best;
+}
+
 /* Long: sample, centre, covariance, eigenpairs, projection: one PCA, step by step. */
 int cs_tiny_learn(cs_tinydesc *m, const uint8_t *thumbs, int64_t n, cs_err *err) {
     memset(m, 0, sizeof *m);

@@ -59,6 +59,25 @@ int cs_tiny_learn(cs_tinydesc *m, const uint8_t *thumbs, int64_t n, cs_err *err)
 int cs_tiny_describe(const cs_tinydesc *m, const uint8_t *thumbs, int64_t n, float *out,
                      cs_err *err);
 
+/* Regional descriptors (issue 13): a 70 % crop or a 60 % embed of a
+ * reference is a different thumbnail from the reference's, so both sides
+ * are also described by regions, and a pair scores the best region match.
+ * A query's CS_TINY_QREG regions are the whole image and a 5x5 grid of
+ * crops of 60 % of each side (steps of 10 %: an embedded reference is within
+ * 5 % of the canvas side of one of them); a reference's CS_TINY_RREG are the
+ * whole image, its centre and its four corners at 85 % of the side (a crop
+ * keeping 70-90 % of the area). mirror != 0: of the mirror image. thumbs:
+ * [count][64][64][3]. */
+#define CS_TINY_QREG 26
+#define CS_TINY_RREG 6
+int cs_tiny_region_thumbs(const cs_image *img, int reference, int mirror, uint8_t *thumbs, cs_err *err);
+
+/* The regional score of a pair (descriptors of cs_tiny_region_thumbs, as
+ * described by cs_tiny_describe): the best cosine of the query's regions
+ * against the reference's whole image and of the query's whole image
+ * against the reference's regions (row 0 is the whole image on both sides). */
+float cs_tiny_region_score(const float *q, int nq, const float *r, int nr, int dim);
+
 int cs_tiny_save(const cs_tinydesc *m, const char *path, cs_err *err);
 int cs_tiny_load(cs_tinydesc *m, const char *path, cs_err *err);
 void cs_tiny_free(cs_tinydesc *m);

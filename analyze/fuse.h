@@ -1,0 +1,76 @@
+/* fuse.h — one calibrated similarity per (generation, reference) from the
+ * scores of several descriptors (issue 13).
+ *
+ * Scores of different descriptors (a PDQ distance, a cosine, a share of
+ * verified keypoints) are not comparable, and the same descriptor's raw score
+ * does not mean the same thing for every kind of image. Each descriptor is
+ * therefore normalised against a background set: scores of pairs known to be
+ * unrelated (background images against the references, the SSCD recipe of
+ * Pizzi et al. 2022 s4). A score s becomes its background tail probability
+ * p(s) = P(background >= s), reported as z = -log10 p ("s is as rare among
+ * unrelated pairs as 1 in 10^z"):
+ *  - at or below the background's 99th percentile u, p is the empirical
+ *    tail (count of background scores >= s, plus one, over n plus one);
+ *  - above u, the tail is extrapolated by the peaks-over-threshold model
+ *    with an exponential excess (a generalised Pareto with shape 0):
+ *    p = p_u exp(-(s - u) / beta), beta = the mean excess of the background
+ *    scores above u, so scores beyond every background score still rank.
+ * Higher scores must mean more similar (pass -distance for a distance).
+ *
+ * The rule (cs_fuse_z_max): the fused similarity is the largest z over the
+ * descriptors that have a score for the pair — the strongest evidence,
+ * measured in one unit. No weights, nothing fitted to a benchmark; the
+ * background set is the only calibration. The verdict threshold follows from
+ * the false-flag rate alpha one accepts, measured on the background images
+ * themselves: cs_fuse_flag_z_bg is the (1 - alpha) quantile of their top-1
+ * fused z against the whole reference set, each computed out of sample (the
+ * background is split in two halves, each half's maxima scored with the
+ * distributions fitted on the other half). Without enough background images
+ * for that quantile, cs_fuse_flag_z gives the Bonferroni bound (probability
+ * <= alpha over n_refs references x n_desc descriptors), far stricter. */
+#ifndef CS_FUSE_H
+#define CS_FUSE_H
+
+#include <stdint.h>
+
+#include "core/err.h"
+
+#define CS_FUSE_TAIL_Q 0.99   /* u: the background quantile where extrapolation starts */
+#define CS_FUSE_MIN_EXCESS 10 /* fewer exceedances than this: empirical tail only */
+
+typedef struct {
+    int64_t n;        /* background scores */
+    float *sorted;    /* [n] ascending */
+    float u;          /* threshold of the tail model */
+    double p_u;       /* empirical P(background > u) */
+    double beta;      /* mean excess above u; 0: no tail model */
+} cs_fuse_bg;
+
+/* Fits the background of one descriptor from n >= 1 scores (copied; NANs
+ * are dropped). */
+int cs_fuse_bg_fit(cs_fuse_bg *bg, const float *scores, int64_t n, cs_err *err);
+void cs_fuse_bg_free(cs_fuse_bg *bg);
+
+/* -log10 of the background tail probability of s (>= 0); NAN for NAN. */
+double cs_fuse_z(const cs_fuse_bg *bg, float s);
+
+/* max over d of cs_fuse_z(&bg[d], s[d]), NAN scores skipped; *which (may be
+ * NULL) = the descriptor that gave it, -1 when none had a score (result 0). */
+double cs_fuse_z_max(const cs_fuse_bg *bg, const float *s, int nd, int *which);
+
+/* The sum of the z of the descriptors that have a score (0 when none):
+ * agreement between descriptors counts. The z are not independent, so the
+ * sum is not itself a tail probability: its flag threshold must come from
+ * the background maxima (cs_fuse_flag_z_bg), never from cs_fuse_flag_z. */
+double cs_fuse_z_sum(const cs_fuse_bg *bg, const float *s, int nd);
+
+/* z at or above which a pair is flagged so that an unrelated generation is
+ * flagged with probability <= alpha: -log10(alpha / (n_refs x n_desc)). */
+double cs_fuse_flag_z(int64_t n_refs, int n_desc, double alpha);
+
+/* The (1 - alpha) quantile (the smallest value with at most floor(alpha n)
+ * of the n values above it) of n out-of-sample background top-1 fused z;
+ * the Bonferroni bound when n < 1 / alpha (too few to measure alpha). */
+double cs_fuse_flag_z_bg(const double *top_z, int64_t n, int64_t n_refs, int n_desc, double alpha);
+
+#endif

@@ -1,0 +1,372 @@
+/* localfeat.c — SIFT sets per image, their records and column file, and the
+ * vote index over every reference descriptor (see localfeat.h). */
+#include "index/localfeat.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "core/fs.h"
+#include "index/faiss_shim.h"
+#include "index/opencv_shim.h"
+
+#define HDR 16
+#define KPB (128 + 6) /* bytes per keypoint in a record */
+_Static_assert(HDR + CS_LF_REF_KP * KPB <= CS_LF_RECORD, "record budget");
+
+int cs_lf_extract(const cs_image *img, int max_kp, int mirror, cs_lf_set *out, cs_err *err) {
+    memset(out, 0, sizeof *out);
+    if (max_kp > CS_LF_QUERY_KP) max_kp = CS_LF_QUERY_KP;
+    if (!img->rgb || img->w < 1 || img->h < 1) return cs_fail(err, CS_EUSAGE, "localfeat: empty image");
+    int w = img->w >= img->h ? CS_LF_SIDE : (int)lround((double)img->w * CS_LF_SIDE / img->h);
+    int h = img->h > img->w ? CS_LF_SIDE : (int)lround((double)img->h * CS_LF_SIDE / img->w);
+    if (w < 1) w = 1;
+    if (h < 1) h = 1;
+    cs_image r = {0};
+    if (cs_image_resize(&r, img, w, h, CS_RESIZE_AUTO, err)) return -1;
+    float *l = malloc(sizeof(float) * (size_t)w * h);
+    uint8_t *g = malloc((size_t)w * h);
+    cs_cv_kp *kp = malloc(sizeof(cs_cv_kp) * CS_LF_QUERY_KP);
+    int rc = -1;
+    if (!l || !g || !kp) {
+        cs_fail(err, CS_ENOMEM, "localfeat: out of memory");
+        goto out;
+    }
+    cs_image_luma(l, &r);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            float v = l[(size_t)y * w + (mirror ? w - 1 - x : x)] + 0.5f;
+            g[(size_t)y * w + x] = (uint8_t)(v > 255 ? 255 : v);
+        }
+    int n = cs_cv_sift(g, w, h, w, max_kp, kp, &out->desc[0][0], err);
+    if (n < 0) goto out;
+    out->n = n;
+    out->w = w;
+    out->h = h;
+    out->orig_w = img->w;
+    out->orig_h = img->h;
+    for (int i = 0; i < n; i++) {
+        out->xy[i][0] = kp[i].x;
+        out->xy[i][1] = kp[i].y;
+        out->size[i] = kp[i].size;
+        out->angle[i] = kp[i].angle;
+    }
+    rc = 0;
+out:
+    cs_image_free(&r);
+    free(l);
+    free(g);
+    free(kp);
+    return rc;
+}
+
+static void put16(uint8_t *p, unsigned v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static unsigned get16(const uint8_t *p) { return p[0] | (unsigned)p[1] << 8; }
+static void put32(uint8_t *p, uint32_t v) { put16(p, v & 0xffff); put16(p + 2, v >> 16); }
+static uint32_t get32(const uint8_t *p) { return get16(p) | (uint32_t)get16(p + 2) << 16; }
+static unsigned quant(float v, float scale, unsigned max) {
+    float q = v * scale + 0.5f;
+    return q <= 0 ? 0 : q >= (float)max ? max : (unsigned)q;
+}
+
+void cs_lf_pack(const cs_lf_set *s, uint8_t rec[CS_LF_RECORD]) {
+    memset(rec, 0, CS_LF_RECORD);
+    int n = s->n < CS_LF_REF_KP ? s->n : CS_LF_REF_KP;
+    rec[0] = (uint8_t)n;
+    rec[1] = 1; /* version */
+    put16(rec + 2, (unsigned)s->w);
+    put16(rec + 4, (unsigned)s->h);
+    put32(rec + 6, (uint32_t)s->orig_w);
+    put32(rec + 10, (uint32_t)s->orig_h);
+    for (int i = 0; i < n; i++) {
+        uint8_t *p = rec + HDR + i * KPB;
+        put16(p, quant(s->xy[i][0], 64, 65535));
+        put16(p + 2, quant(s->xy[i][1], 64, 65535));
+        p[4] = (uint8_t)quant(s->size[i], 4, 255);
+        p[5] = (uint8_t)(quant(s->angle[i], 256.0f / 360, 256) & 255);
+        memcpy(p + 6, s->desc[i], 128);
+    }
+}
+
+int cs_lf_unpack(const uint8_t rec[CS_LF_RECORD], cs_lf_set *s, cs_err *err) {
+    memset(s, 0, sizeof *s);
+    if (rec[1] != 1 || rec[0] > CS_LF_REF_KP)
+        return cs_fail(err, CS_EFORMAT, "localfeat: bad record (version %d, %d keypoints)", rec[1], rec[0]);
+    s->n = rec[0];
+    s->w = (int)get16(rec + 2);
+    s->h = (int)get16(rec + 4);
+    s->orig_w = (int)get32(rec + 6);
+    s->orig_h = (int)get32(rec + 10);
+    for (int i = 0; i < s->n; i++) {
+        const uint8_t *p = rec + HDR + i * KPB;
+        s->xy[i][0] = (float)get16(p) / 64;
+        s->xy[i][1] = (float)get16(p + 2) / 64;
+        s->size[i] = (float)p[4] / 4;
+        s->angle[i] = (float)p[5] * 360.0f / 256;
+        memcpy(s->desc[i], p + 6, 128);
+    }
+    return 0;
+}
+
+/* ---- column file ---- */
+
+static const char MAGIC[4] = {'C', 'S', 'L', 'F'};
+
+int cs_lf_col_write(const char *path, int64_t n, const int64_t *ids, const uint8_t *recs, cs_err *err) {
+    cs_atomic_file a;
+    if (cs_atomic_open(&a, path, err)) return -1;
+    uint8_t h[24];
+    memcpy(h, MAGIC, 4);
+    put32(h + 4, 1);
+    put32(h + 8, CS_LF_RECORD);
+    put32(h + 12, 0);
+    put32(h + 16, (uint32_t)((uint64_t)n & 0xffffffffu));
+    put32(h + 20, (uint32_t)((uint64_t)n >> 32));
+    int ok = fwrite(h, 1, sizeof h, a.f) == sizeof h;
+    for (int64_t i = 0; ok && i < n; i++) {
+        uint8_t b[8];
+        put32(b, (uint32_t)((uint64_t)ids[i] & 0xffffffffu));
+        put32(b + 4, (uint32_t)((uint64_t)ids[i] >> 32));
+        ok = fwrite(b, 1, 8, a.f) == 8;
+    }
+    if (ok && n > 0) ok = fwrite(recs, CS_LF_RECORD, (size_t)n, a.f) == (size_t)n;
+    if (!ok) {
+        cs_atomic_finish(&a, 0, err);
+        return cs_fail(err, CS_EIO, "%s: write failed", path);
+    }
+    return cs_atomic_finish(&a, 1, err);
+}
+
+int cs_lf_col_read(const char *path, int64_t *n, int64_t **ids, uint8_t **recs, cs_err *err) {
+    *n = 0;
+    *ids = NULL;
+    *recs = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return cs_fail(err, CS_EIO, "%s: cannot open", path);
+    uint8_t h[24];
+    int rc = -1;
+    if (fread(h, 1, sizeof h, f) != sizeof h || memcmp(h, MAGIC, 4) || get32(h + 4) != 1 ||
+        get32(h + 8) != CS_LF_RECORD) {
+        cs_fail(err, CS_EFORMAT, "%s: not a local-feature column (bad header)", path);
+        goto out;
+    }
+    uint64_t m = get32(h + 16) | (uint64_t)get32(h + 20) << 32;
+    if (m > ((uint64_t)1 << 40) / CS_LF_RECORD) {
+        cs_fail(err, CS_EFORMAT, "%s: implausible row count %llu", path, (unsigned long long)m);
+        goto out;
+    }
+    *ids = malloc(sizeof(int64_t) * (m ? m : 1));
+    *recs = malloc((size_t)CS_LF_RECORD * (m ? m : 1));
+    if (!*ids || !*recs) {
+        cs_fail(err, CS_ENOMEM, "%s: out of memory for %llu rows", path, (unsigned long long)m);
+        goto out;
+    }
+    for (uint64_t i = 0; i < m; i++) {
+        uint8_t b[8];
+        if (fread(b, 1, 8, f) != 8) {
+            cs_fail(err, CS_EFORMAT, "%s: truncated (ids)", path);
+            goto out;
+        }
+        (*ids)[i] = (int64_t)(get32(b) | (uint64_t)get32(b + 4) << 32);
+    }
+    if (m && fread(*recs, CS_LF_RECORD, m, f) != m) {
+        cs_fail(err, CS_EFORMAT, "%s: truncated (records)", path);
+        goto out;
+    }
+    if (fgetc(f) != EOF) {
+        cs_fail(err, CS_EFORMAT, "%s: trailing bytes after %llu records", path, (unsigned long long)m);
+        goto out;
+    }
+    *n = (int64_t)m;
+    rc = 0;
+out:
+    fclose(f);
+    if (rc) {
+        free(*ids);
+        free(*recs);
+        *ids = NULL;
+        *recs = NULL;
+    }
+    return rc;
+}
+
+int cs_lf_load(cs_store *s, int64_t *n, int64_t **ids, uint8_t **recs, cs_err *err) {
+    *n = 0;
+    *ids = NULL;
+    *recs = NULL;
+    sqlite3_stmt *st;
+    if (cs_store_prepare(s, &st,
+                         "SELECT l.ref_id, l.rec FROM ref_localfeat l JOIN refs r ON r.id = l.ref_id "
+                         "WHERE r.status = 'ok' ORDER BY l.ref_id",
+                         err))
+        return -1;
+    int64_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(st, 1) != CS_LF_RECORD) {
+            sqlite3_finalize(st);
+            free(*ids), free(*recs);
+            *ids = NULL, *recs = NULL, *n = 0;
+            return cs_fail(err, CS_EFORMAT, "ref_localfeat: reference %lld: record of %d bytes, not %d",
+                           (long long)sqlite3_column_int64(st, 0), sqlite3_column_bytes(st, 1), CS_LF_RECORD);
+        }
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            int64_t *ni = realloc(*ids, sizeof(int64_t) * (size_t)cap);
+            if (ni) *ids = ni;
+            uint8_t *nr = ni ? realloc(*recs, (size_t)CS_LF_RECORD * (size_t)cap) : NULL;
+            if (nr) *recs = nr;
+            if (!ni || !nr) {
+                sqlite3_finalize(st);
+                free(*ids), free(*recs);
+                *ids = NULL, *recs = NULL, *n = 0;
+                return cs_fail(err, CS_ENOMEM, "ref_localfeat: out of memory");
+            }
+        }
+        (*ids)[*n] = sqlite3_column_int64(st, 0);
+        memcpy(*recs + (size_t)*n * CS_LF_RECORD, sqlite3_column_blob(st, 1), CS_LF_RECORD);
+        (*n)++;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        free(*ids), free(*recs);
+        *ids = NULL, *recs = NULL, *n = 0;
+        return cs_fail(err, CS_EDB, "ref_localfeat: read failed");
+    }
+    return 0;
+}
+
+/* ---- vote index ---- */
+
+struct cs_lf_index {
+    cs_faiss *f;
+    int64_t nd;
+    int32_t *owner; /* [nd] reference row of each descriptor */
+};
+
+int64_t cs_lf_index_ndesc(const cs_lf_index *ix) { return ix->nd; }
+
+void cs_lf_index_free(cs_lf_index *ix) {
+    if (!ix) return;
+    cs_faiss_free(ix->f);
+    free(ix->owner);
+    free(ix);
+}
+
+int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const char *factory, cs_err *err) {
+    *out = NULL;
+    int64_t nd = 0;
+    for (int64_t i = 0; i < n; i++) nd += recs[(size_t)i * CS_LF_RECORD];
+    cs_lf_index *ix = calloc(1, sizeof *ix);
+    float *x = malloc(sizeof(float) * 128 * (size_t)(nd ? nd : 1));
+    if (ix) ix->owner = malloc(sizeof(int32_t) * (size_t)(nd ? nd : 1));
+    if (!ix || !x || !ix->owner) {
+        free(x);
+        cs_lf_index_free(ix);
+        return cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld descriptors", (long long)nd);
+    }
+    int64_t d = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *rec = recs + (size_t)i * CS_LF_RECORD;
+        for (int k = 0; k < rec[0] && k < CS_LF_REF_KP; k++, d++) {
+            const uint8_t *p = rec + HDR + k * KPB + 6;
+            for (int j = 0; j < 128; j++) x[d * 128 + j] = p[j];
+            ix->owner[d] = (int32_t)i;
+        }
+    }
+    ix->nd = d;
+    char fac[64];
+    if (!factory) {
+        int nlist = (int)(4 * sqrt((double)d));
+        if (d < 4096 || nlist < 16) snprintf(fac, sizeof fac, "Flat");
+        else snprintf(fac, sizeof fac, "IVF%d,SQ8", nlist);
+        factory = fac;
+    }
+    int rc = -1;
+    if (cs_faiss_new(&ix->f, 128, factory, 0, err)) goto out;
+    if (!cs_faiss_is_trained(ix->f)) {
+        int64_t nt = d < 100000 ? d : 100000; /* evenly spaced subset */
+        float *t = nt == d ? x : malloc(sizeof(float) * 128 * (size_t)nt);
+        if (!t) {
+            cs_fail(err, CS_ENOMEM, "localfeat: out of memory");
+            goto out;
+        }
+        if (t != x)
+            for (int64_t i = 0; i < nt; i++) memcpy(t + i * 128, x + (i * d / nt) * 128, sizeof(float) * 128);
+        int trc = cs_faiss_train(ix->f, nt, t, err);
+        if (t != x) free(t);
+        if (trc) goto out;
+    }
+    if (d && cs_faiss_add(ix->f, d, x, err)) goto out;
+    if (cs_faiss_nlist(ix->f) > 0 && cs_faiss_set_param(ix->f, "nprobe", 16, err)) goto out;
+    rc = 0;
+out:
+    free(x);
+    if (rc) cs_lf_index_free(ix);
+    else *out = ix;
+    return rc;
+}
+
+static int cmp_vote(const void *a, const void *b) {
+    const cs_lf_vote *x = a, *y = b;
+    if (x->votes != y->votes) return x->votes > y->votes ? -1 : 1;
+    return (x->row > y->row) - (x->row < y->row);
+}
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+int cs_lf_retrieve(cs_lf_index *ix, const cs_lf_set *q, int64_t nq, int max_out, cs_lf_vote *out, int *nout,
+                   cs_err *err) {
+    const int K = CS_LF_NN, M = CS_LF_QUERY_KP;
+    float *x = malloc(sizeof(float) * 128 * M), *dist = malloc(sizeof(float) * M * K);
+    int64_t *rows = malloc(sizeof(int64_t) * M * K);
+    int32_t *hit = malloc(sizeof(int32_t) * M * K);
+    cs_lf_vote *v = malloc(sizeof(cs_lf_vote) * M * K);
+    int rc = -1;
+    if (!x || !dist || !rows || !hit || !v) {
+        cs_fail(err, CS_ENOMEM, "localfeat: out of memory");
+        goto out;
+    }
+    for (int64_t i = 0; i < nq; i++) {
+        nout[i] = 0;
+        const cs_lf_set *s = &q[i];
+        if (s->n == 0 || ix->nd == 0) continue;
+        for (int k = 0; k < s->n; k++)
+            for (int j = 0; j < 128; j++) x[k * 128 + j] = s->desc[k][j];
+        if (cs_faiss_search(ix->f, s->n, x, K, dist, rows, err)) goto out;
+        /* one vote per (query keypoint, reference): dedupe within each keypoint's list */
+        int nh = 0;
+        for (int k = 0; k < s->n; k++) {
+            int start = nh;
+            for (int j = 0; j < K; j++) {
+                int64_t r = rows[k * K + j];
+                if (r < 0 || r >= ix->nd) continue;
+                int32_t ref = ix->owner[r], dup = 0;
+                for (int t = start; t < nh; t++) dup |= hit[t] == ref;
+                if (!dup) hit[nh++] = ref;
+            }
+        }
+        qsort(hit, (size_t)nh, sizeof *hit, cmp_i32);
+        int nv = 0;
+        for (int t = 0; t < nh; t++) {
+            if (nv && v[nv - 1].row == hit[t]) v[nv - 1].votes++;
+            else v[nv++] = (cs_lf_vote){hit[t], 1};
+        }
+        qsort(v, (size_t)nv, sizeof *v, cmp_vote);
+        nout[i] = nv < max_out ? nv : max_out;
+        memcpy(out + i * max_out, v, sizeof *v * (size_t)nout[i]);
+    }
+    rc = 0;
+out:
+    free(x);
+    free(dist);
+    free(rows);
+    free(hit);
+    free(v);
+    return rc;
+}

@@ -1,0 +1,95 @@
+/* localfeat.h — local features: SIFT keypoints per image, kept compactly per
+ * reference, retrieved at scale by votes, so that a crop, a rotation or an
+ * embedding of a reference in a new scene is found where global descriptors
+ * (hashes, thumbnails) see a different picture (issue 13).
+ *
+ * Extraction: the image is area/bicubic-resized so its longer side is
+ * CS_LF_SIDE (256 px; small images such as 64 px emoji are enlarged), turned
+ * to luma, and SIFT (index/opencv_shim.h) keeps the strongest keypoints:
+ * CS_LF_REF_KP for a reference (the storage budget), up to CS_LF_QUERY_KP for
+ * a query (a query may be a scene with the copy in one part of it). SIFT is
+ * invariant to rotation and scale; a mirror is handled on the query side: a
+ * query is described as is and mirrored (cs_lf_extract's mirror flag), the
+ * references once.
+ *
+ * Storage: one fixed-size record of CS_LF_RECORD = 4096 bytes per reference
+ * (header + CS_LF_REF_KP x (128 descriptor bytes + 6 geometry bytes)), in a
+ * column file <db>.localfeat beside the store, row i = the i-th reference of
+ * the column's id list (written atomically; see cs_lf_col_write).
+ *
+ * Retrieval (cs_lf_index_*): every reference descriptor goes into one FAISS
+ * index (IVF with 8-bit scalar quantisation by default: 136 bytes per
+ * descriptor, 4.1 KiB per reference in memory); each query descriptor's
+ * CS_LF_NN nearest descriptors vote for their references (one vote per query
+ * keypoint and reference), and the references with the most votes are the
+ * candidates that analyze/lf_verify.h verifies geometrically. */
+#ifndef CS_LOCALFEAT_H
+#define CS_LOCALFEAT_H
+
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/image.h"
+#include "core/store.h"
+
+#define CS_LF_SIDE 256
+#define CS_LF_REF_KP 30
+#ifndef CS_LF_QUERY_KP /* a build may raise the query budget (experiments) */
+#define CS_LF_QUERY_KP 160
+#endif
+#define CS_LF_RECORD 4096
+#define CS_LF_NN 8
+
+/* A keypoint set in the working image's coordinates (w x h, longer side
+ * CS_LF_SIDE). */
+typedef struct {
+    int n, w, h;
+    int orig_w, orig_h;           /* the image before resizing */
+    float xy[CS_LF_QUERY_KP][2];
+    float size[CS_LF_QUERY_KP];   /* SIFT scale (diameter, px) */
+    float angle[CS_LF_QUERY_KP];  /* degrees */
+    uint8_t desc[CS_LF_QUERY_KP][128];
+} cs_lf_set;
+
+/* Up to max_kp (<= CS_LF_QUERY_KP) strongest keypoints of img, of its mirror
+ * image when mirror != 0 (coordinates in the mirrored image). */
+int cs_lf_extract(const cs_image *img, int max_kp, int mirror, cs_lf_set *out, cs_err *err);
+
+/* The first CS_LF_REF_KP keypoints of s as a record, and back. Positions are
+ * kept to 1/64 px, size to 1/4 px (up to 63.75), angle to 360/256 degrees;
+ * descriptors exactly. cs_lf_unpack: CS_EFORMAT for a record that is not one. */
+void cs_lf_pack(const cs_lf_set *s, uint8_t rec[CS_LF_RECORD]);
+int cs_lf_unpack(const uint8_t rec[CS_LF_RECORD], cs_lf_set *s, cs_err *err);
+
+/* Column file: "CSLF" magic, version, record size, row count, the refs.id of
+ * every row, then the records. Written atomically (core/fs.h). */
+int cs_lf_col_write(const char *path, int64_t n, const int64_t *ids, const uint8_t *recs, cs_err *err);
+/* *ids [n], *recs [n][CS_LF_RECORD], malloc'd (the caller frees). */
+int cs_lf_col_read(const char *path, int64_t *n, int64_t **ids, uint8_t **recs, cs_err *err);
+
+/* Every record of ref_localfeat (written by index add, index/ingest.h) of
+ * the references with status 'ok', by refs.id: *ids [n], *recs
+ * [n][CS_LF_RECORD], malloc'd. n = 0 when none has local features. */
+int cs_lf_load(cs_store *s, int64_t *n, int64_t **ids, uint8_t **recs, cs_err *err);
+
+/* The vote index over n references' records. */
+typedef struct cs_lf_index cs_lf_index;
+/* factory: a FAISS index_factory string, NULL for the default
+ * ("IVF<nlist>,SQ8" with nlist ~ 4 sqrt(descriptors), "Flat" under 4096
+ * descriptors). Trained on (at most 100,000 of) the descriptors themselves. */
+int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const char *factory, cs_err *err);
+void cs_lf_index_free(cs_lf_index *ix);
+int64_t cs_lf_index_ndesc(const cs_lf_index *ix);
+
+typedef struct {
+    int32_t row;   /* reference row */
+    int votes;     /* query keypoints whose CS_LF_NN nearest include one of its keypoints */
+} cs_lf_vote;
+
+/* Candidates of nq query sets (e.g. a query and its mirror, counted as
+ * separate queries): out[nq][max_out] by votes descending (ties: lower row),
+ * nout[nq]. */
+int cs_lf_retrieve(cs_lf_index *ix, const cs_lf_set *q, int64_t nq, int max_out, cs_lf_vote *out, int *nout,
+                   cs_err *err);
+
+#endif

@@ -218,7 +218,7 @@ const cs_migration cs_migrations[] = {
      "CREATE INDEX matches_ref ON matches(ref_id);\n"},
     /* Local features (index/localfeat.h): one CS_LF_RECORD-byte SIFT record
      * per reference, written by index add (issue 13). */
-    {"0002-ref-localfeat",
+    {"0020-ref-localfeat",
      "CREATE TABLE ref_localfeat(\n"
      "  ref_id INTEGER PRIMARY KEY REFERENCES refs(id),\n"
      "  rec BLOB NOT NULL\n"

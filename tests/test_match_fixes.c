@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "analyze/match.h"
+#include "analyze/verdict.h"
 #include "analyze/settings.h"
 #include "t.h"
 

@@ -152,7 +152,7 @@ int cmd_analyze(int argc, char **argv) {
     o.n_dirs = nd;
     o.progress = 1;
     cs_store *s = NULL;
-    if (cs_store_open(&s, db ? db : cli_default_db(), &err)) {
+    if (cs_store_open_indexed(&s, db ? db : cli_default_db(), 1, &err)) {
         free(dirs);
         return cli_fail(&err);
     }

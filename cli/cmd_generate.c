@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "core/parallel.h"
 #include "pipeline/generate.h"
+#include "pipeline/suite.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -75,7 +76,11 @@ int cmd_generate(int argc, char **argv) {
     o.command = cmd;
     cs_err err = {0};
     cs_generate_stats st;
-    if (cs_generate(&o, &st, &err)) return cli_fail(&err);
+    cs_suite suite; /* its ref and mask files checked before any image is made */
+    if (cs_suite_load(&suite, o.suite, &err)) return cli_fail(&err);
+    int bad = cs_suite_check_refs(&suite, NULL, &err);
+    cs_suite_free(&suite);
+    if (bad || cs_generate(&o, &st, &err)) return cli_fail(&err);
     printf("generate: run %lld: %d image%s made, %d already there; %s\n", (long long)st.run_id,
            st.generated, st.generated == 1 ? "" : "s", st.skipped, st.out_dir);
     if (st.generated && st.seconds > 0)

@@ -212,7 +212,7 @@ static int cmd_index_stats(int argc, char **argv) {
     if (optind < argc) return cli_usage_error("index stats: unexpected argument '%s'", argv[optind]);
     cs_err err = {0};
     cs_store *s;
-    if (cs_store_open_readonly(&s, dbp ? dbp : cli_default_db(), &err)) return cli_fail(&err);
+    if (cs_store_open_indexed(&s, dbp ? dbp : cli_default_db(), 0, &err)) return cli_fail(&err);
     sqlite3 *db = cs_store_db(s);
     int64_t total = count_of(db, "SELECT count(*) FROM refs");
     if (total < 0) {

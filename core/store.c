@@ -1,5 +1,6 @@
 #include "core/store.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,36 @@ int cs_store_open_readonly(cs_store **out, const char *path, cs_err *err) {
         return cs_fail(err, CS_ENOTFOUND, "%s: no such database", path);
     }
     return store_open_flags(out, path, SQLITE_OPEN_READONLY, err);
+}
+
+int cs_store_open_indexed(cs_store **out, const char *path, int writable, cs_err *err) {
+    *out = NULL;
+    if (access(path, F_OK) != 0)
+        return cs_fail(err, CS_ENOTFOUND,
+                       "%s: no such store: build the reference index first (copyscope index add --db %s PATH)",
+                       path, path);
+    cs_store *s;
+    if (writable ? cs_store_open(&s, path, err) : store_open_flags(&s, path, SQLITE_OPEN_READONLY, err)) return -1;
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1, bad = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT COUNT(*) FILTER (WHERE status <> 'error'),"
+                                  " COUNT(*) FILTER (WHERE status = 'error') FROM refs", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        n = sqlite3_column_int64(st, 0);
+        bad = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    if (n > 0) {
+        *out = s;
+        return 0;
+    }
+    if (n < 0) cs_fail(err, CS_EDB, "%s: not a copyscope store (no refs table): %s", path, sqlite3_errmsg(s->db));
+    else
+        cs_fail(err, CS_ENOTFOUND,
+                "%s: the store holds no references%s: add them first (copyscope index add --db %s PATH)", path,
+                bad ? " (every input was recorded as an error: see copyscope index ls --errors)" : "", path);
+    cs_store_close(s);
+    return -1;
 }
 
 void cs_store_close(cs_store *s) {

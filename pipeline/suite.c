@@ -7,9 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/hash_sha256.h"
 #include "core/image.h"
+#include "core/store.h"
+#include "index/refs.h"
 
 /* Settings while they are being inherited (defaults -> item). */
 typedef struct {
@@ -470,4 +474,30 @@ int cs_suite_load(cs_suite *s, const char *path, cs_err *err) {
     int rc = cs_suite_parse(s, (const char *)buf, len, path, err);
     free(buf);
     return rc;
+}
+
+static int check_file(const char *file, const cs_suite_item *it, const char *key, const char *path, cs_err *err) {
+    struct stat st;
+    if (stat(path, &st)) return cs_fail(err, CS_EIO, "%s: %s.%s: %s: %s", file, it->where, key, path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return cs_fail(err, CS_EIO, "%s: %s.%s: %s: not a file", file, it->where, key, path);
+    if (access(path, R_OK))
+        return cs_fail(err, CS_EIO, "%s: %s.%s: %s: %s", file, it->where, key, path, strerror(errno));
+    return 0;
+}
+
+int cs_suite_check_refs(const cs_suite *s, struct cs_store *index, cs_err *err) {
+    for (int i = 0; i < s->n; i++) {
+        const cs_suite_item *it = &s->items[i];
+        if (it->ref && check_file(s->path, it, "ref", it->ref, err)) return -1;
+        if (it->mask && check_file(s->path, it, "mask", it->mask, err)) return -1;
+        if (!it->expect_ref || !index) continue;
+        int64_t id;
+        if (cs_refs_find_source(index, it->expect_ref, &id, err)) return -1;
+        if (!id)
+            return cs_fail(err, CS_EUSAGE,
+                           "%s: %s.expect_ref: \"%s\" is not in the index %s (no reference's source is or ends "
+                           "with it: see copyscope index ls)",
+                           s->path, it->where, it->expect_ref, cs_store_path(index));
+    }
+    return 0;
 }

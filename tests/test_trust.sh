@@ -1,0 +1,68 @@
+#!/bin/sh
+# Answers a user can trust (issue 19): each check is a path that used to give
+# a confident wrong answer. Empty or missing stores refuse to answer; suite
+# references are checked before work; captions cannot drive the terminal; ...
+# Each checks the exit status and the message.
+B=${CS_BIN:-build/copyscope}
+B=$(cd "$(dirname "$B")" && pwd)/$(basename "$B")
+R=$(pwd)
+T=${CS_TMP:-/tmp}/trust-sh.$$
+DATA=$R/../shared/data/twemoji-64/img
+p=0; f=0
+ok() { p=$((p+1)); echo "ok   $1"; }
+bad() { f=$((f+1)); echo "FAIL $1"; [ -f "$T/err" ] && head -c 600 "$T/err"; }
+mkdir -p "$T/refs" "$T/cwd" "$T/junk" || exit 1
+unset COPYSCOPE_DB
+
+# --- 1: a missing or empty store is an error naming it and saying `index add`
+cd "$T/cwd" || exit 1
+$B run "$R/suites/twemoji-empirical.json" --fail-on copy >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "copyscope.db: no such store.*index add" "$T/err" && [ ! -e copyscope.db ] &&
+  [ ! -d copyscope-out/generations ] && ok run_without_db_refused || bad "run_without_db_refused (rc=$rc)"
+for c in "analyze --images $DATA" "index stats" "index query $DATA/1f600.png"; do
+  $B $c >/dev/null 2>"$T/err"; rc=$?
+  name=$(echo "$c" | cut -d' ' -f1-2 | tr ' ' _)
+  [ $rc -eq 1 ] && grep -q "copyscope.db: no such store.*index add" "$T/err" && [ ! -e copyscope.db ] &&
+    ok "missing_store_$name" || bad "missing_store_$name (rc=$rc)"
+done
+# a store whose every input was an error holds no references
+echo "not an image" > "$T/junk/a.png"
+$B index add --db "$T/junk.db" "$T/junk" >/dev/null 2>&1
+for c in "analyze --images $DATA" "index stats" "index query $DATA/1f600.png"; do
+  $B $c --db "$T/junk.db" >/dev/null 2>"$T/err"; rc=$?
+  name=$(echo "$c" | cut -d' ' -f1-2 | tr ' ' _)
+  [ $rc -eq 1 ] && grep -q "junk.db: the store holds no references.*index add" "$T/err" &&
+    ok "empty_store_$name" || bad "empty_store_$name (rc=$rc)"
+done
+$B run "$R/suites/twemoji-empirical.json" --db "$T/junk.db" --fail-on copy >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "holds no references" "$T/err" && ok run_empty_store_refused || bad "run_empty_store_refused (rc=$rc)"
+cd "$R" || exit 1
+
+# --- 5: suite references (expect_ref, ref, mask) checked before anything runs
+for x in 1f355 1f600 1f680; do cp "$DATA/$x.png" "$T/refs/"; done
+$B index add --db "$T/i.db" "$T/refs" >/dev/null 2>&1 || bad index_add
+cat > "$T/typo.json" <<J
+{"name": "typo", "model": "empirical", "defaults": {"size": 64, "steps": 4, "samples": 1},
+ "prompts": [{"id": "pizza", "text": "pizza", "expect_ref": "refs/1f355.png"},
+             {"id": "rocket", "text": "rocket", "expect_ref": "refs/1f35.png"}]}
+J
+$B run "$T/typo.json" --db "$T/i.db" --out "$T/o1" >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q 'typo.json: prompts\[1\].expect_ref: "refs/1f35.png" is not in the index' "$T/err" &&
+  [ ! -d "$T/o1/generations" ] && ok expect_ref_typo_refused || bad "expect_ref_typo_refused (rc=$rc)"
+cat > "$T/mask.json" <<J
+{"name": "mask", "model": "empirical", "defaults": {"size": 64, "steps": 4, "samples": 1},
+ "prompts": [{"id": "pizza", "text": "pizza"}],
+ "completions": [{"id": "grin", "ref": "refs/1f600.png", "strength": 0.5},
+                 {"id": "grin-m", "ref": "refs/1f600.png", "mask": "masks/nope.png"}]}
+J
+$B generate "$T/mask.json" --db "$T/i.db" --out "$T/o2" >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q 'mask.json: completions\[1\].mask: .*masks/nope.png: No such file' "$T/err" &&
+  [ ! -d "$T/o2" ] && ok mask_typo_refused || bad "mask_typo_refused (rc=$rc)"
+sed 's#refs/1f600.png", "strength#refs/1f60.png", "strength#' "$T/mask.json" > "$T/ref.json"
+$B run "$T/ref.json" --db "$T/i.db" --out "$T/o3" >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q 'ref.json: completions\[0\].ref: .*refs/1f60.png: No such file' "$T/err" &&
+  ok ref_typo_refused || bad "ref_typo_refused (rc=$rc)"
+
+rm -rf "$T"
+echo "test_trust.sh: $p passed, $f failed"
+[ $f -eq 0 ]

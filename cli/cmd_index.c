@@ -133,7 +133,7 @@ static int cmd_index_add(int argc, char **argv) {
     if (optind >= argc && !embedder) return CLI_OK;
     if (o.threads > 0) cs_set_threads(o.threads);
     const char *pe = getenv("CS_PROGRESS");
-    o.progress = (isatty(STDERR_FILENO) && !(pe && !strcmp(pe, "0"))) || (pe && !strcmp(pe, "1"));
+    o.progress = !(pe && !strcmp(pe, "0")); /* off a terminal: log lines (core/progress.h) */
     if (optind >= argc) return add_embeddings(db, embedder, o.threads, o.progress);
     cs_err err = {0};
     cs_store *s;

@@ -74,11 +74,18 @@ cat > "$T/tiny.json" <<J
              {"id": "astronaut", "text": "a photograph of an astronaut riding a horse", "sampler": "heun", "seeds": [7, 8]}]}
 J
 for j in 1 3; do
-  $B generate "$T/tiny.json" --db "$T/g$j.db" --out "$T/gj$j" -j $j >/dev/null 2>&1 || bad "generate_j$j"
+  iv=30; [ $j -eq 1 ] && iv=0.02
+  CS_PROGRESS_INTERVAL=$iv $B generate "$T/tiny.json" --db "$T/g$j.db" --out "$T/gj$j" -j $j >/dev/null 2>"$T/gerr$j" ||
+    bad "generate_j$j"
   (cd "$T/gj$j" && find . -name '*.png' | sort | xargs sha256sum) > "$T/sum$j"
 done
 [ "$(wc -l < "$T/sum1")" -eq 4 ] && cmp -s "$T/sum1" "$T/sum3" && ok same_images_any_j ||
   { bad same_images_any_j; diff "$T/sum1" "$T/sum3"; }
+# --- 6: off a terminal, progress is periodic log lines (here every 0.02 s);
+# a short command at the default 30 s interval stays quiet
+n=$(grep -cE '^copyscope: generate [0-9]+/[0-9]+  [0-9.]+ step/s  (ETA|in) ' "$T/gerr1")
+[ "$n" -ge 2 ] && ok progress_log_lines || { bad "progress_log_lines ($n lines)"; cat "$T/gerr1"; }
+[ ! -s "$T/gerr3" ] && ok progress_quiet_when_short || { bad progress_quiet_when_short; cat "$T/gerr3"; }
 
 rm -rf "$T"
 echo "test_trust.sh: $p passed, $f failed"

@@ -87,6 +87,20 @@ n=$(grep -cE '^copyscope: generate [0-9]+/[0-9]+  [0-9.]+ step/s  (ETA|in) ' "$T
 [ "$n" -ge 2 ] && ok progress_log_lines || { bad "progress_log_lines ($n lines)"; cat "$T/gerr1"; }
 [ ! -s "$T/gerr3" ] && ok progress_quiet_when_short || { bad progress_quiet_when_short; cat "$T/gerr3"; }
 
+# --- 11: two members named 000.png in one shard are two images, each with its caption
+mkdir -p "$T/t1" "$T/t2"
+cp "$DATA/1f355.png" "$T/t1/000.png"; echo "slice of pizza" > "$T/t1/000.txt"
+cp "$DATA/1f680.png" "$T/t2/000.png"; echo "rocket" > "$T/t2/000.txt"
+tar cf "$T/dup.tar" -C "$T/t1" 000.png 000.txt && tar rf "$T/dup.tar" -C "$T/t2" 000.png 000.txt
+out=$($B index add --db "$T/tar.db" "$T/dup.tar" 2>"$T/err")
+pz=$(sha256sum < "$DATA/1f355.png" | cut -c1-12); rk=$(sha256sum < "$DATA/1f680.png" | cut -c1-12)
+$B index ls --db "$T/tar.db" > "$T/ls" 2>&1
+echo "$out" | grep -q "^index add: 2 added" && grep "$pz" "$T/ls" | grep -q "dup.tar//000.png[[:space:]].*slice of pizza" &&
+  grep "$rk" "$T/ls" | grep -q "dup.tar//000.png#2[[:space:]].*rocket" && ok tar_duplicate_names_kept ||
+  { bad tar_duplicate_names_kept; echo "$out"; cat "$T/ls"; }
+$B index add --db "$T/tar.db" "$T/dup.tar" 2>&1 | grep -q "0 added, 0 duplicates, 0 errors, 2 already indexed" &&
+  ok tar_duplicate_names_rerun || bad tar_duplicate_names_rerun
+
 rm -rf "$T"
 echo "test_trust.sh: $p passed, $f failed"
 [ $f -eq 0 ]

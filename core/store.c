@@ -43,7 +43,10 @@ void cs_store_rollback(cs_store *s) {
 }
 
 /* Applies every migration whose name is not yet in schema_migrations, in
- * list order, each atomically with its bookkeeping row. */
+ * list order, each atomically with its bookkeeping row. The check runs inside
+ * the write transaction (BEGIN IMMEDIATE): two processes opening a new store
+ * at once would otherwise both see a migration as missing, and the second
+ * fail on "table meta already exists". */
 static int store_migrate(cs_store *s, cs_err *err) {
     if (cs_store_exec(s,
                       "CREATE TABLE IF NOT EXISTS schema_migrations("
@@ -60,8 +63,15 @@ static int store_migrate(cs_store *s, cs_err *err) {
     for (const cs_migration *m = cs_migrations; m->name; m++) {
         sqlite3_reset(q);
         sqlite3_bind_text(q, 1, m->name, -1, SQLITE_STATIC);
-        if (sqlite3_step(q) == SQLITE_ROW) continue;
+        if (sqlite3_step(q) == SQLITE_ROW) continue; /* the common case, without taking the write lock */
+        sqlite3_reset(q);
         if (cs_store_begin(s, err)) { rc = -1; break; }
+        int step = sqlite3_step(q); /* again, now that no one else can write */
+        sqlite3_reset(q);
+        if (step == SQLITE_ROW) {
+            cs_store_rollback(s);
+            continue;
+        }
         char *msg = NULL;
         if (sqlite3_exec(s->db, m->sql, NULL, NULL, &msg) != SQLITE_OK) {
             cs_fail(err, CS_EDB, "%s: migration %s: %s", s->path, m->name, msg ? msg : "?");

@@ -101,6 +101,15 @@ echo "$out" | grep -q "^index add: 2 added" && grep "$pz" "$T/ls" | grep -q "dup
 $B index add --db "$T/tar.db" "$T/dup.tar" 2>&1 | grep -q "0 added, 0 duplicates, 0 errors, 2 already indexed" &&
   ok tar_duplicate_names_rerun || bad tar_duplicate_names_rerun
 
+# --- 12: two processes creating the same new store both succeed (20 trials)
+fails=0
+for i in $(seq 1 20); do
+  $B index add --db "$T/race$i.db" --attribution a >/dev/null 2>>"$T/race.err" & p1=$!
+  $B index add --db "$T/race$i.db" --attribution b >/dev/null 2>>"$T/race.err" & p2=$!
+  wait $p1 || fails=$((fails + 1)); wait $p2 || fails=$((fails + 1))
+done
+[ $fails -eq 0 ] && ok schema_race || { bad "schema_race ($fails of 40 failed)"; head -3 "$T/race.err"; }
+
 rm -rf "$T"
 echo "test_trust.sh: $p passed, $f failed"
 [ $f -eq 0 ]

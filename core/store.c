@@ -118,6 +118,13 @@ int cs_store_open(cs_store **out, const char *path, cs_err *err) {
     /* WAL: readers never block the writer, and a crash mid-batch leaves the
      * last committed state. NORMAL sync is durable across process crashes
      * (kill -9), which is what resumable runs need. */
+    /* Switching a new file to WAL can answer "database is locked" at once,
+     * without the busy handler, while another process does the same: retried. */
+    for (int i = 0; i < 200; i++) {
+        int r = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        if ((r & 0xff) != SQLITE_BUSY && (r & 0xff) != SQLITE_LOCKED) break;
+        usleep(50000);
+    }
     if (cs_store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                          " PRAGMA foreign_keys=ON;", err) ||
         store_migrate(s, err)) {

@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "core/parallel.h"
+#include "core/safe_text.h"
 #include "core/store.h"
 #include "index/embed.h"
 #include "index/ingest.h"
@@ -336,7 +337,17 @@ static int cmd_index_ls(int argc, char **argv) {
         if (json) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddNumberToObject(o, "id", (double)id);
-            cJSON_AddStringToObject(o, "source", src ? src : "");
+            int bad = 0; /* file names may be any bytes; JSON strings must be UTF-8 */
+            char *u = cs_utf8_fix(src, &bad);
+            cJSON_AddStringToObject(o, "source", u ? u : "");
+            free(u);
+            if (bad) { /* the exact bytes, for a name shown with U+FFFD */
+                size_t n = strlen(src);
+                char *hx = malloc(2 * n + 1);
+                for (size_t k = 0; hx && k < n; k++) snprintf(hx + 2 * k, 3, "%02x", (unsigned char)src[k]);
+                if (hx) cJSON_AddStringToObject(o, "source_hex", n ? hx : "");
+                free(hx);
+            }
             cJSON_AddStringToObject(o, "status", status ? status : "");
             if (sha) cJSON_AddStringToObject(o, "sha256", sha);
             else cJSON_AddNullToObject(o, "sha256");
@@ -346,17 +357,20 @@ static int cmd_index_ls(int argc, char **argv) {
                 cJSON_AddNumberToObject(o, "width", w);
                 cJSON_AddNumberToObject(o, "height", h);
             }
-            if (cap) cJSON_AddStringToObject(o, "caption", cap);
+            char *uc = cap ? cs_utf8_fix(cap, NULL) : NULL, *ue = e ? cs_utf8_fix(e, NULL) : NULL;
+            if (uc) cJSON_AddStringToObject(o, "caption", uc);
             else cJSON_AddNullToObject(o, "caption");
-            if (e) cJSON_AddStringToObject(o, "error", e);
+            if (ue) cJSON_AddStringToObject(o, "error", ue);
+            free(uc), free(ue);
             if (sqlite3_column_type(q, 9) != SQLITE_NULL)
                 cJSON_AddNumberToObject(o, "dup_of", (double)sqlite3_column_int64(q, 9));
             cJSON_AddItemToArray(arr, o);
         } else {
             char dim[32] = "-";
             if (sqlite3_column_type(q, 2) != SQLITE_NULL) snprintf(dim, sizeof dim, "%dx%d", w, h);
+            static char ssrc[16384], snote[16384]; /* from the data: no terminal escapes, no tabs */
             printf("%lld\t%s\t%s\t%.12s\t%s\t%s\n", id, status ? status : "", dim, sha ? sha : "-",
-                   src ? src : "", e ? e : cap ? cap : "");
+                   cs_term_safe(ssrc, sizeof ssrc, src), cs_term_safe(snote, sizeof snote, e ? e : cap));
         }
     }
     int fail = r != SQLITE_DONE;

@@ -24,6 +24,7 @@
 #include "analyze/match.h"
 #include "cli/cli.h"
 #include "core/parallel.h"
+#include "core/safe_text.h"
 #include "core/store.h"
 #include "pipeline/generate.h"
 #include "pipeline/suite.h"
@@ -319,7 +320,8 @@ static int step_report(cs_store *s, const run_opts *o, const char *name, int64_t
 
 /* Up to max bytes of s, cut at a UTF-8 character boundary, "..." when cut. */
 static void clip(char *dst, size_t dn, const char *s, size_t max) {
-    if (!s) s = "";
+    char safe[1024]; /* captions and paths come from the data: no terminal escapes */
+    s = cs_term_safe(safe, sizeof safe, s);
     size_t n = strlen(s);
     if (max + 4 > dn) max = dn - 4;
     if (n <= max) {

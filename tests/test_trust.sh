@@ -110,6 +110,31 @@ for i in $(seq 1 20); do
 done
 [ $fails -eq 0 ] && ok schema_race || { bad "schema_race ($fails of 40 failed)"; head -3 "$T/race.err"; }
 
+# --- 14: captions cannot drive the terminal (index ls, the run summary)
+mkdir -p "$T/esc"
+cp "$DATA/1f680.png" "$T/esc/000.png"; printf 'rocket\033[2J\033]0;pwned\007 tab\there' > "$T/esc/000.txt"
+tar cf "$T/esc.tar" -C "$T/esc" 000.png 000.txt
+$B index add --db "$T/esc.db" "$T/esc.tar" >/dev/null 2>&1
+$B index ls --db "$T/esc.db" > "$T/ls.out" 2>&1
+cat > "$T/esc.json" <<J
+{"name": "esc", "model": "empirical", "defaults": {"size": 64, "steps": 4, "samples": 1, "guidance": 1.0},
+ "prompts": [{"id": "any", "text": ""}]}
+J
+$B run "$T/esc.json" --db "$T/esc.db" --out "$T/o4" > "$T/run.out" 2>&1
+ctl() { LC_ALL=C grep -c "$(printf '[\001-\010\013-\037\177]')" "$1"; }
+[ "$(ctl "$T/ls.out")" -eq 0 ] && grep -qF 'rocket\x1b[2J\x1b]0;pwned\x07 tab\x09here' "$T/ls.out" &&
+  [ "$(awk -F'\t' '{print NF}' "$T/ls.out")" -eq 6 ] && ok ls_caption_escaped || { bad ls_caption_escaped; cat -v "$T/ls.out"; }
+[ "$(ctl "$T/run.out")" -eq 0 ] && grep -qF 'rocket\x1b[2J' "$T/run.out" && ok run_summary_escaped ||
+  { bad run_summary_escaped; cat -v "$T/run.out" | tail -8; }
+
+# --- 17: index ls --json is valid JSON (UTF-8) for a file name that is not UTF-8
+mkdir -p "$T/u8"; cp "$DATA/1f600.png" "$T/u8/$(printf 'a\377b.png')"
+$B index add --db "$T/u8.db" "$T/u8" >/dev/null 2>&1
+$B index ls --db "$T/u8.db" --json > "$T/u8.json" 2>&1
+hex=$(printf '%s/u8/a\377b.png' "$T" | od -An -tx1 | tr -d ' \n')
+iconv -f UTF-8 -t UTF-8 "$T/u8.json" >/dev/null 2>&1 && grep -q "\"source_hex\":[[:space:]]*\"$hex\"" "$T/u8.json" &&
+  grep -q "a$(printf '\357\277\275')b.png" "$T/u8.json" && ok ls_json_utf8 || { bad ls_json_utf8; cat -v "$T/u8.json"; }
+
 rm -rf "$T"
 echo "test_trust.sh: $p passed, $f failed"
 [ $f -eq 0 ]

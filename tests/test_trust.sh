@@ -135,6 +135,15 @@ hex=$(printf '%s/u8/a\377b.png' "$T" | od -An -tx1 | tr -d ' \n')
 iconv -f UTF-8 -t UTF-8 "$T/u8.json" >/dev/null 2>&1 && grep -q "\"source_hex\":[[:space:]]*\"$hex\"" "$T/u8.json" &&
   grep -q "a$(printf '\357\277\275')b.png" "$T/u8.json" && ok ls_json_utf8 || { bad ls_json_utf8; cat -v "$T/u8.json"; }
 
+# --- 16: when the disk fills (here: a file size limit), the summary counts only what was stored
+mkdir -p "$T/many"
+for x in $(ls "$DATA" | sort | head -n 200); do cp "$DATA/$x" "$T/many/"; done
+out=$(sh -c "trap '' XFSZ; ulimit -f 2000; exec $B index add --db $T/full.db --batch 20 -j 2 $T/many" 2>"$T/err"); rc=$?
+said=$(echo "$out" | sed -n 's/^index add: \([0-9]*\) added.*/\1/p')
+stored=$($B index ls --db "$T/full.db" 2>/dev/null | wc -l)
+[ $rc -eq 1 ] && [ -n "$said" ] && [ "$said" -gt 0 ] && [ "$said" -lt 200 ] && [ "$said" -eq "$stored" ] &&
+  ok full_disk_counts_stored || bad "full_disk_counts_stored (rc=$rc, said '$said', stored $stored)"
+
 rm -rf "$T"
 echo "test_trust.sh: $p passed, $f failed"
 [ $f -eq 0 ]

@@ -144,6 +144,20 @@ stored=$($B index ls --db "$T/full.db" 2>/dev/null | wc -l)
 [ $rc -eq 1 ] && [ -n "$said" ] && [ "$said" -gt 0 ] && [ "$said" -lt 200 ] && [ "$said" -eq "$stored" ] &&
   ok full_disk_counts_stored || bad "full_disk_counts_stored (rc=$rc, said '$said', stored $stored)"
 
+# --- 19: make asan appends the sanitizer flags (keeps -std=c17 and -g: reports with line numbers)
+make -n asan 2>/dev/null | grep ' -c core/err.c -o build-asan/core/err.o' | grep -- '-std=c17' | grep -- ' -g ' |
+  grep -q -- '-fsanitize=address' && ok asan_keeps_cflags || bad asan_keeps_cflags
+
+# --- 19: report --text-audit of an audit that does not exist is an error; a
+# killed report's old temporary file is cleaned, a fresh one (a live writer's) kept
+$B report --db "$T/esc.db" --text-audit 99 --out "$T/r99.html" >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "esc.db: --text-audit 99: no such text audit" "$T/err" && [ ! -e "$T/r99.html" ] &&
+  ok report_missing_text_audit || bad "report_missing_text_audit (rc=$rc)"
+echo junk > "$T/r.html.tmp-AbC123"; touch -d '1 hour ago' "$T/r.html.tmp-AbC123"; echo live > "$T/r.html.tmp-XyZ789"
+$B report --db "$T/esc.db" --out "$T/r.html" >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 0 ] && [ ! -e "$T/r.html.tmp-AbC123" ] && [ -e "$T/r.html.tmp-XyZ789" ] && [ -s "$T/r.html" ] &&
+  ok report_stale_tmp_cleaned || bad "report_stale_tmp_cleaned (rc=$rc)"
+
 rm -rf "$T"
 echo "test_trust.sh: $p passed, $f failed"
 [ $f -eq 0 ]

@@ -158,6 +158,15 @@ $B report --db "$T/esc.db" --out "$T/r.html" >/dev/null 2>"$T/err"; rc=$?
 [ $rc -eq 0 ] && [ ! -e "$T/r.html.tmp-AbC123" ] && [ -e "$T/r.html.tmp-XyZ789" ] && [ -s "$T/r.html" ] &&
   ok report_stale_tmp_cleaned || bad "report_stale_tmp_cleaned (rc=$rc)"
 
+# --- 19: a symbolic link loop is not called "dangling"
+mkdir -p "$T/links"; cp "$DATA/1f600.png" "$T/links/ok.png"
+ln -s loop2.png "$T/links/loop1.png"; ln -s loop1.png "$T/links/loop2.png"; ln -s gone.png "$T/links/dangling.png"
+$B index add --db "$T/links.db" "$T/links" >/dev/null 2>&1
+$B index ls --db "$T/links.db" --errors > "$T/lserr" 2>&1
+grep "loop1.png" "$T/lserr" | grep -q "symbolic link loop" && ! grep "loop1.png" "$T/lserr" | grep -q dangling &&
+  grep "dangling.png" "$T/lserr" | grep -q "dangling symbolic link" && ok symlink_loop_named ||
+  { bad symlink_loop_named; cat "$T/lserr"; }
+
 rm -rf "$T"
 echo "test_trust.sh: $p passed, $f failed"
 [ $f -eq 0 ]

@@ -980,6 +980,10 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
     /* 3. the analysis row and skipped files */
     settings_json = cs_an_settings_json(set);
     if (cs_store_begin(s, err)) goto done;
+    char mark[96]; /* earlier unfinished analyses of the run were killed: say so (schema 0019) */
+    snprintf(mark, sizeof mark, "UPDATE analyses SET interrupted = 1 WHERE run_id = %lld AND finished IS NULL",
+             (long long)sum->run_id);
+    if (cs_store_exec(s, mark, err)) { cs_store_rollback(s); goto done; }
     if (cs_store_prepare(s, &st, "INSERT INTO analyses(run_id, settings_json, descriptors, n_refs) VALUES(?,?,?,?)", err)) {
         cs_store_rollback(s);
         goto done;

@@ -34,7 +34,7 @@ BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 LINK     := $(if $(LIB_CXX),$(CXX),$(CC))
 
 .SECONDARY:
-.PHONY: all test asan bench bench-deps run deps install clean valgrind
+.PHONY: all test asan bench bench-deps run deps install clean valgrind fuzz
 all: $(BIN)
 
 $(BUILD)/%.o: %.c
@@ -77,6 +77,16 @@ asan:
 valgrind: $(BIN) $(TESTS)
 	CS_WRAP="valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99" \
 	  sh tests/run.sh $(BUILD)
+
+# Every parser's libFuzzer target (tests/fuzz/run.sh: suite JSON, JSONL,
+# tar shards, safetensors, tokenizer) for FUZZ_SECONDS each, with clang
+# (apt-get install clang libclang-rt-14-dev). New corpus entries land in
+# build-fuzz/corpus-TARGET; crashes in build-fuzz/crash-*.
+FUZZ_SECONDS ?= 180
+fuzz: $(LIB)
+	for t in suite jsonl tar safetensors tokenizer; do \
+	  LIB=$(LIB) FUZZ_TMP=$${FUZZ_TMP:-/dev/shm} sh tests/fuzz/run.sh $(FUZZ_SECONDS) build-fuzz $$t || exit 1; \
+	done
 
 bench: bench-deps $(BIN) $(BENCHES)
 	sh bench/run.sh $(BUILD)

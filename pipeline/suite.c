@@ -415,9 +415,9 @@ static int find_nul_escape(const char *js, size_t len, char *where, size_t wn) {
     for (size_t i = 0; i < len; i++) {
         char c = js[i];
         if (c == '{' || c == '[') {
-            if (++d < MAXD) st[d].array = c == '[', st[d].index = 0, st[d].want_key = c == '{', st[d].key[0] = 0;
+            if (++d >= 0 && d < MAXD) st[d].array = c == '[', st[d].index = 0, st[d].want_key = c == '{', st[d].key[0] = 0;
         } else if (c == '}' || c == ']') {
-            d--;
+            if (d >= 0) d--;
         } else if (c == ',' && d >= 0 && d < MAXD) {
             if (st[d].array) st[d].index++;
             else st[d].want_key = 1;
@@ -477,7 +477,8 @@ int cs_suite_parse(cs_suite *s, const char *json, size_t len, const char *path, 
         goto out;
     }
     char nul_at[256];
-    if (find_nul_escape(json, len, nul_at, sizeof nul_at)) {
+    /* the scan stops where cJSON did: text after the suite's object is not JSON */
+    if (find_nul_escape(json, end && end >= json ? (size_t)(end - json) : len, nul_at, sizeof nul_at)) {
         cs_fail(err, CS_EFORMAT, "%s: %s: \\u0000 (a NUL character) inside a string is not allowed: the text "
                 "would be cut there", path, nul_at);
         goto out;

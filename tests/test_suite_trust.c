@@ -26,6 +26,10 @@ static void test_nul_escape_refused(void) {
     CHECKF(strstr(e.msg, "dir/x.json: completions[0].text: \\u0000") != NULL, "%s", e.msg);
     CHECK(parse("{\"name\":\"x\",\"prompts\":[{\"id\":\"a\",\"te\\u0000xt\":\"ok\"}]}", &s, &e) != 0);
     CHECKF(strstr(e.msg, "prompts[0].te") && strstr(e.msg, "(a field name)"), "%s", e.msg);
+    /* closers after the suite's object (cJSON stops at its end): the scan must
+     * not step outside its stack (found by tests/fuzz/fuzz_suite.c, UBSan) */
+    REQUIRE(parse("{\"name\":\"x\",\"prompts\":[{\"id\":\"a\",\"text\":\"t\"}]} ]]]}} {[\"\\u0000\"", &s, &e) == 0);
+    cs_suite_free(&s);
     /* an escaped backslash before u0000 is six ordinary characters */
     REQUIRE(parse("{\"name\":\"x\",\"prompts\":[{\"id\":\"a\",\"text\":\"\\\\u0000 ok\"}]}", &s, &e) == 0);
     CHECKF(!strcmp(s.items[0].text, "\\u0000 ok"), "%s", s.items[0].text);

@@ -242,6 +242,13 @@ static int parse_item(cs_suite *s, cs_suite_item *it, const cJSON *o, int comple
     float mask_strength = -1;
     for (const cJSON *v = o->child; v; v = v->next) {
         const char *k = v->string;
+        /* a field given twice would silently take the last value (and the
+         * keys an item may have are few, so this stays short) */
+        for (const cJSON *u = o->child; u != v; u = u->next)
+            if (!strcmp(u->string, k)) {
+                cs_fail(err, CS_EFORMAT, "%s: %s%s: given twice", file, where, k);
+                goto out;
+            }
         int a = apply_setting(&r, v, file, where, err);
         if (a < 0) goto out;
         if (a) {
@@ -259,11 +266,13 @@ static int parse_item(cs_suite *s, cs_suite_item *it, const cJSON *o, int comple
         } else if (completion && !strcmp(k, "ref")) {
             char *p = NULL;
             if (get_str(v, file, where, &p, err)) goto out;
+            free(it->ref);
             it->ref = cs_suite_resolve(s->dir, p);
             free(p);
         } else if (completion && !strcmp(k, "mask")) {
             char *p = NULL;
             if (get_str(v, file, where, &p, err)) goto out;
+            free(it->mask);
             it->mask = cs_suite_resolve(s->dir, p);
             free(p);
         } else if (completion && !strcmp(k, "rect")) {

@@ -30,6 +30,10 @@ static void test_nul_escape_refused(void) {
      * not step outside its stack (found by tests/fuzz/fuzz_suite.c, UBSan) */
     REQUIRE(parse("{\"name\":\"x\",\"prompts\":[{\"id\":\"a\",\"text\":\"t\"}]} ]]]}} {[\"\\u0000\"", &s, &e) == 0);
     cs_suite_free(&s);
+    /* a field given twice is refused (it leaked the first ref: tests/fuzz/fuzz_suite.c, LeakSanitizer) */
+    CHECK(parse("{\"name\":\"x\",\"completions\":[{\"id\":\"a\",\"ref\":\"r.png\",\"ref\":\"q.png\","
+                "\"strength\":0.5}]}", &s, &e) != 0);
+    CHECKF(!strcmp(e.msg, "dir/x.json: completions[0].ref: given twice"), "%s", e.msg);
     /* an escaped backslash before u0000 is six ordinary characters */
     REQUIRE(parse("{\"name\":\"x\",\"prompts\":[{\"id\":\"a\",\"text\":\"\\\\u0000 ok\"}]}", &s, &e) == 0);
     CHECKF(!strcmp(s.items[0].text, "\\u0000 ok"), "%s", s.items[0].text);

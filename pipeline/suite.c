@@ -45,7 +45,9 @@ char *cs_suite_resolve(const char *dir, const char *p) {
 
 static int get_int(const cJSON *v, const char *file, const char *where, const char *key, int *out,
                    cs_err *err) {
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble)
+    /* range first: converting an out-of-range double to int is undefined (UBSan, fuzz_suite) */
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= -2147483648.0 && v->valuedouble <= 2147483647.0) ||
+        v->valuedouble != (double)(int)v->valuedouble)
         return cs_fail(err, CS_EFORMAT, "%s: %s%s: must be an integer", file, where, key);
     *out = (int)v->valuedouble;
     return 0;
@@ -61,7 +63,7 @@ static int get_num(const cJSON *v, const char *file, const char *where, const ch
 static int get_seed(const cJSON *v, const char *file, const char *path, uint64_t *out, cs_err *err) {
     if (cJSON_IsNumber(v)) {
         double d = v->valuedouble;
-        if (d < 0 || d != (double)(uint64_t)d || d > 9007199254740992.0)
+        if (!(d >= 0 && d <= 9007199254740992.0) || d != (double)(uint64_t)d)
             return cs_fail(err, CS_EFORMAT,
                            "%s: %s: must be an integer in 0..2^53 (use a string for larger seeds)",
                            file, path);

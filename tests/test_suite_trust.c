@@ -34,6 +34,11 @@ static void test_nul_escape_refused(void) {
     CHECK(parse("{\"name\":\"x\",\"completions\":[{\"id\":\"a\",\"ref\":\"r.png\",\"ref\":\"q.png\","
                 "\"strength\":0.5}]}", &s, &e) != 0);
     CHECKF(!strcmp(e.msg, "dir/x.json: completions[0].ref: given twice"), "%s", e.msg);
+    /* numbers beyond int / 2^53: an error, not an undefined conversion (fuzz_suite, UBSan) */
+    CHECK(parse("{\"name\":\"x\",\"prompts\":[{\"id\":\"a\",\"text\":\"t\",\"steps\":8.9e20}]}", &s, &e) != 0);
+    CHECKF(!strcmp(e.msg, "dir/x.json: prompts[0].steps: must be an integer"), "%s", e.msg);
+    CHECK(parse("{\"name\":\"x\",\"prompts\":[{\"id\":\"a\",\"text\":\"t\",\"seed\":1e300}]}", &s, &e) != 0);
+    CHECKF(strstr(e.msg, "prompts[0].seed: must be an integer in 0..2^53") != NULL, "%s", e.msg);
     /* an escaped backslash before u0000 is six ordinary characters */
     REQUIRE(parse("{\"name\":\"x\",\"prompts\":[{\"id\":\"a\",\"text\":\"\\\\u0000 ok\"}]}", &s, &e) == 0);
     CHECKF(!strcmp(s.items[0].text, "\\u0000 ok"), "%s", s.items[0].text);

@@ -145,7 +145,7 @@ stored=$($B index ls --db "$T/full.db" 2>/dev/null | wc -l)
   ok full_disk_counts_stored || bad "full_disk_counts_stored (rc=$rc, said '$said', stored $stored)"
 
 # --- 19: make asan appends the sanitizer flags (keeps -std=c17 and -g: reports with line numbers)
-make -n asan 2>/dev/null | grep ' -c core/err.c -o build-asan/core/err.o' | grep -- '-std=c17' | grep -- ' -g ' |
+make -n -B asan 2>/dev/null | grep ' -c core/err.c -o build-asan/core/err.o' | grep -- '-std=c17' | grep -- ' -g ' |
   grep -q -- '-fsanitize=address' && ok asan_keeps_cflags || bad asan_keeps_cflags
 
 # --- 19: report --text-audit of an audit that does not exist is an error; a

@@ -9,9 +9,9 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 
 CPPFLAGS += -I. -D_GNU_SOURCE -MMD -MP
-CFLAGS   += -std=c17 -Wall -Wextra $(OPT) -pthread $(WERROR)
-CXXFLAGS += -std=c++17 -Wall -Wextra $(OPT) -pthread $(WERROR)
-# OpenCV's headers (index/opencv_shim.cpp); apart from CXXFLAGS, which `make asan` overrides
+CFLAGS   += -std=c17 -Wall -Wextra $(OPT) -pthread $(WERROR) $(SANITIZE)
+CXXFLAGS += -std=c++17 -Wall -Wextra $(OPT) -pthread $(WERROR) $(SANITIZE)
+# OpenCV's headers (index/opencv_shim.cpp), apart from CXXFLAGS
 CV_CPPFLAGS = -I/usr/include/opencv4
 LDFLAGS  += -pthread $(SANITIZE)
 # Debian packages (make deps). FAISS: Debian ships only the C++ static
@@ -39,7 +39,7 @@ BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 LINK     := $(if $(LIB_CXX),$(CXX),$(CC))
 
 .SECONDARY:
-.PHONY: all test asan bench bench-deps run deps install clean valgrind
+.PHONY: all test asan bench bench-deps run deps install clean valgrind fuzz
 all: $(BIN)
 
 $(BUILD)/%.o: %.c
@@ -70,11 +70,11 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 test: $(BIN) $(TESTS)
 	sh tests/run.sh $(BUILD)
 
+# SANITIZE is appended to CFLAGS, CXXFLAGS and LDFLAGS: setting CFLAGS on the
+# command line would replace -std=c17 -g -Wall (reports without line numbers).
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	  CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	  CXXFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	  CS_ASAN=1 test
 
 # The C test binaries under valgrind's memcheck (slow: the SD and calibration
@@ -82,6 +82,16 @@ asan:
 valgrind: $(BIN) $(TESTS)
 	CS_WRAP="valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99" \
 	  sh tests/run.sh $(BUILD)
+
+# Every parser's libFuzzer target (tests/fuzz/run.sh: suite JSON, JSONL,
+# tar shards, safetensors, tokenizer) for FUZZ_SECONDS each, with clang
+# (apt-get install clang libclang-rt-14-dev). New corpus entries land in
+# build-fuzz/corpus-TARGET; crashes in build-fuzz/crash-*.
+FUZZ_SECONDS ?= 180
+fuzz: $(LIB)
+	for t in suite jsonl tar safetensors tokenizer; do \
+	  LIB=$(LIB) FUZZ_TMP=$${FUZZ_TMP:-/dev/shm} sh tests/fuzz/run.sh $(FUZZ_SECONDS) build-fuzz $$t || exit 1; \
+	done
 
 bench: bench-deps $(BIN) $(BENCHES)
 	sh bench/run.sh $(BUILD)

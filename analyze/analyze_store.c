@@ -167,6 +167,10 @@ int an_store_begin_analysis(an_state *A, cs_err *err) {
     char *settings_json = cs_an_settings_json(A->set);
     sqlite3_stmt *st = NULL;
     if (cs_store_begin(s, err)) goto fail;
+    char mark[96]; /* earlier unfinished analyses of the run were killed: say so (schema 0019) */
+    snprintf(mark, sizeof mark, "UPDATE analyses SET interrupted = 1 WHERE run_id = %lld AND finished IS NULL",
+             (long long)sum->run_id);
+    if (cs_store_exec(s, mark, err)) goto rollback;
     if (cs_store_prepare(s, &st, "INSERT INTO analyses(run_id, settings_json, descriptors, n_refs) VALUES(?,?,?,?)", err))
         goto rollback;
     sqlite3_bind_int64(st, 1, sum->run_id);

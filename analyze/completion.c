@@ -42,6 +42,14 @@ int cs_an_region_from_mask(uint8_t *withheld, const cs_image *mask, cs_err *err)
     return n;
 }
 
+void cs_an_region_hex(const uint8_t *withheld, char *out) {
+    for (int i = 0; i < S * S / 4; i++) {
+        const uint8_t *q = withheld + 4 * i;
+        out[i] = "0123456789abcdef"[(q[0] ? 8 : 0) | (q[1] ? 4 : 0) | (q[2] ? 2 : 0) | (q[3] ? 1 : 0)];
+    }
+    out[S * S / 4] = 0;
+}
+
 /* The region prepared for distances: its pixels (offsets into a thumbnail)
  * with the slot (measured tile) each one counts in. */
 typedef struct {

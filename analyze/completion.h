@@ -52,6 +52,11 @@ int cs_an_region_from_rect(uint8_t *withheld, const int rect[4], int img_w, int 
  * withheld count, or -1 (err) when the resize fails. */
 int cs_an_region_from_mask(uint8_t *withheld, const cs_image *mask, cs_err *err);
 
+/* The withheld map as text for the evidence (withheld_map): out has
+ * CS_THUMB_SIZE^2 / 4 + 1 chars, row-major hex, 4 pixels per digit, the most
+ * significant bit the leftmost pixel. reports/panels.c reads it back. */
+void cs_an_region_hex(const uint8_t *withheld, char *out);
+
 /* Audits a completion whose withheld region is withheld[] (above). Other
  * references that show the same picture as the original (region distance
  * below copy_tl2 to the original's own region) are not "other". An empty

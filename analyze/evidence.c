@@ -104,6 +104,8 @@ static void add_completion(cJSON *o, const an_state *A, const item *x) {
     for (int k = 0; k < 4; k++) cJSON_AddItemToArray(rc, cJSON_CreateNumber(c->rect[k]));
     if (x->task->mask) cJSON_AddStringToObject(j, "mask", x->task->mask);
     else cJSON_AddNullToObject(j, "mask");
+    char map[CS_THUMB_SIZE * CS_THUMB_SIZE / 4 + 1]; /* the audited region itself: the report draws it */
+    if (x->task->withheld) cs_an_region_hex(x->task->withheld, map), cJSON_AddStringToObject(j, "withheld_map", map);
     cJSON_AddNumberToObject(j, "withheld_px", c->n_withheld);
     cJSON_AddNumberToObject(j, "tiles", c->n_tiles);
     cJSON_AddNumberToObject(j, "d_withheld", isfinite(c->d_orig) ? r4(c->d_orig) : -1);

@@ -162,7 +162,7 @@ int cmd_analyze(int argc, char **argv) {
     }
     if (a.jobs > 0) cs_set_threads(a.jobs);
     cs_store *s = NULL;
-    if (cs_store_open(&s, a.db ? a.db : cli_default_db(), &err)) {
+    if (cs_store_open_indexed(&s, a.db ? a.db : cli_default_db(), 1, &err)) {
         free(dirs);
         return cli_fail(&err);
     }

@@ -17,6 +17,7 @@
 #include "pipeline/generate.h"
 #include "pipeline/rng.h"
 #include "pipeline/sampler.h"
+#include "pipeline/suite.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -295,6 +296,13 @@ int cmd_generate(int argc, char **argv) {
     o.command = cmd;
     cs_err err = {0};
     cs_generate_stats st;
+    if (o.suite) { /* its ref and mask files checked before any image is made */
+        cs_suite suite;
+        if (cs_suite_load(&suite, o.suite, &err)) return cli_fail(&err);
+        int bad = cs_suite_check_refs(&suite, NULL, &err);
+        cs_suite_free(&suite);
+        if (bad) return cli_fail(&err);
+    }
     int rc = cs_generate(&o, &st, &err);
     free(suite_json);
     if (rc) return cli_fail(&err);

@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "core/parallel.h"
+#include "core/safe_text.h"
 #include "core/store.h"
 #include "index/embed.h"
 #include "index/ingest.h"
@@ -137,7 +138,7 @@ static int cmd_index_add(int argc, char **argv) {
     if (optind >= argc && !embedder) return CLI_OK;
     if (o.threads > 0) cs_set_threads(o.threads);
     const char *pe = getenv("CS_PROGRESS");
-    o.progress = (isatty(STDERR_FILENO) && !(pe && !strcmp(pe, "0"))) || (pe && !strcmp(pe, "1"));
+    o.progress = !(pe && !strcmp(pe, "0")); /* off a terminal: log lines (core/progress.h) */
     if (optind >= argc) return add_embeddings(db, embedder, o.threads, o.progress);
     cs_err err = {0};
     cs_store *s;
@@ -207,7 +208,7 @@ static int cmd_index_stats(int argc, char **argv) {
     if (optind < argc) return cli_usage_error("index stats: unexpected argument '%s'", argv[optind]);
     cs_err err = {0};
     cs_store *s;
-    if (cs_store_open_readonly(&s, dbp ? dbp : cli_default_db(), &err)) return cli_fail(&err);
+    if (cs_store_open_indexed(&s, dbp ? dbp : cli_default_db(), 0, &err)) return cli_fail(&err);
     cs_refs_stats rs;
     if (cs_refs_stats_load(s, &rs, &err)) {
         cs_store_close(s);
@@ -260,18 +261,36 @@ typedef struct {
     cJSON *arr; /* --json: the rows */
 } ls_ctx;
 
+/* A JSON string from any bytes (file names need not be UTF-8): U+FFFD for
+ * bad bytes; the exact bytes, when there were any, as key_hex. */
+static void add_utf8(cJSON *o, const char *key, const char *v) {
+    int bad = 0;
+    char *u = cs_utf8_fix(v, &bad);
+    cJSON_AddStringToObject(o, key, u ? u : "");
+    free(u);
+    if (!bad) return;
+    size_t n = strlen(v);
+    char *hx = malloc(2 * n + 1), hk[64];
+    for (size_t k = 0; hx && k < n; k++) snprintf(hx + 2 * k, 3, "%02x", (unsigned char)v[k]);
+    snprintf(hk, sizeof hk, "%s_hex", key);
+    if (hx) cJSON_AddStringToObject(o, hk, n ? hx : "");
+    free(hx);
+}
+
 static void ls_row(const cs_ref_row *r, void *vctx) {
     ls_ctx *c = vctx;
     if (!c->json) {
         char dim[32] = "-";
         if (r->has_dims) snprintf(dim, sizeof dim, "%dx%d", r->w, r->h);
+        static char ssrc[16384], snote[16384]; /* from the data: no terminal escapes, no tabs */
         printf("%lld\t%s\t%s\t%.12s\t%s\t%s\n", (long long)r->id, r->status ? r->status : "", dim,
-               r->sha256 ? r->sha256 : "-", r->source ? r->source : "", r->error ? r->error : r->caption ? r->caption : "");
+               r->sha256 ? r->sha256 : "-", cs_term_safe(ssrc, sizeof ssrc, r->source ? r->source : ""),
+               cs_term_safe(snote, sizeof snote, r->error ? r->error : r->caption ? r->caption : ""));
         return;
     }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "id", (double)r->id);
-    cJSON_AddStringToObject(o, "source", r->source ? r->source : "");
+    add_utf8(o, "source", r->source ? r->source : "");
     cJSON_AddStringToObject(o, "status", r->status ? r->status : "");
     if (r->sha256) cJSON_AddStringToObject(o, "sha256", r->sha256);
     else cJSON_AddNullToObject(o, "sha256");
@@ -280,9 +299,12 @@ static void ls_row(const cs_ref_row *r, void *vctx) {
         cJSON_AddNumberToObject(o, "width", r->w);
         cJSON_AddNumberToObject(o, "height", r->h);
     }
-    if (r->caption) cJSON_AddStringToObject(o, "caption", r->caption);
+    char *uc = r->caption ? cs_utf8_fix(r->caption, NULL) : NULL, *ue = r->error ? cs_utf8_fix(r->error, NULL) : NULL;
+    if (uc) cJSON_AddStringToObject(o, "caption", uc);
     else cJSON_AddNullToObject(o, "caption");
-    if (r->error) cJSON_AddStringToObject(o, "error", r->error);
+    if (ue) cJSON_AddStringToObject(o, "error", ue);
+    free(uc);
+    free(ue);
     if (r->has_dup_of) cJSON_AddNumberToObject(o, "dup_of", (double)r->dup_of);
     cJSON_AddItemToArray(c->arr, o);
 }

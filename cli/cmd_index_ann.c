@@ -85,7 +85,7 @@ int cmd_index_ann(int argc, char **argv) {
     if (optind < argc) return cli_usage_error("index ann: unexpected argument '%s'", argv[optind]);
     if (o.threads > 0) cs_set_threads(o.threads);
     const char *pe = getenv("CS_PROGRESS");
-    o.progress = (isatty(STDERR_FILENO) && !(pe && !strcmp(pe, "0"))) || (pe && !strcmp(pe, "1"));
+    o.progress = !(pe && !strcmp(pe, "0")); /* off a terminal: log lines (core/progress.h) */
     cs_err err = {0};
     cs_store *s;
     if (cs_store_open_readonly(&s, db ? db : cli_default_db(), &err)) return cli_fail(&err);

@@ -65,7 +65,7 @@ int cmd_index_background(int argc, char **argv) {
     if (optind >= argc) return cli_usage_error("index background: no PATH given (see copyscope index background --help)");
     if (jobs > 0) cs_set_threads(jobs);
     const char *pe = getenv("CS_PROGRESS");
-    int progress = (isatty(STDERR_FILENO) && !(pe && !strcmp(pe, "0"))) || (pe && !strcmp(pe, "1"));
+    int progress = !(pe && !strcmp(pe, "0")); /* off a terminal: log lines (core/progress.h) */
     cs_err err = {0};
     cs_store *s;
     if (cs_store_open(&s, db ? db : cli_default_db(), &err)) return cli_fail(&err);

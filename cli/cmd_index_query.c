@@ -483,7 +483,7 @@ int cmd_index_query(int argc, char **argv) {
     if (prc >= 0) return prc;
     if (!db) db = cli_default_db();
     cs_err err = {0};
-    if (cs_store_open_readonly(&c.store, db, &err)) return cli_fail(&err);
+    if (cs_store_open_indexed(&c.store, db, 0, &err)) return cli_fail(&err);
     int nq = argc - optind, rc = CLI_OK, nf = 0;
     query *qs = calloc((size_t)nq, sizeof *qs);
     family fams[4];

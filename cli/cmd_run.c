@@ -26,6 +26,7 @@
 #include "cli/cli.h"
 #include "core/fs.h"
 #include "core/parallel.h"
+#include "core/safe_text.h"
 #include "core/store.h"
 #include "pipeline/generate.h"
 #include "pipeline/suite.h"
@@ -250,7 +251,8 @@ static int step_report(cs_store *s, const run_opts *o, const char *name, int64_t
 
 /* Up to max bytes of s, cut at a UTF-8 character boundary, "..." when cut. */
 static void clip(char *dst, size_t dn, const char *s, size_t max) {
-    if (!s) s = "";
+    char safe[1024]; /* captions and paths come from the data: no terminal escapes */
+    s = cs_term_safe(safe, sizeof safe, s);
     size_t n = strlen(s);
     if (max + 4 > dn) max = dn - 4;
     if (n <= max) {
@@ -332,29 +334,32 @@ int cmd_run(int argc, char **argv) {
     /* everything that can be checked before work: the suite, the output folder */
     cs_suite suite;
     if (cs_suite_load(&suite, o.suite, &err)) return cli_fail(&err);
+    cs_store *s = NULL; /* checked before hours of generation: an empty index would call every image novel */
+    if (cs_store_open_indexed(&s, o.db, 1, &err) || cs_suite_check_refs(&suite, s, &err)) {
+        cs_suite_free(&suite);
+        goto fail;
+    }
     char name[256];
     snprintf(name, sizeof name, "%s", suite.name);
     cs_suite_free(&suite);
     char gen_out[PATH_MAX];
     if (snprintf(gen_out, sizeof gen_out, "%s/generations", o.out) >= (int)sizeof gen_out)
-        return cli_usage_error("run: --out: path too long");
-    if (cs_mkdir_p(o.out, &err)) return cli_fail(&err);
+        return cs_store_close(s), cli_usage_error("run: --out: path too long");
+    if (cs_mkdir_p(o.out, &err)) goto fail;
 
-    cs_store *s = NULL;
 
     header(1, "generate", o.suite);
     cs_generate_opts go = {.suite = o.suite, .model = o.model, .config = o.config, .vocab = o.vocab,
                            .out = gen_out, .db = o.db, .samples = o.samples, .threads = o.threads,
                            .progress = 1, .command = o.command};
     cs_generate_stats gs;
-    if (cs_generate(&go, &gs, &err)) return cli_fail(&err);
+    if (cs_generate(&go, &gs, &err)) goto fail;
     printf("run %lld: %d image%s made, %d already there; %s\n", (long long)gs.run_id, gs.generated,
            gs.generated == 1 ? "" : "s", gs.skipped, gs.out_dir);
     if (gs.generated && gs.seconds > 0)
         printf("%lld sampler steps in %.1f s (%.1f steps/s)\n", (long long)gs.steps, gs.seconds,
                (double)gs.steps / gs.seconds);
 
-    if (cs_store_open(&s, o.db, &err)) return cli_fail(&err);
     if (step_analyze(s, &o, gs.run_id, &err)) goto fail;
 
     int64_t text_audit = o.text_audit;

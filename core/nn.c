@@ -5,6 +5,7 @@
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "core/parallel.h"
@@ -16,14 +17,15 @@ static int nn_nthreads(void) { return cs_threads(); }
 void nn_set_threads(int n) {
     if (n <= 0) n = cs_ncpu();
     cs_set_threads(n);
-    openblas_set_num_threads(n);
 }
 
 /* Runs fn over n items; inline when the total work (n * cost) is small, so
- * tiny tensors do not pay for starting threads. */
+ * tiny tensors do not pay for waking threads: a hand-off to the pool costs
+ * tens of microseconds, about 250k cost units of work (the sd-tiny suite
+ * made 17,505 parallel loops at 32k and ran slower by default than at -j 1). */
 static void nn_par(int64_t n, double cost_per_item, cs_parallel_fn fn, void *ctx) {
     int nt = nn_nthreads();
-    if (n * cost_per_item < 32768.0) nt = 1;
+    if (n * cost_per_item < 262144.0) nt = 1;
     cs_parallel_for(nt, n, fn, ctx);
 }
 
@@ -32,6 +34,50 @@ double nn_flops(void) { return g_flops; }
 void nn_flops_reset(void) { g_flops = 0; }
 void nn_flops_add(double f) { g_flops += f; }
 #define FLOPS(M, N, K) (g_flops += 2.0 * (double)(M) * (double)(N) * (double)(K))
+
+/* ---- sgemm in fixed slices (see nn.h) ------------------------------------------ */
+
+#define GEMM_SLICE 128          /* rows or columns of C per slice */
+#define GEMM_INLINE (1 << 21)   /* multiply-adds below which one thread does it all */
+
+typedef struct {
+    int ta, tb, M, N, K, lda, ldb, ldc, by_rows;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+} gemm_ctx;
+
+static void gemm_slice(void *vc, int64_t i, int thread) {
+    (void)thread;
+    const gemm_ctx *g = vc;
+    int o = (int)i * GEMM_SLICE;
+    CBLAS_TRANSPOSE ta = g->ta ? CblasTrans : CblasNoTrans, tb = g->tb ? CblasTrans : CblasNoTrans;
+    if (g->by_rows) { /* rows o.. of op(A) and C */
+        int m = g->M - o < GEMM_SLICE ? g->M - o : GEMM_SLICE;
+        const float *a = g->ta ? g->A + o : g->A + (size_t)o * g->lda;
+        cblas_sgemm(CblasRowMajor, ta, tb, m, g->N, g->K, g->alpha, a, g->lda, g->B, g->ldb, g->beta,
+                    g->C + (size_t)o * g->ldc, g->ldc);
+    } else { /* columns o.. of op(B) and C */
+        int n = g->N - o < GEMM_SLICE ? g->N - o : GEMM_SLICE;
+        const float *b = g->tb ? g->B + (size_t)o * g->ldb : g->B + o;
+        cblas_sgemm(CblasRowMajor, ta, tb, g->M, n, g->K, g->alpha, g->A, g->lda, b, g->ldb, g->beta,
+                    g->C + o, g->ldc);
+    }
+}
+
+static void gemm_blas_single(void) { openblas_set_num_threads(1); }
+
+void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, gemm_blas_single);
+    if (M <= 0 || N <= 0) return;
+    /* the cut depends on the shape only, never on the thread count */
+    gemm_ctx g = {trans_a, trans_b, M, N, K, lda, ldb, ldc, M > N, alpha, beta, A, B, C};
+    int64_t slices = ((g.by_rows ? M : N) + GEMM_SLICE - 1) / GEMM_SLICE;
+    int nt = (double)M * N * K < GEMM_INLINE ? 1 : nn_nthreads();
+    cs_parallel_for(nt, slices, gemm_slice, &g);
+}
 
 #define NN_CHUNK 16384 /* elements per parallel item in elementwise loops */
 
@@ -140,7 +186,7 @@ static void conv2d_batched(float *out, const float *in, const float *weight, con
     }
     fill_bias(stage, bias, p->cout, (int)N, (int)N);
     FLOPS(p->cout, N, K);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p->cout, (int)N, K, 1.f, weight, K, col,
+    nn_sgemm(0, 0, p->cout, (int)N, K, 1.f, weight, K, col,
                 (int)N, 1.f, stage, (int)N);
     for (int b = 0; b < B; b++)
         for (int co = 0; co < p->cout; co++)
@@ -163,7 +209,7 @@ void nn_conv2d(float *out, const float *in, const float *weight, const float *bi
         fill_bias(y, bias, p->cout, (int)ohw, (int)ohw);
         if (conv_is_pointwise(p)) {
             FLOPS(p->cout, ohw, p->cin);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p->cout, (int)ohw, p->cin, 1.f,
+            nn_sgemm(0, 0, p->cout, (int)ohw, p->cin, 1.f,
                         weight, p->cin, x, (int)ohw, 1.f, y, (int)ohw);
             continue;
         }
@@ -177,7 +223,7 @@ void nn_conv2d(float *out, const float *in, const float *weight, const float *bi
             im2col_ctx c = {x, ws, p, h, w, ow, r0, rows, (size_t)rows * ow};
             nn_par(K, (double)rows * ow, im2col_row, &c);
             FLOPS(p->cout, rows * ow, K);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p->cout, rows * ow, K, 1.f,
+            nn_sgemm(0, 0, p->cout, rows * ow, K, 1.f,
                         weight, K, ws, rows * ow, 1.f, y + (size_t)r0 * ow, (int)ohw);
         }
     }
@@ -191,7 +237,7 @@ void nn_linear(float *out, const float *in, const float *weight, const float *bi
         for (int t = 0; t < T; t++) memcpy(out + (size_t)t * nout, bias, sizeof(float) * nout);
     }
     FLOPS(T, nout, nin);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nout, nin, 1.f, in, nin, weight, nin,
+    nn_sgemm(0, 1, T, nout, nin, 1.f, in, nin, weight, nin,
                 bias ? 1.f : 0.f, out, nout);
 }
 
@@ -199,7 +245,7 @@ void nn_linear_cm(float *out, const float *in, const float *weight, const float 
                   int nin, int nout) {
     if (bias) fill_bias(out, bias, nout, T, T);
     FLOPS(nout, T, nin);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nout, T, nin, 1.f, weight, nin, in, T,
+    nn_sgemm(0, 0, nout, T, nin, 1.f, weight, nin, in, T,
                 bias ? 1.f : 0.f, out, T);
 }
 
@@ -622,7 +668,7 @@ void nn_attention(float *out, int ldo, const float *q, int ldq, const float *k, 
     for (int h = 0; h < heads; h++) {
         for (int i0 = 0; i0 < Tq; i0 += bq) {
             int n = i0 + bq <= Tq ? bq : Tq - i0;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, Tk, dh, scale,
+            nn_sgemm(0, 1, n, Tk, dh, scale,
                         q + (size_t)i0 * ldq + h * dh, ldq, k + h * dh, ldk, 0.f, ws, Tk);
             if (causal) {
                 causal_ctx c = {ws, Tk, i0};
@@ -630,7 +676,7 @@ void nn_attention(float *out, int ldo, const float *q, int ldq, const float *k, 
             } else {
                 nn_softmax(ws, n, Tk);
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, dh, Tk, 1.f, ws, Tk,
+            nn_sgemm(0, 0, n, dh, Tk, 1.f, ws, Tk,
                         v + h * dh, ldv, 0.f, out + (size_t)i0 * ldo + h * dh, ldo);
         }
     }
@@ -649,11 +695,11 @@ void nn_attention_cm_ld(float *out, int ldo, const float *q, int ldq, const floa
         for (int i0 = 0; i0 < Tq; i0 += bq) {
             int n = i0 + bq <= Tq ? bq : Tq - i0;
             /* S [n, Tk] = scale * Q[:, i0:i0+n]^T K */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, Tk, dh, scale, qh + i0, ldq,
+            nn_sgemm(1, 0, n, Tk, dh, scale, qh + i0, ldq,
                         kh, ldk, 0.f, ws, Tk);
             nn_softmax(ws, n, Tk);
             /* O[:, i0:i0+n] = V S^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, dh, n, Tk, 1.f, vh, ldv, ws, Tk,
+            nn_sgemm(0, 1, dh, n, Tk, 1.f, vh, ldv, ws, Tk,
                         0.f, oh + i0, ldo);
         }
     }

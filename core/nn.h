@@ -3,8 +3,9 @@
  *
  * Plain functions, outputs first, then inputs, then weights, then sizes.
  * Images are NCHW (batch, channels, rows, cols), row-major. Matrix products go
- * through OpenBLAS cblas_sgemm (threaded by OpenBLAS itself); the other ops
- * are spread over cs_threads() threads with cs_parallel_for. Nothing here
+ * through nn_sgemm (single-threaded OpenBLAS over fixed slices spread over our
+ * threads); the other ops are spread over cs_threads() threads with
+ * cs_parallel_for. Every op gives the same bits at any thread count. Nothing here
  * allocates per call except where a comment says so: callers pass workspaces
  * sized by the matching *_ws() function. Nothing here fails: sizes are the
  * caller's contract (checked when the weights are loaded).
@@ -20,8 +21,17 @@
 
 #include <stddef.h>
 
-/* Sets the thread count of OpenBLAS and of the ops here (0 = cs_threads()). */
+/* Sets the thread count of the ops here (0 = cs_ncpu()). */
 void nn_set_threads(int n);
+
+/* C = alpha * op(A) op(B) + beta * C, row-major, as cblas_sgemm (trans_a,
+ * trans_b: 0 or 1). The work is cut into slices of C of a fixed size (along
+ * its longer side), each one single-threaded OpenBLAS call, handed to
+ * cs_threads() threads: the bits do not depend on the thread count, which
+ * OpenBLAS's own threading does not promise (its partition follows the thread
+ * count: -j 1 and -j 2 gave images one grey level apart). */
+void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc);
 
 /* Floating-point operations (2*M*N*K per sgemm) issued by the ops here since
  * the last reset: for GFLOP/s figures. Not synchronised: count from one thread. */

@@ -1,8 +1,11 @@
 /* progress.c — the one-line progress display (see progress.h).
  *
  * Counters are atomics so workers can call cs_progress_add freely; one
- * thread at a time (a trylock) redraws, at most every 100 ms on a terminal
- * and every 2 s when CS_PROGRESS=1 forces output to a file or pipe. */
+ * thread at a time (a trylock) redraws, at most every 100 ms on a terminal,
+ * every 2 s when CS_PROGRESS=1 forces output to a file or pipe, and else, off
+ * a terminal (nohup, CI), as a log line every 30 s (CS_PROGRESS_INTERVAL=S):
+ * a generation of hours must not be silent until it ends. Off a terminal the
+ * final line is written only after a periodic one, so short commands stay quiet. */
 #include "core/progress.h"
 
 #include <pthread.h>
@@ -23,6 +26,8 @@ struct cs_progress {
     double interval;           /* seconds between redraws */
     int tty;                   /* stderr is a terminal: redraw in place */
     int enabled;
+    int quiet_end;             /* no final line unless a periodic one was written */
+    int drawn;
     pthread_mutex_t draw;
 };
 
@@ -54,7 +59,8 @@ static void draw(cs_progress *p, int final) {
         snprintf(line + k, sizeof line - k, "  %.1f %s/s  ETA %s", rate, p->unit, tbuf);
     }
     if (p->tty) fprintf(stderr, "\r%s\033[K%s", line, final ? "\n" : "");
-    else fprintf(stderr, "%s\n", line);
+    else fprintf(stderr, "copyscope: %s\n", line);
+    p->drawn = 1;
     fflush(stderr);
 }
 
@@ -68,9 +74,12 @@ cs_progress *cs_progress_start(const char *label, int64_t total, const char *uni
     p->t0 = cs_now_s();
     p->tty = isatty(STDERR_FILENO);
     const char *env = getenv("CS_PROGRESS");
-    if (env && !strcmp(env, "0")) p->enabled = 0;
-    else p->enabled = p->tty || (env && !strcmp(env, "1"));
-    p->interval = p->tty ? 0.1 : 2.0;
+    int forced = env && !strcmp(env, "1");
+    p->enabled = !(env && !strcmp(env, "0"));
+    p->interval = p->tty ? 0.1 : forced ? 2.0 : 30.0;
+    const char *iv = getenv("CS_PROGRESS_INTERVAL");
+    if (!p->tty && iv && atof(iv) > 0) p->interval = atof(iv);
+    p->quiet_end = !p->tty && !forced;
     atomic_init(&p->next_draw, p->t0 + p->interval);
     pthread_mutex_init(&p->draw, NULL);
     return p;
@@ -96,7 +105,7 @@ void cs_progress_set_total(cs_progress *p, int64_t total) {
 
 void cs_progress_end(cs_progress *p) {
     if (!p) return;
-    if (p->enabled) {
+    if (p->enabled && !(p->quiet_end && !p->drawn)) {
         pthread_mutex_lock(&p->draw);
         draw(p, 1);
         pthread_mutex_unlock(&p->draw);

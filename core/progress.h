@@ -1,8 +1,10 @@
 /* progress.h — a one-line progress display on stderr.
  *
- * Shown only when stderr is a terminal (or CS_PROGRESS=1 forces it); prints
- * "label done/total  rate unit/s  ETA m:ss", redrawn at most ~10 times a
- * second. Safe to call from several threads (updates are atomic adds). */
+ * Prints "label done/total  rate unit/s  ETA m:ss": on a terminal redrawn in
+ * place at most ~10 times a second; elsewhere (nohup, CI) as a log line
+ * "copyscope: label ..." every 30 s (CS_PROGRESS_INTERVAL=seconds; every 2 s
+ * with CS_PROGRESS=1). CS_PROGRESS=0 silences it. Safe to call from several
+ * threads (updates are atomic adds). */
 #ifndef CS_PROGRESS_H
 #define CS_PROGRESS_H
 

@@ -216,6 +216,11 @@ const cs_migration cs_migrations[] = {
      "  PRIMARY KEY(run_id, prompt_id)\n"
      ");\n"
      "CREATE INDEX matches_ref ON matches(ref_id);\n"},
+    {"0019-analyses-interrupted",
+     /* An analysis killed before its end keeps finished NULL; the next analysis
+      * of the run (which replaces its findings) marks it interrupted = 1, so
+      * that an unfinished row always means one running now (issue 19). */
+     "ALTER TABLE analyses ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0;\n"},
     /* Local features (index/localfeat.h): one CS_LF_RECORD-byte SIFT record
      * per reference, written by index add (issue 13). */
     {"0020-ref-localfeat",

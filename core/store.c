@@ -1,5 +1,6 @@
 #include "core/store.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +57,10 @@ void cs_store_rollback(cs_store *s) {
 }
 
 /* Applies every migration whose name is not yet in schema_migrations, in
- * list order, each atomically with its bookkeeping row. */
+ * list order, each atomically with its bookkeeping row. The check runs inside
+ * the write transaction (BEGIN IMMEDIATE): two processes opening a new store
+ * at once would otherwise both see a migration as missing, and the second
+ * fail on "table meta already exists". */
 static int store_migrate(cs_store *s, cs_err *err) {
     if (cs_store_exec(s,
                       "CREATE TABLE IF NOT EXISTS schema_migrations("
@@ -73,8 +77,15 @@ static int store_migrate(cs_store *s, cs_err *err) {
     for (const cs_migration *m = cs_migrations; m->name; m++) {
         sqlite3_reset(q);
         sqlite3_bind_text(q, 1, m->name, -1, SQLITE_STATIC);
-        if (sqlite3_step(q) == SQLITE_ROW) continue;
+        if (sqlite3_step(q) == SQLITE_ROW) continue; /* the common case, without taking the write lock */
+        sqlite3_reset(q);
         if (cs_store_begin(s, err)) { rc = -1; break; }
+        int step = sqlite3_step(q); /* again, now that no one else can write */
+        sqlite3_reset(q);
+        if (step == SQLITE_ROW) {
+            cs_store_rollback(s);
+            continue;
+        }
         char *msg = NULL;
         if (sqlite3_exec(s->db, m->sql, NULL, NULL, &msg) != SQLITE_OK) {
             cs_fail(err, CS_EDB, "%s: migration %s: %s", s->path, m->name, msg ? msg : "?");
@@ -121,6 +132,13 @@ int cs_store_open(cs_store **out, const char *path, cs_err *err) {
     /* WAL: readers never block the writer, and a crash mid-batch leaves the
      * last committed state. NORMAL sync is durable across process crashes
      * (kill -9), which is what resumable runs need. */
+    /* Switching a new file to WAL can answer "database is locked" at once,
+     * without the busy handler, while another process does the same: retried. */
+    for (int i = 0; i < 200; i++) {
+        int r = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        if ((r & 0xff) != SQLITE_BUSY && (r & 0xff) != SQLITE_LOCKED) break;
+        usleep(50000);
+    }
     if (cs_store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                          " PRAGMA foreign_keys=ON;", err) ||
         store_migrate(s, err)) {
@@ -137,6 +155,36 @@ int cs_store_open_readonly(cs_store **out, const char *path, cs_err *err) {
         return cs_fail(err, CS_ENOTFOUND, "%s: no such database", path);
     }
     return store_open_flags(out, path, SQLITE_OPEN_READONLY, err);
+}
+
+int cs_store_open_indexed(cs_store **out, const char *path, int writable, cs_err *err) {
+    *out = NULL;
+    if (access(path, F_OK) != 0)
+        return cs_fail(err, CS_ENOTFOUND,
+                       "%s: no such store: build the reference index first (copyscope index add --db %s PATH)",
+                       path, path);
+    cs_store *s;
+    if (writable ? cs_store_open(&s, path, err) : store_open_flags(&s, path, SQLITE_OPEN_READONLY, err)) return -1;
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1, bad = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT COUNT(*) FILTER (WHERE status <> 'error'),"
+                                  " COUNT(*) FILTER (WHERE status = 'error') FROM refs", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        n = sqlite3_column_int64(st, 0);
+        bad = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    if (n > 0) {
+        *out = s;
+        return 0;
+    }
+    if (n < 0) cs_fail(err, CS_EDB, "%s: not a copyscope store (no refs table): %s", path, sqlite3_errmsg(s->db));
+    else
+        cs_fail(err, CS_ENOTFOUND,
+                "%s: the store holds no references%s: add them first (copyscope index add --db %s PATH)", path,
+                bad ? " (every input was recorded as an error: see copyscope index ls --errors)" : "", path);
+    cs_store_close(s);
+    return -1;
 }
 
 void cs_store_close(cs_store *s) {

@@ -29,6 +29,12 @@ extern const cs_migration cs_migrations[]; /* core/schema.c, NULL-terminated */
 int cs_store_open(cs_store **out, const char *path, cs_err *err);
 /* Opens an existing store read-only (no migrations); fails if it is missing. */
 int cs_store_open_readonly(cs_store **out, const char *path, cs_err *err);
+/* Opens an existing store to read or analyse it: never creates one. Fails
+ * (CS_ENOTFOUND) naming the store and saying `index add` first when the file
+ * is missing or holds no reference (refs row with status ok or duplicate), so
+ * that no command answers "novel" from an empty index. writable: read-write
+ * and migrated (analyze, run), else read-only. */
+int cs_store_open_indexed(cs_store **out, const char *path, int writable, cs_err *err);
 void cs_store_close(cs_store *s);
 
 sqlite3 *cs_store_db(cs_store *s);

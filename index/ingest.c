@@ -311,11 +311,13 @@ static int join_writer(ing_ctx *c, cs_err *err) {
     c->writing = c->threaded = 0;
     cs_ingest_stats *st = c->st, *ws = &c->w.ws;
     st->t_db_wait += cs_now_s() - t0;
-    st->added += ws->added;
-    st->duplicates += ws->duplicates;
-    st->errors += ws->errors;
-    st->skipped += ws->skipped;
-    st->notes += ws->notes;
+    if (!c->w.rc) { /* a batch rolled back (disk full...) stored nothing: the summary must not count it */
+        st->added += ws->added;
+        st->duplicates += ws->duplicates;
+        st->errors += ws->errors;
+        st->skipped += ws->skipped;
+        st->notes += ws->notes;
+    }
     st->t_db += ws->t_db;
     int other = 1 - c->cur;
     for (int i = 0; i < c->w.n; i++) ing_job_clear(&c->buf[other][i]);

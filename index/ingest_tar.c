@@ -2,7 +2,13 @@
  * members sharing a KEY (the name up to the first dot of its last path
  * component) form one sample: KEY.jpg|png plus KEY.txt or KEY.json with a
  * "caption". The shard is streamed once with libarchive; the members of a
- * sample are contiguous, so a sample is complete when the key changes. */
+ * sample are contiguous, so a sample is complete when the key changes, or
+ * when a member repeats one the sample already has (a second 000.png starts
+ * a new sample with its own caption).
+ *
+ * A member name met again in the same shard is a different image: its source
+ * is "shard.tar//NAME#2" (#3, ...), so that no image is lost to the unique
+ * source of the first (ing_tar_visit names members the same way). */
 #include <archive.h>
 #include <archive_entry.h>
 #include <stdio.h>
@@ -38,6 +44,70 @@ static int is_image_ext(const char *ext) {
     for (int i = 0; e[i]; i++)
         if (!strcasecmp(ext, e[i])) return 1;
     return 0;
+}
+
+/* Member names met so far in a shard, with their counts (open addressing). */
+typedef struct {
+    char **name;
+    int *count;
+    size_t cap, n;
+} name_counts;
+
+/* The occurrence of name (1 the first time), or -1 out of memory. */
+static int name_bump(name_counts *t, const char *name) {
+    if (2 * (t->n + 1) > t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 64;
+        name_counts u = {calloc(cap, sizeof(char *)), calloc(cap, sizeof(int)), cap, 0};
+        if (!u.name || !u.count) {
+            free(u.name), free(u.count);
+            return -1;
+        }
+        for (size_t i = 0; i < t->cap; i++) {
+            if (!t->name[i]) continue;
+            size_t h = 0;
+            for (const char *p = t->name[i]; *p; p++) h = h * 131 + (unsigned char)*p;
+            while (u.name[h & (cap - 1)]) h++;
+            u.name[h & (cap - 1)] = t->name[i];
+            u.count[h & (cap - 1)] = t->count[i];
+        }
+        u.n = t->n;
+        free(t->name), free(t->count);
+        *t = u;
+    }
+    size_t h = 0;
+    for (const char *p = name; *p; p++) h = h * 131 + (unsigned char)*p;
+    for (;; h++) {
+        size_t i = h & (t->cap - 1);
+        if (!t->name[i]) {
+            if (!(t->name[i] = strdup(name))) return -1;
+            t->n++;
+            return t->count[i] = 1;
+        }
+        if (!strcmp(t->name[i], name)) return ++t->count[i];
+    }
+}
+
+static void name_counts_free(name_counts *t) {
+    for (size_t i = 0; i < t->cap; i++) free(t->name[i]);
+    free(t->name), free(t->count);
+}
+
+/* The member's name as sources carry it: "NAME", or "NAME#k" for the k-th
+ * member of that name in the shard. Returns 0, or -1 out of memory. */
+static int member_name(name_counts *t, const char *name, char *out, size_t n) {
+    int k = name_bump(t, name);
+    if (k < 0) return -1;
+    if (k == 1) snprintf(out, n, "%s", name);
+    else snprintf(out, n, "%s#%d", name, k);
+    return 0;
+}
+
+/* Is shown (NAME or NAME#k, from member_name) the member raw? */
+static int same_member(const char *shown, const char *raw) {
+    size_t n = strlen(raw);
+    if (strncmp(shown, raw, n)) return 0;
+    if (!shown[n]) return 1;
+    return shown[n] == '#' && shown[n + 1] && strspn(shown + n + 1, "0123456789") == strlen(shown + n + 1);
 }
 
 static int flush_group(ing_ctx *c, tar_group *g, cs_err *err) {
@@ -132,6 +202,7 @@ int ing_tar(ing_ctx *c, const char *path, cs_err *err) {
         return rc;
     }
     tar_group g = {0};
+    name_counts seen = {0};
     int rc = 0, members = 0;
     for (;;) {
         struct archive_entry *e;
@@ -150,17 +221,33 @@ int ing_tar(ing_ctx *c, const char *path, cs_err *err) {
         if (!name) continue;
         const char *ext = member_ext(name);
         size_t keylen = (size_t)(ext[0] ? ext - 1 - name : (long)strlen(name));
-        if (!g.key || strlen(g.key) != keylen || strncmp(g.key, name, keylen)) {
-            if ((rc = flush_group(c, &g, err))) break;
+        int img = is_image_ext(ext), txt = !strcasecmp(ext, "txt"), json = !strcasecmp(ext, "json");
+        char *src = NULL;
+        if (img) {
+            char shown[4200];
+            if (member_name(&seen, name, shown, sizeof shown)) {
+                rc = cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+                break;
+            }
+            size_t sl = strlen(path) + strlen(shown) + 3;
+            if (!(src = malloc(sl))) continue;
+            snprintf(src, sl, "%s//%s", path, shown);
+        }
+        int repeat = (txt && g.txt) || (json && g.json); /* a member the sample has: a new sample */
+        for (int i = 0; img && i < g.nimg; i++) repeat |= same_member(g.img[i].source + strlen(path) + 2, name);
+        if (!g.key || strlen(g.key) != keylen || strncmp(g.key, name, keylen) || repeat) {
+            if ((rc = flush_group(c, &g, err))) {
+                free(src);
+                break;
+            }
             g.key = strndup(name, keylen);
         }
         char msg[600];
-        if (is_image_ext(ext)) {
-            if (g.nimg == MAX_GROUP) continue;
-            size_t sl = strlen(path) + strlen(name) + 3;
-            char *src = malloc(sl);
-            if (!src) continue;
-            snprintf(src, sl, "%s//%s", path, name);
+        if (img) {
+            if (g.nimg == MAX_GROUP) {
+                free(src);
+                continue;
+            }
             int64_t existing = 0;
             int w = ing_wanted(c, src, &existing, err);
             if (w < 0) {
@@ -185,14 +272,14 @@ int ing_tar(ing_ctx *c, const char *path, cs_err *err) {
                 break; /* the stream cannot go on after a short read */
             }
             j->has_data = 1;
-        } else if (!strcasecmp(ext, "txt") || !strcasecmp(ext, "json")) {
+        } else if (txt || json) {
             uint8_t *d;
             size_t n;
             if (read_member(a, e, MAX_CAPTION, &d, &n, msg, sizeof msg)) {
                 ing_note(c); /* unreadable caption: the image goes on without */
                 continue;
             }
-            char **slot = !strcasecmp(ext, "txt") ? &g.txt : &g.json;
+            char **slot = txt ? &g.txt : &g.json;
             free(*slot);
             *slot = (char *)d;
         }
@@ -204,6 +291,7 @@ int ing_tar(ing_ctx *c, const char *path, cs_err *err) {
         free(g.txt);
         free(g.json);
     }
+    name_counts_free(&seen);
     archive_read_free(a);
     return rc;
 }
@@ -213,6 +301,7 @@ int ing_tar_visit(const char *path, const ing_tar_visitor *v, char *problem, siz
     struct archive *a = open_shard_reader();
     if (!a) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
     int rc = 0;
+    name_counts seen = {0};
     if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
         snprintf(problem, pn, "%s: cannot open tar shard: %s", path,
                  archive_error_string(a) ? archive_error_string(a) : "unknown error");
@@ -230,8 +319,13 @@ int ing_tar_visit(const char *path, const ing_tar_visitor *v, char *problem, siz
             rc = 1;
             break;
         }
-        const char *name = archive_entry_pathname(e);
-        if (archive_entry_filetype(e) != AE_IFREG || !name || !is_image_ext(member_ext(name))) continue;
+        const char *raw = archive_entry_pathname(e);
+        if (archive_entry_filetype(e) != AE_IFREG || !raw || !is_image_ext(member_ext(raw))) continue;
+        char name[4200]; /* as ing_tar names it: NAME, or NAME#k when repeated */
+        if (member_name(&seen, raw, name, sizeof name)) {
+            rc = cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+            break;
+        }
         int w = v->want(v->u, name, err);
         if (w < 0) { rc = -1; break; }
         if (w == 0) continue; /* the data is skipped by the next header read */
@@ -247,6 +341,7 @@ int ing_tar_visit(const char *path, const ing_tar_visitor *v, char *problem, siz
         free(d);
         if (g) { rc = -1; break; }
     }
+    name_counts_free(&seen);
     archive_read_free(a);
     return rc;
 }

@@ -110,6 +110,14 @@ static int cmp_names(const struct dirent **a, const struct dirent **b) {
     return strcmp((*a)->d_name, (*b)->d_name);
 }
 
+/* Why stat failed, for a path that may be a symbolic link: only a link
+ * whose target is missing is "dangling"; a loop (ELOOP) says so. */
+static const char *link_problem(int is_link, int serr) {
+    if (is_link && serr == ENOENT) return "dangling symbolic link";
+    if (serr == ELOOP) return "symbolic link loop (too many levels of links)";
+    return strerror(serr);
+}
+
 static int walk_dir(ing_ctx *c, const char *dir, int depth, cs_err *err) {
     if (depth > 64) return 0; /* deeper trees are not a reference set; stop */
     ing_load_caption_files(c, dir);
@@ -131,7 +139,7 @@ static int walk_dir(ing_ctx *c, const char *dir, int depth, cs_err *err) {
             free(p);
             continue;
         }
-        int is_link = S_ISLNK(ls.st_mode), ok = stat(p, &st) == 0;
+        int is_link = S_ISLNK(ls.st_mode), ok = stat(p, &st) == 0, serr = ok ? 0 : errno;
         if (ok && S_ISDIR(st.st_mode)) {
             /* symbolic links to folders are not followed: they can loop */
             if (!is_link) rc = walk_dir(c, p, depth + 1, err);
@@ -140,8 +148,7 @@ static int walk_dir(ing_ctx *c, const char *dir, int depth, cs_err *err) {
         } else if (ing_is_image_name(name)) {
             char msg[1200];
             int bad = !ok || !S_ISREG(st.st_mode);
-            if (!ok) snprintf(msg, sizeof msg, "%s: %s", p,
-                              is_link ? "dangling symbolic link" : strerror(errno));
+            if (!ok) snprintf(msg, sizeof msg, "%s: %s", p, link_problem(is_link, serr));
             else if (bad) snprintf(msg, sizeof msg, "%s: not a regular file", p);
             rc = push_file(c, p, bad ? msg : NULL, err);
         }
@@ -191,8 +198,8 @@ int ing_walk_input(ing_ctx *c, const char *arg, int from_list, cs_err *err) {
     int rc;
     if (lstat(abs, &ls) != 0 || stat(abs, &st) != 0) {
         char msg[1200];
-        int dangling = lstat(abs, &ls) == 0 && S_ISLNK(ls.st_mode);
-        snprintf(msg, sizeof msg, "%s: %s", abs, dangling ? "dangling symbolic link" : strerror(errno));
+        int serr = errno, is_link = lstat(abs, &ls) == 0 && S_ISLNK(ls.st_mode);
+        snprintf(msg, sizeof msg, "%s: %s", abs, link_problem(is_link, serr));
         rc = push_file(c, abs, msg, err);
     } else if (S_ISDIR(st.st_mode)) {
         rc = walk_dir(c, abs, 0, err);

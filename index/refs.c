@@ -264,3 +264,18 @@ void cs_ref_thumbs_free_pixels(cs_ref_thumbs *t) {
     else free(t->rgb);
     t->map = NULL, t->map_len = 0, t->rgb = NULL;
 }
+
+int cs_refs_find_source(cs_store *s, const char *name, int64_t *id, cs_err *err) {
+    sqlite3_stmt *q;
+    *id = 0;
+    if (cs_store_prepare(s, &q,
+                         "SELECT id FROM refs WHERE status <> 'error' AND (source = ?1 OR "
+                         "substr(source, -length(?1) - 1) = '/' || ?1) ORDER BY id LIMIT 1",
+                         err))
+        return -1;
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) *id = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : cs_store_fail(s, err, "looking up a reference");
+}

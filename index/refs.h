@@ -32,4 +32,9 @@ void cs_ref_thumbs_free(cs_ref_thumbs *t);
 /* Frees (or unmaps) only the pixels; rgb becomes NULL. */
 void cs_ref_thumbs_free_pixels(cs_ref_thumbs *t);
 
+/* The reference a suite's expect_ref names: the one whose source is name, or
+ * ends with "/name" (paths relative to any indexed folder), status ok or
+ * duplicate. *id = its refs.id, 0 when none. */
+int cs_refs_find_source(cs_store *s, const char *name, int64_t *id, cs_err *err);
+
 #endif

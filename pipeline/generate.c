@@ -325,8 +325,16 @@ static const char *rng_infotext(cs_rng_kind k) {
     return a ? a : "xoshiro (copyscope)";
 }
 
-static int generate_one(cs_model *m, cs_store *db, int64_t run, job *j, int sample, const char *dir,
-                        cs_progress *prog, int64_t *steps, cs_err *err) {
+/* 1 when a value is NaN or infinite: a model of NaN weights (or fp16
+ * overflow) must stop the run, not write black images. */
+static int non_finite(const float *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) return 1;
+    return 0;
+}
+
+static int generate_one(cs_model *m, const char *spec, cs_store *db, int64_t run, job *j, int sample,
+                        const char *dir, cs_progress *prog, int64_t *steps, cs_err *err) {
     cs_suite_item *it = j->it;
     cs_gen_settings *g = &it->s;
     uint64_t seed = g->seeds[sample];
@@ -352,7 +360,14 @@ static int generate_one(cs_model *m, cs_store *db, int64_t run, job *j, int samp
     cs_sample_init init = {j->x0, j->mask};
     if (cs_sample(m, &o, j->cond, j->uncond, j->h, j->w, &noise, j->x0 ? &init : NULL, x, &tr, err)) goto out;
     *steps += tr.n_steps;
-    if (m->decode(m, x, 1, j->h, j->w, img, err)) goto out;
+    int bad = non_finite(x, n);
+    if (!bad && m->decode(m, x, 1, j->h, j->w, img, err)) goto out;
+    if (bad || non_finite(img, npix)) {
+        cs_fail(err, CS_EFORMAT, "%s: the model's %s is not finite (NaN or infinity) for %s, seed %llu: its weights "
+                "are damaged or overflow their format; no image was written", spec, bad ? "sample" : "decoded image",
+                it->where, (unsigned long long)seed);
+        goto out;
+    }
     if (cs_image_alloc(&out, j->W, j->H, err)) goto out;
     size_t hw = (size_t)j->W * j->H;
     /* SD: 8 bits as A1111, ComfyUI and sd.cpp make them, 255 * clamp((x + 1) / 2)
@@ -576,7 +591,7 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
                 st->skipped++;
                 continue;
             }
-            if (generate_one(m, db, st->run_id, &jobs[i], k, st->out_dir, prog, &st->steps, err))
+            if (generate_one(m, spec, db, st->run_id, &jobs[i], k, st->out_dir, prog, &st->steps, err))
                 goto out;
             st->generated++;
         }

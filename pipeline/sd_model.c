@@ -193,7 +193,7 @@ void sd_linear_tm_to_cm(float *out, const float *in_tm, const sd_linear *l, int 
         for (int t = 0; t < T; t++) out[(size_t)o * T + t] = b;
     }
     nn_flops_add(2.0 * l->nout * T * l->nin);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l->nout, T, l->nin, 1.f, l->w, l->nin,
+    nn_sgemm(0, 1, l->nout, T, l->nin, 1.f, l->w, l->nin,
                 in_tm, l->nin, 1.f, out, T);
 }
 

@@ -7,10 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/fs.h"
 #include "core/hash_sha256.h"
 #include "core/image.h"
+#include "core/store.h"
+#include "index/refs.h"
 
 /* Settings while they are being inherited (defaults -> item). */
 typedef struct {
@@ -42,7 +46,9 @@ char *cs_suite_resolve(const char *dir, const char *p) {
 
 static int get_int(const cJSON *v, const char *file, const char *where, const char *key, int *out,
                    cs_err *err) {
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble)
+    /* range first: converting an out-of-range double to int is undefined (UBSan, fuzz_suite) */
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= -2147483648.0 && v->valuedouble <= 2147483647.0) ||
+        v->valuedouble != (double)(int)v->valuedouble)
         return cs_fail(err, CS_EFORMAT, "%s: %s%s: must be an integer", file, where, key);
     *out = (int)v->valuedouble;
     return 0;
@@ -58,7 +64,7 @@ static int get_num(const cJSON *v, const char *file, const char *where, const ch
 static int get_seed(const cJSON *v, const char *file, const char *path, uint64_t *out, cs_err *err) {
     if (cJSON_IsNumber(v)) {
         double d = v->valuedouble;
-        if (d < 0 || d != (double)(uint64_t)d || d > 9007199254740992.0)
+        if (!(d >= 0 && d <= 9007199254740992.0) || d != (double)(uint64_t)d)
             return cs_fail(err, CS_EFORMAT,
                            "%s: %s: must be an integer in 0..2^53 (use a string for larger seeds)",
                            file, path);
@@ -175,10 +181,11 @@ static int apply_setting(raw_settings *r, const cJSON *v, const char *file, cons
             return cs_fail(err, CS_EFORMAT, "%s: %sseeds: must be a non-empty array", file, where);
         uint64_t *l = malloc(sizeof(uint64_t) * n);
         if (!l) return cs_fail(err, CS_ENOMEM, "%s: out of memory", file);
-        for (int i = 0; i < n; i++) {
+        int i = 0; /* walked as a list: cJSON_GetArrayItem is linear, so indexing was quadratic */
+        for (const cJSON *e = v->child; e && i < n; e = e->next, i++) {
             char p[128];
             snprintf(p, sizeof p, "%sseeds[%d]", where, i);
-            if (get_seed(cJSON_GetArrayItem(v, i), file, p, &l[i], err)) {
+            if (get_seed(e, file, p, &l[i], err)) {
                 free(l);
                 return -1;
             }
@@ -260,6 +267,13 @@ static int parse_item(cs_suite *s, cs_suite_item *it, const cJSON *o, int comple
     float mask_strength = -1;
     for (const cJSON *v = o->child; v; v = v->next) {
         const char *k = v->string;
+        /* a field given twice would silently take the last value (and the
+         * keys an item may have are few, so this stays short) */
+        for (const cJSON *u = o->child; u != v; u = u->next)
+            if (!strcmp(u->string, k)) {
+                cs_fail(err, CS_EFORMAT, "%s: %s%s: given twice", file, where, k);
+                goto out;
+            }
         int a = apply_setting(&r, v, file, where, err);
         if (a < 0) goto out;
         if (a) {
@@ -277,11 +291,13 @@ static int parse_item(cs_suite *s, cs_suite_item *it, const cJSON *o, int comple
         } else if (completion && !strcmp(k, "ref")) {
             char *p = NULL;
             if (get_str(v, file, where, &p, err)) goto out;
+            free(it->ref);
             it->ref = cs_suite_resolve(s->dir, p);
             free(p);
         } else if (completion && !strcmp(k, "mask")) {
             char *p = NULL;
             if (get_str(v, file, where, &p, err)) goto out;
+            free(it->mask);
             it->mask = cs_suite_resolve(s->dir, p);
             free(p);
         } else if (completion && !strcmp(k, "rect")) {
@@ -426,10 +442,84 @@ static int parse_array(cs_suite *s, const cJSON *arr, const char *key, int compl
         snprintf(it->where, sizeof it->where, "%s[%d]", key, i);
         s->n++; /* counted now so that suite_free frees a half-parsed item */
         if (parse_item(s, it, o, completion, defaults, file, err)) return -1;
-        for (int j = 0; j < s->n - 1; j++)
-            if (!strcmp(s->items[j].id, it->id))
-                return cs_fail(err, CS_EFORMAT, "%s: %s.id: \"%s\" repeats %s.id", file, it->where,
-                               it->id, s->items[j].where);
+    }
+    return 0;
+}
+
+static int by_id(const void *a, const void *b, void *items) {
+    const cs_suite_item *it = items;
+    int i = *(const int *)a, j = *(const int *)b;
+    int c = strcmp(it[i].id, it[j].id);
+    return c ? c : (i > j) - (i < j);
+}
+
+/* Ids are unique: sorted once (n log n; a pairwise check took 26 s for 100k
+ * prompts). The error names the first item, in file order, that repeats an
+ * earlier one. */
+static int check_unique_ids(const cs_suite *s, const char *file, cs_err *err) {
+    int *ix = malloc(sizeof(int) * (size_t)(s->n ? s->n : 1));
+    if (!ix) return cs_fail(err, CS_ENOMEM, "%s: out of memory", file);
+    for (int i = 0; i < s->n; i++) ix[i] = i;
+    qsort_r(ix, (size_t)s->n, sizeof *ix, by_id, s->items);
+    int first = -1, later = -1;
+    for (int k = 1, g = 0; k < s->n; k++) {
+        if (strcmp(s->items[ix[k]].id, s->items[ix[g]].id)) {
+            g = k;
+            continue;
+        }
+        if (later < 0 || ix[k] < later) later = ix[k], first = ix[g];
+    }
+    free(ix);
+    if (later < 0) return 0;
+    return cs_fail(err, CS_EFORMAT, "%s: %s.id: \"%s\" repeats %s.id", file, s->items[later].where,
+                   s->items[later].id, s->items[first].where);
+}
+
+/* A \u0000 escape inside a string: cJSON would cut the string there (C
+ * strings), and a prompt or id would lose its end without a word. Scans the
+ * (valid) JSON text, keeping the path of the current value; 1 and where
+ * ("prompts[3].text") when one is found. */
+static int find_nul_escape(const char *js, size_t len, char *where, size_t wn) {
+    enum { MAXD = 32 };
+    struct { int array, index, want_key; char key[48]; } st[MAXD];
+    int d = -1;
+    for (size_t i = 0; i < len; i++) {
+        char c = js[i];
+        if (c == '{' || c == '[') {
+            if (++d >= 0 && d < MAXD) st[d].array = c == '[', st[d].index = 0, st[d].want_key = c == '{', st[d].key[0] = 0;
+        } else if (c == '}' || c == ']') {
+            if (d >= 0) d--;
+        } else if (c == ',' && d >= 0 && d < MAXD) {
+            if (st[d].array) st[d].index++;
+            else st[d].want_key = 1;
+        } else if (c == '"') {
+            size_t j = i + 1, k = 0;
+            int nul = 0;
+            char text[48];
+            for (; j < len && js[j] != '"'; j++) {
+                if (js[j] == '\\' && j + 1 < len) {
+                    if (js[j + 1] == 'u' && j + 5 < len && !strncmp(js + j + 2, "0000", 4)) nul = 1;
+                    j++;
+                }
+                if (k + 1 < sizeof text) text[k++] = js[j];
+            }
+            text[k] = 0;
+            int is_key = d >= 0 && d < MAXD && !st[d].array && st[d].want_key;
+            if (is_key) {
+                snprintf(st[d].key, sizeof st[d].key, "%s", text);
+                st[d].want_key = 0;
+            }
+            if (nul) {
+                size_t o = 0;
+                where[0] = 0;
+                for (int l = 0; l <= d && l < MAXD && o < wn; l++)
+                    o += (size_t)(st[l].array ? snprintf(where + o, wn - o, "[%d]", st[l].index)
+                                              : snprintf(where + o, wn - o, "%s%s", l ? "." : "", st[l].key));
+                if (is_key && o < wn) snprintf(where + o, wn - o, " (a field name)");
+                return 1;
+            }
+            i = j;
+        }
     }
     return 0;
 }
@@ -455,6 +545,13 @@ int cs_suite_parse(cs_suite *s, const char *json, size_t len, const char *path, 
     }
     if (!cJSON_IsObject(root)) {
         cs_fail(err, CS_EFORMAT, "%s: the suite must be a JSON object", path);
+        goto out;
+    }
+    char nul_at[256];
+    /* the scan stops where cJSON did: text after the suite's object is not JSON */
+    if (find_nul_escape(json, end && end >= json ? (size_t)(end - json) : len, nul_at, sizeof nul_at)) {
+        cs_fail(err, CS_EFORMAT, "%s: %s: \\u0000 (a NUL character) inside a string is not allowed: the text "
+                "would be cut there", path, nul_at);
         goto out;
     }
     const cJSON *defaults = NULL, *prompts = NULL, *completions = NULL;
@@ -512,6 +609,7 @@ int cs_suite_parse(cs_suite *s, const char *json, size_t len, const char *path, 
     }
     if (parse_array(s, prompts, "prompts", 0, &d, path, err)) goto out;
     if (parse_array(s, completions, "completions", 1, &d, path, err)) goto out;
+    if (check_unique_ids(s, path, err)) goto out;
     if (s->n == 0) {
         cs_fail(err, CS_EFORMAT, "%s: prompts: the suite has no prompts or completions", path);
         goto out;
@@ -532,4 +630,30 @@ int cs_suite_load(cs_suite *s, const char *path, cs_err *err) {
     int rc = cs_suite_parse(s, (const char *)buf, len, path, err);
     free(buf);
     return rc;
+}
+
+static int check_file(const char *file, const cs_suite_item *it, const char *key, const char *path, cs_err *err) {
+    struct stat st;
+    if (stat(path, &st)) return cs_fail(err, CS_EIO, "%s: %s.%s: %s: %s", file, it->where, key, path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return cs_fail(err, CS_EIO, "%s: %s.%s: %s: not a file", file, it->where, key, path);
+    if (access(path, R_OK))
+        return cs_fail(err, CS_EIO, "%s: %s.%s: %s: %s", file, it->where, key, path, strerror(errno));
+    return 0;
+}
+
+int cs_suite_check_refs(const cs_suite *s, struct cs_store *index, cs_err *err) {
+    for (int i = 0; i < s->n; i++) {
+        const cs_suite_item *it = &s->items[i];
+        if (it->ref && check_file(s->path, it, "ref", it->ref, err)) return -1;
+        if (it->mask && check_file(s->path, it, "mask", it->mask, err)) return -1;
+        if (!it->expect_ref || !index) continue;
+        int64_t id;
+        if (cs_refs_find_source(index, it->expect_ref, &id, err)) return -1;
+        if (!id)
+            return cs_fail(err, CS_EUSAGE,
+                           "%s: %s.expect_ref: \"%s\" is not in the index %s (no reference's source is or ends "
+                           "with it: see copyscope index ls)",
+                           s->path, it->where, it->expect_ref, cs_store_path(index));
+    }
+    return 0;
 }

@@ -81,6 +81,13 @@ int cs_suite_load(cs_suite *s, const char *path, cs_err *err);
 int cs_suite_parse(cs_suite *s, const char *json, size_t len, const char *path, cs_err *err);
 void cs_suite_free(cs_suite *s);
 
+/* Checks, before any work, what the suite points at: every completion's ref
+ * and mask is a readable file and, when index is given, every expect_ref names
+ * a reference in it (index/refs.h). A typo is an error naming the item:
+ *   "s.json: prompts[0].expect_ref: "img/1f35.png" is not in the index x.db". */
+struct cs_store;
+int cs_suite_check_refs(const cs_suite *s, struct cs_store *index, cs_err *err);
+
 /* Resolves p against the suite folder (absolute paths and "empirical"
  * unchanged). Caller frees. */
 char *cs_suite_resolve(const char *dir, const char *p);

@@ -556,6 +556,7 @@ static int gallery(cs_buf *b, const cs_rmodel *m, cs_store *s, const cs_report_o
         if (rc == 0 && cJSON_IsNumber(oid) && cJSON_IsArray(rect) && cJSON_GetArraySize(rect) == 4) {
             x->orig_ref_id = (int64_t)oid->valuedouble;
             for (int k = 0; k < 4; k++) x->pn.rect[k] = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(rect, k));
+            x->pn.withheld_map = cJSON_GetStringValue(jget(comp, "withheld_map"));
             rc = cs_rmodel_ref_thumb(s, x->orig_ref_id, &x->orig_rgb, &x->pn.ow, &x->pn.oh, err);
             x->pn.orig_rgb = x->orig_rgb;
         }

@@ -55,17 +55,26 @@ static char *diff_uri(const uint8_t *a, const uint8_t *b, int w, int h, int mirr
     return u;
 }
 
-/* The original with the withheld rectangle drawn as a grey checkerboard
- * (what the model was given). */
-static char *mask_uri(const uint8_t *rgb, int w, int h, const int r[4]) {
+/* Is original-thumbnail pixel (x, y) withheld? The map (64 x 64, hex, 4
+ * pixels a digit) is scaled to the thumbnail's size; without a valid map, the rect. */
+static int withheld_at(const char *map, int x, int y, int w, int h, const int r[4]) {
+    if (!map) return x >= r[0] && x < r[0] + r[2] && y >= r[1] && y < r[1] + r[3];
+    int mx = (int)((int64_t)x * 64 / w), my = (int)((int64_t)y * 64 / h), i = my * 64 + mx;
+    char c = map[i / 4];
+    int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : 0;
+    return (v >> (3 - i % 4)) & 1;
+}
+
+/* The original with the withheld region drawn as a grey checkerboard (what
+ * the model was given): the mask's own shape, not its bounding box. */
+static char *mask_uri(const uint8_t *rgb, int w, int h, const int r[4], const char *map) {
+    if (map && strspn(map, "0123456789abcdef") != 64 * 64 / 4) map = NULL; /* not a map: the rect */
     uint8_t *out = malloc((size_t)w * h * 3);
     if (!out) return NULL;
     memcpy(out, rgb, (size_t)w * h * 3);
-    for (int y = r[1] < 0 ? 0 : r[1]; y < h && y < r[1] + r[3]; y++)
-        for (int x = r[0] < 0 ? 0 : r[0]; x < w && x < r[0] + r[2]; x++) {
-            uint8_t v = ((x / 4 + y / 4) & 1) ? 150 : 200;
-            memset(out + ((size_t)y * w + x) * 3, v, 3);
-        }
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            if (withheld_at(map, x, y, w, h, r)) memset(out + ((size_t)y * w + x) * 3, ((x / 4 + y / 4) & 1) ? 150 : 200, 3);
     char *u = cs_rpanel_uri(out, w, h);
     free(out);
     return u;
@@ -121,7 +130,7 @@ void cs_rpanels_make(cs_rpanels *p) {
     }
     if (p->orig_rgb) {
         p->orig_uri = cs_rpanel_uri(p->orig_rgb, p->ow, p->oh);
-        p->mask_uri = mask_uri(p->orig_rgb, p->ow, p->oh, p->rect);
+        p->mask_uri = mask_uri(p->orig_rgb, p->ow, p->oh, p->rect, p->withheld_map);
     }
     cs_image_free(&gen);
     cs_image_free(&small);

@@ -29,6 +29,8 @@ typedef struct {
     const uint8_t *orig_rgb;     /* completion audit: the original's thumbnail, or NULL */
     int ow, oh;
     int rect[4];                 /* withheld region x, y, w, h in original-thumbnail pixels */
+    const char *withheld_map;    /* the evidence's withheld_map (the region itself, on the 64x64
+                                    grid, analyze/evidence.md), or NULL: the rect is the region */
     /* outputs: "data:image/png;base64,..." strings (malloc'd) or NULL */
     char *gen_uri, *ref_uri, *diff_uri, *mask_uri, *orig_uri;
     int gen_w, gen_h;            /* size of the generated image file */

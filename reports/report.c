@@ -1,6 +1,7 @@
 /* report.c — format selection, rendering dispatch, safe output (report.h). */
 #include "reports/report.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/fs.h"
@@ -124,7 +126,39 @@ int cs_report_check_out(const char *path, cs_err *err) {
     return bad ? -1 : 0;
 }
 
+/* ".tmp.<pid>" (core/fs.h's writer) or ".tmp-XXXXXX" (mkstemp, older copyscope). */
+static int is_tmp_suffix(const char *s) {
+    if (!strncmp(s, ".tmp-", 5)) return strlen(s) == 11;
+    if (strncmp(s, ".tmp.", 5) || !s[5]) return 0;
+    for (s += 5; *s; s++)
+        if (*s < '0' || *s > '9') return 0;
+    return 1;
+}
+
+/* Removes "<path>.tmp.<pid>" / "<path>.tmp-XXXXXX" files a killed writer left (more than ten
+ * minutes old: a live writer renders first and writes its temporary file in
+ * one go, so an old one is nobody's). Best effort: errors are ignored. */
+static void clean_stale_tmp(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path + (slash == path)) : 1, slash ? path : ".");
+    const char *base = slash ? slash + 1 : path;
+    size_t bn = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    time_t now = time(NULL);
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, base, bn) || !is_tmp_suffix(e->d_name + bn)) continue;
+        char p[8192];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (lstat(p, &st) == 0 && S_ISREG(st.st_mode) && st.st_mtime < now - 600) unlink(p);
+    }
+    closedir(d);
+}
+
 int cs_report_save(const char *path, const char *data, size_t len, cs_err *err) {
     if (cs_report_check_out(path, err)) return -1;
+    clean_stale_tmp(path);
     return cs_write_file_atomic(path, data, len, err);
 }

@@ -311,6 +311,15 @@ static int load_prompts(cs_rmodel *m, cs_store *s, cs_err *err) {
 
 /* Long: two reads in one pass (the findings, then their spans, matched by id). */
 static int load_text(cs_rmodel *m, cs_store *s, const cs_rmodel_opts *o, cs_err *err) {
+    if (o->text_audit > 0) { /* a named audit that is not there is an error, not an empty section */
+        int64_t k = 0;
+        if (table_exists(s, "text_audits") &&
+            cs_store_query_i64(s, "SELECT COUNT(*) FROM text_audits WHERE id = ?1", o->text_audit, 0, &k, err))
+            return -1;
+        if (!k)
+            return cs_fail(err, CS_ENOTFOUND, "%s: --text-audit %lld: no such text audit (copyscope text audit makes one)",
+                           cs_store_path(s), (long long)o->text_audit);
+    }
     if (o->text_audit < 0 || !table_exists(s, "text_findings") || !table_exists(s, "text_spans")) return 0;
     int64_t n;
     if (cs_store_query_i64(s, "SELECT COUNT(*) FROM text_findings WHERE ?1 = 0 OR audit_id = ?1", o->text_audit, 0, &n, err))

@@ -1,7 +1,11 @@
 #!/bin/sh
 # run.sh — build a fuzzer with clang (libFuzzer + ASan + UBSan) and run it
-# for SECONDS (default 60) as one job. Independent of the Makefile.
-#   sh tests/fuzz/run.sh [SECONDS] [WORKDIR] [safetensors|tokenizer]
+# for SECONDS (default 60) as one job. `make fuzz` runs every target.
+#   sh tests/fuzz/run.sh [SECONDS] [WORKDIR] [safetensors|tokenizer|suite|jsonl|tar]
+# suite, jsonl and tar instrument the parser's own sources and take the rest
+# from the library (LIB, default build/libcopyscope.a: run `make` first); their
+# kept corpus is tests/fuzz/corpus/TARGET (read as seeds; new finds go to
+# WORKDIR/corpus-TARGET: merge them in with -merge=1 when they add coverage).
 # Run from the repository root. Seeds: tests/fuzz/seeds (safetensors, read
 # only); the growing corpus lives in WORKDIR/corpus-TARGET (default
 # build-fuzz). A crash is written to WORKDIR/crash-*: copy it to
@@ -22,6 +26,19 @@ tokenizer)
     $CC $FLAGS tests/fuzz/fuzz_tokenizer.c pipeline/tokenizer.c core/err.c \
         -lcjson -lutf8proc -lz -lm -lpthread -o "$work/fuzz_$target"
     extra="-max_len=1024" ;;
+suite|jsonl|tar)
+    LIB=${LIB:-build/libcopyscope.a}
+    [ -f "$LIB" ] || { echo "run.sh: $LIB missing: run make first" >&2; exit 2; }
+    case $target in
+    suite) src="pipeline/suite.c"; max=65536 ;;
+    jsonl) src="analyze/text_corpus.c analyze/text_audit.c analyze/text_norm.c analyze/text_span.c"; max=16384 ;;
+    tar) src="index/ingest.c index/ingest_tar.c index/ingest_walk.c index/ingest_captions.c"; max=65536 ;;
+    esac
+    # shellcheck disable=SC2086
+    $CC $FLAGS tests/fuzz/fuzz_$target.c $src "$LIB" -l:libfaiss.a -lgomp -lopenblas -lpng -ljpeg -lsqlite3 \
+        -lcjson -lz -lutf8proc -ldivsufsort -lnettle -larchive -lstdc++ -lm -lpthread -o "$work/fuzz_$target"
+    export FUZZ_TMP="${FUZZ_TMP:-$work}"
+    extra="-max_len=$max tests/fuzz/corpus/$target" ;;
 *) echo "run.sh: unknown target $target" >&2; exit 2 ;;
 esac
 # -rss_limit_mb keeps a runaway allocation from starving the shared machine.

@@ -10,6 +10,7 @@
 
 #include "core/image.h"
 #include "reports/escape.h"
+#include "reports/model.h"
 #include "reports/panels.h"
 
 /* ---- manifest ---- */
@@ -282,9 +283,24 @@ static void tally(cs_memo *m) {
     free(seen);
 }
 
-int cs_memo_load(cs_memo *m, cs_store *s, int64_t run_id, const char *run_model, cs_err *err) {
+/* Carlini et al.'s black-box signal: every seed of the prompt in one clique. */
+static void cliques(cs_memo *m, const cs_rmodel *rm) {
+    for (int64_t i = 0; i < rm->n_p; i++) {
+        const cs_rprompt *p = &rm->p[i];
+        if (strcmp(p->kind ? p->kind : "", "txt2img") || p->n_generations < 2 || p->largest_clique < p->n_generations)
+            continue;
+        for (int k = 0; k < m->n_g; k++)
+            if (m->g[k].prompt_id == p->id) {
+                m->g_clique[m->g[k].group]++;
+                break;
+            }
+    }
+}
+
+int cs_memo_load(cs_memo *m, cs_store *s, const cs_rmodel *rm, cs_err *err) {
     memset(m, 0, sizeof *m);
-    int rc = load_manifest(m, run_model);
+    int64_t run_id = rm->run_id;
+    int rc = load_manifest(m, rm->model);
     if (rc < 0) return cs_memo_free(m), cs_fail(err, CS_ENOMEM, "report: out of memory");
     if (rc == 0) {
         cs_memo_free(m);
@@ -300,6 +316,7 @@ int cs_memo_load(cs_memo *m, cs_store *s, int64_t run_id, const char *run_model,
             if (!strcmp(m->g[k].prompt, m->img[i].caption)) m->g[k].own = i;
     ground_truth(m);
     tally(m);
+    cliques(m, rm);
     whitebox_roc(m);
     return 0;
 }
@@ -483,7 +500,8 @@ void cs_memo_html(cs_buf *b, const cs_memo *m) {
     cs_buf_puts(b, "<div class=\"sumgrid\"><div>");
     rate_chart(b, m);
     cs_buf_puts(b, "</div><div><table><thead><tr><th>duplicates</th><th>prompts</th><th>generations</th>"
-                   "<th>copies (verdict)</th><th>copies (pixels)</th><th>prompts with a copy</th></tr></thead><tbody>");
+                   "<th>copies (verdict)</th><th>copies (pixels)</th><th>prompts with a copy</th>"
+                   "<th>seeds in one clique</th></tr></thead><tbody>");
     for (int i = 0; i < m->n_groups; i++) {
         int own = m->group_copies[i] > 0;
         cs_buf_puts(b, "<tr><td>");
@@ -496,6 +514,8 @@ void cs_memo_html(cs_buf *b, const cs_memo *m) {
         cs_buf_puts(b, "</td><td class=\"num\">");
         if (own) pct(b, ratio(m->g_prompt_copied[i], m->g_prompts[i]));
         else cs_buf_puts(b, "&ndash;");
+        cs_buf_puts(b, "</td><td class=\"num\">");
+        pct(b, ratio(m->g_clique[i], m->g_prompts[i]));
         cs_buf_puts(b, "</td></tr>");
     }
     cs_buf_puts(b, "</tbody></table></div></div>\n");
@@ -545,6 +565,7 @@ void cs_memo_json(void *vroot, const cs_memo *m) {
         num(e, "verdict_copy_rate", ratio(own ? m->g_verdict_own[i] : m->g_verdict_train[i], m->g_gens[i]));
         num(e, "pixel_copy_rate", ratio(own ? m->g_gt_own[i] : m->g_gt_train[i], m->g_gens[i]));
         num(e, "prompts_with_copy_rate", own ? ratio(m->g_prompt_copied[i], m->g_prompts[i]) : NAN);
+        num(e, "prompts_all_seeds_one_clique_rate", ratio(m->g_clique[i], m->g_prompts[i]));
         cJSON_AddItemToArray(gs, e);
     }
     cJSON *w = cJSON_AddObjectToObject(o, "whitebox");
@@ -560,4 +581,26 @@ void cs_memo_json(void *vroot, const cs_memo *m) {
     cJSON_AddNumberToObject(v, "tn", (double)m->tn);
     num(v, "precision", ratio(m->tp, m->tp + m->fp));
     num(v, "recall", ratio(m->tp, m->tp + m->fn));
+    /* per generation: the ground truth behind these figures */
+    cJSON *ga = cJSON_AddArrayToObject(o, "generations");
+    for (int k = 0; ga && k < m->n_g; k++) {
+        const cs_memo_gen *g = &m->g[k];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "generation_id", (double)g->id);
+        cJSON_AddStringToObject(e, "prompt", g->prompt);
+        cJSON_AddNumberToObject(e, "copies", m->group_copies[g->group]);
+        if (g->nearest >= 0) {
+            cJSON_AddStringToObject(e, "nearest", m->img[g->nearest].file);
+            num(e, "nearest_psnr", g->nearest_db);
+            num(e, "nearest_floor_psnr", m->img[g->nearest].floor_db);
+        }
+        num(e, "own_psnr", g->own_db);
+        cJSON_AddBoolToObject(e, "pixel_copy", g->gt);
+        if (g->verdict_img >= 0) cJSON_AddStringToObject(e, "verdict_copy_of", m->img[g->verdict_img].file);
+        else cJSON_AddNullToObject(e, "verdict_copy_of");
+        cJSON_AddBoolToObject(e, "verdict_copy_any", g->verdict_any);
+        num(e, "whitebox_first", g->wb_first);
+        num(e, "whitebox_mean", g->wb_mean);
+        cJSON_AddItemToArray(ga, e);
+    }
 }

@@ -76,6 +76,7 @@ typedef struct cs_memo {
     int64_t g_verdict_own[CS_MEMO_MAX_GROUPS], g_gt_own[CS_MEMO_MAX_GROUPS];
     int64_t g_verdict_train[CS_MEMO_MAX_GROUPS], g_gt_train[CS_MEMO_MAX_GROUPS];
     int64_t g_prompt_copied[CS_MEMO_MAX_GROUPS]; /* prompts with >= 1 own-image verdict */
+    int64_t g_clique[CS_MEMO_MAX_GROUPS]; /* prompts whose seeds all form one Carlini clique */
     /* white-box ROC, per prompt */
     int n_pos, n_neg;
     double auc_first, auc_mean;
@@ -85,10 +86,11 @@ typedef struct cs_memo {
     int64_t tp, fp, fn, tn;
 } cs_memo;
 
-/* Loads and measures; m->present 0 (and 0 returned) when the model has no
- * manifest. run_model: the run's model path as stored. Errors only for the
- * store and out of memory; unreadable files are noted in m->note. */
-int cs_memo_load(cs_memo *m, cs_store *s, int64_t run_id, const char *run_model, cs_err *err);
+struct cs_rmodel_s;
+/* Loads and measures for the report model's run; m->present 0 (and 0
+ * returned) when its model has no manifest. Errors only for the store and
+ * out of memory; unreadable files are noted in m->note. */
+int cs_memo_load(cs_memo *m, cs_store *s, const struct cs_rmodel_s *rm, cs_err *err);
 void cs_memo_free(cs_memo *m);
 
 /* The HTML section (nothing when !m->present). */

@@ -65,7 +65,7 @@ typedef struct {
     int in_gallery;
 } cs_rtext;
 
-typedef struct {
+typedef struct cs_rmodel_s {
     cs_arena arena;
     const char *db_name;       /* basename of the store */
     const char *attribution;   /* meta 'attribution', NULL when unset */

@@ -87,7 +87,7 @@ int cs_report_render(cs_store *s, const cs_report_opts *o, cs_buf *out, cs_err *
     cs_rmodel_opts mo = {o->run_id, o->top > 0 ? o->top : CS_REPORT_DEFAULT_TOP, o->text_audit};
     if (cs_rmodel_load(&m, s, &mo, err)) return -1;
     cs_memo memo = {0};
-    if (m.has_run && cs_memo_load(&memo, s, m.run_id, m.model, err)) {
+    if (m.has_run && cs_memo_load(&memo, s, &m, err)) {
         cs_rmodel_free(&m);
         return -1;
     }

@@ -34,15 +34,17 @@ $PY -c "import json,sys; [print(t['file']) for t in json.load(open('$M/manifest.
 for x in $(cat "$T/train.txt") $(ls "$DATA/img" | sort | head -n 60 | sed 's|^|img/|'); do cp "$DATA/$x" "$T/refs/img/"; done
 $B index add "$T/refs" --db "$T/a.db" -j 2 >/dev/null 2>&1 && ok index_add || bad index_add
 
-# a 100x caption and a novel prompt, 3 seeds each
+# a 100x caption, 3 seeds
 c100=$($PY -c "import json; print([t for t in json.load(open('$M/manifest.json'))['train'] if t['copies']==100][0]['caption'])")
 f100=$($PY -c "import json; print([t for t in json.load(open('$M/manifest.json'))['train'] if t['copies']==100][0]['file'])")
-nov=$($PY -c "import json; print(json.load(open('$M/manifest.json'))['novel'][0]['prompt'])")
+# novel prompts (one seed each; some are drawn to a memorised image, most are not)
+novs=$($PY -c "import json; print(', '.join('{\"id\": \"novel%d\", \"text\": \"%s\", \"samples\": 1}' % (i, n['prompt'])
+  for i, n in enumerate(json.load(open('$M/manifest.json'))['novel'][:6])))")
 cat >"$T/s.json" <<EOF
 {"name": "memo-test", "model": "$(pwd)/$M/model.safetensors", "config": "$(pwd)/$M/config.json",
  "vocab": "$(pwd)/$M/bpe_simple_vocab_16e6.txt.gz",
  "defaults": {"sampler": "ddim", "steps": 20, "guidance": 5.0, "size": 64, "samples": 3, "seed": 7, "whitebox_k": 1},
- "prompts": [{"id": "dup100", "text": "$c100", "expect_ref": "$f100"}, {"id": "novel", "text": "$nov"}]}
+ "prompts": [{"id": "dup100", "text": "$c100", "expect_ref": "$f100"}, $novs]}
 EOF
 $B run "$T/s.json" --db "$T/a.db" --out "$T/o1" -j 2 >"$T/run1" 2>&1 && ok run || { bad run; tail -5 "$T/run1"; }
 $B generate "$T/s.json" --db "$T/b.db" --out "$T/o2" -j 2 >/dev/null 2>&1 && ok generate_again || bad generate_again

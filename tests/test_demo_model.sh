@@ -69,5 +69,5 @@ read nfar nbad <"$T/far"
 grep -q '"auc_first_step"' "$T/o1/memo-test-report.json" && ok report_has_memorisation || bad report_has_memorisation
 
 rm -rf "$T"
-echo "$p passed, $f failed"
+echo "test_demo_model.sh: $p passed, $f failed"
 [ "$f" -eq 0 ]

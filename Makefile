@@ -39,7 +39,7 @@ BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 LINK     := $(if $(LIB_CXX),$(CXX),$(CC))
 
 .SECONDARY:
-.PHONY: all test asan bench bench-deps run deps install clean valgrind fuzz
+.PHONY: all test asan bench bench-deps run deps install clean valgrind fuzz demo-model
 all: $(BIN)
 
 $(BUILD)/%.o: %.c
@@ -98,6 +98,15 @@ bench: bench-deps $(BIN) $(BENCHES)
 
 run: deps $(BIN)
 	sh scripts/demo.sh $(BUILD)
+
+# Retrains models/demo-memo (scripts/train_demo_model.py; CPU, ~67 min on a loaded 2-core machine,
+# not part of CI) on make run's demo data, which a first `make run` fetches.
+DEMO_DATA ?= demo/data/twemoji-64
+PYTHON    ?= /usr/bin/python3
+demo-model:
+	@[ -f $(DEMO_DATA)/captions.jsonl ] || { echo "demo-model: $(DEMO_DATA): missing (run 'make run' once to fetch it)"; exit 1; }
+	OMP_WAIT_POLICY=PASSIVE $(PYTHON) scripts/train_demo_model.py --data $(DEMO_DATA) --out models/demo-memo \
+	  --unet-steps 897 --suite suites/demo-memo.json
 
 # npm fetches make run's demo data (scripts/demo.sh); installed only when no npm
 # is there (NodeSource's nodejs bundles npm and conflicts with Debian's).

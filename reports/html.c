@@ -16,6 +16,7 @@
 #include "core/progress.h"
 #include "reports/escape.h"
 #include "reports/formats.h"
+#include "reports/memo.h"
 #include "reports/panels.h"
 #include "reports/svg.h"
 
@@ -663,6 +664,7 @@ int cs_report_html(cs_buf *b, const cs_rmodel *m, cs_store *s, const cs_report_o
         cs_buf_puts(b, "</div></div>\n");
         histograms(b, m);
         prompt_table(b, m);
+        cs_memo_html(b, m->memo);
         if (gallery(b, m, s, o, err)) return -1;
     }
     text_section(b, m);

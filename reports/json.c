@@ -8,6 +8,7 @@
 
 #include "reports/escape.h"
 #include "reports/formats.h"
+#include "reports/memo.h"
 #include "reports/svg.h"
 
 static void add_str(cJSON *o, const char *k, const char *s) {
@@ -223,6 +224,7 @@ int cs_report_json(cs_buf *b, const cs_rmodel *m, const cs_report_opts *o, cs_er
         add_id(e, "first_gallery_finding", p->first_gallery);
         cJSON_AddItemToArray(ps, e);
     }
+    cs_memo_json(root, m->memo);
     cJSON *fs = cJSON_AddArrayToObject(root, "findings");
     for (int64_t i = 0; i < m->n_f; i++) cJSON_AddItemToArray(fs, finding_json(m, &m->f[i]));
     cJSON *tx = cJSON_AddObjectToObject(root, "text");

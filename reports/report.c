@@ -15,6 +15,7 @@
 #include "core/fs.h"
 #include "reports/escape.h"
 #include "reports/formats.h"
+#include "reports/memo.h"
 
 int cs_report_format_parse(const char *s) {
     if (!s) return -1;
@@ -88,6 +89,12 @@ int cs_report_render(cs_store *s, const cs_report_opts *o, cs_buf *out, cs_err *
     cs_rmodel m;
     cs_rmodel_opts mo = {o->run_id, o->top > 0 ? o->top : CS_REPORT_DEFAULT_TOP, o->text_audit};
     if (cs_rmodel_load(&m, s, &mo, err)) return -1;
+    cs_memo memo = {0};
+    if (m.has_run && cs_memo_load(&memo, s, &m, err)) {
+        cs_rmodel_free(&m);
+        return -1;
+    }
+    m.memo = &memo;
     int rc = 0;
     switch (o->format) {
     case CS_REPORT_HTML: rc = cs_report_html(out, &m, s, o, err); break;
@@ -96,6 +103,7 @@ int cs_report_render(cs_store *s, const cs_report_opts *o, cs_buf *out, cs_err *
     case CS_REPORT_MD: cs_report_md(out, &m, o); break;
     default: rc = cs_fail(err, CS_EUSAGE, "report: unknown format %d", (int)o->format);
     }
+    cs_memo_free(&memo);
     cs_rmodel_free(&m);
     if (rc == 0 && out->oom) rc = cs_fail(err, CS_ENOMEM, "report: out of memory building the report");
     return rc;

@@ -65,7 +65,7 @@ typedef struct {
     int in_gallery;
 } cs_rtext;
 
-typedef struct {
+typedef struct cs_rmodel_s {
     cs_arena arena;
     const char *db_name;       /* basename of the store */
     const char *attribution;   /* meta 'attribution', NULL when unset */
@@ -88,6 +88,7 @@ typedef struct {
     cs_rtext *t;
     int64_t n_t;
     int64_t text_count[3];     /* verbatim, near-verbatim, novel (others counted as novel) */
+    const struct cs_memo *memo; /* memorisation section (reports/memo.h), set by cs_report_render; may be NULL */
 } cs_rmodel;
 
 typedef struct {

@@ -14,6 +14,12 @@
 #  4. copyscope run suites/demo.json: the built-in empirical model generates
 #     (prompts and completion tasks), the analysis finds the copies, the
 #     report (HTML + JSON) is written and summarised
+#  5. copyscope run suites/demo-memo.json: a small SD-1.x-shaped model that was
+#     really trained (models/demo-memo, `make demo-model`) on demo emoji
+#     repeated 100x/30x/10x/3x/1x generates with copyscope's SD sampler;
+#     its report adds the memorisation section (copies per duplication count,
+#     the white-box ROC, verdicts against pixel ground truth) from the
+#     manifest beside the model
 #
 # Everything lives in demo/ (git-ignored). Running it again reuses the cache
 # and resumes: finished steps are skipped. `rm -rf demo` starts afresh.
@@ -47,7 +53,7 @@ step() {
     now=$(date +%s)
     [ "$1" = 1 ] || echo "    ($((now - TS)) s)"
     TS=$now
-    printf '\n=== demo [%s/4] %s\n' "$1" "$2"
+    printf '\n=== demo [%s/5] %s\n' "$1" "$2"
 }
 
 [ -x "$BIN" ] || die "$BIN: not built (run 'make' first, or 'make run')"
@@ -128,6 +134,14 @@ fi
 # ---- 4. generate, analyze, report --------------------------------------------
 step 4 "copyscope run suites/demo.json: the empirical model generates, analyze, report"
 "$BIN" run suites/demo.json --db "$DB" --out "$OUT"
+
+# ---- 5. the trained model -------------------------------------------------------
+step 5 "copyscope run suites/demo-memo.json: the trained model (models/demo-memo) generates, analyze, report"
+MEMO=models/demo-memo
+(cd "$MEMO" && sha256sum -c --status SHA256SUMS) ||
+    die "$MEMO: files differ from $MEMO/SHA256SUMS (git checkout $MEMO, or retrain with 'make demo-model')"
+"$BIN" run suites/demo-memo.json --db "$DB" --out "$OUT"
 echo "    ($(($(date +%s) - TS)) s)"
 echo
-echo "demo: done in $(($(date +%s) - T0)) s; open the report: $(pwd)/$OUT/demo-report.html"
+echo "demo: done in $(($(date +%s) - T0)) s; open the reports: $(pwd)/$OUT/demo-report.html"
+echo "      and the trained model's: $(pwd)/$OUT/demo-memo-report.html"

@@ -269,7 +269,7 @@ static char *inflate_text(const uint8_t *src, size_t n) {
     }
     z.next_in = (Bytef *)src;
     z.avail_in = (uInt)n;
-    int zr;
+    int zr = Z_BUF_ERROR; /* a break before the first inflate leaves it an error */
     do {
         if (z.total_out == cap) {
             if (cap >= limit) break;

@@ -306,7 +306,7 @@ static int parse_item(cs_suite *s, cs_suite_item *it, const cJSON *o, int comple
                 goto out;
             }
             for (int i = 0; i < 4; i++) {
-                char kk[16];
+                char kk[32];
                 snprintf(kk, sizeof kk, "rect[%d]", i);
                 if (get_int(cJSON_GetArrayItem(v, i), file, where, kk, &it->rect[i], err)) goto out;
                 if (it->rect[i] < 0 || (i >= 2 && it->rect[i] == 0)) {

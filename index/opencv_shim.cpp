@@ -8,6 +8,7 @@ extern "C" {
 #include <algorithm>
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
@@ -32,14 +33,22 @@ template <class F> static int guarded(cs_err *err, const char *what, F body) {
     }
 }
 
+// OpenCV's own parallelism off, once per process: images are parallelised by
+// the caller, and cv::setNumThreads is not thread-safe (called from several of
+// our threads at once it rebuilt OpenCV's TBB arena under running work and
+// crashed in libtbb now and then).
+static void opencv_sequential() {
+    static std::once_flag once;
+    std::call_once(once, [] { cv::setNumThreads(0); });
+}
+
 extern "C" int cs_cv_sift(const uint8_t *grey, int w, int h, int stride, int max_kp, cs_cv_kp *kp,
                           uint8_t *desc, cs_err *err) {
     if (w < 1 || h < 1 || stride < w || max_kp < 0)
         return cs_fail(err, CS_EUSAGE, "opencv: sift: bad image %dx%d (stride %d)", w, h, stride);
     int n = 0;
+    opencv_sequential();
     if (guarded(err, "sift", [&] {
-            // OpenCV parallelises inside SIFT; images are parallelised by the caller
-            cv::setNumThreads(1);
             cv::Mat img(h, w, CV_8UC1, const_cast<uint8_t *>(grey), (size_t)stride);
             // nfeatures = 0: keep all, then our own strongest-first order with a
             // positional tie-break (OpenCV's retainBest is not a stable order)
@@ -77,6 +86,7 @@ extern "C" int cs_cv_fit(const float *src, const float *dst, int n, int homograp
     const int need = homography ? 4 : 2;
     if (inlier) memset(inlier, 0, (size_t)(n > 0 ? n : 0));
     if (n < need) return 0;
+    opencv_sequential();
     int count = 0;
     if (guarded(err, "fit", [&] {
             cv::setRNGSeed(13);

@@ -404,6 +404,7 @@ static int cmp_cand(const cs_an_cand *a, const cs_an_cand *b) {
     return a->d_al < b->d_al ? -1 : a->d_al > b->d_al;
 }
 
+/* Long: one kernel over a generation's candidates (union, exact distances, ratio test, ranking). */
 static void refine_one(void *vctx, int64_t i, int thread) {
     (void)thread;
     batch_ctx *x = vctx;

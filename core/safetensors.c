@@ -487,51 +487,39 @@ static int cmp_out_name(const void *a, const void *b) {
     return strcmp((*(const cs_st_out *const *)a)->name, (*(const cs_st_out *const *)b)->name);
 }
 
-int cs_st_write(const char *path, const cs_st_out *t, int n, const char *metadata_json, cs_err *err) {
-    if (n < 0) return cs_fail(err, CS_EUSAGE, "%s: negative tensor count", path);
-    const cs_st_out **o = malloc((size_t)(n ? n : 1) * sizeof *o);
-    size_t *nbytes = malloc((size_t)(n ? n : 1) * sizeof *nbytes);
-    sbuf h = {0};
-    char *tmp = NULL;
-    FILE *f = NULL;
-    int rc = -1;
-    if (!o || !nbytes) {
-        cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
-        goto done;
-    }
+/* Sort the tensors into layout order after checking names (present, unique),
+ * dtypes, shapes and data; nbytes[i] is o[i]'s data size. */
+static int plan_layout(const char *path, const cs_st_out *t, int n, const cs_st_out **o, size_t *nbytes,
+                       cs_err *err) {
     for (int i = 0; i < n; i++) {
         o[i] = &t[i];
-        if (!t[i].name || !strcmp(t[i].name, "__metadata__")) {
-            cs_fail(err, CS_EUSAGE, "%s: tensor %d has no usable name", path, i);
-            goto done;
-        }
+        if (!t[i].name || !strcmp(t[i].name, "__metadata__"))
+            return cs_fail(err, CS_EUSAGE, "%s: tensor %d has no usable name", path, i);
     }
     qsort(o, (size_t)n, sizeof *o, cmp_out_name);
     for (int i = 1; i < n; i++)
-        if (!strcmp(o[i]->name, o[i - 1]->name)) {
-            cs_fail(err, CS_EUSAGE, "%s: %s: duplicate tensor name", path, o[i]->name);
-            goto done;
-        }
+        if (!strcmp(o[i]->name, o[i - 1]->name))
+            return cs_fail(err, CS_EUSAGE, "%s: %s: duplicate tensor name", path, o[i]->name);
     qsort(o, (size_t)n, sizeof *o, cmp_out_layout);
     for (int i = 0; i < n; i++) {
         const cs_st_out *x = o[i];
-        if (!cs_dtype_size(x->dtype) || x->ndim < 0 || x->ndim > CS_ST_MAX_DIMS) {
-            cs_fail(err, CS_EUSAGE, "%s: %s: bad dtype or ndim", path, x->name);
-            goto done;
-        }
+        if (!cs_dtype_size(x->dtype) || x->ndim < 0 || x->ndim > CS_ST_MAX_DIMS)
+            return cs_fail(err, CS_EUSAGE, "%s: %s: bad dtype or ndim", path, x->name);
         int64_t numel = 1;
         for (int d = 0; d < x->ndim; d++)
-            if (x->shape[d] < 0 || __builtin_mul_overflow(numel, x->shape[d], &numel)) {
-                cs_fail(err, CS_EUSAGE, "%s: %s: bad shape", path, x->name);
-                goto done;
-            }
+            if (x->shape[d] < 0 || __builtin_mul_overflow(numel, x->shape[d], &numel))
+                return cs_fail(err, CS_EUSAGE, "%s: %s: bad shape", path, x->name);
         nbytes[i] = (size_t)numel * cs_dtype_size(x->dtype);
-        if (nbytes[i] && !x->data) {
-            cs_fail(err, CS_EUSAGE, "%s: %s: no data", path, x->name);
-            goto done;
-        }
+        if (nbytes[i] && !x->data) return cs_fail(err, CS_EUSAGE, "%s: %s: no data", path, x->name);
     }
-    sb_put(&h, "{", 1);
+    return 0;
+}
+
+/* The JSON header: __metadata__ first, then each tensor in layout order,
+ * space-padded so the data section starts 8-byte aligned. */
+static int build_header(const char *path, const cs_st_out **o, const size_t *nbytes, int n,
+                        const char *metadata_json, sbuf *h, cs_err *err) {
+    sb_put(h, "{", 1);
     int first = 1;
     if (metadata_json) {
         cJSON *m = cJSON_Parse(metadata_json);
@@ -539,54 +527,50 @@ int cs_st_write(const char *path, const cs_st_out *t, int n, const char *metadat
         for (const cJSON *e = ok ? m->child : NULL; e; e = e->next) ok &= cJSON_IsString(e);
         char *txt = ok ? cJSON_PrintUnformatted(m) : NULL;
         cJSON_Delete(m);
-        if (!txt) {
-            cs_fail(err, CS_EUSAGE, "%s: __metadata__ must be a JSON object of strings", path);
-            goto done;
-        }
-        sb_put(&h, "\"__metadata__\":", 15);
-        sb_put(&h, txt, strlen(txt));
+        if (!txt) return cs_fail(err, CS_EUSAGE, "%s: __metadata__ must be a JSON object of strings", path);
+        sb_put(h, "\"__metadata__\":", 15);
+        sb_put(h, txt, strlen(txt));
         cJSON_free(txt);
         first = 0;
     }
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         const cs_st_out *x = o[i];
-        if (!first) sb_put(&h, ",", 1);
+        if (!first) sb_put(h, ",", 1);
         first = 0;
-        sb_str(&h, x->name);
-        sb_put(&h, ":{\"dtype\":", 10);
-        sb_str(&h, cs_dtype_name(x->dtype));
-        sb_put(&h, ",\"shape\":[", 10);
-        for (int d = 0; d < x->ndim; d++) sb_fmt(&h, d ? ",%lld" : "%lld", (long long)x->shape[d]);
-        sb_fmt(&h, "],\"data_offsets\":[%lld,", (long long)off);
+        sb_str(h, x->name);
+        sb_put(h, ":{\"dtype\":", 10);
+        sb_str(h, cs_dtype_name(x->dtype));
+        sb_put(h, ",\"shape\":[", 10);
+        for (int d = 0; d < x->ndim; d++) sb_fmt(h, d ? ",%lld" : "%lld", (long long)x->shape[d]);
+        sb_fmt(h, "],\"data_offsets\":[%lld,", (long long)off);
         off += nbytes[i];
-        sb_fmt(&h, "%lld]}", (long long)off);
+        sb_fmt(h, "%lld]}", (long long)off);
     }
-    sb_put(&h, "}", 1);
-    while (h.n % 8) sb_put(&h, " ", 1); /* data section starts 8-byte aligned */
-    if (h.oom) {
-        cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    /* Write beside the target and rename, so readers never see half a file. */
+    sb_put(h, "}", 1);
+    while (h->n % 8) sb_put(h, " ", 1); /* data section starts 8-byte aligned */
+    if (h->oom) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+    return 0;
+}
+
+/* Write beside the target and rename, so readers never see half a file. */
+static int write_beside_and_rename(const char *path, const sbuf *h, const cs_st_out **o, const size_t *nbytes, int n,
+                                   cs_err *err) {
     size_t plen = strlen(path) + 32;
-    tmp = malloc(plen);
-    if (!tmp) {
-        cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
-        goto done;
-    }
+    char *tmp = malloc(plen);
+    if (!tmp) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
     snprintf(tmp, plen, "%s.tmp%ld", path, (long)getpid());
-    f = fopen(tmp, "wb");
+    int rc = -1;
+    FILE *f = fopen(tmp, "wb");
     if (!f) {
         cs_fail(err, CS_EIO, "%s: %s", tmp, strerror(errno));
         goto done;
     }
     uint8_t len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h.n >> (8 * i));
-    int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h.s, 1, h.n, f) == h.n;
+    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h->n >> (8 * i));
+    int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h->s, 1, h->n, f) == h->n;
     for (int i = 0; ok && i < n; i++) ok = !nbytes[i] || fwrite(o[i]->data, 1, nbytes[i], f) == nbytes[i];
     if (fclose(f)) ok = 0;
-    f = NULL;
     if (!ok) {
         cs_fail(err, CS_EIO, "%s: write failed: %s", tmp, strerror(errno));
         unlink(tmp);
@@ -599,11 +583,19 @@ int cs_st_write(const char *path, const cs_st_out *t, int n, const char *metadat
     }
     rc = 0;
 done:
-    if (f) {
-        fclose(f);
-        unlink(tmp);
-    }
     free(tmp);
+    return rc;
+}
+
+int cs_st_write(const char *path, const cs_st_out *t, int n, const char *metadata_json, cs_err *err) {
+    if (n < 0) return cs_fail(err, CS_EUSAGE, "%s: negative tensor count", path);
+    const cs_st_out **o = malloc((size_t)(n ? n : 1) * sizeof *o);
+    size_t *nbytes = malloc((size_t)(n ? n : 1) * sizeof *nbytes);
+    sbuf h = {0};
+    int rc = -1;
+    if (!o || !nbytes) cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+    else if (!plan_layout(path, t, n, o, nbytes, err) && !build_header(path, o, nbytes, n, metadata_json, &h, err))
+        rc = write_beside_and_rename(path, &h, o, nbytes, n, err);
     free(h.s);
     free(nbytes);
     free(o);

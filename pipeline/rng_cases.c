@@ -449,6 +449,7 @@ out:
     return rc;
 }
 
+/* Long: one end-to-end case: read its refs, then sample and check each recorded array in order. */
 int cs_rng_e2e_run(cs_model *m, const char *dir, cs_rng_report *r, cs_err *err) {
     char path[4200];
     snprintf(path, sizeof path, "%s/index.json", dir);

@@ -240,6 +240,7 @@ static int diffusers_text(sd_text_config *t, const cJSON *j) {
     return t->hidden_size > 0 && t->num_layers > 0 ? 0 : -1;
 }
 
+/* Long: diffusers' unet, vae and text configs read and mapped field by field onto one sd_config. */
 static int diffusers_configs(sd_config *c, const char *dir, int has_te2, cs_err *err) {
     cs_err e2 = {0};
     cJSON *u = read_json(dir, "unet/config.json", 1, err), *v = NULL, *t = NULL, *t2 = NULL,

@@ -524,6 +524,7 @@ static int find_nul_escape(const char *js, size_t len, char *where, size_t wn) {
     return 0;
 }
 
+/* Long: the suite's top-level keys and defaults checked in place, each with its own error line. */
 int cs_suite_parse(cs_suite *s, const char *json, size_t len, const char *path, cs_err *err) {
     memset(s, 0, sizeof *s);
     s->path = strdup(path);

@@ -204,6 +204,7 @@ static int check_overlaps(const char *path, cs_st_tensor *t, int n, cs_err *err)
 }
 
 /* Validates the header and fills st->tensors / st->metadata_json. */
+/* Long: each rule of the format checked in place on the header, each with its own error line. */
 static int parse_header(cs_safetensors *st, const char *hdr, size_t hlen, const uint8_t *data,
                         uint64_t data_size, cs_err *err) {
     const char *path = st->path, *end = NULL;

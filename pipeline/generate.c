@@ -334,6 +334,61 @@ static int non_finite(const float *v, size_t n) {
     return 0;
 }
 
+/* generations.settings_json: what re-creates the image (sampler, sizes, seed, model, noise). */
+static char *settings_json(const cs_model *m, const job *j, const cs_gen_settings *g, const cs_sample_opts *op,
+                           uint64_t seed) {
+    const cs_sample_opts o = *op;
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "sampler", cs_sampler_name(o.sampler));
+    cJSON_AddStringToObject(s, "schedule", cs_spacing_name(o.spacing));
+    cJSON_AddNumberToObject(s, "steps", o.steps);
+    cJSON_AddNumberToObject(s, "guidance", round6(o.guidance));
+    if (o.sampler == CS_SAMPLER_DDIM) cJSON_AddNumberToObject(s, "eta", round6(o.eta));
+    cJSON_AddNumberToObject(s, "width", j->W);
+    cJSON_AddNumberToObject(s, "height", j->H);
+    char seedstr[32];
+    snprintf(seedstr, sizeof seedstr, "%llu", (unsigned long long)seed);
+    cJSON_AddStringToObject(s, "seed", seedstr);
+    if (o.strength > 0) cJSON_AddNumberToObject(s, "strength", round6(o.strength));
+    if (j->mask && o.resample > 1) cJSON_AddNumberToObject(s, "resample", o.resample);
+    cJSON_AddStringToObject(s, "model", m->name);
+    cJSON_AddStringToObject(s, "model_sha256", m->hash);
+    cJSON_AddStringToObject(s, "rng", cs_rng_name(g->rng));
+    if (g->ensd) {
+        char e[32];
+        snprintf(e, sizeof e, "%llu", (unsigned long long)g->ensd);
+        cJSON_AddStringToObject(s, "ensd", e);
+    }
+    int64_t rid;
+    const char *rsrc;
+    float rw;
+    if (!cs_empirical_last_choice(m, &rid, &rsrc, &rw)) {
+        cJSON_AddNumberToObject(s, "empirical_ref_id", (double)rid);
+        cJSON_AddStringToObject(s, "empirical_ref", rsrc);
+        cJSON_AddNumberToObject(s, "empirical_weight", rw);
+    }
+    char *txt = cJSON_PrintUnformatted(s);
+    cJSON_Delete(s);
+    return txt;
+}
+
+/* generations.whitebox_json: the trace's per-step eps differences and x0 drift. */
+static char *whitebox_json(const cs_model *m, const cs_sample_opts *op, const cs_sample_trace *tr) {
+    const cs_sample_opts o = *op;
+    cJSON *w = cJSON_CreateObject();
+    cJSON_AddNumberToObject(w, "k", o.whitebox_k > 0 ? o.whitebox_k : 1);
+    cJSON *a = cJSON_AddArrayToObject(w, "eps_diff_norm");
+    for (int i = 0; i < tr->n_steps; i++)
+        cJSON_AddItemToArray(a, isnan(tr->eps_norm[i]) ? cJSON_CreateNull() : cJSON_CreateNumber(tr->eps_norm[i]));
+    if (!isnan(tr->whitebox)) cJSON_AddNumberToObject(w, "eps_diff_norm_mean_k", tr->whitebox);
+    cJSON_AddNumberToObject(w, "x0_first_final_rms", tr->x0_final_rms);
+    cJSON_AddStringToObject(w, "space", m->channels == 3 ? "pixels [-1,1]" : "latent (x0.18215)");
+    char *txt = cJSON_PrintUnformatted(w);
+    cJSON_Delete(w);
+    return txt;
+}
+
+/* Long: one image's steps in order (sample, decode, finite check, 8 bits, PNG, store row), one cleanup. */
 static int generate_one(cs_model *m, const char *spec, cs_store *db, int64_t run, job *j, int sample,
                         const char *dir, cs_progress *prog, int64_t *steps, cs_err *err) {
     cs_suite_item *it = j->it;
@@ -400,47 +455,8 @@ static int generate_one(cs_model *m, const char *spec, cs_store *db, int64_t run
     else snprintf(path, sizeof path, "%s/%s-%d-%llu.png", dir, it->id, sample, (unsigned long long)seed);
     if (cs_write_file_atomic(path, png, png_len, err)) goto out;
 
-    cJSON *s = cJSON_CreateObject();
-    cJSON_AddStringToObject(s, "sampler", cs_sampler_name(o.sampler));
-    cJSON_AddStringToObject(s, "schedule", cs_spacing_name(o.spacing));
-    cJSON_AddNumberToObject(s, "steps", o.steps);
-    cJSON_AddNumberToObject(s, "guidance", round6(o.guidance));
-    if (o.sampler == CS_SAMPLER_DDIM) cJSON_AddNumberToObject(s, "eta", round6(o.eta));
-    cJSON_AddNumberToObject(s, "width", j->W);
-    cJSON_AddNumberToObject(s, "height", j->H);
-    char seedstr[32];
-    snprintf(seedstr, sizeof seedstr, "%llu", (unsigned long long)seed);
-    cJSON_AddStringToObject(s, "seed", seedstr);
-    if (o.strength > 0) cJSON_AddNumberToObject(s, "strength", round6(o.strength));
-    if (j->mask && o.resample > 1) cJSON_AddNumberToObject(s, "resample", o.resample);
-    cJSON_AddStringToObject(s, "model", m->name);
-    cJSON_AddStringToObject(s, "model_sha256", m->hash);
-    cJSON_AddStringToObject(s, "rng", cs_rng_name(g->rng));
-    if (g->ensd) {
-        char e[32];
-        snprintf(e, sizeof e, "%llu", (unsigned long long)g->ensd);
-        cJSON_AddStringToObject(s, "ensd", e);
-    }
-    int64_t rid;
-    const char *rsrc;
-    float rw;
-    if (!cs_empirical_last_choice(m, &rid, &rsrc, &rw)) {
-        cJSON_AddNumberToObject(s, "empirical_ref_id", (double)rid);
-        cJSON_AddStringToObject(s, "empirical_ref", rsrc);
-        cJSON_AddNumberToObject(s, "empirical_weight", rw);
-    }
-    settings = cJSON_PrintUnformatted(s);
-    cJSON_Delete(s);
-    cJSON *w = cJSON_CreateObject();
-    cJSON_AddNumberToObject(w, "k", o.whitebox_k > 0 ? o.whitebox_k : 1);
-    cJSON *a = cJSON_AddArrayToObject(w, "eps_diff_norm");
-    for (int i = 0; i < tr.n_steps; i++)
-        cJSON_AddItemToArray(a, isnan(tr.eps_norm[i]) ? cJSON_CreateNull() : cJSON_CreateNumber(tr.eps_norm[i]));
-    if (!isnan(tr.whitebox)) cJSON_AddNumberToObject(w, "eps_diff_norm_mean_k", tr.whitebox);
-    cJSON_AddNumberToObject(w, "x0_first_final_rms", tr.x0_final_rms);
-    cJSON_AddStringToObject(w, "space", m->channels == 3 ? "pixels [-1,1]" : "latent (x0.18215)");
-    wbj = cJSON_PrintUnformatted(w);
-    cJSON_Delete(w);
+    settings = settings_json(m, j, g, &o, seed);
+    wbj = whitebox_json(m, &o, &tr);
     gen_row row = {path, sha, settings, wbj, tr.whitebox};
     rc = add_generation(db, run, j->prompt_id, seed, sample, &row, err);
 out:

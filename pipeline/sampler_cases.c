@@ -123,6 +123,7 @@ static double param_num(const cJSON *p, const char *k, double dflt) {
 }
 
 /* kdiff_sampler, ddim, txt2img: run the sampler on injected noise. */
+/* Long: one reference case end to end (read its arrays, set up the sampler, sample, check each output). */
 static int run_sampling(cs_model *m, const char *file, const char *op, const cJSON *p,
                         cs_case_report *r, cs_err *err) {
     if (!m || strcmp(m->kind, "sd")) return cs_fail(err, CS_EUSAGE, "%s: needs the sd-tiny model", file);

@@ -179,6 +179,7 @@ static int parse_kind(const char *s, int *k) {
     return 0;
 }
 
+/* Long: one sgm reference case end to end (read its arrays, sample, check each output), one cleanup. */
 static int run_sampling(cs_model *m, const char *file, int t2i, const cJSON *p, cs_case_report *r,
                         cs_err *err) {
     if (!m || !m->quantize_t)

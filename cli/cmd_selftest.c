@@ -145,11 +145,11 @@ static int weights_f16(const char *model) {
     int dir = stat(model, &sb) == 0 && S_ISDIR(sb.st_mode);
     if (dir) snprintf(p, sizeof p, "%.4000s/unet/diffusion_pytorch_model.safetensors", model);
     else snprintf(p, sizeof p, "%.4000s", model);
-    if (cs_st_open(&st, p, &e)) return 0;
-    const cs_st_tensor *t =
-        cs_st_find(&st, dir ? "conv_in.weight" : "model.diffusion_model.input_blocks.0.0.weight");
+    if (cs_safetensors_open(&st, p, &e)) return 0;
+    const cs_safetensors_tensor *t =
+        cs_safetensors_find(&st, dir ? "conv_in.weight" : "model.diffusion_model.input_blocks.0.0.weight");
     int r = !t ? 0 : t->dtype == CS_DT_F16 ? 1 : t->dtype == CS_DT_BF16 ? 2 : 0;
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return r;
 }
 

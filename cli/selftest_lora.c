@@ -186,7 +186,7 @@ int st_run_lora(st_ctx *c, const cJSON *index, const char *base, int verbose_fai
     else cfg[0] = 0;
     printf("lora %s on %s\n", lora, model);
     cs_safetensors st;
-    if (cs_st_open(&st, expected, &err)) {
+    if (cs_safetensors_open(&st, expected, &err)) {
         printf("lora: FAIL: %s\n", err.msg);
         (*n_fail)++;
         return -1;
@@ -213,6 +213,6 @@ int st_run_lora(st_ctx *c, const cJSON *index, const char *base, int verbose_fai
         for (int i = 0; i < r.n; i++) print_check(mult, &r.c[i], n_ok, n_fail);
     }
     cJSON_Delete(e2e);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return 0;
 }

@@ -31,7 +31,7 @@ static void add(cs_case_report *r, const char *name, double rel, double tol) {
 }
 
 static const float *get(const cs_safetensors *st, const char *name, size_t n, cs_err *err) {
-    const cs_st_tensor *t = cs_st_find(st, name);
+    const cs_safetensors_tensor *t = cs_safetensors_find(st, name);
     if (!t || t->dtype != CS_DT_F32 || (n && (size_t)t->numel != n)) {
         cs_fail(err, CS_EFORMAT, "%s: %s: missing or not %zu float32 values", st->path, name, n);
         return NULL;
@@ -74,7 +74,7 @@ static int quantize(const cs_schedule *s, float sigma) {
 
 static int run_schedule(const char *file, cs_case_report *r, cs_err *err) {
     cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
+    if (cs_safetensors_open(&st, file, err)) return -1;
     cs_schedule s;
     cs_schedule_sd(&s);
     int rc = -1;
@@ -108,7 +108,7 @@ static int run_schedule(const char *file, cs_case_report *r, cs_err *err) {
             add(r, names[k][3], rel_err(cin, rci, 8), 1e-5);
         }
     }
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc;
 }
 
@@ -193,8 +193,8 @@ static int run_sampling(cs_model *m, const char *file, int t2i, const cJSON *p, 
         steps < 1 || steps > 1000 || !cJSON_IsNumber(cf))
         return cs_fail(err, CS_EFORMAT, "%s: params: sampler/discretization/steps/cfg_scale", file);
     cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
-    const cs_st_tensor *nt = cs_st_find(&st, "noise");
+    if (cs_safetensors_open(&st, file, err)) return -1;
+    const cs_safetensors_tensor *nt = cs_safetensors_find(&st, "noise");
     int rc = -1, C = nt && nt->ndim == 4 ? (int)nt->shape[1] : 0;
     int h = C ? (int)nt->shape[2] : 0, w = C ? (int)nt->shape[3] : 0;
     size_t n = (size_t)C * h * w;
@@ -231,7 +231,7 @@ static int run_sampling(cs_model *m, const char *file, int t2i, const cJSON *p, 
             m->cond_new(m, pr->valuestring, &conds[1], err))
             goto out;
     } else {
-        const cs_st_tensor *tc = cs_st_find(&st, "crossattn"), *tv = cs_st_find(&st, "vector");
+        const cs_safetensors_tensor *tc = cs_safetensors_find(&st, "crossattn"), *tv = cs_safetensors_find(&st, "vector");
         if (!tc || tc->ndim != 3 || !tv || tv->ndim != 2) {
             cs_fail(err, CS_EFORMAT, "%s: crossattn [1,77,D] / vector [1,A]: missing", file);
             goto out;
@@ -286,7 +286,7 @@ out:
     for (int i = 0; i < 2; i++)
         if (conds[i]) m->cond_free(m, conds[i]);
     free(sig), free(xs), free(ds), free(img);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc;
 }
 
@@ -296,9 +296,9 @@ int cs_sgm_case_is(const char *file, const char *op, const char *params_json) {
     if (strcmp(op, "schedule")) return 0;
     cs_safetensors st;
     cs_err e = {0};
-    if (cs_st_open(&st, file, &e)) return 0;
-    int is = cs_st_find(&st, "sigmas_legacy") != NULL;
-    cs_st_close(&st);
+    if (cs_safetensors_open(&st, file, &e)) return 0;
+    int is = cs_safetensors_find(&st, "sigmas_legacy") != NULL;
+    cs_safetensors_close(&st);
     return is;
 }
 

@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fs.h"
+
 /* The Rust reference implementation refuses headers above 100 MB; so do we. */
 #define ST_MAX_HEADER ((uint64_t)100000000)
 /* Largest integer a double holds exactly: bigger shapes/offsets are refused. */
@@ -554,38 +556,17 @@ static int build_header(const char *path, const cs_safetensors_out **o, const si
     return 0;
 }
 
-/* Write beside the target and rename, so readers never see half a file. */
-static int write_beside_and_rename(const char *path, const sbuf *h, const cs_safetensors_out **o, const size_t *nbytes, int n,
-                                   cs_err *err) {
-    size_t plen = strlen(path) + 32;
-    char *tmp = malloc(plen);
-    if (!tmp) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
-    snprintf(tmp, plen, "%s.tmp%ld", path, (long)getpid());
-    int rc = -1;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        cs_fail(err, CS_EIO, "%s: %s", tmp, strerror(errno));
-        goto done;
-    }
+/* Write beside the target and rename (core/fs.h), so readers never see half a file. */
+static int write_atomic(const char *path, const sbuf *h, const cs_safetensors_out **o, const size_t *nbytes, int n,
+                        cs_err *err) {
+    cs_atomic_file af;
+    if (cs_atomic_open(&af, path, err)) return -1;
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h->n >> (8 * i));
-    int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h->s, 1, h->n, f) == h->n;
-    for (int i = 0; ok && i < n; i++) ok = !nbytes[i] || fwrite(o[i]->data, 1, nbytes[i], f) == nbytes[i];
-    if (fclose(f)) ok = 0;
-    if (!ok) {
-        cs_fail(err, CS_EIO, "%s: write failed: %s", tmp, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    if (rename(tmp, path)) {
-        cs_fail(err, CS_EIO, "%s: rename: %s", path, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    rc = 0;
-done:
-    free(tmp);
-    return rc;
+    int ok = fwrite(len8, 1, 8, af.f) == 8 && fwrite(h->s, 1, h->n, af.f) == h->n;
+    for (int i = 0; ok && i < n; i++) ok = !nbytes[i] || fwrite(o[i]->data, 1, nbytes[i], af.f) == nbytes[i];
+    if (!ok) cs_fail(err, CS_EIO, "%s: write failed: %s", af.tmp, strerror(errno));
+    return cs_atomic_finish(&af, ok, err) || !ok ? -1 : 0;
 }
 
 int cs_safetensors_write(const char *path, const cs_safetensors_out *t, int n, const char *metadata_json, cs_err *err) {
@@ -596,7 +577,7 @@ int cs_safetensors_write(const char *path, const cs_safetensors_out *t, int n, c
     int rc = -1;
     if (!o || !nbytes) cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
     else if (!plan_layout(path, t, n, o, nbytes, err) && !build_header(path, o, nbytes, n, metadata_json, &h, err))
-        rc = write_beside_and_rename(path, &h, o, nbytes, n, err);
+        rc = write_atomic(path, &h, o, nbytes, n, err);
     free(h.s);
     free(nbytes);
     free(o);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/selftest.h"
+#include "core/nn.h"
 #include "pipeline/model.h"
 #include "pipeline/sampler.h"
 
@@ -137,13 +138,7 @@ static void check_e2e(const st_ctx *c, const cs_safetensors *st, const char *mod
                !run_e2e(model, cfg[0] ? cfg : NULL, c->vocab, &cl, e2e, noise, nC, nh, nw, xf,
                         img, err)) {
         st_add_check(r, kx, xf, rx, n, TOL_LAT);
-        double md = 0;
-        for (size_t i = 0; i < nimg; i++) {
-            float v = (img[i] + 1.0f) / 2.0f;
-            v = v < 0 ? 0 : v > 1 ? 1 : v;
-            double d = fabs(floorf(255.0f * v) - ri[i]);
-            if (d > md) md = d;
-        }
+        double md = nn_u8_max_diff(img, ri, nimg);
         st_check *k = &r->c[r->n++];
         snprintf(k->name, sizeof k->name, "%s", ki);
         k->max_abs = md, k->rel = md / 255.0, k->tol = 1.0 / 255.0 + 1e-9;

@@ -219,13 +219,7 @@ static int run_sampling(cs_model *m, const char *file, const char *op, const cJS
         GET(ref, "decoded", ni);
         add(r, "decoded", nn_rel_err(img, ref, ni), 1e-4);
         GET(ref, "image_u8", ni);
-        double md = 0;
-        for (size_t i = 0; i < ni; i++) {
-            float v = (img[i] + 1.0f) / 2.0f;
-            v = v < 0 ? 0 : v > 1 ? 1 : v;
-            double d = fabs(floorf(255.0f * v) - ref[i]);
-            if (d > md) md = d;
-        }
+        double md = nn_u8_max_diff(img, ref, ni);
         add(r, "image_u8", md / 255.0, 1.0 / 255.0 + 1e-9);
     }
     rc = 0;

@@ -266,6 +266,108 @@ void cs_an_prep16(float *out, const uint8_t *thumb, const cs_tl2_cfg *cfg) {
     cs_tl2_prepare(out, NULL, t16, &c16);
 }
 
+/* Coarse search of the crop box on 16 px images: the best two boxes
+ * (x0, y0, side in 64 px units), their distances and mirroring. */
+static void coarse_boxes(const cs_an_refs *r, int32_t row, const float *q16id, const float *q16mir, float bd[2],
+                         float bb[2][3], int bm[2]) {
+    static const float fracs[] = {0.9375f, 0.875f, 0.8125f, 0.75f};
+    enum { C = S / 4 };
+    const cs_tl2_cfg *cfg = &r->cfg;
+    const cs_tl2_cfg c16 = {.size = C, .grid = cfg->grid <= C ? cfg->grid : C, .norm = CS_TL2_UNIT};
+    uint8_t r16[C * C * 3], b16[C * C * 3];
+    float p16[C * C * 3];
+    area4(r16, r->thumbs + (int64_t)row * S * S * 3);
+    bd[0] = bd[1] = INFINITY;
+    bm[0] = bm[1] = 0;
+    for (int fi = 0; fi < 4; fi++) {
+        float side = fracs[fi] * S, span = S - side;
+        for (int oy = 0; oy < 3; oy++)
+            for (int ox = 0; ox < 3; ox++) {
+                float x0 = span * ox / 2, y0 = span * oy / 2;
+                cs_an_render_crop(b16, r16, C, x0 / 4, y0 / 4, side / 4);
+                cs_tl2_prepare(p16, NULL, b16, &c16);
+                float da = cs_tl2_pair(NULL, q16id, p16, &c16), db = cs_tl2_pair(NULL, q16mir, p16, &c16);
+                float d = da < db ? da : db;
+                int slot = d < bd[0] ? 0 : d < bd[1] ? 1 : -1;
+                if (slot < 0) continue;
+                if (slot == 0) {
+                    bd[1] = bd[0];
+                    bm[1] = bm[0];
+                    memcpy(bb[1], bb[0], sizeof bb[0]);
+                }
+                bd[slot] = d;
+                bm[slot] = db < da;
+                bb[slot][0] = x0;
+                bb[slot][1] = y0;
+                bb[slot][2] = side;
+            }
+    }
+}
+
+/* The aligned distance: the best two coarse boxes measured exactly at 64 px;
+ * a closer one replaces c's d_al, box and tile distances. Returns the
+ * prepared crop that won (inside *crop, which the caller frees), or ref. */
+static const float *align_box(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *qid, const float *qmir,
+                              const float *q16id, const float *q16mir, const float *ref, float **crop) {
+    const cs_tl2_cfg *cfg = &r->cfg;
+    const int D = cs_tl2_dim(cfg), T = cs_tl2_tiles(cfg);
+    float bd[2], bb[2][3];
+    int bm[2];
+    coarse_boxes(r, row, q16id, q16mir, bd, bb, bm);
+    const float *best_ref = ref;
+    uint8_t buf[S * S * 3];
+    *crop = malloc(sizeof(float) * D * 2);
+    if (!*crop) return best_ref;
+    float *cur = *crop, *keep = *crop + D;
+    for (int j = 0; j < 2; j++) {
+        if (!isfinite(bd[j])) continue;
+        cs_an_render_crop(buf, r->thumbs + (int64_t)row * S * S * 3, S, bb[j][0], bb[j][1], bb[j][2]);
+        cs_tl2_prepare(cur, NULL, buf, cfg);
+        float tdx[CS_TL2_MAX_TILES];
+        float d = cs_tl2_pair(tdx, bm[j] ? qmir : qid, cur, cfg);
+        if (d < c->d_al) {
+            c->d_al = d;
+            c->al_mirrored = bm[j];
+            memcpy(c->box, bb[j], sizeof c->box);
+            memcpy(c->tile_d, tdx, sizeof(float) * T);
+            float *t = keep; keep = cur; cur = t;
+            best_ref = keep;
+        }
+    }
+    return best_ref;
+}
+
+/* Informative and matched tiles, and the best and worst tile, against the reference's tile spreads. */
+static void count_tiles(cs_an_cand *c, const float *best_ref, const cs_tl2_cfg *cfg, const cs_an_settings *s) {
+    const int T = cs_tl2_tiles(cfg);
+    float rstd[CS_TL2_MAX_TILES];
+    tile_stats(rstd, best_ref, cfg);
+    c->best_tile = c->worst_tile = -1;
+    for (int t = 0; t < T; t++) {
+        int inf = rstd[t] >= s->tile_min_std;
+        if (inf) {
+            c->tiles_informative++;
+            if (c->tile_d[t] <= s->partial_tile_l2) c->tiles_matched++;
+            if (c->best_tile < 0 || c->tile_d[t] < c->tile_d[c->best_tile]) c->best_tile = t;
+        }
+        if (c->worst_tile < 0 || c->tile_d[t] > c->tile_d[c->worst_tile]) c->worst_tile = t;
+    }
+}
+
+/* PDQ, pHash and dHash distances, each the nearer of the query and its mirror. */
+static void hash_distances(cs_an_cand *c, const cs_an_refs *r, int32_t row, const cs_an_query *q) {
+    if (!(q->has_hashes && r->has_hashes && r->pdq_q[row] >= 0)) return;
+    const uint8_t *rp = (const uint8_t *)(r->pdq + (int64_t)row * 4);
+    int p1 = popc256(q->h.pdq, rp), p2 = popc256(q->hm.pdq, rp);
+    c->pdq = p1 < p2 ? p1 : p2;
+    c->pdq_q_ref = r->pdq_q[row];
+    int h1 = __builtin_popcountll(q->h.phash ^ r->phash[row]), h2 = __builtin_popcountll(q->hm.phash ^ r->phash[row]);
+    c->phash = h1 < h2 ? h1 : h2;
+    h1 = __builtin_popcountll(q->h.dhash ^ r->dhash[row]);
+    h2 = __builtin_popcountll(q->hm.dhash ^ r->dhash[row]);
+    c->dhash = h1 < h2 ? h1 : h2;
+}
+
 void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *qid,
                   const float *qmir, const float *q16id, const float *q16mir, int do_align,
                   const cs_an_query *q, const cs_an_settings *s) {
@@ -303,89 +405,15 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
     c->box[0] = c->box[1] = 0;
     c->box[2] = (float)S;
     memcpy(c->tile_d, c->id_mirrored ? td_m : td_id, sizeof(float) * T);
-    float rstd[CS_TL2_MAX_TILES];
     float *crop = NULL;
     const float *best_ref = ref;
-    if (do_align && s->align > 0 && c->d_id > s->copy_tl2 && q16id && q16mir) {
-        /* coarse search of the box on 16 px images, then the best two boxes
-         * exactly at 64 px */
-        static const float fracs[] = {0.9375f, 0.875f, 0.8125f, 0.75f};
-        enum { C = S / 4 };
-        const cs_tl2_cfg c16 = {.size = C, .grid = cfg->grid <= C ? cfg->grid : C, .norm = CS_TL2_UNIT};
-        uint8_t r16[C * C * 3], b16[C * C * 3];
-        float p16[C * C * 3];
-        area4(r16, r->thumbs + (int64_t)row * S * S * 3);
-        float bd[2] = {INFINITY, INFINITY}, bb[2][3];
-        int bm[2] = {0, 0};
-        for (int fi = 0; fi < 4; fi++) {
-            float side = fracs[fi] * S, span = S - side;
-            for (int oy = 0; oy < 3; oy++)
-                for (int ox = 0; ox < 3; ox++) {
-                    float x0 = span * ox / 2, y0 = span * oy / 2;
-                    cs_an_render_crop(b16, r16, C, x0 / 4, y0 / 4, side / 4);
-                    cs_tl2_prepare(p16, NULL, b16, &c16);
-                    float da = cs_tl2_pair(NULL, q16id, p16, &c16), db = cs_tl2_pair(NULL, q16mir, p16, &c16);
-                    float d = da < db ? da : db;
-                    int slot = d < bd[0] ? 0 : d < bd[1] ? 1 : -1;
-                    if (slot < 0) continue;
-                    if (slot == 0) {
-                        bd[1] = bd[0];
-                        bm[1] = bm[0];
-                        memcpy(bb[1], bb[0], sizeof bb[0]);
-                    }
-                    bd[slot] = d;
-                    bm[slot] = db < da;
-                    bb[slot][0] = x0;
-                    bb[slot][1] = y0;
-                    bb[slot][2] = side;
-                }
-        }
-        uint8_t buf[S * S * 3];
-        crop = malloc(sizeof(float) * D * 2);
-        if (crop) {
-            float *cur = crop, *keep = crop + D;
-            for (int j = 0; j < 2; j++) {
-                if (!isfinite(bd[j])) continue;
-                cs_an_render_crop(buf, r->thumbs + (int64_t)row * S * S * 3, S, bb[j][0], bb[j][1], bb[j][2]);
-                cs_tl2_prepare(cur, NULL, buf, cfg);
-                float tdx[CS_TL2_MAX_TILES];
-                float d = cs_tl2_pair(tdx, bm[j] ? qmir : qid, cur, cfg);
-                if (d < c->d_al) {
-                    c->d_al = d;
-                    c->al_mirrored = bm[j];
-                    memcpy(c->box, bb[j], sizeof c->box);
-                    memcpy(c->tile_d, tdx, sizeof(float) * T);
-                    float *t = keep; keep = cur; cur = t;
-                    best_ref = keep;
-                }
-            }
-        }
-    }
-    tile_stats(rstd, best_ref, cfg);
-    c->best_tile = c->worst_tile = -1;
-    for (int t = 0; t < T; t++) {
-        int inf = rstd[t] >= s->tile_min_std;
-        if (inf) {
-            c->tiles_informative++;
-            if (c->tile_d[t] <= s->partial_tile_l2) c->tiles_matched++;
-            if (c->best_tile < 0 || c->tile_d[t] < c->tile_d[c->best_tile]) c->best_tile = t;
-        }
-        if (c->worst_tile < 0 || c->tile_d[t] > c->tile_d[c->worst_tile]) c->worst_tile = t;
-    }
+    if (do_align && s->align > 0 && c->d_id > s->copy_tl2 && q16id && q16mir)
+        best_ref = align_box(c, r, row, qid, qmir, q16id, q16mir, ref, &crop);
+    count_tiles(c, best_ref, cfg, s);
     free(crop);
     free(own);
 hashes:
-    if (q->has_hashes && r->has_hashes && r->pdq_q[row] >= 0) {
-        const uint8_t *rp = (const uint8_t *)(r->pdq + (int64_t)row * 4);
-        int p1 = popc256(q->h.pdq, rp), p2 = popc256(q->hm.pdq, rp);
-        c->pdq = p1 < p2 ? p1 : p2;
-        c->pdq_q_ref = r->pdq_q[row];
-        int h1 = __builtin_popcountll(q->h.phash ^ r->phash[row]), h2 = __builtin_popcountll(q->hm.phash ^ r->phash[row]);
-        c->phash = h1 < h2 ? h1 : h2;
-        h1 = __builtin_popcountll(q->h.dhash ^ r->dhash[row]);
-        h2 = __builtin_popcountll(q->hm.dhash ^ r->dhash[row]);
-        c->dhash = h1 < h2 ? h1 : h2;
-    }
+    hash_distances(c, r, row, q);
 }
 
 /* ---- batch ---- */
@@ -404,6 +432,7 @@ static int cmp_cand(const cs_an_cand *a, const cs_an_cand *b) {
     return a->d_al < b->d_al ? -1 : a->d_al > b->d_al;
 }
 
+/* Long: one kernel over a generation's candidates (union, exact distances, ratio test, ranking). */
 static void refine_one(void *vctx, int64_t i, int thread) {
     (void)thread;
     batch_ctx *x = vctx;

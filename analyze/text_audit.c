@@ -11,6 +11,7 @@
 
 #include "analyze/text_audit_internal.h"
 #include "analyze/text_metrics.h"
+#include "core/fs.h"
 #include "core/progress.h"
 
 void cs_text_notef(void (*fn)(void *, const char *), void *ctx, const char *fmt, ...) {
@@ -120,12 +121,6 @@ const char *cs_text_verdict_name(cs_text_verdict_kind v) {
 
 /* ---- the loop ---- */
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static char *settings_json(const cs_text_audit_opts *o) {
     cJSON *sj = cJSON_CreateObject();
     cJSON_AddNumberToObject(sj, "min_span_words", o->min_span_words);
@@ -154,9 +149,9 @@ static int audit_line(cs_text_auditor *A, const char *line, size_t k, int64_t li
         return rc;
     }
     cs_text_scored sc;
-    double t0 = now_s();
+    double t0 = cs_now_s();
     rc = cs_text_score(A, &in, &sc, err);
-    A->st->seconds_spans += now_s() - t0;
+    A->st->seconds_spans += cs_now_s() - t0;
     if (!rc) {
         cs_text_reasons why;
         cs_text_verdict_kind v = cs_text_verdict(&sc.fig, A->o, &why);

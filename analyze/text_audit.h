@@ -113,4 +113,8 @@ int cs_text_audit(cs_store *s, const cs_text_corpus *c, const char *path, const 
 int cs_text_audit_text(cs_store *s, const cs_text_corpus *c, const char *source, const char *text, size_t len,
                        const cs_text_audit_opts *o, cs_text_audit_stats *st, cs_err *err);
 
+/* fn(ctx, the formatted message) when fn is set: the note callbacks of the text commands. */
+void cs_text_notef(void (*fn)(void *, const char *), void *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif

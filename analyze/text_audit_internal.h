@@ -48,9 +48,6 @@ typedef struct {
     cs_text_writer w;
 } cs_text_auditor;
 
-void cs_text_notef(void (*fn)(void *, const char *), void *ctx, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 const char *cs_text_parse_line(const char *line, size_t k, cJSON **j, cs_text_input *in);
 int cs_text_score(cs_text_auditor *A, const cs_text_input *in, cs_text_scored *sc, cs_err *err);
 void cs_text_scored_free(cs_text_scored *sc);

@@ -68,6 +68,29 @@ size_t cs_text_exact_prefix(const char *a, size_t alen, const char *b, size_t bl
     }
 }
 
+/* Length of the longest common subsequence of two word lists, by dynamic
+ * programming over two rows of length nr + 1. */
+static int lcs_words(const char *cand, const cs_text_word *cw, size_t nc, const char *ref, const cs_text_word *rw,
+                     size_t nr, uint32_t *lcs, cs_err *err) {
+    uint32_t *prev = calloc(nr + 1, sizeof *prev), *cur = calloc(nr + 1, sizeof *cur);
+    if (!prev || !cur) {
+        free(prev), free(cur);
+        return cs_fail(err, CS_ENOMEM, "out of memory");
+    }
+    for (size_t i = 1; i <= nc; i++) {
+        for (size_t j = 1; j <= nr; j++) {
+            if (word_eq(cand, cw[i - 1], ref, rw[j - 1])) cur[j] = prev[j - 1] + 1;
+            else cur[j] = prev[j] > cur[j - 1] ? prev[j] : cur[j - 1];
+        }
+        uint32_t *t = prev;
+        prev = cur;
+        cur = t;
+    }
+    *lcs = prev[nr];
+    free(prev), free(cur);
+    return 0;
+}
+
 int cs_text_rouge_l(const char *cand, size_t clen, const char *ref, size_t rlen, double *f1, cs_err *err) {
     cs_text_word *cw, *rw;
     size_t nc, nr;
@@ -83,27 +106,15 @@ int cs_text_rouge_l(const char *cand, size_t clen, const char *ref, size_t rlen,
         free(rw);
         return 0;
     }
-    /* LCS by dynamic programming over two rows of length nr + 1. */
-    uint32_t *prev = calloc(nr + 1, sizeof *prev), *cur = calloc(nr + 1, sizeof *cur);
-    if (!prev || !cur) {
-        free(prev), free(cur), free(cw), free(rw);
-        return cs_fail(err, CS_ENOMEM, "out of memory");
-    }
-    for (size_t i = 1; i <= nc; i++) {
-        for (size_t j = 1; j <= nr; j++) {
-            if (word_eq(cand, cw[i - 1], ref, rw[j - 1])) cur[j] = prev[j - 1] + 1;
-            else cur[j] = prev[j] > cur[j - 1] ? prev[j] : cur[j - 1];
-        }
-        uint32_t *t = prev;
-        prev = cur;
-        cur = t;
-    }
-    double lcs = prev[nr];
+    uint32_t n_lcs;
+    int rc = lcs_words(cand, cw, nc, ref, rw, nr, &n_lcs, err);
+    free(cw), free(rw);
+    if (rc) return -1;
+    double lcs = n_lcs;
     if (lcs > 0) {
         double p = lcs / (double)nc, r = lcs / (double)nr;
         *f1 = 2 * p * r / (p + r);
     }
-    free(prev), free(cur), free(cw), free(rw);
     return 0;
 }
 
@@ -224,21 +235,10 @@ int cs_text_ws_rouge_l(const char *cand, size_t clen, const char *ref, size_t rl
         free(cw), free(rw);
         return 0;
     }
-    uint32_t *prev = calloc(nr + 1, sizeof *prev), *cur = calloc(nr + 1, sizeof *cur);
-    if (!prev || !cur) {
-        free(prev), free(cur), free(cw), free(rw);
-        return cs_fail(err, CS_ENOMEM, "out of memory");
-    }
-    for (size_t i = 1; i <= nc; i++) {
-        for (size_t j = 1; j <= nr; j++) {
-            if (word_eq(cand, cw[i - 1], ref, rw[j - 1])) cur[j] = prev[j - 1] + 1;
-            else cur[j] = prev[j] > cur[j - 1] ? prev[j] : cur[j - 1];
-        }
-        uint32_t *t = prev;
-        prev = cur;
-        cur = t;
-    }
-    *f1 = 2.0 * prev[nr] / (double)(nc + nr);
-    free(prev), free(cur), free(cw), free(rw);
+    uint32_t n_lcs;
+    int rc = lcs_words(cand, cw, nc, ref, rw, nr, &n_lcs, err);
+    free(cw), free(rw);
+    if (rc) return -1;
+    *f1 = 2.0 * n_lcs / (double)(nc + nr);
     return 0;
 }

@@ -9,18 +9,6 @@
 #include "analyze/text_metrics.h"
 #include "analyze/text_store.h"
 
-static void notef(void (*fn)(void *, const char *), void *ctx, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void notef(void (*fn)(void *, const char *), void *ctx, const char *fmt, ...) {
-    if (!fn) return;
-    char msg[1200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    fn(ctx, msg);
-}
-
 /* ---- prompts ---- */
 
 static int prompts_for_doc(cs_store *s, const cs_text_corpus *c, int shard, uint64_t di, const cs_text_prompt_opts *o,
@@ -34,7 +22,7 @@ static int prompts_for_doc(cs_store *s, const cs_text_corpus *c, int shard, uint
     if (cs_text_words(text, len, &w, &nw, err)) return -1;
     size_t W = (size_t)o->prefix_words + (size_t)o->cont_words;
     if (nw < W) {
-        notef(o->note, o->note_ctx, "document %lld: %zu words, fewer than %zu (skipped)", (long long)doc_id, nw, W);
+        cs_text_notef(o->note, o->note_ctx, "document %lld: %zu words, fewer than %zu (skipped)", (long long)doc_id, nw, W);
         free(w);
         return 0;
     }
@@ -111,7 +99,7 @@ int cs_text_prompts(cs_store *s, const cs_text_corpus *c, const cs_text_prompt_o
             int sh;
             uint64_t di;
             if (find_named(c, o->doc_names[i], &sh, &di)) {
-                notef(o->note, o->note_ctx, "document %s: not in the index (skipped)", o->doc_names[i]);
+                cs_text_notef(o->note, o->note_ctx, "document %s: not in the index (skipped)", o->doc_names[i]);
                 continue;
             }
             rc = prompts_for_doc(s, c, sh, di, o, ins, out, n_written, err);

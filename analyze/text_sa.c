@@ -11,29 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int write_file(const char *path, const void *data, size_t len, cs_err *err) {
-    size_t pl = strlen(path) + 8;
-    char *tmp = malloc(pl);
-    if (!tmp) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
-    snprintf(tmp, pl, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        cs_fail(err, CS_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    int bad = len && fwrite(data, 1, len, f) != len;
-    bad |= fflush(f) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path)) {
-        cs_fail(err, CS_EIO, "%s: cannot write: %s", path, strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    return 0;
-}
+#include "core/fs.h"
 
 /* Which suffixes a shard keeps: word starts (the normalised text), or every
  * code point start but the separators (the raw text: the suffixes starting
@@ -82,8 +60,8 @@ static int sa_build(const uint8_t *text, uint64_t n, const char *text_path, cons
             uint32_t p = (uint32_t)sa[i];
             if (keep_word(text, p)) out[k++] = p;
         }
-    int rc = write_file(text_path, text, n, err);
-    if (!rc) rc = write_file(sa_path, out, k * sizeof *out, err);
+    int rc = cs_write_file_atomic(text_path, text, n, err);
+    if (!rc) rc = cs_write_file_atomic(sa_path, out, k * sizeof *out, err);
     free(sa);
     if (!rc) *n_sa = k;
     return rc;

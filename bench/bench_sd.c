@@ -46,14 +46,14 @@ static double now(void) {
 /* ---- the checkpoint ------------------------------------------------------------------- */
 
 #define MAXT 1400
-static cs_st_out g_t[MAXT];
+static cs_safetensors_out g_t[MAXT];
 static char *g_names[MAXT];
 static int g_n;
 static const float *g_rand; /* shared random values, large enough for any tensor */
 static int64_t g_numel, g_total;
 
 static void add(const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
-    cs_st_out *t = &g_t[g_n];
+    cs_safetensors_out *t = &g_t[g_n];
     g_names[g_n] = strdup(name);
     t->name = g_names[g_n];
     t->dtype = CS_DT_F32;
@@ -310,7 +310,7 @@ int main(void) {
     if (reuse) {
         snprintf(path, sizeof path, "%s", reuse);
         printf("reusing %s\n", path);
-    } else if (cs_st_write(path, g_t, g_n, "{\"format\": \"pt\"}", &err)) {
+    } else if (cs_safetensors_write(path, g_t, g_n, "{\"format\": \"pt\"}", &err)) {
         printf("bench_sd: %s\n", err.msg);
         return 1;
     } else {

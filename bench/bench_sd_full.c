@@ -26,7 +26,7 @@
 #include "pipeline/sd.h"
 
 #define MAXT 4000
-static cs_st_out g_t[MAXT];
+static cs_safetensors_out g_t[MAXT];
 static char *g_names[MAXT];
 static int g_n;
 static const float *g_rand;
@@ -43,7 +43,7 @@ static void add(const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, 
         fprintf(stderr, "bench_sd_full: too many tensors\n");
         exit(1);
     }
-    cs_st_out *t = &g_t[g_n];
+    cs_safetensors_out *t = &g_t[g_n];
     g_names[g_n] = strdup(name);
     t->name = g_names[g_n];
     t->dtype = CS_DT_F32;
@@ -264,7 +264,7 @@ static void run(const char *name, void (*tensors)(void), int side, const char *d
         cs_err err = {0};
         snprintf(path, sizeof path, "%s/bench-%s-%d.safetensors", dir, name, (int)getpid());
         double t0 = now();
-        if (cs_st_write(path, g_t, g_n, NULL, &err)) {
+        if (cs_safetensors_write(path, g_t, g_n, NULL, &err)) {
             printf("  bench_sd_full: %s\n", err.msg);
             goto out;
         }

@@ -119,6 +119,7 @@ static int parse_float(const char *s, double lo, double hi, double *out) {
 }
 
 /* The command line as a one-prompt suite; NULL after printing the error. */
+/* Long: each one-image flag parsed and checked in turn, then the one-prompt suite JSON built from them. */
 static char *one_image_suite(const one_args *a, int *rc) {
     *rc = CLI_USAGE;
     unsigned long long seed = 42, ensd = 0;
@@ -219,6 +220,7 @@ static char *one_image_suite(const one_args *a, int *rc) {
     return j;
 }
 
+/* Long: option parsing and the one-image / suite usage checks of one command, then one library call. */
 int cmd_generate(int argc, char **argv) {
     cs_generate_opts o = {0};
     one_args a = {0};

@@ -145,11 +145,11 @@ static int weights_f16(const char *model) {
     int dir = stat(model, &sb) == 0 && S_ISDIR(sb.st_mode);
     if (dir) snprintf(p, sizeof p, "%.4000s/unet/diffusion_pytorch_model.safetensors", model);
     else snprintf(p, sizeof p, "%.4000s", model);
-    if (cs_st_open(&st, p, &e)) return 0;
-    const cs_st_tensor *t =
-        cs_st_find(&st, dir ? "conv_in.weight" : "model.diffusion_model.input_blocks.0.0.weight");
+    if (cs_safetensors_open(&st, p, &e)) return 0;
+    const cs_safetensors_tensor *t =
+        cs_safetensors_find(&st, dir ? "conv_in.weight" : "model.diffusion_model.input_blocks.0.0.weight");
     int r = !t ? 0 : t->dtype == CS_DT_F16 ? 1 : t->dtype == CS_DT_BF16 ? 2 : 0;
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return r;
 }
 
@@ -207,40 +207,55 @@ static int run_cases(st_ctx *c, const char *cases_dir, const cJSON *root, const 
     return 0;
 }
 
-int cmd_selftest(int argc, char **argv) {
+/* selftest's options: the context's refs and vocab, the --case filter, --base, --cases and -j.
+ * Returns -1 to go on, else the exit code (help or a usage error). */
+typedef struct {
+    const char *only[64], *base, *cases_opt;
+    int n_only, jobs;
+} st_args;
+
+static int parse_args(int argc, char **argv, st_ctx *c, st_args *a) {
     static const struct option opts[] = {
         {"refs", required_argument, 0, 'r'}, {"vocab", required_argument, 0, 'v'},
         {"case", required_argument, 0, 'c'}, {"db", required_argument, 0, 'd'},
         {"base", required_argument, 0, 'b'}, {"cases", required_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'},       {0, 0, 0, 0},
     };
-    st_ctx c = {0};
-    c.tol_scale = 1.0;
-    const char *only[64], *base = NULL, *cases_opt = NULL;
-    int n_only = 0, jobs = 0;
     optind = 1;
     int o;
     while ((o = getopt_long(argc, argv, "j:", opts, NULL)) != -1) {
         switch (o) {
-        case 'r': c.refs = optarg; break;
-        case 'v': c.vocab = optarg; break;
-        case 'b': base = optarg; break;
-        case 'C': cases_opt = optarg; break;
+        case 'r': c->refs = optarg; break;
+        case 'v': c->vocab = optarg; break;
+        case 'b': a->base = optarg; break;
+        case 'C': a->cases_opt = optarg; break;
         case 'c':
-            if (n_only == 64) return cli_usage_error("selftest: at most 64 --case options");
-            only[n_only++] = optarg;
+            if (a->n_only == 64) return cli_usage_error("selftest: at most 64 --case options");
+            a->only[a->n_only++] = optarg;
             break;
         case 'd': break; /* accepted for uniformity; selftest uses no database */
         case 'j':
-            jobs = cli_parse_jobs(optarg);
-            if (jobs < 0) return cli_usage_error("selftest: -j %s: not a thread count", optarg);
+            a->jobs = cli_parse_jobs(optarg);
+            if (a->jobs < 0) return cli_usage_error("selftest: -j %s: not a thread count", optarg);
             break;
         case 'h': usage(stdout); return CLI_OK;
         default: usage(stderr); return CLI_USAGE;
         }
     }
     if (optind < argc) return cli_usage_error("selftest: unexpected argument '%s'", argv[optind]);
-    if (!c.refs) return cli_usage_error("selftest: --refs DIR is required");
+    if (!c->refs) return cli_usage_error("selftest: --refs DIR is required");
+    return -1;
+}
+
+/* Long: the three kinds of reference folder recognised in turn, then the shared case run. */
+int cmd_selftest(int argc, char **argv) {
+    st_ctx c = {0};
+    c.tol_scale = 1.0;
+    st_args a = {0};
+    int prc = parse_args(argc, argv, &c, &a);
+    if (prc >= 0) return prc;
+    const char **only = a.only, *base = a.base, *cases_opt = a.cases_opt;
+    int n_only = a.n_only, jobs = a.jobs;
     nn_set_threads(jobs);
 
     cs_err err = {0};

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/selftest.h"
+#include "core/nn.h"
 #include "pipeline/model.h"
 #include "pipeline/sampler.h"
 
@@ -80,6 +81,75 @@ static int run_e2e(const char *model, const char *config, const char *vocab, con
     return rc;
 }
 
+/* The UNet on the stored (base) context and the text encoder, each checked against its
+ * reference for this multiplier. Returns the UNet input's element count. */
+static size_t check_nets(sd_model *sd, const cs_safetensors *st, const char *mult, st_result *r, cs_err *err) {
+    char key[40];
+    /* UNet on the stored (base) context */
+    int B = st_dim(st, "x", 0), C = st_dim(st, "x", 1), h = st_dim(st, "x", 2), w = st_dim(st, "x", 3);
+    size_t n = (size_t)B * C * h * w;
+    snprintf(key, sizeof key, "unet_eps/m%s", mult);
+    const float *x = st_case_get(st, "x", n, NULL, err), *t = st_case_get(st, "timesteps", B, NULL, err);
+    const float *ctx = st_case_get(st, "context", (size_t)B * 77 * sd_context_dim(sd), NULL, err);
+    const float *ref = st_case_get(st, key, n, NULL, err);
+    float *o = malloc(sizeof(float) * (n + 1));
+    if (x && t && ctx && ref && o && !sd_unet_eps(sd, x, t, ctx, B, h, w, o, err))
+        st_add_check(r, key, o, ref, n, TOL_NET);
+    else
+        printf("lora m=%s: %s: FAIL: %s\n", mult, key, err->msg);
+    free(o);
+    /* text encoder */
+    size_t ni;
+    const float *idf = st_case_get(st, "ids", 0, &ni, err);
+    snprintf(key, sizeof key, "te_last_hidden_state/m%s", mult);
+    int Bt = (int)(ni / 77);
+    size_t nt = (size_t)Bt * 77 * sd_context_dim(sd);
+    ref = idf ? st_case_get(st, key, nt, NULL, err) : NULL;
+    int32_t *ids = malloc(sizeof(int32_t) * (ni + 1));
+    o = malloc(sizeof(float) * (nt + 1));
+    for (size_t i = 0; idf && ids && i < ni; i++) ids[i] = (int32_t)idf[i];
+    if (ref && ids && o && !sd_text_encode(sd, ids, Bt, 1, o, err))
+        st_add_check(r, key, o, ref, nt, TOL_NET);
+    else
+        printf("lora m=%s: %s: FAIL: %s\n", mult, key, err->msg);
+    free(ids);
+    free(o);
+    return n;
+}
+
+/* End to end through the product's model and sampler: the final latent and the 8-bit image. */
+static void check_e2e(const st_ctx *c, const cs_safetensors *st, const char *model, const char *cfg,
+                      const char *lora, double mv, const char *mult, const cJSON *e2e, int f, size_t n,
+                      st_result *r, int *n_fail, cs_err *err) {
+    const float *noise = st_case_get(st, "e2e_noise", 0, &n, err);
+    int nC = st_dim(st, "e2e_noise", 1), nh = st_dim(st, "e2e_noise", 2), nw = st_dim(st, "e2e_noise", 3);
+    size_t nimg = (size_t)3 * nh * f * nw * f;
+    float *xf = malloc(sizeof(float) * (n + 1)), *img = malloc(sizeof(float) * (nimg + 1));
+    cs_lora cl = {lora, (float)mv};
+    char kx[40], ki[40];
+    snprintf(kx, sizeof kx, "e2e_x_final/m%s", mult);
+    snprintf(ki, sizeof ki, "e2e_image_u8/m%s", mult);
+    const float *rx = noise ? st_case_get(st, kx, n, NULL, err) : NULL;
+    const float *ri = rx ? st_case_get(st, ki, nimg, NULL, err) : NULL;
+    if (!e2e || !c->vocab) {
+        printf("lora m=%s: e2e: FAIL: %s\n", mult, !c->vocab ? "--vocab FILE is required" : err->msg);
+        (*n_fail)++;
+    } else if (ri && xf && img &&
+               !run_e2e(model, cfg[0] ? cfg : NULL, c->vocab, &cl, e2e, noise, nC, nh, nw, xf,
+                        img, err)) {
+        st_add_check(r, kx, xf, rx, n, TOL_LAT);
+        double md = nn_u8_max_diff(img, ri, nimg);
+        st_check *k = &r->c[r->n++];
+        snprintf(k->name, sizeof k->name, "%s", ki);
+        k->max_abs = md, k->rel = md / 255.0, k->tol = 1.0 / 255.0 + 1e-9;
+    } else {
+        printf("lora m=%s: e2e: FAIL: %s\n", mult, err->msg);
+        (*n_fail)++;
+    }
+    free(xf);
+    free(img);
+}
+
 int st_run_lora(st_ctx *c, const cJSON *index, const char *base, int verbose_fail, int *n_ok,
                 int *n_fail) {
     (void)verbose_fail;
@@ -111,7 +181,7 @@ int st_run_lora(st_ctx *c, const cJSON *index, const char *base, int verbose_fai
     else cfg[0] = 0;
     printf("lora %s on %s\n", lora, model);
     cs_safetensors st;
-    if (cs_st_open(&st, expected, &err)) {
+    if (cs_safetensors_open(&st, expected, &err)) {
         printf("lora: FAIL: %s\n", err.msg);
         (*n_fail)++;
         return -1;
@@ -120,7 +190,7 @@ int st_run_lora(st_ctx *c, const cJSON *index, const char *base, int verbose_fai
     const cJSON *mj;
     cJSON_ArrayForEach(mj, ms) {
         double mv = mj->valuedouble;
-        char mult[16], key[40];
+        char mult[16];
         snprintf(mult, sizeof mult, "%.6g", mv);
         sd_lora_spec ls = {lora, (float)mv};
         sd_load_opts lo = {.config = cfg[0] ? cfg : NULL, .loras = &ls, .n_loras = 1};
@@ -131,74 +201,13 @@ int st_run_lora(st_ctx *c, const cJSON *index, const char *base, int verbose_fai
             (*n_fail)++;
             continue;
         }
-        /* UNet on the stored (base) context */
-        int B = st_dim(&st, "x", 0), C = st_dim(&st, "x", 1), h = st_dim(&st, "x", 2), w = st_dim(&st, "x", 3);
-        size_t n = (size_t)B * C * h * w;
-        snprintf(key, sizeof key, "unet_eps/m%s", mult);
-        const float *x = st_case_get(&st, "x", n, NULL, &err), *t = st_case_get(&st, "timesteps", B, NULL, &err);
-        const float *ctx = st_case_get(&st, "context", (size_t)B * 77 * sd_context_dim(sd), NULL, &err);
-        const float *ref = st_case_get(&st, key, n, NULL, &err);
-        float *o = malloc(sizeof(float) * (n + 1));
-        if (x && t && ctx && ref && o && !sd_unet_eps(sd, x, t, ctx, B, h, w, o, &err))
-            st_add_check(&r, key, o, ref, n, TOL_NET);
-        else
-            printf("lora m=%s: %s: FAIL: %s\n", mult, key, err.msg);
-        free(o);
-        /* text encoder */
-        size_t ni;
-        const float *idf = st_case_get(&st, "ids", 0, &ni, &err);
-        snprintf(key, sizeof key, "te_last_hidden_state/m%s", mult);
-        int Bt = (int)(ni / 77);
-        size_t nt = (size_t)Bt * 77 * sd_context_dim(sd);
-        ref = idf ? st_case_get(&st, key, nt, NULL, &err) : NULL;
-        int32_t *ids = malloc(sizeof(int32_t) * (ni + 1));
-        o = malloc(sizeof(float) * (nt + 1));
-        for (size_t i = 0; idf && ids && i < ni; i++) ids[i] = (int32_t)idf[i];
-        if (ref && ids && o && !sd_text_encode(sd, ids, Bt, 1, o, &err))
-            st_add_check(&r, key, o, ref, nt, TOL_NET);
-        else
-            printf("lora m=%s: %s: FAIL: %s\n", mult, key, err.msg);
-        free(ids);
-        free(o);
+        size_t n = check_nets(sd, &st, mult, &r, &err);
         int f = sd_vae_factor(sd);
         sd_free(sd);
-        /* end to end through the product's model and sampler */
-        const float *noise = st_case_get(&st, "e2e_noise", 0, &n, &err);
-        int nC = st_dim(&st, "e2e_noise", 1), nh = st_dim(&st, "e2e_noise", 2), nw = st_dim(&st, "e2e_noise", 3);
-        size_t nimg = (size_t)3 * nh * f * nw * f;
-        float *xf = malloc(sizeof(float) * (n + 1)), *img = malloc(sizeof(float) * (nimg + 1));
-        cs_lora cl = {lora, (float)mv};
-        char kx[40], ki[40];
-        snprintf(kx, sizeof kx, "e2e_x_final/m%s", mult);
-        snprintf(ki, sizeof ki, "e2e_image_u8/m%s", mult);
-        const float *rx = noise ? st_case_get(&st, kx, n, NULL, &err) : NULL;
-        const float *ri = rx ? st_case_get(&st, ki, nimg, NULL, &err) : NULL;
-        if (!e2e || !c->vocab) {
-            printf("lora m=%s: e2e: FAIL: %s\n", mult, !c->vocab ? "--vocab FILE is required" : err.msg);
-            (*n_fail)++;
-        } else if (ri && xf && img &&
-                   !run_e2e(model, cfg[0] ? cfg : NULL, c->vocab, &cl, e2e, noise, nC, nh, nw, xf,
-                            img, &err)) {
-            st_add_check(&r, kx, xf, rx, n, TOL_LAT);
-            double md = 0;
-            for (size_t i = 0; i < nimg; i++) {
-                float v = (img[i] + 1.0f) / 2.0f;
-                v = v < 0 ? 0 : v > 1 ? 1 : v;
-                double d = fabs(floorf(255.0f * v) - ri[i]);
-                if (d > md) md = d;
-            }
-            st_check *k = &r.c[r.n++];
-            snprintf(k->name, sizeof k->name, "%s", ki);
-            k->max_abs = md, k->rel = md / 255.0, k->tol = 1.0 / 255.0 + 1e-9;
-        } else {
-            printf("lora m=%s: e2e: FAIL: %s\n", mult, err.msg);
-            (*n_fail)++;
-        }
-        free(xf);
-        free(img);
+        check_e2e(c, &st, model, cfg, lora, mv, mult, e2e, f, n, &r, n_fail, &err);
         for (int i = 0; i < r.n; i++) print_check(mult, &r.c[i], n_ok, n_fail);
     }
     cJSON_Delete(e2e);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return 0;
 }

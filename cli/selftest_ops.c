@@ -28,7 +28,7 @@ int st_need_tok(st_ctx *c, cs_err *err) {
 
 const float *st_case_get(const cs_safetensors *st, const char *name, size_t n, size_t *got,
                          cs_err *err) {
-    const cs_st_tensor *t = cs_st_find(st, name);
+    const cs_safetensors_tensor *t = cs_safetensors_find(st, name);
     if (!t) {
         cs_fail(err, CS_EFORMAT, "%s: %s: missing", st->path, name);
         return NULL;
@@ -58,7 +58,7 @@ void st_add_check(st_result *r, const char *name, const float *out, const float 
 }
 
 int st_dim(const cs_safetensors *st, const char *name, int i) {
-    const cs_st_tensor *t = cs_st_find(st, name);
+    const cs_safetensors_tensor *t = cs_safetensors_find(st, name);
     return t && i < t->ndim ? (int)t->shape[i] : 0;
 }
 
@@ -101,7 +101,7 @@ static int run_tokenize(st_ctx *c, const char *file, const cJSON *params, st_res
     int n = cJSON_IsArray(prompts) ? cJSON_GetArraySize(prompts) : 0;
     if (n < 1) return cs_fail(err, CS_EFORMAT, "%s: params.prompts missing", file);
     cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
+    if (cs_safetensors_open(&st, file, err)) return -1;
     int fam = sd_family(c->sd), xl = fam == SD_FAMILY_SDXL;
     /* SD 1.x / SDXL-L: HF tokenizer; SD 2.x / SDXL-G: open_clip.tokenize */
     const char *names[2] = {xl ? "ids_l" : "ids", "ids_g"};
@@ -126,7 +126,7 @@ static int run_tokenize(st_ctx *c, const char *file, const cJSON *params, st_res
         if (!rc) st_add_check(r, names[k], ids, ref, (size_t)n * 77, 0.0); /* exact */
         free(ids);
     }
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc;
 }
 
@@ -136,9 +136,9 @@ static int run_text_encoder(st_ctx *c, const char *file, const cJSON *params, st
     (void)params;
     if (st_need_sd(c, err)) return -1;
     cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
+    if (cs_safetensors_open(&st, file, err)) return -1;
     int B = 0, rc = -1;
-    const char *oname = cs_st_find(&st, "context") ? "context" : "last_hidden_state";
+    const char *oname = cs_safetensors_find(&st, "context") ? "context" : "last_hidden_state";
     int32_t *ids = ids_of(&st, "ids", &B, err);
     size_t n = (size_t)B * 77 * sd_context_dim(c->sd);
     const float *ref = ids ? st_case_get(&st, oname, n, NULL, err) : NULL;
@@ -147,7 +147,7 @@ static int run_text_encoder(st_ctx *c, const char *file, const cJSON *params, st
         st_add_check(r, oname, out, ref, n, tol_net(c));
     free(ids);
     free(out);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc;
 }
 
@@ -155,7 +155,7 @@ static int run_text_encoder(st_ctx *c, const char *file, const cJSON *params, st
 static int run_tower(st_ctx *c, const char *file, int tower, st_result *r, cs_err *err) {
     if (st_need_sd(c, err)) return -1;
     cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
+    if (cs_safetensors_open(&st, file, err)) return -1;
     const char *o1 = tower ? "penultimate" : "hidden", *o2 = tower ? "last" : "last_hidden_state";
     int B = 0, rc = -1, D = st_dim(&st, o1, 2), depth = sd_text_layers(c->sd, tower);
     int E = tower ? st_dim(&st, "pooled", 1) : 0;
@@ -176,7 +176,7 @@ static int run_tower(st_ctx *c, const char *file, int tower, st_result *r, cs_er
     free(ids);
     free(out);
     free(pooled);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc;
 }
 
@@ -194,7 +194,7 @@ static int run_size_embed(st_ctx *c, const char *file, const cJSON *params, st_r
                           cs_err *err) {
     (void)params, (void)c;
     cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
+    if (cs_safetensors_open(&st, file, err)) return -1;
     int B = st_dim(&st, "sizes", 0), rc = -1;
     const float *sizes = st_case_get(&st, "sizes", (size_t)B * 6, NULL, err);
     static const char *outs[3] = {"emb_original_size", "emb_crop_coords_top_left",
@@ -216,7 +216,7 @@ static int run_size_embed(st_ctx *c, const char *file, const cJSON *params, st_r
         }
     }
     free(o);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc;
 }
 
@@ -228,7 +228,7 @@ static int run_conditioner(st_ctx *c, const char *file, const cJSON *params, st_
     const cJSON *e;
     cJSON_ArrayForEach(e, fz) zero |= cJSON_IsString(e) && !strcmp(e->valuestring, "txt");
     cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
+    if (cs_safetensors_open(&st, file, err)) return -1;
     int B = 0, B2 = 0, rc = -1, D = sd_context_dim(c->sd), A = sd_adm_channels(c->sd);
     int E = sd_pooled_dim(c->sd);
     int32_t *il = ids_of(&st, "ids_l", &B, err), *ig = il ? ids_of(&st, "ids_g", &B2, err) : NULL;
@@ -248,7 +248,7 @@ static int run_conditioner(st_ctx *c, const char *file, const cJSON *params, st_
         }
     }
     free(il), free(ig), free(ctx), free(pooled), free(y);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc;
 }
 
@@ -256,11 +256,11 @@ static int run_unet(st_ctx *c, const char *file, const cJSON *params, st_result 
     (void)params;
     if (st_need_sd(c, err)) return -1;
     cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
+    if (cs_safetensors_open(&st, file, err)) return -1;
     int B = st_dim(&st, "x", 0), C = st_dim(&st, "x", 1), h = st_dim(&st, "x", 2),
         w = st_dim(&st, "x", 3), A = sd_adm_channels(c->sd);
     size_t n = (size_t)B * C * h * w;
-    const char *oname = cs_st_find(&st, "v") ? "v" : "eps";
+    const char *oname = cs_safetensors_find(&st, "v") ? "v" : "eps";
     int rc = -1;
     const float *x = NULL, *t = NULL, *ctx = NULL, *ref = NULL, *y = NULL;
     if (B < 1 || C != sd_latent_channels(c->sd))
@@ -275,7 +275,7 @@ static int run_unet(st_ctx *c, const char *file, const cJSON *params, st_result 
             st_add_check(r, oname, o, ref, n, tol_net(c));
         free(o);
     }
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc;
 }
 
@@ -286,11 +286,11 @@ static int run_denoiser(st_ctx *c, const char *file, const cJSON *params, st_res
     (void)params;
     if (st_need_sd(c, err)) return -1;
     cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
+    if (cs_safetensors_open(&st, file, err)) return -1;
     int B = st_dim(&st, "x", 0), h = st_dim(&st, "x", 2), w = st_dim(&st, "x", 3);
     int C = sd_latent_channels(c->sd), A = sd_adm_channels(c->sd), rc = -1;
     size_t per = (size_t)C * h * w, n = B * per;
-    int quant = cs_st_find(&st, "sigma_quantized") != NULL, vpred = sd_prediction(c->sd) == SD_PRED_V;
+    int quant = cs_safetensors_find(&st, "sigma_quantized") != NULL, vpred = sd_prediction(c->sd) == SD_PRED_V;
     const float *x = st_case_get(&st, "x", n, NULL, err);
     const float *sg = x ? st_case_get(&st, "sigma", B, NULL, err) : NULL;
     const float *ctx = sg ? st_case_get(&st, "context", (size_t)B * 77 * sd_context_dim(c->sd), NULL, err) : NULL;
@@ -327,18 +327,18 @@ static int run_denoiser(st_ctx *c, const char *file, const cJSON *params, st_res
                                           "c_skip"};
             const float *vals[] = {t, t, sq, cin, cout, cskip};
             for (int k = 0; k < 6; k++)
-                if (cs_st_find(&st, names[k])) {
+                if (cs_safetensors_find(&st, names[k])) {
                     const float *ref = st_case_get(&st, names[k], B, NULL, err);
                     if (ref) st_add_check(r, names[k], vals[k], ref, B, 1e-5);
                 }
-            if (cs_st_find(&st, "v")) {
+            if (cs_safetensors_find(&st, "v")) {
                 const float *rv = st_case_get(&st, "v", n, NULL, err);
                 if (rv) st_add_check(r, "v", o, rv, n, tol_net(c));
             }
         }
     }
     free(xin), free(o), free(D);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc;
 }
 
@@ -347,7 +347,7 @@ static int run_vae_decode(st_ctx *c, const char *file, const cJSON *params, st_r
     (void)params;
     if (st_need_sd(c, err)) return -1;
     cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
+    if (cs_safetensors_open(&st, file, err)) return -1;
     int B = st_dim(&st, "z", 0), C = st_dim(&st, "z", 1), h = st_dim(&st, "z", 2), w = st_dim(&st, "z", 3);
     int f = sd_vae_factor(c->sd), rc = -1;
     size_t nz = (size_t)B * C * h * w, ni = (size_t)B * 3 * h * f * w * f;
@@ -359,14 +359,14 @@ static int run_vae_decode(st_ctx *c, const char *file, const cJSON *params, st_r
         if (img && zz && !(rc = sd_vae_decode(c->sd, z, B, h, w, img, err)))
             st_add_check(r, "image", img, ref, ni, tol_net(c));
         /* the scale: latent / scale_factor = z */
-        if (!rc && zz && cs_st_find(&st, "latent") && (lat = st_case_get(&st, "latent", nz, NULL, err))) {
+        if (!rc && zz && cs_safetensors_find(&st, "latent") && (lat = st_case_get(&st, "latent", nz, NULL, err))) {
             for (size_t i = 0; i < nz; i++) zz[i] = lat[i] / sd_scale_factor(c->sd);
             st_add_check(r, "z=latent/scale", zz, z, nz, 1e-6);
         }
         free(img);
         free(zz);
     }
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc;
 }
 
@@ -375,7 +375,7 @@ static int run_vae_encode(st_ctx *c, const char *file, const cJSON *params, st_r
     (void)params;
     if (st_need_sd(c, err)) return -1;
     cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
+    if (cs_safetensors_open(&st, file, err)) return -1;
     int B = st_dim(&st, "image", 0), H = st_dim(&st, "image", 2), W = st_dim(&st, "image", 3);
     int f = sd_vae_factor(c->sd), L = sd_latent_channels(c->sd), rc = -1;
     size_t ni = (size_t)B * 3 * H * W, nl = f ? (size_t)B * L * (H / f) * (W / f) : 0;
@@ -387,7 +387,7 @@ static int run_vae_encode(st_ctx *c, const char *file, const cJSON *params, st_r
              (rl = st_case_get(&st, "logvar", nl, NULL, err))) {
         float *mean = malloc(sizeof(float) * nl), *lv = malloc(sizeof(float) * nl);
         if (mean && lv && !(rc = sd_vae_encode(c->sd, img, B, H, W, mean, lv, err))) {
-            rsc = cs_st_find(&st, "latent_mode_scaled")
+            rsc = cs_safetensors_find(&st, "latent_mode_scaled")
                       ? st_case_get(&st, "latent_mode_scaled", nl, NULL, err)
                       : NULL;
             st_add_check(r, "mean", mean, rm, nl, tol_net(c));
@@ -400,7 +400,7 @@ static int run_vae_encode(st_ctx *c, const char *file, const cJSON *params, st_r
         free(mean);
         free(lv);
     }
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc;
 }
 

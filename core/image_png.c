@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "core/fs.h"
 #include "core/image.h"
 #include "core/image_internal.h"
 
@@ -233,26 +234,10 @@ int cs_image_save_png(const cs_image *img, const char *path, const cs_png_text *
     uint8_t *buf;
     size_t len;
     if (cs_image_encode_png(img, text, ntext, &buf, &len, err)) return cs_wrap(err, "%s", path);
-    /* write beside, then rename: an interrupted run never leaves half a PNG */
-    size_t pl = strlen(path) + 32;
-    char *tmp = malloc(pl);
-    if (!tmp) {
-        free(buf);
-        return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
-    }
-    snprintf(tmp, pl, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    int ok = f && fwrite(buf, 1, len, f) == len;
-    if (f && fclose(f) != 0) ok = 0;
-    if (ok && rename(tmp, path) != 0) ok = 0;
+    /* write beside, then rename (core/fs.h): an interrupted run never leaves half a PNG */
+    int rc = cs_write_file_atomic(path, buf, len, err);
     free(buf);
-    if (!ok) {
-        unlink(tmp);
-        free(tmp);
-        return cs_fail(err, CS_EIO, "%s: cannot write PNG file", path);
-    }
-    free(tmp);
-    return 0;
+    return rc;
 }
 
 /* ---- text chunks, read by walking the chunk list (no pixel decoding) ---- */

@@ -774,3 +774,14 @@ double nn_rel_err(const float *out, const float *ref, size_t n) {
     }
     return mr > 0 ? md / mr : md;
 }
+
+double nn_u8_max_diff(const float *img, const float *ref, size_t n) {
+    double md = 0;
+    for (size_t i = 0; i < n; i++) {
+        float v = (img[i] + 1.0f) / 2.0f;
+        v = v < 0 ? 0 : v > 1 ? 1 : v;
+        double d = fabs(floorf(255.0f * v) - ref[i]);
+        if (d > md) md = d;
+    }
+    return md;
+}

@@ -158,4 +158,8 @@ void nn_transpose(float *out, const float *in, int T, int C);
  * propagates. */
 double nn_rel_err(const float *out, const float *ref, size_t n);
 
+/* max |8 bits of img - ref| over n elements: img in [-1, 1] made 8 bits as A1111
+ * does (255 * clamp((x + 1) / 2), truncated), ref the reference's 8-bit values. */
+double nn_u8_max_diff(const float *img, const float *ref, size_t n);
+
 #endif

@@ -1,7 +1,7 @@
 /* safetensors.c — mmap'd reader with strict validation, and a writer.
  *
- * Validation happens once in cs_st_open, before any tensor is handed out, so
- * the rest of the program may trust every cs_st_tensor: its byte range lies
+ * Validation happens once in cs_safetensors_open, before any tensor is handed out, so
+ * the rest of the program may trust every cs_safetensors_tensor: its byte range lies
  * inside the mapping and equals numel x dtype size. The header JSON is parsed
  * with cJSON; numbers arrive as doubles, so every integer is checked to be
  * integral and exactly representable (<= 2^53) before it is used. */
@@ -18,6 +18,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "core/fs.h"
 
 /* The Rust reference implementation refuses headers above 100 MB; so do we. */
 #define ST_MAX_HEADER ((uint64_t)100000000)
@@ -116,7 +118,7 @@ uint16_t cs_f32_to_bf16(float f) {
 /* ---- reading ---- */
 
 static int cmp_tensor_name(const void *a, const void *b) {
-    return strcmp(((const cs_st_tensor *)a)->name, ((const cs_st_tensor *)b)->name);
+    return strcmp(((const cs_safetensors_tensor *)a)->name, ((const cs_safetensors_tensor *)b)->name);
 }
 
 /* Reads a JSON number that must be a non-negative integer <= 2^53. */
@@ -129,7 +131,7 @@ static int json_uint(const cJSON *j, int64_t *out) {
 }
 
 /* Fills t from one header entry; the message names file and tensor. */
-static int parse_entry(const char *path, const cJSON *e, uint64_t data_size, cs_st_tensor *t,
+static int parse_entry(const char *path, const cJSON *e, uint64_t data_size, cs_safetensors_tensor *t,
                        const uint8_t *data, cs_err *err) {
     const char *nm = t->name;
     if (!cJSON_IsObject(e)) return cs_fail(err, CS_EFORMAT, "%s: %s: entry is not an object", path, nm);
@@ -176,15 +178,15 @@ static int parse_entry(const char *path, const cJSON *e, uint64_t data_size, cs_
 }
 
 static int cmp_tensor_begin(const void *a, const void *b) {
-    const cs_st_tensor *x = *(const cs_st_tensor *const *)a, *y = *(const cs_st_tensor *const *)b;
+    const cs_safetensors_tensor *x = *(const cs_safetensors_tensor *const *)a, *y = *(const cs_safetensors_tensor *const *)b;
     if (x->data != y->data) return (const uint8_t *)x->data < (const uint8_t *)y->data ? -1 : 1;
     return x->nbytes < y->nbytes ? -1 : x->nbytes > y->nbytes;
 }
 
 /* No two non-empty byte ranges may share a byte (a tensor aliasing another
  * would let a write through one corrupt the other, and is never legitimate). */
-static int check_overlaps(const char *path, cs_st_tensor *t, int n, cs_err *err) {
-    cs_st_tensor **o = malloc((size_t)(n ? n : 1) * sizeof *o);
+static int check_overlaps(const char *path, cs_safetensors_tensor *t, int n, cs_err *err) {
+    cs_safetensors_tensor **o = malloc((size_t)(n ? n : 1) * sizeof *o);
     if (!o) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
     int m = 0;
     for (int i = 0; i < n; i++)
@@ -204,6 +206,7 @@ static int check_overlaps(const char *path, cs_st_tensor *t, int n, cs_err *err)
 }
 
 /* Validates the header and fills st->tensors / st->metadata_json. */
+/* Long: each rule of the format checked in place on the header, each with its own error line. */
 static int parse_header(cs_safetensors *st, const char *hdr, size_t hlen, const uint8_t *data,
                         uint64_t data_size, cs_err *err) {
     const char *path = st->path, *end = NULL;
@@ -262,7 +265,7 @@ static int parse_header(cs_safetensors *st, const char *hdr, size_t hlen, const 
             }
             continue;
         }
-        cs_st_tensor *t = &st->tensors[st->n];
+        cs_safetensors_tensor *t = &st->tensors[st->n];
         t->name = strdup(e->string);
         if (!t->name) {
             cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
@@ -306,7 +309,7 @@ static int st_parse(cs_safetensors *st, const uint8_t *b, size_t size, cs_err *e
     return parse_header(st, (const char *)b + 8, (size_t)hlen, b + 8 + hlen, size - 8 - hlen, err);
 }
 
-int cs_st_open(cs_safetensors *st, const char *path, cs_err *err) {
+int cs_safetensors_open(cs_safetensors *st, const char *path, cs_err *err) {
     memset(st, 0, sizeof *st);
     st->path = strdup(path);
     if (!st->path) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
@@ -338,11 +341,11 @@ int cs_st_open(cs_safetensors *st, const char *path, cs_err *err) {
     if (st_parse(st, map, st->map_size, err)) goto fail;
     return 0;
 fail:
-    cs_st_close(st);
+    cs_safetensors_close(st);
     return -1;
 }
 
-void cs_st_close(cs_safetensors *st) {
+void cs_safetensors_close(cs_safetensors *st) {
     if (!st) return;
     if (st->map) munmap(st->map, st->map_size);
     for (int i = 0; i < st->n; i++) free(st->tensors[i].name);
@@ -352,7 +355,7 @@ void cs_st_close(cs_safetensors *st) {
     memset(st, 0, sizeof *st);
 }
 
-const cs_st_tensor *cs_st_find(const cs_safetensors *st, const char *name) {
+const cs_safetensors_tensor *cs_safetensors_find(const cs_safetensors *st, const char *name) {
     int lo = 0, hi = st->n - 1;
     while (lo <= hi) {
         int mid = lo + (hi - lo) / 2;
@@ -372,11 +375,11 @@ static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
     if (k < cap) snprintf(buf + k, cap - k, "]");
 }
 
-int cs_st_get_f32(const cs_safetensors *st, const char *name, int ndim, const int64_t *shape,
+int cs_safetensors_get_f32(const cs_safetensors *st, const char *name, int ndim, const int64_t *shape,
                   const float **out, int *owned, cs_err *err) {
     *out = NULL;
     *owned = 0;
-    const cs_st_tensor *t = cs_st_find(st, name);
+    const cs_safetensors_tensor *t = cs_safetensors_find(st, name);
     if (!t) return cs_fail(err, CS_ENOTFOUND, "%s: %s: missing", st->path, name);
     if (ndim >= 0) {
         int same = ndim == t->ndim;
@@ -477,61 +480,49 @@ static void sb_str(sbuf *b, const char *s) {
  * (so F32 tensors can be viewed in place), and the layout depends only on
  * the content. */
 static int cmp_out_layout(const void *a, const void *b) {
-    const cs_st_out *x = *(const cs_st_out *const *)a, *y = *(const cs_st_out *const *)b;
+    const cs_safetensors_out *x = *(const cs_safetensors_out *const *)a, *y = *(const cs_safetensors_out *const *)b;
     size_t sx = cs_dtype_size(x->dtype), sy = cs_dtype_size(y->dtype);
     if (sx != sy) return sx > sy ? -1 : 1;
     return strcmp(x->name ? x->name : "", y->name ? y->name : "");
 }
 
 static int cmp_out_name(const void *a, const void *b) {
-    return strcmp((*(const cs_st_out *const *)a)->name, (*(const cs_st_out *const *)b)->name);
+    return strcmp((*(const cs_safetensors_out *const *)a)->name, (*(const cs_safetensors_out *const *)b)->name);
 }
 
-int cs_st_write(const char *path, const cs_st_out *t, int n, const char *metadata_json, cs_err *err) {
-    if (n < 0) return cs_fail(err, CS_EUSAGE, "%s: negative tensor count", path);
-    const cs_st_out **o = malloc((size_t)(n ? n : 1) * sizeof *o);
-    size_t *nbytes = malloc((size_t)(n ? n : 1) * sizeof *nbytes);
-    sbuf h = {0};
-    char *tmp = NULL;
-    FILE *f = NULL;
-    int rc = -1;
-    if (!o || !nbytes) {
-        cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
-        goto done;
-    }
+/* Sort the tensors into layout order after checking names (present, unique),
+ * dtypes, shapes and data; nbytes[i] is o[i]'s data size. */
+static int plan_layout(const char *path, const cs_safetensors_out *t, int n, const cs_safetensors_out **o, size_t *nbytes,
+                       cs_err *err) {
     for (int i = 0; i < n; i++) {
         o[i] = &t[i];
-        if (!t[i].name || !strcmp(t[i].name, "__metadata__")) {
-            cs_fail(err, CS_EUSAGE, "%s: tensor %d has no usable name", path, i);
-            goto done;
-        }
+        if (!t[i].name || !strcmp(t[i].name, "__metadata__"))
+            return cs_fail(err, CS_EUSAGE, "%s: tensor %d has no usable name", path, i);
     }
     qsort(o, (size_t)n, sizeof *o, cmp_out_name);
     for (int i = 1; i < n; i++)
-        if (!strcmp(o[i]->name, o[i - 1]->name)) {
-            cs_fail(err, CS_EUSAGE, "%s: %s: duplicate tensor name", path, o[i]->name);
-            goto done;
-        }
+        if (!strcmp(o[i]->name, o[i - 1]->name))
+            return cs_fail(err, CS_EUSAGE, "%s: %s: duplicate tensor name", path, o[i]->name);
     qsort(o, (size_t)n, sizeof *o, cmp_out_layout);
     for (int i = 0; i < n; i++) {
-        const cs_st_out *x = o[i];
-        if (!cs_dtype_size(x->dtype) || x->ndim < 0 || x->ndim > CS_ST_MAX_DIMS) {
-            cs_fail(err, CS_EUSAGE, "%s: %s: bad dtype or ndim", path, x->name);
-            goto done;
-        }
+        const cs_safetensors_out *x = o[i];
+        if (!cs_dtype_size(x->dtype) || x->ndim < 0 || x->ndim > CS_ST_MAX_DIMS)
+            return cs_fail(err, CS_EUSAGE, "%s: %s: bad dtype or ndim", path, x->name);
         int64_t numel = 1;
         for (int d = 0; d < x->ndim; d++)
-            if (x->shape[d] < 0 || __builtin_mul_overflow(numel, x->shape[d], &numel)) {
-                cs_fail(err, CS_EUSAGE, "%s: %s: bad shape", path, x->name);
-                goto done;
-            }
+            if (x->shape[d] < 0 || __builtin_mul_overflow(numel, x->shape[d], &numel))
+                return cs_fail(err, CS_EUSAGE, "%s: %s: bad shape", path, x->name);
         nbytes[i] = (size_t)numel * cs_dtype_size(x->dtype);
-        if (nbytes[i] && !x->data) {
-            cs_fail(err, CS_EUSAGE, "%s: %s: no data", path, x->name);
-            goto done;
-        }
+        if (nbytes[i] && !x->data) return cs_fail(err, CS_EUSAGE, "%s: %s: no data", path, x->name);
     }
-    sb_put(&h, "{", 1);
+    return 0;
+}
+
+/* The JSON header: __metadata__ first, then each tensor in layout order,
+ * space-padded so the data section starts 8-byte aligned. */
+static int build_header(const char *path, const cs_safetensors_out **o, const size_t *nbytes, int n,
+                        const char *metadata_json, sbuf *h, cs_err *err) {
+    sb_put(h, "{", 1);
     int first = 1;
     if (metadata_json) {
         cJSON *m = cJSON_Parse(metadata_json);
@@ -539,71 +530,54 @@ int cs_st_write(const char *path, const cs_st_out *t, int n, const char *metadat
         for (const cJSON *e = ok ? m->child : NULL; e; e = e->next) ok &= cJSON_IsString(e);
         char *txt = ok ? cJSON_PrintUnformatted(m) : NULL;
         cJSON_Delete(m);
-        if (!txt) {
-            cs_fail(err, CS_EUSAGE, "%s: __metadata__ must be a JSON object of strings", path);
-            goto done;
-        }
-        sb_put(&h, "\"__metadata__\":", 15);
-        sb_put(&h, txt, strlen(txt));
+        if (!txt) return cs_fail(err, CS_EUSAGE, "%s: __metadata__ must be a JSON object of strings", path);
+        sb_put(h, "\"__metadata__\":", 15);
+        sb_put(h, txt, strlen(txt));
         cJSON_free(txt);
         first = 0;
     }
     size_t off = 0;
     for (int i = 0; i < n; i++) {
-        const cs_st_out *x = o[i];
-        if (!first) sb_put(&h, ",", 1);
+        const cs_safetensors_out *x = o[i];
+        if (!first) sb_put(h, ",", 1);
         first = 0;
-        sb_str(&h, x->name);
-        sb_put(&h, ":{\"dtype\":", 10);
-        sb_str(&h, cs_dtype_name(x->dtype));
-        sb_put(&h, ",\"shape\":[", 10);
-        for (int d = 0; d < x->ndim; d++) sb_fmt(&h, d ? ",%lld" : "%lld", (long long)x->shape[d]);
-        sb_fmt(&h, "],\"data_offsets\":[%lld,", (long long)off);
+        sb_str(h, x->name);
+        sb_put(h, ":{\"dtype\":", 10);
+        sb_str(h, cs_dtype_name(x->dtype));
+        sb_put(h, ",\"shape\":[", 10);
+        for (int d = 0; d < x->ndim; d++) sb_fmt(h, d ? ",%lld" : "%lld", (long long)x->shape[d]);
+        sb_fmt(h, "],\"data_offsets\":[%lld,", (long long)off);
         off += nbytes[i];
-        sb_fmt(&h, "%lld]}", (long long)off);
+        sb_fmt(h, "%lld]}", (long long)off);
     }
-    sb_put(&h, "}", 1);
-    while (h.n % 8) sb_put(&h, " ", 1); /* data section starts 8-byte aligned */
-    if (h.oom) {
-        cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    /* Write beside the target and rename, so readers never see half a file. */
-    size_t plen = strlen(path) + 32;
-    tmp = malloc(plen);
-    if (!tmp) {
-        cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    snprintf(tmp, plen, "%s.tmp%ld", path, (long)getpid());
-    f = fopen(tmp, "wb");
-    if (!f) {
-        cs_fail(err, CS_EIO, "%s: %s", tmp, strerror(errno));
-        goto done;
-    }
+    sb_put(h, "}", 1);
+    while (h->n % 8) sb_put(h, " ", 1); /* data section starts 8-byte aligned */
+    if (h->oom) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+    return 0;
+}
+
+/* Write beside the target and rename (core/fs.h), so readers never see half a file. */
+static int write_atomic(const char *path, const sbuf *h, const cs_safetensors_out **o, const size_t *nbytes, int n,
+                        cs_err *err) {
+    cs_atomic_file af;
+    if (cs_atomic_open(&af, path, err)) return -1;
     uint8_t len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h.n >> (8 * i));
-    int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h.s, 1, h.n, f) == h.n;
-    for (int i = 0; ok && i < n; i++) ok = !nbytes[i] || fwrite(o[i]->data, 1, nbytes[i], f) == nbytes[i];
-    if (fclose(f)) ok = 0;
-    f = NULL;
-    if (!ok) {
-        cs_fail(err, CS_EIO, "%s: write failed: %s", tmp, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    if (rename(tmp, path)) {
-        cs_fail(err, CS_EIO, "%s: rename: %s", path, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    rc = 0;
-done:
-    if (f) {
-        fclose(f);
-        unlink(tmp);
-    }
-    free(tmp);
+    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h->n >> (8 * i));
+    int ok = fwrite(len8, 1, 8, af.f) == 8 && fwrite(h->s, 1, h->n, af.f) == h->n;
+    for (int i = 0; ok && i < n; i++) ok = !nbytes[i] || fwrite(o[i]->data, 1, nbytes[i], af.f) == nbytes[i];
+    if (!ok) cs_fail(err, CS_EIO, "%s: write failed: %s", af.tmp, strerror(errno));
+    return cs_atomic_finish(&af, ok, err) || !ok ? -1 : 0;
+}
+
+int cs_safetensors_write(const char *path, const cs_safetensors_out *t, int n, const char *metadata_json, cs_err *err) {
+    if (n < 0) return cs_fail(err, CS_EUSAGE, "%s: negative tensor count", path);
+    const cs_safetensors_out **o = malloc((size_t)(n ? n : 1) * sizeof *o);
+    size_t *nbytes = malloc((size_t)(n ? n : 1) * sizeof *nbytes);
+    sbuf h = {0};
+    int rc = -1;
+    if (!o || !nbytes) cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+    else if (!plan_layout(path, t, n, o, nbytes, err) && !build_header(path, o, nbytes, n, metadata_json, &h, err))
+        rc = write_atomic(path, &h, o, nbytes, n, err);
     free(h.s);
     free(nbytes);
     free(o);

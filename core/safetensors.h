@@ -32,22 +32,22 @@ typedef struct {
     int64_t numel;
     const void *data; /* points into the mapping */
     size_t nbytes;
-} cs_st_tensor;
+} cs_safetensors_tensor;
 
 typedef struct {
     char *path;
     void *map;
     size_t map_size;
     int n;
-    cs_st_tensor *tensors;    /* sorted by name */
+    cs_safetensors_tensor *tensors;    /* sorted by name */
     char *metadata_json;      /* "__metadata__" object as JSON text, or NULL */
 } cs_safetensors;
 
-int cs_st_open(cs_safetensors *st, const char *path, cs_err *err);
-void cs_st_close(cs_safetensors *st);
+int cs_safetensors_open(cs_safetensors *st, const char *path, cs_err *err);
+void cs_safetensors_close(cs_safetensors *st);
 
 /* NULL when absent. */
-const cs_st_tensor *cs_st_find(const cs_safetensors *st, const char *name);
+const cs_safetensors_tensor *cs_safetensors_find(const cs_safetensors *st, const char *name);
 
 /* Returns the tensor as float32, checking its shape (ndim and every dim; pass
  * ndim < 0 to skip the check). If the stored tensor is F32 and aligned, *out
@@ -56,7 +56,7 @@ const cs_st_tensor *cs_st_find(const cs_safetensors *st, const char *name);
  * "<file>: <tensor>: missing" / "shape [..] expected [..]". F16 and BF16
  * widen exactly (subnormals, inf, nan kept; ~430 M values/s), F64 rounds;
  * integer and BOOL tensors are refused rather than read as weights. */
-int cs_st_get_f32(const cs_safetensors *st, const char *name, int ndim, const int64_t *shape,
+int cs_safetensors_get_f32(const cs_safetensors *st, const char *name, int ndim, const int64_t *shape,
                   const float **out, int *owned, cs_err *err);
 
 /* Writing: a list of F32 (or other dtype) tensors to a new file. The data
@@ -70,9 +70,9 @@ typedef struct {
     int ndim;
     int64_t shape[CS_ST_MAX_DIMS];
     const void *data;
-} cs_st_out;
+} cs_safetensors_out;
 
-int cs_st_write(const char *path, const cs_st_out *t, int n, const char *metadata_json,
+int cs_safetensors_write(const char *path, const cs_safetensors_out *t, int n, const char *metadata_json,
                 cs_err *err);
 
 /* fp16 / bf16 helpers */

@@ -120,6 +120,7 @@ static char *dupf(const char *a, const char *b) {
 }
 
 /* Worker: everything about one job that does not touch the store. */
+/* Long: a worker's steps for one image in order (read, caption, decode, describe), each with its error. */
 static void process_job(void *ctx, int64_t i, int thread) {
     ing_ctx *c = ctx;
     ing_job *j = &c->buf[c->cur][i];

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <utf8proc.h>
 
+#include "core/fs.h"
 #include "core/image.h"
 #include "index/ingest_internal.h"
 
@@ -150,15 +151,10 @@ char *ing_read_sidecar(const char *image_path, int *unreadable) {
 
 /* ---- mapping files ---- */
 
+/* dir/rel, with rel's leading "./" dropped (mapping files write them). */
 static char *join(const char *dir, const char *rel) {
     while (rel[0] == '.' && rel[1] == '/') rel += 2;
-    size_t a = strlen(dir), b = strlen(rel);
-    char *p = malloc(a + b + 2);
-    if (!p) return NULL;
-    memcpy(p, dir, a);
-    p[a] = '/';
-    memcpy(p + a + 1, rel, b + 1);
-    return p;
+    return cs_path_join(dir, rel);
 }
 
 static void put_caption(ing_ctx *c, const char *dir, const char *file, const char *caption) {

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fs.h"
 #include "core/image.h"
 #include "index/ingest_internal.h"
 
@@ -64,16 +65,6 @@ char *ing_abs_path(const char *p) {
     memcpy(o, cwd, a);
     o[a] = '/';
     memcpy(o + a + 1, p, b + 1);
-    return o;
-}
-
-static char *join2(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    char *o = malloc(a + b + 2);
-    if (!o) return NULL;
-    memcpy(o, dir, a);
-    o[a] = '/';
-    memcpy(o + a + 1, name, b + 1);
     return o;
 }
 
@@ -132,7 +123,7 @@ static int walk_dir(ing_ctx *c, const char *dir, int depth, cs_err *err) {
     for (int i = 0; i < n; i++) {
         const char *name = ents[i]->d_name;
         if (rc || !strcmp(name, ".") || !strcmp(name, "..")) continue;
-        char *p = join2(dir, name);
+        char *p = cs_path_join(dir, name);
         if (!p) continue;
         struct stat ls, st;
         if (lstat(p, &ls) != 0) {
@@ -178,7 +169,7 @@ static int walk_list(ing_ctx *c, const char *list, cs_err *err) {
         size_t k = strlen(line);
         while (k && (line[k - 1] == '\r' || line[k - 1] == ' ' || line[k - 1] == '\t')) line[--k] = 0;
         if (k && line[0] != '#') {
-            char *p = line[0] == '/' ? strdup(line) : join2(dir ? dir : ".", line);
+            char *p = line[0] == '/' ? strdup(line) : cs_path_join(dir ? dir : ".", line);
             if (p) rc = ing_walk_input(c, p, 1, err);
             free(p);
         }

@@ -253,7 +253,7 @@ static int load_tensor(load_ctx *l, const char *name, int ndim, const int64_t *s
     snprintf(full, sizeof full, "%s%s", l->prefix, name);
     const float *src;
     int owned;
-    if (cs_st_get_f32(l->st, full, ndim, shape, &src, &owned, l->err)) return -1;
+    if (cs_safetensors_get_f32(l->st, full, ndim, shape, &src, &owned, l->err)) return -1;
     size_t n = 1;
     for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
     int bad = 0;
@@ -332,12 +332,12 @@ static int prepare_winograd(cs_resnet *m, const char *path, cs_err *err) {
 int cs_resnet_load(cs_resnet *m, const char *path, cs_err *err) {
     memset(m, 0, sizeof *m);
     cs_safetensors st;
-    if (cs_st_open(&st, path, err)) return -1;
+    if (cs_safetensors_open(&st, path, err)) return -1;
     load_ctx l = {&st, "", NULL, err};
-    if (!cs_st_find(&st, "conv1.weight")) {
-        if (cs_st_find(&st, "backbone.conv1.weight")) l.prefix = "backbone.";
+    if (!cs_safetensors_find(&st, "conv1.weight")) {
+        if (cs_safetensors_find(&st, "backbone.conv1.weight")) l.prefix = "backbone.";
         else {
-            cs_st_close(&st);
+            cs_safetensors_close(&st);
             return cs_fail(err, CS_EFORMAT, "%s: not a torchvision ResNet-50 (no conv1.weight)", path);
         }
     }
@@ -348,11 +348,11 @@ int cs_resnet_load(cs_resnet *m, const char *path, cs_err *err) {
     char fcw[64], fcb[64];
     snprintf(fcw, sizeof fcw, "%sfc.weight", l.prefix);
     snprintf(fcb, sizeof fcb, "%sfc.bias", l.prefix);
-    const cs_st_tensor *fc = cs_st_find(&st, fcw);
+    const cs_safetensors_tensor *fc = cs_safetensors_find(&st, fcw);
     m->dim = 2048;
     if (fc) {
         if (fc->ndim != 2 || fc->shape[1] != 2048 || fc->shape[0] < 1 || fc->shape[0] > 65536) {
-            cs_st_close(&st);
+            cs_safetensors_close(&st);
             return cs_fail(err, CS_EFORMAT, "%s: %s: shape must be [dim, 2048]", path, fcw);
         }
         m->dim = (int)fc->shape[0];
@@ -360,7 +360,7 @@ int cs_resnet_load(cs_resnet *m, const char *path, cs_err *err) {
     }
     m->params = malloc(total * sizeof(float));
     if (!m->params) {
-        cs_st_close(&st);
+        cs_safetensors_close(&st);
         return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
     }
     l.next = m->params;
@@ -372,7 +372,7 @@ int cs_resnet_load(cs_resnet *m, const char *path, cs_err *err) {
         rc = load_tensor(&l, "fc.weight", 2, ws, m->fc_w) || load_tensor(&l, "fc.bias", 1, bs, m->fc_b)
                  ? -1 : 0;
     }
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     if (!rc) rc = prepare_winograd(m, path, err);
     if (rc) cs_resnet_free(m);
     return rc;

@@ -228,24 +228,24 @@ int cs_tiny_describe(const cs_tinydesc *m, const uint8_t *thumbs, int64_t n, flo
 }
 
 int cs_tiny_save(const cs_tinydesc *m, const char *path, cs_err *err) {
-    cs_st_out t[2] = {{"mean", CS_DT_F32, 1, {CS_TINY_IN}, m->mean},
+    cs_safetensors_out t[2] = {{"mean", CS_DT_F32, 1, {CS_TINY_IN}, m->mean},
                       {"proj", CS_DT_F32, 2, {m->dim, CS_TINY_IN}, m->proj}};
     char meta[160];
     snprintf(meta, sizeof meta,
              "{\"descriptor\":\"tiny\",\"version\":\"1\",\"n_train\":\"%d\",\"whiten_eps\":\"%g\"}",
              m->n_train, (double)CS_TINY_WHITEN_EPS);
-    return cs_st_write(path, t, 2, meta, err);
+    return cs_safetensors_write(path, t, 2, meta, err);
 }
 
 int cs_tiny_load(cs_tinydesc *m, const char *path, cs_err *err) {
     memset(m, 0, sizeof *m);
     cs_safetensors st;
-    if (cs_st_open(&st, path, err)) return -1;
+    if (cs_safetensors_open(&st, path, err)) return -1;
     int64_t ms[1] = {CS_TINY_IN}, ps[2] = {CS_TINY_DIM, CS_TINY_IN};
     const float *mean = NULL, *proj = NULL;
     int mo = 0, po = 0, rc = -1;
-    if (!cs_st_get_f32(&st, "mean", 1, ms, &mean, &mo, err) &&
-        !cs_st_get_f32(&st, "proj", 2, ps, &proj, &po, err)) {
+    if (!cs_safetensors_get_f32(&st, "mean", 1, ms, &mean, &mo, err) &&
+        !cs_safetensors_get_f32(&st, "proj", 2, ps, &proj, &po, err)) {
         m->mean = malloc(CS_TINY_IN * sizeof *m->mean);
         m->proj = malloc((size_t)CS_TINY_DIM * CS_TINY_IN * sizeof *m->proj);
         if (!m->mean || !m->proj) {
@@ -262,7 +262,7 @@ int cs_tiny_load(cs_tinydesc *m, const char *path, cs_err *err) {
     }
     if (mo) free((void *)mean);
     if (po) free((void *)proj);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     if (rc) cs_tiny_free(m);
     return rc;
 }

@@ -154,6 +154,7 @@ static int validate_item(const cs_suite *s, cs_suite_item *it, int empirical, in
 }
 
 /* Loads the reference and mask of a completion/img2img item into j. */
+/* Long: the reference read, resized and encoded, then the completion mask, then the task JSON row. */
 static int load_task(const cs_suite *s, job *j, cs_model *m, cs_err *err) {
     cs_suite_item *it = j->it;
     if (it->kind == CS_TASK_TXT2IMG) return 0;
@@ -333,6 +334,61 @@ static int non_finite(const float *v, size_t n) {
     return 0;
 }
 
+/* generations.settings_json: what re-creates the image (sampler, sizes, seed, model, noise). */
+static char *settings_json(const cs_model *m, const job *j, const cs_gen_settings *g, const cs_sample_opts *op,
+                           uint64_t seed) {
+    const cs_sample_opts o = *op;
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "sampler", cs_sampler_name(o.sampler));
+    cJSON_AddStringToObject(s, "schedule", cs_spacing_name(o.spacing));
+    cJSON_AddNumberToObject(s, "steps", o.steps);
+    cJSON_AddNumberToObject(s, "guidance", round6(o.guidance));
+    if (o.sampler == CS_SAMPLER_DDIM) cJSON_AddNumberToObject(s, "eta", round6(o.eta));
+    cJSON_AddNumberToObject(s, "width", j->W);
+    cJSON_AddNumberToObject(s, "height", j->H);
+    char seedstr[32];
+    snprintf(seedstr, sizeof seedstr, "%llu", (unsigned long long)seed);
+    cJSON_AddStringToObject(s, "seed", seedstr);
+    if (o.strength > 0) cJSON_AddNumberToObject(s, "strength", round6(o.strength));
+    if (j->mask && o.resample > 1) cJSON_AddNumberToObject(s, "resample", o.resample);
+    cJSON_AddStringToObject(s, "model", m->name);
+    cJSON_AddStringToObject(s, "model_sha256", m->hash);
+    cJSON_AddStringToObject(s, "rng", cs_rng_name(g->rng));
+    if (g->ensd) {
+        char e[32];
+        snprintf(e, sizeof e, "%llu", (unsigned long long)g->ensd);
+        cJSON_AddStringToObject(s, "ensd", e);
+    }
+    int64_t rid;
+    const char *rsrc;
+    float rw;
+    if (!cs_empirical_last_choice(m, &rid, &rsrc, &rw)) {
+        cJSON_AddNumberToObject(s, "empirical_ref_id", (double)rid);
+        cJSON_AddStringToObject(s, "empirical_ref", rsrc);
+        cJSON_AddNumberToObject(s, "empirical_weight", rw);
+    }
+    char *txt = cJSON_PrintUnformatted(s);
+    cJSON_Delete(s);
+    return txt;
+}
+
+/* generations.whitebox_json: the trace's per-step eps differences and x0 drift. */
+static char *whitebox_json(const cs_model *m, const cs_sample_opts *op, const cs_sample_trace *tr) {
+    const cs_sample_opts o = *op;
+    cJSON *w = cJSON_CreateObject();
+    cJSON_AddNumberToObject(w, "k", o.whitebox_k > 0 ? o.whitebox_k : 1);
+    cJSON *a = cJSON_AddArrayToObject(w, "eps_diff_norm");
+    for (int i = 0; i < tr->n_steps; i++)
+        cJSON_AddItemToArray(a, isnan(tr->eps_norm[i]) ? cJSON_CreateNull() : cJSON_CreateNumber(tr->eps_norm[i]));
+    if (!isnan(tr->whitebox)) cJSON_AddNumberToObject(w, "eps_diff_norm_mean_k", tr->whitebox);
+    cJSON_AddNumberToObject(w, "x0_first_final_rms", tr->x0_final_rms);
+    cJSON_AddStringToObject(w, "space", m->channels == 3 ? "pixels [-1,1]" : "latent (x0.18215)");
+    char *txt = cJSON_PrintUnformatted(w);
+    cJSON_Delete(w);
+    return txt;
+}
+
+/* Long: one image's steps in order (sample, decode, finite check, 8 bits, PNG, store row), one cleanup. */
 static int generate_one(cs_model *m, const char *spec, cs_store *db, int64_t run, job *j, int sample,
                         const char *dir, cs_progress *prog, int64_t *steps, cs_err *err) {
     cs_suite_item *it = j->it;
@@ -399,47 +455,8 @@ static int generate_one(cs_model *m, const char *spec, cs_store *db, int64_t run
     else snprintf(path, sizeof path, "%s/%s-%d-%llu.png", dir, it->id, sample, (unsigned long long)seed);
     if (cs_write_file_atomic(path, png, png_len, err)) goto out;
 
-    cJSON *s = cJSON_CreateObject();
-    cJSON_AddStringToObject(s, "sampler", cs_sampler_name(o.sampler));
-    cJSON_AddStringToObject(s, "schedule", cs_spacing_name(o.spacing));
-    cJSON_AddNumberToObject(s, "steps", o.steps);
-    cJSON_AddNumberToObject(s, "guidance", round6(o.guidance));
-    if (o.sampler == CS_SAMPLER_DDIM) cJSON_AddNumberToObject(s, "eta", round6(o.eta));
-    cJSON_AddNumberToObject(s, "width", j->W);
-    cJSON_AddNumberToObject(s, "height", j->H);
-    char seedstr[32];
-    snprintf(seedstr, sizeof seedstr, "%llu", (unsigned long long)seed);
-    cJSON_AddStringToObject(s, "seed", seedstr);
-    if (o.strength > 0) cJSON_AddNumberToObject(s, "strength", round6(o.strength));
-    if (j->mask && o.resample > 1) cJSON_AddNumberToObject(s, "resample", o.resample);
-    cJSON_AddStringToObject(s, "model", m->name);
-    cJSON_AddStringToObject(s, "model_sha256", m->hash);
-    cJSON_AddStringToObject(s, "rng", cs_rng_name(g->rng));
-    if (g->ensd) {
-        char e[32];
-        snprintf(e, sizeof e, "%llu", (unsigned long long)g->ensd);
-        cJSON_AddStringToObject(s, "ensd", e);
-    }
-    int64_t rid;
-    const char *rsrc;
-    float rw;
-    if (!cs_empirical_last_choice(m, &rid, &rsrc, &rw)) {
-        cJSON_AddNumberToObject(s, "empirical_ref_id", (double)rid);
-        cJSON_AddStringToObject(s, "empirical_ref", rsrc);
-        cJSON_AddNumberToObject(s, "empirical_weight", rw);
-    }
-    settings = cJSON_PrintUnformatted(s);
-    cJSON_Delete(s);
-    cJSON *w = cJSON_CreateObject();
-    cJSON_AddNumberToObject(w, "k", o.whitebox_k > 0 ? o.whitebox_k : 1);
-    cJSON *a = cJSON_AddArrayToObject(w, "eps_diff_norm");
-    for (int i = 0; i < tr.n_steps; i++)
-        cJSON_AddItemToArray(a, isnan(tr.eps_norm[i]) ? cJSON_CreateNull() : cJSON_CreateNumber(tr.eps_norm[i]));
-    if (!isnan(tr.whitebox)) cJSON_AddNumberToObject(w, "eps_diff_norm_mean_k", tr.whitebox);
-    cJSON_AddNumberToObject(w, "x0_first_final_rms", tr.x0_final_rms);
-    cJSON_AddStringToObject(w, "space", m->channels == 3 ? "pixels [-1,1]" : "latent (x0.18215)");
-    wbj = cJSON_PrintUnformatted(w);
-    cJSON_Delete(w);
+    settings = settings_json(m, j, g, &o, seed);
+    wbj = whitebox_json(m, &o, &tr);
     gen_row row = {path, sha, settings, wbj, tr.whitebox};
     rc = add_generation(db, run, j->prompt_id, seed, sample, &row, err);
 out:
@@ -452,6 +469,116 @@ out:
     free(settings);
     free(wbj);
     return rc;
+}
+
+/* Stage 1: the model's files, the output folder and every item's references
+ * exist before anything loads. Sets *outdir (file_dir backs it in one-file mode). */
+static int check_inputs(const cs_generate_opts *o, cs_suite *s, const char *spec, int empirical, const char *config,
+                        const char *vocab, char *file_dir, size_t file_dir_size, const char **outdir, cs_err *err) {
+    if (!empirical) {
+        struct stat msb; /* a file, or a diffusers folder (pipeline/sd_layout.c checks it) */
+        if (stat(spec, &msb) != 0) return cs_fail(err, CS_ENOTFOUND, "%s: model file not found", spec);
+        if (config && !file_exists(config)) return cs_fail(err, CS_ENOTFOUND, "%s: config file not found", config);
+        if (!vocab)
+            return cs_fail(err, CS_EUSAGE, "%s: vocab: missing (give --vocab bpe_simple_vocab_16e6.txt.gz)", s->path);
+        if (!file_exists(vocab)) return cs_fail(err, CS_ENOTFOUND, "%s: vocab file not found", vocab);
+    } else {
+        const char *idx = spec[9] == ':' ? spec + 10 : o->db;
+        if (!idx || !file_exists(idx))
+            return cs_fail(err, CS_ENOTFOUND, "%s: index database not found (empirical model)", idx ? idx : "--db");
+    }
+    for (int i = 0; i < s->n; i++)
+        if (validate_item(s, &s->items[i], empirical, 0, empirical ? 64 : 0, o->samples, err)) return -1;
+    *outdir = o->out ? o->out : "generations";
+    if (o->out_file) { /* the image's own folder */
+        const char *sl = strrchr(o->out_file, '/');
+        snprintf(file_dir, file_dir_size, "%.*s", sl ? (int)(sl - o->out_file + (sl == o->out_file)) : 1,
+                 sl ? o->out_file : ".");
+        *outdir = file_dir;
+    }
+    if (check_writable(*outdir, err)) return -1;
+    for (int i = 0; i < s->n; i++) /* reference images exist before the model loads */
+        if (s->items[i].ref && !file_exists(s->items[i].ref))
+            return cs_fail(err, CS_ENOTFOUND, "%s: %s.ref: %s: file not found", s->path, s->items[i].where,
+                           s->items[i].ref);
+        else if (s->items[i].mask && !file_exists(s->items[i].mask))
+            return cs_fail(err, CS_ENOTFOUND, "%s: %s.mask: %s: file not found", s->path, s->items[i].where,
+                           s->items[i].mask);
+    return 0;
+}
+
+/* Stage 2: one job per item (sizes, encoded prompts, references and masks). */
+static int prepare_jobs(const cs_generate_opts *o, cs_suite *s, cs_model *m, int empirical, job *jobs, cs_err *err) {
+    for (int i = 0; i < s->n; i++) {
+        job *j = &jobs[i];
+        j->it = &s->items[i];
+        j->out_file = o->out_file;
+        j->mask_white_generates = o->mask_white_generates;
+        if (validate_item(s, j->it, empirical, m->factor, m->fixed_size, 0, err)) return -1;
+        j->W = j->it->s.width;
+        j->H = j->it->s.height;
+        j->w = j->W / m->factor;
+        j->h = j->H / m->factor;
+        if (m->cond_new(m, j->it->text, &j->cond, err)) {
+            cs_wrap(err, "%s: %s.text", s->path, j->it->where);
+            return -1;
+        }
+        if (j->it->s.opts.guidance != 1.0f &&
+            m->cond_new(m, j->it->negative ? j->it->negative : "", &j->uncond, err)) {
+            cs_wrap(err, "%s: %s.negative", s->path, j->it->where);
+            return -1;
+        }
+        if (load_task(s, j, m, err)) return -1;
+    }
+    return 0;
+}
+
+/* Stage 3: the run's folder, its run row and one prompt row per job, in one transaction. */
+static int record_run(const cs_generate_opts *o, cs_suite *s, cs_model *m, const char *spec, const char *outdir,
+                      job *jobs, cs_store **db, cs_generate_stats *st, cs_err *err) {
+    char ident[130], run_hash[65];
+    snprintf(ident, sizeof ident, "%s%s", s->sha256, m->hash);
+    cs_sha256_hex(ident, strlen(ident), run_hash);
+    if (o->out_file) snprintf(st->out_dir, sizeof st->out_dir, "%s", outdir);
+    else snprintf(st->out_dir, sizeof st->out_dir, "%s/%s-%.8s", outdir, s->name, run_hash);
+    if (cs_mkdir_p(st->out_dir, err)) return -1;
+    if (cs_store_open(db, o->db, err)) return -1;
+    int reused;
+    if (cs_store_begin(*db, err)) return -1;
+    st->run_id = find_or_add_run(*db, s, m, spec, o, st->out_dir, &reused, err);
+    if (st->run_id < 0) {
+        cs_store_rollback(*db);
+        return -1;
+    }
+    for (int i = 0; i < s->n; i++)
+        if (add_prompt(*db, st->run_id, &jobs[i], err)) {
+            cs_store_rollback(*db);
+            return -1;
+        }
+    return cs_store_commit(*db, err);
+}
+
+/* Stage 4: every (prompt, sample) not yet stored, sampled and written in order. */
+static int sample_all(const cs_generate_opts *o, cs_suite *s, cs_model *m, const char *spec, cs_store *db,
+                      job *jobs, cs_progress **prog, cs_generate_stats *st, cs_err *err) {
+    int64_t total = 0;
+    for (int i = 0; i < s->n; i++)
+        for (int k = 0; k < jobs[i].it->s.samples; k++)
+            if (o->out_file || !have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k))
+                total += cs_sample_count_steps(&jobs[i].it->s.opts);
+    *prog = o->progress ? cs_progress_start("generate", total, "step") : NULL;
+    double t0 = cs_now_s();
+    for (int i = 0; i < s->n; i++)
+        for (int k = 0; k < jobs[i].it->s.samples; k++) {
+            if (!o->out_file && have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k)) {
+                st->skipped++;
+                continue;
+            }
+            if (generate_one(m, spec, db, st->run_id, &jobs[i], k, st->out_dir, *prog, &st->steps, err)) return -1;
+            st->generated++;
+        }
+    st->seconds = cs_now_s() - t0;
+    return 0;
 }
 
 int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err) {
@@ -475,7 +602,6 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
         cs_fail(err, CS_EUSAGE, "-n: must be > 0");
         goto out;
     }
-    /* 1. the model, its files, the output folder */
     const char *spec = o->model ? o->model : s.model;
     if (!spec) {
         cs_fail(err, CS_EUSAGE, "%s: model: missing (give --model PATH or empirical)", s.path);
@@ -483,52 +609,10 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
     }
     int empirical = cs_model_is_empirical_spec(spec);
     const char *config = o->config ? o->config : s.config, *vocab = o->vocab ? o->vocab : s.vocab;
-    if (!empirical) {
-        struct stat msb; /* a file, or a diffusers folder (pipeline/sd_layout.c checks it) */
-        if (stat(spec, &msb) != 0) {
-            cs_fail(err, CS_ENOTFOUND, "%s: model file not found", spec);
-            goto out;
-        }
-        if (config && !file_exists(config)) {
-            cs_fail(err, CS_ENOTFOUND, "%s: config file not found", config);
-            goto out;
-        }
-        if (!vocab) {
-            cs_fail(err, CS_EUSAGE, "%s: vocab: missing (give --vocab bpe_simple_vocab_16e6.txt.gz)", s.path);
-            goto out;
-        }
-        if (!file_exists(vocab)) {
-            cs_fail(err, CS_ENOTFOUND, "%s: vocab file not found", vocab);
-            goto out;
-        }
-    } else {
-        const char *idx = spec[9] == ':' ? spec + 10 : o->db;
-        if (!idx || !file_exists(idx)) {
-            cs_fail(err, CS_ENOTFOUND, "%s: index database not found (empirical model)", idx ? idx : "--db");
-            goto out;
-        }
-    }
-    for (int i = 0; i < s.n; i++)
-        if (validate_item(&s, &s.items[i], empirical, 0, empirical ? 64 : 0, o->samples, err)) goto out;
     char file_dir[3500];
-    const char *outdir = o->out ? o->out : "generations";
-    if (o->out_file) { /* the image's own folder */
-        const char *sl = strrchr(o->out_file, '/');
-        snprintf(file_dir, sizeof file_dir, "%.*s", sl ? (int)(sl - o->out_file + (sl == o->out_file)) : 1,
-                 sl ? o->out_file : ".");
-        outdir = file_dir;
-    }
-    if (check_writable(outdir, err)) goto out;
-    for (int i = 0; i < s.n; i++) /* reference images exist before the model loads */
-        if (s.items[i].ref && !file_exists(s.items[i].ref)) {
-            cs_fail(err, CS_ENOTFOUND, "%s: %s.ref: %s: file not found", s.path, s.items[i].where, s.items[i].ref);
-            goto out;
-        } else if (s.items[i].mask && !file_exists(s.items[i].mask)) {
-            cs_fail(err, CS_ENOTFOUND, "%s: %s.mask: %s: file not found", s.path, s.items[i].where, s.items[i].mask);
-            goto out;
-        }
+    const char *outdir = NULL;
+    if (check_inputs(o, &s, spec, empirical, config, vocab, file_dir, sizeof file_dir, &outdir, err)) goto out;
     if (o->threads > 0) nn_set_threads(o->threads);
-    /* 2. load the model; encode prompts; load references and masks */
     cs_model_opts mo = {.config = config, .vocab = vocab, .db = o->db, .loras = s.loras, .n_loras = s.n_loras};
     if (cs_model_open(&m, spec, &mo, err)) goto out;
     jobs = calloc((size_t)s.n, sizeof *jobs);
@@ -536,66 +620,9 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
         cs_fail(err, CS_ENOMEM, "out of memory");
         goto out;
     }
-    for (int i = 0; i < s.n; i++) {
-        job *j = &jobs[i];
-        j->it = &s.items[i];
-        j->out_file = o->out_file;
-        j->mask_white_generates = o->mask_white_generates;
-        if (validate_item(&s, j->it, empirical, m->factor, m->fixed_size, 0, err)) goto out;
-        j->W = j->it->s.width;
-        j->H = j->it->s.height;
-        j->w = j->W / m->factor;
-        j->h = j->H / m->factor;
-        if (m->cond_new(m, j->it->text, &j->cond, err)) {
-            cs_wrap(err, "%s: %s.text", s.path, j->it->where);
-            goto out;
-        }
-        if (j->it->s.opts.guidance != 1.0f &&
-            m->cond_new(m, j->it->negative ? j->it->negative : "", &j->uncond, err)) {
-            cs_wrap(err, "%s: %s.negative", s.path, j->it->where);
-            goto out;
-        }
-        if (load_task(&s, j, m, err)) goto out;
-    }
-    /* 3. the store: run and prompt rows, then images */
-    char ident[130], run_hash[65];
-    snprintf(ident, sizeof ident, "%s%s", s.sha256, m->hash);
-    cs_sha256_hex(ident, strlen(ident), run_hash);
-    if (o->out_file) snprintf(st->out_dir, sizeof st->out_dir, "%s", outdir);
-    else snprintf(st->out_dir, sizeof st->out_dir, "%s/%s-%.8s", outdir, s.name, run_hash);
-    if (cs_mkdir_p(st->out_dir, err)) goto out;
-    if (cs_store_open(&db, o->db, err)) goto out;
-    int reused;
-    if (cs_store_begin(db, err)) goto out;
-    st->run_id = find_or_add_run(db, &s, m, spec, o, st->out_dir, &reused, err);
-    if (st->run_id < 0) {
-        cs_store_rollback(db);
-        goto out;
-    }
-    for (int i = 0; i < s.n; i++)
-        if (add_prompt(db, st->run_id, &jobs[i], err)) {
-            cs_store_rollback(db);
-            goto out;
-        }
-    if (cs_store_commit(db, err)) goto out;
-    int64_t total = 0;
-    for (int i = 0; i < s.n; i++)
-        for (int k = 0; k < jobs[i].it->s.samples; k++)
-            if (o->out_file || !have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k))
-                total += cs_sample_count_steps(&jobs[i].it->s.opts);
-    prog = o->progress ? cs_progress_start("generate", total, "step") : NULL;
-    double t0 = cs_now_s();
-    for (int i = 0; i < s.n; i++)
-        for (int k = 0; k < jobs[i].it->s.samples; k++) {
-            if (!o->out_file && have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k)) {
-                st->skipped++;
-                continue;
-            }
-            if (generate_one(m, spec, db, st->run_id, &jobs[i], k, st->out_dir, prog, &st->steps, err))
-                goto out;
-            st->generated++;
-        }
-    st->seconds = cs_now_s() - t0;
+    if (prepare_jobs(o, &s, m, empirical, jobs, err)) goto out;
+    if (record_run(o, &s, m, spec, outdir, jobs, &db, st, err)) goto out;
+    if (sample_all(o, &s, m, spec, db, jobs, &prog, st, err)) goto out;
     cs_run_finish(db, st->run_id, NULL); /* a missing stamp is no failure */
     rc = 0;
 out:

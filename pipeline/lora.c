@@ -62,7 +62,7 @@ void sd_lora_free(sd_lora_set *s) {
         if (s->mods[i].up_owned) free((void *)s->mods[i].up);
     }
     free(s->mods);
-    for (int i = 0; i < s->n_files; i++) cs_st_close(&s->files[i]);
+    for (int i = 0; i < s->n_files; i++) cs_safetensors_close(&s->files[i]);
     free(s->files);
     free(s);
 }
@@ -93,9 +93,9 @@ static int add_module(sd_lora_set *S, const cs_safetensors *st, int fi, const ch
     m->mult = mult;
     m->file = st->path;
     m->file_idx = fi;
-    const cs_st_tensor *d = cs_st_find(st, tname);
+    const cs_safetensors_tensor *d = cs_safetensors_find(st, tname);
     snprintf(key, sizeof key, "%s.lora_up.weight", name);
-    const cs_st_tensor *u = cs_st_find(st, key);
+    const cs_safetensors_tensor *u = cs_safetensors_find(st, key);
     if (!u) return cs_fail(err, CS_EFORMAT, "%s: %s: missing (a lora_down without its lora_up)", st->path, key);
     if (d->ndim < 2 || u->ndim < 2 || d->shape[0] < 1 || u->shape[1] != d->shape[0] ||
         (u->ndim == 4 && (u->shape[2] != 1 || u->shape[3] != 1)))
@@ -106,16 +106,16 @@ static int add_module(sd_lora_set *S, const cs_safetensors *st, int fi, const ch
     m->rank = (int)d->shape[0];
     m->down_cols = d->numel / d->shape[0];
     m->up_rows = u->shape[0];
-    if (cs_st_get_f32(st, tname, -1, NULL, &m->down, &m->down_owned, err) ||
-        cs_st_get_f32(st, key, -1, NULL, &m->up, &m->up_owned, err))
+    if (cs_safetensors_get_f32(st, tname, -1, NULL, &m->down, &m->down_owned, err) ||
+        cs_safetensors_get_f32(st, key, -1, NULL, &m->up, &m->up_owned, err))
         return -1;
     float alpha = (float)m->rank;
     snprintf(key, sizeof key, "%s.alpha", name);
-    if (cs_st_find(st, key)) {
+    if (cs_safetensors_find(st, key)) {
         const float *a;
         int ow = 0;
-        if (cs_st_get_f32(st, key, -1, NULL, &a, &ow, err)) return -1;
-        if (cs_st_find(st, key)->numel != 1) {
+        if (cs_safetensors_get_f32(st, key, -1, NULL, &a, &ow, err)) return -1;
+        if (cs_safetensors_find(st, key)->numel != 1) {
             if (ow) free((void *)a);
             return cs_fail(err, CS_EFORMAT, "%s: %s: expected one value", st->path, key);
         }
@@ -138,7 +138,7 @@ int sd_lora_open(sd_lora_set **out, const sd_lora_spec *specs, int n, const sd_c
     }
     for (int f = 0; f < n; f++) {
         cs_safetensors *st = &S->files[f];
-        if (cs_st_open(st, specs[f].path, err)) goto fail;
+        if (cs_safetensors_open(st, specs[f].path, err)) goto fail;
         S->n_files++;
         int found = 0;
         for (int i = 0; i < st->n; i++) {

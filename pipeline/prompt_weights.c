@@ -74,6 +74,7 @@ static size_t match_weight(const char *s, const char **num, size_t *nlen) {
     return i + 1;
 }
 
+/* Long: A1111's one-pass bracket scanner, then its weighting and merge passes, kept as one parser. */
 int cs_prompt_parse(const char *text, cs_prompt_piece **out, int *n, cs_err *err) {
     pieces r = {0};
     size_t len = strlen(text);

@@ -90,13 +90,13 @@ static int parse_seed(const char *p, uint64_t *seed) {
     return errno || end == p + 1 || (*end && *end != '/') ? -1 : 0;
 }
 
-static int f32_of(const cs_safetensors *st, const cs_st_tensor *t, const float **p, int *owned,
+static int f32_of(const cs_safetensors *st, const cs_safetensors_tensor *t, const float **p, int *owned,
                   cs_err *err) {
-    return cs_st_get_f32(st, t->name, -1, NULL, p, owned, err);
+    return cs_safetensors_get_f32(st, t->name, -1, NULL, p, owned, err);
 }
 
 /* an I64 tensor as uint32 words */
-static int words_of(const cs_safetensors *st, const cs_st_tensor *t, uint32_t **out, cs_err *err) {
+static int words_of(const cs_safetensors *st, const cs_safetensors_tensor *t, uint32_t **out, cs_err *err) {
     if (t->dtype != CS_DT_I64) return cs_fail(err, CS_EFORMAT, "%s: %s: not I64", st->path, t->name);
     *out = malloc(sizeof(uint32_t) * (size_t)t->numel + 1);
     if (!*out) return cs_fail(err, CS_ENOMEM, "out of memory");
@@ -112,7 +112,7 @@ static cJSON *load_json(const char *path, cs_err *err);
 
 /* ---- torch_cpu.safetensors ---- */
 
-static int torch_tensor(const cs_safetensors *st, const cs_st_tensor *t, cs_rng_report *r, cs_err *err) {
+static int torch_tensor(const cs_safetensors *st, const cs_safetensors_tensor *t, cs_rng_report *r, cs_err *err) {
     char name[160];
     snprintf(name, sizeof name, "torch_cpu/%s", t->name);
     const char *kind = t->name, *sp = strchr(kind, '/');
@@ -156,7 +156,7 @@ static int torch_sequences(const cs_safetensors *st, const char *prefix, cs_rng_
     int started = 0;
     size_t plen = strlen(prefix);
     for (int i = 0; i < st->n; i++) {
-        const cs_st_tensor *t = &st->tensors[i];
+        const cs_safetensors_tensor *t = &st->tensors[i];
         if (strncmp(t->name, prefix, plen)) continue;
         if (!started) {
             uint64_t seed;
@@ -188,7 +188,7 @@ static int torch_sequences(const cs_safetensors *st, const char *prefix, cs_rng_
 
 /* ---- philox.safetensors ---- */
 
-static int philox_tensor(const cs_safetensors *st, const cs_st_tensor *t, cs_rng_report *r, cs_err *err) {
+static int philox_tensor(const cs_safetensors *st, const cs_safetensors_tensor *t, cs_rng_report *r, cs_err *err) {
     char name[160];
     snprintf(name, sizeof name, "philox/%s", t->name);
     const char *sp = strchr(t->name, '/');
@@ -233,7 +233,7 @@ static int philox_sequence(const cs_safetensors *st, cs_rng_report *r, cs_err *e
     cs_philox g;
     int started = 0;
     for (int i = 0; i < st->n; i++) {
-        const cs_st_tensor *t = &st->tensors[i];
+        const cs_safetensors_tensor *t = &st->tensors[i];
         if (strncmp(t->name, "seq/", 4)) continue;
         if (!started) {
             uint64_t seed;
@@ -307,7 +307,7 @@ static int pipelines(const cs_safetensors *st, uint64_t seed, uint64_t ensd, cs_
         else snprintf(pre, sizeof pre, "%s", fes[f].prefix);
         snprintf(in, sizeof in, "%s/init", pre);
         snprintf(sn, sizeof sn, "%s/%s", pre, fes[f].steps);
-        const cs_st_tensor *ti = cs_st_find(st, in), *ts = cs_st_find(st, sn);
+        const cs_safetensors_tensor *ti = cs_safetensors_find(st, in), *ts = cs_safetensors_find(st, sn);
         if (!ti || !ts || ti->ndim != 4 || ts->ndim != 5)
             return cs_fail(err, CS_EFORMAT, "%s: %s / %s: missing or not [B,C,h,w] / [S,B,C,h,w]", st->path, in, sn);
         int B = (int)ti->shape[0], S = (int)ts->shape[0];
@@ -342,21 +342,21 @@ int cs_rng_cases_run(const char *dir, cs_rng_report *r, cs_err *err) {
     char path[4200];
     cs_safetensors st;
     snprintf(path, sizeof path, "%s/torch_cpu.safetensors", dir);
-    if (cs_st_open(&st, path, err)) return -1;
+    if (cs_safetensors_open(&st, path, err)) return -1;
     int rc = 0;
     for (int i = 0; i < st.n && !rc; i++) rc = torch_tensor(&st, &st.tensors[i], r, err);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     if (rc) return -1;
     snprintf(path, sizeof path, "%s/torch_cpu_sequences.safetensors", dir);
-    if (cs_st_open(&st, path, err)) return -1;
+    if (cs_safetensors_open(&st, path, err)) return -1;
     rc = torch_sequences(&st, "gen_seq/", r, err) || torch_sequences(&st, "global_seq/", r, err);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     if (rc) return -1;
     snprintf(path, sizeof path, "%s/philox.safetensors", dir);
-    if (cs_st_open(&st, path, err)) return -1;
+    if (cs_safetensors_open(&st, path, err)) return -1;
     for (int i = 0; i < st.n && !rc; i++) rc = philox_tensor(&st, &st.tensors[i], r, err);
     if (!rc) rc = philox_sequence(&st, r, err);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     if (rc) return -1;
     snprintf(path, sizeof path, "%s/index.json", dir);
     cJSON *idx = load_json(path, err);
@@ -370,9 +370,9 @@ int cs_rng_cases_run(const char *dir, cs_rng_report *r, cs_err *err) {
     uint64_t seed = (uint64_t)ps->valuedouble, ensd = (uint64_t)pe->valuedouble;
     cJSON_Delete(idx);
     snprintf(path, sizeof path, "%s/pipelines.safetensors", dir);
-    if (cs_st_open(&st, path, err)) return -1;
+    if (cs_safetensors_open(&st, path, err)) return -1;
     rc = pipelines(&st, seed, ensd, r, err);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc ? -1 : 0;
 }
 
@@ -418,8 +418,8 @@ static int e2e_check(const cs_safetensors *st, const char *name, const float *ou
                      const char *metric, double tol, cs_rng_report *r, cs_err *err) {
     const float *ref;
     int owned;
-    if (cs_st_get_f32(st, name, -1, NULL, &ref, &owned, err)) return -1;
-    const cs_st_tensor *t = cs_st_find(st, name);
+    if (cs_safetensors_get_f32(st, name, -1, NULL, &ref, &owned, err)) return -1;
+    const cs_safetensors_tensor *t = cs_safetensors_find(st, name);
     int rc = -1;
     if ((size_t)t->numel != n) {
         cs_fail(err, CS_EFORMAT, "%s: %s: %lld values, expected %zu", st->path, name, (long long)t->numel, n);
@@ -449,6 +449,7 @@ out:
     return rc;
 }
 
+/* Long: one end-to-end case: read its refs, then sample and check each recorded array in order. */
 int cs_rng_e2e_run(cs_model *m, const char *dir, cs_rng_report *r, cs_err *err) {
     char path[4200];
     snprintf(path, sizeof path, "%s/index.json", dir);
@@ -473,9 +474,9 @@ int cs_rng_e2e_run(cs_model *m, const char *dir, cs_rng_report *r, cs_err *err) 
     float *noise = NULL, *xs = NULL, *img = NULL, *x = NULL, *tmp_xs = NULL, *tmp_img = NULL;
     float *rec = NULL, *steps_noise = NULL;
     int rc = -1, opened = 0;
-    if (cs_st_open(&st, path, err)) goto out;
+    if (cs_safetensors_open(&st, path, err)) goto out;
     opened = 1;
-    const cs_st_tensor *tn = cs_st_find(&st, "a1111_cpu/noise");
+    const cs_safetensors_tensor *tn = cs_safetensors_find(&st, "a1111_cpu/noise");
     if (!tn || tn->ndim != 4 || tn->shape[0] != B || tn->shape[1] != m->channels) {
         cs_fail(err, CS_EFORMAT, "%s: a1111_cpu/noise: missing or not [%d,%d,h,w]", path, B, m->channels);
         goto out;
@@ -550,7 +551,7 @@ out:
     free(tmp_xs);
     free(tmp_img);
     free(rec);
-    if (opened) cs_st_close(&st);
+    if (opened) cs_safetensors_close(&st);
     cJSON_Delete(idx);
     return rc;
 }

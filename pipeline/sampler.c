@@ -205,6 +205,7 @@ static void record(recorder *R, int step, const float *x_after, const float *den
     if (tr && tr->denoised_steps) memcpy(tr->denoised_steps + (size_t)step * R->n, denoised, R->n * sizeof(float));
 }
 
+/* Long: the k-diffusion samplers share one step loop; each sampler's update is a few lines of it. */
 static int sample_kdiff(guide *G, const cs_sample_opts *o, cs_noise *noise, const cs_sample_init *init,
                         float *x, float *n0, recorder *R, float *buf) {
     size_t n = G->n, hw = (size_t)G->h * G->w;

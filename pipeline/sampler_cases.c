@@ -35,8 +35,8 @@ static void add(cs_case_report *r, const char *name, double rel, double tol) {
 static const float *get(const cs_safetensors *st, const char *name, size_t want, int *owned,
                         size_t *numel, cs_err *err) {
     const float *p;
-    if (cs_st_get_f32(st, name, -1, NULL, &p, owned, err)) return NULL;
-    const cs_st_tensor *t = cs_st_find(st, name);
+    if (cs_safetensors_get_f32(st, name, -1, NULL, &p, owned, err)) return NULL;
+    const cs_safetensors_tensor *t = cs_safetensors_find(st, name);
     if (want && (size_t)t->numel != want) {
         if (*owned) free((void *)p);
         cs_fail(err, CS_EFORMAT, "%s: %s: %lld values, expected %zu", st->path, name,
@@ -75,7 +75,7 @@ static void release(holds *H) {
 
 static int run_schedule(const char *file, cs_case_report *r, cs_err *err) {
     cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
+    if (cs_safetensors_open(&st, file, err)) return -1;
     holds H = {0};
     int rc = -1;
     const float *ac, *sig, *sd, *td, *sk, *tk, *cin;
@@ -106,7 +106,7 @@ static int run_schedule(const char *file, cs_case_report *r, cs_err *err) {
     rc = 0;
 out:
     release(&H);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc;
 }
 
@@ -123,17 +123,18 @@ static double param_num(const cJSON *p, const char *k, double dflt) {
 }
 
 /* kdiff_sampler, ddim, txt2img: run the sampler on injected noise. */
+/* Long: one reference case end to end (read its arrays, set up the sampler, sample, check each output). */
 static int run_sampling(cs_model *m, const char *file, const char *op, const cJSON *p,
                         cs_case_report *r, cs_err *err) {
     if (!m || strcmp(m->kind, "sd")) return cs_fail(err, CS_EUSAGE, "%s: needs the sd-tiny model", file);
     cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
+    if (cs_safetensors_open(&st, file, err)) return -1;
     holds H = {0};
     int rc = -1, is_ddim = !strcmp(op, "ddim"), is_t2i = !strcmp(op, "txt2img");
     cs_cond *cond = NULL, *uncond = NULL;
     float *x = NULL, *xs = NULL, *ds = NULL, *img = NULL, *allnoise = NULL;
     cs_sample_trace tr = {0};
-    const cs_st_tensor *nt = cs_st_find(&st, "noise");
+    const cs_safetensors_tensor *nt = cs_safetensors_find(&st, "noise");
     if (!nt || nt->ndim != 4) {
         cs_fail(err, CS_EFORMAT, "%s: noise: missing or not [1,C,h,w]", file);
         goto out;
@@ -174,7 +175,7 @@ static int run_sampling(cs_model *m, const char *file, const char *op, const cJS
     const float *noise, *nsteps = NULL;
     GET(noise, "noise", n);
     size_t nn = 0;
-    if (cs_st_find(&st, "noise_steps")) {
+    if (cs_safetensors_find(&st, "noise_steps")) {
         int ow = 0;
         nsteps = get(&st, "noise_steps", 0, &ow, &nn, err);
         if (!nsteps) goto out;
@@ -218,13 +219,7 @@ static int run_sampling(cs_model *m, const char *file, const char *op, const cJS
         GET(ref, "decoded", ni);
         add(r, "decoded", nn_rel_err(img, ref, ni), 1e-4);
         GET(ref, "image_u8", ni);
-        double md = 0;
-        for (size_t i = 0; i < ni; i++) {
-            float v = (img[i] + 1.0f) / 2.0f;
-            v = v < 0 ? 0 : v > 1 ? 1 : v;
-            double d = fabs(floorf(255.0f * v) - ref[i]);
-            if (d > md) md = d;
-        }
+        double md = nn_u8_max_diff(img, ref, ni);
         add(r, "image_u8", md / 255.0, 1.0 / 255.0 + 1e-9);
     }
     rc = 0;
@@ -238,7 +233,7 @@ out:
     free(ds);
     free(img);
     release(&H);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc;
 }
 

@@ -135,6 +135,7 @@ static int parse_text(sd_text_config *x, const cJSON *t, const char *sect, const
     return 0;
 }
 
+/* Long: one checked read per config key, grouped by section (unet, vae, text), in the file's order. */
 static int parse_config(sd_config *c, const cJSON *root, const char *path, cs_err *err) {
     const cJSON *u, *v, *t;
     if (!cJSON_IsObject(root)) return cs_fail(err, CS_EFORMAT, "%s: not a JSON object", path);

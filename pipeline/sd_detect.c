@@ -19,7 +19,7 @@
 #define UP "model.diffusion_model."
 #define VP "first_stage_model."
 
-static const cs_st_tensor *T(const sd_loader *L, const char *fmt, ...) {
+static const cs_safetensors_tensor *T(const sd_loader *L, const char *fmt, ...) {
     char name[512], mapped[512];
     va_list ap;
     va_start(ap, fmt);
@@ -29,7 +29,7 @@ static const cs_st_tensor *T(const sd_loader *L, const char *fmt, ...) {
     return sd_layout_find(L, name, &st, mapped, sizeof mapped);
 }
 
-static int dim(const cs_st_tensor *t, int i) {
+static int dim(const cs_safetensors_tensor *t, int i) {
     if (!t || i >= t->ndim || t->shape[i] < 1 || t->shape[i] > (1 << 24)) return 0;
     return (int)t->shape[i];
 }
@@ -40,7 +40,7 @@ static int known_text_heads(int width) {
 }
 
 static int detect_hf_text(sd_text_config *t, const sd_loader *L, const char *pre) {
-    const cs_st_tensor *e = T(L, "%sembeddings.token_embedding.weight", pre);
+    const cs_safetensors_tensor *e = T(L, "%sembeddings.token_embedding.weight", pre);
     if (!dim(e, 0) || !dim(e, 1)) return -1;
     t->kind = SD_TEXT_HF;
     t->max_positions = dim(T(L, "%sembeddings.position_embedding.weight", pre), 0);
@@ -59,7 +59,7 @@ static int detect_hf_text(sd_text_config *t, const sd_loader *L, const char *pre
 }
 
 static int detect_openclip_text(sd_text_config *t, const sd_loader *L, const char *pre) {
-    const cs_st_tensor *e = T(L, "%stoken_embedding.weight", pre);
+    const cs_safetensors_tensor *e = T(L, "%stoken_embedding.weight", pre);
     if (!dim(e, 0) || !dim(e, 1)) return -1;
     t->kind = SD_TEXT_OPENCLIP;
     t->max_positions = dim(T(L, "%spositional_embedding", pre), 0);
@@ -78,7 +78,7 @@ static int detect_openclip_text(sd_text_config *t, const sd_loader *L, const cha
 }
 
 static void detect_unet(sd_unet_config *u, const sd_loader *L) {
-    const cs_st_tensor *t = T(L, UP "input_blocks.0.0.weight");
+    const cs_safetensors_tensor *t = T(L, UP "input_blocks.0.0.weight");
     if (dim(t, 0)) u->model_channels = dim(t, 0), u->in_channels = dim(t, 1);
     if ((t = T(L, UP "out.2.weight")) && dim(t, 0)) u->out_channels = dim(t, 0);
     if ((t = T(L, UP "time_embed.0.weight")) && dim(t, 0)) u->time_embed_dim = dim(t, 0);
@@ -91,7 +91,7 @@ static void detect_unet(sd_unet_config *u, const sd_loader *L) {
             nl++, r = 0;
             continue;
         }
-        const cs_st_tensor *c = T(L, UP "input_blocks.%d.0.in_layers.2.weight", i);
+        const cs_safetensors_tensor *c = T(L, UP "input_blocks.%d.0.in_layers.2.weight", i);
         if (!c) break;
         if (r == 0 && u->model_channels) u->channel_mult[nl] = dim(c, 0) / u->model_channels;
         r++;
@@ -120,7 +120,7 @@ static void detect_unet(sd_unet_config *u, const sd_loader *L) {
 }
 
 static void detect_vae(sd_vae_config *v, const sd_loader *L) {
-    const cs_st_tensor *t = T(L, VP "encoder.conv_in.weight");
+    const cs_safetensors_tensor *t = T(L, VP "encoder.conv_in.weight");
     if (!dim(t, 0)) return;
     v->ch = dim(t, 0);
     v->in_channels = dim(t, 1);

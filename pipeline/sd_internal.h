@@ -141,7 +141,7 @@ void sd_lora_free(sd_lora_set *s);
 
 /* The tensor holding CompVis tensor `name` (with .weight/.bias), its file
  * (*st) and its name there (mapped); NULL when the layout has none. */
-const cs_st_tensor *sd_layout_find(const sd_loader *L, const char *name, const cs_safetensors **st,
+const cs_safetensors_tensor *sd_layout_find(const sd_loader *L, const char *name, const cs_safetensors **st,
                                    char *mapped, size_t n);
 /* The diffusers name of a CompVis UNet / VAE name (without the
  * model.diffusion_model. / first_stage_model. prefix; any .weight/.bias tail

@@ -114,13 +114,13 @@ int sd_vae_to_diffusers(int nl, const char *c, int old, char *out, size_t n) {
 #undef OUT
 }
 
-const cs_st_tensor *sd_layout_find(const sd_loader *L, const char *name, const cs_safetensors **st,
+const cs_safetensors_tensor *sd_layout_find(const sd_loader *L, const char *name, const cs_safetensors **st,
                                    char *mapped, size_t n) {
     *st = NULL;
     if (L->layout == SD_LAYOUT_SINGLE) {
         *st = L->st[SD_PART_OTHER];
         snprintf(mapped, n, "%s", name);
-        return cs_st_find(*st, name);
+        return cs_safetensors_find(*st, name);
     }
     int part = -1, rc = -1;
     if (starts(name, "model.diffusion_model.")) {
@@ -129,7 +129,7 @@ const cs_st_tensor *sd_layout_find(const sd_loader *L, const char *name, const c
     } else if (starts(name, "first_stage_model.")) {
         part = SD_PART_VAE;
         rc = sd_vae_to_diffusers(L->cfg->vae.n_levels, name + 18, 0, mapped, n);
-        if (!rc && L->st[part] && !cs_st_find(L->st[part], mapped))
+        if (!rc && L->st[part] && !cs_safetensors_find(L->st[part], mapped))
             rc = sd_vae_to_diffusers(L->cfg->vae.n_levels, name + 18, 1, mapped, n);
     } else if (starts(name, "cond_stage_model.transformer.")) {
         part = SD_PART_TEXT;
@@ -143,7 +143,7 @@ const cs_st_tensor *sd_layout_find(const sd_loader *L, const char *name, const c
     }
     if (rc || part < 0 || !L->st[part]) return NULL;
     *st = L->st[part];
-    return cs_st_find(*st, mapped);
+    return cs_safetensors_find(*st, mapped);
 }
 
 /* ---- formats ------------------------------------------------------------------------- */
@@ -240,6 +240,7 @@ static int diffusers_text(sd_text_config *t, const cJSON *j) {
     return t->hidden_size > 0 && t->num_layers > 0 ? 0 : -1;
 }
 
+/* Long: diffusers' unet, vae and text configs read and mapped field by field onto one sd_config. */
 static int diffusers_configs(sd_config *c, const char *dir, int has_te2, cs_err *err) {
     cs_err e2 = {0};
     cJSON *u = read_json(dir, "unet/config.json", 1, err), *v = NULL, *t = NULL, *t2 = NULL,
@@ -334,7 +335,7 @@ static int open_part(sd_model *m, int part, const char *dir, const char *sub, cs
     for (int i = 0; i < 2; i++) {
         snprintf(p, sizeof p, "%s/%s/%s", dir, sub, names[i]);
         if (stat(p, &sb) == 0) {
-            if (cs_st_open(&m->st[part], p, err)) return -1;
+            if (cs_safetensors_open(&m->st[part], p, err)) return -1;
             m->loader.st[part] = &m->st[part];
             return 0;
         }
@@ -379,7 +380,7 @@ int sd_open_files(sd_model *m, const char *model, cs_err *err) {
     const char *found = sniff(model, b, n);
     if (found) return refuse(model, found, err);
     m->loader.layout = SD_LAYOUT_SINGLE;
-    if (cs_st_open(&m->st[SD_PART_OTHER], model, err)) return -1;
+    if (cs_safetensors_open(&m->st[SD_PART_OTHER], model, err)) return -1;
     for (int i = 0; i < SD_N_PARTS; i++) m->loader.st[i] = &m->st[SD_PART_OTHER];
     return 0;
 }

@@ -34,7 +34,7 @@ int sd_load_tensor(sd_loader *L, const float **out, const char *name, int ndim,
     if (L->failed) return -1;
     const cs_safetensors *st;
     char mapped[512];
-    const cs_st_tensor *t = sd_layout_find(L, name, &st, mapped, sizeof mapped);
+    const cs_safetensors_tensor *t = sd_layout_find(L, name, &st, mapped, sizeof mapped);
     if (!t) {
         L->failed = 1;
         if (strcmp(mapped, name) && st)
@@ -52,7 +52,7 @@ int sd_load_tensor(sd_loader *L, const float **out, const char *name, int ndim,
                        st->path, mapped, got, want);
     }
     int owned = 0;
-    if (cs_st_get_f32(st, mapped, ndim, shape, out, &owned, L->err) ||
+    if (cs_safetensors_get_f32(st, mapped, ndim, shape, out, &owned, L->err) ||
         (L->loras && sd_lora_merge(L, name, ndim, shape, out, &owned))) {
         if (owned) free((void *)*out);
         *out = NULL;
@@ -105,7 +105,7 @@ int sd_load_linear_1x1(sd_loader *L, sd_linear *l, const char *name, int nout, i
     char buf[512], mapped[512];
     const cs_safetensors *st;
     snprintf(buf, sizeof buf, "%s.weight", name);
-    const cs_st_tensor *t = sd_layout_find(L, buf, &st, mapped, sizeof mapped);
+    const cs_safetensors_tensor *t = sd_layout_find(L, buf, &st, mapped, sizeof mapped);
     return load_wb(L, &l->w, &l->b, name, t && t->ndim == 2 ? 2 : 4, s, nout);
 }
 
@@ -272,8 +272,8 @@ int sd_load_ex(sd_model **out, const char *model, const sd_load_opts *opts, cs_e
     if (m->loader.loras && sd_lora_check_used(m->loader.loras, err)) goto fail;
     const float *ac = NULL;
     int64_t n1000 = 1000;
-    const cs_st_tensor *act =
-        m->loader.layout == SD_LAYOUT_SINGLE ? cs_st_find(&m->st[SD_PART_OTHER], "alphas_cumprod") : NULL;
+    const cs_safetensors_tensor *act =
+        m->loader.layout == SD_LAYOUT_SINGLE ? cs_safetensors_find(&m->st[SD_PART_OTHER], "alphas_cumprod") : NULL;
     if (act) {
         if (sd_load_tensor(&m->loader, &ac, "alphas_cumprod", 1, &n1000)) goto fail;
         memcpy(m->alphas_cumprod, ac, sizeof m->alphas_cumprod);
@@ -310,7 +310,7 @@ void sd_free(sd_model *m) {
     for (int i = 0; i < m->loader.n_owned; i++) free(m->loader.owned[i]);
     free(m->loader.owned);
     for (int i = 0; i < SD_N_PARTS; i++)
-        if (m->st[i].map || m->st[i].tensors) cs_st_close(&m->st[i]);
+        if (m->st[i].map || m->st[i].tensors) cs_safetensors_close(&m->st[i]);
     sd_arena_free(&m->arena);
     free(m->path);
     free(m);

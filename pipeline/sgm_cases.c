@@ -9,18 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/nn.h"
 #include "core/safetensors.h"
 #include "pipeline/schedule.h"
-
-static double rel_err(const float *out, const float *ref, size_t n) {
-    double md = 0, mr = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)out[i] - ref[i]);
-        if (!(d <= md)) md = d;
-        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
-    }
-    return mr > 0 ? md / mr : md;
-}
 
 static void add(cs_case_report *r, const char *name, double rel, double tol) {
     if (r->n >= CS_CASE_MAX_CHECKS) return;
@@ -31,7 +22,7 @@ static void add(cs_case_report *r, const char *name, double rel, double tol) {
 }
 
 static const float *get(const cs_safetensors *st, const char *name, size_t n, cs_err *err) {
-    const cs_st_tensor *t = cs_st_find(st, name);
+    const cs_safetensors_tensor *t = cs_safetensors_find(st, name);
     if (!t || t->dtype != CS_DT_F32 || (n && (size_t)t->numel != n)) {
         cs_fail(err, CS_EFORMAT, "%s: %s: missing or not %zu float32 values", st->path, name, n);
         return NULL;
@@ -74,7 +65,7 @@ static int quantize(const cs_schedule *s, float sigma) {
 
 static int run_schedule(const char *file, cs_case_report *r, cs_err *err) {
     cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
+    if (cs_safetensors_open(&st, file, err)) return -1;
     cs_schedule s;
     cs_schedule_sd(&s);
     int rc = -1;
@@ -82,8 +73,8 @@ static int run_schedule(const char *file, cs_case_report *r, cs_err *err) {
     const float *sl = sg ? get(&st, "sigmas_legacy", 9, err) : NULL;
     const float *sk = sl ? get(&st, "sigmas_karras", 9, err) : NULL;
     if (sk) {
-        add(r, "alphas_cumprod", rel_err(s.alphas_cumprod, ac, 1000), 1e-6);
-        add(r, "sigmas", rel_err(s.sigmas, sg, 1000), 1e-6);
+        add(r, "alphas_cumprod", nn_rel_err(s.alphas_cumprod, ac, 1000), 1e-6);
+        add(r, "sigmas", nn_rel_err(s.sigmas, sg, 1000), 1e-6);
         float o[9], q[8], idx[8], cin[8];
         static const char *names[2][4] = {
             {"sigmas_legacy", "sigmas_quantized_legacy", "timestep_idx_legacy", "c_in_legacy"},
@@ -92,7 +83,7 @@ static int run_schedule(const char *file, cs_case_report *r, cs_err *err) {
         for (int k = 0; k < 2 && !rc; k++) {
             if (k == 0) sigmas_legacy(8, o);
             else sigmas_edm(8, 0.0292f, 14.6146f, 7.0f, o);
-            add(r, names[k][0], rel_err(o, k ? sk : sl, 9), 1e-5);
+            add(r, names[k][0], nn_rel_err(o, k ? sk : sl, 9), 1e-5);
             for (int i = 0; i < 8; i++) {
                 int t = quantize(&s, o[i]);
                 q[i] = s.sigmas[t], idx[i] = (float)t, cin[i] = 1.0f / sqrtf(q[i] * q[i] + 1.0f);
@@ -103,12 +94,12 @@ static int run_schedule(const char *file, cs_case_report *r, cs_err *err) {
                 rc = -1;
                 break;
             }
-            add(r, names[k][1], rel_err(q, rq, 8), 1e-5);
-            add(r, names[k][2], rel_err(idx, ri, 8), 0);
-            add(r, names[k][3], rel_err(cin, rci, 8), 1e-5);
+            add(r, names[k][1], nn_rel_err(q, rq, 8), 1e-5);
+            add(r, names[k][2], nn_rel_err(idx, ri, 8), 0);
+            add(r, names[k][3], nn_rel_err(cin, rci, 8), 1e-5);
         }
     }
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc;
 }
 
@@ -179,6 +170,7 @@ static int parse_kind(const char *s, int *k) {
     return 0;
 }
 
+/* Long: one sgm reference case end to end (read its arrays, sample, check each output), one cleanup. */
 static int run_sampling(cs_model *m, const char *file, int t2i, const cJSON *p, cs_case_report *r,
                         cs_err *err) {
     if (!m || !m->quantize_t)
@@ -192,8 +184,8 @@ static int run_sampling(cs_model *m, const char *file, int t2i, const cJSON *p, 
         steps < 1 || steps > 1000 || !cJSON_IsNumber(cf))
         return cs_fail(err, CS_EFORMAT, "%s: params: sampler/discretization/steps/cfg_scale", file);
     cs_safetensors st;
-    if (cs_st_open(&st, file, err)) return -1;
-    const cs_st_tensor *nt = cs_st_find(&st, "noise");
+    if (cs_safetensors_open(&st, file, err)) return -1;
+    const cs_safetensors_tensor *nt = cs_safetensors_find(&st, "noise");
     int rc = -1, C = nt && nt->ndim == 4 ? (int)nt->shape[1] : 0;
     int h = C ? (int)nt->shape[2] : 0, w = C ? (int)nt->shape[3] : 0;
     size_t n = (size_t)C * h * w;
@@ -230,7 +222,7 @@ static int run_sampling(cs_model *m, const char *file, int t2i, const cJSON *p, 
             m->cond_new(m, pr->valuestring, &conds[1], err))
             goto out;
     } else {
-        const cs_st_tensor *tc = cs_st_find(&st, "crossattn"), *tv = cs_st_find(&st, "vector");
+        const cs_safetensors_tensor *tc = cs_safetensors_find(&st, "crossattn"), *tv = cs_safetensors_find(&st, "vector");
         if (!tc || tc->ndim != 3 || !tv || tv->ndim != 2) {
             cs_fail(err, CS_EFORMAT, "%s: crossattn [1,77,D] / vector [1,A]: missing", file);
             goto out;
@@ -250,16 +242,16 @@ static int run_sampling(cs_model *m, const char *file, int t2i, const cJSON *p, 
         goto out;
     const float *ref;
     if (!(ref = get(&st, "sigmas", steps + 1, err))) goto out;
-    add(r, "sigmas", rel_err(sig, ref, steps + 1), 1e-5);
+    add(r, "sigmas", nn_rel_err(sig, ref, steps + 1), 1e-5);
     if (!(ref = get(&st, "x_final", n, err))) goto out;
-    add(r, "x_final", rel_err(xs + n * steps, ref, n), 1e-4);
+    add(r, "x_final", nn_rel_err(xs + n * steps, ref, n), 1e-4);
     if (!(ref = get(&st, "x_after_step1", n, err))) goto out;
-    add(r, "x_after_step1", rel_err(xs + n, ref, n), 1e-4);
+    add(r, "x_after_step1", nn_rel_err(xs + n, ref, n), 1e-4);
     if (!t2i) {
         if (!(ref = get(&st, "x_steps", n * (steps + 1), err))) goto out;
-        add(r, "x_steps", rel_err(xs, ref, n * (steps + 1)), 1e-4);
+        add(r, "x_steps", nn_rel_err(xs, ref, n * (steps + 1)), 1e-4);
         if (!(ref = get(&st, "denoised_steps", n * steps, err))) goto out;
-        add(r, "denoised_steps", rel_err(ds, ref, n * steps), 1e-4);
+        add(r, "denoised_steps", nn_rel_err(ds, ref, n * steps), 1e-4);
     } else {
         int f = m->factor;
         size_t ni = (size_t)3 * h * f * w * f;
@@ -269,15 +261,9 @@ static int run_sampling(cs_model *m, const char *file, int t2i, const cJSON *p, 
         }
         if (m->decode(m, xs + n * steps, 1, h, w, img, err)) goto out;
         if (!(ref = get(&st, "decoded", ni, err))) goto out;
-        add(r, "decoded", rel_err(img, ref, ni), 1e-4);
+        add(r, "decoded", nn_rel_err(img, ref, ni), 1e-4);
         if (!(ref = get(&st, "image_u8", ni, err))) goto out;
-        double md = 0;
-        for (size_t i = 0; i < ni; i++) {
-            float v = (img[i] + 1.0f) / 2.0f;
-            v = v < 0 ? 0 : v > 1 ? 1 : v;
-            double d = fabs(floorf(255.0f * v) - ref[i]);
-            if (d > md) md = d;
-        }
+        double md = nn_u8_max_diff(img, ref, ni);
         add(r, "image_u8", md / 255.0, 1.0 / 255.0 + 1e-9);
     }
     rc = 0;
@@ -285,7 +271,7 @@ out:
     for (int i = 0; i < 2; i++)
         if (conds[i]) m->cond_free(m, conds[i]);
     free(sig), free(xs), free(ds), free(img);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc;
 }
 
@@ -295,9 +281,9 @@ int cs_sgm_case_is(const char *file, const char *op, const char *params_json) {
     if (strcmp(op, "schedule")) return 0;
     cs_safetensors st;
     cs_err e = {0};
-    if (cs_st_open(&st, file, &e)) return 0;
-    int is = cs_st_find(&st, "sigmas_legacy") != NULL;
-    cs_st_close(&st);
+    if (cs_safetensors_open(&st, file, &e)) return 0;
+    int is = cs_safetensors_find(&st, "sigmas_legacy") != NULL;
+    cs_safetensors_close(&st);
     return is;
 }
 

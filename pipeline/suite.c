@@ -84,6 +84,7 @@ static int get_seed(const cJSON *v, const char *file, const char *path, uint64_t
 }
 
 /* 1 = key was a setting (applied), 0 = not a setting key, -1 = error. */
+/* Long: one branch per settings key, each with its own range check and error line. */
 static int apply_setting(raw_settings *r, const cJSON *v, const char *file, const char *where,
                          cs_err *err) {
     const char *k = v->string;
@@ -256,6 +257,7 @@ static int valid_id(const char *s) {
     return s[0] != '.';
 }
 
+/* Long: one branch per prompt key, then the item's required fields checked, each with its own error. */
 static int parse_item(cs_suite *s, cs_suite_item *it, const cJSON *o, int completion,
                       const raw_settings *defaults, const char *file, cs_err *err) {
     char where[80];
@@ -524,6 +526,7 @@ static int find_nul_escape(const char *js, size_t len, char *where, size_t wn) {
     return 0;
 }
 
+/* Long: the suite's top-level keys and defaults checked in place, each with its own error line. */
 int cs_suite_parse(cs_suite *s, const char *json, size_t len, const char *path, cs_err *err) {
     memset(s, 0, sizeof *s);
     s->path = strdup(path);

@@ -86,6 +86,7 @@ static int load_transformer(sd_loader *L, unet_transformer *s, const char *pre, 
     return 0;
 }
 
+/* Long: the UNet's blocks loaded in checkpoint order (input, middle, output), mirroring its layout. */
 int unet_load(sd_model *m, sd_loader *L) {
     const sd_unet_config *u = &m->cfg.unet;
     unet_model *U = &m->unet;

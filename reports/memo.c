@@ -8,19 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fs.h"
 #include "core/image.h"
 #include "reports/escape.h"
 #include "reports/report_model.h"
 #include "reports/panels.h"
 
 /* ---- manifest ---- */
-
-static char *join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
 
 static const char *jstr(const cJSON *o, const char *k) {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -36,7 +30,7 @@ static void note(cs_memo *m, const char *what) {
 static int load_manifest(cs_memo *m, const char *run_model) {
     const char *slash = run_model ? strrchr(run_model, '/') : NULL;
     m->dir = slash ? strndup(run_model, (size_t)(slash - run_model)) : strdup(".");
-    char *path = m->dir ? join(m->dir, "manifest.json") : NULL;
+    char *path = m->dir ? cs_path_join(m->dir, "manifest.json") : NULL;
     if (!path) return -1;
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -64,7 +58,7 @@ static int load_manifest(cs_memo *m, const char *run_model) {
         cs_memo_image *im = &m->img[m->n_img++];
         im->file = strdup(file);
         im->caption = strdup(cap);
-        im->recon = rec ? join(m->dir, rec) : NULL;
+        im->recon = rec ? cs_path_join(m->dir, rec) : NULL;
         im->copies = (int)c->valuedouble;
         im->floor_db = NAN;
         if (!im->file || !im->caption || (rec && !im->recon)) {

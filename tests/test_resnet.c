@@ -25,7 +25,7 @@ static void diff(const float *a, const float *b, size_t n, double *maxd, double 
 }
 
 static const float *ref(cs_safetensors *st, const char *name, size_t *n) {
-    const cs_st_tensor *t = cs_st_find(st, name);
+    const cs_safetensors_tensor *t = cs_safetensors_find(st, name);
     if (!t || t->dtype != CS_DT_F32) return NULL;
     *n = (size_t)t->numel;
     return t->data;
@@ -57,7 +57,7 @@ static void test_trunk_224(void) {
     REQUIRE(model_ok);
     cs_safetensors st;
     cs_err e = {0};
-    REQUIRE(cs_st_open(&st, REF "cases/resnet50_224.safetensors", &e) == 0);
+    REQUIRE(cs_safetensors_open(&st, REF "cases/resnet50_224.safetensors", &e) == 0);
     size_t n;
     const float *in = ref(&st, "input", &n);
     REQUIRE(in && n == 2 * 3 * 224 * 224);
@@ -87,14 +87,14 @@ static void test_trunk_224(void) {
     free(taps.stem);
     for (int i = 0; i < 4; i++) free(taps.layer[i]);
     free(taps.gem), free(taps.fc);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
 }
 
 static void test_non_square(void) {
     REQUIRE(model_ok);
     cs_safetensors st;
     cs_err e = {0};
-    REQUIRE(cs_st_open(&st, REF "cases/resnet50_288x352.safetensors", &e) == 0);
+    REQUIRE(cs_safetensors_open(&st, REF "cases/resnet50_288x352.safetensors", &e) == 0);
     size_t n;
     const float *in = ref(&st, "input", &n);
     REQUIRE(in && n == 3 * 288 * 352);
@@ -108,7 +108,7 @@ static void test_non_square(void) {
     diff(gem, g, 2048, &md, &mr);
     CHECKF(md <= 3e-5 * mr, "gem %g", md / mr);
     check_embedding(out, ref(&st, "embedding", &n), 512, "rocket 288x352");
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
 }
 
 /* Image file -> resized (must equal Pillow exactly) -> input (exact) -> descriptor. */
@@ -117,15 +117,15 @@ static void check_preprocess_case(const char *file, const char *png, const char 
                                   const char *emb_name) {
     cs_safetensors st;
     cs_err e = {0};
-    REQUIRE(cs_st_open(&st, file, &e) == 0);
+    REQUIRE(cs_safetensors_open(&st, file, &e) == 0);
     cs_image img = {0};
     REQUIRE(cs_image_load(&img, png, NULL, &e) == 0);
-    const cs_st_tensor *im = cs_st_find(&st, "image");
+    const cs_safetensors_tensor *im = cs_safetensors_find(&st, "image");
     REQUIRE(im && im->dtype == CS_DT_U8 && im->shape[0] == img.h && im->shape[1] == img.w);
     CHECK(!memcmp(im->data, img.rgb, (size_t)img.w * img.h * 3));
     const cs_resnet_preproc *pp = cs_resnet_preproc_named(pp_name);
     REQUIRE(pp);
-    const cs_st_tensor *rz = cs_st_find(&st, resized_name);
+    const cs_safetensors_tensor *rz = cs_safetensors_find(&st, resized_name);
     REQUIRE(rz && rz->dtype == CS_DT_U8);
     int rw, rh;
     cs_resnet_preproc_size(pp, img.w, img.h, &rw, &rh);
@@ -151,7 +151,7 @@ static void check_preprocess_case(const char *file, const char *png, const char 
     check_embedding(out, ref(&st, emb_name, &n), 512, emb_name);
     free(x);
     cs_image_free(&img);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
 }
 
 static void test_preprocess_up(void) {
@@ -181,14 +181,14 @@ static void test_embed_mixed_sizes(void) {
     static float out[4 * 512];
     CHECK(cs_resnet_embed(&model, cs_resnet_preproc_named("small_288"), imgs, 4, 8, out, &e) == 0);
     cs_safetensors su, sd;
-    REQUIRE(cs_st_open(&su, REF "cases/preprocess_up.safetensors", &e) == 0);
-    REQUIRE(cs_st_open(&sd, REF "cases/preprocess_down.safetensors", &e) == 0);
+    REQUIRE(cs_safetensors_open(&su, REF "cases/preprocess_up.safetensors", &e) == 0);
+    REQUIRE(cs_safetensors_open(&sd, REF "cases/preprocess_down.safetensors", &e) == 0);
     size_t n;
     check_embedding(out, ref(&sd, "embedding", &n), 512, "slot 0 (down)");
     check_embedding(out + 512, ref(&su, "embedding", &n), 512, "slot 1 (up)");
     check_embedding(out + 1024, ref(&sd, "embedding", &n), 512, "slot 2 (down)");
     check_embedding(out + 1536, ref(&su, "embedding", &n), 512, "slot 3 (up)");
-    cs_st_close(&su), cs_st_close(&sd);
+    cs_safetensors_close(&su), cs_safetensors_close(&sd);
     cs_image_free(&up), cs_image_free(&down);
 }
 
@@ -214,8 +214,8 @@ static char *tmp;
 static void test_nan_weight(void) {
     cs_safetensors st;
     cs_err e = {0};
-    REQUIRE(cs_st_open(&st, REF "model.safetensors", &e) == 0);
-    const cs_st_tensor *t = cs_st_find(&st, "layer3.2.bn2.running_var");
+    REQUIRE(cs_safetensors_open(&st, REF "model.safetensors", &e) == 0);
+    const cs_safetensors_tensor *t = cs_safetensors_find(&st, "layer3.2.bn2.running_var");
     REQUIRE(t && t->dtype == CS_DT_F16);
     size_t off = (size_t)((const char *)t->data - (const char *)st.map) + 2 * 17;
     char path[4200];
@@ -227,7 +227,7 @@ static void test_nan_weight(void) {
     fseek(f, (long)off, SEEK_SET);
     fwrite(&nan, 2, 1, f);
     fclose(f);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     cs_resnet m;
     CHECK(cs_resnet_load(&m, path, &e) == -1);
     CHECKF(strstr(e.msg, "layer3.2.bn2.running_var: non-finite") && strstr(e.msg, path), "%s", e.msg);
@@ -240,20 +240,20 @@ static void test_wrong_architecture(void) {
     snprintf(path, sizeof path, "%s/bad.safetensors", tmp);
     static float w[64 * 3 * 3 * 3];
     /* no conv1 at all (e.g. a ViT or the Classy-Vision layout) */
-    cs_st_out t1 = {"patch_embed.weight", CS_DT_F32, 1, {8}, w};
-    REQUIRE(cs_st_write(path, &t1, 1, NULL, &e) == 0);
+    cs_safetensors_out t1 = {"patch_embed.weight", CS_DT_F32, 1, {8}, w};
+    REQUIRE(cs_safetensors_write(path, &t1, 1, NULL, &e) == 0);
     cs_resnet m;
     CHECK(cs_resnet_load(&m, path, &e) == -1 && strstr(e.msg, "not a torchvision ResNet-50"));
     /* conv1 of the wrong shape */
-    cs_st_out t2 = {"conv1.weight", CS_DT_F32, 4, {64, 3, 3, 3}, w};
-    REQUIRE(cs_st_write(path, &t2, 1, NULL, &e) == 0);
+    cs_safetensors_out t2 = {"conv1.weight", CS_DT_F32, 4, {64, 3, 3, 3}, w};
+    REQUIRE(cs_safetensors_write(path, &t2, 1, NULL, &e) == 0);
     CHECK(cs_resnet_load(&m, path, &e) == -1);
     CHECKF(strstr(e.msg, "conv1.weight: shape [64, 3, 3, 3] expected [64, 3, 7, 7]") ||
                strstr(e.msg, "conv1.weight: shape"), "%s", e.msg);
     /* a ResNet-18 has conv1 right, then no bn / conv3: a missing tensor */
     static float w7[64 * 3 * 7 * 7];
-    cs_st_out t3 = {"backbone.conv1.weight", CS_DT_F32, 4, {64, 3, 7, 7}, w7};
-    REQUIRE(cs_st_write(path, &t3, 1, NULL, &e) == 0);
+    cs_safetensors_out t3 = {"backbone.conv1.weight", CS_DT_F32, 4, {64, 3, 7, 7}, w7};
+    REQUIRE(cs_safetensors_write(path, &t3, 1, NULL, &e) == 0);
     CHECK(cs_resnet_load(&m, path, &e) == -1 && strstr(e.msg, "backbone.bn1.weight: missing"));
     unlink(path);
     CHECK(cs_resnet_load(&m, path, &e) == -1 && strstr(e.msg, path));

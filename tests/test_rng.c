@@ -146,7 +146,7 @@ static void test_generate_recreates_a1111(void) {
     REQUIRE(dir);
     cs_safetensors st;
     cs_err e = {0};
-    REQUIRE(cs_st_open(&st, RNGREFS "/euler_a_sdtiny.safetensors", &e) == 0);
+    REQUIRE(cs_safetensors_open(&st, RNGREFS "/euler_a_sdtiny.safetensors", &e) == 0);
     static const char *names[2] = {"cpu", "nv"};
     for (int k = 0; k < 2; k++) {
         char json[1024], out[4200], db[4200], ref_name[64];
@@ -167,7 +167,7 @@ static void test_generate_recreates_a1111(void) {
         snprintf(ref_name, sizeof ref_name, "a1111_%s/image_u8", names[k]);
         const float *ref;
         int owned;
-        REQUIRE(cs_st_get_f32(&st, ref_name, 4, (const int64_t[]){2, 3, 32, 32}, &ref, &owned, &e) == 0);
+        REQUIRE(cs_safetensors_get_f32(&st, ref_name, 4, (const int64_t[]){2, 3, 32, 32}, &ref, &owned, &e) == 0);
         int md = 0;
         for (int c = 0; c < 3; c++)
             for (int p = 0; p < 32 * 32; p++) {
@@ -184,7 +184,7 @@ static void test_generate_recreates_a1111(void) {
         free(params);
         unlink(out);
     }
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     char db[4200];
     snprintf(db, sizeof db, "%s/a.db", dir);
     unlink(db);

@@ -37,12 +37,12 @@ static void write_raw(const char *path, const char *header, long long hlen, cons
 static void expect_bad(const char *path, const char *want) {
     cs_safetensors st;
     cs_err e = {0};
-    int rc = cs_st_open(&st, path, &e);
+    int rc = cs_safetensors_open(&st, path, &e);
     CHECKF(rc == -1, "%s opened", path);
     CHECKF(strstr(e.msg, path) != NULL, "message \"%s\" lacks the path", e.msg);
     CHECKF(strstr(e.msg, want) != NULL, "message \"%s\" lacks \"%s\"", e.msg, want);
     CHECK(st.map == NULL && st.tensors == NULL && st.n == 0);
-    cs_st_close(&st); /* harmless after a failed open */
+    cs_safetensors_close(&st); /* harmless after a failed open */
 }
 
 /* ---- fp16 / bf16 ---- */
@@ -132,7 +132,7 @@ static void test_roundtrip_every_dtype(void) {
     uint8_t u8[5] = {0, 1, 2, 254, 255};
     uint8_t bo[2] = {0, 1};
     float scalar = 42.0f;
-    cs_st_out o[] = {
+    cs_safetensors_out o[] = {
         {"w.f32", CS_DT_F32, 2, {2, 3}, f32},   {"w.f16", CS_DT_F16, 2, {3, 2}, f16},
         {"w.bf16", CS_DT_BF16, 1, {6}, bf16},   {"a.f64", CS_DT_F64, 1, {3}, f64},
         {"i64", CS_DT_I64, 1, {2}, i64},        {"i32", CS_DT_I32, 3, {1, 3, 1}, i32},
@@ -144,13 +144,13 @@ static void test_roundtrip_every_dtype(void) {
     int n = (int)(sizeof o / sizeof o[0]);
     cs_err e = {0};
     const char *meta = "{\"format\":\"pt\",\"note\":\"caf\\u00e9 \\\"q\\\"\"}";
-    REQUIRE(cs_st_write(tpath("rt.safetensors"), o, n, meta, &e) == 0);
+    REQUIRE(cs_safetensors_write(tpath("rt.safetensors"), o, n, meta, &e) == 0);
     cs_safetensors st;
-    REQUIRE(cs_st_open(&st, tpath("rt.safetensors"), &e) == 0);
+    REQUIRE(cs_safetensors_open(&st, tpath("rt.safetensors"), &e) == 0);
     CHECK(st.n == n);
     for (int i = 1; i < st.n; i++) CHECK(strcmp(st.tensors[i - 1].name, st.tensors[i].name) < 0);
     for (int i = 0; i < n; i++) {
-        const cs_st_tensor *t = cs_st_find(&st, o[i].name);
+        const cs_safetensors_tensor *t = cs_safetensors_find(&st, o[i].name);
         CHECKF(t != NULL, "%s", o[i].name);
         if (!t) continue;
         CHECK(t->dtype == o[i].dtype && t->ndim == o[i].ndim);
@@ -163,7 +163,7 @@ static void test_roundtrip_every_dtype(void) {
         CHECK(!t->nbytes || !memcmp(t->data, o[i].data, t->nbytes));
         CHECK((uintptr_t)t->data % cs_dtype_size(t->dtype) == 0);
     }
-    CHECK(cs_st_find(&st, "nope") == NULL && cs_st_find(&st, "") == NULL);
+    CHECK(cs_safetensors_find(&st, "nope") == NULL && cs_safetensors_find(&st, "") == NULL);
     /* metadata comes back as equivalent JSON */
     cJSON *m = st.metadata_json ? cJSON_Parse(st.metadata_json) : NULL;
     CHECK(m && !strcmp(cJSON_GetObjectItem(m, "note")->valuestring, "caf\xc3\xa9 \"q\""));
@@ -175,40 +175,40 @@ static void test_roundtrip_every_dtype(void) {
     const float *p;
     int owned;
     int64_t s23[2] = {2, 3};
-    REQUIRE(cs_st_get_f32(&st, "w.f32", 2, s23, &p, &owned, &e) == 0);
-    CHECK(owned == 0 && (const void *)p == cs_st_find(&st, "w.f32")->data);
+    REQUIRE(cs_safetensors_get_f32(&st, "w.f32", 2, s23, &p, &owned, &e) == 0);
+    CHECK(owned == 0 && (const void *)p == cs_safetensors_find(&st, "w.f32")->data);
     CHECK(!memcmp(p, f32, sizeof f32));
-    REQUIRE(cs_st_get_f32(&st, "w.f16", -1, NULL, &p, &owned, &e) == 0);
+    REQUIRE(cs_safetensors_get_f32(&st, "w.f16", -1, NULL, &p, &owned, &e) == 0);
     CHECK(owned == 1);
     for (int i = 0; i < 6; i++) CHECK(p[i] == cs_f16_to_f32(f16[i]));
     CHECK(p[0] == 1.5f && p[1] == -2.25f && isinf(p[4]) && signbit(p[5]));
     free((void *)p);
-    REQUIRE(cs_st_get_f32(&st, "w.bf16", 1, (int64_t[]){6}, &p, &owned, &e) == 0);
+    REQUIRE(cs_safetensors_get_f32(&st, "w.bf16", 1, (int64_t[]){6}, &p, &owned, &e) == 0);
     CHECK(owned == 1 && p[0] == 1.5f && p[1] == -2.25f && p[3] == cs_bf16_to_f32(cs_f32_to_bf16(1e-40f)));
     free((void *)p);
-    REQUIRE(cs_st_get_f32(&st, "a.f64", 1, (int64_t[]){3}, &p, &owned, &e) == 0);
+    REQUIRE(cs_safetensors_get_f32(&st, "a.f64", 1, (int64_t[]){3}, &p, &owned, &e) == 0);
     CHECK(owned == 1 && p[0] == 0.1f && isinf(p[1]) && p[2] == 2.5f);
     free((void *)p);
-    REQUIRE(cs_st_get_f32(&st, "scalar", 0, NULL, &p, &owned, &e) == 0);
+    REQUIRE(cs_safetensors_get_f32(&st, "scalar", 0, NULL, &p, &owned, &e) == 0);
     CHECK(p[0] == 42.0f);
     if (owned) free((void *)p);
-    REQUIRE(cs_st_get_f32(&st, "empty", 3, (int64_t[]){4, 0, 2}, &p, &owned, &e) == 0);
+    REQUIRE(cs_safetensors_get_f32(&st, "empty", 3, (int64_t[]){4, 0, 2}, &p, &owned, &e) == 0);
     if (owned) free((void *)p);
     /* integer tensors are not silently read as weights */
-    CHECK(cs_st_get_f32(&st, "i32", -1, NULL, &p, &owned, &e) == -1 && strstr(e.msg, "i32"));
-    cs_st_close(&st);
+    CHECK(cs_safetensors_get_f32(&st, "i32", -1, NULL, &p, &owned, &e) == -1 && strstr(e.msg, "i32"));
+    cs_safetensors_close(&st);
     CHECK(st.map == NULL);
 
     /* writer refuses duplicates and bad metadata */
-    cs_st_out dup[2] = {{"x", CS_DT_U8, 1, {1}, u8}, {"x", CS_DT_U8, 1, {1}, u8}};
-    CHECK(cs_st_write(tpath("dup.safetensors"), dup, 2, NULL, &e) == -1 && strstr(e.msg, "duplicate"));
-    CHECK(cs_st_write(tpath("m.safetensors"), dup, 1, "{\"a\":1}", &e) == -1);
-    CHECK(cs_st_write(tpath("m.safetensors"), dup, 1, "[1]", &e) == -1);
+    cs_safetensors_out dup[2] = {{"x", CS_DT_U8, 1, {1}, u8}, {"x", CS_DT_U8, 1, {1}, u8}};
+    CHECK(cs_safetensors_write(tpath("dup.safetensors"), dup, 2, NULL, &e) == -1 && strstr(e.msg, "duplicate"));
+    CHECK(cs_safetensors_write(tpath("m.safetensors"), dup, 1, "{\"a\":1}", &e) == -1);
+    CHECK(cs_safetensors_write(tpath("m.safetensors"), dup, 1, "[1]", &e) == -1);
     /* an empty file (no tensors) is valid */
-    REQUIRE(cs_st_write(tpath("none.safetensors"), NULL, 0, NULL, &e) == 0);
-    REQUIRE(cs_st_open(&st, tpath("none.safetensors"), &e) == 0);
-    CHECK(st.n == 0 && st.metadata_json == NULL && cs_st_find(&st, "x") == NULL);
-    cs_st_close(&st);
+    REQUIRE(cs_safetensors_write(tpath("none.safetensors"), NULL, 0, NULL, &e) == 0);
+    REQUIRE(cs_safetensors_open(&st, tpath("none.safetensors"), &e) == 0);
+    CHECK(st.n == 0 && st.metadata_json == NULL && cs_safetensors_find(&st, "x") == NULL);
+    cs_safetensors_close(&st);
 }
 
 static void test_unaligned_f32_is_copied(void) {
@@ -222,14 +222,14 @@ static void test_unaligned_f32_is_copied(void) {
     write_raw(tpath("ua.safetensors"), h, -1, d, sizeof d);
     cs_safetensors st;
     cs_err e = {0};
-    REQUIRE(cs_st_open(&st, tpath("ua.safetensors"), &e) == 0);
+    REQUIRE(cs_safetensors_open(&st, tpath("ua.safetensors"), &e) == 0);
     const float *p;
     int owned;
-    REQUIRE(cs_st_get_f32(&st, "t", 1, (int64_t[]){2}, &p, &owned, &e) == 0);
+    REQUIRE(cs_safetensors_get_f32(&st, "t", 1, (int64_t[]){2}, &p, &owned, &e) == 0);
     CHECK(p[0] == 3.0f && p[1] == -0.5f);
-    CHECK(owned == (((uintptr_t)cs_st_find(&st, "t")->data & 3) != 0));
+    CHECK(owned == (((uintptr_t)cs_safetensors_find(&st, "t")->data & 3) != 0));
     if (owned) free((void *)p);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
 }
 
 /* ---- reference files ---- */
@@ -238,30 +238,30 @@ static void test_sd_tiny_model(void) {
     cs_safetensors st;
     cs_err e = {0};
     const char *path = "../shared/refs/sd-tiny/model.safetensors";
-    REQUIRE(cs_st_open(&st, path, &e) == 0);
+    REQUIRE(cs_safetensors_open(&st, path, &e) == 0);
     CHECK(st.n == 459);
     CHECK(!strcmp(st.tensors[0].name, "alphas_cumprod"));
     CHECK(!strcmp(st.tensors[st.n - 1].name, "sqrt_recipm1_alphas_cumprod"));
     const char *k = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight";
     const float *p;
     int owned;
-    REQUIRE(cs_st_get_f32(&st, k, 2, (int64_t[]){49408, 32}, &p, &owned, &e) == 0);
+    REQUIRE(cs_safetensors_get_f32(&st, k, 2, (int64_t[]){49408, 32}, &p, &owned, &e) == 0);
     CHECK(owned == 0);
     CHECK(p[0] == -0.00012805889127776027f && p[49408 * 32 - 1] == -0.0034768113400787115f);
     double s = 0;
     for (int i = 0; i < 49408 * 32; i++) s += p[i];
     CHECK(fabs(s - -14.392598749796612) < 1e-9);
-    REQUIRE(cs_st_get_f32(&st, "alphas_cumprod", 1, (int64_t[]){1000}, &p, &owned, &e) == 0);
+    REQUIRE(cs_safetensors_get_f32(&st, "alphas_cumprod", 1, (int64_t[]){1000}, &p, &owned, &e) == 0);
     CHECK(p[0] == 0.9991499781608582f && p[999] == 0.004660098347812891f);
     /* a missing tensor and a wrong shape: errors name file and tensor */
-    CHECK(cs_st_get_f32(&st, "model.diffusion_model.nope.weight", -1, NULL, &p, &owned, &e) == -1);
+    CHECK(cs_safetensors_get_f32(&st, "model.diffusion_model.nope.weight", -1, NULL, &p, &owned, &e) == -1);
     CHECK(strstr(e.msg, path) && strstr(e.msg, "model.diffusion_model.nope.weight") && strstr(e.msg, "missing"));
     CHECK(e.code == CS_ENOTFOUND);
-    CHECK(cs_st_get_f32(&st, k, 2, (int64_t[]){49408, 768}, &p, &owned, &e) == -1);
+    CHECK(cs_safetensors_get_f32(&st, k, 2, (int64_t[]){49408, 768}, &p, &owned, &e) == -1);
     CHECK(strstr(e.msg, path) && strstr(e.msg, k) && strstr(e.msg, "[49408, 32] expected [49408, 768]"));
-    CHECK(cs_st_get_f32(&st, k, 3, (int64_t[]){1, 49408, 32}, &p, &owned, &e) == -1 && strstr(e.msg, k));
+    CHECK(cs_safetensors_get_f32(&st, k, 3, (int64_t[]){1, 49408, 32}, &p, &owned, &e) == -1 && strstr(e.msg, k));
     CHECK(p == NULL && owned == 0);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
 }
 
 /* Every case file opens, and each tensor has the shape index.json gives. */
@@ -281,7 +281,7 @@ static void test_sd_tiny_cases(void) {
         snprintf(path, sizeof path, "../shared/refs/sd-tiny/%s", cJSON_GetObjectItem(c, "file")->valuestring);
         cs_safetensors st;
         cs_err e = {0};
-        CHECKF(cs_st_open(&st, path, &e) == 0, "%s", e.msg);
+        CHECKF(cs_safetensors_open(&st, path, &e) == 0, "%s", e.msg);
         if (!st.map) continue;
         files++;
         CHECK(st.metadata_json && strstr(st.metadata_json, "\"case\""));
@@ -289,7 +289,7 @@ static void test_sd_tiny_cases(void) {
         for (int s = 0; s < 2; s++) {
             const cJSON *io;
             cJSON_ArrayForEach(io, cJSON_GetObjectItem(c, sect[s])) {
-                const cs_st_tensor *t = cs_st_find(&st, io->string);
+                const cs_safetensors_tensor *t = cs_safetensors_find(&st, io->string);
                 CHECKF(t != NULL, "%s: %s", path, io->string);
                 if (!t) continue;
                 CHECK(t->dtype == CS_DT_F32 && t->ndim == cJSON_GetArraySize(io));
@@ -299,7 +299,7 @@ static void test_sd_tiny_cases(void) {
                 tensors++;
             }
         }
-        cs_st_close(&st);
+        cs_safetensors_close(&st);
     }
     CHECK(files == 17 && tensors > 60);
     cJSON_Delete(root);
@@ -309,24 +309,24 @@ static void test_sd_tiny_cases(void) {
 static void test_resnet50_f16(void) {
     cs_safetensors st;
     cs_err e = {0};
-    REQUIRE(cs_st_open(&st, "../shared/refs/resnet50/model.safetensors", &e) == 0);
+    REQUIRE(cs_safetensors_open(&st, "../shared/refs/resnet50/model.safetensors", &e) == 0);
     CHECK(st.n == 267 && st.metadata_json && strstr(st.metadata_json, "RANDOM weights"));
     const float *p;
     int owned;
-    REQUIRE(cs_st_get_f32(&st, "conv1.weight", 4, (int64_t[]){64, 3, 7, 7}, &p, &owned, &e) == 0);
-    CHECK(owned == 1 && cs_st_find(&st, "conv1.weight")->dtype == CS_DT_F16);
+    REQUIRE(cs_safetensors_get_f32(&st, "conv1.weight", 4, (int64_t[]){64, 3, 7, 7}, &p, &owned, &e) == 0);
+    CHECK(owned == 1 && cs_safetensors_find(&st, "conv1.weight")->dtype == CS_DT_F16);
     const double want[6] = {0.0281982421875, 0.00823211669921875, -0.033233642578125,
                             -0.0208740234375, -0.01259613037109375, -0.0019207000732421875};
     for (int i = 0; i < 6; i++) CHECK(p[i] == want[i]);
     CHECK(p[1013] == 1.1682510375976562e-05); /* a subnormal half (0x00c4) */
     free((void *)p);
-    REQUIRE(cs_st_get_f32(&st, "fc.weight", 2, (int64_t[]){512, 2048}, &p, &owned, &e) == 0);
+    REQUIRE(cs_safetensors_get_f32(&st, "fc.weight", 2, (int64_t[]){512, 2048}, &p, &owned, &e) == 0);
     double s = 0, mx = 0;
     for (int i = 0; i < 512 * 2048; i++) s += p[i], mx = fmax(mx, fabs(p[i]));
     CHECK(s == -42.07289034128189 || fabs(s - -42.07289034128189) < 1e-9);
     CHECK(mx == 0.04840087890625);
     free((void *)p);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
 }
 
 /* ---- bad input: one test each ---- */
@@ -404,8 +404,8 @@ static void test_bad_overlap(void) {
               "\"c\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[10,12]}}", -1, d, 16);
     cs_safetensors st;
     cs_err e = {0};
-    CHECKF(cs_st_open(&st, tpath("adj"), &e) == 0, "%s", e.msg);
-    cs_st_close(&st);
+    CHECKF(cs_safetensors_open(&st, tpath("adj"), &e) == 0, "%s", e.msg);
+    cs_safetensors_close(&st);
 }
 
 static void test_bad_dtype(void) {
@@ -473,8 +473,8 @@ static void test_bad_non_object_header(void) {
     write_raw(tpath("pad"), "{}      ", -1, d, 8);
     cs_safetensors st;
     cs_err e = {0};
-    CHECKF(cs_st_open(&st, tpath("pad"), &e) == 0, "%s", e.msg);
-    cs_st_close(&st);
+    CHECKF(cs_safetensors_open(&st, tpath("pad"), &e) == 0, "%s", e.msg);
+    cs_safetensors_close(&st);
     /* not a regular file, and nonexistent */
     expect_bad(tmp, "not a regular file");
     expect_bad(tpath("does-not-exist"), "No such file");
@@ -498,18 +498,18 @@ static void test_fuzz_crash_regressions(void) {
             if (stat(p, &sb) || !S_ISREG(sb.st_mode)) continue;
             cs_safetensors st;
             cs_err e = {0};
-            if (cs_st_open(&st, p, &e) == 0) {
+            if (cs_safetensors_open(&st, p, &e) == 0) {
                 /* touch every byte of every tensor and convert floats */
                 for (int i = 0; i < st.n; i++) {
-                    const cs_st_tensor *t = &st.tensors[i];
+                    const cs_safetensors_tensor *t = &st.tensors[i];
                     volatile uint8_t sink = 0;
                     for (size_t b = 0; b < t->nbytes; b++) sink ^= ((const uint8_t *)t->data)[b];
                     const float *f;
                     int owned;
-                    if (cs_st_get_f32(&st, t->name, t->ndim, t->shape, &f, &owned, &e) == 0 && owned)
+                    if (cs_safetensors_get_f32(&st, t->name, t->ndim, t->shape, &f, &owned, &e) == 0 && owned)
                         free((void *)f);
                 }
-                cs_st_close(&st);
+                cs_safetensors_close(&st);
             } else {
                 CHECKF(strstr(e.msg, p) != NULL, "%s", e.msg);
             }

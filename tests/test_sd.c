@@ -19,7 +19,7 @@
 static sd_model *g_model;
 
 static const float *case_tensor(cs_safetensors *st, const char *name, size_t *n) {
-    const cs_st_tensor *t = cs_st_find(st, name);
+    const cs_safetensors_tensor *t = cs_safetensors_find(st, name);
     if (!t || t->dtype != CS_DT_F32) return NULL;
     if (n) *n = (size_t)t->numel;
     return t->data;
@@ -29,7 +29,7 @@ static int open_case(cs_safetensors *st, const char *name) {
     char path[512];
     cs_err err = {0};
     snprintf(path, sizeof path, REFS "/cases/%s.safetensors", name);
-    if (cs_st_open(st, path, &err)) {
+    if (cs_safetensors_open(st, path, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return -1;
     }
@@ -91,7 +91,7 @@ static void test_text_encoder(void) {
     ids[5] = 0;
     CHECK(sd_text_encode(g_model, ids, 1, 3, o2, &err) == -1);
     free(ids), free(out), free(o2);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
 }
 
 static void run_unet_case(const char *name) {
@@ -101,7 +101,7 @@ static void run_unet_case(const char *name) {
     const float *x = case_tensor(&st, "x", &nx), *t = case_tensor(&st, "timesteps", &nt);
     const float *ctx = case_tensor(&st, "context", &nc), *ref = case_tensor(&st, "eps", &nref);
     REQUIRE(x && t && ctx && ref);
-    const cs_st_tensor *xt = cs_st_find(&st, "x");
+    const cs_safetensors_tensor *xt = cs_safetensors_find(&st, "x");
     int B = (int)xt->shape[0], h = (int)xt->shape[2], w = (int)xt->shape[3];
     float *eps = malloc(sizeof(float) * nref);
     cs_err err = {0};
@@ -121,7 +121,7 @@ static void run_unet_case(const char *name) {
         CHECKF(e <= TOL, "%s image %d alone: rel %g", name, b, e);
     }
     free(eps);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
 }
 
 /* Non-square sizes run (no reference: memory safety under ASan, finite output). */
@@ -165,7 +165,7 @@ static void test_vae_decode(void) {
     size_t nz, nref;
     const float *z = case_tensor(&st, "z", &nz), *ref = case_tensor(&st, "image", &nref);
     REQUIRE(z && ref);
-    const cs_st_tensor *zt = cs_st_find(&st, "z");
+    const cs_safetensors_tensor *zt = cs_safetensors_find(&st, "z");
     float *img = malloc(sizeof(float) * nref);
     cs_err err = {0};
     CHECKF(sd_vae_decode(g_model, z, (int)zt->shape[0], (int)zt->shape[2], (int)zt->shape[3], img,
@@ -175,7 +175,7 @@ static void test_vae_decode(void) {
     printf("  vae_decode rel %.3g\n", e);
     CHECKF(e <= TOL, "rel %g", e);
     free(img);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
 }
 
 static void test_vae_encode(void) {
@@ -186,7 +186,7 @@ static void test_vae_encode(void) {
     const float *img = case_tensor(&st, "image", &ni);
     const float *rm = case_tensor(&st, "mean", &nm), *rl = case_tensor(&st, "logvar", &nl);
     REQUIRE(img && rm && rl);
-    const cs_st_tensor *it = cs_st_find(&st, "image");
+    const cs_safetensors_tensor *it = cs_safetensors_find(&st, "image");
     float *mean = malloc(sizeof(float) * nm), *lv = malloc(sizeof(float) * nl);
     cs_err err = {0};
     CHECKF(sd_vae_encode(g_model, img, (int)it->shape[0], (int)it->shape[2], (int)it->shape[3],
@@ -198,7 +198,7 @@ static void test_vae_encode(void) {
     /* bad size: not a multiple of the VAE factor */
     CHECK(sd_vae_encode(g_model, img, 1, 31, 32, mean, lv, &err) == -1);
     free(mean), free(lv);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
 }
 
 /* ---- bad input ------------------------------------------------------------------- */
@@ -207,11 +207,11 @@ static void test_vae_encode(void) {
 static int write_modified(const char *out, const char *drop, const char *reshape) {
     cs_safetensors st;
     cs_err err = {0};
-    if (cs_st_open(&st, REFS "/model.safetensors", &err)) return -1;
-    cs_st_out *t = calloc(st.n, sizeof *t);
+    if (cs_safetensors_open(&st, REFS "/model.safetensors", &err)) return -1;
+    cs_safetensors_out *t = calloc(st.n, sizeof *t);
     int n = 0;
     for (int i = 0; i < st.n; i++) {
-        const cs_st_tensor *s = &st.tensors[i];
+        const cs_safetensors_tensor *s = &st.tensors[i];
         if (drop && !strcmp(s->name, drop)) continue;
         t[n].name = s->name;
         t[n].dtype = s->dtype;
@@ -225,10 +225,10 @@ static int write_modified(const char *out, const char *drop, const char *reshape
         }
         n++;
     }
-    int rc = cs_st_write(out, t, n, NULL, &err);
+    int rc = cs_safetensors_write(out, t, n, NULL, &err);
     if (rc) fprintf(stderr, "%s\n", err.msg);
     free(t);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc;
 }
 
@@ -294,13 +294,13 @@ static void test_f16_checkpoint(void) {
     snprintf(path, sizeof path, "%s/f16.safetensors", dir);
     cs_safetensors st;
     cs_err err = {0};
-    REQUIRE(cs_st_open(&st, REFS "/model.safetensors", &err) == 0);
-    cs_st_out *t = calloc(st.n + 2, sizeof *t);
+    REQUIRE(cs_safetensors_open(&st, REFS "/model.safetensors", &err) == 0);
+    cs_safetensors_out *t = calloc(st.n + 2, sizeof *t);
     uint16_t **bufs = calloc(st.n, sizeof *bufs);
     int n = 0;
     for (int i = 0; i < st.n; i++) {
-        const cs_st_tensor *s = &st.tensors[i];
-        t[n] = (cs_st_out){s->name, s->dtype, s->ndim, {0}, s->data};
+        const cs_safetensors_tensor *s = &st.tensors[i];
+        t[n] = (cs_safetensors_out){s->name, s->dtype, s->ndim, {0}, s->data};
         memcpy(t[n].shape, s->shape, sizeof s->shape);
         if (s->dtype == CS_DT_F32 && strcmp(s->name, "alphas_cumprod")) {
             bufs[i] = malloc(2 * (size_t)s->numel);
@@ -312,12 +312,12 @@ static void test_f16_checkpoint(void) {
     }
     float decay = 0.9999f;
     int32_t updates = 1234;
-    t[n++] = (cs_st_out){"model_ema.decay", CS_DT_F32, 0, {0}, &decay};
-    t[n++] = (cs_st_out){"model_ema.num_updates", CS_DT_I32, 0, {0}, &updates};
-    CHECKF(cs_st_write(path, t, n, NULL, &err) == 0, "%s", err.msg);
+    t[n++] = (cs_safetensors_out){"model_ema.decay", CS_DT_F32, 0, {0}, &decay};
+    t[n++] = (cs_safetensors_out){"model_ema.num_updates", CS_DT_I32, 0, {0}, &updates};
+    CHECKF(cs_safetensors_write(path, t, n, NULL, &err) == 0, "%s", err.msg);
     for (int i = 0; i < st.n; i++) free(bufs[i]);
     free(bufs), free(t);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     sd_model *m = NULL;
     CHECKF(sd_load(&m, path, REFS "/config.json", &err) == 0, "%s", err.msg);
     if (m) {
@@ -332,7 +332,7 @@ static void test_f16_checkpoint(void) {
         printf("  f16 checkpoint: unet rel %.3g (F16-rounded weights)\n", e);
         CHECK(e > 1e-6 && e < 2e-2); /* widened, not garbage; not the F32 weights */
         free(eps);
-        cs_st_close(&cs);
+        cs_safetensors_close(&cs);
         sd_free(m);
     }
     remove(path);
@@ -436,13 +436,13 @@ static void test_selftest_cli(void) {
                      "{\"name\": \"future\", \"op\": \"no_such_op\", \"file\": \"cases/x.safetensors\"}]}");
     cs_safetensors st;
     REQUIRE(open_case(&st, "unet") == 0);
-    cs_st_out t[4];
+    cs_safetensors_out t[4];
     const char *names[4] = {"x", "timesteps", "context", "eps"};
     float *eps = NULL;
     for (int i = 0; i < 4; i++) {
-        const cs_st_tensor *s = cs_st_find(&st, names[i]);
+        const cs_safetensors_tensor *s = cs_safetensors_find(&st, names[i]);
         REQUIRE(s);
-        t[i] = (cs_st_out){names[i], CS_DT_F32, s->ndim, {0}, s->data};
+        t[i] = (cs_safetensors_out){names[i], CS_DT_F32, s->ndim, {0}, s->data};
         memcpy(t[i].shape, s->shape, sizeof s->shape);
         if (i == 3) {
             eps = malloc(s->nbytes);
@@ -453,8 +453,8 @@ static void test_selftest_cli(void) {
     }
     snprintf(path, sizeof path, "%s/cases/unet.safetensors", dir);
     cs_err err = {0};
-    CHECKF(cs_st_write(path, t, 4, NULL, &err) == 0, "%s", err.msg);
-    cs_st_close(&st);
+    CHECKF(cs_safetensors_write(path, t, 4, NULL, &err) == 0, "%s", err.msg);
+    cs_safetensors_close(&st);
     free(eps);
     snprintf(cmd, sizeof cmd, "%s selftest --refs %s 2>&1", t_bin(), dir);
     rc = run_cmd(cmd, out, sizeof out);

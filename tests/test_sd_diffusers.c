@@ -21,16 +21,16 @@
 #define R "../shared/refs"
 
 typedef struct {
-    cs_st_out t[4096];
+    cs_safetensors_out t[4096];
     char *names[4096];
     void *bufs[4096];
     int n, nb;
 } outlist;
 
-static void put(outlist *o, const char *name, const cs_st_tensor *s, const void *data, int ndim,
+static void put(outlist *o, const char *name, const cs_safetensors_tensor *s, const void *data, int ndim,
                 const int64_t *shape) {
     o->names[o->n] = strdup(name);
-    cs_st_out *t = &o->t[o->n++];
+    cs_safetensors_out *t = &o->t[o->n++];
     t->name = o->names[o->n - 1];
     t->dtype = s->dtype;
     t->ndim = ndim;
@@ -52,7 +52,7 @@ static int starts(const char *s, const char *p) { return !strncmp(s, p, strlen(p
 static void openclip_to_hf(outlist *o, const cs_safetensors *st, const char *pre) {
     char n[512];
     for (int i = 0; i < st->n; i++) {
-        const cs_st_tensor *s = &st->tensors[i];
+        const cs_safetensors_tensor *s = &st->tensors[i];
         if (!starts(s->name, pre)) continue;
         const char *r = s->name + strlen(pre);
         int L, k = 0;
@@ -96,7 +96,7 @@ static void openclip_to_hf(outlist *o, const cs_safetensors *st, const char *pre
 
 static void hf_strip(outlist *o, const cs_safetensors *st, const char *pre) {
     for (int i = 0; i < st->n; i++) {
-        const cs_st_tensor *s = &st->tensors[i];
+        const cs_safetensors_tensor *s = &st->tensors[i];
         if (starts(s->name, pre) && !strstr(s->name, "position_ids"))
             put(o, s->name + strlen(pre), s, s->data, s->ndim, s->shape);
     }
@@ -116,7 +116,7 @@ static int flush(outlist *o, const char *dir, const char *file) {
     char p[4200];
     cs_err err = {0};
     snprintf(p, sizeof p, "%s/%s", dir, file);
-    int rc = cs_st_write(p, o->t, o->n, NULL, &err);
+    int rc = cs_safetensors_write(p, o->t, o->n, NULL, &err);
     if (rc) fprintf(stderr, "%s\n", err.msg);
     outlist_free(o);
     return rc;
@@ -129,7 +129,7 @@ static int to_diffusers(const sd_model *m, const char *src, const char *dir) {
     const sd_unet_config *u = &c->unet;
     cs_safetensors st;
     cs_err err = {0};
-    if (cs_st_open(&st, src, &err)) return -1;
+    if (cs_safetensors_open(&st, src, &err)) return -1;
     static outlist o;
     char cmd[4300], n[512], j[4096];
     snprintf(cmd, sizeof cmd, "mkdir -p %s/unet %s/vae %s/text_encoder %s/text_encoder_2 %s/scheduler",
@@ -137,14 +137,14 @@ static int to_diffusers(const sd_model *m, const char *src, const char *dir) {
     if (system(cmd)) return -1;
     int xl = c->family == SD_FAMILY_SDXL, rc = 0;
     for (int i = 0; i < st.n; i++) { /* UNet */
-        const cs_st_tensor *s = &st.tensors[i];
+        const cs_safetensors_tensor *s = &st.tensors[i];
         if (starts(s->name, "model.diffusion_model.") &&
             !sd_unet_to_diffusers(u->num_res_blocks, s->name + 22, n, sizeof n))
             put(&o, n, s, s->data, s->ndim, s->shape);
     }
     rc |= flush(&o, dir, "unet/diffusion_pytorch_model.safetensors");
     for (int i = 0; i < st.n; i++) { /* VAE: attention 1x1 convs squeezed to Linear */
-        const cs_st_tensor *s = &st.tensors[i];
+        const cs_safetensors_tensor *s = &st.tensors[i];
         if (!starts(s->name, "first_stage_model.") ||
             sd_vae_to_diffusers(c->vae.n_levels, s->name + 18, 0, n, sizeof n))
             continue;
@@ -163,7 +163,7 @@ static int to_diffusers(const sd_model *m, const char *src, const char *dir) {
         snprintf(cmd, sizeof cmd, "rmdir %s/text_encoder_2", dir);
         rc |= system(cmd);
     }
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     /* configs */
     char boc[256] = "", types[512] = "", heads[256] = "", depth[256] = "";
     for (int l = 0; l < u->n_levels; l++) {
@@ -252,18 +252,18 @@ static void compare(const char *name) {
         CHECK(e <= 1e-6);
         if (E) CHECK(E <= 64 && rel_err(pb, pa, 2 * E) <= 1e-6);
         cs_safetensors cs;
-        REQUIRE(cs_st_open(&cs, cases, &err) == 0);
-        const cs_st_tensor *x = cs_st_find(&cs, "x"), *y = cs_st_find(&cs, "y");
-        const cs_st_tensor *ref = cs_st_find(&cs, sd_prediction(a) == SD_PRED_V ? "v" : "eps");
+        REQUIRE(cs_safetensors_open(&cs, cases, &err) == 0);
+        const cs_safetensors_tensor *x = cs_safetensors_find(&cs, "x"), *y = cs_safetensors_find(&cs, "y");
+        const cs_safetensors_tensor *ref = cs_safetensors_find(&cs, sd_prediction(a) == SD_PRED_V ? "v" : "eps");
         float *o = malloc(sizeof(float) * ref->numel);
-        CHECK(sd_unet(b, x->data, cs_st_find(&cs, "timesteps")->data, cs_st_find(&cs, "context")->data,
+        CHECK(sd_unet(b, x->data, cs_safetensors_find(&cs, "timesteps")->data, cs_safetensors_find(&cs, "context")->data,
                       y ? y->data : NULL, (int)x->shape[0], (int)x->shape[2], (int)x->shape[3], o,
                       &err) == 0);
         e = rel_err(o, ref->data, (size_t)ref->numel);
         printf("  %s diffusers unet case: rel %.3g\n", name, e);
         CHECK(e <= 2e-5);
         free(o), free(ca), free(cb);
-        cs_st_close(&cs);
+        cs_safetensors_close(&cs);
     }
     sd_free(a);
     sd_free(b);

@@ -164,11 +164,11 @@ static void test_families(void) {
 static int write_converted(const char *src, const char *dst, cs_dtype dt) {
     cs_safetensors st;
     cs_err err = {0};
-    if (cs_st_open(&st, src, &err)) return -1;
-    cs_st_out *t = calloc(st.n, sizeof *t);
+    if (cs_safetensors_open(&st, src, &err)) return -1;
+    cs_safetensors_out *t = calloc(st.n, sizeof *t);
     void **bufs = calloc(st.n, sizeof *bufs);
     for (int i = 0; i < st.n; i++) {
-        const cs_st_tensor *s = &st.tensors[i];
+        const cs_safetensors_tensor *s = &st.tensors[i];
         t[i].name = s->name;
         t[i].ndim = s->ndim;
         memcpy(t[i].shape, s->shape, sizeof s->shape);
@@ -184,10 +184,10 @@ static int write_converted(const char *src, const char *dst, cs_dtype dt) {
         t[i].dtype = dt;
         t[i].data = h;
     }
-    int rc = cs_st_write(dst, t, st.n, NULL, &err);
+    int rc = cs_safetensors_write(dst, t, st.n, NULL, &err);
     for (int i = 0; i < st.n; i++) free(bufs[i]);
     free(bufs), free(t);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc;
 }
 
@@ -195,19 +195,19 @@ static void run_unet_case(sd_model *m, const char *file, const char *out, double
                           const char *what) {
     cs_safetensors cs;
     cs_err err = {0};
-    REQUIRE(cs_st_open(&cs, file, &err) == 0);
-    const cs_st_tensor *x = cs_st_find(&cs, "x"), *ref = cs_st_find(&cs, out);
-    const cs_st_tensor *y = cs_st_find(&cs, "y");
+    REQUIRE(cs_safetensors_open(&cs, file, &err) == 0);
+    const cs_safetensors_tensor *x = cs_safetensors_find(&cs, "x"), *ref = cs_safetensors_find(&cs, out);
+    const cs_safetensors_tensor *y = cs_safetensors_find(&cs, "y");
     int B = (int)x->shape[0], h = (int)x->shape[2], w = (int)x->shape[3];
     float *o = malloc(sizeof(float) * ref->numel);
-    CHECKF(sd_unet(m, x->data, cs_st_find(&cs, "timesteps")->data, cs_st_find(&cs, "context")->data,
+    CHECKF(sd_unet(m, x->data, cs_safetensors_find(&cs, "timesteps")->data, cs_safetensors_find(&cs, "context")->data,
                    y ? y->data : NULL, B, h, w, o, &err) == 0,
            "%s", err.msg);
     double e = rel_err(o, ref->data, (size_t)ref->numel);
     printf("  %s: rel %.3g\n", what, e);
     CHECKF(e >= lo && e <= hi, "%s: rel %g", what, e);
     free(o);
-    cs_st_close(&cs);
+    cs_safetensors_close(&cs);
 }
 
 /* 16-bit copies of sd2-tiny: F16 within the README's ~1e-3, BF16 (8-bit
@@ -289,15 +289,15 @@ static void lora_vs_merged(const char *model, const char *cfg, const char *ucase
     snprintf(mp, sizeof mp, "%s/merged.safetensors", dir);
     cs_safetensors base;
     cs_err err = {0};
-    REQUIRE(cs_st_open(&base, model, &err) == 0);
-    cs_st_out lt[3 * 8], *all = calloc(base.n, sizeof *all);
+    REQUIRE(cs_safetensors_open(&base, model, &err) == 0);
+    cs_safetensors_out lt[3 * 8], *all = calloc(base.n, sizeof *all);
     float *lbuf[3 * 8] = {0}, alphas[8];
     char names[3 * 8][160];
     int nl = 0;
     uint32_t seed = 7;
     for (int i = 0; i < base.n; i++) { /* the merged copy starts as the base */
-        const cs_st_tensor *t = &base.tensors[i];
-        all[i] = (cs_st_out){t->name, t->dtype, t->ndim, {0}, t->data};
+        const cs_safetensors_tensor *t = &base.tensors[i];
+        all[i] = (cs_safetensors_out){t->name, t->dtype, t->ndim, {0}, t->data};
         memcpy(all[i].shape, t->shape, sizeof t->shape);
     }
     for (int k = 0; k < NM && k < 8; k++) {
@@ -305,7 +305,7 @@ static void lora_vs_merged(const char *model, const char *cfg, const char *ucase
         for (int i = 0; i < base.n; i++)
             if (!strcmp(base.tensors[i].name, mods[k].compvis)) wi = i;
         REQUIRE(wi >= 0);
-        const cs_st_tensor *w = &base.tensors[wi];
+        const cs_safetensors_tensor *w = &base.tensors[wi];
         int64_t rows = w->shape[0], in = w->numel / w->shape[0], r = mods[k].rank;
         int64_t out = mods[k].block >= 0 ? rows / 3 : rows, r0 = mods[k].block >= 0 ? mods[k].block * out : 0;
         float *down = malloc(sizeof(float) * r * in), *up = malloc(sizeof(float) * out * r);
@@ -325,22 +325,22 @@ static void lora_vs_merged(const char *model, const char *cfg, const char *ucase
                 mw[(r0 + o) * in + i] = (float)(mw[(r0 + o) * in + i] + mult * scale * acc);
             }
         snprintf(names[nl], 160, "%s.lora_down.weight", mods[k].kohya);
-        lt[nl] = (cs_st_out){names[nl], CS_DT_F32, w->ndim, {r, in}, down};
+        lt[nl] = (cs_safetensors_out){names[nl], CS_DT_F32, w->ndim, {r, in}, down};
         if (w->ndim == 4) /* conv: down [r, in, kh, kw], up [out, r, 1, 1] */
             lt[nl].shape[1] = w->shape[1], lt[nl].shape[2] = w->shape[2], lt[nl].shape[3] = w->shape[3];
         lbuf[nl++] = down;
         snprintf(names[nl], 160, "%s.lora_up.weight", mods[k].kohya);
-        lt[nl] = (cs_st_out){names[nl], CS_DT_F32, w->ndim, {out, r, 1, 1}, up};
+        lt[nl] = (cs_safetensors_out){names[nl], CS_DT_F32, w->ndim, {out, r, 1, 1}, up};
         lbuf[nl++] = up;
         if (mods[k].alpha > 0) {
             alphas[k] = mods[k].alpha;
             snprintf(names[nl], 160, "%s.alpha", mods[k].kohya);
-            lt[nl] = (cs_st_out){names[nl], CS_DT_F32, 0, {0}, &alphas[k]};
+            lt[nl] = (cs_safetensors_out){names[nl], CS_DT_F32, 0, {0}, &alphas[k]};
             nl++;
         }
     }
-    REQUIRE(cs_st_write(lp, lt, nl, NULL, &err) == 0);
-    REQUIRE(cs_st_write(mp, all, base.n, NULL, &err) == 0);
+    REQUIRE(cs_safetensors_write(lp, lt, nl, NULL, &err) == 0);
+    REQUIRE(cs_safetensors_write(mp, all, base.n, NULL, &err) == 0);
     for (int i = 0; i < base.n; i++)
         if (all[i].data != base.tensors[i].data) free((void *)all[i].data);
     free(all);
@@ -351,11 +351,11 @@ static void lora_vs_merged(const char *model, const char *cfg, const char *ucase
     CHECKF(sd_load(&b, mp, cfg, &err) == 0, "%s", err.msg);
     if (a && b) {
         cs_safetensors cs;
-        REQUIRE(cs_st_open(&cs, ucase, &err) == 0);
-        const cs_st_tensor *x = cs_st_find(&cs, "x"), *y = cs_st_find(&cs, "y");
-        const cs_st_tensor *e = cs_st_find(&cs, "eps") ? cs_st_find(&cs, "eps") : cs_st_find(&cs, "v");
+        REQUIRE(cs_safetensors_open(&cs, ucase, &err) == 0);
+        const cs_safetensors_tensor *x = cs_safetensors_find(&cs, "x"), *y = cs_safetensors_find(&cs, "y");
+        const cs_safetensors_tensor *e = cs_safetensors_find(&cs, "eps") ? cs_safetensors_find(&cs, "eps") : cs_safetensors_find(&cs, "v");
         float *oa = malloc(sizeof(float) * e->numel), *ob = malloc(sizeof(float) * e->numel);
-        const float *t = cs_st_find(&cs, "timesteps")->data, *ctx = cs_st_find(&cs, "context")->data;
+        const float *t = cs_safetensors_find(&cs, "timesteps")->data, *ctx = cs_safetensors_find(&cs, "context")->data;
         int B = (int)x->shape[0], h = (int)x->shape[2], w = (int)x->shape[3];
         CHECK(sd_unet(a, x->data, t, ctx, y ? y->data : NULL, B, h, w, oa, &err) == 0);
         CHECK(sd_unet(b, x->data, t, ctx, y ? y->data : NULL, B, h, w, ob, &err) == 0);
@@ -374,12 +374,12 @@ static void lora_vs_merged(const char *model, const char *cfg, const char *ucase
         CHECK(d <= 1e-6 && eff > min_effect && dt <= 1e-6);
         if (E) CHECK(E <= 64 && rel_err(pa, pb, E) <= 1e-6);
         free(oa), free(ob), free(ta), free(tb);
-        cs_st_close(&cs);
+        cs_safetensors_close(&cs);
     }
     sd_free(a);
     sd_free(b);
     for (int i = 0; i < nl; i++) free(lbuf[i]);
-    cs_st_close(&base);
+    cs_safetensors_close(&base);
     remove(lp);
     remove(mp);
     remove(dir);
@@ -440,10 +440,10 @@ static void test_lora_refusals(void) {
     char lp[4096];
     snprintf(lp, sizeof lp, "%s/l.safetensors", dir);
     float v[64] = {0}, one = 1;
-    cs_st_out t[2] = {{"lora_unet_down_blocks_7_attentions_0_proj_in.lora_down.weight", CS_DT_F32, 2, {2, 32}, v},
+    cs_safetensors_out t[2] = {{"lora_unet_down_blocks_7_attentions_0_proj_in.lora_down.weight", CS_DT_F32, 2, {2, 32}, v},
                       {"lora_unet_down_blocks_7_attentions_0_proj_in.lora_up.weight", CS_DT_F32, 2, {32, 2}, v}};
     cs_err err = {0};
-    REQUIRE(cs_st_write(lp, t, 2, NULL, &err) == 0);
+    REQUIRE(cs_safetensors_write(lp, t, 2, NULL, &err) == 0);
     sd_lora_spec ls = {lp, 1.0f};
     sd_load_opts lo = {.config = R "/sd-tiny/config.json", .loras = &ls, .n_loras = 1};
     sd_model *a = NULL;
@@ -451,8 +451,8 @@ static void test_lora_refusals(void) {
     CHECK(sd_load_ex(&a, R "/sd-tiny/model.safetensors", &lo, &err) == -1 &&
           strstr(err.msg, "down_blocks_7") && strstr(err.msg, "matches no weight"));
     /* a LyCORIS LoHa tensor is named as such */
-    cs_st_out loha = {"lora_unet_x.hada_w1_a", CS_DT_F32, 1, {1}, &one};
-    REQUIRE(cs_st_write(lp, &loha, 1, NULL, &err) == 0);
+    cs_safetensors_out loha = {"lora_unet_x.hada_w1_a", CS_DT_F32, 1, {1}, &one};
+    REQUIRE(cs_safetensors_write(lp, &loha, 1, NULL, &err) == 0);
     CHECK(sd_load_ex(&a, R "/sd-tiny/model.safetensors", &lo, &err) == -1 && strstr(err.msg, "LoHa"));
     remove(lp);
     remove(dir);

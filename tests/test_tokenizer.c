@@ -50,13 +50,13 @@ static int load_case(void) {
     cJSON_Delete(root);
     cs_safetensors st;
     cs_err e = {0};
-    if (!case_params || cs_st_open(&st, "../shared/refs/sd-tiny/cases/tokenizer.safetensors", &e)) return -1;
+    if (!case_params || cs_safetensors_open(&st, "../shared/refs/sd-tiny/cases/tokenizer.safetensors", &e)) return -1;
     const float *p;
     int owned;
-    int rc = cs_st_get_f32(&st, "ids", 2, (int64_t[]){8, 77}, &p, &owned, &e);
+    int rc = cs_safetensors_get_f32(&st, "ids", 2, (int64_t[]){8, 77}, &p, &owned, &e);
     if (!rc) memcpy(case_ids, p, sizeof case_ids);
     if (!rc && owned) free((void *)p);
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return rc;
 }
 

@@ -11,7 +11,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (size < 8) return 0; /* cs_st_open refuses these before parsing */
+    if (size < 8) return 0; /* cs_safetensors_open refuses these before parsing */
     cs_safetensors st;
     memset(&st, 0, sizeof st);
     st.path = strdup("fuzz.safetensors");
@@ -19,12 +19,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (st_parse(&st, data, size, &err) == 0) {
         volatile uint8_t sink = 0;
         for (int i = 0; i < st.n; i++) {
-            const cs_st_tensor *t = &st.tensors[i];
-            if (cs_st_find(&st, t->name) != t) __builtin_trap(); /* sorted, unique */
+            const cs_safetensors_tensor *t = &st.tensors[i];
+            if (cs_safetensors_find(&st, t->name) != t) __builtin_trap(); /* sorted, unique */
             for (size_t b = 0; b < t->nbytes; b++) sink ^= ((const uint8_t *)t->data)[b];
             const float *f;
             int owned;
-            if (cs_st_get_f32(&st, t->name, t->ndim, t->shape, &f, &owned, &err) == 0) {
+            if (cs_safetensors_get_f32(&st, t->name, t->ndim, t->shape, &f, &owned, &err) == 0) {
                 if (t->numel) sink ^= ((const volatile uint8_t *)f)[0];
                 if (owned) free((void *)f);
             }
@@ -34,6 +34,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         __builtin_trap(); /* every error names the file */
     }
     st.map = NULL; /* nothing mapped: the buffer is libFuzzer's */
-    cs_st_close(&st);
+    cs_safetensors_close(&st);
     return 0;
 }

@@ -23,6 +23,7 @@ typedef struct {
     double pdq_confirm_tl2;  /* ... and the aligned tiled L2 is <= this (PDQ sees luma only) */
     /* embeddings */
     double embed_near;       /* cosine >= this: near-copy */
+    double embed_confirm_tl2;/* ... and the aligned tiled L2 is <= this (when the index has thumbnails) */
     double sscd_beta;        /* background score normalisation factor */
     /* partial copies */
     double partial_tile_l2;  /* a tile "matches" when its L2 <= this */

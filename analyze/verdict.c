@@ -6,7 +6,9 @@
  *   near-copy  tiled L2 after alignment (crop/shift/mirror) <= near_tl2,
  *              or PDQ <= pdq_near with both qualities >= pdq_min_quality
  *              and the pixels within pdq_confirm_tl2 (unconfirmed when the
- *              index has no thumbnails), or embedding cosine >= embed_near,
+ *              index has no thumbnails), or embedding cosine >= embed_near
+ *              with the pixels within embed_confirm_tl2 (unconfirmed when
+ *              the index has no thumbnails),
  *              or Gu et al.'s ratio test d1/d2 < ratio_max with d1 <= ratio_tl2.
  *   partial    at least partial_min_tiles informative tiles of the reference
  *              (and partial_min_frac of them) match within partial_tile_l2:
@@ -48,7 +50,12 @@ void cs_an_verdict_cand(cs_an_cand *c, int gen_pdq_quality, const cs_an_settings
         c->rule = "pdq_near";
         return;
     }
-    if (c->emb_cos > -2 && c->emb_cos >= s->embed_near) {
+    /* An embedding ranks by what it was trained or fitted to see, and its
+     * threshold is calibrated for one embedder (SSCD's 0.75): the tiny
+     * whitened-pixel descriptor passes it for emoji of the same layout and
+     * palette. Where the pixels can be checked they must agree, as for PDQ. */
+    if (c->emb_cos > -2 && c->emb_cos >= s->embed_near &&
+        (!isfinite(c->d_al) || c->d_al <= s->embed_confirm_tl2)) { /* no thumbnails: unconfirmed */
         c->verdict = CS_V_NEAR;
         c->rule = "embed_near";
         return;

@@ -352,7 +352,7 @@ static void group_name(cs_buf *b, int copies) {
 
 /* Grouped bars: verdict rate and pixel ground-truth rate per duplication count. */
 static void rate_chart(cs_buf *b, const cs_memo *m) {
-    const int W = 420, H = 190, L = 40, T = 12, B = 40, R = 8;
+    const int W = 420, H = 200, L = 40, T = 12, B = 50, R = 8;
     const double pw = W - L - R, ph = H - T - B, gw = pw / m->n_groups;
     cs_buf_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                      "role=\"img\" aria-label=\"copy rate per duplication count\" style=\"font:11px sans-serif\">",
@@ -374,11 +374,13 @@ static void rate_chart(cs_buf *b, const cs_memo *m) {
             cs_buf_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>", x,
                           T + ph - h, gw * 0.33, h, col[k]);
         }
-        cs_buf_printf(b, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">", L + gw * (i + 0.5), H - B + 14);
+        cs_buf_printf(b, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">", L + gw * (i + 0.5), H - B + 13);
         group_name(b, m->group_copies[i]);
-        cs_buf_puts(b, "</text>");
+        /* the counts behind each pair of bars: a rate of 3 prompts reads differently from one of 30 */
+        cs_buf_printf(b, "<tspan x=\"%.1f\" dy=\"12\" fill=\"#666\">%lld p, %lld g</tspan></text>", L + gw * (i + 0.5),
+                      (long long)m->g_prompts[i], (long long)m->g_gens[i]);
     }
-    cs_buf_printf(b, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">duplicates in training</text>"
+    cs_buf_printf(b, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">duplicates in training (p prompts, g generations)</text>"
                      "<rect x=\"%d\" y=\"%d\" width=\"9\" height=\"9\" fill=\"#c0392b\"/>"
                      "<text x=\"%d\" y=\"%d\">copyscope verdict</text>"
                      "<rect x=\"%d\" y=\"%d\" width=\"9\" height=\"9\" fill=\"#7f8c8d\"/>"
@@ -524,14 +526,21 @@ void cs_memo_html(cs_buf *b, const cs_memo *m) {
                      "converged on its image, where both predictions agree and the difference collapses.</p>"
                      "<p>AUC at the first step <b>%.3f</b>; mean over all steps %.3f.</p>",
                   m->n_pos, CS_MEMO_POS_COPIES, m->n_neg, m->auc_first, m->auc_mean);
+    cs_buf_puts(b, "</div></div>\n");
     int64_t np = m->tp + m->fp, nt = m->tp + m->fn;
-    cs_buf_printf(b, "<h3>Verdicts against the pixel ground truth</h3><p>Over %lld generations: %lld true copies "
-                     "found, %lld verdicts without a pixel copy, %lld pixel copies missed. Precision <b>",
-                  (long long)(m->tp + m->fp + m->fn + m->tn), (long long)m->tp, (long long)m->fp, (long long)m->fn);
+    cs_buf_printf(b, "<h3>Verdicts against the pixel ground truth</h3><p>A generation is a pixel copy of its nearest "
+                     "training image (by PSNR) when its PSNR to it is at least the autoencoder's own reconstruction "
+                     "PSNR of that image minus %.0f dB: the model cannot do better than its autoencoder, so a copy is "
+                     "judged against that floor. copyscope's verdicts do not know the floor: its pixel thresholds "
+                     "(tiled L2) are the same for every model, so a copy blurred by a weak autoencoder can stay above "
+                     "them. Over %lld generations: %lld true copies found, %lld verdicts without a pixel copy, %lld "
+                     "pixel copies missed. Precision <b>",
+                  CS_MEMO_GT_MARGIN_DB, (long long)(m->tp + m->fp + m->fn + m->tn), (long long)m->tp,
+                  (long long)m->fp, (long long)m->fn);
     pct(b, ratio(m->tp, np));
     cs_buf_puts(b, "</b>, recall <b>");
     pct(b, ratio(m->tp, nt));
-    cs_buf_puts(b, "</b> (a verdict counts when it names the same training image as the pixels do).</p></div></div>\n");
+    cs_buf_puts(b, "</b> (a verdict counts when it names the same training image as the pixels do).</p>\n");
     side_by_side(b, m);
 }
 

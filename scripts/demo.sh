@@ -49,10 +49,26 @@ die() {
 }
 T0=$(date +%s)
 TS=$T0
-step() {
+# CPU seconds (user + system) of the finished child processes so far: on a
+# shared machine the wall time says how loaded it was, the CPU time how much
+# work a step is (on an idle 2-core machine a step takes between CPU/2 and CPU)
+# (`times` runs in this shell, not in a $(...) subshell that has no children)
+mkdir -p "$DEMO"
+TIMES=$DEMO/.times
+cpu_of() {
+    awk 'NR == 2 { gsub(/s/, ""); split($1, u, "m"); split($2, k, "m"); printf "%.0f", u[1] * 60 + u[2] + k[1] * 60 + k[2] }' "$1"
+}
+CS=0
+lap() {
     now=$(date +%s)
-    [ "$1" = 1 ] || echo "    ($((now - TS)) s)"
+    times >"$TIMES"
+    c=$(cpu_of "$TIMES")
+    echo "    ($((now - TS)) s, $((c - CS)) s CPU)"
     TS=$now
+    CS=$c
+}
+step() {
+    [ "$1" = 1 ] || lap
     printf '\n=== demo [%s/5] %s\n' "$1" "$2"
 }
 
@@ -141,7 +157,8 @@ MEMO=models/demo-memo
 (cd "$MEMO" && sha256sum -c --status SHA256SUMS) ||
     die "$MEMO: files differ from $MEMO/SHA256SUMS (git checkout $MEMO, or retrain with 'make demo-model')"
 "$BIN" run suites/demo-memo.json --db "$DB" --out "$OUT"
-echo "    ($(($(date +%s) - TS)) s)"
+lap
 echo
-echo "demo: done in $(($(date +%s) - T0)) s; open the reports: $(pwd)/$OUT/demo-report.html"
+times >"$TIMES"
+echo "demo: done in $(($(date +%s) - T0)) s ($(cpu_of "$TIMES") s CPU); open the reports: $(pwd)/$OUT/demo-report.html"
 echo "      and the trained model's: $(pwd)/$OUT/demo-memo-report.html"

@@ -25,7 +25,7 @@ static int is_hash(const char *d) { return !strcmp(d, "pdq") || !strcmp(d, "phas
 
 const char *cs_rdesc_scale(const char *d) {
     if (!strcmp(d, "tl2"))
-        return "tiled L2: the worst tile's RMS pixel difference on 0\xe2\x80\x93" "1 grey (4\xc3\x97" "4 tiles of the "
+        return "tiled L2: the worst tile's RMS pixel difference on 0\xe2\x80\x93" "1 grey (a grid of tiles over the "
                "64 px thumbnails), as is or mirrored; 0 = identical";
     if (!strcmp(d, "layout")) return "colour layout: RMS difference of the 8\xc3\x97" "8 mean colours on 0\xe2\x80\x93" "1; 0 = identical";
     if (!strcmp(d, "pdq")) return "PDQ hash: bits that differ, of 256; 0 = identical, about 128 = unrelated";

@@ -236,12 +236,15 @@ static void index_rows(cs_buf *b, const cs_rmodel *m) {
     cs_buf_puts(b, "</td></tr>");
     const cs_rthresh *t = &m->th;
     cs_buf_puts(b, "<tr><th>Verdict rules</th><td style=\"font-size:12.5px\">");
-    cs_buf_printf(b, "<b>copy</b>: tiled L2 &#8804; %g (as is or mirrored); "
+    if (isnan(t->copy_tl2) || isnan(t->near_tl2))
+        cs_buf_puts(b, "<span class=\"note\">the analysis recorded no thresholds (an older store): "
+                       "the rules below and in the findings cannot state them</span><br/>");
+    else cs_buf_printf(b, "<b>copy</b>: tiled L2 &#8804; %g (as is or mirrored); "
                      "<b>near-copy</b>: tiled L2 after aligning a crop &#8804; %g, or PDQ &#8804; %g of 256 bits "
                      "(confirmed by aligned tiled L2 &#8804; %g), or embedding cosine &#8805; %g, or Gu et al.&#8217;s "
                      "ratio d1/d2 &lt; %.3g with d1 &#8804; %g; <b>partial</b>: &#8805; %g informative tiles "
                      "(and &#8805; %.0f%% of them) within %g; <b>novel</b>: none of these. "
-                     "Tiled L2 = the worst 16 px tile&#8217;s RMS difference on 0&#8211;1 grey, 0 = identical.",
+                     "Tiled L2 = the worst tile&#8217;s RMS difference on 0&#8211;1 grey, 0 = identical.",
                   t->copy_tl2, t->near_tl2, t->pdq_near, t->pdq_confirm_tl2, t->embed_near, t->ratio_max, t->ratio_tl2,
                   t->partial_min_tiles, 100 * t->partial_min_frac, t->partial_tile_l2);
     cs_buf_puts(b, "</td></tr><tr><th>Severity</th><td style=\"font-size:12.5px\">");

@@ -51,7 +51,7 @@ void cs_report_md(cs_buf *b, const cs_rmodel *m, const cs_report_opts *o) {
         cs_esc_md(b, o->generator ? o->generator : "copyscope");
         cs_buf_puts(b, ".\n\n");
         cs_esc_md(b, cs_rseverity_scale);
-        cs_buf_puts(b, " Tiled L2 is the worst 16 px tile's RMS difference on 0-1 grey (0 = identical).\n\n| Verdict | Findings | Share |\n|---|---:|---:|\n");
+        cs_buf_puts(b, " Tiled L2 is the worst tile's RMS difference on 0-1 grey (0 = identical).\n\n| Verdict | Findings | Share |\n|---|---:|---:|\n");
         for (int v = 0; v <= CS_RV_N; v++) {
             if (v == CS_RV_N && !m->count[v]) break;
             cs_buf_printf(b, "| %s | %lld | ", v < CS_RV_N ? cs_rv_names[v] : "other", (long long)m->count[v]);

@@ -193,6 +193,13 @@ static void test_summary_suite_and_index(void) {
     CHECK(seen);
     cJSON_Delete(o);
     CHECK(strstr(md, "Readable suite") && strstr(md, "4 references"));
+    /* the CSV's last column: the rule of each image finding */
+    char *csv = render(CS_REPORT_CSV);
+    REQUIRE(csv);
+    const char *nl = strstr(csv, "\r\n");
+    CHECK(nl && nl - csv > 10 && !strncmp(nl - 10, ",rule_text", 10));
+    CHECK(strstr(csv, ",no rule fired: tiled L2 0.400 > 0.04 copy bound;"));
+    free(csv);
     free(h);
     free(j);
     free(md);

@@ -55,17 +55,17 @@ int cs_rdesc_thresholds(const char *d, const cs_rthresh *t, double v[2], char la
         }
         if (!isnan(t->near_tl2)) {
             v[n] = t->near_tl2;
-            snprintf(label[n++], 48, "near \xe2\x89\xa4 %g", t->near_tl2);
+            snprintf(label[n++], 48, "near-copy \xe2\x89\xa4 %g", t->near_tl2);
         }
     } else if (!strcmp(d, "pdq")) {
         if (!isnan(t->pdq_near)) {
             v[n] = t->pdq_near;
-            snprintf(label[n++], 48, "near \xe2\x89\xa4 %g", t->pdq_near);
+            snprintf(label[n++], 48, "near-copy \xe2\x89\xa4 %g", t->pdq_near);
         }
     } else if (strcmp(d, "layout") && !is_hash(d)) {
         if (!isnan(t->embed_near)) {
             v[n] = t->embed_near;
-            snprintf(label[n++], 48, "near \xe2\x89\xa5 %g", t->embed_near);
+            snprintf(label[n++], 48, "near-copy \xe2\x89\xa5 %g", t->embed_near);
         }
     }
     return n;

@@ -123,10 +123,10 @@ static void test_thresholds_on_histograms(void) {
     /* two labelled lines on the tiled-L2 histogram, at their places on the 0..1 axis
        (plot 280 px wide from x = 40: 0.04 -> 51.2, 0.12 -> 73.6) */
     CHECKF(count_thr(tl2) == 2, "%s", tl2);
-    CHECK(strstr(tl2, "copy \xe2\x89\xa4 0.04") && strstr(tl2, "near \xe2\x89\xa4 0.12"));
+    CHECK(strstr(tl2, "copy \xe2\x89\xa4 0.04") && strstr(tl2, "near-copy \xe2\x89\xa4 0.12"));
     CHECK(strstr(tl2, "x1=\"51.2\"") && strstr(tl2, "x1=\"73.6\""));
-    CHECK(count_thr(pdq) == 1 && strstr(pdq, "near \xe2\x89\xa4 31"));
-    CHECK(count_thr(tiny) == 1 && strstr(tiny, "near \xe2\x89\xa5 0.75"));
+    CHECK(count_thr(pdq) == 1 && strstr(pdq, "near-copy \xe2\x89\xa4 31"));
+    CHECK(count_thr(tiny) == 1 && strstr(tiny, "near-copy \xe2\x89\xa5 0.75"));
     /* each histogram says what its axis measures and which way is closer */
     CHECK(strstr(h, "0 = identical") && strstr(h, "bits that differ, of 256") && strstr(h, "1 = identical"));
     free(tl2);

@@ -243,10 +243,13 @@ static void index_rows(cs_buf *b, const cs_rmodel *m) {
                      "<b>near-copy</b>: tiled L2 after aligning a crop &#8804; %g, or PDQ &#8804; %g of 256 bits "
                      "(confirmed by aligned tiled L2 &#8804; %g), or embedding cosine &#8805; %g, or Gu et al.&#8217;s "
                      "ratio d1/d2 &lt; %.3g with d1 &#8804; %g; <b>partial</b>: &#8805; %g informative tiles "
-                     "(and &#8805; %.0f%% of them) within %g; <b>novel</b>: none of these. "
+                     "(and &#8805; %.0f%% of them) within %g; <b>novel</b>: none of these. Completion tasks are "
+                     "judged on the withheld region only: copy / near-copy when its tiled L2 to the original is within "
+                     "those bounds and %g&#215; smaller than any other reference&#8217;s, partial when another reference "
+                     "fills it within %g. "
                      "Tiled L2 = the worst tile&#8217;s RMS difference on 0&#8211;1 grey, 0 = identical.",
                   t->copy_tl2, t->near_tl2, t->pdq_near, t->pdq_confirm_tl2, t->embed_near, t->ratio_max, t->ratio_tl2,
-                  t->partial_min_tiles, 100 * t->partial_min_frac, t->partial_tile_l2);
+                  t->partial_min_tiles, 100 * t->partial_min_frac, t->partial_tile_l2, t->completion_margin, t->copy_tl2);
     cs_buf_puts(b, "</td></tr><tr><th>Severity</th><td style=\"font-size:12.5px\">");
     cs_esc_html(b, cs_rseverity_scale);
     cs_buf_puts(b, "</td></tr>");

@@ -21,6 +21,27 @@ static double jnum(const cJSON *o, const char *k) {
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+/* A value the store lacks prints as "nan" through %g/%.3f: say "?" instead,
+ * in what was appended to b from byte `from` on (whole tokens only). */
+static int alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+static void unknown_as_q(cs_buf *b, size_t from) {
+    if (!b->p || b->oom) return;
+    size_t w = from;
+    for (size_t r = from; r < b->len;) {
+        size_t k = r + (b->p[r] == '-');
+        int start = r == 0 || !alpha(b->p[r - 1]);
+        if (start && b->len - k >= 3 && !memcmp(b->p + k, "nan", 3) && (k + 3 == b->len || !alpha(b->p[k + 3]))) {
+            b->p[w++] = '?';
+            r = k + 3;
+        } else {
+            b->p[w++] = b->p[r++];
+        }
+    }
+    b->len = w;
+    b->p[w] = 0;
+}
+
 static int is_hash(const char *d) { return !strcmp(d, "pdq") || !strcmp(d, "phash") || !strcmp(d, "dhash"); }
 
 const char *cs_rdesc_scale(const char *d) {
@@ -156,7 +177,15 @@ static void rule_novel(cs_buf *b, const cJSON *ev, const cs_rthresh *t) {
     if (first) cs_buf_puts(b, "the evidence holds no measured score");
 }
 
+static void rev_rule(cs_buf *b, const cJSON *ev, const char *verdict, const cs_rthresh *t);
+
 void cs_rev_rule(cs_buf *b, const cJSON *ev, const char *verdict, const cs_rthresh *t) {
+    size_t from = b->len;
+    rev_rule(b, ev, verdict, t);
+    unknown_as_q(b, from);
+}
+
+static void rev_rule(cs_buf *b, const cJSON *ev, const char *verdict, const cs_rthresh *t) {
     const char *rule = cJSON_GetStringValue(jget(ev, "rule"));
     verdict = verdict && *verdict ? verdict : "?";
     if (!cJSON_IsObject(ev) || !rule) {
@@ -235,7 +264,15 @@ static void tl2_sentences(cs_buf *b, const cJSON *tl2, const cs_rthresh *t) {
         cs_buf_printf(b, "%.0f of the %.0f informative (not plain background) tiles of the reference match.\n", tm, ti);
 }
 
+static void rev_sentences(cs_buf *b, const cJSON *ev, const cs_rthresh *t);
+
 void cs_rev_sentences(cs_buf *b, const cJSON *ev, const cs_rthresh *t) {
+    size_t from = b->len;
+    rev_sentences(b, ev, t);
+    unknown_as_q(b, from);
+}
+
+static void rev_sentences(cs_buf *b, const cJSON *ev, const cs_rthresh *t) {
     if (!cJSON_IsObject(ev)) return;
     const cJSON *err = jget(ev, "completion_error");
     if (cJSON_IsString(err)) cs_buf_printf(b, "Not audited as a completion: %s.\n", err->valuestring);

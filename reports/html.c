@@ -382,10 +382,12 @@ static void prompt_table(cs_buf *b, const cs_rmodel *m) {
     }
     for (int64_t i = 0; i < m->n_p; i++) order[i] = &m->p[i];
     qsort(order, (size_t)m->n_p, sizeof *order, cmp_prompt_rate);
-    cs_buf_printf(b, "<p class=\"note\">Memorisation rate = (copy + near-copy) / generations of the prompt. "
+    cs_buf_puts(b, "<p class=\"note\">Memorisation rate = (copy + near-copy) / generations of the prompt. "
                    "Most memorised first. Closest tiled L2 = the smallest tiled L2 (after aligning a crop) of the "
-                   "prompt&#8217;s generations to their matched references: 0 = identical, copy &#8804; %g, "
-                   "near-copy &#8804; %g; unrelated images are typically far above.</p>", m->th.copy_tl2, m->th.near_tl2);
+                   "prompt&#8217;s generations to their matched references: 0 = identical");
+    if (!isnan(m->th.copy_tl2) && !isnan(m->th.near_tl2))
+        cs_buf_printf(b, ", copy &#8804; %g, near-copy &#8804; %g", m->th.copy_tl2, m->th.near_tl2);
+    cs_buf_puts(b, "; unrelated images are typically far above.</p>");
     cs_buf_puts(b, "<table class=\"prompts\"><thead><tr><th>Prompt</th>"
                    "<th class=\"num\">Gen.</th><th class=\"num\">copy</th><th class=\"num\">near-copy</th>"
                    "<th class=\"num\">partial</th><th class=\"num\">novel</th><th>Memorisation<br/>rate</th>"

@@ -6,9 +6,11 @@
  * columns of the other kind stay empty. The columns are listed in
  * reports/report-schema.md; one top1_<descriptor> column per descriptor the
  * run's matches hold. */
+#include <cjson/cJSON.h>
 #include <math.h>
 
 #include "reports/escape.h"
+#include "reports/evidence_text.h"
 #include "reports/formats.h"
 
 static void num(cs_buf *b, double v) {
@@ -81,6 +83,14 @@ static void image_row(cs_buf *b, const cs_rmodel *m, const cs_rfinding *f) {
     }
     col_str(b, f->evidence_json);
     empty(b, N_TEXT_COLS);
+    /* rule_text: the verdict's rule as a sentence (reports/evidence_text.h) */
+    cJSON *ev = f->evidence_json ? cJSON_Parse(f->evidence_json) : NULL;
+    cs_buf rule = {0};
+    cs_rev_rule(&rule, ev, f->verdict, &m->th);
+    if (rule.oom) b->oom = 1;
+    col_str(b, rule.p ? rule.p : "");
+    cs_buf_free(&rule);
+    cJSON_Delete(ev);
     cs_buf_puts(b, "\r\n");
 }
 
@@ -109,7 +119,7 @@ static void text_row(cs_buf *b, const cs_rmodel *m, const cs_rtext *t, int64_t r
     col_str(b, t->completion);
     col_str(b, t->continuation);
     col_str(b, t->audit_source);
-    cs_buf_puts(b, "\r\n");
+    cs_buf_puts(b, ",\r\n"); /* rule_text: images only */
 }
 
 void cs_report_csv(cs_buf *b, const cs_rmodel *m) {
@@ -127,7 +137,7 @@ void cs_report_csv(cs_buf *b, const cs_rmodel *m) {
     /* N_TEXT_COLS columns after evidence_json */
     cs_buf_puts(b, ",evidence_json,text_audit_id,completion_id,status,doc_id,doc_name,doc_source,longest_chars,"
                    "longest_words,exact_prefix_words,rouge_l_f1,edit_sim,spans_json,completion,continuation,"
-                   "completions_file\r\n");
+                   "completions_file,rule_text\r\n");
     for (int64_t i = 0; i < m->n_f; i++) image_row(b, m, &m->f[i]);
     for (int64_t i = 0; i < m->n_t; i++) text_row(b, m, &m->t[i], i + 1);
 }

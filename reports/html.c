@@ -15,6 +15,7 @@
 #include "core/parallel.h"
 #include "core/progress.h"
 #include "reports/escape.h"
+#include "reports/evidence_text.h"
 #include "reports/formats.h"
 #include "reports/memo.h"
 #include "reports/panels.h"
@@ -74,9 +75,9 @@ static const char css[] =
     ".facts .attr{font-size:12px;color:var(--muted)}.sc{white-space:nowrap}"
     ".prompt{font-weight:600}.mono,code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;"
     "font-size:12px;overflow-wrap:anywhere}"
-    ".ev{font-size:11.5px;color:var(--muted);columns:3 180px;column-gap:16px;margin-top:14px;padding-top:6px;"
-    "border-top:1px dashed var(--line)}.ev div{break-inside:avoid;overflow-wrap:anywhere}"
-    ".ev .evt{column-span:all;font-weight:600;color:var(--fg);margin-bottom:2px}"
+    ".ev{font-size:11.5px;color:var(--muted);margin-top:14px;padding-top:6px;"
+    "border-top:1px dashed var(--line)}.ev .raw div{break-inside:avoid;overflow-wrap:anywhere}"
+    ".ev .evt{font-weight:600;color:var(--fg);margin-bottom:2px}"
     ".settings{font-size:12px}.settings span{display:inline-block;margin-right:10px;color:var(--muted)}"
     ".settings b{color:var(--fg);font-weight:500;overflow-wrap:anywhere}"
     "table.prompts td:first-child{min-width:200px}table.prompts th,td.nw{white-space:nowrap}"
@@ -97,6 +98,12 @@ static const char css[] =
     ".sumgrid{display:flex;flex-wrap:wrap;gap:32px;align-items:flex-start}"
     ".foot{margin-top:40px;border-top:1px solid var(--line);padding-top:10px;color:var(--muted);font-size:12px}"
     "a{color:#1a56a8}"
+    ".histbox .scale{font-size:11.5px;color:var(--muted);margin-top:4px}.histbox .scale b{color:#b3261e;font-weight:500}"
+    ".rule{font-size:12.5px}.sevscale{font-size:11.5px;color:var(--muted)}"
+    ".evs{margin:4px 0 0;padding-left:18px;font-size:12.5px;color:var(--fg)}.evs li{margin:1px 0}"
+    ".ev details{margin-top:6px}.ev summary{cursor:pointer;color:var(--muted)}"
+    ".ev .raw{columns:3 180px;column-gap:16px;margin-top:4px}"
+    ".warn{border:1px solid var(--copy);background:#fdecea;color:#7a1711;padding:8px 12px;border-radius:6px}"
     "@media print{.doc{max-width:none;padding:0}body{font-size:11px}a{color:inherit;text-decoration:none}"
     "h2,h3{break-after:avoid}tr{break-inside:avoid}th{font-size:10px}.histbox svg{max-width:100%}"
     "}";
@@ -126,6 +133,7 @@ static void prompt_text(cs_buf *b, const char *text) {
 }
 
 static void settings_row(cs_buf *b, const char *json);
+static void index_rows(cs_buf *b, const cs_rmodel *m);
 
 /* ---- header and summary ---- */
 
@@ -140,9 +148,9 @@ static void head(cs_buf *b, const cs_rmodel *m, const cs_report_opts *o) {
     cs_buf_puts(b, "<div class=\"head\"><h1>copyscope audit report</h1><p class=\"sub\">");
     if (m->has_run) {
         cs_buf_printf(b, "Run %lld", (long long)m->run_id);
-        if (m->suite) {
+        if (m->suite_name || m->suite) {
             cs_buf_puts(b, " &#183; suite ");
-            cs_esc_html(b, m->suite);
+            cs_esc_html(b, m->suite_name ? m->suite_name : m->suite);
         }
         if (m->model) {
             cs_buf_puts(b, " &#183; model ");
@@ -182,7 +190,20 @@ static void head(cs_buf *b, const cs_rmodel *m, const cs_report_opts *o) {
 static void run_table(cs_buf *b, const cs_rmodel *m) {
     cs_buf_puts(b, "<table class=\"kv\">");
     cs_buf_printf(b, "<tr><th>Run</th><td>%lld</td></tr>", (long long)m->run_id);
-    kv_row(b, "Suite", m->suite, 0);
+    if (m->suite_name) {
+        cs_buf_puts(b, "<tr><th>Suite</th><td><b>");
+        cs_esc_html(b, m->suite_name);
+        cs_buf_puts(b, "</b>");
+        if (m->suite) {
+            cs_buf_puts(b, " <span class=\"note mono\">(");
+            cs_esc_html(b, m->suite);
+            cs_buf_puts(b, ")</span>");
+        }
+        cs_buf_puts(b, "</td></tr>");
+    } else {
+        kv_row(b, "Suite", m->suite, 0);
+    }
+    index_rows(b, m);
     kv_row(b, "Model", m->model, 0);
     kv_row(b, "Model SHA-256", m->model_sha256, 1);
     kv_row(b, "Command", m->command, 1);
@@ -193,6 +214,45 @@ static void run_table(cs_buf *b, const cs_rmodel *m) {
                   (long long)m->n_generations, (long long)m->n_f);
     kv_row(b, "Reference attribution", m->attribution, 0);
     cs_buf_puts(b, "</table>\n");
+}
+
+/* What the generations were compared with, and the thresholds every verdict used. */
+static void index_rows(cs_buf *b, const cs_rmodel *m) {
+    if (!m->analysis_id) {
+        cs_buf_puts(b, "<tr><th>Reference index</th><td class=\"note\">not analysed yet: no references compared</td></tr>");
+        return;
+    }
+    cs_buf_printf(b, "<tr><th>Reference index</th><td><b>%lld</b> reference%s compared (analysis %lld)",
+                  (long long)m->n_refs, m->n_refs == 1 ? "" : "s", (long long)m->analysis_id);
+    if (m->descriptors && *m->descriptors) {
+        int nd = 1;
+        for (const char *c = m->descriptors; *c; c++) nd += *c == ',';
+        cs_buf_printf(b, "; %d descriptor%s: ", nd, nd == 1 ? "" : "s");
+        cs_esc_html(b, m->descriptors);
+    }
+    if (m->n_refs == 0)
+        cs_buf_puts(b, "<div class=\"warn\">The index was empty: every generation is novel by construction. "
+                       "Add references (copyscope index add) and analyse again.</div>");
+    cs_buf_puts(b, "</td></tr>");
+    const cs_rthresh *t = &m->th;
+    cs_buf_puts(b, "<tr><th>Verdict rules</th><td style=\"font-size:12.5px\">");
+    if (isnan(t->copy_tl2) || isnan(t->near_tl2))
+        cs_buf_puts(b, "<span class=\"note\">the analysis recorded no thresholds (an older store): "
+                       "the rules below and in the findings cannot state them</span><br/>");
+    else cs_buf_printf(b, "<b>copy</b>: tiled L2 &#8804; %g (as is or mirrored); "
+                     "<b>near-copy</b>: tiled L2 after aligning a crop &#8804; %g, or PDQ &#8804; %g of 256 bits "
+                     "(confirmed by aligned tiled L2 &#8804; %g), or embedding cosine &#8805; %g, or Gu et al.&#8217;s "
+                     "ratio d1/d2 &lt; %.3g with d1 &#8804; %g; <b>partial</b>: &#8805; %g informative tiles "
+                     "(and &#8805; %.0f%% of them) within %g; <b>novel</b>: none of these. Completion tasks are "
+                     "judged on the withheld region only: copy / near-copy when its tiled L2 to the original is within "
+                     "those bounds and %g&#215; smaller than any other reference&#8217;s, partial when another reference "
+                     "fills it within %g. "
+                     "Tiled L2 = the worst tile&#8217;s RMS difference on 0&#8211;1 grey, 0 = identical.",
+                  t->copy_tl2, t->near_tl2, t->pdq_near, t->pdq_confirm_tl2, t->embed_near, t->ratio_max, t->ratio_tl2,
+                  t->partial_min_tiles, 100 * t->partial_min_frac, t->partial_tile_l2, t->completion_margin, t->copy_tl2);
+    cs_buf_puts(b, "</td></tr><tr><th>Severity</th><td style=\"font-size:12.5px\">");
+    cs_esc_html(b, cs_rseverity_scale);
+    cs_buf_puts(b, "</td></tr>");
 }
 
 static void verdict_table(cs_buf *b, const cs_rmodel *m) {
@@ -210,30 +270,94 @@ static void verdict_table(cs_buf *b, const cs_rmodel *m) {
     cs_buf_puts(b, "</tbody></table>\n");
 }
 
+/* The generation's "guidance" setting, NAN when absent. */
+static double gen_guidance(const char *settings) {
+    cJSON *o = settings ? cJSON_Parse(settings) : NULL;
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(o, "guidance");
+    double v = cJSON_IsNumber(g) ? g->valuedouble : NAN;
+    cJSON_Delete(o);
+    return v;
+}
+
+/* Which generations the white-box histogram leaves out or counts as 0, and why. */
+static void whitebox_note(cs_buf *b, const cs_rmodel *m, int64_t n) {
+    int64_t no_cfg = 0, other = 0, empty0 = 0;
+    for (int64_t i = 0; i < m->n_f; i++) {
+        const cs_rfinding *f = &m->f[i];
+        if (isnan(f->whitebox)) {
+            double g = gen_guidance(f->gen_settings);
+            if (!isnan(g) && g <= 1) no_cfg++;
+            else other++;
+        } else if (f->whitebox == 0 && f->prompt_text && !*f->prompt_text) {
+            empty0++;
+        }
+    }
+    cs_buf_printf(b, "<div class=\"scale\">Mean &#8214;&#949;<sub>cond</sub> &#8722; &#949;<sub>uncond</sub>&#8214; "
+                     "over the first sampling steps (Wen et al. 2024); higher = the prompt pulls harder, "
+                     "a sign of memorisation; no verdict threshold. n = %lld of %lld generations",
+                  (long long)n, (long long)m->n_f);
+    if (no_cfg || other) {
+        cs_buf_puts(b, ": ");
+        if (no_cfg)
+            cs_buf_printf(b, "%lld sampled with guidance 1 have no unconditional pass to compare with", (long long)no_cfg);
+        if (no_cfg && other) cs_buf_puts(b, ", ");
+        if (other)
+            cs_buf_printf(b, "%lld have no score recorded (external images, or a model without guidance)", (long long)other);
+    }
+    cs_buf_puts(b, ".");
+    if (empty0)
+        cs_buf_printf(b, " %lld with an empty prompt score 0 by construction (the conditional and unconditional "
+                         "predictions are the same).", (long long)empty0);
+    cs_buf_puts(b, "</div>");
+}
+
 static void histograms(cs_buf *b, const cs_rmodel *m) {
     double *v = malloc(sizeof *v * (size_t)(m->n_f ? m->n_f : 1));
     if (!v) {
         b->oom = 1;
         return;
     }
-    cs_buf_puts(b, "<h3>Distributions</h3><p class=\"note\">Top-1 score of each finding's generation per "
-                   "descriptor, as the analysis stored it (distances: lower is closer; cosines: higher "
-                   "is closer), and the white-box score of the generations.</p><div class=\"hists\">");
+    cs_buf_puts(b, "<h3>Distributions</h3><p class=\"note\">Per descriptor, each generation&#8217;s score to its "
+                   "nearest reference by that descriptor (which may be another reference than its finding&#8217;s), "
+                   "with the verdict thresholds of the analysis as red dashed lines; and the white-box score of the "
+                   "generations.</p><div class=\"hists\">");
     cs_hist h;
     for (int d = 0; d < m->n_desc; d++) {
         for (int64_t i = 0; i < m->n_f; i++) v[i] = m->f[i].scores[d];
         cs_hist_compute(&h, v, m->n_f);
-        cs_buf_puts(b, "<div class=\"histbox\"><div class=\"t\">top-1 score: ");
+        double marks[2];
+        char labels[2][48];
+        int nm = cs_rdesc_thresholds(m->desc[d], &m->th, marks, labels);
+        cs_buf_puts(b, "<div class=\"histbox\"><div class=\"t\">nearest reference by ");
         cs_esc_html(b, m->desc[d]);
         cs_buf_puts(b, "</div>");
-        cs_svg_histogram(b, &h, m->desc[d]);
-        cs_buf_puts(b, "</div>");
+        cs_svg_histogram_marked(b, &h, m->desc[d], marks, (const char(*)[48])labels, nm);
+        cs_buf_puts(b, "<div class=\"scale\">");
+        cs_esc_html(b, cs_rdesc_scale(m->desc[d]));
+        cs_buf_puts(b, ". ");
+        if (nm) {
+            cs_buf_puts(b, "Thresholds: ");
+            for (int k = 0; k < nm; k++) {
+                cs_buf_puts(b, k ? ", <b>" : "<b>");
+                cs_esc_html(b, labels[k]);
+                cs_buf_puts(b, "</b>");
+            }
+            if (!strcmp(m->desc[d], "tl2")) cs_buf_puts(b, " (near-copy is tested after aligning a crop)");
+            cs_buf_puts(b, ".");
+        } else {
+            cs_buf_puts(b, "No verdict threshold: supporting evidence only.");
+        }
+        cs_buf_puts(b, "</div></div>");
     }
     for (int64_t i = 0; i < m->n_f; i++) v[i] = m->f[i].whitebox;
     cs_hist_compute(&h, v, m->n_f);
     cs_buf_puts(b, "<div class=\"histbox\"><div class=\"t\">white-box score</div>");
-    if (h.n) cs_svg_histogram(b, &h, "white-box score");
-    else cs_buf_puts(b, "<p class=\"note\">No white-box scores were recorded for this run.</p>");
+    if (h.n) {
+        cs_svg_histogram(b, &h, "white-box score");
+        whitebox_note(b, m, h.n);
+    } else {
+        cs_buf_puts(b, "<p class=\"note\">No white-box scores were recorded for this run.</p>");
+    }
     cs_buf_puts(b, "</div></div>\n");
     free(v);
 }
@@ -259,10 +383,15 @@ static void prompt_table(cs_buf *b, const cs_rmodel *m) {
     for (int64_t i = 0; i < m->n_p; i++) order[i] = &m->p[i];
     qsort(order, (size_t)m->n_p, sizeof *order, cmp_prompt_rate);
     cs_buf_puts(b, "<p class=\"note\">Memorisation rate = (copy + near-copy) / generations of the prompt. "
-                   "Most memorised first.</p><table class=\"prompts\"><thead><tr><th>Prompt</th>"
+                   "Most memorised first. Closest tiled L2 = the smallest tiled L2 (after aligning a crop) of the "
+                   "prompt&#8217;s generations to their matched references: 0 = identical");
+    if (!isnan(m->th.copy_tl2) && !isnan(m->th.near_tl2))
+        cs_buf_printf(b, ", copy &#8804; %g, near-copy &#8804; %g", m->th.copy_tl2, m->th.near_tl2);
+    cs_buf_puts(b, "; unrelated images are typically far above.</p>");
+    cs_buf_puts(b, "<table class=\"prompts\"><thead><tr><th>Prompt</th>"
                    "<th class=\"num\">Gen.</th><th class=\"num\">copy</th><th class=\"num\">near-copy</th>"
                    "<th class=\"num\">partial</th><th class=\"num\">novel</th><th>Memorisation<br/>rate</th>"
-                   "<th class=\"num\">Max<br/>sim.</th><th class=\"num\">Mean<br/>white-box</th>"
+                   "<th class=\"num\">Closest<br/>tiled L2</th><th class=\"num\">Mean<br/>white-box</th>"
                    "<th class=\"num\">Clique</th><th>Findings (rank)</th></tr></thead><tbody>");
     for (int64_t i = 0; i < m->n_p; i++) {
         const cs_rprompt *p = order[i];
@@ -283,7 +412,8 @@ static void prompt_table(cs_buf *b, const cs_rmodel *m) {
         else
             cs_buf_puts(b, "&#8212;");
         cs_buf_puts(b, "</td><td class=\"num\">");
-        fmt_num(b, p->max_similarity, "%.3f");
+        /* older stores: 1 - max_similarity is the same distance */
+        fmt_num(b, !isnan(p->min_tl2) ? p->min_tl2 : 1 - p->max_similarity, "%.3f");
         cs_buf_puts(b, "</td><td class=\"num\">");
         fmt_num(b, p->mean_whitebox, "%.3f");
         cs_buf_puts(b, "</td><td class=\"num\">");
@@ -425,6 +555,54 @@ static void panel(cs_buf *b, const char *uri, const char *alt, const char *capti
     cs_buf_puts(b, "</div></div>");
 }
 
+/* The finding's own reference's score by a descriptor: its matches row, else
+ * the evidence's value for the same pair (hashes, embedding); NAN if neither. */
+static double own_score(const cs_rmodel *m, const cs_rfinding *f, const cJSON *ev, int d) {
+    if (!isnan(f->ref_scores[d])) return f->ref_scores[d];
+    const char *name = m->desc[d];
+    const cJSON *h = jget(ev, "hashes"), *e = jget(ev, "embedding"), *v = NULL;
+    if (!strcmp(name, "pdq") || !strcmp(name, "phash") || !strcmp(name, "dhash")) v = jget(h, name);
+    else if (!strcmp(name, "tl2")) v = jget(jget(ev, "tl2"), "distance");
+    else if (cJSON_IsString(jget(e, "column")) && !strcmp(jget(e, "column")->valuestring, name)) v = jget(e, "cosine");
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static void one_score(cs_buf *b, const char *desc, double v) {
+    cs_buf_puts(b, "<span class=\"sc\">");
+    cs_esc_html(b, desc);
+    cs_buf_printf(b, " <b>%.4g</b>%s <span class=\"note\">(", v, cs_rdesc_of(desc));
+    cs_esc_html(b, cs_rdesc_unit(desc));
+    cs_buf_puts(b, ")</span></span>");
+}
+
+/* Each score beside the reference it belongs to: the matched reference's
+ * scores by every descriptor, then any descriptor whose nearest reference is
+ * another one, with that reference named. */
+static void score_rows(cs_buf *b, const cs_rmodel *m, const cs_rfinding *f, const cJSON *ev) {
+    if (!m->n_desc) return;
+    int shown = 0, others = 0;
+    if (f->ref_id) {
+        cs_buf_printf(b, "<tr><th>Scores to ref #%lld</th><td>", (long long)f->ref_id);
+        for (int d = 0; d < m->n_desc; d++) {
+            double v = own_score(m, f, ev, d);
+            if (isnan(v)) continue;
+            if (shown++) cs_buf_puts(b, " &#183; ");
+            one_score(b, m->desc[d], v);
+        }
+        if (!shown) cs_buf_puts(b, "<span class=\"note\">not among any descriptor&#8217;s nearest</span>");
+        cs_buf_puts(b, "</td></tr>");
+    }
+    for (int d = 0; d < m->n_desc; d++) {
+        if (isnan(f->scores[d]) || !f->score_refs[d] || f->score_refs[d] == f->ref_id) continue;
+        if (!others++)
+            cs_buf_printf(b, "<tr><th>%s</th><td>", f->ref_id ? "Nearer by one descriptor" : "Nearest references");
+        else cs_buf_puts(b, "<br/>");
+        one_score(b, m->desc[d], f->scores[d]);
+        cs_buf_printf(b, " to ref #%lld", (long long)f->score_refs[d]);
+    }
+    if (others) cs_buf_puts(b, "</td></tr>");
+}
+
 /* Long: one finding's card, its HTML in document order (pictures, scores, evidence). */
 static void finding(cs_buf *b, const cs_rmodel *m, const gitem *g) {
     const cs_rfinding *f = g->f;
@@ -432,7 +610,8 @@ static void finding(cs_buf *b, const cs_rmodel *m, const gitem *g) {
     cs_buf_printf(b, "<div class=\"finding s-%s\" id=\"f-%lld\"><div class=\"fhead\"><span class=\"rank\">#%lld</span>",
                   vc, (long long)f->id, (long long)f->rank);
     badge(b, f->verdict);
-    cs_buf_printf(b, "<span class=\"meta\">severity %.3f &#183; finding %lld &#183; generation %lld</span>",
+    cs_buf_printf(b, "<span class=\"meta\"><span title=\"0&#8211;4: the verdict&#8217;s band (copy 3, near-copy 2, "
+                     "partial 1, novel 0) + closeness\">severity %.3f of 4</span> &#183; finding %lld &#183; generation %lld</span>",
                   f->severity, (long long)f->id, (long long)f->generation_id);
     if (f->prompt_id) {
         cs_buf_printf(b, "<a href=\"#p-%lld\">prompt ", (long long)f->prompt_id);
@@ -474,29 +653,20 @@ static void finding(cs_buf *b, const cs_rmodel *m, const gitem *g) {
             cs_buf_puts(b, "</td></tr>");
         }
     }
-    if (m->n_desc) {
-        cs_buf_puts(b, "<tr><th>Top-1 scores</th><td>");
-        for (int d = 0; d < m->n_desc; d++) {
-            if (isnan(f->scores[d])) continue;
-            cs_buf_puts(b, "<span class=\"sc\">");
-            cs_esc_html(b, m->desc[d]);
-            cs_buf_printf(b, " <b>%.4g</b>", f->scores[d]);
-            if (f->score_refs[d] && f->score_refs[d] != f->ref_id)
-                cs_buf_printf(b, " <span class=\"note\">(ref #%lld)</span>", (long long)f->score_refs[d]);
-            cs_buf_puts(b, "</span>");
-            cs_buf_puts(b, d + 1 < m->n_desc ? " &#183; " : "");
-        }
-        cs_buf_puts(b, "</td></tr>");
-    }
     cs_buf_puts(b, "<tr><th>Verdict</th><td>");
     badge(b, f->verdict);
-    const cJSON *rule = jget(g->ev, "rule");
-    if (cJSON_IsString(rule) && *rule->valuestring) {
-        cs_buf_puts(b, " <span class=\"note\">by ");
-        cs_esc_html(b, rule->valuestring);
-        cs_buf_puts(b, "</span>");
-    }
-    cs_buf_puts(b, "</td></tr>");
+    cs_buf_puts(b, " <span class=\"rule\">");
+    cs_buf rule = {0};
+    cs_rev_rule(&rule, g->ev, f->verdict, &m->th);
+    b->oom |= rule.oom;
+    if (rule.p) cs_esc_html(b, rule.p);
+    cs_buf_free(&rule);
+    cs_buf_puts(b, "</span></td></tr>");
+    cs_buf_printf(b, "<tr><th>Severity</th><td>%.3f <span class=\"sevscale\">on 0&#8211;4 (%s band %d&#8211;%d; "
+                     "higher within it = closer)</span></td></tr>",
+                  f->severity, cs_rv_level(f->verdict) < CS_RV_N ? cs_rv_names[cs_rv_level(f->verdict)] : "other",
+                  (int)floor(f->severity), (int)floor(f->severity) + 1);
+    score_rows(b, m, f, g->ev);
     if (!isnan(f->whitebox)) cs_buf_printf(b, "<tr><th>White-box</th><td>%.4g</td></tr>", f->whitebox);
     kv_row(b, "Model", m->model, 0);
     cs_buf_printf(b, "<tr><th>Seed</th><td class=\"mono\">%lld", (long long)f->seed);
@@ -505,13 +675,27 @@ static void finding(cs_buf *b, const cs_rmodel *m, const gitem *g) {
     settings_row(b, f->gen_settings);
     kv_row(b, "Image file", f->gen_path, 1);
     cs_buf_puts(b, "</table></div>");
-    /* the evidence as stored, under the pictures (below the facts when narrow) */
+    /* the evidence as sentences under the pictures (below the facts when narrow),
+       the stored values one click away */
     if (g->ev && cJSON_IsObject(g->ev)) {
+        cs_buf_puts(b, "<div class=\"ev\"><div class=\"evt\">Evidence</div><ul class=\"evs\">");
+        cs_buf sent = {0};
+        cs_rev_sentences(&sent, g->ev, &m->th);
+        b->oom |= sent.oom;
+        for (char *line = sent.p; line && *line;) {
+            char *nl = strchr(line, '\n');
+            if (nl) *nl = 0;
+            cs_buf_puts(b, "<li>");
+            cs_esc_html(b, line);
+            cs_buf_puts(b, "</li>");
+            line = nl ? nl + 1 : line + strlen(line);
+        }
+        cs_buf_free(&sent);
         char path[256] = "";
         int n = 0;
-        cs_buf_puts(b, "<div class=\"ev\"><div class=\"evt\">Evidence</div>");
+        cs_buf_puts(b, "</ul><details><summary>raw evidence values (evidence_json)</summary><div class=\"raw\">");
         json_leaves(b, g->ev, path, 0, 0, 1, "<div>", "</div>", &n);
-        cs_buf_puts(b, "</div>");
+        cs_buf_puts(b, "</div></details></div>");
     } else if (f->evidence_json && *f->evidence_json) {
         cs_buf_puts(b, "<div class=\"ev mono\"><div class=\"evt\">Evidence (as stored)</div>");
         cs_esc_html(b, f->evidence_json);

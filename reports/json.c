@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "reports/escape.h"
+#include "reports/evidence_text.h"
 #include "reports/formats.h"
 #include "reports/memo.h"
 #include "reports/svg.h"
@@ -106,8 +107,60 @@ static cJSON *finding_json(const cs_rmodel *m, const cs_rfinding *f) {
         cJSON_AddItemToObject(sc, b.p ? b.p : "", e);
         cs_buf_free(&b);
     }
+    /* the same scores for the finding's own reference (what the HTML shows beside it) */
+    cJSON *rs = cJSON_AddObjectToObject(o, "ref_scores");
+    for (int d = 0; d < m->n_desc && f->ref_id; d++) {
+        if (isnan(f->ref_scores[d])) continue;
+        cs_buf b = {0};
+        cs_esc_utf8(&b, m->desc[d]);
+        cJSON_AddNumberToObject(rs, b.p ? b.p : "", f->ref_scores[d]);
+        cs_buf_free(&b);
+    }
+    cJSON *ev = f->evidence_json ? cJSON_Parse(f->evidence_json) : NULL;
+    cs_buf rule = {0};
+    cs_rev_rule(&rule, ev, f->verdict, &m->th);
+    add_str(o, "rule_text", rule.p ? rule.p : "");
+    cs_buf_free(&rule);
+    cs_buf sent = {0};
+    cs_rev_sentences(&sent, ev, &m->th);
+    cJSON *ss = cJSON_AddArrayToObject(o, "evidence_text");
+    for (char *line = sent.p; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        cs_buf u = {0};
+        cs_esc_utf8(&u, line);
+        cJSON_AddItemToArray(ss, cJSON_CreateString(u.p ? u.p : ""));
+        cs_buf_free(&u);
+        line = nl ? nl + 1 : line + strlen(line);
+    }
+    cs_buf_free(&sent);
+    cJSON_Delete(ev);
     add_json(o, "evidence", f->evidence_json);
     return o;
+}
+
+/* The analysis behind the findings: index size and the thresholds used. */
+static void analysis_json(cJSON *root, const cs_rmodel *m) {
+    if (!m->analysis_id) {
+        cJSON_AddNullToObject(root, "analysis");
+        return;
+    }
+    cJSON *a = cJSON_AddObjectToObject(root, "analysis");
+    cJSON_AddNumberToObject(a, "id", (double)m->analysis_id);
+    cJSON_AddNumberToObject(a, "n_refs", (double)m->n_refs);
+    add_str(a, "descriptors", m->descriptors);
+    cJSON *t = cJSON_AddObjectToObject(a, "thresholds");
+    const cs_rthresh *h = &m->th;
+    add_num(t, "copy_tl2", h->copy_tl2);
+    add_num(t, "near_tl2", h->near_tl2);
+    add_num(t, "pdq_near", h->pdq_near);
+    add_num(t, "embed_near", h->embed_near);
+    add_num(t, "ratio_max", h->ratio_max);
+    add_num(t, "ratio_tl2", h->ratio_tl2);
+    add_num(t, "partial_tile_l2", h->partial_tile_l2);
+    add_num(t, "partial_min_tiles", h->partial_min_tiles);
+    add_num(t, "partial_min_frac", h->partial_min_frac);
+    add_str(a, "severity_scale", cs_rseverity_scale);
 }
 
 static cJSON *text_json(const cs_rtext *t) {
@@ -170,6 +223,7 @@ int cs_report_json(cs_buf *b, const cs_rmodel *m, const cs_report_opts *o, cs_er
         cJSON *r = cJSON_AddObjectToObject(root, "run");
         cJSON_AddNumberToObject(r, "id", (double)m->run_id);
         add_str(r, "suite", m->suite);
+        add_str(r, "suite_name", m->suite_name);
         add_str(r, "started", m->started);
         add_str(r, "finished", m->finished);
         add_str(r, "command", m->command);
@@ -181,6 +235,7 @@ int cs_report_json(cs_buf *b, const cs_rmodel *m, const cs_report_opts *o, cs_er
     } else {
         cJSON_AddNullToObject(root, "run");
     }
+    if (m->has_run) analysis_json(root, m);
     counts_json(root, "counts", m->count);
     cJSON *ds = cJSON_AddArrayToObject(root, "descriptors");
     for (int d = 0; d < m->n_desc; d++) {
@@ -201,6 +256,17 @@ int cs_report_json(cs_buf *b, const cs_rmodel *m, const cs_report_opts *o, cs_er
         for (int64_t i = 0; i < m->n_f; i++) v[i] = m->f[i].scores[d];
         cJSON *h = hist_json(v, m->n_f);
         add_str(h, "descriptor", m->desc[d]);
+        add_str(h, "scale", cs_rdesc_scale(m->desc[d]));
+        double tv[2];
+        char tl[2][48];
+        int nt = cs_rdesc_thresholds(m->desc[d], &m->th, tv, tl);
+        cJSON *ta = cJSON_AddArrayToObject(h, "thresholds");
+        for (int k = 0; k < nt; k++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "value", tv[k]);
+            add_str(e, "label", tl[k]);
+            cJSON_AddItemToArray(ta, e);
+        }
         cJSON_AddItemToArray(top1, h);
     }
     for (int64_t i = 0; i < m->n_f; i++) v[i] = m->f[i].whitebox;
@@ -219,6 +285,7 @@ int cs_report_json(cs_buf *b, const cs_rmodel *m, const cs_report_opts *o, cs_er
         counts_json(e, "counts", p->count);
         add_num(e, "memorisation_rate", p->rate);
         add_num(e, "max_similarity", p->max_similarity);
+        add_num(e, "min_tl2", p->min_tl2);
         add_num(e, "mean_whitebox", p->mean_whitebox);
         add_num(e, "largest_clique", p->largest_clique >= 0 ? (double)p->largest_clique : NAN);
         add_id(e, "first_gallery_finding", p->first_gallery);

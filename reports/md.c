@@ -2,10 +2,12 @@
  * counts, the most memorised prompts, the most severe findings, text
  * findings. Cells are escaped (cs_esc_md): no raw HTML, no Markdown from
  * the data. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 
 #include "reports/escape.h"
+#include "reports/evidence_text.h"
 #include "reports/formats.h"
 
 #define MD_PROMPTS 50
@@ -31,13 +33,25 @@ void cs_report_md(cs_buf *b, const cs_rmodel *m, const cs_report_opts *o) {
     cs_buf_puts(b, "\n\n");
     if (m->has_run) {
         cs_buf_puts(b, "Suite ");
-        cs_esc_md(b, m->suite ? m->suite : "(none)");
+        cs_esc_md(b, m->suite_name ? m->suite_name : m->suite ? m->suite : "(none)");
+        if (m->suite_name && m->suite) {
+            cs_buf_puts(b, " (");
+            cs_esc_md(b, m->suite);
+            cs_buf_puts(b, ")");
+        }
         cs_buf_puts(b, ", model ");
         cs_esc_md(b, m->model ? m->model : "(unknown)");
-        cs_buf_printf(b, ": %lld generations, %lld findings. Generated %s by ", (long long)m->n_generations,
-                      (long long)m->n_f, m->generated);
+        cs_buf_printf(b, ": %lld generations, %lld findings", (long long)m->n_generations, (long long)m->n_f);
+        if (m->analysis_id) {
+            cs_buf_printf(b, ", compared against %lld references (descriptors ", (long long)m->n_refs);
+            cs_esc_md(b, m->descriptors ? m->descriptors : "");
+            cs_buf_puts(b, ")");
+        }
+        cs_buf_printf(b, ". Generated %s by ", m->generated);
         cs_esc_md(b, o->generator ? o->generator : "copyscope");
-        cs_buf_puts(b, ".\n\n| Verdict | Findings | Share |\n|---|---:|---:|\n");
+        cs_buf_puts(b, ".\n\n");
+        cs_esc_md(b, cs_rseverity_scale);
+        cs_buf_puts(b, " Tiled L2 is the worst tile's RMS difference on 0-1 grey (0 = identical).\n\n| Verdict | Findings | Share |\n|---|---:|---:|\n");
         for (int v = 0; v <= CS_RV_N; v++) {
             if (v == CS_RV_N && !m->count[v]) break;
             cs_buf_printf(b, "| %s | %lld | ", v < CS_RV_N ? cs_rv_names[v] : "other", (long long)m->count[v]);
@@ -71,8 +85,8 @@ void cs_report_md(cs_buf *b, const cs_rmodel *m, const cs_report_opts *o) {
         }
         int64_t n = m->n_f < MD_FINDINGS ? m->n_f : MD_FINDINGS;
         if (n) {
-            cs_buf_printf(b, "\n## Most severe findings (%lld of %lld)\n\n| # | Verdict | Severity | Prompt | "
-                             "Reference | Caption | Top-1 scores |\n|---:|---|---:|---|---|---|---|\n",
+            cs_buf_printf(b, "\n## Most severe findings (%lld of %lld)\n\n| # | Verdict | Severity (0-4) | Prompt | "
+                             "Reference | Caption | Scores to that reference | Why |\n|---:|---|---:|---|---|---|---|---|\n",
                           (long long)n, (long long)m->n_f);
             for (int64_t i = 0; i < n; i++) {
                 const cs_rfinding *f = &m->f[i];
@@ -84,11 +98,20 @@ void cs_report_md(cs_buf *b, const cs_rmodel *m, const cs_report_opts *o) {
                 cell(b, f->ref_caption);
                 cs_buf_puts(b, " ");
                 for (int d = 0; d < m->n_desc; d++) {
-                    if (isnan(f->scores[d])) continue;
+                    if (isnan(f->ref_scores[d])) continue;
                     cs_esc_md(b, m->desc[d]);
-                    cs_buf_printf(b, " %.4g; ", f->scores[d]);
+                    cs_buf_printf(b, " %.4g%s (", f->ref_scores[d], cs_rdesc_of(m->desc[d]));
+                    cs_esc_md(b, cs_rdesc_unit(m->desc[d]));
+                    cs_buf_puts(b, "); ");
                 }
-                cs_buf_puts(b, "|\n");
+                cs_buf_puts(b, "|");
+                cJSON *ev = f->evidence_json ? cJSON_Parse(f->evidence_json) : NULL;
+                cs_buf rule = {0};
+                cs_rev_rule(&rule, ev, f->verdict, &m->th);
+                cell(b, rule.p);
+                cs_buf_free(&rule);
+                cJSON_Delete(ev);
+                cs_buf_puts(b, "\n");
             }
         }
     }

@@ -2,6 +2,7 @@
  * run_summary.c, the SQL of reports/ (reads only); every query is a prepared statement. */
 #include "reports/report_model.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,10 +122,58 @@ static int pick_run(cs_rmodel *m, cs_store *s, const cs_rmodel_opts *o, cs_err *
         m->model = col(m, st, 4);
         m->model_sha256 = col(m, st, 5);
         m->run_settings = col(m, st, 6);
+        cJSON *rs = m->run_settings ? cJSON_Parse(m->run_settings) : NULL;
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rs, "suite_name"));
+        if (name && *name) m->suite_name = cs_arena_strdup(&m->arena, name);
+        cJSON_Delete(rs);
         rc = SQLITE_DONE;
     }
     if (step_done(s, st, rc, err, "reading the run")) return -1;
     return cs_store_query_i64(s, "SELECT COUNT(*) FROM generations WHERE run_id = ?", id, 0, &m->n_generations, err);
+}
+
+static double th_get(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+/* The latest analysis of the run: its index size and thresholds. */
+static int load_analysis(cs_rmodel *m, cs_store *s, cs_err *err) {
+    cs_rthresh *t = &m->th;
+    t->copy_tl2 = t->near_tl2 = t->ratio_max = t->ratio_tl2 = t->pdq_near = t->pdq_min_quality = NAN;
+    t->pdq_confirm_tl2 = t->embed_near = t->partial_tile_l2 = t->partial_min_tiles = t->partial_min_frac = NAN;
+    t->completion_margin = t->tile_min_std = NAN;
+    m->n_refs = -1;
+    if (!table_exists(s, "analyses")) return 0;
+    sqlite3_stmt *st;
+    if (cs_store_prepare(s, &st,
+                         "SELECT id, settings_json, descriptors, n_refs FROM analyses WHERE run_id = ? "
+                         "ORDER BY id DESC LIMIT 1", err))
+        return -1;
+    sqlite3_bind_int64(st, 1, m->run_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        m->analysis_id = sqlite3_column_int64(st, 0);
+        m->descriptors = col(m, st, 2);
+        m->n_refs = sqlite3_column_int64(st, 3);
+        cJSON *o = cJSON_Parse((const char *)sqlite3_column_text(st, 1));
+        t->copy_tl2 = th_get(o, "copy_tl2");
+        t->near_tl2 = th_get(o, "near_tl2");
+        t->ratio_max = th_get(o, "ratio_max");
+        t->ratio_tl2 = th_get(o, "ratio_tl2");
+        t->pdq_near = th_get(o, "pdq_near");
+        t->pdq_min_quality = th_get(o, "pdq_min_quality");
+        t->pdq_confirm_tl2 = th_get(o, "pdq_confirm_tl2");
+        t->embed_near = th_get(o, "embed_near");
+        t->partial_tile_l2 = th_get(o, "partial_tile_l2");
+        t->partial_min_tiles = th_get(o, "partial_min_tiles");
+        t->partial_min_frac = th_get(o, "partial_min_frac");
+        t->completion_margin = th_get(o, "completion_margin");
+        t->tile_min_std = th_get(o, "tile_min_std");
+        cJSON_Delete(o);
+        rc = SQLITE_DONE;
+    }
+    return step_done(s, st, rc, err, "reading the analysis");
 }
 
 static int load_findings(cs_rmodel *m, cs_store *s, cs_err *err) {
@@ -196,17 +245,19 @@ static int load_scores(cs_rmodel *m, cs_store *s, cs_err *err) {
     m->desc = cs_arena_alloc(&m->arena, sizeof(char *) * (size_t)(nd ? nd : 1));
     double *sc = cs_arena_alloc(&m->arena, sizeof(double) * (size_t)(m->n_f * nd + 1));
     int64_t *sr = cs_arena_alloc(&m->arena, sizeof(int64_t) * (size_t)(m->n_f * nd + 1));
-    if (!m->desc || !sc || !sr) return cs_fail(err, CS_ENOMEM, "report: out of memory");
+    double *rs = cs_arena_alloc(&m->arena, sizeof(double) * (size_t)(m->n_f * nd + 1));
+    if (!m->desc || !sc || !sr || !rs) return cs_fail(err, CS_ENOMEM, "report: out of memory");
     for (int i = 0; i < nd; i++) m->desc[i] = d[i];
     m->n_desc = nd;
     qsort(m->desc, (size_t)nd, sizeof *m->desc, cmp_str);
     for (int64_t i = 0; i < m->n_f * nd; i++) {
-        sc[i] = NAN;
+        sc[i] = rs[i] = NAN;
         sr[i] = 0;
     }
     for (int64_t i = 0; i < m->n_f; i++) {
         m->f[i].scores = sc + i * nd;
         m->f[i].score_refs = sr + i * nd;
+        m->f[i].ref_scores = rs + i * nd;
     }
     if (!nd || !m->n_f) return 0;
     keyidx *by_gen = malloc(sizeof *by_gen * (size_t)m->n_f);
@@ -230,10 +281,13 @@ static int load_scores(cs_rmodel *m, cs_store *s, cs_err *err) {
         int k = (int)(hit - m->desc);
         for (int64_t j = lower_bound(by_gen, m->n_f, gen); j < m->n_f && by_gen[j].key == gen; j++) {
             cs_rfinding *f = &m->f[by_gen[j].idx];
+            int64_t ref = sqlite3_column_int64(st, 3);
             if (isnan(f->scores[k])) {
                 f->scores[k] = sqlite3_column_double(st, 2);
-                f->score_refs[k] = sqlite3_column_int64(st, 3);
+                f->score_refs[k] = ref;
             }
+            /* the best row of the finding's own reference: its score by this descriptor */
+            if (f->ref_id && ref == f->ref_id && isnan(f->ref_scores[k])) f->ref_scores[k] = sqlite3_column_double(st, 2);
         }
     }
     free(by_gen);
@@ -262,7 +316,7 @@ static int load_prompts(cs_rmodel *m, cs_store *s, cs_err *err) {
         p->text = col(m, st, 2);
         p->kind = col(m, st, 3);
         p->n_generations = sqlite3_column_int64(st, 4);
-        p->max_similarity = p->mean_whitebox = NAN;
+        p->max_similarity = p->mean_whitebox = p->min_tl2 = NAN;
         p->largest_clique = -1;
     }
     if (rc == SQLITE_ROW) rc = SQLITE_DONE;
@@ -288,7 +342,7 @@ static int load_prompts(cs_rmodel *m, cs_store *s, cs_err *err) {
     }
     if (!table_exists(s, "prompt_summary")) return 0;
     if (cs_store_prepare(s, &st,
-                         "SELECT prompt_id, max_similarity, mean_whitebox, largest_clique FROM prompt_summary "
+                         "SELECT prompt_id, max_similarity, mean_whitebox, largest_clique, min_tl2 FROM prompt_summary "
                          "WHERE run_id = ?", err))
         return -1;
     sqlite3_bind_int64(st, 1, m->run_id);
@@ -300,6 +354,7 @@ static int load_prompts(cs_rmodel *m, cs_store *s, cs_err *err) {
                 m->p[mid].max_similarity = col_real(st, 1);
                 m->p[mid].mean_whitebox = col_real(st, 2);
                 m->p[mid].largest_clique = sqlite3_column_int64(st, 3);
+                m->p[mid].min_tl2 = col_real(st, 4);
                 break;
             }
             if (m->p[mid].id < id) lo = mid + 1;
@@ -427,7 +482,8 @@ int cs_rmodel_load(cs_rmodel *m, cs_store *s, const cs_rmodel_opts *o, cs_err *e
     m->attribution = cs_arena_strdup(&m->arena, attr);
     free(attr);
     if (pick_run(m, s, o, err)) goto fail;
-    if (m->has_run && (load_findings(m, s, err) || load_scores(m, s, err) || load_prompts(m, s, err)))
+    if (m->has_run && (load_analysis(m, s, err) || load_findings(m, s, err) || load_scores(m, s, err) ||
+                       load_prompts(m, s, err)))
         goto fail;
     if (load_text(m, s, o, err)) goto fail;
     if (!m->has_run && m->n_t == 0) {

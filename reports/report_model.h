@@ -34,6 +34,8 @@ typedef struct {
     const char *ref_source, *ref_caption;
     double *scores;          /* [n_desc] top-1 score per descriptor, NAN when none */
     int64_t *score_refs;     /* [n_desc] the reference of that top-1 match, 0 when none */
+    double *ref_scores;      /* [n_desc] score of the finding's own reference (ref_id) by each
+                                descriptor, NAN when it was not among that descriptor's matches */
     int in_gallery;          /* rank <= top */
 } cs_rfinding;
 
@@ -44,6 +46,7 @@ typedef struct {
     int64_t n_findings, count[CS_RV_N + 1]; /* by verdict level (last: other) */
     double rate;             /* (copy + near-copy) / generations; NAN with none */
     double max_similarity, mean_whitebox; /* from prompt_summary, NAN when absent */
+    double min_tl2;          /* prompt_summary.min_tl2: closest aligned tiled L2, NAN when absent */
     int64_t largest_clique;  /* -1 when absent */
     int64_t first_gallery;   /* first finding of this prompt in the gallery, 0 if none */
 } cs_rprompt;
@@ -65,6 +68,13 @@ typedef struct {
     int in_gallery;
 } cs_rtext;
 
+/* The thresholds of the analysis that wrote the findings (analyses.settings_json,
+ * analyze/settings.h); NAN for any the stored settings lack. */
+typedef struct {
+    double copy_tl2, near_tl2, ratio_max, ratio_tl2, pdq_near, pdq_min_quality, pdq_confirm_tl2,
+        embed_near, partial_tile_l2, partial_min_tiles, partial_min_frac, completion_margin, tile_min_std;
+} cs_rthresh;
+
 typedef struct cs_rmodel_s {
     cs_arena arena;
     const char *db_name;       /* basename of the store */
@@ -74,6 +84,11 @@ typedef struct cs_rmodel_s {
     int has_run;
     int64_t run_id;
     const char *suite, *started, *finished, *command, *model, *model_sha256, *run_settings;
+    const char *suite_name;    /* the suite's "name" (runs.settings_json suite_name), NULL when absent */
+    /* the latest analysis of the run (analysis_id 0: none) */
+    int64_t analysis_id, n_refs; /* n_refs: references it compared against */
+    const char *descriptors;   /* its comma list ("tl2,pdq,phash,dhash,tiny") */
+    cs_rthresh th;
     int64_t n_generations;
     int64_t count[CS_RV_N + 1];  /* findings by verdict level */
     /* image findings, most severe first */

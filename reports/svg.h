@@ -18,5 +18,10 @@ typedef struct {
 void cs_hist_compute(cs_hist *h, const double *v, int64_t n);
 /* An <svg> bar chart of h; label (escaped here) names the x axis. */
 void cs_svg_histogram(cs_buf *b, const cs_hist *h, const char *label);
+/* The same with n_marks verdict thresholds drawn as labelled dashed lines
+ * (class "thr"); a mark outside the bin range is drawn at the nearer end
+ * with an arrow in its label ("near-copy ≤ 31 →"). Labels are escaped here. */
+void cs_svg_histogram_marked(cs_buf *b, const cs_hist *h, const char *label, const double *marks,
+                             const char (*mark_labels)[48], int n_marks);
 
 #endif

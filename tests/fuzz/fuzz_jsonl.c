@@ -60,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             cs_text_audit_opts ao;
             cs_text_audit_defaults(&ao);
             cs_text_audit_stats ast;
-            if (cs_text_audit(s, &c, in, &ao, &ast, &err) && !strstr(err.msg, dir)) __builtin_trap();
+            if (cs_text_audit(s, &c, in, &ao, NULL, &ast, &err) && !strstr(err.msg, dir)) __builtin_trap();
             cs_text_corpus_close(&c);
         }
     }

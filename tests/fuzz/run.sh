@@ -35,7 +35,7 @@ suite|jsonl|tar)
     tar) src="index/ingest.c index/ingest_tar.c index/ingest_walk.c index/ingest_captions.c"; max=65536 ;;
     esac
     # shellcheck disable=SC2086
-    $CC $FLAGS tests/fuzz/fuzz_$target.c $src "$LIB" -l:libfaiss.a -lgomp -lopenblas -lpng -ljpeg -lsqlite3 \
+    $CC $FLAGS tests/fuzz/fuzz_$target.c $src "$LIB" -lopencv_calib3d -lopencv_features2d -lopencv_flann -lopencv_imgproc -lopencv_core -l:libfaiss.a -lgomp -lopenblas -lpng -ljpeg -lsqlite3 \
         -lcjson -lz -lutf8proc -ldivsufsort -lnettle -larchive -lstdc++ -lm -lpthread -o "$work/fuzz_$target"
     export FUZZ_TMP="${FUZZ_TMP:-$work}"
     extra="-max_len=$max tests/fuzz/corpus/$target" ;;

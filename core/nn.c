@@ -8,6 +8,8 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "core/cpu.h"
+#include "core/gemm.h"
 #include "core/parallel.h"
 
 /* ---- threading helpers ------------------------------------------------------- */
@@ -67,11 +69,28 @@ static void gemm_slice(void *vc, int64_t i, int thread) {
 
 static void gemm_blas_single(void) { openblas_set_num_threads(1); }
 
+static int g_precision = NN_FP32;
+
+int nn_set_precision(int p) {
+    if (p == NN_BF16 && cs_cpu_isa() < CS_ISA_AVX512_BF16) return -1;
+    if (p != NN_FP32 && p != NN_BF16) return -1;
+    g_precision = p;
+    return 0;
+}
+int nn_precision(void) { return g_precision; }
+
 void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, gemm_blas_single);
     if (M <= 0 || N <= 0) return;
+    int isa = cs_cpu_isa();
+    if (isa >= CS_ISA_AVX512) { /* our kernel; OpenBLAS (held to AVX2 here) if out of memory */
+        int nt = (double)M * N * K < GEMM_INLINE ? 1 : nn_nthreads();
+        int bf16 = g_precision == NN_BF16 && isa >= CS_ISA_AVX512_BF16;
+        if (cs_gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16, nt) == 0)
+            return;
+    }
     /* the cut depends on the shape only, never on the thread count */
     gemm_ctx g = {trans_a, trans_b, M, N, K, lda, ldb, ldc, M > N, alpha, beta, A, B, C};
     int64_t slices = ((g.by_rows ? M : N) + GEMM_SLICE - 1) / GEMM_SLICE;

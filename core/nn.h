@@ -33,6 +33,15 @@ void nn_set_threads(int n);
 void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Precision of the products (nn_sgemm and everything built on it): fp32 (the
+ * default and the reference) or bf16 (operands rounded to bfloat16, products
+ * summed in fp32; AVX512_BF16 CPUs only). nn_set_precision returns -1 (and
+ * changes nothing) when this CPU, or CS_ISA, does not allow it. Process-wide:
+ * set it before a run, not during one. */
+enum { NN_FP32 = 0, NN_BF16 = 1 };
+int nn_set_precision(int precision);
+int nn_precision(void);
+
 /* Floating-point operations (2*M*N*K per sgemm) issued by the ops here since
  * the last reset: for GFLOP/s figures. Not synchronised: count from one thread. */
 double nn_flops(void);

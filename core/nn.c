@@ -98,6 +98,22 @@ void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
     cs_parallel_for(nt, slices, gemm_slice, &g);
 }
 
+static _Thread_local int g_tile_threads = 1;
+void nn_set_tile_threads(int n) { g_tile_threads = n < 1 ? 1 : n; }
+
+void nn_sgemm_tile(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    int isa = cs_cpu_isa();
+    if (isa >= CS_ISA_AVX512) {
+        int bf16 = g_precision == NN_BF16 && isa >= CS_ISA_AVX512_BF16;
+        if (cs_gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16, g_tile_threads) == 0)
+            return;
+    }
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
+                alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 #define NN_CHUNK 16384 /* elements per parallel item in elementwise loops */
 
 /* ---- convolution ---------------------------------------------------------------- */

@@ -33,6 +33,15 @@ void nn_set_threads(int n);
 void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
 
+/* The same product for a caller that spreads its own tiles over threads
+ * (index/resnet_forward.c, index/winograd.c): the AVX-512 kernel on the
+ * calling thread only (or on nn_set_tile_threads(n) threads, for a tile too
+ * narrow to cut), else one cblas_sgemm call with OpenBLAS's thread setting as
+ * the caller left it. The bits of each element depend on the shape only. */
+void nn_sgemm_tile(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc);
+void nn_set_tile_threads(int n); /* this thread's, default 1 */
+
 /* Precision of the products (nn_sgemm and everything built on it): fp32 (the
  * default and the reference) or bf16 (operands rounded to bfloat16, products
  * summed in fp32; AVX512_BF16 CPUs only). nn_set_precision returns -1 (and

@@ -50,9 +50,10 @@ $(BUILD)/%.o: %.c
 # cost model skips: the Winograd transforms (index/winograd.c).
 $(BUILD)/index/winograd.o: OPT += -O3
 
-# The AVX-512 products (core/gemm_avx512.c): entered only after cpuid says so
+# The AVX-512 products (core/gemm_avx512.c, core/attn_avx512.c): entered only after cpuid says so
 # (core/cpu.c), so the binary still runs on AVX2-only machines.
-$(BUILD)/core/gemm_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma
+AVX512_FLAGS = -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma
+$(BUILD)/core/gemm_avx512.o $(BUILD)/core/attn_avx512.o: CFLAGS += $(AVX512_FLAGS)
 
 $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)

@@ -12,6 +12,7 @@
  * bf16: pairs of k are packed together (the low half of each 32-bit lane is
  * the even k), vdpbf16ps then does two k steps per instruction. */
 #include "core/gemm.h"
+#include "core/gemm_internal.h"
 
 #include <immintrin.h>
 #include <stdint.h>
@@ -194,9 +195,12 @@ static void pack_b(const job *g, void *dst, int k0, int kc, int j0, int nb) {
     ALL(STORE_ROW)
 
 /* a: op(A)[i][k] at a[i * rs + k * ks] (packed panel: rs = 1, ks = MR; rows of
- * a row-major A read in place: rs = lda, ks = 1). */
-static inline __attribute__((always_inline)) void kern_f32(int kc, const float *restrict a, size_t rs, size_t ks, const float *restrict b, float *c,
-                     int ldc, int m, __mmask16 m0, __mmask16 m1, float alpha, float beta, int first) {
+ * a row-major A read in place: rs = lda, ks = 1). b: row k at b + k * ldb
+ * (packed: ldb = NR, aligned; bmask: columns under m0/m1 loaded, others 0). */
+static inline __attribute__((always_inline)) void kern_f32(int kc, const float *restrict a, size_t rs, size_t ks,
+                                                           const float *restrict b, size_t ldb, int bmask, float *c,
+                                                           int ldc, int m, __mmask16 m0, __mmask16 m1, float alpha,
+                                                           float beta, int first) {
     ALL(DECL)
 #define FMA_ROW(i)                                                                             \
     {                                                                                          \
@@ -206,21 +210,31 @@ static inline __attribute__((always_inline)) void kern_f32(int kc, const float *
     }
 #pragma GCC unroll 2
     for (int k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+        __m512 b0, b1;
+        if (bmask) {
+            b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+        } else {
+            b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+        }
         ALL(FMA_ROW)
-        a += ks, b += NR;
+        a += ks, b += ldb;
     }
     STORE_ALL
+}
+
+void cs_gemm_kern_strided(int kc, const float *a, size_t rs, size_t ks, const float *b, size_t ldb, float *c, int ldc,
+                          int m, unsigned m0, unsigned m1, float alpha, float beta, int first) {
+    kern_f32(kc, a, rs, ks, b, ldb, 1, c, ldc, m, (__mmask16)m0, (__mmask16)m1, alpha, beta, first);
 }
 
 /* the two uses of kern_f32, each compiled with its strides known or not */
 static void kern_f32_packed(int kc, const float *a, const float *b, float *c, int ldc, int m, __mmask16 m0,
                             __mmask16 m1, float alpha, float beta, int first) {
-    kern_f32(kc, a, 1, MR, b, c, ldc, m, m0, m1, alpha, beta, first);
+    kern_f32(kc, a, 1, MR, b, NR, 0, c, ldc, m, m0, m1, alpha, beta, first);
 }
 static void kern_f32_direct(int kc, const float *a, size_t lda, const float *b, float *c, int ldc, __mmask16 m0,
                             __mmask16 m1, float alpha, float beta, int first) {
-    kern_f32(kc, a, lda, 1, b, c, ldc, MR, m0, m1, alpha, beta, first);
+    kern_f32(kc, a, lda, 1, b, NR, 0, c, ldc, MR, m0, m1, alpha, beta, first);
 }
 
 static void kern_bf16(int kp, const uint32_t *restrict a, const uint32_t *restrict b, float *c, int ldc, int m,

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "core/attn.h"
 #include "core/cpu.h"
 #include "core/gemm.h"
 #include "core/parallel.h"
@@ -79,6 +80,15 @@ int nn_set_precision(int p) {
 }
 int nn_precision(void) { return g_precision; }
 
+/* bf16 only where it pays: products of 16 or more on every side. A thinner
+ * one (the time-embedding MLP at N = batch, the UNet's conv_out at M = 4, a
+ * conv_in at K = 36) is bound by memory and packing, not by multiplies. */
+#define BF16_MIN_SIDE 16
+static int use_bf16(int M, int N, int K, int isa) {
+    return g_precision == NN_BF16 && isa >= CS_ISA_AVX512_BF16 && M >= BF16_MIN_SIDE && N >= BF16_MIN_SIDE &&
+           K >= BF16_MIN_SIDE;
+}
+
 void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -87,7 +97,7 @@ void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
     int isa = cs_cpu_isa();
     if (isa >= CS_ISA_AVX512) { /* our kernel; OpenBLAS (held to AVX2 here) if out of memory */
         int nt = (double)M * N * K < GEMM_INLINE ? 1 : nn_nthreads();
-        int bf16 = g_precision == NN_BF16 && isa >= CS_ISA_AVX512_BF16;
+        int bf16 = use_bf16(M, N, K, isa);
         if (cs_gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16, nt) == 0)
             return;
     }
@@ -106,7 +116,7 @@ void nn_sgemm_tile(int trans_a, int trans_b, int M, int N, int K, float alpha, c
     if (M <= 0 || N <= 0) return;
     int isa = cs_cpu_isa();
     if (isa >= CS_ISA_AVX512) {
-        int bf16 = g_precision == NN_BF16 && isa >= CS_ISA_AVX512_BF16;
+        int bf16 = use_bf16(M, N, K, isa);
         if (cs_gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16, g_tile_threads) == 0)
             return;
     }
@@ -719,6 +729,13 @@ void nn_attention(float *out, int ldo, const float *q, int ldq, const float *k, 
 
 void nn_attention_cm_ld(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
                         const float *v, int ldv, int Tq, int Tk, int heads, int dh, float *ws) {
+    if (cs_cpu_isa() >= CS_ISA_AVX512) { /* fused, scores kept in cache (core/attn.h) */
+        int nt = (double)Tq * Tk * dh * heads < GEMM_INLINE ? 1 : nn_nthreads();
+        if (cs_attn_avx512(out, ldo, q, ldq, k, ldk, v, ldv, Tq, Tk, heads, dh, nt) == 0) {
+            FLOPS(2 * heads, (double)Tq * Tk, dh);
+            return;
+        }
+    }
     float scale = 1.f / sqrtf((float)dh);
     int bq = att_block(Tq, Tk);
     FLOPS(2 * heads, (double)Tq * Tk, dh); /* QK^T and PV */

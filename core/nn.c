@@ -83,10 +83,9 @@ int nn_precision(void) { return g_precision; }
 /* bf16 only where it pays: products of 16 or more on every side. A thinner
  * one (the time-embedding MLP at N = batch, the UNet's conv_out at M = 4, a
  * conv_in at K = 36) is bound by memory and packing, not by multiplies. */
-#define BF16_MIN_SIDE 16
 static int use_bf16(int M, int N, int K, int isa) {
-    return g_precision == NN_BF16 && isa >= CS_ISA_AVX512_BF16 && M >= BF16_MIN_SIDE && N >= BF16_MIN_SIDE &&
-           K >= BF16_MIN_SIDE;
+    return g_precision == NN_BF16 && isa >= CS_ISA_AVX512_BF16 && M >= NN_BF16_MIN_SIDE && N >= NN_BF16_MIN_SIDE &&
+           K >= NN_BF16_MIN_SIDE;
 }
 
 void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,

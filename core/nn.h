@@ -48,6 +48,7 @@ void nn_set_tile_threads(int n); /* this thread's, default 1 */
  * changes nothing) when this CPU, or CS_ISA, does not allow it. Process-wide:
  * set it before a run, not during one. */
 enum { NN_FP32 = 0, NN_BF16 = 1 };
+#define NN_BF16_MIN_SIDE 16 /* a product thinner than this on any side stays fp32 under bf16 */
 int nn_set_precision(int precision);
 int nn_precision(void);
 

@@ -3,7 +3,8 @@
  * the 14 x 32 register tile, K not of the 256 block nor of 16) against a
  * naive double-precision product; bf16 against the same product of the
  * operands rounded to bf16 (exact in double, so only fp32 summation error
- * is left) and against fp32 within 1e-2; the same bytes at -j 1, 2 and 3;
+ * is left) and against fp32 within 1e-2, products thinner than
+ * NN_BF16_MIN_SIDE giving the fp32 bytes; the same bytes at -j 1, 2 and 3;
  * the forced AVX2/OpenBLAS path (cs_cpu_force) agreeing with the AVX-512 one.
  * On a CPU without AVX-512 only the fallback is checked (and said so). */
 #include <math.h>
@@ -60,7 +61,7 @@ static void one(int ta, int tb, int M, int N, int K, float beta, int have512, in
     int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
     size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
     float *A = malloc(na * 4), *B = malloc(nb * 4), *C0 = malloc(nc * 4), *C = malloc(nc * 4);
-    float *C1 = malloc(nc * 4), *Cb = malloc(nc * 4);
+    float *C1 = malloc(nc * 4), *Cb = malloc(nc * 4), *Cfp = malloc(nc * 4);
     for (size_t i = 0; i < na; i++) A[i] = frand();
     for (size_t i = 0; i < nb; i++) B[i] = frand();
     for (size_t i = 0; i < nc; i++) C0[i] = frand();
@@ -82,6 +83,7 @@ static void one(int ta, int tb, int M, int N, int K, float beta, int have512, in
             nn_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
             if (ti == 0) {
                 memcpy(C1, C, nc * 4);
+                memcpy(Cfp, C, nc * 4);
                 e = ref_err(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C0, C, ldc, 0);
                 CHECKF(e < tol, "avx512 %dx%dx%d ta=%d tb=%d beta=%g: rel err %g", M, N, K, ta, tb, beta, e);
                 double d = nn_rel_err(C, Cb, nc);
@@ -102,21 +104,24 @@ static void one(int ta, int tb, int M, int N, int K, float beta, int have512, in
             cs_set_threads(ti);
             memcpy(C, C0, nc * 4);
             nn_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-            if (ti == 1) {
+            int thin = M < NN_BF16_MIN_SIDE || N < NN_BF16_MIN_SIDE || K < NN_BF16_MIN_SIDE;
+            if (ti == 1 && thin) { /* stays fp32: the fp32 bytes */
+                memcpy(C1, C, nc * 4);
+                CHECKF(!have512 || !memcmp(C, Cfp, nc * 4), "bf16 %dx%dx%d (thin): not the fp32 result", M, N, K);
+            } else if (ti == 1) {
                 memcpy(C1, C, nc * 4);
                 e = ref_err(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C0, C, ldc, 1);
                 CHECKF(e < tol, "bf16 %dx%dx%d ta=%d tb=%d: rel err vs bf16 operands %g", M, N, K, ta, tb, e);
                 e = ref_err(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C0, C, ldc, 0);
-                /* a single product with beta C can cancel: the 1e-2 bound is for sums */
-                CHECKF(K < 8 || e < 1e-2, "bf16 %dx%dx%d ta=%d tb=%d: rel err vs fp32 %g", M, N, K, ta, tb, e);
-                CHECKF(K < 8 || e > 1e-5, "bf16 %dx%dx%d: no rounding seen (%g): bf16 path not taken?", M, N, K, e);
+                CHECKF(e < 1e-2, "bf16 %dx%dx%d ta=%d tb=%d: rel err vs fp32 %g", M, N, K, ta, tb, e);
+                CHECKF(e > 1e-5, "bf16 %dx%dx%d: no rounding seen (%g): bf16 path not taken?", M, N, K, e);
             } else {
                 CHECKF(!memcmp(C, C1, nc * 4), "bf16 %dx%dx%d: -j 2 differs from -j 1", M, N, K);
             }
         }
         nn_set_precision(NN_FP32);
     }
-    free(A), free(B), free(C0), free(C), free(C1), free(Cb);
+    free(A), free(B), free(C0), free(C), free(C1), free(Cb), free(Cfp);
 }
 
 static void test_shapes(void) {
@@ -124,7 +129,7 @@ static void test_shapes(void) {
     if (!have512) fprintf(stderr, "test_gemm_avx512: no AVX-512 here: only the fallback checked\n");
     static const int shapes[][3] = {
         {1, 1, 1},     {13, 31, 7},   {14, 32, 16},  {15, 33, 17},   {29, 65, 255}, {3, 200, 257},
-        {230, 70, 40}, {45, 300, 530}, {226, 520, 33}, {64, 1030, 19}, {40, 96, 600},
+        {230, 70, 40}, {45, 300, 530}, {226, 520, 33}, {64, 1030, 19}, {40, 96, 600}, {16, 16, 16}, {17, 45, 300},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int ta = 0; ta < 2; ta++)

@@ -2,12 +2,13 @@
  * enter only through nn_sgemm's cpuid check.
  *
  * BLIS-style: op(A) is packed once per call into panels of MR rows, k-major
- * ([k][MR], so one k step is MR broadcasts); each tile of C (MB x NB) packs
- * its columns of op(B) per block of KC into panels of NR columns ([k][NR], two
- * zmm loads per k step). The micro-kernel keeps an MR x NR block of C in 28
- * zmm registers: per k step 2 loads, 14 broadcasts, 28 FMAs. The B panel
- * (KC x NR, 32 KB) stays in L1 while the kernel walks the tile's A panels
- * (MB x KC, 224 KB, in L2).
+ * ([k][MR], so one k step is MR broadcasts) — or, fp32 and A not transposed,
+ * read in place (14 row streams); each tile of C (MB x NB) packs its columns
+ * of op(B) per block of K, one panel of NR columns at a time ([k][NR], two
+ * zmm loads per k step), just before use. The micro-kernel keeps an MR x NR
+ * block of C in 28 zmm registers: per k step 2 loads, 14 broadcasts, 28 FMAs.
+ * The B panel (KC x NR, 32 KB) stays in L1 while the kernel walks the tile's
+ * A panels (MB x KC, 336 KB, in L2).
  *
  * bf16: pairs of k are packed together (the low half of each 32-bit lane is
  * the even k), vdpbf16ps then does two k steps per instruction. */
@@ -24,7 +25,7 @@
 #define MR 14
 #define NR 32
 #define KC 256            /* k per packed block (bf16: 128 pairs) */
-#define MB (16 * MR)      /* rows of C per tile */
+#define MB (24 * MR)      /* rows of C per tile */
 #define NB_MAX 512        /* columns of C per tile (fewer for narrow C, see tiles()) */
 
 typedef struct {
@@ -258,25 +259,47 @@ static void kern_bf16(int kp, const uint32_t *restrict a, const uint32_t *restri
 
 /* ---- tiles ------------------------------------------------------------------------------ */
 
+/* K cut into blocks of at most KC, all of one size (a multiple of 16), so no
+ * block is a short remainder that pays a full pass over C for a few k. */
+static int k_block(int K) {
+    int nblk = (K + KC - 1) / KC;
+    int kb = (K + nblk - 1) / nblk;
+    return (kb + 15) / 16 * 16;
+}
+
+/* One tile of C: per block of K, per panel of NR columns: pack that panel of
+ * op(B) (KC x NR, 32 KB: it stays in L1) and run it against every A panel of
+ * the tile. Packing just before use keeps the panel hot; op(B) is read from
+ * memory once per tile row. */
 static void tile(void *vg, int64_t t, int thread) {
     const job *g = vg;
     int tm = (int)(t / g->tiles_n), tn = (int)(t % g->tiles_n);
     int i0 = tm * MB, j0 = tn * g->nb;
     int mb = g->M - i0 < MB ? g->M - i0 : MB, nb = g->N - j0 < g->nb ? g->N - j0 : g->nb;
     void *bp = g->bbuf + (size_t)thread * g->bstride;
-    for (int k0 = 0; k0 < g->K; k0 += KC) {
-        int kc = g->K - k0 < KC ? g->K - k0 : KC;
-        pack_b(g, bp, k0, kc, j0, nb);
+    int kb = k_block(g->K);
+    for (int k0 = 0; k0 < g->K; k0 += kb) {
+        int kc = g->K - k0 < kb ? g->K - k0 : kb;
         for (int jp = 0; jp < nb; jp += NR) {
             int n = nb - jp < NR ? nb - jp : NR;
+            pack_b(g, bp, k0, kc, j0 + jp, n);
             __mmask16 m0 = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
             __mmask16 m1 = (__mmask16)(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
+            int npan = (mb + MR - 1) / MR, pf = (kc + npan - 1) / npan;
             for (int ip = 0; ip < mb; ip += MR) {
                 int m = mb - ip < MR ? mb - ip : MR;
                 float *c = g->C + (size_t)(i0 + ip) * g->ldc + j0 + jp;
+                if (!g->tb && jp + NR < nb) { /* the next panel's rows of B, a share per A panel */
+                    int r0 = ip / MR * pf;
+                    for (int r = r0; r < r0 + pf && r < kc; r++) {
+                        const char *row = (const char *)(g->B + (size_t)(k0 + r) * g->ldb + j0 + jp + NR);
+                        _mm_prefetch(row, _MM_HINT_T0);
+                        _mm_prefetch(row + 64, _MM_HINT_T0);
+                    }
+                }
                 size_t panel = (size_t)(i0 + ip) / MR;
                 if (!g->bf16) {
-                    const float *b = (const float *)bp + (size_t)(jp / NR) * kc * NR;
+                    const float *b = (const float *)bp;
                     if (g->a_direct && m == MR) /* full rows of A in place */
                         kern_f32_direct(kc, g->A + (size_t)(i0 + ip) * g->lda + k0, (size_t)g->lda, b, c, g->ldc,
                                         m0, m1, g->alpha, g->beta, k0 == 0);
@@ -286,8 +309,7 @@ static void tile(void *vg, int64_t t, int thread) {
                 } else {
                     int kp = (kc + 1) / 2;
                     const uint32_t *a = (const uint32_t *)g->apack + panel * g->apanel + (size_t)(k0 / 2) * MR;
-                    const uint32_t *b = (const uint32_t *)bp + (size_t)(jp / NR) * kp * NR;
-                    kern_bf16(kp, a, b, c, g->ldc, m, m0, m1, g->alpha, g->beta, k0 == 0);
+                    kern_bf16(kp, a, (const uint32_t *)bp, c, g->ldc, m, m0, m1, g->alpha, g->beta, k0 == 0);
                 }
             }
         }
@@ -326,7 +348,7 @@ int cs_gemm_avx512(int ta, int tb, int M, int N, int K, float alpha, const float
     int64_t tiles = (int64_t)((M + MB - 1) / MB) * g.tiles_n;
     int nt = nthreads < 1 ? 1 : nthreads;
     if (nt > tiles) nt = (int)tiles;
-    g.bstride = (size_t)KC * ((g.nb + NR - 1) / NR * NR) * 4;
+    g.bstride = (size_t)KC * NR * 4; /* one panel of op(B) */
     int packed = g.a_direct ? (M % MR != 0) : panels;
     g.apack = aligned_alloc(64, ((size_t)(packed ? packed : 1) * g.apanel * 4 + 63) / 64 * 64);
     g.bbuf = aligned_alloc(64, g.bstride * nt);

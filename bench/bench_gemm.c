@@ -132,19 +132,24 @@ int main(void) {
         {"text linear 768 (T=154)", 0, 1, 154, 768, 768},
         {"text FF 768->3072 (T=154)", 0, 1, 154, 3072, 768},
     };
-    printf("%-28s %9s %9s %9s   (GFLOP per CPU-second; %% of the FMA loop's, %d threads)\n", "product (M N K)",
-           "OpenBLAS", "avx512", "bf16", nt);
+    printf("%-28s %9s %9s %9s %9s   (GFLOP per CPU-second; %% of the FMA loop's, %d threads)\n",
+           "product (M N K)", "OpenBLAS", "own", "oneDNN", "own bf16", nt);
     for (size_t i = 0; i < sizeof sh / sizeof *sh; i++) {
         double g0, g1, g2 = 0;
         cs_cpu_force(CS_ISA_BASE);
         run(&sh[i], reps, &g0);
         cs_cpu_force(-1);
         nn_set_precision(NN_FP32);
+        double g3 = 0;
+        nn_set_gemm_backend(NN_GEMM_ONEDNN);
+        if (cs_gemm_onednn_available()) run(&sh[i], reps, &g3);
+        nn_set_gemm_backend(NN_GEMM_OWN);
         run(&sh[i], reps, &g1);
         if (nn_set_precision(NN_BF16) == 0) run(&sh[i], reps, &g2);
         nn_set_precision(NN_FP32);
-        printf("%-28s %5.0f %3.0f%% %5.0f %3.0f%% %5.0f %3.0f%%  (%d %d %d%s%s)\n", sh[i].what, g0, 100 * g0 / pcn, g1,
-               100 * g1 / pcn, g2, 100 * g2 / pcn, sh[i].M, sh[i].N, sh[i].K, sh[i].ta ? " A^T" : "", sh[i].tb ? " B^T" : "");
+        nn_set_gemm_backend(NN_GEMM_AUTO);
+        printf("%-28s %5.0f %3.0f%% %5.0f %3.0f%% %5.0f %3.0f%% %5.0f %3.0f%%  (%d %d %d%s%s)\n", sh[i].what, g0,
+               100 * g0 / pcn, g1, 100 * g1 / pcn, g3, 100 * g3 / pcn, g2, 100 * g2 / pcn, sh[i].M, sh[i].N, sh[i].K, sh[i].ta ? " A^T" : "", sh[i].tb ? " B^T" : "");
     }
     /* attention at the 64x64 level: 8 heads of 40, T = 4096, fused vs unfused */
     {

@@ -17,6 +17,12 @@
 int cs_gemm_avx512(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc, int bf16, int nthreads);
 
+/* oneDNN's sgemm (core/gemm_onednn.c) on the calling thread: 0, or -1 when
+ * oneDNN is not built in (cs_gemm_onednn_available() == 0) or failed. */
+int cs_gemm_onednn_available(void);
+int cs_gemm_onednn_1t(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                      int ldb, float beta, float *C, int ldc);
+
 /* The fp32 FMA peak: iters rounds of 24 independent zmm FMAs (register only,
  * no memory), returns a value that depends on every lane (so nothing is
  * optimised away). Flops done: iters * 24 * 32. For benchmarks. */

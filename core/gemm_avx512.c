@@ -16,6 +16,7 @@
 #include "core/gemm_internal.h"
 
 #include <immintrin.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -316,6 +317,40 @@ static void tile(void *vg, int64_t t, int thread) {
     }
 }
 
+/* The packed A of the latest call is kept for the next (grown, never shrunk):
+ * bf16 packs the whole weight matrix per call (29 MB for a 1280 x 11520
+ * conv), and a fresh mapping of that size faulted in page by page cost as
+ * much as the packing (perf: bf16 UNet at 32x32 slower than fp32). A call
+ * meeting it busy (another thread's product) allocates its own. Reachable
+ * from here until exit, so no leak. */
+static struct {
+    pthread_mutex_t mu;
+    void *p;
+    size_t cap;
+} g_apack = {PTHREAD_MUTEX_INITIALIZER, NULL, 0};
+
+static void *apack_get(size_t bytes, int *cached) {
+    *cached = 0;
+    if (pthread_mutex_trylock(&g_apack.mu) == 0) {
+        if (g_apack.cap < bytes) {
+            free(g_apack.p);
+            g_apack.p = aligned_alloc(64, bytes);
+            g_apack.cap = g_apack.p ? bytes : 0;
+        }
+        if (g_apack.p) {
+            *cached = 1;
+            return g_apack.p;
+        }
+        pthread_mutex_unlock(&g_apack.mu);
+    }
+    return aligned_alloc(64, bytes);
+}
+
+static void apack_put(void *p, int cached) {
+    if (cached) pthread_mutex_unlock(&g_apack.mu);
+    else free(p);
+}
+
 /* Columns per tile: NB_MAX, halved (to 64) while C would have fewer than 8
  * tiles, so narrow products still spread over threads. Shape only. */
 static int tile_cols(int M, int N) {
@@ -350,10 +385,12 @@ int cs_gemm_avx512(int ta, int tb, int M, int N, int K, float alpha, const float
     if (nt > tiles) nt = (int)tiles;
     g.bstride = (size_t)KC * NR * 4; /* one panel of op(B) */
     int packed = g.a_direct ? (M % MR != 0) : panels;
-    g.apack = aligned_alloc(64, ((size_t)(packed ? packed : 1) * g.apanel * 4 + 63) / 64 * 64);
+    int cached;
+    g.apack = apack_get(((size_t)(packed ? packed : 1) * g.apanel * 4 + 63) / 64 * 64, &cached);
     g.bbuf = aligned_alloc(64, g.bstride * nt);
     if (!g.apack || !g.bbuf) {
-        free(g.apack), free(g.bbuf);
+        if (g.apack) apack_put(g.apack, cached);
+        free(g.bbuf);
         return -1;
     }
     double work = (double)M * N * K;
@@ -364,7 +401,8 @@ int cs_gemm_avx512(int ta, int tb, int M, int N, int K, float alpha, const float
         cs_parallel_for(ntp, panels, pack_a_panel, &g);
     }
     cs_parallel_for(ntp, tiles, tile, &g);
-    free(g.apack), free(g.bbuf);
+    apack_put(g.apack, cached);
+    free(g.bbuf);
     return 0;
 }
 

@@ -70,6 +70,32 @@ static void gemm_slice(void *vc, int64_t i, int thread) {
 
 static void gemm_blas_single(void) { openblas_set_num_threads(1); }
 
+static int g_backend = NN_GEMM_AUTO;
+void nn_set_gemm_backend(int backend) { g_backend = backend; }
+static int use_onednn(void) { return g_backend != NN_GEMM_OWN && cs_gemm_onednn_available(); }
+
+/* oneDNN in fixed slices of C, as OpenBLAS above (each call packs its slice's
+ * share of A: wider slices than OpenBLAS's keep that under 1% of the work) */
+#define DNNL_SLICE 256
+static void dnnl_slice(void *vc, int64_t i, int thread) {
+    (void)thread;
+    const gemm_ctx *g = vc;
+    int o = (int)i * DNNL_SLICE;
+    int rc;
+    if (g->by_rows) {
+        int m = g->M - o < DNNL_SLICE ? g->M - o : DNNL_SLICE;
+        const float *a = g->ta ? g->A + o : g->A + (size_t)o * g->lda;
+        rc = cs_gemm_onednn_1t(g->ta, g->tb, m, g->N, g->K, g->alpha, a, g->lda, g->B, g->ldb, g->beta,
+                               g->C + (size_t)o * g->ldc, g->ldc);
+    } else {
+        int n = g->N - o < DNNL_SLICE ? g->N - o : DNNL_SLICE;
+        const float *b = g->tb ? g->B + (size_t)o * g->ldb : g->B + o;
+        rc = cs_gemm_onednn_1t(g->ta, g->tb, g->M, n, g->K, g->alpha, g->A, g->lda, b, g->ldb, g->beta, g->C + o,
+                               g->ldc);
+    }
+    (void)rc; /* dnnl_sgemm fails only on bad arguments, which nn_sgemm's callers never pass */
+}
+
 static int g_precision = NN_FP32;
 
 int nn_set_precision(int p) {
@@ -97,6 +123,12 @@ void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
     if (isa >= CS_ISA_AVX512) { /* our kernel; OpenBLAS (held to AVX2 here) if out of memory */
         int nt = (double)M * N * K < GEMM_INLINE ? 1 : nn_nthreads();
         int bf16 = use_bf16(M, N, K, isa);
+        if (!bf16 && use_onednn()) {
+            gemm_ctx g = {trans_a, trans_b, M, N, K, lda, ldb, ldc, M > N, alpha, beta, A, B, C};
+            int64_t slices = ((g.by_rows ? M : N) + DNNL_SLICE - 1) / DNNL_SLICE;
+            cs_parallel_for(nt, slices, dnnl_slice, &g);
+            return;
+        }
         if (cs_gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16, nt) == 0)
             return;
     }
@@ -116,6 +148,9 @@ void nn_sgemm_tile(int trans_a, int trans_b, int M, int N, int K, float alpha, c
     int isa = cs_cpu_isa();
     if (isa >= CS_ISA_AVX512) {
         int bf16 = use_bf16(M, N, K, isa);
+        if (!bf16 && g_tile_threads == 1 && use_onednn() &&
+            cs_gemm_onednn_1t(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0)
+            return;
         if (cs_gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16, g_tile_threads) == 0)
             return;
     }

@@ -42,6 +42,13 @@ void nn_sgemm_tile(int trans_a, int trans_b, int M, int N, int K, float alpha, c
                    const float *B, int ldb, float beta, float *C, int ldc);
 void nn_set_tile_threads(int n); /* this thread's, default 1 */
 
+/* Which fp32 product the AVX-512 path uses: NN_GEMM_AUTO (oneDNN's sgemm
+ * when built in, core/gemm_onednn.c, else ours), NN_GEMM_OWN (our kernel,
+ * core/gemm_avx512.c), NN_GEMM_ONEDNN. bf16 products and the fused
+ * attention are always ours. For benches and tests; not thread safe. */
+enum { NN_GEMM_AUTO = 0, NN_GEMM_OWN = 1, NN_GEMM_ONEDNN = 2 };
+void nn_set_gemm_backend(int backend);
+
 /* Precision of the products (nn_sgemm and everything built on it): fp32 (the
  * default and the reference) or bf16 (operands rounded to bfloat16, products
  * summed in fp32; AVX512_BF16 CPUs only). nn_set_precision returns -1 (and

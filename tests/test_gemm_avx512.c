@@ -5,7 +5,8 @@
  * operands rounded to bf16 (exact in double, so only fp32 summation error
  * is left) and against fp32 within 1e-2, products thinner than
  * NN_BF16_MIN_SIDE giving the fp32 bytes; the same bytes at -j 1, 2 and 3;
- * the forced AVX2/OpenBLAS path (cs_cpu_force) agreeing with the AVX-512 one.
+ * the forced AVX2/OpenBLAS path (cs_cpu_force) agreeing with the AVX-512 one;
+ * the fp32 checks run on our kernel and on oneDNN's sgemm (when built in).
  * On a CPU without AVX-512 only the fallback is checked (and said so). */
 #include <math.h>
 #include <stdint.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "core/cpu.h"
+#include "core/gemm.h"
 #include "core/nn.h"
 #include "core/parallel.h"
 #include "tests/t.h"
@@ -75,7 +77,11 @@ static void one(int ta, int tb, int M, int N, int K, float beta, int have512, in
     double tol = 2e-6 * sqrt((double)K + 1);
     double e = ref_err(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C0, Cb, ldc, 0);
     CHECKF(e < tol, "fallback %dx%dx%d ta=%d tb=%d: rel err %g", M, N, K, ta, tb, e);
-    if (have512) {
+    /* our kernel, then oneDNN's sgemm when built in (Cfp keeps the last, the
+     * default's, for the bf16 part) */
+    int last = cs_gemm_onednn_available() ? NN_GEMM_ONEDNN : NN_GEMM_OWN;
+    for (int be = NN_GEMM_OWN; have512 && be <= last; be++) {
+        nn_set_gemm_backend(be);
         int thr[] = {1, 2, 3};
         for (int ti = 0; ti < 3; ti++) {
             cs_set_threads(thr[ti]);
@@ -83,9 +89,10 @@ static void one(int ta, int tb, int M, int N, int K, float beta, int have512, in
             nn_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
             if (ti == 0) {
                 memcpy(C1, C, nc * 4);
-                memcpy(Cfp, C, nc * 4);
+                if (be == last) memcpy(Cfp, C, nc * 4);
                 e = ref_err(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C0, C, ldc, 0);
-                CHECKF(e < tol, "avx512 %dx%dx%d ta=%d tb=%d beta=%g: rel err %g", M, N, K, ta, tb, beta, e);
+                CHECKF(e < tol, "%s %dx%dx%d ta=%d tb=%d beta=%g: rel err %g", be == NN_GEMM_OWN ? "own" : "onednn", M,
+                       N, K, ta, tb, beta, e);
                 double d = nn_rel_err(C, Cb, nc);
                 CHECKF(d < 2 * tol, "avx512 vs fallback %dx%dx%d: %g", M, N, K, d);
                 int pad = 1; /* columns past N untouched */
@@ -98,6 +105,7 @@ static void one(int ta, int tb, int M, int N, int K, float beta, int have512, in
             }
         }
     }
+    nn_set_gemm_backend(NN_GEMM_AUTO);
     if (have_bf16) {
         REQUIRE(nn_set_precision(NN_BF16) == 0);
         for (int ti = 1; ti <= 2; ti++) {

@@ -363,7 +363,9 @@ int main(void) {
                "(%.1f GFLOP per CPU-second); sgemm peak = %.0f%% of it (cpu-time basis %.0f%%); products on the "
                "%s path\n",
                g_fma_peak1, g_fma_peak, threads, g_fma_cpu, 100 * peak / g_fma_peak, 100 * g_peak_cpu / g_fma_cpu,
-               cs_cpu_isa() >= CS_ISA_AVX512 ? "AVX-512 (own kernel)" : "AVX2/OpenBLAS (CS_ISA)");
+               cs_cpu_isa() < CS_ISA_AVX512 ? "AVX2/OpenBLAS (CS_ISA)"
+               : cs_gemm_onednn_available() ? "AVX-512 (fp32: oneDNN sgemm; bf16 and attention: own kernel)"
+                                            : "AVX-512 (own kernel)");
     else
         printf("FMA peak: not measured (no AVX-512 on this CPU)\n");
 

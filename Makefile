@@ -23,7 +23,8 @@ LDLIBS   += -lopencv_calib3d -lopencv_features2d -lopencv_flann -lopencv_imgproc
 
 DEB_PKGS = build-essential libopenblas-dev libpng-dev libjpeg62-turbo-dev libsqlite3-dev \
            libcjson-dev zlib1g-dev libutf8proc-dev libdivsufsort-dev libfaiss-dev \
-           libxml2-utils nettle-dev libarchive-dev libopencv-features2d-dev libopencv-calib3d-dev
+           libxml2-utils nettle-dev libarchive-dev libopencv-features2d-dev libopencv-calib3d-dev \
+           libdnnl-dev
 # The anchors `make bench` measures beside our figures (FAISS, PyTorch, numpy).
 BENCH_PKGS = python3-faiss python3-numpy python3-torch python3-torchvision python3-pil librsvg2-bin
 
@@ -49,6 +50,20 @@ $(BUILD)/%.o: %.c
 # Plain loops of run-time length left to the vectorizer, which -O2's cheap
 # cost model skips: the Winograd transforms (index/winograd.c).
 $(BUILD)/index/winograd.o: OPT += -O3
+
+# The AVX-512 products (core/gemm_avx512.c, core/attn_avx512.c): entered only after cpuid says so
+# (core/cpu.c), so the binary still runs on AVX2-only machines.
+AVX512_FLAGS = -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma
+$(BUILD)/core/gemm_avx512.o $(BUILD)/core/attn_avx512.o: CFLAGS += $(AVX512_FLAGS)
+
+# oneDNN (libdnnl-dev): its sgemm takes the fp32 products on AVX-512 CPUs
+# (faster than our kernel, measured: docs/BENCHMARKS.md 'AVX-512'); without
+# the package the build goes on with our own kernel.
+HAVE_DNNL := $(shell test -f /usr/include/dnnl.h && echo 1)
+ifeq ($(HAVE_DNNL),1)
+$(BUILD)/core/gemm_onednn.o: CPPFLAGS += -DCS_HAVE_DNNL
+LDLIBS += -ldnnl
+endif
 
 $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/cpu.h"
 #include "core/nn.h"
 #include "core/parallel.h"
 #include "index/ann.h"
@@ -509,6 +510,12 @@ static void bench_resnet(void) {
         printf("resnet50 sscd %dx%d batch %d %d thread%s: %.2f images/s (%.1f GFLOP/s at %.2f GFLOP/image)"
                "  anchor pytorch %.2f images/s  ratio %.2fx (target >= 1x)\n",
                S, S, B, threads[i], threads[i] > 1 ? "s" : "", ours, ours * gf, gf, th, th > 0 ? ours / th : 0);
+        if (cs_cpu_isa() >= CS_ISA_AVX512) { /* the same on the AVX2/OpenBLAS path (issue 18) */
+            cs_cpu_force(CS_ISA_BASE);
+            double a2 = resnet_rate(&m, x, B, S, threads[i], o);
+            cs_cpu_force(-1);
+            printf("  same on the AVX2/OpenBLAS path: %.2f images/s: AVX-512 %.2fx\n", a2, ours / a2);
+        }
     }
     nn_set_threads(THREADS);
     free(x), free(o);

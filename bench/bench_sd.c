@@ -20,7 +20,12 @@
  * BENCH_SD_KEEP=1 keeps the checkpoint, BENCH_SD_THREADS (default 2, the
  * anchors' thread count), BENCH_SD_QUICK=1 skips the 64x64 runs,
  * BENCH_SD_CKPT=FILE reuses a kept checkpoint, BENCH_SD_UNET_ONLY=32|64 times
- * only that UNet size (for profiling), BENCH_SD_NO_TORCH=1 skips the anchor. */
+ * only that UNet size (for profiling), BENCH_SD_NO_TORCH=1 skips the anchor,
+ * BENCH_SD_JSON=FILE writes the main figures as JSON (seconds per call; null
+ * when not measured). Every figure is also given as a fraction of the
+ * machine's fp32 limit measured in the same run: the register-only AVX-512
+ * FMA loop (cs_gemm_fma_loop). The UNet also runs in bf16 (nn_set_precision)
+ * and, at 32x32, on the AVX2/OpenBLAS path (CS_ISA capped). */
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
@@ -32,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/cpu.h"
+#include "core/gemm.h"
 #include "core/nn.h"
 #include "core/parallel.h"
 #include "core/safetensors.h"
@@ -237,6 +244,29 @@ static double sgemm_peak(void) {
     return best;
 }
 
+/* The machine's fp32 limit: the register-only AVX-512 FMA loop
+ * (cs_gemm_fma_loop) on nt threads at once, best of 3; 0 without AVX-512. */
+static double g_fma_peak, g_fma_peak1, g_fma_cpu; /* g_fma_cpu: GFLOP per CPU-second */
+static volatile float g_sink;
+static void fma_item(void *ctx, int64_t i, int thread) {
+    (void)i, (void)thread;
+    g_sink += cs_gemm_fma_loop(*(long *)ctx);
+}
+static double fma_peak(int nt) {
+    if (cs_cpu_isa_detected() < CS_ISA_AVX512) return 0;
+    long iters = 20000000;
+    double best = 0;
+    for (int r = 0; r < 3; r++) {
+        double t0 = now(), c0 = cpu_secs();
+        cs_parallel_for(nt, nt, fma_item, &iters);
+        double g = (double)iters * 24 * 32 * nt / (now() - t0) / 1e9;
+        double gc = (double)iters * 24 * 32 * nt / (cpu_secs() - c0) / 1e9;
+        if (g > best) best = g;
+        if (gc > g_fma_cpu) g_fma_cpu = gc;
+    }
+    return best;
+}
+
 /* Vectorised F16 -> F32 (F16C), the fastest per-use widening could be. */
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -272,6 +302,9 @@ static void report(const char *what, double secs, double cpu, double gflop, doub
            "%3.0f%%)",
            what, secs, gflop, gflop / secs, 100.0 * gflop / secs / peak,
            100.0 * (gflop / cpu) / g_peak_cpu);
+    if (g_fma_peak > 0)
+        printf(", %3.0f%% of FMA peak (cpu-time basis %3.0f%%)", 100.0 * gflop / secs / g_fma_peak,
+               100.0 * (gflop / cpu) / g_fma_cpu);
     if (anchor) printf("  | %s", anchor);
     printf("\n");
     fflush(stdout);
@@ -285,6 +318,7 @@ int main(void) {
     int quick = getenv("BENCH_SD_QUICK") != NULL;
     double la[3] = {0, 0, 0};
     if (getloadavg(la, 3) > 0) printf("load average at start: %.2f (machine: %d cores)\n", la[0], cs_ncpu());
+    double load0 = la[0];
     const char *dir = getenv("BENCH_SD_DIR");
     if (!dir) dir = getenv("TMPDIR");
     if (!dir) dir = "/tmp";
@@ -322,6 +356,18 @@ int main(void) {
     double peak = sgemm_peak();
     printf("sgemm peak (3072^3, %d threads): %.1f GFLOP/s (%.1f GFLOP per CPU-second)\n", threads,
            peak, g_peak_cpu);
+    g_fma_peak1 = fma_peak(1);
+    g_fma_peak = fma_peak(threads);
+    if (g_fma_peak > 0)
+        printf("FMA peak (register-only AVX-512 FMA loop): %.1f GFLOP/s on 1 thread, %.1f on %d threads "
+               "(%.1f GFLOP per CPU-second); sgemm peak = %.0f%% of it (cpu-time basis %.0f%%); products on the "
+               "%s path\n",
+               g_fma_peak1, g_fma_peak, threads, g_fma_cpu, 100 * peak / g_fma_peak, 100 * g_peak_cpu / g_fma_cpu,
+               cs_cpu_isa() < CS_ISA_AVX512 ? "AVX2/OpenBLAS (CS_ISA)"
+               : cs_gemm_onednn_available() ? "AVX-512 (fp32: oneDNN sgemm; bf16 and attention: own kernel)"
+                                            : "AVX-512 (own kernel)");
+    else
+        printf("FMA peak: not measured (no AVX-512 on this CPU)\n");
 
     t0 = now();
     sd_model *m = NULL;
@@ -349,7 +395,8 @@ int main(void) {
     const char *anchors[2] = {
         "torch 1.13 (issue): 374 GFLOP, ~12 s, 30 GFLOP/s",
         "torch 1.13 (issue): 1844 GFLOP, ~98 s, 19 GFLOP/s; sd.cpp 30 s/step at 512x512"};
-    double unet_secs[2] = {0, 0}, unet_gflop[2] = {0, 0};
+    double unet_secs[2] = {0, 0}, unet_gflop[2] = {0, 0}, torch_secs[2] = {0, 0};
+    double bf16_secs = 0, vae_secs = 0, avx2_secs = 0, unet_cpu[2] = {0, 0};
     const char *only = getenv("BENCH_SD_UNET_ONLY"); /* "32" or "64": profiling one size */
     int warmed = 0;
     for (int si = 0; si < (quick ? 1 : 2); si++) {
@@ -367,12 +414,55 @@ int main(void) {
         unet_gflop[si] = nn_flops() / 1e9;
         char what[64];
         snprintf(what, sizeof what, "UNet batch 2, %dx%d latent", s, s);
-        report(what, unet_secs[si], cpu_secs() - c0, unet_gflop[si], peak, anchors[si]);
+        unet_cpu[si] = cpu_secs() - c0;
+        report(what, unet_secs[si], unet_cpu[si], unet_gflop[si], peak, anchors[si]);
         int finite = 1;
         for (size_t i = 0; i < n; i++) finite &= isfinite(eps[i]) != 0;
         if (!finite) printf("  (warning: non-finite outputs)\n");
         free(x), free(eps);
     }
+    /* the same UNet in bf16 (64x64, or 32x32 with BENCH_SD_QUICK) and, at
+     * 32x32, on the AVX2/OpenBLAS path: both beside the fp32 AVX-512 figure */
+    int bsi = quick || (only && atoi(only) == 32) ? 0 : 1;
+    if (unet_secs[bsi] > 0 && nn_set_precision(NN_BF16) == 0) {
+        int s = sizes[bsi];
+        size_t n = (size_t)2 * 4 * s * s;
+        float *x = rand_floats(n, 1.f, 7), *eps = malloc(sizeof(float) * n), *ref = malloc(sizeof(float) * n);
+        nn_set_precision(NN_FP32);
+        sd_unet_eps(m, x, t, ctx, 2, s, s, ref, &err);
+        nn_set_precision(NN_BF16);
+        nn_flops_reset();
+        t0 = now();
+        c0 = cpu_secs();
+        if (sd_unet_eps(m, x, t, ctx, 2, s, s, eps, &err)) printf("bench_sd: %s\n", err.msg);
+        bf16_secs = now() - t0;
+        double bc = cpu_secs() - c0;
+        nn_set_precision(NN_FP32);
+        char what[64], anc[160];
+        snprintf(what, sizeof what, "UNet bf16, %dx%d latent", s, s);
+        snprintf(anc, sizeof anc, "%.2fx the fp32 path (cpu-time basis %.2fx); rel. difference from fp32 %.2g",
+                 unet_secs[bsi] / bf16_secs, unet_cpu[bsi] / bc, nn_rel_err(eps, ref, n));
+        report(what, bf16_secs, bc, nn_flops() / 1e9, peak, anc);
+        free(x), free(eps), free(ref);
+    }
+    if (unet_secs[0] > 0 && cs_cpu_isa() >= CS_ISA_AVX512) {
+        size_t n = (size_t)2 * 4 * 32 * 32;
+        float *x = rand_floats(n, 1.f, 7), *eps = malloc(sizeof(float) * n);
+        cs_cpu_force(CS_ISA_BASE);
+        nn_flops_reset();
+        t0 = now();
+        c0 = cpu_secs();
+        if (sd_unet_eps(m, x, t, ctx, 2, 32, 32, eps, &err)) printf("bench_sd: %s\n", err.msg);
+        avx2_secs = now() - t0;
+        double ac = cpu_secs() - c0;
+        cs_cpu_force(-1);
+        char anc[128];
+        snprintf(anc, sizeof anc, "the AVX-512 path is %.2fx faster (cpu-time basis %.2fx)", avx2_secs / unet_secs[0],
+                 ac / unet_cpu[0]);
+        report("UNet 32x32, AVX2/OpenBLAS", avx2_secs, ac, nn_flops() / 1e9, peak, anc);
+        free(x), free(eps);
+    }
+
     if (unet_secs[0] > 0) {
         printf("  per sampling step with guidance: 256x256 %.1f s (sd.cpp ~5.9 s, ratio %.1fx)",
                unet_secs[0], 5.9 / unet_secs[0]);
@@ -395,6 +485,7 @@ int main(void) {
             double ts;
             if (sscanf(line, "torch unet %d: %lf s", &sz, &ts) == 2) {
                 int si = sz == 32 ? 0 : 1;
+                torch_secs[si] = ts;
                 printf("torch 1.13 UNet batch 2, %dx%d (this run): %.2f s, %.1f GFLOP/s; ours "
                        "%.2f s: ratio %.1fx\n",
                        sz, sz, ts, unet_gflop[si] / ts, unet_secs[si],
@@ -415,6 +506,7 @@ int main(void) {
         c0 = cpu_secs();
         if (sd_vae_decode(m, z, 1, 64, 64, img, &err)) printf("bench_sd: %s\n", err.msg);
         double vs = now() - t0;
+        vae_secs = vs;
         char anc[96];
         snprintf(anc, sizeof anc, "sd.cpp (issue): ~60 s, ratio %.1fx", 60.0 / vs);
         report("VAE decode 64x64 -> 512x512", vs, cpu_secs() - c0, nn_flops() / 1e9, peak, anc);
@@ -448,6 +540,31 @@ int main(void) {
                "machine of this kind; this run's figures beside them are only comparable when "
                "the load stays near 0)\n",
                la[0]);
+    const char *jpath = getenv("BENCH_SD_JSON");
+    if (jpath) {
+        FILE *jf = fopen(jpath, "w");
+        if (!jf) {
+            printf("bench_sd: %s: cannot write\n", jpath);
+        } else {
+#define JV(v) ((v) > 0 ? fprintf(jf, "%.4g", (double)(v)) : fprintf(jf, "null"))
+            fprintf(jf, "{\"unet32_s\": "), JV(unet_secs[0]);
+            fprintf(jf, ", \"unet64_s\": "), JV(unet_secs[1]);
+            fprintf(jf, ", \"unet64_gflop\": "), JV(unet_gflop[1]);
+            fprintf(jf, ", \"fma_peak_gflops\": "), JV(g_fma_peak);
+            fprintf(jf, ", \"sgemm_peak_gflops\": "), JV(peak);
+            fprintf(jf, ", \"vae512_s\": "), JV(vae_secs);
+            fprintf(jf, ", \"bf16_unet64_s\": "), JV(bsi == 1 ? bf16_secs : 0);
+            fprintf(jf, ", \"torch32_s\": "), JV(torch_secs[0]);
+            fprintf(jf, ", \"avx2_unet32_s\": "), JV(avx2_secs);
+            fprintf(jf, ", \"unet64_cpu_s\": "), JV(unet_cpu[1]);
+            fprintf(jf, ", \"fma_peak_cpu_gflops\": "), JV(g_fma_cpu);
+            fprintf(jf, ", \"sgemm_peak_cpu_gflops\": "), JV(g_peak_cpu);
+            fprintf(jf, ", \"threads\": %d, \"load_start\": %.2f}\n", threads, load0);
+#undef JV
+            fclose(jf);
+            printf("figures written to %s\n", jpath);
+        }
+    }
     long rss = peak_rss_mb();
     printf("peak RSS %ld MB; f32 weights %.0f MB + 2048 MB = %.0f MB budget: %s\n", rss,
            g_total * 4.0 / 1048576, g_total * 4.0 / 1048576 + 2048,

@@ -42,6 +42,7 @@ static void usage(FILE *f) {
             "                  DIR/<suite name>-<run id hash>/<prompt id>-<sample>-<seed>.png\n"
             "  -n N            samples per prompt (overrides the suite; extra seeds follow the last)\n"
             "  -j, --jobs N    compute threads (default: all cores)\n"
+            "  --precision P   products in fp32 (default) or bf16 (AVX512_BF16 CPUs; also -p)\n"
             "  --db PATH       database (default $COPYSCOPE_DB or ./copyscope.db)\n\n"
             "one-image options (as stable-diffusion.cpp's sd):\n"
             "  -m, --model SPEC         the model (as above)\n"
@@ -69,7 +70,7 @@ static void usage(FILE *f) {
 }
 
 enum { O_CONFIG = 256, O_VOCAB, O_DB, O_SEED_LONG, O_STEPS, O_CFG, O_SAMPLER, O_SCHEDULE, O_STRENGTH,
-       O_MASK, O_LORA, O_RNG, O_ENSD, O_OUTDIR };
+       O_MASK, O_LORA, O_RNG, O_ENSD, O_OUTDIR, O_PRECISION };
 
 static const struct option opts[] = {
     {"model", required_argument, 0, 'm'},        {"config", required_argument, 0, O_CONFIG},
@@ -84,6 +85,7 @@ static const struct option opts[] = {
     {"mask", required_argument, 0, O_MASK},      {"lora", required_argument, 0, O_LORA},
     {"rng", required_argument, 0, O_RNG},        {"ensd", required_argument, 0, O_ENSD},
     {"output", required_argument, 0, 'o'},       {"help", no_argument, 0, 'h'},
+    {"precision", required_argument, 0, O_PRECISION},
     {0, 0, 0, 0}};
 
 /* The one-image flags as given (validated into a suite below). */
@@ -233,6 +235,11 @@ int cmd_generate(int argc, char **argv) {
         case O_CONFIG: o.config = optarg; break;
         case O_VOCAB: o.vocab = optarg; break;
         case O_OUTDIR: o.out = optarg; break;
+        case O_PRECISION:
+            if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16"))
+                return cli_usage_error("generate: bad --precision '%s' (fp32 or bf16)", optarg);
+            o.precision = optarg;
+            break;
         case O_DB: o.db = optarg; break;
         case 'n': n_arg = optarg; break; /* samples (suite) or negative prompt (-p) */
         case 'o': o_arg = optarg; break; /* output folder (suite) or file (-p) */

@@ -38,7 +38,7 @@ enum { TEXT_LATEST = -2, TEXT_ALL = 0, TEXT_NONE = -1 };
 
 typedef struct {
     const char *suite, *db, *out, *model, *config, *vocab;
-    const char *descriptors, *embedder;
+    const char *descriptors, *embedder, *precision;
     int samples, threads, reanalyze, fail_on, settings_changed;
     int64_t top, text_audit;
     int formats[4], n_formats;
@@ -66,6 +66,7 @@ static void usage(FILE *f) {
             "  --config JSON      SD architecture config\n"
             "  -n N               samples per prompt (overrides the suite)\n"
             "  -j, --jobs N       threads (default: all cores)\n"
+            "  --precision P      sampling products in fp32 (default) or bf16 (AVX512_BF16 CPUs)\n"
             "  --format LIST      report formats, comma list of html,json,csv,md (default html,json)\n"
             "  --top N            findings shown in the HTML gallery (default %d)\n"
             "  --text-audit WHICH text findings in the report: latest (default), all, none or an audit id\n"
@@ -112,6 +113,7 @@ static int parse_args(run_opts *o, int argc, char **argv) {
         {"set", required_argument, 0, 's'},        {"descriptors", required_argument, 0, 'D'},
         {"embedder", required_argument, 0, 'e'},   {"reanalyze", no_argument, 0, 'R'},
         {"fail-on", required_argument, 0, 'f'},    {"help", no_argument, 0, 'h'},
+        {"precision", required_argument, 0, 'P'},
         {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     cs_an_settings_default(&o->set);
@@ -132,6 +134,11 @@ static int parse_args(run_opts *o, int argc, char **argv) {
         case 'D': o->descriptors = optarg; o->settings_changed = 1; break;
         case 'e': o->embedder = optarg; o->settings_changed = 1; break;
         case 'R': o->reanalyze = 1; break;
+        case 'P':
+            if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16"))
+                return cli_usage_error("run: bad --precision '%s' (fp32 or bf16)", optarg);
+            o->precision = optarg;
+            break;
         case 'n':
             o->samples = (int)strtol(optarg, &end, 10);
             if (*end || o->samples <= 0 || o->samples > 100000)
@@ -351,7 +358,7 @@ int cmd_run(int argc, char **argv) {
     header(1, "generate", o.suite);
     cs_generate_opts go = {.suite = o.suite, .model = o.model, .config = o.config, .vocab = o.vocab,
                            .out = gen_out, .db = o.db, .samples = o.samples, .threads = o.threads,
-                           .progress = 1, .command = o.command};
+                           .progress = 1, .command = o.command, .precision = o.precision};
     cs_generate_stats gs;
     if (cs_generate(&go, &gs, &err)) goto fail;
     printf("run %lld: %d image%s made, %d already there; %s\n", (long long)gs.run_id, gs.generated,

@@ -8,6 +8,9 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "core/attn.h"
+#include "core/cpu.h"
+#include "core/gemm.h"
 #include "core/parallel.h"
 
 /* ---- threading helpers ------------------------------------------------------- */
@@ -67,16 +70,92 @@ static void gemm_slice(void *vc, int64_t i, int thread) {
 
 static void gemm_blas_single(void) { openblas_set_num_threads(1); }
 
+static int g_backend = NN_GEMM_AUTO;
+void nn_set_gemm_backend(int backend) { g_backend = backend; }
+static int use_onednn(void) { return g_backend != NN_GEMM_OWN && cs_gemm_onednn_available(); }
+
+/* oneDNN in fixed slices of C, as OpenBLAS above (each call packs its slice's
+ * share of A: wider slices than OpenBLAS's keep that under 1% of the work) */
+#define DNNL_SLICE 256
+static void dnnl_slice(void *vc, int64_t i, int thread) {
+    (void)thread;
+    const gemm_ctx *g = vc;
+    int o = (int)i * DNNL_SLICE;
+    int rc;
+    if (g->by_rows) {
+        int m = g->M - o < DNNL_SLICE ? g->M - o : DNNL_SLICE;
+        const float *a = g->ta ? g->A + o : g->A + (size_t)o * g->lda;
+        rc = cs_gemm_onednn_1t(g->ta, g->tb, m, g->N, g->K, g->alpha, a, g->lda, g->B, g->ldb, g->beta,
+                               g->C + (size_t)o * g->ldc, g->ldc);
+    } else {
+        int n = g->N - o < DNNL_SLICE ? g->N - o : DNNL_SLICE;
+        const float *b = g->tb ? g->B + (size_t)o * g->ldb : g->B + o;
+        rc = cs_gemm_onednn_1t(g->ta, g->tb, g->M, n, g->K, g->alpha, g->A, g->lda, b, g->ldb, g->beta, g->C + o,
+                               g->ldc);
+    }
+    (void)rc; /* dnnl_sgemm fails only on bad arguments, which nn_sgemm's callers never pass */
+}
+
+static int g_precision = NN_FP32;
+
+int nn_set_precision(int p) {
+    if (p == NN_BF16 && cs_cpu_isa() < CS_ISA_AVX512_BF16) return -1;
+    if (p != NN_FP32 && p != NN_BF16) return -1;
+    g_precision = p;
+    return 0;
+}
+int nn_precision(void) { return g_precision; }
+
+/* bf16 only where it pays: products of 16 or more on every side. A thinner
+ * one (the time-embedding MLP at N = batch, the UNet's conv_out at M = 4, a
+ * conv_in at K = 36) is bound by memory and packing, not by multiplies. */
+static int use_bf16(int M, int N, int K, int isa) {
+    return g_precision == NN_BF16 && isa >= CS_ISA_AVX512_BF16 && M >= NN_BF16_MIN_SIDE && N >= NN_BF16_MIN_SIDE &&
+           K >= NN_BF16_MIN_SIDE;
+}
+
 void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, gemm_blas_single);
     if (M <= 0 || N <= 0) return;
+    int isa = cs_cpu_isa();
+    if (isa >= CS_ISA_AVX512) { /* our kernel; OpenBLAS (held to AVX2 here) if out of memory */
+        int nt = (double)M * N * K < GEMM_INLINE ? 1 : nn_nthreads();
+        int bf16 = use_bf16(M, N, K, isa);
+        if (!bf16 && use_onednn()) {
+            gemm_ctx g = {trans_a, trans_b, M, N, K, lda, ldb, ldc, M > N, alpha, beta, A, B, C};
+            int64_t slices = ((g.by_rows ? M : N) + DNNL_SLICE - 1) / DNNL_SLICE;
+            cs_parallel_for(nt, slices, dnnl_slice, &g);
+            return;
+        }
+        if (cs_gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16, nt) == 0)
+            return;
+    }
     /* the cut depends on the shape only, never on the thread count */
     gemm_ctx g = {trans_a, trans_b, M, N, K, lda, ldb, ldc, M > N, alpha, beta, A, B, C};
     int64_t slices = ((g.by_rows ? M : N) + GEMM_SLICE - 1) / GEMM_SLICE;
     int nt = (double)M * N * K < GEMM_INLINE ? 1 : nn_nthreads();
     cs_parallel_for(nt, slices, gemm_slice, &g);
+}
+
+static _Thread_local int g_tile_threads = 1;
+void nn_set_tile_threads(int n) { g_tile_threads = n < 1 ? 1 : n; }
+
+void nn_sgemm_tile(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    int isa = cs_cpu_isa();
+    if (isa >= CS_ISA_AVX512) {
+        int bf16 = use_bf16(M, N, K, isa);
+        if (!bf16 && g_tile_threads == 1 && use_onednn() &&
+            cs_gemm_onednn_1t(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0)
+            return;
+        if (cs_gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16, g_tile_threads) == 0)
+            return;
+    }
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
+                alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 #define NN_CHUNK 16384 /* elements per parallel item in elementwise loops */
@@ -684,6 +763,13 @@ void nn_attention(float *out, int ldo, const float *q, int ldq, const float *k, 
 
 void nn_attention_cm_ld(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
                         const float *v, int ldv, int Tq, int Tk, int heads, int dh, float *ws) {
+    if (cs_cpu_isa() >= CS_ISA_AVX512) { /* fused, scores kept in cache (core/attn.h) */
+        int nt = (double)Tq * Tk * dh * heads < GEMM_INLINE ? 1 : nn_nthreads();
+        if (cs_attn_avx512(out, ldo, q, ldq, k, ldk, v, ldv, Tq, Tk, heads, dh, nt) == 0) {
+            FLOPS(2 * heads, (double)Tq * Tk, dh);
+            return;
+        }
+    }
     float scale = 1.f / sqrtf((float)dh);
     int bq = att_block(Tq, Tk);
     FLOPS(2 * heads, (double)Tq * Tk, dh); /* QK^T and PV */

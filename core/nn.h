@@ -33,6 +33,32 @@ void nn_set_threads(int n);
 void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
 
+/* The same product for a caller that spreads its own tiles over threads
+ * (index/resnet_forward.c, index/winograd.c): the AVX-512 kernel on the
+ * calling thread only (or on nn_set_tile_threads(n) threads, for a tile too
+ * narrow to cut), else one cblas_sgemm call with OpenBLAS's thread setting as
+ * the caller left it. The bits of each element depend on the shape only. */
+void nn_sgemm_tile(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc);
+void nn_set_tile_threads(int n); /* this thread's, default 1 */
+
+/* Which fp32 product the AVX-512 path uses: NN_GEMM_AUTO (oneDNN's sgemm
+ * when built in, core/gemm_onednn.c, else ours), NN_GEMM_OWN (our kernel,
+ * core/gemm_avx512.c), NN_GEMM_ONEDNN. bf16 products and the fused
+ * attention are always ours. For benches and tests; not thread safe. */
+enum { NN_GEMM_AUTO = 0, NN_GEMM_OWN = 1, NN_GEMM_ONEDNN = 2 };
+void nn_set_gemm_backend(int backend);
+
+/* Precision of the products (nn_sgemm and everything built on it): fp32 (the
+ * default and the reference) or bf16 (operands rounded to bfloat16, products
+ * summed in fp32; AVX512_BF16 CPUs only). nn_set_precision returns -1 (and
+ * changes nothing) when this CPU, or CS_ISA, does not allow it. Process-wide:
+ * set it before a run, not during one. */
+enum { NN_FP32 = 0, NN_BF16 = 1 };
+#define NN_BF16_MIN_SIDE 16 /* a product thinner than this on any side stays fp32 under bf16 */
+int nn_set_precision(int precision);
+int nn_precision(void);
+
 /* Floating-point operations (2*M*N*K per sgemm) issued by the ops here since
  * the last reset: for GFLOP/s figures. Not synchronised: count from one thread. */
 double nn_flops(void);

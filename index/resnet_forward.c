@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/nn.h"
 #include "core/parallel.h"
 #include "index/resnet.h"
 #include "index/winograd.h"
@@ -148,7 +149,7 @@ static void conv_tile(void *vctx, int64_t t, int thread) {
             cols = ws, ldb = cnt;
         }
         float beta = (i > 0 || j->accumulate) ? 1.0f : 0.0f;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->cout, cnt, K, 1.0f, src->conv->w, K, cols,
+        nn_sgemm_tile(0, 0, j->cout, cnt, K, 1.0f, src->conv->w, K, cols,
                     ldb, beta, y, (int)j->n);
     }
     /* epilogue on the tile while it is in cache */
@@ -199,7 +200,9 @@ static size_t conv_ws(const cs_rn_conv *c, shape4 s, int nt) {
 /* Runs a narrow job as one tile on this thread, OpenBLAS on nt threads. */
 static void run_narrow(cs_parallel_fn fn, void *job, int nt) {
     openblas_set_num_threads(nt);
+    nn_set_tile_threads(nt); /* the AVX-512 path's threads (core/nn.h) */
     fn(job, 0, 0);
+    nn_set_tile_threads(1);
     openblas_set_num_threads(1);
 }
 

@@ -11,7 +11,7 @@
  * [cin][blocks] (this tile's transformed patches). */
 #include "index/winograd.h"
 
-#include <cblas.h>
+#include "core/nn.h"
 #include <string.h>
 
 void cs_wino_weights(float *U, const float *w, int cout, int cin) {
@@ -175,7 +175,7 @@ void cs_wino_tile_run(float *y, const float *x, const float *U, const float *bia
     float *V = scratch, *M = scratch + (size_t)16 * cin * cnt, *rowbuf = M + (size_t)16 * cout * cnt;
     input_transform(V, x, cin, B, H, W, r0, nr, rowbuf);
     for (int xi = 0; xi < 16; xi++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, cnt, cin, 1.0f, U + (size_t)xi * cout * cin,
+        nn_sgemm_tile(0, 0, cout, cnt, cin, 1.0f, U + (size_t)xi * cout * cin,
                     cin, V + (size_t)xi * cin * cnt, cnt, 0.0f, M + (size_t)xi * cout * cnt, cnt);
     output_transform(y, M, bias, cout, B, H, W, r0, nr, relu, rowbuf);
 }

@@ -613,6 +613,16 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
     const char *outdir = NULL;
     if (check_inputs(o, &s, spec, empirical, config, vocab, file_dir, sizeof file_dir, &outdir, err)) goto out;
     if (o->threads > 0) nn_set_threads(o->threads);
+    int bf16 = o->precision ? !strcmp(o->precision, "bf16") : s.bf16;
+    if (o->precision && strcmp(o->precision, "fp32") && strcmp(o->precision, "bf16")) {
+        cs_fail(err, CS_EUSAGE, "--precision %s: must be fp32 or bf16", o->precision);
+        goto out;
+    }
+    if (nn_set_precision(bf16 ? NN_BF16 : NN_FP32)) {
+        cs_fail(err, CS_EUSAGE, "%s: precision bf16: this CPU has no AVX512_BF16 (or CS_ISA caps it)",
+                o->precision ? "--precision" : s.path);
+        goto out;
+    }
     cs_model_opts mo = {.config = config, .vocab = vocab, .db = o->db, .loras = s.loras, .n_loras = s.n_loras};
     if (cs_model_open(&m, spec, &mo, err)) goto out;
     jobs = calloc((size_t)s.n, sizeof *jobs);
@@ -626,6 +636,7 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
     cs_run_finish(db, st->run_id, NULL); /* a missing stamp is no failure */
     rc = 0;
 out:
+    nn_set_precision(NN_FP32); /* bf16 is for sampling only: embeddings stay comparable with the index's */
     if (prog) cs_progress_end(prog);
     if (jobs)
         for (int i = 0; i < s.n; i++) job_free(m, &jobs[i]);

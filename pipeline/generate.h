@@ -37,6 +37,7 @@ typedef struct {
      * new file). */
     const char *suite_json;
     const char *out_file;
+    const char *precision; /* "fp32" or "bf16" (overrides the suite's; NULL = the suite's) */
     int mask_white_generates; /* masks: white = regenerate (sd, A1111, diffusers);
                                * 0 = white keeps the reference (suites) */
 } cs_generate_opts;

@@ -571,6 +571,12 @@ int cs_suite_parse(cs_suite *s, const char *json, size_t len, const char *path, 
             free(tmp);
         } else if (!strcmp(k, "loras")) {
             if (parse_loras(s, v, path, err)) goto out;
+        } else if (!strcmp(k, "precision")) { /* of the products: fp32 (default) or bf16 */
+            if (!cJSON_IsString(v) || (strcmp(v->valuestring, "fp32") && strcmp(v->valuestring, "bf16"))) {
+                cs_fail(err, CS_EFORMAT, "%s: precision: must be \"fp32\" or \"bf16\"", path);
+                goto out;
+            }
+            s->bf16 = !strcmp(v->valuestring, "bf16");
         } else if (!strcmp(k, "defaults")) {
             defaults = v;
         } else if (!strcmp(k, "prompts")) {

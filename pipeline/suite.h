@@ -6,6 +6,8 @@
  *     "config": "...", "vocab": "...",      or "empirical:INDEXDB"; SD config / BPE vocab
  *     "loras": [ {"path", "weight"?} ],   optional: kohya LoRAs merged into an SD
  *                                         model at weight (default 1)
+ *     "precision": "fp32" | "bf16",       optional: the products' precision (default
+ *                                         fp32; bf16 needs AVX512_BF16)
  *     "defaults": { settings },           optional, applied to every item
  *     "prompts": [ { "id", "text", "negative"?, "expect_ref"?, settings... } ],
  *     "completions": [ { "id", "ref", "text"?, "negative"?, "expect_ref"?,
@@ -71,6 +73,7 @@ typedef struct {
     char *model, *config, *vocab; /* resolved, NULL when absent */
     cs_lora *loras;      /* "loras": paths resolved (owned) */
     int n_loras;
+    int bf16;            /* "precision": "bf16" (default "fp32"): products in bf16 (core/nn.h) */
     char sha256[65];     /* of the file bytes: the run identity with the model */
     int n;
     cs_suite_item *items;

@@ -1,0 +1,31 @@
+/* gemm.h — our own packed-panel matrix product for AVX-512 CPUs (fp32, and
+ * bf16 products with fp32 sums), the path nn_sgemm takes when cs_cpu_isa()
+ * allows it. Not for direct use elsewhere: call nn_sgemm.
+ *
+ * The work is cut into tiles of C by the shape alone, each tile summed over K
+ * in one fixed order by one thread: the bits do not depend on the thread
+ * count. Code in gemm_avx512.c is compiled for AVX-512 and must only be
+ * entered after cs_cpu_isa() said so. */
+#ifndef CS_GEMM_H
+#define CS_GEMM_H
+
+/* C = alpha op(A) op(B) + beta C, row-major (as cblas_sgemm), over nthreads
+ * threads. bf16 != 0 rounds op(A) and op(B) to bfloat16 (nearest even) and
+ * multiplies with vdpbf16ps, summing in fp32 (needs CS_ISA_AVX512_BF16).
+ * Returns -1 when out of memory (nothing written), else 0. beta = 0 never
+ * reads C. */
+int cs_gemm_avx512(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc, int bf16, int nthreads);
+
+/* oneDNN's sgemm (core/gemm_onednn.c) on the calling thread: 0, or -1 when
+ * oneDNN is not built in (cs_gemm_onednn_available() == 0) or failed. */
+int cs_gemm_onednn_available(void);
+int cs_gemm_onednn_1t(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                      int ldb, float beta, float *C, int ldc);
+
+/* The fp32 FMA peak: iters rounds of 24 independent zmm FMAs (register only,
+ * no memory), returns a value that depends on every lane (so nothing is
+ * optimised away). Flops done: iters * 24 * 32. For benchmarks. */
+float cs_gemm_fma_loop(long iters);
+
+#endif

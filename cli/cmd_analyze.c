@@ -97,7 +97,7 @@ static int parse_option(analyze_args *a, int c, char **dirs, int *nd, cs_err *er
         return -1;
     case 'q': a->quiet = 1; return -1;
     case 'h': usage(stdout); return CLI_OK;
-    default: usage(stderr); return CLI_USAGE;
+    default: return cli_usage_hint("analyze");
     }
 }
 

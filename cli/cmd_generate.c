@@ -221,6 +221,15 @@ static char *one_image_suite(const one_args *a, int *rc) {
 }
 
 /* Long: option parsing and the one-image / suite usage checks of one command, then one library call. */
+void cli_generate_notes(const cs_generate_stats *st) {
+    if (st->moved)
+        printf("generate: %d image%s of run %lld found moved to %s (same bytes): recorded there\n", st->moved,
+               st->moved == 1 ? "" : "s", (long long)st->run_id, st->out_dir);
+    if (st->missing)
+        printf("generate: %d image%s recorded for run %lld no longer there (e.g. %s): made again\n", st->missing,
+               st->missing == 1 ? "" : "s", (long long)st->run_id, st->missing_example);
+}
+
 int cmd_generate(int argc, char **argv) {
     cs_generate_opts o = {0};
     one_args a = {0};
@@ -254,7 +263,7 @@ int cmd_generate(int argc, char **argv) {
             if ((o.threads = cli_parse_jobs(optarg)) < 0) return cli_usage_error("generate: bad -j '%s'", optarg);
             break;
         case 'h': usage(stdout); return CLI_OK;
-        default: usage(stderr); return CLI_USAGE;
+        default: return cli_usage_hint("generate");
         }
     }
     char *suite_json = NULL;
@@ -283,8 +292,7 @@ int cmd_generate(int argc, char **argv) {
         }
         if (o_arg) o.out = o_arg;
         if (optind != argc - 1) {
-            usage(stderr);
-            return cli_usage_error("generate: give one SUITE.json (or -p PROMPT -m MODEL -o OUT.png)");
+            return cli_usage_error("generate: give one SUITE.json (or -p PROMPT -m MODEL -o OUT.png)"), cli_usage_hint("generate");
         }
         o.suite = argv[optind];
     }
@@ -308,6 +316,7 @@ int cmd_generate(int argc, char **argv) {
     int rc = cs_generate(&o, &st, &err);
     free(suite_json);
     if (rc) return cli_fail(&err);
+    cli_generate_notes(&st);
     if (o.out_file) printf("generate: run %lld: %s\n", (long long)st.run_id, o.out_file);
     else
         printf("generate: run %lld: %d image%s made, %d already there; %s\n", (long long)st.run_id,

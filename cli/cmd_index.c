@@ -129,7 +129,7 @@ static int cmd_index_add(int argc, char **argv) {
         case 'A': attribution = optarg; break;
         case 'L': o.local_features = 0; break;
         case 'h': usage_add(stdout); return CLI_OK;
-        default: return CLI_USAGE;
+        default: return cli_usage_hint("index add");
         }
     }
     if (optind >= argc && !embedder && !attribution)
@@ -202,7 +202,7 @@ static int cmd_index_stats(int argc, char **argv) {
                    "(quality < 50), and the database size (with its WAL).\n"
                    "exit status: 0, 1 if the database cannot be read, 2 on a usage error.\n");
             return CLI_OK;
-        default: return CLI_USAGE;
+        default: return cli_usage_hint("index stats");
         }
     }
     if (optind < argc) return cli_usage_error("index stats: unexpected argument '%s'", argv[optind]);
@@ -339,7 +339,7 @@ static int cmd_index_ls(int argc, char **argv) {
                    "  --json     one JSON array with every column\n"
                    "exit status: 0, 1 if the database cannot be read, 2 on a usage error.\n");
             return CLI_OK;
-        default: return CLI_USAGE;
+        default: return cli_usage_hint("index ls");
         }
     }
     if (optind < argc) return cli_usage_error("index ls: unexpected argument '%s'", argv[optind]);
@@ -359,10 +359,8 @@ static int cmd_index_ls(int argc, char **argv) {
 }
 
 int cmd_index(int argc, char **argv) {
-    if (argc < 2) {
-        usage_index(stderr);
-        return CLI_USAGE;
-    }
+    if (argc < 2) return cli_usage_error("index: give a subcommand (add, query, stats, ls, background, ann)"),
+                      cli_usage_hint("index");
     const char *sub = argv[1];
     if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
         usage_index(stdout);
@@ -374,5 +372,6 @@ int cmd_index(int argc, char **argv) {
     if (!strcmp(sub, "query")) return cmd_index_query(argc - 1, argv + 1);
     if (!strcmp(sub, "background")) return cmd_index_background(argc - 1, argv + 1);
     if (!strcmp(sub, "ann")) return cmd_index_ann(argc - 1, argv + 1);
-    return cli_usage_error("index: unknown subcommand '%s' (add, query, stats, ls, background, ann)", sub);
+    return cli_usage_error("index: unknown subcommand '%s' (add, query, stats, ls, background, ann)", sub),
+           cli_usage_hint("index");
 }

@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "core/parallel.h"
 #include "core/store.h"
+#include "core/store_runs.h"
 #include "reports/report.h"
 
 static void usage(FILE *f) {
@@ -34,6 +35,26 @@ static void usage(FILE *f) {
             "'attribution' setting (meta table), set with\n"
             "  copyscope index add --attribution '...'\n",
             CS_REPORT_DEFAULT_TOP);
+}
+
+int cli_report_gaps(cs_store *s, int64_t run_id, const char *out) {
+    cs_err err = {0};
+    int64_t id = run_id, n_missing, n_total;
+    if (id <= 0 && /* the run cs_report_render picks */
+        (cs_store_query_i64(s, "SELECT g.run_id FROM findings f JOIN generations g ON g.id = f.generation_id "
+                               "ORDER BY g.run_id DESC LIMIT 1", 0, 0, &id, &err) ||
+         (!id && cs_store_query_i64(s, "SELECT MAX(id) FROM runs", 0, 0, &id, &err))))
+        return cli_fail(&err);
+    char *example = NULL;
+    if (id <= 0) return CLI_OK;
+    if (cs_run_missing_files(s, id, &n_missing, &n_total, &example, &err)) return cli_fail(&err);
+    if (n_missing)
+        fprintf(stderr,
+                "copyscope: report: %lld of %lld generated images of run %lld are missing (e.g. %s): %s marks "
+                "them as gaps; run the suite again (copyscope run or generate) to make them again\n",
+                (long long)n_missing, (long long)n_total, (long long)id, example ? example : "?", out);
+    free(example);
+    return n_missing ? CLI_FAIL : CLI_OK;
 }
 
 static int parse_pos(const char *s, long long *v) {
@@ -87,7 +108,7 @@ int cmd_report(int argc, char **argv) {
             break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return CLI_OK;
-        default: usage(stderr); return CLI_USAGE;
+        default: return cli_usage_hint("report");
         }
     }
     if (optind < argc) return cli_usage_error("report: unexpected argument '%s' (see --help)", argv[optind]);
@@ -107,6 +128,7 @@ int cmd_report(int argc, char **argv) {
     if (cs_store_open_readonly(&s, db ? db : cli_default_db(), &err)) return cli_fail(&err);
     cs_buf b = {0};
     int rc = cs_report_render(s, &o, &b, &err);
+    int gaps = rc == 0 ? cli_report_gaps(s, o.run_id, to_stdout ? "the report" : out) : CLI_OK;
     cs_store_close(s);
     if (rc == 0) {
         if (to_stdout) {
@@ -123,5 +145,5 @@ int cmd_report(int argc, char **argv) {
     if (rc) return cli_fail(&err);
     static const char *const names[] = {"html", "json", "csv", "md"};
     if (!quiet && !to_stdout) printf("report: %s (%s, %zu bytes)\n", out, names[o.format], len);
-    return CLI_OK;
+    return gaps;
 }

@@ -39,7 +39,7 @@ enum { TEXT_LATEST = -2, TEXT_ALL = 0, TEXT_NONE = -1 };
 typedef struct {
     const char *suite, *db, *out, *model, *config, *vocab;
     const char *descriptors, *embedder;
-    int samples, threads, reanalyze, fail_on, settings_changed;
+    int samples, threads, reanalyze, fail_on, settings_changed, out_given;
     int64_t top, text_audit;
     int formats[4], n_formats;
     cs_an_settings set;
@@ -60,7 +60,9 @@ static void usage(FILE *f) {
             "options:\n"
             "  --db PATH          the store and reference index (default $COPYSCOPE_DB or ./copyscope.db)\n"
             "  --out DIR          output folder (default ./copyscope-out): images under\n"
-            "                     DIR/generations/, reports DIR/<suite name>-report.<ext>\n"
+            "                     DIR/generations/, reports DIR/<suite name>-report.<ext>; a run\n"
+            "                     that exists keeps its images where they are (another --out is\n"
+            "                     refused while that folder holds them: move it first)\n"
             "  --model SPEC       SD 1.x checkpoint, 'empirical' or 'empirical:INDEXDB' (default: the suite's)\n"
             "  --vocab PATH       CLIP BPE vocabulary (SD models)\n"
             "  --config JSON      SD architecture config\n"
@@ -167,15 +169,15 @@ static int parse_args(run_opts *o, int argc, char **argv) {
                 return cli_usage_error("run: --fail-on: '%s' is not copy, near-copy or partial", optarg);
             break;
         case 'h': usage(stdout); return CLI_OK;
-        default: usage(stderr); return CLI_USAGE;
+        default: return cli_usage_hint("run");
         }
     }
     if (optind != argc - 1) {
-        usage(stderr);
-        return cli_usage_error("run: give one SUITE.json");
+        return cli_usage_error("run: give one SUITE.json"), cli_usage_hint("run");
     }
     o->suite = argv[optind];
     if (!o->db) o->db = cli_default_db();
+    o->out_given = o->out != NULL;
     if (!o->out) o->out = "copyscope-out";
     /* the command line as a shell would take it back (recorded in runs.command) */
     size_t k = 0, cap = sizeof o->command;
@@ -349,11 +351,13 @@ int cmd_run(int argc, char **argv) {
 
 
     header(1, "generate", o.suite);
+    /* without --out a run that exists keeps its images' folder (from any folder) */
     cs_generate_opts go = {.suite = o.suite, .model = o.model, .config = o.config, .vocab = o.vocab,
-                           .out = gen_out, .db = o.db, .samples = o.samples, .threads = o.threads,
-                           .progress = 1, .command = o.command};
+                           .out = o.out_given ? gen_out : NULL, .out_default = gen_out, .db = o.db,
+                           .samples = o.samples, .threads = o.threads, .progress = 1, .command = o.command};
     cs_generate_stats gs;
     if (cs_generate(&go, &gs, &err)) goto fail;
+    cli_generate_notes(&gs);
     printf("run %lld: %d image%s made, %d already there; %s\n", (long long)gs.run_id, gs.generated,
            gs.generated == 1 ? "" : "s", gs.skipped, gs.out_dir);
     if (gs.generated && gs.seconds > 0)
@@ -382,7 +386,9 @@ int cmd_run(int argc, char **argv) {
         char abs[PATH_MAX];
         printf("report: %s\n", realpath(paths[i], abs) ? abs : paths[i]);
     }
+    int gaps = cli_report_gaps(s, gs.run_id, "the report");
     cs_store_close(s);
+    if (gaps) return gaps;
     if (o.fail_on > 0 && worst >= o.fail_on) {
         fprintf(stderr, "copyscope: run: --fail-on %s tripped (worst finding: %s)\n", cs_verdict_name(o.fail_on),
                 cs_verdict_name(worst));

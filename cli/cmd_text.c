@@ -122,7 +122,7 @@ static int text_index(int argc, char **argv) {
             usage(stdout, "index");
             return CLI_OK;
         } else
-            return CLI_USAGE;
+            return cli_usage_hint("text index");
     }
     if (optind >= argc) return cli_usage_error("text index: no PATH given (see copyscope text --help)");
     cs_err err = {0};
@@ -182,7 +182,7 @@ static int text_prompts(int argc, char **argv) {
         case 'D': docs = optarg; break;
         case 'o': outp = optarg; break;
         case 'h': usage(stdout, "prompts"); return CLI_OK;
-        default: return CLI_USAGE;
+        default: return cli_usage_hint("text prompts");
         }
     }
     if (!pw || !cw) return cli_usage_error("text prompts: --prefix-words and --continuation-words are required");
@@ -293,7 +293,7 @@ static int text_generate(int argc, char **argv) {
         }
         case 'S': o.sample = 1; break;
         case 'h': usage(stdout, "generate"); return CLI_OK;
-        default: return CLI_USAGE;
+        default: return cli_usage_hint("text generate");
         }
     }
     if (optind != argc - 1) return cli_usage_error("text generate: give one PROMPTS.jsonl file");
@@ -350,7 +350,7 @@ static int audit_opt(int ch, cs_text_audit_opts *o) {
     case 'n': bad = parse_int(optarg, 1, 1000000, &v), o->near_span_words = (int)v; break;
     case 'r': bad = parse_double(optarg, 0, 1, &o->near_rouge); break;
     case 'e': bad = parse_double(optarg, 0, 1, &o->near_edit); break;
-    default: return CLI_USAGE;
+    default: return cli_usage_hint("text audit");
     }
     return bad ? cli_usage_error("text audit: bad value '%s' (word counts >= 1, similarities in 0..1)", optarg) : 0;
 }
@@ -486,7 +486,7 @@ static int text_trace(int argc, char **argv) {
             usage(stdout, "trace");
             return CLI_OK;
         } else
-            return CLI_USAGE;
+            return cli_usage_hint("text trace");
     }
     if (optind != argc - 1) return cli_usage_error("text trace: give one FILE (or - for standard input)");
     cs_err err = {0};
@@ -530,10 +530,8 @@ static int text_trace(int argc, char **argv) {
 }
 
 int cmd_text(int argc, char **argv) {
-    if (argc < 2) {
-        usage(stderr, NULL);
-        return CLI_USAGE;
-    }
+    if (argc < 2) return cli_usage_error("text: give a subcommand (index, prompts, generate, audit, trace)"),
+                      cli_usage_hint("text");
     const char *sub = argv[1];
     if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
         usage(stdout, NULL);
@@ -544,5 +542,6 @@ int cmd_text(int argc, char **argv) {
     if (!strcmp(sub, "generate")) return text_generate(argc - 1, argv + 1);
     if (!strcmp(sub, "audit")) return text_audit(argc - 1, argv + 1);
     if (!strcmp(sub, "trace")) return text_trace(argc - 1, argv + 1);
-    return cli_usage_error("text: unknown subcommand '%s' (index, prompts, generate, audit, trace)", sub);
+    return cli_usage_error("text: unknown subcommand '%s' (index, prompts, generate, audit, trace)", sub),
+           cli_usage_hint("text");
 }

@@ -1,5 +1,9 @@
 #include "core/store.h"
 
+#include <sys/stat.h>
+
+#include "core/fs.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +112,36 @@ static int store_migrate(cs_store *s, cs_err *err) {
     return rc;
 }
 
+/* SQL cs_abspath(p) for the migration to absolute paths (core/schema.c):
+ * a relative p against the current folder when the file is there, else
+ * against the store's folder when it is there, else the current folder. */
+static void sql_abspath(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    (void)argc;
+    const char *p = (const char *)sqlite3_value_text(argv[0]);
+    if (!p || p[0] == '/') {
+        sqlite3_result_value(ctx, argv[0]);
+        return;
+    }
+    const cs_store *s = sqlite3_user_data(ctx);
+    struct stat sb;
+    char *r = NULL;
+    const char *sl = strrchr(s->path, '/');
+    if (stat(p, &sb) != 0 && sl) {
+        char *j = malloc((size_t)(sl - s->path) + strlen(p) + 2);
+        if (j) {
+            sprintf(j, "%.*s/%s", (int)(sl - s->path), s->path, p);
+            if (stat(j, &sb) == 0) r = cs_abs_path(j);
+            free(j);
+        }
+    }
+    if (!r) r = cs_abs_path(p);
+    if (!r) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    sqlite3_result_text(ctx, r, -1, free);
+}
+
 static int store_open_flags(cs_store **out, const char *path, int flags, cs_err *err) {
     *out = NULL;
     cs_store *s = calloc(1, sizeof *s);
@@ -120,6 +154,7 @@ static int store_open_flags(cs_store **out, const char *path, int flags, cs_err 
         return -1;
     }
     sqlite3_busy_timeout(s->db, 10000);
+    sqlite3_create_function(s->db, "cs_abspath", 1, SQLITE_UTF8, s, sql_abspath, NULL, NULL);
     sqlite3_extended_result_codes(s->db, 1);
     *out = s;
     return 0;

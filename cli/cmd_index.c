@@ -14,6 +14,7 @@
 #include "index/embed.h"
 #include "index/ingest.h"
 #include "index/refs_info.h"
+#include "index/vecstore.h"
 
 int cmd_index_background(int argc, char **argv); /* cli/cmd_index_background.c */
 int cmd_index_ann(int argc, char **argv);        /* cli/cmd_index_ann.c */
@@ -180,87 +181,6 @@ static int cmd_index_add(int argc, char **argv) {
 
 /* ---- stats ---- */
 
-static int64_t file_size(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
-}
-
-static int cmd_index_stats(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"db", required_argument, 0, 'd'}, {"json", no_argument, 0, 'J'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *dbp = NULL;
-    int json = 0, c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': dbp = optarg; break;
-        case 'J': json = 1; break;
-        case 'h':
-            printf("usage: copyscope index stats [--db PATH] [--json]\n\n"
-                   "References by status (ok, duplicate, error; notes = repaired captions), the\n"
-                   "descriptor tables present (ref_*) with their row counts, low-quality PDQ hashes\n"
-                   "(quality < 50), and the database size (with its WAL).\n"
-                   "exit status: 0, 1 if the database cannot be read, 2 on a usage error.\n");
-            return CLI_OK;
-        default: return cli_usage_hint("index stats");
-        }
-    }
-    if (optind < argc) return cli_usage_error("index stats: unexpected argument '%s'", argv[optind]);
-    cs_err err = {0};
-    cs_store *s;
-    if (cs_store_open_indexed(&s, dbp ? dbp : cli_default_db(), 0, &err)) return cli_fail(&err);
-    cs_refs_stats rs;
-    if (cs_refs_stats_load(s, &rs, &err)) {
-        cs_store_close(s);
-        return cli_fail(&err);
-    }
-    int64_t total = rs.total, ok = rs.ok, dup = rs.duplicate, bad = rs.error, notes = rs.notes,
-            capt = rs.captioned, lowq = rs.pdq_low_quality;
-    const char *path = cs_store_path(s);
-    char wal[4200];
-    snprintf(wal, sizeof wal, "%s-wal", path);
-    int64_t size = file_size(path), wsize = file_size(wal);
-    cJSON *desc = cJSON_CreateObject();
-    for (int i = 0; i < rs.n_tables; i++) cJSON_AddNumberToObject(desc, rs.tables[i], (double)rs.table_rows[i]);
-    cs_refs_stats_free(&rs);
-    if (json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "db", path);
-        cJSON_AddNumberToObject(o, "refs", (double)total);
-        cJSON_AddNumberToObject(o, "ok", (double)ok);
-        cJSON_AddNumberToObject(o, "duplicate", (double)dup);
-        cJSON_AddNumberToObject(o, "error", (double)bad);
-        cJSON_AddNumberToObject(o, "notes", (double)notes);
-        cJSON_AddNumberToObject(o, "captioned", (double)capt);
-        cJSON_AddNumberToObject(o, "pdq_low_quality", (double)lowq);
-        cJSON_AddItemToObject(o, "descriptors", desc);
-        cJSON_AddNumberToObject(o, "db_bytes", (double)(size + wsize));
-        char *t = cJSON_Print(o);
-        printf("%s\n", t);
-        free(t);
-        cJSON_Delete(o);
-    } else {
-        printf("database    %s (%.1f MiB with WAL)\n", path, (size + wsize) / 1048576.0);
-        printf("references  %lld: %lld ok, %lld duplicate, %lld error", (long long)total, (long long)ok,
-               (long long)dup, (long long)bad);
-        if (notes) printf(" (%lld with notes)", (long long)notes);
-        printf("\ncaptioned   %lld\n", (long long)capt);
-        printf("descriptors");
-        for (cJSON *d = desc->child; d; d = d->next) printf("  %s: %lld", d->string, (long long)d->valuedouble);
-        printf("\nlow-quality PDQ (< 50)  %lld\n", (long long)lowq);
-        cJSON_Delete(desc);
-    }
-    cs_store_close(s);
-    return CLI_OK;
-}
-
-/* ---- ls ---- */
-
-typedef struct {
-    int json;
-    cJSON *arr; /* --json: the rows */
-} ls_ctx;
-
 /* A JSON string from any bytes (file names need not be UTF-8): U+FFFD for
  * bad bytes; the exact bytes, when there were any, as key_hex. */
 static void add_utf8(cJSON *o, const char *key, const char *v) {
@@ -276,6 +196,190 @@ static void add_utf8(cJSON *o, const char *key, const char *v) {
     if (hx) cJSON_AddStringToObject(o, hk, n ? hx : "");
     free(hx);
 }
+
+
+static int64_t file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
+}
+
+/* The embedding columns (name, rows, dim) as a JSON array; NULL on error. */
+static cJSON *embedding_columns(cs_store *s, cs_err *err) {
+    char **names = NULL;
+    int n = 0;
+    if (cs_embed_columns(s, &names, &n, err)) return NULL;
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        cs_vecstore vs;
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "name", names[i]);
+        cs_err e2 = {0};
+        if (cs_vecstore_open_store(&vs, s, names[i], 0, 0, &e2) == 0) {
+            cJSON_AddNumberToObject(c, "rows", (double)vs.n);
+            cJSON_AddNumberToObject(c, "dim", vs.dim);
+            cs_vecstore_close(&vs);
+        } else {
+            cJSON_AddStringToObject(c, "error", e2.msg);
+        }
+        cJSON_AddItemToArray(a, c);
+        free(names[i]);
+    }
+    free(names);
+    return a;
+}
+
+/* Every file of the store's set as a JSON array; *n_missing required ones absent. */
+static cJSON *store_files(cs_store *s, int *n_missing, cs_err *err) {
+    cs_store_file *f;
+    int n;
+    *n_missing = 0;
+    if (cs_store_files_list(s, &f, &n, err)) return NULL;
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        add_utf8(o, "path", f[i].path);
+        cJSON_AddStringToObject(o, "role", f[i].role);
+        cJSON_AddBoolToObject(o, "present", f[i].present);
+        cJSON_AddBoolToObject(o, "required", f[i].required);
+        cJSON_AddNumberToObject(o, "bytes", (double)f[i].bytes);
+        cJSON_AddItemToArray(a, o);
+        *n_missing += f[i].required && !f[i].present;
+    }
+    cs_store_files_free(f, n);
+    return a;
+}
+
+static int cmd_index_stats(int argc, char **argv) {
+    static const struct option opts[] = {{"db", required_argument, 0, 'd'},
+                                         {"json", no_argument, 0, 'J'},
+                                         {"forget-missing", no_argument, 0, 'F'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *dbp = NULL;
+    int json = 0, forget = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': dbp = optarg; break;
+        case 'J': json = 1; break;
+        case 'F': forget = 1; break;
+        case 'h':
+            printf("usage: copyscope index stats [--db PATH] [--json] [--forget-missing]\n\n"
+                   "References by status (ok, duplicate, error; notes = repaired captions), the\n"
+                   "descriptor tables present (ref_*) with their row counts, the embedding columns\n"
+                   "(rows x dim), low-quality PDQ hashes (quality < 50), and every file of the store:\n"
+                   "the database PATH, its WAL files and the side files PATH.* (embedding columns,\n"
+                   "ANN indexes, background sets, text shards). Copy them together: a store whose\n"
+                   "recorded side files are missing is refused by every command that reads it.\n"
+                   "  --forget-missing  drop the record of side files removed on purpose\n"
+                   "exit status: 0, 1 if the database cannot be read or a side file is missing,\n"
+                   "2 on a usage error.\n");
+            return CLI_OK;
+        default: return cli_usage_hint("index stats");
+        }
+    }
+    if (optind < argc) return cli_usage_error("index stats: unexpected argument '%s'", argv[optind]);
+    cs_err err = {0};
+    cs_store *s;
+    const char *db = dbp ? dbp : cli_default_db();
+    if (forget) {
+        int n = 0;
+        if (cs_store_open_indexed(&s, db, CS_STORE_RO_UNCHECKED, &err)) return cli_fail(&err);
+        cs_store_close(s);
+        if (cs_store_open(&s, db, &err)) return cli_fail(&err);
+        int rc = cs_store_files_forget_missing(s, &n, &err);
+        cs_store_close(s);
+        if (rc) return cli_fail(&err);
+        fprintf(stderr, "index stats: %d missing side file%s forgotten\n", n, n == 1 ? "" : "s");
+    }
+    if (cs_store_open_indexed(&s, db, CS_STORE_RO_UNCHECKED, &err)) return cli_fail(&err);
+    cs_refs_stats rs;
+    if (cs_refs_stats_load(s, &rs, &err)) {
+        cs_store_close(s);
+        return cli_fail(&err);
+    }
+    int64_t total = rs.total, ok = rs.ok, dup = rs.duplicate, bad = rs.error, notes = rs.notes,
+            capt = rs.captioned, lowq = rs.pdq_low_quality;
+    const char *path = cs_store_path(s);
+    char wal[4200];
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    int64_t size = file_size(path), wsize = file_size(wal);
+    cJSON *desc = cJSON_CreateObject();
+    for (int i = 0; i < rs.n_tables; i++) cJSON_AddNumberToObject(desc, rs.tables[i], (double)rs.table_rows[i]);
+    cs_refs_stats_free(&rs);
+    int missing = 0;
+    cJSON *cols = embedding_columns(s, &err), *files = cols ? store_files(s, &missing, &err) : NULL;
+    if (!files) {
+        cJSON_Delete(cols);
+        cJSON_Delete(desc);
+        cs_store_close(s);
+        return cli_fail(&err);
+    }
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "db", path);
+        cJSON_AddNumberToObject(o, "refs", (double)total);
+        cJSON_AddNumberToObject(o, "ok", (double)ok);
+        cJSON_AddNumberToObject(o, "duplicate", (double)dup);
+        cJSON_AddNumberToObject(o, "error", (double)bad);
+        cJSON_AddNumberToObject(o, "notes", (double)notes);
+        cJSON_AddNumberToObject(o, "captioned", (double)capt);
+        cJSON_AddNumberToObject(o, "pdq_low_quality", (double)lowq);
+        cJSON_AddItemToObject(o, "descriptors", desc);
+        cJSON_AddItemToObject(o, "embedding_columns", cols);
+        cJSON_AddItemToObject(o, "files", files);
+        cJSON_AddNumberToObject(o, "missing_files", missing);
+        cJSON_AddNumberToObject(o, "db_bytes", (double)(size + wsize));
+        char *t = cJSON_Print(o);
+        printf("%s\n", t);
+        free(t);
+        cJSON_Delete(o);
+    } else {
+        printf("database    %s (%.1f MiB with WAL)\n", path, (size + wsize) / 1048576.0);
+        printf("references  %lld: %lld ok, %lld duplicate, %lld error", (long long)total, (long long)ok,
+               (long long)dup, (long long)bad);
+        if (notes) printf(" (%lld with notes)", (long long)notes);
+        printf("\ncaptioned   %lld\n", (long long)capt);
+        printf("descriptors");
+        for (cJSON *d = desc->child; d; d = d->next) printf("  %s: %lld", d->string, (long long)d->valuedouble);
+        printf("\nembeddings");
+        if (!cols->child) printf("  none");
+        for (cJSON *d = cols->child; d; d = d->next) {
+            cJSON *r = cJSON_GetObjectItem(d, "rows"), *dm = cJSON_GetObjectItem(d, "dim");
+            if (r) printf("  %s: %lld x %d", cJSON_GetObjectItem(d, "name")->valuestring, (long long)r->valuedouble,
+                          (int)dm->valuedouble);
+            else printf("  %s: unreadable", cJSON_GetObjectItem(d, "name")->valuestring);
+        }
+        printf("\nlow-quality PDQ (< 50)  %lld\n", (long long)lowq);
+        printf("files (copy them together):\n");
+        static char sp[8192];
+        for (cJSON *d = files->child; d; d = d->next)
+            printf("  %-9s %10lld  %-22s %s\n",
+                   cJSON_IsTrue(cJSON_GetObjectItem(d, "present")) ? "ok"
+                   : cJSON_IsTrue(cJSON_GetObjectItem(d, "required")) ? "MISSING"
+                                                                       : "absent",
+                   (long long)cJSON_GetObjectItem(d, "bytes")->valuedouble,
+                   cJSON_GetObjectItem(d, "role")->valuestring,
+                   cs_term_safe(sp, sizeof sp, cJSON_GetObjectItem(d, "path")->valuestring));
+        cJSON_Delete(desc);
+        cJSON_Delete(cols);
+        cJSON_Delete(files);
+    }
+    if (missing) {
+        cs_store_files_check(s, &err);
+        cs_store_close(s);
+        return cli_fail(&err);
+    }
+    cs_store_close(s);
+    return CLI_OK;
+}
+
+/* ---- ls ---- */
+
+typedef struct {
+    int json;
+    cJSON *arr; /* --json: the rows */
+} ls_ctx;
 
 static void ls_row(const cs_ref_row *r, void *vctx) {
     ls_ctx *c = vctx;

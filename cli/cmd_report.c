@@ -10,6 +10,7 @@
 #include "core/store.h"
 #include "core/store_runs.h"
 #include "reports/report.h"
+#include "reports/run_summary.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -23,16 +24,18 @@ static void usage(FILE *f) {
             "        the first column, kind, is image or text\n"
             "  md    Markdown summary for an issue or a paper\n\n"
             "  --run ID          the run (default: the latest run with findings)\n"
-            "  --format F        html | json | csv | md (default: from the --out extension, else html)\n"
-            "  --out PATH        the file to write ('-' = stdout); written atomically; its folder\n"
-            "                    must exist\n"
+            "  --format F        html | json | csv | md (default: from the --out extension:\n"
+            "                    .html, .json, .csv, .md; another extension needs --format)\n"
+            "  --out PATH        the file to write ('-' = stdout, html unless --format);\n"
+            "                    written atomically; its folder must exist\n"
             "  --top N           findings shown in the HTML gallery (default %d); all are in JSON/CSV\n"
-            "  --text-audit ID   text findings of audit ID only; 'all' (default) or 'none'\n"
+            "  --text-audit WHICH text findings: latest (default, as for copyscope run), all, none\n"
+            "                    or an audit id\n"
             "  --db PATH         the store (default $COPYSCOPE_DB or ./copyscope.db)\n"
             "  -j N              threads for the pictures (default: all cores)\n"
             "  -q, --quiet       no summary line\n\n"
-            "The reference attribution shown beside every matched reference is the store's\n"
-            "'attribution' setting (meta table), set with\n"
+            "The reference attribution shown beside every matched reference (the references'\n"
+            "licence or source) is kept in the store; set it with\n"
             "  copyscope index add --attribution '...'\n",
             CS_REPORT_DEFAULT_TOP);
 }
@@ -75,7 +78,7 @@ int cmd_report(int argc, char **argv) {
     cs_report_opts o = {0};
     o.format = -1;
     const char *db = NULL, *out = NULL;
-    int quiet = 0, jobs = 0;
+    int quiet = 0, jobs = 0, latest = 1;
     long long v;
     optind = 1;
     int c;
@@ -95,10 +98,11 @@ int cmd_report(int argc, char **argv) {
             o.top = v;
             break;
         case 'a':
-            if (!strcmp(optarg, "all")) o.text_audit = 0;
+            if (!strcmp(optarg, "latest")) latest = 1;
+            else if ((latest = 0), !strcmp(optarg, "all")) o.text_audit = 0;
             else if (!strcmp(optarg, "none")) o.text_audit = -1;
             else if (parse_pos(optarg, &v))
-                return cli_usage_error("report: --text-audit: '%s' is not an audit id, 'all' or 'none'", optarg);
+                return cli_usage_error("report: --text-audit: '%s' is not latest, all, none or an audit id", optarg);
             else o.text_audit = v;
             break;
         case 'd': db = optarg; break;
@@ -114,10 +118,18 @@ int cmd_report(int argc, char **argv) {
     if (optind < argc) return cli_usage_error("report: unexpected argument '%s' (see --help)", argv[optind]);
     if (!out) return cli_usage_error("report: --out PATH is required (see --help)");
     int to_stdout = !strcmp(out, "-");
-    if ((int)o.format < 0) {
-        int f = to_stdout ? -1 : cs_report_format_from_path(out);
-        o.format = f < 0 ? CS_REPORT_HTML : (cs_report_format)f;
-    }
+    int from_name = to_stdout ? -1 : cs_report_format_from_path(out);
+    static const char *const names[] = {"html", "json", "csv", "md"};
+    if ((int)o.format < 0 && !to_stdout && from_name < 0) /* r.pdf used to get HTML without a word */
+        return cli_usage_error("report: --out %s: the format cannot be told from the name (.html, .json, .csv "
+                               "or .md): give --format",
+                               out),
+               cli_usage_hint("report");
+    if ((int)o.format >= 0 && from_name >= 0 && from_name != (int)o.format)
+        return cli_usage_error("report: --out %s names a .%s file but --format is %s", out, names[from_name],
+                               names[o.format]),
+               cli_usage_hint("report");
+    if ((int)o.format < 0) o.format = from_name < 0 ? CS_REPORT_HTML : (cs_report_format)from_name;
     cs_err err = {0};
     if (!to_stdout && cs_report_check_out(out, &err)) return cli_usage_error("report: %s", err.msg);
     if (jobs > 0) cs_set_threads(jobs);
@@ -126,6 +138,14 @@ int cmd_report(int argc, char **argv) {
     o.progress = 1;
     cs_store *s = NULL;
     if (cs_store_open_readonly(&s, db ? db : cli_default_db(), &err)) return cli_fail(&err);
+    if (latest) { /* the latest text audit, or none: as `copyscope run` */
+        int64_t id = 0;
+        if (cs_text_audit_latest(s, &id, &err)) {
+            cs_store_close(s);
+            return cli_fail(&err);
+        }
+        o.text_audit = id > 0 ? id : -1;
+    }
     cs_buf b = {0};
     int rc = cs_report_render(s, &o, &b, &err);
     int gaps = rc == 0 ? cli_report_gaps(s, o.run_id, to_stdout ? "the report" : out) : CLI_OK;
@@ -143,7 +163,6 @@ int cmd_report(int argc, char **argv) {
     size_t len = b.len;
     cs_buf_free(&b);
     if (rc) return cli_fail(&err);
-    static const char *const names[] = {"html", "json", "csv", "md"};
     if (!quiet && !to_stdout) printf("report: %s (%s, %zu bytes)\n", out, names[o.format], len);
     return gaps;
 }

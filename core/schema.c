@@ -233,7 +233,11 @@ const cs_migration cs_migrations[] = {
      * missed the images (and a rerun regenerated them). cs_abspath (core/
      * store.c) resolves such a path against the current folder, else the
      * store's folder, where the file exists there. */
-    {"0019-absolute-paths",
+    /* and the store's side files (<db>.<suffix>, core/store_files.c),
+     * recorded when a read-write store closes, so that a copy of the .db
+     * without them is detected. */
+    {"0019-store-paths",
+     "CREATE TABLE store_files(suffix TEXT PRIMARY KEY, added TEXT NOT NULL DEFAULT (datetime('now')));\n"
      "UPDATE generations SET path = cs_abspath(path) WHERE path NOT LIKE '/%';\n"
      "UPDATE runs SET settings_json = json_set(settings_json, '$.out',\n"
      "  cs_abspath(json_extract(settings_json, '$.out')))\n"

@@ -13,6 +13,7 @@
 struct cs_store {
     sqlite3 *db;
     char *path;
+    int writable; /* opened read-write: records its side files on close */
 };
 
 sqlite3 *cs_store_db(cs_store *s) { return s->db; }
@@ -174,6 +175,7 @@ int cs_store_open(cs_store **out, const char *path, cs_err *err) {
         if ((r & 0xff) != SQLITE_BUSY && (r & 0xff) != SQLITE_LOCKED) break;
         usleep(50000);
     }
+    s->writable = 1;
     if (cs_store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                          " PRAGMA foreign_keys=ON;", err) ||
         store_migrate(s, err)) {
@@ -199,7 +201,11 @@ int cs_store_open_indexed(cs_store **out, const char *path, int writable, cs_err
                        "%s: no such store: build the reference index first (copyscope index add --db %s PATH)",
                        path, path);
     cs_store *s;
-    if (writable ? cs_store_open(&s, path, err) : store_open_flags(&s, path, SQLITE_OPEN_READONLY, err)) return -1;
+    if (writable == 1 ? cs_store_open(&s, path, err) : store_open_flags(&s, path, SQLITE_OPEN_READONLY, err)) return -1;
+    if (writable != CS_STORE_RO_UNCHECKED && cs_store_files_check(s, err)) {
+        cs_store_close(s);
+        return -1;
+    }
     sqlite3_stmt *st = NULL;
     int64_t n = -1, bad = 0;
     if (sqlite3_prepare_v2(s->db, "SELECT COUNT(*) FILTER (WHERE status <> 'error'),"
@@ -224,6 +230,7 @@ int cs_store_open_indexed(cs_store **out, const char *path, int writable, cs_err
 
 void cs_store_close(cs_store *s) {
     if (!s) return;
+    if (s->writable && s->db) cs_store_files_note(s);
     if (s->db) sqlite3_close_v2(s->db);
     free(s->path);
     free(s);

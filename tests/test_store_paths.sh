@@ -46,8 +46,8 @@ $B run suite/p.json --db s/i.db > "$T/run2" 2>"$T/err"; rc=$?
 [ $rc -eq 0 ] && grep -q "0 images made, 5 already there" "$T/run2" && grep -q "already has a finding" "$T/run2" &&
   ! grep -q "FOREIGN KEY" "$T/err" && ok analysed_run_from_other_folder ||
   { bad "analysed_run_from_other_folder (rc=$rc)"; cat "$T/run2"; }
-# report from another folder embeds the images (5 generated panels)
-cd "$T/b" || exit 1
+# report from yet another folder embeds the images (5 generated panels)
+mkdir -p "$T/c" && cd "$T/c" || exit 1
 $B report --db ../s/i.db --format html --top 10 --out r.html > /dev/null 2>"$T/err"; rc=$?
 [ $rc -eq 0 ] && ! grep -q "No such file" r.html && [ "$(grep -c 'alt="[^"]*generations/paths-' r.html)" -ge 5 ] &&
   ok report_from_other_folder || bad "report_from_other_folder (rc=$rc, $(grep -c 'No such file' r.html) gaps)"
@@ -83,14 +83,36 @@ mkdir -p "$T/a/out" && cp -r "$dir" "$T/a/out/"
 rel="out/$(basename "$dir")"
 sqlite3 "$T/a/old.db" "UPDATE generations SET path = replace(path, '$dir', '$rel');
   UPDATE runs SET settings_json = json_set(settings_json, '\$.out', '$rel');
-  DELETE FROM schema_migrations WHERE name = '0019-absolute-paths'"
+  DELETE FROM schema_migrations WHERE name = '0019-store-paths'; DROP TABLE store_files"
 cd "$T/a" || exit 1
 $B index add --db old.db --attribution x >/dev/null 2>"$T/err" || bad "old_store_open (rc=$?)"
 n=$(sqlite3 old.db "SELECT COUNT(*) FROM generations WHERE path LIKE '$T/a/out/%'")
 [ "$n" -eq 5 ] && [ "$(sqlite3 old.db "SELECT json_extract(settings_json, '\$.out') FROM runs")" = "$T/a/$rel" ] &&
   ok old_store_migrated || bad "old_store_migrated ($n of 5)"
 
+# --- the store is a file set: index stats lists every file; a copy of the .db
+# alone (embeddings left behind) is refused naming the missing side file
 cd "$R" || exit 1
+$B index add --db "$T/s/i.db" --embedder tiny >/dev/null 2>"$T/err" || bad "embedder_tiny (rc=$?)"
+$B index stats --db "$T/s/i.db" > "$T/stats" 2>"$T/err"; rc=$?
+[ $rc -eq 0 ] && grep -q "^embeddings  tiny: 3 x [0-9]" "$T/stats" &&
+  grep -q "ok .*embedding column .*$T/s/i.db.vec-tiny\$" "$T/stats" &&
+  grep -q "ok .*embedding ids .*$T/s/i.db.vec-tiny.ids\$" "$T/stats" && grep -q "ok .*database .*$T/s/i.db\$" "$T/stats" &&
+  ok stats_lists_files || { bad "stats_lists_files (rc=$rc)"; cat "$T/stats"; }
+mkdir -p "$T/copy" && sqlite3 "$T/s/i.db" "VACUUM INTO '$T/copy/i.db'"
+$B index query --db "$T/copy/i.db" "$DATA/1f600.png" >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "copy/i.db: side file $T/copy/i.db.tinydesc.safetensors (tiny embedder weights) is missing, and 2 more: a store is" "$T/err" &&
+  ok db_alone_refused || bad "db_alone_refused (rc=$rc)"
+$B analyze --db "$T/copy/i.db" --run 1 >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "side file .*tinydesc.* is missing" "$T/err" && ok db_alone_analyze_refused ||
+  bad "db_alone_analyze_refused (rc=$rc)"
+$B index stats --db "$T/copy/i.db" --json > "$T/sj" 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q '"missing_files":[[:space:]]*3' "$T/sj" && ok stats_names_missing || bad "stats_names_missing (rc=$rc)"
+$B index stats --db "$T/copy/i.db" --forget-missing > /dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 0 ] && grep -q "3 missing side files forgotten" "$T/err" &&
+  $B index query --db "$T/copy/i.db" "$DATA/1f600.png" >/dev/null 2>&1 && ok forget_missing ||
+  bad "forget_missing (rc=$rc)"
+
 rm -rf "$T"
 echo "test_store_paths.sh: $p passed, $f failed"
 [ $f -eq 0 ]

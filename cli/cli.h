@@ -8,6 +8,8 @@
 #ifndef CS_CLI_H
 #define CS_CLI_H
 
+#include <cjson/cJSON.h>
+
 #include "core/err.h"
 #include "core/store.h"
 #include "pipeline/generate.h"
@@ -26,6 +28,15 @@ int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * never the whole help. */
 int cli_usage_hint(const char *cmd);
 
+/* --json, the same on every command (cli/json_out.c): stdout carries exactly
+ * one JSON document, the command's summary; until cli_json_end, what the
+ * command prints for people goes to stderr. Errors stay one "copyscope: ..."
+ * line on stderr with the usual exit status (stdout then stays empty).
+ * cli_json_end prints o on the real stdout and frees it; returns CLI_OK or
+ * CLI_FAIL (write failed). */
+void cli_json_begin(void);
+int cli_json_end(cJSON *o);
+
 /* The database path: --db wins, else $COPYSCOPE_DB, else ./copyscope.db. */
 const char *cli_default_db(void);
 
@@ -35,6 +46,8 @@ int cli_parse_jobs(const char *s);
 /* Prints what generate found about the run's recorded images (cmd_generate.c):
  * missing ones made again, moved ones found by their bytes. */
 void cli_generate_notes(const cs_generate_stats *st);
+/* The stats as the JSON object of generate --json (and run's "generate"). */
+cJSON *cli_generate_json(const cs_generate_stats *st);
 
 /* After a report of run_id (0: the one `report` picks) was written to out:
  * names the run's generated images that are missing (the report shows gaps

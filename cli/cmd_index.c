@@ -64,7 +64,8 @@ static void usage_add(FILE *f) {
             "                    thumbnails) or 'sscd:WEIGHTS.safetensors' (SSCD ResNet-50; see\n"
             "                    scripts/convert_sscd.py; each tar shard is read once)\n"
             "  --attribution TEXT  the credit/licence line of these references, shown beside\n"
-            "                    them in reports (PATH may then be omitted)\n\n"
+            "                    them in reports (PATH may then be omitted)\n"
+            "  --json            the summary as one JSON object on stdout (the rest on stderr)\n\n"
             "exit status: 0 when at least one input is in the index (added, duplicate or already\n"
             "there), even if others were recorded as errors; 1 when nothing could be read at all\n"
             "or the database failed; 2 on a usage error.\n",
@@ -76,7 +77,7 @@ static const struct option add_opts[] = {
     {"max-pixels", required_argument, 0, 'm'}, {"batch", required_argument, 0, 'b'},
     {"timings", no_argument, 0, 't'},          {"help", no_argument, 0, 'h'},
     {"embedder", required_argument, 0, 'E'},   {"attribution", required_argument, 0, 'A'},
-    {"no-local-features", no_argument, 0, 'L'}, {0, 0, 0, 0}};
+    {"no-local-features", no_argument, 0, 'L'}, {"json", no_argument, 0, 'J'}, {0, 0, 0, 0}};
 
 /* index add --attribution: the licence/credit line reports show beside every
  * reference (meta key 'attribution'). */
@@ -90,7 +91,7 @@ static int set_attribution(const char *db, const char *text) {
 }
 
 /* index add --embedder: vectors for the references that lack them (index/embed.h). */
-static int add_embeddings(const char *db, const char *spec, int threads, int progress) {
+static int add_embeddings(const char *db, const char *spec, int threads, int progress, cJSON *js) {
     cs_err err = {0};
     cs_store *s;
     if (cs_store_open(&s, db ? db : cli_default_db(), &err)) return cli_fail(&err);
@@ -100,6 +101,13 @@ static int add_embeddings(const char *db, const char *spec, int threads, int pro
     if (rc) return cli_fail(&err);
     printf("index add: embedder %s: %lld computed, %lld already present, %lld skipped\n", spec,
            (long long)es.computed, (long long)es.present, (long long)es.skipped);
+    if (js) {
+        cJSON *e = cJSON_AddObjectToObject(js, "embedder");
+        cJSON_AddStringToObject(e, "spec", spec);
+        cJSON_AddNumberToObject(e, "computed", (double)es.computed);
+        cJSON_AddNumberToObject(e, "present", (double)es.present);
+        cJSON_AddNumberToObject(e, "skipped", (double)es.skipped);
+    }
     if (es.skipped) fprintf(stderr, "copyscope: skipped %s\n", es.skip_example);
     return CLI_OK;
 }
@@ -107,7 +115,7 @@ static int add_embeddings(const char *db, const char *spec, int threads, int pro
 static int cmd_index_add(int argc, char **argv) {
     const char *db = NULL, *embedder = NULL, *attribution = NULL;
     cs_ingest_opts o = {.local_features = 1};
-    int timings = 0, c;
+    int timings = 0, json = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "j:h", add_opts, NULL)) != -1) {
         char *end;
@@ -129,18 +137,26 @@ static int cmd_index_add(int argc, char **argv) {
         case 'E': embedder = optarg; break;
         case 'A': attribution = optarg; break;
         case 'L': o.local_features = 0; break;
+        case 'J': json = 1; break;
         case 'h': usage_add(stdout); return CLI_OK;
         default: return cli_usage_hint("index add");
         }
     }
     if (optind >= argc && !embedder && !attribution)
         return cli_usage_error("index add: no PATH given (see copyscope index add --help)");
-    if (attribution && set_attribution(db, attribution)) return CLI_FAIL;
-    if (optind >= argc && !embedder) return CLI_OK;
+    cJSON *js = json ? cJSON_CreateObject() : NULL;
+    if (json) cli_json_begin();
+    if (attribution && set_attribution(db, attribution)) return cJSON_Delete(js), CLI_FAIL;
+    if (attribution) cJSON_AddStringToObject(js, "attribution", attribution);
+    if (optind >= argc && !embedder) return json ? cli_json_end(js) : CLI_OK;
     if (o.threads > 0) cs_set_threads(o.threads);
     const char *pe = getenv("CS_PROGRESS");
     o.progress = !(pe && !strcmp(pe, "0")); /* off a terminal: log lines (core/progress.h) */
-    if (optind >= argc) return add_embeddings(db, embedder, o.threads, o.progress);
+    if (optind >= argc) {
+        int erc = add_embeddings(db, embedder, o.threads, o.progress, js);
+        if (erc || !json) return cJSON_Delete(js), erc;
+        return cli_json_end(js);
+    }
     cs_err err = {0};
     cs_store *s;
     if (cs_store_open(&s, db ? db : cli_default_db(), &err)) return cli_fail(&err);
@@ -169,14 +185,22 @@ static int cmd_index_add(int argc, char **argv) {
         printf("  wall    %8.3f s  (workers %.3f s, waiting for SQLite %.3f s)\n", st.t_total, st.t_parallel,
                st.t_db_wait);
     }
-    if (rc) return cli_fail(&err);
+    if (rc) return cJSON_Delete(js), cli_fail(&err);
     if (st.errors > 0 && st.added + st.duplicates + st.skipped == 0) {
         fprintf(stderr, "copyscope: index add: nothing could be read (%lld errors; see copyscope index ls --errors)\n",
                 (long long)st.errors);
-        return CLI_FAIL;
+        return cJSON_Delete(js), CLI_FAIL;
     }
-    if (embedder) return add_embeddings(db, embedder, o.threads, o.progress);
-    return CLI_OK;
+    if (js) {
+        cJSON_AddNumberToObject(js, "added", (double)st.added);
+        cJSON_AddNumberToObject(js, "duplicates", (double)st.duplicates);
+        cJSON_AddNumberToObject(js, "errors", (double)st.errors);
+        cJSON_AddNumberToObject(js, "already_indexed", (double)st.skipped);
+        cJSON_AddNumberToObject(js, "caption_notes", (double)st.notes);
+        cJSON_AddNumberToObject(js, "seconds", st.t_total);
+    }
+    if (embedder && (rc = add_embeddings(db, embedder, o.threads, o.progress, js))) return cJSON_Delete(js), rc;
+    return json ? cli_json_end(js) : CLI_OK;
 }
 
 /* ---- stats ---- */

@@ -33,7 +33,8 @@ static void usage(FILE *f) {
             "                    or an audit id\n"
             "  --db PATH         the store (default $COPYSCOPE_DB or ./copyscope.db)\n"
             "  -j N              threads for the pictures (default: all cores)\n"
-            "  -q, --quiet       no summary line\n\n"
+            "  -q, --quiet       no summary line\n"
+            "  --json            the summary as one JSON object on stdout (needs --out FILE)\n\n"
             "The reference attribution shown beside every matched reference (the references'\n"
             "licence or source) is kept in the store; set it with\n"
             "  copyscope index add --attribution '...'\n",
@@ -73,12 +74,13 @@ int cmd_report(int argc, char **argv) {
         {"out", required_argument, 0, 'o'},  {"top", required_argument, 0, 't'},
         {"text-audit", required_argument, 0, 'a'}, {"db", required_argument, 0, 'd'},
         {"quiet", no_argument, 0, 'q'},      {"help", no_argument, 0, 'h'},
+        {"json", no_argument, 0, 'J'},
         {0, 0, 0, 0},
     };
     cs_report_opts o = {0};
     o.format = -1;
     const char *db = NULL, *out = NULL;
-    int quiet = 0, jobs = 0, latest = 1;
+    int quiet = 0, jobs = 0, latest = 1, json = 0;
     long long v;
     optind = 1;
     int c;
@@ -111,6 +113,7 @@ int cmd_report(int argc, char **argv) {
             if (jobs < 0) return cli_usage_error("report: -j: '%s' is not a thread count", optarg);
             break;
         case 'q': quiet = 1; break;
+        case 'J': json = 1; break;
         case 'h': usage(stdout); return CLI_OK;
         default: return cli_usage_hint("report");
         }
@@ -130,6 +133,10 @@ int cmd_report(int argc, char **argv) {
                                names[o.format]),
                cli_usage_hint("report");
     if ((int)o.format < 0) o.format = from_name < 0 ? CS_REPORT_HTML : (cs_report_format)from_name;
+    if (json && to_stdout)
+        return cli_usage_error("report: --json needs --out FILE (stdout carries the JSON summary)"),
+               cli_usage_hint("report");
+    if (json) cli_json_begin();
     cs_err err = {0};
     if (!to_stdout && cs_report_check_out(out, &err)) return cli_usage_error("report: %s", err.msg);
     if (jobs > 0) cs_set_threads(jobs);
@@ -164,5 +171,13 @@ int cmd_report(int argc, char **argv) {
     cs_buf_free(&b);
     if (rc) return cli_fail(&err);
     if (!quiet && !to_stdout) printf("report: %s (%s, %zu bytes)\n", out, names[o.format], len);
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "report", out);
+        cJSON_AddStringToObject(j, "format", names[o.format]);
+        cJSON_AddNumberToObject(j, "bytes", (double)len);
+        cJSON_AddBoolToObject(j, "images_missing", gaps != 0);
+        if (cli_json_end(j)) return CLI_FAIL;
+    }
     return gaps;
 }

@@ -39,7 +39,7 @@ enum { TEXT_LATEST = -2, TEXT_ALL = 0, TEXT_NONE = -1 };
 typedef struct {
     const char *suite, *db, *out, *model, *config, *vocab;
     const char *descriptors, *embedder;
-    int samples, threads, reanalyze, fail_on, settings_changed, out_given;
+    int samples, threads, reanalyze, fail_on, settings_changed, out_given, json;
     int64_t top, text_audit;
     int formats[4], n_formats;
     cs_an_settings set;
@@ -74,7 +74,8 @@ static void usage(FILE *f) {
             "  --set NAME=VALUE   analysis threshold (repeatable; copyscope analyze --settings)\n"
             "  --descriptors LIST, --embedder SPEC   as for copyscope analyze\n"
             "  --reanalyze        analyse again even if nothing changed\n"
-            "  --fail-on VERDICT  exit 3 when a generation is at least VERDICT (copy | near-copy | partial)\n\n"
+            "  --fail-on VERDICT  exit 3 when a generation is at least VERDICT (copy | near-copy | partial)\n"
+            "  --json             the summary as one JSON object on stdout (the rest on stderr)\n\n"
             "exit status: 0 done, 1 error, 2 usage error, 3 --fail-on tripped\n",
             CS_REPORT_DEFAULT_TOP);
 }
@@ -114,7 +115,7 @@ static int parse_args(run_opts *o, int argc, char **argv) {
         {"set", required_argument, 0, 's'},        {"descriptors", required_argument, 0, 'D'},
         {"embedder", required_argument, 0, 'e'},   {"reanalyze", no_argument, 0, 'R'},
         {"fail-on", required_argument, 0, 'f'},    {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"json", no_argument, 0, 'J'},             {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     cs_an_settings_default(&o->set);
     o->text_audit = TEXT_LATEST;
@@ -134,6 +135,7 @@ static int parse_args(run_opts *o, int argc, char **argv) {
         case 'D': o->descriptors = optarg; o->settings_changed = 1; break;
         case 'e': o->embedder = optarg; o->settings_changed = 1; break;
         case 'R': o->reanalyze = 1; break;
+        case 'J': o->json = 1; break;
         case 'n':
             o->samples = (int)strtol(optarg, &end, 10);
             if (*end || o->samples <= 0 || o->samples > 100000)
@@ -206,7 +208,7 @@ static int parse_args(run_opts *o, int argc, char **argv) {
     return -1;
 }
 
-static int step_analyze(cs_store *s, const run_opts *o, int64_t run_id, cs_err *err) {
+static int step_analyze(cs_store *s, const run_opts *o, int64_t run_id, int64_t *analysis_id, cs_err *err) {
     char why[256] = "";
     int need = cs_analyze_needed(s, run_id, &o->set, o->reanalyze, o->settings_changed, why, sizeof why, err);
     if (need < 0) return -1;
@@ -222,6 +224,7 @@ static int step_analyze(cs_store *s, const run_opts *o, int64_t run_id, cs_err *
     ao.only_new = need == 2;
     cs_analyze_summary sum;
     if (cs_analyze_run(s, &ao, &sum, err)) return -1;
+    *analysis_id = sum.analysis_id;
     printf("analysis %lld: %lld generations", (long long)sum.analysis_id, (long long)sum.n_generations);
     if (sum.n_kept) printf(" (new; %lld findings kept)", (long long)sum.n_kept);
     printf(" against %lld references, descriptors: %s\n", (long long)sum.n_refs,
@@ -325,11 +328,45 @@ static void print_text(const cs_run_summary *r, int64_t text_audit) {
     }
 }
 
+/* run --json: the run, what each step did and the summary. */
+static cJSON *run_json(const run_opts *o, const char *name, const cs_generate_stats *gs, int64_t analysis_id,
+                       const cs_run_summary *rs, int64_t text_audit) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "suite", name);
+    cJSON_AddStringToObject(j, "db", o->db);
+    cJSON_AddNumberToObject(j, "run_id", (double)gs->run_id);
+    cJSON_AddItemToObject(j, "generate", cli_generate_json(gs));
+    if (analysis_id > 0) cJSON_AddNumberToObject(j, "analysis_id", (double)analysis_id);
+    else cJSON_AddNullToObject(j, "analysis_id"); /* skipped: nothing changed */
+    cJSON *v = cJSON_AddObjectToObject(j, "verdicts");
+    static const char *const names[4] = {"copy", "near-copy", "partial", "novel"}; /* rs->count's order */
+    for (int i = 0; i < 4; i++) cJSON_AddNumberToObject(v, names[i], (double)rs->count[i]);
+    cJSON_AddNumberToObject(j, "generations", (double)rs->total);
+    if (rs->worst) cJSON_AddStringToObject(j, "worst", rs->worst);
+    else cJSON_AddNullToObject(j, "worst");
+    cJSON_AddNumberToObject(j, "prompts", (double)rs->n_prompts);
+    cJSON_AddNumberToObject(j, "memorised_prompts", (double)rs->n_memorised_prompts);
+    cJSON_AddNumberToObject(j, "expected_copies", (double)rs->n_expected);
+    cJSON_AddNumberToObject(j, "expected_copies_found", (double)rs->n_expected_hit);
+    cJSON_AddNumberToObject(j, "completions", (double)rs->n_completions);
+    cJSON_AddNumberToObject(j, "completions_restored", (double)rs->n_restored);
+    if (text_audit >= 0 && rs->text_n > 0) {
+        cJSON *t = cJSON_AddObjectToObject(j, "text");
+        cJSON_AddNumberToObject(t, "completions", (double)rs->text_n);
+        cJSON_AddNumberToObject(t, "verbatim", (double)rs->text_verbatim);
+        cJSON_AddNumberToObject(t, "near-verbatim", (double)rs->text_near);
+        cJSON_AddNumberToObject(t, "novel", (double)rs->text_novel);
+        cJSON_AddNumberToObject(t, "longest_words", (double)rs->text_longest);
+    }
+    return j;
+}
+
 int cmd_run(int argc, char **argv) {
     run_opts o;
     int rc = parse_args(&o, argc, argv);
     if (rc >= 0) return rc;
     if (o.threads > 0) cs_set_threads(o.threads);
+    if (o.json) cli_json_begin();
     cs_err err = {0};
     double t0 = cs_now_s();
 
@@ -364,7 +401,8 @@ int cmd_run(int argc, char **argv) {
         printf("%lld sampler steps in %.1f s (%.1f steps/s)\n", (long long)gs.steps, gs.seconds,
                (double)gs.steps / gs.seconds);
 
-    if (step_analyze(s, &o, gs.run_id, &err)) goto fail;
+    int64_t analysis_id = 0; /* 0: skipped, nothing changed */
+    if (step_analyze(s, &o, gs.run_id, &analysis_id, &err)) goto fail;
 
     int64_t text_audit = o.text_audit;
     if (text_audit == TEXT_LATEST) {
@@ -381,15 +419,22 @@ int cmd_run(int argc, char **argv) {
     print_images(&rs);
     print_text(&rs, text_audit);
     int worst = rs.worst ? cs_verdict_parse(rs.worst) : -1;
+    cJSON *js = o.json ? run_json(&o, name, &gs, analysis_id, &rs, text_audit) : NULL;
     cs_run_summary_free(&rs);
+    cJSON *reports = cJSON_AddArrayToObject(js, "reports");
     for (int i = 0; i < o.n_formats; i++) {
         char abs[PATH_MAX];
         printf("report: %s\n", realpath(paths[i], abs) ? abs : paths[i]);
+        cJSON_AddItemToArray(reports, cJSON_CreateString(realpath(paths[i], abs) ? abs : paths[i]));
     }
     int gaps = cli_report_gaps(s, gs.run_id, "the report");
     cs_store_close(s);
+    int tripped = o.fail_on > 0 && worst >= o.fail_on;
+    cJSON_AddBoolToObject(js, "images_missing", gaps != 0);
+    cJSON_AddBoolToObject(js, "fail_on_tripped", tripped);
+    if (o.json && cli_json_end(js)) return CLI_FAIL;
     if (gaps) return gaps;
-    if (o.fail_on > 0 && worst >= o.fail_on) {
+    if (tripped) {
         fprintf(stderr, "copyscope: run: --fail-on %s tripped (worst finding: %s)\n", cs_verdict_name(o.fail_on),
                 cs_verdict_name(worst));
         return CLI_GATE;

@@ -61,8 +61,8 @@ static void usage(FILE *f) {
             "  --db PATH          the store and reference index (default $COPYSCOPE_DB or ./copyscope.db)\n"
             "  --out DIR          output folder (default ./copyscope-out): images under\n"
             "                     DIR/generations/, reports DIR/<suite name>-report.<ext>; a run\n"
-            "                     that exists keeps its images where they are (another --out is\n"
-            "                     refused while that folder holds them: move it first)\n"
+            "                     that exists keeps its images where it made them (said; moved\n"
+            "                     into DIR/generations/ they are found there)\n"
             "  --model SPEC       SD 1.x checkpoint, 'empirical' or 'empirical:INDEXDB' (default: the suite's)\n"
             "  --vocab PATH       CLIP BPE vocabulary (SD models)\n"
             "  --config JSON      SD architecture config\n"
@@ -388,13 +388,21 @@ int cmd_run(int argc, char **argv) {
 
 
     header(1, "generate", o.suite);
-    /* without --out a run that exists keeps its images' folder (from any folder) */
+    /* a run that exists keeps its images' folder (from any folder, whatever --out: it
+     * places the reports; the images are said to stay where they are) */
     cs_generate_opts go = {.suite = o.suite, .model = o.model, .config = o.config, .vocab = o.vocab,
-                           .out = o.out_given ? gen_out : NULL, .out_default = gen_out, .db = o.db,
+                           .out = NULL, .out_default = gen_out, .db = o.db,
                            .samples = o.samples, .threads = o.threads, .progress = 1, .command = o.command};
     cs_generate_stats gs;
     if (cs_generate(&go, &gs, &err)) goto fail;
     cli_generate_notes(&gs);
+    char *want = o.out_given ? cs_abs_path(gen_out) : NULL;
+    size_t wl = want ? strlen(want) : 0;
+    if (want && (strncmp(gs.out_dir, want, wl) || gs.out_dir[wl] != '/'))
+        printf("run %lld keeps its images in %s, where it made them (move that folder into %s to have them "
+               "together: they are found there); the reports go to %s\n",
+               (long long)gs.run_id, gs.out_dir, want, o.out);
+    free(want);
     printf("run %lld: %d image%s made, %d already there; %s\n", (long long)gs.run_id, gs.generated,
            gs.generated == 1 ? "" : "s", gs.skipped, gs.out_dir);
     if (gs.generated && gs.seconds > 0)

@@ -76,6 +76,12 @@ $B generate ../suite/p.json --db ../s/i.db --out "$T/new" > "$T/gen3" 2>"$T/err"
   ok out_honoured_after_move || { bad "out_honoured_after_move (rc=$rc)"; cat "$T/gen3"; }
 $B report --db ../s/i.db --out r3.html > /dev/null 2>"$T/err" && ok report_after_move || bad "report_after_move (rc=$?)"
 
+# run --out for a run that exists: the reports go there, the images stay (said), none made again
+$B run ../suite/p.json --db ../s/i.db --out "$T/rep" > "$T/run3" 2>"$T/err"; rc=$?
+[ $rc -eq 0 ] && grep -q "run 1 keeps its images in $T/new/paths-.*the reports go to $T/rep" "$T/run3" &&
+  grep -q "0 images made, 5 already there" "$T/run3" && [ -s "$T/rep/paths-report.html" ] &&
+  [ -z "$(find "$T/rep" -name '*.png')" ] && ok run_out_places_reports || { bad "run_out_places_reports (rc=$rc)"; cat "$T/run3"; }
+
 # --- a store from before the migration (paths relative to the folder it ran in)
 cp "$T/s/i.db" "$T/a/old.db"
 dir=$(gen_dir 1)

@@ -27,10 +27,16 @@ static void split_path(const char *path, char *buf, size_t n, const char **dir, 
     }
 }
 
-/* 1 for a side file worth keeping with the store: not a temporary file,
- * not the thumbnail cache (rebuilt when missing). */
+/* 1 for a side file the store needs: what copyscope writes beside it
+ * (vector columns, ANN indexes, the tiny embedder, text shards); not a
+ * temporary file, not the thumbnail cache (rebuilt when missing), not a
+ * user's own PATH.bak. */
 static int keep_suffix(const char *suffix) {
-    return *suffix && strcmp(suffix, "thumbs") && !strstr(suffix, ".tmp") && !strstr(suffix, "tmp-");
+    static const char *const kinds[] = {"vec-", "ann-", "tinydesc.", "text-"};
+    if (strstr(suffix, ".tmp") || strstr(suffix, "tmp-")) return 0;
+    for (int i = 0; i < 4; i++)
+        if (!strncmp(suffix, kinds[i], strlen(kinds[i]))) return 1;
+    return 0;
 }
 
 void cs_store_files_note(cs_store *s) {
@@ -87,9 +93,13 @@ static const char *side_role(const char *suffix) {
     if (!strncmp(suffix, "ann-", 4)) return "ANN index";
     if (!strcmp(suffix, "tinydesc.safetensors")) return "tiny embedder weights";
     if (!strcmp(suffix, "thumbs")) return "thumbnail cache";
-    if (strstr(suffix, "text")) return "text shard";
-    if (strstr(suffix, "sa")) return "text suffix array";
-    return "side file";
+    if (!strncmp(suffix, "text-", 5)) {
+        const char *e = strrchr(suffix, '.');
+        return !e ? "text shard" : !strcmp(e, ".txt") ? "text shard" : !strcmp(e, ".sa") ? "text suffix array"
+               : !strcmp(e, ".raw")                   ? "text shard (raw)"
+                                                      : "raw suffix array";
+    }
+    return "other file";
 }
 
 int cs_store_files_list(cs_store *s, cs_store_file **out, int *n_out, cs_err *err) {
@@ -123,9 +133,11 @@ int cs_store_files_list(cs_store *s, cs_store_file **out, int *n_out, cs_err *er
     size_t bl = strlen(base);
     DIR *d = opendir(dir);
     for (struct dirent *e; !rc && d && (e = readdir(d));) {
-        if (strncmp(e->d_name, base, bl) || e->d_name[bl] != '.' || !e->d_name[bl + 1]) continue;
-        snprintf(p, sizeof p, "%s.%s", path, e->d_name + bl + 1);
-        rc |= add_file(&v, &n, &cap, p, side_role(e->d_name + bl + 1), 0);
+        if (strncmp(e->d_name, base, bl) || e->d_name[bl] != '.') continue;
+        const char *suf = e->d_name + bl + 1;
+        if (!keep_suffix(suf) && strcmp(suf, "thumbs")) continue; /* not copyscope's */
+        snprintf(p, sizeof p, "%s.%s", path, suf);
+        rc |= add_file(&v, &n, &cap, p, side_role(suf), 0);
     }
     if (d) closedir(d);
     if (rc) {

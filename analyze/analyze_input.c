@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "analyze/analyze_internal.h"
+#include "core/fs.h"
 #include "core/image.h"
 #include "core/parallel.h"
 
@@ -82,8 +83,11 @@ int an_list_images(char *const *dirs, int n, items *it, cs_err *err) {
         struct stat sb;
         if (stat(dirs[d], &sb)) return cs_fail(err, CS_EIO, "%s: no such file or folder", dirs[d]);
         g_walk = it;
-        if (nftw(dirs[d], walk_fn, 16, FTW_PHYS))
-            return cs_fail(err, CS_EIO, "%s: cannot list the folder", dirs[d]);
+        char *abs = cs_abs_path(dirs[d]); /* stored paths are absolute: any folder reads them */
+        if (!abs) return cs_fail(err, CS_ENOMEM, "%s: out of memory", dirs[d]);
+        int bad = nftw(abs, walk_fn, 16, FTW_PHYS);
+        free(abs);
+        if (bad) return cs_fail(err, CS_EIO, "%s: cannot list the folder", dirs[d]);
     }
     if (it->n > 1) qsort(it->v, (size_t)it->n, sizeof(item), cmp_item_path); /* v is NULL when empty */
     return 0;

@@ -433,7 +433,7 @@ int cmd_run(int argc, char **argv) {
     for (int i = 0; i < o.n_formats; i++) {
         char abs[PATH_MAX];
         printf("report: %s\n", realpath(paths[i], abs) ? abs : paths[i]);
-        cJSON_AddItemToArray(reports, cJSON_CreateString(realpath(paths[i], abs) ? abs : paths[i]));
+        if (reports) cJSON_AddItemToArray(reports, cJSON_CreateString(realpath(paths[i], abs) ? abs : paths[i]));
     }
     int gaps = cli_report_gaps(s, gs.run_id, "the report");
     cs_store_close(s);

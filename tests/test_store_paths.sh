@@ -96,6 +96,13 @@ n=$(sqlite3 old.db "SELECT COUNT(*) FROM generations WHERE path LIKE '$T/a/out/%
 [ "$n" -eq 5 ] && [ "$(sqlite3 old.db "SELECT json_extract(settings_json, '\$.out') FROM runs")" = "$T/a/$rel" ] &&
   ok old_store_migrated || bad "old_store_migrated ($n of 5)"
 
+# --- analyze --images of a relative folder: paths stored absolute
+cd "$T/a" || exit 1
+$B analyze --db ../s/i.db --images out >/dev/null 2>"$T/err" || bad "analyze_images (rc=$?)"
+n_rel=$(sqlite3 "$T/s/i.db" "SELECT COUNT(*) FROM generations WHERE path NOT LIKE '/%'")
+[ "$n_rel" -eq 0 ] && ok images_paths_absolute || bad "images_paths_absolute ($n_rel relative)"
+cd "$R" || exit 1
+
 # --- the store is a file set: index stats lists every file; a copy of the .db
 # alone (embeddings left behind) is refused naming the missing side file
 cd "$R" || exit 1

@@ -121,6 +121,8 @@ int cmd_report(int argc, char **argv) {
     if (optind < argc) return cli_usage_error("report: unexpected argument '%s' (see --help)", argv[optind]);
     if (!out) return cli_usage_error("report: --out PATH is required (see --help)");
     int to_stdout = !strcmp(out, "-");
+    cs_err err = {0};
+    if (!to_stdout && cs_report_check_out(out, &err)) return cli_usage_error("report: %s", err.msg);
     int from_name = to_stdout ? -1 : cs_report_format_from_path(out);
     static const char *const names[] = {"html", "json", "csv", "md"};
     if ((int)o.format < 0 && !to_stdout && from_name < 0) /* r.pdf used to get HTML without a word */
@@ -137,8 +139,6 @@ int cmd_report(int argc, char **argv) {
         return cli_usage_error("report: --json needs --out FILE (stdout carries the JSON summary)"),
                cli_usage_hint("report");
     if (json) cli_json_begin();
-    cs_err err = {0};
-    if (!to_stdout && cs_report_check_out(out, &err)) return cli_usage_error("report: %s", err.msg);
     if (jobs > 0) cs_set_threads(jobs);
     o.threads = jobs;
     o.generator = "copyscope " CS_VERSION;

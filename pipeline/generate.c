@@ -91,8 +91,10 @@ static int check_writable(const char *dir, cs_err *err) {
         if (sl == d) sl[1] = 0;
         else *sl = 0;
     }
-    if (!S_ISDIR(sb.st_mode)) return cs_fail(err, CS_EIO, "%s: not a folder", d);
-    if (access(d, W_OK | X_OK)) return cs_fail(err, CS_EIO, "%s: cannot write: %s", d, strerror(errno));
+    if (!S_ISDIR(sb.st_mode)) return cs_fail(err, CS_EIO, "%s: cannot create: %s is not a folder", dir, d);
+    if (access(d, W_OK | X_OK))
+        return cs_fail(err, CS_EIO, "%s: cannot %s: %s: %s", dir, strcmp(d, dir) ? "create" : "write", d,
+                       strerror(errno));
     return 0;
 }
 

@@ -24,7 +24,8 @@ LDLIBS   += -lopencv_calib3d -lopencv_features2d -lopencv_flann -lopencv_imgproc
 DEB_PKGS = build-essential libopenblas-dev libpng-dev libjpeg62-turbo-dev libsqlite3-dev \
            libcjson-dev zlib1g-dev libutf8proc-dev libdivsufsort-dev libfaiss-dev \
            libxml2-utils nettle-dev libarchive-dev libopencv-features2d-dev libopencv-calib3d-dev \
-           libdnnl-dev
+           libdnnl-dev \
+           sqlite3 time
 # The anchors `make bench` measures beside our figures (FAISS, PyTorch, numpy).
 BENCH_PKGS = python3-faiss python3-numpy python3-torch python3-torchvision python3-pil librsvg2-bin
 

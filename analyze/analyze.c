@@ -107,7 +107,19 @@ static int find_cliques(item **by_prompt, int64_t n, const cs_an_query *q, const
     for (int64_t a = 0; a < n;) {
         int64_t b = a;
         while (b < n && by_prompt[b]->prompt_id == by_prompt[a]->prompt_id) b++;
-        int64_t m = b - a;
+        /* files without a prompt (--images, no PNG parameters) share no prompt with any other */
+        int64_t m = 0;
+        for (int64_t j = a; j < b; j++) m += !by_prompt[j]->no_prompt;
+        if (m >= 2 && m < b - a) { /* those with a prompt first, each part in its order */
+            item **tmp = malloc(sizeof(item *) * (size_t)(b - a));
+            if (!tmp) return cs_fail(err, CS_ENOMEM, "cliques: out of memory");
+            int64_t k = 0;
+            for (int pass = 0; pass < 2; pass++)
+                for (int64_t j = a; j < b; j++)
+                    if (by_prompt[j]->no_prompt == pass) tmp[k++] = by_prompt[j];
+            memcpy(by_prompt + a, tmp, sizeof(item *) * (size_t)(b - a));
+            free(tmp);
+        }
         if (m >= 2) {
             float *p = malloc(sizeof(float) * D * m), *n2 = malloc(sizeof(float) * T * m);
             if (!p || !n2) {
@@ -301,10 +313,13 @@ static int stage_load_generations(an_state *A, cs_err *err) {
             }
             an_drop_untouched_prompts(it);
         }
-    } else {
+    } else { /* paths and prompts only: the rest is streamed slice by slice (stage_images) */
         if (an_list_images(o->image_dirs, o->n_dirs, it, err)) return -1;
         if (it->n == 0)
             return cs_fail(err, CS_ENOTFOUND, "%s: no files to analyse", o->n_dirs ? o->image_dirs[0] : "(none)");
+        an_read_image_prompts(it, A->threads);
+        A->streaming = 1;
+        return 0;
     }
     A->q = calloc((size_t)it->n, sizeof *A->q);
     A->res = calloc((size_t)it->n, sizeof *A->res);
@@ -364,7 +379,7 @@ static int search_embeddings(an_state *A, emb_scratch *e, int64_t off, int64_t n
  * PNG parameters for --images), then search, chunk by chunk. */
 static int stage_describe(an_state *A, cs_err *err) {
     items *it = &A->it;
-    cs_progress *prog = A->o->progress ? cs_progress_start("decode", it->n, "img") : NULL;
+    cs_progress *prog = A->streaming ? A->prog : A->o->progress ? cs_progress_start("decode", it->n, "img") : NULL;
     emb_scratch e = {0};
     int fail = 0;
     if (A->emb) {
@@ -379,7 +394,7 @@ static int stage_describe(an_state *A, cs_err *err) {
     for (int64_t off = 0; off < it->n && !fail; off += AN_CHUNK) {
         int64_t n = it->n - off < AN_CHUNK ? it->n - off : AN_CHUNK;
         dec_ctx dc = {.it = it, .off = off, .q = A->q, .want_hashes = A->use_hashes, .imgs = e.imgs,
-                      .read_params = A->o->run_id <= 0, .prog = prog};
+                      .read_params = A->o->run_id <= 0 && !A->streaming, .prog = prog};
         for (int64_t j = 0; j < n; j++) it->v[off + j].clique = -1;
         cs_parallel_for(A->threads, n, decode_one, &dc);
         if (A->emb && search_embeddings(A, &e, off, n, err)) fail = 1;
@@ -388,13 +403,13 @@ static int stage_describe(an_state *A, cs_err *err) {
     free(e.ev);
     free(e.eid);
     free(e.esc);
-    cs_progress_end(prog);
+    if (!A->streaming) cs_progress_end(prog);
     return fail ? -1 : 0;
 }
 
 /* Counts the decoded and unreadable generations; none readable (and none
  * kept) is an error naming the first unreadable file. */
-static int count_readable(an_state *A, cs_err *err) {
+static int count_readable(an_state *A, int must_have_one, cs_err *err) {
     cs_analyze_summary *sum = A->sum;
     const item *bad = NULL;
     for (int64_t i = 0; i < A->it.n; i++) {
@@ -406,7 +421,7 @@ static int count_readable(an_state *A, cs_err *err) {
             if (!bad) bad = x;
         }
     }
-    if (sum->n_generations == 0 && !(A->o->only_new && sum->n_kept > 0))
+    if (must_have_one && sum->n_generations == 0 && !(A->o->only_new && sum->n_kept > 0))
         return cs_fail(err, CS_ENOTFOUND, "%s: no generations to analyse (%lld files could not be read, e.g. %s: %s)",
                        A->o->run_id > 0 ? "run" : A->o->image_dirs[0], (long long)sum->n_skipped,
                        bad ? bad->path : "?", bad && bad->error ? bad->error : "?");
@@ -416,10 +431,8 @@ static int count_readable(an_state *A, cs_err *err) {
 /* The run (--images: recorded now), the analyses row and the skipped files. */
 static int stage_record(an_state *A, cs_err *err) {
     const cs_analyze_opts *o = A->o;
-    if (count_readable(A, err)) return -1;
-    if (o->run_id <= 0 && an_store_record_images_run(A->s, &A->it, o->image_dirs, o->n_dirs, &A->sum->run_id, err))
-        return -1;
-    if (o->run_id > 0) A->sum->run_id = o->run_id;
+    if (count_readable(A, 1, err)) return -1;
+    A->sum->run_id = o->run_id;
     return an_store_begin_analysis(A, err);
 }
 
@@ -429,7 +442,10 @@ static int stage_record(an_state *A, cs_err *err) {
  * included), and the list of new ones to match, in prompt order. */
 static int stage_cliques(an_state *A, cs_err *err) {
     items *it = &A->it;
-    A->byp = malloc(sizeof(item *) * (size_t)it->n);
+    free(A->byp);
+    free(A->pending);
+    A->pending = NULL;
+    A->byp = malloc(sizeof(item *) * (size_t)(it->n ? it->n : 1));
     if (!A->byp) return cs_fail(err, CS_ENOMEM, "analyze: out of memory");
     A->nok = 0;
     for (int64_t i = 0; i < it->n; i++)
@@ -473,8 +489,8 @@ static void stage_completions(an_state *A, item *const *cx, const cs_an_query *c
  * audits, then the chunk's matches and findings written in one transaction
  * (an interrupted analysis keeps every finished chunk). */
 static int stage_match_and_write(an_state *A, cs_err *err) {
-    if (an_writer_open(A, err)) return -1;
-    cs_progress *prog = A->o->progress ? cs_progress_start("analyze", A->npending, "img") : NULL;
+    if (!A->w.ins_f && an_writer_open(A, err)) return -1; /* once: a streamed analysis comes here per slice */
+    cs_progress *prog = A->o->progress && !A->streaming ? cs_progress_start("analyze", A->npending, "img") : NULL;
     cs_an_query *cq = malloc(sizeof(cs_an_query) * AN_CHUNK);
     item *cx[AN_CHUNK];
     int fail = !cq;
@@ -522,10 +538,10 @@ static void psum_add(psum *p, const item *x, const cs_an_result *res, cs_analyze
     if (x->clique >= 0 && x->clique_size > p->largest_clique) p->largest_clique = x->clique_size;
 }
 
-/* Per-prompt summary over every generation of the prompt: the decoded ones
- * and (only_new) the kept ones that could not be decoded; then the
- * analysis is stamped finished. */
-static int stage_summarise(an_state *A, cs_err *err) {
+/* The per-prompt summaries of A->it (*ps by prompt id, malloc'd): the
+ * decoded generations and (only_new) the kept ones that could not be
+ * decoded. */
+static int prompt_sums(an_state *A, psum **ps_out, int64_t *np_out, cs_err *err) {
     int64_t nsum = A->nok;
     item **byp = A->byp;
     for (int64_t i = 0; i < A->it.n; i++)
@@ -543,9 +559,182 @@ static int stage_summarise(an_state *A, cs_err *err) {
         }
         psum_add(&ps[np - 1], byp[j], A->res, A->sum);
     }
+    *ps_out = ps;
+    *np_out = np;
+    return 0;
+}
+
+/* Per-prompt summary over every generation of the prompt; then the
+ * analysis is stamped finished. */
+static int stage_summarise(an_state *A, cs_err *err) {
+    psum *ps;
+    int64_t np;
+    if (prompt_sums(A, &ps, &np, err)) return -1;
     A->sum->n_prompts = np;
     int rc = an_store_finish(A, ps, np, err);
     free(ps);
+    return rc;
+}
+
+/* ---- --images, streamed ---- */
+
+/* b's counts into a (the same prompt, seen in another slice). */
+static void psum_merge(psum *a, const psum *b) {
+    a->n += b->n;
+    for (int k = 0; k < 4; k++) a->count[k] += b->count[k];
+    if (b->min_tl2 < a->min_tl2) a->min_tl2 = b->min_tl2;
+    if (b->max_cos > a->max_cos) a->max_cos = b->max_cos;
+    a->wb_sum += b->wb_sum;
+    a->wb_n += b->wb_n;
+    if (b->largest_clique > a->largest_clique) a->largest_clique = b->largest_clique;
+}
+
+/* Merges the sorted s[ns] into the sorted running summaries *all[*na]. */
+static int psums_merge(psum **all, int64_t *na, const psum *s, int64_t ns, cs_err *err) {
+    psum *m = malloc(sizeof(psum) * (size_t)(*na + ns + 1));
+    if (!m) return cs_fail(err, CS_ENOMEM, "analyze: out of memory");
+    int64_t i = 0, j = 0, k = 0;
+    while (i < *na || j < ns) {
+        if (j >= ns || (i < *na && (*all)[i].prompt_id < s[j].prompt_id)) m[k++] = (*all)[i++];
+        else if (i >= *na || s[j].prompt_id < (*all)[i].prompt_id) m[k++] = s[j++];
+        else {
+            m[k] = (*all)[i++];
+            psum_merge(&m[k++], &s[j++]);
+        }
+    }
+    free(*all);
+    *all = m;
+    *na = k;
+    return 0;
+}
+
+/* The files of slice [idx[a], idx[b]) moved out of all into A->it. */
+static int slice_take(an_state *A, items *all, const int64_t *idx, int64_t a, int64_t b, cs_err *err) {
+    A->it.v = calloc((size_t)(b - a), sizeof(item));
+    A->it.n = A->it.cap = b - a;
+    A->q = calloc((size_t)(b - a), sizeof *A->q);
+    A->res = calloc((size_t)(b - a), sizeof *A->res);
+    if (!A->it.v || !A->q || !A->res) return cs_fail(err, CS_ENOMEM, "analyze: out of memory");
+    for (int64_t j = a; j < b; j++) {
+        A->it.v[j - a] = all->v[idx[j]];
+        item *x = &all->v[idx[j]]; /* owned by the slice now */
+        x->path = x->prompt = x->error = NULL;
+    }
+    return 0;
+}
+
+/* The slice's files that could not be read, kept (path, error) until the end. */
+typedef struct {
+    char **path, **error;
+    int64_t n, cap;
+} skipped_list;
+
+static int keep_skipped(skipped_list *k, items *it, cs_err *err) {
+    for (int64_t i = 0; i < it->n; i++) {
+        item *x = &it->v[i];
+        if (x->ok) continue;
+        if (k->n == k->cap) {
+            int64_t c = k->cap ? k->cap * 2 : 64;
+            char **np = realloc(k->path, sizeof(char *) * (size_t)c), **ne = np ? realloc(k->error, sizeof(char *) * (size_t)c) : NULL;
+            if (np) k->path = np;
+            if (ne) k->error = ne;
+            if (!np || !ne) return cs_fail(err, CS_ENOMEM, "analyze: out of memory");
+            k->cap = c;
+        }
+        k->path[k->n] = x->path;
+        k->error[k->n++] = x->error;
+        x->path = x->error = NULL;
+    }
+    return 0;
+}
+
+static void skipped_free(skipped_list *k) {
+    for (int64_t i = 0; i < k->n; i++) {
+        free(k->path[i]);
+        free(k->error[i]);
+    }
+    free(k->path);
+    free(k->error);
+}
+
+/* The slice in A->it: describe, record its generations (the run and the
+ * analysis rows at the first readable file), cliques, match and write,
+ * then its prompts' summaries added to *ps. Memory is the slice's. */
+static int stage_images_slice(an_state *A, int64_t *np_rows, psum **ps, int64_t *nps, skipped_list *sk,
+                              cs_err *err) {
+    const cs_analyze_opts *o = A->o;
+    if (stage_describe(A, err)) return -1;
+    int64_t before = A->sum->n_generations;
+    count_readable(A, 0, err);
+    if (keep_skipped(sk, &A->it, err)) return -1;
+    if (A->sum->n_generations == before) return 0; /* nothing readable in this slice */
+    if (!A->sum->analysis_id) {
+        if (cs_store_begin(A->s, err)) return -1;
+        if (an_store_images_run_begin(A->s, o->image_dirs, o->n_dirs, &A->sum->run_id, err) ||
+            cs_store_commit(A->s, err)) {
+            cs_store_rollback(A->s);
+            return -1;
+        }
+        items none = A->it; /* the analyses row; skipped files are added at the end */
+        A->it.n = 0;
+        int rc = an_store_begin_analysis(A, err);
+        A->it = none;
+        if (rc) return -1;
+    }
+    if (an_store_images_add(A->s, A->sum->run_id, &A->it, np_rows, err) || stage_cliques(A, err) ||
+        stage_match_and_write(A, err))
+        return -1;
+    psum *s;
+    int64_t ns;
+    if (prompt_sums(A, &s, &ns, err)) return -1;
+    int rc = psums_merge(ps, nps, s, ns, err);
+    free(s);
+    return rc;
+}
+
+/* --images: slices of whole prompt groups, one after the other, each freed
+ * before the next (memory does not grow with the number of files); then
+ * the skipped files and the prompt summaries, and the analysis finished. */
+static int stage_images(an_state *A, cs_err *err) {
+    items all = A->it;
+    A->it = (items){0};
+    int64_t *idx = NULL, *cut = NULL, nsl = 0, np_rows = 0, nps = 0;
+    psum *ps = NULL;
+    skipped_list sk = {0};
+    int rc = -1;
+    if (an_image_slices(&all, &idx, &cut, &nsl)) {
+        cs_fail(err, CS_ENOMEM, "analyze: out of memory");
+        goto out;
+    }
+    A->prog = A->o->progress ? cs_progress_start("analyze", all.n, "img") : NULL;
+    for (int64_t k = 0; k < nsl; k++) {
+        int fail = slice_take(A, &all, idx, cut[k], cut[k + 1], err) ||
+                   stage_images_slice(A, &np_rows, &ps, &nps, &sk, err);
+        an_items_free(&A->it);
+        A->it = (items){0};
+        free(A->q);
+        free(A->res);
+        A->q = NULL;
+        A->res = NULL;
+        if (fail) goto out;
+    }
+    if (!A->sum->analysis_id) { /* nothing could be read */
+        cs_fail(err, CS_ENOTFOUND, "%s: no generations to analyse (%lld files could not be read, e.g. %s: %s)",
+                A->o->image_dirs[0], (long long)A->sum->n_skipped, sk.n ? sk.path[0] : "?",
+                sk.n && sk.error[0] ? sk.error[0] : "?");
+        goto out;
+    }
+    A->sum->n_prompts = nps;
+    if (an_store_add_skipped(A, sk.path, sk.error, sk.n, err) || an_store_finish(A, ps, nps, err)) goto out;
+    rc = 0;
+out:
+    if (A->prog) cs_progress_end(A->prog);
+    A->prog = NULL;
+    skipped_free(&sk);
+    free(ps);
+    free(idx);
+    free(cut);
+    an_items_free(&all);
     return rc;
 }
 
@@ -579,6 +768,10 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
     if (stage_load_generations(&A, err)) goto out; /* load: the run's rows or the folders */
     if (A.nothing_new) {                           /* only_new with every finding kept */
         rc = 0;
+        goto out;
+    }
+    if (A.streaming) {                             /* --images: all that follows, slice by slice */
+        rc = stage_images(&A, err);
         goto out;
     }
     if (stage_describe(&A, err)) goto out;         /* describe + search: thumbnails, hashes, embedding kNN */

@@ -9,6 +9,9 @@
 #include <sys/stat.h>
 
 #include "analyze/analyze_internal.h"
+#include "core/fs.h"
+#include "core/image.h"
+#include "core/parallel.h"
 
 int an_items_push(items *it, item x) {
     if (it->n == it->cap) {
@@ -80,10 +83,76 @@ int an_list_images(char *const *dirs, int n, items *it, cs_err *err) {
         struct stat sb;
         if (stat(dirs[d], &sb)) return cs_fail(err, CS_EIO, "%s: no such file or folder", dirs[d]);
         g_walk = it;
-        if (nftw(dirs[d], walk_fn, 16, FTW_PHYS))
-            return cs_fail(err, CS_EIO, "%s: cannot list the folder", dirs[d]);
+        char *abs = cs_abs_path(dirs[d]); /* stored paths are absolute: any folder reads them */
+        if (!abs) return cs_fail(err, CS_ENOMEM, "%s: out of memory", dirs[d]);
+        int bad = nftw(abs, walk_fn, 16, FTW_PHYS);
+        free(abs);
+        if (bad) return cs_fail(err, CS_EIO, "%s: cannot list the folder", dirs[d]);
     }
     if (it->n > 1) qsort(it->v, (size_t)it->n, sizeof(item), cmp_item_path); /* v is NULL when empty */
+    return 0;
+}
+
+/* ---- --images, streamed: prompts first, then slices of whole prompt groups ---- */
+
+static void read_prompt(void *ctx, int64_t i, int thread) {
+    (void)thread;
+    item *x = &((items *)ctx)->v[i];
+    char *txt = NULL;
+    cs_err err = {0};
+    x->pos = i;
+    x->no_prompt = 1;
+    if (cs_png_read_text(x->path, "parameters", &txt, &err) == 0 && txt &&
+        cs_parse_a1111(txt, &x->prompt, &x->seed) == 0)
+        x->no_prompt = 0;
+    free(txt);
+}
+
+void an_read_image_prompts(items *it, int threads) { cs_parallel_for(threads, it->n, read_prompt, it); }
+
+static const items *g_sort; /* qsort has no context argument */
+/* By prompt (files without one apart, each its own group), then path order. */
+static int cmp_prompt_pos(const void *a, const void *b) {
+    const item *x = &g_sort->v[*(const int64_t *)a], *y = &g_sort->v[*(const int64_t *)b];
+    if (x->no_prompt != y->no_prompt) return x->no_prompt - y->no_prompt;
+    if (!x->no_prompt) {
+        int c = strcmp(x->prompt ? x->prompt : "", y->prompt ? y->prompt : "");
+        if (c) return c;
+    }
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+static int same_group(const item *x, const item *y) {
+    return !x->no_prompt && !y->no_prompt && !strcmp(x->prompt ? x->prompt : "", y->prompt ? y->prompt : "");
+}
+
+int an_image_slices(const items *it, int64_t **idx_out, int64_t **cut_out, int64_t *n_slices) {
+    int64_t n = it->n, *idx = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    int64_t *cut = malloc(sizeof(int64_t) * (size_t)(n + 2));
+    if (!idx || !cut) {
+        free(idx);
+        free(cut);
+        return -1;
+    }
+    for (int64_t i = 0; i < n; i++) idx[i] = i;
+    g_sort = it;
+    if (n > 1) qsort(idx, (size_t)n, sizeof *idx, cmp_prompt_pos);
+    int64_t ns = 0;
+    cut[0] = 0;
+    for (int64_t a = 0; a < n;) {
+        int64_t b = a + 1; /* a slice: whole groups while it stays within AN_SLICE */
+        while (b < n) {
+            int64_t g = b + 1;
+            while (g < n && same_group(&it->v[idx[g - 1]], &it->v[idx[g]])) g++;
+            if (same_group(&it->v[idx[b - 1]], &it->v[idx[b]]) || g - a <= AN_SLICE) b = g;
+            else break;
+        }
+        cut[++ns] = b;
+        a = b;
+    }
+    *idx_out = idx;
+    *cut_out = cut;
+    *n_slices = ns;
     return 0;
 }
 

@@ -22,6 +22,7 @@
 #include "analyze/completion.h"
 #include "analyze/match.h"
 #include "analyze/verdict.h"
+#include "core/progress.h"
 #include "index/embed.h"
 #include "index/hamming.h"
 #include "index/refs.h"
@@ -69,6 +70,8 @@ typedef struct {
     int old_verdict;     /* ... its stored verdict, aligned tiled L2 (INFINITY: none) and */
     double old_dal, old_cos; /* largest embedding cosine (-2: none), for prompt_summary */
     int64_t res_i;       /* index of its result in res (analysed ones) */
+    int64_t pos;         /* --images: its place in path order (the generation's sample) */
+    int no_prompt;       /* --images: no PNG parameters: no prompt to group it with */
 } item;
 
 typedef struct {
@@ -141,6 +144,9 @@ typedef struct {
     cs_an_result *res;         /* [it.n]: pending[i]'s result is res[i] */
     /* write */
     an_writer w;
+    /* --images, streamed slice by slice (analyze_input.c): A->it is one slice */
+    int streaming;             /* prompts read ahead; no progress line per stage */
+    cs_progress *prog;         /* the one progress line of a streamed analysis */
 } an_state;
 
 /* analyze_input.c */
@@ -152,6 +158,15 @@ int an_task_parse(an_task *t, const char *task_json, const char *expect_ref, con
                   cs_err *err);
 void an_tasks_free(an_tasks *t);
 void an_drop_untouched_prompts(items *it);
+/* --images: the prompt and seed of every listed file from its PNG
+ * 'parameters' (no_prompt when it has none), and its place in path order. */
+void an_read_image_prompts(items *it, int threads);
+/* --images: the order the files are analysed in, as slices of whole prompt
+ * groups of about AN_SLICE files (a larger group is one slice): idx[n] item
+ * indices, cut[0..*n_slices] offsets into idx (malloc'd, caller frees). Files
+ * without a prompt are groups of one. */
+enum { AN_SLICE = 2048 };
+int an_image_slices(const items *it, int64_t **idx, int64_t **cut, int64_t *n_slices);
 
 /* evidence.c: the finding's evidence (malloc'd JSON, NULL when out of memory) */
 char *an_evidence_json(const an_state *A, const cs_an_result *r, const item *x);
@@ -161,8 +176,12 @@ int an_store_load_run(cs_store *s, int64_t run_id, items *it, cs_err *err);
 int an_store_load_tasks(cs_store *s, int64_t run_id, items *it, an_tasks *tk, const cs_ref_thumbs *th,
                         cs_err *err);
 int an_store_keep_old(cs_store *s, int64_t run_id, items *it, const char *emb, cs_err *err);
-int an_store_record_images_run(cs_store *s, items *it, char *const *dirs, int n_dirs, int64_t *run_id,
-                               cs_err *err);
+/* An --images analysis, streamed: the run row, then each slice's prompts
+ * and generations (*np: prompts made so far). */
+int an_store_images_run_begin(cs_store *s, char *const *dirs, int n_dirs, int64_t *run_id, cs_err *err);
+int an_store_images_add(cs_store *s, int64_t run_id, items *it, int64_t *np, cs_err *err);
+/* analysis_skipped rows for paths[n] / errors[n], in one transaction. */
+int an_store_add_skipped(an_state *A, char **paths, char **errors, int64_t n, cs_err *err);
 int an_store_begin_analysis(an_state *A, cs_err *err);
 int an_writer_open(an_state *A, cs_err *err);
 void an_writer_close(an_writer *w);

@@ -127,32 +127,58 @@ static int images_prompt(cs_store *s, int64_t run, item *x, int64_t *np, cs_err 
     return cs_prompt_add(s, run, &p, &x->prompt_id, err);
 }
 
-int an_store_record_images_run(cs_store *s, items *it, char *const *dirs, int n_dirs, int64_t *run_id,
-                               cs_err *err) {
+int an_store_images_run_begin(cs_store *s, char *const *dirs, int n_dirs, int64_t *run_id, cs_err *err) {
     char cmd[2048] = "analyze --images";
     for (int d = 0; d < n_dirs; d++) {
         size_t l = strlen(cmd);
         snprintf(cmd + l, sizeof cmd - l, " %s", dirs[d]);
     }
-    if (cs_store_begin(s, err)) return -1;
     cs_run_row run = {.suite = "images", .command = cmd, .model = "external"};
-    if (cs_run_add(s, &run, run_id, err)) goto fail;
-    int64_t np = 0;
+    return cs_run_add(s, &run, run_id, err);
+}
+
+int an_store_images_add(cs_store *s, int64_t run_id, items *it, int64_t *np, cs_err *err) {
+    if (cs_store_begin(s, err)) return -1;
     for (int64_t i = 0; i < it->n; i++) {
         item *x = &it->v[i];
         if (!x->ok) continue;
-        if (images_prompt(s, *run_id, x, &np, err)) goto fail;
+        if (images_prompt(s, run_id, x, np, err)) goto fail;
         char sha[65] = "";
         cs_err e2 = {0};
         cs_sha256_file_hex(x->path, sha, &e2);
         /* the file's position keeps (prompt, seed, sample) unique */
-        cs_generation_row g = {.run_id = *run_id, .prompt_id = x->prompt_id, .seed = x->seed < 0 ? 0 : x->seed,
-                               .sample = (int)i, .path = x->path, .sha256 = sha[0] ? sha : NULL,
+        cs_generation_row g = {.run_id = run_id, .prompt_id = x->prompt_id, .seed = x->seed < 0 ? 0 : x->seed,
+                               .sample = (int)x->pos, .path = x->path, .sha256 = sha[0] ? sha : NULL,
                                .whitebox = NAN};
         if (cs_generation_put(s, &g, &x->gen_id, err)) goto fail;
     }
     return cs_store_commit(s, err);
 fail:
+    cs_store_rollback(s);
+    return -1;
+}
+
+int an_store_add_skipped(an_state *A, char **paths, char **errors, int64_t n, cs_err *err) {
+    cs_store *s = A->s;
+    sqlite3_stmt *st = NULL;
+    if (n == 0) return 0;
+    if (cs_store_begin(s, err)) return -1;
+    if (cs_store_prepare(s, &st, "INSERT INTO analysis_skipped(analysis_id, path, error) VALUES(?,?,?)", err))
+        goto fail;
+    for (int64_t i = 0; i < n; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, A->sum->analysis_id);
+        sqlite3_bind_text(st, 2, paths[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, errors[i] ? errors[i] : "cannot decode", -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            cs_store_fail(s, err, "recording a skipped file");
+            goto fail;
+        }
+    }
+    sqlite3_finalize(st);
+    return cs_store_commit(s, err);
+fail:
+    sqlite3_finalize(st);
     cs_store_rollback(s);
     return -1;
 }

@@ -44,7 +44,8 @@ static void usage(FILE *f) {
             "  --settings          print every setting with its default and source, and exit\n"
             "  --db PATH           the store (default $COPYSCOPE_DB or ./copyscope.db)\n"
             "  -j N                threads (default: all cores)\n"
-            "  -q, --quiet         no summary on stdout\n\n"
+            "  -q, --quiet         no summary on stdout\n"
+            "  --json              the summary as one JSON object on stdout (the rest on stderr)\n\n"
             "exit status: 0 done, 1 error, 2 usage error, 3 --fail-on tripped\n");
 }
 
@@ -60,7 +61,7 @@ static void print_settings(void) {
 typedef struct {
     cs_analyze_opts o;
     const char *db;
-    int fail_on, quiet, jobs, images;
+    int fail_on, quiet, jobs, images, json;
 } analyze_args;
 
 static int parse_option(analyze_args *a, int c, char **dirs, int *nd, cs_err *err) {
@@ -96,8 +97,9 @@ static int parse_option(analyze_args *a, int c, char **dirs, int *nd, cs_err *er
         if (a->jobs < 0) return cli_usage_error("analyze: -j: '%s' is not a thread count", optarg);
         return -1;
     case 'q': a->quiet = 1; return -1;
+    case 'J': a->json = 1; return -1;
     case 'h': usage(stdout); return CLI_OK;
-    default: usage(stderr); return CLI_USAGE;
+    default: return cli_usage_hint("analyze");
     }
 }
 
@@ -109,7 +111,7 @@ static int parse_args(analyze_args *a, int argc, char **argv, char **dirs, cs_er
         {"background", required_argument, 0, 'B'}, {"only-new", no_argument, 0, 'N'},
         {"settings", no_argument, 0, 'S'},        {"db", required_argument, 0, 'd'},
         {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        {"json", no_argument, 0, 'J'},            {0, 0, 0, 0},
     };
     int nd = 0, c, rc;
     optind = 1;
@@ -149,6 +151,25 @@ static void print_summary(const cs_analyze_summary *sum, const cs_an_settings *s
            (long long)sum->n_clique_prompts, set->clique_k);
 }
 
+static cJSON *summary_json(const cs_analyze_summary *sum, int tripped) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "run_id", (double)sum->run_id);
+    cJSON_AddNumberToObject(o, "analysis_id", (double)sum->analysis_id); /* 0: nothing new to analyse */
+    cJSON_AddNumberToObject(o, "generations", (double)sum->n_generations);
+    cJSON_AddNumberToObject(o, "kept", (double)sum->n_kept);
+    cJSON_AddNumberToObject(o, "skipped", (double)sum->n_skipped);
+    cJSON_AddNumberToObject(o, "references", (double)sum->n_refs);
+    cJSON_AddStringToObject(o, "descriptors", sum->descriptors);
+    cJSON *v = cJSON_AddObjectToObject(o, "verdicts");
+    for (int i = CS_V_NOVEL; i <= CS_V_COPY; i++) cJSON_AddNumberToObject(v, cs_verdict_name(i), (double)sum->count[i]);
+    if (sum->worst >= 0) cJSON_AddStringToObject(o, "worst", cs_verdict_name(sum->worst));
+    else cJSON_AddNullToObject(o, "worst");
+    cJSON_AddNumberToObject(o, "prompts", (double)sum->n_prompts);
+    cJSON_AddNumberToObject(o, "clique_prompts", (double)sum->n_clique_prompts);
+    cJSON_AddBoolToObject(o, "fail_on_tripped", tripped);
+    return o;
+}
+
 int cmd_analyze(int argc, char **argv) {
     analyze_args a = {.fail_on = -1};
     cs_an_settings_default(&a.o.set);
@@ -161,6 +182,7 @@ int cmd_analyze(int argc, char **argv) {
         return rc;
     }
     if (a.jobs > 0) cs_set_threads(a.jobs);
+    if (a.json) cli_json_begin();
     cs_store *s = NULL;
     if (cs_store_open_indexed(&s, a.db ? a.db : cli_default_db(), 1, &err)) {
         free(dirs);
@@ -184,7 +206,9 @@ int cmd_analyze(int argc, char **argv) {
     if (!a.quiet) print_summary(&sum, &a.o.set);
     cs_store_close(s);
     free(dirs);
-    if (a.fail_on > 0 && sum.worst >= a.fail_on) {
+    int tripped = a.fail_on > 0 && sum.worst >= a.fail_on;
+    if (a.json && cli_json_end(summary_json(&sum, tripped))) return CLI_FAIL;
+    if (tripped) {
         fprintf(stderr, "copyscope: analyze: --fail-on %s tripped (worst finding: %s)\n",
                 cs_verdict_name(a.fail_on), cs_verdict_name(sum.worst));
         return CLI_GATE;

@@ -42,8 +42,9 @@ static void usage(FILE *f) {
             "                  DIR/<suite name>-<run id hash>/<prompt id>-<sample>-<seed>.png\n"
             "  -n N            samples per prompt (overrides the suite; extra seeds follow the last)\n"
             "  -j, --jobs N    compute threads (default: all cores)\n"
-            "  --precision P   products in fp32 (default) or bf16 (AVX512_BF16 CPUs; also -p)\n"
-            "  --db PATH       database (default $COPYSCOPE_DB or ./copyscope.db)\n\n"
+            "  --precision P   products in fp32 (default) or bf16 (AVX512_BF16 CPUs)\n"
+            "  --db PATH       database (default $COPYSCOPE_DB or ./copyscope.db)\n"
+            "  --json          the summary as one JSON object on stdout (the rest on stderr)\n\n"
             "one-image options (as stable-diffusion.cpp's sd):\n"
             "  -m, --model SPEC         the model (as above)\n"
             "  -p, --prompt TEXT        the prompt (A1111 syntax: (word:1.3), [word], long prompts)\n"
@@ -70,10 +71,11 @@ static void usage(FILE *f) {
 }
 
 enum { O_CONFIG = 256, O_VOCAB, O_DB, O_SEED_LONG, O_STEPS, O_CFG, O_SAMPLER, O_SCHEDULE, O_STRENGTH,
-       O_MASK, O_LORA, O_RNG, O_ENSD, O_OUTDIR, O_PRECISION };
+       O_MASK, O_LORA, O_RNG, O_ENSD, O_OUTDIR, O_PRECISION, O_JSON };
 
 static const struct option opts[] = {
     {"model", required_argument, 0, 'm'},        {"config", required_argument, 0, O_CONFIG},
+    {"json", no_argument, 0, O_JSON},
     {"vocab", required_argument, 0, O_VOCAB},    {"out", required_argument, 0, O_OUTDIR},
     {"jobs", required_argument, 0, 'j'},         {"db", required_argument, 0, O_DB},
     {"prompt", required_argument, 0, 'p'},       {"negative-prompt", required_argument, 0, 'n'},
@@ -222,12 +224,34 @@ static char *one_image_suite(const one_args *a, int *rc) {
     return j;
 }
 
+void cli_generate_notes(const cs_generate_stats *st) {
+    if (st->moved)
+        printf("generate: %d image%s of run %lld found moved to %s (same bytes): recorded there\n", st->moved,
+               st->moved == 1 ? "" : "s", (long long)st->run_id, st->out_dir);
+    if (st->missing)
+        printf("generate: %d image%s recorded for run %lld no longer there (e.g. %s): made again\n", st->missing,
+               st->missing == 1 ? "" : "s", (long long)st->run_id, st->missing_example);
+}
+
+cJSON *cli_generate_json(const cs_generate_stats *st) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "run_id", (double)st->run_id);
+    cJSON_AddNumberToObject(o, "generated", st->generated);
+    cJSON_AddNumberToObject(o, "already_there", st->skipped);
+    cJSON_AddNumberToObject(o, "missing_made_again", st->missing);
+    cJSON_AddNumberToObject(o, "found_moved", st->moved);
+    cJSON_AddStringToObject(o, "out_dir", st->out_dir);
+    cJSON_AddNumberToObject(o, "steps", (double)st->steps);
+    cJSON_AddNumberToObject(o, "seconds", st->seconds);
+    return o;
+}
+
 /* Long: option parsing and the one-image / suite usage checks of one command, then one library call. */
 int cmd_generate(int argc, char **argv) {
     cs_generate_opts o = {0};
     one_args a = {0};
     const char *n_arg = NULL, *o_arg = NULL;
-    int c;
+    int c, json = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:p:n:s:W:H:i:o:j:h", opts, NULL)) != -1) {
         switch (c) {
@@ -241,6 +265,7 @@ int cmd_generate(int argc, char **argv) {
             o.precision = optarg;
             break;
         case O_DB: o.db = optarg; break;
+        case O_JSON: json = 1; break;
         case 'n': n_arg = optarg; break; /* samples (suite) or negative prompt (-p) */
         case 'o': o_arg = optarg; break; /* output folder (suite) or file (-p) */
         case 'p': a.prompt = optarg; break;
@@ -261,7 +286,7 @@ int cmd_generate(int argc, char **argv) {
             if ((o.threads = cli_parse_jobs(optarg)) < 0) return cli_usage_error("generate: bad -j '%s'", optarg);
             break;
         case 'h': usage(stdout); return CLI_OK;
-        default: usage(stderr); return CLI_USAGE;
+        default: return cli_usage_hint("generate");
         }
     }
     char *suite_json = NULL;
@@ -290,8 +315,7 @@ int cmd_generate(int argc, char **argv) {
         }
         if (o_arg) o.out = o_arg;
         if (optind != argc - 1) {
-            usage(stderr);
-            return cli_usage_error("generate: give one SUITE.json (or -p PROMPT -m MODEL -o OUT.png)");
+            return cli_usage_error("generate: give one SUITE.json (or -p PROMPT -m MODEL -o OUT.png)"), cli_usage_hint("generate");
         }
         o.suite = argv[optind];
     }
@@ -305,6 +329,7 @@ int cmd_generate(int argc, char **argv) {
     o.command = cmd;
     cs_err err = {0};
     cs_generate_stats st;
+    if (json) cli_json_begin();
     if (o.suite) { /* its ref and mask files checked before any image is made */
         cs_suite suite;
         if (cs_suite_load(&suite, o.suite, &err)) return cli_fail(&err);
@@ -315,6 +340,7 @@ int cmd_generate(int argc, char **argv) {
     int rc = cs_generate(&o, &st, &err);
     free(suite_json);
     if (rc) return cli_fail(&err);
+    cli_generate_notes(&st);
     if (o.out_file) printf("generate: run %lld: %s\n", (long long)st.run_id, o.out_file);
     else
         printf("generate: run %lld: %d image%s made, %d already there; %s\n", (long long)st.run_id,
@@ -322,5 +348,5 @@ int cmd_generate(int argc, char **argv) {
     if (st.generated && st.seconds > 0)
         printf("generate: %lld steps in %.1f s (%.2f steps/s)\n", (long long)st.steps, st.seconds,
                (double)st.steps / st.seconds);
-    return CLI_OK;
+    return json ? cli_json_end(cli_generate_json(&st)) : CLI_OK;
 }

@@ -99,12 +99,11 @@ int cmd_hash(int argc, char **argv) {
         case 'D': dihedral = 1; break;
         case 'd': break;
         case 'h': usage(stdout); return CLI_OK;
-        default: usage(stderr); return CLI_USAGE;
+        default: return cli_usage_hint("hash");
         }
     }
     if (optind >= argc) {
-        usage(stderr);
-        return cli_usage_error("hash: no files given");
+        return cli_usage_error("hash: no files given"), cli_usage_hint("hash");
     }
     cJSON *arr = json ? cJSON_CreateArray() : NULL;
     int failed = 0;

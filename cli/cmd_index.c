@@ -14,6 +14,7 @@
 #include "index/embed.h"
 #include "index/ingest.h"
 #include "index/refs_info.h"
+#include "index/vecstore.h"
 
 int cmd_index_background(int argc, char **argv); /* cli/cmd_index_background.c */
 int cmd_index_ann(int argc, char **argv);        /* cli/cmd_index_ann.c */
@@ -63,7 +64,8 @@ static void usage_add(FILE *f) {
             "                    thumbnails) or 'sscd:WEIGHTS.safetensors' (SSCD ResNet-50; see\n"
             "                    scripts/convert_sscd.py; each tar shard is read once)\n"
             "  --attribution TEXT  the credit/licence line of these references, shown beside\n"
-            "                    them in reports (PATH may then be omitted)\n\n"
+            "                    them in reports (PATH may then be omitted)\n"
+            "  --json            the summary as one JSON object on stdout (the rest on stderr)\n\n"
             "exit status: 0 when at least one input is in the index (added, duplicate or already\n"
             "there), even if others were recorded as errors; 1 when nothing could be read at all\n"
             "or the database failed; 2 on a usage error.\n",
@@ -75,7 +77,7 @@ static const struct option add_opts[] = {
     {"max-pixels", required_argument, 0, 'm'}, {"batch", required_argument, 0, 'b'},
     {"timings", no_argument, 0, 't'},          {"help", no_argument, 0, 'h'},
     {"embedder", required_argument, 0, 'E'},   {"attribution", required_argument, 0, 'A'},
-    {"no-local-features", no_argument, 0, 'L'}, {0, 0, 0, 0}};
+    {"no-local-features", no_argument, 0, 'L'}, {"json", no_argument, 0, 'J'}, {0, 0, 0, 0}};
 
 /* index add --attribution: the licence/credit line reports show beside every
  * reference (meta key 'attribution'). */
@@ -89,7 +91,7 @@ static int set_attribution(const char *db, const char *text) {
 }
 
 /* index add --embedder: vectors for the references that lack them (index/embed.h). */
-static int add_embeddings(const char *db, const char *spec, int threads, int progress) {
+static int add_embeddings(const char *db, const char *spec, int threads, int progress, cJSON *js) {
     cs_err err = {0};
     cs_store *s;
     if (cs_store_open(&s, db ? db : cli_default_db(), &err)) return cli_fail(&err);
@@ -99,6 +101,13 @@ static int add_embeddings(const char *db, const char *spec, int threads, int pro
     if (rc) return cli_fail(&err);
     printf("index add: embedder %s: %lld computed, %lld already present, %lld skipped\n", spec,
            (long long)es.computed, (long long)es.present, (long long)es.skipped);
+    if (js) {
+        cJSON *e = cJSON_AddObjectToObject(js, "embedder");
+        cJSON_AddStringToObject(e, "spec", spec);
+        cJSON_AddNumberToObject(e, "computed", (double)es.computed);
+        cJSON_AddNumberToObject(e, "present", (double)es.present);
+        cJSON_AddNumberToObject(e, "skipped", (double)es.skipped);
+    }
     if (es.skipped) fprintf(stderr, "copyscope: skipped %s\n", es.skip_example);
     return CLI_OK;
 }
@@ -106,7 +115,7 @@ static int add_embeddings(const char *db, const char *spec, int threads, int pro
 static int cmd_index_add(int argc, char **argv) {
     const char *db = NULL, *embedder = NULL, *attribution = NULL;
     cs_ingest_opts o = {.local_features = 1};
-    int timings = 0, c;
+    int timings = 0, json = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "j:h", add_opts, NULL)) != -1) {
         char *end;
@@ -128,18 +137,26 @@ static int cmd_index_add(int argc, char **argv) {
         case 'E': embedder = optarg; break;
         case 'A': attribution = optarg; break;
         case 'L': o.local_features = 0; break;
+        case 'J': json = 1; break;
         case 'h': usage_add(stdout); return CLI_OK;
-        default: return CLI_USAGE;
+        default: return cli_usage_hint("index add");
         }
     }
     if (optind >= argc && !embedder && !attribution)
         return cli_usage_error("index add: no PATH given (see copyscope index add --help)");
-    if (attribution && set_attribution(db, attribution)) return CLI_FAIL;
-    if (optind >= argc && !embedder) return CLI_OK;
+    cJSON *js = json ? cJSON_CreateObject() : NULL;
+    if (json) cli_json_begin();
+    if (attribution && set_attribution(db, attribution)) return cJSON_Delete(js), CLI_FAIL;
+    if (attribution) cJSON_AddStringToObject(js, "attribution", attribution);
+    if (optind >= argc && !embedder) return json ? cli_json_end(js) : CLI_OK;
     if (o.threads > 0) cs_set_threads(o.threads);
     const char *pe = getenv("CS_PROGRESS");
     o.progress = !(pe && !strcmp(pe, "0")); /* off a terminal: log lines (core/progress.h) */
-    if (optind >= argc) return add_embeddings(db, embedder, o.threads, o.progress);
+    if (optind >= argc) {
+        int erc = add_embeddings(db, embedder, o.threads, o.progress, js);
+        if (erc || !json) return cJSON_Delete(js), erc;
+        return cli_json_end(js);
+    }
     cs_err err = {0};
     cs_store *s;
     if (cs_store_open(&s, db ? db : cli_default_db(), &err)) return cli_fail(&err);
@@ -168,98 +185,25 @@ static int cmd_index_add(int argc, char **argv) {
         printf("  wall    %8.3f s  (workers %.3f s, waiting for SQLite %.3f s)\n", st.t_total, st.t_parallel,
                st.t_db_wait);
     }
-    if (rc) return cli_fail(&err);
+    if (rc) return cJSON_Delete(js), cli_fail(&err);
     if (st.errors > 0 && st.added + st.duplicates + st.skipped == 0) {
         fprintf(stderr, "copyscope: index add: nothing could be read (%lld errors; see copyscope index ls --errors)\n",
                 (long long)st.errors);
-        return CLI_FAIL;
+        return cJSON_Delete(js), CLI_FAIL;
     }
-    if (embedder) return add_embeddings(db, embedder, o.threads, o.progress);
-    return CLI_OK;
+    if (js) {
+        cJSON_AddNumberToObject(js, "added", (double)st.added);
+        cJSON_AddNumberToObject(js, "duplicates", (double)st.duplicates);
+        cJSON_AddNumberToObject(js, "errors", (double)st.errors);
+        cJSON_AddNumberToObject(js, "already_indexed", (double)st.skipped);
+        cJSON_AddNumberToObject(js, "caption_notes", (double)st.notes);
+        cJSON_AddNumberToObject(js, "seconds", st.t_total);
+    }
+    if (embedder && (rc = add_embeddings(db, embedder, o.threads, o.progress, js))) return cJSON_Delete(js), rc;
+    return json ? cli_json_end(js) : CLI_OK;
 }
 
 /* ---- stats ---- */
-
-static int64_t file_size(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
-}
-
-static int cmd_index_stats(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"db", required_argument, 0, 'd'}, {"json", no_argument, 0, 'J'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *dbp = NULL;
-    int json = 0, c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': dbp = optarg; break;
-        case 'J': json = 1; break;
-        case 'h':
-            printf("usage: copyscope index stats [--db PATH] [--json]\n\n"
-                   "References by status (ok, duplicate, error; notes = repaired captions), the\n"
-                   "descriptor tables present (ref_*) with their row counts, low-quality PDQ hashes\n"
-                   "(quality < 50), and the database size (with its WAL).\n"
-                   "exit status: 0, 1 if the database cannot be read, 2 on a usage error.\n");
-            return CLI_OK;
-        default: return CLI_USAGE;
-        }
-    }
-    if (optind < argc) return cli_usage_error("index stats: unexpected argument '%s'", argv[optind]);
-    cs_err err = {0};
-    cs_store *s;
-    if (cs_store_open_indexed(&s, dbp ? dbp : cli_default_db(), 0, &err)) return cli_fail(&err);
-    cs_refs_stats rs;
-    if (cs_refs_stats_load(s, &rs, &err)) {
-        cs_store_close(s);
-        return cli_fail(&err);
-    }
-    int64_t total = rs.total, ok = rs.ok, dup = rs.duplicate, bad = rs.error, notes = rs.notes,
-            capt = rs.captioned, lowq = rs.pdq_low_quality;
-    const char *path = cs_store_path(s);
-    char wal[4200];
-    snprintf(wal, sizeof wal, "%s-wal", path);
-    int64_t size = file_size(path), wsize = file_size(wal);
-    cJSON *desc = cJSON_CreateObject();
-    for (int i = 0; i < rs.n_tables; i++) cJSON_AddNumberToObject(desc, rs.tables[i], (double)rs.table_rows[i]);
-    cs_refs_stats_free(&rs);
-    if (json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "db", path);
-        cJSON_AddNumberToObject(o, "refs", (double)total);
-        cJSON_AddNumberToObject(o, "ok", (double)ok);
-        cJSON_AddNumberToObject(o, "duplicate", (double)dup);
-        cJSON_AddNumberToObject(o, "error", (double)bad);
-        cJSON_AddNumberToObject(o, "notes", (double)notes);
-        cJSON_AddNumberToObject(o, "captioned", (double)capt);
-        cJSON_AddNumberToObject(o, "pdq_low_quality", (double)lowq);
-        cJSON_AddItemToObject(o, "descriptors", desc);
-        cJSON_AddNumberToObject(o, "db_bytes", (double)(size + wsize));
-        char *t = cJSON_Print(o);
-        printf("%s\n", t);
-        free(t);
-        cJSON_Delete(o);
-    } else {
-        printf("database    %s (%.1f MiB with WAL)\n", path, (size + wsize) / 1048576.0);
-        printf("references  %lld: %lld ok, %lld duplicate, %lld error", (long long)total, (long long)ok,
-               (long long)dup, (long long)bad);
-        if (notes) printf(" (%lld with notes)", (long long)notes);
-        printf("\ncaptioned   %lld\n", (long long)capt);
-        printf("descriptors");
-        for (cJSON *d = desc->child; d; d = d->next) printf("  %s: %lld", d->string, (long long)d->valuedouble);
-        printf("\nlow-quality PDQ (< 50)  %lld\n", (long long)lowq);
-        cJSON_Delete(desc);
-    }
-    cs_store_close(s);
-    return CLI_OK;
-}
-
-/* ---- ls ---- */
-
-typedef struct {
-    int json;
-    cJSON *arr; /* --json: the rows */
-} ls_ctx;
 
 /* A JSON string from any bytes (file names need not be UTF-8): U+FFFD for
  * bad bytes; the exact bytes, when there were any, as key_hex. */
@@ -276,6 +220,190 @@ static void add_utf8(cJSON *o, const char *key, const char *v) {
     if (hx) cJSON_AddStringToObject(o, hk, n ? hx : "");
     free(hx);
 }
+
+
+static int64_t file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
+}
+
+/* The embedding columns (name, rows, dim) as a JSON array; NULL on error. */
+static cJSON *embedding_columns(cs_store *s, cs_err *err) {
+    char **names = NULL;
+    int n = 0;
+    if (cs_embed_columns(s, &names, &n, err)) return NULL;
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        cs_vecstore vs;
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "name", names[i]);
+        cs_err e2 = {0};
+        if (cs_vecstore_open_store(&vs, s, names[i], 0, 0, &e2) == 0) {
+            cJSON_AddNumberToObject(c, "rows", (double)vs.n);
+            cJSON_AddNumberToObject(c, "dim", vs.dim);
+            cs_vecstore_close(&vs);
+        } else {
+            cJSON_AddStringToObject(c, "error", e2.msg);
+        }
+        cJSON_AddItemToArray(a, c);
+        free(names[i]);
+    }
+    free(names);
+    return a;
+}
+
+/* Every file of the store's set as a JSON array; *n_missing required ones absent. */
+static cJSON *store_files(cs_store *s, int *n_missing, cs_err *err) {
+    cs_store_file *f;
+    int n;
+    *n_missing = 0;
+    if (cs_store_files_list(s, &f, &n, err)) return NULL;
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        add_utf8(o, "path", f[i].path);
+        cJSON_AddStringToObject(o, "role", f[i].role);
+        cJSON_AddBoolToObject(o, "present", f[i].present);
+        cJSON_AddBoolToObject(o, "required", f[i].required);
+        cJSON_AddNumberToObject(o, "bytes", (double)f[i].bytes);
+        cJSON_AddItemToArray(a, o);
+        *n_missing += f[i].required && !f[i].present;
+    }
+    cs_store_files_free(f, n);
+    return a;
+}
+
+static int cmd_index_stats(int argc, char **argv) {
+    static const struct option opts[] = {{"db", required_argument, 0, 'd'},
+                                         {"json", no_argument, 0, 'J'},
+                                         {"forget-missing", no_argument, 0, 'F'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *dbp = NULL;
+    int json = 0, forget = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': dbp = optarg; break;
+        case 'J': json = 1; break;
+        case 'F': forget = 1; break;
+        case 'h':
+            printf("usage: copyscope index stats [--db PATH] [--json] [--forget-missing]\n\n"
+                   "References by status (ok, duplicate, error; notes = repaired captions), the\n"
+                   "descriptor tables present (ref_*) with their row counts, the embedding columns\n"
+                   "(rows x dim), low-quality PDQ hashes (quality < 50), and every file of the store:\n"
+                   "the database PATH, its WAL files and the side files PATH.* (embedding columns,\n"
+                   "ANN indexes, background sets, text shards). Copy them together: a store whose\n"
+                   "recorded side files are missing is refused by every command that reads it.\n"
+                   "  --forget-missing  drop the record of side files removed on purpose\n"
+                   "exit status: 0, 1 if the database cannot be read or a side file is missing,\n"
+                   "2 on a usage error.\n");
+            return CLI_OK;
+        default: return cli_usage_hint("index stats");
+        }
+    }
+    if (optind < argc) return cli_usage_error("index stats: unexpected argument '%s'", argv[optind]);
+    cs_err err = {0};
+    cs_store *s;
+    const char *db = dbp ? dbp : cli_default_db();
+    if (forget) {
+        int n = 0;
+        if (cs_store_open_indexed(&s, db, CS_STORE_RO_UNCHECKED, &err)) return cli_fail(&err);
+        cs_store_close(s);
+        if (cs_store_open(&s, db, &err)) return cli_fail(&err);
+        int rc = cs_store_files_forget_missing(s, &n, &err);
+        cs_store_close(s);
+        if (rc) return cli_fail(&err);
+        fprintf(stderr, "index stats: %d missing side file%s forgotten\n", n, n == 1 ? "" : "s");
+    }
+    if (cs_store_open_indexed(&s, db, CS_STORE_RO_UNCHECKED, &err)) return cli_fail(&err);
+    cs_refs_stats rs;
+    if (cs_refs_stats_load(s, &rs, &err)) {
+        cs_store_close(s);
+        return cli_fail(&err);
+    }
+    int64_t total = rs.total, ok = rs.ok, dup = rs.duplicate, bad = rs.error, notes = rs.notes,
+            capt = rs.captioned, lowq = rs.pdq_low_quality;
+    const char *path = cs_store_path(s);
+    char wal[4200];
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    int64_t size = file_size(path), wsize = file_size(wal);
+    cJSON *desc = cJSON_CreateObject();
+    for (int i = 0; i < rs.n_tables; i++) cJSON_AddNumberToObject(desc, rs.tables[i], (double)rs.table_rows[i]);
+    cs_refs_stats_free(&rs);
+    int missing = 0;
+    cJSON *cols = embedding_columns(s, &err), *files = cols ? store_files(s, &missing, &err) : NULL;
+    if (!files) {
+        cJSON_Delete(cols);
+        cJSON_Delete(desc);
+        cs_store_close(s);
+        return cli_fail(&err);
+    }
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "db", path);
+        cJSON_AddNumberToObject(o, "refs", (double)total);
+        cJSON_AddNumberToObject(o, "ok", (double)ok);
+        cJSON_AddNumberToObject(o, "duplicate", (double)dup);
+        cJSON_AddNumberToObject(o, "error", (double)bad);
+        cJSON_AddNumberToObject(o, "notes", (double)notes);
+        cJSON_AddNumberToObject(o, "captioned", (double)capt);
+        cJSON_AddNumberToObject(o, "pdq_low_quality", (double)lowq);
+        cJSON_AddItemToObject(o, "descriptors", desc);
+        cJSON_AddItemToObject(o, "embedding_columns", cols);
+        cJSON_AddItemToObject(o, "files", files);
+        cJSON_AddNumberToObject(o, "missing_files", missing);
+        cJSON_AddNumberToObject(o, "db_bytes", (double)(size + wsize));
+        char *t = cJSON_Print(o);
+        printf("%s\n", t);
+        free(t);
+        cJSON_Delete(o);
+    } else {
+        printf("database    %s (%.1f MiB with WAL)\n", path, (size + wsize) / 1048576.0);
+        printf("references  %lld: %lld ok, %lld duplicate, %lld error", (long long)total, (long long)ok,
+               (long long)dup, (long long)bad);
+        if (notes) printf(" (%lld with notes)", (long long)notes);
+        printf("\ncaptioned   %lld\n", (long long)capt);
+        printf("descriptors");
+        for (cJSON *d = desc->child; d; d = d->next) printf("  %s: %lld", d->string, (long long)d->valuedouble);
+        printf("\nembeddings");
+        if (!cols->child) printf("  none");
+        for (cJSON *d = cols->child; d; d = d->next) {
+            cJSON *r = cJSON_GetObjectItem(d, "rows"), *dm = cJSON_GetObjectItem(d, "dim");
+            if (r) printf("  %s: %lld x %d", cJSON_GetObjectItem(d, "name")->valuestring, (long long)r->valuedouble,
+                          (int)dm->valuedouble);
+            else printf("  %s: unreadable", cJSON_GetObjectItem(d, "name")->valuestring);
+        }
+        printf("\nlow-quality PDQ (< 50)  %lld\n", (long long)lowq);
+        printf("files (copy them together):\n");
+        static char sp[8192];
+        for (cJSON *d = files->child; d; d = d->next)
+            printf("  %-9s %10lld  %-22s %s\n",
+                   cJSON_IsTrue(cJSON_GetObjectItem(d, "present")) ? "ok"
+                   : cJSON_IsTrue(cJSON_GetObjectItem(d, "required")) ? "MISSING"
+                                                                       : "absent",
+                   (long long)cJSON_GetObjectItem(d, "bytes")->valuedouble,
+                   cJSON_GetObjectItem(d, "role")->valuestring,
+                   cs_term_safe(sp, sizeof sp, cJSON_GetObjectItem(d, "path")->valuestring));
+        cJSON_Delete(desc);
+        cJSON_Delete(cols);
+        cJSON_Delete(files);
+    }
+    if (missing) {
+        cs_store_files_check(s, &err);
+        cs_store_close(s);
+        return cli_fail(&err);
+    }
+    cs_store_close(s);
+    return CLI_OK;
+}
+
+/* ---- ls ---- */
+
+typedef struct {
+    int json;
+    cJSON *arr; /* --json: the rows */
+} ls_ctx;
 
 static void ls_row(const cs_ref_row *r, void *vctx) {
     ls_ctx *c = vctx;
@@ -339,7 +467,7 @@ static int cmd_index_ls(int argc, char **argv) {
                    "  --json     one JSON array with every column\n"
                    "exit status: 0, 1 if the database cannot be read, 2 on a usage error.\n");
             return CLI_OK;
-        default: return CLI_USAGE;
+        default: return cli_usage_hint("index ls");
         }
     }
     if (optind < argc) return cli_usage_error("index ls: unexpected argument '%s'", argv[optind]);
@@ -359,10 +487,8 @@ static int cmd_index_ls(int argc, char **argv) {
 }
 
 int cmd_index(int argc, char **argv) {
-    if (argc < 2) {
-        usage_index(stderr);
-        return CLI_USAGE;
-    }
+    if (argc < 2) return cli_usage_error("index: give a subcommand (add, query, stats, ls, background, ann)"),
+                      cli_usage_hint("index");
     const char *sub = argv[1];
     if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
         usage_index(stdout);
@@ -374,5 +500,6 @@ int cmd_index(int argc, char **argv) {
     if (!strcmp(sub, "query")) return cmd_index_query(argc - 1, argv + 1);
     if (!strcmp(sub, "background")) return cmd_index_background(argc - 1, argv + 1);
     if (!strcmp(sub, "ann")) return cmd_index_ann(argc - 1, argv + 1);
-    return cli_usage_error("index: unknown subcommand '%s' (add, query, stats, ls, background, ann)", sub);
+    return cli_usage_error("index: unknown subcommand '%s' (add, query, stats, ls, background, ann)", sub),
+           cli_usage_hint("index");
 }

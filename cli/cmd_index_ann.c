@@ -79,7 +79,7 @@ int cmd_index_ann(int argc, char **argv) {
             if ((o.threads = cli_parse_jobs(optarg)) < 0) return cli_usage_error("index ann: bad -j '%s'", optarg);
             break;
         case 'h': usage(stdout); return CLI_OK;
-        default: usage(stderr); return CLI_USAGE;
+        default: return cli_usage_hint("index ann");
         }
     }
     if (optind < argc) return cli_usage_error("index ann: unexpected argument '%s'", argv[optind]);

@@ -59,7 +59,7 @@ int cmd_index_background(int argc, char **argv) {
             if ((jobs = cli_parse_jobs(optarg)) < 0) return cli_usage_error("index background: bad -j '%s'", optarg);
             break;
         case 'h': usage(stdout); return CLI_OK;
-        default: usage(stderr); return CLI_USAGE;
+        default: return cli_usage_hint("index background");
         }
     }
     if (optind >= argc) return cli_usage_error("index background: no PATH given (see copyscope index background --help)");

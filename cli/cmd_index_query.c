@@ -445,13 +445,12 @@ static int parse_args(ctx *c, int argc, char **argv, const char **db, const char
         case 'E': *embedder = optarg; break;
         case 'N': c->normalize = 1; break;
         case 'h': usage(stdout); return CLI_OK;
-        default: usage(stderr); return CLI_USAGE;
+        default: return cli_usage_hint("index query");
         }
     }
     if (c->nprobe && !c->approx) return cli_usage_error("index query: --nprobe needs --approx");
     if (optind >= argc) {
-        usage(stderr);
-        return cli_usage_error("index query: no images given");
+        return cli_usage_error("index query: no images given"), cli_usage_hint("index query");
     }
     return -1;
 }

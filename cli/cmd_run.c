@@ -39,7 +39,7 @@ enum { TEXT_LATEST = -2, TEXT_ALL = 0, TEXT_NONE = -1 };
 typedef struct {
     const char *suite, *db, *out, *model, *config, *vocab;
     const char *descriptors, *embedder, *precision;
-    int samples, threads, reanalyze, fail_on, settings_changed;
+    int samples, threads, reanalyze, fail_on, settings_changed, out_given, json;
     int64_t top, text_audit;
     int formats[4], n_formats;
     cs_an_settings set;
@@ -60,7 +60,9 @@ static void usage(FILE *f) {
             "options:\n"
             "  --db PATH          the store and reference index (default $COPYSCOPE_DB or ./copyscope.db)\n"
             "  --out DIR          output folder (default ./copyscope-out): images under\n"
-            "                     DIR/generations/, reports DIR/<suite name>-report.<ext>\n"
+            "                     DIR/generations/, reports DIR/<suite name>-report.<ext>; a run\n"
+            "                     that exists keeps its images where it made them (said; moved\n"
+            "                     into DIR/generations/ they are found there)\n"
             "  --model SPEC       SD 1.x checkpoint, 'empirical' or 'empirical:INDEXDB' (default: the suite's)\n"
             "  --vocab PATH       CLIP BPE vocabulary (SD models)\n"
             "  --config JSON      SD architecture config\n"
@@ -73,7 +75,8 @@ static void usage(FILE *f) {
             "  --set NAME=VALUE   analysis threshold (repeatable; copyscope analyze --settings)\n"
             "  --descriptors LIST, --embedder SPEC   as for copyscope analyze\n"
             "  --reanalyze        analyse again even if nothing changed\n"
-            "  --fail-on VERDICT  exit 3 when a generation is at least VERDICT (copy | near-copy | partial)\n\n"
+            "  --fail-on VERDICT  exit 3 when a generation is at least VERDICT (copy | near-copy | partial)\n"
+            "  --json             the summary as one JSON object on stdout (the rest on stderr)\n\n"
             "exit status: 0 done, 1 error, 2 usage error, 3 --fail-on tripped\n",
             CS_REPORT_DEFAULT_TOP);
 }
@@ -114,7 +117,7 @@ static int parse_args(run_opts *o, int argc, char **argv) {
         {"embedder", required_argument, 0, 'e'},   {"reanalyze", no_argument, 0, 'R'},
         {"fail-on", required_argument, 0, 'f'},    {"help", no_argument, 0, 'h'},
         {"precision", required_argument, 0, 'P'},
-        {0, 0, 0, 0}};
+        {"json", no_argument, 0, 'J'},             {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     cs_an_settings_default(&o->set);
     o->text_audit = TEXT_LATEST;
@@ -139,6 +142,7 @@ static int parse_args(run_opts *o, int argc, char **argv) {
                 return cli_usage_error("run: bad --precision '%s' (fp32 or bf16)", optarg);
             o->precision = optarg;
             break;
+        case 'J': o->json = 1; break;
         case 'n':
             o->samples = (int)strtol(optarg, &end, 10);
             if (*end || o->samples <= 0 || o->samples > 100000)
@@ -174,15 +178,15 @@ static int parse_args(run_opts *o, int argc, char **argv) {
                 return cli_usage_error("run: --fail-on: '%s' is not copy, near-copy or partial", optarg);
             break;
         case 'h': usage(stdout); return CLI_OK;
-        default: usage(stderr); return CLI_USAGE;
+        default: return cli_usage_hint("run");
         }
     }
     if (optind != argc - 1) {
-        usage(stderr);
-        return cli_usage_error("run: give one SUITE.json");
+        return cli_usage_error("run: give one SUITE.json"), cli_usage_hint("run");
     }
     o->suite = argv[optind];
     if (!o->db) o->db = cli_default_db();
+    o->out_given = o->out != NULL;
     if (!o->out) o->out = "copyscope-out";
     /* the command line as a shell would take it back (recorded in runs.command) */
     size_t k = 0, cap = sizeof o->command;
@@ -211,7 +215,7 @@ static int parse_args(run_opts *o, int argc, char **argv) {
     return -1;
 }
 
-static int step_analyze(cs_store *s, const run_opts *o, int64_t run_id, cs_err *err) {
+static int step_analyze(cs_store *s, const run_opts *o, int64_t run_id, int64_t *analysis_id, cs_err *err) {
     char why[256] = "";
     int need = cs_analyze_needed(s, run_id, &o->set, o->reanalyze, o->settings_changed, why, sizeof why, err);
     if (need < 0) return -1;
@@ -227,6 +231,7 @@ static int step_analyze(cs_store *s, const run_opts *o, int64_t run_id, cs_err *
     ao.only_new = need == 2;
     cs_analyze_summary sum;
     if (cs_analyze_run(s, &ao, &sum, err)) return -1;
+    *analysis_id = sum.analysis_id;
     printf("analysis %lld: %lld generations", (long long)sum.analysis_id, (long long)sum.n_generations);
     if (sum.n_kept) printf(" (new; %lld findings kept)", (long long)sum.n_kept);
     printf(" against %lld references, descriptors: %s\n", (long long)sum.n_refs,
@@ -330,11 +335,45 @@ static void print_text(const cs_run_summary *r, int64_t text_audit) {
     }
 }
 
+/* run --json: the run, what each step did and the summary. */
+static cJSON *run_json(const run_opts *o, const char *name, const cs_generate_stats *gs, int64_t analysis_id,
+                       const cs_run_summary *rs, int64_t text_audit) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "suite", name);
+    cJSON_AddStringToObject(j, "db", o->db);
+    cJSON_AddNumberToObject(j, "run_id", (double)gs->run_id);
+    cJSON_AddItemToObject(j, "generate", cli_generate_json(gs));
+    if (analysis_id > 0) cJSON_AddNumberToObject(j, "analysis_id", (double)analysis_id);
+    else cJSON_AddNullToObject(j, "analysis_id"); /* skipped: nothing changed */
+    cJSON *v = cJSON_AddObjectToObject(j, "verdicts");
+    static const char *const names[4] = {"copy", "near-copy", "partial", "novel"}; /* rs->count's order */
+    for (int i = 0; i < 4; i++) cJSON_AddNumberToObject(v, names[i], (double)rs->count[i]);
+    cJSON_AddNumberToObject(j, "generations", (double)rs->total);
+    if (rs->worst) cJSON_AddStringToObject(j, "worst", rs->worst);
+    else cJSON_AddNullToObject(j, "worst");
+    cJSON_AddNumberToObject(j, "prompts", (double)rs->n_prompts);
+    cJSON_AddNumberToObject(j, "memorised_prompts", (double)rs->n_memorised_prompts);
+    cJSON_AddNumberToObject(j, "expected_copies", (double)rs->n_expected);
+    cJSON_AddNumberToObject(j, "expected_copies_found", (double)rs->n_expected_hit);
+    cJSON_AddNumberToObject(j, "completions", (double)rs->n_completions);
+    cJSON_AddNumberToObject(j, "completions_restored", (double)rs->n_restored);
+    if (text_audit >= 0 && rs->text_n > 0) {
+        cJSON *t = cJSON_AddObjectToObject(j, "text");
+        cJSON_AddNumberToObject(t, "completions", (double)rs->text_n);
+        cJSON_AddNumberToObject(t, "verbatim", (double)rs->text_verbatim);
+        cJSON_AddNumberToObject(t, "near-verbatim", (double)rs->text_near);
+        cJSON_AddNumberToObject(t, "novel", (double)rs->text_novel);
+        cJSON_AddNumberToObject(t, "longest_words", (double)rs->text_longest);
+    }
+    return j;
+}
+
 int cmd_run(int argc, char **argv) {
     run_opts o;
     int rc = parse_args(&o, argc, argv);
     if (rc >= 0) return rc;
     if (o.threads > 0) cs_set_threads(o.threads);
+    if (o.json) cli_json_begin();
     cs_err err = {0};
     double t0 = cs_now_s();
 
@@ -356,18 +395,30 @@ int cmd_run(int argc, char **argv) {
 
 
     header(1, "generate", o.suite);
+    /* a run that exists keeps its images' folder (from any folder, whatever --out: it
+     * places the reports; the images are said to stay where they are) */
     cs_generate_opts go = {.suite = o.suite, .model = o.model, .config = o.config, .vocab = o.vocab,
-                           .out = gen_out, .db = o.db, .samples = o.samples, .threads = o.threads,
-                           .progress = 1, .command = o.command, .precision = o.precision};
+                           .out = NULL, .out_default = gen_out, .db = o.db,
+                           .samples = o.samples, .threads = o.threads, .progress = 1, .command = o.command,
+                           .precision = o.precision};
     cs_generate_stats gs;
     if (cs_generate(&go, &gs, &err)) goto fail;
+    cli_generate_notes(&gs);
+    char *want = o.out_given ? cs_abs_path(gen_out) : NULL;
+    size_t wl = want ? strlen(want) : 0;
+    if (want && (strncmp(gs.out_dir, want, wl) || gs.out_dir[wl] != '/'))
+        printf("run %lld keeps its images in %s, where it made them (move that folder into %s to have them "
+               "together: they are found there); the reports go to %s\n",
+               (long long)gs.run_id, gs.out_dir, want, o.out);
+    free(want);
     printf("run %lld: %d image%s made, %d already there; %s\n", (long long)gs.run_id, gs.generated,
            gs.generated == 1 ? "" : "s", gs.skipped, gs.out_dir);
     if (gs.generated && gs.seconds > 0)
         printf("%lld sampler steps in %.1f s (%.1f steps/s)\n", (long long)gs.steps, gs.seconds,
                (double)gs.steps / gs.seconds);
 
-    if (step_analyze(s, &o, gs.run_id, &err)) goto fail;
+    int64_t analysis_id = 0; /* 0: skipped, nothing changed */
+    if (step_analyze(s, &o, gs.run_id, &analysis_id, &err)) goto fail;
 
     int64_t text_audit = o.text_audit;
     if (text_audit == TEXT_LATEST) {
@@ -384,13 +435,22 @@ int cmd_run(int argc, char **argv) {
     print_images(&rs);
     print_text(&rs, text_audit);
     int worst = rs.worst ? cs_verdict_parse(rs.worst) : -1;
+    cJSON *js = o.json ? run_json(&o, name, &gs, analysis_id, &rs, text_audit) : NULL;
     cs_run_summary_free(&rs);
+    cJSON *reports = cJSON_AddArrayToObject(js, "reports");
     for (int i = 0; i < o.n_formats; i++) {
         char abs[PATH_MAX];
         printf("report: %s\n", realpath(paths[i], abs) ? abs : paths[i]);
+        if (reports) cJSON_AddItemToArray(reports, cJSON_CreateString(realpath(paths[i], abs) ? abs : paths[i]));
     }
+    int gaps = cli_report_gaps(s, gs.run_id, "the report");
     cs_store_close(s);
-    if (o.fail_on > 0 && worst >= o.fail_on) {
+    int tripped = o.fail_on > 0 && worst >= o.fail_on;
+    cJSON_AddBoolToObject(js, "images_missing", gaps != 0);
+    cJSON_AddBoolToObject(js, "fail_on_tripped", tripped);
+    if (o.json && cli_json_end(js)) return CLI_FAIL;
+    if (gaps) return gaps;
+    if (tripped) {
         fprintf(stderr, "copyscope: run: --fail-on %s tripped (worst finding: %s)\n", cs_verdict_name(o.fail_on),
                 cs_verdict_name(worst));
         return CLI_GATE;

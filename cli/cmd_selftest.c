@@ -239,7 +239,7 @@ static int parse_args(int argc, char **argv, st_ctx *c, st_args *a) {
             if (a->jobs < 0) return cli_usage_error("selftest: -j %s: not a thread count", optarg);
             break;
         case 'h': usage(stdout); return CLI_OK;
-        default: usage(stderr); return CLI_USAGE;
+        default: return cli_usage_hint("selftest");
         }
     }
     if (optind < argc) return cli_usage_error("selftest: unexpected argument '%s'", argv[optind]);

@@ -77,7 +77,9 @@ static const char *const HELP[][2] = {
 static void usage(FILE *f, const char *sub) {
     for (size_t i = 0; sub && i < sizeof HELP / sizeof HELP[0]; i++)
         if (!strcmp(sub, HELP[i][0])) {
-            fprintf(f, "%s\ncommon: --db FILE (default $COPYSCOPE_DB or ./copyscope.db), --help\n", HELP[i][1]);
+            fprintf(f, "%s\ncommon: --db FILE (default $COPYSCOPE_DB or ./copyscope.db), --help, --json (the\n"
+                       "summary as one JSON object on stdout, the rest on stderr; prompts, generate and\n"
+                       "audit need --out FILE with it; trace's --json is one object per span)\n", HELP[i][1]);
             return;
         }
     fprintf(f, "usage: copyscope text <subcommand> [options]\n\n"
@@ -108,13 +110,14 @@ static int open_all(const char *db, cs_store **s, cs_text_corpus *c, int need_do
 static int text_index(int argc, char **argv) {
     static const struct option lo[] = {
         {"db", required_argument, 0, 'd'}, {"shard-mb", required_argument, 0, 's'}, {"field", required_argument, 0, 'f'},
-        {"help", no_argument, 0, 'h'},     {0}};
+        {"help", no_argument, 0, 'h'},     {"json", no_argument, 0, 'J'}, {0}};
     const char *db = cli_default_db(), *field = NULL;
     long shard_mb = 1024;
-    int ch;
+    int ch, json = 0;
     optind = 0;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         if (ch == 'd') db = optarg;
+        else if (ch == 'J') json = 1;
         else if (ch == 'f') field = optarg;
         else if (ch == 's') {
             if (parse_int(optarg, 1, 2047, &shard_mb)) return cli_usage_error("text index: --shard-mb: 1..2047");
@@ -122,11 +125,12 @@ static int text_index(int argc, char **argv) {
             usage(stdout, "index");
             return CLI_OK;
         } else
-            return CLI_USAGE;
+            return cli_usage_hint("text index");
     }
     if (optind >= argc) return cli_usage_error("text index: no PATH given (see copyscope text --help)");
     cs_err err = {0};
     cs_store *s;
+    if (json) cli_json_begin();
     if (cs_store_open(&s, db, &err)) return cli_fail(&err);
     cs_text_index_opts o = {.shard_bytes = (uint64_t)shard_mb << 20, .note = warn, .progress = 1, .field = field};
     cs_text_index_stats st;
@@ -138,7 +142,31 @@ static int text_index(int argc, char **argv) {
            (long long)st.docs_ok, st.bytes_in / 1e6, st.bytes_norm / 1e6, (long long)st.shards,
            st.shards == 1 ? "" : "s", (long long)st.docs_empty, (long long)st.docs_error,
            (long long)st.docs_skipped);
-    return CLI_OK;
+    if (!json) return CLI_OK;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "documents", (double)st.docs_ok);
+    cJSON_AddNumberToObject(j, "bytes_read", (double)st.bytes_in);
+    cJSON_AddNumberToObject(j, "bytes_normalised", (double)st.bytes_norm);
+    cJSON_AddNumberToObject(j, "new_shards", (double)st.shards);
+    cJSON_AddNumberToObject(j, "empty", (double)st.docs_empty);
+    cJSON_AddNumberToObject(j, "errors", (double)st.docs_error);
+    cJSON_AddNumberToObject(j, "already_indexed", (double)st.docs_skipped);
+    return cli_json_end(j);
+}
+
+/* --json of a command whose output file may be stdout: it needs --out FILE. */
+static int json_needs_out(const char *sub, const char *outp) {
+    if (outp && strcmp(outp, "-")) return 0;
+    return cli_usage_error("text %s: --json needs --out FILE (stdout carries the JSON summary)", sub),
+           cli_usage_hint(sub[0] == 'p' ? "text prompts" : sub[0] == 'g' ? "text generate" : "text audit");
+}
+
+/* The {"<what>": n, "out": path} summary of text prompts / generate. */
+static int json_count(const char *what, long long n, const char *outp) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, what, (double)n);
+    cJSON_AddStringToObject(j, "out", outp);
+    return cli_json_end(j);
 }
 
 /* Splits a comma-separated list in place. */
@@ -159,12 +187,12 @@ static int text_prompts(int argc, char **argv) {
                                        {"per-doc", required_argument, 0, 'k'},
                                        {"docs", required_argument, 0, 'D'},
                                        {"out", required_argument, 0, 'o'},
-                                       {"help", no_argument, 0, 'h'},
+                                       {"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'J'},
                                        {0}};
     const char *db = cli_default_db(), *outp = NULL;
     char *docs = NULL;
     long pw = 0, cw = 0, k = 1;
-    int ch;
+    int ch, json = 0;
     optind = 0;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
@@ -181,12 +209,14 @@ static int text_prompts(int argc, char **argv) {
             break;
         case 'D': docs = optarg; break;
         case 'o': outp = optarg; break;
+        case 'J': json = 1; break;
         case 'h': usage(stdout, "prompts"); return CLI_OK;
-        default: return CLI_USAGE;
+        default: return cli_usage_hint("text prompts");
         }
     }
     if (!pw || !cw) return cli_usage_error("text prompts: --prefix-words and --continuation-words are required");
     if (optind < argc) return cli_usage_error("text prompts: unexpected argument '%s'", argv[optind]);
+    if (json && json_needs_out("prompts", outp)) return CLI_USAGE;
     cs_text_prompt_opts o = {.prefix_words = (int)pw, .cont_words = (int)cw, .per_doc = (int)k, .note = warn};
     const char **ids = NULL;
     if (docs && split_names(docs, &ids, &o.n_names)) {
@@ -214,7 +244,7 @@ static int text_prompts(int argc, char **argv) {
     cs_text_corpus_close(&c);
     cs_store_close(s);
     free(ids);
-    return rc;
+    return !rc && json ? json_count("prompts", (long long)n, outp) : rc;
 }
 
 /* One completion per prompt line of in, as JSONL on out. */
@@ -269,11 +299,12 @@ static int text_generate(int argc, char **argv) {
     static const struct option lo[] = {{"db", required_argument, 0, 'd'},    {"model", required_argument, 0, 'm'},
                                        {"out", required_argument, 0, 'o'},   {"words", required_argument, 0, 'w'},
                                        {"seed", required_argument, 0, 's'},  {"sample", no_argument, 0, 'S'},
-                                       {"help", no_argument, 0, 'h'},        {0}};
+                                       {"help", no_argument, 0, 'h'},        {"json", no_argument, 0, 'J'},
+                                       {0}};
     const char *db = cli_default_db(), *outp = NULL, *model = NULL;
     cs_ngram_opts o = {.order = 8, .max_words = 50};
     long v;
-    int ch;
+    int ch, json = 0;
     optind = 0;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
@@ -292,11 +323,13 @@ static int text_generate(int argc, char **argv) {
             break;
         }
         case 'S': o.sample = 1; break;
+        case 'J': json = 1; break;
         case 'h': usage(stdout, "generate"); return CLI_OK;
-        default: return CLI_USAGE;
+        default: return cli_usage_hint("text generate");
         }
     }
     if (optind != argc - 1) return cli_usage_error("text generate: give one PROMPTS.jsonl file");
+    if (json && json_needs_out("generate", outp)) return CLI_USAGE;
     if (!model || strncmp(model, "ngram", 5) || (model[5] && model[5] != ':'))
         return cli_usage_error("text generate: --model ngram[:N] is the built-in model (feed the prompts JSONL to "
                                "any other model yourself)");
@@ -327,7 +360,7 @@ static int text_generate(int argc, char **argv) {
     if (!rc) fprintf(stderr, "copyscope: %lld completions by %s%s\n", n, mname, bad ? " (some lines skipped)" : "");
     cs_text_corpus_close(&c);
     cs_store_close(s);
-    return rc;
+    return !rc && json ? json_count("completions", n, outp) : rc;
 }
 
 static void list_one(void *ctx, const cs_text_listed *r) {
@@ -350,7 +383,7 @@ static int audit_opt(int ch, cs_text_audit_opts *o) {
     case 'n': bad = parse_int(optarg, 1, 1000000, &v), o->near_span_words = (int)v; break;
     case 'r': bad = parse_double(optarg, 0, 1, &o->near_rouge); break;
     case 'e': bad = parse_double(optarg, 0, 1, &o->near_edit); break;
-    default: return CLI_USAGE;
+    default: return cli_usage_hint("text audit");
     }
     return bad ? cli_usage_error("text audit: bad value '%s' (word counts >= 1, similarities in 0..1)", optarg) : 0;
 }
@@ -365,6 +398,7 @@ static int text_audit(int argc, char **argv) {
                                        {"near-rouge", required_argument, 0, 'r'},
                                        {"near-edit", required_argument, 0, 'e'},
                                        {"verbose", no_argument, 0, 'v'},
+                                       {"json", no_argument, 0, 'J'},
                                        {"help", no_argument, 0, 'h'},
                                        {0}};
     const char *db = cli_default_db(), *outp = NULL;
@@ -372,12 +406,13 @@ static int text_audit(int argc, char **argv) {
     cs_text_audit_defaults(&o);
     o.note = warn;
     o.progress = 1;
-    int verbose = 0, ch, rc;
+    int verbose = 0, json = 0, ch, rc;
     optind = 0;
     while ((ch = getopt_long(argc, argv, "v", lo, NULL)) != -1) {
         if (ch == 'd') db = optarg;
         else if (ch == 'o') outp = optarg;
         else if (ch == 'v') verbose = 1;
+        else if (ch == 'J') json = 1;
         else if (ch == 'h') {
             usage(stdout, "audit");
             return CLI_OK;
@@ -385,6 +420,8 @@ static int text_audit(int argc, char **argv) {
             return rc;
     }
     if (optind != argc - 1) return cli_usage_error("text audit: give one COMPLETIONS.jsonl file");
+    if (json && json_needs_out("audit", outp)) return CLI_USAGE;
+    if (json) cli_json_begin();
     cs_store *s;
     cs_text_corpus c;
     if ((rc = open_all(db, &s, &c, 0))) return rc;
@@ -409,7 +446,18 @@ static int text_audit(int argc, char **argv) {
     }
     cs_text_corpus_close(&c);
     cs_store_close(s);
-    return rc;
+    if (rc || !json) return rc;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "audit_id", (double)st.audit_id);
+    cJSON_AddNumberToObject(j, "completions", (double)st.completions);
+    cJSON_AddNumberToObject(j, "verbatim", (double)st.verbatim);
+    cJSON_AddNumberToObject(j, "near-verbatim", (double)st.near_verbatim);
+    cJSON_AddNumberToObject(j, "novel", (double)st.novel);
+    cJSON_AddNumberToObject(j, "unknown_prompts", (double)st.unknown_prompt);
+    cJSON_AddNumberToObject(j, "empty", (double)st.empty);
+    cJSON_AddNumberToObject(j, "bad_lines", (double)st.bad_lines);
+    cJSON_AddStringToObject(j, "out", outp);
+    return cli_json_end(j);
 }
 
 /* All of a file, or of standard input ("-"). */
@@ -486,7 +534,7 @@ static int text_trace(int argc, char **argv) {
             usage(stdout, "trace");
             return CLI_OK;
         } else
-            return CLI_USAGE;
+            return cli_usage_hint("text trace");
     }
     if (optind != argc - 1) return cli_usage_error("text trace: give one FILE (or - for standard input)");
     cs_err err = {0};
@@ -530,10 +578,8 @@ static int text_trace(int argc, char **argv) {
 }
 
 int cmd_text(int argc, char **argv) {
-    if (argc < 2) {
-        usage(stderr, NULL);
-        return CLI_USAGE;
-    }
+    if (argc < 2) return cli_usage_error("text: give a subcommand (index, prompts, generate, audit, trace)"),
+                      cli_usage_hint("text");
     const char *sub = argv[1];
     if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
         usage(stdout, NULL);
@@ -544,5 +590,6 @@ int cmd_text(int argc, char **argv) {
     if (!strcmp(sub, "generate")) return text_generate(argc - 1, argv + 1);
     if (!strcmp(sub, "audit")) return text_audit(argc - 1, argv + 1);
     if (!strcmp(sub, "trace")) return text_trace(argc - 1, argv + 1);
-    return cli_usage_error("text: unknown subcommand '%s' (index, prompts, generate, audit, trace)", sub);
+    return cli_usage_error("text: unknown subcommand '%s' (index, prompts, generate, audit, trace)", sub),
+           cli_usage_hint("text");
 }

@@ -13,7 +13,7 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-    {"index", cmd_index, "build and search the reference index (add, query, stats, ls)"},
+    {"index", cmd_index, "build and search the reference index (add, query, stats, ls, ann, background)"},
     {"hash", cmd_hash, "print every perceptual hash of image files"},
     {"generate", cmd_generate, "run a prompt suite through a model, store the images"},
     {"analyze", cmd_analyze, "find copies of references among generations"},
@@ -36,6 +36,11 @@ int cli_usage_error(const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    return CLI_USAGE;
+}
+
+int cli_usage_hint(const char *cmd) {
+    fprintf(stderr, "see 'copyscope %s --help'\n", cmd);
     return CLI_USAGE;
 }
 

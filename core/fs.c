@@ -16,6 +16,39 @@ char *cs_path_join(const char *dir, const char *name) {
     return r;
 }
 
+char *cs_abs_path(const char *path) {
+    char *r = realpath(path, NULL);
+    if (r) return r;
+    char cwd[PATH_MAX] = "";
+    if (path[0] != '/' && !getcwd(cwd, sizeof cwd)) return strdup(path);
+    size_t n = strlen(cwd) + strlen(path) + 2;
+    char *in = malloc(n), *out = malloc(n + 1);
+    if (!in || !out) {
+        free(in);
+        free(out);
+        return NULL;
+    }
+    snprintf(in, n, "%s/%s", cwd, path);
+    /* component by component: "." and "" dropped, ".." pops one */
+    size_t k = 0;
+    for (char *save = NULL, *c = strtok_r(in, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+        if (!strcmp(c, ".")) continue;
+        if (!strcmp(c, "..")) {
+            while (k > 0 && out[k - 1] != '/') k--;
+            if (k > 0) k--;
+            continue;
+        }
+        out[k++] = '/';
+        size_t l = strlen(c);
+        memcpy(out + k, c, l);
+        k += l;
+    }
+    if (k == 0) out[k++] = '/';
+    out[k] = 0;
+    free(in);
+    return out;
+}
+
 int cs_mkdir_p(const char *path, cs_err *err) {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)

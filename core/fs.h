@@ -12,6 +12,12 @@
 /* "dir/name", malloc'd (caller frees); NULL when out of memory. */
 char *cs_path_join(const char *dir, const char *name);
 
+/* path made absolute, malloc'd (NULL when out of memory): its realpath when
+ * it exists, else the current folder joined to it with "./" and "x/.."
+ * steps removed. Stored paths are absolute so that every command works
+ * from any folder (issue 19). */
+char *cs_abs_path(const char *path);
+
 /* mkdir -p: creates path and its missing parents. Fails (CS_EIO) naming the
  * component that could not be created ("a/b: cannot create: ..."), or when
  * path exists and is not a folder. */

@@ -22,14 +22,24 @@ void nn_set_threads(int n) {
     cs_set_threads(n);
 }
 
-/* Runs fn over n items; inline when the total work (n * cost) is small, so
- * tiny tensors do not pay for waking threads: a hand-off to the pool costs
- * tens of microseconds, about 250k cost units of work (the sd-tiny suite
- * made 17,505 parallel loops at 32k and ran slower by default than at -j 1). */
-static void nn_par(int64_t n, double cost_per_item, cs_parallel_fn fn, void *ctx) {
+/* Threads for work of this many cost units: one per NN_PER_THREAD units at
+ * most. A hand-off to the pool costs tens of microseconds on an idle machine
+ * and far more on a busy one (a woken worker waits for a core), so a thread
+ * joins only with about a millisecond of work of its own: the sd-tiny suite
+ * made 4,108 parallel loops of 4 gemm slices or 256 softmax rows, and ran
+ * slower at the default -j than at -j 1 (more user and 6-10x the system
+ * time, issue 19). The cut of the work never depends on this count, so the
+ * results do not either. */
+#define NN_PER_THREAD 2097152.0
+static int nn_threads_for(double work) {
     int nt = nn_nthreads();
-    if (n * cost_per_item < 262144.0) nt = 1;
-    cs_parallel_for(nt, n, fn, ctx);
+    double cap = work / NN_PER_THREAD;
+    return cap < 2 ? 1 : cap < nt ? (int)cap : nt;
+}
+
+/* Runs fn over n items on nn_threads_for(n * cost) threads (inline for small work). */
+static void nn_par(int64_t n, double cost_per_item, cs_parallel_fn fn, void *ctx) {
+    cs_parallel_for(nn_threads_for((double)n * cost_per_item), n, fn, ctx);
 }
 
 static double g_flops;
@@ -41,7 +51,7 @@ void nn_flops_add(double f) { g_flops += f; }
 /* ---- sgemm in fixed slices (see nn.h) ------------------------------------------ */
 
 #define GEMM_SLICE 128          /* rows or columns of C per slice */
-#define GEMM_INLINE (1 << 21)   /* multiply-adds below which one thread does it all */
+#define GEMM_PER_THREAD 0.5     /* cost units (nn_threads_for) per multiply-add: sgemm runs ~2 per ns */
 
 typedef struct {
     int ta, tb, M, N, K, lda, ldb, ldc, by_rows;
@@ -121,7 +131,7 @@ void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
     if (M <= 0 || N <= 0) return;
     int isa = cs_cpu_isa();
     if (isa >= CS_ISA_AVX512) { /* our kernel; OpenBLAS (held to AVX2 here) if out of memory */
-        int nt = (double)M * N * K < GEMM_INLINE ? 1 : nn_nthreads();
+        int nt = nn_threads_for((double)M * N * K * GEMM_PER_THREAD);
         int bf16 = use_bf16(M, N, K, isa);
         if (!bf16 && use_onednn()) {
             gemm_ctx g = {trans_a, trans_b, M, N, K, lda, ldb, ldc, M > N, alpha, beta, A, B, C};
@@ -135,8 +145,7 @@ void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
     /* the cut depends on the shape only, never on the thread count */
     gemm_ctx g = {trans_a, trans_b, M, N, K, lda, ldb, ldc, M > N, alpha, beta, A, B, C};
     int64_t slices = ((g.by_rows ? M : N) + GEMM_SLICE - 1) / GEMM_SLICE;
-    int nt = (double)M * N * K < GEMM_INLINE ? 1 : nn_nthreads();
-    cs_parallel_for(nt, slices, gemm_slice, &g);
+    cs_parallel_for(nn_threads_for((double)M * N * K * GEMM_PER_THREAD), slices, gemm_slice, &g);
 }
 
 static _Thread_local int g_tile_threads = 1;
@@ -764,7 +773,7 @@ void nn_attention(float *out, int ldo, const float *q, int ldq, const float *k, 
 void nn_attention_cm_ld(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
                         const float *v, int ldv, int Tq, int Tk, int heads, int dh, float *ws) {
     if (cs_cpu_isa() >= CS_ISA_AVX512) { /* fused, scores kept in cache (core/attn.h) */
-        int nt = (double)Tq * Tk * dh * heads < GEMM_INLINE ? 1 : nn_nthreads();
+        int nt = nn_threads_for((double)Tq * Tk * dh * heads * GEMM_PER_THREAD);
         if (cs_attn_avx512(out, ldo, q, ldq, k, ldk, v, ldv, Tq, Tk, heads, dh, nt) == 0) {
             FLOPS(2 * heads, (double)Tq * Tk, dh);
             return;

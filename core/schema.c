@@ -228,6 +228,27 @@ const cs_migration cs_migrations[] = {
      "  ref_id INTEGER PRIMARY KEY REFERENCES refs(id),\n"
      "  rec BLOB NOT NULL\n"
      ");\n"},
+    /* Paths stored absolute (issue 19): rows written before were relative to
+     * the folder copyscope ran from, so that a command from any other folder
+     * missed the images (and a rerun regenerated them). cs_abspath (core/
+     * store.c) resolves such a path against the current folder, else the
+     * store's folder, where the file exists there. */
+    /* and the store's side files (<db>.<suffix>, core/store_files.c),
+     * recorded when a read-write store closes, so that a copy of the .db
+     * without them is detected. */
+    {"0019-store-paths",
+     "CREATE TABLE store_files(suffix TEXT PRIMARY KEY, added TEXT NOT NULL DEFAULT (datetime('now')));\n"
+     "UPDATE generations SET path = cs_abspath(path) WHERE path NOT LIKE '/%';\n"
+     "UPDATE runs SET settings_json = json_set(settings_json, '$.out',\n"
+     "  cs_abspath(json_extract(settings_json, '$.out')))\n"
+     "  WHERE json_valid(settings_json) AND json_type(settings_json, '$.out') = 'text'\n"
+     "  AND json_extract(settings_json, '$.out') NOT LIKE '/%';\n"
+     "UPDATE prompts SET task_json = json_set(task_json, '$.ref', cs_abspath(json_extract(task_json, '$.ref')))\n"
+     "  WHERE json_valid(task_json) AND json_type(task_json, '$.ref') = 'text'\n"
+     "  AND json_extract(task_json, '$.ref') NOT LIKE '/%';\n"
+     "UPDATE prompts SET task_json = json_set(task_json, '$.mask', cs_abspath(json_extract(task_json, '$.mask')))\n"
+     "  WHERE json_valid(task_json) AND json_type(task_json, '$.mask') = 'text'\n"
+     "  AND json_extract(task_json, '$.mask') NOT LIKE '/%';\n"},
     /* new migrations go above this line */
     {0, 0},
 };

@@ -1,5 +1,9 @@
 #include "core/store.h"
 
+#include <sys/stat.h>
+
+#include "core/fs.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +13,7 @@
 struct cs_store {
     sqlite3 *db;
     char *path;
+    int writable; /* opened read-write: records its side files on close */
 };
 
 sqlite3 *cs_store_db(cs_store *s) { return s->db; }
@@ -108,6 +113,36 @@ static int store_migrate(cs_store *s, cs_err *err) {
     return rc;
 }
 
+/* SQL cs_abspath(p) for the migration to absolute paths (core/schema.c):
+ * a relative p against the current folder when the file is there, else
+ * against the store's folder when it is there, else the current folder. */
+static void sql_abspath(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    (void)argc;
+    const char *p = (const char *)sqlite3_value_text(argv[0]);
+    if (!p || p[0] == '/') {
+        sqlite3_result_value(ctx, argv[0]);
+        return;
+    }
+    const cs_store *s = sqlite3_user_data(ctx);
+    struct stat sb;
+    char *r = NULL;
+    const char *sl = strrchr(s->path, '/');
+    if (stat(p, &sb) != 0 && sl) {
+        char *j = malloc((size_t)(sl - s->path) + strlen(p) + 2);
+        if (j) {
+            sprintf(j, "%.*s/%s", (int)(sl - s->path), s->path, p);
+            if (stat(j, &sb) == 0) r = cs_abs_path(j);
+            free(j);
+        }
+    }
+    if (!r) r = cs_abs_path(p);
+    if (!r) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    sqlite3_result_text(ctx, r, -1, free);
+}
+
 static int store_open_flags(cs_store **out, const char *path, int flags, cs_err *err) {
     *out = NULL;
     cs_store *s = calloc(1, sizeof *s);
@@ -120,6 +155,7 @@ static int store_open_flags(cs_store **out, const char *path, int flags, cs_err 
         return -1;
     }
     sqlite3_busy_timeout(s->db, 10000);
+    sqlite3_create_function(s->db, "cs_abspath", 1, SQLITE_UTF8, s, sql_abspath, NULL, NULL);
     sqlite3_extended_result_codes(s->db, 1);
     *out = s;
     return 0;
@@ -139,6 +175,7 @@ int cs_store_open(cs_store **out, const char *path, cs_err *err) {
         if ((r & 0xff) != SQLITE_BUSY && (r & 0xff) != SQLITE_LOCKED) break;
         usleep(50000);
     }
+    s->writable = 1;
     if (cs_store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                          " PRAGMA foreign_keys=ON;", err) ||
         store_migrate(s, err)) {
@@ -164,7 +201,11 @@ int cs_store_open_indexed(cs_store **out, const char *path, int writable, cs_err
                        "%s: no such store: build the reference index first (copyscope index add --db %s PATH)",
                        path, path);
     cs_store *s;
-    if (writable ? cs_store_open(&s, path, err) : store_open_flags(&s, path, SQLITE_OPEN_READONLY, err)) return -1;
+    if (writable == 1 ? cs_store_open(&s, path, err) : store_open_flags(&s, path, SQLITE_OPEN_READONLY, err)) return -1;
+    if (writable != CS_STORE_RO_UNCHECKED && cs_store_files_check(s, err)) {
+        cs_store_close(s);
+        return -1;
+    }
     sqlite3_stmt *st = NULL;
     int64_t n = -1, bad = 0;
     if (sqlite3_prepare_v2(s->db, "SELECT COUNT(*) FILTER (WHERE status <> 'error'),"
@@ -189,6 +230,7 @@ int cs_store_open_indexed(cs_store **out, const char *path, int writable, cs_err
 
 void cs_store_close(cs_store *s) {
     if (!s) return;
+    if (s->writable && s->db) cs_store_files_note(s);
     if (s->db) sqlite3_close_v2(s->db);
     free(s->path);
     free(s);

@@ -45,11 +45,33 @@ typedef struct {
     const char *whitebox_json;
 } cs_generation_row;
 
-/* Adds the generation, replacing the row with the same run, prompt, seed
- * and sample; *id (may be NULL) is its new id. */
+/* Adds the generation, or updates the row with the same run, prompt, seed
+ * and sample in place (its id, which findings and matches reference, is
+ * kept); when the image's sha256 changed, that row's matches and findings
+ * are deleted, so that the next analysis looks at it again. *id (may be
+ * NULL) is the row's id. Call it inside a transaction. */
 int cs_generation_put(cs_store *s, const cs_generation_row *g, int64_t *id, cs_err *err);
 /* The path stored for (run, prompt, seed, sample): malloc'd, or NULL when
  * there is no such row (or on any error). */
 char *cs_generation_path(cs_store *s, int64_t run, int64_t prompt, int64_t seed, int sample);
+
+/* Sets the stored path of generation (run, prompt, seed, sample): an image
+ * found moved (same bytes) to another folder. */
+int cs_generation_set_path(cs_store *s, int64_t run, int64_t prompt, int64_t seed, int sample, const char *path,
+                           cs_err *err);
+/* The sha256 stored for (run, prompt, seed, sample): malloc'd, or NULL. */
+char *cs_generation_sha256(cs_store *s, int64_t run, int64_t prompt, int64_t seed, int sample);
+
+/* The run's image folder (settings_json's "out"): malloc'd, or NULL when
+ * it has none. */
+char *cs_run_out_dir(cs_store *s, int64_t id);
+/* Records dir as the run's image folder. */
+int cs_run_set_out_dir(cs_store *s, int64_t id, const char *dir, cs_err *err);
+
+/* Counts the run's generations whose recorded file is missing (not a
+ * readable regular file) into *n_missing (of *n_total); *example (malloc'd,
+ * may be NULL) is the first such path. */
+int cs_run_missing_files(cs_store *s, int64_t run, int64_t *n_missing, int64_t *n_total, char **example,
+                         cs_err *err);
 
 #endif

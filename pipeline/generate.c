@@ -75,15 +75,26 @@ static int file_exists(const char *p) {
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-/* The output folder must exist (or be creatable) and accept files. */
+/* The output folder must accept files, or be creatable: its nearest
+ * existing parent a writable folder. Nothing is created here (a refused
+ * run leaves no folder); record_run makes it. */
 static int check_writable(const char *dir, cs_err *err) {
-    if (cs_mkdir_p(dir, err)) return -1;
-    char probe[4200];
-    snprintf(probe, sizeof probe, "%s/.copyscope-probe-%d", dir, (int)getpid());
-    FILE *f = fopen(probe, "wb");
-    if (!f) return cs_fail(err, CS_EIO, "%s: cannot write: %s", dir, strerror(errno));
-    fclose(f);
-    unlink(probe);
+    char d[4200];
+    if (snprintf(d, sizeof d, "%s", dir) >= (int)sizeof d) return cs_fail(err, CS_EUSAGE, "%s: path too long", dir);
+    struct stat sb;
+    while (stat(d, &sb) != 0) {
+        char *sl = strrchr(d, '/');
+        if (!sl) {
+            snprintf(d, sizeof d, ".");
+            continue;
+        }
+        if (sl == d) sl[1] = 0;
+        else *sl = 0;
+    }
+    if (!S_ISDIR(sb.st_mode)) return cs_fail(err, CS_EIO, "%s: cannot create: %s is not a folder", dir, d);
+    if (access(d, W_OK | X_OK))
+        return cs_fail(err, CS_EIO, "%s: cannot %s: %s: %s", dir, strcmp(d, dir) ? "create" : "write", d,
+                       strerror(errno));
     return 0;
 }
 
@@ -176,7 +187,9 @@ static int load_task(const cs_suite *s, job *j, cs_model *m, cs_err *err) {
     if (image_to_float(&ref, j->W, j->H, pix, err)) goto out;
     if (m->encode(m, pix, 1, j->H, j->W, j->x0, err)) goto out;
     cJSON *t = cJSON_CreateObject();
-    cJSON_AddStringToObject(t, "ref", it->ref);
+    char *ref_abs = cs_abs_path(it->ref); /* read again by analyze, from any folder */
+    cJSON_AddStringToObject(t, "ref", ref_abs ? ref_abs : it->ref);
+    free(ref_abs);
     if (it->kind == CS_TASK_COMPLETION) {
         keep = malloc((size_t)j->W * j->H);
         j->mask = malloc(sizeof(float) * (size_t)j->h * j->w);
@@ -211,7 +224,9 @@ static int load_task(const cs_suite *s, job *j, cs_model *m, cs_err *err) {
                 keep[p] = ((q[0] * 299 + q[1] * 587 + q[2] * 114) >= 128 * 1000) != j->mask_white_generates;
             }
             cs_image_free(&r);
-            cJSON_AddStringToObject(t, "mask", it->mask);
+            char *mask_abs = cs_abs_path(it->mask);
+            cJSON_AddStringToObject(t, "mask", mask_abs ? mask_abs : it->mask);
+            free(mask_abs);
             cJSON_AddStringToObject(t, "mask_white", j->mask_white_generates ? "generate" : "keep");
         } else {
             int *R = it->rect;
@@ -283,10 +298,68 @@ static int add_prompt(cs_store *db, int64_t run, job *j, cs_err *err) {
     return cs_prompt_add(db, run, &p, &j->prompt_id, err);
 }
 
-/* 1 when the generation's row exists and its file is there. */
-static int have_generation(cs_store *db, int64_t run, int64_t prompt, uint64_t seed, int sample) {
+/* 1 when the generation's row exists and its file is where it says. */
+static int recorded_file_exists(cs_store *db, int64_t run, int64_t prompt, uint64_t seed, int sample) {
     char *path = cs_generation_path(db, run, prompt, (int64_t)seed, sample);
     int have = path && file_exists(path);
+    free(path);
+    return have;
+}
+
+/* The file name of job j's sample k (image_path without the folder). */
+static const char *name_of(const job *j, int k, char *dst, size_t n) {
+    snprintf(dst, n, "%s-%d-%llu.png", j->it->id, k, (unsigned long long)j->it->s.seeds[k]);
+    return dst;
+}
+
+/* sha256 hex of the file at path into hex[65]; -1 when unreadable. */
+static int file_sha256(const char *path, char hex[65]) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    uint8_t *buf = NULL;
+    size_t n = 0, cap = 0, r;
+    int rc = 0;
+    do {
+        if (n == cap) {
+            uint8_t *nb = realloc(buf, cap = cap ? cap * 2 : 1 << 16);
+            if (!nb) {
+                rc = -1;
+                break;
+            }
+            buf = nb;
+        }
+        r = fread(buf + n, 1, cap - n, f);
+        n += r;
+    } while (r > 0);
+    if (ferror(f)) rc = -1;
+    fclose(f);
+    if (!rc) cs_sha256_hex(buf, n, hex);
+    free(buf);
+    return rc;
+}
+
+/* 1 when the generation's row exists and its file is there: where it was
+ * recorded, or in dir under its own name with the recorded bytes (the
+ * folder was moved: the row then points there). A row whose file is gone
+ * is counted in st->missing (it is made again). */
+static int have_generation(cs_store *db, int64_t run, int64_t prompt, uint64_t seed, int sample, const char *dir,
+                           const char *name, cs_generate_stats *st) {
+    char *path = cs_generation_path(db, run, prompt, (int64_t)seed, sample);
+    if (!path) return 0;
+    int have = file_exists(path);
+    if (!have) {
+        char *sha = cs_generation_sha256(db, run, prompt, (int64_t)seed, sample), hex[65];
+        char *here = cs_path_join(dir, name);
+        if (sha && here && strcmp(here, path) && file_sha256(here, hex) == 0 && !strcmp(hex, sha) &&
+            cs_generation_set_path(db, run, prompt, (int64_t)seed, sample, here, NULL) == 0) {
+            have = 1;
+            st->moved++;
+        } else if (st->missing++ == 0) {
+            snprintf(st->missing_example, sizeof st->missing_example, "%s", path);
+        }
+        free(sha);
+        free(here);
+    }
     free(path);
     return have;
 }
@@ -449,11 +522,19 @@ static int generate_one(cs_model *m, const char *spec, cs_store *db, int64_t run
     }
     cs_png_text txt = {"parameters", params};
     if (cs_image_encode_png(&out, &txt, 1, &png, &png_len, err)) goto out;
-    char sha[65], path[4400];
+    char sha[65], path[5400];
     cs_sha256_hex(png, png_len, sha);
     if (j->out_file) snprintf(path, sizeof path, "%s", j->out_file);
-    else snprintf(path, sizeof path, "%s/%s-%d-%llu.png", dir, it->id, sample, (unsigned long long)seed);
+    else {
+        char nm[1200];
+        snprintf(path, sizeof path, "%s/%s", dir, name_of(j, sample, nm, sizeof nm));
+    }
     if (cs_write_file_atomic(path, png, png_len, err)) goto out;
+    if (j->out_file) { /* stored absolute, like the run's folder */
+        char *a = cs_abs_path(path);
+        if (a) snprintf(path, sizeof path, "%s", a);
+        free(a);
+    }
 
     settings = settings_json(m, j, g, &o, seed);
     wbj = whitebox_json(m, &o, &tr);
@@ -489,7 +570,7 @@ static int check_inputs(const cs_generate_opts *o, cs_suite *s, const char *spec
     }
     for (int i = 0; i < s->n; i++)
         if (validate_item(s, &s->items[i], empirical, 0, empirical ? 64 : 0, o->samples, err)) return -1;
-    *outdir = o->out ? o->out : "generations";
+    *outdir = o->out ? o->out : o->out_default ? o->out_default : "generations";
     if (o->out_file) { /* the image's own folder */
         const char *sl = strrchr(o->out_file, '/');
         snprintf(file_dir, file_dir_size, "%.*s", sl ? (int)(sl - o->out_file + (sl == o->out_file)) : 1,
@@ -533,44 +614,93 @@ static int prepare_jobs(const cs_generate_opts *o, cs_suite *s, cs_model *m, int
     return 0;
 }
 
+/* 1 when one of the run's recorded images is a file under dir. */
+static int dir_holds_images(cs_store *db, int64_t run, const char *dir) {
+    sqlite3_stmt *q;
+    if (cs_store_prepare(db, &q, "SELECT path FROM generations WHERE run_id = ?1", NULL)) return 0;
+    sqlite3_bind_int64(q, 1, run);
+    size_t n = strlen(dir);
+    int found = 0;
+    while (!found && sqlite3_step(q) == SQLITE_ROW) {
+        const char *p = (const char *)sqlite3_column_text(q, 0);
+        found = p && !strncmp(p, dir, n) && p[n] == '/' && file_exists(p);
+    }
+    sqlite3_finalize(q);
+    return found;
+}
+
+/* The run's image folder into st->out_dir (absolute). A new run: under
+ * outdir. A run that exists keeps its folder when no --out is given (and
+ * that folder is there); another --out is honoured only when the old
+ * folder holds none of its images any more (moved or deleted), else
+ * refused: the images would be split over two folders. */
+static int choose_run_dir(const cs_generate_opts *o, cs_store *db, int64_t run, int reused, const char *want,
+                          cs_generate_stats *st, cs_err *err) {
+    char *want_abs = cs_abs_path(want), *had = reused ? cs_run_out_dir(db, run) : NULL;
+    int rc = 0;
+    if (!want_abs) rc = cs_fail(err, CS_ENOMEM, "out of memory");
+    else if (had && strcmp(had, want_abs)) {
+        struct stat sb;
+        int had_there = stat(had, &sb) == 0 && S_ISDIR(sb.st_mode);
+        if (!o->out && had_there) snprintf(st->out_dir, sizeof st->out_dir, "%s", had);
+        else if (o->out && had_there && dir_holds_images(db, run, had))
+            rc = cs_fail(err, CS_EUSAGE,
+                         "--out %s: run %lld (this suite with this model) keeps its images in %s; run again "
+                         "without --out to use that folder, or move that folder to %s first (its images are "
+                         "then found there)",
+                         o->out, (long long)run, had, want_abs);
+        else snprintf(st->out_dir, sizeof st->out_dir, "%s", want_abs);
+    } else snprintf(st->out_dir, sizeof st->out_dir, "%s", want_abs);
+    if (!rc && reused && (!had || strcmp(had, st->out_dir))) rc = cs_run_set_out_dir(db, run, st->out_dir, err);
+    free(want_abs);
+    free(had);
+    return rc;
+}
+
 /* Stage 3: the run's folder, its run row and one prompt row per job, in one transaction. */
 static int record_run(const cs_generate_opts *o, cs_suite *s, cs_model *m, const char *spec, const char *outdir,
                       job *jobs, cs_store **db, cs_generate_stats *st, cs_err *err) {
-    char ident[130], run_hash[65];
+    char ident[130], run_hash[65], want[4200];
     snprintf(ident, sizeof ident, "%s%s", s->sha256, m->hash);
     cs_sha256_hex(ident, strlen(ident), run_hash);
-    if (o->out_file) snprintf(st->out_dir, sizeof st->out_dir, "%s", outdir);
-    else snprintf(st->out_dir, sizeof st->out_dir, "%s/%s-%.8s", outdir, s->name, run_hash);
-    if (cs_mkdir_p(st->out_dir, err)) return -1;
+    if (o->out_file) snprintf(want, sizeof want, "%s", outdir);
+    else snprintf(want, sizeof want, "%s/%s-%.8s", outdir, s->name, run_hash);
     if (cs_store_open(db, o->db, err)) return -1;
-    int reused;
+    int reused = 0;
     if (cs_store_begin(*db, err)) return -1;
-    st->run_id = find_or_add_run(*db, s, m, spec, o, st->out_dir, &reused, err);
-    if (st->run_id < 0) {
+    char *want_abs = cs_abs_path(want);
+    st->run_id = want_abs ? find_or_add_run(*db, s, m, spec, o, want_abs, &reused, err)
+                          : cs_fail(err, CS_ENOMEM, "out of memory");
+    free(want_abs);
+    if (st->run_id < 0 || (!o->out_file && choose_run_dir(o, *db, st->run_id, reused, want, st, err))) {
         cs_store_rollback(*db);
         return -1;
     }
+    if (o->out_file) snprintf(st->out_dir, sizeof st->out_dir, "%s", outdir);
     for (int i = 0; i < s->n; i++)
         if (add_prompt(*db, st->run_id, &jobs[i], err)) {
             cs_store_rollback(*db);
             return -1;
         }
-    return cs_store_commit(*db, err);
+    if (cs_store_commit(*db, err)) return -1;
+    return cs_mkdir_p(st->out_dir, err);
 }
 
 /* Stage 4: every (prompt, sample) not yet stored, sampled and written in order. */
 static int sample_all(const cs_generate_opts *o, cs_suite *s, cs_model *m, const char *spec, cs_store *db,
                       job *jobs, cs_progress **prog, cs_generate_stats *st, cs_err *err) {
     int64_t total = 0;
+    char nm[1200];
     for (int i = 0; i < s->n; i++)
         for (int k = 0; k < jobs[i].it->s.samples; k++)
-            if (o->out_file || !have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k))
+            if (o->out_file || !have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k,
+                                                st->out_dir, name_of(&jobs[i], k, nm, sizeof nm), st))
                 total += cs_sample_count_steps(&jobs[i].it->s.opts);
     *prog = o->progress ? cs_progress_start("generate", total, "step") : NULL;
     double t0 = cs_now_s();
     for (int i = 0; i < s->n; i++)
         for (int k = 0; k < jobs[i].it->s.samples; k++) {
-            if (!o->out_file && have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k)) {
+            if (!o->out_file && recorded_file_exists(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k)) {
                 st->skipped++;
                 continue;
             }

@@ -8,6 +8,10 @@
  * re-running the same suite with the same model reuses its run and skips the
  * outputs whose row and file exist. Images go to
  * OUT/<suite name>-<first 8 hex of the run identity>/<prompt id>-<sample>-<seed>.png
+ * (paths are stored absolute: any command works from any folder; a run that
+ * exists keeps its folder unless OUT is given, and giving another OUT while
+ * the old folder still holds its images is refused: move the folder, the
+ * images are then found there by their hashes)
  * with an A1111-style "parameters" tEXt chunk; each image is written to a
  * temporary name and renamed, then its row is committed (one transaction per
  * image), so a killed run resumes cleanly. */
@@ -23,7 +27,9 @@ typedef struct {
     const char *model;   /* overrides the suite's model (checkpoint, empirical, empirical:DB) */
     const char *config;  /* SD config JSON (overrides the suite's) */
     const char *vocab;   /* CLIP BPE vocabulary (overrides the suite's) */
-    const char *out;     /* output folder; NULL = "generations" */
+    const char *out;     /* output folder; NULL: a run that exists keeps the folder it has,
+                          * a new one goes under out_default */
+    const char *out_default; /* NULL = "generations" */
     const char *db;      /* the store (and the index of "empirical") */
     int samples;         /* -n: samples per prompt (0 = the suite's) */
     int threads;         /* compute threads (0 = cs_threads()) */
@@ -47,7 +53,10 @@ typedef struct {
     int generated, skipped;
     int64_t steps;        /* sampler steps run */
     double seconds;       /* wall time of the sampling phase */
-    char out_dir[4096];   /* where the images are */
+    char out_dir[4096];   /* where the images are (absolute) */
+    int missing;          /* images recorded but no longer there: made again */
+    char missing_example[4096]; /* the first of them */
+    int moved;            /* images found (same bytes) in out_dir, not where recorded */
 } cs_generate_stats;
 
 int cs_generate(const cs_generate_opts *o, cs_generate_stats *st, cs_err *err);

@@ -228,13 +228,14 @@ static uint64_t brute_longest(const uint8_t *t, uint64_t n, const uint8_t *p, si
     return best;
 }
 
-static void test_sa_matches_brute_force(void) {
-    /* words over a 3-letter alphabet, so many partial matches */
+/* words over an alphabet of 3 letters (many partial matches, < 256
+ * distinct words) or 26 (> 256: two-byte ranks in the reduced string) */
+static void sa_vs_brute_force(int alpha) {
     size_t n = 0;
     uint8_t t[3000];
     while (n < 2900) {
         int wl = 1 + (int)(rnd() % 4);
-        for (int i = 0; i < wl; i++) t[n++] = (uint8_t)('a' + rnd() % 3);
+        for (int i = 0; i < wl; i++) t[n++] = (uint8_t)('a' + rnd() % (uint64_t)alpha);
         t[n++] = (rnd() % 20 == 0) ? 0xff : ' ';
     }
     t[n - 1] = 0xff;
@@ -248,6 +249,14 @@ static void test_sa_matches_brute_force(void) {
     for (size_t i = 0; i < n; i++)
         starts += t[i] != ' ' && t[i] != 0xff && (i == 0 || t[i - 1] == ' ' || t[i - 1] == 0xff);
     CHECK(n_sa == starts && sa.n_sa == starts);
+    /* the kept suffixes in strict byte order (the reduced-string sort) */
+    int unsorted = 0;
+    for (uint64_t i = 1; i < sa.n_sa; i++) {
+        uint64_t a = sa.sa[i - 1], b = sa.sa[i], la = n - a, lb = n - b;
+        int c = memcmp(t + a, t + b, la < lb ? la : lb);
+        unsorted += c > 0 || (c == 0 && la > lb);
+    }
+    CHECKF(unsorted == 0, "%d rows out of order", unsorted);
     int bad = 0;
     for (int trial = 0; trial < 300; trial++) {
         uint8_t p[40];
@@ -267,6 +276,11 @@ static void test_sa_matches_brute_force(void) {
     CHECKF(bad == 0, "%d mismatches", bad);
     cs_text_sa_close(&sa);
     free(tp), free(sp);
+}
+
+static void test_sa_matches_brute_force(void) {
+    sa_vs_brute_force(3);
+    sa_vs_brute_force(26);
 }
 
 /* ---- a corpus of known documents ---- */

@@ -18,7 +18,8 @@
 #include "core/store.h"
 
 typedef struct {
-    uint64_t shard_bytes; /* most bytes (raw, and normalised) per shard; 0 = 1 GiB (building needs ~10x in memory) */
+    uint64_t shard_bytes; /* most raw bytes per shard; 0 = 512 MiB (the input is split evenly into as few as
+                           * that allows; building one needs ~6x in memory, one per thread at once) */
     /* Warnings that do not stop the run (invalid UTF-8, empty document,
      * broken JSONL line with its number): one line each, "<source>: <what>". */
     void (*note)(void *ctx, const char *msg);

@@ -59,31 +59,39 @@ static int piece_cmp(const void *a, const void *b, void *ctx) {
     return c ? c : (lx > ly) - (lx < ly);
 }
 
-static uint64_t piece_hash(const uint8_t *p, uint32_t n) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (uint32_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h ^ (h >> 29);
+/* A piece's first 8 bytes (zero-padded) and a hash of the whole. */
+static uint64_t piece_head(const uint8_t *p, uint32_t n) {
+    uint64_t w = 0;
+    memcpy(&w, p, n < 8 ? n : 8);
+    return w;
 }
 
-/* Distinct pieces in a hash table of ids (open addressing, grown at half
- * load); ids[] gets each word's piece id. */
+static uint32_t piece_hash(const uint8_t *p, uint32_t n, uint64_t head) {
+    uint64_t h = head * 0x9E3779B97F4A7C15ull ^ n;
+    for (uint32_t i = 8; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return (uint32_t)((h ^ (h >> 31)) * 0xBF58476D1CE4E5B9ull >> 32);
+}
+
+/* Distinct pieces in a hash table (open addressing, grown at half load):
+ * a slot holds hash << 32 | (id + 1), 0 = empty; each piece's head is kept
+ * beside its offset, so most lookups never read the text at random. */
 typedef struct {
-    uint32_t *slot; /* id + 1, 0 = empty */
+    uint64_t *slot;
     uint64_t mask;
     uint32_t *off, *len;
+    uint64_t *head;
     uint64_t n, cap;
 } piece_table;
 
-static int table_grow(piece_table *t, const uint8_t *text) {
+static int table_grow(piece_table *t) {
     uint64_t size = t->slot ? (t->mask + 1) * 2 : (1u << 16);
-    uint32_t *s = calloc(size, sizeof *s);
+    uint64_t *s = calloc(size, sizeof *s);
     if (!s) return -1;
     for (uint64_t i = 0; t->slot && i <= t->mask; i++) {
         if (!t->slot[i]) continue;
-        uint32_t id = t->slot[i] - 1;
-        uint64_t h = piece_hash(text + t->off[id], t->len[id]) & (size - 1);
+        uint64_t h = (t->slot[i] >> 32) & (size - 1);
         while (s[h]) h = (h + 1) & (size - 1);
-        s[h] = id + 1;
+        s[h] = t->slot[i];
     }
     free(t->slot);
     t->slot = s;
@@ -92,24 +100,32 @@ static int table_grow(piece_table *t, const uint8_t *text) {
 }
 
 static int64_t table_add(piece_table *t, const uint8_t *text, uint32_t off, uint32_t len) {
-    if ((t->n + 1) * 2 > t->mask + 1 && table_grow(t, text)) return -1;
-    uint64_t h = piece_hash(text + off, len) & t->mask;
+    if ((t->n + 1) * 2 > t->mask + 1 && table_grow(t)) return -1;
+    uint64_t head = piece_head(text + off, len);
+    uint32_t hash = piece_hash(text + off, len, head);
+    uint64_t h = hash & t->mask;
     for (; t->slot[h]; h = (h + 1) & t->mask) {
-        uint32_t id = t->slot[h] - 1;
-        if (t->len[id] == len && !memcmp(text + t->off[id], text + off, len)) return id;
+        if ((uint32_t)(t->slot[h] >> 32) != hash) continue;
+        uint32_t id = (uint32_t)t->slot[h] - 1;
+        if (t->len[id] == len && t->head[id] == head &&
+            (len <= 8 || !memcmp(text + t->off[id] + 8, text + off + 8, len - 8)))
+            return id;
     }
     if (t->n == t->cap) {
         uint64_t c = t->cap ? t->cap * 2 : 4096;
         uint32_t *o = realloc(t->off, c * sizeof *o);
         if (o) t->off = o;
         uint32_t *l = o ? realloc(t->len, c * sizeof *l) : NULL;
-        if (!l) return -1;
-        t->len = l;
+        if (l) t->len = l;
+        uint64_t *hd = l ? realloc(t->head, c * sizeof *hd) : NULL;
+        if (!hd) return -1;
+        t->head = hd;
         t->cap = c;
     }
     t->off[t->n] = off;
     t->len[t->n] = len;
-    t->slot[h] = (uint32_t)t->n + 1;
+    t->head[t->n] = head;
+    t->slot[h] = (uint64_t)hash << 32 | (t->n + 1);
     return (int64_t)t->n++;
 }
 
@@ -177,8 +193,9 @@ static int word_sa_reduced(const uint8_t *text, uint64_t n, uint32_t **out, uint
     if (!r || !sa) goto out;
     for (uint64_t i = 0; i < nw; i++)
         for (int b = 0; b < wb; b++) r[i * wb + b] = (uint8_t)(rank[id[i]] >> (8 * (wb - 1 - b)));
-    free(id), free(rank), free(order), free(t.slot), free(t.off), free(t.len); /* before the sort's memory peak */
-    id = rank = order = t.slot = t.off = t.len = NULL;
+    free(id), free(rank), free(order), free(t.slot), free(t.off), free(t.len), free(t.head); /* before the sort */
+    id = rank = order = t.off = t.len = NULL;
+    t.slot = t.head = NULL;
     if (rn && divsufsort(r, sa, (saidx_t)rn) != 0) goto out;
     uint32_t *o = (uint32_t *)sa; /* in place: the kept rows never pass the read position */
     uint64_t kk = 0;
@@ -190,7 +207,7 @@ static int word_sa_reduced(const uint8_t *text, uint64_t n, uint32_t **out, uint
     rc = 0;
 out:
     free(start), free(id), free(order), free(rank), free(r), free(sa);
-    free(t.slot), free(t.off), free(t.len);
+    free(t.slot), free(t.off), free(t.len), free(t.head);
     return rc;
 }
 

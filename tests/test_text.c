@@ -229,12 +229,13 @@ static uint64_t brute_longest(const uint8_t *t, uint64_t n, const uint8_t *p, si
 }
 
 /* words over an alphabet of 3 letters (many partial matches, < 256
- * distinct words) or 26 (> 256: two-byte ranks in the reduced string) */
+ * distinct words) or 26 (> 256: two-byte ranks in the reduced string;
+ * words up to 12 letters) */
 static void sa_vs_brute_force(int alpha) {
     size_t n = 0;
     uint8_t t[3000];
     while (n < 2900) {
-        int wl = 1 + (int)(rnd() % 4);
+        int wl = 1 + (int)(rnd() % (alpha > 3 ? 12 : 4)); /* and words past the 8 bytes a piece's head holds */
         for (int i = 0; i < wl; i++) t[n++] = (uint8_t)('a' + rnd() % (uint64_t)alpha);
         t[n++] = (rnd() % 20 == 0) ? 0xff : ' ';
     }

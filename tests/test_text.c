@@ -13,6 +13,7 @@
 #include "analyze/text_norm.h"
 #include "analyze/text_sa.h"
 #include "analyze/text_span.h"
+#include "core/parallel.h"
 #include "t.h"
 
 #include <utf8proc.h>
@@ -493,6 +494,73 @@ static void test_metrics_hand_computed(void) {
 
 /* ---- shards ---- */
 
+/* A run stopped by an error half way keeps the shards it committed (whole,
+ * no temporary file left); running it again indexes the rest and finds
+ * every document. Two threads: shards are built two at a time. */
+static void test_index_interrupted_then_resumed(void) {
+    char *dir = fresh_dir("resume"), *docs = path_in(dir, "docs"), *db = path_in(dir, "t.db");
+    mkdir(docs, 0755);
+    doc d[6];
+    for (int i = 0; i < 6; i++) {
+        d[i] = make_doc(300); /* ~2 KB: one shard each at 2500 bytes */
+        char name[32];
+        snprintf(name, sizeof name, "d%d.txt", i);
+        char *p = path_in(docs, name);
+        write_file(p, d[i].text, d[i].len);
+        free(p);
+    }
+    char *bad = path_in(docs, "d3x.txt"); /* read after d3: stops the run */
+    write_file(bad, "caf\xe9", 4);
+    int saved = cs_threads();
+    cs_set_threads(2);
+    cs_store *s;
+    cs_err e = {0};
+    cs_text_index_stats st;
+    cs_text_index_opts o = {.shard_bytes = 2500};
+    const char *paths[] = {docs};
+    REQUIRE(cs_store_open(&s, db, &e) == 0);
+    CHECK(cs_text_index(s, paths, 1, &o, &st, &e) != 0 && strstr(e.msg, "d3x.txt: not UTF-8"));
+    CHECK(query_int(s, "SELECT count(*) FROM text_shards") == 2); /* d0, d1: the first batch */
+    CHECK(query_int(s, "SELECT count(*) FROM text_docs WHERE status = 'ok'") == 2);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -c text-build", dir);
+    FILE *ls = popen(cmd, "r");
+    int left = -1;
+    if (ls) {
+        if (fscanf(ls, "%d", &left) != 1) left = -1;
+        pclose(ls);
+    }
+    CHECKF(left == 0, "%d temporary files left", left);
+    cs_text_corpus c;
+    REQUIRE(cs_text_corpus_open(&c, s, &e) == 0); /* whole shards only */
+    CHECK(c.n_shards == 2);
+    cs_text_corpus_close(&c);
+    unlink(bad);
+    REQUIRE(cs_text_index(s, paths, 1, &o, &st, &e) == 0);
+    CHECK(st.docs_skipped == 2 && st.docs_ok == 4 && st.shards == 4);
+    REQUIRE(cs_text_corpus_open(&c, s, &e) == 0);
+    CHECK(c.n_shards == 6);
+    for (int i = 0; i < 6; i++) { /* 30 words of each document, found in it */
+        char q[2048];
+        size_t k = 0;
+        for (int w = 100; w < 130; w++) k += (size_t)sprintf(q + k, "%s%s", w > 100 ? " " : "", d[i].words[w]);
+        cs_text_span longest, *spans;
+        size_t n;
+        REQUIRE(cs_text_spans(&c, q, k, 10, &longest, &spans, &n, &e) == 0);
+        char sql[600];
+        snprintf(sql, sizeof sql, "SELECT id FROM text_docs WHERE source = '%s/d%d.txt'", docs, i);
+        CHECKF(longest.words == 30 && longest.doc_id == query_int(s, sql), "doc %d: %llu words", i,
+               (unsigned long long)longest.words);
+        free(spans);
+    }
+    cs_text_corpus_close(&c);
+    cs_store_close(s);
+    cs_set_threads(saved);
+    for (int i = 0; i < 6; i++) free(d[i].text);
+    free(bad), free(docs), free(db), free(dir);
+}
+
+
 static void test_shards_add_and_search_both(void) {
     fixture f;
     REQUIRE(open_fixture(&f, 2, 300, 2500) == 0); /* ~2 KB per doc: one shard each */
@@ -776,6 +844,7 @@ int main(void) {
     RUN(test_spans_never_cross_documents);
     RUN(test_metrics_hand_computed);
     RUN(test_shards_add_and_search_both);
+    RUN(test_index_interrupted_then_resumed);
     RUN(test_ngram_reproduces_training_text);
     RUN(test_prompts_and_verdicts);
     RUN(test_bad_documents_recorded);

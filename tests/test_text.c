@@ -556,7 +556,7 @@ static void test_index_interrupted_then_resumed(void) {
     cs_text_corpus_close(&c);
     cs_store_close(s);
     cs_set_threads(saved);
-    for (int i = 0; i < 6; i++) free(d[i].text);
+    for (int i = 0; i < 6; i++) free_doc(&d[i]);
     free(bad), free(docs), free(db), free(dir);
 }
 

@@ -9,34 +9,47 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <pthread.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include "core/parallel.h"
 #include "core/progress.h"
 
-#define DEFAULT_SHARD_BYTES ((uint64_t)1 << 30)
+#define DEFAULT_SHARD_BYTES ((uint64_t)512 << 20)
 
 /* A document waiting for its shard to be committed. */
 typedef struct {
     char *source, *name, *note;
     const char *status; /* "ok" | "empty" | "error" */
+    uint64_t raw_off;   /* in the shard's raw text */
     uint64_t start, norm_bytes, orig_bytes, words;
     cs_text_anchor *anchors;
     size_t n_anchors;
 } pending_doc;
 
+/* One shard being filled, then built: its raw text and documents as read;
+ * the build normalises them (norm) and sorts both texts into temporary
+ * files (tmp: .txt .sa .raw .rsa) that the commit renames. */
+typedef struct {
+    uint8_t *raw;
+    uint64_t rlen, rcap;
+    pending_doc *docs;
+    size_t n_docs, cap_docs;
+    uint8_t *norm;
+    uint64_t nlen, ncap, n_sa, n_rsa;
+    char *tmp[4];
+    int rc[2]; /* the raw and the normal-form job */
+    cs_err err[2];
+} shard_buf;
+
 typedef struct {
     cs_store *s;
     const cs_text_index_opts *opts;
     cs_text_index_stats *st;
-    uint64_t limit;
-    uint8_t *buf; /* the shard being filled: normalised text */
-    uint64_t len, cap;
-    uint8_t *rbuf; /* and raw text */
-    uint64_t rlen, rcap;
-    pending_doc *docs;
-    size_t n_docs, cap_docs;
+    uint64_t limit, target; /* most raw bytes per shard; the size aimed at (the input split evenly) */
+    shard_buf *batch;       /* shards built together, one per thread */
+    int n_batch, cur;       /* cur: the shard being filled */
     sqlite3_stmt *exists;
     cs_progress *prog;
 } builder;
@@ -60,14 +73,15 @@ static void pending_free(pending_doc *d) {
 }
 
 static pending_doc *pending_add(builder *b, const char *source, const char *name, const char *status) {
-    if (b->n_docs == b->cap_docs) {
-        size_t c = b->cap_docs ? b->cap_docs * 2 : 64;
-        pending_doc *d = realloc(b->docs, c * sizeof *d);
+    shard_buf *sb = &b->batch[b->cur];
+    if (sb->n_docs == sb->cap_docs) {
+        size_t c = sb->cap_docs ? sb->cap_docs * 2 : 64;
+        pending_doc *d = realloc(sb->docs, c * sizeof *d);
         if (!d) return NULL;
-        b->docs = d;
-        b->cap_docs = c;
+        sb->docs = d;
+        sb->cap_docs = c;
     }
-    pending_doc *d = &b->docs[b->n_docs];
+    pending_doc *d = &sb->docs[sb->n_docs];
     memset(d, 0, sizeof *d);
     d->source = strdup(source);
     d->name = strdup(name ? name : source);
@@ -76,7 +90,7 @@ static pending_doc *pending_add(builder *b, const char *source, const char *name
         pending_free(d);
         return NULL;
     }
-    b->n_docs++;
+    sb->n_docs++;
     return d;
 }
 
@@ -86,48 +100,68 @@ static int already_indexed(builder *b, const char *source) {
     return sqlite3_step(b->exists) == SQLITE_ROW;
 }
 
-/* The raw text's suffix array is sorted on a second thread while this one
- * sorts the normalised text: the two sorts are the build's cost. */
-typedef struct {
-    const uint8_t *text;
-    uint64_t n, n_sa;
-    char *tpath, *spath;
-    cs_err err;
-    int rc;
-} sa_job;
-
-static void *raw_job(void *arg) {
-    sa_job *j = arg;
-    j->rc = cs_text_sa_build_chars(j->text, j->n, j->tpath, j->spath, &j->n_sa, &j->err);
-    return NULL;
+static int reserve(uint8_t **buf, uint64_t *cap, uint64_t need) {
+    if (need <= *cap) return 0;
+    uint64_t c = *cap ? *cap : (1 << 20);
+    while (c < need) c *= 2;
+    uint8_t *nb = realloc(*buf, c);
+    if (!nb) return -1;
+    *buf = nb;
+    *cap = c;
+    return 0;
 }
 
-static int build_shard_files(cs_store *s, int64_t shard_id, builder *b, uint64_t *n_sa, cs_err *err) {
-    char name[4][64];
-    const char *ext[4] = {"txt", "sa", "raw", "rsa"};
-    char *path[4] = {0};
-    int rc = 0;
-    for (int i = 0; i < 4; i++) {
-        snprintf(name[i], sizeof name[i], "text-%lld.%s", (long long)shard_id, ext[i]);
-        if (!(path[i] = cs_store_sidecar(s, name[i]))) rc = cs_fail(err, CS_ENOMEM, "out of memory");
+/* The normal form of every document of the shard, then its word suffix
+ * array: one job (the raw sort is the other). */
+static int norm_shard(shard_buf *sb, cs_err *err) {
+    if (reserve(&sb->norm, &sb->ncap, sb->rlen)) return cs_fail(err, CS_ENOMEM, "out of memory for a shard");
+    for (size_t i = 0; i < sb->n_docs; i++) {
+        pending_doc *d = &sb->docs[i];
+        if (strcmp(d->status, "ok")) continue;
+        cs_text_norm n;
+        if (cs_text_normalize(&n, (const char *)sb->raw + d->raw_off, d->orig_bytes, err)) {
+            cs_text_norm_free(&n);
+            return cs_wrap(err, "%s", d->source);
+        }
+        if (reserve(&sb->norm, &sb->ncap, sb->nlen + n.len + 1)) {
+            cs_text_norm_free(&n);
+            return cs_fail(err, CS_ENOMEM, "out of memory for a shard");
+        }
+        d->start = sb->nlen;
+        d->norm_bytes = n.len;
+        d->words = n.n_words;
+        d->anchors = n.anchors;
+        d->n_anchors = n.n_anchors;
+        n.anchors = NULL;
+        memcpy(sb->norm + sb->nlen, n.text, n.len);
+        sb->nlen += n.len;
+        sb->norm[sb->nlen++] = CS_TEXT_SEP;
+        cs_text_norm_free(&n);
     }
-    sa_job raw = {.text = b->rbuf, .n = b->rlen, .tpath = path[2], .spath = path[3]};
-    pthread_t th;
-    int threaded = !rc && pthread_create(&th, NULL, raw_job, &raw) == 0;
-    if (!rc && !threaded) raw_job(&raw); /* no thread: one after the other */
-    if (!rc) rc = cs_text_sa_build(b->buf, b->len, path[0], path[1], n_sa, err);
-    if (threaded) pthread_join(th, NULL);
-    if (!rc && raw.rc) {
-        if (err) *err = raw.err;
-        rc = -1;
-    }
-    for (int i = 0; i < 4; i++) free(path[i]);
+    int rc = cs_text_sa_build(sb->norm, sb->nlen, sb->tmp[0], sb->tmp[1], &sb->n_sa, err);
+    free(sb->norm); /* written: not needed for the commit */
+    sb->norm = NULL;
+    sb->ncap = 0;
     return rc;
 }
 
+typedef struct {
+    shard_buf **v;
+    int n;
+} batch_jobs;
+
+/* Job i < n: shard i's raw sort; i >= n: shard i - n's normal form. The
+ * raw sorts are the longest jobs: they go first. */
+static void shard_job(void *ctx, int64_t i, int thread) {
+    (void)thread;
+    batch_jobs *j = ctx;
+    shard_buf *sb = j->v[i % j->n];
+    if (i < j->n) sb->rc[0] = cs_text_sa_build_chars(sb->raw, sb->rlen, sb->tmp[2], sb->tmp[3], &sb->n_rsa, &sb->err[0]);
+    else sb->rc[1] = norm_shard(sb, &sb->err[1]);
+}
+
 /* The pending documents' rows (in the open transaction). */
-static int insert_docs(builder *b, int64_t shard_id, cs_err *err) {
-    cs_store *s = b->s;
+static int insert_docs(cs_store *s, shard_buf *sb, int64_t shard_id, cs_err *err) {
     sqlite3_stmt *ins_doc;
     if (cs_store_prepare(s, &ins_doc,
                          "INSERT OR IGNORE INTO text_docs(source, name, status, note, shard_id, start, "
@@ -135,8 +169,8 @@ static int insert_docs(builder *b, int64_t shard_id, cs_err *err) {
                          err))
         return -1;
     int rc = 0;
-    for (size_t i = 0; i < b->n_docs && !rc; i++) {
-        pending_doc *d = &b->docs[i];
+    for (size_t i = 0; i < sb->n_docs && !rc; i++) {
+        pending_doc *d = &sb->docs[i];
         int ok = !strcmp(d->status, "ok");
         sqlite3_reset(ins_doc);
         sqlite3_clear_bindings(ins_doc);
@@ -159,74 +193,130 @@ static int insert_docs(builder *b, int64_t shard_id, cs_err *err) {
     return rc;
 }
 
-/* Writes the current shard (if any text) and every pending row in one
- * transaction. */
-static int flush(builder *b, cs_err *err) {
-    if (!b->n_docs) return 0;
+static const char *const EXT[4] = {"txt", "sa", "raw", "rsa"};
+
+/* One built shard: its row, its files renamed into place, its documents'
+ * rows, in one transaction. Files renamed before a failed commit are
+ * orphans the next shard with that id overwrites. */
+static int commit_shard(builder *b, shard_buf *sb, cs_err *err) {
     cs_store *s = b->s;
-    sqlite3_stmt *ins_shard = NULL, *upd_shard = NULL;
+    sqlite3_stmt *ins = NULL, *upd = NULL;
     int rc = -1;
     if (cs_store_begin(s, err)) return -1;
     int64_t shard_id = 0;
-    if (b->len) {
-        if (cs_store_prepare(s, &ins_shard,
+    if (sb->rlen) {
+        if (cs_store_prepare(s, &ins,
                              "INSERT INTO text_shards(text_file, sa_file, bytes, n_docs, n_suffixes) "
-                             "VALUES ('', '', ?, 0, 0)",
+                             "VALUES ('', '', 0, 0, 0)",
                              err))
             goto out;
-        sqlite3_bind_int64(ins_shard, 1, (int64_t)b->len);
-        if (sqlite3_step(ins_shard) != SQLITE_DONE) {
+        if (sqlite3_step(ins) != SQLITE_DONE) { /* the id first: it names the files */
             cs_store_fail(s, err, "insert text_shards");
             goto out;
         }
         shard_id = sqlite3_last_insert_rowid(cs_store_db(s));
-        char tf[64], sf[64];
-        snprintf(tf, sizeof tf, "text-%lld.txt", (long long)shard_id);
-        snprintf(sf, sizeof sf, "text-%lld.sa", (long long)shard_id);
-        uint64_t n_sa = 0;
-        if (build_shard_files(s, shard_id, b, &n_sa, err)) goto out;
+        char name[4][64];
+        for (int k = 0; k < 4; k++) {
+            snprintf(name[k], sizeof name[k], "text-%lld.%s", (long long)shard_id, EXT[k]);
+            char *dst = cs_store_sidecar(s, name[k]);
+            int bad = !dst || rename(sb->tmp[k], dst) != 0;
+            if (bad) cs_fail(err, CS_EIO, "%s: cannot rename to %s: %s", sb->tmp[k], name[k], dst ? strerror(errno) : "out of memory");
+            free(dst);
+            if (bad) goto out;
+        }
         int64_t n_ok = 0;
-        for (size_t i = 0; i < b->n_docs; i++) n_ok += !strcmp(b->docs[i].status, "ok");
-        if (cs_store_prepare(s, &upd_shard,
-                             "UPDATE text_shards SET text_file = ?, sa_file = ?, n_docs = ?, n_suffixes = ? "
-                             "WHERE id = ?",
+        for (size_t i = 0; i < sb->n_docs; i++) n_ok += !strcmp(sb->docs[i].status, "ok");
+        if (cs_store_prepare(s, &upd,
+                             "UPDATE text_shards SET text_file = ?, sa_file = ?, bytes = ?, n_docs = ?, "
+                             "n_suffixes = ? WHERE id = ?",
                              err))
             goto out;
-        sqlite3_bind_text(upd_shard, 1, tf, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(upd_shard, 2, sf, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(upd_shard, 3, n_ok);
-        sqlite3_bind_int64(upd_shard, 4, (int64_t)n_sa);
-        sqlite3_bind_int64(upd_shard, 5, shard_id);
-        if (sqlite3_step(upd_shard) != SQLITE_DONE) {
+        sqlite3_bind_text(upd, 1, name[0], -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(upd, 2, name[1], -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(upd, 3, (int64_t)sb->nlen);
+        sqlite3_bind_int64(upd, 4, n_ok);
+        sqlite3_bind_int64(upd, 5, (int64_t)sb->n_sa);
+        sqlite3_bind_int64(upd, 6, shard_id);
+        if (sqlite3_step(upd) != SQLITE_DONE) {
             cs_store_fail(s, err, "update text_shards");
             goto out;
         }
-        b->st->shards++;
-        b->st->suffixes += n_sa;
     }
-    if (insert_docs(b, shard_id, err)) goto out;
+    if (insert_docs(s, sb, shard_id, err)) goto out;
     if (cs_store_commit(s, err)) goto out;
+    if (sb->rlen) {
+        b->st->shards++;
+        b->st->suffixes += sb->n_sa;
+        b->st->bytes_norm += sb->nlen;
+        for (size_t i = 0; i < sb->n_docs; i++) b->st->bytes_norm -= !strcmp(sb->docs[i].status, "ok"); /* separators */
+    }
     rc = 0;
 out:
     if (rc) cs_store_rollback(s);
-    sqlite3_finalize(ins_shard);
-    sqlite3_finalize(upd_shard);
-    for (size_t i = 0; i < b->n_docs; i++) pending_free(&b->docs[i]);
-    b->n_docs = 0;
-    b->len = 0;
-    b->rlen = 0;
+    sqlite3_finalize(ins);
+    sqlite3_finalize(upd);
     return rc;
 }
 
-static int reserve(uint8_t **buf, uint64_t *cap, uint64_t need) {
-    if (need <= *cap) return 0;
-    uint64_t c = *cap ? *cap : (1 << 20);
-    while (c < need) c *= 2;
-    uint8_t *nb = realloc(*buf, c);
-    if (!nb) return -1;
-    *buf = nb;
-    *cap = c;
-    return 0;
+static void shard_reset(shard_buf *sb) {
+    for (size_t i = 0; i < sb->n_docs; i++) pending_free(&sb->docs[i]);
+    sb->n_docs = 0;
+    sb->rlen = sb->nlen = sb->n_sa = sb->n_rsa = 0;
+    free(sb->norm);
+    sb->norm = NULL;
+    sb->ncap = 0;
+}
+
+/* Builds the filled shards batch[0..n) on the thread pool (every job
+ * writes only its own shard's files and fields, so the result does not
+ * depend on the thread count), then commits them in order. */
+static int build_batch(builder *b, int n, cs_err *err) {
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++)
+        for (int k = 0; k < 4 && !rc; k++) {
+            char name[64];
+            snprintf(name, sizeof name, "text-build-%d.%s", i, EXT[k]);
+            free(b->batch[i].tmp[k]);
+            if (!(b->batch[i].tmp[k] = cs_store_sidecar(b->s, name))) rc = cs_fail(err, CS_ENOMEM, "out of memory");
+        }
+    for (int i = 0; i < n; i++) b->batch[i].rc[0] = b->batch[i].rc[1] = 0;
+    /* shards holding only skipped documents sort nothing; the others are first */
+    int m = 0;
+    shard_buf **order = rc ? NULL : malloc((size_t)n * sizeof *order);
+    if (!rc && !order) rc = cs_fail(err, CS_ENOMEM, "out of memory");
+    for (int i = 0; i < n && !rc; i++)
+        if (b->batch[i].rlen) order[m++] = &b->batch[i];
+    if (!rc && m) {
+        batch_jobs j = {order, m};
+        cs_parallel_for(cs_threads(), 2 * (int64_t)m, shard_job, &j);
+    }
+    free(order);
+    for (int i = 0; i < n && !rc; i++)
+        for (int k = 0; k < 2 && !rc; k++)
+            if (b->batch[i].rc[k]) {
+                if (err) *err = b->batch[i].err[k];
+                rc = -1;
+            }
+    for (int i = 0; i < n && !rc; i++) rc = commit_shard(b, &b->batch[i], err);
+    for (int i = 0; i < n; i++) {
+        if (rc)
+            for (int k = 0; k < 4; k++)
+                if (b->batch[i].tmp[k]) unlink(b->batch[i].tmp[k]); /* a failed build leaves no temporary file */
+        shard_reset(&b->batch[i]);
+    }
+    return rc;
+}
+
+/* The shard being filled is full: the next one, building the batch first
+ * when every slot is full. */
+static int next_shard(builder *b, cs_err *err) {
+    if (b->cur + 1 < b->n_batch) {
+        b->cur++;
+        return 0;
+    }
+    int rc = build_batch(b, b->cur + 1, err);
+    b->cur = 0;
+    return rc;
 }
 
 /* A document recorded but not indexed: empty (msg NULL), or an error. */
@@ -241,7 +331,21 @@ static int record_skipped(builder *b, const char *source, const char *name, cons
     return 0;
 }
 
-/* Adds one document (bytes of a file, or a JSONL text). */
+/* 1 if text[0..len) (valid UTF-8) is all whitespace: its normal form is
+ * empty. */
+static int all_space(const char *text, size_t len) {
+    const uint8_t *p = (const uint8_t *)text;
+    for (size_t i = 0; i < len;) {
+        int32_t cp;
+        size_t k = cs_text_decode(p + i, len - i, &cp);
+        if (!cs_text_is_ws(cp)) return 0;
+        i += k;
+    }
+    return 1;
+}
+
+/* Adds one document (bytes of a file, or a JSONL text): its raw text goes
+ * into the shard being filled; the build normalises it. */
 static int add_doc(builder *b, const char *source, const char *name, const char *text, size_t len, cs_err *err) {
     b->st->bytes_in += len;
     if (already_indexed(b, source)) {
@@ -252,69 +356,28 @@ static int add_doc(builder *b, const char *source, const char *name, const char 
     if (bad != (size_t)-1) /* binary or another encoding: an error, never a document of U+FFFD */
         return cs_fail(err, CS_EFORMAT, "%s: not UTF-8 text (%s at byte %zu); nothing indexed from it", source,
                        text[bad] ? "invalid UTF-8" : "a NUL byte", bad);
-    cs_text_norm n;
-    if (cs_text_normalize(&n, text, len, err)) {
-        cs_text_norm_free(&n);
-        if (err && err->code == CS_ELIMIT) { /* too large: recorded, not fatal */
-            char msg[sizeof err->msg];
-            snprintf(msg, sizeof msg, "%s", err->msg);
-            cs_err_clear(err);
-            return record_skipped(b, source, name, "error", len, msg, err);
-        }
-        return cs_wrap(err, "%s", source);
-    }
-    if (n.len == 0) {
-        cs_text_norm_free(&n);
-        return record_skipped(b, source, name, "empty", len, NULL, err);
-    }
-    if (n.len + 1 > b->limit || len + 1 > b->limit) {
-        cs_text_norm_free(&n);
+    if (all_space(text, len)) return record_skipped(b, source, name, "empty", len, NULL, err);
+    if (len + 1 > b->limit) {
         char msg[200];
         snprintf(msg, sizeof msg, "document of %zu bytes exceeds the shard size (%llu bytes)", len,
                  (unsigned long long)b->limit);
         return record_skipped(b, source, name, "error", len, msg, err);
     }
-    if ((b->len + n.len + 1 > b->limit || b->rlen + len + 1 > b->limit) && flush(b, err)) {
-        cs_text_norm_free(&n);
-        return -1;
+    shard_buf *sb = &b->batch[b->cur];
+    if (sb->rlen && (sb->rlen + len + 1 > b->target)) {
+        if (next_shard(b, err)) return -1;
+        sb = &b->batch[b->cur];
     }
-    if (reserve(&b->rbuf, &b->rcap, b->rlen + len + 1)) {
-        cs_text_norm_free(&n);
+    if (reserve(&sb->raw, &sb->rcap, sb->rlen + len + 1))
         return cs_fail(err, CS_ENOMEM, "out of memory for a shard's raw text");
-    }
-    if (b->len + n.len + 1 > b->cap) {
-        uint64_t c = b->cap ? b->cap : (1 << 20);
-        while (c < b->len + n.len + 1) c *= 2;
-        if (c > b->limit) c = b->limit;
-        uint8_t *nb = realloc(b->buf, c);
-        if (!nb) {
-            cs_text_norm_free(&n);
-            return cs_fail(err, CS_ENOMEM, "out of memory for a shard of %llu bytes", (unsigned long long)c);
-        }
-        b->buf = nb;
-        b->cap = c;
-    }
     pending_doc *d = pending_add(b, source, name, "ok");
-    if (!d) {
-        cs_text_norm_free(&n);
-        return cs_fail(err, CS_ENOMEM, "out of memory");
-    }
-    d->start = b->len;
-    d->norm_bytes = n.len;
+    if (!d) return cs_fail(err, CS_ENOMEM, "out of memory");
+    d->raw_off = sb->rlen;
     d->orig_bytes = len;
-    d->words = n.n_words;
-    d->anchors = n.anchors;
-    d->n_anchors = n.n_anchors;
-    n.anchors = NULL;
-    memcpy(b->rbuf + b->rlen, text, len);
-    b->rlen += len;
-    b->rbuf[b->rlen++] = CS_TEXT_SEP;
-    memcpy(b->buf + b->len, n.text, n.len);
-    b->len += n.len;
-    b->buf[b->len++] = CS_TEXT_SEP;
+    memcpy(sb->raw + sb->rlen, text, len);
+    sb->rlen += len;
+    sb->raw[sb->rlen++] = CS_TEXT_SEP;
     b->st->docs_ok++;
-    b->st->bytes_norm += n.len;
-    cs_text_norm_free(&n);
     return 0;
 }
 
@@ -587,16 +650,27 @@ int cs_text_index(cs_store *s, const char *const *paths, int n_paths, const cs_t
         else if (list_push(&files, paths[i], (uint64_t)st.st_size)) rc = cs_fail(err, CS_ENOMEM, "out of memory");
     }
     if (!rc) drop_duplicates(&files);
+    /* The input split evenly into as few shards as the limit allows (from
+     * the files' sizes, so the same input gives the same shards at any -j;
+     * .gz files count compressed, so they make more, smaller shards). */
+    uint64_t n_sh = (files.bytes + b.limit - 1) / b.limit;
+    b.target = n_sh > 1 ? (files.bytes + n_sh - 1) / n_sh + (1 << 20) : b.limit;
+    if (b.target > b.limit) b.target = b.limit;
+    b.n_batch = cs_threads() > 1 ? cs_threads() : 1;
+    if (!rc && !(b.batch = calloc((size_t)b.n_batch, sizeof *b.batch))) rc = cs_fail(err, CS_ENOMEM, "out of memory");
     if (!rc) rc = cs_store_prepare(s, &b.exists, "SELECT 1 FROM text_docs WHERE source = ?", err);
     if (!rc && opts && opts->progress) b.prog = cs_progress_start("text index", (int64_t)files.bytes, "B");
     for (size_t i = 0; i < files.n && !rc; i++)
         if (files.v[i]) rc = index_file(&b, files.v[i], err);
-    if (!rc) rc = flush(&b, err);
+    if (!rc && b.batch[b.cur].n_docs) rc = build_batch(&b, b.cur + 1, err);
     cs_progress_end(b.prog);
-    for (size_t i = 0; i < b.n_docs; i++) pending_free(&b.docs[i]);
-    free(b.docs);
-    free(b.buf);
-    free(b.rbuf);
+    for (int i = 0; b.batch && i < b.n_batch; i++) {
+        shard_reset(&b.batch[i]);
+        free(b.batch[i].docs);
+        free(b.batch[i].raw);
+        for (int k = 0; k < 4; k++) free(b.batch[i].tmp[k]);
+    }
+    free(b.batch);
     sqlite3_finalize(b.exists);
     for (size_t i = 0; i < files.n; i++) free(files.v[i]);
     free(files.v);

@@ -3,10 +3,20 @@
  * and indexed in shards (text_sa.h) beside the store, plus the rows that
  * describe them (text_shards, text_docs).
  *
+ * Building: documents are read in order and split, at document boundaries,
+ * into shards of about equal size (the input's size over as few shards as
+ * shard_bytes allows). One shard per thread is filled, then each is
+ * normalised and sorted on the thread pool (two jobs per shard: the raw
+ * text's suffix array; the normal form and its word suffix array) into
+ * temporary files, and the shards are committed in order. Spans never
+ * cross documents, so searching every shard and merging in corpus order
+ * gives the answers one shard would; the files do not depend on -j.
+ *
  * Indexing appends: the new documents go into new shards; existing shards are
  * never rebuilt, and a source already in text_docs is skipped. Each shard is
- * committed in one transaction after its files are written, so an interrupted
- * run leaves the corpus as of the last shard. */
+ * committed in one transaction (row, files renamed into place, documents'
+ * rows), so an interrupted run leaves the corpus as of the last committed
+ * shard, and running it again indexes the rest. */
 #ifndef CS_TEXT_CORPUS_H
 #define CS_TEXT_CORPUS_H
 
@@ -18,7 +28,8 @@
 #include "core/store.h"
 
 typedef struct {
-    uint64_t shard_bytes; /* most bytes (raw, and normalised) per shard; 0 = 1 GiB (building needs ~10x in memory) */
+    uint64_t shard_bytes; /* most raw bytes per shard; 0 = 512 MiB (the input is split evenly into as few as
+                           * that allows; building one needs ~6x in memory, one per thread at once) */
     /* Warnings that do not stop the run (invalid UTF-8, empty document,
      * broken JSONL line with its number): one line each, "<source>: <what>". */
     void (*note)(void *ctx, const char *msg);

@@ -34,35 +34,217 @@ static uint64_t first_with(const uint8_t *text, const saidx_t *sa, uint64_t n, u
     return lo;
 }
 
+/* ---- the word suffix array from a reduced string ----
+ *
+ * In text whose words are separated by exactly one delimiter (' ' or 0xFF:
+ * the normal form), cut at every word start, the pieces "word + delimiter"
+ * (the last may lack one) form a prefix-free set: no piece followed by more
+ * text is a prefix of another. So comparing two word-start suffixes byte by
+ * byte is comparing their piece sequences piece by piece, each piece by its
+ * rank among the distinct pieces. Writing each rank in w big-endian bytes
+ * gives a string w times the word count (~0.3-0.6 of the text) whose
+ * suffixes at multiples of w sort exactly like the word starts: one sort of
+ * that short string replaces the sort of every suffix of the text. */
+
+typedef struct {
+    const uint8_t *text;
+    const uint32_t *off, *len; /* distinct pieces */
+} piece_set;
+
+static int piece_cmp(const void *a, const void *b, void *ctx) {
+    const piece_set *ps = ctx;
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    uint32_t lx = ps->len[x], ly = ps->len[y];
+    int c = memcmp(ps->text + ps->off[x], ps->text + ps->off[y], lx < ly ? lx : ly);
+    return c ? c : (lx > ly) - (lx < ly);
+}
+
+/* A piece's first 8 bytes (zero-padded) and a hash of the whole. */
+static uint64_t piece_head(const uint8_t *p, uint32_t n) {
+    uint64_t w = 0;
+    memcpy(&w, p, n < 8 ? n : 8);
+    return w;
+}
+
+static uint32_t piece_hash(const uint8_t *p, uint32_t n, uint64_t head) {
+    uint64_t h = head * 0x9E3779B97F4A7C15ull ^ n;
+    for (uint32_t i = 8; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return (uint32_t)((h ^ (h >> 31)) * 0xBF58476D1CE4E5B9ull >> 32);
+}
+
+/* Distinct pieces in a hash table (open addressing, grown at half load):
+ * a slot holds hash << 32 | (id + 1), 0 = empty; each piece's head is kept
+ * beside its offset, so most lookups never read the text at random. */
+typedef struct {
+    uint64_t *slot;
+    uint64_t mask;
+    uint32_t *off, *len;
+    uint64_t *head;
+    uint64_t n, cap;
+} piece_table;
+
+static int table_grow(piece_table *t) {
+    uint64_t size = t->slot ? (t->mask + 1) * 2 : (1u << 16);
+    uint64_t *s = calloc(size, sizeof *s);
+    if (!s) return -1;
+    for (uint64_t i = 0; t->slot && i <= t->mask; i++) {
+        if (!t->slot[i]) continue;
+        uint64_t h = (t->slot[i] >> 32) & (size - 1);
+        while (s[h]) h = (h + 1) & (size - 1);
+        s[h] = t->slot[i];
+    }
+    free(t->slot);
+    t->slot = s;
+    t->mask = size - 1;
+    return 0;
+}
+
+static int64_t table_add(piece_table *t, const uint8_t *text, uint32_t off, uint32_t len) {
+    if ((t->n + 1) * 2 > t->mask + 1 && table_grow(t)) return -1;
+    uint64_t head = piece_head(text + off, len);
+    uint32_t hash = piece_hash(text + off, len, head);
+    uint64_t h = hash & t->mask;
+    for (; t->slot[h]; h = (h + 1) & t->mask) {
+        if ((uint32_t)(t->slot[h] >> 32) != hash) continue;
+        uint32_t id = (uint32_t)t->slot[h] - 1;
+        if (t->len[id] == len && t->head[id] == head &&
+            (len <= 8 || !memcmp(text + t->off[id] + 8, text + off + 8, len - 8)))
+            return id;
+    }
+    if (t->n == t->cap) {
+        uint64_t c = t->cap ? t->cap * 2 : 4096;
+        uint32_t *o = realloc(t->off, c * sizeof *o);
+        if (o) t->off = o;
+        uint32_t *l = o ? realloc(t->len, c * sizeof *l) : NULL;
+        if (l) t->len = l;
+        uint64_t *hd = l ? realloc(t->head, c * sizeof *hd) : NULL;
+        if (!hd) return -1;
+        t->head = hd;
+        t->cap = c;
+    }
+    t->off[t->n] = off;
+    t->len[t->n] = len;
+    t->head[t->n] = head;
+    t->slot[h] = (uint64_t)hash << 32 | (t->n + 1);
+    return (int64_t)t->n++;
+}
+
+static int is_delim(uint8_t c) {
+    return c == ' ' || c == CS_TEXT_SEP;
+}
+
+/* 1 if text[0..n) has no two delimiters in a row after its first word (the
+ * reduced string is exact there); *nw gets the word count. */
+static int single_delims(const uint8_t *text, uint64_t n, uint64_t *nw) {
+    uint64_t i = 0, w = 0;
+    while (i < n && is_delim(text[i])) i++;
+    for (; i < n; i++) {
+        if (is_delim(text[i])) {
+            if (i + 1 < n && is_delim(text[i + 1])) return 0;
+        } else if (i == 0 || is_delim(text[i - 1]))
+            w++;
+    }
+    *nw = w;
+    return 1;
+}
+
+/* The sorted word starts of text[0..n) into *out (malloc'd, *k of them);
+ * 1 when the text does not suit the reduced string (the caller sorts every
+ * suffix), -1 on memory. */
+static int word_sa_reduced(const uint8_t *text, uint64_t n, uint32_t **out, uint64_t *k) {
+    uint64_t nw;
+    if (!single_delims(text, n, &nw)) return 1;
+    piece_table t = {0};
+    uint32_t *start = malloc((nw ? nw : 1) * sizeof *start), *id = malloc((nw ? nw : 1) * sizeof *id);
+    uint32_t *order = NULL, *rank = NULL;
+    uint8_t *r = NULL;
+    saidx_t *sa = NULL;
+    int rc = -1;
+    if (!start || !id) goto out;
+    uint64_t w = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        if (is_delim(text[i]) || (i > 0 && !is_delim(text[i - 1]))) continue;
+        uint64_t e = i;
+        while (e < n && !is_delim(text[e])) e++;
+        if (e < n) e++; /* the delimiter belongs to the piece */
+        int64_t d = table_add(&t, text, (uint32_t)i, (uint32_t)(e - i));
+        if (d < 0) goto out;
+        start[w] = (uint32_t)i;
+        id[w++] = (uint32_t)d;
+        i = e - 1;
+    }
+    /* ranks of the distinct pieces, in byte order */
+    order = malloc((t.n ? t.n : 1) * sizeof *order);
+    rank = malloc((t.n ? t.n : 1) * sizeof *rank);
+    if (!order || !rank) goto out;
+    for (uint64_t i = 0; i < t.n; i++) order[i] = (uint32_t)i;
+    piece_set ps = {text, t.off, t.len};
+    qsort_r(order, t.n, sizeof *order, piece_cmp, &ps);
+    for (uint64_t i = 0; i < t.n; i++) rank[order[i]] = (uint32_t)i;
+    int wb = 1;
+    while (wb < 4 && t.n > (1ull << (8 * wb))) wb++;
+    uint64_t rn = nw * (uint64_t)wb;
+    if (rn > (uint64_t)INT32_MAX) {
+        rc = 1;
+        goto out;
+    }
+    r = malloc(rn ? rn : 1);
+    sa = malloc((rn ? rn : 1) * sizeof *sa);
+    if (!r || !sa) goto out;
+    for (uint64_t i = 0; i < nw; i++)
+        for (int b = 0; b < wb; b++) r[i * wb + b] = (uint8_t)(rank[id[i]] >> (8 * (wb - 1 - b)));
+    free(id), free(rank), free(order), free(t.slot), free(t.off), free(t.len), free(t.head); /* before the sort */
+    id = rank = order = t.off = t.len = NULL;
+    t.slot = t.head = NULL;
+    if (rn && divsufsort(r, sa, (saidx_t)rn) != 0) goto out;
+    uint32_t *o = (uint32_t *)sa; /* in place: the kept rows never pass the read position */
+    uint64_t kk = 0;
+    for (uint64_t i = 0; i < rn; i++)
+        if ((uint64_t)sa[i] % (uint64_t)wb == 0) o[kk++] = start[(uint64_t)sa[i] / (uint64_t)wb];
+    *out = o;
+    *k = kk;
+    sa = NULL;
+    rc = 0;
+out:
+    free(start), free(id), free(order), free(rank), free(r), free(sa);
+    free(t.slot), free(t.off), free(t.len), free(t.head);
+    return rc;
+}
+
 static int sa_build(const uint8_t *text, uint64_t n, const char *text_path, const char *sa_path, int chars,
                     uint64_t *n_sa, cs_err *err) {
     *n_sa = 0;
     if (n > CS_TEXT_MAX_SHARD) return cs_fail(err, CS_ELIMIT, "%s: shard of %llu bytes exceeds 2 GiB", text_path,
                                               (unsigned long long)n);
-    saidx_t *sa = malloc((n ? n : 1) * sizeof *sa);
-    if (!sa) return cs_fail(err, CS_ENOMEM, "%s: out of memory for the suffix array (%llu bytes)", sa_path,
-                            (unsigned long long)(n * sizeof *sa));
-    if (n && divsufsort(text, sa, (saidx_t)n) != 0) {
-        free(sa);
-        return cs_fail(err, CS_EINTERNAL, "%s: divsufsort failed", sa_path);
-    }
-    /* Keep the wanted suffixes, in place; the order is kept. */
-    uint32_t *out = (uint32_t *)sa;
+    uint32_t *out = NULL;
     uint64_t k = 0;
-    if (chars) { /* suffixes are sorted by first byte: drop the 0x80..0xBF and 0xFF blocks */
-        uint64_t a = first_with(text, sa, n, 0x80), b = first_with(text, sa, n, 0xC0);
-        uint64_t f = first_with(text, sa, n, CS_TEXT_SEP);
-        memmove(out + a, out + b, (f - b) * sizeof *out);
-        k = a + (f - b);
-    } else
-        for (uint64_t i = 0; i < n; i++) {
-            if (i + 32 < n) __builtin_prefetch(text + sa[i + 32] - (sa[i + 32] > 0)); /* random reads: hide latency */
-            uint32_t p = (uint32_t)sa[i];
-            if (keep_word(text, p)) out[k++] = p;
+    int red = chars ? 1 : word_sa_reduced(text, n, &out, &k);
+    if (red < 0) return cs_fail(err, CS_ENOMEM, "%s: out of memory for the word suffix array", sa_path);
+    if (red > 0) { /* every suffix sorted, the wanted ones kept */
+        saidx_t *sa = malloc((n ? n : 1) * sizeof *sa);
+        if (!sa) return cs_fail(err, CS_ENOMEM, "%s: out of memory for the suffix array (%llu bytes)", sa_path,
+                                (unsigned long long)(n * sizeof *sa));
+        if (n && divsufsort(text, sa, (saidx_t)n) != 0) {
+            free(sa);
+            return cs_fail(err, CS_EINTERNAL, "%s: divsufsort failed", sa_path);
         }
+        /* Keep the wanted suffixes, in place; the order is kept. */
+        out = (uint32_t *)sa;
+        if (chars) { /* suffixes are sorted by first byte: drop the 0x80..0xBF and 0xFF blocks */
+            uint64_t a = first_with(text, sa, n, 0x80), b = first_with(text, sa, n, 0xC0);
+            uint64_t f = first_with(text, sa, n, CS_TEXT_SEP);
+            memmove(out + a, out + b, (f - b) * sizeof *out);
+            k = a + (f - b);
+        } else
+            for (uint64_t i = 0; i < n; i++) {
+                if (i + 32 < n) __builtin_prefetch(text + sa[i + 32] - (sa[i + 32] > 0)); /* random reads: hide latency */
+                uint32_t p = (uint32_t)sa[i];
+                if (keep_word(text, p)) out[k++] = p;
+            }
+    }
     int rc = cs_write_file_atomic(text_path, text, n, err);
     if (!rc) rc = cs_write_file_atomic(sa_path, out, k * sizeof *out, err);
-    free(sa);
+    free(out);
     if (!rc) *n_sa = k;
     return rc;
 }

@@ -4,13 +4,16 @@
  * figures, text_exact.h).
  *
  * Layout: text = doc_0 0xFF doc_1 0xFF ... doc_k 0xFF (normalised UTF-8 never
- * holds 0xFF, so no pattern can match across a separator). The suffix array
- * keeps only the suffixes that start a word (offset 0, or after ' ' or 0xFF),
- * in byte order, as uint32 offsets: ~0.7 bytes per input byte instead of 4,
- * and every verbatim span starts at a word in both the completion and the
- * corpus. It is built with libdivsufsort over all suffixes, then filtered, so
- * a shard is limited to < 2 GiB (int32) and building needs 5 bytes per text
- * byte of memory: shards bound both. */
+ * holds 0xFF, so no pattern can match across a separator). The word suffix
+ * array keeps only the suffixes that start a word (offset 0, or after ' ' or
+ * 0xFF), in byte order, as uint32 offsets: ~0.6 bytes per input byte instead
+ * of 4, and every verbatim span starts at a word in both the completion and
+ * the corpus. Normal-form text (one delimiter between words) is sorted
+ * through a reduced string (each word's rank among the distinct words, 1-4
+ * bytes: ~0.3-0.6 of the text), one libdivsufsort call; other text sorts
+ * every suffix and keeps the word starts. The raw text's array (every code
+ * point start) is one libdivsufsort call over the raw text. A shard is
+ * limited to < 2 GiB (int32); building it needs ~5 bytes per raw byte. */
 #ifndef CS_TEXT_SA_H
 #define CS_TEXT_SA_H
 

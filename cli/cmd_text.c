@@ -48,7 +48,8 @@ static const char *const HELP[][2] = {
               "their .gz forms, read transparently. A document's name is its JSONL id, else its\n"
               "path. Input that is not UTF-8 text (binary, another encoding, a NUL byte, a \\u0000\n"
               "escape, a corrupt .gz) is an error naming the file. Adding documents later adds a\n"
-              "shard (--shard-mb, default 1024).\n"},
+              "shard. The input is split at document boundaries into shards of at most --shard-mb\n"
+              "(default 512) sorted in parallel (-j); results do not depend on either.\n"},
     {"prompts", "usage: copyscope text prompts --prefix-words N --continuation-words M [--per-doc K]\n"
                 "                              [--docs NAME,NAME..] [--out FILE] [--db FILE]\n\n"
                 "Cuts K windows of N + M words from each document (or the named ones); writes the\n"
@@ -112,7 +113,7 @@ static int text_index(int argc, char **argv) {
         {"db", required_argument, 0, 'd'}, {"shard-mb", required_argument, 0, 's'}, {"field", required_argument, 0, 'f'},
         {"help", no_argument, 0, 'h'},     {"json", no_argument, 0, 'J'}, {0}};
     const char *db = cli_default_db(), *field = NULL;
-    long shard_mb = 1024;
+    long shard_mb = 0; /* the library's default */
     int ch, json = 0;
     optind = 0;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {

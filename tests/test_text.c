@@ -13,6 +13,7 @@
 #include "analyze/text_norm.h"
 #include "analyze/text_sa.h"
 #include "analyze/text_span.h"
+#include "core/parallel.h"
 #include "t.h"
 
 #include <utf8proc.h>
@@ -228,13 +229,15 @@ static uint64_t brute_longest(const uint8_t *t, uint64_t n, const uint8_t *p, si
     return best;
 }
 
-static void test_sa_matches_brute_force(void) {
-    /* words over a 3-letter alphabet, so many partial matches */
+/* words over an alphabet of 3 letters (many partial matches, < 256
+ * distinct words) or 26 (> 256: two-byte ranks in the reduced string;
+ * words up to 12 letters) */
+static void sa_vs_brute_force(int alpha) {
     size_t n = 0;
     uint8_t t[3000];
     while (n < 2900) {
-        int wl = 1 + (int)(rnd() % 4);
-        for (int i = 0; i < wl; i++) t[n++] = (uint8_t)('a' + rnd() % 3);
+        int wl = 1 + (int)(rnd() % (alpha > 3 ? 12 : 4)); /* and words past the 8 bytes a piece's head holds */
+        for (int i = 0; i < wl; i++) t[n++] = (uint8_t)('a' + rnd() % (uint64_t)alpha);
         t[n++] = (rnd() % 20 == 0) ? 0xff : ' ';
     }
     t[n - 1] = 0xff;
@@ -248,6 +251,14 @@ static void test_sa_matches_brute_force(void) {
     for (size_t i = 0; i < n; i++)
         starts += t[i] != ' ' && t[i] != 0xff && (i == 0 || t[i - 1] == ' ' || t[i - 1] == 0xff);
     CHECK(n_sa == starts && sa.n_sa == starts);
+    /* the kept suffixes in strict byte order (the reduced-string sort) */
+    int unsorted = 0;
+    for (uint64_t i = 1; i < sa.n_sa; i++) {
+        uint64_t a = sa.sa[i - 1], b = sa.sa[i], la = n - a, lb = n - b;
+        int c = memcmp(t + a, t + b, la < lb ? la : lb);
+        unsorted += c > 0 || (c == 0 && la > lb);
+    }
+    CHECKF(unsorted == 0, "%d rows out of order", unsorted);
     int bad = 0;
     for (int trial = 0; trial < 300; trial++) {
         uint8_t p[40];
@@ -267,6 +278,11 @@ static void test_sa_matches_brute_force(void) {
     CHECKF(bad == 0, "%d mismatches", bad);
     cs_text_sa_close(&sa);
     free(tp), free(sp);
+}
+
+static void test_sa_matches_brute_force(void) {
+    sa_vs_brute_force(3);
+    sa_vs_brute_force(26);
 }
 
 /* ---- a corpus of known documents ---- */
@@ -477,6 +493,73 @@ static void test_metrics_hand_computed(void) {
 }
 
 /* ---- shards ---- */
+
+/* A run stopped by an error half way keeps the shards it committed (whole,
+ * no temporary file left); running it again indexes the rest and finds
+ * every document. Two threads: shards are built two at a time. */
+static void test_index_interrupted_then_resumed(void) {
+    char *dir = fresh_dir("resume"), *docs = path_in(dir, "docs"), *db = path_in(dir, "t.db");
+    mkdir(docs, 0755);
+    doc d[6];
+    for (int i = 0; i < 6; i++) {
+        d[i] = make_doc(300); /* ~2 KB: one shard each at 2500 bytes */
+        char name[32];
+        snprintf(name, sizeof name, "d%d.txt", i);
+        char *p = path_in(docs, name);
+        write_file(p, d[i].text, d[i].len);
+        free(p);
+    }
+    char *bad = path_in(docs, "d3x.txt"); /* read after d3: stops the run */
+    write_file(bad, "caf\xe9", 4);
+    int saved = cs_threads();
+    cs_set_threads(2);
+    cs_store *s;
+    cs_err e = {0};
+    cs_text_index_stats st;
+    cs_text_index_opts o = {.shard_bytes = 2500};
+    const char *paths[] = {docs};
+    REQUIRE(cs_store_open(&s, db, &e) == 0);
+    CHECK(cs_text_index(s, paths, 1, &o, &st, &e) != 0 && strstr(e.msg, "d3x.txt: not UTF-8"));
+    CHECK(query_int(s, "SELECT count(*) FROM text_shards") == 2); /* d0, d1: the first batch */
+    CHECK(query_int(s, "SELECT count(*) FROM text_docs WHERE status = 'ok'") == 2);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -c text-build", dir);
+    FILE *ls = popen(cmd, "r");
+    int left = -1;
+    if (ls) {
+        if (fscanf(ls, "%d", &left) != 1) left = -1;
+        pclose(ls);
+    }
+    CHECKF(left == 0, "%d temporary files left", left);
+    cs_text_corpus c;
+    REQUIRE(cs_text_corpus_open(&c, s, &e) == 0); /* whole shards only */
+    CHECK(c.n_shards == 2);
+    cs_text_corpus_close(&c);
+    unlink(bad);
+    REQUIRE(cs_text_index(s, paths, 1, &o, &st, &e) == 0);
+    CHECK(st.docs_skipped == 2 && st.docs_ok == 4 && st.shards == 4);
+    REQUIRE(cs_text_corpus_open(&c, s, &e) == 0);
+    CHECK(c.n_shards == 6);
+    for (int i = 0; i < 6; i++) { /* 30 words of each document, found in it */
+        char q[2048];
+        size_t k = 0;
+        for (int w = 100; w < 130; w++) k += (size_t)sprintf(q + k, "%s%s", w > 100 ? " " : "", d[i].words[w]);
+        cs_text_span longest, *spans;
+        size_t n;
+        REQUIRE(cs_text_spans(&c, q, k, 10, &longest, &spans, &n, &e) == 0);
+        char sql[600];
+        snprintf(sql, sizeof sql, "SELECT id FROM text_docs WHERE source = '%s/d%d.txt'", docs, i);
+        CHECKF(longest.words == 30 && longest.doc_id == query_int(s, sql), "doc %d: %llu words", i,
+               (unsigned long long)longest.words);
+        free(spans);
+    }
+    cs_text_corpus_close(&c);
+    cs_store_close(s);
+    cs_set_threads(saved);
+    for (int i = 0; i < 6; i++) free_doc(&d[i]);
+    free(bad), free(docs), free(db), free(dir);
+}
+
 
 static void test_shards_add_and_search_both(void) {
     fixture f;
@@ -761,6 +844,7 @@ int main(void) {
     RUN(test_spans_never_cross_documents);
     RUN(test_metrics_hand_computed);
     RUN(test_shards_add_and_search_both);
+    RUN(test_index_interrupted_then_resumed);
     RUN(test_ngram_reproduces_training_text);
     RUN(test_prompts_and_verdicts);
     RUN(test_bad_documents_recorded);

@@ -14,6 +14,7 @@
 #include "analyze/text_audit.h"
 #include "analyze/text_corpus.h"
 #include "analyze/text_trace.h"
+#include "core/parallel.h"
 #include "t.h"
 
 static char *tmp;
@@ -533,6 +534,92 @@ static void check_spans(int i, const cJSON *r) {
     if (lw >= 10) CHECKF(best == lw, "case %d: longest listed span %zu, longest_span_words %zu", i, best, lw);
 }
 
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    *n = 0;
+    if (!f) return NULL;
+    char *b = NULL;
+    size_t cap = 0, k;
+    char chunk[65536];
+    while ((k = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        char *nb = realloc(b, cap + k + 1);
+        if (!nb) break;
+        b = nb;
+        memcpy(b + cap, chunk, k);
+        cap += k;
+    }
+    fclose(f);
+    *n = cap;
+    return b;
+}
+
+static int same_file(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = slurp(a, &na), *y = slurp(b, &nb);
+    int same = x && y && na == nb && !memcmp(x, y, na);
+    free(x), free(y);
+    return same;
+}
+
+/* The same documents indexed again into db (shard_bytes, threads) and the
+ * same completions audited: *out gets the results file. */
+static int audit_again(const corpus *C, const char *name, uint64_t shard_bytes, int threads, const char *in,
+                       char *out, size_t outsz) {
+    char docdir[4300], db[4400];
+    snprintf(docdir, sizeof docdir, "%s/docs", C->dir);
+    snprintf(db, sizeof db, "%s/%s.db", C->dir, name);
+    snprintf(out, outsz, "%s/%s.jsonl", C->dir, name);
+    int saved = cs_threads();
+    cs_set_threads(threads);
+    cs_err e = {0};
+    cs_store *s;
+    cs_text_corpus c;
+    cs_text_index_opts o = {.field = "body", .shard_bytes = shard_bytes};
+    const char *paths[] = {docdir};
+    int rc = cs_store_open(&s, db, &e);
+    if (!rc) rc = cs_text_index(s, paths, 1, &o, NULL, &e);
+    cs_set_threads(saved);
+    if (!rc) rc = cs_text_corpus_open(&c, s, &e);
+    if (!rc) {
+        FILE *f = fopen(out, "w");
+        cs_text_audit_opts ao;
+        cs_text_audit_defaults(&ao);
+        cs_text_audit_stats st;
+        rc = f ? cs_text_audit(s, &c, in, &ao, f, &st, &e) : -1;
+        if (f) fclose(f);
+        cs_text_corpus_close(&c);
+    }
+    cs_store_close(s);
+    if (rc) fprintf(stderr, "%s: %s\n", db, e.msg);
+    return rc;
+}
+
+/* Every field of every result the same with one shard and with a shard per
+ * document or two (the other layout of this seed), and the index files
+ * byte-identical at -j 1 and -j 3. */
+static void check_shard_independence(const corpus *C, const char *in, const char *outp) {
+    char o1[4500], o2[4500], o3[4500];
+    uint64_t other = seed_no >= 3 ? 0 : 4000;
+    REQUIRE(audit_again(C, "other", other, 2, in, o1, sizeof o1) == 0);
+    CHECKF(same_file(outp, o1), "seed %d: results differ between 1 shard and many", seed_no);
+    uint64_t same = seed_no >= 3 ? 4000 : 0;
+    REQUIRE(audit_again(C, "j1", same, 1, in, o2, sizeof o2) == 0);
+    REQUIRE(audit_again(C, "j3", same, 3, in, o3, sizeof o3) == 0);
+    CHECK(same_file(outp, o2) && same_file(outp, o3));
+    int shards = 0;
+    for (int id = 1; id < 100; id++)
+        for (int k = 0; k < 4; k++) {
+            static const char *const ext[4] = {"txt", "sa", "raw", "rsa"};
+            char a[4600], b[4600];
+            snprintf(a, sizeof a, "%s/j1.db.text-%d.%s", C->dir, id, ext[k]);
+            snprintf(b, sizeof b, "%s/j3.db.text-%d.%s", C->dir, id, ext[k]);
+            if (access(a, F_OK)) continue;
+            shards += k == 0;
+            CHECKF(same_file(a, b), "%s differs at -j 1 and -j 3", b);
+        }
+    CHECK(shards >= 1);
+}
+
 static void audit_one_seed(void) {
     corpus C;
     ncase = 0;
@@ -575,6 +662,7 @@ static void audit_one_seed(void) {
     free(line);
     fclose(f);
     CHECK(i == ncase && lines == ncase + 1);
+    check_shard_independence(&C, in, outp);
     for (int k = 0; k < ncase; k++) free(cases[k].comp), free(cases[k].prompt), free(cases[k].cont);
     free_corpus(&C);
 }

@@ -1,5 +1,7 @@
 #include "core/store.h"
 
+#include "core/shard.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +123,11 @@ static int store_open_flags(cs_store **out, const char *path, int flags, cs_err 
     }
     sqlite3_busy_timeout(s->db, 10000);
     sqlite3_extended_result_codes(s->db, 1);
+    /* a sharded store's shards (core/shard.h); read-write: after migrating */
+    if (!(flags & SQLITE_OPEN_READWRITE) && cs_store_attach_shards(s, err)) {
+        cs_store_close(s);
+        return -1;
+    }
     *out = s;
     return 0;
 }
@@ -141,7 +148,7 @@ int cs_store_open(cs_store **out, const char *path, cs_err *err) {
     }
     if (cs_store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                          " PRAGMA foreign_keys=ON;", err) ||
-        store_migrate(s, err)) {
+        store_migrate(s, err) || cs_store_attach_shards(s, err)) {
         cs_store_close(s);
         return -1;
     }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 char *cs_shard_dir(const char *db) {
     size_t n = strlen(db) + 8;
@@ -104,6 +105,8 @@ int cs_store_attach_shards(cs_store *s, cs_err *err) {
         snprintf(alias, sizeof alias, "cs_shard_%d", k + 1);
         sqlite3_stmt *st = NULL;
         if (!sp) rc = cs_fail(err, CS_ENOMEM, "out of memory");
+        else if (access(sp, R_OK) != 0) /* ATTACH would create an empty one */
+            rc = cs_fail(err, CS_ENOTFOUND, "%s: its shard %s is missing or unreadable", path, sp);
         else if (sqlite3_prepare_v2(db, "ATTACH ?1 AS ?2", -1, &st, NULL) != SQLITE_OK)
             rc = cs_store_fail(s, err, "attaching a shard");
         else {

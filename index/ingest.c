@@ -22,6 +22,7 @@
 #include "core/image.h"
 #include "core/parallel.h"
 #include "core/progress.h"
+#include "core/shard.h"
 #include "index/ingest_internal.h"
 #include "index/localfeat.h"
 #include "index/refs.h"
@@ -442,6 +443,9 @@ int cs_ingest_add(cs_store *s, const char *const *paths, int n, const cs_ingest_
     c.batch_size = opts && opts->batch > 0 ? opts->batch : 256;
     c.iopts.max_pixels = opts ? opts->max_pixels : 0;
     c.local_features = opts && opts->local_features;
+    if (cs_store_shards(s) > 0) /* its rows live in the shards (index/shard.h) */
+        return cs_fail(err, CS_EUSAGE, "%s: a store of %d shards: add to it with --shards %d (or mpirun -np %d)",
+                       cs_store_path(s), cs_store_shards(s), cs_store_shards(s), cs_store_shards(s));
     if (opts && opts->shard_n > 0) {
         if (opts->shard_k < 0 || opts->shard_k >= opts->shard_n)
             return cs_fail(err, CS_EUSAGE, "index add: shard %d of %d does not exist", opts->shard_k, opts->shard_n);

@@ -70,6 +70,15 @@ grep -q "duplicates across shards" "$T/s3.out" && ok catalogue_line || bad "cata
 # a sharded store grows only with its own shard count
 $B index add "$T/refs.txt" --db "$T/s3.db" --shards 2 > /dev/null 2> "$T/err"; rc=$?
 [ $rc -ne 0 ] && grep -q "a store of 3 shards" "$T/err" && ok shard_count_checked || bad "shard_count_checked (rc=$rc)"
+# one-process add into a sharded store is refused (its rows live in the shards)
+$B index add "$T/refs.txt" --db "$T/s3.db" > /dev/null 2> "$T/err"; rc=$?
+[ $rc -ne 0 ] && grep -q "add to it with --shards 3" "$T/err" && ok plain_add_refused || bad "plain_add_refused (rc=$rc)"
+# a missing shard is named, not silently recreated empty
+mv "$T/s3.db.shards/2-of-3.db" "$T/moved.db"
+$B index stats --db "$T/s3.db" > /dev/null 2> "$T/err"; rc=$?
+[ $rc -ne 0 ] && grep -q "2-of-3.db is missing" "$T/err" && [ ! -e "$T/s3.db.shards/2-of-3.db" ] && ok missing_shard ||
+  bad "missing_shard (rc=$rc)"
+mv "$T/moved.db" "$T/s3.db.shards/2-of-3.db"
 
 if [ ! -x "$M" ] || ! command -v mpirun > /dev/null 2>&1; then
   echo "skip: MPI half ($M or mpirun missing: make mpi; apt-get install libopenmpi-dev openmpi-bin)"

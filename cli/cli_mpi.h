@@ -12,6 +12,6 @@ int cli_mpi_gate(int argc, char **argv);
 /* `index add` into a sharded store: under mpirun rank K of N builds shard
  * K; without MPI, shards > 0 builds all of them one after another. Rank 0
  * writes the manifest's catalogue when every shard is done and prints. */
-int cli_index_add_sharded(const char *db, char **paths, int n, const cs_ingest_opts *o, int shards);
+int cli_index_add_sharded(const char *db, char **paths, int n, const cs_ingest_opts *o, int shards, int timings);
 
 #endif

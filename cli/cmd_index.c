@@ -151,7 +151,7 @@ static int cmd_index_add(int argc, char **argv) {
     o.progress = !(pe && !strcmp(pe, "0")); /* off a terminal: log lines (core/progress.h) */
     if (optind >= argc) return add_embeddings(db, embedder, o.threads, o.progress);
     if (cs_mpi_size() > 1 || shards > 0) { /* a sharded store (cli/cli_mpi.h); embeddings then on rank 0 */
-        int r = cli_index_add_sharded(db ? db : cli_default_db(), argv + optind, argc - optind, &o, shards);
+        int r = cli_index_add_sharded(db ? db : cli_default_db(), argv + optind, argc - optind, &o, shards, timings);
         return r || !embedder || cs_mpi_rank() ? r : add_embeddings(db, embedder, o.threads, o.progress);
     }
     cs_err err = {0};

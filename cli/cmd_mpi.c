@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cli/cli.h"
 #include "cli/cli_mpi.h"
@@ -19,8 +20,36 @@ int cli_mpi_gate(int argc, char **argv) {
 
 enum { S_ADDED, S_DUPS, S_ERRORS, S_SKIPPED, S_NOTES, S_N };
 
+static double cpu_seconds(void) {
+    struct rusage u;
+    if (getrusage(RUSAGE_SELF, &u)) return 0;
+    return (double)u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + (double)u.ru_stime.tv_sec + u.ru_stime.tv_usec * 1e-6;
+}
+
+/* Each rank's CPU-seconds on rank 0's stdout: the balance of the cut, and
+ * the speed-up the ranks allow on free cores (all / the busiest). */
+static void print_rank_cpu(int size) {
+    double mine = cpu_seconds(), *all = NULL;
+    int64_t *lens = cs_mpi_rank() == 0 ? calloc((size_t)size, sizeof *lens) : NULL;
+    if (cs_mpi_rank() == 0 && !lens) size = 0;
+    if (cs_mpi_gatherv(&mine, sizeof mine, (void **)&all, lens) || cs_mpi_rank() != 0 || !all) {
+        free(lens);
+        return;
+    }
+    double sum = 0, mx = 0;
+    printf("cpu per rank (s):");
+    for (int r = 0; r < size; r++) {
+        printf(" %.2f", all[r]);
+        sum += all[r];
+        if (all[r] > mx) mx = all[r];
+    }
+    printf("  (all %.2f, busiest %.2f: %.2fx on free cores)\n", sum, mx, mx > 0 ? sum / mx : 0.0);
+    free(all);
+    free(lens);
+}
+
 /* Long: prepare (rank 0), this rank's shards, the catalogue (rank 0), the summary, in order. */
-int cli_index_add_sharded(const char *db, char **paths, int n, const cs_ingest_opts *o0, int shards) {
+int cli_index_add_sharded(const char *db, char **paths, int n, const cs_ingest_opts *o0, int shards, int timings) {
     int size = cs_mpi_size(), rank = cs_mpi_rank();
     if (size > 1 && shards > 0 && shards != size)
         return cli_usage_error("index add: --shards %d, but %d ranks (each rank builds one shard)", shards, size);
@@ -58,6 +87,7 @@ int cli_index_add_sharded(const char *db, char **paths, int n, const cs_ingest_o
     cs_shard_totals tot = {0};
     if (rank == 0) bad = cs_shard_finish(db, nsh, &tot, &err);
     if (cs_mpi_any(bad)) return bad ? cli_fail(&err) : CLI_FAIL;
+    if (timings && size > 1) print_rank_cpu(size); /* collective: every rank */
     if (rank) return CLI_OK;
     double t = cs_now_s() - t0;
     int64_t done = sum[S_ADDED] + sum[S_DUPS] + sum[S_ERRORS];

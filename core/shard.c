@@ -81,7 +81,8 @@ int cs_store_attach_shards(cs_store *s, cs_err *err) {
     }
     /* the shards are attached with the connection's own mode; SQLite allows
      * only so many attached files per connection */
-    int lim = sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 1000);
+    sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 125); /* capped at the library's compile-time maximum */
+    int lim = sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, -1);
     if (n > lim) {
         free(offs);
         return cs_fail(err, CS_ELIMIT,

@@ -17,6 +17,18 @@ int cs_shard_prepare(const char *db, int n, cs_err *err) {
     if (rc) return -1;
     cs_store *s;
     if (cs_store_open(&s, db, err)) return -1;
+    /* one process reads every shard through one connection (core/shard.h):
+     * refused before any work rather than after it */
+    sqlite3 *h = cs_store_db(s);
+    sqlite3_limit(h, SQLITE_LIMIT_ATTACHED, 125);
+    int lim = sqlite3_limit(h, SQLITE_LIMIT_ATTACHED, -1);
+    if (n > lim) {
+        cs_store_close(s);
+        return cs_fail(err, CS_ELIMIT,
+                       "%s: %d shards: this SQLite reads at most %d at once (run fewer ranks, each with more "
+                       "threads: -j)",
+                       db, n, lim);
+    }
     char *v = NULL;
     rc = cs_store_meta_get(s, "shards", &v, err);
     if (!rc && v && atoi(v) != n)
@@ -50,6 +62,10 @@ int cs_shard_finish(const char *db, int n, cs_shard_totals *t, cs_err *err) {
     int rc = !off || !offs ? cs_fail(err, CS_ENOMEM, "out of memory") : 0;
     if (!rc) offs[0] = 0;
     int attached = 0;
+    sqlite3_limit(h, SQLITE_LIMIT_ATTACHED, 125); /* capped at the library's compile-time maximum */
+    if (!rc && n > sqlite3_limit(h, SQLITE_LIMIT_ATTACHED, -1))
+        rc = cs_fail(err, CS_ELIMIT, "%s: %d shards, and this SQLite attaches at most %d files to a connection", db, n,
+                     sqlite3_limit(h, SQLITE_LIMIT_ATTACHED, -1));
     for (int k = 0; !rc && k < n; k++) {
         char *sp = cs_shard_path(db, k, n);
         sqlite3_stmt *st = NULL;

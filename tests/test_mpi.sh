@@ -70,6 +70,10 @@ grep -q "duplicates across shards" "$T/s3.out" && ok catalogue_line || bad "cata
 # a sharded store grows only with its own shard count
 $B index add "$T/refs.txt" --db "$T/s3.db" --shards 2 > /dev/null 2> "$T/err"; rc=$?
 [ $rc -ne 0 ] && grep -q "a store of 3 shards" "$T/err" && ok shard_count_checked || bad "shard_count_checked (rc=$rc)"
+# more shards than one SQLite connection can attach: refused before any work
+$B index add "$T/refs.txt" --db "$T/s12.db" --shards 12 > /dev/null 2> "$T/err"; rc=$?
+[ $rc -ne 0 ] && grep -q "12 shards: this SQLite reads at most" "$T/err" && [ ! -e "$T/s12.db.shards/1-of-12.db" ] &&
+  ok too_many_shards || bad "too_many_shards (rc=$rc)"
 # one-process add into a sharded store is refused (its rows live in the shards)
 $B index add "$T/refs.txt" --db "$T/s3.db" > /dev/null 2> "$T/err"; rc=$?
 [ $rc -ne 0 ] && grep -q "add to it with --shards 3" "$T/err" && ok plain_add_refused || bad "plain_add_refused (rc=$rc)"

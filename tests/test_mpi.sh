@@ -94,9 +94,15 @@ else
     same "m$n" "mpirun_np${n}_same_as_one_store"
   done
   [ "$(ls "$T/m3.db.shards" | grep -c 'of-3.db$')" -eq 3 ] && ok mpi3_three_shards || bad mpi3_three_shards
-  # mpirun's index query (rank 0 reads the union) answers as one process
-  $MPIRUN -np 2 "$M" index query --k 3 --db "$T/m2.db" "$T"/gens/*.png > "$T/mq.q" 2>/dev/null
-  cmp -s "$T/one.q" "$T/mq.q" && ok mpi_query_same || bad mpi_query_same
+  # index query under mpirun: each rank searches its shard, rank 0 merges
+  # the candidates (--dihedral: rank 0 reads the union); as one process
+  for n in 2 3; do
+    $MPIRUN -np $n "$M" index query --k 3 --db "$T/m$n.db" "$T"/gens/*.png > "$T/mq$n.q" 2>/dev/null
+    cmp -s "$T/one.q" "$T/mq$n.q" && ok "mpi_query_fanout_np$n" || { bad "mpi_query_fanout_np$n"; diff "$T/one.q" "$T/mq$n.q" | head -n 6; }
+  done
+  $B index query --k 3 --dihedral --db "$T/one.db" "$T"/gens/*.png > "$T/oned.q" 2>/dev/null
+  $MPIRUN -np 3 "$M" index query --k 3 --dihedral --db "$T/m3.db" "$T"/gens/*.png > "$T/mqd.q" 2>/dev/null
+  cmp -s "$T/oned.q" "$T/mqd.q" && ok mpi_query_dihedral || bad mpi_query_dihedral
 
   # kill -9 one rank mid-run: 2 ranks, small batches, one thread each
   $MPIRUN -np 2 "$M" index add "$T/refs.txt" --db "$T/k.db" -j 1 --batch 4 > "$T/k1.out" 2>&1 &

@@ -61,6 +61,9 @@ static void usage_add(FILE *f) {
             "  --shards N        build a sharded store: DB.shards/K-of-N.db, one per N contiguous runs of the\n"
             "                    inputs of about equal bytes, and DB as their catalogue (under mpirun with\n"
             "                    copyscope-mpi: one shard per rank; docs/SCALE.md)\n"
+            "  --no-thumbs       keep no 64x64 thumbnail (12 KiB) for references read from files: they\n"
+            "                    are re-read from the file when needed (same pixels; a changed file is\n"
+            "                    an error); tar members keep theirs\n"
             "  --no-local-features  skip the SIFT keypoints kept per reference (4 KiB each) that\n"
             "                    find crops, rotations and embeds; faster, those copies are missed\n"
             "  --embedder SPEC   after adding, compute the embedding of every reference that lacks\n"
@@ -81,6 +84,7 @@ static const struct option add_opts[] = {
     {"timings", no_argument, 0, 't'},          {"help", no_argument, 0, 'h'},
     {"embedder", required_argument, 0, 'E'},   {"attribution", required_argument, 0, 'A'},
     {"no-local-features", no_argument, 0, 'L'}, {"shards", required_argument, 0, 'S'},
+    {"no-thumbs", no_argument, 0, 'T'},
     {0, 0, 0, 0}};
 
 /* index add --attribution: the licence/credit line reports show beside every
@@ -134,6 +138,7 @@ static int cmd_index_add(int argc, char **argv) {
         case 'E': embedder = optarg; break;
         case 'A': attribution = optarg; break;
         case 'L': o.local_features = 0; break;
+        case 'T': o.no_thumbs = 1; break;
         case 'S':
             shards = (int)strtol(optarg, &end, 10);
             if (*end || shards <= 0 || shards > 4096) return cli_usage_error("index add: bad --shards '%s'", optarg);

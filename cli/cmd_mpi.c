@@ -87,6 +87,11 @@ int cli_index_add_sharded(const char *db, char **paths, int n, const cs_ingest_o
     cs_mpi_sum_i64(sum, S_N);
     cs_shard_totals tot = {0};
     if (rank == 0) bad = cs_shard_finish(db, nsh, &tot, &err);
+    if (rank == 0 && !bad && o0->no_thumbs) { /* the manifest's readers re-read them too */
+        cs_store *m;
+        bad = cs_store_open(&m, db, &err) || cs_store_meta_set(m, "thumbs", "source", &err);
+        cs_store_close(bad ? NULL : m);
+    }
     if (cs_mpi_any(bad)) return bad ? cli_fail(&err) : CLI_FAIL;
     if (timings && size > 1) print_rank_cpu(size); /* collective: every rank */
     if (rank) return CLI_OK;

@@ -6,6 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/hash_sha256.h"
+#include "core/image.h"
+
 char *cs_shard_dir(const char *db) {
     size_t n = strlen(db) + 8;
     char *p = malloc(n);
@@ -64,14 +67,94 @@ void cs_store_detach_shards(cs_store *s) {
     }
 }
 
+/* cs_ref_thumb(source, sha256): the 64x64 thumbnail of a reference kept
+ * without one (index add --no-thumbs), re-read from its file with the
+ * calls index add makes (decode, alpha over white, area resize), so the
+ * pixels are the ones it would have stored; a file whose sha256 changed
+ * since is an error, not other pixels. */
+static void ref_thumb_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    (void)argc;
+    const char *src = (const char *)sqlite3_value_text(argv[0]), *sha = (const char *)sqlite3_value_text(argv[1]);
+    char msg[1400], hex[65];
+    cs_err err = {0};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    cs_image img, th;
+    cs_image_opts o = {.max_pixels = (int64_t)1 << 40}; /* index add already accepted it */
+    if (!src || strstr(src, "//")) {
+        snprintf(msg, sizeof msg, "%s: no thumbnail stored and not a file to re-read", src ? src : "(null)");
+        sqlite3_result_error(ctx, msg, -1);
+        return;
+    }
+    if (cs_read_file(src, &buf, &len, &err)) {
+        snprintf(msg, sizeof msg, "reference without a thumbnail: %s", err.msg);
+        sqlite3_result_error(ctx, msg, -1);
+        return;
+    }
+    cs_sha256_hex(buf, len, hex);
+    if (!sha || strcmp(hex, sha)) {
+        free(buf);
+        snprintf(msg, sizeof msg, "%s: changed since index add (sha256 differs): add it again", src);
+        sqlite3_result_error(ctx, msg, -1);
+        return;
+    }
+    int rc = cs_image_decode(&img, buf, len, src, &o, &err);
+    free(buf);
+    if (!rc) {
+        rc = cs_image_resize(&th, &img, CS_STORE_THUMB, CS_STORE_THUMB, CS_RESIZE_AREA, &err);
+        cs_image_free(&img);
+    }
+    if (rc) {
+        snprintf(msg, sizeof msg, "reference without a thumbnail: %s", err.msg);
+        sqlite3_result_error(ctx, msg, -1);
+        return;
+    }
+    sqlite3_result_blob(ctx, th.rgb, CS_STORE_THUMB * CS_STORE_THUMB * 3, free);
+}
+
+/* A store of index add --no-thumbs (meta thumbs = 'source'): ref_thumbs is
+ * a view that gives the stored thumbnail, else the one re-read from source.
+ * Sharded: per shard, its id range (offsets) left-joined to its thumbnails. */
+static int thumbs_view(cs_store *s, int n, const long long *off, cs_err *err) {
+    sqlite3 *db = cs_store_db(s);
+    if (sqlite3_create_function(db, "cs_ref_thumb", 2, SQLITE_UTF8, NULL, ref_thumb_fn, NULL, NULL) != SQLITE_OK)
+        return cs_store_fail(s, err, "registering cs_ref_thumb");
+    size_t cap = 1024 + (size_t)(n > 0 ? n : 1) * 700, o;
+    char *sql = malloc(cap);
+    if (!sql) return cs_fail(err, CS_ENOMEM, "out of memory");
+    o = (size_t)snprintf(sql, cap, "DROP VIEW IF EXISTS temp.ref_thumbs; CREATE TEMP VIEW ref_thumbs AS ");
+    const char *pick = "CASE WHEN x.rgb IS NULL THEN cs_ref_thumb(r.source, r.sha256) ELSE x.rgb END";
+    if (n == 0)
+        snprintf(sql + o, cap - o,
+                 "SELECT r.id AS ref_id, %d AS w, %d AS h, %s AS rgb FROM main.refs r "
+                 "LEFT JOIN main.ref_thumbs x ON x.ref_id = r.id WHERE r.status = 'ok'",
+                 CS_STORE_THUMB, CS_STORE_THUMB, pick);
+    for (int k = 0; k < n && o < cap; k++) {
+        char hi[48] = "";
+        if (k + 1 < n) snprintf(hi, sizeof hi, " AND r.id <= %lld", off[k + 1]);
+        o += (size_t)snprintf(sql + o, cap - o,
+                              "%sSELECT r.id AS ref_id, %d AS w, %d AS h, %s AS rgb FROM main.refs r "
+                              "LEFT JOIN cs_shard_%d.ref_thumbs x ON x.ref_id = r.id - %lld "
+                              "WHERE r.status = 'ok' AND r.id > %lld%s",
+                              k ? " UNION ALL " : "", CS_STORE_THUMB, CS_STORE_THUMB, pick, k + 1, off[k], off[k], hi);
+    }
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK
+                 ? cs_fail(err, CS_EDB, "%s: thumbnail view: %s", cs_store_path(s), sqlite3_errmsg(db))
+                 : 0;
+    free(sql);
+    return rc;
+}
+
 /* Long: parse the offsets, attach each shard, build three views, in order. */
 int cs_store_attach_shards(cs_store *s, cs_err *err) {
     sqlite3 *db = cs_store_db(s);
     char nv[32], *offs = malloc(1 << 20);
     if (!offs) return cs_fail(err, CS_ENOMEM, "out of memory");
+    char tv[16];
+    int from_source = meta_int(db, "thumbs", tv, sizeof tv) && !strcmp(tv, "source");
     if (!meta_int(db, "shards", nv, sizeof nv) || !meta_int(db, "shard_offsets", offs, 1 << 20)) {
         free(offs);
-        return 0;
+        return from_source ? thumbs_view(s, 0, NULL, err) : 0;
     }
     int n = atoi(nv), rc = 0;
     const char *path = cs_store_path(s);
@@ -129,6 +212,7 @@ int cs_store_attach_shards(cs_store *s, cs_err *err) {
         if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
             rc = cs_fail(err, CS_EDB, "%s: shard views: %s", path, sqlite3_errmsg(db));
     }
+    if (!rc && from_source) rc = thumbs_view(s, n, off, err);
     free(off);
     free(sql);
     free(offs);

@@ -18,6 +18,11 @@
 #include "core/err.h"
 #include "core/store.h"
 
+/* index/refs.h's CS_THUMB_SIZE (checked there): the size of the thumbnails
+ * a --no-thumbs store re-reads from source (the meta key thumbs = 'source'
+ * makes ref_thumbs a view that does it; core/shard.c). */
+#define CS_STORE_THUMB 64
+
 /* "<db>.shards/<k+1>-of-<n>.db" for k = 0..n-1; caller frees. */
 char *cs_shard_path(const char *db, int k, int n);
 /* "<db>.shards"; caller frees. */

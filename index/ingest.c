@@ -44,6 +44,7 @@ struct ing_ctx {
     cs_image_opts iopts;
     int threads, batch_size;
     int local_features;     /* opts->local_features */
+    int no_thumbs;          /* opts->no_thumbs */
     int counting;           /* first pass: only count inputs for the progress total */
     int64_t count;
     sqlite3_stmt *q_source; /* on ro (or s) */
@@ -330,12 +331,14 @@ static int write_job(ing_ctx *c, ing_job *j, cs_ingest_stats *ws, cs_err *err) {
     sqlite3_bind_int64(h, 5, (int64_t)j->hashes.dhash);
     sqlite3_bind_int64(h, 6, (int64_t)j->hashes.ahash);
     if (step_done(c, h, "recording hashes", err)) return -1;
+    if (c->no_thumbs && j->path) goto thumb_done; /* re-read from the file (opts->no_thumbs) */
     sqlite3_stmt *t = c->ins_thumb;
     sqlite3_bind_int64(t, 1, id);
     sqlite3_bind_int(t, 2, CS_THUMB_SIZE);
     sqlite3_bind_int(t, 3, CS_THUMB_SIZE);
     sqlite3_bind_blob(t, 4, j->thumb, CS_THUMB_SIZE * CS_THUMB_SIZE * 3, SQLITE_STATIC);
     if (step_done(c, t, "recording a thumbnail", err)) return -1;
+thumb_done:
     if (!j->lf) return 0;
     sqlite3_stmt *l = c->ins_lf;
     sqlite3_bind_int64(l, 1, id);
@@ -443,6 +446,9 @@ int cs_ingest_add(cs_store *s, const char *const *paths, int n, const cs_ingest_
     c.batch_size = opts && opts->batch > 0 ? opts->batch : 256;
     c.iopts.max_pixels = opts ? opts->max_pixels : 0;
     c.local_features = opts && opts->local_features;
+    c.no_thumbs = opts && opts->no_thumbs;
+    /* before any row: readers of this store re-read missing thumbnails */
+    if (c.no_thumbs && cs_store_meta_set(s, "thumbs", "source", err)) return -1;
     if (cs_store_shards(s) > 0) /* its rows live in the shards (index/shard.h) */
         return cs_fail(err, CS_EUSAGE, "%s: a store of %d shards: add to it with --shards %d (or mpirun -np %d)",
                        cs_store_path(s), cs_store_shards(s), cs_store_shards(s), cs_store_shards(s));
@@ -480,13 +486,13 @@ int cs_ingest_add(cs_store *s, const char *const *paths, int n, const cs_ingest_
                               "WHERE id = ?1",
                               err) ||
              cs_store_prepare(s, &c.ins_hash,
-                              "INSERT OR REPLACE INTO ref_hashes(ref_id, pdq, pdq_quality, phash, dhash, "
+                              "INSERT OR REPLACE INTO main.ref_hashes(ref_id, pdq, pdq_quality, phash, dhash, "
                               "ahash) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
                               err) ||
              cs_store_prepare(s, &c.ins_thumb,
-                              "INSERT OR REPLACE INTO ref_thumbs(ref_id, w, h, rgb) VALUES(?1, ?2, ?3, ?4)",
+                              "INSERT OR REPLACE INTO main.ref_thumbs(ref_id, w, h, rgb) VALUES(?1, ?2, ?3, ?4)",
                               err) ||
-             cs_store_prepare(s, &c.ins_lf, "INSERT OR REPLACE INTO ref_localfeat(ref_id, rec) VALUES(?1, ?2)", err)
+             cs_store_prepare(s, &c.ins_lf, "INSERT OR REPLACE INTO main.ref_localfeat(ref_id, rec) VALUES(?1, ?2)", err)
                  ? -1
                  : 0;
     /* first pass: count the file inputs so the progress line has a total

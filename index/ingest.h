@@ -37,6 +37,11 @@ typedef struct {
      * shards in order hold exactly the rows one process would write, in its
      * order. Every process computes the same cut from the same inputs. */
     int shard_k, shard_n;
+    /* 1: no ref_thumbs row for references read from files (12 KiB each):
+     * readers get the thumbnail re-read from the file through the view
+     * core/shard.c puts over ref_thumbs (meta thumbs = 'source'), the same
+     * pixels. Tar members keep theirs (re-reading members is not built). */
+    int no_thumbs;
 } cs_ingest_opts;
 
 typedef struct {

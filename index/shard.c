@@ -8,6 +8,9 @@
 #include "core/fs.h"
 #include "core/shard.h"
 #include "core/store.h"
+#include "index/refs.h"
+
+_Static_assert(CS_THUMB_SIZE == CS_STORE_THUMB, "core/shard.c re-reads thumbnails at index/refs.h's size");
 
 int cs_shard_prepare(const char *db, int n, cs_err *err) {
     char *dir = cs_shard_dir(db);

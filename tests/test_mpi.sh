@@ -84,6 +84,25 @@ $B index stats --db "$T/s3.db" > /dev/null 2> "$T/err"; rc=$?
   bad "missing_shard (rc=$rc)"
 mv "$T/moved.db" "$T/s3.db.shards/2-of-3.db"
 
+# --no-thumbs: no thumbnail rows for files, re-read from the file when
+# needed: the same answers, plain and sharded; a file changed since is an error
+for v in nt1 nt3; do
+  sh_opt=""; [ $v = nt3 ] && sh_opt="--shards 3"
+  $B index add "$T/refs.txt" --db "$T/$v.db" $sh_opt --no-thumbs -j 2 > /dev/null 2>&1 || bad "${v}_add"
+  $B analyze --images "$T/gens" --db "$T/$v.db" -j 2 -q > /dev/null 2>&1 || bad "${v}_analyze"
+  answers "$T/$v.db" "$v"
+  same "$v" "no_thumbs_${v}_same_as_one_store"
+done
+[ "$(wc -c < "$T/nt1.db")" -lt "$(($(wc -c < "$T/one.db") / 2))" ] && ok no_thumbs_smaller ||
+  bad "no_thumbs_smaller: $(wc -c < "$T/nt1.db") vs $(wc -c < "$T/one.db")"
+mkdir -p "$T/mut"
+for x in $(echo "$names" | sed -n '5p;6p'); do cp "$DATA/$x" "$T/mut/"; done
+$B index add "$T/mut" --db "$T/mut.db" --no-thumbs > /dev/null 2>&1 || bad mut_add
+for x in "$T"/mut/*.png; do printf 'x' >> "$x"; break; done
+$B analyze --images "$T/gens" --db "$T/mut.db" -q > /dev/null 2> "$T/err"; rc=$?
+[ $rc -ne 0 ] && grep -q "changed since index add" "$T/err" && ok no_thumbs_changed_source ||
+  bad "no_thumbs_changed_source (rc=$rc): $(cat "$T/err")"
+
 if [ ! -x "$M" ] || ! command -v mpirun > /dev/null 2>&1; then
   echo "skip: MPI half ($M or mpirun missing: make mpi; apt-get install libopenmpi-dev openmpi-bin)"
 else

@@ -42,12 +42,13 @@ answers() {
   $B index query --k 3 --db "$1" "$T"/gens/*.png > "$T/$2.q" 2>/dev/null # (mpirun interleaves stderr its own way)
   $B report --db "$1" --format json --out "$T/$2.raw.json" -q 2>&1 && norm "$T/$2.raw.json" > "$T/$2.json"
 }
-same() { # NAME what
-  if cmp -s "$T/one.ls" "$T/$1.ls" && cmp -s "$T/one.q" "$T/$1.q" && cmp -s "$T/one.json" "$T/$1.json"; then
+same() { # NAME what [BASE, default one]
+  o=${3:-one}
+  if cmp -s "$T/$o.ls" "$T/$1.ls" && cmp -s "$T/$o.q" "$T/$1.q" && cmp -s "$T/$o.json" "$T/$1.json"; then
     ok "$2"
   else
-    bad "$2"; diff "$T/one.ls" "$T/$1.ls" | head -n 5; diff "$T/one.q" "$T/$1.q" | head -n 5
-    diff "$T/one.json" "$T/$1.json" | head -n 10
+    bad "$2"; diff "$T/$o.ls" "$T/$1.ls" | head -n 5; diff "$T/$o.q" "$T/$1.q" | head -n 5
+    diff "$T/$o.json" "$T/$1.json" | head -n 10
   fi
 }
 
@@ -123,14 +124,19 @@ else
   $MPIRUN -np 3 "$M" index query --k 3 --dihedral --db "$T/m3.db" "$T"/gens/*.png > "$T/mqd.q" 2>/dev/null
   cmp -s "$T/oned.q" "$T/mqd.q" && ok mpi_query_dihedral || bad mpi_query_dihedral
 
-  # kill -9 one rank mid-run: 2 ranks, small batches, one thread each
-  $MPIRUN -np 2 "$M" index add "$T/refs.txt" --db "$T/k.db" -j 1 --batch 4 > "$T/k1.out" 2>&1 &
+  # kill -9 one rank mid-run: 2 ranks, small batches, one thread each, 480
+  # emoji (so that a fast machine is still mid-run when the poll sees it)
+  ls "$DATA" | sort | head -n 480 | sed "s|^|$DATA/|" > "$T/kill.txt"
+  $B index add "$T/kill.txt" --db "$T/kone.db" -j 2 > /dev/null 2>&1 || bad kone_add
+  $B analyze --images "$T/gens" --db "$T/kone.db" -j 2 -q > /dev/null 2>&1 || bad kone_analyze
+  answers "$T/kone.db" kone
+  $MPIRUN -np 2 "$M" index add "$T/kill.txt" --db "$T/k.db" -j 1 --batch 4 > "$T/k1.out" 2>&1 &
   mp=$!
   killed=0; i=0
   while [ $i -lt 600 ] && [ $killed -eq 0 ]; do
     n2=$($B index stats --json --db "$T/k.db.shards/2-of-2.db" 2>/dev/null | sed -n 's/.*"refs":[^0-9]*\([0-9]*\).*/\1/p')
     if [ "${n2:-0}" -ge 8 ]; then
-      pid=$(ps -eo pid=,args= | grep "[c]opyscope-mpi index add $T/refs.txt --db $T/k.db" | awk 'NR == 1 {print $1}')
+      pid=$(ps -eo pid=,args= | grep "[c]opyscope-mpi index add $T/kill.txt --db $T/k.db" | awk 'NR == 1 {print $1}')
       [ -n "$pid" ] && kill -9 "$pid" && killed=1
     fi
     sleep 0.1; i=$((i + 1))
@@ -142,12 +148,12 @@ else
   [ $ok1 -eq 1 ] && ok killed_shards_readable || bad killed_shards_readable
   r1=$($B index ls --json --db "$T/k.db.shards/1-of-2.db" | grep -c '"id"')
   r2=$($B index ls --json --db "$T/k.db.shards/2-of-2.db" | grep -c '"id"')
-  $MPIRUN -np 2 "$M" index add "$T/refs.txt" --db "$T/k.db" -j 1 --batch 4 > "$T/k2.out" 2>&1 && ok kill_rerun || { bad kill_rerun; cat "$T/k2.out"; }
+  $MPIRUN -np 2 "$M" index add "$T/kill.txt" --db "$T/k.db" -j 1 --batch 4 > "$T/k2.out" 2>&1 && ok kill_rerun || { bad kill_rerun; cat "$T/k2.out"; }
   # the rerun skips what the killed run committed (r1 + r2 rows), no more, no less
   grep -q " $((r1 + r2)) already indexed" "$T/k2.out" && ok "rerun_only_missing ($((r1 + r2)) kept)" || bad "rerun_only_missing: $r1 + $r2: $(cat "$T/k2.out")"
   $MPIRUN -np 2 "$M" analyze --images "$T/gens" --db "$T/k.db" -j 1 -q > /dev/null 2>&1 || bad kill_analyze
   answers "$T/k.db" k
-  same k killed_and_rerun_same_as_one_store
+  same k killed_and_rerun_same_as_one_store kone
 fi
 [ -n "$CS_KEEP" ] || rm -rf "$T"
 echo "$p passed, $f failed"

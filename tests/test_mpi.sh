@@ -19,7 +19,7 @@ p=0; f=0
 ok() { p=$((p+1)); echo "ok   $1"; }
 bad() { f=$((f+1)); echo "FAIL $1"; }
 mkdir -p "$T/extra" "$T/gens" || exit 1
-[ -n "$DATA" ] || { echo "skip: ../shared/data/twemoji-64 missing"; echo "0 passed, 0 failed"; exit 0; }
+[ -n "$DATA" ] || { echo "skip: ../shared/data/twemoji-64 missing"; echo "test_mpi.sh: 0 passed, 0 failed"; exit 0; }
 
 # inputs: the tie image first, 120 emoji (every 3rd of the first 360), the tie again
 names=$(ls "$DATA" | sort | awk 'NR % 3 == 1' | head -n 120)
@@ -156,5 +156,5 @@ else
   same k killed_and_rerun_same_as_one_store kone
 fi
 [ -n "$CS_KEEP" ] || rm -rf "$T"
-echo "$p passed, $f failed"
+echo "test_mpi.sh: $p passed, $f failed"
 [ $f -eq 0 ]

@@ -142,6 +142,12 @@ else
     sleep 0.1; i=$((i + 1))
   done
   wait $mp; rc=$?
+  # mpirun may return before the surviving rank has exited: wait for it,
+  # so that the rows counted below are all the killed run committed
+  i=0
+  while [ $i -lt 100 ] && ps -eo args= | grep -q "[c]opyscope-mpi index add $T/kill.txt --db $T/k.db"; do
+    sleep 0.1; i=$((i + 1))
+  done
   [ $killed -eq 1 ] && [ $rc -ne 0 ] && ok "kill9_one_rank (mpirun rc=$rc)" || bad "kill9_one_rank (killed=$killed rc=$rc)"
   ok1=1
   for k in 1 2; do $B index stats --db "$T/k.db.shards/$k-of-2.db" > /dev/null 2>&1 || ok1=0; done

@@ -25,14 +25,22 @@ DEB_PKGS = build-essential libopenblas-dev libpng-dev libjpeg62-turbo-dev libsql
            libcjson-dev zlib1g-dev libutf8proc-dev libdivsufsort-dev libfaiss-dev \
            libxml2-utils nettle-dev libarchive-dev libopencv-features2d-dev libopencv-calib3d-dev \
            libdnnl-dev \
-           sqlite3 time
+           sqlite3 time \
+           libopenmpi-dev openmpi-bin
 # The anchors `make bench` measures beside our figures (FAISS, PyTorch, numpy).
 BENCH_PKGS = python3-faiss python3-numpy python3-torch python3-torchvision python3-pil librsvg2-bin
 
-LIB_SRC  := $(wildcard core/*.c index/*.c pipeline/*.c analyze/*.c reports/*.c)
+# core/mpi_comm.c goes with the binary, not the library: without -DCS_MPI
+# in build/copyscope, with it (mpicc) in build/copyscope-mpi.
+LIB_SRC  := $(filter-out core/mpi_comm.c,$(wildcard core/*.c index/*.c pipeline/*.c analyze/*.c reports/*.c))
 LIB_CXX  := $(wildcard core/*.cpp index/*.cpp analyze/*.cpp)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(LIB_CXX:%.cpp=$(BUILD)/%.o)
 CLI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
+MPI_BIN  := $(BUILD)/copyscope-mpi
+MPICC    ?= mpicc
+# make test also builds the MPI binary where mpicc is installed (not under
+# the sanitizers: Open MPI's own allocations would fail LeakSanitizer)
+HAVE_MPI := $(if $(SANITIZE),,$(shell command -v $(MPICC) 2>/dev/null))
 LIB      := $(BUILD)/libcopyscope.a
 BIN      := $(BUILD)/copyscope
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
@@ -41,7 +49,7 @@ BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 LINK     := $(if $(LIB_CXX),$(CXX),$(CC))
 
 .SECONDARY:
-.PHONY: all test asan bench bench-deps run deps install clean valgrind fuzz demo-model
+.PHONY: all mpi test asan bench bench-deps run deps install clean valgrind fuzz demo-model
 all: $(BIN)
 
 $(BUILD)/%.o: %.c
@@ -74,8 +82,20 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN): $(CLI_OBJ) $(LIB)
-	$(LINK) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
+$(BIN): $(CLI_OBJ) $(BUILD)/core/mpi_comm.o $(LIB)
+	$(LINK) $(LDFLAGS) $(CLI_OBJ) $(BUILD)/core/mpi_comm.o $(LIB) $(LDLIBS) -o $@
+
+# The MPI binary (docs/SCALE.md): the same objects, core/mpi_comm.c compiled
+# by mpicc with -DCS_MPI; linked by the C++ driver with mpicc's link flags.
+mpi: $(MPI_BIN)
+
+$(BUILD)/mpi/core/mpi_comm.o: core/mpi_comm.c
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CPPFLAGS) -DCS_MPI $(CFLAGS) -c $< -o $@
+
+$(MPI_BIN): $(CLI_OBJ) $(BUILD)/mpi/core/mpi_comm.o $(LIB)
+	$(LINK) $(LDFLAGS) $(CLI_OBJ) $(BUILD)/mpi/core/mpi_comm.o $(LIB) $(LDLIBS) \
+	  $$($(MPICC) --showme:link 2>/dev/null || $(MPICC) -link_info | cut -d' ' -f2-) -o $@
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
 	$(LINK) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
@@ -83,7 +103,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	$(LINK) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
-test: $(BIN) $(TESTS)
+test: $(BIN) $(TESTS) $(if $(HAVE_MPI),$(MPI_BIN))
 	sh tests/run.sh $(BUILD)
 
 # SANITIZE is appended to CFLAGS, CXXFLAGS and LDFLAGS: setting CFLAGS on the
@@ -149,4 +169,4 @@ install: $(BIN)
 clean:
 	rm -rf build build-asan
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TESTS:=.d) $(BENCHES:=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/core/mpi_comm.d $(BUILD)/mpi/core/mpi_comm.d $(TESTS:=.d) $(BENCHES:=.d)

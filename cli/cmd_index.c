@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_mpi.h"
+#include "core/mpi_comm.h"
 #include "core/parallel.h"
 #include "core/safe_text.h"
 #include "core/store.h"
@@ -57,6 +59,12 @@ static void usage_add(FILE *f) {
             "  --max-pixels N    refuse images above N pixels (default %lld)\n"
             "  --batch N         references per transaction (default 256)\n"
             "  --timings         print the time spent reading, decoding, hashing, in SQLite\n"
+            "  --shards N        build a sharded store: DB.shards/K-of-N.db, one per N contiguous runs of the\n"
+            "                    inputs of about equal bytes, and DB as their catalogue (under mpirun with\n"
+            "                    copyscope-mpi: one shard per rank; docs/SCALE.md)\n"
+            "  --no-thumbs       keep no 64x64 thumbnail (12 KiB) for references read from files: they\n"
+            "                    are re-read from the file when needed (same pixels; a changed file is\n"
+            "                    an error); tar members keep theirs\n"
             "  --no-local-features  skip the SIFT keypoints kept per reference (4 KiB each) that\n"
             "                    find crops, rotations and embeds; faster, those copies are missed\n"
             "  --embedder SPEC   after adding, compute the embedding of every reference that lacks\n"
@@ -77,7 +85,9 @@ static const struct option add_opts[] = {
     {"max-pixels", required_argument, 0, 'm'}, {"batch", required_argument, 0, 'b'},
     {"timings", no_argument, 0, 't'},          {"help", no_argument, 0, 'h'},
     {"embedder", required_argument, 0, 'E'},   {"attribution", required_argument, 0, 'A'},
-    {"no-local-features", no_argument, 0, 'L'}, {"json", no_argument, 0, 'J'}, {0, 0, 0, 0}};
+    {"no-local-features", no_argument, 0, 'L'}, {"json", no_argument, 0, 'J'},
+    {"shards", required_argument, 0, 'S'},      {"no-thumbs", no_argument, 0, 'T'},
+    {0, 0, 0, 0}};
 
 /* index add --attribution: the licence/credit line reports show beside every
  * reference (meta key 'attribution'). */
@@ -115,7 +125,7 @@ static int add_embeddings(const char *db, const char *spec, int threads, int pro
 static int cmd_index_add(int argc, char **argv) {
     const char *db = NULL, *embedder = NULL, *attribution = NULL;
     cs_ingest_opts o = {.local_features = 1};
-    int timings = 0, json = 0, c;
+    int timings = 0, json = 0, c, shards = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "j:h", add_opts, NULL)) != -1) {
         char *end;
@@ -138,12 +148,19 @@ static int cmd_index_add(int argc, char **argv) {
         case 'A': attribution = optarg; break;
         case 'L': o.local_features = 0; break;
         case 'J': json = 1; break;
+        case 'T': o.no_thumbs = 1; break;
+        case 'S':
+            shards = (int)strtol(optarg, &end, 10);
+            if (*end || shards <= 0 || shards > 4096) return cli_usage_error("index add: bad --shards '%s'", optarg);
+            break;
         case 'h': usage_add(stdout); return CLI_OK;
         default: return cli_usage_hint("index add");
         }
     }
     if (optind >= argc && !embedder && !attribution)
         return cli_usage_error("index add: no PATH given (see copyscope index add --help)");
+    if (json && (shards > 0 || cs_mpi_size() > 1)) /* each rank prints its own shard's lines */
+        return cli_usage_error("index add: --json is not available for a sharded add (--shards or mpirun)");
     cJSON *js = json ? cJSON_CreateObject() : NULL;
     if (json) cli_json_begin();
     if (attribution && set_attribution(db, attribution)) return cJSON_Delete(js), CLI_FAIL;
@@ -156,6 +173,10 @@ static int cmd_index_add(int argc, char **argv) {
         int erc = add_embeddings(db, embedder, o.threads, o.progress, js);
         if (erc || !json) return cJSON_Delete(js), erc;
         return cli_json_end(js);
+    }
+    if (cs_mpi_size() > 1 || shards > 0) { /* a sharded store (cli/cli_mpi.h); embeddings then on rank 0 */
+        int r = cli_index_add_sharded(db ? db : cli_default_db(), argv + optind, argc - optind, &o, shards, timings);
+        return r || !embedder || cs_mpi_rank() ? r : add_embeddings(db, embedder, o.threads, o.progress, NULL);
     }
     cs_err err = {0};
     cs_store *s;

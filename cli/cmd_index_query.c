@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_mpi.h"
+#include "core/mpi_comm.h"
 #include "core/image.h"
 #include "core/parallel.h"
 #include "core/store.h"
@@ -475,6 +477,38 @@ static void print_json(ctx *c, const query *qs, int nq, const query *good, const
     cJSON_Delete(arr);
 }
 
+static int search_hashes(ctx *c, const query *good, int ng, family *fams, int *nf, cs_err *err) {
+    *nf = 0;
+    return search_pdq(c, good, ng, &fams[(*nf)++], err) || search_hash64(c, good, ng, 0, &fams[(*nf)++], err) ||
+                   search_hash64(c, good, ng, 1, &fams[(*nf)++], err) ||
+                   search_hash64(c, good, ng, 2, &fams[(*nf)++], err)
+               ? -1
+               : 0;
+}
+
+/* Under mpirun: the rows any family's top-k holds, gathered to rank 0
+ * (cli_mpi_gather_hash_rows); the families are freed for the search again. */
+static int fan_in(ctx *c, family *fams, int *nf, int ng, int failed, cs_err *err) {
+    uint8_t *used = calloc((size_t)(c->db.n > 0 ? c->db.n : 1), 1);
+    for (int f = 0; used && !failed && f < *nf; f++)
+        for (int q = 0; q < ng; q++)
+            for (int r = 0; r < fams[f].nhits[q]; r++) used[fams[f].hits[q * c->k + r].index] = 1;
+    for (int f = 0; f < 4; f++) {
+        free(fams[f].hits);
+        free(fams[f].nhits);
+        free(fams[f].variant);
+        memset(&fams[f], 0, sizeof fams[f]);
+    }
+    *nf = 0;
+    if (cs_mpi_any(failed || !used)) {
+        free(used);
+        return failed ? -1 : cs_fail(err, CS_ENOMEM, "index query: out of memory");
+    }
+    int rc = cli_mpi_gather_hash_rows(&c->db, used, err);
+    free(used);
+    return rc;
+}
+
 int cmd_index_query(int argc, char **argv) {
     ctx c = {.k = 5, .max_dist = CS_PDQ_MATCH_DISTANCE};
     const char *db = NULL, *embedder = NULL;
@@ -492,11 +526,15 @@ int cmd_index_query(int argc, char **argv) {
         rc = cli_fail(&err);
         goto out;
     }
-    if (cs_hash_db_load(c.store, &c.db, &err) ||
-        cs_ref_lookup_open(&c.refs, c.store, &err)) {
+    /* under mpirun: each rank its own shard (cli/cli_mpi.h); --dihedral reads the union on rank 0 */
+    int64_t total = 0;
+    int fan = cs_mpi_size() > 1 && !c.dihedral ? cli_mpi_shard_hash_db(c.store, &c.db, &total, &err) : 0;
+    if (!fan && cs_mpi_rank() > 0) goto out;
+    if (fan < 0 || (!fan && cs_hash_db_load(c.store, &c.db, &err)) || cs_ref_lookup_open(&c.refs, c.store, &err)) {
         rc = cli_fail(&err);
         goto out;
     }
+    if (!fan) total = c.db.n;
     for (int i = 0; i < nq; i++) qs[i].path = argv[optind + i];
     if (hash_queries(qs, nq, c.dihedral)) rc = CLI_FAIL;
     /* the good queries, packed */
@@ -509,10 +547,16 @@ int cmd_index_query(int argc, char **argv) {
     }
     for (int i = 0; i < nq; i++)
         if (qs[i].ok) good[ng++] = qs[i];
-    if (ng && (search_pdq(&c, good, ng, &fams[nf++], &err) ||
-               search_hash64(&c, good, ng, 0, &fams[nf++], &err) ||
-               search_hash64(&c, good, ng, 1, &fams[nf++], &err) ||
-               search_hash64(&c, good, ng, 2, &fams[nf++], &err))) {
+    int bad = ng && search_hashes(&c, good, ng, fams, &nf, &err);
+    if (fan) { /* the shards' candidates to rank 0, which searches them again */
+        if (fan_in(&c, fams, &nf, ng, bad, &err) || cs_mpi_rank() > 0) {
+            free(good);
+            rc = cs_mpi_rank() > 0 ? CLI_OK : cli_fail(&err);
+            goto out;
+        }
+        bad = ng && search_hashes(&c, good, ng, fams, &nf, &err);
+    }
+    if (bad) {
         free(good);
         rc = cli_fail(&err);
         goto out;
@@ -525,7 +569,7 @@ int cmd_index_query(int argc, char **argv) {
     if (c.json) {
         print_json(&c, qs, nq, good, fams, nf);
     } else {
-        if (c.db.n == 0) printf("(the index at %s holds no hashed references)\n", db);
+        if (total == 0) printf("(the index at %s holds no hashed references)\n", db);
         for (int i = 0; i < ng; i++) print_query(&c, &good[i], i, fams, nf);
     }
     free(good);

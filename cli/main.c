@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_mpi.h"
+#include "core/mpi_comm.h"
 
 typedef struct {
     const char *name;
@@ -64,7 +66,7 @@ static void usage(FILE *f) {
     fprintf(f, "\n'copyscope <command> --help' describes a command. Global: --version, --help.\n");
 }
 
-int main(int argc, char **argv) {
+static int dispatch(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return CLI_USAGE;
@@ -80,4 +82,15 @@ int main(int argc, char **argv) {
     for (int i = 0; i < NCOMMANDS; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     return cli_usage_error("unknown command '%s' (see copyscope --help)", argv[1]);
+}
+
+/* Under mpirun (copyscope-mpi) every rank starts here; see cli/cli_mpi.h. */
+int main(int argc, char **argv) {
+    if (cs_mpi_init(&argc, &argv)) {
+        fprintf(stderr, "copyscope: MPI_Init failed\n");
+        return CLI_FAIL;
+    }
+    int rc = cli_mpi_gate(argc, argv) ? dispatch(argc, argv) : CLI_OK;
+    cs_mpi_finalize();
+    return rc;
 }

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include "core/fs.h"
+#include "core/shard.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -157,6 +158,11 @@ static int store_open_flags(cs_store **out, const char *path, int flags, cs_err 
     sqlite3_busy_timeout(s->db, 10000);
     sqlite3_create_function(s->db, "cs_abspath", 1, SQLITE_UTF8, s, sql_abspath, NULL, NULL);
     sqlite3_extended_result_codes(s->db, 1);
+    /* a sharded store's shards (core/shard.h); read-write: after migrating */
+    if (!(flags & SQLITE_OPEN_READWRITE) && cs_store_attach_shards(s, err)) {
+        cs_store_close(s);
+        return -1;
+    }
     *out = s;
     return 0;
 }
@@ -178,7 +184,7 @@ int cs_store_open(cs_store **out, const char *path, cs_err *err) {
     s->writable = 1;
     if (cs_store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                          " PRAGMA foreign_keys=ON;", err) ||
-        store_migrate(s, err)) {
+        store_migrate(s, err) || cs_store_attach_shards(s, err)) {
         cs_store_close(s);
         return -1;
     }

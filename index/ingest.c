@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "core/fs.h"
@@ -21,6 +22,7 @@
 #include "core/image.h"
 #include "core/parallel.h"
 #include "core/progress.h"
+#include "core/shard.h"
 #include "index/ingest_internal.h"
 #include "index/localfeat.h"
 #include "index/refs.h"
@@ -42,6 +44,7 @@ struct ing_ctx {
     cs_image_opts iopts;
     int threads, batch_size;
     int local_features;     /* opts->local_features */
+    int no_thumbs;          /* opts->no_thumbs */
     int counting;           /* first pass: only count inputs for the progress total */
     int64_t count;
     sqlite3_stmt *q_source; /* on ro (or s) */
@@ -59,6 +62,12 @@ struct ing_ctx {
     cs_progress *prog;
     int64_t total;
     double (*tt)[T_N];      /* per-thread timers */
+    /* sharded add (opts->shard_n > 0): the units' weights from the counting
+     * pass, the run [unit_lo, unit_hi) this shard owns, the work pass's count */
+    int shard_k, shard_n;
+    int64_t *unit_w;        /* bytes + 4096 (so many small files weigh too); < 0: a tar shard */
+    int64_t n_units, cap_units, unit_next, unit_lo, unit_hi;
+    int unit_oom;
 };
 
 void ing_job_clear(ing_job *j) {
@@ -75,6 +84,50 @@ void ing_job_clear(ing_job *j) {
 }
 
 int ing_counting(const ing_ctx *c) { return c->counting; }
+
+int ing_unit(ing_ctx *c, const char *path) {
+    if (c->shard_n <= 0) return 1;
+    if (!c->counting) {
+        int64_t i = c->unit_next++;
+        return i >= c->unit_lo && i < c->unit_hi;
+    }
+    if (c->n_units == c->cap_units) {
+        int64_t cap = c->cap_units ? 2 * c->cap_units : 1024;
+        int64_t *w = realloc(c->unit_w, (size_t)cap * sizeof *w);
+        if (!w) {
+            c->unit_oom = 1;
+            return 1;
+        }
+        c->unit_w = w;
+        c->cap_units = cap;
+    }
+    struct stat sb;
+    int64_t w = 4096 + (stat(path, &sb) == 0 ? (int64_t)sb.st_size : 0);
+    c->unit_w[c->n_units++] = ing_is_tar_name(path) ? -w : w;
+    return 1;
+}
+
+/* The cut: unit i goes to shard floor(N * bytes before it / all bytes), so
+ * shards are contiguous runs in input order of about equal bytes. Returns
+ * the number of image files this shard owns (its progress total). */
+static int64_t shard_cut(ing_ctx *c) {
+    __int128 total = 0, before = 0;
+    for (int64_t i = 0; i < c->n_units; i++) total += c->unit_w[i] < 0 ? -c->unit_w[i] : c->unit_w[i];
+    int64_t files = 0;
+    c->unit_lo = c->unit_hi = 0;
+    for (int64_t i = 0; i < c->n_units; i++) {
+        int64_t w = c->unit_w[i] < 0 ? -c->unit_w[i] : c->unit_w[i];
+        int owner = total > 0 ? (int)(before * c->shard_n / total) : 0;
+        if (owner >= c->shard_n) owner = c->shard_n - 1;
+        if (owner == c->shard_k) {
+            if (c->unit_hi == 0) c->unit_lo = i;
+            c->unit_hi = i + 1;
+            files += c->unit_w[i] > 0;
+        }
+        before += w;
+    }
+    return files;
+}
 void ing_note(ing_ctx *c) { c->st->notes++; }
 ing_map *ing_captions(ing_ctx *c) { return &c->captions; }
 ing_map *ing_loaded_dirs(ing_ctx *c) { return &c->dirs; }
@@ -278,12 +331,14 @@ static int write_job(ing_ctx *c, ing_job *j, cs_ingest_stats *ws, cs_err *err) {
     sqlite3_bind_int64(h, 5, (int64_t)j->hashes.dhash);
     sqlite3_bind_int64(h, 6, (int64_t)j->hashes.ahash);
     if (step_done(c, h, "recording hashes", err)) return -1;
+    if (c->no_thumbs && j->path) goto thumb_done; /* re-read from the file (opts->no_thumbs) */
     sqlite3_stmt *t = c->ins_thumb;
     sqlite3_bind_int64(t, 1, id);
     sqlite3_bind_int(t, 2, CS_THUMB_SIZE);
     sqlite3_bind_int(t, 3, CS_THUMB_SIZE);
     sqlite3_bind_blob(t, 4, j->thumb, CS_THUMB_SIZE * CS_THUMB_SIZE * 3, SQLITE_STATIC);
     if (step_done(c, t, "recording a thumbnail", err)) return -1;
+thumb_done:
     if (!j->lf) return 0;
     sqlite3_stmt *l = c->ins_lf;
     sqlite3_bind_int64(l, 1, id);
@@ -352,6 +407,10 @@ static int flush_batch(ing_ctx *c, cs_err *err) {
 }
 
 int ing_push(ing_ctx *c, ing_job *job, int checked, cs_err *err) {
+    if (job->path && !ing_unit(c, job->path)) { /* an image file is a unit; tar members belong to theirs */
+        ing_job_clear(job);
+        return 0;
+    }
     if (c->counting) {
         c->count++;
         ing_job_clear(job);
@@ -387,6 +446,18 @@ int cs_ingest_add(cs_store *s, const char *const *paths, int n, const cs_ingest_
     c.batch_size = opts && opts->batch > 0 ? opts->batch : 256;
     c.iopts.max_pixels = opts ? opts->max_pixels : 0;
     c.local_features = opts && opts->local_features;
+    c.no_thumbs = opts && opts->no_thumbs;
+    /* before any row: readers of this store re-read missing thumbnails */
+    if (c.no_thumbs && cs_store_meta_set(s, "thumbs", "source", err)) return -1;
+    if (cs_store_shards(s) > 0) /* its rows live in the shards (index/shard.h) */
+        return cs_fail(err, CS_EUSAGE, "%s: a store of %d shards: add to it with --shards %d (or mpirun -np %d)",
+                       cs_store_path(s), cs_store_shards(s), cs_store_shards(s), cs_store_shards(s));
+    if (opts && opts->shard_n > 0) {
+        if (opts->shard_k < 0 || opts->shard_k >= opts->shard_n)
+            return cs_fail(err, CS_EUSAGE, "index add: shard %d of %d does not exist", opts->shard_k, opts->shard_n);
+        c.shard_k = opts->shard_k;
+        c.shard_n = opts->shard_n;
+    }
     c.buf[0] = calloc((size_t)c.batch_size, sizeof(ing_job));
     c.buf[1] = calloc((size_t)c.batch_size, sizeof(ing_job));
     c.tt = calloc((size_t)c.threads, sizeof *c.tt);
@@ -415,23 +486,25 @@ int cs_ingest_add(cs_store *s, const char *const *paths, int n, const cs_ingest_
                               "WHERE id = ?1",
                               err) ||
              cs_store_prepare(s, &c.ins_hash,
-                              "INSERT OR REPLACE INTO ref_hashes(ref_id, pdq, pdq_quality, phash, dhash, "
+                              "INSERT OR REPLACE INTO main.ref_hashes(ref_id, pdq, pdq_quality, phash, dhash, "
                               "ahash) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
                               err) ||
              cs_store_prepare(s, &c.ins_thumb,
-                              "INSERT OR REPLACE INTO ref_thumbs(ref_id, w, h, rgb) VALUES(?1, ?2, ?3, ?4)",
+                              "INSERT OR REPLACE INTO main.ref_thumbs(ref_id, w, h, rgb) VALUES(?1, ?2, ?3, ?4)",
                               err) ||
-             cs_store_prepare(s, &c.ins_lf, "INSERT OR REPLACE INTO ref_localfeat(ref_id, rec) VALUES(?1, ?2)", err)
+             cs_store_prepare(s, &c.ins_lf, "INSERT OR REPLACE INTO main.ref_localfeat(ref_id, rec) VALUES(?1, ?2)", err)
                  ? -1
                  : 0;
     /* first pass: count the file inputs so the progress line has a total
      * (tar members are counted as they are read) */
-    if (!rc && opts && opts->progress) {
+    if (!rc && ((opts && opts->progress) || c.shard_n > 0)) {
         c.counting = 1;
         for (int i = 0; i < n && !rc; i++) rc = ing_walk_input(&c, paths[i], 0, err);
         c.counting = 0;
         c.total = c.count;
-        c.prog = cs_progress_start("index add", c.total, "img");
+        if (!rc && c.unit_oom) rc = cs_fail(err, CS_ENOMEM, "index add: out of memory");
+        if (!rc && c.shard_n > 0) c.total = shard_cut(&c);
+        if (opts && opts->progress) c.prog = cs_progress_start("index add", c.total, "img");
     }
     for (int i = 0; i < n && !rc; i++) rc = ing_walk_input(&c, paths[i], 0, err);
     if (!rc) rc = flush_batch(&c, err);
@@ -460,6 +533,7 @@ int cs_ingest_add(cs_store *s, const char *const *paths, int n, const cs_ingest_
     free(c.buf[0]);
     free(c.buf[1]);
     free(c.tt);
+    free(c.unit_w);
     st->t_total = cs_now_s() - t_start;
     st->t_walk = st->t_total - st->t_parallel - st->t_db_wait - st->t_lookup;
     return rc;

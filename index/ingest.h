@@ -31,6 +31,17 @@ typedef struct {
     int64_t max_pixels; /* per image; 0 = CS_IMAGE_DEFAULT_MAX_PIXELS */
     int progress;       /* show a progress line (core/progress.h rules) */
     int local_features; /* 1: a SIFT record per reference (index/localfeat.h) into ref_localfeat */
+    /* Sharded add (index/shard.h): shard_n > 0 keeps only the units (image
+     * files, whole tar shards) of shard shard_k of shard_n: the inputs walked
+     * in order, cut into shard_n contiguous runs of about equal bytes, so the
+     * shards in order hold exactly the rows one process would write, in its
+     * order. Every process computes the same cut from the same inputs. */
+    int shard_k, shard_n;
+    /* 1: no ref_thumbs row for references read from files (12 KiB each):
+     * readers get the thumbnail re-read from the file through the view
+     * core/shard.c puts over ref_thumbs (meta thumbs = 'source'), the same
+     * pixels. Tar members keep theirs (re-reading members is not built). */
+    int no_thumbs;
 } cs_ingest_opts;
 
 typedef struct {

@@ -67,6 +67,10 @@ ing_map *ing_loaded_dirs(ing_ctx *c);
 void ing_progress_more(ing_ctx *c, int64_t n); /* grows the progress total */
 /* 1 during the counting pass (inputs are only counted; shards are skipped). */
 int ing_counting(const ing_ctx *c);
+/* A unit (an image file, or a whole tar shard) begins: in the counting pass
+ * its size is noted for the shard cut; in the work pass 0 = another shard
+ * owns it (skip it), 1 = process it. Always 1 when not sharding. */
+int ing_unit(ing_ctx *c, const char *path);
 
 /* ingest_walk.c: one command-line input (file, folder, list, shard). */
 int ing_walk_input(ing_ctx *c, const char *arg, int from_list, cs_err *err);

@@ -193,7 +193,8 @@ static struct archive *open_shard_reader(void) {
 
 /* Long: one streaming loop over the archive's members; each error case says how it goes on. */
 int ing_tar(ing_ctx *c, const char *path, cs_err *err) {
-    if (ing_counting(c)) return 0; /* members are counted while they are read */
+    if (ing_counting(c)) return ing_unit(c, path), 0; /* members are counted while they are read */
+    if (!ing_unit(c, path)) return 0;                  /* another shard's */
     struct archive *a = open_shard_reader();
     if (!a) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
     if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {

@@ -91,8 +91,8 @@ static int each_thumb(cs_store *s, const cs_ref_thumbs *t, thumb_fn fn, void *ct
                          err))
         return -1;
     int64_t i = 0;
-    int rc = 0;
-    while (!rc && i < t->n && sqlite3_step(q) == SQLITE_ROW) {
+    int rc = 0, r = SQLITE_ROW;
+    while (!rc && i < t->n && (r = sqlite3_step(q)) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(q, 0);
         int w = sqlite3_column_int(q, 1), h = sqlite3_column_int(q, 2);
         const void *b = sqlite3_column_blob(q, 3);
@@ -104,6 +104,8 @@ static int each_thumb(cs_store *s, const cs_ref_thumbs *t, thumb_fn fn, void *ct
         else
             rc = fn(ctx, i++, b);
     }
+    /* e.g. a thumbnail re-read from a changed file (core/shard.c) */
+    if (!rc && r != SQLITE_ROW && r != SQLITE_DONE) rc = cs_store_fail(s, err, "reading thumbnails");
     sqlite3_finalize(q);
     if (!rc && i != t->n)
         rc = cs_fail(err, CS_EIO, "%s: references changed while reading thumbnails", cs_store_path(s));

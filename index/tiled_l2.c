@@ -133,6 +133,12 @@ int cs_tl2_topk(int32_t *idx, float *dist, int k, const float *Q, const float *q
         free(dm);
         return cs_fail(err, CS_ENOMEM, "tiled l2: out of memory for a %dx%d block", QB, RB);
     }
+    /* OpenBLAS splits a block over as many threads as the process may use
+     * (its CPU affinity), and the split changes the last bits of the dot
+     * products: one thread, so the distances, their ties and the findings are
+     * the same on any machine share (mpirun binds each rank to one core). */
+    int saved = openblas_get_num_threads();
+    openblas_set_num_threads(1);
     for (int64_t q0 = 0; q0 < nq; q0 += QB) {
         int64_t qn = nq - q0 < QB ? nq - q0 : QB;
         for (int64_t r0 = 0; r0 < nr; r0 += RB) {
@@ -145,6 +151,7 @@ int cs_tl2_topk(int32_t *idx, float *dist, int k, const float *Q, const float *q
                               (int32_t)(r0 + j));
         }
     }
+    openblas_set_num_threads(saved);
     free(work);
     free(dm);
     return 0;

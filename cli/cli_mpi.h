@@ -1,0 +1,34 @@
+/* cli_mpi.h — the CLI under mpirun (cli/cmd_mpi.c, docs/SCALE.md). */
+#ifndef CS_CLI_MPI_H
+#define CS_CLI_MPI_H
+
+#include <stdint.h>
+
+#include "core/store.h"
+#include "index/hamming.h"
+#include "index/ingest.h"
+
+/* 1 when this rank runs the command: every rank for `index add` (each
+ * writes its shard) and `index query` (each searches its shard), rank 0
+ * alone for the others (they read the union of
+ * the shards: core/shard.h); ranks that do not run it exit 0 at once. */
+int cli_mpi_gate(int argc, char **argv);
+
+/* `index add` into a sharded store: under mpirun rank K of N builds shard
+ * K; without MPI, shards > 0 builds all of them one after another. Rank 0
+ * writes the manifest's catalogue when every shard is done and prints. */
+int cli_index_add_sharded(const char *db, char **paths, int n, const cs_ingest_opts *o, int shards, int timings);
+
+/* `index query` under mpirun on a store of as many shards as ranks: the
+ * hashes of this rank's shard only, under global ids (rows the catalogue
+ * calls duplicate dropped); *total = all ranks' rows. 1 = loaded (fan-out),
+ * 0 = not this case (load the union), -1 = failure (every rank). Collective. */
+int cli_mpi_shard_hash_db(cs_store *manifest, cs_hash_db *db, int64_t *total, cs_err *err);
+/* The rows of db flagged in used[] (each rank's per-shard top-k
+ * candidates) gathered to rank 0, which gets them as its db, in id order;
+ * the other ranks' db is freed. Searching that db gives exactly the top-k
+ * of the whole index: a global top-k row is in its shard's top-k, and ties
+ * still break by id. Collective. */
+int cli_mpi_gather_hash_rows(cs_hash_db *db, const uint8_t *used, cs_err *err);
+
+#endif

@@ -1,0 +1,221 @@
+/* shard.c — a sharded store's shards, attached under one connection (shard.h). */
+#include "core/shard.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/hash_sha256.h"
+#include "core/image.h"
+
+char *cs_shard_dir(const char *db) {
+    size_t n = strlen(db) + 8;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s.shards", db);
+    return p;
+}
+
+char *cs_shard_path(const char *db, int k, int n) {
+    size_t len = strlen(db) + 48;
+    char *p = malloc(len);
+    if (p) snprintf(p, len, "%s.shards/%d-of-%d.db", db, k + 1, n);
+    return p;
+}
+
+static int meta_int(sqlite3 *db, const char *key, char *out, size_t n) {
+    sqlite3_stmt *st;
+    out[0] = 0;
+    /* a store without a meta table (not ours, or mid-migration) is simply not sharded */
+    if (sqlite3_prepare_v2(db, "SELECT value FROM main.meta WHERE key = ?1", -1, &st, NULL) != SQLITE_OK) return 0;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    int found = 0;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0)) {
+        snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
+        found = 1;
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+int cs_store_shards(cs_store *s) {
+    char v[32];
+    if (!meta_int(cs_store_db(s), "shards", v, sizeof v)) return 0;
+    int n = atoi(v);
+    return n > 0 ? n : 0;
+}
+
+/* The views: one SELECT per shard, global ids, only rows whose refs row is ok. */
+static const struct {
+    const char *name, *cols;
+} views[] = {
+    {"ref_hashes", "x.pdq, x.pdq_quality, x.phash, x.dhash, x.ahash"},
+    {"ref_thumbs", "x.w, x.h, x.rgb"},
+    {"ref_localfeat", "x.rec"},
+};
+
+void cs_store_detach_shards(cs_store *s) {
+    sqlite3 *db = cs_store_db(s);
+    char sql[128];
+    for (size_t v = 0; v < sizeof views / sizeof views[0]; v++) {
+        snprintf(sql, sizeof sql, "DROP VIEW IF EXISTS temp.%s", views[v].name);
+        sqlite3_exec(db, sql, NULL, NULL, NULL);
+    }
+    for (int k = 0; k < 4096; k++) {
+        snprintf(sql, sizeof sql, "DETACH cs_shard_%d", k + 1);
+        if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) break;
+    }
+}
+
+/* cs_ref_thumb(source, sha256): the 64x64 thumbnail of a reference kept
+ * without one (index add --no-thumbs), re-read from its file with the
+ * calls index add makes (decode, alpha over white, area resize), so the
+ * pixels are the ones it would have stored; a file whose sha256 changed
+ * since is an error, not other pixels. */
+static void ref_thumb_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    (void)argc;
+    const char *src = (const char *)sqlite3_value_text(argv[0]), *sha = (const char *)sqlite3_value_text(argv[1]);
+    char msg[1400], hex[65];
+    cs_err err = {0};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    cs_image img, th;
+    cs_image_opts o = {.max_pixels = (int64_t)1 << 40}; /* index add already accepted it */
+    if (!src || strstr(src, "//")) {
+        snprintf(msg, sizeof msg, "%s: no thumbnail stored and not a file to re-read", src ? src : "(null)");
+        sqlite3_result_error(ctx, msg, -1);
+        return;
+    }
+    if (cs_read_file(src, &buf, &len, &err)) {
+        snprintf(msg, sizeof msg, "reference without a thumbnail: %s", err.msg);
+        sqlite3_result_error(ctx, msg, -1);
+        return;
+    }
+    cs_sha256_hex(buf, len, hex);
+    if (!sha || strcmp(hex, sha)) {
+        free(buf);
+        snprintf(msg, sizeof msg, "%s: changed since index add (sha256 differs): add it again", src);
+        sqlite3_result_error(ctx, msg, -1);
+        return;
+    }
+    int rc = cs_image_decode(&img, buf, len, src, &o, &err);
+    free(buf);
+    if (!rc) {
+        rc = cs_image_resize(&th, &img, CS_STORE_THUMB, CS_STORE_THUMB, CS_RESIZE_AREA, &err);
+        cs_image_free(&img);
+    }
+    if (rc) {
+        snprintf(msg, sizeof msg, "reference without a thumbnail: %s", err.msg);
+        sqlite3_result_error(ctx, msg, -1);
+        return;
+    }
+    sqlite3_result_blob(ctx, th.rgb, CS_STORE_THUMB * CS_STORE_THUMB * 3, free);
+}
+
+/* A store of index add --no-thumbs (meta thumbs = 'source'): ref_thumbs is
+ * a view that gives the stored thumbnail, else the one re-read from source.
+ * Sharded: per shard, its id range (offsets) left-joined to its thumbnails. */
+static int thumbs_view(cs_store *s, int n, const long long *off, cs_err *err) {
+    sqlite3 *db = cs_store_db(s);
+    if (sqlite3_create_function(db, "cs_ref_thumb", 2, SQLITE_UTF8, NULL, ref_thumb_fn, NULL, NULL) != SQLITE_OK)
+        return cs_store_fail(s, err, "registering cs_ref_thumb");
+    size_t cap = 1024 + (size_t)(n > 0 ? n : 1) * 700, o;
+    char *sql = malloc(cap);
+    if (!sql) return cs_fail(err, CS_ENOMEM, "out of memory");
+    o = (size_t)snprintf(sql, cap, "DROP VIEW IF EXISTS temp.ref_thumbs; CREATE TEMP VIEW ref_thumbs AS ");
+    const char *pick = "CASE WHEN x.rgb IS NULL THEN cs_ref_thumb(r.source, r.sha256) ELSE x.rgb END";
+    if (n == 0)
+        snprintf(sql + o, cap - o,
+                 "SELECT r.id AS ref_id, %d AS w, %d AS h, %s AS rgb FROM main.refs r "
+                 "LEFT JOIN main.ref_thumbs x ON x.ref_id = r.id WHERE r.status = 'ok'",
+                 CS_STORE_THUMB, CS_STORE_THUMB, pick);
+    for (int k = 0; k < n && o < cap; k++) {
+        char hi[48] = "";
+        if (k + 1 < n) snprintf(hi, sizeof hi, " AND r.id <= %lld", off[k + 1]);
+        o += (size_t)snprintf(sql + o, cap - o,
+                              "%sSELECT r.id AS ref_id, %d AS w, %d AS h, %s AS rgb FROM main.refs r "
+                              "LEFT JOIN cs_shard_%d.ref_thumbs x ON x.ref_id = r.id - %lld "
+                              "WHERE r.status = 'ok' AND r.id > %lld%s",
+                              k ? " UNION ALL " : "", CS_STORE_THUMB, CS_STORE_THUMB, pick, k + 1, off[k], off[k], hi);
+    }
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK
+                 ? cs_fail(err, CS_EDB, "%s: thumbnail view: %s", cs_store_path(s), sqlite3_errmsg(db))
+                 : 0;
+    free(sql);
+    return rc;
+}
+
+/* Long: parse the offsets, attach each shard, build three views, in order. */
+int cs_store_attach_shards(cs_store *s, cs_err *err) {
+    sqlite3 *db = cs_store_db(s);
+    char nv[32], *offs = malloc(1 << 20);
+    if (!offs) return cs_fail(err, CS_ENOMEM, "out of memory");
+    char tv[16];
+    int from_source = meta_int(db, "thumbs", tv, sizeof tv) && !strcmp(tv, "source");
+    if (!meta_int(db, "shards", nv, sizeof nv) || !meta_int(db, "shard_offsets", offs, 1 << 20)) {
+        free(offs);
+        return from_source ? thumbs_view(s, 0, NULL, err) : 0;
+    }
+    int n = atoi(nv), rc = 0;
+    const char *path = cs_store_path(s);
+    if (n <= 0) {
+        free(offs);
+        return cs_fail(err, CS_EFORMAT, "%s: bad meta 'shards' = '%s'", path, nv);
+    }
+    /* the shards are attached with the connection's own mode; SQLite allows
+     * only so many attached files per connection */
+    sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 125); /* capped at the library's compile-time maximum */
+    int lim = sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, -1);
+    if (n > lim) {
+        free(offs);
+        return cs_fail(err, CS_ELIMIT,
+                       "%s: %d shards, and one process can attach at most %d: read it under mpirun with "
+                       "copyscope-mpi, or rebuild with fewer shards",
+                       path, n, lim);
+    }
+    long long *off = calloc((size_t)n, sizeof *off);
+    size_t cap = 4096 + (size_t)n * 600;
+    char *sql = malloc(cap);
+    if (!off || !sql) rc = cs_fail(err, CS_ENOMEM, "out of memory");
+    char *p = offs;
+    for (int k = 0; !rc && k < n; k++) {
+        char *end;
+        off[k] = strtoll(p, &end, 10);
+        if (end == p) rc = cs_fail(err, CS_EFORMAT, "%s: meta 'shard_offsets' has fewer than %d numbers", path, n);
+        p = end;
+    }
+    for (int k = 0; !rc && k < n; k++) {
+        char *sp = cs_shard_path(path, k, n), alias[32];
+        snprintf(alias, sizeof alias, "cs_shard_%d", k + 1);
+        sqlite3_stmt *st = NULL;
+        if (!sp) rc = cs_fail(err, CS_ENOMEM, "out of memory");
+        else if (access(sp, R_OK) != 0) /* ATTACH would create an empty one */
+            rc = cs_fail(err, CS_ENOTFOUND, "%s: its shard %s is missing or unreadable", path, sp);
+        else if (sqlite3_prepare_v2(db, "ATTACH ?1 AS ?2", -1, &st, NULL) != SQLITE_OK)
+            rc = cs_store_fail(s, err, "attaching a shard");
+        else {
+            sqlite3_bind_text(st, 1, sp, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, alias, -1, SQLITE_STATIC);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = cs_fail(err, CS_EDB, "%s: shard %s: %s", path, sp, sqlite3_errmsg(db));
+        }
+        sqlite3_finalize(st);
+        free(sp);
+    }
+    for (size_t v = 0; !rc && v < sizeof views / sizeof views[0]; v++) {
+        size_t o = (size_t)snprintf(sql, cap, "CREATE TEMP VIEW %s AS ", views[v].name);
+        for (int k = 0; k < n && o < cap; k++)
+            o += (size_t)snprintf(sql + o, cap - o,
+                                  "%sSELECT x.ref_id + %lld AS ref_id, %s FROM cs_shard_%d.%s x "
+                                  "JOIN main.refs r ON r.id = x.ref_id + %lld WHERE r.status = 'ok'",
+                                  k ? " UNION ALL " : "", off[k], views[v].cols, k + 1, views[v].name, off[k]);
+        if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+            rc = cs_fail(err, CS_EDB, "%s: shard views: %s", path, sqlite3_errmsg(db));
+    }
+    if (!rc && from_source) rc = thumbs_view(s, n, off, err);
+    free(off);
+    free(sql);
+    free(offs);
+    if (rc) cs_store_detach_shards(s);
+    return rc;
+}

@@ -1,0 +1,38 @@
+/* shard.h — a store split into shards (docs/SCALE.md, index/shard.h).
+ *
+ * A sharded store is the file DB (the manifest: every table as usual, with
+ * the refs rows of all shards under their global ids, and the meta keys
+ * 'shards' = N and 'shard_offsets' = "o1 o2 ... oN") beside the folder
+ * DB.shards/ holding K-of-N.db, K = 1..N: ordinary stores, each with the
+ * refs, ref_hashes, ref_thumbs and ref_localfeat rows of its inputs under
+ * local ids (global id = local id + oK).
+ *
+ * Opening the manifest (core/store.c) attaches the shards read-only and puts
+ * TEMP views named ref_hashes, ref_thumbs and ref_localfeat over them, which
+ * shadow the manifest's empty tables: every reader's SQL then sees the union
+ * under global ids, with only the rows whose refs row is 'ok' (a reference
+ * one shard kept that another shard already had is a duplicate). */
+#ifndef CS_SHARD_H
+#define CS_SHARD_H
+
+#include "core/err.h"
+#include "core/store.h"
+
+/* index/refs.h's CS_THUMB_SIZE (checked there): the size of the thumbnails
+ * a --no-thumbs store re-reads from source (the meta key thumbs = 'source'
+ * makes ref_thumbs a view that does it; core/shard.c). */
+#define CS_STORE_THUMB 64
+
+/* "<db>.shards/<k+1>-of-<n>.db" for k = 0..n-1; caller frees. */
+char *cs_shard_path(const char *db, int k, int n);
+/* "<db>.shards"; caller frees. */
+char *cs_shard_dir(const char *db);
+/* Number of shards of an opened store (meta 'shards'), 0 when not sharded. */
+int cs_store_shards(cs_store *s);
+/* Attaches the shards and creates the views when s is a manifest; 0 (and
+ * nothing) when it is not. Called by every cs_store_open*. */
+int cs_store_attach_shards(cs_store *s, cs_err *err);
+/* Drops the views and detaches (before the catalogue is rewritten). */
+void cs_store_detach_shards(cs_store *s);
+
+#endif

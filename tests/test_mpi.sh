@@ -1,0 +1,166 @@
+#!/bin/sh
+# Sharded stores (core/shard.h, index/shard.h) give the same answers as one
+# store: `index add` into 1, 2 and 3 shards (under mpirun with copyscope-mpi,
+# and with --shards N in one process) must leave the same refs rows (index ls
+# --json), the same `index query` answers and the same analyze findings (the
+# report's JSON minus its dates and store name) as the one-process store built
+# from the same inputs. The inputs: 120 emoji with their captions (a list file
+# into the shared folder), exact duplicates across shards, and a tie (one
+# emoji twice: the same pixels under another sha256, first and last in the
+# list, so the copies land in the first and the last shard). Then a rank is
+# killed with kill -9 mid-run: the shards stay readable, and the rerun adds
+# only what is missing and ends with the same rows and findings.
+# Without build/copyscope-mpi or mpirun the MPI half prints 'skip'.
+B=${CS_BIN:-build/copyscope}
+M=$(dirname "$B")/copyscope-mpi
+T=${CS_TMP:-/tmp}/mpi-sh.$$
+DATA=$(cd ../shared/data/twemoji-64/img 2>/dev/null && pwd)
+p=0; f=0
+ok() { p=$((p+1)); echo "ok   $1"; }
+bad() { f=$((f+1)); echo "FAIL $1"; }
+mkdir -p "$T/extra" "$T/gens" || exit 1
+[ -n "$DATA" ] || { echo "skip: ../shared/data/twemoji-64 missing"; echo "test_mpi.sh: 0 passed, 0 failed"; exit 0; }
+
+# inputs: the tie image first, 120 emoji (every 3rd of the first 360), the tie again
+names=$(ls "$DATA" | sort | awk 'NR % 3 == 1' | head -n 120)
+tie=$(echo "$names" | sed -n 40p)
+cp "$DATA/$tie" "$T/extra/a-tie.png"
+(cat "$DATA/$tie"; printf 'trailing bytes: same pixels, another sha256') > "$T/extra/z-tie.png"
+{ echo "$T/extra/a-tie.png"; for x in $names; do echo "$DATA/$x"; done; echo "$T/extra/z-tie.png"; } > "$T/refs.txt"
+# generations: copies from the start, middle and end of the list, the tie,
+# two held-out emoji, one broken file
+for x in $(echo "$names" | sed -n '2p;61p;119p'); do cp "$DATA/$x" "$T/gens/"; done
+cp "$DATA/$tie" "$T/gens/tie.png"
+for x in $(ls "$DATA" | sort | awk 'NR % 3 == 2' | sed -n '10p;200p'); do cp "$DATA/$x" "$T/gens/held-$x"; done
+head -c 150 "$DATA/$tie" > "$T/gens/broken.png"
+
+MPIRUN="mpirun --oversubscribe --allow-run-as-root"
+norm() { sed -E '/"(generated|store|started|finished)":/d' "$1"; }
+# DB NAME: ls, query and findings of a store, kept as NAME.{ls,q,json}
+answers() {
+  $B index ls --json --db "$1" > "$T/$2.ls" 2>&1 || echo "index ls failed" >> "$T/$2.ls"
+  $B index query --k 3 --db "$1" "$T"/gens/*.png > "$T/$2.q" 2>/dev/null # (mpirun interleaves stderr its own way)
+  $B report --db "$1" --format json --out "$T/$2.raw.json" -q 2>&1 && norm "$T/$2.raw.json" > "$T/$2.json"
+}
+same() { # NAME what [BASE, default one]
+  o=${3:-one}
+  if cmp -s "$T/$o.ls" "$T/$1.ls" && cmp -s "$T/$o.q" "$T/$1.q" && cmp -s "$T/$o.json" "$T/$1.json"; then
+    ok "$2"
+  else
+    bad "$2"; diff "$T/$o.ls" "$T/$1.ls" | head -n 5; diff "$T/$o.q" "$T/$1.q" | head -n 5
+    diff "$T/$o.json" "$T/$1.json" | head -n 10
+  fi
+}
+
+# the reference answer: one process, one store
+$B index add "$T/refs.txt" --db "$T/one.db" -j 2 > "$T/one.out" 2>&1 && ok one_index_add || bad one_index_add
+$B analyze --images "$T/gens" --db "$T/one.db" -j 2 -q > /dev/null 2>&1 && ok one_analyze || bad one_analyze
+answers "$T/one.db" one
+grep -q '"verdict":	"copy"' "$T/one.raw.json" && ok one_has_copies || bad "one_has_copies"
+grep -q '"status":	"duplicate"' "$T/one.ls" && ok one_has_duplicates || bad one_has_duplicates
+
+# --shards N in one process (no MPI needed)
+for n in 2 3; do
+  $B index add "$T/refs.txt" --db "$T/s$n.db" --shards $n -j 2 > "$T/s$n.out" 2>&1 || bad "shards${n}_add"
+  [ -f "$T/s$n.db.shards/$n-of-$n.db" ] && ok "shards${n}_files" || bad "shards${n}_files"
+  $B analyze --images "$T/gens" --db "$T/s$n.db" -j 2 -q > /dev/null 2>&1 || bad "shards${n}_analyze"
+  answers "$T/s$n.db" "s$n"
+  same "s$n" "shards${n}_same_as_one_store"
+done
+grep -q "duplicates across shards" "$T/s3.out" && ok catalogue_line || bad "catalogue_line: $(cat "$T/s3.out")"
+# a sharded store grows only with its own shard count
+$B index add "$T/refs.txt" --db "$T/s3.db" --shards 2 > /dev/null 2> "$T/err"; rc=$?
+[ $rc -ne 0 ] && grep -q "a store of 3 shards" "$T/err" && ok shard_count_checked || bad "shard_count_checked (rc=$rc)"
+# more shards than one SQLite connection can attach: refused before any work
+$B index add "$T/refs.txt" --db "$T/s12.db" --shards 12 > /dev/null 2> "$T/err"; rc=$?
+[ $rc -ne 0 ] && grep -q "12 shards: this SQLite reads at most" "$T/err" && [ ! -e "$T/s12.db.shards/1-of-12.db" ] &&
+  ok too_many_shards || bad "too_many_shards (rc=$rc)"
+# one-process add into a sharded store is refused (its rows live in the shards)
+$B index add "$T/refs.txt" --db "$T/s3.db" > /dev/null 2> "$T/err"; rc=$?
+[ $rc -ne 0 ] && grep -q "add to it with --shards 3" "$T/err" && ok plain_add_refused || bad "plain_add_refused (rc=$rc)"
+# a missing shard is named, not silently recreated empty
+mv "$T/s3.db.shards/2-of-3.db" "$T/moved.db"
+$B index stats --db "$T/s3.db" > /dev/null 2> "$T/err"; rc=$?
+[ $rc -ne 0 ] && grep -q "2-of-3.db is missing" "$T/err" && [ ! -e "$T/s3.db.shards/2-of-3.db" ] && ok missing_shard ||
+  bad "missing_shard (rc=$rc)"
+mv "$T/moved.db" "$T/s3.db.shards/2-of-3.db"
+
+# --no-thumbs: no thumbnail rows for files, re-read from the file when
+# needed: the same answers, plain and sharded; a file changed since is an error
+for v in nt1 nt3; do
+  sh_opt=""; [ $v = nt3 ] && sh_opt="--shards 3"
+  $B index add "$T/refs.txt" --db "$T/$v.db" $sh_opt --no-thumbs -j 2 > /dev/null 2>&1 || bad "${v}_add"
+  $B analyze --images "$T/gens" --db "$T/$v.db" -j 2 -q > /dev/null 2>&1 || bad "${v}_analyze"
+  answers "$T/$v.db" "$v"
+  same "$v" "no_thumbs_${v}_same_as_one_store"
+done
+[ "$(wc -c < "$T/nt1.db")" -lt "$(($(wc -c < "$T/one.db") / 2))" ] && ok no_thumbs_smaller ||
+  bad "no_thumbs_smaller: $(wc -c < "$T/nt1.db") vs $(wc -c < "$T/one.db")"
+mkdir -p "$T/mut"
+for x in $(echo "$names" | sed -n '5p;6p'); do cp "$DATA/$x" "$T/mut/"; done
+$B index add "$T/mut" --db "$T/mut.db" --no-thumbs > /dev/null 2>&1 || bad mut_add
+for x in "$T"/mut/*.png; do printf 'x' >> "$x"; break; done
+$B analyze --images "$T/gens" --db "$T/mut.db" -q > /dev/null 2> "$T/err"; rc=$?
+[ $rc -ne 0 ] && grep -q "changed since index add" "$T/err" && ok no_thumbs_changed_source ||
+  bad "no_thumbs_changed_source (rc=$rc): $(cat "$T/err")"
+
+if [ ! -x "$M" ] || ! command -v mpirun > /dev/null 2>&1; then
+  echo "skip: MPI half ($M or mpirun missing: make mpi; apt-get install libopenmpi-dev openmpi-bin)"
+else
+  for n in 1 2 3; do
+    $MPIRUN -np $n "$M" index add "$T/refs.txt" --db "$T/m$n.db" -j 1 > "$T/m$n.out" 2>&1 || { bad "mpi${n}_add"; cat "$T/m$n.out"; }
+    $MPIRUN -np $n "$M" analyze --images "$T/gens" --db "$T/m$n.db" -j 1 -q > /dev/null 2>&1 || bad "mpi${n}_analyze"
+    answers "$T/m$n.db" "m$n"
+    same "m$n" "mpirun_np${n}_same_as_one_store"
+  done
+  [ "$(ls "$T/m3.db.shards" | grep -c 'of-3.db$')" -eq 3 ] && ok mpi3_three_shards || bad mpi3_three_shards
+  # index query under mpirun: each rank searches its shard, rank 0 merges
+  # the candidates (--dihedral: rank 0 reads the union); as one process
+  for n in 2 3; do
+    $MPIRUN -np $n "$M" index query --k 3 --db "$T/m$n.db" "$T"/gens/*.png > "$T/mq$n.q" 2>/dev/null
+    cmp -s "$T/one.q" "$T/mq$n.q" && ok "mpi_query_fanout_np$n" || { bad "mpi_query_fanout_np$n"; diff "$T/one.q" "$T/mq$n.q" | head -n 6; }
+  done
+  $B index query --k 3 --dihedral --db "$T/one.db" "$T"/gens/*.png > "$T/oned.q" 2>/dev/null
+  $MPIRUN -np 3 "$M" index query --k 3 --dihedral --db "$T/m3.db" "$T"/gens/*.png > "$T/mqd.q" 2>/dev/null
+  cmp -s "$T/oned.q" "$T/mqd.q" && ok mpi_query_dihedral || bad mpi_query_dihedral
+
+  # kill -9 one rank mid-run: 2 ranks, small batches, one thread each, 480
+  # emoji (so that a fast machine is still mid-run when the poll sees it)
+  ls "$DATA" | sort | head -n 480 | sed "s|^|$DATA/|" > "$T/kill.txt"
+  $B index add "$T/kill.txt" --db "$T/kone.db" -j 2 > /dev/null 2>&1 || bad kone_add
+  $B analyze --images "$T/gens" --db "$T/kone.db" -j 2 -q > /dev/null 2>&1 || bad kone_analyze
+  answers "$T/kone.db" kone
+  $MPIRUN -np 2 "$M" index add "$T/kill.txt" --db "$T/k.db" -j 1 --batch 4 > "$T/k1.out" 2>&1 &
+  mp=$!
+  killed=0; i=0
+  while [ $i -lt 600 ] && [ $killed -eq 0 ]; do
+    n2=$($B index stats --json --db "$T/k.db.shards/2-of-2.db" 2>/dev/null | sed -n 's/.*"refs":[^0-9]*\([0-9]*\).*/\1/p')
+    if [ "${n2:-0}" -ge 8 ]; then
+      pid=$(ps -eo pid=,args= | grep "[c]opyscope-mpi index add $T/kill.txt --db $T/k.db" | awk 'NR == 1 {print $1}')
+      [ -n "$pid" ] && kill -9 "$pid" && killed=1
+    fi
+    sleep 0.1; i=$((i + 1))
+  done
+  wait $mp; rc=$?
+  # mpirun may return before the surviving rank has exited: wait for it,
+  # so that the rows counted below are all the killed run committed
+  i=0
+  while [ $i -lt 100 ] && ps -eo args= | grep -q "[c]opyscope-mpi index add $T/kill.txt --db $T/k.db"; do
+    sleep 0.1; i=$((i + 1))
+  done
+  [ $killed -eq 1 ] && [ $rc -ne 0 ] && ok "kill9_one_rank (mpirun rc=$rc)" || bad "kill9_one_rank (killed=$killed rc=$rc)"
+  ok1=1
+  for k in 1 2; do $B index stats --db "$T/k.db.shards/$k-of-2.db" > /dev/null 2>&1 || ok1=0; done
+  [ $ok1 -eq 1 ] && ok killed_shards_readable || bad killed_shards_readable
+  r1=$($B index ls --json --db "$T/k.db.shards/1-of-2.db" | grep -c '"id"')
+  r2=$($B index ls --json --db "$T/k.db.shards/2-of-2.db" | grep -c '"id"')
+  $MPIRUN -np 2 "$M" index add "$T/kill.txt" --db "$T/k.db" -j 1 --batch 4 > "$T/k2.out" 2>&1 && ok kill_rerun || { bad kill_rerun; cat "$T/k2.out"; }
+  # the rerun skips what the killed run committed (r1 + r2 rows), no more, no less
+  grep -q " $((r1 + r2)) already indexed" "$T/k2.out" && ok "rerun_only_missing ($((r1 + r2)) kept)" || bad "rerun_only_missing: $r1 + $r2: $(cat "$T/k2.out")"
+  $MPIRUN -np 2 "$M" analyze --images "$T/gens" --db "$T/k.db" -j 1 -q > /dev/null 2>&1 || bad kill_analyze
+  answers "$T/k.db" k
+  same k killed_and_rerun_same_as_one_store kone
+fi
+[ -n "$CS_KEEP" ] || rm -rf "$T"
+echo "test_mpi.sh: $p passed, $f failed"
+[ $f -eq 0 ]

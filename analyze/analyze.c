@@ -267,12 +267,14 @@ static int load_embedder(an_state *A, cs_err *err) {
 
 static int stage_load_index(an_state *A, cs_err *err) {
     if (load_refs(A, err) || load_embedder(A, err)) return -1;
+    if (want(A->o->descriptors, "local") && an_local_load(A, err)) return -1;
     cs_analyze_summary *sum = A->sum;
     size_t l = 0;
     char *d = sum->descriptors;
     if (A->th.n > 0) l += (size_t)snprintf(d + l, sizeof sum->descriptors - l, "tl2,layout,");
     if (A->use_hashes) l += (size_t)snprintf(d + l, sizeof sum->descriptors - l, "pdq,phash,dhash,");
     if (A->emb_name) l += (size_t)snprintf(d + l, sizeof sum->descriptors - l, "%s,", A->emb_name);
+    if (A->lfx) l += (size_t)snprintf(d + l, sizeof sum->descriptors - l, "local,");
     if (l) d[l - 1] = 0;
     sum->n_refs = A->th.n;
     return 0;
@@ -356,7 +358,6 @@ static int search_embeddings(an_state *A, emb_scratch *e, int64_t off, int64_t n
             qq->emb_cos[qq->n_emb++] = e->esc[b * e->ek + k] - x->emb_bias;
         }
     }
-    for (int64_t j = 0; j < n; j++) cs_image_free(&e->imgs[j]);
     return fail ? -1 : 0;
 }
 
@@ -367,14 +368,15 @@ static int stage_describe(an_state *A, cs_err *err) {
     cs_progress *prog = A->o->progress ? cs_progress_start("decode", it->n, "img") : NULL;
     emb_scratch e = {0};
     int fail = 0;
+    if (A->emb || A->lfx) e.imgs = calloc(AN_CHUNK, sizeof(cs_image)); /* kept for the embedder, local features */
+    if ((A->emb || A->lfx) && !e.imgs) fail = cs_fail(err, CS_ENOMEM, "analyze: out of memory");
     if (A->emb) {
         e.edim = cs_embedder_dim(A->emb);
         e.ek = (int)A->set->cand_k < CS_AN_K ? (int)A->set->cand_k : CS_AN_K;
-        e.imgs = calloc(AN_CHUNK, sizeof(cs_image));
         e.ev = malloc(sizeof(float) * AN_CHUNK * e.edim);
         e.eid = malloc(sizeof(int64_t) * AN_CHUNK * CS_AN_K);
         e.esc = malloc(sizeof(float) * AN_CHUNK * CS_AN_K);
-        if (!e.imgs || !e.ev || !e.eid || !e.esc) fail = cs_fail(err, CS_ENOMEM, "analyze: out of memory");
+        if (!e.ev || !e.eid || !e.esc) fail = cs_fail(err, CS_ENOMEM, "analyze: out of memory");
     }
     for (int64_t off = 0; off < it->n && !fail; off += AN_CHUNK) {
         int64_t n = it->n - off < AN_CHUNK ? it->n - off : AN_CHUNK;
@@ -383,6 +385,9 @@ static int stage_describe(an_state *A, cs_err *err) {
         for (int64_t j = 0; j < n; j++) it->v[off + j].clique = -1;
         cs_parallel_for(A->threads, n, decode_one, &dc);
         if (A->emb && search_embeddings(A, &e, off, n, err)) fail = 1;
+        if (!fail && A->lfx && an_local_search(A, e.imgs, off, n, err)) fail = 1;
+        if (e.imgs)
+            for (int64_t j = 0; j < n; j++) cs_image_free(&e.imgs[j]);
     }
     free(e.imgs);
     free(e.ev);
@@ -562,6 +567,7 @@ static void an_state_free(an_state *A) {
     free(A->bgv);
     if (A->bgvs_open) cs_vecstore_close(&A->bgvs);
     cs_embedder_free(A->emb);
+    an_local_free(A);
     for (int i = 0; i < A->h.n_emb; i++) free(A->h.emb[i]);
     free(A->h.emb);
     cs_an_refs_free(&A->refs);

@@ -44,6 +44,7 @@ typedef struct {
     int threads;             /* <= 0: cs_threads() */
     int progress;            /* show a progress line (stderr, when a terminal) */
     int only_new;            /* with run_id: analyse only generations without a finding (above) */
+    int no_local_features;   /* skip the local-feature stage (on when the index has ref_localfeat) */
     cs_an_settings set;
 } cs_analyze_opts;
 

@@ -265,7 +265,8 @@ static int write_one(an_state *A, const item *x, const cs_an_result *r, cs_err *
         write_list(s, w, gen, "pdq", r->pdq, r->n_pdq, refs, err) ||
         write_list(s, w, gen, "phash", r->phash, r->n_phash, refs, err) ||
         write_list(s, w, gen, "dhash", r->dhash, r->n_dhash, refs, err) ||
-        write_list(s, w, gen, emb_name ? emb_name : "embedding", r->emb, r->n_emb, refs, err))
+        write_list(s, w, gen, emb_name ? emb_name : "embedding", r->emb, r->n_emb, refs, err) ||
+        write_list(s, w, gen, "local", r->lf, r->n_lf, refs, err))
         return -1;
     char *ev = an_evidence_json(A, r, x);
     sqlite3_reset(w->ins_f);

@@ -89,6 +89,36 @@ static void add_ratio_hashes_emb(cJSON *o, const an_state *A, const cs_an_result
     }
 }
 
+static cJSON *poly_json(const float (*p)[2]) {
+    cJSON *a = cJSON_CreateArray();
+    for (int c = 0; c < 4; c++) {
+        cJSON *pt = cJSON_CreateArray();
+        cJSON_AddItemToArray(pt, cJSON_CreateNumber(round(p[c][0] * 10) / 10));
+        cJSON_AddItemToArray(pt, cJSON_CreateNumber(round(p[c][1] * 10) / 10));
+        cJSON_AddItemToArray(a, pt);
+    }
+    return a;
+}
+
+/* "local": the best candidate's geometric verification (analyze/lf_verify.h),
+ * null when its local features did not verify (or were not used). */
+static void add_local(cJSON *o, const an_state *A, const cs_an_cand *b) {
+    const cs_lfv_match *m = &b->lf;
+    if (!A->lfx || m->inliers <= 0) {
+        cJSON_AddNullToObject(o, "local");
+        return;
+    }
+    cJSON *l = cJSON_AddObjectToObject(o, "local");
+    cJSON_AddNumberToObject(l, "inliers", m->inliers);
+    cJSON_AddNumberToObject(l, "matches", m->matches);
+    cJSON_AddNumberToObject(l, "share", r4(m->score));
+    cJSON_AddNumberToObject(l, "log10_nfa", round(m->log10_nfa1 * 100) / 100);
+    cJSON_AddNumberToObject(l, "coverage", r4(m->coverage));
+    cJSON_AddBoolToObject(l, "mirrored", m->mirrored);
+    cJSON_AddItemToObject(l, "ref_polygon", poly_json((const float (*)[2])m->ref_poly));
+    cJSON_AddItemToObject(l, "gen_polygon", poly_json((const float (*)[2])m->gen_poly));
+}
+
 /* "completion": the audit of the withheld region (or why there is none). */
 static void add_completion(cJSON *o, const an_state *A, const item *x) {
     if (!x->audited) {
@@ -130,6 +160,7 @@ char *an_evidence_json(const an_state *A, const cs_an_result *r, const item *x) 
     if (r->has_best) {
         add_ref_tl2(o, A, &r->best);
         add_ratio_hashes_emb(o, A, r, x);
+        add_local(o, A, &r->best);
     } else {
         cJSON_AddNullToObject(o, "ref");
     }

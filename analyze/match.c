@@ -374,9 +374,11 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
     const cs_tl2_cfg *cfg = &r->cfg;
     const int D = cs_tl2_dim(cfg), T = cs_tl2_tiles(cfg);
     float emb = c->emb_cos; /* set by the caller before refinement, or -2 */
+    cs_lfv_match lf = c->lf; /* likewise (inliers 0: none) */
     memset(c, 0, sizeof *c);
     c->row = row;
     c->emb_cos = emb;
+    c->lf = lf;
     c->pdq = c->phash = c->dhash = -1;
     c->pdq_q_ref = -1;
     if (!r->has_thumbs) { /* no pixels: hashes and embeddings only */
@@ -447,13 +449,18 @@ static void refine_one(void *vctx, int64_t i, int thread) {
         res->emb[j].row = q->emb_row[j];
         res->emb[j].score = q->emb_cos[j];
     }
+    res->n_lf = q->n_lf < CS_AN_LFK ? q->n_lf : CS_AN_LFK;
+    for (int j = 0; j < res->n_lf; j++) {
+        res->lf[j].row = q->lf_row[j];
+        res->lf[j].score = q->lf[j].score;
+    }
     /* union of candidates */
     int32_t rows[CS_AN_MAXCAND];
     uint8_t align[CS_AN_MAXCAND];
     int nc = 0;
-    const cs_an_hit *lists[] = {res->tl2, res->lay, res->pdq, res->phash, res->dhash, res->emb};
-    const int lens[] = {res->n_tl2, res->n_lay, res->n_pdq, res->n_phash, res->n_dhash, res->n_emb};
-    for (int l = 0; l < 6; l++)
+    const cs_an_hit *lists[] = {res->tl2, res->lay, res->pdq, res->phash, res->dhash, res->emb, res->lf};
+    const int lens[] = {res->n_tl2, res->n_lay, res->n_pdq, res->n_phash, res->n_dhash, res->n_emb, res->n_lf};
+    for (int l = 0; l < 7; l++)
         for (int j = 0; j < lens[l] && j < k; j++) {
             int32_t row = lists[l][j].row, dup = -1;
             if (row < 0 || row >= r->n) continue;
@@ -493,8 +500,12 @@ static void refine_one(void *vctx, int64_t i, int thread) {
         cand[m].emb_cos = -2;
         for (int j = 0; j < res->n_emb; j++)
             if (res->emb[j].row == rows[m]) cand[m].emb_cos = res->emb[j].score;
+        memset(&cand[m].lf, 0, sizeof cand[m].lf);
+        for (int j = 0; j < res->n_lf; j++)
+            if (q->lf_row[j] == rows[m]) cand[m].lf = q->lf[j];
         cs_an_refine(&cand[m], r, rows[m], qid, qmir, q16, q16 + C16, align[m], q, x->s);
         cs_an_verdict_cand(&cand[m], res->gen_pdq_quality, x->s);
+        cs_an_verdict_local(&cand[m], x->s);
     }
     /* The scan's tiled L2 comes from sgemm (|a|^2 + |b|^2 - 2ab), whose
      * cancellation leaves ~1e-3 where the exact distance is 0: the list

@@ -21,6 +21,7 @@
 
 #include <stdint.h>
 
+#include "analyze/lf_verify.h"
 #include "analyze/settings.h"
 #include "core/err.h"
 #include "core/image.h"
@@ -31,6 +32,7 @@
 #define CS_AN_MAXCAND 64   /* max candidates refined per generation */
 #define CS_AN_LAYOUT 8     /* colour layout side (8x8x3 = 192 floats) */
 #define CS_AN_ALIGN_TOP 4  /* the first 4 of each descriptor's list get the alignment search */
+#define CS_AN_LFK 8        /* geometrically verified local-feature hits kept per generation */
 
 /* The reference side, built once per analysis. Owns every array. */
 typedef struct {
@@ -83,6 +85,13 @@ typedef struct {
     int n_emb;
     int32_t emb_row[CS_AN_K];
     float emb_cos[CS_AN_K];
+    /* optional local-feature hits supplied by the caller: the references
+     * whose keypoints verified geometrically (analyze/lf_verify.h), by
+     * share of verified keypoints descending; log10_nfa1 already holds the
+     * number of false alarms over every test made (analyze.c adds them) */
+    int n_lf;
+    int32_t lf_row[CS_AN_LFK];
+    cs_lfv_match lf[CS_AN_LFK];
 } cs_an_query;
 
 /* Thumbnail (and, when want_hashes, hashes of the image and its mirror). */
@@ -107,6 +116,7 @@ typedef struct {
     int pdq, phash, dhash; /* Hamming (best of mirror), -1 = no hashes */
     int pdq_q_ref;
     float emb_cos;       /* -2 = no embedding score for this pair */
+    cs_lfv_match lf;     /* local-feature verification (inliers 0: none for this pair) */
     int verdict;
     const char *rule;    /* the setting that decided the verdict ("copy_tl2", ...) */
 } cs_an_cand;
@@ -119,6 +129,7 @@ typedef struct {
     cs_an_hit phash[CS_AN_K]; int n_phash;
     cs_an_hit dhash[CS_AN_K]; int n_dhash;
     cs_an_hit emb[CS_AN_K];   int n_emb;   /* cosine, descending */
+    cs_an_hit lf[CS_AN_LFK];  int n_lf;    /* share of reference keypoints verified, descending */
     int gen_pdq_quality;      /* -1 without hashes */
     /* the finding */
     int has_best;

@@ -127,6 +127,9 @@ static void verify_one(void *vctx, int64_t j, int thread) {
             q->lf[p] = m;
             q->lf_row[p] = row;
         }
+    /* the rival of each hit: the best share of another reference (the list
+     * is sorted, so hit 0's rival is hit 1 and every other's is hit 0) */
+    for (int k = 0; k < q->n_lf; k++) q->lf[k].rival = k == 0 ? (q->n_lf > 1 ? q->lf[1].score : 0) : q->lf[0].score;
     free(ref);
 }
 

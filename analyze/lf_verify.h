@@ -50,6 +50,8 @@ typedef struct {
     double log10_nfa1;     /* a-contrario significance of the consensus for ONE reference tested
                               (cs_lfv_log10_nfa1); add log10 of the tests made (references x 2
                               for the mirror) for the number of false alarms */
+    float rival;           /* set by the analysis: the best share verified by ANOTHER reference
+                              for the same generation (0: none), for the ratio test */
 } cs_lfv_match;
 
 /* The a-contrario number of false alarms of a consensus of k inliers among m

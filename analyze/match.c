@@ -543,6 +543,7 @@ static void refine_one(void *vctx, int64_t i, int thread) {
     }
     free(cand);
     cs_an_verdict_result(res, x->s);
+    cs_an_verdict_local_result(res);
 }
 
 /* Both lists (as is and mirrored, k each) go into a buffer of 2k before the

@@ -23,5 +23,9 @@ void cs_an_verdict_result(cs_an_result *res, const cs_an_settings *s);
  * keypoints (>= lf_min_share) is a near-copy when the mapped reference
  * covers at least lf_near_cover of the generation, else a partial copy. */
 void cs_an_verdict_local(cs_an_cand *c, const cs_an_settings *s);
+/* After cs_an_verdict_result: a finding decided by the local-feature rule
+ * ranks by its share of verified keypoints (its pixel distance says
+ * nothing about a rotated or embedded copy). */
+void cs_an_verdict_local_result(cs_an_result *res);
 
 #endif

@@ -7,8 +7,12 @@
  *   tiny      the tiny global embedding (index/tinydesc.h), best of mirror
  *   tiny-reg  regional tiny (cs_tiny_region_thumbs: 26 regions of the query
  *             and its mirror, 6 of the reference): the best region match
- *   analyze   today's matcher (analyze/match.h: tiled L2, layout, hashes,
- *             alignment) and its verdict: one prediction per query
+ *   analyze   the product as a user runs it: `copyscope index add REFS` and
+ *             `copyscope analyze --images QUERIES` with no other flag (every
+ *             default stage: tiled L2, layout, hashes, alignment, local
+ *             features), read back from the store: the finding's reference
+ *             and severity are the prediction, its verdict the flag
+ *             ($CS_COPYSCOPE names the binary, default build/copyscope)
  *   local     SIFT votes (index/localfeat.h) + RANSAC verification
  *             (analyze/lf_verify.h); score = share of reference keypoints verified
  *   fused     analyze/fuse.h: max background-calibrated z of pdq, grey32,
@@ -38,6 +42,8 @@
 #include "analyze/fuse.h"
 #include "analyze/lf_verify.h"
 #include "analyze/match.h"
+#include "analyze/verdict.h"
+#include "core/store.h"
 #include "core/image.h"
 #include "index/hashes.h"
 #include "index/localfeat.h"
@@ -168,6 +174,60 @@ static uint8_t *region_thumbs(const char *path, int reference, cs_err *err) {
     if (!reference && cs_tiny_region_thumbs(&img, 0, 1, t + (size_t)NREG * TH, err)) die(err);
     cs_image_free(&img);
     return t;
+}
+
+/* The product path: index add + analyze in a fresh store under the set's
+ * folder; per query (by file name) the finding's reference row (-1: none),
+ * severity, verdict and rule. Returns the CPU-independent wall seconds of
+ * the two commands in *t_add, *t_an. */
+typedef struct {
+    int ref, verdict;
+    float severity;
+    char rule[32];
+} finding;
+
+static int run_product(const char *dir, char **rn, int nr, item *q, int nq, finding *f, double *t_add, double *t_an) {
+    const char *bin = getenv("CS_COPYSCOPE") ? getenv("CS_COPYSCOPE") : "build/copyscope";
+    char db[1024], cmd[4096];
+    snprintf(db, sizeof db, "%s/product.db", dir);
+    snprintf(cmd, sizeof cmd, "rm -f '%s' '%s'.* && %s index add --db '%s' '%s/refs' >/dev/null", db, db, bin, db, dir);
+    double t0 = now();
+    if (system(cmd)) return -1;
+    *t_add = now() - t0;
+    snprintf(cmd, sizeof cmd, "%s analyze --db '%s' --images '%s/queries' -q >/dev/null", bin, db, dir);
+    t0 = now();
+    if (system(cmd)) return -1;
+    *t_an = now() - t0;
+    cs_store *s;
+    cs_err err = {0};
+    if (cs_store_open_readonly(&s, db, &err)) return -1;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(cs_store_db(s),
+                           "SELECT g.path, r.source, f.verdict, f.severity, json_extract(f.evidence_json, '$.rule') "
+                           "FROM findings f JOIN generations g ON g.id = f.generation_id "
+                           "LEFT JOIN refs r ON r.id = f.ref_id",
+                           -1, &st, NULL)) {
+        cs_store_close(s);
+        return -1;
+    }
+    for (int i = 0; i < nq; i++) f[i] = (finding){-1, 0, 0, ""};
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *path = (const char *)sqlite3_column_text(st, 0), *src = (const char *)sqlite3_column_text(st, 1);
+        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        const char *rb = src ? (strrchr(src, '/') ? strrchr(src, '/') + 1 : src) : NULL;
+        for (int i = 0; i < nq; i++) {
+            if (strcmp(q[i].name, base)) continue;
+            f[i].verdict = cs_verdict_parse((const char *)sqlite3_column_text(st, 2));
+            f[i].severity = (float)sqlite3_column_double(st, 3);
+            const char *rule = (const char *)sqlite3_column_text(st, 4);
+            snprintf(f[i].rule, sizeof f[i].rule, "%s", rule ? rule : "");
+            for (int r = 0; rb && r < nr; r++)
+                if (!strcmp(rn[r], rb)) f[i].ref = r;
+        }
+    }
+    sqlite3_finalize(st);
+    cs_store_close(s);
+    return 0;
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -385,21 +445,11 @@ int main(void) {
     }
     if (cs_lf_index_build(&c.lx, nr, recs, NULL, &err)) die(&err);
 
-    /* analyze's matcher */
-    cs_an_settings st;
-    cs_an_settings_default(&st);
-    cs_an_refs ar;
-    int64_t *ids = malloc(sizeof(int64_t) * (size_t)nr);
-    cs_hashes *rh = malloc(sizeof(cs_hashes) * (size_t)nr);
-    for (int i = 0; i < nr; i++) {
-        ids[i] = i + 1;
-        rh[i] = refs[i].h;
-    }
-    if (cs_an_refs_build(&ar, nr, ids, th, &st, &err) || cs_an_refs_set_hashes(&ar, ids, rh, nr, &err)) die(&err);
-    cs_an_query *aq = malloc(sizeof(cs_an_query) * (size_t)nq);
-    cs_an_result *ares = malloc(sizeof(cs_an_result) * (size_t)nq);
-    for (int i = 0; i < nq; i++) aq[i] = q[i].aq;
-    if (cs_an_match_batch(&ar, aq, nq, &st, 1, ares, &err)) die(&err);
+    /* analyze: the product path */
+    finding *fnd = malloc(sizeof(finding) * (size_t)nq);
+    double t_add = 0, t_an = 0;
+    int have_product = run_product(dir, rn, nr, q, nq, fnd, &t_add, &t_an) == 0;
+    if (!have_product) fprintf(stderr, "bench_copydet: the product path failed (is build/copyscope built?)\n");
 
     /* background: every (background image, reference) pair per fused descriptor */
     enum { FD = 4 }; /* pdq, grey32, tiny-reg, local */
@@ -473,12 +523,11 @@ int main(void) {
         np[M_TINY][i] = top_of(sc, nr, p[M_TINY][i], -1e30f);
         for (int r = 0; r < nr; r++) sc[r] = s_treg(x, &refs[r]);
         np[M_TREG][i] = top_of(sc, nr, p[M_TREG][i], -1e30f);
-        const cs_an_result *a = &ares[i];
         np[M_AN][i] = 0;
-        if (a->has_best) {
-            p[M_AN][i][0] = (pred){a->best.row, a->severity};
+        if (have_product && fnd[i].ref >= 0) {
+            p[M_AN][i][0] = (pred){fnd[i].ref, fnd[i].severity};
             np[M_AN][i] = 1;
-            flag_an[i] = a->verdict >= CS_V_PARTIAL;
+            flag_an[i] = fnd[i].verdict >= CS_V_PARTIAL;
         }
         memset(ev, 0, sizeof(cs_lfv_match) * (size_t)nr);
         local_scores(&c, x, lsc, ev, &err);
@@ -629,6 +678,22 @@ int main(void) {
            "%.1f keypoints/reference; %d B/reference on disk, %d B/reference in the vote index (SQ8 + id)\n",
            nr / lf_ref_time, nr, CS_LF_SIDE, (double)kp_total / nr, CS_LF_RECORD, (int)(kp_total * (128 + 8) / nr));
     printf("query side (all methods, %d queries): %.1f ms/query\n", nq, 1e3 * t_q / nq);
+    if (have_product) {
+        /* the product's rules: which one flagged the copies (right reference) and the distractors */
+        const char *rules_seen[32];
+        int nrs = 0, rc_[32] = {0}, rd_[32] = {0};
+        for (int i = 0; i < nq; i++) {
+            if (fnd[i].verdict < CS_V_PARTIAL) continue;
+            int k = 0;
+            while (k < nrs && strcmp(rules_seen[k], fnd[i].rule)) k++;
+            if (k == nrs && nrs < 32) rules_seen[nrs++] = fnd[i].rule;
+            if (k < 32) (q[i].ref >= 0 ? rc_ : rd_)[k] += q[i].ref < 0 || fnd[i].ref == q[i].ref;
+        }
+        printf("analyze (product): index add %.1f s, analyze %.1f s wall (%d queries, shared machine); flags by rule "
+               "(copies right / distractors):", t_add, t_an, nq);
+        for (int k = 0; k < nrs; k++) printf(" %s %d/%d", rules_seen[k], rc_[k], rd_[k]);
+        printf("\n");
+    }
 
     for (int d = 0; d < FD; d++) {
         cs_fuse_bg_free(&fb[d]);
@@ -637,13 +702,12 @@ int main(void) {
         free(bs[d]);
     }
     cs_lf_index_free(c.lx);
-    cs_an_refs_free(&ar);
     cs_tiny_free(&tm);
     for (int i = 0; i < nr; i++) free(refs[i].lf), free(rn[i]);
     for (int i = 0; i < nb; i++) free(bg[i].lf), free(bg[i].lfm), free(bn[i]);
     for (int i = 0; i < nq; i++) free(q[i].lf), free(q[i].lfm);
-    free(rn), free(bn), free(refs), free(bg), free(q), free(th), free(recs), free(c.rset), free(ids), free(rh);
+    free(rn), free(bn), free(refs), free(bg), free(q), free(th), free(recs), free(c.rset), free(fnd);
     free(bgtop), free(bgtop_keep), free(flag_fs);
-    free(aq), free(ares), free(lsc), free(flag_an), free(flag_fu), free(partial_fu), free(sc), free(ev);
+    free(lsc), free(flag_an), free(flag_fu), free(partial_fu), free(sc), free(ev);
     return 0;
 }

@@ -32,6 +32,7 @@
 #define CS_AN_MAXCAND 64   /* max candidates refined per generation */
 #define CS_AN_LAYOUT 8     /* colour layout side (8x8x3 = 192 floats) */
 #define CS_AN_ALIGN_TOP 4  /* the first 4 of each descriptor's list get the alignment search */
+#define CS_AN_NB 5         /* neighbours (candidates) kept per generation, by fused rank */
 #define CS_AN_LFK 8        /* geometrically verified local-feature hits kept per generation */
 
 /* The reference side, built once per analysis. Owns every array. */
@@ -121,6 +122,22 @@ typedef struct {
     const char *rule;    /* the setting that decided the verdict ("copy_tl2", ...) */
 } cs_an_cand;
 
+/* One neighbour of a generation: every descriptor's score for the pair and
+ * the fused score (analyze/fuse.h: z = -log10 of the chance an unrelated
+ * pair scores as well; the larger of the local-feature and PDQ z). */
+typedef struct {
+    int32_t row;
+    int verdict;
+    const char *rule;
+    float d_id, d_al;    /* tiled L2 (INFINITY without thumbnails) */
+    int pdq, phash, dhash;
+    float emb_cos;       /* -2: none */
+    float lf_share;      /* 0: no verified local features */
+    int lf_inliers;
+    float lf_coverage;
+    float z_local, z_pdq, fused;
+} cs_an_nb;
+
 typedef struct {
     /* per-descriptor top lists, best first (rows into cs_an_refs) */
     cs_an_hit tl2[CS_AN_K];   int n_tl2;   /* tiled L2 as-is/mirrored, ascending */
@@ -141,6 +158,9 @@ typedef struct {
     int verdict;
     float severity;           /* verdict level + closeness in [0, 1) */
     int n_cand;
+    cs_an_nb nb[CS_AN_NB];    /* the candidates ranked as the finding is chosen (verdict, then
+                                 fused score, then aligned tiled L2), best first */
+    int n_nb;
 } cs_an_result;
 
 /* Merges a generation's as-is and mirrored top-k lists (ia/da, ib/db: k

@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "analyze/analyze.h"
+#include "analyze/fuse.h"
 #include "analyze/lf_verify.h"
 #include "analyze/verdict.h"
 #include "core/image.h"
@@ -201,6 +202,14 @@ static void test_crop_rotate_embed(void) {
     CHECKF(!strncmp(r[0][1].rule, "lf_", 3), "rotation flagged by %s", r[0][1].rule);
     CHECKF(!strcmp(r[0][2].verdict, "partial") && !strcmp(r[0][2].rule, "lf_partial"), "embed: %s by %s",
            r[0][2].verdict, r[0][2].rule);
+    if (r[0][1].evidence) { /* the rotation's first neighbour is its source, with a fused z */
+        cJSON *e = cJSON_Parse(r[0][1].evidence);
+        cJSON *n0 = cJSON_GetArrayItem(cJSON_GetObjectItem(e, "neighbours"), 0);
+        cJSON *src = cJSON_GetObjectItem(n0, "source"), *fz = cJSON_GetObjectItem(n0, "fused");
+        CHECKF(src && strstr(src->valuestring, SRC[1]) && fz && fz->valuedouble > 2, "rotation's neighbour 0: %s",
+               n0 ? cJSON_PrintUnformatted(n0) : "none");
+        cJSON_Delete(e);
+    }
     if (r[0][2].evidence) { /* the generation's polygon lies where the reference was pasted */
         cJSON *e = cJSON_Parse(r[0][2].evidence);
         cJSON *gp = cJSON_GetObjectItem(cJSON_GetObjectItem(e, "local"), "gen_polygon");
@@ -250,6 +259,19 @@ static void test_nfa(void) {
     }
     /* fewer than 2 inliers or matches: nothing is claimed (NFA 1) */
     CHECK(cs_lfv_log10_nfa1(1, 1, W, H) == 0);
+    /* the PDQ null: P[Bin(256, 1/2) <= d], summed directly; x 1000 tests */
+    for (int d = 0; d <= 100; d += 20) {
+        long double sum = 0, binom = 1;
+        for (int i = 0; i <= d; i++) {
+            if (i) binom = binom * (256 - (i - 1)) / i;
+            sum += binom;
+        }
+        double want = -(double)(log10l(sum) - 256 * log10l(2) + 3);
+        if (want < 0) want = 0;
+        double got = cs_fuse_z_pdq(d, 1000);
+        CHECKF(fabs(got - want) < 1e-6 * (1 + want), "pdq %d: %.9f vs %.9f", d, got, want);
+    }
+    CHECK(cs_fuse_z_pdq(128, 1) < 0.5 && cs_fuse_z_nfa(-12.5) == 12.5 && cs_fuse_z_nfa(0.3) == 0);
 }
 
 int main(void) {

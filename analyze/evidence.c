@@ -117,6 +117,9 @@ static void add_local(cJSON *o, const an_state *A, const cs_an_cand *b) {
     cJSON_AddBoolToObject(l, "mirrored", m->mirrored);
     cJSON_AddItemToObject(l, "ref_polygon", poly_json((const float (*)[2])m->ref_poly));
     cJSON_AddItemToObject(l, "gen_polygon", poly_json((const float (*)[2])m->gen_poly));
+    const int sz[4] = {m->ref_w, m->ref_h, m->gen_w, m->gen_h};
+    cJSON_AddItemToObject(l, "ref_size", cJSON_CreateIntArray(sz, 2));
+    cJSON_AddItemToObject(l, "gen_size", cJSON_CreateIntArray(sz + 2, 2));
 }
 
 static void num_or_null(cJSON *o, const char *k, int ok, double v) {

@@ -138,6 +138,7 @@ static int verify_one(const cs_lf_set *q, const cs_lf_set *r, cs_lfv_match *o, c
     }
     if (ni < 3) return 0;
     o->inliers = ni;
+    o->ref_w = r->orig_w, o->ref_h = r->orig_h, o->gen_w = q->orig_w, o->gen_h = q->orig_h;
     o->log10_nfa1 = cs_lfv_log10_nfa1(nm, ni, q->w, q->h);
     memcpy(o->m, m, sizeof m);
     o->score = (float)ni / (float)(r->n > CS_LFV_MIN_KP ? r->n : CS_LFV_MIN_KP);

@@ -46,6 +46,8 @@ typedef struct {
     float ref_poly[4][2];  /* inlier box in the reference, original pixels */
     float gen_poly[4][2];  /* its image in the generation, original pixels (as is, not mirrored) */
     float coverage;        /* share of the generation covered by the mapped reference */
+    int ref_w, ref_h;      /* the images the polygons are in (original pixels) */
+    int gen_w, gen_h;
     int partial;           /* inliers > 0 and coverage < CS_LFV_PARTIAL_COVER */
     double log10_nfa1;     /* a-contrario significance of the consensus for ONE reference tested
                               (cs_lfv_log10_nfa1); add log10 of the tests made (references x 2

@@ -597,3 +597,80 @@ out:
     an_state_free(&A);
     return rc;
 }
+
+/* ---- neighbours without recording (index query) ---- */
+
+_Static_assert(CS_AN_NB == 5, "cs_an_neighbours holds CS_AN_NB neighbours");
+
+static void neighbours_of(const an_state *A, const item *x, const cs_an_result *r, cs_an_neighbours *o) {
+    o->path = strdup(x->path);
+    o->verdict = r->verdict;
+    o->rule = r->has_best ? r->best.rule : "";
+    o->n = r->n_nb;
+    for (int k = 0; k < r->n_nb; k++) {
+        const cs_an_nb *nb = &r->nb[k];
+        o->ref_id[k] = A->refs.ids[nb->row];
+        o->nb_verdict[k] = nb->verdict;
+        o->fused[k] = nb->fused;
+        o->share[k] = nb->lf_share;
+        o->d_al[k] = nb->d_al;
+        o->pdq[k] = nb->pdq;
+    }
+}
+
+int cs_analyze_neighbours(cs_store *s, const cs_analyze_opts *o, cs_an_neighbours **out, int64_t *nout, cs_err *err) {
+    cs_analyze_summary sum;
+    memset(&sum, 0, sizeof sum);
+    an_state A = {.s = s, .o = o, .set = &o->set, .threads = o->threads > 0 ? o->threads : cs_threads(), .sum = &sum};
+    *out = NULL;
+    *nout = 0;
+    int rc = -1;
+    cs_an_query *cq = NULL;
+    cs_an_result *cr = NULL;
+    if (stage_load_index(&A, err) || stage_load_generations(&A, err) || stage_describe(&A, err)) goto out;
+    cs_an_neighbours *v = calloc((size_t)A.it.n, sizeof *v);
+    cq = malloc(sizeof(cs_an_query) * AN_CHUNK);
+    cr = malloc(sizeof(cs_an_result) * AN_CHUNK);
+    if (!v || !cq || !cr) {
+        free(v);
+        cs_fail(err, CS_ENOMEM, "index query: out of memory");
+        goto out;
+    }
+    *out = v;
+    *nout = A.it.n;
+    for (int64_t off = 0; off < A.it.n; off += AN_CHUNK) {
+        int64_t idx[AN_CHUNK], m = 0;
+        for (int64_t i = off; i < A.it.n && i < off + AN_CHUNK; i++) {
+            const item *x = &A.it.v[i];
+            if (!x->ok) {
+                v[i].path = strdup(x->path);
+                v[i].error = strdup(x->error ? x->error : "cannot decode");
+                v[i].rule = "";
+                continue;
+            }
+            cq[m] = A.q[i];
+            idx[m++] = i;
+        }
+        if (m && cs_an_match_batch(&A.refs, cq, m, A.set, A.threads, cr, err)) goto out;
+        for (int64_t j = 0; j < m; j++) neighbours_of(&A, &A.it.v[idx[j]], &cr[j], &v[idx[j]]);
+    }
+    rc = 0;
+out:
+    if (rc) {
+        cs_analyze_neighbours_free(*out, *nout);
+        *out = NULL;
+        *nout = 0;
+    }
+    free(cq);
+    free(cr);
+    an_state_free(&A);
+    return rc;
+}
+
+void cs_analyze_neighbours_free(cs_an_neighbours *v, int64_t n) {
+    for (int64_t i = 0; v && i < n; i++) {
+        free(v[i].path);
+        free(v[i].error);
+    }
+    free(v);
+}

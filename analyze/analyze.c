@@ -279,12 +279,14 @@ static int load_embedder(an_state *A, cs_err *err) {
 
 static int stage_load_index(an_state *A, cs_err *err) {
     if (load_refs(A, err) || load_embedder(A, err)) return -1;
+    if (want(A->o->descriptors, "local") && an_local_load(A, err)) return -1;
     cs_analyze_summary *sum = A->sum;
     size_t l = 0;
     char *d = sum->descriptors;
     if (A->th.n > 0) l += (size_t)snprintf(d + l, sizeof sum->descriptors - l, "tl2,layout,");
     if (A->use_hashes) l += (size_t)snprintf(d + l, sizeof sum->descriptors - l, "pdq,phash,dhash,");
     if (A->emb_name) l += (size_t)snprintf(d + l, sizeof sum->descriptors - l, "%s,", A->emb_name);
+    if (A->lfx) l += (size_t)snprintf(d + l, sizeof sum->descriptors - l, "local,");
     if (l) d[l - 1] = 0;
     sum->n_refs = A->th.n;
     return 0;
@@ -371,7 +373,6 @@ static int search_embeddings(an_state *A, emb_scratch *e, int64_t off, int64_t n
             qq->emb_cos[qq->n_emb++] = e->esc[b * e->ek + k] - x->emb_bias;
         }
     }
-    for (int64_t j = 0; j < n; j++) cs_image_free(&e->imgs[j]);
     return fail ? -1 : 0;
 }
 
@@ -382,14 +383,15 @@ static int stage_describe(an_state *A, cs_err *err) {
     cs_progress *prog = A->streaming ? A->prog : A->o->progress ? cs_progress_start("decode", it->n, "img") : NULL;
     emb_scratch e = {0};
     int fail = 0;
+    if (A->emb || A->lfx) e.imgs = calloc(AN_CHUNK, sizeof(cs_image)); /* kept for the embedder, local features */
+    if ((A->emb || A->lfx) && !e.imgs) fail = cs_fail(err, CS_ENOMEM, "analyze: out of memory");
     if (A->emb) {
         e.edim = cs_embedder_dim(A->emb);
         e.ek = (int)A->set->cand_k < CS_AN_K ? (int)A->set->cand_k : CS_AN_K;
-        e.imgs = calloc(AN_CHUNK, sizeof(cs_image));
         e.ev = malloc(sizeof(float) * AN_CHUNK * e.edim);
         e.eid = malloc(sizeof(int64_t) * AN_CHUNK * CS_AN_K);
         e.esc = malloc(sizeof(float) * AN_CHUNK * CS_AN_K);
-        if (!e.imgs || !e.ev || !e.eid || !e.esc) fail = cs_fail(err, CS_ENOMEM, "analyze: out of memory");
+        if (!e.ev || !e.eid || !e.esc) fail = cs_fail(err, CS_ENOMEM, "analyze: out of memory");
     }
     for (int64_t off = 0; off < it->n && !fail; off += AN_CHUNK) {
         int64_t n = it->n - off < AN_CHUNK ? it->n - off : AN_CHUNK;
@@ -398,6 +400,9 @@ static int stage_describe(an_state *A, cs_err *err) {
         for (int64_t j = 0; j < n; j++) it->v[off + j].clique = -1;
         cs_parallel_for(A->threads, n, decode_one, &dc);
         if (A->emb && search_embeddings(A, &e, off, n, err)) fail = 1;
+        if (!fail && A->lfx && an_local_search(A, e.imgs, off, n, err)) fail = 1;
+        if (e.imgs)
+            for (int64_t j = 0; j < n; j++) cs_image_free(&e.imgs[j]);
     }
     free(e.imgs);
     free(e.ev);
@@ -751,6 +756,7 @@ static void an_state_free(an_state *A) {
     free(A->bgv);
     if (A->bgvs_open) cs_vecstore_close(&A->bgvs);
     cs_embedder_free(A->emb);
+    an_local_free(A);
     for (int i = 0; i < A->h.n_emb; i++) free(A->h.emb[i]);
     free(A->h.emb);
     cs_an_refs_free(&A->refs);
@@ -783,4 +789,81 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
 out:
     an_state_free(&A);
     return rc;
+}
+
+/* ---- neighbours without recording (index query) ---- */
+
+_Static_assert(CS_AN_NB == 5, "cs_an_neighbours holds CS_AN_NB neighbours");
+
+static void neighbours_of(const an_state *A, const item *x, const cs_an_result *r, cs_an_neighbours *o) {
+    o->path = strdup(x->path);
+    o->verdict = r->verdict;
+    o->rule = r->has_best ? r->best.rule : "";
+    o->n = r->n_nb;
+    for (int k = 0; k < r->n_nb; k++) {
+        const cs_an_nb *nb = &r->nb[k];
+        o->ref_id[k] = A->refs.ids[nb->row];
+        o->nb_verdict[k] = nb->verdict;
+        o->fused[k] = nb->fused;
+        o->share[k] = nb->lf_share;
+        o->d_al[k] = nb->d_al;
+        o->pdq[k] = nb->pdq;
+    }
+}
+
+int cs_analyze_neighbours(cs_store *s, const cs_analyze_opts *o, cs_an_neighbours **out, int64_t *nout, cs_err *err) {
+    cs_analyze_summary sum;
+    memset(&sum, 0, sizeof sum);
+    an_state A = {.s = s, .o = o, .set = &o->set, .threads = o->threads > 0 ? o->threads : cs_threads(), .sum = &sum};
+    *out = NULL;
+    *nout = 0;
+    int rc = -1;
+    cs_an_query *cq = NULL;
+    cs_an_result *cr = NULL;
+    if (stage_load_index(&A, err) || stage_load_generations(&A, err) || stage_describe(&A, err)) goto out;
+    cs_an_neighbours *v = calloc((size_t)A.it.n, sizeof *v);
+    cq = malloc(sizeof(cs_an_query) * AN_CHUNK);
+    cr = malloc(sizeof(cs_an_result) * AN_CHUNK);
+    if (!v || !cq || !cr) {
+        free(v);
+        cs_fail(err, CS_ENOMEM, "index query: out of memory");
+        goto out;
+    }
+    *out = v;
+    *nout = A.it.n;
+    for (int64_t off = 0; off < A.it.n; off += AN_CHUNK) {
+        int64_t idx[AN_CHUNK], m = 0;
+        for (int64_t i = off; i < A.it.n && i < off + AN_CHUNK; i++) {
+            const item *x = &A.it.v[i];
+            if (!x->ok) {
+                v[i].path = strdup(x->path);
+                v[i].error = strdup(x->error ? x->error : "cannot decode");
+                v[i].rule = "";
+                continue;
+            }
+            cq[m] = A.q[i];
+            idx[m++] = i;
+        }
+        if (m && cs_an_match_batch(&A.refs, cq, m, A.set, A.threads, cr, err)) goto out;
+        for (int64_t j = 0; j < m; j++) neighbours_of(&A, &A.it.v[idx[j]], &cr[j], &v[idx[j]]);
+    }
+    rc = 0;
+out:
+    if (rc) {
+        cs_analyze_neighbours_free(*out, *nout);
+        *out = NULL;
+        *nout = 0;
+    }
+    free(cq);
+    free(cr);
+    an_state_free(&A);
+    return rc;
+}
+
+void cs_analyze_neighbours_free(cs_an_neighbours *v, int64_t n) {
+    for (int64_t i = 0; v && i < n; i++) {
+        free(v[i].path);
+        free(v[i].error);
+    }
+    free(v);
 }

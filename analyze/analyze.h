@@ -44,6 +44,7 @@ typedef struct {
     int threads;             /* <= 0: cs_threads() */
     int progress;            /* show a progress line (stderr, when a terminal) */
     int only_new;            /* with run_id: analyse only generations without a finding (above) */
+    int no_local_features;   /* skip the local-feature stage (on when the index has ref_localfeat) */
     cs_an_settings set;
 } cs_analyze_opts;
 
@@ -64,6 +65,25 @@ typedef struct {
  * folders without any readable generation (CS_ENOTFOUND "...: no generations
  * to analyse"), a descriptor the index lacks (CS_EUSAGE). */
 int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *sum, cs_err *err);
+
+/* The neighbours the analysis would find for image files, recording
+ * nothing (`copyscope index query`'s fused ranking): the same descriptors,
+ * local features and ranking as cs_analyze_run, with o->image_dirs (files or
+ * folders) as the generations. *out[*n] (malloc'd, cs_analyze_neighbours_free)
+ * in the order the analysis lists the files. */
+typedef struct {
+    char *path;
+    char *error;            /* unreadable: why (the rest is empty) */
+    int verdict;            /* CS_V_* of the finding the analysis would make */
+    const char *rule;
+    int n;                  /* neighbours, in the finding's order */
+    int64_t ref_id[5];
+    int nb_verdict[5];
+    float fused[5], share[5], d_al[5];
+    int pdq[5];
+} cs_an_neighbours;
+int cs_analyze_neighbours(cs_store *s, const cs_analyze_opts *o, cs_an_neighbours **out, int64_t *n, cs_err *err);
+void cs_analyze_neighbours_free(cs_an_neighbours *v, int64_t n);
 
 /* Does run_id need (re-)analysis with set? 1: yes, all of it; 2: only the
  * generations without a finding (only_new); 0: no (every generation has a

@@ -25,6 +25,7 @@
 #include "core/progress.h"
 #include "index/embed.h"
 #include "index/hamming.h"
+#include "index/localfeat.h"
 #include "index/refs.h"
 #include "index/vecstore.h"
 
@@ -129,6 +130,10 @@ typedef struct {
     const float *bgp;          /* the set used: bgv, or bgvs's mapping */
     int64_t nbg;
     bg_info bg;
+    cs_lf_index *lfx;          /* an_local.c: the local-feature vote index (NULL: not used) */
+    uint8_t *lf_recs;          /* [lf_n][CS_LF_RECORD] the references' records */
+    int32_t *lf_rows;          /* [lf_n] their rows in refs (-1: not an analysed reference) */
+    int64_t lf_n;
     /* load: the generations */
     items it;                  /* by generation id (--run) or path (--images) */
     an_tasks tasks;            /* the run's completion tasks; items point into it */
@@ -167,6 +172,12 @@ void an_read_image_prompts(items *it, int threads);
  * without a prompt are groups of one. */
 enum { AN_SLICE = 2048 };
 int an_image_slices(const items *it, int64_t **idx, int64_t **cut, int64_t *n_slices);
+
+/* an_local.c: the local-feature stage (load with the index; search per
+ * chunk of decoded images imgs[n] of items off..off+n, filling q[].lf*) */
+int an_local_load(an_state *A, cs_err *err);
+int an_local_search(an_state *A, const cs_image *imgs, int64_t off, int64_t n, cs_err *err);
+void an_local_free(an_state *A);
 
 /* evidence.c: the finding's evidence (malloc'd JSON, NULL when out of memory) */
 char *an_evidence_json(const an_state *A, const cs_an_result *r, const item *x);

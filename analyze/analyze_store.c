@@ -273,6 +273,14 @@ static int write_list(cs_store *s, an_writer *w, int64_t gen, const char *desc, 
     return 0;
 }
 
+/* the "fused" list: the neighbours in the finding's order, score = fused z */
+static int write_fused(cs_store *s, an_writer *w, int64_t gen, const cs_an_result *r, const cs_an_refs *refs,
+                       cs_err *err) {
+    cs_an_hit h[CS_AN_NB];
+    for (int k = 0; k < r->n_nb; k++) h[k] = (cs_an_hit){r->nb[k].row, r->nb[k].fused};
+    return write_list(s, w, gen, "fused", h, r->n_nb, refs, err);
+}
+
 /* One generation: its old matches and finding replaced by r's. */
 static int write_one(an_state *A, const item *x, const cs_an_result *r, cs_err *err) {
     cs_store *s = A->s;
@@ -291,7 +299,8 @@ static int write_one(an_state *A, const item *x, const cs_an_result *r, cs_err *
         write_list(s, w, gen, "pdq", r->pdq, r->n_pdq, refs, err) ||
         write_list(s, w, gen, "phash", r->phash, r->n_phash, refs, err) ||
         write_list(s, w, gen, "dhash", r->dhash, r->n_dhash, refs, err) ||
-        write_list(s, w, gen, emb_name ? emb_name : "embedding", r->emb, r->n_emb, refs, err))
+        write_list(s, w, gen, emb_name ? emb_name : "embedding", r->emb, r->n_emb, refs, err) ||
+        write_list(s, w, gen, "local", r->lf, r->n_lf, refs, err) || write_fused(s, w, gen, r, refs, err))
         return -1;
     char *ev = an_evidence_json(A, r, x);
     sqlite3_reset(w->ins_f);

@@ -89,6 +89,73 @@ static void add_ratio_hashes_emb(cJSON *o, const an_state *A, const cs_an_result
     }
 }
 
+static cJSON *poly_json(const float (*p)[2]) {
+    cJSON *a = cJSON_CreateArray();
+    for (int c = 0; c < 4; c++) {
+        cJSON *pt = cJSON_CreateArray();
+        cJSON_AddItemToArray(pt, cJSON_CreateNumber(round(p[c][0] * 10) / 10));
+        cJSON_AddItemToArray(pt, cJSON_CreateNumber(round(p[c][1] * 10) / 10));
+        cJSON_AddItemToArray(a, pt);
+    }
+    return a;
+}
+
+/* "local": the best candidate's geometric verification (analyze/lf_verify.h),
+ * null when its local features did not verify (or were not used). */
+static void add_local(cJSON *o, const an_state *A, const cs_an_cand *b) {
+    const cs_lfv_match *m = &b->lf;
+    if (!A->lfx || m->inliers <= 0) {
+        cJSON_AddNullToObject(o, "local");
+        return;
+    }
+    cJSON *l = cJSON_AddObjectToObject(o, "local");
+    cJSON_AddNumberToObject(l, "inliers", m->inliers);
+    cJSON_AddNumberToObject(l, "matches", m->matches);
+    cJSON_AddNumberToObject(l, "share", r4(m->score));
+    cJSON_AddNumberToObject(l, "log10_nfa", round(m->log10_nfa1 * 100) / 100);
+    cJSON_AddNumberToObject(l, "coverage", r4(m->coverage));
+    cJSON_AddBoolToObject(l, "mirrored", m->mirrored);
+    cJSON_AddItemToObject(l, "ref_polygon", poly_json((const float (*)[2])m->ref_poly));
+    cJSON_AddItemToObject(l, "gen_polygon", poly_json((const float (*)[2])m->gen_poly));
+    const int sz[4] = {m->ref_w, m->ref_h, m->gen_w, m->gen_h};
+    cJSON_AddItemToObject(l, "ref_size", cJSON_CreateIntArray(sz, 2));
+    cJSON_AddItemToObject(l, "gen_size", cJSON_CreateIntArray(sz + 2, 2));
+}
+
+static void num_or_null(cJSON *o, const char *k, int ok, double v) {
+    if (ok) cJSON_AddNumberToObject(o, k, v);
+    else cJSON_AddNullToObject(o, k);
+}
+
+/* "neighbours": the generation's candidates in the finding's order
+ * (verdict, fused score, aligned tiled L2), each with every descriptor's
+ * score for the pair (null where a descriptor has none). */
+static void add_neighbours(cJSON *o, const an_state *A, const cs_an_result *r) {
+    cJSON *a = cJSON_AddArrayToObject(o, "neighbours");
+    for (int k = 0; k < r->n_nb; k++) {
+        const cs_an_nb *n = &r->nb[k];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "rank", k);
+        cJSON_AddNumberToObject(e, "ref_id", (double)A->refs.ids[n->row]);
+        if (n->row < A->th.n && A->th.sources[n->row]) cJSON_AddStringToObject(e, "source", A->th.sources[n->row]);
+        cJSON_AddStringToObject(e, "verdict", cs_verdict_name(n->verdict));
+        cJSON_AddStringToObject(e, "rule", n->rule ? n->rule : "");
+        cJSON_AddNumberToObject(e, "fused", r4(n->fused));
+        cJSON *sc = cJSON_AddObjectToObject(e, "scores");
+        num_or_null(sc, "tl2", isfinite(n->d_id), r4(n->d_id));
+        num_or_null(sc, "tl2_aligned", isfinite(n->d_al), r4(n->d_al));
+        num_or_null(sc, "pdq", n->pdq >= 0, n->pdq);
+        num_or_null(sc, "phash", n->phash >= 0, n->phash);
+        num_or_null(sc, "dhash", n->dhash >= 0, n->dhash);
+        num_or_null(sc, A->emb_name ? A->emb_name : "embedding", n->emb_cos > -2, r4(n->emb_cos));
+        num_or_null(sc, "local_share", A->lfx != NULL, r4(n->lf_share));
+        num_or_null(sc, "local_inliers", A->lfx != NULL, n->lf_inliers);
+        num_or_null(sc, "z_local", A->lfx != NULL, r4(n->z_local));
+        cJSON_AddNumberToObject(sc, "z_pdq", r4(n->z_pdq));
+        cJSON_AddItemToArray(a, e);
+    }
+}
+
 /* "completion": the audit of the withheld region (or why there is none). */
 static void add_completion(cJSON *o, const an_state *A, const item *x) {
     if (!x->audited) {
@@ -130,6 +197,8 @@ char *an_evidence_json(const an_state *A, const cs_an_result *r, const item *x) 
     if (r->has_best) {
         add_ref_tl2(o, A, &r->best);
         add_ratio_hashes_emb(o, A, r, x);
+        add_local(o, A, &r->best);
+        add_neighbours(o, A, r);
     } else {
         cJSON_AddNullToObject(o, "ref");
     }

@@ -102,3 +102,20 @@ double cs_fuse_flag_z_bg(const double *top_z, int64_t n, int64_t n_refs, int n_d
     free(v);
     return t;
 }
+
+double cs_fuse_z_nfa(double log10_nfa) { return log10_nfa < 0 ? -log10_nfa : 0; }
+
+double cs_fuse_z_pdq(int dist, double n_tests) {
+    if (dist < 0 || dist > 256) return 0;
+    /* log P[Bin(256, 1/2) <= d] = log(sum_{i<=d} C(256, i)) - 256 log 2, summed in log space */
+    double lc = 0, mx = 0, t[257];
+    for (int i = 0; i <= dist; i++) {
+        if (i > 0) lc += log((256.0 - (i - 1)) / i);
+        t[i] = lc;
+        if (t[i] > mx) mx = t[i];
+    }
+    double s = 0;
+    for (int i = 0; i <= dist; i++) s += exp(t[i] - mx);
+    double log10p = (mx + log(s) - 256 * log(2.0)) / log(10.0) + log10(n_tests > 1 ? n_tests : 1);
+    return log10p < 0 ? -log10p : 0;
+}

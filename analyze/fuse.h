@@ -73,4 +73,18 @@ double cs_fuse_flag_z(int64_t n_refs, int n_desc, double alpha);
  * the Bonferroni bound when n < 1 / alpha (too few to measure alpha). */
 double cs_fuse_flag_z_bg(const double *top_z, int64_t n, int64_t n_refs, int n_desc, double alpha);
 
+/* Analytic nulls, for the analysis (no background set needed; issue 13's
+ * "one calibrated score per (generation, reference)"): the same unit,
+ * z = -log10 of the probability that an unrelated pair scores as well,
+ * Bonferroni-corrected for the n_tests comparisons made (every reference,
+ * and its mirror); 0 when not significant.
+ *  - local features: the a-contrario number of false alarms (lf_verify.h)
+ *    is already such a probability count: z = -log10_nfa;
+ *  - PDQ: the 256 bits of two unrelated images agree like fair coins (the
+ *    PDQ authors' null), so P[distance <= d] = P[Binomial(256, 1/2) <= d].
+ * The fused score is the larger of the two (the strongest evidence, as
+ * cs_fuse_z_max), used to rank a generation's neighbours. */
+double cs_fuse_z_nfa(double log10_nfa);
+double cs_fuse_z_pdq(int dist, double n_tests);
+
 #endif

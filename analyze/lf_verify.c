@@ -53,6 +53,35 @@ double cs_lfv_clip_area(const float (*p)[2], int n, double w, double h) {
     return fabs(s) / 2;
 }
 
+/* log of the binomial tail P[X >= k], X ~ Bin(n, p): the terms by the
+ * recurrence C(n,i+1)/C(n,i) = (n-i)/(i+1), summed in log space (no lgamma:
+ * it writes the global signgam, a race between threads) */
+static double log_binom_tail(int n, int k, double p) {
+    if (k <= 0) return 0;
+    if (k > n) return -INFINITY;
+    const double lp = log(p), lq = log1p(-p);
+    double lc = 0; /* log C(n, i) */
+    for (int i = 0; i < k; i++) lc += log((double)(n - i) / (i + 1));
+    double t[CS_LF_QUERY_KP + 1], mx = -INFINITY;
+    for (int i = k; i <= n; i++) {
+        t[i] = lc + i * lp + (n - i) * lq;
+        if (t[i] > mx) mx = t[i];
+        if (i < n) lc += log((double)(n - i) / (i + 1));
+    }
+    double s = 0;
+    for (int i = k; i <= n; i++) s += exp(t[i] - mx);
+    return mx + log(s);
+}
+
+double cs_lfv_log10_nfa1(int m, int k, int qw, int qh) {
+    if (m < 2 || k < 2 || qw <= 0 || qh <= 0) return 0;
+    if (m > CS_LF_QUERY_KP) m = CS_LF_QUERY_KP;
+    double p0 = M_PI * CS_LFV_REPROJ * CS_LFV_REPROJ / ((double)qw * qh);
+    if (p0 > 1) p0 = 1;
+    double models = log(m * (m - 1) / 2.0);
+    return (models + log_binom_tail(m - 2, k - 2, p0)) / log(10.0);
+}
+
 static void apply_m(const double *m, float x, float y, float *ox, float *oy) {
     *ox = (float)(m[0] * x + m[1] * y + m[2]);
     *oy = (float)(m[3] * x + m[4] * y + m[5]);
@@ -109,6 +138,8 @@ static int verify_one(const cs_lf_set *q, const cs_lf_set *r, cs_lfv_match *o, c
     }
     if (ni < 3) return 0;
     o->inliers = ni;
+    o->ref_w = r->orig_w, o->ref_h = r->orig_h, o->gen_w = q->orig_w, o->gen_h = q->orig_h;
+    o->log10_nfa1 = cs_lfv_log10_nfa1(nm, ni, q->w, q->h);
     memcpy(o->m, m, sizeof m);
     o->score = (float)ni / (float)(r->n > CS_LFV_MIN_KP ? r->n : CS_LFV_MIN_KP);
     if (o->score > 1) o->score = 1;

@@ -46,8 +46,27 @@ typedef struct {
     float ref_poly[4][2];  /* inlier box in the reference, original pixels */
     float gen_poly[4][2];  /* its image in the generation, original pixels (as is, not mirrored) */
     float coverage;        /* share of the generation covered by the mapped reference */
+    int ref_w, ref_h;      /* the images the polygons are in (original pixels) */
+    int gen_w, gen_h;
     int partial;           /* inliers > 0 and coverage < CS_LFV_PARTIAL_COVER */
+    double log10_nfa1;     /* a-contrario significance of the consensus for ONE reference tested
+                              (cs_lfv_log10_nfa1); add log10 of the tests made (references x 2
+                              for the mirror) for the number of false alarms */
+    float rival;           /* set by the analysis: the best share verified by ANOTHER reference
+                              for the same generation (0: none), for the ratio test */
 } cs_lfv_match;
+
+/* The a-contrario number of false alarms of a consensus of k inliers among m
+ * tentative matches, per reference tested (Moisan & Stival 2004, ORSA; Lowe
+ * 2004 s7.4 reasons the same way): under the null hypothesis (an unrelated
+ * pair) a tentative match lands within CS_LFV_REPROJ px of the position a
+ * model predicts with probability p0 = pi r^2 / (w h) of the query's working
+ * image; a similarity is fixed by 2 matches, so at most C(m,2) models are
+ * tried, and the other m - 2 matches agree with one by chance k - 2 times or
+ * more with probability P[Binomial(m - 2, p0) >= k - 2]. Returns
+ * log10(C(m,2) x that tail). The orientation/scale check makes the true null
+ * probability smaller still, so this is conservative. */
+double cs_lfv_log10_nfa1(int m, int k, int qw, int qh);
 
 /* q: the generation as is, qm: mirrored (NULL: not tried), ref: the
  * reference. out is zeroed (inliers 0) when nothing verifies. */

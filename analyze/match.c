@@ -1,6 +1,8 @@
 /* match.c — candidates per descriptor, exact refinement on thumbnails (see
  * match.h for the pipeline). */
 #include "analyze/match.h"
+
+#include "analyze/fuse.h"
 #include "analyze/verdict.h"
 
 #include <math.h>
@@ -374,9 +376,11 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
     const cs_tl2_cfg *cfg = &r->cfg;
     const int D = cs_tl2_dim(cfg), T = cs_tl2_tiles(cfg);
     float emb = c->emb_cos; /* set by the caller before refinement, or -2 */
+    cs_lfv_match lf = c->lf; /* likewise (inliers 0: none) */
     memset(c, 0, sizeof *c);
     c->row = row;
     c->emb_cos = emb;
+    c->lf = lf;
     c->pdq = c->phash = c->dhash = -1;
     c->pdq_q_ref = -1;
     if (!r->has_thumbs) { /* no pixels: hashes and embeddings only */
@@ -427,9 +431,30 @@ typedef struct {
     int k;
 } batch_ctx;
 
-static int cmp_cand(const cs_an_cand *a, const cs_an_cand *b) {
-    if (a->verdict != b->verdict) return a->verdict > b->verdict ? -1 : 1;
-    return a->d_al < b->d_al ? -1 : a->d_al > b->d_al;
+/* the fused score of a candidate (analyze/fuse.h's analytic nulls); PDQ
+ * counts only where its qualities make it evidence (pdq_min_quality) */
+static void fused_of(const cs_an_cand *c, int gen_q, int64_t n_refs, const cs_an_settings *s, float *zl, float *zp,
+                     float *f) {
+    *zl = c->lf.inliers > 0 ? (float)cs_fuse_z_nfa(c->lf.log10_nfa1) : 0;
+    *zp = c->pdq >= 0 && gen_q >= s->pdq_min_quality && c->pdq_q_ref >= s->pdq_min_quality
+              ? (float)cs_fuse_z_pdq(c->pdq, 2.0 * (double)n_refs)
+              : 0;
+    *f = *zl > *zp ? *zl : *zp;
+}
+
+typedef struct {
+    const cs_an_cand *c;
+    float zl, zp, f;
+} ranked;
+
+/* the finding's order: verdict, then the fused score, then the aligned
+ * tiled L2, then the row (a total order: the same at any thread count) */
+static int cmp_ranked(const void *va, const void *vb) {
+    const ranked *a = va, *b = vb;
+    if (a->c->verdict != b->c->verdict) return a->c->verdict > b->c->verdict ? -1 : 1;
+    if (a->f != b->f) return a->f > b->f ? -1 : 1;
+    if (a->c->d_al != b->c->d_al) return a->c->d_al < b->c->d_al ? -1 : 1;
+    return (a->c->row > b->c->row) - (a->c->row < b->c->row);
 }
 
 /* Long: one kernel over a generation's candidates (union, exact distances, ratio test, ranking). */
@@ -447,13 +472,18 @@ static void refine_one(void *vctx, int64_t i, int thread) {
         res->emb[j].row = q->emb_row[j];
         res->emb[j].score = q->emb_cos[j];
     }
+    res->n_lf = q->n_lf < CS_AN_LFK ? q->n_lf : CS_AN_LFK;
+    for (int j = 0; j < res->n_lf; j++) {
+        res->lf[j].row = q->lf_row[j];
+        res->lf[j].score = q->lf[j].score;
+    }
     /* union of candidates */
     int32_t rows[CS_AN_MAXCAND];
     uint8_t align[CS_AN_MAXCAND];
     int nc = 0;
-    const cs_an_hit *lists[] = {res->tl2, res->lay, res->pdq, res->phash, res->dhash, res->emb};
-    const int lens[] = {res->n_tl2, res->n_lay, res->n_pdq, res->n_phash, res->n_dhash, res->n_emb};
-    for (int l = 0; l < 6; l++)
+    const cs_an_hit *lists[] = {res->tl2, res->lay, res->pdq, res->phash, res->dhash, res->emb, res->lf};
+    const int lens[] = {res->n_tl2, res->n_lay, res->n_pdq, res->n_phash, res->n_dhash, res->n_emb, res->n_lf};
+    for (int l = 0; l < 7; l++)
         for (int j = 0; j < lens[l] && j < k; j++) {
             int32_t row = lists[l][j].row, dup = -1;
             if (row < 0 || row >= r->n) continue;
@@ -469,6 +499,7 @@ static void refine_one(void *vctx, int64_t i, int thread) {
             }
         }
     res->n_cand = nc;
+    res->n_nb = 0;
     res->has_best = 0;
     res->second_row = -1;
     res->d2 = INFINITY;
@@ -493,8 +524,12 @@ static void refine_one(void *vctx, int64_t i, int thread) {
         cand[m].emb_cos = -2;
         for (int j = 0; j < res->n_emb; j++)
             if (res->emb[j].row == rows[m]) cand[m].emb_cos = res->emb[j].score;
+        memset(&cand[m].lf, 0, sizeof cand[m].lf);
+        for (int j = 0; j < res->n_lf; j++)
+            if (q->lf_row[j] == rows[m]) cand[m].lf = q->lf[j];
         cs_an_refine(&cand[m], r, rows[m], qid, qmir, q16, q16 + C16, align[m], q, x->s);
         cs_an_verdict_cand(&cand[m], res->gen_pdq_quality, x->s);
+        cs_an_verdict_local(&cand[m], x->s);
     }
     /* The scan's tiled L2 comes from sgemm (|a|^2 + |b|^2 - 2ab), whose
      * cancellation leaves ~1e-3 where the exact distance is 0: the list
@@ -512,9 +547,28 @@ static void refine_one(void *vctx, int64_t i, int thread) {
         }
         res->tl2[p] = h;
     }
+    ranked *rk = malloc(sizeof(ranked) * nc);
     int b = 0;
-    for (int m = 1; m < nc; m++)
-        if (cmp_cand(&cand[m], &cand[b]) < 0) b = m;
+    if (rk) {
+        for (int m = 0; m < nc; m++) {
+            rk[m].c = &cand[m];
+            fused_of(&cand[m], res->gen_pdq_quality, r->n, x->s, &rk[m].zl, &rk[m].zp, &rk[m].f);
+        }
+        qsort(rk, (size_t)nc, sizeof *rk, cmp_ranked);
+        b = (int)(rk[0].c - cand);
+        res->n_nb = nc < CS_AN_NB ? nc : CS_AN_NB;
+        for (int m = 0; m < res->n_nb; m++) {
+            const cs_an_cand *c = rk[m].c;
+            res->nb[m] = (cs_an_nb){c->row, c->verdict, c->rule, c->d_id, c->d_al, c->pdq, c->phash, c->dhash,
+                                    c->emb_cos, c->lf.inliers > 0 ? c->lf.score : 0, c->lf.inliers,
+                                    c->lf.coverage, rk[m].zl, rk[m].zp, rk[m].f};
+        }
+        free(rk);
+    } else { /* out of memory: the most severe, nearest */
+        for (int m = 1; m < nc; m++)
+            if (cand[m].verdict > cand[b].verdict || (cand[m].verdict == cand[b].verdict && cand[m].d_al < cand[b].d_al))
+                b = m;
+    }
     res->best = cand[b];
     res->has_best = 1;
     /* ratio test: nearest and second-nearest by aligned tiled L2 */
@@ -532,6 +586,7 @@ static void refine_one(void *vctx, int64_t i, int thread) {
     }
     free(cand);
     cs_an_verdict_result(res, x->s);
+    cs_an_verdict_local_result(res);
 }
 
 /* Both lists (as is and mirrored, k each) go into a buffer of 2k before the

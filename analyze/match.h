@@ -21,6 +21,7 @@
 
 #include <stdint.h>
 
+#include "analyze/lf_verify.h"
 #include "analyze/settings.h"
 #include "core/err.h"
 #include "core/image.h"
@@ -31,6 +32,8 @@
 #define CS_AN_MAXCAND 64   /* max candidates refined per generation */
 #define CS_AN_LAYOUT 8     /* colour layout side (8x8x3 = 192 floats) */
 #define CS_AN_ALIGN_TOP 4  /* the first 4 of each descriptor's list get the alignment search */
+#define CS_AN_NB 5         /* neighbours (candidates) kept per generation, by fused rank */
+#define CS_AN_LFK 8        /* geometrically verified local-feature hits kept per generation */
 
 /* The reference side, built once per analysis. Owns every array. */
 typedef struct {
@@ -83,6 +86,13 @@ typedef struct {
     int n_emb;
     int32_t emb_row[CS_AN_K];
     float emb_cos[CS_AN_K];
+    /* optional local-feature hits supplied by the caller: the references
+     * whose keypoints verified geometrically (analyze/lf_verify.h), by
+     * share of verified keypoints descending; log10_nfa1 already holds the
+     * number of false alarms over every test made (analyze.c adds them) */
+    int n_lf;
+    int32_t lf_row[CS_AN_LFK];
+    cs_lfv_match lf[CS_AN_LFK];
 } cs_an_query;
 
 /* Thumbnail (and, when want_hashes, hashes of the image and its mirror). */
@@ -107,9 +117,26 @@ typedef struct {
     int pdq, phash, dhash; /* Hamming (best of mirror), -1 = no hashes */
     int pdq_q_ref;
     float emb_cos;       /* -2 = no embedding score for this pair */
+    cs_lfv_match lf;     /* local-feature verification (inliers 0: none for this pair) */
     int verdict;
     const char *rule;    /* the setting that decided the verdict ("copy_tl2", ...) */
 } cs_an_cand;
+
+/* One neighbour of a generation: every descriptor's score for the pair and
+ * the fused score (analyze/fuse.h: z = -log10 of the chance an unrelated
+ * pair scores as well; the larger of the local-feature and PDQ z). */
+typedef struct {
+    int32_t row;
+    int verdict;
+    const char *rule;
+    float d_id, d_al;    /* tiled L2 (INFINITY without thumbnails) */
+    int pdq, phash, dhash;
+    float emb_cos;       /* -2: none */
+    float lf_share;      /* 0: no verified local features */
+    int lf_inliers;
+    float lf_coverage;
+    float z_local, z_pdq, fused;
+} cs_an_nb;
 
 typedef struct {
     /* per-descriptor top lists, best first (rows into cs_an_refs) */
@@ -119,6 +146,7 @@ typedef struct {
     cs_an_hit phash[CS_AN_K]; int n_phash;
     cs_an_hit dhash[CS_AN_K]; int n_dhash;
     cs_an_hit emb[CS_AN_K];   int n_emb;   /* cosine, descending */
+    cs_an_hit lf[CS_AN_LFK];  int n_lf;    /* share of reference keypoints verified, descending */
     int gen_pdq_quality;      /* -1 without hashes */
     /* the finding */
     int has_best;
@@ -130,6 +158,9 @@ typedef struct {
     int verdict;
     float severity;           /* verdict level + closeness in [0, 1) */
     int n_cand;
+    cs_an_nb nb[CS_AN_NB];    /* the candidates ranked as the finding is chosen (verdict, then
+                                 fused score, then aligned tiled L2), best first */
+    int n_nb;
 } cs_an_result;
 
 /* Merges a generation's as-is and mirrored top-k lists (ia/da, ib/db: k

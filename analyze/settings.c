@@ -70,6 +70,22 @@ const cs_an_setting_info cs_an_setting_table[] = {
         "a prompt is flagged as memorised when a clique has at least this many generations"),
     ROW(completion_margin, 2.0, "ours",
         "completion restored: d(withheld region) x margin < d(same region of the nearest other ref)"),
+    ROW(lf_cand, 30,
+        "ours: on the copy-detection bench's rotations the right reference is among the first 10 "
+        "of the votes for 20 of 37, the first 30 for 32; verification is ~0.1 ms a pair",
+        "references proposed by local-feature votes and verified geometrically per generation"),
+    ROW(lf_max_nfa, 0.01,
+        "Moisan & Stival 2004 (a-contrario RANSAC, ORSA) with a Bonferroni count of every "
+        "reference and its mirror; 0.01 = the false-flag rate accepted per generation (issue 13: <= 1 %)",
+        "local features: a verified consensus counts when its number of false alarms is at most this"),
+    ROW(lf_min_share, 0.375,
+        "ours: the share partial_min_tiles asks of the tiles (6 of 16 = 3/8); unrelated images share "
+        "details that verify without being chance",
+        "local features: and at least this share of the reference's stored keypoints verified"),
+    ROW(lf_near_cover, 0.5,
+        "ours: the reference mapped into the generation covers at least half of it: a copy of the "
+        "picture; less: a reference inside a new picture",
+        "local features: near-copy at or above this covered share of the generation, partial below"),
 };
 const int cs_an_setting_count = (int)(sizeof cs_an_setting_table / sizeof cs_an_setting_table[0]);
 
@@ -100,6 +116,10 @@ int cs_an_settings_set(cs_an_settings *s, const char *a, cs_err *err) {
              * (issue 13), so it is refused instead. */
             if (!strcmp(n, "cand_k") && (v < 1 || v > CS_AN_K || v != (double)(int)v))
                 return cs_fail(err, CS_EUSAGE, "--set cand_k: must be a whole number from 1 to %d", CS_AN_K);
+            if (!strcmp(n, "lf_cand") && (v < 1 || v > 256 || v != (double)(int)v))
+                return cs_fail(err, CS_EUSAGE, "--set lf_cand: must be a whole number from 1 to 256");
+            if (!strcmp(n, "lf_max_nfa") && v <= 0)
+                return cs_fail(err, CS_EUSAGE, "--set lf_max_nfa: must be positive");
             *slot(s, i) = v;
             return 0;
         }

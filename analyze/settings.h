@@ -39,6 +39,12 @@ typedef struct {
     double clique_k;         /* flag a prompt when a clique has >= this many generations */
     /* completion audits */
     double completion_margin;/* restored when d(withheld) * margin < d(nearest other ref) */
+    /* local features (index/localfeat.h, analyze/lf_verify.h) */
+    double lf_cand;          /* references retrieved by keypoint votes and verified per generation */
+    double lf_max_nfa;       /* a-contrario number of false alarms at or below this: not chance */
+    double lf_min_share;     /* ... and at least this share of the reference's keypoints verified */
+    double lf_near_cover;    /* ... near-copy when the mapped reference covers this much of the
+                                generation, else partial */
 } cs_an_settings;
 
 typedef struct {

@@ -13,6 +13,8 @@
  *   partial    at least partial_min_tiles informative tiles of the reference
  *              (and partial_min_frac of them) match within partial_tile_l2:
  *              a large region is reproduced while the rest differs.
+ *   local      (cs_an_verdict_local, a separate rule) a geometric verification
+ *              of local features: near-copy or partial by the covered area.
  *   novel      none of these. */
 #include <math.h>
 #include <string.h>
@@ -84,5 +86,41 @@ void cs_an_verdict_result(cs_an_result *res, const cs_an_settings *s) {
     }
     float close = 1.0f - b->d_al;
     if (close < 0) close = 0;
+    res->severity = (float)res->verdict + 0.99f * close;
+}
+
+/* Two conditions, each from a principle rather than a benchmark:
+ *  - not chance: the a-contrario number of false alarms (lf_verify.h: the
+ *    binomial tail of the consensus times the models tried times the tests
+ *    made, every reference and its mirror: a Bonferroni bound) is at most
+ *    lf_max_nfa, the false-flag rate accepted per generation;
+ *  - not a shared detail: unrelated images do share real parts (a magnifier,
+ *    a folder body), which verify without being chance; a copy reproduces a
+ *    substantial share of the reference, the same 3/8 that the pixel rule's
+ *    partial_min_tiles asks of the tiles (6 of 16);
+ *  - not ambiguous: Lowe's ratio test (2004 s7.1, 0.8, the same ratio the
+ *    tentative matches pass, CS_LFV_RATIO) one level up: the share verified
+ *    must exceed the best share of any other reference by 1/0.8. A detail
+ *    shared by a family of references (every folder icon's body) verifies
+ *    against several of them alike; a copy verifies best against its source.
+ * The covered area separates a copy of the picture (near-copy) from a
+ * reference pasted into part of a new one (partial). */
+void cs_an_verdict_local(cs_an_cand *c, const cs_an_settings *s) {
+    const cs_lfv_match *m = &c->lf;
+    if (m->inliers <= 0 || c->verdict >= CS_V_NEAR) return;
+    if (m->log10_nfa1 > log10(s->lf_max_nfa) || m->score < s->lf_min_share) return;
+    if (m->rival > CS_LFV_RATIO * m->score) return;
+    int v = m->coverage >= s->lf_near_cover ? CS_V_NEAR : CS_V_PARTIAL;
+    if (v <= c->verdict) return;
+    c->verdict = v;
+    c->rule = v == CS_V_NEAR ? "lf_near" : "lf_partial";
+}
+
+void cs_an_verdict_local_result(cs_an_result *res) {
+    if (!res->has_best || strncmp(res->best.rule, "lf_", 3)) return;
+    float close = res->best.lf.score;
+    if (close > 1) close = 1;
+    float pix = 1.0f - res->best.d_al;
+    if (pix > close) close = pix;
     res->severity = (float)res->verdict + 0.99f * close;
 }

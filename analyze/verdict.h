@@ -17,5 +17,15 @@ int cs_verdict_parse(const char *s);
  * result's verdict/severity from its best candidate and ratio test. */
 void cs_an_verdict_cand(cs_an_cand *c, int gen_pdq_quality, const cs_an_settings *s);
 void cs_an_verdict_result(cs_an_result *res, const cs_an_settings *s);
+/* The local-feature rule (after cs_an_verdict_cand; raises c->verdict only):
+ * a geometric verification that is not chance (a-contrario NFA <=
+ * lf_max_nfa) and reproduces a substantial share of the reference's
+ * keypoints (>= lf_min_share) is a near-copy when the mapped reference
+ * covers at least lf_near_cover of the generation, else a partial copy. */
+void cs_an_verdict_local(cs_an_cand *c, const cs_an_settings *s);
+/* After cs_an_verdict_result: a finding decided by the local-feature rule
+ * ranks by its share of verified keypoints (its pixel distance says
+ * nothing about a rotated or embedded copy). */
+void cs_an_verdict_local_result(cs_an_result *res);
 
 #endif

@@ -7,8 +7,12 @@
  *   tiny      the tiny global embedding (index/tinydesc.h), best of mirror
  *   tiny-reg  regional tiny (cs_tiny_region_thumbs: 26 regions of the query
  *             and its mirror, 6 of the reference): the best region match
- *   analyze   today's matcher (analyze/match.h: tiled L2, layout, hashes,
- *             alignment) and its verdict: one prediction per query
+ *   analyze   the product as a user runs it: `copyscope index add REFS` and
+ *             `copyscope analyze --images QUERIES` with no other flag (every
+ *             default stage: tiled L2, layout, hashes, alignment, local
+ *             features), read back from the store: the finding's reference
+ *             and severity are the prediction, its verdict the flag
+ *             ($CS_COPYSCOPE names the binary, default build/copyscope)
  *   local     SIFT votes (index/localfeat.h) + RANSAC verification
  *             (analyze/lf_verify.h); score = share of reference keypoints verified
  *   fused     analyze/fuse.h: max background-calibrated z of pdq, grey32,
@@ -38,6 +42,8 @@
 #include "analyze/fuse.h"
 #include "analyze/lf_verify.h"
 #include "analyze/match.h"
+#include "analyze/verdict.h"
+#include "core/store.h"
 #include "core/image.h"
 #include "index/hashes.h"
 #include "index/localfeat.h"
@@ -170,6 +176,118 @@ static uint8_t *region_thumbs(const char *path, int reference, cs_err *err) {
     return t;
 }
 
+/* The product path: index add + analyze in a fresh store under the set's
+ * folder; per query (by file name) the finding's reference row (-1: none),
+ * severity, verdict and rule. Returns the CPU-independent wall seconds of
+ * the two commands in *t_add, *t_an. */
+typedef struct {
+    int ref, verdict;
+    float severity;
+    char rule[32];
+} finding;
+
+static int run_product(const char *dir, char **rn, int nr, item *q, int nq, finding *f, double *t_add, double *t_an) {
+    const char *bin = getenv("CS_COPYSCOPE") ? getenv("CS_COPYSCOPE") : "build/copyscope";
+    char db[1024], cmd[4096];
+    snprintf(db, sizeof db, "%s/product.db", dir);
+    snprintf(cmd, sizeof cmd, "rm -f '%s' '%s'.* && %s index add --db '%s' '%s/refs' >/dev/null", db, db, bin, db, dir);
+    double t0 = now();
+    if (system(cmd)) return -1;
+    *t_add = now() - t0;
+    snprintf(cmd, sizeof cmd, "%s analyze --db '%s' --images '%s/queries' -q >/dev/null", bin, db, dir);
+    t0 = now();
+    if (system(cmd)) return -1;
+    *t_an = now() - t0;
+    cs_store *s;
+    cs_err err = {0};
+    if (cs_store_open_readonly(&s, db, &err)) return -1;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(cs_store_db(s),
+                           "SELECT g.path, r.source, f.verdict, f.severity, json_extract(f.evidence_json, '$.rule') "
+                           "FROM findings f JOIN generations g ON g.id = f.generation_id "
+                           "LEFT JOIN refs r ON r.id = f.ref_id",
+                           -1, &st, NULL)) {
+        cs_store_close(s);
+        return -1;
+    }
+    for (int i = 0; i < nq; i++) f[i] = (finding){-1, 0, 0, ""};
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *path = (const char *)sqlite3_column_text(st, 0), *src = (const char *)sqlite3_column_text(st, 1);
+        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        const char *rb = src ? (strrchr(src, '/') ? strrchr(src, '/') + 1 : src) : NULL;
+        for (int i = 0; i < nq; i++) {
+            if (strcmp(q[i].name, base)) continue;
+            f[i].verdict = cs_verdict_parse((const char *)sqlite3_column_text(st, 2));
+            f[i].severity = (float)sqlite3_column_double(st, 3);
+            const char *rule = (const char *)sqlite3_column_text(st, 4);
+            snprintf(f[i].rule, sizeof f[i].rule, "%s", rule ? rule : "");
+            for (int r = 0; rb && r < nr; r++)
+                if (!strcmp(rn[r], rb)) f[i].ref = r;
+        }
+    }
+    sqlite3_finalize(st);
+    cs_store_close(s);
+    return 0;
+}
+
+/* Local features at scale (CS_COPYDET_SCALE=N): N synthetic references (30
+ * keypoints each, descriptors drawn like SIFT's: most bins small, a few
+ * large), the vote index built with the product's default factory, and the
+ * retrieval of 200 synthetic generations (as is + mirrored, 160 keypoints
+ * each: the analysis's work per generation before verification). Prints
+ * build seconds, ms per generation, bytes per reference; the 10,000 x
+ * 1,000,000 figure is extrapolated from it in docs/BENCHMARKS.md. */
+static void scale_bench(int64_t n) {
+    cs_err err = {0};
+    uint8_t *recs = malloc((size_t)n * CS_LF_RECORD);
+    cs_lf_set *one = calloc(1, sizeof *one);
+    uint64_t x = 88172645463325252ull;
+#define XS() (x ^= x << 13, x ^= x >> 7, x ^= x << 17)
+    for (int64_t i = 0; i < n; i++) {
+        one->n = CS_LF_REF_KP, one->w = one->h = one->orig_w = one->orig_h = 256;
+        for (int k = 0; k < one->n; k++) {
+            one->xy[k][0] = (float)(XS() % 256), one->xy[k][1] = (float)(XS() % 256);
+            one->size[k] = 4, one->angle[k] = 0;
+            for (int j = 0; j < 128; j++) {
+                uint64_t r = XS();
+                one->desc[k][j] = (uint8_t)((r & 7) == 0 ? 40 + (r >> 8) % 120 : (r >> 8) % 12);
+            }
+        }
+        cs_lf_pack(one, recs + (size_t)i * CS_LF_RECORD);
+    }
+    double t0 = now();
+    cs_lf_index *ix;
+    if (cs_lf_index_build(&ix, n, recs, NULL, &err)) die(&err);
+    double tb = now() - t0;
+    enum { NQ = 200 };
+    cs_lf_set *qs = calloc(2, sizeof *qs);
+    cs_lf_vote v[2 * 30];
+    int nv[2];
+    double tq = 0;
+    for (int q = 0; q < NQ; q++) {
+        for (int s = 0; s < 2; s++) { /* a query: 30 keypoints of a reference among 130 of noise */
+            qs[s].n = CS_LF_QUERY_KP;
+            cs_lf_set r;
+            cs_lf_unpack(recs + (size_t)(XS() % (uint64_t)n) * CS_LF_RECORD, &r, &err);
+            for (int k = 0; k < CS_LF_QUERY_KP; k++)
+                for (int j = 0; j < 128; j++) {
+                    uint64_t rr = XS();
+                    qs[s].desc[k][j] = k < 30 ? r.desc[k][j] : (uint8_t)((rr & 7) == 0 ? 40 + (rr >> 8) % 120 : (rr >> 8) % 12);
+                }
+        }
+        double t1 = now();
+        if (cs_lf_retrieve(ix, qs, 2, 30, v, nv, &err)) die(&err);
+        tq += now() - t1;
+    }
+#undef XS
+    printf("local features at scale: %lld references (%lld descriptors): vote index built in %.1f s; retrieval %.1f ms "
+           "per generation (as is + mirrored, 160 keypoints; wall, shared machine); %d B/reference records + ~%d B in "
+           "the index\n",
+           (long long)n, (long long)cs_lf_index_ndesc(ix), tb, 1e3 * tq / NQ, CS_LF_RECORD, CS_LF_REF_KP * (128 + 8));
+    cs_lf_index_free(ix);
+    free(qs), free(one), free(recs);
+}
+
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static char **list_dir(const char *dir, int *n) {
@@ -298,6 +416,10 @@ static void metrics(pred (*p)[TOPP], const int *np, const item *q, int nq, doubl
 }
 
 int main(void) {
+    if (getenv("CS_COPYDET_SCALE")) { /* the cost at scale only */
+        scale_bench(atoll(getenv("CS_COPYDET_SCALE")));
+        return 0;
+    }
     const char *dir = getenv("CS_COPYDET") ? getenv("CS_COPYDET") : "build/copydet";
     cs_err err = {0};
     char path[1024];
@@ -385,21 +507,11 @@ int main(void) {
     }
     if (cs_lf_index_build(&c.lx, nr, recs, NULL, &err)) die(&err);
 
-    /* analyze's matcher */
-    cs_an_settings st;
-    cs_an_settings_default(&st);
-    cs_an_refs ar;
-    int64_t *ids = malloc(sizeof(int64_t) * (size_t)nr);
-    cs_hashes *rh = malloc(sizeof(cs_hashes) * (size_t)nr);
-    for (int i = 0; i < nr; i++) {
-        ids[i] = i + 1;
-        rh[i] = refs[i].h;
-    }
-    if (cs_an_refs_build(&ar, nr, ids, th, &st, &err) || cs_an_refs_set_hashes(&ar, ids, rh, nr, &err)) die(&err);
-    cs_an_query *aq = malloc(sizeof(cs_an_query) * (size_t)nq);
-    cs_an_result *ares = malloc(sizeof(cs_an_result) * (size_t)nq);
-    for (int i = 0; i < nq; i++) aq[i] = q[i].aq;
-    if (cs_an_match_batch(&ar, aq, nq, &st, 1, ares, &err)) die(&err);
+    /* analyze: the product path */
+    finding *fnd = malloc(sizeof(finding) * (size_t)nq);
+    double t_add = 0, t_an = 0;
+    int have_product = run_product(dir, rn, nr, q, nq, fnd, &t_add, &t_an) == 0;
+    if (!have_product) fprintf(stderr, "bench_copydet: the product path failed (is build/copyscope built?)\n");
 
     /* background: every (background image, reference) pair per fused descriptor */
     enum { FD = 4 }; /* pdq, grey32, tiny-reg, local */
@@ -473,12 +585,11 @@ int main(void) {
         np[M_TINY][i] = top_of(sc, nr, p[M_TINY][i], -1e30f);
         for (int r = 0; r < nr; r++) sc[r] = s_treg(x, &refs[r]);
         np[M_TREG][i] = top_of(sc, nr, p[M_TREG][i], -1e30f);
-        const cs_an_result *a = &ares[i];
         np[M_AN][i] = 0;
-        if (a->has_best) {
-            p[M_AN][i][0] = (pred){a->best.row, a->severity};
+        if (have_product && fnd[i].ref >= 0) {
+            p[M_AN][i][0] = (pred){fnd[i].ref, fnd[i].severity};
             np[M_AN][i] = 1;
-            flag_an[i] = a->verdict >= CS_V_PARTIAL;
+            flag_an[i] = fnd[i].verdict >= CS_V_PARTIAL;
         }
         memset(ev, 0, sizeof(cs_lfv_match) * (size_t)nr);
         local_scores(&c, x, lsc, ev, &err);
@@ -629,6 +740,22 @@ int main(void) {
            "%.1f keypoints/reference; %d B/reference on disk, %d B/reference in the vote index (SQ8 + id)\n",
            nr / lf_ref_time, nr, CS_LF_SIDE, (double)kp_total / nr, CS_LF_RECORD, (int)(kp_total * (128 + 8) / nr));
     printf("query side (all methods, %d queries): %.1f ms/query\n", nq, 1e3 * t_q / nq);
+    if (have_product) {
+        /* the product's rules: which one flagged the copies (right reference) and the distractors */
+        const char *rules_seen[32];
+        int nrs = 0, rc_[32] = {0}, rd_[32] = {0};
+        for (int i = 0; i < nq; i++) {
+            if (fnd[i].verdict < CS_V_PARTIAL) continue;
+            int k = 0;
+            while (k < nrs && strcmp(rules_seen[k], fnd[i].rule)) k++;
+            if (k == nrs && nrs < 32) rules_seen[nrs++] = fnd[i].rule;
+            if (k < 32) (q[i].ref >= 0 ? rc_ : rd_)[k] += q[i].ref < 0 || fnd[i].ref == q[i].ref;
+        }
+        printf("analyze (product): index add %.1f s, analyze %.1f s wall (%d queries, shared machine); flags by rule "
+               "(copies right / distractors):", t_add, t_an, nq);
+        for (int k = 0; k < nrs; k++) printf(" %s %d/%d", rules_seen[k], rc_[k], rd_[k]);
+        printf("\n");
+    }
 
     for (int d = 0; d < FD; d++) {
         cs_fuse_bg_free(&fb[d]);
@@ -637,13 +764,12 @@ int main(void) {
         free(bs[d]);
     }
     cs_lf_index_free(c.lx);
-    cs_an_refs_free(&ar);
     cs_tiny_free(&tm);
     for (int i = 0; i < nr; i++) free(refs[i].lf), free(rn[i]);
     for (int i = 0; i < nb; i++) free(bg[i].lf), free(bg[i].lfm), free(bn[i]);
     for (int i = 0; i < nq; i++) free(q[i].lf), free(q[i].lfm);
-    free(rn), free(bn), free(refs), free(bg), free(q), free(th), free(recs), free(c.rset), free(ids), free(rh);
+    free(rn), free(bn), free(refs), free(bg), free(q), free(th), free(recs), free(c.rset), free(fnd);
     free(bgtop), free(bgtop_keep), free(flag_fs);
-    free(aq), free(ares), free(lsc), free(flag_an), free(flag_fu), free(partial_fu), free(sc), free(ev);
+    free(lsc), free(flag_an), free(flag_fu), free(partial_fu), free(sc), free(ev);
     return 0;
 }

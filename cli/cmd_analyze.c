@@ -20,13 +20,15 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: copyscope analyze (--run ID | --images DIR...) [options]\n\n"
             "Matches generations against the reference index (every descriptor it holds:\n"
-            "tiled L2 on thumbnails, PDQ/pHash/dHash, embeddings), finds near-duplicate\n"
+            "tiled L2 on thumbnails, PDQ/pHash/dHash, embeddings, SIFT local features verified\n"
+            "geometrically, so crops, rotations and embeds are found), finds near-duplicate\n"
             "cliques among each prompt's generations, and stores a verdict with evidence\n"
             "(copy, near-copy, partial, novel) per generation in the findings table.\n\n"
             "  --run ID            analyse the generations of run ID (copyscope generate)\n"
             "  --only-new          with --run: analyse only the generations without a finding\n"
             "                      (the others keep theirs); cliques and prompt summaries of the\n"
             "                      prompts concerned are recomputed over all their generations\n"
+            "  --no-local-features skip the local-feature stage (on when the index has them)\n"
             "  --images DIR...     analyse every file under these folders (or files), recorded\n"
             "                      as a new run; prompt and seed come from a PNG 'parameters'\n"
             "                      text chunk when present; unreadable files are recorded and skipped\n"
@@ -87,6 +89,7 @@ static int parse_option(analyze_args *a, int c, char **dirs, int *nd, cs_err *er
     case 'e': o->embedder = optarg; return -1;
     case 'B': o->background = optarg; return -1;
     case 'N': o->only_new = 1; return -1;
+    case 'L': o->no_local_features = 1; return -1;
     case 's':
         if (cs_an_settings_set(&o->set, optarg, err)) return cli_usage_error("analyze: %s", err->msg);
         return -1;
@@ -111,7 +114,8 @@ static int parse_args(analyze_args *a, int argc, char **argv, char **dirs, cs_er
         {"background", required_argument, 0, 'B'}, {"only-new", no_argument, 0, 'N'},
         {"settings", no_argument, 0, 'S'},        {"db", required_argument, 0, 'd'},
         {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
-        {"json", no_argument, 0, 'J'},            {0, 0, 0, 0},
+        {"json", no_argument, 0, 'J'},            {"no-local-features", no_argument, 0, 'L'},
+        {0, 0, 0, 0},
     };
     int nd = 0, c, rc;
     optind = 1;

@@ -10,11 +10,14 @@
  * print_query / json_query. */
 #include <cjson/cJSON.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "analyze/analyze.h"
+#include "analyze/verdict.h"
 #include "cli/cli.h"
 #include "cli/cli_mpi.h"
 #include "core/mpi_comm.h"
@@ -68,7 +71,17 @@ typedef struct {
     cs_store *store;
     cs_hash_db db;
     cs_ref_lookup *refs;  /* source and caption by id */
+    int no_fused;         /* --no-fused: hashes (and embeddings) only */
+    cs_an_neighbours *fz; /* the analysis's ranking of every query (analyze/analyze.h), or NULL */
+    int64_t nfz;
 } ctx;
+
+/* The analysis's ranking of the query at path, or NULL. */
+static const cs_an_neighbours *fused_of(const ctx *c, const char *path) {
+    for (int64_t i = 0; i < c->nfz; i++)
+        if (c->fz[i].path && !strcmp(c->fz[i].path, path)) return &c->fz[i];
+    return NULL;
+}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -102,7 +115,10 @@ static void usage(FILE *f) {
             "                    the column's stored background set (copyscope index background;\n"
             "                    images known not to be copies): SSCD score normalisation;\n"
             "                    the --embedder column (else tiny) must have a stored set\n"
-            "  --db PATH         the index (default $COPYSCOPE_DB or ./copyscope.db)\n");
+            "  --db PATH         the index (default $COPYSCOPE_DB or ./copyscope.db)\n"
+            "  --no-fused        skip the analysis's own ranking, listed by default as 'fused':\n"
+            "                    every descriptor copyscope analyze uses (tiled L2, hashes, local\n"
+            "                    features verified geometrically), its verdict and fused z\n");
 }
 
 /* ---- hashing the queries ---- */
@@ -319,6 +335,20 @@ static void print_query(ctx *c, const query *q, int qi, const family *fams, int 
             printf("\n");
         }
     }
+    const cs_an_neighbours *z = fused_of(c, q->path);
+    if (z && !z->error) {
+        printf("  fused (the analysis's ranking: verdict, then z = -log10 of the chance that an unrelated\n"
+               "  pair scores as well; the analysis would say %s%s%s):\n",
+               cs_verdict_name(z->verdict), z->rule[0] ? " by " : "", z->rule);
+        for (int r = 0; r < z->n && r < c->k; r++) {
+            const char *src, *cap;
+            ref_info(c, z->ref_id[r], &src, &cap);
+            printf("    z %7.2f  %-9s  ref %lld  %s", z->fused[r], cs_verdict_name(z->nb_verdict[r]),
+                   (long long)z->ref_id[r], src);
+            if (z->share[r] > 0) printf("  (local share %.2f)", z->share[r]);
+            printf("\n");
+        }
+    }
     for (int e = 0; e < c->nemb; e++) {
         const emb_family *f = &c->emb[e];
         printf("  %s embedding (%s, higher is closer%s):\n", f->column,
@@ -378,6 +408,28 @@ static cJSON *json_query(ctx *c, const query *q, int qi, const family *fams, int
             cJSON_AddItemToArray(arr, ho);
         }
     }
+    const cs_an_neighbours *z = fused_of(c, q->path);
+    if (z && !z->error) {
+        cJSON *fo = cJSON_AddObjectToObject(m, "fused");
+        cJSON_AddStringToObject(fo, "verdict", cs_verdict_name(z->verdict));
+        cJSON_AddStringToObject(fo, "rule", z->rule);
+        cJSON *arr = cJSON_AddArrayToObject(fo, "hits");
+        for (int r = 0; r < z->n && r < c->k; r++) {
+            const char *src, *cap;
+            ref_info(c, z->ref_id[r], &src, &cap);
+            cJSON *ho = cJSON_CreateObject();
+            cJSON_AddNumberToObject(ho, "ref_id", (double)z->ref_id[r]);
+            cJSON_AddNumberToObject(ho, "fused", z->fused[r]);
+            cJSON_AddStringToObject(ho, "verdict", cs_verdict_name(z->nb_verdict[r]));
+            cJSON_AddNumberToObject(ho, "local_share", z->share[r]);
+            if (isfinite(z->d_al[r])) cJSON_AddNumberToObject(ho, "tl2_aligned", z->d_al[r]);
+            else cJSON_AddNullToObject(ho, "tl2_aligned");
+            if (z->pdq[r] >= 0) cJSON_AddNumberToObject(ho, "pdq", z->pdq[r]);
+            else cJSON_AddNullToObject(ho, "pdq");
+            cJSON_AddStringToObject(ho, "source", src);
+            cJSON_AddItemToArray(arr, ho);
+        }
+    }
     for (int e = 0; e < c->nemb; e++) {
         const emb_family *f = &c->emb[e];
         cJSON *fo = cJSON_AddObjectToObject(m, f->column);
@@ -423,6 +475,7 @@ static int parse_args(ctx *c, int argc, char **argv, const char **db, const char
                                          {"dihedral", no_argument, 0, 'D'},
                                          {"approx", no_argument, 0, 'A'},
                                          {"nprobe", required_argument, 0, 'P'},
+                                         {"no-fused", no_argument, 0, 'F'},
                                          {0, 0, 0, 0}};
     int o;
     optind = 1;
@@ -446,6 +499,7 @@ static int parse_args(ctx *c, int argc, char **argv, const char **db, const char
         case 'd': *db = optarg; break;
         case 'E': *embedder = optarg; break;
         case 'N': c->normalize = 1; break;
+        case 'F': c->no_fused = 1; break;
         case 'h': usage(stdout); return CLI_OK;
         default: return cli_usage_hint("index query");
         }
@@ -566,6 +620,22 @@ int cmd_index_query(int argc, char **argv) {
         rc = cli_fail(&err);
         goto out;
     }
+    if (ng && !c.no_fused && c.db.n > 0) { /* the analysis's ranking, recording nothing */
+        cs_analyze_opts ao = {0};
+        char **paths = malloc(sizeof(char *) * (size_t)ng);
+        for (int i = 0; paths && i < ng; i++) paths[i] = (char *)good[i].path;
+        ao.image_dirs = paths;
+        ao.n_dirs = ng;
+        cs_an_settings_default(&ao.set);
+        int frc = !paths || cs_analyze_neighbours(c.store, &ao, &c.fz, &c.nfz, &err);
+        free(paths);
+        if (frc) {
+            if (!paths) cs_fail(&err, CS_ENOMEM, "index query: out of memory");
+            free(good);
+            rc = cli_fail(&err);
+            goto out;
+        }
+    }
     if (c.json) {
         print_json(&c, qs, nq, good, fams, nf);
     } else {
@@ -586,6 +656,7 @@ out:
     }
     for (int i = 0; qs && i < nq; i++) free(qs[i].error);
     free(qs);
+    cs_analyze_neighbours_free(c.fz, c.nfz);
     cs_ref_lookup_close(c.refs);
     cs_hash_db_free(&c.db);
     cs_store_close(c.store);

@@ -280,7 +280,10 @@ int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const c
     ix->nd = d;
     char fac[64];
     if (!factory) {
-        int nlist = (int)(4 * sqrt((double)d));
+        /* k-means wants >= 39 training points per list (FAISS warns on
+         * stderr below that); training uses at most 100,000 descriptors */
+        int nlist = (int)(4 * sqrt((double)d)), nmax = (int)((d < 100000 ? d : 100000) / 39);
+        if (nlist > nmax) nlist = nmax;
         if (d < 4096 || nlist < 16) snprintf(fac, sizeof fac, "Flat");
         else snprintf(fac, sizeof fac, "IVF%d,SQ8", nlist);
         factory = fac;

@@ -19,6 +19,7 @@
 #include "reports/formats.h"
 #include "reports/memo.h"
 #include "reports/panels.h"
+#include "reports/region_svg.h"
 #include "reports/svg.h"
 
 static const char css[] =
@@ -637,6 +638,7 @@ static void finding(cs_buf *b, const cs_rmodel *m, const gitem *g) {
                      100 * g->pn.mean_diff, g->pn.mean_diff < 0.0005 ? " (identical)" : "");
         else snprintf(dcap, sizeof dcap, "difference");
         panel(b, g->pn.diff_uri, "difference heatmap: white = equal, dark red = differs", dcap, "not available");
+        cs_region_panel(b, g->pn.ref_uri, g->pn.gen_uri, jget(g->ev, "local")); /* reports/region_svg.h */
     }
     cs_buf_puts(b, "</div><div class=\"facts\"><table class=\"kv\">");
     cs_buf_puts(b, "<tr><th>Prompt</th><td>");

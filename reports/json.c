@@ -136,6 +136,8 @@ static cJSON *finding_json(const cs_rmodel *m, const cs_rfinding *f) {
     cs_buf_free(&sent);
     cJSON_Delete(ev);
     add_json(o, "evidence", f->evidence_json);
+    cJSON *nb = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "evidence"), "neighbours"); /* analyze's top-k */
+    cJSON_AddItemToObject(o, "neighbours", nb ? cJSON_Duplicate(nb, 1) : cJSON_CreateArray());
     return o;
 }
 

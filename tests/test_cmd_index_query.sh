@@ -35,7 +35,9 @@ n=$(awk '/^  pdq \(/{f=1; next} /^  [a-z]/{f=0} f' "$T/out2" | wc -l)
 # --max-distance 0 keeps only the exact matches; and bounds the 64-bit hashes at 0
 "$B" index query --db "$DB" --k 50 --max-distance 0 "$Q" >"$T/out3"
 grep -q 'pdq (distance <= 0 of 256)' "$T/out3" && ok max_distance_shown || bad max_distance_shown
-awk '/^    /{ if ($1 != 0) bad = 1 } END { exit bad }' "$T/out3" && ok max_distance_0 || bad max_distance_0
+awk '/^  fused/{f = 1} /^    /{ if (!f && $1 != 0) bad = 1 } END { exit bad }' "$T/out3" && ok max_distance_0 || bad max_distance_0
+# the analysis's own ranking follows the hashes: the exact copy first, as a copy
+awk '/^  fused/{getline; getline; print; exit}' "$T/out3" | grep -q ' copy  *ref ' && ok fused_copy_first || bad fused_copy_first
 # an emoji copy: found at distance 0, the other emoji far away
 E=$(ls "$T/emoji" | grep png | head -1)
 "$B" index query --db "$DB" "$T/emoji/$E" >"$T/out4"

@@ -1,0 +1,157 @@
+/* an_local.c — the local-feature stage of `copyscope analyze` (issue 13):
+ * the references' SIFT records (ref_localfeat, written by index add) in one
+ * vote index; per generation, its keypoints as is and mirrored retrieve
+ * lf_cand references by votes, each is verified geometrically
+ * (analyze/lf_verify.h), and the verified ones become the generation's
+ * local-feature hits (cs_an_query.lf*), which the matcher adds to its
+ * candidates and the verdict rules read (cs_an_verdict_local).
+ *
+ * On by default when the store has local features; --no-local-features
+ * (cs_analyze_opts.no_local_features) turns it off. Every generation's hits
+ * depend only on its own image and the references, so the result is the
+ * same at any thread count. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analyze/analyze_internal.h"
+#include "core/parallel.h"
+
+static int64_t row_of(const cs_an_refs *r, int64_t id) {
+    int64_t lo = 0, hi = r->n - 1;
+    while (lo <= hi) {
+        int64_t mid = (lo + hi) / 2;
+        if (r->ids[mid] == id) return mid;
+        if (r->ids[mid] < id) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
+int an_local_load(an_state *A, cs_err *err) {
+    if (A->o->no_local_features || A->refs.n == 0) return 0;
+    int64_t n = 0, *ids = NULL;
+    uint8_t *recs = NULL;
+    if (cs_lf_load(A->s, &n, &ids, &recs, err)) return -1;
+    if (n == 0) {
+        free(ids);
+        free(recs);
+        return 0;
+    }
+    A->lf_rows = malloc(sizeof(int32_t) * (size_t)n);
+    if (!A->lf_rows) {
+        free(ids);
+        free(recs);
+        return cs_fail(err, CS_ENOMEM, "analyze: out of memory for local features");
+    }
+    for (int64_t i = 0; i < n; i++) A->lf_rows[i] = (int32_t)row_of(&A->refs, ids[i]);
+    free(ids);
+    A->lf_recs = recs;
+    A->lf_n = n;
+    return cs_lf_index_build(&A->lfx, n, recs, NULL, err);
+}
+
+void an_local_free(an_state *A) {
+    cs_lf_index_free(A->lfx);
+    free(A->lf_recs);
+    free(A->lf_rows);
+}
+
+typedef struct {
+    an_state *A;
+    const cs_image *imgs; /* [n] the chunk's images */
+    int64_t off;
+    cs_lf_set *sets;      /* [2n]: 2j as is, 2j+1 mirrored */
+    cs_lf_vote *votes;    /* [2n][K] */
+    int *nv;              /* [2n] */
+    int K;
+    double log10_tests;   /* every reference and its mirror */
+} lf_ctx;
+
+static int wanted(const item *x) { return x->ok && !x->old; }
+
+static void extract_one(void *vctx, int64_t j, int thread) {
+    (void)thread;
+    lf_ctx *c = vctx;
+    cs_err e = {0};
+    c->sets[2 * j].n = c->sets[2 * j + 1].n = 0;
+    if (!wanted(&c->A->it.v[c->off + j])) return;
+    if (cs_lf_extract(&c->imgs[j], CS_LF_QUERY_KP, 0, &c->sets[2 * j], &e) ||
+        cs_lf_extract(&c->imgs[j], CS_LF_QUERY_KP, 1, &c->sets[2 * j + 1], &e))
+        c->sets[2 * j].n = c->sets[2 * j + 1].n = 0; /* no keypoints: no local evidence */
+}
+
+/* hits ranked by share verified, then significance, then row (a total order) */
+static int better(const cs_lfv_match *a, int32_t ra, const cs_lfv_match *b, int32_t rb) {
+    if (a->score != b->score) return a->score > b->score;
+    if (a->log10_nfa1 != b->log10_nfa1) return a->log10_nfa1 < b->log10_nfa1;
+    return ra < rb;
+}
+
+static void verify_one(void *vctx, int64_t j, int thread) {
+    (void)thread;
+    lf_ctx *c = vctx;
+    an_state *A = c->A;
+    cs_an_query *q = &A->q[c->off + j];
+    q->n_lf = 0;
+    const cs_lf_set *qs = &c->sets[2 * j], *qm = &c->sets[2 * j + 1];
+    if (qs->n == 0) return;
+    cs_lf_set *ref = malloc(sizeof *ref);
+    if (!ref) return;
+    int32_t seen[512];
+    int ns = 0;
+    for (int s = 0; s < 2; s++)
+        for (int k = 0; k < c->nv[2 * j + s]; k++) {
+            int32_t lr = c->votes[(2 * j + s) * c->K + k].row, dup = 0;
+            for (int t = 0; t < ns; t++) dup |= seen[t] == lr;
+            if (dup || ns == 512) continue;
+            seen[ns++] = lr;
+            int32_t row = A->lf_rows[lr];
+            cs_err e = {0};
+            cs_lfv_match m;
+            if (row < 0 || cs_lf_unpack(A->lf_recs + (size_t)lr * CS_LF_RECORD, ref, &e) ||
+                cs_lfv_verify(qs, qm, ref, &m, &e) || m.inliers <= 0)
+                continue;
+            m.log10_nfa1 += c->log10_tests;
+            /* insertion into the kept list, best first */
+            int p = q->n_lf < CS_AN_LFK ? q->n_lf++ : CS_AN_LFK;
+            if (p == CS_AN_LFK) {
+                if (!better(&m, row, &q->lf[CS_AN_LFK - 1], q->lf_row[CS_AN_LFK - 1])) continue;
+                p = CS_AN_LFK - 1;
+            }
+            while (p > 0 && better(&m, row, &q->lf[p - 1], q->lf_row[p - 1])) {
+                q->lf[p] = q->lf[p - 1];
+                q->lf_row[p] = q->lf_row[p - 1];
+                p--;
+            }
+            q->lf[p] = m;
+            q->lf_row[p] = row;
+        }
+    /* the rival of each hit: the best share of another reference (the list
+     * is sorted, so hit 0's rival is hit 1 and every other's is hit 0) */
+    for (int k = 0; k < q->n_lf; k++) q->lf[k].rival = k == 0 ? (q->n_lf > 1 ? q->lf[1].score : 0) : q->lf[0].score;
+    free(ref);
+}
+
+int an_local_search(an_state *A, const cs_image *imgs, int64_t off, int64_t n, cs_err *err) {
+    if (!A->lfx || n <= 0) return 0;
+    lf_ctx c = {.A = A, .imgs = imgs, .off = off, .K = (int)A->set->lf_cand,
+                .log10_tests = log10(2.0 * (double)A->refs.n)};
+    c.sets = malloc(sizeof(cs_lf_set) * (size_t)(2 * n));
+    c.votes = malloc(sizeof(cs_lf_vote) * (size_t)(2 * n) * (size_t)c.K);
+    c.nv = calloc((size_t)(2 * n), sizeof(int));
+    int rc = -1;
+    if (!c.sets || !c.votes || !c.nv) {
+        cs_fail(err, CS_ENOMEM, "analyze: out of memory for local features");
+        goto out;
+    }
+    cs_parallel_for(A->threads, n, extract_one, &c);
+    if (cs_lf_retrieve(A->lfx, c.sets, 2 * n, c.K, c.votes, c.nv, err)) goto out;
+    cs_parallel_for(A->threads, n, verify_one, &c);
+    rc = 0;
+out:
+    free(c.sets);
+    free(c.votes);
+    free(c.nv);
+    return rc;
+}

@@ -820,7 +820,16 @@ int cs_analyze_neighbours(cs_store *s, const cs_analyze_opts *o, cs_an_neighbour
     int rc = -1;
     cs_an_query *cq = NULL;
     cs_an_result *cr = NULL;
-    if (stage_load_index(&A, err) || stage_load_generations(&A, err) || stage_describe(&A, err)) goto out;
+    if (stage_load_index(&A, err) || stage_load_generations(&A, err)) goto out;
+    if (A.streaming) { /* query files: few, described at once (no slices: nothing is recorded) */
+        A.q = calloc((size_t)A.it.n, sizeof *A.q);
+        A.res = calloc((size_t)A.it.n, sizeof *A.res);
+        if (!A.q || !A.res) {
+            cs_fail(err, CS_ENOMEM, "index query: out of memory for %lld files", (long long)A.it.n);
+            goto out;
+        }
+    }
+    if (stage_describe(&A, err)) goto out;
     cs_an_neighbours *v = calloc((size_t)A.it.n, sizeof *v);
     cq = malloc(sizeof(cs_an_query) * AN_CHUNK);
     cr = malloc(sizeof(cs_an_result) * AN_CHUNK);

@@ -20,6 +20,7 @@
 #include "analyze/verdict.h"
 #include "cli/cli.h"
 #include "cli/cli_mpi.h"
+#include "core/fs.h"
 #include "core/mpi_comm.h"
 #include "core/image.h"
 #include "core/parallel.h"
@@ -78,9 +79,12 @@ typedef struct {
 
 /* The analysis's ranking of the query at path, or NULL. */
 static const cs_an_neighbours *fused_of(const ctx *c, const char *path) {
-    for (int64_t i = 0; i < c->nfz; i++)
-        if (c->fz[i].path && !strcmp(c->fz[i].path, path)) return &c->fz[i];
-    return NULL;
+    char *abs = cs_abs_path(path); /* the analysis names its files by absolute path */
+    const cs_an_neighbours *hit = NULL;
+    for (int64_t i = 0; i < c->nfz && !hit; i++)
+        if (c->fz[i].path && (!strcmp(c->fz[i].path, path) || (abs && !strcmp(c->fz[i].path, abs)))) hit = &c->fz[i];
+    free(abs);
+    return hit;
 }
 
 static void usage(FILE *f) {

@@ -268,6 +268,22 @@ static void run_set(int t, int held, int step, int *n, int *n_copy, int *n_near,
     free(src);
 }
 
+/* Misses allowed on a subsample of n images for a recall floor: the floors
+ * are set for the default sample (n ~ 240); on the ASan subsample (n ~ 60) a
+ * floor of 0.99 would allow no miss at all, and a detector exactly at the
+ * floor would fail 45 % of the time. So the subsample allows the one-sided
+ * 95 % binomial quantile of misses at rate 1 - floor. */
+static int misses_allowed(int n, double floor) {
+    double p = 1 - floor, pk = pow(floor, n), cdf = pk; /* P(X = 0) */
+    int k = 0;
+    while (cdf < 0.95 && k < n) {
+        pk *= (double)(n - k) / (k + 1) * p / (1 - p);
+        cdf += pk;
+        k++;
+    }
+    return k;
+}
+
 static void test_calibration(void) {
     REQUIRE(refs.n > 0);
     /* recall floors per transform, set a little under what we measure so
@@ -286,8 +302,12 @@ static void test_calibration(void) {
                100 * recall, hn, hn ? 100.0 * hc / hn : 0, hn ? 100.0 * hnear / hn : 0,
                hn ? 100.0 * hp / hn : 0);
         CHECKF(n > 40 && hn > 40, "%s: too few images", tname[t]);
-        CHECKF(recall >= floor_recall[t], "%s: recall %.3f below %.3f", tname[t], recall,
-               floor_recall[t]);
+        if (step > 4) /* a subsample: the floor with its binomial margin (misses_allowed) */
+            CHECKF(n - right <= misses_allowed(n, floor_recall[t]), "%s: %d of %d missed, more than %d (floor %.3f)",
+                   tname[t], n - right, n, misses_allowed(n, floor_recall[t]), floor_recall[t]);
+        else
+            CHECKF(recall >= floor_recall[t], "%s: recall %.3f below %.3f", tname[t], recall,
+                   floor_recall[t]);
         CHECKF(hc == 0, "%s: %d held-out images called copy", tname[t], hc);
         if (t == T_NONE) CHECKF(c == n, "untransformed references: %d of %d copy", c, n);
     }

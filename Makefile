@@ -70,7 +70,7 @@ $(BUILD)/core/gemm_avx512.o $(BUILD)/core/attn_avx512.o: CFLAGS += $(AVX512_FLAG
 # the package the build goes on with our own kernel.
 HAVE_DNNL := $(shell test -f /usr/include/dnnl.h && echo 1)
 ifeq ($(HAVE_DNNL),1)
-$(BUILD)/core/gemm_onednn.o: CPPFLAGS += -DCS_HAVE_DNNL
+$(BUILD)/core/gemm_onednn.o $(BUILD)/core/conv_onednn.o: CPPFLAGS += -DCS_HAVE_DNNL
 LDLIBS += -ldnnl
 endif
 

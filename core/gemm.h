@@ -23,6 +23,15 @@ int cs_gemm_onednn_available(void);
 int cs_gemm_onednn_1t(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                       int ldb, float beta, float *C, int ldc);
 
+/* out [B, cout, oh, ow] = conv(in [B, cin, h, w], weight [cout, cin, kh, kw])
+ * + bias (may be NULL), NCHW, as oneDNN convolution primitives
+ * (core/conv_onednn.c) on nthreads of our threads; bf16 != 0: input and
+ * weights rounded to bfloat16, sums in fp32. 0, or -1 when oneDNN is not
+ * built in or cannot take the shape (cout % 16, cin < 16) or failed: then
+ * the caller computes out itself. The bits depend on the shape only. */
+int cs_conv_onednn(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int kh,
+                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int nthreads);
+
 /* The fp32 FMA peak: iters rounds of 24 independent zmm FMAs (register only,
  * no memory), returns a value that depends on every lane (so nothing is
  * optimised away). Flops done: iters * 24 * 32. For benchmarks. */

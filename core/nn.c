@@ -282,11 +282,24 @@ static void conv2d_batched(float *out, const float *in, const float *weight, con
                    sizeof(float) * ohw);
 }
 
+/* A conv of at least this many output pixels per image goes to oneDNN's
+ * convolution (core/conv_onednn.c: no im2col copy; its weights are
+ * reordered per call, which smaller images would not amortise). */
+#define NN_DIRECT_MIN_OHW 256
+
 void nn_conv2d(float *out, const float *in, const float *weight, const float *bias,
                const nn_conv2d_p *p, int B, int h, int w, float *ws, size_t ws_floats) {
     int oh = nn_conv2d_oh(p, h), ow = nn_conv2d_ow(p, w);
     int K = p->cin * p->kh * p->kw;
     size_t ohw = (size_t)oh * ow;
+    int isa = cs_cpu_isa();
+    if (isa >= CS_ISA_AVX512 && g_backend != NN_GEMM_OWN && !conv_is_pointwise(p) && ohw >= NN_DIRECT_MIN_OHW &&
+        cs_conv_onednn(out, in, weight, bias, p->cin, p->cout, p->kh, p->kw, p->stride, p->pad_t, p->pad_l,
+                       p->pad_b, p->pad_r, B, h, w, use_bf16(p->cout, (int)ohw, K, isa),
+                       nn_threads_for((double)p->cout * ohw * K * B * GEMM_PER_THREAD)) == 0) {
+        FLOPS(p->cout, ohw * B, K);
+        return;
+    }
     if (B > 1 && ws && ws_floats >= nn_conv2d_ws_batched(p, B, h, w)) {
         conv2d_batched(out, in, weight, bias, p, B, h, w, ws);
         return;

@@ -1,0 +1,255 @@
+/* conv_onednn.c — see gemm.h: convolutions as oneDNN convolution primitives
+ * (brgconv, its AVX-512 kernel) instead of im2col + sgemm. The im2col copy
+ * (kh*kw times the input), the bias fill and the page faults of fresh
+ * buffers cost about a third of the UNet's time (perf, docs/BENCHMARKS.md).
+ *
+ * Layout: our tensors stay NCHW. Per call, each image is reordered once to
+ * NHWC (in the precision of the product: f32 or bf16); the work is cut by
+ * the shape alone into tasks (image, block of CHUNK output channels), each
+ * one single-threaded primitive on one of our threads: it reorders its
+ * block of the weights (contiguous in OIHW) to the primitive's layout, runs
+ * the convolution with the bias into an NHWC block, and reorders that block
+ * into the NCHW output. Every output element is summed by one kernel in an
+ * order fixed by the shape: the bits do not depend on the thread count.
+ *
+ * Buffers are one process-wide block grown as needed and kept (a fresh
+ * buffer per call page-faults on every first touch), under a mutex.
+ * Primitives are created once per shape (their JIT takes milliseconds) with
+ * one OpenMP thread and kept for the process. */
+#include "core/gemm.h"
+
+#ifdef CS_HAVE_DNNL
+#include <dnnl.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/parallel.h"
+
+#define CHUNK_MAX 64 /* output channels per task */
+#define CACHE_MAX 256
+
+typedef struct {
+    int cin, chunk, h, w, kh, kw, stride, pt, pl, pb, pr, has_bias, bf16;
+} conv_key;
+
+typedef struct {
+    conv_key k;
+    dnnl_primitive_t conv, wre, sre, dre; /* conv; weights, src, dst reorders */
+    dnnl_memory_desc_t src, wsrc, wdst, dst, dst_nchw, src_nchw, bias;
+    size_t wbytes, scratch; /* reordered weight block, conv scratchpad (bytes) */
+    int oh, ow;
+} conv_plan;
+
+static dnnl_engine_t g_eng;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static int g_ok;
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static conv_plan *g_plans[CACHE_MAX];
+static int g_nplans;
+static char *g_buf; /* the kept workspace */
+static size_t g_cap;
+
+static void init_engine(void) { g_ok = dnnl_engine_create(&g_eng, dnnl_cpu, 0) == dnnl_success; }
+
+/* oneDNN threads with OpenMP; ours take the tasks: one OpenMP thread each,
+ * set once per thread (the setting is per thread), also before a primitive
+ * is created (its blocking is planned for that many threads) */
+static void one_omp_thread(void) {
+    static _Thread_local int single;
+    if (!single) omp_set_num_threads(1), single = 1;
+}
+
+static int reorder_create(dnnl_primitive_t *p, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to) {
+    dnnl_primitive_desc_t pd;
+    if (dnnl_reorder_primitive_desc_create(&pd, from, g_eng, to, g_eng, NULL) != dnnl_success) return -1;
+    int rc = dnnl_primitive_create(p, pd) == dnnl_success ? 0 : -1;
+    dnnl_primitive_desc_destroy(pd);
+    return rc;
+}
+
+static conv_plan *plan_create(const conv_key *k) {
+    conv_plan *P = calloc(1, sizeof *P);
+    if (!P) return NULL;
+    P->k = *k;
+    P->oh = (k->h + k->pt + k->pb - k->kh) / k->stride + 1;
+    P->ow = (k->w + k->pl + k->pr - k->kw) / k->stride + 1;
+    dnnl_data_type_t dt = k->bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_dims_t sd = {1, k->cin, k->h, k->w}, wd = {k->chunk, k->cin, k->kh, k->kw}, bd = {k->chunk},
+                dd = {1, k->chunk, P->oh, P->ow};
+    dnnl_memory_desc_t wany;
+    dnnl_convolution_desc_t cd;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_dims_t strides = {k->stride, k->stride}, pl = {k->pt, k->pl}, pr = {k->pb, k->pr};
+    int ok = dnnl_memory_desc_init_by_tag(&P->src, 4, sd, dt, dnnl_nhwc) == dnnl_success &&
+             dnnl_memory_desc_init_by_tag(&P->src_nchw, 4, sd, dnnl_f32, dnnl_nchw) == dnnl_success &&
+             dnnl_memory_desc_init_by_tag(&P->wsrc, 4, wd, dnnl_f32, dnnl_oihw) == dnnl_success &&
+             dnnl_memory_desc_init_by_tag(&wany, 4, wd, dt, dnnl_format_tag_any) == dnnl_success &&
+             dnnl_memory_desc_init_by_tag(&P->bias, 1, bd, dnnl_f32, dnnl_x) == dnnl_success &&
+             dnnl_memory_desc_init_by_tag(&P->dst, 4, dd, dnnl_f32, dnnl_nhwc) == dnnl_success &&
+             dnnl_memory_desc_init_by_tag(&P->dst_nchw, 4, dd, dnnl_f32, dnnl_nchw) == dnnl_success &&
+             dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &P->src, &wany,
+                                                k->has_bias ? &P->bias : NULL, &P->dst, strides, pl,
+                                                pr) == dnnl_success &&
+             dnnl_primitive_attr_create(&attr) == dnnl_success &&
+             dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success &&
+             dnnl_primitive_desc_create(&pd, &cd, attr, g_eng, NULL) == dnnl_success;
+    if (ok) {
+        /* only the brgemm kernel: a gemm: or reference fallback would be slower than ours */
+        const char *impl = NULL;
+        ok = dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl &&
+             strncmp(impl, "brgconv", 7) == 0;
+    }
+    if (ok) {
+        P->wdst = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+        P->wbytes = dnnl_memory_desc_get_size(&P->wdst);
+        P->scratch = dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
+        ok = dnnl_primitive_create(&P->conv, pd) == dnnl_success && !reorder_create(&P->wre, &P->wsrc, &P->wdst) &&
+             !reorder_create(&P->sre, &P->src_nchw, &P->src) && !reorder_create(&P->dre, &P->dst, &P->dst_nchw);
+    }
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (!ok) {
+        if (P->conv) dnnl_primitive_destroy(P->conv);
+        if (P->wre) dnnl_primitive_destroy(P->wre);
+        if (P->sre) dnnl_primitive_destroy(P->sre);
+        free(P);
+        return NULL;
+    }
+    return P;
+}
+
+/* the plan for k (created on first use, kept); NULL when oneDNN cannot */
+static conv_plan *plan_get(const conv_key *k) {
+    for (int i = 0; i < g_nplans; i++)
+        if (!memcmp(&g_plans[i]->k, k, sizeof *k)) return g_plans[i];
+    if (g_nplans == CACHE_MAX) return NULL;
+    one_omp_thread();
+    conv_plan *P = plan_create(k);
+    if (P) g_plans[g_nplans++] = P;
+    return P;
+}
+
+static int run_prim(dnnl_primitive_t p, int n, const int *arg, const dnnl_memory_desc_t *const *md, void *const *ptr) {
+    dnnl_stream_t s;
+    dnnl_memory_t m[5] = {0};
+    dnnl_exec_arg_t a[5];
+    int ok = dnnl_stream_create(&s, g_eng, dnnl_stream_default_flags) == dnnl_success;
+    if (!ok) return -1;
+    for (int i = 0; i < n && ok; i++) {
+        ok = dnnl_memory_create(&m[i], md[i], g_eng, ptr[i]) == dnnl_success;
+        a[i].arg = arg[i], a[i].memory = m[i];
+    }
+    if (ok) ok = dnnl_primitive_execute(p, s, n, a) == dnnl_success && dnnl_stream_wait(s) == dnnl_success;
+    for (int i = 0; i < n; i++)
+        if (m[i]) dnnl_memory_destroy(m[i]);
+    dnnl_stream_destroy(s);
+    return ok ? 0 : -1;
+}
+
+static int reorder_run(dnnl_primitive_t p, const dnnl_memory_desc_t *from, const void *src,
+                       const dnnl_memory_desc_t *to, void *dst) {
+    int arg[2] = {DNNL_ARG_FROM, DNNL_ARG_TO};
+    const dnnl_memory_desc_t *md[2] = {from, to};
+    void *ptr[2] = {(void *)src, dst};
+    return run_prim(p, 2, arg, md, ptr);
+}
+
+typedef struct {
+    conv_plan *P, *Plast; /* Plast: the last block when cout % chunk != 0 (else P) */
+    float *out;
+    const float *in, *weight, *bias;
+    int B, cout, nchunk;
+    char *src;     /* B NHWC images */
+    size_t sbytes; /* per image */
+    char *thr;     /* per thread: weights, dst block, scratchpad */
+    size_t tbytes;
+    int fail;
+} conv_job;
+
+static void src_task(void *vc, int64_t b, int thread) {
+    (void)thread;
+    conv_job *j = vc;
+    one_omp_thread();
+    const conv_key *k = &j->P->k;
+    if (reorder_run(j->P->sre, &j->P->src_nchw, j->in + (size_t)b * k->cin * k->h * k->w, &j->P->src,
+                    j->src + (size_t)b * j->sbytes))
+        j->fail = 1;
+}
+
+static void conv_task(void *vc, int64_t i, int thread) {
+    conv_job *j = vc;
+    one_omp_thread();
+    int b = (int)(i / j->nchunk), c = (int)(i % j->nchunk);
+    conv_plan *P = c == j->nchunk - 1 ? j->Plast : j->P;
+    const conv_key *k = &P->k;
+    int co = c * j->P->k.chunk;
+    size_t ohw = (size_t)P->oh * P->ow;
+    char *wbuf = j->thr + (size_t)thread * j->tbytes;
+    char *dbuf = wbuf + ((P->wbytes + 63) & ~(size_t)63);
+    char *sbuf = dbuf + ((ohw * k->chunk * sizeof(float) + 63) & ~(size_t)63);
+    if (reorder_run(P->wre, &P->wsrc, j->weight + (size_t)co * k->cin * k->kh * k->kw, &P->wdst, wbuf)) {
+        j->fail = 1;
+        return;
+    }
+    int arg[5] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_SCRATCHPAD, DNNL_ARG_BIAS};
+    dnnl_memory_desc_t spd;
+    dnnl_dims_t sd = {(dnnl_dim_t)(P->scratch ? P->scratch : 1)};
+    dnnl_memory_desc_init_by_tag(&spd, 1, sd, dnnl_u8, dnnl_x);
+    const dnnl_memory_desc_t *md[5] = {&P->src, &P->wdst, &P->dst, &spd, &P->bias};
+    void *ptr[5] = {j->src + (size_t)b * j->sbytes, wbuf, dbuf, sbuf, (void *)(j->bias ? j->bias + co : NULL)};
+    if (run_prim(P->conv, k->has_bias ? 5 : 4, arg, md, ptr) ||
+        reorder_run(P->dre, &P->dst, dbuf, &P->dst_nchw, j->out + ((size_t)b * j->cout + co) * ohw))
+        j->fail = 1;
+}
+
+static size_t thr_bytes(const conv_plan *P) {
+    size_t ohw = (size_t)P->oh * P->ow;
+    return ((P->wbytes + 63) & ~(size_t)63) + ((ohw * P->k.chunk * sizeof(float) + 63) & ~(size_t)63) +
+           ((P->scratch + 63) & ~(size_t)63);
+}
+
+int cs_conv_onednn(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int kh,
+                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int nthreads) {
+    pthread_once(&g_once, init_engine);
+    if (!g_ok || cout % 16 || cin < 16) return -1;
+    int chunk = cout % CHUNK_MAX == 0 ? CHUNK_MAX : cout < CHUNK_MAX ? cout : CHUNK_MAX;
+    int nchunk = (cout + chunk - 1) / chunk;
+    conv_key k = {cin, chunk, h, w, kh, kw, stride, pt, pl, pb, pr, bias != NULL, bf16 != 0};
+    conv_key kl = k;
+    kl.chunk = cout - (nchunk - 1) * chunk;
+    pthread_mutex_lock(&g_lock);
+    conv_plan *P = plan_get(&k), *Pl = kl.chunk == chunk ? P : plan_get(&kl);
+    int rc = -1;
+    if (P && Pl) {
+        conv_job j = {P, Pl, out, in, weight, bias, B, cout, nchunk, NULL, 0, NULL, 0, 0};
+        j.sbytes = (dnnl_memory_desc_get_size(&P->src) + 63) & ~(size_t)63;
+        j.tbytes = thr_bytes(P) > thr_bytes(Pl) ? thr_bytes(P) : thr_bytes(Pl);
+        if (nthreads < 1) nthreads = 1;
+        size_t need = j.sbytes * B + j.tbytes * nthreads + 64;
+        if (need > g_cap) {
+            free(g_buf);
+            g_cap = 0;
+            g_buf = aligned_alloc(64, (need + 63) & ~(size_t)63);
+            if (g_buf) g_cap = need;
+        }
+        if (g_buf) {
+            j.src = g_buf, j.thr = g_buf + j.sbytes * B;
+            cs_parallel_for(nthreads < B ? nthreads : B, B, src_task, &j);
+            if (!j.fail) cs_parallel_for(nthreads, (int64_t)B * nchunk, conv_task, &j);
+            rc = j.fail ? -1 : 0;
+        }
+    }
+    pthread_mutex_unlock(&g_lock);
+    return rc;
+}
+#else
+int cs_conv_onednn(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int kh,
+                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int nthreads) {
+    (void)out, (void)in, (void)weight, (void)bias, (void)cin, (void)cout, (void)kh, (void)kw, (void)stride;
+    (void)pt, (void)pl, (void)pb, (void)pr, (void)B, (void)h, (void)w, (void)bf16, (void)nthreads;
+    return -1;
+}
+#endif

@@ -264,12 +264,31 @@ out:
 
 /* ---- store ---- */
 
+/* The run's identity is the suite's bytes and the model; a --precision that
+ * overrides the suite's makes other images, so the suite's key is then the
+ * hash of its hash and the precision (a bf16 and an fp32 run of one suite
+ * are two runs, in two folders; a suite that says its precision keeps its
+ * own hash). key[65]; returns 1 for bf16. */
+static int run_key(const cs_suite *s, const cs_generate_opts *o, char key[65]) {
+    int bf16 = o->precision ? !strcmp(o->precision, "bf16") : s->bf16;
+    if (bf16 != s->bf16) {
+        char buf[128];
+        int n = snprintf(buf, sizeof buf, "%s precision %s", s->sha256, bf16 ? "bf16" : "fp32");
+        cs_sha256_hex(buf, (size_t)n, key);
+    } else {
+        memcpy(key, s->sha256, 65);
+    }
+    return bf16;
+}
+
 static int64_t find_or_add_run(cs_store *db, const cs_suite *s, const cs_model *m,
                                const char *model_spec, const cs_generate_opts *o,
                                const char *run_dir, int *reused, cs_err *err) {
     int64_t id;
     *reused = 0;
-    if (cs_run_find(db, s->sha256, m->hash, &id, err)) return -1;
+    char key[65];
+    int bf16 = run_key(s, o, key);
+    if (cs_run_find(db, key, m->hash, &id, err)) return -1;
     if (id > 0) {
         *reused = 1;
         return id;
@@ -279,11 +298,12 @@ static int64_t find_or_add_run(cs_store *db, const cs_suite *s, const cs_model *
     cJSON_AddStringToObject(set, "out", run_dir);
     cJSON_AddStringToObject(set, "model_kind", m->kind);
     cJSON_AddStringToObject(set, "model_name", m->name);
+    cJSON_AddStringToObject(set, "precision", bf16 ? "bf16" : "fp32");
     if (o->config) cJSON_AddStringToObject(set, "config", o->config);
     if (o->vocab) cJSON_AddStringToObject(set, "vocab", o->vocab);
     char *sj = cJSON_PrintUnformatted(set);
     cJSON_Delete(set);
-    cs_run_row r = {.suite = s->path, .suite_sha256 = s->sha256, .command = o->command,
+    cs_run_row r = {.suite = s->path, .suite_sha256 = key, .command = o->command,
                     .model = model_spec, .model_sha256 = m->hash, .settings_json = sj};
     int rc = cs_run_add(db, &r, &id, err);
     free(sj);
@@ -660,8 +680,9 @@ static int choose_run_dir(const cs_generate_opts *o, cs_store *db, int64_t run, 
 /* Stage 3: the run's folder, its run row and one prompt row per job, in one transaction. */
 static int record_run(const cs_generate_opts *o, cs_suite *s, cs_model *m, const char *spec, const char *outdir,
                       job *jobs, cs_store **db, cs_generate_stats *st, cs_err *err) {
-    char ident[130], run_hash[65], want[4200];
-    snprintf(ident, sizeof ident, "%s%s", s->sha256, m->hash);
+    char ident[130], run_hash[65], want[4200], key[65];
+    run_key(s, o, key);
+    snprintf(ident, sizeof ident, "%s%s", key, m->hash);
     cs_sha256_hex(ident, strlen(ident), run_hash);
     if (o->out_file) snprintf(want, sizeof want, "%s", outdir);
     else snprintf(want, sizeof want, "%s/%s-%.8s", outdir, s->name, run_hash);

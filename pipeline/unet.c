@@ -273,9 +273,15 @@ static void BasicTransformerBlock_forward(float *x, const unet_tblock *b, const 
     const int Tc = ctx_tokens, BT = B * T, BTc = B * Tc;
     size_t CT = (size_t)C * BT;
     /* attn1: self-attention over each image's H*W tokens */
+    /* under bf16 the attention logits stay fp32 end to end: their query and
+     * key projections too (the softmax exponentiates the logits' error; the
+     * products QK^T are fp32 anyway, core/attn.h) */
+    int prec = nn_precision();
     nn_layer_norm_cm(s->n, x, b->norm1.w, b->norm1.b, C, BT, LN_EPS);
+    nn_set_precision(NN_FP32);
     nn_linear_cm(s->q, s->n, b->q1.w, NULL, BT, C, C);
     nn_linear_cm(s->k, s->n, b->k1.w, NULL, BT, C, C);
+    nn_set_precision(prec);
     nn_linear_cm(s->v, s->n, b->v1.w, NULL, BT, C, C);
     for (int i = 0; i < B; i++)
         nn_attention_cm_ld(s->a + (size_t)i * T, BT, s->q + (size_t)i * T, BT, s->k + (size_t)i * T,
@@ -284,8 +290,10 @@ static void BasicTransformerBlock_forward(float *x, const unet_tblock *b, const 
     nn_add_inplace(x, s->o, CT);
     /* attn2: cross-attention to the image's 77 context tokens (no padding mask) */
     nn_layer_norm_cm(s->n, x, b->norm2.w, b->norm2.b, C, BT, LN_EPS);
+    nn_set_precision(NN_FP32);
     nn_linear_cm(s->q, s->n, b->q2.w, NULL, BT, C, C);
     sd_linear_tm_to_cm(s->k, ctx, &b->k2, BTc);
+    nn_set_precision(prec);
     sd_linear_tm_to_cm(s->v, ctx, &b->v2, BTc);
     for (int i = 0; i < B; i++)
         nn_attention_cm_ld(s->a + (size_t)i * T, BT, s->q + (size_t)i * T, BT,

@@ -20,11 +20,11 @@
 
 #define REFS "../shared/refs/sd-tiny"
 #define TOL 2e-5
-/* bf16: 8-bit mantissas in every product of every layer. On sd-tiny (random
- * weights, sharpened attention) the UNet lands at ~1.0e-2 (1.03e-2 for the
- * "unet" case when measured), the VAE at ~0.7e-2: the bound is 1.5e-2, above
- * the issue's 1e-2 target, which the UNet misses by a few per cent. */
-#define TOL_BF16 1.5e-2
+/* bf16: 8-bit mantissas in every product (the attention logits, their
+ * query and key projections included, stay fp32: pipeline/unet.c). On
+ * sd-tiny (random weights, sharpened attention) the UNet lands at ~0.9e-2,
+ * the VAE at ~0.75e-2 (measured): the issue's bound, 1e-2. */
+#define TOL_BF16 1e-2
 
 static sd_model *g_model;
 

@@ -173,6 +173,46 @@ int main(void) {
                g[1] / g[0]);
         free(q), free(k), free(v), free(o), free(ws);
     }
+    /* 3x3 convolutions of the UNet (batch 2) and the VAE decoder (batch 1):
+     * im2col + nn_sgemm (oneDNN's sgemm) against oneDNN's convolution
+     * primitive (core/conv_onednn.c), fp32 and bf16, alternating */
+    {
+        static const struct { const char *what; int B, cin, cout, hw; } cs[] = {
+            {"UNet 320->320, 64x64", 2, 320, 320, 64},   {"UNet 640->320, 64x64", 2, 640, 320, 64},
+            {"UNet 640->640, 32x32", 2, 640, 640, 32},   {"UNet 1280->640, 32x32", 2, 1280, 640, 32},
+            {"UNet 1280->1280, 16x16", 2, 1280, 1280, 16}, {"UNet 1280->1280, 8x8", 2, 1280, 1280, 8},
+            {"VAE 512->512, 128x128", 1, 512, 512, 128}, {"VAE 256->256, 256x256", 1, 256, 256, 256},
+            {"VAE 128->128, 512x512", 1, 128, 128, 512},
+        };
+        printf("%-28s %9s %9s %9s %9s   (3x3 convs, GFLOP per CPU-second; %% of the FMA loop's)\n", "conv",
+               "im2col", "oneDNN", "im2col16", "oneDNN16");
+        for (size_t i = 0; i < sizeof cs / sizeof *cs; i++) {
+            nn_conv2d_p p = {cs[i].cin, cs[i].cout, 3, 3, 1, 1, 1, 1, 1};
+            int hw = cs[i].hw, B = cs[i].B;
+            float *x = rnd((size_t)B * p.cin * hw * hw), *wt = rnd((size_t)p.cout * p.cin * 9), *bias = rnd(p.cout);
+            float *y = malloc(sizeof(float) * B * p.cout * hw * hw);
+            size_t need = nn_conv2d_ws(&p, hw, hw), mn = nn_conv2d_ws_min(&p, hw, hw), nb = nn_conv2d_ws_batched(&p, B, hw, hw);
+            size_t cap = (size_t)16 << 20; /* as pipeline/sd_model.c */
+            if (B > 1 && (size_t)hw * hw <= 1024 && nb <= cap) need = nb;
+            else if (need > cap) need = cap > mn ? cap : mn;
+            float *ws = malloc(sizeof(float) * need);
+            double f = 2.0 * B * p.cout * p.cin * 9 * hw * hw, g[4] = {0, 0, 0, 0};
+            for (int r = 0; r < reps + 1; r++) /* the first round plans and warms */
+                for (int k = 0; k < 4; k++) {
+                    if (nn_set_precision(k >= 2 ? NN_BF16 : NN_FP32)) continue;
+                    nn_set_conv_direct(k & 1);
+                    double c0 = cpu_secs();
+                    nn_conv2d(y, x, wt, bias, &p, B, hw, hw, ws, need);
+                    double gc = f / (cpu_secs() - c0) / 1e9;
+                    if (r && gc > g[k]) g[k] = gc;
+                }
+            nn_set_precision(NN_FP32);
+            nn_set_conv_direct(1);
+            printf("%-28s %5.0f %3.0f%% %5.0f %3.0f%% %5.0f %3.0f%% %5.0f %3.0f%%\n", cs[i].what, g[0], 100 * g[0] / pcn,
+                   g[1], 100 * g[1] / pcn, g[2], 100 * g[2] / pcn, g[3], 100 * g[3] / pcn);
+            free(x), free(wt), free(bias), free(y), free(ws);
+        }
+    }
     if (getloadavg(la, 1) > 0) printf("load average at end: %.2f\n", la[0]);
     return 0;
 }

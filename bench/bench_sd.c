@@ -20,7 +20,9 @@
  * BENCH_SD_KEEP=1 keeps the checkpoint, BENCH_SD_THREADS (default 2, the
  * anchors' thread count), BENCH_SD_QUICK=1 skips the 64x64 runs,
  * BENCH_SD_CKPT=FILE reuses a kept checkpoint, BENCH_SD_UNET_ONLY=32|64 times
- * only that UNet size (for profiling), BENCH_SD_NO_TORCH=1 skips the anchor,
+ * only that UNet size (for profiling), BENCH_SD_VAE_ONLY=1 times only the VAE
+ * decode (fp32, after a warm-up call, then bf16 with its PSNR against the
+ * fp32 image), BENCH_SD_NO_BF16=1 skips the bf16 UNet, BENCH_SD_NO_TORCH=1 skips the anchor,
  * BENCH_SD_JSON=FILE writes the main figures as JSON (seconds per call; null
  * when not measured). Every figure is also given as a fraction of the
  * machine's fp32 limit measured in the same run: the register-only AVX-512
@@ -398,10 +400,12 @@ int main(void) {
     double unet_secs[2] = {0, 0}, unet_gflop[2] = {0, 0}, torch_secs[2] = {0, 0};
     double bf16_secs = 0, vae_secs = 0, avx2_secs = 0, unet_cpu[2] = {0, 0};
     const char *only = getenv("BENCH_SD_UNET_ONLY"); /* "32" or "64": profiling one size */
+    int vae_only = getenv("BENCH_SD_VAE_ONLY") != NULL;
+    double vae_cpu = 0, vae_bf16_secs = 0, vae_psnr = 0;
     int warmed = 0;
     for (int si = 0; si < (quick ? 1 : 2); si++) {
         int s = sizes[si];
-        if (only && atoi(only) != s) continue;
+        if ((only && atoi(only) != s) || vae_only) continue;
         size_t n = (size_t)2 * 4 * s * s;
         float *x = rand_floats(n, 1.f, 7), *eps = malloc(sizeof(float) * n);
         /* warm-up at the first size timed: plans and first-touches the buffers */
@@ -424,7 +428,7 @@ int main(void) {
     /* the same UNet in bf16 (64x64, or 32x32 with BENCH_SD_QUICK) and, at
      * 32x32, on the AVX2/OpenBLAS path: both beside the fp32 AVX-512 figure */
     int bsi = quick || (only && atoi(only) == 32) ? 0 : 1;
-    if (unet_secs[bsi] > 0 && nn_set_precision(NN_BF16) == 0) {
+    if (unet_secs[bsi] > 0 && !getenv("BENCH_SD_NO_BF16") && nn_set_precision(NN_BF16) == 0) {
         int s = sizes[bsi];
         size_t n = (size_t)2 * 4 * s * s;
         float *x = rand_floats(n, 1.f, 7), *eps = malloc(sizeof(float) * n), *ref = malloc(sizeof(float) * n);
@@ -473,7 +477,7 @@ int main(void) {
     }
 
     /* PyTorch anchor on the same checkpoint (same run, same thread count) */
-    if (!getenv("BENCH_SD_NO_TORCH") && !only && access("/usr/bin/python3", X_OK) == 0) {
+    if (!getenv("BENCH_SD_NO_TORCH") && !only && !vae_only && access("/usr/bin/python3", X_OK) == 0) {
         char cmd[8192];
         snprintf(cmd, sizeof cmd,
                  "BENCH_SD_THREADS=%d /usr/bin/python3 bench/bench_sd_torch.py '%s' 32%s 2>&1",
@@ -498,19 +502,48 @@ int main(void) {
         fflush(stdout);
     }
 
-    /* VAE decode of a 64x64 latent */
-    if (!quick && !only) {
-        float *z = rand_floats(4 * 64 * 64, 1.f, 9), *img = malloc(sizeof(float) * 3 * 512 * 512);
+    /* VAE decode of a 64x64 latent: a warm-up call (the arena's first touch,
+     * the convolution primitives' JIT), the timed fp32 call, then bf16 with
+     * the PSNR of its 8-bit image against the fp32 one */
+    if (!quick && (!only || vae_only)) {
+        size_t npix = (size_t)3 * 512 * 512;
+        float *z = rand_floats(4 * 64 * 64, 1.f, 9), *img = malloc(sizeof(float) * npix);
+        float *img16 = malloc(sizeof(float) * npix);
+        sd_vae_decode(m, z, 1, 64, 64, img, &err);
         nn_flops_reset();
         t0 = now();
         c0 = cpu_secs();
         if (sd_vae_decode(m, z, 1, 64, 64, img, &err)) printf("bench_sd: %s\n", err.msg);
         double vs = now() - t0;
         vae_secs = vs;
-        char anc[96];
+        vae_cpu = cpu_secs() - c0;
+        double vflop = nn_flops() / 1e9;
+        char anc[160];
         snprintf(anc, sizeof anc, "sd.cpp (issue): ~60 s, ratio %.1fx", 60.0 / vs);
-        report("VAE decode 64x64 -> 512x512", vs, cpu_secs() - c0, nn_flops() / 1e9, peak, anc);
-        free(z), free(img);
+        report("VAE decode 64x64 -> 512x512", vs, vae_cpu, vflop, peak, anc);
+        if (nn_set_precision(NN_BF16) == 0) {
+            t0 = now();
+            c0 = cpu_secs();
+            if (sd_vae_decode(m, z, 1, 64, 64, img16, &err)) printf("bench_sd: %s\n", err.msg);
+            vae_bf16_secs = now() - t0;
+            double bc = cpu_secs() - c0;
+            nn_set_precision(NN_FP32);
+            /* PSNR on the 8-bit scale: 255 * clamp((x + 1) / 2), as the PNGs */
+            double se = 0, sum = 0, sum2 = 0;
+            for (size_t i = 0; i < npix; i++) {
+                double a = img[i] < -1 ? 0 : img[i] > 1 ? 255 : 127.5 * (img[i] + 1.0);
+                double b = img16[i] < -1 ? 0 : img16[i] > 1 ? 255 : 127.5 * (img16[i] + 1.0);
+                se += (a - b) * (a - b), sum += a, sum2 += a * a;
+            }
+            double mse = se / npix, mean = sum / npix, sd = sqrt(fmax(0, sum2 / npix - mean * mean));
+            vae_psnr = mse > 0 ? 10 * log10(255.0 * 255.0 / mse) : 99;
+            snprintf(anc, sizeof anc,
+                     "%.2fx the fp32 path (cpu-time basis %.2fx); PSNR vs fp32 %.1f dB (fp32 image: mean %.1f, "
+                     "std %.1f of 255)",
+                     vs / vae_bf16_secs, vae_cpu / bc, vae_psnr, mean, sd);
+            report("VAE decode bf16", vae_bf16_secs, bc, vflop, peak, anc);
+        }
+        free(z), free(img), free(img16);
     }
 
     /* F16 weights: widening per use would redo this on every forward pass */
@@ -557,6 +590,9 @@ int main(void) {
             fprintf(jf, ", \"torch32_s\": "), JV(torch_secs[0]);
             fprintf(jf, ", \"avx2_unet32_s\": "), JV(avx2_secs);
             fprintf(jf, ", \"unet64_cpu_s\": "), JV(unet_cpu[1]);
+            fprintf(jf, ", \"vae512_cpu_s\": "), JV(vae_cpu);
+            fprintf(jf, ", \"bf16_vae512_s\": "), JV(vae_bf16_secs);
+            fprintf(jf, ", \"bf16_vae512_psnr_db\": "), JV(vae_psnr);
             fprintf(jf, ", \"fma_peak_cpu_gflops\": "), JV(g_fma_cpu);
             fprintf(jf, ", \"sgemm_peak_cpu_gflops\": "), JV(g_peak_cpu);
             fprintf(jf, ", \"threads\": %d, \"load_start\": %.2f}\n", threads, load0);

@@ -284,8 +284,12 @@ static void conv2d_batched(float *out, const float *in, const float *weight, con
 
 /* A conv of at least this many output pixels per image goes to oneDNN's
  * convolution (core/conv_onednn.c: no im2col copy; its weights are
- * reordered per call, which smaller images would not amortise). */
-#define NN_DIRECT_MIN_OHW 256
+ * reordered per call, which smaller images do not amortise: measured with
+ * bench/bench_gemm.c, at 16x16 it was 13-15% slower than im2col + sgemm,
+ * at 32x32 and up 5-50% faster, bf16 1.3-2.7x). */
+#define NN_DIRECT_MIN_OHW 1024
+static int g_conv_direct = 1;
+void nn_set_conv_direct(int on) { g_conv_direct = on; }
 
 void nn_conv2d(float *out, const float *in, const float *weight, const float *bias,
                const nn_conv2d_p *p, int B, int h, int w, float *ws, size_t ws_floats) {
@@ -293,7 +297,7 @@ void nn_conv2d(float *out, const float *in, const float *weight, const float *bi
     int K = p->cin * p->kh * p->kw;
     size_t ohw = (size_t)oh * ow;
     int isa = cs_cpu_isa();
-    if (isa >= CS_ISA_AVX512 && g_backend != NN_GEMM_OWN && !conv_is_pointwise(p) && ohw >= NN_DIRECT_MIN_OHW &&
+    if (isa >= CS_ISA_AVX512 && g_conv_direct && g_backend != NN_GEMM_OWN && !conv_is_pointwise(p) && ohw >= NN_DIRECT_MIN_OHW &&
         cs_conv_onednn(out, in, weight, bias, p->cin, p->cout, p->kh, p->kw, p->stride, p->pad_t, p->pad_l,
                        p->pad_b, p->pad_r, B, h, w, use_bf16(p->cout, (int)ohw, K, isa),
                        nn_threads_for((double)p->cout * ohw * K * B * GEMM_PER_THREAD)) == 0) {

@@ -1,0 +1,108 @@
+/* test_conv_onednn.c — the convolutions nn_conv2d hands to oneDNN's
+ * primitive (core/conv_onednn.c: images of 32x32 outputs and more, cout a
+ * multiple of 16, cin >= 16) against a direct convolution in double: 3x3
+ * pad 1, stride 2 pad 1 and the VAE's asymmetric (0,0,1,1) stride 2, with
+ * and without bias, cout a multiple of the 64-channel task and not (48, 80,
+ * 144: a shorter last block), batch 1 and 3; the same bytes on 1, 2 and 3
+ * threads; bf16 within bf16's rounding of both operands; and the path is
+ * really taken (the im2col path's result differs in its last bits). Skipped
+ * (and said so) without AVX-512 or oneDNN. */
+#include <stdint.h>
+
+#include "core/cpu.h"
+#include "core/gemm.h"
+#include "core/nn.h"
+#include "tests/t.h"
+
+static float *rand_buf(size_t n, uint64_t seed) {
+    float *p = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        p[i] = (float)((seed >> 40) / (double)(1 << 24)) * 2.f - 1.f;
+    }
+    return p;
+}
+
+static void conv_ref(double *out, const float *in, const float *w, const float *b, const nn_conv2d_p *p, int B, int h,
+                     int wd) {
+    int oh = nn_conv2d_oh(p, h), ow = nn_conv2d_ow(p, wd);
+    for (int n = 0; n < B; n++)
+        for (int o = 0; o < p->cout; o++)
+            for (int y = 0; y < oh; y++)
+                for (int x = 0; x < ow; x++) {
+                    double s = b ? b[o] : 0;
+                    for (int c = 0; c < p->cin; c++)
+                        for (int i = 0; i < p->kh; i++)
+                            for (int j = 0; j < p->kw; j++) {
+                                int iy = y * p->stride - p->pad_t + i, ix = x * p->stride - p->pad_l + j;
+                                if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
+                                s += (double)in[(((size_t)n * p->cin + c) * h + iy) * wd + ix] *
+                                     w[(((size_t)o * p->cin + c) * p->kh + i) * p->kw + j];
+                            }
+                    out[(((size_t)n * p->cout + o) * oh + y) * ow + x] = s;
+                }
+}
+
+/* max |y - r| / max |r| */
+static double rel(const float *y, const double *r, size_t n) {
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(y[i] - r[i]);
+        if (!(d <= md)) md = d; /* NaN counts */
+        if (fabs(r[i]) > mr) mr = fabs(r[i]);
+    }
+    return md / mr;
+}
+
+static void one_case(nn_conv2d_p p, int B, int h, int w, int with_bias) {
+    int oh = nn_conv2d_oh(&p, h), ow = nn_conv2d_ow(&p, w);
+    size_t n = (size_t)B * p.cout * oh * ow;
+    float *x = rand_buf((size_t)B * p.cin * h * w, 1 + p.cin), *wt = rand_buf((size_t)p.cout * p.cin * 9, 2 + p.cout);
+    float *bs = with_bias ? rand_buf(p.cout, 3) : NULL;
+    float *y = malloc(sizeof(float) * n), *y2 = malloc(sizeof(float) * n), *yi = malloc(sizeof(float) * n);
+    double *r = malloc(sizeof(double) * n);
+    size_t wsn = nn_conv2d_ws(&p, h, w);
+    float *ws = malloc(sizeof(float) * wsn);
+    conv_ref(r, x, wt, bs, &p, B, h, w);
+    nn_set_threads(1);
+    nn_conv2d(y, x, wt, bs, &p, B, h, w, ws, wsn);
+    double e = rel(y, r, n);
+    CHECKF(e < 1e-5, "cin %d cout %d %dx%d s%d pad %d,%d,%d,%d B %d: rel %g", p.cin, p.cout, h, w, p.stride, p.pad_t,
+           p.pad_l, p.pad_b, p.pad_r, B, e);
+    for (int nt = 2; nt <= 3; nt++) {
+        nn_set_threads(nt);
+        nn_conv2d(y2, x, wt, bs, &p, B, h, w, ws, wsn);
+        CHECKF(!memcmp(y, y2, sizeof(float) * n), "cout %d: bytes differ on %d threads", p.cout, nt);
+    }
+    nn_set_conv_direct(0);
+    nn_conv2d(yi, x, wt, bs, &p, B, h, w, ws, wsn);
+    nn_set_conv_direct(1);
+    CHECKF(memcmp(y, yi, sizeof(float) * n) != 0, "cout %d: same bytes as im2col: oneDNN's path not taken", p.cout);
+    if (nn_set_precision(NN_BF16) == 0) {
+        nn_conv2d(y2, x, wt, bs, &p, B, h, w, ws, wsn);
+        nn_set_precision(NN_FP32);
+        /* each product's operands rounded to 8 bits: ~2^-8 relative each,
+         * random signs over cin*9 terms: far below 1e-2 of the largest */
+        double eb = rel(y2, r, n);
+        CHECKF(eb < 1e-2 && eb > 1e-5, "cout %d bf16: rel %g", p.cout, eb);
+    }
+    nn_set_threads(0);
+    free(x), free(wt), free(bs), free(y), free(y2), free(yi), free(r), free(ws);
+}
+
+static void test_conv(void) {
+    one_case((nn_conv2d_p){16, 64, 3, 3, 1, 1, 1, 1, 1}, 1, 32, 32, 1);
+    one_case((nn_conv2d_p){32, 80, 3, 3, 1, 1, 1, 1, 1}, 3, 33, 35, 0);
+    one_case((nn_conv2d_p){24, 48, 3, 3, 1, 1, 1, 1, 1}, 2, 40, 32, 1);
+    one_case((nn_conv2d_p){32, 144, 3, 3, 2, 1, 1, 1, 1}, 1, 70, 66, 1);
+    one_case((nn_conv2d_p){16, 32, 3, 3, 2, 0, 0, 1, 1}, 2, 64, 64, 1);
+}
+
+int main(void) {
+    if (cs_cpu_isa() < CS_ISA_AVX512 || !cs_gemm_onednn_available()) {
+        printf("skip: no AVX-512 or no oneDNN: the im2col path only (tests/test_nn.c)\n");
+        return T_DONE();
+    }
+    RUN(test_conv);
+    return T_DONE();
+}

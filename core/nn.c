@@ -58,7 +58,22 @@ typedef struct {
     float alpha, beta;
     const float *A, *B;
     float *C;
+    const float *bias; /* dnnl_slice only: added after the product, bias_rows: */
+    int bias_rows;     /* 1: bias[i] to row i of C, 0: bias[j] to column j */
 } gemm_ctx;
+
+/* C [m, n] (row stride ldc) += bias along rows (bias[i] to row i) or columns */
+static void add_bias(float *C, int m, int n, int ldc, const float *bias, int rows) {
+    for (int i = 0; i < m; i++) {
+        float *c = C + (size_t)i * ldc;
+        if (rows) {
+            float b = bias[i];
+            for (int j = 0; j < n; j++) c[j] += b;
+        } else {
+            for (int j = 0; j < n; j++) c[j] += bias[j];
+        }
+    }
+}
 
 static void gemm_slice(void *vc, int64_t i, int thread) {
     (void)thread;
@@ -97,11 +112,14 @@ static void dnnl_slice(void *vc, int64_t i, int thread) {
         const float *a = g->ta ? g->A + o : g->A + (size_t)o * g->lda;
         rc = cs_gemm_onednn_1t(g->ta, g->tb, m, g->N, g->K, g->alpha, a, g->lda, g->B, g->ldb, g->beta,
                                g->C + (size_t)o * g->ldc, g->ldc);
+        if (g->bias) add_bias(g->C + (size_t)o * g->ldc, m, g->N, g->ldc, g->bias_rows ? g->bias + o : g->bias,
+                              g->bias_rows);
     } else {
         int n = g->N - o < DNNL_SLICE ? g->N - o : DNNL_SLICE;
         const float *b = g->tb ? g->B + (size_t)o * g->ldb : g->B + o;
         rc = cs_gemm_onednn_1t(g->ta, g->tb, g->M, n, g->K, g->alpha, g->A, g->lda, b, g->ldb, g->beta, g->C + o,
                                g->ldc);
+        if (g->bias) add_bias(g->C + o, g->M, n, g->ldc, g->bias_rows ? g->bias : g->bias + o, g->bias_rows);
     }
     (void)rc; /* dnnl_sgemm fails only on bad arguments, which nn_sgemm's callers never pass */
 }
@@ -134,7 +152,7 @@ void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
         int nt = nn_threads_for((double)M * N * K * GEMM_PER_THREAD);
         int bf16 = use_bf16(M, N, K, isa);
         if (!bf16 && use_onednn()) {
-            gemm_ctx g = {trans_a, trans_b, M, N, K, lda, ldb, ldc, M > N, alpha, beta, A, B, C};
+            gemm_ctx g = {trans_a, trans_b, M, N, K, lda, ldb, ldc, M > N, alpha, beta, A, B, C, NULL, 0};
             int64_t slices = ((g.by_rows ? M : N) + DNNL_SLICE - 1) / DNNL_SLICE;
             cs_parallel_for(nt, slices, dnnl_slice, &g);
             return;
@@ -143,9 +161,36 @@ void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
             return;
     }
     /* the cut depends on the shape only, never on the thread count */
-    gemm_ctx g = {trans_a, trans_b, M, N, K, lda, ldb, ldc, M > N, alpha, beta, A, B, C};
+    gemm_ctx g = {trans_a, trans_b, M, N, K, lda, ldb, ldc, M > N, alpha, beta, A, B, C, NULL, 0};
     int64_t slices = ((g.by_rows ? M : N) + GEMM_SLICE - 1) / GEMM_SLICE;
     cs_parallel_for(nn_threads_for((double)M * N * K * GEMM_PER_THREAD), slices, gemm_slice, &g);
+}
+
+/* C [M, N] = A [M, K] B [K, N] + bias (along rows: bias[i] to row i, else
+ * along columns; NULL: none), row-major, not transposed. On the oneDNN path
+ * each slice adds the bias right after its product, while the slice is in
+ * cache (a fill of C beforehand and beta = 1 cost a pass over C each: 6% of
+ * the UNet, perf); elsewhere C is filled with the bias and summed onto. */
+static void sgemm_bias(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                       const float *bias, int rows) {
+    if (M <= 0 || N <= 0) return;
+    int isa = cs_cpu_isa();
+    if (bias && isa >= CS_ISA_AVX512 && !use_bf16(M, N, K, isa) && use_onednn()) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        pthread_once(&once, gemm_blas_single);
+        gemm_ctx g = {0, 0, M, N, K, lda, ldb, ldc, M > N, 1.f, 0.f, A, B, C, bias, rows};
+        int64_t slices = ((g.by_rows ? M : N) + DNNL_SLICE - 1) / DNNL_SLICE;
+        cs_parallel_for(nn_threads_for((double)M * N * K * GEMM_PER_THREAD), slices, dnnl_slice, &g);
+        return;
+    }
+    if (bias) {
+        for (int i = 0; i < M; i++) {
+            float *c = C + (size_t)i * ldc;
+            if (rows) for (int j = 0; j < N; j++) c[j] = bias[i];
+            else memcpy(c, bias, sizeof(float) * N);
+        }
+    }
+    nn_sgemm(0, 0, M, N, K, 1.f, A, lda, B, ldb, bias ? 1.f : 0.f, C, ldc);
 }
 
 static _Thread_local int g_tile_threads = 1;
@@ -245,14 +290,6 @@ static void im2col_row(void *vctx, int64_t idx, int thread) {
     }
 }
 
-/* out [cout, n] (row stride ldc) = bias broadcast along rows. */
-static void fill_bias(float *out, const float *bias, int cout, int n, int ldc) {
-    for (int o = 0; o < cout; o++) {
-        float *d = out + (size_t)o * ldc;
-        float b = bias ? bias[o] : 0.f;
-        for (int i = 0; i < n; i++) d[i] = b;
-    }
-}
 
 /* The whole batch as one sgemm: col [K, B*ohw] -> stage [cout, B*ohw] -> out NCHW. */
 static void conv2d_batched(float *out, const float *in, const float *weight, const float *bias,
@@ -272,10 +309,8 @@ static void conv2d_batched(float *out, const float *in, const float *weight, con
             nn_par(K, (double)ohw, im2col_row, &c);
         }
     }
-    fill_bias(stage, bias, p->cout, (int)N, (int)N);
     FLOPS(p->cout, N, K);
-    nn_sgemm(0, 0, p->cout, (int)N, K, 1.f, weight, K, col,
-                (int)N, 1.f, stage, (int)N);
+    sgemm_bias(p->cout, (int)N, K, weight, K, col, (int)N, stage, (int)N, bias, 1);
     for (int b = 0; b < B; b++)
         for (int co = 0; co < p->cout; co++)
             memcpy(out + ((size_t)b * p->cout + co) * ohw, stage + (size_t)co * N + b * ohw,
@@ -311,11 +346,9 @@ void nn_conv2d(float *out, const float *in, const float *weight, const float *bi
     for (int b = 0; b < B; b++) {
         const float *x = in + (size_t)b * p->cin * h * w;
         float *y = out + (size_t)b * p->cout * ohw;
-        fill_bias(y, bias, p->cout, (int)ohw, (int)ohw);
         if (conv_is_pointwise(p)) {
             FLOPS(p->cout, ohw, p->cin);
-            nn_sgemm(0, 0, p->cout, (int)ohw, p->cin, 1.f,
-                        weight, p->cin, x, (int)ohw, 1.f, y, (int)ohw);
+            sgemm_bias(p->cout, (int)ohw, p->cin, weight, p->cin, x, (int)ohw, y, (int)ohw, bias, 1);
             continue;
         }
         /* rows of output per band, so that the column matrix fits the workspace */
@@ -328,8 +361,7 @@ void nn_conv2d(float *out, const float *in, const float *weight, const float *bi
             im2col_ctx c = {x, ws, p, h, w, ow, r0, rows, (size_t)rows * ow};
             nn_par(K, (double)rows * ow, im2col_row, &c);
             FLOPS(p->cout, rows * ow, K);
-            nn_sgemm(0, 0, p->cout, rows * ow, K, 1.f,
-                        weight, K, ws, rows * ow, 1.f, y + (size_t)r0 * ow, (int)ohw);
+            sgemm_bias(p->cout, rows * ow, K, weight, K, ws, rows * ow, y + (size_t)r0 * ow, (int)ohw, bias, 1);
         }
     }
 }
@@ -348,10 +380,8 @@ void nn_linear(float *out, const float *in, const float *weight, const float *bi
 
 void nn_linear_cm(float *out, const float *in, const float *weight, const float *bias, int T,
                   int nin, int nout) {
-    if (bias) fill_bias(out, bias, nout, T, T);
     FLOPS(nout, T, nin);
-    nn_sgemm(0, 0, nout, T, nin, 1.f, weight, nin, in, T,
-                bias ? 1.f : 0.f, out, T);
+    sgemm_bias(nout, T, nin, weight, nin, in, T, out, T, bias, 1);
 }
 
 #if defined(__x86_64__)

@@ -22,7 +22,8 @@
  * BENCH_SD_CKPT=FILE reuses a kept checkpoint, BENCH_SD_UNET_ONLY=32|64 times
  * only that UNet size (for profiling), BENCH_SD_VAE_ONLY=1 times only the VAE
  * decode (fp32, after a warm-up call, then bf16 with its PSNR against the
- * fp32 image), BENCH_SD_NO_BF16=1 skips the bf16 UNet, BENCH_SD_NO_TORCH=1 skips the anchor,
+ * fp32 image), BENCH_SD_NO_BF16=1 skips the bf16 UNet, BENCH_SD_AB=1 times the
+ * UNet with im2col convs against oneDNN's in turn, BENCH_SD_NO_TORCH=1 skips the anchor,
  * BENCH_SD_JSON=FILE writes the main figures as JSON (seconds per call; null
  * when not measured). Every figure is also given as a fraction of the
  * machine's fp32 limit measured in the same run: the register-only AVX-512
@@ -423,6 +424,28 @@ int main(void) {
         int finite = 1;
         for (size_t i = 0; i < n; i++) finite &= isfinite(eps[i]) != 0;
         if (!finite) printf("  (warning: non-finite outputs)\n");
+        free(x), free(eps);
+    }
+    /* BENCH_SD_AB=1: the same UNet with every conv as im2col + sgemm (as before
+     * oneDNN's convolution primitives), then the default path again, in turn:
+     * the change measured in one process, on a loaded machine too */
+    int abi = quick || (only && atoi(only) == 32) ? 0 : 1;
+    if (getenv("BENCH_SD_AB") && unet_secs[abi] > 0) {
+        int s = sizes[abi];
+        size_t n = (size_t)2 * 4 * s * s;
+        float *x = rand_floats(n, 1.f, 7), *eps = malloc(sizeof(float) * n);
+        double cs[2] = {0, 0}, ws[2] = {0, 0};
+        for (int r = 0; r < 4; r++) {
+            nn_set_conv_direct(r % 2);
+            t0 = now();
+            c0 = cpu_secs();
+            if (sd_unet_eps(m, x, t, ctx, 2, s, s, eps, &err)) printf("bench_sd: %s\n", err.msg);
+            ws[r % 2] += now() - t0, cs[r % 2] += cpu_secs() - c0;
+        }
+        nn_set_conv_direct(1);
+        printf("A/B UNet %dx%d, 2 runs each in turn: im2col convs %.2f s (%.2f CPU-s), oneDNN convs %.2f s (%.2f CPU-s) "
+               "per call: %.2fx (cpu-time basis %.2fx)\n",
+               s, s, ws[0] / 2, cs[0] / 2, ws[1] / 2, cs[1] / 2, ws[0] / ws[1], cs[0] / cs[1]);
         free(x), free(eps);
     }
     /* the same UNet in bf16 (64x64, or 32x32 with BENCH_SD_QUICK) and, at

@@ -53,12 +53,18 @@ static size_t g_cap;
 
 static void init_engine(void) { g_ok = dnnl_engine_create(&g_eng, dnnl_cpu, 0) == dnnl_success; }
 
-/* oneDNN threads with OpenMP; ours take the tasks: one OpenMP thread each,
- * set once per thread (the setting is per thread), also before a primitive
- * is created (its blocking is planned for that many threads) */
-static void one_omp_thread(void) {
-    static _Thread_local int single;
-    if (!single) omp_set_num_threads(1), single = 1;
+/* oneDNN threads with OpenMP; ours take the tasks: one OpenMP thread each
+ * while a primitive is made (its blocking is planned for that many threads)
+ * or run. The setting is per thread and the caller's thread runs tasks too:
+ * its own setting is given back after (FAISS on that thread keeps its
+ * OpenMP threads). */
+static int one_omp_thread(void) {
+    int had = omp_get_max_threads();
+    if (had != 1) omp_set_num_threads(1);
+    return had;
+}
+static void omp_restore(int had) {
+    if (had != 1) omp_set_num_threads(had);
 }
 
 static int reorder_create(dnnl_primitive_t *p, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to) {
@@ -126,8 +132,9 @@ static conv_plan *plan_get(const conv_key *k) {
     for (int i = 0; i < g_nplans; i++)
         if (!memcmp(&g_plans[i]->k, k, sizeof *k)) return g_plans[i];
     if (g_nplans == CACHE_MAX) return NULL;
-    one_omp_thread();
+    int had = one_omp_thread();
     conv_plan *P = plan_create(k);
+    omp_restore(had);
     if (P) g_plans[g_nplans++] = P;
     return P;
 }
@@ -172,16 +179,22 @@ typedef struct {
 static void src_task(void *vc, int64_t b, int thread) {
     (void)thread;
     conv_job *j = vc;
-    one_omp_thread();
+    int had = one_omp_thread();
     const conv_key *k = &j->P->k;
     if (reorder_run(j->P->sre, &j->P->src_nchw, j->in + (size_t)b * k->cin * k->h * k->w, &j->P->src,
                     j->src + (size_t)b * j->sbytes))
         j->fail = 1;
+    omp_restore(had);
 }
 
+static void conv_block(conv_job *j, int64_t i, int thread);
 static void conv_task(void *vc, int64_t i, int thread) {
-    conv_job *j = vc;
-    one_omp_thread();
+    int had = one_omp_thread();
+    conv_block(vc, i, thread);
+    omp_restore(had);
+}
+
+static void conv_block(conv_job *j, int64_t i, int thread) {
     int b = (int)(i / j->nchunk), c = (int)(i % j->nchunk);
     conv_plan *P = c == j->nchunk - 1 ? j->Plast : j->P;
     const conv_key *k = &P->k;

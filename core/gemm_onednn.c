@@ -14,12 +14,15 @@ int cs_gemm_onednn_available(void) { return 1; }
 int cs_gemm_onednn_1t(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                       int ldb, float beta, float *C, int ldc) {
     /* oneDNN threads with OpenMP: one thread per call (our threads take the
-     * calls), set once per calling thread (the setting is per thread) */
-    static _Thread_local int single;
-    if (!single) omp_set_num_threads(1), single = 1;
-    return dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == dnnl_success
-               ? 0
-               : -1;
+     * calls); the setting is per thread, and the caller's own is given back
+     * (FAISS on that thread keeps its OpenMP threads) */
+    int had = omp_get_max_threads();
+    if (had != 1) omp_set_num_threads(1);
+    int rc = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == dnnl_success
+                 ? 0
+                 : -1;
+    if (had != 1) omp_set_num_threads(had);
+    return rc;
 }
 #else
 int cs_gemm_onednn_available(void) { return 0; }

@@ -12,8 +12,9 @@
  * into the NCHW output. Every output element is summed by one kernel in an
  * order fixed by the shape: the bits do not depend on the thread count.
  *
- * Buffers are one process-wide block grown as needed and kept (a fresh
- * buffer per call page-faults on every first touch), under a mutex.
+ * Buffers are one process-wide block grown as needed and kept up to
+ * KEEP_MAX (a fresh buffer per call page-faults on every first touch), under
+ * a mutex.
  * Primitives are created once per shape (their JIT takes milliseconds) with
  * one OpenMP thread and kept for the process. */
 #include "core/gemm.h"
@@ -29,6 +30,10 @@
 
 #define CHUNK_MAX 64 /* output channels per task */
 #define CACHE_MAX 256
+/* workspace kept between calls up to this size (the UNet's 64x64 level at
+ * batch 2 needs ~25 MB, called every step); bigger ones (a 512x512 VAE
+ * decode's ~400 MB, once per image) are allocated per call */
+#define KEEP_MAX ((size_t)128 << 20)
 
 typedef struct {
     int cin, chunk, h, w, kh, kw, stride, pt, pl, pb, pr, has_bias, bf16;
@@ -241,19 +246,26 @@ int cs_conv_onednn(float *out, const float *in, const float *weight, const float
         j.sbytes = (dnnl_memory_desc_get_size(&P->src) + 63) & ~(size_t)63;
         j.tbytes = thr_bytes(P) > thr_bytes(Pl) ? thr_bytes(P) : thr_bytes(Pl);
         if (nthreads < 1) nthreads = 1;
-        size_t need = j.sbytes * B + j.tbytes * nthreads + 64;
-        if (need > g_cap) {
-            free(g_buf);
-            g_cap = 0;
-            g_buf = aligned_alloc(64, (need + 63) & ~(size_t)63);
-            if (g_buf) g_cap = need;
+        size_t need = (j.sbytes * B + j.tbytes * nthreads + 64 + 63) & ~(size_t)63;
+        char *buf = NULL;
+        if (need > KEEP_MAX) { /* a big image's, once per call: not kept */
+            buf = aligned_alloc(64, need);
+        } else {
+            if (need > g_cap) {
+                free(g_buf);
+                g_cap = 0;
+                g_buf = aligned_alloc(64, need);
+                if (g_buf) g_cap = need;
+            }
+            buf = g_buf;
         }
-        if (g_buf) {
-            j.src = g_buf, j.thr = g_buf + j.sbytes * B;
+        if (buf) {
+            j.src = buf, j.thr = buf + j.sbytes * B;
             cs_parallel_for(nthreads < B ? nthreads : B, B, src_task, &j);
             if (!j.fail) cs_parallel_for(nthreads, (int64_t)B * nchunk, conv_task, &j);
             rc = j.fail ? -1 : 0;
         }
+        if (buf != g_buf) free(buf);
     }
     pthread_mutex_unlock(&g_lock);
     return rc;

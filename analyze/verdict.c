@@ -83,7 +83,7 @@ void cs_an_verdict_result(cs_an_result *res, const cs_an_settings *s) {
     if (!res->has_best) return;
     cs_an_cand *b = &res->best;
     res->ratio = isfinite(res->d2) && res->d2 > 0 ? b->d_al / res->d2 : (isfinite(res->d2) ? 1.0f : 0.0f);
-    res->ratio_pass = res->ratio < s->ratio_max && b->d_al <= s->ratio_tl2;
+    res->ratio_pass = res->ratio < s->ratio_max && b->d_al <= s->ratio_tl2 && b->tiles_informative > 0;
     res->verdict = b->verdict;
     if (res->ratio_pass && res->verdict < CS_V_NEAR) {
         res->verdict = CS_V_NEAR;

@@ -141,6 +141,9 @@ static void add_neighbours(cJSON *o, const an_state *A, const cs_an_result *r) {
         cJSON_AddStringToObject(e, "verdict", cs_verdict_name(n->verdict));
         cJSON_AddStringToObject(e, "rule", n->rule ? n->rule : "");
         cJSON_AddNumberToObject(e, "fused", r4(n->fused));
+        /* the score's unit and direction beside it: a bare number reads as a distance or a cosine */
+        cJSON_AddStringToObject(e, "fused_unit", "-log10 p, p = chance an unrelated pair scores as well; "
+                                                 "higher = more likely a copy (2: 1 in 100, 0: chance)");
         cJSON *sc = cJSON_AddObjectToObject(e, "scores");
         num_or_null(sc, "tl2", isfinite(n->d_id), r4(n->d_id));
         num_or_null(sc, "tl2_aligned", isfinite(n->d_al), r4(n->d_al));

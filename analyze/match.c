@@ -370,6 +370,51 @@ static void hash_distances(cs_an_cand *c, const cs_an_refs *r, int32_t row, cons
     c->dhash = h1 < h2 ? h1 : h2;
 }
 
+/* tiled L2 between two references (as is and mirrored, the nearer): are they one picture? */
+static float ref_ref_d(const cs_an_refs *r, int32_t a, int32_t b, float *buf) {
+    const cs_tl2_cfg *cfg = &r->cfg;
+    const int D = cs_tl2_dim(cfg);
+    uint8_t mir[S * S * 3];
+    cs_tl2_prepare(buf, NULL, r->thumbs + (int64_t)a * S * S * 3, cfg);
+    cs_tl2_prepare(buf + D, NULL, r->thumbs + (int64_t)b * S * S * 3, cfg);
+    memcpy(mir, r->thumbs + (int64_t)b * S * S * 3, sizeof mir);
+    cs_tl2_hflip_rgb(mir, S);
+    cs_tl2_prepare(buf + 2 * D, NULL, mir, cfg);
+    float d1 = cs_tl2_pair(NULL, buf, buf + D, cfg), d2 = cs_tl2_pair(NULL, buf, buf + 2 * D, cfg);
+    return d1 < d2 ? d1 : d2;
+}
+
+void cs_an_mark_ambiguous(cs_an_cand *cand, int nc, const cs_an_refs *r, int gen_pdq_quality,
+                          const cs_an_settings *s) {
+    float *buf = NULL;
+    for (int m = 0; m < nc; m++) {
+        cs_an_cand *c = &cand[m];
+        /* the pixel rules and the pixel confirmation of PDQ and embedding matches */
+        double tl2_max = fmax(s->near_tl2, fmax(s->pdq_confirm_tl2, s->embed_confirm_tl2));
+        int want_tl2 = c->d_al <= tl2_max, want_tiles = c->tiles_matched >= s->partial_min_tiles;
+        if (!want_tl2 && !want_tiles) continue;
+        int amb = 0;
+        for (int k = 0; k < nc && amb != (CS_AN_AMBIG_TL2 | CS_AN_AMBIG_TILES); k++) {
+            if (k == m || cand[k].row == c->row) continue;
+            int a = 0;
+            if (want_tl2 && !(amb & CS_AN_AMBIG_TL2) && CS_LFV_RATIO * cand[k].d_al <= c->d_al) a |= CS_AN_AMBIG_TL2;
+            if (want_tiles && !(amb & CS_AN_AMBIG_TILES) &&
+                cand[k].tiles_matched >= CS_LFV_RATIO * c->tiles_matched)
+                a |= CS_AN_AMBIG_TILES;
+            if (!a) continue;
+            if (!r->has_thumbs || !r->thumbs) break; /* no pixels to tell the references apart */
+            if (!buf && !(buf = malloc(sizeof(float) * 3 * (size_t)cs_tl2_dim(&r->cfg)))) return;
+            /* two references that are one picture (a duplicate in the index) are no rival */
+            if (ref_ref_d(r, c->row, cand[k].row, buf) > s->near_tl2) amb |= a;
+        }
+        if (amb == c->ambiguous) continue;
+        c->ambiguous = amb;
+        cs_an_verdict_cand(c, gen_pdq_quality, s);
+        cs_an_verdict_local(c, s);
+    }
+    free(buf);
+}
+
 void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *qid,
                   const float *qmir, const float *q16id, const float *q16mir, int do_align,
                   const cs_an_query *q, const cs_an_settings *s) {
@@ -531,6 +576,7 @@ static void refine_one(void *vctx, int64_t i, int thread) {
         cs_an_verdict_cand(&cand[m], res->gen_pdq_quality, x->s);
         cs_an_verdict_local(&cand[m], x->s);
     }
+    cs_an_mark_ambiguous(cand, nc, r, res->gen_pdq_quality, x->s);
     /* The scan's tiled L2 comes from sgemm (|a|^2 + |b|^2 - 2ab), whose
      * cancellation leaves ~1e-3 where the exact distance is 0: the list
      * reports the refined exact d_id, so a descriptor score and the evidence's

@@ -118,9 +118,12 @@ typedef struct {
     int pdq_q_ref;
     float emb_cos;       /* -2 = no embedding score for this pair */
     cs_lfv_match lf;     /* local-feature verification (inliers 0: none for this pair) */
+    int ambiguous;       /* CS_AN_AMBIG_*: another, distinct reference is as close (cs_an_mark_ambiguous) */
     int verdict;
     const char *rule;    /* the setting that decided the verdict ("copy_tl2", ...) */
 } cs_an_cand;
+
+enum { CS_AN_AMBIG_TL2 = 1, CS_AN_AMBIG_TILES = 2 };
 
 /* One neighbour of a generation: every descriptor's score for the pair and
  * the fused score (analyze/fuse.h: z = -log10 of the chance an unrelated
@@ -182,6 +185,18 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
                   const float *qmir, const float *q16id, const float *q16mir, int do_align,
                   const cs_an_query *q, const cs_an_settings *s);
 /* 16 px prepared form of a 64 px thumbnail (16*16*3 floats). */
+/* Lowe's ratio test (2004 s7.1, 0.8 = CS_LFV_RATIO) one level up, for the
+ * pixel rules near_tl2 and partial_min_tiles: a candidate is ambiguous when
+ * another candidate whose reference is a distinct picture (the two
+ * references further apart than near_tl2) is about as close (its aligned
+ * distance within 1/0.8 of this one's; for tiles, at least 0.8 of the matched
+ * tiles). A template shared by a family of references (a page, a folder) or
+ * a twin drawn in another colour fits several of them alike; a copy fits its
+ * source clearly best. Sets cand[].ambiguous and re-runs both verdict rules
+ * on the candidates it changes. */
+void cs_an_mark_ambiguous(cs_an_cand *cand, int nc, const cs_an_refs *r, int gen_pdq_quality,
+                          const cs_an_settings *s);
+
 void cs_an_prep16(float *out, const uint8_t *thumb, const cs_tl2_cfg *cfg);
 
 /* Renders the crop box (x0, y0, side in pixels) of an S x S RGB image back to

@@ -13,6 +13,9 @@
  *   partial    at least partial_min_tiles informative tiles of the reference
  *              (and partial_min_frac of them) match within partial_tile_l2:
  *              a large region is reproduced while the rest differs.
+ *   near_tl2 and partial_min_tiles hold only for a reference that fits
+ *   clearly better than every distinct other one (cs_an_mark_ambiguous: a
+ *   ratio test), and near_tl2 only with an informative tile.
  *   local      (cs_an_verdict_local, a separate rule) a geometric verification
  *              of local features: near-copy or partial by the covered area.
  *   novel      none of these. */
@@ -40,14 +43,16 @@ void cs_an_verdict_cand(cs_an_cand *c, int gen_pdq_quality, const cs_an_settings
         c->rule = "copy_tl2";
         return;
     }
-    if (c->d_al <= s->near_tl2) {
+    /* a plain picture (no informative tile) matches any plain picture */
+    if (c->d_al <= s->near_tl2 && c->tiles_informative > 0 && !(c->ambiguous & CS_AN_AMBIG_TL2)) {
         c->verdict = CS_V_NEAR;
         c->rule = "near_tl2";
         return;
     }
     if (c->pdq >= 0 && c->pdq <= s->pdq_near && gen_pdq_quality >= s->pdq_min_quality &&
         c->pdq_q_ref >= s->pdq_min_quality &&
-        (!isfinite(c->d_al) || c->d_al <= s->pdq_confirm_tl2)) { /* no thumbnails: unconfirmed */
+        (!isfinite(c->d_al) || (c->d_al <= s->pdq_confirm_tl2 && !(c->ambiguous & CS_AN_AMBIG_TL2)))) {
+        /* no thumbnails: unconfirmed; pixels as close to a distinct reference confirm neither */
         c->verdict = CS_V_NEAR;
         c->rule = "pdq_near";
         return;
@@ -57,12 +62,13 @@ void cs_an_verdict_cand(cs_an_cand *c, int gen_pdq_quality, const cs_an_settings
      * whitened-pixel descriptor passes it for emoji of the same layout and
      * palette. Where the pixels can be checked they must agree, as for PDQ. */
     if (c->emb_cos > -2 && c->emb_cos >= s->embed_near &&
-        (!isfinite(c->d_al) || c->d_al <= s->embed_confirm_tl2)) { /* no thumbnails: unconfirmed */
+        (!isfinite(c->d_al) || (c->d_al <= s->embed_confirm_tl2 && !(c->ambiguous & CS_AN_AMBIG_TL2)))) {
+        /* no thumbnails: unconfirmed; pixels as close to a distinct reference confirm neither */
         c->verdict = CS_V_NEAR;
         c->rule = "embed_near";
         return;
     }
-    if (c->tiles_matched >= s->partial_min_tiles &&
+    if (c->tiles_matched >= s->partial_min_tiles && !(c->ambiguous & CS_AN_AMBIG_TILES) &&
         c->tiles_matched >= s->partial_min_frac * c->tiles_informative) {
         c->verdict = CS_V_PARTIAL;
         c->rule = "partial_min_tiles";
@@ -77,7 +83,7 @@ void cs_an_verdict_result(cs_an_result *res, const cs_an_settings *s) {
     if (!res->has_best) return;
     cs_an_cand *b = &res->best;
     res->ratio = isfinite(res->d2) && res->d2 > 0 ? b->d_al / res->d2 : (isfinite(res->d2) ? 1.0f : 0.0f);
-    res->ratio_pass = res->ratio < s->ratio_max && b->d_al <= s->ratio_tl2;
+    res->ratio_pass = res->ratio < s->ratio_max && b->d_al <= s->ratio_tl2 && b->tiles_informative > 0;
     res->verdict = b->verdict;
     if (res->ratio_pass && res->verdict < CS_V_NEAR) {
         res->verdict = CS_V_NEAR;

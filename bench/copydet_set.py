@@ -210,7 +210,7 @@ def main():
 
     for name, _ in refs:
         img((name, dict(refs)[name])).save(os.path.join(out, "refs", name + ".png"))
-    truth = []
+    truth, srcs = [], []
     for i in range(2 * N_COPIES):
         kind = EDITS[(i // 2) % len(EDITS)]
         is_copy = i % 2 == 0
@@ -222,9 +222,15 @@ def main():
         else:
             im.save(os.path.join(out, "queries", qn))
         truth.append(f"{qn}\t{entry[0] + '.png' if is_copy else '-'}\t{label}\n")
+        srcs.append(f"{qn}\t{entry[0]}\n")
     with open(os.path.join(out, "truth.tsv"), "w") as f:
         f.write("# query\treference (- = distractor)\tedit\n")
         f.writelines(truth)
+    # every query's source, distractors included (to read why a distractor is flagged:
+    # some icon-theme sources are near-twins of references)
+    with open(os.path.join(out, "sources.tsv"), "w") as f:
+        f.write("# query\tsource image\n")
+        f.writelines(srcs)
     # background: emoji and icons used nowhere above, edited like the queries
     os.makedirs(os.path.join(out, "bg"), exist_ok=True)
     used = set(n for n, _ in refs + dis)

@@ -208,6 +208,10 @@ static void test_crop_rotate_embed(void) {
         cJSON *src = cJSON_GetObjectItem(n0, "source"), *fz = cJSON_GetObjectItem(n0, "fused");
         CHECKF(src && strstr(src->valuestring, SRC[1]) && fz && fz->valuedouble > 2, "rotation's neighbour 0: %s",
                n0 ? cJSON_PrintUnformatted(n0) : "none");
+        /* the fused score carries its scale and direction (a bare z read as a distance) */
+        cJSON *fu = cJSON_GetObjectItem(n0, "fused_unit");
+        CHECKF(cJSON_IsString(fu) && strstr(fu->valuestring, "-log10") && strstr(fu->valuestring, "higher"),
+               "fused_unit: %s", cJSON_IsString(fu) ? fu->valuestring : "missing");
         cJSON_Delete(e);
     }
     if (r[0][2].evidence) { /* the generation's polygon lies where the reference was pasted */

@@ -39,6 +39,15 @@
 #endif
 #define CS_LF_RECORD 4096
 #define CS_LF_NN 8
+/* The vote index (cs_lf_index_build, see cs_lf_default_factory): cells
+ * probed per query descriptor, descriptors per cell aimed at, the fewest
+ * descriptors indexed by cells (below: exact search), training sample, query
+ * sets per FAISS search. */
+#define CS_LF_NPROBE 32
+#define CS_LF_PER_CELL 32
+#define CS_LF_MIN_IMI 16384
+#define CS_LF_MAX_TRAIN 262144
+#define CS_LF_BATCH 256
 
 /* A keypoint set in the working image's coordinates (w x h, longer side
  * CS_LF_SIDE). */
@@ -79,6 +88,12 @@ typedef struct cs_lf_index cs_lf_index;
  * descriptors). Trained on (at most 100,000 of) the descriptors themselves. */
 int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const char *factory, cs_err *err);
 void cs_lf_index_free(cs_lf_index *ix);
+/* The default factory for nd descriptors and its nprobe (0: not an IVF). */
+void cs_lf_default_factory(int64_t nd, char *buf, size_t cap, int *nprobe);
+/* IVF lists (cells) searched per query descriptor; no-op for "Flat". */
+int cs_lf_index_set_nprobe(cs_lf_index *ix, int nprobe, cs_err *err);
+/* "IVF1024,SQ8, nprobe 16" */
+void cs_lf_index_describe(const cs_lf_index *ix, char *buf, size_t cap);
 int64_t cs_lf_index_ndesc(const cs_lf_index *ix);
 
 typedef struct {

@@ -10,11 +10,12 @@
  *    shared emoji, each resized to 256 px on its longer side; at most 200.
 * 2. The vote search at scale: N references of synthetic SIFT records
  *    (30 keypoints each; default N = 20,000, CS_BENCH_LF_REFS=1000000 for the
- *    issue's figure) and 10,000 generations (CS_BENCH_LF_GENS), each a query
+ *    issue's figure) and 500 generations (CS_BENCH_LF_GENS=10000 for the
+ *    issue's figure), each a query
  *    of CS_LF_QUERY_KP keypoints plus its mirror; 1 in 10 is a copy (its
  *    reference's keypoints with noise among unrelated ones). Times building
  *    the index and cs_lf_retrieve, and checks the planted reference is among
- *    the lf_cand (16) candidates; beside the hash-only analysis of the same
+ *    the lf_cand (30) candidates; beside the hash-only analysis of the same
  *    generations against the same N references (cs_an_match_batch, as
  *    bench_analyze) in the same run. */
 #include <dirent.h>
@@ -354,6 +355,6 @@ static void bench_votes(int64_t nref, int64_t ngen) {
 int main(void) {
     const char *r = getenv("CS_BENCH_LF_REFS"), *g = getenv("CS_BENCH_LF_GENS");
     if (!getenv("CS_BENCH_LF_NO_EXTRACT")) bench_extract();
-    bench_votes(r ? atoll(r) : 20000, g ? atoll(g) : 10000);
+    bench_votes(r ? atoll(r) : 20000, g ? atoll(g) : 500);
     return 0;
 }

@@ -14,6 +14,8 @@ extern "C" {
 #include <faiss/AutoTune.h>
 #include <faiss/IVFlib.h>
 #include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFPQ.h>
+#include <faiss/IndexPQ.h>
 #include <faiss/IndexRefine.h>
 #include <faiss/Index.h>
 #include <faiss/index_factory.h>
@@ -79,6 +81,23 @@ extern "C" int cs_faiss_set_train_iters(cs_faiss *f, int niter, cs_err *err) {
     });
 }
 
+extern "C" int cs_faiss_set_train_sample(cs_faiss *f, int per_centroid, int niter, cs_err *err) {
+    return guarded(err, "train sample", [&] {
+        faiss::IndexIVF *ivf = faiss::ivflib::try_extract_index_ivf(f->index);
+        if (!ivf) throw std::runtime_error("not an IVF index");
+        ivf->cp.max_points_per_centroid = per_centroid;
+        ivf->cp.niter = niter;
+        if (auto *mi = dynamic_cast<faiss::MultiIndexQuantizer *>(ivf->quantizer)) {
+            mi->pq.cp.max_points_per_centroid = per_centroid;
+            mi->pq.cp.niter = niter;
+        }
+        if (auto *pq = dynamic_cast<faiss::IndexIVFPQ *>(ivf)) {
+            pq->pq.cp.max_points_per_centroid = per_centroid;
+            pq->pq.cp.niter = niter;
+        }
+    });
+}
+
 extern "C" int cs_faiss_add(cs_faiss *f, int64_t n, const float *x, cs_err *err) {
     if (!f->index->is_trained) return cs_fail(err, CS_EUSAGE, "faiss: add: index is not trained");
     return guarded(err, "add", [&] { f->index->add(n, x); });
@@ -88,7 +107,9 @@ extern "C" int cs_faiss_set_param(cs_faiss *f, const char *name, double value, c
     return guarded(err, name, [&] {
         // FAISS 1.7.3's ParameterSpace does not know the refine stage's k_factor
         auto *rf = dynamic_cast<faiss::IndexRefine *>(f->index);
+        auto *pq = dynamic_cast<faiss::IndexIVFPQ *>(faiss::ivflib::try_extract_index_ivf(f->index));
         if (rf && !strcmp(name, "k_factor")) rf->k_factor = (float)value;
+        else if (!strcmp(name, "by_residual") && pq && !pq->is_trained) pq->by_residual = value != 0;
         else faiss::ParameterSpace().set_index_parameter(f->index, name, value);
     });
 }

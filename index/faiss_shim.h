@@ -35,11 +35,19 @@ int cs_faiss_train(cs_faiss *f, int64_t n, const float *x, cs_err *err);
 /* k-means iterations of an IVF index's coarse quantizer training (FAISS's
  * default 25); an error for other index types. */
 int cs_faiss_set_train_iters(cs_faiss *f, int niter, cs_err *err);
+/* k-means sample (at most per_centroid points per centroid) and iterations
+ * of every quantizer an IVF index trains: its coarse quantizer (also a
+ * multi-index "IMI2xB"'s two halves) and a "PQ" code's sub-quantizers
+ * (FAISS's defaults: 256 points, 25 iterations, or 10 for a PQ). */
+int cs_faiss_set_train_sample(cs_faiss *f, int per_centroid, int niter, cs_err *err);
 int cs_faiss_add(cs_faiss *f, int64_t n, const float *x, cs_err *err);
 int64_t cs_faiss_ntotal(const cs_faiss *f);
 int cs_faiss_dim(const cs_faiss *f);
-/* "nprobe", "efSearch", ... (faiss::ParameterSpace names), and "k_factor"
- * of a ",RFlat" refine stage (re-ranks k x k_factor candidates exactly). */
+/* "nprobe", "efSearch", ... (faiss::ParameterSpace names), "k_factor"
+ * of a ",RFlat" refine stage (re-ranks k x k_factor candidates exactly), and
+ * "by_residual" of an IVF not yet trained (0: codes of the vectors
+ * themselves, not of their offsets from the list's centroid, so a query's
+ * distance table is computed once, not once per list probed). */
 int cs_faiss_set_param(cs_faiss *f, const char *name, double value, cs_err *err);
 /* scores[nq][k] best first (inner product: highest; L2: smallest distance),
  * rows[nq][k], -1 where fewer than k were found. */

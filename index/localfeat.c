@@ -243,6 +243,7 @@ int cs_lf_load(cs_store *s, int64_t *n, int64_t **ids, uint8_t **recs, cs_err *e
 
 struct cs_lf_index {
     cs_faiss *f;
+    char factory[64];
     int64_t nd;
     int32_t *owner; /* [nd] reference row of each descriptor */
 };
@@ -256,58 +257,98 @@ void cs_lf_index_free(cs_lf_index *ix) {
     free(ix);
 }
 
-int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const char *factory, cs_err *err) {
-    *out = NULL;
-    int64_t nd = 0;
-    for (int64_t i = 0; i < n; i++) nd += recs[(size_t)i * CS_LF_RECORD];
-    cs_lf_index *ix = calloc(1, sizeof *ix);
-    float *x = malloc(sizeof(float) * 128 * (size_t)(nd ? nd : 1));
-    if (ix) ix->owner = malloc(sizeof(int32_t) * (size_t)(nd ? nd : 1));
-    if (!ix || !x || !ix->owner) {
-        free(x);
-        cs_lf_index_free(ix);
-        return cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld descriptors", (long long)nd);
+void cs_lf_default_factory(int64_t nd, char *buf, size_t cap, int *nprobe) {
+    /* an inverted multi-index of 4^b cells, about CS_LF_PER_CELL descriptors
+     * each (b from 5 to 10: 1,024 to 1M cells) */
+    int b = 5;
+    while (b < 10 && ((int64_t)1 << (2 * (b + 1))) * CS_LF_PER_CELL <= nd) b++;
+    if (nd < CS_LF_MIN_IMI) {
+        snprintf(buf, cap, "Flat");
+        *nprobe = 0;
+        return;
     }
-    int64_t d = 0;
-    for (int64_t i = 0; i < n; i++) {
+    snprintf(buf, cap, "IMI2x%d,PQ16np", b);
+    *nprobe = CS_LF_NPROBE;
+}
+
+int cs_lf_index_set_nprobe(cs_lf_index *ix, int nprobe, cs_err *err) {
+    if (cs_faiss_nlist(ix->f) <= 0) return 0;
+    return cs_faiss_set_param(ix->f, "nprobe", nprobe, err);
+}
+
+void cs_lf_index_describe(const cs_lf_index *ix, char *buf, size_t cap) {
+    if (cs_faiss_nlist(ix->f) > 0) snprintf(buf, cap, "%s, nprobe %d", ix->factory, cs_faiss_nprobe(ix->f));
+    else snprintf(buf, cap, "%s", ix->factory);
+}
+
+/* descriptors [from, from + n) of the records as floats */
+static void gather(const uint8_t *recs, const int64_t *first, int64_t nrec, int64_t from, int64_t n, float *x) {
+    /* the record holding descriptor `from`: first[] is ascending */
+    int64_t lo = 0, hi = nrec - 1;
+    while (lo < hi) {
+        int64_t mid = (lo + hi + 1) / 2;
+        if (first[mid] <= from) lo = mid;
+        else hi = mid - 1;
+    }
+    for (int64_t d = from, i = lo; d < from + n; i++) {
         const uint8_t *rec = recs + (size_t)i * CS_LF_RECORD;
-        for (int k = 0; k < rec[0] && k < CS_LF_REF_KP; k++, d++) {
+        int nk = rec[0] < CS_LF_REF_KP ? rec[0] : CS_LF_REF_KP;
+        for (int k = (int)(d - first[i]); k < nk && d < from + n; k++, d++) {
             const uint8_t *p = rec + HDR + k * KPB + 6;
-            for (int j = 0; j < 128; j++) x[d * 128 + j] = p[j];
-            ix->owner[d] = (int32_t)i;
+            for (int j = 0; j < 128; j++) x[(d - from) * 128 + j] = p[j];
         }
     }
-    ix->nd = d;
-    char fac[64];
-    if (!factory) {
-        /* k-means wants >= 39 training points per list (FAISS warns on
-         * stderr below that); training uses at most 100,000 descriptors */
-        int nlist = (int)(4 * sqrt((double)d)), nmax = (int)((d < 100000 ? d : 100000) / 39);
-        if (nlist > nmax) nlist = nmax;
-        if (d < 4096 || nlist < 16) snprintf(fac, sizeof fac, "Flat");
-        else snprintf(fac, sizeof fac, "IVF%d,SQ8", nlist);
-        factory = fac;
-    }
+}
+
+int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const char *factory, cs_err *err) {
+    enum { CHUNK = 65536 };
+    *out = NULL;
+    cs_lf_index *ix = calloc(1, sizeof *ix);
+    int64_t *first = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    float *x = NULL;
     int rc = -1;
-    if (cs_faiss_new(&ix->f, 128, factory, 0, err)) goto out;
-    if (!cs_faiss_is_trained(ix->f)) {
-        int64_t nt = d < 100000 ? d : 100000; /* evenly spaced subset */
-        float *t = nt == d ? x : malloc(sizeof(float) * 128 * (size_t)nt);
-        if (!t) {
-            cs_fail(err, CS_ENOMEM, "localfeat: out of memory");
-            goto out;
-        }
-        if (t != x)
-            for (int64_t i = 0; i < nt; i++) memcpy(t + i * 128, x + (i * d / nt) * 128, sizeof(float) * 128);
-        int trc = cs_faiss_train(ix->f, nt, t, err);
-        if (t != x) free(t);
-        if (trc) goto out;
+    if (!ix || !first) {
+        cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld records", (long long)n);
+        goto out;
     }
-    if (d && cs_faiss_add(ix->f, d, x, err)) goto out;
-    if (cs_faiss_nlist(ix->f) > 0 && cs_faiss_set_param(ix->f, "nprobe", 16, err)) goto out;
+    int64_t nd = 0;
+    for (int64_t i = 0; i < n; i++) {
+        first[i] = nd;
+        nd += recs[(size_t)i * CS_LF_RECORD] < CS_LF_REF_KP ? recs[(size_t)i * CS_LF_RECORD] : CS_LF_REF_KP;
+    }
+    first[n] = nd;
+    ix->nd = nd;
+    ix->owner = malloc(sizeof(int32_t) * (size_t)(nd ? nd : 1));
+    int64_t nt = nd < CS_LF_MAX_TRAIN ? nd : CS_LF_MAX_TRAIN, nx = nt > CHUNK ? nt : CHUNK;
+    x = malloc(sizeof(float) * 128 * (size_t)nx);
+    if (!ix->owner || !x) {
+        cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld descriptors", (long long)nd);
+        goto out;
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t d = first[i]; d < first[i + 1]; d++) ix->owner[d] = (int32_t)i;
+    int nprobe = CS_LF_NPROBE;
+    if (!factory) cs_lf_default_factory(nd, ix->factory, sizeof ix->factory, &nprobe);
+    else snprintf(ix->factory, sizeof ix->factory, "%s", factory);
+    if (cs_faiss_new(&ix->f, 128, ix->factory, 0, err)) goto out;
+    if (!cs_faiss_is_trained(ix->f)) {
+        /* an evenly spaced subset: the records follow the sources' order */
+        for (int64_t i = 0; i < nt; i++) gather(recs, first, n, i * nd / nt, 1, x + i * 128);
+        if (cs_faiss_nlist(ix->f) > 0 && (cs_faiss_set_train_sample(ix->f, 64, 10, err) ||
+                                          cs_faiss_set_param(ix->f, "by_residual", 0, err)))
+            goto out;
+        if (cs_faiss_train(ix->f, nt, x, err)) goto out;
+    }
+    for (int64_t d = 0; d < nd; d += CHUNK) {
+        int64_t m = nd - d < CHUNK ? nd - d : CHUNK;
+        gather(recs, first, n, d, m, x);
+        if (cs_faiss_add(ix->f, m, x, err)) goto out;
+    }
+    if (cs_faiss_nlist(ix->f) > 0 && cs_faiss_set_param(ix->f, "nprobe", nprobe, err)) goto out;
     rc = 0;
 out:
     free(x);
+    free(first);
     if (rc) cs_lf_index_free(ix);
     else *out = ix;
     return rc;
@@ -323,11 +364,43 @@ static int cmp_i32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* one query set's votes from its descriptors' nearest rows[n][K] */
+static int vote(const cs_lf_index *ix, const int64_t *rows, int n, int32_t *hit, cs_lf_vote *v, int max_out,
+                cs_lf_vote *out) {
+    const int K = CS_LF_NN;
+    /* one vote per (query keypoint, reference): dedupe within each keypoint's list */
+    int nh = 0;
+    for (int k = 0; k < n; k++) {
+        int start = nh;
+        for (int j = 0; j < K; j++) {
+            int64_t r = rows[k * K + j];
+            if (r < 0 || r >= ix->nd) continue;
+            int32_t ref = ix->owner[r], dup = 0;
+            for (int t = start; t < nh; t++) dup |= hit[t] == ref;
+            if (!dup) hit[nh++] = ref;
+        }
+    }
+    qsort(hit, (size_t)nh, sizeof *hit, cmp_i32);
+    int nv = 0;
+    for (int t = 0; t < nh; t++) {
+        if (nv && v[nv - 1].row == hit[t]) v[nv - 1].votes++;
+        else v[nv++] = (cs_lf_vote){hit[t], 1};
+    }
+    qsort(v, (size_t)nv, sizeof *v, cmp_vote);
+    int m = nv < max_out ? nv : max_out;
+    memcpy(out, v, sizeof *v * (size_t)m);
+    return m;
+}
+
 int cs_lf_retrieve(cs_lf_index *ix, const cs_lf_set *q, int64_t nq, int max_out, cs_lf_vote *out, int *nout,
                    cs_err *err) {
-    const int K = CS_LF_NN, M = CS_LF_QUERY_KP;
-    float *x = malloc(sizeof(float) * 128 * M), *dist = malloc(sizeof(float) * M * K);
-    int64_t *rows = malloc(sizeof(int64_t) * M * K);
+    /* the descriptors of CS_LF_BATCH sets go to FAISS in one search (its
+     * coarse quantizer is then one matrix product, and its threads share
+     * the queries); a fixed batch, so the answer does not depend on how
+     * many threads there are */
+    const int K = CS_LF_NN, M = CS_LF_QUERY_KP, B = CS_LF_BATCH;
+    float *x = malloc(sizeof(float) * 128 * (size_t)M * B), *dist = malloc(sizeof(float) * (size_t)M * B * K);
+    int64_t *rows = malloc(sizeof(int64_t) * (size_t)M * B * K);
     int32_t *hit = malloc(sizeof(int32_t) * M * K);
     cs_lf_vote *v = malloc(sizeof(cs_lf_vote) * M * K);
     int rc = -1;
@@ -335,34 +408,16 @@ int cs_lf_retrieve(cs_lf_index *ix, const cs_lf_set *q, int64_t nq, int max_out,
         cs_fail(err, CS_ENOMEM, "localfeat: out of memory");
         goto out;
     }
-    for (int64_t i = 0; i < nq; i++) {
-        nout[i] = 0;
-        const cs_lf_set *s = &q[i];
-        if (s->n == 0 || ix->nd == 0) continue;
-        for (int k = 0; k < s->n; k++)
-            for (int j = 0; j < 128; j++) x[k * 128 + j] = s->desc[k][j];
-        if (cs_faiss_search(ix->f, s->n, x, K, dist, rows, err)) goto out;
-        /* one vote per (query keypoint, reference): dedupe within each keypoint's list */
-        int nh = 0;
-        for (int k = 0; k < s->n; k++) {
-            int start = nh;
-            for (int j = 0; j < K; j++) {
-                int64_t r = rows[k * K + j];
-                if (r < 0 || r >= ix->nd) continue;
-                int32_t ref = ix->owner[r], dup = 0;
-                for (int t = start; t < nh; t++) dup |= hit[t] == ref;
-                if (!dup) hit[nh++] = ref;
-            }
-        }
-        qsort(hit, (size_t)nh, sizeof *hit, cmp_i32);
-        int nv = 0;
-        for (int t = 0; t < nh; t++) {
-            if (nv && v[nv - 1].row == hit[t]) v[nv - 1].votes++;
-            else v[nv++] = (cs_lf_vote){hit[t], 1};
-        }
-        qsort(v, (size_t)nv, sizeof *v, cmp_vote);
-        nout[i] = nv < max_out ? nv : max_out;
-        memcpy(out + i * max_out, v, sizeof *v * (size_t)nout[i]);
+    for (int64_t i = 0; i < nq; i++) nout[i] = 0;
+    for (int64_t b = 0; b < nq && ix->nd > 0; b += B) {
+        int64_t e = nq - b < B ? nq : b + B, nd = 0;
+        for (int64_t i = b; i < e; i++)
+            for (int k = 0; k < q[i].n; k++, nd++)
+                for (int j = 0; j < 128; j++) x[nd * 128 + j] = q[i].desc[k][j];
+        if (nd == 0) continue;
+        if (cs_faiss_search(ix->f, nd, x, K, dist, rows, err)) goto out;
+        for (int64_t i = b, at = 0; i < e; at += q[i].n, i++)
+            if (q[i].n > 0) nout[i] = vote(ix, rows + at * K, q[i].n, hit, v, max_out, out + i * max_out);
     }
     rc = 0;
 out:

@@ -18,8 +18,9 @@
  * the column's id list (written atomically; see cs_lf_col_write).
  *
  * Retrieval (cs_lf_index_*): every reference descriptor goes into one FAISS
- * index (IVF with 8-bit scalar quantisation by default: 136 bytes per
- * descriptor, 4.1 KiB per reference in memory); each query descriptor's
+ * index (from 16,384 descriptors an inverted multi-index with 16-byte PQ
+ * codes, cs_lf_default_factory: 28 bytes per descriptor with FAISS's id and
+ * our owner, 840 bytes per reference in memory; exact below); each query descriptor's
  * CS_LF_NN nearest descriptors vote for their references (one vote per query
  * keypoint and reference), and the references with the most votes are the
  * candidates that analyze/lf_verify.h verifies geometrically. */
@@ -39,6 +40,15 @@
 #endif
 #define CS_LF_RECORD 4096
 #define CS_LF_NN 8
+/* The vote index (cs_lf_index_build, see cs_lf_default_factory): cells
+ * probed per query descriptor, descriptors per cell aimed at, the fewest
+ * descriptors indexed by cells (below: exact search), training sample, query
+ * sets per FAISS search. */
+#define CS_LF_NPROBE 32
+#define CS_LF_PER_CELL 32
+#define CS_LF_MIN_IMI 16384
+#define CS_LF_MAX_TRAIN 262144
+#define CS_LF_BATCH 256
 
 /* A keypoint set in the working image's coordinates (w x h, longer side
  * CS_LF_SIDE). */
@@ -74,11 +84,22 @@ int cs_lf_load(cs_store *s, int64_t *n, int64_t **ids, uint8_t **recs, cs_err *e
 
 /* The vote index over n references' records. */
 typedef struct cs_lf_index cs_lf_index;
-/* factory: a FAISS index_factory string, NULL for the default
- * ("IVF<nlist>,SQ8" with nlist ~ 4 sqrt(descriptors), "Flat" under 4096
- * descriptors). Trained on (at most 100,000 of) the descriptors themselves. */
+/* factory: a FAISS index_factory string, NULL for cs_lf_default_factory's.
+ * Trained on (at most CS_LF_MAX_TRAIN, evenly spaced, of) the descriptors
+ * themselves; the result does not depend on the thread count. */
 int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const char *factory, cs_err *err);
 void cs_lf_index_free(cs_lf_index *ix);
+/* The default factory for nd descriptors and its nprobe (0: not an IVF):
+ * "Flat" (exact) under CS_LF_MIN_IMI, else "IMI2xB,PQ16np", 4^B cells of about
+ * CS_LF_PER_CELL descriptors (B 5..10), CS_LF_NPROBE cells searched, codes of
+ * the descriptors themselves (not residuals: one distance table per query).
+ * The cells stay small as N grows, so the scan per query descriptor is about
+ * constant (bench_localfeat: 64-75 us CPU at 20,000-100,000 references). */
+void cs_lf_default_factory(int64_t nd, char *buf, size_t cap, int *nprobe);
+/* IVF lists (cells) searched per query descriptor; no-op for "Flat". */
+int cs_lf_index_set_nprobe(cs_lf_index *ix, int nprobe, cs_err *err);
+/* "IVF1024,SQ8, nprobe 16" */
+void cs_lf_index_describe(const cs_lf_index *ix, char *buf, size_t cap);
 int64_t cs_lf_index_ndesc(const cs_lf_index *ix);
 
 typedef struct {

@@ -34,6 +34,10 @@ typedef struct {
 int cs_cv_sift(const uint8_t *grey, int w, int h, int stride, int max_kp, cs_cv_kp *kp, uint8_t *desc,
                cs_err *err);
 
+/* Plain OpenCV SIFT (cv::SIFT::create()->detectAndCompute, every keypoint
+ * described): the bench's anchor. Returns the keypoint count or -1. */
+int cs_cv_sift_plain(const uint8_t *grey, int w, int h, int stride, cs_err *err);
+
 /* Robust fit of dst ~ T(src) over n pairs (src/dst: [n][2]); reproj: the
  * RANSAC inlier threshold in dst pixels. homography = 0: similarity, m[6]
  * (row-major 2x3); 1: homography, m[9]. inlier[n] (may be NULL) gets 1 for

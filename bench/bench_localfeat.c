@@ -1,0 +1,360 @@
+/* bench_localfeat.c — the cost of local features (issue 13).
+ *
+ * 1. Extraction at 256 px, per CPU-second of one thread (the figure of
+ *    `index add`, which runs one image per thread): decode, the hash-only
+ *    work (hashes + thumbnail), our SIFT record (cs_lf_extract), beside two
+ *    anchors on the same grey images in the same run: plain OpenCV SIFT
+ *    (detectAndCompute of every keypoint) and the two-pass definition of our
+ *    keypoints (cs_cv_sift), whose output must equal ours
+ *    bit for bit. Images: $CS_BENCH_LF_DIR, else $CS_COPYDET/refs, else the
+ *    shared emoji, each resized to 256 px on its longer side; at most 200.
+* 2. The vote search at scale: N references of synthetic SIFT records
+ *    (30 keypoints each; default N = 20,000, CS_BENCH_LF_REFS=1000000 for the
+ *    issue's figure) and 500 generations (CS_BENCH_LF_GENS=10000 for the
+ *    issue's figure), each a query
+ *    of CS_LF_QUERY_KP keypoints plus its mirror; 1 in 10 is a copy (its
+ *    reference's keypoints with noise among unrelated ones). Times building
+ *    the index and cs_lf_retrieve, and checks the planted reference is among
+ *    the lf_cand (30) candidates; beside the hash-only analysis of the same
+ *    generations against the same N references (cs_an_match_batch, as
+ *    bench_analyze) in the same run. */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "analyze/match.h"
+#include "analyze/verdict.h"
+#include "core/image.h"
+#include "core/parallel.h"
+#include "index/hashes.h"
+#include "index/localfeat.h"
+#include "analyze/lf_verify.h"
+#include "index/opencv_shim.h"
+
+static double tcpu(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+static double pcpu(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static uint64_t rs = 0x9E3779B97F4A7C15ULL;
+static uint64_t rnd64(void) {
+    rs ^= rs << 13;
+    rs ^= rs >> 7;
+    rs ^= rs << 17;
+    return rs;
+}
+
+/* ---- 1. extraction ---- */
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int list_images(const char *dir, char ***out) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0, cap = 0;
+    char **v = NULL;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l < 5 || (strcmp(e->d_name + l - 4, ".png") && strcmp(e->d_name + l - 4, ".jpg"))) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 256;
+            char **nv = realloc(v, sizeof *v * (size_t)cap);
+            if (!nv) break;
+            v = nv;
+        }
+        size_t m = strlen(dir) + l + 2;
+        if (!(v[n] = malloc(m))) break;
+        snprintf(v[n], m, "%s/%s", dir, e->d_name);
+        n++;
+    }
+    closedir(d);
+    qsort(v, (size_t)n, sizeof *v, cmp_str);
+    *out = v;
+    return n;
+}
+
+static void bench_extract(void) {
+    const char *dir = getenv("CS_BENCH_LF_DIR");
+    char buf[4096];
+    if (!dir && getenv("CS_COPYDET")) {
+        snprintf(buf, sizeof buf, "%s/refs", getenv("CS_COPYDET"));
+        dir = buf;
+    }
+    char **paths = NULL;
+    int n = dir ? list_images(dir, &paths) : 0;
+    if (n == 0) n = list_images(dir = "../shared/data/twemoji-64/img", &paths);
+    if (n == 0) {
+        printf("extraction: no images (set CS_BENCH_LF_DIR)\n");
+        return;
+    }
+    const int M = 200; /* evenly spaced over the folder */
+    int m = n < M ? n : M;
+    cs_image *img = calloc((size_t)m, sizeof *img);
+    uint8_t **grey = calloc((size_t)m, sizeof *grey);
+    cs_err err = {0};
+    double t_dec = 0;
+    int ok = 0;
+    for (int i = 0; i < m; i++) {
+        const char *p = paths[(int64_t)i * n / m];
+        cs_image raw;
+        double t0 = tcpu();
+        if (cs_image_load(&raw, p, NULL, &err)) continue;
+        t_dec += tcpu() - t0;
+        int w = raw.w >= raw.h ? 256 : (int)lround(raw.w * 256.0 / raw.h);
+        int h = raw.h > raw.w ? 256 : (int)lround(raw.h * 256.0 / raw.w);
+        cs_image_resize(&img[ok], &raw, w < 1 ? 1 : w, h < 1 ? 1 : h, CS_RESIZE_AUTO, &err);
+        cs_image_free(&raw);
+        float *l = malloc(sizeof(float) * (size_t)img[ok].w * img[ok].h);
+        grey[ok] = malloc((size_t)img[ok].w * img[ok].h);
+        cs_image_luma(l, &img[ok]);
+        for (int k = 0; k < img[ok].w * img[ok].h; k++) grey[ok][k] = (uint8_t)(l[k] + 0.5f > 255 ? 255 : l[k] + 0.5f);
+        free(l);
+        ok++;
+    }
+    static cs_lf_set s;
+    static cs_cv_kp kp1[CS_LF_REF_KP];
+    static uint8_t d1[CS_LF_REF_KP * 128];
+    /* warm-up: OpenCV's first call initialises itself */
+    cs_cv_sift_plain(grey[0], img[0].w, img[0].h, img[0].w, &err);
+    double t0 = tcpu();
+    for (int i = 0; i < ok; i++) {
+        cs_hashes hh;
+        cs_image th;
+        cs_hashes_compute(&img[i], &hh, &err);
+        cs_image_resize(&th, &img[i], 64, 64, CS_RESIZE_AREA, &err);
+        cs_image_free(&th);
+    }
+    double t_hash = tcpu() - t0;
+    t0 = tcpu();
+    for (int i = 0; i < ok; i++) cs_lf_extract(&img[i], CS_LF_REF_KP, 0, &s, &err);
+    double t_lf = tcpu() - t0;
+    t0 = tcpu();
+    long kps = 0;
+    for (int i = 0; i < ok; i++) kps += cs_cv_sift_plain(grey[i], img[i].w, img[i].h, img[i].w, &err);
+    double t_plain = tcpu() - t0;
+    t0 = tcpu();
+    for (int i = 0; i < ok; i++) cs_cv_sift(grey[i], img[i].w, img[i].h, img[i].w, CS_LF_REF_KP, kp1, d1, &err);
+    double t_sift = tcpu() - t0;
+    double add = t_dec / ok + t_hash / ok + t_lf / ok;
+    printf("extraction, %d images of %s at 256 px (one thread, CPU time): decode %.2f ms, hashes+thumbnail "
+           "%.2f ms, SIFT record (cs_lf_extract) %.2f ms = %.1f img/s per CPU-s (of which SIFT %.2f ms); "
+           "anchor plain OpenCV SIFT (all %.0f keypoints described) %.2f ms = %.1f img/s (ours %.2fx its "
+           "speed); index add per image "
+           "(decode + hashes + SIFT) %.2f ms = %.1f img/s per CPU-s, hash-only %.1f img/s per CPU-s\n",
+           ok, dir, 1e3 * t_dec / ok, 1e3 * t_hash / ok, 1e3 * t_lf / ok, ok / t_lf, 1e3 * t_sift / ok,
+           (double)kps / ok, 1e3 * t_plain / ok, ok / t_plain, t_plain / t_lf,
+           1e3 * add, 1 / add, 1 / (t_dec / ok + t_hash / ok));
+    for (int i = 0; i < ok; i++) {
+        cs_image_free(&img[i]);
+        free(grey[i]);
+    }
+    for (int i = 0; i < n; i++) free(paths[i]);
+    free(paths);
+    free(img);
+    free(grey);
+}
+
+
+/* ---- 2. the vote search at scale ---- */
+
+/* SIFT-like synthetic descriptors: a word of a vocabulary (sparse bins up to
+ * ~100, as SIFT's clipped histogram) plus per-keypoint noise */
+enum { WORDS = 8192 };
+static uint8_t (*vocab)[128];
+
+static void make_vocab(void) {
+    vocab = malloc(sizeof *vocab * WORDS);
+    for (int w = 0; w < WORDS; w++)
+        for (int j = 0; j < 128; j++) {
+            uint64_t r = rnd64();
+            vocab[w][j] = (uint8_t)(r % 4 == 0 ? 0 : (r >> 8) % 100);
+        }
+}
+
+static void noisy(uint8_t *d, const uint8_t *src, int amp) {
+    for (int j = 0; j < 128; j++) {
+        int v = src[j] + (int)((rnd64() >> 20) % (uint64_t)(2 * amp + 1)) - amp;
+        d[j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+    }
+}
+
+static void random_set(cs_lf_set *s, int n) {
+    s->n = n, s->w = s->h = 256, s->orig_w = s->orig_h = 256;
+    for (int k = 0; k < n; k++) {
+        s->xy[k][0] = (float)(rnd64() % 25600) / 100, s->xy[k][1] = (float)(rnd64() % 25600) / 100;
+        s->size[k] = 2 + (float)(rnd64() % 300) / 10, s->angle[k] = (float)(rnd64() % 3600) / 10;
+        noisy(s->desc[k], vocab[rnd64() % WORDS], 12);
+    }
+}
+
+static void bench_hash_only(int64_t nref, int64_t ngen, double *wall, double *cpu_s) {
+    cs_an_settings st;
+    cs_an_settings_default(&st);
+    int64_t *ids = malloc(sizeof(int64_t) * nref);
+    cs_hashes *h = calloc((size_t)nref, sizeof *h);
+    for (int64_t i = 0; i < nref; i++) {
+        ids[i] = i + 1;
+        for (int k = 0; k < 32; k += 8) {
+            uint64_t v = rnd64();
+            memcpy(h[i].pdq + k, &v, 8);
+        }
+        h[i].pdq_quality = 100, h[i].phash = rnd64(), h[i].dhash = rnd64(), h[i].ahash = rnd64();
+    }
+    cs_an_refs r;
+    cs_err err = {0};
+    *wall = *cpu_s = -1;
+    if (cs_an_refs_build(&r, nref, ids, NULL, &st, &err) || cs_an_refs_set_hashes(&r, ids, h, nref, &err)) return;
+    cs_an_query *q = calloc((size_t)ngen, sizeof *q);
+    for (int64_t i = 0; i < ngen; i++) {
+        q[i].has_hashes = 1;
+        q[i].h = h[rnd64() % (uint64_t)nref];
+        if (i % 10) {
+            for (int k = 0; k < 32; k += 8) {
+                uint64_t v = rnd64();
+                memcpy(q[i].h.pdq + k, &v, 8);
+            }
+            q[i].h.phash = rnd64(), q[i].h.dhash = rnd64();
+        } else {
+            q[i].h.pdq[rnd64() % 32] ^= 1;
+        }
+        q[i].hm = q[i].h;
+        q[i].hm.phash = rnd64();
+        memset(q[i].thumb, 255, sizeof q[i].thumb);
+    }
+    enum { CH = 1024 };
+    cs_an_result *res = malloc(sizeof(cs_an_result) * CH);
+    double t0 = now(), c0 = pcpu();
+    for (int64_t off = 0; off < ngen; off += CH)
+        cs_an_match_batch(&r, q + off, ngen - off < CH ? ngen - off : CH, &st, 0, res, &err);
+    *wall = now() - t0, *cpu_s = pcpu() - c0;
+    free(res);
+    free(q);
+    free(ids);
+    free(h);
+    cs_an_refs_free(&r);
+}
+
+typedef struct {
+    const cs_lf_set *qs;
+    const cs_lf_vote *v;
+    const int *nv;
+    const uint8_t *recs;
+    int K;
+} verify_ctx;
+
+/* what analyze does per generation after the votes: unpack and verify each
+ * candidate (analyze/an_local.c) */
+static void verify_one(void *vc, int64_t j, int thread) {
+    (void)thread;
+    verify_ctx *c = vc;
+    cs_lf_set *ref = malloc(sizeof *ref);
+    cs_err e = {0};
+    for (int s = 0; s < 2; s++)
+        for (int k = 0; k < c->nv[2 * j + s]; k++) {
+            cs_lfv_match m;
+            if (!cs_lf_unpack(c->recs + (size_t)c->v[(2 * j + s) * c->K + k].row * CS_LF_RECORD, ref, &e))
+                cs_lfv_verify(&c->qs[2 * j], &c->qs[2 * j + 1], ref, &m, &e);
+        }
+    free(ref);
+}
+
+static void bench_votes(int64_t nref, int64_t ngen) {
+    make_vocab();
+    uint8_t *recs = malloc((size_t)CS_LF_RECORD * nref);
+    cs_lf_set *s = malloc(sizeof *s);
+    if (!recs || !s) {
+        printf("votes: out of memory for %lld references\n", (long long)nref);
+        return;
+    }
+    for (int64_t i = 0; i < nref; i++) {
+        random_set(s, CS_LF_REF_KP);
+        cs_lf_pack(s, recs + (size_t)i * CS_LF_RECORD);
+    }
+    const int K = 30; /* lf_cand's default (analyze/settings.c) */
+    cs_lf_set *qs = malloc(sizeof *qs * (size_t)(2 * ngen));
+    int64_t *truth = malloc(sizeof(int64_t) * ngen);
+    for (int64_t i = 0; i < ngen; i++) {
+        random_set(&qs[2 * i], CS_LF_QUERY_KP);
+        random_set(&qs[2 * i + 1], CS_LF_QUERY_KP);
+        truth[i] = -1;
+        if (i % 10 == 0) { /* a copy: 20 of its reference's 30 keypoints, noisier than a word's spread */
+            truth[i] = (int64_t)(rnd64() % (uint64_t)nref);
+            cs_lf_unpack(recs + (size_t)truth[i] * CS_LF_RECORD, s, &(cs_err){0});
+            for (int k = 0; k < 20; k++) {
+                int t = (int)(rnd64() % CS_LF_QUERY_KP);
+                noisy(qs[2 * i].desc[t], s->desc[k], 6);
+                qs[2 * i].xy[t][0] = s->xy[k][0] * 0.8f + 20, qs[2 * i].xy[t][1] = s->xy[k][1] * 0.8f + 10;
+                qs[2 * i].size[t] = s->size[k] * 0.8f, qs[2 * i].angle[t] = s->angle[k];
+            }
+        }
+    }
+    cs_err err = {0};
+    const char *fac = getenv("CS_BENCH_LF_FACTORY");
+    double t0 = now(), c0 = pcpu();
+    cs_lf_index *ix;
+    if (cs_lf_index_build(&ix, nref, recs, fac, &err)) {
+        printf("votes: %s\n", err.msg);
+        return;
+    }
+    double tb = now() - t0, cb = pcpu() - c0;
+    fprintf(stderr, "  (index built: %.1f s)\n", tb);
+    if (getenv("CS_BENCH_LF_NPROBE")) cs_lf_index_set_nprobe(ix, atoi(getenv("CS_BENCH_LF_NPROBE")), &err);
+    cs_lf_vote *v = malloc(sizeof *v * (size_t)(2 * ngen) * K);
+    int *nv = malloc(sizeof(int) * (size_t)(2 * ngen));
+    t0 = now(), c0 = pcpu();
+    if (cs_lf_retrieve(ix, qs, 2 * ngen, K, v, nv, &err)) printf("votes: %s\n", err.msg);
+    double tr = now() - t0, cr = pcpu() - c0;
+    fprintf(stderr, "  (retrieved: %.1f s)\n", tr);
+    int64_t found = 0, copies = 0;
+    for (int64_t i = 0; i < ngen; i++) {
+        if (truth[i] < 0) continue;
+        copies++;
+        for (int k = 0; k < nv[2 * i]; k++) found += v[2 * i * K + k].row == truth[i];
+    }
+    verify_ctx vc = {qs, v, nv, recs, K};
+    t0 = now(), c0 = pcpu();
+    cs_parallel_for(cs_threads(), ngen, verify_one, &vc);
+    double tv = now() - t0, cv = pcpu() - c0;
+    fprintf(stderr, "  (verified: %.1f s)\n", tv);
+    double th, ch;
+    bench_hash_only(nref, ngen, &th, &ch);
+    char info[160];
+    cs_lf_index_describe(ix, info, sizeof info);
+    printf("votes, %lld generations (+ mirror, %d keypoints each) x %lld references (%lld descriptors, %s, "
+           "%d threads): index build %.1f s wall (%.1f s cpu, once per analysis), retrieval %.1f s wall (%.1f "
+           "s cpu), verifying %d candidates %.1f s wall (%.1f s cpu); planted reference among the candidates "
+           "%lld/%lld; anchor hash-only analysis of the same generations %.1f s wall (%.1f s cpu); local "
+           "features ON total (hash + retrieval + verify) %.2fx the hash-only wall\n",
+           (long long)ngen, CS_LF_QUERY_KP, (long long)nref, (long long)cs_lf_index_ndesc(ix), info, cs_threads(),
+           tb, cb, tr, cr, K, tv, cv, (long long)found, (long long)copies, th, ch, (th + tr + tv) / th);
+    cs_lf_index_free(ix);
+    free(v);
+    free(nv);
+    free(qs);
+    free(truth);
+    free(recs);
+    free(s);
+    free(vocab);
+}
+
+int main(void) {
+    const char *r = getenv("CS_BENCH_LF_REFS"), *g = getenv("CS_BENCH_LF_GENS");
+    if (!getenv("CS_BENCH_LF_NO_EXTRACT")) bench_extract();
+    bench_votes(r ? atoll(r) : 20000, g ? atoll(g) : 500);
+    return 0;
+}

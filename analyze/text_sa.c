@@ -325,6 +325,10 @@ static inline uint64_t lcp_cmp(const cs_text_sa *sa, uint64_t pos, const uint8_t
     return k;
 }
 
+static inline void prefetch_text(const cs_text_sa *sa, uint64_t pos) {
+    if (pos < sa->n) __builtin_prefetch(sa->text + pos);
+}
+
 /* Binary search over suffix array rows (lo, hi) for the first row whose
  * suffix compares >= p (strict = 0) or > p without starting with it
  * (strict = 1); returns it and leaves *lo_out = it - 1. llcp and rlcp are
@@ -335,8 +339,24 @@ static int64_t sa_bound(const cs_text_sa *sa, const uint8_t *p, size_t m, int64_
     uint64_t llcp = 0, rlcp = 0;
     while (hi - lo > 1) {
         int64_t mid = lo + (hi - lo) / 2;
+        uint64_t k = llcp < rlcp ? llcp : rlcp;
+        /* The deep steps miss the cache twice in a row (the row, then the
+         * text it points at): while this step compares, the next step's
+         * two candidate rows' text and the four rows after them are
+         * fetched, so a step waits for about one miss instead of two. */
+        int64_t l1 = lo + (mid - lo) / 2, r1 = mid + (hi - mid) / 2;
+        if (l1 > lo) {
+            prefetch_text(sa, sa->sa[l1] + k);
+            __builtin_prefetch(&sa->sa[lo + (l1 - lo) / 2]);
+            __builtin_prefetch(&sa->sa[l1 + (mid - l1) / 2]);
+        }
+        if (r1 > mid) {
+            prefetch_text(sa, sa->sa[r1] + k);
+            __builtin_prefetch(&sa->sa[mid + (r1 - mid) / 2]);
+            __builtin_prefetch(&sa->sa[r1 + (hi - r1) / 2]);
+        }
         int c;
-        uint64_t l = lcp_cmp(sa, sa->sa[mid], p, m, llcp < rlcp ? llcp : rlcp, &c);
+        uint64_t l = lcp_cmp(sa, sa->sa[mid], p, m, k, &c);
         if (strict ? c < 0 : c <= 0) hi = mid, rlcp = l;
         else lo = mid, llcp = l;
     }

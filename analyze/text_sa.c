@@ -199,8 +199,10 @@ static int word_sa_reduced(const uint8_t *text, uint64_t n, uint32_t **out, uint
     if (rn && divsufsort(r, sa, (saidx_t)rn) != 0) goto out;
     uint32_t *o = (uint32_t *)sa; /* in place: the kept rows never pass the read position */
     uint64_t kk = 0;
-    for (uint64_t i = 0; i < rn; i++)
+    for (uint64_t i = 0; i < rn; i++) {
+        if (i + 32 < rn) __builtin_prefetch(&start[(uint64_t)sa[i + 32] / (uint64_t)wb]); /* read at random */
         if ((uint64_t)sa[i] % (uint64_t)wb == 0) o[kk++] = start[(uint64_t)sa[i] / (uint64_t)wb];
+    }
     *out = o;
     *k = kk;
     sa = NULL;

@@ -109,6 +109,7 @@ static int reserve(uint8_t **buf, uint64_t *cap, uint64_t need) {
     while (c < need) c *= 2;
     uint8_t *nb = realloc(*buf, c);
     if (!nb) return -1;
+    cs_text_huge(nb + *cap, c - *cap); /* the new part, not touched yet */
     *buf = nb;
     *cap = c;
     return 0;

@@ -13,6 +13,12 @@
 
 #include "core/fs.h"
 
+void cs_text_huge(void *p, size_t n) {
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), b = ((uintptr_t)p + n) & ~(huge - 1);
+    if (p && b > a) madvise((void *)a, b - a, MADV_HUGEPAGE);
+}
+
 /* Which suffixes a shard keeps: word starts (the normalised text), or every
  * code point start but the separators (the raw text: the suffixes starting
  * with a UTF-8 continuation byte or 0xFF are two blocks of the sorted
@@ -161,6 +167,8 @@ static int word_sa_reduced(const uint8_t *text, uint64_t n, uint32_t **out, uint
     saidx_t *sa = NULL;
     int rc = -1;
     if (!start || !id) goto out;
+    cs_text_huge(start, nw * sizeof *start);
+    cs_text_huge(id, nw * sizeof *id);
     uint64_t w = 0;
     for (uint64_t i = 0; i < n; i++) {
         if (is_delim(text[i]) || (i > 0 && !is_delim(text[i - 1]))) continue;
@@ -191,6 +199,8 @@ static int word_sa_reduced(const uint8_t *text, uint64_t n, uint32_t **out, uint
     r = malloc(rn ? rn : 1);
     sa = malloc((rn ? rn : 1) * sizeof *sa);
     if (!r || !sa) goto out;
+    cs_text_huge(r, rn);
+    cs_text_huge(sa, rn * sizeof *sa);
     for (uint64_t i = 0; i < nw; i++)
         for (int b = 0; b < wb; b++) r[i * wb + b] = (uint8_t)(rank[id[i]] >> (8 * (wb - 1 - b)));
     free(id), free(rank), free(order), free(t.slot), free(t.off), free(t.len), free(t.head); /* before the sort */
@@ -226,6 +236,7 @@ static int sa_build(const uint8_t *text, uint64_t n, const char *text_path, cons
         saidx_t *sa = malloc((n ? n : 1) * sizeof *sa);
         if (!sa) return cs_fail(err, CS_ENOMEM, "%s: out of memory for the suffix array (%llu bytes)", sa_path,
                                 (unsigned long long)(n * sizeof *sa));
+        cs_text_huge(sa, n * sizeof *sa);
         if (n && divsufsort(text, sa, (saidx_t)n) != 0) {
             free(sa);
             return cs_fail(err, CS_EINTERNAL, "%s: divsufsort failed", sa_path);

@@ -16,7 +16,10 @@
 #include "core/parallel.h"
 #include "core/progress.h"
 
-#define DEFAULT_SHARD_BYTES ((uint64_t)512 << 20)
+/* 768 MiB: a 1 GiB corpus is two shards, sorted at once on two threads
+ * (each query searches every shard, so fewer is faster to search; one
+ * 1 GiB shard would leave the second thread idle for most of its sort). */
+#define DEFAULT_SHARD_BYTES ((uint64_t)768 << 20)
 
 /* A document waiting for its shard to be committed. */
 typedef struct {
@@ -106,6 +109,7 @@ static int reserve(uint8_t **buf, uint64_t *cap, uint64_t need) {
     while (c < need) c *= 2;
     uint8_t *nb = realloc(*buf, c);
     if (!nb) return -1;
+    cs_text_huge(nb + *cap, c - *cap); /* the new part, not touched yet */
     *buf = nb;
     *cap = c;
     return 0;
@@ -653,8 +657,13 @@ int cs_text_index(cs_store *s, const char *const *paths, int n_paths, const cs_t
     /* The input split evenly into as few shards as the limit allows (from
      * the files' sizes, so the same input gives the same shards at any -j;
      * .gz files count compressed, so they make more, smaller shards). */
-    uint64_t n_sh = (files.bytes + b.limit - 1) / b.limit;
-    b.target = n_sh > 1 ? (files.bytes + n_sh - 1) / n_sh + (1 << 20) : b.limit;
+    /* Each shard is given some slack over its even share (documents do not
+     * cut evenly), and the count leaves room for it: a share within the
+     * slack of the limit used to spill a last, tiny shard (1,023.5 MiB at
+     * 512 MiB made 3 shards, the third searched on every query). */
+    uint64_t slack = b.limit / 8 < (1 << 20) ? b.limit / 8 : (1 << 20);
+    uint64_t n_sh = (files.bytes + b.limit - slack - 1) / (b.limit - slack);
+    b.target = n_sh > 1 ? (files.bytes + n_sh - 1) / n_sh + slack : b.limit;
     if (b.target > b.limit) b.target = b.limit;
     b.n_batch = cs_threads() > 1 ? cs_threads() : 1;
     if (!rc && !(b.batch = calloc((size_t)b.n_batch, sizeof *b.batch))) rc = cs_fail(err, CS_ENOMEM, "out of memory");

@@ -28,7 +28,7 @@
 #include "core/store.h"
 
 typedef struct {
-    uint64_t shard_bytes; /* most raw bytes per shard; 0 = 512 MiB (the input is split evenly into as few as
+    uint64_t shard_bytes; /* most raw bytes per shard; 0 = 768 MiB (the input is split evenly into as few as
                            * that allows; building one needs ~6x in memory, one per thread at once) */
     /* Warnings that do not stop the run (invalid UTF-8, empty document,
      * broken JSONL line with its number): one line each, "<source>: <what>". */

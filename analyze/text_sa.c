@@ -13,6 +13,12 @@
 
 #include "core/fs.h"
 
+void cs_text_huge(void *p, size_t n) {
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), b = ((uintptr_t)p + n) & ~(huge - 1);
+    if (p && b > a) madvise((void *)a, b - a, MADV_HUGEPAGE);
+}
+
 /* Which suffixes a shard keeps: word starts (the normalised text), or every
  * code point start but the separators (the raw text: the suffixes starting
  * with a UTF-8 continuation byte or 0xFF are two blocks of the sorted
@@ -161,6 +167,8 @@ static int word_sa_reduced(const uint8_t *text, uint64_t n, uint32_t **out, uint
     saidx_t *sa = NULL;
     int rc = -1;
     if (!start || !id) goto out;
+    cs_text_huge(start, nw * sizeof *start);
+    cs_text_huge(id, nw * sizeof *id);
     uint64_t w = 0;
     for (uint64_t i = 0; i < n; i++) {
         if (is_delim(text[i]) || (i > 0 && !is_delim(text[i - 1]))) continue;
@@ -191,6 +199,8 @@ static int word_sa_reduced(const uint8_t *text, uint64_t n, uint32_t **out, uint
     r = malloc(rn ? rn : 1);
     sa = malloc((rn ? rn : 1) * sizeof *sa);
     if (!r || !sa) goto out;
+    cs_text_huge(r, rn);
+    cs_text_huge(sa, rn * sizeof *sa);
     for (uint64_t i = 0; i < nw; i++)
         for (int b = 0; b < wb; b++) r[i * wb + b] = (uint8_t)(rank[id[i]] >> (8 * (wb - 1 - b)));
     free(id), free(rank), free(order), free(t.slot), free(t.off), free(t.len), free(t.head); /* before the sort */
@@ -199,8 +209,10 @@ static int word_sa_reduced(const uint8_t *text, uint64_t n, uint32_t **out, uint
     if (rn && divsufsort(r, sa, (saidx_t)rn) != 0) goto out;
     uint32_t *o = (uint32_t *)sa; /* in place: the kept rows never pass the read position */
     uint64_t kk = 0;
-    for (uint64_t i = 0; i < rn; i++)
+    for (uint64_t i = 0; i < rn; i++) {
+        if (i + 32 < rn) __builtin_prefetch(&start[(uint64_t)sa[i + 32] / (uint64_t)wb]); /* read at random */
         if ((uint64_t)sa[i] % (uint64_t)wb == 0) o[kk++] = start[(uint64_t)sa[i] / (uint64_t)wb];
+    }
     *out = o;
     *k = kk;
     sa = NULL;
@@ -224,6 +236,7 @@ static int sa_build(const uint8_t *text, uint64_t n, const char *text_path, cons
         saidx_t *sa = malloc((n ? n : 1) * sizeof *sa);
         if (!sa) return cs_fail(err, CS_ENOMEM, "%s: out of memory for the suffix array (%llu bytes)", sa_path,
                                 (unsigned long long)(n * sizeof *sa));
+        cs_text_huge(sa, n * sizeof *sa);
         if (n && divsufsort(text, sa, (saidx_t)n) != 0) {
             free(sa);
             return cs_fail(err, CS_EINTERNAL, "%s: divsufsort failed", sa_path);
@@ -325,6 +338,10 @@ static inline uint64_t lcp_cmp(const cs_text_sa *sa, uint64_t pos, const uint8_t
     return k;
 }
 
+static inline void prefetch_text(const cs_text_sa *sa, uint64_t pos) {
+    if (pos < sa->n) __builtin_prefetch(sa->text + pos);
+}
+
 /* Binary search over suffix array rows (lo, hi) for the first row whose
  * suffix compares >= p (strict = 0) or > p without starting with it
  * (strict = 1); returns it and leaves *lo_out = it - 1. llcp and rlcp are
@@ -335,8 +352,24 @@ static int64_t sa_bound(const cs_text_sa *sa, const uint8_t *p, size_t m, int64_
     uint64_t llcp = 0, rlcp = 0;
     while (hi - lo > 1) {
         int64_t mid = lo + (hi - lo) / 2;
+        uint64_t k = llcp < rlcp ? llcp : rlcp;
+        /* The deep steps miss the cache twice in a row (the row, then the
+         * text it points at): while this step compares, the next step's
+         * two candidate rows' text and the four rows after them are
+         * fetched, so a step waits for about one miss instead of two. */
+        int64_t l1 = lo + (mid - lo) / 2, r1 = mid + (hi - mid) / 2;
+        if (l1 > lo) {
+            prefetch_text(sa, sa->sa[l1] + k);
+            __builtin_prefetch(&sa->sa[lo + (l1 - lo) / 2]);
+            __builtin_prefetch(&sa->sa[l1 + (mid - l1) / 2]);
+        }
+        if (r1 > mid) {
+            prefetch_text(sa, sa->sa[r1] + k);
+            __builtin_prefetch(&sa->sa[mid + (r1 - mid) / 2]);
+            __builtin_prefetch(&sa->sa[r1 + (hi - r1) / 2]);
+        }
         int c;
-        uint64_t l = lcp_cmp(sa, sa->sa[mid], p, m, llcp < rlcp ? llcp : rlcp, &c);
+        uint64_t l = lcp_cmp(sa, sa->sa[mid], p, m, k, &c);
         if (strict ? c < 0 : c <= 0) hi = mid, rlcp = l;
         else lo = mid, llcp = l;
     }

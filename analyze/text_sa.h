@@ -45,6 +45,12 @@ int cs_text_sa_build(const uint8_t *text, uint64_t n, const char *text_path, con
 int cs_text_sa_build_chars(const uint8_t *text, uint64_t n, const char *text_path, const char *sa_path,
                            uint64_t *n_sa, cs_err *err);
 
+/* Asks for transparent huge pages over the whole 2 MiB pages inside
+ * p[0..n) (a large buffer not touched yet): the sorts read their text and
+ * array at random, and 4 KiB pages cost them a TLB miss and a page fault
+ * each (libdivsufsort took 15-25% less CPU). Only a hint. */
+void cs_text_huge(void *p, size_t n);
+
 /* Maps a shard's files. Close with cs_text_sa_close. */
 int cs_text_sa_open(cs_text_sa *sa, const char *text_path, const char *sa_path, cs_err *err);
 void cs_text_sa_close(cs_text_sa *sa);

@@ -49,7 +49,7 @@ static const char *const HELP[][2] = {
               "path. Input that is not UTF-8 text (binary, another encoding, a NUL byte, a \\u0000\n"
               "escape, a corrupt .gz) is an error naming the file. Adding documents later adds a\n"
               "shard. The input is split at document boundaries into shards of at most --shard-mb\n"
-              "(default 512) sorted in parallel (-j); results do not depend on either.\n"},
+              "(default 768) sorted in parallel (-j); results do not depend on either.\n"},
     {"prompts", "usage: copyscope text prompts --prefix-words N --continuation-words M [--per-doc K]\n"
                 "                              [--docs NAME,NAME..] [--out FILE] [--db FILE]\n\n"
                 "Cuts K windows of N + M words from each document (or the named ones); writes the\n"

@@ -8,6 +8,7 @@
 
 #include "analyze/text_audit.h"
 #include "analyze/text_corpus.h"
+#include "analyze/text_exact.h"
 #include "analyze/text_metrics.h"
 #include "analyze/text_ngram.h"
 #include "analyze/text_norm.h"
@@ -561,6 +562,49 @@ static void test_index_interrupted_then_resumed(void) {
 }
 
 
+/* The input is split evenly: 16 documents of 1,051 raw bytes (text and
+ * separator) at an 8,000-byte limit need 3 shards; filling each to the
+ * limit gave 7 + 7 + 2 documents (a last, tiny shard that every query
+ * searches), the even split gives 6 + 6 + 4, each under the limit, and
+ * every document is still found in its shard. */
+static void test_shards_split_evenly(void) {
+    char *dir = fresh_dir("even"), *docs = path_in(dir, "docs"), *db = path_in(dir, "t.db");
+    mkdir(docs, 0755);
+    char text[1050];
+    for (int i = 0; i < 16; i++) {
+        for (int k = 0; k < 1050; k++) text[k] = k % 7 == 6 ? ' ' : (char)('a' + (i * 31 + k * 7 + k / 7) % 26);
+        char name[32];
+        snprintf(name, sizeof name, "d%02d.txt", i);
+        char *p = path_in(docs, name);
+        write_file(p, text, sizeof text);
+        free(p);
+    }
+    cs_store *s;
+    cs_err e = {0};
+    cs_text_index_stats st;
+    cs_text_index_opts o = {.shard_bytes = 8000};
+    const char *paths[] = {docs};
+    REQUIRE(cs_store_open(&s, db, &e) == 0);
+    REQUIRE(cs_text_index(s, paths, 1, &o, &st, &e) == 0);
+    CHECK(st.docs_ok == 16 && st.shards == 3);
+    CHECK(query_int(s, "SELECT min(n_docs) FROM text_shards") == 4);
+    CHECK(query_int(s, "SELECT max(n_docs) FROM text_shards") == 6);
+    cs_text_corpus c;
+    REQUIRE(cs_text_corpus_open(&c, s, &e) == 0);
+    for (int i = 0; i < c.n_shards; i++) CHECK(c.shards[i].raw.n <= 8000);
+    for (int i = 0; i < 16; i++) { /* the whole document, found in its own shard */
+        for (int k = 0; k < 1050; k++) text[k] = k % 7 == 6 ? ' ' : (char)('a' + (i * 31 + k * 7 + k / 7) % 26);
+        cs_text_chars ch;
+        REQUIRE(cs_text_longest_chars(&c, text, sizeof text, -1, 0, &ch, &e) == 0);
+        CHECKF(ch.chars == 1050 && ch.n_docs == 1 && ch.source.shard == (i < 6 ? 0 : i < 12 ? 1 : 2),
+               "doc %d: %llu chars in shard %d", i, (unsigned long long)ch.chars, ch.source.shard);
+        cs_text_chars_free(&ch);
+    }
+    cs_text_corpus_close(&c);
+    cs_store_close(s);
+    free(docs), free(db), free(dir);
+}
+
 static void test_shards_add_and_search_both(void) {
     fixture f;
     REQUIRE(open_fixture(&f, 2, 300, 2500) == 0); /* ~2 KB per doc: one shard each */
@@ -843,6 +887,7 @@ int main(void) {
     RUN(test_spans_exact_on_known_construction);
     RUN(test_spans_never_cross_documents);
     RUN(test_metrics_hand_computed);
+    RUN(test_shards_split_evenly);
     RUN(test_shards_add_and_search_both);
     RUN(test_index_interrupted_then_resumed);
     RUN(test_ngram_reproduces_training_text);

@@ -16,6 +16,7 @@
 
 int cli_mpi_gate(int argc, char **argv) {
     if (cs_mpi_size() == 1 || cs_mpi_rank() == 0) return 1;
+    if (argc >= 2 && !strcmp(argv[1], "analyze")) return 1;
     return argc >= 3 && !strcmp(argv[1], "index") && (!strcmp(argv[2], "add") || !strcmp(argv[2], "query"));
 }
 

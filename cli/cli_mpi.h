@@ -10,8 +10,9 @@
 #include "index/ingest.h"
 
 /* 1 when this rank runs the command: every rank for `index add` (each
- * writes its shard), `index query` (each searches its shard) and `analyze`
- * (each matches a share of every batch), rank 0 alone for the others (they read the union of
+ * writes its shard), `index query` (each searches its shard), `analyze`
+ * (each matches a share of every batch) and `generate` (each makes its
+ * part of the suite); rank 0 alone for the others (they read the union of
  * the shards: core/shard.h); ranks that do not run it exit 0 at once. */
 int cli_mpi_gate(int argc, char **argv);
 
@@ -31,6 +32,9 @@ int cli_mpi_shard_hash_db(cs_store *manifest, cs_hash_db *db, int64_t *total, cs
  * of the whole index: a global top-k row is in its shard's top-k, and ties
  * still break by id. Collective. */
 int cli_mpi_gather_hash_rows(cs_hash_db *db, const uint8_t *used, cs_err *err);
+
+/* A barrier of the ranks: 1 when any passed failed (cs_generate_opts.wait). */
+int cli_mpi_wait(void *ctx, int failed);
 
 /* `analyze` under mpirun (cli/cmd_mpi_analyze.c): rank 0 calls begin
  * (sets o->match: each batch matched by all ranks; NULL and nothing set in

@@ -339,6 +339,10 @@ int cmd_generate(int argc, char **argv) {
         cs_suite_free(&suite);
         if (bad) return cli_fail(&err);
     }
+    if (cs_mpi_size() > 1 && o.out_file && cs_mpi_rank() > 0) { /* one image: rank 0 makes it */
+        free(suite_json);
+        return CLI_OK;
+    }
     if (cs_mpi_size() > 1 && !o.out_file) { /* copyscope-mpi: each rank makes its part of the suite */
         o.part_k = cs_mpi_rank();
         o.part_n = cs_mpi_size();

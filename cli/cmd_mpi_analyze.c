@@ -1,11 +1,11 @@
 /* cmd_mpi_analyze.c — `analyze` under mpirun (cli/cli_mpi.h): rank 0 runs
- * the analysis as one process would; each batch of generations it matches
- * (cs_analyze_opts.match) is sent to every rank, each rank matches its
- * contiguous share against the whole index (the union of the shards), and
- * rank 0 gathers the results in order. Matching a generation does not
- * depend on the others of its batch, so the findings, their order and the
- * report are the ones of one process. Decoding, the embedding search, the
- * cliques and every write stay on rank 0. */
+ * the analysis as one process would; each round of match batches it hands
+ * to cs_analyze_opts.match is sent to every rank, batch b is matched by rank
+ * b mod N against the whole index (the union of the shards), and rank 0
+ * gathers the results in order. A batch is matched whole, as one process
+ * cuts it (its sgemm rounds by its size), so the findings, their order and
+ * the report are one process's. Decoding, the embedding and local-feature
+ * searches, the cliques and every write stay on rank 0. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,8 +61,10 @@ static void reply_pack(char *buf, int64_t status, const cs_an_result *res, int64
     memcpy(rb, res, (size_t)n * sizeof *res);
     for (int64_t i = 0; i < n; i++) {
         char *s = names + i * RULES_PER * RULE_SLOT;
-        put_rule(s, res[i].best.rule);
-        for (int k = 0; k < CS_AN_NB; k++) put_rule(s + (1 + k) * RULE_SLOT, res[i].nb[k].rule);
+        /* only the fields set: the others may hold anything */
+        put_rule(s, res[i].has_best ? res[i].best.rule : NULL);
+        for (int k = 0; k < CS_AN_NB; k++)
+            put_rule(s + (1 + k) * RULE_SLOT, k < res[i].n_nb ? res[i].nb[k].rule : NULL);
     }
 }
 

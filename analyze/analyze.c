@@ -212,7 +212,7 @@ out:
 
 /* Thumbnails, hashes and embedding columns of the index, prepared for the
  * matcher (refs); the descriptors asked for must all be there. */
-static int load_refs(an_state *A, cs_err *err) {
+int an_load_refs(an_state *A, cs_err *err) {
     cs_store *s = A->s;
     const cs_analyze_opts *o = A->o;
     if (cs_refs_load_thumbs(s, &A->th, err) || cs_hash_db_load(s, &A->hdb, err) ||
@@ -278,7 +278,7 @@ static int load_embedder(an_state *A, cs_err *err) {
 }
 
 static int stage_load_index(an_state *A, cs_err *err) {
-    if (load_refs(A, err) || load_embedder(A, err)) return -1;
+    if (an_load_refs(A, err) || load_embedder(A, err)) return -1;
     if (want(A->o->descriptors, "local") && an_local_load(A, err)) return -1;
     cs_analyze_summary *sum = A->sum;
     size_t l = 0;
@@ -470,6 +470,13 @@ static int stage_cliques(an_state *A, cs_err *err) {
 
 /* ---- match: search, refine, decide (match.c), completions ---- */
 
+/* The batch through the caller's matcher (cs_analyze_opts.match), else here. */
+static int an_match(an_state *A, const cs_an_query *q, int64_t n, cs_an_result *res, cs_err *err) {
+    const cs_analyze_opts *o = A->o;
+    if (o->match) return o->match(o->match_ctx, &A->refs, q, n, A->set, A->threads, res, err);
+    return cs_an_match_batch(&A->refs, q, n, A->set, A->threads, res, err);
+}
+
 /* Completion generations: the verdict is about the filled region, against
  * the original the task withheld it from (completion.h). */
 static void stage_completions(an_state *A, item *const *cx, const cs_an_query *cq, cs_an_result *cr, int64_t n) {
@@ -496,21 +503,23 @@ static void stage_completions(an_state *A, item *const *cx, const cs_an_query *c
 static int stage_match_and_write(an_state *A, cs_err *err) {
     if (!A->w.ins_f && an_writer_open(A, err)) return -1; /* once: a streamed analysis comes here per slice */
     cs_progress *prog = A->o->progress && !A->streaming ? cs_progress_start("analyze", A->npending, "img") : NULL;
-    cs_an_query *cq = malloc(sizeof(cs_an_query) * AN_CHUNK);
-    item *cx[AN_CHUNK];
+    /* a round: the batches one call of the caller's matcher takes (one without it) */
+    int64_t round = (int64_t)AN_CHUNK * (A->o->match && A->o->match_batches > 1 ? A->o->match_batches : 1);
+    cs_an_query *cq = malloc(sizeof(cs_an_query) * (size_t)round);
     int fail = !cq;
     if (!cq) cs_fail(err, CS_ENOMEM, "analyze: out of memory");
-    for (int64_t off = 0; off < A->npending && !fail; off += AN_CHUNK) {
-        int64_t n = A->npending - off < AN_CHUNK ? A->npending - off : AN_CHUNK;
-        for (int64_t j = 0; j < n; j++) {
-            cx[j] = A->pending[off + j];
-            cq[j] = A->q[cx[j] - A->it.v];
+    for (int64_t off = 0; off < A->npending && !fail; off += round) {
+        int64_t n = A->npending - off < round ? A->npending - off : round;
+        for (int64_t j = 0; j < n; j++) cq[j] = A->q[A->pending[off + j] - A->it.v];
+        if (an_match(A, cq, n, A->res + off, err)) fail = 1;
+        for (int64_t c = 0; c < n && !fail; c += AN_CHUNK) {
+            int64_t m = n - c < AN_CHUNK ? n - c : AN_CHUNK;
+            item *const *cx = A->pending + off + c;
+            cs_an_result *cr = A->res + off + c;
+            stage_completions(A, cx, cq + c, cr, m);
+            if (an_store_write_chunk(A, cx, cr, m, err)) fail = 1;
+            else cs_progress_add(prog, m);
         }
-        cs_an_result *cr = A->res + off;
-        if (cs_an_match_batch(&A->refs, cq, n, A->set, A->threads, cr, err)) fail = 1;
-        else stage_completions(A, cx, cq, cr, n);
-        if (!fail && an_store_write_chunk(A, cx, cr, n, err)) fail = 1;
-        if (!fail) cs_progress_add(prog, n);
     }
     free(cq);
     cs_progress_end(prog);

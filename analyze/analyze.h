@@ -23,9 +23,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "analyze/match.h"
 #include "analyze/settings.h"
 #include "core/err.h"
 #include "core/store.h"
+
+/* Generations matched per cs_an_match_batch call (and decoded per chunk). */
+#define CS_AN_BATCH 256
 
 typedef struct {
     int64_t run_id;          /* > 0: analyse this run's generations */
@@ -46,6 +50,17 @@ typedef struct {
     int only_new;            /* with run_id: analyse only generations without a finding (above) */
     int no_local_features;   /* skip the local-feature stage (on when the index has ref_localfeat) */
     cs_an_settings set;
+    /* Matches match_batches batches of generations at once: q[nq] is
+     * consecutive batches of CS_AN_BATCH (the last may be shorter), each to
+     * be matched by one cs_an_match_batch call, as the analysis would (a
+     * batch's sgemm rounds its distances by its size: another cut changes
+     * the last bits). NULL: the analysis calls cs_an_match_batch itself.
+     * copyscope-mpi gives each rank batches of a round with it
+     * (cli/cmd_mpi_analyze.c), so the findings are the same. */
+    int (*match)(void *ctx, const cs_an_refs *r, const cs_an_query *q, int64_t nq, const cs_an_settings *s,
+                 int threads, cs_an_result *res, cs_err *err);
+    void *match_ctx;
+    int match_batches; /* <= 1: one batch at a time */
 } cs_analyze_opts;
 
 typedef struct {
@@ -84,6 +99,15 @@ typedef struct {
 } cs_an_neighbours;
 int cs_analyze_neighbours(cs_store *s, const cs_analyze_opts *o, cs_an_neighbours **out, int64_t *n, cs_err *err);
 void cs_analyze_neighbours_free(cs_an_neighbours *v, int64_t n);
+
+/* The matcher's side of an analysis, for a process that only matches
+ * batches handed to it (another rank of copyscope-mpi): the references
+ * loaded from s as cs_analyze_run loads them with o (an_mpi.c); run is one
+ * cs_an_match_batch call (q[nq]: one batch of at most CS_AN_BATCH). */
+typedef struct cs_an_matcher cs_an_matcher;
+int cs_an_matcher_open(cs_an_matcher **m, cs_store *s, const cs_analyze_opts *o, cs_err *err);
+int cs_an_matcher_run(cs_an_matcher *m, const cs_an_query *q, int64_t nq, cs_an_result *res, cs_err *err);
+void cs_an_matcher_free(cs_an_matcher *m);
 
 /* Does run_id need (re-)analysis with set? 1: yes, all of it; 2: only the
  * generations without a finding (only_new); 0: no (every generation has a

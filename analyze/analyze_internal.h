@@ -29,7 +29,7 @@
 #include "index/refs.h"
 #include "index/vecstore.h"
 
-enum { AN_CHUNK = 256 }; /* generations decoded, matched and written per batch */
+enum { AN_CHUNK = CS_AN_BATCH }; /* generations decoded, matched and written per batch */
 
 /* A completion task of the run (one per prompt of kind 'completion'): the
  * region withheld from the original, which is reference row orig_row. */
@@ -172,6 +172,10 @@ void an_read_image_prompts(items *it, int threads);
  * without a prompt are groups of one. */
 enum { AN_SLICE = 2048 };
 int an_image_slices(const items *it, int64_t **idx, int64_t **cut, int64_t *n_slices);
+
+/* analyze.c: the thumbnails and hashes of the index into A->th, A->hdb,
+ * A->h and the matcher's A->refs (also an_mpi.c's matcher) */
+int an_load_refs(an_state *A, cs_err *err);
 
 /* an_local.c: the local-feature stage (load with the index; search per
  * chunk of decoded images imgs[n] of items off..off+n, filling q[].lf*) */

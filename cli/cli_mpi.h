@@ -4,13 +4,15 @@
 
 #include <stdint.h>
 
+#include "analyze/analyze.h"
 #include "core/store.h"
 #include "index/hamming.h"
 #include "index/ingest.h"
 
 /* 1 when this rank runs the command: every rank for `index add` (each
- * writes its shard) and `index query` (each searches its shard), rank 0
- * alone for the others (they read the union of
+ * writes its shard), `index query` (each searches its shard), `analyze`
+ * (each matches a share of every batch) and `generate` (each makes its
+ * part of the suite); rank 0 alone for the others (they read the union of
  * the shards: core/shard.h); ranks that do not run it exit 0 at once. */
 int cli_mpi_gate(int argc, char **argv);
 
@@ -30,5 +32,17 @@ int cli_mpi_shard_hash_db(cs_store *manifest, cs_hash_db *db, int64_t *total, cs
  * of the whole index: a global top-k row is in its shard's top-k, and ties
  * still break by id. Collective. */
 int cli_mpi_gather_hash_rows(cs_hash_db *db, const uint8_t *used, cs_err *err);
+
+/* A barrier of the ranks: 1 when any passed failed (cs_generate_opts.wait). */
+int cli_mpi_wait(void *ctx, int failed);
+
+/* `analyze` under mpirun (cli/cmd_mpi_analyze.c): rank 0 calls begin
+ * (sets o->match: each batch matched by all ranks; NULL and nothing set in
+ * one process), runs the analysis, then end (the other ranks stop; frees).
+ * Ranks > 0 call worker instead, which matches their shares until then. */
+typedef struct cli_mpi_an cli_mpi_an;
+cli_mpi_an *cli_mpi_analyze_begin(cs_analyze_opts *o);
+void cli_mpi_analyze_end(cli_mpi_an *c, int quiet); /* prints the per-rank counts */
+int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o);
 
 #endif

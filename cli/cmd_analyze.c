@@ -11,6 +11,8 @@
 #include "analyze/match.h"
 #include "analyze/verdict.h"
 #include "cli/cli.h"
+#include "cli/cli_mpi.h"
+#include "core/mpi_comm.h"
 #include "core/parallel.h"
 #include "core/store.h"
 
@@ -186,14 +188,23 @@ int cmd_analyze(int argc, char **argv) {
         return rc;
     }
     if (a.jobs > 0) cs_set_threads(a.jobs);
+    if (cs_mpi_rank() > 0) { /* copyscope-mpi: the other ranks match shares of rank 0's batches */
+        rc = cli_mpi_analyze_worker(a.db ? a.db : cli_default_db(), &a.o);
+        free(dirs);
+        return rc;
+    }
     if (a.json) cli_json_begin();
     cs_store *s = NULL;
     if (cs_store_open_indexed(&s, a.db ? a.db : cli_default_db(), 1, &err)) {
+        cli_mpi_analyze_end(NULL, 1);
         free(dirs);
         return cli_fail(&err);
     }
     cs_analyze_summary sum;
-    if (cs_analyze_run(s, &a.o, &sum, &err)) {
+    cli_mpi_an *mx = cli_mpi_analyze_begin(&a.o);
+    int arc = cs_analyze_run(s, &a.o, &sum, &err);
+    cli_mpi_analyze_end(mx, a.quiet || a.json);
+    if (arc) {
         cs_store_close(s);
         free(dirs);
         return cli_fail(&err);

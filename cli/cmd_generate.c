@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_mpi.h"
+#include "core/mpi_comm.h"
 #include "core/image.h"
 #include "core/parallel.h"
 #include "pipeline/generate.h"
@@ -337,8 +339,32 @@ int cmd_generate(int argc, char **argv) {
         cs_suite_free(&suite);
         if (bad) return cli_fail(&err);
     }
+    if (cs_mpi_size() > 1 && o.out_file && cs_mpi_rank() > 0) { /* one image: rank 0 makes it */
+        free(suite_json);
+        return CLI_OK;
+    }
+    if (cs_mpi_size() > 1 && !o.out_file) { /* copyscope-mpi: each rank makes its part of the suite */
+        o.part_k = cs_mpi_rank();
+        o.part_n = cs_mpi_size();
+        o.wait = cli_mpi_wait;
+        o.progress = cs_mpi_rank() == 0;
+    }
     int rc = cs_generate(&o, &st, &err);
     free(suite_json);
+    if (o.part_n > 1) { /* the counts of every part (the first 64 ranks' each), rank 0 prints */
+        enum { SHOWN = 64 };
+        int64_t v[2 + SHOWN] = {rc ? 0 : st.generated, rc ? 0 : st.steps};
+        if (o.part_k < SHOWN) v[2 + o.part_k] = v[0];
+        cs_mpi_sum_i64(v, 2 + SHOWN);
+        st.generated = (int)v[0];
+        st.steps = v[1];
+        if (o.part_k == 0 && !rc && o.part_n <= SHOWN) {
+            printf("generate: images made per rank:");
+            for (int r = 0; r < o.part_n; r++) printf(" %lld", (long long)v[2 + r]);
+            printf("\n");
+        }
+        if (o.part_k > 0) return rc ? cli_fail(&err) : CLI_OK;
+    }
     if (rc) return cli_fail(&err);
     cli_generate_notes(&st);
     if (o.out_file) printf("generate: run %lld: %s\n", (long long)st.run_id, o.out_file);

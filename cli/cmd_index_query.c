@@ -574,6 +574,8 @@ int cmd_index_query(int argc, char **argv) {
     if (prc >= 0) return prc;
     if (!db) db = cli_default_db();
     cs_err err = {0};
+    /* CS_MPI_TIMINGS=1: the fan-out's merge beside the whole batch (docs/SCALE.md) */
+    double tm[4] = {cs_now_s(), 0, 0, 0};
     if (cs_store_open_indexed(&c.store, db, 0, &err)) return cli_fail(&err);
     int nq = argc - optind, rc = CLI_OK, nf = 0;
     query *qs = calloc((size_t)nq, sizeof *qs);
@@ -605,7 +607,9 @@ int cmd_index_query(int argc, char **argv) {
     }
     for (int i = 0; i < nq; i++)
         if (qs[i].ok) good[ng++] = qs[i];
+    tm[1] = cs_now_s();
     int bad = ng && search_hashes(&c, good, ng, fams, &nf, &err);
+    tm[2] = cs_now_s();
     if (fan) { /* the shards' candidates to rank 0, which searches them again */
         if (fan_in(&c, fams, &nf, ng, bad, &err) || cs_mpi_rank() > 0) {
             free(good);
@@ -614,6 +618,7 @@ int cmd_index_query(int argc, char **argv) {
         }
         bad = ng && search_hashes(&c, good, ng, fams, &nf, &err);
     }
+    tm[3] = cs_now_s();
     if (bad) {
         free(good);
         rc = cli_fail(&err);
@@ -664,5 +669,12 @@ out:
     cs_ref_lookup_close(c.refs);
     cs_hash_db_free(&c.db);
     cs_store_close(c.store);
+    const char *tv = getenv("CS_MPI_TIMINGS");
+    if (tv && *tv == '1' && cs_mpi_rank() == 0 && tm[3] > 0) {
+        double all = cs_now_s() - tm[0];
+        fprintf(stderr, "index query: %d queries, %d ranks: open+load+hash %.3f s, search %.3f s, merge (gather + "
+                "search of the candidates) %.3f s = %.1f%% of %.3f s\n", nq, cs_mpi_size(), tm[1] - tm[0],
+                tm[2] - tm[1], tm[3] - tm[2], all > 0 ? 100 * (tm[3] - tm[2]) / all : 0.0, all);
+    }
     return rc;
 }

@@ -16,7 +16,13 @@
 
 int cli_mpi_gate(int argc, char **argv) {
     if (cs_mpi_size() == 1 || cs_mpi_rank() == 0) return 1;
+    if (argc >= 2 && (!strcmp(argv[1], "analyze") || !strcmp(argv[1], "generate"))) return 1;
     return argc >= 3 && !strcmp(argv[1], "index") && (!strcmp(argv[2], "add") || !strcmp(argv[2], "query"));
+}
+
+int cli_mpi_wait(void *ctx, int failed) {
+    (void)ctx;
+    return cs_mpi_any(failed);
 }
 
 enum { S_ADDED, S_DUPS, S_ERRORS, S_SKIPPED, S_NOTES, S_N };

@@ -389,6 +389,52 @@ typedef struct {
     double whitebox;
 } gen_row;
 
+/* A generation row kept for later (part of a run made by several processes). */
+typedef struct {
+    int64_t prompt;
+    uint64_t seed;
+    int sample;
+    char *path, *sha, *settings, *wb_json;
+    double whitebox;
+} kept_row;
+
+typedef struct {
+    kept_row *v;
+    int n, cap;
+} kept_rows;
+
+static int keep_row(kept_rows *k, int64_t prompt, uint64_t seed, int sample, const gen_row *g, cs_err *err) {
+    if (k->n == k->cap) {
+        int c = k->cap ? 2 * k->cap : 64;
+        kept_row *nv = realloc(k->v, sizeof *nv * (size_t)c);
+        if (!nv) return cs_fail(err, CS_ENOMEM, "out of memory");
+        k->v = nv;
+        k->cap = c;
+    }
+    kept_row *r = &k->v[k->n];
+    *r = (kept_row){prompt, seed, sample, strdup(g->path), strdup(g->sha), g->settings ? strdup(g->settings) : NULL,
+                    g->wb_json ? strdup(g->wb_json) : NULL, g->whitebox};
+    if (!r->path || !r->sha || (g->settings && !r->settings) || (g->wb_json && !r->wb_json)) {
+        free(r->path);
+        free(r->sha);
+        free(r->settings);
+        free(r->wb_json);
+        return cs_fail(err, CS_ENOMEM, "out of memory");
+    }
+    k->n++;
+    return 0;
+}
+
+static void kept_free(kept_rows *k) {
+    for (int i = 0; i < k->n; i++) {
+        free(k->v[i].path);
+        free(k->v[i].sha);
+        free(k->v[i].settings);
+        free(k->v[i].wb_json);
+    }
+    free(k->v);
+}
+
 static int add_generation(cs_store *db, int64_t run, int64_t prompt, uint64_t seed, int sample,
                           const gen_row *g, cs_err *err) {
     if (cs_store_begin(db, err)) return -1;
@@ -483,7 +529,7 @@ static char *whitebox_json(const cs_model *m, const cs_sample_opts *op, const cs
 
 /* Long: one image's steps in order (sample, decode, finite check, 8 bits, PNG, store row), one cleanup. */
 static int generate_one(cs_model *m, const char *spec, cs_store *db, int64_t run, job *j, int sample,
-                        const char *dir, cs_progress *prog, int64_t *steps, cs_err *err) {
+                        const char *dir, cs_progress *prog, int64_t *steps, kept_rows *keep, cs_err *err) {
     cs_suite_item *it = j->it;
     cs_gen_settings *g = &it->s;
     uint64_t seed = g->seeds[sample];
@@ -559,7 +605,8 @@ static int generate_one(cs_model *m, const char *spec, cs_store *db, int64_t run
     settings = settings_json(m, j, g, &o, seed);
     wbj = whitebox_json(m, &o, &tr);
     gen_row row = {path, sha, settings, wbj, tr.whitebox};
-    rc = add_generation(db, run, j->prompt_id, seed, sample, &row, err);
+    rc = keep ? keep_row(keep, j->prompt_id, seed, sample, &row, err)
+              : add_generation(db, run, j->prompt_id, seed, sample, &row, err);
 out:
     cs_sample_trace_free(&tr);
     free(x);
@@ -707,29 +754,73 @@ static int record_run(const cs_generate_opts *o, cs_suite *s, cs_model *m, const
     return cs_mkdir_p(st->out_dir, err);
 }
 
-/* Stage 4: every (prompt, sample) not yet stored, sampled and written in order. */
+/* Stage 4: every (prompt, sample) not yet stored, sampled and written in
+ * order; with parts, this part's contiguous run of them (balanced by
+ * steps), their rows kept in keep. */
 static int sample_all(const cs_generate_opts *o, cs_suite *s, cs_model *m, const char *spec, cs_store *db,
-                      job *jobs, cs_progress **prog, cs_generate_stats *st, cs_err *err) {
-    int64_t total = 0;
+                      job *jobs, cs_progress **prog, cs_generate_stats *st, kept_rows *keep, cs_err *err) {
+    int64_t total = 0, mine = 0, cum = 0;
+    int parts = o->part_n > 1 ? o->part_n : 1;
     char nm[1200];
     for (int i = 0; i < s->n; i++)
         for (int k = 0; k < jobs[i].it->s.samples; k++)
             if (o->out_file || !have_generation(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k,
                                                 st->out_dir, name_of(&jobs[i], k, nm, sizeof nm), st))
                 total += cs_sample_count_steps(&jobs[i].it->s.opts);
-    *prog = o->progress ? cs_progress_start("generate", total, "step") : NULL;
+    /* an image belongs to the part its middle step falls in */
+#define PART_OF(c, n) (int)(((c) + (n) / 2) * parts / (total > 0 ? total : 1))
+    for (int i = 0; parts > 1 && i < s->n; i++)
+        for (int k = 0; k < jobs[i].it->s.samples; k++)
+            if (!recorded_file_exists(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k)) {
+                int64_t n = cs_sample_count_steps(&jobs[i].it->s.opts);
+                if (PART_OF(cum, n) == o->part_k) mine += n;
+                cum += n;
+            }
+    *prog = o->progress ? cs_progress_start("generate", parts > 1 ? mine : total, "step") : NULL;
     double t0 = cs_now_s();
+    cum = 0;
     for (int i = 0; i < s->n; i++)
         for (int k = 0; k < jobs[i].it->s.samples; k++) {
             if (!o->out_file && recorded_file_exists(db, st->run_id, jobs[i].prompt_id, jobs[i].it->s.seeds[k], k)) {
                 st->skipped++;
                 continue;
             }
-            if (generate_one(m, spec, db, st->run_id, &jobs[i], k, st->out_dir, *prog, &st->steps, err)) return -1;
+            int64_t n = cs_sample_count_steps(&jobs[i].it->s.opts);
+            int part = parts > 1 ? PART_OF(cum, n) : 0;
+            cum += n;
+            if (part != (parts > 1 ? o->part_k : 0)) continue;
+            if (generate_one(m, spec, db, st->run_id, &jobs[i], k, st->out_dir, *prog, &st->steps,
+                             parts > 1 ? keep : NULL, err))
+                return -1;
             st->generated++;
         }
+#undef PART_OF
     st->seconds = cs_now_s() - t0;
     return 0;
+}
+
+/* With parts: the kept rows written part after part (the ids of one
+ * process), each part waiting for the ones before; 1 when any part failed. */
+static int write_parts(const cs_generate_opts *o, cs_store *db, int64_t run, const kept_rows *keep, int failed,
+                       cs_err *err) {
+    int any = failed;
+    for (int p = 0; p < o->part_n; p++) {
+        int bad = 0;
+        if (p == o->part_k && !any && keep->n > 0) {
+            bad = cs_store_begin(db, err);
+            for (int i = 0; !bad && i < keep->n; i++) {
+                const kept_row *r = &keep->v[i];
+                cs_generation_row g = {.run_id = run, .prompt_id = r->prompt, .seed = (int64_t)r->seed,
+                                       .sample = r->sample, .settings_json = r->settings, .path = r->path,
+                                       .sha256 = r->sha, .whitebox = r->whitebox, .whitebox_json = r->wb_json};
+                bad = cs_generation_put(db, &g, NULL, err) ? -1 : 0;
+            }
+            if (!bad) bad = cs_store_commit(db, err);
+            else cs_store_rollback(db);
+        }
+        any = o->wait(o->wait_ctx, any || bad) || any;
+    }
+    return any;
 }
 
 int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err) {
@@ -741,10 +832,13 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
     cs_store *db = NULL;
     job *jobs = NULL;
     cs_progress *prog = NULL;
-    int rc = -1;
+    kept_rows keep = {0};
+    int rc = -1, parts = o->part_n > 1 && o->wait, waited = 0;
     if (o->suite_json ? cs_suite_parse(&s, o->suite_json, strlen(o->suite_json), o->suite ? o->suite : "command line", err)
-                      : cs_suite_load(&s, o->suite, err))
+                      : cs_suite_load(&s, o->suite, err)) {
+        if (parts) o->wait(o->wait_ctx, 1);
         return -1;
+    }
     if (o->out_file && (s.n != 1 || s.items[0].s.samples != 1 || (o->samples && o->samples != 1))) {
         cs_fail(err, CS_EUSAGE, "%s: one output file needs one prompt and one sample", s.path);
         goto out;
@@ -782,11 +876,29 @@ int cs_generate(const cs_generate_opts *o, cs_generate_stats *stats, cs_err *err
         goto out;
     }
     if (prepare_jobs(o, &s, m, empirical, jobs, err)) goto out;
-    if (record_run(o, &s, m, spec, outdir, jobs, &db, st, err)) goto out;
-    if (sample_all(o, &s, m, spec, db, jobs, &prog, st, err)) goto out;
-    cs_run_finish(db, st->run_id, NULL); /* a missing stamp is no failure */
+    if (parts && o->part_k == 0 && record_run(o, &s, m, spec, outdir, jobs, &db, st, err)) goto out;
+    if (parts) { /* the other parts find part 0's run and prompt rows */
+        waited = 1;
+        if (o->wait(o->wait_ctx, 0)) {
+            if (!err->msg[0]) cs_fail(err, CS_EINTERNAL, "generate: another rank failed (its message above)");
+            goto out;
+        }
+    }
+    if ((!parts || o->part_k > 0) && record_run(o, &s, m, spec, outdir, jobs, &db, st, err)) {
+        if (parts) write_parts(o, db, st->run_id, &keep, 1, err);
+        goto out;
+    }
+    int bad = sample_all(o, &s, m, spec, db, jobs, &prog, st, &keep, err);
+    if (parts && write_parts(o, db, st->run_id, &keep, bad, err) && !bad) {
+        cs_fail(err, CS_EINTERNAL, "generate: another rank failed (its message above)");
+        bad = 1;
+    }
+    if (bad) goto out;
+    if (!parts || o->part_k == 0) cs_run_finish(db, st->run_id, NULL); /* a missing stamp is no failure */
     rc = 0;
 out:
+    if (parts && !waited) o->wait(o->wait_ctx, 1); /* failed before the run was recorded */
+    kept_free(&keep);
     nn_set_precision(NN_FP32); /* bf16 is for sampling only: embeddings stay comparable with the index's */
     if (prog) cs_progress_end(prog);
     if (jobs)

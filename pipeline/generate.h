@@ -46,6 +46,17 @@ typedef struct {
     const char *precision; /* "fp32" or "bf16" (overrides the suite's; NULL = the suite's) */
     int mask_white_generates; /* masks: white = regenerate (sd, A1111, diffusers);
                                * 0 = white keeps the reference (suites) */
+    /* One of part_n processes making one run (copyscope-mpi: cli/cmd_mpi.c);
+     * part_n <= 1: all of it. The images not yet stored, in the suite's
+     * order, are cut into part_n contiguous runs balanced by sampler steps;
+     * this process makes run part_k. Part 0 records the run and prompt
+     * rows first; the generation rows are written part after part at the
+     * end, so ids and rows are one process's (a part killed mid-run leaves
+     * its files, made again by the rerun). wait(ctx, failed) is a barrier
+     * of the parts: 1 when any part failed; every part calls it as often. */
+    int part_k, part_n;
+    int (*wait)(void *ctx, int failed);
+    void *wait_ctx;
 } cs_generate_opts;
 
 typedef struct {

@@ -9,7 +9,10 @@
 # emoji twice: the same pixels under another sha256, first and last in the
 # list, so the copies land in the first and the last shard). Then a rank is
 # killed with kill -9 mid-run: the shards stay readable, and the rerun adds
-# only what is missing and ends with the same rows and findings.
+# only what is missing and ends with the same rows and findings. Under
+# mpirun, analyze (match batches spread over the ranks) and generate (the
+# suite's images cut between the ranks) give one process's findings, images
+# and rows.
 # Without build/copyscope-mpi or mpirun the MPI half prints 'skip'.
 B=${CS_BIN:-build/copyscope}
 M=$(dirname "$B")/copyscope-mpi
@@ -123,6 +126,52 @@ else
   $B index query --k 3 --dihedral --db "$T/one.db" "$T"/gens/*.png > "$T/oned.q" 2>/dev/null
   $MPIRUN -np 3 "$M" index query --k 3 --dihedral --db "$T/m3.db" "$T"/gens/*.png > "$T/mqd.q" 2>/dev/null
   cmp -s "$T/oned.q" "$T/mqd.q" && ok mpi_query_dihedral || bad mpi_query_dihedral
+
+  # analyze fan-out: 520 generations are 3 match batches (256, 256, 8), one
+  # per rank of 3, round robin over 2; the findings, their order and the
+  # report as one process (local features off: the test's time)
+  mkdir -p "$T/many"
+  for x in $(ls "$DATA" | sort | awk 'NR % 3 == 2' | head -n 520); do cp "$DATA/$x" "$T/many/"; done
+  for n in 1 2 3; do
+    cp "$T/one.db" "$T/fan$n.db"
+    if [ $n -eq 1 ]; then $B analyze --images "$T/many" --db "$T/fan1.db" -j 2 --no-local-features -q > /dev/null 2>&1 || bad fan1_analyze
+    else $MPIRUN -np $n "$M" analyze --images "$T/many" --db "$T/fan$n.db" -j 1 --no-local-features > "$T/fan$n.out" 2>/dev/null || bad "fan${n}_analyze"; fi
+    $B report --db "$T/fan$n.db" --format json --out "$T/fan$n.raw.json" -q 2>&1 && norm "$T/fan$n.raw.json" > "$T/fan$n.json"
+  done
+  grep -q "matched per rank: 256 256 8$" "$T/fan3.out" && ok "analyze_fanout_every_rank_matches" || bad "analyze_fanout_every_rank_matches: $(cat "$T/fan3.out")"
+  grep -q "matched per rank: 264 256$" "$T/fan2.out" && ok "analyze_fanout_round_robin" || bad "analyze_fanout_round_robin: $(cat "$T/fan2.out")"
+  for n in 2 3; do
+    cmp -s "$T/fan1.json" "$T/fan$n.json" && ok "analyze_fanout_np${n}_same_report" || { bad "analyze_fanout_np${n}_same_report"; diff "$T/fan1.json" "$T/fan$n.json" | head -n 8; }
+  done
+  grep -q '"verdict":	"copy"' "$T/fan1.raw.json" && ok analyze_fanout_has_copies || bad analyze_fanout_has_copies
+
+  # generate under mpirun: each rank samples its part of the suite (the
+  # empirical model over the emoji store); the image files, and the run,
+  # prompt and generation rows (ids included) as one process makes them;
+  # a rerun makes nothing. The same store path each time: the model's name
+  # (in the PNG text) is its path.
+  cat > "$T/suite.json" <<J
+{"name": "mp", "model": "empirical", "defaults": {"size": 64, "steps": 4, "samples": 3, "seed": 7},
+ "prompts": [{"id": "a", "text": "keycap"}, {"id": "b", "text": "copyright sign"}, {"id": "c", "text": "squared", "samples": 4}]}
+J
+  rows="SELECT g.id, g.run_id, g.prompt_id, g.seed, g.sample, g.sha256, g.path, g.whitebox, g.whitebox_json,
+        g.settings_json FROM generations g ORDER BY g.id; SELECT * FROM prompts ORDER BY id;
+        SELECT id, suite, suite_sha256, model, model_sha256, settings_json FROM runs ORDER BY id"
+  for n in 1 2 3; do
+    rm -rf "$T/gen"; mkdir -p "$T/gen"; cp "$T/one.db" "$T/gen/g.db"
+    if [ $n -eq 1 ]; then $B generate "$T/suite.json" --db "$T/gen/g.db" --out "$T/gen/o" -j 1 > "$T/gen$n.out" 2>&1 || bad gen1
+    else $MPIRUN -np $n "$M" generate "$T/suite.json" --db "$T/gen/g.db" --out "$T/gen/o" -j 1 > "$T/gen$n.out" 2>&1 || { bad "gen$n"; cat "$T/gen$n.out"; }; fi
+    sqlite3 "$T/gen/g.db" "$rows" > "$T/gen$n.rows"
+    (cd "$T/gen/o" && find . -name '*.png' | sort | xargs sha256sum) > "$T/gen$n.sha"
+    [ $n -eq 3 ] && $MPIRUN -np 3 "$M" generate "$T/suite.json" --db "$T/gen/g.db" --out "$T/gen/o" -j 1 > "$T/gen3b.out" 2>&1
+  done
+  [ "$(wc -l < "$T/gen1.sha")" -eq 10 ] && grep -q "10 images made" "$T/gen1.out" && ok gen1_ten_images || bad "gen1_ten_images: $(cat "$T/gen1.out")"
+  for n in 2 3; do
+    cmp -s "$T/gen1.rows" "$T/gen$n.rows" && cmp -s "$T/gen1.sha" "$T/gen$n.sha" && ok "generate_np${n}_same_images_and_rows" ||
+      { bad "generate_np${n}_same_images_and_rows"; diff "$T/gen1.rows" "$T/gen$n.rows" | cut -c1-120 | head -n 6; diff "$T/gen1.sha" "$T/gen$n.sha" | head -n 4; }
+  done
+  grep -q "images made per rank: 3 4 3$" "$T/gen3.out" && ok generate_parts_balanced || bad "generate_parts_balanced: $(cat "$T/gen3.out")"
+  grep -q "0 images made, 10 already there" "$T/gen3b.out" && ok generate_rerun_nothing || bad "generate_rerun_nothing: $(cat "$T/gen3b.out")"
 
   # kill -9 one rank mid-run: 2 ranks, small batches, one thread each, 480
   # emoji (so that a fast machine is still mid-run when the poll sees it)

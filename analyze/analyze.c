@@ -507,7 +507,9 @@ static int stage_match_and_write(an_state *A, cs_err *err) {
             cq[j] = A->q[cx[j] - A->it.v];
         }
         cs_an_result *cr = A->res + off;
-        if (cs_an_match_batch(&A->refs, cq, n, A->set, A->threads, cr, err)) fail = 1;
+        if (cs_an_match_batch(&A->refs, cq, n, A->set, A->threads, cr, err) ||
+            an_rt_judge(A, cx, cq, cr, n, err)) /* the model's own round trip of each candidate */
+            fail = 1;
         else stage_completions(A, cx, cq, cr, n);
         if (!fail && an_store_write_chunk(A, cx, cr, n, err)) fail = 1;
         if (!fail) cs_progress_add(prog, n);
@@ -746,6 +748,7 @@ out:
 /* ---- the analysis ---- */
 
 static void an_state_free(an_state *A) {
+    an_rt_free(A);
     an_writer_close(&A->w);
     free(A->byp);
     free(A->pending);
@@ -780,6 +783,7 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
         rc = stage_images(&A, err);
         goto out;
     }
+    if (an_rt_open(&A, err)) goto out;             /* the run's model's autoencoder, if it has one */
     if (stage_describe(&A, err)) goto out;         /* describe + search: thumbnails, hashes, embedding kNN */
     if (stage_record(&A, err)) goto out;           /* the run (--images), analyses row, skipped files */
     if (stage_cliques(&A, err)) goto out;          /* near-duplicate cliques per prompt */

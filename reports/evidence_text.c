@@ -300,11 +300,11 @@ static void rev_sentences(cs_buf *b, const cJSON *ev, const cs_rthresh *t) {
     if (cJSON_IsObject(pc) && !isnan(jnum(pc, "round_trip_aligned_tl2")))
         cs_buf_printf(b, "Pixels compared with the reference and with its round trip through the model's own "
                          "autoencoder (the best the model can reproduce of it): aligned tiled L2 %.3f to the "
-                         "reference, %.3f to the round trip (the %s is used); the autoencoder itself loses %.3f "
+                         "reference, %.3f to the round trip (the nearer, the %s, decides); the autoencoder itself loses %.3f "
                          "on this reference.\n",
                       jnum(pc, "reference_aligned_tl2"), jnum(pc, "round_trip_aligned_tl2"),
-                      jnum(pc, "round_trip_aligned_tl2") < jnum(pc, "reference_aligned_tl2") ? "round trip, nearer"
-                                                                                             : "reference, nearer",
+                      jnum(pc, "round_trip_aligned_tl2") < jnum(pc, "reference_aligned_tl2") ? "round trip"
+                                                                                             : "reference",
                       jnum(pc, "autoencoder_floor_tl2"));
     const cJSON *rt = jget(ev, "ratio_test");
     if (cJSON_IsObject(rt)) {

@@ -516,6 +516,7 @@ static int stage_match_and_write(an_state *A, cs_err *err) {
             int64_t m = n - c < AN_CHUNK ? n - c : AN_CHUNK;
             item *const *cx = A->pending + off + c;
             cs_an_result *cr = A->res + off + c;
+            if (an_rt_judge(A, cx, cq + c, cr, m, err)) { fail = 1; break; } /* the model's own round trip of each candidate */
             stage_completions(A, cx, cq + c, cr, m);
             if (an_store_write_chunk(A, cx, cr, m, err)) fail = 1;
             else cs_progress_add(prog, m);
@@ -755,6 +756,7 @@ out:
 /* ---- the analysis ---- */
 
 static void an_state_free(an_state *A) {
+    an_rt_free(A);
     an_writer_close(&A->w);
     free(A->byp);
     free(A->pending);
@@ -789,6 +791,7 @@ int cs_analyze_run(cs_store *s, const cs_analyze_opts *o, cs_analyze_summary *su
         rc = stage_images(&A, err);
         goto out;
     }
+    if (an_rt_open(&A, err)) goto out;             /* the run's model's autoencoder, if it has one */
     if (stage_describe(&A, err)) goto out;         /* describe + search: thumbnails, hashes, embedding kNN */
     if (stage_record(&A, err)) goto out;           /* the run (--images), analyses row, skipped files */
     if (stage_cliques(&A, err)) goto out;          /* near-duplicate cliques per prompt */

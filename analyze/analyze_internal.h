@@ -94,6 +94,14 @@ typedef struct {
     int64_t n;
 } bg_info;
 
+/* an_roundtrip.c: how one finding's reference was compared (per result). */
+typedef struct {
+    int used;           /* 1: with the reference and its round trip through the model's autoencoder */
+    int from_source;    /* the round trip was made from the source file (0: the thumbnail) */
+    float d_ref, d_rt;  /* aligned tiled L2 of the generation to the reference, to its round trip */
+    float floor;        /* tiled L2 of the reference to its round trip (the autoencoder's loss) */
+} an_rt_info;
+
 /* One prompt's line of prompt_summary. */
 typedef struct {
     int64_t prompt_id;
@@ -147,6 +155,9 @@ typedef struct {
     int64_t npending;
     /* match */
     cs_an_result *res;         /* [it.n]: pending[i]'s result is res[i] */
+    /* round trip (an_roundtrip.c): the run's model's autoencoder, NULL for image folders */
+    struct an_rt *rt;
+    an_rt_info *rti;           /* [it.n]: res[i]'s comparison is rti[i] */
     /* write */
     an_writer w;
     /* --images, streamed slice by slice (analyze_input.c): A->it is one slice */
@@ -182,6 +193,15 @@ int an_load_refs(an_state *A, cs_err *err);
 int an_local_load(an_state *A, cs_err *err);
 int an_local_search(an_state *A, const cs_image *imgs, int64_t off, int64_t n, cs_err *err);
 void an_local_free(an_state *A);
+
+/* an_roundtrip.c: the run's model (a run with an SD model: its autoencoder;
+ * else none, and why), the re-judging of a matched chunk against the
+ * candidates' round trips, the evidence's "pixel_comparison" object
+ * (obj: a cJSON *), and the state freed. */
+int an_rt_open(an_state *A, cs_err *err);
+int an_rt_judge(an_state *A, item *const *cx, const cs_an_query *cq, cs_an_result *cr, int64_t n, cs_err *err);
+void an_rt_evidence(void *obj, const an_state *A, const cs_an_result *r);
+void an_rt_free(an_state *A);
 
 /* evidence.c: the finding's evidence (malloc'd JSON, NULL when out of memory) */
 char *an_evidence_json(const an_state *A, const cs_an_result *r, const item *x);

@@ -202,6 +202,7 @@ char *an_evidence_json(const an_state *A, const cs_an_result *r, const item *x) 
         add_ratio_hashes_emb(o, A, r, x);
         add_local(o, A, &r->best);
         add_neighbours(o, A, r);
+        an_rt_evidence(o, A, r);
     } else {
         cJSON_AddNullToObject(o, "ref");
     }

@@ -296,6 +296,16 @@ static void rev_sentences(cs_buf *b, const cJSON *ev, const cs_rthresh *t) {
     }
     const cJSON *tl2 = jget(ev, "tl2");
     if (cJSON_IsObject(tl2)) tl2_sentences(b, tl2, t);
+    const cJSON *pc = jget(ev, "pixel_comparison"); /* analyze/an_roundtrip.c */
+    if (cJSON_IsObject(pc) && !isnan(jnum(pc, "round_trip_aligned_tl2")))
+        cs_buf_printf(b, "Pixels compared with the reference and with its round trip through the model's own "
+                         "autoencoder (the best the model can reproduce of it): aligned tiled L2 %.3f to the "
+                         "reference, %.3f to the round trip (the nearer, the %s, decides); the autoencoder itself loses %.3f "
+                         "on this reference.\n",
+                      jnum(pc, "reference_aligned_tl2"), jnum(pc, "round_trip_aligned_tl2"),
+                      jnum(pc, "round_trip_aligned_tl2") < jnum(pc, "reference_aligned_tl2") ? "round trip"
+                                                                                             : "reference",
+                      jnum(pc, "autoencoder_floor_tl2"));
     const cJSON *rt = jget(ev, "ratio_test");
     if (cJSON_IsObject(rt)) {
         double d2 = jnum(rt, "d2"), ratio = jnum(rt, "ratio");

@@ -531,9 +531,11 @@ void cs_memo_html(cs_buf *b, const cs_memo *m) {
     cs_buf_printf(b, "<h3>Verdicts against the pixel ground truth</h3><p>A generation is a pixel copy of its nearest "
                      "training image (by PSNR) when its PSNR to it is at least the autoencoder's own reconstruction "
                      "PSNR of that image minus %.0f dB: the model cannot do better than its autoencoder, so a copy is "
-                     "judged against that floor. copyscope's verdicts do not know the floor: its pixel thresholds "
-                     "(tiled L2) are the same for every model, so a copy blurred by a weak autoencoder can stay above "
-                     "them. Over %lld generations: %lld true copies found, %lld verdicts without a pixel copy, %lld "
+                     "judged against that floor. copyscope's verdicts keep the same pixel thresholds (tiled L2) for "
+                     "every model, but for a run of a model with an autoencoder they measure each generation against "
+                     "the reference and against its round trip through that autoencoder (the best the model can "
+                     "reproduce of it), whichever is nearer: a copy blurred by a weak autoencoder is then near its "
+                     "round trip. Over %lld generations: %lld true copies found, %lld verdicts without a pixel copy, %lld "
                      "pixel copies missed. Precision <b>",
                   CS_MEMO_GT_MARGIN_DB, (long long)(m->tp + m->fp + m->fn + m->tn), (long long)m->tp,
                   (long long)m->fp, (long long)m->fn);

@@ -1,0 +1,481 @@
+/* an_roundtrip.c — the pixel comparison like with like: a generation of a
+ * model with an autoencoder is compared with each candidate reference AND
+ * with that reference round-tripped through the model's own autoencoder
+ * (encode -> decode: the best the model could reproduce of it).
+ *
+ * Why: a latent diffusion model never outputs training pixels; its copies
+ * are decoder outputs. A weak autoencoder blurs a perfect copy as much as
+ * a near-miss differs from the training image, so no fixed pixel bound on
+ * the distance to the reference separates them (docs/DESIGN-NOTES.md, issue
+ * 15: the demo model's autoencoder reconstructs at 23 dB on average, 17 dB
+ * at worst). The round trip takes the autoencoder's loss out of the
+ * comparison: a memorised generation is near decode(encode(reference)),
+ * whatever the autoencoder loses. The thresholds do not change: the
+ * distances the rules read (tiled L2 as is, and aligned) become the smaller
+ * of the distance to the reference and to its round trip; the floor (the
+ * reference's own distance to its round trip) is measured per reference and
+ * recorded in the evidence.
+ *
+ * When: the analysed run names a model that copyscope generated with
+ * (runs.model, runs.model_sha256) and that model has an autoencoder (SD
+ * checkpoints). The file must still be there with the same sha256, else
+ * the plain comparison runs and the evidence says why. `analyze --images`
+ * knows no model and always compares with the references.
+ *
+ * Cost: only the candidate references of each generation are round-tripped
+ * (its 5 neighbours, its 3 nearest by tiled L2 and by embedding), each once
+ * per (reference, generation size) for the whole analysis (a cache), at the
+ * generation's size: from the reference's source file when it can be read
+ * at that size, else from its thumbnail (the same pixels at 64 px). */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "analyze/analyze_internal.h"
+#include "core/parallel.h"
+#include "pipeline/model.h"
+#include "pipeline/suite.h"
+
+#define S CS_THUMB_SIZE
+#define RT_TL2 3 /* nearest by tiled L2 that are round-tripped */
+#define RT_EMB 3 /* nearest by embedding */
+#define RT_MAXC (CS_AN_NB + RT_TL2 + RT_EMB)
+
+/* One cached round trip: reference row at generation size w x h. */
+typedef struct {
+    int64_t row;
+    int w, h;
+    int from_source; /* 1: the source file at w x h, 0: the thumbnail */
+    float floor;     /* tiled L2 of the reference's thumbnail to its round trip */
+    uint8_t *thumb;  /* [S*S*3] the round trip as a thumbnail */
+} rt_entry;
+
+struct an_rt {
+    cs_model *m;       /* NULL: no round trip (why says why) */
+    char why[300];
+    char *model, *model_sha256;
+    rt_entry *e;       /* the cache, open addressing on (row, w, h) */
+    int64_t cap, n;
+};
+
+static uint64_t key_hash(int64_t row, int w, int h) {
+    uint64_t x = (uint64_t)row * 0x9E3779B97F4A7C15ull ^ ((uint64_t)w << 32 | (uint32_t)h) * 0xC2B2AE3D27D4EB4Full;
+    return x ^ (x >> 29);
+}
+
+static rt_entry *cache_find(struct an_rt *R, int64_t row, int w, int h) {
+    if (!R->cap) return NULL;
+    for (uint64_t i = key_hash(row, w, h) & (uint64_t)(R->cap - 1);; i = (i + 1) & (uint64_t)(R->cap - 1)) {
+        rt_entry *e = &R->e[i];
+        if (!e->thumb) return NULL;
+        if (e->row == row && e->w == w && e->h == h) return e;
+    }
+}
+
+static int cache_grow(struct an_rt *R) {
+    if ((R->n + 1) * 2 <= R->cap) return 0;
+    int64_t cap = R->cap ? R->cap * 2 : 256;
+    rt_entry *e = calloc((size_t)cap, sizeof *e), *old = R->e;
+    if (!e) return -1;
+    int64_t ocap = R->cap;
+    R->e = e;
+    R->cap = cap;
+    for (int64_t i = 0; i < ocap; i++) {
+        if (!old[i].thumb) continue;
+        uint64_t j = key_hash(old[i].row, old[i].w, old[i].h) & (uint64_t)(cap - 1);
+        while (e[j].thumb) j = (j + 1) & (uint64_t)(cap - 1);
+        e[j] = old[i];
+    }
+    free(old);
+    return 0;
+}
+
+static rt_entry *cache_add(struct an_rt *R, int64_t row, int w, int h) {
+    if (cache_grow(R)) return NULL;
+    uint64_t j = key_hash(row, w, h) & (uint64_t)(R->cap - 1);
+    while (R->e[j].thumb) j = (j + 1) & (uint64_t)(R->cap - 1);
+    R->e[j] = (rt_entry){.row = row, .w = w, .h = h};
+    return &R->e[j];
+}
+
+/* ---- opening the run's model ---- */
+
+static char *col_text(sqlite3_stmt *st, int i) {
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+int an_rt_open(an_state *A, cs_err *err) {
+    struct an_rt *R = calloc(1, sizeof *R);
+    A->rti = calloc((size_t)(A->it.n ? A->it.n : 1), sizeof *A->rti);
+    if (!R || !A->rti) {
+        free(R);
+        return cs_fail(err, CS_ENOMEM, "analyze: out of memory");
+    }
+    A->rt = R;
+    sqlite3_stmt *st;
+    if (cs_store_prepare(A->s, &st, "SELECT model, model_sha256, settings_json, suite FROM runs WHERE id = ?", err))
+        return -1;
+    sqlite3_bind_int64(st, 1, A->o->run_id);
+    char *settings = NULL, *suite = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        R->model = col_text(st, 0);
+        R->model_sha256 = col_text(st, 1);
+        settings = col_text(st, 2);
+        suite = col_text(st, 3);
+    }
+    sqlite3_finalize(st);
+    cJSON *sj = settings ? cJSON_Parse(settings) : NULL;
+    free(settings);
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(sj, "model_kind");
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(sj, "config"); /* generate --config */
+    const char *config = cJSON_IsString(cfg) ? cfg->valuestring : NULL;
+    /* else the suite's config (a small model's geometry is not all in its weights) */
+    cs_suite su = {0};
+    cs_err e2 = {0};
+    struct stat sb;
+    if (!config && suite && stat(suite, &sb) == 0 && cs_suite_load(&su, suite, &e2) == 0) config = su.config;
+    if (!R->model || !R->model_sha256 || !cJSON_IsString(kind) || strcmp(kind->valuestring, "sd"))
+        snprintf(R->why, sizeof R->why, "the run's model has no autoencoder (%s)",
+                 cJSON_IsString(kind) ? kind->valuestring : R->model ? R->model : "none recorded");
+    else if (stat(R->model, &sb) != 0)
+        snprintf(R->why, sizeof R->why, "%.200s: the run's model is not there any more", R->model);
+    else if (cs_model_open(&R->m, R->model,
+                           &(cs_model_opts){.config = config}, &e2))
+        snprintf(R->why, sizeof R->why, "the run's model cannot be opened: %.240s", e2.msg);
+    else if (strcmp(R->m->hash, R->model_sha256)) {
+        snprintf(R->why, sizeof R->why, "%.200s: sha256 differs from the run's model", R->model);
+        cs_model_free(R->m);
+        R->m = NULL;
+    } else if (!R->m->encode || !R->m->decode || R->m->factor <= 1) {
+        snprintf(R->why, sizeof R->why, "the run's model has no autoencoder");
+        cs_model_free(R->m);
+        R->m = NULL;
+    }
+    cJSON_Delete(sj);
+    cs_suite_free(&su);
+    free(suite);
+    return 0;
+}
+
+void an_rt_free(an_state *A) {
+    struct an_rt *R = A->rt;
+    free(A->rti);
+    A->rti = NULL;
+    if (!R) return;
+    if (R->m) cs_model_free(R->m);
+    for (int64_t i = 0; i < R->cap; i++) free(R->e[i].thumb);
+    free(R->e);
+    free(R->model);
+    free(R->model_sha256);
+    free(R);
+    A->rt = NULL;
+}
+
+/* ---- the round trips ---- */
+
+/* The reference at w x h: its source file resized, or its thumbnail. */
+static int ref_at(const an_state *A, int64_t row, int w, int h, cs_image *out, int *from_source) {
+    cs_err e = {0};
+    cs_image src = {0};
+    const uint8_t *th = A->refs.thumbs + row * (int64_t)S * S * 3;
+    *from_source = 0;
+    if (w == S && h == S) { /* the thumbnail is the source area-resized to this size */
+        if (cs_image_alloc(out, S, S, &e)) return -1;
+        memcpy(out->rgb, th, (size_t)S * S * 3);
+        return 0;
+    }
+    const char *path = row < A->th.n && A->th.sources ? A->th.sources[row] : NULL;
+    if (path && !strstr(path, "//") && cs_image_load(&src, path, NULL, &e) == 0) {
+        int rc = cs_image_resize(out, &src, w, h, CS_RESIZE_AUTO, &e);
+        cs_image_free(&src);
+        if (rc == 0) {
+            *from_source = 1;
+            return 0;
+        }
+    }
+    cs_image t = {.w = S, .h = S, .rgb = (uint8_t *)th};
+    return cs_image_resize(out, &t, w, h, CS_RESIZE_AUTO, &e);
+}
+
+/* encode -> decode through the model, 8 bits as generate.c writes SD images
+ * (255 * clamp((x + 1) / 2), truncated), then a thumbnail as the index
+ * makes them (area). */
+static int round_trip(struct an_rt *R, const cs_image *img, uint8_t *thumb, cs_err *err) {
+    const int w = img->w, h = img->h, f = R->m->factor, C = R->m->channels;
+    const size_t hw = (size_t)w * h;
+    float *x = malloc(sizeof(float) * 3 * hw), *z = malloc(sizeof(float) * C * (hw / ((size_t)f * f)));
+    float *y = malloc(sizeof(float) * 3 * hw);
+    cs_image o = {0}, t = {0};
+    int rc = -1;
+    if (!x || !z || !y) {
+        cs_fail(err, CS_ENOMEM, "analyze: out of memory for a round trip");
+        goto out;
+    }
+    for (int c = 0; c < 3; c++)
+        for (size_t p = 0; p < hw; p++) x[c * hw + p] = (float)img->rgb[p * 3 + c] / 127.5f - 1.0f;
+    if (R->m->encode(R->m, x, 1, h, w, z, err) || R->m->decode(R->m, z, 1, h / f, w / f, y, err)) goto out;
+    if (cs_image_alloc(&o, w, h, err)) goto out;
+    for (int c = 0; c < 3; c++)
+        for (size_t p = 0; p < hw; p++) {
+            float v = (y[c * hw + p] + 1.0f) / 2.0f;
+            v = v < 0 ? 0 : v > 1 ? 1 : v;
+            o.rgb[p * 3 + c] = (uint8_t)(255.0f * v);
+        }
+    if (w == S && h == S) memcpy(thumb, o.rgb, (size_t)S * S * 3);
+    else if (cs_image_resize(&t, &o, S, S, CS_RESIZE_AREA, err)) goto out;
+    else memcpy(thumb, t.rgb, (size_t)S * S * 3);
+    rc = 0;
+out:
+    free(x);
+    free(z);
+    free(y);
+    cs_image_free(&o);
+    cs_image_free(&t);
+    return rc;
+}
+
+/* The generation's size for the model: rounded down to its factor. */
+static void gen_size(const struct an_rt *R, const item *x, int *w, int *h) {
+    const int f = R->m->factor;
+    *w = (x->img_w > 0 ? x->img_w : S) / f * f;
+    *h = (x->img_h > 0 ? x->img_h : S) / f * f;
+    if (*w < f) *w = f;
+    if (*h < f) *h = f;
+}
+
+/* The candidate rows of a result: its neighbours, then its nearest by tiled
+ * L2 and by embedding (each once, in that order). */
+static int cand_rows(const cs_an_result *r, int32_t *rows) {
+    int n = 0;
+    const cs_an_hit *lists[] = {r->tl2, r->emb};
+    const int lens[] = {r->n_tl2 < RT_TL2 ? r->n_tl2 : RT_TL2, r->n_emb < RT_EMB ? r->n_emb : RT_EMB};
+    for (int k = 0; k < r->n_nb; k++) rows[n++] = r->nb[k].row;
+    for (int l = 0; l < 2; l++)
+        for (int k = 0; k < lens[l]; k++) {
+            int dup = 0;
+            for (int m = 0; m < n; m++) dup |= rows[m] == lists[l][k].row;
+            if (!dup && lists[l][k].row >= 0) rows[n++] = lists[l][k].row;
+        }
+    return n;
+}
+
+/* Round-trips every (candidate, size) of the chunk not in the cache yet, in
+ * a fixed order (the cache's contents do not depend on the thread count). */
+static int fill_cache(an_state *A, item *const *cx, const cs_an_result *cr, int64_t n, cs_err *err) {
+    struct an_rt *R = A->rt;
+    const cs_tl2_cfg *cfg = &A->refs.cfg;
+    const int D = cs_tl2_dim(cfg);
+    float *pa = malloc(sizeof(float) * D * 2);
+    if (!pa) return cs_fail(err, CS_ENOMEM, "analyze: out of memory");
+    int rc = 0;
+    for (int64_t j = 0; j < n && !rc; j++) {
+        if (!cr[j].has_best) continue;
+        int32_t rows[RT_MAXC];
+        int nr = cand_rows(&cr[j], rows), w, h;
+        gen_size(R, cx[j], &w, &h);
+        for (int k = 0; k < nr && !rc; k++) {
+            if (cache_find(R, rows[k], w, h)) continue;
+            cs_image img = {0};
+            int from_source = 0;
+            uint8_t *thumb = malloc((size_t)S * S * 3);
+            rt_entry *e = NULL;
+            if (!thumb || ref_at(A, rows[k], w, h, &img, &from_source) || round_trip(R, &img, thumb, err) ||
+                !(e = cache_add(R, rows[k], w, h))) {
+                if (!err->msg[0]) cs_fail(err, CS_ENOMEM, "analyze: out of memory for a round trip");
+                free(thumb);
+                rc = -1;
+            } else {
+                e->thumb = thumb;
+                e->from_source = from_source;
+                cs_tl2_prepare(pa, NULL, A->refs.thumbs + rows[k] * (int64_t)S * S * 3, cfg);
+                cs_tl2_prepare(pa + D, NULL, thumb, cfg);
+                e->floor = cs_tl2_pair(NULL, pa, pa + D, cfg);
+                R->n++;
+            }
+            cs_image_free(&img);
+        }
+    }
+    free(pa);
+    return rc;
+}
+
+/* ---- judging ---- */
+
+typedef struct {
+    an_state *A;
+    item *const *cx;
+    const cs_an_query *cq;
+    cs_an_result *cr;
+    an_rt_info *info;
+} judge_ctx;
+
+/* the finding's order among re-judged candidates: verdict, then the aligned
+ * distance, then the row */
+static int better(const cs_an_cand *a, const cs_an_cand *b) {
+    if (a->verdict != b->verdict) return a->verdict > b->verdict;
+    if (a->d_al != b->d_al) return a->d_al < b->d_al;
+    return a->row < b->row;
+}
+
+/* Candidate a (refined on the reference) takes the round trip's distances
+ * b where they are nearer. */
+static void take_nearer(cs_an_cand *a, const cs_an_cand *b) {
+    if (b->d_id < a->d_id) {
+        a->d_id = b->d_id;
+        a->id_mirrored = b->id_mirrored;
+    }
+    if (b->d_al < a->d_al) {
+        a->d_al = b->d_al;
+        a->al_mirrored = b->al_mirrored;
+        memcpy(a->box, b->box, sizeof a->box);
+        memcpy(a->tile_d, b->tile_d, sizeof a->tile_d);
+        a->best_tile = b->best_tile;
+        a->worst_tile = b->worst_tile;
+        a->tiles_informative = b->tiles_informative;
+        a->tiles_matched = b->tiles_matched;
+    }
+    if (a->d_al > a->d_id) a->d_al = a->d_id;
+}
+
+/* The finding's neighbours with the re-judged verdicts and distances, the
+ * finding first. */
+static void update_neighbours(cs_an_result *res, const int32_t *rows, const cs_an_cand *cand, int nr) {
+    for (int m = 0; m < res->n_nb; m++)
+        for (int k = 0; k < nr; k++)
+            if (res->nb[m].row == rows[k]) {
+                res->nb[m].verdict = cand[k].verdict;
+                res->nb[m].rule = cand[k].rule;
+                res->nb[m].d_id = cand[k].d_id;
+                res->nb[m].d_al = cand[k].d_al;
+            }
+    const cs_an_cand *b = &res->best;
+    int at = -1;
+    for (int m = 0; m < res->n_nb; m++)
+        if (res->nb[m].row == b->row) at = m;
+    cs_an_nb top = at >= 0 ? res->nb[at]
+                           : (cs_an_nb){.row = b->row, .verdict = b->verdict, .rule = b->rule, .d_id = b->d_id,
+                                        .d_al = b->d_al, .pdq = b->pdq, .phash = b->phash, .dhash = b->dhash,
+                                        .emb_cos = b->emb_cos};
+    if (at < 0) at = res->n_nb < CS_AN_NB ? res->n_nb++ : CS_AN_NB - 1;
+    memmove(res->nb + 1, res->nb, sizeof(cs_an_nb) * (size_t)at);
+    res->nb[0] = top;
+    res->nb[0].verdict = b->verdict; /* the ratio test may have raised it */
+    res->nb[0].rule = b->rule;
+}
+
+static void judge_one(void *vctx, int64_t j, int thread) {
+    (void)thread;
+    judge_ctx *c = vctx;
+    an_state *A = c->A;
+    const cs_an_refs *refs = &A->refs;
+    const cs_an_settings *s = A->set;
+    const cs_an_query *q = &c->cq[j];
+    cs_an_result *res = &c->cr[j];
+    if (!res->has_best) return;
+    const cs_tl2_cfg *cfg = &refs->cfg;
+    const int D = cs_tl2_dim(cfg);
+    enum { C16 = S / 4 * S / 4 * 3 };
+    int32_t rows[RT_MAXC];
+    int nr = cand_rows(res, rows), w, h;
+    gen_size(A->rt, c->cx[j], &w, &h);
+    float *qp = malloc(sizeof(float) * (2 * D + 2 * C16));
+    uint8_t *rt = malloc((size_t)nr * S * S * 3);
+    cs_an_cand *cand = malloc(sizeof(cs_an_cand) * (size_t)nr);
+    int64_t ids[RT_MAXC];
+    float d_ref[RT_MAXC], d_rt[RT_MAXC];
+    const rt_entry *ent[RT_MAXC];
+    cs_an_refs rr = {0};
+    cs_err e = {0};
+    if (!qp || !rt || !cand) goto out; /* out of memory: the plain comparison stands */
+    uint8_t mir[S * S * 3];
+    memcpy(mir, q->thumb, sizeof mir);
+    cs_tl2_hflip_rgb(mir, S);
+    float *qid = qp, *qmir = qp + D, *q16 = qp + 2 * D;
+    cs_tl2_prepare(qid, NULL, q->thumb, cfg);
+    cs_tl2_prepare(qmir, NULL, mir, cfg);
+    cs_an_prep16(q16, q->thumb, cfg);
+    cs_an_prep16(q16 + C16, mir, cfg);
+    for (int k = 0; k < nr; k++) {
+        if (!(ent[k] = cache_find(A->rt, rows[k], w, h))) goto out;
+        memcpy(rt + (size_t)k * S * S * 3, ent[k]->thumb, (size_t)S * S * 3);
+        ids[k] = refs->ids[rows[k]];
+    }
+    cs_an_settings s1 = *s;
+    if (s1.full_scan_max < nr) s1.full_scan_max = nr; /* the round trips prepared once, here */
+    if (cs_an_refs_build_borrow(&rr, nr, ids, rt, &s1, &e)) goto out;
+    int best = -1, old = -1;
+    for (int k = 0; k < nr; k++) {
+        cs_an_cand *a = &cand[k], b = {.emb_cos = -2};
+        a->emb_cos = -2;
+        for (int t = 0; t < res->n_emb; t++)
+            if (res->emb[t].row == rows[k]) a->emb_cos = res->emb[t].score;
+        memset(&a->lf, 0, sizeof a->lf);
+        for (int t = 0; t < q->n_lf && t < CS_AN_LFK; t++)
+            if (q->lf_row[t] == rows[k]) a->lf = q->lf[t];
+        cs_an_refine(a, refs, rows[k], qid, qmir, q16, q16 + C16, 1, q, s);
+        cs_an_refine(&b, &rr, k, qid, qmir, q16, q16 + C16, 1, q, s);
+        d_ref[k] = a->d_al;
+        d_rt[k] = b.d_al;
+        take_nearer(a, &b);
+        cs_an_verdict_cand(a, res->gen_pdq_quality, s);
+        cs_an_verdict_local(a, s);
+        if (best < 0 || better(a, &cand[best])) best = k;
+        if (rows[k] == res->best.row) old = k;
+    }
+    /* the match's choice stays when its re-judged verdict is still the highest */
+    if (old >= 0 && cand[old].verdict == cand[best].verdict) best = old;
+    /* the ratio test's second: the nearest other candidate */
+    float d2 = res->second_row >= 0 && res->second_row != rows[best] ? res->d2 : INFINITY;
+    int32_t second = isfinite(d2) ? res->second_row : -1;
+    for (int k = 0; k < nr; k++)
+        if (k != best && cand[k].d_al < d2) {
+            d2 = cand[k].d_al;
+            second = rows[k];
+        }
+    res->best = cand[best];
+    res->d2 = d2;
+    res->second_row = second;
+    cs_an_verdict_result(res, s);
+    cs_an_verdict_local_result(res);
+    update_neighbours(res, rows, cand, nr);
+    c->info[j] = (an_rt_info){.used = 1, .d_ref = d_ref[best], .d_rt = d_rt[best], .floor = ent[best]->floor,
+                              .from_source = ent[best]->from_source};
+out:
+    cs_an_refs_free(&rr);
+    free(qp);
+    free(rt);
+    free(cand);
+}
+
+int an_rt_judge(an_state *A, item *const *cx, const cs_an_query *cq, cs_an_result *cr, int64_t n, cs_err *err) {
+    if (!A->rt || !A->rt->m || !A->refs.has_thumbs) return 0;
+    if (fill_cache(A, cx, cr, n, err)) return -1;
+    an_rt_info *info = A->rti + (cr - A->res);
+    judge_ctx c = {A, cx, cq, cr, info};
+    cs_parallel_for(A->threads, n, judge_one, &c);
+    return 0;
+}
+
+void an_rt_evidence(void *obj, const an_state *A, const cs_an_result *r) {
+    cJSON *o = cJSON_AddObjectToObject(obj, "pixel_comparison");
+    const struct an_rt *R = A->rt;
+    const an_rt_info *inf = A->rti && r >= A->res ? &A->rti[r - A->res] : NULL;
+    if (!R || !R->m || !inf || !inf->used) {
+        cJSON_AddStringToObject(o, "with", "reference");
+        cJSON_AddStringToObject(o, "why", !R ? "no model known (image folders)"
+                                          : R->m ? "no candidate reference" : R->why);
+        return;
+    }
+    cJSON_AddStringToObject(o, "with", "reference and its round trip through the model's autoencoder");
+    cJSON_AddStringToObject(o, "model", R->model);
+    cJSON_AddStringToObject(o, "model_sha256", R->model_sha256);
+    cJSON_AddStringToObject(o, "nearer", inf->d_rt < inf->d_ref ? "round_trip" : "reference");
+    cJSON_AddNumberToObject(o, "reference_aligned_tl2", round(inf->d_ref * 1e4) / 1e4);
+    cJSON_AddNumberToObject(o, "round_trip_aligned_tl2", round(inf->d_rt * 1e4) / 1e4);
+    cJSON_AddNumberToObject(o, "autoencoder_floor_tl2", round(inf->floor * 1e4) / 1e4);
+    cJSON_AddStringToObject(o, "round_trip_of", inf->from_source ? "source file" : "thumbnail");
+}

@@ -13,6 +13,39 @@ typedef void (*cs_parallel_fn)(void *ctx, int64_t i, int thread);
 
 void cs_parallel_for(int n_threads, int64_t n, cs_parallel_fn fn, void *ctx);
 
+/* Loop body time (ns) of the loops this thread started, summed over their
+ * threads: the cost the work would have on one thread, without hand-offs
+ * or waits for a core. Read it before and after a loop. */
+int64_t cs_parallel_busy_ns(void);
+
+/* Threads started so far (the pool's, and those of nested loops). */
+int cs_parallel_threads_started(void);
+
+/* Thread counts from the measured speed of the work (issue 19: the default
+ * -j ran slower than -j 1 on small models). A site (any number naming a
+ * loop: its body's address) states each run's work in units proportional
+ * to its time (multiply-adds, elements: no calibration), and its rate for
+ * runs of that size is learnt from the runs (the fastest of the last
+ * window: a run slowed by a busy machine does not count). A thread joins
+ * only with CS_NS_PER_THREAD of work of its own, as a hand-off costs tens
+ * of microseconds on an idle machine and far more on a busy one; the first
+ * measured runs of a size are on one thread. So a job whose loops are all
+ * below that runs on one thread and never starts one. The count changes
+ * only how a loop's fixed items are shared: results do not depend on it. */
+#define CS_NS_PER_THREAD 1e6
+
+/* Sets the work a thread needs to join (ns; < 0: CS_NS_PER_THREAD). 0 runs
+ * every loop of 2+ items on all cs_threads(), as does CS_THREAD_GRAIN_NS=0
+ * in the environment: for tests that results do not depend on the count. */
+void cs_set_thread_grain(double ns);
+
+/* Threads for a run of this many units at this site, at most cs_threads(). */
+int cs_threads_for(uintptr_t site, double units);
+/* Notes a run of this many units that took ns of loop body time. */
+void cs_work_note(uintptr_t site, double units, int64_t ns);
+/* cs_parallel_for on cs_threads_for(fn, units) threads, noted. */
+void cs_parallel_for_work(double units, int64_t n, cs_parallel_fn fn, void *ctx);
+
 /* Number of online CPU cores (>= 1): the default for -j. */
 int cs_ncpu(void);
 

@@ -131,10 +131,9 @@ void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
             cs_parallel_for_work(macs, slices, dnnl_slice, &g);
             return;
         }
-        int64_t b0 = cs_parallel_busy_ns();
-        if (cs_gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16,
-                           cs_threads_for(SITE(cs_gemm_avx512), macs)) == 0) {
-            cs_work_note(SITE(cs_gemm_avx512), macs, cs_parallel_busy_ns() - b0);
+        cs_work w = cs_work_begin(SITE(cs_gemm_avx512), macs);
+        if (cs_gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16, w.threads) == 0) {
+            cs_work_end(&w, macs);
             return;
         }
     }
@@ -770,9 +769,9 @@ void nn_attention_cm_ld(float *out, int ldo, const float *q, int ldq, const floa
                         const float *v, int ldv, int Tq, int Tk, int heads, int dh, float *ws) {
     if (cs_cpu_isa() >= CS_ISA_AVX512) { /* fused, scores kept in cache (core/attn.h) */
         double macs = 2.0 * Tq * Tk * dh * heads;
-        int64_t b0 = cs_parallel_busy_ns();
-        if (cs_attn_avx512(out, ldo, q, ldq, k, ldk, v, ldv, Tq, Tk, heads, dh, cs_threads_for(SITE(cs_attn_avx512), macs)) == 0) {
-            cs_work_note(SITE(cs_attn_avx512), macs, cs_parallel_busy_ns() - b0);
+        cs_work w = cs_work_begin(SITE(cs_attn_avx512), macs);
+        if (cs_attn_avx512(out, ldo, q, ldq, k, ldk, v, ldv, Tq, Tk, heads, dh, w.threads) == 0) {
+            cs_work_end(&w, macs);
             FLOPS(2 * heads, (double)Tq * Tk, dh);
             return;
         }

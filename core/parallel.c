@@ -28,10 +28,10 @@ static int64_t now_ns(void) {
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/* Time spent in loop bodies by the loops this thread started (see parallel.h). */
+/* Time spent in loop bodies by the multi-threaded loops this thread
+ * started, summed over their threads (cs_work_end). */
 static _Thread_local int64_t g_busy_ns;
 static atomic_int g_started; /* threads ever started, pool and spawned */
-int64_t cs_parallel_busy_ns(void) { return g_busy_ns; }
 
 static void *par_worker(void *p) {
     par_arg *a = p;
@@ -114,15 +114,13 @@ static void run_pooled(par_job *job, int n_threads);
 void cs_parallel_for(int n_threads, int64_t n, cs_parallel_fn fn, void *ctx) {
     if (n <= 0) return;
     if (n_threads > n) n_threads = (int)n;
-    /* this loop's time replaces what loops nested in it added on this thread:
-     * it includes theirs */
-    int64_t b0 = g_busy_ns;
     if (n_threads <= 1) { /* no thread, no pool: a small job never starts one */
-        int64_t t0 = now_ns();
         for (int64_t i = 0; i < n; i++) fn(ctx, i, 0);
-        g_busy_ns = b0 + now_ns() - t0;
         return;
     }
+    /* this loop's time replaces what loops nested in it added on this
+     * thread: it includes theirs */
+    int64_t b0 = g_busy_ns;
     if (n_threads > 256) n_threads = 256;
     par_job job = {.fn = fn, .ctx = ctx, .n = n};
     /* ~4 chunks per thread keeps balance without contention on the counter */
@@ -278,24 +276,30 @@ static void note_at(work_rate *r, double units, int64_t ns) {
     }
 }
 
-/* At -j 1 nothing is looked up or noted. */
-int cs_threads_for(uintptr_t site, double units) {
+/* At -j 1 nothing is looked up, timed or noted. Past its warm-up a rate
+ * times one run in 8 (two clock reads cost more than a small loop). */
+cs_work cs_work_begin(uintptr_t site, double units) {
+    static _Thread_local unsigned tick;
     int nt = cs_threads();
-    return nt <= 1 || units <= 0 ? 1 : threads_at(rate_of(site, units), units, nt);
+    if (nt <= 1 || units <= 0) return (cs_work){NULL, 0, 1};
+    work_rate *r = rate_of(site, units);
+    cs_work w = {NULL, 0, threads_at(r, units, nt)};
+    if (atomic_load_explicit(&r->runs, memory_order_relaxed) < RATE_WARMUP || (++tick & 7) == 0) {
+        w.rate = r;
+        /* on one thread its time; on more the time they spent in the loop
+         * bodies: a wait for a core or a hand-off is not the work's */
+        w.start = w.threads == 1 ? now_ns() : g_busy_ns;
+    }
+    return w;
 }
 
-void cs_work_note(uintptr_t site, double units, int64_t ns) {
-    if (cs_threads() > 1 && units > 0) note_at(rate_of(site, units), units, ns);
+void cs_work_end(const cs_work *w, double units) {
+    if (!w->rate) return;
+    note_at(w->rate, units, (w->threads == 1 ? now_ns() : g_busy_ns) - w->start);
 }
 
 void cs_parallel_for_work(double units, int64_t n, cs_parallel_fn fn, void *ctx) {
-    int nt = cs_threads();
-    if (nt <= 1 || units <= 0) {
-        cs_parallel_for(1, n, fn, ctx);
-        return;
-    }
-    work_rate *r = rate_of((uintptr_t)fn, units);
-    int64_t b0 = cs_parallel_busy_ns();
-    cs_parallel_for(threads_at(r, units, nt), n, fn, ctx);
-    note_at(r, units, cs_parallel_busy_ns() - b0);
+    cs_work w = cs_work_begin((uintptr_t)fn, units);
+    cs_parallel_for(w.threads, n, fn, ctx);
+    cs_work_end(&w, units);
 }

@@ -13,11 +13,6 @@ typedef void (*cs_parallel_fn)(void *ctx, int64_t i, int thread);
 
 void cs_parallel_for(int n_threads, int64_t n, cs_parallel_fn fn, void *ctx);
 
-/* Loop body time (ns) of the loops this thread started, summed over their
- * threads: the cost the work would have on one thread, without hand-offs
- * or waits for a core. Read it before and after a loop. */
-int64_t cs_parallel_busy_ns(void);
-
 /* Threads started so far (the pool's, and those of nested loops). */
 int cs_parallel_threads_started(void);
 
@@ -39,11 +34,16 @@ int cs_parallel_threads_started(void);
  * in the environment: for tests that results do not depend on the count. */
 void cs_set_thread_grain(double ns);
 
-/* Threads for a run of this many units at this site, at most cs_threads(). */
-int cs_threads_for(uintptr_t site, double units);
-/* Notes a run of this many units that took ns of loop body time. */
-void cs_work_note(uintptr_t site, double units, int64_t ns);
-/* cs_parallel_for on cs_threads_for(fn, units) threads, noted. */
+/* A run at a site: cs_work_begin says on how many threads (at most
+ * cs_threads()) and starts timing it; cs_work_end notes its time. */
+typedef struct {
+    void *rate;    /* NULL: not timed */
+    int64_t start;
+    int threads;
+} cs_work;
+cs_work cs_work_begin(uintptr_t site, double units);
+void cs_work_end(const cs_work *w, double units);
+/* cs_parallel_for as a run of this many units at site fn. */
 void cs_parallel_for_work(double units, int64_t n, cs_parallel_fn fn, void *ctx);
 
 /* Number of online CPU cores (>= 1): the default for -j. */

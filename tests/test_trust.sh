@@ -127,6 +127,13 @@ ctl() { LC_ALL=C grep -c "$(printf '[\001-\010\013-\037\177]')" "$1"; }
   [ "$(awk -F'\t' '{print NF}' "$T/ls.out")" -eq 6 ] && ok ls_caption_escaped || { bad ls_caption_escaped; cat -v "$T/ls.out"; }
 [ "$(ctl "$T/run.out")" -eq 0 ] && grep -qF 'rocket\x1b[2J' "$T/run.out" && ok run_summary_escaped ||
   { bad run_summary_escaped; cat -v "$T/run.out" | tail -8; }
+# --- 9: the run summary says how many references it searched (as the report
+# does), also when the analysis was done before and skipped
+$B run "$T/esc.json" --db "$T/esc.db" --out "$T/o4" > "$T/run2.out" 2>&1
+grep -q '^images: 1 generations against 1 reference (analysis 1): copy ' "$T/run.out" &&
+  grep -q '^images: 1 generations against 1 reference (analysis 1): ' "$T/run2.out" &&
+  grep -q 'already has a finding' "$T/run2.out" && ok run_summary_reference_count ||
+  { bad run_summary_reference_count; grep -E 'images:|analy' "$T/run.out" "$T/run2.out"; }
 
 # --- 17: index ls --json is valid JSON (UTF-8) for a file name that is not UTF-8
 mkdir -p "$T/u8"; cp "$DATA/1f600.png" "$T/u8/$(printf 'a\377b.png')"

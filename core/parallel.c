@@ -295,7 +295,10 @@ cs_work cs_work_begin(uintptr_t site, double units) {
 
 void cs_work_end(const cs_work *w, double units) {
     if (!w->rate) return;
-    note_at(w->rate, units, (w->threads == 1 ? now_ns() : g_busy_ns) - w->start);
+    int64_t ns = (w->threads == 1 ? now_ns() : g_busy_ns) - w->start;
+    /* threads given to a loop of one item ran it inline, untimed */
+    if (w->threads > 1 && ns <= 0) return;
+    note_at(w->rate, units, ns);
 }
 
 void cs_parallel_for_work(double units, int64_t n, cs_parallel_fn fn, void *ctx) {

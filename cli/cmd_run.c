@@ -286,8 +286,12 @@ static const char *short_path(const char *p) {
 }
 
 static void print_images(const cs_run_summary *r) {
-    printf("images: %lld generations: copy %lld, near-copy %lld, partial %lld, novel %lld\n", (long long)r->total,
-           (long long)r->count[0], (long long)r->count[1], (long long)r->count[2], (long long)r->count[3]);
+    printf("images: %lld generations", (long long)r->total);
+    if (r->n_refs >= 0) /* the index size: "0 copies" means little against a handful */
+        printf(" against %lld reference%s (analysis %lld)", (long long)r->n_refs, r->n_refs == 1 ? "" : "s",
+               (long long)r->analysis_id);
+    printf(": copy %lld, near-copy %lld, partial %lld, novel %lld\n", (long long)r->count[0], (long long)r->count[1],
+           (long long)r->count[2], (long long)r->count[3]);
     for (int i = 0; i < r->n_top; i++) {
         const cs_rsum_prompt *p = &r->top[i];
         if (!i)

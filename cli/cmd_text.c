@@ -108,26 +108,69 @@ static int open_all(const char *db, cs_store **s, cs_text_corpus *c, int need_do
     return CLI_OK;
 }
 
+/* The one option parser of every text subcommand. The options they share
+ * (--db, --out, --json, --verbose, --help) are read here; the rest go to
+ * the subcommand's own(ctx, ch, arg): 0, a CLI_USAGE status, or OPT_UNKNOWN.
+ * Returns OPTS_OK when the command goes on, else its exit status (--help:
+ * CLI_OK after the subcommand's help; a usage error). */
+#define OPTS_OK (-1)
+#define OPT_UNKNOWN (-2)
+typedef struct {
+    const char *sub;     /* "index", "audit", ... */
+    const char *shorts;  /* getopt's short options ("v" for audit's -v) */
+    const char *db, *outp;
+    int json, verbose;
+} text_opts;
+typedef int (*text_own_fn)(void *ctx, int ch, const char *arg);
+
+static int parse_text_opts(int argc, char **argv, const struct option *lo, text_opts *t, text_own_fn own, void *ctx) {
+    char name[32];
+    snprintf(name, sizeof name, "text %s", t->sub);
+    t->db = cli_default_db();
+    int ch, rc;
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, t->shorts, lo, NULL)) != -1) {
+        switch (ch) {
+        case 'd': t->db = optarg; break;
+        case 'o': t->outp = optarg; break;
+        case 'J': t->json = 1; break;
+        case 'v': t->verbose = 1; break;
+        case 'h': usage(stdout, t->sub); return CLI_OK;
+        default:
+            rc = ch != '?' && own ? own(ctx, ch, optarg) : OPT_UNKNOWN;
+            if (rc == OPT_UNKNOWN) return cli_usage_hint(name);
+            if (rc) return rc;
+        }
+    }
+    return OPTS_OK;
+}
+
+typedef struct {
+    const char *field;
+    long shard_mb;
+} index_args;
+
+static int index_opt(void *ctx, int ch, const char *arg) {
+    index_args *a = ctx;
+    if (ch == 'f') a->field = arg;
+    else if (ch == 's') {
+        if (parse_int(arg, 1, 2047, &a->shard_mb)) return cli_usage_error("text index: --shard-mb: 1..2047");
+    } else
+        return OPT_UNKNOWN;
+    return 0;
+}
+
 static int text_index(int argc, char **argv) {
     static const struct option lo[] = {
         {"db", required_argument, 0, 'd'}, {"shard-mb", required_argument, 0, 's'}, {"field", required_argument, 0, 'f'},
         {"help", no_argument, 0, 'h'},     {"json", no_argument, 0, 'J'}, {0}};
-    const char *db = cli_default_db(), *field = NULL;
-    long shard_mb = 0; /* the library's default */
-    int ch, json = 0;
-    optind = 0;
-    while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        if (ch == 'd') db = optarg;
-        else if (ch == 'J') json = 1;
-        else if (ch == 'f') field = optarg;
-        else if (ch == 's') {
-            if (parse_int(optarg, 1, 2047, &shard_mb)) return cli_usage_error("text index: --shard-mb: 1..2047");
-        } else if (ch == 'h') {
-            usage(stdout, "index");
-            return CLI_OK;
-        } else
-            return cli_usage_hint("text index");
-    }
+    text_opts t = {.sub = "index", .shorts = ""};
+    index_args a = {0}; /* shard_mb 0: the library's default */
+    int prc = parse_text_opts(argc, argv, lo, &t, index_opt, &a);
+    if (prc != OPTS_OK) return prc;
+    const char *db = t.db, *field = a.field;
+    long shard_mb = a.shard_mb;
+    int json = t.json;
     if (optind >= argc) return cli_usage_error("text index: no PATH given (see copyscope text --help)");
     cs_err err = {0};
     cs_store *s;
@@ -181,6 +224,29 @@ static int split_names(char *s, const char ***v, size_t *n) {
     return *n ? 0 : -1;
 }
 
+typedef struct {
+    char *docs;
+    long pw, cw, k;
+} prompts_args;
+
+static int prompts_opt(void *ctx, int ch, const char *arg) {
+    prompts_args *a = ctx;
+    switch (ch) {
+    case 'p':
+        if (parse_int(arg, 1, 100000, &a->pw)) return cli_usage_error("text prompts: --prefix-words: 1..100000");
+        return 0;
+    case 'c':
+        if (parse_int(arg, 1, CS_TEXT_MAX_CONT_WORDS, &a->cw))
+            return cli_usage_error("text prompts: --continuation-words: 1..%d", CS_TEXT_MAX_CONT_WORDS);
+        return 0;
+    case 'k':
+        if (parse_int(arg, 1, 1000000, &a->k)) return cli_usage_error("text prompts: --per-doc: 1..1000000");
+        return 0;
+    case 'D': a->docs = (char *)arg; return 0;
+    default: return OPT_UNKNOWN;
+    }
+}
+
 static int text_prompts(int argc, char **argv) {
     static const struct option lo[] = {{"db", required_argument, 0, 'd'},
                                        {"prefix-words", required_argument, 0, 'p'},
@@ -190,31 +256,14 @@ static int text_prompts(int argc, char **argv) {
                                        {"out", required_argument, 0, 'o'},
                                        {"help", no_argument, 0, 'h'}, {"json", no_argument, 0, 'J'},
                                        {0}};
-    const char *db = cli_default_db(), *outp = NULL;
-    char *docs = NULL;
-    long pw = 0, cw = 0, k = 1;
-    int ch, json = 0;
-    optind = 0;
-    while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        switch (ch) {
-        case 'd': db = optarg; break;
-        case 'p':
-            if (parse_int(optarg, 1, 100000, &pw)) return cli_usage_error("text prompts: --prefix-words: 1..100000");
-            break;
-        case 'c':
-            if (parse_int(optarg, 1, CS_TEXT_MAX_CONT_WORDS, &cw))
-                return cli_usage_error("text prompts: --continuation-words: 1..%d", CS_TEXT_MAX_CONT_WORDS);
-            break;
-        case 'k':
-            if (parse_int(optarg, 1, 1000000, &k)) return cli_usage_error("text prompts: --per-doc: 1..1000000");
-            break;
-        case 'D': docs = optarg; break;
-        case 'o': outp = optarg; break;
-        case 'J': json = 1; break;
-        case 'h': usage(stdout, "prompts"); return CLI_OK;
-        default: return cli_usage_hint("text prompts");
-        }
-    }
+    text_opts t = {.sub = "prompts", .shorts = ""};
+    prompts_args a = {.k = 1};
+    int prc = parse_text_opts(argc, argv, lo, &t, prompts_opt, &a);
+    if (prc != OPTS_OK) return prc;
+    const char *db = t.db, *outp = t.outp;
+    char *docs = a.docs;
+    long pw = a.pw, cw = a.cw, k = a.k;
+    int json = t.json;
     if (!pw || !cw) return cli_usage_error("text prompts: --prefix-words and --continuation-words are required");
     if (optind < argc) return cli_usage_error("text prompts: unexpected argument '%s'", argv[optind]);
     if (json && json_needs_out("prompts", outp)) return CLI_USAGE;
@@ -296,39 +345,45 @@ static int generate_all(const cs_text_corpus *c, const cs_ngram_opts *o, FILE *i
     return rc;
 }
 
+typedef struct {
+    const char *model;
+    cs_ngram_opts o;
+} generate_args;
+
+static int generate_opt(void *ctx, int ch, const char *arg) {
+    generate_args *a = ctx;
+    long v;
+    char *end;
+    switch (ch) {
+    case 'm': a->model = arg; return 0;
+    case 'w':
+        if (parse_int(arg, 1, 100000, &v)) return cli_usage_error("text generate: --words: 1..100000");
+        a->o.max_words = (int)v;
+        return 0;
+    case 's':
+        errno = 0;
+        a->o.seed = strtoull(arg, &end, 10);
+        if (!*arg || *end || errno) return cli_usage_error("text generate: --seed: an unsigned integer");
+        return 0;
+    case 'S': a->o.sample = 1; return 0;
+    default: return OPT_UNKNOWN;
+    }
+}
+
 static int text_generate(int argc, char **argv) {
     static const struct option lo[] = {{"db", required_argument, 0, 'd'},    {"model", required_argument, 0, 'm'},
                                        {"out", required_argument, 0, 'o'},   {"words", required_argument, 0, 'w'},
                                        {"seed", required_argument, 0, 's'},  {"sample", no_argument, 0, 'S'},
                                        {"help", no_argument, 0, 'h'},        {"json", no_argument, 0, 'J'},
                                        {0}};
-    const char *db = cli_default_db(), *outp = NULL, *model = NULL;
-    cs_ngram_opts o = {.order = 8, .max_words = 50};
+    text_opts t = {.sub = "generate", .shorts = ""};
+    generate_args a = {.o = {.order = 8, .max_words = 50}};
+    int prc = parse_text_opts(argc, argv, lo, &t, generate_opt, &a);
+    if (prc != OPTS_OK) return prc;
+    const char *db = t.db, *outp = t.outp, *model = a.model;
+    cs_ngram_opts o = a.o;
     long v;
-    int ch, json = 0;
-    optind = 0;
-    while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        switch (ch) {
-        case 'd': db = optarg; break;
-        case 'm': model = optarg; break;
-        case 'o': outp = optarg; break;
-        case 'w':
-            if (parse_int(optarg, 1, 100000, &v)) return cli_usage_error("text generate: --words: 1..100000");
-            o.max_words = (int)v;
-            break;
-        case 's': {
-            char *end;
-            errno = 0;
-            o.seed = strtoull(optarg, &end, 10);
-            if (!*optarg || *end || errno) return cli_usage_error("text generate: --seed: an unsigned integer");
-            break;
-        }
-        case 'S': o.sample = 1; break;
-        case 'J': json = 1; break;
-        case 'h': usage(stdout, "generate"); return CLI_OK;
-        default: return cli_usage_hint("text generate");
-        }
-    }
+    int json = t.json;
     if (optind != argc - 1) return cli_usage_error("text generate: give one PROMPTS.jsonl file");
     if (json && json_needs_out("generate", outp)) return CLI_USAGE;
     if (!model || strncmp(model, "ngram", 5) || (model[5] && model[5] != ':'))
@@ -374,19 +429,20 @@ static void list_one(void *ctx, const cs_text_listed *r) {
     printf("\n");
 }
 
-static int audit_opt(int ch, cs_text_audit_opts *o) {
+static int audit_opt(void *ctx, int ch, const char *arg) {
+    cs_text_audit_opts *o = ctx;
     long v;
     int bad = 0;
     switch (ch) {
-    case 'm': bad = parse_int(optarg, 1, 1000000, &v), o->min_span_words = (int)v; break;
-    case 'x': bad = parse_int(optarg, 1, 1000000, &v), o->extract_words = (int)v; break;
-    case 'V': bad = parse_int(optarg, 1, 1000000, &v), o->verbatim_span_words = (int)v; break;
-    case 'n': bad = parse_int(optarg, 1, 1000000, &v), o->near_span_words = (int)v; break;
-    case 'r': bad = parse_double(optarg, 0, 1, &o->near_rouge); break;
-    case 'e': bad = parse_double(optarg, 0, 1, &o->near_edit); break;
-    default: return cli_usage_hint("text audit");
+    case 'm': bad = parse_int(arg, 1, 1000000, &v), o->min_span_words = (int)v; break;
+    case 'x': bad = parse_int(arg, 1, 1000000, &v), o->extract_words = (int)v; break;
+    case 'V': bad = parse_int(arg, 1, 1000000, &v), o->verbatim_span_words = (int)v; break;
+    case 'n': bad = parse_int(arg, 1, 1000000, &v), o->near_span_words = (int)v; break;
+    case 'r': bad = parse_double(arg, 0, 1, &o->near_rouge); break;
+    case 'e': bad = parse_double(arg, 0, 1, &o->near_edit); break;
+    default: return OPT_UNKNOWN;
     }
-    return bad ? cli_usage_error("text audit: bad value '%s' (word counts >= 1, similarities in 0..1)", optarg) : 0;
+    return bad ? cli_usage_error("text audit: bad value '%s' (word counts >= 1, similarities in 0..1)", arg) : 0;
 }
 
 static int text_audit(int argc, char **argv) {
@@ -402,24 +458,15 @@ static int text_audit(int argc, char **argv) {
                                        {"json", no_argument, 0, 'J'},
                                        {"help", no_argument, 0, 'h'},
                                        {0}};
-    const char *db = cli_default_db(), *outp = NULL;
     cs_text_audit_opts o;
     cs_text_audit_defaults(&o);
     o.note = warn;
     o.progress = 1;
-    int verbose = 0, json = 0, ch, rc;
-    optind = 0;
-    while ((ch = getopt_long(argc, argv, "v", lo, NULL)) != -1) {
-        if (ch == 'd') db = optarg;
-        else if (ch == 'o') outp = optarg;
-        else if (ch == 'v') verbose = 1;
-        else if (ch == 'J') json = 1;
-        else if (ch == 'h') {
-            usage(stdout, "audit");
-            return CLI_OK;
-        } else if ((rc = audit_opt(ch, &o)))
-            return rc;
-    }
+    text_opts t = {.sub = "audit", .shorts = "v"};
+    int rc = parse_text_opts(argc, argv, lo, &t, audit_opt, &o);
+    if (rc != OPTS_OK) return rc;
+    const char *db = t.db, *outp = t.outp;
+    int verbose = t.verbose, json = t.json;
     if (optind != argc - 1) return cli_usage_error("text audit: give one COMPLETIONS.jsonl file");
     if (json && json_needs_out("audit", outp)) return CLI_USAGE;
     if (json) cli_json_begin();
@@ -517,26 +564,32 @@ static void print_traced(const cs_text_corpus *c, const char *text, const cs_tex
     if (t->total_occ > t->n_occ) printf("    ... %llu places in all\n", (unsigned long long)t->total_occ);
 }
 
+typedef struct {
+    long minw;
+    int record;
+} trace_args;
+
+static int trace_opt(void *ctx, int ch, const char *arg) {
+    trace_args *a = ctx;
+    if (ch == 'r') a->record = 1;
+    else if (ch == 'm') {
+        if (parse_int(arg, 1, 1000000, &a->minw)) return cli_usage_error("text trace: --min-words: 1..1000000");
+    } else
+        return OPT_UNKNOWN;
+    return 0;
+}
+
 static int text_trace(int argc, char **argv) {
     static const struct option lo[] = {{"db", required_argument, 0, 'd'}, {"min-words", required_argument, 0, 'm'},
-                                       {"json", no_argument, 0, 'j'},     {"help", no_argument, 0, 'h'},
+                                       {"json", no_argument, 0, 'J'},     {"help", no_argument, 0, 'h'},
                                        {"record", no_argument, 0, 'r'},   {0}};
-    const char *db = cli_default_db();
-    long minw = 8;
-    int json = 0, record = 0, ch, rc;
-    optind = 0;
-    while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        if (ch == 'd') db = optarg;
-        else if (ch == 'j') json = 1;
-        else if (ch == 'r') record = 1;
-        else if (ch == 'm') {
-            if (parse_int(optarg, 1, 1000000, &minw)) return cli_usage_error("text trace: --min-words: 1..1000000");
-        } else if (ch == 'h') {
-            usage(stdout, "trace");
-            return CLI_OK;
-        } else
-            return cli_usage_hint("text trace");
-    }
+    text_opts t = {.sub = "trace", .shorts = ""};
+    trace_args a = {.minw = 8};
+    int rc = parse_text_opts(argc, argv, lo, &t, trace_opt, &a);
+    if (rc != OPTS_OK) return rc;
+    const char *db = t.db;
+    long minw = a.minw;
+    int json = t.json, record = a.record;
     if (optind != argc - 1) return cli_usage_error("text trace: give one FILE (or - for standard input)");
     cs_err err = {0};
     size_t len;

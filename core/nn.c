@@ -15,32 +15,25 @@
 
 /* ---- threading helpers ------------------------------------------------------- */
 
-static int nn_nthreads(void) { return cs_threads(); }
-
 void nn_set_threads(int n) {
     if (n <= 0) n = cs_ncpu();
     cs_set_threads(n);
 }
 
-/* Threads for work of this many cost units: one per NN_PER_THREAD units at
- * most. A hand-off to the pool costs tens of microseconds on an idle machine
- * and far more on a busy one (a woken worker waits for a core), so a thread
- * joins only with about a millisecond of work of its own: the sd-tiny suite
- * made 4,108 parallel loops of 4 gemm slices or 256 softmax rows, and ran
- * slower at the default -j than at -j 1 (more user and 6-10x the system
- * time, issue 19). The cut of the work never depends on this count, so the
- * results do not either. */
-#define NN_PER_THREAD 2097152.0
-static int nn_threads_for(double work) {
-    int nt = nn_nthreads();
-    double cap = work / NN_PER_THREAD;
-    return cap < 2 ? 1 : cap < nt ? (int)cap : nt;
+/* Thread counts follow the measured speed of each loop (cs_threads_for):
+ * the costs below are units proportional to a loop's time, not calibrated
+ * times. Before, a fixed cost model counted a multiply-add at 0.24 ns, ten
+ * times oneDNN's speed on AVX-512, and sent 0.4 ms gemms of the sd-tiny
+ * suite to two threads: the default -j ran slower than -j 1 (issue 19).
+ * Runs fn over n items, on one thread for small work. The cut of the work
+ * never depends on the thread count, so the results do not either. */
+static void nn_par(int64_t n, double cost_per_item, cs_parallel_fn fn, void *ctx) {
+    cs_parallel_for_work((double)n * cost_per_item, n, fn, ctx);
 }
 
-/* Runs fn over n items on nn_threads_for(n * cost) threads (inline for small work). */
-static void nn_par(int64_t n, double cost_per_item, cs_parallel_fn fn, void *ctx) {
-    cs_parallel_for(nn_threads_for((double)n * cost_per_item), n, fn, ctx);
-}
+/* The kernels given a thread count (ours, the fused attention): their runs
+ * that succeed are noted under the kernel's address. */
+#define SITE(f) ((uintptr_t)(f))
 
 static double g_flops;
 double nn_flops(void) { return g_flops; }
@@ -51,7 +44,6 @@ void nn_flops_add(double f) { g_flops += f; }
 /* ---- sgemm in fixed slices (see nn.h) ------------------------------------------ */
 
 #define GEMM_SLICE 128          /* rows or columns of C per slice */
-#define GEMM_PER_THREAD 0.5     /* cost units (nn_threads_for) per multiply-add: sgemm runs ~2 per ns */
 
 typedef struct {
     int ta, tb, M, N, K, lda, ldb, ldc, by_rows;
@@ -149,21 +141,24 @@ void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
     if (M <= 0 || N <= 0) return;
     int isa = cs_cpu_isa();
     if (isa >= CS_ISA_AVX512) { /* our kernel; OpenBLAS (held to AVX2 here) if out of memory */
-        int nt = nn_threads_for((double)M * N * K * GEMM_PER_THREAD);
+        double macs = (double)M * N * K;
         int bf16 = use_bf16(M, N, K, isa);
         if (!bf16 && use_onednn()) {
             gemm_ctx g = {trans_a, trans_b, M, N, K, lda, ldb, ldc, M > N, alpha, beta, A, B, C, NULL, 0};
             int64_t slices = ((g.by_rows ? M : N) + DNNL_SLICE - 1) / DNNL_SLICE;
-            cs_parallel_for(nt, slices, dnnl_slice, &g);
+            cs_parallel_for_work(macs, slices, dnnl_slice, &g);
             return;
         }
-        if (cs_gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16, nt) == 0)
+        cs_work w = cs_work_begin(SITE(cs_gemm_avx512), macs);
+        if (cs_gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16, w.threads) == 0) {
+            cs_work_end(&w, macs);
             return;
+        }
     }
     /* the cut depends on the shape only, never on the thread count */
     gemm_ctx g = {trans_a, trans_b, M, N, K, lda, ldb, ldc, M > N, alpha, beta, A, B, C, NULL, 0};
     int64_t slices = ((g.by_rows ? M : N) + GEMM_SLICE - 1) / GEMM_SLICE;
-    cs_parallel_for(nn_threads_for((double)M * N * K * GEMM_PER_THREAD), slices, gemm_slice, &g);
+    cs_parallel_for_work((double)M * N * K, slices, gemm_slice, &g);
 }
 
 /* C [M, N] = A [M, K] B [K, N] + bias (along rows: bias[i] to row i, else
@@ -820,8 +815,10 @@ void nn_attention(float *out, int ldo, const float *q, int ldq, const float *k, 
 void nn_attention_cm_ld(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
                         const float *v, int ldv, int Tq, int Tk, int heads, int dh, float *ws) {
     if (cs_cpu_isa() >= CS_ISA_AVX512) { /* fused, scores kept in cache (core/attn.h) */
-        int nt = nn_threads_for((double)Tq * Tk * dh * heads * GEMM_PER_THREAD);
-        if (cs_attn_avx512(out, ldo, q, ldq, k, ldk, v, ldv, Tq, Tk, heads, dh, nt) == 0) {
+        double macs = 2.0 * Tq * Tk * dh * heads;
+        cs_work w = cs_work_begin(SITE(cs_attn_avx512), macs);
+        if (cs_attn_avx512(out, ldo, q, ldq, k, ldk, v, ldv, Tq, Tk, heads, dh, w.threads) == 0) {
+            cs_work_end(&w, macs);
             FLOPS(2 * heads, (double)Tq * Tk, dh);
             return;
         }

@@ -32,6 +32,21 @@ static int verdict_counts(cs_store *s, int64_t run_id, cs_run_summary *r, cs_err
     return 0;
 }
 
+/* the latest analysis: how many references the findings were sought among */
+static int latest_analysis(cs_store *s, int64_t run_id, cs_run_summary *r, cs_err *err) {
+    r->analysis_id = r->n_refs = -1;
+    sqlite3_stmt *st;
+    if (cs_store_prepare(s, &st, "SELECT id, n_refs FROM analyses WHERE run_id = ? ORDER BY id DESC LIMIT 1", err))
+        return -1;
+    sqlite3_bind_int64(st, 1, run_id);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        r->analysis_id = sqlite3_column_int64(st, 0);
+        r->n_refs = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
 /* the worst finding of each prompt, most severe first */
 static int worst_per_prompt(cs_store *s, int64_t run_id, cs_run_summary *r, cs_err *err) {
     sqlite3_stmt *st;
@@ -138,7 +153,8 @@ static int text_part(cs_store *s, int64_t text_audit, cs_run_summary *r, cs_err 
 
 int cs_run_summary_load(cs_store *s, int64_t run_id, int64_t text_audit, cs_run_summary *out, cs_err *err) {
     memset(out, 0, sizeof *out);
-    if (verdict_counts(s, run_id, out, err) || worst_per_prompt(s, run_id, out, err) ||
+    if (verdict_counts(s, run_id, out, err) || latest_analysis(s, run_id, out, err) ||
+        worst_per_prompt(s, run_id, out, err) ||
         ground_truth(s, run_id, out, err) || (text_audit >= 0 && text_part(s, text_audit, out, err))) {
         cs_run_summary_free(out);
         return -1;

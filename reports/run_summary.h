@@ -30,6 +30,7 @@ typedef struct {
 typedef struct {
     /* images */
     int64_t count[4], total;            /* findings by verdict (cs_rv_names: copy first), all */
+    int64_t analysis_id, n_refs;        /* the run's latest analysis and its index size; -1: none */
     const char *worst;                  /* the most severe verdict found (static), NULL: none */
     cs_rsum_prompt top[CS_RSUM_TOP];    /* most severe first */
     int n_top;

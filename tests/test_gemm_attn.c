@@ -107,6 +107,7 @@ static void test_shapes(void) {
 }
 
 int main(void) {
+    cs_set_thread_grain(0); /* every loop on all the threads set: the counts compared are the ones run */
     RUN(test_shapes);
     return T_DONE();
 }

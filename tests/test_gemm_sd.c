@@ -17,8 +17,8 @@
 #include "core/safetensors.h"
 #include "pipeline/sd.h"
 #include "tests/t.h"
+#include "tests/test_sd_fixture.h"
 
-#define REFS "../shared/refs/sd-tiny"
 #define TOL 2e-5
 /* bf16: 8-bit mantissas in every product (the attention logits, their
  * query and key projections included, stay fp32: pipeline/unet.c). On
@@ -27,20 +27,6 @@
 #define TOL_BF16 1e-2
 
 static sd_model *g_model;
-
-static const float *tensor(cs_safetensors *st, const char *name, size_t *n) {
-    const cs_safetensors_tensor *t = cs_safetensors_find(st, name);
-    if (!t || t->dtype != CS_DT_F32) return NULL;
-    if (n) *n = (size_t)t->numel;
-    return t->data;
-}
-
-static int open_case(cs_safetensors *st, const char *name) {
-    char path[512];
-    cs_err err = {0};
-    snprintf(path, sizeof path, REFS "/cases/%s.safetensors", name);
-    return cs_safetensors_open(st, path, &err);
-}
 
 enum { P_AVX512, P_AVX2, P_BF16, NPATH };
 static const char *path_name[NPATH] = {"avx512", "avx2", "bf16"};
@@ -64,7 +50,7 @@ static void run_case(const char *name, const char *ref_name, case_fn f, int bf16
     cs_safetensors st;
     REQUIRE(open_case(&st, name) == 0);
     size_t nref;
-    const float *ref = tensor(&st, ref_name, &nref);
+    const float *ref = case_tensor(&st, ref_name, &nref);
     REQUIRE(ref);
     float *out = malloc(nref * 4), *fp32 = malloc(nref * 4);
     int have_fp32 = 0;
@@ -95,7 +81,7 @@ static void run_case(const char *name, const char *ref_name, case_fn f, int bf16
 
 static int f_text(cs_safetensors *st, float *out, cs_err *err) {
     size_t nids;
-    const float *idf = tensor(st, "ids", &nids);
+    const float *idf = case_tensor(st, "ids", &nids);
     int32_t *ids = idf ? malloc(nids * sizeof *ids) : NULL;
     if (!ids) return -1;
     for (size_t i = 0; i < nids; i++) ids[i] = (int32_t)idf[i];
@@ -105,14 +91,15 @@ static int f_text(cs_safetensors *st, float *out, cs_err *err) {
 }
 
 static int f_unet(cs_safetensors *st, float *out, cs_err *err) {
-    const float *x = tensor(st, "x", NULL), *t = tensor(st, "timesteps", NULL), *ctx = tensor(st, "context", NULL);
+    const float *x = case_tensor(st, "x", NULL), *t = case_tensor(st, "timesteps", NULL),
+                *ctx = case_tensor(st, "context", NULL);
     const cs_safetensors_tensor *xt = cs_safetensors_find(st, "x");
     if (!x || !t || !ctx || !xt) return -1;
     return sd_unet_eps(g_model, x, t, ctx, (int)xt->shape[0], (int)xt->shape[2], (int)xt->shape[3], out, err);
 }
 
 static int f_vae(cs_safetensors *st, float *out, cs_err *err) {
-    const float *z = tensor(st, "z", NULL);
+    const float *z = case_tensor(st, "z", NULL);
     const cs_safetensors_tensor *zt = cs_safetensors_find(st, "z");
     if (!z || !zt) return -1;
     return sd_vae_decode(g_model, z, (int)zt->shape[0], (int)zt->shape[2], (int)zt->shape[3], out, err);
@@ -145,7 +132,7 @@ static void test_threads_same_bytes(void) {
     cs_safetensors st;
     REQUIRE(open_case(&st, "unet") == 0);
     size_t n;
-    REQUIRE(tensor(&st, "eps", &n));
+    REQUIRE(case_tensor(&st, "eps", &n));
     float *a = malloc(n * 4), *b = malloc(n * 4);
     for (int p = 0; p < NPATH; p++) {
         if (p == P_AVX2 || use_path(p)) continue;
@@ -163,6 +150,7 @@ static void test_threads_same_bytes(void) {
 }
 
 int main(void) {
+    cs_set_thread_grain(0); /* every loop on all the threads set: the counts compared are the ones run */
     RUN(test_load);
     RUN(test_text_encoder);
     RUN(test_unet);

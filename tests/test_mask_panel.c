@@ -12,28 +12,7 @@
 #include "index/refs.h"
 #include "reports/panels.h"
 #include "tests/t.h"
-
-/* PNG data URI -> pixels (a base64 reader of its own). */
-static int decode_uri(const char *uri, cs_image *img) {
-    const char *pre = "data:image/png;base64,", *tab =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    if (!uri || strncmp(uri, pre, strlen(pre))) return -1;
-    const char *s = uri + strlen(pre);
-    size_t n = strlen(s), o = 0;
-    uint8_t *buf = malloc(n + 1);
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n && s[i] != '='; i++) {
-        const char *p = strchr(tab, s[i]);
-        if (!p) { free(buf); return -1; }
-        acc = acc << 6 | (uint32_t)(p - tab);
-        bits += 6;
-        if (bits >= 8) { bits -= 8; buf[o++] = (uint8_t)(acc >> bits); }
-    }
-    int rc = cs_image_decode(img, buf, o, "uri", NULL, NULL);
-    free(buf);
-    return rc;
-}
+#include "tests/test_uri_fixture.h"
 
 static void one_mask(const char *path, int thumb) {
     enum { S = CS_THUMB_SIZE };

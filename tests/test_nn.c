@@ -327,6 +327,7 @@ static void test_fold_batchnorm(void) {
 }
 
 int main(void) {
+    cs_set_thread_grain(0); /* every loop on all the threads set: the counts compared are the ones run */
     nn_set_threads(2);
     RUN(test_conv2d);
     RUN(test_linear);

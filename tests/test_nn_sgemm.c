@@ -68,6 +68,7 @@ static void test_sgemm_shapes(void) {
 }
 
 int main(void) {
+    cs_set_thread_grain(0); /* every loop on all the threads set: the counts compared are the ones run */
     RUN(test_sgemm_shapes);
     return T_DONE();
 }

@@ -14,6 +14,7 @@
 #include "reports/panels.h"
 #include "reports/report.h"
 #include "tests/t.h"
+#include "tests/test_uri_fixture.h"
 #include "tests/test_report_fixture.h"
 
 #define NF 9 /* findings in the small fixture */
@@ -21,21 +22,7 @@
 static char *dir;       /* scratch folder with the fixture store */
 static cs_store *store;
 
-static char *render(cs_report_format fmt, int64_t top) {
-    cs_report_opts o = {0};
-    o.format = fmt;
-    o.top = top;
-    o.threads = 2;
-    o.generator = "copyscope test";
-    cs_buf b = {0};
-    cs_err err = {0};
-    if (cs_report_render(store, &o, &b, &err)) {
-        fprintf(stderr, "render: %s\n", err.msg);
-        cs_buf_free(&b);
-        return NULL;
-    }
-    return cs_buf_take(&b);
-}
+static char *render(cs_report_format fmt, int64_t top) { return rf_render(store, fmt, top, 2); }
 
 static char *write_tmp(const char *name, const char *data) {
     char *p = malloc(4096);
@@ -127,28 +114,6 @@ static void test_highlight(void) {
 
 
 /* ---- pictures ---- */
-
-/* Decodes a PNG data URI back to pixels (independent base64 reader). */
-static int decode_uri(const char *uri, cs_image *img) {
-    const char *pre = "data:image/png;base64,";
-    if (!uri || strncmp(uri, pre, strlen(pre))) return -1;
-    const char *s = uri + strlen(pre);
-    size_t n = strlen(s), o = 0;
-    uint8_t *buf = malloc(n);
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n && s[i] != '='; i++) {
-        const char *tab = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        const char *p = strchr(tab, s[i]);
-        if (!p) { free(buf); return -1; }
-        acc = acc << 6 | (uint32_t)(p - tab);
-        bits += 6;
-        if (bits >= 8) { bits -= 8; buf[o++] = (uint8_t)(acc >> bits); }
-    }
-    int rc = cs_image_decode(img, buf, o, "uri", NULL, NULL);
-    free(buf);
-    return rc;
-}
 
 static void test_panels(void) {
     uint8_t ref[64 * 64 * 3], inv[64 * 64 * 3];
@@ -792,10 +757,6 @@ int main(void) {
     RUN(test_cli);
     RUN(test_sparse_stores);
     RUN(test_unrecorded_thresholds);
-    cs_store_close(store);
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (!getenv("CS_KEEP")) { int rc = system(cmd); (void)rc; }
-    free(dir);
+    rf_finish(store, dir);
     return T_DONE();
 }

@@ -14,6 +14,7 @@
 
 #include "core/image.h"
 #include "core/store.h"
+#include "reports/report.h"
 
 #define RF_XSS1 "<script>alert(1)</script>"
 #define RF_XSS2 "\"><img src=x onerror=alert(1)>"
@@ -192,6 +193,36 @@ static inline cs_store *rf_make_store(const char *dir, int64_t n, int64_t images
         return NULL;
     }
     return s;
+}
+
+/* The report of the fixture's store in fmt (malloc'd; NULL, said on stderr,
+ * when it fails). top: findings listed (0: the default). */
+static inline char *rf_render(cs_store *s, cs_report_format fmt, int64_t top, int threads) {
+    cs_report_opts o = {0};
+    o.format = fmt;
+    o.top = top;
+    o.threads = threads;
+    o.generator = "copyscope test";
+    cs_buf b = {0};
+    cs_err err = {0};
+    if (cs_report_render(s, &o, &b, &err)) {
+        fprintf(stderr, "render: %s\n", err.msg);
+        cs_buf_free(&b);
+        return NULL;
+    }
+    return cs_buf_take(&b);
+}
+
+/* Closes the store and removes its folder (kept with CS_KEEP set); frees dir. */
+static inline void rf_finish(cs_store *s, char *dir) {
+    cs_store_close(s);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (!getenv("CS_KEEP")) {
+        int rc = system(cmd);
+        (void)rc;
+    }
+    free(dir);
 }
 
 #endif

@@ -17,19 +17,7 @@
 static char *dir;
 static cs_store *store;
 
-static char *render(cs_report_format fmt) {
-    cs_report_opts o = {0};
-    o.format = fmt;
-    o.threads = 1;
-    cs_buf b = {0};
-    cs_err err = {0};
-    if (cs_report_render(store, &o, &b, &err)) {
-        fprintf(stderr, "render: %s\n", err.msg);
-        cs_buf_free(&b);
-        return NULL;
-    }
-    return cs_buf_take(&b);
-}
+static char *render(cs_report_format fmt) { return rf_render(store, fmt, 0, 1); }
 
 /* The HTML of finding id (its card), malloc'd; NULL when absent. */
 static char *card(const char *h, int id) {
@@ -262,10 +250,6 @@ int main(void) {
     RUN(test_summary_suite_and_index);
     RUN(test_whitebox_n_and_closest);
     RUN(test_evidence_sentences);
-    cs_store_close(store);
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (!getenv("CS_KEEP")) { int rc = system(cmd); (void)rc; }
-    free(dir);
+    rf_finish(store, dir);
     return T_DONE();
 }

@@ -12,29 +12,11 @@
 #include "core/safetensors.h"
 #include "pipeline/sd.h"
 #include "tests/t.h"
+#include "tests/test_sd_fixture.h"
 
-#define REFS "../shared/refs/sd-tiny"
 #define TOL 2e-5 /* rel = max|out-ref| / max|ref|, from cases/README.md */
 
 static sd_model *g_model;
-
-static const float *case_tensor(cs_safetensors *st, const char *name, size_t *n) {
-    const cs_safetensors_tensor *t = cs_safetensors_find(st, name);
-    if (!t || t->dtype != CS_DT_F32) return NULL;
-    if (n) *n = (size_t)t->numel;
-    return t->data;
-}
-
-static int open_case(cs_safetensors *st, const char *name) {
-    char path[512];
-    cs_err err = {0};
-    snprintf(path, sizeof path, REFS "/cases/%s.safetensors", name);
-    if (cs_safetensors_open(st, path, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    return 0;
-}
 
 static void test_load(void) {
     cs_err err = {0};

@@ -64,7 +64,8 @@ $B run "$T/ref.json" --db "$T/i.db" --out "$T/o3" >/dev/null 2>"$T/err"; rc=$?
   ok ref_typo_refused || bad "ref_typo_refused (rc=$rc)"
 
 # --- 4: the same images at any -j (sd-tiny: OpenBLAS's own threading changed
-# pixels by one grey level between -j 1 and -j 2)
+# pixels by one grey level between -j 1 and -j 2). CS_THREAD_GRAIN_NS=0: every
+# loop on all threads (by default this small model runs on one)
 S=$R/../shared/refs
 cat > "$T/tiny.json" <<J
 {"name": "tiny-j", "model": "$S/sd-tiny/model.safetensors", "config": "$S/sd-tiny/config.json",
@@ -75,7 +76,7 @@ cat > "$T/tiny.json" <<J
 J
 for j in 1 3; do
   iv=30; [ $j -eq 1 ] && iv=0.02
-  CS_PROGRESS_INTERVAL=$iv $B generate "$T/tiny.json" --db "$T/g$j.db" --out "$T/gj$j" -j $j >/dev/null 2>"$T/gerr$j" ||
+  CS_THREAD_GRAIN_NS=0 CS_PROGRESS_INTERVAL=$iv $B generate "$T/tiny.json" --db "$T/g$j.db" --out "$T/gj$j" -j $j >/dev/null 2>"$T/gerr$j" ||
     bad "generate_j$j"
   (cd "$T/gj$j" && find . -name '*.png' | sort | xargs sha256sum) > "$T/sum$j"
 done
@@ -126,6 +127,13 @@ ctl() { LC_ALL=C grep -c "$(printf '[\001-\010\013-\037\177]')" "$1"; }
   [ "$(awk -F'\t' '{print NF}' "$T/ls.out")" -eq 6 ] && ok ls_caption_escaped || { bad ls_caption_escaped; cat -v "$T/ls.out"; }
 [ "$(ctl "$T/run.out")" -eq 0 ] && grep -qF 'rocket\x1b[2J' "$T/run.out" && ok run_summary_escaped ||
   { bad run_summary_escaped; cat -v "$T/run.out" | tail -8; }
+# --- 9: the run summary says how many references it searched (as the report
+# does), also when the analysis was done before and skipped
+$B run "$T/esc.json" --db "$T/esc.db" --out "$T/o4" > "$T/run2.out" 2>&1
+grep -q '^images: 1 generations against 1 reference (analysis 1): copy ' "$T/run.out" &&
+  grep -q '^images: 1 generations against 1 reference (analysis 1): ' "$T/run2.out" &&
+  grep -q 'already has a finding' "$T/run2.out" && ok run_summary_reference_count ||
+  { bad run_summary_reference_count; grep -E 'images:|analy' "$T/run.out" "$T/run2.out"; }
 
 # --- 17: index ls --json is valid JSON (UTF-8) for a file name that is not UTF-8
 mkdir -p "$T/u8"; cp "$DATA/1f600.png" "$T/u8/$(printf 'a\377b.png')"

@@ -175,7 +175,7 @@ static void sgemm_bias(int M, int N, int K, const float *A, int lda, const float
         pthread_once(&once, gemm_blas_single);
         gemm_ctx g = {0, 0, M, N, K, lda, ldb, ldc, M > N, 1.f, 0.f, A, B, C, bias, rows};
         int64_t slices = ((g.by_rows ? M : N) + DNNL_SLICE - 1) / DNNL_SLICE;
-        cs_parallel_for(nn_threads_for((double)M * N * K * GEMM_PER_THREAD), slices, dnnl_slice, &g);
+        cs_parallel_for_work((double)M * N * K, slices, dnnl_slice, &g);
         return;
     }
     if (bias) {
@@ -327,12 +327,15 @@ void nn_conv2d(float *out, const float *in, const float *weight, const float *bi
     int K = p->cin * p->kh * p->kw;
     size_t ohw = (size_t)oh * ow;
     int isa = cs_cpu_isa();
-    if (isa >= CS_ISA_AVX512 && g_conv_direct && g_backend != NN_GEMM_OWN && !conv_is_pointwise(p) && ohw >= NN_DIRECT_MIN_OHW &&
-        cs_conv_onednn(out, in, weight, bias, p->cin, p->cout, p->kh, p->kw, p->stride, p->pad_t, p->pad_l,
-                       p->pad_b, p->pad_r, B, h, w, use_bf16(p->cout, (int)ohw, K, isa),
-                       nn_threads_for((double)p->cout * ohw * K * B * GEMM_PER_THREAD)) == 0) {
-        FLOPS(p->cout, ohw * B, K);
-        return;
+    if (isa >= CS_ISA_AVX512 && g_conv_direct && g_backend != NN_GEMM_OWN && !conv_is_pointwise(p) && ohw >= NN_DIRECT_MIN_OHW) {
+        double macs = (double)p->cout * ohw * K * B;
+        cs_work wk = cs_work_begin(SITE(cs_conv_onednn), macs);
+        if (cs_conv_onednn(out, in, weight, bias, p->cin, p->cout, p->kh, p->kw, p->stride, p->pad_t, p->pad_l,
+                           p->pad_b, p->pad_r, B, h, w, use_bf16(p->cout, (int)ohw, K, isa), wk.threads) == 0) {
+            cs_work_end(&wk, macs);
+            FLOPS(p->cout, ohw * B, K);
+            return;
+        }
     }
     if (B > 1 && ws && ws_floats >= nn_conv2d_ws_batched(p, B, h, w)) {
         conv2d_batched(out, in, weight, bias, p, B, h, w, ws);

@@ -219,11 +219,7 @@ typedef struct {
 } work_rate;
 static work_rate g_rates[RATE_SLOTS], g_rate_rest;
 
-static work_rate *rate_of(uintptr_t site, double units) {
-    int e;
-    frexp(units, &e);
-    e = e < 0 ? 0 : e > 63 ? 63 : e;
-    uintptr_t key = (site << 6 | (uintptr_t)e) + 1; /* never 0: 0 marks a free slot */
+static work_rate *rate_slot(uintptr_t key) {
     uint64_t h = (uint64_t)key * 0x9e3779b97f4a7c15ull;
     for (int probe = 0; probe < 64; probe++) {
         work_rate *r = &g_rates[((h >> 40) + (uint64_t)probe) & (RATE_SLOTS - 1)];
@@ -236,6 +232,21 @@ static work_rate *rate_of(uintptr_t site, double units) {
     }
     return &g_rate_rest;
 }
+
+static work_rate *rate_of(uintptr_t site, double units) {
+    int e;
+    frexp(units, &e);
+    e = e < 0 ? 0 : e > 62 ? 62 : e;
+    return rate_slot((site << 6 | (uintptr_t)e) + 1); /* never 0: 0 marks a free slot */
+}
+
+/* The site's fastest speed over all its sizes, from runs that were not the
+ * first of their size (a first run pays the page faults): what a size still
+ * in its warm-up is judged by. Optimistic for small sizes (they run slower
+ * per unit), so small work stays on one thread; a large run (a 512x512 VAE
+ * convolution, seconds) is far above the grain even so, and is not run on
+ * one thread through its size's warm-up (issue 18's VAE ran 2x slower). */
+static work_rate *site_rate(uintptr_t site) { return rate_slot((site << 6 | 63) + 1); }
 
 /* The work a thread needs to join (ns): CS_NS_PER_THREAD, or the
  * environment's CS_THREAD_GRAIN_NS (0: every loop on all threads, for tests
@@ -255,22 +266,30 @@ void cs_set_thread_grain(double ns) {
     g_grain = ns >= 0 ? ns : CS_NS_PER_THREAD;
 }
 
-static int threads_at(work_rate *r, double units, int nt) {
+static int threads_at(work_rate *r, work_rate *site, double units, int nt) {
     pthread_once(&g_grain_once, read_grain);
     if (g_grain <= 0) return nt;
-    if (atomic_load_explicit(&r->runs, memory_order_relaxed) < RATE_WARMUP) return 1;
-    double a = atomic_load_explicit(&r->best, memory_order_relaxed);
-    double b = atomic_load_explicit(&r->prev, memory_order_relaxed);
-    double rate = a > 0 && (b <= 0 || a < b) ? a : b;
+    double rate;
+    if (atomic_load_explicit(&r->runs, memory_order_relaxed) < RATE_WARMUP) {
+        rate = atomic_load_explicit(&site->best, memory_order_relaxed);
+        if (rate <= 0) return 1; /* nothing known of the site yet */
+    } else {
+        double a = atomic_load_explicit(&r->best, memory_order_relaxed);
+        double b = atomic_load_explicit(&r->prev, memory_order_relaxed);
+        rate = a > 0 && (b <= 0 || a < b) ? a : b;
+    }
     double cap = rate * units / g_grain;
     return cap < 2 ? 1 : cap < nt ? (int)cap : nt;
 }
 
-static void note_at(work_rate *r, double units, int64_t ns) {
+static void note_at(work_rate *r, work_rate *site, double units, int64_t ns) {
     double x = (double)(ns > 0 ? ns : 1) / units;
     double a = atomic_load_explicit(&r->best, memory_order_relaxed);
     if (a <= 0 || x < a) atomic_store_explicit(&r->best, x, memory_order_relaxed);
-    if (atomic_fetch_add_explicit(&r->runs, 1, memory_order_relaxed) % RATE_WINDOW == RATE_WINDOW - 1) {
+    int runs = atomic_fetch_add_explicit(&r->runs, 1, memory_order_relaxed);
+    double sb = atomic_load_explicit(&site->best, memory_order_relaxed);
+    if (runs > 0 && (sb <= 0 || x < sb)) atomic_store_explicit(&site->best, x, memory_order_relaxed);
+    if (runs % RATE_WINDOW == RATE_WINDOW - 1) {
         atomic_store_explicit(&r->prev, atomic_load_explicit(&r->best, memory_order_relaxed), memory_order_relaxed);
         atomic_store_explicit(&r->best, 0, memory_order_relaxed);
     }
@@ -281,9 +300,9 @@ static void note_at(work_rate *r, double units, int64_t ns) {
 cs_work cs_work_begin(uintptr_t site, double units) {
     static _Thread_local unsigned tick;
     int nt = cs_threads();
-    if (nt <= 1 || units <= 0) return (cs_work){NULL, 0, 1};
-    work_rate *r = rate_of(site, units);
-    cs_work w = {NULL, 0, threads_at(r, units, nt)};
+    if (nt <= 1 || units <= 0) return (cs_work){NULL, NULL, 0, 1};
+    work_rate *r = rate_of(site, units), *sr = site_rate(site);
+    cs_work w = {NULL, sr, 0, threads_at(r, sr, units, nt)};
     if (atomic_load_explicit(&r->runs, memory_order_relaxed) < RATE_WARMUP || (++tick & 7) == 0) {
         w.rate = r;
         /* on one thread its time; on more the time they spent in the loop
@@ -298,7 +317,7 @@ void cs_work_end(const cs_work *w, double units) {
     int64_t ns = (w->threads == 1 ? now_ns() : g_busy_ns) - w->start;
     /* threads given to a loop of one item ran it inline, untimed */
     if (w->threads > 1 && ns <= 0) return;
-    note_at(w->rate, units, ns);
+    note_at(w->rate, w->site, units, ns);
 }
 
 void cs_parallel_for_work(double units, int64_t n, cs_parallel_fn fn, void *ctx) {

@@ -38,6 +38,7 @@ void cs_set_thread_grain(double ns);
  * cs_threads()) and starts timing it; cs_work_end notes its time. */
 typedef struct {
     void *rate;    /* NULL: not timed */
+    void *site;    /* the site's speed over all its sizes */
     int64_t start;
     int threads;
 } cs_work;

@@ -14,6 +14,7 @@
 #include "core/nn.h"
 #include "core/parallel.h"
 #include "tests/t.h"
+#include "tests/test_conv_ref.h"
 
 static float *rand_buf(size_t n, uint64_t seed) {
     float *p = malloc(sizeof(float) * n);
@@ -22,26 +23,6 @@ static float *rand_buf(size_t n, uint64_t seed) {
         p[i] = (float)((seed >> 40) / (double)(1 << 24)) * 2.f - 1.f;
     }
     return p;
-}
-
-static void conv_ref(double *out, const float *in, const float *w, const float *b, const nn_conv2d_p *p, int B, int h,
-                     int wd) {
-    int oh = nn_conv2d_oh(p, h), ow = nn_conv2d_ow(p, wd);
-    for (int n = 0; n < B; n++)
-        for (int o = 0; o < p->cout; o++)
-            for (int y = 0; y < oh; y++)
-                for (int x = 0; x < ow; x++) {
-                    double s = b ? b[o] : 0;
-                    for (int c = 0; c < p->cin; c++)
-                        for (int i = 0; i < p->kh; i++)
-                            for (int j = 0; j < p->kw; j++) {
-                                int iy = y * p->stride - p->pad_t + i, ix = x * p->stride - p->pad_l + j;
-                                if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
-                                s += (double)in[(((size_t)n * p->cin + c) * h + iy) * wd + ix] *
-                                     w[(((size_t)o * p->cin + c) * p->kh + i) * p->kw + j];
-                            }
-                    out[(((size_t)n * p->cout + o) * oh + y) * ow + x] = s;
-                }
 }
 
 /* max |y - r| / max |r| */

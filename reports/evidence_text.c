@@ -52,12 +52,21 @@ const char *cs_rdesc_scale(const char *d) {
     if (!strcmp(d, "pdq")) return "PDQ hash: bits that differ, of 256; 0 = identical, about 128 = unrelated";
     if (!strcmp(d, "phash")) return "pHash: bits that differ, of 64; 0 = identical, about 32 = unrelated";
     if (!strcmp(d, "dhash")) return "dHash: bits that differ, of 64; 0 = identical, about 32 = unrelated";
+    if (!strcmp(d, "local"))
+        return "local features: share of the reference's keypoints verified geometrically (RANSAC); "
+               "1 = all, higher = more alike (lf_near/lf_partial also ask a-contrario "
+               "significance and the covered area)";
+    if (!strcmp(d, "fused"))
+        return "fused: \xe2\x88\x92log10 of the chance that an unrelated pair scores as well (the larger of the "
+               "local-feature and PDQ figures); higher = more likely a copy, 2 = 1 in 100; it ranks the neighbours";
     return "embedding cosine similarity; 1 = identical, lower = less alike";
 }
 
 const char *cs_rdesc_unit(const char *d) {
     if (!strcmp(d, "tl2") || !strcmp(d, "layout")) return "0 = identical";
     if (is_hash(d)) return "bits differ, 0 = identical";
+    if (!strcmp(d, "local")) return "share verified, 1 = all";
+    if (!strcmp(d, "fused")) return "\xe2\x88\x92log10 p, higher = likelier a copy";
     return "cosine, 1 = identical";
 }
 
@@ -83,7 +92,7 @@ int cs_rdesc_thresholds(const char *d, const cs_rthresh *t, double v[2], char la
             v[n] = t->pdq_near;
             snprintf(label[n++], 48, "near-copy \xe2\x89\xa4 %g", t->pdq_near);
         }
-    } else if (strcmp(d, "layout") && !is_hash(d)) {
+    } else if (strcmp(d, "layout") && strcmp(d, "local") && strcmp(d, "fused") && !is_hash(d)) {
         if (!isnan(t->embed_near)) {
             v[n] = t->embed_near;
             snprintf(label[n++], 48, "near-copy \xe2\x89\xa5 %g", t->embed_near);

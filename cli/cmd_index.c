@@ -71,6 +71,8 @@ static void usage_add(FILE *f) {
             "                    one (PATH may then be omitted): 'tiny' (built in, from the\n"
             "                    thumbnails) or 'sscd:WEIGHTS.safetensors' (SSCD ResNet-50; see\n"
             "                    scripts/convert_sscd.py; each tar shard is read once)\n"
+            "  --embed-q8        store new embedding columns at 8 bits a value plus a scale per\n"
+            "                    reference (516 B instead of 2 KiB for 512-d; docs/SCALE.md)\n"
             "  --attribution TEXT  the credit/licence line of these references, shown beside\n"
             "                    them in reports (PATH may then be omitted)\n"
             "  --json            the summary as one JSON object on stdout (the rest on stderr)\n\n"
@@ -87,7 +89,7 @@ static const struct option add_opts[] = {
     {"embedder", required_argument, 0, 'E'},   {"attribution", required_argument, 0, 'A'},
     {"no-local-features", no_argument, 0, 'L'}, {"json", no_argument, 0, 'J'},
     {"shards", required_argument, 0, 'S'},      {"no-thumbs", no_argument, 0, 'T'},
-    {0, 0, 0, 0}};
+    {"embed-q8", no_argument, 0, 'Q'},          {0, 0, 0, 0}};
 
 /* index add --attribution: the licence/credit line reports show beside every
  * reference (meta key 'attribution'). */
@@ -101,12 +103,14 @@ static int set_attribution(const char *db, const char *text) {
 }
 
 /* index add --embedder: vectors for the references that lack them (index/embed.h). */
+static int embed_q8; /* --embed-q8: a column created now is q8 (index/vecstore.h) */
 static int add_embeddings(const char *db, const char *spec, int threads, int progress, cJSON *js) {
     cs_err err = {0};
     cs_store *s;
     if (cs_store_open(&s, db ? db : cli_default_db(), &err)) return cli_fail(&err);
     cs_embed_stats es;
-    int rc = cs_embed_index_add_ex(s, spec, threads, progress, &es, &err);
+    int rc = embed_q8 ? cs_store_meta_set(s, "vec_dtype", "q8", &err) : 0;
+    if (!rc) rc = cs_embed_index_add_ex(s, spec, threads, progress, &es, &err);
     cs_store_close(s);
     if (rc) return cli_fail(&err);
     printf("index add: embedder %s: %lld computed, %lld already present, %lld skipped\n", spec,
@@ -149,6 +153,7 @@ static int cmd_index_add(int argc, char **argv) {
         case 'L': o.local_features = 0; break;
         case 'J': json = 1; break;
         case 'T': o.no_thumbs = 1; break;
+        case 'Q': embed_q8 = 1; break;
         case 'S':
             shards = (int)strtol(optarg, &end, 10);
             if (*end || shards <= 0 || shards > 4096) return cli_usage_error("index add: bad --shards '%s'", optarg);

@@ -1,4 +1,4 @@
-/* shard.c — a sharded store's shards, attached under one connection (shard.h). */
+/* shard.c — a sharded store's shards, read as one store (shard.h). */
 #include "core/shard.h"
 
 #include <stdio.h>
@@ -45,7 +45,8 @@ int cs_store_shards(cs_store *s) {
     return n > 0 ? n : 0;
 }
 
-/* The views: one SELECT per shard, global ids, only rows whose refs row is ok. */
+/* The views: the union table of every shard (core/shard_union.c), only
+ * the rows whose refs row is ok. */
 static const struct {
     const char *name, *cols;
 } views[] = {
@@ -58,12 +59,9 @@ void cs_store_detach_shards(cs_store *s) {
     sqlite3 *db = cs_store_db(s);
     char sql[128];
     for (size_t v = 0; v < sizeof views / sizeof views[0]; v++) {
-        snprintf(sql, sizeof sql, "DROP VIEW IF EXISTS temp.%s", views[v].name);
+        snprintf(sql, sizeof sql, "DROP VIEW IF EXISTS temp.%s; DROP TABLE IF EXISTS temp.cs_u_%s", views[v].name,
+                 views[v].name);
         sqlite3_exec(db, sql, NULL, NULL, NULL);
-    }
-    for (int k = 0; k < 4096; k++) {
-        snprintf(sql, sizeof sql, "DETACH cs_shard_%d", k + 1);
-        if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) break;
     }
 }
 
@@ -114,12 +112,12 @@ static void ref_thumb_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 
 /* A store of index add --no-thumbs (meta thumbs = 'source'): ref_thumbs is
  * a view that gives the stored thumbnail, else the one re-read from source.
- * Sharded: per shard, its id range (offsets) left-joined to its thumbnails. */
-static int thumbs_view(cs_store *s, int n, const long long *off, cs_err *err) {
+ * Sharded: the refs rows left-joined to the shards' thumbnails. */
+static int thumbs_view(cs_store *s, int n, cs_err *err) {
     sqlite3 *db = cs_store_db(s);
     if (sqlite3_create_function(db, "cs_ref_thumb", 2, SQLITE_UTF8, NULL, ref_thumb_fn, NULL, NULL) != SQLITE_OK)
         return cs_store_fail(s, err, "registering cs_ref_thumb");
-    size_t cap = 1024 + (size_t)(n > 0 ? n : 1) * 700, o;
+    size_t cap = 1024, o;
     char *sql = malloc(cap);
     if (!sql) return cs_fail(err, CS_ENOMEM, "out of memory");
     o = (size_t)snprintf(sql, cap, "DROP VIEW IF EXISTS temp.ref_thumbs; CREATE TEMP VIEW ref_thumbs AS ");
@@ -129,15 +127,11 @@ static int thumbs_view(cs_store *s, int n, const long long *off, cs_err *err) {
                  "SELECT r.id AS ref_id, %d AS w, %d AS h, %s AS rgb FROM main.refs r "
                  "LEFT JOIN main.ref_thumbs x ON x.ref_id = r.id WHERE r.status = 'ok'",
                  CS_STORE_THUMB, CS_STORE_THUMB, pick);
-    for (int k = 0; k < n && o < cap; k++) {
-        char hi[48] = "";
-        if (k + 1 < n) snprintf(hi, sizeof hi, " AND r.id <= %lld", off[k + 1]);
-        o += (size_t)snprintf(sql + o, cap - o,
-                              "%sSELECT r.id AS ref_id, %d AS w, %d AS h, %s AS rgb FROM main.refs r "
-                              "LEFT JOIN cs_shard_%d.ref_thumbs x ON x.ref_id = r.id - %lld "
-                              "WHERE r.status = 'ok' AND r.id > %lld%s",
-                              k ? " UNION ALL " : "", CS_STORE_THUMB, CS_STORE_THUMB, pick, k + 1, off[k], off[k], hi);
-    }
+    else
+        snprintf(sql + o, cap - o,
+                 "SELECT r.id AS ref_id, %d AS w, %d AS h, %s AS rgb FROM main.refs r "
+                 "LEFT JOIN temp.cs_u_ref_thumbs x ON x.ref_id = r.id WHERE r.status = 'ok'",
+                 CS_STORE_THUMB, CS_STORE_THUMB, pick);
     int rc = sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK
                  ? cs_fail(err, CS_EDB, "%s: thumbnail view: %s", cs_store_path(s), sqlite3_errmsg(db))
                  : 0;
@@ -145,7 +139,7 @@ static int thumbs_view(cs_store *s, int n, const long long *off, cs_err *err) {
     return rc;
 }
 
-/* Long: parse the offsets, attach each shard, build three views, in order. */
+/* Long: parse the offsets, check each shard is there, build three views. */
 int cs_store_attach_shards(cs_store *s, cs_err *err) {
     sqlite3 *db = cs_store_db(s);
     char nv[32], *offs = malloc(1 << 20);
@@ -154,7 +148,7 @@ int cs_store_attach_shards(cs_store *s, cs_err *err) {
     int from_source = meta_int(db, "thumbs", tv, sizeof tv) && !strcmp(tv, "source");
     if (!meta_int(db, "shards", nv, sizeof nv) || !meta_int(db, "shard_offsets", offs, 1 << 20)) {
         free(offs);
-        return from_source ? thumbs_view(s, 0, NULL, err) : 0;
+        return from_source ? thumbs_view(s, 0, err) : 0;
     }
     int n = atoi(nv), rc = 0;
     const char *path = cs_store_path(s);
@@ -162,19 +156,8 @@ int cs_store_attach_shards(cs_store *s, cs_err *err) {
         free(offs);
         return cs_fail(err, CS_EFORMAT, "%s: bad meta 'shards' = '%s'", path, nv);
     }
-    /* the shards are attached with the connection's own mode; SQLite allows
-     * only so many attached files per connection */
-    sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 125); /* capped at the library's compile-time maximum */
-    int lim = sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, -1);
-    if (n > lim) {
-        free(offs);
-        return cs_fail(err, CS_ELIMIT,
-                       "%s: %d shards, and one process can attach at most %d: read it under mpirun with "
-                       "copyscope-mpi, or rebuild with fewer shards",
-                       path, n, lim);
-    }
     long long *off = calloc((size_t)n, sizeof *off);
-    size_t cap = 4096 + (size_t)n * 600;
+    size_t cap = 4096;
     char *sql = malloc(cap);
     if (!off || !sql) rc = cs_fail(err, CS_ENOMEM, "out of memory");
     char *p = offs;
@@ -185,34 +168,23 @@ int cs_store_attach_shards(cs_store *s, cs_err *err) {
         p = end;
     }
     for (int k = 0; !rc && k < n; k++) {
-        char *sp = cs_shard_path(path, k, n), alias[32];
-        snprintf(alias, sizeof alias, "cs_shard_%d", k + 1);
-        sqlite3_stmt *st = NULL;
+        char *sp = cs_shard_path(path, k, n);
         if (!sp) rc = cs_fail(err, CS_ENOMEM, "out of memory");
-        else if (access(sp, R_OK) != 0) /* ATTACH would create an empty one */
+        else if (access(sp, R_OK) != 0)
             rc = cs_fail(err, CS_ENOTFOUND, "%s: its shard %s is missing or unreadable", path, sp);
-        else if (sqlite3_prepare_v2(db, "ATTACH ?1 AS ?2", -1, &st, NULL) != SQLITE_OK)
-            rc = cs_store_fail(s, err, "attaching a shard");
-        else {
-            sqlite3_bind_text(st, 1, sp, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 2, alias, -1, SQLITE_STATIC);
-            if (sqlite3_step(st) != SQLITE_DONE)
-                rc = cs_fail(err, CS_EDB, "%s: shard %s: %s", path, sp, sqlite3_errmsg(db));
-        }
-        sqlite3_finalize(st);
         free(sp);
     }
+    if (!rc) rc = cs_shard_union_register(db, path, n, off, err);
     for (size_t v = 0; !rc && v < sizeof views / sizeof views[0]; v++) {
-        size_t o = (size_t)snprintf(sql, cap, "CREATE TEMP VIEW %s AS ", views[v].name);
-        for (int k = 0; k < n && o < cap; k++)
-            o += (size_t)snprintf(sql + o, cap - o,
-                                  "%sSELECT x.ref_id + %lld AS ref_id, %s FROM cs_shard_%d.%s x "
-                                  "JOIN main.refs r ON r.id = x.ref_id + %lld WHERE r.status = 'ok'",
-                                  k ? " UNION ALL " : "", off[k], views[v].cols, k + 1, views[v].name, off[k]);
+        snprintf(sql, cap,
+                 "CREATE VIRTUAL TABLE temp.cs_u_%s USING cs_shard_union(%s); "
+                 "CREATE TEMP VIEW %s AS SELECT x.ref_id AS ref_id, %s FROM temp.cs_u_%s x "
+                 "JOIN main.refs r ON r.id = x.ref_id WHERE r.status = 'ok'",
+                 views[v].name, views[v].name, views[v].name, views[v].cols, views[v].name);
         if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
             rc = cs_fail(err, CS_EDB, "%s: shard views: %s", path, sqlite3_errmsg(db));
     }
-    if (!rc && from_source) rc = thumbs_view(s, n, off, err);
+    if (!rc && from_source) rc = thumbs_view(s, n, err);
     free(off);
     free(sql);
     free(offs);

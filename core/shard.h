@@ -7,8 +7,9 @@
  * refs, ref_hashes, ref_thumbs and ref_localfeat rows of its inputs under
  * local ids (global id = local id + oK).
  *
- * Opening the manifest (core/store.c) attaches the shards read-only and puts
- * TEMP views named ref_hashes, ref_thumbs and ref_localfeat over them, which
+ * Opening the manifest (core/store.c) puts TEMP views named ref_hashes,
+ * ref_thumbs and ref_localfeat over the shards (read-only, through
+ * core/shard_union.c: no ATTACH, so any number of shards), which
  * shadow the manifest's empty tables: every reader's SQL then sees the union
  * under global ids, with only the rows whose refs row is 'ok' (a reference
  * one shard kept that another shard already had is a duplicate). */
@@ -29,10 +30,16 @@ char *cs_shard_path(const char *db, int k, int n);
 char *cs_shard_dir(const char *db);
 /* Number of shards of an opened store (meta 'shards'), 0 when not sharded. */
 int cs_store_shards(cs_store *s);
-/* Attaches the shards and creates the views when s is a manifest; 0 (and
- * nothing) when it is not. Called by every cs_store_open*. */
+/* Checks the shards are there and creates the views when s is a manifest;
+ * 0 (and nothing) when it is not. Called by every cs_store_open*. */
 int cs_store_attach_shards(cs_store *s, cs_err *err);
-/* Drops the views and detaches (before the catalogue is rewritten). */
+/* Drops the views (before the catalogue is rewritten). */
 void cs_store_detach_shards(cs_store *s);
+/* Registers the virtual table module cs_shard_union on db (core/shard_union.c):
+ * `CREATE VIRTUAL TABLE temp.X USING cs_shard_union(ref_hashes|ref_thumbs|
+ * ref_localfeat)` is that table of the n shards of manifest, ids offset by
+ * off[k] (copied), each shard opened read-only on first use by a connection of
+ * its own. */
+int cs_shard_union_register(sqlite3 *db, const char *manifest, int n, const long long *off, cs_err *err);
 
 #endif

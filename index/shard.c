@@ -20,18 +20,6 @@ int cs_shard_prepare(const char *db, int n, cs_err *err) {
     if (rc) return -1;
     cs_store *s;
     if (cs_store_open(&s, db, err)) return -1;
-    /* one process reads every shard through one connection (core/shard.h):
-     * refused before any work rather than after it */
-    sqlite3 *h = cs_store_db(s);
-    sqlite3_limit(h, SQLITE_LIMIT_ATTACHED, 125);
-    int lim = sqlite3_limit(h, SQLITE_LIMIT_ATTACHED, -1);
-    if (n > lim) {
-        cs_store_close(s);
-        return cs_fail(err, CS_ELIMIT,
-                       "%s: %d shards: this SQLite reads at most %d at once (run fewer ranks, each with more "
-                       "threads: -j)",
-                       db, n, lim);
-    }
     char *v = NULL;
     rc = cs_store_meta_get(s, "shards", &v, err);
     if (!rc && v && atoi(v) != n)
@@ -52,7 +40,52 @@ static int exec1(cs_store *s, const char *sql, cs_err *err) {
     return 0;
 }
 
-/* Long: attach, offsets, copy, cross-shard duplicates, meta, detach, in order. */
+/* Shard k's refs rows into the manifest under id + off (an upsert: a rerun
+ * rewrites the same rows), read through a connection of its own: no ATTACH,
+ * whose limit (10 files in Debian's SQLite) would cap the shard count. */
+static int copy_refs(cs_store *s, sqlite3_stmt *ins, const char *sp, int64_t off, cs_err *err) {
+    sqlite3 *h = NULL;
+    sqlite3_stmt *sel = NULL;
+    int rc = 0;
+    if (sqlite3_open_v2(sp, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(h,
+                           "SELECT id, source, sha256, size, caption, width, height, status, error, dup_of, added "
+                           "FROM main.refs ORDER BY id",
+                           -1, &sel, NULL) != SQLITE_OK)
+        rc = cs_fail(err, CS_EDB, "%s: %s", sp, h ? sqlite3_errmsg(h) : "out of memory");
+    else sqlite3_busy_timeout(h, 10000);
+    int st;
+    while (!rc && (st = sqlite3_step(sel)) == SQLITE_ROW) {
+        for (int c = 0; c < 11; c++) sqlite3_bind_value(ins, c + 1, sqlite3_column_value(sel, c));
+        sqlite3_bind_int64(ins, 1, sqlite3_column_int64(sel, 0) + off);
+        if (sqlite3_column_type(sel, 9) != SQLITE_NULL) sqlite3_bind_int64(ins, 10, sqlite3_column_int64(sel, 9) + off);
+        if (sqlite3_step(ins) != SQLITE_DONE) rc = cs_store_fail(s, err, "writing the catalogue");
+        sqlite3_reset(ins);
+    }
+    if (!rc && st != SQLITE_DONE) rc = cs_fail(err, CS_EDB, "%s: %s", sp, sqlite3_errmsg(h));
+    sqlite3_finalize(sel);
+    sqlite3_close(h);
+    return rc;
+}
+
+static int shard_max_id(const char *sp, int64_t *mx, cs_err *err) {
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    if (sqlite3_open_v2(sp, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(h, "SELECT coalesce(max(id), 0) FROM main.refs", -1, &st, NULL) != SQLITE_OK)
+        rc = cs_fail(err, CS_EDB, "%s: %s", sp, h ? sqlite3_errmsg(h) : "out of memory");
+    else {
+        sqlite3_busy_timeout(h, 10000);
+        if (sqlite3_step(st) == SQLITE_ROW) *mx = sqlite3_column_int64(st, 0);
+        else rc = cs_fail(err, CS_EDB, "%s: %s", sp, sqlite3_errmsg(h));
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return rc;
+}
+
+/* Long: offsets, copy, cross-shard duplicates, meta, in order. */
 int cs_shard_finish(const char *db, int n, cs_shard_totals *t, cs_err *err) {
     memset(t, 0, sizeof *t);
     cs_store *s;
@@ -61,36 +94,16 @@ int cs_shard_finish(const char *db, int n, cs_shard_totals *t, cs_err *err) {
     sqlite3 *h = cs_store_db(s);
     int64_t *off = calloc((size_t)n, sizeof *off);
     size_t ocap = (size_t)n * 24 + 8, oo = 0;
-    char *offs = malloc(ocap), sql[1024];
-    int rc = !off || !offs ? cs_fail(err, CS_ENOMEM, "out of memory") : 0;
+    char *offs = malloc(ocap), **sp = calloc((size_t)n, sizeof *sp), sql[64];
+    int rc = !off || !offs || !sp ? cs_fail(err, CS_ENOMEM, "out of memory") : 0;
     if (!rc) offs[0] = 0;
-    int attached = 0;
-    sqlite3_limit(h, SQLITE_LIMIT_ATTACHED, 125); /* capped at the library's compile-time maximum */
-    if (!rc && n > sqlite3_limit(h, SQLITE_LIMIT_ATTACHED, -1))
-        rc = cs_fail(err, CS_ELIMIT, "%s: %d shards, and this SQLite attaches at most %d files to a connection", db, n,
-                     sqlite3_limit(h, SQLITE_LIMIT_ATTACHED, -1));
-    for (int k = 0; !rc && k < n; k++) {
-        char *sp = cs_shard_path(db, k, n);
-        sqlite3_stmt *st = NULL;
-        snprintf(sql, sizeof sql, "cs_cat_%d", k + 1);
-        if (!sp) rc = cs_fail(err, CS_ENOMEM, "out of memory");
-        else if (sqlite3_prepare_v2(h, "ATTACH ?1 AS ?2", -1, &st, NULL) != SQLITE_OK)
-            rc = cs_store_fail(s, err, "attaching a shard");
-        else {
-            sqlite3_bind_text(st, 1, sp, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 2, sql, -1, SQLITE_STATIC);
-            if (sqlite3_step(st) != SQLITE_DONE) rc = cs_fail(err, CS_EDB, "%s: %s", sp, sqlite3_errmsg(h));
-            else attached = k + 1;
-        }
-        sqlite3_finalize(st);
-        free(sp);
-    }
+    for (int k = 0; !rc && k < n; k++)
+        if (!(sp[k] = cs_shard_path(db, k, n))) rc = cs_fail(err, CS_ENOMEM, "out of memory");
     /* offsets: each shard's ids start after the previous shards' largest */
     int64_t base = 0;
     for (int k = 0; !rc && k < n; k++) {
         int64_t mx = 0;
-        snprintf(sql, sizeof sql, "SELECT coalesce(max(id), 0) FROM cs_cat_%d.refs", k + 1);
-        if (cs_store_query_i64(s, sql, 0, 0, &mx, err)) rc = -1;
+        if (shard_max_id(sp[k], &mx, err)) rc = -1;
         off[k] = base;
         base += mx;
         oo += (size_t)snprintf(offs + oo, ocap - oo, "%s%lld", k ? " " : "", (long long)off[k]);
@@ -105,19 +118,19 @@ int cs_shard_finish(const char *db, int n, cs_shard_totals *t, cs_err *err) {
                      "built from one input list (rerun with the same PATHs, or use a new --db)",
                      db, offs, old);
     free(old);
+    sqlite3_stmt *ins = NULL;
+    if (!rc && cs_store_prepare(s, &ins,
+                                "INSERT INTO main.refs(id, source, sha256, size, caption, width, height, status, "
+                                "error, dup_of, added) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
+                                "ON CONFLICT(id) DO UPDATE SET source = excluded.source, sha256 = excluded.sha256, "
+                                "size = excluded.size, caption = excluded.caption, width = excluded.width, "
+                                "height = excluded.height, status = excluded.status, error = excluded.error, "
+                                "dup_of = excluded.dup_of, added = excluded.added",
+                                err))
+        rc = -1;
     if (!rc) rc = cs_store_begin(s, err);
-    for (int k = 0; !rc && k < n; k++) {
-        snprintf(sql, sizeof sql,
-                 "INSERT INTO main.refs(id, source, sha256, size, caption, width, height, status, error, dup_of, "
-                 "added) SELECT id + %lld, source, sha256, size, caption, width, height, status, error, "
-                 "dup_of + %lld, added FROM cs_cat_%d.refs WHERE true ORDER BY id "
-                 "ON CONFLICT(id) DO UPDATE SET source = excluded.source, sha256 = excluded.sha256, "
-                 "size = excluded.size, caption = excluded.caption, width = excluded.width, "
-                 "height = excluded.height, status = excluded.status, error = excluded.error, "
-                 "dup_of = excluded.dup_of, added = excluded.added",
-                 (long long)off[k], (long long)off[k], k + 1);
-        rc = exec1(s, sql, err);
-    }
+    for (int k = 0; !rc && k < n; k++) rc = copy_refs(s, ins, sp[k], off[k], err);
+    sqlite3_finalize(ins);
     /* one process: a row is a duplicate of the first 'ok' row with its sha256 */
     if (!rc)
         rc = exec1(s,
@@ -141,10 +154,8 @@ int cs_shard_finish(const char *db, int n, cs_shard_totals *t, cs_err *err) {
                             err) ||
          cs_store_query_i64(s, "SELECT count(*) FROM main.refs WHERE status = 'error'", 0, 0, &t->error, err)))
         rc = -1;
-    for (int k = 0; k < attached; k++) {
-        snprintf(sql, sizeof sql, "DETACH cs_cat_%d", k + 1);
-        sqlite3_exec(h, sql, NULL, NULL, NULL);
-    }
+    for (int k = 0; sp && k < n; k++) free(sp[k]);
+    free(sp);
     free(off);
     free(offs);
     cs_store_close(s);

@@ -35,9 +35,9 @@ static int full_pwrite(int fd, const void *buf, size_t len, off_t off) {
     return 0;
 }
 
-static int write_header(int fd, const char magic[8], int dim, uint64_t count) {
+static int write_header(int fd, const char magic[8], int dim, int dtype, uint64_t count) {
     unsigned char buf[CS_VS_HEADER_SIZE] = {0};
-    vs_header h = {{0}, 1, (uint32_t)dim, CS_VS_F32, 0, count};
+    vs_header h = {{0}, 1, (uint32_t)dim, (uint32_t)dtype, 0, count};
     memcpy(h.magic, magic, 8);
     memcpy(buf, &h, sizeof h);
     return full_pwrite(fd, buf, sizeof buf, 0);
@@ -60,9 +60,40 @@ static int read_header(int fd, const char *path, const char magic[8], vs_header 
         return cs_fail(err, CS_EFORMAT, "%s: unsupported version %u", path, h->version);
     if (h->dim < 1 || h->dim > CS_VS_MAX_DIM)
         return cs_fail(err, CS_EFORMAT, "%s: bad dimension %u", path, h->dim);
-    if (h->dtype != CS_VS_F32)
+    if (h->dtype != CS_VS_F32 && h->dtype != CS_VS_Q8)
         return cs_fail(err, CS_EFORMAT, "%s: unsupported dtype %u", path, h->dtype);
     return 0;
+}
+
+static size_t row_bytes(int dim, int dtype) {
+    return dtype == CS_VS_Q8 ? (size_t)dim + sizeof(float) : (size_t)dim * sizeof(float);
+}
+
+/* q8 (vecstore.h): one row's scale and int8 values, and back. The values are
+ * rounded on the grid max |v| / 127; the scale kept is then the one that
+ * gives the decoded row the norm of v (a unit embedding stays a unit
+ * vector, so a cosine by dot product stays <= 1 and an exact copy scores
+ * the cosine of the rounding's angle, not above 1). */
+static void q8_encode(const float *v, int dim, unsigned char *out) {
+    float mx = 0;
+    for (int i = 0; i < dim; i++) mx = fmaxf(mx, fabsf(v[i]));
+    float g = mx / 127.0f, s = 0;
+    double vv = 0, qq = 0;
+    for (int i = 0; i < dim; i++) {
+        long q = g > 0 ? lrintf(v[i] / g) : 0;
+        q = q > 127 ? 127 : q < -127 ? -127 : q;
+        out[sizeof s + (size_t)i] = (unsigned char)(int8_t)q;
+        vv += (double)v[i] * v[i];
+        qq += (double)(q * q);
+    }
+    if (qq > 0) s = (float)sqrt(vv / qq);
+    memcpy(out, &s, sizeof s);
+}
+
+static void q8_decode(const unsigned char *row, int dim, float *out) {
+    float s;
+    memcpy(&s, row, sizeof s);
+    for (int i = 0; i < dim; i++) out[i] = (float)(int8_t)row[sizeof s + (size_t)i] * s;
 }
 
 static void unmap(cs_vecstore *vs) {
@@ -77,7 +108,7 @@ static void unmap(cs_vecstore *vs) {
 static int map_rows(cs_vecstore *vs, int vfd, int ifd, cs_err *err) {
     unmap(vs);
     if (vs->n == 0) return 0;
-    size_t vsz = CS_VS_HEADER_SIZE + (size_t)vs->n * (size_t)vs->dim * sizeof(float);
+    size_t vsz = CS_VS_HEADER_SIZE + (size_t)vs->n * row_bytes(vs->dim, vs->dtype);
     size_t isz = CS_VS_HEADER_SIZE + (size_t)vs->n * sizeof(int64_t);
     void *vm = mmap(NULL, vsz, PROT_READ, MAP_SHARED, vfd, 0);
     if (vm == MAP_FAILED) return cs_fail(err, CS_EIO, "%s: mmap: %s", vs->path, strerror(errno));
@@ -89,6 +120,17 @@ static int map_rows(cs_vecstore *vs, int vfd, int ifd, cs_err *err) {
     vs->vmap = vm, vs->vmap_size = vsz, vs->imap = im, vs->imap_size = isz;
     vs->vecs = (const float *)((const char *)vm + CS_VS_HEADER_SIZE);
     vs->ids = (const int64_t *)((const char *)im + CS_VS_HEADER_SIZE);
+    if (vs->dtype == CS_VS_Q8) { /* decode the rows not decoded yet (appends add a few) */
+        float *d = realloc(vs->dec, (size_t)vs->n * (size_t)vs->dim * sizeof *d);
+        if (!d) return cs_fail(err, CS_ENOMEM, "%s: out of memory decoding %lld rows", vs->path, (long long)vs->n);
+        vs->dec = d;
+        const unsigned char *rows = (const unsigned char *)vm + CS_VS_HEADER_SIZE;
+        size_t rb = row_bytes(vs->dim, CS_VS_Q8);
+        for (int64_t r = vs->dec_n; r < vs->n; r++)
+            q8_decode(rows + (size_t)r * rb, vs->dim, d + (size_t)r * (size_t)vs->dim);
+        vs->dec_n = vs->n;
+        vs->vecs = d;
+    }
     return 0;
 }
 
@@ -108,6 +150,10 @@ static int open_file(const char *path, int writable, int *fd, int *created, cs_e
 
 /* Long: every consistency case between the id and vector files, each checked in place. */
 int cs_vecstore_open(cs_vecstore *vs, const char *path, int dim, int writable, cs_err *err) {
+    return cs_vecstore_open_dtype(vs, path, dim, CS_VS_F32, writable, err);
+}
+
+int cs_vecstore_open_dtype(cs_vecstore *vs, const char *path, int dim, int dtype, int writable, cs_err *err) {
     memset(vs, 0, sizeof *vs);
     vs->vfd = vs->ifd = -1;
     if (dim < 0 || dim > CS_VS_MAX_DIM) return cs_fail(err, CS_EUSAGE, "%s: bad dimension %d", path, dim);
@@ -140,7 +186,7 @@ int cs_vecstore_open(cs_vecstore *vs, const char *path, int dim, int writable, c
                 goto fail;
             }
         }
-        if (write_header(vfd, VEC_MAGIC, dim, 0) || write_header(ifd, IDS_MAGIC, dim, 0) ||
+        if (write_header(vfd, VEC_MAGIC, dim, dtype, 0) || write_header(ifd, IDS_MAGIC, dim, dtype, 0) ||
             ftruncate(vfd, CS_VS_HEADER_SIZE) || ftruncate(ifd, CS_VS_HEADER_SIZE)) {
             cs_fail(err, CS_EIO, "%s: cannot write: %s", vs->path, strerror(errno));
             goto fail;
@@ -158,7 +204,7 @@ int cs_vecstore_open(cs_vecstore *vs, const char *path, int dim, int writable, c
         cs_fail(err, CS_EFORMAT, "%s: dimension %u, vectors have %u", vs->ids_path, ih.dim, vh.dim);
         goto fail;
     }
-    uint64_t rowb = (uint64_t)vh.dim * sizeof(float);
+    uint64_t rowb = row_bytes((int)vh.dim, (int)vh.dtype);
     if (vh.count > (vsize - CS_VS_HEADER_SIZE) / rowb) {
         cs_fail(err, CS_EFORMAT, "%s: truncated: header says %llu rows, file holds %llu", vs->path,
                 (unsigned long long)vh.count,
@@ -173,6 +219,7 @@ int cs_vecstore_open(cs_vecstore *vs, const char *path, int dim, int writable, c
         goto fail;
     }
     vs->dim = (int)vh.dim;
+    vs->dtype = (int)vh.dtype;
     vs->n = (int64_t)vh.count;
     if (map_rows(vs, vfd, ifd, err)) goto fail;
     if (writable) {
@@ -198,7 +245,11 @@ int cs_vecstore_open_store(cs_vecstore *vs, cs_store *s, const char *name, int d
     char *path = cs_store_sidecar(s, suffix);
     free(suffix);
     if (!path) return cs_fail(err, CS_ENOMEM, "vector column %s: out of memory", name);
-    int rc = cs_vecstore_open(vs, path, dim, writable, err);
+    char *dt = NULL;
+    cs_err ignore = {0}; /* a store without the key (or its meta table) is f32 */
+    cs_store_meta_get(s, "vec_dtype", &dt, &ignore);
+    int rc = cs_vecstore_open_dtype(vs, path, dim, dt && !strcmp(dt, "q8") ? CS_VS_Q8 : CS_VS_F32, writable, err);
+    free(dt);
     if (rc && !writable && err && err->code == CS_ENOTFOUND && access(path, F_OK) != 0)
         cs_fail(err, CS_ENOTFOUND, "%s: no %s vectors in this index yet: run 'copyscope index add --embedder %s' first",
                 path, name, strcmp(name, "sscd") ? name : "sscd:WEIGHTS");
@@ -214,16 +265,22 @@ int cs_vecstore_append(cs_vecstore *vs, const int64_t *ids, const float *v, int6
         if (!isfinite(v[i]))
             return cs_fail(err, CS_EFORMAT, "%s: non-finite value in row for id %lld", vs->path,
                            (long long)ids[i / (size_t)vs->dim]);
-    size_t rowb = (size_t)vs->dim * sizeof(float);
+    size_t rowb = row_bytes(vs->dim, vs->dtype);
     off_t voff = CS_VS_HEADER_SIZE + (off_t)vs->n * (off_t)rowb;
+    unsigned char *enc = NULL;
+    if (vs->dtype == CS_VS_Q8) {
+        if (!(enc = malloc((size_t)n * rowb))) return cs_fail(err, CS_ENOMEM, "%s: out of memory", vs->path);
+        for (int64_t r = 0; r < n; r++) q8_encode(v + (size_t)r * (size_t)vs->dim, vs->dim, enc + (size_t)r * rowb);
+    }
     off_t ioff = CS_VS_HEADER_SIZE + (off_t)vs->n * (off_t)sizeof(int64_t);
     uint64_t count = (uint64_t)(vs->n + n);
     /* rows first, then the counts (ids, then vectors): see the header comment */
-    if (full_pwrite(vs->vfd, v, nv * sizeof(float), voff) ||
-        full_pwrite(vs->ifd, ids, (size_t)n * sizeof(int64_t), ioff) ||
-        write_header(vs->ifd, IDS_MAGIC, vs->dim, count) ||
-        write_header(vs->vfd, VEC_MAGIC, vs->dim, count))
-        return cs_fail(err, CS_EIO, "%s: write: %s", vs->path, strerror(errno));
+    int bad = full_pwrite(vs->vfd, enc ? (const void *)enc : (const void *)v, (size_t)n * rowb, voff) ||
+              full_pwrite(vs->ifd, ids, (size_t)n * sizeof(int64_t), ioff) ||
+              write_header(vs->ifd, IDS_MAGIC, vs->dim, vs->dtype, count) ||
+              write_header(vs->vfd, VEC_MAGIC, vs->dim, vs->dtype, count);
+    free(enc);
+    if (bad) return cs_fail(err, CS_EIO, "%s: write: %s", vs->path, strerror(errno));
     vs->n += n;
     free(vs->by_id);
     vs->by_id = NULL;
@@ -272,6 +329,7 @@ void cs_vecstore_close(cs_vecstore *vs) {
     free(vs->path);
     free(vs->ids_path);
     free(vs->by_id);
+    free(vs->dec);
     memset(vs, 0, sizeof *vs);
     vs->vfd = vs->ifd = -1;
 }

@@ -10,7 +10,15 @@
  *
  * Header (64 bytes, little-endian, the same layout in both files):
  *   magic[8] "CSVEC\0\0\1" (vectors) or "CSIDS\0\0\1" (ids), u32 version (1),
- *   u32 dim, u32 dtype (0 = f32), u32 reserved, u64 count, then zero padding.
+ *   u32 dim, u32 dtype, u32 reserved, u64 count, then zero padding.
+ * dtype 0 (f32): a row is dim float32. dtype 1 (q8, scalar-quantised, for
+ * stores that must stay small: dim + 4 bytes a row instead of 4 dim): a row
+ * is its scale s (float32) then dim int8 q, value = q * s; q = round(v / g)
+ * on the grid g = max |v| / 127, s = |v| / |q| (the decoded row keeps the
+ * norm of v). Readers see float32 either way: a q8 column is decoded
+ * into memory when opened (vecs points there), so every reader is unchanged;
+ * the scores of a q8 column are those of the decoded vectors (docs/SCALE.md
+ * measures what that changes).
  * count is the committed row count: an append writes the rows past the end
  * and only then rewrites count (ids file first, vectors file last), so a crash
  * leaves a valid column of the old count plus ignored trailing bytes.
@@ -31,7 +39,7 @@
 #define CS_VS_HEADER_SIZE 64
 #define CS_VS_MAX_DIM 65536
 
-enum { CS_VS_F32 = 0 };
+enum { CS_VS_F32 = 0, CS_VS_Q8 = 1 };
 
 typedef struct {
     char *path;          /* vector file */
@@ -46,6 +54,9 @@ typedef struct {
     int vfd, ifd;        /* open only while writable */
     int writable;
     int64_t *by_id;      /* lazily built: rows sorted by id, for cs_vecstore_find */
+    int dtype;           /* CS_VS_F32 or CS_VS_Q8 (as stored) */
+    float *dec;          /* q8: the decoded rows vecs points at */
+    int64_t dec_n;       /* rows decoded so far */
 } cs_vecstore;
 
 /* Opens the column at path (vector file; the id file is path + ".ids").
@@ -55,8 +66,12 @@ typedef struct {
  *   dim must be > 0). Read-only opening of a missing column fails with
  *   CS_ENOTFOUND. Free with cs_vecstore_close. */
 int cs_vecstore_open(cs_vecstore *vs, const char *path, int dim, int writable, cs_err *err);
+/* The same; a column it creates gets dtype (an existing one keeps its own). */
+int cs_vecstore_open_dtype(cs_vecstore *vs, const char *path, int dim, int dtype, int writable, cs_err *err);
 
-/* The same for the column named name (e.g. "tiny", "sscd") of store s. */
+/* The same for the column named name (e.g. "tiny", "sscd") of store s; a
+ * column it creates is q8 when the store's meta vec_dtype is 'q8'
+ * (index add --embed-q8), else f32. */
 int cs_vecstore_open_store(cs_vecstore *vs, cs_store *s, const char *name, int dim, int writable,
                      cs_err *err);
 

@@ -1,6 +1,7 @@
 #!/bin/sh
 # docs/SCALE.md's figures: per-reference cost of each ingest stage and
-# descriptor (thread-seconds at -j 1, bytes per table), index add on 1 vs 2
+# descriptor (thread-seconds at -j 1, bytes per table, a store without
+# thumbnails with the embedding at 8 bits), index add on 1 vs 2
 # MPI ranks (one thread each), and analyze over a one-file store vs the same
 # references in 3 shards. References: N emoji upscaled to 512x512 JPEGs
 # (ImageMagick's convert; closer to LAION's ~500 px JPEGs than the 64 px PNGs).
@@ -36,6 +37,13 @@ if command -v sqlite3 > /dev/null; then
     awk -F'|' '{printf "  %-24s %10d bytes  %8.0f per reference\n", $1, $2, $2 / $3}'
 fi
 ls -l "$T"/nolf.db.* 2>/dev/null | awk '{printf "  %-40s %10d bytes\n", $9, $5}'
+echo "== a store of hashes + the tiny embedding at 8 bits, no thumbnails, no local features =="
+$B index add "$T/img$N" --db "$T/small.db" -j 1 --no-thumbs --no-local-features --embedder tiny --embed-q8 > /dev/null 2>&1
+sqlite3 "$T/small.db" "PRAGMA wal_checkpoint(TRUNCATE); VACUUM" > /dev/null 2>&1
+nok=$(sqlite3 "$T/small.db" "SELECT count(*) FROM refs WHERE status = 'ok'" 2>/dev/null)
+for f in "$T/small.db" "$T/small.db.vec-tiny" "$T/small.db.vec-tiny.ids"; do
+  printf "  %-40s %10d bytes  %6.0f per reference\n" "$f" "$(wc -c < "$f")" "$(echo "$(wc -c < "$f") / ${nok:-1}" | bc -l)"
+done
 
 if [ -x "$M" ] && command -v mpirun > /dev/null; then
   echo "== index add, 1 vs 2 ranks (-j 1 each), local features on; order 1, 2, 1, 2 =="

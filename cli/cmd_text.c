@@ -17,6 +17,8 @@
 #include "analyze/text_store.h"
 #include "analyze/text_trace.h"
 #include "cli/cli.h"
+#include "cli/cli_mpi_text.h"
+#include "core/mpi_comm.h"
 #include "core/progress.h"
 
 static void warn(void *ctx, const char *msg) {
@@ -174,12 +176,19 @@ static int text_index(int argc, char **argv) {
     if (optind >= argc) return cli_usage_error("text index: no PATH given (see copyscope text --help)");
     cs_err err = {0};
     cs_store *s;
-    if (json) cli_json_begin();
-    if (cs_store_open(&s, db, &err)) return cli_fail(&err);
     cs_text_index_opts o = {.shard_bytes = (uint64_t)shard_mb << 20, .note = warn, .progress = 1, .field = field};
     cs_text_index_stats st;
-    int rc = cs_text_index(s, (const char *const *)argv + optind, argc - optind, &o, &st, &err);
-    cs_store_close(s);
+    int rc;
+    if (cs_mpi_size() > 1) { /* copyscope-mpi: each rank indexes a run of the files; rank 0 gathers them */
+        if (json && cs_mpi_rank() == 0) cli_json_begin();
+        rc = cli_mpi_text_index(db, argv + optind, argc - optind, &o, &st, &err);
+        if (cs_mpi_rank() > 0) return rc ? CLI_FAIL : CLI_OK; /* a rank's own failure: said by it */
+    } else {
+        if (json) cli_json_begin();
+        if (cs_store_open(&s, db, &err)) return cli_fail(&err);
+        rc = cs_text_index(s, (const char *const *)argv + optind, argc - optind, &o, &st, &err);
+        cs_store_close(s);
+    }
     if (rc) return cli_fail(&err);
     printf("indexed %lld documents (%.1f MB read, %.1f MB normalised) into %lld new shard%s; "
            "%lld empty, %lld errors, %lld already indexed\n",
@@ -469,17 +478,23 @@ static int text_audit(int argc, char **argv) {
     int verbose = t.verbose, json = t.json;
     if (optind != argc - 1) return cli_usage_error("text audit: give one COMPLETIONS.jsonl file");
     if (json && json_needs_out("audit", outp)) return CLI_USAGE;
+    /* copyscope-mpi: the other ranks score shares of rank 0's rounds of lines */
+    if (cs_mpi_rank() > 0) return cli_mpi_text_audit_worker(db, argv[optind], &o);
     if (json) cli_json_begin();
     cs_store *s;
     cs_text_corpus c;
-    if ((rc = open_all(db, &s, &c, 0))) return rc;
+    if ((rc = open_all(db, &s, &c, 0))) return cli_mpi_text_audit_stop(), rc;
     if (!c.n_shards) fprintf(stderr, "copyscope: warning: %s: no text indexed: spans will be empty\n", db);
     cs_err err = {0};
     cs_text_audit_stats st;
-    int to_stdout = outp && !strcmp(outp, "-");
+    int to_stdout = outp && !strcmp(outp, "-"), mpi = cs_mpi_size() > 1;
     FILE *out = to_stdout ? stdout : outp ? fopen(outp, "w") : NULL;
-    if (outp && !out) rc = (cs_fail(&err, CS_EIO, "%s: cannot create: %s", outp, strerror(errno)), cli_fail(&err));
-    else if (cs_text_audit(s, &c, argv[optind], &o, out, &st, &err)) rc = cli_fail(&err);
+    if (outp && !out) {
+        rc = (cs_fail(&err, CS_EIO, "%s: cannot create: %s", outp, strerror(errno)), cli_fail(&err));
+        cli_mpi_text_audit_stop();
+    } else if (mpi ? cli_mpi_text_audit(s, &c, argv[optind], &o, out, &st, json || to_stdout, &err)
+                   : cs_text_audit(s, &c, argv[optind], &o, out, &st, &err))
+        rc = cli_fail(&err);
     if (out && (to_stdout ? fflush(out) : fclose(out)) && !rc)
         rc = (cs_fail(&err, CS_EIO, "%s: write failed", outp), cli_fail(&err));
     if (!rc && verbose && cs_text_list_findings(s, st.audit_id, list_one, NULL, &err)) rc = cli_fail(&err);

@@ -10,7 +10,13 @@
  * cliques and summaries are recomputed over all their generations); else
  * (settings or index changed, last analysis unfinished, --reanalyze) the whole
  * run is analysed again, which replaces its findings; reports are always
- * rewritten (cheap, atomic). */
+ * rewritten (cheap, atomic).
+ *
+ * Under mpirun (copyscope-mpi) every rank runs it: rank 0 checks the suite
+ * and the store, each rank samples its part of the suite (generate's
+ * part_k/part_n), the analysis's match batches are spread over the ranks
+ * (cli/cmd_mpi_analyze.c), and rank 0 alone writes the rows, the reports and
+ * the summary: the same as one process's. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>

@@ -19,6 +19,7 @@
 #include "cli/cli.h"
 #include "cli/cli_mpi_text.h"
 #include "core/mpi_comm.h"
+#include "core/parallel.h"
 #include "core/progress.h"
 
 static void warn(void *ctx, const char *msg) {
@@ -44,14 +45,15 @@ static int parse_double(const char *s, double lo, double hi, double *v) {
 }
 
 static const char *const HELP[][2] = {
-    {"index", "usage: copyscope text index PATH... [--field NAME] [--shard-mb N] [--db FILE]\n\n"
+    {"index", "usage: copyscope text index PATH... [--field NAME] [--shard-mb N] [-j N] [--db FILE]\n\n"
               "Indexes folders (recursively) of .txt/.md files (one document each) and JSONL files\n"
               "(one document per line: {\"id\", \"text\"}; --field names another text field), and\n"
               "their .gz forms, read transparently. A document's name is its JSONL id, else its\n"
               "path. Input that is not UTF-8 text (binary, another encoding, a NUL byte, a \\u0000\n"
               "escape, a corrupt .gz) is an error naming the file. Adding documents later adds a\n"
               "shard. The input is split at document boundaries into shards of at most --shard-mb\n"
-              "(default 768) sorted in parallel (-j); results do not depend on either.\n"},
+              "(default 768) sorted in parallel (-j N threads, default all cores); results do not\n"
+              "depend on either. Under mpirun (copyscope-mpi) each rank indexes a run of the files.\n"},
     {"prompts", "usage: copyscope text prompts --prefix-words N --continuation-words M [--per-doc K]\n"
                 "                              [--docs NAME,NAME..] [--out FILE] [--db FILE]\n\n"
                 "Cuts K windows of N + M words from each document (or the named ones); writes the\n"
@@ -150,12 +152,15 @@ static int parse_text_opts(int argc, char **argv, const struct option *lo, text_
 typedef struct {
     const char *field;
     long shard_mb;
+    int jobs;
 } index_args;
 
 static int index_opt(void *ctx, int ch, const char *arg) {
     index_args *a = ctx;
     if (ch == 'f') a->field = arg;
-    else if (ch == 's') {
+    else if (ch == 'j') {
+        if ((a->jobs = cli_parse_jobs(arg)) < 0) return cli_usage_error("text index: bad -j '%s'", arg);
+    } else if (ch == 's') {
         if (parse_int(arg, 1, 2047, &a->shard_mb)) return cli_usage_error("text index: --shard-mb: 1..2047");
     } else
         return OPT_UNKNOWN;
@@ -165,8 +170,8 @@ static int index_opt(void *ctx, int ch, const char *arg) {
 static int text_index(int argc, char **argv) {
     static const struct option lo[] = {
         {"db", required_argument, 0, 'd'}, {"shard-mb", required_argument, 0, 's'}, {"field", required_argument, 0, 'f'},
-        {"help", no_argument, 0, 'h'},     {"json", no_argument, 0, 'J'}, {0}};
-    text_opts t = {.sub = "index", .shorts = ""};
+        {"help", no_argument, 0, 'h'},     {"json", no_argument, 0, 'J'}, {"jobs", required_argument, 0, 'j'}, {0}};
+    text_opts t = {.sub = "index", .shorts = "j:"};
     index_args a = {0}; /* shard_mb 0: the library's default */
     int prc = parse_text_opts(argc, argv, lo, &t, index_opt, &a);
     if (prc != OPTS_OK) return prc;
@@ -174,6 +179,7 @@ static int text_index(int argc, char **argv) {
     long shard_mb = a.shard_mb;
     int json = t.json;
     if (optind >= argc) return cli_usage_error("text index: no PATH given (see copyscope text --help)");
+    if (a.jobs > 0) cs_set_threads(a.jobs);
     cs_err err = {0};
     cs_store *s;
     cs_text_index_opts o = {.shard_bytes = (uint64_t)shard_mb << 20, .note = warn, .progress = 1, .field = field};

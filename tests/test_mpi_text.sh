@@ -9,8 +9,9 @@
 # from it and the same audit. text audit with 2 and 3 ranks (every rank
 # scores a share of each round of lines against the whole corpus) must
 # write the results file and the audit's rows of one process, byte for
-# byte. A rank killed during text index leaves the shards it committed; the
-# rerun indexes only the rest and ends with one process's rows.
+# byte. A rank killed (kill -9) during text index leaves the shards it
+# committed; the rerun indexes only the rest and ends with one process's
+# rows.
 # Without build/copyscope-mpi or mpirun it prints 'skip'.
 B=${CS_BIN:-build/copyscope}
 M=$(dirname "$B")/copyscope-mpi
@@ -112,6 +113,45 @@ cmp -s "$T/one.r" "$T/a3s.r" && ok audit_np3_stdout || bad audit_np3_stdout
 # a missing store: one error, every rank stops
 $MPIRUN -np 2 "$M" text audit "$T/comp.jsonl" --db "$T/none.db" --out "$T/x.r" > /dev/null 2> "$T/err"; rc=$?
 [ $rc -ne 0 ] && ok audit_missing_store_fails || bad "audit_missing_store_fails (rc=$rc)"
+
+# kill -9 one rank of 2 during text index: 16 files of 700 KB, --shard-mb 1
+# and -j 1, so each rank commits one shard per file; the kill comes once part
+# 2 holds 2 shards. The parts keep their committed shards (nothing moved into
+# the store yet); the rerun skips exactly those documents and ends with one
+# process's documents and audit.
+mkdir -p "$T/k"
+for i in $(seq 10 25); do words $i 110000 > "$T/k/f$i.txt"; done
+$B text index "$T/k" --db "$T/kone.db" --shard-mb 1 -j 1 > /dev/null 2>&1 || bad kone_index
+$MPIRUN -np 2 "$M" text index "$T/k" --db "$T/k.db" --shard-mb 1 -j 1 > "$T/k1.out" 2>&1 &
+mp=$!
+killed=0; i=0
+while [ $i -lt 1200 ] && [ $killed -eq 0 ]; do
+  n2=$(sqlite3 "$T/k.db.textparts/2-of-2.db" "SELECT count(*) FROM text_shards" 2>/dev/null)
+  if [ "${n2:-0}" -ge 2 ]; then
+    pid=$(ps -eo pid=,args= | grep "[c]opyscope-mpi text index $T/k --db $T/k.db" | awk 'NR == 1 {print $1}')
+    [ -n "$pid" ] && kill -9 "$pid" && killed=1
+  fi
+  sleep 0.05; i=$((i + 1))
+done
+wait $mp; rc=$?
+i=0 # mpirun may return before the other rank has exited
+while [ $i -lt 100 ] && ps -eo args= | grep -q "[c]opyscope-mpi text index $T/k --db $T/k.db"; do sleep 0.1; i=$((i + 1)); done
+[ $killed -eq 1 ] && [ $rc -ne 0 ] && ok "text_index_kill9_one_rank (mpirun rc=$rc)" || bad "text_index_kill9_one_rank (killed=$killed rc=$rc)"
+d1=$(sqlite3 "$T/k.db.textparts/1-of-2.db" "SELECT count(*) FROM text_docs" 2>/dev/null)
+d2=$(sqlite3 "$T/k.db.textparts/2-of-2.db" "SELECT count(*) FROM text_docs" 2>/dev/null)
+[ "${d2:-0}" -ge 2 ] && [ "$(sqlite3 "$T/k.db" 'SELECT count(*) FROM text_docs')" -eq 0 ] && [ $((d1 + d2)) -lt 16 ] &&
+  ok "killed_parts_keep_committed_shards ($d1 + $d2 of 16)" || bad "killed_parts_keep_committed_shards: $d1 + $d2"
+$MPIRUN -np 2 "$M" text index "$T/k" --db "$T/k.db" --shard-mb 1 -j 1 > "$T/k2.out" 2>&1 && ok text_index_kill_rerun ||
+  { bad text_index_kill_rerun; cat "$T/k2.out"; }
+grep -q "indexed $((16 - d1 - d2)) documents .* $((d1 + d2)) already indexed" "$T/k2.out" &&
+  ok "text_index_rerun_only_missing ($((d1 + d2)) kept)" || bad "text_index_rerun_only_missing: $d1 + $d2: $(cat "$T/k2.out")"
+sqlite3 "$T/kone.db" "$docs" > "$T/kone.docs"
+sqlite3 "$T/k.db" "$docs" > "$T/k.docs"
+printf '{"id": "q", "prompt": "x", "completion": "%s"}\n' "$(sed -n 5p "$T/k/f18.txt")" > "$T/kq.jsonl"
+$B text audit "$T/kq.jsonl" --db "$T/kone.db" --out "$T/kone.r" > /dev/null 2>&1
+$B text audit "$T/kq.jsonl" --db "$T/k.db" --out "$T/k.r" > /dev/null 2>&1
+cmp -s "$T/kone.docs" "$T/k.docs" && cmp -s "$T/kone.r" "$T/k.r" && grep -q '"longest_span_words":11' "$T/k.r" &&
+  ok killed_and_rerun_same_as_one_process || bad killed_and_rerun_same_as_one_process
 
 [ -n "$CS_KEEP" ] || rm -rf "$T"
 echo "test_mpi_text.sh: $p passed, $f failed"

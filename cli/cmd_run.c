@@ -31,6 +31,7 @@
 #include "analyze/verdict.h"
 #include "cli/cli.h"
 #include "cli/cli_mpi.h"
+#include "cli/cli_mpi_text.h"
 #include "core/fs.h"
 #include "core/mpi_comm.h"
 #include "core/parallel.h"
@@ -247,12 +248,13 @@ static int step_analyze(cs_store *s, const run_opts *o, int64_t run_id, int64_t 
     cs_mpi_bcast(&said, sizeof said);
     if (need < 0) return -1;
     header(2, "analyze", need ? why : "every generation already has a finding with these settings: skipped");
-    if (!need) return 0;
+    if (!need) return cli_mpi_print_cpu("run"), 0;
     cs_analyze_opts ao = analyze_opts(o, run_id, need);
     cs_analyze_summary sum;
     cli_mpi_an *mx = cli_mpi_analyze_begin(&ao);
     int arc = cs_analyze_run(s, &ao, &sum, err);
     cli_mpi_analyze_end(mx, o->json);
+    cli_mpi_print_cpu("run"); /* CS_MPI_TIMINGS: generation and analysis, per rank */
     if (arc) return -1;
     *analysis_id = sum.analysis_id;
     printf("analysis %lld: %lld generations", (long long)sum.analysis_id, (long long)sum.n_generations);
@@ -446,9 +448,12 @@ static int run_worker(const run_opts *o) {
     if (sum_parts(&gs, rc)) return CLI_FAIL;
     int64_t need = 0;
     cs_mpi_bcast(&need, sizeof need);
-    if (need <= 0) return need < 0 ? CLI_FAIL : CLI_OK;
+    if (need < 0) return CLI_FAIL;
+    if (need == 0) return cli_mpi_print_cpu("run"), CLI_OK;
     cs_analyze_opts ao = analyze_opts(o, gs.run_id, (int)need);
-    return cli_mpi_analyze_worker(o->db, &ao);
+    rc = cli_mpi_analyze_worker(o->db, &ao);
+    cli_mpi_print_cpu("run");
+    return rc;
 }
 
 int cmd_run(int argc, char **argv) {

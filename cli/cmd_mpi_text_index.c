@@ -87,6 +87,12 @@ static int walk(units *u, const char *dir, int depth, cs_err *err) {
     return rc;
 }
 
+static int cmp_name(const void *a, const void *b) {
+    char *const *x = *(char *const *const *)a, *const *y = *(char *const *const *)b;
+    int c = strcmp(*x, *y);
+    return c ? c : (x < y ? -1 : x > y);
+}
+
 /* Every unit in input order, a path named twice kept at its first place. */
 static int list_units(units *u, char **paths, int n, cs_err *err) {
     int rc = 0;
@@ -96,12 +102,17 @@ static int list_units(units *u, char **paths, int n, cs_err *err) {
         else if (S_ISDIR(st.st_mode)) rc = walk(u, paths[i], 0, err);
         else if (push(u, paths[i], (uint64_t)st.st_size)) rc = cs_fail(err, CS_ENOMEM, "out of memory");
     }
-    for (size_t i = 1; !rc && i < u->n; i++) /* quadratic only in repeated names of the command line */
-        for (size_t k = 0; k < i && u->v[i]; k++)
-            if (u->v[k] && !strcmp(u->v[k], u->v[i])) {
-                free(u->v[i]);
-                u->v[i] = NULL;
-            }
+    char ***by = rc ? NULL : malloc((u->n + 1) * sizeof *by); /* names sorted, ties in input order */
+    if (!rc && !by) rc = cs_fail(err, CS_ENOMEM, "out of memory");
+    for (size_t i = 0; !rc && i < u->n; i++) by[i] = &u->v[i];
+    if (!rc) qsort(by, u->n, sizeof *by, cmp_name);
+    for (size_t i = 1; !rc && i < u->n; i++)
+        if (!strcmp(*by[i - 1], *by[i])) { /* the later one goes; the earlier stays the pair's reference */
+            free(*by[i]);
+            *by[i] = NULL;
+            by[i] = by[i - 1];
+        }
+    free(by);
     return rc;
 }
 

@@ -121,7 +121,7 @@ const char *cs_text_verdict_name(cs_text_verdict_kind v) {
 
 /* ---- the loop ---- */
 
-static char *settings_json(const cs_text_audit_opts *o) {
+char *cs_text_audit_settings_json(const cs_text_audit_opts *o) {
     cJSON *sj = cJSON_CreateObject();
     cJSON_AddNumberToObject(sj, "min_span_words", o->min_span_words);
     cJSON_AddNumberToObject(sj, "extract_words", o->extract_words);
@@ -177,7 +177,7 @@ int cs_text_audit(cs_store *s, const cs_text_corpus *c, const char *path, const 
     FILE *f = fopen(path, "rb");
     if (!f) return cs_fail(err, CS_EIO, "%s: cannot open: %s", path, strerror(errno));
     cs_text_auditor A = {.s = s, .c = c, .o = o, .st = stats, .path = path, .out = out};
-    char *line = NULL, *settings = settings_json(o);
+    char *line = NULL, *settings = cs_text_audit_settings_json(o);
     size_t cap = 0;
     int rc = -1;
     if (!settings) cs_fail(err, CS_ENOMEM, "out of memory");
@@ -215,7 +215,7 @@ int cs_text_audit_text(cs_store *s, const cs_text_corpus *c, const char *source,
         line = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     free(t);
-    char *settings = settings_json(o);
+    char *settings = cs_text_audit_settings_json(o);
     if (!line || !settings) {
         free(line), free(settings);
         return cs_fail(err, CS_ENOMEM, "out of memory");

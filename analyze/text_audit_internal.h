@@ -53,6 +53,8 @@ int cs_text_score(cs_text_auditor *A, const cs_text_input *in, cs_text_scored *s
 void cs_text_scored_free(cs_text_scored *sc);
 int cs_text_write(cs_text_auditor *A, const cs_text_input *in, const cs_text_scored *sc, cs_text_verdict_kind v,
                   const cs_text_reasons *why, cs_err *err);
+/* text_audits.settings_json of an audit (malloc'd; NULL: out of memory). */
+char *cs_text_audit_settings_json(const cs_text_audit_opts *o);
 int cs_text_write_bad(cs_text_auditor *A, const cs_text_input *in, const char *why, cs_err *err);
 
 #endif

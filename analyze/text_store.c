@@ -44,6 +44,18 @@ fail:
     return -1;
 }
 
+int cs_text_reader_open(cs_text_writer *w, cs_store *s, cs_err *err) {
+    memset(w, 0, sizeof *w);
+    w->s = s;
+    for (int i = BY_KEY; i <= BY_PROMPT; i++)
+        if (cs_store_prepare(s, (sqlite3_stmt **)&w->st[i], SQL[i], err)) {
+            for (int k = 0; k < 5; k++) sqlite3_finalize(w->st[k]);
+            memset(w, 0, sizeof *w);
+            return -1;
+        }
+    return 0;
+}
+
 int cs_text_writer_close(cs_text_writer *w, int ok, cs_err *err) {
     int rc = 0;
     if (!w->s) return 0;

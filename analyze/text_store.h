@@ -25,6 +25,10 @@ typedef struct {
 } cs_text_writer;
 
 int cs_text_writer_open(cs_text_writer *w, cs_store *s, const char *source, const char *settings_json, cs_err *err);
+/* Only the prompt lookups (cs_text_prompt_find), no audit row and no
+ * transaction: another process scoring completions (text_audit_split.h);
+ * closed by cs_text_writer_close(w, 0, ...). */
+int cs_text_reader_open(cs_text_writer *w, cs_store *s, cs_err *err);
 /* Commits (ok) or rolls back (!ok), and finalises. */
 int cs_text_writer_close(cs_text_writer *w, int ok, cs_err *err);
 /* Commits every 256 completions. */

@@ -10,7 +10,13 @@
  * cliques and summaries are recomputed over all their generations); else
  * (settings or index changed, last analysis unfinished, --reanalyze) the whole
  * run is analysed again, which replaces its findings; reports are always
- * rewritten (cheap, atomic). */
+ * rewritten (cheap, atomic).
+ *
+ * Under mpirun (copyscope-mpi) every rank runs it: rank 0 checks the suite
+ * and the store, each rank samples its part of the suite (generate's
+ * part_k/part_n), the analysis's match batches are spread over the ranks
+ * (cli/cmd_mpi_analyze.c), and rank 0 alone writes the rows, the reports and
+ * the summary: the same as one process's. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -24,7 +30,10 @@
 #include "analyze/match.h"
 #include "analyze/verdict.h"
 #include "cli/cli.h"
+#include "cli/cli_mpi.h"
+#include "cli/cli_mpi_text.h"
 #include "core/fs.h"
+#include "core/mpi_comm.h"
 #include "core/parallel.h"
 #include "core/safe_text.h"
 #include "core/store.h"
@@ -215,22 +224,38 @@ static int parse_args(run_opts *o, int argc, char **argv) {
     return -1;
 }
 
-static int step_analyze(cs_store *s, const run_opts *o, int64_t run_id, int64_t *analysis_id, cs_err *err) {
-    char why[256] = "";
-    int need = cs_analyze_needed(s, run_id, &o->set, o->reanalyze, o->settings_changed, why, sizeof why, err);
-    if (need < 0) return -1;
-    header(2, "analyze", need ? why : "every generation already has a finding with these settings: skipped");
-    if (!need) return 0;
+/* The analysis options of the run: the same on every rank (copyscope-mpi:
+ * the other ranks load the references with them to match their batches). */
+static cs_analyze_opts analyze_opts(const run_opts *o, int64_t run_id, int need) {
     cs_analyze_opts ao = {0};
     ao.run_id = run_id;
     ao.descriptors = o->descriptors;
     ao.embedder = o->embedder;
     ao.threads = o->threads;
-    ao.progress = 1;
+    ao.progress = cs_mpi_rank() == 0;
     ao.set = o->set;
     ao.only_new = need == 2;
+    return ao;
+}
+
+/* Under mpirun rank 0 decides whether to analyse and says so to the other
+ * ranks (need, or -1: rank 0 failed); when it analyses, they match shares
+ * of its batches (cli/cmd_mpi_analyze.c) until it is done. */
+static int step_analyze(cs_store *s, const run_opts *o, int64_t run_id, int64_t *analysis_id, cs_err *err) {
+    char why[256] = "";
+    int need = cs_analyze_needed(s, run_id, &o->set, o->reanalyze, o->settings_changed, why, sizeof why, err);
+    int64_t said = need;
+    cs_mpi_bcast(&said, sizeof said);
+    if (need < 0) return -1;
+    header(2, "analyze", need ? why : "every generation already has a finding with these settings: skipped");
+    if (!need) return cli_mpi_print_cpu("run"), 0;
+    cs_analyze_opts ao = analyze_opts(o, run_id, need);
     cs_analyze_summary sum;
-    if (cs_analyze_run(s, &ao, &sum, err)) return -1;
+    cli_mpi_an *mx = cli_mpi_analyze_begin(&ao);
+    int arc = cs_analyze_run(s, &ao, &sum, err);
+    cli_mpi_analyze_end(mx, o->json);
+    cli_mpi_print_cpu("run"); /* CS_MPI_TIMINGS: generation and analysis, per rank */
+    if (arc) return -1;
     *analysis_id = sum.analysis_id;
     printf("analysis %lld: %lld generations", (long long)sum.analysis_id, (long long)sum.n_generations);
     if (sum.n_kept) printf(" (new; %lld findings kept)", (long long)sum.n_kept);
@@ -372,41 +397,101 @@ static cJSON *run_json(const run_opts *o, const char *name, const cs_generate_st
     return j;
 }
 
+/* The generation step's options (every rank: the same but for its part). */
+static cs_generate_opts generate_opts(const run_opts *o, const char *gen_out) {
+    /* a run that exists keeps its images' folder (from any folder, whatever --out: it
+     * places the reports; the images are said to stay where they are) */
+    cs_generate_opts go = {.suite = o->suite, .model = o->model, .config = o->config, .vocab = o->vocab,
+                           .out = NULL, .out_default = gen_out, .db = o->db,
+                           .samples = o->samples, .threads = o->threads, .progress = 1, .command = o->command,
+                           .precision = o->precision};
+    if (cs_mpi_size() > 1) { /* copyscope-mpi: each rank samples its part of the suite */
+        go.part_k = cs_mpi_rank();
+        go.part_n = cs_mpi_size();
+        go.wait = cli_mpi_wait;
+        go.progress = cs_mpi_rank() == 0;
+    }
+    return go;
+}
+
+/* Under mpirun: every part's counts summed (collective), each rank's on
+ * rank 0's stdout; 0, or -1 when any rank failed. */
+static int sum_parts(cs_generate_stats *gs, int rc) {
+    if (cs_mpi_size() == 1) return rc;
+    enum { SHOWN = 64 };
+    int64_t v[3 + SHOWN] = {rc ? 0 : gs->generated, rc ? 0 : gs->steps, rc != 0};
+    if (cs_mpi_rank() < SHOWN) v[3 + cs_mpi_rank()] = v[0];
+    cs_mpi_sum_i64(v, 3 + SHOWN);
+    if (v[2]) return -1;
+    gs->generated = (int)v[0];
+    gs->steps = v[1];
+    if (cs_mpi_rank() == 0 && cs_mpi_size() <= SHOWN) {
+        printf("images made per rank:");
+        for (int r = 0; r < cs_mpi_size(); r++) printf(" %lld", (long long)v[3 + r]);
+        printf("\n");
+    }
+    return 0;
+}
+
+/* Ranks > 0 of copyscope-mpi: the collective steps of cmd_run in its order
+ * (rank 0 checks the suite and the store; each rank samples its part; the
+ * analysis's match batches), then rank 0 alone writes the reports. */
+static int run_worker(const run_opts *o) {
+    if (cs_mpi_any(0)) return CLI_FAIL; /* rank 0 said why */
+    char gen_out[PATH_MAX];
+    snprintf(gen_out, sizeof gen_out, "%s/generations", o->out);
+    cs_generate_opts go = generate_opts(o, gen_out);
+    cs_generate_stats gs;
+    cs_err err = {0};
+    int rc = cs_generate(&go, &gs, &err);
+    if (rc) fprintf(stderr, "copyscope: run: rank %d of %d: %s\n", cs_mpi_rank(), cs_mpi_size(), err.msg);
+    if (sum_parts(&gs, rc)) return CLI_FAIL;
+    int64_t need = 0;
+    cs_mpi_bcast(&need, sizeof need);
+    if (need < 0) return CLI_FAIL;
+    if (need == 0) return cli_mpi_print_cpu("run"), CLI_OK;
+    cs_analyze_opts ao = analyze_opts(o, gs.run_id, (int)need);
+    rc = cli_mpi_analyze_worker(o->db, &ao);
+    cli_mpi_print_cpu("run");
+    return rc;
+}
+
 int cmd_run(int argc, char **argv) {
     run_opts o;
     int rc = parse_args(&o, argc, argv);
     if (rc >= 0) return rc;
     if (o.threads > 0) cs_set_threads(o.threads);
+    if (cs_mpi_rank() > 0) return run_worker(&o);
     if (o.json) cli_json_begin();
     cs_err err = {0};
     double t0 = cs_now_s();
 
     /* everything that can be checked before work: the suite, the output folder */
     cs_suite suite;
-    if (cs_suite_load(&suite, o.suite, &err)) return cli_fail(&err);
     cs_store *s = NULL; /* checked before hours of generation: an empty index would call every image novel */
-    if (cs_store_open_indexed(&s, o.db, 1, &err) || cs_suite_check_refs(&suite, s, &err)) {
+    char name[256], gen_out[PATH_MAX];
+    int bad = cs_suite_load(&suite, o.suite, &err), usage = 0;
+    if (!bad) {
+        bad = cs_store_open_indexed(&s, o.db, 1, &err) || cs_suite_check_refs(&suite, s, &err);
+        snprintf(name, sizeof name, "%s", suite.name);
         cs_suite_free(&suite);
-        goto fail;
     }
-    char name[256];
-    snprintf(name, sizeof name, "%s", suite.name);
-    cs_suite_free(&suite);
-    char gen_out[PATH_MAX];
-    if (snprintf(gen_out, sizeof gen_out, "%s/generations", o.out) >= (int)sizeof gen_out)
-        return cs_store_close(s), cli_usage_error("run: --out: path too long");
-    if (cs_mkdir_p(o.out, &err)) goto fail;
-
+    if (!bad && snprintf(gen_out, sizeof gen_out, "%s/generations", o.out) >= (int)sizeof gen_out)
+        bad = usage = 1;
+    if (!bad) bad = cs_mkdir_p(o.out, &err);
+    if (cs_mpi_any(bad)) { /* the other ranks stop too */
+        cs_store_close(s);
+        return usage ? cli_usage_error("run: --out: path too long") : cli_fail(&err);
+    }
 
     header(1, "generate", o.suite);
-    /* a run that exists keeps its images' folder (from any folder, whatever --out: it
-     * places the reports; the images are said to stay where they are) */
-    cs_generate_opts go = {.suite = o.suite, .model = o.model, .config = o.config, .vocab = o.vocab,
-                           .out = NULL, .out_default = gen_out, .db = o.db,
-                           .samples = o.samples, .threads = o.threads, .progress = 1, .command = o.command,
-                           .precision = o.precision};
+    cs_generate_opts go = generate_opts(&o, gen_out);
     cs_generate_stats gs;
-    if (cs_generate(&go, &gs, &err)) goto fail;
+    rc = cs_generate(&go, &gs, &err);
+    if (sum_parts(&gs, rc)) {
+        if (!rc) cs_fail(&err, CS_EINTERNAL, "run: another rank could not make its part (its message above)");
+        goto fail;
+    }
     cli_generate_notes(&gs);
     char *want = o.out_given ? cs_abs_path(gen_out) : NULL;
     size_t wl = want ? strlen(want) : 0;

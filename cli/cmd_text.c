@@ -17,6 +17,9 @@
 #include "analyze/text_store.h"
 #include "analyze/text_trace.h"
 #include "cli/cli.h"
+#include "cli/cli_mpi_text.h"
+#include "core/mpi_comm.h"
+#include "core/parallel.h"
 #include "core/progress.h"
 
 static void warn(void *ctx, const char *msg) {
@@ -42,14 +45,15 @@ static int parse_double(const char *s, double lo, double hi, double *v) {
 }
 
 static const char *const HELP[][2] = {
-    {"index", "usage: copyscope text index PATH... [--field NAME] [--shard-mb N] [--db FILE]\n\n"
+    {"index", "usage: copyscope text index PATH... [--field NAME] [--shard-mb N] [-j N] [--db FILE]\n\n"
               "Indexes folders (recursively) of .txt/.md files (one document each) and JSONL files\n"
               "(one document per line: {\"id\", \"text\"}; --field names another text field), and\n"
               "their .gz forms, read transparently. A document's name is its JSONL id, else its\n"
               "path. Input that is not UTF-8 text (binary, another encoding, a NUL byte, a \\u0000\n"
               "escape, a corrupt .gz) is an error naming the file. Adding documents later adds a\n"
               "shard. The input is split at document boundaries into shards of at most --shard-mb\n"
-              "(default 768) sorted in parallel (-j); results do not depend on either.\n"},
+              "(default 768) sorted in parallel (-j N threads, default all cores); results do not\n"
+              "depend on either. Under mpirun (copyscope-mpi) each rank indexes a run of the files.\n"},
     {"prompts", "usage: copyscope text prompts --prefix-words N --continuation-words M [--per-doc K]\n"
                 "                              [--docs NAME,NAME..] [--out FILE] [--db FILE]\n\n"
                 "Cuts K windows of N + M words from each document (or the named ones); writes the\n"
@@ -148,12 +152,15 @@ static int parse_text_opts(int argc, char **argv, const struct option *lo, text_
 typedef struct {
     const char *field;
     long shard_mb;
+    int jobs;
 } index_args;
 
 static int index_opt(void *ctx, int ch, const char *arg) {
     index_args *a = ctx;
     if (ch == 'f') a->field = arg;
-    else if (ch == 's') {
+    else if (ch == 'j') {
+        if ((a->jobs = cli_parse_jobs(arg)) < 0) return cli_usage_error("text index: bad -j '%s'", arg);
+    } else if (ch == 's') {
         if (parse_int(arg, 1, 2047, &a->shard_mb)) return cli_usage_error("text index: --shard-mb: 1..2047");
     } else
         return OPT_UNKNOWN;
@@ -163,8 +170,8 @@ static int index_opt(void *ctx, int ch, const char *arg) {
 static int text_index(int argc, char **argv) {
     static const struct option lo[] = {
         {"db", required_argument, 0, 'd'}, {"shard-mb", required_argument, 0, 's'}, {"field", required_argument, 0, 'f'},
-        {"help", no_argument, 0, 'h'},     {"json", no_argument, 0, 'J'}, {0}};
-    text_opts t = {.sub = "index", .shorts = ""};
+        {"help", no_argument, 0, 'h'},     {"json", no_argument, 0, 'J'}, {"jobs", required_argument, 0, 'j'}, {0}};
+    text_opts t = {.sub = "index", .shorts = "j:"};
     index_args a = {0}; /* shard_mb 0: the library's default */
     int prc = parse_text_opts(argc, argv, lo, &t, index_opt, &a);
     if (prc != OPTS_OK) return prc;
@@ -172,14 +179,22 @@ static int text_index(int argc, char **argv) {
     long shard_mb = a.shard_mb;
     int json = t.json;
     if (optind >= argc) return cli_usage_error("text index: no PATH given (see copyscope text --help)");
+    if (a.jobs > 0) cs_set_threads(a.jobs);
     cs_err err = {0};
     cs_store *s;
-    if (json) cli_json_begin();
-    if (cs_store_open(&s, db, &err)) return cli_fail(&err);
     cs_text_index_opts o = {.shard_bytes = (uint64_t)shard_mb << 20, .note = warn, .progress = 1, .field = field};
     cs_text_index_stats st;
-    int rc = cs_text_index(s, (const char *const *)argv + optind, argc - optind, &o, &st, &err);
-    cs_store_close(s);
+    int rc;
+    if (cs_mpi_size() > 1) { /* copyscope-mpi: each rank indexes a run of the files; rank 0 gathers them */
+        if (json && cs_mpi_rank() == 0) cli_json_begin();
+        rc = cli_mpi_text_index(db, argv + optind, argc - optind, &o, &st, &err);
+        if (cs_mpi_rank() > 0) return rc ? CLI_FAIL : CLI_OK; /* a rank's own failure: said by it */
+    } else {
+        if (json) cli_json_begin();
+        if (cs_store_open(&s, db, &err)) return cli_fail(&err);
+        rc = cs_text_index(s, (const char *const *)argv + optind, argc - optind, &o, &st, &err);
+        cs_store_close(s);
+    }
     if (rc) return cli_fail(&err);
     printf("indexed %lld documents (%.1f MB read, %.1f MB normalised) into %lld new shard%s; "
            "%lld empty, %lld errors, %lld already indexed\n",
@@ -469,17 +484,23 @@ static int text_audit(int argc, char **argv) {
     int verbose = t.verbose, json = t.json;
     if (optind != argc - 1) return cli_usage_error("text audit: give one COMPLETIONS.jsonl file");
     if (json && json_needs_out("audit", outp)) return CLI_USAGE;
+    /* copyscope-mpi: the other ranks score shares of rank 0's rounds of lines */
+    if (cs_mpi_rank() > 0) return cli_mpi_text_audit_worker(db, argv[optind], &o);
     if (json) cli_json_begin();
     cs_store *s;
     cs_text_corpus c;
-    if ((rc = open_all(db, &s, &c, 0))) return rc;
+    if ((rc = open_all(db, &s, &c, 0))) return cli_mpi_text_audit_stop(), rc;
     if (!c.n_shards) fprintf(stderr, "copyscope: warning: %s: no text indexed: spans will be empty\n", db);
     cs_err err = {0};
     cs_text_audit_stats st;
-    int to_stdout = outp && !strcmp(outp, "-");
+    int to_stdout = outp && !strcmp(outp, "-"), mpi = cs_mpi_size() > 1;
     FILE *out = to_stdout ? stdout : outp ? fopen(outp, "w") : NULL;
-    if (outp && !out) rc = (cs_fail(&err, CS_EIO, "%s: cannot create: %s", outp, strerror(errno)), cli_fail(&err));
-    else if (cs_text_audit(s, &c, argv[optind], &o, out, &st, &err)) rc = cli_fail(&err);
+    if (outp && !out) {
+        rc = (cs_fail(&err, CS_EIO, "%s: cannot create: %s", outp, strerror(errno)), cli_fail(&err));
+        cli_mpi_text_audit_stop();
+    } else if (mpi ? cli_mpi_text_audit(s, &c, argv[optind], &o, out, &st, json || to_stdout, &err)
+                   : cs_text_audit(s, &c, argv[optind], &o, out, &st, &err))
+        rc = cli_fail(&err);
     if (out && (to_stdout ? fflush(out) : fclose(out)) && !rc)
         rc = (cs_fail(&err, CS_EIO, "%s: write failed", outp), cli_fail(&err));
     if (!rc && verbose && cs_text_list_findings(s, st.audit_id, list_one, NULL, &err)) rc = cli_fail(&err);

@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_mpi.h"
+#include "cli/cli_mpi_text.h"
 #include "core/mpi_comm.h"
 
 typedef struct {
@@ -90,7 +91,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "copyscope: MPI_Init failed\n");
         return CLI_FAIL;
     }
-    int rc = cli_mpi_gate(argc, argv) ? dispatch(argc, argv) : CLI_OK;
+    int rc = cli_mpi_gate(argc, argv) || cli_mpi_gate_text_run(argc, argv) ? dispatch(argc, argv) : CLI_OK;
     cs_mpi_finalize();
     return rc;
 }

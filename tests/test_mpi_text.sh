@@ -1,0 +1,158 @@
+#!/bin/sh
+# `text index` and `text audit` under mpirun (cli/cmd_mpi_text*.c) give one
+# process's answers. The corpus: 12 documents of pseudo-random words in
+# folders (one nested, one .gz, one empty), and a JSONL file of 6 members
+# with a broken line. text index with 1, 2 and 3 ranks (each rank indexes a
+# run of the files into its own part, rank 0 moves them into the store)
+# must leave the documents' rows of one process, ids and order included,
+# and a store a single process opens as one corpus: the same prompts cut
+# from it and the same audit. text audit with 2 and 3 ranks (every rank
+# scores a share of each round of lines against the whole corpus) must
+# write the results file and the audit's rows of one process, byte for
+# byte. A rank killed (kill -9) during text index leaves the shards it
+# committed; the rerun indexes only the rest and ends with one process's
+# rows.
+# Without build/copyscope-mpi or mpirun it prints 'skip'.
+B=${CS_BIN:-build/copyscope}
+M=$(dirname "$B")/copyscope-mpi
+T=${CS_TMP:-/tmp}/mpi-text-sh.$$
+p=0; f=0
+ok() { p=$((p+1)); echo "ok   $1"; }
+bad() { f=$((f+1)); echo "FAIL $1"; }
+if [ ! -x "$M" ] || ! command -v mpirun > /dev/null 2>&1 || ! command -v sqlite3 > /dev/null 2>&1; then
+  echo "skip: $M, mpirun or sqlite3 missing (make mpi; apt-get install libopenmpi-dev openmpi-bin sqlite3)"
+  echo "test_mpi_text.sh: 0 passed, 0 failed"; exit 0
+fi
+MPIRUN="mpirun --oversubscribe --allow-run-as-root"
+mkdir -p "$T/c/a" "$T/c/b/deep" || exit 1
+
+# documents of different sizes (awk's seeded generator), a newline every 11 words
+words() { # SEED N
+  awk -v s=$1 -v n=$2 'BEGIN { srand(s); for (w = 0; w < n; w++) { k = 3 + int(rand() * 6); x = "";
+    for (j = 0; j < k; j++) x = x substr("abcdefghijklmnopqrstuvwxyz", 1 + int(rand() * 26), 1);
+    printf "%s%s", x, (w % 11 == 10) ? "\n" : " " } print "" }'
+}
+for i in 1 2 3 4 5; do words $i $((150 + 90 * i)) > "$T/c/a/doc$i.txt"; done
+for i in 6 7 8; do words $i $((600 - 40 * i)) > "$T/c/b/doc$i.md"; done
+words 9 400 > "$T/c/b/deep/doc9.txt"
+words 10 350 | gzip -n > "$T/c/b/deep/doc10.txt.gz"
+printf '  \n' > "$T/c/b/empty.txt"
+{ for i in 11 12 13 14 15 16; do printf '{"id": "m%d", "text": "%s"}\n' $i "$(words $i 120 | tr '\n' ' ')"; done
+  echo '{oops'; } > "$T/c/members.jsonl"
+words 17 500 > "$T/c/z.txt"
+
+docs="SELECT id, source, name, status, note, norm_bytes, orig_bytes, words, hex(offmap) FROM text_docs ORDER BY id"
+# the one-process corpus, prompts and completions (the n-gram memoriser, and
+# edited and unrelated answers, a blank line and a broken one)
+$B text index "$T/c" --db "$T/one.db" > /dev/null 2>&1 && ok one_index || bad one_index
+sqlite3 "$T/one.db" "$docs" > "$T/one.docs"
+[ "$(wc -l < "$T/one.docs")" -eq 19 ] && ok one_has_19_docs || bad "one_has_19_docs: $(wc -l < "$T/one.docs")"
+$B text prompts --db "$T/one.db" --prefix-words 12 --continuation-words 40 --per-doc 2 --out "$T/one.p" 2>/dev/null || bad one_prompts
+$B text generate "$T/one.p" --db "$T/one.db" --model ngram:6 --out "$T/gen.jsonl" 2>/dev/null || bad one_generate
+{ head -n 6 "$T/gen.jsonl"; echo; echo '{"id": "broken"'
+  sed -n '7,14p' "$T/gen.jsonl" | sed 's/"completion":"\([a-z]*\) \([a-z]*\) /"completion":"\2 \1 zzz /'
+  sed -n '15,$p' "$T/gen.jsonl" | sed 's/"completion":"[^"]*"/"completion":"lorem ipsum dolor sit amet"/'
+  printf '{"id": "given", "prompt": "x", "completion": "%s", "continuation": "%s"}\n' \
+    "$(sed -n 3p "$T/c/a/doc2.txt")" "$(sed -n 3p "$T/c/a/doc2.txt")"; } > "$T/comp.jsonl"
+$B text audit "$T/comp.jsonl" --db "$T/one.db" --out "$T/one.r" > /dev/null 2>&1 && ok one_audit || bad one_audit
+grep -q '"verdict":"verbatim"' "$T/one.r" && grep -q '"verdict":"novel"' "$T/one.r" && grep -q '"error"' "$T/one.r" &&
+  ok one_audit_has_every_kind || bad one_audit_has_every_kind
+rows="SELECT c.line, c.prompt_key, c.prompt_id, c.completion, f.status, f.verdict, f.longest_chars, f.longest_words,
+      f.longest_doc_id, f.longest_doc_start, f.longest_doc_end, f.n_spans, f.exact_prefix_words, f.rouge_l_f1,
+      f.edit_sim, f.evidence_json FROM text_findings f JOIN text_completions c ON c.id = f.completion_id ORDER BY f.id;
+      SELECT s.rank, s.comp_start, s.comp_end, s.chars, s.words, s.doc_id, s.doc_start, s.doc_end, s.text
+      FROM text_spans s ORDER BY s.finding_id, s.rank; SELECT source, settings_json FROM text_audits ORDER BY id"
+sqlite3 "$T/one.db" "$rows" > "$T/one.rows"
+
+# text index with 1, 2, 3 ranks: one process's documents; the store opens as
+# one corpus (the same prompts and audit as one process's store)
+for n in 1 2 3; do
+  $MPIRUN -np $n "$M" text index "$T/c" --db "$T/m$n.db" > "$T/m$n.out" 2>&1 || { bad "mpi${n}_index"; cat "$T/m$n.out"; }
+  sqlite3 "$T/m$n.db" "$docs" > "$T/m$n.docs"
+  cmp -s "$T/one.docs" "$T/m$n.docs" && ok "index_np${n}_same_docs_as_one_process" ||
+    { bad "index_np${n}_same_docs_as_one_process"; diff "$T/one.docs" "$T/m$n.docs" | cut -c1-150 | head -n 6; }
+  [ "$(sqlite3 "$T/m$n.db" 'SELECT count(*) FROM text_shards')" -eq $n ] && ok "index_np${n}_${n}_shards" ||
+    bad "index_np${n}_${n}_shards: $(sqlite3 "$T/m$n.db" 'SELECT count(*) FROM text_shards')"
+  [ ! -e "$T/m$n.db.textparts" ] && ok "index_np${n}_parts_removed" || bad "index_np${n}_parts_removed"
+  $B text prompts --db "$T/m$n.db" --prefix-words 12 --continuation-words 40 --per-doc 2 --out "$T/m$n.p" 2>/dev/null
+  $B text audit "$T/comp.jsonl" --db "$T/m$n.db" --out "$T/m$n.r" > /dev/null 2>&1
+  sqlite3 "$T/m$n.db" "$rows" > "$T/m$n.rows"
+  cmp -s "$T/one.p" "$T/m$n.p" && cmp -s "$T/one.r" "$T/m$n.r" && cmp -s "$T/one.rows" "$T/m$n.rows" &&
+    ok "index_np${n}_same_prompts_and_audit" ||
+    { bad "index_np${n}_same_prompts_and_audit"; diff "$T/one.r" "$T/m$n.r" | cut -c1-150 | head -n 4; }
+done
+grep -q "indexed 17 documents" "$T/m3.out" && grep -q "into 3 new shards" "$T/m3.out" && ok index_np3_summary ||
+  bad "index_np3_summary: $(cat "$T/m3.out")"
+# a rerun adds nothing
+$MPIRUN -np 3 "$M" text index "$T/c" --db "$T/m3.db" > "$T/m3b.out" 2>&1
+sqlite3 "$T/m3.db" "$docs" > "$T/m3b.docs"
+grep -q "indexed 0 documents" "$T/m3b.out" && cmp -s "$T/one.docs" "$T/m3b.docs" && ok index_rerun_adds_nothing ||
+  bad "index_rerun_adds_nothing: $(cat "$T/m3b.out")"
+
+nc=$(grep -c . "$T/comp.jsonl") # non-blank lines: every one scored (the broken one too)
+# text audit with 2 and 3 ranks on the one-process store: its results file
+# and rows, byte for byte; every rank scored a share
+for n in 2 3; do
+  cp "$T/one.db" "$T/a$n.db"; for x in "$T"/one.db.text-*; do cp "$x" "$T/a$n.db.${x##*/one.db.}"; done
+  sqlite3 "$T/a$n.db" "DELETE FROM text_spans; DELETE FROM text_findings; DELETE FROM text_completions; DELETE FROM text_audits"
+  $MPIRUN -np $n "$M" text audit "$T/comp.jsonl" --db "$T/a$n.db" --out "$T/a$n.r" > "$T/a$n.out" 2>&1 ||
+    { bad "audit_np$n"; cat "$T/a$n.out"; }
+  sqlite3 "$T/a$n.db" "$rows" > "$T/a$n.rows"
+  cmp -s "$T/one.r" "$T/a$n.r" && ok "audit_np${n}_same_results_file" ||
+    { bad "audit_np${n}_same_results_file"; diff "$T/one.r" "$T/a$n.r" | cut -c1-150 | head -n 4; }
+  cmp -s "$T/one.rows" "$T/a$n.rows" && ok "audit_np${n}_same_rows" ||
+    { bad "audit_np${n}_same_rows"; diff "$T/one.rows" "$T/a$n.rows" | cut -c1-150 | head -n 4; }
+done
+sed -n 's/.*scored per rank:\(.*\)/\1/p' "$T/a3.out" | awk -v n="$nc" 'END { exit !(NF == 3 && $1 > 0 && $2 > 0 && $3 > 0 && $1 + $2 + $3 == n) }' &&
+  ok audit_np3_every_rank_scores || bad "audit_np3_every_rank_scores: $(cat "$T/a3.out")"
+grep -q "$((nc - 1)) completions" "$T/a3.out" && grep -q "1 bad lines" "$T/a3.out" && ok audit_np3_summary ||
+  bad "audit_np3_summary: $(cat "$T/a3.out")"
+# the results on standard output, as one process writes them
+$MPIRUN -np 3 "$M" text audit "$T/comp.jsonl" --db "$T/a3.db" --out - > "$T/a3s.r" 2>/dev/null
+cmp -s "$T/one.r" "$T/a3s.r" && ok audit_np3_stdout || bad audit_np3_stdout
+# a missing store: one error, every rank stops
+$MPIRUN -np 2 "$M" text audit "$T/comp.jsonl" --db "$T/none.db" --out "$T/x.r" > /dev/null 2> "$T/err"; rc=$?
+[ $rc -ne 0 ] && ok audit_missing_store_fails || bad "audit_missing_store_fails (rc=$rc)"
+
+# kill -9 one rank of 2 during text index: 16 files of 700 KB, --shard-mb 1
+# and -j 1, so each rank commits one shard per file; the kill comes once part
+# 2 holds 2 shards. The parts keep their committed shards (nothing moved into
+# the store yet); the rerun skips exactly those documents and ends with one
+# process's documents and audit.
+mkdir -p "$T/k"
+for i in $(seq 10 25); do words $i 110000 > "$T/k/f$i.txt"; done
+$B text index "$T/k" --db "$T/kone.db" --shard-mb 1 -j 1 > /dev/null 2>&1 || bad kone_index
+$MPIRUN -np 2 "$M" text index "$T/k" --db "$T/k.db" --shard-mb 1 -j 1 > "$T/k1.out" 2>&1 &
+mp=$!
+killed=0; i=0
+while [ $i -lt 1200 ] && [ $killed -eq 0 ]; do
+  n2=$(sqlite3 "$T/k.db.textparts/2-of-2.db" "SELECT count(*) FROM text_shards" 2>/dev/null)
+  if [ "${n2:-0}" -ge 2 ]; then
+    pid=$(ps -eo pid=,args= | grep "[c]opyscope-mpi text index $T/k --db $T/k.db" | awk 'NR == 1 {print $1}')
+    [ -n "$pid" ] && kill -9 "$pid" && killed=1
+  fi
+  sleep 0.05; i=$((i + 1))
+done
+wait $mp; rc=$?
+i=0 # mpirun may return before the other rank has exited
+while [ $i -lt 100 ] && ps -eo args= | grep -q "[c]opyscope-mpi text index $T/k --db $T/k.db"; do sleep 0.1; i=$((i + 1)); done
+[ $killed -eq 1 ] && [ $rc -ne 0 ] && ok "text_index_kill9_one_rank (mpirun rc=$rc)" || bad "text_index_kill9_one_rank (killed=$killed rc=$rc)"
+d1=$(sqlite3 "$T/k.db.textparts/1-of-2.db" "SELECT count(*) FROM text_docs" 2>/dev/null)
+d2=$(sqlite3 "$T/k.db.textparts/2-of-2.db" "SELECT count(*) FROM text_docs" 2>/dev/null)
+[ "${d2:-0}" -ge 2 ] && [ "$(sqlite3 "$T/k.db" 'SELECT count(*) FROM text_docs')" -eq 0 ] && [ $((d1 + d2)) -lt 16 ] &&
+  ok "killed_parts_keep_committed_shards ($d1 + $d2 of 16)" || bad "killed_parts_keep_committed_shards: $d1 + $d2"
+$MPIRUN -np 2 "$M" text index "$T/k" --db "$T/k.db" --shard-mb 1 -j 1 > "$T/k2.out" 2>&1 && ok text_index_kill_rerun ||
+  { bad text_index_kill_rerun; cat "$T/k2.out"; }
+grep -q "indexed $((16 - d1 - d2)) documents .* $((d1 + d2)) already indexed" "$T/k2.out" &&
+  ok "text_index_rerun_only_missing ($((d1 + d2)) kept)" || bad "text_index_rerun_only_missing: $d1 + $d2: $(cat "$T/k2.out")"
+sqlite3 "$T/kone.db" "$docs" > "$T/kone.docs"
+sqlite3 "$T/k.db" "$docs" > "$T/k.docs"
+printf '{"id": "q", "prompt": "x", "completion": "%s"}\n' "$(sed -n 5p "$T/k/f18.txt")" > "$T/kq.jsonl"
+$B text audit "$T/kq.jsonl" --db "$T/kone.db" --out "$T/kone.r" > /dev/null 2>&1
+$B text audit "$T/kq.jsonl" --db "$T/k.db" --out "$T/k.r" > /dev/null 2>&1
+cmp -s "$T/kone.docs" "$T/k.docs" && cmp -s "$T/kone.r" "$T/k.r" && grep -q '"longest_span_words":11' "$T/k.r" &&
+  ok killed_and_rerun_same_as_one_process || bad killed_and_rerun_same_as_one_process
+
+[ -n "$CS_KEEP" ] || rm -rf "$T"
+echo "test_mpi_text.sh: $p passed, $f failed"
+[ $f -eq 0 ]

@@ -230,10 +230,17 @@ static uint64_t brute_longest(const uint8_t *t, uint64_t n, const uint8_t *p, si
     return best;
 }
 
+/* Whitespace that reads as one ' ' in the normal form (one run each). */
+static const char *const WS_RUNS[] = {" ", "  ", "\t", "\n\n", " \n ", "\xc2\xa0", "\xe3\x80\x80", "\xe2\x80\x83 ",
+                                      "\r\n", "\xe1\x9a\x80"};
+
 /* words over an alphabet of 3 letters (many partial matches, < 256
  * distinct words) or 26 (> 256: two-byte ranks in the reduced string;
- * words up to 12 letters) */
-static void sa_vs_brute_force(int alpha) {
+ * words up to 12 letters). side: every row in the side text (the normal
+ * form stored); else the rows point into a raw text that holds each space
+ * as a run of other whitespace (U+00A0, U+3000, tabs, newlines...) and
+ * documents with leading and trailing whitespace, read through it. */
+static void sa_vs_brute_force(int alpha, int side) {
     size_t n = 0;
     uint8_t t[3000];
     while (n < 2900) {
@@ -242,20 +249,53 @@ static void sa_vs_brute_force(int alpha) {
         t[n++] = (rnd() % 20 == 0) ? 0xff : ' ';
     }
     t[n - 1] = 0xff;
-    char *tp = path_in(tmp, "bf.txt"), *sp = path_in(tmp, "bf.sa");
+    /* the raw text, and each word's row */
+    uint8_t raw[20000];
+    uint32_t wval[3000];
+    size_t rn = 0, nw = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((i == 0 || t[i - 1] == 0xff) && rnd() % 2) raw[rn++] = ' '; /* leading whitespace */
+        if (t[i] == ' ' || t[i] == 0xff) {
+            if (t[i] == 0xff && rnd() % 2) raw[rn++] = '\n'; /* trailing whitespace */
+            if (t[i] == 0xff) raw[rn++] = 0xff;
+            else {
+                const char *w = WS_RUNS[rnd() % (sizeof WS_RUNS / sizeof *WS_RUNS)];
+                memcpy(raw + rn, w, strlen(w));
+                rn += strlen(w);
+            }
+            continue;
+        }
+        if (i == 0 || t[i - 1] == ' ' || t[i - 1] == 0xff) wval[nw++] = side ? CS_TEXT_SIDE | (uint32_t)i : (uint32_t)rn;
+        raw[rn++] = t[i];
+    }
+    char *tp = path_in(tmp, "bf.nfc"), *sp = path_in(tmp, "bf.sa");
     cs_err e = {0};
     uint64_t n_sa;
-    REQUIRE(cs_text_sa_build(t, n, tp, sp, &n_sa, &e) == 0);
+    REQUIRE(cs_text_sa_build_words(t, n, wval, nw, side ? t : NULL, side ? n : 0, tp, sp, &n_sa, &e) == 0);
     cs_text_sa sa;
-    REQUIRE(cs_text_sa_open(&sa, tp, sp, &e) == 0);
+    REQUIRE(cs_text_sa_open_words(&sa, tp, sp, side ? NULL : raw, side ? 0 : rn, &e) == 0);
     uint64_t starts = 0;
     for (size_t i = 0; i < n; i++)
         starts += t[i] != ' ' && t[i] != 0xff && (i == 0 || t[i - 1] == ' ' || t[i - 1] == 0xff);
-    CHECK(n_sa == starts && sa.n_sa == starts);
-    /* the kept suffixes in strict byte order (the reduced-string sort) */
-    int unsorted = 0;
+    CHECK(n_sa == starts && sa.n_sa == starts && nw == starts);
+    /* each row back to its normal-form offset (the i-th word start) */
+    uint32_t *norm_at = malloc(starts * sizeof *norm_at);
+    REQUIRE(norm_at);
+    for (size_t i = 0, k = 0; i < n; i++)
+        if (t[i] != ' ' && t[i] != 0xff && (i == 0 || t[i - 1] == ' ' || t[i - 1] == 0xff)) norm_at[k++] = (uint32_t)i;
+    int unsorted = 0, unknown = 0;
+    uint64_t *off = malloc(starts * sizeof *off);
+    REQUIRE(off);
+    for (uint64_t i = 0; i < sa.n_sa; i++) {
+        uint64_t k = 0;
+        while (k < nw && wval[k] != sa.sa[i]) k++;
+        if (k == nw) unknown++;
+        off[i] = k < nw ? norm_at[k] : 0;
+    }
+    CHECKF(unknown == 0, "%d rows that are no word's", unknown);
+    /* the rows in strict byte order of the normal form (the reduced-string sort) */
     for (uint64_t i = 1; i < sa.n_sa; i++) {
-        uint64_t a = sa.sa[i - 1], b = sa.sa[i], la = n - a, lb = n - b;
+        uint64_t a = off[i - 1], b = off[i], la = n - a, lb = n - b;
         int c = memcmp(t + a, t + b, la < lb ? la : lb);
         unsorted += c > 0 || (c == 0 && la > lb);
     }
@@ -265,9 +305,12 @@ static void sa_vs_brute_force(int alpha) {
         uint8_t p[40];
         size_t m = 1 + rnd() % 39;
         for (size_t i = 0; i < m; i++) p[i] = (rnd() % 4 == 0) ? ' ' : (uint8_t)('a' + rnd() % 3);
+        if (trial % 5 == 0) p[m - 1] = 0xff; /* words at a document's end */
         uint64_t pos;
         uint64_t l = cs_text_sa_longest(&sa, p, m, &pos);
-        if (l != brute_longest(t, n, p, m) || (l && memcmp(t + pos, p, l))) bad++;
+        uint64_t k = 0;
+        while (k < nw && wval[k] != pos) k++;
+        if (l != brute_longest(t, n, p, m) || (l && (k == nw || memcmp(t + norm_at[k], p, l)))) bad++;
         uint64_t lo, hi, cnt = 0;
         cs_text_sa_range(&sa, p, m, &lo, &hi);
         for (uint64_t i = 0; i < n; i++)
@@ -277,13 +320,28 @@ static void sa_vs_brute_force(int alpha) {
         if (hi - lo != cnt) bad++;
     }
     CHECKF(bad == 0, "%d mismatches", bad);
+    /* reading a row's normal form through the raw text, byte by byte */
+    int badread = 0;
+    for (uint64_t i = 0; i < sa.n_sa; i += 7) {
+        for (uint64_t k = 0; k < 30 && off[i] + k < n; k++) {
+            int b;
+            cs_text_sa_skip(&sa, sa.sa[i], k, &b);
+            if (b != t[off[i] + k]) badread++;
+            if (t[off[i] + k] == 0xff) break;
+        }
+    }
+    CHECKF(badread == 0, "%d bytes read wrong through the raw text", badread);
+    free(off);
+    free(norm_at);
     cs_text_sa_close(&sa);
     free(tp), free(sp);
 }
 
 static void test_sa_matches_brute_force(void) {
-    sa_vs_brute_force(3);
-    sa_vs_brute_force(26);
+    for (int side = 0; side < 2; side++) {
+        sa_vs_brute_force(3, side);
+        sa_vs_brute_force(26, side);
+    }
 }
 
 /* ---- a corpus of known documents ---- */
@@ -461,7 +519,10 @@ static void test_spans_never_cross_documents(void) {
     CHECK(longest.words == 12);
     if (n == 2) {
         CHECK(spans[0].doc_id == f.ids[0] && spans[0].words == 12);
-        CHECK(spans[1].doc_id == f.ids[1] && spans[1].words == 12 && spans[1].doc_start == 0);
+        /* raw offsets in the document (it starts with whitespace) */
+        CHECK(spans[1].doc_id == f.ids[1] && spans[1].words == 12 && spans[1].doc_start == f.docs[1].off[0] &&
+              spans[1].doc_end == f.docs[1].end[11]);
+        CHECK(spans[0].doc_start == f.docs[0].off[38] && spans[0].doc_end == f.docs[0].end[49]);
     }
     free(spans);
     close_fixture(&f);

@@ -14,6 +14,7 @@
 #include "analyze/text_norm.h"
 #include "analyze/text_sa.h"
 #include "analyze/text_span.h"
+#include "analyze/text_trace.h"
 #include "core/parallel.h"
 #include "t.h"
 
@@ -936,6 +937,86 @@ static void test_bad_huge_completion_is_capped(void) {
     close_fixture(&f);
 }
 
+/* Documents NFC changes (decomposed accents) are kept as their normal form
+ * in the side text; the others are read through the raw text, whitespace
+ * runs (U+00A0, U+3000, tabs, blank lines) as one space. Spans, traces and
+ * whitespace-tolerant prompt ends give raw offsets in both kinds. */
+static void test_side_text_and_raw_rows(void) {
+    static const char *const text[3] = {
+        "\n Le cafe\xcc\x81 noir et le the\xcc\x81 vert sont servis ici chaque matin tre\xcc\x80s to\xcc\x82t.\n",
+        "Le\xc2\xa0" "chat\xe3\x80\x80" "dort  sur le tapis\tbleu\n\npendant que la pluie tombe doucement  \n",
+        "un deux trois quatre cinq six sept huit neuf dix"};
+    char *dir = fresh_dir("side"), *docs = path_in(dir, "docs"), *db = path_in(dir, "t.db");
+    mkdir(docs, 0755);
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "d%d.txt", i);
+        char *p = path_in(docs, name);
+        write_file(p, text[i], strlen(text[i]));
+        free(p);
+    }
+    cs_store *s;
+    cs_text_corpus c;
+    cs_err e = {0};
+    REQUIRE(cs_store_open(&s, db, &e) == 0);
+    cs_text_index_opts o = {0};
+    const char *paths[] = {docs};
+    REQUIRE(cs_text_index(s, paths, 1, &o, NULL, &e) == 0);
+    REQUIRE(cs_text_corpus_open(&c, s, &e) == 0);
+    REQUIRE(c.n_shards == 1 && c.shards[0].n_docs == 3);
+    const cs_text_shard *sh = &c.shards[0];
+    /* only d0 in the side text, in NFC */
+    CHECK(sh->n_side == 1 && sh->side_docs[0] == 0);
+    CHECK(sh->sa.n > 0 && memmem(sh->sa.text, sh->sa.n, "caf\xc3\xa9 noir", 10) && !memmem(sh->sa.text, sh->sa.n, "chat", 4));
+    struct {
+        const char *q, *first, *last;
+        int doc;
+        uint64_t words;
+    } cases[] = {
+        {"caf\xc3\xa9 noir et le th\xc3\xa9 vert sont servis", "cafe\xcc\x81", "servis", 0, 8},
+        {"chat dort sur le tapis bleu pendant", "chat", "pendant", 1, 7},
+        {"tombe doucement", "tombe", "doucement", 1, 2},
+        {"quatre cinq six", "quatre", "six", 2, 3},
+    };
+    for (int k = 0; k < 4; k++) {
+        const char *t = text[cases[k].doc];
+        uint64_t want_s = (uint64_t)(strstr(t, cases[k].first) - t);
+        uint64_t want_e = (uint64_t)(strstr(t, cases[k].last) - t + (ptrdiff_t)strlen(cases[k].last));
+        cs_text_norm n;
+        REQUIRE(cs_text_normalize(&n, cases[k].q, strlen(cases[k].q), &e) == 0);
+        cs_text_span lg, *spans;
+        size_t ns;
+        REQUIRE(cs_text_spans(&c, n.text, n.len, 1, &lg, &spans, &ns, &e) == 0);
+        CHECKF(lg.words == cases[k].words && lg.doc_id == sh->doc_id[cases[k].doc] && lg.doc_start == want_s &&
+                   lg.doc_end == want_e,
+               "case %d: %llu words in doc %lld [%llu, %llu), want %llu in %lld [%llu, %llu)", k,
+               (unsigned long long)lg.words, (long long)lg.doc_id, (unsigned long long)lg.doc_start,
+               (unsigned long long)lg.doc_end, (unsigned long long)cases[k].words, (long long)sh->doc_id[cases[k].doc],
+               (unsigned long long)want_s, (unsigned long long)want_e);
+        free(spans);
+        cs_text_norm_free(&n);
+        /* the same through a trace of the text between two novel words */
+        char tq[300];
+        snprintf(tq, sizeof tq, "zzq %s qzz", cases[k].q);
+        cs_text_traced *tr;
+        size_t nt;
+        REQUIRE(cs_text_trace(s, &c, tq, strlen(tq), 2, &tr, &nt, &e) == 0);
+        CHECKF(nt == 1 && tr[0].n_occ == 1 && tr[0].occ[0].doc == (uint64_t)cases[k].doc &&
+                   tr[0].occ[0].doc_off == want_s && tr[0].occ[0].comp_end == want_e,
+               "case %d: trace", k);
+        cs_text_trace_free(tr, nt);
+        /* the prompt's end, whitespace-tolerant (the raw text differs) or exact */
+        cs_text_loc loc;
+        REQUIRE(cs_text_locate(&c, s, cases[k].q, strlen(cases[k].q), -1, 0, &loc, &e) == 0);
+        CHECKF(loc.how == (k >= 2 ? 1 : 2) && loc.doc == (uint64_t)cases[k].doc && loc.end == want_e,
+               "case %d: located how %d doc %llu end %llu", k, loc.how, (unsigned long long)loc.doc,
+               (unsigned long long)loc.end);
+    }
+    cs_text_corpus_close(&c);
+    cs_store_close(s);
+    free(dir), free(docs), free(db);
+}
+
 int main(void) {
     tmp = t_tmpdir("text");
     if (!tmp) return 1;
@@ -945,6 +1026,7 @@ int main(void) {
     RUN(test_bad_nul_bytes_are_whitespace);
     RUN(test_norm_random_bytes_invariants);
     RUN(test_sa_matches_brute_force);
+    RUN(test_side_text_and_raw_rows);
     RUN(test_spans_exact_on_known_construction);
     RUN(test_spans_never_cross_documents);
     RUN(test_metrics_hand_computed);

@@ -505,7 +505,9 @@ static inline uint64_t lcp_words(const cs_text_sa *sa, uint32_t v, const uint8_t
     }
     uint64_t k = 0;
     while (k < m) {
-        if (s < end && !special[*s]) { /* the common case: a byte that is itself */
+        /* the common case: a byte that is itself (a single space before a
+         * byte that starts no whitespace is one) */
+        if (s + 1 < end && (!special[*s] || (*s == ' ' && !special[s[1]]))) {
             if (*s != p[k]) {
                 *cmp = p[k] < *s ? -1 : 1;
                 return k;

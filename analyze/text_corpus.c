@@ -26,14 +26,15 @@ typedef struct {
     char *source, *name, *note;
     const char *status; /* "ok" | "empty" | "error" */
     uint64_t raw_off;   /* in the shard's raw text */
-    uint64_t start, norm_bytes, orig_bytes, words;
+    uint64_t start, norm_bytes, orig_bytes, words; /* start: in the side text, when side */
+    int side;                                      /* NFC changed it: its normal form is in the side text */
     cs_text_anchor *anchors;
     size_t n_anchors;
 } pending_doc;
 
 /* One shard being filled, then built: its raw text and documents as read;
  * the build normalises them (norm) and sorts both texts into temporary
- * files (tmp: .txt .sa .raw .rsa) that the commit renames. */
+ * files (tmp: .nfc .sa .raw .rsa) that the commit renames. */
 typedef struct {
     uint8_t *raw;
     uint64_t rlen, rcap;
@@ -115,23 +116,60 @@ static int reserve(uint8_t **buf, uint64_t *cap, uint64_t need) {
     return 0;
 }
 
+static int grow_u32(uint32_t **v, uint64_t *cap, uint64_t need) {
+    if (need <= *cap) return 0;
+    uint64_t c = *cap ? *cap : (1 << 16);
+    while (c < need) c *= 2;
+    uint32_t *nv = realloc(*v, c * sizeof *nv);
+    if (!nv) return -1;
+    *v = nv;
+    *cap = c;
+    return 0;
+}
+
 /* The normal form of every document of the shard, then its word suffix
- * array: one job (the raw sort is the other). */
+ * array: one job (the raw sort is the other). A word row is the word's raw
+ * offset when the raw document reads as its normal form (text_sa.h), else
+ * the document's normal form goes to the side text and its rows point
+ * there. */
 static int norm_shard(shard_buf *sb, cs_err *err) {
     if (reserve(&sb->norm, &sb->ncap, sb->rlen)) return cs_fail(err, CS_ENOMEM, "out of memory for a shard");
-    for (size_t i = 0; i < sb->n_docs; i++) {
+    uint32_t *wval = NULL;
+    uint64_t nw = 0, wcap = 0, side_n = 0, side_cap = 0;
+    uint8_t *side = NULL;
+    int rc = 0;
+    for (size_t i = 0; i < sb->n_docs && !rc; i++) {
         pending_doc *d = &sb->docs[i];
         if (strcmp(d->status, "ok")) continue;
         cs_text_norm n;
         if (cs_text_normalize(&n, (const char *)sb->raw + d->raw_off, d->orig_bytes, err)) {
             cs_text_norm_free(&n);
-            return cs_wrap(err, "%s", d->source);
+            rc = cs_wrap(err, "%s", d->source);
+            break;
         }
-        if (reserve(&sb->norm, &sb->ncap, sb->nlen + n.len + 1)) {
+        if (reserve(&sb->norm, &sb->ncap, sb->nlen + n.len + 1) || grow_u32(&wval, &wcap, nw + n.len / 2 + 1)) {
             cs_text_norm_free(&n);
-            return cs_fail(err, CS_ENOMEM, "out of memory for a shard");
+            rc = cs_fail(err, CS_ENOMEM, "out of memory for a shard");
+            break;
         }
-        d->start = sb->nlen;
+        uint64_t k = cs_text_raw_reads_as(sb->raw + d->raw_off, d->orig_bytes, (const uint8_t *)n.text, n.len,
+                                          (uint32_t)d->raw_off, wval + nw);
+        d->side = k == UINT64_MAX;
+        if (d->side) { /* NFC changed it: its normal form is kept */
+            if (reserve(&side, &side_cap, side_n + n.len + 1)) {
+                cs_text_norm_free(&n);
+                rc = cs_fail(err, CS_ENOMEM, "out of memory for a shard");
+                break;
+            }
+            d->start = side_n;
+            k = 0;
+            for (uint64_t j = 0; j < n.len; j++)
+                if (n.text[j] != ' ' && (j == 0 || n.text[j - 1] == ' ')) wval[nw + k++] = CS_TEXT_SIDE | (uint32_t)(side_n + j);
+            memcpy(side + side_n, n.text, n.len);
+            side_n += n.len;
+            side[side_n++] = CS_TEXT_SEP;
+        }
+        nw += k;
         d->norm_bytes = n.len;
         d->words = n.n_words;
         d->anchors = n.anchors;
@@ -142,7 +180,10 @@ static int norm_shard(shard_buf *sb, cs_err *err) {
         sb->norm[sb->nlen++] = CS_TEXT_SEP;
         cs_text_norm_free(&n);
     }
-    int rc = cs_text_sa_build(sb->norm, sb->nlen, sb->tmp[0], sb->tmp[1], &sb->n_sa, err);
+    if (!rc)
+        rc = cs_text_sa_build_words(sb->norm, sb->nlen, wval, nw, side, side_n, sb->tmp[0], sb->tmp[1], &sb->n_sa, err);
+    free(wval);
+    free(side);
     free(sb->norm); /* written: not needed for the commit */
     sb->norm = NULL;
     sb->ncap = 0;
@@ -184,7 +225,7 @@ static int insert_docs(cs_store *s, shard_buf *sb, int64_t shard_id, cs_err *err
         if (d->note) sqlite3_bind_text(ins_doc, 4, d->note, -1, SQLITE_STATIC);
         if (ok) {
             sqlite3_bind_int64(ins_doc, 5, shard_id);
-            sqlite3_bind_int64(ins_doc, 6, (int64_t)d->start);
+            sqlite3_bind_int64(ins_doc, 6, d->side ? (int64_t)d->start : -1);
             sqlite3_bind_blob(ins_doc, 10, d->anchors ? (const void *)d->anchors : (const void *)"",
                               (int)(d->n_anchors * sizeof *d->anchors), SQLITE_STATIC);
         }
@@ -197,7 +238,8 @@ static int insert_docs(cs_store *s, shard_buf *sb, int64_t shard_id, cs_err *err
     return rc;
 }
 
-static const char *const EXT[4] = {"txt", "sa", "raw", "rsa"};
+/* The side text is .nfc (an index of the stored normal form had .txt). */
+static const char *const EXT[4] = {"nfc", "sa", "raw", "rsa"};
 
 /* One built shard: its row, its files renamed into place, its documents'
  * rows, in one transaction. Files renamed before a failed commit are
@@ -701,16 +743,24 @@ static int grow_docs(cs_text_shard *sh, size_t cap) {
     if (d) sh->doc_id = d;
     char **nm = d ? realloc(sh->name, cap * sizeof *nm) : NULL;
     if (nm) sh->name = nm;
-    return nm ? 0 : -1;
+    cs_text_anchor **an = nm ? realloc(sh->anch, cap * sizeof *an) : NULL;
+    if (an) sh->anch = an;
+    size_t *nan = an ? realloc(sh->n_anch, cap * sizeof *nan) : NULL;
+    if (nan) sh->n_anch = nan;
+    uint64_t *sd = nan ? realloc(sh->side_docs, cap * sizeof *sd) : NULL;
+    if (sd) sh->side_docs = sd;
+    return sd ? 0 : -1;
 }
 
-/* The shard's documents in text order. The raw text holds them in the same
- * order, each followed by the separator, so their raw starts add up. */
+/* The shard's documents in text order (ids grow with it). The raw text
+ * holds them in the same order, each followed by the separator, so their
+ * raw starts add up. A document in the side text (start >= 0) has its
+ * offset map loaded, for its rows' raw offsets. */
 static int load_docs(cs_store *s, cs_text_shard *sh, cs_err *err) {
     sqlite3_stmt *st;
     if (cs_store_prepare(s, &st,
                          "SELECT id, start, norm_bytes, orig_bytes, coalesce(name, source) FROM text_docs "
-                         "WHERE shard_id = ? AND status = 'ok' ORDER BY start",
+                         "WHERE shard_id = ? AND status = 'ok' ORDER BY id",
                          err))
         return -1;
     sqlite3_bind_int64(st, 1, sh->id);
@@ -724,7 +774,10 @@ static int load_docs(cs_store *s, cs_text_shard *sh, cs_err *err) {
         }
         uint64_t i = sh->n_docs;
         sh->doc_id[i] = sqlite3_column_int64(st, 0);
-        sh->doc_start[i] = (uint64_t)sqlite3_column_int64(st, 1);
+        int64_t side = sqlite3_column_int64(st, 1);
+        sh->doc_start[i] = side >= 0 ? (uint64_t)side : 0;
+        sh->anch[i] = NULL;
+        sh->n_anch[i] = 0;
         sh->doc_len[i] = (uint64_t)sqlite3_column_int64(st, 2);
         sh->raw_start[i] = raw;
         sh->raw_len[i] = (uint64_t)sqlite3_column_int64(st, 3);
@@ -735,7 +788,11 @@ static int load_docs(cs_store *s, cs_text_shard *sh, cs_err *err) {
             break;
         }
         sh->n_docs++;
-        if (sh->doc_start[i] + sh->doc_len[i] > sh->sa.n || raw > sh->raw.n) {
+        if (side >= 0) {
+            sh->side_docs[sh->n_side++] = i;
+            if ((rc = cs_text_doc_anchors(s, sh->doc_id[i], &sh->anch[i], &sh->n_anch[i], err))) break;
+        }
+        if ((side >= 0 && sh->doc_start[i] + sh->doc_len[i] > sh->sa.n) || raw > sh->raw.n) {
             rc = cs_fail(err, CS_EFORMAT, "%s: document %lld lies outside shard %lld (re-index the text)",
                          cs_store_path(s), (long long)sh->doc_id[i], (long long)sh->id);
             break;
@@ -785,17 +842,24 @@ int cs_text_corpus_open(cs_text_corpus *c, cs_store *s, cs_err *err) {
         cs_text_shard *sh = &c->shards[c->n_shards];
         memset(sh, 0, sizeof *sh);
         sh->id = sqlite3_column_int64(st, 0);
-        char *tp = cs_store_sidecar(s, (const char *)sqlite3_column_text(st, 1));
+        const char *tf = (const char *)sqlite3_column_text(st, 1);
+        c->n_shards++;
+        size_t tl = tf ? strlen(tf) : 0;
+        if (tl < 4 || strcmp(tf + tl - 4, ".nfc")) {
+            rc = cs_fail(err, CS_EFORMAT, "%s: text shard %lld was indexed by an older copyscope (re-index the text)",
+                         cs_store_path(s), (long long)sh->id);
+            break;
+        }
+        if ((rc = open_raw(s, sh, err))) break;
+        char *tp = cs_store_sidecar(s, tf);
         char *sp = cs_store_sidecar(s, (const char *)sqlite3_column_text(st, 2));
         if (!tp || !sp) rc = cs_fail(err, CS_ENOMEM, "out of memory");
-        else rc = cs_text_sa_open(&sh->sa, tp, sp, err);
+        else rc = cs_text_sa_open_words(&sh->sa, tp, sp, sh->raw.text, sh->raw.n, err);
         free(tp);
         free(sp);
         if (rc) break;
-        c->n_shards++;
-        c->bytes += sh->sa.n;
-        rc = open_raw(s, sh, err);
-        if (!rc) rc = load_docs(s, sh, err);
+        c->bytes += sh->raw.n;
+        rc = load_docs(s, sh, err);
     }
     sqlite3_finalize(st);
     if (rc) cs_text_corpus_close(c);
@@ -807,6 +871,10 @@ void cs_text_corpus_close(cs_text_corpus *c) {
         cs_text_sa_close(&c->shards[i].sa);
         cs_text_sa_close(&c->shards[i].raw);
         for (uint64_t k = 0; k < c->shards[i].n_docs; k++) free(c->shards[i].name[k]);
+        for (uint64_t k = 0; k < c->shards[i].n_side; k++) free(c->shards[i].anch[c->shards[i].side_docs[k]]);
+        free(c->shards[i].anch);
+        free(c->shards[i].n_anch);
+        free(c->shards[i].side_docs);
         free(c->shards[i].name);
         free(c->shards[i].raw_start);
         free(c->shards[i].raw_len);
@@ -818,16 +886,30 @@ void cs_text_corpus_close(cs_text_corpus *c) {
     memset(c, 0, sizeof *c);
 }
 
-int64_t cs_text_shard_doc(const cs_text_shard *sh, uint64_t pos) {
-    uint64_t lo = 0, hi = sh->n_docs; /* first start > pos */
+int64_t cs_text_shard_word(const cs_text_shard *sh, uint64_t v, uint64_t l, uint64_t *rs, uint64_t *re) {
+    if (!(v & CS_TEXT_SIDE)) {
+        int64_t d = cs_text_shard_raw_doc(sh, v);
+        if (d < 0) return -1;
+        int b;
+        const uint8_t *e = cs_text_sa_skip(&sh->sa, (uint32_t)v, l, &b), *doc = sh->raw.text + sh->raw_start[d];
+        uint64_t end = (uint64_t)(e - doc);
+        *rs = v - sh->raw_start[d];
+        *re = end < sh->raw_len[d] ? end : sh->raw_len[d];
+        return d;
+    }
+    uint64_t o = v & ~(uint64_t)CS_TEXT_SIDE, lo = 0, hi = sh->n_side; /* first side start > o */
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
-        if (sh->doc_start[mid] <= pos) lo = mid + 1;
+        if (sh->doc_start[sh->side_docs[mid]] <= o) lo = mid + 1;
         else hi = mid;
     }
     if (lo == 0) return -1;
-    uint64_t i = lo - 1;
-    return pos < sh->doc_start[i] + sh->doc_len[i] ? (int64_t)i : -1;
+    uint64_t d = sh->side_docs[lo - 1], ns = o - sh->doc_start[d];
+    if (ns >= sh->doc_len[d]) return -1;
+    uint64_t ne = ns + l < sh->doc_len[d] ? ns + l : sh->doc_len[d];
+    *rs = cs_text_orig_offset(sh->anch[d], sh->n_anch[d], ns);
+    *re = cs_text_orig_offset(sh->anch[d], sh->n_anch[d], ne);
+    return (int64_t)d;
 }
 
 int cs_text_corpus_find_doc(const cs_text_corpus *c, int64_t doc_id, int *shard, uint64_t *index) {

@@ -7,7 +7,7 @@
  * into shards of about equal size (the input's size over as few shards as
  * shard_bytes allows). One shard per thread is filled, then each is
  * normalised and sorted on the thread pool (two jobs per shard: the raw
- * text's suffix array; the normal form and its word suffix array) into
+ * text's suffix array; the normal form's word rows, text_sa.h) into
  * temporary files, and the shards are committed in order. Spans never
  * cross documents, so searching every shard and merging in corpus order
  * gives the answers one shard would; the files do not depend on -j.
@@ -57,11 +57,14 @@ int cs_text_index(cs_store *s, const char *const *paths, int n_paths, const cs_t
 /* The indexed corpus, opened for search: every shard mapped, and per shard
  * its documents' start offsets (sorted) for locating a match. */
 typedef struct {
-    cs_text_sa sa;
+    cs_text_sa sa;       /* word rows over the raw text (and the side text) */
     int64_t id;          /* text_shards.id */
     uint64_t n_docs;
-    uint64_t *doc_start; /* offsets in sa.text, increasing */
+    uint64_t *doc_start; /* side documents: offset in sa.text (the side text); else 0 */
     uint64_t *doc_len;   /* normalised bytes (without the separator) */
+    uint64_t *side_docs, n_side; /* the documents in the side text, in order */
+    cs_text_anchor **anch;       /* side documents' offset maps (else NULL) */
+    size_t *n_anch;
     int64_t *doc_id;     /* text_docs.id */
     char **name;         /* text_docs.name (JSONL id, else the path) */
     cs_text_sa raw;      /* the raw text (documents as read, 0xFF after each), every code point */
@@ -78,9 +81,10 @@ typedef struct {
 int cs_text_corpus_open(cs_text_corpus *c, cs_store *s, cs_err *err);
 void cs_text_corpus_close(cs_text_corpus *c);
 
-/* The document holding text offset pos of shard sh: index into its arrays,
- * or -1 (a separator or a damaged offset). */
-int64_t cs_text_shard_doc(const cs_text_shard *sh, uint64_t pos);
+/* The document holding word row v of shard sh (index into its arrays, or -1
+ * for a damaged row), and the raw offsets in it [*rs, *re) of the l
+ * normal-form bytes from the row (l ending at a word's end). */
+int64_t cs_text_shard_word(const cs_text_shard *sh, uint64_t v, uint64_t l, uint64_t *rs, uint64_t *re);
 
 /* The document holding raw offset pos of shard sh (index), or -1. */
 int64_t cs_text_shard_raw_doc(const cs_text_shard *sh, uint64_t pos);

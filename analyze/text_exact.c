@@ -230,10 +230,11 @@ static int locate_exact(const cs_text_corpus *c, const uint8_t *p, size_t len, i
     return 0;
 }
 
-/* The normal form of the prompt as whole words in the normalised text; the
- * end is mapped back to the raw document through its offset map. */
+/* The normal form of the prompt as whole words in the corpus's normal form;
+ * the word rows give the raw end in the document. */
 static int locate_tolerant(const cs_text_corpus *c, cs_store *s, const char *p, size_t len, int pref_shard,
                            uint64_t pref_doc, cs_text_loc *loc, cs_err *err) {
+    (void)s;
     cs_text_norm n;
     if (cs_text_normalize(&n, p, len, err)) {
         cs_text_norm_free(&n);
@@ -251,19 +252,16 @@ static int locate_tolerant(const cs_text_corpus *c, cs_store *s, const char *p, 
             uint64_t lo, hi;
             cs_text_sa_range(&S->sa, t, n.len + 1, &lo, &hi);
             for (uint64_t r = lo; r < hi && r < lo + 100000 && !rc; r++) {
-                int64_t d = cs_text_shard_doc(S, S->sa.sa[r]);
-                if (d >= 0 && hits_push(&h, (cs_text_hit){sh, (uint64_t)d, S->sa.sa[r] - S->doc_start[d], 0, 0}))
+                uint64_t rs, re;
+                int64_t d = cs_text_shard_word(S, S->sa.sa[r], n.len, &rs, &re);
+                if (d >= 0 && hits_push(&h, (cs_text_hit){sh, (uint64_t)d, rs, re, 0}))
                     rc = cs_fail(err, CS_ENOMEM, "out of memory");
             }
         }
     if (!rc && h.n) {
         qsort(h.v, h.n, sizeof *h.v, hit_cmp);
         const cs_text_hit *x = pick(h.v, h.n, pref_shard, pref_doc);
-        cs_text_anchor *an;
-        size_t na;
-        rc = cs_text_doc_anchors(s, c->shards[x->shard].doc_id[x->doc], &an, &na, err);
-        if (!rc) *loc = (cs_text_loc){2, x->shard, x->doc, cs_text_orig_offset(an, na, x->doc_off + n.len)};
-        if (!rc) free(an);
+        *loc = (cs_text_loc){2, x->shard, x->doc, x->comp_start}; /* comp_start: the raw end (above) */
     }
     free(h.v);
     free(t);

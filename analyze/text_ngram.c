@@ -29,10 +29,11 @@ static int word_cmp(const void *a, const void *b) {
 
 /* The word after the pattern (m bytes) in the suffix at rank r of shard s. */
 static word_ref next_word(const cs_text_sa *sa, uint64_t r, size_t m) {
-    uint64_t p = (uint64_t)sa->sa[r] + m, e = p;
-    if (p > sa->n) p = e = sa->n;
-    while (e < sa->n && sa->text[e] != ' ' && sa->text[e] != CS_TEXT_SEP) e++;
-    return (word_ref){sa->text + p, e - p};
+    int b;
+    uint32_t v = sa->sa[r];
+    const uint8_t *p = cs_text_sa_skip(sa, v, m, &b);
+    const uint8_t *end = v & CS_TEXT_SIDE ? sa->text + sa->n : sa->raw + sa->raw_n;
+    return (word_ref){p, cs_text_word_len(p, end)}; /* a word reads the same raw or normalised */
 }
 
 /* The occurrence with global index g over the shards' intervals. */

@@ -13,25 +13,33 @@
 
 static int prompts_for_doc(cs_store *s, const cs_text_corpus *c, int shard, uint64_t di, const cs_text_prompt_opts *o,
                            sqlite3_stmt *ins, FILE *out, int64_t *n_written, cs_err *err) {
+    (void)s;
     const cs_text_shard *sh = &c->shards[shard];
-    const char *text = (const char *)sh->sa.text + sh->doc_start[di];
-    size_t len = sh->doc_len[di];
+    /* the normal form is not stored: the document normalised again, as the
+     * build did (the same text and offset map) */
+    cs_text_norm nf;
+    if (cs_text_normalize(&nf, (const char *)sh->raw.text + sh->raw_start[di], sh->raw_len[di], err)) {
+        cs_text_norm_free(&nf);
+        return -1;
+    }
+    const char *text = nf.text;
+    size_t len = nf.len;
     int64_t doc_id = sh->doc_id[di];
     cs_text_word *w;
     size_t nw;
-    if (cs_text_words(text, len, &w, &nw, err)) return -1;
+    if (cs_text_words(text, len, &w, &nw, err)) {
+        cs_text_norm_free(&nf);
+        return -1;
+    }
     size_t W = (size_t)o->prefix_words + (size_t)o->cont_words;
     if (nw < W) {
         cs_text_notef(o->note, o->note_ctx, "document %lld: %zu words, fewer than %zu (skipped)", (long long)doc_id, nw, W);
         free(w);
+        cs_text_norm_free(&nf);
         return 0;
     }
-    cs_text_anchor *a;
-    size_t na;
-    if (cs_text_doc_anchors(s, doc_id, &a, &na, err)) {
-        free(w);
-        return -1;
-    }
+    const cs_text_anchor *a = nf.anchors;
+    size_t na = nf.n_anchors;
     int rc = 0;
     int K = o->per_doc > 0 ? o->per_doc : 1;
     size_t last = (size_t)-1;
@@ -69,7 +77,7 @@ static int prompts_for_doc(cs_store *s, const cs_text_corpus *c, int shard, uint
         free(ptxt);
         cJSON_Delete(j);
     }
-    free(a);
+    cs_text_norm_free(&nf);
     free(w);
     return rc;
 }

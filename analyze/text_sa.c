@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "analyze/text_norm.h"
 #include "core/fs.h"
 
 void cs_text_huge(void *p, size_t n) {
@@ -154,20 +155,20 @@ static int single_delims(const uint8_t *text, uint64_t n, uint64_t *nw) {
     return 1;
 }
 
-/* The sorted word starts of text[0..n) into *out (malloc'd, *k of them);
- * 1 when the text does not suit the reduced string (the caller sorts every
- * suffix), -1 on memory. */
+/* The word starts of text[0..n), sorted, as word numbers (the i-th word
+ * start of the text is i) into *out (malloc'd, *k of them); 1 when the text
+ * does not suit the reduced string (the caller sorts every suffix), -1 on
+ * memory. */
 static int word_sa_reduced(const uint8_t *text, uint64_t n, uint32_t **out, uint64_t *k) {
     uint64_t nw;
     if (!single_delims(text, n, &nw)) return 1;
     piece_table t = {0};
-    uint32_t *start = malloc((nw ? nw : 1) * sizeof *start), *id = malloc((nw ? nw : 1) * sizeof *id);
+    uint32_t *id = malloc((nw ? nw : 1) * sizeof *id);
     uint32_t *order = NULL, *rank = NULL;
     uint8_t *r = NULL;
     saidx_t *sa = NULL;
     int rc = -1;
-    if (!start || !id) goto out;
-    cs_text_huge(start, nw * sizeof *start);
+    if (!id) goto out;
     cs_text_huge(id, nw * sizeof *id);
     uint64_t w = 0;
     for (uint64_t i = 0; i < n; i++) {
@@ -177,7 +178,6 @@ static int word_sa_reduced(const uint8_t *text, uint64_t n, uint32_t **out, uint
         if (e < n) e++; /* the delimiter belongs to the piece */
         int64_t d = table_add(&t, text, (uint32_t)i, (uint32_t)(e - i));
         if (d < 0) goto out;
-        start[w] = (uint32_t)i;
         id[w++] = (uint32_t)d;
         i = e - 1;
     }
@@ -209,52 +209,87 @@ static int word_sa_reduced(const uint8_t *text, uint64_t n, uint32_t **out, uint
     if (rn && divsufsort(r, sa, (saidx_t)rn) != 0) goto out;
     uint32_t *o = (uint32_t *)sa; /* in place: the kept rows never pass the read position */
     uint64_t kk = 0;
-    for (uint64_t i = 0; i < rn; i++) {
-        if (i + 32 < rn) __builtin_prefetch(&start[(uint64_t)sa[i + 32] / (uint64_t)wb]); /* read at random */
-        if ((uint64_t)sa[i] % (uint64_t)wb == 0) o[kk++] = start[(uint64_t)sa[i] / (uint64_t)wb];
-    }
+    for (uint64_t i = 0; i < rn; i++)
+        if ((uint64_t)sa[i] % (uint64_t)wb == 0) o[kk++] = (uint32_t)((uint64_t)sa[i] / (uint64_t)wb);
     *out = o;
     *k = kk;
     sa = NULL;
     rc = 0;
 out:
-    free(start), free(id), free(order), free(rank), free(r), free(sa);
+    free(id), free(order), free(rank), free(r), free(sa);
     free(t.slot), free(t.off), free(t.len), free(t.head);
     return rc;
 }
 
-static int sa_build(const uint8_t *text, uint64_t n, const char *text_path, const char *sa_path, int chars,
-                    uint64_t *n_sa, cs_err *err) {
+/* The word starts of text[0..n) in text order (the fallback's numbering). */
+static uint32_t *word_starts(const uint8_t *text, uint64_t n, uint64_t *nw) {
+    uint64_t k = 0;
+    for (uint64_t i = 0; i < n; i++) k += !is_delim(text[i]) && (i == 0 || is_delim(text[i - 1]));
+    uint32_t *v = malloc((k ? k : 1) * sizeof *v);
+    if (!v) return NULL;
+    k = 0;
+    for (uint64_t i = 0; i < n; i++)
+        if (!is_delim(text[i]) && (i == 0 || is_delim(text[i - 1]))) v[k++] = (uint32_t)i;
+    *nw = k;
+    return v;
+}
+
+static uint64_t find_u32(const uint32_t *v, uint64_t n, uint32_t x) {
+    uint64_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (v[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* Every suffix of text[0..n) sorted into *out (malloc'd); chars: the code
+ * point starts kept, else the word starts, as word numbers. *k: kept. */
+static int sort_all(const uint8_t *text, uint64_t n, int chars, uint32_t **out, uint64_t *k, const char *sa_path,
+                    cs_err *err) {
+    saidx_t *sa = malloc((n ? n : 1) * sizeof *sa);
+    if (!sa) return cs_fail(err, CS_ENOMEM, "%s: out of memory for the suffix array (%llu bytes)", sa_path,
+                            (unsigned long long)(n * sizeof *sa));
+    cs_text_huge(sa, n * sizeof *sa);
+    if (n && divsufsort(text, sa, (saidx_t)n) != 0) {
+        free(sa);
+        return cs_fail(err, CS_EINTERNAL, "%s: divsufsort failed", sa_path);
+    }
+    /* Keep the wanted suffixes, in place; the order is kept. */
+    uint32_t *o = (uint32_t *)sa;
+    *k = 0;
+    if (chars) { /* suffixes are sorted by first byte: drop the 0x80..0xBF and 0xFF blocks */
+        uint64_t a = first_with(text, sa, n, 0x80), b = first_with(text, sa, n, 0xC0);
+        uint64_t f = first_with(text, sa, n, CS_TEXT_SEP);
+        memmove(o + a, o + b, (f - b) * sizeof *o);
+        *k = a + (f - b);
+    } else {
+        uint64_t nw;
+        uint32_t *ws = word_starts(text, n, &nw);
+        if (!ws) {
+            free(sa);
+            return cs_fail(err, CS_ENOMEM, "%s: out of memory for the word suffix array", sa_path);
+        }
+        for (uint64_t i = 0; i < n; i++) {
+            if (i + 32 < n) __builtin_prefetch(text + sa[i + 32] - (sa[i + 32] > 0)); /* random reads: hide latency */
+            uint32_t p = (uint32_t)sa[i];
+            if (keep_word(text, p)) o[(*k)++] = (uint32_t)find_u32(ws, nw, p);
+        }
+        free(ws);
+    }
+    *out = o;
+    return 0;
+}
+
+int cs_text_sa_build_chars(const uint8_t *text, uint64_t n, const char *text_path, const char *sa_path,
+                           uint64_t *n_sa, cs_err *err) {
     *n_sa = 0;
     if (n > CS_TEXT_MAX_SHARD) return cs_fail(err, CS_ELIMIT, "%s: shard of %llu bytes exceeds 2 GiB", text_path,
                                               (unsigned long long)n);
     uint32_t *out = NULL;
     uint64_t k = 0;
-    int red = chars ? 1 : word_sa_reduced(text, n, &out, &k);
-    if (red < 0) return cs_fail(err, CS_ENOMEM, "%s: out of memory for the word suffix array", sa_path);
-    if (red > 0) { /* every suffix sorted, the wanted ones kept */
-        saidx_t *sa = malloc((n ? n : 1) * sizeof *sa);
-        if (!sa) return cs_fail(err, CS_ENOMEM, "%s: out of memory for the suffix array (%llu bytes)", sa_path,
-                                (unsigned long long)(n * sizeof *sa));
-        cs_text_huge(sa, n * sizeof *sa);
-        if (n && divsufsort(text, sa, (saidx_t)n) != 0) {
-            free(sa);
-            return cs_fail(err, CS_EINTERNAL, "%s: divsufsort failed", sa_path);
-        }
-        /* Keep the wanted suffixes, in place; the order is kept. */
-        out = (uint32_t *)sa;
-        if (chars) { /* suffixes are sorted by first byte: drop the 0x80..0xBF and 0xFF blocks */
-            uint64_t a = first_with(text, sa, n, 0x80), b = first_with(text, sa, n, 0xC0);
-            uint64_t f = first_with(text, sa, n, CS_TEXT_SEP);
-            memmove(out + a, out + b, (f - b) * sizeof *out);
-            k = a + (f - b);
-        } else
-            for (uint64_t i = 0; i < n; i++) {
-                if (i + 32 < n) __builtin_prefetch(text + sa[i + 32] - (sa[i + 32] > 0)); /* random reads: hide latency */
-                uint32_t p = (uint32_t)sa[i];
-                if (keep_word(text, p)) out[k++] = p;
-            }
-    }
+    if (sort_all(text, n, 1, &out, &k, sa_path, err)) return -1;
     int rc = cs_write_file_atomic(text_path, text, n, err);
     if (!rc) rc = cs_write_file_atomic(sa_path, out, k * sizeof *out, err);
     free(out);
@@ -262,14 +297,30 @@ static int sa_build(const uint8_t *text, uint64_t n, const char *text_path, cons
     return rc;
 }
 
-int cs_text_sa_build(const uint8_t *text, uint64_t n, const char *text_path, const char *sa_path,
-                     uint64_t *n_sa, cs_err *err) {
-    return sa_build(text, n, text_path, sa_path, 0, n_sa, err);
-}
-
-int cs_text_sa_build_chars(const uint8_t *text, uint64_t n, const char *text_path, const char *sa_path,
-                           uint64_t *n_sa, cs_err *err) {
-    return sa_build(text, n, text_path, sa_path, 1, n_sa, err);
+int cs_text_sa_build_words(const uint8_t *norm, uint64_t n, const uint32_t *wval, uint64_t nw, const uint8_t *side,
+                           uint64_t side_n, const char *side_path, const char *sa_path, uint64_t *n_sa, cs_err *err) {
+    *n_sa = 0;
+    if (n > CS_TEXT_MAX_SHARD || side_n > CS_TEXT_MAX_SHARD)
+        return cs_fail(err, CS_ELIMIT, "%s: shard of %llu bytes exceeds 2 GiB", sa_path, (unsigned long long)n);
+    uint32_t *out = NULL;
+    uint64_t k = 0;
+    int red = word_sa_reduced(norm, n, &out, &k);
+    if (red < 0) return cs_fail(err, CS_ENOMEM, "%s: out of memory for the word suffix array", sa_path);
+    if (red > 0 && sort_all(norm, n, 0, &out, &k, sa_path, err)) return -1;
+    /* word numbers to what the rows hold (raw offsets or side offsets) */
+    for (uint64_t i = 0; i < k; i++) {
+        if (out[i] >= nw) {
+            free(out);
+            return cs_fail(err, CS_EINTERNAL, "%s: word %u of %llu", sa_path, out[i], (unsigned long long)nw);
+        }
+        if (i + 32 < k && out[i + 32] < nw) __builtin_prefetch(&wval[out[i + 32]]); /* read at random */
+        out[i] = wval[out[i]];
+    }
+    int rc = cs_write_file_atomic(side_path, side, side_n, err);
+    if (!rc) rc = cs_write_file_atomic(sa_path, out, k * sizeof *out, err);
+    free(out);
+    if (!rc) *n_sa = k;
+    return rc;
 }
 
 static int map_file(const char *path, void **map, size_t *len, cs_err *err) {
@@ -316,10 +367,110 @@ int cs_text_sa_open(cs_text_sa *sa, const char *text_path, const char *sa_path, 
     return 0;
 }
 
+int cs_text_sa_open_words(cs_text_sa *sa, const char *side_path, const char *sa_path, const uint8_t *raw,
+                          uint64_t raw_n, cs_err *err) {
+    memset(sa, 0, sizeof *sa);
+    if (map_file(side_path, &sa->tmap, &sa->tlen, err)) return -1;
+    if (map_file(sa_path, &sa->smap, &sa->slen, err)) {
+        cs_text_sa_close(sa);
+        return -1;
+    }
+    if (sa->slen % 4 || sa->slen / 4 > sa->tlen + raw_n) {
+        cs_text_sa_close(sa);
+        return cs_fail(err, CS_EFORMAT, "%s: not a word suffix array for its shard", sa_path);
+    }
+    sa->text = sa->tmap;
+    sa->n = sa->tlen;
+    sa->sa = sa->smap;
+    sa->n_sa = sa->slen / 4;
+    sa->raw = raw ? raw : (const uint8_t *)"";
+    sa->raw_n = raw_n;
+    return 0;
+}
+
 void cs_text_sa_close(cs_text_sa *sa) {
     if (sa->tmap) munmap(sa->tmap, sa->tlen);
     if (sa->smap) munmap(sa->smap, sa->slen);
     memset(sa, 0, sizeof *sa);
+}
+
+/* ---- reading the normal form through the raw text ----
+ *
+ * A word row that is a raw offset reads the raw text as its normal form:
+ * every run of whitespace code points is one ' ', or nothing before the
+ * separator (no trailing space); everything else is itself. The build puts
+ * a document there only when that reading equals its normal form (NFC left
+ * it alone), so the rows sort the same either way. */
+
+/* Bytes that may start whitespace (ASCII 9-13 and 32; the leads of U+0085,
+ * U+00A0, U+1680, U+2000-U+205F, U+3000) or are the separator. */
+static const uint8_t special[256] = {
+    [9] = 1, [10] = 1, [11] = 1, [12] = 1, [13] = 1, [32] = 1, [0xC2] = 1, [0xE1] = 1, [0xE2] = 1, [0xE3] = 1,
+    [0xFF] = 1,
+};
+
+/* Byte length of the whitespace code point at s (< end), 0 if none. */
+static inline size_t ws_len(const uint8_t *s, const uint8_t *end) {
+    uint8_t c = s[0];
+    if (c == ' ' || (c >= 9 && c <= 13)) return 1;
+    if (c < 0xC2 || c == CS_TEXT_SEP) return 0;
+    int32_t cp;
+    size_t k = cs_text_decode(s, (size_t)(end - s), &cp);
+    return cp > 0 && cs_text_is_ws(cp) ? k : 0;
+}
+
+/* The next normal-form byte at *s (< end): returns it and advances *s, or
+ * -1 at the end. A whitespace run before the separator reads as nothing. */
+static inline int next_norm(const uint8_t **sp, const uint8_t *end) {
+    const uint8_t *s = *sp;
+    if (s >= end) return -1;
+    if (special[*s]) {
+        size_t w = ws_len(s, end);
+        if (w) {
+            do s += w;
+            while (s < end && (w = ws_len(s, end)));
+            *sp = s;
+            if (s >= end) return -1;
+            if (*s == CS_TEXT_SEP) return next_norm(sp, end);
+            return ' ';
+        }
+    }
+    *sp = s + 1;
+    return *s;
+}
+
+/* Where row v's normal form is read, and whether through the raw text. */
+static inline const uint8_t *row_text(const cs_text_sa *sa, uint32_t v, const uint8_t **end, int *raw) {
+    if (sa->raw && !(v & CS_TEXT_SIDE)) {
+        *raw = 1;
+        *end = sa->raw + sa->raw_n;
+        return sa->raw + (v < sa->raw_n ? v : sa->raw_n);
+    }
+    uint64_t o = sa->raw ? v & ~CS_TEXT_SIDE : v;
+    *raw = 0;
+    *end = sa->text + sa->n;
+    return sa->text + (o < sa->n ? o : sa->n);
+}
+
+const uint8_t *cs_text_sa_skip(const cs_text_sa *sa, uint32_t v, uint64_t m, int *b) {
+    const uint8_t *end;
+    int raw;
+    const uint8_t *s = row_text(sa, v, &end, &raw);
+    if (!raw) {
+        s = (uint64_t)(end - s) < m ? end : s + m;
+        *b = s < end ? *s : -1;
+        return s;
+    }
+    for (uint64_t i = 0; i < m && next_norm(&s, end) >= 0; i++) {}
+    const uint8_t *t = s;
+    *b = next_norm(&t, end);
+    return s;
+}
+
+size_t cs_text_word_len(const uint8_t *s, const uint8_t *end) {
+    const uint8_t *p = s;
+    while (p < end && *p != CS_TEXT_SEP && !ws_len(p, end)) p++;
+    return (size_t)(p - s);
 }
 
 /* Compares p[0..m) with the suffix at pos, knowing the first k bytes agree.
@@ -338,14 +489,59 @@ static inline uint64_t lcp_cmp(const cs_text_sa *sa, uint64_t pos, const uint8_t
     return k;
 }
 
+/* The same for a word row, from its first byte: the normal form read
+ * through the raw text has no random access to skip known bytes. */
+static inline uint64_t lcp_words(const cs_text_sa *sa, uint32_t v, const uint8_t *p, size_t m, int *cmp) {
+    const uint8_t *end;
+    int raw;
+    const uint8_t *s = row_text(sa, v, &end, &raw);
+    if (!raw) {
+        uint64_t sl = (uint64_t)(end - s), lim = m < sl ? m : sl, k = 0;
+        while (k < lim && s[k] == p[k]) k++;
+        if (k == m) *cmp = 0;
+        else if (k == sl) *cmp = 1;
+        else *cmp = p[k] < s[k] ? -1 : 1;
+        return k;
+    }
+    uint64_t k = 0;
+    while (k < m) {
+        /* the common case: a byte that is itself (a single space before a
+         * byte that starts no whitespace is one) */
+        if (s + 1 < end && (!special[*s] || (*s == ' ' && !special[s[1]]))) {
+            if (*s != p[k]) {
+                *cmp = p[k] < *s ? -1 : 1;
+                return k;
+            }
+            s++, k++;
+            continue;
+        }
+        int c = next_norm(&s, end);
+        if (c < 0) {
+            *cmp = 1;
+            return k;
+        }
+        if (c != p[k]) {
+            *cmp = p[k] < c ? -1 : 1;
+            return k;
+        }
+        k++;
+    }
+    *cmp = 0;
+    return k;
+}
+
 static inline void prefetch_text(const cs_text_sa *sa, uint64_t pos) {
-    if (pos < sa->n) __builtin_prefetch(sa->text + pos);
+    if (sa->raw) {
+        if (!(pos & CS_TEXT_SIDE) && pos < sa->raw_n) __builtin_prefetch(sa->raw + pos);
+    } else if (pos < sa->n)
+        __builtin_prefetch(sa->text + pos);
 }
 
 /* Binary search over suffix array rows (lo, hi) for the first row whose
  * suffix compares >= p (strict = 0) or > p without starting with it
  * (strict = 1); returns it and leaves *lo_out = it - 1. llcp and rlcp are
- * the lcps with the bounds, so bytes known equal are not compared again. */
+ * the lcps with the bounds, so bytes known equal are not compared again
+ * (in the raw array; a word row compares from its start). */
 static int64_t sa_bound(const cs_text_sa *sa, const uint8_t *p, size_t m, int64_t lo, int strict,
                          uint64_t *llcp_out, uint64_t *rlcp_out, int64_t *lo_out) {
     int64_t hi = (int64_t)sa->n_sa;
@@ -358,18 +554,19 @@ static int64_t sa_bound(const cs_text_sa *sa, const uint8_t *p, size_t m, int64_
          * two candidate rows' text and the four rows after them are
          * fetched, so a step waits for about one miss instead of two. */
         int64_t l1 = lo + (mid - lo) / 2, r1 = mid + (hi - mid) / 2;
+        uint64_t pk = sa->raw ? 0 : k;
         if (l1 > lo) {
-            prefetch_text(sa, sa->sa[l1] + k);
+            prefetch_text(sa, sa->sa[l1] + pk);
             __builtin_prefetch(&sa->sa[lo + (l1 - lo) / 2]);
             __builtin_prefetch(&sa->sa[l1 + (mid - l1) / 2]);
         }
         if (r1 > mid) {
-            prefetch_text(sa, sa->sa[r1] + k);
+            prefetch_text(sa, sa->sa[r1] + pk);
             __builtin_prefetch(&sa->sa[mid + (r1 - mid) / 2]);
             __builtin_prefetch(&sa->sa[r1 + (hi - r1) / 2]);
         }
         int c;
-        uint64_t l = lcp_cmp(sa, sa->sa[mid], p, m, k, &c);
+        uint64_t l = sa->raw ? lcp_words(sa, sa->sa[mid], p, m, &c) : lcp_cmp(sa, sa->sa[mid], p, m, k, &c);
         if (strict ? c < 0 : c <= 0) hi = mid, rlcp = l;
         else lo = mid, llcp = l;
     }
@@ -403,4 +600,21 @@ void cs_text_sa_range(const cs_text_sa *sa, const uint8_t *p, size_t m, uint64_t
     *lo_out = (uint64_t)first;
     /* first suffix > p that does not start with p */
     *hi_out = (uint64_t)sa_bound(sa, p, m, first - 1, 1, NULL, NULL, NULL);
+}
+
+uint64_t cs_text_raw_reads_as(const uint8_t *raw, uint64_t len, const uint8_t *norm, uint64_t nlen, uint32_t base,
+                              uint32_t *wstarts) {
+    const uint8_t *s = raw, *end = raw + len;
+    size_t w;
+    while (s < end && (w = ws_len(s, end))) s += w; /* the normal form has no leading space */
+    uint64_t j = 0, nw = 0;
+    for (;;) {
+        const uint8_t *at = s;
+        int c = next_norm(&s, end);
+        if (c < 0) break;
+        if (j >= nlen || c != norm[j] || c == CS_TEXT_SEP) return UINT64_MAX;
+        if (c != ' ' && (j == 0 || norm[j - 1] == ' ')) wstarts[nw++] = base + (uint32_t)(at - raw);
+        j++;
+    }
+    return j == nlen ? nw : UINT64_MAX;
 }

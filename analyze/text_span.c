@@ -42,7 +42,9 @@ static uint64_t word_match(const cs_text_sa *sa, const uint8_t *q, size_t m, siz
     uint64_t e = whole_words(q, m, j, l);
     *pos = p;
     if (e == 0 || e < l) return e; /* e < l: the space after it matched too */
-    if (p + e >= sa->n || sa->text[p + e] == ' ' || sa->text[p + e] == CS_TEXT_SEP) return e;
+    int b;
+    cs_text_sa_skip(sa, (uint32_t)p, e, &b);
+    if (b < 0 || b == ' ' || b == CS_TEXT_SEP) return e;
     if (occurs_as_words(sa, q + j, e, pos)) return e;
     *pos = p; /* drop the last word: the space before it matched */
     return e > 0 ? whole_words(q, m, j, e - 1) : 0;
@@ -88,10 +90,9 @@ int cs_text_spans(const cs_text_corpus *c, const char *qs, size_t m, int min_wor
         uint64_t l = best_match(c, q, m, j, &s, &pos);
         if (s < 0 || l == 0) continue;
         const cs_text_shard *sh = &c->shards[s];
-        int64_t d = cs_text_shard_doc(sh, pos);
-        if (d < 0) continue; /* text not owned by a document (never for a sound index) */
-        uint64_t ds = pos - sh->doc_start[d];
-        if (ds + l > sh->doc_len[d]) l = sh->doc_len[d] - ds; /* boundary check; the separator prevents this */
+        uint64_t ds, de;
+        int64_t d = cs_text_shard_word(sh, pos, l, &ds, &de);
+        if (d < 0) continue; /* a damaged row (never for a sound index) */
         cs_text_span sp = {
             .q_start = j,
             .q_end = j + l,
@@ -100,7 +101,7 @@ int cs_text_spans(const cs_text_corpus *c, const char *qs, size_t m, int min_wor
             .shard = s,
             .doc_id = sh->doc_id[d],
             .doc_start = ds,
-            .doc_end = ds + l,
+            .doc_end = de,
         };
         /* the longest run of words (not the most characters: issue 14) */
         if (sp.words > longest->words || (sp.words == longest->words && sp.chars > longest->chars)) *longest = sp;

@@ -22,7 +22,7 @@ typedef struct {
     uint64_t words, chars;   /* whole words; code points */
     int shard;               /* index into corpus->shards */
     int64_t doc_id;          /* text_docs.id */
-    uint64_t doc_start, doc_end; /* normalised byte offsets in the document */
+    uint64_t doc_start, doc_end; /* raw byte offsets in the document */
 } cs_text_span;
 
 /* Finds the longest span (*longest: the most words, then the most

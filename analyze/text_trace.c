@@ -7,8 +7,8 @@
 #include "analyze/text_span.h"
 
 /* The places of the normal-form words p[0..m) (followed by a space or a
- * document's end) in shard sh, mapped back to raw document offsets. */
-static int shard_places(cs_store *s, const cs_text_corpus *c, int sh, const uint8_t *p, size_t m,
+ * document's end) in shard sh, as raw document offsets. */
+static int shard_places(const cs_text_corpus *c, int sh, const uint8_t *p, size_t m,
                         cs_text_traced *t, cs_err *err) {
     const cs_text_shard *S = &c->shards[sh];
     uint8_t *pat = malloc(m + 1);
@@ -21,14 +21,9 @@ static int shard_places(cs_store *s, const cs_text_corpus *c, int sh, const uint
         cs_text_sa_range(&S->sa, pat, m + 1, &lo, &hi);
         t->total_occ += hi - lo;
         for (uint64_t r = lo; r < hi && t->n_occ < CS_TEXT_TRACE_MAX_OCC && !rc; r++) {
-            int64_t d = cs_text_shard_doc(S, S->sa.sa[r]);
+            uint64_t rs, re;
+            int64_t d = cs_text_shard_word(S, S->sa.sa[r], m, &rs, &re);
             if (d < 0) continue;
-            cs_text_anchor *a;
-            size_t na;
-            if ((rc = cs_text_doc_anchors(s, S->doc_id[d], &a, &na, err))) break;
-            uint64_t ns = S->sa.sa[r] - S->doc_start[d];
-            uint64_t rs = cs_text_orig_offset(a, na, ns), re = cs_text_orig_offset(a, na, ns + m);
-            free(a);
             t->occ[t->n_occ++] = (cs_text_hit){sh, (uint64_t)d, rs, rs, re}; /* comp_*: the raw span in the doc */
         }
     }
@@ -45,6 +40,7 @@ static int hit_order(const void *a, const void *b) {
 
 int cs_text_trace(cs_store *s, const cs_text_corpus *c, const char *text, size_t len, int min_words,
                   cs_text_traced **out, size_t *n, cs_err *err) {
+    (void)s; /* the places are raw offsets already (the store's offset maps are not needed) */
     *out = NULL;
     *n = 0;
     cs_text_norm q;
@@ -62,7 +58,7 @@ int cs_text_trace(cs_store *s, const cs_text_corpus *c, const char *text, size_t
         t->chars = cs_text_nchars(text + t->start, t->end - t->start);
         if (!(t->occ = malloc(CS_TEXT_TRACE_MAX_OCC * sizeof *t->occ))) rc = cs_fail(err, CS_ENOMEM, "out of memory");
         for (int sh = 0; sh < c->n_shards && !rc; sh++)
-            rc = shard_places(s, c, sh, (const uint8_t *)q.text + spans[i].q_start, spans[i].q_end - spans[i].q_start,
+            rc = shard_places(c, sh, (const uint8_t *)q.text + spans[i].q_start, spans[i].q_end - spans[i].q_start,
                               t, err);
         if (!rc) qsort(t->occ, t->n_occ, sizeof *t->occ, hit_order);
     }

@@ -14,6 +14,7 @@
 #include "analyze/text_norm.h"
 #include "analyze/text_sa.h"
 #include "analyze/text_span.h"
+#include "analyze/text_trace.h"
 #include "core/parallel.h"
 #include "t.h"
 
@@ -230,10 +231,17 @@ static uint64_t brute_longest(const uint8_t *t, uint64_t n, const uint8_t *p, si
     return best;
 }
 
+/* Whitespace that reads as one ' ' in the normal form (one run each). */
+static const char *const WS_RUNS[] = {" ", "  ", "\t", "\n\n", " \n ", "\xc2\xa0", "\xe3\x80\x80", "\xe2\x80\x83 ",
+                                      "\r\n", "\xe1\x9a\x80"};
+
 /* words over an alphabet of 3 letters (many partial matches, < 256
  * distinct words) or 26 (> 256: two-byte ranks in the reduced string;
- * words up to 12 letters) */
-static void sa_vs_brute_force(int alpha) {
+ * words up to 12 letters). side: every row in the side text (the normal
+ * form stored); else the rows point into a raw text that holds each space
+ * as a run of other whitespace (U+00A0, U+3000, tabs, newlines...) and
+ * documents with leading and trailing whitespace, read through it. */
+static void sa_vs_brute_force(int alpha, int side) {
     size_t n = 0;
     uint8_t t[3000];
     while (n < 2900) {
@@ -242,20 +250,53 @@ static void sa_vs_brute_force(int alpha) {
         t[n++] = (rnd() % 20 == 0) ? 0xff : ' ';
     }
     t[n - 1] = 0xff;
-    char *tp = path_in(tmp, "bf.txt"), *sp = path_in(tmp, "bf.sa");
+    /* the raw text, and each word's row */
+    uint8_t raw[20000];
+    uint32_t wval[3000];
+    size_t rn = 0, nw = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((i == 0 || t[i - 1] == 0xff) && rnd() % 2) raw[rn++] = ' '; /* leading whitespace */
+        if (t[i] == ' ' || t[i] == 0xff) {
+            if (t[i] == 0xff && rnd() % 2) raw[rn++] = '\n'; /* trailing whitespace */
+            if (t[i] == 0xff) raw[rn++] = 0xff;
+            else {
+                const char *w = WS_RUNS[rnd() % (sizeof WS_RUNS / sizeof *WS_RUNS)];
+                memcpy(raw + rn, w, strlen(w));
+                rn += strlen(w);
+            }
+            continue;
+        }
+        if (i == 0 || t[i - 1] == ' ' || t[i - 1] == 0xff) wval[nw++] = side ? CS_TEXT_SIDE | (uint32_t)i : (uint32_t)rn;
+        raw[rn++] = t[i];
+    }
+    char *tp = path_in(tmp, "bf.nfc"), *sp = path_in(tmp, "bf.sa");
     cs_err e = {0};
     uint64_t n_sa;
-    REQUIRE(cs_text_sa_build(t, n, tp, sp, &n_sa, &e) == 0);
+    REQUIRE(cs_text_sa_build_words(t, n, wval, nw, side ? t : NULL, side ? n : 0, tp, sp, &n_sa, &e) == 0);
     cs_text_sa sa;
-    REQUIRE(cs_text_sa_open(&sa, tp, sp, &e) == 0);
+    REQUIRE(cs_text_sa_open_words(&sa, tp, sp, side ? NULL : raw, side ? 0 : rn, &e) == 0);
     uint64_t starts = 0;
     for (size_t i = 0; i < n; i++)
         starts += t[i] != ' ' && t[i] != 0xff && (i == 0 || t[i - 1] == ' ' || t[i - 1] == 0xff);
-    CHECK(n_sa == starts && sa.n_sa == starts);
-    /* the kept suffixes in strict byte order (the reduced-string sort) */
-    int unsorted = 0;
+    CHECK(n_sa == starts && sa.n_sa == starts && nw == starts);
+    /* each row back to its normal-form offset (the i-th word start) */
+    uint32_t *norm_at = malloc(starts * sizeof *norm_at);
+    REQUIRE(norm_at);
+    for (size_t i = 0, k = 0; i < n; i++)
+        if (t[i] != ' ' && t[i] != 0xff && (i == 0 || t[i - 1] == ' ' || t[i - 1] == 0xff)) norm_at[k++] = (uint32_t)i;
+    int unsorted = 0, unknown = 0;
+    uint64_t *off = malloc(starts * sizeof *off);
+    REQUIRE(off);
+    for (uint64_t i = 0; i < sa.n_sa; i++) {
+        uint64_t k = 0;
+        while (k < nw && wval[k] != sa.sa[i]) k++;
+        if (k == nw) unknown++;
+        off[i] = k < nw ? norm_at[k] : 0;
+    }
+    CHECKF(unknown == 0, "%d rows that are no word's", unknown);
+    /* the rows in strict byte order of the normal form (the reduced-string sort) */
     for (uint64_t i = 1; i < sa.n_sa; i++) {
-        uint64_t a = sa.sa[i - 1], b = sa.sa[i], la = n - a, lb = n - b;
+        uint64_t a = off[i - 1], b = off[i], la = n - a, lb = n - b;
         int c = memcmp(t + a, t + b, la < lb ? la : lb);
         unsorted += c > 0 || (c == 0 && la > lb);
     }
@@ -265,9 +306,12 @@ static void sa_vs_brute_force(int alpha) {
         uint8_t p[40];
         size_t m = 1 + rnd() % 39;
         for (size_t i = 0; i < m; i++) p[i] = (rnd() % 4 == 0) ? ' ' : (uint8_t)('a' + rnd() % 3);
+        if (trial % 5 == 0) p[m - 1] = 0xff; /* words at a document's end */
         uint64_t pos;
         uint64_t l = cs_text_sa_longest(&sa, p, m, &pos);
-        if (l != brute_longest(t, n, p, m) || (l && memcmp(t + pos, p, l))) bad++;
+        uint64_t k = 0;
+        while (k < nw && wval[k] != pos) k++;
+        if (l != brute_longest(t, n, p, m) || (l && (k == nw || memcmp(t + norm_at[k], p, l)))) bad++;
         uint64_t lo, hi, cnt = 0;
         cs_text_sa_range(&sa, p, m, &lo, &hi);
         for (uint64_t i = 0; i < n; i++)
@@ -277,13 +321,28 @@ static void sa_vs_brute_force(int alpha) {
         if (hi - lo != cnt) bad++;
     }
     CHECKF(bad == 0, "%d mismatches", bad);
+    /* reading a row's normal form through the raw text, byte by byte */
+    int badread = 0;
+    for (uint64_t i = 0; i < sa.n_sa; i += 7) {
+        for (uint64_t k = 0; k < 30 && off[i] + k < n; k++) {
+            int b;
+            cs_text_sa_skip(&sa, sa.sa[i], k, &b);
+            if (b != t[off[i] + k]) badread++;
+            if (t[off[i] + k] == 0xff) break;
+        }
+    }
+    CHECKF(badread == 0, "%d bytes read wrong through the raw text", badread);
+    free(off);
+    free(norm_at);
     cs_text_sa_close(&sa);
     free(tp), free(sp);
 }
 
 static void test_sa_matches_brute_force(void) {
-    sa_vs_brute_force(3);
-    sa_vs_brute_force(26);
+    for (int side = 0; side < 2; side++) {
+        sa_vs_brute_force(3, side);
+        sa_vs_brute_force(26, side);
+    }
 }
 
 /* ---- a corpus of known documents ---- */
@@ -461,7 +520,10 @@ static void test_spans_never_cross_documents(void) {
     CHECK(longest.words == 12);
     if (n == 2) {
         CHECK(spans[0].doc_id == f.ids[0] && spans[0].words == 12);
-        CHECK(spans[1].doc_id == f.ids[1] && spans[1].words == 12 && spans[1].doc_start == 0);
+        /* raw offsets in the document (it starts with whitespace) */
+        CHECK(spans[1].doc_id == f.ids[1] && spans[1].words == 12 && spans[1].doc_start == f.docs[1].off[0] &&
+              spans[1].doc_end == f.docs[1].end[11]);
+        CHECK(spans[0].doc_start == f.docs[0].off[38] && spans[0].doc_end == f.docs[0].end[49]);
     }
     free(spans);
     close_fixture(&f);
@@ -875,6 +937,86 @@ static void test_bad_huge_completion_is_capped(void) {
     close_fixture(&f);
 }
 
+/* Documents NFC changes (decomposed accents) are kept as their normal form
+ * in the side text; the others are read through the raw text, whitespace
+ * runs (U+00A0, U+3000, tabs, blank lines) as one space. Spans, traces and
+ * whitespace-tolerant prompt ends give raw offsets in both kinds. */
+static void test_side_text_and_raw_rows(void) {
+    static const char *const text[3] = {
+        "\n Le cafe\xcc\x81 noir et le the\xcc\x81 vert sont servis ici chaque matin tre\xcc\x80s to\xcc\x82t.\n",
+        "Le\xc2\xa0" "chat\xe3\x80\x80" "dort  sur le tapis\tbleu\n\npendant que la pluie tombe doucement  \n",
+        "un deux trois quatre cinq six sept huit neuf dix"};
+    char *dir = fresh_dir("side"), *docs = path_in(dir, "docs"), *db = path_in(dir, "t.db");
+    mkdir(docs, 0755);
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "d%d.txt", i);
+        char *p = path_in(docs, name);
+        write_file(p, text[i], strlen(text[i]));
+        free(p);
+    }
+    cs_store *s;
+    cs_text_corpus c;
+    cs_err e = {0};
+    REQUIRE(cs_store_open(&s, db, &e) == 0);
+    cs_text_index_opts o = {0};
+    const char *paths[] = {docs};
+    REQUIRE(cs_text_index(s, paths, 1, &o, NULL, &e) == 0);
+    REQUIRE(cs_text_corpus_open(&c, s, &e) == 0);
+    REQUIRE(c.n_shards == 1 && c.shards[0].n_docs == 3);
+    const cs_text_shard *sh = &c.shards[0];
+    /* only d0 in the side text, in NFC */
+    CHECK(sh->n_side == 1 && sh->side_docs[0] == 0);
+    CHECK(sh->sa.n > 0 && memmem(sh->sa.text, sh->sa.n, "caf\xc3\xa9 noir", 10) && !memmem(sh->sa.text, sh->sa.n, "chat", 4));
+    struct {
+        const char *q, *first, *last;
+        int doc;
+        uint64_t words;
+    } cases[] = {
+        {"caf\xc3\xa9 noir et le th\xc3\xa9 vert sont servis", "cafe\xcc\x81", "servis", 0, 8},
+        {"chat dort sur le tapis bleu pendant", "chat", "pendant", 1, 7},
+        {"tombe doucement", "tombe", "doucement", 1, 2},
+        {"quatre cinq six", "quatre", "six", 2, 3},
+    };
+    for (int k = 0; k < 4; k++) {
+        const char *t = text[cases[k].doc];
+        uint64_t want_s = (uint64_t)(strstr(t, cases[k].first) - t);
+        uint64_t want_e = (uint64_t)(strstr(t, cases[k].last) - t + (ptrdiff_t)strlen(cases[k].last));
+        cs_text_norm n;
+        REQUIRE(cs_text_normalize(&n, cases[k].q, strlen(cases[k].q), &e) == 0);
+        cs_text_span lg, *spans;
+        size_t ns;
+        REQUIRE(cs_text_spans(&c, n.text, n.len, 1, &lg, &spans, &ns, &e) == 0);
+        CHECKF(lg.words == cases[k].words && lg.doc_id == sh->doc_id[cases[k].doc] && lg.doc_start == want_s &&
+                   lg.doc_end == want_e,
+               "case %d: %llu words in doc %lld [%llu, %llu), want %llu in %lld [%llu, %llu)", k,
+               (unsigned long long)lg.words, (long long)lg.doc_id, (unsigned long long)lg.doc_start,
+               (unsigned long long)lg.doc_end, (unsigned long long)cases[k].words, (long long)sh->doc_id[cases[k].doc],
+               (unsigned long long)want_s, (unsigned long long)want_e);
+        free(spans);
+        cs_text_norm_free(&n);
+        /* the same through a trace of the text between two novel words */
+        char tq[300];
+        snprintf(tq, sizeof tq, "zzq %s qzz", cases[k].q);
+        cs_text_traced *tr;
+        size_t nt;
+        REQUIRE(cs_text_trace(s, &c, tq, strlen(tq), 2, &tr, &nt, &e) == 0);
+        CHECKF(nt == 1 && tr[0].n_occ == 1 && tr[0].occ[0].doc == (uint64_t)cases[k].doc &&
+                   tr[0].occ[0].doc_off == want_s && tr[0].occ[0].comp_end == want_e,
+               "case %d: trace", k);
+        cs_text_trace_free(tr, nt);
+        /* the prompt's end, whitespace-tolerant (the raw text differs) or exact */
+        cs_text_loc loc;
+        REQUIRE(cs_text_locate(&c, s, cases[k].q, strlen(cases[k].q), -1, 0, &loc, &e) == 0);
+        CHECKF(loc.how == (k >= 2 ? 1 : 2) && loc.doc == (uint64_t)cases[k].doc && loc.end == want_e,
+               "case %d: located how %d doc %llu end %llu", k, loc.how, (unsigned long long)loc.doc,
+               (unsigned long long)loc.end);
+    }
+    cs_text_corpus_close(&c);
+    cs_store_close(s);
+    free(dir), free(docs), free(db);
+}
+
 int main(void) {
     tmp = t_tmpdir("text");
     if (!tmp) return 1;
@@ -884,6 +1026,7 @@ int main(void) {
     RUN(test_bad_nul_bytes_are_whitespace);
     RUN(test_norm_random_bytes_invariants);
     RUN(test_sa_matches_brute_force);
+    RUN(test_side_text_and_raw_rows);
     RUN(test_spans_exact_on_known_construction);
     RUN(test_spans_never_cross_documents);
     RUN(test_metrics_hand_computed);

@@ -20,7 +20,8 @@ printf '{"id": "j1", "text": "a short json document"}\n{oops\n' > "$T/docs/more.
 $B text index "$T/docs" --db "$DB" >"$T/idx.out" 2>"$T/idx.err"
 [ $? -eq 0 ] && grep -q 'indexed 5 documents' "$T/idx.out" && ok index || bad index
 grep -q 'more.jsonl:2: not a JSON object' "$T/idx.err" && ok index_reports_broken_line || bad index_reports_broken_line
-[ -s "$DB.text-1.sa" ] && [ -s "$DB.text-1.txt" ] && ok index_files_beside_db || bad index_files_beside_db
+# the word rows, the side text (empty: no document here is changed by NFC), the raw text and its array
+[ -s "$DB.text-1.sa" ] && [ -f "$DB.text-1.nfc" ] && [ -s "$DB.text-1.raw" ] && [ -s "$DB.text-1.rsa" ] && [ ! -e "$DB.text-1.txt" ] && ok index_files_beside_db || bad index_files_beside_db
 
 $B text prompts --db "$DB" --prefix-words 20 --continuation-words 50 --per-doc 2 --out "$T/p.jsonl" 2>"$T/p.err"
 [ $? -eq 0 ] && [ "$(wc -l < "$T/p.jsonl")" -eq 8 ] && ok prompts || bad prompts

@@ -19,6 +19,27 @@
  * one OpenMP thread and kept for the process. */
 #include "core/gemm.h"
 
+#include <pthread.h>
+#include <stdlib.h>
+
+/* weight ranges declared unchanged (cs_conv_weights_keep), under g_lock */
+typedef struct {
+    const void *owner;
+    const char *lo, *hi;
+} kept_range;
+static kept_range *g_kept;
+static int g_nkept, g_capkept;
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER; /* the tables; one convolution at a time */
+static void wcache_drop(const void *owner);
+
+/* the owner of the kept range holding [w, w + bytes), or NULL */
+static inline const void *kept_owner(const void *w, size_t bytes) {
+    const char *p = w;
+    for (int i = g_nkept - 1; i >= 0; i--)
+        if (p >= g_kept[i].lo && p + bytes <= g_kept[i].hi) return g_kept[i].owner;
+    return NULL;
+}
+
 #ifdef CS_HAVE_DNNL
 #include <dnnl.h>
 #include <omp.h>
@@ -30,19 +51,22 @@
 
 #define CHUNK_MAX 64 /* output channels per task */
 #define CACHE_MAX 256
+/* outputs per image below this: one task takes the whole batch (as nn.c's
+ * NN_DIRECT_MIN_OHW: the images that only go here with kept weights) */
+#define SMALL_OHW 1024
 /* workspace kept between calls up to this size (the UNet's 64x64 level at
  * batch 2 needs ~25 MB, called every step); bigger ones (a 512x512 VAE
  * decode's ~400 MB, once per image) are allocated per call */
 #define KEEP_MAX ((size_t)128 << 20)
 
 typedef struct {
-    int cin, chunk, h, w, kh, kw, stride, pt, pl, pb, pr, has_bias, bf16;
-} conv_key;
+    int cin, cout, chunk, mb, h, w, kh, kw, stride, pt, pl, pb, pr, has_bias, bf16;
+} conv_key; /* mb: images per task (1, or the whole batch for small images) */
 
 typedef struct {
     conv_key k;
     dnnl_primitive_t conv, wre, sre, dre; /* conv; weights, src, dst reorders */
-    dnnl_memory_desc_t src, wsrc, wdst, dst, dst_nchw, src_nchw, bias;
+    dnnl_memory_desc_t src, src1, wsrc, wdst, dst, dst_nchw, src_nchw, bias; /* src1: one image */
     size_t wbytes, scratch; /* reordered weight block, conv scratchpad (bytes) */
     int oh, ow;
 } conv_plan;
@@ -50,7 +74,6 @@ typedef struct {
 static dnnl_engine_t g_eng;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_ok;
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static conv_plan *g_plans[CACHE_MAX];
 static int g_nplans;
 static char *g_buf; /* the kept workspace */
@@ -87,20 +110,23 @@ static conv_plan *plan_create(const conv_key *k) {
     P->oh = (k->h + k->pt + k->pb - k->kh) / k->stride + 1;
     P->ow = (k->w + k->pl + k->pr - k->kw) / k->stride + 1;
     dnnl_data_type_t dt = k->bf16 ? dnnl_bf16 : dnnl_f32;
-    dnnl_dims_t sd = {1, k->cin, k->h, k->w}, wd = {k->chunk, k->cin, k->kh, k->kw}, bd = {k->chunk},
-                dd = {1, k->chunk, P->oh, P->ow};
+    dnnl_dims_t sd = {k->mb, k->cin, k->h, k->w}, sd1 = {1, k->cin, k->h, k->w},
+                wd = {k->chunk, k->cin, k->kh, k->kw}, bd = {k->chunk}, dd = {k->mb, k->chunk, P->oh, P->ow};
+    /* the NCHW output block: a slice of chunk channels of [B, cout, oh, ow] */
+    dnnl_dims_t ds = {(dnnl_dim_t)k->cout * P->oh * P->ow, (dnnl_dim_t)P->oh * P->ow, P->ow, 1};
     dnnl_memory_desc_t wany;
     dnnl_convolution_desc_t cd;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_dims_t strides = {k->stride, k->stride}, pl = {k->pt, k->pl}, pr = {k->pb, k->pr};
     int ok = dnnl_memory_desc_init_by_tag(&P->src, 4, sd, dt, dnnl_nhwc) == dnnl_success &&
-             dnnl_memory_desc_init_by_tag(&P->src_nchw, 4, sd, dnnl_f32, dnnl_nchw) == dnnl_success &&
+             dnnl_memory_desc_init_by_tag(&P->src1, 4, sd1, dt, dnnl_nhwc) == dnnl_success &&
+             dnnl_memory_desc_init_by_tag(&P->src_nchw, 4, sd1, dnnl_f32, dnnl_nchw) == dnnl_success &&
              dnnl_memory_desc_init_by_tag(&P->wsrc, 4, wd, dnnl_f32, dnnl_oihw) == dnnl_success &&
              dnnl_memory_desc_init_by_tag(&wany, 4, wd, dt, dnnl_format_tag_any) == dnnl_success &&
              dnnl_memory_desc_init_by_tag(&P->bias, 1, bd, dnnl_f32, dnnl_x) == dnnl_success &&
              dnnl_memory_desc_init_by_tag(&P->dst, 4, dd, dnnl_f32, dnnl_nhwc) == dnnl_success &&
-             dnnl_memory_desc_init_by_tag(&P->dst_nchw, 4, dd, dnnl_f32, dnnl_nchw) == dnnl_success &&
+             dnnl_memory_desc_init_by_strides(&P->dst_nchw, 4, dd, dnnl_f32, ds) == dnnl_success &&
              dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &P->src, &wany,
                                                 k->has_bias ? &P->bias : NULL, &P->dst, strides, pl,
                                                 pr) == dnnl_success &&
@@ -118,7 +144,7 @@ static conv_plan *plan_create(const conv_key *k) {
         P->wbytes = dnnl_memory_desc_get_size(&P->wdst);
         P->scratch = dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
         ok = dnnl_primitive_create(&P->conv, pd) == dnnl_success && !reorder_create(&P->wre, &P->wsrc, &P->wdst) &&
-             !reorder_create(&P->sre, &P->src_nchw, &P->src) && !reorder_create(&P->dre, &P->dst, &P->dst_nchw);
+             !reorder_create(&P->sre, &P->src_nchw, &P->src1) && !reorder_create(&P->dre, &P->dst, &P->dst_nchw);
     }
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (attr) dnnl_primitive_attr_destroy(attr);
@@ -126,6 +152,7 @@ static conv_plan *plan_create(const conv_key *k) {
         if (P->conv) dnnl_primitive_destroy(P->conv);
         if (P->wre) dnnl_primitive_destroy(P->wre);
         if (P->sre) dnnl_primitive_destroy(P->sre);
+        if (P->dre) dnnl_primitive_destroy(P->dre);
         free(P);
         return NULL;
     }
@@ -169,6 +196,65 @@ static int reorder_run(dnnl_primitive_t p, const dnnl_memory_desc_t *from, const
     return run_prim(p, 2, arg, md, ptr);
 }
 
+/* ---- weights kept in the primitive's layout ---------------------------------
+ * A weight block reordered per call costs a pass over the weights: small
+ * images (16x16, 8x8) do not amortise it (13-15% slower than im2col +
+ * sgemm per call, bench/bench_gemm.c). Weights the owner declared unchanged
+ * (cs_conv_weights_keep: a loaded model's) are reordered once, on first use,
+ * into one buffer per weight tensor (per precision and layout), kept until
+ * the owner forgets them. Same reorder, same kernel: the same bits. */
+#define WCACHE_MAX ((size_t)3 << 30) /* bytes of kept reorders, all tensors */
+
+typedef struct {
+    const void *owner;
+    const float *w;
+    dnnl_memory_desc_t wdst, wlast; /* layouts of the full blocks and of the last */
+    char *buf;                      /* nchunk blocks, wstep bytes apart */
+    size_t bytes;
+    int ready;
+} wcache_ent;
+
+static wcache_ent *g_wc;
+static int g_nwc, g_capwc;
+static size_t g_wc_total;
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* the entry for w in the layouts of P (full blocks) and Pl (the last),
+ * created (unfilled) when the budget allows; NULL otherwise */
+static wcache_ent *wcache_get(const void *owner, const float *w, const conv_plan *P, const conv_plan *Pl,
+                              int nchunk) {
+    for (int i = 0; i < g_nwc; i++)
+        if (g_wc[i].w == w && g_wc[i].owner == owner && dnnl_memory_desc_equal(&g_wc[i].wdst, &P->wdst) &&
+            dnnl_memory_desc_equal(&g_wc[i].wlast, &Pl->wdst))
+            return &g_wc[i];
+    size_t bytes = (size_t)(nchunk - 1) * align64(P->wbytes) + align64(Pl->wbytes);
+    if (g_wc_total + bytes > WCACHE_MAX) return NULL;
+    if (g_nwc == g_capwc) {
+        int nc = g_capwc ? 2 * g_capwc : 64;
+        wcache_ent *n = realloc(g_wc, sizeof *n * nc);
+        if (!n) return NULL;
+        g_wc = n, g_capwc = nc;
+    }
+    char *buf = aligned_alloc(64, bytes);
+    if (!buf) return NULL;
+    g_wc[g_nwc] = (wcache_ent){owner, w, P->wdst, Pl->wdst, buf, bytes, 0};
+    g_wc_total += bytes;
+    return &g_wc[g_nwc++];
+}
+
+static void wcache_del(int i) {
+    free(g_wc[i].buf);
+    g_wc_total -= g_wc[i].bytes;
+    g_wc[i] = g_wc[--g_nwc];
+}
+
+static void wcache_drop(const void *owner) {
+    for (int i = g_nwc - 1; i >= 0; i--)
+        if (g_wc[i].owner == owner) wcache_del(i);
+    if (!g_nwc) free(g_wc), g_wc = NULL, g_capwc = 0;
+}
+
 typedef struct {
     conv_plan *P, *Plast; /* Plast: the last block when cout % chunk != 0 (else P) */
     float *out;
@@ -178,6 +264,8 @@ typedef struct {
     size_t sbytes; /* per image */
     char *thr;     /* per thread: weights, dst block, scratchpad */
     size_t tbytes;
+    char *wc; /* the kept reordered weights (NULL: reordered per task) */
+    size_t wstep;
     int fail;
 } conv_job;
 
@@ -186,8 +274,21 @@ static void src_task(void *vc, int64_t b, int thread) {
     conv_job *j = vc;
     int had = one_omp_thread();
     const conv_key *k = &j->P->k;
-    if (reorder_run(j->P->sre, &j->P->src_nchw, j->in + (size_t)b * k->cin * k->h * k->w, &j->P->src,
+    if (reorder_run(j->P->sre, &j->P->src_nchw, j->in + (size_t)b * k->cin * k->h * k->w, &j->P->src1,
                     j->src + (size_t)b * j->sbytes))
+        j->fail = 1;
+    omp_restore(had);
+}
+
+/* weight block c into the kept buffer */
+static void wre_task(void *vc, int64_t c, int thread) {
+    (void)thread;
+    conv_job *j = vc;
+    int had = one_omp_thread();
+    conv_plan *P = c == j->nchunk - 1 ? j->Plast : j->P;
+    const conv_key *k = &P->k;
+    if (reorder_run(P->wre, &P->wsrc, j->weight + (size_t)c * j->P->k.chunk * k->cin * k->kh * k->kw, &P->wdst,
+                    j->wc + (size_t)c * j->wstep))
         j->fail = 1;
     omp_restore(had);
 }
@@ -199,16 +300,19 @@ static void conv_task(void *vc, int64_t i, int thread) {
     omp_restore(had);
 }
 
+/* task i: images [b*mb, b*mb + mb) x output channels [c*chunk, +chunk) */
 static void conv_block(conv_job *j, int64_t i, int thread) {
     int b = (int)(i / j->nchunk), c = (int)(i % j->nchunk);
     conv_plan *P = c == j->nchunk - 1 ? j->Plast : j->P;
     const conv_key *k = &P->k;
-    int co = c * j->P->k.chunk;
+    int co = c * j->P->k.chunk, b0 = b * k->mb;
     size_t ohw = (size_t)P->oh * P->ow;
     char *wbuf = j->thr + (size_t)thread * j->tbytes;
-    char *dbuf = wbuf + ((P->wbytes + 63) & ~(size_t)63);
-    char *sbuf = dbuf + ((ohw * k->chunk * sizeof(float) + 63) & ~(size_t)63);
-    if (reorder_run(P->wre, &P->wsrc, j->weight + (size_t)co * k->cin * k->kh * k->kw, &P->wdst, wbuf)) {
+    char *dbuf = wbuf + align64(P->wbytes);
+    char *sbuf = dbuf + align64((size_t)k->mb * ohw * k->chunk * sizeof(float));
+    if (j->wc) {
+        wbuf = j->wc + (size_t)c * j->wstep;
+    } else if (reorder_run(P->wre, &P->wsrc, j->weight + (size_t)co * k->cin * k->kh * k->kw, &P->wdst, wbuf)) {
         j->fail = 1;
         return;
     }
@@ -217,36 +321,56 @@ static void conv_block(conv_job *j, int64_t i, int thread) {
     dnnl_dims_t sd = {(dnnl_dim_t)(P->scratch ? P->scratch : 1)};
     dnnl_memory_desc_init_by_tag(&spd, 1, sd, dnnl_u8, dnnl_x);
     const dnnl_memory_desc_t *md[5] = {&P->src, &P->wdst, &P->dst, &spd, &P->bias};
-    void *ptr[5] = {j->src + (size_t)b * j->sbytes, wbuf, dbuf, sbuf, (void *)(j->bias ? j->bias + co : NULL)};
+    void *ptr[5] = {j->src + (size_t)b0 * j->sbytes, wbuf, dbuf, sbuf, (void *)(j->bias ? j->bias + co : NULL)};
     if (run_prim(P->conv, k->has_bias ? 5 : 4, arg, md, ptr) ||
-        reorder_run(P->dre, &P->dst, dbuf, &P->dst_nchw, j->out + ((size_t)b * j->cout + co) * ohw))
+        reorder_run(P->dre, &P->dst, dbuf, &P->dst_nchw, j->out + ((size_t)b0 * j->cout + co) * ohw))
         j->fail = 1;
 }
 
 static size_t thr_bytes(const conv_plan *P) {
     size_t ohw = (size_t)P->oh * P->ow;
-    return ((P->wbytes + 63) & ~(size_t)63) + ((ohw * P->k.chunk * sizeof(float) + 63) & ~(size_t)63) +
-           ((P->scratch + 63) & ~(size_t)63);
+    return align64(P->wbytes) + align64((size_t)P->k.mb * ohw * P->k.chunk * sizeof(float)) + align64(P->scratch);
 }
 
 int cs_conv_onednn(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int kh,
-                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int nthreads) {
+                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int only_kept,
+                   int nthreads) {
     pthread_once(&g_once, init_engine);
     if (!g_ok || cout % 16 || cin < 16) return -1;
     int chunk = cout % CHUNK_MAX == 0 ? CHUNK_MAX : cout < CHUNK_MAX ? cout : CHUNK_MAX;
     int nchunk = (cout + chunk - 1) / chunk;
-    conv_key k = {cin, chunk, h, w, kh, kw, stride, pt, pl, pb, pr, bias != NULL, bf16 != 0};
+    int oh = (h + pt + pb - kh) / stride + 1, ow = (w + pl + pr - kw) / stride + 1;
+    /* small images: one task per block of output channels for the whole
+     * batch (a 64-pixel image alone is too thin a product) */
+    int mb = (size_t)oh * ow < SMALL_OHW ? B : 1;
+    conv_key k = {cin, cout, chunk, mb, h, w, kh, kw, stride, pt, pl, pb, pr, bias != NULL, bf16 != 0};
     conv_key kl = k;
     kl.chunk = cout - (nchunk - 1) * chunk;
     pthread_mutex_lock(&g_lock);
-    conv_plan *P = plan_get(&k), *Pl = kl.chunk == chunk ? P : plan_get(&kl);
+    const void *owner = kept_owner(weight, (size_t)cout * cin * kh * kw * sizeof(float));
     int rc = -1;
+    if (only_kept && !owner) goto out;
+    conv_plan *P = plan_get(&k), *Pl = kl.chunk == chunk ? P : plan_get(&kl);
     if (P && Pl) {
-        conv_job j = {P, Pl, out, in, weight, bias, B, cout, nchunk, NULL, 0, NULL, 0, 0};
-        j.sbytes = (dnnl_memory_desc_get_size(&P->src) + 63) & ~(size_t)63;
-        j.tbytes = thr_bytes(P) > thr_bytes(Pl) ? thr_bytes(P) : thr_bytes(Pl);
+        conv_job j = {P, Pl, out, in, weight, bias, B, cout, nchunk, NULL, 0, NULL, 0, NULL, 0, 0};
         if (nthreads < 1) nthreads = 1;
-        size_t need = (j.sbytes * B + j.tbytes * nthreads + 64 + 63) & ~(size_t)63;
+        wcache_ent *C = owner ? wcache_get(owner, weight, P, Pl, nchunk) : NULL;
+        if (only_kept && !C) goto out;
+        if (C) {
+            j.wc = C->buf, j.wstep = align64(P->wbytes);
+            if (!C->ready) {
+                cs_parallel_for(nthreads < nchunk ? nthreads : nchunk, nchunk, wre_task, &j);
+                if (j.fail) {
+                    wcache_del((int)(C - g_wc));
+                    goto out;
+                }
+                C->ready = 1;
+            }
+        }
+        size_t simg = dnnl_memory_desc_get_size(&P->src1);
+        j.sbytes = mb > 1 ? simg : align64(simg); /* the batch's images contiguous when one task takes them all */
+        j.tbytes = thr_bytes(P) > thr_bytes(Pl) ? thr_bytes(P) : thr_bytes(Pl);
+        size_t need = align64(j.sbytes * B + j.tbytes * nthreads + 64);
         char *buf = NULL;
         if (need > KEEP_MAX) { /* a big image's, once per call: not kept */
             buf = aligned_alloc(64, need);
@@ -260,21 +384,50 @@ int cs_conv_onednn(float *out, const float *in, const float *weight, const float
             buf = g_buf;
         }
         if (buf) {
-            j.src = buf, j.thr = buf + j.sbytes * B;
+            j.src = buf, j.thr = buf + align64(j.sbytes * B);
             cs_parallel_for(nthreads < B ? nthreads : B, B, src_task, &j);
-            if (!j.fail) cs_parallel_for(nthreads, (int64_t)B * nchunk, conv_task, &j);
+            if (!j.fail) cs_parallel_for(nthreads, (int64_t)(B / mb) * nchunk, conv_task, &j);
             rc = j.fail ? -1 : 0;
         }
         if (buf != g_buf) free(buf);
     }
+out:
     pthread_mutex_unlock(&g_lock);
     return rc;
 }
 #else
+static void wcache_drop(const void *owner) { (void)owner; }
 int cs_conv_onednn(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int kh,
-                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int nthreads) {
+                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int only_kept,
+                   int nthreads) {
     (void)out, (void)in, (void)weight, (void)bias, (void)cin, (void)cout, (void)kh, (void)kw, (void)stride;
-    (void)pt, (void)pl, (void)pb, (void)pr, (void)B, (void)h, (void)w, (void)bf16, (void)nthreads;
+    (void)pt, (void)pl, (void)pb, (void)pr, (void)B, (void)h, (void)w, (void)bf16, (void)only_kept, (void)nthreads;
     return -1;
 }
 #endif
+
+/* ---- the kept ranges (plain C: also without oneDNN) ---- */
+
+int cs_conv_weights_keep(const void *owner, const float *w, size_t n) {
+    if (!owner || !w || !n) return 0;
+    pthread_mutex_lock(&g_lock);
+    int rc = 0;
+    if (g_nkept == g_capkept) {
+        int nc = g_capkept ? 2 * g_capkept : 256;
+        kept_range *k = realloc(g_kept, sizeof *k * nc);
+        if (k) g_kept = k, g_capkept = nc;
+        else rc = -1;
+    }
+    if (!rc) g_kept[g_nkept++] = (kept_range){owner, (const char *)w, (const char *)(w + n)};
+    pthread_mutex_unlock(&g_lock);
+    return rc;
+}
+
+void cs_conv_weights_forget(const void *owner) {
+    pthread_mutex_lock(&g_lock);
+    for (int i = g_nkept - 1; i >= 0; i--)
+        if (g_kept[i].owner == owner) g_kept[i] = g_kept[--g_nkept];
+    if (!g_nkept) free(g_kept), g_kept = NULL, g_capkept = 0;
+    wcache_drop(owner);
+    pthread_mutex_unlock(&g_lock);
+}

@@ -9,6 +9,8 @@
 #ifndef CS_GEMM_H
 #define CS_GEMM_H
 
+#include <stddef.h>
+
 /* C = alpha op(A) op(B) + beta C, row-major (as cblas_sgemm), over nthreads
  * threads. bf16 != 0 rounds op(A) and op(B) to bfloat16 (nearest even) and
  * multiplies with vdpbf16ps, summing in fp32 (needs CS_ISA_AVX512_BF16).
@@ -28,9 +30,20 @@ int cs_gemm_onednn_1t(int ta, int tb, int M, int N, int K, float alpha, const fl
  * (core/conv_onednn.c) on nthreads of our threads; bf16 != 0: input and
  * weights rounded to bfloat16, sums in fp32. 0, or -1 when oneDNN is not
  * built in or cannot take the shape (cout % 16, cin < 16) or failed: then
- * the caller computes out itself. The bits depend on the shape only. */
+ * the caller computes out itself. The bits depend on the shape only.
+ * Weights inside a range given to cs_conv_weights_keep are reordered into
+ * the primitive's layout once and kept; only_kept != 0: -1 unless they are
+ * (small images, where a per-call reorder costs more than it gains). */
 int cs_conv_onednn(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int kh,
-                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int nthreads);
+                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int only_kept,
+                   int nthreads);
+/* The caller promises that w[0, n) stays unchanged and allocated until
+ * cs_conv_weights_forget(owner) (a loaded model's weights): convolutions
+ * over weights inside it keep their reordered copies (up to 3 GB in all).
+ * 0, or -1 out of memory (then nothing is kept: still correct). */
+int cs_conv_weights_keep(const void *owner, const float *w, size_t n);
+/* Drops owner's ranges and the copies made from them; call before the weights change or are freed. */
+void cs_conv_weights_forget(const void *owner);
 
 /* The fp32 FMA peak: iters rounds of 24 independent zmm FMAs (register only,
  * no memory), returns a value that depends on every lane (so nothing is

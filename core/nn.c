@@ -313,11 +313,14 @@ static void conv2d_batched(float *out, const float *in, const float *weight, con
 }
 
 /* A conv of at least this many output pixels per image goes to oneDNN's
- * convolution (core/conv_onednn.c: no im2col copy; its weights are
- * reordered per call, which smaller images do not amortise: measured with
- * bench/bench_gemm.c, at 16x16 it was 13-15% slower than im2col + sgemm,
- * at 32x32 and up 5-50% faster, bf16 1.3-2.7x). */
+ * convolution (core/conv_onednn.c: no im2col copy; unless the owner kept
+ * them, its weights are reordered per call, which smaller images do not
+ * amortise: measured with bench/bench_gemm.c, at 16x16 it was 13-15% slower
+ * than im2col + sgemm, at 32x32 and up 5-50% faster, bf16 1.3-2.7x). With
+ * kept weights (cs_conv_weights_keep: a loaded model's), down to
+ * NN_DIRECT_KEPT_MIN_OHW. */
 #define NN_DIRECT_MIN_OHW 1024
+#define NN_DIRECT_KEPT_MIN_OHW 64
 static int g_conv_direct = 1;
 void nn_set_conv_direct(int on) { g_conv_direct = on; }
 
@@ -327,11 +330,13 @@ void nn_conv2d(float *out, const float *in, const float *weight, const float *bi
     int K = p->cin * p->kh * p->kw;
     size_t ohw = (size_t)oh * ow;
     int isa = cs_cpu_isa();
-    if (isa >= CS_ISA_AVX512 && g_conv_direct && g_backend != NN_GEMM_OWN && !conv_is_pointwise(p) && ohw >= NN_DIRECT_MIN_OHW) {
+    if (isa >= CS_ISA_AVX512 && g_conv_direct && g_backend != NN_GEMM_OWN && !conv_is_pointwise(p) &&
+        ohw >= NN_DIRECT_KEPT_MIN_OHW) {
         double macs = (double)p->cout * ohw * K * B;
         cs_work wk = cs_work_begin(SITE(cs_conv_onednn), macs);
         if (cs_conv_onednn(out, in, weight, bias, p->cin, p->cout, p->kh, p->kw, p->stride, p->pad_t, p->pad_l,
-                           p->pad_b, p->pad_r, B, h, w, use_bf16(p->cout, (int)ohw, K, isa), wk.threads) == 0) {
+                           p->pad_b, p->pad_r, B, h, w, use_bf16(p->cout, (int)ohw, K, isa),
+                           ohw < NN_DIRECT_MIN_OHW, wk.threads) == 0) {
             cs_work_end(&wk, macs);
             FLOPS(p->cout, ohw * B, K);
             return;

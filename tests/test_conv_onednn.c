@@ -5,8 +5,13 @@
  * and without bias, cout a multiple of the 64-channel task and not (48, 80,
  * 144: a shorter last block), batch 1 and 3; the same bytes on 1, 2 and 3
  * threads; bf16 within bf16's rounding of both operands; and the path is
- * really taken (the im2col path's result differs in its last bits). Skipped
- * (and said so) without AVX-512 or oneDNN. */
+ * really taken (the im2col path's result differs in its last bits). Then
+ * weights kept in the primitive's layout (cs_conv_weights_keep): the small
+ * images (16x16, 8x8 outputs) that only take the primitive then, and a
+ * 32x32 one; the first call (which fills the copy) and the later ones give
+ * the same bytes on 1-3 threads; after cs_conv_weights_forget and a change
+ * of the weights in place, the new weights are used (no stale copy).
+ * Skipped (and said so) without AVX-512 or oneDNN. */
 #include <stdint.h>
 
 #include "core/cpu.h"
@@ -72,6 +77,59 @@ static void one_case(nn_conv2d_p p, int B, int h, int w, int with_bias) {
     free(x), free(wt), free(bs), free(y), free(y2), free(yi), free(r), free(ws);
 }
 
+/* kept weights: against the reference, the im2col path (not the same
+ * bytes: the primitive is taken), thread counts, fp32 and bf16, no stale copy */
+static void kept_case(nn_conv2d_p p, int B, int h, int w) {
+    int oh = nn_conv2d_oh(&p, h), ow = nn_conv2d_ow(&p, w);
+    size_t n = (size_t)B * p.cout * oh * ow, nw = (size_t)p.cout * p.cin * 9;
+    float *x = rand_buf((size_t)B * p.cin * h * w, 5 + p.cin), *wt = rand_buf(nw, 6 + p.cout), *bs = rand_buf(p.cout, 7);
+    float *y = malloc(sizeof(float) * n), *y2 = malloc(sizeof(float) * n), *yi = malloc(sizeof(float) * n);
+    double *r = malloc(sizeof(double) * n);
+    size_t wsn = nn_conv2d_ws_batched(&p, B, h, w) + nn_conv2d_ws(&p, h, w);
+    float *ws = malloc(sizeof(float) * wsn);
+    int owner;
+    for (int prec = NN_FP32; prec <= NN_BF16; prec++) {
+        if (nn_set_precision(prec)) continue;
+        nn_set_threads(1);
+        nn_conv2d(yi, x, wt, bs, &p, B, h, w, ws, wsn); /* not kept: small images take im2col */
+        CHECK(cs_conv_weights_keep(&owner, wt, nw) == 0);
+        conv_ref(r, x, wt, bs, &p, B, h, w);
+        nn_conv2d(y, x, wt, bs, &p, B, h, w, ws, wsn); /* fills the kept copy */
+        double e = rel(y, r, n);
+        CHECKF(prec == NN_FP32 ? e < 1e-5 : e < 1e-2 && e > 1e-5, "kept cin %d cout %d %dx%d B %d prec %d: rel %g",
+               p.cin, p.cout, h, w, B, prec, e);
+        if (oh * ow < 1024)
+            CHECKF(memcmp(y, yi, sizeof(float) * n) != 0, "kept %dx%d: same bytes as im2col: primitive not taken", oh,
+                   ow);
+        for (int nt = 1; nt <= 3; nt++) {
+            nn_set_threads(nt);
+            nn_conv2d(y2, x, wt, bs, &p, B, h, w, ws, wsn);
+            CHECKF(!memcmp(y, y2, sizeof(float) * n), "kept %dx%d prec %d: bytes differ on %d threads", oh, ow, prec,
+                   nt);
+        }
+        /* changed in place after forget (then kept again at the same address): the new weights count */
+        cs_conv_weights_forget(&owner);
+        for (size_t i = 0; i < nw; i++) wt[i] = -0.5f * wt[i];
+        CHECK(cs_conv_weights_keep(&owner, wt, nw) == 0);
+        conv_ref(r, x, wt, bs, &p, B, h, w);
+        nn_conv2d(y2, x, wt, bs, &p, B, h, w, ws, wsn);
+        e = rel(y2, r, n);
+        CHECKF(prec == NN_FP32 ? e < 1e-5 : e < 1e-2, "kept %dx%d after a change: rel %g (a stale copy?)", oh, ow, e);
+        cs_conv_weights_forget(&owner);
+        for (size_t i = 0; i < nw; i++) wt[i] = -2.f * wt[i];
+        nn_set_precision(NN_FP32);
+    }
+    nn_set_threads(0);
+    free(x), free(wt), free(bs), free(y), free(y2), free(yi), free(r), free(ws);
+}
+
+static void test_kept(void) {
+    kept_case((nn_conv2d_p){64, 128, 3, 3, 1, 1, 1, 1, 1}, 2, 16, 16);
+    kept_case((nn_conv2d_p){48, 80, 3, 3, 1, 1, 1, 1, 1}, 3, 8, 8);
+    kept_case((nn_conv2d_p){32, 64, 3, 3, 2, 1, 1, 1, 1}, 2, 16, 16); /* 8x8 outputs, strided */
+    kept_case((nn_conv2d_p){32, 64, 3, 3, 1, 1, 1, 1, 1}, 1, 32, 32);
+}
+
 static void test_conv(void) {
     one_case((nn_conv2d_p){16, 64, 3, 3, 1, 1, 1, 1, 1}, 1, 32, 32, 1);
     one_case((nn_conv2d_p){32, 80, 3, 3, 1, 1, 1, 1, 1}, 3, 33, 35, 0);
@@ -87,5 +145,6 @@ int main(void) {
     }
     cs_set_thread_grain(0); /* every conv on all the threads set: the counts compared are the ones run */
     RUN(test_conv);
+    RUN(test_kept);
     return T_DONE();
 }

@@ -317,10 +317,13 @@ static void conv2d_batched(float *out, const float *in, const float *weight, con
  * them, its weights are reordered per call, which smaller images do not
  * amortise: measured with bench/bench_gemm.c, at 16x16 it was 13-15% slower
  * than im2col + sgemm, at 32x32 and up 5-50% faster, bf16 1.3-2.7x). With
- * kept weights (cs_conv_weights_keep: a loaded model's), down to
- * NN_DIRECT_KEPT_MIN_OHW. */
+ * kept weights (cs_conv_weights_keep: a loaded model's), down to 16x16 in
+ * fp32 and 8x8 in bf16: bench_gemm, UNet 1280->1280 batch 2, GFLOP per
+ * CPU-second, kept primitive vs im2col: 16x16 fp32 180 vs 171, bf16 387 vs
+ * 240; 8x8 fp32 159 vs 169 (slower: stays im2col), bf16 318 vs 138. */
 #define NN_DIRECT_MIN_OHW 1024
-#define NN_DIRECT_KEPT_MIN_OHW 64
+#define NN_DIRECT_KEPT_MIN_OHW 256
+#define NN_DIRECT_KEPT_MIN_OHW_BF16 64
 static int g_conv_direct = 1;
 void nn_set_conv_direct(int on) { g_conv_direct = on; }
 
@@ -330,13 +333,13 @@ void nn_conv2d(float *out, const float *in, const float *weight, const float *bi
     int K = p->cin * p->kh * p->kw;
     size_t ohw = (size_t)oh * ow;
     int isa = cs_cpu_isa();
+    int bf = isa >= CS_ISA_AVX512 ? use_bf16(p->cout, (int)ohw, K, isa) : 0;
     if (isa >= CS_ISA_AVX512 && g_conv_direct && g_backend != NN_GEMM_OWN && !conv_is_pointwise(p) &&
-        ohw >= NN_DIRECT_KEPT_MIN_OHW) {
+        ohw >= (bf ? NN_DIRECT_KEPT_MIN_OHW_BF16 : NN_DIRECT_KEPT_MIN_OHW)) {
         double macs = (double)p->cout * ohw * K * B;
         cs_work wk = cs_work_begin(SITE(cs_conv_onednn), macs);
         if (cs_conv_onednn(out, in, weight, bias, p->cin, p->cout, p->kh, p->kw, p->stride, p->pad_t, p->pad_l,
-                           p->pad_b, p->pad_r, B, h, w, use_bf16(p->cout, (int)ohw, K, isa),
-                           ohw < NN_DIRECT_MIN_OHW, wk.threads) == 0) {
+                           p->pad_b, p->pad_r, B, h, w, bf, ohw < NN_DIRECT_MIN_OHW, wk.threads) == 0) {
             cs_work_end(&wk, macs);
             FLOPS(p->cout, ohw * B, K);
             return;

@@ -209,7 +209,7 @@ int main(void) {
             for (int r = 0; r < reps + 1; r++) /* the first round plans, warms and fills the kept copies */
                 for (int k = 0; k < 6; k++) {
                     if (nn_set_precision(k >= 3 ? NN_BF16 : NN_FP32)) continue;
-                    nn_set_conv_direct(k % 3 != 0);
+                    nn_set_conv_direct(k % 3 != 0 ? 2 : 0);
                     double c0 = cpu_secs();
                     nn_conv2d(y, x, k % 3 == 2 ? wk : wt, bias, &p, B, hw, hw, ws, need);
                     double gc = f / (cpu_secs() - c0) / 1e9;
@@ -218,7 +218,7 @@ int main(void) {
             cs_conv_weights_forget(&owner);
             free(wk);
             nn_set_precision(NN_FP32);
-            nn_set_conv_direct(1);
+            nn_set_conv_direct(2);
             printf("%-24s", cs[i].what);
             for (int k = 0; k < 6; k++) printf(" %5.0f %3.0f%%", g[k], 100 * g[k] / pcn);
             printf("\n");

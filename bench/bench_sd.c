@@ -427,25 +427,28 @@ int main(void) {
         free(x), free(eps);
     }
     /* BENCH_SD_AB=1: the same UNet with every conv as im2col + sgemm (as before
-     * oneDNN's convolution primitives), then the default path again, in turn:
-     * the change measured in one process, on a loaded machine too */
+     * oneDNN's convolution primitives), with the primitive from 32x32 and its
+     * weights reordered per call (as before kept weights), and as now, in
+     * turn: the changes measured in one process, on a loaded machine too */
     int abi = quick || (only && atoi(only) == 32) ? 0 : 1;
     if (getenv("BENCH_SD_AB") && unet_secs[abi] > 0) {
         int s = sizes[abi];
         size_t n = (size_t)2 * 4 * s * s;
         float *x = rand_floats(n, 1.f, 7), *eps = malloc(sizeof(float) * n);
-        double cs[2] = {0, 0}, ws[2] = {0, 0};
-        for (int r = 0; r < 4; r++) {
-            nn_set_conv_direct(r % 2);
+        double cs[3] = {0, 0, 0}, ws[3] = {0, 0, 0};
+        for (int r = 0; r < 6; r++) {
+            nn_set_conv_direct(r % 3);
             t0 = now();
             c0 = cpu_secs();
             if (sd_unet_eps(m, x, t, ctx, 2, s, s, eps, &err)) printf("bench_sd: %s\n", err.msg);
-            ws[r % 2] += now() - t0, cs[r % 2] += cpu_secs() - c0;
+            ws[r % 3] += now() - t0, cs[r % 3] += cpu_secs() - c0;
         }
-        nn_set_conv_direct(1);
-        printf("A/B UNet %dx%d, 2 runs each in turn: im2col convs %.2f s (%.2f CPU-s), oneDNN convs %.2f s (%.2f CPU-s) "
-               "per call: %.2fx (cpu-time basis %.2fx)\n",
-               s, s, ws[0] / 2, cs[0] / 2, ws[1] / 2, cs[1] / 2, ws[0] / ws[1], cs[0] / cs[1]);
+        nn_set_conv_direct(2);
+        printf("A/B UNet %dx%d, 2 runs each in turn, per call: im2col convs %.2f s (%.2f CPU-s); oneDNN convs from "
+               "32x32, weights reordered per call %.2f s (%.2f CPU-s); kept weights, from 16x16 %.2f s (%.2f CPU-s): "
+               "kept vs per call %.2fx (cpu-time basis %.2fx), vs im2col %.2fx (%.2fx)\n",
+               s, s, ws[0] / 2, cs[0] / 2, ws[1] / 2, cs[1] / 2, ws[2] / 2, cs[2] / 2, ws[1] / ws[2], cs[1] / cs[2],
+               ws[0] / ws[2], cs[0] / cs[2]);
         free(x), free(eps);
     }
     /* the same UNet in bf16 (64x64, or 32x32 with BENCH_SD_QUICK) and, at

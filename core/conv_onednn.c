@@ -333,7 +333,7 @@ static size_t thr_bytes(const conv_plan *P) {
 }
 
 int cs_conv_onednn(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int kh,
-                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int only_kept,
+                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int kept,
                    int nthreads) {
     pthread_once(&g_once, init_engine);
     if (!g_ok || cout % 16 || cin < 16) return -1;
@@ -347,8 +347,8 @@ int cs_conv_onednn(float *out, const float *in, const float *weight, const float
     conv_key kl = k;
     kl.chunk = cout - (nchunk - 1) * chunk;
     pthread_mutex_lock(&g_lock);
-    const void *owner = kept_owner(weight, (size_t)cout * cin * kh * kw * sizeof(float));
-    int rc = -1;
+    const void *owner = kept >= 0 ? kept_owner(weight, (size_t)cout * cin * kh * kw * sizeof(float)) : NULL;
+    int only_kept = kept > 0, rc = -1;
     if (only_kept && !owner) goto out;
     conv_plan *P = plan_get(&k), *Pl = kl.chunk == chunk ? P : plan_get(&kl);
     if (P && Pl) {
@@ -398,10 +398,10 @@ out:
 #else
 static void wcache_drop(const void *owner) { (void)owner; }
 int cs_conv_onednn(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int kh,
-                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int only_kept,
+                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int kept,
                    int nthreads) {
     (void)out, (void)in, (void)weight, (void)bias, (void)cin, (void)cout, (void)kh, (void)kw, (void)stride;
-    (void)pt, (void)pl, (void)pb, (void)pr, (void)B, (void)h, (void)w, (void)bf16, (void)only_kept, (void)nthreads;
+    (void)pt, (void)pl, (void)pb, (void)pr, (void)B, (void)h, (void)w, (void)bf16, (void)kept, (void)nthreads;
     return -1;
 }
 #endif

@@ -32,10 +32,11 @@ int cs_gemm_onednn_1t(int ta, int tb, int M, int N, int K, float alpha, const fl
  * built in or cannot take the shape (cout % 16, cin < 16) or failed: then
  * the caller computes out itself. The bits depend on the shape only.
  * Weights inside a range given to cs_conv_weights_keep are reordered into
- * the primitive's layout once and kept; only_kept != 0: -1 unless they are
- * (small images, where a per-call reorder costs more than it gains). */
+ * the primitive's layout once and kept. kept > 0: -1 unless they are
+ * (small images, where a per-call reorder costs more than it gains);
+ * kept < 0: reordered per call even so (for benches). */
 int cs_conv_onednn(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int kh,
-                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int only_kept,
+                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int kept,
                    int nthreads);
 /* The caller promises that w[0, n) stays unchanged and allocated until
  * cs_conv_weights_forget(owner) (a loaded model's weights): convolutions

@@ -324,7 +324,7 @@ static void conv2d_batched(float *out, const float *in, const float *weight, con
 #define NN_DIRECT_MIN_OHW 1024
 #define NN_DIRECT_KEPT_MIN_OHW 256
 #define NN_DIRECT_KEPT_MIN_OHW_BF16 64
-static int g_conv_direct = 1;
+static int g_conv_direct = 2;
 void nn_set_conv_direct(int on) { g_conv_direct = on; }
 
 void nn_conv2d(float *out, const float *in, const float *weight, const float *bias,
@@ -334,12 +334,13 @@ void nn_conv2d(float *out, const float *in, const float *weight, const float *bi
     size_t ohw = (size_t)oh * ow;
     int isa = cs_cpu_isa();
     int bf = isa >= CS_ISA_AVX512 ? use_bf16(p->cout, (int)ohw, K, isa) : 0;
+    int kept = g_conv_direct == 1 ? -1 : ohw < NN_DIRECT_MIN_OHW; /* 1: as before kept weights */
     if (isa >= CS_ISA_AVX512 && g_conv_direct && g_backend != NN_GEMM_OWN && !conv_is_pointwise(p) &&
-        ohw >= (bf ? NN_DIRECT_KEPT_MIN_OHW_BF16 : NN_DIRECT_KEPT_MIN_OHW)) {
+        ohw >= (kept < 0 ? NN_DIRECT_MIN_OHW : bf ? NN_DIRECT_KEPT_MIN_OHW_BF16 : NN_DIRECT_KEPT_MIN_OHW)) {
         double macs = (double)p->cout * ohw * K * B;
         cs_work wk = cs_work_begin(SITE(cs_conv_onednn), macs);
         if (cs_conv_onednn(out, in, weight, bias, p->cin, p->cout, p->kh, p->kw, p->stride, p->pad_t, p->pad_l,
-                           p->pad_b, p->pad_r, B, h, w, bf, ohw < NN_DIRECT_MIN_OHW, wk.threads) == 0) {
+                           p->pad_b, p->pad_r, B, h, w, bf, kept, wk.threads) == 0) {
             cs_work_end(&wk, macs);
             FLOPS(p->cout, ohw * B, K);
             return;

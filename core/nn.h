@@ -49,8 +49,10 @@ void nn_set_tile_threads(int n); /* this thread's, default 1 */
 enum { NN_GEMM_AUTO = 0, NN_GEMM_OWN = 1, NN_GEMM_ONEDNN = 2 };
 void nn_set_gemm_backend(int backend);
 /* 0: convolutions always as im2col + nn_sgemm (what they were before oneDNN's
- * convolution primitives, core/conv_onednn.c); 1 (default): those where it
- * pays. For benches and tests; not thread safe. */
+ * convolution primitives, core/conv_onednn.c); 1: the primitive from 32x32
+ * outputs, weights reordered per call (before kept weights); 2 (default):
+ * also kept weights (cs_conv_weights_keep) and, with those, smaller images.
+ * For benches and tests; not thread safe. */
 void nn_set_conv_direct(int on);
 
 /* Precision of the products (nn_sgemm and everything built on it): fp32 (the

@@ -31,6 +31,19 @@ static kept_range *g_kept;
 static int g_nkept, g_capkept;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER; /* the tables; one convolution at a time */
 static void wcache_drop(const void *owner);
+static void up2_drop(const void *owner);
+
+/* under g_lock: 0, or -1 out of memory */
+static int keep_range(const void *owner, const float *w, size_t n) {
+    if (g_nkept == g_capkept) {
+        int nc = g_capkept ? 2 * g_capkept : 256;
+        kept_range *k = realloc(g_kept, sizeof *k * nc);
+        if (!k) return -1;
+        g_kept = k, g_capkept = nc;
+    }
+    g_kept[g_nkept++] = (kept_range){owner, (const char *)w, (const char *)(w + n)};
+    return 0;
+}
 
 /* the owner of the kept range holding [w, w + bytes), or NULL */
 static inline const void *kept_owner(const void *w, size_t bytes) {
@@ -60,8 +73,9 @@ static inline const void *kept_owner(const void *w, size_t bytes) {
 #define KEEP_MAX ((size_t)128 << 20)
 
 typedef struct {
-    int cin, cout, chunk, mb, h, w, kh, kw, stride, pt, pl, pb, pr, has_bias, bf16;
-} conv_key; /* mb: images per task (1, or the whole batch for small images) */
+    int cin, cout, chunk, mb, h, w, kh, kw, stride, pt, pl, pb, pr, has_bias, bf16, up;
+} conv_key; /* mb: images per task (1, or the whole batch for small images); up: the output is one
+             * phase of a 2x finer image (every other row and column of [B, cout, 2oh, 2ow]) */
 
 typedef struct {
     conv_key k;
@@ -113,7 +127,9 @@ static conv_plan *plan_create(const conv_key *k) {
     dnnl_dims_t sd = {k->mb, k->cin, k->h, k->w}, sd1 = {1, k->cin, k->h, k->w},
                 wd = {k->chunk, k->cin, k->kh, k->kw}, bd = {k->chunk}, dd = {k->mb, k->chunk, P->oh, P->ow};
     /* the NCHW output block: a slice of chunk channels of [B, cout, oh, ow] */
-    dnnl_dims_t ds = {(dnnl_dim_t)k->cout * P->oh * P->ow, (dnnl_dim_t)P->oh * P->ow, P->ow, 1};
+    int f = k->up ? 2 : 1;
+    dnnl_dims_t ds = {(dnnl_dim_t)k->cout * P->oh * P->ow * f * f, (dnnl_dim_t)P->oh * P->ow * f * f,
+                      (dnnl_dim_t)P->ow * f * f, f};
     dnnl_memory_desc_t wany;
     dnnl_convolution_desc_t cd;
     dnnl_primitive_attr_t attr = NULL;
@@ -255,40 +271,51 @@ static void wcache_drop(const void *owner) {
     if (!g_nwc) free(g_wc), g_wc = NULL, g_capwc = 0;
 }
 
+/* one convolution of a call: its plans, weights and output (the four phases
+ * of an upsampling convolution are four, over the same input) */
 typedef struct {
     conv_plan *P, *Plast; /* Plast: the last block when cout % chunk != 0 (else P) */
+    const float *weight;
     float *out;
-    const float *in, *weight, *bias;
-    int B, cout, nchunk;
+    char *wc; /* the kept reordered weights (NULL: reordered per task) */
+    size_t wstep;
+} conv_part;
+
+typedef struct {
+    conv_part part[4];
+    int npart;
+    const float *in, *bias;
+    int B, cout, nchunk, ntask; /* ntask: tasks per part */
+    size_t ostep;  /* floats per output channel plane */
     char *src;     /* B NHWC images */
     size_t sbytes; /* per image */
     char *thr;     /* per thread: weights, dst block, scratchpad */
     size_t tbytes;
-    char *wc; /* the kept reordered weights (NULL: reordered per task) */
-    size_t wstep;
-    int fail;
+    int fail, wpart; /* wpart: the part wre_task fills */
 } conv_job;
 
 static void src_task(void *vc, int64_t b, int thread) {
     (void)thread;
     conv_job *j = vc;
     int had = one_omp_thread();
-    const conv_key *k = &j->P->k;
-    if (reorder_run(j->P->sre, &j->P->src_nchw, j->in + (size_t)b * k->cin * k->h * k->w, &j->P->src1,
+    conv_plan *P = j->part[0].P;
+    const conv_key *k = &P->k;
+    if (reorder_run(P->sre, &P->src_nchw, j->in + (size_t)b * k->cin * k->h * k->w, &P->src1,
                     j->src + (size_t)b * j->sbytes))
         j->fail = 1;
     omp_restore(had);
 }
 
-/* weight block c into the kept buffer */
+/* weight block c of part wpart into its kept buffer */
 static void wre_task(void *vc, int64_t c, int thread) {
     (void)thread;
     conv_job *j = vc;
+    conv_part *q = &j->part[j->wpart];
     int had = one_omp_thread();
-    conv_plan *P = c == j->nchunk - 1 ? j->Plast : j->P;
+    conv_plan *P = c == j->nchunk - 1 ? q->Plast : q->P;
     const conv_key *k = &P->k;
-    if (reorder_run(P->wre, &P->wsrc, j->weight + (size_t)c * j->P->k.chunk * k->cin * k->kh * k->kw, &P->wdst,
-                    j->wc + (size_t)c * j->wstep))
+    if (reorder_run(P->wre, &P->wsrc, q->weight + (size_t)c * q->P->k.chunk * k->cin * k->kh * k->kw, &P->wdst,
+                    q->wc + (size_t)c * q->wstep))
         j->fail = 1;
     omp_restore(had);
 }
@@ -300,19 +327,21 @@ static void conv_task(void *vc, int64_t i, int thread) {
     omp_restore(had);
 }
 
-/* task i: images [b*mb, b*mb + mb) x output channels [c*chunk, +chunk) */
+/* task i: part i / ntask; in it, images [b*mb, b*mb + mb) x output channels [c*chunk, +chunk) */
 static void conv_block(conv_job *j, int64_t i, int thread) {
+    conv_part *q = &j->part[i / j->ntask];
+    i %= j->ntask;
     int b = (int)(i / j->nchunk), c = (int)(i % j->nchunk);
-    conv_plan *P = c == j->nchunk - 1 ? j->Plast : j->P;
+    conv_plan *P = c == j->nchunk - 1 ? q->Plast : q->P;
     const conv_key *k = &P->k;
-    int co = c * j->P->k.chunk, b0 = b * k->mb;
+    int co = c * q->P->k.chunk, b0 = b * k->mb;
     size_t ohw = (size_t)P->oh * P->ow;
     char *wbuf = j->thr + (size_t)thread * j->tbytes;
     char *dbuf = wbuf + align64(P->wbytes);
     char *sbuf = dbuf + align64((size_t)k->mb * ohw * k->chunk * sizeof(float));
-    if (j->wc) {
-        wbuf = j->wc + (size_t)c * j->wstep;
-    } else if (reorder_run(P->wre, &P->wsrc, j->weight + (size_t)co * k->cin * k->kh * k->kw, &P->wdst, wbuf)) {
+    if (q->wc) {
+        wbuf = q->wc + (size_t)c * q->wstep;
+    } else if (reorder_run(P->wre, &P->wsrc, q->weight + (size_t)co * k->cin * k->kh * k->kw, &P->wdst, wbuf)) {
         j->fail = 1;
         return;
     }
@@ -323,7 +352,7 @@ static void conv_block(conv_job *j, int64_t i, int thread) {
     const dnnl_memory_desc_t *md[5] = {&P->src, &P->wdst, &P->dst, &spd, &P->bias};
     void *ptr[5] = {j->src + (size_t)b0 * j->sbytes, wbuf, dbuf, sbuf, (void *)(j->bias ? j->bias + co : NULL)};
     if (run_prim(P->conv, k->has_bias ? 5 : 4, arg, md, ptr) ||
-        reorder_run(P->dre, &P->dst, dbuf, &P->dst_nchw, j->out + ((size_t)b0 * j->cout + co) * ohw))
+        reorder_run(P->dre, &P->dst, dbuf, &P->dst_nchw, q->out + ((size_t)b0 * j->cout + co) * j->ostep))
         j->fail = 1;
 }
 
@@ -332,71 +361,182 @@ static size_t thr_bytes(const conv_plan *P) {
     return align64(P->wbytes) + align64((size_t)P->k.mb * ohw * P->k.chunk * sizeof(float)) + align64(P->scratch);
 }
 
+/* The npart convolutions given by keys[] (same input, cout, chunking and
+ * batch) of in, weights w[i], into out[i]; under g_lock. kept as in gemm.h. */
+static int conv_run(conv_key *keys, int npart, const float *const *w, float *const *out, const float *in,
+                    const float *bias, int B, size_t ostep, int kept, int nthreads) {
+    const conv_key *k = &keys[0];
+    int chunk = k->chunk, nchunk = (k->cout + chunk - 1) / chunk;
+    size_t wn = (size_t)k->cout * k->cin * k->kh * k->kw;
+    conv_job j = {0};
+    j.npart = npart, j.in = in, j.bias = bias, j.B = B, j.cout = k->cout, j.nchunk = nchunk, j.ostep = ostep;
+    j.ntask = B / k->mb * nchunk;
+    if (nthreads < 1) nthreads = 1;
+    for (int p = 0; p < npart; p++) {
+        conv_part *q = &j.part[p];
+        conv_key kl = keys[p];
+        kl.chunk = k->cout - (nchunk - 1) * chunk;
+        q->P = plan_get(&keys[p]);
+        q->Plast = kl.chunk == chunk ? q->P : plan_get(&kl);
+        q->weight = w[p], q->out = out[p];
+        if (!q->P || !q->Plast) return -1;
+        const void *owner = kept >= 0 ? kept_owner(w[p], wn * sizeof(float)) : NULL;
+        if (kept > 0 && !owner) return -1;
+        wcache_ent *C = owner ? wcache_get(owner, w[p], q->P, q->Plast, nchunk) : NULL;
+        if (kept > 0 && !C) return -1;
+        if (!C) continue;
+        q->wc = C->buf, q->wstep = align64(q->P->wbytes);
+        if (!C->ready) {
+            j.wpart = p;
+            cs_parallel_for(nthreads < nchunk ? nthreads : nchunk, nchunk, wre_task, &j);
+            if (j.fail) {
+                wcache_del((int)(C - g_wc));
+                return -1;
+            }
+            C->ready = 1;
+        }
+    }
+    conv_plan *P = j.part[0].P;
+    size_t simg = dnnl_memory_desc_get_size(&P->src1);
+    j.sbytes = k->mb > 1 ? simg : align64(simg); /* the batch's images contiguous when one task takes them all */
+    for (int p = 0; p < npart; p++) {
+        size_t a = thr_bytes(j.part[p].P), b = thr_bytes(j.part[p].Plast);
+        if (a > j.tbytes) j.tbytes = a;
+        if (b > j.tbytes) j.tbytes = b;
+    }
+    size_t need = align64(j.sbytes * B) + j.tbytes * nthreads + 64;
+    char *buf = NULL;
+    if (need > KEEP_MAX) { /* a big image's, once per call: not kept */
+        buf = aligned_alloc(64, align64(need));
+    } else {
+        if (need > g_cap) {
+            free(g_buf);
+            g_cap = 0;
+            g_buf = aligned_alloc(64, align64(need));
+            if (g_buf) g_cap = need;
+        }
+        buf = g_buf;
+    }
+    if (!buf) return -1;
+    j.src = buf, j.thr = buf + align64(j.sbytes * B);
+    cs_parallel_for(nthreads < B ? nthreads : B, B, src_task, &j);
+    if (!j.fail) cs_parallel_for(nthreads, (int64_t)npart * j.ntask, conv_task, &j);
+    if (buf != g_buf) free(buf);
+    return j.fail ? -1 : 0;
+}
+
 int cs_conv_onednn(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int kh,
                    int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int kept,
                    int nthreads) {
     pthread_once(&g_once, init_engine);
     if (!g_ok || cout % 16 || cin < 16) return -1;
     int chunk = cout % CHUNK_MAX == 0 ? CHUNK_MAX : cout < CHUNK_MAX ? cout : CHUNK_MAX;
-    int nchunk = (cout + chunk - 1) / chunk;
     int oh = (h + pt + pb - kh) / stride + 1, ow = (w + pl + pr - kw) / stride + 1;
     /* small images: one task per block of output channels for the whole
      * batch (a 64-pixel image alone is too thin a product) */
     int mb = (size_t)oh * ow < SMALL_OHW ? B : 1;
-    conv_key k = {cin, cout, chunk, mb, h, w, kh, kw, stride, pt, pl, pb, pr, bias != NULL, bf16 != 0};
-    conv_key kl = k;
-    kl.chunk = cout - (nchunk - 1) * chunk;
+    conv_key k = {cin, cout, chunk, mb, h, w, kh, kw, stride, pt, pl, pb, pr, bias != NULL, bf16 != 0, 0};
     pthread_mutex_lock(&g_lock);
-    const void *owner = kept >= 0 ? kept_owner(weight, (size_t)cout * cin * kh * kw * sizeof(float)) : NULL;
-    int only_kept = kept > 0, rc = -1;
-    if (only_kept && !owner) goto out;
-    conv_plan *P = plan_get(&k), *Pl = kl.chunk == chunk ? P : plan_get(&kl);
-    if (P && Pl) {
-        conv_job j = {P, Pl, out, in, weight, bias, B, cout, nchunk, NULL, 0, NULL, 0, NULL, 0, 0};
-        if (nthreads < 1) nthreads = 1;
-        wcache_ent *C = owner ? wcache_get(owner, weight, P, Pl, nchunk) : NULL;
-        if (only_kept && !C) goto out;
-        if (C) {
-            j.wc = C->buf, j.wstep = align64(P->wbytes);
-            if (!C->ready) {
-                cs_parallel_for(nthreads < nchunk ? nthreads : nchunk, nchunk, wre_task, &j);
-                if (j.fail) {
-                    wcache_del((int)(C - g_wc));
-                    goto out;
-                }
-                C->ready = 1;
-            }
-        }
-        size_t simg = dnnl_memory_desc_get_size(&P->src1);
-        j.sbytes = mb > 1 ? simg : align64(simg); /* the batch's images contiguous when one task takes them all */
-        j.tbytes = thr_bytes(P) > thr_bytes(Pl) ? thr_bytes(P) : thr_bytes(Pl);
-        size_t need = align64(j.sbytes * B + j.tbytes * nthreads + 64);
-        char *buf = NULL;
-        if (need > KEEP_MAX) { /* a big image's, once per call: not kept */
-            buf = aligned_alloc(64, need);
-        } else {
-            if (need > g_cap) {
-                free(g_buf);
-                g_cap = 0;
-                g_buf = aligned_alloc(64, need);
-                if (g_buf) g_cap = need;
-            }
-            buf = g_buf;
-        }
-        if (buf) {
-            j.src = buf, j.thr = buf + align64(j.sbytes * B);
-            cs_parallel_for(nthreads < B ? nthreads : B, B, src_task, &j);
-            if (!j.fail) cs_parallel_for(nthreads, (int64_t)(B / mb) * nchunk, conv_task, &j);
-            rc = j.fail ? -1 : 0;
-        }
-        if (buf != g_buf) free(buf);
+    int rc = conv_run(&k, 1, &weight, &out, in, bias, B, (size_t)oh * ow, kept, nthreads);
+    pthread_mutex_unlock(&g_lock);
+    return rc;
+}
+
+/* ---- nearest 2x upsampling + 3x3 convolution, pad 1 ------------------------------
+ * Output pixel (2i+py, 2j+px) of the convolution over the upsampled image
+ * reads input rows i-1+a (py = 0) or i+a (py = 1), a = 0, 1, with the 3x3
+ * taps that land on the same input row summed: a 2x2 convolution of the
+ * small image per phase (py, px), 16/36 of the multiplies. The four phase
+ * kernels are derived once per kept weight tensor (kept with it), and the
+ * four convolutions write their outputs interleaved, in place. */
+typedef struct {
+    const void *owner;
+    const float *w;
+    float *d; /* [4 phases][cout][cin][2][2] */
+    size_t n;
+} up2_ent;
+static up2_ent *g_up;
+static int g_nup, g_capup;
+
+/* taps of the 3x3 kernel summed into tap a of phase p, rows or columns */
+static const int UP_T0[2][2] = {{0, 1}, {0, 2}}, UP_T1[2][2] = {{1, 3}, {2, 3}}; /* [p][a]: taps [t0, t1) */
+
+static float *up2_weights(const void *owner, const float *w, int cout, int cin) {
+    for (int i = 0; i < g_nup; i++)
+        if (g_up[i].owner == owner && g_up[i].w == w) return g_up[i].d;
+    size_t n = (size_t)4 * cout * cin * 4;
+    if (g_nup == g_capup) {
+        int nc = g_capup ? 2 * g_capup : 16;
+        up2_ent *e = realloc(g_up, sizeof *e * nc);
+        if (!e) return NULL;
+        g_up = e, g_capup = nc;
     }
-out:
+    float *d = malloc(sizeof(float) * n);
+    if (!d) return NULL;
+    for (int p = 0; p < 4; p++) {
+        int py = p >> 1, px = p & 1;
+        for (size_t oc = 0; oc < (size_t)cout * cin; oc++) {
+            const float *k3 = w + oc * 9;
+            float *k2 = d + ((size_t)p * cout * cin + oc) * 4;
+            for (int a = 0; a < 2; a++)
+                for (int b = 0; b < 2; b++) {
+                    float s = 0;
+                    for (int ky = UP_T0[py][a]; ky < UP_T1[py][a]; ky++)
+                        for (int kx = UP_T0[px][b]; kx < UP_T1[px][b]; kx++) s += k3[ky * 3 + kx];
+                    k2[a * 2 + b] = s;
+                }
+        }
+    }
+    g_up[g_nup++] = (up2_ent){owner, w, d, n};
+    return d;
+}
+
+static void up2_drop(const void *owner) {
+    for (int i = g_nup - 1; i >= 0; i--)
+        if (g_up[i].owner == owner) {
+            free(g_up[i].d);
+            g_up[i] = g_up[--g_nup];
+        }
+    if (!g_nup) free(g_up), g_up = NULL, g_capup = 0;
+}
+
+int cs_conv_onednn_up2(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int B,
+                       int h, int w, int bf16, int nthreads) {
+    pthread_once(&g_once, init_engine);
+    if (!g_ok || cout % 16 || cin < 16) return -1;
+    int chunk = cout % CHUNK_MAX == 0 ? CHUNK_MAX : cout < CHUNK_MAX ? cout : CHUNK_MAX;
+    int mb = (size_t)h * w < SMALL_OHW ? B : 1;
+    pthread_mutex_lock(&g_lock);
+    int rc = -1;
+    const void *owner = kept_owner(weight, (size_t)cout * cin * 9 * sizeof(float));
+    float *d = owner ? up2_weights(owner, weight, cout, cin) : NULL;
+    if (d) {
+        conv_key k[4];
+        const float *wp[4];
+        float *op[4];
+        size_t n = (size_t)cout * cin * 4;
+        for (int p = 0; p < 4; p++) {
+            int py = p >> 1, px = p & 1;
+            k[p] = (conv_key){cin, cout, chunk, mb, h, w, 2, 2, 1, !py, !px, py, px, bias != NULL, bf16 != 0, 1};
+            wp[p] = d + p * n;
+            op[p] = out + (size_t)py * 2 * w + px;
+        }
+        /* the derived kernels are kept as the weights they come from */
+        if (kept_owner(d, sizeof(float) * 4 * n) || !keep_range(owner, d, 4 * n))
+            rc = conv_run(k, 4, wp, op, in, bias, B, (size_t)4 * h * w, 1, nthreads);
+    }
     pthread_mutex_unlock(&g_lock);
     return rc;
 }
 #else
 static void wcache_drop(const void *owner) { (void)owner; }
+static void up2_drop(const void *owner) { (void)owner; }
+int cs_conv_onednn_up2(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int B,
+                       int h, int w, int bf16, int nthreads) {
+    (void)out, (void)in, (void)weight, (void)bias, (void)cin, (void)cout, (void)B, (void)h, (void)w, (void)bf16;
+    (void)nthreads;
+    return -1;
+}
 int cs_conv_onednn(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int kh,
                    int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int kept,
                    int nthreads) {
@@ -411,14 +551,7 @@ int cs_conv_onednn(float *out, const float *in, const float *weight, const float
 int cs_conv_weights_keep(const void *owner, const float *w, size_t n) {
     if (!owner || !w || !n) return 0;
     pthread_mutex_lock(&g_lock);
-    int rc = 0;
-    if (g_nkept == g_capkept) {
-        int nc = g_capkept ? 2 * g_capkept : 256;
-        kept_range *k = realloc(g_kept, sizeof *k * nc);
-        if (k) g_kept = k, g_capkept = nc;
-        else rc = -1;
-    }
-    if (!rc) g_kept[g_nkept++] = (kept_range){owner, (const char *)w, (const char *)(w + n)};
+    int rc = keep_range(owner, w, n);
     pthread_mutex_unlock(&g_lock);
     return rc;
 }
@@ -429,5 +562,6 @@ void cs_conv_weights_forget(const void *owner) {
         if (g_kept[i].owner == owner) g_kept[i] = g_kept[--g_nkept];
     if (!g_nkept) free(g_kept), g_kept = NULL, g_capkept = 0;
     wcache_drop(owner);
+    up2_drop(owner);
     pthread_mutex_unlock(&g_lock);
 }

@@ -38,6 +38,13 @@ int cs_gemm_onednn_1t(int ta, int tb, int M, int N, int K, float alpha, const fl
 int cs_conv_onednn(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int kh,
                    int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int kept,
                    int nthreads);
+/* out [B, cout, 2h, 2w] = conv3x3 pad 1 (nearest 2x upsampling of in [B, cin,
+ * h, w]) + bias, as four 2x2 convolutions of in (one per output phase: 16/36
+ * of the multiplies), their kernels derived once from weight, which must be
+ * kept (cs_conv_weights_keep). 0, or -1 (not kept, not oneDNN's shape,
+ * failed): then the caller upsamples and convolves itself. */
+int cs_conv_onednn_up2(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int B,
+                       int h, int w, int bf16, int nthreads);
 /* The caller promises that w[0, n) stays unchanged and allocated until
  * cs_conv_weights_forget(owner) (a loaded model's weights): convolutions
  * over weights inside it keep their reordered copies (up to 3 GB in all).

@@ -10,7 +10,8 @@
  * images (16x16; 8x8 in bf16) that only take the primitive then, and a
  * 32x32 one; the first call (which fills the copy) and the later ones give
  * the same bytes on 1-3 threads; after cs_conv_weights_forget and a change
- * of the weights in place, the new weights are used (no stale copy).
+ * of the weights in place, the new weights are used (no stale copy). And
+ * the fused nearest-2x upsampling + 3x3 conv (nn_conv2d_up2).
  * Skipped (and said so) without AVX-512 or oneDNN. */
 #include <stdint.h>
 
@@ -130,6 +131,50 @@ static void test_kept(void) {
     kept_case((nn_conv2d_p){32, 64, 3, 3, 1, 1, 1, 1, 1}, 1, 32, 32);
 }
 
+/* nn_conv2d_up2 against the upsampled image convolved in double: fp32 and
+ * bf16, 1-3 threads, odd sizes, cout not a multiple of 64; refused for
+ * weights not kept */
+static void up2_case(int cin, int cout, int B, int h, int w) {
+    nn_conv2d_p p = {cin, cout, 3, 3, 1, 1, 1, 1, 1};
+    int H = 2 * h, W = 2 * w;
+    size_t n = (size_t)B * cout * H * W, nw = (size_t)cout * cin * 9;
+    float *x = rand_buf((size_t)B * cin * h * w, 11 + cin), *wt = rand_buf(nw, 12 + cout), *bs = rand_buf(cout, 13);
+    float *up = malloc(sizeof(float) * B * cin * H * W), *y = malloc(sizeof(float) * n), *y2 = malloc(sizeof(float) * n);
+    double *r = malloc(sizeof(double) * n);
+    for (size_t c = 0; c < (size_t)B * cin; c++)
+        for (int i = 0; i < H; i++)
+            for (int j = 0; j < W; j++) up[(c * H + i) * W + j] = x[(c * h + i / 2) * w + j / 2];
+    conv_ref(r, up, wt, bs, &p, B, H, W);
+    int owner;
+    nn_set_threads(1);
+    CHECKF(nn_conv2d_up2(y, x, wt, bs, cin, cout, B, h, w) == -1, "up2 %dx%d: taken with weights not kept", h, w);
+    CHECK(cs_conv_weights_keep(&owner, wt, nw) == 0);
+    for (int prec = NN_FP32; prec <= NN_BF16; prec++) {
+        if (nn_set_precision(prec)) continue;
+        nn_set_threads(1);
+        memset(y, 0xff, sizeof(float) * n); /* NaN: every element must be written */
+        CHECK(nn_conv2d_up2(y, x, wt, bs, cin, cout, B, h, w) == 0);
+        double e = rel(y, r, n);
+        CHECKF(prec == NN_FP32 ? e < 1e-5 : e < 1e-2 && e > 1e-5, "up2 cin %d cout %d %dx%d B %d prec %d: rel %g", cin,
+               cout, h, w, B, prec, e);
+        for (int nt = 2; nt <= 3; nt++) {
+            nn_set_threads(nt);
+            CHECK(nn_conv2d_up2(y2, x, wt, bs, cin, cout, B, h, w) == 0);
+            CHECKF(!memcmp(y, y2, sizeof(float) * n), "up2 %dx%d prec %d: bytes differ on %d threads", h, w, prec, nt);
+        }
+        nn_set_precision(NN_FP32);
+    }
+    cs_conv_weights_forget(&owner);
+    nn_set_threads(0);
+    free(x), free(wt), free(bs), free(up), free(y), free(y2), free(r);
+}
+
+static void test_up2(void) {
+    up2_case(32, 64, 1, 32, 32);
+    up2_case(16, 80, 2, 33, 35);
+    up2_case(64, 48, 1, 8, 8);
+}
+
 static void test_conv(void) {
     one_case((nn_conv2d_p){16, 64, 3, 3, 1, 1, 1, 1, 1}, 1, 32, 32, 1);
     one_case((nn_conv2d_p){32, 80, 3, 3, 1, 1, 1, 1, 1}, 3, 33, 35, 0);
@@ -146,5 +191,6 @@ int main(void) {
     cs_set_thread_grain(0); /* every conv on all the threads set: the counts compared are the ones run */
     RUN(test_conv);
     RUN(test_kept);
+    RUN(test_up2);
     return T_DONE();
 }

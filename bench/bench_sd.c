@@ -569,6 +569,28 @@ int main(void) {
                      vs / vae_bf16_secs, vae_cpu / bc, vae_psnr, mean, sd);
             report("VAE decode bf16", vae_bf16_secs, bc, vflop, peak, anc);
         }
+        /* BENCH_SD_AB=1: the decode as before kept weights (per-call weight
+         * reorders, upsampling then conv: nn_set_conv_direct(1)) and as now,
+         * in turn; FLOPs of the unfused decode (the nominal count) for both */
+        if (getenv("BENCH_SD_AB")) {
+            double cs[2] = {0, 0}, ws[2] = {0, 0}, nominal = 0;
+            for (int r = 0; r < 4; r++) {
+                nn_set_conv_direct(r % 2 ? 2 : 1);
+                nn_flops_reset();
+                t0 = now();
+                c0 = cpu_secs();
+                if (sd_vae_decode(m, z, 1, 64, 64, img16, &err)) printf("bench_sd: %s\n", err.msg);
+                ws[r % 2] += now() - t0, cs[r % 2] += cpu_secs() - c0;
+                if (r % 2 == 0) nominal = nn_flops() / 1e9;
+            }
+            nn_set_conv_direct(2);
+            printf("A/B VAE decode 512x512, 2 runs each in turn, per call: before (per-call reorders, upsample + conv) "
+                   "%.2f s (%.2f CPU-s); kept weights + fused upsampling conv %.2f s (%.2f CPU-s): %.2fx (cpu-time "
+                   "basis %.2fx); on the unfused %.0f GFLOP: %.0f%% / %.0f%% of the FMA peak per CPU-second\n",
+                   ws[0] / 2, cs[0] / 2, ws[1] / 2, cs[1] / 2, ws[0] / ws[1], cs[0] / cs[1], nominal,
+                   g_fma_cpu > 0 ? 100 * nominal / (cs[0] / 2) / g_fma_cpu : 0,
+                   g_fma_cpu > 0 ? 100 * nominal / (cs[1] / 2) / g_fma_cpu : 0);
+        }
         free(z), free(img), free(img16);
     }
 

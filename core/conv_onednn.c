@@ -219,11 +219,12 @@ static int reorder_run(dnnl_primitive_t p, const dnnl_memory_desc_t *from, const
  * (cs_conv_weights_keep: a loaded model's) are reordered once, on first use,
  * into one buffer per weight tensor (per precision and layout), kept until
  * the owner forgets them. Same reorder, same kernel: the same bits. */
-#define WCACHE_MAX ((size_t)3 << 30) /* bytes of kept reorders, all tensors */
+#define WCACHE_MAX ((size_t)1 << 30) /* bytes of kept reorders, all tensors */
 
 typedef struct {
     const void *owner;
     const float *w;
+    int bf16;
     dnnl_memory_desc_t wdst, wlast; /* layouts of the full blocks and of the last */
     char *buf;                      /* nchunk blocks, wstep bytes apart */
     size_t bytes;
@@ -236,6 +237,12 @@ static size_t g_wc_total;
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
+static void wcache_del(int i) {
+    free(g_wc[i].buf);
+    g_wc_total -= g_wc[i].bytes;
+    g_wc[i] = g_wc[--g_nwc];
+}
+
 /* the entry for w in the layouts of P (full blocks) and Pl (the last),
  * created (unfilled) when the budget allows; NULL otherwise */
 static wcache_ent *wcache_get(const void *owner, const float *w, const conv_plan *P, const conv_plan *Pl,
@@ -244,6 +251,10 @@ static wcache_ent *wcache_get(const void *owner, const float *w, const conv_plan
         if (g_wc[i].w == w && g_wc[i].owner == owner && dnnl_memory_desc_equal(&g_wc[i].wdst, &P->wdst) &&
             dnnl_memory_desc_equal(&g_wc[i].wlast, &Pl->wdst))
             return &g_wc[i];
+    /* the precision is process-wide (nn_set_precision): copies in the other
+     * one are dropped rather than kept beside these (memory: f32 weights + 2 GB) */
+    for (int i = g_nwc - 1; i >= 0; i--)
+        if (g_wc[i].bf16 != P->k.bf16) wcache_del(i);
     size_t bytes = (size_t)(nchunk - 1) * align64(P->wbytes) + align64(Pl->wbytes);
     if (g_wc_total + bytes > WCACHE_MAX) return NULL;
     if (g_nwc == g_capwc) {
@@ -254,15 +265,9 @@ static wcache_ent *wcache_get(const void *owner, const float *w, const conv_plan
     }
     char *buf = aligned_alloc(64, bytes);
     if (!buf) return NULL;
-    g_wc[g_nwc] = (wcache_ent){owner, w, P->wdst, Pl->wdst, buf, bytes, 0};
+    g_wc[g_nwc] = (wcache_ent){owner, w, P->k.bf16, P->wdst, Pl->wdst, buf, bytes, 0};
     g_wc_total += bytes;
     return &g_wc[g_nwc++];
-}
-
-static void wcache_del(int i) {
-    free(g_wc[i].buf);
-    g_wc_total -= g_wc[i].bytes;
-    g_wc[i] = g_wc[--g_nwc];
 }
 
 static void wcache_drop(const void *owner) {

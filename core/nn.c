@@ -334,7 +334,9 @@ void nn_conv2d(float *out, const float *in, const float *weight, const float *bi
     size_t ohw = (size_t)oh * ow;
     int isa = cs_cpu_isa();
     int bf = isa >= CS_ISA_AVX512 ? use_bf16(p->cout, (int)ohw, K, isa) : 0;
-    int kept = g_conv_direct == 1 ? -1 : ohw < NN_DIRECT_MIN_OHW; /* 1: as before kept weights */
+    /* kept copies only where they pay (smaller images; memory: a model's
+     * weights + 2 GB); from 32x32 the per-call reorder is amortised */
+    int kept = g_conv_direct == 1 || ohw >= NN_DIRECT_MIN_OHW ? -1 : 1;
     if (isa >= CS_ISA_AVX512 && g_conv_direct && g_backend != NN_GEMM_OWN && !conv_is_pointwise(p) &&
         ohw >= (kept < 0 ? NN_DIRECT_MIN_OHW : bf ? NN_DIRECT_KEPT_MIN_OHW_BF16 : NN_DIRECT_KEPT_MIN_OHW)) {
         double macs = (double)p->cout * ohw * K * B;

@@ -377,6 +377,8 @@ static int conv_run(conv_key *keys, int npart, const float *const *w, float *con
     j.npart = npart, j.in = in, j.bias = bias, j.B = B, j.cout = k->cout, j.nchunk = nchunk, j.ostep = ostep;
     j.ntask = B / k->mb * nchunk;
     if (nthreads < 1) nthreads = 1;
+    for (int p = 0; p < npart && kept > 0; p++) /* before any plan is made (its JIT takes milliseconds) */
+        if (!kept_owner(w[p], wn * sizeof(float))) return -1;
     for (int p = 0; p < npart; p++) {
         conv_part *q = &j.part[p];
         conv_key kl = keys[p];

@@ -317,12 +317,14 @@ static void conv2d_batched(float *out, const float *in, const float *weight, con
  * them, its weights are reordered per call, which smaller images do not
  * amortise: measured with bench/bench_gemm.c, at 16x16 it was 13-15% slower
  * than im2col + sgemm, at 32x32 and up 5-50% faster, bf16 1.3-2.7x). With
- * kept weights (cs_conv_weights_keep: a loaded model's), down to 16x16 in
- * fp32 and 8x8 in bf16: bench_gemm, UNet 1280->1280 batch 2, GFLOP per
- * CPU-second, kept primitive vs im2col: 16x16 fp32 180 vs 171, bf16 387 vs
- * 240; 8x8 fp32 159 vs 169 (slower: stays im2col), bf16 318 vs 138. */
+ * kept weights (cs_conv_weights_keep: a loaded model's), bf16 down to 8x8:
+ * bench_gemm, UNet 1280->1280 batch 2, GFLOP per CPU-second, kept primitive
+ * vs im2col: 16x16 bf16 387 vs 240, 8x8 bf16 318 vs 138. fp32 stays im2col
+ * below 32x32: 16x16 180 vs 171 per shape (within the noise), 8x8 159 vs
+ * 169, and the whole UNet took 3-6% more CPU time with them (bench_sd
+ * BENCH_SD_AB, two runs under load). */
 #define NN_DIRECT_MIN_OHW 1024
-#define NN_DIRECT_KEPT_MIN_OHW 256
+#define NN_DIRECT_KEPT_MIN_OHW 1024
 #define NN_DIRECT_KEPT_MIN_OHW_BF16 64
 static int g_conv_direct = 2;
 void nn_set_conv_direct(int on) { g_conv_direct = on; }

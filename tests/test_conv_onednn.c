@@ -7,7 +7,7 @@
  * threads; bf16 within bf16's rounding of both operands; and the path is
  * really taken (the im2col path's result differs in its last bits). Then
  * weights kept in the primitive's layout (cs_conv_weights_keep): the small
- * images (16x16; 8x8 in bf16) that only take the primitive then, and a
+ * images (16x16, 8x8) that only take the primitive then in bf16, and a
  * 32x32 one; the first call (which fills the copy) and the later ones give
  * the same bytes on 1-3 threads; after cs_conv_weights_forget and a change
  * of the weights in place, the new weights are used (no stale copy). And
@@ -99,7 +99,7 @@ static void kept_case(nn_conv2d_p p, int B, int h, int w) {
         double e = rel(y, r, n);
         CHECKF(prec == NN_FP32 ? e < 1e-5 : e < 1e-2 && e > 1e-5, "kept cin %d cout %d %dx%d B %d prec %d: rel %g",
                p.cin, p.cout, h, w, B, prec, e);
-        if (oh * ow < 1024 && (oh * ow >= 256 || prec == NN_BF16)) /* core/nn.c: 8x8 fp32 stays im2col */
+        if (oh * ow < 1024 && prec == NN_BF16) /* core/nn.c: fp32 stays im2col below 32x32 */
             CHECKF(memcmp(y, yi, sizeof(float) * n) != 0, "kept %dx%d: same bytes as im2col: primitive not taken", oh,
                    ow);
         for (int nt = 1; nt <= 3; nt++) {

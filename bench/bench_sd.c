@@ -473,6 +473,25 @@ int main(void) {
         snprintf(anc, sizeof anc, "%.2fx the fp32 path (cpu-time basis %.2fx); rel. difference from fp32 %.2g",
                  unet_secs[bsi] / bf16_secs, unet_cpu[bsi] / bc, nn_rel_err(eps, ref, n));
         report(what, bf16_secs, bc, nn_flops() / 1e9, peak, anc);
+        /* BENCH_SD_AB=1: bf16 as before kept weights (per-call reorders, the
+         * primitive from 32x32: nn_set_conv_direct(1)) and as now, in turn,
+         * warm (the call above made the plans and the kept copies) */
+        if (getenv("BENCH_SD_AB")) {
+            double cs[2] = {0, 0}, ws[2] = {0, 0};
+            nn_set_precision(NN_BF16);
+            for (int r = 0; r < 4; r++) {
+                nn_set_conv_direct(r % 2 ? 2 : 1);
+                t0 = now();
+                c0 = cpu_secs();
+                if (sd_unet_eps(m, x, t, ctx, 2, s, s, eps, &err)) printf("bench_sd: %s\n", err.msg);
+                ws[r % 2] += now() - t0, cs[r % 2] += cpu_secs() - c0;
+            }
+            nn_set_conv_direct(2);
+            nn_set_precision(NN_FP32);
+            printf("A/B UNet bf16 %dx%d, 2 runs each in turn, per call: per-call weight reorders %.2f s (%.2f CPU-s); "
+                   "kept weights, from 8x8 %.2f s (%.2f CPU-s): %.2fx (cpu-time basis %.2fx)\n",
+                   s, s, ws[0] / 2, cs[0] / 2, ws[1] / 2, cs[1] / 2, ws[0] / ws[1], cs[0] / cs[1]);
+        }
         free(x), free(eps), free(ref);
     }
     if (unet_secs[0] > 0 && cs_cpu_isa() >= CS_ISA_AVX512) {

@@ -48,7 +48,8 @@ int cs_conv_onednn_up2(float *out, const float *in, const float *weight, const f
 /* The caller promises that w[0, n) stays unchanged and allocated until
  * cs_conv_weights_forget(owner) (a loaded model's weights): convolutions
  * over weights inside it keep their reordered copies (up to 1 GB in all, in
- * one precision: those of the other are dropped; only for images below 32x32).
+ * one precision: those of the other are dropped; nn_conv2d asks for them
+ * only for bf16 images below 32x32 and for nn_conv2d_up2).
  * 0, or -1 out of memory (then nothing is kept: still correct). */
 int cs_conv_weights_keep(const void *owner, const float *w, size_t n);
 /* Drops owner's ranges and the copies made from them; call before the weights change or are freed. */

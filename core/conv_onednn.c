@@ -63,7 +63,7 @@ static inline const void *kept_owner(const void *w, size_t bytes) {
 #include "core/parallel.h"
 
 #define CHUNK_MAX 64 /* output channels per task */
-#define CACHE_MAX 256
+#define CACHE_MAX 1024 /* plans (shapes x precision x batch); past it, convs fall back to im2col */
 /* outputs per image below this: one task takes the whole batch (as nn.c's
  * NN_DIRECT_MIN_OHW: the images that only go here with kept weights) */
 #define SMALL_OHW 1024

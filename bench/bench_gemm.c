@@ -134,7 +134,8 @@ int main(void) {
     };
     printf("%-28s %9s %9s %9s %9s   (GFLOP per CPU-second; %% of the FMA loop's, %d threads)\n",
            "product (M N K)", "OpenBLAS", "own", "oneDNN", "own bf16", nt);
-    for (size_t i = 0; i < sizeof sh / sizeof *sh; i++) {
+    int conv_only = getenv("BENCH_GEMM_CONV_ONLY") != NULL; /* only the 3x3 convolutions' table */
+    for (size_t i = 0; i < sizeof sh / sizeof *sh && !conv_only; i++) {
         double g0, g1, g2 = 0;
         cs_cpu_force(CS_ISA_BASE);
         run(&sh[i], reps, &g0);
@@ -152,7 +153,7 @@ int main(void) {
                100 * g0 / pcn, g1, 100 * g1 / pcn, g3, 100 * g3 / pcn, g2, 100 * g2 / pcn, sh[i].M, sh[i].N, sh[i].K, sh[i].ta ? " A^T" : "", sh[i].tb ? " B^T" : "");
     }
     /* attention at the 64x64 level: 8 heads of 40, T = 4096, fused vs unfused */
-    {
+    if (!conv_only) {
         int T = 4096, H = 8, dh = 40, C = H * dh;
         float *q = rnd((size_t)C * T), *k = rnd((size_t)C * T), *v = rnd((size_t)C * T), *o = rnd((size_t)C * T);
         float *ws = malloc(sizeof(float) * nn_attention_ws(T, T));
@@ -184,9 +185,13 @@ int main(void) {
             {"VAE 512->512, 128x128", 1, 512, 512, 128}, {"VAE 256->256, 256x256", 1, 256, 256, 256},
             {"VAE 128->128, 512x512", 1, 128, 128, 512},
         };
-        printf("%-28s %9s %9s %9s %9s   (3x3 convs, GFLOP per CPU-second; %% of the FMA loop's)\n", "conv",
-               "im2col", "oneDNN", "im2col16", "oneDNN16");
+        /* im2col, the primitive with weights reordered per call (only 32x32
+         * and up: smaller images take im2col then), and with weights kept
+         * in its layout (cs_conv_weights_keep), fp32 then bf16 */
+        printf("%-24s %9s %9s %9s %9s %9s %9s   (3x3 convs, GFLOP per CPU-second; %% of the FMA loop's)\n", "conv",
+               "im2col", "oneDNN", "kept", "im2col16", "oneDNN16", "kept16");
         for (size_t i = 0; i < sizeof cs / sizeof *cs; i++) {
+            if (getenv("BENCH_GEMM_CONV_MAX_HW") && cs[i].hw > atoi(getenv("BENCH_GEMM_CONV_MAX_HW"))) continue;
             nn_conv2d_p p = {cs[i].cin, cs[i].cout, 3, 3, 1, 1, 1, 1, 1};
             int hw = cs[i].hw, B = cs[i].B;
             float *x = rnd((size_t)B * p.cin * hw * hw), *wt = rnd((size_t)p.cout * p.cin * 9), *bias = rnd(p.cout);
@@ -196,20 +201,27 @@ int main(void) {
             if (B > 1 && (size_t)hw * hw <= 1024 && nb <= cap) need = nb;
             else if (need > cap) need = cap > mn ? cap : mn;
             float *ws = malloc(sizeof(float) * need);
-            double f = 2.0 * B * p.cout * p.cin * 9 * hw * hw, g[4] = {0, 0, 0, 0};
-            for (int r = 0; r < reps + 1; r++) /* the first round plans and warms */
-                for (int k = 0; k < 4; k++) {
-                    if (nn_set_precision(k >= 2 ? NN_BF16 : NN_FP32)) continue;
-                    nn_set_conv_direct(k & 1);
+            double f = 2.0 * B * p.cout * p.cin * 9 * hw * hw, g[6] = {0, 0, 0, 0, 0, 0};
+            int owner; /* the kept weights: a copy of wt, the others not kept */
+            float *wk = malloc(sizeof(float) * p.cout * p.cin * 9);
+            memcpy(wk, wt, sizeof(float) * p.cout * p.cin * 9);
+            cs_conv_weights_keep(&owner, wk, (size_t)p.cout * p.cin * 9);
+            for (int r = 0; r < reps + 1; r++) /* the first round plans, warms and fills the kept copies */
+                for (int k = 0; k < 6; k++) {
+                    if (nn_set_precision(k >= 3 ? NN_BF16 : NN_FP32)) continue;
+                    nn_set_conv_direct(k % 3 != 0 ? 2 : 0);
                     double c0 = cpu_secs();
-                    nn_conv2d(y, x, wt, bias, &p, B, hw, hw, ws, need);
+                    nn_conv2d(y, x, k % 3 == 2 ? wk : wt, bias, &p, B, hw, hw, ws, need);
                     double gc = f / (cpu_secs() - c0) / 1e9;
                     if (r && gc > g[k]) g[k] = gc;
                 }
+            cs_conv_weights_forget(&owner);
+            free(wk);
             nn_set_precision(NN_FP32);
-            nn_set_conv_direct(1);
-            printf("%-28s %5.0f %3.0f%% %5.0f %3.0f%% %5.0f %3.0f%% %5.0f %3.0f%%\n", cs[i].what, g[0], 100 * g[0] / pcn,
-                   g[1], 100 * g[1] / pcn, g[2], 100 * g[2] / pcn, g[3], 100 * g[3] / pcn);
+            nn_set_conv_direct(2);
+            printf("%-24s", cs[i].what);
+            for (int k = 0; k < 6; k++) printf(" %5.0f %3.0f%%", g[k], 100 * g[k] / pcn);
+            printf("\n");
             free(x), free(wt), free(bias), free(y), free(ws);
         }
     }

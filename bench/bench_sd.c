@@ -427,25 +427,28 @@ int main(void) {
         free(x), free(eps);
     }
     /* BENCH_SD_AB=1: the same UNet with every conv as im2col + sgemm (as before
-     * oneDNN's convolution primitives), then the default path again, in turn:
-     * the change measured in one process, on a loaded machine too */
+     * oneDNN's convolution primitives), with the primitive from 32x32 and its
+     * weights reordered per call (as before kept weights), and as now, in
+     * turn: the changes measured in one process, on a loaded machine too */
     int abi = quick || (only && atoi(only) == 32) ? 0 : 1;
     if (getenv("BENCH_SD_AB") && unet_secs[abi] > 0) {
         int s = sizes[abi];
         size_t n = (size_t)2 * 4 * s * s;
         float *x = rand_floats(n, 1.f, 7), *eps = malloc(sizeof(float) * n);
-        double cs[2] = {0, 0}, ws[2] = {0, 0};
-        for (int r = 0; r < 4; r++) {
-            nn_set_conv_direct(r % 2);
+        double cs[3] = {0, 0, 0}, ws[3] = {0, 0, 0};
+        for (int r = 0; r < 6; r++) {
+            nn_set_conv_direct(r % 3);
             t0 = now();
             c0 = cpu_secs();
             if (sd_unet_eps(m, x, t, ctx, 2, s, s, eps, &err)) printf("bench_sd: %s\n", err.msg);
-            ws[r % 2] += now() - t0, cs[r % 2] += cpu_secs() - c0;
+            ws[r % 3] += now() - t0, cs[r % 3] += cpu_secs() - c0;
         }
-        nn_set_conv_direct(1);
-        printf("A/B UNet %dx%d, 2 runs each in turn: im2col convs %.2f s (%.2f CPU-s), oneDNN convs %.2f s (%.2f CPU-s) "
-               "per call: %.2fx (cpu-time basis %.2fx)\n",
-               s, s, ws[0] / 2, cs[0] / 2, ws[1] / 2, cs[1] / 2, ws[0] / ws[1], cs[0] / cs[1]);
+        nn_set_conv_direct(2);
+        printf("A/B UNet %dx%d, 2 runs each in turn, per call: im2col convs %.2f s (%.2f CPU-s); oneDNN convs from "
+               "32x32, weights reordered per call %.2f s (%.2f CPU-s); kept weights, from 16x16 %.2f s (%.2f CPU-s): "
+               "kept vs per call %.2fx (cpu-time basis %.2fx), vs im2col %.2fx (%.2fx)\n",
+               s, s, ws[0] / 2, cs[0] / 2, ws[1] / 2, cs[1] / 2, ws[2] / 2, cs[2] / 2, ws[1] / ws[2], cs[1] / cs[2],
+               ws[0] / ws[2], cs[0] / cs[2]);
         free(x), free(eps);
     }
     /* the same UNet in bf16 (64x64, or 32x32 with BENCH_SD_QUICK) and, at
@@ -458,6 +461,9 @@ int main(void) {
         nn_set_precision(NN_FP32);
         sd_unet_eps(m, x, t, ctx, 2, s, s, ref, &err);
         nn_set_precision(NN_BF16);
+        /* warm, as the fp32 figure: the first bf16 call makes its plans (JIT)
+         * and the kept weight copies (0.77x the fp32 call at 32x32 cold) */
+        sd_unet_eps(m, x, t, ctx, 2, s, s, eps, &err);
         nn_flops_reset();
         t0 = now();
         c0 = cpu_secs();
@@ -470,6 +476,25 @@ int main(void) {
         snprintf(anc, sizeof anc, "%.2fx the fp32 path (cpu-time basis %.2fx); rel. difference from fp32 %.2g",
                  unet_secs[bsi] / bf16_secs, unet_cpu[bsi] / bc, nn_rel_err(eps, ref, n));
         report(what, bf16_secs, bc, nn_flops() / 1e9, peak, anc);
+        /* BENCH_SD_AB=1: bf16 as before kept weights (per-call reorders, the
+         * primitive from 32x32: nn_set_conv_direct(1)) and as now, in turn,
+         * warm (the call above made the plans and the kept copies) */
+        if (getenv("BENCH_SD_AB")) {
+            double cs[2] = {0, 0}, ws[2] = {0, 0};
+            nn_set_precision(NN_BF16);
+            for (int r = 0; r < 4; r++) {
+                nn_set_conv_direct(r % 2 ? 2 : 1);
+                t0 = now();
+                c0 = cpu_secs();
+                if (sd_unet_eps(m, x, t, ctx, 2, s, s, eps, &err)) printf("bench_sd: %s\n", err.msg);
+                ws[r % 2] += now() - t0, cs[r % 2] += cpu_secs() - c0;
+            }
+            nn_set_conv_direct(2);
+            nn_set_precision(NN_FP32);
+            printf("A/B UNet bf16 %dx%d, 2 runs each in turn, per call: per-call weight reorders %.2f s (%.2f CPU-s); "
+                   "kept weights, from 8x8 %.2f s (%.2f CPU-s): %.2fx (cpu-time basis %.2fx)\n",
+                   s, s, ws[0] / 2, cs[0] / 2, ws[1] / 2, cs[1] / 2, ws[0] / ws[1], cs[0] / cs[1]);
+        }
         free(x), free(eps), free(ref);
     }
     if (unet_secs[0] > 0 && cs_cpu_isa() >= CS_ISA_AVX512) {
@@ -565,6 +590,28 @@ int main(void) {
                      "std %.1f of 255)",
                      vs / vae_bf16_secs, vae_cpu / bc, vae_psnr, mean, sd);
             report("VAE decode bf16", vae_bf16_secs, bc, vflop, peak, anc);
+        }
+        /* BENCH_SD_AB=1: the decode as before kept weights (per-call weight
+         * reorders, upsampling then conv: nn_set_conv_direct(1)) and as now,
+         * in turn; FLOPs of the unfused decode (the nominal count) for both */
+        if (getenv("BENCH_SD_AB")) {
+            double cs[2] = {0, 0}, ws[2] = {0, 0}, nominal = 0;
+            for (int r = 0; r < 4; r++) {
+                nn_set_conv_direct(r % 2 ? 2 : 1);
+                nn_flops_reset();
+                t0 = now();
+                c0 = cpu_secs();
+                if (sd_vae_decode(m, z, 1, 64, 64, img16, &err)) printf("bench_sd: %s\n", err.msg);
+                ws[r % 2] += now() - t0, cs[r % 2] += cpu_secs() - c0;
+                if (r % 2 == 0) nominal = nn_flops() / 1e9;
+            }
+            nn_set_conv_direct(2);
+            printf("A/B VAE decode 512x512, 2 runs each in turn, per call: before (per-call reorders, upsample + conv) "
+                   "%.2f s (%.2f CPU-s); kept weights + fused upsampling conv %.2f s (%.2f CPU-s): %.2fx (cpu-time "
+                   "basis %.2fx); on the unfused %.0f GFLOP: %.0f%% / %.0f%% of the FMA peak per CPU-second\n",
+                   ws[0] / 2, cs[0] / 2, ws[1] / 2, cs[1] / 2, ws[0] / ws[1], cs[0] / cs[1], nominal,
+                   g_fma_cpu > 0 ? 100 * nominal / (cs[0] / 2) / g_fma_cpu : 0,
+                   g_fma_cpu > 0 ? 100 * nominal / (cs[1] / 2) / g_fma_cpu : 0);
         }
         free(z), free(img), free(img16);
     }

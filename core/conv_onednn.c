@@ -19,6 +19,40 @@
  * one OpenMP thread and kept for the process. */
 #include "core/gemm.h"
 
+#include <pthread.h>
+#include <stdlib.h>
+
+/* weight ranges declared unchanged (cs_conv_weights_keep), under g_lock */
+typedef struct {
+    const void *owner;
+    const char *lo, *hi;
+} kept_range;
+static kept_range *g_kept;
+static int g_nkept, g_capkept;
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER; /* the tables; one convolution at a time */
+static void wcache_drop(const void *owner);
+static void up2_drop(const void *owner);
+
+/* under g_lock: 0, or -1 out of memory */
+static int keep_range(const void *owner, const float *w, size_t n) {
+    if (g_nkept == g_capkept) {
+        int nc = g_capkept ? 2 * g_capkept : 256;
+        kept_range *k = realloc(g_kept, sizeof *k * nc);
+        if (!k) return -1;
+        g_kept = k, g_capkept = nc;
+    }
+    g_kept[g_nkept++] = (kept_range){owner, (const char *)w, (const char *)(w + n)};
+    return 0;
+}
+
+/* the owner of the kept range holding [w, w + bytes), or NULL */
+static inline const void *kept_owner(const void *w, size_t bytes) {
+    const char *p = w;
+    for (int i = g_nkept - 1; i >= 0; i--)
+        if (p >= g_kept[i].lo && p + bytes <= g_kept[i].hi) return g_kept[i].owner;
+    return NULL;
+}
+
 #ifdef CS_HAVE_DNNL
 #include <dnnl.h>
 #include <omp.h>
@@ -29,20 +63,24 @@
 #include "core/parallel.h"
 
 #define CHUNK_MAX 64 /* output channels per task */
-#define CACHE_MAX 256
+#define CACHE_MAX 1024 /* plans (shapes x precision x batch); past it, convs fall back to im2col */
+/* outputs per image below this: one task takes the whole batch (as nn.c's
+ * NN_DIRECT_MIN_OHW: the images that only go here with kept weights) */
+#define SMALL_OHW 1024
 /* workspace kept between calls up to this size (the UNet's 64x64 level at
  * batch 2 needs ~25 MB, called every step); bigger ones (a 512x512 VAE
  * decode's ~400 MB, once per image) are allocated per call */
 #define KEEP_MAX ((size_t)128 << 20)
 
 typedef struct {
-    int cin, chunk, h, w, kh, kw, stride, pt, pl, pb, pr, has_bias, bf16;
-} conv_key;
+    int cin, cout, chunk, mb, h, w, kh, kw, stride, pt, pl, pb, pr, has_bias, bf16, up;
+} conv_key; /* mb: images per task (1, or the whole batch for small images); up: the output is one
+             * phase of a 2x finer image (every other row and column of [B, cout, 2oh, 2ow]) */
 
 typedef struct {
     conv_key k;
     dnnl_primitive_t conv, wre, sre, dre; /* conv; weights, src, dst reorders */
-    dnnl_memory_desc_t src, wsrc, wdst, dst, dst_nchw, src_nchw, bias;
+    dnnl_memory_desc_t src, src1, wsrc, wdst, dst, dst_nchw, src_nchw, bias; /* src1: one image */
     size_t wbytes, scratch; /* reordered weight block, conv scratchpad (bytes) */
     int oh, ow;
 } conv_plan;
@@ -50,7 +88,6 @@ typedef struct {
 static dnnl_engine_t g_eng;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_ok;
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static conv_plan *g_plans[CACHE_MAX];
 static int g_nplans;
 static char *g_buf; /* the kept workspace */
@@ -87,20 +124,25 @@ static conv_plan *plan_create(const conv_key *k) {
     P->oh = (k->h + k->pt + k->pb - k->kh) / k->stride + 1;
     P->ow = (k->w + k->pl + k->pr - k->kw) / k->stride + 1;
     dnnl_data_type_t dt = k->bf16 ? dnnl_bf16 : dnnl_f32;
-    dnnl_dims_t sd = {1, k->cin, k->h, k->w}, wd = {k->chunk, k->cin, k->kh, k->kw}, bd = {k->chunk},
-                dd = {1, k->chunk, P->oh, P->ow};
+    dnnl_dims_t sd = {k->mb, k->cin, k->h, k->w}, sd1 = {1, k->cin, k->h, k->w},
+                wd = {k->chunk, k->cin, k->kh, k->kw}, bd = {k->chunk}, dd = {k->mb, k->chunk, P->oh, P->ow};
+    /* the NCHW output block: a slice of chunk channels of [B, cout, oh, ow] */
+    int f = k->up ? 2 : 1;
+    dnnl_dims_t ds = {(dnnl_dim_t)k->cout * P->oh * P->ow * f * f, (dnnl_dim_t)P->oh * P->ow * f * f,
+                      (dnnl_dim_t)P->ow * f * f, f};
     dnnl_memory_desc_t wany;
     dnnl_convolution_desc_t cd;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_dims_t strides = {k->stride, k->stride}, pl = {k->pt, k->pl}, pr = {k->pb, k->pr};
     int ok = dnnl_memory_desc_init_by_tag(&P->src, 4, sd, dt, dnnl_nhwc) == dnnl_success &&
-             dnnl_memory_desc_init_by_tag(&P->src_nchw, 4, sd, dnnl_f32, dnnl_nchw) == dnnl_success &&
+             dnnl_memory_desc_init_by_tag(&P->src1, 4, sd1, dt, dnnl_nhwc) == dnnl_success &&
+             dnnl_memory_desc_init_by_tag(&P->src_nchw, 4, sd1, dnnl_f32, dnnl_nchw) == dnnl_success &&
              dnnl_memory_desc_init_by_tag(&P->wsrc, 4, wd, dnnl_f32, dnnl_oihw) == dnnl_success &&
              dnnl_memory_desc_init_by_tag(&wany, 4, wd, dt, dnnl_format_tag_any) == dnnl_success &&
              dnnl_memory_desc_init_by_tag(&P->bias, 1, bd, dnnl_f32, dnnl_x) == dnnl_success &&
              dnnl_memory_desc_init_by_tag(&P->dst, 4, dd, dnnl_f32, dnnl_nhwc) == dnnl_success &&
-             dnnl_memory_desc_init_by_tag(&P->dst_nchw, 4, dd, dnnl_f32, dnnl_nchw) == dnnl_success &&
+             dnnl_memory_desc_init_by_strides(&P->dst_nchw, 4, dd, dnnl_f32, ds) == dnnl_success &&
              dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &P->src, &wany,
                                                 k->has_bias ? &P->bias : NULL, &P->dst, strides, pl,
                                                 pr) == dnnl_success &&
@@ -118,7 +160,7 @@ static conv_plan *plan_create(const conv_key *k) {
         P->wbytes = dnnl_memory_desc_get_size(&P->wdst);
         P->scratch = dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
         ok = dnnl_primitive_create(&P->conv, pd) == dnnl_success && !reorder_create(&P->wre, &P->wsrc, &P->wdst) &&
-             !reorder_create(&P->sre, &P->src_nchw, &P->src) && !reorder_create(&P->dre, &P->dst, &P->dst_nchw);
+             !reorder_create(&P->sre, &P->src_nchw, &P->src1) && !reorder_create(&P->dre, &P->dst, &P->dst_nchw);
     }
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (attr) dnnl_primitive_attr_destroy(attr);
@@ -126,6 +168,7 @@ static conv_plan *plan_create(const conv_key *k) {
         if (P->conv) dnnl_primitive_destroy(P->conv);
         if (P->wre) dnnl_primitive_destroy(P->wre);
         if (P->sre) dnnl_primitive_destroy(P->sre);
+        if (P->dre) dnnl_primitive_destroy(P->dre);
         free(P);
         return NULL;
     }
@@ -169,25 +212,115 @@ static int reorder_run(dnnl_primitive_t p, const dnnl_memory_desc_t *from, const
     return run_prim(p, 2, arg, md, ptr);
 }
 
+/* ---- weights kept in the primitive's layout ---------------------------------
+ * A weight block reordered per call costs a pass over the weights: small
+ * images (16x16, 8x8) do not amortise it (13-15% slower than im2col +
+ * sgemm per call, bench/bench_gemm.c). Weights the owner declared unchanged
+ * (cs_conv_weights_keep: a loaded model's) are reordered once, on first use,
+ * into one buffer per weight tensor (per precision and layout), kept until
+ * the owner forgets them. Same reorder, same kernel: the same bits. */
+#define WCACHE_MAX ((size_t)1 << 30) /* bytes of kept reorders, all tensors */
+
+typedef struct {
+    const void *owner;
+    const float *w;
+    int bf16;
+    dnnl_memory_desc_t wdst, wlast; /* layouts of the full blocks and of the last */
+    char *buf;                      /* nchunk blocks, wstep bytes apart */
+    size_t bytes;
+    int ready;
+} wcache_ent;
+
+static wcache_ent *g_wc;
+static int g_nwc, g_capwc;
+static size_t g_wc_total;
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+static void wcache_del(int i) {
+    free(g_wc[i].buf);
+    g_wc_total -= g_wc[i].bytes;
+    g_wc[i] = g_wc[--g_nwc];
+}
+
+/* the entry for w in the layouts of P (full blocks) and Pl (the last),
+ * created (unfilled) when the budget allows; NULL otherwise */
+static wcache_ent *wcache_get(const void *owner, const float *w, const conv_plan *P, const conv_plan *Pl,
+                              int nchunk) {
+    for (int i = 0; i < g_nwc; i++)
+        if (g_wc[i].w == w && g_wc[i].owner == owner && dnnl_memory_desc_equal(&g_wc[i].wdst, &P->wdst) &&
+            dnnl_memory_desc_equal(&g_wc[i].wlast, &Pl->wdst))
+            return &g_wc[i];
+    /* the precision is process-wide (nn_set_precision): copies in the other
+     * one are dropped rather than kept beside these (memory: f32 weights + 2 GB) */
+    for (int i = g_nwc - 1; i >= 0; i--)
+        if (g_wc[i].bf16 != P->k.bf16) wcache_del(i);
+    size_t bytes = (size_t)(nchunk - 1) * align64(P->wbytes) + align64(Pl->wbytes);
+    if (g_wc_total + bytes > WCACHE_MAX) return NULL;
+    if (g_nwc == g_capwc) {
+        int nc = g_capwc ? 2 * g_capwc : 64;
+        wcache_ent *n = realloc(g_wc, sizeof *n * nc);
+        if (!n) return NULL;
+        g_wc = n, g_capwc = nc;
+    }
+    char *buf = aligned_alloc(64, bytes);
+    if (!buf) return NULL;
+    g_wc[g_nwc] = (wcache_ent){owner, w, P->k.bf16, P->wdst, Pl->wdst, buf, bytes, 0};
+    g_wc_total += bytes;
+    return &g_wc[g_nwc++];
+}
+
+static void wcache_drop(const void *owner) {
+    for (int i = g_nwc - 1; i >= 0; i--)
+        if (g_wc[i].owner == owner) wcache_del(i);
+    if (!g_nwc) free(g_wc), g_wc = NULL, g_capwc = 0;
+}
+
+/* one convolution of a call: its plans, weights and output (the four phases
+ * of an upsampling convolution are four, over the same input) */
 typedef struct {
     conv_plan *P, *Plast; /* Plast: the last block when cout % chunk != 0 (else P) */
+    const float *weight;
     float *out;
-    const float *in, *weight, *bias;
-    int B, cout, nchunk;
+    char *wc; /* the kept reordered weights (NULL: reordered per task) */
+    size_t wstep;
+} conv_part;
+
+typedef struct {
+    conv_part part[4];
+    int npart;
+    const float *in, *bias;
+    int B, cout, nchunk, ntask; /* ntask: tasks per part */
+    size_t ostep;  /* floats per output channel plane */
     char *src;     /* B NHWC images */
     size_t sbytes; /* per image */
     char *thr;     /* per thread: weights, dst block, scratchpad */
     size_t tbytes;
-    int fail;
+    int fail, wpart; /* wpart: the part wre_task fills */
 } conv_job;
 
 static void src_task(void *vc, int64_t b, int thread) {
     (void)thread;
     conv_job *j = vc;
     int had = one_omp_thread();
-    const conv_key *k = &j->P->k;
-    if (reorder_run(j->P->sre, &j->P->src_nchw, j->in + (size_t)b * k->cin * k->h * k->w, &j->P->src,
+    conv_plan *P = j->part[0].P;
+    const conv_key *k = &P->k;
+    if (reorder_run(P->sre, &P->src_nchw, j->in + (size_t)b * k->cin * k->h * k->w, &P->src1,
                     j->src + (size_t)b * j->sbytes))
+        j->fail = 1;
+    omp_restore(had);
+}
+
+/* weight block c of part wpart into its kept buffer */
+static void wre_task(void *vc, int64_t c, int thread) {
+    (void)thread;
+    conv_job *j = vc;
+    conv_part *q = &j->part[j->wpart];
+    int had = one_omp_thread();
+    conv_plan *P = c == j->nchunk - 1 ? q->Plast : q->P;
+    const conv_key *k = &P->k;
+    if (reorder_run(P->wre, &P->wsrc, q->weight + (size_t)c * q->P->k.chunk * k->cin * k->kh * k->kw, &P->wdst,
+                    q->wc + (size_t)c * q->wstep))
         j->fail = 1;
     omp_restore(had);
 }
@@ -199,16 +332,21 @@ static void conv_task(void *vc, int64_t i, int thread) {
     omp_restore(had);
 }
 
+/* task i: part i / ntask; in it, images [b*mb, b*mb + mb) x output channels [c*chunk, +chunk) */
 static void conv_block(conv_job *j, int64_t i, int thread) {
+    conv_part *q = &j->part[i / j->ntask];
+    i %= j->ntask;
     int b = (int)(i / j->nchunk), c = (int)(i % j->nchunk);
-    conv_plan *P = c == j->nchunk - 1 ? j->Plast : j->P;
+    conv_plan *P = c == j->nchunk - 1 ? q->Plast : q->P;
     const conv_key *k = &P->k;
-    int co = c * j->P->k.chunk;
+    int co = c * q->P->k.chunk, b0 = b * k->mb;
     size_t ohw = (size_t)P->oh * P->ow;
     char *wbuf = j->thr + (size_t)thread * j->tbytes;
-    char *dbuf = wbuf + ((P->wbytes + 63) & ~(size_t)63);
-    char *sbuf = dbuf + ((ohw * k->chunk * sizeof(float) + 63) & ~(size_t)63);
-    if (reorder_run(P->wre, &P->wsrc, j->weight + (size_t)co * k->cin * k->kh * k->kw, &P->wdst, wbuf)) {
+    char *dbuf = wbuf + align64(P->wbytes);
+    char *sbuf = dbuf + align64((size_t)k->mb * ohw * k->chunk * sizeof(float));
+    if (q->wc) {
+        wbuf = q->wc + (size_t)c * q->wstep;
+    } else if (reorder_run(P->wre, &P->wsrc, q->weight + (size_t)co * k->cin * k->kh * k->kw, &P->wdst, wbuf)) {
         j->fail = 1;
         return;
     }
@@ -217,64 +355,220 @@ static void conv_block(conv_job *j, int64_t i, int thread) {
     dnnl_dims_t sd = {(dnnl_dim_t)(P->scratch ? P->scratch : 1)};
     dnnl_memory_desc_init_by_tag(&spd, 1, sd, dnnl_u8, dnnl_x);
     const dnnl_memory_desc_t *md[5] = {&P->src, &P->wdst, &P->dst, &spd, &P->bias};
-    void *ptr[5] = {j->src + (size_t)b * j->sbytes, wbuf, dbuf, sbuf, (void *)(j->bias ? j->bias + co : NULL)};
+    void *ptr[5] = {j->src + (size_t)b0 * j->sbytes, wbuf, dbuf, sbuf, (void *)(j->bias ? j->bias + co : NULL)};
     if (run_prim(P->conv, k->has_bias ? 5 : 4, arg, md, ptr) ||
-        reorder_run(P->dre, &P->dst, dbuf, &P->dst_nchw, j->out + ((size_t)b * j->cout + co) * ohw))
+        reorder_run(P->dre, &P->dst, dbuf, &P->dst_nchw, q->out + ((size_t)b0 * j->cout + co) * j->ostep))
         j->fail = 1;
 }
 
 static size_t thr_bytes(const conv_plan *P) {
     size_t ohw = (size_t)P->oh * P->ow;
-    return ((P->wbytes + 63) & ~(size_t)63) + ((ohw * P->k.chunk * sizeof(float) + 63) & ~(size_t)63) +
-           ((P->scratch + 63) & ~(size_t)63);
+    return align64(P->wbytes) + align64((size_t)P->k.mb * ohw * P->k.chunk * sizeof(float)) + align64(P->scratch);
+}
+
+/* The npart convolutions given by keys[] (same input, cout, chunking and
+ * batch) of in, weights w[i], into out[i]; under g_lock. kept as in gemm.h. */
+static int conv_run(conv_key *keys, int npart, const float *const *w, float *const *out, const float *in,
+                    const float *bias, int B, size_t ostep, int kept, int nthreads) {
+    const conv_key *k = &keys[0];
+    int chunk = k->chunk, nchunk = (k->cout + chunk - 1) / chunk;
+    size_t wn = (size_t)k->cout * k->cin * k->kh * k->kw;
+    conv_job j = {0};
+    j.npart = npart, j.in = in, j.bias = bias, j.B = B, j.cout = k->cout, j.nchunk = nchunk, j.ostep = ostep;
+    j.ntask = B / k->mb * nchunk;
+    if (nthreads < 1) nthreads = 1;
+    for (int p = 0; p < npart && kept > 0; p++) /* before any plan is made (its JIT takes milliseconds) */
+        if (!kept_owner(w[p], wn * sizeof(float))) return -1;
+    for (int p = 0; p < npart; p++) {
+        conv_part *q = &j.part[p];
+        conv_key kl = keys[p];
+        kl.chunk = k->cout - (nchunk - 1) * chunk;
+        q->P = plan_get(&keys[p]);
+        q->Plast = kl.chunk == chunk ? q->P : plan_get(&kl);
+        q->weight = w[p], q->out = out[p];
+        if (!q->P || !q->Plast) return -1;
+        const void *owner = kept >= 0 ? kept_owner(w[p], wn * sizeof(float)) : NULL;
+        if (kept > 0 && !owner) return -1;
+        wcache_ent *C = owner ? wcache_get(owner, w[p], q->P, q->Plast, nchunk) : NULL;
+        if (kept > 0 && !C) return -1;
+        if (!C) continue;
+        q->wc = C->buf, q->wstep = align64(q->P->wbytes);
+        if (!C->ready) {
+            j.wpart = p;
+            cs_parallel_for(nthreads < nchunk ? nthreads : nchunk, nchunk, wre_task, &j);
+            if (j.fail) {
+                wcache_del((int)(C - g_wc));
+                return -1;
+            }
+            C->ready = 1;
+        }
+    }
+    conv_plan *P = j.part[0].P;
+    size_t simg = dnnl_memory_desc_get_size(&P->src1);
+    j.sbytes = k->mb > 1 ? simg : align64(simg); /* the batch's images contiguous when one task takes them all */
+    for (int p = 0; p < npart; p++) {
+        size_t a = thr_bytes(j.part[p].P), b = thr_bytes(j.part[p].Plast);
+        if (a > j.tbytes) j.tbytes = a;
+        if (b > j.tbytes) j.tbytes = b;
+    }
+    size_t need = align64(j.sbytes * B) + j.tbytes * nthreads + 64;
+    char *buf = NULL;
+    if (need > KEEP_MAX) { /* a big image's, once per call: not kept */
+        buf = aligned_alloc(64, align64(need));
+    } else {
+        if (need > g_cap) {
+            free(g_buf);
+            g_cap = 0;
+            g_buf = aligned_alloc(64, align64(need));
+            if (g_buf) g_cap = need;
+        }
+        buf = g_buf;
+    }
+    if (!buf) return -1;
+    j.src = buf, j.thr = buf + align64(j.sbytes * B);
+    cs_parallel_for(nthreads < B ? nthreads : B, B, src_task, &j);
+    if (!j.fail) cs_parallel_for(nthreads, (int64_t)npart * j.ntask, conv_task, &j);
+    if (buf != g_buf) free(buf);
+    return j.fail ? -1 : 0;
 }
 
 int cs_conv_onednn(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int kh,
-                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int nthreads) {
+                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int kept,
+                   int nthreads) {
     pthread_once(&g_once, init_engine);
     if (!g_ok || cout % 16 || cin < 16) return -1;
     int chunk = cout % CHUNK_MAX == 0 ? CHUNK_MAX : cout < CHUNK_MAX ? cout : CHUNK_MAX;
-    int nchunk = (cout + chunk - 1) / chunk;
-    conv_key k = {cin, chunk, h, w, kh, kw, stride, pt, pl, pb, pr, bias != NULL, bf16 != 0};
-    conv_key kl = k;
-    kl.chunk = cout - (nchunk - 1) * chunk;
+    int oh = (h + pt + pb - kh) / stride + 1, ow = (w + pl + pr - kw) / stride + 1;
+    /* small images: one task per block of output channels for the whole
+     * batch (a 64-pixel image alone is too thin a product) */
+    int mb = (size_t)oh * ow < SMALL_OHW ? B : 1;
+    conv_key k = {cin, cout, chunk, mb, h, w, kh, kw, stride, pt, pl, pb, pr, bias != NULL, bf16 != 0, 0};
     pthread_mutex_lock(&g_lock);
-    conv_plan *P = plan_get(&k), *Pl = kl.chunk == chunk ? P : plan_get(&kl);
+    int rc = conv_run(&k, 1, &weight, &out, in, bias, B, (size_t)oh * ow, kept, nthreads);
+    pthread_mutex_unlock(&g_lock);
+    return rc;
+}
+
+/* ---- nearest 2x upsampling + 3x3 convolution, pad 1 ------------------------------
+ * Output pixel (2i+py, 2j+px) of the convolution over the upsampled image
+ * reads input rows i-1+a (py = 0) or i+a (py = 1), a = 0, 1, with the 3x3
+ * taps that land on the same input row summed: a 2x2 convolution of the
+ * small image per phase (py, px), 16/36 of the multiplies. The four phase
+ * kernels are derived once per kept weight tensor (kept with it), and the
+ * four convolutions write their outputs interleaved, in place. */
+typedef struct {
+    const void *owner;
+    const float *w;
+    float *d; /* [4 phases][cout][cin][2][2] */
+    size_t n;
+} up2_ent;
+static up2_ent *g_up;
+static int g_nup, g_capup;
+
+/* taps of the 3x3 kernel summed into tap a of phase p, rows or columns */
+static const int UP_T0[2][2] = {{0, 1}, {0, 2}}, UP_T1[2][2] = {{1, 3}, {2, 3}}; /* [p][a]: taps [t0, t1) */
+
+static float *up2_weights(const void *owner, const float *w, int cout, int cin) {
+    for (int i = 0; i < g_nup; i++)
+        if (g_up[i].owner == owner && g_up[i].w == w) return g_up[i].d;
+    size_t n = (size_t)4 * cout * cin * 4;
+    if (g_nup == g_capup) {
+        int nc = g_capup ? 2 * g_capup : 16;
+        up2_ent *e = realloc(g_up, sizeof *e * nc);
+        if (!e) return NULL;
+        g_up = e, g_capup = nc;
+    }
+    float *d = malloc(sizeof(float) * n);
+    if (!d) return NULL;
+    for (int p = 0; p < 4; p++) {
+        int py = p >> 1, px = p & 1;
+        for (size_t oc = 0; oc < (size_t)cout * cin; oc++) {
+            const float *k3 = w + oc * 9;
+            float *k2 = d + ((size_t)p * cout * cin + oc) * 4;
+            for (int a = 0; a < 2; a++)
+                for (int b = 0; b < 2; b++) {
+                    float s = 0;
+                    for (int ky = UP_T0[py][a]; ky < UP_T1[py][a]; ky++)
+                        for (int kx = UP_T0[px][b]; kx < UP_T1[px][b]; kx++) s += k3[ky * 3 + kx];
+                    k2[a * 2 + b] = s;
+                }
+        }
+    }
+    g_up[g_nup++] = (up2_ent){owner, w, d, n};
+    return d;
+}
+
+static void up2_drop(const void *owner) {
+    for (int i = g_nup - 1; i >= 0; i--)
+        if (g_up[i].owner == owner) {
+            free(g_up[i].d);
+            g_up[i] = g_up[--g_nup];
+        }
+    if (!g_nup) free(g_up), g_up = NULL, g_capup = 0;
+}
+
+int cs_conv_onednn_up2(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int B,
+                       int h, int w, int bf16, int nthreads) {
+    pthread_once(&g_once, init_engine);
+    if (!g_ok || cout % 16 || cin < 16) return -1;
+    int chunk = cout % CHUNK_MAX == 0 ? CHUNK_MAX : cout < CHUNK_MAX ? cout : CHUNK_MAX;
+    int mb = (size_t)h * w < SMALL_OHW ? B : 1;
+    pthread_mutex_lock(&g_lock);
     int rc = -1;
-    if (P && Pl) {
-        conv_job j = {P, Pl, out, in, weight, bias, B, cout, nchunk, NULL, 0, NULL, 0, 0};
-        j.sbytes = (dnnl_memory_desc_get_size(&P->src) + 63) & ~(size_t)63;
-        j.tbytes = thr_bytes(P) > thr_bytes(Pl) ? thr_bytes(P) : thr_bytes(Pl);
-        if (nthreads < 1) nthreads = 1;
-        size_t need = (j.sbytes * B + j.tbytes * nthreads + 64 + 63) & ~(size_t)63;
-        char *buf = NULL;
-        if (need > KEEP_MAX) { /* a big image's, once per call: not kept */
-            buf = aligned_alloc(64, need);
-        } else {
-            if (need > g_cap) {
-                free(g_buf);
-                g_cap = 0;
-                g_buf = aligned_alloc(64, need);
-                if (g_buf) g_cap = need;
-            }
-            buf = g_buf;
+    const void *owner = kept_owner(weight, (size_t)cout * cin * 9 * sizeof(float));
+    float *d = owner ? up2_weights(owner, weight, cout, cin) : NULL;
+    if (d) {
+        conv_key k[4];
+        const float *wp[4];
+        float *op[4];
+        size_t n = (size_t)cout * cin * 4;
+        for (int p = 0; p < 4; p++) {
+            int py = p >> 1, px = p & 1;
+            k[p] = (conv_key){cin, cout, chunk, mb, h, w, 2, 2, 1, !py, !px, py, px, bias != NULL, bf16 != 0, 1};
+            wp[p] = d + p * n;
+            op[p] = out + (size_t)py * 2 * w + px;
         }
-        if (buf) {
-            j.src = buf, j.thr = buf + j.sbytes * B;
-            cs_parallel_for(nthreads < B ? nthreads : B, B, src_task, &j);
-            if (!j.fail) cs_parallel_for(nthreads, (int64_t)B * nchunk, conv_task, &j);
-            rc = j.fail ? -1 : 0;
-        }
-        if (buf != g_buf) free(buf);
+        /* the derived kernels are kept as the weights they come from */
+        if (kept_owner(d, sizeof(float) * 4 * n) || !keep_range(owner, d, 4 * n))
+            rc = conv_run(k, 4, wp, op, in, bias, B, (size_t)4 * h * w, 1, nthreads);
     }
     pthread_mutex_unlock(&g_lock);
     return rc;
 }
 #else
+static void wcache_drop(const void *owner) { (void)owner; }
+static void up2_drop(const void *owner) { (void)owner; }
+int cs_conv_onednn_up2(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int B,
+                       int h, int w, int bf16, int nthreads) {
+    (void)out, (void)in, (void)weight, (void)bias, (void)cin, (void)cout, (void)B, (void)h, (void)w, (void)bf16;
+    (void)nthreads;
+    return -1;
+}
 int cs_conv_onednn(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int kh,
-                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int nthreads) {
+                   int kw, int stride, int pt, int pl, int pb, int pr, int B, int h, int w, int bf16, int kept,
+                   int nthreads) {
     (void)out, (void)in, (void)weight, (void)bias, (void)cin, (void)cout, (void)kh, (void)kw, (void)stride;
-    (void)pt, (void)pl, (void)pb, (void)pr, (void)B, (void)h, (void)w, (void)bf16, (void)nthreads;
+    (void)pt, (void)pl, (void)pb, (void)pr, (void)B, (void)h, (void)w, (void)bf16, (void)kept, (void)nthreads;
     return -1;
 }
 #endif
+
+/* ---- the kept ranges (plain C: also without oneDNN) ---- */
+
+int cs_conv_weights_keep(const void *owner, const float *w, size_t n) {
+    if (!owner || !w || !n) return 0;
+    pthread_mutex_lock(&g_lock);
+    int rc = keep_range(owner, w, n);
+    pthread_mutex_unlock(&g_lock);
+    return rc;
+}
+
+void cs_conv_weights_forget(const void *owner) {
+    pthread_mutex_lock(&g_lock);
+    for (int i = g_nkept - 1; i >= 0; i--)
+        if (g_kept[i].owner == owner) g_kept[i] = g_kept[--g_nkept];
+    if (!g_nkept) free(g_kept), g_kept = NULL, g_capkept = 0;
+    wcache_drop(owner);
+    up2_drop(owner);
+    pthread_mutex_unlock(&g_lock);
+}

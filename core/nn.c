@@ -313,12 +313,20 @@ static void conv2d_batched(float *out, const float *in, const float *weight, con
 }
 
 /* A conv of at least this many output pixels per image goes to oneDNN's
- * convolution (core/conv_onednn.c: no im2col copy; its weights are
- * reordered per call, which smaller images do not amortise: measured with
- * bench/bench_gemm.c, at 16x16 it was 13-15% slower than im2col + sgemm,
- * at 32x32 and up 5-50% faster, bf16 1.3-2.7x). */
+ * convolution (core/conv_onednn.c: no im2col copy; unless the owner kept
+ * them, its weights are reordered per call, which smaller images do not
+ * amortise: measured with bench/bench_gemm.c, at 16x16 it was 13-15% slower
+ * than im2col + sgemm, at 32x32 and up 5-50% faster, bf16 1.3-2.7x). With
+ * kept weights (cs_conv_weights_keep: a loaded model's), bf16 down to 8x8:
+ * bench_gemm, UNet 1280->1280 batch 2, GFLOP per CPU-second, kept primitive
+ * vs im2col: 16x16 bf16 387 vs 240, 8x8 bf16 318 vs 138. fp32 stays im2col
+ * below 32x32: 16x16 180 vs 171 per shape (within the noise), 8x8 159 vs
+ * 169, and the whole UNet took 3-6% more CPU time with them (bench_sd
+ * BENCH_SD_AB, two runs under load). */
 #define NN_DIRECT_MIN_OHW 1024
-static int g_conv_direct = 1;
+#define NN_DIRECT_KEPT_MIN_OHW 1024
+#define NN_DIRECT_KEPT_MIN_OHW_BF16 64
+static int g_conv_direct = 2;
 void nn_set_conv_direct(int on) { g_conv_direct = on; }
 
 void nn_conv2d(float *out, const float *in, const float *weight, const float *bias,
@@ -327,11 +335,16 @@ void nn_conv2d(float *out, const float *in, const float *weight, const float *bi
     int K = p->cin * p->kh * p->kw;
     size_t ohw = (size_t)oh * ow;
     int isa = cs_cpu_isa();
-    if (isa >= CS_ISA_AVX512 && g_conv_direct && g_backend != NN_GEMM_OWN && !conv_is_pointwise(p) && ohw >= NN_DIRECT_MIN_OHW) {
+    int bf = isa >= CS_ISA_AVX512 ? use_bf16(p->cout, (int)ohw, K, isa) : 0;
+    /* kept copies only where they pay (smaller images; memory: a model's
+     * weights + 2 GB); from 32x32 the per-call reorder is amortised */
+    int kept = g_conv_direct == 1 || ohw >= NN_DIRECT_MIN_OHW ? -1 : 1;
+    if (isa >= CS_ISA_AVX512 && g_conv_direct && g_backend != NN_GEMM_OWN && !conv_is_pointwise(p) &&
+        ohw >= (kept < 0 ? NN_DIRECT_MIN_OHW : bf ? NN_DIRECT_KEPT_MIN_OHW_BF16 : NN_DIRECT_KEPT_MIN_OHW)) {
         double macs = (double)p->cout * ohw * K * B;
         cs_work wk = cs_work_begin(SITE(cs_conv_onednn), macs);
         if (cs_conv_onednn(out, in, weight, bias, p->cin, p->cout, p->kh, p->kw, p->stride, p->pad_t, p->pad_l,
-                           p->pad_b, p->pad_r, B, h, w, use_bf16(p->cout, (int)ohw, K, isa), wk.threads) == 0) {
+                           p->pad_b, p->pad_r, B, h, w, bf, kept, wk.threads) == 0) {
             cs_work_end(&wk, macs);
             FLOPS(p->cout, ohw * B, K);
             return;
@@ -362,6 +375,20 @@ void nn_conv2d(float *out, const float *in, const float *weight, const float *bi
             sgemm_bias(p->cout, rows * ow, K, weight, K, ws, rows * ow, y + (size_t)r0 * ow, (int)ohw, bias, 1);
         }
     }
+}
+
+int nn_conv2d_up2(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int B,
+                  int h, int w) {
+    int isa = cs_cpu_isa();
+    if (isa < CS_ISA_AVX512 || g_conv_direct < 2 || g_backend == NN_GEMM_OWN) return -1;
+    double macs = (double)cout * cin * 16 * h * w * B;
+    cs_work wk = cs_work_begin(SITE(cs_conv_onednn_up2), macs);
+    if (cs_conv_onednn_up2(out, in, weight, bias, cin, cout, B, h, w, use_bf16(cout, h * w, cin * 4, isa),
+                           wk.threads))
+        return -1;
+    cs_work_end(&wk, macs);
+    FLOPS(cout, (size_t)4 * h * w * B, cin * 4);
+    return 0;
 }
 
 /* ---- linear ------------------------------------------------------------------------ */

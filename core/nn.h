@@ -49,9 +49,18 @@ void nn_set_tile_threads(int n); /* this thread's, default 1 */
 enum { NN_GEMM_AUTO = 0, NN_GEMM_OWN = 1, NN_GEMM_ONEDNN = 2 };
 void nn_set_gemm_backend(int backend);
 /* 0: convolutions always as im2col + nn_sgemm (what they were before oneDNN's
- * convolution primitives, core/conv_onednn.c); 1 (default): those where it
- * pays. For benches and tests; not thread safe. */
+ * convolution primitives, core/conv_onednn.c); 1: the primitive from 32x32
+ * outputs, weights reordered per call (before kept weights); 2 (default):
+ * also kept weights (cs_conv_weights_keep) and, with those, smaller images.
+ * For benches and tests; not thread safe. */
 void nn_set_conv_direct(int on);
+
+/* out [B, cout, 2h, 2w] = 3x3 conv, stride 1, pad 1, of the nearest 2x
+ * upsampling of in [B, cin, h, w]: without the upsampled copy and with 16/36
+ * of the multiplies (core/conv_onednn.c), on AVX-512 with oneDNN and weights
+ * kept (cs_conv_weights_keep). 0, or -1: then upsample and nn_conv2d. */
+int nn_conv2d_up2(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int B,
+                  int h, int w);
 
 /* Precision of the products (nn_sgemm and everything built on it): fp32 (the
  * default and the reference) or bf16 (operands rounded to bfloat16, products

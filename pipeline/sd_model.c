@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gemm.h"
 #include "core/nn.h"
 #include "pipeline/schedule.h"
 #include "pipeline/sd_internal.h"
@@ -88,7 +89,10 @@ static int load_wb(sd_loader *L, const float **w, const float **b, const char *n
 int sd_load_conv(sd_loader *L, sd_conv *c, const char *name, int cout, int cin, int k, int bias) {
     int64_t s[4] = {cout, cin, k, k};
     c->cout = cout, c->cin = cin, c->k = k, c->b = NULL;
-    return load_wb(L, &c->w, bias ? &c->b : NULL, name, 4, s, cout);
+    if (load_wb(L, &c->w, bias ? &c->b : NULL, name, 4, s, cout)) return -1;
+    /* unchanged until sd_free: the convolutions may keep them reordered (core/gemm.h) */
+    cs_conv_weights_keep(L, c->w, (size_t)cout * cin * k * k);
+    return 0;
 }
 
 int sd_load_linear(sd_loader *L, sd_linear *l, const char *name, int nout, int nin, int bias) {
@@ -302,6 +306,7 @@ fail:
 
 void sd_free(sd_model *m) {
     if (!m) return;
+    cs_conv_weights_forget(&m->loader);
     clip_text_free(&m->text);
     clip_text_free(&m->text2);
     unet_free(&m->unet);

@@ -239,6 +239,12 @@ static int decoder_forward(sd_model *m, float *image, const float *z, int B, int
         }
         if (lv->has_sample) {
             int C = lv->sample.cin;
+            /* fused (2x2 convs per output phase) where it can, else upsample then conv */
+            if (!nn_conv2d_up2(nxt, cur, lv->sample.w, lv->sample.b, C, lv->sample.cout, B, h, w)) {
+                h *= 2, w *= 2;
+                float *t = cur; cur = nxt; nxt = t;
+                continue;
+            }
             nn_upsample_nearest2x(nxt, cur, B * C, h, w);
             h *= 2, w *= 2;
             if (sd_conv_forward(m, cur, nxt, &lv->sample, B, h, w, 1, 1, 1, 1, 1)) return -1;

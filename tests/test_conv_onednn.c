@@ -5,8 +5,14 @@
  * and without bias, cout a multiple of the 64-channel task and not (48, 80,
  * 144: a shorter last block), batch 1 and 3; the same bytes on 1, 2 and 3
  * threads; bf16 within bf16's rounding of both operands; and the path is
- * really taken (the im2col path's result differs in its last bits). Skipped
- * (and said so) without AVX-512 or oneDNN. */
+ * really taken (the im2col path's result differs in its last bits). Then
+ * weights kept in the primitive's layout (cs_conv_weights_keep): the small
+ * images (16x16, 8x8) that only take the primitive then in bf16, and a
+ * 32x32 one; the first call (which fills the copy) and the later ones give
+ * the same bytes on 1-3 threads; after cs_conv_weights_forget and a change
+ * of the weights in place, the new weights are used (no stale copy). And
+ * the fused nearest-2x upsampling + 3x3 conv (nn_conv2d_up2).
+ * Skipped (and said so) without AVX-512 or oneDNN. */
 #include <stdint.h>
 
 #include "core/cpu.h"
@@ -58,7 +64,7 @@ static void one_case(nn_conv2d_p p, int B, int h, int w, int with_bias) {
     }
     nn_set_conv_direct(0);
     nn_conv2d(yi, x, wt, bs, &p, B, h, w, ws, wsn);
-    nn_set_conv_direct(1);
+    nn_set_conv_direct(2);
     CHECKF(memcmp(y, yi, sizeof(float) * n) != 0, "cout %d: same bytes as im2col: oneDNN's path not taken", p.cout);
     if (nn_set_precision(NN_BF16) == 0) {
         nn_conv2d(y2, x, wt, bs, &p, B, h, w, ws, wsn);
@@ -70,6 +76,103 @@ static void one_case(nn_conv2d_p p, int B, int h, int w, int with_bias) {
     }
     nn_set_threads(0);
     free(x), free(wt), free(bs), free(y), free(y2), free(yi), free(r), free(ws);
+}
+
+/* kept weights: against the reference, the im2col path (not the same
+ * bytes: the primitive is taken), thread counts, fp32 and bf16, no stale copy */
+static void kept_case(nn_conv2d_p p, int B, int h, int w) {
+    int oh = nn_conv2d_oh(&p, h), ow = nn_conv2d_ow(&p, w);
+    size_t n = (size_t)B * p.cout * oh * ow, nw = (size_t)p.cout * p.cin * 9;
+    float *x = rand_buf((size_t)B * p.cin * h * w, 5 + p.cin), *wt = rand_buf(nw, 6 + p.cout), *bs = rand_buf(p.cout, 7);
+    float *y = malloc(sizeof(float) * n), *y2 = malloc(sizeof(float) * n), *yi = malloc(sizeof(float) * n);
+    double *r = malloc(sizeof(double) * n);
+    size_t wsn = nn_conv2d_ws_batched(&p, B, h, w) + nn_conv2d_ws(&p, h, w);
+    float *ws = malloc(sizeof(float) * wsn);
+    int owner;
+    for (int prec = NN_FP32; prec <= NN_BF16; prec++) {
+        if (nn_set_precision(prec)) continue;
+        nn_set_threads(1);
+        nn_conv2d(yi, x, wt, bs, &p, B, h, w, ws, wsn); /* not kept: small images take im2col */
+        CHECK(cs_conv_weights_keep(&owner, wt, nw) == 0);
+        conv_ref(r, x, wt, bs, &p, B, h, w);
+        nn_conv2d(y, x, wt, bs, &p, B, h, w, ws, wsn); /* fills the kept copy */
+        double e = rel(y, r, n);
+        CHECKF(prec == NN_FP32 ? e < 1e-5 : e < 1e-2 && e > 1e-5, "kept cin %d cout %d %dx%d B %d prec %d: rel %g",
+               p.cin, p.cout, h, w, B, prec, e);
+        if (oh * ow < 1024 && prec == NN_BF16) /* core/nn.c: fp32 stays im2col below 32x32 */
+            CHECKF(memcmp(y, yi, sizeof(float) * n) != 0, "kept %dx%d: same bytes as im2col: primitive not taken", oh,
+                   ow);
+        for (int nt = 1; nt <= 3; nt++) {
+            nn_set_threads(nt);
+            nn_conv2d(y2, x, wt, bs, &p, B, h, w, ws, wsn);
+            CHECKF(!memcmp(y, y2, sizeof(float) * n), "kept %dx%d prec %d: bytes differ on %d threads", oh, ow, prec,
+                   nt);
+        }
+        /* changed in place after forget (then kept again at the same address): the new weights count */
+        cs_conv_weights_forget(&owner);
+        for (size_t i = 0; i < nw; i++) wt[i] = -0.5f * wt[i];
+        CHECK(cs_conv_weights_keep(&owner, wt, nw) == 0);
+        conv_ref(r, x, wt, bs, &p, B, h, w);
+        nn_conv2d(y2, x, wt, bs, &p, B, h, w, ws, wsn);
+        e = rel(y2, r, n);
+        CHECKF(prec == NN_FP32 ? e < 1e-5 : e < 1e-2, "kept %dx%d after a change: rel %g (a stale copy?)", oh, ow, e);
+        cs_conv_weights_forget(&owner);
+        for (size_t i = 0; i < nw; i++) wt[i] = -2.f * wt[i];
+        nn_set_precision(NN_FP32);
+    }
+    nn_set_threads(0);
+    free(x), free(wt), free(bs), free(y), free(y2), free(yi), free(r), free(ws);
+}
+
+static void test_kept(void) {
+    kept_case((nn_conv2d_p){64, 128, 3, 3, 1, 1, 1, 1, 1}, 2, 16, 16);
+    kept_case((nn_conv2d_p){48, 80, 3, 3, 1, 1, 1, 1, 1}, 3, 8, 8);
+    kept_case((nn_conv2d_p){32, 64, 3, 3, 2, 1, 1, 1, 1}, 2, 16, 16); /* 8x8 outputs, strided */
+    kept_case((nn_conv2d_p){32, 64, 3, 3, 1, 1, 1, 1, 1}, 1, 32, 32);
+}
+
+/* nn_conv2d_up2 against the upsampled image convolved in double: fp32 and
+ * bf16, 1-3 threads, odd sizes, cout not a multiple of 64; refused for
+ * weights not kept */
+static void up2_case(int cin, int cout, int B, int h, int w) {
+    nn_conv2d_p p = {cin, cout, 3, 3, 1, 1, 1, 1, 1};
+    int H = 2 * h, W = 2 * w;
+    size_t n = (size_t)B * cout * H * W, nw = (size_t)cout * cin * 9;
+    float *x = rand_buf((size_t)B * cin * h * w, 11 + cin), *wt = rand_buf(nw, 12 + cout), *bs = rand_buf(cout, 13);
+    float *up = malloc(sizeof(float) * B * cin * H * W), *y = malloc(sizeof(float) * n), *y2 = malloc(sizeof(float) * n);
+    double *r = malloc(sizeof(double) * n);
+    for (size_t c = 0; c < (size_t)B * cin; c++)
+        for (int i = 0; i < H; i++)
+            for (int j = 0; j < W; j++) up[(c * H + i) * W + j] = x[(c * h + i / 2) * w + j / 2];
+    conv_ref(r, up, wt, bs, &p, B, H, W);
+    int owner;
+    nn_set_threads(1);
+    CHECKF(nn_conv2d_up2(y, x, wt, bs, cin, cout, B, h, w) == -1, "up2 %dx%d: taken with weights not kept", h, w);
+    CHECK(cs_conv_weights_keep(&owner, wt, nw) == 0);
+    for (int prec = NN_FP32; prec <= NN_BF16; prec++) {
+        if (nn_set_precision(prec)) continue;
+        nn_set_threads(1);
+        memset(y, 0xff, sizeof(float) * n); /* NaN: every element must be written */
+        CHECK(nn_conv2d_up2(y, x, wt, bs, cin, cout, B, h, w) == 0);
+        double e = rel(y, r, n);
+        CHECKF(prec == NN_FP32 ? e < 1e-5 : e < 1e-2 && e > 1e-5, "up2 cin %d cout %d %dx%d B %d prec %d: rel %g", cin,
+               cout, h, w, B, prec, e);
+        for (int nt = 2; nt <= 3; nt++) {
+            nn_set_threads(nt);
+            CHECK(nn_conv2d_up2(y2, x, wt, bs, cin, cout, B, h, w) == 0);
+            CHECKF(!memcmp(y, y2, sizeof(float) * n), "up2 %dx%d prec %d: bytes differ on %d threads", h, w, prec, nt);
+        }
+        nn_set_precision(NN_FP32);
+    }
+    cs_conv_weights_forget(&owner);
+    nn_set_threads(0);
+    free(x), free(wt), free(bs), free(up), free(y), free(y2), free(r);
+}
+
+static void test_up2(void) {
+    up2_case(32, 64, 1, 32, 32);
+    up2_case(16, 80, 2, 33, 35);
+    up2_case(64, 48, 1, 8, 8);
 }
 
 static void test_conv(void) {
@@ -87,5 +190,7 @@ int main(void) {
     }
     cs_set_thread_grain(0); /* every conv on all the threads set: the counts compared are the ones run */
     RUN(test_conv);
+    RUN(test_kept);
+    RUN(test_up2);
     return T_DONE();
 }

@@ -55,6 +55,7 @@ typedef struct {
 
 struct an_rt {
     cs_model *m;       /* NULL: no round trip (why says why) */
+    int applies;       /* the run's model has an autoencoder (by its recorded kind) */
     char why[300];
     char *model, *model_sha256;
     rt_entry *e;       /* the cache, open addressing on (row, w, h) */
@@ -131,20 +132,35 @@ int an_rt_open(an_state *A, cs_err *err) {
     cJSON *sj = settings ? cJSON_Parse(settings) : NULL;
     free(settings);
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(sj, "model_kind");
-    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(sj, "config"); /* generate --config */
+    const cJSON *file = cJSON_GetObjectItemCaseSensitive(sj, "model_file");
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(sj, "config");
+    const cJSON *cfg_json = cJSON_GetObjectItemCaseSensitive(sj, "config_json");
+    /* The run records the checkpoint's absolute path and the config it was
+     * opened with, as text (pipeline/generate.c): a small model's geometry
+     * is not all in its weights, and neither the suite nor the config file
+     * need be there any more. Runs recorded before that name the model as
+     * given (relative to the folder generate ran in) and maybe a --config;
+     * for them the suite's config is the last resort. */
+    if (cJSON_IsString(file)) {
+        free(R->model);
+        R->model = strdup(file->valuestring);
+    }
     const char *config = cJSON_IsString(cfg) ? cfg->valuestring : NULL;
-    /* else the suite's config (a small model's geometry is not all in its weights) */
+    char *config_text = cJSON_IsObject(cfg_json) ? cJSON_PrintUnformatted(cfg_json) : NULL;
     cs_suite su = {0};
     cs_err e2 = {0};
     struct stat sb;
-    if (!config && suite && stat(suite, &sb) == 0 && cs_suite_load(&su, suite, &e2) == 0) config = su.config;
-    if (!R->model || !R->model_sha256 || !cJSON_IsString(kind) || strcmp(kind->valuestring, "sd"))
+    if (!config_text && (!config || stat(config, &sb) != 0)) {
+        config = NULL;
+        if (suite && stat(suite, &sb) == 0 && cs_suite_load(&su, suite, &e2) == 0) config = su.config;
+    }
+    R->applies = R->model && R->model_sha256 && cJSON_IsString(kind) && !strcmp(kind->valuestring, "sd");
+    if (!R->applies)
         snprintf(R->why, sizeof R->why, "the run's model has no autoencoder (%s)",
                  cJSON_IsString(kind) ? kind->valuestring : R->model ? R->model : "none recorded");
     else if (stat(R->model, &sb) != 0)
         snprintf(R->why, sizeof R->why, "%.200s: the run's model is not there any more", R->model);
-    else if (cs_model_open(&R->m, R->model,
-                           &(cs_model_opts){.config = config}, &e2))
+    else if (cs_model_open(&R->m, R->model, &(cs_model_opts){.config = config, .config_text = config_text}, &e2))
         snprintf(R->why, sizeof R->why, "the run's model cannot be opened: %.240s", e2.msg);
     else if (strcmp(R->m->hash, R->model_sha256)) {
         snprintf(R->why, sizeof R->why, "%.200s: sha256 differs from the run's model", R->model);
@@ -154,7 +170,13 @@ int an_rt_open(an_state *A, cs_err *err) {
         snprintf(R->why, sizeof R->why, "the run's model has no autoencoder");
         cs_model_free(R->m);
         R->m = NULL;
+        R->applies = 0;
     }
+    /* a model with an autoencoder that could not be opened: said once on
+     * the summary (the CLI prints it), and in every finding's evidence */
+    if (R->applies && !R->m)
+        snprintf(A->sum->rt_skipped, sizeof A->sum->rt_skipped, "%s", R->why);
+    free(config_text);
     cJSON_Delete(sj);
     cs_suite_free(&su);
     free(suite);

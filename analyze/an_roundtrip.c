@@ -43,6 +43,17 @@
 #define RT_TL2 3 /* nearest by tiled L2 that are round-tripped */
 #define RT_EMB 3 /* nearest by embedding */
 #define RT_MAXC (CS_AN_NB + RT_TL2 + RT_EMB)
+/* near_ae_floor: a latent model's copy of a reference carries its decoder's
+ * error, and the decoder loses most where the autoencoder loses most. So a
+ * generation whose aligned tiled L2 to the reference is at most RT_FLOOR_MULT
+ * times the autoencoder's own loss on that reference (its round trip's tiled
+ * L2, the floor) is a near-copy at the model's resolution: twice the error,
+ * the bound the report's pixel truth states in PSNR (6 dB, reports/memo.h),
+ * here on the worst tile after alignment. Capped at ratio_tl2, beyond which
+ * no pixel rule calls two pictures near (a model whose autoencoder loses
+ * more than half of that is not judged by this rule), and only for one
+ * candidate: when two distinct references both pass, neither is named. */
+#define RT_FLOOR_MULT 2.0f
 
 /* One cached round trip: reference row at generation size w x h. */
 typedef struct {
@@ -327,6 +338,11 @@ static int fill_cache(an_state *A, item *const *cx, const cs_an_result *cr, int6
 
 /* ---- judging ---- */
 
+/* near_ae_floor's bound on the aligned tiled L2 to the reference (above) */
+static float rt_floor_bound(float floor, const cs_an_settings *s) {
+    return fminf((float)s->ratio_tl2, RT_FLOOR_MULT * floor);
+}
+
 typedef struct {
     an_state *A;
     item *const *cx;
@@ -429,7 +445,7 @@ static void judge_one(void *vctx, int64_t j, int thread) {
     cs_an_settings s1 = *s;
     if (s1.full_scan_max < nr) s1.full_scan_max = nr; /* the round trips prepared once, here */
     if (cs_an_refs_build_borrow(&rr, nr, ids, rt, &s1, &e)) goto out;
-    int best = -1, old = -1;
+    int best = -1, old = -1, n_floor = 0, at_floor = -1;
     for (int k = 0; k < nr; k++) {
         cs_an_cand *a = &cand[k], b = {.emb_cos = -2};
         a->emb_cos = -2;
@@ -445,7 +461,17 @@ static void judge_one(void *vctx, int64_t j, int thread) {
         take_nearer(a, &b);
         cs_an_verdict_cand(a, res->gen_pdq_quality, s);
         cs_an_verdict_local(a, s);
-        if (best < 0 || better(a, &cand[best])) best = k;
+        if (a->tiles_informative > 0 && d_ref[k] <= rt_floor_bound(ent[k]->floor, s)) {
+            n_floor++;
+            at_floor = k;
+        }
+    }
+    if (n_floor == 1 && cand[at_floor].verdict < CS_V_NEAR) {
+        cand[at_floor].verdict = CS_V_NEAR;
+        cand[at_floor].rule = "near_ae_floor";
+    }
+    for (int k = 0; k < nr; k++) {
+        if (best < 0 || better(&cand[k], &cand[best])) best = k;
         if (rows[k] == res->best.row) old = k;
     }
     /* the match's choice stays when its re-judged verdict is still the highest */
@@ -499,5 +525,6 @@ void an_rt_evidence(void *obj, const an_state *A, const cs_an_result *r) {
     cJSON_AddNumberToObject(o, "reference_aligned_tl2", round(inf->d_ref * 1e4) / 1e4);
     cJSON_AddNumberToObject(o, "round_trip_aligned_tl2", round(inf->d_rt * 1e4) / 1e4);
     cJSON_AddNumberToObject(o, "autoencoder_floor_tl2", round(inf->floor * 1e4) / 1e4);
+    cJSON_AddNumberToObject(o, "floor_bound_tl2", round(rt_floor_bound(inf->floor, A->set) * 1e4) / 1e4);
     cJSON_AddStringToObject(o, "round_trip_of", inf->from_source ? "source file" : "thumbnail");
 }

@@ -45,14 +45,22 @@
 #define RT_MAXC (CS_AN_NB + RT_TL2 + RT_EMB)
 /* near_ae_floor: a latent model's copy of a reference carries its decoder's
  * error, and the decoder loses most where the autoencoder loses most. So a
- * generation whose aligned tiled L2 to the reference is at most RT_FLOOR_MULT
- * times the autoencoder's own loss on that reference (its round trip's tiled
- * L2, the floor) is a near-copy at the model's resolution: twice the error,
- * the bound the report's pixel truth states in PSNR (6 dB, reports/memo.h),
- * here on the worst tile after alignment. Capped at ratio_tl2, beyond which
- * no pixel rule calls two pictures near (a model whose autoencoder loses
- * more than half of that is not judged by this rule), and only for one
- * candidate: when two distinct references both pass, neither is named. */
+ * generation is a near-copy at the model's resolution when
+ *  - its aligned tiled L2 to the reference is at most RT_FLOOR_MULT times the
+ *    autoencoder's own loss on that reference (the reference's tiled L2 to
+ *    its round trip, the floor): twice the error, the bound the report's
+ *    pixel truth states in PSNR (6 dB, reports/memo.h), capped at ratio_tl2,
+ *    beyond which no pixel rule calls two pictures near;
+ *  - it is nearer the reference's round trip than the reference itself: it
+ *    is the decoder's copy of this picture. A decoder's output of a distinct
+ *    picture of the same layout keeps its own colours where the autoencoder
+ *    is faithful, and is farther from this reference's round trip than from
+ *    the reference (the flags of the Netherlands and Hungary, one stripe
+ *    blue or green: 0.14 from the reference, 0.18 from its round trip,
+ *    while the autoencoder's own loss on either is 0.13);
+ *  - the reference fits clearly better than every distinct other candidate
+ *    (Lowe's ratio, CS_LFV_RATIO, as cs_an_mark_ambiguous asks of near_tl2:
+ *    a family of look-alike references is no evidence for one of them). */
 #define RT_FLOOR_MULT 2.0f
 
 /* One cached round trip: reference row at generation size w x h. */
@@ -343,6 +351,29 @@ static float rt_floor_bound(float floor, const cs_an_settings *s) {
     return fminf((float)s->ratio_tl2, RT_FLOOR_MULT * floor);
 }
 
+/* A distinct candidate (not one picture with k: their thumbnails farther
+ * apart than near_tl2) nearly as close as k: Lowe's ratio fails. */
+static int floor_rival(const cs_an_refs *refs, const int32_t *rows, const float *d_ref, int nr, int k,
+                       const cs_an_settings *s) {
+    const cs_tl2_cfg *cfg = &refs->cfg;
+    const int D = cs_tl2_dim(cfg);
+    float *buf = NULL;
+    int rival = 0;
+    for (int m = 0; m < nr && !rival; m++) {
+        if (m == k || rows[m] == rows[k] || CS_LFV_RATIO * d_ref[m] > d_ref[k]) continue;
+        if (!buf && !(buf = malloc(sizeof(float) * 3 * (size_t)D))) return 1; /* unsure: no verdict */
+        uint8_t mir[S * S * 3];
+        memcpy(mir, refs->thumbs + (int64_t)rows[m] * S * S * 3, sizeof mir);
+        cs_tl2_hflip_rgb(mir, S);
+        cs_tl2_prepare(buf, NULL, refs->thumbs + (int64_t)rows[k] * S * S * 3, cfg);
+        cs_tl2_prepare(buf + D, NULL, refs->thumbs + (int64_t)rows[m] * S * S * 3, cfg);
+        cs_tl2_prepare(buf + 2 * D, NULL, mir, cfg);
+        rival = fminf(cs_tl2_pair(NULL, buf, buf + D, cfg), cs_tl2_pair(NULL, buf, buf + 2 * D, cfg)) > s->near_tl2;
+    }
+    free(buf);
+    return rival;
+}
+
 typedef struct {
     an_state *A;
     item *const *cx;
@@ -445,7 +476,7 @@ static void judge_one(void *vctx, int64_t j, int thread) {
     cs_an_settings s1 = *s;
     if (s1.full_scan_max < nr) s1.full_scan_max = nr; /* the round trips prepared once, here */
     if (cs_an_refs_build_borrow(&rr, nr, ids, rt, &s1, &e)) goto out;
-    int best = -1, old = -1, n_floor = 0, at_floor = -1;
+    int best = -1, old = -1, at_floor = -1;
     for (int k = 0; k < nr; k++) {
         cs_an_cand *a = &cand[k], b = {.emb_cos = -2};
         a->emb_cos = -2;
@@ -461,12 +492,11 @@ static void judge_one(void *vctx, int64_t j, int thread) {
         take_nearer(a, &b);
         cs_an_verdict_cand(a, res->gen_pdq_quality, s);
         cs_an_verdict_local(a, s);
-        if (a->tiles_informative > 0 && d_ref[k] <= rt_floor_bound(ent[k]->floor, s)) {
-            n_floor++;
+        if (a->tiles_informative > 0 && d_ref[k] <= rt_floor_bound(ent[k]->floor, s) && d_rt[k] < d_ref[k] &&
+            (at_floor < 0 || d_ref[k] < d_ref[at_floor]))
             at_floor = k;
-        }
     }
-    if (n_floor == 1 && cand[at_floor].verdict < CS_V_NEAR) {
+    if (at_floor >= 0 && cand[at_floor].verdict < CS_V_NEAR && !floor_rival(refs, rows, d_ref, nr, at_floor, s)) {
         cand[at_floor].verdict = CS_V_NEAR;
         cand[at_floor].rule = "near_ae_floor";
     }

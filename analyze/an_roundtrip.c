@@ -43,6 +43,25 @@
 #define RT_TL2 3 /* nearest by tiled L2 that are round-tripped */
 #define RT_EMB 3 /* nearest by embedding */
 #define RT_MAXC (CS_AN_NB + RT_TL2 + RT_EMB)
+/* near_ae_floor: a latent model's copy of a reference carries its decoder's
+ * error, and the decoder loses most where the autoencoder loses most. So a
+ * generation is a near-copy at the model's resolution when
+ *  - its aligned tiled L2 to the reference is at most RT_FLOOR_MULT times the
+ *    autoencoder's own loss on that reference (the reference's tiled L2 to
+ *    its round trip, the floor): twice the error, the bound the report's
+ *    pixel truth states in PSNR (6 dB, reports/memo.h), capped at ratio_tl2,
+ *    beyond which no pixel rule calls two pictures near;
+ *  - it is nearer the reference's round trip than the reference itself: it
+ *    is the decoder's copy of this picture. A decoder's output of a distinct
+ *    picture of the same layout keeps its own colours where the autoencoder
+ *    is faithful, and is farther from this reference's round trip than from
+ *    the reference (the flags of the Netherlands and Hungary, one stripe
+ *    blue or green: 0.14 from the reference, 0.18 from its round trip,
+ *    while the autoencoder's own loss on either is 0.13);
+ *  - the reference fits clearly better than every distinct other candidate
+ *    (Lowe's ratio, CS_LFV_RATIO, as cs_an_mark_ambiguous asks of near_tl2:
+ *    a family of look-alike references is no evidence for one of them). */
+#define RT_FLOOR_MULT 2.0f
 
 /* One cached round trip: reference row at generation size w x h. */
 typedef struct {
@@ -55,6 +74,7 @@ typedef struct {
 
 struct an_rt {
     cs_model *m;       /* NULL: no round trip (why says why) */
+    int applies;       /* the run's model has an autoencoder (by its recorded kind) */
     char why[300];
     char *model, *model_sha256;
     rt_entry *e;       /* the cache, open addressing on (row, w, h) */
@@ -131,20 +151,35 @@ int an_rt_open(an_state *A, cs_err *err) {
     cJSON *sj = settings ? cJSON_Parse(settings) : NULL;
     free(settings);
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(sj, "model_kind");
-    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(sj, "config"); /* generate --config */
+    const cJSON *file = cJSON_GetObjectItemCaseSensitive(sj, "model_file");
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(sj, "config");
+    const cJSON *cfg_json = cJSON_GetObjectItemCaseSensitive(sj, "config_json");
+    /* The run records the checkpoint's absolute path and the config it was
+     * opened with, as text (pipeline/generate.c): a small model's geometry
+     * is not all in its weights, and neither the suite nor the config file
+     * need be there any more. Runs recorded before that name the model as
+     * given (relative to the folder generate ran in) and maybe a --config;
+     * for them the suite's config is the last resort. */
+    if (cJSON_IsString(file)) {
+        free(R->model);
+        R->model = strdup(file->valuestring);
+    }
     const char *config = cJSON_IsString(cfg) ? cfg->valuestring : NULL;
-    /* else the suite's config (a small model's geometry is not all in its weights) */
+    char *config_text = cJSON_IsObject(cfg_json) ? cJSON_PrintUnformatted(cfg_json) : NULL;
     cs_suite su = {0};
     cs_err e2 = {0};
     struct stat sb;
-    if (!config && suite && stat(suite, &sb) == 0 && cs_suite_load(&su, suite, &e2) == 0) config = su.config;
-    if (!R->model || !R->model_sha256 || !cJSON_IsString(kind) || strcmp(kind->valuestring, "sd"))
+    if (!config_text && (!config || stat(config, &sb) != 0)) {
+        config = NULL;
+        if (suite && stat(suite, &sb) == 0 && cs_suite_load(&su, suite, &e2) == 0) config = su.config;
+    }
+    R->applies = R->model && R->model_sha256 && cJSON_IsString(kind) && !strcmp(kind->valuestring, "sd");
+    if (!R->applies)
         snprintf(R->why, sizeof R->why, "the run's model has no autoencoder (%s)",
                  cJSON_IsString(kind) ? kind->valuestring : R->model ? R->model : "none recorded");
     else if (stat(R->model, &sb) != 0)
         snprintf(R->why, sizeof R->why, "%.200s: the run's model is not there any more", R->model);
-    else if (cs_model_open(&R->m, R->model,
-                           &(cs_model_opts){.config = config}, &e2))
+    else if (cs_model_open(&R->m, R->model, &(cs_model_opts){.config = config, .config_text = config_text}, &e2))
         snprintf(R->why, sizeof R->why, "the run's model cannot be opened: %.240s", e2.msg);
     else if (strcmp(R->m->hash, R->model_sha256)) {
         snprintf(R->why, sizeof R->why, "%.200s: sha256 differs from the run's model", R->model);
@@ -154,7 +189,13 @@ int an_rt_open(an_state *A, cs_err *err) {
         snprintf(R->why, sizeof R->why, "the run's model has no autoencoder");
         cs_model_free(R->m);
         R->m = NULL;
+        R->applies = 0;
     }
+    /* a model with an autoencoder that could not be opened: said once on
+     * the summary (the CLI prints it), and in every finding's evidence */
+    if (R->applies && !R->m)
+        snprintf(A->sum->rt_skipped, sizeof A->sum->rt_skipped, "%s", R->why);
+    free(config_text);
     cJSON_Delete(sj);
     cs_suite_free(&su);
     free(suite);
@@ -305,6 +346,34 @@ static int fill_cache(an_state *A, item *const *cx, const cs_an_result *cr, int6
 
 /* ---- judging ---- */
 
+/* near_ae_floor's bound on the aligned tiled L2 to the reference (above) */
+static float rt_floor_bound(float floor, const cs_an_settings *s) {
+    return fminf((float)s->ratio_tl2, RT_FLOOR_MULT * floor);
+}
+
+/* A distinct candidate (not one picture with k: their thumbnails farther
+ * apart than near_tl2) nearly as close as k: Lowe's ratio fails. */
+static int floor_rival(const cs_an_refs *refs, const int32_t *rows, const float *d_ref, int nr, int k,
+                       const cs_an_settings *s) {
+    const cs_tl2_cfg *cfg = &refs->cfg;
+    const int D = cs_tl2_dim(cfg);
+    float *buf = NULL;
+    int rival = 0;
+    for (int m = 0; m < nr && !rival; m++) {
+        if (m == k || rows[m] == rows[k] || CS_LFV_RATIO * d_ref[m] > d_ref[k]) continue;
+        if (!buf && !(buf = malloc(sizeof(float) * 3 * (size_t)D))) return 1; /* unsure: no verdict */
+        uint8_t mir[S * S * 3];
+        memcpy(mir, refs->thumbs + (int64_t)rows[m] * S * S * 3, sizeof mir);
+        cs_tl2_hflip_rgb(mir, S);
+        cs_tl2_prepare(buf, NULL, refs->thumbs + (int64_t)rows[k] * S * S * 3, cfg);
+        cs_tl2_prepare(buf + D, NULL, refs->thumbs + (int64_t)rows[m] * S * S * 3, cfg);
+        cs_tl2_prepare(buf + 2 * D, NULL, mir, cfg);
+        rival = fminf(cs_tl2_pair(NULL, buf, buf + D, cfg), cs_tl2_pair(NULL, buf, buf + 2 * D, cfg)) > s->near_tl2;
+    }
+    free(buf);
+    return rival;
+}
+
 typedef struct {
     an_state *A;
     item *const *cx;
@@ -407,7 +476,7 @@ static void judge_one(void *vctx, int64_t j, int thread) {
     cs_an_settings s1 = *s;
     if (s1.full_scan_max < nr) s1.full_scan_max = nr; /* the round trips prepared once, here */
     if (cs_an_refs_build_borrow(&rr, nr, ids, rt, &s1, &e)) goto out;
-    int best = -1, old = -1;
+    int best = -1, old = -1, at_floor = -1;
     for (int k = 0; k < nr; k++) {
         cs_an_cand *a = &cand[k], b = {.emb_cos = -2};
         a->emb_cos = -2;
@@ -423,7 +492,16 @@ static void judge_one(void *vctx, int64_t j, int thread) {
         take_nearer(a, &b);
         cs_an_verdict_cand(a, res->gen_pdq_quality, s);
         cs_an_verdict_local(a, s);
-        if (best < 0 || better(a, &cand[best])) best = k;
+        if (a->tiles_informative > 0 && d_ref[k] <= rt_floor_bound(ent[k]->floor, s) && d_rt[k] < d_ref[k] &&
+            (at_floor < 0 || d_ref[k] < d_ref[at_floor]))
+            at_floor = k;
+    }
+    if (at_floor >= 0 && cand[at_floor].verdict < CS_V_NEAR && !floor_rival(refs, rows, d_ref, nr, at_floor, s)) {
+        cand[at_floor].verdict = CS_V_NEAR;
+        cand[at_floor].rule = "near_ae_floor";
+    }
+    for (int k = 0; k < nr; k++) {
+        if (best < 0 || better(&cand[k], &cand[best])) best = k;
         if (rows[k] == res->best.row) old = k;
     }
     /* the match's choice stays when its re-judged verdict is still the highest */
@@ -477,5 +555,6 @@ void an_rt_evidence(void *obj, const an_state *A, const cs_an_result *r) {
     cJSON_AddNumberToObject(o, "reference_aligned_tl2", round(inf->d_ref * 1e4) / 1e4);
     cJSON_AddNumberToObject(o, "round_trip_aligned_tl2", round(inf->d_rt * 1e4) / 1e4);
     cJSON_AddNumberToObject(o, "autoencoder_floor_tl2", round(inf->floor * 1e4) / 1e4);
+    cJSON_AddNumberToObject(o, "floor_bound_tl2", round(rt_floor_bound(inf->floor, A->set) * 1e4) / 1e4);
     cJSON_AddStringToObject(o, "round_trip_of", inf->from_source ? "source file" : "thumbnail");
 }

@@ -74,6 +74,8 @@ typedef struct {
     int64_t n_clique_prompts;/* prompts with a clique >= clique_k */
     int worst;               /* highest verdict level analysed, -1 when nothing was */
     char descriptors[256];   /* what was used, comma list */
+    char rt_skipped[320];    /* the run's model has an autoencoder, but the round trip
+                              * (an_roundtrip.c) could not use it: why; "" otherwise */
 } cs_analyze_summary;
 
 /* Errors: run id unknown (CS_ENOTFOUND "run 42: no such run"), a run or

@@ -173,6 +173,8 @@ static cJSON *summary_json(const cs_analyze_summary *sum, int tripped) {
     cJSON_AddNumberToObject(o, "prompts", (double)sum->n_prompts);
     cJSON_AddNumberToObject(o, "clique_prompts", (double)sum->n_clique_prompts);
     cJSON_AddBoolToObject(o, "fail_on_tripped", tripped);
+    if (sum->rt_skipped[0]) cJSON_AddStringToObject(o, "round_trip_skipped", sum->rt_skipped);
+    else cJSON_AddNullToObject(o, "round_trip_skipped");
     return o;
 }
 
@@ -218,6 +220,9 @@ int cmd_analyze(int argc, char **argv) {
             free(why[i]);
         }
     }
+    if (sum.rt_skipped[0]) /* a recorded skip (each finding's pixel_comparison says why), never a silent one */
+        fprintf(stderr, "copyscope: analyze: no round trip through the run's autoencoder, pixels compared with "
+                        "the references only: %s\n", sum.rt_skipped);
     if (!a.quiet) print_summary(&sum, &a.o.set);
     cs_store_close(s);
     free(dirs);

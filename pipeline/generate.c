@@ -24,6 +24,7 @@
 #include "pipeline/model.h"
 #include "pipeline/rng.h"
 #include "pipeline/sampler.h"
+#include "pipeline/sd.h"
 #include "pipeline/suite.h"
 
 /* One suite item, ready to sample. */
@@ -281,6 +282,32 @@ static int run_key(const cs_suite *s, const cs_generate_opts *o, char key[65]) {
     return bf16;
 }
 
+/* The effective model config, so that a later stage (analyze's round trip
+ * through the autoencoder, an_roundtrip.c) opens the model as it generated
+ * without the suite: the checkpoint, config and vocabulary as absolute paths
+ * (the suite's, or --config / --vocab over them) and the config's JSON
+ * itself (a small model's geometry is not all in its weights, and the file
+ * may be gone or changed by then). The sampler settings of each image are
+ * in generations.settings_json. Returns -1 only when out of memory. */
+static int add_model_config(cJSON *set, const cs_suite *s, const char *model_spec, const cs_generate_opts *o) {
+    const char *config = o->config ? o->config : s->config, *vocab = o->vocab ? o->vocab : s->vocab;
+    const char *paths[3][2] = {{"model_file", cs_model_is_empirical_spec(model_spec) ? NULL : model_spec},
+                               {"config", config}, {"vocab", vocab}};
+    for (int i = 0; i < 3; i++) {
+        if (!paths[i][1]) continue;
+        char *a = cs_abs_path(paths[i][1]);
+        if (!a || !cJSON_AddStringToObject(set, paths[i][0], a)) return free(a), -1;
+        free(a);
+    }
+    if (!config) return 0;
+    cs_err e = {0};
+    char *text = sd_read_text(config, 16u << 20, &e); /* read once already by the model's loader */
+    cJSON *cj = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (cj && !cJSON_AddItemToObject(set, "config_json", cj)) return cJSON_Delete(cj), -1;
+    return 0;
+}
+
 static int64_t find_or_add_run(cs_store *db, const cs_suite *s, const cs_model *m,
                                const char *model_spec, const cs_generate_opts *o,
                                const char *run_dir, int *reused, cs_err *err) {
@@ -299,10 +326,13 @@ static int64_t find_or_add_run(cs_store *db, const cs_suite *s, const cs_model *
     cJSON_AddStringToObject(set, "model_kind", m->kind);
     cJSON_AddStringToObject(set, "model_name", m->name);
     cJSON_AddStringToObject(set, "precision", bf16 ? "bf16" : "fp32");
-    if (o->config) cJSON_AddStringToObject(set, "config", o->config);
-    if (o->vocab) cJSON_AddStringToObject(set, "vocab", o->vocab);
+    if (add_model_config(set, s, model_spec, o)) {
+        cJSON_Delete(set);
+        return cs_fail(err, CS_ENOMEM, "out of memory");
+    }
     char *sj = cJSON_PrintUnformatted(set);
     cJSON_Delete(set);
+    if (!sj) return cs_fail(err, CS_ENOMEM, "out of memory");
     cs_run_row r = {.suite = s->path, .suite_sha256 = key, .command = o->command,
                     .model = model_spec, .model_sha256 = m->hash, .settings_json = sj};
     int rc = cs_run_add(db, &r, &id, err);

@@ -59,6 +59,8 @@ typedef struct {
 
 typedef struct {
     const char *config; /* SD: JSON config overriding what the weights show (or NULL) */
+    const char *config_text; /* SD: that config's JSON itself (a run's record), read instead of
+                              * the file; config then only names it in messages */
     const char *vocab;  /* SD: CLIP BPE vocabulary (bpe_simple_vocab_16e6.txt.gz); NULL:
                          * a diffusers folder's tokenizer/ if it has one */
     const char *db;     /* empirical: the index db when spec is plain "empirical" */

@@ -265,7 +265,8 @@ int cs_model_sd_open(cs_model **out, const char *ckpt, const cs_model_opts *opts
     m->impl = S;
     m->destroy = sdm_destroy;
     sd_lora_spec ls[16];
-    sd_load_opts lo = {.config = opts ? opts->config : NULL, .loras = ls};
+    sd_load_opts lo = {.config = opts ? opts->config : NULL, .config_text = opts ? opts->config_text : NULL,
+                       .loras = ls};
     if (opts && opts->n_loras > 16) {
         cs_fail(err, CS_EUSAGE, "%s: at most 16 LoRAs", ckpt);
         goto fail;

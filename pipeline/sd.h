@@ -37,6 +37,8 @@ typedef struct {
 
 typedef struct {
     const char *config;         /* JSON overriding what the weights show, or NULL */
+    const char *config_text;    /* that JSON itself (as a run records it), read instead
+                                 * of the file; config then only names it in messages */
     const sd_lora_spec *loras;  /* merged into the weights at load */
     int n_loras;
     int force_prediction;       /* 0: the config's, else the family's (SD 2.x: A1111's

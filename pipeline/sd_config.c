@@ -280,14 +280,19 @@ char *sd_read_text(const char *path, size_t max, cs_err *err) {
     return buf;
 }
 
+int sd_config_apply_text(sd_config *c, const char *json, const char *name, cs_err *err) {
+    cJSON *root = cJSON_Parse(json);
+    if (!root) return cs_fail(err, CS_EFORMAT, "%s: not valid JSON", name);
+    int rc = parse_config(c, root, name, err);
+    cJSON_Delete(root);
+    return rc;
+}
+
 int sd_config_apply(sd_config *c, const char *path, cs_err *err) {
     char *buf = sd_read_text(path, 16u << 20, err);
     if (!buf) return -1;
-    cJSON *root = cJSON_Parse(buf);
+    int rc = sd_config_apply_text(c, buf, path, err);
     free(buf);
-    if (!root) return cs_fail(err, CS_EFORMAT, "%s: not valid JSON", path);
-    int rc = parse_config(c, root, path, err);
-    cJSON_Delete(root);
     return rc;
 }
 

@@ -81,6 +81,8 @@ void sd_config_preset(sd_config *c);
  * (or sd2-tiny's, sdxl-tiny's) on top of c: keys it has override, keys it
  * lacks keep c's values. Errors name the file and the key. */
 int sd_config_apply(sd_config *c, const char *path, cs_err *err);
+/* The same from the JSON text (name: what messages call it). */
+int sd_config_apply_text(sd_config *c, const char *json, const char *name, cs_err *err);
 /* As sd_config_apply on top of the SD 1.x preset, then sd_config_check. */
 int sd_config_load(sd_config *c, const char *path, cs_err *err);
 /* Checks that the numbers are usable (positive, divisible, in range). */

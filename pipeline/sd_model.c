@@ -263,11 +263,14 @@ int sd_load_ex(sd_model **out, const char *model, const sd_load_opts *opts, cs_e
     m->loader.cfg = &m->cfg;
     if (!m->path || sd_open_files(m, model, err)) goto fail;
     if (m->loader.layout == SD_LAYOUT_SINGLE && sd_detect(&m->cfg, &m->loader, err)) goto fail;
-    if (opts && opts->config && sd_config_apply(&m->cfg, opts->config, err)) goto fail;
+    const char *cfg_name = opts && opts->config ? opts->config : "the run's recorded config";
+    if (opts && opts->config_text ? sd_config_apply_text(&m->cfg, opts->config_text, cfg_name, err)
+                                  : opts && opts->config && sd_config_apply(&m->cfg, opts->config, err))
+        goto fail;
     if (opts && opts->force_prediction)
         m->cfg.prediction = opts->force_prediction == 2 ? SD_PRED_V : SD_PRED_EPS,
         m->cfg.prediction_stated = 1;
-    if (sd_config_check(&m->cfg, opts && opts->config ? opts->config : model, err)) goto fail;
+    if (sd_config_check(&m->cfg, opts && (opts->config || opts->config_text) ? cfg_name : model, err)) goto fail;
     if (opts && opts->n_loras > 0 &&
         sd_lora_open(&m->loader.loras, opts->loras, opts->n_loras, &m->cfg, err))
         goto fail;

@@ -224,6 +224,13 @@ static void rev_rule(cs_buf *b, const cJSON *ev, const char *verdict, const cs_r
     } else if (!strcmp(rule, "ratio_max")) {
         cs_buf_printf(b, "near-copy: Gu et al.'s ratio test: d1/d2 = %.3f/%.3f = %.3f < ratio_max %.3g, and d1 \xe2\x89\xa4 ratio_tl2 %g",
                       jnum(rt, "d1"), jnum(rt, "d2"), jnum(rt, "ratio"), t->ratio_max, t->ratio_tl2);
+    } else if (!strcmp(rule, "near_ae_floor")) { /* analyze/an_roundtrip.c */
+        const cJSON *pc = jget(ev, "pixel_comparison");
+        cs_buf_printf(b, "near-copy: aligned tiled L2 %.3f to the reference \xe2\x89\xa4 %.3f, twice the model's "
+                         "autoencoder's own loss on it (its round trip is at %.3f from it), nearer its round trip (%.3f), "
+                         "and no distinct reference nearly as close",
+                      jnum(pc, "reference_aligned_tl2"), jnum(pc, "floor_bound_tl2"), jnum(pc, "autoencoder_floor_tl2"),
+                      jnum(pc, "round_trip_aligned_tl2"));
     } else if (!strcmp(rule, "partial_min_tiles")) {
         cs_buf_printf(b, "partial: %.0f of %.0f informative tiles within partial_tile_l2 %g of the reference "
                          "(\xe2\x89\xa5 %g tiles and \xe2\x89\xa5 %.0f%% of them needed) while the whole image is not a copy",

@@ -24,7 +24,16 @@
  *     within tiled L2 0.045 of each other: the comparison is as
  *     discriminating as the model's autoencoder, as the pixel ground truth
  *     of docs/DESIGN-NOTES.md is.)
- * The same analysis at -j 1 and -j 2 gives the same findings. */
+ * The same analysis at -j 1 and -j 2 gives the same findings.
+ *
+ * The run's record (runs.settings_json, as pipeline/generate.c writes it):
+ *   - a run that records the checkpoint's absolute path and its config's
+ *     JSON (model_file, config_json) gets the round trip although its
+ *     runs.model and suite name files that are not there (a store analysed
+ *     elsewhere, without the suite): decode(encode(A)) is a copy of A;
+ *   - a run whose recorded checkpoint is gone: the analysis still runs, with
+ *     the plain comparison, and says so (the summary's rt_skipped, the
+ *     evidence's pixel_comparison.why), never silently. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -203,27 +212,51 @@ static int add_run(void) {
     return cs_store_commit(st, &err) ? -1 : (int)run;
 }
 
+/* A run of one generation, decode(encode(A)) (written by add_run), with
+ * the given settings_json and runs.model; its id, or -1. */
+static int add_run_of_a(const char *model_spec, const char *settings) {
+    cs_err err = {0};
+    char q[4096];
+    cs_run_row r = {.suite = "gone/roundtrip-test.json", .suite_sha256 = "1", .model = model_spec,
+                    .model_sha256 = model->hash, .settings_json = settings};
+    int64_t run, pid;
+    snprintf(q, sizeof q, "%.3000s/gen/" A_NAME, dir);
+    cs_prompt_row pr = {.key = "a", .text = "a"};
+    cs_generation_row gr = {.seed = 1, .path = q, .whitebox = NAN};
+    if (cs_store_begin(st, &err) || cs_run_add(st, &r, &run, &err) || cs_prompt_add(st, run, &pr, &pid, &err))
+        return -1;
+    gr.run_id = run;
+    gr.prompt_id = pid;
+    if (cs_generation_put(st, &gr, NULL, &err)) return -1;
+    return cs_store_commit(st, &err) ? -1 : (int)run;
+}
+
 typedef struct {
-    char verdict[16], ref[256], nearer[16];
+    char verdict[16], ref[256], nearer[16], why[320], rule[32];
     double cos, d_ref, d_rt, floor;
     char *ev; /* evidence without analysis_id */
 } finding;
 
+static cs_analyze_summary last_sum;
+
 static int analyse(int run, int threads, finding *out) {
     cs_analyze_opts o = {.run_id = run, .threads = threads, .no_local_features = 1};
     cs_an_settings_default(&o.set);
-    cs_analyze_summary sum;
+    cs_analyze_summary *sum = &last_sum;
     cs_err err = {0};
-    if (cs_analyze_run(st, &o, &sum, &err)) {
+    if (cs_analyze_run(st, &o, sum, &err)) {
         printf("# analyze: %s\n", err.msg);
         return -1;
     }
     sqlite3_stmt *q;
     if (cs_store_prepare(st, &q,
                          "SELECT f.verdict, f.evidence_json FROM findings f JOIN generations g ON g.id = "
-                         "f.generation_id ORDER BY g.id",
+                         "f.generation_id WHERE g.run_id = ? AND json_extract(f.evidence_json, '$.analysis_id') = ? "
+                         "ORDER BY g.id",
                          &err))
         return -1;
+    sqlite3_bind_int64(q, 1, run);
+    sqlite3_bind_int64(q, 2, sum->analysis_id);
     int n = 0;
     while (sqlite3_step(q) == SQLITE_ROW && n < n_gen) {
         finding *f = &out[n++];
@@ -233,7 +266,10 @@ static int analyse(int run, int threads, finding *out) {
         cJSON_DeleteItemFromObject(e, "analysis_id");
         const cJSON *ref = cJSON_GetObjectItem(e, "ref"), *src = cJSON_GetObjectItem(ref, "source");
         const cJSON *emb = cJSON_GetObjectItem(e, "embedding"), *pc = cJSON_GetObjectItem(e, "pixel_comparison");
-        const cJSON *nearer = cJSON_GetObjectItem(pc, "nearer");
+        const cJSON *nearer = cJSON_GetObjectItem(pc, "nearer"), *why = cJSON_GetObjectItem(pc, "why");
+        const cJSON *rule = cJSON_GetObjectItem(e, "rule");
+        if (cJSON_IsString(why)) snprintf(f->why, sizeof f->why, "%s", why->valuestring);
+        if (cJSON_IsString(rule)) snprintf(f->rule, sizeof f->rule, "%s", rule->valuestring);
         if (cJSON_IsString(src)) snprintf(f->ref, sizeof f->ref, "%s", strrchr(src->valuestring, '/') + 1);
         if (cJSON_IsString(nearer)) snprintf(f->nearer, sizeof f->nearer, "%s", nearer->valuestring);
         f->cos = cJSON_IsObject(emb) ? cJSON_GetObjectItem(emb, "cosine")->valuedouble : -2;
@@ -275,10 +311,12 @@ static void test_distinct_not_copies(void) {
         const finding *f = &f1[g];
         similar++; /* chosen so (add_run) */
         int copyish = !strcmp(f->verdict, "copy") || !strcmp(f->verdict, "near-copy");
-        if (copyish) printf("# %s: %s of %s (cos %.3f, tl2 %.4f / round trip %.4f, floor %.4f)\n", gen_name[g], f->verdict,
-                            f->ref, f->cos, f->d_ref, f->d_rt, f->floor);
-        bad += copyish && !strcmp(f->nearer, "round_trip"); /* decided by the round trip */
-        plain += copyish && strcmp(f->nearer, "round_trip");
+        if (copyish) printf("# %s: %s of %s by %s (cos %.3f, tl2 %.4f / round trip %.4f, floor %.4f)\n", gen_name[g],
+                            f->verdict, f->ref, f->rule, f->cos, f->d_ref, f->d_rt, f->floor);
+        /* decided by the round trip: its distance, or its floor (near_ae_floor) */
+        int by_rt = !strcmp(f->nearer, "round_trip") || !strcmp(f->rule, "near_ae_floor");
+        bad += copyish && by_rt;
+        plain += copyish && !by_rt;
     }
     printf("# %d distinct emoji with embedding cosine >= 0.75 to a reference: %d judged copy/near-copy through a "
            "round trip, %d by the plain comparison (as before it existed)\n", similar, bad, plain);
@@ -291,6 +329,58 @@ static void test_threads_same_findings(void) {
     int same = 0;
     for (int g = 0; g < n_gen; g++) same += !strcmp(f1[g].ev, f2[g].ev) && !strcmp(f1[g].verdict, f2[g].verdict);
     CHECKF(same == n_gen, "%d of %d findings the same at -j 1 and -j 2", same, n_gen);
+}
+
+/* The recorded config, without the suite or runs.model's file. */
+static void test_recorded_config(void) {
+    char model_abs[4096], sj[20000];
+    uint8_t *cfg = NULL;
+    size_t len = 0;
+    cs_err err = {0};
+    REQUIRE(realpath(MODEL, model_abs) && cs_read_file(CONFIG, &cfg, &len, &err) == 0);
+    snprintf(sj, sizeof sj, "{\"model_kind\":\"sd\",\"model_file\":\"%s\",\"config_json\":%.*s}", model_abs,
+             (int)len, (const char *)cfg);
+    free(cfg);
+    int run = add_run_of_a("gone/model.safetensors", sj);
+    REQUIRE(run > 0);
+    finding f[1] = {0};
+    REQUIRE(analyse(run, 2, f) == 1);
+    printf("# recorded config: %s of %s, nearer %s, why '%s', summary '%s'\n", f->verdict, f->ref, f->nearer, f->why,
+           last_sum.rt_skipped);
+    CHECK(!strcmp(f->verdict, "copy"));
+    CHECK(!strcmp(f->ref, A_NAME));
+    CHECK(!strcmp(f->nearer, "round_trip"));
+    CHECK(last_sum.rt_skipped[0] == 0);
+    free(f->ev);
+    /* the same without config_json nor the suite: the model's weights alone
+     * do not give this small model's geometry, so it cannot be opened, and
+     * the analysis says so instead of passing silently */
+    snprintf(sj, sizeof sj, "{\"model_kind\":\"sd\",\"model_file\":\"%s\"}", model_abs);
+    run = add_run_of_a("gone/model.safetensors", sj);
+    REQUIRE(run > 0);
+    REQUIRE(analyse(run, 2, f) == 1);
+    printf("# no config: %s, why '%s'\n", f->verdict, f->why);
+    CHECK(strcmp(f->nearer, "round_trip") != 0);
+    CHECK(strstr(last_sum.rt_skipped, "cannot be opened") != NULL);
+    CHECK(!strcmp(f->why, last_sum.rt_skipped));
+    free(f->ev);
+}
+
+/* The recorded checkpoint is gone: a recorded skip, not a silent one. */
+static void test_missing_model(void) {
+    char sj[5000];
+    snprintf(sj, sizeof sj, "{\"model_kind\":\"sd\",\"model_file\":\"%s/no-such-model.safetensors\"}", dir);
+    int run = add_run_of_a(MODEL, sj);
+    REQUIRE(run > 0);
+    finding f[1] = {0};
+    REQUIRE(analyse(run, 2, f) == 1);
+    printf("# missing model: %s of %s, why '%s'\n", f->verdict, f->ref, f->why);
+    CHECK(strstr(last_sum.rt_skipped, "no-such-model.safetensors: the run's model is not there any more") != NULL);
+    CHECK(!strcmp(f->why, last_sum.rt_skipped));
+    CHECK(strcmp(f->nearer, "round_trip") != 0);
+    /* the plain comparison: A's round trip is beyond the pixel bounds of A */
+    CHECK(strcmp(f->verdict, "copy") != 0);
+    free(f->ev);
 }
 
 int main(void) {
@@ -313,6 +403,8 @@ int main(void) {
     RUN(test_copy_through_the_autoencoder);
     RUN(test_distinct_not_copies);
     RUN(test_threads_same_findings);
+    RUN(test_recorded_config);
+    RUN(test_missing_model);
     for (int g = 0; g < n_gen; g++) {
         free(f1[g].ev);
         free(f2[g].ev);

@@ -239,7 +239,7 @@ static int insert_docs(cs_store *s, shard_buf *sb, int64_t shard_id, cs_err *err
 }
 
 /* The side text is .nfc (an index of the stored normal form had .txt). */
-static const char *const EXT[4] = {"nfc", "sa", "raw", "rsa"};
+const char *const cs_text_shard_ext[4] = {"nfc", "sa", "raw", "rsa"};
 
 /* One built shard: its row, its files renamed into place, its documents'
  * rows, in one transaction. Files renamed before a failed commit are
@@ -263,7 +263,7 @@ static int commit_shard(builder *b, shard_buf *sb, cs_err *err) {
         shard_id = sqlite3_last_insert_rowid(cs_store_db(s));
         char name[4][64];
         for (int k = 0; k < 4; k++) {
-            snprintf(name[k], sizeof name[k], "text-%lld.%s", (long long)shard_id, EXT[k]);
+            snprintf(name[k], sizeof name[k], "text-%lld.%s", (long long)shard_id, cs_text_shard_ext[k]);
             char *dst = cs_store_sidecar(s, name[k]);
             int bad = !dst || rename(sb->tmp[k], dst) != 0;
             if (bad) cs_fail(err, CS_EIO, "%s: cannot rename to %s: %s", sb->tmp[k], name[k], dst ? strerror(errno) : "out of memory");
@@ -321,7 +321,7 @@ static int build_batch(builder *b, int n, cs_err *err) {
     for (int i = 0; i < n && !rc; i++)
         for (int k = 0; k < 4 && !rc; k++) {
             char name[64];
-            snprintf(name, sizeof name, "text-build-%d.%s", i, EXT[k]);
+            snprintf(name, sizeof name, "text-build-%d.%s", i, cs_text_shard_ext[k]);
             free(b->batch[i].tmp[k]);
             if (!(b->batch[i].tmp[k] = cs_store_sidecar(b->s, name))) rc = cs_fail(err, CS_ENOMEM, "out of memory");
         }

@@ -51,6 +51,11 @@ typedef struct {
  * NUL byte, a \u0000 escape, a corrupt .gz): the error names the file (and
  * line). Empty documents and broken JSONL lines are recorded (status
  * empty/error) and reported through opts->note. */
+/* The side files of text shard ID are "text-ID.EXT" for these four
+ * extensions (side text, word suffix array, raw text, raw suffix array);
+ * whoever moves shards between stores (the mpirun index) names them so. */
+extern const char *const cs_text_shard_ext[4];
+
 int cs_text_index(cs_store *s, const char *const *paths, int n_paths, const cs_text_index_opts *opts,
                   cs_text_index_stats *stats, cs_err *err);
 

@@ -196,16 +196,14 @@ static int index_part(const char *db, const units *u, const int *part, const cs_
 
 /* ---- rank 0: the parts into DB ---- */
 
-static const char *const EXTS[4] = {"txt", "sa", "raw", "rsa"};
-
 /* Shard sid of part ps becomes shard nid of DB: its files hard-linked
  * under DB's names (a file left by a failed move is replaced). */
 static int link_files(cs_store *ps, int64_t sid, cs_store *db, int64_t nid, cs_err *err) {
     int rc = 0;
     for (int k = 0; k < 4 && !rc; k++) {
         char a[64], b[64];
-        snprintf(a, sizeof a, "text-%lld.%s", (long long)sid, EXTS[k]);
-        snprintf(b, sizeof b, "text-%lld.%s", (long long)nid, EXTS[k]);
+        snprintf(a, sizeof a, "text-%lld.%s", (long long)sid, cs_text_shard_ext[k]);
+        snprintf(b, sizeof b, "text-%lld.%s", (long long)nid, cs_text_shard_ext[k]);
         char *src = cs_store_sidecar(ps, a), *dst = cs_store_sidecar(db, b);
         if (!src || !dst) rc = cs_fail(err, CS_ENOMEM, "out of memory");
         else {
@@ -243,8 +241,8 @@ static int move_rows(cs_store *ps, cs_store *db, int64_t *ms, int64_t *md, int64
             goto out;
         }
         int64_t nid = sqlite3_last_insert_rowid(cs_store_db(db));
-        snprintf(tn, sizeof tn, "text-%lld.txt", (long long)nid);
-        snprintf(sn, sizeof sn, "text-%lld.sa", (long long)nid);
+        snprintf(tn, sizeof tn, "text-%lld.%s", (long long)nid, cs_text_shard_ext[0]);
+        snprintf(sn, sizeof sn, "text-%lld.%s", (long long)nid, cs_text_shard_ext[1]);
         char sql[200];
         snprintf(sql, sizeof sql, "UPDATE text_shards SET text_file = '%s', sa_file = '%s' WHERE id = %lld", tn, sn,
                  (long long)nid);

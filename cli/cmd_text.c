@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "analyze/text_audit.h"
 #include "analyze/text_corpus.h"
@@ -96,8 +97,15 @@ static void usage(FILE *f, const char *sub) {
                "copyscope text <subcommand> --help tells more.\n");
 }
 
+/* need_docs: the command reads the corpus, so a missing store is an error
+ * (opening would create an empty one and answer "novel" from nothing) and
+ * so is a store with no text indexed. */
 static int open_all(const char *db, cs_store **s, cs_text_corpus *c, int need_docs) {
     cs_err err = {0};
+    if (need_docs && access(db, F_OK) != 0) {
+        fprintf(stderr, "copyscope: %s: no such store (run 'copyscope text index PATH' first)\n", db);
+        return CLI_FAIL;
+    }
     if (cs_store_open(s, db, &err)) return cli_fail(&err);
     if (cs_text_corpus_open(c, *s, &err)) {
         cs_store_close(*s);
@@ -489,8 +497,7 @@ static int text_audit(int argc, char **argv) {
     if (json) cli_json_begin();
     cs_store *s;
     cs_text_corpus c;
-    if ((rc = open_all(db, &s, &c, 0))) return cli_mpi_text_audit_stop(), rc;
-    if (!c.n_shards) fprintf(stderr, "copyscope: warning: %s: no text indexed: spans will be empty\n", db);
+    if ((rc = open_all(db, &s, &c, 1))) return cli_mpi_text_audit_stop(), rc;
     cs_err err = {0};
     cs_text_audit_stats st;
     int to_stdout = outp && !strcmp(outp, "-"), mpi = cs_mpi_size() > 1;

@@ -175,6 +175,18 @@ grep "loop1.png" "$T/lserr" | grep -q "symbolic link loop" && ! grep "loop1.png"
   grep "dangling.png" "$T/lserr" | grep -q "dangling symbolic link" && ok symlink_loop_named ||
   { bad symlink_loop_named; cat "$T/lserr"; }
 
+# --- text audit against a missing store is an error and creates nothing;
+# against a store with no text indexed, an error (never "novel" from nothing)
+echo '{"id": "a", "prompt": "x", "completion": "some words"}' > "$T/ta.jsonl"
+$B text audit "$T/ta.jsonl" --db "$T/ta-none.db" --out "$T/ta.r" >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "ta-none.db: no such store" "$T/err" && [ ! -e "$T/ta-none.db" ] && [ ! -e "$T/ta.r" ] &&
+  ok text_audit_missing_store || { bad "text_audit_missing_store (rc=$rc)"; cat "$T/err"; }
+: > "$T/ta-empty.txt"
+$B text index "$T/ta-empty.txt" --db "$T/ta-empty.db" >/dev/null 2>&1
+$B text audit "$T/ta.jsonl" --db "$T/ta-empty.db" --out "$T/ta.r" >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "ta-empty.db: no text indexed" "$T/err" && [ ! -e "$T/ta.r" ] &&
+  ok text_audit_empty_store || { bad "text_audit_empty_store (rc=$rc)"; cat "$T/err"; }
+
 rm -rf "$T"
 echo "test_trust.sh: $p passed, $f failed"
 [ $f -eq 0 ]

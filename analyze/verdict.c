@@ -116,6 +116,9 @@ void cs_an_verdict_local(cs_an_cand *c, const cs_an_settings *s) {
     if (m->inliers <= 0 || c->verdict >= CS_V_NEAR) return;
     if (m->log10_nfa1 > log10(s->lf_max_nfa) || m->score < s->lf_min_share) return;
     if (m->rival > CS_LFV_RATIO * m->score) return;
+    /* not a colour twin: brightness/contrast/saturation/hue edits change every
+     * pixel alike; a part recoloured is another picture (analyze/lf_colour.h) */
+    if (m->recolour >= 0 && m->parts_recoloured >= s->lf_recolour_parts) return;
     int v = m->coverage >= s->lf_near_cover ? CS_V_NEAR : CS_V_PARTIAL;
     if (v <= c->verdict) return;
     c->verdict = v;

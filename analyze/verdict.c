@@ -109,6 +109,11 @@ void cs_an_verdict_result(cs_an_result *res, const cs_an_settings *s) {
  *    must exceed the best share of any other reference by 1/0.8. A detail
  *    shared by a family of references (every folder icon's body) verifies
  *    against several of them alike; a copy verifies best against its source.
+ *  - not a colour twin: a global colour edit (brightness, contrast,
+ *    saturation, hue) is a copy; two or more of the reference's colour parts
+ *    changed beyond the best global edit (lf_recolour_parts, measured by
+ *    analyze/lf_colour.h in cs_an_refine) are a part recoloured: another
+ *    picture of the same shapes.
  * The covered area separates a copy of the picture (near-copy) from a
  * reference pasted into part of a new one (partial). */
 void cs_an_verdict_local(cs_an_cand *c, const cs_an_settings *s) {

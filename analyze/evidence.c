@@ -115,6 +115,14 @@ static void add_local(cJSON *o, const an_state *A, const cs_an_cand *b) {
     cJSON_AddNumberToObject(l, "log10_nfa", round(m->log10_nfa1 * 100) / 100);
     cJSON_AddNumberToObject(l, "coverage", r4(m->coverage));
     cJSON_AddBoolToObject(l, "mirrored", m->mirrored);
+    if (m->recolour >= 0) { /* analyze/lf_colour.h; absent: not measured */
+        cJSON *c = cJSON_AddObjectToObject(l, "colour");
+        cJSON_AddNumberToObject(c, "recoloured_share", r4(m->recolour));
+        cJSON_AddNumberToObject(c, "global_fit_share", r4(m->colour_fit));
+        cJSON_AddNumberToObject(c, "hue_deg", m->hue_deg);
+        cJSON_AddNumberToObject(c, "parts", m->parts);
+        cJSON_AddNumberToObject(c, "parts_recoloured", m->parts_recoloured);
+    }
     cJSON_AddItemToObject(l, "ref_polygon", poly_json((const float (*)[2])m->ref_poly));
     cJSON_AddItemToObject(l, "gen_polygon", poly_json((const float (*)[2])m->gen_poly));
     const int sz[4] = {m->ref_w, m->ref_h, m->gen_w, m->gen_h};

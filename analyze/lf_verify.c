@@ -154,6 +154,10 @@ static int verify_one(const cs_lf_set *q, const cs_lf_set *r, cs_lfv_match *o, c
         }
     const float box[4][2] = {{x0, y0}, {x1, y0}, {x1, y1}, {x0, y1}};
     const float rs = r->w ? (float)r->orig_w / (float)r->w : 1, qs = q->w ? (float)q->orig_w / (float)q->w : 1;
+    /* the model in original pixels: reference -> generation (as given, i.e.
+     * mirrored when q is the mirror; cs_lfv_verify undoes that) */
+    o->m_orig[0] = m[0] * qs / rs, o->m_orig[1] = m[1] * qs / rs, o->m_orig[2] = m[2] * qs;
+    o->m_orig[3] = m[3] * qs / rs, o->m_orig[4] = m[4] * qs / rs, o->m_orig[5] = m[5] * qs;
     for (int c = 0; c < 4; c++) {
         o->ref_poly[c][0] = box[c][0] * rs;
         o->ref_poly[c][1] = box[c][1] * rs;
@@ -182,6 +186,7 @@ int cs_lfv_verify(const cs_lf_set *q, const cs_lf_set *qm, const cs_lf_set *ref,
         /* back to the generation as is: x -> (orig_w - x) in original pixels */
         const float W = (float)qm->orig_w;
         for (int c = 0; c < 4; c++) b.gen_poly[c][0] = W - b.gen_poly[c][0];
+        b.m_orig[0] = -b.m_orig[0], b.m_orig[1] = -b.m_orig[1], b.m_orig[2] = W - b.m_orig[2];
         *out = b;
     }
     return 0;

@@ -43,6 +43,7 @@ typedef struct {
     int inliers;
     float score;           /* inliers / max(reference keypoints, CS_LFV_MIN_KP), in [0, 1] */
     double m[6];           /* reference working px -> (mirrored if .mirrored) query working px */
+    double m_orig[6];      /* reference original px -> generation original px (as is, not mirrored) */
     float ref_poly[4][2];  /* inlier box in the reference, original pixels */
     float gen_poly[4][2];  /* its image in the generation, original pixels (as is, not mirrored) */
     float coverage;        /* share of the generation covered by the mapped reference */
@@ -54,6 +55,12 @@ typedef struct {
                               for the mirror) for the number of false alarms */
     float rival;           /* set by the analysis: the best share verified by ANOTHER reference
                               for the same generation (0: none), for the ratio test */
+    float recolour;        /* set by the analysis (analyze/lf_colour.h): the share of the
+                              matched area that a global colour transform does not explain, in
+                              colours of the reference changed wherever they occur; -1: not measured */
+    float colour_fit;      /* share of the compared pixels the global colour transform explains */
+    float hue_deg;         /* that transform's hue rotation (degrees) */
+    int parts, parts_recoloured; /* the reference's colour parts compared, and recoloured */
 } cs_lfv_match;
 
 /* The a-contrario number of false alarms of a consensus of k inliers among m

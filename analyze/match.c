@@ -3,6 +3,7 @@
 #include "analyze/match.h"
 
 #include "analyze/fuse.h"
+#include "analyze/lf_colour.h"
 #include "analyze/verdict.h"
 
 #include <math.h>
@@ -426,6 +427,7 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
     c->row = row;
     c->emb_cos = emb;
     c->lf = lf;
+    c->lf.recolour = -1;
     c->pdq = c->phash = c->dhash = -1;
     c->pdq_q_ref = -1;
     if (!r->has_thumbs) { /* no pixels: hashes and embeddings only */
@@ -461,6 +463,18 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
     count_tiles(c, best_ref, cfg, s);
     free(crop);
     free(own);
+    /* a verification the local rule could flag: is the colour change global
+     * (a copy, edited) or one part recoloured (a twin)? (analyze/lf_colour.h) */
+    if (q && c->lf.inliers > 0 && c->lf.score >= s->lf_min_share && c->lf.log10_nfa1 <= log10(s->lf_max_nfa)) {
+        cs_lfc k;
+        cs_lfc_measure(r->thumbs + (int64_t)row * S * S * 3, c->lf.ref_w, c->lf.ref_h, q->thumb, c->lf.gen_w,
+                       c->lf.gen_h, S, c->lf.m_orig, s->lf_colour_tol, &k);
+        c->lf.recolour = k.recolour;
+        c->lf.colour_fit = k.fit;
+        c->lf.hue_deg = k.hue_deg;
+        c->lf.parts = k.parts;
+        c->lf.parts_recoloured = k.parts_recoloured;
+    }
 hashes:
     hash_distances(c, r, row, q);
 }

@@ -86,6 +86,15 @@ const cs_an_setting_info cs_an_setting_table[] = {
         "ours: the reference mapped into the generation covers at least half of it: a copy of the "
         "picture; less: a reference inside a new picture",
         "local features: near-copy at or above this covered share of the generation, partial below"),
+    ROW(lf_colour_tol, 0.1,
+        "ours: partial_tile_l2, the RMS a whole matching tile may have; only flat pixels are compared "
+        "(resampling and blur leave them be, JPEG moves them a few levels), so one may be held to it",
+        "local features: after the global colour fit, a pixel differs when its RMS residual ([0,1]) exceeds this"),
+    ROW(lf_recolour_parts, 2,
+        "ours: an occlusion (a caption band) may hide the one colour of the reference lying under it; "
+        "two colours each changed wherever they occur, beyond a global colour edit, are a part recoloured",
+        "local features: no verdict when at least this many of the reference's colour parts are recoloured "
+        "(analyze/lf_colour.h: a colour twin, not a global colour edit)"),
 };
 const int cs_an_setting_count = (int)(sizeof cs_an_setting_table / sizeof cs_an_setting_table[0]);
 

@@ -45,6 +45,8 @@ typedef struct {
     double lf_min_share;     /* ... and at least this share of the reference's keypoints verified */
     double lf_near_cover;    /* ... near-copy when the mapped reference covers this much of the
                                 generation, else partial */
+    double lf_colour_tol;    /* ... a pixel differs from the global colour fit beyond this RMS */
+    double lf_recolour_parts;/* ... no local verdict when this many colour parts are recoloured */
 } cs_an_settings;
 
 typedef struct {

@@ -109,6 +109,11 @@ void cs_an_verdict_result(cs_an_result *res, const cs_an_settings *s) {
  *    must exceed the best share of any other reference by 1/0.8. A detail
  *    shared by a family of references (every folder icon's body) verifies
  *    against several of them alike; a copy verifies best against its source.
+ *  - not a colour twin: a global colour edit (brightness, contrast,
+ *    saturation, hue) is a copy; two or more of the reference's colour parts
+ *    changed beyond the best global edit (lf_recolour_parts, measured by
+ *    analyze/lf_colour.h in cs_an_refine) are a part recoloured: another
+ *    picture of the same shapes.
  * The covered area separates a copy of the picture (near-copy) from a
  * reference pasted into part of a new one (partial). */
 void cs_an_verdict_local(cs_an_cand *c, const cs_an_settings *s) {
@@ -116,6 +121,9 @@ void cs_an_verdict_local(cs_an_cand *c, const cs_an_settings *s) {
     if (m->inliers <= 0 || c->verdict >= CS_V_NEAR) return;
     if (m->log10_nfa1 > log10(s->lf_max_nfa) || m->score < s->lf_min_share) return;
     if (m->rival > CS_LFV_RATIO * m->score) return;
+    /* not a colour twin: brightness/contrast/saturation/hue edits change every
+     * pixel alike; a part recoloured is another picture (analyze/lf_colour.h) */
+    if (m->recolour >= 0 && m->parts_recoloured >= s->lf_recolour_parts) return;
     int v = m->coverage >= s->lf_near_cover ? CS_V_NEAR : CS_V_PARTIAL;
     if (v <= c->verdict) return;
     c->verdict = v;

@@ -20,7 +20,9 @@ void cs_an_verdict_result(cs_an_result *res, const cs_an_settings *s);
 /* The local-feature rule (after cs_an_verdict_cand; raises c->verdict only):
  * a geometric verification that is not chance (a-contrario NFA <=
  * lf_max_nfa) and reproduces a substantial share of the reference's
- * keypoints (>= lf_min_share) is a near-copy when the mapped reference
+ * keypoints (>= lf_min_share), and is no colour twin (fewer than
+ * lf_recolour_parts colour parts recoloured, analyze/lf_colour.h) is a
+ * near-copy when the mapped reference
  * covers at least lf_near_cover of the generation, else a partial copy. */
 void cs_an_verdict_local(cs_an_cand *c, const cs_an_settings *s);
 /* After cs_an_verdict_result: a finding decided by the local-feature rule

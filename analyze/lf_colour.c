@@ -1,0 +1,212 @@
+/* lf_colour.c — global colour transform vs a part recoloured (see
+ * lf_colour.h). */
+#include "analyze/lf_colour.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NTHETA 72 /* 5 degree steps */
+
+void cs_lfc_hue_rotate(const float in[3], float deg, float out[3]) {
+    float r = in[0], g = in[1], b = in[2];
+    float mx = fmaxf(r, fmaxf(g, b)), mn = fminf(r, fminf(g, b)), d = mx - mn;
+    if (d <= 0) {
+        out[0] = out[1] = out[2] = mx;
+        return;
+    }
+    float h; /* in sixths of the circle, [0, 6) */
+    if (mx == r) h = (g - b) / d;
+    else if (mx == g) h = 2 + (b - r) / d;
+    else h = 4 + (r - g) / d;
+    h += deg / 60.0f;
+    h = fmodf(h, 6.0f);
+    if (h < 0) h += 6.0f;
+    int k = (int)h;
+    if (k > 5) k = 5;
+    float f = h - (float)k;
+    /* V = mx, S = d / mx: the channels are mx, mn and a ramp between */
+    float up = mn + d * f, down = mx - d * f;
+    switch (k) {
+    case 0: out[0] = mx, out[1] = up, out[2] = mn; break;
+    case 1: out[0] = down, out[1] = mx, out[2] = mn; break;
+    case 2: out[0] = mn, out[1] = mx, out[2] = up; break;
+    case 3: out[0] = mn, out[1] = down, out[2] = mx; break;
+    case 4: out[0] = up, out[1] = mn, out[2] = mx; break;
+    default: out[0] = mx, out[1] = mn, out[2] = down; break;
+    }
+}
+
+static float luma(const float *p) { return 0.299f * p[0] + 0.587f * p[1] + 0.114f * p[2]; }
+
+static float clamp01(float x) { return x < 0 ? 0 : (x > 1 ? 1 : x); }
+
+/* RMS residual of one pixel under (a, b, c); prediction clipped to [0,1]
+ * as the edit's own arithmetic clips */
+static float resid(const float *r, const float *g, const double *p) {
+    float L = luma(r), s = 0;
+    for (int k = 0; k < 3; k++) {
+        float e = clamp01((float)(p[0] * r[k] + p[1] * L + p[2])) - g[k];
+        s += e * e;
+    }
+    return sqrtf(s / 3);
+}
+
+/* least squares of g_k = a r_k + b L + c over the pixels with use[i]
+ * (all when use is NULL); the 3x3 normal equations by Cramer's rule */
+static int fit(const float (*r)[3], const float (*g)[3], const uint8_t *use, int n, double p[3]) {
+    double A[3][3] = {{0}}, y[3] = {0};
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (use && !use[i]) continue;
+        m++;
+        double L = luma(r[i]);
+        for (int k = 0; k < 3; k++) {
+            double x[3] = {r[i][k], L, 1};
+            for (int u = 0; u < 3; u++) {
+                y[u] += x[u] * g[i][k];
+                for (int v = 0; v < 3; v++) A[u][v] += x[u] * x[v];
+            }
+        }
+    }
+    if (m < 3) return -1;
+    double det = A[0][0] * (A[1][1] * A[2][2] - A[1][2] * A[2][1]) - A[0][1] * (A[1][0] * A[2][2] - A[1][2] * A[2][0]) +
+                 A[0][2] * (A[1][0] * A[2][1] - A[1][1] * A[2][0]);
+    if (fabs(det) < 1e-12) {
+        /* grey pixels (r_k = L): a and b are not separable; y = g (r + L) + c */
+        double sxx = A[0][0] + A[1][1] + 2 * A[0][1], sx = A[0][2] + A[1][2], sy = y[0] + y[1], s1 = A[2][2];
+        double dd = sxx * s1 - sx * sx;
+        if (fabs(dd) < 1e-12) {
+            p[0] = p[1] = 0, p[2] = y[2] / s1;
+            return 0;
+        }
+        double g1 = (sy * s1 - sx * y[2]) / dd;
+        p[0] = g1, p[1] = g1, p[2] = (y[2] - g1 * sx) / s1;
+        return 0;
+    }
+    for (int j = 0; j < 3; j++) {
+        double M[3][3];
+        memcpy(M, A, sizeof M);
+        for (int u = 0; u < 3; u++) M[u][j] = y[u];
+        p[j] = (M[0][0] * (M[1][1] * M[2][2] - M[1][2] * M[2][1]) - M[0][1] * (M[1][0] * M[2][2] - M[1][2] * M[2][0]) +
+                M[0][2] * (M[1][0] * M[2][1] - M[1][1] * M[2][0])) /
+               det;
+    }
+    if (p[0] < 0) {
+        /* brightness, contrast and saturation gains are positive: a negative
+         * a would be a colour inversion, not one of those edits; the
+         * constrained optimum is then on a = 0, g = b L + c */
+        double dd = A[1][1] * A[2][2] - A[1][2] * A[1][2];
+        p[0] = 0;
+        if (fabs(dd) < 1e-12) {
+            p[1] = 0, p[2] = y[2] / A[2][2];
+            return 0;
+        }
+        p[1] = (y[1] * A[2][2] - A[1][2] * y[2]) / dd;
+        p[2] = (y[2] - p[1] * A[1][2]) / A[2][2];
+    }
+    return 0;
+}
+
+void cs_lfc_measure(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
+                    const double m[6], double tol, cs_lfc *out) {
+    memset(out, 0, sizeof *out);
+    out->recolour = -1;
+    double det = m[0] * m[4] - m[1] * m[3];
+    if (!(fabs(det) > 1e-12) || rw <= 0 || rh <= 0 || gw <= 0 || gh <= 0 || S < 4) return;
+    const double i00 = m[4] / det, i01 = -m[1] / det, i10 = -m[3] / det, i11 = m[0] / det;
+    const int N = S * S;
+    float (*r)[3] = malloc(sizeof(float) * 3 * (size_t)N), (*g)[3] = malloc(sizeof(float) * 3 * (size_t)N),
+          (*gr)[3] = malloc(sizeof(float) * 3 * (size_t)N);
+    uint8_t *use = malloc(2 * (size_t)N), *best_use = malloc((size_t)N);
+    uint16_t *bin = malloc(sizeof(uint16_t) * (size_t)N);
+    int n = 0;
+    if (!r || !g || !gr || !use || !best_use || !bin) goto out;
+    const float t255 = (float)(tol * 255.0);
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++) {
+            double gx = (x + 0.5) * gw / S - m[2], gy = (y + 0.5) * gh / S - m[5];
+            double rx = i00 * gx + i01 * gy, ry = i10 * gx + i11 * gy;
+            int u = (int)floor(rx * S / rw), v = (int)floor(ry * S / rh);
+            if (u < 1 || v < 1 || u > S - 2 || v > S - 2) continue; /* outside, or the border row */
+            const uint8_t *c = ref + ((size_t)v * S + u) * 3;
+            int flat = 1;
+            for (int dv = -1; dv <= 1 && flat; dv++)
+                for (int du = -1; du <= 1 && flat; du++) {
+                    const uint8_t *o = ref + ((size_t)(v + dv) * S + (u + du)) * 3;
+                    float s = 0;
+                    for (int k = 0; k < 3; k++) s += ((float)o[k] - c[k]) * ((float)o[k] - c[k]);
+                    flat = sqrtf(s / 3) <= t255;
+                }
+            if (!flat) continue;
+            const uint8_t *q = gen + ((size_t)y * S + x) * 3;
+            for (int k = 0; k < 3; k++) r[n][k] = c[k] / 255.0f, g[n][k] = q[k] / 255.0f;
+            bin[n] = (uint16_t)((c[0] >> 5) << 6 | (c[1] >> 5) << 3 | (c[2] >> 5));
+            n++;
+        }
+    out->compared = n;
+    if (n < CS_LFC_MIN_PX) goto out;
+    int best_in = -1;
+    float best_deg = 0;
+    for (int t = 0; t < NTHETA; t++) {
+        /* -180 < deg <= 180, 0 first so that ties keep the smallest rotation */
+        int k = (t + 1) / 2;
+        float deg = (t % 2 ? 1.0f : -1.0f) * 5.0f * (float)k;
+        if (deg <= -180) continue;
+        for (int i = 0; i < n; i++) cs_lfc_hue_rotate(g[i], -deg, gr[i]);
+        /* two starts, the least squares over all and no change at all, each
+         * refined on the pixels within a tolerance that halves down to tol
+         * (an occlusion or a recoloured part pulls the first start away) */
+        int in = -1;
+        uint8_t *u2 = use + n; /* the other start's inliers */
+        for (int st = 0; st < 2; st++) {
+            double p[3] = {1, 0, 0};
+            if (st == 0 && fit((const float (*)[3])r, (const float (*)[3])gr, NULL, n, p)) continue;
+            uint8_t *u = st == 0 ? use : u2;
+            int ni = 0;
+            for (int pass = 0; pass < 4; pass++) {
+                float tl = (float)tol * (pass == 0 ? 4.0f : pass == 1 ? 2.0f : 1.0f);
+                ni = 0;
+                for (int i = 0; i < n; i++) ni += u[i] = resid(r[i], gr[i], p) <= tl;
+                if (pass == 3 || fit((const float (*)[3])r, (const float (*)[3])gr, u, n, p)) break;
+            }
+            if (ni > in) {
+                in = ni;
+                if (u != use) memcpy(use, u, (size_t)n);
+            }
+        }
+        if (in > best_in) {
+            best_in = in;
+            best_deg = deg;
+            memcpy(best_use, use, (size_t)n);
+        }
+    }
+    if (best_in < 0) goto out;
+    out->fit = (float)best_in / (float)n;
+    out->hue_deg = best_deg;
+    /* per reference colour: how many of its pixels the fit leaves out */
+    int *cnt = calloc(2 * 512, sizeof(int));
+    if (!cnt) goto out;
+    for (int i = 0; i < n; i++) {
+        cnt[bin[i]]++;
+        cnt[512 + bin[i]] += !best_use[i];
+    }
+    int rec = 0, parts = 0, rparts = 0;
+    for (int b = 0; b < 512; b++) {
+        int big = cnt[b] >= CS_LFC_PART_PX, changed = 2 * cnt[512 + b] > cnt[b];
+        parts += big;
+        rparts += big && changed;
+        if (changed) rec += cnt[512 + b];
+    }
+    free(cnt);
+    out->recolour = (float)rec / (float)n;
+    out->parts = parts;
+    out->parts_recoloured = rparts;
+out:
+    free(r);
+    free(g);
+    free(gr);
+    free(use);
+    free(best_use);
+    free(bin);
+}

@@ -1,0 +1,69 @@
+/* lf_colour.h — is a geometrically verified match the reference under a
+ * GLOBAL colour change, or the reference with one part recoloured?
+ *
+ * The issue counts brightness, contrast, saturation and hue shifts as
+ * copies: each is one function applied to every pixel alike. A colour twin
+ * (an emoji's skin-tone or colour variant, an icon in another colour) keeps
+ * the shapes, so its keypoints verify, but changes the colour of one part
+ * only; it is another picture, not a copy of the reference. The test:
+ *
+ *  1. pixels: every pixel of the generation's 64 px thumbnail whose position
+ *     maps (cs_lfv_match.m_orig, inverted) inside the reference, paired with
+ *     the reference thumbnail's pixel there; only where the reference is flat
+ *     (its 3x3 neighbourhood within tol of the centre), so that the
+ *     registration error of the similarity (under one thumbnail pixel) does
+ *     not pass for a colour difference;
+ *  2. the global family, fitted robustly: gen = H_theta(a ref + b L(ref) + c)
+ *     with H_theta the HSV hue rotation (any angle, 5 degree steps), a >= 0 the
+ *     brightness/contrast gain, b the saturation mix with the luma L (ITU-R
+ *     601, as PIL's and torchvision's saturation), c the contrast/brightness
+ *     offset; for each theta, from two starts (least squares over all, and
+ *     no change), least squares again on the pixels within 4, 2, 1 x tol
+ *     (trimmed); the theta and start with the most pixels within tol win;
+ *  3. what it does not explain, split by cause: a pixel differs when its RMS
+ *     residual (over R, G, B, in [0,1]) exceeds tol; the reference's colours
+ *     are put in bins (8 levels a channel); a bin most of whose pixels differ
+ *     is a colour the generation changed wherever it occurs, i.e. a part
+ *     recoloured; differing pixels in bins that mostly agree are occlusions,
+ *     blur or misregistration (a caption band, an edge), which a copy may
+ *     have. recolour = the differing pixels of recoloured bins / the pixels
+ *     compared (evidence); parts = the bins with at least CS_LFC_PART_PX
+ *     pixels, parts_recoloured = those most of whose pixels differ.
+ * The verdict rule (verdict.c) reads parts_recoloured against
+ * lf_recolour_parts (2: a caption band may hide the one colour under it).
+ * Parts are counted, not area: a picture of two large colours (white and a
+ * face) with one of them recoloured is reachable by a strong global edit of
+ * those two (a hue rotation, contrast on luma), and then only the small
+ * parts (eyes, mouth) betray the change, each a whole colour changed. */
+#ifndef CS_LF_COLOUR_H
+#define CS_LF_COLOUR_H
+
+#include <stdint.h>
+
+typedef struct {
+    float recolour;   /* share of the compared pixels in recoloured colours; -1: too few compared */
+    float fit;        /* share of the compared pixels within tol of the global fit */
+    float hue_deg;    /* the fit's hue rotation, degrees in (-180, 180] */
+    int compared;     /* pixels compared */
+    int parts;        /* the reference's colours (bins) with at least CS_LFC_PART_PX pixels compared */
+    int parts_recoloured; /* ... of which most pixels differ */
+} cs_lfc;
+
+/* At least this many flat pixels must be compared (one 8x8 block of the
+ * 64 px thumbnail), else recolour = -1 (not measured). */
+#define CS_LFC_MIN_PX 64
+/* A colour of the reference counts as a part when it has at least this
+ * many flat pixels compared (a 4x4 block of the thumbnail). */
+#define CS_LFC_PART_PX 16
+
+/* ref, gen: S x S RGB thumbnails (area-resized, aspect not kept) of images
+ * of rw x rh and gw x gh original pixels; m: reference original px ->
+ * generation original px (cs_lfv_match.m_orig). Pure function. */
+void cs_lfc_measure(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
+                    const double m[6], double tol, cs_lfc *out);
+
+/* HSV hue rotation of one RGB colour in [0,1] by deg degrees (exposed for
+ * the tests). */
+void cs_lfc_hue_rotate(const float in[3], float deg, float out[3]);
+
+#endif

@@ -93,7 +93,7 @@ static const char *side_role(const char *suffix) {
     if (!strncmp(suffix, "ann-", 4)) return "ANN index";
     if (!strcmp(suffix, "tinydesc.safetensors")) return "tiny embedder weights";
     if (!strcmp(suffix, "thumbs")) return "thumbnail cache";
-    if (!strcmp(suffix, "lfvote")) return "local-feature vote index";
+    if (!strcmp(suffix, "lfvote")) return "SIFT vote index";
     if (!strncmp(suffix, "text-", 5)) {
         const char *e = strrchr(suffix, '.');
         return !e ? "text shard" : !strcmp(e, ".txt") ? "text shard" : !strcmp(e, ".sa") ? "text suffix array"

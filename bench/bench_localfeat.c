@@ -5,8 +5,9 @@
  *    work (hashes + thumbnail), our SIFT record (cs_lf_extract), beside two
  *    anchors on the same grey images in the same run: plain OpenCV SIFT
  *    (detectAndCompute of every keypoint) and the two-pass definition of our
- *    keypoints (cs_cv_sift), whose output must equal ours
- *    bit for bit. Images: $CS_BENCH_LF_DIR, else $CS_COPYDET/refs, else the
+ *    keypoints before session 4 (cs_cv_sift_twopass: a second pyramid for
+ *    the descriptors); a query's mirror derived (cs_lf_mirror) beside its
+ *    second extraction. Images: $CS_BENCH_LF_DIR, else $CS_COPYDET/refs, else the
  *    shared emoji, each resized to 256 px on its longer side; at most 200.
 * 2. The vote search at scale: N references of synthetic SIFT records
  *    (30 keypoints each; default N = 20,000, CS_BENCH_LF_REFS=1000000 for the
@@ -165,6 +166,10 @@ static void bench_extract(void) {
     t0 = tcpu();
     for (int i = 0; i < ok; i++) cs_cv_sift(grey[i], img[i].w, img[i].h, img[i].w, CS_LF_REF_KP, kp1, d1, &err);
     double t_sift = tcpu() - t0;
+    t0 = tcpu();
+    for (int i = 0; i < ok; i++)
+        cs_cv_sift_twopass(grey[i], img[i].w, img[i].h, img[i].w, CS_LF_REF_KP, kp1, d1, &err);
+    double t_two = tcpu() - t0;
     double add = t_dec / ok + t_hash / ok + t_lf / ok;
     printf("extraction, %d images of %s at 256 px (one thread, CPU time): decode %.2f ms, hashes+thumbnail "
            "%.2f ms, SIFT record (cs_lf_extract) %.2f ms = %.1f img/s per CPU-s (of which SIFT %.2f ms); "
@@ -174,6 +179,9 @@ static void bench_extract(void) {
            ok, dir, 1e3 * t_dec / ok, 1e3 * t_hash / ok, 1e3 * t_lf / ok, ok / t_lf, 1e3 * t_sift / ok,
            (double)kps / ok, 1e3 * t_plain / ok, ok / t_plain, t_plain / t_lf,
            1e3 * add, 1 / add, 1 / (t_dec / ok + t_hash / ok));
+    printf("SIFT of a record (%d keypoints, CPU per image): one pyramid (cs_cv_sift) %.2f ms beside the "
+           "two-pass definition before session 4 (cs_cv_sift_twopass) %.2f ms in this run = %.2fx its speed\n",
+           CS_LF_REF_KP, 1e3 * t_sift / ok, 1e3 * t_two / ok, t_two / t_sift);
     printf("query extraction (%d keypoints, as is + mirror, CPU per image): anchor two extractions %.2f ms "
            "(%.2f + %.2f); mirror derived (cs_lf_mirror) %.2f + %.4f ms = %.2fx the anchor's speed\n",
            CS_LF_QUERY_KP, 1e3 * (t_qx + t_qm) / ok, 1e3 * t_qx / ok, 1e3 * t_qm / ok, 1e3 * t_qx / ok,

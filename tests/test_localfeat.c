@@ -16,6 +16,7 @@
 #include "core/store.h"
 #include "index/ingest.h"
 #include "index/localfeat.h"
+#include "index/opencv_shim.h"
 #include "index/tinydesc.h"
 #include "t.h"
 
@@ -169,6 +170,33 @@ static void test_mirror_derived(void) {
     free(a);
     free(real);
     free(der);
+    cs_image_free(&img);
+}
+
+/* cs_cv_sift (one pyramid) against the two-pass definition it replaced:
+ * the same keypoints in the same order, descriptors within a few units (the
+ * same bytes when a kept keypoint is from octave -1) */
+static void test_sift_onepass(void) {
+    cs_image img;
+    cs_err err = {0};
+    REQUIRE(cs_image_load(&img, EMOJI, NULL, &err) == 0);
+    static uint8_t g[256 * 256], d1[CS_LF_QUERY_KP * 128], d2[CS_LF_QUERY_KP * 128];
+    static cs_cv_kp k1[CS_LF_QUERY_KP], k2[CS_LF_QUERY_KP];
+    cs_image r = {0};
+    REQUIRE(cs_image_resize(&r, &img, 256, 256, CS_RESIZE_AUTO, &err) == 0);
+    for (int i = 0; i < 256 * 256; i++) g[i] = r.rgb[3 * i + 1];
+    for (int m = 10; m <= CS_LF_QUERY_KP; m *= 4) {
+        int n1 = cs_cv_sift(g, 256, 256, 256, m, k1, d1, &err), n2 = cs_cv_sift_twopass(g, 256, 256, 256, m, k2, d2, &err);
+        CHECKF(n1 == n2 && n1 > 0 && n1 <= m, "%d vs %d keypoints (max %d)", n1, n2, m);
+        int same = 1, maxd = 0;
+        for (int i = 0; i < n1 && i < n2; i++) {
+            same &= k1[i].x == k2[i].x && k1[i].y == k2[i].y && k1[i].size == k2[i].size && k1[i].angle == k2[i].angle;
+            for (int j = 0; j < 128; j++) maxd = abs(d1[i * 128 + j] - d2[i * 128 + j]) > maxd ? abs(d1[i * 128 + j] - d2[i * 128 + j]) : maxd;
+        }
+        CHECK(same);
+        CHECKF(maxd <= 24, "descriptor bytes differ by %d", maxd);
+    }
+    cs_image_free(&r);
     cs_image_free(&img);
 }
 
@@ -437,6 +465,7 @@ static void test_clip_area(void) {
 int main(void) {
     RUN(test_verify_known_similarity);
     RUN(test_mirror_derived);
+    RUN(test_sift_onepass);
     RUN(test_record_and_column);
     RUN(test_vote_index);
     RUN(test_fuse_known_tail);

@@ -398,7 +398,7 @@ static void bench_votes(int64_t nref, int64_t ngen) {
     char info[160];
     cs_lf_index_describe(ix, info, sizeof info);
     printf("votes, %lld generations (+ mirror, %d keypoints each) x %lld references (%lld descriptors, %s, "
-           "%d threads): index build %.1f s wall (%.1f s cpu, once per analysis), retrieval %.1f s wall (%.1f "
+           "%d threads): index build %.1f s wall (%.1f s cpu; done by index add, the analysis loads the side file), retrieval %.1f s wall (%.1f "
            "s cpu), verifying %d candidates %.1f s wall (%.1f s cpu); planted reference among the candidates "
            "%lld/%lld; anchor hash-only analysis of the same generations %.1f s wall (%.1f s cpu); local "
            "features ON total (hash + retrieval + verify) %.2fx the hash-only wall\n",

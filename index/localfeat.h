@@ -9,7 +9,8 @@
  * CS_LF_REF_KP for a reference (the storage budget), up to CS_LF_QUERY_KP for
  * a query (a query may be a scene with the copy in one part of it). SIFT is
  * invariant to rotation and scale; a mirror is handled on the query side: a
- * query is described as is and mirrored (cs_lf_extract's mirror flag), the
+ * query is described as is and mirrored (cs_lf_mirror permutes the SIFT of
+ * the image as is; cs_lf_extract's mirror flag extracts it for real), the
  * references once.
  *
  * Storage: one fixed-size record of CS_LF_RECORD = 4096 bytes per reference
@@ -23,7 +24,9 @@
  * our owner, 840 bytes per reference in memory; exact below); each query descriptor's
  * CS_LF_NN nearest descriptors vote for their references (one vote per query
  * keypoint and reference), and the references with the most votes are the
- * candidates that analyze/lf_verify.h verifies geometrically. */
+ * candidates that analyze/lf_verify.h verifies geometrically. The index is
+ * built by `index add` and kept beside the store (<db>.lfvote,
+ * cs_lf_index_open), not rebuilt by every analysis. */
 #ifndef CS_LOCALFEAT_H
 #define CS_LOCALFEAT_H
 

@@ -509,7 +509,18 @@ int cs_lf_index_save(const cs_lf_index *ix, const char *path, uint64_t fp, int64
         cs_atomic_finish(&a, 0, err);
         return cs_fail(err, CS_EIO, "%s: write failed", path);
     }
-    if (cs_faiss_write_fp(ix->f, a.f, path, err) || fwrite(VMAGIC, 1, 4, a.f) != 4) {
+    /* the end: the magic and the FAISS part's length, so that a truncated
+     * file is refused before FAISS reads it (faiss::read_index leaks what it
+     * had read when a file ends early) */
+    long at = ftell(a.f);
+    uint8_t tail[12];
+    int bad = at < 0 || cs_faiss_write_fp(ix->f, a.f, path, err);
+    if (!bad) {
+        memcpy(tail, VMAGIC, 4);
+        put64(tail + 4, (uint64_t)(ftell(a.f) - at));
+        bad = fwrite(tail, 1, 12, a.f) != 12;
+    }
+    if (bad) {
         cs_err e2 = {0};
         cs_atomic_finish(&a, 0, &e2);
         return err->code ? -1 : cs_fail(err, CS_EIO, "%s: write failed", path);
@@ -557,10 +568,15 @@ int cs_lf_index_load(cs_lf_index **out, const char *path, uint64_t fp, int64_t n
         }
         ix->owner[d] = (int32_t)(prev = o);
     }
+    uint8_t tail[12];
+    long at = ftell(f), end = -1;
+    if (at < 0 || fseek(f, -12, SEEK_END) || (end = ftell(f)) < at || fread(tail, 1, 12, f) != 12 ||
+        memcmp(tail, VMAGIC, 4) || get64(tail + 4) != (uint64_t)(end - at) || fseek(f, at, SEEK_SET)) {
+        cs_fail(err, CS_EFORMAT, "%s: truncated or corrupt (bad end)", path);
+        goto out;
+    }
     if (cs_faiss_read_fp(&ix->f, f, path, err)) goto out;
-    uint8_t tail[4];
-    if (cs_faiss_ntotal(ix->f) != ix->nd || cs_faiss_dim(ix->f) != 128 || fread(tail, 1, 4, f) != 4 ||
-        memcmp(tail, VMAGIC, 4) || fgetc(f) != EOF) {
+    if (cs_faiss_ntotal(ix->f) != ix->nd || cs_faiss_dim(ix->f) != 128 || ftell(f) != end) {
         cs_fail(err, CS_EFORMAT, "%s: corrupt (index of %lld descriptors, %lld expected, or bad end)", path,
                 (long long)cs_faiss_ntotal(ix->f), (long long)ix->nd);
         goto out;

@@ -113,7 +113,8 @@ int64_t cs_lf_index_ndesc(const cs_lf_index *ix);
 /* The vote index kept beside the store, <db>.lfvote (cs_store_sidecar(s,
  * "lfvote")): a header (magic "CSLV", version, the records' fingerprint and
  * count, descriptor count, factory, nprobe), every descriptor's reference
- * row, the FAISS index (cs_faiss_write_fp), the magic again. `index add`
+ * row, the FAISS index (cs_faiss_write_fp), the magic again and the FAISS
+ * part's length (a truncated file is refused before FAISS reads it). `index add`
  * writes it (atomically) and the analysis reads it instead of building the
  * index again; a file built from other records (a reference added, removed
  * or re-extracted), missing or corrupt is rebuilt from the records and

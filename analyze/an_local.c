@@ -11,6 +11,7 @@
  * depend only on its own image and the references, so the result is the
  * same at any thread count. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,10 +46,18 @@ int an_local_load(an_state *A, cs_err *err) {
         return cs_fail(err, CS_ENOMEM, "analyze: out of memory for local features");
     }
     for (int64_t i = 0; i < n; i++) A->lf_rows[i] = (int32_t)row_of(&A->refs, ids[i]);
-    free(ids);
     A->lf_recs = recs;
     A->lf_n = n;
-    return cs_lf_index_build(&A->lfx, n, recs, NULL, err);
+    /* the vote index from its side file, built and saved when missing,
+     * stale or corrupt (index/localfeat.h); the one line saying so goes to
+     * stderr as the progress lines do: a rebuild at 1M references costs
+     * minutes, and the user should know why */
+    char *path = cs_store_sidecar(A->s, "lfvote"), note[512];
+    int rc = cs_lf_index_open(&A->lfx, path, n, ids, recs, note, sizeof note, err);
+    free(path);
+    free(ids);
+    if (!rc && note[0]) fprintf(stderr, "copyscope: %s\n", note);
+    return rc;
 }
 
 void an_local_free(an_state *A) {
@@ -76,9 +85,9 @@ static void extract_one(void *vctx, int64_t j, int thread) {
     cs_err e = {0};
     c->sets[2 * j].n = c->sets[2 * j + 1].n = 0;
     if (!wanted(&c->A->it.v[c->off + j])) return;
-    if (cs_lf_extract(&c->imgs[j], CS_LF_QUERY_KP, 0, &c->sets[2 * j], &e) ||
-        cs_lf_extract(&c->imgs[j], CS_LF_QUERY_KP, 1, &c->sets[2 * j + 1], &e))
-        c->sets[2 * j].n = c->sets[2 * j + 1].n = 0; /* no keypoints: no local evidence */
+    if (cs_lf_extract(&c->imgs[j], CS_LF_QUERY_KP, 0, &c->sets[2 * j], &e))
+        c->sets[2 * j].n = 0; /* no keypoints: no local evidence */
+    cs_lf_mirror(&c->sets[2 * j], &c->sets[2 * j + 1]); /* the mirror's SIFT, without a second extraction */
 }
 
 /* hits ranked by share verified, then significance, then row (a total order) */

@@ -5,8 +5,9 @@
  *    work (hashes + thumbnail), our SIFT record (cs_lf_extract), beside two
  *    anchors on the same grey images in the same run: plain OpenCV SIFT
  *    (detectAndCompute of every keypoint) and the two-pass definition of our
- *    keypoints (cs_cv_sift), whose output must equal ours
- *    bit for bit. Images: $CS_BENCH_LF_DIR, else $CS_COPYDET/refs, else the
+ *    keypoints before session 4 (cs_cv_sift_twopass: a second pyramid for
+ *    the descriptors); a query's mirror derived (cs_lf_mirror) beside its
+ *    second extraction. Images: $CS_BENCH_LF_DIR, else $CS_COPYDET/refs, else the
  *    shared emoji, each resized to 256 px on its longer side; at most 200.
 * 2. The vote search at scale: N references of synthetic SIFT records
  *    (30 keypoints each; default N = 20,000, CS_BENCH_LF_REFS=1000000 for the
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "analyze/match.h"
 #include "analyze/verdict.h"
@@ -143,6 +145,20 @@ static void bench_extract(void) {
     t0 = tcpu();
     for (int i = 0; i < ok; i++) cs_lf_extract(&img[i], CS_LF_REF_KP, 0, &s, &err);
     double t_lf = tcpu() - t0;
+    /* a query's mirror: a second extraction (the old way) beside cs_lf_mirror */
+    static cs_lf_set qa, qm;
+    double t_qx = 0, t_qm = 0, t_qd = 0;
+    for (int i = 0; i < ok; i++) {
+        t0 = tcpu();
+        cs_lf_extract(&img[i], CS_LF_QUERY_KP, 0, &qa, &err);
+        t_qx += tcpu() - t0;
+        t0 = tcpu();
+        cs_lf_extract(&img[i], CS_LF_QUERY_KP, 1, &qm, &err);
+        t_qm += tcpu() - t0;
+        t0 = tcpu();
+        cs_lf_mirror(&qa, &qm);
+        t_qd += tcpu() - t0;
+    }
     t0 = tcpu();
     long kps = 0;
     for (int i = 0; i < ok; i++) kps += cs_cv_sift_plain(grey[i], img[i].w, img[i].h, img[i].w, &err);
@@ -150,6 +166,10 @@ static void bench_extract(void) {
     t0 = tcpu();
     for (int i = 0; i < ok; i++) cs_cv_sift(grey[i], img[i].w, img[i].h, img[i].w, CS_LF_REF_KP, kp1, d1, &err);
     double t_sift = tcpu() - t0;
+    t0 = tcpu();
+    for (int i = 0; i < ok; i++)
+        cs_cv_sift_twopass(grey[i], img[i].w, img[i].h, img[i].w, CS_LF_REF_KP, kp1, d1, &err);
+    double t_two = tcpu() - t0;
     double add = t_dec / ok + t_hash / ok + t_lf / ok;
     printf("extraction, %d images of %s at 256 px (one thread, CPU time): decode %.2f ms, hashes+thumbnail "
            "%.2f ms, SIFT record (cs_lf_extract) %.2f ms = %.1f img/s per CPU-s (of which SIFT %.2f ms); "
@@ -159,6 +179,13 @@ static void bench_extract(void) {
            ok, dir, 1e3 * t_dec / ok, 1e3 * t_hash / ok, 1e3 * t_lf / ok, ok / t_lf, 1e3 * t_sift / ok,
            (double)kps / ok, 1e3 * t_plain / ok, ok / t_plain, t_plain / t_lf,
            1e3 * add, 1 / add, 1 / (t_dec / ok + t_hash / ok));
+    printf("SIFT of a record (%d keypoints, CPU per image): one pyramid (cs_cv_sift) %.2f ms beside the "
+           "two-pass definition before session 4 (cs_cv_sift_twopass) %.2f ms in this run = %.2fx its speed\n",
+           CS_LF_REF_KP, 1e3 * t_sift / ok, 1e3 * t_two / ok, t_two / t_sift);
+    printf("query extraction (%d keypoints, as is + mirror, CPU per image): anchor two extractions %.2f ms "
+           "(%.2f + %.2f); mirror derived (cs_lf_mirror) %.2f + %.4f ms = %.2fx the anchor's speed\n",
+           CS_LF_QUERY_KP, 1e3 * (t_qx + t_qm) / ok, 1e3 * t_qx / ok, 1e3 * t_qm / ok, 1e3 * t_qx / ok,
+           1e3 * t_qd / ok, (t_qx + t_qm) / (t_qx + t_qd));
     for (int i = 0; i < ok; i++) {
         cs_image_free(&img[i]);
         free(grey[i]);
@@ -306,13 +333,48 @@ static void bench_votes(int64_t nref, int64_t ngen) {
     cs_err err = {0};
     const char *fac = getenv("CS_BENCH_LF_FACTORY");
     double t0 = now(), c0 = pcpu();
-    cs_lf_index *ix;
-    if (cs_lf_index_build(&ix, nref, recs, fac, &err)) {
+    cs_lf_index *ix = NULL;
+    /* CS_BENCH_LF_INDEX=PATH: the index from that side file when it was
+     * built from these records (the synthetic set is the same for the same
+     * N), else built and saved there: profiling the retrieval without the
+     * build each time. The build's figures are then the load's. */
+    const char *keep = getenv("CS_BENCH_LF_INDEX");
+    if (keep && !fac) {
+        int64_t *kid = malloc(sizeof(int64_t) * nref);
+        for (int64_t i = 0; i < nref; i++) kid[i] = i + 1;
+        char note[512];
+        if (cs_lf_index_open(&ix, keep, nref, kid, recs, note, sizeof note, &err)) ix = NULL;
+        fprintf(stderr, "  (%s: %s)\n", keep, note[0] ? note : "loaded");
+        free(kid);
+    }
+    if (!ix && cs_lf_index_build(&ix, nref, recs, fac, &err)) {
         printf("votes: %s\n", err.msg);
         return;
     }
     double tb = now() - t0, cb = pcpu() - c0;
     fprintf(stderr, "  (index built: %.1f s)\n", tb);
+    /* the side file (<db>.lfvote): what an analysis pays instead of the
+     * build, beside the build in the same run */
+    double tl = -1, cl = -1, tfp = -1;
+    {
+        char path[128];
+        snprintf(path, sizeof path, "%s/bench_localfeat_%d.lfvote", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+                 (int)getpid());
+        int64_t *ids = malloc(sizeof(int64_t) * nref);
+        for (int64_t i = 0; i < nref; i++) ids[i] = i + 1;
+        t0 = now(), c0 = pcpu();
+        uint64_t fp = cs_lf_fingerprint(nref, ids, recs);
+        tfp = pcpu() - c0;
+        cs_lf_index *lx = NULL;
+        if (!cs_lf_index_save(ix, path, fp, nref, &err)) {
+            t0 = now(), c0 = pcpu();
+            if (!cs_lf_index_load(&lx, path, fp, nref, &err)) tl = now() - t0, cl = pcpu() - c0;
+        }
+        if (tl < 0) printf("votes: side file: %s\n", err.msg);
+        cs_lf_index_free(lx);
+        unlink(path);
+        free(ids);
+    }
     if (getenv("CS_BENCH_LF_NPROBE")) cs_lf_index_set_nprobe(ix, atoi(getenv("CS_BENCH_LF_NPROBE")), &err);
     cs_lf_vote *v = malloc(sizeof *v * (size_t)(2 * ngen) * K);
     int *nv = malloc(sizeof(int) * (size_t)(2 * ngen));
@@ -336,12 +398,17 @@ static void bench_votes(int64_t nref, int64_t ngen) {
     char info[160];
     cs_lf_index_describe(ix, info, sizeof info);
     printf("votes, %lld generations (+ mirror, %d keypoints each) x %lld references (%lld descriptors, %s, "
-           "%d threads): index build %.1f s wall (%.1f s cpu, once per analysis), retrieval %.1f s wall (%.1f "
+           "%d threads): index build %.1f s wall (%.1f s cpu; done by index add, the analysis loads the side file), retrieval %.1f s wall (%.1f "
            "s cpu), verifying %d candidates %.1f s wall (%.1f s cpu); planted reference among the candidates "
            "%lld/%lld; anchor hash-only analysis of the same generations %.1f s wall (%.1f s cpu); local "
            "features ON total (hash + retrieval + verify) %.2fx the hash-only wall\n",
            (long long)ngen, CS_LF_QUERY_KP, (long long)nref, (long long)cs_lf_index_ndesc(ix), info, cs_threads(),
            tb, cb, tr, cr, K, tv, cv, (long long)found, (long long)copies, th, ch, (th + tr + tv) / th);
+    printf("votes, side file (<db>.lfvote): loading %.2f s wall (%.2f s cpu) + fingerprint of the records %.2f s "
+           "cpu, beside building %.1f s cpu in this run (%.0fx); per 1,000 generations: retrieval %.2f s cpu, "
+           "verify %.2f s cpu, hash-only anchor %.2f s cpu (local/anchor %.2fx)\n",
+           tl, cl, tfp, cb, cl + tfp > 0 ? cb / (cl + tfp) : 0, 1e3 * cr / ngen, 1e3 * cv / ngen, 1e3 * ch / ngen,
+           (cr + cv) / ch);
     cs_lf_index_free(ix);
     free(v);
     free(nv);

@@ -15,6 +15,7 @@
 #include "core/store.h"
 #include "index/embed.h"
 #include "index/ingest.h"
+#include "index/localfeat.h"
 #include "index/refs_info.h"
 #include "index/vecstore.h"
 
@@ -126,6 +127,25 @@ static int add_embeddings(const char *db, const char *spec, int threads, int pro
     return CLI_OK;
 }
 
+/* The local-feature vote index beside the store (<db>.lfvote,
+ * index/localfeat.h), current after this add, so that the analysis loads it
+ * instead of building it; removed when no reference has local features. */
+static int refresh_vote_index(cs_store *s, cs_err *err) {
+    int64_t n = 0, *ids = NULL;
+    uint8_t *recs = NULL;
+    if (cs_lf_load(s, &n, &ids, &recs, err)) return -1;
+    char *path = cs_store_sidecar(s, "lfvote"), note[512] = "";
+    int rc = 0;
+    if (!path) rc = cs_fail(err, CS_ENOMEM, "out of memory");
+    else if (n > 0) rc = cs_lf_index_open(NULL, path, n, ids, recs, note, sizeof note, err);
+    else unlink(path);
+    if (!rc && strstr(note, "not saved")) fprintf(stderr, "copyscope: index add: %s\n", note);
+    free(path);
+    free(ids);
+    free(recs);
+    return rc;
+}
+
 static int cmd_index_add(int argc, char **argv) {
     const char *db = NULL, *embedder = NULL, *attribution = NULL;
     cs_ingest_opts o = {.local_features = 1};
@@ -188,6 +208,7 @@ static int cmd_index_add(int argc, char **argv) {
     if (cs_store_open(&s, db ? db : cli_default_db(), &err)) return cli_fail(&err);
     cs_ingest_stats st;
     int rc = cs_ingest_add(s, (const char *const *)argv + optind, argc - optind, &o, &st, &err);
+    if (!rc) rc = refresh_vote_index(s, &err);
     cs_store_close(s);
     int64_t done = st.added + st.duplicates + st.errors;
     printf("index add: %lld added, %lld duplicates, %lld errors, %lld already indexed",

@@ -63,6 +63,33 @@ out:
     return rc;
 }
 
+void cs_lf_mirror(const cs_lf_set *in, cs_lf_set *out) {
+    /* In OpenCV's SIFT descriptor (4 x 4 cells of 8 orientation bins,
+     * index (row * 4 + col) * 8 + bin, in the frame of the keypoint's
+     * orientation a) a horizontal mirror maps a pixel offset (dx, dy) to
+     * (-dx, dy), a gradient direction g to 180 - g and the orientation a to
+     * 180 - a. In the mirrored keypoint's frame a sample's column offset is
+     * unchanged and its row offset negated, and a gradient's direction
+     * relative to the keypoint is negated: row r -> 3 - r, bin o -> -o mod 8,
+     * with the same interpolation weights. So the mirror image's descriptor
+     * is this permutation of the original one, exactly but for the pixels
+     * resampled at the keypoint's rounded position and the pyramid's
+     * decimation (every other pixel), which mirroring shifts by one on an
+     * even-sized octave (tests/test_localfeat.c compares it with a real
+     * extraction of the mirrored image). */
+    if (out != in) *out = *in;
+    for (int i = 0; i < in->n; i++) {
+        uint8_t d[128];
+        memcpy(d, in->desc[i], 128);
+        for (int r = 0; r < 4; r++)
+            for (int c = 0; c < 4; c++)
+                for (int o = 0; o < 8; o++) out->desc[i][(r * 4 + c) * 8 + o] = d[((3 - r) * 4 + c) * 8 + ((8 - o) & 7)];
+        out->xy[i][0] = (float)(in->w - 1) - in->xy[i][0];
+        float a = 180.0f - in->angle[i];
+        out->angle[i] = a < 0 ? a + 360.0f : a >= 360.0f ? a - 360.0f : a;
+    }
+}
+
 static void put16(uint8_t *p, unsigned v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
 static unsigned get16(const uint8_t *p) { return p[0] | (unsigned)p[1] << 8; }
 static void put32(uint8_t *p, uint32_t v) { put16(p, v & 0xffff); put16(p + 2, v >> 16); }
@@ -427,4 +454,174 @@ out:
     free(hit);
     free(v);
     return rc;
+}
+
+/* ---- the vote index beside the store ---- */
+
+static const char VMAGIC[4] = {'C', 'S', 'L', 'V'};
+enum { VHDR = 4 + 4 + 4 + 4 + 8 + 8 + 8 + 64 + 4 };
+
+uint64_t cs_lf_fingerprint(int64_t n, const int64_t *ids, const uint8_t *recs) {
+    /* four 64-bit multiply-xor lanes over the ids and every record byte
+     * (a record replaced under the same id changes it too) */
+    uint64_t h[4] = {0x9E3779B97F4A7C15ULL ^ (uint64_t)n, 0xC2B2AE3D27D4EB4FULL, 0x165667B19E3779F9ULL,
+                     0x27D4EB2F165667C5ULL};
+    const uint64_t P = 0x100000001B3ULL * 0x9E3779B1ULL + 1;
+    for (int64_t i = 0; i < n; i++) {
+        h[0] = (h[0] ^ (uint64_t)ids[i]) * P;
+        const uint8_t *r = recs + (size_t)i * CS_LF_RECORD;
+        for (int k = 0; k < CS_LF_RECORD; k += 32)
+            for (int l = 0; l < 4; l++) {
+                uint64_t w;
+                memcpy(&w, r + k + 8 * l, 8);
+                h[l] = (h[l] ^ w) * P;
+                h[l] ^= h[l] >> 29;
+            }
+    }
+    uint64_t f = 0;
+    for (int l = 0; l < 4; l++) f = (f ^ h[l]) * P, f ^= f >> 31;
+    return f;
+}
+
+static void put64(uint8_t *p, uint64_t v) { put32(p, (uint32_t)v); put32(p + 4, (uint32_t)(v >> 32)); }
+static uint64_t get64(const uint8_t *p) { return get32(p) | (uint64_t)get32(p + 4) << 32; }
+
+int cs_lf_index_save(const cs_lf_index *ix, const char *path, uint64_t fp, int64_t nref, cs_err *err) {
+    cs_atomic_file a;
+    if (cs_atomic_open(&a, path, err)) return -1;
+    uint8_t h[VHDR] = {0};
+    memcpy(h, VMAGIC, 4);
+    put32(h + 4, 1);
+    put32(h + 8, CS_LF_RECORD);
+    put32(h + 12, CS_LF_REF_KP);
+    put64(h + 16, fp);
+    put64(h + 24, (uint64_t)nref);
+    put64(h + 32, (uint64_t)ix->nd);
+    memcpy(h + 40, ix->factory, 63);
+    put32(h + 104, (uint32_t)(cs_faiss_nlist(ix->f) > 0 ? cs_faiss_nprobe(ix->f) : 0));
+    int ok = fwrite(h, 1, sizeof h, a.f) == sizeof h;
+    for (int64_t d = 0; ok && d < ix->nd; d++) {
+        uint8_t b[4];
+        put32(b, (uint32_t)ix->owner[d]);
+        ok = fwrite(b, 1, 4, a.f) == 4;
+    }
+    if (!ok) {
+        cs_atomic_finish(&a, 0, err);
+        return cs_fail(err, CS_EIO, "%s: write failed", path);
+    }
+    /* the end: the magic and the FAISS part's length, so that a truncated
+     * file is refused before FAISS reads it (faiss::read_index leaks what it
+     * had read when a file ends early) */
+    long at = ftell(a.f);
+    uint8_t tail[12];
+    int bad = at < 0 || cs_faiss_write_fp(ix->f, a.f, path, err);
+    if (!bad) {
+        memcpy(tail, VMAGIC, 4);
+        put64(tail + 4, (uint64_t)(ftell(a.f) - at));
+        bad = fwrite(tail, 1, 12, a.f) != 12;
+    }
+    if (bad) {
+        cs_err e2 = {0};
+        cs_atomic_finish(&a, 0, &e2);
+        return err->code ? -1 : cs_fail(err, CS_EIO, "%s: write failed", path);
+    }
+    return cs_atomic_finish(&a, 1, err);
+}
+
+/* the header of a side file: 0 and *nd when it is one built from records
+ * with fingerprint fp (nref of them), else an error saying why not */
+static int vote_header(FILE *f, const char *path, uint64_t fp, int64_t nref, uint8_t h[VHDR], cs_err *err) {
+    if (fread(h, 1, VHDR, f) != VHDR || memcmp(h, VMAGIC, 4))
+        return cs_fail(err, CS_EFORMAT, "%s: not a local-feature vote index (bad header)", path);
+    if (get32(h + 4) != 1 || get32(h + 8) != CS_LF_RECORD || get32(h + 12) != CS_LF_REF_KP)
+        return cs_fail(err, CS_EFORMAT, "%s: vote index of another version (%u)", path, get32(h + 4));
+    if (get64(h + 16) != fp || get64(h + 24) != (uint64_t)nref)
+        return cs_fail(err, CS_ENOTFOUND, "%s: built for another reference set (%llu references, now %lld)", path,
+                       (unsigned long long)get64(h + 24), (long long)nref);
+    if (get64(h + 32) > (uint64_t)nref * CS_LF_REF_KP || h[40 + 63] != 0)
+        return cs_fail(err, CS_EFORMAT, "%s: corrupt header", path);
+    return 0;
+}
+
+int cs_lf_index_load(cs_lf_index **out, const char *path, uint64_t fp, int64_t nref, cs_err *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return cs_fail(err, CS_ENOTFOUND, "%s: missing", path);
+    uint8_t h[VHDR];
+    cs_lf_index *ix = NULL;
+    int rc = -1;
+    if (vote_header(f, path, fp, nref, h, err)) goto out;
+    if (!(ix = calloc(1, sizeof *ix))) goto nomem;
+    ix->nd = (int64_t)get64(h + 32);
+    memcpy(ix->factory, h + 40, 64);
+    if (!(ix->owner = malloc(sizeof(int32_t) * (size_t)(ix->nd ? ix->nd : 1)))) goto nomem;
+    for (int64_t d = 0, prev = 0; d < ix->nd; d++) {
+        uint8_t b[4];
+        if (fread(b, 1, 4, f) != 4) {
+            cs_fail(err, CS_EFORMAT, "%s: truncated (owners)", path);
+            goto out;
+        }
+        int64_t o = (int32_t)get32(b);
+        if (o < prev || o >= nref) {
+            cs_fail(err, CS_EFORMAT, "%s: corrupt (descriptor %lld of reference %lld)", path, (long long)d, (long long)o);
+            goto out;
+        }
+        ix->owner[d] = (int32_t)(prev = o);
+    }
+    uint8_t tail[12];
+    long at = ftell(f), end = -1;
+    if (at < 0 || fseek(f, -12, SEEK_END) || (end = ftell(f)) < at || fread(tail, 1, 12, f) != 12 ||
+        memcmp(tail, VMAGIC, 4) || get64(tail + 4) != (uint64_t)(end - at) || fseek(f, at, SEEK_SET)) {
+        cs_fail(err, CS_EFORMAT, "%s: truncated or corrupt (bad end)", path);
+        goto out;
+    }
+    if (cs_faiss_read_fp(&ix->f, f, path, err)) goto out;
+    if (cs_faiss_ntotal(ix->f) != ix->nd || cs_faiss_dim(ix->f) != 128 || ftell(f) != end) {
+        cs_fail(err, CS_EFORMAT, "%s: corrupt (index of %lld descriptors, %lld expected, or bad end)", path,
+                (long long)cs_faiss_ntotal(ix->f), (long long)ix->nd);
+        goto out;
+    }
+    int np = (int)get32(h + 104);
+    if (np > 0 && cs_faiss_nlist(ix->f) > 0 && cs_faiss_set_param(ix->f, "nprobe", np, err)) goto out;
+    rc = 0;
+    goto out;
+nomem:
+    cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+out:
+    fclose(f);
+    if (rc) cs_lf_index_free(ix);
+    else *out = ix;
+    return rc;
+}
+
+int cs_lf_index_open(cs_lf_index **out, const char *path, int64_t n, const int64_t *ids, const uint8_t *recs,
+                     char *note, size_t cap, cs_err *err) {
+    uint64_t fp = cs_lf_fingerprint(n, ids, recs);
+    cs_err why = {0};
+    if (note && cap) note[0] = 0;
+    if (out) {
+        if (!cs_lf_index_load(out, path, fp, n, &why)) return 0;
+    } else { /* only make sure the file is current: its header says */
+        FILE *f = fopen(path, "rb");
+        uint8_t h[VHDR];
+        if (!f) {
+            cs_fail(&why, CS_ENOTFOUND, "%s: missing", path);
+        } else {
+            int bad = vote_header(f, path, fp, n, h, &why);
+            fclose(f);
+            if (!bad) return 0;
+        }
+    }
+    cs_lf_index *ix;
+    if (cs_lf_index_build(&ix, n, recs, NULL, err)) return -1;
+    cs_err se = {0};
+    int saved = path && !cs_lf_index_save(ix, path, fp, n, &se);
+    if (!path) cs_fail(&se, CS_EUSAGE, "no path");
+    if (note && cap)
+        snprintf(note, cap, "local-feature vote index: %s; %s for %lld references%s%s", why.msg,
+                 saved ? "rebuilt and saved" : "rebuilt", (long long)n, saved ? "" : " (not saved: ", saved ? "" : se.msg);
+    if (note && cap && !saved && strlen(note) + 2 < cap) strcat(note, ")");
+    if (out) *out = ix;
+    else cs_lf_index_free(ix);
+    return 0;
 }

@@ -9,7 +9,8 @@
  * CS_LF_REF_KP for a reference (the storage budget), up to CS_LF_QUERY_KP for
  * a query (a query may be a scene with the copy in one part of it). SIFT is
  * invariant to rotation and scale; a mirror is handled on the query side: a
- * query is described as is and mirrored (cs_lf_extract's mirror flag), the
+ * query is described as is and mirrored (cs_lf_mirror permutes the SIFT of
+ * the image as is; cs_lf_extract's mirror flag extracts it for real), the
  * references once.
  *
  * Storage: one fixed-size record of CS_LF_RECORD = 4096 bytes per reference
@@ -23,7 +24,9 @@
  * our owner, 840 bytes per reference in memory; exact below); each query descriptor's
  * CS_LF_NN nearest descriptors vote for their references (one vote per query
  * keypoint and reference), and the references with the most votes are the
- * candidates that analyze/lf_verify.h verifies geometrically. */
+ * candidates that analyze/lf_verify.h verifies geometrically. The index is
+ * built by `index add` and kept beside the store (<db>.lfvote,
+ * cs_lf_index_open), not rebuilt by every analysis. */
 #ifndef CS_LOCALFEAT_H
 #define CS_LOCALFEAT_H
 
@@ -65,6 +68,11 @@ typedef struct {
  * image when mirror != 0 (coordinates in the mirrored image). */
 int cs_lf_extract(const cs_image *img, int max_kp, int mirror, cs_lf_set *out, cs_err *err);
 
+/* The set of the mirror image (x -> w - 1 - x) derived from in without a
+ * second extraction: positions and angles mirrored, each descriptor's bins
+ * permuted (see localfeat.c). in == out allowed. */
+void cs_lf_mirror(const cs_lf_set *in, cs_lf_set *out);
+
 /* The first CS_LF_REF_KP keypoints of s as a record, and back. Positions are
  * kept to 1/64 px, size to 1/4 px (up to 63.75), angle to 360/256 degrees;
  * descriptors exactly. cs_lf_unpack: CS_EFORMAT for a record that is not one. */
@@ -101,6 +109,28 @@ int cs_lf_index_set_nprobe(cs_lf_index *ix, int nprobe, cs_err *err);
 /* "IVF1024,SQ8, nprobe 16" */
 void cs_lf_index_describe(const cs_lf_index *ix, char *buf, size_t cap);
 int64_t cs_lf_index_ndesc(const cs_lf_index *ix);
+
+/* The vote index kept beside the store, <db>.lfvote (cs_store_sidecar(s,
+ * "lfvote")): a header (magic "CSLV", version, the records' fingerprint and
+ * count, descriptor count, factory, nprobe), every descriptor's reference
+ * row, the FAISS index (cs_faiss_write_fp), the magic again and the FAISS
+ * part's length (a truncated file is refused before FAISS reads it). `index add`
+ * writes it (atomically) and the analysis reads it instead of building the
+ * index again; a file built from other records (a reference added, removed
+ * or re-extracted), missing or corrupt is rebuilt from the records and
+ * written again. */
+/* 64-bit fingerprint of the records and their ids (every byte). */
+uint64_t cs_lf_fingerprint(int64_t n, const int64_t *ids, const uint8_t *recs);
+int cs_lf_index_save(const cs_lf_index *ix, const char *path, uint64_t fp, int64_t nref, cs_err *err);
+/* CS_ENOTFOUND: missing or built from other records; CS_EFORMAT: corrupt. */
+int cs_lf_index_load(cs_lf_index **out, const char *path, uint64_t fp, int64_t nref, cs_err *err);
+/* The index of these records from path when current, else built and saved
+ * there (path NULL: not saved); note[cap] then says why it was rebuilt and
+ * whether it was saved ("" when loaded). out NULL: only make sure the file
+ * is current (its header is read, not the index). A failed save is not an
+ * error (a read-only folder): the note says so. */
+int cs_lf_index_open(cs_lf_index **out, const char *path, int64_t n, const int64_t *ids, const uint8_t *recs,
+                     char *note, size_t cap, cs_err *err);
 
 typedef struct {
     int32_t row;   /* reference row */

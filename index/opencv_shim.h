@@ -34,6 +34,12 @@ typedef struct {
 int cs_cv_sift(const uint8_t *grey, int w, int h, int stride, int max_kp, cs_cv_kp *kp, uint8_t *desc,
                cs_err *err);
 
+/* The same keypoints described from a second pyramid (detect, keep the
+ * strongest, cv::Feature2D::compute): the definition before session 4,
+ * slower, kept as the bench's anchor. */
+int cs_cv_sift_twopass(const uint8_t *grey, int w, int h, int stride, int max_kp, cs_cv_kp *kp, uint8_t *desc,
+                       cs_err *err);
+
 /* Plain OpenCV SIFT (cv::SIFT::create()->detectAndCompute, every keypoint
  * described): the bench's anchor. Returns the keypoint count or -1. */
 int cs_cv_sift_plain(const uint8_t *grey, int w, int h, int stride, cs_err *err);

@@ -2,9 +2,12 @@
  * inverted multi-index with PQ codes (index/localfeat.h): against brute
  * force, the reference whose keypoints a query copies (with noise) gets the
  * most votes, as the exact index says; and the votes are identical with 1
- * and 2 FAISS threads. */
+ * and 2 FAISS threads; the side file <db>.lfvote round-trips, and a missing,
+ * stale, truncated or corrupt one is rebuilt. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "index/faiss_shim.h"
 #include "index/localfeat.h"
@@ -19,6 +22,91 @@ static uint64_t rnd(void) {
 }
 
 enum { NREF = 700, NQ = 40, WORDS = 512, K = 10 };
+
+static uint8_t *slurp(const char *path, long *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    *len = ftell(f);
+    rewind(f);
+    uint8_t *b = malloc((size_t)*len + 1);
+    if (b && fread(b, 1, (size_t)*len, f) != (size_t)*len) free(b), b = NULL;
+    fclose(f);
+    return b;
+}
+
+static int spill(const char *path, const uint8_t *b, long len) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    int ok = fwrite(b, 1, (size_t)len, f) == (size_t)len;
+    return fclose(f) || !ok ? -1 : 0;
+}
+
+/* the vote index kept beside the store (cs_lf_index_open): a missing file is
+ * built and saved; the saved one loads and votes as the index built in
+ * memory (v1), with the same bytes written at 1 and 2 threads; a file of
+ * other records, a truncated or a corrupt one is rebuilt, the note saying why */
+static void side_file(uint8_t *recs, const cs_lf_set *q, const cs_lf_vote *v1, const int *n1) {
+    char path[64], note[512];
+    snprintf(path, sizeof path, "/tmp/test_lf_index_%d.lfvote", (int)getpid());
+    int64_t *ids = malloc(sizeof(int64_t) * NREF);
+    for (int i = 0; i < NREF; i++) ids[i] = 3 * i + 1;
+    cs_err err = {0};
+    cs_lf_index *ix;
+    static cs_lf_vote v[NQ * K];
+    int nv[NQ];
+    long len1 = 0, len2 = 0, len;
+    unlink(path);
+    for (int t = 1; t <= 2; t++) { /* built and saved at t threads, then loaded */
+        cs_faiss_set_threads(t);
+        unlink(path);
+        REQUIRE(cs_lf_index_open(&ix, path, NREF, ids, recs, note, sizeof note, &err) == 0);
+        CHECKF(strstr(note, "missing") && strstr(note, "rebuilt and saved"), "note: %s", note);
+        cs_lf_index_free(ix);
+        REQUIRE(cs_lf_index_open(&ix, path, NREF, ids, recs, note, sizeof note, &err) == 0);
+        CHECKF(note[0] == 0, "loaded, yet: %s", note);
+        REQUIRE(cs_lf_retrieve(ix, q, NQ, K, v, nv, &err) == 0);
+        CHECK(!memcmp(nv, n1, sizeof nv) && !memcmp(v, v1, sizeof v));
+        cs_lf_index_free(ix);
+        if (t == 1) free(slurp(path, &len1));
+        else free(slurp(path, &len2));
+    }
+    uint8_t *b2 = slurp(path, &len);
+    cs_faiss_set_threads(1);
+    unlink(path);
+    REQUIRE(cs_lf_index_open(NULL, path, NREF, ids, recs, note, sizeof note, &err) == 0);
+    uint8_t *b1 = slurp(path, &len);
+    CHECK(b1 && b2 && len1 == len2 && len == len1 && !memcmp(b1, b2, (size_t)len));
+    /* header only: current, nothing to do */
+    REQUIRE(cs_lf_index_open(NULL, path, NREF, ids, recs, note, sizeof note, &err) == 0);
+    CHECKF(note[0] == 0, "current, yet: %s", note);
+    /* another reference set: one descriptor byte of one record changed */
+    recs[(size_t)5 * CS_LF_RECORD + 100] ^= 1;
+    REQUIRE(cs_lf_index_open(NULL, path, NREF, ids, recs, note, sizeof note, &err) == 0);
+    CHECKF(strstr(note, "another reference set") && strstr(note, "rebuilt and saved"), "note: %s", note);
+    recs[(size_t)5 * CS_LF_RECORD + 100] ^= 1;
+    /* truncated, then a corrupt owner table: rebuilt */
+    REQUIRE(spill(path, b1, len / 2) == 0);
+    REQUIRE(cs_lf_index_open(&ix, path, NREF, ids, recs, note, sizeof note, &err) == 0);
+    CHECKF(strstr(note, "rebuilt and saved") && !strstr(note, "another"), "note: %s", note);
+    cs_lf_index_free(ix);
+    b1[120] = 0xff, b1[121] = 0xff; /* an owner row out of range */
+    REQUIRE(spill(path, b1, len) == 0);
+    REQUIRE(cs_lf_index_open(&ix, path, NREF, ids, recs, note, sizeof note, &err) == 0);
+    CHECKF(strstr(note, "corrupt"), "note: %s", note);
+    REQUIRE(cs_lf_retrieve(ix, q, NQ, K, v, nv, &err) == 0);
+    CHECK(!memcmp(nv, n1, sizeof nv) && !memcmp(v, v1, sizeof v));
+    cs_lf_index_free(ix);
+    long lr;
+    uint8_t *b3 = slurp(path, &lr);
+    b1[120] = b2[120], b1[121] = b2[121];
+    CHECK(b3 && lr == len && !memcmp(b3, b1, (size_t)len)); /* the rebuilt file: the same bytes */
+    unlink(path);
+    free(b1);
+    free(b2);
+    free(b3);
+    free(ids);
+}
 
 static void test_imi_votes(void) {
     static uint8_t vocab[WORDS][128];
@@ -71,6 +159,7 @@ static void test_imi_votes(void) {
     CHECKF(top_flat == NQ, "exact index: copied reference first for %d/%d", top_flat, NQ);
     CHECKF(top_imi >= NQ * 95 / 100, "multi-index: copied reference first for %d/%d", top_imi, NQ);
     CHECK(!memcmp(n1, n2, sizeof n1) && !memcmp(v1, v2, sizeof v1));
+    side_file(recs, q, v1, n1);
     cs_lf_index_free(flat);
     cs_lf_index_free(imi1);
     cs_lf_index_free(imi2);

@@ -16,6 +16,7 @@
 #include "core/store.h"
 #include "index/ingest.h"
 #include "index/localfeat.h"
+#include "index/opencv_shim.h"
 #include "index/tinydesc.h"
 #include "t.h"
 
@@ -113,6 +114,90 @@ static void test_verify_known_similarity(void) {
     cs_image_free(&e);
     cs_image_free(&ref);
     cs_image_free(&gen);
+}
+
+/* cs_lf_mirror against a real extraction of the mirrored image: each derived
+ * keypoint whose real counterpart is found at the same place (same size)
+ * has its descriptor, and not the unpermuted one, nearest to it */
+static void test_mirror_derived(void) {
+    cs_image img;
+    cs_err err = {0};
+    if (cs_image_load(&img, EMOJI, NULL, &err)) {
+        CHECK(0 && "load");
+        return;
+    }
+    cs_lf_set *a = malloc(sizeof *a), *real = malloc(sizeof *real), *der = malloc(sizeof *der);
+    CHECK(!cs_lf_extract(&img, CS_LF_QUERY_KP, 0, a, &err));
+    CHECK(!cs_lf_extract(&img, CS_LF_QUERY_KP, 1, real, &err));
+    cs_lf_mirror(a, der);
+    CHECK(a->n > 20 && der->n == a->n);
+    int paired = 0, nearest = 0, closer = 0;
+    for (int i = 0; i < der->n; i++) {
+        /* its counterpart: same place (within a tenth of its size: octaves
+         * above the first are decimated off by one pixel under a mirror),
+         * same size, same mirrored orientation */
+        int best = -1;
+        double bd = 1e30, tol = 0.5 + 0.1 * der->size[i];
+        for (int k = 0; k < real->n; k++) {
+            double dx = der->xy[i][0] - real->xy[k][0], dy = der->xy[i][1] - real->xy[k][1];
+            double d = dx * dx + dy * dy;
+            double da = fabs(fmod(der->angle[i] - real->angle[k] + 540.0, 360.0) - 180.0);
+            if (d < bd && d < tol * tol && da < 15 && fabs(der->size[i] - real->size[k]) < 0.1 * der->size[i])
+                bd = d, best = k;
+        }
+        if (best < 0) continue;
+        paired++;
+        /* nearest real descriptor to the derived one is its counterpart */
+        double dn = 1e30, dp = 0, du = 0;
+        int arg = -1;
+        for (int k = 0; k < real->n; k++) {
+            double d = 0;
+            for (int j = 0; j < 128; j++) d += (double)(der->desc[i][j] - real->desc[k][j]) * (der->desc[i][j] - real->desc[k][j]);
+            if (d < dn) dn = d, arg = k;
+        }
+        for (int j = 0; j < 128; j++) {
+            dp += (double)(der->desc[i][j] - real->desc[best][j]) * (der->desc[i][j] - real->desc[best][j]);
+            du += (double)(a->desc[i][j] - real->desc[best][j]) * (a->desc[i][j] - real->desc[best][j]);
+        }
+        nearest += arg == best || dn == dp;
+        closer += dp * 4 < du; /* the permutation brings it at least 2x closer */
+    }
+    printf("  mirror: %d keypoints, %d paired with the real mirror's, %d nearest, %d 2x closer than unpermuted\n",
+           der->n, paired, nearest, closer);
+    CHECK(paired >= der->n * 6 / 10);
+    CHECK(nearest >= paired * 9 / 10);
+    CHECK(closer >= paired * 9 / 10);
+    free(a);
+    free(real);
+    free(der);
+    cs_image_free(&img);
+}
+
+/* cs_cv_sift (one pyramid) against the two-pass definition it replaced:
+ * the same keypoints in the same order, descriptors within a few units (the
+ * same bytes when a kept keypoint is from octave -1) */
+static void test_sift_onepass(void) {
+    cs_image img;
+    cs_err err = {0};
+    REQUIRE(cs_image_load(&img, EMOJI, NULL, &err) == 0);
+    static uint8_t g[256 * 256], d1[CS_LF_QUERY_KP * 128], d2[CS_LF_QUERY_KP * 128];
+    static cs_cv_kp k1[CS_LF_QUERY_KP], k2[CS_LF_QUERY_KP];
+    cs_image r = {0};
+    REQUIRE(cs_image_resize(&r, &img, 256, 256, CS_RESIZE_AUTO, &err) == 0);
+    for (int i = 0; i < 256 * 256; i++) g[i] = r.rgb[3 * i + 1];
+    for (int m = 10; m <= CS_LF_QUERY_KP; m *= 4) {
+        int n1 = cs_cv_sift(g, 256, 256, 256, m, k1, d1, &err), n2 = cs_cv_sift_twopass(g, 256, 256, 256, m, k2, d2, &err);
+        CHECKF(n1 == n2 && n1 > 0 && n1 <= m, "%d vs %d keypoints (max %d)", n1, n2, m);
+        int same = 1, maxd = 0;
+        for (int i = 0; i < n1 && i < n2; i++) {
+            same &= k1[i].x == k2[i].x && k1[i].y == k2[i].y && k1[i].size == k2[i].size && k1[i].angle == k2[i].angle;
+            for (int j = 0; j < 128; j++) maxd = abs(d1[i * 128 + j] - d2[i * 128 + j]) > maxd ? abs(d1[i * 128 + j] - d2[i * 128 + j]) : maxd;
+        }
+        CHECK(same);
+        CHECKF(maxd <= 24, "descriptor bytes differ by %d", maxd);
+    }
+    cs_image_free(&r);
+    cs_image_free(&img);
 }
 
 static void test_record_and_column(void) {
@@ -379,6 +464,8 @@ static void test_clip_area(void) {
 
 int main(void) {
     RUN(test_verify_known_similarity);
+    RUN(test_mirror_derived);
+    RUN(test_sift_onepass);
     RUN(test_record_and_column);
     RUN(test_vote_index);
     RUN(test_fuse_known_tail);

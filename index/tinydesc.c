@@ -107,7 +107,7 @@ float cs_tiny_region_score(const float *q, int nq, const float *r, int nr, int d
 }
 
 /* Long: sample, centre, covariance, eigenpairs, projection: one PCA, step by step. */
-int cs_tiny_learn(cs_tinydesc *m, const uint8_t *thumbs, int64_t n, cs_err *err) {
+static int tiny_learn(cs_tinydesc *m, const uint8_t *thumbs, int64_t n, cs_err *err) {
     memset(m, 0, sizeof *m);
     const int D = CS_TINY_IN, d = CS_TINY_DIM;
     const size_t tb = CS_THUMB_SIZE * CS_THUMB_SIZE * 3;
@@ -191,7 +191,7 @@ done:
     return rc;
 }
 
-int cs_tiny_describe(const cs_tinydesc *m, const uint8_t *thumbs, int64_t n, float *out,
+static int tiny_describe(const cs_tinydesc *m, const uint8_t *thumbs, int64_t n, float *out,
                      cs_err *err) {
     enum { BLK = 1024 };
     const int D = CS_TINY_IN, d = m->dim;
@@ -225,6 +225,26 @@ int cs_tiny_describe(const cs_tinydesc *m, const uint8_t *thumbs, int64_t n, flo
     }
     free(X), free(flat);
     return 0;
+}
+
+/* OpenBLAS splits a product over as many threads as the process may use
+ * (its CPU affinity), and the split changes the last bits: one thread, so
+ * the projection and the descriptors are the same under any machine share
+ * (mpirun binds each rank to one core), as in tiled_l2.c. */
+int cs_tiny_learn(cs_tinydesc *m, const uint8_t *thumbs, int64_t n, cs_err *err) {
+    int saved = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    int rc = tiny_learn(m, thumbs, n, err);
+    openblas_set_num_threads(saved);
+    return rc;
+}
+
+int cs_tiny_describe(const cs_tinydesc *m, const uint8_t *thumbs, int64_t n, float *out, cs_err *err) {
+    int saved = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    int rc = tiny_describe(m, thumbs, n, out, err);
+    openblas_set_num_threads(saved);
+    return rc;
 }
 
 int cs_tiny_save(const cs_tinydesc *m, const char *path, cs_err *err) {

@@ -134,6 +134,17 @@ char *cs_text_audit_settings_json(const cs_text_audit_opts *o) {
     return s;
 }
 
+int cs_text_judge_write(cs_text_auditor *A, const cs_text_input *in, const cs_text_scored *sc, cs_err *err) {
+    cs_text_reasons why;
+    cs_text_verdict_kind v = cs_text_verdict(&sc->fig, A->o, &why);
+    A->st->verbatim += v == CS_TEXT_VERBATIM;
+    A->st->near_verbatim += v == CS_TEXT_NEAR_VERBATIM;
+    A->st->novel += v == CS_TEXT_NOVEL;
+    int rc = cs_text_write(A, in, sc, v, &why, err);
+    if (!rc) A->st->completions++;
+    return rc;
+}
+
 /* One line through the four stages. */
 static int audit_line(cs_text_auditor *A, const char *line, size_t k, int64_t lineno, cs_err *err) {
     cJSON *j;
@@ -152,15 +163,7 @@ static int audit_line(cs_text_auditor *A, const char *line, size_t k, int64_t li
     double t0 = cs_now_s();
     rc = cs_text_score(A, &in, &sc, err);
     A->st->seconds_spans += cs_now_s() - t0;
-    if (!rc) {
-        cs_text_reasons why;
-        cs_text_verdict_kind v = cs_text_verdict(&sc.fig, A->o, &why);
-        A->st->verbatim += v == CS_TEXT_VERBATIM;
-        A->st->near_verbatim += v == CS_TEXT_NEAR_VERBATIM;
-        A->st->novel += v == CS_TEXT_NOVEL;
-        rc = cs_text_write(A, &in, &sc, v, &why, err);
-        if (!rc) A->st->completions++;
-    }
+    if (!rc) rc = cs_text_judge_write(A, &in, &sc, err);
     cs_text_scored_free(&sc);
     cJSON_Delete(j);
     return rc;

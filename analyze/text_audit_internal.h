@@ -51,6 +51,9 @@ typedef struct {
 const char *cs_text_parse_line(const char *line, size_t k, cJSON **j, cs_text_input *in);
 int cs_text_score(cs_text_auditor *A, const cs_text_input *in, cs_text_scored *sc, cs_err *err);
 void cs_text_scored_free(cs_text_scored *sc);
+/* The verdict of a scored line, counted in the stats, and its row and
+ * results line written (cs_text_write): the one tail of both audit loops. */
+int cs_text_judge_write(cs_text_auditor *A, const cs_text_input *in, const cs_text_scored *sc, cs_err *err);
 int cs_text_write(cs_text_auditor *A, const cs_text_input *in, const cs_text_scored *sc, cs_text_verdict_kind v,
                   const cs_text_reasons *why, cs_err *err);
 /* text_audits.settings_json of an audit (malloc'd; NULL: out of memory). */

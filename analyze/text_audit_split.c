@@ -274,13 +274,7 @@ static int write_line(cs_text_auditor *A, const char *line, size_t k, int64_t li
         A->st->bytes_spans += sc.char_bytes;
         A->st->unknown_prompt += sc.cont == NULL;
         A->st->empty += sc.fig.empty != 0;
-        cs_text_reasons why;
-        cs_text_verdict_kind v = cs_text_verdict(&sc.fig, A->o, &why);
-        A->st->verbatim += v == CS_TEXT_VERBATIM;
-        A->st->near_verbatim += v == CS_TEXT_NEAR_VERBATIM;
-        A->st->novel += v == CS_TEXT_NOVEL;
-        rc = cs_text_write(A, &in, &sc, v, &why, err);
-        if (!rc) A->st->completions++;
+        rc = cs_text_judge_write(A, &in, &sc, err);
     }
     cs_text_scored_free(&sc);
     cJSON_Delete(j);

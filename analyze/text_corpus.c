@@ -604,28 +604,25 @@ static int index_file(builder *b, const char *path, cs_err *err) {
     return rc;
 }
 
-/* The file list of a folder, recursively, sorted by name. */
-typedef struct {
-    char **v;
-    size_t n, cap;
-    uint64_t bytes;
-} file_list;
-
-static int list_push(file_list *l, const char *p, uint64_t size) {
+static int list_push(cs_text_inputs *l, const char *p, uint64_t size) {
     if (l->n == l->cap) {
         size_t c = l->cap ? l->cap * 2 : 64;
-        char **v = realloc(l->v, c * sizeof *v);
-        if (!v) return -1;
-        l->v = v;
+        char **v = realloc(l->path, c * sizeof *v);
+        if (v) l->path = v;
+        uint64_t *z = v ? realloc(l->size, c * sizeof *z) : NULL;
+        if (!z) return -1;
+        l->size = z;
         l->cap = c;
     }
-    if (!(l->v[l->n] = strdup(p))) return -1;
-    l->n++;
+    if (!(l->path[l->n] = strdup(p))) return -1;
+    l->size[l->n++] = size;
     l->bytes += size;
     return 0;
 }
 
-static int walk(file_list *l, const char *dir, int depth, cs_err *err) {
+/* A folder's .txt/.md/.jsonl files and their .gz forms, recursively, by name. */
+static int walk(cs_text_inputs *l, const char *dir, int depth, cs_err *err) {
+    static const char *const EXT[] = {".txt", ".md", ".jsonl", ".txt.gz", ".md.gz", ".jsonl.gz"};
     if (depth > 64) return cs_fail(err, CS_ELIMIT, "%s: folders nested too deep", dir);
     struct dirent **ents;
     int n = scandir(dir, &ents, NULL, alphasort);
@@ -640,12 +637,11 @@ static int walk(file_list *l, const char *dir, int depth, cs_err *err) {
             else {
                 snprintf(p, pl, "%s/%s", dir, nm);
                 struct stat st;
+                int want = 0;
+                for (size_t k = 0; k < sizeof EXT / sizeof EXT[0]; k++) want |= ends_with(nm, EXT[k]);
                 if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) rc = walk(l, p, depth + 1, err);
-                else if (ends_with(nm, ".txt") || ends_with(nm, ".md") || ends_with(nm, ".jsonl") ||
-                         ends_with(nm, ".txt.gz") || ends_with(nm, ".md.gz") || ends_with(nm, ".jsonl.gz")) {
-                    if (list_push(l, p, stat(p, &st) == 0 ? (uint64_t)st.st_size : 0))
-                        rc = cs_fail(err, CS_ENOMEM, "out of memory");
-                }
+                else if (want && list_push(l, p, stat(p, &st) == 0 ? (uint64_t)st.st_size : 0))
+                    rc = cs_fail(err, CS_ENOMEM, "out of memory");
                 free(p);
             }
         }
@@ -663,10 +659,10 @@ static int cmp_pstr(const void *a, const void *b) {
     return c ? c : (x < y ? -1 : x > y);
 }
 
-static void drop_duplicates(file_list *l) {
+static void drop_duplicates(cs_text_inputs *l) {
     char ***v = malloc((l->n ? l->n : 1) * sizeof *v);
     if (!v) return;
-    for (size_t i = 0; i < l->n; i++) v[i] = &l->v[i];
+    for (size_t i = 0; i < l->n; i++) v[i] = &l->path[i];
     qsort(v, l->n, sizeof *v, cmp_pstr);
     for (size_t i = 1; i < l->n; i++)
         if (!strcmp(*v[i - 1], *v[i])) {
@@ -678,6 +674,26 @@ static void drop_duplicates(file_list *l) {
     free(v);
 }
 
+int cs_text_list_inputs(const char *const *paths, int n_paths, cs_text_inputs *out, cs_err *err) {
+    memset(out, 0, sizeof *out);
+    int rc = 0;
+    for (int i = 0; i < n_paths && !rc; i++) {
+        struct stat st;
+        if (stat(paths[i], &st)) rc = cs_fail(err, CS_EIO, "%s: %s", paths[i], strerror(errno));
+        else if (S_ISDIR(st.st_mode)) rc = walk(out, paths[i], 0, err);
+        else if (list_push(out, paths[i], (uint64_t)st.st_size)) rc = cs_fail(err, CS_ENOMEM, "out of memory");
+    }
+    if (!rc) drop_duplicates(out);
+    return rc;
+}
+
+void cs_text_inputs_free(cs_text_inputs *l) {
+    for (size_t i = 0; i < l->n; i++) free(l->path[i]);
+    free(l->path);
+    free(l->size);
+    memset(l, 0, sizeof *l);
+}
+
 int cs_text_index(cs_store *s, const char *const *paths, int n_paths, const cs_text_index_opts *opts,
                   cs_text_index_stats *stats, cs_err *err) {
     cs_text_index_stats local;
@@ -687,15 +703,8 @@ int cs_text_index(cs_store *s, const char *const *paths, int n_paths, const cs_t
     b.limit = opts && opts->shard_bytes ? opts->shard_bytes : DEFAULT_SHARD_BYTES;
     if (b.limit > CS_TEXT_MAX_SHARD) b.limit = CS_TEXT_MAX_SHARD;
     if (b.limit < 2) return cs_fail(err, CS_EUSAGE, "shard size too small");
-    file_list files = {0};
-    int rc = 0;
-    for (int i = 0; i < n_paths && !rc; i++) {
-        struct stat st;
-        if (stat(paths[i], &st)) rc = cs_fail(err, CS_EIO, "%s: %s", paths[i], strerror(errno));
-        else if (S_ISDIR(st.st_mode)) rc = walk(&files, paths[i], 0, err);
-        else if (list_push(&files, paths[i], (uint64_t)st.st_size)) rc = cs_fail(err, CS_ENOMEM, "out of memory");
-    }
-    if (!rc) drop_duplicates(&files);
+    cs_text_inputs files;
+    int rc = cs_text_list_inputs(paths, n_paths, &files, err);
     /* The input split evenly into as few shards as the limit allows (from
      * the files' sizes, so the same input gives the same shards at any -j;
      * .gz files count compressed, so they make more, smaller shards). */
@@ -712,7 +721,7 @@ int cs_text_index(cs_store *s, const char *const *paths, int n_paths, const cs_t
     if (!rc) rc = cs_store_prepare(s, &b.exists, "SELECT 1 FROM text_docs WHERE source = ?", err);
     if (!rc && opts && opts->progress) b.prog = cs_progress_start("text index", (int64_t)files.bytes, "B");
     for (size_t i = 0; i < files.n && !rc; i++)
-        if (files.v[i]) rc = index_file(&b, files.v[i], err);
+        if (files.path[i]) rc = index_file(&b, files.path[i], err);
     if (!rc && b.batch[b.cur].n_docs) rc = build_batch(&b, b.cur + 1, err);
     cs_progress_end(b.prog);
     for (int i = 0; b.batch && i < b.n_batch; i++) {
@@ -723,8 +732,7 @@ int cs_text_index(cs_store *s, const char *const *paths, int n_paths, const cs_t
     }
     free(b.batch);
     sqlite3_finalize(b.exists);
-    for (size_t i = 0; i < files.n; i++) free(files.v[i]);
-    free(files.v);
+    cs_text_inputs_free(&files);
     return rc;
 }
 

@@ -51,6 +51,19 @@ typedef struct {
  * NUL byte, a \u0000 escape, a corrupt .gz): the error names the file (and
  * line). Empty documents and broken JSONL lines are recorded (status
  * empty/error) and reported through opts->note. */
+/* The files `text index PATH...` reads, in the order it reads them: each
+ * path named, a folder's .txt/.md/.jsonl files and their .gz forms
+ * recursively by name; a file named again (or inside a folder also named)
+ * is NULL at its later places. size: bytes on disk; bytes: their sum. */
+typedef struct {
+    char **path;
+    uint64_t *size;
+    size_t n, cap;
+    uint64_t bytes;
+} cs_text_inputs;
+int cs_text_list_inputs(const char *const *paths, int n_paths, cs_text_inputs *out, cs_err *err);
+void cs_text_inputs_free(cs_text_inputs *l);
+
 /* The side files of text shard ID are "text-ID.EXT" for these four
  * extensions (side text, word suffix array, raw text, raw suffix array);
  * whoever moves shards between stores (the mpirun index) names them so. */

@@ -1,8 +1,8 @@
 /* cmd_mpi_text_index.c — `text index` under mpirun (cli/cli_mpi_text.h).
  *
  * Units are input files (a folder's .txt/.md/.jsonl files and their .gz
- * forms, listed as cs_text_index lists them: recursively, in name order, a
- * path named twice read once). Unit i weighs its bytes + 4 KiB and goes to
+ * forms, listed by cs_text_list_inputs, the list cs_text_index reads:
+ * recursively, in name order, a path named twice read once). Unit i weighs its bytes + 4 KiB and goes to
  * rank floor(N x bytes before it / all bytes): contiguous runs in input
  * order, the same cut on every rank with no message. Rank K indexes its run
  * with cs_text_index into its own store DB.textparts/K-of-N.db (the usual
@@ -29,98 +29,12 @@
 #include "cli/cli_mpi_text.h"
 #include "core/mpi_comm.h"
 
-typedef struct {
-    char **v;
-    uint64_t *size;
-    size_t n, cap;
-} units;
-
-static int push(units *u, const char *p, uint64_t size) {
-    if (u->n == u->cap) {
-        size_t c = u->cap ? u->cap * 2 : 64;
-        char **v = realloc(u->v, c * sizeof *v);
-        if (v) u->v = v;
-        uint64_t *s = v ? realloc(u->size, c * sizeof *s) : NULL;
-        if (!s) return -1;
-        u->size = s;
-        u->cap = c;
-    }
-    if (!(u->v[u->n] = strdup(p))) return -1;
-    u->size[u->n++] = size;
-    return 0;
-}
-
 static int ends_with(const char *s, const char *ext) {
     size_t n = strlen(s), e = strlen(ext);
     return n >= e && !strcasecmp(s + n - e, ext);
 }
 
 static int is_jsonl(const char *p) { return ends_with(p, ".jsonl") || ends_with(p, ".jsonl.gz"); }
-
-/* A folder's files as analyze/text_corpus.c walks it (the same names in the
- * same order, so each document's source is the one one process records). */
-static int walk(units *u, const char *dir, int depth, cs_err *err) {
-    static const char *const EXT[] = {".txt", ".md", ".jsonl", ".txt.gz", ".md.gz", ".jsonl.gz"};
-    if (depth > 64) return cs_fail(err, CS_ELIMIT, "%s: folders nested too deep", dir);
-    struct dirent **ents;
-    int n = scandir(dir, &ents, NULL, alphasort);
-    if (n < 0) return cs_fail(err, CS_EIO, "%s: cannot list: %s", dir, strerror(errno));
-    int rc = 0;
-    for (int i = 0; i < n; i++) {
-        const char *nm = ents[i]->d_name;
-        size_t pl = strlen(dir) + strlen(nm) + 2;
-        char *p = !rc && nm[0] != '.' ? malloc(pl) : NULL;
-        if (!rc && nm[0] != '.' && !p) rc = cs_fail(err, CS_ENOMEM, "out of memory");
-        if (p) {
-            snprintf(p, pl, "%s/%s", dir, nm);
-            struct stat st;
-            int want = 0;
-            for (size_t k = 0; k < sizeof EXT / sizeof EXT[0]; k++) want |= ends_with(nm, EXT[k]);
-            if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) rc = walk(u, p, depth + 1, err);
-            else if (want && push(u, p, stat(p, &st) == 0 ? (uint64_t)st.st_size : 0))
-                rc = cs_fail(err, CS_ENOMEM, "out of memory");
-            free(p);
-        }
-        free(ents[i]);
-    }
-    free(ents);
-    return rc;
-}
-
-static int cmp_name(const void *a, const void *b) {
-    char *const *x = *(char *const *const *)a, *const *y = *(char *const *const *)b;
-    int c = strcmp(*x, *y);
-    return c ? c : (x < y ? -1 : x > y);
-}
-
-/* Every unit in input order, a path named twice kept at its first place. */
-static int list_units(units *u, char **paths, int n, cs_err *err) {
-    int rc = 0;
-    for (int i = 0; i < n && !rc; i++) {
-        struct stat st;
-        if (stat(paths[i], &st)) rc = cs_fail(err, CS_EIO, "%s: %s", paths[i], strerror(errno));
-        else if (S_ISDIR(st.st_mode)) rc = walk(u, paths[i], 0, err);
-        else if (push(u, paths[i], (uint64_t)st.st_size)) rc = cs_fail(err, CS_ENOMEM, "out of memory");
-    }
-    char ***by = rc ? NULL : malloc((u->n + 1) * sizeof *by); /* names sorted, ties in input order */
-    if (!rc && !by) rc = cs_fail(err, CS_ENOMEM, "out of memory");
-    for (size_t i = 0; !rc && i < u->n; i++) by[i] = &u->v[i];
-    if (!rc) qsort(by, u->n, sizeof *by, cmp_name);
-    for (size_t i = 1; !rc && i < u->n; i++)
-        if (!strcmp(*by[i - 1], *by[i])) { /* the later one goes; the earlier stays the pair's reference */
-            free(*by[i]);
-            *by[i] = NULL;
-            by[i] = by[i - 1];
-        }
-    free(by);
-    return rc;
-}
-
-static void units_free(units *u) {
-    for (size_t i = 0; i < u->n; i++) free(u->v[i]);
-    free(u->v);
-    free(u->size);
-}
 
 /* The rank of each unit: contiguous runs of about equal weight. */
 static int unit_part(int size, uint64_t total, uint64_t before) {
@@ -153,7 +67,7 @@ static char *part_path(const char *db, int k, int n) {
 
 /* This rank's run of units into its part store (created with a token that
  * names it in DB's meta). */
-static int index_part(const char *db, const units *u, const int *part, const cs_text_index_opts *o,
+static int index_part(const char *db, const cs_text_inputs *u, const int *part, const cs_text_index_opts *o,
                       cs_text_index_stats *st, cs_err *err) {
     int rank = cs_mpi_rank(), size = cs_mpi_size();
     memset(st, 0, sizeof *st);
@@ -162,11 +76,11 @@ static int index_part(const char *db, const units *u, const int *part, const cs_
     int n = 0, rc = !pp || !mine ? cs_fail(err, CS_ENOMEM, "out of memory") : 0;
     if (!rc) rc = cs_store_open_readonly(&m, db, err);
     for (size_t i = 0; !rc && i < u->n; i++) {
-        if (!u->v[i] || part[i] != rank) continue;
-        int64_t have = already_in(m, u->v[i], err);
+        if (!u->path[i] || part[i] != rank) continue;
+        int64_t have = already_in(m, u->path[i], err);
         if (have < 0) rc = -1;
         else if (have > 0) st->docs_skipped += have;
-        else mine[n++] = u->v[i];
+        else mine[n++] = u->path[i];
     }
     cs_store_close(m);
     char *token = NULL;
@@ -371,14 +285,14 @@ int cli_mpi_text_index(const char *db, char **paths, int n, const cs_text_index_
                        cs_err *err) {
     int rank = cs_mpi_rank(), size = cs_mpi_size();
     memset(st, 0, sizeof *st);
-    units u = {0};
-    int *part = NULL, bad = list_units(&u, paths, n, err);
+    cs_text_inputs u;
+    int *part = NULL, bad = cs_text_list_inputs((const char *const *)paths, n, &u, err);
     if (!bad && !(part = malloc((u.n + 1) * sizeof *part))) bad = cs_fail(err, CS_ENOMEM, "out of memory");
     uint64_t total = 0, before = 0;
-    for (size_t i = 0; !bad && i < u.n; i++) total += u.v[i] ? u.size[i] + 4096 : 0;
+    for (size_t i = 0; !bad && i < u.n; i++) total += u.path[i] ? u.size[i] + 4096 : 0;
     for (size_t i = 0; !bad && i < u.n; i++) {
         part[i] = unit_part(size, total, before);
-        before += u.v[i] ? u.size[i] + 4096 : 0;
+        before += u.path[i] ? u.size[i] + 4096 : 0;
     }
     /* rank 0 makes DB and the parts' folder before anyone opens them */
     if (!bad && rank == 0) {
@@ -394,13 +308,13 @@ int cli_mpi_text_index(const char *db, char **paths, int n, const cs_text_index_
         cs_store_close(m);
     }
     if (cs_mpi_any(bad)) {
-        units_free(&u);
+        cs_text_inputs_free(&u);
         free(part);
         return bad ? -1 : cs_fail(err, CS_EIO, "text index: rank 0 could not prepare %s", db);
     }
     cs_text_index_stats mine;
     bad = index_part(db, &u, part, o, &mine, err);
-    units_free(&u);
+    cs_text_inputs_free(&u);
     free(part);
     if (bad) fprintf(stderr, "copyscope: text index: rank %d of %d: %s\n", rank, size, err->msg);
     int64_t v[T_N] = {mine.docs_ok, mine.docs_empty, mine.docs_error, mine.docs_skipped, 0,

@@ -108,7 +108,7 @@ $B text frob >/dev/null 2>&1; [ $? -eq 2 ] && ok usage_bad_subcommand || bad usa
 $B text audit "$T/missing.jsonl" --db "$DB" 2>"$T/m.err"; [ $? -eq 1 ] && grep -q 'missing.jsonl: cannot open' "$T/m.err" \
   && ok audit_missing_file || bad audit_missing_file
 $B text prompts --db "$T/empty.db" --prefix-words 5 --continuation-words 5 2>"$T/e.err"; [ $? -eq 1 ] \
-  && grep -q 'no text indexed' "$T/e.err" && ok prompts_empty_corpus || bad prompts_empty_corpus
+  && grep -q 'empty.db: no such store' "$T/e.err" && [ ! -e "$T/empty.db" ] && ok prompts_empty_corpus || bad prompts_empty_corpus
 $B text index --help | grep -q 'usage: copyscope text' && ok help || bad help
 
 [ -n "$KEEP" ] || rm -rf "$T"

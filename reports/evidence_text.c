@@ -312,6 +312,24 @@ static void rev_sentences(cs_buf *b, const cJSON *ev, const cs_rthresh *t) {
     }
     const cJSON *tl2 = jget(ev, "tl2");
     if (cJSON_IsObject(tl2)) tl2_sentences(b, tl2, t);
+    const cJSON *lf = jget(ev, "local"); /* analyze/an_local.c: what the lf_near / lf_partial rules read */
+    if (cJSON_IsObject(lf) && !isnan(jnum(lf, "inliers"))) {
+        cs_buf_printf(b, "Local features: %.0f keypoints verified geometrically (RANSAC), a share %.3f of the "
+                         "reference's", jnum(lf, "inliers"), jnum(lf, "share"));
+        if (!isnan(jnum(lf, "log10_nfa"))) cs_buf_printf(b, " (an unrelated pair does as well with odds 10^%.1f)", jnum(lf, "log10_nfa"));
+        if (!isnan(jnum(lf, "coverage")))
+            cs_buf_printf(b, "; the matched region covers %.0f%% of the generation", 100 * jnum(lf, "coverage"));
+        cs_buf_puts(b, cJSON_IsTrue(jget(lf, "mirrored")) ? ", mirrored.\n" : ".\n");
+        const cJSON *col = jget(lf, "colour");
+        double hue = jnum(col, "hue_deg");
+        if (fabs(hue) < 0.5) hue = 0; /* not "-0" */
+        if (cJSON_IsObject(col) && !isnan(jnum(col, "parts")))
+            cs_buf_printf(b, "Colours: one global edit (hue turned %.0f\xc2\xb0) explains %.0f%% of the compared pixels; "
+                             "%.0f of the reference's %.0f colour parts recoloured (a copy allows a global edit, "
+                             "not a recoloured part).\n",
+                          hue, 100 * jnum(col, "global_fit_share"), jnum(col, "parts_recoloured"),
+                          jnum(col, "parts"));
+    }
     const cJSON *pc = jget(ev, "pixel_comparison"); /* analyze/an_roundtrip.c */
     if (cJSON_IsObject(pc) && !isnan(jnum(pc, "round_trip_aligned_tl2")))
         cs_buf_printf(b, "Pixels compared with the reference and with its round trip through the model's own "

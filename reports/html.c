@@ -73,7 +73,7 @@ static const char css[] =
     ".panel .missing{width:192px;height:192px;border:1px dashed var(--line);display:flex;align-items:center;"
     "justify-content:center;padding:8px;font-size:11px;overflow-wrap:anywhere}"
     ".facts{min-width:0}.facts table.kv{width:100%;table-layout:fixed}.facts table.kv th{width:104px}"
-    ".facts .attr{font-size:12px;color:var(--muted)}.sc{white-space:nowrap}"
+    ".facts .attr{font-size:12px;color:var(--muted)}.sc{white-space:nowrap}.sc .note{white-space:normal}"
     ".prompt{font-weight:600}.mono,code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;"
     "font-size:12px;overflow-wrap:anywhere}"
     ".ev{font-size:11.5px;color:var(--muted);margin-top:14px;padding-top:6px;"

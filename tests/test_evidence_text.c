@@ -1,0 +1,45 @@
+/* test_evidence_text.c — the evidence sentences (reports/evidence_text.h)
+ * say what the local-feature rules read: the verified keypoints, their share,
+ * the covered part of the generation and the colour policy's figures, from
+ * the evidence's own numbers; a hue of -0.2 degrees reads "0", not "-0";
+ * evidence without a "local" object gets no such sentence. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <string.h>
+
+#include "reports/evidence_text.h"
+#include "t.h"
+
+static const char *EV =
+    "{\"local\":{\"inliers\":19,\"share\":0.7917,\"log10_nfa\":-44.7,\"coverage\":0.3587,\"mirrored\":true,"
+    "\"colour\":{\"global_fit_share\":0.93,\"hue_deg\":-0.2,\"parts\":6,\"parts_recoloured\":1}}}";
+
+static void test_local_sentences(void) {
+    cs_rthresh t;
+    memset(&t, 0, sizeof t);
+    t.ratio_max = NAN;
+    cJSON *ev = cJSON_Parse(EV);
+    REQUIRE(ev != NULL);
+    cs_buf b = {0};
+    cs_rev_sentences(&b, ev, &t);
+    REQUIRE(b.p != NULL);
+    CHECKF(strstr(b.p, "19 keypoints verified geometrically (RANSAC), a share 0.792 of the reference's") != NULL, "%s", b.p);
+    CHECKF(strstr(b.p, "odds 10^-44.7") != NULL, "%s", b.p);
+    CHECKF(strstr(b.p, "covers 36% of the generation, mirrored.") != NULL, "%s", b.p);
+    CHECKF(strstr(b.p, "hue turned 0\xc2\xb0) explains 93% of the compared pixels; 1 of the reference's 6 colour "
+                       "parts recoloured") != NULL, "%s", b.p);
+    CHECK(strstr(b.p, "-0\xc2\xb0") == NULL);
+    cs_buf_free(&b);
+    /* no local object: no local sentence */
+    cJSON_DeleteItemFromObject(ev, "local");
+    cs_buf c = {0};
+    cs_rev_sentences(&c, ev, &t);
+    CHECK(!c.p || !strstr(c.p, "keypoints"));
+    cs_buf_free(&c);
+    cJSON_Delete(ev);
+}
+
+int main(void) {
+    RUN(test_local_sentences);
+    return T_DONE();
+}

@@ -102,7 +102,7 @@ int cs_atomic_finish(cs_atomic_file *a, int ok, cs_err *err) {
 int cs_write_file_atomic(const char *path, const void *data, size_t len, cs_err *err) {
     cs_atomic_file af;
     if (cs_atomic_open(&af, path, err)) return -1;
-    int ok = fwrite(data, 1, len, af.f) == len;
+    int ok = len == 0 || fwrite(data, 1, len, af.f) == len; /* an empty file may come with data NULL */
     if (!ok) cs_fail(err, CS_EIO, "%s: cannot write: %s", path, strerror(errno));
     return cs_atomic_finish(&af, ok, err) || !ok ? -1 : 0;
 }

@@ -35,9 +35,10 @@ static void nn_par(int64_t n, double cost_per_item, cs_parallel_fn fn, void *ctx
  * that succeed are noted under the kernel's address. */
 #define SITE(f) ((uintptr_t)(f))
 
-static double g_flops;
+static double g_flops, g_flops_saved;
 double nn_flops(void) { return g_flops; }
-void nn_flops_reset(void) { g_flops = 0; }
+double nn_flops_nominal(void) { return g_flops + g_flops_saved; }
+void nn_flops_reset(void) { g_flops = 0, g_flops_saved = 0; }
 void nn_flops_add(double f) { g_flops += f; }
 #define FLOPS(M, N, K) (g_flops += 2.0 * (double)(M) * (double)(N) * (double)(K))
 
@@ -388,6 +389,7 @@ int nn_conv2d_up2(float *out, const float *in, const float *weight, const float 
         return -1;
     cs_work_end(&wk, macs);
     FLOPS(cout, (size_t)4 * h * w * B, cin * 4);
+    g_flops_saved += 2.0 * cout * (4.0 * h * w * B) * cin * (9 - 4); /* the 3x3 conv it stands for */
     return 0;
 }
 
@@ -932,6 +934,12 @@ void nn_transpose(float *out, const float *in, int T, int C) {
             for (int t = t0; t < T && t < t0 + tb; t++)
                 for (int c = c0; c < C && c < c0 + tb; c++)
                     out[(size_t)c * T + t] = in[(size_t)t * C + c];
+}
+
+void nn_swap_outer(float *dst, const float *src, int n0, int n1, size_t inner) {
+    for (int i = 0; i < n0; i++)
+        for (int j = 0; j < n1; j++)
+            memcpy(dst + ((size_t)j * n0 + i) * inner, src + ((size_t)i * n1 + j) * inner, inner * sizeof *dst);
 }
 
 double nn_rel_err(const float *out, const float *ref, size_t n) {

@@ -75,6 +75,9 @@ int nn_precision(void);
 /* Floating-point operations (2*M*N*K per sgemm) issued by the ops here since
  * the last reset: for GFLOP/s figures. Not synchronised: count from one thread. */
 double nn_flops(void);
+/* nn_flops plus the multiplies a fused kernel left out (nn_conv2d_up2: the
+ * 3x3 conv over the upsampled image it stands for): the nominal count. */
+double nn_flops_nominal(void);
 void nn_flops_reset(void);
 void nn_flops_add(double f);
 
@@ -191,6 +194,10 @@ void nn_scale(float *x, float s, size_t n);                          /* x *= s *
 void nn_add_channel_bias(float *x, const float *v, int B, int C, int HW);
 /* out [C, T] = in [T, C]^T. */
 void nn_transpose(float *out, const float *in, int T, int C);
+/* dst [n1][n0][inner] = src [n0][n1][inner]: the two outer axes swapped,
+ * inner runs copied whole ([B, C, HW] <-> [C, B, HW], the batch side by
+ * side as the UNet's transformers and the ResNet's convolutions take it). */
+void nn_swap_outer(float *dst, const float *src, int n0, int n1, size_t inner);
 
 /* max |out - ref| / max |ref| over n elements (max |out - ref| when ref is all
  * zero): the relative error every reference comparison uses. NaN in out

@@ -314,12 +314,7 @@ static void gem_plane(void *vctx, int64_t i, int thread) {
 }
 
 /* [C][B][HW] -> [B][C][HW] (for the taps, which are NCHW like PyTorch). */
-static void to_nchw(float *dst, const float *src, shape4 s) {
-    size_t hw = (size_t)s.h * s.w;
-    for (int c = 0; c < s.c; c++)
-        for (int b = 0; b < s.b; b++)
-            memcpy(dst + ((size_t)b * s.c + c) * hw, src + ((size_t)c * s.b + b) * hw, hw * sizeof *dst);
-}
+static void to_nchw(float *dst, const float *src, shape4 s) { nn_swap_outer(dst, src, s.c, s.b, (size_t)s.h * s.w); }
 
 /* Largest activation and largest per-thread im2col buffer of the whole
  * network on a B x H x W input. */
@@ -370,10 +365,7 @@ int cs_resnet_forward(cs_resnet *m, const float *in, int B, int H, int W, float 
     openblas_set_num_threads(1);
 
     /* input NCHW -> [3][B][H][W] */
-    size_t hw = (size_t)H * W;
-    for (int b = 0; b < B; b++)
-        for (int c = 0; c < 3; c++)
-            memcpy(t2 + ((size_t)c * B + b) * hw, in + ((size_t)b * 3 + c) * hw, hw * sizeof(float));
+    nn_swap_outer(t2, in, B, 3, (size_t)H * W);
     shape4 s = run_conv(&r, t1, (conv_src){&m->conv1, t2, {3, B, H, W}}, NULL, 0, 0);
     plane_ctx pc = {x, t1, s, (s.h - 1) / 2 + 1, (s.w - 1) / 2 + 1};
     cs_parallel_for(nt, (int64_t)s.c * B, maxpool_plane, &pc);

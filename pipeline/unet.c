@@ -309,13 +309,6 @@ static void BasicTransformerBlock_forward(float *x, const unet_tblock *b, const 
     nn_add_inplace(x, s->o, CT);
 }
 
-/* [B, C, T] <-> [C, B*T] */
-static void batch_to_cm(float *dst, const float *src, int B, int C, int T) {
-    for (int b = 0; b < B; b++)
-        for (int c = 0; c < C; c++)
-            memcpy(dst + ((size_t)c * B + b) * T, src + ((size_t)b * C + c) * T, sizeof(float) * T);
-}
-
 /* SpatialTransformer: out = x + proj_out(blocks(proj_in(GroupNorm(x)))). */
 static int SpatialTransformer_forward(sd_model *m, float *out, const float *x,
                                       const unet_transformer *st, const float *context, int B,
@@ -338,7 +331,7 @@ static int SpatialTransformer_forward(sd_model *m, float *out, const float *x,
     TRY_ALLOC(s.ws, ws1 > ws2 ? ws1 : ws2);
     /* GroupNorm per image (eps 1e-6), then the batch side by side: [C, B*T] */
     nn_group_norm(s.n, x, st->norm.w, st->norm.b, B, C, T, GN_GROUPS, GN_EPS_ST, 0);
-    batch_to_cm(xn, s.n, B, C, T);
+    nn_swap_outer(xn, s.n, B, C, (size_t)T); /* [B, C, T] -> [C, B*T] */
     nn_linear_cm(hh, xn, st->proj_in.w, st->proj_in.b, BT, C, C);
     for (int d = 0; d < st->depth; d++)
         BasicTransformerBlock_forward(hh, &st->blocks[d], context, Tc, B, C, T, st->heads, st->dh, &s);
@@ -351,9 +344,15 @@ static int SpatialTransformer_forward(sd_model *m, float *out, const float *x,
     return 0;
 }
 
-/* Upsample: nearest x2 then 3x3 conv (padding 1). out [B, C, 2h, 2w]. */
+/* Upsample: nearest x2 then 3x3 conv (padding 1). out [B, C, 2h, 2w]. Fused
+ * where it can (nn_conv2d_up2: four 2x2 convs of the small image, 16/36 of
+ * the multiplies, no upsampled copy; as the VAE decoder), else in two steps. */
 static int Upsample_forward(sd_model *m, float *out, const float *x, const sd_conv *c, int B,
                             int h, int w) {
+    /* fp32 only: under bf16 its summed taps rounded to bf16 took the sd-tiny
+     * UNet past the 1e-2 bound (1.03e-2, was 0.93e-2), and an fp32 kept conv
+     * among bf16 ones would drop their kept weights (core/conv_onednn.c) */
+    if (nn_precision() == NN_FP32 && !nn_conv2d_up2(out, x, c->w, c->b, c->cin, c->cout, B, h, w)) return 0;
     size_t mark = sd_arena_mark(&m->arena);
     float *u;
     TRY_ALLOC(u, (size_t)B * c->cin * 4 * h * w);

@@ -15,7 +15,9 @@
  * noise, within-group cosine ~0.5), queries = noisy copies of random rows
  * (cosine ~0.9 to their source) — the shape of copy-detection data, where a
  * generated image is close to one reference and its near-duplicates.
- * Usage: bench_embed [open|exact|approx|resnet ...] (default: all). */
+ *   resnet-layers  its conv shapes one by one on one thread: our way (Winograd,
+ *             sgemm tiles) vs oneDNN's convolution with kept weights (not in "all")
+ * Usage: bench_embed [open|exact|approx|resnet|resnet-layers ...] (default: all but resnet-layers). */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -26,6 +28,7 @@
 #include <unistd.h>
 
 #include "core/cpu.h"
+#include "core/gemm.h"
 #include "core/nn.h"
 #include "core/parallel.h"
 #include "index/ann.h"
@@ -33,6 +36,7 @@
 #include "index/knn.h"
 #include "index/resnet.h"
 #include "index/vecstore.h"
+#include "index/winograd.h"
 
 #define N 1000000
 #define D 512
@@ -522,6 +526,109 @@ static void bench_resnet(void) {
     cs_resnet_free(&m);
 }
 
+/* ---- resnet-layers: ResNet-50's conv shapes (224 px, batch 8) one by one --------
+ * Each on ONE thread, timed in this thread's CPU seconds (steady on a loaded
+ * machine), beside the register-only FMA loop on the same thread: the
+ * forward pass's way (3x3 stride 1: Winograd F(2x2,3x3) tiles; 1x1: column
+ * tiles of a single-threaded sgemm) against oneDNN's convolution with the
+ * weights kept in its layout (cs_conv_onednn, brgconv). GFLOP are the direct
+ * convolution's (2 * cout * cin * k * k * outputs) for both. */
+static volatile float g_fma_sink;
+
+static double thread_cpu(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+typedef struct {
+    int cin, cout, k, hw;
+} rn_shape;
+
+static double per_cpu_s(void (*fn)(void *), void *ctx) {
+    fn(ctx); /* warm-up: plans, kept weights, first touch */
+    int reps = 0;
+    double c0 = thread_cpu(), c;
+    do fn(ctx), reps++;
+    while ((c = thread_cpu() - c0) < 0.4 && reps < 50);
+    return c / reps;
+}
+
+typedef struct {
+    rn_shape s;
+    int B;
+    float *x, *y, *w, *U, *b, *ws;
+} rn_layer;
+
+static void rn_wino(void *v) {
+    rn_layer *L = v;
+    int rows = (int)cs_wino_block_rows(L->B, L->s.hw);
+    int tile = cs_wino_tile(L->s.cin, L->s.cout, L->B, L->s.hw, L->s.hw, 1);
+    for (int r0 = 0; r0 < rows; r0 += tile)
+        cs_wino_tile_run(L->y, L->x, L->U, L->b, L->s.cin, L->s.cout, L->B, L->s.hw, L->s.hw, r0,
+                         rows - r0 < tile ? rows - r0 : tile, 1, L->ws);
+}
+
+static void rn_gemm1x1(void *v) { /* as resnet_forward.c's pointwise tiles: 1024 columns */
+    rn_layer *L = v;
+    int n = L->B * L->s.hw * L->s.hw;
+    for (int n0 = 0; n0 < n; n0 += 1024)
+        nn_sgemm_tile(0, 0, L->s.cout, n - n0 < 1024 ? n - n0 : 1024, L->s.cin, 1.f, L->w, L->s.cin, L->x + n0, n,
+                      0.f, L->y + n0, n);
+}
+
+static void rn_onednn(void *v) {
+    rn_layer *L = v;
+    int p = L->s.k / 2;
+    if (cs_conv_onednn(L->y, L->x, L->w, L->b, L->s.cin, L->s.cout, L->s.k, L->s.k, 1, p, p, p, p, L->B, L->s.hw,
+                       L->s.hw, 0, 1, 1))
+        printf("  (oneDNN refused the shape)\n");
+}
+
+static void bench_resnet_layers(void) {
+    static const rn_shape shapes[] = {
+        {64, 64, 3, 56},   {128, 128, 3, 28}, {256, 256, 3, 14},  {512, 512, 3, 7},   {64, 64, 1, 56},
+        {64, 256, 1, 56},  {256, 64, 1, 56},  {128, 512, 1, 28},  {512, 128, 1, 28},  {256, 1024, 1, 14},
+        {1024, 256, 1, 14}, {512, 2048, 1, 7}, {2048, 512, 1, 7},
+    };
+    enum { B = 8 };
+    openblas_set_num_threads(1);
+    long iters = 20000000;
+    double c0 = thread_cpu();
+    g_fma_sink += cs_gemm_fma_loop(iters);
+    double fma = (double)iters * 24 * 32 / (thread_cpu() - c0) / 1e9;
+    printf("resnet layers, batch %d, 1 thread, GFLOP per CPU-second; FMA peak (register-only loop, this thread) "
+           "%.1f\n", B, fma);
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        rn_layer L = {shapes[i], B, 0, 0, 0, 0, 0, 0};
+        size_t hw = (size_t)L.s.hw * L.s.hw, nx = (size_t)L.s.cin * B * hw, ny = (size_t)L.s.cout * B * hw;
+        size_t nw = (size_t)L.s.cout * L.s.cin * L.s.k * L.s.k;
+        L.x = malloc(nx * sizeof(float)), L.y = malloc(ny * sizeof(float)), L.w = malloc(nw * sizeof(float));
+        L.b = calloc((size_t)L.s.cout, sizeof(float));
+        for (size_t j = 0; j < nx; j++) L.x[j] = gauss(j + (7ULL << 58));
+        for (size_t j = 0; j < nw; j++) L.w[j] = 0.05f * gauss(j + (9ULL << 58));
+        double gf = 2.0 * nw * B * hw / 1e9, ours;
+        if (L.s.k == 3) {
+            L.U = malloc((size_t)16 * L.s.cout * L.s.cin * sizeof(float));
+            cs_wino_weights(L.U, L.w, L.s.cout, L.s.cin);
+            int tile = cs_wino_tile(L.s.cin, L.s.cout, B, L.s.hw, L.s.hw, 1);
+            L.ws = malloc(cs_wino_scratch(L.s.cin, L.s.cout, L.s.hw, tile) * sizeof(float));
+            ours = per_cpu_s(rn_wino, &L);
+        } else {
+            ours = per_cpu_s(rn_gemm1x1, &L);
+        }
+        cs_conv_weights_keep(&L, L.w, nw);
+        double dnn = per_cpu_s(rn_onednn, &L);
+        cs_conv_weights_forget(&L);
+        printf("  %dx%d %4d -> %4d at %3dx%-3d %6.2f GFLOP: %s %6.1f GFLOP/CPU-s (%3.0f%% of FMA peak), oneDNN conv "
+               "kept weights %6.1f (%3.0f%%): ours %.2fx\n",
+               L.s.k, L.s.k, L.s.cin, L.s.cout, L.s.hw, L.s.hw, gf, L.s.k == 3 ? "winograd" : "sgemm   ", gf / ours,
+               100 * gf / ours / fma, gf / dnn, 100 * gf / dnn / fma, dnn / ours);
+        free(L.x), free(L.y), free(L.w), free(L.b), free(L.U), free(L.ws);
+    }
+    openblas_set_num_threads(THREADS);
+}
+
 static int wanted(int argc, char **argv, const char *name) {
     if (argc < 2) return 1;
     for (int i = 1; i < argc; i++)
@@ -544,5 +651,6 @@ int main(int argc, char **argv) {
     if (wanted(argc, argv, "exact") || wanted(argc, argv, "approx")) bench_exact();
     if (wanted(argc, argv, "approx")) bench_approx();
     if (wanted(argc, argv, "resnet")) bench_resnet();
+    if (argc > 1 && wanted(argc, argv, "resnet-layers")) bench_resnet_layers();
     return 0;
 }

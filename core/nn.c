@@ -56,14 +56,21 @@ typedef struct {
 } gemm_ctx;
 
 /* C [m, n] (row stride ldc) += bias along rows (bias[i] to row i) or columns */
-static void add_bias(float *C, int m, int n, int ldc, const float *bias, int rows) {
+/* In blocks of 16 so that -O2's cheap vectorizer makes SIMD adds of them (the
+ * plain loop stayed scalar: 2.2% of the UNet at 64x64, perf). */
+static void add_bias(float *C, int m, int n, int ldc, const float *restrict bias, int rows) {
     for (int i = 0; i < m; i++) {
-        float *c = C + (size_t)i * ldc;
+        float *restrict c = C + (size_t)i * ldc;
+        int j = 0;
         if (rows) {
             float b = bias[i];
-            for (int j = 0; j < n; j++) c[j] += b;
+            for (; j + 16 <= n; j += 16)
+                for (int k = 0; k < 16; k++) c[j + k] += b;
+            for (; j < n; j++) c[j] += b;
         } else {
-            for (int j = 0; j < n; j++) c[j] += bias[j];
+            for (; j + 16 <= n; j += 16)
+                for (int k = 0; k < 16; k++) c[j + k] += bias[j + k];
+            for (; j < n; j++) c[j] += bias[j];
         }
     }
 }
@@ -525,14 +532,27 @@ static void gn_group(void *vctx, int64_t idx, int thread) {
     size_t n = (size_t)cpg * c->HW;
     const float *x = c->in + (size_t)idx * n; /* groups are contiguous in NCHW */
     float *y = c->out + (size_t)idx * n;
+    /* the sums in 8 lanes of doubles (then the lanes in order): one chain
+     * of dependent adds was latency-bound (1.5% of the UNet at 64x64) */
+    double sl[8] = {0}, vl[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) sl[k] += x[i + k];
+    for (; i < n; i++) sl[i % 8] += x[i];
     double sum = 0;
-    for (size_t i = 0; i < n; i++) sum += x[i];
+    for (int k = 0; k < 8; k++) sum += sl[k];
     double mean = sum / (double)n;
-    double var = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (i = 0; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) {
+            double d = x[i + k] - mean;
+            vl[k] += d * d;
+        }
+    for (; i < n; i++) {
         double d = x[i] - mean;
-        var += d * d;
+        vl[i % 8] += d * d;
     }
+    double var = 0;
+    for (int k = 0; k < 8; k++) var += vl[k];
     var /= (double)n;
     float rstd = (float)(1.0 / sqrt(var + c->eps));
     float fmean = (float)mean;

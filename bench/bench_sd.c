@@ -23,7 +23,8 @@
  * only that UNet size (for profiling), BENCH_SD_VAE_ONLY=1 times only the VAE
  * decode (fp32, after a warm-up call, then bf16 with its PSNR against the
  * fp32 image), BENCH_SD_NO_BF16=1 skips the bf16 UNet, BENCH_SD_AB=1 times the
- * UNet with im2col convs against oneDNN's in turn, BENCH_SD_NO_TORCH=1 skips the anchor,
+ * UNet with im2col convs against oneDNN's in turn, BENCH_SD_AB_UP2=1 its upsampling convs unfused
+ * against fused in turn, BENCH_SD_NO_TORCH=1 skips the anchor,
  * BENCH_SD_JSON=FILE writes the main figures as JSON (seconds per call; null
  * when not measured). Every figure is also given as a fraction of the
  * machine's fp32 limit measured in the same run: the register-only AVX-512
@@ -453,6 +454,29 @@ int main(void) {
                "kept vs per call %.2fx (cpu-time basis %.2fx), vs im2col %.2fx (%.2fx)\n",
                s, s, ws[0] / 2, cs[0] / 2, ws[1] / 2, cs[1] / 2, ws[2] / 2, cs[2] / 2, ws[1] / ws[2], cs[1] / cs[2],
                ws[0] / ws[2], cs[0] / cs[2]);
+        free(x), free(eps);
+    }
+    /* BENCH_SD_AB_UP2=1: the UNet's Upsample as nearest 2x + 3x3 conv and as
+     * the fused four 2x2 convs (nn_conv2d_up2), in turn, on the nominal FLOPs */
+    if (getenv("BENCH_SD_AB_UP2") && unet_secs[abi] > 0) {
+        int s = sizes[abi];
+        size_t n = (size_t)2 * 4 * s * s;
+        float *x = rand_floats(n, 1.f, 7), *eps = malloc(sizeof(float) * n);
+        double cs[2] = {0, 0}, ws[2] = {0, 0};
+        for (int r = 0; r < 4; r++) {
+            nn_set_conv_direct(r % 2 ? 2 : 3);
+            t0 = now();
+            c0 = cpu_secs();
+            if (sd_unet_eps(m, x, t, ctx, 2, s, s, eps, &err)) printf("bench_sd: %s\n", err.msg);
+            ws[r % 2] += now() - t0, cs[r % 2] += cpu_secs() - c0;
+        }
+        nn_set_conv_direct(2);
+        printf("A/B UNet %dx%d, 2 runs each in turn, per call: upsample + 3x3 conv %.2f s (%.2f CPU-s); fused "
+               "upsampling conv %.2f s (%.2f CPU-s): %.2fx (cpu-time basis %.2fx); on the nominal %.0f GFLOP: "
+               "%.0f%% / %.0f%% of the FMA peak per CPU-second\n",
+               s, s, ws[0] / 2, cs[0] / 2, ws[1] / 2, cs[1] / 2, ws[0] / ws[1], cs[0] / cs[1], unet_gflop[abi],
+               g_fma_cpu > 0 ? 100 * unet_gflop[abi] / (cs[0] / 2) / g_fma_cpu : 0,
+               g_fma_cpu > 0 ? 100 * unet_gflop[abi] / (cs[1] / 2) / g_fma_cpu : 0);
         free(x), free(eps);
     }
     /* the same UNet in bf16 (64x64, or 32x32 with BENCH_SD_QUICK) and, at

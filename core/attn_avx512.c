@@ -6,9 +6,9 @@
  *     consecutive keys), its B the Q rows (32 consecutive queries);
  *   O^T [dh, queries] += V P^T: A is V in place (rows d), B the rows of S^T.
  * Neither product packs anything except ragged edges (fewer than 14 keys or
- * features left), which are copied into a zero-padded panel so nothing past
- * the matrices is read. The softmax runs down the columns of S^T: 16 queries
- * per zmm. */
+ * features left; for features, only in the last head), which are copied into
+ * a zero-padded panel so nothing past the matrices is read. The softmax
+ * runs down the columns of S^T: 16 queries per zmm. */
 #include "core/attn.h"
 
 #include <immintrin.h>
@@ -106,7 +106,12 @@ static void att_item(void *vj, int64_t it, int thread) {
             int m = dh - dp < MR ? dh - dp : MR;
             const float *a = vh + (size_t)dp * j->ldv + j0;
             size_t rs = (size_t)j->ldv, ks = 1;
-            if (m < MR) {
+            /* a ragged edge (dh 40 = 14 + 14 + 12) reads the next head's
+             * rows in place where V has them (every head but the last): the
+             * kernel stores only m rows, and each row's sums are its own, so
+             * the bits are the same without the copy (12 x 140 strided floats
+             * per key block, for 1.1 MFLOP of products) */
+            if (m < MR && (size_t)h * dh + dp + MR > (size_t)j->heads * dh) {
                 for (int jj = 0; jj < kn; jj++)
                     for (int r = 0; r < MR; r++) pan[jj * MR + r] = r < m ? a[(size_t)r * j->ldv + jj] : 0.f;
                 a = pan, rs = 1, ks = MR;

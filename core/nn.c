@@ -388,7 +388,7 @@ void nn_conv2d(float *out, const float *in, const float *weight, const float *bi
 int nn_conv2d_up2(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int B,
                   int h, int w) {
     int isa = cs_cpu_isa();
-    if (isa < CS_ISA_AVX512 || g_conv_direct < 2 || g_backend == NN_GEMM_OWN) return -1;
+    if (isa < CS_ISA_AVX512 || g_conv_direct != 2 || g_backend == NN_GEMM_OWN) return -1;
     double macs = (double)cout * cin * 16 * h * w * B;
     cs_work wk = cs_work_begin(SITE(cs_conv_onednn_up2), macs);
     if (cs_conv_onednn_up2(out, in, weight, bias, cin, cout, B, h, w, use_bf16(cout, h * w, cin * 4, isa),

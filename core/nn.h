@@ -51,8 +51,9 @@ void nn_set_gemm_backend(int backend);
 /* 0: convolutions always as im2col + nn_sgemm (what they were before oneDNN's
  * convolution primitives, core/conv_onednn.c); 1: the primitive from 32x32
  * outputs, weights reordered per call (before kept weights); 2 (default):
- * also kept weights (cs_conv_weights_keep) and, with those, smaller images.
- * For benches and tests; not thread safe. */
+ * also kept weights (cs_conv_weights_keep) and, with those, smaller images,
+ * and the fused upsampling conv (nn_conv2d_up2); 3: as 2 without the fused
+ * upsampling conv. For benches and tests; not thread safe. */
 void nn_set_conv_direct(int on);
 
 /* out [B, cout, 2h, 2w] = 3x3 conv, stride 1, pad 1, of the nearest 2x

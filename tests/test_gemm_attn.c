@@ -92,6 +92,16 @@ static void one(int Tq, int Tk, int heads, int dh, float qscale) {
                        thr[t]);
             }
         }
+        /* each head alone (so the last: its ragged feature edge copied into
+         * the panel) gives the bits it had among all (the edge read in place) */
+        cs_set_threads(1);
+        for (int h = 0; h < heads; h++) {
+            size_t ro = (size_t)h * dh;
+            nn_attention_cm_ld(o, ldo, q + ro * ldq, ldq, k + ro * ldk, ldk, v + ro * ldv, ldv, Tq, Tk, 1, dh, ws);
+            int same = 1;
+            for (int r = 0; r < dh; r++) same &= !memcmp(o + (size_t)r * ldo, o1 + (ro + r) * ldo, sizeof(float) * Tq);
+            CHECKF(same, "fused %d x %d: head %d of %d alone differs", Tq, Tk, h, heads);
+        }
     }
     free(q), free(k), free(v), free(o), free(o1), free(ou), free(ws);
 }

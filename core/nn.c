@@ -562,7 +562,15 @@ static void gn_group(void *vctx, int64_t idx, int thread) {
         float bb = c->beta ? c->beta[ch] : 0.f;
         const float *xs = x + (size_t)cc * c->HW;
         float *ys = y + (size_t)cc * c->HW;
-        for (int i = 0; i < c->HW; i++) ys[i] = (xs[i] - fmean) * a + bb;
+        /* blocks of 16 through a local copy (out may be in): -O2 vectorizes
+         * them; the plain loop stayed scalar (in place, it cannot prove no overlap) */
+        int j = 0;
+        for (; j + 16 <= c->HW; j += 16) {
+            float t[16];
+            for (int k = 0; k < 16; k++) t[k] = xs[j + k];
+            for (int k = 0; k < 16; k++) ys[j + k] = (t[k] - fmean) * a + bb;
+        }
+        for (; j < c->HW; j++) ys[j] = (xs[j] - fmean) * a + bb;
         if (c->silu) sigmul_span(ys, c->HW, 1.f);
     }
 }
@@ -605,11 +613,9 @@ void nn_layer_norm(float *out, const float *in, const float *gamma, const float 
 
 #define LN_CM_TILE 64 /* tokens per parallel item */
 
-static void ln_cm_tile(void *vctx, int64_t tile, int thread) {
-    (void)thread;
-    ln_ctx *c = vctx;
-    int t0 = (int)tile * LN_CM_TILE;
-    int nt = c->T - t0 < LN_CM_TILE ? c->T - t0 : LN_CM_TILE;
+/* nt tokens from t0; inlined with nt a constant for full tiles, where -O2
+ * vectorizes its loops (with nt unknown they stayed scalar: 1.4% of the UNet) */
+static inline __attribute__((always_inline)) void ln_cm_span(const ln_ctx *c, int t0, int nt) {
     double sum[LN_CM_TILE] = {0}, var[LN_CM_TILE] = {0};
     float mean[LN_CM_TILE], rstd[LN_CM_TILE];
     for (int ch = 0; ch < c->C; ch++) {
@@ -634,6 +640,14 @@ static void ln_cm_tile(void *vctx, int64_t tile, int thread) {
         float g = c->gamma[ch], b = c->beta[ch];
         for (int i = 0; i < nt; i++) y[i] = (x[i] - mean[i]) * rstd[i] * g + b;
     }
+}
+
+static void ln_cm_tile(void *vctx, int64_t tile, int thread) {
+    (void)thread;
+    const ln_ctx *c = vctx;
+    int t0 = (int)tile * LN_CM_TILE;
+    if (c->T - t0 >= LN_CM_TILE) ln_cm_span(c, t0, LN_CM_TILE);
+    else ln_cm_span(c, t0, c->T - t0);
 }
 
 void nn_layer_norm_cm(float *out, const float *in, const float *gamma, const float *beta, int C,

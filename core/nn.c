@@ -694,12 +694,19 @@ static void ew_chunk(void *vctx, int64_t ci, int thread) {
     case EW_RELU:
         for (size_t i = i0; i < i1; i++) x[i] = x[i] > 0.f ? x[i] : 0.f;
         break;
-    case EW_ADD:
-        for (size_t i = i0; i < i1; i++) c->out[i] = x[i] + c->y[i];
+    case EW_ADD: /* blocks of 16 through a local copy: vectorized at -O2 (out may be an input) */
+    case EW_ADDIP: {
+        float *o = c->op == EW_ADD ? c->out : x;
+        size_t i = i0;
+        for (; i + 16 <= i1; i += 16) {
+            float t[16];
+            for (int k = 0; k < 16; k++) t[k] = x[i + k];
+            for (int k = 0; k < 16; k++) t[k] += c->y[i + k];
+            for (int k = 0; k < 16; k++) o[i + k] = t[k];
+        }
+        for (; i < i1; i++) o[i] = x[i] + c->y[i];
         break;
-    case EW_ADDIP:
-        for (size_t i = i0; i < i1; i++) x[i] += c->y[i];
-        break;
+    }
     case EW_SCALE:
         for (size_t i = i0; i < i1; i++) x[i] *= c->s;
         break;

@@ -67,11 +67,12 @@ def torch_bench(weights, batch, size, threads):
     with torch.no_grad():
         torch.nn.functional.normalize(m(x))  # warm-up
         it = 3
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for _ in range(it):
             torch.nn.functional.normalize(m(x))
-        dt = time.perf_counter() - t
+        dt, dc = time.perf_counter() - t, time.process_time() - c
     print("torch_img_s %.3f" % (batch * it / dt))
+    print("torch_img_cpu_s %.3f" % (batch * it / dc))  # per CPU-second, all threads
     print("torch_version %s" % torch.__version__)
 
 

@@ -95,6 +95,70 @@ EOF
 read n30 c30 <"$T/dup30"
 [ "${n30:-0}" -eq 3 ] && [ "${c30:-0}" -eq 3 ] && ok dup30_decoder_copies_found || bad "dup30_decoder_copies_found ($c30 of $n30)"
 
+# the report's pixel truth (reports/memo.c) against an independent one: tiled
+# L2 (4x4 tiles, [0,1] pixels, the largest tile RMS; Carlini et al. 2023
+# s4.2) of each generation to every decoded training image (recon/), the
+# PNGs read here with zlib: the same nearest image and distance, and a copy
+# exactly when that distance is <= 0.15
+$PY - "$T/o1/memo-test-report.json" "$M" >"$T/truth" 2>&1 <<'EOF'
+import json, struct, sys, zlib
+import numpy as np
+def png(path):  # 8-bit RGB, non-interlaced (generations and recon/ are)
+    b = open(path, "rb").read()
+    pos, idat, w, h = 8, b"", 0, 0
+    while pos < len(b):
+        n, t = struct.unpack(">I4s", b[pos:pos + 8])
+        d = b[pos + 8:pos + 8 + n]
+        if t == b"IHDR":
+            w, h, depth, ctype = struct.unpack(">IIBB", d[:10])
+            assert depth == 8 and ctype == 2, path
+        elif t == b"IDAT":
+            idat += d
+        pos += 12 + n
+    raw, st, out = zlib.decompress(idat), w * 3, []
+    prev = [0] * st
+    for y in range(h):
+        f, row = raw[y * (st + 1)], list(raw[y * (st + 1) + 1:(y + 1) * (st + 1)])
+        for x in range(st):
+            a = row[x - 3] if x >= 3 else 0
+            c = prev[x - 3] if x >= 3 else 0
+            u = prev[x]
+            if f == 1: row[x] = (row[x] + a) & 255
+            elif f == 2: row[x] = (row[x] + u) & 255
+            elif f == 3: row[x] = (row[x] + (a + u) // 2) & 255
+            elif f == 4:
+                p = a + u - c
+                pa, pb, pc = abs(p - a), abs(p - u), abs(p - c)
+                row[x] = (row[x] + (a if pa <= pb and pa <= pc else u if pb <= pc else c)) & 255
+        out.append(row)
+        prev = row
+    return np.array(out, dtype=np.float64).reshape(h, w, 3) / 255.0
+def tl2(a, b):
+    h, w = a.shape[0] // 4, a.shape[1] // 4
+    return max(np.sqrt(np.mean((a[y*h:(y+1)*h, x*w:(x+1)*w] - b[y*h:(y+1)*h, x*w:(x+1)*w]) ** 2))
+               for y in range(4) for x in range(4))
+m = json.load(open(sys.argv[1]))["memorisation"]
+man = json.load(open(sys.argv[2] + "/manifest.json"))["train"]
+rec = {t["file"]: png(sys.argv[2] + "/" + t["recon"]) for t in man}
+gens = {g["generation_id"]: g for g in m["generations"]}
+import sqlite3
+paths = dict(sqlite3.connect(sys.argv[1].replace("/o1/memo-test-report.json", "/a.db")).execute(
+    "SELECT id, path FROM generations"))
+bad, n, ncopy = [], 0, 0
+for gid, g in gens.items():
+    im = png(paths[gid])
+    d, f = min((tl2(im, r), f) for f, r in rec.items())
+    n += 1
+    ncopy += d <= 0.15
+    if f != g["pixel_nearest_recon"] or abs(d - g["tl2_nearest_recon"]) > 1e-9 or (d <= 0.15) != g["pixel_copy"]:
+        bad.append((gid, f, d, g["pixel_nearest_recon"], g["tl2_nearest_recon"], g["pixel_copy"]))
+v = m["verdicts_vs_pixels"]
+print(n, ncopy, len(bad), v["tp"] + v["fn"], bad[:3])
+EOF
+read ntr ncp nbt npos rest <"$T/truth"
+[ "${ntr:-0}" -ge 10 ] && [ "${nbt:-1}" -eq 0 ] && [ "${ncp:-0}" -ge 3 ] && [ "$ncp" = "$npos" ] &&
+    ok pixel_truth_independent || { bad pixel_truth_independent; cat "$T/truth"; }
+
 # a 1x prompt drawn to the 30x post office (seed 2001 as in make run): its
 # generation is a decoder copy, 0.25 from the post office by tiled L2 and
 # 0.17 from its round trip; the railway track is 0.30 from it. Lowe's ratio

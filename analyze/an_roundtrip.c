@@ -48,9 +48,10 @@
  * generation is a near-copy at the model's resolution when
  *  - its aligned tiled L2 to the reference is at most RT_FLOOR_MULT times the
  *    autoencoder's own loss on that reference (the reference's tiled L2 to
- *    its round trip, the floor): twice the error, the bound the report's
- *    pixel truth states in PSNR (6 dB, reports/memo.h), capped at ratio_tl2,
- *    beyond which no pixel rule calls two pictures near;
+ *    its round trip, the floor): twice the error (in PSNR 6 dB, the report's
+ *    former pixel truth, still measured beside Carlini et al.'s criterion in
+ *    reports/memo.h), capped at ratio_tl2, beyond which no pixel rule calls
+ *    two pictures near;
  *  - it is nearer the reference's round trip than the reference itself: it
  *    is the decoder's copy of this picture. A decoder's output of a distinct
  *    picture of the same layout keeps its own colours where the autoencoder

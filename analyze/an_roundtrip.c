@@ -48,9 +48,10 @@
  * generation is a near-copy at the model's resolution when
  *  - its aligned tiled L2 to the reference is at most RT_FLOOR_MULT times the
  *    autoencoder's own loss on that reference (the reference's tiled L2 to
- *    its round trip, the floor): twice the error, the bound the report's
- *    pixel truth states in PSNR (6 dB, reports/memo.h), capped at ratio_tl2,
- *    beyond which no pixel rule calls two pictures near;
+ *    its round trip, the floor): twice the error (in PSNR 6 dB, the report's
+ *    former pixel truth, still measured beside Carlini et al.'s criterion in
+ *    reports/memo.h), capped at ratio_tl2, beyond which no pixel rule calls
+ *    two pictures near;
  *  - it is nearer the reference's round trip than the reference itself: it
  *    is the decoder's copy of this picture. A decoder's output of a distinct
  *    picture of the same layout keeps its own colours where the autoencoder
@@ -60,7 +61,14 @@
  *    while the autoencoder's own loss on either is 0.13);
  *  - the reference fits clearly better than every distinct other candidate
  *    (Lowe's ratio, CS_LFV_RATIO, as cs_an_mark_ambiguous asks of near_tl2:
- *    a family of look-alike references is no evidence for one of them). */
+ *    a family of look-alike references is no evidence for one of them),
+ *    each candidate by the nearer of its distances to the reference and to
+ *    its round trip, like with like: the generation is a decoder output, so
+ *    its raw distance to the reference carries the decoder's loss, and a
+ *    rival whose raw distance happened to be as large would otherwise veto
+ *    a copy that is far nearer its round trip than any rival is to either
+ *    (a 1x-prompt generation of the 30x post office: 0.246 raw, 0.171 to
+ *    the round trip; a rival at 0.296 raw failed the raw ratio, 0.83). */
 #define RT_FLOOR_MULT 2.0f
 
 /* One cached round trip: reference row at generation size w x h. */
@@ -352,15 +360,16 @@ static float rt_floor_bound(float floor, const cs_an_settings *s) {
 }
 
 /* A distinct candidate (not one picture with k: their thumbnails farther
- * apart than near_tl2) nearly as close as k: Lowe's ratio fails. */
-static int floor_rival(const cs_an_refs *refs, const int32_t *rows, const float *d_ref, int nr, int k,
+ * apart than near_tl2) nearly as close as k: Lowe's ratio fails. d: each
+ * candidate's nearer distance (to the reference or to its round trip). */
+static int floor_rival(const cs_an_refs *refs, const int32_t *rows, const float *d, int nr, int k,
                        const cs_an_settings *s) {
     const cs_tl2_cfg *cfg = &refs->cfg;
     const int D = cs_tl2_dim(cfg);
     float *buf = NULL;
     int rival = 0;
     for (int m = 0; m < nr && !rival; m++) {
-        if (m == k || rows[m] == rows[k] || CS_LFV_RATIO * d_ref[m] > d_ref[k]) continue;
+        if (m == k || rows[m] == rows[k] || CS_LFV_RATIO * d[m] > d[k]) continue;
         if (!buf && !(buf = malloc(sizeof(float) * 3 * (size_t)D))) return 1; /* unsure: no verdict */
         uint8_t mir[S * S * 3];
         memcpy(mir, refs->thumbs + (int64_t)rows[m] * S * S * 3, sizeof mir);
@@ -455,7 +464,7 @@ static void judge_one(void *vctx, int64_t j, int thread) {
     uint8_t *rt = malloc((size_t)nr * S * S * 3);
     cs_an_cand *cand = malloc(sizeof(cs_an_cand) * (size_t)nr);
     int64_t ids[RT_MAXC];
-    float d_ref[RT_MAXC], d_rt[RT_MAXC];
+    float d_ref[RT_MAXC], d_rt[RT_MAXC], d_near[RT_MAXC];
     const rt_entry *ent[RT_MAXC];
     cs_an_refs rr = {0};
     cs_err e = {0};
@@ -489,6 +498,7 @@ static void judge_one(void *vctx, int64_t j, int thread) {
         cs_an_refine(&b, &rr, k, qid, qmir, q16, q16 + C16, 1, q, s);
         d_ref[k] = a->d_al;
         d_rt[k] = b.d_al;
+        d_near[k] = fminf(d_ref[k], d_rt[k]);
         take_nearer(a, &b);
         cs_an_verdict_cand(a, res->gen_pdq_quality, s);
         cs_an_verdict_local(a, s);
@@ -496,7 +506,7 @@ static void judge_one(void *vctx, int64_t j, int thread) {
             (at_floor < 0 || d_ref[k] < d_ref[at_floor]))
             at_floor = k;
     }
-    if (at_floor >= 0 && cand[at_floor].verdict < CS_V_NEAR && !floor_rival(refs, rows, d_ref, nr, at_floor, s)) {
+    if (at_floor >= 0 && cand[at_floor].verdict < CS_V_NEAR && !floor_rival(refs, rows, d_near, nr, at_floor, s)) {
         cand[at_floor].verdict = CS_V_NEAR;
         cand[at_floor].rule = "near_ae_floor";
     }

@@ -262,6 +262,9 @@ static int step_analyze(cs_store *s, const run_opts *o, int64_t run_id, int64_t 
     printf(" against %lld references, descriptors: %s\n", (long long)sum.n_refs,
            sum.descriptors[0] ? sum.descriptors : "none (empty index: cliques only)");
     if (sum.n_skipped) printf("  %lld files skipped (unreadable)\n", (long long)sum.n_skipped);
+    if (sum.rt_skipped[0] && cs_mpi_rank() == 0) /* the line `copyscope analyze` prints: never a silent skip */
+        fprintf(stderr, "copyscope: run: no round trip through the run's autoencoder, pixels compared with "
+                        "the references only: %s\n", sum.rt_skipped);
     return 0;
 }
 

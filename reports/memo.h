@@ -15,11 +15,21 @@
  *    difference is the text's pull alone; later steps are taken from latents
  *    that already differ (a memorised prompt has converged, and its
  *    difference collapses), which mixes in the trajectory;
- *  - the verdicts' precision and recall against a pixel ground truth: a
- *    generation is a copy of training image i when its PSNR to i is at least
- *    the autoencoder's own reconstruction PSNR of i minus CS_MEMO_GT_MARGIN_DB
- *    (its error at most twice the autoencoder's RMS error), i the nearest
- *    training image by PSNR; the reconstructions are the manifest's recon/;
+ *  - the verdicts' precision and recall against a pixel ground truth,
+ *    Carlini et al. 2023 s4.2's extraction criterion for Stable Diffusion
+ *    (docs/DESIGN-NOTES.md, "Pixel ground truth"): a generation is a copy of
+ *    training image i when its tiled L2 (4 x 4 tiles, the largest per-tile
+ *    RMS on [0,1] pixels) to i is at most CS_MEMO_TL2_DELTA, i the nearest
+ *    training image by that distance. The training images are taken as the
+ *    model's denoiser saw them, decoded from their latents (the manifest's
+ *    recon/): an LDM's training data are latents, so the autoencoder's blur
+ *    of a copy does not count against it and no margin on its floor is
+ *    chosen. Beside it, for comparison (JSON and a note): the same criterion
+ *    on the training images' own pixels; the nearest-neighbour distance
+ *    ratio of Yoon et al. 2023 / Gu et al. 2023 (L2 to the nearest < 1/3 of
+ *    L2 to the second-nearest) on the decoded and on the own pixels; and the
+ *    former floor margin (PSNR to the nearest training image at least its
+ *    reconstruction PSNR minus CS_MEMO_GT_MARGIN_DB);
  *  - near-copies side by side: generation, training image, reconstruction.
  *
  * Everything is computed from the store (memo_model.c runs the SQL), the
@@ -35,7 +45,12 @@
 
 #define CS_MEMO_POS_COPIES 10
 #define CS_MEMO_GT_MARGIN_DB 6.0
+#define CS_MEMO_KNN_RATIO (1.0 / 3.0) /* Yoon et al. 2023, Gu et al. 2023: d(nn1) / d(nn2) < 1/3 */
 #define CS_MEMO_MAX_GROUPS 16
+/* the pixel ground truths the verdicts are measured against */
+enum { CS_MEMO_GT_TL2_RECON, CS_MEMO_GT_TL2_PIXELS, CS_MEMO_GT_RATIO_RECON, CS_MEMO_GT_RATIO_PIXELS, CS_MEMO_GT_FLOOR,
+       CS_MEMO_N_GT };
+#define CS_MEMO_TL2_DELTA 0.15 /* Carlini et al. 2023 s4.2 */
 #define CS_MEMO_MAX_SIDE 40 /* side-by-side rows shown */
 
 typedef struct {
@@ -59,7 +74,13 @@ typedef struct {
     int verdict_any;   /* 1 when some copy/near-copy finding names any reference */
     int nearest;       /* training image with the highest PSNR, -1 when none could be compared */
     double nearest_db, own_db;
-    int gt;            /* pixel ground truth: a copy of `nearest` */
+    int gt;            /* pixel ground truth (Carlini's tiled L2 to the decoded training images): a copy of gt_img */
+    int gt_img;        /* training image whose reconstruction is nearest by tiled L2, -1 when none */
+    int gt_ratio[2], gt_ratio_img[2]; /* the 1/3 distance ratio on [0] the reconstructions, [1] the pixels */
+    double ratio_gap_db[2]; /* PSNR to the nearest minus PSNR to the second-nearest */
+    int gt_floor;      /* the floor margin: a copy of `nearest` */
+    int gt_tl2[2], gt_tl2_img[2]; /* tiled L2 <= delta to [0] the reconstructions (= gt), [1] the pixels */
+    double tl2[2];     /* that tiled L2 to the nearest */
 } cs_memo_gen;
 
 typedef struct cs_memo {
@@ -83,7 +104,8 @@ typedef struct cs_memo {
     double *roc_first, *roc_mean; /* (fpr, tpr) pairs, n_roc each */
     int n_roc_first, n_roc_mean;
     /* verdicts vs pixel ground truth, per generation */
-    int64_t tp, fp, fn, tn;
+    /* [definition: CS_MEMO_GT_*][tp, fp, fn, tn] */
+    int64_t vs[CS_MEMO_N_GT][4];
 } cs_memo;
 
 struct cs_rmodel_s;

@@ -90,7 +90,7 @@ int cs_memo_load_gens(cs_memo *m, cs_store *s, int64_t run_id, cs_err *err) {
         const char *t = (const char *)sqlite3_column_text(st, 2), *p = (const char *)sqlite3_column_text(st, 3);
         g->prompt = strdup(t ? t : "");
         g->path = strdup(p ? p : "");
-        g->own = g->verdict_img = g->nearest = -1;
+        g->own = g->verdict_img = g->nearest = g->gt_img = g->gt_tl2_img[0] = g->gt_tl2_img[1] = g->gt_ratio_img[0] = g->gt_ratio_img[1] = -1;
         g->nearest_db = g->own_db = NAN;
         whitebox_steps((const char *)sqlite3_column_text(st, 4), &g->wb_first, &g->wb_mean);
         if (!g->prompt || !g->path) {

@@ -17,7 +17,8 @@ LDFLAGS  += -pthread $(SANITIZE)
 # Debian packages (make deps). FAISS: Debian ships only the C++ static
 # library, so index/*.cpp holds our small extern "C" shim over it. OpenCV
 # (SIFT and RANSAC for the local features) is reached the same way
-# (index/opencv_shim.cpp).
+# (index/opencv_shim.cpp). python3-numpy: tests/test_demo_model.sh checks the
+# report's pixel truth against its own tiled L2 (the tests' only Python need).
 LDLIBS   += -lopencv_calib3d -lopencv_features2d -lopencv_flann -lopencv_imgproc -lopencv_core \
             -l:libfaiss.a -lgomp -lopenblas -lpng -ljpeg -lsqlite3 -lcjson -lz -lutf8proc -ldivsufsort -lnettle -larchive -lm
 
@@ -25,7 +26,7 @@ DEB_PKGS = build-essential libopenblas-dev libpng-dev libjpeg62-turbo-dev libsql
            libcjson-dev zlib1g-dev libutf8proc-dev libdivsufsort-dev libfaiss-dev \
            libxml2-utils nettle-dev libarchive-dev libopencv-features2d-dev libopencv-calib3d-dev \
            libdnnl-dev \
-           sqlite3 time \
+           sqlite3 time python3 python3-numpy \
            libopenmpi-dev openmpi-bin
 # The anchors `make bench` measures beside our figures (FAISS, PyTorch, numpy).
 BENCH_PKGS = python3-faiss python3-numpy python3-torch python3-torchvision python3-pil librsvg2-bin

@@ -15,6 +15,7 @@ extern "C" {
 #include <faiss/IVFlib.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFPQ.h>
+#include <faiss/IndexIVFPQFastScan.h>
 #include <faiss/IndexPQ.h>
 #include <faiss/IndexRefine.h>
 #include <faiss/Index.h>
@@ -95,6 +96,10 @@ extern "C" int cs_faiss_set_train_sample(cs_faiss *f, int per_centroid, int nite
             pq->pq.cp.max_points_per_centroid = per_centroid;
             pq->pq.cp.niter = niter;
         }
+        if (auto *fs = dynamic_cast<faiss::IndexIVFPQFastScan *>(ivf)) { // "PQ32x4fs"
+            fs->pq.cp.max_points_per_centroid = per_centroid;
+            fs->pq.cp.niter = niter;
+        }
     });
 }
 
@@ -107,9 +112,12 @@ extern "C" int cs_faiss_set_param(cs_faiss *f, const char *name, double value, c
     return guarded(err, name, [&] {
         // FAISS 1.7.3's ParameterSpace does not know the refine stage's k_factor
         auto *rf = dynamic_cast<faiss::IndexRefine *>(f->index);
-        auto *pq = dynamic_cast<faiss::IndexIVFPQ *>(faiss::ivflib::try_extract_index_ivf(f->index));
+        faiss::IndexIVF *ivf = faiss::ivflib::try_extract_index_ivf(f->index);
+        auto *pq = dynamic_cast<faiss::IndexIVFPQ *>(ivf);
+        auto *fs = dynamic_cast<faiss::IndexIVFFastScan *>(ivf); // a "PQ..x4fs" fast-scan code
         if (rf && !strcmp(name, "k_factor")) rf->k_factor = (float)value;
         else if (!strcmp(name, "by_residual") && pq && !pq->is_trained) pq->by_residual = value != 0;
+        else if (!strcmp(name, "by_residual") && fs && !fs->is_trained) fs->by_residual = value != 0;
         else faiss::ParameterSpace().set_index_parameter(f->index, name, value);
     });
 }

@@ -327,8 +327,45 @@ static void gather(const uint8_t *recs, const int64_t *first, int64_t nrec, int6
     }
 }
 
-int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const char *factory, cs_err *err) {
+/* descriptors per record (the first byte of a record is its keypoint count) */
+static int rec_nk(const uint8_t *rec) { return rec[0] < CS_LF_REF_KP ? rec[0] : CS_LF_REF_KP; }
+
+/* Appends the descriptors of records [from, n) to ix (owners from, from+1,
+ * ...): the first from records' descriptors are in it already. */
+static int index_append(cs_lf_index *ix, int64_t from, int64_t n, const uint8_t *recs, cs_err *err) {
     enum { CHUNK = 65536 };
+    int64_t add = 0;
+    for (int64_t i = from; i < n; i++) add += rec_nk(recs + (size_t)i * CS_LF_RECORD);
+    if (add == 0) return 0;
+    int32_t *ow = realloc(ix->owner, sizeof(int32_t) * (size_t)(ix->nd + add));
+    int64_t *first = malloc(sizeof(int64_t) * (size_t)(n - from + 1));
+    float *x = malloc(sizeof(float) * 128 * (size_t)(add < CHUNK ? add : CHUNK));
+    int rc = -1;
+    if (ow) ix->owner = ow;
+    if (!ow || !first || !x) {
+        cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld descriptors", (long long)(ix->nd + add));
+        goto out;
+    }
+    int64_t d = 0;
+    for (int64_t i = from; i < n; i++) {
+        first[i - from] = d;
+        for (int k = rec_nk(recs + (size_t)i * CS_LF_RECORD); k > 0; k--) ix->owner[ix->nd + d++] = (int32_t)i;
+    }
+    first[n - from] = d;
+    for (int64_t at = 0; at < add; at += CHUNK) {
+        int64_t m = add - at < CHUNK ? add - at : CHUNK;
+        gather(recs + (size_t)from * CS_LF_RECORD, first, n - from, at, m, x);
+        if (cs_faiss_add(ix->f, m, x, err)) goto out;
+    }
+    ix->nd += add;
+    rc = 0;
+out:
+    free(x);
+    free(first);
+    return rc;
+}
+
+int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const char *factory, cs_err *err) {
     *out = NULL;
     cs_lf_index *ix = calloc(1, sizeof *ix);
     int64_t *first = malloc(sizeof(int64_t) * (size_t)(n + 1));
@@ -341,36 +378,29 @@ int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const c
     int64_t nd = 0;
     for (int64_t i = 0; i < n; i++) {
         first[i] = nd;
-        nd += recs[(size_t)i * CS_LF_RECORD] < CS_LF_REF_KP ? recs[(size_t)i * CS_LF_RECORD] : CS_LF_REF_KP;
+        nd += rec_nk(recs + (size_t)i * CS_LF_RECORD);
     }
     first[n] = nd;
-    ix->nd = nd;
-    ix->owner = malloc(sizeof(int32_t) * (size_t)(nd ? nd : 1));
-    int64_t nt = nd < CS_LF_MAX_TRAIN ? nd : CS_LF_MAX_TRAIN, nx = nt > CHUNK ? nt : CHUNK;
-    x = malloc(sizeof(float) * 128 * (size_t)nx);
-    if (!ix->owner || !x) {
-        cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld descriptors", (long long)nd);
-        goto out;
-    }
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t d = first[i]; d < first[i + 1]; d++) ix->owner[d] = (int32_t)i;
+    int64_t nt = nd < CS_LF_MAX_TRAIN ? nd : CS_LF_MAX_TRAIN;
     int nprobe = CS_LF_NPROBE;
     if (!factory) cs_lf_default_factory(nd, ix->factory, sizeof ix->factory, &nprobe);
     else snprintf(ix->factory, sizeof ix->factory, "%s", factory);
     if (cs_faiss_new(&ix->f, 128, ix->factory, 0, err)) goto out;
     if (!cs_faiss_is_trained(ix->f)) {
+        if (!(x = malloc(sizeof(float) * 128 * (size_t)(nt ? nt : 1)))) {
+            cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld descriptors", (long long)nt);
+            goto out;
+        }
         /* an evenly spaced subset: the records follow the sources' order */
         for (int64_t i = 0; i < nt; i++) gather(recs, first, n, i * nd / nt, 1, x + i * 128);
         if (cs_faiss_nlist(ix->f) > 0 && (cs_faiss_set_train_sample(ix->f, 64, 10, err) ||
                                           cs_faiss_set_param(ix->f, "by_residual", 0, err)))
             goto out;
         if (cs_faiss_train(ix->f, nt, x, err)) goto out;
+        free(x);
+        x = NULL;
     }
-    for (int64_t d = 0; d < nd; d += CHUNK) {
-        int64_t m = nd - d < CHUNK ? nd - d : CHUNK;
-        gather(recs, first, n, d, m, x);
-        if (cs_faiss_add(ix->f, m, x, err)) goto out;
-    }
+    if (index_append(ix, 0, n, recs, err)) goto out;
     if (cs_faiss_nlist(ix->f) > 0 && cs_faiss_set_param(ix->f, "nprobe", nprobe, err)) goto out;
     rc = 0;
 out:
@@ -594,6 +624,32 @@ out:
     return rc;
 }
 
+/* An incremental add: the side file at path when it was built from the
+ * first m < n of these records (references added since: new ones come last,
+ * by refs.id) and the default factory for all n records' descriptors is the
+ * one it has (its cells, trained on the first m records, stay the right
+ * size); then *out holds it and m is returned, else -1. */
+static int64_t prefix_index(cs_lf_index **out, const char *path, int64_t n, const int64_t *ids,
+                            const uint8_t *recs) {
+    *out = NULL;
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    uint8_t h[VHDR];
+    if (!f) return -1;
+    int ok = fread(h, 1, VHDR, f) == VHDR && !memcmp(h, VMAGIC, 4);
+    fclose(f);
+    int64_t m = ok ? (int64_t)get64(h + 24) : -1;
+    if (m <= 0 || m >= n) return -1;
+    int64_t nd = 0;
+    for (int64_t i = 0; i < n; i++) nd += rec_nk(recs + (size_t)i * CS_LF_RECORD);
+    char fac[64];
+    int np;
+    cs_lf_default_factory(nd, fac, sizeof fac, &np);
+    if (h[40 + 63] != 0 || strcmp(fac, (const char *)h + 40)) return -1; /* the cells would be too big */
+    cs_err e = {0};
+    if (cs_lf_index_load(out, path, cs_lf_fingerprint(m, ids, recs), m, &e)) return -1;
+    return m;
+}
+
 int cs_lf_index_open(cs_lf_index **out, const char *path, int64_t n, const int64_t *ids, const uint8_t *recs,
                      char *note, size_t cap, cs_err *err) {
     uint64_t fp = cs_lf_fingerprint(n, ids, recs);
@@ -613,13 +669,24 @@ int cs_lf_index_open(cs_lf_index **out, const char *path, int64_t n, const int64
         }
     }
     cs_lf_index *ix;
-    if (cs_lf_index_build(&ix, n, recs, NULL, err)) return -1;
+    int64_t m = why.code == CS_ENOTFOUND ? prefix_index(&ix, path, n, ids, recs) : -1;
+    if (m >= 0) {
+        if (index_append(ix, m, n, recs, err)) {
+            cs_lf_index_free(ix);
+            return -1;
+        }
+    } else if (cs_lf_index_build(&ix, n, recs, NULL, err)) {
+        return -1;
+    }
     cs_err se = {0};
     int saved = path && !cs_lf_index_save(ix, path, fp, n, &se);
     if (!path) cs_fail(&se, CS_EUSAGE, "no path");
+    char what[96];
+    if (m >= 0) snprintf(what, sizeof what, "%lld appended to it", (long long)(n - m));
+    else snprintf(what, sizeof what, "rebuilt");
     if (note && cap)
-        snprintf(note, cap, "local-feature vote index: %s; %s for %lld references%s%s", why.msg,
-                 saved ? "rebuilt and saved" : "rebuilt", (long long)n, saved ? "" : " (not saved: ", saved ? "" : se.msg);
+        snprintf(note, cap, "local-feature vote index: %s; %s%s for %lld references%s%s", why.msg, what,
+                 saved ? " and saved" : "", (long long)n, saved ? "" : " (not saved: ", saved ? "" : se.msg);
     if (note && cap && !saved && strlen(note) + 2 < cap) strcat(note, ")");
     if (out) *out = ix;
     else cs_lf_index_free(ix);

@@ -3,7 +3,8 @@
  * force, the reference whose keypoints a query copies (with noise) gets the
  * most votes, as the exact index says; and the votes are identical with 1
  * and 2 FAISS threads; the side file <db>.lfvote round-trips, and a missing,
- * stale, truncated or corrupt one is rebuilt. */
+ * stale, truncated or corrupt one is rebuilt; one of a prefix of the records
+ * is appended to (incremental). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,56 @@ static void side_file(uint8_t *recs, const cs_lf_set *q, const cs_lf_vote *v1, c
     free(ids);
 }
 
+/* An incremental add (cs_lf_index_open on a side file built from the first
+ * m of the records): the first 600 references indexed, then all 700: the
+ * 100 new ones are appended (train once, add codes), the file then loads as
+ * current, and each query's copied reference is first as with the index of
+ * all 700 built at once (the bytes differ: the cells and codes were trained
+ * on the first 600's descriptors); a prefix too small for the same factory
+ * (here exact search, then cells) is rebuilt instead. */
+static void incremental(const uint8_t *recs, const cs_lf_set *q, const cs_lf_vote *v1, const int *n1) {
+    char path[64], note[512];
+    snprintf(path, sizeof path, "/tmp/test_lf_incr_%d.lfvote", (int)getpid());
+    int64_t *ids = malloc(sizeof(int64_t) * NREF);
+    for (int i = 0; i < NREF; i++) ids[i] = 2 * i + 5;
+    cs_err err = {0};
+    cs_lf_index *ix;
+    static cs_lf_vote v[NQ * K];
+    int nv[NQ];
+    unlink(path);
+    REQUIRE(cs_lf_index_open(NULL, path, 600, ids, recs, note, sizeof note, &err) == 0);
+    CHECKF(strstr(note, "rebuilt and saved for 600"), "note: %s", note);
+    REQUIRE(cs_lf_index_open(&ix, path, NREF, ids, recs, note, sizeof note, &err) == 0);
+    CHECKF(strstr(note, "another reference set") && strstr(note, "100 appended to it and saved for 700"), "note: %s",
+           note);
+    CHECK(cs_lf_index_ndesc(ix) == (int64_t)NREF * CS_LF_REF_KP);
+    REQUIRE(cs_lf_retrieve(ix, q, NQ, K, v, nv, &err) == 0);
+    int same = 0, right = 0, right1 = 0;
+    for (int i = 0; i < NQ; i++) {
+        same += nv[i] > 0 && n1[i] > 0 && v[i * K].row == v1[i * K].row;
+        right += nv[i] > 0 && v[i * K].row == 17 * i;
+        right1 += n1[i] > 0 && v1[i * K].row == 17 * i;
+    }
+    CHECKF(right >= NQ * 95 / 100 && right >= right1 - 1,
+           "appended: copied reference first for %d/%d (built at once: %d; the same first %d)", right, NQ, right1, same);
+    cs_lf_index_free(ix);
+    REQUIRE(cs_lf_index_open(&ix, path, NREF, ids, recs, note, sizeof note, &err) == 0);
+    CHECKF(note[0] == 0, "appended file not current: %s", note);
+    cs_lf_index_free(ix);
+    /* a record of the first 600 changed: not a prefix any more, rebuilt */
+    REQUIRE(cs_lf_index_open(NULL, path, 600, ids, recs, note, sizeof note, &err) == 0);
+    ids[7] = 1; /* the 8th reference re-added under a new id */
+    REQUIRE(cs_lf_index_open(NULL, path, NREF, ids, recs, note, sizeof note, &err) == 0);
+    ids[7] = 2 * 7 + 5;
+    CHECKF(strstr(note, "rebuilt and saved for 700"), "note: %s", note);
+    /* 300 references (exact search) then 700 (cells): rebuilt */
+    REQUIRE(cs_lf_index_open(NULL, path, 300, ids, recs, note, sizeof note, &err) == 0);
+    REQUIRE(cs_lf_index_open(NULL, path, NREF, ids, recs, note, sizeof note, &err) == 0);
+    CHECKF(strstr(note, "rebuilt and saved for 700"), "note: %s", note);
+    unlink(path);
+    free(ids);
+}
+
 static void test_imi_votes(void) {
     static uint8_t vocab[WORDS][128];
     for (int w = 0; w < WORDS; w++)
@@ -160,6 +211,7 @@ static void test_imi_votes(void) {
     CHECKF(top_imi >= NQ * 95 / 100, "multi-index: copied reference first for %d/%d", top_imi, NQ);
     CHECK(!memcmp(n1, n2, sizeof n1) && !memcmp(v1, v2, sizeof v1));
     side_file(recs, q, v1, n1);
+    incremental(recs, q, v1, n1);
     cs_lf_index_free(flat);
     cs_lf_index_free(imi1);
     cs_lf_index_free(imi2);

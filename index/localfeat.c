@@ -10,6 +10,7 @@
 #include <sqlite3.h>
 
 #include "core/fs.h"
+#include "core/parallel.h"
 #include "index/faiss_shim.h"
 #include "index/opencv_shim.h"
 
@@ -273,6 +274,10 @@ struct cs_lf_index {
     char factory[64];
     int64_t nd;
     int32_t *owner; /* [nd] reference row of each descriptor */
+    /* our own scan of FAISS's PQ lists (own_scan_setup; NULL: FAISS's
+     * search): the centroids transposed, ct[m][dsub][256] */
+    float *ct;
+    int pq_m, pq_dsub;
 };
 
 int64_t cs_lf_index_ndesc(const cs_lf_index *ix) { return ix->nd; }
@@ -281,6 +286,7 @@ void cs_lf_index_free(cs_lf_index *ix) {
     if (!ix) return;
     cs_faiss_free(ix->f);
     free(ix->owner);
+    free(ix->ct);
     free(ix);
 }
 
@@ -326,6 +332,8 @@ static void gather(const uint8_t *recs, const int64_t *first, int64_t nrec, int6
         }
     }
 }
+
+static void own_scan_setup(cs_lf_index *ix);
 
 /* descriptors per record (the first byte of a record is its keypoint count) */
 static int rec_nk(const uint8_t *rec) { return rec[0] < CS_LF_REF_KP ? rec[0] : CS_LF_REF_KP; }
@@ -402,12 +410,170 @@ int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const c
     }
     if (index_append(ix, 0, n, recs, err)) goto out;
     if (cs_faiss_nlist(ix->f) > 0 && cs_faiss_set_param(ix->f, "nprobe", nprobe, err)) goto out;
+    own_scan_setup(ix);
     rc = 0;
 out:
     free(x);
     free(first);
     if (rc) cs_lf_index_free(ix);
     else *out = ix;
+    return rc;
+}
+
+/* ---- our own scan of the PQ lists ----
+ * FAISS (Debian's generic build) computes a query's 16 x 256 distance table
+ * with one scalar 8-dimension call per entry (fvec_L2sqr_ref, the largest
+ * part of the retrieval's profile) and keeps results through virtual list
+ * accessors and a general heap. Here: the table from the centroids
+ * transposed (one pass over 256 centroids per dimension, AVX2 where cpuid
+ * has it, the same sums in the same order either way: identical bits), the
+ * codes of the probed lists (FAISS's coarse quantizer picks them) summed
+ * from the table and the best CS_LF_NN kept by (distance, vector number). */
+
+static void own_scan_setup(cs_lf_index *ix) {
+    const float *c;
+    int m, dsub;
+    free(ix->ct);
+    ix->ct = NULL;
+    if (cs_faiss_pq_parts(ix->f, &m, &dsub, &c) || m * dsub != 128) return;
+    if (!(ix->ct = malloc(sizeof(float) * 128 * 256))) return; /* FAISS's search then */
+    for (int s = 0; s < m; s++)
+        for (int j = 0; j < 256; j++)
+            for (int u = 0; u < dsub; u++) ix->ct[((size_t)s * dsub + u) * 256 + j] = c[((size_t)s * 256 + j) * dsub + u];
+    ix->pq_m = m, ix->pq_dsub = dsub;
+}
+
+int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan) {
+    if (faiss_scan) {
+        free(ix->ct);
+        ix->ct = NULL;
+    } else if (!ix->ct) {
+        own_scan_setup(ix);
+    }
+    return ix->ct != NULL;
+}
+
+static void table_c(const float *ct, const float *x, int m, int dsub, float *lut) {
+    for (int s = 0; s < m; s++) {
+        float *t = lut + s * 256;
+        for (int j = 0; j < 256; j++) t[j] = 0;
+        for (int u = 0; u < dsub; u++) {
+            const float xv = x[s * dsub + u], *c = ct + ((size_t)s * dsub + u) * 256;
+            for (int j = 0; j < 256; j++) {
+                float d = xv - c[j];
+                t[j] += d * d;
+            }
+        }
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+/* table_c in 8 lanes: multiply and add separately (no FMA), the same bits */
+__attribute__((target("avx2"))) static void table_avx2(const float *ct, const float *x, int m, int dsub, float *lut) {
+    for (int s = 0; s < m; s++) {
+        float *t = lut + s * 256;
+        for (int j = 0; j < 256; j += 8) _mm256_storeu_ps(t + j, _mm256_setzero_ps());
+        for (int u = 0; u < dsub; u++) {
+            const __m256 xv = _mm256_set1_ps(x[s * dsub + u]);
+            const float *c = ct + ((size_t)s * dsub + u) * 256;
+            for (int j = 0; j < 256; j += 8) {
+                __m256 d = _mm256_sub_ps(xv, _mm256_loadu_ps(c + j));
+                _mm256_storeu_ps(t + j, _mm256_add_ps(_mm256_loadu_ps(t + j), _mm256_mul_ps(d, d)));
+            }
+        }
+    }
+}
+#endif
+
+typedef struct {
+    const cs_lf_index *ix;
+    const float *x;       /* [n][128] */
+    const int64_t *lists; /* [n][nprobe] */
+    int nprobe, avx2;
+    float *lut;           /* [threads][m * 256] */
+    int64_t *rows;        /* [n][CS_LF_NN] */
+} scan_ctx;
+
+static void scan_one(void *vc, int64_t i, int thread) {
+    const scan_ctx *c = vc;
+    const int K = CS_LF_NN, m = c->ix->pq_m;
+    float *lut = c->lut + (size_t)thread * m * 256;
+#if defined(__x86_64__)
+    if (c->avx2) table_avx2(c->ix->ct, c->x + i * 128, m, c->ix->pq_dsub, lut);
+    else
+#endif
+        table_c(c->ix->ct, c->x + i * 128, m, c->ix->pq_dsub, lut);
+    float bd[CS_LF_NN];
+    int64_t bi[CS_LF_NN];
+    for (int k = 0; k < K; k++) bd[k] = INFINITY, bi[k] = INT64_MAX;
+    for (int p = 0; p < c->nprobe; p++) {
+        int64_t l = c->lists[i * c->nprobe + p];
+        if (l < 0) continue;
+        const uint8_t *codes;
+        const int64_t *ids;
+        int64_t n = cs_faiss_list(c->ix->f, l, &codes, &ids);
+        /* eight codes at a time: eight independent chains of adds (one
+         * code's sum is a chain of m dependent adds), each summed in the
+         * same order as one code alone */
+        for (int64_t e = 0; e < n; e += 8) {
+            float d8[8] = {0};
+            int nb = n - e < 8 ? (int)(n - e) : 8;
+            const uint8_t *cb = codes + e * m;
+            if (nb == 8) {
+                for (int s = 0; s < m; s++)
+                    for (int k = 0; k < 8; k++) d8[k] += lut[s * 256 + cb[k * m + s]];
+            } else {
+                for (int k = 0; k < nb; k++)
+                    for (int s = 0; s < m; s++) d8[k] += lut[s * 256 + cb[k * m + s]];
+            }
+            for (int b = 0; b < nb; b++) {
+                float d = d8[b];
+                int64_t id = ids[e + b];
+                if (d > bd[K - 1] || (d == bd[K - 1] && id >= bi[K - 1])) continue;
+                int k = K - 1; /* insertion into the sorted best K */
+                for (; k > 0 && (d < bd[k - 1] || (d == bd[k - 1] && id < bi[k - 1])); k--)
+                    bd[k] = bd[k - 1], bi[k] = bi[k - 1];
+                bd[k] = d, bi[k] = id;
+            }
+        }
+    }
+    for (int k = 0; k < K; k++) c->rows[i * K + k] = bi[k] == INT64_MAX ? -1 : bi[k];
+}
+
+/* the CS_LF_NN nearest of n query descriptors x[n][128]: rows[n][CS_LF_NN] */
+static int nearest(cs_lf_index *ix, int64_t n, const float *x, int64_t *rows, float *dist, cs_err *err) {
+    if (!ix->ct) return cs_faiss_search(ix->f, n, x, CS_LF_NN, dist, rows, err);
+    int nprobe = cs_faiss_nprobe(ix->f), nt = cs_threads();
+    int64_t *lists = malloc(sizeof(int64_t) * (size_t)n * (nprobe > 0 ? nprobe : 1));
+    float *lut = malloc(sizeof(float) * (size_t)nt * ix->pq_m * 256);
+    int rc = -1;
+    if (!lists || !lut) {
+        cs_fail(err, CS_ENOMEM, "localfeat: out of memory");
+    } else if (nprobe > 0 && !cs_faiss_coarse(ix->f, n, x, nprobe, lists, err)) {
+        scan_ctx c = {ix, x, lists, nprobe, 0, lut, rows};
+#if defined(__x86_64__)
+        c.avx2 = __builtin_cpu_supports("avx2");
+#endif
+        cs_parallel_for(nt, n, scan_one, &c);
+        rc = 0;
+    }
+    free(lists);
+    free(lut);
+    return rc;
+}
+
+int cs_lf_index_knn(cs_lf_index *ix, int64_t n, const uint8_t *desc, int k, int64_t *rows, cs_err *err) {
+    float *x = malloc(sizeof(float) * 128 * (size_t)(n ? n : 1)), *d = malloc(sizeof(float) * (size_t)(n ? n : 1) * k);
+    int rc = -1;
+    if (!x || !d) {
+        cs_fail(err, CS_ENOMEM, "localfeat: out of memory");
+    } else {
+        for (int64_t i = 0; i < 128 * n; i++) x[i] = desc[i];
+        rc = n <= 0 ? 0 : k == CS_LF_NN ? nearest(ix, n, x, rows, d, err) : cs_faiss_search(ix->f, n, x, k, d, rows, err);
+    }
+    free(x);
+    free(d);
     return rc;
 }
 
@@ -472,7 +638,7 @@ int cs_lf_retrieve(cs_lf_index *ix, const cs_lf_set *q, int64_t nq, int max_out,
             for (int k = 0; k < q[i].n; k++, nd++)
                 for (int j = 0; j < 128; j++) x[nd * 128 + j] = q[i].desc[k][j];
         if (nd == 0) continue;
-        if (cs_faiss_search(ix->f, nd, x, K, dist, rows, err)) goto out;
+        if (nearest(ix, nd, x, rows, dist, err)) goto out;
         for (int64_t i = b, at = 0; i < e; at += q[i].n, i++)
             if (q[i].n > 0) nout[i] = vote(ix, rows + at * K, q[i].n, hit, v, max_out, out + i * max_out);
     }
@@ -613,6 +779,7 @@ int cs_lf_index_load(cs_lf_index **out, const char *path, uint64_t fp, int64_t n
     }
     int np = (int)get32(h + 104);
     if (np > 0 && cs_faiss_nlist(ix->f) > 0 && cs_faiss_set_param(ix->f, "nprobe", np, err)) goto out;
+    own_scan_setup(ix);
     rc = 0;
     goto out;
 nomem:

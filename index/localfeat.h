@@ -104,6 +104,12 @@ void cs_lf_index_free(cs_lf_index *ix);
  * The cells stay small as N grows, so the scan per query descriptor is about
  * constant (bench_localfeat: 64-75 us CPU at 20,000-100,000 references). */
 void cs_lf_default_factory(int64_t nd, char *buf, size_t cap, int *nprobe);
+/* faiss_scan != 0: the nearest descriptors from FAISS's own search (the
+ * anchor of bench_localfeat), else (the default) from our scan of the same
+ * PQ codes (index/localfeat.c; an IVF-PQ of 8-bit codes without residuals,
+ * as cs_lf_default_factory makes; other indexes are always FAISS's). Returns
+ * whether our scan is in use. */
+int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan);
 /* IVF lists (cells) searched per query descriptor; no-op for "Flat". */
 int cs_lf_index_set_nprobe(cs_lf_index *ix, int nprobe, cs_err *err);
 /* "IVF1024,SQ8, nprobe 16" */
@@ -131,6 +137,11 @@ int cs_lf_index_load(cs_lf_index **out, const char *path, uint64_t fp, int64_t n
  * error (a read-only folder): the note says so. */
 int cs_lf_index_open(cs_lf_index **out, const char *path, int64_t n, const int64_t *ids, const uint8_t *recs,
                      char *note, size_t cap, cs_err *err);
+
+/* The k nearest indexed descriptors of n query descriptors (desc[n][128]):
+ * rows[n][k] as numbered by the records (-1 where fewer), best first; what
+ * cs_lf_retrieve's votes count (k = CS_LF_NN), for recall checks. */
+int cs_lf_index_knn(cs_lf_index *ix, int64_t n, const uint8_t *desc, int k, int64_t *rows, cs_err *err);
 
 typedef struct {
     int32_t row;   /* reference row */

@@ -244,3 +244,12 @@ extern "C" int64_t cs_faiss_list(const cs_faiss *f, int64_t l, const uint8_t **c
     *ids = reinterpret_cast<const int64_t *>(al->ids[l].data());
     return (int64_t)al->ids[l].size();
 }
+
+extern "C" int cs_faiss_imi_parts(const cs_faiss *f, int *nbits, const float **centroids) {
+    const faiss::IndexIVFPQ *pq = plain_ivfpq(f);
+    auto *mi = pq ? dynamic_cast<const faiss::MultiIndexQuantizer *>(pq->quantizer) : nullptr;
+    if (!mi || mi->pq.M != 2 || mi->pq.dsub * 2 != (size_t)pq->d || mi->pq.ksub != ((size_t)1 << mi->pq.nbits))
+        return -1;
+    *nbits = (int)mi->pq.nbits, *centroids = mi->pq.centroids.data();
+    return 0;
+}

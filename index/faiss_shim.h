@@ -77,6 +77,10 @@ int cs_faiss_nprobe(const cs_faiss *f);
  * each, centroids[m][256][dsub] (FAISS's, valid while f lives). -1 when f is
  * another kind of index or its lists are not in memory. */
 int cs_faiss_pq_parts(cs_faiss *f, int *m, int *dsub, const float **centroids);
+/* The coarse quantizer of that index when it is an inverted multi-index
+ * ("IMI2xB"): *nbits = B, centroids[2][2^B][dim / 2] (list i + (j << B) is
+ * the cell of centroid i of the first half and j of the second). -1 else. */
+int cs_faiss_imi_parts(const cs_faiss *f, int *nbits, const float **centroids);
 /* The nprobe lists (cells) FAISS's coarse quantizer picks for each of nq
  * vectors: lists[nq][nprobe], best first (-1 where fewer). */
 int cs_faiss_coarse(cs_faiss *f, int64_t nq, const float *x, int nprobe, int64_t *lists, cs_err *err);

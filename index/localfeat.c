@@ -278,6 +278,10 @@ struct cs_lf_index {
      * search): the centroids transposed, ct[m][dsub][256] */
     float *ct;
     int pq_m, pq_dsub;
+    /* and of its multi-index's two halves (NULL: FAISS's coarse search):
+     * ict[2][64][2^imi_b] */
+    float *ict;
+    int imi_b;
 };
 
 int64_t cs_lf_index_ndesc(const cs_lf_index *ix) { return ix->nd; }
@@ -287,6 +291,7 @@ void cs_lf_index_free(cs_lf_index *ix) {
     cs_faiss_free(ix->f);
     free(ix->owner);
     free(ix->ct);
+    free(ix->ict);
     free(ix);
 }
 
@@ -334,6 +339,7 @@ static void gather(const uint8_t *recs, const int64_t *first, int64_t nrec, int6
 }
 
 static void own_scan_setup(cs_lf_index *ix);
+enum { MAXPROBE = 64 }; /* cells our coarse step picks at most */
 
 /* descriptors per record (the first byte of a record is its keypoint count) */
 static int rec_nk(const uint8_t *rec) { return rec[0] < CS_LF_REF_KP ? rec[0] : CS_LF_REF_KP; }
@@ -435,12 +441,22 @@ static void own_scan_setup(cs_lf_index *ix) {
     int m, dsub;
     free(ix->ct);
     ix->ct = NULL;
+    free(ix->ict);
+    ix->ict = NULL;
     if (cs_faiss_pq_parts(ix->f, &m, &dsub, &c) || m * dsub != 128) return;
     if (!(ix->ct = malloc(sizeof(float) * 128 * 256))) return; /* FAISS's search then */
     for (int s = 0; s < m; s++)
         for (int j = 0; j < 256; j++)
             for (int u = 0; u < dsub; u++) ix->ct[((size_t)s * dsub + u) * 256 + j] = c[((size_t)s * 256 + j) * dsub + u];
     ix->pq_m = m, ix->pq_dsub = dsub;
+    int b;
+    if (cs_faiss_imi_parts(ix->f, &b, &c) || b < 3 || b > 12 || cs_faiss_nprobe(ix->f) > MAXPROBE) return;
+    size_t k2 = (size_t)1 << b;
+    if (!(ix->ict = malloc(sizeof(float) * 128 * k2))) return; /* FAISS's coarse search then */
+    for (int h = 0; h < 2; h++)
+        for (size_t j = 0; j < k2; j++)
+            for (int u = 0; u < 64; u++) ix->ict[((size_t)h * 64 + u) * k2 + j] = c[((size_t)h * k2 + j) * 64 + u];
+    ix->imi_b = b;
 }
 
 int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan) {
@@ -453,13 +469,15 @@ int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan) {
     return ix->ct != NULL;
 }
 
-static void table_c(const float *ct, const float *x, int m, int dsub, float *lut) {
+/* lut[m][ks] = squared distances of x's m sub-vectors to the ks centroids
+ * of each (ct[m][dsub][ks], ks a multiple of 8) */
+static void table_c(const float *ct, const float *x, int m, int dsub, int ks, float *lut) {
     for (int s = 0; s < m; s++) {
-        float *t = lut + s * 256;
-        for (int j = 0; j < 256; j++) t[j] = 0;
+        float *t = lut + (size_t)s * ks;
+        for (int j = 0; j < ks; j++) t[j] = 0;
         for (int u = 0; u < dsub; u++) {
-            const float xv = x[s * dsub + u], *c = ct + ((size_t)s * dsub + u) * 256;
-            for (int j = 0; j < 256; j++) {
+            const float xv = x[s * dsub + u], *c = ct + ((size_t)s * dsub + u) * ks;
+            for (int j = 0; j < ks; j++) {
                 float d = xv - c[j];
                 t[j] += d * d;
             }
@@ -470,14 +488,15 @@ static void table_c(const float *ct, const float *x, int m, int dsub, float *lut
 #if defined(__x86_64__)
 #include <immintrin.h>
 /* table_c in 8 lanes: multiply and add separately (no FMA), the same bits */
-__attribute__((target("avx2"))) static void table_avx2(const float *ct, const float *x, int m, int dsub, float *lut) {
+__attribute__((target("avx2"))) static void table_avx2(const float *ct, const float *x, int m, int dsub, int ks,
+                                                       float *lut) {
     for (int s = 0; s < m; s++) {
-        float *t = lut + s * 256;
-        for (int j = 0; j < 256; j += 8) _mm256_storeu_ps(t + j, _mm256_setzero_ps());
+        float *t = lut + (size_t)s * ks;
+        for (int j = 0; j < ks; j += 8) _mm256_storeu_ps(t + j, _mm256_setzero_ps());
         for (int u = 0; u < dsub; u++) {
             const __m256 xv = _mm256_set1_ps(x[s * dsub + u]);
-            const float *c = ct + ((size_t)s * dsub + u) * 256;
-            for (int j = 0; j < 256; j += 8) {
+            const float *c = ct + ((size_t)s * dsub + u) * ks;
+            for (int j = 0; j < ks; j += 8) {
                 __m256 d = _mm256_sub_ps(xv, _mm256_loadu_ps(c + j));
                 _mm256_storeu_ps(t + j, _mm256_add_ps(_mm256_loadu_ps(t + j), _mm256_mul_ps(d, d)));
             }
@@ -491,24 +510,69 @@ typedef struct {
     const float *x;       /* [n][128] */
     const int64_t *lists; /* [n][nprobe] */
     int nprobe, avx2;
-    float *lut;           /* [threads][m * 256] */
+    size_t per_thread;
+    float *lut;           /* [threads][per_thread]: m x 256 (+ 2 x 2^B with ict) */
     int64_t *rows;        /* [n][CS_LF_NN] */
 } scan_ctx;
+
+static void table(const scan_ctx *c, const float *ct, const float *x, int m, int dsub, int ks, float *lut) {
+#if defined(__x86_64__)
+    if (c->avx2) {
+        table_avx2(ct, x, m, dsub, ks, lut);
+        return;
+    }
+#endif
+    table_c(ct, x, m, dsub, ks, lut);
+}
+
+/* keeps the best n (d ascending, then id) of what is offered, in d[], id[] */
+static void offer(float *d, int64_t *id, int n, int *have, float v, int64_t i) {
+    if (*have == n && (v > d[n - 1] || (v == d[n - 1] && i >= id[n - 1]))) return;
+    int k = *have < n ? (*have)++ : n - 1;
+    for (; k > 0 && (v < d[k - 1] || (v == d[k - 1] && i < id[k - 1])); k--) d[k] = d[k - 1], id[k] = id[k - 1];
+    d[k] = v, id[k] = i;
+}
+
+/* The multi-index's nprobe cells nearest to x: the distance to a cell is the
+ * sum of its two halves' distances, so the best P cells are among the best
+ * P centroids of each half: P x P sums, the best P kept (by distance, then
+ * cell number). tab: 2 x 2^B floats of scratch. */
+static void coarse(const scan_ctx *c, const float *x, float *tab, int64_t *lists) {
+    const int b = c->ix->imi_b, k2 = 1 << b, P = c->nprobe < k2 ? c->nprobe : k2;
+    table(c, c->ix->ict, x, 2, 64, k2, tab);
+    float hd[2][MAXPROBE];
+    int64_t hi[2][MAXPROBE];
+    for (int h = 0; h < 2; h++) {
+        int have = 0;
+        for (int j = 0; j < k2; j++) offer(hd[h], hi[h], P, &have, tab[h * k2 + j], j);
+    }
+    float bd[MAXPROBE];
+    int have = 0;
+    for (int a = 0; a < P; a++)
+        for (int e = 0; e < P; e++) {
+            float v = hd[0][a] + hd[1][e];
+            if (have == P && v > bd[P - 1]) break; /* the second half's are ascending */
+            offer(bd, lists, P, &have, v, hi[0][a] + (hi[1][e] << b));
+        }
+    for (int p = have; p < c->nprobe; p++) lists[p] = -1;
+}
 
 static void scan_one(void *vc, int64_t i, int thread) {
     const scan_ctx *c = vc;
     const int K = CS_LF_NN, m = c->ix->pq_m;
-    float *lut = c->lut + (size_t)thread * m * 256;
-#if defined(__x86_64__)
-    if (c->avx2) table_avx2(c->ix->ct, c->x + i * 128, m, c->ix->pq_dsub, lut);
-    else
-#endif
-        table_c(c->ix->ct, c->x + i * 128, m, c->ix->pq_dsub, lut);
+    const int64_t *lists = c->lists ? c->lists + i * c->nprobe : NULL;
+    int64_t own_lists[MAXPROBE];
+    float *lut = c->lut + (size_t)thread * c->per_thread;
+    if (c->ix->ict) { /* the cells ourselves */
+        coarse(c, c->x + i * 128, lut + m * 256, own_lists);
+        lists = own_lists;
+    }
+    table(c, c->ix->ct, c->x + i * 128, m, c->ix->pq_dsub, 256, lut);
     float bd[CS_LF_NN];
     int64_t bi[CS_LF_NN];
     for (int k = 0; k < K; k++) bd[k] = INFINITY, bi[k] = INT64_MAX;
     for (int p = 0; p < c->nprobe; p++) {
-        int64_t l = c->lists[i * c->nprobe + p];
+        int64_t l = lists[p];
         if (l < 0) continue;
         const uint8_t *codes;
         const int64_t *ids;
@@ -545,13 +609,18 @@ static void scan_one(void *vc, int64_t i, int thread) {
 static int nearest(cs_lf_index *ix, int64_t n, const float *x, int64_t *rows, float *dist, cs_err *err) {
     if (!ix->ct) return cs_faiss_search(ix->f, n, x, CS_LF_NN, dist, rows, err);
     int nprobe = cs_faiss_nprobe(ix->f), nt = cs_threads();
-    int64_t *lists = malloc(sizeof(int64_t) * (size_t)n * (nprobe > 0 ? nprobe : 1));
-    float *lut = malloc(sizeof(float) * (size_t)nt * ix->pq_m * 256);
+    if (nprobe > MAXPROBE && ix->ict) { /* more cells than our coarse step keeps: FAISS's */
+        free(ix->ict);
+        ix->ict = NULL;
+    }
+    size_t per = (size_t)ix->pq_m * 256 + (ix->ict ? (size_t)2 << ix->imi_b : 0);
+    int64_t *lists = ix->ict ? NULL : malloc(sizeof(int64_t) * (size_t)n * (nprobe > 0 ? nprobe : 1));
+    float *lut = malloc(sizeof(float) * (size_t)nt * per);
     int rc = -1;
-    if (!lists || !lut) {
+    if ((!ix->ict && !lists) || !lut) {
         cs_fail(err, CS_ENOMEM, "localfeat: out of memory");
-    } else if (nprobe > 0 && !cs_faiss_coarse(ix->f, n, x, nprobe, lists, err)) {
-        scan_ctx c = {ix, x, lists, nprobe, 0, lut, rows};
+    } else if (nprobe > 0 && (ix->ict || !cs_faiss_coarse(ix->f, n, x, nprobe, lists, err))) {
+        scan_ctx c = {ix, x, lists, nprobe, 0, per, lut, rows};
 #if defined(__x86_64__)
         c.avx2 = __builtin_cpu_supports("avx2");
 #endif

@@ -24,7 +24,9 @@
  * our owner, 840 bytes per reference in memory; exact below); each query descriptor's
  * CS_LF_NN nearest descriptors vote for their references (one vote per query
  * keypoint and reference), and the references with the most votes are the
- * candidates that analyze/lf_verify.h verifies geometrically. The index is
+ * candidates that analyze/lf_verify.h verifies geometrically. FAISS trains
+ * the index and assigns the codes; the search (cells and codes) is ours
+ * (localfeat.c, cs_lf_index_faiss_scan), thread-count invariant. The index is
  * built by `index add` and kept beside the store (<db>.lfvote,
  * cs_lf_index_open), not rebuilt by every analysis. */
 #ifndef CS_LOCALFEAT_H
@@ -124,7 +126,9 @@ int64_t cs_lf_index_ndesc(const cs_lf_index *ix);
  * writes it (atomically) and the analysis reads it instead of building the
  * index again; a file built from other records (a reference added, removed
  * or re-extracted), missing or corrupt is rebuilt from the records and
- * written again. */
+ * written again; one built from the first m of the records (references
+ * added since, last by refs.id) is appended to when the default factory for
+ * all of them is the one it has (incremental `index add`: trained once). */
 /* 64-bit fingerprint of the records and their ids (every byte). */
 uint64_t cs_lf_fingerprint(int64_t n, const int64_t *ids, const uint8_t *recs);
 int cs_lf_index_save(const cs_lf_index *ix, const char *path, uint64_t fp, int64_t nref, cs_err *err);

@@ -15,15 +15,21 @@ extern "C" {
 #include <faiss/IVFlib.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFPQ.h>
+#include <faiss/IndexIVFPQFastScan.h>
 #include <faiss/IndexPQ.h>
 #include <faiss/IndexRefine.h>
 #include <faiss/Index.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
+#include <faiss/invlists/InvertedLists.h>
+#include <vector>
 #include <omp.h>
 
 struct cs_faiss {
     faiss::Index *index;
+    // the lists of an IVF-PQ we scan ourselves, set by cs_faiss_pq_parts
+    // (cs_faiss_list is called per probed list: no casts there)
+    const faiss::ArrayInvertedLists *lists;
 };
 
 // Runs body, turning any exception into "faiss: <what>: <message>".
@@ -54,7 +60,7 @@ extern "C" int cs_faiss_new(cs_faiss **out, int dim, const char *factory, int in
                                       inner_product ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2);
         }))
         return -1;
-    cs_faiss *f = new (std::nothrow) cs_faiss{ix};
+    cs_faiss *f = new (std::nothrow) cs_faiss{ix, nullptr};
     if (!f) {
         delete ix;
         return cs_fail(err, CS_ENOMEM, "faiss: out of memory");
@@ -95,6 +101,10 @@ extern "C" int cs_faiss_set_train_sample(cs_faiss *f, int per_centroid, int nite
             pq->pq.cp.max_points_per_centroid = per_centroid;
             pq->pq.cp.niter = niter;
         }
+        if (auto *fs = dynamic_cast<faiss::IndexIVFPQFastScan *>(ivf)) { // "PQ32x4fs"
+            fs->pq.cp.max_points_per_centroid = per_centroid;
+            fs->pq.cp.niter = niter;
+        }
     });
 }
 
@@ -107,9 +117,12 @@ extern "C" int cs_faiss_set_param(cs_faiss *f, const char *name, double value, c
     return guarded(err, name, [&] {
         // FAISS 1.7.3's ParameterSpace does not know the refine stage's k_factor
         auto *rf = dynamic_cast<faiss::IndexRefine *>(f->index);
-        auto *pq = dynamic_cast<faiss::IndexIVFPQ *>(faiss::ivflib::try_extract_index_ivf(f->index));
+        faiss::IndexIVF *ivf = faiss::ivflib::try_extract_index_ivf(f->index);
+        auto *pq = dynamic_cast<faiss::IndexIVFPQ *>(ivf);
+        auto *fs = dynamic_cast<faiss::IndexIVFFastScan *>(ivf); // a "PQ..x4fs" fast-scan code
         if (rf && !strcmp(name, "k_factor")) rf->k_factor = (float)value;
         else if (!strcmp(name, "by_residual") && pq && !pq->is_trained) pq->by_residual = value != 0;
+        else if (!strcmp(name, "by_residual") && fs && !fs->is_trained) fs->by_residual = value != 0;
         else faiss::ParameterSpace().set_index_parameter(f->index, name, value);
     });
 }
@@ -131,7 +144,7 @@ extern "C" int cs_faiss_read(cs_faiss **out, const char *path, cs_err *err) {
     *out = nullptr;
     faiss::Index *ix = nullptr;
     if (guarded(err, path, [&] { ix = faiss::read_index(path); })) return -1;
-    cs_faiss *f = new (std::nothrow) cs_faiss{ix};
+    cs_faiss *f = new (std::nothrow) cs_faiss{ix, nullptr};
     if (!f) {
         delete ix;
         return cs_fail(err, CS_ENOMEM, "faiss: out of memory");
@@ -161,7 +174,7 @@ extern "C" int cs_faiss_write_fp(const cs_faiss *f, FILE *fp, const char *what, 
 }
 
 static int wrap_index(cs_faiss **out, faiss::Index *ix, cs_err *err) {
-    cs_faiss *f = new (std::nothrow) cs_faiss{ix};
+    cs_faiss *f = new (std::nothrow) cs_faiss{ix, nullptr};
     if (!f) {
         delete ix;
         return cs_fail(err, CS_ENOMEM, "faiss: out of memory");
@@ -196,4 +209,47 @@ extern "C" int64_t cs_faiss_nlist(const cs_faiss *f) {
 extern "C" int cs_faiss_nprobe(const cs_faiss *f) {
     const faiss::IndexIVF *ivf = ivf_of(f->index);
     return ivf ? (int)ivf->nprobe : 0;
+}
+
+// The IVF-PQ of f whose scan we can do ourselves, or null.
+static const faiss::IndexIVFPQ *plain_ivfpq(const cs_faiss *f) {
+    auto *pq = dynamic_cast<const faiss::IndexIVFPQ *>(ivf_of(f->index));
+    if (!pq || pq->by_residual || pq->pq.nbits != 8 || pq->pq.ksub != 256) return nullptr;
+    if (!dynamic_cast<const faiss::ArrayInvertedLists *>(pq->invlists)) return nullptr;
+    if (f->index != pq) return nullptr; // no refine stage or pre-transform in between
+    return pq;
+}
+
+extern "C" int cs_faiss_pq_parts(cs_faiss *f, int *m, int *dsub, const float **centroids) {
+    const faiss::IndexIVFPQ *pq = plain_ivfpq(f);
+    if (!pq) return -1;
+    f->lists = static_cast<const faiss::ArrayInvertedLists *>(pq->invlists);
+    *m = (int)pq->pq.M, *dsub = (int)pq->pq.dsub, *centroids = pq->pq.centroids.data();
+    return 0;
+}
+
+extern "C" int cs_faiss_coarse(cs_faiss *f, int64_t nq, const float *x, int nprobe, int64_t *lists, cs_err *err) {
+    const faiss::IndexIVF *ivf = ivf_of(f->index);
+    if (!ivf) return cs_fail(err, CS_EUSAGE, "faiss: coarse: not an IVF index");
+    return guarded(err, "coarse search", [&] {
+        std::vector<float> d((size_t)nq * nprobe);
+        ivf->quantizer->search(nq, x, nprobe, d.data(), reinterpret_cast<faiss::Index::idx_t *>(lists));
+    });
+}
+
+extern "C" int64_t cs_faiss_list(const cs_faiss *f, int64_t l, const uint8_t **codes, const int64_t **ids) {
+    const faiss::ArrayInvertedLists *al = f->lists;
+    static_assert(sizeof(faiss::Index::idx_t) == sizeof(int64_t), "idx_t is 64-bit");
+    *codes = al->codes[l].data();
+    *ids = reinterpret_cast<const int64_t *>(al->ids[l].data());
+    return (int64_t)al->ids[l].size();
+}
+
+extern "C" int cs_faiss_imi_parts(const cs_faiss *f, int *nbits, const float **centroids) {
+    const faiss::IndexIVFPQ *pq = plain_ivfpq(f);
+    auto *mi = pq ? dynamic_cast<const faiss::MultiIndexQuantizer *>(pq->quantizer) : nullptr;
+    if (!mi || mi->pq.M != 2 || mi->pq.dsub * 2 != (size_t)pq->d || mi->pq.ksub != ((size_t)1 << mi->pq.nbits))
+        return -1;
+    *nbits = (int)mi->pq.nbits, *centroids = mi->pq.centroids.data();
+    return 0;
 }

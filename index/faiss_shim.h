@@ -71,6 +71,22 @@ int cs_faiss_reset(cs_faiss *f, cs_err *err);
  * pre-transform); 0 for other index types. */
 int64_t cs_faiss_nlist(const cs_faiss *f);
 int cs_faiss_nprobe(const cs_faiss *f);
+/* The parts of an IVF-PQ index (8-bit codes of the vectors themselves,
+ * by_residual off, e.g. "IMI2x8,PQ16np") for a scan of our own
+ * (index/localfeat.c): *m sub-quantizers of *dsub dimensions, 256 centroids
+ * each, centroids[m][256][dsub] (FAISS's, valid while f lives). -1 when f is
+ * another kind of index or its lists are not in memory. */
+int cs_faiss_pq_parts(cs_faiss *f, int *m, int *dsub, const float **centroids);
+/* The coarse quantizer of that index when it is an inverted multi-index
+ * ("IMI2xB"): *nbits = B, centroids[2][2^B][dim / 2] (list i + (j << B) is
+ * the cell of centroid i of the first half and j of the second). -1 else. */
+int cs_faiss_imi_parts(const cs_faiss *f, int *nbits, const float **centroids);
+/* The nprobe lists (cells) FAISS's coarse quantizer picks for each of nq
+ * vectors: lists[nq][nprobe], best first (-1 where fewer). */
+int cs_faiss_coarse(cs_faiss *f, int64_t nq, const float *x, int nprobe, int64_t *lists, cs_err *err);
+/* List l's codes [size][code size] and vector numbers [size] of the index
+ * cs_faiss_pq_parts accepted (last called after any add); returns its size. */
+int64_t cs_faiss_list(const cs_faiss *f, int64_t l, const uint8_t **codes, const int64_t **ids);
 /* OpenMP threads FAISS uses (n <= 0: leave OpenMP's default). */
 void cs_faiss_set_threads(int n);
 

@@ -10,6 +10,7 @@
 #include <sqlite3.h>
 
 #include "core/fs.h"
+#include "core/parallel.h"
 #include "index/faiss_shim.h"
 #include "index/opencv_shim.h"
 
@@ -273,6 +274,14 @@ struct cs_lf_index {
     char factory[64];
     int64_t nd;
     int32_t *owner; /* [nd] reference row of each descriptor */
+    /* our own scan of FAISS's PQ lists (own_scan_setup; NULL: FAISS's
+     * search): the centroids transposed, ct[m][dsub][256] */
+    float *ct;
+    int pq_m, pq_dsub;
+    /* and of its multi-index's two halves (NULL: FAISS's coarse search):
+     * ict[2][64][2^imi_b] */
+    float *ict;
+    int imi_b;
 };
 
 int64_t cs_lf_index_ndesc(const cs_lf_index *ix) { return ix->nd; }
@@ -281,6 +290,8 @@ void cs_lf_index_free(cs_lf_index *ix) {
     if (!ix) return;
     cs_faiss_free(ix->f);
     free(ix->owner);
+    free(ix->ct);
+    free(ix->ict);
     free(ix);
 }
 
@@ -327,8 +338,48 @@ static void gather(const uint8_t *recs, const int64_t *first, int64_t nrec, int6
     }
 }
 
-int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const char *factory, cs_err *err) {
+static void own_scan_setup(cs_lf_index *ix);
+enum { MAXPROBE = 64 }; /* cells our coarse step picks at most */
+
+/* descriptors per record (the first byte of a record is its keypoint count) */
+static int rec_nk(const uint8_t *rec) { return rec[0] < CS_LF_REF_KP ? rec[0] : CS_LF_REF_KP; }
+
+/* Appends the descriptors of records [from, n) to ix (owners from, from+1,
+ * ...): the first from records' descriptors are in it already. */
+static int index_append(cs_lf_index *ix, int64_t from, int64_t n, const uint8_t *recs, cs_err *err) {
     enum { CHUNK = 65536 };
+    int64_t add = 0;
+    for (int64_t i = from; i < n; i++) add += rec_nk(recs + (size_t)i * CS_LF_RECORD);
+    if (add == 0) return 0;
+    int32_t *ow = realloc(ix->owner, sizeof(int32_t) * (size_t)(ix->nd + add));
+    int64_t *first = malloc(sizeof(int64_t) * (size_t)(n - from + 1));
+    float *x = malloc(sizeof(float) * 128 * (size_t)(add < CHUNK ? add : CHUNK));
+    int rc = -1;
+    if (ow) ix->owner = ow;
+    if (!ow || !first || !x) {
+        cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld descriptors", (long long)(ix->nd + add));
+        goto out;
+    }
+    int64_t d = 0;
+    for (int64_t i = from; i < n; i++) {
+        first[i - from] = d;
+        for (int k = rec_nk(recs + (size_t)i * CS_LF_RECORD); k > 0; k--) ix->owner[ix->nd + d++] = (int32_t)i;
+    }
+    first[n - from] = d;
+    for (int64_t at = 0; at < add; at += CHUNK) {
+        int64_t m = add - at < CHUNK ? add - at : CHUNK;
+        gather(recs + (size_t)from * CS_LF_RECORD, first, n - from, at, m, x);
+        if (cs_faiss_add(ix->f, m, x, err)) goto out;
+    }
+    ix->nd += add;
+    rc = 0;
+out:
+    free(x);
+    free(first);
+    return rc;
+}
+
+int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const char *factory, cs_err *err) {
     *out = NULL;
     cs_lf_index *ix = calloc(1, sizeof *ix);
     int64_t *first = malloc(sizeof(int64_t) * (size_t)(n + 1));
@@ -341,43 +392,257 @@ int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const c
     int64_t nd = 0;
     for (int64_t i = 0; i < n; i++) {
         first[i] = nd;
-        nd += recs[(size_t)i * CS_LF_RECORD] < CS_LF_REF_KP ? recs[(size_t)i * CS_LF_RECORD] : CS_LF_REF_KP;
+        nd += rec_nk(recs + (size_t)i * CS_LF_RECORD);
     }
     first[n] = nd;
-    ix->nd = nd;
-    ix->owner = malloc(sizeof(int32_t) * (size_t)(nd ? nd : 1));
-    int64_t nt = nd < CS_LF_MAX_TRAIN ? nd : CS_LF_MAX_TRAIN, nx = nt > CHUNK ? nt : CHUNK;
-    x = malloc(sizeof(float) * 128 * (size_t)nx);
-    if (!ix->owner || !x) {
-        cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld descriptors", (long long)nd);
-        goto out;
-    }
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t d = first[i]; d < first[i + 1]; d++) ix->owner[d] = (int32_t)i;
+    int64_t nt = nd < CS_LF_MAX_TRAIN ? nd : CS_LF_MAX_TRAIN;
     int nprobe = CS_LF_NPROBE;
     if (!factory) cs_lf_default_factory(nd, ix->factory, sizeof ix->factory, &nprobe);
     else snprintf(ix->factory, sizeof ix->factory, "%s", factory);
     if (cs_faiss_new(&ix->f, 128, ix->factory, 0, err)) goto out;
     if (!cs_faiss_is_trained(ix->f)) {
+        if (!(x = malloc(sizeof(float) * 128 * (size_t)(nt ? nt : 1)))) {
+            cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld descriptors", (long long)nt);
+            goto out;
+        }
         /* an evenly spaced subset: the records follow the sources' order */
         for (int64_t i = 0; i < nt; i++) gather(recs, first, n, i * nd / nt, 1, x + i * 128);
         if (cs_faiss_nlist(ix->f) > 0 && (cs_faiss_set_train_sample(ix->f, 64, 10, err) ||
                                           cs_faiss_set_param(ix->f, "by_residual", 0, err)))
             goto out;
         if (cs_faiss_train(ix->f, nt, x, err)) goto out;
+        free(x);
+        x = NULL;
     }
-    for (int64_t d = 0; d < nd; d += CHUNK) {
-        int64_t m = nd - d < CHUNK ? nd - d : CHUNK;
-        gather(recs, first, n, d, m, x);
-        if (cs_faiss_add(ix->f, m, x, err)) goto out;
-    }
+    if (index_append(ix, 0, n, recs, err)) goto out;
     if (cs_faiss_nlist(ix->f) > 0 && cs_faiss_set_param(ix->f, "nprobe", nprobe, err)) goto out;
+    own_scan_setup(ix);
     rc = 0;
 out:
     free(x);
     free(first);
     if (rc) cs_lf_index_free(ix);
     else *out = ix;
+    return rc;
+}
+
+/* ---- our own scan of the PQ lists ----
+ * FAISS (Debian's generic build) computes a query's 16 x 256 distance table
+ * with one scalar 8-dimension call per entry (fvec_L2sqr_ref, the largest
+ * part of the retrieval's profile) and keeps results through virtual list
+ * accessors and a general heap. Here: the table from the centroids
+ * transposed (one pass over 256 centroids per dimension, AVX2 where cpuid
+ * has it, the same sums in the same order either way: identical bits), the
+ * codes of the probed lists (FAISS's coarse quantizer picks them) summed
+ * from the table and the best CS_LF_NN kept by (distance, vector number). */
+
+static void own_scan_setup(cs_lf_index *ix) {
+    const float *c;
+    int m, dsub;
+    free(ix->ct);
+    ix->ct = NULL;
+    free(ix->ict);
+    ix->ict = NULL;
+    if (cs_faiss_pq_parts(ix->f, &m, &dsub, &c) || m * dsub != 128) return;
+    if (!(ix->ct = malloc(sizeof(float) * 128 * 256))) return; /* FAISS's search then */
+    for (int s = 0; s < m; s++)
+        for (int j = 0; j < 256; j++)
+            for (int u = 0; u < dsub; u++) ix->ct[((size_t)s * dsub + u) * 256 + j] = c[((size_t)s * 256 + j) * dsub + u];
+    ix->pq_m = m, ix->pq_dsub = dsub;
+    int b;
+    if (cs_faiss_imi_parts(ix->f, &b, &c) || b < 3 || b > 12 || cs_faiss_nprobe(ix->f) > MAXPROBE) return;
+    size_t k2 = (size_t)1 << b;
+    if (!(ix->ict = malloc(sizeof(float) * 128 * k2))) return; /* FAISS's coarse search then */
+    for (int h = 0; h < 2; h++)
+        for (size_t j = 0; j < k2; j++)
+            for (int u = 0; u < 64; u++) ix->ict[((size_t)h * 64 + u) * k2 + j] = c[((size_t)h * k2 + j) * 64 + u];
+    ix->imi_b = b;
+}
+
+int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan) {
+    if (faiss_scan) {
+        free(ix->ct);
+        ix->ct = NULL;
+    } else if (!ix->ct) {
+        own_scan_setup(ix);
+    }
+    return ix->ct != NULL;
+}
+
+/* lut[m][ks] = squared distances of x's m sub-vectors to the ks centroids
+ * of each (ct[m][dsub][ks], ks a multiple of 8) */
+static void table_c(const float *ct, const float *x, int m, int dsub, int ks, float *lut) {
+    for (int s = 0; s < m; s++) {
+        float *t = lut + (size_t)s * ks;
+        for (int j = 0; j < ks; j++) t[j] = 0;
+        for (int u = 0; u < dsub; u++) {
+            const float xv = x[s * dsub + u], *c = ct + ((size_t)s * dsub + u) * ks;
+            for (int j = 0; j < ks; j++) {
+                float d = xv - c[j];
+                t[j] += d * d;
+            }
+        }
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+/* table_c in 8 lanes: multiply and add separately (no FMA), the same bits */
+__attribute__((target("avx2"))) static void table_avx2(const float *ct, const float *x, int m, int dsub, int ks,
+                                                       float *lut) {
+    for (int s = 0; s < m; s++) {
+        float *t = lut + (size_t)s * ks;
+        for (int j = 0; j < ks; j += 8) _mm256_storeu_ps(t + j, _mm256_setzero_ps());
+        for (int u = 0; u < dsub; u++) {
+            const __m256 xv = _mm256_set1_ps(x[s * dsub + u]);
+            const float *c = ct + ((size_t)s * dsub + u) * ks;
+            for (int j = 0; j < ks; j += 8) {
+                __m256 d = _mm256_sub_ps(xv, _mm256_loadu_ps(c + j));
+                _mm256_storeu_ps(t + j, _mm256_add_ps(_mm256_loadu_ps(t + j), _mm256_mul_ps(d, d)));
+            }
+        }
+    }
+}
+#endif
+
+typedef struct {
+    const cs_lf_index *ix;
+    const float *x;       /* [n][128] */
+    const int64_t *lists; /* [n][nprobe] */
+    int nprobe, avx2;
+    size_t per_thread;
+    float *lut;           /* [threads][per_thread]: m x 256 (+ 2 x 2^B with ict) */
+    int64_t *rows;        /* [n][CS_LF_NN] */
+} scan_ctx;
+
+static void table(const scan_ctx *c, const float *ct, const float *x, int m, int dsub, int ks, float *lut) {
+#if defined(__x86_64__)
+    if (c->avx2) {
+        table_avx2(ct, x, m, dsub, ks, lut);
+        return;
+    }
+#endif
+    table_c(ct, x, m, dsub, ks, lut);
+}
+
+/* keeps the best n (d ascending, then id) of what is offered, in d[], id[] */
+static void offer(float *d, int64_t *id, int n, int *have, float v, int64_t i) {
+    if (*have == n && (v > d[n - 1] || (v == d[n - 1] && i >= id[n - 1]))) return;
+    int k = *have < n ? (*have)++ : n - 1;
+    for (; k > 0 && (v < d[k - 1] || (v == d[k - 1] && i < id[k - 1])); k--) d[k] = d[k - 1], id[k] = id[k - 1];
+    d[k] = v, id[k] = i;
+}
+
+/* The multi-index's nprobe cells nearest to x: the distance to a cell is the
+ * sum of its two halves' distances, so the best P cells are among the best
+ * P centroids of each half: P x P sums, the best P kept (by distance, then
+ * cell number). tab: 2 x 2^B floats of scratch. */
+static void coarse(const scan_ctx *c, const float *x, float *tab, int64_t *lists) {
+    const int b = c->ix->imi_b, k2 = 1 << b, P = c->nprobe < k2 ? c->nprobe : k2;
+    table(c, c->ix->ict, x, 2, 64, k2, tab);
+    float hd[2][MAXPROBE];
+    int64_t hi[2][MAXPROBE];
+    for (int h = 0; h < 2; h++) {
+        int have = 0;
+        for (int j = 0; j < k2; j++) offer(hd[h], hi[h], P, &have, tab[h * k2 + j], j);
+    }
+    float bd[MAXPROBE];
+    int have = 0;
+    for (int a = 0; a < P; a++)
+        for (int e = 0; e < P; e++) {
+            float v = hd[0][a] + hd[1][e];
+            if (have == P && v > bd[P - 1]) break; /* the second half's are ascending */
+            offer(bd, lists, P, &have, v, hi[0][a] + (hi[1][e] << b));
+        }
+    for (int p = have; p < c->nprobe; p++) lists[p] = -1;
+}
+
+static void scan_one(void *vc, int64_t i, int thread) {
+    const scan_ctx *c = vc;
+    const int K = CS_LF_NN, m = c->ix->pq_m;
+    const int64_t *lists = c->lists ? c->lists + i * c->nprobe : NULL;
+    int64_t own_lists[MAXPROBE];
+    float *lut = c->lut + (size_t)thread * c->per_thread;
+    if (c->ix->ict) { /* the cells ourselves */
+        coarse(c, c->x + i * 128, lut + m * 256, own_lists);
+        lists = own_lists;
+    }
+    table(c, c->ix->ct, c->x + i * 128, m, c->ix->pq_dsub, 256, lut);
+    float bd[CS_LF_NN];
+    int64_t bi[CS_LF_NN];
+    for (int k = 0; k < K; k++) bd[k] = INFINITY, bi[k] = INT64_MAX;
+    for (int p = 0; p < c->nprobe; p++) {
+        int64_t l = lists[p];
+        if (l < 0) continue;
+        const uint8_t *codes;
+        const int64_t *ids;
+        int64_t n = cs_faiss_list(c->ix->f, l, &codes, &ids);
+        /* eight codes at a time: eight independent chains of adds (one
+         * code's sum is a chain of m dependent adds), each summed in the
+         * same order as one code alone */
+        for (int64_t e = 0; e < n; e += 8) {
+            float d8[8] = {0};
+            int nb = n - e < 8 ? (int)(n - e) : 8;
+            const uint8_t *cb = codes + e * m;
+            if (nb == 8) {
+                for (int s = 0; s < m; s++)
+                    for (int k = 0; k < 8; k++) d8[k] += lut[s * 256 + cb[k * m + s]];
+            } else {
+                for (int k = 0; k < nb; k++)
+                    for (int s = 0; s < m; s++) d8[k] += lut[s * 256 + cb[k * m + s]];
+            }
+            for (int b = 0; b < nb; b++) {
+                float d = d8[b];
+                int64_t id = ids[e + b];
+                if (d > bd[K - 1] || (d == bd[K - 1] && id >= bi[K - 1])) continue;
+                int k = K - 1; /* insertion into the sorted best K */
+                for (; k > 0 && (d < bd[k - 1] || (d == bd[k - 1] && id < bi[k - 1])); k--)
+                    bd[k] = bd[k - 1], bi[k] = bi[k - 1];
+                bd[k] = d, bi[k] = id;
+            }
+        }
+    }
+    for (int k = 0; k < K; k++) c->rows[i * K + k] = bi[k] == INT64_MAX ? -1 : bi[k];
+}
+
+/* the CS_LF_NN nearest of n query descriptors x[n][128]: rows[n][CS_LF_NN] */
+static int nearest(cs_lf_index *ix, int64_t n, const float *x, int64_t *rows, float *dist, cs_err *err) {
+    if (!ix->ct) return cs_faiss_search(ix->f, n, x, CS_LF_NN, dist, rows, err);
+    int nprobe = cs_faiss_nprobe(ix->f), nt = cs_threads();
+    if (nprobe > MAXPROBE && ix->ict) { /* more cells than our coarse step keeps: FAISS's */
+        free(ix->ict);
+        ix->ict = NULL;
+    }
+    size_t per = (size_t)ix->pq_m * 256 + (ix->ict ? (size_t)2 << ix->imi_b : 0);
+    int64_t *lists = ix->ict ? NULL : malloc(sizeof(int64_t) * (size_t)n * (nprobe > 0 ? nprobe : 1));
+    float *lut = malloc(sizeof(float) * (size_t)nt * per);
+    int rc = -1;
+    if ((!ix->ict && !lists) || !lut) {
+        cs_fail(err, CS_ENOMEM, "localfeat: out of memory");
+    } else if (nprobe > 0 && (ix->ict || !cs_faiss_coarse(ix->f, n, x, nprobe, lists, err))) {
+        scan_ctx c = {ix, x, lists, nprobe, 0, per, lut, rows};
+#if defined(__x86_64__)
+        c.avx2 = __builtin_cpu_supports("avx2");
+#endif
+        cs_parallel_for(nt, n, scan_one, &c);
+        rc = 0;
+    }
+    free(lists);
+    free(lut);
+    return rc;
+}
+
+int cs_lf_index_knn(cs_lf_index *ix, int64_t n, const uint8_t *desc, int k, int64_t *rows, cs_err *err) {
+    float *x = malloc(sizeof(float) * 128 * (size_t)(n ? n : 1)), *d = malloc(sizeof(float) * (size_t)(n ? n : 1) * k);
+    int rc = -1;
+    if (!x || !d) {
+        cs_fail(err, CS_ENOMEM, "localfeat: out of memory");
+    } else {
+        for (int64_t i = 0; i < 128 * n; i++) x[i] = desc[i];
+        rc = n <= 0 ? 0 : k == CS_LF_NN ? nearest(ix, n, x, rows, d, err) : cs_faiss_search(ix->f, n, x, k, d, rows, err);
+    }
+    free(x);
+    free(d);
     return rc;
 }
 
@@ -442,7 +707,7 @@ int cs_lf_retrieve(cs_lf_index *ix, const cs_lf_set *q, int64_t nq, int max_out,
             for (int k = 0; k < q[i].n; k++, nd++)
                 for (int j = 0; j < 128; j++) x[nd * 128 + j] = q[i].desc[k][j];
         if (nd == 0) continue;
-        if (cs_faiss_search(ix->f, nd, x, K, dist, rows, err)) goto out;
+        if (nearest(ix, nd, x, rows, dist, err)) goto out;
         for (int64_t i = b, at = 0; i < e; at += q[i].n, i++)
             if (q[i].n > 0) nout[i] = vote(ix, rows + at * K, q[i].n, hit, v, max_out, out + i * max_out);
     }
@@ -583,6 +848,7 @@ int cs_lf_index_load(cs_lf_index **out, const char *path, uint64_t fp, int64_t n
     }
     int np = (int)get32(h + 104);
     if (np > 0 && cs_faiss_nlist(ix->f) > 0 && cs_faiss_set_param(ix->f, "nprobe", np, err)) goto out;
+    own_scan_setup(ix);
     rc = 0;
     goto out;
 nomem:
@@ -592,6 +858,32 @@ out:
     if (rc) cs_lf_index_free(ix);
     else *out = ix;
     return rc;
+}
+
+/* An incremental add: the side file at path when it was built from the
+ * first m < n of these records (references added since: new ones come last,
+ * by refs.id) and the default factory for all n records' descriptors is the
+ * one it has (its cells, trained on the first m records, stay the right
+ * size); then *out holds it and m is returned, else -1. */
+static int64_t prefix_index(cs_lf_index **out, const char *path, int64_t n, const int64_t *ids,
+                            const uint8_t *recs) {
+    *out = NULL;
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    uint8_t h[VHDR];
+    if (!f) return -1;
+    int ok = fread(h, 1, VHDR, f) == VHDR && !memcmp(h, VMAGIC, 4);
+    fclose(f);
+    int64_t m = ok ? (int64_t)get64(h + 24) : -1;
+    if (m <= 0 || m >= n) return -1;
+    int64_t nd = 0;
+    for (int64_t i = 0; i < n; i++) nd += rec_nk(recs + (size_t)i * CS_LF_RECORD);
+    char fac[64];
+    int np;
+    cs_lf_default_factory(nd, fac, sizeof fac, &np);
+    if (h[40 + 63] != 0 || strcmp(fac, (const char *)h + 40)) return -1; /* the cells would be too big */
+    cs_err e = {0};
+    if (cs_lf_index_load(out, path, cs_lf_fingerprint(m, ids, recs), m, &e)) return -1;
+    return m;
 }
 
 int cs_lf_index_open(cs_lf_index **out, const char *path, int64_t n, const int64_t *ids, const uint8_t *recs,
@@ -613,13 +905,24 @@ int cs_lf_index_open(cs_lf_index **out, const char *path, int64_t n, const int64
         }
     }
     cs_lf_index *ix;
-    if (cs_lf_index_build(&ix, n, recs, NULL, err)) return -1;
+    int64_t m = why.code == CS_ENOTFOUND ? prefix_index(&ix, path, n, ids, recs) : -1;
+    if (m >= 0) {
+        if (index_append(ix, m, n, recs, err)) {
+            cs_lf_index_free(ix);
+            return -1;
+        }
+    } else if (cs_lf_index_build(&ix, n, recs, NULL, err)) {
+        return -1;
+    }
     cs_err se = {0};
     int saved = path && !cs_lf_index_save(ix, path, fp, n, &se);
     if (!path) cs_fail(&se, CS_EUSAGE, "no path");
+    char what[96];
+    if (m >= 0) snprintf(what, sizeof what, "%lld appended to it", (long long)(n - m));
+    else snprintf(what, sizeof what, "rebuilt");
     if (note && cap)
-        snprintf(note, cap, "local-feature vote index: %s; %s for %lld references%s%s", why.msg,
-                 saved ? "rebuilt and saved" : "rebuilt", (long long)n, saved ? "" : " (not saved: ", saved ? "" : se.msg);
+        snprintf(note, cap, "local-feature vote index: %s; %s%s for %lld references%s%s", why.msg, what,
+                 saved ? " and saved" : "", (long long)n, saved ? "" : " (not saved: ", saved ? "" : se.msg);
     if (note && cap && !saved && strlen(note) + 2 < cap) strcat(note, ")");
     if (out) *out = ix;
     else cs_lf_index_free(ix);

@@ -24,7 +24,9 @@
  * our owner, 840 bytes per reference in memory; exact below); each query descriptor's
  * CS_LF_NN nearest descriptors vote for their references (one vote per query
  * keypoint and reference), and the references with the most votes are the
- * candidates that analyze/lf_verify.h verifies geometrically. The index is
+ * candidates that analyze/lf_verify.h verifies geometrically. FAISS trains
+ * the index and assigns the codes; the search (cells and codes) is ours
+ * (localfeat.c, cs_lf_index_faiss_scan), thread-count invariant. The index is
  * built by `index add` and kept beside the store (<db>.lfvote,
  * cs_lf_index_open), not rebuilt by every analysis. */
 #ifndef CS_LOCALFEAT_H
@@ -104,6 +106,12 @@ void cs_lf_index_free(cs_lf_index *ix);
  * The cells stay small as N grows, so the scan per query descriptor is about
  * constant (bench_localfeat: 64-75 us CPU at 20,000-100,000 references). */
 void cs_lf_default_factory(int64_t nd, char *buf, size_t cap, int *nprobe);
+/* faiss_scan != 0: the nearest descriptors from FAISS's own search (the
+ * anchor of bench_localfeat), else (the default) from our scan of the same
+ * PQ codes (index/localfeat.c; an IVF-PQ of 8-bit codes without residuals,
+ * as cs_lf_default_factory makes; other indexes are always FAISS's). Returns
+ * whether our scan is in use. */
+int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan);
 /* IVF lists (cells) searched per query descriptor; no-op for "Flat". */
 int cs_lf_index_set_nprobe(cs_lf_index *ix, int nprobe, cs_err *err);
 /* "IVF1024,SQ8, nprobe 16" */
@@ -118,7 +126,9 @@ int64_t cs_lf_index_ndesc(const cs_lf_index *ix);
  * writes it (atomically) and the analysis reads it instead of building the
  * index again; a file built from other records (a reference added, removed
  * or re-extracted), missing or corrupt is rebuilt from the records and
- * written again. */
+ * written again; one built from the first m of the records (references
+ * added since, last by refs.id) is appended to when the default factory for
+ * all of them is the one it has (incremental `index add`: trained once). */
 /* 64-bit fingerprint of the records and their ids (every byte). */
 uint64_t cs_lf_fingerprint(int64_t n, const int64_t *ids, const uint8_t *recs);
 int cs_lf_index_save(const cs_lf_index *ix, const char *path, uint64_t fp, int64_t nref, cs_err *err);
@@ -131,6 +141,11 @@ int cs_lf_index_load(cs_lf_index **out, const char *path, uint64_t fp, int64_t n
  * error (a read-only folder): the note says so. */
 int cs_lf_index_open(cs_lf_index **out, const char *path, int64_t n, const int64_t *ids, const uint8_t *recs,
                      char *note, size_t cap, cs_err *err);
+
+/* The k nearest indexed descriptors of n query descriptors (desc[n][128]):
+ * rows[n][k] as numbered by the records (-1 where fewer), best first; what
+ * cs_lf_retrieve's votes count (k = CS_LF_NN), for recall checks. */
+int cs_lf_index_knn(cs_lf_index *ix, int64_t n, const uint8_t *desc, int k, int64_t *rows, cs_err *err);
 
 typedef struct {
     int32_t row;   /* reference row */

@@ -162,6 +162,17 @@ int main(int argc, char **argv) {
     }
     double tb = now_s() - t0, cb = cpu_s() - c0;
     long rss1 = peak_rss_kb();
+    /* Where the build's CPU went and what two free cores would make of it
+     * (the wall above is of a shared machine): the serial part (reading,
+     * committing) plus each batch's jobs laid on two threads from their CPU
+     * times. An estimate: disk waits and two sorts sharing memory bandwidth
+     * are not in it. */
+    double est = st.serial_cpu_s + st.jobs_2core_s, eff = cb / (tb * (cs_threads() > 0 ? cs_threads() : 1));
+    printf("index build CPU: %.1f s serial (reading, committing), %.1f s in the sort jobs (%.0f%% of the build's "
+           "%.1f s; %.1f s wall); parallel efficiency at -j %d: %.2f (cpu / (wall x threads), shared machine); "
+           "ESTIMATE on 2 free cores %.1f MB/s wall (target >= 5)\n",
+           st.serial_cpu_s, st.jobs_cpu_s, 100 * st.jobs_cpu_s / cb, cb, tb, cs_threads(), eff, st.bytes_in / 1e6 / est);
+    fflush(stdout); /* before the anchor's sorts: a long run stopped there still shows it */
     cs_text_corpus c;
     if (cs_text_corpus_open(&c, s, &e)) {
         fprintf(stderr, "%s\n", e.msg);
@@ -188,15 +199,6 @@ int main(int argc, char **argv) {
            "%.2fx cpu   target >= 5 MB/s wall on 2 cores\n",
            cs_threads(), build, cbuild, (long long)st.shards, tb, cb, an / 1e6, anchor_build, canchor,
            build / anchor_build, cbuild / canchor);
-    /* Where the build's CPU went and what two free cores would make of it
-     * (the wall above is of a shared machine): the serial part (reading,
-     * committing) plus each batch's jobs laid on two threads from their CPU
-     * times. An estimate: disk waits and two sorts sharing memory bandwidth
-     * are not in it. */
-    double est = st.serial_cpu_s + st.jobs_2core_s, eff = cb / (tb * (cs_threads() > 0 ? cs_threads() : 1));
-    printf("index build CPU: %.1f s serial (reading, committing), %.1f s in the sort jobs (%.0f%% of the build's "
-           "%.1f s); parallel efficiency at -j %d: %.2f (cpu / (wall x threads), shared machine)\n",
-           st.serial_cpu_s, st.jobs_cpu_s, 100 * st.jobs_cpu_s / cb, cb, cs_threads(), eff);
     printf("index build, ESTIMATE for a quiet 2-core machine (serial CPU + the jobs' CPU laid on 2 threads = %.1f s): "
            "%.1f MB/s wall   anchor libdivsufsort alone at its cpu rate on one core %.1f MB/s   ratio %.2fx   "
            "target >= 5 MB/s   ratio %.2fx\n",

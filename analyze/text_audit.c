@@ -169,8 +169,8 @@ static int audit_line(cs_text_auditor *A, const char *line, size_t k, int64_t li
     return rc;
 }
 
-int cs_text_audit(cs_store *s, const cs_text_corpus *c, const char *path, const cs_text_audit_opts *opts, FILE *out,
-                  cs_text_audit_stats *stats, cs_err *err) {
+int cs_text_audit_loop(cs_store *s, const cs_text_corpus *c, const char *path, const cs_text_audit_opts *opts,
+                       FILE *out, cs_text_audit_stats *stats, const cs_text_loop_fns *fns, void *ctx, cs_err *err) {
     cs_text_audit_opts dflt;
     cs_text_audit_defaults(&dflt);
     const cs_text_audit_opts *o = opts ? opts : &dflt;
@@ -186,6 +186,7 @@ int cs_text_audit(cs_store *s, const cs_text_corpus *c, const char *path, const 
     if (!settings) cs_fail(err, CS_ENOMEM, "out of memory");
     else if (!cs_text_writer_open(&A.w, s, path, settings, err)) rc = 0;
     stats->audit_id = A.w.audit_id;
+    if (!rc && fns->start) rc = fns->start(ctx, &A, err);
     struct stat fst;
     cs_progress *prog = NULL;
     if (!rc && o->progress)
@@ -196,16 +197,30 @@ int cs_text_audit(cs_store *s, const cs_text_corpus *c, const char *path, const 
         lineno++;
         cs_progress_add(prog, k);
         if (strspn(line, " \t\r\n") == (size_t)k) continue; /* blank line */
-        rc = audit_line(&A, line, (size_t)k, lineno, err);
-        if (!rc) rc = cs_text_writer_batch(&A.w, err);
+        rc = fns->each_line(ctx, &A, line, (size_t)k, lineno, err);
     }
     if (!rc && ferror(f)) rc = cs_fail(err, CS_EIO, "%s: read error: %s", path, strerror(errno));
+    if (!rc && fns->end) rc = fns->end(ctx, &A, err);
     if (cs_text_writer_close(&A.w, !rc, err)) rc = -1;
     cs_progress_end(prog);
     free(settings);
     free(line);
     fclose(f);
     return rc;
+}
+
+/* One line scored and written at once (cs_text_audit's each_line). */
+static int audit_each(void *ctx, cs_text_auditor *A, const char *line, size_t len, int64_t lineno, cs_err *err) {
+    (void)ctx;
+    int rc = audit_line(A, line, len, lineno, err);
+    if (!rc) rc = cs_text_writer_batch(&A->w, err);
+    return rc;
+}
+
+int cs_text_audit(cs_store *s, const cs_text_corpus *c, const char *path, const cs_text_audit_opts *opts, FILE *out,
+                  cs_text_audit_stats *stats, cs_err *err) {
+    static const cs_text_loop_fns fns = {NULL, audit_each, NULL};
+    return cs_text_audit_loop(s, c, path, opts, out, stats, &fns, NULL, err);
 }
 
 int cs_text_audit_text(cs_store *s, const cs_text_corpus *c, const char *source, const char *text, size_t len,

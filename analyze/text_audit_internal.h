@@ -56,6 +56,18 @@ void cs_text_scored_free(cs_text_scored *sc);
 int cs_text_judge_write(cs_text_auditor *A, const cs_text_input *in, const cs_text_scored *sc, cs_err *err);
 int cs_text_write(cs_text_auditor *A, const cs_text_input *in, const cs_text_scored *sc, cs_text_verdict_kind v,
                   const cs_text_reasons *why, cs_err *err);
+/* The audit loop both audits run (cs_text_audit, cs_text_audit_split):
+ * opens path and the audit's writer, calls start (if any) once the writer
+ * is open, each_line for every non-blank line (with its 1-based number, in
+ * file order), end (if any) after the last line when all went well, then
+ * commits the audit (rolls it back on an error) and closes. */
+typedef struct {
+    int (*start)(void *ctx, cs_text_auditor *A, cs_err *err);
+    int (*each_line)(void *ctx, cs_text_auditor *A, const char *line, size_t len, int64_t lineno, cs_err *err);
+    int (*end)(void *ctx, cs_text_auditor *A, cs_err *err);
+} cs_text_loop_fns;
+int cs_text_audit_loop(cs_store *s, const cs_text_corpus *c, const char *path, const cs_text_audit_opts *opts,
+                       FILE *out, cs_text_audit_stats *stats, const cs_text_loop_fns *fns, void *ctx, cs_err *err);
 /* text_audits.settings_json of an audit (malloc'd; NULL: out of memory). */
 char *cs_text_audit_settings_json(const cs_text_audit_opts *o);
 int cs_text_write_bad(cs_text_auditor *A, const cs_text_input *in, const char *why, cs_err *err);

@@ -2,14 +2,11 @@
  * the audit loop that writes them in line order. */
 #include "analyze/text_audit_split.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "analyze/text_audit_internal.h"
 #include "core/fs.h"
-#include "core/progress.h"
 
 struct cs_text_scorer {
     cs_text_auditor A;
@@ -298,62 +295,49 @@ static int flush_round(round_buf *b, cs_err *err) {
     return rc;
 }
 
+/* The loop's hooks: the scorer made once the writer is open, every line
+ * kept for its round, the last round flushed. */
+static int split_start(void *ctx, cs_text_auditor *A, cs_err *err) {
+    round_buf *b = ctx;
+    b->A = A;
+    if (!(b->x = scorer_new(A->s, A->c, A->path, A->o))) return cs_fail(err, CS_ENOMEM, "out of memory");
+    b->x->A.w = A->w; /* its statements: the writer's connection reads text_prompts */
+    return 0;
+}
+
+static int split_line(void *ctx, cs_text_auditor *A, const char *line, size_t k, int64_t lineno, cs_err *err) {
+    (void)A;
+    round_buf *b = ctx;
+    if (!(b->line[b->n] = malloc(k + 1))) return cs_fail(err, CS_ENOMEM, "out of memory");
+    memcpy(b->line[b->n], line, k + 1);
+    b->len[b->n] = k;
+    b->lineno[b->n++] = lineno;
+    return b->n == b->cap ? flush_round(b, err) : 0;
+}
+
+static int split_end(void *ctx, cs_text_auditor *A, cs_err *err) {
+    (void)A;
+    return flush_round(ctx, err);
+}
+
 int cs_text_audit_split(cs_store *s, const cs_text_corpus *c, const char *path, const cs_text_audit_opts *opts,
                         FILE *out, int round_lines, cs_text_score_fn score, void *ctx, cs_text_audit_stats *stats,
                         cs_err *err) {
-    cs_text_audit_opts dflt;
-    cs_text_audit_defaults(&dflt);
-    const cs_text_audit_opts *o = opts ? opts : &dflt;
-    cs_text_audit_stats local;
-    if (!stats) stats = &local;
-    memset(stats, 0, sizeof *stats);
+    static const cs_text_loop_fns fns = {split_start, split_line, split_end};
     if (round_lines < 1) round_lines = 1;
-    FILE *f = fopen(path, "rb");
-    if (!f) return cs_fail(err, CS_EIO, "%s: cannot open: %s", path, strerror(errno));
-    cs_text_auditor A = {.s = s, .c = c, .o = o, .st = stats, .path = path, .out = out};
-    round_buf b = {.A = &A, .score = score, .ctx = ctx, .cap = round_lines};
+    round_buf b = {.score = score, .ctx = ctx, .cap = round_lines};
     b.line = calloc((size_t)round_lines, sizeof *b.line);
     b.len = calloc((size_t)round_lines, sizeof *b.len);
     b.lineno = calloc((size_t)round_lines, sizeof *b.lineno);
-    char *line = NULL, *settings = cs_text_audit_settings_json(o);
-    size_t cap = 0;
-    int rc = -1;
-    if (!settings || !b.line || !b.len || !b.lineno) cs_fail(err, CS_ENOMEM, "out of memory");
-    else if (!cs_text_writer_open(&A.w, s, path, settings, err)) rc = 0;
-    stats->audit_id = A.w.audit_id;
-    if (!rc && !(b.x = scorer_new(s, c, path, o))) rc = cs_fail(err, CS_ENOMEM, "out of memory");
-    if (!rc) b.x->A.w = A.w; /* its statements: the writer's connection reads text_prompts */
-    struct stat fst;
-    cs_progress *prog = NULL;
-    if (!rc && o->progress)
-        prog = cs_progress_start("text audit", fstat(fileno(f), &fst) ? 0 : (int64_t)fst.st_size, "B");
-    ssize_t k;
-    int64_t lineno = 0;
-    while (!rc && (k = getline(&line, &cap, f)) >= 0) {
-        lineno++;
-        cs_progress_add(prog, k);
-        if (strspn(line, " \t\r\n") == (size_t)k) continue; /* blank line */
-        if (!(b.line[b.n] = malloc((size_t)k + 1))) {
-            rc = cs_fail(err, CS_ENOMEM, "out of memory");
-            break;
-        }
-        memcpy(b.line[b.n], line, (size_t)k + 1);
-        b.len[b.n] = (size_t)k;
-        b.lineno[b.n++] = lineno;
-        if (b.n == b.cap) rc = flush_round(&b, err);
-    }
-    if (!rc && ferror(f)) rc = cs_fail(err, CS_EIO, "%s: read error: %s", path, strerror(errno));
-    if (!rc) rc = flush_round(&b, err);
+    int rc;
+    if (stats) memset(stats, 0, sizeof *stats);
+    if (!b.line || !b.len || !b.lineno) rc = cs_fail(err, CS_ENOMEM, "out of memory");
+    else rc = cs_text_audit_loop(s, c, path, opts, out, stats, &fns, &b, err);
     for (int i = 0; i < b.n; i++) free(b.line[i]);
-    if (cs_text_writer_close(&A.w, !rc, err)) rc = -1;
-    cs_progress_end(prog);
     if (b.x) cs_buf_free(&b.x->notes);
     free(b.x);
     free(b.line);
     free(b.len);
     free(b.lineno);
-    free(settings);
-    free(line);
-    fclose(f);
     return rc;
 }

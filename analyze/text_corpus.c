@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <zlib.h>
 
 #include "core/parallel.h"
@@ -45,6 +46,7 @@ typedef struct {
     char *tmp[4];
     int rc[2]; /* the raw and the normal-form job */
     cs_err err[2];
+    double cpu[2]; /* the two jobs' thread CPU seconds */
 } shard_buf;
 
 typedef struct {
@@ -56,6 +58,7 @@ typedef struct {
     int n_batch, cur;       /* cur: the shard being filled */
     sqlite3_stmt *exists;
     cs_progress *prog;
+    double jobs_self_s; /* the calling thread's CPU inside the job pool */
 } builder;
 
 static void note(builder *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -195,14 +198,33 @@ typedef struct {
     int n;
 } batch_jobs;
 
+static double thread_cpu_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 /* Job i < n: shard i's raw sort; i >= n: shard i - n's normal form. The
  * raw sorts are the longest jobs: they go first. */
 static void shard_job(void *ctx, int64_t i, int thread) {
     (void)thread;
     batch_jobs *j = ctx;
     shard_buf *sb = j->v[i % j->n];
+    double c0 = thread_cpu_s();
     if (i < j->n) sb->rc[0] = cs_text_sa_build_chars(sb->raw, sb->rlen, sb->tmp[2], sb->tmp[3], &sb->n_rsa, &sb->err[0]);
     else sb->rc[1] = norm_shard(sb, &sb->err[1]);
+    sb->cpu[i >= j->n] = thread_cpu_s() - c0;
+}
+
+/* The jobs' CPU times laid on two threads, each job to the first free one
+ * in the pool's order: the batch's wall on two free cores. */
+static double makespan_2(shard_buf **v, int n) {
+    double t[2] = {0, 0};
+    for (int i = 0; i < 2 * n; i++) {
+        int k = t[1] < t[0];
+        t[k] += v[i % n]->cpu[i >= n];
+    }
+    return t[0] > t[1] ? t[0] : t[1];
 }
 
 /* The pending documents' rows (in the open transaction). */
@@ -334,7 +356,11 @@ static int build_batch(builder *b, int n, cs_err *err) {
         if (b->batch[i].rlen) order[m++] = &b->batch[i];
     if (!rc && m) {
         batch_jobs j = {order, m};
+        double c0 = thread_cpu_s();
         cs_parallel_for(cs_threads(), 2 * (int64_t)m, shard_job, &j);
+        b->jobs_self_s += thread_cpu_s() - c0; /* counted in the jobs */
+        for (int i = 0; i < m; i++) b->st->jobs_cpu_s += order[i]->cpu[0] + order[i]->cpu[1];
+        b->st->jobs_2core_s += makespan_2(order, m);
     }
     free(order);
     for (int i = 0; i < n && !rc; i++)
@@ -700,6 +726,7 @@ int cs_text_index(cs_store *s, const char *const *paths, int n_paths, const cs_t
     if (!stats) stats = &local;
     memset(stats, 0, sizeof *stats);
     builder b = {.s = s, .opts = opts, .st = stats};
+    double c0 = thread_cpu_s();
     b.limit = opts && opts->shard_bytes ? opts->shard_bytes : DEFAULT_SHARD_BYTES;
     if (b.limit > CS_TEXT_MAX_SHARD) b.limit = CS_TEXT_MAX_SHARD;
     if (b.limit < 2) return cs_fail(err, CS_EUSAGE, "shard size too small");
@@ -724,6 +751,7 @@ int cs_text_index(cs_store *s, const char *const *paths, int n_paths, const cs_t
         if (files.path[i]) rc = index_file(&b, files.path[i], err);
     if (!rc && b.batch[b.cur].n_docs) rc = build_batch(&b, b.cur + 1, err);
     cs_progress_end(b.prog);
+    stats->serial_cpu_s = thread_cpu_s() - c0 - b.jobs_self_s;
     for (int i = 0; b.batch && i < b.n_batch; i++) {
         shard_reset(&b.batch[i]);
         free(b.batch[i].docs);

@@ -42,6 +42,14 @@ typedef struct {
     int64_t docs_ok, docs_empty, docs_error, docs_skipped; /* skipped: source already indexed */
     int64_t shards;                                         /* shards added */
     uint64_t bytes_in, bytes_norm, suffixes;
+    /* Where the build's CPU time went, for the bench (the machine may be
+     * shared, so wall time says little): serial_cpu_s on the calling thread
+     * outside the sort jobs (reading, decoding, committing); jobs_cpu_s in the
+     * jobs (each shard's raw sort, and its normal form + word sort), summed;
+     * jobs_2core_s: each batch's jobs laid on two free threads in the order
+     * the pool takes them, the makespans summed. serial + jobs_2core is the
+     * CPU-bound wall of a quiet 2-core machine (disk waits not counted). */
+    double serial_cpu_s, jobs_cpu_s, jobs_2core_s;
 } cs_text_index_stats;
 
 /* Indexes every path (folder: its .txt/.md/.jsonl files and their .gz forms,

@@ -601,6 +601,10 @@ static void test_index_interrupted_then_resumed(void) {
     unlink(bad);
     REQUIRE(cs_text_index(s, paths, 1, &o, &st, &e) == 0);
     CHECK(st.docs_skipped == 2 && st.docs_ok == 4 && st.shards == 4);
+    /* the build's CPU accounting: two threads' makespan lies between half the jobs' sum and the sum */
+    CHECKF(st.jobs_cpu_s > 0 && st.serial_cpu_s >= 0 && st.jobs_2core_s <= st.jobs_cpu_s + 1e-12 &&
+               2 * st.jobs_2core_s >= st.jobs_cpu_s - 1e-12,
+           "serial %g, jobs %g, on 2 threads %g", st.serial_cpu_s, st.jobs_cpu_s, st.jobs_2core_s);
     REQUIRE(cs_text_corpus_open(&c, s, &e) == 0);
     CHECK(c.n_shards == 6);
     for (int i = 0; i < 6; i++) { /* 30 words of each document, found in it */

@@ -1,0 +1,168 @@
+/* test_tl2_shard.c — the tiled-L2 top-k does not depend on the size of the
+ * call (index/tiled_l2.h): the same query alone or in a batch, and the
+ * references whole or cut into shards whose lists are merged by (distance,
+ * global row), give the same list bit for bit, with cs_tl2_pair's distances.
+ * That is what lets a rank scan only its shard of the index under mpirun
+ * (docs/SCALE.md). sgemm alone fails it: it rounds by matrix shape. */
+#include <stdint.h>
+
+#include "index/tiled_l2.h"
+#include "t.h"
+
+enum { SZ = 32, NQ = 300, NR = 2300, K = 16 };
+#define DIM (SZ * SZ * 3)
+
+static uint32_t rng = 12345;
+static uint32_t rnd(void) {
+    rng = rng * 1664525u + 1013904223u;
+    return rng >> 8;
+}
+
+typedef struct {
+    cs_tl2_cfg c;
+    int D, T;
+    float *q, *qn2, *r, *rn2;
+} data;
+
+/* References: random blocky images, some repeated exactly (ties) and some
+ * near-duplicates; queries: noisy copies of references and random ones. */
+static int make(data *d) {
+    d->c = (cs_tl2_cfg){.size = SZ, .grid = 4, .norm = CS_TL2_UNIT};
+    d->D = cs_tl2_dim(&d->c);
+    d->T = cs_tl2_tiles(&d->c);
+    uint8_t *img = malloc((size_t)(NQ + NR) * DIM);
+    d->q = malloc(sizeof(float) * NQ * d->D);
+    d->qn2 = malloc(sizeof(float) * NQ * d->T);
+    d->r = malloc(sizeof(float) * NR * d->D);
+    d->rn2 = malloc(sizeof(float) * NR * d->T);
+    if (!img || !d->q || !d->qn2 || !d->r || !d->rn2) return free(img), -1;
+    uint8_t *ri = img + (size_t)NQ * DIM;
+    for (int i = 0; i < NR; i++) {
+        uint8_t *p = ri + (size_t)i * DIM;
+        if (i % 7 == 3) memcpy(p, ri + (size_t)(i - 1) * DIM, DIM); /* an exact duplicate: a tie */
+        else if (i % 5 == 4)
+            for (int j = 0; j < DIM; j++) { /* a near-duplicate of the one before */
+                int v = p[j - DIM] + (int)(rnd() % 5) - 2;
+                p[j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+        else
+            for (int b = 0; b < 16; b++) { /* 16 blocks of 8x8 flat colour */
+                uint8_t col[3] = {(uint8_t)rnd(), (uint8_t)rnd(), (uint8_t)rnd()};
+                for (int y = 0; y < 8; y++)
+                    for (int x = 0; x < 8; x++)
+                        memcpy(p + (((b / 4) * 8 + y) * SZ + (b % 4) * 8 + x) * 3, col, 3);
+            }
+        cs_tl2_prepare(d->r + (size_t)i * d->D, d->rn2 + (size_t)i * d->T, p, &d->c);
+    }
+    for (int i = 0; i < NQ; i++) {
+        uint8_t *p = img + (size_t)i * DIM, *src = ri + (size_t)((i * 37) % NR) * DIM;
+        for (int j = 0; j < DIM; j++) {
+            int v = i % 3 ? src[j] + (int)(rnd() % 9) - 4 : (int)(rnd() % 256);
+            p[j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+        cs_tl2_prepare(d->q + (size_t)i * d->D, d->qn2 + (size_t)i * d->T, p, &d->c);
+    }
+    free(img);
+    return 0;
+}
+
+static void data_free(data *d) {
+    free(d->q);
+    free(d->qn2);
+    free(d->r);
+    free(d->rn2);
+}
+
+/* Merges per-shard lists (rows already global) by (distance, row): the
+ * merge of index/shard.c's fan-out. */
+static void merge(int32_t *oi, float *od, const int32_t *si, const float *sd, int ns) {
+    int at[8] = {0};
+    for (int o = 0; o < K; o++) {
+        int best = -1;
+        for (int s = 0; s < ns; s++) {
+            if (at[s] >= K || si[s * K + at[s]] < 0) continue;
+            float dv = sd[s * K + at[s]];
+            int32_t iv = si[s * K + at[s]];
+            if (best < 0 || dv < sd[best * K + at[best]] || (dv == sd[best * K + at[best]] && iv < si[best * K + at[best]]))
+                best = s;
+        }
+        oi[o] = best < 0 ? -1 : si[best * K + at[best]];
+        od[o] = best < 0 ? INFINITY : sd[best * K + at[best]];
+        if (best >= 0) at[best]++;
+    }
+}
+
+static void test_size_independent(void) {
+    data d;
+    REQUIRE(make(&d) == 0);
+    cs_err err = {0};
+    static int32_t wi[NQ * K], si[3 * K], mi[K], one_i[K];
+    static float wd[NQ * K], sd[3 * K], md[K], one_d[K];
+    CHECK(cs_tl2_topk(wi, wd, K, d.q, d.qn2, NQ, d.r, d.rn2, NR, &d.c, &err) == 0);
+    /* the distances are cs_tl2_pair's, ascending, ties by row */
+    int bad_pair = 0, bad_order = 0, ties = 0;
+    for (int i = 0; i < NQ; i++)
+        for (int j = 0; j < K; j++) {
+            float p = cs_tl2_pair(NULL, d.q + (size_t)i * d.D, d.r + (size_t)wi[i * K + j] * d.D, &d.c);
+            bad_pair += memcmp(&p, &wd[i * K + j], sizeof p) != 0;
+            if (j && (wd[i * K + j] < wd[i * K + j - 1] ||
+                      (wd[i * K + j] == wd[i * K + j - 1] && wi[i * K + j] < wi[i * K + j - 1])))
+                bad_order++;
+            ties += j && wd[i * K + j] == wd[i * K + j - 1];
+        }
+    CHECKF(bad_pair == 0, "%d list distances differ from cs_tl2_pair", bad_pair);
+    CHECK(bad_order == 0);
+    CHECKF(ties > 50, "only %d ties: the duplicates did not reach the lists", ties);
+    /* the exact top k by brute force for a few queries: the wide sgemm list missed nothing */
+    for (int i = 0; i < NQ; i += 29) {
+        float bd[K];
+        int32_t bi[K];
+        for (int j = 0; j < K; j++) bd[j] = INFINITY, bi[j] = -1;
+        for (int r = 0; r < NR; r++) {
+            float p = cs_tl2_pair(NULL, d.q + (size_t)i * d.D, d.r + (size_t)r * d.D, &d.c);
+            int at = K;
+            while (at > 0 && (bd[at - 1] > p)) at--; /* after equal ones: rows ascend */
+            if (at == K) continue;
+            memmove(bd + at + 1, bd + at, sizeof(float) * (K - 1 - at));
+            memmove(bi + at + 1, bi + at, sizeof(int32_t) * (K - 1 - at));
+            bd[at] = p;
+            bi[at] = r;
+        }
+        CHECKF(!memcmp(bi, wi + i * K, sizeof bi) && !memcmp(bd, wd + i * K, sizeof bd), "query %d vs brute force", i);
+    }
+    /* one query alone, and the references in 3 uneven shards (one crosses
+     * the scan's 1024-row blocks), merged */
+    const int64_t cut[4] = {0, 701, 1950, NR};
+    int bad_alone = 0, bad_shard = 0;
+    for (int i = 0; i < NQ; i++) {
+        CHECK(cs_tl2_topk(one_i, one_d, K, d.q + (size_t)i * d.D, d.qn2 + (size_t)i * d.T, 1, d.r, d.rn2, NR, &d.c,
+                          &err) == 0);
+        bad_alone += memcmp(one_i, wi + i * K, sizeof one_i) || memcmp(one_d, wd + i * K, sizeof one_d);
+    }
+    for (int q0 = 0; q0 < NQ; q0 += 100) { /* batches of 100 queries per shard call */
+        static int32_t bi[3][100 * K];
+        static float bd[3][100 * K];
+        for (int s = 0; s < 3; s++) {
+            CHECK(cs_tl2_topk(bi[s], bd[s], K, d.q + (size_t)q0 * d.D, d.qn2 + (size_t)q0 * d.T, 100,
+                              d.r + cut[s] * d.D, d.rn2 + cut[s] * d.T, cut[s + 1] - cut[s], &d.c, &err) == 0);
+            for (int j = 0; j < 100 * K; j++)
+                if (bi[s][j] >= 0) bi[s][j] += (int32_t)cut[s];
+        }
+        for (int i = 0; i < 100; i++) {
+            for (int s = 0; s < 3; s++) {
+                memcpy(si + s * K, bi[s] + i * K, sizeof(int32_t) * K);
+                memcpy(sd + s * K, bd[s] + i * K, sizeof(float) * K);
+            }
+            merge(mi, md, si, sd, 3);
+            bad_shard += memcmp(mi, wi + (q0 + i) * K, sizeof mi) || memcmp(md, wd + (q0 + i) * K, sizeof md);
+        }
+    }
+    CHECKF(bad_alone == 0, "%d of %d queries alone differ from the batch", bad_alone, NQ);
+    CHECKF(bad_shard == 0, "%d of %d queries over 3 shards differ from the whole index", bad_shard, NQ);
+    data_free(&d);
+}
+
+int main(void) {
+    RUN(test_size_independent);
+    return T_DONE();
+}

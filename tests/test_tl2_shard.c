@@ -6,6 +6,8 @@
  * (docs/SCALE.md). sgemm alone fails it: it rounds by matrix shape. */
 #include <stdint.h>
 
+#include "analyze/match.h"
+#include "analyze/settings.h"
 #include "index/tiled_l2.h"
 #include "t.h"
 
@@ -162,7 +164,83 @@ static void test_size_independent(void) {
     data_free(&d);
 }
 
+/* The fields of a match that the findings and the report read. */
+static int same_result(const cs_an_result *a, const cs_an_result *b) {
+    int ok = a->n_tl2 == b->n_tl2 && a->n_lay == b->n_lay && a->n_pdq == b->n_pdq && a->has_best == b->has_best &&
+             a->verdict == b->verdict && a->n_nb == b->n_nb && a->second_row == b->second_row && a->n_cand == b->n_cand;
+    ok = ok && !memcmp(a->tl2, b->tl2, sizeof(cs_an_hit) * (size_t)a->n_tl2) &&
+         !memcmp(a->lay, b->lay, sizeof(cs_an_hit) * (size_t)a->n_lay) &&
+         !memcmp(a->pdq, b->pdq, sizeof(cs_an_hit) * (size_t)a->n_pdq);
+    ok = ok && !memcmp(&a->d2, &b->d2, sizeof a->d2) && !memcmp(&a->ratio, &b->ratio, sizeof a->ratio) &&
+         !memcmp(&a->severity, &b->severity, sizeof a->severity);
+    for (int j = 0; ok && j < a->n_nb; j++) {
+        const cs_an_nb *x = &a->nb[j], *y = &b->nb[j];
+        ok = x->row == y->row && x->verdict == y->verdict && x->rule == y->rule && !memcmp(&x->d_id, &y->d_id, 4) &&
+             !memcmp(&x->d_al, &y->d_al, 4) && !memcmp(&x->fused, &y->fused, 4);
+    }
+    if (ok && a->has_best)
+        ok = a->best.row == b->best.row && !memcmp(&a->best.d_al, &b->best.d_al, 4) &&
+             !memcmp(a->best.box, b->best.box, sizeof a->best.box) &&
+             !memcmp(a->best.tile_d, b->best.tile_d, sizeof a->best.tile_d) && a->best.rule == b->best.rule;
+    return ok;
+}
+
+/* Verifying a generation alone, inside a batch, or in batches of another
+ * size gives the same match bit for bit (the scan above and the per-pair
+ * refinement; under mpirun a rank matches some of the batches). */
+static void test_match_alone_equals_batch(void) {
+    enum { NR = 400, NG = 48, TD = 64 * 64 * 3 };
+    uint8_t *thumbs = malloc((size_t)NR * TD);
+    int64_t ids[NR];
+    cs_an_query *q = calloc(NG, sizeof *q);
+    cs_an_result *all = calloc(NG, sizeof *all), *one = calloc(1, sizeof *one), *part = calloc(NG, sizeof *part);
+    REQUIRE(thumbs && q && all && one && part);
+    for (int i = 0; i < NR; i++) {
+        uint8_t *p = thumbs + (size_t)i * TD;
+        ids[i] = 1 + i;
+        if (i % 9 == 8) memcpy(p, p - TD, TD); /* duplicates: ties */
+        else
+            for (int b = 0; b < 64; b++) {
+                uint8_t col[3] = {(uint8_t)rnd(), (uint8_t)rnd(), (uint8_t)rnd()};
+                for (int y = 0; y < 8; y++)
+                    for (int x = 0; x < 8; x++) memcpy(p + (((b / 8) * 8 + y) * 64 + (b % 8) * 8 + x) * 3, col, 3);
+            }
+    }
+    for (int i = 0; i < NG; i++) {
+        const uint8_t *src = thumbs + (size_t)((i * 53) % NR) * TD;
+        for (int j = 0; j < TD; j++) {
+            int v = i % 4 == 3 ? (int)(rnd() % 256) : src[j] + (i % 4) * ((int)(rnd() % 7) - 3);
+            q[i].thumb[j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+        if (i % 8 == 1) cs_tl2_hflip_rgb(q[i].thumb, 64);
+    }
+    cs_an_settings s;
+    cs_an_settings_default(&s);
+    cs_err err = {0};
+    cs_an_refs r;
+    REQUIRE(cs_an_refs_build(&r, NR, ids, thumbs, &s, &err) == 0);
+    REQUIRE(cs_an_match_batch(&r, q, NG, &s, 2, all, &err) == 0);
+    int bad_one = 0, bad_part = 0, copies = 0;
+    for (int i = 0; i < NG; i++) {
+        REQUIRE(cs_an_match_batch(&r, q + i, 1, &s, 1, one, &err) == 0);
+        bad_one += !same_result(one, all + i);
+        copies += all[i].has_best && all[i].best.row == (i * 53) % NR && i % 4 != 3;
+    }
+    for (int i = 0; i < NG; i += 7) REQUIRE(cs_an_match_batch(&r, q + i, i + 7 < NG ? 7 : NG - i, &s, 3, part + i, &err) == 0);
+    for (int i = 0; i < NG; i++) bad_part += !same_result(part + i, all + i);
+    CHECKF(bad_one == 0, "%d of %d generations matched alone differ from the batch", bad_one, NG);
+    CHECKF(bad_part == 0, "%d of %d generations matched in batches of 7 differ", bad_part, NG);
+    CHECKF(copies >= NG / 2, "only %d of the %d copies found their source", copies, NG * 3 / 4);
+    cs_an_refs_free(&r);
+    free(thumbs);
+    free(q);
+    free(all);
+    free(one);
+    free(part);
+}
+
 int main(void) {
     RUN(test_size_independent);
+    RUN(test_match_alone_equals_batch);
     return T_DONE();
 }

@@ -8,6 +8,7 @@
 
 #include "analyze/match.h"
 #include "analyze/settings.h"
+#include "analyze/verdict.h"
 #include "index/tiled_l2.h"
 #include "t.h"
 
@@ -239,8 +240,104 @@ static void test_match_alone_equals_batch(void) {
     free(part);
 }
 
+/* The owners of a sharded index: each verifies the candidates whose row it
+ * holds, against only its own references (local row = row - lo). */
+typedef struct {
+    const cs_an_refs *part[3];
+    int64_t lo[4];
+    const cs_an_settings *s;
+    int calls, verified[3];
+} owners;
+
+static int verify_by_owner(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_result *res, cs_an_pending *pend,
+                           cs_err *err) {
+    (void)err;
+    owners *o = ctx;
+    o->calls++;
+    for (int k = 0; k < 3; k++) {
+        const cs_an_refs *r = o->part[k];
+        const int D = cs_tl2_dim(&r->cfg);
+        float *qp = malloc(sizeof(float) * 2 * (size_t)D), q16[2 * CS_AN_Q16];
+        if (!qp) return -1;
+        for (int64_t i = 0; i < nq; i++) {
+            int prepped = 0;
+            for (int m = 0; m < pend[i].nc; m++) {
+                cs_an_cand *c = &pend[i].cand[m];
+                if (c->row < o->lo[k] || c->row >= o->lo[k + 1]) continue;
+                if (!prepped++) cs_an_query_prep(qp, qp + D, q16, q + i, &r->cfg);
+                int32_t global = c->row;
+                c->row = (int32_t)(global - o->lo[k]);
+                cs_an_verify(c, r, pend[i].align[m], qp, qp + D, q16, q + i, res[i].gen_pdq_quality, o->s);
+                c->row = global;
+                o->verified[k]++;
+            }
+        }
+        free(qp);
+    }
+    return 0;
+}
+
+/* A batch verified by three owners, each holding only its shard of the
+ * references, gives the one-process match bit for bit. */
+static void test_verify_on_owner(void) {
+    enum { NR = 300, NG = 40, TD = 64 * 64 * 3 };
+    uint8_t *thumbs = malloc((size_t)NR * TD);
+    int64_t ids[NR];
+    cs_an_query *q = calloc(NG, sizeof *q);
+    cs_an_result *want = calloc(NG, sizeof *want), *got = calloc(NG, sizeof *got);
+    REQUIRE(thumbs && q && want && got);
+    for (int i = 0; i < NR; i++) {
+        uint8_t *p = thumbs + (size_t)i * TD;
+        ids[i] = 10 + 2 * i;
+        if (i % 11 == 10) memcpy(p, p - 5 * TD, TD);
+        else
+            for (int b = 0; b < 64; b++) {
+                uint8_t col[3] = {(uint8_t)rnd(), (uint8_t)rnd(), (uint8_t)rnd()};
+                for (int y = 0; y < 8; y++)
+                    for (int x = 0; x < 8; x++) memcpy(p + (((b / 8) * 8 + y) * 64 + (b % 8) * 8 + x) * 3, col, 3);
+            }
+    }
+    for (int i = 0; i < NG; i++) {
+        const uint8_t *src = thumbs + (size_t)((i * 71) % NR) * TD;
+        for (int j = 0; j < TD; j++) {
+            int v = i % 5 == 4 ? (int)(rnd() % 256) : src[j] + (i % 3) * ((int)(rnd() % 9) - 4);
+            q[i].thumb[j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+        if (i % 6 == 2) cs_tl2_hflip_rgb(q[i].thumb, 64);
+    }
+    cs_an_settings s;
+    cs_an_settings_default(&s);
+    cs_err err = {0};
+    cs_an_refs all, part[3];
+    owners o = {.lo = {0, 97, 210, NR}, .s = &s};
+    REQUIRE(cs_an_refs_build(&all, NR, ids, thumbs, &s, &err) == 0);
+    for (int k = 0; k < 3; k++) {
+        REQUIRE(cs_an_refs_build(&part[k], o.lo[k + 1] - o.lo[k], ids + o.lo[k], thumbs + o.lo[k] * TD, &s, &err) == 0);
+        o.part[k] = &part[k];
+    }
+    REQUIRE(cs_an_match_batch(&all, q, NG, &s, 2, want, &err) == 0);
+    REQUIRE(cs_an_match_batch_v(&all, q, NG, &s, 2, got, verify_by_owner, &o, &err) == 0);
+    int bad = 0, copies = 0;
+    for (int i = 0; i < NG; i++) {
+        bad += !same_result(got + i, want + i);
+        copies += want[i].verdict == CS_V_COPY;
+    }
+    CHECKF(bad == 0, "%d of %d generations verified by the owners differ", bad, NG);
+    CHECK(o.calls == 1);
+    CHECKF(o.verified[0] > 0 && o.verified[1] > 0 && o.verified[2] > 0, "verified per owner %d %d %d",
+           o.verified[0], o.verified[1], o.verified[2]);
+    CHECKF(copies >= NG / 4, "only %d copies", copies);
+    cs_an_refs_free(&all);
+    for (int k = 0; k < 3; k++) cs_an_refs_free(&part[k]);
+    free(thumbs);
+    free(q);
+    free(want);
+    free(got);
+}
+
 int main(void) {
     RUN(test_size_independent);
     RUN(test_match_alone_equals_batch);
+    RUN(test_verify_on_owner);
     return T_DONE();
 }

@@ -38,6 +38,7 @@ static void owners_open(owners *o, cs_store *s) {
 
 static int owner_of(const owners *o, const cs_an_refs *r, int32_t row) {
     int size = cs_mpi_size();
+    if (row < 0 || row >= r->n) return 0; /* never a candidate (match.c skips them) */
     if (!o->n_off) return (int)((int64_t)row * size / (r->n > 0 ? r->n : 1));
     int k = 0;
     while (k + 1 < o->n_off && o->off[k + 1] < r->ids[row]) k++;
@@ -172,7 +173,8 @@ static int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_r
     for (int64_t i = 0; i < nq; i++) h.nreq += pend[i].nc;
     vreq *req = calloc((size_t)(h.nreq > 0 ? h.nreq : 1), sizeof *req);
     cs_an_cand *cand = malloc(sizeof *cand * (size_t)(h.nreq > 0 ? h.nreq : 1));
-    if (!req || !cand) { /* the others wait for a round: stop the job */
+    int *who = malloc(sizeof *who * (size_t)(h.nreq > 0 ? h.nreq : 1)); /* each candidate's owner */
+    if (!req || !cand || !who) { /* the others wait for a round: stop the job */
         fprintf(stderr, "copyscope: analyze: out of memory for %lld candidates\n", (long long)h.nreq);
         exit(CLI_FAIL);
     }
@@ -180,6 +182,7 @@ static int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_r
         for (int m = 0; m < pend[i].nc; m++, j++)
             req[j] = (vreq){(int32_t)i, pend[i].cand[m].row, res[i].gen_pdq_quality, pend[i].align[m],
                             pend[i].cand[m].emb_cos, pend[i].cand[m].lf};
+    for (int64_t j = 0; j < h.nreq; j++) who[j] = owner_of(&c->own, c->r, req[j].row);
     cs_mpi_bcast(&h, sizeof h);
     cs_mpi_bcast((void *)q, nq * (int64_t)sizeof *q);
     cs_mpi_bcast(req, h.nreq * (int64_t)sizeof *req);
@@ -196,7 +199,7 @@ static int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_r
         reply_head rh;
         memcpy(&rh, p, sizeof rh);
         int64_t want = 0;
-        for (int64_t j = 0; j < h.nreq; j++) want += owner_of(&c->own, c->r, req[j].row) == k;
+        for (int64_t j = 0; j < h.nreq; j++) want += who[j] == k;
         if (rh.status || rh.n != want || c->lens[k] != reply_size(rh.n)) {
             rc = cs_fail(err, CS_EINTERNAL, "analyze: rank %d of %d could not verify its candidates (its message above)",
                          k, size);
@@ -206,7 +209,7 @@ static int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_r
         c->done[k] += rh.n;
         const char *it = p + sizeof rh;
         for (int64_t j = 0; j < h.nreq; j++) {
-            if (owner_of(&c->own, c->r, req[j].row) != k) continue;
+            if (who[j] != k) continue;
             memcpy(&cand[j], it, sizeof cand[j]);
             cand[j].rule = intern(c, it + sizeof cand[j]);
             it += ITEM;
@@ -217,6 +220,7 @@ static int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_r
     free(all);
     free(req);
     free(cand);
+    free(who);
     return rc;
 }
 

@@ -29,6 +29,9 @@ int cs_an_matcher_run(cs_an_matcher *m, const cs_an_query *q, int64_t nq, cs_an_
     return cs_an_match_batch(&m->A.refs, q, nq, m->A.set, m->A.threads, res, err);
 }
 
+const cs_an_refs *cs_an_matcher_refs(const cs_an_matcher *m) { return &m->A.refs; }
+const cs_an_settings *cs_an_matcher_settings(const cs_an_matcher *m) { return m->A.set; }
+
 void cs_an_matcher_free(cs_an_matcher *m) {
     if (!m) return;
     an_state *A = &m->A;

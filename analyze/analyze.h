@@ -55,8 +55,9 @@ typedef struct {
      * be matched by one cs_an_match_batch call, as the analysis would (a
      * batch's sgemm rounds its distances by its size: another cut changes
      * the last bits). NULL: the analysis calls cs_an_match_batch itself.
-     * copyscope-mpi gives each rank batches of a round with it
-     * (cli/cmd_mpi_analyze.c), so the findings are the same. */
+     * copyscope-mpi verifies each batch's candidates on the ranks that
+     * own their references with it (cli/cmd_mpi_analyze.c: one batch at a
+     * time, cs_an_match_batch_v), so the findings are the same. */
     int (*match)(void *ctx, const cs_an_refs *r, const cs_an_query *q, int64_t nq, const cs_an_settings *s,
                  int threads, cs_an_result *res, cs_err *err);
     void *match_ctx;
@@ -110,6 +111,9 @@ typedef struct cs_an_matcher cs_an_matcher;
 int cs_an_matcher_open(cs_an_matcher **m, cs_store *s, const cs_analyze_opts *o, cs_err *err);
 int cs_an_matcher_run(cs_an_matcher *m, const cs_an_query *q, int64_t nq, cs_an_result *res, cs_err *err);
 void cs_an_matcher_free(cs_an_matcher *m);
+/* Its reference side and settings (for cs_an_verify on the owning rank). */
+const cs_an_refs *cs_an_matcher_refs(const cs_an_matcher *m);
+const cs_an_settings *cs_an_matcher_settings(const cs_an_matcher *m);
 
 /* Does run_id need (re-)analysis with set? 1: yes, all of it; 2: only the
  * generations without a finding (only_new); 0: no (every generation has a

@@ -488,6 +488,7 @@ typedef struct {
     cs_an_result *res;
     const float *qp;        /* [2nq][D] prepared: 2i = as is, 2i+1 = mirrored */
     int k;
+    cs_an_pending *pend;    /* [nq] each generation's candidates between the stages */
 } batch_ctx;
 
 /* the fused score of a candidate (analyze/fuse.h's analytic nulls); PDQ
@@ -516,14 +517,15 @@ static int cmp_ranked(const void *va, const void *vb) {
     return (a->c->row > b->c->row) - (a->c->row < b->c->row);
 }
 
-/* Long: one kernel over a generation's candidates (union, exact distances, ratio test, ranking). */
-static void refine_one(void *vctx, int64_t i, int thread) {
+/* Stage 1 of a generation: the union of its candidates (x->pend[i]), each
+ * with its embedding and local-feature scores; none: the verdict novel. */
+static void cands_one(void *vctx, int64_t i, int thread) {
     (void)thread;
     batch_ctx *x = vctx;
     const cs_an_refs *r = x->r;
     const cs_an_query *q = x->q + i;
     cs_an_result *res = x->res + i;
-    const int D = cs_tl2_dim(&r->cfg);
+    cs_an_pending *pd = x->pend + i;
     int k = x->k;
     res->gen_pdq_quality = q->has_hashes && r->has_hashes ? q->h.pdq_quality : -1;
     res->n_emb = q->n_emb < CS_AN_K ? q->n_emb : CS_AN_K;
@@ -538,8 +540,10 @@ static void refine_one(void *vctx, int64_t i, int thread) {
     }
     /* union of candidates */
     int32_t rows[CS_AN_MAXCAND];
-    uint8_t align[CS_AN_MAXCAND];
+    uint8_t *align = pd->align;
     int nc = 0;
+    pd->cand = NULL;
+    pd->nc = 0;
     const cs_an_hit *lists[] = {res->tl2, res->lay, res->pdq, res->phash, res->dhash, res->emb, res->lf};
     const int lens[] = {res->n_tl2, res->n_lay, res->n_pdq, res->n_phash, res->n_dhash, res->n_emb, res->n_lf};
     for (int l = 0; l < 7; l++)
@@ -571,25 +575,60 @@ static void refine_one(void *vctx, int64_t i, int thread) {
         cs_an_verdict_result(res, x->s);
         return;
     }
-    const float *qid = x->qp + (2 * i) * D, *qmir = x->qp + (2 * i + 1) * D;
-    enum { C16 = S / 4 * S / 4 * 3 };
-    float q16[2 * C16];
-    uint8_t mir[S * S * 3];
-    memcpy(mir, q->thumb, sizeof mir);
-    cs_tl2_hflip_rgb(mir, S);
-    cs_an_prep16(q16, q->thumb, &r->cfg);
-    cs_an_prep16(q16 + C16, mir, &r->cfg);
     for (int m = 0; m < nc; m++) {
+        cand[m].row = rows[m];
         cand[m].emb_cos = -2;
         for (int j = 0; j < res->n_emb; j++)
             if (res->emb[j].row == rows[m]) cand[m].emb_cos = res->emb[j].score;
         memset(&cand[m].lf, 0, sizeof cand[m].lf);
         for (int j = 0; j < res->n_lf; j++)
             if (q->lf_row[j] == rows[m]) cand[m].lf = q->lf[j];
-        cs_an_refine(&cand[m], r, rows[m], qid, qmir, q16, q16 + C16, align[m], q, x->s);
-        cs_an_verdict_cand(&cand[m], res->gen_pdq_quality, x->s);
-        cs_an_verdict_local(&cand[m], x->s);
     }
+    pd->cand = cand;
+    pd->nc = nc;
+}
+
+void cs_an_query_prep(float *qid, float *qmir, float *q16, const cs_an_query *q, const cs_tl2_cfg *cfg) {
+    uint8_t mir[S * S * 3];
+    memcpy(mir, q->thumb, sizeof mir);
+    cs_tl2_hflip_rgb(mir, S);
+    if (qid) cs_tl2_prepare(qid, NULL, q->thumb, cfg);
+    if (qmir) cs_tl2_prepare(qmir, NULL, mir, cfg);
+    cs_an_prep16(q16, q->thumb, cfg);
+    cs_an_prep16(q16 + CS_AN_Q16, mir, cfg);
+}
+
+void cs_an_verify(cs_an_cand *c, const cs_an_refs *r, int do_align, const float *qid, const float *qmir,
+                  const float *q16, const cs_an_query *q, int gen_pdq_quality, const cs_an_settings *s) {
+    cs_an_refine(c, r, c->row, qid, qmir, q16, q16 + CS_AN_Q16, do_align, q, s);
+    cs_an_verdict_cand(c, gen_pdq_quality, s);
+    cs_an_verdict_local(c, s);
+}
+
+/* Stage 2 in this process: every candidate of generation i verified. */
+static void verify_one(void *vctx, int64_t i, int thread) {
+    (void)thread;
+    batch_ctx *x = vctx;
+    const cs_an_pending *pd = x->pend + i;
+    if (!pd->nc) return;
+    const int D = cs_tl2_dim(&x->r->cfg);
+    float q16[2 * CS_AN_Q16];
+    cs_an_query_prep(NULL, NULL, q16, x->q + i, &x->r->cfg);
+    for (int m = 0; m < pd->nc; m++)
+        cs_an_verify(&pd->cand[m], x->r, pd->align[m], x->qp + (2 * i) * D, x->qp + (2 * i + 1) * D, q16, x->q + i,
+                     x->res[i].gen_pdq_quality, x->s);
+}
+
+/* Stage 3: the rivals, the ranking, the ratio test and the verdict. */
+static void finish_one(void *vctx, int64_t i, int thread) {
+    (void)thread;
+    batch_ctx *x = vctx;
+    const cs_an_refs *r = x->r;
+    cs_an_result *res = x->res + i;
+    cs_an_cand *cand = x->pend[i].cand;
+    int nc = x->pend[i].nc;
+    x->pend[i].cand = NULL;
+    if (!nc) return;
     cs_an_mark_ambiguous(cand, nc, r, res->gen_pdq_quality, x->s);
     /* The scan's tiled L2 comes from sgemm (|a|^2 + |b|^2 - 2ab), whose
      * cancellation leaves ~1e-3 where the exact distance is 0: the list
@@ -742,6 +781,11 @@ out:
 
 int cs_an_match_batch(const cs_an_refs *r, const cs_an_query *q, int64_t nq,
                       const cs_an_settings *s, int threads, cs_an_result *res, cs_err *err) {
+    return cs_an_match_batch_v(r, q, nq, s, threads, res, NULL, NULL, err);
+}
+
+int cs_an_match_batch_v(const cs_an_refs *r, const cs_an_query *q, int64_t nq, const cs_an_settings *s, int threads,
+                        cs_an_result *res, cs_an_verify_fn verify, void *verify_ctx, cs_err *err) {
     if (threads <= 0) threads = cs_threads();
     const int D = cs_tl2_dim(&r->cfg), T = cs_tl2_tiles(&r->cfg);
     int k = (int)s->cand_k;
@@ -752,9 +796,10 @@ int cs_an_match_batch(const cs_an_refs *r, const cs_an_query *q, int64_t nq,
     float *qp = malloc(sizeof(float) * D * 2 * nq), *qn2 = malloc(sizeof(float) * T * 2 * nq);
     float *ql = malloc(sizeof(float) * LAYDIM * 2 * nq), *qln2 = malloc(sizeof(float) * 2 * nq);
     int32_t *ti = malloc(sizeof(int32_t) * k * 2 * nq), *li = malloc(sizeof(int32_t) * k * 2 * nq);
+    cs_an_pending *pend = calloc((size_t)nq, sizeof *pend);
     float *td = malloc(sizeof(float) * k * 2 * nq), *ld = malloc(sizeof(float) * k * 2 * nq);
     int rc = -1;
-    if (!qp || !qn2 || !ql || !qln2 || !ti || !li || !td || !ld) {
+    if (!qp || !qn2 || !ql || !qln2 || !ti || !li || !td || !ld || !pend) {
         cs_fail(err, CS_ENOMEM, "analyze: out of memory for %lld generations", (long long)nq);
         goto done;
     }
@@ -780,10 +825,17 @@ int cs_an_match_batch(const cs_an_refs *r, const cs_an_query *q, int64_t nq,
         }
     }
     if (r->has_hashes && r->n > 0 && hash_scan(r, q, nq, k, threads, res, err)) goto done;
-    batch_ctx ctx = {.r = r, .q = q, .s = s, .res = res, .qp = qp, .k = k};
-    cs_parallel_for(threads, nq, refine_one, &ctx);
+    batch_ctx ctx = {.r = r, .q = q, .s = s, .res = res, .qp = qp, .k = k, .pend = pend};
+    cs_parallel_for(threads, nq, cands_one, &ctx);
+    if (verify) {
+        if (verify(verify_ctx, q, nq, res, pend, err)) goto done;
+    } else
+        cs_parallel_for(threads, nq, verify_one, &ctx);
+    cs_parallel_for(threads, nq, finish_one, &ctx);
     rc = 0;
 done:
+    for (int64_t i = 0; pend && i < nq; i++) free(pend[i].cand);
+    free(pend);
     free(qp);
     free(qn2);
     free(ql);

@@ -177,6 +177,31 @@ void cs_an_merge_topk(cs_an_hit *out, int *nout, int k, const int32_t *ia, const
 int cs_an_match_batch(const cs_an_refs *r, const cs_an_query *q, int64_t nq,
                       const cs_an_settings *s, int threads, cs_an_result *res, cs_err *err);
 
+/* Verification of the candidates elsewhere (cli/cmd_mpi_analyze.c: on the
+ * rank that owns each reference). Between the scans and the verdicts of a
+ * batch, pend[i] holds generation i's candidates: cand[m].row, emb_cos and lf
+ * set, align[m] whether it gets the alignment search. */
+typedef struct {
+    cs_an_cand *cand;
+    int nc;
+    uint8_t align[CS_AN_MAXCAND];
+} cs_an_pending;
+/* Must verify every pending candidate as cs_an_verify does (res[i] holds the
+ * generation's lists and gen_pdq_quality). */
+typedef int (*cs_an_verify_fn)(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_result *res,
+                               cs_an_pending *pend, cs_err *err);
+/* cs_an_match_batch with the verification done by verify (NULL: here). */
+int cs_an_match_batch_v(const cs_an_refs *r, const cs_an_query *q, int64_t nq, const cs_an_settings *s, int threads,
+                        cs_an_result *res, cs_an_verify_fn verify, void *verify_ctx, cs_err *err);
+#define CS_AN_Q16 (64 / 4 * 64 / 4 * 3) /* floats of a 16 px prepared thumbnail */
+/* A generation's prepared thumbnail and mirror (cs_tl2_dim(cfg) floats each,
+ * NULL: skipped) and both at 16 px (q16: 2 * CS_AN_Q16 floats). */
+void cs_an_query_prep(float *qid, float *qmir, float *q16, const cs_an_query *q, const cs_tl2_cfg *cfg);
+/* One candidate (c->row, emb_cos and lf set) refined and given both verdicts,
+ * as cs_an_match_batch does; r needs only hold the candidate's row. */
+void cs_an_verify(cs_an_cand *c, const cs_an_refs *r, int do_align, const float *qid, const float *qmir,
+                  const float *q16, const cs_an_query *q, int gen_pdq_quality, const cs_an_settings *s);
+
 /* Refines one candidate (exposed for tests and completion audits). qid/qmir:
  * the generation's prepared thumbnail and its mirror (r->cfg); q16id/q16mir
  * the same at 16 px (cs_an_prep16), for the coarse alignment search (NULL:

@@ -36,12 +36,13 @@ int cli_mpi_gather_hash_rows(cs_hash_db *db, const uint8_t *used, cs_err *err);
 /* A barrier of the ranks: 1 when any passed failed (cs_generate_opts.wait). */
 int cli_mpi_wait(void *ctx, int failed);
 
-/* `analyze` under mpirun (cli/cmd_mpi_analyze.c): rank 0 calls begin
- * (sets o->match: each batch matched by all ranks; NULL and nothing set in
- * one process), runs the analysis, then end (the other ranks stop; frees).
- * Ranks > 0 call worker instead, which matches their shares until then. */
+/* `analyze` under mpirun (cli/cmd_mpi_analyze.c): rank 0 calls begin with
+ * its open store s (sets o->match: each batch's candidates verified by the
+ * ranks that own their references; NULL and nothing set in one process),
+ * runs the analysis, then end (the other ranks stop; frees). Ranks > 0 call
+ * worker instead, which verifies their shares until then. */
 typedef struct cli_mpi_an cli_mpi_an;
-cli_mpi_an *cli_mpi_analyze_begin(cs_analyze_opts *o);
+cli_mpi_an *cli_mpi_analyze_begin(cs_analyze_opts *o, cs_store *s);
 void cli_mpi_analyze_end(cli_mpi_an *c, int quiet); /* prints the per-rank counts */
 int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o);
 

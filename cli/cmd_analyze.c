@@ -203,7 +203,7 @@ int cmd_analyze(int argc, char **argv) {
         return cli_fail(&err);
     }
     cs_analyze_summary sum;
-    cli_mpi_an *mx = cli_mpi_analyze_begin(&a.o);
+    cli_mpi_an *mx = cli_mpi_analyze_begin(&a.o, s);
     int arc = cs_analyze_run(s, &a.o, &sum, &err);
     cli_mpi_analyze_end(mx, a.quiet || a.json);
     if (arc) {

@@ -251,7 +251,7 @@ static int step_analyze(cs_store *s, const run_opts *o, int64_t run_id, int64_t 
     if (!need) return cli_mpi_print_cpu("run"), 0;
     cs_analyze_opts ao = analyze_opts(o, run_id, need);
     cs_analyze_summary sum;
-    cli_mpi_an *mx = cli_mpi_analyze_begin(&ao);
+    cli_mpi_an *mx = cli_mpi_analyze_begin(&ao, s);
     int arc = cs_analyze_run(s, &ao, &sum, err);
     cli_mpi_analyze_end(mx, o->json);
     cli_mpi_print_cpu("run"); /* CS_MPI_TIMINGS: generation and analysis, per rank */

@@ -191,3 +191,16 @@ int cs_store_attach_shards(cs_store *s, cs_err *err) {
     if (rc) cs_store_detach_shards(s);
     return rc;
 }
+
+int cs_store_shard_offsets(cs_store *s, long long *off, int n) {
+    char *offs = malloc(1 << 20), *p = offs;
+    int rc = offs && meta_int(cs_store_db(s), "shard_offsets", offs, 1 << 20) ? 0 : -1;
+    for (int k = 0; !rc && k < n; k++) {
+        char *end;
+        off[k] = strtoll(p, &end, 10);
+        if (end == p) rc = -1;
+        p = end;
+    }
+    free(offs);
+    return rc;
+}

@@ -30,6 +30,9 @@ char *cs_shard_path(const char *db, int k, int n);
 char *cs_shard_dir(const char *db);
 /* Number of shards of an opened store (meta 'shards'), 0 when not sharded. */
 int cs_store_shards(cs_store *s);
+/* The n numbers of meta 'shard_offsets' (global id = local id + off[k]);
+ * -1 when the store has none or fewer. */
+int cs_store_shard_offsets(cs_store *s, long long *off, int n);
 /* Checks the shards are there and creates the views when s is a manifest;
  * 0 (and nothing) when it is not. Called by every cs_store_open*. */
 int cs_store_attach_shards(cs_store *s, cs_err *err);

@@ -118,15 +118,14 @@ static void topk_push(float *dist, int32_t *idx, int k, float d, int32_t id) {
 
 enum { QB = 256, RB = 1024 };
 
-int cs_tl2_topk(int32_t *idx, float *dist, int k, const float *Q, const float *qn2, int64_t nq,
-                const float *R, const float *rn2, int64_t nr, const cs_tl2_cfg *c, cs_err *err) {
+/* The sgemm scan's candidates, k_wide per query (dist ascending). */
+static int sgemm_topk(int32_t *idx, float *dist, int k, const float *Q, const float *qn2, int64_t nq,
+                      const float *R, const float *rn2, int64_t nr, const cs_tl2_cfg *c, cs_err *err) {
     const int T = cs_tl2_tiles(c), D = cs_tl2_dim(c);
-    if (k <= 0 || nq <= 0) return 0;
     for (int64_t i = 0; i < nq * k; i++) {
         idx[i] = -1;
         dist[i] = INFINITY;
     }
-    if (nr <= 0) return 0;
     float *work = malloc(sizeof(float) * QB * RB), *dm = malloc(sizeof(float) * QB * RB);
     if (!work || !dm) {
         free(work);
@@ -134,9 +133,8 @@ int cs_tl2_topk(int32_t *idx, float *dist, int k, const float *Q, const float *q
         return cs_fail(err, CS_ENOMEM, "tiled l2: out of memory for a %dx%d block", QB, RB);
     }
     /* OpenBLAS splits a block over as many threads as the process may use
-     * (its CPU affinity), and the split changes the last bits of the dot
-     * products: one thread, so the distances, their ties and the findings are
-     * the same on any machine share (mpirun binds each rank to one core). */
+     * (its CPU affinity): one thread, so the scan does not follow the machine
+     * share (its rounding no longer reaches the results: below). */
     int saved = openblas_get_num_threads();
     openblas_set_num_threads(1);
     for (int64_t q0 = 0; q0 < nq; q0 += QB) {
@@ -154,6 +152,83 @@ int cs_tl2_topk(int32_t *idx, float *dist, int k, const float *Q, const float *q
     openblas_set_num_threads(saved);
     free(work);
     free(dm);
+    return 0;
+}
+
+/* How far the sgemm scan's squared tile distance can be from cs_tl2_pair's,
+ * for squared norms up to m2 (both are sums of td products in some order:
+ * |error| <= gamma_td * sum |a_i b_i| for the expansion, gamma_td * sum
+ * (a_i - b_i)^2 for the direct form, Higham 2002 s3.1, plus a few roundings
+ * of the terms; Cauchy-Schwarz bounds both sums by 4 m2), twice over. */
+static float scan_slack2(int td, float m2) {
+    const double u = 0x1p-24, g = td * u / (1 - td * u);
+    return (float)(2 * (6 * g + 24 * u) * (double)m2 / td);
+}
+
+enum { WIDE = 4 }; /* the sgemm scan keeps WIDE * k + 16 candidates per query */
+
+/* (dist, row) ascending: the one order of a top list at any matrix size. */
+static void pair_push(float *dist, int32_t *idx, int k, float d, int32_t id) {
+    if (d > dist[k - 1] || (d == dist[k - 1] && idx[k - 1] >= 0 && id > idx[k - 1])) return;
+    int p = k - 1;
+    while (p > 0 && (dist[p - 1] > d || (dist[p - 1] == d && (idx[p - 1] < 0 || idx[p - 1] > id)))) {
+        dist[p] = dist[p - 1];
+        idx[p] = idx[p - 1];
+        p--;
+    }
+    dist[p] = d;
+    idx[p] = id;
+}
+
+/* The scores are cs_tl2_pair's (one pair at a time, in one order), so a
+ * reference's distance and its place in the list do not depend on which
+ * other references or queries share the call: a shard of the index gives
+ * the rows of the whole index's list that it holds (docs/SCALE.md). sgemm
+ * rounds by matrix shape and position (measured: 3% of 256x1024 products
+ * differ in the last bits from the same products in a 300x2100 call), so it
+ * only proposes: every reference whose exact distance can reach the top k is
+ * within scan_slack2 of the sgemm k-th; those are rescored exactly. When the
+ * wide list cannot show that (many references at one distance), the query
+ * is scanned exactly. */
+int cs_tl2_topk(int32_t *idx, float *dist, int k, const float *Q, const float *qn2, int64_t nq,
+                const float *R, const float *rn2, int64_t nr, const cs_tl2_cfg *c, cs_err *err) {
+    const int T = cs_tl2_tiles(c), D = cs_tl2_dim(c);
+    if (k <= 0 || nq <= 0) return 0;
+    for (int64_t i = 0; i < nq * k; i++) {
+        idx[i] = -1;
+        dist[i] = INFINITY;
+    }
+    if (nr <= 0) return 0;
+    const int kw = WIDE * k + 16;
+    int32_t *wi = malloc(sizeof(int32_t) * (size_t)(nq * kw));
+    float *wd = malloc(sizeof(float) * (size_t)(nq * kw));
+    int rc = !wi || !wd ? cs_fail(err, CS_ENOMEM, "tiled l2: out of memory for %lld queries", (long long)nq)
+                        : sgemm_topk(wi, wd, kw, Q, qn2, nq, R, rn2, nr, c, err);
+    if (rc) {
+        free(wi);
+        free(wd);
+        return -1;
+    }
+    float m2 = 0;
+    for (int64_t i = 0; i < nq * T; i++) m2 = qn2[i] > m2 ? qn2[i] : m2;
+    for (int64_t i = 0; i < nr * T; i++) m2 = rn2[i] > m2 ? rn2[i] : m2;
+    const float slack = scan_slack2(cs_tl2_tile_dim(c), m2);
+    for (int64_t i = 0; i < nq; i++) {
+        const float *qi = Q + i * D, *d = wd + i * kw;
+        const int32_t *ix = wi + i * kw;
+        float *od = dist + i * k;
+        int32_t *oi = idx + i * k;
+        float ek = d[(k < nr ? k : nr) - 1];
+        float thr = (ek * ek + 2 * slack) * (1 + 0x1p-20f);
+        if (nr > kw && d[kw - 1] * d[kw - 1] <= thr) { /* the wide list may miss one: every reference */
+            for (int64_t j = 0; j < nr; j++) pair_push(od, oi, k, cs_tl2_pair(NULL, qi, R + j * D, c), (int32_t)j);
+            continue;
+        }
+        for (int j = 0; j < kw && ix[j] >= 0 && d[j] * d[j] <= thr; j++)
+            pair_push(od, oi, k, cs_tl2_pair(NULL, qi, R + (int64_t)ix[j] * D, c), ix[j]);
+    }
+    free(wi);
+    free(wd);
     return 0;
 }
 

@@ -77,7 +77,11 @@ void cs_tl2_block(float *dmax, int64_t ldd, float *tile_d, const float *A, const
 /* Streaming top-k: for each of nq queries, the k references of nr with the
  * smallest tiled L2, ascending (idx[q*k + r], dist[q*k + r]; idx -1 and dist
  * +inf where nr < k). Blocks of refs, so memory stays O(nq_block * nr_block),
- * never nq x nr. Returns -1 only on allocation failure. */
+ * never nq x nr. The distances are cs_tl2_pair's and ties go to the smaller
+ * index, so the list does not depend on the call's size: a subset of the
+ * references (a shard) gives exactly the entries of the whole list it holds
+ * (sgemm only proposes candidates; tiled_l2.c). Returns -1 only on
+ * allocation failure. */
 int cs_tl2_topk(int32_t *idx, float *dist, int k, const float *Q, const float *qn2, int64_t nq,
                 const float *R, const float *rn2, int64_t nr, const cs_tl2_cfg *c, cs_err *err);
 

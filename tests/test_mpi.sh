@@ -165,9 +165,10 @@ else
   $MPIRUN -np 3 "$M" index query --k 3 --dihedral --db "$T/m3.db" "$T"/gens/*.png > "$T/mqd.q" 2>/dev/null
   cmp -s "$T/oned.q" "$T/mqd.q" && ok mpi_query_dihedral || bad mpi_query_dihedral
 
-  # analyze fan-out: 520 generations are 3 match batches (256, 256, 8), one
-  # per rank of 3, round robin over 2; the findings, their order and the
-  # report as one process (local features off: the test's time)
+  # analyze under mpirun: 520 generations (3 match batches), each batch's
+  # candidates verified by the ranks owning their references; the findings,
+  # their order and the report as one process (local features off: the
+  # test's time)
   mkdir -p "$T/many"
   for x in $(ls "$DATA" | sort | awk 'NR % 3 == 2' | head -n 520); do cp "$DATA/$x" "$T/many/"; done
   for n in 1 2 3; do
@@ -176,8 +177,21 @@ else
     else $MPIRUN -np $n "$M" analyze --images "$T/many" --db "$T/fan$n.db" -j 1 --no-local-features > "$T/fan$n.out" 2>/dev/null || bad "fan${n}_analyze"; fi
     $B report --db "$T/fan$n.db" --format json --out "$T/fan$n.raw.json" -q 2>&1 && norm "$T/fan$n.raw.json" > "$T/fan$n.json"
   done
-  grep -q "matched per rank: 256 256 8$" "$T/fan3.out" && ok "analyze_fanout_every_rank_matches" || bad "analyze_fanout_every_rank_matches: $(cat "$T/fan3.out")"
-  grep -q "matched per rank: 264 256$" "$T/fan2.out" && ok "analyze_fanout_round_robin" || bad "analyze_fanout_round_robin: $(cat "$T/fan2.out")"
+  # every rank verified candidates (those whose reference it owns), and the
+  # traffic is reported
+  for n in 2 3; do
+    sed -n 's/.*candidates verified per rank:\(.*\)/\1/p' "$T/fan$n.out" | awk -v n=$n '{ for (i = 1; i <= NF; i++) if ($i <= 0) exit 1 } END { exit !(NF == n) }' &&
+      grep -q "bytes broadcast" "$T/fan$n.out" && ok "analyze_np${n}_every_rank_verifies" || bad "analyze_np${n}_every_rank_verifies: $(cat "$T/fan$n.out")"
+  done
+  # a store of 3 shards, 3 ranks: rank k verifies shard k's candidates; the
+  # same report as one process on that store (s3, analysed above)
+  $B report --db "$T/s3.db" --format json --out "$T/fanS1.raw.json" -q 2>&1 && norm "$T/fanS1.raw.json" > "$T/fanS1.json"
+  $B index add "$T/refs.txt" --db "$T/fanS3.db" --shards 3 -j 2 > /dev/null 2>&1 || bad fanS3_add
+  $MPIRUN -np 3 "$M" analyze --images "$T/gens" --db "$T/fanS3.db" -j 1 > "$T/fanS3.out" 2>/dev/null || bad fanS3_analyze
+  $B report --db "$T/fanS3.db" --format json --out "$T/fanS3.raw.json" -q 2>&1 && norm "$T/fanS3.raw.json" > "$T/fanS3.json"
+  sed -n 's/.*candidates verified per rank:\(.*\)/\1/p' "$T/fanS3.out" | awk '{ for (i = 1; i <= NF; i++) if ($i <= 0) exit 1 } END { exit !(NF == 3) }' &&
+    cmp -s "$T/fanS1.json" "$T/fanS3.json" && ok analyze_shards3_np3_verify_on_owner ||
+    { bad "analyze_shards3_np3_verify_on_owner: $(cat "$T/fanS3.out")"; diff "$T/fanS1.json" "$T/fanS3.json" | head -n 8; }
   for n in 2 3; do
     cmp -s "$T/fan1.json" "$T/fan$n.json" && ok "analyze_fanout_np${n}_same_report" || { bad "analyze_fanout_np${n}_same_report"; diff "$T/fan1.json" "$T/fan$n.json" | head -n 8; }
   done

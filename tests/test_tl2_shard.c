@@ -1,0 +1,343 @@
+/* test_tl2_shard.c — the tiled-L2 top-k does not depend on the size of the
+ * call (index/tiled_l2.h): the same query alone or in a batch, and the
+ * references whole or cut into shards whose lists are merged by (distance,
+ * global row), give the same list bit for bit, with cs_tl2_pair's distances.
+ * That is what lets a rank scan only its shard of the index under mpirun
+ * (docs/SCALE.md). sgemm alone fails it: it rounds by matrix shape. */
+#include <stdint.h>
+
+#include "analyze/match.h"
+#include "analyze/settings.h"
+#include "analyze/verdict.h"
+#include "index/tiled_l2.h"
+#include "t.h"
+
+enum { SZ = 32, NQ = 300, NR = 2300, K = 16 };
+#define DIM (SZ * SZ * 3)
+
+static uint32_t rng = 12345;
+static uint32_t rnd(void) {
+    rng = rng * 1664525u + 1013904223u;
+    return rng >> 8;
+}
+
+typedef struct {
+    cs_tl2_cfg c;
+    int D, T;
+    float *q, *qn2, *r, *rn2;
+} data;
+
+/* References: random blocky images, some repeated exactly (ties) and some
+ * near-duplicates; queries: noisy copies of references and random ones. */
+static int make(data *d) {
+    d->c = (cs_tl2_cfg){.size = SZ, .grid = 4, .norm = CS_TL2_UNIT};
+    d->D = cs_tl2_dim(&d->c);
+    d->T = cs_tl2_tiles(&d->c);
+    uint8_t *img = malloc((size_t)(NQ + NR) * DIM);
+    d->q = malloc(sizeof(float) * NQ * d->D);
+    d->qn2 = malloc(sizeof(float) * NQ * d->T);
+    d->r = malloc(sizeof(float) * NR * d->D);
+    d->rn2 = malloc(sizeof(float) * NR * d->T);
+    if (!img || !d->q || !d->qn2 || !d->r || !d->rn2) return free(img), -1;
+    uint8_t *ri = img + (size_t)NQ * DIM;
+    for (int i = 0; i < NR; i++) {
+        uint8_t *p = ri + (size_t)i * DIM;
+        if (i % 7 == 3) memcpy(p, ri + (size_t)(i - 1) * DIM, DIM); /* an exact duplicate: a tie */
+        else if (i % 5 == 4)
+            for (int j = 0; j < DIM; j++) { /* a near-duplicate of the one before */
+                int v = p[j - DIM] + (int)(rnd() % 5) - 2;
+                p[j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+        else
+            for (int b = 0; b < 16; b++) { /* 16 blocks of 8x8 flat colour */
+                uint8_t col[3] = {(uint8_t)rnd(), (uint8_t)rnd(), (uint8_t)rnd()};
+                for (int y = 0; y < 8; y++)
+                    for (int x = 0; x < 8; x++)
+                        memcpy(p + (((b / 4) * 8 + y) * SZ + (b % 4) * 8 + x) * 3, col, 3);
+            }
+        cs_tl2_prepare(d->r + (size_t)i * d->D, d->rn2 + (size_t)i * d->T, p, &d->c);
+    }
+    for (int i = 0; i < NQ; i++) {
+        uint8_t *p = img + (size_t)i * DIM, *src = ri + (size_t)((i * 37) % NR) * DIM;
+        for (int j = 0; j < DIM; j++) {
+            int v = i % 3 ? src[j] + (int)(rnd() % 9) - 4 : (int)(rnd() % 256);
+            p[j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+        cs_tl2_prepare(d->q + (size_t)i * d->D, d->qn2 + (size_t)i * d->T, p, &d->c);
+    }
+    free(img);
+    return 0;
+}
+
+static void data_free(data *d) {
+    free(d->q);
+    free(d->qn2);
+    free(d->r);
+    free(d->rn2);
+}
+
+/* Merges per-shard lists (rows already global) by (distance, row): the
+ * merge of index/shard.c's fan-out. */
+static void merge(int32_t *oi, float *od, const int32_t *si, const float *sd, int ns) {
+    int at[8] = {0};
+    for (int o = 0; o < K; o++) {
+        int best = -1;
+        for (int s = 0; s < ns; s++) {
+            if (at[s] >= K || si[s * K + at[s]] < 0) continue;
+            float dv = sd[s * K + at[s]];
+            int32_t iv = si[s * K + at[s]];
+            if (best < 0 || dv < sd[best * K + at[best]] || (dv == sd[best * K + at[best]] && iv < si[best * K + at[best]]))
+                best = s;
+        }
+        oi[o] = best < 0 ? -1 : si[best * K + at[best]];
+        od[o] = best < 0 ? INFINITY : sd[best * K + at[best]];
+        if (best >= 0) at[best]++;
+    }
+}
+
+static void test_size_independent(void) {
+    data d;
+    REQUIRE(make(&d) == 0);
+    cs_err err = {0};
+    static int32_t wi[NQ * K], si[3 * K], mi[K], one_i[K];
+    static float wd[NQ * K], sd[3 * K], md[K], one_d[K];
+    CHECK(cs_tl2_topk(wi, wd, K, d.q, d.qn2, NQ, d.r, d.rn2, NR, &d.c, &err) == 0);
+    /* the distances are cs_tl2_pair's, ascending, ties by row */
+    int bad_pair = 0, bad_order = 0, ties = 0;
+    for (int i = 0; i < NQ; i++)
+        for (int j = 0; j < K; j++) {
+            float p = cs_tl2_pair(NULL, d.q + (size_t)i * d.D, d.r + (size_t)wi[i * K + j] * d.D, &d.c);
+            bad_pair += memcmp(&p, &wd[i * K + j], sizeof p) != 0;
+            if (j && (wd[i * K + j] < wd[i * K + j - 1] ||
+                      (wd[i * K + j] == wd[i * K + j - 1] && wi[i * K + j] < wi[i * K + j - 1])))
+                bad_order++;
+            ties += j && wd[i * K + j] == wd[i * K + j - 1];
+        }
+    CHECKF(bad_pair == 0, "%d list distances differ from cs_tl2_pair", bad_pair);
+    CHECK(bad_order == 0);
+    CHECKF(ties > 50, "only %d ties: the duplicates did not reach the lists", ties);
+    /* the exact top k by brute force for a few queries: the wide sgemm list missed nothing */
+    for (int i = 0; i < NQ; i += 29) {
+        float bd[K];
+        int32_t bi[K];
+        for (int j = 0; j < K; j++) bd[j] = INFINITY, bi[j] = -1;
+        for (int r = 0; r < NR; r++) {
+            float p = cs_tl2_pair(NULL, d.q + (size_t)i * d.D, d.r + (size_t)r * d.D, &d.c);
+            int at = K;
+            while (at > 0 && (bd[at - 1] > p)) at--; /* after equal ones: rows ascend */
+            if (at == K) continue;
+            memmove(bd + at + 1, bd + at, sizeof(float) * (K - 1 - at));
+            memmove(bi + at + 1, bi + at, sizeof(int32_t) * (K - 1 - at));
+            bd[at] = p;
+            bi[at] = r;
+        }
+        CHECKF(!memcmp(bi, wi + i * K, sizeof bi) && !memcmp(bd, wd + i * K, sizeof bd), "query %d vs brute force", i);
+    }
+    /* one query alone, and the references in 3 uneven shards (one crosses
+     * the scan's 1024-row blocks), merged */
+    const int64_t cut[4] = {0, 701, 1950, NR};
+    int bad_alone = 0, bad_shard = 0;
+    for (int i = 0; i < NQ; i++) {
+        CHECK(cs_tl2_topk(one_i, one_d, K, d.q + (size_t)i * d.D, d.qn2 + (size_t)i * d.T, 1, d.r, d.rn2, NR, &d.c,
+                          &err) == 0);
+        bad_alone += memcmp(one_i, wi + i * K, sizeof one_i) || memcmp(one_d, wd + i * K, sizeof one_d);
+    }
+    for (int q0 = 0; q0 < NQ; q0 += 100) { /* batches of 100 queries per shard call */
+        static int32_t bi[3][100 * K];
+        static float bd[3][100 * K];
+        for (int s = 0; s < 3; s++) {
+            CHECK(cs_tl2_topk(bi[s], bd[s], K, d.q + (size_t)q0 * d.D, d.qn2 + (size_t)q0 * d.T, 100,
+                              d.r + cut[s] * d.D, d.rn2 + cut[s] * d.T, cut[s + 1] - cut[s], &d.c, &err) == 0);
+            for (int j = 0; j < 100 * K; j++)
+                if (bi[s][j] >= 0) bi[s][j] += (int32_t)cut[s];
+        }
+        for (int i = 0; i < 100; i++) {
+            for (int s = 0; s < 3; s++) {
+                memcpy(si + s * K, bi[s] + i * K, sizeof(int32_t) * K);
+                memcpy(sd + s * K, bd[s] + i * K, sizeof(float) * K);
+            }
+            merge(mi, md, si, sd, 3);
+            bad_shard += memcmp(mi, wi + (q0 + i) * K, sizeof mi) || memcmp(md, wd + (q0 + i) * K, sizeof md);
+        }
+    }
+    CHECKF(bad_alone == 0, "%d of %d queries alone differ from the batch", bad_alone, NQ);
+    CHECKF(bad_shard == 0, "%d of %d queries over 3 shards differ from the whole index", bad_shard, NQ);
+    data_free(&d);
+}
+
+/* The fields of a match that the findings and the report read. */
+static int same_result(const cs_an_result *a, const cs_an_result *b) {
+    int ok = a->n_tl2 == b->n_tl2 && a->n_lay == b->n_lay && a->n_pdq == b->n_pdq && a->has_best == b->has_best &&
+             a->verdict == b->verdict && a->n_nb == b->n_nb && a->second_row == b->second_row && a->n_cand == b->n_cand;
+    ok = ok && !memcmp(a->tl2, b->tl2, sizeof(cs_an_hit) * (size_t)a->n_tl2) &&
+         !memcmp(a->lay, b->lay, sizeof(cs_an_hit) * (size_t)a->n_lay) &&
+         !memcmp(a->pdq, b->pdq, sizeof(cs_an_hit) * (size_t)a->n_pdq);
+    ok = ok && !memcmp(&a->d2, &b->d2, sizeof a->d2) && !memcmp(&a->ratio, &b->ratio, sizeof a->ratio) &&
+         !memcmp(&a->severity, &b->severity, sizeof a->severity);
+    for (int j = 0; ok && j < a->n_nb; j++) {
+        const cs_an_nb *x = &a->nb[j], *y = &b->nb[j];
+        ok = x->row == y->row && x->verdict == y->verdict && x->rule == y->rule && !memcmp(&x->d_id, &y->d_id, 4) &&
+             !memcmp(&x->d_al, &y->d_al, 4) && !memcmp(&x->fused, &y->fused, 4);
+    }
+    if (ok && a->has_best)
+        ok = a->best.row == b->best.row && !memcmp(&a->best.d_al, &b->best.d_al, 4) &&
+             !memcmp(a->best.box, b->best.box, sizeof a->best.box) &&
+             !memcmp(a->best.tile_d, b->best.tile_d, sizeof a->best.tile_d) && a->best.rule == b->best.rule;
+    return ok;
+}
+
+/* Verifying a generation alone, inside a batch, or in batches of another
+ * size gives the same match bit for bit (the scan above and the per-pair
+ * refinement; under mpirun a rank matches some of the batches). */
+static void test_match_alone_equals_batch(void) {
+    enum { NR = 400, NG = 48, TD = 64 * 64 * 3 };
+    uint8_t *thumbs = malloc((size_t)NR * TD);
+    int64_t ids[NR];
+    cs_an_query *q = calloc(NG, sizeof *q);
+    cs_an_result *all = calloc(NG, sizeof *all), *one = calloc(1, sizeof *one), *part = calloc(NG, sizeof *part);
+    REQUIRE(thumbs && q && all && one && part);
+    for (int i = 0; i < NR; i++) {
+        uint8_t *p = thumbs + (size_t)i * TD;
+        ids[i] = 1 + i;
+        if (i % 9 == 8) memcpy(p, p - TD, TD); /* duplicates: ties */
+        else
+            for (int b = 0; b < 64; b++) {
+                uint8_t col[3] = {(uint8_t)rnd(), (uint8_t)rnd(), (uint8_t)rnd()};
+                for (int y = 0; y < 8; y++)
+                    for (int x = 0; x < 8; x++) memcpy(p + (((b / 8) * 8 + y) * 64 + (b % 8) * 8 + x) * 3, col, 3);
+            }
+    }
+    for (int i = 0; i < NG; i++) {
+        const uint8_t *src = thumbs + (size_t)((i * 53) % NR) * TD;
+        for (int j = 0; j < TD; j++) {
+            int v = i % 4 == 3 ? (int)(rnd() % 256) : src[j] + (i % 4) * ((int)(rnd() % 7) - 3);
+            q[i].thumb[j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+        if (i % 8 == 1) cs_tl2_hflip_rgb(q[i].thumb, 64);
+    }
+    cs_an_settings s;
+    cs_an_settings_default(&s);
+    cs_err err = {0};
+    cs_an_refs r;
+    REQUIRE(cs_an_refs_build(&r, NR, ids, thumbs, &s, &err) == 0);
+    REQUIRE(cs_an_match_batch(&r, q, NG, &s, 2, all, &err) == 0);
+    int bad_one = 0, bad_part = 0, copies = 0;
+    for (int i = 0; i < NG; i++) {
+        REQUIRE(cs_an_match_batch(&r, q + i, 1, &s, 1, one, &err) == 0);
+        bad_one += !same_result(one, all + i);
+        copies += all[i].has_best && all[i].best.row == (i * 53) % NR && i % 4 != 3;
+    }
+    for (int i = 0; i < NG; i += 7) REQUIRE(cs_an_match_batch(&r, q + i, i + 7 < NG ? 7 : NG - i, &s, 3, part + i, &err) == 0);
+    for (int i = 0; i < NG; i++) bad_part += !same_result(part + i, all + i);
+    CHECKF(bad_one == 0, "%d of %d generations matched alone differ from the batch", bad_one, NG);
+    CHECKF(bad_part == 0, "%d of %d generations matched in batches of 7 differ", bad_part, NG);
+    CHECKF(copies >= NG / 2, "only %d of the %d copies found their source", copies, NG * 3 / 4);
+    cs_an_refs_free(&r);
+    free(thumbs);
+    free(q);
+    free(all);
+    free(one);
+    free(part);
+}
+
+/* The owners of a sharded index: each verifies the candidates whose row it
+ * holds, against only its own references (local row = row - lo). */
+typedef struct {
+    const cs_an_refs *part[3];
+    int64_t lo[4];
+    const cs_an_settings *s;
+    int calls, verified[3];
+} owners;
+
+static int verify_by_owner(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_result *res, cs_an_pending *pend,
+                           cs_err *err) {
+    (void)err;
+    owners *o = ctx;
+    o->calls++;
+    for (int k = 0; k < 3; k++) {
+        const cs_an_refs *r = o->part[k];
+        const int D = cs_tl2_dim(&r->cfg);
+        float *qp = malloc(sizeof(float) * 2 * (size_t)D), q16[2 * CS_AN_Q16];
+        if (!qp) return -1;
+        for (int64_t i = 0; i < nq; i++) {
+            int prepped = 0;
+            for (int m = 0; m < pend[i].nc; m++) {
+                cs_an_cand *c = &pend[i].cand[m];
+                if (c->row < o->lo[k] || c->row >= o->lo[k + 1]) continue;
+                if (!prepped++) cs_an_query_prep(qp, qp + D, q16, q + i, &r->cfg);
+                int32_t global = c->row;
+                c->row = (int32_t)(global - o->lo[k]);
+                cs_an_verify(c, r, pend[i].align[m], qp, qp + D, q16, q + i, res[i].gen_pdq_quality, o->s);
+                c->row = global;
+                o->verified[k]++;
+            }
+        }
+        free(qp);
+    }
+    return 0;
+}
+
+/* A batch verified by three owners, each holding only its shard of the
+ * references, gives the one-process match bit for bit. */
+static void test_verify_on_owner(void) {
+    enum { NR = 300, NG = 40, TD = 64 * 64 * 3 };
+    uint8_t *thumbs = malloc((size_t)NR * TD);
+    int64_t ids[NR];
+    cs_an_query *q = calloc(NG, sizeof *q);
+    cs_an_result *want = calloc(NG, sizeof *want), *got = calloc(NG, sizeof *got);
+    REQUIRE(thumbs && q && want && got);
+    for (int i = 0; i < NR; i++) {
+        uint8_t *p = thumbs + (size_t)i * TD;
+        ids[i] = 10 + 2 * i;
+        if (i % 11 == 10) memcpy(p, p - 5 * TD, TD);
+        else
+            for (int b = 0; b < 64; b++) {
+                uint8_t col[3] = {(uint8_t)rnd(), (uint8_t)rnd(), (uint8_t)rnd()};
+                for (int y = 0; y < 8; y++)
+                    for (int x = 0; x < 8; x++) memcpy(p + (((b / 8) * 8 + y) * 64 + (b % 8) * 8 + x) * 3, col, 3);
+            }
+    }
+    for (int i = 0; i < NG; i++) {
+        const uint8_t *src = thumbs + (size_t)((i * 71) % NR) * TD;
+        for (int j = 0; j < TD; j++) {
+            int v = i % 5 == 4 ? (int)(rnd() % 256) : src[j] + (i % 3) * ((int)(rnd() % 9) - 4);
+            q[i].thumb[j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+        if (i % 6 == 2) cs_tl2_hflip_rgb(q[i].thumb, 64);
+    }
+    cs_an_settings s;
+    cs_an_settings_default(&s);
+    cs_err err = {0};
+    cs_an_refs all, part[3];
+    owners o = {.lo = {0, 97, 210, NR}, .s = &s};
+    REQUIRE(cs_an_refs_build(&all, NR, ids, thumbs, &s, &err) == 0);
+    for (int k = 0; k < 3; k++) {
+        REQUIRE(cs_an_refs_build(&part[k], o.lo[k + 1] - o.lo[k], ids + o.lo[k], thumbs + o.lo[k] * TD, &s, &err) == 0);
+        o.part[k] = &part[k];
+    }
+    REQUIRE(cs_an_match_batch(&all, q, NG, &s, 2, want, &err) == 0);
+    REQUIRE(cs_an_match_batch_v(&all, q, NG, &s, 2, got, verify_by_owner, &o, &err) == 0);
+    int bad = 0, copies = 0;
+    for (int i = 0; i < NG; i++) {
+        bad += !same_result(got + i, want + i);
+        copies += want[i].verdict == CS_V_COPY;
+    }
+    CHECKF(bad == 0, "%d of %d generations verified by the owners differ", bad, NG);
+    CHECK(o.calls == 1);
+    CHECKF(o.verified[0] > 0 && o.verified[1] > 0 && o.verified[2] > 0, "verified per owner %d %d %d",
+           o.verified[0], o.verified[1], o.verified[2]);
+    CHECKF(copies >= NG / 4, "only %d copies", copies);
+    cs_an_refs_free(&all);
+    for (int k = 0; k < 3; k++) cs_an_refs_free(&part[k]);
+    free(thumbs);
+    free(q);
+    free(want);
+    free(got);
+}
+
+int main(void) {
+    RUN(test_size_independent);
+    RUN(test_match_alone_equals_batch);
+    RUN(test_verify_on_owner);
+    return T_DONE();
+}

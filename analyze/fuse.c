@@ -62,7 +62,7 @@ static double gpd_z(const cs_fuse_bg *bg, double y) {
     double z0 = -log10(bg->p_u), k = -bg->xi;
     if (fabs(k) < 1e-9) return fmin(z0 + y / (bg->beta * log(10.0)), CS_FUSE_Z_CAP);
     double t = 1 - k * y / bg->beta;
-    if (t <= 0) /* beyond the fitted upper end: past the cap, still in order */
+    if (t <= 1e-12) /* at or beyond the fitted upper end (to rounding): past the cap, in order */
         return CS_FUSE_Z_CAP + (y - bg->beta / k) / bg->beta;
     return fmin(z0 - log(t) / (k * log(10.0)), CS_FUSE_Z_CAP);
 }

@@ -112,6 +112,7 @@ def sources(rng):
 
 
 RECOLOUR_TL2 = 0.04  # see recolours(): the copy bound of tiled L2 (analyze/settings.c copy_tl2)
+TILE_MIN_STD = 0.08  # a tile with less spread proves nothing (analyze/settings.c tile_min_std)
 
 
 def colour_thumb(im):
@@ -130,6 +131,9 @@ def recolours(cands, refs):
     brightness, contrast and saturation are affine in RGB, a hue rotation nearly so) by least squares,
     and the candidate is a recolour when the fit is a copy by the project's own pixel definition:
     the RMS residual of every one of the 4x4 tiles of the 64x64 thumbnail at most copy_tl2 (0.04).
+    A plain candidate (no tile with a spread of tile_min_std) is explained by the constant term of any
+    map and is never a recolour, as a plain picture is no near-copy in the product (two near-flat
+    wallpapers were matched to an emoji without this).
     The same template with another glyph, or one part recoloured alone (an emoji's skin tone), leaves
     a tile unexplained and stays a distractor. On the seed-13 sources the recolours fit within 0.006
     (folder-blue/red of folder-yellow, two tricolour flags) and the nearest non-recolour at 0.05 (the
@@ -146,6 +150,8 @@ def recolours(cands, refs):
             if ci in out:
                 continue
             c = c.astype(np.float64)
+            if c.reshape(4, 16, 4, 16, 3).std(axis=(1, 3)).max() < TILE_MIN_STD:  # per tile and channel
+                continue  # a plain picture: the constant term alone explains it, nothing is copied
             A = np.linalg.solve(XtX, np.einsum("rpi,pj->rij", X, c))
             res = (c[None] - np.einsum("rpi,rij->rpj", X, A)).reshape(len(refs), 4, 16, 4, 16, 3)
             worst = np.sqrt((res ** 2).mean(axis=(2, 4, 5))).max(axis=(1, 2))

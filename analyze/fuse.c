@@ -47,6 +47,10 @@ int cs_fuse_bg_fit(cs_fuse_bg *bg, const float *scores, int64_t n, cs_err *err) 
             if (k < -0.5) k = -0.5;            /* PWM holds for shape < 1/2 */
             bg->xi = -k;
             bg->beta = 2 * a0 * a1 / (a0 - 2 * a1);
+            /* a bounded fit ends at or beyond the largest excess seen (the
+             * clamp of k, or a small sample, can put the end below it) */
+            double ymax = (double)bg->sorted[bg->n - 1] - bg->u;
+            if (k > 0 && bg->beta / k < ymax) bg->beta = k * ymax;
         }
     }
     return 0;

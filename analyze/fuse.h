@@ -16,7 +16,8 @@
  *    generalised Pareto distribution, p = p_u (1 + xi y / beta)^(-1/xi)
  *    (p_u exp(-y / beta) at xi = 0), its scale beta and shape xi fitted by
  *    probability-weighted moments (Hosking & Wallis 1987), xi clamped to
- *    [-1, 1/2], so scores beyond every background score still rank.
+ *    [-1, 1/2] (a bounded fit ends no lower than the largest background
+ *    score), so scores beyond every background score still rank.
  *    Similarities are bounded (a cosine <= 1, a share <= 1, a distance >= 0)
  *    and their tails end short of the bound (xi < 0): the fitted upper end
  *    u - beta / xi is a score no unrelated pair reaches, and z grows without

@@ -46,6 +46,7 @@ static void add_ref_tl2(cJSON *o, const an_state *A, const cs_an_cand *b) {
     else cJSON_AddNullToObject(t, "best_tile");
     if (b->worst_tile >= 0) cJSON_AddItemToObject(t, "worst_tile", tile_json(b->worst_tile, grid, b->tile_d));
     cJSON_AddNumberToObject(t, "tiles_informative", b->tiles_informative);
+    cJSON_AddNumberToObject(t, "tiles_content", b->tiles_content);
     cJSON_AddNumberToObject(t, "tiles_matched", b->tiles_matched);
 }
 

@@ -31,9 +31,27 @@ int cs_fuse_bg_fit(cs_fuse_bg *bg, const float *scores, int64_t n, cs_err *err) 
     int64_t ne = bg->n - first;
     bg->p_u = (double)ne / (double)(bg->n + 1);
     if (ne >= CS_FUSE_MIN_EXCESS) {
-        double sum = 0;
-        for (int64_t i = first; i < bg->n; i++) sum += (double)bg->sorted[i] - bg->u;
-        bg->beta = sum / (double)ne;
+        /* probability-weighted moments of the excesses (ascending, j = 0..ne-1):
+         * a0 = mean, a1 = mean of y_j (ne - 1 - j) / (ne - 1) */
+        double a0 = 0, a1 = 0;
+        for (int64_t j = 0; j < ne; j++) {
+            double y = (double)bg->sorted[first + j] - bg->u;
+            a0 += y;
+            a1 += y * (double)(ne - 1 - j) / (double)(ne - 1);
+        }
+        a0 /= (double)ne;
+        a1 /= (double)ne;
+        if (a0 > 0 && a0 - 2 * a1 > 0) {
+            double k = a0 / (a0 - 2 * a1) - 2; /* Hosking & Wallis' k = -shape */
+            if (k > 1) k = 1;                  /* at most as bounded as a uniform excess */
+            if (k < -0.5) k = -0.5;            /* PWM holds for shape < 1/2 */
+            bg->xi = -k;
+            bg->beta = 2 * a0 * a1 / (a0 - 2 * a1);
+            /* a bounded fit ends at or beyond the largest excess seen (the
+             * clamp of k, or a small sample, can put the end below it) */
+            double ymax = (double)bg->sorted[bg->n - 1] - bg->u;
+            if (k > 0 && bg->beta / k < ymax) bg->beta = k * ymax;
+        }
     }
     return 0;
 }
@@ -43,9 +61,19 @@ void cs_fuse_bg_free(cs_fuse_bg *bg) {
     memset(bg, 0, sizeof *bg);
 }
 
+/* -log10 of the generalised Pareto survival of an excess y > 0 */
+static double gpd_z(const cs_fuse_bg *bg, double y) {
+    double z0 = -log10(bg->p_u), k = -bg->xi;
+    if (fabs(k) < 1e-9) return fmin(z0 + y / (bg->beta * log(10.0)), CS_FUSE_Z_CAP);
+    double t = 1 - k * y / bg->beta;
+    if (t <= 1e-12) /* at or beyond the fitted upper end (to rounding): past the cap, in order */
+        return CS_FUSE_Z_CAP + (y - bg->beta / k) / bg->beta;
+    return fmin(z0 - log(t) / (k * log(10.0)), CS_FUSE_Z_CAP);
+}
+
 double cs_fuse_z(const cs_fuse_bg *bg, float s) {
     if (isnan(s)) return NAN;
-    if (bg->beta > 0 && s > bg->u) return -log10(bg->p_u) + ((double)s - bg->u) / (bg->beta * log(10.0));
+    if (bg->beta > 0 && s > bg->u) return gpd_z(bg, (double)s - bg->u);
     /* count of background scores >= s: n minus the first index with sorted >= s */
     int64_t lo = 0, hi = bg->n;
     while (lo < hi) {

@@ -340,14 +340,21 @@ static const float *align_box(cs_an_cand *c, const cs_an_refs *r, int32_t row, c
     return best_ref;
 }
 
-/* Informative and matched tiles, and the best and worst tile, against the reference's tile spreads. */
-static void count_tiles(cs_an_cand *c, const float *best_ref, const cs_tl2_cfg *cfg, const cs_an_settings *s) {
+/* Informative and matched tiles, and the best and worst tile, against the
+ * reference's tile spreads; and the tiles with content in either image (the
+ * generation's tiles at the same alignment, gen): a tile where the
+ * generation has a picture and the reference is plain (another glyph on the
+ * same blank page) is a difference the partial rule must count. */
+static void count_tiles(cs_an_cand *c, const float *best_ref, const float *gen, const cs_tl2_cfg *cfg,
+                        const cs_an_settings *s) {
     const int T = cs_tl2_tiles(cfg);
-    float rstd[CS_TL2_MAX_TILES];
+    float rstd[CS_TL2_MAX_TILES], gstd[CS_TL2_MAX_TILES];
     tile_stats(rstd, best_ref, cfg);
+    tile_stats(gstd, gen, cfg);
     c->best_tile = c->worst_tile = -1;
     for (int t = 0; t < T; t++) {
         int inf = rstd[t] >= s->tile_min_std;
+        c->tiles_content += inf || gstd[t] >= s->tile_min_std;
         if (inf) {
             c->tiles_informative++;
             if (c->tile_d[t] <= s->partial_tile_l2) c->tiles_matched++;
@@ -460,7 +467,7 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
     const float *best_ref = ref;
     if (do_align && s->align > 0 && c->d_id > s->copy_tl2 && q16id && q16mir)
         best_ref = align_box(c, r, row, qid, qmir, q16id, q16mir, ref, &crop);
-    count_tiles(c, best_ref, cfg, s);
+    count_tiles(c, best_ref, c->al_mirrored ? qmir : qid, cfg, s);
     free(crop);
     free(own);
     /* a verification the local rule could flag: is the colour change global

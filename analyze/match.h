@@ -114,6 +114,7 @@ typedef struct {
     float tile_d[CS_TL2_MAX_TILES]; /* per-tile L2 at the best alignment */
     int best_tile, worst_tile;
     int tiles_informative, tiles_matched;
+    int tiles_content;   /* tiles informative in the reference or in the generation (the partial rule's denominator) */
     int pdq, phash, dhash; /* Hamming (best of mirror), -1 = no hashes */
     int pdq_q_ref;
     float emb_cos;       /* -2 = no embedding score for this pair */

@@ -11,8 +11,12 @@
  *              the index has no thumbnails),
  *              or Gu et al.'s ratio test d1/d2 < ratio_max with d1 <= ratio_tl2.
  *   partial    at least partial_min_tiles informative tiles of the reference
- *              (and partial_min_frac of them) match within partial_tile_l2:
- *              a large region is reproduced while the rest differs.
+ *              match within partial_tile_l2, and they are at least
+ *              partial_min_frac of the tiles with content in either image:
+ *              a large region is reproduced while the rest differs. A tile
+ *              plain in the reference but not in the generation is a
+ *              difference too (the same blank page with another glyph on it
+ *              reproduces every informative tile of the blank page).
  *   near_tl2 and partial_min_tiles hold only for a reference that fits
  *   clearly better than every distinct other one (cs_an_mark_ambiguous: a
  *   ratio test), and near_tl2 only with an informative tile.
@@ -68,8 +72,9 @@ void cs_an_verdict_cand(cs_an_cand *c, int gen_pdq_quality, const cs_an_settings
         c->rule = "embed_near";
         return;
     }
+    int content = c->tiles_content > c->tiles_informative ? c->tiles_content : c->tiles_informative;
     if (c->tiles_matched >= s->partial_min_tiles && !(c->ambiguous & CS_AN_AMBIG_TILES) &&
-        c->tiles_matched >= s->partial_min_frac * c->tiles_informative) {
+        c->tiles_matched >= s->partial_min_frac * content) {
         c->verdict = CS_V_PARTIAL;
         c->rule = "partial_min_tiles";
     }

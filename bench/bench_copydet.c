@@ -528,8 +528,11 @@ int main(void) {
         }
     }
     cs_fuse_bg fb[FD];
-    for (int d = 0; d < FD; d++)
+    for (int d = 0; d < FD; d++) {
         if (cs_fuse_bg_fit(&fb[d], bs[d], (int64_t)nb * nr, &err)) die(&err);
+        fprintf(stderr, "fuse background %d: n %lld u %.4g p_u %.3g beta %.4g max %.4g z(max) %.2f\n", d, (long long)fb[d].n,
+                fb[d].u, fb[d].p_u, fb[d].beta, fb[d].sorted[fb[d].n - 1], cs_fuse_z(&fb[d], fb[d].sorted[fb[d].n - 1]));
+    }
     /* the flag threshold: out-of-sample top-1 z of the background images
      * (each half scored with the distributions of the other half) */
     double *bgtop = malloc(sizeof(double) * (size_t)(nb ? nb : 1) * 2);
@@ -628,10 +631,21 @@ int main(void) {
             partial_fu[i] = ev[r].inliers > 0 && ev[r].partial;
         }
         (void)r_top;
+        if (getenv("CS_COPYDET_DEBUG") && np[M_LF][i]) { /* the best local verification: share, odds, rival */
+            int r0 = p[M_LF][i][0].ref;
+            float rival = np[M_LF][i] > 1 ? p[M_LF][i][1].score : 0;
+            fprintf(stderr, "LF %s %s %-22s right %d share %.3f rival %.3f inl %d log10_nfa %.2f cover %.2f\n", x->name,
+                    x->ref >= 0 ? "copy" : "distractor", x->edit, r0 == x->ref, lsc[r0], rival, ev[r0].inliers,
+                    ev[r0].log10_nfa1 + log10(2.0 * nr), ev[r0].coverage);
+        }
+        if (getenv("CS_COPYDET_DEBUG") && x->ref < 0 && flag_an[i]) /* one line per flagged distractor: by what */
+            fprintf(stderr, "%s %-22s distractor flagged by %s as a copy of %s\n", x->name, x->edit, fnd[i].rule,
+                    fnd[i].ref >= 0 ? rn[fnd[i].ref] : "-");
         if (getenv("CS_COPYDET_DEBUG") && x->ref >= 0) /* one line per copy: where it stands */
-            fprintf(stderr, "%s %-22s %-40s local %.2f (top %s %.2f, inl %d) fused z %.2f (top %s)\n", x->name, x->edit,
-                    rn[x->ref], lsc[x->ref], np[M_LF][i] ? rn[p[M_LF][i][0].ref] : "-", np[M_LF][i] ? p[M_LF][i][0].score : 0,
-                    ev[x->ref].inliers, sc[x->ref], np[M_FUSED][i] ? rn[p[M_FUSED][i][0].ref] : "-");
+            fprintf(stderr, "%s %-22s %-40s local %.2f (top %s %.2f, inl %d, log10 nfa1 %.1f) fused z %.2f (top %s) an %s %s\n",
+                    x->name, x->edit, rn[x->ref], lsc[x->ref], np[M_LF][i] ? rn[p[M_LF][i][0].ref] : "-",
+                    np[M_LF][i] ? p[M_LF][i][0].score : 0, ev[x->ref].inliers, ev[x->ref].log10_nfa1, sc[x->ref],
+                    np[M_FUSED][i] ? rn[p[M_FUSED][i][0].ref] : "-", flag_an[i] ? "flagged" : "-", have_product ? fnd[i].rule : "");
     }
     double t_q = now() - t_q0;
 

@@ -22,7 +22,16 @@ quality 30-70, rotation by 5-15 degrees either way (the canvas grows), a
 horizontal flip, brightness/contrast/saturation/hue shifts, a Gaussian blur,
 a text caption over 10-16 % of the height, the image at 60 % of the side of a
 new canvas (plasma, gradient or plain) at a random place, and two of these in
-sequence. Same seed -> the same files."""
+sequence. Same seed -> the same files.
+
+Ground truth: a distractor must not be a copy. The icon theme draws one folder
+in eight colours and one archive in five, and a wallpaper comes light and
+dark; such a source is a global colour edit of its sibling, a copy by the
+issue's own colour edit. A distractor or background source that is a global
+colour edit of a reference (one affine map of the reference's colours explains
+every tile of it to within copy_tl2, see recolours()) is dropped and listed in
+OUTDIR/recolours.tsv. Template twins (the same page or folder with another
+glyph) and part recolours (an emoji's skin tone) stay: they are other pictures."""
 import os
 import random
 import subprocess
@@ -100,6 +109,56 @@ def sources(rng):
             seen.add(e[0])
             uniq.append(e)
     return uniq
+
+
+RECOLOUR_TL2 = 0.04  # see recolours(): the copy bound of tiled L2 (analyze/settings.c copy_tl2)
+TILE_MIN_STD = 0.08  # a tile with less spread proves nothing (analyze/settings.c tile_min_std)
+
+
+def colour_thumb(im):
+    """64x64 RGB in [0,1], one row per pixel, as the tiled L2's thumbnail (aspect not kept)."""
+    return np.asarray(im.convert("RGB").resize((64, 64), Image.BOX), np.float32).reshape(-1, 3) / 255
+
+
+def recolours(cands, refs):
+    """Which candidates (colour_thumb) are a global colour edit of a reference, as is or mirrored.
+
+    Ground truth, not detection: the bench's colour edit (brightness, contrast, saturation, hue) is a
+    copy by the issue's definition, so a distractor or background source that IS such an edit of a
+    reference (the icon theme draws one folder in eight colours, one archive in five; a wallpaper
+    comes light and dark) is no unrelated image. The rule: the candidate's pixels are fitted as one
+    affine map of the reference's colours, c = A [r g b 1] (12 numbers for the whole image:
+    brightness, contrast and saturation are affine in RGB, a hue rotation nearly so) by least squares,
+    and the candidate is a recolour when the fit is a copy by the project's own pixel definition:
+    the RMS residual of every one of the 4x4 tiles of the 64x64 thumbnail at most copy_tl2 (0.04).
+    A plain candidate (no tile with a spread of tile_min_std) is explained by the constant term of any
+    map and is never a recolour, as a plain picture is no near-copy in the product (two near-flat
+    wallpapers were matched to an emoji without this).
+    The same template with another glyph, or one part recoloured alone (an emoji's skin tone), leaves
+    a tile unexplained and stays a distractor. On the seed-13 sources the recolours fit within 0.006
+    (folder-blue/red of folder-yellow, two tricolour flags) and the nearest non-recolour at 0.05 (the
+    json and java page templates, another glyph). Returns {candidate index: reference index}."""
+    out = {}
+    if not refs or not cands:
+        return out
+    R = np.stack(refs).astype(np.float64)  # [nr, 4096, 3]
+    Rm = R.reshape(len(refs), 64, 64, 3)[:, :, ::-1, :].reshape(len(refs), -1, 3)
+    for variant in (R, Rm):
+        X = np.concatenate([variant, np.ones(variant.shape[:2] + (1,))], axis=2)
+        XtX = np.einsum("rpi,rpj->rij", X, X) + 1e-9 * np.eye(4)
+        for ci, c in enumerate(cands):
+            if ci in out:
+                continue
+            c = c.astype(np.float64)
+            if c.reshape(4, 16, 4, 16, 3).std(axis=(1, 3)).max() < TILE_MIN_STD:  # per tile and channel
+                continue  # a plain picture: the constant term alone explains it, nothing is copied
+            A = np.linalg.solve(XtX, np.einsum("rpi,pj->rij", X, c))
+            res = (c[None] - np.einsum("rpi,rij->rpj", X, A)).reshape(len(refs), 4, 16, 4, 16, 3)
+            worst = np.sqrt((res ** 2).mean(axis=(2, 4, 5))).max(axis=(1, 2))
+            best = int(np.argmin(worst))
+            if worst[best] <= RECOLOUR_TL2:
+                out[ci] = best
+    return out
 
 
 def canvas(rng, w, h):
@@ -199,14 +258,23 @@ def main():
         cut = (len(s) + 1) // 2 if kind == "wall" else len(s) // 2
         refs += s[:cut]
         dis += s[cut:]
+    # ground truth: a distractor source that is a global colour edit of a reference is a copy
+    # of it, not a distractor (recolours()); it is dropped, and so is such a background source
+    cached = {}
+
+    def loaded(entry):
+        if entry[0] not in cached:
+            cached[entry[0]] = entry[1]()
+        return cached[entry[0]]
+
+    ref_thumbs = [colour_thumb(loaded(e)) for e in refs]
+    rec = recolours([colour_thumb(loaded(e)) for e in dis], ref_thumbs)
+    dropped = [(dis[i][0], refs[r][0]) for i, r in sorted(rec.items())]
+    dis = [e for i, e in enumerate(dis) if i not in rec]
     os.makedirs(os.path.join(out, "refs"), exist_ok=True)
     os.makedirs(os.path.join(out, "queries"), exist_ok=True)
-    cache = {}
-
     def img(entry):
-        if entry[0] not in cache:
-            cache[entry[0]] = entry[1]()
-        return cache[entry[0]]
+        return loaded(entry)
 
     for name, _ in refs:
         img((name, dict(refs)[name])).save(os.path.join(out, "refs", name + ".png"))
@@ -236,12 +304,30 @@ def main():
     used = set(n for n, _ in refs + dis)
     em = sorted(f for f in os.listdir(EMOJI) if f.endswith(".png") and "emoji-" + f[:-4] not in used)
     ic = [p for p in icon_paths() if icon_name(p) not in used]
-    bgsrc = [lambda f=f: flatten(Image.open(os.path.join(EMOJI, f))) for f in rng.sample(em, N_BG // 2)]
-    bgsrc += [lambda p=p: load_svg(p, 256) for p in rng.sample(ic, N_BG - N_BG // 2)]
-    for i, ld in enumerate(bgsrc):
-        im, q, _ = apply(ld(), EDITS[i % len(EDITS)], rng)
+    bgsrc = []
+    for pool, n, load in ((em, N_BG // 2, lambda f: flatten(Image.open(os.path.join(EMOJI, f)))),
+                          (ic, N_BG - N_BG // 2, lambda p: load_svg(p, 256))):
+        order = rng.sample(pool, len(pool))
+        got = 0
+        for k in range(0, len(order), n):  # in draw order, skipping the recolours of references
+            ims = [load(x) for x in order[k:k + n]]
+            skip = recolours([colour_thumb(im) for im in ims], ref_thumbs)
+            for j, im in enumerate(ims):
+                if got < n and j not in skip:
+                    bgsrc.append(im)
+                    got += 1
+                elif j in skip:
+                    dropped.append((os.path.basename(order[k + j]), refs[skip[j]][0]))
+            if got == n:
+                break
+    for i, im in enumerate(bgsrc):
+        im, q, _ = apply(im, EDITS[i % len(EDITS)], rng)
         im.save(os.path.join(out, "bg", f"b{i:04d}.png"))
-    print(f"copydet_set: {len(refs)} references, {2 * N_COPIES} queries ({N_COPIES} copies) in {out}")
+    with open(os.path.join(out, "recolours.tsv"), "w") as f:
+        f.write("# source dropped (a global colour edit of a reference: a copy, no distractor)\treference\n")
+        f.writelines(f"{a}\t{b}\n" for a, b in dropped)
+    print(f"copydet_set: {len(refs)} references, {2 * N_COPIES} queries ({N_COPIES} copies) in {out}; "
+          f"{len(dropped)} recolours of references dropped from the distractor and background sources")
 
 
 if __name__ == "__main__":

@@ -316,10 +316,12 @@ static void test_fuse_known_tail(void) {
     REQUIRE(cs_fuse_bg_fit(&b, bgs, N, &err) == 0);
     CHECK(fabs(cs_fuse_z(&b, 500) - -log10(501.0 / 1001)) < 1e-9);
     CHECK(fabs(cs_fuse_z(&b, -5) - -log10(1001.0 / 1001)) < 1e-9);
-    /* u = 989 (99th percentile), exceedances 990..999: mean excess 5.5 */
-    CHECK(b.u == 989 && fabs(b.beta - 5.5) < 1e-9);
+    /* u = 989 (99th percentile), excesses 1..10, uniform: the PWM fit (by
+     * hand: a0 = 5.5, a1 = 165 / 90) is shape -1, scale 11, upper end 1000 */
+    CHECK(b.u == 989 && fabs(b.beta - 11) < 1e-9 && fabs(b.xi - -1) < 1e-9);
     double z1 = cs_fuse_z(&b, 1000), z2 = cs_fuse_z(&b, 1011);
-    CHECK(fabs(z2 - z1 - 11 / (5.5 * log(10.0))) < 1e-9); /* exponential tail: 11 more = 2 e-folds */
+    CHECK(fabs(z1 - CS_FUSE_Z_CAP) < 1e-6 && fabs(z2 - z1 - 1) < 1e-6); /* the end, and past it in order */
+    CHECK(fabs(cs_fuse_z(&b, 994.5f) - (-log10(10.0 / 1001) - log10(0.5))) < 1e-6); /* half way: survival 1/2 */
     double prev = -1;
     for (float s = -10; s < 1100; s += 0.5f) { /* monotone across the body/tail seam */
         double z = cs_fuse_z(&b, s);

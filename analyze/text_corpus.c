@@ -576,17 +576,20 @@ static int add_json_line(builder *b, const char *path, int64_t lineno, char *lin
     return rc;
 }
 
-static int index_jsonl(builder *b, gzFile f, const char *path, cs_err *err) {
+/* rg: the lines starting in a byte range of the file, or NULL (all). */
+static int index_jsonl(builder *b, gzFile f, const char *path, const cs_text_range *rg, cs_err *err) {
     gz_lines *r = calloc(1, sizeof *r);
     if (!r) return cs_fail(err, CS_ENOMEM, "out of memory");
     r->f = f;
     char *line = NULL;
     size_t cap = 0;
-    ssize_t k;
-    int64_t lineno = 0;
-    int rc = 0;
-    while (!rc && (k = gz_getline(r, &line, &cap)) > 0) {
+    ssize_t k = 0;
+    int64_t lineno = rg ? rg->first_line - 1 : 0;
+    uint64_t pos = rg ? rg->start : 0; /* where the next line starts */
+    int rc = rg && gzseek(f, (z_off_t)rg->start, SEEK_SET) != (z_off_t)rg->start ? gz_fail(f, path, err) : 0;
+    while (!rc && (!rg || pos < rg->end) && (k = gz_getline(r, &line, &cap)) > 0) {
         lineno++;
+        pos += (uint64_t)k;
         cs_progress_add(b->prog, k);
         if (strspn(line, " \t\r\n") == (size_t)k) continue; /* blank line */
         rc = add_json_line(b, path, lineno, line, (size_t)k, err);
@@ -607,6 +610,9 @@ static int is_jsonl(const char *p) {
 }
 
 static int index_file(builder *b, const char *path, cs_err *err) {
+    const cs_text_range *rg = NULL;
+    for (int i = 0; b->opts && i < b->opts->n_ranges; i++)
+        if (!strcmp(b->opts->ranges[i].path, path)) rg = &b->opts->ranges[i];
     gzFile f = gzopen(path, "rb");
     if (!f) {
         char msg[300];
@@ -615,7 +621,7 @@ static int index_file(builder *b, const char *path, cs_err *err) {
     }
     gzbuffer(f, 1 << 18);
     int rc;
-    if (is_jsonl(path)) rc = index_jsonl(b, f, path, err);
+    if (is_jsonl(path)) rc = index_jsonl(b, f, path, rg, err);
     else {
         char *data;
         size_t len;

@@ -27,6 +27,12 @@
 #include "core/err.h"
 #include "core/store.h"
 
+typedef struct cs_text_range {
+    const char *path; /* as the file is listed (cs_text_list_inputs) */
+    uint64_t start, end;
+    int64_t first_line;
+} cs_text_range;
+
 typedef struct {
     uint64_t shard_bytes; /* most raw bytes per shard; 0 = 768 MiB (the input is split evenly into as few as
                            * that allows; building one needs ~6x in memory, one per thread at once) */
@@ -36,6 +42,13 @@ typedef struct {
     void *note_ctx;
     int progress; /* show a progress line (core/progress.h) */
     const char *field; /* JSONL: the text field (NULL = "text") */
+    /* Byte ranges of uncompressed JSONL files (mpirun splits one big file
+     * across ranks: cli/cmd_mpi_text_index.c): a file named here is read only
+     * for the lines that start in [start, end), the first numbered
+     * first_line (its documents keep the sources "path:LINE" that reading
+     * the whole file gives them). NULL: every file read whole. */
+    const cs_text_range *ranges;
+    int n_ranges;
 } cs_text_index_opts;
 
 typedef struct {

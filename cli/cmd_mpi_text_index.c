@@ -1,11 +1,19 @@
 /* cmd_mpi_text_index.c — `text index` under mpirun (cli/cli_mpi_text.h).
  *
- * Units are input files (a folder's .txt/.md/.jsonl files and their .gz
- * forms, listed by cs_text_list_inputs, the list cs_text_index reads:
- * recursively, in name order, a path named twice read once). Unit i weighs its bytes + 4 KiB and goes to
- * rank floor(N x bytes before it / all bytes): contiguous runs in input
- * order, the same cut on every rank with no message. Rank K indexes its run
- * with cs_text_index into its own store DB.textparts/K-of-N.db (the usual
+ * The input is the files cs_text_index reads (cs_text_list_inputs: a
+ * folder's .txt/.md/.jsonl files and their .gz forms, recursively, in name
+ * order, a path named twice read once), laid end to end, each file
+ * weighing its bytes + 4 KiB. Cut K of N falls at K/N of the weight; rank K
+ * takes what starts between cut K and cut K+1: whole files, and from an
+ * uncompressed JSONL file the cuts fall in, the lines that start in its
+ * share (a line across a cut goes to the rank where it starts; a line longer
+ * than a share leaves a rank nothing of that file). A .gz file or a plain
+ * text file is one document or cannot be entered mid-way: it goes whole to
+ * the rank where it starts. Every rank computes the same cuts from the
+ * files' sizes with no message; the lines' numbers (JSONL documents are
+ * "path:LINE") come from one sum of every rank's newline count in its share.
+ * Rank K indexes its run with cs_text_index into its own store
+ * DB.textparts/K-of-N.db (the usual
  * build: shards committed whole, sources already there skipped). When all
  * are done, rank 0 moves each part's new shards (hard links of their files
  * under DB's names) and documents (in their order) into DB, one
@@ -36,23 +44,124 @@ static int ends_with(const char *s, const char *ext) {
 
 static int is_jsonl(const char *p) { return ends_with(p, ".jsonl") || ends_with(p, ".jsonl.gz"); }
 
-/* The rank of each unit: contiguous runs of about equal weight. */
-static int unit_part(int size, uint64_t total, uint64_t before) {
-    int k = total ? (int)((double)before * size / (double)total) : 0;
-    return k < size ? k : size - 1;
+/* Cut k of n over total weight: floor(total x k / n), without overflow. */
+static uint64_t cut(uint64_t total, int k, int n) {
+    return total / (uint64_t)n * (uint64_t)k + total % (uint64_t)n * (uint64_t)k / (uint64_t)n;
+}
+
+/* The rank whose share holds weight offset x: the last cut at or before it. */
+static int owner(uint64_t total, int n, uint64_t x) {
+    int k = 0;
+    while (k + 1 < n && cut(total, k + 1, n) <= x) k++;
+    return k;
+}
+
+/* Where the first line starting at or after byte b of f begins: b when b
+ * is 0 or follows a newline, else just past the next newline (size if none). */
+static int line_start(FILE *f, const char *path, uint64_t b, uint64_t size, uint64_t *at, cs_err *err) {
+    if (b == 0 || b >= size) return *at = b < size ? b : size, 0;
+    if (fseeko(f, (off_t)(b - 1), SEEK_SET)) return cs_fail(err, CS_EIO, "%s: cannot seek: %s", path, strerror(errno));
+    uint64_t pos = b - 1;
+    int c;
+    while ((c = getc(f)) != EOF && c != '\n') pos++;
+    if (ferror(f)) return cs_fail(err, CS_EIO, "%s: read error: %s", path, strerror(errno));
+    *at = c == EOF ? size : pos + 1;
+    return 0;
+}
+
+/* The newlines in bytes [a, e) of f. */
+static int count_lines(FILE *f, const char *path, uint64_t a, uint64_t e, int64_t *n, cs_err *err) {
+    static char buf[1 << 16];
+    *n = 0;
+    if (a >= e) return 0;
+    if (fseeko(f, (off_t)a, SEEK_SET)) return cs_fail(err, CS_EIO, "%s: cannot seek: %s", path, strerror(errno));
+    while (a < e) {
+        size_t want = e - a < sizeof buf ? (size_t)(e - a) : sizeof buf, k = fread(buf, 1, want, f);
+        if (!k) return cs_fail(err, CS_EIO, "%s: %s", path, ferror(f) ? strerror(errno) : "shorter than listed");
+        for (const char *p = buf, *q = buf + k; (p = memchr(p, '\n', (size_t)(q - p))); p++) (*n)++;
+        a += k;
+    }
+    return 0;
+}
+
+/* What this rank reads: part[i] 1 for a unit of its run (whole, or the
+ * range in rg[]), else 0; rg: the split files' lines in this rank's share
+ * (at most two: the file its share starts in and the one it ends in).
+ * Collective (one sum of the line counts). */
+typedef struct {
+    int *part;
+    cs_text_range rg[2];
+    int n_rg;
+    int64_t last_line[2]; /* rg's lines: first_line .. last_line - 1 */
+} run_plan;
+
+static int plan_run(const cs_text_inputs *u, run_plan *pl, cs_err *err) {
+    int rank = cs_mpi_rank(), size = cs_mpi_size(), bad = 0, n_split = 0;
+    memset(pl, 0, sizeof *pl);
+    if (!(pl->part = calloc(u->n + 1, sizeof *pl->part))) bad = cs_fail(err, CS_ENOMEM, "out of memory");
+    uint64_t total = 0, before = 0;
+    for (size_t i = 0; i < u->n; i++) total += u->path[i] ? u->size[i] + 4096 : 0;
+    /* every rank walks the same files to the same cuts: the split files are
+     * those a cut falls strictly inside (counted alike everywhere) */
+    int64_t *nl = calloc((size_t)size * (size_t)(size > 1 ? size - 1 : 1), sizeof *nl);
+    int64_t first_in[2] = {0, 0}; /* rg[j]'s index among the split files */
+    if (!bad && !nl) bad = cs_fail(err, CS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < u->n && pl->part; i++) { /* to the end even after a failure: n_split alike */
+        if (!u->path[i]) continue;
+        uint64_t sz = u->size[i], b0 = before;
+        before += sz + 4096;
+        int k0 = owner(total, size, b0), k1 = sz ? owner(total, size, b0 + sz - 1) : k0;
+        if (!is_jsonl(u->path[i]) || ends_with(u->path[i], ".gz") || k0 == k1) {
+            pl->part[i] = k0 == rank; /* whole, to the rank it starts in */
+            continue;
+        }
+        int s = n_split++;
+        if (rank < k0 || rank > k1 || bad) continue;
+        if (pl->n_rg == 2) { /* cannot happen: a share starts in one file and ends in one */
+            bad = cs_fail(err, CS_EFORMAT, "%s: a third split file in one rank's share", u->path[i]);
+            continue;
+        }
+        uint64_t lo = rank == k0 ? 0 : cut(total, rank, size) - b0;
+        uint64_t hi = rank == k1 ? sz : cut(total, rank + 1, size) - b0;
+        FILE *f = fopen(u->path[i], "rb");
+        cs_text_range *r = &pl->rg[pl->n_rg];
+        if (!f) bad = cs_fail(err, CS_EIO, "%s: cannot open: %s", u->path[i], strerror(errno));
+        if (!bad) bad = line_start(f, u->path[i], lo, sz, &r->start, err);
+        if (!bad) bad = line_start(f, u->path[i], hi, sz, &r->end, err);
+        if (!bad) bad = count_lines(f, u->path[i], r->start, r->end, &nl[(size_t)s * size + rank], err);
+        if (f) fclose(f);
+        r->path = u->path[i];
+        first_in[pl->n_rg] = s;
+        pl->last_line[pl->n_rg] = r->end == sz; /* the file's last line may lack its newline */
+        pl->part[i] = !bad && r->start < r->end;
+        pl->n_rg += pl->part[i];
+    }
+    /* a sum even when this rank failed: the others are in it too */
+    if (n_split && nl) cs_mpi_sum_i64(nl, n_split * size);
+    for (int j = 0; j < pl->n_rg; j++) {
+        int64_t *v = &nl[first_in[j] * size], line = 1;
+        for (int k = 0; k < rank; k++) line += v[k];
+        pl->rg[j].first_line = line;
+        pl->last_line[j] = line + v[rank] + pl->last_line[j];
+    }
+    free(nl);
+    return bad;
 }
 
 /* The documents DB already holds from this file (one process skips them):
- * its own row, or a JSONL file's "path:LINE" rows. */
-static int64_t already_in(cs_store *db, const char *path, cs_err *err) {
+ * its own row, or a JSONL file's "path:LINE" rows (only lines [l0, l1)
+ * when l1 > 0: this rank's share of a split file). */
+static int64_t already_in(cs_store *db, const char *path, int64_t l0, int64_t l1, cs_err *err) {
     sqlite3_stmt *st;
     int j = is_jsonl(path);
     if (cs_store_prepare(db, &st,
-                         j ? "SELECT count(*) FROM text_docs WHERE substr(source, 1, length(?1) + 1) = ?1 || ':'"
+                         j ? "SELECT count(*) FROM text_docs WHERE substr(source, 1, length(?1) + 1) = ?1 || ':' "
+                             "AND (?3 = 0 OR CAST(substr(source, length(?1) + 2) AS INTEGER) BETWEEN ?2 AND ?3 - 1)"
                            : "SELECT count(*) FROM text_docs WHERE source = ?1",
                          err))
         return -1;
     sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+    if (j) sqlite3_bind_int64(st, 2, l0), sqlite3_bind_int64(st, 3, l1);
     int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
     sqlite3_finalize(st);
     return n < 0 ? cs_store_fail(db, err, "reading text_docs") : n;
@@ -67,7 +176,7 @@ static char *part_path(const char *db, int k, int n) {
 
 /* This rank's run of units into its part store (created with a token that
  * names it in DB's meta). */
-static int index_part(const char *db, const cs_text_inputs *u, const int *part, const cs_text_index_opts *o,
+static int index_part(const char *db, const cs_text_inputs *u, const run_plan *pl, const cs_text_index_opts *o,
                       cs_text_index_stats *st, cs_err *err) {
     int rank = cs_mpi_rank(), size = cs_mpi_size();
     memset(st, 0, sizeof *st);
@@ -76,8 +185,11 @@ static int index_part(const char *db, const cs_text_inputs *u, const int *part, 
     int n = 0, rc = !pp || !mine ? cs_fail(err, CS_ENOMEM, "out of memory") : 0;
     if (!rc) rc = cs_store_open_readonly(&m, db, err);
     for (size_t i = 0; !rc && i < u->n; i++) {
-        if (!u->path[i] || part[i] != rank) continue;
-        int64_t have = already_in(m, u->path[i], err);
+        if (!u->path[i] || !pl->part[i]) continue;
+        int64_t l0 = 0, l1 = 0;
+        for (int j = 0; j < pl->n_rg; j++)
+            if (pl->rg[j].path == u->path[i]) l0 = pl->rg[j].first_line, l1 = pl->last_line[j];
+        int64_t have = already_in(m, u->path[i], l0, l1, err);
         if (have < 0) rc = -1;
         else if (have > 0) st->docs_skipped += have;
         else mine[n++] = u->path[i];
@@ -98,6 +210,7 @@ static int index_part(const char *db, const cs_text_inputs *u, const int *part, 
     if (!rc && n) {
         cs_text_index_opts po = *o;
         po.progress = o->progress && rank == 0;
+        po.ranges = pl->rg, po.n_ranges = pl->n_rg;
         int64_t pre = st->docs_skipped;
         rc = cs_text_index(ps, (const char *const *)mine, n, &po, st, err);
         st->docs_skipped += pre;
@@ -286,14 +399,12 @@ int cli_mpi_text_index(const char *db, char **paths, int n, const cs_text_index_
     int rank = cs_mpi_rank(), size = cs_mpi_size();
     memset(st, 0, sizeof *st);
     cs_text_inputs u;
-    int *part = NULL, bad = cs_text_list_inputs((const char *const *)paths, n, &u, err);
-    if (!bad && !(part = malloc((u.n + 1) * sizeof *part))) bad = cs_fail(err, CS_ENOMEM, "out of memory");
-    uint64_t total = 0, before = 0;
-    for (size_t i = 0; !bad && i < u.n; i++) total += u.path[i] ? u.size[i] + 4096 : 0;
-    for (size_t i = 0; !bad && i < u.n; i++) {
-        part[i] = unit_part(size, total, before);
-        before += u.path[i] ? u.size[i] + 4096 : 0;
-    }
+    run_plan pl = {0};
+    int bad = cs_text_list_inputs((const char *const *)paths, n, &u, err);
+    /* plan_run is collective: every rank or none */
+    int any = cs_mpi_any(bad);
+    if (!bad && any) bad = cs_fail(err, CS_EIO, "text index: another rank could not list the inputs");
+    else if (!any) bad = plan_run(&u, &pl, err);
     /* rank 0 makes DB and the parts' folder before anyone opens them */
     if (!bad && rank == 0) {
         cs_store *m = NULL;
@@ -309,13 +420,13 @@ int cli_mpi_text_index(const char *db, char **paths, int n, const cs_text_index_
     }
     if (cs_mpi_any(bad)) {
         cs_text_inputs_free(&u);
-        free(part);
+        free(pl.part);
         return bad ? -1 : cs_fail(err, CS_EIO, "text index: rank 0 could not prepare %s", db);
     }
     cs_text_index_stats mine;
-    bad = index_part(db, &u, part, o, &mine, err);
+    bad = index_part(db, &u, &pl, o, &mine, err);
     cs_text_inputs_free(&u);
-    free(part);
+    free(pl.part);
     if (bad) fprintf(stderr, "copyscope: text index: rank %d of %d: %s\n", rank, size, err->msg);
     int64_t v[T_N] = {mine.docs_ok, mine.docs_empty, mine.docs_error, mine.docs_skipped, 0,
                       (int64_t)mine.bytes_in, (int64_t)mine.bytes_norm};

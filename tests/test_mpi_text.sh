@@ -11,7 +11,10 @@
 # write the results file and the audit's rows of one process, byte for
 # byte. A rank killed (kill -9) during text index leaves the shards it
 # committed; the rerun indexes only the rest and ends with one process's
-# rows.
+# rows. One big JSONL file is split across ranks by bytes at line starts:
+# lines of very different lengths, CRLF, an empty line exactly at a cut, a
+# line longer than a rank's share; the documents, their raw text and audit
+# are one process's at 1, 2 and 3 ranks; a .gz JSONL goes whole to one rank.
 # Without build/copyscope-mpi or mpirun it prints 'skip'.
 B=${CS_BIN:-build/copyscope}
 M=$(dirname "$B")/copyscope-mpi
@@ -113,6 +116,86 @@ cmp -s "$T/one.r" "$T/a3s.r" && ok audit_np3_stdout || bad audit_np3_stdout
 # a missing store: one error, every rank stops
 $MPIRUN -np 2 "$M" text audit "$T/comp.jsonl" --db "$T/none.db" --out "$T/x.r" > /dev/null 2> "$T/err"; rc=$?
 [ $rc -ne 0 ] && [ ! -e "$T/none.db" ] && ok audit_missing_store_fails || bad "audit_missing_store_fails (rc=$rc)"
+
+# One big JSONL file is cut across ranks by bytes at line starts (rank K
+# takes the lines that start in its share of the file). cut.jsonl: lines of
+# 3 to 3,000 words, CRLF endings on every fifth, blank lines (one of them
+# "\r\n"), a broken line, the last line without its newline, and an empty
+# line starting exactly at cut 1 of 2 (the file, of size S, weighs S + 4096:
+# the cut falls at byte (S + 4096) / 2, so the bytes before the empty line
+# are the bytes after it + 4097). long.jsonl: one line of 80 % of the file,
+# across both cuts of 3 ranks, so rank 2 of 3 gets no line of it. At 1, 2, 3
+# ranks: one process's documents (ids, sources "path:LINE", names, order),
+# its raw text byte for byte (the shards' raw files end to end; at 1 rank
+# every index file), and its audit of completions copied from both files.
+jline() { # ID NWORDS SEED [END]
+  printf '{"id": "%s", "text": "%s"}%b' "$1" "$(words $3 $2 | tr '\n' ' ')" "${4:-\n}"
+}
+mkdir -p "$T/j"
+{ i=0; for nw in 3 40 700 5 3000 12 250 3 1200 60; do
+    i=$((i + 1)); [ $((i % 5)) -eq 0 ] && e='\r\n' || e='\n'; jline "p$i" $nw $((100 + i)) "$e"
+    [ $i -eq 4 ] && printf '\n'; [ $i -eq 7 ] && printf '\r\n'; [ $i -eq 8 ] && echo '{"id": "bad", "text": 7}'
+  done; } > "$T/j/p.part"
+{ i=0; for nw in 900 7 2500 30 4 1500 80; do
+    i=$((i + 1)); [ $((i % 5)) -eq 0 ] && e='\r\n' || e='\n'; jline "q$i" $nw $((200 + i)) "$e"
+  done; jline qlast 50 299 ''; } > "$T/j/q.part"
+pq=$(wc -c < "$T/j/p.part"); qq=$(wc -c < "$T/j/q.part")
+fl=$((qq + 4097 - pq)) # the filler line's length, newline included
+fw=$(( fl / 3 + 10 ))
+{ cat "$T/j/p.part"; printf '{"id": "fill", "text": "'; words 300 $fw | tr '\n' ' ' | head -c $((fl - 27));
+  printf '"}\n\n'; cat "$T/j/q.part"; } > "$T/j/cut.jsonl"
+S=$(wc -c < "$T/j/cut.jsonl"); c1=$(( (S + 4096) / 2 ))
+[ "$(head -c $((c1 + 1)) "$T/j/cut.jsonl" | tail -c 2 | od -An -c | tr -d ' ')" = '\n\n' ] &&
+  ok "cut_jsonl_empty_line_at_cut ($S bytes, cut at $c1)" || bad "cut_jsonl_empty_line_at_cut ($S bytes, cut at $c1)"
+{ jline a1 200 401; jline a2 5 402 '\r\n'; jline a3 300 403; jline huge 20000 404 '\r\n'; jline z1 150 405
+  jline z2 180 406; jline z3 3 407; } > "$T/j/long.jsonl"
+for jf in cut long; do
+  $B text index "$T/j/$jf.jsonl" --db "$T/j/${jf}1p.db" > /dev/null 2>&1 || bad "${jf}_one_index"
+  sqlite3 "$T/j/${jf}1p.db" "$docs" > "$T/j/${jf}1p.docs"
+  sqlite3 "$T/j/${jf}1p.db" "SELECT text_file FROM text_shards ORDER BY id" | sed "s|^|$T/j/${jf}1p.db.|; s|nfc\$|raw|" | xargs cat > "$T/j/${jf}1p.raw"
+done
+[ "$(wc -l < "$T/j/cut1p.docs")" -eq 20 ] && grep -q 'cut.jsonl:16|q1|ok' "$T/j/cut1p.docs" &&
+  grep -q 'cut.jsonl:11|.*|error|' "$T/j/cut1p.docs" && grep -q 'cut.jsonl:23|qlast|ok' "$T/j/cut1p.docs" &&
+  ok cut_jsonl_one_process_docs || bad "cut_jsonl_one_process_docs: $(cut -c1-60 "$T/j/cut1p.docs" | tr '\n' ' ')"
+{ for l in 3 16 22; do
+    printf '{"id": "c%d", "prompt": "x", "completion": "%s"}\n' $l "$(sed -n ${l}p "$T/j/cut.jsonl" | cut -c 30-400 | sed 's/^[a-z]* //; s/ [a-z]*$//')"
+  done
+  printf '{"id": "h", "prompt": "x", "completion": "%s"}\n' "$(sed -n 4p "$T/j/long.jsonl" | cut -c 5000-5400 | sed 's/^[a-z]* //; s/ [a-z]*$//')"
+  printf '{"id": "t", "prompt": "x", "completion": "%s"}\n' "$(sed -n 6p "$T/j/long.jsonl" | cut -c 30-420 | sed 's/^[a-z]* //; s/ [a-z]*$//')"; } > "$T/j/comp.jsonl"
+for jf in cut long; do
+  $B text audit "$T/j/comp.jsonl" --db "$T/j/${jf}1p.db" --out "$T/j/${jf}1p.r" > /dev/null 2>&1 || bad "${jf}_one_audit"
+done
+grep -c '"verdict":"verbatim"' "$T/j/cut1p.r" | grep -q '^3$' && grep -c '"verdict":"verbatim"' "$T/j/long1p.r" | grep -q '^2$' &&
+  ok jsonl_one_process_audit_finds_copies || bad "jsonl_one_process_audit_finds_copies: $(cut -c1-200 "$T/j/cut1p.r")"
+for jf in cut long; do for n in 1 2 3; do
+  d="$T/j/$jf$n.db"
+  $MPIRUN -np $n "$M" text index "$T/j/$jf.jsonl" --db "$d" > "$T/j/$jf$n.out" 2>&1 || { bad "${jf}_np${n}_index"; cat "$T/j/$jf$n.out"; }
+  sqlite3 "$d" "$docs" > "$T/j/$jf$n.docs"
+  sqlite3 "$d" "SELECT text_file FROM text_shards ORDER BY id" | sed "s|^|$d.|; s|nfc\$|raw|" | xargs cat > "$T/j/$jf$n.raw"
+  $B text audit "$T/j/comp.jsonl" --db "$d" --out "$T/j/$jf$n.r" > /dev/null 2>&1
+  ns=$(sqlite3 "$d" 'SELECT count(*) FROM text_shards')
+  cmp -s "$T/j/${jf}1p.docs" "$T/j/$jf$n.docs" && cmp -s "$T/j/${jf}1p.raw" "$T/j/$jf$n.raw" &&
+    cmp -s "$T/j/${jf}1p.r" "$T/j/$jf$n.r" && ok "${jf}_jsonl_np${n}_same_docs_text_audit ($ns shards)" ||
+    { bad "${jf}_jsonl_np${n}_same_docs_text_audit"; diff "$T/j/${jf}1p.docs" "$T/j/$jf$n.docs" | cut -c1-100 | head -n 6; }
+  # the split really happened: a shard per rank that got lines (long.jsonl at
+  # 3 ranks: 2, its middle rank's share lies inside the long line)
+  want=$n; [ $jf = long ] && [ $n -eq 3 ] && want=2
+  [ "$ns" -eq $want ] && ok "${jf}_jsonl_np${n}_${want}_shards" || bad "${jf}_jsonl_np${n}_${want}_shards: $ns"
+done; done
+ok1=1; for e in nfc sa raw rsa; do cmp -s "$T/j/cut1p.db.text-1.$e" "$T/j/cut1.db.text-1.$e" || ok1=0; done
+[ $ok1 -eq 1 ] && ok cut_jsonl_np1_same_index_files || bad cut_jsonl_np1_same_index_files
+# a rerun of the split file adds nothing
+$MPIRUN -np 3 "$M" text index "$T/j/cut.jsonl" --db "$T/j/cut3.db" > "$T/j/cut3b.out" 2>&1
+sqlite3 "$T/j/cut3.db" "$docs" > "$T/j/cut3b.docs"
+grep -q "indexed 0 documents.* 20 already indexed" "$T/j/cut3b.out" && cmp -s "$T/j/cut1p.docs" "$T/j/cut3b.docs" &&
+  ok cut_jsonl_rerun_adds_nothing || bad "cut_jsonl_rerun_adds_nothing: $(cat "$T/j/cut3b.out")"
+# a .gz JSONL cannot be entered mid-way: it goes whole to one rank
+gzip -nc "$T/j/cut.jsonl" > "$T/j/cutgz.jsonl.gz"
+$B text index "$T/j/cutgz.jsonl.gz" --db "$T/j/gz1p.db" > /dev/null 2>&1
+$MPIRUN -np 2 "$M" text index "$T/j/cutgz.jsonl.gz" --db "$T/j/gz2.db" > /dev/null 2>&1
+[ "$(sqlite3 "$T/j/gz2.db" 'SELECT count(*) FROM text_shards')" -eq 1 ] &&
+  [ "$(sqlite3 "$T/j/gz2.db" "$docs" | md5sum)" = "$(sqlite3 "$T/j/gz1p.db" "$docs" | md5sum)" ] &&
+  ok gz_jsonl_whole_to_one_rank || bad gz_jsonl_whole_to_one_rank
 
 # kill -9 one rank of 2 during text index: 16 files of 700 KB, --shard-mb 1
 # and -j 1, so each rank commits one shard per file; the kill comes once part

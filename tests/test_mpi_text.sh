@@ -238,6 +238,37 @@ $B text audit "$T/kq.jsonl" --db "$T/k.db" --out "$T/k.r" > /dev/null 2>&1
 cmp -s "$T/kone.docs" "$T/k.docs" && cmp -s "$T/kone.r" "$T/k.r" && grep -q '"longest_span_words":11' "$T/k.r" &&
   ok killed_and_rerun_same_as_one_process || bad killed_and_rerun_same_as_one_process
 
+# The same kill on one JSONL file split by bytes: the 16 texts as its lines
+# (a shard per line at --shard-mb 1); the rerun re-reads each rank's share,
+# skips the lines its part committed and ends with one process's documents.
+mkdir -p "$T/kj"
+for i in $(seq 10 25); do printf '{"id": "f%d", "text": "' $i; tr '\n' ' ' < "$T/k/f$i.txt"; printf '"}\n'; done > "$T/kj/k.jsonl"
+$B text index "$T/kj/k.jsonl" --db "$T/kjone.db" --shard-mb 1 -j 1 > /dev/null 2>&1 || bad kjone_index
+$MPIRUN -np 2 "$M" text index "$T/kj/k.jsonl" --db "$T/kj.db" --shard-mb 1 -j 1 > "$T/kj1.out" 2>&1 &
+mp=$!
+killed=0; i=0
+while [ $i -lt 1200 ] && [ $killed -eq 0 ]; do
+  n2=$(sqlite3 "$T/kj.db.textparts/2-of-2.db" "SELECT count(*) FROM text_shards" 2>/dev/null)
+  if [ "${n2:-0}" -ge 2 ]; then
+    pid=$(ps -eo pid=,args= | awk -v m="$M" -v d="$T/kj.db" '$2 == m && $3 == "text" && $7 == d {print $1; exit}')
+    [ -n "$pid" ] && kill -9 "$pid" && killed=1
+  fi
+  sleep 0.05; i=$((i + 1))
+done
+wait $mp; rc=$?
+i=0
+while [ $i -lt 100 ] && ps -eo args= | grep -q "[c]opyscope-mpi text index $T/kj/k.jsonl"; do sleep 0.1; i=$((i + 1)); done
+d1=$(sqlite3 "$T/kj.db.textparts/1-of-2.db" "SELECT count(*) FROM text_docs" 2>/dev/null)
+d2=$(sqlite3 "$T/kj.db.textparts/2-of-2.db" "SELECT count(*) FROM text_docs" 2>/dev/null)
+[ $killed -eq 1 ] && [ $rc -ne 0 ] && [ "${d2:-0}" -ge 2 ] && [ $((d1 + d2)) -lt 16 ] &&
+  ok "jsonl_kill9_one_rank ($d1 + $d2 of 16 lines kept)" || bad "jsonl_kill9_one_rank (killed=$killed rc=$rc $d1 + $d2)"
+$MPIRUN -np 2 "$M" text index "$T/kj/k.jsonl" --db "$T/kj.db" --shard-mb 1 -j 1 > "$T/kj2.out" 2>&1 || cat "$T/kj2.out"
+sqlite3 "$T/kjone.db" "$docs" > "$T/kjone.docs"
+sqlite3 "$T/kj.db" "$docs" > "$T/kj.docs"
+grep -q "indexed $((16 - d1 - d2)) documents .* $((d1 + d2)) already indexed" "$T/kj2.out" &&
+  cmp -s "$T/kjone.docs" "$T/kj.docs" && [ "$(wc -l < "$T/kj.docs")" -eq 16 ] &&
+  ok jsonl_killed_rerun_only_missing_same_docs || bad "jsonl_killed_rerun_only_missing_same_docs: $(cat "$T/kj2.out")"
+
 [ -n "$CS_KEEP" ] || rm -rf "$T"
 echo "test_mpi_text.sh: $p passed, $f failed"
 [ $f -eq 0 ]

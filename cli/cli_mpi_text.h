@@ -25,7 +25,9 @@ int cli_mpi_text_audit_worker(const char *db, const char *path, const cs_text_au
 
 /* `text index` under mpirun (collective): the input files (folders walked
  * as cs_text_index walks them) cut into one contiguous run per rank,
- * balanced by bytes; rank K indexes its run into DB.textparts/K-of-N.db
+ * balanced by bytes; an uncompressed JSONL file a cut falls inside is split
+ * at line starts (rank K reads the lines starting in its share; .gz and
+ * other files go whole to the rank they start in); rank K indexes its run into DB.textparts/K-of-N.db
  * (its own shards, built as cs_text_index builds them); rank 0 then moves
  * every part's shards and documents into DB in rank order, so the
  * documents' ids and order are one process's and DB opens as one corpus.

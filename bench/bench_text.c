@@ -226,6 +226,8 @@ int main(int argc, char **argv) {
     }
     long rss0 = peak_rss_kb();
     cs_text_index_opts o = {0};
+    /* CS_BENCH_TEXT_SHARD_MB: smaller shards (how query cost grows with their number) */
+    if (getenv("CS_BENCH_TEXT_SHARD_MB")) o.shard_bytes = (uint64_t)atol(getenv("CS_BENCH_TEXT_SHARD_MB")) << 20;
     cs_text_index_stats st;
     const char *paths[] = {docs};
     t0 = now_s();

@@ -23,10 +23,12 @@ static int occurs_as_words(const cs_text_sa *sa, const uint8_t *p, uint64_t l, u
     int found = 0;
     for (int k = 0; k < 2 && !found; k++) {
         t[l] = k ? CS_TEXT_SEP : ' ';
-        uint64_t lo, hi;
-        cs_text_sa_range(sa, t, l + 1, &lo, &hi);
-        if (lo < hi) {
-            *pos = sa->sa[lo];
+        /* one search, not a range's two: the longest match is all of t at
+         * the first row starting with t (the lower bound; the row before
+         * it sorts below t), the row the range would start at */
+        uint64_t p;
+        if (cs_text_sa_longest(sa, t, l + 1, &p) == l + 1) {
+            *pos = p;
             found = 1;
         }
     }

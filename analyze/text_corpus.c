@@ -900,6 +900,11 @@ int cs_text_corpus_open(cs_text_corpus *c, cs_store *s, cs_err *err) {
         free(tp);
         free(sp);
         if (rc) break;
+        /* the top levels of both arrays in memory (text_sa.h): a deep
+         * binary-search step reads a row and then its text, at random,
+         * over an index of several GB */
+        if ((rc = cs_text_sa_sample(&sh->raw, CS_TEXT_TOP_K, err)) || (rc = cs_text_sa_sample(&sh->sa, CS_TEXT_TOP_K, err)))
+            break;
         c->bytes += sh->raw.n;
         rc = load_docs(s, sh, err);
     }

@@ -91,20 +91,24 @@ static size_t seg_end(const uint8_t *q, size_t m, size_t i) {
 }
 
 /* The largest span in characters and every (start, length) that reaches it.
- * ms(i), the longest match at code point i, is at most ms(next) + 1 (a match
- * at i minus its first character is a match at the next), so a right-to-left
- * scan skips every start whose bound is below the best so far; a first pass
- * over every 16th start makes that best large early. Exact: a start is only
- * skipped when it cannot reach the best. */
+ * ms_s(i), the longest match at code point i in shard s, is at most
+ * ms_s(next) + 1 (a match at i minus its first character is a match at the
+ * next), so a right-to-left scan skips, shard by shard, every start whose
+ * bound in that shard is below the best so far; a first pass over every
+ * 16th start makes that best large early. With several shards the best
+ * comes from one of them, and the others, whose matches are short, are
+ * searched only every (best - their match) starts instead of at every one.
+ * Exact: a shard is only skipped at a start when it cannot reach the best. */
 static int scan_longest(const cs_text_corpus *c, const uint8_t *q, size_t m, uint64_t *best, cand **cv,
                         size_t *nc) {
-    size_t cap = 0;
+    size_t cap = 0, ns = (size_t)c->n_shards;
     *best = 0;
     *cv = NULL;
     *nc = 0;
-    uint64_t *cpc = malloc((m + 1) * sizeof *cpc), *len = malloc((size_t)(c->n_shards + 1) * sizeof *len);
-    if (!cpc || !len) {
-        free(cpc), free(len);
+    uint64_t *cpc = malloc((m + 1) * sizeof *cpc), *len = malloc((ns + 1) * sizeof *len);
+    uint64_t *next = calloc(ns + 1, sizeof *next); /* per shard: ms (or a bound on it) of the code point after i */
+    if (!cpc || !len || !next) {
+        free(cpc), free(len), free(next);
         return -1;
     }
     cpc[0] = 0; /* code points before each byte */
@@ -115,36 +119,38 @@ static int scan_longest(const cs_text_corpus *c, const uint8_t *q, size_t m, uin
             if (ch > *best) *best = ch;
         }
     int rc = 0;
-    uint64_t next = 0; /* ms (or a bound on it) of the code point after i */
     size_t seg = m;
     for (size_t i = m; i-- > 0 && !rc;) {
         if ((q[i] & 0xC0) == 0x80) continue;
         if (q[i] == CS_TEXT_SEP) {
-            next = 0, seg = i;
+            memset(next, 0, ns * sizeof *next), seg = i;
             continue;
         }
-        uint64_t ub = next + 1;
-        if (ub < *best) {
-            next = ub;
-            continue;
-        }
-        uint64_t ch = match_at(c, q, m, i, seg, cpc, len);
-        next = ch;
-        if (ch == 0 || ch < *best) continue;
-        if (ch > *best) *nc = 0, *best = ch;
-        for (int s = 0; s < c->n_shards && !rc; s++) {
-            if (cpc[i + len[s]] - cpc[i] != ch || (*nc && (*cv)[*nc - 1].i == i)) continue;
+        for (size_t s = 0; s < ns && !rc; s++) {
+            uint64_t ub = next[s] + 1;
+            if (ub < *best) {
+                next[s] = ub;
+                continue;
+            }
+            uint64_t pos, l = cs_text_sa_longest(&c->shards[s].raw, q + i, seg - i, &pos);
+            while (l > 0 && i + l < m && (q[i + l] & 0xC0) == 0x80) l--; /* whole code points */
+            uint64_t ch = cpc[i + l] - cpc[i];
+            next[s] = ch;
+            if (ch == 0 || ch < *best) continue;
+            if (ch > *best) *nc = 0, *best = ch;
+            if (*nc && (*cv)[*nc - 1].i == i) continue; /* this start is listed (by an earlier shard) */
             if (*nc == cap) {
                 cap = cap ? cap * 2 : 8;
                 cand *v = realloc(*cv, cap * sizeof *v);
                 if (!v) rc = -1;
                 else *cv = v;
             }
-            if (!rc) (*cv)[(*nc)++] = (cand){i, len[s]};
+            if (!rc) (*cv)[(*nc)++] = (cand){i, l};
         }
     }
     free(cpc);
     free(len);
+    free(next);
     return rc;
 }
 

@@ -389,6 +389,7 @@ int cs_text_sa_open_words(cs_text_sa *sa, const char *side_path, const char *sa_
 }
 
 void cs_text_sa_close(cs_text_sa *sa) {
+    free(sa->top);
     if (sa->tmap) munmap(sa->tmap, sa->tlen);
     if (sa->smap) munmap(sa->smap, sa->slen);
     memset(sa, 0, sizeof *sa);
@@ -537,6 +538,108 @@ static inline void prefetch_text(const cs_text_sa *sa, uint64_t pos) {
         __builtin_prefetch(sa->text + pos);
 }
 
+/* ---- the in-memory top level ---- */
+
+static _Thread_local uint64_t probes_top, probes_mapped;
+
+void cs_text_sa_probes(uint64_t *top, uint64_t *mapped) {
+    *top = probes_top;
+    *mapped = probes_mapped;
+}
+
+/* The first (up to) CS_TEXT_TOP_B bytes of row v's suffix as the searches
+ * read it (lcp_cmp: raw bytes; lcp_words: the normal form) into o; returns
+ * how many (fewer: the suffix ends there). */
+static size_t row_prefix(const cs_text_sa *sa, uint32_t v, uint8_t *o) {
+    size_t k = 0;
+    if (!sa->raw) {
+        uint64_t pos = v > sa->n ? sa->n : v;
+        while (k < CS_TEXT_TOP_B && pos + k < sa->n) o[k] = sa->text[pos + k], k++;
+        return k;
+    }
+    const uint8_t *end;
+    int raw;
+    const uint8_t *s = row_text(sa, v, &end, &raw);
+    int c;
+    while (k < CS_TEXT_TOP_B && (c = raw ? next_norm(&s, end) : (s < end ? *s++ : -1)) >= 0) o[k++] = (uint8_t)c;
+    return k;
+}
+
+void cs_text_sa_unsample(cs_text_sa *sa) {
+    free(sa->top);
+    sa->top = NULL;
+    sa->top_n = sa->top_k = 0;
+}
+
+int cs_text_sa_sample(cs_text_sa *sa, uint64_t k, cs_err *err) {
+    cs_text_sa_unsample(sa);
+    if (k < 1) k = 1;
+    if (sa->n_sa < 2 * k) return 0;
+    uint64_t n = (sa->n_sa + k - 1) / k;
+    uint8_t *t = malloc(n * (CS_TEXT_TOP_B + 1));
+    if (!t) return cs_fail(err, CS_ENOMEM, "out of memory for a suffix array's top level (%llu rows)",
+                           (unsigned long long)n);
+    cs_text_huge(t, n * (CS_TEXT_TOP_B + 1));
+    for (uint64_t i = 0; i < n; i++) {
+        if (i + 16 < n) prefetch_text(sa, sa->sa[(i + 16) * k]); /* the rows' text is read at random */
+        uint8_t *e = t + i * (CS_TEXT_TOP_B + 1);
+        e[0] = (uint8_t)row_prefix(sa, sa->sa[i * k], e + 1);
+    }
+    sa->top = t;
+    sa->top_n = n;
+    sa->top_k = k;
+    return 0;
+}
+
+/* Compares p[0..m) with a top-level entry as lcp_cmp / lcp_words would
+ * with its row: 1 and *l, *cmp when the entry's bytes decide it, 0 when p
+ * and the row agree on all CS_TEXT_TOP_B bytes and both go on (the row
+ * must be read). */
+static inline int top_cmp(const uint8_t *e, const uint8_t *p, size_t m, uint64_t *l, int *cmp) {
+    size_t ls = e[0], lim = m < ls ? m : ls, k = 0;
+    const uint8_t *s = e + 1;
+    while (k < lim && s[k] == p[k]) k++;
+    *l = k;
+    if (k == m) *cmp = 0;
+    else if (k < lim) *cmp = p[k] < s[k] ? -1 : 1;
+    else if (ls < CS_TEXT_TOP_B) *cmp = 1; /* the suffix ends before p */
+    else return 0;
+    return 1;
+}
+
+static inline uint64_t lcp_cmp(const cs_text_sa *sa, uint64_t pos, const uint8_t *p, size_t m, uint64_t k,
+                               int *cmp);
+static inline uint64_t lcp_words(const cs_text_sa *sa, uint32_t v, const uint8_t *p, size_t m, int *cmp);
+
+/* Narrows the search (*lo, *hi) (hi = the array's end) to two neighbouring
+ * sampled rows by a binary search of the top level, with the lcps of p
+ * with those rows (exact: a decided entry's lcp is below CS_TEXT_TOP_B or is
+ * the whole of the shorter one; an undecided one reads its row). The same
+ * predicate as sa_bound, so the rows sa_bound ends on are the same. */
+static void top_bound(const cs_text_sa *sa, const uint8_t *p, size_t m, int strict, int64_t *lo, int64_t *hi,
+                      uint64_t *llcp, uint64_t *rlcp) {
+    int64_t K = (int64_t)sa->top_k;
+    int64_t a = *lo < 0 ? -1 : *lo / K, b = (int64_t)sa->top_n; /* samples a < i < b lie inside (lo, hi) */
+    uint64_t la = *llcp, lb = *rlcp;
+    int moved_a = 0, moved_b = 0;
+    while (b - a > 1) {
+        int64_t mid = a + (b - a) / 2;
+        const uint8_t *e = sa->top + (uint64_t)mid * (CS_TEXT_TOP_B + 1);
+        uint64_t l;
+        int c;
+        probes_top++;
+        if (!top_cmp(e, p, m, &l, &c)) {
+            probes_mapped++;
+            uint32_t v = sa->sa[mid * K];
+            l = sa->raw ? lcp_words(sa, v, p, m, &c) : lcp_cmp(sa, v, p, m, CS_TEXT_TOP_B, &c);
+        }
+        if (strict ? c < 0 : c <= 0) b = mid, lb = l, moved_b = 1;
+        else a = mid, la = l, moved_a = 1;
+    }
+    if (moved_a) *lo = a * K, *llcp = la;
+    if (moved_b) *hi = b * K, *rlcp = lb;
+}
+
 /* Binary search over suffix array rows (lo, hi) for the first row whose
  * suffix compares >= p (strict = 0) or > p without starting with it
  * (strict = 1); returns it and leaves *lo_out = it - 1. llcp and rlcp are
@@ -546,6 +649,7 @@ static int64_t sa_bound(const cs_text_sa *sa, const uint8_t *p, size_t m, int64_
                          uint64_t *llcp_out, uint64_t *rlcp_out, int64_t *lo_out) {
     int64_t hi = (int64_t)sa->n_sa;
     uint64_t llcp = 0, rlcp = 0;
+    if (sa->top_n && hi - lo > 2 * (int64_t)sa->top_k) top_bound(sa, p, m, strict, &lo, &hi, &llcp, &rlcp);
     while (hi - lo > 1) {
         int64_t mid = lo + (hi - lo) / 2;
         uint64_t k = llcp < rlcp ? llcp : rlcp;
@@ -566,6 +670,7 @@ static int64_t sa_bound(const cs_text_sa *sa, const uint8_t *p, size_t m, int64_
             __builtin_prefetch(&sa->sa[r1 + (hi - r1) / 2]);
         }
         int c;
+        probes_mapped++;
         uint64_t l = sa->raw ? lcp_words(sa, sa->sa[mid], p, m, &c) : lcp_cmp(sa, sa->sa[mid], p, m, k, &c);
         if (strict ? c < 0 : c <= 0) hi = mid, rlcp = l;
         else lo = mid, llcp = l;

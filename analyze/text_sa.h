@@ -41,7 +41,20 @@ typedef struct {
     uint64_t n_sa;
     void *tmap, *smap;   /* the mappings (NULL when empty) */
     size_t tlen, slen;
+    /* The in-memory top level (cs_text_sa_sample): every top_k-th row's
+     * first CS_TEXT_TOP_B bytes (of its normal form for word rows), so the
+     * first ~log2(top_n) steps of each binary search read one small array
+     * instead of a row and then the text it points at, at random, in the
+     * maps. top_n = 0: none, every step reads the maps. */
+    uint8_t *top;        /* top_n entries of CS_TEXT_TOP_B + 1 bytes: length, then bytes; owned */
+    uint64_t top_n, top_k;
 } cs_text_sa;
+
+#define CS_TEXT_TOP_B 15
+/* The default sampling step: 1 row in 256 (16 bytes each: 1/16 of the
+ * array's 4 bytes per row in memory; the search left after the top level
+ * is 8 steps inside 1 KiB of the array). */
+#define CS_TEXT_TOP_K 256
 
 /* Sorts the word-start suffixes of the normal form norm[0..n) (documents
  * each followed by the separator; n <= CS_TEXT_MAX_SHARD) and writes the
@@ -70,6 +83,17 @@ int cs_text_sa_open(cs_text_sa *sa, const char *text_path, const char *sa_path, 
 int cs_text_sa_open_words(cs_text_sa *sa, const char *side_path, const char *sa_path, const uint8_t *raw,
                           uint64_t raw_n, cs_err *err);
 void cs_text_sa_close(cs_text_sa *sa);
+
+/* Builds the in-memory top level over every k-th row (k >= 1; replaces an
+ * earlier one). Arrays of fewer than 2 k rows get none. Searches give the
+ * same rows and lcps with or without it. */
+int cs_text_sa_sample(cs_text_sa *sa, uint64_t k, cs_err *err);
+void cs_text_sa_unsample(cs_text_sa *sa);
+
+/* Comparisons made by this thread's searches so far: *top in the in-memory
+ * top level, *mapped against a row of the mapped array (each reads a row
+ * and the text it points at). For benches. */
+void cs_text_sa_probes(uint64_t *top, uint64_t *mapped);
 
 /* Word rows: where the normal form of row v is after its first m bytes (in
  * the raw or the side text), and *b the next normal byte there (-1: the

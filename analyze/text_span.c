@@ -23,10 +23,12 @@ static int occurs_as_words(const cs_text_sa *sa, const uint8_t *p, uint64_t l, u
     int found = 0;
     for (int k = 0; k < 2 && !found; k++) {
         t[l] = k ? CS_TEXT_SEP : ' ';
-        uint64_t lo, hi;
-        cs_text_sa_range(sa, t, l + 1, &lo, &hi);
-        if (lo < hi) {
-            *pos = sa->sa[lo];
+        /* one search, not a range's two: the longest match is all of t at
+         * the first row starting with t (the lower bound; the row before
+         * it sorts below t), the row the range would start at */
+        uint64_t p;
+        if (cs_text_sa_longest(sa, t, l + 1, &p) == l + 1) {
+            *pos = p;
             found = 1;
         }
     }
@@ -50,21 +52,44 @@ static uint64_t word_match(const cs_text_sa *sa, const uint8_t *q, size_t m, siz
     return e > 0 ? whole_words(q, m, j, e - 1) : 0;
 }
 
-/* Longest whole-word match of q[j..m) over all shards; ties go to the first. */
-static uint64_t best_match(const cs_text_corpus *c, const uint8_t *q, size_t m, size_t j, int *shard,
-                           uint64_t *pos) {
-    uint64_t best = 0;
-    *shard = -1;
-    for (int s = 0; s < c->n_shards; s++) {
-        uint64_t p;
-        uint64_t l = word_match(&c->shards[s].sa, q, m, j, &p);
-        if (l > best) {
-            best = l;
-            *shard = s;
-            *pos = p;
+/* The longest whole-word match at every word start of q over all shards
+ * (ties go to the first shard): *len, *shard (-1: none) and *pos per start
+ * js[k]. ms_s(j), the longest whole-word match at word start j in shard s,
+ * is at most ms_s(j') + (j' - j) for the next word start j' (the match at j
+ * less its first word is a whole-word match at j'), so a right-to-left scan
+ * searches a shard at a start only when that bound reaches the best match
+ * found there in the other shards (the last start's winner is searched
+ * first): with several shards, those whose matches are short are searched
+ * every few starts instead of at each. Exact: a shard is skipped only when
+ * it can neither beat nor (being earlier) tie the best. */
+static int match_all(const cs_text_corpus *c, const uint8_t *q, size_t m, const size_t *js, size_t n,
+                     uint64_t *len, int *shard, uint64_t *pos) {
+    int ns = c->n_shards;
+    uint64_t *bound = malloc(((size_t)ns + 1) * sizeof *bound); /* per shard: ms (or a bound) at the next start */
+    if (!bound) return -1;
+    for (size_t k = n; k-- > 0;) {
+        size_t j = js[k];
+        uint64_t step = k + 1 < n ? js[k + 1] - j : UINT64_MAX / 2;
+        int w = k + 1 < n && shard[k + 1] >= 0 ? shard[k + 1] : 0;
+        uint64_t best = 0;
+        int bs = -1;
+        for (int t = -1; t < ns; t++) {
+            int s = t < 0 ? w : t;
+            if (t >= 0 && s == w) continue;
+            uint64_t ub = k + 1 < n ? bound[s] + step : UINT64_MAX;
+            if (t >= 0 && (bs < 0 ? ub == 0 : s < bs ? ub < best : ub <= best)) {
+                bound[s] = ub;
+                continue;
+            }
+            uint64_t p = 0, l = word_match(&c->shards[s].sa, q, m, j, &p);
+            bound[s] = l;
+            if (l > 0 && (l > best || (l == best && s < bs))) best = l, bs = s, pos[k] = p;
         }
+        len[k] = best;
+        shard[k] = bs;
     }
-    return best;
+    free(bound);
+    return 0;
 }
 
 static uint64_t count_words(const uint8_t *q, uint64_t a, uint64_t b) {
@@ -81,13 +106,24 @@ int cs_text_spans(const cs_text_corpus *c, const char *qs, size_t m, int min_wor
     longest->shard = -1;
     *spans = NULL;
     *n_spans = 0;
-    size_t cap = 0;
+    size_t cap = 0, n = 0;
     uint64_t reach = 0; /* end of the furthest span so far */
-    for (size_t j = 0; j < m; j++) {
-        if (q[j] == ' ' || (j > 0 && q[j - 1] != ' ')) continue; /* word starts only */
-        int s;
-        uint64_t pos = 0;
-        uint64_t l = best_match(c, q, m, j, &s, &pos);
+    for (size_t j = 0; j < m; j++) n += q[j] != ' ' && (j == 0 || q[j - 1] == ' ');
+    size_t *js = malloc((n + 1) * sizeof *js);
+    uint64_t *ml = malloc((n + 1) * sizeof *ml), *mp = malloc((n + 1) * sizeof *mp);
+    int *msh = malloc((n + 1) * sizeof *msh);
+    n = 0;
+    for (size_t j = 0; js && j < m; j++)
+        if (q[j] != ' ' && (j == 0 || q[j - 1] == ' ')) js[n++] = j; /* word starts only */
+    if (!js || !ml || !mp || !msh || match_all(c, q, m, js, n, ml, msh, mp)) {
+        free(js), free(ml), free(mp), free(msh);
+        return cs_fail(err, CS_ENOMEM, "out of memory");
+    }
+    for (size_t k = 0; k < n; k++) {
+        size_t j = js[k];
+        int s = msh[k];
+        uint64_t pos = mp[k];
+        uint64_t l = ml[k];
         if (s < 0 || l == 0) continue;
         const cs_text_shard *sh = &c->shards[s];
         uint64_t ds, de;
@@ -115,11 +151,13 @@ int cs_text_spans(const cs_text_corpus *c, const char *qs, size_t m, int min_wor
                 free(*spans);
                 *spans = NULL;
                 *n_spans = 0;
+                free(js), free(ml), free(mp), free(msh);
                 return cs_fail(err, CS_ENOMEM, "out of memory");
             }
             *spans = v;
         }
         (*spans)[(*n_spans)++] = sp;
     }
+    free(js), free(ml), free(mp), free(msh);
     return 0;
 }

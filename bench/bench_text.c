@@ -5,8 +5,15 @@
  * sentences, 100 KB documents). Each figure is printed beside its anchor or
  * target, as a ratio.
  *
- * usage: bench_text [MB] (default 1024, or $CS_BENCH_TEXT_MB; develop with 64) */
+ * usage: bench_text [MB] (default 1024, or $CS_BENCH_TEXT_MB; develop with 64)
+ *
+ * Queries run in passes over the same completions: the plain binary search
+ * and the in-memory top level (text_sa.h), each twice (cold then warm
+ * caches), then after evicting the index from the page cache; each prints
+ * CPU and wall per KB, page faults and search probes per query. */
+#include <dirent.h>
 #include <divsufsort.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +26,7 @@
 #include "analyze/text_corpus.h"
 #include "analyze/text_exact.h"
 #include "analyze/text_norm.h"
+#include "analyze/text_sa.h"
 #include "analyze/text_span.h"
 #include "core/parallel.h"
 
@@ -104,6 +112,76 @@ static int cmp_d(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* One pass of queries: means per KB of completion, and per query the page
+ * faults (getrusage) and binary-search probes (text_sa.h). */
+typedef struct {
+    double cpu, wall, p50, p99, minflt, majflt, ptop, pmapped;
+    double cpu_chars; /* of cpu: the exact character spans (the rest: the whole-word spans) */
+} qstat;
+typedef struct {
+    qstat k[2];
+} qres;
+
+static int run_queries(const cs_text_corpus *c, char comps[][1024], const size_t *clen, int nq, qstat *r) {
+    double *lat = malloc((size_t)nq * sizeof *lat), csum = 0, wsum = 0, chsum = 0;
+    struct rusage u0, u1;
+    uint64_t t0, m0, t1, m1;
+    cs_err e = {0};
+    getrusage(RUSAGE_SELF, &u0);
+    cs_text_sa_probes(&t0, &m0);
+    for (int i = 0; i < nq; i++) {
+        const char *comp = comps[i];
+        size_t k = clen[i];
+        double q0 = now_s(), c0 = cpu_s();
+        cs_text_norm n;
+        cs_text_span lg, *spans;
+        cs_text_chars ch;
+        size_t ns;
+        memset(&n, 0, sizeof n);
+        int rc = cs_text_longest_chars(c, comp, k, -1, 0, &ch, &e);
+        double c1 = cpu_s();
+        if (rc || cs_text_normalize(&n, comp, k, &e) || cs_text_spans(c, n.text, n.len, 10, &lg, &spans, &ns, &e)) {
+            fprintf(stderr, "%s\n", e.msg);
+            free(lat);
+            return -1;
+        }
+        chsum += (c1 - c0) * 1e3 * 1024.0 / (double)k;
+        cs_text_chars_free(&ch);
+        free(spans);
+        cs_text_norm_free(&n);
+        double kb = 1024.0 / (double)k;
+        lat[i] = (now_s() - q0) * 1e3 * kb;
+        wsum += lat[i];
+        csum += (cpu_s() - c0) * 1e3 * kb;
+    }
+    cs_text_sa_probes(&t1, &m1);
+    getrusage(RUSAGE_SELF, &u1);
+    qsort(lat, (size_t)nq, sizeof *lat, cmp_d);
+    *r = (qstat){csum / nq, wsum / nq, lat[nq / 2], lat[nq * 99 / 100],
+                 (double)(u1.ru_minflt - u0.ru_minflt) / nq, (double)(u1.ru_majflt - u0.ru_majflt) / nq,
+                 (double)(t1 - t0) / nq, (double)(m1 - m0) / nq, chsum / nq};
+    free(lat);
+    return 0;
+}
+
+/* Drops the index files beside the db (not the db) from the page cache:
+ * written back first, then POSIX_FADV_DONTNEED. */
+static void evict_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *ent;
+    while (d && (ent = readdir(d))) {
+        if (ent->d_name[0] == '.' || !strncmp(ent->d_name, "t.db", 4) || !strcmp(ent->d_name, "docs")) continue;
+        char p[1200];
+        snprintf(p, sizeof p, "%s/%s", dir, ent->d_name);
+        int fd = open(p, O_RDONLY);
+        if (fd < 0) continue;
+        fdatasync(fd); /* dirty pages (the build just wrote them) are not dropped */
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(fd);
+    }
+    if (d) closedir(d);
+}
+
 int main(int argc, char **argv) {
     long mb = 1024;
     const char *env = getenv("CS_BENCH_TEXT_MB");
@@ -152,6 +230,8 @@ int main(int argc, char **argv) {
     }
     long rss0 = peak_rss_kb();
     cs_text_index_opts o = {0};
+    /* CS_BENCH_TEXT_SHARD_MB: smaller shards (how query cost grows with their number) */
+    if (getenv("CS_BENCH_TEXT_SHARD_MB")) o.shard_bytes = (uint64_t)atol(getenv("CS_BENCH_TEXT_SHARD_MB")) << 20;
     cs_text_index_stats st;
     const char *paths[] = {docs};
     t0 = now_s();
@@ -186,7 +266,9 @@ int main(int argc, char **argv) {
     int32_t *sa = malloc((amax ? amax : 1) * sizeof *sa);
     t0 = now_s();
     c0 = cpu_s();
-    for (int i = 0; i < c.n_shards && sa; i++) {
+    /* CS_BENCH_TEXT_NO_SORT_ANCHOR=1 skips it (query studies; its figures then read nan) */
+    int sort_anchor = !getenv("CS_BENCH_TEXT_NO_SORT_ANCHOR");
+    for (int i = 0; i < c.n_shards && sa && sort_anchor; i++) {
         divsufsort(c.shards[i].raw.text, sa, (int32_t)c.shards[i].raw.n);
         an += c.shards[i].raw.n;
     }
@@ -231,14 +313,14 @@ int main(int argc, char **argv) {
     fflush(stdout);
 
     /* 4. longest-span queries on 1 KB completions: half copied from the
-     *    corpus with an edit every ~40 words, half freshly generated */
-    int nq = 200;
-    double *lat = malloc(2 * (size_t)nq * sizeof *lat), *clat = malloc(2 * (size_t)nq * sizeof *clat);
-    char comp[2048], first_comp[2][2048];
-    uint64_t longest_sum[2] = {0, 0}, longest_chars0[2] = {0, 0};
-    size_t first_len[2] = {0, 0};
-    for (int kind = 0; kind < 2; kind++) {
-        for (int i = 0; i < nq; i++) {
+     *    corpus with an edit every ~40 words, half freshly generated; the
+     *    same completions in every pass */
+    enum { NQ = 200 };
+    static char comps[2][NQ][1024];
+    static size_t clen[2][NQ];
+    for (int kind = 0; kind < 2; kind++)
+        for (int i = 0; i < NQ; i++) {
+            char *comp = comps[kind][i];
             size_t k;
             if (kind == 0) {
                 const cs_text_shard *sh = &c.shards[rnd() % (uint64_t)c.n_shards];
@@ -253,38 +335,62 @@ int main(int argc, char **argv) {
                 k = g < 1024 ? g : 1024;
                 memcpy(comp, tmp, k);
             }
-            struct timespec a0, a1;
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a0);
-            double q0 = now_s();
-            cs_text_norm n;
-            cs_text_span lg, *spans;
-            cs_text_chars ch;
-            size_t ns;
-            if (cs_text_longest_chars(&c, comp, k, -1, 0, &ch, &e) || cs_text_normalize(&n, comp, k, &e) ||
-                cs_text_spans(&c, n.text, n.len, 10, &lg, &spans, &ns, &e)) {
+            clen[kind][i] = k;
+        }
+    /* Passes: the plain binary search (every step reads the maps) and the
+     * in-memory top level (text_sa.h), each twice (the second pass warm);
+     * then the index evicted from the page cache (posix_fadvise DONTNEED on
+     * its files) and the corpus opened again: the open reads it back
+     * (MAP_POPULATE), the queries after it should not fault. */
+    const char *pass_names[5] = {"plain search, 1st pass", "plain search, 2nd pass (warm)",
+                                 "top level, 1st pass", "top level, 2nd pass (warm)",
+                                 "top level, after evicting the index"};
+    qres res[5];
+    for (int pass = 0; pass < 5; pass++) {
+        if (pass == 0)
+            for (int i = 0; i < c.n_shards; i++) cs_text_sa_unsample(&c.shards[i].raw), cs_text_sa_unsample(&c.shards[i].sa);
+        if (pass == 2 || pass == 4) {
+            if (pass == 4) {
+                cs_text_corpus_close(&c);
+                evict_dir(dir);
+            }
+            double o0 = now_s(), oc0 = cpu_s();
+            if (pass == 4 && cs_text_corpus_open(&c, s, &e)) {
                 fprintf(stderr, "%s\n", e.msg);
                 return 1;
             }
-            if (i == 0) longest_chars0[kind] = ch.chars, memcpy(first_comp[kind], comp, k), first_len[kind] = k;
-            cs_text_chars_free(&ch);
-            lat[kind * nq + i] = (now_s() - q0) * 1e3 * 1024.0 / (double)k;
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a1);
-            clat[kind * nq + i] = ((double)(a1.tv_sec - a0.tv_sec) * 1e3 + (double)(a1.tv_nsec - a0.tv_nsec) * 1e-6) *
-                                  1024.0 / (double)k;
-            longest_sum[kind] += lg.words;
-            free(spans);
-            cs_text_norm_free(&n);
+            for (int i = 0; i < c.n_shards && pass == 2; i++)
+                if (cs_text_sa_sample(&c.shards[i].raw, CS_TEXT_TOP_K, &e) ||
+                    cs_text_sa_sample(&c.shards[i].sa, CS_TEXT_TOP_K, &e)) {
+                    fprintf(stderr, "%s\n", e.msg);
+                    return 1;
+                }
+            uint64_t topb = 0;
+            for (int i = 0; i < c.n_shards; i++) topb += (c.shards[i].raw.top_n + c.shards[i].sa.top_n) * (CS_TEXT_TOP_B + 1);
+            printf("%s: %.2f s wall, %.2f s cpu (top levels: %.1f MB in memory, %.3f of the index)\n",
+                   pass == 2 ? "top levels built" : "corpus opened again after evicting the index (reads it back)",
+                   now_s() - o0, cpu_s() - oc0, topb / 1e6, (double)topb / (double)disk);
         }
+        for (int kind = 0; kind < 2; kind++)
+            if (run_queries(&c, comps[kind], clen[kind], NQ, &res[pass].k[kind])) return 1;
+        for (int kind = 0; kind < 2; kind++) {
+            const qstat *r = &res[pass].k[kind];
+            printf("  %-36s %s: %.3f ms cpu per KB (%.0f%% character spans), %.3f ms wall per KB (p50 %.3f, p99 %.3f); per query: %.1f minor + "
+                   "%.2f major faults, %.0f top-level + %.0f mapped probes\n",
+                   pass_names[pass], kind ? "novel        " : "copied+edited", r->cpu, 100 * r->cpu_chars / r->cpu, r->wall, r->p50, r->p99,
+                   r->minflt, r->majflt, r->ptop, r->pmapped);
+        }
+        fflush(stdout);
     }
     /* anchor: brute force (every completion start against every corpus
      * position, first byte found with memchr) over a 16 MB sample of shard 0,
      * for the first completion of each kind; per KB, scaled to the corpus */
     uint64_t bn = c.shards[0].raw.n < (16u << 20) ? c.shards[0].raw.n : (16u << 20);
-    double brute_ms[2];
+    double brute_ms[2], bc0 = cpu_s();
     for (int kind = 0; kind < 2; kind++) {
-        const char *t = (const char *)c.shards[0].raw.text, *q = first_comp[kind];
-        size_t m = first_len[kind], best = 0;
-        t0 = now_s();
+        const char *t = (const char *)c.shards[0].raw.text, *q = comps[kind][0];
+        size_t m = clen[kind][0], best = 0;
+        t0 = cpu_s();
         for (size_t i = 0; i < m; i++) {
             if (((uint8_t)q[i] & 0xC0) == 0x80) continue;
             for (const char *p = t; (p = memchr(p, q[i], bn - (size_t)(p - t))) != NULL; p++) {
@@ -293,32 +399,31 @@ int main(int argc, char **argv) {
                 if (l > best) best = l;
             }
         }
-        brute_ms[kind] = (now_s() - t0) * 1e3 * 1024.0 / (double)m * ((double)c.bytes / (double)bn);
+        brute_ms[kind] = (cpu_s() - t0) * 1e3 * 1024.0 / (double)m * ((double)c.bytes / (double)bn);
+        cs_text_chars ch;
+        if (cs_text_longest_chars(&c, q, m, -1, 0, &ch, &e)) return 1;
         printf("first %s completion: longest_span_chars %llu (index, whole corpus), longest byte match %zu "
-               "(brute force, 16 MB sample)\n", kind ? "novel" : "copied", (unsigned long long)longest_chars0[kind],
-               best);
+               "(brute force, 16 MB sample)\n", kind ? "novel" : "copied", (unsigned long long)ch.chars, best);
+        cs_text_chars_free(&ch);
     }
+    (void)bc0;
     /* anchor: one memmem pass over the corpus for a single 64-byte window */
-    t0 = now_s();
+    t0 = cpu_s();
     volatile int hits = 0; /* keeps the call */
     static const char window[65] = "zzzq zzzq zzzq zzzq zzzq zzzq zzzq zzzq zzzq zzzq zzzq zzzq zzz.";
     for (int i = 0; i < c.n_shards; i++) hits += memmem(c.shards[i].raw.text, c.shards[i].raw.n, window, 64) != NULL;
-    double tmm = (now_s() - t0) * 1e3;
+    double tmm = (cpu_s() - t0) * 1e3;
     const char *names[2] = {"copied+edited", "novel"};
     for (int kind = 0; kind < 2; kind++) {
-        double *v = lat + kind * nq, *cv = clat + kind * nq, sum = 0, csum = 0;
-        for (int i = 0; i < nq; i++) sum += v[i], csum += cv[i];
-        qsort(v, (size_t)nq, sizeof *v, cmp_d);
-        printf("span query, %s 1 KB completions: mean %.3f ms wall (p50 %.3f, p99 %.3f), %.3f ms cpu per KB "
-               "(mean longest %.1f words)   target <= 5 ms   ratio %.2fx wall, %.2fx cpu   anchor one memmem window "
-               "over the corpus %.1f ms (%.2fx the query's time); brute force, 16 MB sample scaled to the corpus, %.0f ms "
-               "per KB (%.0fx slower)\n",
-               names[kind], sum / nq, v[nq / 2], v[nq * 99 / 100], csum / nq, (double)longest_sum[kind] / nq,
-               sum / nq / 5.0, csum / nq / 5.0, tmm, tmm / (sum / nq), brute_ms[kind], brute_ms[kind] / (sum / nq));
+        const qstat *pl = &res[1].k[kind], *tp = &res[3].k[kind];
+        printf("span query, %s 1 KB completions (%.0f MB corpus, %d shard(s)), warm: %.3f ms cpu per KB with the top "
+               "level (%.3f plain: %.2fx faster)   target <= 5 ms   ratio %.2fx   anchors, cpu, same run: one memmem "
+               "window over the corpus %.1f ms (%.2fx the query); brute force, 16 MB sample scaled to the corpus, %.0f "
+               "ms per KB (%.0fx slower)\n",
+               names[kind], c.bytes / 1048576.0, c.n_shards, tp->cpu, pl->cpu, pl->cpu / tp->cpu, tp->cpu / 5.0, tmm,
+               tmm / tp->cpu, brute_ms[kind], brute_ms[kind] / tp->cpu);
     }
     (void)hits;
-    free(lat);
-    free(clat);
     free(buf);
     cs_text_corpus_close(&c);
     cs_store_close(s);

@@ -8,13 +8,13 @@
  * the shape alone into tasks (image, block of CHUNK output channels), each
  * one single-threaded primitive on one of our threads: it reorders its
  * block of the weights (contiguous in OIHW) to the primitive's layout, runs
- * the convolution with the bias into an NHWC block, and copies that block
- * into the NCHW output (dst_to_nchw). Every output element is summed by one
- * kernel in an order fixed by the shape: the bits do not depend on the
- * thread count.
+ * the convolution with the bias into an NHWC block, and reorders that block
+ * into the NCHW output. Every output element is summed by one kernel in an
+ * order fixed by the shape: the bits do not depend on the thread count.
  *
- * Buffers are one process-wide block grown as needed and kept (a fresh
- * buffer per call page-faults on every first touch), under a mutex.
+ * Buffers are one process-wide block grown as needed and kept up to
+ * KEEP_MAX (a fresh buffer per call page-faults on every first touch), under
+ * a mutex.
  * Primitives are created once per shape (their JIT takes milliseconds) with
  * one OpenMP thread and kept for the process. */
 #include "core/gemm.h"
@@ -84,8 +84,8 @@ typedef struct {
 
 typedef struct {
     conv_key k;
-    dnnl_primitive_t conv, wre, sre; /* conv; weights, src reorders (dst: dst_to_nchw) */
-    dnnl_memory_desc_t src, src1, wsrc, wdst, dst, src_nchw, bias; /* src1: one image */
+    dnnl_primitive_t conv, wre, sre, dre; /* conv; weights, src, dst reorders */
+    dnnl_memory_desc_t src, src1, wsrc, wdst, dst, dst_nchw, src_nchw, bias; /* src1: one image */
     size_t wbytes, scratch; /* reordered weight block, conv scratchpad (bytes) */
     int oh, ow;
 } conv_plan;
@@ -145,6 +145,10 @@ static conv_plan *plan_create(const conv_key *k) {
     dnnl_data_type_t dt = k->bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_dims_t sd = {k->mb, k->cin, k->h, k->w}, sd1 = {1, k->cin, k->h, k->w},
                 wd = {k->chunk, k->cin, k->kh, k->kw}, bd = {k->chunk}, dd = {k->mb, k->chunk, P->oh, P->ow};
+    /* the NCHW output block: a slice of chunk channels of [B, cout, oh, ow] */
+    int f = k->up ? 2 : 1;
+    dnnl_dims_t ds = {(dnnl_dim_t)k->cout * P->oh * P->ow * f * f, (dnnl_dim_t)P->oh * P->ow * f * f,
+                      (dnnl_dim_t)P->ow * f * f, f};
     dnnl_memory_desc_t wany;
     dnnl_convolution_desc_t cd;
     dnnl_primitive_attr_t attr = NULL;
@@ -157,6 +161,7 @@ static conv_plan *plan_create(const conv_key *k) {
              dnnl_memory_desc_init_by_tag(&wany, 4, wd, dt, dnnl_format_tag_any) == dnnl_success &&
              dnnl_memory_desc_init_by_tag(&P->bias, 1, bd, dnnl_f32, dnnl_x) == dnnl_success &&
              dnnl_memory_desc_init_by_tag(&P->dst, 4, dd, dnnl_f32, dnnl_nhwc) == dnnl_success &&
+             dnnl_memory_desc_init_by_strides(&P->dst_nchw, 4, dd, dnnl_f32, ds) == dnnl_success &&
              dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &P->src, &wany,
                                                 k->has_bias ? &P->bias : NULL, &P->dst, strides, pl,
                                                 pr) == dnnl_success &&
@@ -174,7 +179,7 @@ static conv_plan *plan_create(const conv_key *k) {
         P->wbytes = dnnl_memory_desc_get_size(&P->wdst);
         P->scratch = dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
         ok = dnnl_primitive_create(&P->conv, pd) == dnnl_success && !reorder_create(&P->wre, &P->wsrc, &P->wdst) &&
-             !reorder_create(&P->sre, &P->src_nchw, &P->src1);
+             !reorder_create(&P->sre, &P->src_nchw, &P->src1) && !reorder_create(&P->dre, &P->dst, &P->dst_nchw);
     }
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (attr) dnnl_primitive_attr_destroy(attr);
@@ -182,6 +187,7 @@ static conv_plan *plan_create(const conv_key *k) {
         if (P->conv) dnnl_primitive_destroy(P->conv);
         if (P->wre) dnnl_primitive_destroy(P->wre);
         if (P->sre) dnnl_primitive_destroy(P->sre);
+        if (P->dre) dnnl_primitive_destroy(P->dre);
         free(P);
         return NULL;
     }
@@ -338,35 +344,6 @@ static void wre_task(void *vc, int64_t c, int thread) {
     omp_restore(had);
 }
 
-/* The NHWC block d [mb, oh, ow, chunk] into the NCHW output: image n,
- * channel c, row y, column x at out[n*sn + c*sc + y*ow*f*f + x*f] (f = 2:
- * one phase of the 2x finer image, every other row and column). A copy:
- * the same bits as oneDNN's reorder, which took 27% of the 512x512 VAE
- * decode's oneDNN time, as much as the convolutions at 512x512 (verbose
- * timings): it writes 64 planes 1 MB apart from a block of 64 MB. Here in
- * spans of XS pixels, read from L1, written as 64 runs of XS floats. */
-#define XS 32
-static void dst_to_nchw(float *out, const float *d, int mb, int chunk, int oh, int ow, int f, size_t sn,
-                        size_t sc) {
-    size_t sy = (size_t)ow * f * f;
-    for (int n = 0; n < mb; n++)
-        for (int y = 0; y < oh; y++) {
-            const float *dr = d + ((size_t)n * oh + y) * ow * chunk;
-            float *orow = out + n * sn + y * sy;
-            for (int x0 = 0; x0 < ow; x0 += XS) {
-                int nx = ow - x0 < XS ? ow - x0 : XS;
-                const float *db = dr + (size_t)x0 * chunk;
-                for (int c = 0; c < chunk; c++) {
-                    float *o = orow + c * sc + (size_t)x0 * f;
-                    if (f == 1)
-                        for (int x = 0; x < nx; x++) o[x] = db[(size_t)x * chunk + c];
-                    else
-                        for (int x = 0; x < nx; x++) o[2 * x] = db[(size_t)x * chunk + c];
-                }
-            }
-        }
-}
-
 static void conv_block(conv_job *j, int64_t i, int thread);
 static void conv_task(void *vc, int64_t i, int thread) {
     int had = one_omp_thread();
@@ -398,12 +375,9 @@ static void conv_block(conv_job *j, int64_t i, int thread) {
     dnnl_memory_desc_init_by_tag(&spd, 1, sd, dnnl_u8, dnnl_x);
     const dnnl_memory_desc_t *md[5] = {&P->src, &P->wdst, &P->dst, &spd, &P->bias};
     void *ptr[5] = {j->src + (size_t)b0 * j->sbytes, wbuf, dbuf, sbuf, (void *)(j->bias ? j->bias + co : NULL)};
-    if (run_prim(P->conv, k->has_bias ? 5 : 4, arg, md, ptr)) {
+    if (run_prim(P->conv, k->has_bias ? 5 : 4, arg, md, ptr) ||
+        reorder_run(P->dre, &P->dst, dbuf, &P->dst_nchw, q->out + ((size_t)b0 * j->cout + co) * j->ostep))
         j->fail = 1;
-        return;
-    }
-    dst_to_nchw(q->out + ((size_t)b0 * j->cout + co) * j->ostep, (const float *)dbuf, k->mb, k->chunk, P->oh, P->ow,
-                k->up ? 2 : 1, (size_t)j->cout * j->ostep, j->ostep);
 }
 
 static size_t thr_bytes(const conv_plan *P) {

@@ -12,9 +12,9 @@
  * into the NCHW output. Every output element is summed by one kernel in an
  * order fixed by the shape: the bits do not depend on the thread count.
  *
- * Buffers are one process-wide block grown as needed and kept up to
- * KEEP_MAX (a fresh buffer per call page-faults on every first touch), under
- * a mutex.
+ * Buffers are one process-wide block grown as needed and kept until the
+ * last kept weights are forgotten (a fresh buffer per call page-faults on
+ * every first touch), under a mutex.
  * Primitives are created once per shape (their JIT takes milliseconds) with
  * one OpenMP thread and kept for the process. */
 #include "core/gemm.h"

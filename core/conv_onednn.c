@@ -12,15 +12,16 @@
  * into the NCHW output. Every output element is summed by one kernel in an
  * order fixed by the shape: the bits do not depend on the thread count.
  *
- * Buffers are one process-wide block grown as needed and kept up to
- * KEEP_MAX (a fresh buffer per call page-faults on every first touch), under
- * a mutex.
+ * Buffers are one process-wide block grown as needed and kept until the
+ * last kept weights are forgotten (a fresh buffer per call page-faults on
+ * every first touch), under a mutex.
  * Primitives are created once per shape (their JIT takes milliseconds) with
  * one OpenMP thread and kept for the process. */
 #include "core/gemm.h"
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 /* weight ranges declared unchanged (cs_conv_weights_keep), under g_lock */
 typedef struct {
@@ -32,6 +33,7 @@ static int g_nkept, g_capkept;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER; /* the tables; one convolution at a time */
 static void wcache_drop(const void *owner);
 static void up2_drop(const void *owner);
+static void buf_drop(void);
 
 /* under g_lock: 0, or -1 out of memory */
 static int keep_range(const void *owner, const float *w, size_t n) {
@@ -67,10 +69,13 @@ static inline const void *kept_owner(const void *w, size_t bytes) {
 /* outputs per image below this: one task takes the whole batch (as nn.c's
  * NN_DIRECT_MIN_OHW: the images that only go here with kept weights) */
 #define SMALL_OHW 1024
-/* workspace kept between calls up to this size (the UNet's 64x64 level at
- * batch 2 needs ~25 MB, called every step); bigger ones (a 512x512 VAE
- * decode's ~400 MB, once per image) are allocated per call */
-#define KEEP_MAX ((size_t)128 << 20)
+/* The workspace is kept between calls whatever its size (the UNet's 64x64
+ * level at batch 2 needs ~25 MB, a 512x512 VAE decode's convolutions ~400
+ * MB) until the last kept weights are forgotten: allocated per call, the
+ * VAE's were page-faulted in on every convolution (a fifth of its CPU time
+ * in the kernel, perf). Big ones ask for transparent huge pages (THP is
+ * "madvise" here): 512x fewer faults on first touch. */
+#define HUGE_MIN ((size_t)2 << 20)
 
 typedef struct {
     int cin, cout, chunk, mb, h, w, kh, kw, stride, pt, pl, pb, pr, has_bias, bf16, up;
@@ -94,6 +99,20 @@ static char *g_buf; /* the kept workspace */
 static size_t g_cap;
 
 static void init_engine(void) { g_ok = dnnl_engine_create(&g_eng, dnnl_cpu, 0) == dnnl_success; }
+
+/* n bytes, 64-aligned; from HUGE_MIN on, 2 MB aligned with a THP hint */
+static char *buf_alloc(size_t n) {
+    if (n < HUGE_MIN) return aligned_alloc(64, (n + 63) & ~(size_t)63);
+    n = (n + HUGE_MIN - 1) & ~(HUGE_MIN - 1);
+    char *p = aligned_alloc(HUGE_MIN, n);
+    if (p) madvise(p, n, MADV_HUGEPAGE); /* a hint: its failure changes nothing */
+    return p;
+}
+
+static void buf_drop(void) {
+    free(g_buf);
+    g_buf = NULL, g_cap = 0;
+}
 
 /* oneDNN threads with OpenMP; ours take the tasks: one OpenMP thread each
  * while a primitive is made (its blocking is planned for that many threads)
@@ -412,23 +431,16 @@ static int conv_run(conv_key *keys, int npart, const float *const *w, float *con
         if (b > j.tbytes) j.tbytes = b;
     }
     size_t need = align64(j.sbytes * B) + j.tbytes * nthreads + 64;
-    char *buf = NULL;
-    if (need > KEEP_MAX) { /* a big image's, once per call: not kept */
-        buf = aligned_alloc(64, align64(need));
-    } else {
-        if (need > g_cap) {
-            free(g_buf);
-            g_cap = 0;
-            g_buf = aligned_alloc(64, align64(need));
-            if (g_buf) g_cap = need;
-        }
-        buf = g_buf;
+    if (need > g_cap) {
+        buf_drop();
+        g_buf = buf_alloc(need);
+        if (g_buf) g_cap = need;
     }
+    char *buf = g_buf;
     if (!buf) return -1;
     j.src = buf, j.thr = buf + align64(j.sbytes * B);
     cs_parallel_for(nthreads < B ? nthreads : B, B, src_task, &j);
     if (!j.fail) cs_parallel_for(nthreads, (int64_t)npart * j.ntask, conv_task, &j);
-    if (buf != g_buf) free(buf);
     return j.fail ? -1 : 0;
 }
 
@@ -536,6 +548,7 @@ int cs_conv_onednn_up2(float *out, const float *in, const float *weight, const f
     return rc;
 }
 #else
+static void buf_drop(void) {}
 static void wcache_drop(const void *owner) { (void)owner; }
 static void up2_drop(const void *owner) { (void)owner; }
 int cs_conv_onednn_up2(float *out, const float *in, const float *weight, const float *bias, int cin, int cout, int B,
@@ -570,5 +583,6 @@ void cs_conv_weights_forget(const void *owner) {
     if (!g_nkept) free(g_kept), g_kept = NULL, g_capkept = 0;
     wcache_drop(owner);
     up2_drop(owner);
+    if (!g_nkept) buf_drop(); /* the last model gone: its workspace too */
     pthread_mutex_unlock(&g_lock);
 }

@@ -539,8 +539,8 @@ void cs_memo_html(cs_buf *b, const cs_memo *m) {
     cs_esc_html(b, m->dir);
     cs_buf_printf(b, "/manifest.json): %d images with how often each was duplicated. A generation counts as a copy "
                      "when copyscope's verdict is copy or near-copy of the prompt's own training image (for novel "
-                     "prompts: of any training image). Pixel ground truth: the nearest-neighbour distance ratio "
-                     "(below).</p>",
+                     "prompts: of any training image). Pixel ground truth: tiled L2 at most 0.15 to the nearest "
+                     "training image as the model's autoencoder decodes it (Carlini et al. 2023; below).</p>",
                   m->n_img);
     if (m->note) {
         cs_buf_puts(b, "<p class=\"note\"><b>Note:</b> ");

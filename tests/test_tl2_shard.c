@@ -189,6 +189,15 @@ static int same_result(const cs_an_result *a, const cs_an_result *b) {
 /* Verifying a generation alone, inside a batch, or in batches of another
  * size gives the same match bit for bit (the scan above and the per-pair
  * refinement; under mpirun a rank matches some of the batches). */
+/* a 64 px thumbnail of 8 px blocks in random colours (unrelated ones are far apart) */
+static void blocky_thumb(uint8_t *p) {
+    for (int b = 0; b < 64; b++) {
+        uint8_t col[3] = {(uint8_t)rnd(), (uint8_t)rnd(), (uint8_t)rnd()};
+        for (int y = 0; y < 8; y++)
+            for (int x = 0; x < 8; x++) memcpy(p + (((b / 8) * 8 + y) * 64 + (b % 8) * 8 + x) * 3, col, 3);
+    }
+}
+
 static void test_match_alone_equals_batch(void) {
     enum { NR = 400, NG = 48, TD = 64 * 64 * 3 };
     uint8_t *thumbs = malloc((size_t)NR * TD);
@@ -201,11 +210,7 @@ static void test_match_alone_equals_batch(void) {
         ids[i] = 1 + i;
         if (i % 9 == 8) memcpy(p, p - TD, TD); /* duplicates: ties */
         else
-            for (int b = 0; b < 64; b++) {
-                uint8_t col[3] = {(uint8_t)rnd(), (uint8_t)rnd(), (uint8_t)rnd()};
-                for (int y = 0; y < 8; y++)
-                    for (int x = 0; x < 8; x++) memcpy(p + (((b / 8) * 8 + y) * 64 + (b % 8) * 8 + x) * 3, col, 3);
-            }
+            blocky_thumb(p);
     }
     for (int i = 0; i < NG; i++) {
         const uint8_t *src = thumbs + (size_t)((i * 53) % NR) * TD;
@@ -291,11 +296,7 @@ static void test_verify_on_owner(void) {
         ids[i] = 10 + 2 * i;
         if (i % 11 == 10) memcpy(p, p - 5 * TD, TD);
         else
-            for (int b = 0; b < 64; b++) {
-                uint8_t col[3] = {(uint8_t)rnd(), (uint8_t)rnd(), (uint8_t)rnd()};
-                for (int y = 0; y < 8; y++)
-                    for (int x = 0; x < 8; x++) memcpy(p + (((b / 8) * 8 + y) * 64 + (b % 8) * 8 + x) * 3, col, 3);
-            }
+            blocky_thumb(p);
     }
     for (int i = 0; i < NG; i++) {
         const uint8_t *src = thumbs + (size_t)((i * 71) % NR) * TD;

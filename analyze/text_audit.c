@@ -10,6 +10,8 @@
 #include <time.h>
 
 #include "analyze/text_audit_internal.h"
+#include "analyze/text_lines.h"
+#include "analyze/text_norm.h"
 #include "analyze/text_metrics.h"
 #include "core/fs.h"
 #include "core/progress.h"
@@ -177,8 +179,15 @@ int cs_text_audit_loop(cs_store *s, const cs_text_corpus *c, const char *path, c
     cs_text_audit_stats local;
     if (!stats) stats = &local;
     memset(stats, 0, sizeof *stats);
-    FILE *f = fopen(path, "rb");
-    if (!f) return cs_fail(err, CS_EIO, "%s: cannot open: %s", path, strerror(errno));
+    /* through zlib: completions.jsonl.gz reads as completions.jsonl */
+    gzFile f = gzopen(path, "rb");
+    if (!f) return cs_fail(err, CS_EIO, "%s: cannot open: %s", path, strerror(errno ? errno : ENOMEM));
+    cs_text_lines *r = calloc(1, sizeof *r);
+    if (!r) {
+        gzclose(f);
+        return cs_fail(err, CS_ENOMEM, "out of memory");
+    }
+    r->f = f;
     cs_text_auditor A = {.s = s, .c = c, .o = o, .st = stats, .path = path, .out = out};
     char *line = NULL, *settings = cs_text_audit_settings_json(o);
     size_t cap = 0;
@@ -189,23 +198,34 @@ int cs_text_audit_loop(cs_store *s, const cs_text_corpus *c, const char *path, c
     if (!rc && fns->start) rc = fns->start(ctx, &A, err);
     struct stat fst;
     cs_progress *prog = NULL;
-    if (!rc && o->progress)
-        prog = cs_progress_start("text audit", fstat(fileno(f), &fst) ? 0 : (int64_t)fst.st_size, "B");
-    ssize_t k;
-    int64_t lineno = 0;
-    while (!rc && (k = getline(&line, &cap, f)) >= 0) {
+    if (!rc && o->progress) /* in bytes of the file as stored (compressed for a .gz) */
+        prog = cs_progress_start("text audit", stat(path, &fst) ? 0 : (int64_t)fst.st_size, "B");
+    ssize_t k = 0;
+    int64_t lineno = 0, done = 0;
+    while (!rc && (k = cs_text_getline(r, &line, &cap)) > 0) {
         lineno++;
-        cs_progress_add(prog, k);
+        int64_t at = (int64_t)gzoffset(f);
+        if (at > done) cs_progress_add(prog, at - done), done = at;
+        size_t bad = cs_text_check(line, (size_t)k);
+        if (bad != (size_t)-1) { /* a binary file, or another encoding: never lines of U+FFFD */
+            rc = cs_fail(err, CS_EFORMAT, "%s:%lld: not UTF-8 text (%s at byte %zu of the line); a JSONL file of "
+                         "completions is UTF-8 text", path, (long long)lineno,
+                         line[bad] ? "invalid UTF-8" : "a NUL byte", bad);
+            break;
+        }
         if (strspn(line, " \t\r\n") == (size_t)k) continue; /* blank line */
         rc = fns->each_line(ctx, &A, line, (size_t)k, lineno, err);
     }
-    if (!rc && ferror(f)) rc = cs_fail(err, CS_EIO, "%s: read error: %s", path, strerror(errno));
+    if (!rc && k < 0)
+        rc = r->err ? cs_fail(err, CS_EFORMAT, "%s: cannot decompress: %s", path, cs_text_gz_error(f, path))
+                    : cs_fail(err, CS_ENOMEM, "out of memory");
     if (!rc && fns->end) rc = fns->end(ctx, &A, err);
     if (cs_text_writer_close(&A.w, !rc, err)) rc = -1;
     cs_progress_end(prog);
     free(settings);
     free(line);
-    fclose(f);
+    free(r);
+    gzclose(f);
     return rc;
 }
 

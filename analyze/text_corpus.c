@@ -14,6 +14,7 @@
 #include <time.h>
 #include <zlib.h>
 
+#include "analyze/text_lines.h"
 #include "core/parallel.h"
 #include "core/progress.h"
 
@@ -465,9 +466,9 @@ static int record_error(builder *b, const char *source, const char *msg, cs_err 
 /* Files are read through zlib, so NAME.gz is read as NAME, transparently. */
 static int gz_fail(gzFile f, const char *path, cs_err *err) {
     int zerr = 0;
-    const char *m = gzerror(f, &zerr);
+    gzerror(f, &zerr);
     if (zerr == Z_ERRNO) return cs_fail(err, CS_EIO, "%s: read error: %s", path, strerror(errno));
-    return cs_fail(err, CS_EFORMAT, "%s: cannot decompress: %s", path, m ? m : "corrupt data");
+    return cs_fail(err, CS_EFORMAT, "%s: cannot decompress: %s", path, cs_text_gz_error(f, path));
 }
 
 static int read_all(gzFile f, const char *path, char **data, size_t *len, cs_err *err) {
@@ -485,7 +486,7 @@ static int read_all(gzFile f, const char *path, char **data, size_t *len, cs_err
         if (!buf) return cs_fail(err, CS_ELIMIT, "%s: too large or out of memory", path);
         unsigned want = cap - n > (1u << 30) ? (1u << 30) : (unsigned)(cap - n);
         int k = gzread(f, buf + n, want);
-        if (k < 0) {
+        if (k < 0 || (k == 0 && cs_text_gz_truncated(f))) {
             free(buf);
             return gz_fail(f, path, err);
         }
@@ -495,43 +496,6 @@ static int read_all(gzFile f, const char *path, char **data, size_t *len, cs_err
     *data = buf;
     *len = n;
     return 0;
-}
-
-/* Lines of a gzFile, NUL bytes kept (gzgets would stop at one). */
-typedef struct {
-    gzFile f;
-    char buf[1 << 16];
-    size_t pos, len;
-    int eof, err;
-} gz_lines;
-
-/* One line into *line (grown as needed, NUL-terminated after it); its
- * length, 0 at the end, -1 on a read error. */
-static ssize_t gz_getline(gz_lines *r, char **line, size_t *cap) {
-    size_t n = 0;
-    for (;;) {
-        if (r->pos == r->len) {
-            if (r->eof) return (ssize_t)n;
-            int k = gzread(r->f, r->buf, sizeof r->buf);
-            if (k < 0) return r->err = 1, -1;
-            if (k == 0) r->eof = 1;
-            r->pos = 0, r->len = (size_t)k;
-            continue;
-        }
-        const char *nl = memchr(r->buf + r->pos, '\n', r->len - r->pos);
-        size_t take = nl ? (size_t)(nl - (r->buf + r->pos)) + 1 : r->len - r->pos;
-        if (n + take + 1 > *cap) {
-            size_t c = *cap ? *cap : 4096;
-            while (c < n + take + 1) c *= 2;
-            char *t = realloc(*line, c);
-            if (!t) return -1;
-            *line = t, *cap = c;
-        }
-        memcpy(*line + n, r->buf + r->pos, take);
-        n += take, r->pos += take;
-        (*line)[n] = 0;
-        if (nl) return (ssize_t)n;
-    }
 }
 
 /* cJSON ends a string at a decoded NUL, silently: a line whose JSON holds
@@ -578,7 +542,7 @@ static int add_json_line(builder *b, const char *path, int64_t lineno, char *lin
 
 /* rg: the lines starting in a byte range of the file, or NULL (all). */
 static int index_jsonl(builder *b, gzFile f, const char *path, const cs_text_range *rg, cs_err *err) {
-    gz_lines *r = calloc(1, sizeof *r);
+    cs_text_lines *r = calloc(1, sizeof *r);
     if (!r) return cs_fail(err, CS_ENOMEM, "out of memory");
     r->f = f;
     char *line = NULL;
@@ -587,7 +551,7 @@ static int index_jsonl(builder *b, gzFile f, const char *path, const cs_text_ran
     int64_t lineno = rg ? rg->first_line - 1 : 0;
     uint64_t pos = rg ? rg->start : 0; /* where the next line starts */
     int rc = rg && gzseek(f, (z_off_t)rg->start, SEEK_SET) != (z_off_t)rg->start ? gz_fail(f, path, err) : 0;
-    while (!rc && (!rg || pos < rg->end) && (k = gz_getline(r, &line, &cap)) > 0) {
+    while (!rc && (!rg || pos < rg->end) && (k = cs_text_getline(r, &line, &cap)) > 0) {
         lineno++;
         pos += (uint64_t)k;
         cs_progress_add(b->prog, k);

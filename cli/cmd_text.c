@@ -11,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "analyze/text_audit.h"
 #include "analyze/text_corpus.h"
+#include "analyze/text_lines.h"
 #include "analyze/text_ngram.h"
 #include "analyze/text_store.h"
 #include "analyze/text_trace.h"
@@ -204,6 +206,12 @@ static int text_index(int argc, char **argv) {
         cs_store_close(s);
     }
     if (rc) return cli_fail(&err);
+    if (!st.docs_ok && !st.docs_skipped) { /* an empty corpus is a mistake, not a success */
+        fprintf(stderr, "copyscope: %s%s: no document with text to index (%lld empty, %lld errors; "
+                "text index reads .txt/.md files and JSONL {\"id\", \"text\"}, and their .gz forms)\n",
+                argv[optind], argc - optind > 1 ? " ..." : "", (long long)st.docs_empty, (long long)st.docs_error);
+        return CLI_FAIL;
+    }
     printf("indexed %lld documents (%.1f MB read, %.1f MB normalised) into %lld new shard%s; "
            "%lld empty, %lld errors, %lld already indexed\n",
            (long long)st.docs_ok, st.bytes_in / 1e6, st.bytes_norm / 1e6, (long long)st.shards,
@@ -536,24 +544,32 @@ static int text_audit(int argc, char **argv) {
     return cli_json_end(j);
 }
 
-/* All of a file, or of standard input ("-"). */
+/* All of a file, or of standard input ("-"), through zlib: FILE.gz reads
+ * as FILE, as text index reads it. */
 static char *slurp(const char *path, size_t *len, cs_err *err) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) return (cs_fail(err, CS_EIO, "%s: cannot open: %s", path, strerror(errno)), NULL);
-    size_t cap = 1 << 16, n = 0, k;
+    int fd = strcmp(path, "-") ? -1 : dup(STDIN_FILENO);
+    gzFile f = fd >= 0 ? gzdopen(fd, "rb") : strcmp(path, "-") ? gzopen(path, "rb") : NULL;
+    if (!f) {
+        if (fd >= 0) close(fd);
+        return (cs_fail(err, CS_EIO, "%s: cannot open: %s", path, strerror(errno ? errno : ENOMEM)), NULL);
+    }
+    size_t cap = 1 << 16, n = 0;
+    int k = 0;
     char *buf = malloc(cap);
-    while (buf && (k = fread(buf + n, 1, cap - n, f)) > 0)
-        if ((n += k) == cap) {
+    while (buf && (k = gzread(f, buf + n, (unsigned)(cap - n))) > 0)
+        if ((n += (size_t)k) == cap) {
             char *nb = realloc(buf, cap *= 2);
             if (!nb) free(buf);
             buf = nb;
         }
-    int bad = ferror(f);
-    if (f != stdin) fclose(f);
+    int bad = k < 0 || cs_text_gz_truncated(f);
     if (!buf || bad) {
         free(buf);
-        return (cs_fail(err, CS_EIO, "%s: cannot read", path), NULL);
+        cs_fail(err, CS_EIO, "%s: cannot read: %s", path, buf ? cs_text_gz_error(f, path) : "out of memory");
+        gzclose(f);
+        return NULL;
     }
+    gzclose(f);
     *len = n;
     return buf;
 }

@@ -111,5 +111,41 @@ $B text prompts --db "$T/empty.db" --prefix-words 5 --continuation-words 5 2>"$T
   && grep -q 'empty.db: no such store' "$T/e.err" && [ ! -e "$T/empty.db" ] && ok prompts_empty_corpus || bad prompts_empty_corpus
 $B text index --help | grep -q 'usage: copyscope text' && ok help || bad help
 
+# an empty corpus is an error (an empty folder, only empty files); indexing again what is there is not
+mkdir -p "$T/nothing"; : > "$T/blank.txt"
+$B text index "$T/nothing" --db "$T/e2.db" >/dev/null 2>"$T/e2.err"; [ $? -eq 1 ] \
+  && grep -q "nothing: no document with text to index" "$T/e2.err" && ok index_empty_folder_is_error || { bad index_empty_folder_is_error; cat "$T/e2.err"; }
+$B text index "$T/blank.txt" --db "$T/e3.db" >/dev/null 2>"$T/e3.err"; [ $? -eq 1 ] \
+  && grep -q "blank.txt: no document with text to index (1 empty" "$T/e3.err" && ok index_only_empty_is_error || { bad index_only_empty_is_error; cat "$T/e3.err"; }
+$B text index "$T/late.txt" --db "$DB" >"$T/again.out" 2>&1 && grep -q 'indexed 0 documents.* 1 already indexed' "$T/again.out" \
+  && ok index_again_is_not_error || { bad index_again_is_not_error; cat "$T/again.out"; }
+# a truncated .gz is an error naming the file (zlib would end it quietly), for text index, audit and trace
+seq 1 3000 | sed 's/.*/{"id": "t&", "text": "line & of a long compressed file"}/' | gzip > "$T/full.jsonl.gz"
+head -c 8000 "$T/full.jsonl.gz" > "$T/cut.jsonl.gz"
+$B text index "$T/cut.jsonl.gz" --db "$T/cut.db" >/dev/null 2>"$T/cut.err"; [ $? -eq 1 ] \
+  && grep -q "cut.jsonl.gz: cannot decompress: unexpected end of file" "$T/cut.err" && ok index_truncated_gz_is_error \
+  || { bad index_truncated_gz_is_error; cat "$T/cut.err"; }
+
+# completions: read through zlib like the corpus (.jsonl.gz); a binary or non-UTF-8 file is an error naming it
+gzip -c "$T/any.jsonl" > "$T/any.jsonl.gz"
+$B text audit "$T/any.jsonl" --db "$DB" --out "$T/resplain.jsonl" >/dev/null 2>&1
+$B text audit "$T/any.jsonl.gz" --db "$DB" --out "$T/resgz.jsonl" >/dev/null 2>&1
+[ $? -eq 0 ] && [ "$(wc -l < "$T/resgz.jsonl")" -eq 4 ] && cmp -s "$T/resplain.jsonl" "$T/resgz.jsonl" \
+  && ok audit_jsonl_gz || { bad audit_jsonl_gz; head -c 300 "$T/resgz.jsonl"; }
+head -c 3000 "$B" > "$T/blob.jsonl"
+$B text audit "$T/blob.jsonl" --db "$DB" --out "$T/resb.jsonl" >/dev/null 2>"$T/ab.err"; [ $? -eq 1 ] \
+  && grep -q "blob.jsonl:1: not UTF-8 text (a NUL byte" "$T/ab.err" && ok audit_binary_is_error || { bad audit_binary_is_error; cat "$T/ab.err"; }
+printf '{"id": "x", "prompt": "p", "completion": "caf\351"}\n' > "$T/latin1.jsonl"
+$B text audit "$T/latin1.jsonl" --db "$DB" >/dev/null 2>"$T/al.err"; [ $? -eq 1 ] \
+  && grep -q "latin1.jsonl:1: not UTF-8 text (invalid UTF-8" "$T/al.err" && ok audit_latin1_is_error || { bad audit_latin1_is_error; cat "$T/al.err"; }
+head -c 20 "$T/any.jsonl.gz" > "$T/anycut.jsonl.gz"
+$B text audit "$T/anycut.jsonl.gz" --db "$DB" >/dev/null 2>"$T/ac.err"; [ $? -eq 1 ] \
+  && grep -q "anycut.jsonl.gz: cannot decompress" "$T/ac.err" && ok audit_truncated_gz_is_error || { bad audit_truncated_gz_is_error; cat "$T/ac.err"; }
+# trace reads a .gz, or standard input, the same way
+gzip -c "$T/q.txt" > "$T/q.txt.gz"
+$B text trace "$T/q.txt.gz" --db "$DB" > "$T/trgz.out" 2>/dev/null && cmp -s "$T/tr.out" "$T/trgz.out" \
+  && $B text trace - --db "$DB" < "$T/q.txt.gz" > "$T/trgz2.out" 2>/dev/null && cmp -s "$T/tr.out" "$T/trgz2.out" \
+  && ok trace_gz || { bad trace_gz; cat "$T/trgz.out"; }
+
 [ -n "$KEEP" ] || rm -rf "$T"
 echo "test_text.sh: $p passed, $f failed"

@@ -18,8 +18,9 @@ some with "prompt_id" for "id"; runs exactly what the README shows:
 
 and checks every output field against a brute-force reference written here
 (Python's own string search over every document; White_Space as listed by
-Unicode, not str.isspace). Prints the match rate of each field; exits 1 when
-one is below --min-rate (default 1.0: every completion exact).
+Unicode, not str.isspace). Prints the match rate of each field ("ok" or
+"FAIL" against --min-rate, default 1.0: every completion exact), then
+"N passed, N failed"; exits 1 on a failure.
 
 usage: text_heldout.py BIN WORKDIR [--seed S] [--n N] [--min-rate R]
 """
@@ -120,8 +121,11 @@ def make_docs(rnd, per_lang):
     out = []
     for lang, t in docs:
         t = "".join(rnd.choice(VARIANTS) if c == " " and rnd.random() < 0.04 else c for c in t)
+        if rnd.random() < 0.12:  # Windows line ends (U+000D is White_Space too)
+            t = t.replace("\n", "\r\n")
         out.append([lang, t])
     # documents sharing phrases: a run of 12..25 words of one document put into two others
+    shared = []
     for _ in range(len(out) // 3):
         src = rnd.choice(out)[1]
         w = words(src)
@@ -129,18 +133,19 @@ def make_docs(rnd, per_lang):
             continue
         a = rnd.randrange(len(w) - 30)
         phrase = src[w[a][0]:w[a + rnd.randint(12, 25)][1]]
+        shared.append(phrase)
         for d in rnd.sample(out, 2):
             dw = words(d[1])
             cut = dw[rnd.randrange(len(dw))][1]
             d[1] = d[1][:cut] + " " + phrase + " " + d[1][cut:]
-    return [t for _, t in out]
+    return [t for _, t in out], shared
 
 
 # ---- the brute-force reference ----
 
 class Corpus:
-    def __init__(self, names, texts):
-        self.names, self.texts = names, texts
+    def __init__(self, names, texts, shared):
+        self.names, self.texts, self.shared = names, texts, shared
         # documents joined by a character no completion holds, so no match crosses one
         self.joined = "\0".join(texts)
         self.wtexts = ["\1" + "\1".join(wlist(t)) + "\1" for t in texts]
@@ -233,10 +238,25 @@ def continuation_after(text, end, m):
 
 # ---- the held-out set ----
 
-def cut_prompt(rnd, C, tolerant):
-    """a prompt of 6..30 words ending at a word's end, starting at a random word;
-    unique in its document (and in the corpus unless "doc" is given)"""
-    for _ in range(1000):
+def cut_prompt(rnd, C, style):
+    """a prompt of 6..30 words starting at a random word (not at a window start), in one of five styles:
+    plain (ends at a word's end), midword (ends inside a word), trailing (whitespace after it),
+    tolerant (its whitespace changed: found only as whole words), shared (a phrase that several
+    documents hold: the first in corpus order is its document). Returns (doc, prompt, end) where
+    end is the prompt's end in the reference's own locate()."""
+    for _ in range(5000):
+        if style == "shared":
+            ph = rnd.choice(C.shared)
+            w = words(ph)
+            a = rnd.randrange(len(w) - 8)
+            prompt = ph[w[a][0]:w[a + rnd.randint(6, len(w) - a - 1)][1]]
+            hits = [dd for dd, t in enumerate(C.texts) if t.count(prompt) == 1]
+            if len(hits) < 2 or len(hits) != len(C.docs_with(prompt)):
+                continue
+            loc = locate(C, prompt, None)
+            if len(words(C.texts[loc[0]][loc[1]:])) < 70:
+                continue
+            return loc[0], prompt, loc[1]
         d = rnd.randrange(len(C.texts))
         t = C.texts[d]
         w = words(t)
@@ -245,20 +265,26 @@ def cut_prompt(rnd, C, tolerant):
         s = rnd.randrange(1, len(w) - 100)
         e = s + rnd.randint(6, 30)
         prompt = t[w[s][0]:w[e - 1][1]]
-        if tolerant:
-            pw = wlist(prompt)
+        pw = wlist(prompt)
+        key = "\1" + "\1".join(pw) + "\1"
+        if C.wjoined.count(key) != 1 or C.joined.count(prompt) != 1:
+            continue  # its document is then unambiguous
+        end = w[e - 1][1]
+        if style == "midword":
+            if w[e - 1][1] - w[e - 1][0] < 2:
+                continue
+            cut = rnd.randint(1, w[e - 1][1] - w[e - 1][0] - 1)
+            prompt, end = prompt[:len(prompt) - cut], end - cut
+            if C.joined.count(prompt) != 1:
+                continue
+        elif style == "trailing":
+            prompt += rnd.choice([" ", "\n", "\u00a0", " \n"])
+        elif style == "tolerant":
             prompt = "".join(x + (rnd.choice([" ", "\n", "\u00a0"]) if i + 1 < len(pw) else "")
                              for i, x in enumerate(pw))
             if C.docs_with(prompt):
                 continue  # must need the whitespace-tolerant search
-            hits = [dd for dd in range(len(C.texts)) if C.has_words(pw) and
-                    ("\1" + "\1".join(pw) + "\1") in C.wtexts[dd]]
-            if hits != [d] or C.wtexts[d].count("\1" + "\1".join(pw) + "\1") != 1:
-                continue
-        else:
-            if t.count(prompt) != 1 or C.joined.count(prompt) != 1:
-                continue
-        return d, prompt, w[e - 1][1]
+        return d, prompt, end
     raise SystemExit("held-out: no prompt could be cut")
 
 
@@ -295,8 +321,8 @@ def build_set(rnd, C, n):
     vocab = sorted({x for t in C.texts[:40] for x in wlist(t)})
     for i in range(n):
         kind = ["verbatim", "near", "stitched", "novel"][i % 4]
-        tolerant = rnd.random() < 0.25
-        d, prompt, end = cut_prompt(rnd, C, tolerant)
+        style = rnd.choices(["plain", "tolerant", "midword", "trailing", "shared"], [45, 20, 15, 10, 10])[0]
+        d, prompt, end = cut_prompt(rnd, C, style)
         t = C.texts[d]
         m = rnd.randint(15, 60)
         true_cont = continuation_after(t, end, m)
@@ -322,6 +348,9 @@ def build_set(rnd, C, n):
         elif mode == 2:
             o["doc"] = C.names[d]
         items.append((kind, d, o))
+    for i, comp in enumerate(["", " \n\t\u3000"]):  # empty completions
+        d, prompt, end = cut_prompt(rnd, C, "plain")
+        items.append(("empty", d, {"id": f"e{i}", "prompt": prompt, "completion": comp}))
     return items
 
 
@@ -342,7 +371,8 @@ def reference(C, o):
         cont = None
         if loc:
             own = loc[0]
-            cont = continuation_after(C.texts[loc[0]], loc[1], len(cw))
+            # as many words as the completion has, at least one (an empty completion scores 0, not 1)
+            cont = continuation_after(C.texts[loc[0]], loc[1], max(len(cw), 1))
     if cont is not None:
         kw = wlist(cont)
         k = 0
@@ -380,7 +410,7 @@ def check(C, o, got, ref, tally):
         return ok
 
     mark("id echo", got.get("id") == o.get("id", o.get("prompt_id")))
-    mark("status ok", got.get("status") == "ok")
+    mark("status", got.get("status") == ("ok" if wlist(comp) else "empty_completion"))
     mark("longest_span_chars", got.get("longest_span_chars") == ref["longest_span_chars"])
     mark("longest_span_words", got.get("longest_span_words") == ref["longest_span_words"])
     if "exact_prefix_words" in ref:
@@ -438,7 +468,7 @@ def main():
     a = ap.parse_args()
     rnd = random.Random(a.seed)
     os.makedirs(a.work, exist_ok=True)
-    texts = make_docs(rnd, a.per_lang)
+    texts, shared = make_docs(rnd, a.per_lang)
     # half the documents as .txt files in a folder (named by path), half as a .jsonl.gz (named by id)
     cdir = os.path.join(a.work, "corpus")
     os.makedirs(cdir, exist_ok=True)
@@ -454,7 +484,7 @@ def main():
         for i, t in enumerate(texts[half:]):
             f.write(json.dumps({"id": f"j{i:03d}", "text": t}, ensure_ascii=i % 2 == 0) + "\n")
             names.append(f"j{i:03d}")
-    C = Corpus(names, texts)
+    C = Corpus(names, texts, shared)
     db = os.path.join(a.work, "h.db")
     r = subprocess.run([a.bin, "text", "index", cdir, gz, "--db", db], capture_output=True, text=True)
     if r.returncode:
@@ -482,13 +512,15 @@ def main():
     fails = tally.pop("_fail", [])
     print(f"held-out: {len(texts)} documents, {sum(len(t) for t in texts)} code points, {len(items)} completions "
           f"{kinds}, seed {a.seed}")
-    worst = 1.0
+    passed = failed = 0
     for k, (m, n) in tally.items():
-        worst = min(worst, m / n if n else 1.0)
-        print(f"  {k:32s} {m:4d}/{n:<4d} {100.0 * m / n if n else 100:6.2f} %")
+        good = (m / n if n else 1.0) >= a.min_rate
+        passed, failed = passed + good, failed + (not good)
+        print(f"{'ok  ' if good else 'FAIL'} {k:32s} {m:4d}/{n:<4d} {100.0 * m / n if n else 100:6.2f} %")
     for fld, i in fails[:20]:
         print(f"  mismatch: {fld} on {i}")
-    sys.exit(0 if worst >= a.min_rate else 1)
+    print(f"text_heldout: {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

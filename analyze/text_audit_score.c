@@ -31,6 +31,9 @@ static int find_continuation(cs_text_auditor *A, const cs_text_input *in, cs_tex
     int sh;
     uint64_t di;
     if (in->doc && !cs_text_corpus_find_name(A->c, in->doc, &sh, &di)) sc->pref_shard = sh, sc->pref_doc = di;
+    else if (in->doc) /* a misspelt name would silently change which document is the prompt's */
+        cs_text_notef(A->o->note, A->o->note_ctx, "%s:%lld: doc \"%s\" is not in the corpus (ignored: the prompt is "
+                      "looked for in every document)", A->path, (long long)in->line, in->doc);
     if (in->continuation) {
         if (!(sc->cont = strdup(in->continuation))) return cs_fail(err, CS_ENOMEM, "out of memory");
         sc->cont_len = strlen(sc->cont);

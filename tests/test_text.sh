@@ -141,6 +141,11 @@ $B text audit "$T/latin1.jsonl" --db "$DB" >/dev/null 2>"$T/al.err"; [ $? -eq 1 
 head -c 20 "$T/any.jsonl.gz" > "$T/anycut.jsonl.gz"
 $B text audit "$T/anycut.jsonl.gz" --db "$DB" >/dev/null 2>"$T/ac.err"; [ $? -eq 1 ] \
   && grep -q "anycut.jsonl.gz: cannot decompress" "$T/ac.err" && ok audit_truncated_gz_is_error || { bad audit_truncated_gz_is_error; cat "$T/ac.err"; }
+# a "doc" that is not in the corpus is said, not silently ignored
+sed -n 1p "$T/any.jsonl" | sed 's/"id": "a"/"id": "a", "doc": "no-such-doc"/' > "$T/nodoc.jsonl"
+$B text audit "$T/nodoc.jsonl" --db "$DB" --out "$T/nodoc.res" >/dev/null 2>"$T/nodoc.err"
+[ $? -eq 0 ] && grep -q 'nodoc.jsonl:1: doc "no-such-doc" is not in the corpus' "$T/nodoc.err" \
+  && grep -q '"continuation_source":"located-tolerant"' "$T/nodoc.res" && ok audit_unknown_doc_said || { bad audit_unknown_doc_said; cat "$T/nodoc.err"; }
 # trace reads a .gz, or standard input, the same way
 gzip -c "$T/q.txt" > "$T/q.txt.gz"
 $B text trace "$T/q.txt.gz" --db "$DB" > "$T/trgz.out" 2>/dev/null && cmp -s "$T/tr.out" "$T/trgz.out" \

@@ -53,10 +53,11 @@ static const char *const HELP[][2] = {
               "(one document per line: {\"id\", \"text\"}; --field names another text field), and\n"
               "their .gz forms, read transparently. A document's name is its JSONL id, else its\n"
               "path. Input that is not UTF-8 text (binary, another encoding, a NUL byte, a \\u0000\n"
-              "escape, a corrupt .gz) is an error naming the file. Adding documents later adds a\n"
-              "shard. The input is split at document boundaries into shards of at most --shard-mb\n"
-              "(default 768) sorted in parallel (-j N threads, default all cores); results do not\n"
-              "depend on either. Under mpirun (copyscope-mpi) each rank indexes a run of the files.\n"},
+              "escape, a corrupt .gz) is an error naming the file, as is finding no document\n"
+              "with text. Adding documents later adds a shard. The input is split at document\n"
+              "boundaries into shards of at most --shard-mb (default 768) sorted in parallel\n"
+              "(-j N threads, default all cores); results do not depend on either. Under mpirun\n"
+              "(copyscope-mpi) each rank indexes a run of the files.\n"},
     {"prompts", "usage: copyscope text prompts --prefix-words N --continuation-words M [--per-doc K]\n"
                 "                              [--docs NAME,NAME..] [--out FILE] [--db FILE]\n\n"
                 "Cuts K windows of N + M words from each document (or the named ones); writes the\n"
@@ -74,7 +75,8 @@ static const char *const HELP[][2] = {
               "end in the corpus. Figures on the raw text: longest_span_chars, longest_span_words,\n"
               "source_doc(s), exact_prefix_words, rouge_l, edit_sim; the whitespace-tolerant\n"
               "figure is under \"normalised\". --out writes one JSON object per input line, in order\n"
-              "('-': standard output).\n"},
+              "('-': standard output); offsets are UTF-8 byte offsets. The file may be .gz; one that\n"
+              "is not UTF-8 text is an error naming it.\n"},
     {"trace", "usage: copyscope text trace FILE|- [--min-words 8] [--json] [--record] [--db FILE]\n\n"
               "Lists every maximal span of at least --min-words words of any text (a file, or\n"
               "standard input) that occurs in the corpus as whole words, with its documents and\n"

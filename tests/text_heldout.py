@@ -457,6 +457,46 @@ def check(C, o, got, ref, tally):
     mark("spans (documents, offsets)", ok_docs)
 
 
+def check_trace(C, text, got, tally):
+    """text trace: every maximal run of >= 8 words found in the corpus, its places and their count"""
+    def mark(field, ok):
+        tally.setdefault(field, [0, 0])
+        tally[field][0] += bool(ok)
+        tally[field][1] += 1
+
+    tw = words(text)
+    toks = [text[a:b] for a, b in tw]
+    R = word_runs(C, toks)
+    ref = {(i, i + R[i]) for i in range(len(toks)) if R[i] >= 8 and (i == 0 or R[i - 1] - 1 < R[i])}
+    b2c = byte_to_cp(text)
+    start_of = {a: i for i, (a, b) in enumerate(tw)}
+    end_of = {b: i + 1 for i, (a, b) in enumerate(tw)}
+    spans = set()
+    for g in got:
+        i, j = start_of.get(b2c.get(g["start"])), end_of.get(b2c.get(g["end"]))
+        spans.add((i, j))
+        if i is None or j is None:
+            mark("trace: span fields", False)
+            continue
+        seg = text[tw[i][0]:tw[j - 1][1]]
+        key = "\1" + "\1".join(toks[i:j]) + "\1"
+        count, at = 0, C.wjoined.find(key)
+        while at >= 0:
+            count, at = count + 1, C.wjoined.find(key, at + 1)
+        mark("trace: span fields", g["words"] == j - i and g["chars"] == len(seg) and g["text"] == seg)
+        mark("trace: occurrences", g["occurrences"] == count and len(g["docs"]) == min(count, 100))
+        ok = True
+        for d in g["docs"]:
+            if d["doc"] not in C.names:
+                ok = False
+                continue
+            db = C.texts[C.names.index(d["doc"])].encode()
+            ok &= wlist(db[d["doc_start"]:d["doc_end"]].decode("utf-8", "replace")) == toks[i:j]
+        mark("trace: places (documents, offsets)", ok)
+    mark("trace: maximal spans (word ranges)", spans == ref)
+    return len(ref)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bin")
@@ -465,6 +505,7 @@ def main():
     ap.add_argument("--n", type=int, default=160)
     ap.add_argument("--per-lang", type=int, default=6)
     ap.add_argument("--min-rate", type=float, default=1.0)
+    ap.add_argument("--split", action="store_true", help="index the folder and the .jsonl.gz in two runs (two shards)")
     a = ap.parse_args()
     rnd = random.Random(a.seed)
     os.makedirs(a.work, exist_ok=True)
@@ -486,9 +527,10 @@ def main():
             names.append(f"j{i:03d}")
     C = Corpus(names, texts, shared)
     db = os.path.join(a.work, "h.db")
-    r = subprocess.run([a.bin, "text", "index", cdir, gz, "--db", db], capture_output=True, text=True)
-    if r.returncode:
-        raise SystemExit(f"held-out: text index failed: {r.stderr}")
+    for paths in ([cdir], [gz]) if a.split else ([cdir, gz],):
+        r = subprocess.run([a.bin, "text", "index", *paths, "--db", db], capture_output=True, text=True)
+        if r.returncode:
+            raise SystemExit(f"held-out: text index failed: {r.stderr}")
     items = build_set(rnd, C, a.n)
     comp_file = os.path.join(a.work, "completions.jsonl")
     with open(comp_file, "w", encoding="utf-8") as f:
@@ -509,9 +551,18 @@ def main():
         tally["input order"][0] += g.get("line") == n + 1
         tally["input order"][1] += 1
         check(C, o, g, reference(C, o), tally)
+    # text trace on every completion and prompt of the set, one after the other
+    ttext = "\n".join(o["completion"] + "\n" + o["prompt"] for _, _, o in items)
+    tfile = os.path.join(a.work, "trace.txt")
+    with open(tfile, "w", encoding="utf-8") as f:
+        f.write(ttext)
+    r = subprocess.run([a.bin, "text", "trace", tfile, "--json", "--db", db], capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"held-out: text trace failed ({r.returncode}): {r.stderr}")
+    n_traced = check_trace(C, ttext, [json.loads(x) for x in r.stdout.splitlines()], tally)
     fails = tally.pop("_fail", [])
     print(f"held-out: {len(texts)} documents, {sum(len(t) for t in texts)} code points, {len(items)} completions "
-          f"{kinds}, seed {a.seed}")
+          f"{kinds}, seed {a.seed}; trace: {n_traced} spans of >= 8 words")
     passed = failed = 0
     for k, (m, n) in tally.items():
         good = (m / n if n else 1.0) >= a.min_rate

@@ -592,7 +592,10 @@ static int index_file(builder *b, const char *path, cs_err *err) {
         rc = read_all(f, path, &data, &len, err);
         if (!rc) {
             cs_progress_add(b->prog, (int64_t)len);
-            rc = add_doc(b, path, path, data, len, err);
+            /* a leading byte-order mark (U+FEFF, as Windows editors save UTF-8) is a signature,
+             * not text: kept, it would glue itself to the first word */
+            size_t bom = len >= 3 && !memcmp(data, "\xEF\xBB\xBF", 3) ? 3 : 0;
+            rc = add_doc(b, path, path, data + bom, len - bom, err);
             free(data);
         }
     }

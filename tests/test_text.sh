@@ -146,6 +146,11 @@ sed -n 1p "$T/any.jsonl" | sed 's/"id": "a"/"id": "a", "doc": "no-such-doc"/' > 
 $B text audit "$T/nodoc.jsonl" --db "$DB" --out "$T/nodoc.res" >/dev/null 2>"$T/nodoc.err"
 [ $? -eq 0 ] && grep -q 'nodoc.jsonl:1: doc "no-such-doc" is not in the corpus' "$T/nodoc.err" \
   && grep -q '"continuation_source":"located-tolerant"' "$T/nodoc.res" && ok audit_unknown_doc_said || { bad audit_unknown_doc_said; cat "$T/nodoc.err"; }
+# a text file's leading byte-order mark is not text: the first word matches without it
+printf '\357\273\277first words of a document saved with a byte order mark by some editor\n' > "$T/bom.txt"
+$B text index "$T/bom.txt" --db "$T/bom.db" >/dev/null 2>&1
+echo "first words of a document saved with a byte order mark" | $B text trace - --db "$T/bom.db" --json 2>/dev/null > "$T/bom.out"
+grep -q '"start":0,"end":54,"words":11.*"doc_start":0,"doc_end":54' "$T/bom.out" && ok index_txt_bom_stripped || { bad index_txt_bom_stripped; cat "$T/bom.out"; }
 # trace reads a .gz, or standard input, the same way
 gzip -c "$T/q.txt" > "$T/q.txt.gz"
 $B text trace "$T/q.txt.gz" --db "$DB" > "$T/trgz.out" 2>/dev/null && cmp -s "$T/tr.out" "$T/trgz.out" \

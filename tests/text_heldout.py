@@ -366,6 +366,9 @@ def reference(C, o):
         cont = o["continuation"]
         if "doc" in o:
             own = C.names.index(o["doc"])
+        else:  # the prompt's own document is still found, for source_doc
+            loc = locate(C, o["prompt"], None)
+            own = loc[0] if loc else None
     else:
         loc = locate(C, o["prompt"], C.names.index(o["doc"]) if "doc" in o else None)
         cont = None

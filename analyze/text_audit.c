@@ -217,8 +217,9 @@ int cs_text_audit_loop(cs_store *s, const cs_text_corpus *c, const char *path, c
         rc = fns->each_line(ctx, &A, line, (size_t)k, lineno, err);
     }
     if (!rc && k < 0)
-        rc = r->err ? cs_fail(err, CS_EFORMAT, "%s: cannot decompress: %s", path, cs_text_gz_error(f, path))
-                    : cs_fail(err, CS_ENOMEM, "out of memory");
+        rc = !r->err ? cs_fail(err, CS_ENOMEM, "out of memory")
+             : cs_text_gz_errno(f) ? cs_fail(err, CS_EIO, "%s: read error: %s", path, strerror(errno))
+                                   : cs_fail(err, CS_EFORMAT, "%s: cannot decompress: %s", path, cs_text_gz_error(f, path));
     if (!rc && fns->end) rc = fns->end(ctx, &A, err);
     if (cs_text_writer_close(&A.w, !rc, err)) rc = -1;
     cs_progress_end(prog);

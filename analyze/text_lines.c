@@ -45,3 +45,9 @@ const char *cs_text_gz_error(gzFile f, const char *path) {
     if (!m || !*m) return "corrupt data";
     return !strncmp(m, path, n) && !strncmp(m + n, ": ", 2) ? m + n + 2 : m;
 }
+
+int cs_text_gz_errno(gzFile f) {
+    int zerr = 0;
+    gzerror(f, &zerr);
+    return zerr == Z_ERRNO;
+}

@@ -25,6 +25,9 @@ ssize_t cs_text_getline(cs_text_lines *r, char **line, size_t *cap);
  * member (a truncated .gz, which zlib otherwise ends quietly), else 0. */
 int cs_text_gz_truncated(gzFile f);
 
+/* 1 when the last error on f was the system's (errno says which), not the data's. */
+int cs_text_gz_errno(gzFile f);
+
 /* zlib's message for the last error on f, without the "PATH: " it puts first. */
 const char *cs_text_gz_error(gzFile f, const char *path);
 

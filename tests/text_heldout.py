@@ -6,7 +6,8 @@ installed under /usr/share/locale, read with Python's gettext: English
 msgids plus German, French, Spanish, Russian, Greek, Japanese, Chinese and
 Korean msgstrs; random words in those scripts where a catalogue is missing),
 with whitespace variants (U+00A0, U+3000, U+2009, U+202F, tabs, newlines,
-double spaces) and phrases shared between documents; writes it as a folder of
+double spaces, CRLF), characters outside the BMP (emoji, U+1D518, U+20000)
+and phrases shared between documents; writes it as a folder of
 .txt files and a .jsonl.gz of {"id", "text"}; cuts prompts at random words
 (not at window starts), some with their whitespace changed; makes completions
 of four kinds (verbatim, near-verbatim with edits at known places, stitched
@@ -121,6 +122,9 @@ def make_docs(rnd, per_lang):
     out = []
     for lang, t in docs:
         t = "".join(rnd.choice(VARIANTS) if c == " " and rnd.random() < 0.04 else c for c in t)
+        # characters outside the BMP (4 UTF-8 bytes, one code point): emoji, mathematical letters
+        t = "".join(c + rnd.choice(["\U0001F600", "\U0001D518", "\U00020000"]) if c == "." and rnd.random() < 0.1
+                    else c for c in t)
         if rnd.random() < 0.12:  # Windows line ends (U+000D is White_Space too)
             t = t.replace("\n", "\r\n")
         out.append([lang, t])

@@ -299,17 +299,21 @@ def edit_words(rnd, t):
         if len(w) < 3:
             break
         i = rnd.randrange(len(w))
-        op = rnd.randrange(4)
+        op = rnd.randrange(6)
         if op == 0:
             w[i] = w[i][::-1] if len(w[i]) > 1 else w[i] + "x"
         elif op == 1:
             del w[i]
         elif op == 2:
             w.insert(i, rnd.choice(["the", "и", "的", "und", "très"]))
-        else:
+        elif op == 3:
             c = w[i]
             j = rnd.randrange(len(c))
             w[i] = c[:j] + "q" + c[j + 1:]
+        elif op == 4:  # punctuation: "lines," -> "lines", "lines" -> "lines,"
+            w[i] = w[i][:-1] if len(w[i]) > 1 and w[i][-1] in ",.;:)" else w[i] + ","
+        else:  # case (never folded)
+            w[i] = w[i].upper() if w[i] != w[i].upper() else w[i].lower()
     return " ".join(w)
 
 
@@ -336,6 +340,8 @@ def build_set(rnd, C, n):
                 comp = " ".join(wlist(comp))
             if rnd.random() < 0.3:  # starting inside a word / ending mid-word
                 comp = comp[rnd.randint(0, 3):len(comp) - rnd.randint(0, 3)]
+            elif rnd.random() < 0.2:  # a model that echoes the prompt first
+                comp = prompt + " " + comp
         elif kind == "near":
             comp = edit_words(rnd, true_cont)
         elif kind == "stitched":

@@ -183,6 +183,14 @@ void nn_attention_cm(float *out, const float *q, const float *k, const float *v,
 void nn_attention_cm_ld(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
                         const float *v, int ldv, int Tq, int Tk, int heads, int dh, float *ws);
 
+/* Which products of the fused attention (AVX-512) follow nn_precision() =
+ * bf16: NN_ATTN_BF16_QK (the scores: Q and K rounded to bf16),
+ * NN_ATTN_BF16_PV (the output: V and the softmax weights rounded), both
+ * (the default) or 0 (fp32 attention). The softmax itself stays fp32. For
+ * benches and tests; not thread safe. */
+enum { NN_ATTN_BF16_QK = 1, NN_ATTN_BF16_PV = 2 };
+void nn_set_attention_bf16(int parts);
+
 /* ---- shape and elementwise helpers ------------------------------------------ */
 
 /* out [N, h*2, w*2] = nearest-neighbour upsampling of in [N, h, w] (N = B*C). */

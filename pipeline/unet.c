@@ -349,10 +349,7 @@ static int SpatialTransformer_forward(sd_model *m, float *out, const float *x,
  * the multiplies, no upsampled copy; as the VAE decoder), else in two steps. */
 static int Upsample_forward(sd_model *m, float *out, const float *x, const sd_conv *c, int B,
                             int h, int w) {
-    /* fp32 only: under bf16 its summed taps rounded to bf16 took the sd-tiny
-     * UNet past the 1e-2 bound (1.03e-2, was 0.93e-2), and an fp32 kept conv
-     * among bf16 ones would drop their kept weights (core/conv_onednn.c) */
-    if (nn_precision() == NN_FP32 && !nn_conv2d_up2(out, x, c->w, c->b, c->cin, c->cout, B, h, w)) return 0;
+    if (!nn_conv2d_up2(out, x, c->w, c->b, c->cin, c->cout, B, h, w)) return 0;
     size_t mark = sd_arena_mark(&m->arena);
     float *u;
     TRY_ALLOC(u, (size_t)B * c->cin * 4 * h * w);

@@ -343,6 +343,16 @@ void nn_conv2d(float *out, const float *in, const float *weight, const float *bi
     int K = p->cin * p->kh * p->kw;
     size_t ohw = (size_t)oh * ow;
     int isa = cs_cpu_isa();
+    /* a conv over few input taps (K < NN_BF16_MIN_CONV_K: the UNet's and the
+     * VAE's conv_in, K = 36) stays fp32: bound by memory, bf16 would not
+     * speed it, and it would round the model's input itself (sd-tiny UNet
+     * bf16 0.92e-2 -> 0.75e-2 relative) */
+    if (K < NN_BF16_MIN_CONV_K && g_precision == NN_BF16) {
+        g_precision = NN_FP32;
+        nn_conv2d(out, in, weight, bias, p, B, h, w, ws, ws_floats);
+        g_precision = NN_BF16;
+        return;
+    }
     int bf = isa >= CS_ISA_AVX512 ? use_bf16(p->cout, (int)ohw, K, isa) : 0;
     /* kept copies only where they pay (smaller images; memory: a model's
      * weights + 2 GB); from 32x32 the per-call reorder is amortised */

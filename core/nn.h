@@ -70,6 +70,7 @@ int nn_conv2d_up2(float *out, const float *in, const float *weight, const float 
  * set it before a run, not during one. */
 enum { NN_FP32 = 0, NN_BF16 = 1 };
 #define NN_BF16_MIN_SIDE 16 /* a product thinner than this on any side stays fp32 under bf16 */
+#define NN_BF16_MIN_CONV_K 64 /* a convolution with fewer inputs per output (cin*kh*kw) too */
 int nn_set_precision(int precision);
 int nn_precision(void);
 

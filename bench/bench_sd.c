@@ -27,8 +27,9 @@
  * against fused in turn, BENCH_SD_NO_TORCH=1 skips the anchor,
  * BENCH_SD_AB_ATTN=1 times the bf16 UNet with its attention in fp32, with
  * only P.V in bf16 and with both products in bf16 in turn, BENCH_SD_BF16_REPS=N
- * times N more fp32 and bf16 calls in turn (the ratio of their sums, steadier
- * under load), BENCH_SD_BF16_ONLY=1 times the UNet in bf16 only (profiling),
+ * times N bf16, N fp32 and N more bf16 warm calls (the ratio of their sums),
+ * BENCH_SD_AB_LIN=1 the bf16 UNet's linears on our kernel and oneDNN's in
+ * turn, BENCH_SD_BF16_ONLY=1 times the UNet in bf16 only (profiling),
  * BENCH_SD_JSON=FILE writes the main figures as JSON (seconds per call; null
  * when not measured). Every figure is also given as a fraction of the
  * machine's fp32 limit measured in the same run: the register-only AVX-512
@@ -551,22 +552,51 @@ int main(void) {
                    s, s, ws[0] / 2, cs[0] / 2, rel[0], ws[1] / 2, cs[1] / 2, rel[1], ws[2] / 2, cs[2] / 2, rel[2],
                    ws[0] / ws[1], ws[0] / ws[2], cs[0] / cs[1], cs[0] / cs[2]);
         }
-        /* BENCH_SD_BF16_REPS=N: N fp32 and N bf16 calls in turn (warm) */
-        const char *reps = getenv("BENCH_SD_BF16_REPS");
-        if (reps && atoi(reps) > 0) {
-            int R = atoi(reps);
+        /* BENCH_SD_AB_LIN=1: the bf16 UNet's linears on our bf16 kernel and as
+         * oneDNN's 1x1 convolution (the default), in turn */
+        if (getenv("BENCH_SD_AB_LIN")) {
             double cs[2] = {0, 0}, ws[2] = {0, 0};
-            for (int r = 0; r < 2 * R; r++) {
-                nn_set_precision(r % 2 ? NN_BF16 : NN_FP32);
+            nn_set_precision(NN_BF16);
+            for (int r = 0; r < 4; r++) {
+                nn_set_linear_onednn(r % 2);
                 t0 = now();
                 c0 = cpu_secs();
                 if (sd_unet_eps(m, x, t, ctx, 2, s, s, eps, &err)) printf("bench_sd: %s\n", err.msg);
                 ws[r % 2] += now() - t0, cs[r % 2] += cpu_secs() - c0;
             }
+            nn_set_linear_onednn(1);
             nn_set_precision(NN_FP32);
-            printf("UNet %dx%d, %d fp32 and %d bf16 calls in turn, per call: fp32 %.2f s (%.2f CPU-s), bf16 %.2f s "
+            printf("A/B UNet bf16 %dx%d, 2 runs each in turn, per call: linears on our bf16 kernel %.2f s (%.2f CPU-s); "
+                   "as oneDNN 1x1 convolutions %.2f s (%.2f CPU-s): %.2fx (cpu-time basis %.2fx)\n",
+                   s, s, ws[0] / 2, cs[0] / 2, ws[1] / 2, cs[1] / 2, ws[0] / ws[1], cs[0] / cs[1]);
+        }
+        /* BENCH_SD_BF16_REPS=N: N more bf16 calls, then a warm-up and N fp32
+         * calls, then a warm-up and N bf16: not interleaved, since a change of
+         * precision remakes the kept weight copies (one precision is kept:
+         * core/conv_onednn.c), which made each interleaved bf16 call a cold
+         * one (1.0x fp32 per CPU-second under load) */
+        const char *reps = getenv("BENCH_SD_BF16_REPS");
+        if (reps && atoi(reps) > 0) {
+            int R = atoi(reps);
+            double cs[2] = {0, 0}, ws[2] = {0, 0};
+            for (int r = 0; r < 3 * R + 2; r++) {
+                int bf = r < R || r > 2 * R, timed = r != R && r != 2 * R + 1;
+                nn_set_precision(bf ? NN_BF16 : NN_FP32);
+                if (!timed) {
+                    sd_unet_eps(m, x, t, ctx, 2, s, s, eps, &err);
+                    continue;
+                }
+                t0 = now();
+                c0 = cpu_secs();
+                if (sd_unet_eps(m, x, t, ctx, 2, s, s, eps, &err)) printf("bench_sd: %s\n", err.msg);
+                ws[bf] += now() - t0, cs[bf] += cpu_secs() - c0;
+            }
+            R *= 2; /* bf16 calls timed: 2R; fp32: R */
+            ws[0] *= 2, cs[0] *= 2;
+            nn_set_precision(NN_FP32);
+            printf("UNet %dx%d, %d fp32 and %d bf16 warm calls (bf16, fp32, bf16 blocks), per call: fp32 %.2f s (%.2f CPU-s), bf16 %.2f s "
                    "(%.2f CPU-s): bf16 %.2fx fp32 (cpu-time basis %.2fx)\n",
-                   s, s, R, R, ws[0] / R, cs[0] / R, ws[1] / R, cs[1] / R, ws[0] / ws[1], cs[0] / cs[1]);
+                   s, s, R / 2, R, ws[0] / R, cs[0] / R, ws[1] / R, cs[1] / R, ws[0] / ws[1], cs[0] / cs[1]);
         }
         free(x), free(eps), free(ref);
     }

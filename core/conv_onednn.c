@@ -450,10 +450,6 @@ int cs_conv_onednn(float *out, const float *in, const float *weight, const float
     pthread_once(&g_once, init_engine);
     if (!g_ok || cout % 16 || cin < 16) return -1;
     int chunk = cout % CHUNK_MAX == 0 ? CHUNK_MAX : cout < CHUNK_MAX ? cout : CHUNK_MAX;
-    /* a bf16 1x1 conv of one image (a linear, nn_linear_cm) in blocks of 32
-     * channels when 64 would give fewer than 16 tasks (320 outputs: 5 tasks
-     * on 2 threads left one idle a sixth of the time) */
-    if (bf16 && kh == 1 && kw == 1 && B == 1 && cout % 32 == 0 && cout / CHUNK_MAX < 16) chunk = 32;
     int oh = (h + pt + pb - kh) / stride + 1, ow = (w + pl + pr - kw) / stride + 1;
     /* small images: one task per block of output channels for the whole
      * batch (a 64-pixel image alone is too thin a product) */

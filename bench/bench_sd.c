@@ -28,8 +28,7 @@
  * BENCH_SD_AB_ATTN=1 times the bf16 UNet with its attention in fp32, with
  * only P.V in bf16 and with both products in bf16 in turn, BENCH_SD_BF16_REPS=N
  * times N bf16, N fp32 and N more bf16 warm calls (the ratio of their sums),
- * BENCH_SD_AB_LIN=1 the bf16 UNet's linears on our kernel and oneDNN's in
- * turn, BENCH_SD_BF16_ONLY=1 times the UNet in bf16 only (profiling),
+ * BENCH_SD_BF16_ONLY=1 times the UNet in bf16 only (profiling),
  * BENCH_SD_JSON=FILE writes the main figures as JSON (seconds per call; null
  * when not measured). Every figure is also given as a fraction of the
  * machine's fp32 limit measured in the same run: the register-only AVX-512
@@ -551,24 +550,6 @@ int main(void) {
                    "%.2fx / %.2fx the fp32 attention (cpu-time basis %.2fx / %.2fx)\n",
                    s, s, ws[0] / 2, cs[0] / 2, rel[0], ws[1] / 2, cs[1] / 2, rel[1], ws[2] / 2, cs[2] / 2, rel[2],
                    ws[0] / ws[1], ws[0] / ws[2], cs[0] / cs[1], cs[0] / cs[2]);
-        }
-        /* BENCH_SD_AB_LIN=1: the bf16 UNet's linears on our bf16 kernel and as
-         * oneDNN's 1x1 convolution (the default), in turn */
-        if (getenv("BENCH_SD_AB_LIN")) {
-            double cs[2] = {0, 0}, ws[2] = {0, 0};
-            nn_set_precision(NN_BF16);
-            for (int r = 0; r < 4; r++) {
-                nn_set_linear_onednn(r % 2);
-                t0 = now();
-                c0 = cpu_secs();
-                if (sd_unet_eps(m, x, t, ctx, 2, s, s, eps, &err)) printf("bench_sd: %s\n", err.msg);
-                ws[r % 2] += now() - t0, cs[r % 2] += cpu_secs() - c0;
-            }
-            nn_set_linear_onednn(1);
-            nn_set_precision(NN_FP32);
-            printf("A/B UNet bf16 %dx%d, 2 runs each in turn, per call: linears on our bf16 kernel %.2f s (%.2f CPU-s); "
-                   "as oneDNN 1x1 convolutions %.2f s (%.2f CPU-s): %.2fx (cpu-time basis %.2fx)\n",
-                   s, s, ws[0] / 2, cs[0] / 2, ws[1] / 2, cs[1] / 2, ws[0] / ws[1], cs[0] / cs[1]);
         }
         /* BENCH_SD_BF16_REPS=N: N more bf16 calls, then a warm-up and N fp32
          * calls, then a warm-up and N bf16: not interleaved, since a change of

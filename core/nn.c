@@ -424,25 +424,9 @@ void nn_linear(float *out, const float *in, const float *weight, const float *bi
                 bias ? 1.f : 0.f, out, nout);
 }
 
-/* bf16 linears (= 1x1 convs of one image T wide) as oneDNN's 1x1
- * convolution (core/conv_onednn.c, weights reordered per call): its bf16
- * kernel ran 1.1-1.45x ours on the UNet's transformer shapes (GFLOP per
- * CPU-second, one run under load; the operands rounded alike, sums in fp32) */
-static int g_lin_dnnl = 1;
-void nn_set_linear_onednn(int on) { g_lin_dnnl = on; }
-
 void nn_linear_cm(float *out, const float *in, const float *weight, const float *bias, int T,
                   int nin, int nout) {
     FLOPS(nout, T, nin);
-    int isa = cs_cpu_isa();
-    if (g_lin_dnnl && isa >= CS_ISA_AVX512 && g_backend != NN_GEMM_OWN && g_conv_direct && use_bf16(nout, T, nin, isa)) {
-        double macs = (double)nout * T * nin;
-        cs_work wk = cs_work_begin(SITE(nn_linear_cm), macs);
-        if (cs_conv_onednn(out, in, weight, bias, nin, nout, 1, 1, 1, 0, 0, 0, 0, 1, 1, T, 1, -1, wk.threads) == 0) {
-            cs_work_end(&wk, macs);
-            return;
-        }
-    }
     sgemm_bias(nout, T, nin, weight, nin, in, T, out, T, bias, 1);
 }
 

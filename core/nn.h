@@ -126,11 +126,6 @@ void nn_linear(float *out, const float *in, const float *weight, const float *bi
 void nn_linear_cm(float *out, const float *in, const float *weight, const float *bias, int T,
                   int nin, int nout);
 
-/* 1 (default): under bf16, nn_linear_cm as oneDNN's 1x1 convolution when
- * built in (faster than our bf16 kernel on the UNet's shapes); 0: our
- * kernel. For benches and tests; not thread safe. */
-void nn_set_linear_onednn(int on);
-
 /* ---- normalisation --------------------------------------------------------- */
 
 /* GroupNorm over x [B, C, HW] with G groups (C % G == 0), affine gamma/beta [C],

@@ -11,8 +11,7 @@
  * 32x32 one; the first call (which fills the copy) and the later ones give
  * the same bytes on 1-3 threads; after cs_conv_weights_forget and a change
  * of the weights in place, the new weights are used (no stale copy). And
- * the fused nearest-2x upsampling + 3x3 conv (nn_conv2d_up2), and the
- * bf16 linears taken as 1x1 convolutions (nn_linear_cm).
+ * the fused nearest-2x upsampling + 3x3 conv (nn_conv2d_up2).
  * Skipped (and said so) without AVX-512 or oneDNN. */
 #include <stdint.h>
 
@@ -208,66 +207,6 @@ static void test_bf16_thin(void) {
     free(x), free(wt), free(bs), free(y), free(y2), free(ws), free(r), free(w2);
 }
 
-static float bf16_round(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-/* nn_linear_cm under bf16 (oneDNN's 1x1 convolution): against the double
- * product of the operands rounded to bf16 (then only fp32 sums differ),
- * the same bytes on 1-3 threads, and not our kernel's bytes (the path is
- * taken); fp32 unchanged by it */
-static void lin_case(int nout, int T, int nin) {
-    size_t n = (size_t)nout * T;
-    float *x = rand_buf((size_t)nin * T, 31 + nin), *wt = rand_buf((size_t)nout * nin, 32 + nout), *bs = rand_buf(nout, 33);
-    float *y = malloc(sizeof(float) * n), *y2 = malloc(sizeof(float) * n);
-    double *r = malloc(sizeof(double) * n), *rf = malloc(sizeof(double) * n);
-    for (int o = 0; o < nout; o++)
-        for (int t = 0; t < T; t++) {
-            double a = bs[o], af = bs[o];
-            for (int i = 0; i < nin; i++) {
-                a += (double)bf16_round(wt[(size_t)o * nin + i]) * bf16_round(x[(size_t)i * T + t]);
-                af += (double)wt[(size_t)o * nin + i] * x[(size_t)i * T + t];
-            }
-            r[(size_t)o * T + t] = a, rf[(size_t)o * T + t] = af;
-        }
-    REQUIRE(nn_set_precision(NN_BF16) == 0);
-    nn_set_threads(1);
-    nn_linear_cm(y, x, wt, bs, T, nin, nout);
-    double e = rel(y, r, n);
-    CHECKF(e < 1e-5, "linear bf16 %d x %d x %d: rel %g to the rounded operands' product", nout, T, nin, e);
-    CHECKF(rel(y, rf, n) > 1e-5, "linear bf16 %d x %d x %d: the fp32 result", nout, T, nin);
-    for (int nt = 2; nt <= 3; nt++) {
-        nn_set_threads(nt);
-        nn_linear_cm(y2, x, wt, bs, T, nin, nout);
-        CHECKF(!memcmp(y, y2, sizeof(float) * n), "linear bf16 %d x %d: bytes differ on %d threads", nout, T, nt);
-    }
-    nn_set_linear_onednn(0);
-    nn_linear_cm(y2, x, wt, bs, T, nin, nout);
-    nn_set_linear_onednn(1);
-    CHECKF(rel(y2, r, n) < 1e-5, "linear bf16, our kernel: rel %g", rel(y2, r, n));
-    CHECKF(memcmp(y, y2, sizeof(float) * n) != 0, "linear bf16 %d x %d: oneDNN's path not taken", nout, T);
-    nn_set_precision(NN_FP32);
-    nn_linear_cm(y, x, wt, bs, T, nin, nout);
-    nn_set_linear_onednn(0);
-    nn_linear_cm(y2, x, wt, bs, T, nin, nout);
-    nn_set_linear_onednn(1);
-    CHECKF(!memcmp(y, y2, sizeof(float) * n), "linear fp32 %d x %d: changed by the bf16 setting", nout, T);
-    CHECK(rel(y, rf, n) < 1e-5);
-    nn_set_threads(0);
-    free(x), free(wt), free(bs), free(y), free(y2), free(r), free(rf);
-}
-
-static void test_linear_bf16(void) {
-    if (nn_set_precision(NN_BF16)) return;
-    nn_set_precision(NN_FP32);
-    lin_case(64, 300, 600);  /* one chunk of 64 outputs, T not a multiple of anything, K in blocks (ours) */
-    lin_case(144, 1100, 520); /* a short last chunk (144 = 2 x 64 + 16) */
-}
-
 static void test_conv(void) {
     one_case((nn_conv2d_p){16, 64, 3, 3, 1, 1, 1, 1, 1}, 1, 32, 32, 1);
     one_case((nn_conv2d_p){32, 80, 3, 3, 1, 1, 1, 1, 1}, 3, 33, 35, 0);
@@ -286,6 +225,5 @@ int main(void) {
     RUN(test_kept);
     RUN(test_up2);
     RUN(test_bf16_thin);
-    RUN(test_linear_bf16);
     return T_DONE();
 }

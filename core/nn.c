@@ -186,11 +186,18 @@ static void sgemm_bias(int M, int N, int K, const float *A, int lda, const float
         cs_parallel_for_work((double)M * N * K, slices, dnnl_slice, &g);
         return;
     }
-    if (bias) {
+    if (bias) { /* rows: in blocks of 16, which -O2 vectorizes (the plain loop stayed scalar: 5% of the bf16 UNet, perf) */
         for (int i = 0; i < M; i++) {
-            float *c = C + (size_t)i * ldc;
-            if (rows) for (int j = 0; j < N; j++) c[j] = bias[i];
-            else memcpy(c, bias, sizeof(float) * N);
+            float *restrict c = C + (size_t)i * ldc;
+            if (rows) {
+                float b = bias[i];
+                int j = 0;
+                for (; j + 16 <= N; j += 16)
+                    for (int k = 0; k < 16; k++) c[j + k] = b;
+                for (; j < N; j++) c[j] = b;
+            } else {
+                memcpy(c, bias, sizeof(float) * N);
+            }
         }
     }
     nn_sgemm(0, 0, M, N, K, 1.f, A, lda, B, ldb, bias ? 1.f : 0.f, C, ldc);

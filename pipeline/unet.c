@@ -273,9 +273,10 @@ static void BasicTransformerBlock_forward(float *x, const unet_tblock *b, const 
     const int Tc = ctx_tokens, BT = B * T, BTc = B * Tc;
     size_t CT = (size_t)C * BT;
     /* attn1: self-attention over each image's H*W tokens */
-    /* under bf16 the attention logits stay fp32 end to end: their query and
-     * key projections too (the softmax exponentiates the logits' error; the
-     * products QK^T are fp32 anyway, core/attn.h) */
+    /* under bf16 the query and key projections stay fp32 (the softmax
+     * exponentiates the logits' error: in bf16 they took the sd-tiny UNet
+     * to 1.00e-2); QK^T itself takes Q and K rounded once to bf16, sums in
+     * fp32 (core/attn.h), which added < 1e-3 there */
     int prec = nn_precision();
     nn_layer_norm_cm(s->n, x, b->norm1.w, b->norm1.b, C, BT, LN_EPS);
     nn_set_precision(NN_FP32);

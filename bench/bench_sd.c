@@ -428,7 +428,7 @@ int main(void) {
         unet_gflop[si] = nn_flops_nominal() / 1e9;
         printf("  (UNet %dx%d: %.1f GFLOP done, %.1f nominal)\n", s, s, nn_flops() / 1e9, unet_gflop[si]);
         char what[64];
-        snprintf(what, sizeof what, "UNet batch 2, %dx%d latent", s, s);
+        snprintf(what, sizeof what, "UNet batch 2, %dx%d latent%s", s, s, bf16_only ? " (bf16)" : "");
         unet_cpu[si] = cpu_secs() - c0;
         report(what, unet_secs[si], unet_cpu[si], unet_gflop[si], peak, anchors[si]);
         int finite = 1;
@@ -727,7 +727,7 @@ int main(void) {
                "machine of this kind; this run's figures beside them are only comparable when "
                "the load stays near 0)\n",
                la[0]);
-    const char *jpath = getenv("BENCH_SD_JSON");
+    const char *jpath = bf16_only ? NULL : getenv("BENCH_SD_JSON"); /* its UNet figures are bf16 */
     if (jpath) {
         FILE *jf = fopen(jpath, "w");
         if (!jf) {

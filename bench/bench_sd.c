@@ -25,6 +25,10 @@
  * fp32 image), BENCH_SD_NO_BF16=1 skips the bf16 UNet, BENCH_SD_AB=1 times the
  * UNet with im2col convs against oneDNN's in turn, BENCH_SD_AB_UP2=1 its upsampling convs unfused
  * against fused in turn, BENCH_SD_NO_TORCH=1 skips the anchor,
+ * BENCH_SD_AB_ATTN=1 times the bf16 UNet with its attention in fp32, with
+ * only P.V in bf16 and with both products in bf16 in turn, BENCH_SD_BF16_REPS=N
+ * times N bf16, N fp32 and N more bf16 warm calls (the ratio of their sums),
+ * BENCH_SD_BF16_ONLY=1 times the UNet in bf16 only (profiling),
  * BENCH_SD_JSON=FILE writes the main figures as JSON (seconds per call; null
  * when not measured). Every figure is also given as a fraction of the
  * machine's fp32 limit measured in the same run: the register-only AVX-512
@@ -404,7 +408,8 @@ int main(void) {
     const char *only = getenv("BENCH_SD_UNET_ONLY"); /* "32" or "64": profiling one size */
     int vae_only = getenv("BENCH_SD_VAE_ONLY") != NULL;
     double vae_cpu = 0, vae_bf16_secs = 0, vae_psnr = 0;
-    int warmed = 0;
+    int warmed = 0, bf16_only = getenv("BENCH_SD_BF16_ONLY") != NULL;
+    if (bf16_only && nn_set_precision(NN_BF16)) bf16_only = 0;
     for (int si = 0; si < (quick ? 1 : 2); si++) {
         int s = sizes[si];
         if ((only && atoi(only) != s) || vae_only) continue;
@@ -423,7 +428,7 @@ int main(void) {
         unet_gflop[si] = nn_flops_nominal() / 1e9;
         printf("  (UNet %dx%d: %.1f GFLOP done, %.1f nominal)\n", s, s, nn_flops() / 1e9, unet_gflop[si]);
         char what[64];
-        snprintf(what, sizeof what, "UNet batch 2, %dx%d latent", s, s);
+        snprintf(what, sizeof what, "UNet batch 2, %dx%d latent%s", s, s, bf16_only ? " (bf16)" : "");
         unet_cpu[si] = cpu_secs() - c0;
         report(what, unet_secs[si], unet_cpu[si], unet_gflop[si], peak, anchors[si]);
         int finite = 1;
@@ -482,7 +487,8 @@ int main(void) {
     /* the same UNet in bf16 (64x64, or 32x32 with BENCH_SD_QUICK) and, at
      * 32x32, on the AVX2/OpenBLAS path: both beside the fp32 AVX-512 figure */
     int bsi = quick || (only && atoi(only) == 32) ? 0 : 1;
-    if (unet_secs[bsi] > 0 && !getenv("BENCH_SD_NO_BF16") && nn_set_precision(NN_BF16) == 0) {
+    if (bf16_only) nn_set_precision(NN_FP32);
+    if (unet_secs[bsi] > 0 && !bf16_only && !getenv("BENCH_SD_NO_BF16") && nn_set_precision(NN_BF16) == 0) {
         int s = sizes[bsi];
         size_t n = (size_t)2 * 4 * s * s;
         float *x = rand_floats(n, 1.f, 7), *eps = malloc(sizeof(float) * n), *ref = malloc(sizeof(float) * n);
@@ -522,6 +528,56 @@ int main(void) {
             printf("A/B UNet bf16 %dx%d, 2 runs each in turn, per call: per-call weight reorders %.2f s (%.2f CPU-s); "
                    "kept weights, from 8x8 %.2f s (%.2f CPU-s): %.2fx (cpu-time basis %.2fx)\n",
                    s, s, ws[0] / 2, cs[0] / 2, ws[1] / 2, cs[1] / 2, ws[0] / ws[1], cs[0] / cs[1]);
+        }
+        /* BENCH_SD_AB_ATTN=1: the bf16 UNet's fused attention in fp32, with
+         * P.V in bf16, with both products in bf16 (the default), in turn */
+        if (getenv("BENCH_SD_AB_ATTN")) {
+            double cs[3] = {0, 0, 0}, ws[3] = {0, 0, 0}, rel[3] = {0, 0, 0};
+            const int parts[3] = {0, NN_ATTN_BF16_PV, NN_ATTN_BF16_PV | NN_ATTN_BF16_QK};
+            nn_set_precision(NN_BF16);
+            for (int r = 0; r < 6; r++) {
+                nn_set_attention_bf16(parts[r % 3]);
+                t0 = now();
+                c0 = cpu_secs();
+                if (sd_unet_eps(m, x, t, ctx, 2, s, s, eps, &err)) printf("bench_sd: %s\n", err.msg);
+                ws[r % 3] += now() - t0, cs[r % 3] += cpu_secs() - c0;
+                rel[r % 3] = nn_rel_err(eps, ref, n);
+            }
+            nn_set_attention_bf16(NN_ATTN_BF16_PV | NN_ATTN_BF16_QK);
+            nn_set_precision(NN_FP32);
+            printf("A/B UNet bf16 %dx%d, 2 runs each in turn, per call: attention fp32 %.2f s (%.2f CPU-s, rel. %.2g); "
+                   "P.V bf16 %.2f s (%.2f CPU-s, rel. %.2g); QK^T and P.V bf16 %.2f s (%.2f CPU-s, rel. %.2g): "
+                   "%.2fx / %.2fx the fp32 attention (cpu-time basis %.2fx / %.2fx)\n",
+                   s, s, ws[0] / 2, cs[0] / 2, rel[0], ws[1] / 2, cs[1] / 2, rel[1], ws[2] / 2, cs[2] / 2, rel[2],
+                   ws[0] / ws[1], ws[0] / ws[2], cs[0] / cs[1], cs[0] / cs[2]);
+        }
+        /* BENCH_SD_BF16_REPS=N: N more bf16 calls, then a warm-up and N fp32
+         * calls, then a warm-up and N bf16: not interleaved, since a change of
+         * precision remakes the kept weight copies (one precision is kept:
+         * core/conv_onednn.c), which made each interleaved bf16 call a cold
+         * one (1.0x fp32 per CPU-second under load) */
+        const char *reps = getenv("BENCH_SD_BF16_REPS");
+        if (reps && atoi(reps) > 0) {
+            int R = atoi(reps);
+            double cs[2] = {0, 0}, ws[2] = {0, 0};
+            for (int r = 0; r < 3 * R + 2; r++) {
+                int bf = r < R || r > 2 * R, timed = r != R && r != 2 * R + 1;
+                nn_set_precision(bf ? NN_BF16 : NN_FP32);
+                if (!timed) {
+                    sd_unet_eps(m, x, t, ctx, 2, s, s, eps, &err);
+                    continue;
+                }
+                t0 = now();
+                c0 = cpu_secs();
+                if (sd_unet_eps(m, x, t, ctx, 2, s, s, eps, &err)) printf("bench_sd: %s\n", err.msg);
+                ws[bf] += now() - t0, cs[bf] += cpu_secs() - c0;
+            }
+            R *= 2; /* bf16 calls timed: 2R; fp32: R */
+            ws[0] *= 2, cs[0] *= 2;
+            nn_set_precision(NN_FP32);
+            printf("UNet %dx%d, %d fp32 and %d bf16 warm calls (bf16, fp32, bf16 blocks), per call: fp32 %.2f s (%.2f CPU-s), bf16 %.2f s "
+                   "(%.2f CPU-s): bf16 %.2fx fp32 (cpu-time basis %.2fx)\n",
+                   s, s, R / 2, R, ws[0] / R, cs[0] / R, ws[1] / R, cs[1] / R, ws[0] / ws[1], cs[0] / cs[1]);
         }
         free(x), free(eps), free(ref);
     }
@@ -671,7 +727,7 @@ int main(void) {
                "machine of this kind; this run's figures beside them are only comparable when "
                "the load stays near 0)\n",
                la[0]);
-    const char *jpath = getenv("BENCH_SD_JSON");
+    const char *jpath = bf16_only ? NULL : getenv("BENCH_SD_JSON"); /* its UNet figures are bf16 */
     if (jpath) {
         FILE *jf = fopen(jpath, "w");
         if (!jf) {

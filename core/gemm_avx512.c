@@ -258,6 +258,31 @@ static void kern_bf16(int kp, const uint32_t *restrict a, const uint32_t *restri
     STORE_ALL
 }
 
+/* The bf16 kernel with strided A and B, for the fused attention
+ * (core/attn_avx512.c): a's pair word for row i, pair q at a[i * rs + q * ks]
+ * (all MR rows read: the caller pads), b's pair row q at b + q * ldb (32
+ * lanes read: the caller pads), C as kern_f32's (rows < m, columns under the
+ * masks). */
+void cs_gemm_kern_bf16_strided(int kp, const uint32_t *a, size_t rs, size_t ks, const uint32_t *b, size_t ldb, float *c,
+                               int ldc, int m, unsigned um0, unsigned um1, float alpha, float beta, int first) {
+    __mmask16 m0 = (__mmask16)um0, m1 = (__mmask16)um1;
+    ALL(DECL)
+#define DPS_ROW(i)                                                                             \
+    {                                                                                          \
+        __m512bh s = (__m512bh)_mm512_set1_epi32((int)a[(i) * rs]);                            \
+        c##i##a = _mm512_dpbf16_ps(c##i##a, s, b0);                                            \
+        c##i##b = _mm512_dpbf16_ps(c##i##b, s, b1);                                            \
+    }
+#pragma GCC unroll 2
+    for (int q = 0; q < kp; q++) {
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512((const void *)b);
+        __m512bh b1 = (__m512bh)_mm512_loadu_si512((const void *)(b + 16));
+        ALL(DPS_ROW)
+        a += ks, b += ldb;
+    }
+    STORE_ALL
+}
+
 /* ---- tiles ------------------------------------------------------------------------------ */
 
 /* K cut into blocks of at most KC, all of one size (a multiple of 16), so no

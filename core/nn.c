@@ -186,11 +186,18 @@ static void sgemm_bias(int M, int N, int K, const float *A, int lda, const float
         cs_parallel_for_work((double)M * N * K, slices, dnnl_slice, &g);
         return;
     }
-    if (bias) {
+    if (bias) { /* rows: in blocks of 16, which -O2 vectorizes (the plain loop stayed scalar: 5% of the bf16 UNet, perf) */
         for (int i = 0; i < M; i++) {
-            float *c = C + (size_t)i * ldc;
-            if (rows) for (int j = 0; j < N; j++) c[j] = bias[i];
-            else memcpy(c, bias, sizeof(float) * N);
+            float *restrict c = C + (size_t)i * ldc;
+            if (rows) {
+                float b = bias[i];
+                int j = 0;
+                for (; j + 16 <= N; j += 16)
+                    for (int k = 0; k < 16; k++) c[j + k] = b;
+                for (; j < N; j++) c[j] = b;
+            } else {
+                memcpy(c, bias, sizeof(float) * N);
+            }
         }
     }
     nn_sgemm(0, 0, M, N, K, 1.f, A, lda, B, ldb, bias ? 1.f : 0.f, C, ldc);
@@ -343,6 +350,16 @@ void nn_conv2d(float *out, const float *in, const float *weight, const float *bi
     int K = p->cin * p->kh * p->kw;
     size_t ohw = (size_t)oh * ow;
     int isa = cs_cpu_isa();
+    /* a conv over few input taps (K < NN_BF16_MIN_CONV_K: the UNet's and the
+     * VAE's conv_in, K = 36) stays fp32: bound by memory, bf16 would not
+     * speed it, and it would round the model's input itself (sd-tiny UNet
+     * bf16 0.92e-2 -> 0.75e-2 relative) */
+    if (K < NN_BF16_MIN_CONV_K && g_precision == NN_BF16) {
+        g_precision = NN_FP32;
+        nn_conv2d(out, in, weight, bias, p, B, h, w, ws, ws_floats);
+        g_precision = NN_BF16;
+        return;
+    }
     int bf = isa >= CS_ISA_AVX512 ? use_bf16(p->cout, (int)ohw, K, isa) : 0;
     /* kept copies only where they pay (smaller images; memory: a model's
      * weights + 2 GB); from 32x32 the per-call reorder is amortised */
@@ -389,11 +406,13 @@ int nn_conv2d_up2(float *out, const float *in, const float *weight, const float 
                   int h, int w) {
     int isa = cs_cpu_isa();
     if (isa < CS_ISA_AVX512 || g_conv_direct != 2 || g_backend == NN_GEMM_OWN) return -1;
+    int bf = use_bf16(cout, h * w, cin * 4, isa);
+    /* under bf16 an fp32 kept conv would drop the bf16 kept copies (one
+     * precision kept, core/conv_onednn.c): a thin one takes the unfused path */
+    if (g_precision == NN_BF16 && !bf) return -1;
     double macs = (double)cout * cin * 16 * h * w * B;
     cs_work wk = cs_work_begin(SITE(cs_conv_onednn_up2), macs);
-    if (cs_conv_onednn_up2(out, in, weight, bias, cin, cout, B, h, w, use_bf16(cout, h * w, cin * 4, isa),
-                           wk.threads))
-        return -1;
+    if (cs_conv_onednn_up2(out, in, weight, bias, cin, cout, B, h, w, bf, wk.threads)) return -1;
     cs_work_end(&wk, macs);
     FLOPS(cout, (size_t)4 * h * w * B, cin * 4);
     g_flops_saved += 2.0 * cout * (4.0 * h * w * B) * cin * (9 - 4); /* the 3x3 conv it stands for */
@@ -886,12 +905,20 @@ void nn_attention(float *out, int ldo, const float *q, int ldq, const float *k, 
     }
 }
 
+static int g_attn_bf16 = NN_ATTN_BF16_QK | NN_ATTN_BF16_PV;
+void nn_set_attention_bf16(int parts) { g_attn_bf16 = parts & (NN_ATTN_BF16_QK | NN_ATTN_BF16_PV); }
+
 void nn_attention_cm_ld(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
                         const float *v, int ldv, int Tq, int Tk, int heads, int dh, float *ws) {
-    if (cs_cpu_isa() >= CS_ISA_AVX512) { /* fused, scores kept in cache (core/attn.h) */
+    int isa = cs_cpu_isa();
+    if (isa >= CS_ISA_AVX512) { /* fused, scores kept in cache (core/attn.h) */
         double macs = 2.0 * Tq * Tk * dh * heads;
+        /* bf16 as the products: where every side is >= NN_BF16_MIN_SIDE */
+        int bf = use_bf16(Tq, Tk, dh, isa) ? (g_attn_bf16 & NN_ATTN_BF16_QK ? CS_ATTN_BF16_QK : 0) |
+                                                 (g_attn_bf16 & NN_ATTN_BF16_PV ? CS_ATTN_BF16_PV : 0)
+                                           : 0;
         cs_work w = cs_work_begin(SITE(cs_attn_avx512), macs);
-        if (cs_attn_avx512(out, ldo, q, ldq, k, ldk, v, ldv, Tq, Tk, heads, dh, w.threads) == 0) {
+        if (cs_attn_avx512(out, ldo, q, ldq, k, ldk, v, ldv, Tq, Tk, heads, dh, bf, w.threads) == 0) {
             cs_work_end(&w, macs);
             FLOPS(2 * heads, (double)Tq * Tk, dh);
             return;

@@ -70,6 +70,7 @@ int nn_conv2d_up2(float *out, const float *in, const float *weight, const float 
  * set it before a run, not during one. */
 enum { NN_FP32 = 0, NN_BF16 = 1 };
 #define NN_BF16_MIN_SIDE 16 /* a product thinner than this on any side stays fp32 under bf16 */
+#define NN_BF16_MIN_CONV_K 64 /* a convolution with fewer inputs per output (cin*kh*kw) too */
 int nn_set_precision(int precision);
 int nn_precision(void);
 
@@ -182,6 +183,14 @@ void nn_attention_cm(float *out, const float *q, const float *k, const float *v,
  * laid out [C, B*T]). */
 void nn_attention_cm_ld(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
                         const float *v, int ldv, int Tq, int Tk, int heads, int dh, float *ws);
+
+/* Which products of the fused attention (AVX-512) follow nn_precision() =
+ * bf16: NN_ATTN_BF16_QK (the scores: Q and K rounded to bf16),
+ * NN_ATTN_BF16_PV (the output: V and the softmax weights rounded), both
+ * (the default) or 0 (fp32 attention). The softmax itself stays fp32. For
+ * benches and tests; not thread safe. */
+enum { NN_ATTN_BF16_QK = 1, NN_ATTN_BF16_PV = 2 };
+void nn_set_attention_bf16(int parts);
 
 /* ---- shape and elementwise helpers ------------------------------------------ */
 

@@ -273,9 +273,10 @@ static void BasicTransformerBlock_forward(float *x, const unet_tblock *b, const 
     const int Tc = ctx_tokens, BT = B * T, BTc = B * Tc;
     size_t CT = (size_t)C * BT;
     /* attn1: self-attention over each image's H*W tokens */
-    /* under bf16 the attention logits stay fp32 end to end: their query and
-     * key projections too (the softmax exponentiates the logits' error; the
-     * products QK^T are fp32 anyway, core/attn.h) */
+    /* under bf16 the query and key projections stay fp32 (the softmax
+     * exponentiates the logits' error: in bf16 they took the sd-tiny UNet
+     * to 1.00e-2); QK^T itself takes Q and K rounded once to bf16, sums in
+     * fp32 (core/attn.h), which added < 1e-3 there */
     int prec = nn_precision();
     nn_layer_norm_cm(s->n, x, b->norm1.w, b->norm1.b, C, BT, LN_EPS);
     nn_set_precision(NN_FP32);
@@ -349,10 +350,7 @@ static int SpatialTransformer_forward(sd_model *m, float *out, const float *x,
  * the multiplies, no upsampled copy; as the VAE decoder), else in two steps. */
 static int Upsample_forward(sd_model *m, float *out, const float *x, const sd_conv *c, int B,
                             int h, int w) {
-    /* fp32 only: under bf16 its summed taps rounded to bf16 took the sd-tiny
-     * UNet past the 1e-2 bound (1.03e-2, was 0.93e-2), and an fp32 kept conv
-     * among bf16 ones would drop their kept weights (core/conv_onednn.c) */
-    if (nn_precision() == NN_FP32 && !nn_conv2d_up2(out, x, c->w, c->b, c->cin, c->cout, B, h, w)) return 0;
+    if (!nn_conv2d_up2(out, x, c->w, c->b, c->cin, c->cout, B, h, w)) return 0;
     size_t mark = sd_arena_mark(&m->arena);
     float *u;
     TRY_ALLOC(u, (size_t)B * c->cin * 4 * h * w);

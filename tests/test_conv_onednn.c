@@ -175,6 +175,38 @@ static void test_up2(void) {
     up2_case(64, 48, 1, 8, 8);
 }
 
+/* bf16 leaves fp32 where it gains nothing: a conv with few inputs per
+ * output (cin*kh*kw < NN_BF16_MIN_CONV_K: the UNet's conv_in) gives the fp32
+ * bytes, and a fused upsampling conv too thin for bf16 is refused under
+ * bf16 (unfused then: an fp32 kept copy would drop the bf16 ones) */
+static void test_bf16_thin(void) {
+    if (nn_set_precision(NN_BF16)) return;
+    nn_set_precision(NN_FP32);
+    nn_conv2d_p p = {4, 64, 3, 3, 1, 1, 1, 1, 1};
+    int B = 2, h = 32, w = 32;
+    size_t n = (size_t)B * p.cout * h * w, wsn = nn_conv2d_ws_batched(&p, B, h, w) + nn_conv2d_ws(&p, h, w);
+    float *x = rand_buf((size_t)B * p.cin * h * w, 21), *wt = rand_buf((size_t)p.cout * p.cin * 9, 22);
+    float *bs = rand_buf(p.cout, 23), *y = malloc(sizeof(float) * n), *y2 = malloc(sizeof(float) * n);
+    float *ws = malloc(sizeof(float) * wsn);
+    double *r = malloc(sizeof(double) * n);
+    conv_ref(r, x, wt, bs, &p, B, h, w);
+    nn_conv2d(y, x, wt, bs, &p, B, h, w, ws, wsn);
+    REQUIRE(nn_set_precision(NN_BF16) == 0);
+    nn_conv2d(y2, x, wt, bs, &p, B, h, w, ws, wsn);
+    CHECKF(!memcmp(y, y2, sizeof(float) * n), "conv K = %d under bf16: not the fp32 bytes", p.cin * 9);
+    CHECKF(nn_precision() == NN_BF16, "the precision is given back");
+    CHECK(rel(y2, r, n) < 1e-5);
+    int owner;
+    size_t nw = (size_t)64 * 32 * 9;
+    float *w2 = rand_buf(nw, 24);
+    CHECK(cs_conv_weights_keep(&owner, w2, nw) == 0);
+    CHECKF(nn_conv2d_up2(y, x, w2, NULL, 32, 64, 1, 3, 3) == -1, "up2 on 3x3 pixels under bf16: taken");
+    nn_set_precision(NN_FP32);
+    CHECKF(nn_conv2d_up2(y, x, w2, NULL, 32, 64, 1, 3, 3) == 0, "up2 on 3x3 pixels in fp32: refused");
+    cs_conv_weights_forget(&owner);
+    free(x), free(wt), free(bs), free(y), free(y2), free(ws), free(r), free(w2);
+}
+
 static void test_conv(void) {
     one_case((nn_conv2d_p){16, 64, 3, 3, 1, 1, 1, 1, 1}, 1, 32, 32, 1);
     one_case((nn_conv2d_p){32, 80, 3, 3, 1, 1, 1, 1, 1}, 3, 33, 35, 0);
@@ -192,5 +224,6 @@ int main(void) {
     RUN(test_conv);
     RUN(test_kept);
     RUN(test_up2);
+    RUN(test_bf16_thin);
     return T_DONE();
 }

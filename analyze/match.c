@@ -734,9 +734,10 @@ void cs_an_merge_topk(cs_an_hit *out, int *nout, int k, const int32_t *ia, const
 
 /* ---- the scans: raw per-shard lists, merged, then per generation ---- */
 
-int cs_an_scan_what(const cs_an_refs *r) {
+int cs_an_scan_what(const cs_an_refs *r, const cs_an_settings *s) {
     if (r->n <= 0) return 0;
-    return (r->scan ? CS_AN_SCAN_PIX : 0) | (r->has_hashes ? CS_AN_SCAN_HASH : 0);
+    int pix = r->has_thumbs && r->n <= (int64_t)s->full_scan_max; /* as refs_build decides r->scan */
+    return (pix ? CS_AN_SCAN_PIX : 0) | (r->has_hashes ? CS_AN_SCAN_HASH : 0);
 }
 
 int64_t cs_an_raw_len(int64_t nq, int k) { return (int64_t)CS_AN_NLIST * 2 * nq * k; }
@@ -941,7 +942,7 @@ int cs_an_match_batch_sv(const cs_an_refs *r, const cs_an_query *q, int64_t nq, 
     if (k > CS_AN_K) k = CS_AN_K;
     memset(res, 0, sizeof *res * (size_t)nq);
     if (nq <= 0) return 0;
-    const int what = cs_an_scan_what(r);
+    const int what = cs_an_scan_what(r, s);
     qprep p = {0};
     cs_an_pending *pend = calloc((size_t)nq, sizeof *pend);
     cs_an_hit *raw = malloc(sizeof *raw * (size_t)cs_an_raw_len(nq, k));
@@ -954,7 +955,8 @@ int cs_an_match_batch_sv(const cs_an_refs *r, const cs_an_query *q, int64_t nq, 
     cs_an_raw_clear(raw, nq, k);
     if (scan) {
         if (what && scan(scan_ctx, q, nq, k, what, raw, err)) goto done;
-    } else if (what && scan_rows(r, &p, 0, r->n, NULL, q, nq, k, what, threads, raw, err))
+    } else if (what && scan_rows(r, &p, 0, r->n, NULL, q, nq, k, r->scan ? what : what & ~CS_AN_SCAN_PIX, threads,
+                                 raw, err))
         goto done;
     lists_finish(r, q, nq, k, what, raw, res);
     batch_ctx ctx = {.r = r, .q = q, .s = s, .res = res, .qp = p.qp, .k = k, .pend = pend};

@@ -206,8 +206,10 @@ int cs_an_match_batch_v(const cs_an_refs *r, const cs_an_query *q, int64_t nq, c
  * merge, as in one process. k <= CS_AN_K. */
 #define CS_AN_NLIST 5
 enum { CS_AN_SCAN_PIX = 1, CS_AN_SCAN_HASH = 2 };
-/* The scans a batch against r runs (0 when r is empty). */
-int cs_an_scan_what(const cs_an_refs *r);
+/* The scans a batch against the whole index r runs with s (0 when r is
+ * empty): tiled L2 and layout when r->n <= full_scan_max (whether or not r
+ * holds the prepared floats), hashes when r has them. */
+int cs_an_scan_what(const cs_an_refs *r, const cs_an_settings *s);
 int64_t cs_an_raw_len(int64_t nq, int k); /* entries of a batch's raw lists */
 void cs_an_raw_clear(cs_an_hit *raw, int64_t nq, int k);
 /* Merges nlists sorted lists of k (src) into acc, keeping the best k. */
@@ -222,7 +224,9 @@ typedef int (*cs_an_scan_fn)(void *ctx, const cs_an_query *q, int64_t nq, int k,
                              cs_err *err);
 /* cs_an_match_batch_v with the scans done by scan (NULL: here); r is the
  * whole index all the same (its row count, hash qualities and, for the
- * rivals, thumbnails), though its prepared floats go unused when scan is set. */
+ * rivals, thumbnails), though it need not hold the prepared floats when scan
+ * is set (built with full_scan_max < 0: verification then prepares each
+ * candidate's, the same floats). */
 int cs_an_match_batch_sv(const cs_an_refs *r, const cs_an_query *q, int64_t nq, const cs_an_settings *s, int threads,
                          cs_an_result *res, cs_an_scan_fn scan, void *scan_ctx, cs_an_verify_fn verify,
                          void *verify_ctx, cs_err *err);

@@ -120,6 +120,54 @@ static int side_scan(const side *d, const cs_an_query *q, int64_t nq, int k, int
     return 0;
 }
 
+/* Rank 0's share as references of their own (sub), copied from the whole
+ * index r (which rank 0 keeps without prepared floats: o->match_scans):
+ * thumbnails, ids and hashes of its runs' rows, prepared for the scans;
+ * d then scans and verifies sub's rows, one run. */
+static int side_copy(side *d, cs_an_refs *sub, const cs_an_refs *r, const cs_an_settings *s, int what, cs_err *err) {
+    enum { TP = CS_THUMB_SIZE * CS_THUMB_SIZE * 3 };
+    int64_t n = d->scanned, m = 0, j = 0;
+    size_t cap = (size_t)(n > 0 ? n : 1);
+    uint8_t *px = r->has_thumbs ? malloc(cap * TP) : NULL;
+    int64_t *ids = malloc(cap * sizeof *ids), *hid = malloc(cap * sizeof *hid);
+    cs_hashes *hh = calloc(cap, sizeof *hh);
+    d->grow = malloc(cap * sizeof *d->grow);
+    int rc = -1;
+    if ((r->has_thumbs && !px) || !ids || !hid || !hh || !d->grow) {
+        cs_fail(err, CS_ENOMEM, "analyze: out of memory for rank 0's %lld references", (long long)n);
+        goto out;
+    }
+    for (int i = 0; i < d->nrun; i++)
+        for (int64_t row = d->run[2 * i]; row < d->run[2 * i + 1]; row++, j++) {
+            if (px) memcpy(px + j * TP, r->thumbs + row * TP, TP);
+            ids[j] = r->ids[row];
+            d->grow[j] = (int32_t)row;
+            if (!r->has_hashes || r->pdq_q[row] < 0) continue;
+            memcpy(hh[m].pdq, r->pdq + row * 4, 32);
+            hh[m].pdq_quality = r->pdq_q[row];
+            hh[m].phash = r->phash[row];
+            hh[m].dhash = r->dhash[row];
+            hid[m++] = r->ids[row];
+        }
+    cs_an_settings s2 = *s;
+    if (!(what & CS_AN_SCAN_PIX)) s2.full_scan_max = 0; /* no prepared floats: the index is not scanned */
+    if (cs_an_refs_build_take(sub, n, ids, &px, &s2, err)) goto out;
+    if (r->has_hashes && cs_an_refs_set_hashes(sub, hid, hh, m, err)) goto out;
+    d->r = sub;
+    if (d->nrun) {
+        d->run[0] = 0;
+        d->run[1] = n;
+        d->nrun = 1;
+    }
+    rc = 0;
+out:
+    free(px);
+    free(ids);
+    free(hid);
+    free(hh);
+    return rc;
+}
+
 /* A result's rule fields point at the sender's string literals: they travel
  * as names and come back as pointers into this table (rank 0's). */
 struct cli_mpi_an {
@@ -134,6 +182,7 @@ struct cli_mpi_an {
     int inited, q_sent;
     int64_t n_refs; /* the whole index's (r is gone by the end) */
     side me;
+    cs_an_refs mine; /* rank 0's share of the references (side_copy) */
     int64_t batches, sent, received; /* bytes broadcast and gathered */
     double t_batch, t_scan, t_gather, t_wait, t_merge;
 };
@@ -379,13 +428,14 @@ static int mpi_match(void *ctx, const cs_an_refs *r, const cs_an_query *q, int64
         c->r = r;
         c->n_refs = r->n;
         c->inited = 1;
-        round_head h = {R_INIT, r->n, 0, 0, cs_an_scan_what(r), 0};
+        round_head h = {R_INIT, r->n, 0, 0, cs_an_scan_what(r, s), 0};
         cs_mpi_bcast(&h, sizeof h);
         cs_mpi_bcast(r->ids, r->n * (int64_t)sizeof *r->ids);
         c->sent += (int64_t)sizeof h + r->n * (int64_t)sizeof *r->ids;
         c->me.r = r;
-        if (side_runs(&c->me, &c->own, r->ids, r->n))
-            return cs_fail(err, CS_ENOMEM, "analyze: out of memory"); /* the job stops at the first round */
+        /* on failure the job stops at the first round (the others wait in it) */
+        if (side_runs(&c->me, &c->own, r->ids, r->n)) return cs_fail(err, CS_ENOMEM, "analyze: out of memory");
+        if (side_copy(&c->me, &c->mine, r, s, (int)h.what, err)) return -1;
     }
     int rc = cs_an_match_batch_sv(r, q, nq, s, threads, res, scan_all, c, verify_all, c, err);
     c->t_batch += cs_now_s() - t0;
@@ -406,6 +456,7 @@ cli_mpi_an *cli_mpi_analyze_begin(cs_analyze_opts *o, cs_store *s) {
     o->match = mpi_match;
     o->match_ctx = c;
     o->match_batches = 1;
+    o->match_scans = 1; /* rank 0 keeps the index without the prepared floats: side_copy */
     return c;
 }
 
@@ -448,6 +499,7 @@ void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
     if (c) free(c->done);
     if (c) free(c->own.off);
     if (c) side_free(&c->me);
+    if (c) cs_an_refs_free(&c->mine);
     free(c);
 }
 

@@ -5,17 +5,19 @@
  * generations, every rank scans only the references it owns (tiled L2,
  * layout, PDQ, pHash, dHash: per-shard top-k lists under global rows) and
  * rank 0 merges the lists by (score, row), which is the whole index's list
- * exactly (test_tl2_shard.c); then rank 0 broadcasts the candidate list,
- * each rank verifies its own (cs_an_verify, per pair: the same floats
- * wherever it runs), rank 0 gathers them in list order and applies the
- * ratio test, the rivals and the verdicts. A rank > 0 of a sharded store
- * loads only its shards' thumbnails and hashes (opened directly, not the
- * union), so its memory is its shards'; rank 0 still holds the whole
- * reference side (thumbnails for the rivals and the reports, the embedding
- * and local-feature searches, the cliques, every write: docs/SCALE.md).
- * CS_MPI_DEBUG=1 prints each rank's resident and scanned reference counts
- * and peak memory to stderr; CS_MPI_TIMING=1 splits the merge's time from
- * the wait for the slowest rank (a barrier). */
+ * exactly (test_tl2_shard.c). Then rank 0 sends each rank the candidates
+ * whose reference it owns (a scatter), each verifies them (cs_an_verify,
+ * per pair: the same floats wherever it runs), and rank 0 gathers them in
+ * list order and applies the ratio test, the rivals and the verdicts. A
+ * rank > 0 of a sharded store loads only its shards' thumbnails and hashes
+ * (opened directly, not the union), so its memory is its shards'. Rank 0
+ * keeps the whole index's thumbnails and hashes (the rivals, the reports)
+ * but not its prepared floats (o->match_scans: 4x the thumbnails), only
+ * those of its own share; the embedding and local-feature searches, the
+ * cliques and every write stay on rank 0 (docs/SCALE.md). CS_MPI_DEBUG=1
+ * prints each rank's resident and scanned reference counts and peak memory
+ * to stderr; CS_MPI_TIMING=1 splits the merge's time from the wait for the
+ * slowest rank (a barrier). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -372,16 +374,38 @@ static int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_r
         who[j] = owner_of(&c->own, c->r->ids, c->r->n, req[j].row);
         mine[j] = req[j].row >= 0 && req[j].row < c->r->n && who[j] == 0;
     }
+    /* each rank > 0 gets only its candidates, in list order (a scatter) */
+    int64_t *pos = calloc((size_t)size + 1, sizeof *pos);
+    vreq *out = malloc(sizeof *out * m);
+    if (!pos || !out) {
+        fprintf(stderr, "copyscope: analyze: out of memory for %lld candidates\n", (long long)h.nreq);
+        exit(CLI_FAIL);
+    }
+    for (int64_t j = 0; j < h.nreq; j++)
+        if (who[j] > 0) pos[who[j] + 1]++;
+    for (int k = 0; k < size; k++) {
+        c->lens[k] = pos[k + 1] * (int64_t)sizeof *out;
+        pos[k + 1] += pos[k];
+    }
+    for (int64_t j = 0; j < h.nreq; j++)
+        if (who[j] > 0) out[pos[who[j]]++] = req[j];
     cs_mpi_bcast(&h, sizeof h);
     if (h.with_q) cs_mpi_bcast((void *)q, nq * (int64_t)sizeof *q);
-    cs_mpi_bcast(req, h.nreq * (int64_t)sizeof *req);
+    void *none = NULL;
+    int64_t got = 0, scattered = 0;
+    for (int k = 0; k < size; k++) scattered += c->lens[k];
+    int sc = cs_mpi_scatterv(out, c->lens, &none, &got);
+    free(none);
+    free(out);
+    free(pos);
     c->batches++;
-    c->sent += (int64_t)sizeof h + (h.with_q ? nq * (int64_t)sizeof *q : 0) + h.nreq * (int64_t)sizeof *req;
+    c->sent += (int64_t)sizeof h + (h.with_q ? nq * (int64_t)sizeof *q : 0) + scattered;
     int64_t n0 = verify_mine(&c->me, mine, c->s, c->threads, q, nq, req, h.nreq, cand);
     reply_head h0 = {n0 < 0 ? -1 : 0, 0};
     void *all = NULL;
     int rc = cs_mpi_gatherv(&h0, sizeof h0, &all, c->lens) ? cs_fail(err, CS_ENOMEM, "analyze: out of memory gathering the verifications") : 0;
     if (!rc && n0 < 0) rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory verifying candidates");
+    if (!rc && sc) rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory scattering the candidates");
     if (!rc) c->done[0] += n0;
     const char *p = all ? (const char *)all + c->lens[0] : NULL;
     for (int k = 1; k < size && !rc; p += c->lens[k], k++) {
@@ -487,7 +511,7 @@ void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
     if (c && !quiet) { /* the balance of the cut, the traffic, the merge's share */
         printf("analyze: candidates verified per rank:");
         for (int r = 0; r < cs_mpi_size(); r++) printf(" %lld", (long long)c->done[r]);
-        printf("\nanalyze: %lld batches, %lld bytes broadcast, %lld bytes gathered\n", (long long)c->batches,
+        printf("\nanalyze: %lld batches, %lld bytes broadcast (the candidates scattered), %lld bytes gathered\n", (long long)c->batches,
                (long long)c->sent, (long long)c->received);
         printf("analyze: batch time %.3f s: scans here %.3f s, wait for the other ranks %.3f s, gather of the lists "
                "%.3f s + merge %.3f s (%.1f%%)\n",
@@ -685,31 +709,38 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
             failed |= rh.status != 0;
             continue;
         }
-        /* R_VERIFY */
-        vreq *req = malloc((size_t)(h.nreq > 0 ? h.nreq : 1) * sizeof *req);
-        cs_an_cand *cand = malloc((size_t)(h.nreq > 0 ? h.nreq : 1) * sizeof *cand);
-        uint8_t *mine = malloc((size_t)(h.nreq > 0 ? h.nreq : 1));
-        if (!req || !cand || !mine || !q) {
+        /* R_VERIFY: this rank's candidates only */
+        void *part = NULL;
+        int64_t plen = 0;
+        int sc = cs_mpi_scatterv(NULL, NULL, &part, &plen);
+        vreq *req = part;
+        int64_t nreq = plen / (int64_t)sizeof *req;
+        cs_an_cand *cand = malloc((size_t)(nreq > 0 ? nreq : 1) * sizeof *cand);
+        uint8_t *mine = malloc((size_t)(nreq > 0 ? nreq : 1));
+        if (!cand || !mine || !q) {
             fprintf(stderr, "copyscope: analyze: rank %d of %d: out of memory for %lld candidates\n", rank, size,
-                    (long long)h.nreq);
+                    (long long)nreq);
             exit(CLI_FAIL);
         }
-        cs_mpi_bcast(req, h.nreq * (int64_t)sizeof *req);
-        for (int64_t j = 0; j < h.nreq; j++) mine[j] = !failed && owner_of(&own, ids, n, req[j].row) == rank;
-        int64_t nv = failed ? -1 : verify_mine(&me, mine, &o->set, threads, q, h.nq, req, h.nreq, cand);
+        int theirs = 0; /* sent here but owned elsewhere: the cut disagrees with rank 0's */
+        for (int64_t j = 0; j < nreq; j++) {
+            mine[j] = owner_of(&own, ids, n, req[j].row) == rank;
+            theirs += !mine[j];
+        }
+        int64_t nv = failed || sc || theirs ? -1 : verify_mine(&me, mine, &o->set, threads, q, h.nq, req, nreq, cand);
         char *buf = nv >= 0 ? malloc((size_t)reply_size(nv)) : NULL;
         reply_head rh = {buf ? 0 : -1, buf ? nv : 0};
         if (buf) {
             memcpy(buf, &rh, sizeof rh);
             char *it = buf + sizeof rh;
-            for (int64_t j = 0; j < h.nreq; j++) {
-                if (!mine[j]) continue;
+            for (int64_t j = 0; j < nreq; j++) {
                 memcpy(it, &cand[j], sizeof cand[j]);
                 put_rule(it + sizeof cand[j], cand[j].rule);
                 it += ITEM;
             }
         } else if (!failed)
-            fprintf(stderr, "copyscope: analyze: rank %d of %d: out of memory verifying candidates\n", rank, size);
+            fprintf(stderr, "copyscope: analyze: rank %d of %d: %s\n", rank, size,
+                    theirs ? "sent candidates of another rank" : "out of memory verifying candidates");
         void *none = NULL;
         int64_t dummy[1];
         cs_mpi_gatherv(buf ? buf : (char *)&rh, buf ? reply_size(nv) : (int64_t)sizeof rh, &none, dummy);

@@ -511,10 +511,10 @@ void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
     if (c && !quiet) { /* the balance of the cut, the traffic, the merge's share */
         printf("analyze: candidates verified per rank:");
         for (int r = 0; r < cs_mpi_size(); r++) printf(" %lld", (long long)c->done[r]);
-        printf("\nanalyze: %lld batches, %lld bytes broadcast (the candidates scattered), %lld bytes gathered\n", (long long)c->batches,
-               (long long)c->sent, (long long)c->received);
+        printf("\nanalyze: %lld batches, %lld bytes broadcast (the candidates scattered), %lld bytes gathered\n",
+               (long long)c->batches, (long long)c->sent, (long long)c->received);
         printf("analyze: batch time %.3f s: scans here %.3f s, wait for the other ranks %.3f s, gather of the lists "
-               "%.3f s + merge %.3f s (%.1f%%)\n",
+               "%.4f s + merge %.4f s (%.2f%%)\n",
                c->t_batch, c->t_scan, c->t_wait, c->t_gather, c->t_merge,
                c->t_batch > 0 ? 100 * (c->t_gather + c->t_merge) / c->t_batch : 0.0);
     }

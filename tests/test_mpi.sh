@@ -208,6 +208,13 @@ else
   sed -n 's/.*candidates verified per rank:\(.*\)/\1/p' "$T/fanS3.out" | awk '{ for (i = 1; i <= NF; i++) if ($i <= 0) exit 1 } END { exit !(NF == 3) }' &&
     cmp -s "$T/fanS1.json" "$T/fanS3.json" && ok analyze_shards3_np3_verify_on_owner ||
     { bad "analyze_shards3_np3_verify_on_owner: $(cat "$T/fanS3.out")"; diff "$T/fanS1.json" "$T/fanS3.json" | head -n 8; }
+  # a --no-thumbs store of 3 shards: a rank reads its shard's thumbnails
+  # from the files (the shard's own view); the one-process answers (nt3)
+  $B index add "$T/refs.txt" --db "$T/ntm3.db" --shards 3 --no-thumbs -j 2 > /dev/null 2>&1 || bad ntm3_add
+  CS_MPI_DEBUG=1 $MPIRUN -np 3 "$M" analyze --images "$T/gens" --db "$T/ntm3.db" -j 1 -q > /dev/null 2> "$T/ntm3.err" || bad ntm3_analyze
+  answers "$T/ntm3.db" ntm3
+  same ntm3 no_thumbs_shards3_np3_same_as_one_process nt3
+  resident "$T/ntm3.err" 3 shard && ok no_thumbs_np3_rank_holds_its_shard || bad "no_thumbs_np3_rank_holds_its_shard: $(grep resident "$T/ntm3.err")"
   for n in 2 3; do
     cmp -s "$T/fan1.json" "$T/fan$n.json" && ok "analyze_fanout_np${n}_same_report" || { bad "analyze_fanout_np${n}_same_report"; diff "$T/fan1.json" "$T/fan$n.json" | head -n 8; }
   done

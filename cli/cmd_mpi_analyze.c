@@ -316,7 +316,9 @@ static int scan_all(void *ctx, const cs_an_query *q, int64_t nq, int k, int what
     double t2 = cs_now_s();
     reply_head h0 = {rc0 ? -1 : 0, 0};
     void *all = NULL;
-    int rc = cs_mpi_gatherv(&h0, sizeof h0, &all, c->lens) ? cs_fail(err, CS_ENOMEM, "analyze: out of memory gathering the scans") : 0;
+    int rc = 0;
+    if (cs_mpi_gatherv(&h0, sizeof h0, &all, c->lens))
+        rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory gathering the scans");
     double t3 = cs_now_s();
     if (!rc && rc0) rc = cs_fail(err, e0.code ? e0.code : CS_ENOMEM, "%s", e0.msg);
     const int64_t want = cs_an_raw_len(nq, k);
@@ -702,9 +704,9 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
             if (getenv("CS_MPI_TIMING") && !strcmp(getenv("CS_MPI_TIMING"), "1")) cs_mpi_barrier();
             void *none = NULL;
             int64_t dummy[1];
-            cs_mpi_gatherv(buf && !rh.status ? buf : (char *)&rh,
-                           buf && !rh.status ? (int64_t)sizeof rh + want * (int64_t)sizeof(cs_an_hit) : (int64_t)sizeof rh,
-                           &none, dummy);
+            int sent = buf && !rh.status; /* the lists, or the failure alone */
+            cs_mpi_gatherv(sent ? buf : (char *)&rh,
+                           (int64_t)sizeof rh + (sent ? want * (int64_t)sizeof(cs_an_hit) : 0), &none, dummy);
             free(buf);
             failed |= rh.status != 0;
             continue;

@@ -181,7 +181,7 @@ struct cli_mpi_an {
     const cs_an_refs *r; /* the whole index (rank 0's) */
     const cs_an_settings *s;
     int threads;
-    int inited, q_sent;
+    int inited, q_sent, timed;
     int64_t n_refs; /* the whole index's (r is gone by the end) */
     side me;
     cs_an_refs mine; /* rank 0's share of the references (side_copy) */
@@ -220,6 +220,7 @@ typedef struct {
  * candidates follow, the nq generations before them when with_q. */
 typedef struct {
     int64_t kind, nq, nreq, k, what, with_q;
+    int64_t timed; /* SCAN: a barrier before the gather (rank 0's CS_MPI_TIMING=1) */
 } round_head;
 
 /* One rank's reply: status, count, then count items. */
@@ -301,7 +302,8 @@ static int64_t verify_mine(const side *d, const uint8_t *mine, const cs_an_setti
 static int scan_all(void *ctx, const cs_an_query *q, int64_t nq, int k, int what, cs_an_hit *raw, cs_err *err) {
     cli_mpi_an *c = ctx;
     int size = cs_mpi_size();
-    round_head h = {R_SCAN, nq, 0, k, what, 1};
+    c->timed = getenv("CS_MPI_TIMING") && !strcmp(getenv("CS_MPI_TIMING"), "1");
+    round_head h = {R_SCAN, nq, 0, k, what, 1, c->timed};
     cs_mpi_bcast(&h, sizeof h);
     cs_mpi_bcast((void *)q, nq * (int64_t)sizeof *q);
     c->q_sent = 1;
@@ -310,9 +312,7 @@ static int scan_all(void *ctx, const cs_an_query *q, int64_t nq, int k, int what
     cs_err e0 = {0};
     int rc0 = side_scan(&c->me, q, nq, k, what, c->threads, raw, &e0);
     double t1 = cs_now_s();
-    static int timing = -1;
-    if (timing < 0) timing = getenv("CS_MPI_TIMING") && !strcmp(getenv("CS_MPI_TIMING"), "1");
-    if (timing) cs_mpi_barrier(); /* every rank's scan done: what follows is the merge alone */
+    if (c->timed) cs_mpi_barrier(); /* every rank's scan done: what follows is the merge alone */
     double t2 = cs_now_s();
     reply_head h0 = {rc0 ? -1 : 0, 0};
     void *all = NULL;
@@ -356,7 +356,7 @@ static int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_r
                       cs_err *err) {
     cli_mpi_an *c = ctx;
     int size = cs_mpi_size();
-    round_head h = {R_VERIFY, nq, 0, 0, 0, !c->q_sent};
+    round_head h = {R_VERIFY, nq, 0, 0, 0, !c->q_sent, 0};
     c->q_sent = 0;
     for (int64_t i = 0; i < nq; i++) h.nreq += pend[i].nc;
     size_t m = (size_t)(h.nreq > 0 ? h.nreq : 1);
@@ -454,7 +454,7 @@ static int mpi_match(void *ctx, const cs_an_refs *r, const cs_an_query *q, int64
         c->r = r;
         c->n_refs = r->n;
         c->inited = 1;
-        round_head h = {R_INIT, r->n, 0, 0, cs_an_scan_what(r, s), 0};
+        round_head h = {R_INIT, r->n, 0, 0, cs_an_scan_what(r, s), 0, 0};
         cs_mpi_bcast(&h, sizeof h);
         cs_mpi_bcast(r->ids, r->n * (int64_t)sizeof *r->ids);
         c->sent += (int64_t)sizeof h + r->n * (int64_t)sizeof *r->ids;
@@ -507,7 +507,7 @@ static void debug_line(int64_t held, int64_t scanned, int64_t total) {
 
 void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
     if (cs_mpi_size() == 1) return;
-    round_head stop = {R_STOP, 0, 0, 0, 0, 0}; /* the other ranks stop */
+    round_head stop = {R_STOP, 0, 0, 0, 0, 0, 0}; /* the other ranks stop */
     cs_mpi_bcast(&stop, sizeof stop);
     if (c && c->inited) debug_line(c->n_refs, c->me.scanned, c->n_refs);
     if (c && !quiet) { /* the balance of the cut, the traffic, the merge's share */
@@ -515,10 +515,16 @@ void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
         for (int r = 0; r < cs_mpi_size(); r++) printf(" %lld", (long long)c->done[r]);
         printf("\nanalyze: %lld batches, %lld bytes broadcast (the candidates scattered), %lld bytes gathered\n",
                (long long)c->batches, (long long)c->sent, (long long)c->received);
-        printf("analyze: batch time %.3f s: scans here %.3f s, wait for the other ranks %.3f s, gather of the lists "
-               "%.4f s + merge %.4f s (%.2f%%)\n",
-               c->t_batch, c->t_scan, c->t_wait, c->t_gather, c->t_merge,
-               c->t_batch > 0 ? 100 * (c->t_gather + c->t_merge) / c->t_batch : 0.0);
+        if (c->timed)
+            printf("analyze: batch time %.3f s: scans here %.3f s, wait for the other ranks %.3f s, gather of the "
+                   "lists %.4f s + merge %.4f s (%.2f%%)\n",
+                   c->t_batch, c->t_scan, c->t_wait, c->t_gather, c->t_merge,
+                   c->t_batch > 0 ? 100 * (c->t_gather + c->t_merge) / c->t_batch : 0.0);
+        else /* the gather then waits for the slowest rank's scan too */
+            printf("analyze: batch time %.3f s: scans here %.3f s, wait for the other ranks and gather of the lists "
+                   "%.4f s + merge %.4f s (%.2f%%; CS_MPI_TIMING=1 splits the wait)\n",
+                   c->t_batch, c->t_scan, c->t_gather, c->t_merge,
+                   c->t_batch > 0 ? 100 * (c->t_gather + c->t_merge) / c->t_batch : 0.0);
     }
     for (int i = 0; c && i < c->n_rules; i++) free(c->rules[i]);
     if (c) free(c->lens);
@@ -701,7 +707,7 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
                 free(raw);
             }
             if (buf) memcpy(buf, &rh, sizeof rh);
-            if (getenv("CS_MPI_TIMING") && !strcmp(getenv("CS_MPI_TIMING"), "1")) cs_mpi_barrier();
+            if (h.timed) cs_mpi_barrier();
             void *none = NULL;
             int64_t dummy[1];
             int sent = buf && !rh.status; /* the lists, or the failure alone */

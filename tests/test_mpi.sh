@@ -208,6 +208,13 @@ else
   sed -n 's/.*candidates verified per rank:\(.*\)/\1/p' "$T/fanS3.out" | awk '{ for (i = 1; i <= NF; i++) if ($i <= 0) exit 1 } END { exit !(NF == 3) }' &&
     cmp -s "$T/fanS1.json" "$T/fanS3.json" && ok analyze_shards3_np3_verify_on_owner ||
     { bad "analyze_shards3_np3_verify_on_owner: $(cat "$T/fanS3.out")"; diff "$T/fanS1.json" "$T/fanS3.json" | head -n 8; }
+  # the same 3 shards on 2 ranks: rank 0 owns shards 1 and 3 (two runs of
+  # rows, copied into one share), rank 1 shard 2
+  $B index add "$T/refs.txt" --db "$T/fanS2.db" --shards 3 -j 2 > /dev/null 2>&1 || bad fanS2_add
+  CS_MPI_DEBUG=1 $MPIRUN -np 2 "$M" analyze --images "$T/gens" --db "$T/fanS2.db" -j 1 -q > /dev/null 2> "$T/fanS2.err" || bad fanS2_analyze
+  $B report --db "$T/fanS2.db" --format json --out "$T/fanS2.raw.json" -q 2>&1 && norm "$T/fanS2.raw.json" > "$T/fanS2.json"
+  resident "$T/fanS2.err" 2 shard && cmp -s "$T/fanS1.json" "$T/fanS2.json" && ok analyze_shards3_np2_same_report ||
+    { bad "analyze_shards3_np2_same_report: $(grep resident "$T/fanS2.err")"; diff "$T/fanS1.json" "$T/fanS2.json" | head -n 8; }
   # a --no-thumbs store of 3 shards: a rank reads its shard's thumbnails
   # from the files (the shard's own view); the one-process answers (nt3)
   $B index add "$T/refs.txt" --db "$T/ntm3.db" --shards 3 --no-thumbs -j 2 > /dev/null 2>&1 || bad ntm3_add

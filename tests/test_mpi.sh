@@ -12,7 +12,9 @@
 # only what is missing and ends with the same rows and findings. Under
 # mpirun, analyze (match batches spread over the ranks) and generate (the
 # suite's images cut between the ranks) give one process's findings, images
-# and rows.
+# and rows; under analyze each rank scans only the rows it owns, and a rank
+# > 0 of a sharded store holds only its shard's references (CS_MPI_DEBUG=1
+# counts, asserted), with thumbnails or --no-thumbs, on 2 and 3 ranks.
 # Without build/copyscope-mpi or mpirun the MPI half prints 'skip'.
 B=${CS_BIN:-build/copyscope}
 M=$(dirname "$B")/copyscope-mpi

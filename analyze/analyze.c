@@ -222,8 +222,10 @@ int an_load_refs(an_state *A, cs_err *err) {
     A->h.hashes = A->hdb.n > 0;
     if (check_descriptors(o->descriptors, &A->h, cs_store_path(s), err)) return -1;
     /* the mapped thumbnails are used in place; malloc'd ones are taken */
-    if (A->th.map ? cs_an_refs_build_borrow(&A->refs, A->th.n, A->th.ids, A->th.rgb, A->set, err)
-                  : cs_an_refs_build_take(&A->refs, A->th.n, A->th.ids, &A->th.rgb, A->set, err))
+    cs_an_settings bs = *A->set;
+    if (o->match && o->match_scans) bs.full_scan_max = -1; /* no prepared floats: o->match scans */
+    if (A->th.map ? cs_an_refs_build_borrow(&A->refs, A->th.n, A->th.ids, A->th.rgb, &bs, err)
+                  : cs_an_refs_build_take(&A->refs, A->th.n, A->th.ids, &A->th.rgb, &bs, err))
         return -1;
     A->use_hashes = A->h.hashes && want(o->descriptors, "pdq");
     if (!A->use_hashes) return 0;

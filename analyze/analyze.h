@@ -62,6 +62,8 @@ typedef struct {
                  int threads, cs_an_result *res, cs_err *err);
     void *match_ctx;
     int match_batches; /* <= 1: one batch at a time */
+    int match_scans; /* match scans the references itself (copyscope-mpi: each rank its share): the
+                        index is loaded without the prepared floats of the exact scan (4x the thumbnails) */
 } cs_analyze_opts;
 
 typedef struct {

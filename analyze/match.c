@@ -732,107 +732,234 @@ void cs_an_merge_topk(cs_an_hit *out, int *nout, int k, const int32_t *ia, const
     memcpy(out, all, sizeof *out * (size_t)*nout);
 }
 
-/* PDQ, pHash, dHash top-k of every generation and its mirror image by
- * index/hamming.h's blocked popcount scan, merged per generation. */
-static int hash_scan(const cs_an_refs *r, const cs_an_query *q, int64_t nq, int k, int threads,
-                     cs_an_result *res, cs_err *err) {
-    const int64_t m = 2 * nq;
-    uint64_t *qc = calloc((size_t)m * 4, sizeof(uint64_t));
-    cs_hamming_hit *hits = malloc(sizeof(cs_hamming_hit) * (size_t)(m * k));
-    int *nh = malloc(sizeof(int) * (size_t)m);
-    int32_t *ix = malloc(sizeof(int32_t) * (size_t)(m * k));
-    float *dx = malloc(sizeof(float) * (size_t)(m * k));
-    int rc = -1;
-    if (!qc || !hits || !nh || !ix || !dx) {
-        cs_fail(err, CS_ENOMEM, "analyze: out of memory for the hash scan");
-        goto out;
-    }
-    cs_hamming_opts ho = {.k = k, .max_dist = -1, .threads = threads, .kernel = CS_HAMMING_AUTO};
-    for (int h = 0; h < 3; h++) {
-        const int words = h == 0 ? 4 : 1;
-        for (int64_t i = 0; i < nq; i++) {
-            const cs_hashes *a = &q[i].h, *b = &q[i].hm;
-            if (h == 0) {
-                cs_hamming_pack_pdq(a->pdq, qc + 2 * i * 4);
-                cs_hamming_pack_pdq(b->pdq, qc + (2 * i + 1) * 4);
-            } else {
-                qc[2 * i] = h == 1 ? a->phash : a->dhash;
-                qc[2 * i + 1] = h == 1 ? b->phash : b->dhash;
-            }
-        }
-        const uint64_t *codes = h == 0 ? r->pdq : h == 1 ? r->phash : r->dhash;
-        if (cs_hamming_topk(codes, r->n, words, qc, m, &ho, hits, nh, err)) goto out;
-        for (int64_t j = 0; j < m; j++)
-            for (int t = 0; t < k; t++) {
-                const cs_hamming_hit *x = &hits[j * k + t];
-                int ok = t < nh[j] && r->pdq_q[x->index] >= 0; /* references without hashes: drop */
-                ix[j * k + t] = ok ? (int32_t)x->index : -1;
-                dx[j * k + t] = ok ? (float)x->dist : INFINITY;
-            }
-        for (int64_t i = 0; i < nq; i++) {
-            if (!q[i].has_hashes) continue;
-            cs_an_hit *out = h == 0 ? res[i].pdq : h == 1 ? res[i].phash : res[i].dhash;
-            int *nout = h == 0 ? &res[i].n_pdq : h == 1 ? &res[i].n_phash : &res[i].n_dhash;
-            cs_an_merge_topk(out, nout, k, ix + 2 * i * k, dx + 2 * i * k, ix + (2 * i + 1) * k, dx + (2 * i + 1) * k);
-        }
-    }
-    rc = 0;
-out:
-    free(qc);
-    free(hits);
-    free(nh);
-    free(ix);
-    free(dx);
-    return rc;
+/* ---- the scans: raw per-shard lists, merged, then per generation ---- */
+
+int cs_an_scan_what(const cs_an_refs *r, const cs_an_settings *s) {
+    if (r->n <= 0) return 0;
+    int pix = r->has_thumbs && r->n <= (int64_t)s->full_scan_max; /* as refs_build decides r->scan */
+    return (pix ? CS_AN_SCAN_PIX : 0) | (r->has_hashes ? CS_AN_SCAN_HASH : 0);
 }
 
-int cs_an_match_batch(const cs_an_refs *r, const cs_an_query *q, int64_t nq,
-                      const cs_an_settings *s, int threads, cs_an_result *res, cs_err *err) {
-    return cs_an_match_batch_v(r, q, nq, s, threads, res, NULL, NULL, err);
+int64_t cs_an_raw_len(int64_t nq, int k) { return (int64_t)CS_AN_NLIST * 2 * nq * k; }
+
+void cs_an_raw_clear(cs_an_hit *raw, int64_t nq, int k) {
+    for (int64_t i = 0; i < cs_an_raw_len(nq, k); i++) raw[i] = (cs_an_hit){-1, INFINITY};
 }
 
-int cs_an_match_batch_v(const cs_an_refs *r, const cs_an_query *q, int64_t nq, const cs_an_settings *s, int threads,
-                        cs_an_result *res, cs_an_verify_fn verify, void *verify_ctx, cs_err *err) {
-    if (threads <= 0) threads = cs_threads();
+/* (score, row), the order of cs_tl2_topk and cs_hamming_topk; empty last */
+static int hit_before(cs_an_hit a, cs_an_hit b) {
+    if (a.row < 0) return 0;
+    if (b.row < 0) return 1;
+    return a.score < b.score || (a.score == b.score && a.row < b.row);
+}
+
+void cs_an_raw_merge(cs_an_hit *acc, const cs_an_hit *src, int64_t nlists, int k) {
+    cs_an_hit tmp[CS_AN_K];
+    for (int64_t l = 0; l < nlists; l++) {
+        cs_an_hit *a = acc + l * k;
+        const cs_an_hit *b = src + l * k;
+        int i = 0, j = 0;
+        for (int t = 0; t < k; t++) {
+            if (j < k && (i >= k || hit_before(b[j], a[i]))) tmp[t] = b[j++];
+            else if (i < k) tmp[t] = a[i++];
+            else tmp[t] = (cs_an_hit){-1, INFINITY};
+        }
+        memcpy(a, tmp, sizeof *a * (size_t)k);
+    }
+}
+
+/* The generations and their mirror images prepared for the tiled-L2 and
+ * layout scans: rows 2i (as is) and 2i + 1 (mirrored). */
+typedef struct {
+    float *qp, *qn2, *ql, *qln2;
+} qprep;
+
+static void qprep_free(qprep *p) {
+    free(p->qp);
+    free(p->qn2);
+    free(p->ql);
+    free(p->qln2);
+}
+
+static int qprep_init(qprep *p, const cs_an_refs *r, const cs_an_query *q, int64_t nq, cs_err *err) {
     const int D = cs_tl2_dim(&r->cfg), T = cs_tl2_tiles(&r->cfg);
-    int k = (int)s->cand_k;
-    if (k < 1) k = 1;
-    if (k > CS_AN_K) k = CS_AN_K;
-    memset(res, 0, sizeof *res * (size_t)nq);
-    if (nq <= 0) return 0;
-    float *qp = malloc(sizeof(float) * D * 2 * nq), *qn2 = malloc(sizeof(float) * T * 2 * nq);
-    float *ql = malloc(sizeof(float) * LAYDIM * 2 * nq), *qln2 = malloc(sizeof(float) * 2 * nq);
-    int32_t *ti = malloc(sizeof(int32_t) * k * 2 * nq), *li = malloc(sizeof(int32_t) * k * 2 * nq);
-    cs_an_pending *pend = calloc((size_t)nq, sizeof *pend);
-    float *td = malloc(sizeof(float) * k * 2 * nq), *ld = malloc(sizeof(float) * k * 2 * nq);
-    int rc = -1;
-    if (!qp || !qn2 || !ql || !qln2 || !ti || !li || !td || !ld || !pend) {
-        cs_fail(err, CS_ENOMEM, "analyze: out of memory for %lld generations", (long long)nq);
-        goto done;
+    size_t m = (size_t)(nq > 0 ? nq : 1);
+    p->qp = malloc(sizeof(float) * D * 2 * m);
+    p->qn2 = malloc(sizeof(float) * T * 2 * m);
+    p->ql = malloc(sizeof(float) * LAYDIM * 2 * m);
+    p->qln2 = malloc(sizeof(float) * 2 * m);
+    if (!p->qp || !p->qn2 || !p->ql || !p->qln2) {
+        qprep_free(p);
+        return cs_fail(err, CS_ENOMEM, "analyze: out of memory for %lld generations", (long long)nq);
     }
     for (int64_t i = 0; i < nq; i++) {
         uint8_t m[S * S * 3], lay[LAYDIM];
         memcpy(m, q[i].thumb, sizeof m);
         cs_tl2_hflip_rgb(m, S);
-        cs_tl2_prepare(qp + (2 * i) * D, qn2 + (2 * i) * T, q[i].thumb, &r->cfg);
-        cs_tl2_prepare(qp + (2 * i + 1) * D, qn2 + (2 * i + 1) * T, m, &r->cfg);
+        cs_tl2_prepare(p->qp + (2 * i) * D, p->qn2 + (2 * i) * T, q[i].thumb, &r->cfg);
+        cs_tl2_prepare(p->qp + (2 * i + 1) * D, p->qn2 + (2 * i + 1) * T, m, &r->cfg);
         layout_of(lay, q[i].thumb);
-        cs_tl2_prepare(ql + (2 * i) * LAYDIM, qln2 + 2 * i, lay, &lay_cfg);
+        cs_tl2_prepare(p->ql + (2 * i) * LAYDIM, p->qln2 + 2 * i, lay, &lay_cfg);
         layout_of(lay, m);
-        cs_tl2_prepare(ql + (2 * i + 1) * LAYDIM, qln2 + 2 * i + 1, lay, &lay_cfg);
+        cs_tl2_prepare(p->ql + (2 * i + 1) * LAYDIM, p->qln2 + 2 * i + 1, lay, &lay_cfg);
     }
-    if (r->scan && r->n > 0) {
-        if (cs_tl2_topk(ti, td, k, qp, qn2, 2 * nq, r->tl2, r->tl2_n2, r->n, &r->cfg, err)) goto done;
-        if (cs_tl2_topk(li, ld, k, ql, qln2, 2 * nq, r->lay, r->lay_n2, r->n, &lay_cfg, err)) goto done;
-        for (int64_t i = 0; i < nq; i++) {
-            cs_an_merge_topk(res[i].tl2, &res[i].n_tl2, k, ti + 2 * i * k, td + 2 * i * k,
-                       ti + (2 * i + 1) * k, td + (2 * i + 1) * k);
-            cs_an_merge_topk(res[i].lay, &res[i].n_lay, k, li + 2 * i * k, ld + 2 * i * k,
-                       li + (2 * i + 1) * k, ld + (2 * i + 1) * k);
+    return 0;
+}
+
+/* rows lo.. of one scan (idx local to the range, -1 empty) into raw list l */
+static void put_list(cs_an_hit *raw, cs_an_hit *tmp, int l, int64_t nq, int k, const int32_t *idx, const float *dist,
+                     int64_t lo, const int32_t *grow) {
+    for (int64_t j = 0; j < 2 * nq * k; j++) {
+        int64_t row = idx[j] < 0 ? -1 : lo + idx[j];
+        tmp[j] = row < 0 ? (cs_an_hit){-1, INFINITY} : (cs_an_hit){grow ? grow[row] : (int32_t)row, dist[j]};
+    }
+    cs_an_raw_merge(raw + (int64_t)l * 2 * nq * k, tmp, 2 * nq, k);
+}
+
+static int scan_rows(const cs_an_refs *r, const qprep *p, int64_t lo, int64_t hi, const int32_t *grow,
+                     const cs_an_query *q, int64_t nq, int k, int what, int threads, cs_an_hit *raw, cs_err *err) {
+    const int D = cs_tl2_dim(&r->cfg), T = cs_tl2_tiles(&r->cfg);
+    const int64_t m = 2 * nq, nr = hi - lo;
+    if (nr <= 0 || nq <= 0) return 0;
+    int32_t *ix = malloc(sizeof(int32_t) * (size_t)(m * k));
+    float *dx = malloc(sizeof(float) * (size_t)(m * k));
+    uint64_t *qc = calloc((size_t)m * 4, sizeof(uint64_t));
+    cs_hamming_hit *hits = malloc(sizeof(cs_hamming_hit) * (size_t)(m * k));
+    int *nh = malloc(sizeof(int) * (size_t)m);
+    cs_an_hit *tmp = malloc(sizeof *tmp * (size_t)(m * k));
+    int rc = -1;
+    if (!ix || !dx || !qc || !hits || !nh || !tmp) {
+        cs_fail(err, CS_ENOMEM, "analyze: out of memory for the scans");
+        goto out;
+    }
+    if (what & CS_AN_SCAN_PIX) {
+        if (cs_tl2_topk(ix, dx, k, p->qp, p->qn2, m, r->tl2 + lo * D, r->tl2_n2 + lo * T, nr, &r->cfg, err)) goto out;
+        put_list(raw, tmp, 0, nq, k, ix, dx, lo, grow);
+        if (cs_tl2_topk(ix, dx, k, p->ql, p->qln2, m, r->lay + lo * LAYDIM, r->lay_n2 + lo, nr, &lay_cfg, err))
+            goto out;
+        put_list(raw, tmp, 1, nq, k, ix, dx, lo, grow);
+    }
+    if (what & CS_AN_SCAN_HASH) {
+        cs_hamming_opts ho = {.k = k, .max_dist = -1, .threads = threads, .kernel = CS_HAMMING_AUTO};
+        for (int h = 0; h < 3; h++) {
+            const int words = h == 0 ? 4 : 1;
+            for (int64_t i = 0; i < nq; i++) {
+                const cs_hashes *a = &q[i].h, *b = &q[i].hm;
+                if (h == 0) {
+                    cs_hamming_pack_pdq(a->pdq, qc + 2 * i * 4);
+                    cs_hamming_pack_pdq(b->pdq, qc + (2 * i + 1) * 4);
+                } else {
+                    qc[2 * i] = h == 1 ? a->phash : a->dhash;
+                    qc[2 * i + 1] = h == 1 ? b->phash : b->dhash;
+                }
+            }
+            const uint64_t *codes = h == 0 ? r->pdq : h == 1 ? r->phash : r->dhash;
+            if (cs_hamming_topk(codes + lo * words, nr, words, qc, m, &ho, hits, nh, err)) goto out;
+            for (int64_t j = 0; j < m; j++)
+                for (int t = 0; t < k; t++) {
+                    ix[j * k + t] = t < nh[j] ? (int32_t)hits[j * k + t].index : -1;
+                    dx[j * k + t] = t < nh[j] ? (float)hits[j * k + t].dist : INFINITY;
+                }
+            put_list(raw, tmp, 2 + h, nq, k, ix, dx, lo, grow);
         }
     }
-    if (r->has_hashes && r->n > 0 && hash_scan(r, q, nq, k, threads, res, err)) goto done;
-    batch_ctx ctx = {.r = r, .q = q, .s = s, .res = res, .qp = qp, .k = k, .pend = pend};
+    rc = 0;
+out:
+    free(ix);
+    free(dx);
+    free(qc);
+    free(hits);
+    free(nh);
+    free(tmp);
+    return rc;
+}
+
+int cs_an_scan_rows(const cs_an_refs *r, int64_t lo, int64_t hi, const int32_t *grow, const cs_an_query *q,
+                    int64_t nq, int k, int what, int threads, cs_an_hit *raw, cs_err *err) {
+    if (threads <= 0) threads = cs_threads();
+    if (lo < 0) lo = 0;
+    if (hi > r->n) hi = r->n;
+    if (!r->scan) what &= ~CS_AN_SCAN_PIX;
+    if (!r->has_hashes) what &= ~CS_AN_SCAN_HASH;
+    if (hi <= lo || nq <= 0 || !what) return 0;
+    qprep p = {0};
+    if ((what & CS_AN_SCAN_PIX) && qprep_init(&p, r, q, nq, err)) return -1;
+    int rc = scan_rows(r, &p, lo, hi, grow, q, nq, k, what, threads, raw, err);
+    qprep_free(&p);
+    return rc;
+}
+
+/* The merged raw lists of the whole index to each generation's lists: the
+ * as-is and mirrored lists joined (cs_an_merge_topk); hash hits on a
+ * reference without hashes dropped (they held their place in the scan, as
+ * they do in one process). r: the whole index (rows are its rows). */
+static void lists_finish(const cs_an_refs *r, const cs_an_query *q, int64_t nq, int k, int what,
+                         const cs_an_hit *raw, cs_an_result *res) {
+    int32_t ia[CS_AN_K], ib[CS_AN_K];
+    float da[CS_AN_K], db[CS_AN_K];
+    for (int l = 0; l < CS_AN_NLIST; l++) {
+        int hash = l >= 2;
+        if (!(what & (hash ? CS_AN_SCAN_HASH : CS_AN_SCAN_PIX))) continue;
+        for (int64_t i = 0; i < nq; i++) {
+            if (hash && !q[i].has_hashes) continue;
+            const cs_an_hit *a = raw + ((int64_t)l * 2 * nq + 2 * i) * k, *b = a + k;
+            for (int t = 0; t < k; t++) {
+                int oka = a[t].row >= 0 && (!hash || r->pdq_q[a[t].row] >= 0);
+                int okb = b[t].row >= 0 && (!hash || r->pdq_q[b[t].row] >= 0);
+                ia[t] = oka ? a[t].row : -1;
+                da[t] = oka ? a[t].score : INFINITY;
+                ib[t] = okb ? b[t].row : -1;
+                db[t] = okb ? b[t].score : INFINITY;
+            }
+            cs_an_hit *out = l == 0 ? res[i].tl2 : l == 1 ? res[i].lay : l == 2 ? res[i].pdq : l == 3 ? res[i].phash
+                                                                                                 : res[i].dhash;
+            int *nout = l == 0   ? &res[i].n_tl2
+                        : l == 1 ? &res[i].n_lay
+                        : l == 2 ? &res[i].n_pdq
+                        : l == 3 ? &res[i].n_phash
+                                 : &res[i].n_dhash;
+            cs_an_merge_topk(out, nout, k, ia, da, ib, db);
+        }
+    }
+}
+
+int cs_an_match_batch(const cs_an_refs *r, const cs_an_query *q, int64_t nq,
+                      const cs_an_settings *s, int threads, cs_an_result *res, cs_err *err) {
+    return cs_an_match_batch_sv(r, q, nq, s, threads, res, NULL, NULL, NULL, NULL, err);
+}
+
+int cs_an_match_batch_v(const cs_an_refs *r, const cs_an_query *q, int64_t nq, const cs_an_settings *s, int threads,
+                        cs_an_result *res, cs_an_verify_fn verify, void *verify_ctx, cs_err *err) {
+    return cs_an_match_batch_sv(r, q, nq, s, threads, res, NULL, NULL, verify, verify_ctx, err);
+}
+
+int cs_an_match_batch_sv(const cs_an_refs *r, const cs_an_query *q, int64_t nq, const cs_an_settings *s, int threads,
+                         cs_an_result *res, cs_an_scan_fn scan, void *scan_ctx, cs_an_verify_fn verify,
+                         void *verify_ctx, cs_err *err) {
+    if (threads <= 0) threads = cs_threads();
+    int k = (int)s->cand_k;
+    if (k < 1) k = 1;
+    if (k > CS_AN_K) k = CS_AN_K;
+    memset(res, 0, sizeof *res * (size_t)nq);
+    if (nq <= 0) return 0;
+    const int what = cs_an_scan_what(r, s);
+    qprep p = {0};
+    cs_an_pending *pend = calloc((size_t)nq, sizeof *pend);
+    cs_an_hit *raw = malloc(sizeof *raw * (size_t)cs_an_raw_len(nq, k));
+    int rc = -1;
+    if (!pend || !raw) {
+        cs_fail(err, CS_ENOMEM, "analyze: out of memory for %lld generations", (long long)nq);
+        goto done;
+    }
+    if (qprep_init(&p, r, q, nq, err)) goto done;
+    cs_an_raw_clear(raw, nq, k);
+    if (scan) {
+        if (what && scan(scan_ctx, q, nq, k, what, raw, err)) goto done;
+    } else if (what && scan_rows(r, &p, 0, r->n, NULL, q, nq, k, r->scan ? what : what & ~CS_AN_SCAN_PIX, threads,
+                                 raw, err))
+        goto done;
+    lists_finish(r, q, nq, k, what, raw, res);
+    batch_ctx ctx = {.r = r, .q = q, .s = s, .res = res, .qp = p.qp, .k = k, .pend = pend};
     cs_parallel_for(threads, nq, cands_one, &ctx);
     if (verify) {
         if (verify(verify_ctx, q, nq, res, pend, err)) goto done;
@@ -843,13 +970,7 @@ int cs_an_match_batch_v(const cs_an_refs *r, const cs_an_query *q, int64_t nq, c
 done:
     for (int64_t i = 0; pend && i < nq; i++) free(pend[i].cand);
     free(pend);
-    free(qp);
-    free(qn2);
-    free(ql);
-    free(qln2);
-    free(ti);
-    free(li);
-    free(td);
-    free(ld);
+    free(raw);
+    qprep_free(&p);
     return rc;
 }

@@ -194,6 +194,42 @@ typedef int (*cs_an_verify_fn)(void *ctx, const cs_an_query *q, int64_t nq, cons
 /* cs_an_match_batch with the verification done by verify (NULL: here). */
 int cs_an_match_batch_v(const cs_an_refs *r, const cs_an_query *q, int64_t nq, const cs_an_settings *s, int threads,
                         cs_an_result *res, cs_an_verify_fn verify, void *verify_ctx, cs_err *err);
+/* The scans alone, for a process that holds a shard of the references
+ * (cli/cmd_mpi_analyze.c: each rank scans its own, rank 0 merges). A
+ * batch's raw lists: CS_AN_NLIST lists (tiled L2, layout, PDQ, pHash, dHash)
+ * x 2nq queries (2i: generation i as is, 2i + 1: mirrored) x k hits, at
+ * raw[(l * 2nq + j) * k + t], ordered by (score, row) as cs_tl2_topk and
+ * cs_hamming_topk order them, empty {-1, INFINITY} last. Both scans give a
+ * reference the same score and place whatever else is scanned, so the
+ * merge of the shards' lists is the whole index's list exactly; hash hits
+ * on references without hashes keep their place and are dropped after the
+ * merge, as in one process. k <= CS_AN_K. */
+#define CS_AN_NLIST 5
+enum { CS_AN_SCAN_PIX = 1, CS_AN_SCAN_HASH = 2 };
+/* The scans a batch against the whole index r runs with s (0 when r is
+ * empty): tiled L2 and layout when r->n <= full_scan_max (whether or not r
+ * holds the prepared floats), hashes when r has them. */
+int cs_an_scan_what(const cs_an_refs *r, const cs_an_settings *s);
+int64_t cs_an_raw_len(int64_t nq, int k); /* entries of a batch's raw lists */
+void cs_an_raw_clear(cs_an_hit *raw, int64_t nq, int k);
+/* Merges nlists sorted lists of k (src) into acc, keeping the best k. */
+void cs_an_raw_merge(cs_an_hit *acc, const cs_an_hit *src, int64_t nlists, int k);
+/* Scans rows [lo, hi) of r (what: CS_AN_SCAN_*, less what r lacks) and
+ * merges the hits into raw, each row reported as grow[row] (NULL: row);
+ * grow must ascend (ties then break as they would in the whole index). */
+int cs_an_scan_rows(const cs_an_refs *r, int64_t lo, int64_t hi, const int32_t *grow, const cs_an_query *q,
+                    int64_t nq, int k, int what, int threads, cs_an_hit *raw, cs_err *err);
+/* Fills raw (cleared) with the whole index's lists for the scans in what. */
+typedef int (*cs_an_scan_fn)(void *ctx, const cs_an_query *q, int64_t nq, int k, int what, cs_an_hit *raw,
+                             cs_err *err);
+/* cs_an_match_batch_v with the scans done by scan (NULL: here); r is the
+ * whole index all the same (its row count, hash qualities and, for the
+ * rivals, thumbnails), though it need not hold the prepared floats when scan
+ * is set (built with full_scan_max < 0: verification then prepares each
+ * candidate's, the same floats). */
+int cs_an_match_batch_sv(const cs_an_refs *r, const cs_an_query *q, int64_t nq, const cs_an_settings *s, int threads,
+                         cs_an_result *res, cs_an_scan_fn scan, void *scan_ctx, cs_an_verify_fn verify,
+                         void *verify_ctx, cs_err *err);
 #define CS_AN_Q16 (64 / 4 * 64 / 4 * 3) /* floats of a 16 px prepared thumbnail */
 /* A generation's prepared thumbnail and mirror (cs_tl2_dim(cfg) floats each,
  * NULL: skipped) and both at 16 px (q16: 2 * CS_AN_Q16 floats). */

@@ -1,15 +1,23 @@
-/* cmd_mpi_analyze.c — `analyze` under mpirun (cli/cli_mpi.h): rank 0 runs
- * the analysis as one process would, scans included; the verification of
- * each batch's candidates (analyze/match.h: cs_an_match_batch_v) runs on
- * the rank that owns the reference: shard k of a sharded store belongs to
- * rank k mod N (ids past offset k), the rows of an unsharded one in N
- * contiguous runs. Rank 0 broadcasts the batch's generations and candidate
- * list, each rank verifies its own (cs_an_verify, per pair: the same floats
- * wherever it runs) and rank 0 gathers them in list order, then applies the
- * ratio test, the rivals and the verdicts. Decoding, the embedding and
- * local-feature searches, the scans, the cliques and every write stay on
- * rank 0. The other ranks still load the whole reference side (the union);
- * a rank holding only its shard is the next step (docs/SCALE.md). */
+/* cmd_mpi_analyze.c — `analyze` under mpirun (cli/cli_mpi.h). Shard k of a
+ * sharded store belongs to rank k mod N (ids past offset k); the rows of an
+ * unsharded one go in N contiguous runs. For each batch of generations
+ * (analyze/match.h: cs_an_match_batch_sv) rank 0 broadcasts the
+ * generations, every rank scans only the references it owns (tiled L2,
+ * layout, PDQ, pHash, dHash: per-shard top-k lists under global rows) and
+ * rank 0 merges the lists by (score, row), which is the whole index's list
+ * exactly (test_tl2_shard.c). Then rank 0 sends each rank the candidates
+ * whose reference it owns (a scatter), each verifies them (cs_an_verify,
+ * per pair: the same floats wherever it runs), and rank 0 gathers them in
+ * list order and applies the ratio test, the rivals and the verdicts. A
+ * rank > 0 of a sharded store loads only its shards' thumbnails and hashes
+ * (opened directly, not the union), so its memory is its shards'. Rank 0
+ * keeps the whole index's thumbnails and hashes (the rivals, the reports)
+ * but not its prepared floats (o->match_scans: 4x the thumbnails), only
+ * those of its own share; the embedding and local-feature searches, the
+ * cliques and every write stay on rank 0 (docs/SCALE.md). CS_MPI_DEBUG=1
+ * prints each rank's resident and scanned reference counts and peak memory
+ * to stderr; CS_MPI_TIMING=1 splits the merge's time from the wait for the
+ * slowest rank (a barrier). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,12 +27,16 @@
 #include "cli/cli_mpi.h"
 #include "core/mpi_comm.h"
 #include "core/parallel.h"
+#include "core/fs.h"
 #include "core/shard.h"
+#include "index/hamming.h"
+#include "index/refs.h"
 
 enum { RULE_SLOT = 32, MAX_RULES = 128 };
+enum { R_STOP = 0, R_INIT, R_SCAN, R_VERIFY };
 
-/* Who verifies a row: shard k's references (ids past off[k]) on rank
- * k mod size; without shards, contiguous runs of rows. */
+/* Who owns a row: shard k's references (ids past off[k]) on rank k mod
+ * size; without shards, contiguous runs of rows. */
 typedef struct {
     long long *off;
     int n_off;
@@ -36,13 +48,126 @@ static void owners_open(owners *o, cs_store *s) {
     o->n_off = o->off && !cs_store_shard_offsets(s, o->off, n) ? n : 0;
 }
 
-static int owner_of(const owners *o, const cs_an_refs *r, int32_t row) {
+/* row of the whole index (ids[n], ascending) */
+static int owner_of(const owners *o, const int64_t *ids, int64_t n, int32_t row) {
     int size = cs_mpi_size();
-    if (row < 0 || row >= r->n) return 0; /* never a candidate (match.c skips them) */
-    if (!o->n_off) return (int)((int64_t)row * size / (r->n > 0 ? r->n : 1));
+    if (row < 0 || row >= n) return 0; /* never a candidate (match.c skips them) */
+    if (!o->n_off) return (int)((int64_t)row * size / n);
     int k = 0;
-    while (k + 1 < o->n_off && o->off[k + 1] < r->ids[row]) k++;
+    while (k + 1 < o->n_off && o->off[k + 1] < ids[row]) k++;
     return k % size;
+}
+
+/* What a rank scans and verifies: r (the whole index, or only its shards'
+ * references), r's rows as rows of the whole index (grow, ascending; NULL:
+ * the same) and the runs of r's rows it owns. */
+typedef struct {
+    const cs_an_refs *r;
+    int32_t *grow;
+    int64_t *run; /* [2 * nrun]: lo, hi */
+    int nrun;
+    int64_t scanned;
+} side;
+
+static void side_free(side *d) {
+    free(d->grow);
+    free(d->run);
+    memset(d, 0, sizeof *d);
+}
+
+/* The runs of rows of the whole index r (ids[n]) this rank owns. */
+static int side_runs(side *d, const owners *o, const int64_t *ids, int64_t n) {
+    int rank = cs_mpi_rank();
+    d->nrun = 0;
+    d->scanned = 0;
+    for (int64_t i = 0; i < n;) {
+        if (owner_of(o, ids, n, (int32_t)i) != rank) {
+            i++;
+            continue;
+        }
+        int64_t j = i;
+        while (j < n && owner_of(o, ids, n, (int32_t)j) == rank) j++;
+        int64_t *t = realloc(d->run, sizeof *t * 2 * (size_t)(d->nrun + 1));
+        if (!t) return -1;
+        d->run = t;
+        d->run[2 * d->nrun] = i;
+        d->run[2 * d->nrun + 1] = j;
+        d->nrun++;
+        d->scanned += j - i;
+        i = j;
+    }
+    return 0;
+}
+
+/* r's row of a row of the whole index, -1 when r does not hold it */
+static int64_t local_row(const side *d, int32_t row) {
+    if (!d->grow) return row >= 0 && row < d->r->n ? row : -1;
+    int64_t lo = 0, hi = d->r->n - 1;
+    while (lo <= hi) {
+        int64_t mid = (lo + hi) / 2;
+        if (d->grow[mid] == row) return mid;
+        if (d->grow[mid] < row) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
+/* This rank's share of a batch's scans, into raw (cleared here). */
+static int side_scan(const side *d, const cs_an_query *q, int64_t nq, int k, int what, int threads, cs_an_hit *raw,
+                     cs_err *err) {
+    cs_an_raw_clear(raw, nq, k);
+    for (int i = 0; i < d->nrun; i++)
+        if (cs_an_scan_rows(d->r, d->run[2 * i], d->run[2 * i + 1], d->grow, q, nq, k, what, threads, raw, err))
+            return -1;
+    return 0;
+}
+
+/* Rank 0's share as references of their own (sub), copied from the whole
+ * index r (which rank 0 keeps without prepared floats: o->match_scans):
+ * thumbnails, ids and hashes of its runs' rows, prepared for the scans;
+ * d then scans and verifies sub's rows, one run. */
+static int side_copy(side *d, cs_an_refs *sub, const cs_an_refs *r, const cs_an_settings *s, int what, cs_err *err) {
+    enum { TP = CS_THUMB_SIZE * CS_THUMB_SIZE * 3 };
+    int64_t n = d->scanned, m = 0, j = 0;
+    size_t cap = (size_t)(n > 0 ? n : 1);
+    uint8_t *px = r->has_thumbs ? malloc(cap * TP) : NULL;
+    int64_t *ids = malloc(cap * sizeof *ids), *hid = malloc(cap * sizeof *hid);
+    cs_hashes *hh = calloc(cap, sizeof *hh);
+    d->grow = malloc(cap * sizeof *d->grow);
+    int rc = -1;
+    if ((r->has_thumbs && !px) || !ids || !hid || !hh || !d->grow) {
+        cs_fail(err, CS_ENOMEM, "analyze: out of memory for rank 0's %lld references", (long long)n);
+        goto out;
+    }
+    for (int i = 0; i < d->nrun; i++)
+        for (int64_t row = d->run[2 * i]; row < d->run[2 * i + 1]; row++, j++) {
+            if (px) memcpy(px + j * TP, r->thumbs + row * TP, TP);
+            ids[j] = r->ids[row];
+            d->grow[j] = (int32_t)row;
+            if (!r->has_hashes || r->pdq_q[row] < 0) continue;
+            memcpy(hh[m].pdq, r->pdq + row * 4, 32);
+            hh[m].pdq_quality = r->pdq_q[row];
+            hh[m].phash = r->phash[row];
+            hh[m].dhash = r->dhash[row];
+            hid[m++] = r->ids[row];
+        }
+    cs_an_settings s2 = *s;
+    if (!(what & CS_AN_SCAN_PIX)) s2.full_scan_max = 0; /* no prepared floats: the index is not scanned */
+    if (cs_an_refs_build_take(sub, n, ids, &px, &s2, err)) goto out;
+    if (r->has_hashes && cs_an_refs_set_hashes(sub, hid, hh, m, err)) goto out;
+    d->r = sub;
+    if (d->nrun) {
+        d->run[0] = 0;
+        d->run[1] = n;
+        d->nrun = 1;
+    }
+    rc = 0;
+out:
+    free(px);
+    free(ids);
+    free(hid);
+    free(hh);
+    return rc;
 }
 
 /* A result's rule fields point at the sender's string literals: they travel
@@ -53,10 +178,15 @@ struct cli_mpi_an {
     int64_t *lens; /* [size] the gather's reply lengths */
     int64_t *done; /* [size] candidates each rank verified */
     owners own;
-    const cs_an_refs *r; /* the batch's (rank 0's) */
+    const cs_an_refs *r; /* the whole index (rank 0's) */
     const cs_an_settings *s;
     int threads;
+    int inited, q_sent, timed;
+    int64_t n_refs; /* the whole index's (r is gone by the end) */
+    side me;
+    cs_an_refs mine; /* rank 0's share of the references (side_copy) */
     int64_t batches, sent, received; /* bytes broadcast and gathered */
+    double t_batch, t_scan, t_gather, t_wait, t_merge;
 };
 
 static const char *intern(cli_mpi_an *c, const char *slot) {
@@ -78,7 +208,6 @@ static void put_rule(char *slot, const char *rule) {
     snprintf(slot + 1, RULE_SLOT - 1, "%s", rule);
 }
 
-
 /* One candidate to verify, as broadcast. */
 typedef struct {
     int32_t qi, row, gen_q, align;
@@ -86,12 +215,15 @@ typedef struct {
     cs_lfv_match lf;
 } vreq;
 
-/* A round: the batch's size and candidate count (nq < 0: stop). */
+/* A round: what it is, then INIT: n references, the scans (what) and their
+ * ids follow; SCAN: nq generations follow, k hits a list; VERIFY: nreq
+ * candidates follow, the nq generations before them when with_q. */
 typedef struct {
-    int64_t nq, nreq;
+    int64_t kind, nq, nreq, k, what, with_q;
+    int64_t timed; /* SCAN: a barrier before the gather (rank 0's CS_MPI_TIMING=1) */
 } round_head;
 
-/* One rank's reply: status, count, then count x (candidate, rule name). */
+/* One rank's reply: status, count, then count items. */
 typedef struct {
     int64_t status, n;
 } reply_head;
@@ -101,14 +233,14 @@ enum { ITEM = sizeof(cs_an_cand) + RULE_SLOT };
 static int64_t reply_size(int64_t n) { return (int64_t)sizeof(reply_head) + n * ITEM; }
 
 /* The rank's share of a round: reqs of generation i are req[first[i] ..
- * first[i + 1]); cand[j] receives req j's verification where mine[j]. */
+ * first[i + 1]); cand[j] receives req j's verification where loc[j] >= 0
+ * (r's row of the candidate). */
 typedef struct {
     const cs_an_refs *r;
     const cs_an_settings *s;
     const cs_an_query *q;
     const vreq *req;
-    const int64_t *first;
-    const uint8_t *mine;
+    const int64_t *first, *loc;
     cs_an_cand *cand;
 } share;
 
@@ -118,30 +250,31 @@ static void verify_gen(void *vctx, int64_t i, int thread) {
     const int D = cs_tl2_dim(&x->r->cfg);
     float *qp = NULL, q16[2 * CS_AN_Q16];
     for (int64_t j = x->first[i]; j < x->first[i + 1]; j++) {
-        if (!x->mine[j]) continue;
+        if (x->loc[j] < 0) continue;
         if (!qp) {
             if (!(qp = malloc(sizeof(float) * 2 * (size_t)D))) return; /* the caller sees row -1 */
             cs_an_query_prep(qp, qp + D, q16, x->q + i, &x->r->cfg);
         }
         cs_an_cand *c = &x->cand[j];
         memset(c, 0, sizeof *c);
-        c->row = x->req[j].row;
+        c->row = (int32_t)x->loc[j];
         c->emb_cos = x->req[j].emb_cos;
         c->lf = x->req[j].lf;
         cs_an_verify(c, x->r, x->req[j].align, qp, qp + D, q16, x->q + i, x->req[j].gen_q, x->s);
+        c->row = x->req[j].row; /* the whole index's row again */
     }
     free(qp);
 }
 
-/* Verifies the reqs this rank owns into cand (indexed like req); returns
- * how many, -1 when out of memory. */
-static int64_t verify_mine(const owners *o, const cs_an_refs *r, const cs_an_settings *s, int threads,
+/* Verifies the reqs this rank owns (mine[j]) into cand (indexed like req);
+ * returns how many, -1 when out of memory or a candidate it does not hold. */
+static int64_t verify_mine(const side *d, const uint8_t *mine, const cs_an_settings *s, int threads,
                            const cs_an_query *q, int64_t nq, const vreq *req, int64_t nreq, cs_an_cand *cand) {
     int64_t *first = malloc(sizeof(int64_t) * (size_t)(nq + 1));
-    uint8_t *mine = malloc((size_t)(nreq > 0 ? nreq : 1));
-    if (!first || !mine) {
+    int64_t *loc = malloc(sizeof(int64_t) * (size_t)(nreq > 0 ? nreq : 1));
+    if (!first || !loc) {
         free(first);
-        free(mine);
+        free(loc);
         return -1;
     }
     int64_t n = 0, j = 0;
@@ -150,17 +283,71 @@ static int64_t verify_mine(const owners *o, const cs_an_refs *r, const cs_an_set
         first[i] = j;
     }
     for (j = 0; j < nreq; j++) {
-        mine[j] = req[j].row >= 0 && req[j].row < r->n && owner_of(o, r, req[j].row) == cs_mpi_rank();
+        loc[j] = mine[j] ? local_row(d, req[j].row) : -1;
+        if (mine[j] && loc[j] < 0) n = INT64_MIN; /* owned but not held: the shards and the index disagree */
         if (mine[j]) cand[j].row = -1;
         n += mine[j];
     }
-    share x = {r, s, q, req, first, mine, cand};
-    cs_parallel_for(threads, nq, verify_gen, &x);
+    share x = {d->r, s, q, req, first, loc, cand};
+    if (n >= 0) cs_parallel_for(threads, nq, verify_gen, &x);
     for (j = 0; j < nreq; j++)
         if (mine[j] && cand[j].row < 0) n = -1;
     free(first);
-    free(mine);
-    return n;
+    free(loc);
+    return n < 0 ? -1 : n;
+}
+
+/* Rank 0's scans (cs_an_scan_fn): the generations to every rank, its own
+ * share here into raw, the others' lists gathered and merged into it. */
+static int scan_all(void *ctx, const cs_an_query *q, int64_t nq, int k, int what, cs_an_hit *raw, cs_err *err) {
+    cli_mpi_an *c = ctx;
+    int size = cs_mpi_size();
+    c->timed = getenv("CS_MPI_TIMING") && !strcmp(getenv("CS_MPI_TIMING"), "1");
+    round_head h = {R_SCAN, nq, 0, k, what, 1, c->timed};
+    cs_mpi_bcast(&h, sizeof h);
+    cs_mpi_bcast((void *)q, nq * (int64_t)sizeof *q);
+    c->q_sent = 1;
+    c->sent += (int64_t)sizeof h + nq * (int64_t)sizeof *q;
+    double t0 = cs_now_s();
+    cs_err e0 = {0};
+    int rc0 = side_scan(&c->me, q, nq, k, what, c->threads, raw, &e0);
+    double t1 = cs_now_s();
+    if (c->timed) cs_mpi_barrier(); /* every rank's scan done: what follows is the merge alone */
+    double t2 = cs_now_s();
+    reply_head h0 = {rc0 ? -1 : 0, 0};
+    void *all = NULL;
+    int rc = 0;
+    if (cs_mpi_gatherv(&h0, sizeof h0, &all, c->lens))
+        rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory gathering the scans");
+    double t3 = cs_now_s();
+    if (!rc && rc0) rc = cs_fail(err, e0.code ? e0.code : CS_ENOMEM, "%s", e0.msg);
+    const int64_t want = cs_an_raw_len(nq, k);
+    const char *p = all ? (const char *)all + c->lens[0] : NULL;
+    for (int r = 1; r < size && !rc; p += c->lens[r], r++) {
+        reply_head rh;
+        memcpy(&rh, p, sizeof rh);
+        if (rh.status || rh.n != want || c->lens[r] != (int64_t)sizeof rh + want * (int64_t)sizeof(cs_an_hit)) {
+            rc = cs_fail(err, CS_EINTERNAL, "analyze: rank %d of %d could not scan its references (its message above)",
+                         r, size);
+            break;
+        }
+        c->received += c->lens[r];
+        cs_an_hit *lists = malloc(sizeof *lists * (size_t)want); /* aligned for the merge */
+        if (!lists) {
+            rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory merging the scans");
+            break;
+        }
+        memcpy(lists, p + sizeof rh, sizeof *lists * (size_t)want);
+        cs_an_raw_merge(raw, lists, want / k, k);
+        free(lists);
+    }
+    free(all);
+    double t4 = cs_now_s();
+    c->t_scan += t1 - t0;
+    c->t_wait += t2 - t1;
+    c->t_gather += t3 - t2;
+    c->t_merge += t4 - t3;
+    return rc;
 }
 
 /* Rank 0's verifier (cs_an_verify_fn): the round to every rank, its own
@@ -169,30 +356,58 @@ static int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_r
                       cs_err *err) {
     cli_mpi_an *c = ctx;
     int size = cs_mpi_size();
-    round_head h = {nq, 0};
+    round_head h = {R_VERIFY, nq, 0, 0, 0, !c->q_sent, 0};
+    c->q_sent = 0;
     for (int64_t i = 0; i < nq; i++) h.nreq += pend[i].nc;
-    vreq *req = calloc((size_t)(h.nreq > 0 ? h.nreq : 1), sizeof *req);
-    cs_an_cand *cand = malloc(sizeof *cand * (size_t)(h.nreq > 0 ? h.nreq : 1));
-    int *who = malloc(sizeof *who * (size_t)(h.nreq > 0 ? h.nreq : 1)); /* each candidate's owner */
-    if (!req || !cand || !who) { /* the others wait for a round: stop the job */
+    size_t m = (size_t)(h.nreq > 0 ? h.nreq : 1);
+    vreq *req = calloc(m, sizeof *req);
+    cs_an_cand *cand = malloc(sizeof *cand * m);
+    int *who = malloc(sizeof *who * m); /* each candidate's owner */
+    uint8_t *mine = malloc(m);
+    if (!req || !cand || !who || !mine) { /* the others wait for a round: stop the job */
         fprintf(stderr, "copyscope: analyze: out of memory for %lld candidates\n", (long long)h.nreq);
         exit(CLI_FAIL);
     }
     for (int64_t i = 0, j = 0; i < nq; i++)
-        for (int m = 0; m < pend[i].nc; m++, j++)
-            req[j] = (vreq){(int32_t)i, pend[i].cand[m].row, res[i].gen_pdq_quality, pend[i].align[m],
-                            pend[i].cand[m].emb_cos, pend[i].cand[m].lf};
-    for (int64_t j = 0; j < h.nreq; j++) who[j] = owner_of(&c->own, c->r, req[j].row);
+        for (int n = 0; n < pend[i].nc; n++, j++)
+            req[j] = (vreq){(int32_t)i, pend[i].cand[n].row, res[i].gen_pdq_quality, pend[i].align[n],
+                            pend[i].cand[n].emb_cos, pend[i].cand[n].lf};
+    for (int64_t j = 0; j < h.nreq; j++) {
+        who[j] = owner_of(&c->own, c->r->ids, c->r->n, req[j].row);
+        mine[j] = req[j].row >= 0 && req[j].row < c->r->n && who[j] == 0;
+    }
+    /* each rank > 0 gets only its candidates, in list order (a scatter) */
+    int64_t *pos = calloc((size_t)size + 1, sizeof *pos);
+    vreq *out = malloc(sizeof *out * m);
+    if (!pos || !out) {
+        fprintf(stderr, "copyscope: analyze: out of memory for %lld candidates\n", (long long)h.nreq);
+        exit(CLI_FAIL);
+    }
+    for (int64_t j = 0; j < h.nreq; j++)
+        if (who[j] > 0) pos[who[j] + 1]++;
+    for (int k = 0; k < size; k++) {
+        c->lens[k] = pos[k + 1] * (int64_t)sizeof *out;
+        pos[k + 1] += pos[k];
+    }
+    for (int64_t j = 0; j < h.nreq; j++)
+        if (who[j] > 0) out[pos[who[j]]++] = req[j];
     cs_mpi_bcast(&h, sizeof h);
-    cs_mpi_bcast((void *)q, nq * (int64_t)sizeof *q);
-    cs_mpi_bcast(req, h.nreq * (int64_t)sizeof *req);
+    if (h.with_q) cs_mpi_bcast((void *)q, nq * (int64_t)sizeof *q);
+    void *none = NULL;
+    int64_t got = 0, scattered = 0;
+    for (int k = 0; k < size; k++) scattered += c->lens[k];
+    int sc = cs_mpi_scatterv(out, c->lens, &none, &got);
+    free(none);
+    free(out);
+    free(pos);
     c->batches++;
-    c->sent += (int64_t)sizeof h + nq * (int64_t)sizeof *q + h.nreq * (int64_t)sizeof *req;
-    int64_t n0 = verify_mine(&c->own, c->r, c->s, c->threads, q, nq, req, h.nreq, cand);
+    c->sent += (int64_t)sizeof h + (h.with_q ? nq * (int64_t)sizeof *q : 0) + scattered;
+    int64_t n0 = verify_mine(&c->me, mine, c->s, c->threads, q, nq, req, h.nreq, cand);
     reply_head h0 = {n0 < 0 ? -1 : 0, 0};
     void *all = NULL;
     int rc = cs_mpi_gatherv(&h0, sizeof h0, &all, c->lens) ? cs_fail(err, CS_ENOMEM, "analyze: out of memory gathering the verifications") : 0;
     if (!rc && n0 < 0) rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory verifying candidates");
+    if (!rc && sc) rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory scattering the candidates");
     if (!rc) c->done[0] += n0;
     const char *p = all ? (const char *)all + c->lens[0] : NULL;
     for (int k = 1; k < size && !rc; p += c->lens[k], k++) {
@@ -216,22 +431,41 @@ static int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_r
         }
     }
     for (int64_t i = 0, j = 0; !rc && i < nq; i++)
-        for (int m = 0; m < pend[i].nc; m++, j++) pend[i].cand[m] = cand[j];
+        for (int n = 0; n < pend[i].nc; n++, j++) pend[i].cand[n] = cand[j];
     free(all);
     free(req);
     free(cand);
     free(who);
+    free(mine);
     return rc;
 }
 
-/* Rank 0's matcher: the scans here, the verification by verify_all. */
+/* Rank 0's matcher: the references' ids to every rank once (each loads its
+ * share), then each batch scanned by scan_all and verified by verify_all. */
 static int mpi_match(void *ctx, const cs_an_refs *r, const cs_an_query *q, int64_t nq, const cs_an_settings *s,
                      int threads, cs_an_result *res, cs_err *err) {
     cli_mpi_an *c = ctx;
-    c->r = r;
+    if (c->inited && r != c->r) /* not the index the ranks loaded: match here (the same results) */
+        return cs_an_match_batch(r, q, nq, s, threads, res, err);
+    double t0 = cs_now_s();
     c->s = s;
     c->threads = threads > 0 ? threads : cs_threads();
-    return cs_an_match_batch_v(r, q, nq, s, threads, res, verify_all, c, err);
+    if (!c->inited) {
+        c->r = r;
+        c->n_refs = r->n;
+        c->inited = 1;
+        round_head h = {R_INIT, r->n, 0, 0, cs_an_scan_what(r, s), 0, 0};
+        cs_mpi_bcast(&h, sizeof h);
+        cs_mpi_bcast(r->ids, r->n * (int64_t)sizeof *r->ids);
+        c->sent += (int64_t)sizeof h + r->n * (int64_t)sizeof *r->ids;
+        c->me.r = r;
+        /* on failure the job stops at the first round (the others wait in it) */
+        if (side_runs(&c->me, &c->own, r->ids, r->n)) return cs_fail(err, CS_ENOMEM, "analyze: out of memory");
+        if (side_copy(&c->me, &c->mine, r, s, (int)h.what, err)) return -1;
+    }
+    int rc = cs_an_match_batch_sv(r, q, nq, s, threads, res, scan_all, c, verify_all, c, err);
+    c->t_batch += cs_now_s() - t0;
+    return rc;
 }
 
 cli_mpi_an *cli_mpi_analyze_begin(cs_analyze_opts *o, cs_store *s) {
@@ -239,7 +473,7 @@ cli_mpi_an *cli_mpi_analyze_begin(cs_analyze_opts *o, cs_store *s) {
     cli_mpi_an *c = calloc(1, sizeof *c);
     if (c) c->lens = calloc((size_t)cs_mpi_size(), sizeof *c->lens);
     if (c) c->done = calloc((size_t)cs_mpi_size(), sizeof *c->done);
-    if (!c || !c->lens || !c->done) { /* rank 0 then verifies everything itself: the same results */
+    if (!c || !c->lens || !c->done) { /* rank 0 then matches everything itself: the same results */
         if (c) free(c->lens);
         free(c);
         return NULL;
@@ -248,36 +482,168 @@ cli_mpi_an *cli_mpi_analyze_begin(cs_analyze_opts *o, cs_store *s) {
     o->match = mpi_match;
     o->match_ctx = c;
     o->match_batches = 1;
+    o->match_scans = 1; /* rank 0 keeps the index without the prepared floats: side_copy */
     return c;
+}
+
+static long long peak_kib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) v = atoll(line + 6);
+    if (f) fclose(f);
+    return v;
+}
+
+static int debug_on(void) { return getenv("CS_MPI_DEBUG") && !strcmp(getenv("CS_MPI_DEBUG"), "1"); }
+
+/* CS_MPI_DEBUG=1: the references a rank holds and scans, its peak memory */
+static void debug_line(int64_t held, int64_t scanned, int64_t total) {
+    if (debug_on())
+        fprintf(stderr, "analyze: rank %d of %d: %lld references resident, %lld scanned, of %lld; peak %lld KiB\n",
+                cs_mpi_rank(), cs_mpi_size(), (long long)held, (long long)scanned, (long long)total, peak_kib());
 }
 
 void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
     if (cs_mpi_size() == 1) return;
-    round_head stop = {-1, 0}; /* the other ranks stop */
+    round_head stop = {R_STOP, 0, 0, 0, 0, 0, 0}; /* the other ranks stop */
     cs_mpi_bcast(&stop, sizeof stop);
-    if (c && !quiet) { /* the balance of the cut and the traffic */
+    if (c && c->inited) debug_line(c->n_refs, c->me.scanned, c->n_refs);
+    if (c && !quiet) { /* the balance of the cut, the traffic, the merge's share */
         printf("analyze: candidates verified per rank:");
         for (int r = 0; r < cs_mpi_size(); r++) printf(" %lld", (long long)c->done[r]);
-        printf("\nanalyze: %lld batches, %lld bytes broadcast, %lld bytes gathered\n", (long long)c->batches,
-               (long long)c->sent, (long long)c->received);
+        printf("\nanalyze: %lld batches, %lld bytes broadcast (the candidates scattered), %lld bytes gathered\n",
+               (long long)c->batches, (long long)c->sent, (long long)c->received);
+        if (c->timed)
+            printf("analyze: batch time %.3f s: scans here %.3f s, wait for the other ranks %.3f s, gather of the "
+                   "lists %.4f s + merge %.4f s (%.2f%%)\n",
+                   c->t_batch, c->t_scan, c->t_wait, c->t_gather, c->t_merge,
+                   c->t_batch > 0 ? 100 * (c->t_gather + c->t_merge) / c->t_batch : 0.0);
+        else /* the gather then waits for the slowest rank's scan too */
+            printf("analyze: batch time %.3f s: scans here %.3f s, wait for the other ranks and gather of the lists "
+                   "%.4f s + merge %.4f s (%.2f%%; CS_MPI_TIMING=1 splits the wait)\n",
+                   c->t_batch, c->t_scan, c->t_gather, c->t_merge,
+                   c->t_batch > 0 ? 100 * (c->t_gather + c->t_merge) / c->t_batch : 0.0);
     }
     for (int i = 0; c && i < c->n_rules; i++) free(c->rules[i]);
     if (c) free(c->lens);
     if (c) free(c->done);
     if (c) free(c->own.off);
+    if (c) side_free(&c->me);
+    if (c) cs_an_refs_free(&c->mine);
     free(c);
 }
 
-/* Ranks > 0: load the references (read-only), then verify their share of
- * each round until rank 0 says stop. A rank that cannot load answers every
- * round with a failure, so rank 0 stops with an error instead of waiting. */
+/* ---- ranks > 0 ---- */
+
+static int64_t find_id(const int64_t *ids, int64_t n, int64_t id) {
+    int64_t lo = 0, hi = n - 1;
+    while (lo <= hi) {
+        int64_t mid = (lo + hi) / 2;
+        if (ids[mid] == id) return mid;
+        if (ids[mid] < id) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
+/* The references of this rank's shards (opened directly, not through the
+ * manifest's union) that the whole index holds (ids[n]: rank 0's rows),
+ * into r with their rows in the whole index (*grow). what: the scans,
+ * hashes loaded only for them. */
+static int load_shards(cs_an_refs *r, int32_t **grow, const char *db, const owners *o, const int64_t *ids, int64_t n,
+                       int what, const cs_an_settings *set, cs_err *err) {
+    enum { TP = CS_THUMB_SIZE * CS_THUMB_SIZE * 3 };
+    int rank = cs_mpi_rank(), size = cs_mpi_size(), rc = -1;
+    int64_t cnt = 0, cap = 0, nh = 0, hcap = 0;
+    uint8_t *px = NULL;
+    int64_t *gid = NULL, *hid = NULL;
+    int32_t *gr = NULL;
+    cs_hashes *hh = NULL;
+    *grow = NULL;
+    for (int k = rank; k < o->n_off; k += size) {
+        char *path = cs_shard_path(db, k, o->n_off);
+        cs_store *ss = NULL;
+        cs_ref_thumbs th = {0};
+        cs_hash_db hdb = {0};
+        int bad = !path || cs_store_open_readonly(&ss, path, err) || cs_refs_load_thumbs(ss, &th, err) ||
+                  ((what & CS_AN_SCAN_HASH) && cs_hash_db_load(ss, &hdb, err));
+        for (int64_t i = 0; !bad && i < th.n; i++) {
+            int64_t g = find_id(ids, n, th.ids[i] + o->off[k]);
+            if (g < 0) continue; /* not in the index (a duplicate of another shard's) */
+            if (cnt == cap) {
+                cap = cap ? 2 * cap : 1024;
+                uint8_t *a = realloc(px, (size_t)cap * TP);
+                int64_t *b = realloc(gid, sizeof *b * (size_t)cap);
+                int32_t *c = realloc(gr, sizeof *c * (size_t)cap);
+                px = a ? a : px;
+                gid = b ? b : gid;
+                gr = c ? c : gr;
+                if (!a || !b || !c) bad = cs_fail(err, CS_ENOMEM, "analyze: out of memory for the shard's thumbnails");
+                if (bad) break;
+            }
+            if (cnt && g <= gr[cnt - 1]) bad = cs_fail(err, CS_EINTERNAL, "%s: rows out of id order", path);
+            if (bad) break;
+            memcpy(px + cnt * TP, th.rgb + i * TP, TP);
+            gid[cnt] = ids[g];
+            gr[cnt++] = (int32_t)g;
+        }
+        for (int64_t i = 0; !bad && i < hdb.n; i++) {
+            if (nh == hcap) {
+                hcap = hcap ? 2 * hcap : 1024;
+                cs_hashes *a = realloc(hh, sizeof *a * (size_t)hcap);
+                int64_t *b = realloc(hid, sizeof *b * (size_t)hcap);
+                hh = a ? a : hh;
+                hid = b ? b : hid;
+                if (!a || !b) bad = cs_fail(err, CS_ENOMEM, "analyze: out of memory for the shard's hashes");
+                if (bad) break;
+            }
+            memcpy(hh[nh].pdq, hdb.pdq + i * 4, 32);
+            hh[nh].pdq_quality = hdb.pdq_quality[i];
+            hh[nh].phash = hdb.phash[i];
+            hh[nh].dhash = hdb.dhash[i];
+            hh[nh].ahash = hdb.ahash[i];
+            hid[nh++] = hdb.ref_ids[i] + o->off[k];
+        }
+        cs_hash_db_free(&hdb);
+        cs_ref_thumbs_free(&th);
+        cs_store_close(ss);
+        free(path);
+        if (bad) goto out;
+    }
+    cs_an_settings s2 = *set;
+    if (!(what & CS_AN_SCAN_PIX)) s2.full_scan_max = 0; /* the whole index is not scanned: no prepared floats */
+    if (cs_an_refs_build_take(r, cnt, gid, &px, &s2, err)) goto out;
+    if ((what & CS_AN_SCAN_HASH) && cs_an_refs_set_hashes(r, hid, hh, nh, err)) goto out;
+    *grow = gr;
+    gr = NULL;
+    rc = 0;
+out:
+    free(px);
+    free(gid);
+    free(gr);
+    free(hid);
+    free(hh);
+    return rc;
+}
+
+/* Ranks > 0: at INIT load the references this rank owns (a sharded store:
+ * its shards only; else the whole index, scanning its run of rows), then
+ * scan and verify its share of each round until rank 0 says stop. A rank
+ * that cannot load answers every round with a failure, so rank 0 stops
+ * with an error instead of waiting. */
 int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
     int rank = cs_mpi_rank(), size = cs_mpi_size(), failed = 0;
     cs_err err = {0};
     cs_store *s = NULL;
     cs_an_matcher *m = NULL;
+    cs_an_refs sub = {0};
     owners own = {0};
-    if (cs_store_open_readonly(&s, db, &err) || cs_an_matcher_open(&m, s, o, &err)) {
+    side me = {0};
+    int64_t *ids = NULL, n = 0, held = 0;
+    cs_an_query *q = NULL;
+    if (cs_store_open_readonly(&s, db, &err)) {
         fprintf(stderr, "copyscope: analyze: rank %d of %d: %s\n", rank, size, err.msg);
         failed = 1;
     }
@@ -286,42 +652,117 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
     for (;;) {
         round_head h;
         cs_mpi_bcast(&h, sizeof h);
-        if (h.nq < 0) break;
-        cs_an_query *q = malloc((size_t)(h.nq > 0 ? h.nq : 1) * sizeof *q);
-        vreq *req = malloc((size_t)(h.nreq > 0 ? h.nreq : 1) * sizeof *req);
-        cs_an_cand *cand = malloc((size_t)(h.nreq > 0 ? h.nreq : 1) * sizeof *cand);
-        if (!q || !req || !cand) { /* the round must be received to go on: stop the job (mpirun ends every rank) */
-            fprintf(stderr, "copyscope: analyze: rank %d of %d: out of memory for %lld generations\n", rank, size,
-                    (long long)h.nq);
+        if (h.kind == R_STOP) break;
+        if (h.kind == R_INIT) {
+            n = h.nq;
+            if (!(ids = malloc(sizeof *ids * (size_t)(n > 0 ? n : 1)))) {
+                fprintf(stderr, "copyscope: analyze: rank %d of %d: out of memory for %lld ids\n", rank, size,
+                        (long long)n);
+                exit(CLI_FAIL);
+            }
+            cs_mpi_bcast(ids, n * (int64_t)sizeof *ids);
+            if (failed) continue;
+            if (side_runs(&me, &own, ids, n)) failed = cs_fail(&err, CS_ENOMEM, "out of memory");
+            else if (own.n_off) { /* only its shards */
+                if (load_shards(&sub, &me.grow, db, &own, ids, n, (int)h.what, &o->set, &err)) failed = 1;
+                else if (sub.n != me.scanned)
+                    failed = cs_fail(&err, CS_EINTERNAL, "%lld references in its shards, %lld in the index's rows",
+                                     (long long)sub.n, (long long)me.scanned);
+                me.r = &sub;
+                if (me.nrun) { /* its references are one run of sub's rows */
+                    me.run[0] = 0;
+                    me.run[1] = sub.n;
+                    me.nrun = 1;
+                }
+            } else if (cs_an_matcher_open(&m, s, o, &err)) /* the whole index, scanning its run */
+                failed = 1;
+            else if ((me.r = cs_an_matcher_refs(m))->n != n)
+                failed = cs_fail(&err, CS_EINTERNAL, "%lld references, rank 0 has %lld", (long long)me.r->n,
+                                 (long long)n);
+            if (failed) fprintf(stderr, "copyscope: analyze: rank %d of %d: %s\n", rank, size, err.msg);
+            held = me.r ? me.r->n : 0;
+            continue;
+        }
+        if (h.kind == R_SCAN || h.with_q) {
+            free(q);
+            if (!(q = malloc((size_t)(h.nq > 0 ? h.nq : 1) * sizeof *q))) {
+                fprintf(stderr, "copyscope: analyze: rank %d of %d: out of memory for %lld generations\n", rank, size,
+                        (long long)h.nq);
+                exit(CLI_FAIL); /* the round must be received to go on: stop the job (mpirun ends every rank) */
+            }
+            cs_mpi_bcast(q, h.nq * (int64_t)sizeof *q);
+        }
+        if (h.kind == R_SCAN) {
+            int64_t want = cs_an_raw_len(h.nq, (int)h.k);
+            char *buf = malloc(sizeof(reply_head) + sizeof(cs_an_hit) * (size_t)want);
+            reply_head rh = {-1, 0};
+            if (buf && !failed) {
+                cs_an_hit *raw = malloc(sizeof *raw * (size_t)want); /* aligned */
+                if (raw && !side_scan(&me, q, h.nq, (int)h.k, (int)h.what, threads, raw, &err)) {
+                    rh = (reply_head){0, want};
+                    memcpy(buf + sizeof rh, raw, sizeof *raw * (size_t)want);
+                } else
+                    fprintf(stderr, "copyscope: analyze: rank %d of %d: %s\n", rank, size,
+                            raw ? err.msg : "out of memory scanning");
+                free(raw);
+            }
+            if (buf) memcpy(buf, &rh, sizeof rh);
+            if (h.timed) cs_mpi_barrier();
+            void *none = NULL;
+            int64_t dummy[1];
+            int sent = buf && !rh.status; /* the lists, or the failure alone */
+            cs_mpi_gatherv(sent ? buf : (char *)&rh,
+                           (int64_t)sizeof rh + (sent ? want * (int64_t)sizeof(cs_an_hit) : 0), &none, dummy);
+            free(buf);
+            failed |= rh.status != 0;
+            continue;
+        }
+        /* R_VERIFY: this rank's candidates only */
+        void *part = NULL;
+        int64_t plen = 0;
+        int sc = cs_mpi_scatterv(NULL, NULL, &part, &plen);
+        vreq *req = part;
+        int64_t nreq = plen / (int64_t)sizeof *req;
+        cs_an_cand *cand = malloc((size_t)(nreq > 0 ? nreq : 1) * sizeof *cand);
+        uint8_t *mine = malloc((size_t)(nreq > 0 ? nreq : 1));
+        if (!cand || !mine || !q) {
+            fprintf(stderr, "copyscope: analyze: rank %d of %d: out of memory for %lld candidates\n", rank, size,
+                    (long long)nreq);
             exit(CLI_FAIL);
         }
-        cs_mpi_bcast(q, h.nq * (int64_t)sizeof *q);
-        cs_mpi_bcast(req, h.nreq * (int64_t)sizeof *req);
-        int64_t n = failed ? -1
-                           : verify_mine(&own, cs_an_matcher_refs(m), cs_an_matcher_settings(m), threads, q, h.nq, req,
-                                         h.nreq, cand);
-        char *buf = n >= 0 ? malloc((size_t)reply_size(n)) : NULL;
-        reply_head rh = {buf ? 0 : -1, buf ? n : 0};
+        int theirs = 0; /* sent here but owned elsewhere: the cut disagrees with rank 0's */
+        for (int64_t j = 0; j < nreq; j++) {
+            mine[j] = owner_of(&own, ids, n, req[j].row) == rank;
+            theirs += !mine[j];
+        }
+        int64_t nv = failed || sc || theirs ? -1 : verify_mine(&me, mine, &o->set, threads, q, h.nq, req, nreq, cand);
+        char *buf = nv >= 0 ? malloc((size_t)reply_size(nv)) : NULL;
+        reply_head rh = {buf ? 0 : -1, buf ? nv : 0};
         if (buf) {
             memcpy(buf, &rh, sizeof rh);
             char *it = buf + sizeof rh;
-            for (int64_t j = 0; j < h.nreq; j++) {
-                if (owner_of(&own, cs_an_matcher_refs(m), req[j].row) != rank) continue;
+            for (int64_t j = 0; j < nreq; j++) {
                 memcpy(it, &cand[j], sizeof cand[j]);
                 put_rule(it + sizeof cand[j], cand[j].rule);
                 it += ITEM;
             }
         } else if (!failed)
-            fprintf(stderr, "copyscope: analyze: rank %d of %d: out of memory verifying candidates\n", rank, size);
+            fprintf(stderr, "copyscope: analyze: rank %d of %d: %s\n", rank, size,
+                    theirs ? "sent candidates of another rank" : "out of memory verifying candidates");
         void *none = NULL;
         int64_t dummy[1];
-        cs_mpi_gatherv(buf ? buf : (char *)&rh, buf ? reply_size(n) : (int64_t)sizeof rh, &none, dummy);
+        cs_mpi_gatherv(buf ? buf : (char *)&rh, buf ? reply_size(nv) : (int64_t)sizeof rh, &none, dummy);
         free(buf);
         free(cand);
         free(req);
-        free(q);
+        free(mine);
         failed |= rh.status != 0;
     }
+    debug_line(held, me.scanned, n);
+    free(q);
+    free(ids);
+    side_free(&me);
+    cs_an_refs_free(&sub);
     free(own.off);
     cs_an_matcher_free(m);
     cs_store_close(s);

@@ -85,6 +85,37 @@ int cs_mpi_gatherv(const void *buf, int64_t len, void **out, int64_t *lens) {
     return 0;
 }
 
+int cs_mpi_scatterv(const void *buf, const int64_t *lens, void **out, int64_t *len) {
+    *out = NULL;
+    *len = 0;
+    int *cnt = NULL, *disp = NULL, bad = 0;
+    if (g_rank == 0) {
+        cnt = malloc((size_t)g_size * sizeof *cnt);
+        disp = malloc((size_t)g_size * sizeof *disp);
+        int64_t total = 0;
+        for (int r = 0; r < g_size; r++) total += lens[r];
+        bad = !cnt || !disp || total > 0x7fffffff;
+        for (int r = 0, o = 0; !bad && r < g_size; o += (int)lens[r], r++) {
+            cnt[r] = (int)lens[r];
+            disp[r] = o;
+        }
+    }
+    MPI_Scatter(g_rank == 0 ? lens : NULL, 1, MPI_INT64_T, len, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
+    char *dst = malloc(*len > 0 ? (size_t)*len : 1);
+    int mine = bad || !dst, any = 0;
+    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (!any) MPI_Scatterv(buf, cnt, disp, MPI_BYTE, dst, (int)*len, MPI_BYTE, 0, MPI_COMM_WORLD);
+    free(cnt);
+    free(disp);
+    if (any) {
+        free(dst);
+        *len = 0;
+        return -1;
+    }
+    *out = dst;
+    return 0;
+}
+
 #else /* one process: the world is rank 0 of 1 */
 
 int cs_mpi_init(int *argc, char ***argv) {
@@ -115,6 +146,13 @@ int cs_mpi_gatherv(const void *buf, int64_t len, void **out, int64_t *lens) {
     if (!*out) return -1;
     if (len > 0) memcpy(*out, buf, (size_t)len);
     lens[0] = len;
+    return 0;
+}
+int cs_mpi_scatterv(const void *buf, const int64_t *lens, void **out, int64_t *len) {
+    *len = lens[0];
+    *out = malloc(*len > 0 ? (size_t)*len : 1);
+    if (!*out) return -1;
+    if (*len > 0) memcpy(*out, buf, (size_t)*len);
     return 0;
 }
 

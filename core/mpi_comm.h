@@ -30,5 +30,10 @@ void cs_mpi_bcast(void *buf, int64_t len);
  * *out receives the concatenation in rank order (malloc'd, caller frees) and
  * lens[r] each rank's length (lens: size entries, rank 0 only). 0/-1 (memory). */
 int cs_mpi_gatherv(const void *buf, int64_t len, void **out, int64_t *lens);
+/* Variable-length scatter from rank 0: rank 0's buf holds lens[r] bytes for
+ * each rank r, in rank order (buf and lens read on rank 0 only); every rank
+ * gets its part in *out (malloc'd, caller frees) and its length in *len.
+ * 0, or -1 on every rank when any could not allocate. */
+int cs_mpi_scatterv(const void *buf, const int64_t *lens, void **out, int64_t *len);
 
 #endif

@@ -12,7 +12,9 @@
 # only what is missing and ends with the same rows and findings. Under
 # mpirun, analyze (match batches spread over the ranks) and generate (the
 # suite's images cut between the ranks) give one process's findings, images
-# and rows.
+# and rows; under analyze each rank scans only the rows it owns, and a rank
+# > 0 of a sharded store holds only its shard's references (CS_MPI_DEBUG=1
+# counts, asserted), with thumbnails or --no-thumbs, on 2 and 3 ranks.
 # Without build/copyscope-mpi or mpirun the MPI half prints 'skip'.
 B=${CS_BIN:-build/copyscope}
 M=$(dirname "$B")/copyscope-mpi
@@ -38,6 +40,15 @@ for x in $(ls "$DATA" | sort | awk 'NR % 3 == 2' | sed -n '10p;200p'); do cp "$D
 head -c 150 "$DATA/$tie" > "$T/gens/broken.png"
 
 MPIRUN="mpirun --oversubscribe --allow-run-as-root"
+# FILE N all|shard: N lines "analyze: rank K of N: R references resident, S
+# scanned, of T" (CS_MPI_DEBUG=1), the S summing to T, every S > 0; rank 0
+# holds the index (R = T); the other ranks R = T (all) or R = S < T (shard)
+resident() {
+  sed -n 's/.*rank \([0-9]*\) of [0-9]*: \([0-9]*\) references resident, \([0-9]*\) scanned, of \([0-9]*\);.*/\1 \2 \3 \4/p' "$1" |
+    awk -v n=$2 -v mode=$3 '{ c++; s += $3; t = $4; if ($3 <= 0) bad = 1
+        if ($1 == 0 || mode == "all") { if ($2 != $4) bad = 1 } else if ($2 != $3 || $2 >= $4) bad = 1 }
+      END { exit !(c == n && s == t && !bad) }'
+}
 norm() { sed -E '/"(generated|store|started|finished)":/d' "$1"; }
 # DB NAME: ls, query and findings of a store, kept as NAME.{ls,q,json}
 answers() {
@@ -174,7 +185,7 @@ else
   for n in 1 2 3; do
     cp "$T/one.db" "$T/fan$n.db"
     if [ $n -eq 1 ]; then $B analyze --images "$T/many" --db "$T/fan1.db" -j 2 --no-local-features -q > /dev/null 2>&1 || bad fan1_analyze
-    else $MPIRUN -np $n "$M" analyze --images "$T/many" --db "$T/fan$n.db" -j 1 --no-local-features > "$T/fan$n.out" 2>/dev/null || bad "fan${n}_analyze"; fi
+    else CS_MPI_DEBUG=1 $MPIRUN -np $n "$M" analyze --images "$T/many" --db "$T/fan$n.db" -j 1 --no-local-features > "$T/fan$n.out" 2> "$T/fan$n.err" || bad "fan${n}_analyze"; fi
     $B report --db "$T/fan$n.db" --format json --out "$T/fan$n.raw.json" -q 2>&1 && norm "$T/fan$n.raw.json" > "$T/fan$n.json"
   done
   # every rank verified candidates (those whose reference it owns), and the
@@ -182,16 +193,37 @@ else
   for n in 2 3; do
     sed -n 's/.*candidates verified per rank:\(.*\)/\1/p' "$T/fan$n.out" | awk -v n=$n '{ for (i = 1; i <= NF; i++) if ($i <= 0) exit 1 } END { exit !(NF == n) }' &&
       grep -q "bytes broadcast" "$T/fan$n.out" && ok "analyze_np${n}_every_rank_verifies" || bad "analyze_np${n}_every_rank_verifies: $(cat "$T/fan$n.out")"
+    # an unsharded store: every rank holds the index and scans its run of
+    # rows (CS_MPI_DEBUG=1 lines); the runs cover the index once
+    resident "$T/fan$n.err" $n all && ok "analyze_np${n}_each_rank_scans_its_run" || bad "analyze_np${n}_each_rank_scans_its_run: $(grep resident "$T/fan$n.err")"
   done
   # a store of 3 shards, 3 ranks: rank k verifies shard k's candidates; the
   # same report as one process on that store (s3, analysed above)
   $B report --db "$T/s3.db" --format json --out "$T/fanS1.raw.json" -q 2>&1 && norm "$T/fanS1.raw.json" > "$T/fanS1.json"
   $B index add "$T/refs.txt" --db "$T/fanS3.db" --shards 3 -j 2 > /dev/null 2>&1 || bad fanS3_add
-  $MPIRUN -np 3 "$M" analyze --images "$T/gens" --db "$T/fanS3.db" -j 1 > "$T/fanS3.out" 2>/dev/null || bad fanS3_analyze
+  CS_MPI_DEBUG=1 $MPIRUN -np 3 "$M" analyze --images "$T/gens" --db "$T/fanS3.db" -j 1 > "$T/fanS3.out" 2> "$T/fanS3.err" || bad fanS3_analyze
+  # each rank > 0 holds only its shard's references (loaded from the shard,
+  # not the union), and scans exactly those; the shards cover the index once
+  resident "$T/fanS3.err" 3 shard && ok analyze_shards3_np3_rank_holds_its_shard ||
+    bad "analyze_shards3_np3_rank_holds_its_shard: $(grep resident "$T/fanS3.err")"
   $B report --db "$T/fanS3.db" --format json --out "$T/fanS3.raw.json" -q 2>&1 && norm "$T/fanS3.raw.json" > "$T/fanS3.json"
   sed -n 's/.*candidates verified per rank:\(.*\)/\1/p' "$T/fanS3.out" | awk '{ for (i = 1; i <= NF; i++) if ($i <= 0) exit 1 } END { exit !(NF == 3) }' &&
     cmp -s "$T/fanS1.json" "$T/fanS3.json" && ok analyze_shards3_np3_verify_on_owner ||
     { bad "analyze_shards3_np3_verify_on_owner: $(cat "$T/fanS3.out")"; diff "$T/fanS1.json" "$T/fanS3.json" | head -n 8; }
+  # the same 3 shards on 2 ranks: rank 0 owns shards 1 and 3 (two runs of
+  # rows, copied into one share), rank 1 shard 2
+  $B index add "$T/refs.txt" --db "$T/fanS2.db" --shards 3 -j 2 > /dev/null 2>&1 || bad fanS2_add
+  CS_MPI_DEBUG=1 $MPIRUN -np 2 "$M" analyze --images "$T/gens" --db "$T/fanS2.db" -j 1 -q > /dev/null 2> "$T/fanS2.err" || bad fanS2_analyze
+  $B report --db "$T/fanS2.db" --format json --out "$T/fanS2.raw.json" -q 2>&1 && norm "$T/fanS2.raw.json" > "$T/fanS2.json"
+  resident "$T/fanS2.err" 2 shard && cmp -s "$T/fanS1.json" "$T/fanS2.json" && ok analyze_shards3_np2_same_report ||
+    { bad "analyze_shards3_np2_same_report: $(grep resident "$T/fanS2.err")"; diff "$T/fanS1.json" "$T/fanS2.json" | head -n 8; }
+  # a --no-thumbs store of 3 shards: a rank reads its shard's thumbnails
+  # from the files (the shard's own view); the one-process answers (nt3)
+  $B index add "$T/refs.txt" --db "$T/ntm3.db" --shards 3 --no-thumbs -j 2 > /dev/null 2>&1 || bad ntm3_add
+  CS_MPI_DEBUG=1 $MPIRUN -np 3 "$M" analyze --images "$T/gens" --db "$T/ntm3.db" -j 1 -q > /dev/null 2> "$T/ntm3.err" || bad ntm3_analyze
+  answers "$T/ntm3.db" ntm3
+  same ntm3 no_thumbs_shards3_np3_same_as_one_process nt3
+  resident "$T/ntm3.err" 3 shard && ok no_thumbs_np3_rank_holds_its_shard || bad "no_thumbs_np3_rank_holds_its_shard: $(grep resident "$T/ntm3.err")"
   for n in 2 3; do
     cmp -s "$T/fan1.json" "$T/fan$n.json" && ok "analyze_fanout_np${n}_same_report" || { bad "analyze_fanout_np${n}_same_report"; diff "$T/fan1.json" "$T/fan$n.json" | head -n 8; }
   done

@@ -526,14 +526,21 @@ static void judge_one(void *vctx, int64_t j, int thread) {
             (at_floor < 0 || d_ref[k] < d_ref[at_floor]))
             at_floor = k;
     }
-    if (at_floor >= 0 && cand[at_floor].verdict < CS_V_NEAR && !floor_rival(refs, rows, d_near, nr, at_floor, s)) {
-        /* every tile within the floor of the round trip: a copy; a tile beyond it: a copy of part (above) */
+    /* every tile within the floor of the round trip: a copy; a tile beyond it: a copy of part (above).
+     * A local-feature near-copy (lf_near) is judged partial too: the whole image within the bound of
+     * the reference and nearer its round trip puts the pixels at the reference's own geometry, and
+     * there the tiles beyond the floor are a region that the hull of the verified keypoints, which
+     * decided lf_near, cannot see (as in cs_an_verdict_local). */
+    cs_an_cand *af = at_floor >= 0 ? &cand[at_floor] : NULL;
+    int lf = af && af->verdict == CS_V_NEAR && !strcmp(af->rule, "lf_near");
+    if (af && (af->verdict < CS_V_NEAR || (lf && beyond[at_floor])) &&
+        !floor_rival(refs, rows, d_near, nr, at_floor, s)) {
         if (!beyond[at_floor]) {
-            cand[at_floor].verdict = CS_V_NEAR;
-            cand[at_floor].rule = "near_ae_floor";
-        } else if (cand[at_floor].verdict < CS_V_PARTIAL) {
-            cand[at_floor].verdict = CS_V_PARTIAL;
-            cand[at_floor].rule = "near_ae_floor_partial";
+            af->verdict = CS_V_NEAR;
+            af->rule = "near_ae_floor";
+        } else if (af->verdict < CS_V_PARTIAL || lf) {
+            af->verdict = CS_V_PARTIAL;
+            af->rule = "near_ae_floor_partial";
         }
     }
     for (int k = 0; k < nr; k++) {

@@ -21,7 +21,10 @@
  *   clearly better than every distinct other one (cs_an_mark_ambiguous: a
  *   ratio test), and near_tl2 only with an informative tile.
  *   local      (cs_an_verdict_local, a separate rule) a geometric verification
- *              of local features: near-copy or partial by the covered area.
+ *              of local features: near-copy or partial by the covered area
+ *              (partial where the pixels found a region not copied in place).
+ *   With a model's round trip (analyze/an_roundtrip.c, near_ae_floor) every
+ *   tile must also be within the autoencoder's own loss of the round trip.
  *   novel      none of these. */
 #include <math.h>
 #include <string.h>

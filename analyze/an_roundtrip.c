@@ -46,6 +46,21 @@
 /* near_ae_floor: a latent model's copy of a reference carries its decoder's
  * error, and the decoder loses most where the autoencoder loses most. So a
  * generation is a near-copy at the model's resolution when
+ *  - every tile of it is within the autoencoder's own loss on the reference
+ *    (the floor, below) of the reference's round trip: its aligned tiled L2
+ *    to the round trip (the largest tile) is at most the floor. A copy of
+ *    the memorised latent differs from decode(encode(reference)) by the
+ *    sampler's error on that latent; a generation farther than the whole
+ *    autoencoder's loss from the round trip in some tile is no copy of the
+ *    latent there. This is the bound below seen tile by tile: by the triangle
+ *    inequality (a tile's RMS is a norm) a tile within the floor of the round
+ *    trip is within twice the floor of the reference, while the bound on the
+ *    reference alone let through a generation whose one region is as far
+ *    from the round trip as from the reference (a deformed region: the
+ *    decoder's copy of the rest, something else there). Such a generation,
+ *    passing every other condition, is a copy of part of the picture: it is
+ *    judged partial (rule near_ae_floor_partial), and the evidence lists the
+ *    tiles beyond the floor (pixel_comparison.tiles_beyond_floor);
  *  - its aligned tiled L2 to the reference is at most RT_FLOOR_MULT times the
  *    autoencoder's own loss on that reference (the reference's tiled L2 to
  *    its round trip, the floor): twice the error (in PSNR 6 dB, the report's
@@ -465,7 +480,9 @@ static void judge_one(void *vctx, int64_t j, int thread) {
     cs_an_cand *cand = malloc(sizeof(cs_an_cand) * (size_t)nr);
     int64_t ids[RT_MAXC];
     float d_ref[RT_MAXC], d_rt[RT_MAXC], d_near[RT_MAXC];
+    uint64_t beyond[RT_MAXC]; /* tiles farther than the floor from the round trip */
     const rt_entry *ent[RT_MAXC];
+    const int T = cs_tl2_tiles(cfg);
     cs_an_refs rr = {0};
     cs_err e = {0};
     if (!qp || !rt || !cand) goto out; /* out of memory: the plain comparison stands */
@@ -499,6 +516,9 @@ static void judge_one(void *vctx, int64_t j, int thread) {
         d_ref[k] = a->d_al;
         d_rt[k] = b.d_al;
         d_near[k] = fminf(d_ref[k], d_rt[k]);
+        beyond[k] = 0;
+        for (int t = 0; t < T; t++)
+            if (b.tile_d[t] > ent[k]->floor) beyond[k] |= 1ull << t;
         take_nearer(a, &b);
         cs_an_verdict_cand(a, res->gen_pdq_quality, s);
         cs_an_verdict_local(a, s);
@@ -506,9 +526,22 @@ static void judge_one(void *vctx, int64_t j, int thread) {
             (at_floor < 0 || d_ref[k] < d_ref[at_floor]))
             at_floor = k;
     }
-    if (at_floor >= 0 && cand[at_floor].verdict < CS_V_NEAR && !floor_rival(refs, rows, d_near, nr, at_floor, s)) {
-        cand[at_floor].verdict = CS_V_NEAR;
-        cand[at_floor].rule = "near_ae_floor";
+    /* every tile within the floor of the round trip: a copy; a tile beyond it: a copy of part (above).
+     * A local-feature near-copy (lf_near) is judged partial too: the whole image within the bound of
+     * the reference and nearer its round trip puts the pixels at the reference's own geometry, and
+     * there the tiles beyond the floor are a region that the hull of the verified keypoints, which
+     * decided lf_near, cannot see (as in cs_an_verdict_local). */
+    cs_an_cand *af = at_floor >= 0 ? &cand[at_floor] : NULL;
+    int lf = af && af->verdict == CS_V_NEAR && !strcmp(af->rule, "lf_near");
+    if (af && (af->verdict < CS_V_NEAR || (lf && beyond[at_floor])) &&
+        !floor_rival(refs, rows, d_near, nr, at_floor, s)) {
+        if (!beyond[at_floor]) {
+            af->verdict = CS_V_NEAR;
+            af->rule = "near_ae_floor";
+        } else if (af->verdict < CS_V_PARTIAL || lf) {
+            af->verdict = CS_V_PARTIAL;
+            af->rule = "near_ae_floor_partial";
+        }
     }
     for (int k = 0; k < nr; k++) {
         if (best < 0 || better(&cand[k], &cand[best])) best = k;
@@ -531,7 +564,7 @@ static void judge_one(void *vctx, int64_t j, int thread) {
     cs_an_verdict_local_result(res);
     update_neighbours(res, rows, cand, nr);
     c->info[j] = (an_rt_info){.used = 1, .d_ref = d_ref[best], .d_rt = d_rt[best], .floor = ent[best]->floor,
-                              .from_source = ent[best]->from_source};
+                              .from_source = ent[best]->from_source, .beyond = beyond[best], .tiles = T};
 out:
     cs_an_refs_free(&rr);
     free(qp);
@@ -566,5 +599,11 @@ void an_rt_evidence(void *obj, const an_state *A, const cs_an_result *r) {
     cJSON_AddNumberToObject(o, "round_trip_aligned_tl2", round(inf->d_rt * 1e4) / 1e4);
     cJSON_AddNumberToObject(o, "autoencoder_floor_tl2", round(inf->floor * 1e4) / 1e4);
     cJSON_AddNumberToObject(o, "floor_bound_tl2", round(rt_floor_bound(inf->floor, A->set) * 1e4) / 1e4);
+    /* the tiles (index t: row t / grid, column t % grid) where the generation
+     * is farther than the autoencoder's loss from the round trip: the region
+     * near_ae_floor finds not copied */
+    cJSON *bt = cJSON_AddArrayToObject(o, "tiles_beyond_floor");
+    for (int t = 0; t < inf->tiles; t++)
+        if (inf->beyond >> t & 1) cJSON_AddItemToArray(bt, cJSON_CreateNumber(t));
     cJSON_AddStringToObject(o, "round_trip_of", inf->from_source ? "source file" : "thumbnail");
 }

@@ -100,6 +100,8 @@ typedef struct {
     int from_source;    /* the round trip was made from the source file (0: the thumbnail) */
     float d_ref, d_rt;  /* aligned tiled L2 of the generation to the reference, to its round trip */
     float floor;        /* tiled L2 of the reference to its round trip (the autoencoder's loss) */
+    uint64_t beyond;    /* tiles (bit t) where the generation is farther than floor from the round trip */
+    int tiles;          /* tiles of the grid (bits of beyond that mean something) */
 } an_rt_info;
 
 /* One prompt's line of prompt_summary. */

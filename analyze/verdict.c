@@ -21,7 +21,10 @@
  *   clearly better than every distinct other one (cs_an_mark_ambiguous: a
  *   ratio test), and near_tl2 only with an informative tile.
  *   local      (cs_an_verdict_local, a separate rule) a geometric verification
- *              of local features: near-copy or partial by the covered area.
+ *              of local features: near-copy or partial by the covered area
+ *              (partial where the pixels found a region not copied in place).
+ *   With a model's round trip (analyze/an_roundtrip.c, near_ae_floor) every
+ *   tile must also be within the autoencoder's own loss of the round trip.
  *   novel      none of these. */
 #include <math.h>
 #include <string.h>
@@ -130,6 +133,16 @@ void cs_an_verdict_local(cs_an_cand *c, const cs_an_settings *s) {
      * pixel alike; a part recoloured is another picture (analyze/lf_colour.h) */
     if (m->recolour >= 0 && m->parts_recoloured >= s->lf_recolour_parts) return;
     int v = m->coverage >= s->lf_near_cover ? CS_V_NEAR : CS_V_PARTIAL;
+    /* Not a whole-image copy when the pixels show a region that is not: the
+     * covered area is the hull of the verified keypoints, blind to a region
+     * redrawn inside it. A pixel verdict of partial (partial_min_tiles: most
+     * informative tiles reproduced in place, at the alignment the pixels
+     * found, so the geometry is the reference's own) says the other tiles
+     * differ beyond every whole-image pixel bound: the finding stays partial,
+     * its per-tile distances the evidence of the region that differs. A copy
+     * rotated, rescaled or recoloured matches too few tiles in place for the
+     * pixel rule and keeps the local verdict. */
+    if (v == CS_V_NEAR && c->verdict == CS_V_PARTIAL) return;
     if (v <= c->verdict) return;
     c->verdict = v;
     c->rule = v == CS_V_NEAR ? "lf_near" : "lf_partial";

@@ -23,7 +23,9 @@ void cs_an_verdict_result(cs_an_result *res, const cs_an_settings *s);
  * keypoints (>= lf_min_share), and is no colour twin (fewer than
  * lf_recolour_parts colour parts recoloured, analyze/lf_colour.h) is a
  * near-copy when the mapped reference
- * covers at least lf_near_cover of the generation, else a partial copy. */
+ * covers at least lf_near_cover of the generation, else a partial copy; a
+ * candidate the pixel rule judged partial (a region not copied in place)
+ * stays partial. */
 void cs_an_verdict_local(cs_an_cand *c, const cs_an_settings *s);
 /* After cs_an_verdict_result: a finding decided by the local-feature rule
  * ranks by its share of verified keypoints (its pixel distance says

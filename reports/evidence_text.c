@@ -227,9 +227,17 @@ static void rev_rule(cs_buf *b, const cJSON *ev, const char *verdict, const cs_r
     } else if (!strcmp(rule, "near_ae_floor")) { /* analyze/an_roundtrip.c */
         const cJSON *pc = jget(ev, "pixel_comparison");
         cs_buf_printf(b, "near-copy: aligned tiled L2 %.3f to the reference \xe2\x89\xa4 %.3f, twice the model's "
-                         "autoencoder's own loss on it (its round trip is at %.3f from it), nearer its round trip (%.3f), "
-                         "and no distinct reference nearly as close",
+                         "autoencoder's own loss on it (its round trip is at %.3f from it), every tile within that loss "
+                         "of its round trip (%.3f), and no distinct reference nearly as close",
                       jnum(pc, "reference_aligned_tl2"), jnum(pc, "floor_bound_tl2"), jnum(pc, "autoencoder_floor_tl2"),
+                      jnum(pc, "round_trip_aligned_tl2"));
+    } else if (!strcmp(rule, "near_ae_floor_partial")) { /* analyze/an_roundtrip.c */
+        const cJSON *pc = jget(ev, "pixel_comparison"), *bt = jget(pc, "tiles_beyond_floor");
+        cs_buf_printf(b, "partial: aligned tiled L2 %.3f to the reference \xe2\x89\xa4 %.3f, twice the model's "
+                         "autoencoder's own loss on it, and nearer its round trip, but %d tile(s) farther than that loss "
+                         "(%.3f) from the round trip (up to %.3f): a region the generation does not copy",
+                      jnum(pc, "reference_aligned_tl2"), jnum(pc, "floor_bound_tl2"),
+                      cJSON_IsArray(bt) ? cJSON_GetArraySize(bt) : 0, jnum(pc, "autoencoder_floor_tl2"),
                       jnum(pc, "round_trip_aligned_tl2"));
     } else if (!strcmp(rule, "partial_min_tiles")) {
         cs_buf_printf(b, "partial: %.0f of %.0f informative tiles within partial_tile_l2 %g of the reference "

@@ -591,7 +591,12 @@ void cs_memo_html(cs_buf *b, const cs_memo *m) {
                      "counted out for its autoencoder's blur and no margin on that blur is chosen. copyscope's "
                      "verdicts keep the same pixel thresholds for every model, but for a run of a model with an "
                      "autoencoder they measure each generation against the reference and against its round trip "
-                     "through that autoencoder, whichever is nearer. Over %lld generations: %lld true copies found, "
+                     "through that autoencoder, whichever is nearer. A copy or near-copy verdict by pixels needs "
+                     "every tile within its rule's bound (near_ae_floor, bounded by the autoencoder's own loss on the "
+                     "reference: every tile within that loss of the round trip), and a local-feature verdict does not "
+                     "override pixels that show a region not copied in place: such a generation is judged partial, "
+                     "a copy of part of the image, not counted here as a copy. Over %lld generations: %lld true "
+                     "copies found, "
                      "%lld verdicts without a pixel copy, %lld pixel copies missed. Precision <b>",
                   CS_MEMO_TL2_DELTA, (long long)(c[0] + c[1] + c[2] + c[3]), (long long)c[0], (long long)c[1],
                   (long long)c[2]);
@@ -614,7 +619,8 @@ void cs_memo_html(cs_buf *b, const cs_memo *m) {
         pct(b, ratio(c[0], c[0] + c[2]));
     }
     cs_buf_puts(b, ". The criteria disagree on decoded copies with one deformed region (the tiled maximum "
-                   "rejects them by design) and on look-alike training images (the ratio rejects them).</p>\n");
+                   "rejects them by design, as the verdicts do: partial; the PSNR margin averages the region away) "
+                   "and on look-alike training images (the ratio rejects them).</p>\n");
     side_by_side(b, m);
 }
 

@@ -11,10 +11,13 @@
 #  - a prompt of a 100x-duplicated training image is judged a copy (or
 #    near-copy) of that very image, for every seed;
 #  - a prompt of a 30x image whose generations are decoder-blurred copies
-#    ("european post office": ~4 dB below the autoencoder's own PSNR on it,
-#    tiled L2 0.17-0.21, beyond near_tl2; seeds 2000-2002 as in make run) is
-#    judged a near-copy of that image for every seed (near_ae_floor,
-#    analyze/an_roundtrip.c; 1 of 3 before);
+#    ("european post office", seeds 2000-2002 as in make run): each is judged
+#    a copy of that image exactly when the report's pixel truth (Carlini's
+#    tiled L2 <= 0.15 to the decoded image) says so, and otherwise a partial
+#    copy of it whose evidence lists the tiles farther from the round trip
+#    than the autoencoder's own loss (near_ae_floor and near_ae_floor_partial,
+#    analyze/an_roundtrip.c). Until the per-tile condition, all 3 were
+#    near-copies; 2 of them have one region at 0.18 from the decoded image;
 #  - a generation that is far from every training image by pixels (PSNR at
 #    least 12 dB below the autoencoder's own floor, computed by the report's
 #    memorisation section) is not judged a copy of any training image;
@@ -25,8 +28,8 @@
 #    recorded checkpoint is gone is analysed with the plain comparison and
 #    says so in one line on stderr (and in every finding's evidence), by
 #    `copyscope analyze` and by `copyscope run` alike;
-#  - a 1x prompt's decoder copy of the 30x post office is judged a near-copy
-#    of it although a rival reference is about as far by raw pixels (below).
+#  - a 1x prompt's decoder copy of the 30x post office is judged a (partial)
+#    copy of it although a rival reference is about as far by raw pixels (below).
 B=${CS_BIN:-build/copyscope}
 BABS=$(cd "$(dirname "$B")" && pwd)/$(basename "$B")
 T=${CS_TMP:-/tmp}/demo-model-sh.$$
@@ -87,13 +90,29 @@ read nfar nbad <"$T/far"
 [ "${nfar:-0}" -ge 1 ] && ok far_generation_exists || bad "far_generation_exists ($nfar)"
 [ "${nbad:-1}" -eq 0 ] && ok far_not_copy || bad "far_not_copy ($nbad of $nfar)"
 grep -q '"auc_first_step"' "$T/o1/memo-test-report.json" && ok report_has_memorisation || bad report_has_memorisation
-$PY - "$T/o1/memo-test-report.json" >"$T/dup30" <<'EOF'
-import json, sys
-g = [g for g in json.load(open(sys.argv[1]))["memorisation"]["generations"] if g["prompt"] == "european post office"]
-print(len(g), sum(1 for x in g if x["verdict_copy_of"] == "img/1f3e4.png"))
+# a prompt's generations: the report's pixel truth beside the last analysis's
+# finding (verdict, rule, reference file, tiles beyond the autoencoder floor)
+cat >"$T/finding.py" <<'EOF'
+import json, sqlite3, sys
+m = json.load(open(sys.argv[1]))["memorisation"]["generations"]
+d = sqlite3.connect(sys.argv[2])
+a = d.execute("SELECT max(id) FROM analyses").fetchone()[0]
+for g in [g for g in m if g["prompt"] == sys.argv[3]]:
+    r = d.execute("SELECT verdict, json_extract(evidence_json, '$.rule'), json_extract(evidence_json, '$.ref.source'), "
+                  "json_array_length(json_extract(evidence_json, '$.pixel_comparison.tiles_beyond_floor')) FROM findings "
+                  "WHERE generation_id = ? AND json_extract(evidence_json, '$.analysis_id') = ?",
+                  (g["generation_id"], a)).fetchone() or ("none", "", "", 0)
+    print(int(g["pixel_copy"]), g["pixel_nearest_recon"], r[0], r[1] or "-", (r[2] or "-").split("/")[-1], r[3] or 0)
 EOF
-read n30 c30 <"$T/dup30"
-[ "${n30:-0}" -eq 3 ] && [ "${c30:-0}" -eq 3 ] && ok dup30_decoder_copies_found || bad "dup30_decoder_copies_found ($c30 of $n30)"
+$PY "$T/finding.py" "$T/o1/memo-test-report.json" "$T/a.db" "european post office" >"$T/dup30" 2>&1
+# a pixel copy: a copy or near-copy of it; not one: a partial copy of it by
+# the round trip's per-tile floor, the tiles beyond it listed
+n30=$(grep -c . "$T/dup30")
+c30=$(awk '$2 == "img/1f3e4.png" && $5 == "1f3e4.png" && (($1 == 1 && ($3 == "near-copy" || $3 == "copy")) ||
+       ($1 == 0 && $3 == "partial" && $4 == "near_ae_floor_partial" && $6 >= 1))' "$T/dup30" | grep -c .)
+p30=$(awk '$1 == 0' "$T/dup30" | grep -c .)
+[ "$n30" -eq 3 ] && [ "$c30" -eq 3 ] && [ "$p30" -ge 1 ] && ok dup30_verdicts_follow_tiles ||
+    { bad "dup30_verdicts_follow_tiles ($c30 of $n30 agree, $p30 not pixel copies)"; cat "$T/dup30"; }
 
 # the report's pixel truth (reports/memo.c) against an independent one: tiled
 # L2 (4x4 tiles, [0,1] pixels, the largest tile RMS; Carlini et al. 2023
@@ -163,15 +182,15 @@ read ntr ncp nbt npos rest <"$T/truth"
 # generation is a decoder copy, 0.25 from the post office by tiled L2 and
 # 0.17 from its round trip; the railway track is 0.30 from it. Lowe's ratio
 # of near_ae_floor compares each candidate by its nearer distance (0.17 vs
-# 0.30 passes); by raw distances (0.25 vs 0.30) it vetoed the copy
-$PY - "$T/o1/memo-test-report.json" >"$T/lorry" <<'EOF'
-import json, sys
-g = [g for g in json.load(open(sys.argv[1]))["memorisation"]["generations"] if g["prompt"] == "articulated lorry"]
-print(len(g), sum(1 for x in g if x["verdict_copy_of"] == "img/1f3e4.png"))
-EOF
-read nl cl <"$T/lorry"
-[ "${nl:-0}" -eq 1 ] && [ "${cl:-0}" -eq 1 ] && ok decoder_copy_rival_by_nearer_distance ||
-    bad "decoder_copy_rival_by_nearer_distance ($cl of $nl)"
+# 0.30 passes); by raw distances (0.25 vs 0.30) it vetoed the copy. Its
+# bottom row is 0.17 from the round trip, beyond the autoencoder's own loss
+# on the post office (0.15), and the pixel truth (0.17 > 0.15) calls it no
+# copy: a partial copy of the post office, the tiles beyond the floor listed
+$PY "$T/finding.py" "$T/o1/memo-test-report.json" "$T/a.db" "articulated lorry" >"$T/lorry" 2>&1
+read lpx lnear lv lrule lref lbeyond <"$T/lorry"
+[ "$(grep -c . "$T/lorry")" -eq 1 ] && [ "$lref" = 1f3e4.png ] && [ "$lrule" = near_ae_floor_partial ] &&
+    [ "$lv" = partial ] && [ "${lbeyond:-0}" -ge 1 ] && [ "$lpx" = 0 ] && ok decoder_copy_rival_by_nearer_distance ||
+    { bad decoder_copy_rival_by_nearer_distance; cat "$T/lorry"; }
 
 # the effective config in runs.settings_json
 $PY - "$T/a.db" "$(pwd)/$M" >"$T/sj" 2>&1 <<'EOF'

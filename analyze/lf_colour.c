@@ -110,7 +110,13 @@ static int fit(const float (*r)[3], const float (*g)[3], const uint8_t *use, int
 
 void cs_lfc_measure(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
                     const double m[6], double tol, cs_lfc *out) {
+    cs_lfc_measure_map(ref, rw, rh, gen, gw, gh, S, m, tol, out, NULL);
+}
+
+void cs_lfc_measure_map(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
+                        const double m[6], double tol, cs_lfc *out, uint8_t *map) {
     memset(out, 0, sizeof *out);
+    if (map) memset(map, 0, (size_t)S * S);
     out->recolour = -1;
     double det = m[0] * m[4] - m[1] * m[3];
     if (!(fabs(det) > 1e-12) || rw <= 0 || rh <= 0 || gw <= 0 || gh <= 0 || S < 4) return;
@@ -120,8 +126,9 @@ void cs_lfc_measure(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int 
           (*gr)[3] = malloc(sizeof(float) * 3 * (size_t)N);
     uint8_t *use = malloc(2 * (size_t)N), *best_use = malloc((size_t)N);
     uint16_t *bin = malloc(sizeof(uint16_t) * (size_t)N);
+    int32_t *at = malloc(sizeof(int32_t) * (size_t)N); /* the generation pixel of each compared pair */
     int n = 0;
-    if (!r || !g || !gr || !use || !best_use || !bin) goto out;
+    if (!r || !g || !gr || !use || !best_use || !bin || !at) goto out;
     const float t255 = (float)(tol * 255.0);
     for (int y = 0; y < S; y++)
         for (int x = 0; x < S; x++) {
@@ -142,6 +149,7 @@ void cs_lfc_measure(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int 
             const uint8_t *q = gen + ((size_t)y * S + x) * 3;
             for (int k = 0; k < 3; k++) r[n][k] = c[k] / 255.0f, g[n][k] = q[k] / 255.0f;
             bin[n] = (uint16_t)((c[0] >> 5) << 6 | (c[1] >> 5) << 3 | (c[2] >> 5));
+            at[n] = y * S + x;
             n++;
         }
     out->compared = n;
@@ -183,6 +191,8 @@ void cs_lfc_measure(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int 
     }
     if (best_in < 0) goto out;
     out->fit = (float)best_in / (float)n;
+    if (map)
+        for (int i = 0; i < n; i++) map[at[i]] = best_use[i] ? 1 : 2;
     out->hue_deg = best_deg;
     /* per reference colour: how many of its pixels the fit leaves out */
     int *cnt = calloc(2 * 512, sizeof(int));
@@ -209,4 +219,5 @@ out:
     free(use);
     free(best_use);
     free(bin);
+    free(at);
 }

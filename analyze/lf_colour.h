@@ -62,6 +62,13 @@ typedef struct {
 void cs_lfc_measure(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
                     const double m[6], double tol, cs_lfc *out);
 
+/* The same, and (map not NULL) where the fit leaves pixels out: map[S*S]
+ * on the generation's thumbnail grid, 0 = not compared (outside the mapped
+ * reference, or an edge of it), 1 = explained by the global colour fit,
+ * 2 = not explained (input of analyze/lf_part.h). */
+void cs_lfc_measure_map(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
+                        const double m[6], double tol, cs_lfc *out, uint8_t *map);
+
 /* HSV hue rotation of one RGB colour in [0,1] by deg degrees (exposed for
  * the tests). */
 void cs_lfc_hue_rotate(const float in[3], float deg, float out[3]);

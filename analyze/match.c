@@ -472,15 +472,31 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
     free(own);
     /* a verification the local rule could flag: is the colour change global
      * (a copy, edited) or one part recoloured (a twin)? (analyze/lf_colour.h) */
+    uint8_t map[S * S];
     if (q && c->lf.inliers > 0 && c->lf.score >= s->lf_min_share && c->lf.log10_nfa1 <= log10(s->lf_max_nfa)) {
         cs_lfc k;
-        cs_lfc_measure(r->thumbs + (int64_t)row * S * S * 3, c->lf.ref_w, c->lf.ref_h, q->thumb, c->lf.gen_w,
-                       c->lf.gen_h, S, c->lf.m_orig, s->lf_colour_tol, &k);
+        cs_lfc_measure_map(r->thumbs + (int64_t)row * S * S * 3, c->lf.ref_w, c->lf.ref_h, q->thumb, c->lf.gen_w,
+                           c->lf.gen_h, S, c->lf.m_orig, s->lf_colour_tol, &k, map);
+        cs_lfp_measure(map, S, &c->part_lf);
         c->lf.recolour = k.recolour;
         c->lf.colour_fit = k.fit;
         c->lf.hue_deg = k.hue_deg;
         c->lf.parts = k.parts;
         c->lf.parts_recoloured = k.parts_recoloured;
+    }
+    /* a pair a pixel rule could flag: is what the alignment leaves
+     * unexplained one part of the reference replaced (a template twin)?
+     * The crop box as a map from reference thumbnail px to generation
+     * thumbnail px (mirrored: x -> S - x), analyze/lf_part.h */
+    double tl2_max = fmax(fmax(s->near_tl2, s->ratio_tl2), fmax(s->pdq_confirm_tl2, s->embed_confirm_tl2));
+    if (q && c->box[2] > 0 && (c->d_al <= tl2_max || c->tiles_matched >= s->partial_min_tiles)) {
+        double k = (double)S / c->box[2];
+        double m[6] = {c->al_mirrored ? -k : k, 0, c->al_mirrored ? S + c->box[0] * k : -c->box[0] * k,
+                       0, k, -c->box[1] * k};
+        cs_lfc kc;
+        cs_lfc_measure_map(r->thumbs + (int64_t)row * S * S * 3, S, S, q->thumb, S, S, S, m, s->lf_colour_tol, &kc,
+                           map);
+        cs_lfp_measure(map, S, &c->part_al);
     }
 hashes:
     hash_distances(c, r, row, q);

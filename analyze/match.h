@@ -21,6 +21,7 @@
 
 #include <stdint.h>
 
+#include "analyze/lf_part.h"
 #include "analyze/lf_verify.h"
 #include "analyze/settings.h"
 #include "core/err.h"
@@ -119,6 +120,8 @@ typedef struct {
     int pdq_q_ref;
     float emb_cos;       /* -2 = no embedding score for this pair */
     cs_lfv_match lf;     /* local-feature verification (inliers 0: none for this pair) */
+    cs_lfp part_al;      /* replaced part after the pixel alignment (box), analyze/lf_part.h; cells 0: not measured */
+    cs_lfp part_lf;      /* ... after the verified local-feature geometry */
     int ambiguous;       /* CS_AN_AMBIG_*: another, distinct reference is as close (cs_an_mark_ambiguous) */
     int verdict;
     const char *rule;    /* the setting that decided the verdict ("copy_tl2", ...) */

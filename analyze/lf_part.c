@@ -1,0 +1,83 @@
+/* lf_part.c — a replaced part vs spread residue (see lf_part.h). */
+#include "analyze/lf_part.h"
+
+#include <string.h>
+
+enum { MAXC = 64 }; /* cells per side at most (S <= 256) */
+
+void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
+    memset(out, 0, sizeof *out);
+    const int C = S / CS_LFP_CELL;
+    if (C < 2 || C > MAXC) return;
+    /* state: 0 = too few compared pixels, 1 = explained, 2 = differs */
+    uint8_t st[MAXC * MAXC];
+    for (int cy = 0; cy < C; cy++)
+        for (int cx = 0; cx < C; cx++) {
+            int cmp = 0, dif = 0;
+            for (int y = cy * CS_LFP_CELL; y < (cy + 1) * CS_LFP_CELL; y++)
+                for (int x = cx * CS_LFP_CELL; x < (cx + 1) * CS_LFP_CELL; x++) {
+                    cmp += map[y * S + x] != 0;
+                    dif += map[y * S + x] == 2;
+                }
+            /* a quarter of the cell compared, else an edge or outside */
+            int s = 4 * cmp < CS_LFP_CELL * CS_LFP_CELL ? 0 : 2 * dif > cmp ? 2 : 1;
+            st[cy * C + cx] = (uint8_t)s;
+            out->cells += s != 0;
+            out->differ += s == 2;
+        }
+    /* an uncompared cell between differing ones (a glyph's outline inside
+     * the part) joins them: 2 or more of its 8 neighbours differ */
+    uint8_t link[MAXC * MAXC];
+    for (int cy = 0; cy < C; cy++)
+        for (int cx = 0; cx < C; cx++) {
+            int i = cy * C + cx, nd = 0;
+            if (st[i]) {
+                link[i] = st[i] == 2;
+                continue;
+            }
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    int y = cy + dy, x = cx + dx;
+                    if ((dx || dy) && y >= 0 && x >= 0 && y < C && x < C) nd += st[y * C + x] == 2;
+                }
+            link[i] = nd >= 2;
+        }
+    /* the largest 8-connected region, counted in differing cells */
+    int lab[MAXC * MAXC], stack[MAXC * MAXC];
+    memset(lab, 0, sizeof(int) * (size_t)(C * C));
+    for (int i = 0, nl = 0; i < C * C; i++) {
+        if (!link[i] || lab[i] || st[i] != 2) continue;
+        nl++;
+        int sp = 0, n = 0, b[4] = {C, C, -1, -1};
+        stack[sp++] = i;
+        lab[i] = nl;
+        while (sp) {
+            int j = stack[--sp], jy = j / C, jx = j % C;
+            if (st[j] == 2) {
+                n++;
+                if (jx < b[0]) b[0] = jx;
+                if (jy < b[1]) b[1] = jy;
+                if (jx > b[2]) b[2] = jx;
+                if (jy > b[3]) b[3] = jy;
+            }
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    int y = jy + dy, x = jx + dx;
+                    if (y < 0 || x < 0 || y >= C || x >= C) continue;
+                    int k = y * C + x;
+                    if (link[k] && !lab[k]) {
+                        lab[k] = nl;
+                        stack[sp++] = k;
+                    }
+                }
+        }
+        if (n > out->part) {
+            out->part = n;
+            memcpy(out->box, b, sizeof b);
+        }
+    }
+    if (out->part < CS_LFP_MIN_CELLS) return;
+    int bw = out->box[2] - out->box[0] + 1, bh = out->box[3] - out->box[1] + 1;
+    out->caption = (out->box[1] == 0 || out->box[3] == C - 1) && 4 * bh <= C;
+    out->replaced = !out->caption && 2 * out->part >= out->differ && 2 * out->part >= bw * bh;
+}

@@ -1,0 +1,49 @@
+/* lf_part.h — is what a match does not explain one part of the reference
+ * replaced (a template twin), or spread residue (an edited copy)?
+ *
+ * Template twins (a folder with an emblem and the plain folder, two pages
+ * of one template with other glyphs, an emoji face with other eyes) share a
+ * large common body and differ in one small distinctive part. Their pixels
+ * and keypoints match over the body, so every similarity rule passes; but a
+ * copy keeps the distinctive part, a twin replaces it. After the geometry
+ * (the verified similarity or the tiled-L2 crop box) and the best global
+ * colour edit (analyze/lf_colour.h, so brightness/contrast/saturation/hue
+ * edits are explained), the pixels left unexplained (map = 2) are:
+ *  - for an edited copy (JPEG, blur, resampling, a rotation's registration
+ *    error), thin residue along every edge of the picture, spread out;
+ *  - for a caption, a band along the top or bottom edge of the generation;
+ *  - for a twin, one compact region where the other glyph is.
+ * The test, on 4x4-pixel cells of the 64 px thumbnail (a cell differs when
+ * most of its compared pixels are unexplained; a cell with too few compared
+ * pixels, an edge, bridges two differing neighbours): the largest connected
+ * region of differing cells is a replaced part when
+ *  1. it is a part, not a speck: at least CS_LFP_MIN_CELLS cells (the 8x8
+ *     pixel block that lf_colour.h also takes as the least it measures);
+ *  2. it is the residue, concentrated: it holds at least half of every
+ *     differing cell (blur and JPEG spread theirs over every edge);
+ *  3. it is compact: its cells fill at least half of its bounding box (a
+ *     glyph is a blob; edge residue follows outlines);
+ *  4. it is no caption: a region touching the top or bottom of the
+ *     generation and no taller than a quarter of it is a text band laid
+ *     over the copy, which a copy may have. */
+#ifndef CS_LF_PART_H
+#define CS_LF_PART_H
+
+#include <stdint.h>
+
+#define CS_LFP_CELL 4      /* cell side, thumbnail pixels */
+#define CS_LFP_MIN_CELLS 4 /* 4 cells of 4x4 px = one 8x8 block (CS_LFC_MIN_PX) */
+
+typedef struct {
+    int cells;        /* cells with enough compared pixels */
+    int differ;       /* ... of which most are unexplained */
+    int part;         /* cells of the largest connected differing region */
+    int box[4];       /* its bounding box in cells: x0, y0, x1, y1 (inclusive) */
+    int caption;      /* 1: it is a band along the top or bottom (exempt) */
+    int replaced;     /* 1: a part of the reference is replaced (conditions 1-4) */
+} cs_lfp;
+
+/* map: S x S from cs_lfc_measure_map. Pure function. */
+void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out);
+
+#endif

@@ -1,0 +1,168 @@
+/* test_lf_part.c — the replaced-part veto (analyze/lf_part.h, verdict.c).
+ *
+ * 1. cs_lfp_measure on constructed residual maps: one compact blob inside
+ *    the picture is a replaced part; the same blob as a band along the
+ *    bottom is a caption; thin residue along every edge (blur) and specks
+ *    (JPEG) are not a part.
+ * 2. End to end through cs_an_match_batch, with constructed thumbnails: a
+ *    template (a folder-like body of flat 8 px blocks on a plain page) with
+ *    glyph A is the reference. The same template with glyph B (a 16 px
+ *    square of other colours) aligns within near_tl2 — the pixel rule alone
+ *    would call it a near-copy (checked) — but its residue is one compact
+ *    region: not a copy. The template with glyph A under a caption band
+ *    along the bottom, and the template with glyph A under a global
+ *    brightness/contrast edit, stay flagged with the reference. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analyze/lf_part.h"
+#include "analyze/match.h"
+#include "analyze/settings.h"
+#include "analyze/verdict.h"
+#include "t.h"
+
+#define S 64
+#define D (S * S * 3)
+
+static uint32_t rng = 1313;
+static uint32_t rnd(void) {
+    rng = rng * 1664525u + 1013904223u;
+    return rng >> 8;
+}
+
+static void fill(uint8_t *p, int x0, int y0, int x1, int y1, const uint8_t c[3]) {
+    for (int y = y0; y < y1; y++)
+        for (int x = x0; x < x1; x++) memcpy(p + (y * S + x) * 3, c, 3);
+}
+
+/* random 8 px blocks, colours in [40, 215] */
+static void random_blocks(uint8_t *p, int x0, int y0, int x1, int y1) {
+    for (int by = y0; by < y1; by += 8)
+        for (int bx = x0; bx < x1; bx += 8) {
+            uint8_t c[3] = {(uint8_t)(40 + rnd() % 176), (uint8_t)(40 + rnd() % 176), (uint8_t)(40 + rnd() % 176)};
+            fill(p, bx, by, bx + 8, by + 8, c);
+        }
+}
+
+static void test_maps(void) {
+    static uint8_t map[S * S];
+    cs_lfp p;
+    /* everything explained */
+    memset(map, 1, sizeof map);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.cells == 256 && p.differ == 0 && !p.replaced, "clean: cells %d differ %d", p.cells, p.differ);
+    /* one 16x16 blob in the middle: a part replaced */
+    for (int y = 24; y < 40; y++) memset(map + y * S + 20, 2, 16);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.part == 16 && p.replaced && !p.caption && p.box[0] == 5 && p.box[1] == 6 && p.box[2] == 8 && p.box[3] == 9,
+           "blob: part %d replaced %d box %d,%d-%d,%d", p.part, p.replaced, p.box[0], p.box[1], p.box[2], p.box[3]);
+    /* the blob's outline not compared (an edge): still one part */
+    for (int y = 24; y < 40; y++) map[y * S + 27] = map[y * S + 28] = 0;
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.part == 16 && p.replaced, "blob split by an edge: part %d replaced %d", p.part, p.replaced);
+    /* a band along the bottom, 12 px: a caption */
+    memset(map, 1, sizeof map);
+    memset(map + 52 * S, 2, 12 * S);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.caption && !p.replaced && p.part == 48, "caption: caption %d replaced %d part %d", p.caption, p.replaced, p.part);
+    /* the same band in the middle of the picture is a region replaced */
+    memset(map, 1, sizeof map);
+    memset(map + 28 * S, 2, 12 * S);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(!p.caption && p.replaced, "middle band: caption %d replaced %d", p.caption, p.replaced);
+    /* blur: a one-cell ring along the outline of a large shape, not compact */
+    memset(map, 1, sizeof map);
+    for (int i = 8; i < 56; i++) {
+        memset(map + 8 * S + i, 2, 1), memset(map + 55 * S + i, 2, 1);
+        for (int k = 8; k < 12; k++) map[k * S + i] = map[(k + 44) * S + i] = map[i * S + k] = map[i * S + k + 44] = 2;
+    }
+    cs_lfp_measure(map, S, &p);
+    CHECKF(!p.replaced && p.part >= 40, "outline ring: part %d of box, replaced %d", p.part, p.replaced);
+    /* JPEG: isolated specks, one cell each */
+    memset(map, 1, sizeof map);
+    for (int k = 0; k < 12; k++) {
+        int cx = (int)(rnd() % 8) * 2, cy = (int)(rnd() % 8) * 2;
+        for (int y = 0; y < 4; y++) memset(map + (cy * 4 + y) * S + cx * 4, 2, 4);
+    }
+    cs_lfp_measure(map, S, &p);
+    CHECKF(!p.replaced && p.part < CS_LFP_MIN_CELLS, "specks: part %d replaced %d", p.part, p.replaced);
+}
+
+enum { NR = 6, TM = 0 };
+static uint8_t thumbs[NR * D];
+
+static void match(const uint8_t *img, cs_an_result *res, const cs_an_refs *r, const cs_an_settings *s) {
+    static cs_an_query q;
+    memset(&q, 0, sizeof q);
+    memcpy(q.thumb, img, D);
+    cs_err err = {0};
+    REQUIRE(cs_an_match_batch(r, &q, 1, s, 1, res, &err) == 0);
+}
+
+/* the template: a body of flat 8 px blocks */
+static void template(uint8_t *p) {
+    random_blocks(p, 0, 0, S, S);
+}
+
+static void test_twins(void) {
+    int64_t ids[NR];
+    for (int i = 0; i < NR; i++) {
+        random_blocks(thumbs + (size_t)i * D, 0, 0, S, S);
+        ids[i] = 1 + i;
+    }
+    static uint8_t body[D], q[D];
+    template(body);
+    memcpy(thumbs + (size_t)TM * D, body, D);
+    random_blocks(thumbs + (size_t)TM * D, 32, 32, 48, 48); /* glyph A: one tile */
+    static const uint8_t dark[3] = {30, 30, 30};
+    fill(thumbs + (size_t)TM * D, 36, 36, 44, 44, dark);
+    cs_an_settings s;
+    cs_an_settings_default(&s);
+    /* a lenient pixel rule (the tiled L2 of these blocky pictures weighs an
+     * 8 px glyph like a photograph's whole object): the twin passes it, so
+     * the veto alone must decide */
+    s.near_tl2 = 0.45;
+    cs_err err = {0};
+    cs_an_refs r;
+    REQUIRE(cs_an_refs_build(&r, NR, ids, thumbs, &s, &err) == 0);
+    cs_an_result res;
+
+    /* glyph B on the same template */
+    memcpy(q, thumbs + (size_t)TM * D, D);
+    static const uint8_t light[3] = {200, 120, 90};
+    fill(q, 36, 36, 44, 44, light);
+    match(q, &res, &r, &s);
+    CHECKF(res.best.row == TM && res.best.d_al <= s.near_tl2 && res.best.tiles_informative > 0,
+           "twin: the pixel rule's own test passes (row %d d_al %.3f)", res.best.row, res.best.d_al);
+    CHECKF(res.best.part_al.replaced && res.verdict == CS_V_NOVEL,
+           "twin: replaced %d (part %d of %d differing) verdict %s (%s)", res.best.part_al.replaced,
+           res.best.part_al.part, res.best.part_al.differ, cs_verdict_name(res.verdict), res.best.rule);
+
+    /* glyph A under a caption along the bottom (text drawn over the picture:
+     * dark letters 4 px wide, 6 px high, in the bottom 8 px) */
+    memcpy(q, thumbs + (size_t)TM * D, D);
+    static const uint8_t ink[3] = {20, 20, 20};
+    for (int x = 2; x < 60; x += 6) fill(q, x, 57, x + 4, 63, ink);
+    match(q, &res, &r, &s);
+    CHECKF(res.best.row == TM && res.verdict >= CS_V_PARTIAL && !res.best.part_al.replaced &&
+               res.best.part_al.caption,
+           "caption: row %d verdict %s (%s) d_al %.3f tiles %d/%d/%d caption %d part %d", res.best.row, cs_verdict_name(res.verdict),
+           res.best.rule, res.best.d_al, res.best.tiles_matched, res.best.tiles_informative, res.best.tiles_content, res.best.part_al.caption, res.best.part_al.part);
+
+    /* glyph A under a global contrast/brightness edit: explained by the colour fit */
+    memcpy(q, thumbs + (size_t)TM * D, D);
+    for (int i = 0; i < D; i++) q[i] = (uint8_t)(0.8 * q[i] + 30);
+    match(q, &res, &r, &s);
+    CHECKF(res.best.row == TM && res.verdict >= CS_V_NEAR && !res.best.part_al.replaced,
+           "brightness: row %d verdict %s (%s) part %d", res.best.row, cs_verdict_name(res.verdict), res.best.rule,
+           res.best.part_al.part);
+    cs_an_refs_free(&r);
+}
+
+int main(void) {
+    RUN(test_maps);
+    RUN(test_twins);
+    return T_DONE();
+}

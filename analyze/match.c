@@ -488,7 +488,8 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
      * unexplained one part of the reference replaced (a template twin)?
      * The crop box as a map from reference thumbnail px to generation
      * thumbnail px (mirrored: x -> S - x), analyze/lf_part.h */
-    double tl2_max = fmax(fmax(s->near_tl2, s->ratio_tl2), fmax(s->pdq_confirm_tl2, s->embed_confirm_tl2));
+    double tl2_max = fmin(fmax(fmax(s->near_tl2, s->ratio_tl2), fmax(s->pdq_confirm_tl2, s->embed_confirm_tl2)),
+                          1.0); /* a confirmation turned off (e.g. 10) asks no pixel test */
     if (q && c->box[2] > 0 && (c->d_al <= tl2_max || c->tiles_matched >= s->partial_min_tiles)) {
         double k = (double)S / c->box[2];
         double m[6] = {c->al_mirrored ? -k : k, 0, c->al_mirrored ? S + c->box[0] * k : -c->box[0] * k,

@@ -22,7 +22,9 @@
  *  2. it is the residue, concentrated: it holds at least half of every
  *     differing cell (blur and JPEG spread theirs over every edge);
  *  3. it is compact: its cells fill at least half of its bounding box (a
- *     glyph is a blob; edge residue follows outlines);
+ *     glyph is a blob; edge residue follows outlines), and the box is no
+ *     band (its long side at most 3x its short side): a strip along an
+ *     edge is an overlay or the registration error of a rotation's border;
  *  4. it is no caption: a region touching the top or bottom of the
  *     generation and no taller than a quarter of it is a text band laid
  *     over the copy, which a copy may have. */

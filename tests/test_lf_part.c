@@ -67,11 +67,21 @@ static void test_maps(void) {
     memset(map + 52 * S, 2, 12 * S);
     cs_lfp_measure(map, S, &p);
     CHECKF(p.caption && !p.replaced && p.part == 48, "caption: caption %d replaced %d part %d", p.caption, p.replaced, p.part);
-    /* the same band in the middle of the picture is a region replaced */
+    /* a band in the middle of the picture, or a strip along a side (a
+     * rotation's border), is no part either: elongated */
     memset(map, 1, sizeof map);
     memset(map + 28 * S, 2, 12 * S);
     cs_lfp_measure(map, S, &p);
-    CHECKF(!p.caption && p.replaced, "middle band: caption %d replaced %d", p.caption, p.replaced);
+    CHECKF(!p.caption && !p.replaced, "middle band: caption %d replaced %d", p.caption, p.replaced);
+    memset(map, 1, sizeof map);
+    for (int y = 16; y < 64; y++) memset(map + y * S + 56, 2, 8);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(!p.caption && !p.replaced && p.part == 24, "side strip: replaced %d part %d", p.replaced, p.part);
+    /* a square blob of a quarter of the picture is a part */
+    memset(map, 1, sizeof map);
+    for (int y = 16; y < 48; y++) memset(map + y * S + 16, 2, 32);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.replaced && p.part == 64, "quarter blob: replaced %d part %d", p.replaced, p.part);
     /* blur: a one-cell ring along the outline of a large shape, not compact */
     memset(map, 1, sizeof map);
     for (int i = 8; i < 56; i++) {

@@ -7,6 +7,7 @@ enum { MAXC = 64 }; /* cells per side at most (S <= 256) */
 
 void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
     memset(out, 0, sizeof *out);
+    out->measured = 1;
     const int C = S / CS_LFP_CELL;
     if (C < 2 || C > MAXC) return;
     /* state: 0 = too few compared pixels, 1 = explained, 2 = differs */

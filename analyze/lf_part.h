@@ -43,9 +43,10 @@ typedef struct {
     int box[4];       /* its bounding box in cells: x0, y0, x1, y1 (inclusive) */
     int caption;      /* 1: it is a band along the top or bottom (exempt) */
     int replaced;     /* 1: a part of the reference is replaced (conditions 1-4) */
+    int measured;     /* 1: measured (or nothing to measure with); 0: not asked (analyze/an_part.h) */
 } cs_lfp;
 
-/* map: S x S from cs_lfc_measure_map. Pure function. */
+/* map: S x S from cs_lfc_measure_map. Pure function; sets measured. */
 void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out);
 
 #endif

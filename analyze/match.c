@@ -2,6 +2,7 @@
  * match.h for the pipeline). */
 #include "analyze/match.h"
 
+#include "analyze/an_part.h"
 #include "analyze/fuse.h"
 #include "analyze/lf_colour.h"
 #include "analyze/verdict.h"
@@ -484,21 +485,8 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
         c->lf.parts = k.parts;
         c->lf.parts_recoloured = k.parts_recoloured;
     }
-    /* a pair a pixel rule could flag: is what the alignment leaves
-     * unexplained one part of the reference replaced (a template twin)?
-     * The crop box as a map from reference thumbnail px to generation
-     * thumbnail px (mirrored: x -> S - x), analyze/lf_part.h */
-    double tl2_max = fmin(fmax(fmax(s->near_tl2, s->ratio_tl2), fmax(s->pdq_confirm_tl2, s->embed_confirm_tl2)),
-                          1.0); /* a confirmation turned off (e.g. 10) asks no pixel test */
-    if (q && c->box[2] > 0 && (c->d_al <= tl2_max || c->tiles_matched >= s->partial_min_tiles)) {
-        double k = (double)S / c->box[2];
-        double m[6] = {c->al_mirrored ? -k : k, 0, c->al_mirrored ? S + c->box[0] * k : -c->box[0] * k,
-                       0, k, -c->box[1] * k};
-        cs_lfc kc;
-        cs_lfc_measure_map(r->thumbs + (int64_t)row * S * S * 3, S, S, q->thumb, S, S, S, m, s->lf_colour_tol, &kc,
-                           map);
-        cs_lfp_measure(map, S, &c->part_al);
-    }
+    /* part_al (the replaced-part veto after this alignment) is measured
+     * later, only where a verdict hangs on it (analyze/an_part.h) */
 hashes:
     hash_distances(c, r, row, q);
 }
@@ -625,8 +613,7 @@ void cs_an_query_prep(float *qid, float *qmir, float *q16, const cs_an_query *q,
 void cs_an_verify(cs_an_cand *c, const cs_an_refs *r, int do_align, const float *qid, const float *qmir,
                   const float *q16, const cs_an_query *q, int gen_pdq_quality, const cs_an_settings *s) {
     cs_an_refine(c, r, c->row, qid, qmir, q16, q16 + CS_AN_Q16, do_align, q, s);
-    cs_an_verdict_cand(c, gen_pdq_quality, s);
-    cs_an_verdict_local(c, s);
+    cs_an_judge(c, r, q, gen_pdq_quality, s);
 }
 
 /* Stage 2 in this process: every candidate of generation i verified. */
@@ -708,6 +695,7 @@ static void finish_one(void *vctx, int64_t i, int thread) {
         res->second_row = cand[n2].row;
     }
     free(cand);
+    cs_an_part_ratio(res, r, x->q + i, x->s);
     cs_an_verdict_result(res, x->s);
     cs_an_verdict_local_result(res);
 }

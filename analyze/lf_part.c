@@ -81,5 +81,6 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
     int bw = out->box[2] - out->box[0] + 1, bh = out->box[3] - out->box[1] + 1;
     out->caption = (out->box[1] == 0 || out->box[3] == C - 1) && 4 * bh <= C;
     int lo = bw < bh ? bw : bh, hi = bw < bh ? bh : bw;
-    out->replaced = !out->caption && 3 * lo >= hi && 2 * out->part >= out->differ && 2 * out->part >= bw * bh;
+    out->replaced = !out->caption && 3 * lo >= hi && 2 * out->part >= out->differ && 2 * out->part >= bw * bh &&
+                    2 * out->differ < out->cells;
 }

@@ -27,7 +27,13 @@
  *     edge is an overlay or the registration error of a rotation's border;
  *  4. it is no caption: a region touching the top or bottom of the
  *     generation and no taller than a quarter of it is a text band laid
- *     over the copy, which a copy may have. */
+ *     over the copy, which a copy may have;
+ *  5. a common body is left: fewer than half of the cells compared differ.
+ *     A twin shares most of its picture with the reference and replaces a
+ *     part of it; where the alignment explains less than half, the picture
+ *     is no twin but another picture (or the copy under an edit the colour
+ *     fit does not model), and the rules that measure similarity judge it,
+ *     not this veto. */
 #ifndef CS_LF_PART_H
 #define CS_LF_PART_H
 
@@ -42,7 +48,7 @@ typedef struct {
     int part;         /* cells of the largest connected differing region */
     int box[4];       /* its bounding box in cells: x0, y0, x1, y1 (inclusive) */
     int caption;      /* 1: it is a band along the top or bottom (exempt) */
-    int replaced;     /* 1: a part of the reference is replaced (conditions 1-4) */
+    int replaced;     /* 1: a part of the reference is replaced (conditions 1-5) */
     int measured;     /* 1: measured (or nothing to measure with); 0: not asked (analyze/an_part.h) */
 } cs_lfp;
 

@@ -82,6 +82,22 @@ static void test_maps(void) {
     for (int y = 16; y < 48; y++) memset(map + y * S + 16, 2, 32);
     cs_lfp_measure(map, S, &p);
     CHECKF(p.replaced && p.part == 64, "quarter blob: replaced %d part %d", p.replaced, p.part);
+    /* no common body left: a blob over more than half of the compared cells
+     * (48x48 px = 144 of 256) is another picture, not a part replaced; the
+     * same at 44x44 px (121 cells) is a part */
+    memset(map, 1, sizeof map);
+    for (int y = 8; y < 56; y++) memset(map + y * S + 8, 2, 48);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(!p.replaced && p.part == 144 && p.differ == 144, "most of the picture: replaced %d part %d", p.replaced,
+           p.part);
+    memset(map, 1, sizeof map);
+    for (int y = 8; y < 52; y++) memset(map + y * S + 8, 2, 44);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.replaced && p.part == 121, "under half of the picture: replaced %d part %d", p.replaced, p.part);
+    /* nothing alike: every cell differs */
+    memset(map, 2, sizeof map);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(!p.replaced && p.part == 256, "all differs: replaced %d part %d", p.replaced, p.part);
     /* blur: a one-cell ring along the outline of a large shape, not compact */
     memset(map, 1, sizeof map);
     for (int i = 8; i < 56; i++) {
@@ -131,9 +147,11 @@ static void test_twins(void) {
     cs_an_settings s;
     cs_an_settings_default(&s);
     /* a lenient pixel rule (the tiled L2 of these blocky pictures weighs an
-     * 8 px glyph like a photograph's whole object): the twin passes it, so
-     * the veto alone must decide */
-    s.near_tl2 = 0.45;
+     * 8 px glyph like a photograph's whole object): the twin (0.23 from the
+     * template) passes it, so the veto alone must decide; the unrelated
+     * random pictures (0.30 and beyond) do not, as at the default 0.12 (the
+     * veto is no rule against unrelated pictures: condition 5) */
+    s.near_tl2 = 0.25;
     cs_err err = {0};
     cs_an_refs r;
     REQUIRE(cs_an_refs_build(&r, NR, ids, thumbs, &s, &err) == 0);
@@ -168,6 +186,36 @@ static void test_twins(void) {
     CHECKF(res.best.row == TM && res.verdict >= CS_V_NEAR && !res.best.part_al.replaced,
            "brightness: row %d verdict %s (%s) part %d", res.best.row, cs_verdict_name(res.verdict), res.best.rule,
            res.best.part_al.part);
+
+    /* the measurement is asked only where a verdict hangs on it
+     * (analyze/an_part.h): not for an exact copy (copy_tl2, never vetoed),
+     * not for an unrelated reference (no rule flags it), yes for the twin */
+    static cs_an_query qq;
+    float *qp = malloc(sizeof(float) * 2 * (size_t)cs_tl2_dim(&r.cfg)), q16[2 * CS_AN_Q16];
+    REQUIRE(qp);
+    cs_an_settings s0; /* the defaults: nothing flags the unrelated reference */
+    cs_an_settings_default(&s0);
+    const struct {
+        const char *what;
+        const cs_an_settings *s;
+        int row, glyph, measured, verdict;
+    } cases[] = {{"exact copy", &s, TM, 0, 0, CS_V_COPY}, {"unrelated", &s0, TM + 1, 0, 0, CS_V_NOVEL},
+                 {"twin", &s, TM, 1, 1, CS_V_NOVEL}};
+    for (int k = 0; k < 3; k++) {
+        memcpy(qq.thumb, thumbs + (size_t)TM * D, D);
+        if (cases[k].glyph) fill(qq.thumb, 36, 36, 44, 44, light);
+        cs_an_query_prep(qp, qp + cs_tl2_dim(&r.cfg), q16, &qq, &r.cfg);
+        cs_an_cand c;
+        memset(&c, 0, sizeof c);
+        c.row = cases[k].row;
+        c.emb_cos = -2;
+        cs_an_verify(&c, &r, 1, qp, qp + cs_tl2_dim(&r.cfg), q16, &qq, 100, cases[k].s);
+        CHECKF(c.part_al.measured == cases[k].measured && c.verdict == cases[k].verdict &&
+                   (!cases[k].measured || c.part_al.replaced),
+               "%s: measured %d replaced %d verdict %s (%s)", cases[k].what, c.part_al.measured, c.part_al.replaced,
+               cs_verdict_name(c.verdict), c.rule);
+    }
+    free(qp);
     cs_an_refs_free(&r);
 }
 

@@ -24,8 +24,10 @@ void cs_an_part_al(cs_an_cand *c, const cs_an_refs *r, const cs_an_query *q, con
                    0, k, -c->box[1] * k};
     uint8_t map[S * S];
     cs_lfc kc;
-    cs_lfc_measure_map(r->thumbs + (int64_t)c->row * S * S * 3, S, S, q->thumb, S, S, S, m, s->lf_colour_tol, &kc,
-                       map);
+    /* the hue search stops once fewer pixels are left than a part needs:
+     * an edited copy is usually explained by the first fits */
+    cs_lfc_measure_map_few(r->thumbs + (int64_t)c->row * S * S * 3, S, S, q->thumb, S, S, S, m, s->lf_colour_tol,
+                           CS_LFP_MIN_PX, &kc, map);
     cs_lfp_measure(map, S, &c->part_al);
 }
 

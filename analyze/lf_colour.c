@@ -115,6 +115,11 @@ void cs_lfc_measure(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int 
 
 void cs_lfc_measure_map(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
                         const double m[6], double tol, cs_lfc *out, uint8_t *map) {
+    cs_lfc_measure_map_few(ref, rw, rh, gen, gw, gh, S, m, tol, 0, out, map);
+}
+
+void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
+                            const double m[6], double tol, int few, cs_lfc *out, uint8_t *map) {
     memset(out, 0, sizeof *out);
     if (map) memset(map, 0, (size_t)S * S);
     out->recolour = -1;
@@ -188,6 +193,7 @@ void cs_lfc_measure_map(const uint8_t *ref, int rw, int rh, const uint8_t *gen, 
             best_deg = deg;
             memcpy(best_use, use, (size_t)n);
         }
+        if (n - best_in < few) break; /* no later fit changes the caller's answer */
     }
     if (best_in < 0) goto out;
     out->fit = (float)best_in / (float)n;

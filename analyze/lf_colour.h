@@ -69,6 +69,16 @@ void cs_lfc_measure(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int 
 void cs_lfc_measure_map(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
                         const double m[6], double tol, cs_lfc *out, uint8_t *map);
 
+/* The same, but the hue search stops as soon as the best fit so far leaves
+ * fewer than `few` compared pixels unexplained (few = 0: never). A fit is
+ * kept only when it explains more pixels than the best before it, so the
+ * final fit would leave fewer than `few` too: a caller that asks only
+ * whether `few` or more pixels stay unexplained gets the same answer
+ * (analyze/an_part.c: a replaced part needs CS_LFP_MIN_PX), and the other
+ * fields describe the fit where the search stopped. */
+void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
+                            const double m[6], double tol, int few, cs_lfc *out, uint8_t *map);
+
 /* HSV hue rotation of one RGB colour in [0,1] by deg degrees (exposed for
  * the tests). */
 void cs_lfc_hue_rotate(const float in[3], float deg, float out[3]);

@@ -41,6 +41,11 @@
 
 #define CS_LFP_CELL 4      /* cell side, thumbnail pixels */
 #define CS_LFP_MIN_CELLS 4 /* 4 cells of 4x4 px = one 8x8 block (CS_LFC_MIN_PX) */
+/* The fewest unexplained pixels a replaced part can have: a differing cell
+ * has at least a quarter of its 16 pixels compared (4) and most of those
+ * unexplained (3), and a part has CS_LFP_MIN_CELLS such cells. Fewer left
+ * by a colour fit: no part (cs_lfc_measure_map_few stops there). */
+#define CS_LFP_MIN_PX (CS_LFP_MIN_CELLS * 3)
 
 typedef struct {
     int cells;        /* cells with enough compared pixels */

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analyze/lf_colour.h"
 #include "analyze/lf_part.h"
 #include "analyze/match.h"
 #include "analyze/settings.h"
@@ -219,8 +220,47 @@ static void test_twins(void) {
     cs_an_refs_free(&r);
 }
 
+/* The early stop of the hue search (cs_lfc_measure_map_few with
+ * CS_LFP_MIN_PX) gives the answer of the full search, on pairs of every
+ * kind: the same picture under noise, under a brightness/contrast edit and
+ * a hue rotation, with one part replaced, with a caption, unrelated. */
+static void test_early_stop(void) {
+    static uint8_t ref[D], gen[D], map[S * S];
+    int stopped_same = 0;
+    for (int trial = 0; trial < 24; trial++) {
+        random_blocks(ref, 0, 0, S, S);
+        memcpy(gen, ref, D);
+        int kind = trial % 6;
+        if (kind == 0) /* noise of a few levels */
+            for (int i = 0; i < D; i++) gen[i] = (uint8_t)(gen[i] + rnd() % 7 - 3 + (gen[i] < 3 ? 3 : 0));
+        if (kind == 1)
+            for (int i = 0; i < D; i++) gen[i] = (uint8_t)(0.7 * gen[i] + 40);
+        if (kind == 2) /* a hue rotation: the channels cycled */
+            for (int i = 0; i < D; i += 3) gen[i] = ref[i + 1], gen[i + 1] = ref[i + 2], gen[i + 2] = ref[i];
+        if (kind == 3) random_blocks(gen, 16 + 8 * (trial % 3), 16, 40 + 8 * (trial % 3), 40);
+        if (kind == 4)
+            for (int x = 2; x < 60; x += 6) {
+                static const uint8_t ink[3] = {20, 20, 20};
+                fill(gen, x, 57, x + 4, 63, ink);
+            }
+        if (kind == 5) random_blocks(gen, 0, 0, S, S);
+        const double m[6] = {1, 0, 0, 0, 1, 0};
+        cs_lfc a, b;
+        cs_lfp pa, pb;
+        cs_lfc_measure_map(ref, S, S, gen, S, S, S, m, 0.1, &a, map);
+        cs_lfp_measure(map, S, &pa);
+        cs_lfc_measure_map_few(ref, S, S, gen, S, S, S, m, 0.1, CS_LFP_MIN_PX, &b, map);
+        cs_lfp_measure(map, S, &pb);
+        CHECKF(pa.replaced == pb.replaced && (kind != 3 || pa.replaced) && (kind == 3 || !pa.replaced),
+               "trial %d kind %d: replaced full %d early %d", trial, kind, pa.replaced, pb.replaced);
+        stopped_same += b.fit == a.fit;
+    }
+    printf("  %d of 24 pairs: the early stop kept the full search's fit\n", stopped_same);
+}
+
 int main(void) {
     RUN(test_maps);
     RUN(test_twins);
+    RUN(test_early_stop);
     return T_DONE();
 }

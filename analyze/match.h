@@ -202,7 +202,8 @@ int cs_an_match_batch_v(const cs_an_refs *r, const cs_an_query *q, int64_t nq, c
  * NULL: skipped) and both at 16 px (q16: 2 * CS_AN_Q16 floats). */
 void cs_an_query_prep(float *qid, float *qmir, float *q16, const cs_an_query *q, const cs_tl2_cfg *cfg);
 /* One candidate (c->row, emb_cos and lf set) refined and given both verdicts,
- * as cs_an_match_batch does; r needs only hold the candidate's row. */
+ * the replaced-part veto included where it decides (analyze/an_part.h), as
+ * cs_an_match_batch does; r needs only hold the candidate's row. */
 void cs_an_verify(cs_an_cand *c, const cs_an_refs *r, int do_align, const float *qid, const float *qmir,
                   const float *q16, const cs_an_query *q, int gen_pdq_quality, const cs_an_settings *s);
 

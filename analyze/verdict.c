@@ -25,8 +25,11 @@
  *   Every rule but copy_tl2 is vetoed for a template twin: after the
  *   alignment (the crop box for the pixel rules, the verified geometry for
  *   the local rule) and the best global colour edit, one compact region of
- *   the picture, not a caption band, is left unexplained (analyze/lf_part.h:
- *   a part replaced, e.g. a folder with another emblem).
+ *   the picture, not a caption band, is left unexplained while most of it
+ *   is explained (analyze/lf_part.h: a part replaced, e.g. a folder with
+ *   another emblem). The rules read part_al/part_lf as measured; the pixel
+ *   alignment's part is measured only where it decides (analyze/an_part.h:
+ *   cs_an_judge runs these rules, measures, and runs them again).
  *   novel      none of these. */
 #include <math.h>
 #include <string.h>

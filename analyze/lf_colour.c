@@ -108,6 +108,43 @@ static int fit(const float (*r)[3], const float (*g)[3], const uint8_t *use, int
     return 0;
 }
 
+/* HSV hue in degrees [0, 360), or -1 where the pixel is grey within tol
+ * (its channels spread less than tol: no hue to rotate) */
+static float hue_of(const float *p, float tol) {
+    float mx = fmaxf(p[0], fmaxf(p[1], p[2])), mn = fminf(p[0], fminf(p[1], p[2])), d = mx - mn;
+    if (d < tol) return -1;
+    float h = mx == p[0] ? (p[1] - p[2]) / d : mx == p[1] ? 2 + (p[2] - p[0]) / d : 4 + (p[0] - p[1]) / d;
+    h *= 60.0f;
+    return h < 0 ? h + 360.0f : h;
+}
+
+/* The rotations the quick search tries: none, then the one most pixels
+ * agree on (the mode of the hue differences generation - reference over
+ * the pixels with a hue in both, in 5 degree bins) and its two neighbours.
+ * A global hue edit turns every coloured pixel by the same angle, so the
+ * mode finds it; a picture with no hue has nothing to rotate. */
+static int quick_thetas(const float (*r)[3], const float (*g)[3], int n, double tol, float *degs) {
+    int hist[NTHETA] = {0}, nd = 0;
+    for (int i = 0; i < n; i++) {
+        float a = hue_of(r[i], (float)tol), b = hue_of(g[i], (float)tol);
+        if (a < 0 || b < 0) continue;
+        float d = b - a; /* (-360, 360) */
+        if (d < 0) d += 360.0f;
+        hist[(int)lrintf(d / 5.0f) % NTHETA]++;
+    }
+    int m = 0;
+    for (int k = 1; k < NTHETA; k++)
+        if (hist[k] > hist[m]) m = k;
+    degs[nd++] = 0;
+    if (!hist[m]) return nd;
+    for (int j = -1; j <= 1; j++) {
+        int k = ((m + j) % NTHETA + NTHETA) % NTHETA;
+        float deg = 5.0f * (float)(k > NTHETA / 2 ? k - NTHETA : k); /* (-180, 180] */
+        if (deg != 0) degs[nd++] = deg;
+    }
+    return nd;
+}
+
 void cs_lfc_measure(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
                     const double m[6], double tol, cs_lfc *out) {
     cs_lfc_measure_map(ref, rw, rh, gen, gw, gh, S, m, tol, out, NULL);
@@ -161,11 +198,16 @@ void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *g
     if (n < CS_LFC_MIN_PX) goto out;
     int best_in = -1;
     float best_deg = 0;
-    for (int t = 0; t < NTHETA; t++) {
+    float degs[NTHETA];
+    int nd = few > 0 ? quick_thetas(r, g, n, tol, degs) : 0;
+    for (int t = 0; few <= 0 && t < NTHETA; t++) {
         /* -180 < deg <= 180, 0 first so that ties keep the smallest rotation */
         int k = (t + 1) / 2;
         float deg = (t % 2 ? 1.0f : -1.0f) * 5.0f * (float)k;
-        if (deg <= -180) continue;
+        if (deg > -180) degs[nd++] = deg;
+    }
+    for (int t = 0; t < nd; t++) {
+        float deg = degs[t];
         for (int i = 0; i < n; i++) cs_lfc_hue_rotate(g[i], -deg, gr[i]);
         /* two starts, the least squares over all and no change at all, each
          * refined on the pixels within a tolerance that halves down to tol

@@ -69,13 +69,15 @@ void cs_lfc_measure(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int 
 void cs_lfc_measure_map(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
                         const double m[6], double tol, cs_lfc *out, uint8_t *map);
 
-/* The same, but the hue search stops as soon as the best fit so far leaves
- * fewer than `few` compared pixels unexplained (few = 0: never). A fit is
- * kept only when it explains more pixels than the best before it, so the
- * final fit would leave fewer than `few` too: a caller that asks only
- * whether `few` or more pixels stay unexplained gets the same answer
- * (analyze/an_part.c: a replaced part needs CS_LFP_MIN_PX), and the other
- * fields describe the fit where the search stopped. */
+/* The same, quick (few > 0; few = 0: the full search above): the hue
+ * rotations tried are none, then the one most compared pixels agree on (the
+ * mode of their hue differences, 5 degree bins) and its two neighbours, not
+ * all 72: a global hue edit turns every coloured pixel alike. The search
+ * stops as soon as the best fit so far leaves fewer than `few` compared
+ * pixels unexplained (a later fit is kept only when it explains more, so
+ * the answer to "are `few` or more left?" is the one the tried fits give).
+ * For the part measurement (analyze/an_part.c: a replaced part needs
+ * CS_LFP_MIN_PX unexplained pixels), which runs for every flagged pair. */
 void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
                             const double m[6], double tol, int few, cs_lfc *out, uint8_t *map);
 

@@ -46,6 +46,7 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
     /* the largest 8-connected region, counted in differing cells */
     int lab[MAXC * MAXC], stack[MAXC * MAXC];
     memset(lab, 0, sizeof(int) * (size_t)(C * C));
+    int best = 0; /* the largest region's label */
     for (int i = 0, nl = 0; i < C * C; i++) {
         if (!link[i] || lab[i] || st[i] != 2) continue;
         nl++;
@@ -74,13 +75,19 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
         }
         if (n > out->part) {
             out->part = n;
+            best = nl;
             memcpy(out->box, b, sizeof b);
         }
     }
     if (out->part < CS_LFP_MIN_CELLS) return;
+    /* an area, not a line: a 2x2 block of unexplained pixels in the region */
+    for (int y = 0; y + 1 < C * CS_LFP_CELL && !out->area; y++)
+        for (int x = 0; x + 1 < C * CS_LFP_CELL && !out->area; x++)
+            out->area = lab[(y / CS_LFP_CELL) * C + x / CS_LFP_CELL] == best && map[y * S + x] == 2 &&
+                        map[y * S + x + 1] == 2 && map[(y + 1) * S + x] == 2 && map[(y + 1) * S + x + 1] == 2;
     int bw = out->box[2] - out->box[0] + 1, bh = out->box[3] - out->box[1] + 1;
     out->caption = (out->box[1] == 0 || out->box[3] == C - 1) && 4 * bh <= C;
     int lo = bw < bh ? bw : bh, hi = bw < bh ? bh : bw;
-    out->replaced = !out->caption && 3 * lo >= hi && 2 * out->part >= out->differ && 2 * out->part >= bw * bh &&
+    out->replaced = out->area && !out->caption && 3 * lo >= hi && 2 * out->part >= out->differ && 2 * out->part >= bw * bh &&
                     2 * out->differ < out->cells;
 }

@@ -33,7 +33,14 @@
  *     part of it; where the alignment explains less than half, the picture
  *     is no twin but another picture (or the copy under an edit the colour
  *     fit does not model), and the rules that measure similarity judge it,
- *     not this veto. */
+ *     not this veto;
+ *  6. it is an area, not a line: it holds a 2x2 block of unexplained
+ *     pixels (JPEG's chroma block). Only the middle row of a stripe 3 px
+ *     wide is flat enough to compare; blur and JPEG's 2x2 chroma
+ *     subsampling wash such a stripe's colour out, and its residue, a line
+ *     one pixel thin, still makes a compact chain of cells (a white
+ *     headband over hair, blurred and JPEG'd at 64 px); a part replaced
+ *     has an area of another colour. */
 #ifndef CS_LF_PART_H
 #define CS_LF_PART_H
 
@@ -53,7 +60,8 @@ typedef struct {
     int part;         /* cells of the largest connected differing region */
     int box[4];       /* its bounding box in cells: x0, y0, x1, y1 (inclusive) */
     int caption;      /* 1: it is a band along the top or bottom (exempt) */
-    int replaced;     /* 1: a part of the reference is replaced (conditions 1-5) */
+    int area;         /* 1: it holds a 2x2 block of unexplained pixels (condition 6) */
+    int replaced;     /* 1: a part of the reference is replaced (conditions 1-6) */
     int measured;     /* 1: measured (or nothing to measure with); 0: not asked (analyze/an_part.h) */
 } cs_lfp;
 

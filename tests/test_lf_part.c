@@ -3,7 +3,8 @@
  * 1. cs_lfp_measure on constructed residual maps: one compact blob inside
  *    the picture is a replaced part; the same blob as a band along the
  *    bottom is a caption; thin residue along every edge (blur) and specks
- *    (JPEG) are not a part.
+ *    (JPEG) are not a part; nor is a region over most of the picture (no
+ *    common body) or lines one pixel thin (no area).
  * 2. End to end through cs_an_match_batch, with constructed thumbnails: a
  *    template (a folder-like body of flat 8 px blocks on a plain page) with
  *    glyph A is the reference. The same template with glyph B (a 16 px
@@ -11,7 +12,9 @@
  *    would call it a near-copy (checked) — but its residue is one compact
  *    region: not a copy. The template with glyph A under a caption band
  *    along the bottom, and the template with glyph A under a global
- *    brightness/contrast edit, stay flagged with the reference. */
+ *    brightness/contrast edit, stay flagged with the reference. The
+ *    measurement is made only where a verdict hangs on it (an_part.h).
+ * 3. The quick colour fit of the measurement answers as the full one. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,10 +236,12 @@ static void test_twins(void) {
     cs_an_refs_free(&r);
 }
 
-/* The early stop of the hue search (cs_lfc_measure_map_few with
- * CS_LFP_MIN_PX) gives the answer of the full search, on pairs of every
- * kind: the same picture under noise, under a brightness/contrast edit and
- * a hue rotation, with one part replaced, with a caption, unrelated. */
+/* The part measurement's quick colour fit (cs_lfc_measure_map_few with
+ * CS_LFP_MIN_PX: no hue rotation, then the mode of the hue differences and
+ * its neighbours, stopping once too few pixels are left for a part) gives
+ * the answer of the full 72-rotation search, on pairs of every kind: the
+ * same picture under noise, under a brightness/contrast edit and a hue
+ * rotation, with one part replaced, with a caption, unrelated. */
 static void test_early_stop(void) {
     static uint8_t ref[D], gen[D], map[S * S];
     int stopped_same = 0;

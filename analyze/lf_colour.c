@@ -41,12 +41,12 @@ static float luma(const float *p) { return 0.299f * p[0] + 0.587f * p[1] + 0.114
 
 static float clamp01(float x) { return x < 0 ? 0 : (x > 1 ? 1 : x); }
 
-/* RMS residual of one pixel under (a, b, c); prediction clipped to [0,1]
+/* RMS residual of one pixel under (a, b, c_R, c_G, c_B); prediction clipped to [0,1]
  * as the edit's own arithmetic clips */
 static float resid(const float *r, const float *g, const double *p) {
     float L = luma(r), s = 0;
     for (int k = 0; k < 3; k++) {
-        float e = clamp01((float)(p[0] * r[k] + p[1] * L + p[2])) - g[k];
+        float e = clamp01((float)(p[0] * r[k] + p[1] * L + p[2 + k])) - g[k];
         s += e * e;
     }
     return sqrtf(s / 3);
@@ -54,7 +54,7 @@ static float resid(const float *r, const float *g, const double *p) {
 
 /* least squares of g_k = a r_k + b L + c over the pixels with use[i]
  * (all when use is NULL); the 3x3 normal equations by Cramer's rule */
-static int fit(const float (*r)[3], const float (*g)[3], const uint8_t *use, int n, double p[3]) {
+static int fit3(const float (*r)[3], const float (*g)[3], const uint8_t *use, int n, double p[3]) {
     double A[3][3] = {{0}}, y[3] = {0};
     int m = 0;
     for (int i = 0; i < n; i++) {
@@ -105,6 +105,51 @@ static int fit(const float (*r)[3], const float (*g)[3], const uint8_t *use, int
         p[1] = (y[1] * A[2][2] - A[1][2] * y[2]) / dd;
         p[2] = (y[2] - p[1] * A[1][2]) / A[2][2];
     }
+    return 0;
+}
+
+/* the global family: one offset c for the three channels (p[2] = p[3] = p[4]) */
+static int fit(const float (*r)[3], const float (*g)[3], const uint8_t *use, int n, double p[5]) {
+    if (fit3(r, g, use, n, p)) return -1;
+    p[3] = p[4] = p[2];
+    return 0;
+}
+
+/* the family with a colour balance, g_k = a r_k + b L + c_k (an offset per
+ * channel: levels or white balance, a global edit too): least squares with
+ * the offsets eliminated (each channel centred on its mean), a >= 0 as in
+ * fit3; a grey picture (r_k = L) fits one gain of r + L */
+static int fit_balance(const float (*r)[3], const float (*g)[3], const uint8_t *use, int n, double p[5]) {
+    double m = 0, mr[3] = {0}, mg[3] = {0}, mL = 0;
+    for (int i = 0; i < n; i++) {
+        if (use && !use[i]) continue;
+        m++;
+        mL += luma(r[i]);
+        for (int k = 0; k < 3; k++) mr[k] += r[i][k], mg[k] += g[i][k];
+    }
+    if (m < 3) return -1;
+    mL /= m;
+    for (int k = 0; k < 3; k++) mr[k] /= m, mg[k] /= m;
+    double a11 = 0, a12 = 0, a22 = 0, y1 = 0, y2 = 0;
+    for (int i = 0; i < n; i++) {
+        if (use && !use[i]) continue;
+        double x2 = luma(r[i]) - mL;
+        for (int k = 0; k < 3; k++) {
+            double x1 = r[i][k] - mr[k], y = g[i][k] - mg[k];
+            a11 += x1 * x1, a12 += x1 * x2, a22 += x2 * x2, y1 += x1 * y, y2 += x2 * y;
+        }
+    }
+    double a, b, det = a11 * a22 - a12 * a12;
+    if (fabs(det) < 1e-12) {
+        double sxx = a11 + a22 + 2 * a12;
+        a = b = sxx > 1e-12 ? (y1 + y2) / sxx : 0;
+    } else {
+        a = (y1 * a22 - a12 * y2) / det;
+        b = (a11 * y2 - a12 * y1) / det;
+    }
+    if (a < 0) a = 0, b = a22 > 1e-12 ? y2 / a22 : 0;
+    p[0] = a, p[1] = b;
+    for (int k = 0; k < 3; k++) p[2 + k] = mg[k] - a * mr[k] - b * mL;
     return 0;
 }
 
@@ -200,6 +245,8 @@ void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *g
     float best_deg = 0;
     float degs[NTHETA];
     int nd = few > 0 ? quick_thetas(r, g, n, tol, degs) : 0;
+    /* the part measurement admits a colour balance too (fit_balance) */
+    int (*fitf)(const float (*)[3], const float (*)[3], const uint8_t *, int, double *) = few > 0 ? fit_balance : fit;
     for (int t = 0; few <= 0 && t < NTHETA; t++) {
         /* -180 < deg <= 180, 0 first so that ties keep the smallest rotation */
         int k = (t + 1) / 2;
@@ -215,15 +262,15 @@ void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *g
         int in = -1;
         uint8_t *u2 = use + n; /* the other start's inliers */
         for (int st = 0; st < 2; st++) {
-            double p[3] = {1, 0, 0};
-            if (st == 0 && fit((const float (*)[3])r, (const float (*)[3])gr, NULL, n, p)) continue;
+            double p[5] = {1, 0, 0, 0, 0};
+            if (st == 0 && fitf((const float (*)[3])r, (const float (*)[3])gr, NULL, n, p)) continue;
             uint8_t *u = st == 0 ? use : u2;
             int ni = 0;
             for (int pass = 0; pass < 4; pass++) {
                 float tl = (float)tol * (pass == 0 ? 4.0f : pass == 1 ? 2.0f : 1.0f);
                 ni = 0;
                 for (int i = 0; i < n; i++) ni += u[i] = resid(r[i], gr[i], p) <= tl;
-                if (pass == 3 || fit((const float (*)[3])r, (const float (*)[3])gr, u, n, p)) break;
+                if (pass == 3 || fitf((const float (*)[3])r, (const float (*)[3])gr, u, n, p)) break;
             }
             if (ni > in) {
                 in = ni;

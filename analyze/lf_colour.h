@@ -76,6 +76,8 @@ void cs_lfc_measure_map(const uint8_t *ref, int rw, int rh, const uint8_t *gen, 
  * stops as soon as the best fit so far leaves fewer than `few` compared
  * pixels unexplained (a later fit is kept only when it explains more, so
  * the answer to "are `few` or more left?" is the one the tried fits give).
+ * The family also admits a colour balance (an offset per channel, levels
+ * or white balance: a global edit that a part replaced is not).
  * For the part measurement (analyze/an_part.c: a replaced part needs
  * CS_LFP_MIN_PX unexplained pixels), which runs for every flagged pair. */
 void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,

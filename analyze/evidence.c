@@ -53,7 +53,8 @@ static void add_ref_tl2(cJSON *o, const an_state *A, const cs_an_cand *b) {
 }
 
 /* "replaced_part" (analyze/lf_part.h): what the geometry and the global
- * colour fit leave unexplained, absent when not measured. */
+ * colour fit leave unexplained; absent when not measured (analyze/an_part.h:
+ * only where a verdict hangs on it). */
 static void part_json(cJSON *o, const cs_lfp *p) {
     if (p->cells <= 0) return;
     cJSON *j = cJSON_AddObjectToObject(o, "replaced_part");
@@ -62,6 +63,7 @@ static void part_json(cJSON *o, const cs_lfp *p) {
     cJSON_AddNumberToObject(j, "largest_region", p->part);
     if (p->part > 0) cJSON_AddItemToObject(j, "region_box_cells", cJSON_CreateIntArray(p->box, 4));
     cJSON_AddBoolToObject(j, "caption_band", p->caption);
+    cJSON_AddBoolToObject(j, "area", p->area);
     cJSON_AddBoolToObject(j, "replaced", p->replaced);
 }
 

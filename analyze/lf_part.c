@@ -43,10 +43,12 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
                 }
             link[i] = nd >= 2;
         }
-    /* the largest 8-connected region, counted in differing cells */
+    /* the largest 8-connected region, counted in differing cells, that is
+     * no caption band (those are set aside: a copy may carry one) */
     int lab[MAXC * MAXC], stack[MAXC * MAXC];
     memset(lab, 0, sizeof(int) * (size_t)(C * C));
-    int best = 0; /* the largest region's label */
+    int best = 0;                                   /* the chosen region's label */
+    int cap_cells = 0, cap_n = 0, cap_box[4] = {0}; /* the caption bands */
     for (int i = 0, nl = 0; i < C * C; i++) {
         if (!link[i] || lab[i] || st[i] != 2) continue;
         nl++;
@@ -73,11 +75,25 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
                     }
                 }
         }
+        if ((b[1] == 0 || b[3] == C - 1) && 4 * (b[3] - b[1] + 1) <= C) { /* a caption band */
+            cap_cells += n;
+            if (n > cap_n) {
+                cap_n = n;
+                memcpy(cap_box, b, sizeof b);
+            }
+            continue;
+        }
         if (n > out->part) {
             out->part = n;
             best = nl;
             memcpy(out->box, b, sizeof b);
         }
+    }
+    out->caption = cap_cells > 0;
+    if (!best && cap_n) { /* nothing but a caption: reported, never a part */
+        out->part = cap_n;
+        memcpy(out->box, cap_box, sizeof cap_box);
+        return;
     }
     if (out->part < CS_LFP_MIN_CELLS) return;
     /* an area, not a line: a 2x2 block of unexplained pixels in the region */
@@ -86,8 +102,7 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
             out->area = lab[(y / CS_LFP_CELL) * C + x / CS_LFP_CELL] == best && map[y * S + x] == 2 &&
                         map[y * S + x + 1] == 2 && map[(y + 1) * S + x] == 2 && map[(y + 1) * S + x + 1] == 2;
     int bw = out->box[2] - out->box[0] + 1, bh = out->box[3] - out->box[1] + 1;
-    out->caption = (out->box[1] == 0 || out->box[3] == C - 1) && 4 * bh <= C;
     int lo = bw < bh ? bw : bh, hi = bw < bh ? bh : bw;
-    out->replaced = out->area && !out->caption && 3 * lo >= hi && 2 * out->part >= out->differ && 2 * out->part >= bw * bh &&
-                    2 * out->differ < out->cells;
+    out->replaced = out->area && 3 * lo >= hi && 2 * out->part >= out->differ - cap_cells &&
+                    2 * out->part >= bw * bh && 2 * out->differ < out->cells;
 }

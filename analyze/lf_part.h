@@ -27,7 +27,9 @@
  *     edge is an overlay or the registration error of a rotation's border;
  *  4. it is no caption: a region touching the top or bottom of the
  *     generation and no taller than a quarter of it is a text band laid
- *     over the copy, which a copy may have;
+ *     over the copy, which a copy may have; such bands are set aside (their
+ *     cells count in no condition but 5) and the largest other region is
+ *     judged, so a caption does not hide a replaced part;
  *  5. a common body is left: fewer than half of the cells compared differ.
  *     A twin shares most of its picture with the reference and replaces a
  *     part of it; where the alignment explains less than half, the picture
@@ -57,9 +59,10 @@
 typedef struct {
     int cells;        /* cells with enough compared pixels */
     int differ;       /* ... of which most are unexplained */
-    int part;         /* cells of the largest connected differing region */
+    int part;         /* cells of the largest connected differing region, caption bands aside
+                         (a band itself when there is nothing else) */
     int box[4];       /* its bounding box in cells: x0, y0, x1, y1 (inclusive) */
-    int caption;      /* 1: it is a band along the top or bottom (exempt) */
+    int caption;      /* 1: a band along the top or bottom was set aside (exempt) */
     int area;         /* 1: it holds a 2x2 block of unexplained pixels (condition 6) */
     int replaced;     /* 1: a part of the reference is replaced (conditions 1-6) */
     int measured;     /* 1: measured (or nothing to measure with); 0: not asked (analyze/an_part.h) */

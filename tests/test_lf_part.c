@@ -71,6 +71,12 @@ static void test_maps(void) {
     memset(map + 52 * S, 2, 12 * S);
     cs_lfp_measure(map, S, &p);
     CHECKF(p.caption && !p.replaced && p.part == 48, "caption: caption %d replaced %d part %d", p.caption, p.replaced, p.part);
+    /* the same caption over a picture with a part replaced: the band is set
+     * aside, the part judged */
+    for (int y = 24; y < 40; y++) memset(map + y * S + 20, 2, 16);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.caption && p.replaced && p.part == 16, "caption and part: caption %d replaced %d part %d", p.caption,
+           p.replaced, p.part);
     /* a band in the middle of the picture, or a strip along a side (a
      * rotation's border), is no part either: elongated */
     memset(map, 1, sizeof map);

@@ -47,9 +47,9 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
      * no caption band (those are set aside: a copy may carry one) */
     int lab[MAXC * MAXC], stack[MAXC * MAXC];
     memset(lab, 0, sizeof(int) * (size_t)(C * C));
-    int best = 0;                                   /* the chosen region's label */
-    int cap_cells = 0, cap_n = 0, cap_box[4] = {0}; /* the caption bands */
-    for (int i = 0, nl = 0; i < C * C; i++) {
+    /* per region (label l = 1..nl): differing cells rn[l], box rb[l] */
+    int nl = 0, rn[MAXC * MAXC / 2 + 2], rb[MAXC * MAXC / 2 + 2][4];
+    for (int i = 0; i < C * C; i++) {
         if (!link[i] || lab[i] || st[i] != 2) continue;
         nl++;
         int sp = 0, n = 0, b[4] = {C, C, -1, -1};
@@ -75,26 +75,35 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
                     }
                 }
         }
-        if ((b[1] == 0 || b[3] == C - 1) && 4 * (b[3] - b[1] + 1) <= C) { /* a caption band */
-            cap_cells += n;
-            if (n > cap_n) {
-                cap_n = n;
-                memcpy(cap_box, b, sizeof b);
-            }
+        rn[nl] = n;
+        memcpy(rb[nl], b, sizeof b);
+    }
+    /* caption bands: a region touching the top or bottom, no taller than a
+     * quarter; the rows they span (top: 0..top_end, bottom: bot_start..C-1)
+     * hold the caption, and every region inside those rows is a piece of it */
+    int top_end = -1, bot_start = C;
+    for (int l = 1; l <= nl; l++) {
+        int h = rb[l][3] - rb[l][1] + 1;
+        if (4 * h > C) continue;
+        if (rb[l][1] == 0 && rb[l][3] > top_end) top_end = rb[l][3];
+        if (rb[l][3] == C - 1 && rb[l][1] < bot_start) bot_start = rb[l][1];
+    }
+    int best = 0, cap_cells = 0, cap = 0; /* the chosen region, the caption's cells, its largest piece */
+    for (int l = 1; l <= nl; l++) {
+        if (rb[l][3] <= top_end || rb[l][1] >= bot_start) { /* set aside: a copy may carry a caption */
+            cap_cells += rn[l];
+            if (!cap || rn[l] > rn[cap]) cap = l;
             continue;
         }
-        if (n > out->part) {
-            out->part = n;
-            best = nl;
-            memcpy(out->box, b, sizeof b);
-        }
+        if (!best || rn[l] > rn[best]) best = l;
     }
     out->caption = cap_cells > 0;
-    if (!best && cap_n) { /* nothing but a caption: reported, never a part */
-        out->part = cap_n;
-        memcpy(out->box, cap_box, sizeof cap_box);
-        return;
+    int show = best ? best : cap; /* nothing but a caption: reported, never a part */
+    if (show) {
+        out->part = rn[show];
+        memcpy(out->box, rb[show], sizeof out->box);
     }
+    if (!best) return;
     if (out->part < CS_LFP_MIN_CELLS) return;
     /* an area, not a line: a 2x2 block of unexplained pixels in the region */
     for (int y = 0; y + 1 < C * CS_LFP_CELL && !out->area; y++)

@@ -27,9 +27,11 @@
  *     edge is an overlay or the registration error of a rotation's border;
  *  4. it is no caption: a region touching the top or bottom of the
  *     generation and no taller than a quarter of it is a text band laid
- *     over the copy, which a copy may have; such bands are set aside (their
- *     cells count in no condition but 5) and the largest other region is
- *     judged, so a caption does not hide a replaced part;
+ *     over the copy, which a copy may have; such bands, and every region
+ *     inside the rows they span (the band's pieces where part of it stays
+ *     within the tolerance), are set aside (their cells count in no
+ *     condition but 5) and the largest other region is judged, so a caption
+ *     does not hide a replaced part;
  *  5. a common body is left: fewer than half of the cells compared differ.
  *     A twin shares most of its picture with the reference and replaces a
  *     part of it; where the alignment explains less than half, the picture

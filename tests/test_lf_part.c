@@ -77,6 +77,14 @@ static void test_maps(void) {
     cs_lfp_measure(map, S, &p);
     CHECKF(p.caption && p.replaced && p.part == 16, "caption and part: caption %d replaced %d part %d", p.caption,
            p.replaced, p.part);
+    /* a caption band in pieces (a brightened bottom quarter partly within
+     * the tolerance): a piece that does not touch the edge but lies in the
+     * rows the band spans is the band, not a part */
+    memset(map, 1, sizeof map);
+    for (int y = 48; y < 64; y++) memset(map + y * S, 2, 16);
+    for (int y = 48; y < 56; y++) memset(map + y * S + 32, 2, 8);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.caption && !p.replaced, "caption in pieces: caption %d replaced %d part %d", p.caption, p.replaced, p.part);
     /* a band in the middle of the picture, or a strip along a side (a
      * rotation's border), is no part either: elongated */
     memset(map, 1, sizeof map);

@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "analyze/an_part.h"
 #include "analyze/analyze_internal.h"
 #include "core/parallel.h"
 #include "pipeline/model.h"
@@ -520,8 +521,7 @@ static void judge_one(void *vctx, int64_t j, int thread) {
         for (int t = 0; t < T; t++)
             if (b.tile_d[t] > ent[k]->floor) beyond[k] |= 1ull << t;
         take_nearer(a, &b);
-        cs_an_verdict_cand(a, res->gen_pdq_quality, s);
-        cs_an_verdict_local(a, s);
+        cs_an_judge(a, refs, q, res->gen_pdq_quality, s);
         if (a->tiles_informative > 0 && d_ref[k] <= rt_floor_bound(ent[k]->floor, s) && d_rt[k] < d_ref[k] &&
             (at_floor < 0 || d_ref[k] < d_ref[at_floor]))
             at_floor = k;
@@ -560,6 +560,7 @@ static void judge_one(void *vctx, int64_t j, int thread) {
     res->best = cand[best];
     res->d2 = d2;
     res->second_row = second;
+    cs_an_part_ratio(res, refs, q, s);
     cs_an_verdict_result(res, s);
     cs_an_verdict_local_result(res);
     update_neighbours(res, rows, cand, nr);

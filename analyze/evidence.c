@@ -7,6 +7,7 @@
 
 #include "analyze/analyze_internal.h"
 
+static void part_json(cJSON *o, const cs_lfp *p);
 static cJSON *tile_json(int t, int grid, const float *td) {
     const int ts = CS_THUMB_SIZE / grid;
     cJSON *o = cJSON_CreateObject();
@@ -48,6 +49,22 @@ static void add_ref_tl2(cJSON *o, const an_state *A, const cs_an_cand *b) {
     cJSON_AddNumberToObject(t, "tiles_informative", b->tiles_informative);
     cJSON_AddNumberToObject(t, "tiles_content", b->tiles_content);
     cJSON_AddNumberToObject(t, "tiles_matched", b->tiles_matched);
+    part_json(t, &b->part_al);
+}
+
+/* "replaced_part" (analyze/lf_part.h): what the geometry and the global
+ * colour fit leave unexplained; absent when not measured (analyze/an_part.h:
+ * only where a verdict hangs on it). */
+static void part_json(cJSON *o, const cs_lfp *p) {
+    if (p->cells <= 0) return;
+    cJSON *j = cJSON_AddObjectToObject(o, "replaced_part");
+    cJSON_AddNumberToObject(j, "cells", p->cells);
+    cJSON_AddNumberToObject(j, "cells_differing", p->differ);
+    cJSON_AddNumberToObject(j, "largest_region", p->part);
+    if (p->part > 0) cJSON_AddItemToObject(j, "region_box_cells", cJSON_CreateIntArray(p->box, 4));
+    cJSON_AddBoolToObject(j, "caption_band", p->caption);
+    cJSON_AddBoolToObject(j, "area", p->area);
+    cJSON_AddBoolToObject(j, "replaced", p->replaced);
 }
 
 /* "ratio_test", "hashes" and "embedding" of the best candidate. */
@@ -124,6 +141,7 @@ static void add_local(cJSON *o, const an_state *A, const cs_an_cand *b) {
         cJSON_AddNumberToObject(c, "parts", m->parts);
         cJSON_AddNumberToObject(c, "parts_recoloured", m->parts_recoloured);
     }
+    part_json(l, &b->part_lf);
     cJSON_AddItemToObject(l, "ref_polygon", poly_json((const float (*)[2])m->ref_poly));
     cJSON_AddItemToObject(l, "gen_polygon", poly_json((const float (*)[2])m->gen_poly));
     const int sz[4] = {m->ref_w, m->ref_h, m->gen_w, m->gen_h};

@@ -41,12 +41,12 @@ static float luma(const float *p) { return 0.299f * p[0] + 0.587f * p[1] + 0.114
 
 static float clamp01(float x) { return x < 0 ? 0 : (x > 1 ? 1 : x); }
 
-/* RMS residual of one pixel under (a, b, c); prediction clipped to [0,1]
+/* RMS residual of one pixel under (a, b, c_R, c_G, c_B); prediction clipped to [0,1]
  * as the edit's own arithmetic clips */
 static float resid(const float *r, const float *g, const double *p) {
     float L = luma(r), s = 0;
     for (int k = 0; k < 3; k++) {
-        float e = clamp01((float)(p[0] * r[k] + p[1] * L + p[2])) - g[k];
+        float e = clamp01((float)(p[0] * r[k] + p[1] * L + p[2 + k])) - g[k];
         s += e * e;
     }
     return sqrtf(s / 3);
@@ -54,7 +54,7 @@ static float resid(const float *r, const float *g, const double *p) {
 
 /* least squares of g_k = a r_k + b L + c over the pixels with use[i]
  * (all when use is NULL); the 3x3 normal equations by Cramer's rule */
-static int fit(const float (*r)[3], const float (*g)[3], const uint8_t *use, int n, double p[3]) {
+static int fit3(const float (*r)[3], const float (*g)[3], const uint8_t *use, int n, double p[3]) {
     double A[3][3] = {{0}}, y[3] = {0};
     int m = 0;
     for (int i = 0; i < n; i++) {
@@ -108,9 +108,102 @@ static int fit(const float (*r)[3], const float (*g)[3], const uint8_t *use, int
     return 0;
 }
 
+/* the global family: one offset c for the three channels (p[2] = p[3] = p[4]) */
+static int fit(const float (*r)[3], const float (*g)[3], const uint8_t *use, int n, double p[5]) {
+    if (fit3(r, g, use, n, p)) return -1;
+    p[3] = p[4] = p[2];
+    return 0;
+}
+
+/* the family with a colour balance, g_k = a r_k + b L + c_k (an offset per
+ * channel: levels or white balance, a global edit too): least squares with
+ * the offsets eliminated (each channel centred on its mean), a >= 0 as in
+ * fit3; a grey picture (r_k = L) fits one gain of r + L */
+static int fit_balance(const float (*r)[3], const float (*g)[3], const uint8_t *use, int n, double p[5]) {
+    double m = 0, mr[3] = {0}, mg[3] = {0}, mL = 0;
+    for (int i = 0; i < n; i++) {
+        if (use && !use[i]) continue;
+        m++;
+        mL += luma(r[i]);
+        for (int k = 0; k < 3; k++) mr[k] += r[i][k], mg[k] += g[i][k];
+    }
+    if (m < 3) return -1;
+    mL /= m;
+    for (int k = 0; k < 3; k++) mr[k] /= m, mg[k] /= m;
+    double a11 = 0, a12 = 0, a22 = 0, y1 = 0, y2 = 0;
+    for (int i = 0; i < n; i++) {
+        if (use && !use[i]) continue;
+        double x2 = luma(r[i]) - mL;
+        for (int k = 0; k < 3; k++) {
+            double x1 = r[i][k] - mr[k], y = g[i][k] - mg[k];
+            a11 += x1 * x1, a12 += x1 * x2, a22 += x2 * x2, y1 += x1 * y, y2 += x2 * y;
+        }
+    }
+    double a, b, det = a11 * a22 - a12 * a12;
+    if (fabs(det) < 1e-12) {
+        double sxx = a11 + a22 + 2 * a12;
+        a = b = sxx > 1e-12 ? (y1 + y2) / sxx : 0;
+    } else {
+        a = (y1 * a22 - a12 * y2) / det;
+        b = (a11 * y2 - a12 * y1) / det;
+    }
+    if (a < 0) a = 0, b = a22 > 1e-12 ? y2 / a22 : 0;
+    p[0] = a, p[1] = b;
+    for (int k = 0; k < 3; k++) p[2 + k] = mg[k] - a * mr[k] - b * mL;
+    return 0;
+}
+
+/* HSV hue in degrees [0, 360), or -1 where the pixel is grey within tol
+ * (its channels spread less than tol: no hue to rotate) */
+static float hue_of(const float *p, float tol) {
+    float mx = fmaxf(p[0], fmaxf(p[1], p[2])), mn = fminf(p[0], fminf(p[1], p[2])), d = mx - mn;
+    if (d < tol) return -1;
+    float h = mx == p[0] ? (p[1] - p[2]) / d : mx == p[1] ? 2 + (p[2] - p[0]) / d : 4 + (p[0] - p[1]) / d;
+    h *= 60.0f;
+    return h < 0 ? h + 360.0f : h;
+}
+
+/* The rotations the quick search tries: none, then the one most pixels
+ * agree on (the mode of the hue differences generation - reference over
+ * the pixels with a hue in both, in 5 degree bins) and its two neighbours.
+ * A global hue edit turns every coloured pixel by the same angle, so the
+ * mode finds it; a picture with no hue has nothing to rotate. */
+static int quick_thetas(const float (*r)[3], const float (*g)[3], int n, double tol, float *degs) {
+    int hist[NTHETA] = {0}, nd = 0;
+    for (int i = 0; i < n; i++) {
+        float a = hue_of(r[i], (float)tol), b = hue_of(g[i], (float)tol);
+        if (a < 0 || b < 0) continue;
+        float d = b - a; /* (-360, 360) */
+        if (d < 0) d += 360.0f;
+        hist[(int)lrintf(d / 5.0f) % NTHETA]++;
+    }
+    int m = 0;
+    for (int k = 1; k < NTHETA; k++)
+        if (hist[k] > hist[m]) m = k;
+    degs[nd++] = 0;
+    if (!hist[m]) return nd;
+    for (int j = -1; j <= 1; j++) {
+        int k = ((m + j) % NTHETA + NTHETA) % NTHETA;
+        float deg = 5.0f * (float)(k > NTHETA / 2 ? k - NTHETA : k); /* (-180, 180] */
+        if (deg != 0) degs[nd++] = deg;
+    }
+    return nd;
+}
+
 void cs_lfc_measure(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
                     const double m[6], double tol, cs_lfc *out) {
+    cs_lfc_measure_map(ref, rw, rh, gen, gw, gh, S, m, tol, out, NULL);
+}
+
+void cs_lfc_measure_map(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
+                        const double m[6], double tol, cs_lfc *out, uint8_t *map) {
+    cs_lfc_measure_map_few(ref, rw, rh, gen, gw, gh, S, m, tol, 0, out, map);
+}
+
+void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
+                            const double m[6], double tol, int few, cs_lfc *out, uint8_t *map) {
     memset(out, 0, sizeof *out);
+    if (map) memset(map, 0, (size_t)S * S);
     out->recolour = -1;
     double det = m[0] * m[4] - m[1] * m[3];
     if (!(fabs(det) > 1e-12) || rw <= 0 || rh <= 0 || gw <= 0 || gh <= 0 || S < 4) return;
@@ -120,8 +213,9 @@ void cs_lfc_measure(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int 
           (*gr)[3] = malloc(sizeof(float) * 3 * (size_t)N);
     uint8_t *use = malloc(2 * (size_t)N), *best_use = malloc((size_t)N);
     uint16_t *bin = malloc(sizeof(uint16_t) * (size_t)N);
+    int32_t *at = malloc(sizeof(int32_t) * (size_t)N); /* the generation pixel of each compared pair */
     int n = 0;
-    if (!r || !g || !gr || !use || !best_use || !bin) goto out;
+    if (!r || !g || !gr || !use || !best_use || !bin || !at) goto out;
     const float t255 = (float)(tol * 255.0);
     for (int y = 0; y < S; y++)
         for (int x = 0; x < S; x++) {
@@ -142,17 +236,25 @@ void cs_lfc_measure(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int 
             const uint8_t *q = gen + ((size_t)y * S + x) * 3;
             for (int k = 0; k < 3; k++) r[n][k] = c[k] / 255.0f, g[n][k] = q[k] / 255.0f;
             bin[n] = (uint16_t)((c[0] >> 5) << 6 | (c[1] >> 5) << 3 | (c[2] >> 5));
+            at[n] = y * S + x;
             n++;
         }
     out->compared = n;
     if (n < CS_LFC_MIN_PX) goto out;
     int best_in = -1;
     float best_deg = 0;
-    for (int t = 0; t < NTHETA; t++) {
+    float degs[NTHETA];
+    int nd = few > 0 ? quick_thetas(r, g, n, tol, degs) : 0;
+    /* the part measurement admits a colour balance too (fit_balance) */
+    int (*fitf)(const float (*)[3], const float (*)[3], const uint8_t *, int, double *) = few > 0 ? fit_balance : fit;
+    for (int t = 0; few <= 0 && t < NTHETA; t++) {
         /* -180 < deg <= 180, 0 first so that ties keep the smallest rotation */
         int k = (t + 1) / 2;
         float deg = (t % 2 ? 1.0f : -1.0f) * 5.0f * (float)k;
-        if (deg <= -180) continue;
+        if (deg > -180) degs[nd++] = deg;
+    }
+    for (int t = 0; t < nd; t++) {
+        float deg = degs[t];
         for (int i = 0; i < n; i++) cs_lfc_hue_rotate(g[i], -deg, gr[i]);
         /* two starts, the least squares over all and no change at all, each
          * refined on the pixels within a tolerance that halves down to tol
@@ -160,15 +262,15 @@ void cs_lfc_measure(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int 
         int in = -1;
         uint8_t *u2 = use + n; /* the other start's inliers */
         for (int st = 0; st < 2; st++) {
-            double p[3] = {1, 0, 0};
-            if (st == 0 && fit((const float (*)[3])r, (const float (*)[3])gr, NULL, n, p)) continue;
+            double p[5] = {1, 0, 0, 0, 0};
+            if (st == 0 && fitf((const float (*)[3])r, (const float (*)[3])gr, NULL, n, p)) continue;
             uint8_t *u = st == 0 ? use : u2;
             int ni = 0;
             for (int pass = 0; pass < 4; pass++) {
                 float tl = (float)tol * (pass == 0 ? 4.0f : pass == 1 ? 2.0f : 1.0f);
                 ni = 0;
                 for (int i = 0; i < n; i++) ni += u[i] = resid(r[i], gr[i], p) <= tl;
-                if (pass == 3 || fit((const float (*)[3])r, (const float (*)[3])gr, u, n, p)) break;
+                if (pass == 3 || fitf((const float (*)[3])r, (const float (*)[3])gr, u, n, p)) break;
             }
             if (ni > in) {
                 in = ni;
@@ -180,9 +282,12 @@ void cs_lfc_measure(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int 
             best_deg = deg;
             memcpy(best_use, use, (size_t)n);
         }
+        if (n - best_in < few) break; /* no later fit changes the caller's answer */
     }
     if (best_in < 0) goto out;
     out->fit = (float)best_in / (float)n;
+    if (map)
+        for (int i = 0; i < n; i++) map[at[i]] = best_use[i] ? 1 : 2;
     out->hue_deg = best_deg;
     /* per reference colour: how many of its pixels the fit leaves out */
     int *cnt = calloc(2 * 512, sizeof(int));
@@ -209,4 +314,5 @@ out:
     free(use);
     free(best_use);
     free(bin);
+    free(at);
 }

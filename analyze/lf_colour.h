@@ -62,6 +62,27 @@ typedef struct {
 void cs_lfc_measure(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
                     const double m[6], double tol, cs_lfc *out);
 
+/* The same, and (map not NULL) where the fit leaves pixels out: map[S*S]
+ * on the generation's thumbnail grid, 0 = not compared (outside the mapped
+ * reference, or an edge of it), 1 = explained by the global colour fit,
+ * 2 = not explained (input of analyze/lf_part.h). */
+void cs_lfc_measure_map(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
+                        const double m[6], double tol, cs_lfc *out, uint8_t *map);
+
+/* The same, quick (few > 0; few = 0: the full search above): the hue
+ * rotations tried are none, then the one most compared pixels agree on (the
+ * mode of their hue differences, 5 degree bins) and its two neighbours, not
+ * all 72: a global hue edit turns every coloured pixel alike. The search
+ * stops as soon as the best fit so far leaves fewer than `few` compared
+ * pixels unexplained (a later fit is kept only when it explains more, so
+ * the answer to "are `few` or more left?" is the one the tried fits give).
+ * The family also admits a colour balance (an offset per channel, levels
+ * or white balance: a global edit that a part replaced is not).
+ * For the part measurement (analyze/an_part.c: a replaced part needs
+ * CS_LFP_MIN_PX unexplained pixels), which runs for every flagged pair. */
+void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
+                            const double m[6], double tol, int few, cs_lfc *out, uint8_t *map);
+
 /* HSV hue rotation of one RGB colour in [0,1] by deg degrees (exposed for
  * the tests). */
 void cs_lfc_hue_rotate(const float in[3], float deg, float out[3]);

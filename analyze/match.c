@@ -2,6 +2,7 @@
  * match.h for the pipeline). */
 #include "analyze/match.h"
 
+#include "analyze/an_part.h"
 #include "analyze/fuse.h"
 #include "analyze/lf_colour.h"
 #include "analyze/verdict.h"
@@ -472,16 +473,20 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
     free(own);
     /* a verification the local rule could flag: is the colour change global
      * (a copy, edited) or one part recoloured (a twin)? (analyze/lf_colour.h) */
+    uint8_t map[S * S];
     if (q && c->lf.inliers > 0 && c->lf.score >= s->lf_min_share && c->lf.log10_nfa1 <= log10(s->lf_max_nfa)) {
         cs_lfc k;
-        cs_lfc_measure(r->thumbs + (int64_t)row * S * S * 3, c->lf.ref_w, c->lf.ref_h, q->thumb, c->lf.gen_w,
-                       c->lf.gen_h, S, c->lf.m_orig, s->lf_colour_tol, &k);
+        cs_lfc_measure_map(r->thumbs + (int64_t)row * S * S * 3, c->lf.ref_w, c->lf.ref_h, q->thumb, c->lf.gen_w,
+                           c->lf.gen_h, S, c->lf.m_orig, s->lf_colour_tol, &k, map);
+        cs_lfp_measure(map, S, &c->part_lf);
         c->lf.recolour = k.recolour;
         c->lf.colour_fit = k.fit;
         c->lf.hue_deg = k.hue_deg;
         c->lf.parts = k.parts;
         c->lf.parts_recoloured = k.parts_recoloured;
     }
+    /* part_al (the replaced-part veto after this alignment) is measured
+     * later, only where a verdict hangs on it (analyze/an_part.h) */
 hashes:
     hash_distances(c, r, row, q);
 }
@@ -608,8 +613,7 @@ void cs_an_query_prep(float *qid, float *qmir, float *q16, const cs_an_query *q,
 void cs_an_verify(cs_an_cand *c, const cs_an_refs *r, int do_align, const float *qid, const float *qmir,
                   const float *q16, const cs_an_query *q, int gen_pdq_quality, const cs_an_settings *s) {
     cs_an_refine(c, r, c->row, qid, qmir, q16, q16 + CS_AN_Q16, do_align, q, s);
-    cs_an_verdict_cand(c, gen_pdq_quality, s);
-    cs_an_verdict_local(c, s);
+    cs_an_judge(c, r, q, gen_pdq_quality, s);
 }
 
 /* Stage 2 in this process: every candidate of generation i verified. */
@@ -691,6 +695,7 @@ static void finish_one(void *vctx, int64_t i, int thread) {
         res->second_row = cand[n2].row;
     }
     free(cand);
+    cs_an_part_ratio(res, r, x->q + i, x->s);
     cs_an_verdict_result(res, x->s);
     cs_an_verdict_local_result(res);
 }

@@ -21,6 +21,7 @@
 
 #include <stdint.h>
 
+#include "analyze/lf_part.h"
 #include "analyze/lf_verify.h"
 #include "analyze/settings.h"
 #include "core/err.h"
@@ -119,6 +120,8 @@ typedef struct {
     int pdq_q_ref;
     float emb_cos;       /* -2 = no embedding score for this pair */
     cs_lfv_match lf;     /* local-feature verification (inliers 0: none for this pair) */
+    cs_lfp part_al;      /* replaced part after the pixel alignment (box), analyze/lf_part.h; cells 0: not measured */
+    cs_lfp part_lf;      /* ... after the verified local-feature geometry */
     int ambiguous;       /* CS_AN_AMBIG_*: another, distinct reference is as close (cs_an_mark_ambiguous) */
     int verdict;
     const char *rule;    /* the setting that decided the verdict ("copy_tl2", ...) */
@@ -235,7 +238,8 @@ int cs_an_match_batch_sv(const cs_an_refs *r, const cs_an_query *q, int64_t nq, 
  * NULL: skipped) and both at 16 px (q16: 2 * CS_AN_Q16 floats). */
 void cs_an_query_prep(float *qid, float *qmir, float *q16, const cs_an_query *q, const cs_tl2_cfg *cfg);
 /* One candidate (c->row, emb_cos and lf set) refined and given both verdicts,
- * as cs_an_match_batch does; r needs only hold the candidate's row. */
+ * the replaced-part veto included where it decides (analyze/an_part.h), as
+ * cs_an_match_batch does; r needs only hold the candidate's row. */
 void cs_an_verify(cs_an_cand *c, const cs_an_refs *r, int do_align, const float *qid, const float *qmir,
                   const float *q16, const cs_an_query *q, int gen_pdq_quality, const cs_an_settings *s);
 

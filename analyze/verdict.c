@@ -23,6 +23,14 @@
  *   local      (cs_an_verdict_local, a separate rule) a geometric verification
  *              of local features: near-copy or partial by the covered area
  *              (partial where the pixels found a region not copied in place).
+ *   Every rule but copy_tl2 is vetoed for a template twin: after the
+ *   alignment (the crop box for the pixel rules, the verified geometry for
+ *   the local rule) and the best global colour edit, one compact region of
+ *   the picture, not a caption band, is left unexplained while most of it
+ *   is explained (analyze/lf_part.h: a part replaced, e.g. a folder with
+ *   another emblem). The rules read part_al/part_lf as measured; the pixel
+ *   alignment's part is measured only where it decides (analyze/an_part.h:
+ *   cs_an_judge runs these rules, measures, and runs them again).
  *   With a model's round trip (analyze/an_roundtrip.c, near_ae_floor) every
  *   tile must also be within the autoencoder's own loss of the round trip.
  *   novel      none of these. */
@@ -50,6 +58,9 @@ void cs_an_verdict_cand(cs_an_cand *c, int gen_pdq_quality, const cs_an_settings
         c->rule = "copy_tl2";
         return;
     }
+    /* below: no pixel rule flags a template twin, whose alignment leaves one
+     * compact part of the picture unexplained (analyze/lf_part.h) */
+    if (c->part_al.replaced) return;
     /* a plain picture (no informative tile) matches any plain picture */
     if (c->d_al <= s->near_tl2 && c->tiles_informative > 0 && !(c->ambiguous & CS_AN_AMBIG_TL2)) {
         c->verdict = CS_V_NEAR;
@@ -93,7 +104,7 @@ void cs_an_verdict_result(cs_an_result *res, const cs_an_settings *s) {
     res->ratio = isfinite(res->d2) && res->d2 > 0 ? b->d_al / res->d2 : (isfinite(res->d2) ? 1.0f : 0.0f);
     res->ratio_pass = res->ratio < s->ratio_max && b->d_al <= s->ratio_tl2 && b->tiles_informative > 0;
     res->verdict = b->verdict;
-    if (res->ratio_pass && res->verdict < CS_V_NEAR) {
+    if (res->ratio_pass && res->verdict < CS_V_NEAR && !b->part_al.replaced) {
         res->verdict = CS_V_NEAR;
         b->verdict = CS_V_NEAR;
         b->rule = "ratio_max";
@@ -132,6 +143,9 @@ void cs_an_verdict_local(cs_an_cand *c, const cs_an_settings *s) {
     /* not a colour twin: brightness/contrast/saturation/hue edits change every
      * pixel alike; a part recoloured is another picture (analyze/lf_colour.h) */
     if (m->recolour >= 0 && m->parts_recoloured >= s->lf_recolour_parts) return;
+    /* not a template twin: one compact part of the reference replaced by
+     * another (an emblem, a glyph), the rest alike (analyze/lf_part.h) */
+    if (c->part_lf.replaced) return;
     int v = m->coverage >= s->lf_near_cover ? CS_V_NEAR : CS_V_PARTIAL;
     /* Not a whole-image copy when the pixels show a region that is not: the
      * covered area is the hull of the verified keypoints, blind to a region

@@ -1,0 +1,54 @@
+/* an_part.c — the replaced-part veto where it can change a verdict (see
+ * analyze/an_part.h). */
+#include "analyze/an_part.h"
+
+#include <string.h>
+
+#include "analyze/lf_colour.h"
+#include "analyze/verdict.h"
+#include "index/refs.h"
+
+#define S CS_THUMB_SIZE
+
+void cs_an_part_al(cs_an_cand *c, const cs_an_refs *r, const cs_an_query *q, const cs_an_settings *s) {
+    if (c->part_al.measured) return;
+    memset(&c->part_al, 0, sizeof c->part_al);
+    c->part_al.measured = 1;
+    if (!q || !r->has_thumbs || !r->thumbs || c->row < 0 || c->row >= r->n || !(c->box[2] > 0)) return;
+    /* The crop box as a map from reference thumbnail px to generation
+     * thumbnail px (mirrored: x -> S - x). The box lies inside the
+     * reference and fills the generation, so every generation pixel is
+     * compared with the reference pixel it was aligned to. */
+    double k = (double)S / c->box[2];
+    double m[6] = {c->al_mirrored ? -k : k, 0, c->al_mirrored ? S + c->box[0] * k : -c->box[0] * k,
+                   0, k, -c->box[1] * k};
+    uint8_t map[S * S];
+    cs_lfc kc;
+    /* the hue search stops once fewer pixels are left than a part needs:
+     * an edited copy is usually explained by the first fits */
+    cs_lfc_measure_map_few(r->thumbs + (int64_t)c->row * S * S * 3, S, S, q->thumb, S, S, S, m, s->lf_colour_tol,
+                           CS_LFP_MIN_PX, &kc, map);
+    cs_lfp_measure(map, S, &c->part_al);
+}
+
+/* a rule the pixel veto applies to: decided by verdict_cand, not copy_tl2 */
+static int pixel_vetoable(const cs_an_cand *c) {
+    return c->verdict > CS_V_NOVEL && strcmp(c->rule, "copy_tl2") && strncmp(c->rule, "lf_", 3);
+}
+
+void cs_an_judge(cs_an_cand *c, const cs_an_refs *r, const cs_an_query *q, int gen_pdq_quality,
+                 const cs_an_settings *s) {
+    cs_an_verdict_cand(c, gen_pdq_quality, s);
+    cs_an_verdict_local(c, s);
+    if (c->part_al.measured || !pixel_vetoable(c)) return;
+    cs_an_part_al(c, r, q, s);
+    if (!c->part_al.replaced) return;
+    cs_an_verdict_cand(c, gen_pdq_quality, s);
+    cs_an_verdict_local(c, s);
+}
+
+void cs_an_part_ratio(cs_an_result *res, const cs_an_refs *r, const cs_an_query *q, const cs_an_settings *s) {
+    cs_an_cand *b = &res->best;
+    if (res->has_best && b->verdict < CS_V_NEAR && b->d_al <= s->ratio_tl2 && b->tiles_informative > 0)
+        cs_an_part_al(b, r, q, s);
+}

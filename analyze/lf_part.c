@@ -1,0 +1,117 @@
+/* lf_part.c — a replaced part vs spread residue (see lf_part.h). */
+#include "analyze/lf_part.h"
+
+#include <string.h>
+
+enum { MAXC = 64 }; /* cells per side at most (S <= 256) */
+
+void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
+    memset(out, 0, sizeof *out);
+    out->measured = 1;
+    const int C = S / CS_LFP_CELL;
+    if (C < 2 || C > MAXC) return;
+    /* state: 0 = too few compared pixels, 1 = explained, 2 = differs */
+    uint8_t st[MAXC * MAXC];
+    for (int cy = 0; cy < C; cy++)
+        for (int cx = 0; cx < C; cx++) {
+            int cmp = 0, dif = 0;
+            for (int y = cy * CS_LFP_CELL; y < (cy + 1) * CS_LFP_CELL; y++)
+                for (int x = cx * CS_LFP_CELL; x < (cx + 1) * CS_LFP_CELL; x++) {
+                    cmp += map[y * S + x] != 0;
+                    dif += map[y * S + x] == 2;
+                }
+            /* a quarter of the cell compared, else an edge or outside */
+            int s = 4 * cmp < CS_LFP_CELL * CS_LFP_CELL ? 0 : 2 * dif > cmp ? 2 : 1;
+            st[cy * C + cx] = (uint8_t)s;
+            out->cells += s != 0;
+            out->differ += s == 2;
+        }
+    /* an uncompared cell between differing ones (a glyph's outline inside
+     * the part) joins them: 2 or more of its 8 neighbours differ */
+    uint8_t link[MAXC * MAXC];
+    for (int cy = 0; cy < C; cy++)
+        for (int cx = 0; cx < C; cx++) {
+            int i = cy * C + cx, nd = 0;
+            if (st[i]) {
+                link[i] = st[i] == 2;
+                continue;
+            }
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    int y = cy + dy, x = cx + dx;
+                    if ((dx || dy) && y >= 0 && x >= 0 && y < C && x < C) nd += st[y * C + x] == 2;
+                }
+            link[i] = nd >= 2;
+        }
+    /* the largest 8-connected region, counted in differing cells, that is
+     * no caption band (those are set aside: a copy may carry one) */
+    int lab[MAXC * MAXC], stack[MAXC * MAXC];
+    memset(lab, 0, sizeof(int) * (size_t)(C * C));
+    /* per region (label l = 1..nl): differing cells rn[l], box rb[l] */
+    int nl = 0, rn[MAXC * MAXC / 2 + 2], rb[MAXC * MAXC / 2 + 2][4];
+    for (int i = 0; i < C * C; i++) {
+        if (!link[i] || lab[i] || st[i] != 2) continue;
+        nl++;
+        int sp = 0, n = 0, b[4] = {C, C, -1, -1};
+        stack[sp++] = i;
+        lab[i] = nl;
+        while (sp) {
+            int j = stack[--sp], jy = j / C, jx = j % C;
+            if (st[j] == 2) {
+                n++;
+                if (jx < b[0]) b[0] = jx;
+                if (jy < b[1]) b[1] = jy;
+                if (jx > b[2]) b[2] = jx;
+                if (jy > b[3]) b[3] = jy;
+            }
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    int y = jy + dy, x = jx + dx;
+                    if (y < 0 || x < 0 || y >= C || x >= C) continue;
+                    int k = y * C + x;
+                    if (link[k] && !lab[k]) {
+                        lab[k] = nl;
+                        stack[sp++] = k;
+                    }
+                }
+        }
+        rn[nl] = n;
+        memcpy(rb[nl], b, sizeof b);
+    }
+    /* caption bands: a region touching the top or bottom, no taller than a
+     * quarter; the rows they span (top: 0..top_end, bottom: bot_start..C-1)
+     * hold the caption, and every region inside those rows is a piece of it */
+    int top_end = -1, bot_start = C;
+    for (int l = 1; l <= nl; l++) {
+        int h = rb[l][3] - rb[l][1] + 1;
+        if (4 * h > C) continue;
+        if (rb[l][1] == 0 && rb[l][3] > top_end) top_end = rb[l][3];
+        if (rb[l][3] == C - 1 && rb[l][1] < bot_start) bot_start = rb[l][1];
+    }
+    int best = 0, cap_cells = 0, cap = 0; /* the chosen region, the caption's cells, its largest piece */
+    for (int l = 1; l <= nl; l++) {
+        if (rb[l][3] <= top_end || rb[l][1] >= bot_start) { /* set aside: a copy may carry a caption */
+            cap_cells += rn[l];
+            if (!cap || rn[l] > rn[cap]) cap = l;
+            continue;
+        }
+        if (!best || rn[l] > rn[best]) best = l;
+    }
+    out->caption = cap_cells > 0;
+    int show = best ? best : cap; /* nothing but a caption: reported, never a part */
+    if (show) {
+        out->part = rn[show];
+        memcpy(out->box, rb[show], sizeof out->box);
+    }
+    if (!best) return;
+    if (out->part < CS_LFP_MIN_CELLS) return;
+    /* an area, not a line: a 2x2 block of unexplained pixels in the region */
+    for (int y = 0; y + 1 < C * CS_LFP_CELL && !out->area; y++)
+        for (int x = 0; x + 1 < C * CS_LFP_CELL && !out->area; x++)
+            out->area = lab[(y / CS_LFP_CELL) * C + x / CS_LFP_CELL] == best && map[y * S + x] == 2 &&
+                        map[y * S + x + 1] == 2 && map[(y + 1) * S + x] == 2 && map[(y + 1) * S + x + 1] == 2;
+    int bw = out->box[2] - out->box[0] + 1, bh = out->box[3] - out->box[1] + 1;
+    int lo = bw < bh ? bw : bh, hi = bw < bh ? bh : bw;
+    out->replaced = out->area && 3 * lo >= hi && 2 * out->part >= out->differ - cap_cells &&
+                    2 * out->part >= bw * bh && 2 * out->differ < out->cells;
+}

@@ -1,0 +1,76 @@
+/* lf_part.h — is what a match does not explain one part of the reference
+ * replaced (a template twin), or spread residue (an edited copy)?
+ *
+ * Template twins (a folder with an emblem and the plain folder, two pages
+ * of one template with other glyphs, an emoji face with other eyes) share a
+ * large common body and differ in one small distinctive part. Their pixels
+ * and keypoints match over the body, so every similarity rule passes; but a
+ * copy keeps the distinctive part, a twin replaces it. After the geometry
+ * (the verified similarity or the tiled-L2 crop box) and the best global
+ * colour edit (analyze/lf_colour.h, so brightness/contrast/saturation/hue
+ * edits are explained), the pixels left unexplained (map = 2) are:
+ *  - for an edited copy (JPEG, blur, resampling, a rotation's registration
+ *    error), thin residue along every edge of the picture, spread out;
+ *  - for a caption, a band along the top or bottom edge of the generation;
+ *  - for a twin, one compact region where the other glyph is.
+ * The test, on 4x4-pixel cells of the 64 px thumbnail (a cell differs when
+ * most of its compared pixels are unexplained; a cell with too few compared
+ * pixels, an edge, bridges two differing neighbours): the largest connected
+ * region of differing cells is a replaced part when
+ *  1. it is a part, not a speck: at least CS_LFP_MIN_CELLS cells (the 8x8
+ *     pixel block that lf_colour.h also takes as the least it measures);
+ *  2. it is the residue, concentrated: it holds at least half of every
+ *     differing cell (blur and JPEG spread theirs over every edge);
+ *  3. it is compact: its cells fill at least half of its bounding box (a
+ *     glyph is a blob; edge residue follows outlines), and the box is no
+ *     band (its long side at most 3x its short side): a strip along an
+ *     edge is an overlay or the registration error of a rotation's border;
+ *  4. it is no caption: a region touching the top or bottom of the
+ *     generation and no taller than a quarter of it is a text band laid
+ *     over the copy, which a copy may have; such bands, and every region
+ *     inside the rows they span (the band's pieces where part of it stays
+ *     within the tolerance), are set aside (their cells count in no
+ *     condition but 5) and the largest other region is judged, so a caption
+ *     does not hide a replaced part;
+ *  5. a common body is left: fewer than half of the cells compared differ.
+ *     A twin shares most of its picture with the reference and replaces a
+ *     part of it; where the alignment explains less than half, the picture
+ *     is no twin but another picture (or the copy under an edit the colour
+ *     fit does not model), and the rules that measure similarity judge it,
+ *     not this veto;
+ *  6. it is an area, not a line: it holds a 2x2 block of unexplained
+ *     pixels (JPEG's chroma block). Only the middle row of a stripe 3 px
+ *     wide is flat enough to compare; blur and JPEG's 2x2 chroma
+ *     subsampling wash such a stripe's colour out, and its residue, a line
+ *     one pixel thin, still makes a compact chain of cells (a white
+ *     headband over hair, blurred and JPEG'd at 64 px); a part replaced
+ *     has an area of another colour. */
+#ifndef CS_LF_PART_H
+#define CS_LF_PART_H
+
+#include <stdint.h>
+
+#define CS_LFP_CELL 4      /* cell side, thumbnail pixels */
+#define CS_LFP_MIN_CELLS 4 /* 4 cells of 4x4 px = one 8x8 block (CS_LFC_MIN_PX) */
+/* The fewest unexplained pixels a replaced part can have: a differing cell
+ * has at least a quarter of its 16 pixels compared (4) and most of those
+ * unexplained (3), and a part has CS_LFP_MIN_CELLS such cells. Fewer left
+ * by a colour fit: no part (cs_lfc_measure_map_few stops there). */
+#define CS_LFP_MIN_PX (CS_LFP_MIN_CELLS * 3)
+
+typedef struct {
+    int cells;        /* cells with enough compared pixels */
+    int differ;       /* ... of which most are unexplained */
+    int part;         /* cells of the largest connected differing region, caption bands aside
+                         (a band itself when there is nothing else) */
+    int box[4];       /* its bounding box in cells: x0, y0, x1, y1 (inclusive) */
+    int caption;      /* 1: a band along the top or bottom was set aside (exempt) */
+    int area;         /* 1: it holds a 2x2 block of unexplained pixels (condition 6) */
+    int replaced;     /* 1: a part of the reference is replaced (conditions 1-6) */
+    int measured;     /* 1: measured (or nothing to measure with); 0: not asked (analyze/an_part.h) */
+} cs_lfp;
+
+/* map: S x S from cs_lfc_measure_map. Pure function; sets measured. */
+void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out);
+
+#endif

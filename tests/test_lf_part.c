@@ -1,0 +1,298 @@
+/* test_lf_part.c — the replaced-part veto (analyze/lf_part.h, verdict.c).
+ *
+ * 1. cs_lfp_measure on constructed residual maps: one compact blob inside
+ *    the picture is a replaced part; the same blob as a band along the
+ *    bottom is a caption; thin residue along every edge (blur) and specks
+ *    (JPEG) are not a part; nor is a region over most of the picture (no
+ *    common body) or lines one pixel thin (no area).
+ * 2. End to end through cs_an_match_batch, with constructed thumbnails: a
+ *    template (a folder-like body of flat 8 px blocks on a plain page) with
+ *    glyph A is the reference. The same template with glyph B (a 16 px
+ *    square of other colours) aligns within near_tl2 — the pixel rule alone
+ *    would call it a near-copy (checked) — but its residue is one compact
+ *    region: not a copy. The template with glyph A under a caption band
+ *    along the bottom, and the template with glyph A under a global
+ *    brightness/contrast edit, stay flagged with the reference. The
+ *    measurement is made only where a verdict hangs on it (an_part.h).
+ * 3. The quick colour fit of the measurement answers as the full one. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analyze/lf_colour.h"
+#include "analyze/lf_part.h"
+#include "analyze/match.h"
+#include "analyze/settings.h"
+#include "analyze/verdict.h"
+#include "t.h"
+
+#define S 64
+#define D (S * S * 3)
+
+static uint32_t rng = 1313;
+static uint32_t rnd(void) {
+    rng = rng * 1664525u + 1013904223u;
+    return rng >> 8;
+}
+
+static void fill(uint8_t *p, int x0, int y0, int x1, int y1, const uint8_t c[3]) {
+    for (int y = y0; y < y1; y++)
+        for (int x = x0; x < x1; x++) memcpy(p + (y * S + x) * 3, c, 3);
+}
+
+/* random 8 px blocks, colours in [40, 215] */
+static void random_blocks(uint8_t *p, int x0, int y0, int x1, int y1) {
+    for (int by = y0; by < y1; by += 8)
+        for (int bx = x0; bx < x1; bx += 8) {
+            uint8_t c[3] = {(uint8_t)(40 + rnd() % 176), (uint8_t)(40 + rnd() % 176), (uint8_t)(40 + rnd() % 176)};
+            fill(p, bx, by, bx + 8, by + 8, c);
+        }
+}
+
+static void test_maps(void) {
+    static uint8_t map[S * S];
+    cs_lfp p;
+    /* everything explained */
+    memset(map, 1, sizeof map);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.cells == 256 && p.differ == 0 && !p.replaced, "clean: cells %d differ %d", p.cells, p.differ);
+    /* one 16x16 blob in the middle: a part replaced */
+    for (int y = 24; y < 40; y++) memset(map + y * S + 20, 2, 16);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.part == 16 && p.replaced && !p.caption && p.box[0] == 5 && p.box[1] == 6 && p.box[2] == 8 && p.box[3] == 9,
+           "blob: part %d replaced %d box %d,%d-%d,%d", p.part, p.replaced, p.box[0], p.box[1], p.box[2], p.box[3]);
+    /* the blob's outline not compared (an edge): still one part */
+    for (int y = 24; y < 40; y++) map[y * S + 27] = map[y * S + 28] = 0;
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.part == 16 && p.replaced, "blob split by an edge: part %d replaced %d", p.part, p.replaced);
+    /* a band along the bottom, 12 px: a caption */
+    memset(map, 1, sizeof map);
+    memset(map + 52 * S, 2, 12 * S);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.caption && !p.replaced && p.part == 48, "caption: caption %d replaced %d part %d", p.caption, p.replaced, p.part);
+    /* the same caption over a picture with a part replaced: the band is set
+     * aside, the part judged */
+    for (int y = 24; y < 40; y++) memset(map + y * S + 20, 2, 16);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.caption && p.replaced && p.part == 16, "caption and part: caption %d replaced %d part %d", p.caption,
+           p.replaced, p.part);
+    /* a caption band in pieces (a brightened bottom quarter partly within
+     * the tolerance): a piece that does not touch the edge but lies in the
+     * rows the band spans is the band, not a part */
+    memset(map, 1, sizeof map);
+    for (int y = 48; y < 64; y++) memset(map + y * S, 2, 16);
+    for (int y = 48; y < 56; y++) memset(map + y * S + 32, 2, 8);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.caption && !p.replaced, "caption in pieces: caption %d replaced %d part %d", p.caption, p.replaced, p.part);
+    /* a band in the middle of the picture, or a strip along a side (a
+     * rotation's border), is no part either: elongated */
+    memset(map, 1, sizeof map);
+    memset(map + 28 * S, 2, 12 * S);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(!p.caption && !p.replaced, "middle band: caption %d replaced %d", p.caption, p.replaced);
+    memset(map, 1, sizeof map);
+    for (int y = 16; y < 64; y++) memset(map + y * S + 56, 2, 8);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(!p.caption && !p.replaced && p.part == 24, "side strip: replaced %d part %d", p.replaced, p.part);
+    /* a square blob of a quarter of the picture is a part */
+    memset(map, 1, sizeof map);
+    for (int y = 16; y < 48; y++) memset(map + y * S + 16, 2, 32);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.replaced && p.part == 64, "quarter blob: replaced %d part %d", p.replaced, p.part);
+    /* no common body left: a blob over more than half of the compared cells
+     * (48x48 px = 144 of 256) is another picture, not a part replaced; the
+     * same at 44x44 px (121 cells) is a part */
+    memset(map, 1, sizeof map);
+    for (int y = 8; y < 56; y++) memset(map + y * S + 8, 2, 48);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(!p.replaced && p.part == 144 && p.differ == 144, "most of the picture: replaced %d part %d", p.replaced,
+           p.part);
+    memset(map, 1, sizeof map);
+    for (int y = 8; y < 52; y++) memset(map + y * S + 8, 2, 44);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.replaced && p.part == 121, "under half of the picture: replaced %d part %d", p.replaced, p.part);
+    /* lines one pixel thin through a compact chain of cells (the middle
+     * rows of two 3 px stripes, the only rows flat enough to compare, their
+     * colour washed out by blur and JPEG): no area, no part; the same with
+     * the two rows adjacent (a 2x2 block of unexplained pixels) is a part */
+    for (int adj = 0; adj < 2; adj++) {
+        memset(map, 1, sizeof map);
+        for (int y = 8; y < 16; y++) memset(map + y * S + 24, 0, 16);
+        memset(map + (adj ? 11 : 10) * S + 24, 2, 16);
+        memset(map + (adj ? 12 : 13) * S + 24, 2, 16);
+        cs_lfp_measure(map, S, &p);
+        CHECKF(p.part == 8 && p.area == adj && p.replaced == adj, "lines, adjacent %d: part %d area %d replaced %d", adj,
+               p.part, p.area, p.replaced);
+    }
+    /* nothing alike: every cell differs */
+    memset(map, 2, sizeof map);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(!p.replaced && p.part == 256, "all differs: replaced %d part %d", p.replaced, p.part);
+    /* blur: a one-cell ring along the outline of a large shape, not compact */
+    memset(map, 1, sizeof map);
+    for (int i = 8; i < 56; i++) {
+        memset(map + 8 * S + i, 2, 1), memset(map + 55 * S + i, 2, 1);
+        for (int k = 8; k < 12; k++) map[k * S + i] = map[(k + 44) * S + i] = map[i * S + k] = map[i * S + k + 44] = 2;
+    }
+    cs_lfp_measure(map, S, &p);
+    CHECKF(!p.replaced && p.part >= 40, "outline ring: part %d of box, replaced %d", p.part, p.replaced);
+    /* JPEG: isolated specks, one cell each */
+    memset(map, 1, sizeof map);
+    for (int k = 0; k < 12; k++) {
+        int cx = (int)(rnd() % 8) * 2, cy = (int)(rnd() % 8) * 2;
+        for (int y = 0; y < 4; y++) memset(map + (cy * 4 + y) * S + cx * 4, 2, 4);
+    }
+    cs_lfp_measure(map, S, &p);
+    CHECKF(!p.replaced && p.part < CS_LFP_MIN_CELLS, "specks: part %d replaced %d", p.part, p.replaced);
+}
+
+enum { NR = 6, TM = 0 };
+static uint8_t thumbs[NR * D];
+
+static void match(const uint8_t *img, cs_an_result *res, const cs_an_refs *r, const cs_an_settings *s) {
+    static cs_an_query q;
+    memset(&q, 0, sizeof q);
+    memcpy(q.thumb, img, D);
+    cs_err err = {0};
+    REQUIRE(cs_an_match_batch(r, &q, 1, s, 1, res, &err) == 0);
+}
+
+/* the template: a body of flat 8 px blocks */
+static void template(uint8_t *p) {
+    random_blocks(p, 0, 0, S, S);
+}
+
+static void test_twins(void) {
+    int64_t ids[NR];
+    for (int i = 0; i < NR; i++) {
+        random_blocks(thumbs + (size_t)i * D, 0, 0, S, S);
+        ids[i] = 1 + i;
+    }
+    static uint8_t body[D], q[D];
+    template(body);
+    memcpy(thumbs + (size_t)TM * D, body, D);
+    random_blocks(thumbs + (size_t)TM * D, 32, 32, 48, 48); /* glyph A: one tile */
+    static const uint8_t dark[3] = {30, 30, 30};
+    fill(thumbs + (size_t)TM * D, 36, 36, 44, 44, dark);
+    cs_an_settings s;
+    cs_an_settings_default(&s);
+    /* a lenient pixel rule (the tiled L2 of these blocky pictures weighs an
+     * 8 px glyph like a photograph's whole object): the twin (0.23 from the
+     * template) passes it, so the veto alone must decide; the unrelated
+     * random pictures (0.30 and beyond) do not, as at the default 0.12 (the
+     * veto is no rule against unrelated pictures: condition 5) */
+    s.near_tl2 = 0.25;
+    cs_err err = {0};
+    cs_an_refs r;
+    REQUIRE(cs_an_refs_build(&r, NR, ids, thumbs, &s, &err) == 0);
+    cs_an_result res;
+
+    /* glyph B on the same template */
+    memcpy(q, thumbs + (size_t)TM * D, D);
+    static const uint8_t light[3] = {200, 120, 90};
+    fill(q, 36, 36, 44, 44, light);
+    match(q, &res, &r, &s);
+    CHECKF(res.best.row == TM && res.best.d_al <= s.near_tl2 && res.best.tiles_informative > 0,
+           "twin: the pixel rule's own test passes (row %d d_al %.3f)", res.best.row, res.best.d_al);
+    CHECKF(res.best.part_al.replaced && res.verdict == CS_V_NOVEL,
+           "twin: replaced %d (part %d of %d differing) verdict %s (%s)", res.best.part_al.replaced,
+           res.best.part_al.part, res.best.part_al.differ, cs_verdict_name(res.verdict), res.best.rule);
+
+    /* glyph A under a caption along the bottom (text drawn over the picture:
+     * dark letters 4 px wide, 6 px high, in the bottom 8 px) */
+    memcpy(q, thumbs + (size_t)TM * D, D);
+    static const uint8_t ink[3] = {20, 20, 20};
+    for (int x = 2; x < 60; x += 6) fill(q, x, 57, x + 4, 63, ink);
+    match(q, &res, &r, &s);
+    CHECKF(res.best.row == TM && res.verdict >= CS_V_PARTIAL && !res.best.part_al.replaced &&
+               res.best.part_al.caption,
+           "caption: row %d verdict %s (%s) d_al %.3f tiles %d/%d/%d caption %d part %d", res.best.row, cs_verdict_name(res.verdict),
+           res.best.rule, res.best.d_al, res.best.tiles_matched, res.best.tiles_informative, res.best.tiles_content, res.best.part_al.caption, res.best.part_al.part);
+
+    /* glyph A under a global contrast/brightness edit: explained by the colour fit */
+    memcpy(q, thumbs + (size_t)TM * D, D);
+    for (int i = 0; i < D; i++) q[i] = (uint8_t)(0.8 * q[i] + 30);
+    match(q, &res, &r, &s);
+    CHECKF(res.best.row == TM && res.verdict >= CS_V_NEAR && !res.best.part_al.replaced,
+           "brightness: row %d verdict %s (%s) part %d", res.best.row, cs_verdict_name(res.verdict), res.best.rule,
+           res.best.part_al.part);
+
+    /* the measurement is asked only where a verdict hangs on it
+     * (analyze/an_part.h): not for an exact copy (copy_tl2, never vetoed),
+     * not for an unrelated reference (no rule flags it), yes for the twin */
+    static cs_an_query qq;
+    float *qp = malloc(sizeof(float) * 2 * (size_t)cs_tl2_dim(&r.cfg)), q16[2 * CS_AN_Q16];
+    REQUIRE(qp);
+    cs_an_settings s0; /* the defaults: nothing flags the unrelated reference */
+    cs_an_settings_default(&s0);
+    const struct {
+        const char *what;
+        const cs_an_settings *s;
+        int row, glyph, measured, verdict;
+    } cases[] = {{"exact copy", &s, TM, 0, 0, CS_V_COPY}, {"unrelated", &s0, TM + 1, 0, 0, CS_V_NOVEL},
+                 {"twin", &s, TM, 1, 1, CS_V_NOVEL}};
+    for (int k = 0; k < 3; k++) {
+        memcpy(qq.thumb, thumbs + (size_t)TM * D, D);
+        if (cases[k].glyph) fill(qq.thumb, 36, 36, 44, 44, light);
+        cs_an_query_prep(qp, qp + cs_tl2_dim(&r.cfg), q16, &qq, &r.cfg);
+        cs_an_cand c;
+        memset(&c, 0, sizeof c);
+        c.row = cases[k].row;
+        c.emb_cos = -2;
+        cs_an_verify(&c, &r, 1, qp, qp + cs_tl2_dim(&r.cfg), q16, &qq, 100, cases[k].s);
+        CHECKF(c.part_al.measured == cases[k].measured && c.verdict == cases[k].verdict &&
+                   (!cases[k].measured || c.part_al.replaced),
+               "%s: measured %d replaced %d verdict %s (%s)", cases[k].what, c.part_al.measured, c.part_al.replaced,
+               cs_verdict_name(c.verdict), c.rule);
+    }
+    free(qp);
+    cs_an_refs_free(&r);
+}
+
+/* The part measurement's quick colour fit (cs_lfc_measure_map_few with
+ * CS_LFP_MIN_PX: no hue rotation, then the mode of the hue differences and
+ * its neighbours, stopping once too few pixels are left for a part) gives
+ * the answer of the full 72-rotation search, on pairs of every kind: the
+ * same picture under noise, under a brightness/contrast edit and a hue
+ * rotation, with one part replaced, with a caption, unrelated. */
+static void test_early_stop(void) {
+    static uint8_t ref[D], gen[D], map[S * S];
+    int stopped_same = 0;
+    for (int trial = 0; trial < 24; trial++) {
+        random_blocks(ref, 0, 0, S, S);
+        memcpy(gen, ref, D);
+        int kind = trial % 6;
+        if (kind == 0) /* noise of a few levels */
+            for (int i = 0; i < D; i++) gen[i] = (uint8_t)(gen[i] + rnd() % 7 - 3 + (gen[i] < 3 ? 3 : 0));
+        if (kind == 1)
+            for (int i = 0; i < D; i++) gen[i] = (uint8_t)(0.7 * gen[i] + 40);
+        if (kind == 2) /* a hue rotation: the channels cycled */
+            for (int i = 0; i < D; i += 3) gen[i] = ref[i + 1], gen[i + 1] = ref[i + 2], gen[i + 2] = ref[i];
+        if (kind == 3) random_blocks(gen, 16 + 8 * (trial % 3), 16, 40 + 8 * (trial % 3), 40);
+        if (kind == 4)
+            for (int x = 2; x < 60; x += 6) {
+                static const uint8_t ink[3] = {20, 20, 20};
+                fill(gen, x, 57, x + 4, 63, ink);
+            }
+        if (kind == 5) random_blocks(gen, 0, 0, S, S);
+        const double m[6] = {1, 0, 0, 0, 1, 0};
+        cs_lfc a, b;
+        cs_lfp pa, pb;
+        cs_lfc_measure_map(ref, S, S, gen, S, S, S, m, 0.1, &a, map);
+        cs_lfp_measure(map, S, &pa);
+        cs_lfc_measure_map_few(ref, S, S, gen, S, S, S, m, 0.1, CS_LFP_MIN_PX, &b, map);
+        cs_lfp_measure(map, S, &pb);
+        CHECKF(pa.replaced == pb.replaced && (kind != 3 || pa.replaced) && (kind == 3 || !pa.replaced),
+               "trial %d kind %d: replaced full %d early %d", trial, kind, pa.replaced, pb.replaced);
+        stopped_same += b.fit == a.fit;
+    }
+    printf("  %d of 24 pairs: the quick search found the full search's fit (every answer the same)\n", stopped_same);
+}
+
+int main(void) {
+    RUN(test_maps);
+    RUN(test_twins);
+    RUN(test_early_stop);
+    return T_DONE();
+}

@@ -11,6 +11,7 @@
 #include "core/mpi_comm.h"
 #include "core/shard.h"
 #include "core/store.h"
+#include "index/embed.h"
 #include "index/hamming.h"
 #include "index/shard.h"
 
@@ -117,6 +118,67 @@ int cli_index_add_sharded(const char *db, char **paths, int n, const cs_ingest_o
                 (long long)tot.error);
         return CLI_FAIL;
     }
+    return CLI_OK;
+}
+
+/* ---- index add --embedder under mpirun: every rank embeds its shard's rows ---- */
+
+/* "<db>.shards/<k+1>-of-<n>.db.vec-<column>.part": rank k's rows, until merged. */
+static char *part_path(const char *db, int k, int n, const char *spec) {
+    char *sp = cs_shard_path(db, k, n);
+    size_t l = sp ? strlen(sp) + 32 : 0;
+    char *p = sp ? malloc(l) : NULL;
+    if (p) snprintf(p, l, "%s.vec-%s.part", sp, strncmp(spec, "tiny", 4) ? "sscd" : "tiny");
+    free(sp);
+    return p;
+}
+
+int cli_mpi_embed(const char *db, const char *spec, int q8, int threads, int timings) {
+    int size = cs_mpi_size(), rank = cs_mpi_rank(), n = 0, bad = 0;
+    cs_err err = {0};
+    cs_store *s = NULL;
+    if (rank == 0) { /* the model, the weights check and the column: as one process makes them */
+        bad = cs_store_open(&s, db, &err) || (q8 && cs_store_meta_set(s, "vec_dtype", "q8", &err)) ||
+              cs_embed_part_prepare(s, spec, &err);
+        cs_store_close(s);
+        s = NULL;
+    }
+    if (cs_mpi_any(bad)) return bad ? cli_fail(&err) : CLI_FAIL;
+    long long *off = calloc((size_t)size, sizeof *off);
+    char *part = NULL;
+    cs_embed_stats es = {0};
+    if (!off) bad = cs_fail(&err, CS_ENOMEM, "out of memory");
+    else if (cs_store_open_readonly(&s, db, &err)) bad = -1;
+    else if ((n = cs_store_shards(s)) != size || cs_store_shard_offsets(s, off, n))
+        bad = cs_fail(&err, CS_EFORMAT, "%s: %d shards for %d ranks", db, n, size);
+    else if (!(part = part_path(db, rank, n, spec))) bad = cs_fail(&err, CS_ENOMEM, "out of memory");
+    else
+        bad = cs_embed_part_add(s, spec, threads, off[rank], rank + 1 < n ? off[rank + 1] : INT64_MAX, part, &es,
+                                &err);
+    cs_store_close(s);
+    s = NULL;
+    free(off);
+    free(part);
+    if (bad) fprintf(stderr, "copyscope: rank %d of %d: %s\n", rank, size, err.msg);
+    if (es.skipped) fprintf(stderr, "copyscope: rank %d of %d: skipped %s\n", rank, size, es.skip_example);
+    if (cs_mpi_any(bad)) return CLI_FAIL; /* the parts keep their rows: a rerun resumes */
+    int64_t sum[3] = {es.computed, es.present, es.skipped}, merged = 0;
+    cs_mpi_sum_i64(sum, 3);
+    if (rank == 0) { /* the parts' rows into the store's column, in one process's order */
+        char **paths = calloc((size_t)n, sizeof *paths);
+        bad = !paths;
+        for (int k = 0; !bad && k < n; k++) bad = !(paths[k] = part_path(db, k, n, spec));
+        if (bad) cs_fail(&err, CS_ENOMEM, "out of memory");
+        else bad = cs_store_open(&s, db, &err) || cs_embed_part_merge(s, spec, (const char *const *)paths, n, &merged, &err);
+        cs_store_close(s);
+        for (int k = 0; paths && k < n; k++) free(paths[k]);
+        free(paths);
+    }
+    if (cs_mpi_any(bad)) return bad ? cli_fail(&err) : CLI_FAIL;
+    if (timings) print_rank_cpu(size); /* collective: every rank */
+    if (rank) return CLI_OK;
+    printf("index add: embedder %s: %lld computed, %lld already present, %lld skipped (%d ranks; %lld rows merged)\n",
+           spec, (long long)sum[0], (long long)sum[1], (long long)sum[2], size, (long long)merged);
     return CLI_OK;
 }
 

@@ -194,6 +194,8 @@ static int cmd_index_add(int argc, char **argv) {
     if (o.threads > 0) cs_set_threads(o.threads);
     const char *pe = getenv("CS_PROGRESS");
     o.progress = !(pe && !strcmp(pe, "0")); /* off a terminal: log lines (core/progress.h) */
+    if (optind >= argc && cs_mpi_size() > 1) /* every rank its shard's rows, or rank 0 alone */
+        return cli_mpi_embed(db ? db : cli_default_db(), embedder, embed_q8, o.threads, timings);
     if (optind >= argc) {
         int erc = add_embeddings(db, embedder, o.threads, o.progress, js);
         if (erc || !json) return cJSON_Delete(js), erc;

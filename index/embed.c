@@ -147,8 +147,16 @@ static const uint8_t *thumb_of(sqlite3_stmt *st, int col) {
 #define THUMB_SQL                                                                                  \
     "SELECT r.id, t.rgb FROM refs r JOIN ref_thumbs t ON t.ref_id = r.id "                         \
     "WHERE r.status = 'ok' AND t.w = 64 AND t.h = 64 ORDER BY r.id"
+/* A rank's rows (ids in (?1, ?2]): its refs rows, each thumbnail a point
+ * lookup (a sharded store's ref_thumbs goes to the one shard that holds the
+ * id, where a join would scan every shard: core/shard_union.c). */
 #define THUMB_RANGE_SQL                                                                            \
-    "SELECT r.id, t.rgb FROM refs r JOIN ref_thumbs t ON t.ref_id = r.id "                         \
+    "SELECT id, rgb FROM (SELECT r.id AS id, (SELECT t.rgb FROM ref_thumbs t WHERE t.ref_id = r.id " \
+    "AND t.w = 64 AND t.h = 64) AS rgb FROM refs r WHERE r.status = 'ok' AND r.id > ?1 AND r.id <= ?2) " \
+    "WHERE rgb IS NOT NULL ORDER BY id"
+/* The ids THUMB_SQL lists, in its order (cs_embed_part_merge) */
+#define THUMB_IDS_SQL                                                                              \
+    "SELECT r.id, NULL FROM refs r JOIN ref_thumbs t ON t.ref_id = r.id "                          \
     "WHERE r.status = 'ok' AND t.w = 64 AND t.h = 64 AND r.id > ?1 AND r.id <= ?2 ORDER BY r.id"
 
 /* Learns the tiny PCA from up to CS_TINY_MAX_TRAIN thumbnails spread evenly
@@ -270,7 +278,7 @@ static int tiny_add(cs_store *s, const emb_where *w, int progress, cs_embed_stat
     int64_t total;
     if (count_ok(s, &total, err)) goto done;
     if (progress) pr = cs_progress_start("embed tiny", total, "img");
-    if (cs_store_prepare(s, &st, THUMB_RANGE_SQL, err)) goto done;
+    if (cs_store_prepare(s, &st, w->part ? THUMB_RANGE_SQL : THUMB_SQL, err)) goto done;
     sqlite3_bind_int64(st, 1, w->lo);
     sqlite3_bind_int64(st, 2, w->hi);
     int nb = 0, step;
@@ -792,7 +800,7 @@ int cs_embed_part_merge(cs_store *s, const char *spec, const char *const *paths,
         } else dim = parts[k].dim;
     }
     if (!rc && dim && !(rc = cs_vecstore_open_store(&out, s, sp.column, dim, 1, err))) {
-        if (sp.kind == EMB_TINY) rc = merge_order(s, &out, THUMB_RANGE_SQL, 0, parts, n, merged, err);
+        if (sp.kind == EMB_TINY) rc = merge_order(s, &out, THUMB_IDS_SQL, 0, parts, n, merged, err);
         if (!rc && sp.kind == EMB_SSCD)
             rc = merge_order(s, &out, SSCD_FILES_SQL, 0, parts, n, merged, err) ||
                  merge_order(s, &out, SSCD_SHARDS_SQL, 1, parts, n, merged, err) ? -1 : 0;

@@ -191,6 +191,42 @@ done:
     return rc;
 }
 
+static int describe_rows(const cs_tinydesc *m, const uint8_t *thumbs, int64_t n, float *out,
+                         cs_err *err) {
+    enum { BLK = 1024 };
+    const int D = CS_TINY_IN, d = m->dim;
+    const size_t tb = CS_THUMB_SIZE * CS_THUMB_SIZE * 3;
+    float *X = malloc((size_t)BLK * D * sizeof *X);
+    char *flat = malloc(BLK);
+    if (!X || !flat) {
+        free(X), free(flat);
+        return cs_fail(err, CS_ENOMEM, "tiny: out of memory");
+    }
+    for (int64_t i0 = 0; i0 < n; i0 += BLK) {
+        int nb = (int)(n - i0 < BLK ? n - i0 : BLK);
+        for (int i = 0; i < nb; i++) {
+            float *x = X + (size_t)i * D;
+            flat[i] = !cs_tiny_raw(thumbs + (size_t)(i0 + i) * tb, x);
+            for (int j = 0; j < D; j++) x[j] -= m->mean[j];
+        }
+        float *o = out + (size_t)i0 * d;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, d, D, 1.0f, X, D, m->proj, D, 0.0f, o, d);
+        for (int i = 0; i < nb; i++) {
+            float *r = o + (size_t)i * d;
+            double ss = 0;
+            for (int j = 0; j < d; j++) ss += (double)r[j] * r[j];
+            if (flat[i] || ss < 1e-24) {
+                memset(r, 0, (size_t)d * sizeof *r);
+                continue;
+            }
+            float inv = (float)(1.0 / sqrt(ss));
+            for (int j = 0; j < d; j++) r[j] *= inv;
+        }
+    }
+    free(X), free(flat);
+    return 0;
+}
+
 /* The product runs on tiles of a fixed TILE rows, unused rows zero: OpenBLAS
  * picks its kernels by the matrix shape, and inside one a row's last bits
  * still depend on its place in the tile (measured: the same thumbnail at
@@ -198,7 +234,8 @@ done:
  * id % TILE of the tile of id / TILE: a reference's descriptor is then the
  * same whichever batch computes it, and a store built in pieces (index add
  * under mpirun, each rank its shard) holds the bytes of one process.
- * Without ids, rows fill the tiles in order. */
+ * Without ids (queries: one image, or a region set), one product of n rows:
+ * no padding work, the bits of the queries unchanged. */
 static int tiny_describe(const cs_tinydesc *m, const uint8_t *thumbs, const int64_t *ids, int64_t n, float *out,
                          cs_err *err) {
     enum { TILE = 32 };
@@ -210,6 +247,10 @@ static int tiny_describe(const cs_tinydesc *m, const uint8_t *thumbs, const int6
     if (!X || !o) {
         free(X), free(o);
         return cs_fail(err, CS_ENOMEM, "tiny: out of memory");
+    }
+    if (!ids) {
+        free(X), free(o);
+        return describe_rows(m, thumbs, n, out, err);
     }
     for (int64_t i = 0; i < n;) {
         for (int p = 0; p < TILE; p++) row[p] = -1;

@@ -21,6 +21,13 @@ int cli_mpi_gate(int argc, char **argv);
  * writes the manifest's catalogue when every shard is done and prints. */
 int cli_index_add_sharded(const char *db, char **paths, int n, const cs_ingest_opts *o, int shards, int timings);
 
+/* `index add --embedder` under mpirun, after cli_index_add_sharded (every
+ * rank): rank K embeds the references of shard K into a part column beside
+ * it, rank 0 merges the parts into the store's column (index/embed.h:
+ * the bytes of one process, float32 or q8). A store not of one shard a
+ * rank is embedded by rank 0 alone. Collective. */
+int cli_mpi_embed(const char *db, const char *spec, int q8, int threads, int timings);
+
 /* `index query` under mpirun on a store of as many shards as ranks: the
  * hashes of this rank's shard only, under global ids (rows the catalogue
  * calls duplicate dropped); *total = all ranks' rows. 1 = loaded (fan-out),

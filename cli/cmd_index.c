@@ -194,14 +194,18 @@ static int cmd_index_add(int argc, char **argv) {
     if (o.threads > 0) cs_set_threads(o.threads);
     const char *pe = getenv("CS_PROGRESS");
     o.progress = !(pe && !strcmp(pe, "0")); /* off a terminal: log lines (core/progress.h) */
+    if (optind >= argc && cs_mpi_size() > 1) /* every rank its shard's rows, or rank 0 alone */
+        return cli_mpi_embed(db ? db : cli_default_db(), embedder, embed_q8, o.threads, timings);
     if (optind >= argc) {
         int erc = add_embeddings(db, embedder, o.threads, o.progress, js);
         if (erc || !json) return cJSON_Delete(js), erc;
         return cli_json_end(js);
     }
-    if (cs_mpi_size() > 1 || shards > 0) { /* a sharded store (cli/cli_mpi.h); embeddings then on rank 0 */
+    if (cs_mpi_size() > 1 || shards > 0) { /* a sharded store (cli/cli_mpi.h); under mpirun each rank embeds its shard */
         int r = cli_index_add_sharded(db ? db : cli_default_db(), argv + optind, argc - optind, &o, shards, timings);
-        return r || !embedder || cs_mpi_rank() ? r : add_embeddings(db, embedder, o.threads, o.progress, NULL);
+        if (!r && embedder && cs_mpi_size() > 1)
+            return cli_mpi_embed(db ? db : cli_default_db(), embedder, embed_q8, o.threads, timings);
+        return r || !embedder ? r : add_embeddings(db, embedder, o.threads, o.progress, NULL);
     }
     cs_err err = {0};
     cs_store *s;

@@ -11,6 +11,7 @@
 #include "core/mpi_comm.h"
 #include "core/shard.h"
 #include "core/store.h"
+#include "index/embed.h"
 #include "index/hamming.h"
 #include "index/shard.h"
 
@@ -33,10 +34,10 @@ static double cpu_seconds(void) {
     return (double)u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + (double)u.ru_stime.tv_sec + u.ru_stime.tv_usec * 1e-6;
 }
 
-/* Each rank's CPU-seconds on rank 0's stdout: the balance of the cut, and
+/* Each rank's value (CPU-seconds) on rank 0's stdout: the balance of the cut, and
  * the speed-up the ranks allow on free cores (all / the busiest). */
-static void print_rank_cpu(int size) {
-    double mine = cpu_seconds(), *all = NULL;
+static void print_rank_values(int size, const char *label, double mine) {
+    double *all = NULL;
     int64_t *lens = cs_mpi_rank() == 0 ? calloc((size_t)size, sizeof *lens) : NULL;
     if (cs_mpi_rank() == 0 && !lens) size = 0;
     if (cs_mpi_gatherv(&mine, sizeof mine, (void **)&all, lens) || cs_mpi_rank() != 0 || !all) {
@@ -44,7 +45,7 @@ static void print_rank_cpu(int size) {
         return;
     }
     double sum = 0, mx = 0;
-    printf("cpu per rank (s):");
+    printf("%s", label);
     for (int r = 0; r < size; r++) {
         printf(" %.2f", all[r]);
         sum += all[r];
@@ -54,6 +55,8 @@ static void print_rank_cpu(int size) {
     free(all);
     free(lens);
 }
+
+static void print_rank_cpu(int size) { print_rank_values(size, "cpu per rank (s):", cpu_seconds()); }
 
 /* Long: prepare (rank 0), this rank's shards, the catalogue (rank 0), the summary, in order. */
 int cli_index_add_sharded(const char *db, char **paths, int n, const cs_ingest_opts *o0, int shards, int timings) {
@@ -117,6 +120,92 @@ int cli_index_add_sharded(const char *db, char **paths, int n, const cs_ingest_o
                 (long long)tot.error);
         return CLI_FAIL;
     }
+    return CLI_OK;
+}
+
+/* ---- index add --embedder under mpirun: every rank embeds its shard's rows ---- */
+
+/* "<db>.shards/<k+1>-of-<n>.db.vec-<column>.part": rank k's rows, until merged. */
+static char *part_path(const char *db, int k, int n, const char *spec) {
+    char *sp = cs_shard_path(db, k, n);
+    size_t l = sp ? strlen(sp) + 32 : 0;
+    char *p = sp ? malloc(l) : NULL;
+    if (p) snprintf(p, l, "%s.vec-%s.part", sp, strncmp(spec, "tiny", 4) ? "sscd" : "tiny");
+    free(sp);
+    return p;
+}
+
+int cli_mpi_embed(const char *db, const char *spec, int q8, int threads, int timings) {
+    int size = cs_mpi_size(), rank = cs_mpi_rank(), n = 0, bad = 0;
+    cs_err err = {0};
+    cs_store *s = NULL;
+    if (!cs_store_open_readonly(&s, db, &err)) n = cs_store_shards(s);
+    cs_store_close(s);
+    s = NULL;
+    if (n != size) { /* not one shard a rank (or no store): rank 0 embeds the whole store */
+        if (rank) return CLI_OK;
+        cs_embed_stats es;
+        bad = cs_store_open(&s, db, &err) || (q8 && cs_store_meta_set(s, "vec_dtype", "q8", &err)) ||
+              cs_embed_index_add_ex(s, spec, threads, 0, &es, &err);
+        cs_store_close(s);
+        if (bad) return cli_fail(&err);
+        printf("index add: embedder %s: %lld computed, %lld already present, %lld skipped\n", spec,
+               (long long)es.computed, (long long)es.present, (long long)es.skipped);
+        if (es.skipped) fprintf(stderr, "copyscope: skipped %s\n", es.skip_example);
+        return CLI_OK;
+    }
+    double cpu0 = cpu_seconds(), cpu_prep = 0, cpu_part = 0, cpu_merge = 0;
+    if (rank == 0) { /* the model, the weights check and the column: as one process makes them */
+        bad = cs_store_open(&s, db, &err) || (q8 && cs_store_meta_set(s, "vec_dtype", "q8", &err)) ||
+              cs_embed_part_prepare(s, spec, &err);
+        cs_store_close(s);
+        s = NULL;
+        cpu_prep = cpu_seconds() - cpu0;
+    }
+    if (cs_mpi_any(bad)) return bad ? cli_fail(&err) : CLI_FAIL;
+    long long *off = calloc((size_t)size, sizeof *off);
+    char *part = NULL;
+    cs_embed_stats es = {0};
+    if (!off) bad = cs_fail(&err, CS_ENOMEM, "out of memory");
+    else if (cs_store_open_readonly(&s, db, &err)) bad = -1;
+    else if (cs_store_shard_offsets(s, off, n)) bad = cs_fail(&err, CS_EFORMAT, "%s: no meta 'shard_offsets'", db);
+    else if (!(part = part_path(db, rank, n, spec))) bad = cs_fail(&err, CS_ENOMEM, "out of memory");
+    else {
+        cpu0 = cpu_seconds(); /* the rank's own work: the process's CPU also counts MPI's busy waits */
+        bad = cs_embed_part_add(s, spec, threads, off[rank], rank + 1 < n ? off[rank + 1] : INT64_MAX, part, &es,
+                                &err);
+        cpu_part = cpu_seconds() - cpu0;
+    }
+    cs_store_close(s);
+    s = NULL;
+    free(off);
+    free(part);
+    if (bad) fprintf(stderr, "copyscope: rank %d of %d: %s\n", rank, size, err.msg);
+    if (es.skipped) fprintf(stderr, "copyscope: rank %d of %d: skipped %s\n", rank, size, es.skip_example);
+    if (cs_mpi_any(bad)) return CLI_FAIL; /* the parts keep their rows: a rerun resumes */
+    int64_t sum[3] = {es.computed, es.present, es.skipped}, merged = 0;
+    cs_mpi_sum_i64(sum, 3);
+    cpu0 = cpu_seconds();
+    if (rank == 0) { /* the parts' rows into the store's column, in one process's order */
+        char **paths = calloc((size_t)n, sizeof *paths);
+        bad = !paths;
+        for (int k = 0; !bad && k < n; k++) bad = !(paths[k] = part_path(db, k, n, spec));
+        if (bad) cs_fail(&err, CS_ENOMEM, "out of memory");
+        else bad = cs_store_open(&s, db, &err) || cs_embed_part_merge(s, spec, (const char *const *)paths, n, &merged, &err);
+        cs_store_close(s);
+        for (int k = 0; paths && k < n; k++) free(paths[k]);
+        free(paths);
+        cpu_merge = cpu_seconds() - cpu0;
+    }
+    if (cs_mpi_any(bad)) return bad ? cli_fail(&err) : CLI_FAIL;
+    if (timings) { /* collective: every rank */
+        print_rank_cpu(size);
+        print_rank_values(size, "embed: part cpu per rank (s):", cpu_part);
+        if (rank == 0) printf("embed: rank 0 alone: prepare %.2f s cpu, merge %.2f s cpu\n", cpu_prep, cpu_merge);
+    }
+    if (rank) return CLI_OK;
+    printf("index add: embedder %s: %lld computed, %lld already present, %lld skipped (%d ranks; %lld rows merged)\n",
+           spec, (long long)sum[0], (long long)sum[1], (long long)sum[2], size, (long long)merged);
     return CLI_OK;
 }
 

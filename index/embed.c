@@ -147,6 +147,17 @@ static const uint8_t *thumb_of(sqlite3_stmt *st, int col) {
 #define THUMB_SQL                                                                                  \
     "SELECT r.id, t.rgb FROM refs r JOIN ref_thumbs t ON t.ref_id = r.id "                         \
     "WHERE r.status = 'ok' AND t.w = 64 AND t.h = 64 ORDER BY r.id"
+/* A rank's rows (ids in (?1, ?2]): its refs rows, each thumbnail a point
+ * lookup (a sharded store's ref_thumbs goes to the one shard that holds the
+ * id, where a join would scan every shard: core/shard_union.c). */
+#define THUMB_RANGE_SQL                                                                            \
+    "SELECT id, rgb FROM (SELECT r.id AS id, (SELECT t.rgb FROM ref_thumbs t WHERE t.ref_id = r.id " \
+    "AND t.w = 64 AND t.h = 64) AS rgb FROM refs r WHERE r.status = 'ok' AND r.id > ?1 AND r.id <= ?2) " \
+    "WHERE rgb IS NOT NULL ORDER BY id"
+/* The ids THUMB_SQL lists, in its order (cs_embed_part_merge) */
+#define THUMB_IDS_SQL                                                                              \
+    "SELECT r.id, NULL FROM refs r JOIN ref_thumbs t ON t.ref_id = r.id "                          \
+    "WHERE r.status = 'ok' AND t.w = 64 AND t.h = 64 AND r.id > ?1 AND r.id <= ?2 ORDER BY r.id"
 
 /* Learns the tiny PCA from up to CS_TINY_MAX_TRAIN thumbnails spread evenly
  * over the index (ids first, then the chosen blobs). */
@@ -186,12 +197,52 @@ done:
     return rc;
 }
 
-static int tiny_add(cs_store *s, int progress, cs_embed_stats *stats, cs_err *err) {
+/* Where a run's rows go: the store's own column (part NULL), or under mpirun
+ * a float32 part column beside one rank's shard that gets the rows of the ids
+ * in (lo, hi] (cs_embed_part_add; rank 0 merges the parts in one-process order). */
+typedef struct {
+    int64_t lo, hi;
+    const char *part;
+} emb_where;
+
+static const emb_where EMB_ALL = {INT64_MIN, INT64_MAX, NULL};
+
+/* Opens the column rows go to (out) and seeds have with the ids that need no
+ * row: the store column's, plus the part's own when resuming a part. */
+static int open_out(cs_store *s, const char *name, int dim, const emb_where *w, cs_vecstore *out, emb_idset *have,
+                    cs_err *err) {
+    memset(have, 0, sizeof *have);
+    if (!w->part) {
+        if (cs_vecstore_open_store(out, s, name, dim, 1, err)) return -1;
+        if (!emb_idset_init(have, out, err)) return 0;
+        cs_vecstore_close(out);
+        return -1;
+    }
+    cs_vecstore m;
+    cs_err e2 = {0};
+    int has_m = !cs_vecstore_open_store(&m, s, name, dim, 0, &e2);
+    if (!has_m && e2.code != CS_ENOTFOUND) return *err = e2, -1;
+    if (cs_vecstore_open_dtype(out, w->part, dim, CS_VS_F32, 1, err)) {
+        if (has_m) cs_vecstore_close(&m);
+        return -1;
+    }
+    int rc = emb_idset_init(have, has_m ? &m : out, err);
+    for (int64_t i = 0; !rc && has_m && i < out->n; i++) rc = emb_idset_add(have, out->ids[i], err);
+    if (has_m) cs_vecstore_close(&m);
+    if (rc) {
+        emb_idset_free(have);
+        cs_vecstore_close(out);
+    }
+    return rc;
+}
+
+static int tiny_add(cs_store *s, const emb_where *w, int progress, cs_embed_stats *stats, cs_err *err) {
     cs_tinydesc m = {0};
     cs_vecstore vs;
     char *mp = tiny_model_path(s);
     if (!mp) return cs_fail(err, CS_ENOMEM, "out of memory");
-    if (cs_vecstore_open_store(&vs, s, "tiny", CS_TINY_DIM, 1, err)) {
+    emb_idset have;
+    if (open_out(s, "tiny", CS_TINY_DIM, w, &vs, &have, err)) {
         free(mp);
         return -1;
     }
@@ -201,7 +252,6 @@ static int tiny_add(cs_store *s, int progress, cs_embed_stats *stats, cs_err *er
     int64_t *ids = NULL;
     float *out = NULL;
     cs_progress *pr = NULL;
-    emb_idset have = {0};
     if (!access(mp, F_OK)) {
         if (cs_tiny_load(&m, mp, err)) goto done;
     } else {
@@ -213,6 +263,10 @@ static int tiny_add(cs_store *s, int progress, cs_embed_stats *stats, cs_err *er
         int64_t nok;
         if (count_ok(s, &nok, err)) goto done;
         if (nok == 0) { rc = 0; goto done; } /* nothing to learn from or describe yet */
+        if (w->part) { /* learnt from the whole store by rank 0 first (cs_embed_part_prepare) */
+            cs_fail(err, CS_EFORMAT, "%s: missing (the tiny PCA of the whole store is learnt first)", mp);
+            goto done;
+        }
         if (tiny_learn_from_store(s, &m, err) || cs_tiny_save(&m, mp, err)) goto done;
     }
     enum { BATCH = 1024 };
@@ -221,11 +275,12 @@ static int tiny_add(cs_store *s, int progress, cs_embed_stats *stats, cs_err *er
     ids = malloc(BATCH * sizeof *ids);
     out = malloc((size_t)BATCH * m.dim * sizeof *out);
     if (!th || !ids || !out) { cs_fail(err, CS_ENOMEM, "out of memory"); goto done; }
-    if (emb_idset_init(&have, &vs, err)) goto done;
     int64_t total;
     if (count_ok(s, &total, err)) goto done;
     if (progress) pr = cs_progress_start("embed tiny", total, "img");
-    if (cs_store_prepare(s, &st, THUMB_SQL, err)) goto done;
+    if (cs_store_prepare(s, &st, w->part ? THUMB_RANGE_SQL : THUMB_SQL, err)) goto done;
+    sqlite3_bind_int64(st, 1, w->lo);
+    sqlite3_bind_int64(st, 2, w->hi);
     int nb = 0, step;
     for (;;) {
         step = sqlite3_step(st);
@@ -245,7 +300,8 @@ static int tiny_add(cs_store *s, int progress, cs_embed_stats *stats, cs_err *er
             ids[nb++] = id;
         }
         if (nb == BATCH || (step != SQLITE_ROW && nb > 0)) {
-            if (cs_tiny_describe(&m, th, nb, out, err) || cs_vecstore_append(&vs, ids, out, nb, err)) goto done;
+            if (cs_tiny_describe_ids(&m, th, ids, nb, out, err) || cs_vecstore_append(&vs, ids, out, nb, err))
+                goto done;
             if (stats) stats->computed += nb;
             if (pr) cs_progress_add(pr, nb);
             nb = 0;
@@ -393,13 +449,19 @@ static int already_present(sscd_run *r, int64_t id) {
     return 1;
 }
 
+#define SSCD_FILES_SQL                                                                             \
+    "SELECT id, source FROM refs WHERE status = 'ok' AND (source IS NULL OR instr(source, '//') = 0) " \
+    "AND id > ?1 AND id <= ?2 ORDER BY id"
+#define SSCD_SHARDS_SQL                                                                            \
+    "SELECT id, source FROM refs WHERE status = 'ok' AND instr(source, '//') > 0 "                 \
+    "AND id > ?1 AND id <= ?2 ORDER BY source"
+
 /* References whose source is a file, in id order. */
-static int sscd_files(cs_store *s, sscd_run *r, cs_err *err) {
+static int sscd_files(cs_store *s, const emb_where *w, sscd_run *r, cs_err *err) {
     sqlite3_stmt *st = NULL;
-    if (cs_store_prepare(s, &st,
-                         "SELECT id, source FROM refs WHERE status = 'ok' "
-                         "AND (source IS NULL OR instr(source, '//') = 0) ORDER BY id", err))
-        return -1;
+    if (cs_store_prepare(s, &st, SSCD_FILES_SQL, err)) return -1;
+    sqlite3_bind_int64(st, 1, w->lo);
+    sqlite3_bind_int64(st, 2, w->hi);
     int step, rc = -1;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(st, 0);
@@ -507,15 +569,14 @@ static void work_clear(shard_work *t) {
 /* References that are tar-shard members ("shard.tar//member"): ordered by
  * source, each shard's members are contiguous, so one shard's work list is
  * held at a time and each shard is streamed once. */
-static int sscd_shards(cs_store *s, sscd_run *r, cs_err *err) {
+static int sscd_shards(cs_store *s, const emb_where *w, sscd_run *r, cs_err *err) {
     sqlite3_stmt *st = NULL;
     shard_work t = {.r = r};
     char *shard = NULL;
     int step, rc = -1;
-    if (cs_store_prepare(s, &st,
-                         "SELECT id, source FROM refs WHERE status = 'ok' AND instr(source, '//') > 0 "
-                         "ORDER BY source", err))
-        return -1;
+    if (cs_store_prepare(s, &st, SSCD_SHARDS_SQL, err)) return -1;
+    sqlite3_bind_int64(st, 1, w->lo);
+    sqlite3_bind_int64(st, 2, w->hi);
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(st, 0);
         const char *src = (const char *)sqlite3_column_text(st, 1);
@@ -553,23 +614,25 @@ done:
     return rc;
 }
 
-static int sscd_add(cs_store *s, const char *spec, int progress, cs_embed_stats *stats, cs_err *err) {
+static int sscd_add(cs_store *s, const emb_where *w, const char *spec, int progress, cs_embed_stats *stats,
+                    cs_err *err) {
     cs_embedder *e;
     if (cs_embedder_open(&e, s, spec, err)) return -1;
     cs_vecstore vs;
-    if (cs_vecstore_open_store(&vs, s, "sscd", cs_embedder_dim(e), 1, err)) {
+    sscd_run r = {.stats = stats};
+    if (open_out(s, "sscd", cs_embedder_dim(e), w, &vs, &r.have, err)) {
         cs_embedder_free(e);
         return -1;
     }
-    sscd_run r = {.stats = stats};
     cs_progress *pr = NULL;
     int rc = -1;
     int64_t total;
-    if (emb_check_weights(s, &vs, "embed.sscd.weights", emb_spec_weights(spec), err)) goto done;
+    /* a part's weights were checked against the store's column by rank 0 (cs_embed_part_prepare) */
+    if (!w->part && emb_check_weights(s, &vs, "embed.sscd.weights", emb_spec_weights(spec), err)) goto done;
     if (count_ok(s, &total, err)) goto done;
     if (progress) pr = cs_progress_start("embed sscd", total, "img");
-    if (emb_batch_init(&r.b, e, &vs, pr, err) || emb_idset_init(&r.have, &vs, err)) goto done;
-    rc = sscd_files(s, &r, err) || sscd_shards(s, &r, err) ? -1 : 0;
+    if (emb_batch_init(&r.b, e, &vs, pr, err)) goto done;
+    rc = sscd_files(s, w, &r, err) || sscd_shards(s, w, &r, err) ? -1 : 0;
     if (stats) stats->computed = r.b.computed;
 done:
     emb_batch_free(&r.b);
@@ -580,14 +643,179 @@ done:
     return rc;
 }
 
-int cs_embed_index_add_ex(cs_store *s, const char *spec, int jobs, int progress,
-                          cs_embed_stats *st, cs_err *err) {
+static int embed_add(cs_store *s, const emb_where *w, const char *spec, int jobs, int progress, cs_embed_stats *st,
+                     cs_err *err) {
     if (st) memset(st, 0, sizeof *st);
     emb_spec sp;
     if (parse_spec(spec, &sp, err)) return -1;
     nn_set_threads(jobs > 0 ? jobs : cs_threads());
-    int rc = sp.kind == EMB_TINY ? tiny_add(s, progress, st, err) : sscd_add(s, spec, progress, st, err);
+    int rc = sp.kind == EMB_TINY ? tiny_add(s, w, progress, st, err) : sscd_add(s, w, spec, progress, st, err);
     free(sp.weights);
+    return rc;
+}
+
+int cs_embed_index_add_ex(cs_store *s, const char *spec, int jobs, int progress,
+                          cs_embed_stats *st, cs_err *err) {
+    return embed_add(s, &EMB_ALL, spec, jobs, progress, st, err);
+}
+
+/* ---- under mpirun: parts per rank, merged by rank 0 (embed.h) ------------------ */
+
+int cs_embed_part_prepare(cs_store *s, const char *spec, cs_err *err) {
+    emb_spec sp;
+    if (parse_spec(spec, &sp, err)) return -1;
+    int rc = -1;
+    if (sp.kind == EMB_TINY) { /* the model, as a one-process run learns it (from the whole store) */
+        char *mp = tiny_model_path(s);
+        cs_vecstore vs;
+        cs_tinydesc m = {0};
+        int64_t nok = 0;
+        if (!mp) rc = cs_fail(err, CS_ENOMEM, "out of memory");
+        else if (!access(mp, F_OK)) rc = 0;
+        else if (!cs_vecstore_open_store(&vs, s, "tiny", CS_TINY_DIM, 1, err)) {
+            if (vs.n > 0)
+                cs_fail(err, CS_EFORMAT, "%s: missing, but %s holds %lld vectors made with it: remove both to recompute",
+                        mp, vs.path, (long long)vs.n);
+            else if (!count_ok(s, &nok, err))
+                rc = nok == 0 || (!tiny_learn_from_store(s, &m, err) && !cs_tiny_save(&m, mp, err)) ? 0 : -1;
+            cs_vecstore_close(&vs);
+        }
+        cs_tiny_free(&m);
+        free(mp);
+    } else {
+        cs_embedder *e;
+        cs_vecstore vs;
+        if (!cs_embedder_open(&e, s, spec, err)) {
+            if (!cs_vecstore_open_store(&vs, s, "sscd", cs_embedder_dim(e), 1, err)) {
+                rc = emb_check_weights(s, &vs, "embed.sscd.weights", emb_spec_weights(spec), err);
+                cs_vecstore_close(&vs);
+            }
+            cs_embedder_free(e);
+        }
+    }
+    free(sp.weights);
+    return rc;
+}
+
+int cs_embed_part_add(cs_store *s, const char *spec, int jobs, int64_t lo, int64_t hi, const char *part,
+                      cs_embed_stats *st, cs_err *err) {
+    emb_where w = {lo, hi, part};
+    return embed_add(s, &w, spec, jobs, 0, st, err);
+}
+
+typedef struct {
+    int64_t part, row;
+} part_row;
+
+static int cmp_part_row(const void *a, const void *b) {
+    const part_row *x = a, *y = b;
+    if (x->part != y->part) return (x->part > y->part) - (x->part < y->part);
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+/* Appends one group of rows (sorted by part, then row: the order each part
+ * computed them in) to out. */
+static int merge_group(cs_vecstore *out, cs_vecstore *parts, part_row *g, int64_t ng, int64_t *ids, float *buf,
+                       int64_t *merged, cs_err *err) {
+    qsort(g, (size_t)ng, sizeof *g, cmp_part_row);
+    size_t d = (size_t)out->dim;
+    for (int64_t i = 0; i < ng; i++) {
+        const cs_vecstore *p = &parts[g[i].part];
+        ids[i] = p->ids[g[i].row];
+        memcpy(buf + (size_t)i * d, p->vecs + (size_t)g[i].row * d, d * sizeof *buf);
+    }
+    *merged += ng;
+    return cs_vecstore_append(out, ids, buf, ng, err);
+}
+
+/* The order of one process: tiny in id order; sscd files in id order, then the
+ * tar members shard by shard (a shard's members in the order it was streamed,
+ * which is the order its part holds them in: a tar is one unit of one rank). */
+static int merge_order(cs_store *s, cs_vecstore *out, const char *sql, int grouped, cs_vecstore *parts, int n,
+                       int64_t *merged, cs_err *err) {
+    enum { CHUNK = 1024 };
+    sqlite3_stmt *st = NULL;
+    part_row *g = malloc(CHUNK * sizeof *g);
+    int64_t *ids = malloc(CHUNK * sizeof *ids), ng = 0;
+    float *buf = malloc((size_t)CHUNK * (size_t)out->dim * sizeof *buf);
+    char *key = NULL;
+    emb_idset have = {0};
+    int rc = -1, step;
+    if (!g || !ids || !buf) { cs_fail(err, CS_ENOMEM, "out of memory"); goto done; }
+    if (emb_idset_init(&have, out, err) || cs_store_prepare(s, &st, sql, err)) goto done;
+    sqlite3_bind_int64(st, 1, INT64_MIN);
+    sqlite3_bind_int64(st, 2, INT64_MAX);
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        const char *src = (const char *)sqlite3_column_text(st, 1), *sep = src ? strstr(src, "//") : NULL;
+        size_t kl = sep ? (size_t)(sep - src) : 0;
+        int same = grouped && key && sep && strlen(key) == kl && !strncmp(key, src, kl);
+        /* a tar's group may outgrow a chunk: flushed then, each part's rows stay in order */
+        if ((!same || ng == CHUNK) && ng > 0) {
+            if (merge_group(out, parts, g, ng, ids, buf, merged, err)) goto done;
+            ng = 0;
+        }
+        if (!same && grouped && sep) {
+            free(key);
+            if (!(key = strndup(src, kl))) { cs_fail(err, CS_ENOMEM, "out of memory"); goto done; }
+        }
+        if (emb_idset_has(&have, id)) continue; /* merged before a crash, or computed by one process */
+        for (int k = 0; k < n; k++) {
+            int64_t r = cs_vecstore_find(&parts[k], id);
+            if (r == -2) { cs_fail(err, CS_ENOMEM, "out of memory"); goto done; }
+            if (r < 0) continue;
+            g[ng++] = (part_row){k, r};
+            break;
+        }
+        if (!grouped && ng == CHUNK) {
+            if (merge_group(out, parts, g, ng, ids, buf, merged, err)) goto done;
+            ng = 0;
+        }
+    }
+    if (step != SQLITE_DONE) { cs_store_fail(s, err, "reading refs"); goto done; }
+    rc = ng > 0 ? merge_group(out, parts, g, ng, ids, buf, merged, err) : 0;
+done:
+    sqlite3_finalize(st);
+    emb_idset_free(&have);
+    free(g), free(ids), free(buf), free(key);
+    return rc;
+}
+
+int cs_embed_part_merge(cs_store *s, const char *spec, const char *const *paths, int n, int64_t *merged,
+                        cs_err *err) {
+    *merged = 0;
+    emb_spec sp;
+    if (parse_spec(spec, &sp, err)) return -1;
+    free(sp.weights);
+    cs_vecstore *parts = calloc((size_t)(n > 0 ? n : 1), sizeof *parts), out;
+    if (!parts) return cs_fail(err, CS_ENOMEM, "out of memory");
+    int rc = 0, k = 0, dim = 0;
+    for (; k < n && !rc; k++) {
+        cs_err e2 = {0};
+        if (cs_vecstore_open(&parts[k], paths[k], 0, 0, &e2)) { /* a rank with nothing to add wrote none */
+            memset(&parts[k], 0, sizeof parts[k]);
+            if (e2.code != CS_ENOTFOUND) rc = (*err = e2, -1);
+        } else if (dim && parts[k].dim != dim) {
+            rc = cs_fail(err, CS_EFORMAT, "%s: dimension %d, expected %d", paths[k], parts[k].dim, dim);
+        } else dim = parts[k].dim;
+    }
+    if (!rc && dim && !(rc = cs_vecstore_open_store(&out, s, sp.column, dim, 1, err))) {
+        if (sp.kind == EMB_TINY) rc = merge_order(s, &out, THUMB_IDS_SQL, 0, parts, n, merged, err);
+        if (!rc && sp.kind == EMB_SSCD)
+            rc = merge_order(s, &out, SSCD_FILES_SQL, 0, parts, n, merged, err) ||
+                 merge_order(s, &out, SSCD_SHARDS_SQL, 1, parts, n, merged, err) ? -1 : 0;
+        cs_vecstore_close(&out);
+    }
+    for (int i = 0; i < k; i++)
+        if (parts[i].path) cs_vecstore_close(&parts[i]);
+    free(parts);
+    for (int i = 0; !rc && i < n; i++) { /* merged: the parts go */
+        unlink(paths[i]);
+        size_t l = strlen(paths[i]) + 5;
+        char *ip = malloc(l);
+        if (ip) snprintf(ip, l, "%s.ids", paths[i]), unlink(ip);
+        free(ip);
+    }
     return rc;
 }
 

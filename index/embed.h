@@ -45,6 +45,24 @@ int cs_embed_index_add(cs_store *s, const char *spec, int jobs, cs_err *err);
 int cs_embed_index_add_ex(cs_store *s, const char *spec, int jobs, int progress,
                           cs_embed_stats *st, cs_err *err);
 
+/* Under mpirun (cli/cmd_mpi.c), the column is computed rank by rank and its
+ * bytes are those of one process:
+ * - cs_embed_part_prepare (rank 0, first): what every rank reads, as one
+ *   process makes it: the tiny PCA learnt from the whole store, the sscd
+ *   weights recorded; the store's column created.
+ * - cs_embed_part_add (every rank): the vectors of the 'ok' references with
+ *   ids in (lo, hi] that the store's column lacks, appended to the float32
+ *   column at part (beside the rank's shard); a rerun adds only what the part
+ *   and the column lack.
+ * - cs_embed_part_merge (rank 0, last): the parts' rows appended to the
+ *   store's column in the order one process appends them (quantised there
+ *   when the store is q8), then the parts removed. */
+int cs_embed_part_prepare(cs_store *s, const char *spec, cs_err *err);
+int cs_embed_part_add(cs_store *s, const char *spec, int jobs, int64_t lo, int64_t hi, const char *part,
+                      cs_embed_stats *st, cs_err *err);
+int cs_embed_part_merge(cs_store *s, const char *spec, const char *const *parts, int n, int64_t *merged,
+                        cs_err *err);
+
 /* An embedder ready to describe query images. */
 typedef struct cs_embedder cs_embedder;
 

@@ -58,6 +58,11 @@ int cs_tiny_learn(cs_tinydesc *m, const uint8_t *thumbs, int64_t n, cs_err *err)
  * constant thumbnails). threads <= 0: cs_threads(). */
 int cs_tiny_describe(const cs_tinydesc *m, const uint8_t *thumbs, int64_t n, float *out,
                      cs_err *err);
+/* The same for the references ids[n] (ascending) of a store's column: a
+ * row's bits depend on its id only, not on the rows described with it
+ * (index add under mpirun: every rank its shard, the bytes of one process). */
+int cs_tiny_describe_ids(const cs_tinydesc *m, const uint8_t *thumbs, const int64_t *ids, int64_t n, float *out,
+                         cs_err *err);
 
 /* Regional descriptors (issue 13): a 70 % crop or a 60 % embed of a
  * reference is a different thumbnail from the reference's, so both sides

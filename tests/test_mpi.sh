@@ -165,6 +165,20 @@ else
     answers "$T/q8m$n.db" "q8m$n"
     same "q8m$n" "q8_mpirun_np${n}_same_as_q8_store" e8
   done
+  # --embedder under mpirun: each rank embeds its own shard's references,
+  # rank 0 merges the parts; the column's bytes (vectors and ids) are those
+  # of one process, float32 and q8, at 1, 2 and 3 ranks
+  for n in 1 2 3; do
+    $MPIRUN -np $n "$M" index add "$T/refs.txt" --db "$T/e32m$n.db" --embedder tiny -j 1 > "$T/e32m$n.out" 2>&1 || { bad "e32m${n}_add"; cat "$T/e32m$n.out"; }
+    [ $n -eq 1 ] && { $MPIRUN -np 1 "$M" index add "$T/refs.txt" --db "$T/q8m1.db" --embedder tiny --embed-q8 -j 1 > "$T/q8m1.out" 2>&1 || bad q8m1_add; }
+    for v in e32 q8; do
+      b=e8; [ $v = e32 ] && b=e32
+      cmp -s "$T/$b.db.vec-tiny" "$T/${v}m$n.db.vec-tiny" && cmp -s "$T/$b.db.vec-tiny.ids" "$T/${v}m$n.db.vec-tiny.ids" &&
+        ok "embed_${v}_np${n}_column_bytes_as_one_process" || bad "embed_${v}_np${n}_column_bytes_as_one_process"
+    done
+  done
+  [ $(ls "$T/e32m3.db.shards" | grep -c 'part') -eq 0 ] && grep -q "embedder tiny: $nok computed, 0 already present, 0 skipped (3 ranks" "$T/e32m3.out" &&
+    ok "embed_np3_parts_merged_and_removed" || { bad embed_np3_parts_merged_and_removed; cat "$T/e32m3.out"; }
 
   # index query under mpirun: each rank searches its shard, rank 0 merges
   # the candidates (--dihedral: rank 0 reads the union); as one process
@@ -296,10 +310,13 @@ J
   # kill -9 one rank mid-run: 2 ranks, small batches, one thread each, 480
   # emoji (so that a fast machine is still mid-run when the poll sees it)
   ls "$DATA" | sort | head -n 480 | sed "s|^|$DATA/|" > "$T/kill.txt"
-  $B index add "$T/kill.txt" --db "$T/kone.db" -j 2 > /dev/null 2>&1 || bad kone_add
-  $B analyze --images "$T/gens" --db "$T/kone.db" -j 2 -q > /dev/null 2>&1 || bad kone_analyze
+  $B index add "$T/kill.txt" --db "$T/kone.db" --embedder tiny -j 2 > /dev/null 2>&1 || bad kone_add
+  # -j 1 as the ranks below: the exact embedding search's BLAS product
+  # (index/knn.c) splits over -j threads, and the split moves the last bit
+  # of a cosine (0.99999982 at -j 2, 1.0000002 at -j 1: a known gap)
+  $B analyze --images "$T/gens" --db "$T/kone.db" -j 1 -q > /dev/null 2>&1 || bad kone_analyze
   answers "$T/kone.db" kone
-  $MPIRUN -np 2 "$M" index add "$T/kill.txt" --db "$T/k.db" -j 1 --batch 4 > "$T/k1.out" 2>&1 &
+  $MPIRUN -np 2 "$M" index add "$T/kill.txt" --db "$T/k.db" --embedder tiny -j 1 --batch 4 > "$T/k1.out" 2>&1 &
   mp=$!
   killed=0; i=0
   while [ $i -lt 600 ] && [ $killed -eq 0 ]; do
@@ -323,12 +340,30 @@ J
   [ $ok1 -eq 1 ] && ok killed_shards_readable || bad killed_shards_readable
   r1=$($B index ls --json --db "$T/k.db.shards/1-of-2.db" | grep -c '"id"')
   r2=$($B index ls --json --db "$T/k.db.shards/2-of-2.db" | grep -c '"id"')
-  $MPIRUN -np 2 "$M" index add "$T/kill.txt" --db "$T/k.db" -j 1 --batch 4 > "$T/k2.out" 2>&1 && ok kill_rerun || { bad kill_rerun; cat "$T/k2.out"; }
+  $MPIRUN -np 2 "$M" index add "$T/kill.txt" --db "$T/k.db" --embedder tiny -j 1 --batch 4 > "$T/k2.out" 2>&1 && ok kill_rerun || { bad kill_rerun; cat "$T/k2.out"; }
   # the rerun skips what the killed run committed (r1 + r2 rows), no more, no less
   grep -q " $((r1 + r2)) already indexed" "$T/k2.out" && ok "rerun_only_missing ($((r1 + r2)) kept)" || bad "rerun_only_missing: $r1 + $r2: $(cat "$T/k2.out")"
   $MPIRUN -np 2 "$M" analyze --images "$T/gens" --db "$T/k.db" -j 1 -q > /dev/null 2>&1 || bad kill_analyze
   answers "$T/k.db" k
   same k killed_and_rerun_same_as_one_store kone
+  cmp -s "$T/kone.db.vec-tiny" "$T/k.db.vec-tiny" && cmp -s "$T/kone.db.vec-tiny.ids" "$T/k.db.vec-tiny.ids" &&
+    ok killed_and_rerun_embedding_as_one_process || bad killed_and_rerun_embedding_as_one_process
+  # a rank killed while embedding: its part keeps the rows it appended, the
+  # rerun computes only the rest and the column is still one process's (the
+  # part a killed rank 1 leaves, made here: 100 of shard 2's rows, cut from
+  # the one-process column; the store's column gone, as before a merge)
+  off1=$(sqlite3 "$T/k.db" "SELECT value FROM meta WHERE key = 'shard_offsets'" | awk '{print $2}')
+  r0=$(od -An -v -t d8 -j 64 "$T/kone.db.vec-tiny.ids" | tr -s ' ' '\n' | awk -v o="$off1" 'NF && $1 <= o' | wc -l)
+  hdr() { printf "$1"'\0\0\1\1\0\0\0\0\1\0\0\0\0\0\0\0\0\0\0\144\0\0\0\0\0\0\0'; head -c 32 /dev/zero; }
+  P="$T/k.db.shards/2-of-2.db.vec-tiny.part"
+  { hdr CSVEC; tail -c +$((64 + r0 * 1024 + 1)) "$T/kone.db.vec-tiny" | head -c 102400; } > "$P"
+  { hdr CSIDS; tail -c +$((64 + r0 * 8 + 1)) "$T/kone.db.vec-tiny.ids" | head -c 800; } > "$P.ids"
+  rm -f "$T/k.db.vec-tiny" "$T/k.db.vec-tiny.ids"
+  $MPIRUN -np 2 "$M" index add "$T/kill.txt" --db "$T/k.db" --embedder tiny -j 1 > "$T/k4.out" 2>&1 || bad kill_embed_rerun
+  nk=$(sed -n 's/.*embedder tiny: \([0-9]*\) computed.*/\1/p' "$T/k4.out")
+  cmp -s "$T/kone.db.vec-tiny" "$T/k.db.vec-tiny" && cmp -s "$T/kone.db.vec-tiny.ids" "$T/k.db.vec-tiny.ids" && [ "$r0" -gt 0 ] &&
+    [ $((${nk:-0} + 100)) -eq $(( ($(wc -c < "$T/k.db.vec-tiny") - 64) / 1024 )) ] && [ ! -e "$P" ] &&
+    ok "embed_part_resumed_only_missing ($nk computed, 100 kept)" || { bad "embed_part_resumed_only_missing (r0=$r0)"; cat "$T/k4.out"; }
 fi
 [ -n "$CS_KEEP" ] || rm -rf "$T"
 echo "test_mpi.sh: $p passed, $f failed"

@@ -12,6 +12,13 @@
  * sgemm runs near peak and the heap pass is a small fraction of the time. */
 #define KNN_QB 1024
 #define KNN_DB 4096
+/* The score block is computed in column chunks of this many references, one
+ * single-threaded sgemm each, spread over our threads. OpenBLAS's own
+ * threading splits a product by the thread count, and its rounding of an
+ * entry depends on where that entry falls in the split (the last bit of a
+ * cosine moved between -j 1 and -j 2); a fixed chunking gives the same bits
+ * at any thread count. */
+#define KNN_CB 512
 
 /* Heap entry order: a is worse than b when its score is lower, or equal with
  * a higher row (earlier rows win ties, so results do not depend on blocking). */
@@ -33,6 +40,22 @@ static void sift_down(float *hs, int64_t *hr, int k) {
         i = c;
     }
     hs[i] = s, hr[i] = r;
+}
+
+typedef struct {
+    const float *q, *db; /* the query block's rows, the reference block's rows */
+    float *block;        /* [qb][nb] */
+    int64_t qb, nb;
+    int dim;
+} score_job;
+
+/* Columns [i * KNN_CB, ...) of the score block: one single-threaded sgemm. */
+static void score_chunk(void *ctx, int64_t i, int thread) {
+    (void)thread;
+    score_job *j = ctx;
+    int64_t c0 = i * KNN_CB, cn = j->nb - c0 < KNN_CB ? j->nb - c0 : KNN_CB;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->qb, (int)cn, j->dim, 1.0f, j->q, j->dim,
+                j->db + c0 * j->dim, j->dim, 0.0f, j->block + c0, (int)j->nb);
 }
 
 typedef struct {
@@ -86,15 +109,15 @@ int cs_knn_exact(const float *db, int64_t n, int dim, const float *q, int64_t nq
     float *block = malloc((size_t)qb_max * (size_t)db_max * sizeof(float));
     if (!block) return cs_fail(err, CS_ENOMEM, "knn: out of memory for a score block");
     int saved = openblas_get_num_threads();
-    openblas_set_num_threads(threads);
+    openblas_set_num_threads(1);
     for (int64_t q0 = 0; q0 < nq; q0 += qb_max) {
         int64_t qb = nq - q0 < qb_max ? nq - q0 : qb_max;
         heap_job j = {block, 0, 0, scores + q0 * k, rows + q0 * k, k};
         for (int64_t r0 = 0; r0 < n; r0 += db_max) {
             int64_t nb = n - r0 < db_max ? n - r0 : db_max;
             /* block[qb][nb] = q[q0.., :] . db[r0.., :]^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)qb, (int)nb, dim, 1.0f,
-                        q + q0 * dim, dim, db + r0 * dim, dim, 0.0f, block, (int)nb);
+            score_job sj = {q + q0 * dim, db + r0 * dim, block, qb, nb, dim};
+            cs_parallel_for(threads, (nb + KNN_CB - 1) / KNN_CB, score_chunk, &sj);
             j.nb = nb, j.row0 = r0;
             cs_parallel_for(threads, qb, heap_update, &j);
         }

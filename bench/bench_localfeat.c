@@ -400,6 +400,62 @@ static void bench_votes(int64_t nref, int64_t ngen) {
            "index %.1f us in this run (%.2fx its speed); the same first candidate and votes for %lld/%lld query sets\n",
            (long long)nqd, own ? "our scan" : "FAISS's search (our scan does not apply)", 1e6 * cr / nqd,
            1e6 * cra / nqd, cr > 0 ? cra / cr : 0, (long long)same_top, (long long)(2 * ngen));
+    /* our scan in its scalar loops (cs_lf_index_simd(ix, 0)): the same
+     * votes, bit for bit, at its own speed */
+    {
+        cs_lf_vote *vs = calloc((size_t)(2 * ngen) * K, sizeof *vs);
+        int *nvs = calloc((size_t)(2 * ngen), sizeof(int));
+        int simd = cs_lf_index_simd(ix, 1);
+        cs_lf_index_simd(ix, 0);
+        t0 = now(), c0 = pcpu();
+        if (cs_lf_retrieve(ix, qs, 2 * ngen, K, vs, nvs, &err)) printf("votes: %s\n", err.msg);
+        double cs_ = pcpu() - c0;
+        cs_lf_index_simd(ix, 1);
+        int64_t same = 0;
+        for (int64_t i = 0; i < 2 * ngen; i++)
+            same += nvs[i] == nv[i] && !memcmp(vs + i * K, v + i * K, sizeof *vs * (size_t)nv[i]);
+        printf("votes, our scan in scalar loops: %.1f us CPU per query descriptor beside %.1f us with %s in this "
+               "run; every vote the same for %lld/%lld query sets\n",
+               1e6 * cs_ / nqd, 1e6 * cr / nqd, simd ? "AVX2" : "the same loops (no AVX2)", (long long)same,
+               (long long)(2 * ngen));
+        free(vs);
+        free(nvs);
+    }
+    /* CS_BENCH_LF_BEFORE=FACTORY: the same records in an index of that
+     * factory (e.g. the cells session 5's rule chose, "IMI2x7,PQ16np" at
+     * 60,000 references), searched by our scan: its speed, planted
+     * references found and how many query sets' first candidate and votes
+     * differ from the default index's */
+    const char *before = getenv("CS_BENCH_LF_BEFORE");
+    cs_lf_index *bx = NULL;
+    if (before && !cs_lf_index_build(&bx, nref, recs, before, &err)) {
+        cs_lf_vote *vb = calloc((size_t)(2 * ngen) * K, sizeof *vb);
+        int *nvb = calloc((size_t)(2 * ngen), sizeof(int));
+        t0 = now(), c0 = pcpu();
+        if (cs_lf_retrieve(bx, qs, 2 * ngen, K, vb, nvb, &err)) printf("votes: %s\n", err.msg);
+        double cb_ = pcpu() - c0;
+        int64_t same = 0, fb = 0, fa = 0, cp = 0;
+        for (int64_t i = 0; i < 2 * ngen; i++)
+            same += nv[i] > 0 && nvb[i] > 0 && v[i * K].row == vb[i * K].row && v[i * K].votes == vb[i * K].votes;
+        for (int64_t i = 0; i < ngen; i++) {
+            if (truth[i] < 0) continue;
+            cp++;
+            for (int k = 0; k < nvb[2 * i]; k++) fb += vb[2 * i * K + k].row == truth[i];
+            for (int k = 0; k < nv[2 * i]; k++) fa += v[2 * i * K + k].row == truth[i];
+        }
+        char info[160];
+        cs_lf_index_describe(bx, info, sizeof info);
+        printf("votes, before (%s): our scan %.1f us CPU per query descriptor beside %.1f us on the default index "
+               "in this run (%.2fx); planted reference among the candidates %lld/%lld before, %lld/%lld now; the "
+               "same first candidate and votes for %lld/%lld query sets\n",
+               info, 1e6 * cb_ / nqd, 1e6 * cr / nqd, cr > 0 ? cb_ / cr : 0, (long long)fb, (long long)cp,
+               (long long)fa, (long long)cp, (long long)same, (long long)(2 * ngen));
+        free(vb);
+        free(nvb);
+    } else if (before) {
+        printf("votes, before (%s): %s\n", before, err.msg);
+    }
+    cs_lf_index_free(bx);
     free(va);
     free(nva);
     int64_t found = 0, copies = 0;

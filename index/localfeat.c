@@ -282,6 +282,7 @@ struct cs_lf_index {
      * ict[2][64][2^imi_b] */
     float *ict;
     int imi_b;
+    int no_simd; /* cs_lf_index_simd(ix, 0): the scalar loops (the same bits) */
 };
 
 int64_t cs_lf_index_ndesc(const cs_lf_index *ix) { return ix->nd; }
@@ -297,9 +298,13 @@ void cs_lf_index_free(cs_lf_index *ix) {
 
 void cs_lf_default_factory(int64_t nd, char *buf, size_t cap, int *nprobe) {
     /* an inverted multi-index of 4^b cells, about CS_LF_PER_CELL descriptors
-     * each (b from 5 to 10: 1,024 to 1M cells) */
+     * each (b from 5 to 10: 1,024 to 1M cells): b rounded to the nearest
+     * cell size on a log scale, i.e. 4^b x CS_LF_PER_CELL within a factor
+     * of 2 of nd (b + 1 from nd = 4^b x 2 CS_LF_PER_CELL). Rounded down
+     * (session 5), 30M descriptors got 262,144 cells of ~114: 4x the codes
+     * scanned per probed cell; now 1M cells of ~29. */
     int b = 5;
-    while (b < 10 && ((int64_t)1 << (2 * (b + 1))) * CS_LF_PER_CELL <= nd) b++;
+    while (b < 10 && ((int64_t)1 << (2 * b)) * 2 * CS_LF_PER_CELL <= nd) b++;
     if (nd < CS_LF_MIN_IMI) {
         snprintf(buf, cap, "Flat");
         *nprobe = 0;
@@ -459,6 +464,15 @@ static void own_scan_setup(cs_lf_index *ix) {
     ix->imi_b = b;
 }
 
+int cs_lf_index_simd(cs_lf_index *ix, int on) {
+    ix->no_simd = !on;
+#if defined(__x86_64__)
+    return on && __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
 int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan) {
     if (faiss_scan) {
         free(ix->ct);
@@ -502,6 +516,35 @@ __attribute__((target("avx2"))) static void table_avx2(const float *ct, const fl
             }
         }
     }
+}
+
+/* The distances of eight 16-byte codes cb[8][16]: out[k] = sum over s of
+ * lut[s][cb[k][s]], added in the order s = 0..15 from 0 as the scalar loop
+ * does (the same bits). The codes are transposed in registers (byte, word
+ * and dword interleaves: e[j] holds sub-quantizer 2j's byte of the eight
+ * codes, then 2j + 1's), then each sub-quantizer's eight table entries are
+ * one gather. */
+__attribute__((target("avx2"))) static void sum8_avx2(const float *lut, const uint8_t *cb, float *out) {
+    __m128i c[8];
+    for (int k = 0; k < 8; k++) c[k] = _mm_loadu_si128((const __m128i *)(cb + 16 * k));
+    __m128i a0 = _mm_unpacklo_epi8(c[0], c[1]), a1 = _mm_unpackhi_epi8(c[0], c[1]);
+    __m128i a2 = _mm_unpacklo_epi8(c[2], c[3]), a3 = _mm_unpackhi_epi8(c[2], c[3]);
+    __m128i a4 = _mm_unpacklo_epi8(c[4], c[5]), a5 = _mm_unpackhi_epi8(c[4], c[5]);
+    __m128i a6 = _mm_unpacklo_epi8(c[6], c[7]), a7 = _mm_unpackhi_epi8(c[6], c[7]);
+    __m128i b0 = _mm_unpacklo_epi16(a0, a2), b1 = _mm_unpackhi_epi16(a0, a2); /* s 0-3, 4-7: codes 0-3 */
+    __m128i b2 = _mm_unpacklo_epi16(a1, a3), b3 = _mm_unpackhi_epi16(a1, a3); /* s 8-11, 12-15 */
+    __m128i b4 = _mm_unpacklo_epi16(a4, a6), b5 = _mm_unpackhi_epi16(a4, a6); /* codes 4-7 */
+    __m128i b6 = _mm_unpacklo_epi16(a5, a7), b7 = _mm_unpackhi_epi16(a5, a7);
+    __m128i e[8] = {_mm_unpacklo_epi32(b0, b4), _mm_unpackhi_epi32(b0, b4), _mm_unpacklo_epi32(b1, b5),
+                    _mm_unpackhi_epi32(b1, b5), _mm_unpacklo_epi32(b2, b6), _mm_unpackhi_epi32(b2, b6),
+                    _mm_unpacklo_epi32(b3, b7), _mm_unpackhi_epi32(b3, b7)};
+    __m256 d = _mm256_setzero_ps();
+    for (int j = 0; j < 8; j++) {
+        d = _mm256_add_ps(d, _mm256_i32gather_ps(lut + (2 * j) * 256, _mm256_cvtepu8_epi32(e[j]), 4));
+        d = _mm256_add_ps(d, _mm256_i32gather_ps(lut + (2 * j + 1) * 256,
+                                                 _mm256_cvtepu8_epi32(_mm_srli_si128(e[j], 8)), 4));
+    }
+    _mm256_storeu_ps(out, d);
 }
 #endif
 
@@ -571,20 +614,41 @@ static void scan_one(void *vc, int64_t i, int thread) {
     float bd[CS_LF_NN];
     int64_t bi[CS_LF_NN];
     for (int k = 0; k < K; k++) bd[k] = INFINITY, bi[k] = INT64_MAX;
-    for (int p = 0; p < c->nprobe; p++) {
-        int64_t l = lists[p];
-        if (l < 0) continue;
-        const uint8_t *codes;
-        const int64_t *ids;
-        int64_t n = cs_faiss_list(c->ix->f, l, &codes, &ids);
+    /* the probed lists' codes and ids are scattered over the index (480 MB
+     * of codes at 1M references): ask for the first lines of every list
+     * before scanning any, so that the misses overlap */
+    const uint8_t *lc[MAXPROBE];
+    const int64_t *li[MAXPROBE];
+    int64_t ln[MAXPROBE];
+    const int gather = c->avx2 && m == 16;
+    for (int p0 = 0; p0 < c->nprobe; p0 += MAXPROBE) /* one group unless FAISS picked the cells */
+    for (int pe = c->nprobe - p0 < MAXPROBE ? c->nprobe : p0 + MAXPROBE, p = p0; p < pe; p++) {
+        if (p == p0)
+            for (int q = p0; q < pe; q++) {
+                ln[q - p0] = lists[q] < 0 ? 0 : cs_faiss_list(c->ix->f, lists[q], &lc[q - p0], &li[q - p0]);
+                if (ln[q - p0] > 0) {
+                    __builtin_prefetch(lc[q - p0]);
+                    __builtin_prefetch(lc[q - p0] + 64);
+                    __builtin_prefetch(li[q - p0]);
+                }
+            }
+        const uint8_t *codes = lc[p - p0];
+        const int64_t *ids = li[p - p0];
+        int64_t n = ln[p - p0];
         /* eight codes at a time: eight independent chains of adds (one
          * code's sum is a chain of m dependent adds), each summed in the
-         * same order as one code alone */
+         * same order as one code alone; with AVX2 one gather per
+         * sub-quantizer (sum8_avx2, the same bits) */
         for (int64_t e = 0; e < n; e += 8) {
             float d8[8] = {0};
             int nb = n - e < 8 ? (int)(n - e) : 8;
             const uint8_t *cb = codes + e * m;
-            if (nb == 8) {
+            if (nb == 8 && e + 16 < n) __builtin_prefetch(cb + 16 * m);
+            if (nb == 8 && gather) {
+#if defined(__x86_64__)
+                sum8_avx2(lut, cb, d8);
+#endif
+            } else if (nb == 8) {
                 for (int s = 0; s < m; s++)
                     for (int k = 0; k < 8; k++) d8[k] += lut[s * 256 + cb[k * m + s]];
             } else {
@@ -622,7 +686,7 @@ static int nearest(cs_lf_index *ix, int64_t n, const float *x, int64_t *rows, fl
     } else if (nprobe > 0 && (ix->ict || !cs_faiss_coarse(ix->f, n, x, nprobe, lists, err))) {
         scan_ctx c = {ix, x, lists, nprobe, 0, per, lut, rows};
 #if defined(__x86_64__)
-        c.avx2 = __builtin_cpu_supports("avx2");
+        c.avx2 = !ix->no_simd && __builtin_cpu_supports("avx2");
 #endif
         cs_parallel_for(nt, n, scan_one, &c);
         rc = 0;

@@ -268,6 +268,26 @@ static void test_imi_votes(void) {
     CHECKF(top_flat == NQ, "exact index: copied reference first for %d/%d", top_flat, NQ);
     CHECKF(top_imi >= NQ * 95 / 100, "multi-index: copied reference first for %d/%d", top_imi, NQ);
     CHECK(!memcmp(n1, n2, sizeof n1) && !memcmp(v1, v2, sizeof v1));
+    /* our scan's scalar loops give the same bits as its AVX2 tables and
+     * gathers: the same nearest rows for every query descriptor (lists of
+     * every length, so the eight-code blocks and their tails) and votes */
+    {
+        static uint8_t d[NQ * 60 * 128];
+        static int64_t rv[NQ * 60 * CS_LF_NN], rs_[NQ * 60 * CS_LF_NN];
+        int64_t n = 0;
+        for (int i = 0; i < NQ; i++)
+            for (int k = 0; k < q[i].n; k++) memcpy(d + 128 * n++, q[i].desc[k], 128);
+        int simd = cs_lf_index_simd(imi2, 1);
+        REQUIRE(cs_lf_index_knn(imi2, n, d, CS_LF_NN, rv, &err) == 0);
+        cs_lf_index_simd(imi2, 0);
+        REQUIRE(cs_lf_index_knn(imi2, n, d, CS_LF_NN, rs_, &err) == 0);
+        REQUIRE(cs_lf_retrieve(imi2, q, NQ, K, v2, n2, &err) == 0);
+        cs_lf_index_simd(imi2, 1);
+        printf("  scalar scan vs %s: compared %lld query descriptors\n", simd ? "AVX2" : "the same (no AVX2 here)",
+               (long long)n);
+        CHECK(!memcmp(rv, rs_, sizeof(int64_t) * (size_t)n * CS_LF_NN));
+        CHECK(!memcmp(n1, n2, sizeof n1) && !memcmp(v1, v2, sizeof v1));
+    }
     brute_force(flat, imi1, recs, q);
     side_file(recs, q, v1, n1);
     incremental(recs, q, v1, n1);
@@ -277,7 +297,28 @@ static void test_imi_votes(void) {
     free(recs);
 }
 
+/* The default factory's cells: B rounded to the nearest cell size, so
+ * 4^B x CS_LF_PER_CELL is within a factor of 2 of the descriptor count
+ * wherever B is not at its bounds (5..10); exact search below
+ * CS_LF_MIN_IMI. */
+static void test_factory(void) {
+    char fac[64];
+    int np, b;
+    cs_lf_default_factory(CS_LF_MIN_IMI - 1, fac, sizeof fac, &np);
+    CHECKF(!strcmp(fac, "Flat") && np == 0, "%s", fac);
+    cs_lf_default_factory(30000000, fac, sizeof fac, &np); /* 1M references: 1M cells of ~29 */
+    CHECKF(!strcmp(fac, "IMI2x10,PQ16np") && np == CS_LF_NPROBE, "%s", fac);
+    for (int64_t nd = CS_LF_MIN_IMI; nd < ((int64_t)1 << 32); nd = nd * 5 / 4) {
+        cs_lf_default_factory(nd, fac, sizeof fac, &np);
+        REQUIRE(sscanf(fac, "IMI2x%d,PQ16np", &b) == 1);
+        double per = (double)nd / (double)((int64_t)1 << (2 * b));
+        if (b > 5 && b < 10) CHECKF(per >= CS_LF_PER_CELL / 2.0 && per < 2.0 * CS_LF_PER_CELL, "%lld: %s", (long long)nd, fac);
+        else CHECKF(b == 5 ? per < 2.0 * CS_LF_PER_CELL : per >= CS_LF_PER_CELL / 2.0, "%lld: %s", (long long)nd, fac);
+    }
+}
+
 int main(void) {
+    RUN(test_factory);
     RUN(test_imi_votes);
     return T_DONE();
 }

@@ -400,27 +400,28 @@ static void bench_votes(int64_t nref, int64_t ngen) {
            "index %.1f us in this run (%.2fx its speed); the same first candidate and votes for %lld/%lld query sets\n",
            (long long)nqd, own ? "our scan" : "FAISS's search (our scan does not apply)", 1e6 * cr / nqd,
            1e6 * cra / nqd, cr > 0 ? cra / cr : 0, (long long)same_top, (long long)(2 * ngen));
-    /* our scan in its scalar loops (cs_lf_index_simd(ix, 0)): the same
-     * votes, bit for bit, at its own speed */
-    {
+    /* our scan at narrower SIMD (cs_lf_index_simd(ix, 1): AVX2; 0: its
+     * scalar loops): the same votes, bit for bit, at their own speed */
+    static const char *level_name[] = {"scalar loops", "AVX2", "AVX-512"};
+    int level = cs_lf_index_simd(ix, 2);
+    for (int lv = level - 1; lv >= 0; lv--) {
         cs_lf_vote *vs = calloc((size_t)(2 * ngen) * K, sizeof *vs);
         int *nvs = calloc((size_t)(2 * ngen), sizeof(int));
-        int simd = cs_lf_index_simd(ix, 1);
-        cs_lf_index_simd(ix, 0);
-        t0 = now(), c0 = pcpu();
+        cs_lf_index_simd(ix, lv);
+        c0 = pcpu();
         if (cs_lf_retrieve(ix, qs, 2 * ngen, K, vs, nvs, &err)) printf("votes: %s\n", err.msg);
         double cs_ = pcpu() - c0;
-        cs_lf_index_simd(ix, 1);
         int64_t same = 0;
         for (int64_t i = 0; i < 2 * ngen; i++)
             same += nvs[i] == nv[i] && !memcmp(vs + i * K, v + i * K, sizeof *vs * (size_t)nv[i]);
-        printf("votes, our scan in scalar loops: %.1f us CPU per query descriptor beside %.1f us with %s in this "
-               "run; every vote the same for %lld/%lld query sets\n",
-               1e6 * cs_ / nqd, 1e6 * cr / nqd, simd ? "AVX2" : "the same loops (no AVX2)", (long long)same,
-               (long long)(2 * ngen));
+        printf("votes, our scan with %s: %.1f us CPU per query descriptor beside %.1f us with %s in this run (%.2fx); "
+               "every vote the same for %lld/%lld query sets\n",
+               level_name[lv], 1e6 * cs_ / nqd, 1e6 * cr / nqd, level_name[level], cr > 0 ? cs_ / cr : 0,
+               (long long)same, (long long)(2 * ngen));
         free(vs);
         free(nvs);
     }
+    cs_lf_index_simd(ix, 2);
     /* CS_BENCH_LF_BEFORE=FACTORY: the same records in an index of that
      * factory (e.g. the cells session 5's rule chose, "IMI2x7,PQ16np" at
      * 60,000 references), searched by our scan: its speed, planted

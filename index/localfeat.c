@@ -282,7 +282,7 @@ struct cs_lf_index {
      * ict[2][64][2^imi_b] */
     float *ict;
     int imi_b;
-    int no_simd; /* cs_lf_index_simd(ix, 0): the scalar loops (the same bits) */
+    int simd_max; /* cs_lf_index_simd: 0 scalar, 1 AVX2 at most, else AVX-512 where cpuid has it */
 };
 
 int64_t cs_lf_index_ndesc(const cs_lf_index *ix) { return ix->nd; }
@@ -387,6 +387,7 @@ out:
 int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const char *factory, cs_err *err) {
     *out = NULL;
     cs_lf_index *ix = calloc(1, sizeof *ix);
+    if (ix) ix->simd_max = 2;
     int64_t *first = malloc(sizeof(int64_t) * (size_t)(n + 1));
     float *x = NULL;
     int rc = -1;
@@ -464,13 +465,19 @@ static void own_scan_setup(cs_lf_index *ix) {
     ix->imi_b = b;
 }
 
-int cs_lf_index_simd(cs_lf_index *ix, int on) {
-    ix->no_simd = !on;
+/* the widest SIMD our scan uses, at most max (see cs_lf_index_simd) */
+static int simd_level(int max) {
 #if defined(__x86_64__)
-    return on && __builtin_cpu_supports("avx2");
-#else
-    return 0;
+    if (max >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2")) return 2;
+    if (max >= 1 && __builtin_cpu_supports("avx2")) return 1;
 #endif
+    (void)max;
+    return 0;
+}
+
+int cs_lf_index_simd(cs_lf_index *ix, int max) {
+    ix->simd_max = max;
+    return simd_level(max);
 }
 
 int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan) {
@@ -501,30 +508,69 @@ static void table_c(const float *ct, const float *x, int m, int dsub, int ks, fl
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-/* table_c in 8 lanes: multiply and add separately (no FMA), the same bits */
+/* table_c with the lanes of a vector: multiply and add separately (no FMA),
+ * each entry summed over u = 0..dsub-1 from 0 as in C, so the same bits.
+ * 32 (AVX2) or 64 (AVX-512) entries at a time are kept in registers over
+ * the dsub dimensions (the table is not loaded and stored per dimension). */
 __attribute__((target("avx2"))) static void table_avx2(const float *ct, const float *x, int m, int dsub, int ks,
                                                        float *lut) {
     for (int s = 0; s < m; s++) {
+        const float *xs = x + s * dsub, *cs = ct + (size_t)s * dsub * ks;
         float *t = lut + (size_t)s * ks;
-        for (int j = 0; j < ks; j += 8) _mm256_storeu_ps(t + j, _mm256_setzero_ps());
-        for (int u = 0; u < dsub; u++) {
-            const __m256 xv = _mm256_set1_ps(x[s * dsub + u]);
-            const float *c = ct + ((size_t)s * dsub + u) * ks;
-            for (int j = 0; j < ks; j += 8) {
-                __m256 d = _mm256_sub_ps(xv, _mm256_loadu_ps(c + j));
-                _mm256_storeu_ps(t + j, _mm256_add_ps(_mm256_loadu_ps(t + j), _mm256_mul_ps(d, d)));
+        int j = 0;
+        for (; j + 32 <= ks; j += 32) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int u = 0; u < dsub; u++) {
+                const __m256 xv = _mm256_set1_ps(xs[u]);
+                const float *c = cs + (size_t)u * ks + j;
+                __m256 d0 = _mm256_sub_ps(xv, _mm256_loadu_ps(c)), d1 = _mm256_sub_ps(xv, _mm256_loadu_ps(c + 8));
+                __m256 d2 = _mm256_sub_ps(xv, _mm256_loadu_ps(c + 16)), d3 = _mm256_sub_ps(xv, _mm256_loadu_ps(c + 24));
+                a0 = _mm256_add_ps(a0, _mm256_mul_ps(d0, d0)), a1 = _mm256_add_ps(a1, _mm256_mul_ps(d1, d1));
+                a2 = _mm256_add_ps(a2, _mm256_mul_ps(d2, d2)), a3 = _mm256_add_ps(a3, _mm256_mul_ps(d3, d3));
             }
+            _mm256_storeu_ps(t + j, a0), _mm256_storeu_ps(t + j + 8, a1);
+            _mm256_storeu_ps(t + j + 16, a2), _mm256_storeu_ps(t + j + 24, a3);
+        }
+        for (; j < ks; j += 8) {
+            __m256 a = _mm256_setzero_ps();
+            for (int u = 0; u < dsub; u++) {
+                __m256 d = _mm256_sub_ps(_mm256_set1_ps(xs[u]), _mm256_loadu_ps(cs + (size_t)u * ks + j));
+                a = _mm256_add_ps(a, _mm256_mul_ps(d, d));
+            }
+            _mm256_storeu_ps(t + j, a);
         }
     }
 }
 
-/* The distances of eight 16-byte codes cb[8][16]: out[k] = sum over s of
- * lut[s][cb[k][s]], added in the order s = 0..15 from 0 as the scalar loop
- * does (the same bits). The codes are transposed in registers (byte, word
- * and dword interleaves: e[j] holds sub-quantizer 2j's byte of the eight
- * codes, then 2j + 1's), then each sub-quantizer's eight table entries are
- * one gather. */
-__attribute__((target("avx2"))) static void sum8_avx2(const float *lut, const uint8_t *cb, float *out) {
+__attribute__((target("avx512f"))) static void table_avx512(const float *ct, const float *x, int m, int dsub, int ks,
+                                                           float *lut) {
+    if (ks % 64) {
+        table_avx2(ct, x, m, dsub, ks, lut);
+        return;
+    }
+    for (int s = 0; s < m; s++) {
+        const float *xs = x + s * dsub, *cs = ct + (size_t)s * dsub * ks;
+        float *t = lut + (size_t)s * ks;
+        for (int j = 0; j < ks; j += 64) {
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int u = 0; u < dsub; u++) {
+                const __m512 xv = _mm512_set1_ps(xs[u]);
+                const float *c = cs + (size_t)u * ks + j;
+                __m512 d0 = _mm512_sub_ps(xv, _mm512_loadu_ps(c)), d1 = _mm512_sub_ps(xv, _mm512_loadu_ps(c + 16));
+                __m512 d2 = _mm512_sub_ps(xv, _mm512_loadu_ps(c + 32)), d3 = _mm512_sub_ps(xv, _mm512_loadu_ps(c + 48));
+                a0 = _mm512_add_ps(a0, _mm512_mul_ps(d0, d0)), a1 = _mm512_add_ps(a1, _mm512_mul_ps(d1, d1));
+                a2 = _mm512_add_ps(a2, _mm512_mul_ps(d2, d2)), a3 = _mm512_add_ps(a3, _mm512_mul_ps(d3, d3));
+            }
+            _mm512_storeu_ps(t + j, a0), _mm512_storeu_ps(t + j + 16, a1);
+            _mm512_storeu_ps(t + j + 32, a2), _mm512_storeu_ps(t + j + 48, a3);
+        }
+    }
+}
+
+/* Eight 16-byte codes cb[8][16] transposed: e[j] holds sub-quantizer 2j's
+ * byte of each code (bytes 0-7), then 2j + 1's (bytes 8-15); byte, word and
+ * dword interleaves. */
+__attribute__((target("avx2"))) static inline void transpose8(const uint8_t *cb, __m128i e[8]) {
     __m128i c[8];
     for (int k = 0; k < 8; k++) c[k] = _mm_loadu_si128((const __m128i *)(cb + 16 * k));
     __m128i a0 = _mm_unpacklo_epi8(c[0], c[1]), a1 = _mm_unpackhi_epi8(c[0], c[1]);
@@ -535,9 +581,18 @@ __attribute__((target("avx2"))) static void sum8_avx2(const float *lut, const ui
     __m128i b2 = _mm_unpacklo_epi16(a1, a3), b3 = _mm_unpackhi_epi16(a1, a3); /* s 8-11, 12-15 */
     __m128i b4 = _mm_unpacklo_epi16(a4, a6), b5 = _mm_unpackhi_epi16(a4, a6); /* codes 4-7 */
     __m128i b6 = _mm_unpacklo_epi16(a5, a7), b7 = _mm_unpackhi_epi16(a5, a7);
-    __m128i e[8] = {_mm_unpacklo_epi32(b0, b4), _mm_unpackhi_epi32(b0, b4), _mm_unpacklo_epi32(b1, b5),
-                    _mm_unpackhi_epi32(b1, b5), _mm_unpacklo_epi32(b2, b6), _mm_unpackhi_epi32(b2, b6),
-                    _mm_unpacklo_epi32(b3, b7), _mm_unpackhi_epi32(b3, b7)};
+    e[0] = _mm_unpacklo_epi32(b0, b4), e[1] = _mm_unpackhi_epi32(b0, b4);
+    e[2] = _mm_unpacklo_epi32(b1, b5), e[3] = _mm_unpackhi_epi32(b1, b5);
+    e[4] = _mm_unpacklo_epi32(b2, b6), e[5] = _mm_unpackhi_epi32(b2, b6);
+    e[6] = _mm_unpacklo_epi32(b3, b7), e[7] = _mm_unpackhi_epi32(b3, b7);
+}
+
+/* The distances of eight 16-byte codes: out[k] = sum over s of
+ * lut[s][cb[k][s]], added in the order s = 0..15 from 0 as the scalar loop
+ * does (the same bits); one gather per sub-quantizer. */
+__attribute__((target("avx2"))) static void sum8_avx2(const float *lut, const uint8_t *cb, float *out) {
+    __m128i e[8];
+    transpose8(cb, e);
     __m256 d = _mm256_setzero_ps();
     for (int j = 0; j < 8; j++) {
         d = _mm256_add_ps(d, _mm256_i32gather_ps(lut + (2 * j) * 256, _mm256_cvtepu8_epi32(e[j]), 4));
@@ -546,13 +601,28 @@ __attribute__((target("avx2"))) static void sum8_avx2(const float *lut, const ui
     }
     _mm256_storeu_ps(out, d);
 }
+
+/* the same for sixteen codes cb[16][16] with 16-lane gathers */
+__attribute__((target("avx2,avx512f"))) static void sum16_avx512(const float *lut, const uint8_t *cb, float *out) {
+    __m128i e[8], f[8];
+    transpose8(cb, e);
+    transpose8(cb + 128, f);
+    __m512 d = _mm512_setzero_ps();
+    for (int j = 0; j < 8; j++) {
+        d = _mm512_add_ps(d, _mm512_i32gather_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi64(e[j], f[j])),
+                                                 lut + (2 * j) * 256, 4));
+        d = _mm512_add_ps(d, _mm512_i32gather_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi64(e[j], f[j])),
+                                                 lut + (2 * j + 1) * 256, 4));
+    }
+    _mm512_storeu_ps(out, d);
+}
 #endif
 
 typedef struct {
     const cs_lf_index *ix;
     const float *x;       /* [n][128] */
     const int64_t *lists; /* [n][nprobe] */
-    int nprobe, avx2;
+    int nprobe, simd; /* 0 scalar, 1 AVX2, 2 AVX-512 (cs_lf_index_simd) */
     size_t per_thread;
     float *lut;           /* [threads][per_thread]: m x 256 (+ 2 x 2^B with ict) */
     int64_t *rows;        /* [n][CS_LF_NN] */
@@ -560,7 +630,11 @@ typedef struct {
 
 static void table(const scan_ctx *c, const float *ct, const float *x, int m, int dsub, int ks, float *lut) {
 #if defined(__x86_64__)
-    if (c->avx2) {
+    if (c->simd == 2) {
+        table_avx512(ct, x, m, dsub, ks, lut);
+        return;
+    }
+    if (c->simd == 1) {
         table_avx2(ct, x, m, dsub, ks, lut);
         return;
     }
@@ -620,7 +694,7 @@ static void scan_one(void *vc, int64_t i, int thread) {
     const uint8_t *lc[MAXPROBE];
     const int64_t *li[MAXPROBE];
     int64_t ln[MAXPROBE];
-    const int gather = c->avx2 && m == 16;
+    const int gather = m == 16 ? c->simd : 0;
     for (int p0 = 0; p0 < c->nprobe; p0 += MAXPROBE) /* one group unless FAISS picked the cells */
     for (int pe = c->nprobe - p0 < MAXPROBE ? c->nprobe : p0 + MAXPROBE, p = p0; p < pe; p++) {
         if (p == p0)
@@ -635,20 +709,24 @@ static void scan_one(void *vc, int64_t i, int thread) {
         const uint8_t *codes = lc[p - p0];
         const int64_t *ids = li[p - p0];
         int64_t n = ln[p - p0];
-        /* eight codes at a time: eight independent chains of adds (one
-         * code's sum is a chain of m dependent adds), each summed in the
-         * same order as one code alone; with AVX2 one gather per
-         * sub-quantizer (sum8_avx2, the same bits) */
-        for (int64_t e = 0; e < n; e += 8) {
-            float d8[8] = {0};
+        /* eight codes at a time (sixteen with AVX-512): independent chains of
+         * adds (one code's sum is a chain of m dependent adds), each summed
+         * in the same order as one code alone; with SIMD one gather per
+         * sub-quantizer (sum8_avx2, sum16_avx512: the same bits) */
+        for (int64_t e = 0; e < n;) {
+            float d8[16] = {0};
             int nb = n - e < 8 ? (int)(n - e) : 8;
             const uint8_t *cb = codes + e * m;
-            if (nb == 8 && e + 16 < n) __builtin_prefetch(cb + 16 * m);
-            if (nb == 8 && gather) {
+            if (nb == 8 && e + 24 < n) __builtin_prefetch(cb + 24 * m);
 #if defined(__x86_64__)
+            if (gather == 2 && n - e >= 16) {
+                sum16_avx512(lut, cb, d8);
+                nb = 16;
+            } else if (gather && nb == 8) {
                 sum8_avx2(lut, cb, d8);
+            } else
 #endif
-            } else if (nb == 8) {
+            if (nb == 8) {
                 for (int s = 0; s < m; s++)
                     for (int k = 0; k < 8; k++) d8[k] += lut[s * 256 + cb[k * m + s]];
             } else {
@@ -664,6 +742,7 @@ static void scan_one(void *vc, int64_t i, int thread) {
                     bd[k] = bd[k - 1], bi[k] = bi[k - 1];
                 bd[k] = d, bi[k] = id;
             }
+            e += nb;
         }
     }
     for (int k = 0; k < K; k++) c->rows[i * K + k] = bi[k] == INT64_MAX ? -1 : bi[k];
@@ -686,7 +765,7 @@ static int nearest(cs_lf_index *ix, int64_t n, const float *x, int64_t *rows, fl
     } else if (nprobe > 0 && (ix->ict || !cs_faiss_coarse(ix->f, n, x, nprobe, lists, err))) {
         scan_ctx c = {ix, x, lists, nprobe, 0, per, lut, rows};
 #if defined(__x86_64__)
-        c.avx2 = !ix->no_simd && __builtin_cpu_supports("avx2");
+        c.simd = simd_level(ix->simd_max);
 #endif
         cs_parallel_for(nt, n, scan_one, &c);
         rc = 0;
@@ -881,6 +960,7 @@ int cs_lf_index_load(cs_lf_index **out, const char *path, uint64_t fp, int64_t n
     int rc = -1;
     if (vote_header(f, path, fp, nref, h, err)) goto out;
     if (!(ix = calloc(1, sizeof *ix))) goto nomem;
+    ix->simd_max = 2;
     ix->nd = (int64_t)get64(h + 32);
     memcpy(ix->factory, h + 40, 64);
     if (!(ix->owner = malloc(sizeof(int32_t) * (size_t)(ix->nd ? ix->nd : 1)))) goto nomem;

@@ -112,10 +112,11 @@ void cs_lf_default_factory(int64_t nd, char *buf, size_t cap, int *nprobe);
  * as cs_lf_default_factory makes; other indexes are always FAISS's). Returns
  * whether our scan is in use. */
 int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan);
-/* on = 0: our scan's scalar loops instead of AVX2 (distance tables and the
- * gather of the codes' table entries), for tests and the bench: the same
- * bits either way. Returns whether SIMD is in use. */
-int cs_lf_index_simd(cs_lf_index *ix, int on);
+/* The widest SIMD our scan may use (distance tables and the gather of the
+ * codes' table entries): 0 its scalar loops, 1 AVX2, 2 (the default)
+ * AVX-512, each where cpuid has it; the same bits at every level (tests and
+ * the bench compare them). Returns the level in use. */
+int cs_lf_index_simd(cs_lf_index *ix, int max);
 /* IVF lists (cells) searched per query descriptor; no-op for "Flat". */
 int cs_lf_index_set_nprobe(cs_lf_index *ix, int nprobe, cs_err *err);
 /* "IVF1024,SQ8, nprobe 16" */

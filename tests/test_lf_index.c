@@ -268,25 +268,27 @@ static void test_imi_votes(void) {
     CHECKF(top_flat == NQ, "exact index: copied reference first for %d/%d", top_flat, NQ);
     CHECKF(top_imi >= NQ * 95 / 100, "multi-index: copied reference first for %d/%d", top_imi, NQ);
     CHECK(!memcmp(n1, n2, sizeof n1) && !memcmp(v1, v2, sizeof v1));
-    /* our scan's scalar loops give the same bits as its AVX2 tables and
-     * gathers: the same nearest rows for every query descriptor (lists of
-     * every length, so the eight-code blocks and their tails) and votes */
+    /* our scan's scalar loops give the same bits as its AVX2 and AVX-512
+     * tables and gathers: the same nearest rows for every query descriptor
+     * (lists of every length, so the 8- and 16-code blocks and their tails)
+     * and votes */
     {
         static uint8_t d[NQ * 60 * 128];
-        static int64_t rv[NQ * 60 * CS_LF_NN], rs_[NQ * 60 * CS_LF_NN];
+        static int64_t rv[3][NQ * 60 * CS_LF_NN];
         int64_t n = 0;
         for (int i = 0; i < NQ; i++)
             for (int k = 0; k < q[i].n; k++) memcpy(d + 128 * n++, q[i].desc[k], 128);
-        int simd = cs_lf_index_simd(imi2, 1);
-        REQUIRE(cs_lf_index_knn(imi2, n, d, CS_LF_NN, rv, &err) == 0);
-        cs_lf_index_simd(imi2, 0);
-        REQUIRE(cs_lf_index_knn(imi2, n, d, CS_LF_NN, rs_, &err) == 0);
-        REQUIRE(cs_lf_retrieve(imi2, q, NQ, K, v2, n2, &err) == 0);
-        cs_lf_index_simd(imi2, 1);
-        printf("  scalar scan vs %s: compared %lld query descriptors\n", simd ? "AVX2" : "the same (no AVX2 here)",
+        int top = cs_lf_index_simd(imi2, 2);
+        for (int lv = 0; lv <= top; lv++) {
+            CHECK(cs_lf_index_simd(imi2, lv) == lv);
+            REQUIRE(cs_lf_index_knn(imi2, n, d, CS_LF_NN, rv[lv], &err) == 0);
+            REQUIRE(cs_lf_retrieve(imi2, q, NQ, K, v2, n2, &err) == 0);
+            CHECKF(!memcmp(rv[lv], rv[0], sizeof(int64_t) * (size_t)n * CS_LF_NN), "SIMD level %d: other rows", lv);
+            CHECKF(!memcmp(n1, n2, sizeof n1) && !memcmp(v1, v2, sizeof v1), "SIMD level %d: other votes", lv);
+        }
+        cs_lf_index_simd(imi2, 2);
+        printf("  scan: scalar loops vs SIMD levels up to %d (2 = AVX-512) on %lld query descriptors\n", top,
                (long long)n);
-        CHECK(!memcmp(rv, rs_, sizeof(int64_t) * (size_t)n * CS_LF_NN));
-        CHECK(!memcmp(n1, n2, sizeof n1) && !memcmp(v1, v2, sizeof v1));
     }
     brute_force(flat, imi1, recs, q);
     side_file(recs, q, v1, n1);

@@ -380,10 +380,13 @@ static void bench_votes(int64_t nref, int64_t ngen) {
     int *nv = malloc(sizeof(int) * (size_t)(2 * ngen));
     /* the anchor: FAISS's own search of the same index, same queries */
     cs_lf_vote *va = malloc(sizeof *va * (size_t)(2 * ngen) * K);
-    int *nva = malloc(sizeof(int) * (size_t)(2 * ngen));
+    int *nva = calloc((size_t)(2 * ngen), sizeof(int));
+    /* CS_BENCH_LF_PROFILE=1: our scan alone (no anchor, no other SIMD
+     * level), for perf */
+    const int profile = getenv("CS_BENCH_LF_PROFILE") != NULL;
     cs_lf_index_faiss_scan(ix, 1);
     t0 = now(), c0 = pcpu();
-    if (cs_lf_retrieve(ix, qs, 2 * ngen, K, va, nva, &err)) printf("votes: %s\n", err.msg);
+    if (!profile && cs_lf_retrieve(ix, qs, 2 * ngen, K, va, nva, &err)) printf("votes: %s\n", err.msg);
     double tra = now() - t0, cra = pcpu() - c0;
     int own = cs_lf_index_faiss_scan(ix, 0);
     fprintf(stderr, "  (retrieved, FAISS's scan: %.1f s)\n", tra);
@@ -404,7 +407,7 @@ static void bench_votes(int64_t nref, int64_t ngen) {
      * scalar loops): the same votes, bit for bit, at their own speed */
     static const char *level_name[] = {"scalar loops", "AVX2", "AVX-512"};
     int level = cs_lf_index_simd(ix, 2);
-    for (int lv = level - 1; lv >= 0; lv--) {
+    for (int lv = level - 1; lv >= 0 && !profile; lv--) {
         cs_lf_vote *vs = calloc((size_t)(2 * ngen) * K, sizeof *vs);
         int *nvs = calloc((size_t)(2 * ngen), sizeof(int));
         cs_lf_index_simd(ix, lv);
@@ -470,6 +473,38 @@ static void bench_votes(int64_t nref, int64_t ngen) {
     cs_parallel_for(cs_threads(), ngen, verify_one, &vc);
     double tv = now() - t0, cv = pcpu() - c0;
     fprintf(stderr, "  (verified: %.1f s)\n", tv);
+    /* the ratio test's distances (cs_lf_dist2, SIMD) beside the plain C loop
+     * in this run, over every (query keypoint, candidate keypoint) pair of
+     * the first 100 generations' candidates: the same integers */
+    {
+        int64_t ng = ngen < 100 ? ngen : 100, pairs = 0, diff = 0;
+        static cs_lf_set ref;
+        int dq[CS_LF_QUERY_KP];
+        double ts = 0, tp = 0;
+        for (int64_t j = 0; j < ng; j++)
+            for (int k = 0; k < nv[2 * j]; k++) {
+                if (cs_lf_unpack(recs + (size_t)v[2 * j * K + k].row * CS_LF_RECORD, &ref, &err)) continue;
+                const cs_lf_set *q = &qs[2 * j];
+                double a = tcpu();
+                for (int i = 0; i < q->n; i++) cs_lf_dist2(q->desc[i], (const uint8_t (*)[128])ref.desc, ref.n, dq);
+                double b = tcpu();
+                for (int i = 0; i < q->n; i++) {
+                    cs_lf_dist2(q->desc[i], (const uint8_t (*)[128])ref.desc, ref.n, dq);
+                    for (int r = 0; r < ref.n; r++) {
+                        int s = 0;
+                        for (int u = 0; u < 128; u++) s += (q->desc[i][u] - ref.desc[r][u]) * (q->desc[i][u] - ref.desc[r][u]);
+                        diff += s != dq[r];
+                    }
+                }
+                double c = tcpu();
+                ts += b - a, tp += (c - b) - (b - a);
+                pairs += (int64_t)q->n * ref.n;
+            }
+        printf("verification's descriptor distances (%lld pairs): cs_lf_dist2 %.2f ns per pair beside the plain C loop "
+               "%.2f ns in this run (%.2fx); %lld differ\n",
+               (long long)pairs, 1e9 * ts / (pairs ? pairs : 1), 1e9 * tp / (pairs ? pairs : 1), ts > 0 ? tp / ts : 0,
+               (long long)diff);
+    }
     double th, ch;
     bench_hash_only(nref, ngen, &th, &ch);
     char info[160];

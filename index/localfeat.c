@@ -139,6 +139,64 @@ int cs_lf_unpack(const uint8_t rec[CS_LF_RECORD], cs_lf_set *s, cs_err *err) {
     return 0;
 }
 
+/* ---- squared distances between descriptors (geometric verification) ---- */
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx2"))) static void dist2_avx2(const uint8_t *a, const uint8_t (*b)[128], int n, int *out) {
+    __m256i qa[8];
+    for (int c = 0; c < 8; c++) qa[c] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + 16 * c)));
+    for (int i = 0; i < n; i++) {
+        __m256i acc = _mm256_setzero_si256();
+        for (int c = 0; c < 8; c++) {
+            __m256i d = _mm256_sub_epi16(qa[c], _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b[i] + 16 * c))));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(d, d));
+        }
+        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+        out[i] = _mm_cvtsi128_si32(h);
+    }
+}
+
+__attribute__((target("avx512f,avx512bw"))) static void dist2_avx512(const uint8_t *a, const uint8_t (*b)[128], int n,
+                                                                     int *out) {
+    __m512i qa[4];
+    for (int c = 0; c < 4; c++) qa[c] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(a + 32 * c)));
+    for (int i = 0; i < n; i++) {
+        __m512i acc = _mm512_setzero_si512();
+        for (int c = 0; c < 4; c++) {
+            __m512i d =
+                _mm512_sub_epi16(qa[c], _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(b[i] + 32 * c))));
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(d, d));
+        }
+        out[i] = _mm512_reduce_add_epi32(acc);
+    }
+}
+#endif
+
+void cs_lf_dist2(const uint8_t a[128], const uint8_t (*b)[128], int n, int *out) {
+    /* integer sums: every path gives the same values */
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512bw")) {
+        dist2_avx512(a, b, n, out);
+        return;
+    }
+    if (__builtin_cpu_supports("avx2")) {
+        dist2_avx2(a, b, n, out);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++) {
+        int s = 0;
+        for (int j = 0; j < 128; j++) {
+            int d = (int)a[j] - (int)b[i][j];
+            s += d * d;
+        }
+        out[i] = s;
+    }
+}
+
 /* ---- column file ---- */
 
 static const char MAGIC[4] = {'C', 'S', 'L', 'F'};
@@ -661,7 +719,10 @@ static void coarse(const scan_ctx *c, const float *x, float *tab, int64_t *lists
     int64_t hi[2][MAXPROBE];
     for (int h = 0; h < 2; h++) {
         int have = 0;
-        for (int j = 0; j < k2; j++) offer(hd[h], hi[h], P, &have, tab[h * k2 + j], j);
+        for (int j = 0; j < k2; j++) { /* most are rejected here: j ascends, so a tie loses too */
+            const float v = tab[h * k2 + j];
+            if (have < P || v < hd[h][P - 1]) offer(hd[h], hi[h], P, &have, v, j);
+        }
     }
     float bd[MAXPROBE];
     int have = 0;

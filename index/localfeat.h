@@ -81,6 +81,11 @@ void cs_lf_mirror(const cs_lf_set *in, cs_lf_set *out);
 void cs_lf_pack(const cs_lf_set *s, uint8_t rec[CS_LF_RECORD]);
 int cs_lf_unpack(const uint8_t rec[CS_LF_RECORD], cs_lf_set *s, cs_err *err);
 
+/* Squared Euclidean distances of descriptor a to b[0..n-1]: out[n]. Exact
+ * integers (AVX-512BW or AVX2 where cpuid has it, else plain C); used by
+ * the ratio-test matching of analyze/lf_verify.c. */
+void cs_lf_dist2(const uint8_t a[128], const uint8_t (*b)[128], int n, int *out);
+
 /* Column file: "CSLF" magic, version, record size, row count, the refs.id of
  * every row, then the records. Written atomically (core/fs.h). */
 int cs_lf_col_write(const char *path, int64_t n, const int64_t *ids, const uint8_t *recs, cs_err *err);

@@ -403,6 +403,16 @@ static void bench_votes(int64_t nref, int64_t ngen) {
            "index %.1f us in this run (%.2fx its speed); the same first candidate and votes for %lld/%lld query sets\n",
            (long long)nqd, own ? "our scan" : "FAISS's search (our scan does not apply)", 1e6 * cr / nqd,
            1e6 * cra / nqd, cr > 0 ? cra / cr : 0, (long long)same_top, (long long)(2 * ngen));
+    /* CS_BENCH_LF_DUMP=FILE: the votes written there (nv, then every
+     * query set's K slots), to compare builds of the code byte for byte */
+    if (getenv("CS_BENCH_LF_DUMP")) {
+        FILE *df = fopen(getenv("CS_BENCH_LF_DUMP"), "wb");
+        for (int64_t i = 0; df && i < 2 * ngen; i++) {
+            fwrite(&nv[i], sizeof(int), 1, df);
+            fwrite(v + i * K, sizeof *v, (size_t)nv[i], df);
+        }
+        if (df) fclose(df);
+    }
     /* our scan at narrower SIMD (cs_lf_index_simd(ix, 1): AVX2; 0: its
      * scalar loops): the same votes, bit for bit, at their own speed */
     static const char *level_name[] = {"scalar loops", "AVX2", "AVX-512"};

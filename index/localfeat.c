@@ -339,6 +339,7 @@ struct cs_lf_index {
     /* and of its multi-index's two halves (NULL: FAISS's coarse search):
      * ict[2][64][2^imi_b] */
     float *ict;
+    float *icn; /* [2][2^imi_b] the squared norms of those centroids */
     int imi_b;
     int simd_max; /* cs_lf_index_simd: 0 scalar, 1 AVX2 at most, else AVX-512 where cpuid has it */
 };
@@ -351,6 +352,7 @@ void cs_lf_index_free(cs_lf_index *ix) {
     free(ix->owner);
     free(ix->ct);
     free(ix->ict);
+    free(ix->icn);
     free(ix);
 }
 
@@ -507,6 +509,8 @@ static void own_scan_setup(cs_lf_index *ix) {
     ix->ct = NULL;
     free(ix->ict);
     ix->ict = NULL;
+    free(ix->icn);
+    ix->icn = NULL;
     if (cs_faiss_pq_parts(ix->f, &m, &dsub, &c) || m * dsub != 128) return;
     if (!(ix->ct = malloc(sizeof(float) * 128 * 256))) return; /* FAISS's search then */
     for (int s = 0; s < m; s++)
@@ -516,10 +520,23 @@ static void own_scan_setup(cs_lf_index *ix) {
     int b;
     if (cs_faiss_imi_parts(ix->f, &b, &c) || b < 3 || b > 12 || cs_faiss_nprobe(ix->f) > MAXPROBE) return;
     size_t k2 = (size_t)1 << b;
-    if (!(ix->ict = malloc(sizeof(float) * 128 * k2))) return; /* FAISS's coarse search then */
+    ix->ict = malloc(sizeof(float) * 128 * k2);
+    ix->icn = malloc(sizeof(float) * 2 * k2);
+    if (!ix->ict || !ix->icn) { /* FAISS's coarse search then */
+        free(ix->ict), free(ix->icn);
+        ix->ict = ix->icn = NULL;
+        return;
+    }
     for (int h = 0; h < 2; h++)
-        for (size_t j = 0; j < k2; j++)
-            for (int u = 0; u < 64; u++) ix->ict[((size_t)h * 64 + u) * k2 + j] = c[((size_t)h * k2 + j) * 64 + u];
+        for (size_t j = 0; j < k2; j++) {
+            float nn = 0;
+            for (int u = 0; u < 64; u++) {
+                const float v = c[((size_t)h * k2 + j) * 64 + u];
+                ix->ict[((size_t)h * 64 + u) * k2 + j] = v;
+                nn += v * v;
+            }
+            ix->icn[h * k2 + j] = nn;
+        }
     ix->imi_b = b;
 }
 
@@ -676,11 +693,70 @@ __attribute__((target("avx2,avx512f"))) static void sum16_avx512(const float *lu
 }
 #endif
 
+/* The multi-index's half tables for ranking cells: t[h][j] = |c_hj|^2 -
+ * 2 x_h . c_hj (the squared distance less |x_h|^2, the same for every
+ * cell, so the same ranking up to rounding), each dot product one chain of
+ * fused multiply-adds over u = 0..63 from 0: one operation per entry and
+ * dimension where the distance took three (the coarse step at 1M cells is
+ * 2 x 64 x 1,024 of them per query descriptor). fmaf in C and the FMA
+ * instructions round once alike: the same bits at every level. */
+static void coarse_table_c(const float *ct, const float *cn, const float *x, int ks, float *t) {
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < ks; j++) {
+            float acc = 0;
+            for (int u = 0; u < 64; u++) acc = fmaf(x[h * 64 + u], ct[((size_t)h * 64 + u) * ks + j], acc);
+            t[h * ks + j] = cn[h * ks + j] - (acc + acc);
+        }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static void coarse_table_avx2(const float *ct, const float *cn, const float *x,
+                                                                 int ks, float *t) {
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < ks; j += 32) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int u = 0; u < 64; u++) {
+                const __m256 xv = _mm256_set1_ps(x[h * 64 + u]);
+                const float *c = ct + ((size_t)h * 64 + u) * ks + j;
+                a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(c), a0), a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(c + 8), a1);
+                a2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(c + 16), a2), a3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(c + 24), a3);
+            }
+            const float *n = cn + h * ks + j;
+            float *o = t + h * ks + j;
+            _mm256_storeu_ps(o, _mm256_sub_ps(_mm256_loadu_ps(n), _mm256_add_ps(a0, a0)));
+            _mm256_storeu_ps(o + 8, _mm256_sub_ps(_mm256_loadu_ps(n + 8), _mm256_add_ps(a1, a1)));
+            _mm256_storeu_ps(o + 16, _mm256_sub_ps(_mm256_loadu_ps(n + 16), _mm256_add_ps(a2, a2)));
+            _mm256_storeu_ps(o + 24, _mm256_sub_ps(_mm256_loadu_ps(n + 24), _mm256_add_ps(a3, a3)));
+        }
+}
+
+__attribute__((target("avx512f"))) static void coarse_table_avx512(const float *ct, const float *cn, const float *x,
+                                                                  int ks, float *t) {
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < ks; j += 64) {
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int u = 0; u < 64; u++) {
+                const __m512 xv = _mm512_set1_ps(x[h * 64 + u]);
+                const float *c = ct + ((size_t)h * 64 + u) * ks + j;
+                a0 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(c), a0), a1 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(c + 16), a1);
+                a2 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(c + 32), a2), a3 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(c + 48), a3);
+            }
+            const float *n = cn + h * ks + j;
+            float *o = t + h * ks + j;
+            _mm512_storeu_ps(o, _mm512_sub_ps(_mm512_loadu_ps(n), _mm512_add_ps(a0, a0)));
+            _mm512_storeu_ps(o + 16, _mm512_sub_ps(_mm512_loadu_ps(n + 16), _mm512_add_ps(a1, a1)));
+            _mm512_storeu_ps(o + 32, _mm512_sub_ps(_mm512_loadu_ps(n + 32), _mm512_add_ps(a2, a2)));
+            _mm512_storeu_ps(o + 48, _mm512_sub_ps(_mm512_loadu_ps(n + 48), _mm512_add_ps(a3, a3)));
+        }
+}
+#endif
+
 typedef struct {
     const cs_lf_index *ix;
     const float *x;       /* [n][128] */
     const int64_t *lists; /* [n][nprobe] */
     int nprobe, simd; /* 0 scalar, 1 AVX2, 2 AVX-512 (cs_lf_index_simd) */
+    int fma;          /* cpuid has FMA (the coarse tables' AVX2 level) */
     size_t per_thread;
     float *lut;           /* [threads][per_thread]: m x 256 (+ 2 x 2^B with ict) */
     int64_t *rows;        /* [n][CS_LF_NN] */
@@ -714,14 +790,33 @@ static void offer(float *d, int64_t *id, int n, int *have, float v, int64_t i) {
  * cell number). tab: 2 x 2^B floats of scratch. */
 static void coarse(const scan_ctx *c, const float *x, float *tab, int64_t *lists) {
     const int b = c->ix->imi_b, k2 = 1 << b, P = c->nprobe < k2 ? c->nprobe : k2;
-    table(c, c->ix->ict, x, 2, 64, k2, tab);
+#if defined(__x86_64__)
+    if (c->simd == 2 && k2 % 64 == 0) coarse_table_avx512(c->ix->ict, c->ix->icn, x, k2, tab);
+    else if (c->simd >= 1 && c->fma && k2 % 32 == 0) coarse_table_avx2(c->ix->ict, c->ix->icn, x, k2, tab);
+    else
+#endif
+        coarse_table_c(c->ix->ict, c->ix->icn, x, k2, tab);
     float hd[2][MAXPROBE];
     int64_t hi[2][MAXPROBE];
     for (int h = 0; h < 2; h++) {
+        const float *t = tab + h * k2;
+        /* a bound on the P-th smallest: the largest of P blocks' minima (P
+         * distinct entries), so every entry kept is <= it; the entries above
+         * it (most of them) are not offered, and fewer offers are kept */
+        float bound = INFINITY;
+        if (k2 >= 2 * P && k2 % P == 0) {
+            const int bl = k2 / P;
+            bound = -INFINITY;
+            for (int g = 0; g < P; g++) {
+                float mn = t[g * bl];
+                for (int j = 1; j < bl; j++) mn = t[g * bl + j] < mn ? t[g * bl + j] : mn;
+                bound = mn > bound ? mn : bound;
+            }
+        }
         int have = 0;
         for (int j = 0; j < k2; j++) { /* most are rejected here: j ascends, so a tie loses too */
-            const float v = tab[h * k2 + j];
-            if (have < P || v < hd[h][P - 1]) offer(hd[h], hi[h], P, &have, v, j);
+            const float v = t[j];
+            if (v <= bound && (have < P || v < hd[h][P - 1])) offer(hd[h], hi[h], P, &have, v, j);
         }
     }
     float bd[MAXPROBE];
@@ -815,7 +910,8 @@ static int nearest(cs_lf_index *ix, int64_t n, const float *x, int64_t *rows, fl
     int nprobe = cs_faiss_nprobe(ix->f), nt = cs_threads();
     if (nprobe > MAXPROBE && ix->ict) { /* more cells than our coarse step keeps: FAISS's */
         free(ix->ict);
-        ix->ict = NULL;
+        free(ix->icn);
+        ix->ict = ix->icn = NULL;
     }
     size_t per = (size_t)ix->pq_m * 256 + (ix->ict ? (size_t)2 << ix->imi_b : 0);
     int64_t *lists = ix->ict ? NULL : malloc(sizeof(int64_t) * (size_t)n * (nprobe > 0 ? nprobe : 1));
@@ -824,9 +920,12 @@ static int nearest(cs_lf_index *ix, int64_t n, const float *x, int64_t *rows, fl
     if ((!ix->ict && !lists) || !lut) {
         cs_fail(err, CS_ENOMEM, "localfeat: out of memory");
     } else if (nprobe > 0 && (ix->ict || !cs_faiss_coarse(ix->f, n, x, nprobe, lists, err))) {
-        scan_ctx c = {ix, x, lists, nprobe, 0, per, lut, rows};
+        scan_ctx c = {.ix = ix, .x = x, .lists = lists, .nprobe = nprobe, .per_thread = per, .lut = lut, .rows = rows};
 #if defined(__x86_64__)
         c.simd = simd_level(ix->simd_max);
+#if defined(__x86_64__)
+        c.fma = __builtin_cpu_supports("fma");
+#endif
 #endif
         cs_parallel_for(nt, n, scan_one, &c);
         rc = 0;

@@ -497,10 +497,13 @@ out:
  * with one scalar 8-dimension call per entry (fvec_L2sqr_ref, the largest
  * part of the retrieval's profile) and keeps results through virtual list
  * accessors and a general heap. Here: the table from the centroids
- * transposed (one pass over 256 centroids per dimension, AVX2 where cpuid
- * has it, the same sums in the same order either way: identical bits), the
- * codes of the probed lists (FAISS's coarse quantizer picks them) summed
- * from the table and the best CS_LF_NN kept by (distance, vector number). */
+ * transposed (blocks of 32 or 64 centroids kept in registers over the
+ * dimensions, AVX-512 or AVX2 where cpuid has it, the same sums in the same
+ * order at every level: identical bits, cs_lf_index_simd), the multi-index's
+ * cells ours (coarse), the probed lists' first lines prefetched, the codes
+ * summed from the table with one gather per sub-quantizer for 8 (AVX2) or
+ * 16 (AVX-512) codes at a time, and the best CS_LF_NN kept by (distance,
+ * vector number). */
 
 static void own_scan_setup(cs_lf_index *ix) {
     const float *c;

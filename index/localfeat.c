@@ -752,6 +752,33 @@ __attribute__((target("avx512f"))) static void coarse_table_avx512(const float *
             _mm512_storeu_ps(o + 48, _mm512_sub_ps(_mm512_loadu_ps(n + 48), _mm512_add_ps(a3, a3)));
         }
 }
+
+/* coarse_table_avx512 for four query descriptors x[4][128] at once, t[4][2][ks]:
+ * each block of centroids is read once for the four (at 1M cells the
+ * half tables' centroids are 512 KB, streamed from the caches per query
+ * descriptor); every entry is the same chain as alone: the same bits */
+__attribute__((target("avx512f"))) static void coarse_table4_avx512(const float *ct, const float *cn, const float *x,
+                                                                   int ks, float *t) {
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < ks; j += 32) {
+            __m512 a[4][2];
+            for (int q = 0; q < 4; q++) a[q][0] = a[q][1] = _mm512_setzero_ps();
+            for (int u = 0; u < 64; u++) {
+                const float *c = ct + ((size_t)h * 64 + u) * ks + j;
+                const __m512 c0 = _mm512_loadu_ps(c), c1 = _mm512_loadu_ps(c + 16);
+                for (int q = 0; q < 4; q++) {
+                    const __m512 xv = _mm512_set1_ps(x[q * 128 + h * 64 + u]);
+                    a[q][0] = _mm512_fmadd_ps(xv, c0, a[q][0]), a[q][1] = _mm512_fmadd_ps(xv, c1, a[q][1]);
+                }
+            }
+            const __m512 n0 = _mm512_loadu_ps(cn + h * ks + j), n1 = _mm512_loadu_ps(cn + h * ks + j + 16);
+            for (int q = 0; q < 4; q++) {
+                float *o = t + ((size_t)q * 2 + h) * ks + j;
+                _mm512_storeu_ps(o, _mm512_sub_ps(n0, _mm512_add_ps(a[q][0], a[q][0])));
+                _mm512_storeu_ps(o + 16, _mm512_sub_ps(n1, _mm512_add_ps(a[q][1], a[q][1])));
+            }
+        }
+}
 #endif
 
 typedef struct {
@@ -761,6 +788,7 @@ typedef struct {
     int nprobe, simd; /* 0 scalar, 1 AVX2, 2 AVX-512 (cs_lf_index_simd) */
     int fma;          /* cpuid has FMA (the coarse tables' AVX2 level) */
     size_t per_thread;
+    int64_t n;            /* query descriptors */
     float *lut;           /* [threads][per_thread]: m x 256 (+ 2 x 2^B with ict) */
     int64_t *rows;        /* [n][CS_LF_NN] */
 } scan_ctx;
@@ -791,14 +819,19 @@ static void offer(float *d, int64_t *id, int n, int *have, float v, int64_t i) {
  * sum of its two halves' distances, so the best P cells are among the best
  * P centroids of each half: P x P sums, the best P kept (by distance, then
  * cell number). tab: 2 x 2^B floats of scratch. */
-static void coarse(const scan_ctx *c, const float *x, float *tab, int64_t *lists) {
-    const int b = c->ix->imi_b, k2 = 1 << b, P = c->nprobe < k2 ? c->nprobe : k2;
+static void coarse_tables(const scan_ctx *c, const float *x, float *tab) {
+    const int k2 = 1 << c->ix->imi_b;
 #if defined(__x86_64__)
     if (c->simd == 2 && k2 % 64 == 0) coarse_table_avx512(c->ix->ict, c->ix->icn, x, k2, tab);
     else if (c->simd >= 1 && c->fma && k2 % 32 == 0) coarse_table_avx2(c->ix->ict, c->ix->icn, x, k2, tab);
     else
 #endif
         coarse_table_c(c->ix->ict, c->ix->icn, x, k2, tab);
+}
+
+/* the cells from x's half tables tab[2][2^B] (coarse_tables) */
+static void coarse(const scan_ctx *c, const float *tab, int64_t *lists) {
+    const int b = c->ix->imi_b, k2 = 1 << b, P = c->nprobe < k2 ? c->nprobe : k2;
     float hd[2][MAXPROBE];
     int64_t hi[2][MAXPROBE];
     for (int h = 0; h < 2; h++) {
@@ -833,14 +866,15 @@ static void coarse(const scan_ctx *c, const float *x, float *tab, int64_t *lists
     for (int p = have; p < c->nprobe; p++) lists[p] = -1;
 }
 
-static void scan_one(void *vc, int64_t i, int thread) {
-    const scan_ctx *c = vc;
+enum { GROUP = 4 }; /* query descriptors per task: their coarse tables in one pass */
+
+/* tab: x's half tables when ours (coarse_tables), else NULL */
+static void scan_one(const scan_ctx *c, int64_t i, float *lut, const float *tab) {
     const int K = CS_LF_NN, m = c->ix->pq_m;
     const int64_t *lists = c->lists ? c->lists + i * c->nprobe : NULL;
     int64_t own_lists[MAXPROBE];
-    float *lut = c->lut + (size_t)thread * c->per_thread;
-    if (c->ix->ict) { /* the cells ourselves */
-        coarse(c, c->x + i * 128, lut + m * 256, own_lists);
+    if (tab) { /* the cells ourselves */
+        coarse(c, tab, own_lists);
         lists = own_lists;
     }
     table(c, c->ix->ct, c->x + i * 128, m, c->ix->pq_dsub, 256, lut);
@@ -907,6 +941,22 @@ static void scan_one(void *vc, int64_t i, int thread) {
     for (int k = 0; k < K; k++) c->rows[i * K + k] = bi[k] == INT64_MAX ? -1 : bi[k];
 }
 
+/* query descriptors [GROUP g, GROUP g + GROUP) of c->n */
+static void scan_group(void *vc, int64_t g, int thread) {
+    const scan_ctx *c = vc;
+    float *lut = c->lut + (size_t)thread * c->per_thread, *tab = lut + c->ix->pq_m * 256;
+    const int64_t i0 = g * GROUP, n = c->n - i0 < GROUP ? c->n - i0 : GROUP;
+    const size_t k2 = c->ix->ict ? (size_t)1 << c->ix->imi_b : 0;
+    if (c->ix->ict) {
+#if defined(__x86_64__)
+        if (n == GROUP && c->simd == 2 && k2 % 64 == 0) coarse_table4_avx512(c->ix->ict, c->ix->icn, c->x + i0 * 128, (int)k2, tab);
+        else
+#endif
+            for (int64_t q = 0; q < n; q++) coarse_tables(c, c->x + (i0 + q) * 128, tab + q * 2 * k2);
+    }
+    for (int64_t q = 0; q < n; q++) scan_one(c, i0 + q, lut, c->ix->ict ? tab + q * 2 * k2 : NULL);
+}
+
 /* the CS_LF_NN nearest of n query descriptors x[n][128]: rows[n][CS_LF_NN] */
 static int nearest(cs_lf_index *ix, int64_t n, const float *x, int64_t *rows, float *dist, cs_err *err) {
     if (!ix->ct) return cs_faiss_search(ix->f, n, x, CS_LF_NN, dist, rows, err);
@@ -916,7 +966,7 @@ static int nearest(cs_lf_index *ix, int64_t n, const float *x, int64_t *rows, fl
         free(ix->icn);
         ix->ict = ix->icn = NULL;
     }
-    size_t per = (size_t)ix->pq_m * 256 + (ix->ict ? (size_t)2 << ix->imi_b : 0);
+    size_t per = (size_t)ix->pq_m * 256 + (ix->ict ? (size_t)GROUP * 2 << ix->imi_b : 0);
     int64_t *lists = ix->ict ? NULL : malloc(sizeof(int64_t) * (size_t)n * (nprobe > 0 ? nprobe : 1));
     float *lut = malloc(sizeof(float) * (size_t)nt * per);
     int rc = -1;
@@ -930,7 +980,8 @@ static int nearest(cs_lf_index *ix, int64_t n, const float *x, int64_t *rows, fl
         c.fma = __builtin_cpu_supports("fma");
 #endif
 #endif
-        cs_parallel_for(nt, n, scan_one, &c);
+        c.n = n;
+        cs_parallel_for(nt, (n + GROUP - 1) / GROUP, scan_group, &c);
         rc = 0;
     }
     free(lists);

@@ -289,6 +289,18 @@ static void test_imi_votes(void) {
         cs_lf_index_simd(imi2, 2);
         printf("  scan: scalar loops vs SIMD levels up to %d (2 = AVX-512) on %lld query descriptors\n", top,
                (long long)n);
+        /* 64 centroids per half and more: the AVX-512 coarse tables of four
+         * query descriptors at once (coarse_table4_avx512; IMI2x5 has 32) */
+        cs_lf_index *imi6;
+        REQUIRE(cs_lf_index_build(&imi6, NREF, recs, "IMI2x6,PQ16np", &err) == 0);
+        for (int lv = 0; lv <= top; lv++) {
+            cs_lf_index_simd(imi6, lv);
+            /* n - 1: the last group of four is short */
+            REQUIRE(cs_lf_index_knn(imi6, n - 1, d, CS_LF_NN, rv[lv], &err) == 0);
+            CHECKF(!memcmp(rv[lv], rv[0], sizeof(int64_t) * (size_t)(n - 1) * CS_LF_NN), "IMI2x6, SIMD level %d: other rows",
+                   lv);
+        }
+        cs_lf_index_free(imi6);
     }
     brute_force(flat, imi1, recs, q);
     side_file(recs, q, v1, n1);

@@ -7,15 +7,6 @@
 
 #include "index/opencv_shim.h"
 
-static int dist2(const uint8_t *a, const uint8_t *b) {
-    int s = 0;
-    for (int j = 0; j < 128; j++) {
-        int d = (int)a[j] - (int)b[j];
-        s += d * d;
-    }
-    return s;
-}
-
 double cs_lfv_clip_area(const float (*p)[2], int n, double w, double h) {
     double a[16][2], b[16][2];
     int na = n < 8 ? n : 8;
@@ -96,9 +87,10 @@ static int verify_one(const cs_lf_set *q, const cs_lf_set *r, cs_lfv_match *o, c
     memset(o, 0, sizeof *o);
     if (r->n < 2) return 0;
     for (int i = 0; i < q->n; i++) {
-        int b1 = -1, d1 = 1 << 30, d2 = 1 << 30;
+        int b1 = -1, d1 = 1 << 30, d2 = 1 << 30, dq[CS_LF_QUERY_KP];
+        cs_lf_dist2(q->desc[i], (const uint8_t (*)[128])r->desc, r->n, dq); /* SIMD, exact */
         for (int j = 0; j < r->n; j++) {
-            int d = dist2(q->desc[i], r->desc[j]);
+            int d = dq[j];
             if (d < d1) {
                 d2 = d1;
                 d1 = d;

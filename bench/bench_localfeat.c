@@ -380,10 +380,13 @@ static void bench_votes(int64_t nref, int64_t ngen) {
     int *nv = malloc(sizeof(int) * (size_t)(2 * ngen));
     /* the anchor: FAISS's own search of the same index, same queries */
     cs_lf_vote *va = malloc(sizeof *va * (size_t)(2 * ngen) * K);
-    int *nva = malloc(sizeof(int) * (size_t)(2 * ngen));
+    int *nva = calloc((size_t)(2 * ngen), sizeof(int));
+    /* CS_BENCH_LF_PROFILE=1: our scan alone (no anchor, no other SIMD
+     * level), for perf */
+    const int profile = getenv("CS_BENCH_LF_PROFILE") != NULL;
     cs_lf_index_faiss_scan(ix, 1);
     t0 = now(), c0 = pcpu();
-    if (cs_lf_retrieve(ix, qs, 2 * ngen, K, va, nva, &err)) printf("votes: %s\n", err.msg);
+    if (!profile && cs_lf_retrieve(ix, qs, 2 * ngen, K, va, nva, &err)) printf("votes: %s\n", err.msg);
     double tra = now() - t0, cra = pcpu() - c0;
     int own = cs_lf_index_faiss_scan(ix, 0);
     fprintf(stderr, "  (retrieved, FAISS's scan: %.1f s)\n", tra);
@@ -400,6 +403,73 @@ static void bench_votes(int64_t nref, int64_t ngen) {
            "index %.1f us in this run (%.2fx its speed); the same first candidate and votes for %lld/%lld query sets\n",
            (long long)nqd, own ? "our scan" : "FAISS's search (our scan does not apply)", 1e6 * cr / nqd,
            1e6 * cra / nqd, cr > 0 ? cra / cr : 0, (long long)same_top, (long long)(2 * ngen));
+    /* CS_BENCH_LF_DUMP=FILE: the votes written there (nv, then every
+     * query set's K slots), to compare builds of the code byte for byte */
+    if (getenv("CS_BENCH_LF_DUMP")) {
+        FILE *df = fopen(getenv("CS_BENCH_LF_DUMP"), "wb");
+        for (int64_t i = 0; df && i < 2 * ngen; i++) {
+            fwrite(&nv[i], sizeof(int), 1, df);
+            fwrite(v + i * K, sizeof *v, (size_t)nv[i], df);
+        }
+        if (df) fclose(df);
+    }
+    /* our scan at narrower SIMD (cs_lf_index_simd(ix, 1): AVX2; 0: its
+     * scalar loops): the same votes, bit for bit, at their own speed */
+    static const char *level_name[] = {"scalar loops", "AVX2", "AVX-512"};
+    int level = cs_lf_index_simd(ix, 2);
+    for (int lv = level - 1; lv >= 0 && !profile; lv--) {
+        cs_lf_vote *vs = calloc((size_t)(2 * ngen) * K, sizeof *vs);
+        int *nvs = calloc((size_t)(2 * ngen), sizeof(int));
+        cs_lf_index_simd(ix, lv);
+        c0 = pcpu();
+        if (cs_lf_retrieve(ix, qs, 2 * ngen, K, vs, nvs, &err)) printf("votes: %s\n", err.msg);
+        double cs_ = pcpu() - c0;
+        int64_t same = 0;
+        for (int64_t i = 0; i < 2 * ngen; i++)
+            same += nvs[i] == nv[i] && !memcmp(vs + i * K, v + i * K, sizeof *vs * (size_t)nv[i]);
+        printf("votes, our scan with %s: %.1f us CPU per query descriptor beside %.1f us with %s in this run (%.2fx); "
+               "every vote the same for %lld/%lld query sets\n",
+               level_name[lv], 1e6 * cs_ / nqd, 1e6 * cr / nqd, level_name[level], cr > 0 ? cs_ / cr : 0,
+               (long long)same, (long long)(2 * ngen));
+        free(vs);
+        free(nvs);
+    }
+    cs_lf_index_simd(ix, 2);
+    /* CS_BENCH_LF_BEFORE=FACTORY: the same records in an index of that
+     * factory (e.g. the cells session 5's rule chose, "IMI2x7,PQ16np" at
+     * 60,000 references), searched by our scan: its speed, planted
+     * references found and how many query sets' first candidate and votes
+     * differ from the default index's */
+    const char *before = getenv("CS_BENCH_LF_BEFORE");
+    cs_lf_index *bx = NULL;
+    if (before && !cs_lf_index_build(&bx, nref, recs, before, &err)) {
+        cs_lf_vote *vb = calloc((size_t)(2 * ngen) * K, sizeof *vb);
+        int *nvb = calloc((size_t)(2 * ngen), sizeof(int));
+        t0 = now(), c0 = pcpu();
+        if (cs_lf_retrieve(bx, qs, 2 * ngen, K, vb, nvb, &err)) printf("votes: %s\n", err.msg);
+        double cb_ = pcpu() - c0;
+        int64_t same = 0, fb = 0, fa = 0, cp = 0;
+        for (int64_t i = 0; i < 2 * ngen; i++)
+            same += nv[i] > 0 && nvb[i] > 0 && v[i * K].row == vb[i * K].row && v[i * K].votes == vb[i * K].votes;
+        for (int64_t i = 0; i < ngen; i++) {
+            if (truth[i] < 0) continue;
+            cp++;
+            for (int k = 0; k < nvb[2 * i]; k++) fb += vb[2 * i * K + k].row == truth[i];
+            for (int k = 0; k < nv[2 * i]; k++) fa += v[2 * i * K + k].row == truth[i];
+        }
+        char info[160];
+        cs_lf_index_describe(bx, info, sizeof info);
+        printf("votes, before (%s): our scan %.1f us CPU per query descriptor beside %.1f us on the default index "
+               "in this run (%.2fx); planted reference among the candidates %lld/%lld before, %lld/%lld now; the "
+               "same first candidate and votes for %lld/%lld query sets\n",
+               info, 1e6 * cb_ / nqd, 1e6 * cr / nqd, cr > 0 ? cb_ / cr : 0, (long long)fb, (long long)cp,
+               (long long)fa, (long long)cp, (long long)same, (long long)(2 * ngen));
+        free(vb);
+        free(nvb);
+    } else if (before) {
+        printf("votes, before (%s): %s\n", before, err.msg);
+    }
+    cs_lf_index_free(bx);
     free(va);
     free(nva);
     int64_t found = 0, copies = 0;
@@ -413,6 +483,38 @@ static void bench_votes(int64_t nref, int64_t ngen) {
     cs_parallel_for(cs_threads(), ngen, verify_one, &vc);
     double tv = now() - t0, cv = pcpu() - c0;
     fprintf(stderr, "  (verified: %.1f s)\n", tv);
+    /* the ratio test's distances (cs_lf_dist2, SIMD) beside the plain C loop
+     * in this run, over every (query keypoint, candidate keypoint) pair of
+     * the first 100 generations' candidates: the same integers */
+    {
+        int64_t ng = ngen < 100 ? ngen : 100, pairs = 0, diff = 0;
+        static cs_lf_set ref;
+        int dq[CS_LF_QUERY_KP];
+        double ts = 0, tp = 0;
+        for (int64_t j = 0; j < ng; j++)
+            for (int k = 0; k < nv[2 * j]; k++) {
+                if (cs_lf_unpack(recs + (size_t)v[2 * j * K + k].row * CS_LF_RECORD, &ref, &err)) continue;
+                const cs_lf_set *q = &qs[2 * j];
+                double a = tcpu();
+                for (int i = 0; i < q->n; i++) cs_lf_dist2(q->desc[i], (const uint8_t (*)[128])ref.desc, ref.n, dq);
+                double b = tcpu();
+                for (int i = 0; i < q->n; i++) {
+                    cs_lf_dist2(q->desc[i], (const uint8_t (*)[128])ref.desc, ref.n, dq);
+                    for (int r = 0; r < ref.n; r++) {
+                        int s = 0;
+                        for (int u = 0; u < 128; u++) s += (q->desc[i][u] - ref.desc[r][u]) * (q->desc[i][u] - ref.desc[r][u]);
+                        diff += s != dq[r];
+                    }
+                }
+                double c = tcpu();
+                ts += b - a, tp += (c - b) - (b - a);
+                pairs += (int64_t)q->n * ref.n;
+            }
+        printf("verification's descriptor distances (%lld pairs): cs_lf_dist2 %.2f ns per pair beside the plain C loop "
+               "%.2f ns in this run (%.2fx); %lld differ\n",
+               (long long)pairs, 1e9 * ts / (pairs ? pairs : 1), 1e9 * tp / (pairs ? pairs : 1), ts > 0 ? tp / ts : 0,
+               (long long)diff);
+    }
     double th, ch;
     bench_hash_only(nref, ngen, &th, &ch);
     char info[160];

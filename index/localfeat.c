@@ -139,6 +139,64 @@ int cs_lf_unpack(const uint8_t rec[CS_LF_RECORD], cs_lf_set *s, cs_err *err) {
     return 0;
 }
 
+/* ---- squared distances between descriptors (geometric verification) ---- */
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx2"))) static void dist2_avx2(const uint8_t *a, const uint8_t (*b)[128], int n, int *out) {
+    __m256i qa[8];
+    for (int c = 0; c < 8; c++) qa[c] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + 16 * c)));
+    for (int i = 0; i < n; i++) {
+        __m256i acc = _mm256_setzero_si256();
+        for (int c = 0; c < 8; c++) {
+            __m256i d = _mm256_sub_epi16(qa[c], _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b[i] + 16 * c))));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(d, d));
+        }
+        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+        out[i] = _mm_cvtsi128_si32(h);
+    }
+}
+
+__attribute__((target("avx512f,avx512bw"))) static void dist2_avx512(const uint8_t *a, const uint8_t (*b)[128], int n,
+                                                                     int *out) {
+    __m512i qa[4];
+    for (int c = 0; c < 4; c++) qa[c] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(a + 32 * c)));
+    for (int i = 0; i < n; i++) {
+        __m512i acc = _mm512_setzero_si512();
+        for (int c = 0; c < 4; c++) {
+            __m512i d =
+                _mm512_sub_epi16(qa[c], _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(b[i] + 32 * c))));
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(d, d));
+        }
+        out[i] = _mm512_reduce_add_epi32(acc);
+    }
+}
+#endif
+
+void cs_lf_dist2(const uint8_t a[128], const uint8_t (*b)[128], int n, int *out) {
+    /* integer sums: every path gives the same values */
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512bw")) {
+        dist2_avx512(a, b, n, out);
+        return;
+    }
+    if (__builtin_cpu_supports("avx2")) {
+        dist2_avx2(a, b, n, out);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++) {
+        int s = 0;
+        for (int j = 0; j < 128; j++) {
+            int d = (int)a[j] - (int)b[i][j];
+            s += d * d;
+        }
+        out[i] = s;
+    }
+}
+
 /* ---- column file ---- */
 
 static const char MAGIC[4] = {'C', 'S', 'L', 'F'};
@@ -281,7 +339,9 @@ struct cs_lf_index {
     /* and of its multi-index's two halves (NULL: FAISS's coarse search):
      * ict[2][64][2^imi_b] */
     float *ict;
+    float *icn; /* [2][2^imi_b] the squared norms of those centroids */
     int imi_b;
+    int simd_max; /* cs_lf_index_simd: 0 scalar, 1 AVX2 at most, else AVX-512 where cpuid has it */
 };
 
 int64_t cs_lf_index_ndesc(const cs_lf_index *ix) { return ix->nd; }
@@ -292,14 +352,19 @@ void cs_lf_index_free(cs_lf_index *ix) {
     free(ix->owner);
     free(ix->ct);
     free(ix->ict);
+    free(ix->icn);
     free(ix);
 }
 
 void cs_lf_default_factory(int64_t nd, char *buf, size_t cap, int *nprobe) {
     /* an inverted multi-index of 4^b cells, about CS_LF_PER_CELL descriptors
-     * each (b from 5 to 10: 1,024 to 1M cells) */
+     * each (b from 5 to 10: 1,024 to 1M cells): b rounded to the nearest
+     * cell size on a log scale, i.e. 4^b x CS_LF_PER_CELL within a factor
+     * of 2 of nd (b + 1 from nd = 4^b x 2 CS_LF_PER_CELL). Rounded down
+     * (session 5), 30M descriptors got 262,144 cells of ~114: 4x the codes
+     * scanned per probed cell; now 1M cells of ~29. */
     int b = 5;
-    while (b < 10 && ((int64_t)1 << (2 * (b + 1))) * CS_LF_PER_CELL <= nd) b++;
+    while (b < 10 && ((int64_t)1 << (2 * b)) * 2 * CS_LF_PER_CELL <= nd) b++;
     if (nd < CS_LF_MIN_IMI) {
         snprintf(buf, cap, "Flat");
         *nprobe = 0;
@@ -382,6 +447,7 @@ out:
 int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const char *factory, cs_err *err) {
     *out = NULL;
     cs_lf_index *ix = calloc(1, sizeof *ix);
+    if (ix) ix->simd_max = 2;
     int64_t *first = malloc(sizeof(int64_t) * (size_t)(n + 1));
     float *x = NULL;
     int rc = -1;
@@ -431,10 +497,13 @@ out:
  * with one scalar 8-dimension call per entry (fvec_L2sqr_ref, the largest
  * part of the retrieval's profile) and keeps results through virtual list
  * accessors and a general heap. Here: the table from the centroids
- * transposed (one pass over 256 centroids per dimension, AVX2 where cpuid
- * has it, the same sums in the same order either way: identical bits), the
- * codes of the probed lists (FAISS's coarse quantizer picks them) summed
- * from the table and the best CS_LF_NN kept by (distance, vector number). */
+ * transposed (blocks of 32 or 64 centroids kept in registers over the
+ * dimensions, AVX-512 or AVX2 where cpuid has it, the same sums in the same
+ * order at every level: identical bits, cs_lf_index_simd), the multi-index's
+ * cells ours (coarse), the probed lists' first lines prefetched, the codes
+ * summed from the table with one gather per sub-quantizer for 8 (AVX2) or
+ * 16 (AVX-512) codes at a time, and the best CS_LF_NN kept by (distance,
+ * vector number). */
 
 static void own_scan_setup(cs_lf_index *ix) {
     const float *c;
@@ -443,6 +512,8 @@ static void own_scan_setup(cs_lf_index *ix) {
     ix->ct = NULL;
     free(ix->ict);
     ix->ict = NULL;
+    free(ix->icn);
+    ix->icn = NULL;
     if (cs_faiss_pq_parts(ix->f, &m, &dsub, &c) || m * dsub != 128) return;
     if (!(ix->ct = malloc(sizeof(float) * 128 * 256))) return; /* FAISS's search then */
     for (int s = 0; s < m; s++)
@@ -452,11 +523,39 @@ static void own_scan_setup(cs_lf_index *ix) {
     int b;
     if (cs_faiss_imi_parts(ix->f, &b, &c) || b < 3 || b > 12 || cs_faiss_nprobe(ix->f) > MAXPROBE) return;
     size_t k2 = (size_t)1 << b;
-    if (!(ix->ict = malloc(sizeof(float) * 128 * k2))) return; /* FAISS's coarse search then */
+    ix->ict = malloc(sizeof(float) * 128 * k2);
+    ix->icn = malloc(sizeof(float) * 2 * k2);
+    if (!ix->ict || !ix->icn) { /* FAISS's coarse search then */
+        free(ix->ict), free(ix->icn);
+        ix->ict = ix->icn = NULL;
+        return;
+    }
     for (int h = 0; h < 2; h++)
-        for (size_t j = 0; j < k2; j++)
-            for (int u = 0; u < 64; u++) ix->ict[((size_t)h * 64 + u) * k2 + j] = c[((size_t)h * k2 + j) * 64 + u];
+        for (size_t j = 0; j < k2; j++) {
+            float nn = 0;
+            for (int u = 0; u < 64; u++) {
+                const float v = c[((size_t)h * k2 + j) * 64 + u];
+                ix->ict[((size_t)h * 64 + u) * k2 + j] = v;
+                nn += v * v;
+            }
+            ix->icn[h * k2 + j] = nn;
+        }
     ix->imi_b = b;
+}
+
+/* the widest SIMD our scan uses, at most max (see cs_lf_index_simd) */
+static int simd_level(int max) {
+#if defined(__x86_64__)
+    if (max >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2")) return 2;
+    if (max >= 1 && __builtin_cpu_supports("avx2")) return 1;
+#endif
+    (void)max;
+    return 0;
+}
+
+int cs_lf_index_simd(cs_lf_index *ix, int max) {
+    ix->simd_max = max;
+    return simd_level(max);
 }
 
 int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan) {
@@ -487,21 +586,198 @@ static void table_c(const float *ct, const float *x, int m, int dsub, int ks, fl
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-/* table_c in 8 lanes: multiply and add separately (no FMA), the same bits */
+/* table_c with the lanes of a vector: multiply and add separately (no FMA),
+ * each entry summed over u = 0..dsub-1 from 0 as in C, so the same bits.
+ * 32 (AVX2) or 64 (AVX-512) entries at a time are kept in registers over
+ * the dsub dimensions (the table is not loaded and stored per dimension). */
 __attribute__((target("avx2"))) static void table_avx2(const float *ct, const float *x, int m, int dsub, int ks,
                                                        float *lut) {
     for (int s = 0; s < m; s++) {
+        const float *xs = x + s * dsub, *cs = ct + (size_t)s * dsub * ks;
         float *t = lut + (size_t)s * ks;
-        for (int j = 0; j < ks; j += 8) _mm256_storeu_ps(t + j, _mm256_setzero_ps());
-        for (int u = 0; u < dsub; u++) {
-            const __m256 xv = _mm256_set1_ps(x[s * dsub + u]);
-            const float *c = ct + ((size_t)s * dsub + u) * ks;
-            for (int j = 0; j < ks; j += 8) {
-                __m256 d = _mm256_sub_ps(xv, _mm256_loadu_ps(c + j));
-                _mm256_storeu_ps(t + j, _mm256_add_ps(_mm256_loadu_ps(t + j), _mm256_mul_ps(d, d)));
+        int j = 0;
+        for (; j + 32 <= ks; j += 32) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int u = 0; u < dsub; u++) {
+                const __m256 xv = _mm256_set1_ps(xs[u]);
+                const float *c = cs + (size_t)u * ks + j;
+                __m256 d0 = _mm256_sub_ps(xv, _mm256_loadu_ps(c)), d1 = _mm256_sub_ps(xv, _mm256_loadu_ps(c + 8));
+                __m256 d2 = _mm256_sub_ps(xv, _mm256_loadu_ps(c + 16)), d3 = _mm256_sub_ps(xv, _mm256_loadu_ps(c + 24));
+                a0 = _mm256_add_ps(a0, _mm256_mul_ps(d0, d0)), a1 = _mm256_add_ps(a1, _mm256_mul_ps(d1, d1));
+                a2 = _mm256_add_ps(a2, _mm256_mul_ps(d2, d2)), a3 = _mm256_add_ps(a3, _mm256_mul_ps(d3, d3));
             }
+            _mm256_storeu_ps(t + j, a0), _mm256_storeu_ps(t + j + 8, a1);
+            _mm256_storeu_ps(t + j + 16, a2), _mm256_storeu_ps(t + j + 24, a3);
+        }
+        for (; j < ks; j += 8) {
+            __m256 a = _mm256_setzero_ps();
+            for (int u = 0; u < dsub; u++) {
+                __m256 d = _mm256_sub_ps(_mm256_set1_ps(xs[u]), _mm256_loadu_ps(cs + (size_t)u * ks + j));
+                a = _mm256_add_ps(a, _mm256_mul_ps(d, d));
+            }
+            _mm256_storeu_ps(t + j, a);
         }
     }
+}
+
+__attribute__((target("avx512f"))) static void table_avx512(const float *ct, const float *x, int m, int dsub, int ks,
+                                                           float *lut) {
+    if (ks % 64) {
+        table_avx2(ct, x, m, dsub, ks, lut);
+        return;
+    }
+    for (int s = 0; s < m; s++) {
+        const float *xs = x + s * dsub, *cs = ct + (size_t)s * dsub * ks;
+        float *t = lut + (size_t)s * ks;
+        for (int j = 0; j < ks; j += 64) {
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int u = 0; u < dsub; u++) {
+                const __m512 xv = _mm512_set1_ps(xs[u]);
+                const float *c = cs + (size_t)u * ks + j;
+                __m512 d0 = _mm512_sub_ps(xv, _mm512_loadu_ps(c)), d1 = _mm512_sub_ps(xv, _mm512_loadu_ps(c + 16));
+                __m512 d2 = _mm512_sub_ps(xv, _mm512_loadu_ps(c + 32)), d3 = _mm512_sub_ps(xv, _mm512_loadu_ps(c + 48));
+                a0 = _mm512_add_ps(a0, _mm512_mul_ps(d0, d0)), a1 = _mm512_add_ps(a1, _mm512_mul_ps(d1, d1));
+                a2 = _mm512_add_ps(a2, _mm512_mul_ps(d2, d2)), a3 = _mm512_add_ps(a3, _mm512_mul_ps(d3, d3));
+            }
+            _mm512_storeu_ps(t + j, a0), _mm512_storeu_ps(t + j + 16, a1);
+            _mm512_storeu_ps(t + j + 32, a2), _mm512_storeu_ps(t + j + 48, a3);
+        }
+    }
+}
+
+/* Eight 16-byte codes cb[8][16] transposed: e[j] holds sub-quantizer 2j's
+ * byte of each code (bytes 0-7), then 2j + 1's (bytes 8-15); byte, word and
+ * dword interleaves. */
+__attribute__((target("avx2"))) static inline void transpose8(const uint8_t *cb, __m128i e[8]) {
+    __m128i c[8];
+    for (int k = 0; k < 8; k++) c[k] = _mm_loadu_si128((const __m128i *)(cb + 16 * k));
+    __m128i a0 = _mm_unpacklo_epi8(c[0], c[1]), a1 = _mm_unpackhi_epi8(c[0], c[1]);
+    __m128i a2 = _mm_unpacklo_epi8(c[2], c[3]), a3 = _mm_unpackhi_epi8(c[2], c[3]);
+    __m128i a4 = _mm_unpacklo_epi8(c[4], c[5]), a5 = _mm_unpackhi_epi8(c[4], c[5]);
+    __m128i a6 = _mm_unpacklo_epi8(c[6], c[7]), a7 = _mm_unpackhi_epi8(c[6], c[7]);
+    __m128i b0 = _mm_unpacklo_epi16(a0, a2), b1 = _mm_unpackhi_epi16(a0, a2); /* s 0-3, 4-7: codes 0-3 */
+    __m128i b2 = _mm_unpacklo_epi16(a1, a3), b3 = _mm_unpackhi_epi16(a1, a3); /* s 8-11, 12-15 */
+    __m128i b4 = _mm_unpacklo_epi16(a4, a6), b5 = _mm_unpackhi_epi16(a4, a6); /* codes 4-7 */
+    __m128i b6 = _mm_unpacklo_epi16(a5, a7), b7 = _mm_unpackhi_epi16(a5, a7);
+    e[0] = _mm_unpacklo_epi32(b0, b4), e[1] = _mm_unpackhi_epi32(b0, b4);
+    e[2] = _mm_unpacklo_epi32(b1, b5), e[3] = _mm_unpackhi_epi32(b1, b5);
+    e[4] = _mm_unpacklo_epi32(b2, b6), e[5] = _mm_unpackhi_epi32(b2, b6);
+    e[6] = _mm_unpacklo_epi32(b3, b7), e[7] = _mm_unpackhi_epi32(b3, b7);
+}
+
+/* The distances of eight 16-byte codes: out[k] = sum over s of
+ * lut[s][cb[k][s]], added in the order s = 0..15 from 0 as the scalar loop
+ * does (the same bits); one gather per sub-quantizer. */
+__attribute__((target("avx2"))) static void sum8_avx2(const float *lut, const uint8_t *cb, float *out) {
+    __m128i e[8];
+    transpose8(cb, e);
+    __m256 d = _mm256_setzero_ps();
+    for (int j = 0; j < 8; j++) {
+        d = _mm256_add_ps(d, _mm256_i32gather_ps(lut + (2 * j) * 256, _mm256_cvtepu8_epi32(e[j]), 4));
+        d = _mm256_add_ps(d, _mm256_i32gather_ps(lut + (2 * j + 1) * 256,
+                                                 _mm256_cvtepu8_epi32(_mm_srli_si128(e[j], 8)), 4));
+    }
+    _mm256_storeu_ps(out, d);
+}
+
+/* the same for sixteen codes cb[16][16] with 16-lane gathers */
+__attribute__((target("avx2,avx512f"))) static void sum16_avx512(const float *lut, const uint8_t *cb, float *out) {
+    __m128i e[8], f[8];
+    transpose8(cb, e);
+    transpose8(cb + 128, f);
+    __m512 d = _mm512_setzero_ps();
+    for (int j = 0; j < 8; j++) {
+        d = _mm512_add_ps(d, _mm512_i32gather_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi64(e[j], f[j])),
+                                                 lut + (2 * j) * 256, 4));
+        d = _mm512_add_ps(d, _mm512_i32gather_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi64(e[j], f[j])),
+                                                 lut + (2 * j + 1) * 256, 4));
+    }
+    _mm512_storeu_ps(out, d);
+}
+#endif
+
+/* The multi-index's half tables for ranking cells: t[h][j] = |c_hj|^2 -
+ * 2 x_h . c_hj (the squared distance less |x_h|^2, the same for every
+ * cell, so the same ranking up to rounding), each dot product one chain of
+ * fused multiply-adds over u = 0..63 from 0: one operation per entry and
+ * dimension where the distance took three (the coarse step at 1M cells is
+ * 2 x 64 x 1,024 of them per query descriptor). fmaf in C and the FMA
+ * instructions round once alike: the same bits at every level. */
+static void coarse_table_c(const float *ct, const float *cn, const float *x, int ks, float *t) {
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < ks; j++) {
+            float acc = 0;
+            for (int u = 0; u < 64; u++) acc = fmaf(x[h * 64 + u], ct[((size_t)h * 64 + u) * ks + j], acc);
+            t[h * ks + j] = cn[h * ks + j] - (acc + acc);
+        }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static void coarse_table_avx2(const float *ct, const float *cn, const float *x,
+                                                                 int ks, float *t) {
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < ks; j += 32) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int u = 0; u < 64; u++) {
+                const __m256 xv = _mm256_set1_ps(x[h * 64 + u]);
+                const float *c = ct + ((size_t)h * 64 + u) * ks + j;
+                a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(c), a0), a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(c + 8), a1);
+                a2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(c + 16), a2), a3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(c + 24), a3);
+            }
+            const float *n = cn + h * ks + j;
+            float *o = t + h * ks + j;
+            _mm256_storeu_ps(o, _mm256_sub_ps(_mm256_loadu_ps(n), _mm256_add_ps(a0, a0)));
+            _mm256_storeu_ps(o + 8, _mm256_sub_ps(_mm256_loadu_ps(n + 8), _mm256_add_ps(a1, a1)));
+            _mm256_storeu_ps(o + 16, _mm256_sub_ps(_mm256_loadu_ps(n + 16), _mm256_add_ps(a2, a2)));
+            _mm256_storeu_ps(o + 24, _mm256_sub_ps(_mm256_loadu_ps(n + 24), _mm256_add_ps(a3, a3)));
+        }
+}
+
+__attribute__((target("avx512f"))) static void coarse_table_avx512(const float *ct, const float *cn, const float *x,
+                                                                  int ks, float *t) {
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < ks; j += 64) {
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int u = 0; u < 64; u++) {
+                const __m512 xv = _mm512_set1_ps(x[h * 64 + u]);
+                const float *c = ct + ((size_t)h * 64 + u) * ks + j;
+                a0 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(c), a0), a1 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(c + 16), a1);
+                a2 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(c + 32), a2), a3 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(c + 48), a3);
+            }
+            const float *n = cn + h * ks + j;
+            float *o = t + h * ks + j;
+            _mm512_storeu_ps(o, _mm512_sub_ps(_mm512_loadu_ps(n), _mm512_add_ps(a0, a0)));
+            _mm512_storeu_ps(o + 16, _mm512_sub_ps(_mm512_loadu_ps(n + 16), _mm512_add_ps(a1, a1)));
+            _mm512_storeu_ps(o + 32, _mm512_sub_ps(_mm512_loadu_ps(n + 32), _mm512_add_ps(a2, a2)));
+            _mm512_storeu_ps(o + 48, _mm512_sub_ps(_mm512_loadu_ps(n + 48), _mm512_add_ps(a3, a3)));
+        }
+}
+
+/* coarse_table_avx512 for four query descriptors x[4][128] at once, t[4][2][ks]:
+ * each block of centroids is read once for the four (at 1M cells the
+ * half tables' centroids are 512 KB, streamed from the caches per query
+ * descriptor); every entry is the same chain as alone: the same bits */
+__attribute__((target("avx512f"))) static void coarse_table4_avx512(const float *ct, const float *cn, const float *x,
+                                                                   int ks, float *t) {
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < ks; j += 32) {
+            __m512 a[4][2];
+            for (int q = 0; q < 4; q++) a[q][0] = a[q][1] = _mm512_setzero_ps();
+            for (int u = 0; u < 64; u++) {
+                const float *c = ct + ((size_t)h * 64 + u) * ks + j;
+                const __m512 c0 = _mm512_loadu_ps(c), c1 = _mm512_loadu_ps(c + 16);
+                for (int q = 0; q < 4; q++) {
+                    const __m512 xv = _mm512_set1_ps(x[q * 128 + h * 64 + u]);
+                    a[q][0] = _mm512_fmadd_ps(xv, c0, a[q][0]), a[q][1] = _mm512_fmadd_ps(xv, c1, a[q][1]);
+                }
+            }
+            const __m512 n0 = _mm512_loadu_ps(cn + h * ks + j), n1 = _mm512_loadu_ps(cn + h * ks + j + 16);
+            for (int q = 0; q < 4; q++) {
+                float *o = t + ((size_t)q * 2 + h) * ks + j;
+                _mm512_storeu_ps(o, _mm512_sub_ps(n0, _mm512_add_ps(a[q][0], a[q][0])));
+                _mm512_storeu_ps(o + 16, _mm512_sub_ps(n1, _mm512_add_ps(a[q][1], a[q][1])));
+            }
+        }
 }
 #endif
 
@@ -509,15 +785,21 @@ typedef struct {
     const cs_lf_index *ix;
     const float *x;       /* [n][128] */
     const int64_t *lists; /* [n][nprobe] */
-    int nprobe, avx2;
+    int nprobe, simd; /* 0 scalar, 1 AVX2, 2 AVX-512 (cs_lf_index_simd) */
+    int fma;          /* cpuid has FMA (the coarse tables' AVX2 level) */
     size_t per_thread;
+    int64_t n;            /* query descriptors */
     float *lut;           /* [threads][per_thread]: m x 256 (+ 2 x 2^B with ict) */
     int64_t *rows;        /* [n][CS_LF_NN] */
 } scan_ctx;
 
 static void table(const scan_ctx *c, const float *ct, const float *x, int m, int dsub, int ks, float *lut) {
 #if defined(__x86_64__)
-    if (c->avx2) {
+    if (c->simd == 2) {
+        table_avx512(ct, x, m, dsub, ks, lut);
+        return;
+    }
+    if (c->simd == 1) {
         table_avx2(ct, x, m, dsub, ks, lut);
         return;
     }
@@ -537,14 +819,41 @@ static void offer(float *d, int64_t *id, int n, int *have, float v, int64_t i) {
  * sum of its two halves' distances, so the best P cells are among the best
  * P centroids of each half: P x P sums, the best P kept (by distance, then
  * cell number). tab: 2 x 2^B floats of scratch. */
-static void coarse(const scan_ctx *c, const float *x, float *tab, int64_t *lists) {
+static void coarse_tables(const scan_ctx *c, const float *x, float *tab) {
+    const int k2 = 1 << c->ix->imi_b;
+#if defined(__x86_64__)
+    if (c->simd == 2 && k2 % 64 == 0) coarse_table_avx512(c->ix->ict, c->ix->icn, x, k2, tab);
+    else if (c->simd >= 1 && c->fma && k2 % 32 == 0) coarse_table_avx2(c->ix->ict, c->ix->icn, x, k2, tab);
+    else
+#endif
+        coarse_table_c(c->ix->ict, c->ix->icn, x, k2, tab);
+}
+
+/* the cells from x's half tables tab[2][2^B] (coarse_tables) */
+static void coarse(const scan_ctx *c, const float *tab, int64_t *lists) {
     const int b = c->ix->imi_b, k2 = 1 << b, P = c->nprobe < k2 ? c->nprobe : k2;
-    table(c, c->ix->ict, x, 2, 64, k2, tab);
     float hd[2][MAXPROBE];
     int64_t hi[2][MAXPROBE];
     for (int h = 0; h < 2; h++) {
+        const float *t = tab + h * k2;
+        /* a bound on the P-th smallest: the largest of P blocks' minima (P
+         * distinct entries), so every entry kept is <= it; the entries above
+         * it (most of them) are not offered, and fewer offers are kept */
+        float bound = INFINITY;
+        if (k2 >= 2 * P && k2 % P == 0) {
+            const int bl = k2 / P;
+            bound = -INFINITY;
+            for (int g = 0; g < P; g++) {
+                float mn = t[g * bl];
+                for (int j = 1; j < bl; j++) mn = t[g * bl + j] < mn ? t[g * bl + j] : mn;
+                bound = mn > bound ? mn : bound;
+            }
+        }
         int have = 0;
-        for (int j = 0; j < k2; j++) offer(hd[h], hi[h], P, &have, tab[h * k2 + j], j);
+        for (int j = 0; j < k2; j++) { /* most are rejected here: j ascends, so a tie loses too */
+            const float v = t[j];
+            if (v <= bound && (have < P || v < hd[h][P - 1])) offer(hd[h], hi[h], P, &have, v, j);
+        }
     }
     float bd[MAXPROBE];
     int have = 0;
@@ -557,33 +866,59 @@ static void coarse(const scan_ctx *c, const float *x, float *tab, int64_t *lists
     for (int p = have; p < c->nprobe; p++) lists[p] = -1;
 }
 
-static void scan_one(void *vc, int64_t i, int thread) {
-    const scan_ctx *c = vc;
+enum { GROUP = 4 }; /* query descriptors per task: their coarse tables in one pass */
+
+/* tab: x's half tables when ours (coarse_tables), else NULL */
+static void scan_one(const scan_ctx *c, int64_t i, float *lut, const float *tab) {
     const int K = CS_LF_NN, m = c->ix->pq_m;
     const int64_t *lists = c->lists ? c->lists + i * c->nprobe : NULL;
     int64_t own_lists[MAXPROBE];
-    float *lut = c->lut + (size_t)thread * c->per_thread;
-    if (c->ix->ict) { /* the cells ourselves */
-        coarse(c, c->x + i * 128, lut + m * 256, own_lists);
+    if (tab) { /* the cells ourselves */
+        coarse(c, tab, own_lists);
         lists = own_lists;
     }
     table(c, c->ix->ct, c->x + i * 128, m, c->ix->pq_dsub, 256, lut);
     float bd[CS_LF_NN];
     int64_t bi[CS_LF_NN];
     for (int k = 0; k < K; k++) bd[k] = INFINITY, bi[k] = INT64_MAX;
-    for (int p = 0; p < c->nprobe; p++) {
-        int64_t l = lists[p];
-        if (l < 0) continue;
-        const uint8_t *codes;
-        const int64_t *ids;
-        int64_t n = cs_faiss_list(c->ix->f, l, &codes, &ids);
-        /* eight codes at a time: eight independent chains of adds (one
-         * code's sum is a chain of m dependent adds), each summed in the
-         * same order as one code alone */
-        for (int64_t e = 0; e < n; e += 8) {
-            float d8[8] = {0};
+    /* the probed lists' codes and ids are scattered over the index (480 MB
+     * of codes at 1M references): ask for the first lines of every list
+     * before scanning any, so that the misses overlap */
+    const uint8_t *lc[MAXPROBE];
+    const int64_t *li[MAXPROBE];
+    int64_t ln[MAXPROBE];
+    const int gather = m == 16 ? c->simd : 0;
+    for (int p0 = 0; p0 < c->nprobe; p0 += MAXPROBE) /* one group unless FAISS picked the cells */
+    for (int pe = c->nprobe - p0 < MAXPROBE ? c->nprobe : p0 + MAXPROBE, p = p0; p < pe; p++) {
+        if (p == p0)
+            for (int q = p0; q < pe; q++) {
+                ln[q - p0] = lists[q] < 0 ? 0 : cs_faiss_list(c->ix->f, lists[q], &lc[q - p0], &li[q - p0]);
+                if (ln[q - p0] > 0) {
+                    __builtin_prefetch(lc[q - p0]);
+                    __builtin_prefetch(lc[q - p0] + 64);
+                    __builtin_prefetch(li[q - p0]);
+                }
+            }
+        const uint8_t *codes = lc[p - p0];
+        const int64_t *ids = li[p - p0];
+        int64_t n = ln[p - p0];
+        /* eight codes at a time (sixteen with AVX-512): independent chains of
+         * adds (one code's sum is a chain of m dependent adds), each summed
+         * in the same order as one code alone; with SIMD one gather per
+         * sub-quantizer (sum8_avx2, sum16_avx512: the same bits) */
+        for (int64_t e = 0; e < n;) {
+            float d8[16] = {0};
             int nb = n - e < 8 ? (int)(n - e) : 8;
             const uint8_t *cb = codes + e * m;
+            if (nb == 8 && e + 24 < n) __builtin_prefetch(cb + 24 * m);
+#if defined(__x86_64__)
+            if (gather == 2 && n - e >= 16) {
+                sum16_avx512(lut, cb, d8);
+                nb = 16;
+            } else if (gather && nb == 8) {
+                sum8_avx2(lut, cb, d8);
+            } else
+#endif
             if (nb == 8) {
                 for (int s = 0; s < m; s++)
                     for (int k = 0; k < 8; k++) d8[k] += lut[s * 256 + cb[k * m + s]];
@@ -600,9 +935,26 @@ static void scan_one(void *vc, int64_t i, int thread) {
                     bd[k] = bd[k - 1], bi[k] = bi[k - 1];
                 bd[k] = d, bi[k] = id;
             }
+            e += nb;
         }
     }
     for (int k = 0; k < K; k++) c->rows[i * K + k] = bi[k] == INT64_MAX ? -1 : bi[k];
+}
+
+/* query descriptors [GROUP g, GROUP g + GROUP) of c->n */
+static void scan_group(void *vc, int64_t g, int thread) {
+    const scan_ctx *c = vc;
+    float *lut = c->lut + (size_t)thread * c->per_thread, *tab = lut + c->ix->pq_m * 256;
+    const int64_t i0 = g * GROUP, n = c->n - i0 < GROUP ? c->n - i0 : GROUP;
+    const size_t k2 = c->ix->ict ? (size_t)1 << c->ix->imi_b : 0;
+    if (c->ix->ict) {
+#if defined(__x86_64__)
+        if (n == GROUP && c->simd == 2 && k2 % 64 == 0) coarse_table4_avx512(c->ix->ict, c->ix->icn, c->x + i0 * 128, (int)k2, tab);
+        else
+#endif
+            for (int64_t q = 0; q < n; q++) coarse_tables(c, c->x + (i0 + q) * 128, tab + q * 2 * k2);
+    }
+    for (int64_t q = 0; q < n; q++) scan_one(c, i0 + q, lut, c->ix->ict ? tab + q * 2 * k2 : NULL);
 }
 
 /* the CS_LF_NN nearest of n query descriptors x[n][128]: rows[n][CS_LF_NN] */
@@ -611,20 +963,25 @@ static int nearest(cs_lf_index *ix, int64_t n, const float *x, int64_t *rows, fl
     int nprobe = cs_faiss_nprobe(ix->f), nt = cs_threads();
     if (nprobe > MAXPROBE && ix->ict) { /* more cells than our coarse step keeps: FAISS's */
         free(ix->ict);
-        ix->ict = NULL;
+        free(ix->icn);
+        ix->ict = ix->icn = NULL;
     }
-    size_t per = (size_t)ix->pq_m * 256 + (ix->ict ? (size_t)2 << ix->imi_b : 0);
+    size_t per = (size_t)ix->pq_m * 256 + (ix->ict ? (size_t)GROUP * 2 << ix->imi_b : 0);
     int64_t *lists = ix->ict ? NULL : malloc(sizeof(int64_t) * (size_t)n * (nprobe > 0 ? nprobe : 1));
     float *lut = malloc(sizeof(float) * (size_t)nt * per);
     int rc = -1;
     if ((!ix->ict && !lists) || !lut) {
         cs_fail(err, CS_ENOMEM, "localfeat: out of memory");
     } else if (nprobe > 0 && (ix->ict || !cs_faiss_coarse(ix->f, n, x, nprobe, lists, err))) {
-        scan_ctx c = {ix, x, lists, nprobe, 0, per, lut, rows};
+        scan_ctx c = {.ix = ix, .x = x, .lists = lists, .nprobe = nprobe, .per_thread = per, .lut = lut, .rows = rows};
 #if defined(__x86_64__)
-        c.avx2 = __builtin_cpu_supports("avx2");
+        c.simd = simd_level(ix->simd_max);
+#if defined(__x86_64__)
+        c.fma = __builtin_cpu_supports("fma");
 #endif
-        cs_parallel_for(nt, n, scan_one, &c);
+#endif
+        c.n = n;
+        cs_parallel_for(nt, (n + GROUP - 1) / GROUP, scan_group, &c);
         rc = 0;
     }
     free(lists);
@@ -817,6 +1174,7 @@ int cs_lf_index_load(cs_lf_index **out, const char *path, uint64_t fp, int64_t n
     int rc = -1;
     if (vote_header(f, path, fp, nref, h, err)) goto out;
     if (!(ix = calloc(1, sizeof *ix))) goto nomem;
+    ix->simd_max = 2;
     ix->nd = (int64_t)get64(h + 32);
     memcpy(ix->factory, h + 40, 64);
     if (!(ix->owner = malloc(sizeof(int32_t) * (size_t)(ix->nd ? ix->nd : 1)))) goto nomem;

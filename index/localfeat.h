@@ -81,6 +81,11 @@ void cs_lf_mirror(const cs_lf_set *in, cs_lf_set *out);
 void cs_lf_pack(const cs_lf_set *s, uint8_t rec[CS_LF_RECORD]);
 int cs_lf_unpack(const uint8_t rec[CS_LF_RECORD], cs_lf_set *s, cs_err *err);
 
+/* Squared Euclidean distances of descriptor a to b[0..n-1]: out[n]. Exact
+ * integers (AVX-512BW or AVX2 where cpuid has it, else plain C); used by
+ * the ratio-test matching of analyze/lf_verify.c. */
+void cs_lf_dist2(const uint8_t a[128], const uint8_t (*b)[128], int n, int *out);
+
 /* Column file: "CSLF" magic, version, record size, row count, the refs.id of
  * every row, then the records. Written atomically (core/fs.h). */
 int cs_lf_col_write(const char *path, int64_t n, const int64_t *ids, const uint8_t *recs, cs_err *err);
@@ -112,6 +117,11 @@ void cs_lf_default_factory(int64_t nd, char *buf, size_t cap, int *nprobe);
  * as cs_lf_default_factory makes; other indexes are always FAISS's). Returns
  * whether our scan is in use. */
 int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan);
+/* The widest SIMD our scan may use (distance tables and the gather of the
+ * codes' table entries): 0 its scalar loops, 1 AVX2, 2 (the default)
+ * AVX-512, each where cpuid has it; the same bits at every level (tests and
+ * the bench compare them). Returns the level in use. */
+int cs_lf_index_simd(cs_lf_index *ix, int max);
 /* IVF lists (cells) searched per query descriptor; no-op for "Flat". */
 int cs_lf_index_set_nprobe(cs_lf_index *ix, int nprobe, cs_err *err);
 /* "IVF1024,SQ8, nprobe 16" */

@@ -268,6 +268,40 @@ static void test_imi_votes(void) {
     CHECKF(top_flat == NQ, "exact index: copied reference first for %d/%d", top_flat, NQ);
     CHECKF(top_imi >= NQ * 95 / 100, "multi-index: copied reference first for %d/%d", top_imi, NQ);
     CHECK(!memcmp(n1, n2, sizeof n1) && !memcmp(v1, v2, sizeof v1));
+    /* our scan's scalar loops give the same bits as its AVX2 and AVX-512
+     * tables and gathers: the same nearest rows for every query descriptor
+     * (lists of every length, so the 8- and 16-code blocks and their tails)
+     * and votes */
+    {
+        static uint8_t d[NQ * 60 * 128];
+        static int64_t rv[3][NQ * 60 * CS_LF_NN];
+        int64_t n = 0;
+        for (int i = 0; i < NQ; i++)
+            for (int k = 0; k < q[i].n; k++) memcpy(d + 128 * n++, q[i].desc[k], 128);
+        int top = cs_lf_index_simd(imi2, 2);
+        for (int lv = 0; lv <= top; lv++) {
+            CHECK(cs_lf_index_simd(imi2, lv) == lv);
+            REQUIRE(cs_lf_index_knn(imi2, n, d, CS_LF_NN, rv[lv], &err) == 0);
+            REQUIRE(cs_lf_retrieve(imi2, q, NQ, K, v2, n2, &err) == 0);
+            CHECKF(!memcmp(rv[lv], rv[0], sizeof(int64_t) * (size_t)n * CS_LF_NN), "SIMD level %d: other rows", lv);
+            CHECKF(!memcmp(n1, n2, sizeof n1) && !memcmp(v1, v2, sizeof v1), "SIMD level %d: other votes", lv);
+        }
+        cs_lf_index_simd(imi2, 2);
+        printf("  scan: scalar loops vs SIMD levels up to %d (2 = AVX-512) on %lld query descriptors\n", top,
+               (long long)n);
+        /* 64 centroids per half and more: the AVX-512 coarse tables of four
+         * query descriptors at once (coarse_table4_avx512; IMI2x5 has 32) */
+        cs_lf_index *imi6;
+        REQUIRE(cs_lf_index_build(&imi6, NREF, recs, "IMI2x6,PQ16np", &err) == 0);
+        for (int lv = 0; lv <= top; lv++) {
+            cs_lf_index_simd(imi6, lv);
+            /* n - 1: the last group of four is short */
+            REQUIRE(cs_lf_index_knn(imi6, n - 1, d, CS_LF_NN, rv[lv], &err) == 0);
+            CHECKF(!memcmp(rv[lv], rv[0], sizeof(int64_t) * (size_t)(n - 1) * CS_LF_NN), "IMI2x6, SIMD level %d: other rows",
+                   lv);
+        }
+        cs_lf_index_free(imi6);
+    }
     brute_force(flat, imi1, recs, q);
     side_file(recs, q, v1, n1);
     incremental(recs, q, v1, n1);
@@ -277,7 +311,28 @@ static void test_imi_votes(void) {
     free(recs);
 }
 
+/* The default factory's cells: B rounded to the nearest cell size, so
+ * 4^B x CS_LF_PER_CELL is within a factor of 2 of the descriptor count
+ * wherever B is not at its bounds (5..10); exact search below
+ * CS_LF_MIN_IMI. */
+static void test_factory(void) {
+    char fac[64];
+    int np, b;
+    cs_lf_default_factory(CS_LF_MIN_IMI - 1, fac, sizeof fac, &np);
+    CHECKF(!strcmp(fac, "Flat") && np == 0, "%s", fac);
+    cs_lf_default_factory(30000000, fac, sizeof fac, &np); /* 1M references: 1M cells of ~29 */
+    CHECKF(!strcmp(fac, "IMI2x10,PQ16np") && np == CS_LF_NPROBE, "%s", fac);
+    for (int64_t nd = CS_LF_MIN_IMI; nd < ((int64_t)1 << 32); nd = nd * 5 / 4) {
+        cs_lf_default_factory(nd, fac, sizeof fac, &np);
+        REQUIRE(sscanf(fac, "IMI2x%d,PQ16np", &b) == 1);
+        double per = (double)nd / (double)((int64_t)1 << (2 * b));
+        if (b > 5 && b < 10) CHECKF(per >= CS_LF_PER_CELL / 2.0 && per < 2.0 * CS_LF_PER_CELL, "%lld: %s", (long long)nd, fac);
+        else CHECKF(b == 5 ? per < 2.0 * CS_LF_PER_CELL : per >= CS_LF_PER_CELL / 2.0, "%lld: %s", (long long)nd, fac);
+    }
+}
+
 int main(void) {
+    RUN(test_factory);
     RUN(test_imi_votes);
     return T_DONE();
 }

@@ -464,7 +464,36 @@ static void test_clip_area(void) {
     CHECK(cs_lfv_clip_area(out, 4, 10, 10) == 0);
 }
 
+/* cs_lf_dist2 (SIMD where cpuid has it) against the plain sum of squared
+ * byte differences, on random descriptors, the extremes (0 vs 255 in every
+ * bin: 128 x 255^2) and identical ones (0), for every count 0..40 */
+static void test_dist2(void) {
+    static uint8_t b[41][128];
+    uint8_t a[128];
+    uint64_t r = 0x9E3779B97F4A7C15ULL;
+    for (int i = 0; i < 41; i++)
+        for (int j = 0; j < 128; j++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            b[i][j] = i == 0 ? 255 : i == 1 ? 0 : (uint8_t)(r >> 24);
+        }
+    memset(a, 0, sizeof a);
+    int bad = 0, d[41];
+    for (int n = 0; n <= 41; n++) {
+        if (n == 41) memcpy(a, b[7], 128); /* then b[7] is at distance 0 */
+        cs_lf_dist2(a, (const uint8_t (*)[128])b, n == 41 ? 41 : n, d);
+        for (int i = 0; i < (n == 41 ? 41 : n); i++) {
+            int s = 0;
+            for (int j = 0; j < 128; j++) s += ((int)a[j] - b[i][j]) * ((int)a[j] - b[i][j]);
+            bad += d[i] != s;
+        }
+    }
+    CHECKF(bad == 0, "%d distances differ from the plain sum", bad);
+    cs_lf_dist2(b[1], (const uint8_t (*)[128])b, 2, d);
+    CHECK(d[0] == 128 * 255 * 255 && d[1] == 0);
+}
+
 int main(void) {
+    RUN(test_dist2);
     RUN(test_verify_known_similarity);
     RUN(test_mirror_derived);
     RUN(test_sift_onepass);

@@ -21,8 +21,9 @@ for t in "$BUILD"/tests/test_* tests/test_*.sh; do
         echo "FAIL $t: exited $rc without a summary"; tail -n 20 "$out"
         failed=$((failed + 1)); continue
     fi
-    p=$(echo "$line" | sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed.*/\1/')
-    f=$(echo "$line" | sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed.*/\2/')
+    # the summary may open the line ("N passed, M failed") or follow a name
+    p=$(echo "$line" | sed -E 's/^(.*[^0-9])?([0-9]+) passed, ([0-9]+) failed.*/\2/')
+    f=$(echo "$line" | sed -E 's/^(.*[^0-9])?([0-9]+) passed, ([0-9]+) failed.*/\3/')
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
     passed=$((passed + p)); failed=$((failed + f))
     if [ "$f" -ne 0 ]; then echo "FAIL $t ($line)"; grep -v '^ok ' "$out" | tail -n 40

@@ -28,5 +28,5 @@ else
     && ! grep '^index build' "$T/with.out" | grep -Eq 'inf|nan|not measured' && ok anchor_measured || { bad anchor_measured; grep '^index build' "$T/with.out"; }
 fi
 rm -rf "$T"
-echo "$p passed, $f failed"
+echo "test_text_bench.sh: $p passed, $f failed"
 [ "$f" -eq 0 ]

@@ -595,9 +595,8 @@ void cs_memo_html(cs_buf *b, const cs_memo *m) {
                      "every tile within its rule's bound (near_ae_floor, bounded by the autoencoder's own loss on the "
                      "reference: every tile within that loss of the round trip), and a local-feature verdict does not "
                      "override pixels that show a region not copied in place: such a generation is judged partial, "
-                     "a copy of part of the image, not counted here as a copy. Over %lld generations: %lld true "
-                     "copies found, "
-                     "%lld verdicts without a pixel copy, %lld pixel copies missed. Precision <b>",
+                     "a copy of part of the image, not counted here as a copy. Over %lld generations, true copies "
+                     "found: %lld; verdicts without a pixel copy: %lld; pixel copies missed: %lld. Precision <b>",
                   CS_MEMO_TL2_DELTA, (long long)(c[0] + c[1] + c[2] + c[3]), (long long)c[0], (long long)c[1],
                   (long long)c[2]);
     pct(b, ratio(c[0], c[0] + c[1]));

@@ -1,9 +1,12 @@
 /* shard.c — a sharded store's shards, read as one store (shard.h). */
 #include "core/shard.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/hash_sha256.h"
@@ -65,13 +68,66 @@ void cs_store_detach_shards(cs_store *s) {
     }
 }
 
-/* cs_ref_thumb(source, sha256): the 64x64 thumbnail of a reference kept
- * without one (index add --no-thumbs), re-read from its file with the
- * calls index add makes (decode, alpha over white, area resize), so the
- * pixels are the ones it would have stored; a file whose sha256 changed
- * since is an error, not other pixels. */
+static const char TAR_LOC_MAGIC[8] = {'C', 'S', 'T', 'A', 'R', 'L', 'C', '1'};
+
+void cs_tar_loc_pack(unsigned char out[CS_TAR_LOC_BYTES], uint64_t off, uint64_t len, uint32_t plen) {
+    memcpy(out, TAR_LOC_MAGIC, 8);
+    for (int i = 0; i < 8; i++) out[8 + i] = (unsigned char)(off >> (8 * i));
+    for (int i = 0; i < 8; i++) out[16 + i] = (unsigned char)(len >> (8 * i));
+    for (int i = 0; i < 4; i++) out[24 + i] = (unsigned char)(plen >> (8 * i));
+}
+
+int cs_tar_loc_unpack(const unsigned char *b, size_t n, uint64_t *off, uint64_t *len, uint32_t *plen) {
+    if (!b || n != CS_TAR_LOC_BYTES || memcmp(b, TAR_LOC_MAGIC, 8)) return -1;
+    *off = *len = 0;
+    *plen = 0;
+    for (int i = 7; i >= 0; i--) *off = *off << 8 | b[8 + i];
+    for (int i = 7; i >= 0; i--) *len = *len << 8 | b[16 + i];
+    for (int i = 3; i >= 0; i--) *plen = *plen << 8 | b[24 + i];
+    return 0;
+}
+
+/* The len bytes at off of the file path (a tar member's data); *buf malloc'd. */
+static int read_range(const char *path, uint64_t off, uint64_t len, uint8_t **buf, cs_err *err) {
+    *buf = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return cs_fail(err, CS_EIO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < off + len || len > ((uint64_t)1 << 30)) {
+        close(fd);
+        return cs_fail(err, CS_EIO, "%s: changed since index add (shorter than the member at offset %llu)", path,
+                       (unsigned long long)off);
+    }
+    uint8_t *b = malloc(len ? (size_t)len : 1);
+    if (!b) {
+        close(fd);
+        return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+    }
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = pread(fd, b + got, (size_t)len - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            close(fd);
+            free(b);
+            return cs_fail(err, CS_EIO, "%s: read failed", path);
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    *buf = b;
+    return 0;
+}
+
+/* cs_ref_thumb(source, sha256, stored): the 64x64 thumbnail of a reference
+ * kept without one (index add --no-thumbs), re-read from its source with
+ * the calls index add makes (decode, alpha over white, area resize), so the
+ * pixels are the ones it would have stored. The source is the file, or,
+ * when stored is a tar locator (shard.h), the member's bytes at their
+ * offset in the shard. Bytes whose sha256 differs from the one recorded at
+ * ingest (the file or shard changed since) are an error naming the
+ * reference, never other pixels; so is a missing file or shard. */
 static void ref_thumb_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
-    (void)argc;
     const char *src = (const char *)sqlite3_value_text(argv[0]), *sha = (const char *)sqlite3_value_text(argv[1]);
     char msg[1400], hex[65];
     cs_err err = {0};
@@ -79,12 +135,26 @@ static void ref_thumb_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     size_t len = 0;
     cs_image img, th;
     cs_image_opts o = {.max_pixels = (int64_t)1 << 40}; /* index add already accepted it */
-    if (!src || strstr(src, "//")) {
+    uint64_t off, mlen;
+    uint32_t plen;
+    int is_member = argc > 2 && sqlite3_value_type(argv[2]) == SQLITE_BLOB &&
+                    !cs_tar_loc_unpack(sqlite3_value_blob(argv[2]), (size_t)sqlite3_value_bytes(argv[2]), &off,
+                                       &mlen, &plen);
+    if (!src || (is_member ? plen >= strlen(src) : strstr(src, "//") != NULL)) {
         snprintf(msg, sizeof msg, "%s: no thumbnail stored and not a file to re-read", src ? src : "(null)");
         sqlite3_result_error(ctx, msg, -1);
         return;
     }
-    if (cs_read_file(src, &buf, &len, &err)) {
+    int bad;
+    if (is_member) {
+        char *shard = strndup(src, plen);
+        bad = !shard ? cs_fail(&err, CS_ENOMEM, "out of memory") : read_range(shard, off, mlen, &buf, &err);
+        len = (size_t)mlen;
+        free(shard);
+    } else {
+        bad = cs_read_file(src, &buf, &len, &err);
+    }
+    if (bad) {
         snprintf(msg, sizeof msg, "reference without a thumbnail: %s", err.msg);
         sqlite3_result_error(ctx, msg, -1);
         return;
@@ -115,13 +185,14 @@ static void ref_thumb_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
  * Sharded: the refs rows left-joined to the shards' thumbnails. */
 static int thumbs_view(cs_store *s, int n, cs_err *err) {
     sqlite3 *db = cs_store_db(s);
-    if (sqlite3_create_function(db, "cs_ref_thumb", 2, SQLITE_UTF8, NULL, ref_thumb_fn, NULL, NULL) != SQLITE_OK)
+    if (sqlite3_create_function(db, "cs_ref_thumb", 3, SQLITE_UTF8, NULL, ref_thumb_fn, NULL, NULL) != SQLITE_OK)
         return cs_store_fail(s, err, "registering cs_ref_thumb");
     size_t cap = 1024, o;
     char *sql = malloc(cap);
     if (!sql) return cs_fail(err, CS_ENOMEM, "out of memory");
     o = (size_t)snprintf(sql, cap, "DROP VIEW IF EXISTS temp.ref_thumbs; CREATE TEMP VIEW ref_thumbs AS ");
-    const char *pick = "CASE WHEN x.rgb IS NULL THEN cs_ref_thumb(r.source, r.sha256) ELSE x.rgb END";
+    /* no row: re-read the file; a row of w = 0: re-read the tar member it locates */
+    const char *pick = "CASE WHEN x.rgb IS NULL OR x.w = 0 THEN cs_ref_thumb(r.source, r.sha256, x.rgb) ELSE x.rgb END";
     if (n == 0)
         snprintf(sql + o, cap - o,
                  "SELECT r.id AS ref_id, %d AS w, %d AS h, %s AS rgb FROM main.refs r "

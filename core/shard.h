@@ -16,6 +16,9 @@
 #ifndef CS_SHARD_H
 #define CS_SHARD_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "core/err.h"
 #include "core/store.h"
 
@@ -23,6 +26,20 @@
  * a --no-thumbs store re-reads from source (the meta key thumbs = 'source'
  * makes ref_thumbs a view that does it; core/shard.c). */
 #define CS_STORE_THUMB 64
+
+/* A tar member kept without a thumbnail (index add --no-thumbs) has a
+ * ref_thumbs row with w = h = 0 whose rgb is this locator, not pixels:
+ *   magic[8] "CSTARLC1", u64 offset of the member's data in the shard file,
+ *   u64 its size, u32 the length of the shard's path at the start of
+ *   refs.source ("PATH//NAME"), all little-endian.
+ * cs_ref_thumb re-reads those bytes, checks their sha256 against refs.sha256
+ * (a shard changed or rewritten since is an error naming the member, never
+ * other pixels) and decodes them as index add did. Only an uncompressed
+ * shard has such offsets (a gzip'd one keeps its thumbnails). */
+#define CS_TAR_LOC_BYTES 28
+void cs_tar_loc_pack(unsigned char out[CS_TAR_LOC_BYTES], uint64_t off, uint64_t len, uint32_t plen);
+/* 0 and the fields when b is a locator, -1 when it is not. */
+int cs_tar_loc_unpack(const unsigned char *b, size_t n, uint64_t *off, uint64_t *len, uint32_t *plen);
 
 /* "<db>.shards/<k+1>-of-<n>.db" for k = 0..n-1; caller frees. */
 char *cs_shard_path(const char *db, int k, int n);

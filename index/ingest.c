@@ -334,9 +334,17 @@ static int write_job(ing_ctx *c, ing_job *j, cs_ingest_stats *ws, cs_err *err) {
     if (c->no_thumbs && j->path) goto thumb_done; /* re-read from the file (opts->no_thumbs) */
     sqlite3_stmt *t = c->ins_thumb;
     sqlite3_bind_int64(t, 1, id);
-    sqlite3_bind_int(t, 2, CS_THUMB_SIZE);
-    sqlite3_bind_int(t, 3, CS_THUMB_SIZE);
-    sqlite3_bind_blob(t, 4, j->thumb, CS_THUMB_SIZE * CS_THUMB_SIZE * 3, SQLITE_STATIC);
+    if (c->no_thumbs && j->has_loc) { /* re-read from the tar at its offset: the locator, w = h = 0 */
+        unsigned char loc[CS_TAR_LOC_BYTES];
+        cs_tar_loc_pack(loc, j->loc_off, j->loc_len, j->loc_plen);
+        sqlite3_bind_int(t, 2, 0);
+        sqlite3_bind_int(t, 3, 0);
+        sqlite3_bind_blob(t, 4, loc, CS_TAR_LOC_BYTES, SQLITE_TRANSIENT);
+    } else {
+        sqlite3_bind_int(t, 2, CS_THUMB_SIZE);
+        sqlite3_bind_int(t, 3, CS_THUMB_SIZE);
+        sqlite3_bind_blob(t, 4, j->thumb, CS_THUMB_SIZE * CS_THUMB_SIZE * 3, SQLITE_STATIC);
+    }
     if (step_done(c, t, "recording a thumbnail", err)) return -1;
 thumb_done:
     if (!j->lf) return 0;

@@ -26,6 +26,12 @@ typedef struct {
     int caption_from_sidecar_ok; /* 0: worker may look for a sidecar NAME.txt */
     char *pre_error;     /* failure known before processing (missing path, bad tar member) */
     int64_t existing_id; /* > 0: an 'error' row to update in place */
+    /* a member of an uncompressed tar: where its bytes lie in the shard
+     * file (core/shard.h's locator, kept instead of the thumbnail under
+     * --no-thumbs); has_loc 0 for a compressed shard (no offset to seek) */
+    int has_loc;
+    uint64_t loc_off, loc_len;
+    uint32_t loc_plen;   /* the shard's path is source[0, loc_plen) */
     /* results, filled by the worker */
     int status;
     char *error;         /* for status error */

@@ -191,6 +191,24 @@ static struct archive *open_shard_reader(void) {
     return a;
 }
 
+/* Where the member whose header was just read has its data in the shard
+ * file: the bytes the tar reader has consumed so far (every header of the
+ * member, long-name and pax records included, and nothing of its data).
+ * Only for a shard read without a decompressing filter (a gzip'd stream
+ * cannot be entered at an offset) and a member stored whole (not sparse);
+ * the others keep their thumbnail. A wrong offset could not give other
+ * pixels: the re-read checks the member's sha256 (core/shard.c). */
+static void member_locate(struct archive *a, struct archive_entry *e, const char *path, ing_job *j) {
+    la_int64_t pos = archive_filter_bytes(a, 0);
+    if (archive_filter_count(a) != 1 || archive_filter_code(a, 0) != ARCHIVE_FILTER_NONE || pos < 0 ||
+        !archive_entry_size_is_set(e) || archive_entry_size(e) < 0 || archive_entry_sparse_count(e) > 0)
+        return;
+    j->has_loc = 1;
+    j->loc_off = (uint64_t)pos;
+    j->loc_len = (uint64_t)archive_entry_size(e);
+    j->loc_plen = (uint32_t)strlen(path);
+}
+
 /* Long: one streaming loop over the archive's members; each error case says how it goes on. */
 int ing_tar(ing_ctx *c, const char *path, cs_err *err) {
     if (ing_counting(c)) return ing_unit(c, path), 0; /* members are counted while they are read */
@@ -264,6 +282,7 @@ int ing_tar(ing_ctx *c, const char *path, cs_err *err) {
             memset(j, 0, sizeof *j);
             j->source = src;
             j->existing_id = existing;
+            member_locate(a, e, path, j);
             ing_progress_more(c, 1);
             if (read_member(a, e, MAX_MEMBER, &j->data, &j->len, msg, sizeof msg)) {
                 size_t ml = strlen(src) + strlen(msg) + 3;

@@ -1,0 +1,129 @@
+#!/bin/sh
+# index add --no-thumbs on references that are tar-shard members: no 12 KiB
+# thumbnail is kept for a member of an uncompressed shard, only its locator
+# (the data's offset and size in the shard, core/shard.h); readers re-read
+# the member there. The same store with thumbnails gives byte-identical
+# answers: index ls, index query, the report's JSON after analyze, and the
+# tiny embedding column (learnt from the thumbnails: any pixel that differs
+# changes its bytes), plain and in 3 shards. Long member names (GNU long-name
+# and pax headers before the data), a member name repeated in a shard and a
+# gzip'd shard (no offset to seek: it keeps its thumbnails) are covered. A
+# shard changed or missing since index add is a one-line error naming it and
+# a non-zero exit, as for a changed file.
+B=${CS_BIN:-build/copyscope}
+T=$(mktemp -d "${CS_TMP:-/tmp}/cs-tarnt-XXXXXX")
+export CS_PROGRESS=0
+p=0; f=0
+ok() { p=$((p+1)); echo "ok   $1"; }
+bad() { f=$((f+1)); echo "FAIL $1"; }
+DATA=$(cd ../shared/data/twemoji-64/img 2>/dev/null && pwd)
+[ -n "$DATA" ] || { echo "skip: ../shared/data/twemoji-64 missing"; echo "test_tar_nothumbs.sh: 0 passed, 0 failed"; rm -rf "$T"; exit 0; }
+
+names=$(ls "$DATA" | sort | awk 'NR % 5 == 3' | head -n 60)
+mkdir -p "$T/a" "$T/b" "$T/c" "$T/gens"
+i=0
+for x in $names; do
+  i=$((i+1))
+  if [ $i -le 25 ]; then cp "$DATA/$x" "$T/a/"; echo "caption $i" > "$T/a/${x%.png}.txt"
+  elif [ $i -le 45 ]; then cp "$DATA/$x" "$T/b/"
+  else cp "$DATA/$x" "$T/c/"; fi
+done
+# long names: ustar holds 100 bytes, longer ones need GNU long-name / pax records before the data
+long=$(printf 'n%.0s' $(seq 1 150))
+for x in $(ls "$T/b" | head -n 3); do mv "$T/b/$x" "$T/b/0$long-$x"; done
+for x in $(ls "$T/b" | tail -n 2); do mv "$T/b/$x" "$T/b/z$long-$x"; done
+ls "$T/b" | head -n 12 > "$T/b12"
+(cd "$T/a" && tar cf "$T/s1.tar" *) || bad tar1
+(cd "$T/b" && tar --format=gnu -cf "$T/s2.tar" $(cat "$T/b12")) || bad tar2
+(cd "$T/b" && tar --format=pax -cf "$T/s2p.tar" $(ls | tail -n 8)) || bad tar2p
+(cd "$T/c" && tar czf "$T/s3.tar.gz" *) || bad tar3
+# a member name repeated in a shard (a second image: source NAME#2)
+first=$(ls "$T/a" | grep png | head -n 1)
+cp "$DATA/$(ls "$DATA" | sort | sed -n 4p)" "$T/dup.png"
+(cd "$T" && cp s1.tar s1r.tar && mkdir -p r && cp dup.png "r/$first" && tar rf s1r.tar -C r "$first") || bad tar_repeat
+inputs="$T/s1r.tar $T/s2.tar $T/s2p.tar $T/s3.tar.gz"
+# generations: copies of members of each shard (the repeated one too), held-out emoji
+for x in $(ls "$T/a" | grep png | sed -n '3p;20p') $(ls "$T/b" | sed -n '1p;10p') $(ls "$T/c" | sed -n 2p); do
+  for d in a b c; do [ -f "$T/$d/$x" ] && cp "$T/$d/$x" "$T/gens/"; done
+done
+cp "$T/dup.png" "$T/gens/repeated.png"
+for x in $(ls "$DATA" | sort | awk 'NR % 5 == 4' | sed -n '7p;300p'); do cp "$DATA/$x" "$T/gens/held-$x"; done
+
+norm() { sed -E '/"(generated|store|started|finished)":/d' "$1"; }
+answers() { # DB NAME
+  $B index ls --json --db "$1" > "$T/$2.ls" 2>&1 || echo "index ls failed" >> "$T/$2.ls"
+  $B index query --k 3 --db "$1" "$T"/gens/*.png > "$T/$2.q" 2>&1
+  $B report --db "$1" --format json --out "$T/$2.raw.json" -q 2>&1 && norm "$T/$2.raw.json" > "$T/$2.json"
+}
+for v in th nt nt3; do
+  opt=""; [ $v != th ] && opt="--no-thumbs"; [ $v = nt3 ] && opt="$opt --shards 3"
+  $B index add $inputs --db "$T/$v.db" $opt --embedder tiny -j 2 > "$T/$v.out" 2>&1 || { bad "${v}_add"; cat "$T/$v.out"; }
+  $B analyze --images "$T/gens" --db "$T/$v.db" -j 2 -q > "$T/$v.an" 2>&1 || { bad "${v}_analyze"; cat "$T/$v.an"; }
+  answers "$T/$v.db" $v
+done
+grep -q "61 added, 0 duplicates, 0 errors" "$T/th.out" && ok th_add_all_members || { bad th_add_all_members; cat "$T/th.out"; }
+grep -q '"verdict":	"copy"' "$T/th.raw.json" && ok th_has_copies || bad th_has_copies
+for v in nt nt3; do
+  if cmp -s "$T/th.ls" "$T/$v.ls" && cmp -s "$T/th.q" "$T/$v.q" && cmp -s "$T/th.json" "$T/$v.json"; then
+    ok "${v}_same_answers_as_thumbnails"
+  else
+    bad "${v}_same_answers_as_thumbnails"; diff "$T/th.q" "$T/$v.q" | head -n 5; diff "$T/th.json" "$T/$v.json" | head -n 10
+  fi
+  cmp -s "$T/th.db.vec-tiny" "$T/$v.db.vec-tiny" && cmp -s "$T/th.db.vec-tiny.ids" "$T/$v.db.vec-tiny.ids" &&
+    ok "${v}_tiny_column_same_bytes" || bad "${v}_tiny_column_same_bytes"
+done
+# what is stored: 12 KiB pixels only for the gzip'd shard's 15 members, a
+# 28-byte locator (w = 0) for the 46 members of the uncompressed shards
+q() { sqlite3 "$1" "$2" 2>&1; }
+[ "$(q "$T/nt.db" "SELECT count(*) FROM ref_thumbs WHERE w = 64 AND length(rgb) = 12288")" = 15 ] &&
+  [ "$(q "$T/nt.db" "SELECT count(*) FROM ref_thumbs WHERE w = 0 AND length(rgb) = 28")" = 46 ] &&
+  [ "$(q "$T/nt.db" "SELECT count(*) FROM refs r JOIN ref_thumbs t ON t.ref_id = r.id WHERE t.w = 64 AND r.source NOT LIKE '%.tar.gz//%'")" = 0 ] &&
+  ok nt_locators_not_pixels || bad "nt_locators_not_pixels: $(q "$T/nt.db" "SELECT w, length(rgb), count(*) FROM ref_thumbs GROUP BY 1, 2")"
+n3=0
+for k in 1 2 3; do n3=$((n3 + $(q "$T/nt3.db.shards/$k-of-3.db" "SELECT count(*) FROM ref_thumbs WHERE w = 0"))); done
+[ $n3 -eq 46 ] && ok nt3_locators_in_shards || bad "nt3_locators_in_shards: $n3"
+# the locator's offset and size are the member's bytes: the same sha256 as recorded
+sqlite3 "$T/nt.db" "SELECT r.source, r.sha256, hex(t.rgb) FROM refs r JOIN ref_thumbs t ON t.ref_id = r.id WHERE t.w = 0" |
+  while IFS='|' read -r src sha hex; do
+    off=$(echo "$hex" | cut -c17-32 | sed 's/\(..\)/\1 /g' | awk '{ for (i = NF; i >= 1; i--) printf "%s", $i }')
+    len=$(echo "$hex" | cut -c33-48 | sed 's/\(..\)/\1 /g' | awk '{ for (i = NF; i >= 1; i--) printf "%s", $i }')
+    tarf=${src%%//*}
+    got=$(tail -c +$((0x$off + 1)) "$tarf" | head -c $((0x$len)) | sha256sum | cut -c1-64)
+    [ "$got" = "$sha" ] || echo "$src"
+  done > "$T/badoff"
+[ ! -s "$T/badoff" ] && [ "$(q "$T/nt.db" "SELECT count(*) FROM ref_thumbs WHERE w = 0")" = 46 ] && ok locator_offsets_hold_the_member || { bad locator_offsets_hold_the_member; head -n 3 "$T/badoff"; }
+# the file shrinks by at least the 46 thumbnails not kept
+[ $(($(wc -c < "$T/th.db") - $(wc -c < "$T/nt.db"))) -ge $((46 * 12288)) ] && ok nt_smaller ||
+  bad "nt_smaller: $(wc -c < "$T/nt.db") vs $(wc -c < "$T/th.db")"
+
+# the failures below read a store never analysed (analyze caches the
+# thumbnails it re-read in DB.thumbs; a failed analysis writes no cache)
+$B index add $inputs --db "$T/e.db" --no-thumbs -j 2 > /dev/null 2>&1 || bad e_add
+
+# a shard rewritten since (one member's pixels changed, same name and size
+# of archive): an error naming the member, non-zero exit, no other pixels
+m=$(grep -v "$long" "$T/b12" | sed -n 2p)
+printf 'XXXX' | dd of="$T/b/$m" bs=1 seek=60 conv=notrunc 2>/dev/null
+cp "$T/s2.tar" "$T/s2.keep"
+(cd "$T/b" && tar --format=gnu -cf "$T/s2.tar" $(cat "$T/b12"))
+$B analyze --images "$T/gens" --db "$T/e.db" -q > /dev/null 2> "$T/err"; rc=$?
+[ $rc -ne 0 ] && [ "$(wc -l < "$T/err")" -le 2 ] && grep -q "s2.tar//.*changed since index add" "$T/err" && ok changed_shard_is_an_error ||
+  { bad "changed_shard_is_an_error (rc=$rc)"; cat "$T/err"; }
+mv "$T/s2.keep" "$T/s2.tar"
+# a shard gone: an error naming it
+mv "$T/s2p.tar" "$T/s2p.away"
+$B analyze --images "$T/gens" --db "$T/e.db" -q > /dev/null 2> "$T/err"; rc=$?
+[ $rc -ne 0 ] && grep -q "s2p.tar: No such file" "$T/err" && ok missing_shard_is_an_error ||
+  { bad "missing_shard_is_an_error (rc=$rc)"; cat "$T/err"; }
+mv "$T/s2p.away" "$T/s2p.tar"
+# a shard truncated: an error too
+cp "$T/s1r.tar" "$T/s1r.keep"
+head -c 20000 "$T/s1r.keep" > "$T/s1r.tar"
+$B analyze --images "$T/gens" --db "$T/e.db" -q > /dev/null 2> "$T/err"; rc=$?
+[ $rc -ne 0 ] && grep -q "s1r.tar: changed since index add" "$T/err" && ok truncated_shard_is_an_error ||
+  { bad "truncated_shard_is_an_error (rc=$rc)"; cat "$T/err"; }
+mv "$T/s1r.keep" "$T/s1r.tar"
+
+rm -rf "$T"
+echo "test_tar_nothumbs.sh: $p passed, $f failed"
+[ $f -eq 0 ]

@@ -843,13 +843,15 @@ int cs_embed_columns(cs_store *s, char ***names, int *n, cs_err *err) {
 int cs_embed_search(cs_store *s, const char *column, const float *q, int nq, int dim, int k,
                     int64_t *ref_ids, float *scores, cs_err *err) {
     cs_vecstore vs;
-    if (cs_vecstore_open_store(&vs, s, column, dim, 0, err)) return -1;
+    /* a q8 column stays at 8 bits in memory (the same scores as decoded) */
+    if (cs_vecstore_open_store_raw(&vs, s, column, dim, err)) return -1;
     int64_t *rows = malloc((size_t)(nq ? nq : 1) * k * sizeof *rows);
     if (!rows) {
         cs_vecstore_close(&vs);
         return cs_fail(err, CS_ENOMEM, "out of memory");
     }
-    int rc = cs_knn_exact(vs.vecs, vs.n, vs.dim, q, nq, k, 0, scores, rows, err);
+    int rc = vs.q8 ? cs_knn_exact_q8(vs.q8, vs.n, vs.dim, q, nq, k, 0, scores, rows, err)
+                   : cs_knn_exact(vs.vecs, vs.n, vs.dim, q, nq, k, 0, scores, rows, err);
     for (int64_t i = 0; !rc && i < (int64_t)nq * k; i++) ref_ids[i] = rows[i] >= 0 ? vs.ids[rows[i]] : -1;
     free(rows);
     cs_vecstore_close(&vs);

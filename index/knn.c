@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/parallel.h"
+#include "index/vecstore.h"
 
 /* Block sizes: a 1024 x 4096 score block is 16 MiB, large enough that the
  * sgemm runs near peak and the heap pass is a small fraction of the time. */
@@ -44,18 +45,28 @@ static void sift_down(float *hs, int64_t *hr, int k) {
 
 typedef struct {
     const float *q, *db; /* the query block's rows, the reference block's rows */
+    const unsigned char *db8; /* instead of db: the block's q8 rows (vecstore.h), dequantised per chunk */
+    float *dec;          /* [threads][KNN_CB][dim]: each thread's dequantised chunk */
     float *block;        /* [qb][nb] */
     int64_t qb, nb;
     int dim;
 } score_job;
 
-/* Columns [i * KNN_CB, ...) of the score block: one single-threaded sgemm. */
+/* Columns [i * KNN_CB, ...) of the score block: one single-threaded sgemm.
+ * A q8 block's chunk is first dequantised into the thread's buffer: the
+ * floats a decoded column holds, so the sgemm (same shapes, same operands)
+ * gives the same bits as over the decoded column. */
 static void score_chunk(void *ctx, int64_t i, int thread) {
-    (void)thread;
     score_job *j = ctx;
     int64_t c0 = i * KNN_CB, cn = j->nb - c0 < KNN_CB ? j->nb - c0 : KNN_CB;
+    const float *b = j->db ? j->db + c0 * j->dim : NULL;
+    if (j->db8) {
+        float *d = j->dec + (size_t)thread * KNN_CB * (size_t)j->dim;
+        cs_vs_q8_decode(j->db8 + (size_t)c0 * CS_VS_Q8_ROW(j->dim), cn, j->dim, d);
+        b = d;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->qb, (int)cn, j->dim, 1.0f, j->q, j->dim,
-                j->db + c0 * j->dim, j->dim, 0.0f, j->block + c0, (int)j->nb);
+                b, j->dim, 0.0f, j->block + c0, (int)j->nb);
 }
 
 typedef struct {
@@ -95,8 +106,22 @@ static void heap_finish(float *hs, int64_t *hr, int k) {
     }
 }
 
+static int knn_run(const float *db, const unsigned char *db8, int64_t n, int dim, const float *q, int64_t nq,
+                   int k, int threads, float *scores, int64_t *rows, cs_err *err);
+
 int cs_knn_exact(const float *db, int64_t n, int dim, const float *q, int64_t nq, int k,
                  int threads, float *scores, int64_t *rows, cs_err *err) {
+    return knn_run(db, NULL, n, dim, q, nq, k, threads, scores, rows, err);
+}
+
+int cs_knn_exact_q8(const unsigned char *db8, int64_t n, int dim, const float *q, int64_t nq, int k,
+                    int threads, float *scores, int64_t *rows, cs_err *err) {
+    return knn_run(NULL, db8, n, dim, q, nq, k, threads, scores, rows, err);
+}
+
+/* Long: the two block loops (queries, references) around the chunked sgemm and the heap pass. */
+static int knn_run(const float *db, const unsigned char *db8, int64_t n, int dim, const float *q, int64_t nq,
+                   int k, int threads, float *scores, int64_t *rows, cs_err *err) {
     if (k < 1 || k > CS_KNN_MAX_K)
         return cs_fail(err, CS_EUSAGE, "knn: k = %d out of range 1..%d", k, CS_KNN_MAX_K);
     if (dim < 1 || n < 0 || nq < 0) return cs_fail(err, CS_EUSAGE, "knn: bad sizes");
@@ -107,7 +132,11 @@ int cs_knn_exact(const float *db, int64_t n, int dim, const float *q, int64_t nq
     int64_t qb_max = nq < KNN_QB ? nq : KNN_QB;
     int64_t db_max = n < KNN_DB ? n : KNN_DB;
     float *block = malloc((size_t)qb_max * (size_t)db_max * sizeof(float));
-    if (!block) return cs_fail(err, CS_ENOMEM, "knn: out of memory for a score block");
+    float *dec = db8 ? malloc((size_t)threads * KNN_CB * (size_t)dim * sizeof(float)) : NULL;
+    if (!block || (db8 && !dec)) {
+        free(block), free(dec);
+        return cs_fail(err, CS_ENOMEM, "knn: out of memory for a score block");
+    }
     int saved = openblas_get_num_threads();
     openblas_set_num_threads(1);
     for (int64_t q0 = 0; q0 < nq; q0 += qb_max) {
@@ -116,7 +145,8 @@ int cs_knn_exact(const float *db, int64_t n, int dim, const float *q, int64_t nq
         for (int64_t r0 = 0; r0 < n; r0 += db_max) {
             int64_t nb = n - r0 < db_max ? n - r0 : db_max;
             /* block[qb][nb] = q[q0.., :] . db[r0.., :]^T */
-            score_job sj = {q + q0 * dim, db + r0 * dim, block, qb, nb, dim};
+            score_job sj = {q + q0 * dim, db ? db + r0 * dim : NULL,
+                            db8 ? db8 + (size_t)r0 * CS_VS_Q8_ROW(dim) : NULL, dec, block, qb, nb, dim};
             cs_parallel_for(threads, (nb + KNN_CB - 1) / KNN_CB, score_chunk, &sj);
             j.nb = nb, j.row0 = r0;
             cs_parallel_for(threads, qb, heap_update, &j);
@@ -125,6 +155,7 @@ int cs_knn_exact(const float *db, int64_t n, int dim, const float *q, int64_t nq
     }
     openblas_set_num_threads(saved);
     free(block);
+    free(dec);
     return 0;
 }
 

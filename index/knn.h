@@ -24,6 +24,15 @@
 int cs_knn_exact(const float *db, int64_t n, int dim, const float *q, int64_t nq, int k,
                  int threads, float *scores, int64_t *rows, cs_err *err);
 
+/* The same over a q8 column kept at 8 bits (index/vecstore.h: each row its
+ * float32 scale then dim int8): each 512-reference chunk is dequantised on
+ * the fly into a per-thread buffer (threads x 512 x dim floats) before its
+ * sgemm, so memory is dim + 4 bytes a reference and the scores and rows are
+ * those of cs_knn_exact over the decoded column, bit for bit, at any thread
+ * count. */
+int cs_knn_exact_q8(const unsigned char *db8, int64_t n, int dim, const float *q, int64_t nq, int k,
+                    int threads, float *scores, int64_t *rows, cs_err *err);
+
 /* Scales each of the n rows of v[n][dim] to unit L2 norm. A row of norm
  * below 1e-12 (an all-zero descriptor, e.g. from a constant image under a
  * mean-subtracting descriptor) is left all zero: it scores 0 against

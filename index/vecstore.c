@@ -96,12 +96,18 @@ static void q8_decode(const unsigned char *row, int dim, float *out) {
     for (int i = 0; i < dim; i++) out[i] = (float)(int8_t)row[sizeof s + (size_t)i] * s;
 }
 
+void cs_vs_q8_decode(const unsigned char *rows, int64_t n, int dim, float *out) {
+    size_t rb = row_bytes(dim, CS_VS_Q8);
+    for (int64_t r = 0; r < n; r++) q8_decode(rows + (size_t)r * rb, dim, out + (size_t)r * (size_t)dim);
+}
+
 static void unmap(cs_vecstore *vs) {
     if (vs->vmap) munmap(vs->vmap, vs->vmap_size);
     if (vs->imap) munmap(vs->imap, vs->imap_size);
     vs->vmap = vs->imap = NULL;
     vs->vecs = NULL;
     vs->ids = NULL;
+    vs->q8 = NULL;
 }
 
 /* Maps the committed part of both files (nothing when n = 0). */
@@ -120,7 +126,10 @@ static int map_rows(cs_vecstore *vs, int vfd, int ifd, cs_err *err) {
     vs->vmap = vm, vs->vmap_size = vsz, vs->imap = im, vs->imap_size = isz;
     vs->vecs = (const float *)((const char *)vm + CS_VS_HEADER_SIZE);
     vs->ids = (const int64_t *)((const char *)im + CS_VS_HEADER_SIZE);
-    if (vs->dtype == CS_VS_Q8) { /* decode the rows not decoded yet (appends add a few) */
+    if (vs->dtype == CS_VS_Q8 && vs->raw) { /* kept at 8 bits: the reader dequantises */
+        vs->q8 = (const unsigned char *)vm + CS_VS_HEADER_SIZE;
+        vs->vecs = NULL;
+    } else if (vs->dtype == CS_VS_Q8) { /* decode the rows not decoded yet (appends add a few) */
         float *d = realloc(vs->dec, (size_t)vs->n * (size_t)vs->dim * sizeof *d);
         if (!d) return cs_fail(err, CS_ENOMEM, "%s: out of memory decoding %lld rows", vs->path, (long long)vs->n);
         vs->dec = d;
@@ -153,9 +162,16 @@ int cs_vecstore_open(cs_vecstore *vs, const char *path, int dim, int writable, c
     return cs_vecstore_open_dtype(vs, path, dim, CS_VS_F32, writable, err);
 }
 
+static int open_column(cs_vecstore *vs, const char *path, int dim, int dtype, int writable, int raw, cs_err *err);
+
 int cs_vecstore_open_dtype(cs_vecstore *vs, const char *path, int dim, int dtype, int writable, cs_err *err) {
+    return open_column(vs, path, dim, dtype, writable, 0, err);
+}
+
+static int open_column(cs_vecstore *vs, const char *path, int dim, int dtype, int writable, int raw, cs_err *err) {
     memset(vs, 0, sizeof *vs);
     vs->vfd = vs->ifd = -1;
+    vs->raw = raw && !writable;
     if (dim < 0 || dim > CS_VS_MAX_DIM) return cs_fail(err, CS_EUSAGE, "%s: bad dimension %d", path, dim);
     if (writable && dim == 0)
         return cs_fail(err, CS_EUSAGE, "%s: a writable column needs its dimension", path);
@@ -236,8 +252,20 @@ fail:
     return -1;
 }
 
+static int open_store_column(cs_vecstore *vs, cs_store *s, const char *name, int dim, int writable, int raw,
+                             cs_err *err);
+
 int cs_vecstore_open_store(cs_vecstore *vs, cs_store *s, const char *name, int dim, int writable,
                      cs_err *err) {
+    return open_store_column(vs, s, name, dim, writable, 0, err);
+}
+
+int cs_vecstore_open_store_raw(cs_vecstore *vs, cs_store *s, const char *name, int dim, cs_err *err) {
+    return open_store_column(vs, s, name, dim, 0, 1, err);
+}
+
+static int open_store_column(cs_vecstore *vs, cs_store *s, const char *name, int dim, int writable, int raw,
+                             cs_err *err) {
     size_t n = strlen(name) + 5;
     char *suffix = malloc(n);
     if (!suffix) return cs_fail(err, CS_ENOMEM, "vector column %s: out of memory", name);
@@ -248,7 +276,7 @@ int cs_vecstore_open_store(cs_vecstore *vs, cs_store *s, const char *name, int d
     char *dt = NULL;
     cs_err ignore = {0}; /* a store without the key (or its meta table) is f32 */
     cs_store_meta_get(s, "vec_dtype", &dt, &ignore);
-    int rc = cs_vecstore_open_dtype(vs, path, dim, dt && !strcmp(dt, "q8") ? CS_VS_Q8 : CS_VS_F32, writable, err);
+    int rc = open_column(vs, path, dim, dt && !strcmp(dt, "q8") ? CS_VS_Q8 : CS_VS_F32, writable, raw, err);
     free(dt);
     if (rc && !writable && err && err->code == CS_ENOTFOUND && access(path, F_OK) != 0)
         cs_fail(err, CS_ENOTFOUND, "%s: no %s vectors in this index yet: run 'copyscope index add --embedder %s' first",

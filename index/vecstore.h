@@ -15,8 +15,10 @@
  * stores that must stay small: dim + 4 bytes a row instead of 4 dim): a row
  * is its scale s (float32) then dim int8 q, value = q * s; q = round(v / g)
  * on the grid g = max |v| / 127, s = |v| / |q| (the decoded row keeps the
- * norm of v). Readers see float32 either way: a q8 column is decoded
- * into memory when opened (vecs points there), so every reader is unchanged;
+ * norm of v). Most readers see float32 either way: a q8 column is decoded
+ * into memory when opened (vecs points there); the exact search
+ * (cs_embed_search) opens it raw and stays at 8 bits (dequantising
+ * 512-row blocks on the fly, the same scores bit for bit);
  * the scores of a q8 column are those of the decoded vectors (docs/SCALE.md
  * measures what that changes).
  * count is the committed row count: an append writes the rows past the end
@@ -57,6 +59,8 @@ typedef struct {
     int dtype;           /* CS_VS_F32 or CS_VS_Q8 (as stored) */
     float *dec;          /* q8: the decoded rows vecs points at */
     int64_t dec_n;       /* rows decoded so far */
+    int raw;             /* opened by cs_vecstore_open_store_raw */
+    const unsigned char *q8; /* raw q8 column: [n] rows of scale + dim int8, into the mapping (vecs NULL) */
 } cs_vecstore;
 
 /* Opens the column at path (vector file; the id file is path + ".ids").
@@ -74,6 +78,18 @@ int cs_vecstore_open_dtype(cs_vecstore *vs, const char *path, int dim, int dtype
  * (index add --embed-q8), else f32. */
 int cs_vecstore_open_store(cs_vecstore *vs, cs_store *s, const char *name, int dim, int writable,
                      cs_err *err);
+
+/* The same, read-only, for a reader that searches a q8 column at 8 bits
+ * (index/knn.h cs_knn_exact_q8): a q8 column is not decoded, vs->q8 points
+ * at its rows in the mapping and vs->vecs is NULL, so it costs dim + 4 bytes
+ * a reference in memory instead of 4 dim. An f32 column opens as usual
+ * (vs->q8 NULL). */
+int cs_vecstore_open_store_raw(cs_vecstore *vs, cs_store *s, const char *name, int dim, cs_err *err);
+
+/* Decodes n q8 rows (scale + dim int8 each) to float32 out[n][dim]: the
+ * values every reader of a q8 column sees (value = q * scale). */
+void cs_vs_q8_decode(const unsigned char *rows, int64_t n, int dim, float *out);
+#define CS_VS_Q8_ROW(dim) ((size_t)(dim) + sizeof(float))
 
 /* Appends n rows (ids[n], v[n][dim]) and remaps; vs->vecs/ids stay valid
  * only until the next append. Non-finite values are rejected. */

@@ -115,7 +115,17 @@ int cs_embedder_dim(const cs_embedder *e) { return e->dim; }
 const char *cs_embedder_weights(const cs_embedder *e) { return e->spec.weights; }
 
 int cs_embedder_describe(cs_embedder *e, const cs_image *imgs, int n, float *out, cs_err *err) {
-    if (e->spec.kind == EMB_SSCD) return cs_resnet_embed(&e->net, e->spec.pp, imgs, n, 8, out, err);
+    /* SSCD: one image per forward pass. A row's bits depend on the batch it
+     * is computed in (index/resnet_forward.c tiles a conv's columns by the
+     * batch's size, and OpenBLAS rounds by shape): a reference embedded
+     * beside 7 others and alone differed in the last bits, so the column
+     * changed with the mix of a batch, i.e. with the rank count under
+     * mpirun, a rerun's leftovers, or other inputs (tests/test_mpi_sscd.sh
+     * fails at 2 ranks with batches of 8). Measured on 16 references:
+     * 2.18-2.24 CPU-s in batches of 8, 2.20-2.25 one by one at -j 1
+     * (2.20-2.32 / 2.32-2.34 at -j 2), load 12. The preprocessing still
+     * runs over all n images on every thread. */
+    if (e->spec.kind == EMB_SSCD) return cs_resnet_embed(&e->net, e->spec.pp, imgs, n, 1, out, err);
     const size_t tb = CS_THUMB_SIZE * CS_THUMB_SIZE * 3;
     uint8_t *th = malloc((size_t)(n ? n : 1) * tb);
     if (!th) return cs_fail(err, CS_ENOMEM, "out of memory");

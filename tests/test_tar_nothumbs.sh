@@ -72,6 +72,19 @@ for v in nt nt3; do
   cmp -s "$T/th.db.vec-tiny" "$T/$v.db.vec-tiny" && cmp -s "$T/th.db.vec-tiny.ids" "$T/$v.db.vec-tiny.ids" &&
     ok "${v}_tiny_column_same_bytes" || bad "${v}_tiny_column_same_bytes"
 done
+# under mpirun, 3 ranks on the 3-shard store: ranks 1 and 2 open their own
+# shard files and re-read their members there (CS_MPI_DEBUG counts them)
+M=$(dirname "$B")/copyscope-mpi
+if [ -x "$M" ] && command -v mpirun > /dev/null 2>&1; then
+  $B index add $inputs --db "$T/mp.db" --no-thumbs --shards 3 --embedder tiny -j 2 > /dev/null 2>&1 || bad mp_add
+  CS_MPI_DEBUG=1 mpirun --oversubscribe --allow-run-as-root -np 3 "$M" analyze --images "$T/gens" --db "$T/mp.db" -j 1 -q \
+    > "$T/mp.an" 2> "$T/mp.err" || { bad mp_analyze; tail -n 3 "$T/mp.err"; }
+  $B report --db "$T/mp.db" --format json --out "$T/mp.raw.json" -q > /dev/null 2>&1 && norm "$T/mp.raw.json" > "$T/mp.json"
+  grep -q "rank 2 of 3: [1-9][0-9]* references resident" "$T/mp.err" && cmp -s "$T/th.json" "$T/mp.json" &&
+    ok mpirun_np3_shards_same_report || { bad mpirun_np3_shards_same_report; grep resident "$T/mp.err"; diff "$T/th.json" "$T/mp.json" | head -n 6; }
+else
+  echo "skip: no $M or mpirun (the mpirun check)"
+fi
 # what is stored: 12 KiB pixels only for the gzip'd shard's 15 members, a
 # 28-byte locator (w = 0) for the 46 members of the uncompressed shards
 q() { sqlite3 "$1" "$2" 2>&1; }

@@ -24,12 +24,17 @@
  *    model's denoiser saw them, decoded from their latents (the manifest's
  *    recon/): an LDM's training data are latents, so the autoencoder's blur
  *    of a copy does not count against it and no margin on its floor is
- *    chosen. Beside it, for comparison (JSON and a note): the same criterion
- *    on the training images' own pixels; the nearest-neighbour distance
- *    ratio of Yoon et al. 2023 / Gu et al. 2023 (L2 to the nearest < 1/3 of
- *    L2 to the second-nearest) on the decoded and on the own pixels; and the
- *    former floor margin (PSNR to the nearest training image at least its
- *    reconstruction PSNR minus CS_MEMO_GT_MARGIN_DB);
+ *    chosen. A copy verdict is copy or near-copy (the issue's reading).
+ *    Chosen by looking at the generations the truths disagree on
+ *    (docs/DESIGN-NOTES.md, "Which pixel truth"). Beside it, for comparison
+ *    (JSON and a table): the same criterion on the training images' own
+ *    pixels; the nearest-neighbour distance ratio of Yoon et al. 2023 / Gu
+ *    et al. 2023 (L2 to the nearest < 1/3 of L2 to the second-nearest) on
+ *    the decoded and on the own pixels; the issue's literal truth, PSNR to
+ *    the nearest training image at least its reconstruction PSNR minus a
+ *    margin (CS_MEMO_GT_MARGIN_DB, derived, and CS_MEMO_GT_ISSUE_MARGIN_DB,
+ *    the issue prototype's); and each of them with partial verdicts counted
+ *    as copy verdicts (vs_flag);
  *  - near-copies side by side: generation, training image, reconstruction.
  *
  * Everything is computed from the store (memo_model.c runs the SQL), the

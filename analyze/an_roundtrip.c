@@ -399,6 +399,35 @@ static int floor_rival(const cs_an_refs *refs, const int32_t *rows, const float 
     return rival;
 }
 
+/* lf_near at the reference's own geometry, with pixels that show a region
+ * not copied: partial (rule lf_near_partial). The local rule decides a
+ * near-copy from the hull of the verified keypoints, blind to a region
+ * redrawn inside or beside it; cs_an_verdict_local already keeps a pixel
+ * verdict of partial, but a pixel partial also needs the tiles to tell
+ * this reference from a distinct one (cs_an_mark_ambiguous), which a
+ * family of look-alikes fails (every clock face shares its rim: a
+ * generation of the one o'clock face with its lower-left rim redrawn was
+ * judged lf_near). Which reference it is, the local features settle (their
+ * own ratio test); how much of it is copied, the pixels do, where they
+ * compare like with like:
+ *  - the geometry is the reference's own: at least partial_min_tiles tiles
+ *    (the partial rule's 3/8 of the image) match within partial_tile_l2 at
+ *    the pixel alignment (the nearer of reference and round trip), which a
+ *    copy rotated, rescaled or recoloured does not do (it keeps lf_near);
+ *  - some tile is beyond every whole-image pixel bound of a near-copy: the
+ *    aligned tiled L2 above near_tl2, and not near_ae_floor's (every tile
+ *    within the autoencoder's own loss of the round trip, the whole within
+ *    its bound of the reference and nearer the round trip).
+ * No new threshold: each bound is its rule's own. */
+static void lf_near_in_place(cs_an_cand *a, float d_ref, float d_rt, uint64_t beyond, float floor,
+                             const cs_an_settings *s) {
+    if (a->verdict != CS_V_NEAR || strcmp(a->rule, "lf_near") || a->tiles_informative <= 0) return;
+    if (a->tiles_matched < s->partial_min_tiles || !(a->d_al > s->near_tl2)) return;
+    if (!beyond && d_ref <= rt_floor_bound(floor, s) && d_rt < d_ref) return; /* near_ae_floor's copy */
+    a->verdict = CS_V_PARTIAL;
+    a->rule = "lf_near_partial";
+}
+
 typedef struct {
     an_state *A;
     item *const *cx;
@@ -522,6 +551,7 @@ static void judge_one(void *vctx, int64_t j, int thread) {
             if (b.tile_d[t] > ent[k]->floor) beyond[k] |= 1ull << t;
         take_nearer(a, &b);
         cs_an_judge(a, refs, q, res->gen_pdq_quality, s);
+        lf_near_in_place(a, d_ref[k], d_rt[k], beyond[k], ent[k]->floor, s);
         if (a->tiles_informative > 0 && d_ref[k] <= rt_floor_bound(ent[k]->floor, s) && d_rt[k] < d_ref[k] &&
             (at_floor < 0 || d_ref[k] < d_ref[at_floor]))
             at_floor = k;

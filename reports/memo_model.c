@@ -90,7 +90,7 @@ int cs_memo_load_gens(cs_memo *m, cs_store *s, int64_t run_id, cs_err *err) {
         const char *t = (const char *)sqlite3_column_text(st, 2), *p = (const char *)sqlite3_column_text(st, 3);
         g->prompt = strdup(t ? t : "");
         g->path = strdup(p ? p : "");
-        g->own = g->verdict_img = g->nearest = g->gt_img = g->gt_tl2_img[0] = g->gt_tl2_img[1] = g->gt_ratio_img[0] = g->gt_ratio_img[1] = -1;
+        g->own = g->verdict_img = g->flag_img = g->nearest = g->gt_img = g->gt_tl2_img[0] = g->gt_tl2_img[1] = g->gt_ratio_img[0] = g->gt_ratio_img[1] = -1;
         g->nearest_db = g->own_db = NAN;
         whitebox_steps((const char *)sqlite3_column_text(st, 4), &g->wb_first, &g->wb_mean);
         if (!g->prompt || !g->path) {
@@ -102,20 +102,23 @@ int cs_memo_load_gens(cs_memo *m, cs_store *s, int64_t run_id, cs_err *err) {
     if (rc != SQLITE_DONE) return cs_store_fail(s, err, "reading the run's generations");
 
     if (cs_store_prepare(s, &st,
-                         "SELECT f.generation_id, f.ref_id FROM findings f JOIN generations g ON "
-                         "g.id = f.generation_id WHERE g.run_id = ? AND f.verdict IN ('copy', 'near-copy') "
+                         "SELECT f.generation_id, f.ref_id, f.verdict FROM findings f JOIN generations g ON "
+                         "g.id = f.generation_id WHERE g.run_id = ? AND f.verdict IN ('copy', 'near-copy', 'partial') "
                          "ORDER BY f.severity DESC, f.id",
                          err))
         return -1;
     sqlite3_bind_int64(st, 1, run_id);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t gid = sqlite3_column_int64(st, 0), ref = sqlite3_column_int64(st, 1);
+        const char *v = (const char *)sqlite3_column_text(st, 2);
+        int whole = v && strcmp(v, "partial"); /* copy or near-copy */
         cs_memo_gen *g = m->n_g ? bsearch(&gid, m->g, (size_t)m->n_g, sizeof *m->g, cmp_gen_id) : NULL;
         if (!g) continue;
-        g->verdict_any = 1;
+        g->verdict_any |= whole;
         for (int i = 0; ref && i < m->n_img; i++) {
             if (ref != m->img[i].ref_id && ref != m->img[i].ref_raw) continue;
-            if (g->verdict_img < 0 || i == g->own) g->verdict_img = i; /* own image first */
+            if (whole && (g->verdict_img < 0 || i == g->own)) g->verdict_img = i; /* own image first */
+            if (g->flag_img < 0 || i == g->own) g->flag_img = i;
         }
     }
     sqlite3_finalize(st);

@@ -69,7 +69,8 @@ static int grow(cs_an_emb_part *p, int64_t lo, int64_t hi) {
         p->hi[p->ns - 1] = hi;
         return 0;
     }
-    int64_t *a = realloc(p->lo, sizeof *a * (size_t)(p->ns + 1)), *b = a ? realloc(p->hi, sizeof *b * (size_t)(p->ns + 1)) : NULL;
+    int64_t *a = realloc(p->lo, sizeof *a * (size_t)(p->ns + 1));
+    int64_t *b = a ? realloc(p->hi, sizeof *b * (size_t)(p->ns + 1)) : NULL;
     if (a) p->lo = a;
     if (b) p->hi = b;
     if (!a || !b) return -1;
@@ -139,8 +140,8 @@ void cs_an_emb_part_merge(float *acc_s, int64_t *acc_r, const float *src_s, cons
     }
 }
 
-int cs_an_emb_part_search(const cs_an_emb_part *p, const float *q, int nq, int k, int threads, float *scores, int64_t *rows,
-                      cs_err *err) {
+int cs_an_emb_part_search(const cs_an_emb_part *p, const float *q, int nq, int k, int threads, float *scores,
+                          int64_t *rows, cs_err *err) {
     for (int64_t i = 0; i < (int64_t)nq * k; i++) scores[i] = -INFINITY, rows[i] = -1;
     size_t m = (size_t)(nq > 0 ? nq : 1) * (size_t)k;
     float *s = malloc(sizeof *s * m);

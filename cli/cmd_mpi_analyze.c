@@ -13,11 +13,15 @@
  * (opened directly, not the union), so its memory is its shards'. Rank 0
  * keeps the whole index's thumbnails and hashes (the rivals, the reports)
  * but not its prepared floats (o->match_scans: 4x the thumbnails), only
- * those of its own share; the embedding and local-feature searches, the
+ * those of its own share. The embedding search (cs_analyze_opts.
+ * embed_search, before the batches' matches) is spread the same way: each
+ * rank searches the column rows of the references it owns
+ * (analyze/an_mpi.h) and rank 0 merges the lists by (score, column row),
+ * the whole column's lists bit for bit. The local-feature search, the
  * cliques and every write stay on rank 0 (docs/SCALE.md). CS_MPI_DEBUG=1
- * prints each rank's resident and scanned reference counts and peak memory
- * to stderr; CS_MPI_TIMING=1 splits the merge's time from the wait for the
- * slowest rank (a barrier). */
+ * prints each rank's resident and scanned reference counts, peak memory and
+ * embedding rows held and searched to stderr; CS_MPI_TIMING=1 splits the
+ * merge's time from the wait for the slowest rank (a barrier). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -497,7 +501,9 @@ static int init_ranks(cli_mpi_an *c, const cs_an_refs *r, cs_err *err) {
 
 /* A rank's lists of an EMBED round: status, nq * k, then the scores and the
  * column rows. */
-static int64_t emb_reply_size(int64_t m) { return (int64_t)sizeof(reply_head) + m * (int64_t)(sizeof(float) + sizeof(int64_t)); }
+static int64_t emb_reply_size(int64_t m) {
+    return (int64_t)sizeof(reply_head) + m * (int64_t)(sizeof(float) + sizeof(int64_t));
+}
 
 /* One embedding search (cs_analyze_opts.embed_search): the queries to every
  * rank, this rank's rows searched here, the others' lists gathered and
@@ -524,8 +530,8 @@ static int embed_all(void *ctx, const cs_an_refs *r, const char *column, const f
     id_owner io = {&c->own, r->ids, r->n};
     int rc0 = !rows || !ls || !lr ? cs_fail(&e0, CS_ENOMEM, "analyze: out of memory") : 0;
     if (!rc0 && !c->emb.open && emb_open(&c->emb, c->store, column, dim, &io, &e0)) rc0 = -1;
-    if (!rc0 && cs_an_emb_part_search(&c->emb, q, nq, k, c->threads > 0 ? c->threads : cs_threads(), scores, rows, &e0))
-        rc0 = -1;
+    int threads = c->o->threads > 0 ? c->o->threads : cs_threads();
+    if (!rc0 && cs_an_emb_part_search(&c->emb, q, nq, k, threads, scores, rows, &e0)) rc0 = -1;
     double t1 = cs_now_s();
     reply_head h0 = {rc0 ? -1 : 0, 0};
     void *all = NULL;

@@ -517,7 +517,8 @@ static void embed_case(const int NQ, const int DM, int need_ties) {
             ties += ws[i * EK + j] == ws[i * EK + j - 1];
             cross += ws[i * EK + j] == ws[i * EK + j - 1] && (wr[i * EK + j] < 2350) != (wr[i * EK + j - 1] < 2350);
         }
-    CHECKF(!need_ties || (ties >= 20 && cross > 0), "%d ties, %d across the middle: the test would not see the order", ties, cross);
+    CHECKF(!need_ties || (ties >= 20 && cross > 0), "%d ties, %d across the middle: the test would not see the order",
+           ties, cross);
     for (int pattern = 0; pattern < 3; pattern++)
         for (int size = 2; size <= 3; size++) {
             emb_own o = {pattern, size, NR};

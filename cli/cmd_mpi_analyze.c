@@ -226,6 +226,7 @@ struct cli_mpi_an {
     double t_batch, t_scan, t_gather, t_wait, t_merge;
     double t_emb, t_emb_gather, t_emb_merge; /* the embedding searches: all, the gather, the merge */
     int64_t n_emb; /* queries searched */
+    long long th_rss, th_size; /* CS_MPI_DEBUG=1: the thumbnail cache's most resident KiB after a batch, its size */
 };
 
 static const char *intern(cli_mpi_an *c, const char *slot) {
@@ -481,6 +482,9 @@ static int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_r
     return rc;
 }
 
+static int debug_on(void);
+static long long thumbs_rss_kib(long long *size);
+
 /* The first round (a match or an embedding search): every rank loads the
  * references it owns (the whole index's ids broadcast). */
 static int init_ranks(cli_mpi_an *c, const cs_an_refs *r, cs_err *err) {
@@ -580,6 +584,8 @@ static int mpi_match(void *ctx, const cs_an_refs *r, const cs_an_query *q, int64
     if (init_ranks(c, r, err)) return -1;
     int rc = cs_an_match_batch_sv(r, q, nq, s, threads, res, scan_all, c, verify_all, c, err);
     c->t_batch += cs_now_s() - t0;
+    long long size = 0, rss = debug_on() ? thumbs_rss_kib(&size) : -1; /* (the analysis unmaps it before the end) */
+    if (rss > c->th_rss) c->th_rss = rss, c->th_size = size;
     return rc;
 }
 
@@ -614,22 +620,45 @@ static long long peak_kib(void) {
     return v;
 }
 
+/* The thumbnails cache's mappings (<db>.thumbs, index/refs.h): how much of
+ * them is resident (KiB, -1: none mapped) and their size (*size). A mapped
+ * thumbnail costs memory only once touched: this says how many were. */
+static long long thumbs_rss_kib(long long *size) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[4352];
+    long long rss = -1, sz = 0;
+    int in = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        size_t l = strlen(line), h = strspn(line, "0123456789abcdef-");
+        if (l && line[l - 1] == '\n') line[--l] = 0;
+        if (h > 0 && line[h] == ' ') /* a mapping's header, "lo-hi perms offset dev inode path": the cache? */
+            in = l > 7 && !strcmp(line + l - 7, ".thumbs");
+        else if (in && !strncmp(line, "Size:", 5)) sz += atoll(line + 5);
+        else if (in && !strncmp(line, "Rss:", 4)) rss = (rss < 0 ? 0 : rss) + atoll(line + 4);
+    }
+    if (f) fclose(f);
+    *size = sz;
+    return rss;
+}
+
 static int debug_on(void) { return getenv("CS_MPI_DEBUG") && !strcmp(getenv("CS_MPI_DEBUG"), "1"); }
 
 /* CS_MPI_DEBUG=1: the references a rank holds and scans, its peak memory */
-static void debug_line(int64_t held, int64_t scanned, int64_t total, const cs_an_emb_part *e) {
+static void debug_line(int64_t held, int64_t scanned, int64_t total, const cs_an_emb_part *e, long long trss,
+                       long long tsize) {
     if (debug_on())
         fprintf(stderr, "analyze: rank %d of %d: %lld references resident, %lld scanned, of %lld; peak %lld KiB; "
-                "embedding rows %lld held, %lld searched, of %lld\n",
+                "thumbnail cache %lld of %lld KiB resident; embedding rows %lld held, %lld searched, of %lld\n",
                 cs_mpi_rank(), cs_mpi_size(), (long long)held, (long long)scanned, (long long)total, peak_kib(),
-                (long long)e->held, (long long)e->owned, (long long)(e->open ? e->vs.n : 0));
+                trss > 0 ? trss : 0, tsize, (long long)e->held, (long long)e->owned,
+                (long long)(e->open ? e->vs.n : 0));
 }
 
 void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
     if (cs_mpi_size() == 1) return;
     round_head stop = {R_STOP, 0, 0, 0, 0, 0, 0, {0}}; /* the other ranks stop */
     cs_mpi_bcast(&stop, sizeof stop);
-    if (c && c->inited) debug_line(c->n_refs, c->me.scanned, c->n_refs, &c->emb);
+    if (c && c->inited) debug_line(c->n_refs, c->me.scanned, c->n_refs, &c->emb, c->th_rss, c->th_size);
     if (c && !quiet) { /* the balance of the cut, the traffic, the merge's share */
         printf("analyze: candidates verified per rank:");
         for (int r = 0; r < cs_mpi_size(); r++) printf(" %lld", (long long)c->done[r]);
@@ -923,7 +952,8 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
         free(mine);
         failed |= rh.status != 0;
     }
-    debug_line(held, me.scanned, n, &emb);
+    long long tsize = 0, trss = debug_on() ? thumbs_rss_kib(&tsize) : -1;
+    debug_line(held, me.scanned, n, &emb, trss, tsize);
     free(q);
     free(ids);
     side_free(&me);

@@ -337,9 +337,8 @@ J
   # emoji (so that a fast machine is still mid-run when the poll sees it)
   ls "$DATA" | sort | head -n 480 | sed "s|^|$DATA/|" > "$T/kill.txt"
   $B index add "$T/kill.txt" --db "$T/kone.db" --embedder tiny -j 2 > /dev/null 2>&1 || bad kone_add
-  # -j 1 as the ranks below: the exact embedding search's BLAS product
-  # (index/knn.c) splits over -j threads, and the split moves the last bit
-  # of a cosine (0.99999982 at -j 2, 1.0000002 at -j 1: a known gap)
+  # -j 1 as the ranks below (the exact embedding search's bits no longer
+  # depend on -j: index/knn.c's fixed sgemm chunks, test_knn)
   $B analyze --images "$T/gens" --db "$T/kone.db" -j 1 -q > /dev/null 2>&1 || bad kone_analyze
   answers "$T/kone.db" kone
   $MPIRUN -np 2 "$M" index add "$T/kill.txt" --db "$T/k.db" --embedder tiny -j 1 --batch 4 > "$T/k1.out" 2>&1 &

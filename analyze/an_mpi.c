@@ -1,7 +1,8 @@
 /* an_mpi.c — the matcher alone (analyze.h: cs_an_matcher), for the other
  * ranks of copyscope-mpi: no MPI here (the CLI moves the bytes), only the
  * reference side loaded as cs_analyze_run loads it, so that a batch matched
- * here gives the results rank 0 would have computed itself. */
+ * here gives the results rank 0 would have computed itself; and one rank's
+ * part of the embedding search (an_mpi.h, below). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

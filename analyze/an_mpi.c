@@ -1,12 +1,17 @@
 /* an_mpi.c — the matcher alone (analyze.h: cs_an_matcher), for the other
  * ranks of copyscope-mpi: no MPI here (the CLI moves the bytes), only the
  * reference side loaded as cs_analyze_run loads it, so that a batch matched
- * here gives the results rank 0 would have computed itself. */
+ * here gives the results rank 0 would have computed itself; and one rank's
+ * part of the embedding search (an_mpi.h, below). */
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "analyze/analyze.h"
+#include "analyze/an_mpi.h"
 #include "analyze/analyze_internal.h"
 #include "core/parallel.h"
+#include "index/knn.h"
 
 struct cs_an_matcher {
     an_state A;
@@ -41,4 +46,124 @@ void cs_an_matcher_free(cs_an_matcher *m) {
     cs_hash_db_free(&A->hdb);
     cs_ref_thumbs_free(&A->th);
     free(m);
+}
+
+/* ---- the embedding search, one rank's part (an_mpi.h) ----
+ *
+ * Why the merged lists are one process's, bit for bit: cs_knn_exact scores
+ * the column in sgemm chunks of KNN_CB = 512 columns from row 0 (index/
+ * knn.c), and a score's last bit may depend on the chunk's shape. So a rank
+ * copies each run of its rows widened to whole chunks (from a multiple of
+ * 512 to the next one, or to the column's end): every chunk it multiplies
+ * is the one the whole search multiplies, holding the same rows. The rows of
+ * other ranks in those chunks are set to NaN: a NaN score never enters a
+ * list (knn.h), and an sgemm entry depends only on its own row and query.
+ * Each rank's list is then the exact top k of the rows it owns, and the top
+ * k of their union by (score, row) is the whole column's list, ties broken
+ * by row as cs_knn_exact breaks them. A rank holds its rows plus at most
+ * 1,022 others per run. test_tl2_shard.c checks this against the whole
+ * column's search, bit for bit. */
+enum { CHUNK = 512 }; /* index/knn.c's KNN_CB: the sgemm chunks start at its multiples */
+
+static int grow(cs_an_emb_part *p, int64_t lo, int64_t hi) {
+    if (p->ns && lo <= p->hi[p->ns - 1]) { /* overlaps or touches the last slice: one slice */
+        p->hi[p->ns - 1] = hi;
+        return 0;
+    }
+    int64_t *a = realloc(p->lo, sizeof *a * (size_t)(p->ns + 1));
+    int64_t *b = a ? realloc(p->hi, sizeof *b * (size_t)(p->ns + 1)) : NULL;
+    if (a) p->lo = a;
+    if (b) p->hi = b;
+    if (!a || !b) return -1;
+    p->lo[p->ns] = lo;
+    p->hi[p->ns++] = hi;
+    return 0;
+}
+
+int cs_an_emb_part_open(cs_an_emb_part *p, const char *path, int dim, int rank, cs_an_emb_owner owner, void *ctx,
+                        cs_err *err) {
+    memset(p, 0, sizeof *p);
+    if (cs_vecstore_open(&p->vs, path, dim, 0, err)) return -1;
+    p->open = 1;
+    const int64_t n = p->vs.n;
+    uint8_t *mine = malloc((size_t)(n > 0 ? n : 1));
+    if (!mine) return cs_fail(err, CS_ENOMEM, "analyze: out of memory for the embedding rows");
+    for (int64_t i = 0; i < n; i++) {
+        mine[i] = owner(ctx, p->vs.ids[i]) == rank;
+        p->owned += mine[i];
+    }
+    int rc = 0;
+    for (int64_t i = 0; i < n && !rc;) { /* runs of its rows, widened to whole chunks */
+        if (!mine[i]) {
+            i++;
+            continue;
+        }
+        int64_t j = i;
+        while (j < n && mine[j]) j++;
+        int64_t lo = i / CHUNK * CHUNK, hi = (j + CHUNK - 1) / CHUNK * CHUNK;
+        if (grow(p, lo, hi < n ? hi : n)) rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory");
+        i = j;
+    }
+    for (int k = 0; k < p->ns; k++) p->held += p->hi[k] - p->lo[k];
+    if (!rc && !(p->buf = malloc(sizeof(float) * (size_t)dim * (size_t)(p->held > 0 ? p->held : 1))))
+        rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory for %lld embedding rows", (long long)p->held);
+    float *d = p->buf;
+    for (int k = 0; !rc && k < p->ns; k++)
+        for (int64_t i = p->lo[k]; i < p->hi[k]; i++, d += dim) {
+            if (mine[i]) memcpy(d, p->vs.vecs + i * dim, sizeof(float) * (size_t)dim);
+            else
+                for (int t = 0; t < dim; t++) d[t] = NAN;
+        }
+    free(mine);
+    return rc;
+}
+
+/* a is a better hit than b: the higher score, then the lower row; -1 rows last */
+static int better(float sa, int64_t ra, float sb, int64_t rb) {
+    if (ra < 0 || rb < 0) return rb < 0 && ra >= 0;
+    return sa > sb || (sa == sb && ra < rb);
+}
+
+void cs_an_emb_part_merge(float *acc_s, int64_t *acc_r, const float *src_s, const int64_t *src_r, int64_t nq, int k) {
+    float ts[CS_KNN_MAX_K];
+    int64_t tr[CS_KNN_MAX_K];
+    for (int64_t i = 0; i < nq; i++) {
+        float *as = acc_s + i * k;
+        int64_t *ar = acc_r + i * k;
+        const float *bs = src_s + i * k;
+        const int64_t *br = src_r + i * k;
+        for (int t = 0, a = 0, b = 0; t < k; t++) {
+            if (better(bs[b], br[b], as[a], ar[a])) ts[t] = bs[b], tr[t] = br[b++];
+            else ts[t] = as[a], tr[t] = ar[a++];
+        }
+        memcpy(as, ts, sizeof(float) * (size_t)k);
+        memcpy(ar, tr, sizeof(int64_t) * (size_t)k);
+    }
+}
+
+int cs_an_emb_part_search(const cs_an_emb_part *p, const float *q, int nq, int k, int threads, float *scores,
+                          int64_t *rows, cs_err *err) {
+    for (int64_t i = 0; i < (int64_t)nq * k; i++) scores[i] = -INFINITY, rows[i] = -1;
+    size_t m = (size_t)(nq > 0 ? nq : 1) * (size_t)k;
+    float *s = malloc(sizeof *s * m);
+    int64_t *r = malloc(sizeof *r * m);
+    int rc = !s || !r ? cs_fail(err, CS_ENOMEM, "analyze: out of memory") : 0;
+    const float *d = p->buf;
+    for (int j = 0; !rc && j < p->ns; d += (p->hi[j] - p->lo[j]) * p->vs.dim, j++) {
+        if (cs_knn_exact(d, p->hi[j] - p->lo[j], p->vs.dim, q, nq, k, threads, s, r, err)) rc = -1;
+        for (size_t i = 0; !rc && i < m; i++)
+            if (r[i] >= 0) r[i] += p->lo[j]; /* column rows */
+        if (!rc) cs_an_emb_part_merge(scores, rows, s, r, nq, k);
+    }
+    free(s);
+    free(r);
+    return rc;
+}
+
+void cs_an_emb_part_close(cs_an_emb_part *p) {
+    if (p->open) cs_vecstore_close(&p->vs);
+    free(p->buf);
+    free(p->lo);
+    free(p->hi);
+    memset(p, 0, sizeof *p);
 }

@@ -13,6 +13,7 @@
 #include "core/image.h"
 #include "core/parallel.h"
 #include "core/progress.h"
+#include "core/sorted.h"
 #include "index/background.h"
 #include "index/knn.h"
 
@@ -149,16 +150,7 @@ static int find_cliques(item **by_prompt, int64_t n, const cs_an_query *q, const
     return 0;
 }
 
-static int64_t row_of_id(const cs_an_refs *r, int64_t id) {
-    int64_t lo = 0, hi = r->n - 1;
-    while (lo <= hi) {
-        int64_t mid = (lo + hi) / 2;
-        if (r->ids[mid] == id) return mid;
-        if (r->ids[mid] < id) lo = mid + 1;
-        else hi = mid - 1;
-    }
-    return -1;
-}
+static int64_t row_of_id(const cs_an_refs *r, int64_t id) { return cs_sorted_find(r->ids, 8, r->n, id); }
 
 /* Embeds every readable image under dir with e: *out [*n][dim], caller frees. */
 static int embed_background(cs_embedder *e, const char *dir, int threads, float **out, int64_t *n,
@@ -355,8 +347,12 @@ static int search_embeddings(an_state *A, emb_scratch *e, int64_t off, int64_t n
             batch[nb] = e->imgs[j];
             idx[nb++] = off + j;
         }
+    const cs_analyze_opts *o = A->o;
     if (nb > 0 && (cs_embedder_describe(A->emb, batch, nb, e->ev, err) ||
-                   cs_embed_search(A->s, A->emb_name, e->ev, nb, e->edim, e->ek, e->eid, e->esc, err)))
+                   (o->embed_search ? o->embed_search(o->match_ctx, &A->refs, A->emb_name, e->ev, nb, e->edim, e->ek,
+                                                      e->eid, e->esc, err)
+                                    : cs_embed_search(A->s, A->emb_name, e->ev, nb, e->edim, e->ek, e->eid, e->esc,
+                                                      err))))
         fail = 1;
     float bias[AN_CHUNK];
     memset(bias, 0, sizeof bias);

@@ -64,6 +64,12 @@ typedef struct {
     int match_batches; /* <= 1: one batch at a time */
     int match_scans; /* match scans the references itself (copyscope-mpi: each rank its share): the
                         index is loaded without the prepared floats of the exact scan (4x the thumbnails) */
+    /* The embedding search of the generations (cs_embed_search's contract, index/embed.h: ids[nq][k]
+     * and scores by score, then column row), with match_ctx and r the index matched against.
+     * NULL: cs_embed_search over the whole column. copyscope-mpi has each rank search its own
+     * references' rows and merges the lists (cli/cmd_mpi_embed.c): the same ids and scores. */
+    int (*embed_search)(void *ctx, const cs_an_refs *r, const char *column, const float *q, int nq, int dim, int k,
+                        int64_t *ids, float *scores, cs_err *err);
 } cs_analyze_opts;
 
 typedef struct {

@@ -13,15 +13,20 @@
  * (opened directly, not the union), so its memory is its shards'. Rank 0
  * keeps the whole index's thumbnails and hashes (the rivals, the reports)
  * but not its prepared floats (o->match_scans: 4x the thumbnails), only
- * those of its own share; the embedding and local-feature searches, the
+ * those of its own share. The embedding search (cs_analyze_opts.
+ * embed_search, before the batches' matches) is spread the same way: each
+ * rank searches the column rows of the references it owns
+ * (analyze/an_mpi.h) and rank 0 merges the lists by (score, column row),
+ * the whole column's lists bit for bit. The local-feature search, the
  * cliques and every write stay on rank 0 (docs/SCALE.md). CS_MPI_DEBUG=1
- * prints each rank's resident and scanned reference counts and peak memory
- * to stderr; CS_MPI_TIMING=1 splits the merge's time from the wait for the
- * slowest rank (a barrier). */
+ * prints each rank's resident and scanned reference counts, peak memory and
+ * embedding rows held and searched to stderr; CS_MPI_TIMING=1 splits the
+ * merge's time from the wait for the slowest rank (a barrier). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "analyze/an_mpi.h"
 #include "analyze/match.h"
 #include "cli/cli.h"
 #include "cli/cli_mpi.h"
@@ -29,11 +34,12 @@
 #include "core/parallel.h"
 #include "core/fs.h"
 #include "core/shard.h"
+#include "core/sorted.h"
 #include "index/hamming.h"
 #include "index/refs.h"
 
 enum { RULE_SLOT = 32, MAX_RULES = 128 };
-enum { R_STOP = 0, R_INIT, R_SCAN, R_VERIFY };
+enum { R_STOP = 0, R_INIT, R_SCAN, R_VERIFY, R_EMBED };
 
 /* Who owns a row: shard k's references (ids past off[k]) on rank k mod
  * size; without shards, contiguous runs of rows. */
@@ -56,6 +62,41 @@ static int owner_of(const owners *o, const int64_t *ids, int64_t n, int32_t row)
     int k = 0;
     while (k + 1 < o->n_off && o->off[k + 1] < ids[row]) k++;
     return k % size;
+}
+
+/* Who owns reference id (a row of an embedding column): its row's owner;
+ * an id the index does not hold goes with its shard (rank 0 unsharded):
+ * its hits are dropped after the merge, as one process drops them, but they
+ * still take their places in the lists. */
+static int owner_of_id(const owners *o, const int64_t *ids, int64_t n, int64_t id) {
+    int64_t g = cs_sorted_find(ids, 8, n, id);
+    if (g >= 0) return owner_of(o, ids, n, (int32_t)g);
+    if (!o->n_off) return 0;
+    int k = 0;
+    while (k + 1 < o->n_off && o->off[k + 1] < id) k++;
+    return k % cs_mpi_size();
+}
+
+typedef struct {
+    const owners *o;
+    const int64_t *ids;
+    int64_t n;
+} id_owner;
+
+static int id_owner_fn(void *ctx, int64_t id) {
+    const id_owner *x = ctx;
+    return owner_of_id(x->o, x->ids, x->n, id);
+}
+
+/* This rank's part of the embedding column of store s (analyze/an_mpi.h). */
+static int emb_open(cs_an_emb_part *p, cs_store *s, const char *column, int dim, id_owner *io, cs_err *err) {
+    char suffix[40];
+    snprintf(suffix, sizeof suffix, "vec-%s", column);
+    char *path = cs_store_sidecar(s, suffix);
+    if (!path) return cs_fail(err, CS_ENOMEM, "analyze: out of memory");
+    int rc = cs_an_emb_part_open(p, path, dim, cs_mpi_rank(), id_owner_fn, io, err);
+    free(path);
+    return rc;
 }
 
 /* What a rank scans and verifies: r (the whole index, or only its shards'
@@ -102,14 +143,7 @@ static int side_runs(side *d, const owners *o, const int64_t *ids, int64_t n) {
 /* r's row of a row of the whole index, -1 when r does not hold it */
 static int64_t local_row(const side *d, int32_t row) {
     if (!d->grow) return row >= 0 && row < d->r->n ? row : -1;
-    int64_t lo = 0, hi = d->r->n - 1;
-    while (lo <= hi) {
-        int64_t mid = (lo + hi) / 2;
-        if (d->grow[mid] == row) return mid;
-        if (d->grow[mid] < row) lo = mid + 1;
-        else hi = mid - 1;
-    }
-    return -1;
+    return cs_sorted_find(d->grow, 4, d->r->n, row);
 }
 
 /* This rank's share of a batch's scans, into raw (cleared here). */
@@ -180,13 +214,20 @@ struct cli_mpi_an {
     owners own;
     const cs_an_refs *r; /* the whole index (rank 0's) */
     const cs_an_settings *s;
+    const cs_analyze_opts *o;
+    cs_store *store;
     int threads;
     int inited, q_sent, timed;
+    cs_an_emb_part emb; /* this rank's rows of the embedding column (opened at the first search) */
     int64_t n_refs; /* the whole index's (r is gone by the end) */
     side me;
     cs_an_refs mine; /* rank 0's share of the references (side_copy) */
     int64_t batches, sent, received; /* bytes broadcast and gathered */
     double t_batch, t_scan, t_gather, t_wait, t_merge;
+    double t_emb, t_emb_wait, t_emb_gather, t_emb_merge; /* the embedding searches: all, the wait for the
+                                                            other ranks (CS_MPI_TIMING=1), the gather, the merge */
+    int64_t n_emb; /* queries searched */
+    long long th_rss, th_size; /* CS_MPI_DEBUG=1: the thumbnail cache's most resident KiB after a batch, its size */
 };
 
 static const char *intern(cli_mpi_an *c, const char *slot) {
@@ -217,10 +258,12 @@ typedef struct {
 
 /* A round: what it is, then INIT: n references, the scans (what) and their
  * ids follow; SCAN: nq generations follow, k hits a list; VERIFY: nreq
- * candidates follow, the nq generations before them when with_q. */
+ * candidates follow, the nq generations before them when with_q; EMBED:
+ * nq embeddings of column col follow (what floats each), k hits a list. */
 typedef struct {
     int64_t kind, nq, nreq, k, what, with_q;
     int64_t timed; /* SCAN: a barrier before the gather (rank 0's CS_MPI_TIMING=1) */
+    char col[16];  /* EMBED: the column */
 } round_head;
 
 /* One rank's reply: status, count, then count items. */
@@ -303,7 +346,7 @@ static int scan_all(void *ctx, const cs_an_query *q, int64_t nq, int k, int what
     cli_mpi_an *c = ctx;
     int size = cs_mpi_size();
     c->timed = getenv("CS_MPI_TIMING") && !strcmp(getenv("CS_MPI_TIMING"), "1");
-    round_head h = {R_SCAN, nq, 0, k, what, 1, c->timed};
+    round_head h = {R_SCAN, nq, 0, k, what, 1, c->timed, {0}};
     cs_mpi_bcast(&h, sizeof h);
     cs_mpi_bcast((void *)q, nq * (int64_t)sizeof *q);
     c->q_sent = 1;
@@ -356,7 +399,7 @@ static int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_r
                       cs_err *err) {
     cli_mpi_an *c = ctx;
     int size = cs_mpi_size();
-    round_head h = {R_VERIFY, nq, 0, 0, 0, !c->q_sent, 0};
+    round_head h = {R_VERIFY, nq, 0, 0, 0, !c->q_sent, 0, {0}};
     c->q_sent = 0;
     for (int64_t i = 0; i < nq; i++) h.nreq += pend[i].nc;
     size_t m = (size_t)(h.nreq > 0 ? h.nreq : 1);
@@ -440,6 +483,99 @@ static int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_r
     return rc;
 }
 
+static int debug_on(void);
+static long long thumbs_rss_kib(long long *size);
+
+/* The first round (a match or an embedding search): every rank loads the
+ * references it owns (the whole index's ids broadcast). */
+static int init_ranks(cli_mpi_an *c, const cs_an_refs *r, cs_err *err) {
+    if (c->inited) return 0;
+    const cs_an_settings *s = c->s ? c->s : &c->o->set;
+    c->r = r;
+    c->n_refs = r->n;
+    c->inited = 1;
+    round_head h = {R_INIT, r->n, 0, 0, cs_an_scan_what(r, s), 0, 0, {0}};
+    cs_mpi_bcast(&h, sizeof h);
+    cs_mpi_bcast(r->ids, r->n * (int64_t)sizeof *r->ids);
+    c->sent += (int64_t)sizeof h + r->n * (int64_t)sizeof *r->ids;
+    c->me.r = r;
+    /* on failure the job stops at the first round (the others wait in it) */
+    if (side_runs(&c->me, &c->own, r->ids, r->n)) return cs_fail(err, CS_ENOMEM, "analyze: out of memory");
+    return side_copy(&c->me, &c->mine, r, s, (int)h.what, err);
+}
+
+/* A rank's lists of an EMBED round: status, nq * k, then the scores and the
+ * column rows. */
+static int64_t emb_reply_size(int64_t m) {
+    return (int64_t)sizeof(reply_head) + m * (int64_t)(sizeof(float) + sizeof(int64_t));
+}
+
+/* One embedding search (cs_analyze_opts.embed_search): the queries to every
+ * rank, this rank's rows searched here, the others' lists gathered and
+ * merged by (score, column row), which gives the whole column's lists
+ * (cli/cmd_mpi_embed.c); then the rows' ids. */
+static int embed_all(void *ctx, const cs_an_refs *r, const char *column, const float *q, int nq, int dim, int k,
+                     int64_t *ids, float *scores, cs_err *err) {
+    cli_mpi_an *c = ctx;
+    int size = cs_mpi_size();
+    double t0 = cs_now_s();
+    if (strlen(column) >= sizeof ((round_head *)0)->col)
+        return cs_fail(err, CS_EUSAGE, "analyze: embedding column name too long: %s", column);
+    if (init_ranks(c, r, err)) return -1;
+    int timed = getenv("CS_MPI_TIMING") && !strcmp(getenv("CS_MPI_TIMING"), "1");
+    round_head h = {R_EMBED, nq, 0, k, dim, 0, timed, {0}};
+    snprintf(h.col, sizeof h.col, "%s", column);
+    cs_mpi_bcast(&h, sizeof h);
+    cs_mpi_bcast((void *)q, (int64_t)nq * dim * (int64_t)sizeof *q);
+    c->sent += (int64_t)sizeof h + (int64_t)nq * dim * (int64_t)sizeof *q;
+    const int64_t m = (int64_t)nq * k;
+    int64_t *rows = malloc(sizeof *rows * (size_t)(m > 0 ? m : 1));
+    float *ls = malloc(sizeof *ls * (size_t)(m > 0 ? m : 1));
+    int64_t *lr = malloc(sizeof *lr * (size_t)(m > 0 ? m : 1));
+    cs_err e0 = {0};
+    id_owner io = {&c->own, r->ids, r->n};
+    int rc0 = !rows || !ls || !lr ? cs_fail(&e0, CS_ENOMEM, "analyze: out of memory") : 0;
+    if (!rc0 && !c->emb.open && emb_open(&c->emb, c->store, column, dim, &io, &e0)) rc0 = -1;
+    int threads = c->o->threads > 0 ? c->o->threads : cs_threads();
+    if (!rc0 && cs_an_emb_part_search(&c->emb, q, nq, k, threads, scores, rows, &e0)) rc0 = -1;
+    double t1 = cs_now_s();
+    if (timed) cs_mpi_barrier(); /* every rank's search done: what follows is the gather and merge alone */
+    double tw = cs_now_s();
+    reply_head h0 = {rc0 ? -1 : 0, 0};
+    void *all = NULL;
+    int rc = 0;
+    if (cs_mpi_gatherv(&h0, sizeof h0, &all, c->lens))
+        rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory gathering the embedding lists");
+    double t2 = cs_now_s();
+    if (!rc && rc0) rc = cs_fail(err, e0.code ? e0.code : CS_ENOMEM, "%s", e0.msg);
+    const char *p = all ? (const char *)all + c->lens[0] : NULL;
+    for (int rk = 1; rk < size && !rc; p += c->lens[rk], rk++) {
+        reply_head rh;
+        memcpy(&rh, p, sizeof rh);
+        if (rh.status || rh.n != m || c->lens[rk] != emb_reply_size(m)) {
+            rc = cs_fail(err, CS_EINTERNAL, "analyze: rank %d of %d could not search its embedding rows (its message "
+                         "above)", rk, size);
+            break;
+        }
+        c->received += c->lens[rk];
+        memcpy(ls, p + sizeof rh, sizeof *ls * (size_t)m); /* aligned copies */
+        memcpy(lr, p + sizeof rh + sizeof *ls * (size_t)m, sizeof *lr * (size_t)m);
+        cs_an_emb_part_merge(scores, rows, ls, lr, nq, k);
+    }
+    for (int64_t i = 0; !rc && i < m; i++) ids[i] = rows[i] >= 0 ? c->emb.vs.ids[rows[i]] : -1;
+    free(all);
+    free(rows);
+    free(ls);
+    free(lr);
+    double t3 = cs_now_s();
+    c->t_emb += t3 - t0;
+    c->t_emb_wait += tw - t1;
+    c->t_emb_gather += t2 - tw;
+    c->t_emb_merge += t3 - t2;
+    c->n_emb += nq;
+    return rc;
+}
+
 /* Rank 0's matcher: the references' ids to every rank once (each loads its
  * share), then each batch scanned by scan_all and verified by verify_all. */
 static int mpi_match(void *ctx, const cs_an_refs *r, const cs_an_query *q, int64_t nq, const cs_an_settings *s,
@@ -450,21 +586,11 @@ static int mpi_match(void *ctx, const cs_an_refs *r, const cs_an_query *q, int64
     double t0 = cs_now_s();
     c->s = s;
     c->threads = threads > 0 ? threads : cs_threads();
-    if (!c->inited) {
-        c->r = r;
-        c->n_refs = r->n;
-        c->inited = 1;
-        round_head h = {R_INIT, r->n, 0, 0, cs_an_scan_what(r, s), 0, 0};
-        cs_mpi_bcast(&h, sizeof h);
-        cs_mpi_bcast(r->ids, r->n * (int64_t)sizeof *r->ids);
-        c->sent += (int64_t)sizeof h + r->n * (int64_t)sizeof *r->ids;
-        c->me.r = r;
-        /* on failure the job stops at the first round (the others wait in it) */
-        if (side_runs(&c->me, &c->own, r->ids, r->n)) return cs_fail(err, CS_ENOMEM, "analyze: out of memory");
-        if (side_copy(&c->me, &c->mine, r, s, (int)h.what, err)) return -1;
-    }
+    if (init_ranks(c, r, err)) return -1;
     int rc = cs_an_match_batch_sv(r, q, nq, s, threads, res, scan_all, c, verify_all, c, err);
     c->t_batch += cs_now_s() - t0;
+    long long size = 0, rss = debug_on() ? thumbs_rss_kib(&size) : -1; /* (the analysis unmaps it before the end) */
+    if (rss > c->th_rss) c->th_rss = rss, c->th_size = size;
     return rc;
 }
 
@@ -479,6 +605,9 @@ cli_mpi_an *cli_mpi_analyze_begin(cs_analyze_opts *o, cs_store *s) {
         return NULL;
     }
     owners_open(&c->own, s);
+    c->o = o;
+    c->store = s;
+    o->embed_search = embed_all;
     o->match = mpi_match;
     o->match_ctx = c;
     o->match_batches = 1;
@@ -496,20 +625,45 @@ static long long peak_kib(void) {
     return v;
 }
 
+/* The thumbnails cache's mappings (<db>.thumbs, index/refs.h): how much of
+ * them is resident (KiB, -1: none mapped) and their size (*size). A mapped
+ * thumbnail costs memory only once touched: this says how many were. */
+static long long thumbs_rss_kib(long long *size) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[4352];
+    long long rss = -1, sz = 0;
+    int in = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        size_t l = strlen(line), h = strspn(line, "0123456789abcdef-");
+        if (l && line[l - 1] == '\n') line[--l] = 0;
+        if (h > 0 && line[h] == ' ') /* a mapping's header, "lo-hi perms offset dev inode path": the cache? */
+            in = l > 7 && !strcmp(line + l - 7, ".thumbs");
+        else if (in && !strncmp(line, "Size:", 5)) sz += atoll(line + 5);
+        else if (in && !strncmp(line, "Rss:", 4)) rss = (rss < 0 ? 0 : rss) + atoll(line + 4);
+    }
+    if (f) fclose(f);
+    *size = sz;
+    return rss;
+}
+
 static int debug_on(void) { return getenv("CS_MPI_DEBUG") && !strcmp(getenv("CS_MPI_DEBUG"), "1"); }
 
 /* CS_MPI_DEBUG=1: the references a rank holds and scans, its peak memory */
-static void debug_line(int64_t held, int64_t scanned, int64_t total) {
+static void debug_line(int64_t held, int64_t scanned, int64_t total, const cs_an_emb_part *e, long long trss,
+                       long long tsize) {
     if (debug_on())
-        fprintf(stderr, "analyze: rank %d of %d: %lld references resident, %lld scanned, of %lld; peak %lld KiB\n",
-                cs_mpi_rank(), cs_mpi_size(), (long long)held, (long long)scanned, (long long)total, peak_kib());
+        fprintf(stderr, "analyze: rank %d of %d: %lld references resident, %lld scanned, of %lld; peak %lld KiB; "
+                "thumbnail cache %lld of %lld KiB resident; embedding rows %lld held, %lld searched, of %lld\n",
+                cs_mpi_rank(), cs_mpi_size(), (long long)held, (long long)scanned, (long long)total, peak_kib(),
+                trss > 0 ? trss : 0, tsize, (long long)e->held, (long long)e->owned,
+                (long long)(e->open ? e->vs.n : 0));
 }
 
 void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
     if (cs_mpi_size() == 1) return;
-    round_head stop = {R_STOP, 0, 0, 0, 0, 0, 0}; /* the other ranks stop */
+    round_head stop = {R_STOP, 0, 0, 0, 0, 0, 0, {0}}; /* the other ranks stop */
     cs_mpi_bcast(&stop, sizeof stop);
-    if (c && c->inited) debug_line(c->n_refs, c->me.scanned, c->n_refs);
+    if (c && c->inited) debug_line(c->n_refs, c->me.scanned, c->n_refs, &c->emb, c->th_rss, c->th_size);
     if (c && !quiet) { /* the balance of the cut, the traffic, the merge's share */
         printf("analyze: candidates verified per rank:");
         for (int r = 0; r < cs_mpi_size(); r++) printf(" %lld", (long long)c->done[r]);
@@ -525,6 +679,11 @@ void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
                    "%.4f s + merge %.4f s (%.2f%%; CS_MPI_TIMING=1 splits the wait)\n",
                    c->t_batch, c->t_scan, c->t_gather, c->t_merge,
                    c->t_batch > 0 ? 100 * (c->t_gather + c->t_merge) / c->t_batch : 0.0);
+        if (c->n_emb) /* without CS_MPI_TIMING=1 the gather also waits for the slowest rank's search */
+            printf("analyze: embedding search of %lld generations %.3f s: wait for the other ranks %.4f s, gather of "
+                   "the lists %.4f s + merge %.4f s (%.2f%%)\n",
+                   (long long)c->n_emb, c->t_emb, c->t_emb_wait, c->t_emb_gather, c->t_emb_merge,
+                   c->t_emb > 0 ? 100 * (c->t_emb_gather + c->t_emb_merge) / c->t_emb : 0.0);
     }
     for (int i = 0; c && i < c->n_rules; i++) free(c->rules[i]);
     if (c) free(c->lens);
@@ -532,21 +691,12 @@ void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
     if (c) free(c->own.off);
     if (c) side_free(&c->me);
     if (c) cs_an_refs_free(&c->mine);
+    if (c) cs_an_emb_part_close(&c->emb);
     free(c);
 }
 
 /* ---- ranks > 0 ---- */
 
-static int64_t find_id(const int64_t *ids, int64_t n, int64_t id) {
-    int64_t lo = 0, hi = n - 1;
-    while (lo <= hi) {
-        int64_t mid = (lo + hi) / 2;
-        if (ids[mid] == id) return mid;
-        if (ids[mid] < id) lo = mid + 1;
-        else hi = mid - 1;
-    }
-    return -1;
-}
 
 /* The references of this rank's shards (opened directly, not through the
  * manifest's union) that the whole index holds (ids[n]: rank 0's rows),
@@ -570,7 +720,7 @@ static int load_shards(cs_an_refs *r, int32_t **grow, const char *db, const owne
         int bad = !path || cs_store_open_readonly(&ss, path, err) || cs_refs_load_thumbs(ss, &th, err) ||
                   ((what & CS_AN_SCAN_HASH) && cs_hash_db_load(ss, &hdb, err));
         for (int64_t i = 0; !bad && i < th.n; i++) {
-            int64_t g = find_id(ids, n, th.ids[i] + o->off[k]);
+            int64_t g = cs_sorted_find(ids, 8, n, th.ids[i] + o->off[k]);
             if (g < 0) continue; /* not in the index (a duplicate of another shard's) */
             if (cnt == cap) {
                 cap = cap ? 2 * cap : 1024;
@@ -628,6 +778,51 @@ out:
     return rc;
 }
 
+/* A rank > 0's EMBED round: the queries received, its rows searched (the
+ * column opened at the first), its lists sent to rank 0; -1 when it could
+ * not (its message printed, the failure sent). */
+static int emb_round(const round_head *h, cs_store *s, cs_an_emb_part *e, const owners *own, const int64_t *ids,
+                     int64_t n, int threads, int failed) {
+    const int64_t m = h->nq * h->k, dim = h->what;
+    float *q = malloc(sizeof *q * (size_t)(h->nq * dim > 0 ? h->nq * dim : 1));
+    char *buf = malloc((size_t)emb_reply_size(m));
+    if (!q || !buf) {
+        fprintf(stderr, "copyscope: analyze: rank %d of %d: out of memory for %lld embeddings\n", cs_mpi_rank(),
+                cs_mpi_size(), (long long)h->nq);
+        exit(CLI_FAIL); /* the round must be received to go on: stop the job */
+    }
+    cs_mpi_bcast(q, h->nq * dim * (int64_t)sizeof *q);
+    cs_err err = {0};
+    reply_head rh = {-1, 0};
+    float *sc = malloc(sizeof *sc * (size_t)(m > 0 ? m : 1)); /* aligned */
+    int64_t *rows = malloc(sizeof *rows * (size_t)(m > 0 ? m : 1));
+    id_owner io = {own, ids, n};
+    if (!failed) {
+        char col[sizeof h->col + 1];
+        memcpy(col, h->col, sizeof h->col);
+        col[sizeof h->col] = 0;
+        int bad = !sc || !rows ? cs_fail(&err, CS_ENOMEM, "out of memory") : 0;
+        if (!bad && !e->open && emb_open(e, s, col, (int)dim, &io, &err)) bad = 1;
+        if (!bad && cs_an_emb_part_search(e, q, (int)h->nq, (int)h->k, threads, sc, rows, &err)) bad = 1;
+        if (bad) fprintf(stderr, "copyscope: analyze: rank %d of %d: %s\n", cs_mpi_rank(), cs_mpi_size(), err.msg);
+        else {
+            rh = (reply_head){0, m};
+            memcpy(buf + sizeof rh, sc, sizeof *sc * (size_t)m);
+            memcpy(buf + sizeof rh + sizeof *sc * (size_t)m, rows, sizeof *rows * (size_t)m);
+        }
+    }
+    memcpy(buf, &rh, sizeof rh);
+    if (h->timed) cs_mpi_barrier();
+    void *none = NULL;
+    int64_t dummy[1];
+    cs_mpi_gatherv(buf, rh.status ? (int64_t)sizeof rh : emb_reply_size(m), &none, dummy);
+    free(buf);
+    free(q);
+    free(sc);
+    free(rows);
+    return rh.status ? -1 : 0;
+}
+
 /* Ranks > 0: at INIT load the references this rank owns (a sharded store:
  * its shards only; else the whole index, scanning its run of rows), then
  * scan and verify its share of each round until rank 0 says stop. A rank
@@ -641,6 +836,7 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
     cs_an_refs sub = {0};
     owners own = {0};
     side me = {0};
+    cs_an_emb_part emb = {0};
     int64_t *ids = NULL, n = 0, held = 0;
     cs_an_query *q = NULL;
     if (cs_store_open_readonly(&s, db, &err)) {
@@ -681,6 +877,10 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
                                  (long long)n);
             if (failed) fprintf(stderr, "copyscope: analyze: rank %d of %d: %s\n", rank, size, err.msg);
             held = me.r ? me.r->n : 0;
+            continue;
+        }
+        if (h.kind == R_EMBED) {
+            if (emb_round(&h, s, &emb, &own, ids, n, threads, failed)) failed = 1;
             continue;
         }
         if (h.kind == R_SCAN || h.with_q) {
@@ -758,13 +958,15 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
         free(mine);
         failed |= rh.status != 0;
     }
-    debug_line(held, me.scanned, n);
+    long long tsize = 0, trss = debug_on() ? thumbs_rss_kib(&tsize) : -1;
+    debug_line(held, me.scanned, n, &emb, trss, tsize);
     free(q);
     free(ids);
     side_free(&me);
     cs_an_refs_free(&sub);
     free(own.off);
     cs_an_matcher_free(m);
+    cs_an_emb_part_close(&emb);
     cs_store_close(s);
     return failed ? CLI_FAIL : CLI_OK;
 }

@@ -14,7 +14,10 @@
 # suite's images cut between the ranks) give one process's findings, images
 # and rows; under analyze each rank scans only the rows it owns, and a rank
 # > 0 of a sharded store holds only its shard's references (CS_MPI_DEBUG=1
-# counts, asserted), with thumbnails or --no-thumbs, on 2 and 3 ranks.
+# counts, asserted), with thumbnails or --no-thumbs, on 2 and 3 ranks; with
+# the tiny embedder and local features, each rank searches the embedding
+# rows of the references it owns (counts asserted) and the report is one
+# process's at 1, 2 and 3 ranks.
 # Without build/copyscope-mpi or mpirun the MPI half prints 'skip'.
 B=${CS_BIN:-build/copyscope}
 M=$(dirname "$B")/copyscope-mpi
@@ -48,6 +51,15 @@ resident() {
     awk -v n=$2 -v mode=$3 '{ c++; s += $3; t = $4; if ($3 <= 0) bad = 1
         if ($1 == 0 || mode == "all") { if ($2 != $4) bad = 1 } else if ($2 != $3 || $2 >= $4) bad = 1 }
       END { exit !(c == n && s == t && !bad) }'
+}
+# FILE N: N lines "... S scanned, of T; ... embedding rows H held, E searched,
+# of T" (CS_MPI_DEBUG=1): each rank searches the embedding rows of the
+# references it scans (E = S > 0, the E summing to T), and holds those plus at
+# most 1,022 rows of padding (its run widened to whole sgemm chunks, NaN)
+embrows() {
+  sed -n 's/.*rank \([0-9]*\) of [0-9]*: [0-9]* references resident, \([0-9]*\) scanned, of \([0-9]*\);.*embedding rows \([0-9]*\) held, \([0-9]*\) searched, of \([0-9]*\)$/\2 \3 \4 \5 \6/p' "$1" |
+    awk -v n=$2 '{ c++; e += $4; t = $2; if ($1 != $4 || $4 <= 0 || $3 < $4 || $3 > $4 + 1022 || $5 != $2) bad = 1 }
+      END { exit !(c == n && e == t && !bad) }'
 }
 norm() { sed -E '/"(generated|store|started|finished)":/d' "$1"; }
 # DB NAME: ls, query and findings of a store, kept as NAME.{ls,q,json}
@@ -130,7 +142,7 @@ $B analyze --images "$T/gens" --db "$T/mut.db" -q > /dev/null 2> "$T/err"; rc=$?
 for v in e32 e8 e8s3; do
   opt=""; [ $v != e32 ] && opt="--embed-q8"; [ $v = e8s3 ] && opt="$opt --shards 3"
   $B index add "$T/refs.txt" --db "$T/$v.db" --embedder tiny $opt -j 2 > "$T/$v.out" 2>&1 || { bad "${v}_add"; cat "$T/$v.out"; }
-  $B analyze --images "$T/gens" --db "$T/$v.db" -j 2 -q > /dev/null 2>&1 || bad "${v}_analyze"
+  $B analyze --images "$T/gens" --db "$T/$v.db" -j 2 > "$T/$v.aout" 2>&1 || bad "${v}_analyze"
   answers "$T/$v.db" "$v"
   sqlite3 "$T/$v.db" "SELECT generation_id, ref_id, verdict, severity FROM findings ORDER BY id" > "$T/$v.find"
   grep -oE '"(tiny|score|cosine|raw_cosine)":[[:space:]]*[-0-9.e]+' "$T/$v.json" | tr -d '\t ' > "$T/$v.sc"
@@ -176,6 +188,20 @@ else
       cmp -s "$T/$b.db.vec-tiny" "$T/${v}m$n.db.vec-tiny" && cmp -s "$T/$b.db.vec-tiny.ids" "$T/${v}m$n.db.vec-tiny.ids" &&
         ok "embed_${v}_np${n}_column_bytes_as_one_process" || bad "embed_${v}_np${n}_column_bytes_as_one_process"
     done
+  done
+  # analyze under mpirun with the tiny embedder and local features on: each
+  # rank searches the embedding rows of the references it owns (its shard's:
+  # as many as it scans, CS_MPI_DEBUG=1), rank 0 merges the lists; the report
+  # is one process's on the one-process store (e32), at 1, 2 and 3 ranks
+  for n in 1 2 3; do
+    CS_MPI_DEBUG=1 $MPIRUN -np $n "$M" analyze --images "$T/gens" --db "$T/e32m$n.db" -j 1 -q > /dev/null 2> "$T/e32m$n.aerr" || bad "e32m${n}_analyze"
+    answers "$T/e32m$n.db" "e32m$n"
+    same "e32m$n" "embed_local_np${n}_same_report_as_one_process" e32
+  done
+  grep -q '"tiny":' "$T/e32.json" && grep -q 'descriptors: .*tiny,local' "$T/e32.aout" && ok embed_local_report_uses_both ||
+    bad "embed_local_report_uses_both: $(cat "$T/e32.aout")"
+  for n in 2 3; do
+    embrows "$T/e32m$n.aerr" $n && ok "embed_np${n}_rank_searches_its_rows" || bad "embed_np${n}_rank_searches_its_rows: $(grep resident "$T/e32m$n.aerr")"
   done
   [ $(ls "$T/e32m3.db.shards" | grep -c 'part') -eq 0 ] && grep -q "embedder tiny: $nok computed, 0 already present, 0 skipped (3 ranks" "$T/e32m3.out" &&
     ok "embed_np3_parts_merged_and_removed" || { bad embed_np3_parts_merged_and_removed; cat "$T/e32m3.out"; }
@@ -311,9 +337,8 @@ J
   # emoji (so that a fast machine is still mid-run when the poll sees it)
   ls "$DATA" | sort | head -n 480 | sed "s|^|$DATA/|" > "$T/kill.txt"
   $B index add "$T/kill.txt" --db "$T/kone.db" --embedder tiny -j 2 > /dev/null 2>&1 || bad kone_add
-  # -j 1 as the ranks below: the exact embedding search's BLAS product
-  # (index/knn.c) splits over -j threads, and the split moves the last bit
-  # of a cosine (0.99999982 at -j 2, 1.0000002 at -j 1: a known gap)
+  # -j 1 as the ranks below (the exact embedding search's bits no longer
+  # depend on -j: index/knn.c's fixed sgemm chunks, test_knn)
   $B analyze --images "$T/gens" --db "$T/kone.db" -j 1 -q > /dev/null 2>&1 || bad kone_analyze
   answers "$T/kone.db" kone
   $MPIRUN -np 2 "$M" index add "$T/kill.txt" --db "$T/k.db" --embedder tiny -j 1 --batch 4 > "$T/k1.out" 2>&1 &

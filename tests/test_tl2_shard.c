@@ -3,13 +3,19 @@
  * references whole or cut into shards whose lists are merged by (distance,
  * global row), give the same list bit for bit, with cs_tl2_pair's distances.
  * That is what lets a rank scan only its shard of the index under mpirun
- * (docs/SCALE.md). sgemm alone fails it: it rounds by matrix shape. */
+ * (docs/SCALE.md). sgemm alone fails it: it rounds by matrix shape.
+ * The same for the embedding search: each rank's part of the column
+ * (analyze/an_mpi.h) searched and the lists merged give the whole column's
+ * lists bit for bit, whatever rows a rank owns. */
 #include <stdint.h>
 
+#include "analyze/an_mpi.h"
 #include "analyze/match.h"
 #include "analyze/settings.h"
 #include "analyze/verdict.h"
+#include "index/knn.h"
 #include "index/tiled_l2.h"
+#include "index/vecstore.h"
 #include "t.h"
 
 enum { SZ = 32, NQ = 300, NR = 2300, K = 16 };
@@ -454,10 +460,110 @@ static void test_scan_on_owner(void) {
     free(got);
 }
 
+/* Which rank owns a column row's id (ids 10 + 3 row): pattern 0 contiguous
+ * runs of rows, 1 five shards (rank k mod N), 2 blocks of 333 rows dealt
+ * round. */
+typedef struct {
+    int pattern, size;
+    int64_t n;
+} emb_own;
+
+static int emb_owner(void *ctx, int64_t id) {
+    const emb_own *o = ctx;
+    int64_t row = (id - 10) / 3;
+    static const int64_t cut[] = {0, 900, 1700, 2600, 3900};
+    if (o->pattern == 0) return (int)(row * o->size / o->n);
+    if (o->pattern == 1) {
+        int k = 0;
+        while (k + 1 < 5 && cut[k + 1] <= row) k++;
+        return k % o->size;
+    }
+    return (int)(row / 333 % o->size);
+}
+
+/* NQ queries of DM floats; ties: the lists must hold ties across ranks */
+static void embed_case(const int NQ, const int DM, int need_ties) {
+    enum { NR = 4700, EK = 16 };
+    float *v = malloc(sizeof(float) * NR * DM), *q = malloc(sizeof(float) * NQ * DM);
+    float *ws = malloc(sizeof(float) * NQ * EK), *gs = malloc(sizeof(float) * NQ * EK);
+    float *ps = malloc(sizeof(float) * NQ * EK);
+    int64_t *wr = malloc(sizeof(int64_t) * NQ * EK), *gr = malloc(sizeof(int64_t) * NQ * EK);
+    int64_t *pr = malloc(sizeof(int64_t) * NQ * EK), *ids = malloc(sizeof(int64_t) * NR);
+    char *dir = t_tmpdir("emb"), path[4200];
+    REQUIRE(v && q && ws && gs && ps && wr && gr && pr && ids && dir);
+    for (int i = 0; i < NR; i++) {
+        ids[i] = 10 + 3 * i;
+        if (i % 7 == 3 && i > 1600) memcpy(v + i * DM, v + (i - 1600) * DM, sizeof(float) * DM); /* a tie, far away */
+        else
+            for (int d = 0; d < DM; d++) v[i * DM + d] = (float)((int)(rnd() % 2001) - 1000) / 1000.0f;
+    }
+    cs_l2_normalize(v, NR, DM);
+    for (int i = 0; i < NQ; i++)
+        for (int d = 0; d < DM; d++)
+            q[i * DM + d] = i % 4 == 3 ? (float)((int)(rnd() % 2001) - 1000) / 1000.0f
+                                       : v[((i * 97) % NR) * DM + d] + (float)((int)(rnd() % 201) - 100) / 2000.0f;
+    cs_l2_normalize(q, NQ, DM);
+    snprintf(path, sizeof path, "%s/e.vec", dir);
+    cs_err err = {0};
+    cs_vecstore vs;
+    REQUIRE(cs_vecstore_open(&vs, path, DM, 1, &err) == 0);
+    REQUIRE(cs_vecstore_append(&vs, ids, v, NR, &err) == 0);
+    cs_vecstore_close(&vs);
+    REQUIRE(cs_vecstore_open(&vs, path, DM, 0, &err) == 0);
+    REQUIRE(cs_knn_exact(vs.vecs, vs.n, DM, q, NQ, EK, 2, ws, wr, &err) == 0); /* cs_embed_search's */
+    int ties = 0, cross = 0;
+    for (int i = 0; i < NQ; i++)
+        for (int j = 1; j < EK; j++) {
+            ties += ws[i * EK + j] == ws[i * EK + j - 1];
+            cross += ws[i * EK + j] == ws[i * EK + j - 1] && (wr[i * EK + j] < 2350) != (wr[i * EK + j - 1] < 2350);
+        }
+    CHECKF(!need_ties || (ties >= 20 && cross > 0), "%d ties, %d across the middle: the test would not see the order",
+           ties, cross);
+    for (int pattern = 0; pattern < 3; pattern++)
+        for (int size = 2; size <= 3; size++) {
+            emb_own o = {pattern, size, NR};
+            int64_t owned = 0, held = 0; /* held: the most rows one rank holds */
+            for (int rank = 0; rank < size; rank++) {
+                cs_an_emb_part p;
+                REQUIRE(cs_an_emb_part_open(&p, path, DM, rank, emb_owner, &o, &err) == 0);
+                REQUIRE(cs_an_emb_part_search(&p, q, NQ, EK, 1 + rank % 2, rank ? ps : gs, rank ? pr : gr, &err) == 0);
+                if (rank) cs_an_emb_part_merge(gs, gr, ps, pr, NQ, EK);
+                owned += p.owned;
+                held = p.held > held ? p.held : held;
+                /* a rank holds its rows and at most 1,022 others per run of them */
+                CHECKF(p.held >= p.owned && p.held <= p.owned + 1022 * (pattern == 0 ? 1 : 8),
+                       "pattern %d, rank %d of %d: %lld rows held for %lld owned", pattern, rank, size,
+                       (long long)p.held, (long long)p.owned);
+                cs_an_emb_part_close(&p);
+            }
+            CHECK(owned == NR);
+            CHECKF(!memcmp(gs, ws, sizeof(float) * NQ * EK) && !memcmp(gr, wr, sizeof(int64_t) * NQ * EK),
+                   "pattern %d, %d ranks: the merged lists are not the whole column's", pattern, size);
+            if (pattern == 0)
+                CHECKF(held <= NR / size + 1 + 1022, "%d ranks: one holds %lld rows of %d", size, (long long)held, NR);
+        }
+    cs_vecstore_close(&vs);
+    remove(path);
+    snprintf(path, sizeof path, "%s/e.vec.ids", dir);
+    remove(path);
+    remove(dir);
+    free(dir);
+    free(v), free(q), free(ws), free(gs), free(ps), free(wr), free(gr), free(pr), free(ids);
+}
+
+/* Many queries with ties across the ranks; then a few queries of the tiny
+ * embedder's 256 floats, where a copy of only the owned rows (sgemm
+ * chunks not those of the whole column) moves last bits: that fails. */
+static void test_embed_on_owner(void) {
+    embed_case(200, 96, 1);
+    embed_case(7, 256, 0);
+}
+
 int main(void) {
     RUN(test_size_independent);
     RUN(test_match_alone_equals_batch);
     RUN(test_verify_on_owner);
     RUN(test_scan_on_owner);
+    RUN(test_embed_on_owner);
     return T_DONE();
 }

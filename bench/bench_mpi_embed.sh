@@ -1,0 +1,40 @@
+#!/bin/sh
+# docs/SCALE.md's embedding and local-feature search under mpirun: NR twemoji
+# references with the tiny embedder and local features, in a store of 3
+# shards (built by mpirun -np 3), NG generations (every 4th reference as
+# is, the rest other emoji) analysed by 1 process (the plain binary) and by
+# mpirun -np 3 (one thread a rank). Per run: wall and CPU-seconds (all
+# processes), peak memory (one process: /usr/bin/time; per rank: the
+# CS_MPI_DEBUG=1 lines, with the embedding rows each rank holds and
+# searches), the share of the batch time the gather + merge of the scans'
+# lists take and of the embedding searches' time their gather + merge take
+# (CS_MPI_TIMING=1), and whether the report's JSON (minus dates and store
+# name) equals one process's.
+# Usage: sh bench/bench_mpi_embed.sh [BUILD] [NR] [NG]
+BUILD=${1:-build}; NR=${2:-1911}; NG=${3:-512}
+B=$BUILD/copyscope; M=$BUILD/copyscope-mpi
+T=${CS_BENCH_TMP:-/tmp/cs-bench-mpi-embed}
+MPIRUN="mpirun --oversubscribe --allow-run-as-root"
+DATA=$(cd ../shared/data/twemoji-64/img && pwd) || exit 1
+rm -rf "$T"; mkdir -p "$T/gens" || exit 1
+ls "$DATA" | grep png | sort | head -n "$NR" | sed "s|^|$DATA/|" > "$T/refs.txt"
+{ awk 'NR % 4 == 1' "$T/refs.txt"; ls "$DATA" | grep png | sort | tail -n +"$((NR + 1))" | sed "s|^|$DATA/|"; } |
+  head -n "$NG" | while read -r x; do cp "$x" "$T/gens/"; done
+norm() { sed -E '/"(generated|store|started|finished)":/d' "$1"; }
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $NR references, $(ls "$T/gens" | wc -l) generations"
+$MPIRUN -np 3 "$M" index add "$T/refs.txt" --db "$T/s.db" --embedder tiny -j 1 > "$T/add.out" 2>&1 || { cat "$T/add.out"; exit 1; }
+for n in 1 3; do
+  rm -rf "$T/a$n.db"*
+  for f in "$T"/s.db*; do cp -r "$f" "$T/a$n.db${f#$T/s.db}"; done
+  if [ $n -eq 1 ]; then
+    /usr/bin/time -f "%e %U %S %M" -o "$T/time" $B analyze --images "$T/gens" --db "$T/a1.db" -j 1 > "$T/a1.out" 2>&1
+  else
+    CS_MPI_DEBUG=1 CS_MPI_TIMING=1 /usr/bin/time -f "%e %U %S %M" -o "$T/time" $MPIRUN -np $n "$M" analyze \
+      --images "$T/gens" --db "$T/a$n.db" -j 1 > "$T/a$n.out" 2>&1
+  fi
+  $B report --db "$T/a$n.db" --format json --out "$T/a$n.raw.json" -q && norm "$T/a$n.raw.json" > "$T/a$n.json"
+  same=$(cmp -s "$T/a1.json" "$T/a$n.json" && echo same || echo DIFFERENT)
+  echo "np $n: wall user sys (s) peak-of-one-process (KiB) $(cat "$T/time"), report $same as 1 process, load $(cut -d' ' -f1 /proc/loadavg)"
+  grep -E "descriptors:|verified per rank|bytes broadcast|batch time|embedding search|references resident" "$T/a$n.out" | sed 's/^/  /'
+done
+rm -rf "$T"

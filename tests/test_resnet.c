@@ -3,8 +3,10 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include "core/cpu.h"
 #include "core/err.h"
 #include "core/image.h"
+#include "core/nn.h"
 #include "core/parallel.h"
 #include "core/safetensors.h"
 #include "index/resnet.h"
@@ -282,6 +284,16 @@ static void test_threads_bytes(void) {
     REQUIRE(in && n == 2 * 3 * 224 * 224);
     check_threads_forward(in, 1, 224, 224, "astronaut 224 batch 1");
     check_threads_forward(in, 2, 224, 224, "batch 2 at 224");
+    /* the other sgemm routines: our AVX-512 kernel, OpenBLAS (AVX2 path) */
+    int isa = cs_cpu_isa();
+    if (isa >= CS_ISA_AVX512) {
+        nn_set_gemm_backend(NN_GEMM_OWN);
+        check_threads_forward(in, 1, 224, 224, "batch 1, our AVX-512 sgemm");
+        nn_set_gemm_backend(NN_GEMM_AUTO);
+        cs_cpu_force(CS_ISA_BASE);
+        check_threads_forward(in, 1, 224, 224, "batch 1, OpenBLAS sgemm");
+        cs_cpu_force(isa);
+    }
     cs_safetensors_close(&st);
     REQUIRE(cs_safetensors_open(&st, REF "cases/resnet50_288x352.safetensors", &e) == 0);
     in = ref(&st, "input", &n);

@@ -578,7 +578,7 @@ typedef struct {
 static void rn_wino(void *v) {
     rn_layer *L = v;
     int rows = (int)cs_wino_block_rows(L->B, L->s.hw);
-    int tile = cs_wino_tile(L->s.cin, L->s.cout, L->B, L->s.hw, L->s.hw, 1);
+    int tile = cs_wino_tile(L->s.cin, L->s.cout, L->B, L->s.hw, L->s.hw);
     for (int r0 = 0; r0 < rows; r0 += tile)
         cs_wino_tile_run(L->y, L->x, L->U, L->b, L->s.cin, L->s.cout, L->B, L->s.hw, L->s.hw, r0,
                          rows - r0 < tile ? rows - r0 : tile, 1, L->ws);
@@ -626,7 +626,7 @@ static void bench_resnet_layers(void) {
         if (L.s.k == 3) {
             L.U = malloc((size_t)16 * L.s.cout * L.s.cin * sizeof(float));
             cs_wino_weights(L.U, L.w, L.s.cout, L.s.cin);
-            int tile = cs_wino_tile(L.s.cin, L.s.cout, B, L.s.hw, L.s.hw, 1);
+            int tile = cs_wino_tile(L.s.cin, L.s.cout, B, L.s.hw, L.s.hw);
             L.ws = malloc(cs_wino_scratch(L.s.cin, L.s.cout, L.s.hw, tile) * sizeof(float));
             ours = per_cpu_s(rn_wino, &L);
         } else {

@@ -16,7 +16,18 @@
  * 2%), with the whole-batch im2col matrix (59 MB) streamed through memory.
  * A bottleneck block is three or four tile jobs: conv1+ReLU, conv2+ReLU,
  * and conv3 + (downsample or identity) + ReLU in one epilogue. The 3x3
- * stride-1 convs run as Winograd F(2x2, 3x3) tiles (index/winograd.h). */
+ * stride-1 convs run as Winograd F(2x2, 3x3) tiles (index/winograd.h).
+ *
+ * Same bits at any thread count: each output element is one sum over K
+ * (input channels x kernel taps) inside one sgemm call, and its bits depend
+ * on that call's arguments: the sgemm libraries pick kernels and K blocks by
+ * M, N and K (oneDNN, OpenBLAS), our AVX-512 kernel cuts K by K alone, and a
+ * multi-threaded call is another routine again. So the shape alone fixes
+ * every call: the column tiles (tile_cols, cs_wino_tile), the narrow/wide
+ * choice (is_narrow), the row blocks of a narrow conv, the routine (the
+ * single-threaded nn_sgemm_tile, always); the thread count only decides
+ * which thread makes which call, which changes no bit. The im2col buffers
+ * of the threads are equally aligned (ws_stride a multiple of 64 bytes). */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -57,28 +68,28 @@ static int is_pointwise(const nn_conv2d_p *p) {
 }
 
 /* Columns per tile for a GEMM of depth K: an im2col tile of about 1 MB (L2),
- * at most 1024 columns, and tiles of EQUAL size in a number that is a
- * multiple of the threads (at least two each when N allows it): at layer4
- * N is only 8 x 49 = 392, and tiles of 128, 128, 128, 8 would leave one of
- * two threads idle a quarter of the time. */
-static int tile_cols(int K, int64_t n, int nt) {
+ * at most 1024 columns, and tiles of EQUAL size, at least four and an even
+ * number (two each for two threads): at layer4 N is only 8 x 49 = 392, and
+ * tiles of 128, 128, 128, 8 would leave one of two threads idle a quarter of
+ * the time. From the shape only, never the thread count (see the top). */
+static int tile_cols(int K, int64_t n) {
     int64_t t = (256 * 1024) / K;
     if (t > 1024) t = 1024;
     if (t < 128) t = 128;
     int64_t ntiles = (n + t - 1) / t;
-    if (nt > 1 && ntiles < 2 * nt) ntiles = 2 * nt;
-    ntiles = (ntiles + nt - 1) / nt * nt;
+    if (ntiles < 4) ntiles = 4;
+    ntiles += ntiles & 1;
     t = (n + ntiles - 1) / ntiles;
     return (int)(t < 16 ? 16 : t);
 }
 
-/* cols[K][cnt] for output columns [n0, n0 + cnt) of conv src (K = cin*kh*kw). */
-static void im2col_tile(float *cols, const conv_src *src, int oh, int ow, int64_t n0, int cnt) {
+/* Rows [r0, r1) of cols[K][cnt] for output columns [n0, n0 + cnt) of conv
+ * src (K = cin*kh*kw). */
+static void im2col_rows(float *cols, const conv_src *src, int oh, int ow, int64_t n0, int cnt, int r0, int r1) {
     const nn_conv2d_p *p = &src->conv->p;
     const shape4 s = src->s;
-    int K = p->cin * p->kh * p->kw;
     int64_t ohw = (int64_t)oh * ow;
-    for (int r = 0; r < K; r++) {
+    for (int r = r0; r < r1; r++) {
         int kx = r % p->kw, ky = r / p->kw % p->kh, ci = r / (p->kw * p->kh);
         float *d = cols + (size_t)r * cnt;
         for (int64_t n = n0; n < n0 + cnt;) {
@@ -145,7 +156,7 @@ static void conv_tile(void *vctx, int64_t t, int thread) {
         const float *cols = src->x + n0;
         int ldb = (int)j->n;
         if (!is_pointwise(p)) {
-            im2col_tile(ws, src, j->oh, j->ow, n0, cnt);
+            im2col_rows(ws, src, j->oh, j->ow, n0, cnt, 0, K);
             cols = ws, ldb = cnt;
         }
         float beta = (i > 0 || j->accumulate) ? 1.0f : 0.0f;
@@ -170,40 +181,91 @@ static shape4 conv_out(const cs_rn_conv *c, shape4 s) {
     return (shape4){c->p.cout, s.b, nn_conv2d_oh(&c->p, s.h), nn_conv2d_ow(&c->p, s.w)};
 }
 
-/* A GEMM too narrow to cut into column tiles: fewer than 128 output columns
- * (or Winograd blocks) per thread, as at batch 1 in layer3-4 (288 px: 9 x 9
- * = 81 columns at layer4). Tiles of a few dozen columns each repack the
- * whole weight matrix (4 MB at layer4) for a sliver of work and run the sgemm
- * kernel on ragged edges, so such a conv runs as one tile on the calling
- * thread with OpenBLAS threading its sgemm instead. Measured, 2 threads,
- * per-conv timers: batch 1 at 288 px 127 -> 106 ms per image (layer3+4
- * 75 -> 61 ms); batch 8 at 224 px unchanged (layer4, 196 columns per
- * thread, stays tiled: a threshold of 256 made it 10% slower). */
-#define NARROW_COLS 128
-static int is_narrow(int64_t ncols, int nt) { return nt > 1 && ncols < (int64_t)NARROW_COLS * nt; }
+/* A GEMM too narrow to cut into column tiles: fewer than 256 output columns
+ * (or Winograd blocks), as at batch 1 in layer3-4 (224 px: 14 x 14 = 196
+ * columns at layer3, 49 at layer4). Tiles of a few dozen columns each
+ * repack the whole weight matrix (4 MB at layer4) for a sliver of work and
+ * run the sgemm kernel on ragged edges, so such a conv is ONE column tile,
+ * its output rows cut into NARROW_BLOCKS blocks that the threads share:
+ * im2col (or the Winograd input transform) once, in row chunks on all
+ * threads, then one single-threaded sgemm + epilogue per row block. The
+ * cut follows the shape only (a fixed 256 columns; before, it was 128 per
+ * thread, and at 2 threads such convs took OpenBLAS's or our kernel's
+ * threaded sgemm, another routine than at 1 thread: the last bits differed).
+ * Eight blocks: two threads get four each; rows a multiple of 16 (the
+ * kernels' register blocks), at least 32 (cout >= 64 in a ResNet-50). */
+#define NARROW_COLS 256
+#define NARROW_BLOCKS 8
+static int is_narrow(int64_t ncols) { return ncols < NARROW_COLS; }
+
+static int narrow_rows(int cout) {
+    int r = (cout + NARROW_BLOCKS - 1) / NARROW_BLOCKS;
+    r = (r + 15) / 16 * 16;
+    return r < 32 ? 32 : r;
+}
 
 /* Floats of im2col buffer one thread needs for conv c on input s (0 for a
- * pointwise conv). */
-static size_t conv_ws(const cs_rn_conv *c, shape4 s, int nt) {
+ * pointwise conv); a narrow conv's single buffer is thread 0's. */
+static size_t conv_ws(const cs_rn_conv *c, shape4 s) {
     if (c->wino) {
         int64_t rows = cs_wino_block_rows(s.b, s.h);
-        int tile = is_narrow(rows * ((s.w + 1) / 2), nt) ? (int)rows : cs_wino_tile(c->p.cin, c->p.cout, s.b, s.h, s.w, nt);
+        int tile = is_narrow(rows * ((s.w + 1) / 2)) ? (int)rows : cs_wino_tile(c->p.cin, c->p.cout, s.b, s.h, s.w);
         return cs_wino_scratch(c->p.cin, c->p.cout, s.w, tile);
     }
     if (is_pointwise(&c->p)) return 0;
     shape4 o = conv_out(c, s);
     int K = c->p.cin * c->p.kh * c->p.kw;
     int64_t n = (int64_t)o.b * o.h * o.w;
-    return (size_t)K * (is_narrow(n, nt) ? n : tile_cols(K, n, nt));
+    return (size_t)K * (is_narrow(n) ? n : tile_cols(K, n));
 }
 
-/* Runs a narrow job as one tile on this thread, OpenBLAS on nt threads. */
-static void run_narrow(cs_parallel_fn fn, void *job, int nt) {
-    openblas_set_num_threads(nt);
-    nn_set_tile_threads(nt); /* the AVX-512 path's threads (core/nn.h) */
-    fn(job, 0, 0);
-    nn_set_tile_threads(1);
-    openblas_set_num_threads(1);
+/* A narrow conv job: stage 0 fills cols (im2col of source i, in chunks of
+ * CHUNK rows of K), stage 1 runs row block t of the sgemm of source i
+ * (+ the epilogue after the last source). */
+#define CHUNK 64
+typedef struct {
+    const conv_job *j;
+    float *cols;
+    int i, rows;
+} narrow_job;
+
+static void narrow_im2col(void *vctx, int64_t t, int thread) {
+    (void)thread;
+    const narrow_job *nj = vctx;
+    const conv_src *src = &nj->j->src[nj->i];
+    int K = src->conv->p.cin * src->conv->p.kh * src->conv->p.kw;
+    int r0 = (int)t * CHUNK, r1 = r0 + CHUNK < K ? r0 + CHUNK : K;
+    im2col_rows(nj->cols, src, nj->j->oh, nj->j->ow, 0, (int)nj->j->n, r0, r1);
+}
+
+static void narrow_rows_run(void *vctx, int64_t t, int thread) {
+    (void)thread;
+    const narrow_job *nj = vctx;
+    const conv_job *j = nj->j;
+    const conv_src *src = &j->src[nj->i];
+    const nn_conv2d_p *p = &src->conv->p;
+    int K = p->cin * p->kh * p->kw, n = (int)j->n;
+    int o0 = (int)t * nj->rows, m = j->cout - o0 < nj->rows ? j->cout - o0 : nj->rows;
+    const float *cols = is_pointwise(p) ? src->x : nj->cols;
+    float *y = j->y + (size_t)o0 * n;
+    float beta = (nj->i > 0 || j->accumulate) ? 1.0f : 0.0f;
+    nn_sgemm_tile(0, 0, m, n, K, 1.0f, src->conv->w + (size_t)o0 * K, K, cols, n, beta, y, n);
+    if (nj->i + 1 < j->nsrc) return;
+    for (int o = o0; o < o0 + m; o++) {
+        float b = j->src[0].conv->b[o] + (j->nsrc > 1 ? j->src[1].conv->b[o] : 0.0f);
+        bias_relu(j->y + (size_t)o * n, n, b, j->relu);
+    }
+}
+
+/* A narrow conv on nt threads, source by source (one im2col buffer). */
+static void run_narrow_conv(const conv_job *j, int nt) {
+    narrow_job nj = {j, j->ws, 0, narrow_rows(j->cout)};
+    for (nj.i = 0; nj.i < j->nsrc; nj.i++) {
+        const nn_conv2d_p *p = &j->src[nj.i].conv->p;
+        int K = p->cin * p->kh * p->kw;
+        if (!is_pointwise(p)) cs_parallel_for(nt, (K + CHUNK - 1) / CHUNK, narrow_im2col, &nj);
+        cs_parallel_for(nt, (j->cout + nj.rows - 1) / nj.rows, narrow_rows_run, &nj);
+    }
 }
 
 typedef struct {
@@ -214,6 +276,54 @@ typedef struct {
     float *ws;
     size_t ws_stride;
 } wino_job;
+
+/* A narrow Winograd conv as one tile of all block rows, its stages shared
+ * by the threads: the input transform in chunks of input channels, the 16
+ * sgemms one each, the output transform in chunks of output channels. V, M
+ * in thread 0's scratch, then a row buffer per thread. */
+typedef struct {
+    const wino_job *w;
+    float *V, *M, *rowbuf;
+    size_t rb; /* floats per row buffer */
+    int cnt;   /* blocks */
+} wino_narrow;
+
+static void wn_input(void *vctx, int64_t t, int thread) {
+    const wino_narrow *n = vctx;
+    const wino_job *j = n->w;
+    int cin = j->src.conv->p.cin, c0 = (int)t * CHUNK, c1 = c0 + CHUNK < cin ? c0 + CHUNK : cin;
+    cs_wino_input(n->V, j->src.x, cin, c0, c1, j->src.s.b, j->src.s.h, j->src.s.w, 0, (int)j->nrows,
+                  n->rowbuf + (size_t)thread * n->rb);
+}
+
+static void wn_gemm(void *vctx, int64_t xi, int thread) {
+    (void)thread;
+    const wino_narrow *n = vctx;
+    const cs_rn_conv *c = n->w->src.conv;
+    int cin = c->p.cin, cout = c->p.cout;
+    nn_sgemm_tile(0, 0, cout, n->cnt, cin, 1.0f, c->wino + (size_t)xi * cout * cin, cin,
+                  n->V + (size_t)xi * cin * n->cnt, n->cnt, 0.0f, n->M + (size_t)xi * cout * n->cnt, n->cnt);
+}
+
+static void wn_output(void *vctx, int64_t t, int thread) {
+    const wino_narrow *n = vctx;
+    const wino_job *j = n->w;
+    const cs_rn_conv *c = j->src.conv;
+    int cout = c->p.cout, c0 = (int)t * CHUNK, c1 = c0 + CHUNK < cout ? c0 + CHUNK : cout;
+    cs_wino_output(j->y, n->M, c->b, cout, c0, c1, j->src.s.b, j->src.s.h, j->src.s.w, 0, (int)j->nrows, j->relu,
+                   n->rowbuf + (size_t)thread * n->rb);
+}
+
+static void run_narrow_wino(const wino_job *w, int nt) {
+    const cs_rn_conv *c = w->src.conv;
+    int cin = c->p.cin, cout = c->p.cout;
+    wino_narrow n = {w, w->ws, NULL, NULL, cs_wino_rowbuf(w->src.s.w), (int)w->nrows * ((w->src.s.w + 1) / 2)};
+    n.M = n.V + (size_t)16 * cin * n.cnt;
+    n.rowbuf = n.M + (size_t)16 * cout * n.cnt;
+    cs_parallel_for(nt, (cin + CHUNK - 1) / CHUNK, wn_input, &n);
+    cs_parallel_for(nt, 16, wn_gemm, &n);
+    cs_parallel_for(nt, (cout + CHUNK - 1) / CHUNK, wn_output, &n);
+}
 
 static void wino_tile(void *vctx, int64_t t, int thread) {
     const wino_job *j = vctx;
@@ -229,12 +339,12 @@ static shape4 run_conv(const runner *r, float *y, conv_src a, const conv_src *b,
     shape4 o = conv_out(a.conv, a.s);
     if (a.conv->wino && !b && !accumulate) {
         wino_job w = {y, a, relu, 0, cs_wino_block_rows(a.s.b, a.s.h), r->ws, r->ws_stride};
-        if (is_narrow(w.nrows * ((a.s.w + 1) / 2), r->nt)) {
+        if (is_narrow(w.nrows * ((a.s.w + 1) / 2))) {
             w.tile = (int)w.nrows;
-            run_narrow(wino_tile, &w, r->nt);
+            run_narrow_wino(&w, r->nt);
             return o;
         }
-        w.tile = cs_wino_tile(a.conv->p.cin, a.conv->p.cout, a.s.b, a.s.h, a.s.w, r->nt);
+        w.tile = cs_wino_tile(a.conv->p.cin, a.conv->p.cout, a.s.b, a.s.h, a.s.w);
         cs_parallel_for(r->nt, (w.nrows + w.tile - 1) / w.tile, wino_tile, &w);
         return o;
     }
@@ -248,13 +358,13 @@ static shape4 run_conv(const runner *r, float *y, conv_src a, const conv_src *b,
         int K = p->cin * p->kh * p->kw;
         if (!is_pointwise(p) && K > Kmax) Kmax = K;
     }
-    if (is_narrow(j.n, r->nt)) {
+    if (is_narrow(j.n)) {
         j.tile = (int)j.n;
-        run_narrow(conv_tile, &j, r->nt);
+        run_narrow_conv(&j, r->nt);
         return o;
     }
     /* pointwise-only jobs need no buffer: tiles sized for the deepest K = cin */
-    j.tile = tile_cols(Kmax ? Kmax : a.conv->p.cin, j.n, r->nt);
+    j.tile = tile_cols(Kmax ? Kmax : a.conv->p.cin, j.n);
     cs_parallel_for(r->nt, (j.n + j.tile - 1) / j.tile, conv_tile, &j);
     return o;
 }
@@ -318,10 +428,10 @@ static void to_nchw(float *dst, const float *src, shape4 s) { nn_swap_outer(dst,
 
 /* Largest activation and largest per-thread im2col buffer of the whole
  * network on a B x H x W input. */
-static void plan_sizes(const cs_resnet *m, int B, int H, int W, int nt, size_t *act, size_t *ws) {
+static void plan_sizes(const cs_resnet *m, int B, int H, int W, size_t *act, size_t *ws) {
     shape4 s = {3, B, H, W};
     *act = (size_t)3 * B * H * W;
-    *ws = conv_ws(&m->conv1, s, nt);
+    *ws = conv_ws(&m->conv1, s);
     s = conv_out(&m->conv1, s);
     if ((size_t)s.c * B * s.h * s.w > *act) *act = (size_t)s.c * B * s.h * s.w;
     s.h = (s.h - 1) / 2 + 1, s.w = (s.w - 1) / 2 + 1;
@@ -332,7 +442,7 @@ static void plan_sizes(const cs_resnet *m, int B, int H, int W, int nt, size_t *
         for (int i = 0; i < 4; i++) {
             if (!cv[i]->p.cout) continue;
             shape4 is = i == 3 ? s : cur, os = conv_out(cv[i], is);
-            size_t t = conv_ws(cv[i], is, nt);
+            size_t t = conv_ws(cv[i], is);
             if (t > *ws) *ws = t;
             t = (size_t)os.c * B * os.h * os.w;
             if (t > *act) *act = t;
@@ -348,12 +458,15 @@ int cs_resnet_forward(cs_resnet *m, const float *in, int B, int H, int W, float 
         return cs_fail(err, CS_EUSAGE, "resnet: input %dx%d (batch %d) out of range", W, H, B);
     int nt = cs_threads();
     size_t act, ws_n;
-    plan_sizes(m, B, H, W, nt, &act, &ws_n);
+    plan_sizes(m, B, H, W, &act, &ws_n);
+    /* every buffer 64-byte aligned, whatever the thread count: an sgemm
+     * may take another path for other alignments of its operands */
+    act = (act + 15) / 16 * 16, ws_n = (ws_n + 15) / 16 * 16;
     size_t need = 3 * act + (size_t)nt * ws_n + (size_t)B * 2048;
     if (need > m->work_n) {
         free(m->work);
         m->work_n = 0;
-        if (!(m->work = malloc(need * sizeof(float))))
+        if (!(m->work = aligned_alloc(64, need * sizeof(float))))
             return cs_fail(err, CS_ENOMEM, "resnet: out of memory for activations");
         m->work_n = need;
     }

@@ -45,12 +45,13 @@ size_t cs_wino_scratch(int cin, int cout, int W, int rows) {
 
 /* Tiles are whole rows of output blocks (the transforms work a block row at
  * a time, vectorised along it): about 4 MB of transformed patches and GEMM
- * outputs, 64..512 blocks, and at least two tiles per thread when there are
- * enough rows. Returns block rows per tile. Measured (1 thread, batch 8,
- * 224 px, images per CPU-second): 2 MB 10.8-11.0, 4 MB 11.1, 8 MB 10.9,
- * 1 MB 10.7 — larger tiles repack the weights less often, smaller ones
- * stay in cache; the optimum is flat. */
-int cs_wino_tile(int cin, int cout, int B, int H, int W, int nt) {
+ * outputs, 64..512 blocks. Measured (1 thread, batch 8, 224 px, images per
+ * CPU-second): 2 MB 10.8-11.0, 4 MB 11.1, 8 MB 10.9, 1 MB 10.7 — larger
+ * tiles repack the weights less often, smaller ones stay in cache; the
+ * optimum is flat. The shape alone sets the tiles (each tile's sgemm calls,
+ * and so the bits, must not depend on the thread count): at least four
+ * equal tiles, an even number, so that two threads share them evenly. */
+int cs_wino_tile(int cin, int cout, int B, int H, int W) {
     int tw = (W + 1) / 2;
     int64_t rows = (int64_t)B * ((H + 1) / 2);
     int64_t t = (1024 * 1024) / (16 * (int64_t)(cin + cout));
@@ -58,13 +59,14 @@ int cs_wino_tile(int cin, int cout, int B, int H, int W, int nt) {
     if (t < 64) t = 64;
     int64_t r = (t + tw / 2) / tw;
     if (r < 1) r = 1;
-    /* equal tiles, their number a multiple of the threads (resnet_forward.c) */
     int64_t ntiles = (rows + r - 1) / r;
-    if (nt > 1 && ntiles < 2 * nt) ntiles = 2 * nt;
-    ntiles = (ntiles + nt - 1) / nt * nt;
+    if (ntiles < 4) ntiles = 4;
+    ntiles += ntiles & 1;
     r = (rows + ntiles - 1) / ntiles;
     return r < 1 ? 1 : (int)r;
 }
+
+size_t cs_wino_rowbuf(int W) { return (size_t)16 * ((W + 1) / 2 + 1); }
 
 /* Input row y of a plane, split into its even and odd columns of the
  * zero-padded row: e[k] = in[2k - 1], o[k] = in[2k], k = 0..tw. */
@@ -87,15 +89,13 @@ static void split_row(float *e, float *o, const float *plane, int y, int H, int 
     }
 }
 
-/* V[xi][ci][j] = (B^T d B)[xi] for the blocks j of block rows [r0, r0 + nr)
- * (row index over the batch: b * th + ty). */
-static void input_transform(float *V, const float *x, int cin, int B, int H, int W, int64_t r0, int nr,
-                            float *rowbuf) {
+void cs_wino_input(float *V, const float *x, int cin, int ci0, int ci1, int B, int H, int W, int64_t r0, int nr,
+                   float *rowbuf) {
     int th = (H + 1) / 2, tw = (W + 1) / 2, n1 = tw + 1;
     int cnt = nr * tw;
     size_t vplane = (size_t)cin * cnt;
     float *e = rowbuf, *o = rowbuf + 4 * n1, *te = rowbuf + 8 * n1, *to = rowbuf + 12 * n1;
-    for (int ci = 0; ci < cin; ci++)
+    for (int ci = ci0; ci < ci1; ci++)
         for (int i = 0; i < nr; i++) {
             int64_t row = r0 + i;
             int b = (int)(row / th), ty = (int)(row % th);
@@ -126,16 +126,14 @@ static void input_transform(float *V, const float *x, int cin, int B, int H, int
         }
 }
 
-/* y = relu?(A^T m A + bias) for the blocks of block rows [r0, r0 + nr),
- * clipped at the image edge. */
-static void output_transform(float *y, const float *M, const float *bias, int cout, int B, int H, int W,
-                             int64_t r0, int nr, int relu, float *rowbuf) {
+void cs_wino_output(float *y, const float *M, const float *bias, int cout, int co0, int co1, int B, int H, int W,
+                    int64_t r0, int nr, int relu, float *rowbuf) {
     int th = (H + 1) / 2, tw = (W + 1) / 2;
     int cnt = nr * tw;
     size_t mplane = (size_t)cout * cnt;
     float *s = rowbuf;        /* s[2][4][tw]: A^T m */
     float *out = rowbuf + 8 * tw; /* out[2][2][tw]: (A^T m A)[row][col] per block */
-    for (int co = 0; co < cout; co++) {
+    for (int co = co0; co < co1; co++) {
         float bco = bias[co];
         for (int i = 0; i < nr; i++) {
             const float *m = M + (size_t)co * cnt + (size_t)i * tw;
@@ -173,9 +171,9 @@ void cs_wino_tile_run(float *y, const float *x, const float *U, const float *bia
                       int B, int H, int W, int64_t r0, int nr, int relu, float *scratch) {
     int cnt = nr * ((W + 1) / 2);
     float *V = scratch, *M = scratch + (size_t)16 * cin * cnt, *rowbuf = M + (size_t)16 * cout * cnt;
-    input_transform(V, x, cin, B, H, W, r0, nr, rowbuf);
+    cs_wino_input(V, x, cin, 0, cin, B, H, W, r0, nr, rowbuf);
     for (int xi = 0; xi < 16; xi++)
         nn_sgemm_tile(0, 0, cout, cnt, cin, 1.0f, U + (size_t)xi * cout * cin,
                     cin, V + (size_t)xi * cin * cnt, cnt, 0.0f, M + (size_t)xi * cout * cnt, cnt);
-    output_transform(y, M, bias, cout, B, H, W, r0, nr, relu, rowbuf);
+    cs_wino_output(y, M, bias, cout, 0, cout, B, H, W, r0, nr, relu, rowbuf);
 }

@@ -23,11 +23,14 @@ void cs_wino_weights(float *U, const float *w, int cout, int cin);
  * B * ceil(H/2) block rows of ceil(W/2) blocks. */
 int64_t cs_wino_block_rows(int B, int H);
 
-/* Block rows per tile for cin -> cout channels over nt threads. */
-int cs_wino_tile(int cin, int cout, int B, int H, int W, int nt);
+/* Block rows per tile for cin -> cout channels: from the shape alone, never
+ * the thread count (the tile's sgemm shapes fix the bits). */
+int cs_wino_tile(int cin, int cout, int B, int H, int W);
 
-/* Floats of per-thread scratch for a tile of rows block rows. */
+/* Floats of per-thread scratch for a tile of rows block rows (V, M, then a
+ * row buffer of cs_wino_rowbuf(W) floats). */
 size_t cs_wino_scratch(int cin, int cout, int W, int rows);
+size_t cs_wino_rowbuf(int W);
 
 /* y[cout][B][H][W] = relu?(conv3x3(x) + bias) on block rows [r0, r0 + nr)
  * (x [cin][B][H][W], zero padding of 1). scratch: cs_wino_scratch(cin,
@@ -35,5 +38,17 @@ size_t cs_wino_scratch(int cin, int cout, int W, int rows);
  * tiles on its threads with OpenBLAS set to one thread. */
 void cs_wino_tile_run(float *y, const float *x, const float *U, const float *bias, int cin, int cout,
                       int B, int H, int W, int64_t r0, int nr, int relu, float *scratch);
+
+/* The stages of cs_wino_tile_run, for a caller that shares one tile's work
+ * among threads (a conv too narrow to cut into tiles, resnet_forward.c):
+ * V[16][cin][nr * tw] = (B^T d B) for input channels [ci0, ci1) of block rows
+ * [r0, r0 + nr); then M[xi] = U[xi] V[xi] (16 sgemms, the caller's); then
+ * y = relu?(A^T M A + bias) for output channels [co0, co1). Element-wise
+ * stages (no sums over channels): any split gives the same bits. rowbuf:
+ * cs_wino_rowbuf(W) floats per concurrent call. */
+void cs_wino_input(float *V, const float *x, int cin, int ci0, int ci1, int B, int H, int W, int64_t r0, int nr,
+                   float *rowbuf);
+void cs_wino_output(float *y, const float *M, const float *bias, int cout, int co0, int co1, int B, int H, int W,
+                    int64_t r0, int nr, int relu, float *rowbuf);
 
 #endif

@@ -10,9 +10,11 @@
 # shard of 4 members), so one process's batches of 8 would be cut otherwise
 # than each rank's (which failed at 2 ranks: the last bits of a row depended
 # on its batch; index/embed.c now runs one image per forward pass). A second
-# check adds the references in two runs. All runs at -j 1: the ResNet's
-# tiling also depends on the thread count (index/resnet_forward.c; a row at
-# -j 1 and -j 2 differs in its last bits), so ranks are compared at one -j. Without build/copyscope-mpi or mpirun it prints 'skip'.
+# check adds the references in two runs. The runs are at -j 1, then one
+# process and 2 ranks at -j 2 must give the same column bytes too (the
+# ResNet's sgemm calls follow the shape only, index/resnet_forward.c; before,
+# a row at -j 2 differed from -j 1 in its last bits). Without
+# build/copyscope-mpi or mpirun it prints 'skip'.
 B=${CS_BIN:-build/copyscope}
 M=$(dirname "$B")/copyscope-mpi
 T=$(mktemp -d "${CS_TMP:-/tmp}/cs-mpisscd-XXXXXX"); [ -n "$KEEP" ] && echo "kept: $T"
@@ -48,6 +50,14 @@ for n in 1 2 3; do
   else
     bad "np${n}_sscd_column_same_bytes"; cmp "$T/one.db.vec-sscd" "$T/m$n.db.vec-sscd"; tail -n 3 "$T/m$n.out"
   fi
+done
+# the thread count changes no bit: one process and 2 ranks at -j 2
+$B index add "$T/refs.txt" --db "$T/j2.db" --embedder "sscd:$W" -j 2 > "$T/j2.out" 2>&1 || { bad j2_add; cat "$T/j2.out"; }
+$MPIRUN -np 2 "$M" index add "$T/refs.txt" --db "$T/m2j2.db" --embedder "sscd:$W" -j 2 > "$T/m2j2.out" 2>&1 ||
+  { bad np2_j2_add; cat "$T/m2j2.out"; }
+for d in j2 m2j2; do
+  cmp -s "$T/one.db.vec-sscd" "$T/$d.db.vec-sscd" && cmp -s "$T/one.db.vec-sscd.ids" "$T/$d.db.vec-sscd.ids" &&
+    ok "${d}_sscd_column_same_bytes_as_j1" || { bad "${d}_sscd_column_same_bytes_as_j1"; cmp "$T/one.db.vec-sscd" "$T/$d.db.vec-sscd"; }
 done
 grep -q "embedder sscd:.*: 13 computed, 0 already present, 0 skipped (3 ranks" "$T/m3.out" && ok np3_every_rank_embedded ||
   { bad np3_every_rank_embedded; grep embedder "$T/m3.out"; }

@@ -3,8 +3,11 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include "core/cpu.h"
 #include "core/err.h"
 #include "core/image.h"
+#include "core/nn.h"
+#include "core/parallel.h"
 #include "core/safetensors.h"
 #include "index/resnet.h"
 #include "t.h"
@@ -208,6 +211,112 @@ static void test_constant_image(void) {
     cs_image_free(&img);
 }
 
+/* The project's standard: the same input gives the same bytes at any thread
+ * count. Every tap (stem, layer1-4, GeM, fc) and the descriptor of a forward
+ * pass at 2 and 3 threads must equal those at 1 thread bit for bit (memcmp,
+ * no tolerance): batch 1 and 2 at 224 px (layer4 only 7 x 7 columns an
+ * image: the narrow convolutions), batch 1 at 288 x 352 (non-square), and
+ * an image file through cs_resnet_embed (preprocessing + forward). */
+typedef struct {
+    float *tap[7]; /* stem, layer1..4, gem, fc */
+    size_t n[7];
+    float *out;
+} fwd_bytes;
+
+static void fwd_alloc(fwd_bytes *f, int B, int H, int W) {
+    int h = (H + 1) / 2, w = (W + 1) / 2; /* conv1 */
+    h = (h + 1) / 2, w = (w + 1) / 2;     /* max pool */
+    int c[5] = {64, 256, 512, 1024, 2048};
+    for (int i = 0; i < 5; i++) {
+        if (i >= 2) h = (h + 1) / 2, w = (w + 1) / 2;
+        f->n[i] = (size_t)B * c[i] * h * w;
+    }
+    f->n[5] = (size_t)B * 2048, f->n[6] = (size_t)B * 512;
+    for (int i = 0; i < 7; i++) f->tap[i] = calloc(f->n[i], sizeof(float));
+    f->out = calloc((size_t)B * 512, sizeof(float));
+}
+
+static void fwd_free(fwd_bytes *f) {
+    for (int i = 0; i < 7; i++) free(f->tap[i]);
+    free(f->out);
+}
+
+static int fwd_run(fwd_bytes *f, const float *in, int B, int H, int W) {
+    cs_resnet_taps taps = {0};
+    taps.stem = f->tap[0];
+    for (int i = 0; i < 4; i++) taps.layer[i] = f->tap[1 + i];
+    taps.gem = f->tap[5], taps.fc = f->tap[6];
+    cs_err e = {0};
+    return cs_resnet_forward(&model, in, B, H, W, f->out, &taps, &e);
+}
+
+/* Forward passes at 1, 2, 3 threads; every tap compared by memcmp. */
+static void check_threads_forward(const float *in, int B, int H, int W, const char *what) {
+    static const char *names[7] = {"stem", "layer1", "layer2", "layer3", "layer4", "gem", "fc"};
+    int nt0 = cs_threads();
+    fwd_bytes ref1, got;
+    fwd_alloc(&ref1, B, H, W), fwd_alloc(&got, B, H, W);
+    cs_set_threads(1);
+    CHECK(fwd_run(&ref1, in, B, H, W) == 0);
+    for (int nt = 2; nt <= 3; nt++) {
+        cs_set_threads(nt);
+        CHECK(fwd_run(&got, in, B, H, W) == 0);
+        for (int i = 0; i < 7; i++) {
+            size_t nd = 0;
+            for (size_t k = 0; k < ref1.n[i]; k++) nd += memcmp(&ref1.tap[i][k], &got.tap[i][k], sizeof(float)) != 0;
+            CHECKF(nd == 0, "%s: -j %d: %s: %zu of %zu floats differ from -j 1", what, nt, names[i], nd, ref1.n[i]);
+        }
+        CHECKF(!memcmp(ref1.out, got.out, (size_t)B * 512 * sizeof(float)), "%s: -j %d: descriptor bytes differ",
+               what, nt);
+    }
+    cs_set_threads(nt0);
+    fwd_free(&ref1), fwd_free(&got);
+}
+
+static void test_threads_bytes(void) {
+    REQUIRE(model_ok);
+    cs_set_thread_grain(0); /* every loop on all threads */
+    cs_safetensors st;
+    cs_err e = {0};
+    size_t n;
+    REQUIRE(cs_safetensors_open(&st, REF "cases/resnet50_224.safetensors", &e) == 0);
+    const float *in = ref(&st, "input", &n);
+    REQUIRE(in && n == 2 * 3 * 224 * 224);
+    check_threads_forward(in, 1, 224, 224, "astronaut 224 batch 1");
+    check_threads_forward(in, 2, 224, 224, "batch 2 at 224");
+    /* the other sgemm routines: our AVX-512 kernel, OpenBLAS (AVX2 path) */
+    int isa = cs_cpu_isa();
+    if (isa >= CS_ISA_AVX512) {
+        nn_set_gemm_backend(NN_GEMM_OWN);
+        check_threads_forward(in, 1, 224, 224, "batch 1, our AVX-512 sgemm");
+        nn_set_gemm_backend(NN_GEMM_AUTO);
+        cs_cpu_force(CS_ISA_BASE);
+        check_threads_forward(in, 1, 224, 224, "batch 1, OpenBLAS sgemm");
+        cs_cpu_force(isa);
+    }
+    cs_safetensors_close(&st);
+    REQUIRE(cs_safetensors_open(&st, REF "cases/resnet50_288x352.safetensors", &e) == 0);
+    in = ref(&st, "input", &n);
+    REQUIRE(in && n == 3 * 288 * 352);
+    check_threads_forward(in, 1, 288, 352, "rocket 288x352");
+    cs_safetensors_close(&st);
+    /* an image file through preprocessing and the descriptor */
+    cs_image img = {0};
+    REQUIRE(cs_image_load(&img, REF "cases/preprocess_down.png", NULL, &e) == 0);
+    int nt0 = cs_threads();
+    float d1[512], d[512];
+    cs_set_threads(1);
+    CHECK(cs_resnet_embed(&model, cs_resnet_preproc_named("small_288"), &img, 1, 1, d1, &e) == 0);
+    for (int nt = 2; nt <= 3; nt++) {
+        cs_set_threads(nt);
+        CHECK(cs_resnet_embed(&model, cs_resnet_preproc_named("small_288"), &img, 1, 1, d, &e) == 0);
+        CHECKF(!memcmp(d1, d, sizeof d), "preprocess_down.png: -j %d: descriptor bytes differ from -j 1", nt);
+    }
+    cs_set_threads(nt0);
+    cs_set_thread_grain(-1);
+    cs_image_free(&img);
+}
+
 static char *tmp;
 
 /* A copy of the model with one F16 value of tensor name replaced by NaN. */
@@ -277,6 +386,7 @@ int main(void) {
     RUN(test_preprocess_down);
     RUN(test_embed_mixed_sizes);
     RUN(test_constant_image);
+    RUN(test_threads_bytes);
     RUN(test_nan_weight);
     RUN(test_wrong_architecture);
     RUN(test_bad_forward_input);

@@ -27,27 +27,12 @@
 #include "analyze/verdict.h"
 #include "t.h"
 
-#define S 64
-#define D (S * S * 3)
-
-static uint32_t rng = 1313;
-static uint32_t rnd(void) {
-    rng = rng * 1664525u + 1013904223u;
-    return rng >> 8;
-}
+#define BLOCKS_SEED 1313
+#include "test_blocks_fixture.h"
 
 static void fill(uint8_t *p, int x0, int y0, int x1, int y1, const uint8_t c[3]) {
     for (int y = y0; y < y1; y++)
         for (int x = x0; x < x1; x++) memcpy(p + (y * S + x) * 3, c, 3);
-}
-
-/* random 8 px blocks, colours in [40, 215] */
-static void random_blocks(uint8_t *p, int x0, int y0, int x1, int y1) {
-    for (int by = y0; by < y1; by += 8)
-        for (int bx = x0; bx < x1; bx += 8) {
-            uint8_t c[3] = {(uint8_t)(40 + rnd() % 176), (uint8_t)(40 + rnd() % 176), (uint8_t)(40 + rnd() % 176)};
-            fill(p, bx, by, bx + 8, by + 8, c);
-        }
 }
 
 static void test_maps(void) {
@@ -149,14 +134,6 @@ static void test_maps(void) {
 
 enum { NR = 6, TM = 0 };
 static uint8_t thumbs[NR * D];
-
-static void match(const uint8_t *img, cs_an_result *res, const cs_an_refs *r, const cs_an_settings *s) {
-    static cs_an_query q;
-    memset(&q, 0, sizeof q);
-    memcpy(q.thumb, img, D);
-    cs_err err = {0};
-    REQUIRE(cs_an_match_batch(r, &q, 1, s, 1, res, &err) == 0);
-}
 
 /* the template: a body of flat 8 px blocks */
 static void template(uint8_t *p) {

@@ -130,6 +130,10 @@ static void add_local(cJSON *o, const an_state *A, const cs_an_cand *b) {
     cJSON_AddNumberToObject(l, "inliers", m->inliers);
     cJSON_AddNumberToObject(l, "matches", m->matches);
     cJSON_AddNumberToObject(l, "share", r4(m->score));
+    cJSON_AddNumberToObject(l, "visible_keypoints", m->visible);
+    cJSON_AddNumberToObject(l, "share_visible", r4(m->share_visible));
+    cJSON_AddNumberToObject(l, "rival_share", r4(m->rival));
+    cJSON_AddNumberToObject(l, "scale", r4(m->scale));
     cJSON_AddNumberToObject(l, "log10_nfa", round(m->log10_nfa1 * 100) / 100);
     cJSON_AddNumberToObject(l, "coverage", r4(m->coverage));
     cJSON_AddBoolToObject(l, "mirrored", m->mirrored);

@@ -10,6 +10,7 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
     out->measured = 1;
     const int C = S / CS_LFP_CELL;
     if (C < 2 || C > MAXC) return;
+    out->grid = C * C;
     /* state: 0 = too few compared pixels, 1 = explained, 2 = differs */
     uint8_t st[MAXC * MAXC];
     for (int cy = 0; cy < C; cy++)
@@ -98,6 +99,7 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
         if (!best || rn[l] > rn[best]) best = l;
     }
     out->caption = cap_cells > 0;
+    out->caption_cells = cap_cells;
     int show = best ? best : cap; /* nothing but a caption: reported, never a part */
     if (show) {
         out->part = rn[show];

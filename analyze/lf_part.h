@@ -65,6 +65,8 @@ typedef struct {
                          (a band itself when there is nothing else) */
     int box[4];       /* its bounding box in cells: x0, y0, x1, y1 (inclusive) */
     int caption;      /* 1: a band along the top or bottom was set aside (exempt) */
+    int caption_cells; /* differing cells in those bands */
+    int grid;         /* cells of the whole grid ((S / CS_LFP_CELL)^2) */
     int area;         /* 1: it holds a 2x2 block of unexplained pixels (condition 6) */
     int replaced;     /* 1: a part of the reference is replaced (conditions 1-6) */
     int measured;     /* 1: measured (or nothing to measure with); 0: not asked (analyze/an_part.h) */

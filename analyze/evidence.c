@@ -64,6 +64,8 @@ static void part_json(cJSON *o, const cs_lfp *p) {
     if (p->part > 0) cJSON_AddItemToObject(j, "region_box_cells", cJSON_CreateIntArray(p->box, 4));
     cJSON_AddBoolToObject(j, "caption_band", p->caption);
     cJSON_AddBoolToObject(j, "area", p->area);
+    cJSON_AddNumberToObject(j, "solid_cells", p->thick);
+    cJSON_AddBoolToObject(j, "shape", p->shape);
     cJSON_AddBoolToObject(j, "replaced", p->replaced);
 }
 

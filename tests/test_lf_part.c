@@ -35,6 +35,45 @@ static void fill(uint8_t *p, int x0, int y0, int x1, int y1, const uint8_t c[3])
         for (int x = x0; x < x1; x++) memcpy(p + (y * S + x) * 3, c, 3);
 }
 
+/* cell (cx, cy) of the 4 px grid: solid (all 16 px unexplained) or a line
+ * (its top row unexplained, the rest not compared: an outline's residue) */
+static void cell(uint8_t *map, int cx, int cy, int solid) {
+    for (int y = 0; y < CS_LFP_CELL; y++)
+        memset(map + (cy * CS_LFP_CELL + y) * S + cx * CS_LFP_CELL, solid ? 2 : y == 0 ? 2 : 0, CS_LFP_CELL);
+}
+
+/* condition 3b (cs_lfp_shape): a region of another shape that fills less
+ * than half of its box is a part replaced when it is solid and no colour
+ * of the reference was recoloured */
+static void test_shape(void) {
+    static uint8_t map[S * S];
+    cs_lfp p;
+    /* a U of 7 solid cells in a 5 x 3 box (a face's other eyes and mouth, linked) */
+    static const int u[7][2] = {{0, 0}, {4, 0}, {0, 1}, {4, 1}, {1, 2}, {2, 2}, {3, 2}};
+    memset(map, 1, sizeof map);
+    for (int k = 0; k < 7; k++) cell(map, 5 + u[k][0], 6 + u[k][1], 1);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.part == 7 && p.thick == 7 && !p.replaced && p.shape, "U: part %d solid %d replaced %d shape %d", p.part,
+           p.thick, p.replaced, p.shape);
+    cs_lfp q = p;
+    cs_lfp_shape(&q, 0);
+    CHECKF(q.replaced, "U, no colour recoloured: replaced %d", q.replaced);
+    q = p;
+    cs_lfp_shape(&q, 1);
+    CHECKF(!q.replaced, "U, a colour recoloured wherever it occurs (a colour edit's error): replaced %d", q.replaced);
+    q = p;
+    cs_lfp_shape(&q, -1);
+    CHECKF(!q.replaced, "U, colours unknown: replaced %d", q.replaced);
+    /* the same U as an outline's residue: thin lines, one solid cell (so
+     * condition 6 holds): not solid, no shape */
+    memset(map, 1, sizeof map);
+    for (int k = 0; k < 7; k++) cell(map, 5 + u[k][0], 6 + u[k][1], k == 0);
+    cs_lfp_measure(map, S, &p);
+    cs_lfp_shape(&p, 0);
+    CHECKF(p.part == 7 && p.area && p.thick == 1 && !p.shape && !p.replaced,
+           "outline: part %d area %d solid %d shape %d replaced %d", p.part, p.area, p.thick, p.shape, p.replaced);
+}
+
 static void test_maps(void) {
     static uint8_t map[S * S];
     cs_lfp p;
@@ -269,6 +308,7 @@ static void test_early_stop(void) {
 
 int main(void) {
     RUN(test_maps);
+    RUN(test_shape);
     RUN(test_twins);
     RUN(test_early_stop);
     return T_DONE();

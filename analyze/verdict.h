@@ -20,9 +20,12 @@ void cs_an_verdict_result(cs_an_result *res, const cs_an_settings *s);
 /* The local-feature rule (after cs_an_verdict_cand; raises c->verdict only):
  * a geometric verification that is not chance (a-contrario NFA <=
  * lf_max_nfa) and reproduces a substantial share of the reference's
- * keypoints (>= lf_min_share), and is no colour twin (fewer than
- * lf_recolour_parts colour parts recoloured, analyze/lf_colour.h) is a
- * near-copy when the mapped reference
+ * keypoints the geometry leaves visible (>= lf_min_share; below it, a copy
+ * rescaled by a SIFT scale level whose mapped pixels confirm it,
+ * cs_an_local_pixels), is no colour twin (fewer than lf_recolour_parts
+ * colour parts recoloured, analyze/lf_colour.h), no template twin
+ * (part_lf) and no other picture (fewer than half the mapped cells
+ * differ) is a near-copy when the mapped reference
  * covers at least lf_near_cover of the generation, else a partial copy; a
  * candidate the pixel rule judged partial (a region not copied in place)
  * stays partial. */

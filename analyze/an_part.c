@@ -29,6 +29,7 @@ void cs_an_part_al(cs_an_cand *c, const cs_an_refs *r, const cs_an_query *q, con
     cs_lfc_measure_map_few(r->thumbs + (int64_t)c->row * S * S * 3, S, S, q->thumb, S, S, S, m, s->lf_colour_tol,
                            CS_LFP_MIN_PX, &kc, map);
     cs_lfp_measure(map, S, &c->part_al);
+    cs_lfp_shape(&c->part_al, kc.recolour >= 0 ? kc.parts_recoloured : -1);
 }
 
 /* a rule the pixel veto applies to: decided by verdict_cand, not copy_tl2 */

@@ -64,6 +64,8 @@ static void part_json(cJSON *o, const cs_lfp *p) {
     if (p->part > 0) cJSON_AddItemToObject(j, "region_box_cells", cJSON_CreateIntArray(p->box, 4));
     cJSON_AddBoolToObject(j, "caption_band", p->caption);
     cJSON_AddBoolToObject(j, "area", p->area);
+    cJSON_AddNumberToObject(j, "solid_cells", p->thick);
+    cJSON_AddBoolToObject(j, "shape", p->shape);
     cJSON_AddBoolToObject(j, "replaced", p->replaced);
 }
 
@@ -130,6 +132,10 @@ static void add_local(cJSON *o, const an_state *A, const cs_an_cand *b) {
     cJSON_AddNumberToObject(l, "inliers", m->inliers);
     cJSON_AddNumberToObject(l, "matches", m->matches);
     cJSON_AddNumberToObject(l, "share", r4(m->score));
+    cJSON_AddNumberToObject(l, "visible_keypoints", m->visible);
+    cJSON_AddNumberToObject(l, "share_visible", r4(m->share_visible));
+    cJSON_AddNumberToObject(l, "rival_share", r4(m->rival));
+    cJSON_AddNumberToObject(l, "scale", r4(m->scale));
     cJSON_AddNumberToObject(l, "log10_nfa", round(m->log10_nfa1 * 100) / 100);
     cJSON_AddNumberToObject(l, "coverage", r4(m->coverage));
     cJSON_AddBoolToObject(l, "mirrored", m->mirrored);

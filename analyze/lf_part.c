@@ -10,6 +10,7 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
     out->measured = 1;
     const int C = S / CS_LFP_CELL;
     if (C < 2 || C > MAXC) return;
+    out->grid = C * C;
     /* state: 0 = too few compared pixels, 1 = explained, 2 = differs */
     uint8_t st[MAXC * MAXC];
     for (int cy = 0; cy < C; cy++)
@@ -98,6 +99,7 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
         if (!best || rn[l] > rn[best]) best = l;
     }
     out->caption = cap_cells > 0;
+    out->caption_cells = cap_cells;
     int show = best ? best : cap; /* nothing but a caption: reported, never a part */
     if (show) {
         out->part = rn[show];
@@ -110,8 +112,24 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
         for (int x = 0; x + 1 < C * CS_LFP_CELL && !out->area; x++)
             out->area = lab[(y / CS_LFP_CELL) * C + x / CS_LFP_CELL] == best && map[y * S + x] == 2 &&
                         map[y * S + x + 1] == 2 && map[(y + 1) * S + x] == 2 && map[(y + 1) * S + x + 1] == 2;
+    for (int cy = 0; cy < C; cy++)
+        for (int cx = 0; cx < C; cx++) {
+            if (lab[cy * C + cx] != best || st[cy * C + cx] != 2) continue;
+            int th = 0;
+            for (int y = cy * CS_LFP_CELL; y < (cy + 1) * CS_LFP_CELL - 1 && !th; y++)
+                for (int x = cx * CS_LFP_CELL; x < (cx + 1) * CS_LFP_CELL - 1 && !th; x++)
+                    th = map[y * S + x] == 2 && map[y * S + x + 1] == 2 && map[(y + 1) * S + x] == 2 &&
+                         map[(y + 1) * S + x + 1] == 2;
+            out->thick += th;
+        }
     int bw = out->box[2] - out->box[0] + 1, bh = out->box[3] - out->box[1] + 1;
     int lo = bw < bh ? bw : bh, hi = bw < bh ? bh : bw;
+    out->shape = out->area && 3 * lo >= hi && 2 * out->part >= out->differ - cap_cells &&
+                 2 * out->thick >= out->part && 2 * out->differ < out->cells;
     out->replaced = out->area && 3 * lo >= hi && 2 * out->part >= out->differ - cap_cells &&
                     2 * out->part >= bw * bh && 2 * out->differ < out->cells;
+}
+
+void cs_lfp_shape(cs_lfp *p, int parts_recoloured) {
+    if (p->shape && parts_recoloured == 0) p->replaced = 1;
 }

@@ -25,6 +25,8 @@
  *     glyph is a blob; edge residue follows outlines), and the box is no
  *     band (its long side at most 3x its short side): a strip along an
  *     edge is an overlay or the registration error of a rotation's border;
+ *     or (3b, cs_lfp_shape, below) no band, solid, and no colour of the
+ *     reference recoloured by the fit that made the map;
  *  4. it is no caption: a region touching the top or bottom of the
  *     generation and no taller than a quarter of it is a text band laid
  *     over the copy, which a copy may have; such bands, and every region
@@ -65,12 +67,33 @@ typedef struct {
                          (a band itself when there is nothing else) */
     int box[4];       /* its bounding box in cells: x0, y0, x1, y1 (inclusive) */
     int caption;      /* 1: a band along the top or bottom was set aside (exempt) */
+    int caption_cells; /* differing cells in those bands */
+    int grid;         /* cells of the whole grid ((S / CS_LFP_CELL)^2) */
     int area;         /* 1: it holds a 2x2 block of unexplained pixels (condition 6) */
+    int thick;        /* its differing cells that hold a 2x2 block of unexplained pixels */
+    int shape;        /* 1: conditions 1, 2, 4, 5, 6 hold, the box is no band, and the region is
+                         solid (condition 3b), whatever its bounding box (cs_lfp_shape) */
     int replaced;     /* 1: a part of the reference is replaced (conditions 1-6) */
     int measured;     /* 1: measured (or nothing to measure with); 0: not asked (analyze/an_part.h) */
 } cs_lfp;
 
 /* map: S x S from cs_lfc_measure_map. Pure function; sets measured. */
 void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out);
+
+/* Condition 3b, a replaced shape: the bounding box separates a blob from
+ * edge residue along outlines, but a part replaced need not be one blob (a
+ * face's other eyes and mouth, one region across the face, fill their box
+ * by less than half). Such a region is still a replaced part when
+ *  - it is solid: at least half of its cells hold a 2x2 block of
+ *    unexplained pixels (condition 6 everywhere, not once: an outline's
+ *    residue is a line, its cells thin), and
+ *  - the colour fit recoloured no colour of the reference wherever it
+ *    occurs (parts_recoloured 0, analyze/lf_colour.h): its unexplained
+ *    pixels are colours that agree elsewhere and differ in place, another
+ *    shape, not a colour the edit moved beyond the fit (that leaves its
+ *    colour recoloured wherever it occurs, and the recolour rule judges it).
+ * parts_recoloured: of the colour fit that made the map; < 0: unknown (no
+ * change). Sets p->replaced when the shape holds. */
+void cs_lfp_shape(cs_lfp *p, int parts_recoloured);
 
 #endif

@@ -78,6 +78,18 @@ static void apply_m(const double *m, float x, float y, float *ox, float *oy) {
     *oy = (float)(m[3] * x + m[4] * y + m[5]);
 }
 
+int cs_lfv_visible(const float (*xy)[2], const float *size, int n, const double *m, int qw, int qh,
+                   float q_min_size) {
+    const double sc = sqrt(m[0] * m[0] + m[3] * m[3]);
+    int v = 0;
+    for (int j = 0; j < n; j++) {
+        float x, y;
+        apply_m(m, xy[j][0], xy[j][1], &x, &y);
+        v += x >= 0 && y >= 0 && x < qw && y < qh && size[j] * sc * CS_LFV_MAX_DSCALE >= q_min_size;
+    }
+    return v;
+}
+
 /* One direction (as is or mirrored): fills o (inliers 0 when nothing fits). */
 static int verify_one(const cs_lf_set *q, const cs_lf_set *r, cs_lfv_match *o, cs_err *err) {
     float src[CS_LF_QUERY_KP][2], dst[CS_LF_QUERY_KP][2];
@@ -135,6 +147,12 @@ static int verify_one(const cs_lf_set *q, const cs_lf_set *r, cs_lfv_match *o, c
     memcpy(o->m, m, sizeof m);
     o->score = (float)ni / (float)(r->n > CS_LFV_MIN_KP ? r->n : CS_LFV_MIN_KP);
     if (o->score > 1) o->score = 1;
+    float qmin = INFINITY;
+    for (int i = 0; i < q->n; i++) qmin = fminf(qmin, q->size[i]);
+    o->scale = (float)sc;
+    o->visible = cs_lfv_visible((const float (*)[2])r->xy, r->size, r->n, m, q->w, q->h, qmin);
+    o->share_visible = (float)ni / (float)(o->visible > CS_LFV_MIN_KP ? o->visible : CS_LFV_MIN_KP);
+    if (o->share_visible > 1) o->share_visible = 1;
     /* inlier box in the reference (working px) */
     float x0 = 1e30f, y0 = 1e30f, x1 = -1e30f, y1 = -1e30f;
     for (int i = 0; i < nm; i++)

@@ -36,6 +36,11 @@
 #define CS_LFV_PARTIAL_COVER 0.5f
 #define CS_LFV_MAX_DANGLE 30.0  /* inlier orientation vs the model's rotation (degrees) */
 #define CS_LFV_MAX_DSCALE 1.5   /* inlier scale ratio vs the model's scale (factor) */
+/* SIFT samples scale at 3 levels an octave (OpenCV's nOctaveLayers = 3, Lowe
+ * 2004 s3.2): a copy rescaled by at least one level, 2^(1/3), is detected at
+ * other levels of the pyramid, so which of the reference's strongest
+ * keypoints it re-detects is no longer what the reference's own scale gives */
+#define CS_LFV_SCALE_LEVEL 1.2599210498948732
 
 typedef struct {
     int mirrored;          /* the query's mirror image matched */
@@ -53,6 +58,11 @@ typedef struct {
     double log10_nfa1;     /* a-contrario significance of the consensus for ONE reference tested
                               (cs_lfv_log10_nfa1); add log10 of the tests made (references x 2
                               for the mirror) for the number of false alarms */
+    int visible;           /* the reference's keypoints a copy under this model could show: mapped
+                              inside the query's working image, at a size the query's detection
+                              reaches (cs_lfv_visible) */
+    float share_visible;   /* inliers / max(visible, CS_LFV_MIN_KP), in [0, 1] */
+    float scale;           /* the model's scale, working px (reference -> query) */
     float rival;           /* set by the analysis: the best share verified by ANOTHER reference
                               for the same generation (0: none), for the ratio test */
     float recolour;        /* set by the analysis (analyze/lf_colour.h): the share of the
@@ -74,6 +84,19 @@ typedef struct {
  * log10(C(m,2) x that tail). The orientation/scale check makes the true null
  * probability smaller still, so this is conservative. */
 double cs_lfv_log10_nfa1(int m, int k, int qw, int qh);
+
+/* How many of the reference's n keypoints (xy, size: working px) a copy
+ * under the similarity m (reference working px -> query working px, scale
+ * sc) could show at all: the keypoint lands inside the query's qw x qh
+ * working image (a crop cuts the rest away, an embed's canvas or a
+ * rotation's grown canvas keeps all), and its size there is within the
+ * scale tolerance (CS_LFV_MAX_DSCALE) of the smallest keypoint the query's
+ * detection kept, q_min_size (a copy shrunk into a new canvas loses the
+ * reference's finest keypoints below the detector's first scale). The share
+ * a copy is asked for (lf_min_share) is a share of these: the keypoints no
+ * copy under this geometry could reproduce are no evidence against it. */
+int cs_lfv_visible(const float (*xy)[2], const float *size, int n, const double *m, int qw, int qh,
+                   float q_min_size);
 
 /* q: the generation as is, qm: mirrored (NULL: not tried), ref: the
  * reference. out is zeroed (inliers 0) when nothing verifies. */

@@ -474,11 +474,12 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
     /* a verification the local rule could flag: is the colour change global
      * (a copy, edited) or one part recoloured (a twin)? (analyze/lf_colour.h) */
     uint8_t map[S * S];
-    if (q && c->lf.inliers > 0 && c->lf.score >= s->lf_min_share && c->lf.log10_nfa1 <= log10(s->lf_max_nfa)) {
+    if (q && cs_an_local_measure(&c->lf, s)) {
         cs_lfc k;
         cs_lfc_measure_map(r->thumbs + (int64_t)row * S * S * 3, c->lf.ref_w, c->lf.ref_h, q->thumb, c->lf.gen_w,
                            c->lf.gen_h, S, c->lf.m_orig, s->lf_colour_tol, &k, map);
         cs_lfp_measure(map, S, &c->part_lf);
+        cs_lfp_shape(&c->part_lf, k.recolour >= 0 ? k.parts_recoloured : -1);
         c->lf.recolour = k.recolour;
         c->lf.colour_fit = k.fit;
         c->lf.hue_deg = k.hue_deg;

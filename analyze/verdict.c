@@ -122,7 +122,12 @@ void cs_an_verdict_result(cs_an_result *res, const cs_an_settings *s) {
  *  - not a shared detail: unrelated images do share real parts (a magnifier,
  *    a folder body), which verify without being chance; a copy reproduces a
  *    substantial share of the reference, the same 3/8 that the pixel rule's
- *    partial_min_tiles asks of the tiles (6 of 16);
+ *    partial_min_tiles asks of the tiles (6 of 16): a share of the
+ *    keypoints the verified geometry leaves visible (lf_verify.h:
+ *    cs_lfv_visible), as the pixel rule counts only the tiles both images
+ *    show: a crop cuts keypoints away, a copy shrunk into a new canvas loses
+ *    those finer than the query's detection reaches, and neither is
+ *    evidence that the rest is not the reference's;
  *  - not ambiguous: Lowe's ratio test (2004 s7.1, 0.8, the same ratio the
  *    tentative matches pass, CS_LFV_RATIO) one level up: the share verified
  *    must exceed the best share of any other reference by 1/0.8. A detail
@@ -132,13 +137,28 @@ void cs_an_verdict_result(cs_an_result *res, const cs_an_settings *s) {
  *    saturation, hue) is a copy; two or more of the reference's colour parts
  *    changed beyond the best global edit (lf_recolour_parts, measured by
  *    analyze/lf_colour.h in cs_an_refine) are a part recoloured: another
- *    picture of the same shapes.
+ *    picture of the same shapes;
+ *  - not another picture: mapped by the verified geometry, fewer than half
+ *    of the reference's compared cells differ (analyze/lf_part.h).
  * The covered area separates a copy of the picture (near-copy) from a
  * reference pasted into part of a new one (partial). */
+int cs_an_local_measure(const cs_lfv_match *m, const cs_an_settings *s) {
+    return m->inliers > 0 && m->log10_nfa1 <= log10(s->lf_max_nfa) &&
+           (m->share_visible >= s->lf_min_share || m->rival <= CS_LFV_RATIO * m->score);
+}
+
+int cs_an_local_pixels(const cs_an_cand *c, const cs_an_settings *s) {
+    const cs_lfv_match *m = &c->lf;
+    const cs_lfp *p = &c->part_lf;
+    if (m->recolour < 0 || !p->measured || p->grid <= 0) return 0; /* not measured: nothing confirmed */
+    double footprint = (double)m->coverage * p->grid; /* cells the mapped reference covers */
+    return m->parts_recoloured < s->lf_recolour_parts && p->cells >= s->lf_min_share * footprint &&
+           p->differ - p->caption_cells < CS_LFP_MIN_CELLS;
+}
+
 void cs_an_verdict_local(cs_an_cand *c, const cs_an_settings *s) {
     const cs_lfv_match *m = &c->lf;
-    if (m->inliers <= 0 || c->verdict >= CS_V_NEAR) return;
-    if (m->log10_nfa1 > log10(s->lf_max_nfa) || m->score < s->lf_min_share) return;
+    if (c->verdict >= CS_V_NEAR || m->inliers <= 0 || m->log10_nfa1 > log10(s->lf_max_nfa)) return;
     if (m->rival > CS_LFV_RATIO * m->score) return;
     /* not a colour twin: brightness/contrast/saturation/hue edits change every
      * pixel alike; a part recoloured is another picture (analyze/lf_colour.h) */
@@ -146,6 +166,29 @@ void cs_an_verdict_local(cs_an_cand *c, const cs_an_settings *s) {
     /* not a template twin: one compact part of the reference replaced by
      * another (an emblem, a glyph), the rest alike (analyze/lf_part.h) */
     if (c->part_lf.replaced) return;
+    /* not another picture: the part veto leaves a picture whose compared
+     * cells differ for half or more to "the rules that measure similarity"
+     * (lf_part.h, condition 5); keypoints measure none, so the pixels the
+     * verified geometry maps must keep a common body: fewer than half of
+     * the cells compared differ (a caption band, at most a quarter of the
+     * height, and an edit's residue stay below it) */
+    if (c->part_lf.measured && c->part_lf.cells > 0 && 2 * c->part_lf.differ >= c->part_lf.cells) return;
+    /* A share of the visible keypoints below lf_min_share has two causes.
+     * At the reference's own scale a copy re-detects the reference's
+     * keypoints, so those missing are not there: a shared detail or a twin
+     * (the share rule stands). A copy rescaled by a level of SIFT's scale
+     * sampling or more (CS_LFV_SCALE_LEVEL: shrunk into a new canvas, or a
+     * rotation's grown canvas) is detected at other levels, and fewer of the
+     * reference's strongest keypoints come back, copy or not; there the
+     * pixels decide (cs_an_local_pixels): mapped by the verified geometry, a
+     * shared detail leaves the rest of the reference's footprint
+     * unexplained, a copy residue only. */
+    int px = 0;
+    if (m->share_visible < s->lf_min_share) {
+        int rescaled = m->scale <= 1 / CS_LFV_SCALE_LEVEL || m->scale >= CS_LFV_SCALE_LEVEL;
+        if (!rescaled || !cs_an_local_pixels(c, s)) return;
+        px = 1;
+    }
     int v = m->coverage >= s->lf_near_cover ? CS_V_NEAR : CS_V_PARTIAL;
     /* Not a whole-image copy when the pixels show a region that is not: the
      * covered area is the hull of the verified keypoints, blind to a region
@@ -159,7 +202,7 @@ void cs_an_verdict_local(cs_an_cand *c, const cs_an_settings *s) {
     if (v == CS_V_NEAR && c->verdict == CS_V_PARTIAL) return;
     if (v <= c->verdict) return;
     c->verdict = v;
-    c->rule = v == CS_V_NEAR ? "lf_near" : "lf_partial";
+    c->rule = v == CS_V_NEAR ? (px ? "lf_near_px" : "lf_near") : (px ? "lf_partial_px" : "lf_partial");
 }
 
 void cs_an_verdict_local_result(cs_an_result *res) {

@@ -20,13 +20,27 @@ void cs_an_verdict_result(cs_an_result *res, const cs_an_settings *s);
 /* The local-feature rule (after cs_an_verdict_cand; raises c->verdict only):
  * a geometric verification that is not chance (a-contrario NFA <=
  * lf_max_nfa) and reproduces a substantial share of the reference's
- * keypoints (>= lf_min_share), and is no colour twin (fewer than
- * lf_recolour_parts colour parts recoloured, analyze/lf_colour.h) is a
- * near-copy when the mapped reference
+ * keypoints the geometry leaves visible (>= lf_min_share; below it, a copy
+ * rescaled by a SIFT scale level whose mapped pixels confirm it,
+ * cs_an_local_pixels), is no colour twin (fewer than lf_recolour_parts
+ * colour parts recoloured, analyze/lf_colour.h), no template twin
+ * (part_lf) and no other picture (fewer than half the mapped cells
+ * differ) is a near-copy when the mapped reference
  * covers at least lf_near_cover of the generation, else a partial copy; a
  * candidate the pixel rule judged partial (a region not copied in place)
  * stays partial. */
 void cs_an_verdict_local(cs_an_cand *c, const cs_an_settings *s);
+/* The pairs the local rule could flag, for which cs_an_refine measures the
+ * colour and part evidence (analyze/lf_colour.h, lf_part.h): verified, not
+ * chance, and either a substantial share of the visible keypoints or no
+ * rival as good (the pixels may then confirm it, cs_an_local_pixels). */
+int cs_an_local_measure(const cs_lfv_match *m, const cs_an_settings *s);
+/* The pixels confirm a verified geometry: mapped by it, the reference's
+ * footprint in the generation is compared over at least lf_min_share of
+ * its cells, and a global colour edit explains it all but residue (fewer
+ * than lf_recolour_parts colours recoloured, fewer than CS_LFP_MIN_CELLS
+ * differing cells outside caption bands). */
+int cs_an_local_pixels(const cs_an_cand *c, const cs_an_settings *s);
 /* After cs_an_verdict_result: a finding decided by the local-feature rule
  * ranks by its share of verified keypoints (its pixel distance says
  * nothing about a rotated or embedded copy). */

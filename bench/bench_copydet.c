@@ -12,7 +12,8 @@
  *             default stage: tiled L2, layout, hashes, alignment, local
  *             features), read back from the store: the finding's reference
  *             and severity are the prediction, its verdict the flag
- *             ($CS_COPYSCOPE names the binary, default build/copyscope)
+ *             ($CS_COPYSCOPE names the binary, default build/copyscope;
+ *             $CS_COPYDET_DB the store, default <set>/product.db)
  *   local     SIFT votes (index/localfeat.h) + RANSAC verification
  *             (analyze/lf_verify.h); score = share of reference keypoints verified
  *   fused     analyze/fuse.h: max background-calibrated z of pdq, grey32,
@@ -189,7 +190,10 @@ typedef struct {
 static int run_product(const char *dir, char **rn, int nr, item *q, int nq, finding *f, double *t_add, double *t_an) {
     const char *bin = getenv("CS_COPYSCOPE") ? getenv("CS_COPYSCOPE") : "build/copyscope";
     char db[1024], cmd[4096];
-    snprintf(db, sizeof db, "%s/product.db", dir);
+    /* $CS_COPYDET_DB: the store elsewhere (the set may be shared by several
+     * runs at once); default <set>/product.db */
+    if (getenv("CS_COPYDET_DB")) snprintf(db, sizeof db, "%s", getenv("CS_COPYDET_DB"));
+    else snprintf(db, sizeof db, "%s/product.db", dir);
     snprintf(cmd, sizeof cmd, "rm -f '%s' '%s'.* && %s index add --db '%s' '%s/refs' >/dev/null", db, db, bin, db, dir);
     double t0 = now();
     if (system(cmd)) return -1;

@@ -27,27 +27,51 @@
 #include "analyze/verdict.h"
 #include "t.h"
 
-#define S 64
-#define D (S * S * 3)
-
-static uint32_t rng = 1313;
-static uint32_t rnd(void) {
-    rng = rng * 1664525u + 1013904223u;
-    return rng >> 8;
-}
+#define BLOCKS_SEED 1313
+#include "test_blocks_fixture.h"
 
 static void fill(uint8_t *p, int x0, int y0, int x1, int y1, const uint8_t c[3]) {
     for (int y = y0; y < y1; y++)
         for (int x = x0; x < x1; x++) memcpy(p + (y * S + x) * 3, c, 3);
 }
 
-/* random 8 px blocks, colours in [40, 215] */
-static void random_blocks(uint8_t *p, int x0, int y0, int x1, int y1) {
-    for (int by = y0; by < y1; by += 8)
-        for (int bx = x0; bx < x1; bx += 8) {
-            uint8_t c[3] = {(uint8_t)(40 + rnd() % 176), (uint8_t)(40 + rnd() % 176), (uint8_t)(40 + rnd() % 176)};
-            fill(p, bx, by, bx + 8, by + 8, c);
-        }
+/* cell (cx, cy) of the 4 px grid: solid (all 16 px unexplained) or a line
+ * (its top row unexplained, the rest not compared: an outline's residue) */
+static void cell(uint8_t *map, int cx, int cy, int solid) {
+    for (int y = 0; y < CS_LFP_CELL; y++)
+        memset(map + (cy * CS_LFP_CELL + y) * S + cx * CS_LFP_CELL, solid ? 2 : y == 0 ? 2 : 0, CS_LFP_CELL);
+}
+
+/* condition 3b (cs_lfp_shape): a region of another shape that fills less
+ * than half of its box is a part replaced when it is solid and no colour
+ * of the reference was recoloured */
+static void test_shape(void) {
+    static uint8_t map[S * S];
+    cs_lfp p;
+    /* a U of 7 solid cells in a 5 x 3 box (a face's other eyes and mouth, linked) */
+    static const int u[7][2] = {{0, 0}, {4, 0}, {0, 1}, {4, 1}, {1, 2}, {2, 2}, {3, 2}};
+    memset(map, 1, sizeof map);
+    for (int k = 0; k < 7; k++) cell(map, 5 + u[k][0], 6 + u[k][1], 1);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.part == 7 && p.thick == 7 && !p.replaced && p.shape, "U: part %d solid %d replaced %d shape %d", p.part,
+           p.thick, p.replaced, p.shape);
+    cs_lfp q = p;
+    cs_lfp_shape(&q, 0);
+    CHECKF(q.replaced, "U, no colour recoloured: replaced %d", q.replaced);
+    q = p;
+    cs_lfp_shape(&q, 1);
+    CHECKF(!q.replaced, "U, a colour recoloured wherever it occurs (a colour edit's error): replaced %d", q.replaced);
+    q = p;
+    cs_lfp_shape(&q, -1);
+    CHECKF(!q.replaced, "U, colours unknown: replaced %d", q.replaced);
+    /* the same U as an outline's residue: thin lines, one solid cell (so
+     * condition 6 holds): not solid, no shape */
+    memset(map, 1, sizeof map);
+    for (int k = 0; k < 7; k++) cell(map, 5 + u[k][0], 6 + u[k][1], k == 0);
+    cs_lfp_measure(map, S, &p);
+    cs_lfp_shape(&p, 0);
+    CHECKF(p.part == 7 && p.area && p.thick == 1 && !p.shape && !p.replaced,
+           "outline: part %d area %d solid %d shape %d replaced %d", p.part, p.area, p.thick, p.shape, p.replaced);
 }
 
 static void test_maps(void) {
@@ -149,14 +173,6 @@ static void test_maps(void) {
 
 enum { NR = 6, TM = 0 };
 static uint8_t thumbs[NR * D];
-
-static void match(const uint8_t *img, cs_an_result *res, const cs_an_refs *r, const cs_an_settings *s) {
-    static cs_an_query q;
-    memset(&q, 0, sizeof q);
-    memcpy(q.thumb, img, D);
-    cs_err err = {0};
-    REQUIRE(cs_an_match_batch(r, &q, 1, s, 1, res, &err) == 0);
-}
 
 /* the template: a body of flat 8 px blocks */
 static void template(uint8_t *p) {
@@ -292,6 +308,7 @@ static void test_early_stop(void) {
 
 int main(void) {
     RUN(test_maps);
+    RUN(test_shape);
     RUN(test_twins);
     RUN(test_early_stop);
     return T_DONE();

@@ -24,18 +24,6 @@
 enum { NR = 8, A = 3, B = 4, DUP1 = 5, DUP2 = 6, PLAIN = 7 };
 static uint8_t thumbs[NR * D];
 
-static void match(const uint8_t *img, cs_an_result *res, const cs_an_refs *r, const cs_an_settings *s) {
-    static cs_an_query q;
-    memset(&q, 0, sizeof q);
-    memcpy(q.thumb, img, D);
-    cs_err err = {0};
-    REQUIRE(cs_an_match_batch(r, &q, 1, s, 1, res, &err) == 0);
-    if (getenv("T_VERBOSE"))
-        for (int k = 0; k < res->n_nb; k++)
-            fprintf(stderr, "  nb row %d %s (%s) d_id %.3f d_al %.3f\n", res->nb[k].row, cs_verdict_name(res->nb[k].verdict),
-                    res->nb[k].rule, res->nb[k].d_id, res->nb[k].d_al);
-}
-
 static void test_ambiguous(void) {
     int64_t ids[NR];
     for (int i = 0; i < NR; i++) {

@@ -24,14 +24,6 @@
 enum { NR = 6, TMPL = 2, FULL = 3 };
 static uint8_t thumbs[NR * D];
 
-static void match(const uint8_t *img, cs_an_result *res, const cs_an_refs *r, const cs_an_settings *s) {
-    static cs_an_query q;
-    memset(&q, 0, sizeof q);
-    memcpy(q.thumb, img, D);
-    cs_err err = {0};
-    REQUIRE(cs_an_match_batch(r, &q, 1, s, 1, res, &err) == 0);
-}
-
 static void test_partial_share(void) {
     int64_t ids[NR];
     for (int i = 0; i < NR; i++) {

@@ -375,25 +375,223 @@ static float rt_floor_bound(float floor, const cs_an_settings *s) {
     return fminf((float)s->ratio_tl2, RT_FLOOR_MULT * floor);
 }
 
+/* Two references that are distinct pictures: their thumbnails (as is and
+ * mirrored, the nearer) farther apart than near_tl2. buf: [3 * dim]. */
+static int distinct_refs(const cs_an_refs *refs, int32_t a, int32_t b, const cs_an_settings *s, float *buf) {
+    const cs_tl2_cfg *cfg = &refs->cfg;
+    const int D = cs_tl2_dim(cfg);
+    uint8_t mir[S * S * 3];
+    memcpy(mir, refs->thumbs + (int64_t)b * S * S * 3, sizeof mir);
+    cs_tl2_hflip_rgb(mir, S);
+    cs_tl2_prepare(buf, NULL, refs->thumbs + (int64_t)a * S * S * 3, cfg);
+    cs_tl2_prepare(buf + D, NULL, refs->thumbs + (int64_t)b * S * S * 3, cfg);
+    cs_tl2_prepare(buf + 2 * D, NULL, mir, cfg);
+    return fminf(cs_tl2_pair(NULL, buf, buf + D, cfg), cs_tl2_pair(NULL, buf, buf + 2 * D, cfg)) > s->near_tl2;
+}
+
 /* A distinct candidate (not one picture with k: their thumbnails farther
  * apart than near_tl2) nearly as close as k: Lowe's ratio fails. d: each
  * candidate's nearer distance (to the reference or to its round trip). */
 static int floor_rival(const cs_an_refs *refs, const int32_t *rows, const float *d, int nr, int k,
                        const cs_an_settings *s) {
-    const cs_tl2_cfg *cfg = &refs->cfg;
-    const int D = cs_tl2_dim(cfg);
     float *buf = NULL;
     int rival = 0;
     for (int m = 0; m < nr && !rival; m++) {
         if (m == k || rows[m] == rows[k] || CS_LFV_RATIO * d[m] > d[k]) continue;
-        if (!buf && !(buf = malloc(sizeof(float) * 3 * (size_t)D))) return 1; /* unsure: no verdict */
-        uint8_t mir[S * S * 3];
-        memcpy(mir, refs->thumbs + (int64_t)rows[m] * S * S * 3, sizeof mir);
-        cs_tl2_hflip_rgb(mir, S);
-        cs_tl2_prepare(buf, NULL, refs->thumbs + (int64_t)rows[k] * S * S * 3, cfg);
-        cs_tl2_prepare(buf + D, NULL, refs->thumbs + (int64_t)rows[m] * S * S * 3, cfg);
-        cs_tl2_prepare(buf + 2 * D, NULL, mir, cfg);
-        rival = fminf(cs_tl2_pair(NULL, buf, buf + D, cfg), cs_tl2_pair(NULL, buf, buf + 2 * D, cfg)) > s->near_tl2;
+        if (!buf && !(buf = malloc(sizeof(float) * 3 * (size_t)cs_tl2_dim(&refs->cfg)))) return 1; /* unsure */
+        rival = distinct_refs(refs, rows[k], rows[m], s, buf);
+    }
+    free(buf);
+    return rival;
+}
+
+/* ae_floor_part: a large coherent part of the reference reproduced at the
+ * decoder's own precision, the rest not. A latent model that memorised a
+ * picture but loses part of it in sampling (a corner gone, the blades of the
+ * scissors blurred away) outputs decode(encode(reference)) in that part and
+ * something else elsewhere; no whole-image bound sees it (the lost region is
+ * as far from the reference as any other picture), and the partial rule on
+ * the plain pixels asks each matched tile to be within partial_tile_l2 of
+ * the reference, which this decoder's copy is not (the autoencoder's own
+ * loss is about as large). Compared like with like, a tile of the copied
+ * part is within the autoencoder's loss of the round trip, as near_ae_floor
+ * asks of every tile. So the generation is a partial copy of the reference
+ * when, at one alignment (as is, mirrored, or the aligned crop that the
+ * refinement found on the round trip):
+ *  - the matched tiles are within the tolerance of the round trip: the
+ *    floor (the autoencoder's own loss on the reference, the largest tile),
+ *    capped at half of ratio_tl2: near_ae_floor's cap on twice the floor
+ *    (rt_floor_bound), the same triangle inequality per tile;
+ *  - each matched tile carries the reference's structure: its pixel std in
+ *    the reference is at least tile_min_std (a plain tile proves nothing)
+ *    and at least the tolerance: a tile whose std is within the tolerance is
+ *    matched by its own mean colour, a blank, as well as by a copy (a white
+ *    background is within the floor of every white background);
+ *  - the matched tiles form one 4-connected region of at least
+ *    partial_min_tiles tiles (the partial rule's 3/8 of the picture): a part
+ *    of the picture, not scattered tiles that happen to agree;
+ *  - over the region the generation is nearer the round trip than the
+ *    reference (the sum of squared tile distances): it is the decoder's copy
+ *    of this part, as near_ae_floor asks of the whole image. A distinct
+ *    picture that shares a part with the reference by design (Luxembourg's
+ *    flag and Hungary's: two stripes of three) has the reference's own
+ *    pixels there, nearer the reference than its round trip;
+ *  - no distinct candidate (thumbnails farther apart than near_tl2) is
+ *    nearly as near over the region: Lowe's ratio (CS_LFV_RATIO) on the
+ *    region's RMS distance to each candidate's round trip (part_rival).
+ * It only raises a generation that no rule flags (every candidate below
+ * partial); the evidence lists the region's tiles and its box. */
+typedef struct {
+    uint64_t tiles; /* the region (bit t: tile t of the reference at the alignment) */
+    int n;          /* its tile count */
+    int mirrored;   /* the generation mirrored at this alignment */
+    float box[3];   /* the reference's crop at this alignment (x0, y0, side, px) */
+} rt_part;
+
+/* the per-tile tolerance of ae_floor_part (above) */
+static float rt_part_tol(float floor, const cs_an_settings *s) {
+    return fminf(floor, 0.5f * (float)s->ratio_tl2);
+}
+
+/* The largest 4-connected set of tiles in mask (grid G x G); ties: the one
+ * holding the lowest tile. */
+static uint64_t largest_region(uint64_t mask, int G, int *n_out) {
+    uint64_t best = 0, seen = 0;
+    int nbest = 0;
+    for (int t0 = 0; t0 < G * G; t0++) {
+        if (!(mask >> t0 & 1) || (seen >> t0 & 1)) continue;
+        int stack[CS_TL2_MAX_TILES], sp = 0, n = 0;
+        uint64_t reg = 1ull << t0;
+        stack[sp++] = t0;
+        while (sp) {
+            int t = stack[--sp], y = t / G, x = t % G;
+            n++;
+            const int nb[4] = {y > 0 ? t - G : -1, y < G - 1 ? t + G : -1, x > 0 ? t - 1 : -1, x < G - 1 ? t + 1 : -1};
+            for (int i = 0; i < 4; i++)
+                if (nb[i] >= 0 && (mask >> nb[i] & 1) && !(reg >> nb[i] & 1)) {
+                    reg |= 1ull << nb[i];
+                    stack[sp++] = nb[i];
+                }
+        }
+        seen |= reg;
+        if (n > nbest) {
+            nbest = n;
+            best = reg;
+        }
+    }
+    *n_out = nbest;
+    return best;
+}
+
+/* The region of candidate row at one alignment: tile distances td to the
+ * round trip, the reference's thumbnail rendered at box (side <= 0 or the
+ * whole thumbnail: as is), g the prepared generation (mirrored or not, as
+ * td was measured). buf: [dim] scratch. */
+static rt_part part_at(const cs_an_refs *refs, int32_t row, const float *td, const float *g, int mirrored,
+                       const float *box, float tol, const cs_an_settings *s, float *buf) {
+    const cs_tl2_cfg *cfg = &refs->cfg;
+    const int T = cs_tl2_tiles(cfg), tdim = cs_tl2_tile_dim(cfg);
+    const uint8_t *ref = refs->thumbs + (int64_t)row * S * S * 3;
+    uint8_t crop[S * S * 3];
+    rt_part p = {.mirrored = mirrored, .box = {0, 0, (float)S}};
+    if (box && box[2] > 0 && !(box[0] == 0 && box[1] == 0 && box[2] == (float)S)) {
+        cs_an_render_crop(crop, ref, S, box[0], box[1], box[2]);
+        ref = crop;
+        memcpy(p.box, box, sizeof p.box);
+    }
+    cs_tl2_prepare(buf, NULL, ref, cfg);
+    const float need = fmaxf((float)s->tile_min_std, tol);
+    uint64_t mask = 0;
+    for (int t = 0; t < T; t++) {
+        double m = 0, m2 = 0;
+        for (int i = 0; i < tdim; i++) {
+            m += buf[t * tdim + i];
+            m2 += (double)buf[t * tdim + i] * buf[t * tdim + i];
+        }
+        m /= tdim;
+        double v = m2 / tdim - m * m;
+        if (sqrt(v > 0 ? v : 0) >= need && td[t] <= tol) mask |= 1ull << t;
+    }
+    p.tiles = largest_region(mask, cfg->grid, &p.n);
+    /* the decoder's copy of this part: nearer the round trip than the reference there */
+    float tr[CS_TL2_MAX_TILES];
+    cs_tl2_pair(tr, g, buf, cfg);
+    double to_rt = 0, to_ref = 0;
+    for (int t = 0; t < T; t++)
+        if (p.tiles >> t & 1) {
+            to_rt += (double)td[t] * td[t];
+            to_ref += (double)tr[t] * tr[t];
+        }
+    if (!(to_rt < to_ref)) p.tiles = 0, p.n = 0;
+    return p;
+}
+
+/* One candidate's three alignments for ae_floor_part: tile distances to
+ * its round trip as is, mirrored, and at the refinement's crop box. */
+typedef struct {
+    float td[3][CS_TL2_MAX_TILES];
+    int mirrored[3], n; /* n: alignments measured (2, or 3 with the box) */
+    float box[3];
+} rt_align;
+
+/* The largest region of candidate row over its alignments at tolerance tol.
+ * gid, gmir: the prepared generation as is and mirrored. */
+static rt_part part_of(const cs_an_refs *refs, int32_t row, const rt_align *al, const float *gid, const float *gmir,
+                       float tol, const cs_an_settings *s, float *buf) {
+    rt_part best = {0};
+    for (int a = 0; a < al->n; a++) {
+        rt_part p = part_at(refs, row, al->td[a], al->mirrored[a] ? gmir : gid, al->mirrored[a],
+                            a == 2 ? al->box : NULL, tol, s, buf);
+        if (p.n > best.n) best = p;
+    }
+    return best;
+}
+
+/* A region's tiles mirrored left to right (grid G). */
+static uint64_t mirror_tiles(uint64_t m, int G) {
+    uint64_t o = 0;
+    for (int t = 0; t < G * G; t++)
+        if (m >> t & 1) o |= 1ull << (t / G * G + G - 1 - t % G);
+    return o;
+}
+
+/* The RMS of a candidate's tile distances to its round trip over the
+ * generation's tiles gen (bit t: tile t of the generation as is), at the
+ * nearest of its alignments. */
+static float region_d(const rt_align *al, uint64_t gen, int G) {
+    float best = INFINITY;
+    for (int a = 0; a < al->n; a++) {
+        const uint64_t m = al->mirrored[a] ? mirror_tiles(gen, G) : gen;
+        double s2 = 0;
+        int n = 0;
+        for (int t = 0; t < G * G; t++)
+            if (m >> t & 1) {
+                s2 += (double)al->td[a][t] * al->td[a][t];
+                n++;
+            }
+        if (n && sqrt(s2 / n) < best) best = (float)sqrt(s2 / n);
+    }
+    return best;
+}
+
+/* A distinct candidate nearly as near over k's region (Lowe's ratio,
+ * CS_LFV_RATIO, on the region's RMS distance to each candidate's round
+ * trip): the part is no evidence for k. A shared layout (every tricolour
+ * flag, every clock face's rim) is as near several round trips; and a
+ * reference that the autoencoder reproduces badly has a loose tolerance,
+ * so without this the worst-reproduced of a family of look-alikes would
+ * take every generation of that layout. */
+static int part_rival(const cs_an_refs *refs, const int32_t *rows, const rt_align *al, const rt_part *p, int nr,
+                      int k, const cs_an_settings *s) {
+    const int G = refs->cfg.grid;
+    const uint64_t gen = p[k].mirrored ? mirror_tiles(p[k].tiles, G) : p[k].tiles;
+    const float dk = region_d(&al[k], gen, G);
+    float *buf = NULL;
+    int rival = 0;
+    for (int m = 0; m < nr && !rival; m++) {
+        if (m == k || rows[m] == rows[k] || CS_LFV_RATIO * region_d(&al[m], gen, G) > dk) continue;
+        if (!buf && !(buf = malloc(sizeof(float) * 3 * (size_t)cs_tl2_dim(&refs->cfg)))) return 1; /* unsure */
+        rival = distinct_refs(refs, rows[k], rows[m], s, buf);
     }
     free(buf);
     return rival;
@@ -505,12 +703,14 @@ static void judge_one(void *vctx, int64_t j, int thread) {
     int32_t rows[RT_MAXC];
     int nr = cand_rows(res, rows), w, h;
     gen_size(A->rt, c->cx[j], &w, &h);
-    float *qp = malloc(sizeof(float) * (2 * D + 2 * C16));
+    float *qp = malloc(sizeof(float) * (4 * D + 2 * C16));
     uint8_t *rt = malloc((size_t)nr * S * S * 3);
     cs_an_cand *cand = malloc(sizeof(cs_an_cand) * (size_t)nr);
     int64_t ids[RT_MAXC];
     float d_ref[RT_MAXC], d_rt[RT_MAXC], d_near[RT_MAXC];
     uint64_t beyond[RT_MAXC]; /* tiles farther than the floor from the round trip */
+    rt_part part[RT_MAXC];    /* ae_floor_part's region of each candidate */
+    rt_align al[RT_MAXC];     /* ... and its alignments */
     const rt_entry *ent[RT_MAXC];
     const int T = cs_tl2_tiles(cfg);
     cs_an_refs rr = {0};
@@ -519,7 +719,7 @@ static void judge_one(void *vctx, int64_t j, int thread) {
     uint8_t mir[S * S * 3];
     memcpy(mir, q->thumb, sizeof mir);
     cs_tl2_hflip_rgb(mir, S);
-    float *qid = qp, *qmir = qp + D, *q16 = qp + 2 * D;
+    float *qid = qp, *qmir = qp + D, *q16 = qp + 2 * D, *prt = q16 + 2 * C16, *pbuf = prt + D;
     cs_tl2_prepare(qid, NULL, q->thumb, cfg);
     cs_tl2_prepare(qmir, NULL, mir, cfg);
     cs_an_prep16(q16, q->thumb, cfg);
@@ -549,6 +749,20 @@ static void judge_one(void *vctx, int64_t j, int thread) {
         beyond[k] = 0;
         for (int t = 0; t < T; t++)
             if (b.tile_d[t] > ent[k]->floor) beyond[k] |= 1ull << t;
+        /* ae_floor_part's region: as is, mirrored, and at the alignment found on the round trip */
+        cs_tl2_prepare(prt, NULL, rt + (size_t)k * S * S * 3, cfg);
+        cs_tl2_pair(al[k].td[0], qid, prt, cfg);
+        cs_tl2_pair(al[k].td[1], qmir, prt, cfg);
+        al[k].mirrored[0] = 0;
+        al[k].mirrored[1] = 1;
+        al[k].n = 2;
+        if (isfinite(b.d_al)) {
+            memcpy(al[k].td[2], b.tile_d, sizeof b.tile_d);
+            al[k].mirrored[2] = b.al_mirrored;
+            memcpy(al[k].box, b.box, sizeof b.box);
+            al[k].n = 3;
+        }
+        part[k] = part_of(refs, rows[k], &al[k], qid, qmir, rt_part_tol(ent[k]->floor, s), s, pbuf);
         take_nearer(a, &b);
         cs_an_judge(a, refs, q, res->gen_pdq_quality, s);
         lf_near_in_place(a, d_ref[k], d_rt[k], beyond[k], ent[k]->floor, s);
@@ -573,6 +787,19 @@ static void judge_one(void *vctx, int64_t j, int thread) {
             af->rule = "near_ae_floor_partial";
         }
     }
+    /* ae_floor_part (above): only where no candidate is flagged */
+    int flagged = 0, pk = -1;
+    for (int k = 0; k < nr; k++) {
+        flagged |= cand[k].verdict >= CS_V_PARTIAL;
+        if (part[k].n >= s->partial_min_tiles &&
+            (pk < 0 || part[k].n > part[pk].n || (part[k].n == part[pk].n && d_near[k] < d_near[pk])))
+            pk = k;
+    }
+    if (!flagged && pk >= 0 &&
+        !part_rival(refs, rows, al, part, nr, pk, s)) {
+        cand[pk].verdict = CS_V_PARTIAL;
+        cand[pk].rule = "ae_floor_part";
+    }
     for (int k = 0; k < nr; k++) {
         if (best < 0 || better(&cand[k], &cand[best])) best = k;
         if (rows[k] == res->best.row) old = k;
@@ -596,6 +823,12 @@ static void judge_one(void *vctx, int64_t j, int thread) {
     update_neighbours(res, rows, cand, nr);
     c->info[j] = (an_rt_info){.used = 1, .d_ref = d_ref[best], .d_rt = d_rt[best], .floor = ent[best]->floor,
                               .from_source = ent[best]->from_source, .beyond = beyond[best], .tiles = T};
+    if (!strcmp(res->best.rule, "ae_floor_part")) {
+        c->info[j].part = part[best].tiles;
+        c->info[j].part_n = part[best].n;
+        c->info[j].part_mirrored = part[best].mirrored;
+        memcpy(c->info[j].part_box, part[best].box, sizeof part[best].box);
+    }
 out:
     cs_an_refs_free(&rr);
     free(qp);
@@ -637,4 +870,28 @@ void an_rt_evidence(void *obj, const an_state *A, const cs_an_result *r) {
     for (int t = 0; t < inf->tiles; t++)
         if (inf->beyond >> t & 1) cJSON_AddItemToArray(bt, cJSON_CreateNumber(t));
     cJSON_AddStringToObject(o, "round_trip_of", inf->from_source ? "source file" : "thumbnail");
+    /* ae_floor_part's region: its tiles (of the reference's crop at the
+     * alignment) and its box in the reference's thumbnail pixels */
+    if (inf->part_n > 0) {
+        cJSON *p = cJSON_AddObjectToObject(o, "part_at_floor");
+        cJSON *pt = cJSON_AddArrayToObject(p, "tiles");
+        const int G = A->refs.cfg.grid;
+        int x0 = G, y0 = G, x1 = -1, y1 = -1;
+        for (int t = 0; t < inf->tiles; t++) {
+            if (!(inf->part >> t & 1)) continue;
+            cJSON_AddItemToArray(pt, cJSON_CreateNumber(t));
+            x0 = t % G < x0 ? t % G : x0;
+            x1 = t % G > x1 ? t % G : x1;
+            y0 = t / G < y0 ? t / G : y0;
+            y1 = t / G > y1 ? t / G : y1;
+        }
+        cJSON_AddNumberToObject(p, "share_of_tiles", round(1e4 * inf->part_n / (double)inf->tiles) / 1e4);
+        const float sc = inf->part_box[2] / G;
+        const double bx[4] = {inf->part_box[0] + x0 * sc, inf->part_box[1] + y0 * sc, inf->part_box[0] + (x1 + 1) * sc,
+                              inf->part_box[1] + (y1 + 1) * sc};
+        cJSON *b = cJSON_AddArrayToObject(p, "box_px");
+        for (int i = 0; i < 4; i++) cJSON_AddItemToArray(b, cJSON_CreateNumber(round(bx[i] * 10) / 10));
+        cJSON_AddBoolToObject(p, "generation_mirrored", inf->part_mirrored);
+        cJSON_AddNumberToObject(p, "tile_tolerance_tl2", round(rt_part_tol(inf->floor, A->set) * 1e4) / 1e4);
+    }
 }

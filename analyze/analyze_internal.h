@@ -102,6 +102,9 @@ typedef struct {
     float floor;        /* tiled L2 of the reference to its round trip (the autoencoder's loss) */
     uint64_t beyond;    /* tiles (bit t) where the generation is farther than floor from the round trip */
     int tiles;          /* tiles of the grid (bits of beyond that mean something) */
+    uint64_t part;      /* ae_floor_part's region (bit t), 0: none */
+    int part_n, part_mirrored;
+    float part_box[3];  /* the reference's crop the region's tiles are of (x0, y0, side, px) */
 } an_rt_info;
 
 /* One prompt's line of prompt_summary. */

@@ -310,6 +310,8 @@ static void tally(cs_memo *m) {
         m->g_verdict_own[grp] += v_own;
         m->g_gt_own[grp] += gt_own;
         m->g_verdict_train[grp] += g->verdict_img >= 0;
+        m->g_flag_own[grp] += g->own >= 0 && g->flag_img == g->own;
+        m->g_flag_train[grp] += g->flag_img >= 0;
         m->g_gt_train[grp] += g->gt;
         /* verdict (copy or near-copy of training image j) vs ground truth (copy of j) */
         if (g->nearest >= 0)
@@ -673,6 +675,8 @@ void cs_memo_json(void *vroot, const cs_memo *m) {
         cJSON_AddNumberToObject(e, "prompts", (double)m->g_prompts[i]);
         cJSON_AddNumberToObject(e, "generations", (double)m->g_gens[i]);
         num(e, "verdict_copy_rate", ratio(own ? m->g_verdict_own[i] : m->g_verdict_train[i], m->g_gens[i]));
+        /* copy, near-copy or partial: the generations that copy at least a part */
+        num(e, "verdict_copy_or_partial_rate", ratio(own ? m->g_flag_own[i] : m->g_flag_train[i], m->g_gens[i]));
         num(e, "pixel_copy_rate", ratio(own ? m->g_gt_own[i] : m->g_gt_train[i], m->g_gens[i]));
         num(e, "prompts_with_copy_rate", own ? ratio(m->g_prompt_copied[i], m->g_prompts[i]) : NAN);
         num(e, "prompts_all_seeds_one_clique_rate", ratio(m->g_clique[i], m->g_prompts[i]));

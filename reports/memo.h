@@ -112,6 +112,8 @@ typedef struct cs_memo {
     int64_t g_prompts[CS_MEMO_MAX_GROUPS], g_gens[CS_MEMO_MAX_GROUPS];
     int64_t g_verdict_own[CS_MEMO_MAX_GROUPS], g_gt_own[CS_MEMO_MAX_GROUPS];
     int64_t g_verdict_train[CS_MEMO_MAX_GROUPS], g_gt_train[CS_MEMO_MAX_GROUPS];
+    /* the same counts with partial verdicts (flag_img): a part copied */
+    int64_t g_flag_own[CS_MEMO_MAX_GROUPS], g_flag_train[CS_MEMO_MAX_GROUPS];
     int64_t g_prompt_copied[CS_MEMO_MAX_GROUPS]; /* prompts with >= 1 own-image verdict */
     int64_t g_clique[CS_MEMO_MAX_GROUPS]; /* prompts whose seeds all form one Carlini clique */
     /* white-box ROC, per prompt */

@@ -18,8 +18,10 @@ PNGs (independent of reports/memo.c), for each reading of "copy verdict":
     partial     copy, near-copy or partial of i (issue 13 counts partial as
                 flagged)
 floor_i = PSNR(reconstruction_i, training image_i). Prints the table and each
-disagreement; with OUTDIR, writes a PNG per disagreement (generation |
-training image | reconstruction, 4x) for a person to look at."""
+disagreement (with the finding's tiles beyond the autoencoder floor and the
+region of ae_floor_part, pixel_comparison.part_at_floor); with OUTDIR, writes a
+PNG per disagreement (generation | training image | reconstruction, 4x) for a
+person to look at."""
 import json
 import os
 import sqlite3
@@ -107,7 +109,8 @@ for g in rep:
     rows.append(dict(gid=gid, prompt=g["prompt"], path=paths[gid], truth=truth, strict=strict, partial=part,
                      verdict=top[0], vref=top[1], rule=top[2].get("rule", ""), ps=ps[n_ps], n_ps=n_ps,
                      floor=floor[n_ps], tl=tl[n_tl], n_tl=n_tl, im=im,
-                     beyond=top[2].get("pixel_comparison", {}).get("tiles_beyond_floor")))
+                     beyond=top[2].get("pixel_comparison", {}).get("tiles_beyond_floor"),
+                     part=top[2].get("pixel_comparison", {}).get("part_at_floor", {}).get("tiles")))
 
 print("%d generations, analysis %d of run %d" % (len(rows), ana, run))
 print("| truth | reading | TP | FP | FN | TN | precision | recall |")
@@ -129,9 +132,9 @@ for r in rows:
     if len(set(keys)) > 1:
         dis.append(r)
         print("gen %d %-28s verdict %-9s %-22s ref %-26s | tl2 %.3f %-22s | psnr %.1f floor %.1f %-22s | "
-              "truths %s | beyond %s" % (
+              "truths %s | beyond %s | part at floor %s" % (
                   r["gid"], r["prompt"][:28], r["verdict"], r["rule"], r["vref"], r["tl"], r["n_tl"], r["ps"],
-                  r["floor"], r["n_ps"], {k: (v or "-")[4:] for k, v in r["truth"].items()}, r["beyond"]))
+                  r["floor"], r["n_ps"], {k: (v or "-")[4:] for k, v in r["truth"].items()}, r["beyond"], r["part"]))
 if OUT:
     os.makedirs(OUT, exist_ok=True)
     for r in dis:

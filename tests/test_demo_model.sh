@@ -29,7 +29,10 @@
 #    says so in one line on stderr (and in every finding's evidence), by
 #    `copyscope analyze` and by `copyscope run` alike;
 #  - a 1x prompt's decoder copy of the 30x post office is judged a (partial)
-#    copy of it although a rival reference is about as far by raw pixels (below).
+#    copy of it although a rival reference is about as far by raw pixels (below);
+#  - a 1x prompt's post office with a corner lost is a partial copy of it by
+#    the part reproduced at the autoencoder's precision (ae_floor_part), and
+#    a blob that reproduces no part of any training image stays unflagged.
 B=${CS_BIN:-build/copyscope}
 BABS=$(cd "$(dirname "$B")" && pwd)/$(basename "$B")
 T=${CS_TMP:-/tmp}/demo-model-sh.$$
@@ -71,7 +74,9 @@ cat >"$T/s.json" <<EOF
              {"id": "dup30", "text": "european post office", "seed": 2000},
              {"id": "lorry", "text": "articulated lorry", "seed": 2001, "samples": 1},
              {"id": "cloud", "text": "cloud", "seed": 2001, "samples": 1},
-             {"id": "guardsman", "text": "guardsman", "seed": 2002, "samples": 1}, $novs]}
+             {"id": "guardsman", "text": "guardsman", "seed": 2002, "samples": 1},
+             {"id": "link", "text": "link symbol", "seed": 2001, "samples": 1},
+             {"id": "rowboat", "text": "rowboat", "seed": 2001, "samples": 1}, $novs]}
 EOF
 $B run "$T/s.json" --db "$T/a.db" --out "$T/o1" -j 2 >"$T/run1" 2>&1 && ok run || { bad run; tail -5 "$T/run1"; }
 $B generate "$T/s.json" --db "$T/b.db" --out "$T/o2" -j 2 >/dev/null 2>&1 && ok generate_again || bad generate_again
@@ -221,6 +226,29 @@ gpart=$($PY -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(
 [ "$(grep -c . "$T/guard")" -eq 1 ] && [ "$gref" = 1fa84.png ] && [ "$gv" = partial ] && [ "$gpx" = 1 ] &&
     [ "$grule" = near_ae_floor_partial ] && [ "${gbeyond:-0}" -ge 1 ] && [ "$gpart" = 1 ] &&
     ok moved_part_partial || { bad "moved_part_partial (replaced part: $gpart)"; cat "$T/guard"; }
+
+# a 1x prompt drawn to the 30x post office (seed 2001 as in make run): the
+# post office with its lower-left corner lost (a white smear there), 0.22
+# from the decoded post office by tiled L2 (no pixel copy). No whole-image
+# rule holds and no tile is within partial_tile_l2 of the reference; 13 of
+# its 16 tiles, one connected region carrying the post office's structure,
+# are within the autoencoder's own loss (0.15, capped at 0.125) of the round
+# trip, nearer it than the reference, and no other candidate is nearly as
+# near there: a partial copy (ae_floor_part, analyze/an_roundtrip.c), its
+# region listed. It was novel before the rule
+$PY "$T/finding.py" "$T/o1/memo-test-report.json" "$T/a.db" "link symbol" >"$T/link" 2>&1
+read kpx knear kv krule kref kbeyond <"$T/link"
+kpart=$($PY -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT json_array_length(json_extract(f.evidence_json, '\$.pixel_comparison.part_at_floor.tiles')) FROM findings f JOIN generations g ON g.id = f.generation_id JOIN prompts p ON p.id = g.prompt_id WHERE p.text = 'link symbol' ORDER BY f.id DESC\").fetchone()[0])" "$T/a.db" 2>&1)
+[ "$(grep -c . "$T/link")" -eq 1 ] && [ "$kref" = 1f3e4.png ] && [ "$kv" = partial ] && [ "$krule" = ae_floor_part ] &&
+    [ "$kpx" = 0 ] && [ "${kpart:-0}" -ge 6 ] 2>/dev/null && ok part_at_floor_partial ||
+    { bad "part_at_floor_partial (region of $kpart tiles)"; cat "$T/link"; }
+# a 1x prompt whose generation is an orange-red blob (seed 2001 as in make
+# run: "rowboat", 0.30 from the nearest decoded training image, the chick):
+# no part of any training image at the decoder's precision, not flagged
+$PY "$T/finding.py" "$T/o1/memo-test-report.json" "$T/a.db" "rowboat" >"$T/blob" 2>&1
+read bpx bnear bv brule bref bbeyond <"$T/blob"
+[ "$(grep -c . "$T/blob")" -eq 1 ] && [ "$bpx" = 0 ] && { [ "$bv" = novel ] || [ "$bv" = none ]; } &&
+    ok blob_not_flagged || { bad blob_not_flagged; cat "$T/blob"; }
 
 # the report's second lines against an independent count: PSNR to the
 # nearest training image as indexed (the reference thumbnails) at least its

@@ -81,7 +81,7 @@ const cs_an_setting_info cs_an_setting_table[] = {
     ROW(lf_min_share, 0.375,
         "ours: the share partial_min_tiles asks of the tiles (6 of 16 = 3/8); unrelated images share "
         "details that verify without being chance",
-        "local features: and at least this share of the reference's stored keypoints verified"),
+        "local features: and at least this share of the reference's stored keypoints that the verified geometry leaves visible in the generation are verified"),
     ROW(lf_near_cover, 0.5,
         "ours: the reference mapped into the generation covers at least half of it: a copy of the "
         "picture; less: a reference inside a new picture",

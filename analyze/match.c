@@ -470,6 +470,39 @@ void cs_an_mark_ambiguous(cs_an_cand *cand, int nc, const cs_an_refs *r, int gen
     free(buf);
 }
 
+/* The derotated views of a generation, prepared for the tiled L2. The
+ * candidates of one generation are refined one after another on one thread
+ * (verify_one; the ranks' verification likewise), so the views of the last
+ * generation are kept per thread and made once per generation, not once per
+ * candidate (they were 7 % of an analysis's CPU); the key is the whole
+ * thumbnail, the image size and the layout, so a kept view is the one that
+ * would be made. */
+typedef struct {
+    int valid, w, h;
+    cs_tl2_cfg cfg;
+    uint8_t thumb[S * S * 3];
+    int ok[CS_AN_NROT];
+    float view[CS_AN_NROT][S * S * 3];
+} rot_views;
+
+static _Thread_local rot_views rv_tls;
+
+static const rot_views *rot_views_of(const cs_an_query *q, const cs_tl2_cfg *cfg) {
+    rot_views *v = &rv_tls;
+    if (cs_tl2_dim(cfg) > S * S * 3) return NULL;
+    if (v->valid && v->w == q->img_w && v->h == q->img_h && v->cfg.size == cfg->size && v->cfg.grid == cfg->grid &&
+        v->cfg.norm == cfg->norm && !memcmp(v->thumb, q->thumb, sizeof v->thumb))
+        return v;
+    v->valid = 1, v->w = q->img_w, v->h = q->img_h, v->cfg = *cfg;
+    memcpy(v->thumb, q->thumb, sizeof v->thumb);
+    for (int k = 0; k < CS_AN_NROT; k++) {
+        uint8_t px[S * S * 3];
+        v->ok[k] = cs_an_derotate(px, q->thumb, q->img_w, q->img_h, cs_an_rot_deg[k]) == 0;
+        if (v->ok[k]) cs_tl2_prepare(v->view[k], NULL, px, cfg);
+    }
+    return v;
+}
+
 void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *qid,
                   const float *qmir, const float *q16id, const float *q16mir, int do_align,
                   const cs_an_query *q, const cs_an_settings *s) {
@@ -518,33 +551,29 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
      * runs, when the picture is not already a copy as it is; the best view,
      * if better than as is. */
     c->d_rot = INFINITY;
-    float *rot = NULL; /* [2][D]: the view being tried, the best one */
-    if (q && do_align && s->align > 0 && c->d_id > s->copy_tl2 && (rot = malloc(sizeof(float) * 2 * (size_t)D))) {
-        uint8_t view[S * S * 3];
+    const rot_views *rv = q && do_align && s->align > 0 && c->d_id > s->copy_tl2 ? rot_views_of(q, cfg) : NULL;
+    int bv = -1; /* the view that gave d_al */
+    for (int v = 0; rv && v < CS_AN_NROT; v++) {
+        if (!rv->ok[v]) continue;
         float td_r[CS_TL2_MAX_TILES];
-        for (int v = 0; v < CS_AN_NROT; v++) {
-            if (cs_an_derotate(view, q->thumb, q->img_w, q->img_h, cs_an_rot_deg[v])) continue;
-            cs_tl2_prepare(rot, NULL, view, cfg);
-            float d = cs_tl2_pair(td_r, rot, ref, cfg);
-            if (!(d < c->d_rot)) continue;
-            c->d_rot = d;
-            c->rot_deg = cs_an_rot_deg[v];
-            if (!(d < c->d_al)) continue;
-            c->d_al = d;
-            c->al_mirrored = 0;
-            memcpy(c->tile_d, td_r, sizeof(float) * T);
-            memcpy(rot + D, rot, sizeof(float) * (size_t)D);
-        }
+        float d = cs_tl2_pair(td_r, rv->view[v], ref, cfg);
+        if (!(d < c->d_rot)) continue;
+        c->d_rot = d;
+        c->rot_deg = cs_an_rot_deg[v];
+        if (!(d < c->d_al)) continue;
+        c->d_al = d;
+        c->al_mirrored = 0;
+        memcpy(c->tile_d, td_r, sizeof(float) * T);
+        bv = v;
     }
     float *crop = NULL;
     const float *best_ref = ref;
     if (do_align && s->align > 0 && c->d_id > s->copy_tl2 && q16id && q16mir)
         best_ref = align_box(c, r, row, qid, qmir, q16id, q16mir, ref, &crop);
     /* the generation's tiles as compared: a derotated view unless a crop box won */
-    const float *gen = cs_an_cand_derotated(c) ? rot + D : c->al_mirrored ? qmir : qid;
+    const float *gen = bv >= 0 && cs_an_cand_derotated(c) ? rv->view[bv] : c->al_mirrored ? qmir : qid;
     count_tiles(c, best_ref, gen, cfg, s);
     free(crop);
-    free(rot);
     free(own);
     /* a verification the local rule could flag: is the colour change global
      * (a copy, edited) or one part recoloured (a twin)? (analyze/lf_colour.h) */

@@ -7,13 +7,14 @@
  *  - a rotated copy is found at rank 1 as a near-copy (not a copy) of its
  *    source, among references that are other pictures of the same kind (as
  *    is, its tiled L2 is beyond every copy bound: the check fails without
- *    the views);
+ *    the views); the replaced-part veto compares it through the view's map;
  *  - the tiled-L2 scan's list with the views joined equals a brute force
  *    (every reference at its smallest exact distance over the views), and
  *    two shards merged equal the whole (the same at any rank count);
  *  - the batch gives the same results at 1 and 2 threads. */
 #include <stdint.h>
 
+#include "analyze/an_part.h"
 #include "analyze/match.h"
 #include "analyze/settings.h"
 #include "analyze/verdict.h"
@@ -164,6 +165,17 @@ static void test_rotated_copy_rank1(void) {
         /* the list's score is the evidence's distance for the same pair */
         CHECKF(res[i].tl2[0].score == res[i].best.d_rot, "query %d: %g vs %g", i, res[i].tl2[0].score,
                res[i].best.d_rot);
+    }
+    /* the replaced-part veto compares through the view's map: the turned
+     * copy's cells are explained, no part replaced (measured unaligned, most
+     * cells differ) */
+    for (int i = 0; i < 4; i++) {
+        cs_an_cand c = res[i].best;
+        c.part_al.measured = 0;
+        cs_an_part_al(&c, &r, &q[i], &s);
+        CHECKF(c.part_al.cells > 0 && 4 * c.part_al.differ < c.part_al.cells && !c.part_al.replaced,
+               "query %d: %d of %d cells differ, replaced %d", i, c.part_al.differ, c.part_al.cells,
+               c.part_al.replaced);
     }
     CHECK(res[4].best.row == 5 && res[4].verdict == CS_V_COPY && res[4].best.rot_deg == 0);
     CHECK(res[5].verdict < CS_V_PARTIAL);

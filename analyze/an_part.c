@@ -22,6 +22,8 @@ void cs_an_part_al(cs_an_cand *c, const cs_an_refs *r, const cs_an_query *q, con
     double k = (double)S / c->box[2];
     double m[6] = {c->al_mirrored ? -k : k, 0, c->al_mirrored ? S + c->box[0] * k : -c->box[0] * k,
                    0, k, -c->box[1] * k};
+    /* a derotated view gave the distance (match.h, cs_an_derotate): its map */
+    if (cs_an_cand_derotated(c)) cs_an_derotate_map(m, q->img_w, q->img_h, c->rot_deg);
     uint8_t map[S * S];
     cs_lfc kc;
     /* the hue search stops once fewer pixels are left than a part needs:

@@ -167,6 +167,8 @@ int cs_an_refs_set_hashes(cs_an_refs *r, const int64_t *hid, const cs_hashes *h,
 
 int cs_an_query_init(cs_an_query *q, const cs_image *img, int want_hashes, cs_err *err) {
     memset(q, 0, sizeof *q);
+    q->img_w = img->w;
+    q->img_h = img->h;
     cs_image t = {0};
     if (img->w == S && img->h == S) {
         memcpy(q->thumb, img->rgb, sizeof q->thumb);
@@ -187,6 +189,50 @@ int cs_an_query_init(cs_an_query *q, const cs_image *img, int want_hashes, cs_er
     cs_image_free(&m);
     if (rc) return -1;
     q->has_hashes = 1;
+    return 0;
+}
+
+const float cs_an_rot_deg[CS_AN_NROT] = {-12.5f, -7.5f, 7.5f, 12.5f};
+
+int cs_an_cand_derotated(const cs_an_cand *c) { return c->rot_deg != 0 && c->d_al == c->d_rot; }
+
+int cs_an_derotate_map(double m[6], int img_w, int img_h, float deg) {
+    const double W = img_w > 0 && img_h > 0 ? img_w : S, H = img_w > 0 && img_h > 0 ? img_h : S;
+    const double t = deg * 3.14159265358979323846 / 180, c = cos(t), sn = sin(t);
+    const double ac = fabs(c), as = fabs(sn), det = ac * ac - as * as;
+    /* the grown canvas of a w x h picture turned by t is W = w|c| + h|s|,
+     * H = w|s| + h|c|: solved for the picture's own w, h */
+    const double w = (W * ac - H * as) / det, h = (H * ac - W * as) / det;
+    if (!(det > 0) || w < 1 || h < 1) return -1;
+    /* a point (x, y) of the picture's thumbnail is (x/S - 1/2) w, (y/S - 1/2) h
+     * image px from its centre, turned by t about the canvas's centre, then
+     * scaled to the canvas's thumbnail */
+    m[0] = c * w / W, m[1] = -sn * h / W, m[2] = S / 2.0 * (1 - m[0] - m[1]);
+    m[3] = sn * w / H, m[4] = c * h / H, m[5] = S / 2.0 * (1 - m[3] - m[4]);
+    return 0;
+}
+
+int cs_an_derotate(uint8_t *out, const uint8_t *thumb, int img_w, int img_h, float deg) {
+    double m[6];
+    if (cs_an_derotate_map(m, img_w, img_h, deg)) return -1;
+    for (int v = 0; v < S; v++)
+        for (int u = 0; u < S; u++) {
+            /* pixel centres, bilinear */
+            double x = u + 0.5, y = v + 0.5;
+            float tx = (float)(m[0] * x + m[1] * y + m[2] - 0.5), ty = (float)(m[3] * x + m[4] * y + m[5] - 0.5);
+            if (tx < 0) tx = 0;
+            if (ty < 0) ty = 0;
+            if (tx > S - 1) tx = S - 1;
+            if (ty > S - 1) ty = S - 1;
+            int x1 = (int)tx, y1 = (int)ty, x2 = x1 + 1 < S ? x1 + 1 : x1, y2 = y1 + 1 < S ? y1 + 1 : y1;
+            float fx = tx - x1, fy = ty - y1;
+            const uint8_t *a = thumb + (y1 * S + x1) * 3, *b = thumb + (y1 * S + x2) * 3;
+            const uint8_t *cc = thumb + (y2 * S + x1) * 3, *d = thumb + (y2 * S + x2) * 3;
+            for (int ch = 0; ch < 3; ch++) {
+                float top = a[ch] + (b[ch] - a[ch]) * fx, bot = cc[ch] + (d[ch] - cc[ch]) * fx;
+                out[(v * S + u) * 3 + ch] = (uint8_t)(top + (bot - top) * fy + 0.5f);
+            }
+        }
     return 0;
 }
 
@@ -424,6 +470,39 @@ void cs_an_mark_ambiguous(cs_an_cand *cand, int nc, const cs_an_refs *r, int gen
     free(buf);
 }
 
+/* The derotated views of a generation, prepared for the tiled L2. The
+ * candidates of one generation are refined one after another on one thread
+ * (verify_one; the ranks' verification likewise), so the views of the last
+ * generation are kept per thread and made once per generation, not once per
+ * candidate (they were 7 % of an analysis's CPU); the key is the whole
+ * thumbnail, the image size and the layout, so a kept view is the one that
+ * would be made. */
+typedef struct {
+    int valid, w, h;
+    cs_tl2_cfg cfg;
+    uint8_t thumb[S * S * 3];
+    int ok[CS_AN_NROT];
+    float view[CS_AN_NROT][S * S * 3];
+} rot_views;
+
+static _Thread_local rot_views rv_tls;
+
+static const rot_views *rot_views_of(const cs_an_query *q, const cs_tl2_cfg *cfg) {
+    rot_views *v = &rv_tls;
+    if (cs_tl2_dim(cfg) > S * S * 3) return NULL;
+    if (v->valid && v->w == q->img_w && v->h == q->img_h && v->cfg.size == cfg->size && v->cfg.grid == cfg->grid &&
+        v->cfg.norm == cfg->norm && !memcmp(v->thumb, q->thumb, sizeof v->thumb))
+        return v;
+    v->valid = 1, v->w = q->img_w, v->h = q->img_h, v->cfg = *cfg;
+    memcpy(v->thumb, q->thumb, sizeof v->thumb);
+    for (int k = 0; k < CS_AN_NROT; k++) {
+        uint8_t px[S * S * 3];
+        v->ok[k] = cs_an_derotate(px, q->thumb, q->img_w, q->img_h, cs_an_rot_deg[k]) == 0;
+        if (v->ok[k]) cs_tl2_prepare(v->view[k], NULL, px, cfg);
+    }
+    return v;
+}
+
 void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *qid,
                   const float *qmir, const float *q16id, const float *q16mir, int do_align,
                   const cs_an_query *q, const cs_an_settings *s) {
@@ -464,11 +543,36 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
     c->box[0] = c->box[1] = 0;
     c->box[2] = (float)S;
     memcpy(c->tile_d, c->id_mirrored ? td_m : td_id, sizeof(float) * T);
+    /* The derotated views (CS_AN_NROT) are an alignment, as the crop boxes
+     * are: they can bring d_al down, never d_id, so a rotated picture is at
+     * most a near-copy (copy_tl2 reads d_id: a turned copy is an edited one,
+     * and a view is a crop zoomed by |cos| + |sin|, which can match a
+     * picture drawn at another scale). Tried where the alignment search
+     * runs, when the picture is not already a copy as it is; the best view,
+     * if better than as is. */
+    c->d_rot = INFINITY;
+    const rot_views *rv = q && do_align && s->align > 0 && c->d_id > s->copy_tl2 ? rot_views_of(q, cfg) : NULL;
+    int bv = -1; /* the view that gave d_al */
+    for (int v = 0; rv && v < CS_AN_NROT; v++) {
+        if (!rv->ok[v]) continue;
+        float td_r[CS_TL2_MAX_TILES];
+        float d = cs_tl2_pair(td_r, rv->view[v], ref, cfg);
+        if (!(d < c->d_rot)) continue;
+        c->d_rot = d;
+        c->rot_deg = cs_an_rot_deg[v];
+        if (!(d < c->d_al)) continue;
+        c->d_al = d;
+        c->al_mirrored = 0;
+        memcpy(c->tile_d, td_r, sizeof(float) * T);
+        bv = v;
+    }
     float *crop = NULL;
     const float *best_ref = ref;
     if (do_align && s->align > 0 && c->d_id > s->copy_tl2 && q16id && q16mir)
         best_ref = align_box(c, r, row, qid, qmir, q16id, q16mir, ref, &crop);
-    count_tiles(c, best_ref, c->al_mirrored ? qmir : qid, cfg, s);
+    /* the generation's tiles as compared: a derotated view unless a crop box won */
+    const float *gen = bv >= 0 && cs_an_cand_derotated(c) ? rv->view[bv] : c->al_mirrored ? qmir : qid;
+    count_tiles(c, best_ref, gen, cfg, s);
     free(crop);
     free(own);
     /* a verification the local rule could flag: is the colour change global
@@ -515,17 +619,36 @@ static void fused_of(const cs_an_cand *c, int gen_q, int64_t n_refs, const cs_an
     *f = *zl > *zp ? *zl : *zp;
 }
 
+/* The fused score as the finding's order reads it: each descriptor's z only
+ * where that descriptor is evidence by its own bound, the bound its verdict
+ * rule uses (local: the a-contrario odds lf_max_nfa and the share
+ * lf_min_share, "not chance" and "not a shared detail"; PDQ: a match at
+ * pdq_near, the PDQ authors' bound). Below them a z is chance-level: the
+ * binomial null of PDQ treats its 256 bits as independent, and unrelated
+ * pictures do sit at distance 90-100, z ~1-3; 4-5 inliers on a shared
+ * detail give z ~1-4 (issue 13's diagnosis in docs/BENCHMARKS.md, session 7:
+ * such a z put an unrelated reference above a rotated or cropped copy
+ * whose aligned tiled L2 was half as far). Where no descriptor is evidence,
+ * the pixels decide (the aligned tiled L2, the next key). */
+static float fused_evidence(const cs_an_cand *c, float zl, float zp, const cs_an_settings *s) {
+    float el = zl;
+    float ep = c->pdq >= 0 && c->pdq <= s->pdq_near ? zp : 0;
+    return el > ep ? el : ep;
+}
+
 typedef struct {
     const cs_an_cand *c;
     float zl, zp, f;
+    float fe; /* fused_evidence */
 } ranked;
 
-/* the finding's order: verdict, then the fused score, then the aligned
- * tiled L2, then the row (a total order: the same at any thread count) */
+/* the finding's order: verdict, then the fused score of the descriptors
+ * that are evidence, then the aligned tiled L2, then the row (a total
+ * order: the same at any thread count) */
 static int cmp_ranked(const void *va, const void *vb) {
     const ranked *a = va, *b = vb;
     if (a->c->verdict != b->c->verdict) return a->c->verdict > b->c->verdict ? -1 : 1;
-    if (a->f != b->f) return a->f > b->f ? -1 : 1;
+    if (a->fe != b->fe) return a->fe > b->fe ? -1 : 1;
     if (a->c->d_al != b->c->d_al) return a->c->d_al < b->c->d_al ? -1 : 1;
     return (a->c->row > b->c->row) - (a->c->row < b->c->row);
 }
@@ -648,7 +771,8 @@ static void finish_one(void *vctx, int64_t i, int thread) {
      * distance agree for the same pair (issue 13). */
     for (int j = 0; j < res->n_tl2; j++)
         for (int m = 0; m < nc; m++)
-            if (cand[m].row == res->tl2[j].row && isfinite(cand[m].d_id)) res->tl2[j].score = cand[m].d_id;
+            if (cand[m].row == res->tl2[j].row && isfinite(cand[m].d_id))
+                res->tl2[j].score = cand[m].d_rot < cand[m].d_id ? cand[m].d_rot : cand[m].d_id;
     for (int a = 1; a < res->n_tl2; a++) {
         cs_an_hit h = res->tl2[a];
         int p = a;
@@ -664,6 +788,7 @@ static void finish_one(void *vctx, int64_t i, int thread) {
         for (int m = 0; m < nc; m++) {
             rk[m].c = &cand[m];
             fused_of(&cand[m], res->gen_pdq_quality, r->n, x->s, &rk[m].zl, &rk[m].zp, &rk[m].f);
+            rk[m].fe = fused_evidence(&cand[m], rk[m].zl, rk[m].zp, x->s);
         }
         qsort(rk, (size_t)nc, sizeof *rk, cmp_ranked);
         b = (int)(rk[0].c - cand);
@@ -778,9 +903,12 @@ void cs_an_raw_merge(cs_an_hit *acc, const cs_an_hit *src, int64_t nlists, int k
  * layout scans: rows 2i (as is) and 2i + 1 (mirrored). */
 typedef struct {
     float *qp, *qn2, *ql, *qln2;
+    float *qr, *qrn2; /* the derotated views: row i * CS_AN_NROT + v (a view that does not exist: a copy of as is) */
 } qprep;
 
 static void qprep_free(qprep *p) {
+    free(p->qr);
+    free(p->qrn2);
     free(p->qp);
     free(p->qn2);
     free(p->ql);
@@ -794,7 +922,9 @@ static int qprep_init(qprep *p, const cs_an_refs *r, const cs_an_query *q, int64
     p->qn2 = malloc(sizeof(float) * T * 2 * m);
     p->ql = malloc(sizeof(float) * LAYDIM * 2 * m);
     p->qln2 = malloc(sizeof(float) * 2 * m);
-    if (!p->qp || !p->qn2 || !p->ql || !p->qln2) {
+    p->qr = malloc(sizeof(float) * D * CS_AN_NROT * m);
+    p->qrn2 = malloc(sizeof(float) * T * CS_AN_NROT * m);
+    if (!p->qp || !p->qn2 || !p->ql || !p->qln2 || !p->qr || !p->qrn2) {
         qprep_free(p);
         return cs_fail(err, CS_ENOMEM, "analyze: out of memory for %lld generations", (long long)nq);
     }
@@ -808,6 +938,11 @@ static int qprep_init(qprep *p, const cs_an_refs *r, const cs_an_query *q, int64
         cs_tl2_prepare(p->ql + (2 * i) * LAYDIM, p->qln2 + 2 * i, lay, &lay_cfg);
         layout_of(lay, m);
         cs_tl2_prepare(p->ql + (2 * i + 1) * LAYDIM, p->qln2 + 2 * i + 1, lay, &lay_cfg);
+        for (int v = 0; v < CS_AN_NROT; v++) {
+            int64_t row = i * CS_AN_NROT + v;
+            if (cs_an_derotate(m, q[i].thumb, q[i].img_w, q[i].img_h, cs_an_rot_deg[v])) memcpy(m, q[i].thumb, sizeof m);
+            cs_tl2_prepare(p->qr + row * D, p->qrn2 + row * T, m, &r->cfg);
+        }
     }
     return 0;
 }
@@ -820,6 +955,60 @@ static void put_list(cs_an_hit *raw, cs_an_hit *tmp, int l, int64_t nq, int k, c
         tmp[j] = row < 0 ? (cs_an_hit){-1, INFINITY} : (cs_an_hit){grow ? grow[row] : (int32_t)row, dist[j]};
     }
     cs_an_raw_merge(raw + (int64_t)l * 2 * nq * k, tmp, 2 * nq, k);
+}
+
+/* The derotated views' tiled-L2 hits joined to each generation's as-is
+ * list (ix/dx rows 2i): every reference at its smallest distance over the
+ * views, the best k by (distance, index), the order of cs_tl2_topk. A
+ * reference among the k nearest by that smallest distance is among the k
+ * nearest of the view that gives it, so the join of per-view lists is exact,
+ * and the same whether the references are scanned whole or in shards. */
+static int rot_join(const cs_an_refs *r, const qprep *p, int64_t lo, int64_t nr, int64_t nq, int k, int32_t *ix,
+                    float *dx, cs_err *err) {
+    const int D = cs_tl2_dim(&r->cfg), T = cs_tl2_tiles(&r->cfg);
+    const int64_t m = nq * CS_AN_NROT;
+    int32_t *jx = malloc(sizeof(int32_t) * (size_t)(m * k));
+    float *ex = malloc(sizeof(float) * (size_t)(m * k));
+    int rc = -1;
+    if (!jx || !ex) {
+        cs_fail(err, CS_ENOMEM, "analyze: out of memory for the derotated scans");
+        goto out;
+    }
+    if (cs_tl2_topk(jx, ex, k, p->qr, p->qrn2, m, r->tl2 + lo * D, r->tl2_n2 + lo * T, nr, &r->cfg, err)) goto out;
+    for (int64_t i = 0; i < nq; i++) {
+        cs_an_hit all[(1 + CS_AN_NROT) * CS_AN_K];
+        int n = 0;
+        for (int v = -1; v < CS_AN_NROT; v++) {
+            const int32_t *a = v < 0 ? ix + 2 * i * k : jx + (i * CS_AN_NROT + v) * k;
+            const float *d = v < 0 ? dx + 2 * i * k : ex + (i * CS_AN_NROT + v) * k;
+            for (int t = 0; t < k; t++) {
+                if (a[t] < 0) continue;
+                int f = -1;
+                for (int u = 0; u < n && f < 0; u++)
+                    if (all[u].row == a[t]) f = u;
+                if (f < 0) all[n++] = (cs_an_hit){a[t], d[t]};
+                else if (d[t] < all[f].score) all[f].score = d[t];
+            }
+        }
+        for (int u = 1; u < n; u++) { /* insertion sort by (distance, index) */
+            cs_an_hit h = all[u];
+            int j = u;
+            while (j > 0 && (all[j - 1].score > h.score || (all[j - 1].score == h.score && all[j - 1].row > h.row))) {
+                all[j] = all[j - 1];
+                j--;
+            }
+            all[j] = h;
+        }
+        for (int t = 0; t < k; t++) {
+            ix[2 * i * k + t] = t < n ? all[t].row : -1;
+            dx[2 * i * k + t] = t < n ? all[t].score : INFINITY;
+        }
+    }
+    rc = 0;
+out:
+    free(jx);
+    free(ex);
+    return rc;
 }
 
 static int scan_rows(const cs_an_refs *r, const qprep *p, int64_t lo, int64_t hi, const int32_t *grow,
@@ -840,6 +1029,7 @@ static int scan_rows(const cs_an_refs *r, const qprep *p, int64_t lo, int64_t hi
     }
     if (what & CS_AN_SCAN_PIX) {
         if (cs_tl2_topk(ix, dx, k, p->qp, p->qn2, m, r->tl2 + lo * D, r->tl2_n2 + lo * T, nr, &r->cfg, err)) goto out;
+        if (rot_join(r, p, lo, nr, nq, k, ix, dx, err)) goto out;
         put_list(raw, tmp, 0, nq, k, ix, dx, lo, grow);
         if (cs_tl2_topk(ix, dx, k, p->ql, p->qln2, m, r->lay + lo * LAYDIM, r->lay_n2 + lo, nr, &lay_cfg, err))
             goto out;

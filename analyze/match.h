@@ -81,6 +81,7 @@ void cs_an_refs_free(cs_an_refs *r);
 /* One generation, as the matcher sees it. */
 typedef struct {
     uint8_t thumb[64 * 64 * 3]; /* area-resized like the references' thumbnails */
+    int img_w, img_h;           /* the image's size (0: square), for the derotated views */
     int has_hashes;
     cs_hashes h, hm;            /* hashes of the image and of its mirror image */
     /* optional embedding hits supplied by the caller (rows into cs_an_refs) */
@@ -99,6 +100,33 @@ typedef struct {
 /* Thumbnail (and, when want_hashes, hashes of the image and its mirror). */
 int cs_an_query_init(cs_an_query *q, const cs_image *img, int want_hashes, cs_err *err);
 
+/* Rotated copies (issue 13: "rotation within +-15 degrees tolerated"). A
+ * picture rotated by a with its canvas grown (the usual "rotate, expand")
+ * holds the original, turned, at its centre, and fill in the corners; the
+ * tiled L2 of 64 px thumbnails sees the corners and the turn and misses it.
+ * The generation is also compared derotated: its thumbnail turned back by
+ * each angle of cs_an_rot_deg and the original's rectangle cut from the
+ * centre (cs_an_derotate), in the tiled-L2 scan (the hits of the views join
+ * the as-is list, each reference at its smallest distance) and in the
+ * refinement (an alignment: d_al, never d_id, cs_an_refine). The
+ * angles are +-7.5 and +-12.5 degrees: every angle in 5..15 is within 2.5
+ * degrees of one of them, and 0..5 within 3.75 of 0 or 7.5 (2.5 degrees move
+ * a 64 px thumbnail's corner by 1.4 px, a tenth of a 16 px tile); a view
+ * counts only where it matches better than as is. */
+#define CS_AN_NROT 4
+extern const float cs_an_rot_deg[CS_AN_NROT];
+
+/* out (64x64 RGB): thumb (64x64, the area-resized image of img_w x img_h;
+ * 0: square) turned back by deg degrees, the rectangle the original had
+ * before a rotation by deg with the canvas grown, stretched to 64x64 as its
+ * own thumbnail would be. Returns -1 (out untouched) where no such rectangle
+ * exists (an image too elongated for the angle). */
+int cs_an_derotate(uint8_t *out, const uint8_t *thumb, int img_w, int img_h, float deg);
+/* the map of cs_an_derotate: a point (x, y) of the derotated thumbnail
+ * (continuous px, 0..64) is (m[0] x + m[1] y + m[2], m[3] x + m[4] y + m[5])
+ * of the generation's thumbnail; -1 where no rectangle exists */
+int cs_an_derotate_map(double m[6], int img_w, int img_h, float deg);
+
 typedef struct {
     int32_t row;
     float score;
@@ -109,6 +137,8 @@ typedef struct {
     int32_t row;
     float d_id;          /* tiled L2, best of as-is and mirrored */
     int id_mirrored;
+    float d_rot;         /* tiled L2 of the best derotated view (cs_an_derotate), INFINITY: not tried */
+    float rot_deg;       /* its angle (degrees), 0: none */
     float d_al;          /* tiled L2 at the best alignment (<= d_id) */
     int al_mirrored;
     float box[3];        /* reference crop of the best alignment: x0, y0, side (px) */
@@ -126,6 +156,9 @@ typedef struct {
     int verdict;
     const char *rule;    /* the setting that decided the verdict ("copy_tl2", ...) */
 } cs_an_cand;
+
+/* 1 when c's aligned distance d_al is its derotated view's */
+int cs_an_cand_derotated(const cs_an_cand *c);
 
 enum { CS_AN_AMBIG_TL2 = 1, CS_AN_AMBIG_TILES = 2 };
 

@@ -672,6 +672,8 @@ static void update_neighbours(cs_an_result *res, const int32_t *rows, const cs_a
                 res->nb[m].rule = cand[k].rule;
                 res->nb[m].d_id = cand[k].d_id;
                 res->nb[m].d_al = cand[k].d_al;
+                res->nb[m].d_rot = cand[k].d_rot;
+                res->nb[m].rot_deg = cand[k].rot_deg;
             }
     const cs_an_cand *b = &res->best;
     int at = -1;
@@ -680,7 +682,7 @@ static void update_neighbours(cs_an_result *res, const int32_t *rows, const cs_a
     cs_an_nb top = at >= 0 ? res->nb[at]
                            : (cs_an_nb){.row = b->row, .verdict = b->verdict, .rule = b->rule, .d_id = b->d_id,
                                         .d_al = b->d_al, .pdq = b->pdq, .phash = b->phash, .dhash = b->dhash,
-                                        .emb_cos = b->emb_cos};
+                                        .emb_cos = b->emb_cos, .d_rot = b->d_rot, .rot_deg = b->rot_deg};
     if (at < 0) at = res->n_nb < CS_AN_NB ? res->n_nb++ : CS_AN_NB - 1;
     memmove(res->nb + 1, res->nb, sizeof(cs_an_nb) * (size_t)at);
     res->nb[0] = top;

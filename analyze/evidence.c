@@ -8,6 +8,7 @@
 #include "analyze/analyze_internal.h"
 
 static void part_json(cJSON *o, const cs_lfp *p);
+static void num_or_null(cJSON *o, const char *k, int ok, double v);
 static cJSON *tile_json(int t, int grid, const float *td) {
     const int ts = CS_THUMB_SIZE / grid;
     cJSON *o = cJSON_CreateObject();
@@ -37,6 +38,10 @@ static void add_ref_tl2(cJSON *o, const an_state *A, const cs_an_cand *b) {
     cJSON_AddNumberToObject(t, "distance", r4(b->d_id));
     cJSON_AddBoolToObject(t, "mirrored", b->id_mirrored);
     cJSON_AddNumberToObject(t, "aligned_distance", r4(b->d_al));
+    /* the best derotated view (analyze/match.h): the tl2 list's score for a
+     * pair is the smaller of distance and this, so both are in the evidence */
+    num_or_null(t, "derotated_distance", isfinite(b->d_rot), r4(b->d_rot));
+    cJSON_AddNumberToObject(t, "derotation_deg", isfinite(b->d_rot) ? b->rot_deg : 0);
     cJSON_AddBoolToObject(t, "aligned_mirrored", b->al_mirrored);
     cJSON *box = cJSON_AddArrayToObject(t, "ref_crop");
     for (int k = 0; k < 3; k++) cJSON_AddItemToArray(box, cJSON_CreateNumber(r4(b->box[k])));
@@ -180,6 +185,7 @@ static void add_neighbours(cJSON *o, const an_state *A, const cs_an_result *r) {
         cJSON *sc = cJSON_AddObjectToObject(e, "scores");
         num_or_null(sc, "tl2", isfinite(n->d_id), r4(n->d_id));
         num_or_null(sc, "tl2_aligned", isfinite(n->d_al), r4(n->d_al));
+        num_or_null(sc, "tl2_derotated", isfinite(n->d_rot), r4(n->d_rot));
         num_or_null(sc, "pdq", n->pdq >= 0, n->pdq);
         num_or_null(sc, "phash", n->phash >= 0, n->phash);
         num_or_null(sc, "dhash", n->dhash >= 0, n->dhash);

@@ -797,7 +797,7 @@ static void finish_one(void *vctx, int64_t i, int thread) {
             const cs_an_cand *c = rk[m].c;
             res->nb[m] = (cs_an_nb){c->row, c->verdict, c->rule, c->d_id, c->d_al, c->pdq, c->phash, c->dhash,
                                     c->emb_cos, c->lf.inliers > 0 ? c->lf.score : 0, c->lf.inliers,
-                                    c->lf.coverage, rk[m].zl, rk[m].zp, rk[m].f};
+                                    c->lf.coverage, rk[m].zl, rk[m].zp, rk[m].f, c->d_rot, c->rot_deg};
         }
         free(rk);
     } else { /* out of memory: the most severe, nearest */

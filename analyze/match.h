@@ -176,11 +176,13 @@ typedef struct {
     int lf_inliers;
     float lf_coverage;
     float z_local, z_pdq, fused;
+    float d_rot, rot_deg; /* the best derotated view's tiled L2 and angle (INFINITY, 0: not tried) */
 } cs_an_nb;
 
 typedef struct {
     /* per-descriptor top lists, best first (rows into cs_an_refs) */
-    cs_an_hit tl2[CS_AN_K];   int n_tl2;   /* tiled L2 as-is/mirrored, ascending */
+    cs_an_hit tl2[CS_AN_K];   int n_tl2;   /* tiled L2: the smallest of as-is/mirrored and derotated
+                                            * (the evidence's tl2 and tl2_derotated), ascending */
     cs_an_hit lay[CS_AN_K];   int n_lay;   /* colour layout RMS, ascending */
     cs_an_hit pdq[CS_AN_K];   int n_pdq;   /* Hamming, ascending */
     cs_an_hit phash[CS_AN_K]; int n_phash;

@@ -547,7 +547,8 @@ void cs_memo_html(cs_buf *b, const cs_memo *m) {
     cs_esc_html(b, m->dir);
     cs_buf_printf(b, "/manifest.json): %d images with how often each was duplicated. A generation counts as a copy "
                      "when copyscope's verdict is copy or near-copy of the prompt's own training image (for novel "
-                     "prompts: of any training image). Pixel ground truth: tiled L2 at most 0.15 to the nearest "
+                     "prompts: of any training image); copies or partial also counts a partial verdict, a part of the "
+                     "image reproduced (Somepalli et al. 2023). Pixel ground truth: tiled L2 at most 0.15 to the nearest "
                      "training image as the model's autoencoder decodes it (Carlini et al. 2023; below).</p>",
                   m->n_img);
     if (m->note) {
@@ -558,7 +559,8 @@ void cs_memo_html(cs_buf *b, const cs_memo *m) {
     cs_buf_puts(b, "<div class=\"sumgrid\"><div>");
     rate_chart(b, m);
     cs_buf_puts(b, "</div><div><table><thead><tr><th>duplicates</th><th>prompts</th><th>generations</th>"
-                   "<th>copies (verdict)</th><th>copies (pixels)</th><th>prompts with a copy</th>"
+                   "<th>copies (verdict)</th><th>copies or partial (verdict)</th><th>copies (pixels)</th>"
+                   "<th>prompts with a copy</th>"
                    "<th>seeds in one clique</th></tr></thead><tbody>");
     for (int i = 0; i < m->n_groups; i++) {
         int own = m->group_copies[i] > 0;
@@ -567,6 +569,8 @@ void cs_memo_html(cs_buf *b, const cs_memo *m) {
         cs_buf_printf(b, "</td><td class=\"num\">%lld</td><td class=\"num\">%lld</td><td class=\"num\">",
                       (long long)m->g_prompts[i], (long long)m->g_gens[i]);
         pct(b, ratio(own ? m->g_verdict_own[i] : m->g_verdict_train[i], m->g_gens[i]));
+        cs_buf_puts(b, "</td><td class=\"num\">");
+        pct(b, ratio(own ? m->g_flag_own[i] : m->g_flag_train[i], m->g_gens[i]));
         cs_buf_puts(b, "</td><td class=\"num\">");
         pct(b, ratio(own ? m->g_gt_own[i] : m->g_gt_train[i], m->g_gens[i]));
         cs_buf_puts(b, "</td><td class=\"num\">");

@@ -99,6 +99,23 @@ read nfar nbad <"$T/far"
 [ "${nfar:-0}" -ge 1 ] && ok far_generation_exists || bad "far_generation_exists ($nfar)"
 [ "${nbad:-1}" -eq 0 ] && ok far_not_copy || bad "far_not_copy ($nbad of $nfar)"
 grep -q '"auc_first_step"' "$T/o1/memo-test-report.json" && ok report_has_memorisation || bad report_has_memorisation
+# the HTML table's "copies or partial (verdict)" column is the JSON's verdict_copy_or_partial_rate, group by group
+$PY - "$T/o1/memo-test-report.json" "$T/o1/memo-test-report.html" >"$T/cop" 2>&1 <<'EOF'
+import json, re, sys
+groups = json.load(open(sys.argv[1]))["memorisation"]["groups"]
+html = open(sys.argv[2], encoding="utf-8").read()
+sec = html[html.index('id="memorisation"'):]
+head = re.search(r"<thead><tr>(.*?)</tr></thead>", sec).group(1)
+cols = re.findall(r"<th>(.*?)</th>", head)
+col = cols.index("copies or partial (verdict)")
+rows = re.findall(r"<tr>(.*?)</tr>", sec[sec.index("<tbody>"):sec.index("</tbody>")])
+cells = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in rows]
+rate = [g["verdict_copy_or_partial_rate"] for g in groups]
+want = ["&ndash;" if r is None else "%.0f%%" % (100 * r) for r in rate]
+got = [c[col] for c in cells]
+print("ok" if got == want and sum(r is not None for r in rate) >= 2 else "html %s json %s" % (got, want))
+EOF
+grep -qx ok "$T/cop" && ok html_copy_or_partial_column || { bad html_copy_or_partial_column; cat "$T/cop"; }
 # a prompt's generations: the report's pixel truth beside the last analysis's
 # finding (verdict, rule, reference file, tiles beyond the autoencoder floor)
 cat >"$T/finding.py" <<'EOF'

@@ -165,6 +165,13 @@ static void test_rotated_copy_rank1(void) {
         /* the list's score is the evidence's distance for the same pair */
         CHECKF(res[i].tl2[0].score == res[i].best.d_rot, "query %d: %g vs %g", i, res[i].tl2[0].score,
                res[i].best.d_rot);
+        /* ... and the neighbour's scores carry it (evidence.c writes them as
+         * tl2 and tl2_derotated, so the list's score is one of them) */
+        int at = -1;
+        for (int m = 0; m < res[i].n_nb; m++)
+            if (res[i].nb[m].row == src[i]) at = m;
+        CHECKF(at >= 0 && res[i].nb[at].d_rot == res[i].tl2[0].score && res[i].nb[at].rot_deg == res[i].best.rot_deg,
+               "query %d: neighbour %d", i, at);
     }
     /* the replaced-part veto compares through the view's map: the turned
      * copy's cells are explained, no part replaced (measured unaligned, most

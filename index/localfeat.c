@@ -2,10 +2,15 @@
  * vote index over every reference descriptor (see localfeat.h). */
 #include "index/localfeat.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -279,50 +284,230 @@ out:
     return rc;
 }
 
-int cs_lf_load(cs_store *s, int64_t *n, int64_t **ids, uint8_t **recs, cs_err *err) {
-    *n = 0;
-    *ids = NULL;
-    *recs = NULL;
+/* Every record of ref_localfeat of the references with status 'ok', by
+ * refs.id, to fn (row number, id, the record's CS_LF_RECORD bytes); stops
+ * at fn's first non-zero return. */
+typedef int (*rec_fn)(void *ctx, int64_t row, int64_t id, const uint8_t *rec, cs_err *err);
+
+static int each_record(cs_store *s, rec_fn fn, void *ctx, cs_err *err) {
     sqlite3_stmt *st;
     if (cs_store_prepare(s, &st,
                          "SELECT l.ref_id, l.rec FROM ref_localfeat l JOIN refs r ON r.id = l.ref_id "
                          "WHERE r.status = 'ok' ORDER BY l.ref_id",
                          err))
         return -1;
-    int64_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (sqlite3_column_bytes(st, 1) != CS_LF_RECORD) {
-            sqlite3_finalize(st);
-            free(*ids), free(*recs);
-            *ids = NULL, *recs = NULL, *n = 0;
-            return cs_fail(err, CS_EFORMAT, "ref_localfeat: reference %lld: record of %d bytes, not %d",
-                           (long long)sqlite3_column_int64(st, 0), sqlite3_column_bytes(st, 1), CS_LF_RECORD);
-        }
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 1024;
-            int64_t *ni = realloc(*ids, sizeof(int64_t) * (size_t)cap);
-            if (ni) *ids = ni;
-            uint8_t *nr = ni ? realloc(*recs, (size_t)CS_LF_RECORD * (size_t)cap) : NULL;
-            if (nr) *recs = nr;
-            if (!ni || !nr) {
-                sqlite3_finalize(st);
-                free(*ids), free(*recs);
-                *ids = NULL, *recs = NULL, *n = 0;
-                return cs_fail(err, CS_ENOMEM, "ref_localfeat: out of memory");
-            }
-        }
-        (*ids)[*n] = sqlite3_column_int64(st, 0);
-        memcpy(*recs + (size_t)*n * CS_LF_RECORD, sqlite3_column_blob(st, 1), CS_LF_RECORD);
-        (*n)++;
+    int64_t row = 0;
+    int rc, bad = 0;
+    while (!bad && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(st, 1) != CS_LF_RECORD)
+            bad = cs_fail(err, CS_EFORMAT, "ref_localfeat: reference %lld: record of %d bytes, not %d",
+                          (long long)sqlite3_column_int64(st, 0), sqlite3_column_bytes(st, 1), CS_LF_RECORD);
+        else
+            bad = fn(ctx, row++, sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1), err);
     }
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        free(*ids), free(*recs);
-        *ids = NULL, *recs = NULL, *n = 0;
-        return cs_fail(err, CS_EDB, "ref_localfeat: read failed");
-    }
+    if (bad) return -1;
+    if (rc != SQLITE_DONE) return cs_fail(err, CS_EDB, "ref_localfeat: read failed");
     return 0;
+}
+
+typedef struct {
+    int64_t n, cap;
+    int64_t *ids;
+    uint8_t *recs;
+} load_ctx;
+
+static int load_one(void *vc, int64_t row, int64_t id, const uint8_t *rec, cs_err *err) {
+    load_ctx *c = vc;
+    if (row == c->cap) {
+        int64_t cap = c->cap ? 2 * c->cap : 1024;
+        int64_t *ni = realloc(c->ids, sizeof(int64_t) * (size_t)cap);
+        if (ni) c->ids = ni;
+        uint8_t *nr = ni ? realloc(c->recs, (size_t)CS_LF_RECORD * (size_t)cap) : NULL;
+        if (nr) c->recs = nr;
+        if (!ni || !nr) return cs_fail(err, CS_ENOMEM, "ref_localfeat: out of memory");
+        c->cap = cap;
+    }
+    c->ids[row] = id;
+    memcpy(c->recs + (size_t)row * CS_LF_RECORD, rec, CS_LF_RECORD);
+    c->n = row + 1;
+    return 0;
+}
+
+int cs_lf_load(cs_store *s, int64_t *n, int64_t **ids, uint8_t **recs, cs_err *err) {
+    load_ctx c = {0};
+    int rc = each_record(s, load_one, &c, err);
+    if (rc) {
+        free(c.ids), free(c.recs);
+        c = (load_ctx){0};
+    }
+    *n = c.n, *ids = c.ids, *recs = c.recs;
+    return rc;
+}
+
+/* ---- the records memory-mapped: <db>.lfrec ---- */
+
+/* The fingerprint of cs_lf_fingerprint, one record at a time. */
+typedef struct {
+    uint64_t h[4];
+} fp_state;
+
+static const uint64_t FP_P = 0x100000001B3ULL * 0x9E3779B1ULL + 1;
+
+static void fp_init(fp_state *f, int64_t n) {
+    f->h[0] = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n, f->h[1] = 0xC2B2AE3D27D4EB4FULL;
+    f->h[2] = 0x165667B19E3779F9ULL, f->h[3] = 0x27D4EB2F165667C5ULL;
+}
+
+static void fp_add(fp_state *f, int64_t id, const uint8_t *r) {
+    /* four 64-bit multiply-xor lanes over the ids and every record byte
+     * (a record replaced under the same id changes it too) */
+    f->h[0] = (f->h[0] ^ (uint64_t)id) * FP_P;
+    for (int k = 0; k < CS_LF_RECORD; k += 32)
+        for (int l = 0; l < 4; l++) {
+            uint64_t w;
+            memcpy(&w, r + k + 8 * l, 8);
+            f->h[l] = (f->h[l] ^ w) * FP_P;
+            f->h[l] ^= f->h[l] >> 29;
+        }
+}
+
+static uint64_t fp_end(const fp_state *f) {
+    uint64_t v = 0;
+    for (int l = 0; l < 4; l++) v = (v ^ f->h[l]) * FP_P, v ^= v >> 31;
+    return v;
+}
+
+uint64_t cs_lf_fingerprint(int64_t n, const int64_t *ids, const uint8_t *recs) {
+    fp_state f;
+    fp_init(&f, n);
+    for (int64_t i = 0; i < n; i++) fp_add(&f, ids[i], recs + (size_t)i * CS_LF_RECORD);
+    return fp_end(&f);
+}
+
+/* The file: a CS_LF_RECORD-byte header ("CSLR", version 1, record size,
+ * row count and the fingerprint of the rows it was written from, the rest
+ * zero), then the records, each on its own page(s): verifying a candidate
+ * touches one 4 KiB page. */
+static const char RMAGIC[4] = {'C', 'S', 'L', 'R'};
+enum { RHDR = CS_LF_RECORD };
+
+typedef struct {
+    int64_t n;
+    int64_t *ids;
+    fp_state fp;
+    FILE *f;        /* the pass that writes the file */
+    uint8_t *heap;  /* or the one that reads into memory */
+} rec_pass;
+
+static int fp_one(void *vc, int64_t row, int64_t id, const uint8_t *rec, cs_err *err) {
+    rec_pass *c = vc;
+    if (row >= c->n) return cs_fail(err, CS_EIO, "ref_localfeat: references changed while reading them");
+    c->ids[row] = id;
+    fp_add(&c->fp, id, rec);
+    return 0;
+}
+
+static int copy_one(void *vc, int64_t row, int64_t id, const uint8_t *rec, cs_err *err) {
+    rec_pass *c = vc;
+    if (row >= c->n || c->ids[row] != id)
+        return cs_fail(err, CS_EIO, "ref_localfeat: references changed while reading them");
+    if (c->heap) memcpy(c->heap + (size_t)row * CS_LF_RECORD, rec, CS_LF_RECORD);
+    else if (fwrite(rec, 1, CS_LF_RECORD, c->f) != CS_LF_RECORD) return cs_fail(err, CS_EIO, "write failed");
+    return 0;
+}
+
+/* Maps path when its header says n rows of fingerprint fp and its size
+ * matches; 1 mapped, 0 not. */
+static int map_records(cs_lf_records *r, const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    uint8_t h[32];
+    struct stat st;
+    size_t len = (size_t)RHDR + (size_t)CS_LF_RECORD * (size_t)r->n;
+    int ok = read(fd, h, sizeof h) == (ssize_t)sizeof h && !memcmp(h, RMAGIC, 4) && get32(h + 4) == 1 &&
+             get32(h + 8) == CS_LF_RECORD && (get32(h + 16) | (uint64_t)get32(h + 20) << 32) == (uint64_t)r->n &&
+             (get32(h + 24) | (uint64_t)get32(h + 28) << 32) == r->fp && !fstat(fd, &st) &&
+             (uint64_t)st.st_size == (uint64_t)len;
+    void *m = ok ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+    close(fd);
+    if (m == MAP_FAILED) return 0;
+    r->map = m;
+    r->map_len = len;
+    r->recs = (const uint8_t *)m + RHDR;
+    return 1;
+}
+
+static int write_records(cs_store *s, cs_lf_records *r, rec_pass *c, const char *path, cs_err *err) {
+    cs_atomic_file a;
+    if (cs_atomic_open(&a, path, err)) return -1;
+    uint8_t h[RHDR] = {0};
+    memcpy(h, RMAGIC, 4);
+    put32(h + 4, 1);
+    put32(h + 8, CS_LF_RECORD);
+    put32(h + 16, (uint32_t)((uint64_t)r->n & 0xffffffffu));
+    put32(h + 20, (uint32_t)((uint64_t)r->n >> 32));
+    put32(h + 24, (uint32_t)(r->fp & 0xffffffffu));
+    put32(h + 28, (uint32_t)(r->fp >> 32));
+    c->f = a.f;
+    int rc = fwrite(h, 1, sizeof h, a.f) == sizeof h ? 0 : cs_fail(err, CS_EIO, "%s: write failed", path);
+    if (!rc) rc = each_record(s, copy_one, c, err);
+    c->f = NULL;
+    return cs_atomic_finish(&a, !rc, err) || rc ? -1 : 0;
+}
+
+static int open_snapshot(cs_store *s, cs_lf_records *r, const char *path, char *note, size_t cap, cs_err *err) {
+    int64_t n = 0;
+    if (cs_store_query_i64(s,
+                           "SELECT COUNT(*) FROM ref_localfeat l JOIN refs r ON r.id = l.ref_id WHERE r.status = 'ok'",
+                           0, 0, &n, err))
+        return -1;
+    if (n == 0) return 0;
+    rec_pass c = {.n = n, .ids = malloc(sizeof(int64_t) * (size_t)n)};
+    if (!c.ids) return cs_fail(err, CS_ENOMEM, "ref_localfeat: out of memory for %lld ids", (long long)n);
+    r->ids = c.ids;
+    fp_init(&c.fp, n);
+    if (each_record(s, fp_one, &c, err)) return -1;
+    r->n = n;
+    r->fp = fp_end(&c.fp);
+    if (path && map_records(r, path)) return 0;
+    cs_err we = {0};
+    if (path && !write_records(s, r, &c, path, &we) && map_records(r, path)) {
+        if (note && cap) snprintf(note, cap, "local-feature records written to %s", path);
+        return 0;
+    }
+    if (we.code == CS_EIO && strstr(we.msg, "changed while")) return *err = we, -1;
+    /* no file here (a read-only folder): the records in memory */
+    if (note && cap && path) snprintf(note, cap, "local-feature records in memory (%s)", we.msg);
+    if (!(c.heap = r->heap = malloc((size_t)CS_LF_RECORD * (size_t)n)))
+        return cs_fail(err, CS_ENOMEM, "ref_localfeat: out of memory for %lld records", (long long)n);
+    r->recs = r->heap;
+    return each_record(s, copy_one, &c, err);
+}
+
+int cs_lf_records_open(cs_store *s, cs_lf_records *r, char *note, size_t cap, cs_err *err) {
+    memset(r, 0, sizeof *r);
+    if (note && cap) note[0] = 0;
+    char *path = cs_store_sidecar(s, "lfrec");
+    sqlite3 *db = cs_store_db(s);
+    /* one read snapshot for the count, the fingerprint and the copy */
+    int own_tx = sqlite3_get_autocommit(db) && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    int rc = open_snapshot(s, r, path, note, cap, err);
+    if (own_tx) sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    free(path);
+    if (rc) cs_lf_records_close(r);
+    return rc;
+}
+
+void cs_lf_records_release(cs_lf_records *r) {
+    if (r->map) madvise(r->map, r->map_len, MADV_DONTNEED);
+}
+
+void cs_lf_records_close(cs_lf_records *r) {
+    if (r->map) munmap(r->map, r->map_len);
+    free(r->heap);
+    free(r->ids);
+    memset(r, 0, sizeof *r);
 }
 
 /* ---- vote index ---- */
@@ -1083,28 +1268,6 @@ out:
 static const char VMAGIC[4] = {'C', 'S', 'L', 'V'};
 enum { VHDR = 4 + 4 + 4 + 4 + 8 + 8 + 8 + 64 + 4 };
 
-uint64_t cs_lf_fingerprint(int64_t n, const int64_t *ids, const uint8_t *recs) {
-    /* four 64-bit multiply-xor lanes over the ids and every record byte
-     * (a record replaced under the same id changes it too) */
-    uint64_t h[4] = {0x9E3779B97F4A7C15ULL ^ (uint64_t)n, 0xC2B2AE3D27D4EB4FULL, 0x165667B19E3779F9ULL,
-                     0x27D4EB2F165667C5ULL};
-    const uint64_t P = 0x100000001B3ULL * 0x9E3779B1ULL + 1;
-    for (int64_t i = 0; i < n; i++) {
-        h[0] = (h[0] ^ (uint64_t)ids[i]) * P;
-        const uint8_t *r = recs + (size_t)i * CS_LF_RECORD;
-        for (int k = 0; k < CS_LF_RECORD; k += 32)
-            for (int l = 0; l < 4; l++) {
-                uint64_t w;
-                memcpy(&w, r + k + 8 * l, 8);
-                h[l] = (h[l] ^ w) * P;
-                h[l] ^= h[l] >> 29;
-            }
-    }
-    uint64_t f = 0;
-    for (int l = 0; l < 4; l++) f = (f ^ h[l]) * P, f ^= f >> 31;
-    return f;
-}
-
 static void put64(uint8_t *p, uint64_t v) { put32(p, (uint32_t)v); put32(p + 4, (uint32_t)(v >> 32)); }
 static uint64_t get64(const uint8_t *p) { return get32(p) | (uint64_t)get32(p + 4) << 32; }
 
@@ -1246,7 +1409,11 @@ static int64_t prefix_index(cs_lf_index **out, const char *path, int64_t n, cons
 
 int cs_lf_index_open(cs_lf_index **out, const char *path, int64_t n, const int64_t *ids, const uint8_t *recs,
                      char *note, size_t cap, cs_err *err) {
-    uint64_t fp = cs_lf_fingerprint(n, ids, recs);
+    return cs_lf_index_open_fp(out, path, n, ids, recs, cs_lf_fingerprint(n, ids, recs), note, cap, err);
+}
+
+int cs_lf_index_open_fp(cs_lf_index **out, const char *path, int64_t n, const int64_t *ids, const uint8_t *recs,
+                        uint64_t fp, char *note, size_t cap, cs_err *err) {
     cs_err why = {0};
     if (note && cap) note[0] = 0;
     if (out) {

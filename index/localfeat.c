@@ -590,6 +590,10 @@ static void gather(const uint8_t *recs, const int64_t *first, int64_t nrec, int6
 
 static void own_scan_setup(cs_lf_index *ix);
 enum { MAXPROBE = 64 }; /* cells our coarse step picks at most */
+static int pq_encode(const cs_lf_index *ix, int64_t n, const float *x, uint8_t *codes);
+static int faiss_encode; /* cs_lf_faiss_encode */
+
+void cs_lf_faiss_encode(int on) { faiss_encode = on; }
 
 /* descriptors per record (the first byte of a record is its keypoint count) */
 static int rec_nk(const uint8_t *rec) { return rec[0] < CS_LF_REF_KP ? rec[0] : CS_LF_REF_KP; }
@@ -604,9 +608,14 @@ static int index_append(cs_lf_index *ix, int64_t from, int64_t n, const uint8_t 
     int32_t *ow = realloc(ix->owner, sizeof(int32_t) * (size_t)(ix->nd + add));
     int64_t *first = malloc(sizeof(int64_t) * (size_t)(n - from + 1));
     float *x = malloc(sizeof(float) * 128 * (size_t)(add < CHUNK ? add : CHUNK));
+    /* the PQ codes ours (pq_encode: FAISS's own encoder is a scalar
+     * distance per centroid, ~2/3 of a 1M-reference build), the cells
+     * FAISS's: the same index, byte for byte (test_lf_index) */
+    int own = !faiss_encode && ix->ct && ix->pq_m * ix->pq_dsub == 128;
+    uint8_t *codes = own ? malloc((size_t)ix->pq_m * (size_t)(add < CHUNK ? add : CHUNK)) : NULL;
     int rc = -1;
     if (ow) ix->owner = ow;
-    if (!ow || !first || !x) {
+    if (!ow || !first || !x || (own && !codes)) {
         cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld descriptors", (long long)(ix->nd + add));
         goto out;
     }
@@ -619,11 +628,16 @@ static int index_append(cs_lf_index *ix, int64_t from, int64_t n, const uint8_t 
     for (int64_t at = 0; at < add; at += CHUNK) {
         int64_t m = add - at < CHUNK ? add - at : CHUNK;
         gather(recs + (size_t)from * CS_LF_RECORD, first, n - from, at, m, x);
-        if (cs_faiss_add(ix->f, m, x, err)) goto out;
+        if (own ? pq_encode(ix, m, x, codes) || cs_faiss_add_codes(ix->f, m, x, codes, err)
+                : cs_faiss_add(ix->f, m, x, err)) {
+            if (own && !err->code) cs_fail(err, CS_ENOMEM, "localfeat: out of memory encoding descriptors");
+            goto out;
+        }
     }
     ix->nd += add;
     rc = 0;
 out:
+    free(codes);
     free(x);
     free(first);
     return rc;
@@ -665,6 +679,7 @@ int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const c
         free(x);
         x = NULL;
     }
+    own_scan_setup(ix); /* the trained codebooks, for pq_encode */
     if (index_append(ix, 0, n, recs, err)) goto out;
     if (cs_faiss_nlist(ix->f) > 0 && cs_faiss_set_param(ix->f, "nprobe", nprobe, err)) goto out;
     own_scan_setup(ix);
@@ -993,6 +1008,56 @@ static void table(const scan_ctx *c, const float *ct, const float *x, int m, int
 }
 
 /* keeps the best n (d ascending, then id) of what is offered, in d[], id[] */
+/* ---- our PQ encoder ----
+ * FAISS's ProductQuantizer::compute_code (dsub < 16): per sub-quantizer,
+ * the distance to every centroid as fvec_L2sqr_ref sums it (from 0 over
+ * u = 0..dsub-1, multiply and add apart: the generic build has no FMA) and
+ * the first centroid of the least distance. The distances are the query
+ * table's (table_c and its SIMD levels: the same bits), so the codes are
+ * FAISS's; 256 descriptors per task, any thread count. */
+typedef struct {
+    const cs_lf_index *ix;
+    const float *x;
+    uint8_t *codes;
+    int64_t n;
+    int simd;
+    int fail;
+} enc_ctx;
+
+static void encode_block(void *vc, int64_t b, int thread) {
+    (void)thread;
+    enc_ctx *c = vc;
+    const cs_lf_index *ix = c->ix;
+    const int m = ix->pq_m, ks = 256;
+    float *lut = malloc(sizeof(float) * (size_t)m * ks);
+    if (!lut) {
+        c->fail = 1;
+        return;
+    }
+    for (int64_t i = b * 256; i < c->n && i < (b + 1) * 256; i++) {
+        const float *x = c->x + i * 128;
+#if defined(__x86_64__)
+        if (c->simd == 2) table_avx512(ix->ct, x, m, ix->pq_dsub, ks, lut);
+        else if (c->simd == 1) table_avx2(ix->ct, x, m, ix->pq_dsub, ks, lut);
+        else
+#endif
+            table_c(ix->ct, x, m, ix->pq_dsub, ks, lut);
+        for (int s = 0; s < m; s++) {
+            const float *t = lut + (size_t)s * ks;
+            int best = 0;
+            for (int j = 1; j < ks; j++) best = t[j] < t[best] ? j : best;
+            c->codes[i * m + s] = (uint8_t)best;
+        }
+    }
+    free(lut);
+}
+
+static int pq_encode(const cs_lf_index *ix, int64_t n, const float *x, uint8_t *codes) {
+    enc_ctx c = {ix, x, codes, n, simd_level(ix->simd_max), 0};
+    cs_parallel_for(cs_threads(), (n + 255) / 256, encode_block, &c);
+    return c.fail ? -1 : 0;
+}
+
 static void offer(float *d, int64_t *id, int n, int *have, float v, int64_t i) {
     if (*have == n && (v > d[n - 1] || (v == d[n - 1] && i >= id[n - 1]))) return;
     int k = *have < n ? (*have)++ : n - 1;

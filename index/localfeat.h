@@ -131,6 +131,11 @@ int cs_lf_records_open(cs_store *s, cs_lf_records *r, char *note, size_t cap, cs
 void cs_lf_records_release(cs_lf_records *r);
 void cs_lf_records_close(cs_lf_records *r);
 
+/* on != 0: the vote index's PQ codes from FAISS's own encoder (the anchor of
+ * test_lf_index and bench_localfeat), else (the default) from ours, the
+ * same codes (index/localfeat.c, pq_encode). Process-wide. */
+void cs_lf_faiss_encode(int on);
+
 /* The vote index over n references' records. */
 typedef struct cs_lf_index cs_lf_index;
 /* factory: a FAISS index_factory string, NULL for cs_lf_default_factory's.

@@ -1024,6 +1024,32 @@ typedef struct {
     int fail;
 } enc_ctx;
 
+/* The first j of the least t[j], j < 256 (t >= 0, no NaN). */
+static int argmin256_c(const float *t) {
+    int best = 0;
+    for (int j = 1; j < 256; j++) best = t[j] < t[best] ? j : best;
+    return best;
+}
+
+#if defined(__x86_64__)
+/* argmin256_c by lanes: lane l keeps its first least t[16 i + l] (strict
+ * <), then the least value's lowest index over the lanes: the same j. */
+__attribute__((target("avx512f"))) static int argmin256_avx512(const float *t) {
+    __m512 mv = _mm512_loadu_ps(t);
+    __m512i iv = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), cur = iv;
+    const __m512i step = _mm512_set1_epi32(16);
+    for (int j = 16; j < 256; j += 16) {
+        cur = _mm512_add_epi32(cur, step);
+        const __m512 v = _mm512_loadu_ps(t + j);
+        const __mmask16 k = _mm512_cmp_ps_mask(v, mv, _CMP_LT_OQ);
+        mv = _mm512_mask_mov_ps(mv, k, v);
+        iv = _mm512_mask_mov_epi32(iv, k, cur);
+    }
+    const __mmask16 eq = _mm512_cmp_ps_mask(mv, _mm512_set1_ps(_mm512_reduce_min_ps(mv)), _CMP_EQ_OQ);
+    return _mm512_reduce_min_epi32(_mm512_mask_mov_epi32(_mm512_set1_epi32(256), eq, iv));
+}
+#endif
+
 static void encode_block(void *vc, int64_t b, int thread) {
     (void)thread;
     enc_ctx *c = vc;
@@ -1043,10 +1069,13 @@ static void encode_block(void *vc, int64_t b, int thread) {
 #endif
             table_c(ix->ct, x, m, ix->pq_dsub, ks, lut);
         for (int s = 0; s < m; s++) {
-            const float *t = lut + (size_t)s * ks;
-            int best = 0;
-            for (int j = 1; j < ks; j++) best = t[j] < t[best] ? j : best;
-            c->codes[i * m + s] = (uint8_t)best;
+#if defined(__x86_64__)
+            if (c->simd == 2) {
+                c->codes[i * m + s] = (uint8_t)argmin256_avx512(lut + (size_t)s * ks);
+                continue;
+            }
+#endif
+            c->codes[i * m + s] = (uint8_t)argmin256_c(lut + (size_t)s * ks);
         }
     }
     free(lut);

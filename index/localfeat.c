@@ -393,7 +393,7 @@ static const char RMAGIC[4] = {'C', 'S', 'L', 'R'};
 enum { RHDR = CS_LF_RECORD };
 
 typedef struct {
-    int64_t n;
+    int64_t n, rows; /* rows: those the last pass saw */
     int64_t *ids;
     fp_state fp;
     FILE *f;        /* the pass that writes the file */
@@ -405,6 +405,7 @@ static int fp_one(void *vc, int64_t row, int64_t id, const uint8_t *rec, cs_err 
     if (row >= c->n) return cs_fail(err, CS_EIO, "ref_localfeat: references changed while reading them");
     c->ids[row] = id;
     fp_add(&c->fp, id, rec);
+    c->rows = row + 1;
     return 0;
 }
 
@@ -414,6 +415,15 @@ static int copy_one(void *vc, int64_t row, int64_t id, const uint8_t *rec, cs_er
         return cs_fail(err, CS_EIO, "ref_localfeat: references changed while reading them");
     if (c->heap) memcpy(c->heap + (size_t)row * CS_LF_RECORD, rec, CS_LF_RECORD);
     else if (fwrite(rec, 1, CS_LF_RECORD, c->f) != CS_LF_RECORD) return cs_fail(err, CS_EIO, "write failed");
+    c->rows = row + 1;
+    return 0;
+}
+
+/* each_record through fn, which must see the n rows of the first pass */
+static int all_rows(cs_store *s, rec_pass *c, rec_fn fn, cs_err *err) {
+    c->rows = 0;
+    if (each_record(s, fn, c, err)) return -1;
+    if (c->rows != c->n) return cs_fail(err, CS_EIO, "ref_localfeat: references changed while reading them");
     return 0;
 }
 
@@ -451,7 +461,7 @@ static int write_records(cs_store *s, cs_lf_records *r, rec_pass *c, const char 
     put32(h + 28, (uint32_t)(r->fp >> 32));
     c->f = a.f;
     int rc = fwrite(h, 1, sizeof h, a.f) == sizeof h ? 0 : cs_fail(err, CS_EIO, "%s: write failed", path);
-    if (!rc) rc = each_record(s, copy_one, c, err);
+    if (!rc) rc = all_rows(s, c, copy_one, err);
     c->f = NULL;
     return cs_atomic_finish(&a, !rc, err) || rc ? -1 : 0;
 }
@@ -467,7 +477,7 @@ static int open_snapshot(cs_store *s, cs_lf_records *r, const char *path, char *
     if (!c.ids) return cs_fail(err, CS_ENOMEM, "ref_localfeat: out of memory for %lld ids", (long long)n);
     r->ids = c.ids;
     fp_init(&c.fp, n);
-    if (each_record(s, fp_one, &c, err)) return -1;
+    if (all_rows(s, &c, fp_one, err)) return -1;
     r->n = n;
     r->fp = fp_end(&c.fp);
     if (path && map_records(r, path)) return 0;
@@ -482,7 +492,7 @@ static int open_snapshot(cs_store *s, cs_lf_records *r, const char *path, char *
     if (!(c.heap = r->heap = malloc((size_t)CS_LF_RECORD * (size_t)n)))
         return cs_fail(err, CS_ENOMEM, "ref_localfeat: out of memory for %lld records", (long long)n);
     r->recs = r->heap;
-    return each_record(s, copy_one, &c, err);
+    return all_rows(s, &c, copy_one, err);
 }
 
 int cs_lf_records_open(cs_store *s, cs_lf_records *r, char *note, size_t cap, cs_err *err) {

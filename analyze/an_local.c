@@ -31,38 +31,38 @@ static int64_t row_of(const cs_an_refs *r, int64_t id) {
 
 int an_local_load(an_state *A, cs_err *err) {
     if (A->o->no_local_features || A->refs.n == 0) return 0;
-    int64_t n = 0, *ids = NULL;
-    uint8_t *recs = NULL;
-    if (cs_lf_load(A->s, &n, &ids, &recs, err)) return -1;
-    if (n == 0) {
-        free(ids);
-        free(recs);
-        return 0;
-    }
+    /* the records memory-mapped (index/localfeat.h): only the candidates'
+     * pages are read, 4 KiB each, not 4 GB of heap at 1M references */
+    cs_lf_records *R = &A->lf_map;
+    char note[512];
+    if (cs_lf_records_open(A->s, R, note, sizeof note, err)) return -1;
+    if (note[0]) fprintf(stderr, "copyscope: %s\n", note);
+    int64_t n = R->n;
+    if (n == 0) return 0;
     A->lf_rows = malloc(sizeof(int32_t) * (size_t)n);
-    if (!A->lf_rows) {
-        free(ids);
-        free(recs);
-        return cs_fail(err, CS_ENOMEM, "analyze: out of memory for local features");
-    }
-    for (int64_t i = 0; i < n; i++) A->lf_rows[i] = (int32_t)row_of(&A->refs, ids[i]);
-    A->lf_recs = recs;
+    if (!A->lf_rows) return cs_fail(err, CS_ENOMEM, "analyze: out of memory for local features");
+    for (int64_t i = 0; i < n; i++) A->lf_rows[i] = (int32_t)row_of(&A->refs, R->ids[i]);
+    A->lf_recs = R->recs;
     A->lf_n = n;
     /* the vote index from its side file, built and saved when missing,
      * stale or corrupt (index/localfeat.h); the one line saying so goes to
      * stderr as the progress lines do: a rebuild at 1M references costs
      * minutes, and the user should know why */
-    char *path = cs_store_sidecar(A->s, "lfvote"), note[512];
-    int rc = cs_lf_index_open(&A->lfx, path, n, ids, recs, note, sizeof note, err);
+    char *path = cs_store_sidecar(A->s, "lfvote");
+    int rc = cs_lf_index_open_fp(&A->lfx, path, n, R->ids, R->recs, R->fp, note, sizeof note, err);
     free(path);
-    free(ids);
-    if (!rc && note[0]) fprintf(stderr, "copyscope: %s\n", note);
+    free(R->ids);
+    R->ids = NULL;
+    if (!rc && note[0]) {
+        fprintf(stderr, "copyscope: %s\n", note);
+        cs_lf_records_release(R); /* the rebuild read every record */
+    }
     return rc;
 }
 
 void an_local_free(an_state *A) {
     cs_lf_index_free(A->lfx);
-    free(A->lf_recs);
+    cs_lf_records_close(&A->lf_map);
     free(A->lf_rows);
 }
 

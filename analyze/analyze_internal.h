@@ -144,7 +144,8 @@ typedef struct {
     int64_t nbg;
     bg_info bg;
     cs_lf_index *lfx;          /* an_local.c: the local-feature vote index (NULL: not used) */
-    uint8_t *lf_recs;          /* [lf_n][CS_LF_RECORD] the references' records */
+    cs_lf_records lf_map;      /* the references' records, memory-mapped (<db>.lfrec) */
+    const uint8_t *lf_recs;    /* [lf_n][CS_LF_RECORD] = lf_map.recs */
     int32_t *lf_rows;          /* [lf_n] their rows in refs (-1: not an analysed reference) */
     int64_t lf_n;
     /* load: the generations */

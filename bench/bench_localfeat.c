@@ -20,10 +20,12 @@
  *    generations against the same N references (cs_an_match_batch, as
  *    bench_analyze) in the same run. */
 #include <dirent.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +52,21 @@ static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* the process's resident memory (kB, /proc/self/status): RssAnon is the
+ * heap and anonymous maps, RssFile the pages of mapped files in its page
+ * tables (the records' mapping), VmHWM the peak of both */
+static void rss(long *anon, long *file, long *hwm) {
+    *anon = *file = *hwm = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f)) {
+        sscanf(line, "RssAnon: %ld", anon);
+        sscanf(line, "RssFile: %ld", file);
+        sscanf(line, "VmHWM: %ld", hwm);
+    }
+    if (f) fclose(f);
 }
 
 static uint64_t rs = 0x9E3779B97F4A7C15ULL;
@@ -302,16 +319,33 @@ static void verify_one(void *vc, int64_t j, int thread) {
 
 static void bench_votes(int64_t nref, int64_t ngen) {
     make_vocab();
-    uint8_t *recs = malloc((size_t)CS_LF_RECORD * nref);
+    /* the records written to a file and memory-mapped, as the analysis
+     * maps <db>.lfrec (index/localfeat.h): 4 GB at 1M references, paged in
+     * by the kernel where read (the build, the fingerprint, the verified
+     * candidates), not heap */
+    char rpath[160];
+    snprintf(rpath, sizeof rpath, "%s/bench_localfeat_%d.rec", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
     cs_lf_set *s = malloc(sizeof *s);
-    if (!recs || !s) {
-        printf("votes: out of memory for %lld references\n", (long long)nref);
+    FILE *rf = fopen(rpath, "w+b");
+    uint8_t *rb = malloc(CS_LF_RECORD);
+    int wok = rf && s && rb;
+    for (int64_t i = 0; wok && i < nref; i++) {
+        random_set(s, CS_LF_REF_KP);
+        cs_lf_pack(s, rb);
+        wok = fwrite(rb, CS_LF_RECORD, 1, rf) == 1;
+    }
+    free(rb);
+    size_t rlen = (size_t)CS_LF_RECORD * (size_t)nref;
+    wok = wok && fflush(rf) == 0;
+    void *rmap = wok ? mmap(NULL, rlen, PROT_READ, MAP_SHARED, fileno(rf), 0) : MAP_FAILED;
+    if (rf) fclose(rf);
+    unlink(rpath);
+    if (rmap == MAP_FAILED) {
+        printf("votes: cannot write and map %lld records in %s\n", (long long)nref, rpath);
         return;
     }
-    for (int64_t i = 0; i < nref; i++) {
-        random_set(s, CS_LF_REF_KP);
-        cs_lf_pack(s, recs + (size_t)i * CS_LF_RECORD);
-    }
+    const uint8_t *recs = rmap;
     const int K = 30; /* lf_cand's default (analyze/settings.c) */
     cs_lf_set *qs = malloc(sizeof *qs * (size_t)(2 * ngen));
     int64_t *truth = malloc(sizeof(int64_t) * ngen);
@@ -330,6 +364,9 @@ static void bench_votes(int64_t nref, int64_t ngen) {
             }
         }
     }
+    long ra, rfl, rh;
+    rss(&ra, &rfl, &rh);
+    fprintf(stderr, "  (records written and mapped, queries made: RssAnon %ld kB, RssFile %ld kB)\n", ra, rfl);
     cs_err err = {0};
     const char *fac = getenv("CS_BENCH_LF_FACTORY");
     double t0 = now(), c0 = pcpu();
@@ -353,6 +390,39 @@ static void bench_votes(int64_t nref, int64_t ngen) {
     }
     double tb = now() - t0, cb = pcpu() - c0;
     fprintf(stderr, "  (index built: %.1f s)\n", tb);
+    /* CS_BENCH_LF_ENCODE_ANCHOR=1: the same index built again with FAISS's
+     * own PQ encoder (cs_lf_faiss_encode): its build time beside ours and
+     * whether the two side files are the same bytes */
+    if (getenv("CS_BENCH_LF_ENCODE_ANCHOR")) {
+        cs_lf_index *fx = NULL, *ox = NULL;
+        double c1 = pcpu();
+        int ok = !cs_lf_index_build(&ox, nref, recs, fac, &err);
+        double c2 = pcpu();
+        cs_lf_faiss_encode(1);
+        ok = ok && !cs_lf_index_build(&fx, nref, recs, fac, &err);
+        double c3 = pcpu();
+        cs_lf_faiss_encode(0);
+        char pa[160], pb[160];
+        snprintf(pa, sizeof pa, "%s/bench_localfeat_%d.a", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+        snprintf(pb, sizeof pb, "%s/bench_localfeat_%d.b", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+        int same = -1;
+        if (ok && !cs_lf_index_save(ox, pa, 1, nref, &err) && !cs_lf_index_save(fx, pb, 1, nref, &err)) {
+            FILE *a = fopen(pa, "rb"), *b = fopen(pb, "rb");
+            int ca, cb_;
+            same = a && b;
+            while (same && ((ca = fgetc(a)) != EOF) | ((cb_ = fgetc(b)) != EOF)) same = ca == cb_;
+            if (a) fclose(a);
+            if (b) fclose(b);
+        }
+        unlink(pa);
+        unlink(pb);
+        printf("index build, %lld descriptors: our PQ encoder %.1f s CPU beside FAISS's own encoder %.1f s in this run "
+               "(%.2fx); side files %s\n",
+               (long long)(nref * CS_LF_REF_KP), c2 - c1, c3 - c2, c2 > c1 ? (c3 - c2) / (c2 - c1) : 0,
+               same == 1 ? "identical" : same == 0 ? "DIFFER" : "not compared");
+        cs_lf_index_free(fx);
+        cs_lf_index_free(ox);
+    }
     /* the side file (<db>.lfvote): what an analysis pays instead of the
      * build, beside the build in the same run */
     double tl = -1, cl = -1, tfp = -1;
@@ -375,7 +445,25 @@ static void bench_votes(int64_t nref, int64_t ngen) {
         unlink(path);
         free(ids);
     }
+    /* the analysis's start: the index in memory, no record paged in (the
+     * analysis fingerprints the records from the database, index/localfeat.h;
+     * here the build and the fingerprint read the mapping, so its pages are
+     * dropped from our page tables) */
+    long ia, ifl, ih;
+    rss(&ia, &ifl, &ih);
+    madvise(rmap, rlen, MADV_DONTNEED);
+    rss(&ia, &ifl, &ih);
+    fprintf(stderr, "  (index in memory: RssAnon %ld kB, RssFile %ld kB, peak %ld kB)\n", ia, ifl, ih);
+    long ia2;
+    rss(&ia2, &ifl, &ih); /* RssFile once the records' pages are dropped */
     if (getenv("CS_BENCH_LF_NPROBE")) cs_lf_index_set_nprobe(ix, atoi(getenv("CS_BENCH_LF_NPROBE")), &err);
+    /* CS_BENCH_LF_ANCHOR_GENS=M: FAISS's search and the narrower SIMD levels
+     * on the first M generations only (at 1M references each costs as much
+     * as our whole retrieval); the speeds are per query descriptor */
+    int64_t agen = getenv("CS_BENCH_LF_ANCHOR_GENS") ? atoll(getenv("CS_BENCH_LF_ANCHOR_GENS")) : ngen;
+    if (agen > ngen || agen < 1) agen = ngen;
+    int64_t nqa = 0;
+    for (int64_t i = 0; i < 2 * agen; i++) nqa += qs[i].n;
     cs_lf_vote *v = malloc(sizeof *v * (size_t)(2 * ngen) * K);
     int *nv = malloc(sizeof(int) * (size_t)(2 * ngen));
     /* the anchor: FAISS's own search of the same index, same queries */
@@ -386,7 +474,7 @@ static void bench_votes(int64_t nref, int64_t ngen) {
     const int profile = getenv("CS_BENCH_LF_PROFILE") != NULL;
     cs_lf_index_faiss_scan(ix, 1);
     t0 = now(), c0 = pcpu();
-    if (!profile && cs_lf_retrieve(ix, qs, 2 * ngen, K, va, nva, &err)) printf("votes: %s\n", err.msg);
+    if (!profile && cs_lf_retrieve(ix, qs, 2 * agen, K, va, nva, &err)) printf("votes: %s\n", err.msg);
     double tra = now() - t0, cra = pcpu() - c0;
     int own = cs_lf_index_faiss_scan(ix, 0);
     fprintf(stderr, "  (retrieved, FAISS's scan: %.1f s)\n", tra);
@@ -396,13 +484,16 @@ static void bench_votes(int64_t nref, int64_t ngen) {
     fprintf(stderr, "  (retrieved: %.1f s)\n", tr);
     int64_t same_top = 0, nqd = 0;
     for (int64_t i = 0; i < 2 * ngen; i++) {
-        same_top += nv[i] > 0 && nva[i] > 0 && v[i * K].row == va[i * K].row && v[i * K].votes == va[i * K].votes;
+        if (i < 2 * agen)
+            same_top += nv[i] > 0 && nva[i] > 0 && v[i * K].row == va[i * K].row && v[i * K].votes == va[i * K].votes;
         nqd += qs[i].n;
     }
     printf("votes, retrieval per query descriptor (%lld of them): %s %.1f us CPU beside FAISS's search of the same "
-           "index %.1f us in this run (%.2fx its speed); the same first candidate and votes for %lld/%lld query sets\n",
+           "index %.1f us in this run (%.2fx its speed; %lld query descriptors); the same first candidate and votes "
+           "for %lld/%lld query sets\n",
            (long long)nqd, own ? "our scan" : "FAISS's search (our scan does not apply)", 1e6 * cr / nqd,
-           1e6 * cra / nqd, cr > 0 ? cra / cr : 0, (long long)same_top, (long long)(2 * ngen));
+           1e6 * cra / nqa, cr > 0 ? (cra / nqa) / (cr / nqd) : 0, (long long)nqa, (long long)same_top,
+           (long long)(2 * agen));
     /* CS_BENCH_LF_DUMP=FILE: the votes written there (nv, then every
      * query set's K slots), to compare builds of the code byte for byte */
     if (getenv("CS_BENCH_LF_DUMP")) {
@@ -422,15 +513,15 @@ static void bench_votes(int64_t nref, int64_t ngen) {
         int *nvs = calloc((size_t)(2 * ngen), sizeof(int));
         cs_lf_index_simd(ix, lv);
         c0 = pcpu();
-        if (cs_lf_retrieve(ix, qs, 2 * ngen, K, vs, nvs, &err)) printf("votes: %s\n", err.msg);
+        if (cs_lf_retrieve(ix, qs, 2 * agen, K, vs, nvs, &err)) printf("votes: %s\n", err.msg);
         double cs_ = pcpu() - c0;
         int64_t same = 0;
-        for (int64_t i = 0; i < 2 * ngen; i++)
+        for (int64_t i = 0; i < 2 * agen; i++)
             same += nvs[i] == nv[i] && !memcmp(vs + i * K, v + i * K, sizeof *vs * (size_t)nv[i]);
         printf("votes, our scan with %s: %.1f us CPU per query descriptor beside %.1f us with %s in this run (%.2fx); "
                "every vote the same for %lld/%lld query sets\n",
-               level_name[lv], 1e6 * cs_ / nqd, 1e6 * cr / nqd, level_name[level], cr > 0 ? cs_ / cr : 0,
-               (long long)same, (long long)(2 * ngen));
+               level_name[lv], 1e6 * cs_ / nqa, 1e6 * cr / nqd, level_name[level], cr > 0 ? (cs_ / nqa) / (cr / nqd) : 0,
+               (long long)same, (long long)(2 * agen));
         free(vs);
         free(nvs);
     }
@@ -482,7 +573,19 @@ static void bench_votes(int64_t nref, int64_t ngen) {
     t0 = now(), c0 = pcpu();
     cs_parallel_for(cs_threads(), ngen, verify_one, &vc);
     double tv = now() - t0, cv = pcpu() - c0;
+    long va_, vf_, vh_;
+    rss(&va_, &vf_, &vh_);
     fprintf(stderr, "  (verified: %.1f s)\n", tv);
+    /* resident per reference during the analysis: the index (anon, from
+     * before the records were written to after the index was in memory,
+     * which holds the queries too: an upper bound) and the records paged in
+     * by the verification (file) */
+    printf("memory, %lld references: RssAnon %ld kB with the index in memory (%ld kB before it: the queries, "
+           "vocabulary; so the index %.0f B per reference); records mapped, %lld B per reference on disk; "
+           "RssFile after retrieval and verification %ld kB (%.1f B per reference: the verified candidates' "
+           "pages), %ld kB with the build's pages dropped; peak %ld kB\n",
+           (long long)nref, ia, ra, 1024.0 * (double)(ia - ra) / (double)nref, (long long)CS_LF_RECORD, vf_,
+           1024.0 * (double)vf_ / (double)nref, ifl, vh_);
     /* the ratio test's distances (cs_lf_dist2, SIMD) beside the plain C loop
      * in this run, over every (query keypoint, candidate keypoint) pair of
      * the first 100 generations' candidates: the same integers */
@@ -536,7 +639,7 @@ static void bench_votes(int64_t nref, int64_t ngen) {
     free(nv);
     free(qs);
     free(truth);
-    free(recs);
+    munmap(rmap, rlen);
     free(s);
     free(vocab);
 }

@@ -132,18 +132,26 @@ static int add_embeddings(const char *db, const char *spec, int threads, int pro
  * index/localfeat.h), current after this add, so that the analysis loads it
  * instead of building it; removed when no reference has local features. */
 static int refresh_vote_index(cs_store *s, cs_err *err) {
-    int64_t n = 0, *ids = NULL;
-    uint8_t *recs = NULL;
-    if (cs_lf_load(s, &n, &ids, &recs, err)) return -1;
-    char *path = cs_store_sidecar(s, "lfvote"), note[512] = "";
+    /* the records memory-mapped from <db>.lfrec, written here when stale so
+     * that the analysis maps it as it is (index/localfeat.h) */
+    cs_lf_records r;
+    char note[512] = "";
+    if (cs_lf_records_open(s, &r, note, sizeof note, err)) return -1;
+    if (strstr(note, "in memory")) fprintf(stderr, "copyscope: index add: %s\n", note);
+    char *path = cs_store_sidecar(s, "lfvote");
     int rc = 0;
+    note[0] = 0;
     if (!path) rc = cs_fail(err, CS_ENOMEM, "out of memory");
-    else if (n > 0) rc = cs_lf_index_open(NULL, path, n, ids, recs, note, sizeof note, err);
+    else if (r.n > 0) rc = cs_lf_index_open_fp(NULL, path, r.n, r.ids, r.recs, r.fp, note, sizeof note, err);
     else unlink(path);
     if (!rc && strstr(note, "not saved")) fprintf(stderr, "copyscope: index add: %s\n", note);
+    if (!rc && path && r.n == 0) { /* nothing to map: no records file either */
+        char *rp = cs_store_sidecar(s, "lfrec");
+        if (rp) unlink(rp);
+        free(rp);
+    }
     free(path);
-    free(ids);
-    free(recs);
+    cs_lf_records_close(&r);
     return rc;
 }
 

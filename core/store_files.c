@@ -94,6 +94,7 @@ static const char *side_role(const char *suffix) {
     if (!strcmp(suffix, "tinydesc.safetensors")) return "tiny embedder weights";
     if (!strcmp(suffix, "thumbs")) return "thumbnail cache";
     if (!strcmp(suffix, "lfvote")) return "SIFT vote index";
+    if (!strcmp(suffix, "lfrec")) return "SIFT records, mapped";
     if (!strncmp(suffix, "text-", 5)) {
         const char *e = strrchr(suffix, '.');
         return !e ? "text shard" : !strcmp(e, ".txt") ? "text shard" : !strcmp(e, ".sa") ? "text suffix array"
@@ -136,7 +137,8 @@ int cs_store_files_list(cs_store *s, cs_store_file **out, int *n_out, cs_err *er
     for (struct dirent *e; !rc && d && (e = readdir(d));) {
         if (strncmp(e->d_name, base, bl) || e->d_name[bl] != '.') continue;
         const char *suf = e->d_name + bl + 1;
-        if (!keep_suffix(suf) && strcmp(suf, "thumbs") && strcmp(suf, "lfvote")) continue; /* not copyscope's */
+        if (!keep_suffix(suf) && strcmp(suf, "thumbs") && strcmp(suf, "lfvote") && strcmp(suf, "lfrec"))
+            continue; /* not copyscope's */
         snprintf(p, sizeof p, "%s.%s", path, suf);
         rc |= add_file(&v, &n, &cap, p, side_role(suf), 0);
     }

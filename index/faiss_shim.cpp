@@ -220,6 +220,19 @@ static const faiss::IndexIVFPQ *plain_ivfpq(const cs_faiss *f) {
     return pq;
 }
 
+extern "C" int cs_faiss_add_codes(cs_faiss *f, int64_t n, const float *x, const uint8_t *codes, cs_err *err) {
+    auto *pq = const_cast<faiss::IndexIVFPQ *>(plain_ivfpq(f));
+    if (!pq || pq->direct_map.type != faiss::DirectMap::NoMap)
+        return cs_fail(err, CS_EUSAGE, "faiss: add codes: not a plain IVF-PQ");
+    return guarded(err, "add", [&] {
+        std::vector<faiss::Index::idx_t> idx((size_t)n);
+        pq->quantizer->assign(n, x, idx.data()); // IndexIVF::add_with_ids's cells
+        for (int64_t i = 0; i < n; i++)
+            if (idx[i] >= 0) pq->invlists->add_entry(idx[i], pq->ntotal + i, codes + (size_t)i * pq->code_size);
+        pq->ntotal += n;
+    });
+}
+
 extern "C" int cs_faiss_pq_parts(cs_faiss *f, int *m, int *dsub, const float **centroids) {
     const faiss::IndexIVFPQ *pq = plain_ivfpq(f);
     if (!pq) return -1;

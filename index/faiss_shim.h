@@ -41,6 +41,11 @@ int cs_faiss_set_train_iters(cs_faiss *f, int niter, cs_err *err);
  * (FAISS's defaults: 256 points, 25 iterations, or 10 for a PQ). */
 int cs_faiss_set_train_sample(cs_faiss *f, int per_centroid, int niter, cs_err *err);
 int cs_faiss_add(cs_faiss *f, int64_t n, const float *x, cs_err *err);
+/* cs_faiss_add for the plain IVF-PQ of cs_faiss_pq_parts with the PQ codes
+ * computed by the caller (codes[n][M], as the index's own encoder gives
+ * them): the cells from the index's quantizer and the entries appended in
+ * order with ids ntotal + i, as IndexIVFPQ's add does. */
+int cs_faiss_add_codes(cs_faiss *f, int64_t n, const float *x, const uint8_t *codes, cs_err *err);
 int64_t cs_faiss_ntotal(const cs_faiss *f);
 int cs_faiss_dim(const cs_faiss *f);
 /* "nprobe", "efSearch", ... (faiss::ParameterSpace names), "k_factor"

@@ -2,10 +2,15 @@
  * vote index over every reference descriptor (see localfeat.h). */
 #include "index/localfeat.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -279,50 +284,240 @@ out:
     return rc;
 }
 
-int cs_lf_load(cs_store *s, int64_t *n, int64_t **ids, uint8_t **recs, cs_err *err) {
-    *n = 0;
-    *ids = NULL;
-    *recs = NULL;
+/* Every record of ref_localfeat of the references with status 'ok', by
+ * refs.id, to fn (row number, id, the record's CS_LF_RECORD bytes); stops
+ * at fn's first non-zero return. */
+typedef int (*rec_fn)(void *ctx, int64_t row, int64_t id, const uint8_t *rec, cs_err *err);
+
+static int each_record(cs_store *s, rec_fn fn, void *ctx, cs_err *err) {
     sqlite3_stmt *st;
     if (cs_store_prepare(s, &st,
                          "SELECT l.ref_id, l.rec FROM ref_localfeat l JOIN refs r ON r.id = l.ref_id "
                          "WHERE r.status = 'ok' ORDER BY l.ref_id",
                          err))
         return -1;
-    int64_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (sqlite3_column_bytes(st, 1) != CS_LF_RECORD) {
-            sqlite3_finalize(st);
-            free(*ids), free(*recs);
-            *ids = NULL, *recs = NULL, *n = 0;
-            return cs_fail(err, CS_EFORMAT, "ref_localfeat: reference %lld: record of %d bytes, not %d",
-                           (long long)sqlite3_column_int64(st, 0), sqlite3_column_bytes(st, 1), CS_LF_RECORD);
-        }
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 1024;
-            int64_t *ni = realloc(*ids, sizeof(int64_t) * (size_t)cap);
-            if (ni) *ids = ni;
-            uint8_t *nr = ni ? realloc(*recs, (size_t)CS_LF_RECORD * (size_t)cap) : NULL;
-            if (nr) *recs = nr;
-            if (!ni || !nr) {
-                sqlite3_finalize(st);
-                free(*ids), free(*recs);
-                *ids = NULL, *recs = NULL, *n = 0;
-                return cs_fail(err, CS_ENOMEM, "ref_localfeat: out of memory");
-            }
-        }
-        (*ids)[*n] = sqlite3_column_int64(st, 0);
-        memcpy(*recs + (size_t)*n * CS_LF_RECORD, sqlite3_column_blob(st, 1), CS_LF_RECORD);
-        (*n)++;
+    int64_t row = 0;
+    int rc, bad = 0;
+    while (!bad && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(st, 1) != CS_LF_RECORD)
+            bad = cs_fail(err, CS_EFORMAT, "ref_localfeat: reference %lld: record of %d bytes, not %d",
+                          (long long)sqlite3_column_int64(st, 0), sqlite3_column_bytes(st, 1), CS_LF_RECORD);
+        else
+            bad = fn(ctx, row++, sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1), err);
     }
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        free(*ids), free(*recs);
-        *ids = NULL, *recs = NULL, *n = 0;
-        return cs_fail(err, CS_EDB, "ref_localfeat: read failed");
-    }
+    if (bad) return -1;
+    if (rc != SQLITE_DONE) return cs_fail(err, CS_EDB, "ref_localfeat: read failed");
     return 0;
+}
+
+typedef struct {
+    int64_t n, cap;
+    int64_t *ids;
+    uint8_t *recs;
+} load_ctx;
+
+static int load_one(void *vc, int64_t row, int64_t id, const uint8_t *rec, cs_err *err) {
+    load_ctx *c = vc;
+    if (row == c->cap) {
+        int64_t cap = c->cap ? 2 * c->cap : 1024;
+        int64_t *ni = realloc(c->ids, sizeof(int64_t) * (size_t)cap);
+        if (ni) c->ids = ni;
+        uint8_t *nr = ni ? realloc(c->recs, (size_t)CS_LF_RECORD * (size_t)cap) : NULL;
+        if (nr) c->recs = nr;
+        if (!ni || !nr) return cs_fail(err, CS_ENOMEM, "ref_localfeat: out of memory");
+        c->cap = cap;
+    }
+    c->ids[row] = id;
+    memcpy(c->recs + (size_t)row * CS_LF_RECORD, rec, CS_LF_RECORD);
+    c->n = row + 1;
+    return 0;
+}
+
+int cs_lf_load(cs_store *s, int64_t *n, int64_t **ids, uint8_t **recs, cs_err *err) {
+    load_ctx c = {0};
+    int rc = each_record(s, load_one, &c, err);
+    if (rc) {
+        free(c.ids), free(c.recs);
+        c = (load_ctx){0};
+    }
+    *n = c.n, *ids = c.ids, *recs = c.recs;
+    return rc;
+}
+
+/* ---- the records memory-mapped: <db>.lfrec ---- */
+
+/* The fingerprint of cs_lf_fingerprint, one record at a time. */
+typedef struct {
+    uint64_t h[4];
+} fp_state;
+
+static const uint64_t FP_P = 0x100000001B3ULL * 0x9E3779B1ULL + 1;
+
+static void fp_init(fp_state *f, int64_t n) {
+    f->h[0] = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n, f->h[1] = 0xC2B2AE3D27D4EB4FULL;
+    f->h[2] = 0x165667B19E3779F9ULL, f->h[3] = 0x27D4EB2F165667C5ULL;
+}
+
+static void fp_add(fp_state *f, int64_t id, const uint8_t *r) {
+    /* four 64-bit multiply-xor lanes over the ids and every record byte
+     * (a record replaced under the same id changes it too) */
+    f->h[0] = (f->h[0] ^ (uint64_t)id) * FP_P;
+    for (int k = 0; k < CS_LF_RECORD; k += 32)
+        for (int l = 0; l < 4; l++) {
+            uint64_t w;
+            memcpy(&w, r + k + 8 * l, 8);
+            f->h[l] = (f->h[l] ^ w) * FP_P;
+            f->h[l] ^= f->h[l] >> 29;
+        }
+}
+
+static uint64_t fp_end(const fp_state *f) {
+    uint64_t v = 0;
+    for (int l = 0; l < 4; l++) v = (v ^ f->h[l]) * FP_P, v ^= v >> 31;
+    return v;
+}
+
+uint64_t cs_lf_fingerprint(int64_t n, const int64_t *ids, const uint8_t *recs) {
+    fp_state f;
+    fp_init(&f, n);
+    for (int64_t i = 0; i < n; i++) fp_add(&f, ids[i], recs + (size_t)i * CS_LF_RECORD);
+    return fp_end(&f);
+}
+
+/* The file: a CS_LF_RECORD-byte header ("CSLR", version 1, record size,
+ * row count and the fingerprint of the rows it was written from, the rest
+ * zero), then the records, each on its own page(s): verifying a candidate
+ * touches one 4 KiB page. */
+static const char RMAGIC[4] = {'C', 'S', 'L', 'R'};
+enum { RHDR = CS_LF_RECORD };
+
+typedef struct {
+    int64_t n, rows; /* rows: those the last pass saw */
+    int64_t *ids;
+    fp_state fp;
+    FILE *f;        /* the pass that writes the file */
+    uint8_t *heap;  /* or the one that reads into memory */
+} rec_pass;
+
+static int fp_one(void *vc, int64_t row, int64_t id, const uint8_t *rec, cs_err *err) {
+    rec_pass *c = vc;
+    if (row >= c->n) return cs_fail(err, CS_EIO, "ref_localfeat: references changed while reading them");
+    c->ids[row] = id;
+    fp_add(&c->fp, id, rec);
+    c->rows = row + 1;
+    return 0;
+}
+
+static int copy_one(void *vc, int64_t row, int64_t id, const uint8_t *rec, cs_err *err) {
+    rec_pass *c = vc;
+    if (row >= c->n || c->ids[row] != id)
+        return cs_fail(err, CS_EIO, "ref_localfeat: references changed while reading them");
+    if (c->heap) memcpy(c->heap + (size_t)row * CS_LF_RECORD, rec, CS_LF_RECORD);
+    else if (fwrite(rec, 1, CS_LF_RECORD, c->f) != CS_LF_RECORD) return cs_fail(err, CS_EIO, "write failed");
+    c->rows = row + 1;
+    return 0;
+}
+
+/* each_record through fn, which must see the n rows of the first pass */
+static int all_rows(cs_store *s, rec_pass *c, rec_fn fn, cs_err *err) {
+    c->rows = 0;
+    if (each_record(s, fn, c, err)) return -1;
+    if (c->rows != c->n) return cs_fail(err, CS_EIO, "ref_localfeat: references changed while reading them");
+    return 0;
+}
+
+/* Maps path when its header says n rows of fingerprint fp and its size
+ * matches; 1 mapped, 0 not. */
+static int map_records(cs_lf_records *r, const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    uint8_t h[32];
+    struct stat st;
+    size_t len = (size_t)RHDR + (size_t)CS_LF_RECORD * (size_t)r->n;
+    int ok = read(fd, h, sizeof h) == (ssize_t)sizeof h && !memcmp(h, RMAGIC, 4) && get32(h + 4) == 1 &&
+             get32(h + 8) == CS_LF_RECORD && (get32(h + 16) | (uint64_t)get32(h + 20) << 32) == (uint64_t)r->n &&
+             (get32(h + 24) | (uint64_t)get32(h + 28) << 32) == r->fp && !fstat(fd, &st) &&
+             (uint64_t)st.st_size == (uint64_t)len;
+    void *m = ok ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+    close(fd);
+    if (m == MAP_FAILED) return 0;
+    r->map = m;
+    r->map_len = len;
+    r->recs = (const uint8_t *)m + RHDR;
+    return 1;
+}
+
+static int write_records(cs_store *s, cs_lf_records *r, rec_pass *c, const char *path, cs_err *err) {
+    cs_atomic_file a;
+    if (cs_atomic_open(&a, path, err)) return -1;
+    uint8_t h[RHDR] = {0};
+    memcpy(h, RMAGIC, 4);
+    put32(h + 4, 1);
+    put32(h + 8, CS_LF_RECORD);
+    put32(h + 16, (uint32_t)((uint64_t)r->n & 0xffffffffu));
+    put32(h + 20, (uint32_t)((uint64_t)r->n >> 32));
+    put32(h + 24, (uint32_t)(r->fp & 0xffffffffu));
+    put32(h + 28, (uint32_t)(r->fp >> 32));
+    c->f = a.f;
+    int rc = fwrite(h, 1, sizeof h, a.f) == sizeof h ? 0 : cs_fail(err, CS_EIO, "%s: write failed", path);
+    if (!rc) rc = all_rows(s, c, copy_one, err);
+    c->f = NULL;
+    return cs_atomic_finish(&a, !rc, err) || rc ? -1 : 0;
+}
+
+static int open_snapshot(cs_store *s, cs_lf_records *r, const char *path, char *note, size_t cap, cs_err *err) {
+    int64_t n = 0;
+    if (cs_store_query_i64(s,
+                           "SELECT COUNT(*) FROM ref_localfeat l JOIN refs r ON r.id = l.ref_id WHERE r.status = 'ok'",
+                           0, 0, &n, err))
+        return -1;
+    if (n == 0) return 0;
+    rec_pass c = {.n = n, .ids = malloc(sizeof(int64_t) * (size_t)n)};
+    if (!c.ids) return cs_fail(err, CS_ENOMEM, "ref_localfeat: out of memory for %lld ids", (long long)n);
+    r->ids = c.ids;
+    fp_init(&c.fp, n);
+    if (all_rows(s, &c, fp_one, err)) return -1;
+    r->n = n;
+    r->fp = fp_end(&c.fp);
+    if (path && map_records(r, path)) return 0;
+    cs_err we = {0};
+    if (path && !write_records(s, r, &c, path, &we) && map_records(r, path)) {
+        if (note && cap) snprintf(note, cap, "local-feature records written to %s", path);
+        return 0;
+    }
+    if (we.code == CS_EIO && strstr(we.msg, "changed while")) return *err = we, -1;
+    /* no file here (a read-only folder): the records in memory */
+    if (note && cap && path) snprintf(note, cap, "local-feature records in memory (%s)", we.msg);
+    if (!(c.heap = r->heap = malloc((size_t)CS_LF_RECORD * (size_t)n)))
+        return cs_fail(err, CS_ENOMEM, "ref_localfeat: out of memory for %lld records", (long long)n);
+    r->recs = r->heap;
+    return all_rows(s, &c, copy_one, err);
+}
+
+int cs_lf_records_open(cs_store *s, cs_lf_records *r, char *note, size_t cap, cs_err *err) {
+    memset(r, 0, sizeof *r);
+    if (note && cap) note[0] = 0;
+    char *path = cs_store_sidecar(s, "lfrec");
+    sqlite3 *db = cs_store_db(s);
+    /* one read snapshot for the count, the fingerprint and the copy */
+    int own_tx = sqlite3_get_autocommit(db) && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    int rc = open_snapshot(s, r, path, note, cap, err);
+    if (own_tx) sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    free(path);
+    if (rc) cs_lf_records_close(r);
+    return rc;
+}
+
+void cs_lf_records_release(cs_lf_records *r) {
+    if (r->map) madvise(r->map, r->map_len, MADV_DONTNEED);
+}
+
+void cs_lf_records_close(cs_lf_records *r) {
+    if (r->map) munmap(r->map, r->map_len);
+    free(r->heap);
+    free(r->ids);
+    memset(r, 0, sizeof *r);
 }
 
 /* ---- vote index ---- */
@@ -405,6 +600,10 @@ static void gather(const uint8_t *recs, const int64_t *first, int64_t nrec, int6
 
 static void own_scan_setup(cs_lf_index *ix);
 enum { MAXPROBE = 64 }; /* cells our coarse step picks at most */
+static int pq_encode(const cs_lf_index *ix, int64_t n, const float *x, uint8_t *codes);
+static int faiss_encode; /* cs_lf_faiss_encode */
+
+void cs_lf_faiss_encode(int on) { faiss_encode = on; }
 
 /* descriptors per record (the first byte of a record is its keypoint count) */
 static int rec_nk(const uint8_t *rec) { return rec[0] < CS_LF_REF_KP ? rec[0] : CS_LF_REF_KP; }
@@ -419,9 +618,14 @@ static int index_append(cs_lf_index *ix, int64_t from, int64_t n, const uint8_t 
     int32_t *ow = realloc(ix->owner, sizeof(int32_t) * (size_t)(ix->nd + add));
     int64_t *first = malloc(sizeof(int64_t) * (size_t)(n - from + 1));
     float *x = malloc(sizeof(float) * 128 * (size_t)(add < CHUNK ? add : CHUNK));
+    /* the PQ codes ours (pq_encode: FAISS's own encoder is a scalar
+     * distance per centroid, ~2/3 of a 1M-reference build), the cells
+     * FAISS's: the same index, byte for byte (test_lf_index) */
+    int own = !faiss_encode && ix->ct && ix->pq_m * ix->pq_dsub == 128;
+    uint8_t *codes = own ? malloc((size_t)ix->pq_m * (size_t)(add < CHUNK ? add : CHUNK)) : NULL;
     int rc = -1;
     if (ow) ix->owner = ow;
-    if (!ow || !first || !x) {
+    if (!ow || !first || !x || (own && !codes)) {
         cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld descriptors", (long long)(ix->nd + add));
         goto out;
     }
@@ -434,11 +638,16 @@ static int index_append(cs_lf_index *ix, int64_t from, int64_t n, const uint8_t 
     for (int64_t at = 0; at < add; at += CHUNK) {
         int64_t m = add - at < CHUNK ? add - at : CHUNK;
         gather(recs + (size_t)from * CS_LF_RECORD, first, n - from, at, m, x);
-        if (cs_faiss_add(ix->f, m, x, err)) goto out;
+        if (own ? pq_encode(ix, m, x, codes) || cs_faiss_add_codes(ix->f, m, x, codes, err)
+                : cs_faiss_add(ix->f, m, x, err)) {
+            if (own && !err->code) cs_fail(err, CS_ENOMEM, "localfeat: out of memory encoding descriptors");
+            goto out;
+        }
     }
     ix->nd += add;
     rc = 0;
 out:
+    free(codes);
     free(x);
     free(first);
     return rc;
@@ -480,6 +689,7 @@ int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const c
         free(x);
         x = NULL;
     }
+    own_scan_setup(ix); /* the trained codebooks, for pq_encode */
     if (index_append(ix, 0, n, recs, err)) goto out;
     if (cs_faiss_nlist(ix->f) > 0 && cs_faiss_set_param(ix->f, "nprobe", nprobe, err)) goto out;
     own_scan_setup(ix);
@@ -808,6 +1018,85 @@ static void table(const scan_ctx *c, const float *ct, const float *x, int m, int
 }
 
 /* keeps the best n (d ascending, then id) of what is offered, in d[], id[] */
+/* ---- our PQ encoder ----
+ * FAISS's ProductQuantizer::compute_code (dsub < 16): per sub-quantizer,
+ * the distance to every centroid as fvec_L2sqr_ref sums it (from 0 over
+ * u = 0..dsub-1, multiply and add apart: the generic build has no FMA) and
+ * the first centroid of the least distance. The distances are the query
+ * table's (table_c and its SIMD levels: the same bits), so the codes are
+ * FAISS's; 256 descriptors per task, any thread count. */
+typedef struct {
+    const cs_lf_index *ix;
+    const float *x;
+    uint8_t *codes;
+    int64_t n;
+    int simd;
+    int fail;
+} enc_ctx;
+
+/* The first j of the least t[j], j < 256 (t >= 0, no NaN). */
+static int argmin256_c(const float *t) {
+    int best = 0;
+    for (int j = 1; j < 256; j++) best = t[j] < t[best] ? j : best;
+    return best;
+}
+
+#if defined(__x86_64__)
+/* argmin256_c by lanes: lane l keeps its first least t[16 i + l] (strict
+ * <), then the least value's lowest index over the lanes: the same j. */
+__attribute__((target("avx512f"))) static int argmin256_avx512(const float *t) {
+    __m512 mv = _mm512_loadu_ps(t);
+    __m512i iv = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), cur = iv;
+    const __m512i step = _mm512_set1_epi32(16);
+    for (int j = 16; j < 256; j += 16) {
+        cur = _mm512_add_epi32(cur, step);
+        const __m512 v = _mm512_loadu_ps(t + j);
+        const __mmask16 k = _mm512_cmp_ps_mask(v, mv, _CMP_LT_OQ);
+        mv = _mm512_mask_mov_ps(mv, k, v);
+        iv = _mm512_mask_mov_epi32(iv, k, cur);
+    }
+    const __mmask16 eq = _mm512_cmp_ps_mask(mv, _mm512_set1_ps(_mm512_reduce_min_ps(mv)), _CMP_EQ_OQ);
+    return _mm512_reduce_min_epi32(_mm512_mask_mov_epi32(_mm512_set1_epi32(256), eq, iv));
+}
+#endif
+
+static void encode_block(void *vc, int64_t b, int thread) {
+    (void)thread;
+    enc_ctx *c = vc;
+    const cs_lf_index *ix = c->ix;
+    const int m = ix->pq_m, ks = 256;
+    float *lut = malloc(sizeof(float) * (size_t)m * ks);
+    if (!lut) {
+        c->fail = 1;
+        return;
+    }
+    for (int64_t i = b * 256; i < c->n && i < (b + 1) * 256; i++) {
+        const float *x = c->x + i * 128;
+#if defined(__x86_64__)
+        if (c->simd == 2) table_avx512(ix->ct, x, m, ix->pq_dsub, ks, lut);
+        else if (c->simd == 1) table_avx2(ix->ct, x, m, ix->pq_dsub, ks, lut);
+        else
+#endif
+            table_c(ix->ct, x, m, ix->pq_dsub, ks, lut);
+        for (int s = 0; s < m; s++) {
+#if defined(__x86_64__)
+            if (c->simd == 2) {
+                c->codes[i * m + s] = (uint8_t)argmin256_avx512(lut + (size_t)s * ks);
+                continue;
+            }
+#endif
+            c->codes[i * m + s] = (uint8_t)argmin256_c(lut + (size_t)s * ks);
+        }
+    }
+    free(lut);
+}
+
+static int pq_encode(const cs_lf_index *ix, int64_t n, const float *x, uint8_t *codes) {
+    enc_ctx c = {ix, x, codes, n, simd_level(ix->simd_max), 0};
+    cs_parallel_for(cs_threads(), (n + 255) / 256, encode_block, &c);
+    return c.fail ? -1 : 0;
+}
+
 static void offer(float *d, int64_t *id, int n, int *have, float v, int64_t i) {
     if (*have == n && (v > d[n - 1] || (v == d[n - 1] && i >= id[n - 1]))) return;
     int k = *have < n ? (*have)++ : n - 1;
@@ -1083,28 +1372,6 @@ out:
 static const char VMAGIC[4] = {'C', 'S', 'L', 'V'};
 enum { VHDR = 4 + 4 + 4 + 4 + 8 + 8 + 8 + 64 + 4 };
 
-uint64_t cs_lf_fingerprint(int64_t n, const int64_t *ids, const uint8_t *recs) {
-    /* four 64-bit multiply-xor lanes over the ids and every record byte
-     * (a record replaced under the same id changes it too) */
-    uint64_t h[4] = {0x9E3779B97F4A7C15ULL ^ (uint64_t)n, 0xC2B2AE3D27D4EB4FULL, 0x165667B19E3779F9ULL,
-                     0x27D4EB2F165667C5ULL};
-    const uint64_t P = 0x100000001B3ULL * 0x9E3779B1ULL + 1;
-    for (int64_t i = 0; i < n; i++) {
-        h[0] = (h[0] ^ (uint64_t)ids[i]) * P;
-        const uint8_t *r = recs + (size_t)i * CS_LF_RECORD;
-        for (int k = 0; k < CS_LF_RECORD; k += 32)
-            for (int l = 0; l < 4; l++) {
-                uint64_t w;
-                memcpy(&w, r + k + 8 * l, 8);
-                h[l] = (h[l] ^ w) * P;
-                h[l] ^= h[l] >> 29;
-            }
-    }
-    uint64_t f = 0;
-    for (int l = 0; l < 4; l++) f = (f ^ h[l]) * P, f ^= f >> 31;
-    return f;
-}
-
 static void put64(uint8_t *p, uint64_t v) { put32(p, (uint32_t)v); put32(p + 4, (uint32_t)(v >> 32)); }
 static uint64_t get64(const uint8_t *p) { return get32(p) | (uint64_t)get32(p + 4) << 32; }
 
@@ -1246,7 +1513,11 @@ static int64_t prefix_index(cs_lf_index **out, const char *path, int64_t n, cons
 
 int cs_lf_index_open(cs_lf_index **out, const char *path, int64_t n, const int64_t *ids, const uint8_t *recs,
                      char *note, size_t cap, cs_err *err) {
-    uint64_t fp = cs_lf_fingerprint(n, ids, recs);
+    return cs_lf_index_open_fp(out, path, n, ids, recs, cs_lf_fingerprint(n, ids, recs), note, cap, err);
+}
+
+int cs_lf_index_open_fp(cs_lf_index **out, const char *path, int64_t n, const int64_t *ids, const uint8_t *recs,
+                        uint64_t fp, char *note, size_t cap, cs_err *err) {
     cs_err why = {0};
     if (note && cap) note[0] = 0;
     if (out) {

@@ -14,9 +14,13 @@
  * references once.
  *
  * Storage: one fixed-size record of CS_LF_RECORD = 4096 bytes per reference
- * (header + CS_LF_REF_KP x (128 descriptor bytes + 6 geometry bytes)), in a
- * column file <db>.localfeat beside the store, row i = the i-th reference of
- * the column's id list (written atomically; see cs_lf_col_write).
+ * (header + CS_LF_REF_KP x (128 descriptor bytes + 6 geometry bytes)), in
+ * the store's ref_localfeat table. An analysis reads only the candidates'
+ * records (30 per generation and direction), so it does not hold them in
+ * memory: cs_lf_records_open copies them once into <db>.lfrec beside the
+ * store and memory-maps that file (the kernel pages a record in when it is
+ * verified), checked against the table by a fingerprint of every row.
+ * (cs_lf_col_write/read: a plain column file of records, for tools.)
  *
  * Retrieval (cs_lf_index_*): every reference descriptor goes into one FAISS
  * index (from 16,384 descriptors an inverted multi-index with 16-byte PQ
@@ -97,6 +101,41 @@ int cs_lf_col_read(const char *path, int64_t *n, int64_t **ids, uint8_t **recs, 
  * [n][CS_LF_RECORD], malloc'd. n = 0 when none has local features. */
 int cs_lf_load(cs_store *s, int64_t *n, int64_t **ids, uint8_t **recs, cs_err *err);
 
+/* The records of cs_lf_load, memory-mapped (see the top of this file):
+ * recs points into the mapping of <db>.lfrec, a CS_LF_RECORD-byte header
+ * ("CSLR", version, record size, row count and the fingerprint of the rows
+ * it holds) then the records, each on its own page. Opening streams the
+ * table once (constant memory) for the ids and the fingerprint; a file
+ * that holds other rows (or none, or is truncated) is written again from
+ * the table in the same read snapshot, atomically. Where it cannot be
+ * written (a read-only folder), the records are read into memory as
+ * cs_lf_load does (note says so). Resident: the ids (8 B per reference,
+ * the caller may free them early: free(ids), ids = NULL) and the pages of
+ * the records read. */
+typedef struct {
+    int64_t n;
+    int64_t *ids;         /* [n] refs.id of each row, ascending, malloc'd */
+    const uint8_t *recs;  /* [n][CS_LF_RECORD] */
+    uint64_t fp;          /* cs_lf_fingerprint(n, ids, recs) */
+    void *map;            /* the mapping (NULL: recs is heap) */
+    size_t map_len;
+    uint8_t *heap;
+} cs_lf_records;
+/* n = 0 (nothing mapped) when no reference has local features. note[cap]
+ * (may be NULL): "" or a line saying the file was written, or why the
+ * records are in memory. */
+int cs_lf_records_open(cs_store *s, cs_lf_records *r, char *note, size_t cap, cs_err *err);
+/* Drops the pages read so far from the process's resident set (they stay in
+ * the page cache): after building the vote index from the mapping, which
+ * reads every record. */
+void cs_lf_records_release(cs_lf_records *r);
+void cs_lf_records_close(cs_lf_records *r);
+
+/* on != 0: the vote index's PQ codes from FAISS's own encoder (the anchor of
+ * test_lf_index and bench_localfeat), else (the default) from ours, the
+ * same codes (index/localfeat.c, pq_encode). Process-wide. */
+void cs_lf_faiss_encode(int on);
+
 /* The vote index over n references' records. */
 typedef struct cs_lf_index cs_lf_index;
 /* factory: a FAISS index_factory string, NULL for cs_lf_default_factory's.
@@ -151,6 +190,10 @@ int cs_lf_index_load(cs_lf_index **out, const char *path, uint64_t fp, int64_t n
  * error (a read-only folder): the note says so. */
 int cs_lf_index_open(cs_lf_index **out, const char *path, int64_t n, const int64_t *ids, const uint8_t *recs,
                      char *note, size_t cap, cs_err *err);
+/* The same with the records' fingerprint known (cs_lf_records.fp): a
+ * current side file is loaded without reading the records. */
+int cs_lf_index_open_fp(cs_lf_index **out, const char *path, int64_t n, const int64_t *ids, const uint8_t *recs,
+                        uint64_t fp, char *note, size_t cap, cs_err *err);
 
 /* The k nearest indexed descriptors of n query descriptors (desc[n][128]):
  * rows[n][k] as numbered by the records (-1 where fewer), best first; what

@@ -5,10 +5,15 @@
  * within their documented quantisation; the vote index ranks a reference's
  * own keypoints first; the background calibration (analyze/fuse.h) against
  * a background whose tail probabilities are known in closed form; polygon
- * clipping against areas computed by hand. */
+ * clipping against areas computed by hand; the records memory-mapped from
+ * <db>.lfrec are the table's bytes (against cs_lf_load), rewritten when the
+ * table changes, and in memory where the file cannot be written. */
 #include <math.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "analyze/fuse.h"
 #include "analyze/lf_verify.h"
@@ -387,6 +392,82 @@ static void test_ingest_records(void) {
     }
 }
 
+/* cs_lf_records_open: the mapping holds the bytes cs_lf_load reads (and
+ * their fingerprint), is mapped as it is when current, written again when a
+ * record changed under the same id or the file is cut, and the records are
+ * read into memory, the same bytes, where the file cannot be written (a
+ * folder in its place: root ignores permissions) */
+static void test_records_mapped(void) {
+    cs_err err = {0};
+    static const char *files[] = {"../shared/data/twemoji-64/img/1f30d.png", "../shared/data/twemoji-64/img/1f600.png",
+                                  "../shared/data/twemoji-64/img/1f680.png"};
+    char db[64];
+    snprintf(db, sizeof db, "/tmp/cs_test_lfrec_%d.db", (int)getpid());
+    unlink(db);
+    cs_store *s;
+    REQUIRE(cs_store_open(&s, db, &err) == 0);
+    char *path = cs_store_sidecar(s, "lfrec"), note[512];
+    unlink(path);
+    cs_lf_records r;
+    REQUIRE(cs_lf_records_open(s, &r, note, sizeof note, &err) == 0); /* empty store: nothing, no file */
+    CHECK(r.n == 0 && !r.map && !r.recs && note[0] == 0 && access(path, F_OK) != 0);
+    cs_lf_records_close(&r);
+    cs_ingest_opts o = {.threads = 2, .local_features = 1};
+    cs_ingest_stats st;
+    REQUIRE(cs_ingest_add(s, files, 3, &o, &st, &err) == 0);
+    int64_t n, *ids;
+    uint8_t *recs;
+    REQUIRE(cs_lf_load(s, &n, &ids, &recs, &err) == 0);
+    REQUIRE(n == 3);
+    unlink(path); /* as a store from before the file: the analysis writes it */
+    REQUIRE(cs_lf_records_open(s, &r, note, sizeof note, &err) == 0);
+    CHECKF(strstr(note, "records written to"), "%s", note);
+    CHECK(r.n == n && r.map && !r.heap && !memcmp(r.ids, ids, sizeof *ids * (size_t)n) &&
+          !memcmp(r.recs, recs, (size_t)CS_LF_RECORD * (size_t)n) && r.fp == cs_lf_fingerprint(n, ids, recs));
+    struct stat a, b;
+    CHECK(stat(path, &a) == 0 && a.st_size == (off_t)CS_LF_RECORD * (n + 1));
+    CHECK(((uintptr_t)r.recs & (CS_LF_RECORD - 1)) == 0); /* one page per record */
+    cs_lf_records_release(&r);
+    CHECK(!memcmp(r.recs, recs, (size_t)CS_LF_RECORD * (size_t)n)); /* paged in again from the file */
+    cs_lf_records_close(&r);
+    /* current: mapped as it is, not written again */
+    REQUIRE(cs_lf_records_open(s, &r, note, sizeof note, &err) == 0);
+    CHECK(note[0] == 0 && r.map && stat(path, &b) == 0 && b.st_ino == a.st_ino);
+    uint64_t fp0 = r.fp;
+    cs_lf_records_close(&r);
+    /* a record replaced under the same id: written again with the new bytes */
+    char sql[160];
+    snprintf(sql, sizeof sql, "UPDATE ref_localfeat SET rec = (SELECT rec FROM ref_localfeat WHERE ref_id = %lld) "
+                              "WHERE ref_id = %lld",
+             (long long)ids[2], (long long)ids[0]);
+    REQUIRE(sqlite3_exec(cs_store_db(s), sql, NULL, NULL, NULL) == SQLITE_OK);
+    REQUIRE(cs_lf_records_open(s, &r, note, sizeof note, &err) == 0);
+    CHECKF(strstr(note, "records written to"), "%s", note);
+    CHECK(r.map && r.fp != fp0 && !memcmp(r.recs, recs + 2 * CS_LF_RECORD, CS_LF_RECORD) &&
+          !memcmp(r.recs + CS_LF_RECORD, recs + CS_LF_RECORD, 2 * CS_LF_RECORD));
+    uint64_t fp1 = r.fp;
+    cs_lf_records_close(&r);
+    /* cut short: written again */
+    REQUIRE(truncate(path, CS_LF_RECORD * 2) == 0);
+    REQUIRE(cs_lf_records_open(s, &r, note, sizeof note, &err) == 0);
+    CHECKF(strstr(note, "records written to") && r.map && r.fp == fp1, "%s", note);
+    cs_lf_records_close(&r);
+    /* not writable: the same bytes in memory */
+    REQUIRE(unlink(path) == 0 && mkdir(path, 0700) == 0);
+    REQUIRE(cs_lf_records_open(s, &r, note, sizeof note, &err) == 0);
+    CHECKF(strstr(note, "in memory") && !r.map && r.heap && r.n == n && r.fp == fp1 &&
+               !memcmp(r.recs, recs + 2 * CS_LF_RECORD, CS_LF_RECORD) &&
+               !memcmp(r.recs + CS_LF_RECORD, recs + CS_LF_RECORD, 2 * CS_LF_RECORD),
+           "%s", note);
+    cs_lf_records_close(&r);
+    rmdir(path);
+    free(ids);
+    free(recs);
+    free(path);
+    cs_store_close(s);
+    unlink(db);
+}
+
 static void test_flag_quantile(void) {
     double z[200];
     for (int i = 0; i < 200; i++) z[i] = (double)((i * 37) % 200); /* 0..199 shuffled */
@@ -501,6 +582,7 @@ int main(void) {
     RUN(test_vote_index);
     RUN(test_fuse_known_tail);
     RUN(test_ingest_records);
+    RUN(test_records_mapped);
     RUN(test_flag_quantile);
     RUN(test_tiny_regions);
     RUN(test_clip_area);

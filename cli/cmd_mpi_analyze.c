@@ -90,13 +90,8 @@ static int id_owner_fn(void *ctx, int64_t id) {
 
 /* This rank's part of the embedding column of store s (analyze/an_mpi.h). */
 static int emb_open(cs_an_emb_part *p, cs_store *s, const char *column, int dim, id_owner *io, cs_err *err) {
-    char suffix[40];
-    snprintf(suffix, sizeof suffix, "vec-%s", column);
-    char *path = cs_store_sidecar(s, suffix);
-    if (!path) return cs_fail(err, CS_ENOMEM, "analyze: out of memory");
-    int rc = cs_an_emb_part_open(p, path, dim, cs_mpi_rank(), id_owner_fn, io, err);
-    free(path);
-    return rc;
+    /* raw: a q8 column's rows of this rank stay 8-bit (not the whole column decoded) */
+    return cs_an_emb_part_open_store(p, s, column, dim, cs_mpi_rank(), id_owner_fn, io, err);
 }
 
 /* What a rank scans and verifies: r (the whole index, or only its shards'

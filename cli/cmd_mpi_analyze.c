@@ -749,6 +749,9 @@ static void debug_line(int64_t held, int64_t scanned, int64_t total, const cs_an
                 cs_mpi_rank(), cs_mpi_size(), (long long)held, (long long)scanned, (long long)total, peak_kib(),
                 trss > 0 ? trss : 0, tsize, (long long)e->held, (long long)e->owned,
                 (long long)(e->open ? e->vs.n : 0));
+    if (debug_on() && e->open) /* q8: the rows stay 8-bit (dim + 4 bytes), f32: 4 dim */
+        fprintf(stderr, "analyze: rank %d of %d: embedding rows kept at %zu bytes a row\n", cs_mpi_rank(), cs_mpi_size(),
+                e->q8 ? CS_VS_Q8_ROW(e->vs.dim) : sizeof(float) * (size_t)e->vs.dim);
 }
 
 void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {

@@ -228,6 +228,7 @@ struct cli_mpi_an {
      * each batch's candidates, written in by verify_all (fetched from their owners) and dropped at the next */
     uint8_t *range;
     size_t range_len;
+    int from_shards; /* rank 0's share loaded from its shards (c->mine), not copied from the whole index */
     int64_t th_rows, th_rows_max; /* thumbnails written in: all batches, the most in one */
 };
 
@@ -558,6 +559,7 @@ static int init_ranks(cli_mpi_an *c, const cs_an_refs *r, cs_err *err) {
         return cs_fail(err, CS_EINTERNAL, "analyze: %lld references in rank 0's shards, %lld in the index's rows",
                        (long long)c->mine.n, (long long)c->me.scanned);
     c->me.r = &c->mine;
+    c->from_shards = 1;
     if (c->me.nrun) { /* its references are one run of mine's rows */
         c->me.run[0] = 0;
         c->me.run[1] = c->mine.n;
@@ -758,9 +760,9 @@ void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
     if (cs_mpi_size() == 1) return;
     round_head stop = {R_STOP, 0, 0, 0, 0, 0, 0, {0}}; /* the other ranks stop */
     cs_mpi_bcast(&stop, sizeof stop);
-    if (c && c->inited) debug_line(c->range ? c->mine.n : c->n_refs, c->me.scanned, c->n_refs, &c->emb, c->th_rss,
+    if (c && c->inited) debug_line(c->from_shards ? c->mine.n : c->n_refs, c->me.scanned, c->n_refs, &c->emb, c->th_rss,
                                    c->th_size);
-    if (c && c->inited && c->range && debug_on()) /* what rank 0 held of the thumbnails: the candidates' */
+    if (c && c->inited && c->from_shards && debug_on()) /* what rank 0 held of the thumbnails: the candidates' */
         fprintf(stderr, "analyze: rank 0 of %d: candidates' thumbnails written in %lld, at most %lld in a batch; "
                 "%lld KiB resident at most after a batch, of %lld KiB reserved\n", cs_mpi_size(),
                 (long long)c->th_rows, (long long)c->th_rows_max, c->th_rss > 0 ? c->th_rss : 0, c->th_size);

@@ -297,6 +297,25 @@ else
   same ntm3 no_thumbs_shards3_np3_same_as_one_process nt3
   resident "$T/ntm3.err" 3 shard && candthumbs "$T/ntm3.err" "$T/ntm3.db" && ok no_thumbs_np3_rank_holds_its_shard ||
     bad "no_thumbs_np3_rank_holds_its_shard: $(grep -e resident -e 'written in' "$T/ntm3.err")"
+  # a run with a completion task on 3 shards under mpirun: the audit compares
+  # the withheld region with every reference, so rank 0 reads the whole
+  # index's thumbnails for it (analyze.c an_thumbs_whole; the candidates'
+  # alone give other distances); the report is one process's (store and
+  # folder names aside), the completion audited and restored
+  cat > "$T/comp.json" <<J
+{"name": "comp", "model": "empirical", "defaults": {"size": 64, "steps": 4, "samples": 2, "seed": 3},
+ "prompts": [{"id": "u", "text": "", "guidance": 1.0}],
+ "completions": [{"id": "g", "ref": "extra/a-tie.png", "rect": [32, 0, 32, 64], "samples": 2}]}
+J
+  for n in 1 3; do
+    mkdir -p "$T/c$n"
+    $B index add "$T/refs.txt" --db "$T/c$n/c.db" --shards 3 -j 2 > /dev/null 2>&1 || bad "comp${n}_add"
+    if [ $n -eq 1 ]; then $B run "$T/comp.json" --db "$T/c1/c.db" --out "$T/c1/o" -j 1 > "$T/c1.out" 2>&1 || bad comp1_run
+    else $MPIRUN -np 3 "$M" run "$T/comp.json" --db "$T/c3/c.db" --out "$T/c3/o" -j 1 > "$T/c3.out" 2>&1 || bad comp3_run; fi
+    $B report --db "$T/c$n/c.db" --format json --out "$T/c$n.raw.json" -q 2>&1 && norm "$T/c$n.raw.json" | sed "s|/c$n/|/cN/|g" > "$T/c$n.json"
+  done
+  grep -q '"restored":	true' "$T/c1.json" && cmp -s "$T/c1.json" "$T/c3.json" && ok completion_run_np3_same_report ||
+    { bad completion_run_np3_same_report; diff "$T/c1.json" "$T/c3.json" | head -n 8; }
   for n in 2 3; do
     cmp -s "$T/fan1.json" "$T/fan$n.json" && ok "analyze_fanout_np${n}_same_report" || { bad "analyze_fanout_np${n}_same_report"; diff "$T/fan1.json" "$T/fan$n.json" | head -n 8; }
   done

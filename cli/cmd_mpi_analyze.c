@@ -677,9 +677,9 @@ static int load_thumbs(void *ctx, cs_store *s, cs_ref_thumbs *th, cs_err *err) {
     if (th->n == 0) return 0;
     size_t len = TPX * (size_t)th->n;
     void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED) {
+    if (m == MAP_FAILED) { /* e.g. strict overcommit (vm.overcommit_memory = 2 ignores MAP_NORESERVE): as before */
         cs_ref_thumbs_free(th);
-        return cs_fail(err, CS_ENOMEM, "analyze: no address space for %lld thumbnails", (long long)th->n);
+        return cs_refs_load_thumbs(s, th, err);
     }
     th->map = m, th->rgb = m, th->map_len = len; /* unmapped by cs_ref_thumbs_free */
     c->range = m, c->range_len = len;

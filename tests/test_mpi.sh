@@ -320,6 +320,18 @@ J
     cmp -s "$T/fan1.json" "$T/fan$n.json" && ok "analyze_fanout_np${n}_same_report" || { bad "analyze_fanout_np${n}_same_report"; diff "$T/fan1.json" "$T/fan$n.json" | head -n 8; }
   done
   grep -q '"verdict":	"copy"' "$T/fan1.raw.json" && ok analyze_fanout_has_copies || bad analyze_fanout_has_copies
+  # the 520 generations on 3 shards, 3 ranks: rank 0 holds the other ranks'
+  # thumbnails only as sent with each batch's verifications; the rivals and
+  # the partial-copy measures read them (with them not written in, 2 of the
+  # 5 partial copies were lost: checked by hand), so the report is one
+  # process's only if the right ones arrive; no DB.thumbs written
+  $B index add "$T/refs.txt" --db "$T/fanM3.db" --shards 3 -j 2 > /dev/null 2>&1 || bad fanM3_add
+  $B analyze --images "$T/gens" --db "$T/fanM3.db" -j 2 -q > /dev/null 2>&1 || bad fanM3_first # as one.db: the ids
+  CS_MPI_DEBUG=1 $MPIRUN -np 3 "$M" analyze --images "$T/many" --db "$T/fanM3.db" -j 1 --no-local-features -q > /dev/null 2> "$T/fanM3.err" || bad fanM3_analyze
+  $B report --db "$T/fanM3.db" --format json --out "$T/fanM3.raw.json" -q 2>&1 && norm "$T/fanM3.raw.json" > "$T/fanM3.json"
+  resident "$T/fanM3.err" 3 shard && [ ! -e "$T/fanM3.db.thumbs" ] && grep -q '"verdict":	"partial"' "$T/fanM3.json" &&
+    cmp -s "$T/fan1.json" "$T/fanM3.json" && ok analyze_shards3_np3_many_batches_same_report ||
+    { bad "analyze_shards3_np3_many_batches_same_report: $(grep -e resident -e 'written in' "$T/fanM3.err")"; diff "$T/fan1.json" "$T/fanM3.json" | head -n 8; }
 
   # generate under mpirun: each rank samples its part of the suite (the
   # empirical model over the emoji store); the image files, and the run,

@@ -327,6 +327,7 @@ J
   # process's only if the right ones arrive; no DB.thumbs written
   $B index add "$T/refs.txt" --db "$T/fanM3.db" --shards 3 -j 2 > /dev/null 2>&1 || bad fanM3_add
   $B analyze --images "$T/gens" --db "$T/fanM3.db" -j 2 -q > /dev/null 2>&1 || bad fanM3_first # as one.db: the ids
+  rm -f "$T/fanM3.db.thumbs" # that one process's cache (safe to delete): mpirun must not write another
   CS_MPI_DEBUG=1 $MPIRUN -np 3 "$M" analyze --images "$T/many" --db "$T/fanM3.db" -j 1 --no-local-features -q > /dev/null 2> "$T/fanM3.err" || bad fanM3_analyze
   $B report --db "$T/fanM3.db" --format json --out "$T/fanM3.raw.json" -q 2>&1 && norm "$T/fanM3.raw.json" > "$T/fanM3.json"
   resident "$T/fanM3.err" 3 shard && [ ! -e "$T/fanM3.db.thumbs" ] && grep -q '"verdict":	"partial"' "$T/fanM3.json" &&

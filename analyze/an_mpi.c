@@ -80,12 +80,16 @@ static int grow(cs_an_emb_part *p, int64_t lo, int64_t hi) {
     return 0;
 }
 
-int cs_an_emb_part_open(cs_an_emb_part *p, const char *path, int dim, int rank, cs_an_emb_owner owner, void *ctx,
-                        cs_err *err) {
-    memset(p, 0, sizeof *p);
-    if (cs_vecstore_open(&p->vs, path, dim, 0, err)) return -1;
-    p->open = 1;
+/* Copies the rows of p->vs (open) whose owner is rank, in runs widened to
+ * whole chunks. A q8 column opened raw (p->vs.q8) stays at 8 bits: its rows
+ * are copied as stored (scale + dim int8) and the padding rows get a NaN
+ * scale, so every value they decode to is NaN (q x NaN, q = 0 included), as
+ * the float32 padding is; cs_knn_exact_q8 decodes each 512-row chunk as
+ * cs_vecstore_open would have, so the scores are the decoded column's, bit
+ * for bit. */
+static int part_fill(cs_an_emb_part *p, int dim, int rank, cs_an_emb_owner owner, void *ctx, cs_err *err) {
     const int64_t n = p->vs.n;
+    const size_t rb = p->vs.q8 ? CS_VS_Q8_ROW(dim) : sizeof(float) * (size_t)dim; /* bytes a row held */
     uint8_t *mine = malloc((size_t)(n > 0 ? n : 1));
     if (!mine) return cs_fail(err, CS_ENOMEM, "analyze: out of memory for the embedding rows");
     for (int64_t i = 0; i < n; i++) {
@@ -105,17 +109,39 @@ int cs_an_emb_part_open(cs_an_emb_part *p, const char *path, int dim, int rank, 
         i = j;
     }
     for (int k = 0; k < p->ns; k++) p->held += p->hi[k] - p->lo[k];
-    if (!rc && !(p->buf = malloc(sizeof(float) * (size_t)dim * (size_t)(p->held > 0 ? p->held : 1))))
+    if (!rc && !(p->buf = malloc(rb * (size_t)(p->held > 0 ? p->held : 1))))
         rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory for %lld embedding rows", (long long)p->held);
-    float *d = p->buf;
+    p->q8 = p->vs.q8 != NULL;
+    unsigned char *d = p->buf;
+    const float nan = NAN;
     for (int k = 0; !rc && k < p->ns; k++)
-        for (int64_t i = p->lo[k]; i < p->hi[k]; i++, d += dim) {
-            if (mine[i]) memcpy(d, p->vs.vecs + i * dim, sizeof(float) * (size_t)dim);
-            else
-                for (int t = 0; t < dim; t++) d[t] = NAN;
+        for (int64_t i = p->lo[k]; i < p->hi[k]; i++, d += rb) {
+            if (mine[i]) memcpy(d, p->q8 ? (const void *)(p->vs.q8 + (size_t)i * rb)
+                                         : (const void *)(p->vs.vecs + i * dim), rb);
+            else if (p->q8) {
+                memcpy(d, &nan, sizeof nan);
+                memset(d + sizeof nan, 0, rb - sizeof nan);
+            } else
+                for (int t = 0; t < dim; t++) memcpy(d + sizeof(float) * (size_t)t, &nan, sizeof nan);
         }
     free(mine);
     return rc;
+}
+
+int cs_an_emb_part_open(cs_an_emb_part *p, const char *path, int dim, int rank, cs_an_emb_owner owner, void *ctx,
+                        cs_err *err) {
+    memset(p, 0, sizeof *p);
+    if (cs_vecstore_open(&p->vs, path, dim, 0, err)) return -1;
+    p->open = 1;
+    return part_fill(p, dim, rank, owner, ctx, err);
+}
+
+int cs_an_emb_part_open_store(cs_an_emb_part *p, cs_store *s, const char *column, int dim, int rank,
+                              cs_an_emb_owner owner, void *ctx, cs_err *err) {
+    memset(p, 0, sizeof *p);
+    if (cs_vecstore_open_store_raw(&p->vs, s, column, dim, err)) return -1;
+    p->open = 1;
+    return part_fill(p, dim, rank, owner, ctx, err);
 }
 
 /* a is a better hit than b: the higher score, then the lower row; -1 rows last */
@@ -148,9 +174,13 @@ int cs_an_emb_part_search(const cs_an_emb_part *p, const float *q, int nq, int k
     float *s = malloc(sizeof *s * m);
     int64_t *r = malloc(sizeof *r * m);
     int rc = !s || !r ? cs_fail(err, CS_ENOMEM, "analyze: out of memory") : 0;
-    const float *d = p->buf;
-    for (int j = 0; !rc && j < p->ns; d += (p->hi[j] - p->lo[j]) * p->vs.dim, j++) {
-        if (cs_knn_exact(d, p->hi[j] - p->lo[j], p->vs.dim, q, nq, k, threads, s, r, err)) rc = -1;
+    const size_t rb = p->q8 ? CS_VS_Q8_ROW(p->vs.dim) : sizeof(float) * (size_t)p->vs.dim;
+    const unsigned char *d = p->buf;
+    for (int j = 0; !rc && j < p->ns; d += (size_t)(p->hi[j] - p->lo[j]) * rb, j++) {
+        int64_t nr = p->hi[j] - p->lo[j];
+        if (p->q8 ? cs_knn_exact_q8(d, nr, p->vs.dim, q, nq, k, threads, s, r, err)
+                  : cs_knn_exact((const float *)(const void *)d, nr, p->vs.dim, q, nq, k, threads, s, r, err))
+            rc = -1;
         for (size_t i = 0; !rc && i < m; i++)
             if (r[i] >= 0) r[i] += p->lo[j]; /* column rows */
         if (!rc) cs_an_emb_part_merge(scores, rows, s, r, nq, k);

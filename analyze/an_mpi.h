@@ -15,7 +15,9 @@
 typedef struct {
     cs_vecstore vs;    /* the column, mapped: only the slices' pages are read */
     int open;          /* vs is open */
-    float *buf;        /* the slices' rows [held][dim]; rows of other ranks NaN (not read) */
+    void *buf;         /* the slices' rows [held]: dim float32, or as stored when q8 (scale + dim int8);
+                          rows of other ranks NaN (a NaN scale for q8), not read */
+    int q8;            /* buf holds q8 rows (the column opened raw), searched at 8 bits */
     int64_t *lo, *hi;  /* [ns] the slices, in column rows */
     int ns;
     int64_t held, owned; /* rows of the slices, and of those the rows this rank owns */
@@ -29,6 +31,12 @@ typedef int (*cs_an_emb_owner)(void *ctx, int64_t id);
  * to whole sgemm chunks of index/knn.c (an_mpi.c says why). */
 int cs_an_emb_part_open(cs_an_emb_part *p, const char *path, int dim, int rank, cs_an_emb_owner owner, void *ctx,
                         cs_err *err);
+/* The same for the column named column of store s, opened raw
+ * (cs_vecstore_open_store_raw): a q8 column's rows stay 8-bit in buf
+ * (dim + 4 bytes a row, not 4 dim) and are decoded a 512-row chunk at a time
+ * by cs_knn_exact_q8, the same scores bit for bit. */
+int cs_an_emb_part_open_store(cs_an_emb_part *p, cs_store *s, const char *column, int dim, int rank,
+                              cs_an_emb_owner owner, void *ctx, cs_err *err);
 /* This rank's top k of q[nq][dim] (cs_knn_exact's contract: scores[nq][k]
  * descending, ties by row; rows[nq][k] column rows, -1 and -INFINITY past
  * the end). */

@@ -207,7 +207,8 @@ out:
 int an_load_refs(an_state *A, cs_err *err) {
     cs_store *s = A->s;
     const cs_analyze_opts *o = A->o;
-    if (cs_refs_load_thumbs(s, &A->th, err) || cs_hash_db_load(s, &A->hdb, err) ||
+    if ((o->load_thumbs ? o->load_thumbs(o->match_ctx, s, &A->th, err) : cs_refs_load_thumbs(s, &A->th, err)) ||
+        cs_hash_db_load(s, &A->hdb, err) ||
         cs_embed_columns(s, &A->h.emb, &A->h.n_emb, err))
         return -1;
     A->h.tl2 = A->th.n > 0;
@@ -288,6 +289,27 @@ static int stage_load_index(an_state *A, cs_err *err) {
 
 /* ---- load: the generations ---- */
 
+/* A completion audit compares the withheld region with every reference
+ * (completion.c): where o->load_thumbs gave thumbnails that are filled in
+ * per batch (copyscope-mpi), the refs get the whole index's instead, read
+ * as one process reads them (the matcher sees refs.thumbs move off the
+ * range it fills and leaves it alone). */
+static int an_thumbs_whole(an_state *A, cs_err *err) {
+    cs_ref_thumbs full;
+    if (cs_refs_load_thumbs(A->s, &full, err)) return -1;
+    int same = full.n == A->th.n && (full.n == 0 || !memcmp(full.ids, A->th.ids, sizeof *full.ids * (size_t)full.n));
+    if (!same || !A->refs.thumbs_borrowed) {
+        cs_ref_thumbs_free(&full);
+        return same ? 0 : cs_fail(err, CS_EIO, "%s: references changed while reading thumbnails", cs_store_path(A->s));
+    }
+    cs_ref_thumbs_free_pixels(&A->th);
+    A->th.rgb = full.rgb, A->th.map = full.map, A->th.map_len = full.map_len;
+    full.rgb = NULL, full.map = NULL, full.map_len = 0;
+    A->refs.thumbs = A->th.rgb;
+    cs_ref_thumbs_free(&full);
+    return 0;
+}
+
 /* The run's generations and completion tasks (only_new: marks the ones with
  * a finding, sets nothing_new when that is all of them), or every file
  * under the image folders. */
@@ -298,6 +320,7 @@ static int stage_load_generations(an_state *A, cs_err *err) {
         if (an_store_load_run(A->s, o->run_id, it, err) ||
             an_store_load_tasks(A->s, o->run_id, it, &A->tasks, &A->th, err))
             return -1;
+        if (A->tasks.n && o->load_thumbs && an_thumbs_whole(A, err)) return -1;
         if (it->n == 0) return cs_fail(err, CS_ENOTFOUND, "run %lld: no generations to analyse", (long long)o->run_id);
         if (o->only_new) {
             if (an_store_keep_old(A->s, o->run_id, it, A->emb_name, err)) return -1;

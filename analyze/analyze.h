@@ -27,6 +27,7 @@
 #include "analyze/settings.h"
 #include "core/err.h"
 #include "core/store.h"
+#include "index/refs.h"
 
 /* Generations matched per cs_an_match_batch call (and decoded per chunk). */
 #define CS_AN_BATCH 256
@@ -70,6 +71,12 @@ typedef struct {
      * references' rows and merges the lists (cli/cmd_mpi_embed.c): the same ids and scores. */
     int (*embed_search)(void *ctx, const cs_an_refs *r, const char *column, const float *q, int nq, int dim, int k,
                         int64_t *ids, float *scores, cs_err *err);
+    /* The references' thumbnails (cs_refs_load_thumbs' contract), with match_ctx. NULL: cs_refs_load_thumbs.
+     * copyscope-mpi's rank 0 of a sharded store loads the rows without their pixels into a reserved,
+     * untouched mapping and writes in each batch's candidates (fetched from their owner ranks) before
+     * anything reads them: only the candidates ever cost memory. A run with completion tasks (whose
+     * audit reads every reference) gets the whole thumbnails after all (analyze.c). */
+    int (*load_thumbs)(void *ctx, cs_store *s, cs_ref_thumbs *th, cs_err *err);
 } cs_analyze_opts;
 
 typedef struct {

@@ -9,7 +9,9 @@
 # searches), the share of the batch time the gather + merge of the scans'
 # lists take and of the embedding searches' time their gather + merge take
 # (CS_MPI_TIMING=1), and whether the report's JSON (minus dates and store
-# name) equals one process's.
+# name) equals one process's; rank 0's thumbnails (the candidates' written
+# in, resident KiB) and whether a whole-store DB.thumbs was written;
+# CS_BENCH_Q8=1 builds the column with --embed-q8.
 # Usage: sh bench/bench_mpi_embed.sh [BUILD] [NR] [NG]
 BUILD=${1:-build}; NR=${2:-1911}; NG=${3:-512}
 B=$BUILD/copyscope; M=$BUILD/copyscope-mpi
@@ -22,7 +24,7 @@ ls "$DATA" | grep png | sort | head -n "$NR" | sed "s|^|$DATA/|" > "$T/refs.txt"
   head -n "$NG" | while read -r x; do cp "$x" "$T/gens/"; done
 norm() { sed -E '/"(generated|store|started|finished)":/d' "$1"; }
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $NR references, $(ls "$T/gens" | wc -l) generations"
-$MPIRUN -np 3 "$M" index add "$T/refs.txt" --db "$T/s.db" --embedder tiny -j 1 > "$T/add.out" 2>&1 || { cat "$T/add.out"; exit 1; }
+$MPIRUN -np 3 "$M" index add "$T/refs.txt" --db "$T/s.db" --embedder tiny ${CS_BENCH_Q8:+--embed-q8} -j 1 > "$T/add.out" 2>&1 || { cat "$T/add.out"; exit 1; }
 for n in 1 3; do
   rm -rf "$T/a$n.db"*
   for f in "$T"/s.db*; do cp -r "$f" "$T/a$n.db${f#$T/s.db}"; done
@@ -35,6 +37,7 @@ for n in 1 3; do
   $B report --db "$T/a$n.db" --format json --out "$T/a$n.raw.json" -q && norm "$T/a$n.raw.json" > "$T/a$n.json"
   same=$(cmp -s "$T/a1.json" "$T/a$n.json" && echo same || echo DIFFERENT)
   echo "np $n: wall user sys (s) peak-of-one-process (KiB) $(cat "$T/time"), report $same as 1 process, load $(cut -d' ' -f1 /proc/loadavg)"
-  grep -E "descriptors:|verified per rank|bytes broadcast|batch time|embedding search|references resident" "$T/a$n.out" | sed 's/^/  /'
+  grep -E "descriptors:|verified per rank|bytes broadcast|batch time|embedding search|references resident|thumbnails written|kept at" "$T/a$n.out" | sed 's/^/  /'
+  ls "$T/a$n.db.thumbs" > /dev/null 2>&1 && echo "  $(du -k "$T/a$n.db.thumbs" | cut -f1) KiB whole-store thumbnail cache a$n.db.thumbs written"
 done
 rm -rf "$T"

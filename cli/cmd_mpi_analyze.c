@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "analyze/an_mpi.h"
 #include "analyze/match.h"
@@ -90,13 +91,8 @@ static int id_owner_fn(void *ctx, int64_t id) {
 
 /* This rank's part of the embedding column of store s (analyze/an_mpi.h). */
 static int emb_open(cs_an_emb_part *p, cs_store *s, const char *column, int dim, id_owner *io, cs_err *err) {
-    char suffix[40];
-    snprintf(suffix, sizeof suffix, "vec-%s", column);
-    char *path = cs_store_sidecar(s, suffix);
-    if (!path) return cs_fail(err, CS_ENOMEM, "analyze: out of memory");
-    int rc = cs_an_emb_part_open(p, path, dim, cs_mpi_rank(), id_owner_fn, io, err);
-    free(path);
-    return rc;
+    /* raw: a q8 column's rows of this rank stay 8-bit (not the whole column decoded) */
+    return cs_an_emb_part_open_store(p, s, column, dim, cs_mpi_rank(), id_owner_fn, io, err);
 }
 
 /* What a rank scans and verifies: r (the whole index, or only its shards'
@@ -228,6 +224,12 @@ struct cli_mpi_an {
                                                             other ranks (CS_MPI_TIMING=1), the gather, the merge */
     int64_t n_emb; /* queries searched */
     long long th_rss, th_size; /* CS_MPI_DEBUG=1: the thumbnail cache's most resident KiB after a batch, its size */
+    /* a sharded store: the whole index's thumbnails as a reserved mapping (load_thumbs), untouched but for
+     * each batch's candidates, written in by verify_all (fetched from their owners) and dropped at the next */
+    uint8_t *range;
+    size_t range_len;
+    int from_shards; /* rank 0's share loaded from its shards (c->mine), not copied from the whole index */
+    int64_t th_rows, th_rows_max; /* thumbnails written in: all batches, the most in one */
 };
 
 static const char *intern(cli_mpi_an *c, const char *slot) {
@@ -393,13 +395,39 @@ static int scan_all(void *ctx, const cs_an_query *q, int64_t nq, int k, int what
     return rc;
 }
 
+enum { TPX = CS_THUMB_SIZE * CS_THUMB_SIZE * 3 }; /* a thumbnail's bytes */
+
+static int cmp_row(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The distinct rows (ascending) of the reqs rank k verifies (who[j] == k;
+ * who NULL: all of them), into rows[nreq]; returns how many. Both ends of a
+ * VERIFY round compute it, so the thumbnails travel without their rows. */
+static int64_t cand_rows(const vreq *req, const int *who, int64_t nreq, int k, int64_t n, int32_t *rows) {
+    int64_t m = 0;
+    for (int64_t j = 0; j < nreq; j++)
+        if ((!who || who[j] == k) && req[j].row >= 0 && req[j].row < n) rows[m++] = req[j].row;
+    qsort(rows, (size_t)m, sizeof *rows, cmp_row);
+    int64_t d = 0;
+    for (int64_t j = 0; j < m; j++)
+        if (!d || rows[j] != rows[d - 1]) rows[d++] = rows[j];
+    return d;
+}
+
 /* Rank 0's verifier (cs_an_verify_fn): the round to every rank, its own
- * candidates here, the others' gathered into place. */
+ * candidates here, the others' gathered into place. With a reserved range
+ * (c->range: a sharded store), each rank also sends the thumbnails of the
+ * candidates it verified, and rank 0 writes them and its own into the range
+ * after dropping the last batch's: the rivals (cs_an_mark_ambiguous) and
+ * the later stages of the batch read only its candidates' rows. */
 static int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_result *res, cs_an_pending *pend,
                       cs_err *err) {
     cli_mpi_an *c = ctx;
     int size = cs_mpi_size();
-    round_head h = {R_VERIFY, nq, 0, 0, 0, !c->q_sent, 0, {0}};
+    const int fill = c->range && c->r->thumbs == c->range;
+    round_head h = {R_VERIFY, nq, 0, 0, fill, !c->q_sent, 0, {0}};
     c->q_sent = 0;
     for (int64_t i = 0; i < nq; i++) h.nreq += pend[i].nc;
     size_t m = (size_t)(h.nreq > 0 ? h.nreq : 1);
@@ -407,7 +435,8 @@ static int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_r
     cs_an_cand *cand = malloc(sizeof *cand * m);
     int *who = malloc(sizeof *who * m); /* each candidate's owner */
     uint8_t *mine = malloc(m);
-    if (!req || !cand || !who || !mine) { /* the others wait for a round: stop the job */
+    int32_t *trow = malloc(sizeof *trow * m); /* the thumbnails' rows, one rank's */
+    if (!req || !cand || !who || !mine || !trow) { /* the others wait for a round: stop the job */
         fprintf(stderr, "copyscope: analyze: out of memory for %lld candidates\n", (long long)h.nreq);
         exit(CLI_FAIL);
     }
@@ -452,13 +481,27 @@ static int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_r
     if (!rc && n0 < 0) rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory verifying candidates");
     if (!rc && sc) rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory scattering the candidates");
     if (!rc) c->done[0] += n0;
+    int64_t nth = 0;
+    if (!rc && fill) { /* the last batch's thumbnails dropped (read as zeros, never read again), rank 0's own in */
+        madvise(c->range, c->range_len, MADV_DONTNEED);
+        int64_t d = cand_rows(req, who, h.nreq, 0, c->r->n, trow);
+        for (int64_t t = 0; t < d; t++) {
+            int64_t loc = local_row(&c->me, trow[t]);
+            if (loc < 0) {
+                rc = cs_fail(err, CS_EINTERNAL, "analyze: rank 0 does not hold its candidate's row %d", (int)trow[t]);
+                break;
+            }
+            memcpy(c->range + (size_t)trow[t] * TPX, c->mine.thumbs + (size_t)loc * TPX, TPX);
+        }
+        nth += d;
+    }
     const char *p = all ? (const char *)all + c->lens[0] : NULL;
     for (int k = 1; k < size && !rc; p += c->lens[k], k++) {
         reply_head rh;
         memcpy(&rh, p, sizeof rh);
-        int64_t want = 0;
+        int64_t want = 0, d = fill ? cand_rows(req, who, h.nreq, k, c->r->n, trow) : 0;
         for (int64_t j = 0; j < h.nreq; j++) want += who[j] == k;
-        if (rh.status || rh.n != want || c->lens[k] != reply_size(rh.n)) {
+        if (rh.status || rh.n != want || c->lens[k] != reply_size(rh.n) + d * TPX) {
             rc = cs_fail(err, CS_EINTERNAL, "analyze: rank %d of %d could not verify its candidates (its message above)",
                          k, size);
             break;
@@ -472,7 +515,11 @@ static int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_r
             cand[j].rule = intern(c, it + sizeof cand[j]);
             it += ITEM;
         }
+        for (int64_t t = 0; t < d; t++, it += TPX) memcpy(c->range + (size_t)trow[t] * TPX, it, TPX);
+        nth += d;
     }
+    c->th_rows += nth;
+    if (nth > c->th_rows_max) c->th_rows_max = nth;
     for (int64_t i = 0, j = 0; !rc && i < nq; i++)
         for (int n = 0; n < pend[i].nc; n++, j++) pend[i].cand[n] = cand[j];
     free(all);
@@ -480,11 +527,14 @@ static int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_r
     free(cand);
     free(who);
     free(mine);
+    free(trow);
     return rc;
 }
 
 static int debug_on(void);
-static long long thumbs_rss_kib(long long *size);
+static long long thumbs_rss_kib(long long *size, const void *range);
+static int load_shards(cs_an_refs *r, int32_t **grow, const char *db, const owners *o, const int64_t *ids, int64_t n,
+                       int what, const cs_an_settings *set, cs_err *err);
 
 /* The first round (a match or an embedding search): every rank loads the
  * references it owns (the whole index's ids broadcast). */
@@ -501,7 +551,21 @@ static int init_ranks(cli_mpi_an *c, const cs_an_refs *r, cs_err *err) {
     c->me.r = r;
     /* on failure the job stops at the first round (the others wait in it) */
     if (side_runs(&c->me, &c->own, r->ids, r->n)) return cs_fail(err, CS_ENOMEM, "analyze: out of memory");
-    return side_copy(&c->me, &c->mine, r, s, (int)h.what, err);
+    if (!c->range || r->thumbs != c->range) return side_copy(&c->me, &c->mine, r, s, (int)h.what, err);
+    /* r's pixels are not here: rank 0 reads its own shards as the other ranks read theirs */
+    if (load_shards(&c->mine, &c->me.grow, cs_store_path(c->store), &c->own, r->ids, r->n, (int)h.what, s, err))
+        return -1;
+    if (c->mine.n != c->me.scanned)
+        return cs_fail(err, CS_EINTERNAL, "analyze: %lld references in rank 0's shards, %lld in the index's rows",
+                       (long long)c->mine.n, (long long)c->me.scanned);
+    c->me.r = &c->mine;
+    c->from_shards = 1;
+    if (c->me.nrun) { /* its references are one run of mine's rows */
+        c->me.run[0] = 0;
+        c->me.run[1] = c->mine.n;
+        c->me.nrun = 1;
+    }
+    return 0;
 }
 
 /* A rank's lists of an EMBED round: status, nq * k, then the scores and the
@@ -589,9 +653,37 @@ static int mpi_match(void *ctx, const cs_an_refs *r, const cs_an_query *q, int64
     if (init_ranks(c, r, err)) return -1;
     int rc = cs_an_match_batch_sv(r, q, nq, s, threads, res, scan_all, c, verify_all, c, err);
     c->t_batch += cs_now_s() - t0;
-    long long size = 0, rss = debug_on() ? thumbs_rss_kib(&size) : -1; /* (the analysis unmaps it before the end) */
+    long long size = 0, rss = debug_on() ? thumbs_rss_kib(&size, c->range) : -1; /* (unmapped before the end) */
     if (rss > c->th_rss) c->th_rss = rss, c->th_size = size;
     return rc;
+}
+
+/* Rank 0's thumbnails (cs_analyze_opts.load_thumbs). A sharded store: the
+ * rows without pixels, and for the pixels a reserved mapping of the whole
+ * index's size that costs nothing until written (MAP_NORESERVE: address
+ * space, no memory, no swap): verify_all writes each batch's candidates in
+ * (from their owners) and drops the last batch's. Fetching from the owners
+ * rather than reading the shards here: the owners hold their thumbnails
+ * already (they verify with them), a batch's candidates are a few per
+ * generation (12 KiB each, at most CS_AN_MAXCAND a generation) whatever the
+ * index's size, and no rank, rank 0 included, ever writes or maps a
+ * whole-index cache (7 TB at 600 M references). The range is address space
+ * only: 12 KiB a reference, 7 TB at 600 M, within x86-64's 128 TiB. An
+ * unsharded store: every rank reads the whole index as before. */
+static int load_thumbs(void *ctx, cs_store *s, cs_ref_thumbs *th, cs_err *err) {
+    cli_mpi_an *c = ctx;
+    if (!c->own.n_off) return cs_refs_load_thumbs(s, th, err);
+    if (cs_refs_load_rows(s, th, err)) return -1;
+    if (th->n == 0) return 0;
+    size_t len = TPX * (size_t)th->n;
+    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) { /* e.g. strict overcommit (vm.overcommit_memory = 2 ignores MAP_NORESERVE): as before */
+        cs_ref_thumbs_free(th);
+        return cs_refs_load_thumbs(s, th, err);
+    }
+    th->map = m, th->rgb = m, th->map_len = len; /* unmapped by cs_ref_thumbs_free */
+    c->range = m, c->range_len = len;
+    return 0;
 }
 
 cli_mpi_an *cli_mpi_analyze_begin(cs_analyze_opts *o, cs_store *s) {
@@ -612,6 +704,7 @@ cli_mpi_an *cli_mpi_analyze_begin(cs_analyze_opts *o, cs_store *s) {
     o->match_ctx = c;
     o->match_batches = 1;
     o->match_scans = 1; /* rank 0 keeps the index without the prepared floats: side_copy */
+    o->load_thumbs = load_thumbs;
     return c;
 }
 
@@ -628,7 +721,7 @@ static long long peak_kib(void) {
 /* The thumbnails cache's mappings (<db>.thumbs, index/refs.h): how much of
  * them is resident (KiB, -1: none mapped) and their size (*size). A mapped
  * thumbnail costs memory only once touched: this says how many were. */
-static long long thumbs_rss_kib(long long *size) {
+static long long thumbs_rss_kib(long long *size, const void *range) {
     FILE *f = fopen("/proc/self/smaps", "r");
     char line[4352];
     long long rss = -1, sz = 0;
@@ -637,7 +730,8 @@ static long long thumbs_rss_kib(long long *size) {
         size_t l = strlen(line), h = strspn(line, "0123456789abcdef-");
         if (l && line[l - 1] == '\n') line[--l] = 0;
         if (h > 0 && line[h] == ' ') /* a mapping's header, "lo-hi perms offset dev inode path": the cache? */
-            in = l > 7 && !strcmp(line + l - 7, ".thumbs");
+            in = (l > 7 && !strcmp(line + l - 7, ".thumbs")) ||
+                 (range && strtoull(line, NULL, 16) == (unsigned long long)(uintptr_t)range); /* rank 0's range */
         else if (in && !strncmp(line, "Size:", 5)) sz += atoll(line + 5);
         else if (in && !strncmp(line, "Rss:", 4)) rss = (rss < 0 ? 0 : rss) + atoll(line + 4);
     }
@@ -657,13 +751,21 @@ static void debug_line(int64_t held, int64_t scanned, int64_t total, const cs_an
                 cs_mpi_rank(), cs_mpi_size(), (long long)held, (long long)scanned, (long long)total, peak_kib(),
                 trss > 0 ? trss : 0, tsize, (long long)e->held, (long long)e->owned,
                 (long long)(e->open ? e->vs.n : 0));
+    if (debug_on() && e->open) /* q8: the rows stay 8-bit (dim + 4 bytes), f32: 4 dim */
+        fprintf(stderr, "analyze: rank %d of %d: embedding rows kept at %zu bytes a row\n", cs_mpi_rank(), cs_mpi_size(),
+                e->q8 ? CS_VS_Q8_ROW(e->vs.dim) : sizeof(float) * (size_t)e->vs.dim);
 }
 
 void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
     if (cs_mpi_size() == 1) return;
     round_head stop = {R_STOP, 0, 0, 0, 0, 0, 0, {0}}; /* the other ranks stop */
     cs_mpi_bcast(&stop, sizeof stop);
-    if (c && c->inited) debug_line(c->n_refs, c->me.scanned, c->n_refs, &c->emb, c->th_rss, c->th_size);
+    if (c && c->inited) debug_line(c->from_shards ? c->mine.n : c->n_refs, c->me.scanned, c->n_refs, &c->emb, c->th_rss,
+                                   c->th_size);
+    if (c && c->inited && c->from_shards && debug_on()) /* what rank 0 held of the thumbnails: the candidates' */
+        fprintf(stderr, "analyze: rank 0 of %d: candidates' thumbnails written in %lld, at most %lld in a batch; "
+                "%lld KiB resident at most after a batch, of %lld KiB reserved\n", cs_mpi_size(),
+                (long long)c->th_rows, (long long)c->th_rows_max, c->th_rss > 0 ? c->th_rss : 0, c->th_size);
     if (c && !quiet) { /* the balance of the cut, the traffic, the merge's share */
         printf("analyze: candidates verified per rank:");
         for (int r = 0; r < cs_mpi_size(); r++) printf(" %lld", (long long)c->done[r]);
@@ -936,7 +1038,12 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
             theirs += !mine[j];
         }
         int64_t nv = failed || sc || theirs ? -1 : verify_mine(&me, mine, &o->set, threads, q, h.nq, req, nreq, cand);
-        char *buf = nv >= 0 ? malloc((size_t)reply_size(nv)) : NULL;
+        /* h.what: rank 0 wants the thumbnails of the candidates' rows too (cand_rows' order) */
+        int32_t *trow = h.what && nv >= 0 ? malloc(sizeof *trow * (size_t)(nreq > 0 ? nreq : 1)) : NULL;
+        int64_t nd = trow ? cand_rows(req, NULL, nreq, rank, n, trow) : 0;
+        if (h.what && nv >= 0 && (!trow || !me.r->has_thumbs)) nv = -1;
+        int64_t blen = nv >= 0 ? reply_size(nv) + nd * TPX : 0;
+        char *buf = nv >= 0 ? malloc((size_t)blen) : NULL;
         reply_head rh = {buf ? 0 : -1, buf ? nv : 0};
         if (buf) {
             memcpy(buf, &rh, sizeof rh);
@@ -946,19 +1053,25 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
                 put_rule(it + sizeof cand[j], cand[j].rule);
                 it += ITEM;
             }
+            for (int64_t t = 0; t < nd; t++, it += TPX) {
+                int64_t loc = local_row(&me, trow[t]);
+                if (loc >= 0) memcpy(it, me.r->thumbs + (size_t)loc * TPX, TPX);
+                else memset(it, 0, TPX); /* not held: verify_mine has failed it already */
+            }
         } else if (!failed)
             fprintf(stderr, "copyscope: analyze: rank %d of %d: %s\n", rank, size,
                     theirs ? "sent candidates of another rank" : "out of memory verifying candidates");
         void *none = NULL;
         int64_t dummy[1];
-        cs_mpi_gatherv(buf ? buf : (char *)&rh, buf ? reply_size(nv) : (int64_t)sizeof rh, &none, dummy);
+        cs_mpi_gatherv(buf ? buf : (char *)&rh, buf ? blen : (int64_t)sizeof rh, &none, dummy);
         free(buf);
+        free(trow);
         free(cand);
         free(req);
         free(mine);
         failed |= rh.status != 0;
     }
-    long long tsize = 0, trss = debug_on() ? thumbs_rss_kib(&tsize) : -1;
+    long long tsize = 0, trss = debug_on() ? thumbs_rss_kib(&tsize, NULL) : -1;
     debug_line(held, me.scanned, n, &emb, trss, tsize);
     free(q);
     free(ids);

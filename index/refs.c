@@ -248,6 +248,14 @@ int cs_refs_load_thumbs(cs_store *s, cs_ref_thumbs *out, cs_err *err) {
     return rc;
 }
 
+int cs_refs_load_rows(cs_store *s, cs_ref_thumbs *out, cs_err *err) {
+    memset(out, 0, sizeof *out);
+    out->w = out->h = CS_THUMB_SIZE;
+    int rc = load_rows(s, out, err);
+    if (rc) cs_ref_thumbs_free(out);
+    return rc;
+}
+
 void cs_ref_thumbs_free(cs_ref_thumbs *t) {
     if (!t) return;
     for (int64_t i = 0; i < t->n; i++) {

@@ -28,6 +28,10 @@ typedef struct {
  * in id order, keyed by the count and a hash of the ids; safe to delete),
  * or, where it cannot be written, malloc'd. */
 int cs_refs_load_thumbs(cs_store *s, cs_ref_thumbs *out, cs_err *err);
+/* The same rows (ids, sources, captions) without their pixels (rgb NULL):
+ * for a reader that gets the thumbnails elsewhere (copyscope-mpi's rank 0,
+ * from the ranks that own them). */
+int cs_refs_load_rows(cs_store *s, cs_ref_thumbs *out, cs_err *err);
 void cs_ref_thumbs_free(cs_ref_thumbs *t);
 /* Frees (or unmaps) only the pixels; rgb becomes NULL. */
 void cs_ref_thumbs_free_pixels(cs_ref_thumbs *t);

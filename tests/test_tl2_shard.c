@@ -15,6 +15,7 @@
 #include "analyze/verdict.h"
 #include "index/knn.h"
 #include "index/tiled_l2.h"
+#include "core/store.h"
 #include "index/vecstore.h"
 #include "t.h"
 
@@ -481,8 +482,12 @@ static int emb_owner(void *ctx, int64_t id) {
     return (int)(row / 333 % o->size);
 }
 
-/* NQ queries of DM floats; ties: the lists must hold ties across ranks */
-static void embed_case(const int NQ, const int DM, int need_ties) {
+/* NQ queries of DM floats; ties: the lists must hold ties across ranks.
+ * q8: the column is a store's q8 column (index add --embed-q8), the whole
+ * search that of the decoded column (cs_vecstore_open_store), each rank's
+ * part opened raw (cs_an_emb_part_open_store): its rows must stay 8-bit
+ * (dim + 4 bytes a row held) and the merged lists be the decoded column's. */
+static void embed_case(const int NQ, const int DM, int need_ties, int q8) {
     enum { NR = 4700, EK = 16 };
     float *v = malloc(sizeof(float) * NR * DM), *q = malloc(sizeof(float) * NQ * DM);
     float *ws = malloc(sizeof(float) * NQ * EK), *gs = malloc(sizeof(float) * NQ * EK);
@@ -506,10 +511,20 @@ static void embed_case(const int NQ, const int DM, int need_ties) {
     snprintf(path, sizeof path, "%s/e.vec", dir);
     cs_err err = {0};
     cs_vecstore vs;
-    REQUIRE(cs_vecstore_open(&vs, path, DM, 1, &err) == 0);
+    cs_store *st = NULL;
+    char dbp[4200];
+    snprintf(dbp, sizeof dbp, "%s/e.db", dir);
+    if (q8) {
+        REQUIRE(cs_store_open(&st, dbp, &err) == 0);
+        REQUIRE(cs_store_meta_set(st, "vec_dtype", "q8", &err) == 0);
+        REQUIRE(cs_vecstore_open_store(&vs, st, "t", DM, 1, &err) == 0);
+    } else
+        REQUIRE(cs_vecstore_open(&vs, path, DM, 1, &err) == 0);
     REQUIRE(cs_vecstore_append(&vs, ids, v, NR, &err) == 0);
     cs_vecstore_close(&vs);
-    REQUIRE(cs_vecstore_open(&vs, path, DM, 0, &err) == 0);
+    if (q8) REQUIRE(cs_vecstore_open_store(&vs, st, "t", DM, 0, &err) == 0); /* decoded whole */
+    else
+        REQUIRE(cs_vecstore_open(&vs, path, DM, 0, &err) == 0);
     REQUIRE(cs_knn_exact(vs.vecs, vs.n, DM, q, NQ, EK, 2, ws, wr, &err) == 0); /* cs_embed_search's */
     int ties = 0, cross = 0;
     for (int i = 0; i < NQ; i++)
@@ -525,7 +540,11 @@ static void embed_case(const int NQ, const int DM, int need_ties) {
             int64_t owned = 0, held = 0; /* held: the most rows one rank holds */
             for (int rank = 0; rank < size; rank++) {
                 cs_an_emb_part p;
-                REQUIRE(cs_an_emb_part_open(&p, path, DM, rank, emb_owner, &o, &err) == 0);
+                if (q8) {
+                    REQUIRE(cs_an_emb_part_open_store(&p, st, "t", DM, rank, emb_owner, &o, &err) == 0);
+                    CHECKF(p.q8 && !p.vs.vecs && !p.vs.dec, "q8, rank %d of %d: the column was decoded", rank, size);
+                } else
+                    REQUIRE(cs_an_emb_part_open(&p, path, DM, rank, emb_owner, &o, &err) == 0);
                 REQUIRE(cs_an_emb_part_search(&p, q, NQ, EK, 1 + rank % 2, rank ? ps : gs, rank ? pr : gr, &err) == 0);
                 if (rank) cs_an_emb_part_merge(gs, gr, ps, pr, NQ, EK);
                 owned += p.owned;
@@ -543,6 +562,15 @@ static void embed_case(const int NQ, const int DM, int need_ties) {
                 CHECKF(held <= NR / size + 1 + 1022, "%d ranks: one holds %lld rows of %d", size, (long long)held, NR);
         }
     cs_vecstore_close(&vs);
+    if (q8) {
+        cs_store_close(st);
+        const char *side[] = {"", ".vec-t", ".vec-t.ids", "-wal", "-shm"};
+        for (int i = 0; i < 5; i++) {
+            snprintf(path, sizeof path, "%s/e.db%s", dir, side[i]);
+            remove(path);
+        }
+    }
+    snprintf(path, sizeof path, "%s/e.vec", dir);
     remove(path);
     snprintf(path, sizeof path, "%s/e.vec.ids", dir);
     remove(path);
@@ -555,8 +583,10 @@ static void embed_case(const int NQ, const int DM, int need_ties) {
  * embedder's 256 floats, where a copy of only the owned rows (sgemm
  * chunks not those of the whole column) moves last bits: that fails. */
 static void test_embed_on_owner(void) {
-    embed_case(200, 96, 1);
-    embed_case(7, 256, 0);
+    embed_case(200, 96, 1, 0);
+    embed_case(7, 256, 0, 0);
+    embed_case(7, 256, 0, 1);
+    embed_case(200, 96, 1, 1);
 }
 
 int main(void) {

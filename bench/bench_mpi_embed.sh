@@ -14,16 +14,8 @@
 # CS_BENCH_Q8=1 builds the column with --embed-q8.
 # Usage: sh bench/bench_mpi_embed.sh [BUILD] [NR] [NG]
 BUILD=${1:-build}; NR=${2:-1911}; NG=${3:-512}
-B=$BUILD/copyscope; M=$BUILD/copyscope-mpi
 T=${CS_BENCH_TMP:-/tmp/cs-bench-mpi-embed}
-MPIRUN="mpirun --oversubscribe --allow-run-as-root"
-DATA=$(cd ../shared/data/twemoji-64/img && pwd) || exit 1
-rm -rf "$T"; mkdir -p "$T/gens" || exit 1
-ls "$DATA" | grep png | sort | head -n "$NR" | sed "s|^|$DATA/|" > "$T/refs.txt"
-{ awk 'NR % 4 == 1' "$T/refs.txt"; ls "$DATA" | grep png | sort | tail -n +"$((NR + 1))" | sed "s|^|$DATA/|"; } |
-  head -n "$NG" | while read -r x; do cp "$x" "$T/gens/"; done
-norm() { sed -E '/"(generated|store|started|finished)":/d' "$1"; }
-echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $NR references, $(ls "$T/gens" | wc -l) generations"
+. "$(dirname "$0")/mpi_bench_set.sh"
 $MPIRUN -np 3 "$M" index add "$T/refs.txt" --db "$T/s.db" --embedder tiny ${CS_BENCH_Q8:+--embed-q8} -j 1 > "$T/add.out" 2>&1 || { cat "$T/add.out"; exit 1; }
 for n in 1 3; do
   rm -rf "$T/a$n.db"*

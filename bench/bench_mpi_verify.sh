@@ -8,16 +8,8 @@
 # (minus dates and store name) equals one process's.
 # Usage: sh bench/bench_mpi_verify.sh [BUILD] [NR] [NG]
 BUILD=${1:-build}; NR=${2:-600}; NG=${3:-512}
-B=$BUILD/copyscope; M=$BUILD/copyscope-mpi
 T=${CS_BENCH_TMP:-/tmp/cs-bench-mpi-verify}
-MPIRUN="mpirun --oversubscribe --allow-run-as-root"
-DATA=$(cd ../shared/data/twemoji-64/img && pwd) || exit 1
-rm -rf "$T"; mkdir -p "$T/gens" || exit 1
-ls "$DATA" | grep png | sort | head -n "$NR" | sed "s|^|$DATA/|" > "$T/refs.txt"
-{ awk 'NR % 4 == 1' "$T/refs.txt"; ls "$DATA" | grep png | sort | tail -n +"$((NR + 1))" | sed "s|^|$DATA/|"; } |
-  head -n "$NG" | while read -r x; do cp "$x" "$T/gens/"; done
-norm() { sed -E '/"(generated|store|started|finished)":/d' "$1"; }
-echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $NR references, $(ls "$T/gens" | wc -l) generations"
+. "$(dirname "$0")/mpi_bench_set.sh"
 $B index add "$T/refs.txt" --db "$T/s.db" --shards 3 -j 2 --no-local-features > /dev/null 2>&1 || exit 1
 for n in 1 2 3; do
   rm -f "$T/a$n.db"; cp "$T/s.db" "$T/a$n.db"; rm -rf "$T/a$n.db.shards"; cp -r "$T/s.db.shards" "$T/a$n.db.shards"

@@ -296,6 +296,26 @@ static int analyse(int run, int threads, finding *out) {
     return n;
 }
 
+/* g written as DIR/gen/NAME, recorded as a run of the SD model with its
+ * config (so the analysis compares with the round trips), analysed at -j 2:
+ * the number of findings, or -1 */
+static int analyse_generation(const cs_image *g, const char *name, finding *out) {
+    char path[4096], cfg[4096], sj[5000];
+    uint8_t *png;
+    size_t len;
+    cs_err err = {0};
+    if (cs_image_encode_png(g, NULL, 0, &png, &len, &err)) return -1;
+    snprintf(path, sizeof path, "%.3000s/gen/%.200s", dir, name);
+    FILE *fp = fopen(path, "wb");
+    int ok = fp && fwrite(png, 1, len, fp) == len;
+    if (fp && fclose(fp)) ok = 0;
+    free(png);
+    if (!ok || !realpath(CONFIG, cfg)) return -1;
+    snprintf(sj, sizeof sj, "{\"model_kind\":\"sd\",\"config\":\"%s\"}", cfg);
+    int run = add_run_of(name, MODEL, sj);
+    return run > 0 ? analyse(run, 2, out) : -1;
+}
+
 static int run_id;
 static finding f1[N_DIST + 1], f2[N_DIST + 1];
 static int n1, n2;
@@ -455,7 +475,7 @@ static void test_missing_model(void) {
  * leaves room for such a tile below the bound (floor in [0.095, 0.125];
  * A's 0.18 puts every such generation as near a distinct emoji). */
 static void test_one_region_redrawn(void) {
-    char p[4096], q[4096], cfg[4096], sj[5000], rname[128] = "";
+    char p[4096], q[4096], rname[128] = "";
     cs_image a = {0}, g = {0};
     cs_err err = {0};
     const cs_tl2_cfg c = cs_tl2_default();
@@ -512,20 +532,8 @@ static void test_one_region_redrawn(void) {
     printf("# %s, redrawn tile %d: %.4f from the round trip (floor %.4f), image %.4f from it (bound %.4f, %.4f from "
            "the round trip)\n", rname, tstar, td_rt[tstar], floor, d_ref, bound, d_rt);
     REQUIRE(found);
-    uint8_t *png;
-    size_t len;
-    REQUIRE(cs_image_encode_png(&g, NULL, 0, &png, &len, &err) == 0);
-    snprintf(p, sizeof p, "%.3000s/gen/redrawn.png", dir);
-    FILE *fp = fopen(p, "wb");
-    REQUIRE(fp && fwrite(png, 1, len, fp) == len);
-    fclose(fp);
-    free(png);
-    REQUIRE(realpath(CONFIG, cfg));
-    snprintf(sj, sizeof sj, "{\"model_kind\":\"sd\",\"config\":\"%s\"}", cfg);
-    int run = add_run_of("redrawn.png", MODEL, sj);
-    REQUIRE(run > 0);
     finding f[1] = {0};
-    REQUIRE(analyse(run, 2, f) == 1);
+    REQUIRE(analyse_generation(&g, "redrawn.png", f) == 1);
     cJSON *e = cJSON_Parse(f->ev);
     const cJSON *bt = cJSON_GetObjectItem(cJSON_GetObjectItem(e, "pixel_comparison"), "tiles_beyond_floor");
     /* the redrawn tile, or its mirror image when the mirrored alignment won */
@@ -563,7 +571,7 @@ static void test_one_region_redrawn(void) {
 static int corner(int t, int G) { return t / G < G / 2 && t % G < G / 2; }
 
 static void test_part_lost(void) {
-    char p[4096], q[4096], cfg[4096], sj[5000], rname[128] = "";
+    char p[4096], q[4096], rname[128] = "";
     cs_image a = {0}, g = {0};
     cs_err err = {0};
     const cs_tl2_cfg c = cs_tl2_default();
@@ -652,19 +660,8 @@ static void test_part_lost(void) {
     printf("# part lost: %s (floor %.4f), tiles outside the corner %.3f..%.3f from the round trip (%d of %d in "
            "(0.10, floor)), image %.4f from it, %.4f from R\n", rname, floor, lo, hi, within, T - 4, d_rt, d_ref);
     REQUIRE(!bad_tile);
-    uint8_t *png;
-    size_t len;
-    REQUIRE(cs_image_encode_png(&g, NULL, 0, &png, &len, &err) == 0);
-    FILE *fp = fopen(q, "wb");
-    REQUIRE(fp && fwrite(png, 1, len, fp) == len);
-    fclose(fp);
-    free(png);
-    REQUIRE(realpath(CONFIG, cfg));
-    snprintf(sj, sizeof sj, "{\"model_kind\":\"sd\",\"config\":\"%s\"}", cfg);
-    int run = add_run_of("part-lost.png", MODEL, sj);
-    REQUIRE(run > 0);
     finding f[1] = {0};
-    REQUIRE(analyse(run, 2, f) == 1);
+    REQUIRE(analyse_generation(&g, "part-lost.png", f) == 1);
     cJSON *e = cJSON_Parse(f->ev);
     const cJSON *pt = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(e, "pixel_comparison"),
                                                               "part_at_floor"), "tiles");

@@ -633,7 +633,10 @@ static void finding(cs_buf *b, const cs_rmodel *m, const gitem *g) {
         panel(b, g->pn.ref_uri, f->ref_caption ? f->ref_caption : (f->ref_source ? f->ref_source : "reference"),
               f->ref_id ? cap : "no reference", f->ref_id ? "no thumbnail in the index" : "no matched reference");
         char dcap[160];
-        if (!isnan(g->pn.mean_diff))
+        if (!isnan(g->pn.mean_diff) && g->pn.geo)
+            snprintf(dcap, sizeof dcap, "difference where the reference lands, mean %.1f%% (grey: not compared)"
+                                        "<br/>0<span class=\"legend\"></span>33%%+", 100 * g->pn.mean_diff);
+        else if (!isnan(g->pn.mean_diff))
             snprintf(dcap, sizeof dcap, "difference, mean %.1f%%%s<br/>0<span class=\"legend\"></span>33%%+",
                      100 * g->pn.mean_diff, g->pn.mean_diff < 0.0005 ? " (identical)" : "");
         else snprintf(dcap, sizeof dcap, "difference");
@@ -720,7 +723,9 @@ static int gallery(cs_buf *b, const cs_rmodel *m, cs_store *s, const cs_report_o
         cs_buf_printf(b, "<p class=\"note\">All %lld finding%s, most severe first. ", (long long)n, n == 1 ? "" : "s");
     if (n < m->n_f) cs_buf_puts(b, "The rest are in the JSON and CSV reports (copyscope report --format json|csv). ");
     cs_buf_puts(b, "Heatmap: per-pixel difference between the generation (resized to the reference thumbnail) "
-                   "and the reference; white = equal, dark red = differs by a third of the range or more.</p>\n");
+                   "and the reference; white = equal, dark red = differs by a third of the range or more. For a "
+                   "finding decided by local features, the reference is mapped into the generation by the "
+                   "verified geometry and compared where it lands (grey: outside it).</p>\n");
     gitem *g = calloc((size_t)n, sizeof *g);
     if (!g) return cs_fail(err, CS_ENOMEM, "report: out of memory");
     int rc = 0;
@@ -732,6 +737,17 @@ static int gallery(cs_buf *b, const cs_rmodel *m, cs_store *s, const cs_report_o
         x->pn.gen_path = f->gen_path;
         const cJSON *tl2 = jget(x->ev, "tl2");
         x->pn.ref_mirrored = cJSON_IsTrue(jget(tl2, "mirrored"));
+        /* a finding decided by the local features (rule lf_*: an embed, a
+         * crop, a turn): its pixels are compared where the verified geometry
+         * puts the reference, and mirrored as that geometry is; the tiled
+         * L2's own best orientation says nothing about such a copy */
+        const cJSON *rule = jget(x->ev, "rule"), *loc = jget(x->ev, "local");
+        if (cJSON_IsString(rule) && !strncmp(rule->valuestring, "lf_", 3)) {
+            double rs[2], gs[2];
+            x->pn.geo = cs_region_gen_to_ref(loc, x->pn.geo_map, rs, gs);
+            x->pn.geo_ref_w = rs[0], x->pn.geo_ref_h = rs[1], x->pn.geo_gen_w = gs[0], x->pn.geo_gen_h = gs[1];
+            if (x->pn.geo) x->pn.ref_mirrored = cJSON_IsTrue(jget(loc, "mirrored"));
+        }
         if (f->ref_id) {
             /* the original is shown when refs.source names a regular file (not a tar member) */
             struct stat sb;

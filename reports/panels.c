@@ -96,6 +96,47 @@ static char *file_uri(const char *path, cs_image *img, cs_err *err) {
     return u;
 }
 
+/* The heatmap of a (w x h, the generation resized) against the reference
+ * thumbnail b (w x h) mapped by the verified geometry: pixel (x, y) of a is
+ * the generation's point ((x + 0.5) gw / w, (y + 0.5) gh / h), its image
+ * under map is a point of the reference (rw' x rh' px), sampled bilinearly
+ * from b; where it falls outside the reference the pixel is not compared
+ * (light grey). The mean is over the compared pixels; NAN: none. */
+static char *diff_geo_uri(const uint8_t *a, const uint8_t *b, int w, int h, const cs_rpanels *p, double *mean) {
+    uint8_t *out = malloc((size_t)w * h * 3);
+    if (!out) return NULL;
+    double sum = 0;
+    long n = 0;
+    const double *m = p->geo_map;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            const double gx = (x + 0.5) * p->geo_gen_w / w, gy = (y + 0.5) * p->geo_gen_h / h;
+            const double rx = (m[0] * gx + m[1] * gy + m[2]) * w / p->geo_ref_w - 0.5;
+            const double ry = (m[3] * gx + m[4] * gy + m[5]) * h / p->geo_ref_h - 0.5;
+            uint8_t *o = out + ((size_t)y * w + x) * 3;
+            if (!(rx >= 0 && ry >= 0 && rx <= w - 1 && ry <= h - 1)) {
+                o[0] = o[1] = o[2] = 224;
+                continue;
+            }
+            const int x0 = (int)rx, y0 = (int)ry, x1 = x0 + (x0 < w - 1), y1 = y0 + (y0 < h - 1);
+            const double fx = rx - x0, fy = ry - y0;
+            double d = 0;
+            for (int c = 0; c < 3; c++) {
+                const double v = (1 - fy) * ((1 - fx) * b[((size_t)y0 * w + x0) * 3 + c] + fx * b[((size_t)y0 * w + x1) * 3 + c]) +
+                                 fy * ((1 - fx) * b[((size_t)y1 * w + x0) * 3 + c] + fx * b[((size_t)y1 * w + x1) * 3 + c]);
+                d += fabs(a[((size_t)y * w + x) * 3 + c] - v);
+            }
+            d /= 3 * 255.0;
+            sum += d;
+            n++;
+            heat(o, d / CS_RPANEL_DIFF_FULL);
+        }
+    *mean = n ? sum / n : NAN;
+    char *u = cs_rpanel_uri(out, w, h);
+    free(out);
+    return u;
+}
+
 void cs_rpanels_make(cs_rpanels *p) {
     p->mean_diff = NAN;
     p->gen_error[0] = 0;
@@ -125,7 +166,8 @@ void cs_rpanels_make(cs_rpanels *p) {
             const cs_image *g = &gen;
             if (gen.w != p->rw || gen.h != p->rh)
                 g = cs_image_resize(&small, &gen, p->rw, p->rh, CS_RESIZE_AREA, NULL) == 0 ? &small : NULL;
-            if (g) p->diff_uri = diff_uri(g->rgb, p->ref_rgb, p->rw, p->rh, p->ref_mirrored, &p->mean_diff);
+            if (g && p->geo) p->diff_uri = diff_geo_uri(g->rgb, p->ref_rgb, p->rw, p->rh, p, &p->mean_diff);
+            else if (g) p->diff_uri = diff_uri(g->rgb, p->ref_rgb, p->rw, p->rh, p->ref_mirrored, &p->mean_diff);
         }
     }
     if (p->orig_rgb) {

@@ -46,6 +46,28 @@ static void outline(cs_buf *b, const double p[4][2], place f, const char *colour
     }
 }
 
+int cs_region_gen_to_ref(const cJSON *local, double m[6], double ref_size[2], double gen_size[2]) {
+    double rp[4][2], gp[4][2];
+    if (!cJSON_IsObject(local) || !poly(cJSON_GetObjectItem(local, "ref_polygon"), rp) ||
+        !poly(cJSON_GetObjectItem(local, "gen_polygon"), gp) || !nums(cJSON_GetObjectItem(local, "ref_size"), ref_size, 2) ||
+        !nums(cJSON_GetObjectItem(local, "gen_size"), gen_size, 2))
+        return 0;
+    /* corners 0, 1, 3: r = A g + t; with u = g1 - g0, v = g3 - g0 and their
+     * images U, V: A = [U V] [u v]^-1 */
+    const double ux = gp[1][0] - gp[0][0], uy = gp[1][1] - gp[0][1], vx = gp[3][0] - gp[0][0], vy = gp[3][1] - gp[0][1];
+    const double Ux = rp[1][0] - rp[0][0], Uy = rp[1][1] - rp[0][1], Vx = rp[3][0] - rp[0][0], Vy = rp[3][1] - rp[0][1];
+    const double det = ux * vy - vx * uy;
+    /* a polygon of (almost) no area maps nothing: under a pixel squared */
+    if (!(fabs(det) >= 1.0)) return 0;
+    m[0] = (Ux * vy - Vx * uy) / det;
+    m[1] = (Vx * ux - Ux * vx) / det;
+    m[3] = (Uy * vy - Vy * uy) / det;
+    m[4] = (Vy * ux - Uy * vx) / det;
+    m[2] = rp[0][0] - m[0] * gp[0][0] - m[1] * gp[0][1];
+    m[5] = rp[0][1] - m[3] * gp[0][0] - m[4] * gp[0][1];
+    return 1;
+}
+
 void cs_region_panel(cs_buf *b, const char *ref_uri, const char *gen_uri, const cJSON *local) {
     double rp[4][2], gp[4][2], rs[2], gs[2];
     if (!ref_uri || !gen_uri || !cJSON_IsObject(local) || !poly(cJSON_GetObjectItem(local, "ref_polygon"), rp) ||

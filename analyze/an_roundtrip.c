@@ -634,6 +634,14 @@ typedef struct {
     an_rt_info *info;
 } judge_ctx;
 
+/* the match's fused score of a row among the finding's neighbours, -inf
+ * where it is not one (analyze/match.h cs_an_nb) */
+static float nb_fused(const cs_an_result *res, int32_t row) {
+    for (int m = 0; m < res->n_nb; m++)
+        if (res->nb[m].row == row) return res->nb[m].fused;
+    return -INFINITY;
+}
+
 /* the finding's order among re-judged candidates: verdict, then the aligned
  * distance, then the row */
 static int better(const cs_an_cand *a, const cs_an_cand *b) {
@@ -806,8 +814,16 @@ static void judge_one(void *vctx, int64_t j, int thread) {
         if (best < 0 || better(&cand[k], &cand[best])) best = k;
         if (rows[k] == res->best.row) old = k;
     }
-    /* the match's choice stays when its re-judged verdict is still the highest */
-    if (old >= 0 && cand[old].verdict == cand[best].verdict) best = old;
+    /* the match's choice stays when its re-judged verdict is still the
+     * highest, unless the match's own order after the verdict (the fused
+     * score) puts the re-judged best above it: a candidate whose verdict
+     * only the round trip raised (a decoder copy beyond near_tl2 of the raw
+     * reference) lost to the match's choice at its old verdict, not on
+     * fused ("root vegetable" drawn to the one o'clock face, tl2 0.06 to
+     * its round trip, fused 29, stayed behind another clock face whose rim
+     * verified, lf_near at tl2 0.24, fused 2) */
+    if (old >= 0 && cand[old].verdict == cand[best].verdict && !(nb_fused(res, rows[best]) > nb_fused(res, rows[old])))
+        best = old;
     /* the ratio test's second: the nearest other candidate */
     float d2 = res->second_row >= 0 && res->second_row != rows[best] ? res->d2 : INFINITY;
     int32_t second = isfinite(d2) ? res->second_row : -1;

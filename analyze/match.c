@@ -517,6 +517,7 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
     c->lf.recolour = -1;
     c->pdq = c->phash = c->dhash = -1;
     c->pdq_q_ref = -1;
+    c->d_rot = INFINITY; /* no derotated view tried (below, or no pixels) */
     if (!r->has_thumbs) { /* no pixels: hashes and embeddings only */
         c->d_id = c->d_al = INFINITY;
         c->box[2] = (float)S;

@@ -203,19 +203,16 @@ static void sgemm_bias(int M, int N, int K, const float *A, int lda, const float
     nn_sgemm(0, 0, M, N, K, 1.f, A, lda, B, ldb, bias ? 1.f : 0.f, C, ldc);
 }
 
-static _Thread_local int g_tile_threads = 1;
-void nn_set_tile_threads(int n) { g_tile_threads = n < 1 ? 1 : n; }
-
 void nn_sgemm_tile(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     int isa = cs_cpu_isa();
     if (isa >= CS_ISA_AVX512) {
         int bf16 = use_bf16(M, N, K, isa);
-        if (!bf16 && g_tile_threads == 1 && use_onednn() &&
+        if (!bf16 && use_onednn() &&
             cs_gemm_onednn_1t(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0)
             return;
-        if (cs_gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16, g_tile_threads) == 0)
+        if (cs_gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16, 1) == 0)
             return;
     }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,

@@ -34,13 +34,14 @@ void nn_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
               const float *B, int ldb, float beta, float *C, int ldc);
 
 /* The same product for a caller that spreads its own tiles over threads
- * (index/resnet_forward.c, index/winograd.c): the AVX-512 kernel on the
- * calling thread only (or on nn_set_tile_threads(n) threads, for a tile too
- * narrow to cut), else one cblas_sgemm call with OpenBLAS's thread setting as
- * the caller left it. The bits of each element depend on the shape only. */
+ * (index/resnet_forward.c, index/winograd.c): on the calling thread only
+ * (oneDNN's or our AVX-512 kernel), else one cblas_sgemm call with OpenBLAS's
+ * thread setting as the caller left it. The bits of each element depend on
+ * the shape only, never on how many threads the caller runs (session 7:
+ * a per-thread tile-thread setting made small convolutions switch routine
+ * with -j; it is gone). */
 void nn_sgemm_tile(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc);
-void nn_set_tile_threads(int n); /* this thread's, default 1 */
 
 /* Which fp32 product the AVX-512 path uses: NN_GEMM_AUTO (oneDNN's sgemm
  * when built in, core/gemm_onednn.c, else ours), NN_GEMM_OWN (our kernel,

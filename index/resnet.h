@@ -93,7 +93,11 @@ typedef struct {
  * time. H, W >= 32. Threads: cs_threads() of ours, each
  * running single-threaded sgemms: OpenBLAS is set to one thread for the
  * duration of the call and restored after (resnet_forward.c says why), so
- * do not run other OpenBLAS work concurrently from another thread. */
+ * do not run other OpenBLAS work concurrently from another thread.
+ * An image's row depends on the batch it runs in: a batch of 8 and the same
+ * image alone differ in the last bits (the products' shapes follow B). A
+ * caller that needs the same bytes wherever an image falls (any -j, any MPI
+ * rank count: index/embed.c) runs one image per call (B = 1). */
 int cs_resnet_forward(cs_resnet *m, const float *in, int B, int H, int W, float *out,
                       cs_resnet_taps *taps, cs_err *err);
 

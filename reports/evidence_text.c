@@ -54,8 +54,9 @@ const char *cs_rdesc_scale(const char *d) {
     if (!strcmp(d, "dhash")) return "dHash: bits that differ, of 64; 0 = identical, about 32 = unrelated";
     if (!strcmp(d, "local"))
         return "local features: share of the reference's keypoints verified geometrically (RANSAC); "
-               "1 = all, higher = more alike (lf_near/lf_partial also ask a-contrario "
-               "significance and the covered area)";
+               "1 = all, higher = more alike (lf_near/lf_partial count instead the share of the keypoints "
+               "the verified geometry leaves visible, and also ask a-contrario significance and the "
+               "covered area)";
     if (!strcmp(d, "fused"))
         return "fused: \xe2\x88\x92log10 of the chance that an unrelated pair scores as well (the larger of the "
                "local-feature and PDQ figures); higher = more likely a copy, 2 = 1 in 100; it ranks the neighbours";

@@ -214,6 +214,30 @@ $B report --db "$T/bz.db" --format html --out "$T/z.html" -q > /dev/null 2> "$T/
 [ $rc -ne 0 ] && [ "$(wc -l < "$T/err")" -le 2 ] && grep -q "big.tar.gz//.*changed since index add" "$T/err" &&
   ok big_gz_bad_point_is_an_error || { bad "big_gz_bad_point_is_an_error (rc=$rc)"; head -n 3 "$T/err"; }
 
+# sharded (index add --shards 3): the points are in the shard that holds
+# the members (2-of-3, ids offset by the 611 of rest.tar), found from the
+# manifest by the reference's id
+mkdir -p "$T/rest"
+ls "$DATA" | sort | tail -n +1301 | while read -r x; do cp "$DATA/$x" "$T/rest/"; done
+(cd "$T/rest" && tar cf "$T/rest.tar" *) || bad tar_rest
+$B index add "$T/rest.tar" "$T/big.tar.gz" --db "$T/b3.db" --shards 3 --no-thumbs --no-local-features -j 2 > /dev/null 2>&1 || bad b3_add
+$B analyze --images "$T/bg" --db "$T/b3.db" -j 2 -q > /dev/null 2>&1 || bad b3_analyze
+$B report --db "$T/b3.db" --format html --out "$T/b3p.html" -q > /dev/null 2>&1 || bad b3_report
+cp "$T/b3.db.shards/2-of-3.db" "$T/b3.keep"
+sqlite3 "$T/b3.db.shards/2-of-3.db" "DELETE FROM tar_points"
+$B report --db "$T/b3.db" --format html --out "$T/b3z.html" -q > /dev/null 2>&1 || bad b3_report_no_points
+grep -o 'data:image/png;base64,[A-Za-z0-9+/=]*' "$T/b3p.html" > "$T/b3p.img"
+grep -o 'data:image/png;base64,[A-Za-z0-9+/=]*' "$T/b3z.html" > "$T/b3z.img"
+cp "$T/b3.keep" "$T/b3.db.shards/2-of-3.db"
+[ "$(q "$T/b3.db" "SELECT value FROM meta WHERE key = 'shard_offsets'")" = "0 611 1911" ] &&
+  [ "$(q "$T/b3.db.shards/2-of-3.db" "SELECT count(*) FROM tar_points")" = "$np" ] &&
+  [ -s "$T/b3p.img" ] && cmp -s "$T/b3p.img" "$T/b3z.img" && ok sharded_gz_same_pictures_with_and_without_points ||
+  bad sharded_gz_same_pictures_with_and_without_points
+sqlite3 "$T/b3.db.shards/2-of-3.db" "UPDATE tar_points SET window = randomblob(wlen)"
+$B report --db "$T/b3.db" --format html --out "$T/b3z.html" -q > /dev/null 2> "$T/err"; rc=$?
+[ $rc -ne 0 ] && [ "$(wc -l < "$T/err")" -le 2 ] && grep -q "big.tar.gz//.*changed since index add" "$T/err" &&
+  ok sharded_gz_point_read_from_its_shard || { bad "sharded_gz_point_read_from_its_shard (rc=$rc)"; head -n 3 "$T/err"; }
+
 rm -rf "$T"
 echo "test_tar_nothumbs.sh: $p passed, $f failed"
 [ $f -eq 0 ]

@@ -28,6 +28,8 @@ struct cs_gz_reader {
     cs_gz_spacing sp;
     cs_gz_point *pts;
     size_t npts, cap, taken;
+    int failed;    /* a corrupt or cut stream: told after the bytes before it */
+    cs_err failure;
 };
 
 int cs_gz_open(cs_gz_reader **rp, const char *path, cs_gz_spacing sp, cs_err *err) {
@@ -125,7 +127,25 @@ static int add_point(cs_gz_reader *r, const unsigned char *end) {
 }
 
 /* Long: one inflate loop that stops at every block boundary to consider a point. */
+static ssize_t gz_read(cs_gz_reader *r, const void **bufp, cs_err *err);
+
 ssize_t cs_gz_read(cs_gz_reader *r, const void **bufp, cs_err *err) {
+    if (r->failed) {
+        if (err) *err = r->failure;
+        return -1;
+    }
+    ssize_t n = gz_read(r, bufp, &r->failure);
+    if (n >= 0) return n;
+    r->failed = 1;
+    if (r->last > 0) { /* hand out what inflated before the damage first, as gzip -d does */
+        *bufp = r->buf + CS_GZ_WINDOW;
+        return (ssize_t)r->last;
+    }
+    if (err) *err = r->failure;
+    return -1;
+}
+
+static ssize_t gz_read(cs_gz_reader *r, const void **bufp, cs_err *err) {
     /* keep the last 32 KiB of output (history + what was handed out) before buf + WINDOW */
     size_t k = r->hist + r->last < CS_GZ_WINDOW ? r->hist + r->last : CS_GZ_WINDOW;
     memmove(r->buf + CS_GZ_WINDOW - k, r->buf + CS_GZ_WINDOW + r->last - k, k);
@@ -135,7 +155,7 @@ ssize_t cs_gz_read(cs_gz_reader *r, const void **bufp, cs_err *err) {
     size_t got = 0;
     while (!r->done && got < OUT_CHUNK) {
         if (!fill(r->f, &r->z, r->in, &r->in_read) && ferror(r->f))
-            return cs_fail(err, CS_EIO, "%s: read error", r->path), -1;
+            return r->last = got, cs_fail(err, CS_EIO, "%s: read error", r->path), -1;
         r->z.next_out = o + got;
         r->z.avail_out = (uInt)(OUT_CHUNK - got);
         int ret = inflate(&r->z, Z_BLOCK);
@@ -143,11 +163,11 @@ ssize_t cs_gz_read(cs_gz_reader *r, const void **bufp, cs_err *err) {
         got += n;
         r->out += n;
         if (ret == Z_NEED_DICT || ret == Z_DATA_ERROR || ret == Z_MEM_ERROR || ret == Z_STREAM_ERROR)
-            return cs_fail(err, CS_EFORMAT, "%s: corrupt gzip data after %llu bytes of output: %s", r->path,
-                           (unsigned long long)r->out, r->z.msg ? r->z.msg : "inflate error"), -1;
+            return r->last = got, cs_fail(err, CS_EFORMAT, "%s: corrupt gzip data after %llu bytes of output: %s",
+                                          r->path, (unsigned long long)r->out, r->z.msg ? r->z.msg : "inflate error"), -1;
         if (ret == Z_BUF_ERROR && r->z.avail_in == 0) /* no input left, no output made: the file ends mid-stream */
-            return cs_fail(err, CS_EFORMAT, "%s: gzip stream cut short (%llu bytes of output)", r->path,
-                           (unsigned long long)r->out), -1;
+            return r->last = got, cs_fail(err, CS_EFORMAT, "%s: gzip stream cut short (%llu bytes of output)",
+                                          r->path, (unsigned long long)r->out), -1;
         if (ret == Z_STREAM_END) {
             if (next_member(r->f, &r->z, r->in, &r->in_read)) inflateReset(&r->z);
             else r->done = 1;
@@ -159,7 +179,7 @@ ssize_t cs_gz_read(cs_gz_reader *r, const void **bufp, cs_err *err) {
         if (boundary && span > 0 &&
             ((r->sp.members > 0 && r->members >= r->sp.members) || (r->sp.max_span > 0 && span >= r->sp.max_span)) &&
             add_point(r, o + got))
-            return cs_fail(err, CS_ENOMEM, "%s: out of memory", r->path), -1;
+            return r->last = got, cs_fail(err, CS_ENOMEM, "%s: out of memory", r->path), -1;
     }
     r->last = got;
     *bufp = o;

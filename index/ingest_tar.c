@@ -10,11 +10,11 @@
  * is "shard.tar//NAME#2" (#3, ...), so that no image is lost to the unique
  * source of the first (ing_tar_visit names members the same way).
  *
- * Under --no-thumbs a gzip'd shard is inflated here (core/gzidx.h) and
- * libarchive reads the plain tar stream, so every member has an offset in
- * that stream, as in an uncompressed shard, and the pass records access
- * points into the gzip stream: the member is then re-read by inflating
- * from the nearest point before it (core/shard.c). */
+ * A gzip'd shard is inflated here (core/gzidx.h) and libarchive reads the
+ * plain tar stream, so every member has an offset in that stream, as in an
+ * uncompressed shard; under --no-thumbs the pass also records access points
+ * into the gzip stream, and a member is re-read by inflating from the
+ * nearest point before it (core/shard.c). */
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
@@ -204,11 +204,9 @@ static struct archive *open_shard_reader(void) {
 /* Where the member whose header was just read has its data in the shard
  * file: the bytes the tar reader has consumed so far (every header of the
  * member, long-name and pax records included, and nothing of its data).
- * Only for a shard read without a decompressing filter (a gzip'd shard is
- * one when libarchive inflates it: it cannot be entered at an offset; it is
- * not when ing_tar inflates it with access points, gz set: the offset is in
- * the uncompressed stream) and a member stored whole (not sparse); the
- * others keep their thumbnail. A wrong offset could not give other pixels:
+ * Only for a shard read without a decompressing filter (ing_tar inflates a
+ * gzip'd one itself, gz set: the offset is in the uncompressed stream) and
+ * a member stored whole (not sparse); the others keep their thumbnail. A wrong offset could not give other pixels:
  * the re-read checks the member's sha256 (core/shard.c). */
 static void member_locate(struct archive *a, struct archive_entry *e, const char *path, int gz, ing_job *j) {
     la_int64_t pos = archive_filter_bytes(a, 0);
@@ -253,6 +251,31 @@ static int is_gzip_file(const char *path) {
     size_t n = fread(m, 1, 2, f);
     fclose(f);
     return n == 2 && m[0] == 0x1f && m[1] == 0x8b;
+}
+
+/* Opens the shard at path: a gzip'd one through core/gzidx.h's inflater
+ * (*gzr: it records access points when sp asks, and it hands out every
+ * member inflated before a cut, so index add, with or without thumbnails,
+ * and ing_tar_visit keep the same members of a damaged shard), any other
+ * through libarchive. 0 and *a; 1 and *a whose error says why it did not
+ * open; -1 out of memory. */
+static int open_shard(const char *path, cs_gz_spacing sp, struct archive **ap, cs_gz_reader **gzr, cs_err *err) {
+    *gzr = NULL;
+    if (is_gzip_file(path)) {
+        cs_err e = {0};
+        if (cs_gz_open(gzr, path, sp, &e)) {
+            if (e.code == CS_ENOMEM) return *err = e, -1;
+            *gzr = NULL; /* unreadable: libarchive's open below says why */
+        }
+    }
+    struct archive *a = *ap = open_shard_reader();
+    if (!a) {
+        cs_gz_close(*gzr);
+        *gzr = NULL;
+        return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+    }
+    int r = *gzr ? archive_read_open(a, *gzr, NULL, gz_read_cb, NULL) : archive_read_open_filename(a, path, 1 << 16);
+    return r == ARCHIVE_OK ? 0 : 1;
 }
 
 int ing_tar_write_points(cs_store *s, const ing_job *j, cs_err *err) {
@@ -322,20 +345,13 @@ int ing_tar(ing_ctx *c, const char *path, cs_err *err) {
     if (!ing_unit(c, path)) return 0;                  /* another shard's */
     cs_gz_reader *gzr = NULL;
     gz_pending pend = {0};
-    if (ing_no_thumbs(c) && is_gzip_file(path)) {
-        cs_err e = {0};
-        if (cs_gz_open(&gzr, path, (cs_gz_spacing){.members = GZ_PT_MEMBERS, .max_span = GZ_PT_SPAN}, &e)) {
-            if (e.code == CS_ENOMEM) return *err = e, -1;
-            gzr = NULL; /* unreadable: libarchive's open below says why */
-        }
-    }
-    struct archive *a = open_shard_reader();
-    if (!a) {
-        cs_gz_close(gzr);
-        return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
-    }
-    if ((gzr ? archive_read_open(a, gzr, NULL, gz_read_cb, NULL) : archive_read_open_filename(a, path, 1 << 16)) !=
-        ARCHIVE_OK) {
+    struct archive *a;
+    /* access points only where no thumbnail is kept: they serve the re-read */
+    cs_gz_spacing sp = {0};
+    if (ing_no_thumbs(c)) sp = (cs_gz_spacing){.members = GZ_PT_MEMBERS, .max_span = GZ_PT_SPAN};
+    int o = open_shard(path, sp, &a, &gzr, err);
+    if (o < 0) return -1;
+    if (o) {
         int rc = shard_error(c, path, "cannot open tar shard", a, err);
         archive_read_free(a);
         cs_gz_close(gzr);
@@ -452,14 +468,17 @@ int ing_tar(ing_ctx *c, const char *path, cs_err *err) {
 
 int ing_tar_visit(const char *path, const ing_tar_visitor *v, char *problem, size_t pn, cs_err *err) {
     problem[0] = 0;
-    struct archive *a = open_shard_reader();
-    if (!a) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+    struct archive *a;
+    cs_gz_reader *gzr = NULL;
+    int o = open_shard(path, (cs_gz_spacing){0}, &a, &gzr, err);
+    if (o < 0) return -1;
     int rc = 0;
     name_counts seen = {0};
-    if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
+    if (o) {
         snprintf(problem, pn, "%s: cannot open tar shard: %s", path,
                  archive_error_string(a) ? archive_error_string(a) : "unknown error");
         archive_read_free(a);
+        cs_gz_close(gzr);
         return 1;
     }
     for (int members = 0;; members++) {
@@ -497,5 +516,6 @@ int ing_tar_visit(const char *path, const ing_tar_visitor *v, char *problem, siz
     }
     name_counts_free(&seen);
     archive_read_free(a);
+    cs_gz_close(gzr);
     return rc;
 }

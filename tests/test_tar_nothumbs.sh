@@ -178,6 +178,25 @@ $B index ls --json --db "$T/cnt.db" > "$T/cnt.ls" 2>&1
 [ $r1 -eq $r2 ] && cmp -s "$T/cth.ls" "$T/cnt.ls" && [ "$(q "$T/cnt.db" "SELECT count(*) FROM refs WHERE status = 'ok'")" -ge 5 ] &&
   [ "$(q "$T/cnt.db" "SELECT count(*) FROM refs WHERE status = 'error' AND error LIKE '%cut.tar.gz%'")" = 1 ] &&
   ok cut_gz_at_ingest_same_members || { bad cut_gz_at_ingest_same_members; diff "$T/cth.ls" "$T/cnt.ls" | head -n 4; }
+# the SSCD embedder reads members through ing_tar_visit, which inflates a
+# .tar.gz the same way: its column is the one of the same tar uncompressed
+W=../shared/refs/resnet50/model.safetensors
+if [ -f "$W" ]; then
+  gzip -dc "$T/s3.tar.gz" > "$T/s3plain.tar"
+  $B index add "$T/s3.tar.gz" --db "$T/eg.db" --no-local-features --embedder "sscd:$W" -j 2 > /dev/null 2>&1 || bad eg_add
+  $B index add "$T/s3plain.tar" --db "$T/ep.db" --no-local-features --embedder "sscd:$W" -j 2 > /dev/null 2>&1 || bad ep_add
+  [ -s "$T/eg.db.vec-sscd" ] && [ "$(($(wc -c < "$T/eg.db.vec-sscd.ids")))" -eq $((64 + 15 * 8)) ] &&
+    cmp -s "$T/eg.db.vec-sscd" "$T/ep.db.vec-sscd" && cmp -s "$T/eg.db.vec-sscd.ids" "$T/ep.db.vec-sscd.ids" &&
+    ok sscd_gz_members_same_column || bad sscd_gz_members_same_column
+  # a shard cut before index add: every member it kept is embedded (the
+  # embedder's reader keeps the same members as ingest's)
+  nok=$(q "$T/cnt.db" "SELECT count(*) FROM refs WHERE status = 'ok'")
+  $B index add --db "$T/cnt.db" --no-local-features --embedder "sscd:$W" -j 2 > "$T/ec.out" 2>&1
+  grep -q "sscd:.*: $nok computed, 0 already present, 0 skipped" "$T/ec.out" && ok sscd_cut_gz_every_kept_member ||
+    { bad sscd_cut_gz_every_kept_member; cat "$T/ec.out"; }
+else
+  echo "skip: no $W (the SSCD check)"
+fi
 
 # a gzip'd shard of 1,300 members has access points (one after 1,024 image
 # members, index/ingest_tar.c): the same answers as with thumbnails, a

@@ -9,6 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
+#include "core/gzidx.h"
 #include "core/hash_sha256.h"
 #include "core/image.h"
 
@@ -69,16 +72,20 @@ void cs_store_detach_shards(cs_store *s) {
 }
 
 static const char TAR_LOC_MAGIC[8] = {'C', 'S', 'T', 'A', 'R', 'L', 'C', '1'};
+static const char TAR_GZ_MAGIC[8] = {'C', 'S', 'T', 'A', 'R', 'G', 'Z', '1'};
 
-void cs_tar_loc_pack(unsigned char out[CS_TAR_LOC_BYTES], uint64_t off, uint64_t len, uint32_t plen) {
-    memcpy(out, TAR_LOC_MAGIC, 8);
+void cs_tar_loc_pack(unsigned char out[CS_TAR_LOC_BYTES], uint64_t off, uint64_t len, uint32_t plen, int gz) {
+    memcpy(out, gz ? TAR_GZ_MAGIC : TAR_LOC_MAGIC, 8);
     for (int i = 0; i < 8; i++) out[8 + i] = (unsigned char)(off >> (8 * i));
     for (int i = 0; i < 8; i++) out[16 + i] = (unsigned char)(len >> (8 * i));
     for (int i = 0; i < 4; i++) out[24 + i] = (unsigned char)(plen >> (8 * i));
 }
 
-int cs_tar_loc_unpack(const unsigned char *b, size_t n, uint64_t *off, uint64_t *len, uint32_t *plen) {
-    if (!b || n != CS_TAR_LOC_BYTES || memcmp(b, TAR_LOC_MAGIC, 8)) return -1;
+int cs_tar_loc_unpack(const unsigned char *b, size_t n, uint64_t *off, uint64_t *len, uint32_t *plen, int *gz) {
+    if (!b || n != CS_TAR_LOC_BYTES) return -1;
+    if (!memcmp(b, TAR_LOC_MAGIC, 8)) *gz = 0;
+    else if (!memcmp(b, TAR_GZ_MAGIC, 8)) *gz = 1;
+    else return -1;
     *off = *len = 0;
     *plen = 0;
     for (int i = 7; i >= 0; i--) *off = *off << 8 | b[8 + i];
@@ -119,14 +126,104 @@ static int read_range(const char *path, uint64_t off, uint64_t len, uint8_t **bu
     return 0;
 }
 
-/* cs_ref_thumb(source, sha256, stored): the 64x64 thumbnail of a reference
- * kept without one (index add --no-thumbs), re-read from its source with
- * the calls index add makes (decode, alpha over white, area resize), so the
- * pixels are the ones it would have stored. The source is the file, or,
- * when stored is a tar locator (shard.h), the member's bytes at their
- * offset in the shard. Bytes whose sha256 differs from the one recorded at
- * ingest (the file or shard changed since) are an error naming the
- * reference, never other pixels; so is a missing file or shard. */
+/* What cs_ref_thumb keeps between the calls of one connection: where a
+ * gzip'd member's access points are (the store's own tar_points, or, for a
+ * sharded store's manifest, those of the shard holding the row: its ids
+ * follow the offsets off[]) and one inflate stream left open, so that a
+ * whole store read in id order inflates each shard once (core/gzidx.h). */
+typedef struct {
+    char *manifest; /* NULL: the points are in the connection's own main */
+    int n;
+    long long *off; /* [n] */
+    sqlite3 **sh;   /* [n] the shards, read-only, opened on first use */
+    cs_gz_cursor *cur;
+} thumb_ctx;
+
+static void thumb_ctx_free(void *p) {
+    thumb_ctx *t = p;
+    if (!t) return;
+    for (int k = 0; t->sh && k < t->n; k++) sqlite3_close(t->sh[k]);
+    free(t->sh);
+    free(t->off);
+    free(t->manifest);
+    cs_gz_cursor_free(t->cur);
+    free(t);
+}
+
+/* The connection whose tar_points hold the points of reference id. */
+static sqlite3 *points_db(thumb_ctx *t, sqlite3 *own, int64_t id) {
+    if (!t->manifest) return own;
+    int k = -1;
+    for (int i = 0; i < t->n; i++) /* shard k holds the ids (off[k], off[k] + its count] */
+        if (t->off[i] < id && (k < 0 || t->off[i] >= t->off[k])) k = i;
+    if (k < 0) return NULL;
+    if (!t->sh[k]) {
+        char *sp = cs_shard_path(t->manifest, k, t->n);
+        if (!sp || sqlite3_open_v2(sp, &t->sh[k], SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+            sqlite3_close(t->sh[k]);
+            t->sh[k] = NULL;
+        }
+        free(sp);
+    }
+    return t->sh[k];
+}
+
+/* The last access point of shard at or before off: 1 and *p (window
+ * malloc'd), 0 when there is none (no table, none recorded, or none before
+ * it: the member is inflated from the file's start, which is always right,
+ * only slower), -1 on a window that does not inflate. */
+static int find_point(sqlite3 *db, const char *shard, uint64_t off, cs_gz_point *p) {
+    sqlite3_stmt *st;
+    memset(p, 0, sizeof *p);
+    if (!db || sqlite3_prepare_v2(db,
+                                  "SELECT out_off, in_off, bits, wlen, window FROM main.tar_points "
+                                  "WHERE shard = ?1 AND out_off <= ?2 ORDER BY out_off DESC LIMIT 1",
+                                  -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(st, 1, shard, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)off);
+    int rc = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        p->out = (uint64_t)sqlite3_column_int64(st, 0);
+        p->in = (uint64_t)sqlite3_column_int64(st, 1);
+        p->bits = sqlite3_column_int(st, 2);
+        sqlite3_int64 wl = sqlite3_column_int64(st, 3);
+        const void *w = sqlite3_column_blob(st, 4);
+        int wn = sqlite3_column_bytes(st, 4);
+        uLongf got = (uLongf)wl;
+        rc = -1;
+        if (wl >= 0 && wl <= CS_GZ_WINDOW && p->bits >= 0 && p->bits < 8 && (p->window = malloc(wl ? (size_t)wl : 1))) {
+            p->wlen = (size_t)wl;
+            if (wn == wl) memcpy(p->window, w, (size_t)wl), rc = 1; /* stored raw */
+            else if (uncompress(p->window, &got, w, (uLong)wn) == Z_OK && got == (uLongf)wl) rc = 1;
+        }
+        if (rc < 0) free(p->window), p->window = NULL;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* The member's bytes in a gzip'd shard, from its nearest access point. */
+static int read_gz_member(thumb_ctx *t, sqlite3 *own, int64_t id, const char *shard, uint64_t off, uint64_t len,
+                          uint8_t **buf, cs_err *err) {
+    if (len > ((uint64_t)1 << 30)) return cs_fail(err, CS_EFORMAT, "%s: member too large", shard);
+    cs_gz_point p;
+    int found = find_point(points_db(t, own, id), shard, off, &p);
+    if (found < 0) return cs_fail(err, CS_EFORMAT, "%s: a bad access point in the store", shard);
+    int rc = cs_gz_extract(&t->cur, shard, found ? &p : NULL, off, len, buf, err);
+    free(p.window);
+    return rc;
+}
+
+/* cs_ref_thumb(source, sha256, stored, id): the 64x64 thumbnail of a
+ * reference kept without one (index add --no-thumbs), re-read from its
+ * source with the calls index add makes (decode, alpha over white, area
+ * resize), so the pixels are the ones it would have stored. The source is
+ * the file, or, when stored is a tar locator (shard.h), the member's bytes
+ * at their offset in the shard (inflated from an access point for a gzip'd
+ * shard). Bytes whose sha256 differs from the one recorded at ingest (the
+ * file or shard changed since) are an error naming the reference, never
+ * other pixels; so is a missing, cut or corrupt file or shard. */
 static void ref_thumb_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     const char *src = (const char *)sqlite3_value_text(argv[0]), *sha = (const char *)sqlite3_value_text(argv[1]);
     char msg[1400], hex[65];
@@ -137,9 +234,10 @@ static void ref_thumb_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     cs_image_opts o = {.max_pixels = (int64_t)1 << 40}; /* index add already accepted it */
     uint64_t off, mlen;
     uint32_t plen;
+    int gz = 0;
     int is_member = argc > 2 && sqlite3_value_type(argv[2]) == SQLITE_BLOB &&
                     !cs_tar_loc_unpack(sqlite3_value_blob(argv[2]), (size_t)sqlite3_value_bytes(argv[2]), &off,
-                                       &mlen, &plen);
+                                       &mlen, &plen, &gz);
     if (!src || (is_member ? plen >= strlen(src) : strstr(src, "//") != NULL)) {
         snprintf(msg, sizeof msg, "%s: no thumbnail stored and not a file to re-read", src ? src : "(null)");
         sqlite3_result_error(ctx, msg, -1);
@@ -148,7 +246,11 @@ static void ref_thumb_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     int bad;
     if (is_member) {
         char *shard = strndup(src, plen);
-        bad = !shard ? cs_fail(&err, CS_ENOMEM, "out of memory") : read_range(shard, off, mlen, &buf, &err);
+        int64_t id = argc > 3 ? sqlite3_value_int64(argv[3]) : 0;
+        bad = !shard ? cs_fail(&err, CS_ENOMEM, "out of memory")
+              : gz   ? read_gz_member(sqlite3_user_data(ctx), sqlite3_context_db_handle(ctx), id, shard, off, mlen,
+                                      &buf, &err)
+                     : read_range(shard, off, mlen, &buf, &err);
         len = (size_t)mlen;
         free(shard);
     } else {
@@ -182,17 +284,34 @@ static void ref_thumb_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 
 /* A store of index add --no-thumbs (meta thumbs = 'source'): ref_thumbs is
  * a view that gives the stored thumbnail, else the one re-read from source.
- * Sharded: the refs rows left-joined to the shards' thumbnails. */
-static int thumbs_view(cs_store *s, int n, cs_err *err) {
+ * Sharded (n > 0, ids offset by off[]): the refs rows left-joined to the
+ * shards' thumbnails. */
+static int thumbs_view(cs_store *s, int n, const long long *off, cs_err *err) {
     sqlite3 *db = cs_store_db(s);
-    if (sqlite3_create_function(db, "cs_ref_thumb", 3, SQLITE_UTF8, NULL, ref_thumb_fn, NULL, NULL) != SQLITE_OK)
+    thumb_ctx *t = calloc(1, sizeof *t);
+    if (!t) return cs_fail(err, CS_ENOMEM, "out of memory");
+    if (n > 0) {
+        t->n = n;
+        t->manifest = strdup(cs_store_path(s));
+        t->off = malloc((size_t)n * sizeof *t->off);
+        t->sh = calloc((size_t)n, sizeof *t->sh);
+        if (!t->manifest || !t->off || !t->sh) {
+            thumb_ctx_free(t);
+            return cs_fail(err, CS_ENOMEM, "out of memory");
+        }
+        memcpy(t->off, off, (size_t)n * sizeof *off);
+    }
+    /* thumb_ctx_free runs when the function is replaced or the connection closes (also on failure) */
+    if (sqlite3_create_function_v2(db, "cs_ref_thumb", 4, SQLITE_UTF8, t, ref_thumb_fn, NULL, NULL,
+                                   thumb_ctx_free) != SQLITE_OK)
         return cs_store_fail(s, err, "registering cs_ref_thumb");
     size_t cap = 1024, o;
     char *sql = malloc(cap);
     if (!sql) return cs_fail(err, CS_ENOMEM, "out of memory");
     o = (size_t)snprintf(sql, cap, "DROP VIEW IF EXISTS temp.ref_thumbs; CREATE TEMP VIEW ref_thumbs AS ");
     /* no row: re-read the file; a row of w = 0: re-read the tar member it locates */
-    const char *pick = "CASE WHEN x.rgb IS NULL OR x.w = 0 THEN cs_ref_thumb(r.source, r.sha256, x.rgb) ELSE x.rgb END";
+    const char *pick =
+        "CASE WHEN x.rgb IS NULL OR x.w = 0 THEN cs_ref_thumb(r.source, r.sha256, x.rgb, r.id) ELSE x.rgb END";
     if (n == 0)
         snprintf(sql + o, cap - o,
                  "SELECT r.id AS ref_id, %d AS w, %d AS h, %s AS rgb FROM main.refs r "
@@ -219,7 +338,7 @@ int cs_store_attach_shards(cs_store *s, cs_err *err) {
     int from_source = meta_int(db, "thumbs", tv, sizeof tv) && !strcmp(tv, "source");
     if (!meta_int(db, "shards", nv, sizeof nv) || !meta_int(db, "shard_offsets", offs, 1 << 20)) {
         free(offs);
-        return from_source ? thumbs_view(s, 0, err) : 0;
+        return from_source ? thumbs_view(s, 0, NULL, err) : 0;
     }
     int n = atoi(nv), rc = 0;
     const char *path = cs_store_path(s);
@@ -255,7 +374,7 @@ int cs_store_attach_shards(cs_store *s, cs_err *err) {
         if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
             rc = cs_fail(err, CS_EDB, "%s: shard views: %s", path, sqlite3_errmsg(db));
     }
-    if (!rc && from_source) rc = thumbs_view(s, n, err);
+    if (!rc && from_source) rc = thumbs_view(s, n, off, err);
     free(off);
     free(sql);
     free(offs);

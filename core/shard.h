@@ -29,17 +29,29 @@
 
 /* A tar member kept without a thumbnail (index add --no-thumbs) has a
  * ref_thumbs row with w = h = 0 whose rgb is this locator, not pixels:
- *   magic[8] "CSTARLC1", u64 offset of the member's data in the shard file,
- *   u64 its size, u32 the length of the shard's path at the start of
- *   refs.source ("PATH//NAME"), all little-endian.
+ *   magic[8] "CSTARLC1" (an uncompressed shard) or "CSTARGZ1" (a gzip'd
+ *   one), u64 offset of the member's data in the shard file (gzip'd: in its
+ *   uncompressed stream), u64 its size, u32 the length of the shard's path
+ *   at the start of refs.source ("PATH//NAME"), all little-endian.
  * cs_ref_thumb re-reads those bytes, checks their sha256 against refs.sha256
  * (a shard changed or rewritten since is an error naming the member, never
- * other pixels) and decodes them as index add did. Only an uncompressed
- * shard has such offsets (a gzip'd one keeps its thumbnails). */
+ * other pixels) and decodes them as index add did. A gzip'd shard's member
+ * is inflated from the nearest of the shard's access points (table
+ * tar_points of the store, or of the store's shard, that holds the row;
+ * core/gzidx.h), or from the file's start when it has none before it. */
 #define CS_TAR_LOC_BYTES 28
-void cs_tar_loc_pack(unsigned char out[CS_TAR_LOC_BYTES], uint64_t off, uint64_t len, uint32_t plen);
+void cs_tar_loc_pack(unsigned char out[CS_TAR_LOC_BYTES], uint64_t off, uint64_t len, uint32_t plen, int gz);
 /* 0 and the fields when b is a locator, -1 when it is not. */
-int cs_tar_loc_unpack(const unsigned char *b, size_t n, uint64_t *off, uint64_t *len, uint32_t *plen);
+int cs_tar_loc_unpack(const unsigned char *b, size_t n, uint64_t *off, uint64_t *len, uint32_t *plen, int *gz);
+
+/* The table of a gzip'd shard's access points (written by index add
+ * --no-thumbs, index/ingest_tar.c): one row a point, window raw (length =
+ * wlen) or deflated by zlib's compress2 (shorter). Once per point, not per
+ * reference: the spacing (ingest_tar.c) amortises its 32 KiB windows. */
+#define CS_TAR_POINTS_SQL                                                                                  \
+    "CREATE TABLE IF NOT EXISTS main.tar_points(shard TEXT NOT NULL, out_off INTEGER NOT NULL, "         \
+    "in_off INTEGER NOT NULL, bits INTEGER NOT NULL, wlen INTEGER NOT NULL, window BLOB NOT NULL, "       \
+    "PRIMARY KEY(shard, out_off))"
 
 /* "<db>.shards/<k+1>-of-<n>.db" for k = 0..n-1; caller frees. */
 char *cs_shard_path(const char *db, int k, int n);

@@ -66,14 +66,29 @@ static int decode_header(const unsigned char *b, ann_header *h, const char *path
     return 0;
 }
 
-/* FNV-1a over the first min(rows, 64) ids and vectors of the column. */
+/* A column opened at 8 bits (cs_vecstore_open_store_raw: vs->q8, vecs
+ * NULL) is read here through cs_vs_q8_decode, row by row or chunk by chunk:
+ * the floats are those the decoded column holds, so the index, its
+ * fingerprint and every score are the same bits, while the column stays at
+ * dim + 4 bytes a row in memory. */
+static void rows_f32(const cs_vecstore *vs, int64_t r, int64_t n, float *out) {
+    if (vs->q8) cs_vs_q8_decode(vs->q8 + (size_t)r * CS_VS_Q8_ROW(vs->dim), n, vs->dim, out);
+    else memcpy(out, vs->vecs + r * vs->dim, sizeof(float) * (size_t)n * vs->dim);
+}
+
+/* FNV-1a over the first min(rows, 64) ids and vectors (as float32) of the
+ * column; 0 out of memory (never a real index's: it is checked as such). */
 static uint64_t fingerprint(const cs_vecstore *vs, int64_t rows) {
     int64_t m = rows < 64 ? rows : 64;
     uint64_t h = 0xcbf29ce484222325ULL;
-    const unsigned char *p[2] = {(const unsigned char *)vs->ids, (const unsigned char *)vs->vecs};
+    float *v = malloc(sizeof(float) * (size_t)(m ? m : 1) * vs->dim);
+    if (!v) return 0;
+    if (m) rows_f32(vs, 0, m, v);
+    const unsigned char *p[2] = {(const unsigned char *)vs->ids, (const unsigned char *)v};
     size_t len[2] = {(size_t)m * sizeof(int64_t), (size_t)m * vs->dim * sizeof(float)};
     for (int k = 0; k < 2; k++)
         for (size_t i = 0; i < len[k]; i++) h = (h ^ p[k][i]) * 0x100000001b3ULL;
+    free(v);
     return h;
 }
 
@@ -215,8 +230,7 @@ static int train(cs_ann *a, const cs_vecstore *vs, int progress, cs_err *err) {
      * follow the source's folders, so a prefix would be a biased sample */
     float *x = malloc(sizeof(float) * (size_t)ntrain * vs->dim);
     if (!x) return cs_fail(err, CS_ENOMEM, "%s: out of memory for %lld training vectors", a->path, (long long)ntrain);
-    for (int64_t i = 0; i < ntrain; i++)
-        memcpy(x + i * vs->dim, vs->vecs + (i * vs->n / ntrain) * vs->dim, sizeof(float) * vs->dim);
+    for (int64_t i = 0; i < ntrain; i++) rows_f32(vs, i * vs->n / ntrain, 1, x + i * vs->dim);
     cs_progress *p = progress ? cs_progress_start("ann train", 0, "vec") : NULL;
     int rc = cs_faiss_train(a->f, ntrain, x, err);
     if (p) cs_progress_add(p, ntrain);
@@ -227,14 +241,19 @@ static int train(cs_ann *a, const cs_vecstore *vs, int progress, cs_err *err) {
 
 static int add_rows(cs_ann *a, const cs_vecstore *vs, int64_t from, int progress, cs_err *err) {
     enum { CHUNK = 65536 };
+    /* a q8 column: each chunk decoded into one buffer (the same chunks as a float column's) */
+    float *buf = vs->q8 ? malloc(sizeof(float) * CHUNK * vs->dim) : NULL;
+    if (vs->q8 && !buf) return cs_fail(err, CS_ENOMEM, "%s: out of memory", a->path);
     cs_progress *p = progress ? cs_progress_start("ann add", vs->n - from, "vec") : NULL;
     int rc = 0;
     for (int64_t r = from; r < vs->n && !rc; r += CHUNK) {
         int64_t nb = vs->n - r < CHUNK ? vs->n - r : CHUNK;
-        rc = cs_faiss_add(a->f, nb, vs->vecs + r * vs->dim, err);
+        if (buf) rows_f32(vs, r, nb, buf);
+        rc = cs_faiss_add(a->f, nb, buf ? buf : vs->vecs + r * vs->dim, err);
         if (p) cs_progress_add(p, nb);
     }
     cs_progress_end(p);
+    free(buf);
     return rc ? cs_wrap(err, "%s", a->path) : 0;
 }
 
@@ -348,6 +367,7 @@ typedef struct {
     float *scores;
     int64_t *rows;
     cand *work; /* [threads][kc + k] */
+    float *row; /* [threads][dim]: a q8 row decoded */
 } merge_ctx;
 
 /* One query: exact scores of its candidates plus the tail's hits, top k. */
@@ -362,7 +382,8 @@ static void merge_one(void *vctx, int64_t i, int thread) {
         int dup = 0; /* an index may return a row twice (e.g. several lists) */
         for (int t = 0; t < m && !dup; t++) dup = w[t].r == r;
         if (dup) continue;
-        const float *v = c->vs->vecs + r * dim;
+        const float *v = c->vs->vecs ? c->vs->vecs + r * dim : c->row + (size_t)thread * dim;
+        if (!c->vs->vecs) rows_f32(c->vs, r, 1, (float *)v);
         float s = 0;
         for (int d = 0; d < dim; d++) s += q[d] * v[d];
         if (s == s) w[m++] = (cand){s, r};
@@ -395,20 +416,23 @@ int cs_ann_search(cs_ann *a, const cs_vecstore *vs, const float *q, int64_t nq, 
     float *ts = tail > 0 ? malloc(sizeof(float) * (size_t)nq * k) : NULL;
     int64_t *tr = tail > 0 ? malloc(sizeof(int64_t) * (size_t)nq * k) : NULL;
     cand *work = malloc(sizeof(cand) * (size_t)threads * (kc + k));
+    float *row = vs->q8 ? malloc(sizeof(float) * (size_t)threads * vs->dim) : NULL;
     int rc = 0;
-    if (!cs || !cr || !work || (tail > 0 && (!ts || !tr)))
+    if (!cs || !cr || !work || (tail > 0 && (!ts || !tr)) || (vs->q8 && !row))
         rc = cs_fail(err, CS_ENOMEM, "%s: out of memory", a->path);
     if (!rc && cs_faiss_search(a->f, nq, q, kc, cs, cr, err)) rc = cs_wrap(err, "%s", a->path);
     if (!rc && tail > 0) { /* rows appended since the build: exact, then renumbered */
-        rc = cs_knn_exact(vs->vecs + indexed * vs->dim, tail, vs->dim, q, nq, k, threads, ts, tr, err);
+        rc = vs->q8 ? cs_knn_exact_q8(vs->q8 + (size_t)indexed * CS_VS_Q8_ROW(vs->dim), tail, vs->dim, q, nq, k,
+                                      threads, ts, tr, err)
+                    : cs_knn_exact(vs->vecs + indexed * vs->dim, tail, vs->dim, q, nq, k, threads, ts, tr, err);
         for (int64_t i = 0; !rc && i < nq * k; i++)
             if (tr[i] >= 0) tr[i] += indexed;
     }
     if (!rc) {
-        merge_ctx c = {vs, q, cr, ts, tr, kc, k, scores, rows, work};
+        merge_ctx c = {vs, q, cr, ts, tr, kc, k, scores, rows, work, row};
         cs_parallel_for(threads, nq, merge_one, &c);
     }
-    free(cs), free(cr), free(ts), free(tr), free(work);
+    free(cs), free(cr), free(ts), free(tr), free(work), free(row);
     return rc;
 }
 
@@ -422,7 +446,7 @@ char *cs_ann_path(const cs_store *s, const char *column) {
 
 int cs_ann_build(cs_store *s, const char *column, const cs_ann_opts *o, cs_ann_stats *st, cs_err *err) {
     cs_vecstore vs;
-    if (cs_vecstore_open_store(&vs, s, column, 0, 0, err)) return -1;
+    if (cs_vecstore_open_store_raw(&vs, s, column, 0, err)) return -1; /* a q8 column stays at 8 bits */
     char *path = cs_ann_path(s, column);
     int rc = path ? cs_ann_build_vs(path, column, &vs, o, st, err) : cs_fail(err, CS_ENOMEM, "out of memory");
     free(path);
@@ -433,7 +457,7 @@ int cs_ann_build(cs_store *s, const char *column, const cs_ann_opts *o, cs_ann_s
 int cs_ann_search_store(cs_store *s, const char *column, const float *q, int nq, int dim, int k,
                         const cs_ann_search_opts *o, int64_t *ref_ids, float *scores, cs_err *err) {
     cs_vecstore vs;
-    if (cs_vecstore_open_store(&vs, s, column, dim, 0, err)) return -1;
+    if (cs_vecstore_open_store_raw(&vs, s, column, dim, err)) return -1; /* a q8 column stays at 8 bits */
     char *path = cs_ann_path(s, column);
     int64_t *rows = malloc((size_t)(nq ? nq : 1) * k * sizeof *rows);
     cs_ann *a = NULL;

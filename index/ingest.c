@@ -80,10 +80,13 @@ void ing_job_clear(ing_job *j) {
     free(j->note);
     free(j->thumb);
     free(j->lf);
+    for (int i = 0; i < j->gz_npts; i++) free(j->gz_pts[i].window);
+    free(j->gz_pts);
     memset(j, 0, sizeof *j);
 }
 
 int ing_counting(const ing_ctx *c) { return c->counting; }
+int ing_no_thumbs(const ing_ctx *c) { return c->no_thumbs; }
 
 int ing_unit(ing_ctx *c, const char *path) {
     if (c->shard_n <= 0) return 1;
@@ -277,6 +280,7 @@ static int step_done(ing_ctx *c, sqlite3_stmt *st, const char *what, cs_err *err
 static int write_job(ing_ctx *c, ing_job *j, cs_ingest_stats *ws, cs_err *err) {
     sqlite3 *db = cs_store_db(c->s);
     int64_t dup_of = 0;
+    if (j->gz_npts && ing_tar_write_points(c->s, j, err)) return -1; /* before any member that needs them */
     if (j->status == ING_OK) {
         sqlite3_bind_text(c->q_dup, 1, j->sha, -1, SQLITE_STATIC);
         int r = sqlite3_step(c->q_dup);
@@ -336,7 +340,7 @@ static int write_job(ing_ctx *c, ing_job *j, cs_ingest_stats *ws, cs_err *err) {
     sqlite3_bind_int64(t, 1, id);
     if (c->no_thumbs && j->has_loc) { /* re-read from the tar at its offset: the locator, w = h = 0 */
         unsigned char loc[CS_TAR_LOC_BYTES];
-        cs_tar_loc_pack(loc, j->loc_off, j->loc_len, j->loc_plen);
+        cs_tar_loc_pack(loc, j->loc_off, j->loc_len, j->loc_plen, j->loc_gz);
         sqlite3_bind_int(t, 2, 0);
         sqlite3_bind_int(t, 3, 0);
         sqlite3_bind_blob(t, 4, loc, CS_TAR_LOC_BYTES, SQLITE_TRANSIENT);

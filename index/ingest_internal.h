@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/gzidx.h"
+#include "core/store.h"
 #include "index/hashes.h"
 #include "index/ingest.h"
 
@@ -26,12 +28,16 @@ typedef struct {
     int caption_from_sidecar_ok; /* 0: worker may look for a sidecar NAME.txt */
     char *pre_error;     /* failure known before processing (missing path, bad tar member) */
     int64_t existing_id; /* > 0: an 'error' row to update in place */
-    /* a member of an uncompressed tar: where its bytes lie in the shard
-     * file (core/shard.h's locator, kept instead of the thumbnail under
-     * --no-thumbs); has_loc 0 for a compressed shard (no offset to seek) */
-    int has_loc;
+    /* a tar member: where its bytes lie in the shard (core/shard.h's
+     * locator, kept instead of the thumbnail under --no-thumbs); loc_gz: a
+     * gzip'd shard, the offset is in its uncompressed stream */
+    int has_loc, loc_gz;
     uint64_t loc_off, loc_len;
     uint32_t loc_plen;   /* the shard's path is source[0, loc_plen) */
+    /* a gzip'd shard's access points met since the last job, written before
+     * this one in the same transaction (ing_tar_write_points) */
+    cs_gz_point *gz_pts;
+    int gz_npts;
     /* results, filled by the worker */
     int status;
     char *error;         /* for status error */
@@ -71,6 +77,10 @@ void ing_note(ing_ctx *c);
 ing_map *ing_captions(ing_ctx *c);
 ing_map *ing_loaded_dirs(ing_ctx *c);
 void ing_progress_more(ing_ctx *c, int64_t n); /* grows the progress total */
+/* 1 when thumbnails are not stored (opts->no_thumbs). */
+int ing_no_thumbs(const ing_ctx *c);
+/* Writes j's access points to tar_points of s (ingest_tar.c). */
+int ing_tar_write_points(cs_store *s, const ing_job *j, cs_err *err);
 /* 1 during the counting pass (inputs are only counted; shards are skipped). */
 int ing_counting(const ing_ctx *c);
 /* A unit (an image file, or a whole tar shard) begins: in the counting pass

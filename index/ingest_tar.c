@@ -8,14 +8,24 @@
  *
  * A member name met again in the same shard is a different image: its source
  * is "shard.tar//NAME#2" (#3, ...), so that no image is lost to the unique
- * source of the first (ing_tar_visit names members the same way). */
+ * source of the first (ing_tar_visit names members the same way).
+ *
+ * A gzip'd shard is inflated here (core/gzidx.h) and libarchive reads the
+ * plain tar stream, so every member has an offset in that stream, as in an
+ * uncompressed shard; under --no-thumbs the pass also records access points
+ * into the gzip stream, and a member is re-read by inflating from the
+ * nearest point before it (core/shard.c). */
 #include <archive.h>
 #include <archive_entry.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <zlib.h>
+
+#include "core/shard.h"
 #include "index/ingest_internal.h"
 
 #define MAX_MEMBER (1ull << 30)
@@ -194,30 +204,157 @@ static struct archive *open_shard_reader(void) {
 /* Where the member whose header was just read has its data in the shard
  * file: the bytes the tar reader has consumed so far (every header of the
  * member, long-name and pax records included, and nothing of its data).
- * Only for a shard read without a decompressing filter (a gzip'd stream
- * cannot be entered at an offset) and a member stored whole (not sparse);
- * the others keep their thumbnail. A wrong offset could not give other
- * pixels: the re-read checks the member's sha256 (core/shard.c). */
-static void member_locate(struct archive *a, struct archive_entry *e, const char *path, ing_job *j) {
+ * Only for a shard read without a decompressing filter (ing_tar inflates a
+ * gzip'd one itself, gz set: the offset is in the uncompressed stream) and
+ * a member stored whole (not sparse); the others keep their thumbnail. A wrong offset could not give other pixels:
+ * the re-read checks the member's sha256 (core/shard.c). */
+static void member_locate(struct archive *a, struct archive_entry *e, const char *path, int gz, ing_job *j) {
     la_int64_t pos = archive_filter_bytes(a, 0);
     if (archive_filter_count(a) != 1 || archive_filter_code(a, 0) != ARCHIVE_FILTER_NONE || pos < 0 ||
         !archive_entry_size_is_set(e) || archive_entry_size(e) < 0 || archive_entry_sparse_count(e) > 0)
         return;
     j->has_loc = 1;
+    j->loc_gz = gz;
     j->loc_off = (uint64_t)pos;
     j->loc_len = (uint64_t)archive_entry_size(e);
     j->loc_plen = (uint32_t)strlen(path);
+}
+
+/* Where a gzip'd shard's access points go (core/gzidx.h). Each holds a
+ * 32 KiB window, and bytes per reference are what must scale (issue 17:
+ * <= 1 KiB a reference for hashes and the global embedding), so a point is
+ * placed only after GZ_PT_MEMBERS image members since the last one: its
+ * window then costs at most 32 B a reference, 1/32 of that budget, about
+ * the locator's own size. Members of any size would make that a span of
+ * any length, and a member re-read on its own inflates on average half a
+ * span; so a point is also placed after GZ_PT_SPAN bytes of tar stream,
+ * whatever the count: a re-read then inflates < 32 MiB, and the windows
+ * cost at most 32 KiB / 32 MiB = 1/1024 of the shard's own bytes (less than
+ * tar's 512-byte header for every member under 512 KiB). A store read in id
+ * order (a whole analysis) does not pay the span: the re-read continues
+ * one inflate stream along the shard (core/shard.c). */
+#define GZ_PT_MEMBERS 1024
+#define GZ_PT_SPAN ((uint64_t)32 << 20)
+
+static la_ssize_t gz_read_cb(struct archive *a, void *u, const void **buf) {
+    cs_err err = {0};
+    ssize_t n = cs_gz_read(u, buf, &err);
+    if (n < 0) archive_set_error(a, EINVAL, "%s", err.msg);
+    return n;
+}
+
+/* Does path start with gzip's magic? */
+static int is_gzip_file(const char *path) {
+    unsigned char m[2] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t n = fread(m, 1, 2, f);
+    fclose(f);
+    return n == 2 && m[0] == 0x1f && m[1] == 0x8b;
+}
+
+/* Opens the shard at path: a gzip'd one through core/gzidx.h's inflater
+ * (*gzr: it records access points when sp asks, and it hands out every
+ * member inflated before a cut, so index add, with or without thumbnails,
+ * and ing_tar_visit keep the same members of a damaged shard), any other
+ * through libarchive. 0 and *a; 1 and *a whose error says why it did not
+ * open; -1 out of memory. */
+static int open_shard(const char *path, cs_gz_spacing sp, struct archive **ap, cs_gz_reader **gzr, cs_err *err) {
+    *gzr = NULL;
+    if (is_gzip_file(path)) {
+        cs_err e = {0};
+        if (cs_gz_open(gzr, path, sp, &e)) {
+            if (e.code == CS_ENOMEM) return *err = e, -1;
+            *gzr = NULL; /* unreadable: libarchive's open below says why */
+        }
+    }
+    struct archive *a = *ap = open_shard_reader();
+    if (!a) {
+        cs_gz_close(*gzr);
+        *gzr = NULL;
+        return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+    }
+    int r = *gzr ? archive_read_open(a, *gzr, NULL, gz_read_cb, NULL) : archive_read_open_filename(a, path, 1 << 16);
+    return r == ARCHIVE_OK ? 0 : 1;
+}
+
+int ing_tar_write_points(cs_store *s, const ing_job *j, cs_err *err) {
+    sqlite3 *db = cs_store_db(s);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_exec(db, CS_TAR_POINTS_SQL, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db,
+                           "INSERT OR REPLACE INTO main.tar_points(shard, out_off, in_off, bits, wlen, window) "
+                           "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return cs_store_fail(s, err, "recording a gzip access point");
+    unsigned char *z = malloc(compressBound(CS_GZ_WINDOW));
+    int rc = z ? 0 : cs_fail(err, CS_ENOMEM, "out of memory");
+    for (int i = 0; !rc && i < j->gz_npts; i++) {
+        const cs_gz_point *p = &j->gz_pts[i];
+        /* a window of compressible members (text, raw pixels) is kept
+         * deflated; one of JPEG or PNG data is not smaller, so kept raw */
+        uLongf zn = compressBound(CS_GZ_WINDOW);
+        int packed = compress2(z, &zn, p->window, (uLong)p->wlen, 9) == Z_OK && zn < p->wlen;
+        sqlite3_bind_text(st, 1, j->source, (int)j->loc_plen, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)p->out);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)p->in);
+        sqlite3_bind_int(st, 4, p->bits);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)p->wlen);
+        sqlite3_bind_blob(st, 6, packed ? z : p->window, packed ? (int)zn : (int)p->wlen, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = cs_store_fail(s, err, "recording a gzip access point");
+        sqlite3_reset(st);
+    }
+    free(z);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Points taken from the reader, waiting for the next job to carry them. */
+typedef struct {
+    cs_gz_point *p;
+    int n, cap;
+} gz_pending;
+
+static int take_points(cs_gz_reader *r, gz_pending *q) {
+    cs_gz_point p;
+    while (cs_gz_take_point(r, &p)) {
+        if (q->n == q->cap) {
+            int cap = q->cap ? 2 * q->cap : 8;
+            cs_gz_point *np = realloc(q->p, (size_t)cap * sizeof *np);
+            if (!np) {
+                free(p.window);
+                return -1;
+            }
+            q->p = np;
+            q->cap = cap;
+        }
+        q->p[q->n++] = p;
+    }
+    return 0;
+}
+
+static void pending_free(gz_pending *q) {
+    for (int i = 0; i < q->n; i++) free(q->p[i].window);
+    free(q->p);
+    memset(q, 0, sizeof *q);
 }
 
 /* Long: one streaming loop over the archive's members; each error case says how it goes on. */
 int ing_tar(ing_ctx *c, const char *path, cs_err *err) {
     if (ing_counting(c)) return ing_unit(c, path), 0; /* members are counted while they are read */
     if (!ing_unit(c, path)) return 0;                  /* another shard's */
-    struct archive *a = open_shard_reader();
-    if (!a) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
-    if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
+    cs_gz_reader *gzr = NULL;
+    gz_pending pend = {0};
+    struct archive *a;
+    /* access points only where no thumbnail is kept: they serve the re-read */
+    cs_gz_spacing sp = {0};
+    if (ing_no_thumbs(c)) sp = (cs_gz_spacing){.members = GZ_PT_MEMBERS, .max_span = GZ_PT_SPAN};
+    int o = open_shard(path, sp, &a, &gzr, err);
+    if (o < 0) return -1;
+    if (o) {
         int rc = shard_error(c, path, "cannot open tar shard", a, err);
         archive_read_free(a);
+        cs_gz_close(gzr);
         return rc;
     }
     tar_group g = {0};
@@ -242,6 +379,7 @@ int ing_tar(ing_ctx *c, const char *path, cs_err *err) {
         size_t keylen = (size_t)(ext[0] ? ext - 1 - name : (long)strlen(name));
         int img = is_image_ext(ext), txt = !strcasecmp(ext, "txt"), json = !strcasecmp(ext, "json");
         char *src = NULL;
+        if (img && gzr) cs_gz_note_member(gzr); /* every image member counts, indexed now or not */
         if (img) {
             char shown[4200];
             if (member_name(&seen, name, shown, sizeof shown)) {
@@ -282,7 +420,17 @@ int ing_tar(ing_ctx *c, const char *path, cs_err *err) {
             memset(j, 0, sizeof *j);
             j->source = src;
             j->existing_id = existing;
-            member_locate(a, e, path, j);
+            member_locate(a, e, path, gzr != NULL, j);
+            if (gzr && take_points(gzr, &pend)) {
+                rc = cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+                break;
+            }
+            if (pend.n) { /* written with this job, before any later member that needs them */
+                j->gz_pts = pend.p;
+                j->gz_npts = pend.n;
+                j->loc_plen = (uint32_t)strlen(path);
+                memset(&pend, 0, sizeof pend);
+            }
             ing_progress_more(c, 1);
             if (read_member(a, e, MAX_MEMBER, &j->data, &j->len, msg, sizeof msg)) {
                 size_t ml = strlen(src) + strlen(msg) + 3;
@@ -313,19 +461,24 @@ int ing_tar(ing_ctx *c, const char *path, cs_err *err) {
     }
     name_counts_free(&seen);
     archive_read_free(a);
+    pending_free(&pend); /* points after the last new member: no member of this run needs them */
+    cs_gz_close(gzr);
     return rc;
 }
 
 int ing_tar_visit(const char *path, const ing_tar_visitor *v, char *problem, size_t pn, cs_err *err) {
     problem[0] = 0;
-    struct archive *a = open_shard_reader();
-    if (!a) return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+    struct archive *a;
+    cs_gz_reader *gzr = NULL;
+    int o = open_shard(path, (cs_gz_spacing){0}, &a, &gzr, err);
+    if (o < 0) return -1;
     int rc = 0;
     name_counts seen = {0};
-    if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
+    if (o) {
         snprintf(problem, pn, "%s: cannot open tar shard: %s", path,
                  archive_error_string(a) ? archive_error_string(a) : "unknown error");
         archive_read_free(a);
+        cs_gz_close(gzr);
         return 1;
     }
     for (int members = 0;; members++) {
@@ -363,5 +516,6 @@ int ing_tar_visit(const char *path, const ing_tar_visitor *v, char *problem, siz
     }
     name_counts_free(&seen);
     archive_read_free(a);
+    cs_gz_close(gzr);
     return rc;
 }

@@ -153,8 +153,11 @@ int lf_init_round(const round_head *h, cs_store *s, cs_lf_part **part, int64_t *
     char note[512];
     int bad = failed;
     /* the records rank 0 built its index from (<db>.lfrec, current: rank 0
-     * checked it before this round), mapped: only this rank's pages read */
-    if (!bad && cs_lf_records_open(s, &rec, note, sizeof note, &err)) bad = 1;
+     * checked it against the table before this round), mapped: only this
+     * rank's pages read, the table not streamed again; where rank 0 could
+     * not write the file (its records in memory), read as it did */
+    if (!bad && cs_lf_records_map(s, n, h->fp, &rec, &err) && cs_lf_records_open(s, &rec, note, sizeof note, &err))
+        bad = 1;
     else if (!bad && (rec.n != n || rec.fp != h->fp))
         bad = cs_fail(&err, CS_EINTERNAL, "its local-feature records (%lld) are not rank 0's (%lld)", (long long)rec.n,
                       (long long)n);

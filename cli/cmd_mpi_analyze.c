@@ -1,9 +1,9 @@
 /* cmd_mpi_analyze.c — `analyze` under mpirun (cli/cli_mpi.h), the driver:
  * rank 0's hooks into the analysis and the loop of the other ranks; the
- * jobs are in cmd_mpi_an_scan.c, cmd_mpi_an_embed.c, cmd_mpi_an_verify.c
- * (cli/cmd_mpi_an.h). Shard k of a
- * sharded store belongs to rank k mod N (ids past offset k); the rows of an
- * unsharded one go in N contiguous runs. For each batch of generations
+ * jobs are in cmd_mpi_an_scan.c, cmd_mpi_an_embed.c, cmd_mpi_an_lf.c and
+ * cmd_mpi_an_verify.c (cli/cmd_mpi_an.h). Shard k of a sharded store
+ * belongs to rank k mod N (ids past offset k); the rows of an unsharded
+ * one go in N contiguous runs. For each batch of generations
  * (analyze/match.h: cs_an_match_batch_sv) rank 0 broadcasts the
  * generations, every rank scans only the references it owns (tiled L2,
  * layout, PDQ, pHash, dHash: per-shard top-k lists under global rows) and
@@ -14,17 +14,20 @@
  * list order and applies the ratio test, the rivals and the verdicts. A
  * rank > 0 of a sharded store loads only its shards' thumbnails and hashes
  * (opened directly, not the union), so its memory is its shards'. Rank 0
- * keeps the whole index's thumbnails and hashes (the rivals, the reports)
- * but not its prepared floats (o->match_scans: 4x the thumbnails), only
- * those of its own share. The embedding search (cs_analyze_opts.
+ * keeps the whole index's catalogue rows but of the pixels only its share
+ * and each batch's candidates'. The embedding search (cs_analyze_opts.
  * embed_search, before the batches' matches) is spread the same way: each
  * rank searches the column rows of the references it owns
  * (analyze/an_mpi.h) and rank 0 merges the lists by (score, column row),
- * the whole column's lists bit for bit. The local-feature search, the
- * cliques and every write stay on rank 0 (docs/SCALE.md). CS_MPI_DEBUG=1
- * prints each rank's resident and scanned reference counts, peak memory and
- * embedding rows held and searched to stderr; CS_MPI_TIMING=1 splits the
- * merge's time from the wait for the slowest rank (a barrier). */
+ * the whole column's lists bit for bit; and so is the local-feature vote
+ * search (cs_analyze_opts.lf_search): each rank searches the descriptors
+ * of the references it owns, rank 0 merges each query descriptor's nearest
+ * by (distance, number) and votes. The SIFT extraction and verification,
+ * the cliques and every write stay on rank 0 (docs/SCALE.md).
+ * CS_MPI_DEBUG=1 prints each rank's resident and scanned reference counts,
+ * peak memory, embedding rows and local-feature descriptors held and
+ * searched to stderr; CS_MPI_TIMING=1 splits the merges' time from the
+ * wait for the slowest rank (a barrier). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1832,3 +1832,15 @@ void cs_lf_index_drop_search(cs_lf_index *ix) {
     free(ix->owner), free(ix->ct), free(ix->ict), free(ix->icn);
     ix->owner = NULL, ix->ct = ix->ict = ix->icn = NULL;
 }
+
+int cs_lf_records_map(cs_store *s, int64_t n, uint64_t fp, cs_lf_records *r, cs_err *err) {
+    memset(r, 0, sizeof *r);
+    r->n = n, r->fp = fp;
+    char *path = cs_store_sidecar(s, "lfrec");
+    int ok = path && map_records(r, path);
+    if (!ok) cs_fail(err, CS_ENOTFOUND, "%s: not the %lld records of fingerprint %016llx", path ? path : "lfrec",
+                     (long long)n, (unsigned long long)fp);
+    free(path);
+    if (!ok) memset(r, 0, sizeof *r);
+    return ok ? 0 : -1;
+}

@@ -252,4 +252,10 @@ int cs_lf_part_votes(const int64_t *first, int64_t nrec, const cs_lf_set *q, int
  * cs_lf_index_free. */
 void cs_lf_index_drop_search(cs_lf_index *ix);
 
+/* The records of s's <db>.lfrec mapped without reading the table: when its
+ * header says n rows of fingerprint fp (another process of the same run
+ * checked them against the table: copyscope-mpi's rank 0), else
+ * CS_ENOTFOUND. r->ids stays NULL. */
+int cs_lf_records_map(cs_store *s, int64_t n, uint64_t fp, cs_lf_records *r, cs_err *err);
+
 #endif

@@ -67,10 +67,9 @@ int side_copy(side *d, cs_an_refs *sub, const cs_an_refs *r, const cs_an_setting
 int load_shards(cs_an_refs *r, int32_t **grow, const char *db, const owners *o, const int64_t *ids, int64_t n,
                 int what, const cs_an_settings *set, cs_err *err);
 
-/* A result's rule fields point at the sender's string literals: they travel
- * as names and come back as pointers into this table (rank 0's). */
+/* Rank 0's side of an analysis under mpirun (cli_mpi_analyze_begin). */
 struct cli_mpi_an {
-    char *rules[MAX_RULES];
+    char *rules[MAX_RULES]; /* the verified candidates' rule names, interned (cmd_mpi_an_verify.c) */
     int n_rules;
     int64_t *lens; /* [size] the gather's reply lengths */
     int64_t *done; /* [size] candidates each rank verified */
@@ -99,6 +98,7 @@ struct cli_mpi_an {
     int64_t th_rows, th_rows_max; /* thumbnails written in: all batches, the most in one */
     /* the local-feature vote search (cmd_mpi_an_lf.c) */
     cs_lf_part *lf_part;   /* rank 0's part: the descriptors of the references it owns */
+    const cs_lf_index *lf_ix; /* the whole index the parts were cut from (its codes dropped) */
     int64_t *lf_first;     /* [lf_nrec + 1] each record's first descriptor number in the whole index */
     int64_t lf_nrec;
     int lf_inited;

@@ -36,6 +36,7 @@ static int lf_init(cli_mpi_an *c, const cs_an_refs *r, cs_lf_index *ix, const cs
     size_t qlen = 0;
     int rc = -1;
     c->lf_inited = 1;
+    c->lf_ix = ix;
     c->lf_nrec = n;
     c->lf_first = malloc(sizeof *c->lf_first * (size_t)(n + 1));
     if (!cnt || !keep || !own || !c->lf_first) {
@@ -60,10 +61,12 @@ static int lf_init(cli_mpi_an *c, const cs_an_refs *r, cs_lf_index *ix, const cs
     cs_mpi_bcast(own, n * (int64_t)sizeof *own);
     cs_mpi_bcast(qb, (int64_t)qlen);
     c->sent += (int64_t)sizeof h + n * (int64_t)(1 + sizeof *own) + (int64_t)qlen;
+    /* the whole index's codes go before rank 0's part is built: its peak is
+     * then the larger of the two, not their sum; it keeps its part only */
+    cs_lf_index_drop_search(ix);
     if (cs_lf_part_build(&c->lf_part, qb, qlen, n, rec->recs, cnt, keep, err)) goto out;
     c->lf_first[0] = 0;
     for (int64_t i = 0; i < n; i++) c->lf_first[i + 1] = c->lf_first[i] + cnt[i];
-    cs_lf_index_drop_search(ix); /* rank 0 keeps its own part only */
     rc = 0;
 out:
     free(cnt);
@@ -78,6 +81,8 @@ int lf_search_all(void *ctx, const cs_an_refs *r, cs_lf_index *ix, const cs_lf_r
     cli_mpi_an *c = ctx;
     const int K = CS_LF_NN;
     int size = cs_mpi_size();
+    if (c->lf_inited && ix != c->lf_ix) /* another analysis's index, not the ranks': here (the same votes) */
+        return cs_lf_retrieve(ix, q, nq, max_out, out, nout, err);
     double t0 = cs_now_s();
     if (init_ranks(c, r, err)) return -1;
     if (!c->lf_inited && lf_init(c, r, ix, rec, rows, err)) return -1;

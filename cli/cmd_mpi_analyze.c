@@ -46,7 +46,8 @@ int gather_replies(cli_mpi_an *c, int timed, int rc0, const cs_err *e0, const ch
     reply_head h0 = {rc0 ? -1 : 0, 0};
     *all = NULL;
     int rc = 0;
-    if (cs_mpi_gatherv(&h0, sizeof h0, all, c->lens)) rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory gathering %s", what);
+    if (cs_mpi_gatherv(&h0, sizeof h0, all, c->lens))
+        rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory gathering %s", what);
     *wait += t2 - t1;
     *gather += cs_now_s() - t2;
     if (!rc && rc0) rc = cs_fail(err, e0->code ? e0->code : CS_ENOMEM, "%s", e0->msg);

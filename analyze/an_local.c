@@ -155,7 +155,10 @@ int an_local_search(an_state *A, const cs_image *imgs, int64_t off, int64_t n, c
         goto out;
     }
     cs_parallel_for(A->threads, n, extract_one, &c);
-    if (cs_lf_retrieve(A->lfx, c.sets, 2 * n, c.K, c.votes, c.nv, err)) goto out;
+    if (A->o->lf_search ? A->o->lf_search(A->o->match_ctx, &A->refs, A->lfx, &A->lf_map, A->lf_rows, c.sets, 2 * n,
+                                          c.K, c.votes, c.nv, err)
+                        : cs_lf_retrieve(A->lfx, c.sets, 2 * n, c.K, c.votes, c.nv, err))
+        goto out;
     cs_parallel_for(A->threads, n, verify_one, &c);
     rc = 0;
 out:

@@ -27,6 +27,7 @@
 #include "analyze/settings.h"
 #include "core/err.h"
 #include "core/store.h"
+#include "index/localfeat.h"
 #include "index/refs.h"
 
 /* Generations matched per cs_an_match_batch call (and decoded per chunk). */
@@ -77,6 +78,12 @@ typedef struct {
      * anything reads them: only the candidates ever cost memory. A run with completion tasks (whose
      * audit reads every reference) gets the whole thumbnails after all (analyze.c). */
     int (*load_thumbs)(void *ctx, cs_store *s, cs_ref_thumbs *th, cs_err *err);
+    /* The local-feature vote search (cs_lf_retrieve's contract, index/localfeat.h), with match_ctx, r the
+     * index matched against, ix the vote index of the records rec (rows[rec->n]: their rows in r, -1 none).
+     * NULL: cs_lf_retrieve on ix. copyscope-mpi has each rank search the descriptors of the references it
+     * owns and merges the nearest lists (cli/cmd_mpi_an_lf.c): the same votes. */
+    int (*lf_search)(void *ctx, const cs_an_refs *r, cs_lf_index *ix, const cs_lf_records *rec, const int32_t *rows,
+                     const cs_lf_set *q, int64_t nq, int max_out, cs_lf_vote *out, int *nout, cs_err *err);
 } cs_analyze_opts;
 
 typedef struct {

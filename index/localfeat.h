@@ -211,4 +211,51 @@ typedef struct {
 int cs_lf_retrieve(cs_lf_index *ix, const cs_lf_set *q, int64_t nq, int max_out, cs_lf_vote *out, int *nout,
                    cs_err *err);
 
+/* ---- The vote search in parts (copyscope-mpi: each rank searches the
+ * descriptors of the references it owns, rank 0 merges; issue 17) ----
+ * A part holds some records' descriptors indexed with the whole index's
+ * trained quantizer, so its distances are the whole index's bit for bit
+ * and each descriptor keeps its number in the whole index (its record's
+ * first + its keypoint): the best CS_LF_NN of the parts' lists by
+ * (distance, number) are the whole index's nearest (test_lf_shard). */
+/* Every record's descriptor count in ix (built from nrec records): cnt[nrec]. */
+int cs_lf_index_counts(const cs_lf_index *ix, int64_t nrec, uint8_t *cnt);
+/* ix's trained quantizer without its descriptors (its factory, nprobe, and
+ * the emptied FAISS index: cells and PQ codebooks; "Flat": the header
+ * alone) as bytes for cs_lf_part_build: *buf malloc'd, *len. */
+int cs_lf_quantizer_save(const cs_lf_index *ix, uint8_t **buf, size_t *len, cs_err *err);
+typedef struct cs_lf_part cs_lf_part;
+/* The part of the records recs[n] with keep[i] != 0 (cnt[n]: every
+ * record's descriptor count, cs_lf_index_counts of the whole index; a kept
+ * record must hold that many), indexed with the quantizer q[qlen]. Only
+ * the kept records' pages are read. */
+int cs_lf_part_build(cs_lf_part **out, const uint8_t *q, size_t qlen, int64_t n, const uint8_t *recs,
+                     const uint8_t *cnt, const uint8_t *keep, cs_err *err);
+void cs_lf_part_free(cs_lf_part *p);
+int64_t cs_lf_part_ndesc(const cs_lf_part *p);
+/* The part's CS_LF_NN nearest of n query descriptors desc[n][128]:
+ * dist[n][CS_LF_NN] and gid[n][CS_LF_NN] (numbers in the whole index), by
+ * (distance, number), INFINITY and -1 where fewer. */
+int cs_lf_part_knn(cs_lf_part *p, int64_t n, const uint8_t *desc, float *dist, int64_t *gid, cs_err *err);
+/* acc = the best CS_LF_NN of acc's and src's lists (n each) by (distance, number). */
+void cs_lf_part_merge(float *acc_d, int64_t *acc_g, const float *d, const int64_t *g, int64_t n);
+/* cs_lf_retrieve's votes (out[nq][max_out], nout[nq]) from the merged
+ * nearest numbers gid of the query sets' descriptors (q[0]'s first, in
+ * order), first[nrec] the first number of every record (prefix sums of
+ * cs_lf_index_counts). */
+int cs_lf_part_votes(const int64_t *first, int64_t nrec, const cs_lf_set *q, int64_t nq, const int64_t *gid,
+                     int max_out, cs_lf_vote *out, int *nout, cs_err *err);
+
+/* Frees what a search of ix needs (its FAISS index, scan tables and owners;
+ * its descriptor count and factory stay): once its parts are built and its
+ * counts and quantizer taken, ix is for nothing but cs_lf_index_ndesc,
+ * cs_lf_index_free. */
+void cs_lf_index_drop_search(cs_lf_index *ix);
+
+/* The records of s's <db>.lfrec mapped without reading the table: when its
+ * header says n rows of fingerprint fp (another process of the same run
+ * checked them against the table: copyscope-mpi's rank 0), else
+ * CS_ENOTFOUND. r->ids stays NULL. */
+int cs_lf_records_map(cs_store *s, int64_t n, uint64_t fp, cs_lf_records *r, cs_err *err);
+
 #endif

@@ -18,8 +18,8 @@
 # (CS_MPI_DEBUG=1 counts, asserted), with thumbnails or --no-thumbs, on 2
 # and 3 ranks; a q8 column's rows stay 8-bit on every rank; with
 # the tiny embedder and local features, each rank searches the embedding
-# rows of the references it owns (counts asserted) and the report is one
-# process's at 1, 2 and 3 ranks.
+# rows and the local-feature descriptors of the references it owns (counts
+# asserted) and the report is one process's at 1, 2 and 3 ranks.
 # Without build/copyscope-mpi or mpirun the MPI half prints 'skip'.
 B=${CS_BIN:-build/copyscope}
 M=$(dirname "$B")/copyscope-mpi
@@ -82,6 +82,14 @@ embrows() {
   sed -n 's/.*rank \([0-9]*\) of [0-9]*: [0-9]* references resident, \([0-9]*\) scanned, of \([0-9]*\);.*embedding rows \([0-9]*\) held, \([0-9]*\) searched, of \([0-9]*\)$/\2 \3 \4 \5 \6/p' "$1" |
     awk -v n=$2 '{ c++; e += $4; t = $2; if ($1 != $4 || $4 <= 0 || $3 < $4 || $3 > $4 + 1022 || $5 != $2) bad = 1 }
       END { exit !(c == n && e == t && !bad) }'
+}
+# FILE N: N lines "local-feature descriptors H held and searched, of T"
+# (CS_MPI_DEBUG=1): each rank indexes and searches only the descriptors of
+# the references it owns (0 < H < T), the H summing to the whole index's T
+lfdesc() {
+  sed -n 's/.*rank [0-9]* of [0-9]*: local-feature descriptors \([0-9]*\) held and searched, of \([0-9]*\)$/\1 \2/p' "$1" |
+    awk -v n=$2 '{ c++; h += $1; if (t && $2 != t) bad = 1; t = $2; if ($1 <= 0 || $1 >= $2) bad = 1 }
+      END { exit !(c == n && h == t && t > 0 && !bad) }'
 }
 norm() { sed -E '/"(generated|store|started|finished)":/d' "$1"; }
 # DB NAME: ls, query and findings of a store, kept as NAME.{ls,q,json}
@@ -217,7 +225,8 @@ else
     done
   done
   # analyze under mpirun with the tiny embedder and local features on: each
-  # rank searches the embedding rows of the references it owns (its shard's:
+  # rank searches the embedding rows and the local-feature descriptors (the
+  # vote search) of the references it owns (its shard's:
   # as many as it scans, CS_MPI_DEBUG=1), rank 0 merges the lists; the report
   # is one process's on the one-process store (e32), at 1, 2 and 3 ranks
   for n in 1 2 3; do
@@ -230,6 +239,8 @@ else
   for n in 2 3; do
     embrows "$T/e32m$n.aerr" $n && ok "embed_np${n}_rank_searches_its_rows" || bad "embed_np${n}_rank_searches_its_rows: $(grep resident "$T/e32m$n.aerr")"
     rowbytes "$T/e32m$n.aerr" $n 1024 && ok "embed_np${n}_f32_rows_1024_bytes" || bad "embed_np${n}_f32_rows_1024_bytes: $(grep 'kept at' "$T/e32m$n.aerr")"
+    lfdesc "$T/e32m$n.aerr" $n && ok "local_np${n}_rank_searches_its_descriptors" ||
+      bad "local_np${n}_rank_searches_its_descriptors: $(grep 'local-feature' "$T/e32m$n.aerr")"
   done
   [ $(ls "$T/e32m3.db.shards" | grep -c 'part') -eq 0 ] && grep -q "embedder tiny: $nok computed, 0 already present, 0 skipped (3 ranks" "$T/e32m3.out" &&
     ok "embed_np3_parts_merged_and_removed" || { bad embed_np3_parts_merged_and_removed; cat "$T/e32m3.out"; }

@@ -1,0 +1,210 @@
+/* cmd_mpi_an_lf.c — `analyze` under mpirun: the local-feature vote search
+ * (cs_analyze_opts.lf_search). At the first search rank 0 sends every rank
+ * the vote index's trained quantizer (cells and PQ codebooks, or "Flat":
+ * cs_lf_quantizer_save), every record's descriptor count and owner; each
+ * rank indexes the descriptors of the records it owns with that quantizer
+ * (cs_lf_part_build: only its records' pages of <db>.lfrec are read), and
+ * rank 0 drops the whole index's codes. Then for each chunk of generations
+ * rank 0 broadcasts the query descriptors, every rank returns each one's
+ * CS_LF_NN nearest among its own (distance, number in the whole index), and
+ * rank 0 merges them by (distance, number) and counts the votes: the whole
+ * index's nearest lists, so the same votes, candidates and findings as one
+ * process (index/localfeat.h says why; test_lf_shard). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/cmd_mpi_an.h"
+#include "core/fs.h"
+#include "core/mpi_comm.h"
+
+/* A rank's lists of an LF round: status, n * CS_LF_NN, then the distances
+ * and the numbers. */
+static int64_t lf_reply_size(int64_t m) {
+    return (int64_t)sizeof(reply_head) + m * (int64_t)(sizeof(float) + sizeof(int64_t));
+}
+
+/* The LFINIT round from rank 0: the quantizer, the counts and owners of the
+ * records rec (rows: their rows in r), rank 0's part built, the whole
+ * index's search dropped. */
+static int lf_init(cli_mpi_an *c, const cs_an_refs *r, cs_lf_index *ix, const cs_lf_records *rec,
+                   const int32_t *rows, cs_err *err) {
+    const int64_t n = rec->n;
+    uint8_t *cnt = malloc((size_t)(n > 0 ? n : 1)), *keep = malloc((size_t)(n > 0 ? n : 1)), *qb = NULL;
+    int32_t *own = malloc(sizeof *own * (size_t)(n > 0 ? n : 1));
+    size_t qlen = 0;
+    int rc = -1;
+    c->lf_inited = 1;
+    c->lf_ix = ix;
+    c->lf_nrec = n;
+    c->lf_first = malloc(sizeof *c->lf_first * (size_t)(n + 1));
+    if (!cnt || !keep || !own || !c->lf_first) {
+        cs_fail(err, CS_ENOMEM, "analyze: out of memory for %lld local-feature records", (long long)n);
+        goto out;
+    }
+    if (cs_lf_index_counts(ix, n, cnt)) {
+        cs_fail(err, CS_EINTERNAL, "analyze: the vote index is not of its %lld records", (long long)n);
+        goto out;
+    }
+    if (cs_lf_quantizer_save(ix, &qb, &qlen, err)) goto out;
+    /* a record goes with its reference's row (a record the analysis does not
+     * hold, rows[i] -1, with rank 0: its votes count, as in one process, but
+     * it is never verified) */
+    for (int64_t i = 0; i < n; i++) {
+        own[i] = rows[i] >= 0 ? owner_of(&c->own, r->ids, r->n, rows[i]) : 0;
+        keep[i] = own[i] == 0;
+    }
+    round_head h = {R_LFINIT, n, (int64_t)qlen, 0, 0, 0, 0, {0}, rec->fp};
+    cs_mpi_bcast(&h, sizeof h);
+    cs_mpi_bcast(cnt, n);
+    cs_mpi_bcast(own, n * (int64_t)sizeof *own);
+    cs_mpi_bcast(qb, (int64_t)qlen);
+    c->sent += (int64_t)sizeof h + n * (int64_t)(1 + sizeof *own) + (int64_t)qlen;
+    /* the whole index's codes go before rank 0's part is built: its peak is
+     * then the larger of the two, not their sum; it keeps its part only */
+    cs_lf_index_drop_search(ix);
+    if (cs_lf_part_build(&c->lf_part, qb, qlen, n, rec->recs, cnt, keep, err)) goto out;
+    c->lf_first[0] = 0;
+    for (int64_t i = 0; i < n; i++) c->lf_first[i + 1] = c->lf_first[i] + cnt[i];
+    rc = 0;
+out:
+    free(cnt);
+    free(keep);
+    free(own);
+    free(qb);
+    return rc;
+}
+
+int lf_search_all(void *ctx, const cs_an_refs *r, cs_lf_index *ix, const cs_lf_records *rec, const int32_t *rows,
+                  const cs_lf_set *q, int64_t nq, int max_out, cs_lf_vote *out, int *nout, cs_err *err) {
+    cli_mpi_an *c = ctx;
+    const int K = CS_LF_NN;
+    int size = cs_mpi_size();
+    if (c->lf_inited && ix != c->lf_ix) /* another analysis's index, not the ranks': here (the same votes) */
+        return cs_lf_retrieve(ix, q, nq, max_out, out, nout, err);
+    double t0 = cs_now_s();
+    if (init_ranks(c, r, err)) return -1;
+    if (!c->lf_inited && lf_init(c, r, ix, rec, rows, err)) return -1;
+    if (!c->lf_part) return cs_fail(err, CS_EINTERNAL, "analyze: the local-feature search could not start");
+    int64_t nd = 0;
+    for (int64_t i = 0; i < nq; i++) nd += q[i].n;
+    const int64_t m = nd * K;
+    uint8_t *desc = malloc((size_t)(nd > 0 ? nd : 1) * 128);
+    float *dist = malloc(sizeof *dist * (size_t)(m > 0 ? m : 1)), *ld = malloc(sizeof *ld * (size_t)(m > 0 ? m : 1));
+    int64_t *gid = malloc(sizeof *gid * (size_t)(m > 0 ? m : 1)), *lg = malloc(sizeof *lg * (size_t)(m > 0 ? m : 1));
+    if (!desc || !dist || !ld || !gid || !lg) { /* the others wait for a round: stop the job */
+        fprintf(stderr, "copyscope: analyze: out of memory for %lld query descriptors\n", (long long)nd);
+        exit(CLI_FAIL);
+    }
+    for (int64_t i = 0, at = 0; i < nq; i++)
+        for (int k = 0; k < q[i].n; k++) memcpy(desc + 128 * at++, q[i].desc[k], 128);
+    int timed = getenv("CS_MPI_TIMING") && !strcmp(getenv("CS_MPI_TIMING"), "1");
+    round_head h = {R_LF, nd, 0, K, 0, 0, timed, {0}, 0};
+    cs_mpi_bcast(&h, sizeof h);
+    cs_mpi_bcast(desc, nd * 128);
+    c->sent += (int64_t)sizeof h + nd * 128;
+    cs_err e0 = {0};
+    int rc0 = cs_lf_part_knn(c->lf_part, nd, desc, dist, gid, &e0);
+    void *all = NULL;
+    int rc = gather_replies(c, timed, rc0, &e0, "the nearest descriptors", &all, &c->t_lf_wait, &c->t_lf_gather, err);
+    double t2 = cs_now_s();
+    const char *p = all ? (const char *)all + c->lens[0] : NULL;
+    for (int rk = 1; rk < size && !rc; p += c->lens[rk], rk++) {
+        reply_head rh;
+        memcpy(&rh, p, sizeof rh);
+        if (rh.status || rh.n != m || c->lens[rk] != lf_reply_size(m)) {
+            rc = cs_fail(err, CS_EINTERNAL, "analyze: rank %d of %d could not search its local features (its message "
+                         "above)", rk, size);
+            break;
+        }
+        c->received += c->lens[rk];
+        memcpy(ld, p + sizeof rh, sizeof *ld * (size_t)m); /* aligned copies */
+        memcpy(lg, p + sizeof rh + sizeof *ld * (size_t)m, sizeof *lg * (size_t)m);
+        cs_lf_part_merge(dist, gid, ld, lg, nd);
+    }
+    if (!rc) rc = cs_lf_part_votes(c->lf_first, c->lf_nrec, q, nq, gid, max_out, out, nout, err);
+    free(all);
+    free(desc);
+    free(dist);
+    free(ld);
+    free(gid);
+    free(lg);
+    double t3 = cs_now_s();
+    c->t_lf += t3 - t0;
+    c->t_lf_merge += t3 - t2;
+    c->n_lf += nd;
+    return rc;
+}
+
+int lf_init_round(const round_head *h, cs_store *s, cs_lf_part **part, int64_t *total, int failed) {
+    const int64_t n = h->nq;
+    int rank = cs_mpi_rank();
+    uint8_t *cnt = malloc((size_t)(n > 0 ? n : 1)), *keep = malloc((size_t)(n > 0 ? n : 1));
+    int32_t *own = malloc(sizeof *own * (size_t)(n > 0 ? n : 1));
+    uint8_t *qb = malloc((size_t)(h->nreq > 0 ? h->nreq : 1));
+    if (!cnt || !keep || !own || !qb) {
+        fprintf(stderr, "copyscope: analyze: rank %d of %d: out of memory for %lld local-feature records\n", rank,
+                cs_mpi_size(), (long long)n);
+        exit(CLI_FAIL); /* the round must be received to go on: stop the job */
+    }
+    cs_mpi_bcast(cnt, n);
+    cs_mpi_bcast(own, n * (int64_t)sizeof *own);
+    cs_mpi_bcast(qb, h->nreq);
+    *total = 0;
+    for (int64_t i = 0; i < n; i++) *total += cnt[i];
+    cs_err err = {0};
+    cs_lf_records rec = {0};
+    char note[512];
+    int bad = failed;
+    /* the records rank 0 built its index from (<db>.lfrec, current: rank 0
+     * checked it against the table before this round), mapped: only this
+     * rank's pages read, the table not streamed again; where rank 0 could
+     * not write the file (its records in memory), read as it did */
+    if (!bad && cs_lf_records_map(s, n, h->fp, &rec, &err) && cs_lf_records_open(s, &rec, note, sizeof note, &err))
+        bad = 1;
+    else if (!bad && (rec.n != n || rec.fp != h->fp))
+        bad = cs_fail(&err, CS_EINTERNAL, "its local-feature records (%lld) are not rank 0's (%lld)", (long long)rec.n,
+                      (long long)n);
+    for (int64_t i = 0; !bad && i < n; i++) keep[i] = own[i] == rank;
+    if (!bad && cs_lf_part_build(part, qb, (size_t)h->nreq, n, rec.recs, cnt, keep, &err)) bad = 1;
+    if (bad && !failed) fprintf(stderr, "copyscope: analyze: rank %d of %d: %s\n", rank, cs_mpi_size(), err.msg);
+    cs_lf_records_close(&rec);
+    free(cnt);
+    free(keep);
+    free(own);
+    free(qb);
+    return bad ? -1 : 0;
+}
+
+int lf_round(const round_head *h, cs_lf_part *part, int failed) {
+    const int64_t nd = h->nq, m = nd * h->k;
+    uint8_t *desc = malloc((size_t)(nd > 0 ? nd : 1) * 128);
+    char *buf = malloc((size_t)lf_reply_size(m));
+    float *dist = malloc(sizeof *dist * (size_t)(m > 0 ? m : 1)); /* aligned */
+    int64_t *gid = malloc(sizeof *gid * (size_t)(m > 0 ? m : 1));
+    if (!desc || !buf || !dist || !gid) {
+        fprintf(stderr, "copyscope: analyze: rank %d of %d: out of memory for %lld query descriptors\n",
+                cs_mpi_rank(), cs_mpi_size(), (long long)nd);
+        exit(CLI_FAIL);
+    }
+    cs_mpi_bcast(desc, nd * 128);
+    cs_err err = {0};
+    reply_head rh = {-1, 0};
+    if (!failed && part && h->k == CS_LF_NN) {
+        if (cs_lf_part_knn(part, nd, desc, dist, gid, &err))
+            fprintf(stderr, "copyscope: analyze: rank %d of %d: %s\n", cs_mpi_rank(), cs_mpi_size(), err.msg);
+        else {
+            rh = (reply_head){0, m};
+            memcpy(buf + sizeof rh, dist, sizeof *dist * (size_t)m);
+            memcpy(buf + sizeof rh + sizeof *dist * (size_t)m, gid, sizeof *gid * (size_t)m);
+        }
+    }
+    memcpy(buf, &rh, sizeof rh);
+    send_reply(buf, rh.status ? (int64_t)sizeof rh : lf_reply_size(m), (int)h->timed);
+    free(desc);
+    free(buf);
+    free(dist);
+    free(gid);
+    return rh.status ? -1 : 0;
+}

@@ -1,0 +1,203 @@
+/* test_lf_shard.c — the local-feature vote search in parts (index/localfeat.h,
+ * cs_lf_part_*: what copyscope-mpi's ranks search): with the whole index's
+ * quantizer, each part indexes only the descriptors of the records it keeps,
+ * and the merge of the parts' nearest lists by (distance, number) gives the
+ * whole index's nearest descriptors and cs_lf_retrieve's votes exactly, for
+ * the inverted multi-index with PQ codes (the default from CS_LF_MIN_IMI
+ * descriptors) and the exact "Flat" index below it, with 1, 2 and 3 parts
+ * cut three ways (runs, interleaved, one part empty). The records include
+ * exact copies of others in other parts and records of fewer keypoints (and
+ * none), so distances tie across parts and must fall as in one index. The
+ * Flat distances are checked against exact integer sums (cs_lf_dist2). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "index/localfeat.h"
+#include "t.h"
+
+static uint64_t rs = 0x9E3779B97F4A7C15ULL;
+static uint64_t rnd(void) {
+    rs ^= rs << 13;
+    rs ^= rs >> 7;
+    rs ^= rs << 17;
+    return rs;
+}
+
+enum { NREF = 800, NQ = 24, WORDS = 512, K = 10 };
+
+static uint8_t *records(int nref, int *nd) {
+    static uint8_t vocab[WORDS][128];
+    static cs_lf_set s;
+    for (int w = 0; w < WORDS; w++)
+        for (int j = 0; j < 128; j++) vocab[w][j] = (uint8_t)(rnd() % 4 ? (rnd() >> 9) % 100 : 0);
+    uint8_t *recs = calloc((size_t)nref, CS_LF_RECORD);
+    if (!recs) return NULL;
+    *nd = 0;
+    for (int i = 0; i < nref; i++) {
+        if (i % 7 == 3) { /* an exact copy of an earlier record (another part under most cuts): ties */
+            memcpy(recs + (size_t)i * CS_LF_RECORD, recs + (size_t)(i / 2) * CS_LF_RECORD, CS_LF_RECORD);
+        } else {
+            memset(&s, 0, sizeof s);
+            s.n = i % 11 == 5 ? 0 : i % 5 == 1 ? 7 : CS_LF_REF_KP; /* fewer keypoints, or none */
+            s.w = s.h = s.orig_w = s.orig_h = 256;
+            for (int k = 0; k < s.n; k++)
+                for (int j = 0; j < 128; j++) {
+                    int v = vocab[rnd() % WORDS][j] + (int)(rnd() % 25) - 12;
+                    s.desc[k][j] = (uint8_t)(v < 0 ? 0 : v);
+                }
+            cs_lf_pack(&s, recs + (size_t)i * CS_LF_RECORD);
+        }
+        *nd += recs[(size_t)i * CS_LF_RECORD] < CS_LF_REF_KP ? recs[(size_t)i * CS_LF_RECORD] : CS_LF_REF_KP;
+    }
+    return recs;
+}
+
+/* queries: some keypoints of a reference (as is: exact ties with its copy;
+ * or with noise), the rest other words */
+static void queries(const uint8_t *recs, cs_lf_set *q, int nq) {
+    static cs_lf_set s;
+    cs_err err = {0};
+    for (int i = 0; i < nq; i++) {
+        int r = (int)(rnd() % NREF);
+        while (recs[(size_t)r * CS_LF_RECORD] < CS_LF_REF_KP) r = (r + 1) % NREF;
+        REQUIRE(cs_lf_unpack(recs + (size_t)r * CS_LF_RECORD, &s, &err) == 0);
+        memset(&q[i], 0, sizeof q[i]);
+        q[i].n = i % 5 == 4 ? 0 : 40, q[i].w = q[i].h = 256;
+        for (int k = 0; k < q[i].n; k++)
+            for (int j = 0; j < 128; j++) {
+                int v = k < 12 ? s.desc[k][j] + (i % 2 ? 0 : (int)(rnd() % 7) - 3) : (int)(rnd() % 90);
+                q[i].desc[k][j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+    }
+}
+
+/* the owner of record i under cut c of p parts */
+static int owner(int c, int p, int i, int n) {
+    if (c == 0) return (int)((int64_t)i * p / n);           /* runs */
+    if (c == 1) return i % p;                               /* interleaved */
+    return p == 1 || i < n / 3 ? 0 : 1; /* the last part (of 3) empty */
+}
+
+static int cmp64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void check(const char *factory) {
+    int nd = 0;
+    uint8_t *recs = records(NREF, &nd);
+    static cs_lf_set q[NQ];
+    REQUIRE(recs);
+    queries(recs, q, NQ);
+    cs_err err = {0};
+    cs_lf_index *ix;
+    REQUIRE(cs_lf_index_build(&ix, NREF, recs, factory, &err) == 0);
+    char desc[96];
+    cs_lf_index_describe(ix, desc, sizeof desc);
+    printf("  %s: %d records, %d descriptors\n", desc, NREF, nd);
+    REQUIRE(cs_lf_index_ndesc(ix) == nd);
+    if (!factory) CHECKF(nd >= CS_LF_MIN_IMI && !strncmp(desc, "IMI2x", 5), "%s", desc);
+
+    /* the whole index: nearest descriptor numbers, votes */
+    int64_t n = 0;
+    for (int i = 0; i < NQ; i++) n += q[i].n;
+    uint8_t *d = malloc((size_t)n * 128);
+    int64_t *rows = malloc(sizeof *rows * (size_t)n * CS_LF_NN), *mg = malloc(sizeof *mg * (size_t)n * CS_LF_NN);
+    int64_t *pg = malloc(sizeof *pg * (size_t)n * CS_LF_NN);
+    float *md = malloc(sizeof *md * (size_t)n * CS_LF_NN), *pd = malloc(sizeof *pd * (size_t)n * CS_LF_NN);
+    REQUIRE(d && rows && mg && pg && md && pd);
+    for (int i = 0, at = 0; i < NQ; i++)
+        for (int k = 0; k < q[i].n; k++) memcpy(d + 128 * at++, q[i].desc[k], 128);
+    REQUIRE(cs_lf_index_knn(ix, n, d, CS_LF_NN, rows, &err) == 0);
+    static cs_lf_vote v1[NQ * K], v2[NQ * K];
+    int n1[NQ], n2[NQ];
+    REQUIRE(cs_lf_retrieve(ix, q, NQ, K, v1, n1, &err) == 0);
+
+    uint8_t *cnt = malloc(NREF), *keep = malloc(NREF);
+    int64_t *first = malloc(sizeof *first * (NREF + 1));
+    REQUIRE(cnt && keep && first);
+    REQUIRE(cs_lf_index_counts(ix, NREF, cnt) == 0);
+    first[0] = 0;
+    for (int i = 0; i < NREF; i++) first[i + 1] = first[i] + cnt[i];
+    CHECK(first[NREF] == nd);
+    uint8_t *qb;
+    size_t qlen;
+    REQUIRE(cs_lf_quantizer_save(ix, &qb, &qlen, &err) == 0);
+
+    /* a tie across parts must occur, or the test says nothing about them */
+    int ties = 0;
+    for (int cut = 0; cut < 3; cut++)
+        for (int p = 1; p <= 3; p++) {
+            for (int64_t j = 0; j < n * CS_LF_NN; j++) md[j] = INFINITY, mg[j] = -1;
+            int64_t held = 0;
+            for (int part = 0; part < p; part++) {
+                int64_t want = 0;
+                for (int i = 0; i < NREF; i++) {
+                    keep[i] = owner(cut, p, i, NREF) == part;
+                    want += keep[i] ? cnt[i] : 0;
+                }
+                cs_lf_part *pt;
+                REQUIRE(cs_lf_part_build(&pt, qb, qlen, NREF, recs, cnt, keep, &err) == 0);
+                CHECKF(cs_lf_part_ndesc(pt) == want, "cut %d, %d parts: part %d holds %lld of its %lld", cut, p,
+                       part, (long long)cs_lf_part_ndesc(pt), (long long)want);
+                held += cs_lf_part_ndesc(pt);
+                REQUIRE(cs_lf_part_knn(pt, n, d, pd, pg, &err) == 0);
+                for (int64_t j = 0; j < n * CS_LF_NN; j++) /* only its own descriptors */
+                    if (pg[j] >= 0) {
+                        int64_t lo = 0;
+                        while (first[lo + 1] <= pg[j]) lo++;
+                        if (!keep[lo]) CHECKF(0, "part %d returned descriptor %lld of another", part, (long long)pg[j]);
+                    }
+                cs_lf_part_merge(md, mg, pd, pg, n);
+                cs_lf_part_free(pt);
+            }
+            CHECK(held == nd);
+            int same = 1;
+            for (int64_t i = 0; i < n; i++) {
+                int64_t a[CS_LF_NN], b[CS_LF_NN];
+                memcpy(a, rows + i * CS_LF_NN, sizeof a);
+                memcpy(b, mg + i * CS_LF_NN, sizeof b);
+                qsort(a, CS_LF_NN, sizeof *a, cmp64);
+                qsort(b, CS_LF_NN, sizeof *b, cmp64);
+                same &= !memcmp(a, b, sizeof a);
+                for (int k = 1; k < CS_LF_NN; k++) ties += md[i * CS_LF_NN + k] == md[i * CS_LF_NN + k - 1];
+                if (!factory || strcmp(factory, "Flat")) continue;
+                for (int k = 0; k < CS_LF_NN; k++) { /* Flat: the exact squared distance */
+                    int64_t g = mg[i * CS_LF_NN + k], lo = 0;
+                    if (g < 0) continue;
+                    while (first[lo + 1] <= g) lo++;
+                    cs_lf_set s;
+                    REQUIRE(cs_lf_unpack(recs + (size_t)lo * CS_LF_RECORD, &s, &err) == 0);
+                    int e;
+                    cs_lf_dist2(d + 128 * i, (const uint8_t(*)[128])s.desc[g - first[lo]], 1, &e);
+                    same &= md[i * CS_LF_NN + k] == (float)e;
+                }
+            }
+            CHECKF(same, "%s, cut %d, %d parts: merged nearest lists differ from the whole index's", desc, cut, p);
+            REQUIRE(cs_lf_part_votes(first, NREF, q, NQ, mg, K, v2, n2, &err) == 0);
+            CHECKF(!memcmp(n1, n2, sizeof n1), "%s, cut %d, %d parts: other vote counts", desc, cut, p);
+            int sv = 1;
+            for (int i = 0; i < NQ; i++) sv &= !memcmp(v1 + i * K, v2 + i * K, sizeof *v1 * (size_t)n1[i]);
+            CHECKF(sv, "%s, cut %d, %d parts: other votes", desc, cut, p);
+        }
+    CHECKF(ties > 0, "%s: no tied distances in the merged lists", desc);
+    int voted = 0;
+    for (int i = 0; i < NQ; i++) voted += n1[i] > 0;
+    CHECK(voted >= NQ / 2);
+    free(qb);
+    free(cnt), free(keep), free(first);
+    free(d), free(rows), free(mg), free(pg), free(md), free(pd);
+    cs_lf_index_free(ix);
+    free(recs);
+}
+
+static void test_imi(void) { check(NULL); }
+static void test_flat(void) { check("Flat"); }
+
+int main(void) {
+    RUN(test_imi);
+    RUN(test_flat);
+    return T_DONE();
+}

@@ -504,11 +504,33 @@ static void bench_votes(int64_t nref, int64_t ngen) {
         }
         if (df) fclose(df);
     }
+    /* session 7's scan (cs_lf_index_old_scan: one query descriptor's lists
+     * after another, only their first lines asked for ahead) on the first
+     * CS_BENCH_LF_ANCHOR_GENS generations: its speed beside ours in this
+     * run, and the same votes */
+    if (!profile && !getenv("CS_BENCH_LF_NO_OLD")) {
+        cs_lf_vote *vo = calloc((size_t)(2 * ngen) * K, sizeof *vo);
+        int *nvo = calloc((size_t)(2 * ngen), sizeof(int));
+        cs_lf_index_old_scan(ix, 1);
+        c0 = pcpu();
+        if (cs_lf_retrieve(ix, qs, 2 * agen, K, vo, nvo, &err)) printf("votes: %s\n", err.msg);
+        double co = pcpu() - c0;
+        cs_lf_index_old_scan(ix, 0);
+        int64_t same = 0;
+        for (int64_t i = 0; i < 2 * agen; i++)
+            same += nvo[i] == nv[i] && !memcmp(vo + i * K, v + i * K, sizeof *vo * (size_t)nv[i]);
+        printf("votes, session 7's scan (anchor): %.1f us CPU per query descriptor beside %.1f us with ours in this run "
+               "(%.2fx its speed); every vote the same for %lld/%lld query sets\n",
+               1e6 * co / nqa, 1e6 * cr / nqd, cr > 0 ? (co / nqa) / (cr / nqd) : 0, (long long)same, (long long)(2 * agen));
+        free(vo);
+        free(nvo);
+    }
     /* our scan at narrower SIMD (cs_lf_index_simd(ix, 1): AVX2; 0: its
      * scalar loops): the same votes, bit for bit, at their own speed */
     static const char *level_name[] = {"scalar loops", "AVX2", "AVX-512"};
     int level = cs_lf_index_simd(ix, 2);
-    for (int lv = level - 1; lv >= 0 && !profile; lv--) {
+    /* CS_BENCH_LF_NO_LEVELS=1: not them (the scalar loops cost 6x ours) */
+    for (int lv = level - 1; lv >= 0 && !profile && !getenv("CS_BENCH_LF_NO_LEVELS"); lv--) {
         cs_lf_vote *vs = calloc((size_t)(2 * ngen) * K, sizeof *vs);
         int *nvs = calloc((size_t)(2 * ngen), sizeof(int));
         cs_lf_index_simd(ix, lv);

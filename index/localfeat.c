@@ -537,6 +537,7 @@ struct cs_lf_index {
     float *icn; /* [2][2^imi_b] the squared norms of those centroids */
     int imi_b;
     int simd_max; /* cs_lf_index_simd: 0 scalar, 1 AVX2 at most, else AVX-512 where cpuid has it */
+    int old_scan; /* cs_lf_index_old_scan: session 7's scan, the bench's anchor */
 };
 
 int64_t cs_lf_index_ndesc(const cs_lf_index *ix) { return ix->nd; }
@@ -768,6 +769,11 @@ int cs_lf_index_simd(cs_lf_index *ix, int max) {
     return simd_level(max);
 }
 
+int cs_lf_index_old_scan(cs_lf_index *ix, int old) {
+    ix->old_scan = old;
+    return old;
+}
+
 int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan) {
     if (faiss_scan) {
         free(ix->ct);
@@ -989,6 +995,39 @@ __attribute__((target("avx512f"))) static void coarse_table4_avx512(const float 
             }
         }
 }
+
+/* coarse_table4_avx512 for nq query descriptors x[nq][128] (nq a multiple
+ * of 4), t[nq][2][ks]: a block of 32 centroids of one half (8 KB over the
+ * 64 dimensions) is used for every query descriptor while it is in the
+ * first-level cache, where coarse_table4_avx512 streams all of them (512 KB
+ * at 1M cells) from the second level per four. Each entry is the same chain
+ * of fused multiply-adds over u = 0..63 from 0: the same bits. */
+__attribute__((target("avx512f"))) static void coarse_tables_avx512(const float *ct, const float *cn, const float *x,
+                                                                   int nq, int ks, float *t) {
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < ks; j += 32) {
+            const float *cb = ct + (size_t)h * 64 * ks + j;
+            const __m512 n0 = _mm512_loadu_ps(cn + h * ks + j), n1 = _mm512_loadu_ps(cn + h * ks + j + 16);
+            for (int q0 = 0; q0 < nq; q0 += 4) {
+                __m512 a[4][2];
+                for (int q = 0; q < 4; q++) a[q][0] = a[q][1] = _mm512_setzero_ps();
+                const float *xq = x + (size_t)q0 * 128 + h * 64;
+                for (int u = 0; u < 64; u++) {
+                    const float *c = cb + (size_t)u * ks;
+                    const __m512 c0 = _mm512_loadu_ps(c), c1 = _mm512_loadu_ps(c + 16);
+                    for (int q = 0; q < 4; q++) {
+                        const __m512 xv = _mm512_set1_ps(xq[q * 128 + u]);
+                        a[q][0] = _mm512_fmadd_ps(xv, c0, a[q][0]), a[q][1] = _mm512_fmadd_ps(xv, c1, a[q][1]);
+                    }
+                }
+                for (int q = 0; q < 4; q++) {
+                    float *o = t + ((size_t)(q0 + q) * 2 + h) * ks + j;
+                    _mm512_storeu_ps(o, _mm512_sub_ps(n0, _mm512_add_ps(a[q][0], a[q][0])));
+                    _mm512_storeu_ps(o + 16, _mm512_sub_ps(n1, _mm512_add_ps(a[q][1], a[q][1])));
+                }
+            }
+        }
+}
 #endif
 
 typedef struct {
@@ -1155,7 +1194,13 @@ static void coarse(const scan_ctx *c, const float *tab, int64_t *lists) {
     for (int p = have; p < c->nprobe; p++) lists[p] = -1;
 }
 
-enum { GROUP = 4 }; /* query descriptors per task: their coarse tables in one pass */
+enum { OLD_GROUP = 4 }; /* scan_one's query descriptors per task: their coarse tables in one pass */
+/* query descriptors per task (scan_group): enough that the misses of the
+ * next one are asked for while one is scanned; their cells are kept
+ * (GROUP x MAXPROBE), their coarse tables made COARSE_GROUP at a time
+ * (COARSE_GROUP x 2 x 2^B floats, 128 KB at 1M cells: in the second-level
+ * cache). A multiple of OLD_GROUP. */
+enum { GROUP = 32, COARSE_GROUP = 16 };
 
 /* tab: x's half tables when ours (coarse_tables), else NULL */
 static void scan_one(const scan_ctx *c, int64_t i, float *lut, const float *tab) {
@@ -1230,20 +1275,147 @@ static void scan_one(const scan_ctx *c, int64_t i, float *lut, const float *tab)
     for (int k = 0; k < K; k++) c->rows[i * K + k] = bi[k] == INT64_MAX ? -1 : bi[k];
 }
 
-/* query descriptors [GROUP g, GROUP g + GROUP) of c->n */
-static void scan_group(void *vc, int64_t g, int thread) {
-    const scan_ctx *c = vc;
+/* session 7's task: query descriptors [OLD_GROUP g, OLD_GROUP g + OLD_GROUP)
+ * of c->n, one after the other (cs_lf_index_old_scan: the anchor) */
+static void old_scan_group(const scan_ctx *c, int64_t g, int thread) {
     float *lut = c->lut + (size_t)thread * c->per_thread, *tab = lut + c->ix->pq_m * 256;
-    const int64_t i0 = g * GROUP, n = c->n - i0 < GROUP ? c->n - i0 : GROUP;
+    const int64_t i0 = g * OLD_GROUP, n = c->n - i0 < OLD_GROUP ? c->n - i0 : OLD_GROUP;
     const size_t k2 = c->ix->ict ? (size_t)1 << c->ix->imi_b : 0;
     if (c->ix->ict) {
 #if defined(__x86_64__)
-        if (n == GROUP && c->simd == 2 && k2 % 64 == 0) coarse_table4_avx512(c->ix->ict, c->ix->icn, c->x + i0 * 128, (int)k2, tab);
+        if (n == OLD_GROUP && c->simd == 2 && k2 % 64 == 0) coarse_table4_avx512(c->ix->ict, c->ix->icn, c->x + i0 * 128, (int)k2, tab);
         else
 #endif
             for (int64_t q = 0; q < n; q++) coarse_tables(c, c->x + (i0 + q) * 128, tab + q * 2 * k2);
     }
     for (int64_t q = 0; q < n; q++) scan_one(c, i0 + q, lut, c->ix->ict ? tab + q * 2 * k2 : NULL);
+}
+
+/* one probed list: its codes, vector numbers and size */
+typedef struct {
+    const uint8_t *codes;
+    const int64_t *ids;
+    int64_t n;
+} probed;
+
+/* asks the caches for every line of a probed list's codes and vector
+ * numbers (a hint: no result depends on it) */
+static void prefetch_list(const probed *l, int m) {
+    if (l->n <= 0) return;
+    const uintptr_t line = 64;
+    for (uintptr_t a = (uintptr_t)l->codes & ~(line - 1), e = (uintptr_t)(l->codes + l->n * m); a < e; a += line)
+        __builtin_prefetch((const void *)a);
+    for (uintptr_t a = (uintptr_t)l->ids & ~(line - 1), e = (uintptr_t)(l->ids + l->n); a < e; a += line)
+        __builtin_prefetch((const void *)a);
+}
+
+/* Offers list l's codes to the best K (bd ascending, then bi) of x's
+ * table lut: each code's distance summed over s = 0..m-1 from 0 (with
+ * SIMD one gather per sub-quantizer for 8 or 16 codes: sum8_avx2,
+ * sum16_avx512, the same bits), kept when less than the K-th, or equal
+ * with a lower vector number: scan_one's order and result. A code's
+ * vector number is read only when its distance is not above the K-th (the
+ * list's numbers are another 8 bytes a code). */
+static void scan_list(const float *lut, int m, int gather, const probed *l, float *bd, int64_t *bi) {
+    const int K = CS_LF_NN;
+    const uint8_t *codes = l->codes;
+    const int64_t *ids = l->ids, n = l->n;
+    for (int64_t e = 0; e < n;) {
+        float d8[16] = {0};
+        int nb = n - e < 8 ? (int)(n - e) : 8;
+        const uint8_t *cb = codes + e * m;
+        uint32_t pass; /* bit b: d8[b] <= the K-th distance (the K-th only falls) */
+#if defined(__x86_64__)
+        if (gather == 2 && n - e >= 16) {
+            sum16_avx512(lut, cb, d8);
+            nb = 16;
+        } else if (gather && nb == 8) {
+            sum8_avx2(lut, cb, d8);
+        } else
+#endif
+        if (nb == 8) {
+            for (int s = 0; s < m; s++)
+                for (int k = 0; k < 8; k++) d8[k] += lut[s * 256 + cb[k * m + s]];
+        } else {
+            for (int k = 0; k < nb; k++)
+                for (int s = 0; s < m; s++) d8[k] += lut[s * 256 + cb[k * m + s]];
+        }
+        pass = 0;
+        for (int b = 0; b < nb; b++) pass |= (uint32_t)(d8[b] <= bd[K - 1]) << b;
+        while (pass) {
+            const int b = __builtin_ctz(pass);
+            pass &= pass - 1;
+            const float d = d8[b];
+            const int64_t id = ids[e + b];
+            if (d > bd[K - 1] || (d == bd[K - 1] && id >= bi[K - 1])) continue;
+            int k = K - 1; /* insertion into the sorted best K */
+            for (; k > 0 && (d < bd[k - 1] || (d == bd[k - 1] && id < bi[k - 1])); k--) bd[k] = bd[k - 1], bi[k] = bi[k - 1];
+            bd[k] = d, bi[k] = id;
+        }
+        e += nb;
+    }
+}
+
+/* query descriptors [GROUP g, GROUP g + GROUP) of c->n. The scan is bound
+ * by memory latency: at 1M cells every probed list is a few cache misses
+ * of its own (two headers, ~8 lines of codes, ~4 of vector numbers), 32
+ * lists per query descriptor, and scan_one asked only for their first
+ * lines. So first the cells of every query descriptor of the task; then,
+ * while query descriptor q's list p is scanned, every line of q + 1's list
+ * p is asked for, and q + 2's list p's headers: the misses of the next
+ * query descriptor overlap with this one's work. The same lists, scanned
+ * in the same order with the same sums: scan_one's result. */
+static void scan_group(void *vc, int64_t g, int thread) {
+    const scan_ctx *c = vc;
+    if (c->ix->old_scan || (!c->ix->ict && c->nprobe > MAXPROBE)) {
+        for (int64_t o = 0; o < GROUP / OLD_GROUP; o++)
+            if ((g * GROUP / OLD_GROUP + o) * OLD_GROUP < c->n) old_scan_group(c, g * GROUP / OLD_GROUP + o, thread);
+        return;
+    }
+    float *lut = c->lut + (size_t)thread * c->per_thread, *tab = lut + c->ix->pq_m * 256;
+    const int64_t i0 = g * GROUP, n = c->n - i0 < GROUP ? c->n - i0 : GROUP;
+    const int P = c->nprobe, m = c->ix->pq_m, K = CS_LF_NN, gather = m == 16 ? c->simd : 0;
+    int64_t lists[GROUP][MAXPROBE];
+    if (c->ix->ict) {
+        const int k2 = 1 << c->ix->imi_b;
+        for (int64_t q0 = 0; q0 < n; q0 += COARSE_GROUP) {
+            const int64_t nc = n - q0 < COARSE_GROUP ? n - q0 : COARSE_GROUP;
+#if defined(__x86_64__)
+            if (c->simd == 2 && k2 % 64 == 0 && nc % 4 == 0)
+                coarse_tables_avx512(c->ix->ict, c->ix->icn, c->x + (i0 + q0) * 128, (int)nc, k2, tab);
+            else
+#endif
+                for (int64_t q = 0; q < nc; q++) coarse_tables(c, c->x + (i0 + q0 + q) * 128, tab + q * 2 * k2);
+            for (int64_t q = 0; q < nc; q++) coarse(c, tab + q * 2 * k2, lists[q0 + q]);
+        }
+    } else {
+        for (int64_t q = 0; q < n; q++) memcpy(lists[q], c->lists + (i0 + q) * P, sizeof(int64_t) * (size_t)P);
+    }
+    probed cur[MAXPROBE], next[MAXPROBE];
+    for (int64_t q = 0; q < n && q < 2; q++)
+        for (int p = 0; p < P; p++)
+            if (lists[q][p] >= 0) cs_faiss_list_prefetch(c->ix->f, lists[q][p]);
+    for (int p = 0; p < P; p++) {
+        next[p].n = lists[0][p] < 0 ? 0 : cs_faiss_list(c->ix->f, lists[0][p], &next[p].codes, &next[p].ids);
+        prefetch_list(&next[p], m);
+    }
+    for (int64_t q = 0; q < n; q++) {
+        memcpy(cur, next, sizeof(probed) * (size_t)P);
+        table(c, c->ix->ct, c->x + (i0 + q) * 128, m, c->ix->pq_dsub, 256, lut);
+        float bd[CS_LF_NN];
+        int64_t bi[CS_LF_NN];
+        for (int k = 0; k < K; k++) bd[k] = INFINITY, bi[k] = INT64_MAX;
+        for (int p = 0; p < P; p++) {
+            if (q + 1 < n) {
+                const int64_t l = lists[q + 1][p];
+                next[p].n = l < 0 ? 0 : cs_faiss_list(c->ix->f, l, &next[p].codes, &next[p].ids);
+                prefetch_list(&next[p], m);
+            }
+            if (q + 2 < n && lists[q + 2][p] >= 0) cs_faiss_list_prefetch(c->ix->f, lists[q + 2][p]);
+            scan_list(lut, m, gather, &cur[p], bd, bi);
+        }
+        for (int k = 0; k < K; k++) c->rows[(i0 + q) * K + k] = bi[k] == INT64_MAX ? -1 : bi[k];
+    }
 }
 
 /* the CS_LF_NN nearest of n query descriptors x[n][128]: rows[n][CS_LF_NN] */
@@ -1255,7 +1427,7 @@ static int nearest(cs_lf_index *ix, int64_t n, const float *x, int64_t *rows, fl
         free(ix->icn);
         ix->ict = ix->icn = NULL;
     }
-    size_t per = (size_t)ix->pq_m * 256 + (ix->ict ? (size_t)GROUP * 2 << ix->imi_b : 0);
+    size_t per = (size_t)ix->pq_m * 256 + (ix->ict ? (size_t)COARSE_GROUP * 2 << ix->imi_b : 0);
     int64_t *lists = ix->ict ? NULL : malloc(sizeof(int64_t) * (size_t)n * (nprobe > 0 ? nprobe : 1));
     float *lut = malloc(sizeof(float) * (size_t)nt * per);
     int rc = -1;

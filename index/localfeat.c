@@ -996,38 +996,6 @@ __attribute__((target("avx512f"))) static void coarse_table4_avx512(const float 
         }
 }
 
-/* coarse_table4_avx512 for nq query descriptors x[nq][128] (nq a multiple
- * of 4), t[nq][2][ks]: a block of 32 centroids of one half (8 KB over the
- * 64 dimensions) is used for every query descriptor while it is in the
- * first-level cache, where coarse_table4_avx512 streams all of them (512 KB
- * at 1M cells) from the second level per four. Each entry is the same chain
- * of fused multiply-adds over u = 0..63 from 0: the same bits. */
-__attribute__((target("avx512f"))) static void coarse_tables_avx512(const float *ct, const float *cn, const float *x,
-                                                                   int nq, int ks, float *t) {
-    for (int h = 0; h < 2; h++)
-        for (int j = 0; j < ks; j += 32) {
-            const float *cb = ct + (size_t)h * 64 * ks + j;
-            const __m512 n0 = _mm512_loadu_ps(cn + h * ks + j), n1 = _mm512_loadu_ps(cn + h * ks + j + 16);
-            for (int q0 = 0; q0 < nq; q0 += 4) {
-                __m512 a[4][2];
-                for (int q = 0; q < 4; q++) a[q][0] = a[q][1] = _mm512_setzero_ps();
-                const float *xq = x + (size_t)q0 * 128 + h * 64;
-                for (int u = 0; u < 64; u++) {
-                    const float *c = cb + (size_t)u * ks;
-                    const __m512 c0 = _mm512_loadu_ps(c), c1 = _mm512_loadu_ps(c + 16);
-                    for (int q = 0; q < 4; q++) {
-                        const __m512 xv = _mm512_set1_ps(xq[q * 128 + u]);
-                        a[q][0] = _mm512_fmadd_ps(xv, c0, a[q][0]), a[q][1] = _mm512_fmadd_ps(xv, c1, a[q][1]);
-                    }
-                }
-                for (int q = 0; q < 4; q++) {
-                    float *o = t + ((size_t)(q0 + q) * 2 + h) * ks + j;
-                    _mm512_storeu_ps(o, _mm512_sub_ps(n0, _mm512_add_ps(a[q][0], a[q][0])));
-                    _mm512_storeu_ps(o + 16, _mm512_sub_ps(n1, _mm512_add_ps(a[q][1], a[q][1])));
-                }
-            }
-        }
-}
 #endif
 
 typedef struct {
@@ -1197,10 +1165,10 @@ static void coarse(const scan_ctx *c, const float *tab, int64_t *lists) {
 enum { OLD_GROUP = 4 }; /* scan_one's query descriptors per task: their coarse tables in one pass */
 /* query descriptors per task (scan_group): enough that the misses of the
  * next one are asked for while one is scanned; their cells are kept
- * (GROUP x MAXPROBE), their coarse tables made COARSE_GROUP at a time
- * (COARSE_GROUP x 2 x 2^B floats, 128 KB at 1M cells: in the second-level
- * cache). A multiple of OLD_GROUP. */
-enum { GROUP = 32, COARSE_GROUP = 16 };
+ * (GROUP x MAXPROBE), their coarse tables made four at a time as before
+ * (coarse_table4_avx512; a version using each centroid block for 16 query
+ * descriptors while in L1 was slower, measured). A multiple of OLD_GROUP. */
+enum { GROUP = 32, COARSE_GROUP = 4 };
 
 /* tab: x's half tables when ours (coarse_tables), else NULL */
 static void scan_one(const scan_ctx *c, int64_t i, float *lut, const float *tab) {
@@ -1381,8 +1349,8 @@ static void scan_group(void *vc, int64_t g, int thread) {
         for (int64_t q0 = 0; q0 < n; q0 += COARSE_GROUP) {
             const int64_t nc = n - q0 < COARSE_GROUP ? n - q0 : COARSE_GROUP;
 #if defined(__x86_64__)
-            if (c->simd == 2 && k2 % 64 == 0 && nc % 4 == 0)
-                coarse_tables_avx512(c->ix->ict, c->ix->icn, c->x + (i0 + q0) * 128, (int)nc, k2, tab);
+            if (c->simd == 2 && k2 % 64 == 0 && nc == 4)
+                coarse_table4_avx512(c->ix->ict, c->ix->icn, c->x + (i0 + q0) * 128, k2, tab);
             else
 #endif
                 for (int64_t q = 0; q < nc; q++) coarse_tables(c, c->x + (i0 + q0 + q) * 128, tab + q * 2 * k2);

@@ -258,11 +258,6 @@ extern "C" int64_t cs_faiss_list(const cs_faiss *f, int64_t l, const uint8_t **c
     return (int64_t)al->ids[l].size();
 }
 
-extern "C" void cs_faiss_list_prefetch(const cs_faiss *f, int64_t l) {
-    __builtin_prefetch(&f->lists->codes[l]);
-    __builtin_prefetch(&f->lists->ids[l]);
-}
-
 extern "C" int cs_faiss_imi_parts(const cs_faiss *f, int *nbits, const float **centroids) {
     const faiss::IndexIVFPQ *pq = plain_ivfpq(f);
     auto *mi = pq ? dynamic_cast<const faiss::MultiIndexQuantizer *>(pq->quantizer) : nullptr;

@@ -92,10 +92,6 @@ int cs_faiss_coarse(cs_faiss *f, int64_t nq, const float *x, int nprobe, int64_t
 /* List l's codes [size][code size] and vector numbers [size] of the index
  * cs_faiss_pq_parts accepted (last called after any add); returns its size. */
 int64_t cs_faiss_list(const cs_faiss *f, int64_t l, const uint8_t **codes, const int64_t **ids);
-/* A hint only: asks the caches for list l's two headers (where its codes and
- * vector numbers are, and its size), which cs_faiss_list reads; at 1M cells
- * each is a cache miss of its own. */
-void cs_faiss_list_prefetch(const cs_faiss *f, int64_t l);
 /* OpenMP threads FAISS uses (n <= 0: leave OpenMP's default). */
 void cs_faiss_set_threads(int n);
 

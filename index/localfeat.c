@@ -537,7 +537,7 @@ struct cs_lf_index {
     float *icn; /* [2][2^imi_b] the squared norms of those centroids */
     int imi_b;
     int simd_max; /* cs_lf_index_simd: 0 scalar, 1 AVX2 at most, else AVX-512 where cpuid has it */
-    int old_scan; /* cs_lf_index_old_scan: session 7's scan, the bench's anchor */
+    int no_prune; /* cs_lf_index_prune(ix, 0): every gather of sum16_avx512 (the bench's anchor) */
 };
 
 int64_t cs_lf_index_ndesc(const cs_lf_index *ix) { return ix->nd; }
@@ -769,9 +769,9 @@ int cs_lf_index_simd(cs_lf_index *ix, int max) {
     return simd_level(max);
 }
 
-int cs_lf_index_old_scan(cs_lf_index *ix, int old) {
-    ix->old_scan = old;
-    return old;
+int cs_lf_index_prune(cs_lf_index *ix, int prune) {
+    ix->no_prune = !prune;
+    return prune;
 }
 
 int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan) {
@@ -896,19 +896,33 @@ __attribute__((target("avx2"))) static void sum8_avx2(const float *lut, const ui
     _mm256_storeu_ps(out, d);
 }
 
-/* the same for sixteen codes cb[16][16] with 16-lane gathers */
-__attribute__((target("avx2,avx512f"))) static void sum16_avx512(const float *lut, const uint8_t *cb, float *out) {
+/* the same for sixteen codes cb[16][16] with 16-lane gathers. thr: the
+ * distance a code must not exceed to enter the best CS_LF_NN (INFINITY:
+ * no bound). Returns 0, out unwritten, where after 2, 4, ... or 14 of the
+ * 16 sub-quantizers every lane's partial sum is already above thr: the table
+ * entries are squared distances (>= 0) and a float sum of non-negative
+ * terms never falls as terms are added (each add rounds to nearest of a
+ * value >= the last), so each code's full sum would be above thr too and
+ * none of the sixteen is kept: the same result without the last gathers.
+ * The probed cells are the dense ones (at 200k references 57 codes per
+ * probed list against 23 on average, ~1,800 codes per query descriptor),
+ * and these gathers were the scan's largest cost. */
+__attribute__((target("avx2,avx512f"))) static int sum16_avx512(const float *lut, const uint8_t *cb, float *out,
+                                                                float thr) {
     __m128i e[8], f[8];
     transpose8(cb, e);
     transpose8(cb + 128, f);
+    const __m512 t = _mm512_set1_ps(thr);
     __m512 d = _mm512_setzero_ps();
     for (int j = 0; j < 8; j++) {
         d = _mm512_add_ps(d, _mm512_i32gather_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi64(e[j], f[j])),
                                                  lut + (2 * j) * 256, 4));
         d = _mm512_add_ps(d, _mm512_i32gather_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi64(e[j], f[j])),
                                                  lut + (2 * j + 1) * 256, 4));
+        if (j < 7 && !_mm512_cmp_ps_mask(d, t, _CMP_LE_OQ)) return 0;
     }
     _mm512_storeu_ps(out, d);
+    return 1;
 }
 #endif
 
@@ -995,7 +1009,6 @@ __attribute__((target("avx512f"))) static void coarse_table4_avx512(const float 
             }
         }
 }
-
 #endif
 
 typedef struct {
@@ -1162,13 +1175,7 @@ static void coarse(const scan_ctx *c, const float *tab, int64_t *lists) {
     for (int p = have; p < c->nprobe; p++) lists[p] = -1;
 }
 
-enum { OLD_GROUP = 4 }; /* scan_one's query descriptors per task: their coarse tables in one pass */
-/* query descriptors per task (scan_group): enough that the misses of the
- * next one are asked for while one is scanned; their cells are kept
- * (GROUP x MAXPROBE), their coarse tables made four at a time as before
- * (coarse_table4_avx512; a version using each centroid block for 16 query
- * descriptors while in L1 was slower, measured). A multiple of OLD_GROUP. */
-enum { GROUP = 32, COARSE_GROUP = 4 };
+enum { GROUP = 4 }; /* query descriptors per task: their coarse tables in one pass */
 
 /* tab: x's half tables when ours (coarse_tables), else NULL */
 static void scan_one(const scan_ctx *c, int64_t i, float *lut, const float *tab) {
@@ -1215,8 +1222,11 @@ static void scan_one(const scan_ctx *c, int64_t i, float *lut, const float *tab)
             if (nb == 8 && e + 24 < n) __builtin_prefetch(cb + 24 * m);
 #if defined(__x86_64__)
             if (gather == 2 && n - e >= 16) {
-                sum16_avx512(lut, cb, d8);
                 nb = 16;
+                if (!sum16_avx512(lut, cb, d8, c->ix->no_prune ? INFINITY : bd[K - 1])) { /* none of the 16 kept */
+                    e += nb;
+                    continue;
+                }
             } else if (gather && nb == 8) {
                 sum8_avx2(lut, cb, d8);
             } else
@@ -1243,147 +1253,20 @@ static void scan_one(const scan_ctx *c, int64_t i, float *lut, const float *tab)
     for (int k = 0; k < K; k++) c->rows[i * K + k] = bi[k] == INT64_MAX ? -1 : bi[k];
 }
 
-/* session 7's task: query descriptors [OLD_GROUP g, OLD_GROUP g + OLD_GROUP)
- * of c->n, one after the other (cs_lf_index_old_scan: the anchor) */
-static void old_scan_group(const scan_ctx *c, int64_t g, int thread) {
+/* query descriptors [GROUP g, GROUP g + GROUP) of c->n */
+static void scan_group(void *vc, int64_t g, int thread) {
+    const scan_ctx *c = vc;
     float *lut = c->lut + (size_t)thread * c->per_thread, *tab = lut + c->ix->pq_m * 256;
-    const int64_t i0 = g * OLD_GROUP, n = c->n - i0 < OLD_GROUP ? c->n - i0 : OLD_GROUP;
+    const int64_t i0 = g * GROUP, n = c->n - i0 < GROUP ? c->n - i0 : GROUP;
     const size_t k2 = c->ix->ict ? (size_t)1 << c->ix->imi_b : 0;
     if (c->ix->ict) {
 #if defined(__x86_64__)
-        if (n == OLD_GROUP && c->simd == 2 && k2 % 64 == 0) coarse_table4_avx512(c->ix->ict, c->ix->icn, c->x + i0 * 128, (int)k2, tab);
+        if (n == GROUP && c->simd == 2 && k2 % 64 == 0) coarse_table4_avx512(c->ix->ict, c->ix->icn, c->x + i0 * 128, (int)k2, tab);
         else
 #endif
             for (int64_t q = 0; q < n; q++) coarse_tables(c, c->x + (i0 + q) * 128, tab + q * 2 * k2);
     }
     for (int64_t q = 0; q < n; q++) scan_one(c, i0 + q, lut, c->ix->ict ? tab + q * 2 * k2 : NULL);
-}
-
-/* one probed list: its codes, vector numbers and size */
-typedef struct {
-    const uint8_t *codes;
-    const int64_t *ids;
-    int64_t n;
-} probed;
-
-/* asks the caches for every line of a probed list's codes and vector
- * numbers (a hint: no result depends on it) */
-static void prefetch_list(const probed *l, int m) {
-    if (l->n <= 0) return;
-    const uintptr_t line = 64;
-    for (uintptr_t a = (uintptr_t)l->codes & ~(line - 1), e = (uintptr_t)(l->codes + l->n * m); a < e; a += line)
-        __builtin_prefetch((const void *)a);
-    for (uintptr_t a = (uintptr_t)l->ids & ~(line - 1), e = (uintptr_t)(l->ids + l->n); a < e; a += line)
-        __builtin_prefetch((const void *)a);
-}
-
-/* Offers list l's codes to the best K (bd ascending, then bi) of x's
- * table lut: each code's distance summed over s = 0..m-1 from 0 (with
- * SIMD one gather per sub-quantizer for 8 or 16 codes: sum8_avx2,
- * sum16_avx512, the same bits), kept when less than the K-th, or equal
- * with a lower vector number: scan_one's order and result. A code's
- * vector number is read only when its distance is not above the K-th (the
- * list's numbers are another 8 bytes a code). */
-static void scan_list(const float *lut, int m, int gather, const probed *l, float *bd, int64_t *bi) {
-    const int K = CS_LF_NN;
-    const uint8_t *codes = l->codes;
-    const int64_t *ids = l->ids, n = l->n;
-    for (int64_t e = 0; e < n;) {
-        float d8[16] = {0};
-        int nb = n - e < 8 ? (int)(n - e) : 8;
-        const uint8_t *cb = codes + e * m;
-        uint32_t pass; /* bit b: d8[b] <= the K-th distance (the K-th only falls) */
-#if defined(__x86_64__)
-        if (gather == 2 && n - e >= 16) {
-            sum16_avx512(lut, cb, d8);
-            nb = 16;
-        } else if (gather && nb == 8) {
-            sum8_avx2(lut, cb, d8);
-        } else
-#endif
-        if (nb == 8) {
-            for (int s = 0; s < m; s++)
-                for (int k = 0; k < 8; k++) d8[k] += lut[s * 256 + cb[k * m + s]];
-        } else {
-            for (int k = 0; k < nb; k++)
-                for (int s = 0; s < m; s++) d8[k] += lut[s * 256 + cb[k * m + s]];
-        }
-        pass = 0;
-        for (int b = 0; b < nb; b++) pass |= (uint32_t)(d8[b] <= bd[K - 1]) << b;
-        while (pass) {
-            const int b = __builtin_ctz(pass);
-            pass &= pass - 1;
-            const float d = d8[b];
-            const int64_t id = ids[e + b];
-            if (d > bd[K - 1] || (d == bd[K - 1] && id >= bi[K - 1])) continue;
-            int k = K - 1; /* insertion into the sorted best K */
-            for (; k > 0 && (d < bd[k - 1] || (d == bd[k - 1] && id < bi[k - 1])); k--) bd[k] = bd[k - 1], bi[k] = bi[k - 1];
-            bd[k] = d, bi[k] = id;
-        }
-        e += nb;
-    }
-}
-
-/* query descriptors [GROUP g, GROUP g + GROUP) of c->n. The scan is bound
- * by memory latency: at 1M cells every probed list is a few cache misses
- * of its own (two headers, ~8 lines of codes, ~4 of vector numbers), 32
- * lists per query descriptor, and scan_one asked only for their first
- * lines. So first the cells of every query descriptor of the task; then,
- * while query descriptor q's list p is scanned, every line of q + 1's list
- * p is asked for, and q + 2's list p's headers: the misses of the next
- * query descriptor overlap with this one's work. The same lists, scanned
- * in the same order with the same sums: scan_one's result. */
-static void scan_group(void *vc, int64_t g, int thread) {
-    const scan_ctx *c = vc;
-    if (c->ix->old_scan || (!c->ix->ict && c->nprobe > MAXPROBE)) {
-        for (int64_t o = 0; o < GROUP / OLD_GROUP; o++)
-            if ((g * GROUP / OLD_GROUP + o) * OLD_GROUP < c->n) old_scan_group(c, g * GROUP / OLD_GROUP + o, thread);
-        return;
-    }
-    float *lut = c->lut + (size_t)thread * c->per_thread, *tab = lut + c->ix->pq_m * 256;
-    const int64_t i0 = g * GROUP, n = c->n - i0 < GROUP ? c->n - i0 : GROUP;
-    const int P = c->nprobe, m = c->ix->pq_m, K = CS_LF_NN, gather = m == 16 ? c->simd : 0;
-    int64_t lists[GROUP][MAXPROBE];
-    if (c->ix->ict) {
-        const int k2 = 1 << c->ix->imi_b;
-        for (int64_t q0 = 0; q0 < n; q0 += COARSE_GROUP) {
-            const int64_t nc = n - q0 < COARSE_GROUP ? n - q0 : COARSE_GROUP;
-#if defined(__x86_64__)
-            if (c->simd == 2 && k2 % 64 == 0 && nc == 4)
-                coarse_table4_avx512(c->ix->ict, c->ix->icn, c->x + (i0 + q0) * 128, k2, tab);
-            else
-#endif
-                for (int64_t q = 0; q < nc; q++) coarse_tables(c, c->x + (i0 + q0 + q) * 128, tab + q * 2 * k2);
-            for (int64_t q = 0; q < nc; q++) coarse(c, tab + q * 2 * k2, lists[q0 + q]);
-        }
-    } else {
-        for (int64_t q = 0; q < n; q++) memcpy(lists[q], c->lists + (i0 + q) * P, sizeof(int64_t) * (size_t)P);
-    }
-    probed cur[MAXPROBE], next[MAXPROBE];
-    for (int64_t q = 0; q < n && q < 2; q++)
-        for (int p = 0; p < P; p++)
-            if (lists[q][p] >= 0) cs_faiss_list_prefetch(c->ix->f, lists[q][p]);
-    for (int p = 0; p < P; p++) {
-        next[p].n = lists[0][p] < 0 ? 0 : cs_faiss_list(c->ix->f, lists[0][p], &next[p].codes, &next[p].ids);
-        prefetch_list(&next[p], m);
-    }
-    for (int64_t q = 0; q < n; q++) {
-        memcpy(cur, next, sizeof(probed) * (size_t)P);
-        table(c, c->ix->ct, c->x + (i0 + q) * 128, m, c->ix->pq_dsub, 256, lut);
-        float bd[CS_LF_NN];
-        int64_t bi[CS_LF_NN];
-        for (int k = 0; k < K; k++) bd[k] = INFINITY, bi[k] = INT64_MAX;
-        for (int p = 0; p < P; p++) {
-            if (q + 1 < n) {
-                const int64_t l = lists[q + 1][p];
-                next[p].n = l < 0 ? 0 : cs_faiss_list(c->ix->f, l, &next[p].codes, &next[p].ids);
-                prefetch_list(&next[p], m);
-            }
-            if (q + 2 < n && lists[q + 2][p] >= 0) cs_faiss_list_prefetch(c->ix->f, lists[q + 2][p]);
-            scan_list(lut, m, gather, &cur[p], bd, bi);
-        }
-        for (int k = 0; k < K; k++) c->rows[(i0 + q) * K + k] = bi[k] == INT64_MAX ? -1 : bi[k];
-    }
 }
 
 /* the CS_LF_NN nearest of n query descriptors x[n][128]: rows[n][CS_LF_NN] */
@@ -1395,7 +1278,7 @@ static int nearest(cs_lf_index *ix, int64_t n, const float *x, int64_t *rows, fl
         free(ix->icn);
         ix->ict = ix->icn = NULL;
     }
-    size_t per = (size_t)ix->pq_m * 256 + (ix->ict ? (size_t)COARSE_GROUP * 2 << ix->imi_b : 0);
+    size_t per = (size_t)ix->pq_m * 256 + (ix->ict ? (size_t)GROUP * 2 << ix->imi_b : 0);
     int64_t *lists = ix->ict ? NULL : malloc(sizeof(int64_t) * (size_t)n * (nprobe > 0 ? nprobe : 1));
     float *lut = malloc(sizeof(float) * (size_t)nt * per);
     int rc = -1;

@@ -161,12 +161,11 @@ int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan);
  * AVX-512, each where cpuid has it; the same bits at every level (tests and
  * the bench compare them). Returns the level in use. */
 int cs_lf_index_simd(cs_lf_index *ix, int max);
-/* old != 0: session 7's scan (one query descriptor's lists after another,
- * only their first lines asked for ahead), kept as the same-run anchor of
- * bench_localfeat and test_lf_index; 0 (the default): the lists of the
- * next query descriptor asked for while one is scanned. The same rows and
- * votes either way. Returns old. */
-int cs_lf_index_old_scan(cs_lf_index *ix, int old);
+/* prune != 0 (the default): the AVX-512 scan stops summing a block of 16
+ * codes once every partial sum is above the best CS_LF_NN's last (none can
+ * enter: localfeat.c, sum16_avx512); 0: every sum in full (session 7's
+ * scan, bench_localfeat's anchor). The same rows and votes either way. */
+int cs_lf_index_prune(cs_lf_index *ix, int prune);
 /* IVF lists (cells) searched per query descriptor; no-op for "Flat". */
 int cs_lf_index_set_nprobe(cs_lf_index *ix, int nprobe, cs_err *err);
 /* "IVF1024,SQ8, nprobe 16" */

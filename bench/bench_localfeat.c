@@ -504,11 +504,64 @@ static void bench_votes(int64_t nref, int64_t ngen) {
         }
         if (df) fclose(df);
     }
+    /* session 7's scan (cs_lf_index_prune(ix, 0): every code's sum in full)
+     * on the first CS_BENCH_LF_ANCHOR_GENS generations: its speed beside
+     * ours in this run, and the same votes */
+    if (!profile) {
+        cs_lf_vote *vo = calloc((size_t)(2 * ngen) * K, sizeof *vo);
+        int *nvo = calloc((size_t)(2 * ngen), sizeof(int));
+        cs_lf_index_prune(ix, 0);
+        c0 = pcpu();
+        if (cs_lf_retrieve(ix, qs, 2 * agen, K, vo, nvo, &err)) printf("votes: %s\n", err.msg);
+        double co = pcpu() - c0;
+        cs_lf_index_prune(ix, 1);
+        int64_t same = 0;
+        for (int64_t i = 0; i < 2 * agen; i++)
+            same += nvo[i] == nv[i] && !memcmp(vo + i * K, v + i * K, sizeof *vo * (size_t)nv[i]);
+        printf("votes, session 7's scan (every sum in full, anchor): %.1f us CPU per query descriptor beside %.1f us with "
+               "ours in this run (%.2fx its speed); every vote the same for %lld/%lld query sets\n",
+               1e6 * co / nqa, 1e6 * cr / nqd, cr > 0 ? (co / nqa) / (cr / nqd) : 0, (long long)same, (long long)(2 * agen));
+        free(vo);
+        free(nvo);
+    }
+    /* CS_BENCH_LF_NPROBE2=P: the first CS_BENCH_LF_ANCHOR_GENS generations
+     * again with P probed cells (what a cheaper search would find): its
+     * speed, the planted references found and the query sets whose first
+     * candidate and votes stay, beside the run's nprobe */
+    if (getenv("CS_BENCH_LF_NPROBE2")) {
+        const int np2 = atoi(getenv("CS_BENCH_LF_NPROBE2"));
+        const int np1 = getenv("CS_BENCH_LF_NPROBE") ? atoi(getenv("CS_BENCH_LF_NPROBE")) : CS_LF_NPROBE;
+        cs_lf_vote *vp = calloc((size_t)(2 * ngen) * K, sizeof *vp);
+        int *nvp = calloc((size_t)(2 * ngen), sizeof(int));
+        if (!cs_lf_index_set_nprobe(ix, np2, &err)) {
+            c0 = pcpu();
+            if (cs_lf_retrieve(ix, qs, 2 * agen, K, vp, nvp, &err)) printf("votes: %s\n", err.msg);
+            double cp = pcpu() - c0;
+            cs_lf_index_set_nprobe(ix, np1, &err);
+            int64_t same = 0, f1 = 0, f2 = 0, cp_ = 0;
+            for (int64_t i = 0; i < 2 * agen; i++)
+                same += nvp[i] > 0 && nv[i] > 0 && vp[i * K].row == v[i * K].row && vp[i * K].votes == v[i * K].votes;
+            for (int64_t i = 0; i < agen; i++) {
+                if (truth[i] < 0) continue;
+                cp_++;
+                for (int k = 0; k < nv[2 * i]; k++) f1 += v[2 * i * K + k].row == truth[i];
+                for (int k = 0; k < nvp[2 * i]; k++) f2 += vp[2 * i * K + k].row == truth[i];
+            }
+            printf("votes, nprobe %d: %.1f us CPU per query descriptor beside %.1f us at nprobe %d in this run; planted "
+                   "reference among the candidates %lld/%lld (%lld/%lld at nprobe %d); the same first candidate and votes "
+                   "for %lld/%lld query sets\n",
+                   np2, 1e6 * cp / nqa, 1e6 * cr / nqd, np1, (long long)f2, (long long)cp_, (long long)f1, (long long)cp_,
+                   np1, (long long)same, (long long)(2 * agen));
+        }
+        free(vp);
+        free(nvp);
+    }
     /* our scan at narrower SIMD (cs_lf_index_simd(ix, 1): AVX2; 0: its
      * scalar loops): the same votes, bit for bit, at their own speed */
     static const char *level_name[] = {"scalar loops", "AVX2", "AVX-512"};
     int level = cs_lf_index_simd(ix, 2);
-    for (int lv = level - 1; lv >= 0 && !profile; lv--) {
+    /* CS_BENCH_LF_NO_LEVELS=1: not them (the scalar loops cost 6x ours) */
+    for (int lv = level - 1; lv >= 0 && !profile && !getenv("CS_BENCH_LF_NO_LEVELS"); lv--) {
         cs_lf_vote *vs = calloc((size_t)(2 * ngen) * K, sizeof *vs);
         int *nvs = calloc((size_t)(2 * ngen), sizeof(int));
         cs_lf_index_simd(ix, lv);

@@ -161,6 +161,11 @@ int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan);
  * AVX-512, each where cpuid has it; the same bits at every level (tests and
  * the bench compare them). Returns the level in use. */
 int cs_lf_index_simd(cs_lf_index *ix, int max);
+/* prune != 0 (the default): the AVX-512 scan stops summing a block of 16
+ * codes once every partial sum is above the best CS_LF_NN's last (none can
+ * enter: localfeat.c, sum16_avx512); 0: every sum in full (session 7's
+ * scan, bench_localfeat's anchor). The same rows and votes either way. */
+int cs_lf_index_prune(cs_lf_index *ix, int prune);
 /* IVF lists (cells) searched per query descriptor; no-op for "Flat". */
 int cs_lf_index_set_nprobe(cs_lf_index *ix, int nprobe, cs_err *err);
 /* "IVF1024,SQ8, nprobe 16" */

@@ -301,6 +301,22 @@ static void test_imi_votes(void) {
             CHECKF(!memcmp(rv[lv], rv[0], sizeof(int64_t) * (size_t)(n - 1) * CS_LF_NN), "IMI2x6, SIMD level %d: other rows",
                    lv);
         }
+        /* the AVX-512 scan's blocks of 16 codes left unsummed once every
+         * partial sum is above the 8th best (the default) against every sum
+         * in full: the same rows on both indexes */
+        if (top == 2) {
+            static int64_t rf[NQ * 60 * CS_LF_NN];
+            cs_lf_index *ixs[2] = {imi2, imi6};
+            for (int x = 0; x < 2; x++) {
+                cs_lf_index_simd(ixs[x], 2);
+                CHECK(cs_lf_index_prune(ixs[x], 0) == 0);
+                REQUIRE(cs_lf_index_knn(ixs[x], n, d, CS_LF_NN, rf, &err) == 0);
+                CHECK(cs_lf_index_prune(ixs[x], 1) == 1);
+                REQUIRE(cs_lf_index_knn(ixs[x], n, d, CS_LF_NN, rv[2], &err) == 0);
+                CHECKF(!memcmp(rv[2], rf, sizeof(int64_t) * (size_t)n * CS_LF_NN), "index %d: pruned sums, other rows", x);
+            }
+            printf("  scan: AVX-512 sums pruned at the 8th best vs in full, %lld query descriptors, 2 indexes\n", (long long)n);
+        }
         cs_lf_index_free(imi6);
     }
     /* our PQ encoder (the default) against FAISS's own: the same index,

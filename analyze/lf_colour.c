@@ -215,6 +215,19 @@ void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *g
     uint16_t *bin = malloc(sizeof(uint16_t) * (size_t)N);
     int32_t *at = malloc(sizeof(int32_t) * (size_t)N); /* the generation pixel of each compared pair */
     int n = 0;
+    /* The bounds keep their meaning at any S (the 64 px thumbnail or the
+     * 256 px working image, analyze/fine_ref.h): kt = S / 64 pixels stand
+     * for one thumbnail pixel, and the least compared and a part's pixels
+     * are areas (an 8x8 and a 4x4 block of the thumbnail), kt^2 times as
+     * many. The flat neighbourhood's radius rr is the registration error the
+     * similarity may leave, in pixels at S: the verified geometry is a
+     * least-squares fit to its inliers in the 256 px working image, whose
+     * keypoints SIFT localises to about a pixel, so its error where the
+     * keypoints are is about a pixel; CS_LFC_REG_PX (2 working px) covers it
+     * twice. At 64 px that is half a pixel, and one pixel (the thumbnail's
+     * own rounding) is the least: S = 64 is unchanged. */
+    const int kt = S >= 64 ? S / 64 : 1, min_px = CS_LFC_MIN_PX * kt * kt, part_px = CS_LFC_PART_PX * kt * kt;
+    const int rr = (CS_LFC_REG_PX * S + 255) / 256 > 1 ? (CS_LFC_REG_PX * S + 255) / 256 : 1;
     if (!r || !g || !gr || !use || !best_use || !bin || !at) goto out;
     const float t255 = (float)(tol * 255.0);
     for (int y = 0; y < S; y++)
@@ -222,11 +235,11 @@ void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *g
             double gx = (x + 0.5) * gw / S - m[2], gy = (y + 0.5) * gh / S - m[5];
             double rx = i00 * gx + i01 * gy, ry = i10 * gx + i11 * gy;
             int u = (int)floor(rx * S / rw), v = (int)floor(ry * S / rh);
-            if (u < 1 || v < 1 || u > S - 2 || v > S - 2) continue; /* outside, or the border row */
+            if (u < rr || v < rr || u > S - 1 - rr || v > S - 1 - rr) continue; /* outside, or the border rows */
             const uint8_t *c = ref + ((size_t)v * S + u) * 3;
             int flat = 1;
-            for (int dv = -1; dv <= 1 && flat; dv++)
-                for (int du = -1; du <= 1 && flat; du++) {
+            for (int dv = -rr; dv <= rr && flat; dv++)
+                for (int du = -rr; du <= rr && flat; du++) {
                     const uint8_t *o = ref + ((size_t)(v + dv) * S + (u + du)) * 3;
                     float s = 0;
                     for (int k = 0; k < 3; k++) s += ((float)o[k] - c[k]) * ((float)o[k] - c[k]);
@@ -240,7 +253,7 @@ void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *g
             n++;
         }
     out->compared = n;
-    if (n < CS_LFC_MIN_PX) goto out;
+    if (n < min_px) goto out;
     int best_in = -1;
     float best_deg = 0;
     float degs[NTHETA];
@@ -298,7 +311,7 @@ void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *g
     }
     int rec = 0, parts = 0, rparts = 0;
     for (int b = 0; b < 512; b++) {
-        int big = cnt[b] >= CS_LFC_PART_PX, changed = 2 * cnt[512 + b] > cnt[b];
+        int big = cnt[b] >= part_px, changed = 2 * cnt[512 + b] > cnt[b];
         parts += big;
         rparts += big && changed;
         if (changed) rec += cnt[512 + b];

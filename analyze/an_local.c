@@ -15,7 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analyze/an_part.h"
 #include "analyze/analyze_internal.h"
+#include "analyze/fine_ref.h"
+#include "analyze/verdict.h"
 #include "core/parallel.h"
 
 static int64_t row_of(const cs_an_refs *r, int64_t id) {
@@ -75,6 +78,7 @@ typedef struct {
     int *nv;              /* [2n] */
     int K;
     double log10_tests;   /* every reference and its mirror */
+    cs_fine_refs fine;    /* the references' sources, for the pixels at 256 px (fine_ref.h) */
 } lf_ctx;
 
 static int wanted(const item *x) { return x->ok && !x->old; }
@@ -95,6 +99,73 @@ static int better(const cs_lfv_match *a, int32_t ra, const cs_lfv_match *b, int3
     if (a->score != b->score) return a->score > b->score;
     if (a->log10_nfa1 != b->log10_nfa1) return a->log10_nfa1 < b->log10_nfa1;
     return ra < rb;
+}
+
+/* The rival of each hit (Lowe's ratio test one level up, verdict.c): the
+ * best share verified by another reference, counting none whose pixels at
+ * the working resolution show another picture (cs_an_part_other: a
+ * template or colour twin of the generation, or no common body). Such a
+ * reference is not what the generation could as well be: its shared
+ * keypoints (a template family's common body) make nothing ambiguous. A
+ * hit not measured at 256 px (beyond the ratio, or its source unreadable)
+ * stays a rival, as before. */
+static void set_rivals(cs_an_query *q, const cs_an_settings *s) {
+    for (int k = 0; k < q->n_lf; k++) {
+        float rival = 0;
+        for (int t = 0; t < q->n_lf; t++)
+            if (t != k && q->lf[t].score > rival &&
+                !(q->lf_part[t].fine == CS_FINE_OK && cs_an_part_other(&q->lf_part[t], s)))
+                rival = q->lf[t].score;
+        q->lf[k].rival = rival;
+    }
+}
+
+/* The hits a local verdict can hang on: those the refinement measures
+ * (cs_an_local_measure), and the rivals within the ratio of the best (a
+ * share at least CS_LFV_RATIO of their own rival's), whose pixels may show
+ * that they are another picture (set_rivals). */
+static int fine_wanted(const cs_lfv_match *m, const cs_an_settings *s) {
+    return cs_an_local_measure(m, s) ||
+           (m->inliers > 0 && m->log10_nfa1 <= log10(s->lf_max_nfa) && CS_LFV_RATIO * m->rival <= m->score);
+}
+
+/* Each wanted hit's part measurement at the working resolution
+ * (q->lf_part, analyze/fine_ref.h), and the rivals without the twins it
+ * finds; a hit that a fallen rival makes wanted is measured in the next
+ * round (at most one round a hit). The generation's image is resized once,
+ * when a hit needs it. */
+static void fine_hits(lf_ctx *c, int64_t j, cs_an_query *q) {
+    enum { F = CS_FINE_SIDE };
+    const cs_an_settings *s = c->A->set;
+    memset(q->lf_part, 0, sizeof q->lf_part);
+    set_rivals(q, s);
+    uint8_t *gen = NULL, *ref = NULL;
+    int gen_bad = 0;
+    for (int more = 1; more;) {
+        more = 0;
+        for (int k = 0; k < q->n_lf; k++) {
+            cs_lfp *p = &q->lf_part[k];
+            if (p->fine != CS_FINE_NOT_ASKED || !fine_wanted(&q->lf[k], s)) continue;
+            more = 1;
+            p->fine = CS_FINE_UNDECODABLE;
+            if (!gen && !gen_bad) {
+                gen = malloc((size_t)F * F * 3);
+                ref = malloc((size_t)F * F * 3);
+                gen_bad = !gen || !ref || cs_fine_image(&c->imgs[j], F, gen);
+            }
+            if (gen_bad) continue;
+            int rw = 0, rh = 0;
+            int st = cs_fine_ref_load(&c->fine, c->A->refs.ids[q->lf_row[k]], F, ref, &rw, &rh);
+            if (st != CS_FINE_OK) {
+                p->fine = st;
+                continue;
+            }
+            cs_an_part_fine(ref, rw, rh, gen, c->imgs[j].w, c->imgs[j].h, q->lf[k].m_orig, s->lf_colour_tol, p);
+        }
+        if (more) set_rivals(q, s);
+    }
+    free(gen);
+    free(ref);
 }
 
 static void verify_one(void *vctx, int64_t j, int thread) {
@@ -136,16 +207,15 @@ static void verify_one(void *vctx, int64_t j, int thread) {
             q->lf[p] = m;
             q->lf_row[p] = row;
         }
-    /* the rival of each hit: the best share of another reference (the list
-     * is sorted, so hit 0's rival is hit 1 and every other's is hit 0) */
-    for (int k = 0; k < q->n_lf; k++) q->lf[k].rival = k == 0 ? (q->n_lf > 1 ? q->lf[1].score : 0) : q->lf[0].score;
     free(ref);
+    fine_hits(c, j, q);
 }
 
 int an_local_search(an_state *A, const cs_image *imgs, int64_t off, int64_t n, cs_err *err) {
     if (!A->lfx || n <= 0) return 0;
     lf_ctx c = {.A = A, .imgs = imgs, .off = off, .K = (int)A->set->lf_cand,
                 .log10_tests = log10(2.0 * (double)A->refs.n)};
+    cs_fine_open(&c.fine, A->s);
     c.sets = malloc(sizeof(cs_lf_set) * (size_t)(2 * n));
     c.votes = malloc(sizeof(cs_lf_vote) * (size_t)(2 * n) * (size_t)c.K);
     c.nv = calloc((size_t)(2 * n), sizeof(int));
@@ -162,6 +232,7 @@ int an_local_search(an_state *A, const cs_image *imgs, int64_t off, int64_t n, c
     cs_parallel_for(A->threads, n, verify_one, &c);
     rc = 0;
 out:
+    cs_fine_close(&c.fine);
     free(c.sets);
     free(c.votes);
     free(c.nv);

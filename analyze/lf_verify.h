@@ -45,7 +45,8 @@
 typedef struct {
     int mirrored;          /* the query's mirror image matched */
     int matches;           /* tentative matches given to RANSAC */
-    int inliers;
+    int inliers;           /* reference keypoints verified (after guided matching) */
+    int ratio_inliers;     /* of those, found by the ratio-test consensus before guided matching */
     float score;           /* inliers / max(reference keypoints, CS_LFV_MIN_KP), in [0, 1] */
     double m[6];           /* reference working px -> (mirrored if .mirrored) query working px */
     double m_orig[6];      /* reference original px -> generation original px (as is, not mirrored) */
@@ -55,7 +56,8 @@ typedef struct {
     int ref_w, ref_h;      /* the images the polygons are in (original pixels) */
     int gen_w, gen_h;
     int partial;           /* inliers > 0 and coverage < CS_LFV_PARTIAL_COVER */
-    double log10_nfa1;     /* a-contrario significance of the consensus for ONE reference tested
+    double log10_nfa1;     /* a-contrario significance of the ratio-test consensus (before the
+                              guided matches, which its null does not count) for ONE reference tested
                               (cs_lfv_log10_nfa1); add log10 of the tests made (references x 2
                               for the mirror) for the number of false alarms */
     int visible;           /* the reference's keypoints a copy under this model could show: mapped
@@ -97,6 +99,11 @@ double cs_lfv_log10_nfa1(int m, int k, int qw, int qh);
  * copy under this geometry could reproduce are no evidence against it. */
 int cs_lfv_visible(const float (*xy)[2], const float *size, int n, const double *m, int qw, int qh,
                    float q_min_size);
+
+/* The guided matching of step 3 alone under the similarity m (reference
+ * working px -> query working px): gq[r->n] gets each reference keypoint's
+ * query keypoint (-1: none); returns how many. Exposed for the tests. */
+int cs_lfv_guided(const cs_lf_set *q, const cs_lf_set *r, const double *m, int *gq);
 
 /* q: the generation as is, qm: mirrored (NULL: not tried), ref: the
  * reference. out is zeroed (inliers 0) when nothing verifies. */

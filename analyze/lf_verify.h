@@ -14,7 +14,21 @@
  *     disagrees with the model's rotation (by > CS_LFV_MAX_DANGLE degrees)
  *     or scale (by > CS_LFV_MAX_DSCALE x) is dropped (Lowe 2004 s7.3's
  *     Hough consistency), and at least 3 must remain;
- *  3. evidence: the inlier count; the score = inliers / max(reference
+ *  3. guided matching (Hartley & Zisserman 2004 s11.6): every reference
+ *     keypoint is sought where the verified model puts it (within
+ *     CS_LFV_REPROJ px, consistent in orientation and scale), among the
+ *     query keypoints mutually nearest to it by descriptor, without the
+ *     ratio margin (the geometry has already excluded the alternatives the
+ *     margin guards against; mutual, so a structure repeated in the query
+ *     gives one match, not one per repetition at a predicted place); the
+ *     consensus's keypoints stay matched; the model is refitted on all of
+ *     them by least squares and the search repeated. The inliers are these
+ *     matches, each a distinct reference keypoint. It recovers keypoints a
+ *     copy re-detects but whose descriptors an edit (a crop's rescale, a
+ *     rotation's resampling) pushed past the 0.8 ratio. The significance
+ *     (log10_nfa1) stays the consensus's: the guided matches are
+ *     conditioned on its model, outside the null it counts;
+ *  4. evidence: the inlier count; the score = inliers / max(reference
  *     keypoints, CS_LFV_MIN_KP), the share of the reference's stored
  *     keypoints verified — raw inlier counts do not rank across queries
  *     (unrelated images share real parts); the bounding box of the inlier

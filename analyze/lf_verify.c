@@ -120,8 +120,9 @@ static int consistent(const cs_lf_set *q, int i, const cs_lf_set *r, int j, doub
  * that fell at a predicted place count (measured: +4 distractors on s1, a
  * shared recycle symbol at 120 degrees among them; docs/BENCHMARKS.md h13g).
  * An unrelated image's keypoints do not sit where a chance model predicts,
- * at its scale and rotation, mutually nearest to j (tests/test_lf_guided.c
- * measures 0.001 a model), so its count does not rise; a copy's re-detected
+ * at its scale and rotation, mutually nearest to j (tests/test_lf_guided.c:
+ * 0 matches in 2,112 random models on unrelated pairs), so its count does
+ * not rise; a copy's re-detected
  * keypoints do, whatever their ratio. The matches are one to one, and the
  * count is of distinct reference keypoints, the share's numerator. */
 static int guided(const cs_lf_set *q, const cs_lf_set *r, const int *nn, const int *d1, const double *m, int *gq) {
@@ -252,19 +253,18 @@ static int verify_one(const cs_lf_set *q, const cs_lf_set *r, cs_lfv_match *o, c
      * below are conditioned on its model, outside the null that
      * cs_lfv_log10_nfa1 counts, so they add nothing to it (conservative) */
     o->log10_nfa1 = cs_lfv_log10_nfa1(nm, ni, q->w, q->h);
-    int rin[CS_LF_QUERY_KP]; /* the consensus's distinct reference keypoints */
-    for (int j = 0; j < r->n; j++) rin[j] = 0;
+    uint8_t rin[CS_LF_QUERY_KP] = {0}; /* the consensus's distinct reference keypoints */
     for (int i = 0; i < nm; i++)
         if (in[i]) rin[ri[i]] = 1;
-    for (int j = 0; j < r->n; j++) o->ratio_inliers += rin[j];
     /* guided matching under the verified model, then the model refitted on
      * every match and matched again (at most twice: a refit moves the
      * prediction by a fraction of CS_LFV_REPROJ, so a third pass finds
      * nothing new); a refit is kept while it verifies no fewer keypoints.
      * Under the RANSAC model every consensus keypoint is found again (it is
      * within CS_LFV_REPROJ, consistent, passed the ratio test, so its nearest
-     * is j, and stays admissible mutual or not), so the count never falls
-     * below the consensus's. */
+     * is j, and stays admissible mutual or not; only one that OpenCV's final
+     * refinement moved past CS_LFV_REPROJ is not), so the count does not
+     * fall below the consensus's. */
     uint8_t keep[CS_LF_QUERY_KP] = {0};
     for (int i = 0; i < nm; i++)
         if (in[i]) keep[qi[i]] = 1;
@@ -292,6 +292,7 @@ static int verify_one(const cs_lf_set *q, const cs_lf_set *r, cs_lfv_match *o, c
         return 0;
     }
     o->inliers = ni;
+    for (int j = 0; j < r->n; j++) o->ratio_inliers += rin[j] && gq[j] >= 0; /* of the inliers */
     o->ref_w = r->orig_w, o->ref_h = r->orig_h, o->gen_w = q->orig_w, o->gen_h = q->orig_h;
     memcpy(o->m, m, sizeof m);
     o->score = (float)ni / (float)(r->n > CS_LFV_MIN_KP ? r->n : CS_LFV_MIN_KP);

@@ -139,6 +139,7 @@ static void add_local(cJSON *o, const an_state *A, const cs_an_cand *b) {
     }
     cJSON *l = cJSON_AddObjectToObject(o, "local");
     cJSON_AddNumberToObject(l, "inliers", m->inliers);
+    cJSON_AddNumberToObject(l, "ratio_test_inliers", m->ratio_inliers); /* the rest: guided matches */
     cJSON_AddNumberToObject(l, "matches", m->matches);
     cJSON_AddNumberToObject(l, "share", r4(m->score));
     cJSON_AddNumberToObject(l, "visible_keypoints", m->visible);

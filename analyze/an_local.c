@@ -130,15 +130,21 @@ static void verify_one(void *vctx, int64_t j, int thread) {
             seen[ns++] = lr;
             int32_t row = A->lf_rows[lr];
             cs_err e = {0};
-            cs_lfv_match m;
+            /* a reference the as-is keypoints retrieved is verified as is and
+             * in the box view (the more inliers win); one only the view's
+             * votes retrieved, in the view only: nothing as is brought it */
+            const int asis = s < 2;
+            cs_lfv_match m = {0};
             if (row < 0 || cs_lf_unpack(A->lf_recs + (size_t)lr * CS_LF_RECORD, ref, &e) ||
-                cs_lfv_verify(qs, qm, ref, &m, &e))
+                (asis && cs_lfv_verify(qs, qm, ref, &m, &e)))
                 continue;
-            if (box->ok) { /* the box view, carried to the generation's frame; the more inliers win */
+            if (box->ok) { /* the box view, carried to the generation's frame */
                 cs_lfv_match b;
                 if (cs_lfv_verify(bs, bm, ref, &b, &e)) continue;
-                cs_lfbox_to_query(box, qs, bs, ref, &b);
-                if (b.inliers > m.inliers) m = b;
+                if (b.inliers > m.inliers && cs_lfbox_accept(&b, ref, A->set->lf_min_share)) {
+                    cs_lfbox_to_query(box, qs, bs, ref, &b);
+                    m = b;
+                }
             }
             if (m.inliers <= 0) continue;
             m.log10_nfa1 += log10_tests;

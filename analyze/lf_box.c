@@ -54,6 +54,12 @@ int cs_lfbox_extract(const cs_image *img, const cs_lfbox *b, cs_lf_set *out, cs_
     return rc;
 }
 
+int cs_lfbox_accept(const cs_lfv_match *m, const cs_lf_set *ref, double min_share) {
+    if (m->inliers <= 0 || ref->n < CS_LF_REF_KP) return 0;
+    const int rescaled = m->scale <= 1 / CS_LFV_SCALE_LEVEL || m->scale >= CS_LFV_SCALE_LEVEL;
+    return rescaled || m->share_visible >= min_share;
+}
+
 static void apply6(const double *m, double x, double y, float *ox, float *oy) {
     *ox = (float)(m[0] * x + m[1] * y + m[2]);
     *oy = (float)(m[3] * x + m[4] * y + m[5]);

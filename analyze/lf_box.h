@@ -47,6 +47,26 @@ void cs_lfbox_find(const cs_lf_set *q, const cs_image *img, cs_lfbox *b);
 /* The box's own set (crop working frame); out->n = 0 when !b->ok. */
 int cs_lfbox_extract(const cs_image *img, const cs_lfbox *b, cs_lf_set *out, cs_err *err);
 
+/* Whether a match verified on the box view (its own frame) may stand for
+ * the generation. The view exists to bring a copy to the reference's scale;
+ * there (within a SIFT scale level of 1) a copy re-detects the reference's
+ * keypoints, so the verdict's excuse for a low share (a copy rescaled by a
+ * level re-detects fewer of the reference's strongest keypoints, copy or
+ * not: verdict.c) does not hold: a share of the visible reference keypoints
+ * under min_share (the verdict's lf_min_share) is a shared detail, and the
+ * as-is match stands instead. A match at another scale is the verdict's to
+ * judge (accepted).
+ * Nor does the view judge a reference whose record is short (fewer than
+ * CS_LF_REF_KP keypoints: all SIFT finds in it, a plain shape with little
+ * texture): its few keypoints are its outline's corners, which the view, at
+ * the reference's scale, re-finds in any picture that draws the same shape
+ * with more on it (on copydet s1 the plain folder verified 11 of its 12
+ * keypoints inside two folders with an emblem, distractors); the share rule
+ * has too little left to weigh there, and the as-is match stands. (Measured
+ * cost: four short-record embeds of s1/s2 that the view would flag stay as
+ * they were.) */
+int cs_lfbox_accept(const cs_lfv_match *m, const cs_lf_set *ref, double min_share);
+
 /* A match verified on the box view (crop frame; q: the as-is generation set,
  * for its frame; bset: the box set) carried to the generation's frame, as
  * cs_lfv_verify on the generation would give it. */

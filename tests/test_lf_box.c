@@ -35,9 +35,12 @@
 #define IMG "../shared/data/twemoji-64/img/"
 #define CW 107 /* the canvas: 64 px at 60 % of its side */
 
-/* sources of the embeds (0 as-is inliers each against its own record when
- * pasted at (30, 9) of the canvas below), and an emoji kept out of the index */
-static const char *const SRC[3] = {"1f418.png", "274c.png", "2721-fe0f.png"}; /* elephant, cross mark, star */
+/* sources of the embeds (0-6 as-is inliers each against its own full
+ * record when pasted at (30, 9) of the canvas below, 18-30 in the box view,
+ * measured when this test was written), and an emoji kept out of the index */
+static const char *const SRC[4] = {"1f46f.png", "1f432.png", "1f9e5.png", "1f469-200d-1f9b1.png"}; /* dancers, dragon, coat, woman */
+/* a reference with a short record (18 keypoints): its view match does not stand */
+static const char *const SHORT = "1f418.png"; /* elephant */
 static const char *const OUT = "1f34e.png";                                    /* red apple */
 
 /* A smooth colour field (low-frequency cosines, under a cycle across): like
@@ -93,7 +96,7 @@ static void test_box_and_frame(void) {
     REQUIRE(q && b && bm && r);
     for (int mirror = 0; mirror < 2; mirror++) {
         cs_image e = {0}, c = {0};
-        REQUIRE(load(&e, SRC[0]) == 0);
+        REQUIRE(load(&e, mirror ? SRC[1] : SHORT) == 0);
         REQUIRE(cs_lf_extract(&e, CS_LF_REF_KP, 0, r, &err) == 0);
         smooth_canvas(&c, CW, CW, 2);
         const int X0 = mirror ? 11 : 30, Y0 = mirror ? 38 : 9;
@@ -114,6 +117,11 @@ static void test_box_and_frame(void) {
         REQUIRE(cs_lfv_verify(b, bm, r, &m, &err) == 0);
         CHECKF(m.inliers >= 8 && m.mirrored == mirror, "mirror %d: %d inliers, mirrored %d", mirror, m.inliers,
                m.mirrored);
+        /* at the reference's scale: a full record's match stands, a short
+         * record's does not, nor one under the share asked (lf_min_share) */
+        CHECKF(cs_lfbox_accept(&m, r, 0.375) == (r->n == CS_LF_REF_KP) && !cs_lfbox_accept(&m, r, 1.01),
+               "mirror %d: record of %d keypoints, %d inliers, share %.2f: accepted %d", mirror, r->n, m.inliers,
+               m.share_visible, cs_lfbox_accept(&m, r, 0.375));
         cs_lfbox_to_query(&box, q, b, r, &m);
         /* working px: the reference's corners (its 256 px frame) land on the
          * paste's corners in the generation's working frame (mirrored when
@@ -181,7 +189,7 @@ static int ref_list(char **out, int cap) {
     int m = 0;
     for (int i = 0; i < n; i++) {
         int keep = i % 25 == 0;
-        for (int k = 0; k < 3; k++) keep |= !strcmp(all[i], SRC[k]);
+        for (int k = 0; k < 4; k++) keep |= !strcmp(all[i], SRC[k]);
         keep &= strcmp(all[i], OUT) != 0;
         if (keep && m < cap) {
             char p[512];
@@ -238,12 +246,12 @@ static void test_embeds_flagged(void) {
     mkdir(qdir, 0700);
     /* q0-q2: the sources pasted at 60 % (q1 mirrored, q2 on a plain canvas);
      * q3: a smooth canvas; q4: a plain one; q5: the emoji kept out pasted
-     * like q0; q6: q0's canvas pasted with a source at another place */
+     * like q0; q6: a fourth source at another place */
     for (int k = 0; k < NQ; k++) {
         cs_image c = {0}, e = {0};
         if (k == 2 || k == 4) plain_canvas(&c, CW, CW, 30, 160, 210);
         else smooth_canvas(&c, CW, CW, (unsigned)(100 + k));
-        const char *src = k < 3 ? SRC[k] : k == 5 ? OUT : k == 6 ? SRC[0] : NULL;
+        const char *src = k < 3 ? SRC[k] : k == 5 ? OUT : k == 6 ? SRC[3] : NULL;
         if (src) {
             REQUIRE(load(&e, src) == 0);
             paste(&c, &e, k == 6 ? 40 : 30, k == 6 ? 40 : 9, k == 1);
@@ -276,7 +284,7 @@ static void test_embeds_flagged(void) {
         REQUIRE(cs_analyze_run(s, &o, &sum, &err) == 0);
         CHECK(read_findings(s, sum.run_id, r[t], NQ) == NQ);
     }
-    const int src_of[NQ] = {0, 1, 2, -1, -1, -1, 0};
+    const int src_of[NQ] = {0, 1, 2, -1, -1, -1, 3};
     for (int k = 0; k < NQ; k++) {
         if (src_of[k] >= 0)
             CHECKF(!strcmp(r[0][k].verdict, "partial") && !strncmp(r[0][k].rule, "lf_", 3) &&

@@ -38,7 +38,8 @@
 /* sources of the embeds (0-6 as-is inliers each against its own full
  * record when pasted at (30, 9) of the canvas below, 18-30 in the box view,
  * measured when this test was written), and an emoji kept out of the index */
-static const char *const SRC[4] = {"1f46f.png", "1f432.png", "1f9e5.png", "1f469-200d-1f9b1.png"}; /* dancers, dragon, coat, woman */
+/* dancers, dragon, coat, woman */
+static const char *const SRC[4] = {"1f46f.png", "1f432.png", "1f9e5.png", "1f469-200d-1f9b1.png"};
 /* a reference with a short record (18 keypoints): its view match does not stand */
 static const char *const SHORT = "1f418.png"; /* elephant */
 static const char *const OUT = "1f34e.png";                                    /* red apple */
@@ -56,8 +57,9 @@ static void smooth_canvas(cs_image *c, int w, int h, unsigned seed) {
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++)
             for (int k = 0; k < 3; k++)
-                c->rgb[((size_t)y * w + x) * 3 + k] = (uint8_t)lround(
-                    128 + 60 * cos(2 * M_PI * (0.8 * x / w + ph[2 * k])) + 60 * cos(2 * M_PI * (0.6 * y / h + ph[2 * k + 1])));
+                c->rgb[((size_t)y * w + x) * 3 + k] =
+                    (uint8_t)lround(128 + 60 * cos(2 * M_PI * (0.8 * x / w + ph[2 * k])) +
+                                    60 * cos(2 * M_PI * (0.6 * y / h + ph[2 * k + 1])));
 }
 
 static void plain_canvas(cs_image *c, int w, int h, uint8_t r, uint8_t g, uint8_t b) {
@@ -138,16 +140,18 @@ static void test_box_and_frame(void) {
             /* original px, as is */
             double ox, oy;
             apply(m.m_orig, rc[k][0] * r->orig_w / r->w, rc[k][1] * r->orig_h / r->h, &ox, &oy);
-            CHECKF(fabs(ox - wx / f) < 3 && fabs(oy - wy / f) < 3, "mirror %d corner %d: original (%.1f, %.1f) vs (%.1f, %.1f)",
-                   mirror, k, ox, oy, wx / f, wy / f);
+            CHECKF(fabs(ox - wx / f) < 3 && fabs(oy - wy / f) < 3,
+                   "mirror %d corner %d: original (%.1f, %.1f) vs (%.1f, %.1f)", mirror, k, ox, oy, wx / f, wy / f);
         }
         for (int k = 0; k < 4; k++)
             CHECKF(m.gen_poly[k][0] >= X0 - 2 && m.gen_poly[k][0] <= X0 + 66 && m.gen_poly[k][1] >= Y0 - 2 &&
                        m.gen_poly[k][1] <= Y0 + 66,
-                   "mirror %d: polygon corner (%.1f, %.1f) outside the paste", mirror, m.gen_poly[k][0], m.gen_poly[k][1]);
+                   "mirror %d: polygon corner (%.1f, %.1f) outside the paste", mirror, m.gen_poly[k][0],
+                   m.gen_poly[k][1]);
         /* the generation's frame: 64^2 / 107^2 = 0.36 of it covered, a partial */
         CHECKF(fabs(m.coverage - 0.358) < 0.04 && m.partial && m.gen_w == CW && fabs(m.scale - 0.6) < 0.05,
-               "mirror %d: coverage %.3f partial %d gen_w %d scale %.3f", mirror, m.coverage, m.partial, m.gen_w, m.scale);
+               "mirror %d: coverage %.3f partial %d gen_w %d scale %.3f", mirror, m.coverage, m.partial, m.gen_w,
+               m.scale);
         CHECKF(m.visible >= m.inliers && m.share_visible <= 1, "visible %d inliers %d", m.visible, m.inliers);
         cs_image_free(&e), cs_image_free(&c);
     }
@@ -289,7 +293,8 @@ static void test_embeds_flagged(void) {
         if (src_of[k] >= 0)
             CHECKF(!strcmp(r[0][k].verdict, "partial") && !strncmp(r[0][k].rule, "lf_", 3) &&
                        !strcmp(r[0][k].ref, SRC[src_of[k]]),
-                   "q%d (%s embedded): %s by %s, ref %s", k, SRC[src_of[k]], r[0][k].verdict, r[0][k].rule, r[0][k].ref);
+                   "q%d (%s embedded): %s by %s, ref %s", k, SRC[src_of[k]], r[0][k].verdict, r[0][k].rule,
+                   r[0][k].ref);
         else
             CHECKF(!strcmp(r[0][k].verdict, "novel"), "q%d (no indexed emoji): %s by %s, ref %s", k, r[0][k].verdict,
                    r[0][k].rule, r[0][k].ref);

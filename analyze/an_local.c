@@ -1,6 +1,7 @@
 /* an_local.c — the local-feature stage of `copyscope analyze` (issue 13):
  * the references' SIFT records (ref_localfeat, written by index add) in one
- * vote index; per generation, its keypoints as is and mirrored retrieve
+ * vote index; per generation, its keypoints as is and mirrored (and those
+ * of its foreground box, analyze/lf_box.h, when it has one) retrieve
  * lf_cand references by votes, each is verified geometrically
  * (analyze/lf_verify.h), and the verified ones become the generation's
  * local-feature hits (cs_an_query.lf*), which the matcher adds to its
@@ -15,7 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analyze/an_part.h"
 #include "analyze/analyze_internal.h"
+#include "analyze/fine_ref.h"
+#include "analyze/verdict.h"
+#include "analyze/lf_box.h"
 #include "core/parallel.h"
 
 static int64_t row_of(const cs_an_refs *r, int64_t id) {
@@ -70,11 +75,13 @@ typedef struct {
     an_state *A;
     const cs_image *imgs; /* [n] the chunk's images */
     int64_t off;
-    cs_lf_set *sets;      /* [2n]: 2j as is, 2j+1 mirrored */
-    cs_lf_vote *votes;    /* [2n][K] */
-    int *nv;              /* [2n] */
+    cs_lf_set *sets;      /* [4n]: 4j as is, 4j+1 mirrored, 4j+2 the foreground box view (lf_box.h), 4j+3 mirrored */
+    cs_lfbox *box;        /* [n] */
+    cs_lf_vote *votes;    /* [4n][K] */
+    int *nv;              /* [4n] */
     int K;
     double log10_tests;   /* every reference and its mirror */
+    cs_fine_refs fine;    /* the references' sources, for the pixels at 256 px (fine_ref.h) */
 } lf_ctx;
 
 static int wanted(const item *x) { return x->ok && !x->old; }
@@ -83,11 +90,17 @@ static void extract_one(void *vctx, int64_t j, int thread) {
     (void)thread;
     lf_ctx *c = vctx;
     cs_err e = {0};
-    c->sets[2 * j].n = c->sets[2 * j + 1].n = 0;
+    cs_lf_set *s = &c->sets[4 * j];
+    s[0].n = s[1].n = s[2].n = s[3].n = 0;
+    c->box[j].ok = 0;
     if (!wanted(&c->A->it.v[c->off + j])) return;
-    if (cs_lf_extract(&c->imgs[j], CS_LF_QUERY_KP, 0, &c->sets[2 * j], &e))
-        c->sets[2 * j].n = 0; /* no keypoints: no local evidence */
-    cs_lf_mirror(&c->sets[2 * j], &c->sets[2 * j + 1]); /* the mirror's SIFT, without a second extraction */
+    if (cs_lf_extract(&c->imgs[j], CS_LF_QUERY_KP, 0, &s[0], &e))
+        s[0].n = 0; /* no keypoints: no local evidence */
+    cs_lf_mirror(&s[0], &s[1]); /* the mirror's SIFT, without a second extraction */
+    cs_lfbox_find(&s[0], &c->imgs[j], &c->box[j]);
+    if (cs_lfbox_extract(&c->imgs[j], &c->box[j], &s[2], &e)) s[2].n = 0;
+    if (s[2].n == 0) c->box[j].ok = 0;
+    cs_lf_mirror(&s[2], &s[3]);
 }
 
 /* hits ranked by share verified, then significance, then row (a total order) */
@@ -97,31 +110,115 @@ static int better(const cs_lfv_match *a, int32_t ra, const cs_lfv_match *b, int3
     return ra < rb;
 }
 
+/* The rival of each hit (Lowe's ratio test one level up, verdict.c): the
+ * best share verified by another reference, counting none whose pixels at
+ * the working resolution show another picture (cs_an_part_other: a
+ * template or colour twin of the generation, or no common body). Such a
+ * reference is not what the generation could as well be: its shared
+ * keypoints (a template family's common body) make nothing ambiguous. A
+ * hit not measured at 256 px (beyond the ratio, or its source unreadable)
+ * stays a rival, as before. */
+static void set_rivals(cs_an_query *q, const cs_an_settings *s) {
+    for (int k = 0; k < q->n_lf; k++) {
+        float rival = 0;
+        for (int t = 0; t < q->n_lf; t++)
+            if (t != k && q->lf[t].score > rival &&
+                !(q->lf_part[t].fine == CS_FINE_OK && cs_an_part_other(&q->lf_part[t], s)))
+                rival = q->lf[t].score;
+        q->lf[k].rival = rival;
+    }
+}
+
+/* The hits a local verdict can hang on: those the refinement measures
+ * (cs_an_local_measure), and the rivals within the ratio of the best (a
+ * share at least CS_LFV_RATIO of their own rival's), whose pixels may show
+ * that they are another picture (set_rivals). */
+static int fine_wanted(const cs_lfv_match *m, const cs_an_settings *s) {
+    return cs_an_local_measure(m, s) ||
+           (m->inliers > 0 && m->log10_nfa1 <= log10(s->lf_max_nfa) && CS_LFV_RATIO * m->rival <= m->score);
+}
+
+/* Each wanted hit's part measurement at the working resolution
+ * (q->lf_part, analyze/fine_ref.h), and the rivals without the twins it
+ * finds; a hit that a fallen rival makes wanted is measured in the next
+ * round (at most one round a hit). The generation's image is resized once,
+ * when a hit needs it. */
+static void fine_hits(lf_ctx *c, int64_t j, cs_an_query *q) {
+    enum { F = CS_FINE_SIDE };
+    const cs_an_settings *s = c->A->set;
+    memset(q->lf_part, 0, sizeof q->lf_part);
+    set_rivals(q, s);
+    uint8_t *gen = NULL, *ref = NULL;
+    int gen_bad = 0;
+    for (int more = 1; more;) {
+        more = 0;
+        for (int k = 0; k < q->n_lf; k++) {
+            cs_lfp *p = &q->lf_part[k];
+            if (p->fine != CS_FINE_NOT_ASKED || !fine_wanted(&q->lf[k], s)) continue;
+            more = 1;
+            p->fine = CS_FINE_UNDECODABLE;
+            if (!gen && !gen_bad) {
+                gen = malloc((size_t)F * F * 3);
+                ref = malloc((size_t)F * F * 3);
+                gen_bad = !gen || !ref || cs_fine_image(&c->imgs[j], F, gen);
+            }
+            if (gen_bad) continue;
+            int rw = 0, rh = 0;
+            int st = cs_fine_ref_load(&c->fine, c->A->refs.ids[q->lf_row[k]], F, ref, &rw, &rh);
+            if (st != CS_FINE_OK) {
+                p->fine = st;
+                continue;
+            }
+            cs_an_part_fine(ref, rw, rh, gen, c->imgs[j].w, c->imgs[j].h, q->lf[k].m_orig, s->lf_colour_tol, p);
+        }
+        if (more) set_rivals(q, s);
+    }
+    free(gen);
+    free(ref);
+}
+
 static void verify_one(void *vctx, int64_t j, int thread) {
     (void)thread;
     lf_ctx *c = vctx;
     an_state *A = c->A;
     cs_an_query *q = &A->q[c->off + j];
     q->n_lf = 0;
-    const cs_lf_set *qs = &c->sets[2 * j], *qm = &c->sets[2 * j + 1];
+    const cs_lf_set *qs = &c->sets[4 * j], *qm = &c->sets[4 * j + 1];
+    const cs_lf_set *bs = &c->sets[4 * j + 2], *bm = &c->sets[4 * j + 3];
+    const cs_lfbox *box = &c->box[j];
     if (qs->n == 0) return;
+    /* the tests made: every reference, mirrored, and in the box view */
+    const double log10_tests = c->log10_tests + (box->ok ? log10(2.0) : 0);
     cs_lf_set *ref = malloc(sizeof *ref);
     if (!ref) return;
-    int32_t seen[512];
+    int32_t seen[4 * 256]; /* 4 sets x lf_cand <= 256 (settings.c) */
     int ns = 0;
-    for (int s = 0; s < 2; s++)
-        for (int k = 0; k < c->nv[2 * j + s]; k++) {
-            int32_t lr = c->votes[(2 * j + s) * c->K + k].row, dup = 0;
+    for (int s = 0; s < 4; s++)
+        for (int k = 0; k < c->nv[4 * j + s]; k++) {
+            int32_t lr = c->votes[(4 * j + s) * c->K + k].row, dup = 0;
             for (int t = 0; t < ns; t++) dup |= seen[t] == lr;
-            if (dup || ns == 512) continue;
+            if (dup || ns == 4 * 256) continue;
             seen[ns++] = lr;
             int32_t row = A->lf_rows[lr];
             cs_err e = {0};
-            cs_lfv_match m;
+            /* a reference the as-is keypoints retrieved is verified as is and
+             * in the box view (the more inliers win); one only the view's
+             * votes retrieved, in the view only: nothing as is brought it */
+            const int asis = s < 2;
+            cs_lfv_match m = {0};
             if (row < 0 || cs_lf_unpack(A->lf_recs + (size_t)lr * CS_LF_RECORD, ref, &e) ||
-                cs_lfv_verify(qs, qm, ref, &m, &e) || m.inliers <= 0)
+                (asis && cs_lfv_verify(qs, qm, ref, &m, &e)))
                 continue;
-            m.log10_nfa1 += c->log10_tests;
+            if (box->ok) { /* the box view, carried to the generation's frame */
+                cs_lfv_match b;
+                if (cs_lfv_verify(bs, bm, ref, &b, &e)) continue;
+                if (b.inliers > m.inliers && cs_lfbox_accept(&b, ref, A->set->lf_min_share)) {
+                    cs_lfbox_to_query(box, qs, bs, ref, &b);
+                    m = b;
+                }
+            }
+            if (m.inliers <= 0) continue;
+            m.log10_nfa1 += log10_tests;
             /* insertion into the kept list, best first */
             int p = q->n_lf < CS_AN_LFK ? q->n_lf++ : CS_AN_LFK;
             if (p == CS_AN_LFK) {
@@ -136,33 +233,35 @@ static void verify_one(void *vctx, int64_t j, int thread) {
             q->lf[p] = m;
             q->lf_row[p] = row;
         }
-    /* the rival of each hit: the best share of another reference (the list
-     * is sorted, so hit 0's rival is hit 1 and every other's is hit 0) */
-    for (int k = 0; k < q->n_lf; k++) q->lf[k].rival = k == 0 ? (q->n_lf > 1 ? q->lf[1].score : 0) : q->lf[0].score;
     free(ref);
+    fine_hits(c, j, q);
 }
 
 int an_local_search(an_state *A, const cs_image *imgs, int64_t off, int64_t n, cs_err *err) {
     if (!A->lfx || n <= 0) return 0;
     lf_ctx c = {.A = A, .imgs = imgs, .off = off, .K = (int)A->set->lf_cand,
                 .log10_tests = log10(2.0 * (double)A->refs.n)};
-    c.sets = malloc(sizeof(cs_lf_set) * (size_t)(2 * n));
-    c.votes = malloc(sizeof(cs_lf_vote) * (size_t)(2 * n) * (size_t)c.K);
-    c.nv = calloc((size_t)(2 * n), sizeof(int));
+    cs_fine_open(&c.fine, A->s);
+    c.sets = malloc(sizeof(cs_lf_set) * (size_t)(4 * n));
+    c.box = malloc(sizeof(cs_lfbox) * (size_t)n);
+    c.votes = malloc(sizeof(cs_lf_vote) * (size_t)(4 * n) * (size_t)c.K);
+    c.nv = calloc((size_t)(4 * n), sizeof(int));
     int rc = -1;
-    if (!c.sets || !c.votes || !c.nv) {
+    if (!c.sets || !c.box || !c.votes || !c.nv) {
         cs_fail(err, CS_ENOMEM, "analyze: out of memory for local features");
         goto out;
     }
     cs_parallel_for(A->threads, n, extract_one, &c);
-    if (A->o->lf_search ? A->o->lf_search(A->o->match_ctx, &A->refs, A->lfx, &A->lf_map, A->lf_rows, c.sets, 2 * n,
+    if (A->o->lf_search ? A->o->lf_search(A->o->match_ctx, &A->refs, A->lfx, &A->lf_map, A->lf_rows, c.sets, 4 * n,
                                           c.K, c.votes, c.nv, err)
-                        : cs_lf_retrieve(A->lfx, c.sets, 2 * n, c.K, c.votes, c.nv, err))
+                        : cs_lf_retrieve(A->lfx, c.sets, 4 * n, c.K, c.votes, c.nv, err))
         goto out;
     cs_parallel_for(A->threads, n, verify_one, &c);
     rc = 0;
 out:
+    cs_fine_close(&c.fine);
     free(c.sets);
+    free(c.box);
     free(c.votes);
     free(c.nv);
     return rc;

@@ -2,8 +2,10 @@
  * analyze/an_part.h). */
 #include "analyze/an_part.h"
 
+#include <stdlib.h>
 #include <string.h>
 
+#include "analyze/fine_ref.h"
 #include "analyze/lf_colour.h"
 #include "analyze/verdict.h"
 #include "index/refs.h"
@@ -54,4 +56,38 @@ void cs_an_part_ratio(cs_an_result *res, const cs_an_refs *r, const cs_an_query 
     cs_an_cand *b = &res->best;
     if (res->has_best && b->verdict < CS_V_NEAR && b->d_al <= s->ratio_tl2 && b->tiles_informative > 0)
         cs_an_part_al(b, r, q, s);
+}
+
+void cs_an_part_fine(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, const double m_orig[6],
+                     double tol, cs_lfp *out) {
+    enum { F = CS_FINE_SIDE };
+    uint8_t *map = malloc((size_t)F * F);
+    memset(out, 0, sizeof *out);
+    out->measured = 1;
+    out->fine = CS_FINE_UNDECODABLE; /* no memory: the 64 px measurement stands */
+    if (!map) return;
+    cs_lfc kc;
+    /* a replaced part needs CS_LFP_MIN_PX unexplained pixels at any S
+     * (lf_part.c: its cells are pixels, not shares of the side) */
+    cs_lfc_measure_map_few(ref, rw, rh, gen, gw, gh, F, m_orig, tol, CS_LFP_MIN_PX, &kc, map);
+    cs_lfp_measure(map, F, out);
+    cs_lfp_shape(out, kc.recolour >= 0 ? kc.parts_recoloured : -1);
+    out->fine = CS_FINE_OK;
+    free(map);
+}
+
+int cs_an_part_other(const cs_lfp *p, const cs_an_settings *s) {
+    if (!p->measured) return 0;
+    if (p->recoloured >= 0 && p->recoloured >= s->lf_recolour_parts) return 1;
+    return p->replaced || (p->cells > 0 && 2 * p->differ >= p->cells);
+}
+
+void cs_an_part_lf_take(cs_an_cand *c, const cs_an_query *q) {
+    for (int j = 0; j < q->n_lf && j < CS_AN_LFK; j++) {
+        if (q->lf_row[j] != c->row) continue;
+        const cs_lfp *f = &q->lf_part[j];
+        if (f->fine == CS_FINE_OK) c->part_lf = *f;
+        else c->part_lf.fine = f->fine; /* 64 px, and why (CS_FINE_NOT_ASKED: not a pair it measured) */
+        return;
+    }
 }

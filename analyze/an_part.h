@@ -36,4 +36,27 @@ void cs_an_judge(cs_an_cand *c, const cs_an_refs *r, const cs_an_query *q, int g
  * could raise it (below near-copy, within ratio_tl2, an informative tile). */
 void cs_an_part_ratio(cs_an_result *res, const cs_an_refs *r, const cs_an_query *q, const cs_an_settings *s);
 
+/* part_lf at the working resolution (analyze/fine_ref.h): ref and gen are
+ * S x S images (S = CS_FINE_SIDE) of rw x rh and gw x gh originals, m_orig
+ * the verified geometry (cs_lfv_match.m_orig). The colour fit is the quick
+ * one of the part measurement (cs_lfc_measure_map_few, as for part_al):
+ * its question is whether a part is left, not which global edit it was.
+ * Sets out->fine = CS_FINE_OK. */
+void cs_an_part_fine(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, const double m_orig[6],
+                     double tol, cs_lfp *out);
+
+/* The pixels a verified geometry maps show another picture than the
+ * reference (the conditions of cs_an_verdict_local that no share of
+ * keypoints can lift): a colour twin (lf_recolour_parts parts recoloured by
+ * the fit that made the map), a template twin (a part replaced), or half
+ * the compared cells different (no common body). 0 when not measured. */
+int cs_an_part_other(const cs_lfp *p, const cs_an_settings *s);
+
+/* In cs_an_refine, after the 64 px measurement of part_lf: the pair's
+ * measurement at the working resolution, made by the local-feature stage
+ * (an_local.c, q->lf_part), replaces it; where that stage could not read
+ * the reference's source, part_lf stays the 64 px one and says why
+ * (part_lf.fine). */
+void cs_an_part_lf_take(cs_an_cand *c, const cs_an_query *q);
+
 #endif

@@ -6,6 +6,7 @@
 #include <math.h>
 
 #include "analyze/analyze_internal.h"
+#include "analyze/fine_ref.h"
 
 static void part_json(cJSON *o, const cs_lfp *p);
 static void num_or_null(cJSON *o, const char *k, int ok, double v);
@@ -72,6 +73,9 @@ static void part_json(cJSON *o, const cs_lfp *p) {
     cJSON_AddNumberToObject(j, "solid_cells", p->thick);
     cJSON_AddBoolToObject(j, "shape", p->shape);
     cJSON_AddBoolToObject(j, "replaced", p->replaced);
+    /* the pixels measured (analyze/fine_ref.h): 64 or 256 px, and why 64 where 256 was asked */
+    cJSON_AddNumberToObject(j, "pixels", p->side);
+    if (p->fine != CS_FINE_NOT_ASKED) cJSON_AddStringToObject(j, "working_resolution", cs_fine_name(p->fine));
 }
 
 /* "ratio_test", "hashes" and "embedding" of the best candidate. */
@@ -135,6 +139,7 @@ static void add_local(cJSON *o, const an_state *A, const cs_an_cand *b) {
     }
     cJSON *l = cJSON_AddObjectToObject(o, "local");
     cJSON_AddNumberToObject(l, "inliers", m->inliers);
+    cJSON_AddNumberToObject(l, "ratio_test_inliers", m->ratio_inliers); /* the rest: guided matches */
     cJSON_AddNumberToObject(l, "matches", m->matches);
     cJSON_AddNumberToObject(l, "share", r4(m->score));
     cJSON_AddNumberToObject(l, "visible_keypoints", m->visible);

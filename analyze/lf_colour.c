@@ -215,6 +215,19 @@ void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *g
     uint16_t *bin = malloc(sizeof(uint16_t) * (size_t)N);
     int32_t *at = malloc(sizeof(int32_t) * (size_t)N); /* the generation pixel of each compared pair */
     int n = 0;
+    /* The bounds keep their meaning at any S (the 64 px thumbnail or the
+     * 256 px working image, analyze/fine_ref.h): kt = S / 64 pixels stand
+     * for one thumbnail pixel, and the least compared and a part's pixels
+     * are areas (an 8x8 and a 4x4 block of the thumbnail), kt^2 times as
+     * many. The flat neighbourhood's radius rr is the registration error the
+     * similarity may leave, in pixels at S: the verified geometry is a
+     * least-squares fit to its inliers in the 256 px working image, whose
+     * keypoints SIFT localises to about a pixel, so its error where the
+     * keypoints are is about a pixel; CS_LFC_REG_PX (2 working px) covers it
+     * twice. At 64 px that is half a pixel, and one pixel (the thumbnail's
+     * own rounding) is the least: S = 64 is unchanged. */
+    const int kt = S >= 64 ? S / 64 : 1, min_px = CS_LFC_MIN_PX * kt * kt, part_px = CS_LFC_PART_PX * kt * kt;
+    const int rr = (CS_LFC_REG_PX * S + 255) / 256 > 1 ? (CS_LFC_REG_PX * S + 255) / 256 : 1;
     if (!r || !g || !gr || !use || !best_use || !bin || !at) goto out;
     const float t255 = (float)(tol * 255.0);
     for (int y = 0; y < S; y++)
@@ -222,11 +235,11 @@ void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *g
             double gx = (x + 0.5) * gw / S - m[2], gy = (y + 0.5) * gh / S - m[5];
             double rx = i00 * gx + i01 * gy, ry = i10 * gx + i11 * gy;
             int u = (int)floor(rx * S / rw), v = (int)floor(ry * S / rh);
-            if (u < 1 || v < 1 || u > S - 2 || v > S - 2) continue; /* outside, or the border row */
+            if (u < rr || v < rr || u > S - 1 - rr || v > S - 1 - rr) continue; /* outside, or the border rows */
             const uint8_t *c = ref + ((size_t)v * S + u) * 3;
             int flat = 1;
-            for (int dv = -1; dv <= 1 && flat; dv++)
-                for (int du = -1; du <= 1 && flat; du++) {
+            for (int dv = -rr; dv <= rr && flat; dv++)
+                for (int du = -rr; du <= rr && flat; du++) {
                     const uint8_t *o = ref + ((size_t)(v + dv) * S + (u + du)) * 3;
                     float s = 0;
                     for (int k = 0; k < 3; k++) s += ((float)o[k] - c[k]) * ((float)o[k] - c[k]);
@@ -240,11 +253,31 @@ void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *g
             n++;
         }
     out->compared = n;
-    if (n < CS_LFC_MIN_PX) goto out;
+    if (n < min_px) goto out;
+    /* The fit is searched on every sub-th compared pixel, sub = kt^2: as
+     * many pixels as the thumbnail compares (thousands, for a family of 5
+     * parameters), not 16x as many; every compared pixel is then classified
+     * by the fit found. At S = 64 (sub = 1) this is the search it was. */
+    const int sub = kt * kt;
+    int ns = n;
+    float (*rs)[3] = r, (*gs)[3] = g;
+    if (sub > 1) {
+        ns = (n + sub - 1) / sub;
+        rs = malloc(sizeof(float) * 3 * (size_t)ns);
+        gs = malloc(sizeof(float) * 3 * (size_t)ns);
+        if (!rs || !gs) {
+            if (rs != r) free(rs);
+            if (gs != g) free(gs);
+            goto out;
+        }
+        for (int i = 0; i < ns; i++) memcpy(rs[i], r[i * sub], sizeof rs[i]), memcpy(gs[i], g[i * sub], sizeof gs[i]);
+    }
+    const int few_s = few > 0 ? (few + sub - 1) / sub : 0;
     int best_in = -1;
     float best_deg = 0;
+    double best_p[5] = {1, 0, 0, 0, 0};
     float degs[NTHETA];
-    int nd = few > 0 ? quick_thetas(r, g, n, tol, degs) : 0;
+    int nd = few > 0 ? quick_thetas(rs, gs, ns, tol, degs) : 0;
     /* the part measurement admits a colour balance too (fit_balance) */
     int (*fitf)(const float (*)[3], const float (*)[3], const uint8_t *, int, double *) = few > 0 ? fit_balance : fit;
     for (int t = 0; few <= 0 && t < NTHETA; t++) {
@@ -255,36 +288,45 @@ void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *g
     }
     for (int t = 0; t < nd; t++) {
         float deg = degs[t];
-        for (int i = 0; i < n; i++) cs_lfc_hue_rotate(g[i], -deg, gr[i]);
+        for (int i = 0; i < ns; i++) cs_lfc_hue_rotate(gs[i], -deg, gr[i]);
         /* two starts, the least squares over all and no change at all, each
          * refined on the pixels within a tolerance that halves down to tol
          * (an occlusion or a recoloured part pulls the first start away) */
         int in = -1;
+        double tp[5] = {1, 0, 0, 0, 0};
         uint8_t *u2 = use + n; /* the other start's inliers */
         for (int st = 0; st < 2; st++) {
             double p[5] = {1, 0, 0, 0, 0};
-            if (st == 0 && fitf((const float (*)[3])r, (const float (*)[3])gr, NULL, n, p)) continue;
+            if (st == 0 && fitf((const float (*)[3])rs, (const float (*)[3])gr, NULL, ns, p)) continue;
             uint8_t *u = st == 0 ? use : u2;
             int ni = 0;
             for (int pass = 0; pass < 4; pass++) {
                 float tl = (float)tol * (pass == 0 ? 4.0f : pass == 1 ? 2.0f : 1.0f);
                 ni = 0;
-                for (int i = 0; i < n; i++) ni += u[i] = resid(r[i], gr[i], p) <= tl;
-                if (pass == 3 || fitf((const float (*)[3])r, (const float (*)[3])gr, u, n, p)) break;
+                for (int i = 0; i < ns; i++) ni += u[i] = resid(rs[i], gr[i], p) <= tl;
+                if (pass == 3 || fitf((const float (*)[3])rs, (const float (*)[3])gr, u, ns, p)) break;
             }
             if (ni > in) {
                 in = ni;
-                if (u != use) memcpy(use, u, (size_t)n);
+                memcpy(tp, p, sizeof tp);
             }
         }
         if (in > best_in) {
             best_in = in;
             best_deg = deg;
-            memcpy(best_use, use, (size_t)n);
+            memcpy(best_p, tp, sizeof best_p);
         }
-        if (n - best_in < few) break; /* no later fit changes the caller's answer */
+        if (ns - best_in < few_s) break; /* no later fit changes the caller's answer */
     }
+    if (rs != r) free(rs);
+    if (gs != g) free(gs);
     if (best_in < 0) goto out;
+    /* every compared pixel by the fit found (within tol, the last pass's tolerance) */
+    best_in = 0;
+    for (int i = 0; i < n; i++) {
+        cs_lfc_hue_rotate(g[i], -best_deg, gr[i]);
+        best_in += best_use[i] = resid(r[i], gr[i], best_p) <= tol;
+    }
     out->fit = (float)best_in / (float)n;
     if (map)
         for (int i = 0; i < n; i++) map[at[i]] = best_use[i] ? 1 : 2;
@@ -298,7 +340,7 @@ void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *g
     }
     int rec = 0, parts = 0, rparts = 0;
     for (int b = 0; b < 512; b++) {
-        int big = cnt[b] >= CS_LFC_PART_PX, changed = 2 * cnt[512 + b] > cnt[b];
+        int big = cnt[b] >= part_px, changed = 2 * cnt[512 + b] > cnt[b];
         parts += big;
         rparts += big && changed;
         if (changed) rec += cnt[512 + b];

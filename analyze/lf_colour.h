@@ -56,6 +56,11 @@ typedef struct {
  * many flat pixels compared (a 4x4 block of the thumbnail). */
 #define CS_LFC_PART_PX 16
 
+/* The registration error of a verified geometry, in pixels of the 256 px
+ * working image (lf_colour.c): the radius of the flat neighbourhood a
+ * compared pixel needs, CS_LFC_REG_PX * S / 256 pixels at S (at least 1). */
+#define CS_LFC_REG_PX 2
+
 /* ref, gen: S x S RGB thumbnails (area-resized, aspect not kept) of images
  * of rw x rh and gw x gh original pixels; m: reference original px ->
  * generation original px (cs_lfv_match.m_orig). Pure function. */

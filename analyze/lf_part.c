@@ -5,10 +5,39 @@
 
 enum { MAXC = 64 }; /* cells per side at most (S <= 256) */
 
+/* a B x B block of unexplained pixels at (x, y) */
+static int block(const uint8_t *map, int S, int x, int y, int B) {
+    for (int v = y; v < y + B; v++)
+        for (int u = x; u < x + B; u++)
+            if (map[v * S + u] != 2) return 0;
+    return 1;
+}
+
 void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
     memset(out, 0, sizeof *out);
     out->measured = 1;
-    const int C = S / CS_LFP_CELL;
+    out->side = S;
+    out->recoloured = -1;
+    /* A cell is the least area judged, CS_LFP_CELL x CS_LFP_CELL pixels
+     * of the image compared, at any S: at the 64 px thumbnail that is 1/16
+     * of the side, because the thumbnail resolves no less; at the 256 px
+     * working image (analyze/fine_ref.h) 1/64, so that a twin's other glyph
+     * drawn in strokes a few pixels wide makes cells most of whose pixels
+     * differ, where a 1/16 cell of the working image holds the strokes and
+     * the plain body between them (issue 13: the folders' and documents'
+     * emblems). The conditions keep their pixel sizes (a part of
+     * CS_LFP_MIN_CELLS cells is an 8x8 pixel block, condition 6 a 2x2 one)
+     * and the relative ones (a caption's quarter, the box's ratio, halves)
+     * their shares of the picture. */
+    const int CELL = CS_LFP_CELL, B = 2;
+    /* Regions connect as at the thumbnail: two differing cells within one
+     * thumbnail cell of each other (R = S / 64 cells of 4 px) belong to one
+     * region. The strokes of one glyph, a few pixels apart, are one part,
+     * as the thumbnail's coarser cells merged them; what the finer cells
+     * add is which pixels differ, not more, smaller parts. At 64 px, R = 1:
+     * the 8-neighbourhood, unchanged. */
+    const int R = S >= 64 ? S / 64 : 1;
+    const int C = S / CELL;
     if (C < 2 || C > MAXC) return;
     out->grid = C * C;
     /* state: 0 = too few compared pixels, 1 = explained, 2 = differs */
@@ -16,13 +45,13 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
     for (int cy = 0; cy < C; cy++)
         for (int cx = 0; cx < C; cx++) {
             int cmp = 0, dif = 0;
-            for (int y = cy * CS_LFP_CELL; y < (cy + 1) * CS_LFP_CELL; y++)
-                for (int x = cx * CS_LFP_CELL; x < (cx + 1) * CS_LFP_CELL; x++) {
+            for (int y = cy * CELL; y < (cy + 1) * CELL; y++)
+                for (int x = cx * CELL; x < (cx + 1) * CELL; x++) {
                     cmp += map[y * S + x] != 0;
                     dif += map[y * S + x] == 2;
                 }
             /* a quarter of the cell compared, else an edge or outside */
-            int s = 4 * cmp < CS_LFP_CELL * CS_LFP_CELL ? 0 : 2 * dif > cmp ? 2 : 1;
+            int s = 4 * cmp < CELL * CELL ? 0 : 2 * dif > cmp ? 2 : 1;
             st[cy * C + cx] = (uint8_t)s;
             out->cells += s != 0;
             out->differ += s == 2;
@@ -65,8 +94,8 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
                 if (jx > b[2]) b[2] = jx;
                 if (jy > b[3]) b[3] = jy;
             }
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
+            for (int dy = -R; dy <= R; dy++)
+                for (int dx = -R; dx <= R; dx++) {
                     int y = jy + dy, x = jx + dx;
                     if (y < 0 || x < 0 || y >= C || x >= C) continue;
                     int k = y * C + x;
@@ -108,18 +137,15 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
     if (!best) return;
     if (out->part < CS_LFP_MIN_CELLS) return;
     /* an area, not a line: a 2x2 block of unexplained pixels in the region */
-    for (int y = 0; y + 1 < C * CS_LFP_CELL && !out->area; y++)
-        for (int x = 0; x + 1 < C * CS_LFP_CELL && !out->area; x++)
-            out->area = lab[(y / CS_LFP_CELL) * C + x / CS_LFP_CELL] == best && map[y * S + x] == 2 &&
-                        map[y * S + x + 1] == 2 && map[(y + 1) * S + x] == 2 && map[(y + 1) * S + x + 1] == 2;
+    for (int y = 0; y + B <= C * CELL && !out->area; y++)
+        for (int x = 0; x + B <= C * CELL && !out->area; x++)
+            out->area = lab[(y / CELL) * C + x / CELL] == best && block(map, S, x, y, B);
     for (int cy = 0; cy < C; cy++)
         for (int cx = 0; cx < C; cx++) {
             if (lab[cy * C + cx] != best || st[cy * C + cx] != 2) continue;
             int th = 0;
-            for (int y = cy * CS_LFP_CELL; y < (cy + 1) * CS_LFP_CELL - 1 && !th; y++)
-                for (int x = cx * CS_LFP_CELL; x < (cx + 1) * CS_LFP_CELL - 1 && !th; x++)
-                    th = map[y * S + x] == 2 && map[y * S + x + 1] == 2 && map[(y + 1) * S + x] == 2 &&
-                         map[(y + 1) * S + x + 1] == 2;
+            for (int y = cy * CELL; y + B <= (cy + 1) * CELL && !th; y++)
+                for (int x = cx * CELL; x + B <= (cx + 1) * CELL && !th; x++) th = block(map, S, x, y, B);
             out->thick += th;
         }
     int bw = out->box[2] - out->box[0] + 1, bh = out->box[3] - out->box[1] + 1;
@@ -131,5 +157,6 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
 }
 
 void cs_lfp_shape(cs_lfp *p, int parts_recoloured) {
+    p->recoloured = parts_recoloured;
     if (p->shape && parts_recoloured == 0) p->replaced = 1;
 }

@@ -13,7 +13,10 @@
  *    error), thin residue along every edge of the picture, spread out;
  *  - for a caption, a band along the top or bottom edge of the generation;
  *  - for a twin, one compact region where the other glyph is.
- * The test, on 4x4-pixel cells of the 64 px thumbnail (a cell differs when
+ * The test, on 4x4-pixel cells of the 64 px thumbnail, or of the 256 px
+ * working image where the local stage re-read the reference's source
+ * (analyze/fine_ref.h; regions there connect across one thumbnail cell,
+ * lf_part.c), (a cell differs when
  * most of its compared pixels are unexplained; a cell with too few compared
  * pixels, an edge, bridges two differing neighbours): the largest connected
  * region of differing cells is a replaced part when
@@ -75,9 +78,14 @@ typedef struct {
                          solid (condition 3b), whatever its bounding box (cs_lfp_shape) */
     int replaced;     /* 1: a part of the reference is replaced (conditions 1-6) */
     int measured;     /* 1: measured (or nothing to measure with); 0: not asked (analyze/an_part.h) */
+    int side;         /* S of the map measured: 64 (the thumbnails) or 256 (the working image) */
+    int fine;         /* part_lf: analyze/fine_ref.h's CS_FINE_* (whether 256 px, else why 64 px) */
+    int recoloured;   /* parts_recoloured of the colour fit that made the map (cs_lfp_shape), -1: unknown */
 } cs_lfp;
 
-/* map: S x S from cs_lfc_measure_map. Pure function; sets measured. */
+/* map: S x S from cs_lfc_measure_map (S = 64 or 256: the cells keep their
+ * size in the picture, 1/16 of the side, see lf_part.c). Pure function;
+ * sets measured and side. */
 void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out);
 
 /* Condition 3b, a replaced shape: the bounding box separates a blob from

@@ -90,12 +90,120 @@ int cs_lfv_visible(const float (*xy)[2], const float *size, int n, const double 
     return v;
 }
 
+/* Lowe's consistency (2004 s7.3): query keypoint i agrees with reference
+ * keypoint j under a model of rotation theta (degrees) and scale sc in its
+ * orientation and its scale, which a fit on positions alone ignores */
+static int consistent(const cs_lf_set *q, int i, const cs_lf_set *r, int j, double theta, double sc) {
+    double da = fmod((double)q->angle[i] - r->angle[j] - theta + 720.0, 360.0);
+    if (da > 180) da -= 360;
+    double ds = r->size[j] > 0 ? log(q->size[i] / r->size[j] / sc) : 10;
+    return fabs(da) <= CS_LFV_MAX_DANGLE && fabs(ds) <= log(CS_LFV_MAX_DSCALE);
+}
+
+/* Guided matching under the similarity m (Hartley & Zisserman 2004 s11.6:
+ * once a geometry is verified, matches are sought where it predicts them).
+ * For every reference keypoint j, the query keypoints where m puts j: within
+ * CS_LFV_REPROJ px of its image, consistent in orientation and scale, and
+ * mutual nearest neighbours with j by descriptor (nn[i] == j: j is the
+ * nearest of the reference's keypoints to i, and i the nearest of all the
+ * query's keypoints to j; see mutual()); the nearest of them (lowest index on
+ * a tie) is j's match, gq[j] (-1: none). Returns the reference keypoints
+ * matched.
+ * Why no ratio margin here: Lowe's 0.8 guards a match found anywhere in the
+ * image against a second reference keypoint nearly as alike elsewhere; the
+ * verified geometry has already said where j must be, at what size and
+ * turned how, so what is asked of the descriptor is that j and i are each
+ * other's best explanation. Mutual, not one-sided: a structure repeated in
+ * the query (a frame's four corners, a symbol turned by its symmetry) gives
+ * its match to one keypoint only, the one most like j, and the geometry
+ * must put that one at j's place; a one-sided nearest let every repetition
+ * that fell at a predicted place count (measured: +4 distractors on s1, a
+ * shared recycle symbol at 120 degrees among them; docs/BENCHMARKS.md h13g).
+ * An unrelated image's keypoints do not sit where a chance model predicts,
+ * at its scale and rotation, mutually nearest to j (tests/test_lf_guided.c:
+ * 0 matches in 2,112 random models on unrelated pairs), so its count does
+ * not rise; a copy's re-detected
+ * keypoints do, whatever their ratio. The matches are one to one, and the
+ * count is of distinct reference keypoints, the share's numerator. */
+static int guided(const cs_lf_set *q, const cs_lf_set *r, const int *nn, const int *d1, const double *m, int *gq) {
+    const double sc = sqrt(m[0] * m[0] + m[3] * m[3]), theta = atan2(m[3], m[0]) * 180 / M_PI;
+    const double r2 = CS_LFV_REPROJ * CS_LFV_REPROJ;
+    int n = 0;
+    for (int j = 0; j < r->n; j++) {
+        const double px = m[0] * r->xy[j][0] + m[1] * r->xy[j][1] + m[2];
+        const double py = m[3] * r->xy[j][0] + m[4] * r->xy[j][1] + m[5];
+        int best = -1;
+        for (int i = 0; i < q->n; i++) {
+            if (nn[i] != j) continue;
+            const double dx = q->xy[i][0] - px, dy = q->xy[i][1] - py;
+            if (dx * dx + dy * dy > r2 || !consistent(q, i, r, j, theta, sc)) continue;
+            if (best < 0 || d1[i] < d1[best]) best = i;
+        }
+        gq[j] = best;
+        n += best >= 0;
+    }
+    return n;
+}
+
+/* Keeps nn[i] only where the nearest is mutual: i is also the nearest query
+ * keypoint of nn[i] (rq[j], lowest index on a tie), or keep[i] (a keypoint
+ * of the ratio-test consensus, already verified; NULL: none); -1 elsewhere. */
+static void mutual(int nq, int *nn, const int *rq, const uint8_t *keep) {
+    for (int i = 0; i < nq; i++)
+        if (nn[i] >= 0 && rq[nn[i]] != i && !(keep && keep[i])) nn[i] = -1;
+}
+
+int cs_lfv_guided(const cs_lf_set *q, const cs_lf_set *r, const double *m, int *gq) {
+    int nn[CS_LF_QUERY_KP], dn[CS_LF_QUERY_KP], rq[CS_LF_QUERY_KP], rd[CS_LF_QUERY_KP];
+    for (int i = 0; i < q->n; i++) { /* the same nearest, both ways, as verify_one */
+        int dq[CS_LF_QUERY_KP], b = -1, d1 = 1 << 30;
+        cs_lf_dist2(q->desc[i], (const uint8_t (*)[128])r->desc, r->n, dq);
+        for (int j = 0; j < r->n; j++) {
+            if (dq[j] < d1) d1 = dq[j], b = j;
+            if (i == 0 || dq[j] < rd[j]) rd[j] = dq[j], rq[j] = i;
+        }
+        nn[i] = b, dn[i] = d1;
+    }
+    mutual(q->n, nn, rq, NULL);
+    return guided(q, r, nn, dn, m, gq);
+}
+
+/* Least-squares similarity (rotation, uniform scale, translation) from the
+ * reference keypoints j with gq[j] >= 0 to their query keypoints, in closed
+ * form (centred sums). Returns 0, or -1 when the points are degenerate. */
+static int fit_similarity(const cs_lf_set *q, const cs_lf_set *r, const int *gq, double *m) {
+    double sx = 0, sy = 0, su = 0, sv = 0;
+    int n = 0;
+    for (int j = 0; j < r->n; j++)
+        if (gq[j] >= 0) {
+            sx += r->xy[j][0], sy += r->xy[j][1], su += q->xy[gq[j]][0], sv += q->xy[gq[j]][1];
+            n++;
+        }
+    if (n < 2) return -1;
+    sx /= n, sy /= n, su /= n, sv /= n;
+    double num_a = 0, num_b = 0, den = 0;
+    for (int j = 0; j < r->n; j++)
+        if (gq[j] >= 0) {
+            const double X = r->xy[j][0] - sx, Y = r->xy[j][1] - sy;
+            const double U = q->xy[gq[j]][0] - su, V = q->xy[gq[j]][1] - sv;
+            num_a += X * U + Y * V;
+            num_b += X * V - Y * U;
+            den += X * X + Y * Y;
+        }
+    if (!(den > 1e-9)) return -1;
+    const double a = num_a / den, b = num_b / den;
+    m[0] = a, m[1] = -b, m[2] = su - a * sx + b * sy;
+    m[3] = b, m[4] = a, m[5] = sv - b * sx - a * sy;
+    return 0;
+}
+
 /* One direction (as is or mirrored): fills o (inliers 0 when nothing fits). */
 static int verify_one(const cs_lf_set *q, const cs_lf_set *r, cs_lfv_match *o, cs_err *err) {
     float src[CS_LF_QUERY_KP][2], dst[CS_LF_QUERY_KP][2];
-    int qi[CS_LF_QUERY_KP], ri[CS_LF_QUERY_KP];
+    int qi[CS_LF_QUERY_KP], ri[CS_LF_QUERY_KP], nn[CS_LF_QUERY_KP], dn[CS_LF_QUERY_KP];
     uint8_t in[CS_LF_QUERY_KP];
     int nm = 0;
+    int rq[CS_LF_QUERY_KP], rd[CS_LF_QUERY_KP];
     memset(o, 0, sizeof *o);
     if (r->n < 2) return 0;
     for (int i = 0; i < q->n; i++) {
@@ -109,6 +217,9 @@ static int verify_one(const cs_lf_set *q, const cs_lf_set *r, cs_lfv_match *o, c
                 b1 = j;
             } else if (d < d2) d2 = d;
         }
+        nn[i] = b1, dn[i] = d1;
+        for (int j = 0; j < r->n; j++) /* each reference keypoint's nearest query keypoint */
+            if (i == 0 || dq[j] < rd[j]) rd[j] = dq[j], rq[j] = i;
         /* ratio on distances: d1 < 0.8 d2  <=>  d1^2 < 0.64 d2^2 */
         if (b1 >= 0 && (double)d1 < (double)CS_LFV_RATIO * CS_LFV_RATIO * d2) {
             src[nm][0] = r->xy[b1][0];
@@ -134,16 +245,55 @@ static int verify_one(const cs_lf_set *q, const cs_lf_set *r, cs_lfv_match *o, c
     ni = 0;
     for (int i = 0; i < nm; i++) {
         if (!in[i]) continue;
-        double da = fmod((double)q->angle[qi[i]] - r->angle[ri[i]] - theta + 720.0, 360.0);
-        if (da > 180) da -= 360;
-        double ds = r->size[ri[i]] > 0 ? log(q->size[qi[i]] / r->size[ri[i]] / sc) : 10;
-        in[i] = fabs(da) <= CS_LFV_MAX_DANGLE && fabs(ds) <= log(CS_LFV_MAX_DSCALE);
+        in[i] = (uint8_t)consistent(q, qi[i], r, ri[i], theta, sc);
         ni += in[i];
     }
     if (ni < 3) return 0;
-    o->inliers = ni;
-    o->ref_w = r->orig_w, o->ref_h = r->orig_h, o->gen_w = q->orig_w, o->gen_h = q->orig_h;
+    /* the significance is the ratio-test consensus's: the guided matches
+     * below are conditioned on its model, outside the null that
+     * cs_lfv_log10_nfa1 counts, so they add nothing to it (conservative) */
     o->log10_nfa1 = cs_lfv_log10_nfa1(nm, ni, q->w, q->h);
+    uint8_t rin[CS_LF_QUERY_KP] = {0}; /* the consensus's distinct reference keypoints */
+    for (int i = 0; i < nm; i++)
+        if (in[i]) rin[ri[i]] = 1;
+    /* guided matching under the verified model, then the model refitted on
+     * every match and matched again (at most twice: a refit moves the
+     * prediction by a fraction of CS_LFV_REPROJ, so a third pass finds
+     * nothing new); a refit is kept while it verifies no fewer keypoints.
+     * Under the RANSAC model every consensus keypoint is found again (it is
+     * within CS_LFV_REPROJ, consistent, passed the ratio test, so its nearest
+     * is j, and stays admissible mutual or not; only one that OpenCV's final
+     * refinement moved past CS_LFV_REPROJ is not), so the count does not
+     * fall below the consensus's. */
+    uint8_t keep[CS_LF_QUERY_KP] = {0};
+    for (int i = 0; i < nm; i++)
+        if (in[i]) keep[qi[i]] = 1;
+    mutual(q->n, nn, rq, keep);
+    int gq[CS_LF_QUERY_KP], g2[CS_LF_QUERY_KP];
+    int ng = guided(q, r, nn, dn, m, gq);
+    for (int it = 0; it < 2; it++) {
+        double m2[6];
+        if (fit_similarity(q, r, gq, m2)) break;
+        const double s2 = sqrt(m2[0] * m2[0] + m2[3] * m2[3]);
+        if (!(s2 >= 1.0 / 8 && s2 <= 8)) break;
+        int n2 = guided(q, r, nn, dn, m2, g2);
+        if (n2 < ng) break;
+        const int same = n2 == ng && !memcmp(gq, g2, sizeof(int) * (size_t)r->n);
+        memcpy(m, m2, sizeof m2);
+        memcpy(gq, g2, sizeof(int) * (size_t)r->n);
+        ng = n2;
+        if (same) break;
+    }
+    sc = sqrt(m[0] * m[0] + m[3] * m[3]);
+    ni = ng;
+    if (ni < 3) { /* duplicates of two reference keypoints: no similarity verified */
+        memset(o, 0, sizeof *o);
+        o->matches = nm;
+        return 0;
+    }
+    o->inliers = ni;
+    for (int j = 0; j < r->n; j++) o->ratio_inliers += rin[j] && gq[j] >= 0; /* of the inliers */
+    o->ref_w = r->orig_w, o->ref_h = r->orig_h, o->gen_w = q->orig_w, o->gen_h = q->orig_h;
     memcpy(o->m, m, sizeof m);
     o->score = (float)ni / (float)(r->n > CS_LFV_MIN_KP ? r->n : CS_LFV_MIN_KP);
     if (o->score > 1) o->score = 1;
@@ -155,12 +305,12 @@ static int verify_one(const cs_lf_set *q, const cs_lf_set *r, cs_lfv_match *o, c
     if (o->share_visible > 1) o->share_visible = 1;
     /* inlier box in the reference (working px) */
     float x0 = 1e30f, y0 = 1e30f, x1 = -1e30f, y1 = -1e30f;
-    for (int i = 0; i < nm; i++)
-        if (in[i]) {
-            x0 = fminf(x0, src[i][0]);
-            y0 = fminf(y0, src[i][1]);
-            x1 = fmaxf(x1, src[i][0]);
-            y1 = fmaxf(y1, src[i][1]);
+    for (int j = 0; j < r->n; j++)
+        if (gq[j] >= 0) {
+            x0 = fminf(x0, r->xy[j][0]);
+            y0 = fminf(y0, r->xy[j][1]);
+            x1 = fmaxf(x1, r->xy[j][0]);
+            y1 = fmaxf(y1, r->xy[j][1]);
         }
     const float box[4][2] = {{x0, y0}, {x1, y0}, {x1, y1}, {x0, y1}};
     const float rs = r->w ? (float)r->orig_w / (float)r->w : 1, qs = q->w ? (float)q->orig_w / (float)q->w : 1;

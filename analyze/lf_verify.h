@@ -14,7 +14,21 @@
  *     disagrees with the model's rotation (by > CS_LFV_MAX_DANGLE degrees)
  *     or scale (by > CS_LFV_MAX_DSCALE x) is dropped (Lowe 2004 s7.3's
  *     Hough consistency), and at least 3 must remain;
- *  3. evidence: the inlier count; the score = inliers / max(reference
+ *  3. guided matching (Hartley & Zisserman 2004 s11.6): every reference
+ *     keypoint is sought where the verified model puts it (within
+ *     CS_LFV_REPROJ px, consistent in orientation and scale), among the
+ *     query keypoints mutually nearest to it by descriptor, without the
+ *     ratio margin (the geometry has already excluded the alternatives the
+ *     margin guards against; mutual, so a structure repeated in the query
+ *     gives one match, not one per repetition at a predicted place); the
+ *     consensus's keypoints stay matched; the model is refitted on all of
+ *     them by least squares and the search repeated. The inliers are these
+ *     matches, each a distinct reference keypoint. It recovers keypoints a
+ *     copy re-detects but whose descriptors an edit (a crop's rescale, a
+ *     rotation's resampling) pushed past the 0.8 ratio. The significance
+ *     (log10_nfa1) stays the consensus's: the guided matches are
+ *     conditioned on its model, outside the null it counts;
+ *  4. evidence: the inlier count; the score = inliers / max(reference
  *     keypoints, CS_LFV_MIN_KP), the share of the reference's stored
  *     keypoints verified — raw inlier counts do not rank across queries
  *     (unrelated images share real parts); the bounding box of the inlier
@@ -45,7 +59,8 @@
 typedef struct {
     int mirrored;          /* the query's mirror image matched */
     int matches;           /* tentative matches given to RANSAC */
-    int inliers;
+    int inliers;           /* reference keypoints verified (after guided matching) */
+    int ratio_inliers;     /* of those, found by the ratio-test consensus before guided matching */
     float score;           /* inliers / max(reference keypoints, CS_LFV_MIN_KP), in [0, 1] */
     double m[6];           /* reference working px -> (mirrored if .mirrored) query working px */
     double m_orig[6];      /* reference original px -> generation original px (as is, not mirrored) */
@@ -55,7 +70,8 @@ typedef struct {
     int ref_w, ref_h;      /* the images the polygons are in (original pixels) */
     int gen_w, gen_h;
     int partial;           /* inliers > 0 and coverage < CS_LFV_PARTIAL_COVER */
-    double log10_nfa1;     /* a-contrario significance of the consensus for ONE reference tested
+    double log10_nfa1;     /* a-contrario significance of the ratio-test consensus (before the
+                              guided matches, which its null does not count) for ONE reference tested
                               (cs_lfv_log10_nfa1); add log10 of the tests made (references x 2
                               for the mirror) for the number of false alarms */
     int visible;           /* the reference's keypoints a copy under this model could show: mapped
@@ -97,6 +113,11 @@ double cs_lfv_log10_nfa1(int m, int k, int qw, int qh);
  * copy under this geometry could reproduce are no evidence against it. */
 int cs_lfv_visible(const float (*xy)[2], const float *size, int n, const double *m, int qw, int qh,
                    float q_min_size);
+
+/* The guided matching of step 3 alone under the similarity m (reference
+ * working px -> query working px): gq[r->n] gets each reference keypoint's
+ * query keypoint (-1: none); returns how many. Exposed for the tests. */
+int cs_lfv_guided(const cs_lf_set *q, const cs_lf_set *r, const double *m, int *gq);
 
 /* q: the generation as is, qm: mirrored (NULL: not tried), ref: the
  * reference. out is zeroed (inliers 0) when nothing verifies. */

@@ -590,6 +590,7 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
         c->lf.hue_deg = k.hue_deg;
         c->lf.parts = k.parts;
         c->lf.parts_recoloured = k.parts_recoloured;
+        cs_an_part_lf_take(c, q); /* at 256 px where the local stage measured it (analyze/an_part.h) */
     }
     /* part_al (the replaced-part veto after this alignment) is measured
      * later, only where a verdict hangs on it (analyze/an_part.h) */

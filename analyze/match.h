@@ -95,6 +95,10 @@ typedef struct {
     int n_lf;
     int32_t lf_row[CS_AN_LFK];
     cs_lfv_match lf[CS_AN_LFK];
+    /* set by the local-feature stage (an_local.c), which has the decoded
+     * image: hit k's part measurement at the working resolution
+     * (analyze/fine_ref.h; fine = CS_FINE_OK), or why not (fine) */
+    cs_lfp lf_part[CS_AN_LFK];
 } cs_an_query;
 
 /* Thumbnail (and, when want_hashes, hashes of the image and its mirror). */

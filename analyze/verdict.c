@@ -39,6 +39,8 @@
 
 #include "analyze/verdict.h"
 
+#include "analyze/fine_ref.h"
+
 static const char *const names[] = {"novel", "partial", "near-copy", "copy"};
 
 const char *cs_verdict_name(int v) { return v >= 0 && v <= 3 ? names[v] : "novel"; }
@@ -183,10 +185,18 @@ void cs_an_verdict_local(cs_an_cand *c, const cs_an_settings *s) {
      * pixels decide (cs_an_local_pixels): mapped by the verified geometry, a
      * shared detail leaves the rest of the reference's footprint
      * unexplained, a copy residue only. */
+    /* At the working resolution (part_lf.fine, analyze/fine_ref.h) the
+     * pixels answer the same question at the reference's own scale too:
+     * the keypoints missing from a copy at its own scale (a rotation's
+     * resampling, a crop's border, an edit that moved SIFT's extrema) and
+     * those missing from a twin or a shared detail differ in what the
+     * mapped pixels show, and 256 px show a twin's other part over 16x the
+     * pixels the thumbnail had; the thumbnail alone is too coarse to tell
+     * (the 64 px fallback keeps the rescaled-only condition). */
     int px = 0;
     if (m->share_visible < s->lf_min_share) {
         int rescaled = m->scale <= 1 / CS_LFV_SCALE_LEVEL || m->scale >= CS_LFV_SCALE_LEVEL;
-        if (!rescaled || !cs_an_local_pixels(c, s)) return;
+        if (!(rescaled || c->part_lf.fine == CS_FINE_OK) || !cs_an_local_pixels(c, s)) return;
         px = 1;
     }
     int v = m->coverage >= s->lf_near_cover ? CS_V_NEAR : CS_V_PARTIAL;

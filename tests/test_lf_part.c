@@ -14,17 +14,26 @@
  *    along the bottom, and the template with glyph A under a global
  *    brightness/contrast edit, stay flagged with the reference. The
  *    measurement is made only where a verdict hangs on it (an_part.h).
- * 3. The quick colour fit of the measurement answers as the full one. */
+ * 3. The quick colour fit of the measurement answers as the full one.
+ * 4. The working resolution (analyze/fine_ref.h): a template twin whose
+ *    emblem is a fine pattern (12 px squares at 256 px, under 3 thumbnail
+ *    pixels, so no thumbnail pixel of it is flat) replaced by other colours
+ *    is no part at 64 px (as issue 13's twins: its cells are never
+ *    compared) and a part at 256 px; the copy under a brightness edit and
+ *    noise is none at 256 px. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "analyze/an_part.h"
+#include "analyze/fine_ref.h"
 #include "analyze/lf_colour.h"
 #include "analyze/lf_part.h"
 #include "analyze/match.h"
 #include "analyze/settings.h"
 #include "analyze/verdict.h"
+#include "core/image.h"
 #include "t.h"
 
 #define BLOCKS_SEED 1313
@@ -306,7 +315,69 @@ static void test_early_stop(void) {
     printf("  %d of 24 pairs: the quick search found the full search's fit (every answer the same)\n", stopped_same);
 }
 
+/* a 256 px template: a page, a folder-like body, and an emblem of 12 px
+ * squares in two colours (c0, c1) at 4k+2 offsets (no thumbnail pixel of
+ * the 64 px image lies inside one square with its 8 neighbours) */
+static void fine_template(uint8_t *p, const uint8_t c0[3], const uint8_t c1[3]) {
+    enum { F = CS_FINE_SIDE };
+    for (int y = 0; y < F; y++)
+        for (int x = 0; x < F; x++) {
+            uint8_t *o = p + ((size_t)y * F + x) * 3;
+            int body = x >= 32 && x < 224 && y >= 64 && y < 224, tab = x >= 32 && x < 112 && y >= 44 && y < 64;
+            int em = x >= 98 && x < 170 && y >= 110 && y < 182;
+            const uint8_t page[3] = {235, 235, 235}, fold[3] = {200, 150, 60};
+            /* two bands of the reference's emblem colours on the body, the
+             * same in the twin: its colours are the template's palette, not
+             * colours recoloured wherever they occur (lf_colour.h) */
+            const uint8_t blue[3] = {40, 40, 160}, white[3] = {250, 250, 250};
+            int b0 = body && y >= 200 && y < 216, b1 = body && y >= 72 && y < 88;
+            const uint8_t *c = em   ? (((x - 98) / 12 + (y - 110) / 12) % 2 ? c1 : c0)
+                               : b0 ? blue
+                               : b1 ? white
+                               : body || tab ? fold
+                                             : page;
+            memcpy(o, c, 3);
+        }
+}
+
+static void test_fine_twin(void) {
+    enum { F = CS_FINE_SIDE };
+    static uint8_t a[F * F * 3], b[F * F * 3], c[F * F * 3], map[S * S];
+    const uint8_t blue[3] = {40, 40, 160}, white[3] = {250, 250, 250}, red[3] = {170, 30, 30}, green[3] = {30, 150, 40};
+    fine_template(a, blue, white);
+    fine_template(b, red, green); /* the twin: another emblem */
+    for (int i = 0; i < F * F * 3; i++) /* the copy: brightness/contrast and noise of a few levels */
+        c[i] = (uint8_t)(0.85 * a[i] + 20 + (int)(rnd() % 5) - 2);
+    const double m[6] = {1, 0, 0, 0, 1, 0};
+    cs_err err = {0};
+    cs_image ia = {.w = F, .h = F, .rgb = a}, ib = {.w = F, .h = F, .rgb = b}, ta = {0}, tb = {0};
+    REQUIRE(cs_image_resize(&ta, &ia, S, S, CS_RESIZE_AREA, &err) == 0);
+    REQUIRE(cs_image_resize(&tb, &ib, S, S, CS_RESIZE_AREA, &err) == 0);
+    /* 64 px, as cs_an_refine measures part_lf: no part, and a common body */
+    cs_lfc k;
+    cs_lfp p64, p256, pc;
+    cs_lfc_measure_map(ta.rgb, F, F, tb.rgb, F, F, S, m, 0.1, &k, map);
+    cs_lfp_measure(map, S, &p64);
+    cs_lfp_shape(&p64, k.recolour >= 0 ? k.parts_recoloured : -1);
+    cs_an_settings set;
+    cs_an_settings_default(&set);
+    CHECKF(!p64.replaced && !cs_an_part_other(&p64, &set) && k.parts_recoloured < set.lf_recolour_parts,
+           "64 px already sees the twin: replaced %d, differ %d of %d, recoloured %d", p64.replaced, p64.differ,
+           p64.cells, k.parts_recoloured);
+    /* 256 px: the emblem is a replaced part */
+    cs_an_part_fine(a, F, F, b, F, F, m, set.lf_colour_tol, &p256);
+    CHECKF(p256.fine == CS_FINE_OK && p256.side == F && p256.replaced && cs_an_part_other(&p256, &set),
+           "256 px: replaced %d (part %d cells, box %d..%d x %d..%d, area %d), differ %d of %d", p256.replaced,
+           p256.part, p256.box[0], p256.box[2], p256.box[1], p256.box[3], p256.area, p256.differ, p256.cells);
+    /* the copy is no other picture at 256 px, and its pixels confirm it (fewer than a part's cells differ) */
+    cs_an_part_fine(a, F, F, c, F, F, m, set.lf_colour_tol, &pc);
+    CHECKF(!pc.replaced && !cs_an_part_other(&pc, &set) && pc.differ < CS_LFP_MIN_CELLS,
+           "the copy at 256 px: replaced %d, differ %d of %d", pc.replaced, pc.differ, pc.cells);
+    cs_image_free(&ta), cs_image_free(&tb);
+}
+
 int main(void) {
+    RUN(test_fine_twin);
     RUN(test_maps);
     RUN(test_shape);
     RUN(test_twins);

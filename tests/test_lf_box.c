@@ -1,0 +1,330 @@
+/* test_lf_box.c — the foreground box view of a generation (analyze/lf_box.h,
+ * issue 13 embeds), on real twemoji references:
+ *  - the box: around a reference pasted into a smooth canvas it is the paste
+ *    (within a keypoint's reach); a flat canvas has no keypoints and no box;
+ *    a reference filling its frame gets no view (no enlargement of a SIFT
+ *    level);
+ *  - the match carried to the generation's frame: the reference's centre and
+ *    corners land where it was pasted, as is and for a mirrored paste, in
+ *    working and in original pixels;
+ *  - end to end (index add's defaults, analyze): emoji pasted at 60 % of a
+ *    smooth canvas (the copydet sets' embed: 64 px into 107 px) that the
+ *    as-is keypoints do not verify (0 inliers, measured when this test was
+ *    written) are flagged with their own reference; a plain canvas, a smooth
+ *    canvas alone and an emoji that is not in the index pasted the same way
+ *    are not; the result is the same at 1 and 3 threads. */
+#include <dirent.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "analyze/analyze.h"
+#include "analyze/lf_box.h"
+#include "analyze/lf_verify.h"
+#include "core/image.h"
+#include "core/store.h"
+#include "index/ingest.h"
+#include "index/localfeat.h"
+#include "t.h"
+
+#define IMG "../shared/data/twemoji-64/img/"
+#define CW 107 /* the canvas: 64 px at 60 % of its side */
+
+/* sources of the embeds (0-6 as-is inliers each against its own full
+ * record when pasted at (30, 9) of the canvas below, 18-30 in the box view,
+ * measured when this test was written), and an emoji kept out of the index */
+/* dancers, dragon, coat, woman */
+static const char *const SRC[4] = {"1f46f.png", "1f432.png", "1f9e5.png", "1f469-200d-1f9b1.png"};
+/* a reference with a short record (18 keypoints): its view match does not stand */
+static const char *const SHORT = "1f418.png"; /* elephant */
+static const char *const OUT = "1f34e.png";                                    /* red apple */
+
+/* A smooth colour field (low-frequency cosines, under a cycle across): like
+ * the copydet sets' plasma, no structure SIFT detects. */
+static void smooth_canvas(cs_image *c, int w, int h, unsigned seed) {
+    cs_err err = {0};
+    if (cs_image_alloc(c, w, h, &err)) return;
+    double ph[6];
+    for (int i = 0; i < 6; i++) {
+        seed = seed * 1103515245u + 12345u;
+        ph[i] = (seed >> 8) / 16777216.0;
+    }
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int k = 0; k < 3; k++)
+                c->rgb[((size_t)y * w + x) * 3 + k] =
+                    (uint8_t)lround(128 + 60 * cos(2 * M_PI * (0.8 * x / w + ph[2 * k])) +
+                                    60 * cos(2 * M_PI * (0.6 * y / h + ph[2 * k + 1])));
+}
+
+static void plain_canvas(cs_image *c, int w, int h, uint8_t r, uint8_t g, uint8_t b) {
+    cs_err err = {0};
+    if (cs_image_alloc(c, w, h, &err)) return;
+    for (int i = 0; i < w * h; i++) c->rgb[3 * i] = r, c->rgb[3 * i + 1] = g, c->rgb[3 * i + 2] = b;
+}
+
+/* src pasted at (x0, y0) of c, mirrored left to right when mirror */
+static void paste(cs_image *c, const cs_image *src, int x0, int y0, int mirror) {
+    for (int y = 0; y < src->h; y++)
+        for (int x = 0; x < src->w; x++)
+            memcpy(c->rgb + ((size_t)(y0 + y) * c->w + x0 + x) * 3,
+                   src->rgb + ((size_t)y * src->w + (mirror ? src->w - 1 - x : x)) * 3, 3);
+}
+
+static int load(cs_image *img, const char *name) {
+    cs_err err = {0};
+    char p[512];
+    snprintf(p, sizeof p, IMG "%s", name);
+    if (cs_image_load(img, p, NULL, &err)) {
+        fprintf(stderr, "%s: %s\n", p, err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void apply(const double *m, double x, double y, double *ox, double *oy) {
+    *ox = m[0] * x + m[1] * y + m[2];
+    *oy = m[3] * x + m[4] * y + m[5];
+}
+
+static void test_box_and_frame(void) {
+    cs_err err = {0};
+    cs_lf_set *q = malloc(sizeof *q), *b = malloc(sizeof *b), *bm = malloc(sizeof *bm), *r = malloc(sizeof *r);
+    REQUIRE(q && b && bm && r);
+    for (int mirror = 0; mirror < 2; mirror++) {
+        cs_image e = {0}, c = {0};
+        REQUIRE(load(&e, mirror ? SRC[1] : SHORT) == 0);
+        REQUIRE(cs_lf_extract(&e, CS_LF_REF_KP, 0, r, &err) == 0);
+        smooth_canvas(&c, CW, CW, 2);
+        const int X0 = mirror ? 11 : 30, Y0 = mirror ? 38 : 9;
+        paste(&c, &e, X0, Y0, mirror);
+        REQUIRE(cs_lf_extract(&c, CS_LF_QUERY_KP, 0, q, &err) == 0);
+        cs_lfbox box;
+        cs_lfbox_find(q, &c, &box);
+        /* the box holds the paste (its edges give keypoints; a large one
+         * straddling an edge may stretch the box beyond it, the view stays
+         * while it enlarges by a SIFT level: at most 107 / 2^(1/3) = 85 px) */
+        CHECKF(box.ok && box.ox <= X0 + 2 && box.oy <= Y0 + 2 && box.ox + box.cw >= X0 + 62 &&
+                   box.oy + box.ch >= Y0 + 62 && box.cw <= 85 && box.ch <= 85,
+               "mirror %d: box ok %d at (%d, %d) %d x %d, paste at (%d, %d) 64 x 64", mirror, box.ok, box.ox, box.oy,
+               box.cw, box.ch, X0, Y0);
+        REQUIRE(cs_lfbox_extract(&c, &box, b, &err) == 0);
+        cs_lf_mirror(b, bm);
+        cs_lfv_match m;
+        REQUIRE(cs_lfv_verify(b, bm, r, &m, &err) == 0);
+        CHECKF(m.inliers >= 8 && m.mirrored == mirror, "mirror %d: %d inliers, mirrored %d", mirror, m.inliers,
+               m.mirrored);
+        /* at the reference's scale: a full record's match stands, a short
+         * record's does not, nor one under the share asked (lf_min_share) */
+        CHECKF(cs_lfbox_accept(&m, r, 0.375) == (r->n == CS_LF_REF_KP) && !cs_lfbox_accept(&m, r, 1.01),
+               "mirror %d: record of %d keypoints, %d inliers, share %.2f: accepted %d", mirror, r->n, m.inliers,
+               m.share_visible, cs_lfbox_accept(&m, r, 0.375));
+        cs_lfbox_to_query(&box, q, b, r, &m);
+        /* working px: the reference's corners (its 256 px frame) land on the
+         * paste's corners in the generation's working frame (mirrored when
+         * the match is: x -> w - 1 - x) */
+        const double f = (double)q->w / CW; /* generation original -> working px */
+        const double rc[2][2] = {{0, 0}, {r->w, r->h}};
+        for (int k = 0; k < 2; k++) {
+            double gx, gy;
+            apply(m.m, rc[k][0], rc[k][1], &gx, &gy);
+            if (m.mirrored) gx = (q->w - 1) - gx;
+            double wx = (X0 + (mirror ? 64 - 64 * k : 64 * k)) * f, wy = (Y0 + 64 * k) * f;
+            CHECKF(fabs(gx - wx) < 6 && fabs(gy - wy) < 6, "mirror %d corner %d: working (%.1f, %.1f) vs (%.1f, %.1f)",
+                   mirror, k, gx, gy, wx, wy);
+            /* original px, as is */
+            double ox, oy;
+            apply(m.m_orig, rc[k][0] * r->orig_w / r->w, rc[k][1] * r->orig_h / r->h, &ox, &oy);
+            CHECKF(fabs(ox - wx / f) < 3 && fabs(oy - wy / f) < 3,
+                   "mirror %d corner %d: original (%.1f, %.1f) vs (%.1f, %.1f)", mirror, k, ox, oy, wx / f, wy / f);
+        }
+        for (int k = 0; k < 4; k++)
+            CHECKF(m.gen_poly[k][0] >= X0 - 2 && m.gen_poly[k][0] <= X0 + 66 && m.gen_poly[k][1] >= Y0 - 2 &&
+                       m.gen_poly[k][1] <= Y0 + 66,
+                   "mirror %d: polygon corner (%.1f, %.1f) outside the paste", mirror, m.gen_poly[k][0],
+                   m.gen_poly[k][1]);
+        /* the generation's frame: 64^2 / 107^2 = 0.36 of it covered, a partial */
+        CHECKF(fabs(m.coverage - 0.358) < 0.04 && m.partial && m.gen_w == CW && fabs(m.scale - 0.6) < 0.05,
+               "mirror %d: coverage %.3f partial %d gen_w %d scale %.3f", mirror, m.coverage, m.partial, m.gen_w,
+               m.scale);
+        CHECKF(m.visible >= m.inliers && m.share_visible <= 1, "visible %d inliers %d", m.visible, m.inliers);
+        cs_image_free(&e), cs_image_free(&c);
+    }
+    /* a flat canvas: no keypoints, no box; a smooth one: none either */
+    cs_image c = {0};
+    cs_lfbox box;
+    plain_canvas(&c, CW, CW, 200, 40, 90);
+    REQUIRE(cs_lf_extract(&c, CS_LF_QUERY_KP, 0, q, &err) == 0);
+    cs_lfbox_find(q, &c, &box);
+    CHECKF(q->n == 0 && !box.ok, "flat canvas: %d keypoints, box %d", q->n, box.ok);
+    cs_image_free(&c);
+    smooth_canvas(&c, 300, 200, 3);
+    REQUIRE(cs_lf_extract(&c, CS_LF_QUERY_KP, 0, q, &err) == 0);
+    cs_lfbox_find(q, &c, &box);
+    CHECKF(!box.ok, "smooth canvas: %d keypoints, box %d", q->n, box.ok);
+    cs_image_free(&c);
+    /* a reference filling its frame: the box is (nearly) the image, no view */
+    REQUIRE(load(&c, SRC[1]) == 0);
+    REQUIRE(cs_lf_extract(&c, CS_LF_QUERY_KP, 0, q, &err) == 0);
+    cs_lfbox_find(q, &c, &box);
+    CHECKF(q->n >= 3 && !box.ok, "whole emoji: %d keypoints, box %d (%d x %d)", q->n, box.ok, box.cw, box.ch);
+    cs_image_free(&c);
+    free(q), free(b), free(bm), free(r);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* every 25th emoji, the three sources, not the one kept out */
+static int ref_list(char **out, int cap) {
+    DIR *d = opendir(IMG);
+    if (!d) return 0;
+    char **all = malloc(sizeof(char *) * 4096);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 4096)
+        if (e->d_name[0] != '.') all[n++] = strdup(e->d_name);
+    closedir(d);
+    qsort(all, (size_t)n, sizeof *all, cmp_str);
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        int keep = i % 25 == 0;
+        for (int k = 0; k < 4; k++) keep |= !strcmp(all[i], SRC[k]);
+        keep &= strcmp(all[i], OUT) != 0;
+        if (keep && m < cap) {
+            char p[512];
+            snprintf(p, sizeof p, IMG "%s", all[i]);
+            out[m++] = strdup(p);
+        }
+        free(all[i]);
+    }
+    free(all);
+    return m;
+}
+
+typedef struct {
+    char verdict[16], rule[32], ref[256];
+    char *evidence;
+} row;
+
+static int read_findings(cs_store *s, int64_t run_id, row *r, int n) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(cs_store_db(s),
+                           "SELECT g.path, f.verdict, json_extract(f.evidence_json, '$.rule'), r.source, "
+                           "json_remove(f.evidence_json, '$.analysis_id') FROM findings f "
+                           "JOIN generations g ON g.id = f.generation_id LEFT JOIN refs r ON r.id = f.ref_id "
+                           "WHERE g.run_id = ?1",
+                           -1, &st, NULL))
+        return -1;
+    sqlite3_bind_int64(st, 1, run_id);
+    int got = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *p = (const char *)sqlite3_column_text(st, 0);
+        const char *b = strrchr(p, '/') ? strrchr(p, '/') + 1 : p;
+        int i = b[0] == 'q' ? atoi(b + 1) : -1;
+        if (i < 0 || i >= n) continue;
+        snprintf(r[i].verdict, sizeof r[i].verdict, "%s", sqlite3_column_text(st, 1));
+        const char *rule = (const char *)sqlite3_column_text(st, 2), *src = (const char *)sqlite3_column_text(st, 3);
+        snprintf(r[i].rule, sizeof r[i].rule, "%s", rule ? rule : "");
+        snprintf(r[i].ref, sizeof r[i].ref, "%s", src ? (strrchr(src, '/') ? strrchr(src, '/') + 1 : src) : "");
+        r[i].evidence = strdup((const char *)sqlite3_column_text(st, 4));
+        got++;
+    }
+    sqlite3_finalize(st);
+    return got;
+}
+
+#define NQ 7
+
+static void test_embeds_flagged(void) {
+    cs_err err = {0};
+    char dir[128], qdir[160], db[192], p[256];
+    snprintf(dir, sizeof dir, "/tmp/cs_test_lfbox_%d", (int)getpid());
+    snprintf(qdir, sizeof qdir, "%s/q", dir);
+    snprintf(db, sizeof db, "%s/i.db", dir);
+    mkdir(dir, 0700);
+    mkdir(qdir, 0700);
+    /* q0-q2: the sources pasted at 60 % (q1 mirrored, q2 on a plain canvas);
+     * q3: a smooth canvas; q4: a plain one; q5: the emoji kept out pasted
+     * like q0; q6: a fourth source at another place */
+    for (int k = 0; k < NQ; k++) {
+        cs_image c = {0}, e = {0};
+        if (k == 2 || k == 4) plain_canvas(&c, CW, CW, 30, 160, 210);
+        else smooth_canvas(&c, CW, CW, (unsigned)(100 + k));
+        const char *src = k < 3 ? SRC[k] : k == 5 ? OUT : k == 6 ? SRC[3] : NULL;
+        if (src) {
+            REQUIRE(load(&e, src) == 0);
+            paste(&c, &e, k == 6 ? 40 : 30, k == 6 ? 40 : 9, k == 1);
+            cs_image_free(&e);
+        }
+        snprintf(p, sizeof p, "%s/q%d.png", qdir, k);
+        REQUIRE(cs_image_save_png(&c, p, NULL, 0, &err) == 0);
+        cs_image_free(&c);
+    }
+    char *refs[128];
+    int nr = ref_list(refs, 128);
+    REQUIRE(nr > 50);
+    cs_store *s;
+    unlink(db);
+    REQUIRE(cs_store_open(&s, db, &err) == 0);
+    cs_ingest_opts io = {.threads = 2, .local_features = 1};
+    cs_ingest_stats ist;
+    REQUIRE(cs_ingest_add(s, (const char *const *)refs, nr, &io, &ist, &err) == 0);
+    CHECKF(ist.added == nr, "%lld of %d added", (long long)ist.added, nr);
+    row r[2][NQ];
+    memset(r, 0, sizeof r);
+    for (int t = 0; t < 2; t++) { /* 1 and 3 threads */
+        cs_analyze_opts o = {0};
+        char *dirs[1] = {qdir};
+        o.image_dirs = dirs;
+        o.n_dirs = 1;
+        o.threads = t ? 3 : 1;
+        cs_an_settings_default(&o.set);
+        cs_analyze_summary sum;
+        REQUIRE(cs_analyze_run(s, &o, &sum, &err) == 0);
+        CHECK(read_findings(s, sum.run_id, r[t], NQ) == NQ);
+    }
+    const int src_of[NQ] = {0, 1, 2, -1, -1, -1, 3};
+    for (int k = 0; k < NQ; k++) {
+        if (src_of[k] >= 0)
+            CHECKF(!strcmp(r[0][k].verdict, "partial") && !strncmp(r[0][k].rule, "lf_", 3) &&
+                       !strcmp(r[0][k].ref, SRC[src_of[k]]),
+                   "q%d (%s embedded): %s by %s, ref %s", k, SRC[src_of[k]], r[0][k].verdict, r[0][k].rule,
+                   r[0][k].ref);
+        else
+            CHECKF(!strcmp(r[0][k].verdict, "novel"), "q%d (no indexed emoji): %s by %s, ref %s", k, r[0][k].verdict,
+                   r[0][k].rule, r[0][k].ref);
+        CHECKF(r[0][k].evidence && r[1][k].evidence && !strcmp(r[0][k].evidence, r[1][k].evidence),
+               "q%d differs between 1 and 3 threads", k);
+    }
+    /* q6's polygon lies where its source was pasted (40..104) */
+    if (r[0][6].evidence) {
+        cJSON *e = cJSON_Parse(r[0][6].evidence);
+        cJSON *gp = cJSON_GetObjectItem(cJSON_GetObjectItem(e, "local"), "gen_polygon");
+        int inside = cJSON_GetArraySize(gp) == 4;
+        for (int c = 0; c < cJSON_GetArraySize(gp); c++) {
+            double x = cJSON_GetArrayItem(cJSON_GetArrayItem(gp, c), 0)->valuedouble;
+            double y = cJSON_GetArrayItem(cJSON_GetArrayItem(gp, c), 1)->valuedouble;
+            inside &= x >= 38 && x <= 106 && y >= 38 && y <= 106;
+        }
+        CHECKF(inside, "q6 polygon %s", gp ? cJSON_PrintUnformatted(gp) : "missing");
+        cJSON_Delete(e);
+    }
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < NQ; k++) free(r[t][k].evidence);
+    cs_store_close(s);
+    for (int i = 0; i < nr; i++) free(refs[i]);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+}
+
+int main(void) {
+    RUN(test_box_and_frame);
+    RUN(test_embeds_flagged);
+    return T_DONE();
+}

@@ -149,6 +149,8 @@ static void add_local(cJSON *o, const an_state *A, const cs_an_cand *b) {
     cJSON_AddNumberToObject(l, "log10_nfa", round(m->log10_nfa1 * 100) / 100);
     cJSON_AddNumberToObject(l, "coverage", r4(m->coverage));
     cJSON_AddBoolToObject(l, "mirrored", m->mirrored);
+    cJSON_AddStringToObject(l, "view", m->view_box[2] > 0 ? "foreground_box" : "as_is"); /* analyze/lf_box.h */
+    if (m->view_box[2] > 0) cJSON_AddItemToObject(l, "view_box", cJSON_CreateIntArray(m->view_box, 4));
     if (m->recolour >= 0) { /* analyze/lf_colour.h; absent: not measured */
         cJSON *c = cJSON_AddObjectToObject(l, "colour");
         cJSON_AddNumberToObject(c, "recoloured_share", r4(m->recolour));

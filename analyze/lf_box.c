@@ -80,6 +80,9 @@ void cs_lfbox_to_query(const cs_lfbox *b, const cs_lf_set *q, const cs_lf_set *b
     /* original pixels: cs_lfv_verify gives them in the crop as is; the crop
      * sits at (ox, oy) of the generation */
     m->m_orig[2] += b->ox, m->m_orig[5] += b->oy;
+    /* the evidence says which view verified the match (a reader who checks
+     * the keypoints needs the frame they were detected in) */
+    m->view_box[0] = b->ox, m->view_box[1] = b->oy, m->view_box[2] = b->cw, m->view_box[3] = b->ch;
     for (int c = 0; c < 4; c++) m->gen_poly[c][0] += (float)b->ox, m->gen_poly[c][1] += (float)b->oy;
     m->gen_w = q->orig_w, m->gen_h = q->orig_h;
     m->scale = (float)(m->scale * s);

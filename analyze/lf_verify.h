@@ -61,6 +61,8 @@ typedef struct {
     int matches;           /* tentative matches given to RANSAC */
     int inliers;           /* reference keypoints verified (after guided matching) */
     int ratio_inliers;     /* of those, found by the ratio-test consensus before guided matching */
+    int view_box[4];       /* x, y, w, h (generation original px) of the foreground box view the
+                              match was verified in (analyze/lf_box.h); w = 0: the generation as is */
     float score;           /* inliers / max(reference keypoints, CS_LFV_MIN_KP), in [0, 1] */
     double m[6];           /* reference working px -> (mirrored if .mirrored) query working px */
     double m_orig[6];      /* reference original px -> generation original px (as is, not mirrored) */

@@ -328,7 +328,14 @@ static void rev_sentences(cs_buf *b, const cJSON *ev, const cs_rthresh *t) {
         if (!isnan(jnum(lf, "log10_nfa"))) cs_buf_printf(b, " (an unrelated pair does as well with odds 10^%.1f)", jnum(lf, "log10_nfa"));
         if (!isnan(jnum(lf, "coverage")))
             cs_buf_printf(b, "; the matched region covers %.0f%% of the generation", 100 * jnum(lf, "coverage"));
-        cs_buf_puts(b, cJSON_IsTrue(jget(lf, "mirrored")) ? ", mirrored.\n" : ".\n");
+        if (cJSON_IsTrue(jget(lf, "mirrored"))) cs_buf_puts(b, ", mirrored");
+        const cJSON *vb = jget(lf, "view_box");
+        if (cJSON_IsArray(vb) && cJSON_GetArraySize(vb) == 4)
+            cs_buf_printf(b, "; verified in the generation's foreground box (%d\xc3\x97%d px at (%d, %d)), "
+                             "described again at the reference's scale",
+                          cJSON_GetArrayItem(vb, 2)->valueint, cJSON_GetArrayItem(vb, 3)->valueint,
+                          cJSON_GetArrayItem(vb, 0)->valueint, cJSON_GetArrayItem(vb, 1)->valueint);
+        cs_buf_puts(b, ".\n");
         const cJSON *col = jget(lf, "colour");
         double hue = jnum(col, "hue_deg");
         if (fabs(hue) < 0.5) hue = 0; /* not "-0" */

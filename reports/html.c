@@ -251,6 +251,18 @@ static void index_rows(cs_buf *b, const cs_rmodel *m) {
                      "Tiled L2 = the worst tile&#8217;s RMS difference on 0&#8211;1 grey, 0 = identical.",
                   t->copy_tl2, t->near_tl2, t->pdq_near, t->pdq_confirm_tl2, t->embed_near, t->ratio_max, t->ratio_tl2,
                   t->partial_min_tiles, 100 * t->partial_min_frac, t->partial_tile_l2, t->completion_margin, t->copy_tl2);
+    /* The local-feature rules flag most crops, rotations and embeds; a
+     * summary that left them out read as if only pixels decided. */
+    if (m->descriptors && strstr(m->descriptors, "local") && !isnan(t->lf_max_nfa) && !isnan(t->lf_min_share) &&
+        !isnan(t->lf_near_cover))
+        cs_buf_printf(b, "<br/><b>Local features</b> (SIFT keypoints verified by a geometry, RANSAC): <b>near-copy</b> "
+                         "when the chance that an unrelated pair verifies as well is &#8804; %g, at least %g of the "
+                         "reference&#8217;s keypoints that geometry leaves visible are verified (fewer only where the mapped "
+                         "pixels confirm the reference: rules lf_near_px, lf_partial_px), no other reference "
+                         "verifies within Lowe&#8217;s ratio 0.8, the mapped pixels show no replaced or recoloured part "
+                         "and keep a common body, and the reference covers &#8805; %.0f%% of the generation; "
+                         "<b>partial</b> when it covers less. Each finding names the rule that decided it.",
+                      t->lf_max_nfa, t->lf_min_share, 100 * t->lf_near_cover);
     cs_buf_puts(b, "</td></tr><tr><th>Severity</th><td style=\"font-size:12.5px\">");
     cs_esc_html(b, cs_rseverity_scale);
     cs_buf_puts(b, "</td></tr>");

@@ -142,7 +142,7 @@ static int load_analysis(cs_rmodel *m, cs_store *s, cs_err *err) {
     cs_rthresh *t = &m->th;
     t->copy_tl2 = t->near_tl2 = t->ratio_max = t->ratio_tl2 = t->pdq_near = t->pdq_min_quality = NAN;
     t->pdq_confirm_tl2 = t->embed_near = t->partial_tile_l2 = t->partial_min_tiles = t->partial_min_frac = NAN;
-    t->completion_margin = t->tile_min_std = NAN;
+    t->completion_margin = t->tile_min_std = t->lf_max_nfa = t->lf_min_share = t->lf_near_cover = NAN;
     m->n_refs = -1;
     if (!table_exists(s, "analyses")) return 0;
     sqlite3_stmt *st;
@@ -170,6 +170,9 @@ static int load_analysis(cs_rmodel *m, cs_store *s, cs_err *err) {
         t->partial_min_frac = th_get(o, "partial_min_frac");
         t->completion_margin = th_get(o, "completion_margin");
         t->tile_min_std = th_get(o, "tile_min_std");
+        t->lf_max_nfa = th_get(o, "lf_max_nfa");
+        t->lf_min_share = th_get(o, "lf_min_share");
+        t->lf_near_cover = th_get(o, "lf_near_cover");
         cJSON_Delete(o);
         rc = SQLITE_DONE;
     }

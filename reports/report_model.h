@@ -72,7 +72,8 @@ typedef struct {
  * analyze/settings.h); NAN for any the stored settings lack. */
 typedef struct {
     double copy_tl2, near_tl2, ratio_max, ratio_tl2, pdq_near, pdq_min_quality, pdq_confirm_tl2,
-        embed_near, partial_tile_l2, partial_min_tiles, partial_min_frac, completion_margin, tile_min_std;
+        embed_near, partial_tile_l2, partial_min_tiles, partial_min_frac, completion_margin, tile_min_std,
+        lf_max_nfa, lf_min_share, lf_near_cover; /* the local-feature rules (analyze/verdict.c) */
 } cs_rthresh;
 
 typedef struct cs_rmodel_s {

@@ -30,6 +30,8 @@
 #include "core/store.h"
 #include "index/ingest.h"
 #include "index/localfeat.h"
+#include "reports/buf.h"
+#include "reports/report.h"
 #include "t.h"
 
 #define IMG "../shared/data/twemoji-64/img/"
@@ -153,6 +155,12 @@ static void test_box_and_frame(void) {
                "mirror %d: coverage %.3f partial %d gen_w %d scale %.3f", mirror, m.coverage, m.partial, m.gen_w,
                m.scale);
         CHECKF(m.visible >= m.inliers && m.share_visible <= 1, "visible %d inliers %d", m.visible, m.inliers);
+        /* the evidence's view: the box the match was verified in, holding the paste */
+        CHECKF(m.view_box[0] == box.ox && m.view_box[1] == box.oy && m.view_box[2] == box.cw &&
+                   m.view_box[3] == box.ch && box.ox <= X0 + 2 && box.oy <= Y0 + 2 && box.ox + box.cw >= X0 + 62 &&
+                   box.oy + box.ch >= Y0 + 62,
+               "mirror %d: view box (%d, %d, %d, %d), the box (%d, %d, %d, %d)", mirror, m.view_box[0], m.view_box[1],
+               m.view_box[2], m.view_box[3], box.ox, box.oy, box.cw, box.ch);
         cs_image_free(&e), cs_image_free(&c);
     }
     /* a flat canvas: no keypoints, no box; a smooth one: none either */
@@ -314,6 +322,17 @@ static void test_embeds_flagged(void) {
         CHECKF(inside, "q6 polygon %s", gp ? cJSON_PrintUnformatted(gp) : "missing");
         cJSON_Delete(e);
     }
+    /* the HTML report: a box-view match says so in the evidence, and the
+     * summary states the local-feature rules that flagged these embeds */
+    int boxed = 0;
+    for (int k = 0; k < NQ; k++) boxed += r[0][k].evidence && strstr(r[0][k].evidence, "\"view\":\"foreground_box\"");
+    CHECKF(boxed > 0, "no finding verified in the foreground box view");
+    cs_buf html = {0};
+    cs_report_opts ro = {.format = CS_REPORT_HTML, .threads = 1};
+    REQUIRE(cs_report_render(s, &ro, &html, &err) == 0);
+    CHECK(html.p && strstr(html.p, "<b>Local features</b> (SIFT keypoints verified") &&
+          strstr(html.p, "verified in the generation&#39;s foreground box") != NULL);
+    cs_buf_free(&html);
     for (int t = 0; t < 2; t++)
         for (int k = 0; k < NQ; k++) free(r[t][k].evidence);
     cs_store_close(s);

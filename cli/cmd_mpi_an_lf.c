@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "cli/cmd_mpi_an.h"
@@ -80,10 +81,16 @@ static int my_shard(cs_store *s) {
     return nsh > 0 && nsh == cs_mpi_size() ? cs_mpi_rank() : -1;
 }
 
-static void debug_part(const cs_lf_part *p, int loaded) {
+static double cpu_now(void) {
+    struct timespec t;
+    return clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t) ? 0 : (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* CS_MPI_DEBUG=1: how this rank got its part, and its CPU-seconds since cpu0 */
+static void debug_part(const cs_lf_part *p, int loaded, double cpu0) {
     if (debug_on())
-        fprintf(stderr, "copyscope: mpi debug: rank %d local-feature part %s: %lld descriptors\n", cs_mpi_rank(),
-                loaded ? "loaded" : "encoded", (long long)cs_lf_part_ndesc(p));
+        fprintf(stderr, "copyscope: mpi debug: rank %d local-feature part %s: %lld descriptors (%.3f cpu s)\n",
+                cs_mpi_rank(), loaded ? "loaded" : "encoded", (long long)cs_lf_part_ndesc(p), cpu_now() - cpu0);
 }
 
 /* The LFINIT round from rank 0: the quantizer, the counts and owners of the
@@ -126,10 +133,11 @@ static int lf_init(cli_mpi_an *c, const cs_an_refs *r, cs_lf_index *ix, const cs
      * then the larger of the two, not their sum; it keeps its part only */
     cs_lf_index_drop_search(ix);
     int loaded;
+    double cpu0 = cpu_now();
     if (lf_part_open(&c->lf_part, c->store, my_shard(c->store), qb, qlen, rec->fp, n, rec->recs, cnt, keep, &loaded,
                      err))
         goto out;
-    debug_part(c->lf_part, loaded);
+    debug_part(c->lf_part, loaded, cpu0);
     c->lf_first[0] = 0;
     for (int64_t i = 0; i < n; i++) c->lf_first[i + 1] = c->lf_first[i] + cnt[i];
     rc = 0;
@@ -220,13 +228,14 @@ int lf_init_round(const round_head *h, cs_store *s, cs_lf_part **part, int64_t *
     for (int64_t i = 0; i < n; i++) *total += cnt[i];
     cs_err err = {0};
     int bad = failed, loaded = 0;
+    double cpu0 = cpu_now();
     for (int64_t i = 0; !bad && i < n; i++) keep[i] = own[i] == rank;
     /* its shard's part file when current, else built from the records rank
      * 0 built its index from (<db>.lfrec, checked against the table before
      * this round) and saved there */
     if (!bad && lf_part_open(part, s, my_shard(s), qb, (size_t)h->nreq, h->fp, n, NULL, cnt, keep, &loaded, &err))
         bad = 1;
-    if (!bad) debug_part(*part, loaded);
+    if (!bad) debug_part(*part, loaded, cpu0);
     if (bad && !failed) fprintf(stderr, "copyscope: analyze: rank %d of %d: %s\n", rank, cs_mpi_size(), err.msg);
     free(cnt);
     free(keep);

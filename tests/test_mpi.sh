@@ -209,7 +209,7 @@ else
     [ -n "$d" ] && [ "$d" -gt 0 ] && [ "$(ls "$T/m$n.db.shards" | grep -c "of-$n.db.lfpart$")" -eq $n ] &&
       cmp -s "$T/one.db.lfvote" "$T/m$n.db.lfvote" && ok "mpi${n}_add_writes_vote_index_and_parts ($d descriptors)" ||
       { bad "mpi${n}_add_writes_vote_index_and_parts"; cat "$T/m$n.out"; ls -l "$T/one.db.lfvote" "$T/m$n.db.lfvote"; }
-    [ "$(grep -c 'local-feature part loaded: [1-9][0-9]* descriptors$' "$T/m$n.aerr")" -eq $n ] &&
+    [ "$(grep -c 'local-feature part loaded: [1-9][0-9]* descriptors (' "$T/m$n.aerr")" -eq $n ] &&
       ! grep -q 'local-feature part encoded' "$T/m$n.aerr" && ok "mpi${n}_analyze_loads_parts_encodes_nothing" ||
       bad "mpi${n}_analyze_loads_parts_encodes_nothing: $(grep 'local-feature part' "$T/m$n.aerr")"
   done

@@ -102,6 +102,15 @@ int cli_index_add_sharded(const char *db, char **paths, int n, const cs_ingest_o
         cs_store_close(bad ? NULL : m);
     }
     if (cs_mpi_any(bad)) return bad ? cli_fail(&err) : CLI_FAIL;
+    /* the vote index (<db>.lfvote, one process's bytes) and each shard's
+     * part of it, so that the first analysis does no index work */
+    int64_t lf_enc = 0;
+    if (o0->local_features) {
+        bad = cli_mpi_lf_parts(db, nsh, k0, k1, &lf_enc, &err);
+        if (bad) fprintf(stderr, "copyscope: rank %d of %d: %s\n", rank, size, err.msg);
+        if (cs_mpi_any(bad)) return CLI_FAIL;
+        cs_mpi_sum_i64(&lf_enc, 1);
+    }
     if (timings && size > 1) print_rank_cpu(size); /* collective: every rank */
     if (rank) return CLI_OK;
     double t = cs_now_s() - t0;
@@ -115,6 +124,9 @@ int cli_index_add_sharded(const char *db, char **paths, int n, const cs_ingest_o
            " (%lld duplicates across shards)\n",
            nsh, db, (long long)tot.refs, (long long)tot.ok, (long long)tot.duplicate, (long long)tot.error,
            (long long)tot.cross_dups);
+    if (o0->local_features)
+        printf("index add: local-feature vote index: %lld descriptors encoded into %d shard parts\n",
+               (long long)lf_enc, nsh);
     if (tot.error > 0 && tot.ok + tot.duplicate == 0) {
         fprintf(stderr, "copyscope: index add: nothing could be read (%lld errors; see copyscope index ls --errors)\n",
                 (long long)tot.error);

@@ -169,6 +169,13 @@ int verify_round(const round_head *h, const side *me, const owners *own, const i
  * round (-1 when it failed: its message printed, the failure sent). */
 int lf_search_all(void *ctx, const cs_an_refs *r, cs_lf_index *ix, const cs_lf_records *rec, const int32_t *rows,
                   const cs_lf_set *q, int64_t nq, int max_out, cs_lf_vote *out, int *nout, cs_err *err);
+/* This rank's part of the vote index (the records with keep[i], indexed
+ * with the quantizer qb[qlen]; cnt[n] every record's count, fp the records'
+ * fingerprint): loaded from shard's part file beside s's shards when it is
+ * current (*loaded 1), else built from recs (NULL: s's <db>.lfrec mapped)
+ * and saved there atomically; shard -1: built, not saved. */
+int lf_part_open(cs_lf_part **part, cs_store *s, int shard, const uint8_t *qb, size_t qlen, uint64_t fp, int64_t n,
+                 const uint8_t *recs, const uint8_t *cnt, const uint8_t *keep, int *loaded, cs_err *err);
 int lf_init_round(const round_head *h, cs_store *s, cs_lf_part **part, int64_t *total, int failed);
 int lf_round(const round_head *h, cs_lf_part *part, int failed);
 

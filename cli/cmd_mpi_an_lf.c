@@ -13,16 +13,84 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "cli/cmd_mpi_an.h"
 #include "core/fs.h"
 #include "core/mpi_comm.h"
+#include "core/shard.h"
 
 /* A rank's lists of an LF round: status, n * CS_LF_NN, then the distances
  * and the numbers. */
 static int64_t lf_reply_size(int64_t m) {
     return (int64_t)sizeof(reply_head) + m * (int64_t)(sizeof(float) + sizeof(int64_t));
+}
+
+/* "<db>.shards/<k+1>-of-<n>.db.lfpart": shard k's part of the vote index. */
+static char *part_file(cs_store *s, int k, int n) {
+    char *sp = s ? cs_shard_path(cs_store_path(s), k, n) : NULL, *p = NULL;
+    if (sp && (p = malloc(strlen(sp) + 8))) sprintf(p, "%s.lfpart", sp);
+    free(sp);
+    return p;
+}
+
+int lf_part_open(cs_lf_part **part, cs_store *s, int shard, const uint8_t *qb, size_t qlen, uint64_t fp, int64_t n,
+                 const uint8_t *recs, const uint8_t *cnt, const uint8_t *keep, int *loaded, cs_err *err) {
+    int nsh = s ? cs_store_shards(s) : 0;
+    char *path = shard >= 0 && shard < nsh ? part_file(s, shard, nsh) : NULL;
+    uint64_t key[2];
+    int64_t total = 0;
+    for (int64_t i = 0; i < n; i++) total += cnt[i];
+    cs_lf_part_keys(qb, qlen, fp, n, keep, key);
+    cs_err why = {0};
+    *loaded = 0;
+    if (path && !cs_lf_part_load(part, path, key, total, &why)) {
+        *loaded = 1;
+        free(path);
+        return 0;
+    }
+    /* missing, stale or cut: built from the records, never trusted */
+    if (path && why.code != CS_ENOTFOUND)
+        fprintf(stderr, "copyscope: rank %d of %d: %s; rebuilt\n", cs_mpi_rank(), cs_mpi_size(), why.msg);
+    cs_lf_records rec = {0};
+    char note[512];
+    int rc = 0;
+    if (!recs) { /* the records rank 0 checked (<db>.lfrec), mapped: only the kept pages read */
+        if (!s) rc = cs_fail(err, CS_EINTERNAL, "no store for the local-feature records");
+        else if (cs_lf_records_map(s, n, fp, &rec, &(cs_err){0}) && cs_lf_records_open(s, &rec, note, sizeof note, err))
+            rc = -1;
+        else if (rec.n != n || rec.fp != fp)
+            rc = cs_fail(err, CS_EINTERNAL, "its local-feature records (%lld) are not rank 0's (%lld)",
+                         (long long)rec.n, (long long)n);
+        recs = rec.recs;
+    }
+    if (!rc) rc = cs_lf_part_build(part, qb, qlen, n, recs, cnt, keep, err);
+    cs_lf_records_close(&rec);
+    cs_err se = {0};
+    if (!rc && path && cs_lf_part_save(*part, path, key, &se)) /* a read-only folder: searched all the same */
+        fprintf(stderr, "copyscope: rank %d of %d: part not saved: %s\n", cs_mpi_rank(), cs_mpi_size(), se.msg);
+    free(path);
+    return rc;
+}
+
+/* the shard whose part file this rank keeps: its one shard when the store
+ * has one a rank (the ranks own shard k mod size), else none (built) */
+static int my_shard(cs_store *s) {
+    int nsh = s ? cs_store_shards(s) : 0;
+    return nsh > 0 && nsh == cs_mpi_size() ? cs_mpi_rank() : -1;
+}
+
+static double cpu_now(void) {
+    struct timespec t;
+    return clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t) ? 0 : (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* CS_MPI_DEBUG=1: how this rank got its part, and its CPU-seconds since cpu0 */
+static void debug_part(const cs_lf_part *p, int loaded, double cpu0) {
+    if (debug_on())
+        fprintf(stderr, "copyscope: mpi debug: rank %d local-feature part %s: %lld descriptors (%.3f cpu s)\n",
+                cs_mpi_rank(), loaded ? "loaded" : "encoded", (long long)cs_lf_part_ndesc(p), cpu_now() - cpu0);
 }
 
 /* The LFINIT round from rank 0: the quantizer, the counts and owners of the
@@ -64,7 +132,12 @@ static int lf_init(cli_mpi_an *c, const cs_an_refs *r, cs_lf_index *ix, const cs
     /* the whole index's codes go before rank 0's part is built: its peak is
      * then the larger of the two, not their sum; it keeps its part only */
     cs_lf_index_drop_search(ix);
-    if (cs_lf_part_build(&c->lf_part, qb, qlen, n, rec->recs, cnt, keep, err)) goto out;
+    int loaded;
+    double cpu0 = cpu_now();
+    if (lf_part_open(&c->lf_part, c->store, my_shard(c->store), qb, qlen, rec->fp, n, rec->recs, cnt, keep, &loaded,
+                     err))
+        goto out;
+    debug_part(c->lf_part, loaded, cpu0);
     c->lf_first[0] = 0;
     for (int64_t i = 0; i < n; i++) c->lf_first[i + 1] = c->lf_first[i] + cnt[i];
     rc = 0;
@@ -154,22 +227,16 @@ int lf_init_round(const round_head *h, cs_store *s, cs_lf_part **part, int64_t *
     *total = 0;
     for (int64_t i = 0; i < n; i++) *total += cnt[i];
     cs_err err = {0};
-    cs_lf_records rec = {0};
-    char note[512];
-    int bad = failed;
-    /* the records rank 0 built its index from (<db>.lfrec, current: rank 0
-     * checked it against the table before this round), mapped: only this
-     * rank's pages read, the table not streamed again; where rank 0 could
-     * not write the file (its records in memory), read as it did */
-    if (!bad && cs_lf_records_map(s, n, h->fp, &rec, &err) && cs_lf_records_open(s, &rec, note, sizeof note, &err))
-        bad = 1;
-    else if (!bad && (rec.n != n || rec.fp != h->fp))
-        bad = cs_fail(&err, CS_EINTERNAL, "its local-feature records (%lld) are not rank 0's (%lld)", (long long)rec.n,
-                      (long long)n);
+    int bad = failed, loaded = 0;
+    double cpu0 = cpu_now();
     for (int64_t i = 0; !bad && i < n; i++) keep[i] = own[i] == rank;
-    if (!bad && cs_lf_part_build(part, qb, (size_t)h->nreq, n, rec.recs, cnt, keep, &err)) bad = 1;
+    /* its shard's part file when current, else built from the records rank
+     * 0 built its index from (<db>.lfrec, checked against the table before
+     * this round) and saved there */
+    if (!bad && lf_part_open(part, s, my_shard(s), qb, (size_t)h->nreq, h->fp, n, NULL, cnt, keep, &loaded, &err))
+        bad = 1;
+    if (!bad) debug_part(*part, loaded, cpu0);
     if (bad && !failed) fprintf(stderr, "copyscope: analyze: rank %d of %d: %s\n", rank, cs_mpi_size(), err.msg);
-    cs_lf_records_close(&rec);
     free(cnt);
     free(keep);
     free(own);
@@ -207,4 +274,120 @@ int lf_round(const round_head *h, cs_lf_part *part, int failed) {
     free(dist);
     free(gid);
     return rh.status ? -1 : 0;
+}
+
+/* ---- `index add` into a sharded store: the vote index and its parts ---- */
+
+typedef struct {
+    int64_t n, qlen;
+    uint64_t fp;
+    int32_t status;
+    int32_t pad;
+} parts_head;
+
+/* Rank 0: <db>.lfrec and <db>.lfvote as one process's analysis opens them
+ * (the same call: the same sample trained, the same bytes), the counts,
+ * each record's shard and the quantizer; the whole index is then freed. */
+static int parts_prepare(const char *db, int nsh, parts_head *h, uint8_t **cnt, int32_t **shard, uint8_t **qb,
+                         cs_err *err) {
+    cs_store *s = NULL;
+    cs_lf_records rec = {0};
+    cs_lf_index *ix = NULL;
+    char note[512] = "";
+    long long *off = calloc((size_t)nsh, sizeof *off);
+    char *path = NULL;
+    int rc = -1;
+    if (!off) {
+        cs_fail(err, CS_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (cs_store_open(&s, db, err) || cs_store_shard_offsets(s, off, nsh) ||
+        cs_lf_records_open(s, &rec, note, sizeof note, err))
+        goto out_db;
+    if (strstr(note, "in memory")) fprintf(stderr, "copyscope: index add: %s\n", note);
+    h->n = rec.n, h->fp = rec.fp;
+    if (rec.n == 0) { /* no local features: nothing to index */
+        rc = 0;
+        goto out;
+    }
+    note[0] = 0;
+    if (!(path = cs_store_sidecar(s, "lfvote"))) {
+        cs_fail(err, CS_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (cs_lf_index_open_fp(&ix, path, rec.n, rec.ids, rec.recs, rec.fp, note, sizeof note, err)) goto out;
+    if (strstr(note, "not saved")) fprintf(stderr, "copyscope: index add: %s\n", note);
+    size_t qlen = 0;
+    *cnt = malloc((size_t)rec.n);
+    *shard = malloc(sizeof **shard * (size_t)rec.n);
+    if (!*cnt || !*shard) {
+        cs_fail(err, CS_ENOMEM, "index add: out of memory for %lld local-feature records", (long long)rec.n);
+        goto out;
+    }
+    if (cs_lf_index_counts(ix, rec.n, *cnt)) {
+        cs_fail(err, CS_EINTERNAL, "index add: %s is not of its %lld records", path, (long long)rec.n);
+        goto out;
+    }
+    if (cs_lf_quantizer_save(ix, qb, &qlen, err)) goto out;
+    h->qlen = (int64_t)qlen;
+    /* shard k holds the ids past off[k] (as the analysis's owners read them) */
+    for (int64_t i = 0, k = 0; i < rec.n; i++) {
+        while (k + 1 < nsh && off[k + 1] < rec.ids[i]) k++;
+        (*shard)[i] = (int32_t)k;
+    }
+    rc = 0;
+    goto out;
+out_db:
+    if (!err->code) cs_fail(err, CS_EDB, "%s: no shard offsets", db);
+out:
+    cs_lf_index_free(ix);
+    cs_lf_records_close(&rec);
+    cs_store_close(s);
+    free(path);
+    free(off);
+    return rc;
+}
+
+int cli_mpi_lf_parts(const char *db, int nsh, int k0, int k1, int64_t *encoded, cs_err *err) {
+    int rank = cs_mpi_rank();
+    parts_head h = {0};
+    uint8_t *cnt = NULL, *qb = NULL, *keep = NULL;
+    int32_t *shard = NULL;
+    *encoded = 0;
+    if (rank == 0 && parts_prepare(db, nsh, &h, &cnt, &shard, &qb, err)) h.status = -1;
+    cs_mpi_bcast(&h, sizeof h);
+    if (h.status) return rank == 0 ? -1 : cs_fail(err, CS_EINTERNAL, "rank 0 could not build the vote index");
+    if (h.n == 0) return 0;
+    if (rank) {
+        cnt = malloc((size_t)h.n);
+        shard = malloc(sizeof *shard * (size_t)h.n);
+        qb = malloc((size_t)(h.qlen > 0 ? h.qlen : 1));
+        if (!cnt || !shard || !qb) {
+            fprintf(stderr, "copyscope: index add: rank %d: out of memory for %lld local-feature records\n", rank,
+                    (long long)h.n);
+            exit(CLI_FAIL); /* the broadcast must be received to go on: stop the job */
+        }
+    }
+    cs_mpi_bcast(cnt, h.n);
+    cs_mpi_bcast(shard, h.n * (int64_t)sizeof *shard);
+    cs_mpi_bcast(qb, h.qlen);
+    cs_store *s = NULL;
+    int rc = (keep = malloc((size_t)h.n)) ? 0 : cs_fail(err, CS_ENOMEM, "out of memory");
+    /* the store as the analysis's ranks open it (its <db>.lfrec written
+     * by rank 0 above) */
+    if (!rc) rc = cs_store_open_readonly(&s, db, err);
+    for (int k = k0; !rc && k < k1; k++) {
+        cs_lf_part *p = NULL;
+        int loaded = 0;
+        for (int64_t i = 0; i < h.n; i++) keep[i] = shard[i] == k;
+        rc = lf_part_open(&p, s, k, qb, (size_t)h.qlen, h.fp, h.n, NULL, cnt, keep, &loaded, err);
+        if (!rc && !loaded) *encoded += cs_lf_part_ndesc(p);
+        cs_lf_part_free(p);
+    }
+    cs_store_close(s);
+    free(cnt);
+    free(shard);
+    free(qb);
+    free(keep);
+    return rc;
 }

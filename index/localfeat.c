@@ -1661,6 +1661,24 @@ void cs_lf_part_free(cs_lf_part *p) {
 
 int64_t cs_lf_part_ndesc(const cs_lf_part *p) { return p->ix->nd; }
 
+/* each descriptor's code, by its number (our scan returns numbers, not
+ * distances), from the part's lists; none for "Flat" */
+static int part_codes(cs_lf_part *p, cs_err *err) {
+    const int64_t nd = p->ix->nd;
+    const int m = p->ix->pq_m;
+    if (!p->ix->ct) return 0;
+    if (!(p->codes = malloc((size_t)m * (size_t)(nd ? nd : 1))))
+        return cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld codes", (long long)nd);
+    for (int64_t l = 0, nl = cs_faiss_nlist(p->ix->f); l < nl; l++) {
+        const uint8_t *c;
+        const int64_t *id;
+        int64_t ln = cs_faiss_list(p->ix->f, l, &c, &id);
+        for (int64_t e = 0; e < ln; e++)
+            if (id[e] >= 0 && id[e] < nd) memcpy(p->codes + (size_t)id[e] * m, c + e * m, (size_t)m);
+    }
+    return 0;
+}
+
 int cs_lf_part_build(cs_lf_part **out, const uint8_t *qb, size_t qlen, int64_t n, const uint8_t *recs,
                      const uint8_t *cnt, const uint8_t *keep, cs_err *err) {
     enum { CHUNK = 1024 }; /* records copied at a time: the kept ones are scattered */
@@ -1719,20 +1737,7 @@ int cs_lf_part_build(cs_lf_part **out, const uint8_t *qb, size_t qlen, int64_t n
     own_scan_setup(p->ix);
     free(p->ix->owner); /* a part's owners are p->gid's records: the search reads neither */
     p->ix->owner = NULL;
-    if (p->ix->ct) { /* each descriptor's code, by its number: our scan returns numbers, not distances */
-        const int m = p->ix->pq_m;
-        if (!(p->codes = malloc((size_t)m * (size_t)(nd ? nd : 1)))) {
-            cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld codes", (long long)nd);
-            goto out;
-        }
-        for (int64_t l = 0, nl = cs_faiss_nlist(p->ix->f); l < nl; l++) {
-            const uint8_t *c;
-            const int64_t *id;
-            int64_t ln = cs_faiss_list(p->ix->f, l, &c, &id);
-            for (int64_t e = 0; e < ln; e++)
-                if (id[e] >= 0 && id[e] < nd) memcpy(p->codes + (size_t)id[e] * m, c + e * m, (size_t)m);
-        }
-    }
+    if (part_codes(p, err)) goto out;
     rc = 0;
 out:
     if (f) fclose(f);
@@ -1866,4 +1871,130 @@ int cs_lf_records_map(cs_store *s, int64_t n, uint64_t fp, cs_lf_records *r, cs_
     free(path);
     if (!ok) memset(r, 0, sizeof *r);
     return ok ? 0 : -1;
+}
+
+/* ---- a part kept beside its shard (<db>.shards/K-of-N.db.lfpart) ----
+ * A header ("CSLP", version 1, the two fingerprints, the descriptor count,
+ * nprobe, the factory), each descriptor's number in the whole index (8 B,
+ * ascending), the part's FAISS index (cells and codebooks, its lists: code
+ * and part-local id), and the end as <db>.lfvote's: the magic and the FAISS
+ * part's length, so that a cut file is refused before FAISS reads it. */
+
+static const char PMAGIC[4] = {'C', 'S', 'L', 'P'};
+enum { PHDR = 4 + 4 + 8 + 8 + 8 + 4 + 64 };
+
+static uint64_t fnv64(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+void cs_lf_part_keys(const uint8_t *q, size_t qlen, uint64_t fp, int64_t n, const uint8_t *keep,
+                     uint64_t key[2]) {
+    const uint64_t h0 = 0xcbf29ce484222325ull;
+    uint8_t b[16];
+    key[0] = fnv64(fnv64(h0, "quantizer", 9), q, qlen);
+    put64(b, fp);
+    put64(b + 8, (uint64_t)n);
+    key[1] = fnv64(fnv64(h0, b, 16), keep, (size_t)n);
+    if (!key[1]) key[1] = 1; /* 0 stays "no key" */
+}
+
+int cs_lf_part_save(const cs_lf_part *p, const char *path, const uint64_t key[2], cs_err *err) {
+    cs_atomic_file a;
+    if (cs_atomic_open(&a, path, err)) return -1;
+    const cs_lf_index *ix = p->ix;
+    uint8_t h[PHDR] = {0};
+    memcpy(h, PMAGIC, 4);
+    put32(h + 4, 1);
+    put64(h + 8, key[0]);
+    put64(h + 16, key[1]);
+    put64(h + 24, (uint64_t)ix->nd);
+    put32(h + 32, (uint32_t)(cs_faiss_nlist(ix->f) > 0 ? cs_faiss_nprobe(ix->f) : 0));
+    memcpy(h + 36, ix->factory, 63);
+    int ok = fwrite(h, 1, sizeof h, a.f) == sizeof h;
+    for (int64_t d = 0; ok && d < ix->nd; d++) {
+        uint8_t b[8];
+        put64(b, (uint64_t)p->gid[d]);
+        ok = fwrite(b, 1, 8, a.f) == 8;
+    }
+    long at = ok ? ftell(a.f) : -1;
+    int bad = at < 0 || cs_faiss_write_fp(ix->f, a.f, path, err);
+    uint8_t tail[12];
+    if (!bad) {
+        memcpy(tail, PMAGIC, 4);
+        put64(tail + 4, (uint64_t)(ftell(a.f) - at));
+        bad = fwrite(tail, 1, 12, a.f) != 12;
+    }
+    if (bad) {
+        cs_err e2 = {0};
+        cs_atomic_finish(&a, 0, &e2);
+        return err->code ? -1 : cs_fail(err, CS_EIO, "%s: write failed", path);
+    }
+    return cs_atomic_finish(&a, 1, err);
+}
+
+int cs_lf_part_load(cs_lf_part **out, const char *path, const uint64_t key[2], int64_t total, cs_err *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return cs_fail(err, CS_ENOTFOUND, "%s: missing", path);
+    uint8_t h[PHDR], tail[12];
+    cs_lf_part *p = NULL;
+    int rc = -1;
+    if (fread(h, 1, PHDR, f) != PHDR || memcmp(h, PMAGIC, 4) || get32(h + 4) != 1 || h[36 + 63] != 0) {
+        cs_fail(err, CS_EFORMAT, "%s: not a vote index part (bad header)", path);
+        goto out;
+    }
+    if (get64(h + 8) != key[0] || get64(h + 16) != key[1]) {
+        cs_fail(err, CS_ENOTFOUND, "%s: built with another quantizer or for other records", path);
+        goto out;
+    }
+    const int64_t nd = (int64_t)get64(h + 24);
+    if (nd < 0 || nd > total) {
+        cs_fail(err, CS_EFORMAT, "%s: corrupt header (%lld descriptors of %lld)", path, (long long)nd,
+                (long long)total);
+        goto out;
+    }
+    if (!(p = calloc(1, sizeof *p)) || !(p->ix = calloc(1, sizeof *p->ix)) ||
+        !(p->gid = malloc(sizeof *p->gid * (size_t)(nd ? nd : 1)))) {
+        cs_fail(err, CS_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    p->ix->simd_max = 2;
+    p->ix->nd = nd;
+    memcpy(p->ix->factory, h + 36, 64);
+    for (int64_t d = 0; d < nd; d++) {
+        uint8_t b[8];
+        if (fread(b, 1, 8, f) != 8) {
+            cs_fail(err, CS_EFORMAT, "%s: truncated (numbers)", path);
+            goto out;
+        }
+        p->gid[d] = (int64_t)get64(b);
+        if (p->gid[d] < (d ? p->gid[d - 1] + 1 : 0) || p->gid[d] >= total) { /* ascending, in the whole index */
+            cs_fail(err, CS_EFORMAT, "%s: corrupt (descriptor %lld)", path, (long long)d);
+            goto out;
+        }
+    }
+    long at = ftell(f), end = -1;
+    if (at < 0 || fseek(f, -12, SEEK_END) || (end = ftell(f)) < at || fread(tail, 1, 12, f) != 12 ||
+        memcmp(tail, PMAGIC, 4) || get64(tail + 4) != (uint64_t)(end - at) || fseek(f, at, SEEK_SET)) {
+        cs_fail(err, CS_EFORMAT, "%s: truncated or corrupt (bad end)", path);
+        goto out;
+    }
+    if (cs_faiss_read_fp(&p->ix->f, f, path, err)) goto out;
+    if (cs_faiss_ntotal(p->ix->f) != nd || cs_faiss_dim(p->ix->f) != 128 || ftell(f) != end) {
+        cs_fail(err, CS_EFORMAT, "%s: corrupt (index of %lld descriptors, %lld expected, or bad end)", path,
+                (long long)cs_faiss_ntotal(p->ix->f), (long long)nd);
+        goto out;
+    }
+    int np = (int)get32(h + 32);
+    if (np > 0 && cs_faiss_nlist(p->ix->f) > 0 && cs_faiss_set_param(p->ix->f, "nprobe", np, err)) goto out;
+    own_scan_setup(p->ix);
+    if (part_codes(p, err)) goto out;
+    rc = 0;
+out:
+    fclose(f);
+    if (rc) cs_lf_part_free(p);
+    else *out = p;
+    return rc;
 }

@@ -251,6 +251,19 @@ void cs_lf_part_merge(float *acc_d, int64_t *acc_g, const float *d, const int64_
 int cs_lf_part_votes(const int64_t *first, int64_t nrec, const cs_lf_set *q, int64_t nq, const int64_t *gid,
                      int max_out, cs_lf_vote *out, int *nout, cs_err *err);
 
+/* A part kept beside its shard (copyscope-mpi: <db>.shards/K-of-N.db.lfpart,
+ * written by `index add`, read by the analysis instead of encoding): keyed
+ * by key[0], the quantizer's fingerprint (its bytes q[qlen]), and key[1],
+ * the records' (fp: cs_lf_records.fp of all n, whose counts number the
+ * descriptors) with the part's choice of them (keep[n]). */
+void cs_lf_part_keys(const uint8_t *q, size_t qlen, uint64_t fp, int64_t n, const uint8_t *keep,
+                     uint64_t key[2]);
+/* Written atomically (a temporary file renamed over path). */
+int cs_lf_part_save(const cs_lf_part *p, const char *path, const uint64_t key[2], cs_err *err);
+/* CS_ENOTFOUND: missing or of another key; CS_EFORMAT: cut or corrupt (its
+ * numbers must ascend below total, the whole index's descriptor count). */
+int cs_lf_part_load(cs_lf_part **out, const char *path, const uint64_t key[2], int64_t total, cs_err *err);
+
 /* Frees what a search of ix needs (its FAISS index, scan tables and owners;
  * its descriptor count and factory stay): once its parts are built and its
  * counts and quantizer taken, ix is for nothing but cs_lf_index_ndesc,

@@ -8,11 +8,16 @@
  * cut three ways (runs, interleaved, one part empty). The records include
  * exact copies of others in other parts and records of fewer keypoints (and
  * none), so distances tie across parts and must fall as in one index. The
- * Flat distances are checked against exact integer sums (cs_lf_dist2). */
+ * Flat distances are checked against exact integer sums (cs_lf_dist2).
+ * The interleaved cut searches its parts after a round trip through a part
+ * file (cs_lf_part_save/load, what `index add` writes beside each shard);
+ * one of them is then also refused under another key (records or
+ * quantizer), cut short, and with a broken number. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "index/localfeat.h"
 #include "t.h"
@@ -85,6 +90,60 @@ static int cmp64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* *ppt saved as a part file and loaded back (what copyscope-mpi's ranks
+ * search after `index add`): the loaded part replaces pt. damage: also
+ * a part of another quantizer's or other records' key is refused as stale
+ * (CS_ENOTFOUND), and the file cut short, or a number broken, as corrupt
+ * (CS_EFORMAT), never loaded. *ppt: the loaded part replaces the built. */
+static void round_trip(cs_lf_part **ppt, const uint8_t *qb, size_t qlen, const uint8_t *keep, int64_t nd,
+                       int damage) {
+    cs_lf_part *pt = *ppt;
+    char path[] = "/tmp/cs-lfpart-XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    close(fd);
+    cs_err err = {0};
+    uint64_t key[2], other[2];
+    cs_lf_part_keys(qb, qlen, 42, NREF, keep, key);
+    REQUIRE(cs_lf_part_save(pt, path, key, &err) == 0);
+    cs_lf_part *back = NULL;
+    REQUIRE(cs_lf_part_load(&back, path, key, nd, &err) == 0);
+    CHECK(cs_lf_part_ndesc(back) == cs_lf_part_ndesc(pt));
+    if (damage) {
+        cs_lf_part *x = NULL;
+        cs_lf_part_keys(qb, qlen, 43, NREF, keep, other); /* other records */
+        CHECK(cs_lf_part_load(&x, path, other, nd, &err) == -1 && err.code == CS_ENOTFOUND && !x);
+        uint8_t *q2 = malloc(qlen);
+        REQUIRE(q2);
+        memcpy(q2, qb, qlen);
+        q2[qlen - 1] ^= 1; /* another quantizer */
+        cs_lf_part_keys(q2, qlen, 42, NREF, keep, other);
+        free(q2);
+        err = (cs_err){0};
+        CHECK(cs_lf_part_load(&x, path, other, nd, &err) == -1 && err.code == CS_ENOTFOUND && !x);
+        FILE *f = fopen(path, "rb");
+        REQUIRE(f);
+        fseek(f, 0, SEEK_END);
+        long len = ftell(f);
+        fclose(f);
+        REQUIRE(truncate(path, len - 5) == 0); /* cut */
+        err = (cs_err){0};
+        CHECKF(cs_lf_part_load(&x, path, key, nd, &err) == -1 && err.code == CS_EFORMAT && !x, "cut: %s", err.msg);
+        REQUIRE(cs_lf_part_save(pt, path, key, &err) == 0);
+        REQUIRE((f = fopen(path, "r+b")));
+        uint8_t b[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}; /* the first number past the index */
+        fseek(f, 100, SEEK_SET);
+        REQUIRE(fwrite(b, 1, 8, f) == 8);
+        fclose(f);
+        err = (cs_err){0};
+        CHECKF(cs_lf_part_ndesc(pt) == 0 || (cs_lf_part_load(&x, path, key, nd, &err) == -1 && err.code == CS_EFORMAT),
+               "broken number: %s", err.msg);
+    }
+    remove(path);
+    cs_lf_part_free(pt);
+    *ppt = back;
+}
+
 static void check(const char *factory) {
     int nd = 0;
     uint8_t *recs = records(NREF, &nd);
@@ -142,6 +201,7 @@ static void check(const char *factory) {
                 REQUIRE(cs_lf_part_build(&pt, qb, qlen, NREF, recs, cnt, keep, &err) == 0);
                 CHECKF(cs_lf_part_ndesc(pt) == want, "cut %d, %d parts: part %d holds %lld of its %lld", cut, p,
                        part, (long long)cs_lf_part_ndesc(pt), (long long)want);
+                if (cut == 1) round_trip(&pt, qb, qlen, keep, nd, p == 3 && part == 1);
                 held += cs_lf_part_ndesc(pt);
                 REQUIRE(cs_lf_part_knn(pt, n, d, pd, pg, &err) == 0);
                 for (int64_t j = 0; j < n * CS_LF_NN; j++) /* only its own descriptors */

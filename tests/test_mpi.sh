@@ -19,7 +19,10 @@
 # and 3 ranks; a q8 column's rows stay 8-bit on every rank; with
 # the tiny embedder and local features, each rank searches the embedding
 # rows and the local-feature descriptors of the references it owns (counts
-# asserted) and the report is one process's at 1, 2 and 3 ranks.
+# asserted) and the report is one process's at 1, 2 and 3 ranks. The
+# sharded index add writes the vote index (one process's bytes) and each
+# shard's part of it, which the analysis's ranks load (encoding nothing); a
+# cut or stale part file is rewritten with the same bytes, not trusted.
 # Without build/copyscope-mpi or mpirun the MPI half prints 'skip'.
 B=${CS_BIN:-build/copyscope}
 M=$(dirname "$B")/copyscope-mpi
@@ -193,9 +196,24 @@ if [ ! -x "$M" ] || ! command -v mpirun > /dev/null 2>&1; then
 else
   for n in 1 2 3; do
     $MPIRUN -np $n "$M" index add "$T/refs.txt" --db "$T/m$n.db" -j 1 > "$T/m$n.out" 2>&1 || { bad "mpi${n}_add"; cat "$T/m$n.out"; }
-    $MPIRUN -np $n "$M" analyze --images "$T/gens" --db "$T/m$n.db" -j 1 -q > /dev/null 2>&1 || bad "mpi${n}_analyze"
+    CS_MPI_DEBUG=1 $MPIRUN -np $n "$M" analyze --images "$T/gens" --db "$T/m$n.db" -j 1 -q > /dev/null 2> "$T/m$n.aerr" || bad "mpi${n}_analyze"
     answers "$T/m$n.db" "m$n"
     same "m$n" "mpirun_np${n}_same_as_one_store"
+  done
+  # the sharded index add writes the vote index (one process's bytes: the
+  # quantizer trained once, on rank 0, on one process's sample) and each
+  # shard's part of it; the analysis's ranks load their parts and encode
+  # nothing (CS_MPI_DEBUG=1: "local-feature part loaded", never "encoded"),
+  # and rank 0 neither rebuilds DB.lfvote nor writes DB.lfrec (its notes)
+  for n in 2 3; do
+    d=$(sed -n "s/^index add: local-feature vote index: \([0-9]*\) descriptors encoded into $n shard parts$/\1/p" "$T/m$n.out")
+    [ -n "$d" ] && [ "$d" -gt 0 ] && [ "$(ls "$T/m$n.db.shards" | grep -c "of-$n.db.lfpart$")" -eq $n ] &&
+      cmp -s "$T/one.db.lfvote" "$T/m$n.db.lfvote" && ok "mpi${n}_add_writes_vote_index_and_parts ($d descriptors)" ||
+      { bad "mpi${n}_add_writes_vote_index_and_parts"; cat "$T/m$n.out"; ls -l "$T/one.db.lfvote" "$T/m$n.db.lfvote"; }
+    [ "$(grep -c 'local-feature part loaded: [1-9][0-9]* descriptors (' "$T/m$n.aerr")" -eq $n ] &&
+      ! grep -q 'local-feature part encoded' "$T/m$n.aerr" && ! grep -q 'local-feature vote index:\|local-feature records written' "$T/m$n.aerr" &&
+      ok "mpi${n}_analyze_loads_parts_encodes_nothing" ||
+      bad "mpi${n}_analyze_loads_parts_encodes_nothing: $(grep 'local-feature part' "$T/m$n.aerr")"
   done
   [ "$(ls "$T/m3.db.shards" | grep -c 'of-3.db$')" -eq 3 ] && ok mpi3_three_shards || bad mpi3_three_shards
   # the q8 store built and analysed under mpirun, each rank bound to one core
@@ -229,6 +247,14 @@ else
   # vote search) of the references it owns (its shard's:
   # as many as it scans, CS_MPI_DEBUG=1), rank 0 merges the lists; the report
   # is one process's on the one-process store (e32), at 1, 2 and 3 ranks
+  # at 3 ranks two part files are damaged first: 2-of-3 cut short (refused
+  # as corrupt, said on stderr), 3-of-3 replaced by 1-of-3's (another
+  # part's key: stale); their ranks encode them again and rewrite them with
+  # the bytes index add wrote, and the report stays one process's
+  sh3="$T/e32m3.db.shards"
+  for k in 1 2 3; do cp "$sh3/$k-of-3.db.lfpart" "$T/lfpart$k.orig"; done
+  truncate -s -7 "$sh3/2-of-3.db.lfpart"
+  cp "$sh3/1-of-3.db.lfpart" "$sh3/3-of-3.db.lfpart"
   for n in 1 2 3; do
     CS_MPI_DEBUG=1 $MPIRUN -np $n "$M" analyze --images "$T/gens" --db "$T/e32m$n.db" -j 1 -q > /dev/null 2> "$T/e32m$n.aerr" || bad "e32m${n}_analyze"
     answers "$T/e32m$n.db" "e32m$n"
@@ -242,7 +268,12 @@ else
     lfdesc "$T/e32m$n.aerr" $n && ok "local_np${n}_rank_searches_its_descriptors" ||
       bad "local_np${n}_rank_searches_its_descriptors: $(grep 'local-feature' "$T/e32m$n.aerr")"
   done
-  [ $(ls "$T/e32m3.db.shards" | grep -c 'part') -eq 0 ] && grep -q "embedder tiny: $nok computed, 0 already present, 0 skipped (3 ranks" "$T/e32m3.out" &&
+  grep -q 'rank 0 local-feature part loaded' "$T/e32m3.aerr" && grep -q 'rank 1 local-feature part encoded' "$T/e32m3.aerr" &&
+    grep -q 'rank 2 local-feature part encoded' "$T/e32m3.aerr" && grep -q '2-of-3.db.lfpart: truncated or corrupt.*; rebuilt$' "$T/e32m3.aerr" &&
+    cmp -s "$sh3/2-of-3.db.lfpart" "$T/lfpart2.orig" && cmp -s "$sh3/3-of-3.db.lfpart" "$T/lfpart3.orig" &&
+    ok "local_np3_stale_or_cut_parts_rewritten_not_trusted" ||
+    bad "local_np3_stale_or_cut_parts_rewritten_not_trusted: $(grep 'lfpart\|local-feature part' "$T/e32m3.aerr")"
+  [ $(ls "$T/e32m3.db.shards" | grep -c '\.part$') -eq 0 ] && grep -q "embedder tiny: $nok computed, 0 already present, 0 skipped (3 ranks" "$T/e32m3.out" &&
     ok "embed_np3_parts_merged_and_removed" || { bad embed_np3_parts_merged_and_removed; cat "$T/e32m3.out"; }
 
   # index query under mpirun: each rank searches its shard, rank 0 merges

@@ -104,6 +104,60 @@ static const char *side_role(const char *suffix) {
     return "other file";
 }
 
+static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* A file in "<db>.shards/" (core/shard.h: "K-of-N.db" and what its shard
+ * writes beside it), for index stats; role[32]. */
+static void shard_role(const char *name, char *role) {
+    const char *db = strstr(name, ".db");
+    const char *suf = db ? db + 3 : "";
+    if (!db) snprintf(role, 32, "other file");
+    else if (!*suf) snprintf(role, 32, "shard database");
+    else if (!strcmp(suf, "-wal")) snprintf(role, 32, "shard write-ahead log");
+    else if (!strcmp(suf, "-shm")) snprintf(role, 32, "shard WAL index");
+    else if (!strcmp(suf, ".lfpart")) snprintf(role, 32, "shard's SIFT vote part");
+    else if (*suf == '.') snprintf(role, 32, "shard's %s", side_role(suf + 1));
+    else snprintf(role, 32, "other file");
+}
+
+/* The shards of a sharded store (the folder "<db>.shards"), sorted by name
+ * so that the list does not follow the file system's order. Not required
+ * here: opening the manifest checks its shards (cs_store_attach_shards). */
+static int add_shard_files(cs_store_file **v, int *n, int *cap, const char *path) {
+    char dir[4200], p[4500], role[32];
+    snprintf(dir, sizeof dir, "%s.shards", path);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    char **names = NULL;
+    int nn = 0, cn = 0, rc = 0;
+    for (struct dirent *e; !rc && (e = readdir(d));) {
+        if (e->d_name[0] == '.' || strstr(e->d_name, ".tmp") || strstr(e->d_name, "tmp-")) continue;
+        if (nn == cn) {
+            cn = cn ? 2 * cn : 16;
+            char **nv = realloc(names, sizeof *names * (size_t)cn);
+            if (!nv) {
+                rc = -1;
+                break;
+            }
+            names = nv;
+        }
+        if (!(names[nn] = strdup(e->d_name))) rc = -1;
+        else nn++;
+    }
+    closedir(d);
+    if (nn) qsort(names, (size_t)nn, sizeof *names, cmp_name);
+    for (int i = 0; i < nn; i++) {
+        if (!rc) {
+            snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+            shard_role(names[i], role);
+            rc |= add_file(v, n, cap, p, role, 0);
+        }
+        free(names[i]);
+    }
+    free(names);
+    return rc;
+}
+
 int cs_store_files_list(cs_store *s, cs_store_file **out, int *n_out, cs_err *err) {
     cs_store_file *v = NULL;
     int n = 0, cap = 0, rc = 0;
@@ -143,6 +197,7 @@ int cs_store_files_list(cs_store *s, cs_store_file **out, int *n_out, cs_err *er
         rc |= add_file(&v, &n, &cap, p, side_role(suf), 0);
     }
     if (d) closedir(d);
+    if (!rc) rc |= add_shard_files(&v, &n, &cap, path);
     if (rc) {
         cs_store_files_free(v, n);
         return cs_fail(err, CS_ENOMEM, "%s: out of memory", path);

@@ -74,6 +74,15 @@ for v in nt nt3; do
   cmp -s "$T/th.db.vec-tiny" "$T/$v.db.vec-tiny" && cmp -s "$T/th.db.vec-tiny.ids" "$T/$v.db.vec-tiny.ids" &&
     ok "${v}_tiny_column_same_bytes" || bad "${v}_tiny_column_same_bytes"
 done
+# index stats lists every file of a sharded store: the manifest's and each
+# shard's, in name order (the vote parts index add wrote beside the shards)
+$B index stats --db "$T/nt3.db" > "$T/nt3.stats" 2>&1
+sh_list=$(grep -o 'shard database *[^ ]*' "$T/nt3.stats" | sed 's/.*\///' | tr '\n' ' ')
+if [ "$sh_list" = "1-of-3.db 2-of-3.db 3-of-3.db " ] && [ "$(grep -c "shard's SIFT vote part" "$T/nt3.stats")" = 3 ]; then
+  ok nt3_stats_lists_shards
+else
+  bad nt3_stats_lists_shards; cat "$T/nt3.stats"
+fi
 # under mpirun, 3 ranks on the 3-shard store: ranks 1 and 2 open their own
 # shard files and re-read their members there (CS_MPI_DEBUG counts them)
 M=$(dirname "$B")/copyscope-mpi

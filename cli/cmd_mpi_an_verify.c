@@ -44,6 +44,7 @@ static void put_rule(char *slot, const char *rule) {
  * first[i + 1]); cand[j] receives req j's verification where loc[j] >= 0
  * (r's row of the candidate). */
 typedef struct {
+    const side *d;
     const cs_an_refs *r;
     const cs_an_settings *s;
     const cs_an_query *q;
@@ -57,21 +58,38 @@ static void verify_gen(void *vctx, int64_t i, int thread) {
     share *x = vctx;
     const int D = cs_tl2_dim(&x->r->cfg);
     float *qp = NULL, q16[2 * CS_AN_Q16];
+    /* The generation with its local-feature hits named by this rank's rows:
+     * the refinement takes a hit's 256 px part measurement (q->lf_part,
+     * made by rank 0's local stage) by the candidate's row, which here is
+     * the rank's own (c->row below), not the whole index's. */
+    cs_an_query *ql = NULL;
     for (int64_t j = x->first[i]; j < x->first[i + 1]; j++) {
         if (x->loc[j] < 0) continue;
         if (!qp) {
-            if (!(qp = malloc(sizeof(float) * 2 * (size_t)D))) return; /* the caller sees row -1 */
-            cs_an_query_prep(qp, qp + D, q16, x->q + i, &x->r->cfg);
+            qp = malloc(sizeof(float) * 2 * (size_t)D);
+            ql = malloc(sizeof *ql);
+            if (!qp || !ql) { /* the caller sees row -1 */
+                free(qp);
+                free(ql);
+                return;
+            }
+            *ql = x->q[i];
+            for (int k = 0; k < ql->n_lf && k < CS_AN_LFK; k++) {
+                int64_t lr = local_row(x->d, ql->lf_row[k]);
+                ql->lf_row[k] = lr < 0 ? -1 : (int32_t)lr;
+            }
+            cs_an_query_prep(qp, qp + D, q16, ql, &x->r->cfg);
         }
         cs_an_cand *c = &x->cand[j];
         memset(c, 0, sizeof *c);
         c->row = (int32_t)x->loc[j];
         c->emb_cos = x->req[j].emb_cos;
         c->lf = x->req[j].lf;
-        cs_an_verify(c, x->r, x->req[j].align, qp, qp + D, q16, x->q + i, x->req[j].gen_q, x->s);
+        cs_an_verify(c, x->r, x->req[j].align, qp, qp + D, q16, ql, x->req[j].gen_q, x->s);
         c->row = x->req[j].row; /* the whole index's row again */
     }
     free(qp);
+    free(ql);
 }
 
 /* Verifies the reqs this rank owns (mine[j]) into cand (indexed like req);
@@ -96,7 +114,7 @@ static int64_t verify_mine(const side *d, const uint8_t *mine, const cs_an_setti
         if (mine[j]) cand[j].row = -1;
         n += mine[j];
     }
-    share x = {d->r, s, q, req, first, loc, cand};
+    share x = {d, d->r, s, q, req, first, loc, cand};
     if (n >= 0) cs_parallel_for(threads, nq, verify_gen, &x);
     for (j = 0; j < nreq; j++)
         if (mine[j] && cand[j].row < 0) n = -1;

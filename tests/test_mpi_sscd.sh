@@ -61,7 +61,7 @@ for d in j2 m2j2; do
 done
 grep -q "embedder sscd:.*: 13 computed, 0 already present, 0 skipped (3 ranks" "$T/m3.out" && ok np3_every_rank_embedded ||
   { bad np3_every_rank_embedded; grep embedder "$T/m3.out"; }
-[ $(ls "$T/m3.db.shards" | grep -c part) -eq 0 ] && ok np3_parts_removed || bad np3_parts_removed
+[ $(ls "$T/m3.db.shards" | grep -c '\.part$') -eq 0 ] && ok np3_parts_removed || bad np3_parts_removed
 $MPIRUN -np 3 "$M" index add "$T/refs.txt" --db "$T/m8.db" --embed-q8 --embedder "sscd:$W" -j 1 > "$T/m8.out" 2>&1 ||
   { bad np3_q8_add; cat "$T/m8.out"; }
 cmp -s "$T/one8.db.vec-sscd" "$T/m8.db.vec-sscd" && cmp -s "$T/one8.db.vec-sscd.ids" "$T/m8.db.vec-sscd.ids" &&

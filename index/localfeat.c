@@ -1398,6 +1398,28 @@ enum { VHDR = 4 + 4 + 4 + 4 + 8 + 8 + 8 + 64 + 4 };
 static void put64(uint8_t *p, uint64_t v) { put32(p, (uint32_t)v); put32(p + 4, (uint32_t)(v >> 32)); }
 static uint64_t get64(const uint8_t *p) { return get32(p) | (uint64_t)get32(p + 4) << 32; }
 
+/* The end of a side file whose head was written (ok): the FAISS index, then
+ * the magic and the FAISS part's length, so that a truncated file is refused
+ * before FAISS reads it (faiss::read_index leaks what it had read when a file
+ * ends early). The file takes its place only when all of it was written. */
+static int finish_with_faiss(cs_atomic_file *a, int ok, const cs_lf_index *ix, const char magic[4], const char *path,
+                             cs_err *err) {
+    long at = ok ? ftell(a->f) : -1;
+    int bad = at < 0 || cs_faiss_write_fp(ix->f, a->f, path, err);
+    if (!bad) {
+        uint8_t tail[12];
+        memcpy(tail, magic, 4);
+        put64(tail + 4, (uint64_t)(ftell(a->f) - at));
+        bad = fwrite(tail, 1, 12, a->f) != 12;
+    }
+    if (bad) {
+        cs_err e2 = {0};
+        cs_atomic_finish(a, 0, &e2);
+        return err->code ? -1 : cs_fail(err, CS_EIO, "%s: write failed", path);
+    }
+    return cs_atomic_finish(a, 1, err);
+}
+
 int cs_lf_index_save(const cs_lf_index *ix, const char *path, uint64_t fp, int64_t nref, cs_err *err) {
     cs_atomic_file a;
     if (cs_atomic_open(&a, path, err)) return -1;
@@ -1417,27 +1439,7 @@ int cs_lf_index_save(const cs_lf_index *ix, const char *path, uint64_t fp, int64
         put32(b, (uint32_t)ix->owner[d]);
         ok = fwrite(b, 1, 4, a.f) == 4;
     }
-    if (!ok) {
-        cs_atomic_finish(&a, 0, err);
-        return cs_fail(err, CS_EIO, "%s: write failed", path);
-    }
-    /* the end: the magic and the FAISS part's length, so that a truncated
-     * file is refused before FAISS reads it (faiss::read_index leaks what it
-     * had read when a file ends early) */
-    long at = ftell(a.f);
-    uint8_t tail[12];
-    int bad = at < 0 || cs_faiss_write_fp(ix->f, a.f, path, err);
-    if (!bad) {
-        memcpy(tail, VMAGIC, 4);
-        put64(tail + 4, (uint64_t)(ftell(a.f) - at));
-        bad = fwrite(tail, 1, 12, a.f) != 12;
-    }
-    if (bad) {
-        cs_err e2 = {0};
-        cs_atomic_finish(&a, 0, &e2);
-        return err->code ? -1 : cs_fail(err, CS_EIO, "%s: write failed", path);
-    }
-    return cs_atomic_finish(&a, 1, err);
+    return finish_with_faiss(&a, ok, ix, VMAGIC, path, err);
 }
 
 /* the header of a side file: 0 and *nd when it is one built from records
@@ -1918,20 +1920,7 @@ int cs_lf_part_save(const cs_lf_part *p, const char *path, const uint64_t key[2]
         put64(b, (uint64_t)p->gid[d]);
         ok = fwrite(b, 1, 8, a.f) == 8;
     }
-    long at = ok ? ftell(a.f) : -1;
-    int bad = at < 0 || cs_faiss_write_fp(ix->f, a.f, path, err);
-    uint8_t tail[12];
-    if (!bad) {
-        memcpy(tail, PMAGIC, 4);
-        put64(tail + 4, (uint64_t)(ftell(a.f) - at));
-        bad = fwrite(tail, 1, 12, a.f) != 12;
-    }
-    if (bad) {
-        cs_err e2 = {0};
-        cs_atomic_finish(&a, 0, &e2);
-        return err->code ? -1 : cs_fail(err, CS_EIO, "%s: write failed", path);
-    }
-    return cs_atomic_finish(&a, 1, err);
+    return finish_with_faiss(&a, ok, ix, PMAGIC, path, err);
 }
 
 int cs_lf_part_load(cs_lf_part **out, const char *path, const uint64_t key[2], int64_t total, cs_err *err) {

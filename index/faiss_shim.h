@@ -78,7 +78,7 @@ int64_t cs_faiss_nlist(const cs_faiss *f);
 int cs_faiss_nprobe(const cs_faiss *f);
 /* The parts of an IVF-PQ index (8-bit codes of the vectors themselves,
  * by_residual off, e.g. "IMI2x8,PQ16np") for a scan of our own
- * (index/localfeat.c): *m sub-quantizers of *dsub dimensions, 256 centroids
+ * (index/lf_scan.c): *m sub-quantizers of *dsub dimensions, 256 centroids
  * each, centroids[m][256][dsub] (FAISS's, valid while f lives). -1 when f is
  * another kind of index or its lists are not in memory. */
 int cs_faiss_pq_parts(cs_faiss *f, int *m, int *dsub, const float **centroids);

@@ -30,7 +30,7 @@
  * keypoint and reference), and the references with the most votes are the
  * candidates that analyze/lf_verify.h verifies geometrically. FAISS trains
  * the index and assigns the codes; the search (cells and codes) is ours
- * (localfeat.c, cs_lf_index_faiss_scan), thread-count invariant. The index is
+ * (lf_scan.c, cs_lf_index_faiss_scan), thread-count invariant. The index is
  * built by `index add` and kept beside the store (<db>.lfvote,
  * cs_lf_index_open), not rebuilt by every analysis. */
 #ifndef CS_LOCALFEAT_H
@@ -133,7 +133,7 @@ void cs_lf_records_close(cs_lf_records *r);
 
 /* on != 0: the vote index's PQ codes from FAISS's own encoder (the anchor of
  * test_lf_index and bench_localfeat), else (the default) from ours, the
- * same codes (index/localfeat.c, pq_encode). Process-wide. */
+ * same codes (index/lf_scan.c, lf_pq_encode). Process-wide. */
 void cs_lf_faiss_encode(int on);
 
 /* The vote index over n references' records. */
@@ -152,7 +152,7 @@ void cs_lf_index_free(cs_lf_index *ix);
 void cs_lf_default_factory(int64_t nd, char *buf, size_t cap, int *nprobe);
 /* faiss_scan != 0: the nearest descriptors from FAISS's own search (the
  * anchor of bench_localfeat), else (the default) from our scan of the same
- * PQ codes (index/localfeat.c; an IVF-PQ of 8-bit codes without residuals,
+ * PQ codes (index/lf_scan.c; an IVF-PQ of 8-bit codes without residuals,
  * as cs_lf_default_factory makes; other indexes are always FAISS's). Returns
  * whether our scan is in use. */
 int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan);
@@ -163,7 +163,7 @@ int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan);
 int cs_lf_index_simd(cs_lf_index *ix, int max);
 /* prune != 0 (the default): the AVX-512 scan stops summing a block of 16
  * codes once every partial sum is above the best CS_LF_NN's last (none can
- * enter: localfeat.c, sum16_avx512); 0: every sum in full (session 7's
+ * enter: lf_scan.c, sum16_avx512); 0: every sum in full (session 7's
  * scan, bench_localfeat's anchor). The same rows and votes either way. */
 int cs_lf_index_prune(cs_lf_index *ix, int prune);
 /* IVF lists (cells) searched per query descriptor; no-op for "Flat". */

@@ -27,33 +27,9 @@
 #include "index/knn.h"
 #include "index/vecstore.h"
 
-static long status_kib(const char *key) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    size_t n = strlen(key);
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, key, n)) v = atol(line + n + 1);
-    if (f) fclose(f);
-    return v;
-}
+#include "bench/bench_util.h"
 
-static double cpu_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static uint64_t lcg = 12345;
-static float unif(void) {
-    lcg = lcg * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (float)((double)(lcg >> 11) / 9007199254740992.0 - 0.5);
-}
-
-static void unit_rows(float *v, int64_t n, int dim) {
-    for (int64_t i = 0; i < n * dim; i++) v[i] = unif();
-    cs_l2_normalize(v, n, dim);
-}
+static uint64_t lcg = 12345; /* the rows' and queries' generator (bench_util.h) */
 
 int main(int argc, char **argv) {
     if (argc < 4) {
@@ -71,7 +47,7 @@ int main(int argc, char **argv) {
     if (!strncmp(argv[3], "build", 5)) { /* build: from the raw column; build-decoded: the old path, to DB.ann-decoded */
         cs_ann_opts o = {.factory = "IVF256,Flat", .threads = threads, .rebuild = 1};
         cs_ann_stats st;
-        double c0 = cpu_s();
+        double c0 = bench_cpu_s();
         cs_vecstore dec;
         char *dp = cs_store_sidecar(s, "ann-decoded");
         if (!strcmp(argv[3], "build-decoded")
@@ -79,13 +55,13 @@ int main(int argc, char **argv) {
                 : cs_ann_build(s, "sscd", &o, &st, &e))
             return fprintf(stderr, "%s\n", e.msg), 1;
         free(dp);
-        printf("built %s: %lld rows, %.1f CPU-s, VmHWM %ld KiB\n", st.factory, (long long)st.rows, cpu_s() - c0,
-               status_kib("VmHWM"));
+        printf("built %s: %lld rows, %.1f CPU-s, VmHWM %ld KiB\n", st.factory, (long long)st.rows, bench_cpu_s() - c0,
+               bench_status_kib("VmHWM"));
         cs_store_close(s);
         return 0;
     }
-    long rss0 = status_kib("VmRSS");
-    double o0 = cpu_s();
+    long rss0 = bench_status_kib("VmRSS");
+    double o0 = bench_cpu_s();
     cs_vecstore vs;
     int rc = raw ? cs_vecstore_open_store_raw(&vs, s, "sscd", 0, &e) : cs_vecstore_open_store(&vs, s, "sscd", 0, 0, &e);
     if (rc) return fprintf(stderr, "%s\n", e.msg), 1;
@@ -95,12 +71,12 @@ int main(int argc, char **argv) {
     int dim = vs.dim;
     float *q = malloc((size_t)nq * dim * sizeof *q), *sc = malloc((size_t)nq * 10 * sizeof *sc);
     int64_t *rows = malloc((size_t)nq * 10 * sizeof *rows);
-    unit_rows(q, nq, dim);
-    double c0 = cpu_s(), open_s = c0 - o0;
+    bench_unit_rows(&lcg, q, nq, dim);
+    double c0 = bench_cpu_s(), open_s = c0 - o0;
     cs_ann_search_opts so = {.threads = threads};
     rc = cs_ann_search(a, &vs, q, nq, 10, &so, sc, rows, &e);
-    double c1 = cpu_s();
-    long rss1 = status_kib("VmRSS"), hwm = status_kib("VmHWM");
+    double c1 = bench_cpu_s();
+    long rss1 = bench_status_kib("VmRSS"), hwm = bench_status_kib("VmHWM");
     uint64_t h = 1469598103934665603ULL;
     for (int64_t i = 0; i < (int64_t)nq * 10; i++) {
         uint32_t b;

@@ -22,33 +22,9 @@
 #include "index/knn.h"
 #include "index/vecstore.h"
 
-static long status_kib(const char *key) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    size_t n = strlen(key);
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, key, n)) v = atol(line + n + 1);
-    if (f) fclose(f);
-    return v;
-}
+#include "bench/bench_util.h"
 
-static double cpu_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static uint64_t lcg = 12345;
-static float unif(void) {
-    lcg = lcg * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (float)((double)(lcg >> 11) / 9007199254740992.0 - 0.5);
-}
-
-static void unit_rows(float *v, int64_t n, int dim) {
-    for (int64_t i = 0; i < n * dim; i++) v[i] = unif();
-    cs_l2_normalize(v, n, dim);
-}
+static uint64_t lcg = 12345; /* the rows' and queries' generator (bench_util.h) */
 
 int main(int argc, char **argv) {
     if (argc < 6) {
@@ -75,7 +51,7 @@ int main(int argc, char **argv) {
         int64_t *ids = malloc(B * sizeof *ids);
         for (int64_t r = 0; r < n; r += B) {
             int64_t m = n - r < B ? n - r : B;
-            unit_rows(v, m, dim);
+            bench_unit_rows(&lcg, v, m, dim);
             for (int64_t i = 0; i < m; i++) ids[i] = r + i + 1;
             if (cs_vecstore_append(&w, ids, v, m, &e)) return fprintf(stderr, "%s\n", e.msg), 1;
         }
@@ -85,19 +61,19 @@ int main(int argc, char **argv) {
         printf("built %s: %lld rows of %d (q8)\n", col, (long long)n, dim);
         return 0;
     }
-    long rss0 = status_kib("VmRSS");
-    double o0 = cpu_s();
+    long rss0 = bench_status_kib("VmRSS");
+    double o0 = bench_cpu_s();
     cs_vecstore vs;
     int rc = raw ? cs_vecstore_open_store_raw(&vs, s, "sscd", dim, &e) : cs_vecstore_open_store(&vs, s, "sscd", dim, 0, &e);
     if (rc) return fprintf(stderr, "%s\n", e.msg), 1;
     float *q = malloc((size_t)nq * dim * sizeof *q), *sc = malloc((size_t)nq * 10 * sizeof *sc);
     int64_t *rows = malloc((size_t)nq * 10 * sizeof *rows);
-    unit_rows(q, nq, dim);
-    double c0 = cpu_s(), open_s = c0 - o0;
+    bench_unit_rows(&lcg, q, nq, dim);
+    double c0 = bench_cpu_s(), open_s = c0 - o0;
     rc = vs.q8 ? cs_knn_exact_q8(vs.q8, vs.n, dim, q, nq, 10, threads, sc, rows, &e)
                : cs_knn_exact(vs.vecs, vs.n, dim, q, nq, 10, threads, sc, rows, &e);
-    double c1 = cpu_s();
-    long rss1 = status_kib("VmRSS"), hwm = status_kib("VmHWM");
+    double c1 = bench_cpu_s();
+    long rss1 = bench_status_kib("VmRSS"), hwm = bench_status_kib("VmHWM");
     uint64_t h = 1469598103934665603ULL; /* FNV of the results: the two modes print the same */
     for (int64_t i = 0; i < (int64_t)nq * 10; i++) {
         uint32_t b;

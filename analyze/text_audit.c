@@ -171,6 +171,12 @@ static int audit_line(cs_text_auditor *A, const char *line, size_t k, int64_t li
     return rc;
 }
 
+/* An audit against an empty corpus would call every completion novel: an
+ * error naming the store instead (the CLI says the same before it opens). */
+static int no_text(cs_store *s, cs_err *err) {
+    return cs_fail(err, CS_ENOTFOUND, "%s: no text indexed yet (run 'copyscope text index PATH')", cs_store_path(s));
+}
+
 int cs_text_audit_loop(cs_store *s, const cs_text_corpus *c, const char *path, const cs_text_audit_opts *opts,
                        FILE *out, cs_text_audit_stats *stats, const cs_text_loop_fns *fns, void *ctx, cs_err *err) {
     cs_text_audit_opts dflt;
@@ -179,6 +185,7 @@ int cs_text_audit_loop(cs_store *s, const cs_text_corpus *c, const char *path, c
     cs_text_audit_stats local;
     if (!stats) stats = &local;
     memset(stats, 0, sizeof *stats);
+    if (c->n_shards == 0) return no_text(s, err);
     /* through zlib: completions.jsonl.gz reads as completions.jsonl */
     gzFile f = gzopen(path, "rb");
     if (!f) return cs_fail(err, CS_EIO, "%s: cannot open: %s", path, strerror(errno ? errno : ENOMEM));
@@ -247,6 +254,7 @@ int cs_text_audit(cs_store *s, const cs_text_corpus *c, const char *path, const 
 int cs_text_audit_text(cs_store *s, const cs_text_corpus *c, const char *source, const char *text, size_t len,
                        const cs_text_audit_opts *o, cs_text_audit_stats *st, cs_err *err) {
     memset(st, 0, sizeof *st);
+    if (c->n_shards == 0) return no_text(s, err);
     char *t = strndup(text, len);
     cJSON *j = t ? cJSON_CreateObject() : NULL;
     char *line = NULL;

@@ -65,6 +65,10 @@ static uint64_t word_match(const cs_text_sa *sa, const uint8_t *q, size_t m, siz
 static int match_all(const cs_text_corpus *c, const uint8_t *q, size_t m, const size_t *js, size_t n,
                      uint64_t *len, int *shard, uint64_t *pos) {
     int ns = c->n_shards;
+    if (ns == 0) { /* an empty corpus: no match anywhere (shard 0 does not exist) */
+        for (size_t k = 0; k < n; k++) len[k] = 0, shard[k] = -1, pos[k] = 0;
+        return 0;
+    }
     uint64_t *bound = malloc(((size_t)ns + 1) * sizeof *bound); /* per shard: ms (or a bound) at the next start */
     if (!bound) return -1;
     for (size_t k = n; k-- > 0;) {

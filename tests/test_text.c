@@ -1021,6 +1021,42 @@ static void test_side_text_and_raw_rows(void) {
     free(dir), free(docs), free(db);
 }
 
+/* A store with no text indexed opens as an empty corpus (the CLI says "no
+ * text indexed yet"); a library caller that audits against it gets an
+ * error naming the store, never a clean bill of health, and a span search
+ * finds nothing (it once indexed shard 0 of no shards: UBSan's "zero
+ * offset to null pointer", found by fuzz_jsonl). */
+static void test_empty_corpus_is_an_error(void) {
+    char db[4200], in[4200];
+    snprintf(db, sizeof db, "%s/empty.db", tmp);
+    snprintf(in, sizeof in, "%s/empty-c.jsonl", tmp);
+    FILE *f = fopen(in, "w");
+    REQUIRE(f != NULL);
+    fputs("{\"id\": \"d1\", \"completion\": \"the quick brown fox\"}\n", f);
+    fclose(f);
+    cs_store *s;
+    cs_err err = {0};
+    REQUIRE(cs_store_open(&s, db, &err) == 0);
+    cs_text_corpus c = {0};
+    REQUIRE(cs_text_corpus_open(&c, s, &err) == 0);
+    CHECK(c.n_shards == 0);
+    cs_text_span longest, *spans = NULL;
+    size_t ns = 99;
+    CHECK(cs_text_spans(&c, "the quick brown fox", 19, 1, &longest, &spans, &ns, &err) == 0);
+    CHECK(ns == 0 && longest.words == 0 && longest.shard == -1);
+    free(spans);
+    cs_text_audit_opts o;
+    cs_text_audit_defaults(&o);
+    cs_text_audit_stats st;
+    CHECK(cs_text_audit(s, &c, in, &o, NULL, &st, &err) != 0);
+    CHECK(strstr(err.msg, "empty.db") != NULL && strstr(err.msg, "no text indexed") != NULL);
+    err = (cs_err){0};
+    CHECK(cs_text_audit_text(s, &c, "x", "the quick brown fox", 19, &o, &st, &err) != 0);
+    CHECK(strstr(err.msg, "no text indexed") != NULL);
+    cs_text_corpus_close(&c);
+    cs_store_close(s);
+}
+
 int main(void) {
     tmp = t_tmpdir("text");
     if (!tmp) return 1;
@@ -1042,6 +1078,7 @@ int main(void) {
     RUN(test_bad_documents_recorded);
     RUN(test_bad_completions_recorded);
     RUN(test_bad_huge_completion_is_capped);
+    RUN(test_empty_corpus_is_an_error);
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (system(cmd)) fprintf(stderr, "cannot remove %s\n", tmp);

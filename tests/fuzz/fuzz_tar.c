@@ -5,46 +5,19 @@
  * row, never crash; what was added must be as many rows as the counts say.
  * Each input gets a fresh store in a scratch folder (FUZZ_TMP, default
  * /tmp). Build and run with tests/fuzz/run.sh (target tar). */
-#include <dirent.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/store.h"
 #include "index/ingest.h"
 
+#include "tests/fuzz/fuzz_scratch.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char dir[512];
-
-static void clean_dir(void) {
-    DIR *d = opendir(dir);
-    if (!d) __builtin_trap();
-    for (struct dirent *e; (e = readdir(d));) {
-        if (strncmp(e->d_name, "t.db", 4)) continue;
-        char p[900];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (!dir[0]) {
-        const char *t = getenv("FUZZ_TMP");
-        snprintf(dir, sizeof dir, "%s/fuzz-tar-%ld", t ? t : "/tmp", (long)getpid());
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", dir, dir);
-        if (system(cmd)) __builtin_trap();
-    }
-    char db[600], in[600], cmd[700];
-    snprintf(db, sizeof db, "%s/t.db", dir);
-    snprintf(in, sizeof in, "%s/shard.tar", dir);
-    (void)cmd;
-    clean_dir(); /* the last input's store and its sidecar files (no fork: slow under ASan) */
-    FILE *f = fopen(in, "wb");
-    if (!f || fwrite(data, 1, size, f) != size || fclose(f)) __builtin_trap();
+    char db[600], in[600];
+    fuzz_scratch("tar", "shard.tar", data, size, db, in);
     cs_store *s;
     cs_err err = {0};
     if (cs_store_open(&s, db, &err)) __builtin_trap();

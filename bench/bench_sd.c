@@ -52,166 +52,19 @@
 #include "core/safetensors.h"
 #include "pipeline/sd.h"
 
+#include "bench/sd_ckpt_fake.h"
+
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* ---- the checkpoint ------------------------------------------------------------------- */
+/* ---- the checkpoint (bench/sd_ckpt_fake.h: SD 1.5's names and shapes) ---- */
 
-#define MAXT 1400
+enum { MAXT = 1400 };
 static cs_safetensors_out g_t[MAXT];
 static char *g_names[MAXT];
-static int g_n;
-static const float *g_rand; /* shared random values, large enough for any tensor */
-static int64_t g_numel, g_total;
-
-static void add(const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
-    cs_safetensors_out *t = &g_t[g_n];
-    g_names[g_n] = strdup(name);
-    t->name = g_names[g_n];
-    t->dtype = CS_DT_F32;
-    t->ndim = ndim;
-    int64_t d[4] = {d0, d1, d2, d3}, n = 1;
-    for (int i = 0; i < ndim; i++) t->shape[i] = d[i], n *= d[i];
-    if (n > g_numel) {
-        fprintf(stderr, "bench_sd: %s larger than the random buffer\n", name);
-        exit(1);
-    }
-    t->data = g_rand;
-    g_total += n;
-    g_n++;
-}
-
-static void add_wb(const char *pre, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2,
-                   int64_t d3, int bias) {
-    char n[640];
-    snprintf(n, sizeof n, "%s%s.weight", pre, name);
-    add(n, ndim, d0, d1, d2, d3);
-    if (bias) {
-        snprintf(n, sizeof n, "%s%s.bias", pre, name);
-        add(n, 1, d0, 0, 0, 0);
-    }
-}
-#define CONV(pre, name, co, ci, k) add_wb(pre, name, 4, co, ci, k, k, 1)
-#define LIN(pre, name, o, i, b) add_wb(pre, name, 2, o, i, 0, 0, b)
-#define NORM(pre, name, c) add_wb(pre, name, 1, c, 0, 0, 0, 1)
-
-static void unet_res(const char *pre, int ci, int co) {
-    NORM(pre, "in_layers.0", ci);
-    CONV(pre, "in_layers.2", co, ci, 3);
-    LIN(pre, "emb_layers.1", co, 1280, 1);
-    NORM(pre, "out_layers.0", co);
-    CONV(pre, "out_layers.3", co, co, 3);
-    if (ci != co) CONV(pre, "skip_connection", co, ci, 1);
-}
-
-static void unet_st(const char *pre, int c) {
-    char p[256];
-    NORM(pre, "norm", c);
-    CONV(pre, "proj_in", c, c, 1);
-    CONV(pre, "proj_out", c, c, 1);
-    snprintf(p, sizeof p, "%stransformer_blocks.0.", pre);
-    NORM(p, "norm1", c), NORM(p, "norm2", c), NORM(p, "norm3", c);
-    LIN(p, "attn1.to_q", c, c, 0), LIN(p, "attn1.to_k", c, c, 0), LIN(p, "attn1.to_v", c, c, 0);
-    LIN(p, "attn1.to_out.0", c, c, 1);
-    LIN(p, "attn2.to_q", c, c, 0), LIN(p, "attn2.to_k", c, 768, 0);
-    LIN(p, "attn2.to_v", c, 768, 0), LIN(p, "attn2.to_out.0", c, c, 1);
-    LIN(p, "ff.net.0.proj", 8 * c, c, 1), LIN(p, "ff.net.2", c, 4 * c, 1);
-}
-
-static void vae_res(const char *pre, int ci, int co) {
-    NORM(pre, "norm1", ci), CONV(pre, "conv1", co, ci, 3);
-    NORM(pre, "norm2", co), CONV(pre, "conv2", co, co, 3);
-    if (ci != co) CONV(pre, "nin_shortcut", co, ci, 1);
-}
-
-static void vae_mid(const char *pre, int c) {
-    char p[256];
-    snprintf(p, sizeof p, "%sblock_1.", pre), vae_res(p, c, c);
-    snprintf(p, sizeof p, "%sblock_2.", pre), vae_res(p, c, c);
-    snprintf(p, sizeof p, "%sattn_1.", pre);
-    NORM(p, "norm", c), CONV(p, "q", c, c, 1), CONV(p, "k", c, c, 1), CONV(p, "v", c, c, 1);
-    CONV(p, "proj_out", c, c, 1);
-}
-
-/* SD 1.5 (v1-inference.yaml) names and shapes, written here independently of
- * the loader so that the load is also a check of its naming. */
-static void sd15_tensors(void) {
-    char p[256];
-    const char *T = "cond_stage_model.transformer.text_model.";
-    snprintf(p, sizeof p, "%sembeddings.", T);
-    LIN(p, "token_embedding", 49408, 768, 0);
-    LIN(p, "position_embedding", 77, 768, 0);
-    for (int l = 0; l < 12; l++) {
-        snprintf(p, sizeof p, "%sencoder.layers.%d.", T, l);
-        NORM(p, "layer_norm1", 768), NORM(p, "layer_norm2", 768);
-        LIN(p, "self_attn.q_proj", 768, 768, 1), LIN(p, "self_attn.k_proj", 768, 768, 1);
-        LIN(p, "self_attn.v_proj", 768, 768, 1), LIN(p, "self_attn.out_proj", 768, 768, 1);
-        LIN(p, "mlp.fc1", 3072, 768, 1), LIN(p, "mlp.fc2", 768, 3072, 1);
-    }
-    NORM(T, "final_layer_norm", 768);
-
-    const char *U = "model.diffusion_model.";
-    LIN(U, "time_embed.0", 1280, 320, 1), LIN(U, "time_embed.2", 1280, 1280, 1);
-    CONV(U, "input_blocks.0.0", 320, 4, 3);
-    int mult[4] = {1, 2, 4, 4}, skips[16], ns = 0, ch = 320, idx = 1;
-    skips[ns++] = 320;
-    for (int l = 0; l < 4; l++) {
-        for (int r = 0; r < 2; r++, idx++) {
-            snprintf(p, sizeof p, "%sinput_blocks.%d.0.", U, idx), unet_res(p, ch, 320 * mult[l]);
-            ch = 320 * mult[l];
-            if (l < 3) snprintf(p, sizeof p, "%sinput_blocks.%d.1.", U, idx), unet_st(p, ch);
-            skips[ns++] = ch;
-        }
-        if (l < 3) {
-            snprintf(p, sizeof p, "%sinput_blocks.%d.0.op", U, idx++);
-            add_wb(p, "", 4, ch, ch, 3, 3, 1);
-            skips[ns++] = ch;
-        }
-    }
-    snprintf(p, sizeof p, "%smiddle_block.0.", U), unet_res(p, ch, ch);
-    snprintf(p, sizeof p, "%smiddle_block.1.", U), unet_st(p, ch);
-    snprintf(p, sizeof p, "%smiddle_block.2.", U), unet_res(p, ch, ch);
-    idx = 0;
-    for (int l = 3; l >= 0; l--)
-        for (int i = 0; i <= 2; i++, idx++) {
-            int co = 320 * mult[l];
-            snprintf(p, sizeof p, "%soutput_blocks.%d.0.", U, idx), unet_res(p, ch + skips[--ns], co);
-            ch = co;
-            int j = 1;
-            if (l < 3) snprintf(p, sizeof p, "%soutput_blocks.%d.1.", U, idx), unet_st(p, ch), j++;
-            if (l > 0 && i == 2)
-                snprintf(p, sizeof p, "%soutput_blocks.%d.%d.", U, idx, j), CONV(p, "conv", ch, ch, 3);
-        }
-    NORM(U, "out.0", 320), CONV(U, "out.2", 4, 320, 3);
-
-    const char *V = "first_stage_model.";
-    snprintf(p, sizeof p, "%sencoder.", V), CONV(p, "conv_in", 128, 3, 3);
-    ch = 128;
-    for (int l = 0; l < 4; l++) {
-        for (int b = 0; b < 2; b++) {
-            snprintf(p, sizeof p, "%sencoder.down.%d.block.%d.", V, l, b), vae_res(p, ch, 128 * mult[l]);
-            ch = 128 * mult[l];
-        }
-        if (l < 3) snprintf(p, sizeof p, "%sencoder.down.%d.downsample.", V, l), CONV(p, "conv", ch, ch, 3);
-    }
-    snprintf(p, sizeof p, "%sencoder.mid.", V), vae_mid(p, ch);
-    snprintf(p, sizeof p, "%sencoder.", V), NORM(p, "norm_out", ch), CONV(p, "conv_out", 8, ch, 3);
-    CONV(V, "quant_conv", 8, 8, 1), CONV(V, "post_quant_conv", 4, 4, 1);
-    snprintf(p, sizeof p, "%sdecoder.", V), CONV(p, "conv_in", 512, 4, 3);
-    snprintf(p, sizeof p, "%sdecoder.mid.", V), vae_mid(p, 512);
-    ch = 512;
-    for (int l = 3; l >= 0; l--) {
-        for (int b = 0; b < 3; b++) {
-            snprintf(p, sizeof p, "%sdecoder.up.%d.block.%d.", V, l, b), vae_res(p, ch, 128 * mult[l]);
-            ch = 128 * mult[l];
-        }
-        if (l > 0) snprintf(p, sizeof p, "%sdecoder.up.%d.upsample.", V, l), CONV(p, "conv", ch, ch, 3);
-    }
-    snprintf(p, sizeof p, "%sdecoder.", V), NORM(p, "norm_out", 128), CONV(p, "conv_out", 3, 128, 3);
-}
 
 /* ---- measurements ------------------------------------------------------------------------- */
 
@@ -331,34 +184,36 @@ int main(void) {
     if (!dir) dir = getenv("TMPDIR");
     if (!dir) dir = "/tmp";
 
-    g_numel = 49408 * 768; /* the largest tensor: token_embedding */
-    float *rbuf = rand_floats((size_t)g_numel, 0.02f, 12345);
+    fake_ckpt ck = {.t = g_t, .names = g_names, .cap = MAXT, .who = "bench_sd"};
+    ck.numel = 49408 * 768; /* the largest tensor: token_embedding */
+    float *rbuf = rand_floats((size_t)ck.numel, 0.02f, 12345);
     if (!rbuf) return 1;
-    g_rand = rbuf;
-    sd15_tensors();
-    double gb = g_total * 4.0 / 1e9;
+    ck.rand = rbuf;
+    fk_sd15(&ck);
+    const int64_t params = ck.total; /* also the peak-RSS budget below */
+    double gb = params * 4.0 / 1e9;
     struct statvfs vfs;
-    if (statvfs(dir, &vfs) == 0 && (double)vfs.f_bavail * vfs.f_frsize < g_total * 4.0 + 1e9) {
+    if (statvfs(dir, &vfs) == 0 && (double)vfs.f_bavail * vfs.f_frsize < params * 4.0 + 1e9) {
         printf("bench_sd: skipped: %s has less than %.1f GB free\n", dir, gb + 1);
         return 0;
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/bench-sd15-%d.safetensors", dir, (int)getpid());
     printf("SD 1.5-shaped checkpoint: %d tensors, %.0fM parameters, %.2f GB f32, threads %d\n",
-           g_n, g_total / 1e6, gb, threads);
+           ck.n, params / 1e6, gb, threads);
     double t0 = now();
     cs_err err = {0};
     const char *reuse = getenv("BENCH_SD_CKPT"); /* a checkpoint kept by an earlier run */
     if (reuse) {
         snprintf(path, sizeof path, "%s", reuse);
         printf("reusing %s\n", path);
-    } else if (cs_safetensors_write(path, g_t, g_n, "{\"format\": \"pt\"}", &err)) {
+    } else if (cs_safetensors_write(path, g_t, ck.n, "{\"format\": \"pt\"}", &err)) {
         printf("bench_sd: %s\n", err.msg);
         return 1;
     } else {
         printf("written in %.1f s: %s\n", now() - t0, path);
     }
-    for (int i = 0; i < g_n; i++) free(g_names[i]);
+    fk_free_names(&ck);
     free(rbuf);
 
     double peak = sgemm_peak();
@@ -757,8 +612,8 @@ int main(void) {
     }
     long rss = peak_rss_mb();
     printf("peak RSS %ld MB; f32 weights %.0f MB + 2048 MB = %.0f MB budget: %s\n", rss,
-           g_total * 4.0 / 1048576, g_total * 4.0 / 1048576 + 2048,
-           rss <= g_total * 4.0 / 1048576 + 2048 ? "within" : "OVER");
+           params * 4.0 / 1048576, params * 4.0 / 1048576 + 2048,
+           rss <= params * 4.0 / 1048576 + 2048 ? "within" : "OVER");
     sd_free(m);
     free(ctx);
     if (!getenv("BENCH_SD_KEEP") && !reuse) remove(path);

@@ -233,6 +233,17 @@ extern "C" int cs_faiss_add_codes(cs_faiss *f, int64_t n, const float *x, const 
     });
 }
 
+extern "C" int cs_faiss_list_append(cs_faiss *f, int64_t l, int64_t n, const int64_t *ids, const uint8_t *codes,
+                                    cs_err *err) {
+    auto *pq = const_cast<faiss::IndexIVFPQ *>(plain_ivfpq(f));
+    if (!pq || pq->direct_map.type != faiss::DirectMap::NoMap || l < 0 || l >= (int64_t)pq->nlist)
+        return cs_fail(err, CS_EUSAGE, "faiss: list append: not a plain IVF-PQ or no list %lld", (long long)l);
+    return guarded(err, "list append", [&] {
+        pq->invlists->add_entries(l, n, reinterpret_cast<const faiss::Index::idx_t *>(ids), codes);
+        pq->ntotal += n;
+    });
+}
+
 extern "C" int cs_faiss_pq_parts(cs_faiss *f, int *m, int *dsub, const float **centroids) {
     const faiss::IndexIVFPQ *pq = plain_ivfpq(f);
     if (!pq) return -1;

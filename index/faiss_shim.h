@@ -46,6 +46,11 @@ int cs_faiss_add(cs_faiss *f, int64_t n, const float *x, cs_err *err);
  * them): the cells from the index's quantizer and the entries appended in
  * order with ids ntotal + i, as IndexIVFPQ's add does. */
 int cs_faiss_add_codes(cs_faiss *f, int64_t n, const float *x, const uint8_t *codes, cs_err *err);
+/* Appends n entries (ids[n], codes[n][M]) to list l of that plain IVF-PQ,
+ * as its add leaves them there (the cells and codes the caller's: a vote
+ * index put together from its parts' lists, index/lf_quant.c); ntotal
+ * grows by n. */
+int cs_faiss_list_append(cs_faiss *f, int64_t l, int64_t n, const int64_t *ids, const uint8_t *codes, cs_err *err);
 int64_t cs_faiss_ntotal(const cs_faiss *f);
 int cs_faiss_dim(const cs_faiss *f);
 /* "nprobe", "efSearch", ... (faiss::ParameterSpace names), "k_factor"

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "cli/cli_mpi.h"
@@ -23,6 +24,11 @@
 #include "core/shard.h"
 #include "index/lf_quant.h"
 
+static double cpu_now(void) {
+    struct timespec t;
+    return clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t) ? 0 : (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
 /* what rank 0 does with <db>.lfvote */
 enum { V_CURRENT, V_OPENED, V_ASSEMBLE };
 
@@ -30,6 +36,9 @@ typedef struct {
     int64_t n, qlen;
     uint64_t fp;
     int32_t status, mode;
+    int64_t ns;       /* V_ASSEMBLE: the PQ's sample, nsub sub-quantizers to train on the ranks */
+    int32_t nsub, pad;
+    char factory[64];
 } parts_head;
 
 /* Whether one process (cs_lf_index_open_fp) would build <db>.lfvote from
@@ -60,7 +69,7 @@ static int built_from_scratch(const char *path, int64_t n, uint64_t fp, int64_t 
  * alone when <db>.lfvote is to be built from scratch (V_ASSEMBLE), else
  * from the index opened as one process opens it (V_OPENED). */
 static int parts_prepare(const char *db, int nsh, parts_head *h, uint8_t **cnt, int32_t **shard, uint8_t **qb,
-                         char *note, size_t cap, cs_err *err) {
+                         cs_lf_qtrain **t, char *note, size_t cap, cs_err *err) {
     cs_store *s = NULL;
     cs_lf_records rec = {0};
     cs_lf_index *ix = NULL;
@@ -112,9 +121,14 @@ static int parts_prepare(const char *db, int nsh, parts_head *h, uint8_t **cnt, 
          * descriptors: put together from parts it would cost more */
         if (strcmp(fac, "Flat") && built_from_scratch(path, rec.n, rec.fp, nd)) {
             h->mode = V_ASSEMBLE;
-            double t0 = cs_now_s();
-            if (cs_lf_quant_train(rec.n, rec.recs, qb, &qlen, err)) goto out;
-            snprintf(note, cap, "quantizer (%s) trained on rank 0 in %.2f s", fac, cs_now_s() - t0);
+            double t0 = cs_now_s(), c0 = cpu_now();
+            if (cs_lf_qtrain_begin(t, rec.n, rec.recs, err)) goto out;
+            h->nsub = cs_lf_qtrain_subs(*t);
+            const float *smp;
+            h->ns = cs_lf_qtrain_sample(*t, &smp);
+            snprintf(h->factory, sizeof h->factory, "%s", cs_lf_qtrain_factory(*t));
+            snprintf(note, cap, "quantizer (%s): coarse part trained on rank 0 in %.2f s (%.2f CPU-s)", fac,
+                     cs_now_s() - t0, cpu_now() - c0);
         } else {
             h->mode = V_OPENED;
             if (cs_lf_index_open_fp(&ix, path, rec.n, rec.ids, rec.recs, rec.fp, note, cap, err)) goto out;
@@ -143,6 +157,68 @@ out:
     return rc;
 }
 
+/* V_ASSEMBLE, every rank: the PQ's sub-quantizers of rank 0's quantizer t
+ * (independent k-means of the same sample, FAISS's fixed seed: the bytes
+ * one process trains) trained on the ranks in turn (m mod size), the
+ * centroids gathered, the quantizer finished on rank 0 (*qb, h->qlen on
+ * every rank). Only the coarse quantizer and the sample stay serial. */
+static int train_subs(parts_head *h, cs_lf_qtrain *t, uint8_t **qb, char *note, size_t cap, cs_err *err) {
+    const int rank = cs_mpi_rank(), size = cs_mpi_size(), M = h->nsub, K = 256 * (128 / M);
+    const float *s0 = NULL;
+    float *s = NULL, *c = NULL;
+    double t0 = cs_now_s(), c0 = cpu_now();
+    if (rank == 0) cs_lf_qtrain_sample(t, &s0);
+    else if (!(s = malloc(sizeof(float) * 128 * (size_t)h->ns))) {
+        fprintf(stderr, "copyscope: index add: rank %d: out of memory for the quantizer's sample\n", rank);
+        exit(CLI_FAIL); /* the broadcast must be received to go on: stop the job */
+    }
+    cs_mpi_bcast(rank ? s : (void *)s0, h->ns * 128 * (int64_t)sizeof(float));
+    int mine = 0;
+    for (int m = rank; m < M; m += size) mine++;
+    size_t len = 8 + sizeof(float) * (size_t)K * (size_t)mine; /* status (8 B: aligned), the centroids */
+    char *buf = calloc(1, len);
+    int32_t st = buf ? 0 : -1;
+    cs_err e = {0};
+    for (int m = rank, j = 0; !st && m < M; m += size, j++)
+        st = cs_lf_qtrain_sub(h->factory, h->ns, rank ? s : s0, m, (float *)(buf + 8) + (size_t)j * K, &e);
+    if (st) fprintf(stderr, "copyscope: index add: rank %d of %d: %s\n", rank, size, e.msg[0] ? e.msg : "out of memory");
+    if (buf) memcpy(buf, &st, sizeof st);
+    int32_t zero = -1;
+    int64_t *lens = rank == 0 ? calloc((size_t)size, sizeof *lens) : NULL;
+    void *all = NULL;
+    int bad = cs_mpi_gatherv(buf ? (void *)buf : (void *)&zero, buf ? (int64_t)len : 4, &all, lens);
+    struct { int64_t qlen; int32_t status, pad; } r = {0, 0, 0};
+    if (rank == 0) {
+        c = malloc(sizeof(float) * (size_t)K * (size_t)M);
+        const char *p = all;
+        for (int rk = 0; !bad && rk < size; p += lens[rk], rk++) {
+            int32_t rs;
+            int n = 0;
+            for (int m = rk; m < M; m += size) n++;
+            memcpy(&rs, p, sizeof rs);
+            if (rs || lens[rk] != 8 + (int64_t)sizeof(float) * K * n) {
+                bad = cs_fail(err, CS_EINTERNAL, "rank %d of %d could not train its sub-quantizers", rk, size);
+                break;
+            }
+            for (int m = rk, j = 0; c && m < M; m += size, j++)
+                memcpy(c + (size_t)m * K, p + 8 + sizeof(float) * (size_t)K * j, sizeof(float) * (size_t)K);
+        }
+        size_t qlen = 0;
+        if (!bad && !c) bad = cs_fail(err, CS_ENOMEM, "out of memory");
+        if (!bad) bad = cs_lf_qtrain_end(t, c, qb, &qlen, err);
+        r.qlen = (int64_t)qlen, r.status = bad ? -1 : 0;
+    }
+    cs_mpi_bcast(&r, sizeof r);
+    h->qlen = r.qlen;
+    size_t l = strlen(note);
+    if (rank == 0 && !r.status && l + 1 < cap)
+        snprintf(note + l, cap - l, ", its %d sub-quantizers on the %d ranks (rank 0: %.2f s, %.2f CPU-s)", M, size,
+                 cs_now_s() - t0, cpu_now() - c0);
+    free(s), free(c), free(buf), free(all), free(lens);
+    if (r.status) return rank == 0 ? -1 : cs_fail(err, CS_EINTERNAL, "the quantizer could not be trained");
+    return 0;
+}
+
 /* Rank 0, every part written: <db>.lfvote from the parts of shards 0..nsh-1
  * (ascending ids, so ascending descriptor numbers: cs_lf_part_into puts
  * each list's entries in one process's order, and refuses any other),
@@ -150,7 +226,7 @@ out:
  * here. */
 static int assemble(cs_store *s, int nsh, const parts_head *h, const uint8_t *cnt, const int32_t *shard,
                     const uint8_t *qb, uint8_t *keep, char *note, size_t cap, cs_err *err) {
-    double t0 = cs_now_s();
+    double t0 = cs_now_s(), c0 = cpu_now();
     char *path = cs_store_sidecar(s, "lfvote"), *qpath = cs_store_sidecar(s, "lfquant");
     cs_lf_index *ix = NULL;
     int rc = !path || !qpath ? cs_fail(err, CS_ENOMEM, "out of memory") : 0;
@@ -170,8 +246,8 @@ static int assemble(cs_store *s, int nsh, const parts_head *h, const uint8_t *cn
         fprintf(stderr, "copyscope: index add: not saved: %s\n", qe.msg);
     size_t l = strlen(note);
     if (!rc && l + 1 < cap)
-        snprintf(note + l, cap - l, "%s%s put together from the %d parts in %.2f s", l ? "; " : "", path, nsh,
-                 cs_now_s() - t0);
+        snprintf(note + l, cap - l, "%s%s put together from the %d parts in %.2f s (%.2f CPU-s)", l ? "; " : "", path,
+                 nsh, cs_now_s() - t0, cpu_now() - c0);
     cs_lf_index_free(ix);
     free(path);
     free(qpath);
@@ -186,11 +262,20 @@ int cli_mpi_lf_parts(const char *db, int nsh, int k0, int k1, int64_t *encoded, 
     int32_t *shard = NULL;
     *encoded = 0;
     if (cap) note[0] = 0;
-    if (rank == 0 && parts_prepare(db, nsh, &h, &cnt, &shard, &qb, note, cap, err)) h.status = -1;
+    cs_lf_qtrain *t = NULL;
+    if (rank == 0 && parts_prepare(db, nsh, &h, &cnt, &shard, &qb, &t, note, cap, err)) h.status = -1;
     cs_mpi_bcast(&h, sizeof h);
+    if (!h.status && h.mode == V_ASSEMBLE && h.nsub > 0 && train_subs(&h, t, &qb, note, cap, err)) h.status = -1;
+    else if (!h.status && h.mode == V_ASSEMBLE && h.nsub == 0 && rank == 0) { /* nothing left to train */
+        size_t qlen = 0;
+        h.status = cs_lf_qtrain_end(t, NULL, &qb, &qlen, err) ? -1 : 0;
+        h.qlen = (int64_t)qlen;
+    }
+    cs_lf_qtrain_free(t);
+    if (h.mode == V_ASSEMBLE && h.nsub == 0) cs_mpi_bcast(&h, sizeof h);
     if (h.status) {
         free(cnt), free(shard), free(qb);
-        return rank == 0 ? -1 : cs_fail(err, CS_EINTERNAL, "rank 0 could not build the vote index");
+        return rank == 0 || err->code ? -1 : cs_fail(err, CS_EINTERNAL, "rank 0 could not build the vote index");
     }
     if (h.n == 0) return 0;
     if (rank) {

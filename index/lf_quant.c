@@ -29,18 +29,53 @@ static void one_desc(const uint8_t *recs, const int64_t *first, int64_t n, int64
     for (int j = 0; j < 128; j++) x[j] = p[j];
 }
 
+struct cs_lf_qtrain {
+    cs_lf_index ix; /* the index being trained: its factory and FAISS index */
+    int nprobe;
+    float *s;       /* the PQ's sample [ns][128] (NULL: nothing left to train) */
+    int64_t ns;
+    int m, dsub;    /* its sub-quantizers: m of dsub dimensions, 256 centroids each */
+};
+
+void cs_lf_qtrain_free(cs_lf_qtrain *t) {
+    if (!t) return;
+    cs_faiss_free(t->ix.f);
+    free(t->s);
+    free(t);
+}
+
+int cs_lf_qtrain_subs(const cs_lf_qtrain *t) { return t->s ? t->m : 0; }
+int64_t cs_lf_qtrain_sample(const cs_lf_qtrain *t, const float **s) {
+    *s = t->s;
+    return t->s ? t->ns : 0;
+}
+const char *cs_lf_qtrain_factory(const cs_lf_qtrain *t) { return t->ix.factory; }
+
+/* an index of factory with cs_lf_index_build's training parameters */
+static int new_untrained(cs_faiss **f, const char *factory, cs_err *err) {
+    if (cs_faiss_new(f, 128, factory, 0, err)) return -1;
+    if (!cs_faiss_is_trained(*f) && cs_faiss_nlist(*f) > 0 &&
+        (cs_faiss_set_train_sample(*f, 64, 10, err) || cs_faiss_set_param(*f, "by_residual", 0, err))) {
+        cs_faiss_free(*f);
+        *f = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 /* cs_lf_index_build's training, step for step (index/lf_index.c): change
  * one and the other together; test_lf_shard compares the bytes */
-int cs_lf_quant_train(int64_t n, const uint8_t *recs, uint8_t **q, size_t *qlen, cs_err *err) {
-    *q = NULL, *qlen = 0;
-    cs_lf_index ix = {.simd_max = 2};
+int cs_lf_qtrain_begin(cs_lf_qtrain **out, int64_t n, const uint8_t *recs, cs_err *err) {
+    *out = NULL;
+    cs_lf_qtrain *t = calloc(1, sizeof *t);
     int64_t *first = malloc(sizeof(int64_t) * (size_t)(n + 1));
     float *x = NULL;
     int rc = -1;
-    if (!first) {
+    if (!t || !first) {
         cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld records", (long long)n);
         goto out;
     }
+    t->ix.simd_max = 2;
     int64_t nd = 0;
     for (int64_t i = 0; i < n; i++) {
         first[i] = nd;
@@ -48,26 +83,61 @@ int cs_lf_quant_train(int64_t n, const uint8_t *recs, uint8_t **q, size_t *qlen,
     }
     first[n] = nd;
     int64_t nt = nd < CS_LF_MAX_TRAIN ? nd : CS_LF_MAX_TRAIN;
-    int nprobe = CS_LF_NPROBE;
-    cs_lf_default_factory(nd, ix.factory, sizeof ix.factory, &nprobe);
-    if (cs_faiss_new(&ix.f, 128, ix.factory, 0, err)) goto out;
-    if (!cs_faiss_is_trained(ix.f)) {
+    t->nprobe = CS_LF_NPROBE;
+    cs_lf_default_factory(nd, t->ix.factory, sizeof t->ix.factory, &t->nprobe);
+    if (new_untrained(&t->ix.f, t->ix.factory, err)) goto out;
+    if (!cs_faiss_is_trained(t->ix.f)) {
         if (!(x = malloc(sizeof(float) * 128 * (size_t)(nt ? nt : 1)))) {
             cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld descriptors", (long long)nt);
             goto out;
         }
         for (int64_t i = 0; i < nt; i++) one_desc(recs, first, n, i * nd / nt, x + i * 128);
-        if (cs_faiss_nlist(ix.f) > 0 && (cs_faiss_set_train_sample(ix.f, 64, 10, err) ||
-                                         cs_faiss_set_param(ix.f, "by_residual", 0, err)))
+        const float *cb;
+        if (cs_faiss_pq_parts(t->ix.f, &t->m, &t->dsub, &cb) == 0) {
+            /* the coarse quantizer here, the PQ's sub-quantizers wherever
+             * cs_lf_qtrain_sub runs */
+            if (cs_faiss_train_coarse(t->ix.f, nt, x, &t->s, &t->ns, err)) goto out;
+        } else if (cs_faiss_train(t->ix.f, nt, x, err)) { /* another factory: in one step */
             goto out;
-        if (cs_faiss_train(ix.f, nt, x, err)) goto out;
+        }
     }
-    if (cs_faiss_nlist(ix.f) > 0 && cs_faiss_set_param(ix.f, "nprobe", nprobe, err)) goto out;
-    rc = cs_lf_quantizer_save(&ix, q, qlen, err);
+    rc = 0;
 out:
-    cs_faiss_free(ix.f);
     free(x);
     free(first);
+    if (rc) cs_lf_qtrain_free(t);
+    else *out = t;
+    return rc;
+}
+
+int cs_lf_qtrain_sub(const char *factory, int64_t ns, const float *s, int m, float *centroids, cs_err *err) {
+    cs_faiss *f = NULL;
+    if (new_untrained(&f, factory, err)) return -1;
+    int rc = cs_faiss_pq_train_sub(f, m, ns, s, centroids, err);
+    cs_faiss_free(f);
+    return rc;
+}
+
+int cs_lf_qtrain_end(cs_lf_qtrain *t, const float *centroids, uint8_t **q, size_t *qlen, cs_err *err) {
+    *q = NULL, *qlen = 0;
+    for (int m = 0; t->s && m < t->m; m++)
+        if (cs_faiss_pq_set_sub(t->ix.f, m, centroids + (size_t)m * 256 * t->dsub, m == t->m - 1, err)) return -1;
+    if (cs_faiss_nlist(t->ix.f) > 0 && cs_faiss_set_param(t->ix.f, "nprobe", t->nprobe, err)) return -1;
+    return cs_lf_quantizer_save(&t->ix, q, qlen, err);
+}
+
+int cs_lf_quant_train(int64_t n, const uint8_t *recs, uint8_t **q, size_t *qlen, cs_err *err) {
+    cs_lf_qtrain *t = NULL;
+    float *c = NULL;
+    *q = NULL, *qlen = 0;
+    if (cs_lf_qtrain_begin(&t, n, recs, err)) return -1;
+    int rc = 0, M = cs_lf_qtrain_subs(t);
+    if (M > 0 && !(c = malloc(sizeof(float) * 256 * (size_t)t->dsub * (size_t)M)))
+        rc = cs_fail(err, CS_ENOMEM, "localfeat: out of memory");
+    for (int m = 0; !rc && m < M; m++) rc = cs_faiss_pq_train_sub(t->ix.f, m, t->ns, t->s, c + (size_t)m * 256 * t->dsub, err);
+    if (!rc) rc = cs_lf_qtrain_end(t, c, q, qlen, err);
+    free(c);
+    cs_lf_qtrain_free(t);
     return rc;
 }
 

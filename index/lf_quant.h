@@ -28,6 +28,25 @@ void cs_lf_quant_counts(int64_t n, const uint8_t *recs, uint8_t *cnt);
  * *q malloc'd. */
 int cs_lf_quant_train(int64_t n, const uint8_t *recs, uint8_t **q, size_t *qlen, cs_err *err);
 
+/* The same training in steps, so that the PQ's sub-quantizers (M
+ * independent k-means of 256 centroids, each on its dsub dimensions of the
+ * same sample) can be trained by copyscope-mpi's ranks in turn:
+ * cs_lf_qtrain_begin trains the coarse quantizer and takes the PQ's sample
+ * (cs_lf_qtrain_subs: M, 0 when nothing is left to train, e.g. "Flat");
+ * cs_lf_qtrain_sub computes sub-quantizer m's centroids[256][dsub] (dsub
+ * 128 / M) from the factory and that sample, in any process;
+ * cs_lf_qtrain_end sets all M (centroids[M][256][dsub]) and gives
+ * cs_lf_quant_train's bytes. */
+typedef struct cs_lf_qtrain cs_lf_qtrain;
+int cs_lf_qtrain_begin(cs_lf_qtrain **t, int64_t n, const uint8_t *recs, cs_err *err);
+int cs_lf_qtrain_subs(const cs_lf_qtrain *t);
+/* the sample *s[ns][128] (valid while t lives) and its ns */
+int64_t cs_lf_qtrain_sample(const cs_lf_qtrain *t, const float **s);
+const char *cs_lf_qtrain_factory(const cs_lf_qtrain *t);
+int cs_lf_qtrain_sub(const char *factory, int64_t ns, const float *s, int m, float *centroids, cs_err *err);
+int cs_lf_qtrain_end(cs_lf_qtrain *t, const float *centroids, uint8_t **q, size_t *qlen, cs_err *err);
+void cs_lf_qtrain_free(cs_lf_qtrain *t);
+
 /* An index of the quantizer q[qlen] with no codes yet, of nrec records
  * owning cnt[i] descriptors each: enough for cs_lf_index_counts,
  * cs_lf_quantizer_save, cs_lf_index_ndesc (copyscope-mpi's rank 0 of an

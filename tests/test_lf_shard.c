@@ -275,6 +275,8 @@ static void tmp_name(char *path) {
  * of records (each shard of a store holds a run of ids) saves to the same
  * file as the index built from the records; parts out of number order
  * (interleaved, or the runs backwards) are refused, not put in disorder.
+ * The same trained in steps, the PQ's sub-quantizers in other indexes (as
+ * copyscope-mpi's ranks train them), in reverse order: the same bytes.
  * Then <db>.lfquant: read back the same, its quantizer re-saved from a
  * shell (what rank 0 of an analysis sends its ranks) the same bytes (the
  * parts' keys), stale once the vote index file is rewritten or the records
@@ -298,6 +300,25 @@ static void test_assemble(void) {
     REQUIRE(cs_lf_quantizer_save(ix, &qa, &qalen, &err) == 0);
     REQUIRE(cs_lf_quant_train(NREF, recs, &qb, &qlen, &err) == 0);
     CHECKF(qlen == qalen && !memcmp(qa, qb, qlen), "trained alone: %zu bytes, built %zu", qlen, qalen);
+    { /* in steps, the sub-quantizers in other indexes in reverse order (as
+       * copyscope-mpi's ranks train them): the same bytes again */
+        cs_lf_qtrain *t = NULL;
+        REQUIRE(cs_lf_qtrain_begin(&t, NREF, recs, &err) == 0);
+        const float *smp;
+        int64_t ns = cs_lf_qtrain_sample(t, &smp);
+        int M = cs_lf_qtrain_subs(t);
+        CHECK(M == 16 && ns > 0);
+        float *c = malloc(sizeof(float) * 128 * 256);
+        REQUIRE(c);
+        for (int m = M - 1; m >= 0; m--)
+            CHECK(cs_lf_qtrain_sub(cs_lf_qtrain_factory(t), ns, smp, m, c + (size_t)m * 256 * (128 / M), &err) == 0);
+        uint8_t *q3 = NULL;
+        size_t q3len = 0;
+        CHECK(cs_lf_qtrain_end(t, c, &q3, &q3len, &err) == 0);
+        CHECKF(q3len == qalen && !memcmp(q3, qa, qalen), "trained in steps: other bytes");
+        free(q3), free(c);
+        cs_lf_qtrain_free(t);
+    }
     REQUIRE(cs_lf_index_counts(ix, NREF, cnt) == 0);
     cs_lf_quant_counts(NREF, recs, cnt2);
     CHECK(!memcmp(cnt, cnt2, NREF));

@@ -54,7 +54,8 @@ int an_local_load(an_state *A, cs_err *err) {
      * stderr as the progress lines do: a rebuild at 1M references costs
      * minutes, and the user should know why */
     char *path = cs_store_sidecar(A->s, "lfvote");
-    int rc = cs_lf_index_open_fp(&A->lfx, path, n, R->ids, R->recs, R->fp, note, sizeof note, err);
+    int rc = A->o->lf_open ? A->o->lf_open(A->o->match_ctx, path, R, &A->lfx, note, sizeof note, err)
+                           : cs_lf_index_open_fp(&A->lfx, path, n, R->ids, R->recs, R->fp, note, sizeof note, err);
     free(path);
     free(R->ids);
     R->ids = NULL;

@@ -84,6 +84,11 @@ typedef struct {
      * owns and merges the nearest lists (cli/cmd_mpi_an_lf.c): the same votes. */
     int (*lf_search)(void *ctx, const cs_an_refs *r, cs_lf_index *ix, const cs_lf_records *rec, const int32_t *rows,
                      const cs_lf_set *q, int64_t nq, int max_out, cs_lf_vote *out, int *nout, cs_err *err);
+    /* Opens the vote index of the records rec at path (<db>.lfvote; cs_lf_index_open_fp's contract), with
+     * match_ctx. NULL: cs_lf_index_open_fp. copyscope-mpi's rank 0, whose ranks search the parts (lf_search),
+     * reads only the quantizer and counts (<db>.lfquant) where they are current: an index for lf_search alone. */
+    int (*lf_open)(void *ctx, const char *path, const cs_lf_records *rec, cs_lf_index **out, char *note, size_t cap,
+                   cs_err *err);
 } cs_analyze_opts;
 
 typedef struct {

@@ -22,13 +22,19 @@ int cli_mpi_gate(int argc, char **argv);
 int cli_index_add_sharded(const char *db, char **paths, int n, const cs_ingest_opts *o, int shards, int timings);
 
 /* After cli_index_add_sharded's shards (every rank; collective): rank 0
- * makes <db>.lfrec and <db>.lfvote current (the quantizer trained once,
- * as one process trains it) and sends its quantizer, the records' counts
- * and shards; each rank writes the part files of shards k0..k1-1
- * (<db>.shards/K-of-N.db.lfpart: their records' descriptors indexed with
- * that quantizer), which the analysis's ranks load instead of encoding.
- * *encoded: the descriptors this rank encoded (0 when current). */
-int cli_mpi_lf_parts(const char *db, int nsh, int k0, int k1, int64_t *encoded, cs_err *err);
+ * makes <db>.lfrec current and gets the vote index's quantizer (trained
+ * alone, as one process trains it, where <db>.lfvote is to be built from
+ * scratch; else <db>.lfquant's, or the index's as one process opens it)
+ * and sends it with the records' counts and shards; each rank writes the
+ * part files of shards k0..k1-1 (<db>.shards/K-of-N.db.lfpart: their
+ * records' descriptors indexed with that quantizer), which the analysis's
+ * ranks load instead of encoding; rank 0 then puts <db>.lfvote together
+ * from them (one process's bytes) and writes <db>.lfquant
+ * (cli/cmd_mpi_lf_add.c). *encoded: the descriptors this rank encoded (0
+ * when current); note[cap]: rank 0's line on the vote index ("" when
+ * current). */
+int cli_mpi_lf_parts(const char *db, int nsh, int k0, int k1, int64_t *encoded, char *note, size_t cap,
+                     cs_err *err);
 
 /* `index add --embedder` under mpirun, after cli_index_add_sharded (every
  * rank): rank K embeds the references of shard K into a part column beside

@@ -105,12 +105,20 @@ int cli_index_add_sharded(const char *db, char **paths, int n, const cs_ingest_o
     /* the vote index (<db>.lfvote, one process's bytes) and each shard's
      * part of it, so that the first analysis does no index work */
     int64_t lf_enc = 0;
+    char lf_note[640] = "";
+    double cpu_lf = 0;
+    if (timings && size > 1 && o0->local_features) { /* the vote index's share apart (collective) */
+        print_rank_values(size, "cpu per rank, shards (s):", cpu_seconds());
+        cpu_lf = cpu_seconds();
+    }
     if (o0->local_features) {
-        bad = cli_mpi_lf_parts(db, nsh, k0, k1, &lf_enc, &err);
+        bad = cli_mpi_lf_parts(db, nsh, k0, k1, &lf_enc, lf_note, sizeof lf_note, &err);
         if (bad) fprintf(stderr, "copyscope: rank %d of %d: %s\n", rank, size, err.msg);
         if (cs_mpi_any(bad)) return CLI_FAIL;
         cs_mpi_sum_i64(&lf_enc, 1);
     }
+    if (timings && size > 1 && o0->local_features)
+        print_rank_values(size, "cpu per rank, vote index (s):", cpu_seconds() - cpu_lf);
     if (timings && size > 1) print_rank_cpu(size); /* collective: every rank */
     if (rank) return CLI_OK;
     double t = cs_now_s() - t0;
@@ -127,6 +135,7 @@ int cli_index_add_sharded(const char *db, char **paths, int n, const cs_ingest_o
     if (o0->local_features)
         printf("index add: local-feature vote index: %lld descriptors encoded into %d shard parts\n",
                (long long)lf_enc, nsh);
+    if (o0->local_features && lf_note[0]) printf("index add: %s\n", lf_note);
     if (tot.error > 0 && tot.ok + tot.duplicate == 0) {
         fprintf(stderr, "copyscope: index add: nothing could be read (%lld errors; see copyscope index ls --errors)\n",
                 (long long)tot.error);

@@ -164,6 +164,12 @@ int load_thumbs(void *ctx, cs_store *s, cs_ref_thumbs *th, cs_err *err);
 int verify_round(const round_head *h, const side *me, const owners *own, const int64_t *ids, int64_t n,
                  const cs_an_settings *set, const cs_an_query *q, int threads, int failed);
 
+/* Rank 0's opening of the vote index (cs_analyze_opts.lf_open): at the
+ * ranks' first search, the quantizer and counts from <db>.lfquant when
+ * current (an index for lf_init alone), else the whole <db>.lfvote as one
+ * process opens it, whose quantizer and counts are then saved there. */
+int lf_open_rank0(void *ctx, const char *path, const cs_lf_records *rec, cs_lf_index **out, char *note, size_t cap,
+                  cs_err *err);
 /* Rank 0's local-feature vote search (cs_analyze_opts.lf_search), a rank
  * > 0's LFINIT round (its part built: *part; *total descriptors in all) and LF
  * round (-1 when it failed: its message printed, the failure sent). */

@@ -20,6 +20,7 @@
 #include "core/fs.h"
 #include "core/mpi_comm.h"
 #include "core/shard.h"
+#include "index/lf_quant.h"
 
 /* A rank's lists of an LF round: status, n * CS_LF_NN, then the distances
  * and the numbers. */
@@ -91,6 +92,46 @@ static void debug_part(const cs_lf_part *p, int loaded, double cpu0) {
     if (debug_on())
         fprintf(stderr, "copyscope: mpi debug: rank %d local-feature part %s: %lld descriptors (%.3f cpu s)\n",
                 cs_mpi_rank(), loaded ? "loaded" : "encoded", (long long)cs_lf_part_ndesc(p), cpu_now() - cpu0);
+}
+
+/* cs_analyze_opts.lf_open on rank 0. lf_init needs of the vote index only
+ * its quantizer and every record's descriptor count: read from
+ * <db>.lfquant (~150 KB at IMI2x5) when it was taken from <db>.lfvote as
+ * that file now is and for these records, instead of the whole index (28 B
+ * a descriptor, and its owners). Otherwise (a store indexed by one process,
+ * or the index rebuilt since) the index is opened as one process opens it
+ * (loaded, or rebuilt when stale: the same bytes), and its quantizer and
+ * counts are saved for the next analysis. Only the ranks' first search
+ * uses this index: a later analysis in the same run opens the whole one
+ * (lf_search_all searches it here). */
+int lf_open_rank0(void *ctx, const char *path, const cs_lf_records *rec, cs_lf_index **out, char *note, size_t cap,
+                  cs_err *err) {
+    cli_mpi_an *c = ctx;
+    char *qpath = c->store ? cs_store_sidecar(c->store, "lfquant") : NULL;
+    uint8_t *cnt = NULL, *qb = NULL;
+    size_t qlen = 0;
+    cs_err why = {0};
+    *out = NULL;
+    if (cap) note[0] = 0;
+    if (!c->lf_inited && qpath && !cs_lf_quant_load(qpath, path, rec->fp, rec->n, &cnt, &qb, &qlen, &why)) {
+        int rc = cs_lf_index_shell(out, qb, qlen, rec->n, cnt, err);
+        free(cnt), free(qb), free(qpath);
+        if (debug_on() && !rc)
+            fprintf(stderr, "copyscope: mpi debug: rank 0 vote index: quantizer and counts read (%zu B)\n", qlen);
+        return rc;
+    }
+    int rc = cs_lf_index_open_fp(out, path, rec->n, rec->ids, rec->recs, rec->fp, note, cap, err);
+    if (!rc && !c->lf_inited && qpath && rec->n > 0) {
+        cs_err qe = {0};
+        if ((cnt = malloc((size_t)rec->n)) && !cs_lf_index_counts(*out, rec->n, cnt) &&
+            !cs_lf_quantizer_save(*out, &qb, &qlen, &qe))
+            cs_lf_quant_save(qpath, path, rec->fp, rec->n, cnt, qb, qlen, &qe); /* a cache: unsaved, read again */
+        if (debug_on())
+            fprintf(stderr, "copyscope: mpi debug: rank 0 vote index: whole index opened%s%s\n",
+                    qe.code ? "; quantizer not saved: " : "", qe.code ? qe.msg : "");
+    }
+    free(cnt), free(qb), free(qpath);
+    return rc;
 }
 
 /* The LFINIT round from rank 0: the quantizer, the counts and owners of the

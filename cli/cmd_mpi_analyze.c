@@ -133,6 +133,7 @@ cli_mpi_an *cli_mpi_analyze_begin(cs_analyze_opts *o, cs_store *s) {
     o->match_scans = 1; /* rank 0 keeps the index without the prepared floats: side_copy */
     o->load_thumbs = load_thumbs;
     o->lf_search = lf_search_all;
+    o->lf_open = lf_open_rank0;
     return c;
 }
 

@@ -16,6 +16,9 @@ extern "C" {
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFPQ.h>
 #include <faiss/IndexIVFPQFastScan.h>
+#include <faiss/Clustering.h>
+#include <faiss/IndexFlat.h>
+#include <faiss/utils/utils.h>
 #include <faiss/IndexPQ.h>
 #include <faiss/IndexRefine.h>
 #include <faiss/Index.h>
@@ -231,6 +234,69 @@ extern "C" int cs_faiss_add_codes(cs_faiss *f, int64_t n, const float *x, const 
             if (idx[i] >= 0) pq->invlists->add_entry(idx[i], pq->ntotal + i, codes + (size_t)i * pq->code_size);
         pq->ntotal += n;
     });
+}
+
+extern "C" int cs_faiss_list_append(cs_faiss *f, int64_t l, int64_t n, const int64_t *ids, const uint8_t *codes,
+                                    cs_err *err) {
+    auto *pq = const_cast<faiss::IndexIVFPQ *>(plain_ivfpq(f));
+    if (!pq || pq->direct_map.type != faiss::DirectMap::NoMap || l < 0 || l >= (int64_t)pq->nlist)
+        return cs_fail(err, CS_EUSAGE, "faiss: list append: not a plain IVF-PQ or no list %lld", (long long)l);
+    return guarded(err, "list append", [&] {
+        pq->invlists->add_entries(l, n, reinterpret_cast<const faiss::Index::idx_t *>(ids), codes);
+        pq->ntotal += n;
+    });
+}
+
+// FAISS 1.7's IndexIVF::train, cut in its steps: train_q1, then
+// IndexIVFPQ::train_residual (without residuals: the PQ trained on
+// fvecs_maybe_subsample of x, ProductQuantizer::train's Train_default
+// k-means of each slice), then is_trained
+static faiss::IndexIVFPQ *untrained_pq(cs_faiss *f) {
+    auto *pq = const_cast<faiss::IndexIVFPQ *>(plain_ivfpq(f));
+    if (!pq || pq->is_trained || pq->by_residual || pq->do_polysemous_training ||
+        pq->pq.train_type != faiss::ProductQuantizer::Train_default || pq->pq.assign_index)
+        return nullptr;
+    return pq;
+}
+
+extern "C" int cs_faiss_train_coarse(cs_faiss *f, int64_t n, const float *x, float **s, int64_t *ns, cs_err *err) {
+    *s = nullptr, *ns = 0;
+    faiss::IndexIVFPQ *pq = untrained_pq(f);
+    if (!pq) return cs_fail(err, CS_EUSAGE, "faiss: train in steps: not an untrained plain IVF-PQ");
+    return guarded(err, "train", [&] {
+        pq->train_q1((size_t)n, x, pq->verbose, pq->metric_type);
+        size_t m = (size_t)n;
+        const float *t = faiss::fvecs_maybe_subsample((size_t)pq->d, &m, pq->pq.cp.max_points_per_centroid * pq->pq.ksub,
+                                                      x, pq->verbose, pq->pq.cp.seed);
+        float *c = static_cast<float *>(malloc(sizeof(float) * (m ? m : 1) * (size_t)pq->d));
+        if (c) memcpy(c, t, sizeof(float) * m * (size_t)pq->d);
+        if (t != x) delete[] t;
+        if (!c) throw std::bad_alloc();
+        *s = c, *ns = (int64_t)m;
+    });
+}
+
+extern "C" int cs_faiss_pq_train_sub(cs_faiss *f, int m, int64_t ns, const float *s, float *centroids, cs_err *err) {
+    faiss::IndexIVFPQ *pq = untrained_pq(f);
+    if (!pq || m < 0 || (size_t)m >= pq->pq.M) return cs_fail(err, CS_EUSAGE, "faiss: train in steps: no sub-quantizer %d", m);
+    const faiss::ProductQuantizer &P = pq->pq;
+    return guarded(err, "train", [&] {
+        std::vector<float> xs((size_t)ns * P.dsub);
+        for (int64_t j = 0; j < ns; j++)
+            memcpy(xs.data() + (size_t)j * P.dsub, s + (size_t)j * P.d + (size_t)m * P.dsub, P.dsub * sizeof(float));
+        faiss::Clustering clus(P.dsub, P.ksub, P.cp);
+        faiss::IndexFlatL2 index(P.dsub);
+        clus.train((faiss::Index::idx_t)ns, xs.data(), index);
+        memcpy(centroids, clus.centroids.data(), sizeof(float) * P.ksub * P.dsub);
+    });
+}
+
+extern "C" int cs_faiss_pq_set_sub(cs_faiss *f, int m, const float *centroids, int last, cs_err *err) {
+    faiss::IndexIVFPQ *pq = untrained_pq(f);
+    if (!pq || m < 0 || (size_t)m >= pq->pq.M) return cs_fail(err, CS_EUSAGE, "faiss: train in steps: no sub-quantizer %d", m);
+    pq->pq.set_params(centroids, m);
+    if (last) pq->is_trained = true;
+    return 0;
 }
 
 extern "C" int cs_faiss_pq_parts(cs_faiss *f, int *m, int *dsub, const float **centroids) {

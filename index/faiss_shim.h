@@ -46,6 +46,25 @@ int cs_faiss_add(cs_faiss *f, int64_t n, const float *x, cs_err *err);
  * them): the cells from the index's quantizer and the entries appended in
  * order with ids ntotal + i, as IndexIVFPQ's add does. */
 int cs_faiss_add_codes(cs_faiss *f, int64_t n, const float *x, const uint8_t *codes, cs_err *err);
+/* Appends n entries (ids[n], codes[n][M]) to list l of that plain IVF-PQ,
+ * as its add leaves them there (the cells and codes the caller's: a vote
+ * index put together from its parts' lists, index/lf_quant.c); ntotal
+ * grows by n. */
+int cs_faiss_list_append(cs_faiss *f, int64_t l, int64_t n, const int64_t *ids, const uint8_t *codes, cs_err *err);
+/* The training of an untrained plain IVF-PQ (by_residual off, no polysemous
+ * codes: cs_faiss_pq_parts' kind) cut in the steps cs_faiss_train takes
+ * (FAISS 1.7's IndexIVF::train), so that its PQ's sub-quantizers, each an
+ * independent k-means of a slice of a sample, can be trained in other
+ * processes (copyscope-mpi's ranks, index/lf_quant.c):
+ * cs_faiss_train_coarse trains the coarse quantizer on x[n] and gives the
+ * PQ's sample *s[*ns][dim] (FAISS's subsample of x; malloc'd);
+ * cs_faiss_pq_train_sub computes sub-quantizer m's centroids[ksub][dsub]
+ * from it with f's clustering parameters (f unchanged: any index of the same
+ * factory and parameters gives the same); cs_faiss_pq_set_sub sets them, and
+ * with last the index is trained: the same as cs_faiss_train's. */
+int cs_faiss_train_coarse(cs_faiss *f, int64_t n, const float *x, float **s, int64_t *ns, cs_err *err);
+int cs_faiss_pq_train_sub(cs_faiss *f, int m, int64_t ns, const float *s, float *centroids, cs_err *err);
+int cs_faiss_pq_set_sub(cs_faiss *f, int m, const float *centroids, int last, cs_err *err);
 int64_t cs_faiss_ntotal(const cs_faiss *f);
 int cs_faiss_dim(const cs_faiss *f);
 /* "nprobe", "efSearch", ... (faiss::ParameterSpace names), "k_factor"

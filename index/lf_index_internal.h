@@ -66,4 +66,8 @@ int lf_index_append(cs_lf_index *ix, int64_t from, int64_t n, const uint8_t *rec
 int lf_finish_with_faiss(cs_atomic_file *a, int ok, const cs_lf_index *ix, const char magic[4], const char *path,
                          cs_err *err);
 
+/* lf_parts.c: ix's FAISS index and factory from a quantizer's bytes
+ * (cs_lf_quantizer_save's), nothing added */
+int lf_quantizer_read(cs_lf_index *ix, const uint8_t *q, size_t qlen, cs_err *err);
+
 #endif

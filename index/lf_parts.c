@@ -12,6 +12,7 @@
 #include "core/parallel.h"
 #include "index/faiss_shim.h"
 #include "index/lf_index_internal.h"
+#include "index/lf_quant.h"
 
 /* ---- the vote search in parts (one per MPI rank, issue 17) ----
  * A part indexes the descriptors of some of the records with the whole
@@ -77,6 +78,18 @@ out:
     return rc;
 }
 
+int lf_quantizer_read(cs_lf_index *ix, const uint8_t *qb, size_t qlen, cs_err *err) {
+    FILE *f = NULL;
+    if (qlen < QHDR || memcmp(qb, QMAGIC, 4) || !memchr(qb + 4, 0, 64))
+        return cs_fail(err, CS_EFORMAT, "localfeat: not a vote index's quantizer");
+    snprintf(ix->factory, sizeof ix->factory, "%s", (const char *)qb + 4);
+    if (qlen == QHDR) return cs_faiss_new(&ix->f, 128, ix->factory, 0, err);
+    int rc = !(f = fmemopen((void *)(qb + QHDR), qlen - QHDR, "rb")) || cs_faiss_read_fp(&ix->f, f, "quantizer", err);
+    if (rc && !err->code) cs_fail(err, CS_ENOMEM, "localfeat: out of memory reading the quantizer");
+    if (f) fclose(f);
+    return rc ? -1 : 0;
+}
+
 struct cs_lf_part {
     cs_lf_index *ix;  /* the part's descriptors, numbered 0.. in the whole index's order */
     int64_t *gid;     /* [ix->nd] each one's number in the whole index */
@@ -117,26 +130,14 @@ int cs_lf_part_build(cs_lf_part **out, const uint8_t *qb, size_t qlen, int64_t n
     *out = NULL;
     cs_lf_part *p = calloc(1, sizeof *p);
     uint8_t *buf = malloc((size_t)CHUNK * CS_LF_RECORD);
-    FILE *f = NULL;
     int rc = -1;
     if (!p || !buf || !(p->ix = calloc(1, sizeof *p->ix))) {
         cs_fail(err, CS_ENOMEM, "localfeat: out of memory for a part of the vote index");
         goto out;
     }
     p->ix->simd_max = 2;
-    if (qlen < QHDR || memcmp(qb, QMAGIC, 4) || !memchr(qb + 4, 0, 64)) {
-        cs_fail(err, CS_EFORMAT, "localfeat: not a vote index's quantizer");
-        goto out;
-    }
-    snprintf(p->ix->factory, sizeof p->ix->factory, "%s", (const char *)qb + 4);
+    if (lf_quantizer_read(p->ix, qb, qlen, err)) goto out;
     int nprobe = (int)get32(qb + 68);
-    if (qlen == QHDR) {
-        if (cs_faiss_new(&p->ix->f, 128, p->ix->factory, 0, err)) goto out;
-    } else if (!(f = fmemopen((void *)(qb + QHDR), qlen - QHDR, "rb")) ||
-               cs_faiss_read_fp(&p->ix->f, f, "quantizer", err)) {
-        if (!err->code) cs_fail(err, CS_ENOMEM, "localfeat: out of memory reading the quantizer");
-        goto out;
-    }
     lf_scan_setup(p->ix); /* the codebooks, for pq_encode */
     int64_t nd = 0, g = 0;
     for (int64_t i = 0; i < n; i++) nd += keep[i] ? cnt[i] : 0;
@@ -172,7 +173,6 @@ int cs_lf_part_build(cs_lf_part **out, const uint8_t *qb, size_t qlen, int64_t n
     if (part_codes(p, err)) goto out;
     rc = 0;
 out:
-    if (f) fclose(f);
     free(buf);
     if (rc) cs_lf_part_free(p);
     else *out = p;
@@ -281,6 +281,47 @@ int cs_lf_part_votes(const int64_t *first, int64_t nrec, const cs_lf_set *q, int
         if (q[i].n > 0) nout[i] = lf_vote(&one, loc, q[i].n, hit, v, max_out, out + i * max_out);
     }
     free(hit), free(own), free(loc), free(v);
+    return 0;
+}
+
+/* ---- the whole index put together from its parts (lf_quant.h) ---- */
+
+int cs_lf_part_into(cs_lf_index *ix, const cs_lf_part *p, cs_err *err) {
+    const int m = p->ix->pq_m;
+    if (!p->ix->ct || !ix->ct || ix->pq_m != m || cs_faiss_nlist(ix->f) != cs_faiss_nlist(p->ix->f))
+        return cs_fail(err, CS_EUSAGE, "localfeat: a part of %s put into an index of %s", p->ix->factory,
+                       ix->factory);
+    int64_t *g = NULL;
+    int64_t cap = 0;
+    for (int64_t l = 0, nl = cs_faiss_nlist(p->ix->f); l < nl; l++) {
+        const uint8_t *c, *wc;
+        const int64_t *id, *wid;
+        int64_t ln = cs_faiss_list(p->ix->f, l, &c, &id), wn = cs_faiss_list(ix->f, l, &wc, &wid);
+        if (ln == 0) continue;
+        if (ln > cap) {
+            int64_t *t = realloc(g, sizeof *g * (size_t)ln);
+            if (!t) {
+                free(g);
+                return cs_fail(err, CS_ENOMEM, "localfeat: out of memory for a list of %lld", (long long)ln);
+            }
+            g = t, cap = ln;
+        }
+        /* the part's ids number its descriptors in the whole index's order
+         * (cs_lf_part_build), so its list ascends in numbers too; it must
+         * start above the whole list's last: the entries stay in add order */
+        for (int64_t e = 0; e < ln; e++) {
+            g[e] = id[e] >= 0 && id[e] < p->ix->nd ? p->gid[id[e]] : -1;
+            if (g[e] < 0 || g[e] >= ix->nd || (e ? g[e] <= g[e - 1] : wn > 0 && g[e] <= wid[wn - 1])) {
+                free(g);
+                return cs_fail(err, CS_EUSAGE, "localfeat: list %lld of a part is not above the index's", (long long)l);
+            }
+        }
+        if (cs_faiss_list_append(ix->f, l, ln, g, c, err)) {
+            free(g);
+            return -1;
+        }
+    }
+    free(g);
     return 0;
 }
 

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "index/lf_quant.h"
 #include "index/localfeat.h"
 #include "t.h"
 
@@ -253,11 +254,155 @@ static void check(const char *factory) {
     free(recs);
 }
 
+static int same_file(const char *a, const char *b) {
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int same = fa && fb, x = 0, y = 0;
+    while (same && (x = getc(fa)) != EOF && (y = getc(fb)) != EOF) same = x == y;
+    if (same) same = x == EOF && getc(fb) == EOF;
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return same;
+}
+
+static void tmp_name(char *path) {
+    int fd = mkstemp(path);
+    if (fd >= 0) close(fd);
+}
+
+/* What `mpirun index add` does instead of building the whole index on rank
+ * 0 (index/lf_quant.h): the quantizer trained alone is the built index's,
+ * byte for byte; the index put together from the parts of 1, 2 and 3 runs
+ * of records (each shard of a store holds a run of ids) saves to the same
+ * file as the index built from the records; parts out of number order
+ * (interleaved, or the runs backwards) are refused, not put in disorder.
+ * The same trained in steps, the PQ's sub-quantizers in other indexes (as
+ * copyscope-mpi's ranks train them), in reverse order: the same bytes.
+ * Then <db>.lfquant: read back the same, its quantizer re-saved from a
+ * shell (what rank 0 of an analysis sends its ranks) the same bytes (the
+ * parts' keys), stale once the vote index file is rewritten or the records
+ * differ, and refused when cut. */
+static void test_assemble(void) {
+    int nd = 0;
+    uint8_t *recs = records(NREF, &nd);
+    REQUIRE(recs);
+    cs_err err = {0};
+    cs_lf_index *ix = NULL, *sh = NULL;
+    REQUIRE(cs_lf_index_build(&ix, NREF, recs, NULL, &err) == 0);
+    char desc[96];
+    cs_lf_index_describe(ix, desc, sizeof desc);
+    REQUIRE(nd >= CS_LF_MIN_IMI && !strncmp(desc, "IMI2x", 5)); /* trained: the case where it matters */
+    char whole[] = "/tmp/cs-lfvote-XXXXXX", built[] = "/tmp/cs-lfvote-XXXXXX", qf[] = "/tmp/cs-lfquant-XXXXXX";
+    tmp_name(whole), tmp_name(built), tmp_name(qf);
+    REQUIRE(cs_lf_index_save(ix, whole, 42, NREF, &err) == 0);
+    uint8_t *qa = NULL, *qb = NULL, *cnt = malloc(NREF), *cnt2 = malloc(NREF), *keep = malloc(NREF);
+    size_t qalen = 0, qlen = 0;
+    REQUIRE(cnt && cnt2 && keep);
+    REQUIRE(cs_lf_quantizer_save(ix, &qa, &qalen, &err) == 0);
+    REQUIRE(cs_lf_quant_train(NREF, recs, &qb, &qlen, &err) == 0);
+    CHECKF(qlen == qalen && !memcmp(qa, qb, qlen), "trained alone: %zu bytes, built %zu", qlen, qalen);
+    { /* in steps, the sub-quantizers in other indexes in reverse order (as
+       * copyscope-mpi's ranks train them): the same bytes again */
+        cs_lf_qtrain *t = NULL;
+        REQUIRE(cs_lf_qtrain_begin(&t, NREF, recs, &err) == 0);
+        const float *smp;
+        int64_t ns = cs_lf_qtrain_sample(t, &smp);
+        int M = cs_lf_qtrain_subs(t);
+        CHECK(M == 16 && ns > 0);
+        float *c = malloc(sizeof(float) * 128 * 256);
+        REQUIRE(c);
+        for (int m = M - 1; m >= 0; m--)
+            CHECK(cs_lf_qtrain_sub(cs_lf_qtrain_factory(t), ns, smp, m, c + (size_t)m * 256 * (128 / M), &err) == 0);
+        uint8_t *q3 = NULL;
+        size_t q3len = 0;
+        CHECK(cs_lf_qtrain_end(t, c, &q3, &q3len, &err) == 0);
+        CHECKF(q3len == qalen && !memcmp(q3, qa, qalen), "trained in steps: other bytes");
+        free(q3), free(c);
+        cs_lf_qtrain_free(t);
+    }
+    REQUIRE(cs_lf_index_counts(ix, NREF, cnt) == 0);
+    cs_lf_quant_counts(NREF, recs, cnt2);
+    CHECK(!memcmp(cnt, cnt2, NREF));
+
+    for (int p = 1; p <= 3; p++)
+        for (int back = 0; back < 2; back++) {
+            REQUIRE(cs_lf_index_shell(&sh, qb, qlen, NREF, cnt, &err) == 0);
+            int rc = 0;
+            for (int j = 0; j < p && !rc; j++) {
+                int part = back ? p - 1 - j : j;
+                for (int i = 0; i < NREF; i++) keep[i] = owner(0, p, i, NREF) == part;
+                cs_lf_part *pt = NULL;
+                REQUIRE(cs_lf_part_build(&pt, qb, qlen, NREF, recs, cnt, keep, &err) == 0);
+                err = (cs_err){0};
+                rc = cs_lf_part_into(sh, pt, &err);
+                cs_lf_part_free(pt);
+            }
+            if (back && p > 1) {
+                CHECKF(rc == -1 && err.code == CS_EUSAGE, "%d runs backwards put together (%s)", p, err.msg);
+            } else {
+                CHECKF(rc == 0 && cs_lf_index_shell_done(sh, &err) == 0, "%d runs: %s", p, err.msg);
+                REQUIRE(cs_lf_index_save(sh, built, 42, NREF, &err) == 0);
+                CHECKF(same_file(whole, built), "%d runs: the index from the parts is not the built one's bytes", p);
+            }
+            cs_lf_index_free(sh);
+            sh = NULL;
+        }
+    /* interleaved records: the second part's lists start below the first's end */
+    REQUIRE(cs_lf_index_shell(&sh, qb, qlen, NREF, cnt, &err) == 0);
+    int rc = 0;
+    for (int part = 0; part < 2 && !rc; part++) {
+        for (int i = 0; i < NREF; i++) keep[i] = owner(1, 2, i, NREF) == part;
+        cs_lf_part *pt = NULL;
+        REQUIRE(cs_lf_part_build(&pt, qb, qlen, NREF, recs, cnt, keep, &err) == 0);
+        rc = cs_lf_part_into(sh, pt, &err);
+        cs_lf_part_free(pt);
+    }
+    CHECK(rc == -1 && err.code == CS_EUSAGE);
+    cs_lf_index_free(sh);
+    sh = NULL;
+
+    /* <db>.lfquant */
+    uint8_t *c3 = NULL, *q3 = NULL, *q4 = NULL;
+    size_t q3len = 0, q4len = 0;
+    err = (cs_err){0};
+    CHECK(cs_lf_quant_load(qf, whole, 42, NREF, &c3, &q3, &q3len, &err) == -1); /* empty file */
+    REQUIRE(cs_lf_quant_save(qf, whole, 42, NREF, cnt, qb, qlen, &err) == 0);
+    REQUIRE(cs_lf_quant_load(qf, whole, 42, NREF, &c3, &q3, &q3len, &err) == 0);
+    CHECK(q3len == qlen && !memcmp(q3, qb, qlen) && !memcmp(c3, cnt, NREF));
+    REQUIRE(cs_lf_index_shell(&sh, q3, q3len, NREF, c3, &err) == 0);
+    REQUIRE(cs_lf_quantizer_save(sh, &q4, &q4len, &err) == 0);
+    CHECKF(q4len == qlen && !memcmp(q4, qb, qlen), "a shell's quantizer re-saved: other bytes");
+    CHECK(cs_lf_index_counts(sh, NREF, cnt2) == 0 && !memcmp(cnt, cnt2, NREF));
+    CHECK(cs_lf_index_ndesc(sh) == nd);
+    free(c3), free(q3), free(q4);
+    c3 = q3 = NULL;
+    err = (cs_err){0};
+    CHECK(cs_lf_quant_load(qf, whole, 43, NREF, &c3, &q3, &q3len, &err) == -1 && err.code == CS_ENOTFOUND && !c3);
+    REQUIRE(cs_lf_index_save(ix, whole, 42, NREF, &err) == 0); /* the same bytes, but another file */
+    err = (cs_err){0};
+    CHECKF(cs_lf_quant_load(qf, whole, 42, NREF, &c3, &q3, &q3len, &err) == -1 && err.code == CS_ENOTFOUND,
+           "kept after its vote index was rewritten: %s", err.msg);
+    REQUIRE(cs_lf_quant_save(qf, whole, 42, NREF, cnt, qb, qlen, &err) == 0);
+    FILE *f = fopen(qf, "rb");
+    REQUIRE(f);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fclose(f);
+    REQUIRE(truncate(qf, len - 3) == 0);
+    err = (cs_err){0};
+    CHECKF(cs_lf_quant_load(qf, whole, 42, NREF, &c3, &q3, &q3len, &err) == -1 && err.code == CS_EFORMAT && !q3,
+           "cut: %s", err.msg);
+    remove(whole), remove(built), remove(qf);
+    cs_lf_index_free(sh);
+    cs_lf_index_free(ix);
+    free(qa), free(qb), free(cnt), free(cnt2), free(keep), free(recs);
+}
+
 static void test_imi(void) { check(NULL); }
 static void test_flat(void) { check("Flat"); }
 
 int main(void) {
     RUN(test_imi);
     RUN(test_flat);
+    RUN(test_assemble);
     return T_DONE();
 }

@@ -23,6 +23,10 @@
 # sharded index add writes the vote index (one process's bytes) and each
 # shard's part of it, which the analysis's ranks load (encoding nothing); a
 # cut or stale part file is rewritten with the same bytes, not trusted.
+# Where the vote index is trained (800 emoji), the sharded index add trains
+# only its quantizer on rank 0 and puts DB.lfvote together from the parts
+# (one process's bytes), and the analysis's rank 0 reads only the quantizer
+# and counts (DB.lfquant; a stale or cut one is not trusted).
 # Without build/copyscope-mpi or mpirun the MPI half prints 'skip'.
 B=${CS_BIN:-build/copyscope}
 M=$(dirname "$B")/copyscope-mpi
@@ -496,6 +500,53 @@ J
   cmp -s "$T/kone.db.vec-tiny" "$T/k.db.vec-tiny" && cmp -s "$T/kone.db.vec-tiny.ids" "$T/k.db.vec-tiny.ids" && [ "$r0" -gt 0 ] &&
     [ $((${nk:-0} + 100)) -eq $(( ($(wc -c < "$T/k.db.vec-tiny") - 64) / 1024 )) ] && [ ! -e "$P" ] &&
     ok "embed_part_resumed_only_missing ($nk computed, 100 kept)" || { bad "embed_part_resumed_only_missing (r0=$r0)"; cat "$T/k4.out"; }
+
+  # a trained vote index (>= CS_LF_MIN_IMI descriptors: the first 800
+  # twemoji, ~17,700): `mpirun index add` trains only the quantizer (its
+  # coarse part on rank 0, its PQ's 16 sub-quantizers on the ranks in turn)
+  # and puts DB.lfvote together from the ranks' parts: one process's
+  # bytes at 2 and 3 ranks; the analysis's rank 0 reads DB.lfquant (the
+  # quantizer and counts), not the whole DB.lfvote, and the report is one
+  # process's at 1, 2 and 3 ranks. A DB.lfquant gone stale (DB.lfvote
+  # rewritten since, even with the same bytes) or cut is not trusted: rank
+  # 0 opens the whole index, and the next analysis reads the one it wrote
+  ls "$DATA" | sort | head -n 800 | sed "s|^|$DATA/|" > "$T/imi.txt"
+  mkdir -p "$T/imig"
+  awk 'NR % 40 == 7' "$T/imi.txt" | while read -r x; do cp "$x" "$T/imig/"; done
+  $B index add "$T/imi.txt" --db "$T/imi.db" -j 2 > "$T/imi.out" 2>&1 || bad imi_one_add
+  $B analyze --images "$T/imig" --db "$T/imi.db" -j 2 -q > /dev/null 2>&1 || bad imi_one_analyze
+  $B report --db "$T/imi.db" --format json --out "$T/imi.raw.json" -q && norm "$T/imi.raw.json" > "$T/imi.json"
+  grep -Eq '"local":[[:space:]]*0\.[0-9]' "$T/imi.json" && ok imi_report_has_local_findings || bad imi_report_has_local_findings
+  for n in 1 2 3; do
+    db="$T/imim$n.db"
+    $MPIRUN -np $n "$M" index add "$T/imi.txt" --db "$db" -j 1 > "$T/imim$n.out" 2>&1 || { bad "imi_np${n}_add"; cat "$T/imim$n.out"; }
+    if [ $n -gt 1 ]; then
+      grep -q "^index add: quantizer (IMI2x[0-9]*,PQ16np): coarse part trained on rank 0 in [0-9.]* s ([0-9.]* CPU-s), its 16 sub-quantizers on the $n ranks (rank 0: .*); .*imim$n.db.lfvote put together from the $n parts in" "$T/imim$n.out" &&
+        cmp -s "$T/imi.db.lfvote" "$db.lfvote" && ok "imi_np${n}_add_trains_once_vote_index_from_parts_one_process_bytes" ||
+        { bad "imi_np${n}_add_trains_once_vote_index_from_parts_one_process_bytes"; cat "$T/imim$n.out"; ls -l "$T/imi.db.lfvote" "$db.lfvote"; }
+    fi
+    CS_MPI_DEBUG=1 $MPIRUN -np $n "$M" analyze --images "$T/imig" --db "$db" -j 1 -q > /dev/null 2> "$T/imim$n.aerr" || bad "imi_np${n}_analyze"
+    $B report --db "$db" --format json --out "$T/imim$n.raw.json" -q && norm "$T/imim$n.raw.json" > "$T/imim$n.json"
+    cmp -s "$T/imi.json" "$T/imim$n.json" && ok "imi_np${n}_same_report_as_one_process" ||
+      { bad "imi_np${n}_same_report_as_one_process"; diff "$T/imi.json" "$T/imim$n.json" | head -n 10; }
+    # (one rank is one process: no ranks, the whole index searched)
+    [ $n -eq 1 ] || { grep -q 'rank 0 vote index: quantizer and counts read' "$T/imim$n.aerr" && ! grep -q 'whole index opened' "$T/imim$n.aerr" &&
+      ok "imi_np${n}_rank0_reads_quantizer_only" || bad "imi_np${n}_rank0_reads_quantizer_only: $(grep 'vote index' "$T/imim$n.aerr")"; }
+  done
+  q="$T/imim2.db.lfquant"
+  cp "$T/imim2.db.lfvote" "$T/imiv" && mv "$T/imiv" "$T/imim2.db.lfvote" # the same bytes, another file
+  CS_MPI_DEBUG=1 $MPIRUN -np 2 "$M" analyze --images "$T/imig" --db "$T/imim2.db" -j 1 -q > /dev/null 2> "$T/imis.aerr" || bad imi_stale_analyze
+  truncate -s -5 "$q"
+  CS_MPI_DEBUG=1 $MPIRUN -np 2 "$M" analyze --images "$T/imig" --db "$T/imim2.db" -j 1 -q > /dev/null 2> "$T/imic.aerr" || bad imi_cut_analyze
+  CS_MPI_DEBUG=1 $MPIRUN -np 2 "$M" analyze --images "$T/imig" --db "$T/imim2.db" -j 1 -q > /dev/null 2> "$T/imir.aerr" || bad imi_reread_analyze
+  # the fourth analysis of the store: its findings as the first's but for the analysis's numbers
+  noids() { norm "$1" | grep -v '"id":\|"first_gallery_finding":\|"analysis_id":'; }
+  $B report --db "$T/imim2.db" --format json --out "$T/imir.raw.json" -q && noids "$T/imir.raw.json" > "$T/imir.ids"
+  noids "$T/imi.raw.json" > "$T/imi.ids"
+  grep -q 'whole index opened$' "$T/imis.aerr" && grep -q 'whole index opened$' "$T/imic.aerr" &&
+    grep -q 'quantizer and counts read' "$T/imir.aerr" && ! grep -q 'quantizer and counts read' "$T/imis.aerr" "$T/imic.aerr" &&
+    cmp -s "$T/imi.ids" "$T/imir.ids" && ok imi_stale_or_cut_lfquant_not_trusted ||
+    bad "imi_stale_or_cut_lfquant_not_trusted: $(grep -h 'vote index' "$T/imis.aerr" "$T/imic.aerr" "$T/imir.aerr")"
 fi
 [ -n "$CS_KEEP" ] || rm -rf "$T"
 echo "test_mpi.sh: $p passed, $f failed"

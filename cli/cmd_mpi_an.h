@@ -67,6 +67,15 @@ int side_copy(side *d, cs_an_refs *sub, const cs_an_refs *r, const cs_an_setting
 int load_shards(cs_an_refs *r, int32_t **grow, const char *db, const owners *o, const int64_t *ids, int64_t n,
                 int what, const cs_an_settings *set, cs_err *err);
 
+/* The local-feature parts one rank searches (cmd_mpi_an_lf.c, lf_share_open):
+ * the parts of its shards (k = rank, rank + size, ...) when the store has
+ * at least as many shards as ranks, else one part, a contiguous run of the
+ * records. */
+typedef struct {
+    cs_lf_part **p;
+    int n;
+} lf_share;
+
 /* Rank 0's side of an analysis under mpirun (cli_mpi_analyze_begin). */
 struct cli_mpi_an {
     char *rules[MAX_RULES]; /* the verified candidates' rule names, interned (cmd_mpi_an_verify.c) */
@@ -97,7 +106,7 @@ struct cli_mpi_an {
     int from_shards; /* rank 0's share loaded from its shards (c->mine), not copied from the whole index */
     int64_t th_rows, th_rows_max; /* thumbnails written in: all batches, the most in one */
     /* the local-feature vote search (cmd_mpi_an_lf.c) */
-    cs_lf_part *lf_part;   /* rank 0's part: the descriptors of the references it owns */
+    lf_share lf_part;      /* rank 0's parts: the descriptors it searches (lf_share_open) */
     const cs_lf_index *lf_ix; /* the whole index the parts were cut from (its codes dropped) */
     int64_t *lf_first;     /* [lf_nrec + 1] each record's first descriptor number in the whole index */
     int64_t lf_nrec;
@@ -176,7 +185,23 @@ int lf_search_all(void *ctx, const cs_an_refs *r, cs_lf_index *ix, const cs_lf_r
  * and saved there atomically; shard -1: built, not saved. */
 int lf_part_open(cs_lf_part **part, cs_store *s, int shard, const uint8_t *qb, size_t qlen, uint64_t fp, int64_t n,
                  const uint8_t *recs, const uint8_t *cnt, const uint8_t *keep, int *loaded, cs_err *err);
-int lf_init_round(const round_head *h, cs_store *s, cs_lf_part **part, int64_t *total, int failed);
-int lf_round(const round_head *h, cs_lf_part *part, int failed);
+/* Which records a rank searches and its parts of them (one a shard it
+ * searches, loaded from their files when current, else built and saved; or
+ * one built of its run of records): shard[n] each record's shard (-1:
+ * unknown, lf_record_shards), nsh the store's shards (0: unsharded), the
+ * rest as lf_part_open. */
+int lf_share_open(lf_share *sh, cs_store *s, const int32_t *shard, int nsh, const uint8_t *qb, size_t qlen,
+                  uint64_t fp, int64_t n, const uint8_t *recs, const uint8_t *cnt, cs_err *err);
+/* The nearest of nd query descriptors among all of sh's parts, merged by
+ * (distance, number) (cs_lf_part_knn's lists). */
+int lf_share_knn(const lf_share *sh, int64_t nd, const uint8_t *desc, float *dist, int64_t *gid, cs_err *err);
+int64_t lf_share_ndesc(const lf_share *sh);
+void lf_share_free(lf_share *sh);
+/* Each record's shard (shard[n]) from its reference's row (rows[i], -1:
+ * a record of a reference the analysis does not hold) and the owners'
+ * offsets; -1 for all when unsharded. */
+void lf_record_shards(const owners *o, const cs_an_refs *r, const int32_t *rows, int64_t n, int32_t *shard);
+int lf_init_round(const round_head *h, cs_store *s, lf_share *part, int64_t *total, int failed);
+int lf_round(const round_head *h, const lf_share *part, int failed);
 
 #endif

@@ -313,7 +313,9 @@ int verify_round(const round_head *h, const side *me, const owners *own, const i
     /* h->what: rank 0 wants the thumbnails of the candidates' rows too (cand_rows' order) */
     int32_t *trow = h->what && nv >= 0 ? malloc(sizeof *trow * (size_t)(nreq > 0 ? nreq : 1)) : NULL;
     int64_t nd = trow ? cand_rows(req, NULL, nreq, rank, n, trow) : 0;
-    if (h->what && nv >= 0 && (!trow || !me->r->has_thumbs)) nv = -1;
+    /* (a rank that owns no reference, more ranks than shards, verifies and
+     * sends nothing: it holds no thumbnails and needs none) */
+    if (h->what && nv >= 0 && (!trow || (nd > 0 && !me->r->has_thumbs))) nv = -1;
     int64_t blen = nv >= 0 ? reply_size(nv) + nd * TPX : 0;
     char *buf = nv >= 0 ? malloc((size_t)blen) : NULL;
     reply_head rh = {buf ? 0 : -1, buf ? nv : 0};

@@ -172,7 +172,7 @@ int debug_on(void) { return getenv("CS_MPI_DEBUG") && !strcmp(getenv("CS_MPI_DEB
 
 /* CS_MPI_DEBUG=1: the references a rank holds and scans, its peak memory */
 static void debug_line(int64_t held, int64_t scanned, int64_t total, const cs_an_emb_part *e, long long trss,
-                       long long tsize, const cs_lf_part *lf, int64_t lf_total) {
+                       long long tsize, const lf_share *lf, int64_t lf_total) {
     if (debug_on())
         fprintf(stderr, "analyze: rank %d of %d: %lld references resident, %lld scanned, of %lld; peak %lld KiB; "
                 "thumbnail cache %lld of %lld KiB resident; embedding rows %lld held, %lld searched, of %lld\n",
@@ -182,9 +182,9 @@ static void debug_line(int64_t held, int64_t scanned, int64_t total, const cs_an
     if (debug_on() && e->open) /* q8: the rows stay 8-bit (dim + 4 bytes), f32: 4 dim */
         fprintf(stderr, "analyze: rank %d of %d: embedding rows kept at %zu bytes a row\n", cs_mpi_rank(), cs_mpi_size(),
                 e->q8 ? CS_VS_Q8_ROW(e->vs.dim) : sizeof(float) * (size_t)e->vs.dim);
-    if (debug_on() && lf) /* the local-feature descriptors of the references it owns */
+    if (debug_on() && lf && lf->n) /* the local-feature descriptors it searches */
         fprintf(stderr, "analyze: rank %d of %d: local-feature descriptors %lld held and searched, of %lld\n",
-                cs_mpi_rank(), cs_mpi_size(), (long long)cs_lf_part_ndesc(lf), (long long)lf_total);
+                cs_mpi_rank(), cs_mpi_size(), (long long)lf_share_ndesc(lf), (long long)lf_total);
 }
 
 void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
@@ -192,7 +192,7 @@ void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
     round_head stop = {R_STOP, 0, 0, 0, 0, 0, 0, {0}, 0}; /* the other ranks stop */
     cs_mpi_bcast(&stop, sizeof stop);
     if (c && c->inited) debug_line(c->from_shards ? c->mine.n : c->n_refs, c->me.scanned, c->n_refs, &c->emb, c->th_rss,
-                                   c->th_size, c->lf_part, c->lf_first ? c->lf_first[c->lf_nrec] : 0);
+                                   c->th_size, &c->lf_part, c->lf_first ? c->lf_first[c->lf_nrec] : 0);
     if (c && c->inited && c->from_shards && debug_on()) /* what rank 0 held of the thumbnails: the candidates' */
         fprintf(stderr, "analyze: rank 0 of %d: candidates' thumbnails written in %lld, at most %lld in a batch; "
                 "%lld KiB resident at most after a batch, of %lld KiB reserved\n", cs_mpi_size(),
@@ -230,7 +230,7 @@ void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
     if (c) side_free(&c->me);
     if (c) cs_an_refs_free(&c->mine);
     if (c) cs_an_emb_part_close(&c->emb);
-    if (c) cs_lf_part_free(c->lf_part);
+    if (c) lf_share_free(&c->lf_part);
     if (c) free(c->lf_first);
     free(c);
 }
@@ -249,7 +249,7 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
     owners own = {0};
     side me = {0};
     cs_an_emb_part emb = {0};
-    cs_lf_part *lf = NULL;
+    lf_share lf = {0};
     int64_t lf_total = 0;
     int64_t *ids = NULL, n = 0, held = 0;
     cs_an_query *q = NULL;
@@ -298,7 +298,7 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
             continue;
         }
         if (h.kind == R_LF) {
-            if (lf_round(&h, lf, failed)) failed = 1;
+            if (lf_round(&h, &lf, failed)) failed = 1;
             continue;
         }
         if (h.kind == R_EMBED) {
@@ -321,7 +321,7 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
         if (verify_round(&h, &me, &own, ids, n, &o->set, q, threads, failed)) failed = 1; /* R_VERIFY */
     }
     long long tsize = 0, trss = debug_on() ? thumbs_rss_kib(&tsize, NULL) : -1;
-    debug_line(held, me.scanned, n, &emb, trss, tsize, lf, lf_total);
+    debug_line(held, me.scanned, n, &emb, trss, tsize, &lf, lf_total);
     free(q);
     free(ids);
     side_free(&me);
@@ -329,7 +329,7 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
     free(own.off);
     cs_an_matcher_free(m);
     cs_an_emb_part_close(&emb);
-    cs_lf_part_free(lf);
+    lf_share_free(&lf);
     cs_store_close(s);
     return failed ? CLI_FAIL : CLI_OK;
 }

@@ -1,0 +1,96 @@
+#!/bin/sh
+# `analyze` under mpirun when the ranks do not match the shards
+# (cli/cmd_mpi_an_lf.c lf_share_open): the local-feature vote search. A
+# store of at least as many shards as ranks: each rank loads the parts of
+# the shards it owns (k = rank, rank + N, ...) that `index add` wrote, and
+# searches them all, its lists merged by (distance, number); fewer shards
+# than ranks, or none: every rank indexes a contiguous run of the records
+# (cut by descriptors) and searches it, so no rank is idle and none does it
+# all. On an unsharded, a 2-shard and a 3-shard store (60 emoji, local
+# features on), analysed at 1, 2 and 3 ranks: the report's JSON (minus its
+# dates and store name) is one process's on the one-file store; where the
+# parts fit (3 shards on 2 and 3 ranks, 2 shards on 2) every rank loads its
+# parts and encodes nothing; elsewhere every rank searches a non-empty run
+# and the runs sum to the index's descriptors (CS_MPI_DEBUG=1 lines).
+# Without build/copyscope-mpi or mpirun it prints 'skip'.
+B=${CS_BIN:-build/copyscope}
+M=$(dirname "$B")/copyscope-mpi
+T=${CS_TMP:-/tmp}/mpi-split-sh.$$
+DATA=$(cd ../shared/data/twemoji-64/img 2>/dev/null && pwd)
+p=0; f=0
+ok() { p=$((p+1)); echo "ok   $1"; }
+bad() { f=$((f+1)); echo "FAIL $1"; }
+skip() { echo "skip: $1"; echo "test_mpi_split.sh: 0 passed, 0 failed"; exit 0; }
+[ -n "$DATA" ] || skip "../shared/data/twemoji-64 missing"
+if [ ! -x "$M" ] || ! command -v mpirun > /dev/null 2>&1; then
+  skip "$M or mpirun missing (make mpi; apt-get install libopenmpi-dev openmpi-bin)"
+fi
+MPIRUN="mpirun --oversubscribe --allow-run-as-root"
+mkdir -p "$T/gens" || exit 1
+names=$(ls "$DATA" | sort | awk 'NR % 3 == 1' | head -n 60)
+for x in $names; do echo "$DATA/$x"; done > "$T/refs.txt"
+# copies from the start, middle and end of the list; two held-out emoji
+for x in $(echo "$names" | sed -n '2p;31p;59p'); do cp "$DATA/$x" "$T/gens/"; done
+for x in $(ls "$DATA" | sort | awk 'NR % 3 == 2' | sed -n '10p;100p'); do cp "$DATA/$x" "$T/gens/held-$x"; done
+norm() { sed -E '/"(generated|store|started|finished)":/d' "$1"; }
+# DB NAME: the report's JSON as NAME.json
+report() { $B report --db "$1" --format json --out "$T/$2.raw.json" -q > /dev/null 2>&1 && norm "$T/$2.raw.json" > "$T/$2.json"; }
+# FILE N: N lines "local-feature descriptors H held and searched, of T": every
+# rank searches some (H > 0), fewer than all (H < T), the H summing to T
+lfdesc() {
+  sed -n 's/.*rank [0-9]* of [0-9]*: local-feature descriptors \([0-9]*\) held and searched, of \([0-9]*\)$/\1 \2/p' "$1" |
+    awk -v n=$2 '{ c++; h += $1; if (t && $2 != t) bad = 1; t = $2; if ($1 <= 0 || $1 >= $2) bad = 1 }
+      END { exit !(c == n && h == t && t > 0 && !bad) }'
+}
+
+$B index add "$T/refs.txt" --db "$T/one.db" -j 2 > /dev/null 2>&1 && ok one_add || bad one_add
+for s in 2 3; do
+  $B index add "$T/refs.txt" --db "$T/s$s.db" --shards $s -j 2 > /dev/null 2>&1 &&
+    [ "$(ls "$T/s$s.db.shards" | grep -c "of-$s.db.lfpart$")" -eq $s ] && ok "s${s}_add_writes_parts" || bad "s${s}_add_writes_parts"
+done
+# the reference answer: one process on the one-file store (a copy, so that
+# each analysis below starts from the same store)
+mkdir -p "$T/w"; cp "$T/one.db" "$T/w/x.db"
+$B analyze --images "$T/gens" --db "$T/w/x.db" -j 1 -q > "$T/one.aout" 2>&1 || bad one_analyze
+report "$T/w/x.db" one
+grep -q '"verdict":	"copy"' "$T/one.raw.json" && ok one_has_copies || bad one_has_copies
+
+for s in 0 2 3; do
+  src=one.db; [ $s -gt 0 ] && src=s$s.db
+  for n in 1 2 3; do
+    rm -rf "$T/w"; mkdir -p "$T/w"
+    cp "$T/$src" "$T/w/x.db"
+    for side in lfvote lfrec; do [ -e "$T/$src.$side" ] && cp "$T/$src.$side" "$T/w/x.db.$side"; done
+    [ $s -gt 0 ] && cp -r "$T/$src.shards" "$T/w/x.db.shards"
+    CS_MPI_DEBUG=1 $MPIRUN -np $n "$M" analyze --images "$T/gens" --db "$T/w/x.db" -j 1 -q > /dev/null 2> "$T/a$s-$n.err" ||
+      { bad "shards${s}_np${n}_analyze"; tail -n 5 "$T/a$s-$n.err"; }
+    report "$T/w/x.db" "a$s-$n"
+    cmp -s "$T/one.json" "$T/a$s-$n.json" && ok "shards${s}_np${n}_same_report_as_one_process" ||
+      { bad "shards${s}_np${n}_same_report_as_one_process"; diff "$T/one.json" "$T/a$s-$n.json" | head -n 8; }
+    [ $n -eq 1 ] && continue
+    if [ $s -ge $n ]; then
+      # each rank loads its shards' parts (3 shards on 2 ranks: rank 0 loads
+      # shards 1 and 3), nothing encoded
+      want=$s
+      [ "$(grep -c 'local-feature part loaded: [1-9][0-9]* descriptors (.*; shard [0-9]* of '$s')' "$T/a$s-$n.err")" -eq $want ] &&
+        ! grep -q 'local-feature part encoded' "$T/a$s-$n.err" && lfdesc "$T/a$s-$n.err" $n &&
+        ok "shards${s}_np${n}_ranks_load_their_shards_parts" ||
+        bad "shards${s}_np${n}_ranks_load_their_shards_parts: $(grep 'local-feature' "$T/a$s-$n.err")"
+      if [ $s -eq 3 ] && [ $n -eq 2 ]; then
+        grep -q 'rank 0 local-feature part loaded: .*shard 1 of 3)' "$T/a$s-$n.err" &&
+          grep -q 'rank 0 local-feature part loaded: .*shard 3 of 3)' "$T/a$s-$n.err" &&
+          grep -q 'rank 1 local-feature part loaded: .*shard 2 of 3)' "$T/a$s-$n.err" && ok shards3_np2_rank0_searches_two_parts ||
+          bad shards3_np2_rank0_searches_two_parts
+      fi
+    else
+      # fewer shards than ranks, or none: a run of records each, every rank searching
+      [ "$(grep -c 'local-feature part encoded: [1-9][0-9]* descriptors (.*; a run of the records)' "$T/a$s-$n.err")" -eq $n ] &&
+        lfdesc "$T/a$s-$n.err" $n && ok "shards${s}_np${n}_every_rank_searches_a_run" ||
+        bad "shards${s}_np${n}_every_rank_searches_a_run: $(grep 'local-feature' "$T/a$s-$n.err")"
+    fi
+  done
+done
+
+[ -n "$CS_KEEP" ] || rm -rf "$T"
+echo "test_mpi_split.sh: $p passed, $f failed"
+[ $f -eq 0 ]

@@ -3,8 +3,8 @@
  * candidates whose reference it owns (a scatter), each verifies them
  * (cs_an_verify, per pair: the same floats wherever it runs), and rank 0
  * gathers them in list order and applies the ratio test, the rivals and the
- * verdicts. Rank 0 of a sharded store holds only each batch's candidates'
- * thumbnails, sent by their owners with the verifications. */
+ * verdicts. Rank 0 holds only each batch's candidates' thumbnails (and its
+ * own share's), sent by their owners with the verifications. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,10 +268,10 @@ int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_result *
  * index's size, and no rank, rank 0 included, ever writes or maps a
  * whole-index cache (7 TB at 600 M references). The range is address space
  * only: 12 KiB a reference, 7 TB at 600 M, within x86-64's 128 TiB. An
- * unsharded store: every rank reads the whole index as before. */
+ * unsharded store the same: each rank, rank 0 included, reads only its run
+ * of rows (load_shards), and rank 0 no <db>.thumbs. */
 int load_thumbs(void *ctx, cs_store *s, cs_ref_thumbs *th, cs_err *err) {
     cli_mpi_an *c = ctx;
-    if (!c->own.n_off) return cs_refs_load_thumbs(s, th, err);
     if (cs_refs_load_rows(s, th, err)) return -1;
     if (th->n == 0) return 0;
     size_t len = TPX * (size_t)th->n;

@@ -236,7 +236,7 @@ void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
 }
 
 /* Ranks > 0: at INIT load the references this rank owns (a sharded store:
- * its shards only; else the whole index, scanning its run of rows), then
+ * its shards only; else its run of rows, read by id range), then
  * scan and verify its share of each round until rank 0 says stop. A rank
  * that cannot load answers every round with a failure, so rank 0 stops
  * with an error instead of waiting. */
@@ -244,7 +244,6 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
     int rank = cs_mpi_rank(), size = cs_mpi_size(), failed = 0;
     cs_err err = {0};
     cs_store *s = NULL;
-    cs_an_matcher *m = NULL;
     cs_an_refs sub = {0};
     owners own = {0};
     side me = {0};
@@ -273,22 +272,18 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
             cs_mpi_bcast(ids, n * (int64_t)sizeof *ids);
             if (failed) continue;
             if (side_runs(&me, &own, ids, n)) failed = cs_fail(&err, CS_ENOMEM, "out of memory");
-            else if (own.n_off) { /* only its shards */
+            else { /* only its shards, or its run of an unsharded store's rows */
                 if (load_shards(&sub, &me.grow, db, &own, ids, n, (int)h.what, &o->set, &err)) failed = 1;
                 else if (sub.n != me.scanned)
-                    failed = cs_fail(&err, CS_EINTERNAL, "%lld references in its shards, %lld in the index's rows",
-                                     (long long)sub.n, (long long)me.scanned);
+                    failed = cs_fail(&err, CS_EINTERNAL, "%lld references in its %s, %lld in the index's rows",
+                                     (long long)sub.n, own.n_off ? "shards" : "run", (long long)me.scanned);
                 me.r = &sub;
                 if (me.nrun) { /* its references are one run of sub's rows */
                     me.run[0] = 0;
                     me.run[1] = sub.n;
                     me.nrun = 1;
                 }
-            } else if (cs_an_matcher_open(&m, s, o, &err)) /* the whole index, scanning its run */
-                failed = 1;
-            else if ((me.r = cs_an_matcher_refs(m))->n != n)
-                failed = cs_fail(&err, CS_EINTERNAL, "%lld references, rank 0 has %lld", (long long)me.r->n,
-                                 (long long)n);
+            }
             if (failed) fprintf(stderr, "copyscope: analyze: rank %d of %d: %s\n", rank, size, err.msg);
             held = me.r ? me.r->n : 0;
             continue;
@@ -327,7 +322,6 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
     side_free(&me);
     cs_an_refs_free(&sub);
     free(own.off);
-    cs_an_matcher_free(m);
     cs_an_emb_part_close(&emb);
     lf_share_free(&lf);
     cs_store_close(s);

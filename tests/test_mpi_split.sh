@@ -11,7 +11,10 @@
 # dates and store name) is one process's on the one-file store; where the
 # parts fit (3 shards on 2 and 3 ranks, 2 shards on 2) every rank loads its
 # parts and encodes nothing; elsewhere every rank searches a non-empty run
-# and the runs sum to the index's descriptors (CS_MPI_DEBUG=1 lines).
+# and the runs sum to the index's descriptors (CS_MPI_DEBUG=1 lines). And
+# the references' pixels: every rank of an unsharded store, rank 0
+# included, loads only its run of rows (by id range), not the whole index,
+# and rank 0 writes no <db>.thumbs (as on a sharded store).
 # Without build/copyscope-mpi or mpirun it prints 'skip'.
 B=${CS_BIN:-build/copyscope}
 M=$(dirname "$B")/copyscope-mpi
@@ -43,6 +46,15 @@ lfdesc() {
       END { exit !(c == n && h == t && t > 0 && !bad) }'
 }
 
+# FILE N: N lines "rank K of N: R references resident, S scanned, of T"
+# with R = S < T, the S summing to T, every S > 0 but where a rank owns no
+# shard (2 shards on 3 ranks: rank 2)
+resident() {
+  sed -n 's/.*rank \([0-9]*\) of [0-9]*: \([0-9]*\) references resident, \([0-9]*\) scanned, of \([0-9]*\);.*/\1 \2 \3 \4/p' "$1" |
+    awk -v n=$2 -v nsh=$3 '{ c++; s += $3; t = $4; if (($3 <= 0 && (nsh == 0 || $1 < nsh)) || $2 != $3 || $2 >= $4) bad = 1 }
+      END { exit !(c == n && s == t && !bad) }'
+}
+
 $B index add "$T/refs.txt" --db "$T/one.db" -j 2 > /dev/null 2>&1 && ok one_add || bad one_add
 for s in 2 3; do
   $B index add "$T/refs.txt" --db "$T/s$s.db" --shards $s -j 2 > /dev/null 2>&1 &&
@@ -68,6 +80,13 @@ for s in 0 2 3; do
     cmp -s "$T/one.json" "$T/a$s-$n.json" && ok "shards${s}_np${n}_same_report_as_one_process" ||
       { bad "shards${s}_np${n}_same_report_as_one_process"; diff "$T/one.json" "$T/a$s-$n.json" | head -n 8; }
     [ $n -eq 1 ] && continue
+    # every rank, rank 0 included, holds only the references it scans (its
+    # shards', or its run of an unsharded store's rows, read by id range),
+    # fewer than the index; the runs cover the index once; rank 0 holds the
+    # others' thumbnails only as each batch's candidates and writes no
+    # whole-store thumbnail cache
+    resident "$T/a$s-$n.err" $n $s && [ ! -e "$T/w/x.db.thumbs" ] && ok "shards${s}_np${n}_rank_holds_only_its_rows" ||
+      bad "shards${s}_np${n}_rank_holds_only_its_rows: $(grep resident "$T/a$s-$n.err"; ls "$T/w")"
     if [ $s -ge $n ]; then
       # each rank loads its shards' parts (3 shards on 2 ranks: rank 0 loads
       # shards 1 and 3), nothing encoded

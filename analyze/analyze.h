@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "analyze/completion.h"
 #include "analyze/match.h"
 #include "analyze/settings.h"
 #include "core/err.h"
@@ -84,6 +85,13 @@ typedef struct {
      * owns and merges the nearest lists (cli/cmd_mpi_an_lf.c): the same votes. */
     int (*lf_search)(void *ctx, const cs_an_refs *r, cs_lf_index *ix, const cs_lf_records *rec, const int32_t *rows,
                      const cs_lf_set *q, int64_t nq, int max_out, cs_lf_vote *out, int *nout, cs_err *err);
+    /* A completion audit (cs_an_completion_audit's contract, analyze/completion.h), with match_ctx and r
+     * the index matched against. NULL: cs_an_completion_audit, which reads every reference's thumbnail
+     * (so a load_thumbs that leaves them out gets the whole thumbnails read for a run with completion
+     * tasks). copyscope-mpi reads only the original's thumbnail and has each rank scan the references it
+     * holds for the nearest other (cli/cmd_mpi_an_compl.c): the same audit. */
+    int (*completion_audit)(void *ctx, cs_an_completion *out, const cs_an_refs *r, const uint8_t *gen_thumb,
+                            int64_t orig_row, const uint8_t *withheld, const cs_an_settings *s, cs_err *err);
 } cs_analyze_opts;
 
 typedef struct {

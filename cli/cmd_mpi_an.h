@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "analyze/an_mpi.h"
+#include "analyze/completion.h"
 #include "analyze/match.h"
 #include "cli/cli_mpi.h"
 #include "core/err.h"
@@ -17,7 +18,7 @@
 #include "index/refs.h"
 
 enum { RULE_SLOT = 32, MAX_RULES = 128 };
-enum { R_STOP = 0, R_INIT, R_SCAN, R_VERIFY, R_EMBED, R_LFINIT, R_LF };
+enum { R_STOP = 0, R_INIT, R_SCAN, R_VERIFY, R_EMBED, R_LFINIT, R_LF, R_COMPL };
 enum { TPX = CS_THUMB_SIZE * CS_THUMB_SIZE * 3 }; /* a thumbnail's bytes */
 
 /* Who owns a row: shard k's references (ids past off[k]) on rank k mod
@@ -60,6 +61,9 @@ int side_scan(const side *d, const cs_an_query *q, int64_t nq, int k, int what, 
  * thumbnails, ids and hashes of its runs' rows, prepared for the scans;
  * d then scans and verifies sub's rows, one run. */
 int side_copy(side *d, cs_an_refs *sub, const cs_an_refs *r, const cs_an_settings *s, int what, cs_err *err);
+/* The thumbnails of s's 'ok' references with lo <= id <= hi (th: ids,
+ * rgb malloc'd, in id order; free with cs_ref_thumbs_free). */
+int run_thumbs(cs_store *s, int64_t lo, int64_t hi, cs_ref_thumbs *th, cs_err *err);
 /* The references of this rank's shards (opened directly, not through the
  * manifest's union) that the whole index holds (ids[n]: rank 0's rows),
  * into r with their rows in the whole index (*grow). what: the scans,
@@ -112,6 +116,7 @@ struct cli_mpi_an {
     int64_t lf_nrec;
     int lf_inited;
     int64_t n_lf;          /* query descriptors searched */
+    int64_t n_compl;       /* completion audits spread over the ranks (cmd_mpi_an_compl.c) */
     double t_lf, t_lf_wait, t_lf_gather, t_lf_merge; /* all, the wait (CS_MPI_TIMING=1), the gather, merge + votes */
 };
 
@@ -203,5 +208,12 @@ void lf_share_free(lf_share *sh);
 void lf_record_shards(const owners *o, const cs_an_refs *r, const int32_t *rows, int64_t n, int32_t *shard);
 int lf_init_round(const round_head *h, cs_store *s, lf_share *part, int64_t *total, int failed);
 int lf_round(const round_head *h, const lf_share *part, int failed);
+
+/* Rank 0's completion audit (cs_analyze_opts.completion_audit) and a rank
+ * > 0's COMPL round (-1 when it failed: its message printed, the failure
+ * sent). */
+int compl_audit(void *ctx, cs_an_completion *out, const cs_an_refs *r, const uint8_t *gen_thumb, int64_t orig_row,
+                const uint8_t *withheld, const cs_an_settings *s, cs_err *err);
+int compl_round(const round_head *h, const side *me, int failed);
 
 #endif

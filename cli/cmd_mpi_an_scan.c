@@ -145,7 +145,7 @@ out:
  * rgb malloc'd, n), in id order: a rank's run of an unsharded store, read
  * as cs_refs_load_thumbs reads the whole (the same rows and checks), the
  * rest of the index never touched. */
-static int run_thumbs(cs_store *s, int64_t lo, int64_t hi, cs_ref_thumbs *th, cs_err *err) {
+int run_thumbs(cs_store *s, int64_t lo, int64_t hi, cs_ref_thumbs *th, cs_err *err) {
     enum { TP = CS_THUMB_SIZE * CS_THUMB_SIZE * 3 };
     sqlite3_stmt *q = NULL;
     int64_t cap = 0;

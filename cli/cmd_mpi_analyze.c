@@ -133,6 +133,7 @@ cli_mpi_an *cli_mpi_analyze_begin(cs_analyze_opts *o, cs_store *s) {
     o->match_scans = 1; /* rank 0 keeps the index without the prepared floats: side_copy */
     o->load_thumbs = load_thumbs;
     o->lf_search = lf_search_all;
+    o->completion_audit = compl_audit;
     return c;
 }
 
@@ -197,6 +198,9 @@ void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
         fprintf(stderr, "analyze: rank 0 of %d: candidates' thumbnails written in %lld, at most %lld in a batch; "
                 "%lld KiB resident at most after a batch, of %lld KiB reserved\n", cs_mpi_size(),
                 (long long)c->th_rows, (long long)c->th_rows_max, c->th_rss > 0 ? c->th_rss : 0, c->th_size);
+    if (c && c->n_compl && debug_on()) /* each audit read one thumbnail here, the original's */
+        fprintf(stderr, "analyze: rank 0 of %d: completion audits %lld over the ranks, the originals' thumbnails "
+                "read %lld\n", cs_mpi_size(), (long long)c->n_compl, (long long)c->n_compl);
     if (c && !quiet) { /* the balance of the cut, the traffic, the merge's share */
         printf("analyze: candidates verified per rank:");
         for (int r = 0; r < cs_mpi_size(); r++) printf(" %lld", (long long)c->done[r]);
@@ -294,6 +298,10 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
         }
         if (h.kind == R_LF) {
             if (lf_round(&h, &lf, failed)) failed = 1;
+            continue;
+        }
+        if (h.kind == R_COMPL) {
+            if (compl_round(&h, &me, failed)) failed = 1;
             continue;
         }
         if (h.kind == R_EMBED) {

@@ -110,6 +110,38 @@ for s in 0 2 3; do
   done
 done
 
+# completion audits under mpirun (cli/cmd_mpi_an_compl.c): the audit
+# compares the withheld region with every reference; rank 0 reads only the
+# original's thumbnail and every rank scans the references it holds for the
+# nearest other one. A suite with a completion task (2 samples) run by one
+# process and by mpirun at 2 and 3 ranks, on the unsharded and the 3-shard
+# store: the report (store and folder names aside) is one process's, the
+# audits ran over the ranks (2, each reading one thumbnail on rank 0), and
+# rank 0 wrote no <db>.thumbs (it read no whole-index thumbnails)
+orig=$(echo "$names" | sed -n 31p)
+cat > "$T/comp.json" <<J
+{"name": "comp", "model": "empirical", "defaults": {"size": 64, "steps": 4, "samples": 2, "seed": 3},
+ "prompts": [{"id": "u", "text": "", "guidance": 1.0}],
+ "completions": [{"id": "g", "ref": "$DATA/$orig", "rect": [32, 0, 32, 64], "samples": 2}]}
+J
+for s in 0 3; do
+  src=one.db; [ $s -gt 0 ] && src=s$s.db
+  for n in 1 2 3; do
+    d="$T/c$s-$n"
+    mkdir -p "$d"; cp "$T/$src" "$d/c.db"
+    [ $s -gt 0 ] && cp -r "$T/$src.shards" "$d/c.db.shards"
+    if [ $n -eq 1 ]; then $B run "$T/comp.json" --db "$d/c.db" --out "$d/o" -j 1 > "$d.out" 2>&1 || bad "comp${s}_np1_run"
+    else CS_MPI_DEBUG=1 $MPIRUN -np $n "$M" run "$T/comp.json" --db "$d/c.db" --out "$d/o" -j 1 > "$d.out" 2> "$d.err" ||
+      { bad "comp${s}_np${n}_run"; tail -n 5 "$d.err"; }; fi
+    $B report --db "$d/c.db" --format json --out "$d.raw.json" -q > /dev/null 2>&1 && norm "$d.raw.json" | sed "s|/c$s-$n/|/cN/|g" > "$d.json"
+    [ $n -eq 1 ] && continue
+    cmp -s "$T/c$s-1.json" "$d.json" && grep -q '"restored":	true' "$d.json" && ok "completion_shards${s}_np${n}_same_report" ||
+      { bad "completion_shards${s}_np${n}_same_report"; diff "$T/c$s-1.json" "$d.json" | head -n 8; }
+    grep -q "rank 0 of $n: completion audits 2 over the ranks, the originals' thumbnails read 2$" "$d.err" &&
+      [ ! -e "$d/c.db.thumbs" ] && ok "completion_shards${s}_np${n}_audited_over_the_ranks" ||
+      bad "completion_shards${s}_np${n}_audited_over_the_ranks: $(grep 'completion' "$d.err"; ls "$d")"
+  done
+done
 [ -n "$CS_KEEP" ] || rm -rf "$T"
 echo "test_mpi_split.sh: $p passed, $f failed"
 [ $f -eq 0 ]

@@ -337,9 +337,10 @@ int lf_init_round(const round_head *h, cs_store *s, lf_share *part, int64_t *tot
     /* its shards' part files when current, else built from the records rank
      * 0 built its index from (<db>.lfrec, checked against the table before
      * this round) and saved there; or its run of records, built */
-    if (!bad && lf_share_open(part, s, shard, s ? cs_store_shards(s) : 0, qb, (size_t)h->nreq, h->fp, n, NULL, cnt,
-                              &err))
-        bad = 1;
+    owners o = {0}; /* the shards as rank 0 counts them (owners_open: 0 when their offsets are unreadable) */
+    if (s) owners_open(&o, s);
+    if (!bad && lf_share_open(part, s, shard, o.n_off, qb, (size_t)h->nreq, h->fp, n, NULL, cnt, &err)) bad = 1;
+    free(o.off);
     if (bad && !failed) fprintf(stderr, "copyscope: analyze: rank %d of %d: %s\n", rank, cs_mpi_size(), err.msg);
     free(cnt);
     free(shard);

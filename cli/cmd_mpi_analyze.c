@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cli/cli.h"
 #include "cli/cmd_mpi_an.h"
@@ -183,6 +184,10 @@ static void debug_line(int64_t held, int64_t scanned, int64_t total, const cs_an
     if (debug_on() && e->open) /* q8: the rows stay 8-bit (dim + 4 bytes), f32: 4 dim */
         fprintf(stderr, "analyze: rank %d of %d: embedding rows kept at %zu bytes a row\n", cs_mpi_rank(), cs_mpi_size(),
                 e->q8 ? CS_VS_Q8_ROW(e->vs.dim) : sizeof(float) * (size_t)e->vs.dim);
+    struct rusage ru;
+    if (debug_on() && !getrusage(RUSAGE_SELF, &ru)) /* its CPU-seconds (user + system), the whole command's */
+        fprintf(stderr, "analyze: rank %d of %d: cpu %.3f s\n", cs_mpi_rank(), cs_mpi_size(),
+                (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6);
     if (debug_on() && lf && lf->n) /* the local-feature descriptors it searches */
         fprintf(stderr, "analyze: rank %d of %d: local-feature descriptors %lld held and searched, of %lld\n",
                 cs_mpi_rank(), cs_mpi_size(), (long long)lf_share_ndesc(lf), (long long)lf_total);

@@ -94,8 +94,8 @@ static void debug_part(const cs_lf_part *p, int loaded, double cpu0, int k, int 
 void lf_record_shards(const owners *o, const cs_an_refs *r, const int32_t *rows, int64_t n, int32_t *shard) {
     /* A record whose reference the analysis does not hold (rows -1: an 'ok'
      * reference without a thumbnail row) has no id here: it takes the shard
-     * of the records around it when they agree (ids ascend, so it lies
-     * between them), else -1. Any choice gives the same lists (the merge is
+     * of the records on both sides of it when they agree (ids ascend, so
+     * its id lies between theirs), else -1. Any choice gives the same lists (the merge is
      * exact whoever searches a record); only a part whose records are all
      * known is the one `index add` keyed and can be loaded. */
     int32_t prev = -1;
@@ -106,17 +106,15 @@ void lf_record_shards(const owners *o, const cs_an_refs *r, const int32_t *rows,
         while (k + 1 < o->n_off && o->off[k + 1] < r->ids[rows[i]]) k++;
         shard[i] = k;
     }
-    for (int64_t i = 0; o->n_off && i < n; i++) {
+    for (int64_t i = 0; o->n_off && i < n;) {
         if (shard[i] >= 0) {
-            prev = shard[i];
+            prev = shard[i++];
             continue;
         }
-        int64_t j = i;
+        int64_t j = i; /* the run of unknowns [i, j) */
         while (j < n && shard[j] < 0) j++;
-        int32_t next = j < n ? shard[j] : -1, fill = prev >= 0 && (next < 0 || next == prev) ? prev
-                                                    : prev < 0 && next >= 0 && j < n ? next : -1;
-        for (; i < j; i++) shard[i] = fill;
-        i--;
+        int32_t fill = j < n && prev >= 0 && shard[j] == prev ? prev : -1;
+        while (i < j) shard[i++] = fill;
     }
 }
 

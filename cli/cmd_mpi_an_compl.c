@@ -82,14 +82,14 @@ int compl_audit(void *ctx, cs_an_completion *out, const cs_an_refs *r, const uin
     for (int k = 1; k < cs_mpi_size() && !rc; p += c->lens[k], k++) {
         compl_reply x;
         if (c->lens[k] != (int64_t)sizeof x) {
-            rc = cs_fail(err, CS_EINTERNAL, "analyze: rank %d of %d could not audit a completion (its message above)", k,
-                         cs_mpi_size());
+            rc = cs_fail(err, CS_EINTERNAL, "analyze: rank %d of %d could not audit a completion (its message above)",
+                         k, cs_mpi_size());
             break;
         }
         memcpy(&x, p, sizeof x);
         if (x.h.status) {
-            rc = cs_fail(err, CS_EINTERNAL, "analyze: rank %d of %d could not audit a completion (its message above)", k,
-                         cs_mpi_size());
+            rc = cs_fail(err, CS_EINTERNAL, "analyze: rank %d of %d could not audit a completion (its message above)",
+                         k, cs_mpi_size());
             break;
         }
         c->received += c->lens[k];

@@ -212,7 +212,8 @@ static int run_hashes(cs_store *s, int64_t lo, int64_t hi, cs_hash_db *db, cs_er
             db->dhash = dh ? dh : db->dhash;
             uint64_t *ah = realloc(db->ahash, 8 * (size_t)cap);
             db->ahash = ah ? ah : db->ahash;
-            if (!a || !pq || !qq || !ph || !dh || !ah) rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory for hashes");
+            if (!a || !pq || !qq || !ph || !dh || !ah)
+                rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory for hashes");
             if (rc) break;
         }
         int64_t i = db->n++;

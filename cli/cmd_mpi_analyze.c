@@ -187,7 +187,8 @@ static void debug_line(int64_t held, int64_t scanned, int64_t total, const cs_an
     struct rusage ru;
     if (debug_on() && !getrusage(RUSAGE_SELF, &ru)) /* its CPU-seconds (user + system), the whole command's */
         fprintf(stderr, "analyze: rank %d of %d: cpu %.3f s\n", cs_mpi_rank(), cs_mpi_size(),
-                (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6);
+                (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec +
+                    ru.ru_stime.tv_usec * 1e-6);
     if (debug_on() && lf && lf->n) /* the local-feature descriptors it searches */
         fprintf(stderr, "analyze: rank %d of %d: local-feature descriptors %lld held and searched, of %lld\n",
                 cs_mpi_rank(), cs_mpi_size(), (long long)lf_share_ndesc(lf), (long long)lf_total);

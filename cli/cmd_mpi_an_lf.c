@@ -1,10 +1,13 @@
 /* cmd_mpi_an_lf.c — `analyze` under mpirun: the local-feature vote search
  * (cs_analyze_opts.lf_search). At the first search rank 0 sends every rank
  * the vote index's trained quantizer (cells and PQ codebooks, or "Flat":
- * cs_lf_quantizer_save), every record's descriptor count and owner; each
- * rank indexes the descriptors of the records it owns with that quantizer
- * (cs_lf_part_build: only its records' pages of <db>.lfrec are read), and
- * rank 0 drops the whole index's codes. Then for each chunk of generations
+ * cs_lf_quantizer_save), every record's descriptor count and shard; each
+ * rank takes its share of the records (lf_share_open: the parts of the
+ * shards it owns, loaded from the files `index add` wrote, when there are
+ * at least as many shards as ranks; else a contiguous run of the records
+ * cut by descriptors, indexed with that quantizer by cs_lf_part_build: only
+ * its records' pages of <db>.lfrec are read), and rank 0 drops the whole
+ * index's codes. Then for each chunk of generations
  * rank 0 broadcasts the query descriptors, every rank returns each one's
  * CS_LF_NN nearest among its own (distance, number in the whole index), and
  * rank 0 merges them by (distance, number) and counts the votes: the whole

@@ -3,8 +3,9 @@
  * rank scans only the references it owns (tiled L2, layout, PDQ, pHash,
  * dHash: per-shard top-k lists under global rows) and rank 0 merges the
  * lists by (score, row), which is the whole index's list exactly
- * (test_tl2_shard.c). A rank > 0 of a sharded store loads only its shards'
- * thumbnails and hashes (opened directly, not the union). */
+ * (test_tl2_shard.c). Every rank loads only the thumbnails and hashes of
+ * the references it owns: its shards' (opened directly, not the union), or
+ * its run of an unsharded store's rows (read by id range, load_shards). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -11,9 +11,11 @@
  * exactly (test_tl2_shard.c). Then rank 0 sends each rank the candidates
  * whose reference it owns (a scatter), each verifies them (cs_an_verify,
  * per pair: the same floats wherever it runs), and rank 0 gathers them in
- * list order and applies the ratio test, the rivals and the verdicts. A
- * rank > 0 of a sharded store loads only its shards' thumbnails and hashes
- * (opened directly, not the union), so its memory is its shards'. Rank 0
+ * list order and applies the ratio test, the rivals and the verdicts.
+ * Every rank loads only the thumbnails and hashes of the references it
+ * owns (its shards', opened directly, not the union; or its run of an
+ * unsharded store's rows, read by id range), so its memory is its share's,
+ * and the completion audits run over the ranks (cmd_mpi_an_compl.c). Rank 0
  * keeps the whole index's catalogue rows but of the pixels only its share
  * and each batch's candidates'. The embedding search (cs_analyze_opts.
  * embed_search, before the batches' matches) is spread the same way: each

@@ -14,7 +14,8 @@
 # and the runs sum to the index's descriptors (CS_MPI_DEBUG=1 lines). And
 # the references' pixels: every rank of an unsharded store, rank 0
 # included, loads only its run of rows (by id range), not the whole index,
-# and rank 0 writes no <db>.thumbs (as on a sharded store).
+# and rank 0 writes no <db>.thumbs (as on a sharded store); also from a
+# --no-thumbs store (re-read from the files).
 # Without build/copyscope-mpi or mpirun it prints 'skip'.
 B=${CS_BIN:-build/copyscope}
 M=$(dirname "$B")/copyscope-mpi
@@ -108,6 +109,18 @@ for s in 0 2 3; do
         bad "shards${s}_np${n}_every_rank_searches_a_run: $(grep 'local-feature' "$T/a$s-$n.err")"
     fi
   done
+done
+
+# an unsharded --no-thumbs store: each rank reads its run's thumbnails by id
+# range through the view that re-reads them from the files; the report is
+# one process's on the one-file store with thumbnails
+$B index add "$T/refs.txt" --db "$T/nt.db" --no-thumbs -j 2 > /dev/null 2>&1 || bad nt_add
+for n in 2 3; do
+  rm -rf "$T/w"; mkdir -p "$T/w"; cp "$T/nt.db" "$T/w/x.db"
+  CS_MPI_DEBUG=1 $MPIRUN -np $n "$M" analyze --images "$T/gens" --db "$T/w/x.db" -j 1 -q > /dev/null 2> "$T/nt$n.err" || bad "nt_np${n}_analyze"
+  report "$T/w/x.db" "nt$n"
+  cmp -s "$T/one.json" "$T/nt$n.json" && resident "$T/nt$n.err" $n 0 && ok "no_thumbs_unsharded_np${n}_runs_same_report" ||
+    { bad "no_thumbs_unsharded_np${n}_runs_same_report"; diff "$T/one.json" "$T/nt$n.json" | head -n 8; }
 done
 
 # completion audits under mpirun (cli/cmd_mpi_an_compl.c): the audit

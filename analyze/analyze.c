@@ -320,7 +320,7 @@ static int stage_load_generations(an_state *A, cs_err *err) {
         if (an_store_load_run(A->s, o->run_id, it, err) ||
             an_store_load_tasks(A->s, o->run_id, it, &A->tasks, &A->th, err))
             return -1;
-        if (A->tasks.n && o->load_thumbs && an_thumbs_whole(A, err)) return -1;
+        if (A->tasks.n && o->load_thumbs && !o->completion_audit && an_thumbs_whole(A, err)) return -1;
         if (it->n == 0) return cs_fail(err, CS_ENOTFOUND, "run %lld: no generations to analyse", (long long)o->run_id);
         if (o->only_new) {
             if (an_store_keep_old(A->s, o->run_id, it, A->emb_name, err)) return -1;
@@ -500,7 +500,8 @@ static int an_match(an_state *A, const cs_an_query *q, int64_t n, cs_an_result *
 
 /* Completion generations: the verdict is about the filled region, against
  * the original the task withheld it from (completion.h). */
-static void stage_completions(an_state *A, item *const *cx, const cs_an_query *cq, cs_an_result *cr, int64_t n) {
+static int stage_completions(an_state *A, item *const *cx, const cs_an_query *cq, cs_an_result *cr, int64_t n,
+                             cs_err *err) {
     for (int64_t j = 0; j < n; j++) {
         item *x = cx[j];
         const an_task *t = x->task;
@@ -509,13 +510,18 @@ static void stage_completions(an_state *A, item *const *cx, const cs_an_query *c
         if (!t->withheld)
             cs_an_region_from_rect(rw, t->rect, t->ref_w > 0 ? t->ref_w : x->img_w,
                                    t->ref_h > 0 ? t->ref_h : x->img_h);
-        cs_an_completion_audit(&x->comp, &A->refs, cq[j].thumb, t->orig_row, t->withheld ? t->withheld : rw,
-                               A->set);
+        const uint8_t *wh = t->withheld ? t->withheld : rw;
+        if (A->o->completion_audit) { /* the caller's (copyscope-mpi: over the ranks), the same audit */
+            if (A->o->completion_audit(A->o->match_ctx, &x->comp, &A->refs, cq[j].thumb, t->orig_row, wh, A->set, err))
+                return -1;
+        } else
+            cs_an_completion_audit(&x->comp, &A->refs, cq[j].thumb, t->orig_row, wh, A->set);
         x->audited = 1;
         cr[j].verdict = x->comp.verdict;
         float d = x->comp.verdict == CS_V_PARTIAL ? x->comp.d_other : x->comp.d_orig;
         cr[j].severity = (float)x->comp.verdict + 0.99f * (isfinite(d) && d < 1 ? 1 - d : 0);
     }
+    return 0;
 }
 
 /* Chunk by chunk: match (candidates, refinement, verdicts), completion
@@ -538,7 +544,7 @@ static int stage_match_and_write(an_state *A, cs_err *err) {
             item *const *cx = A->pending + off + c;
             cs_an_result *cr = A->res + off + c;
             if (an_rt_judge(A, cx, cq + c, cr, m, err)) { fail = 1; break; } /* the model's own round trip of each candidate */
-            stage_completions(A, cx, cq + c, cr, m);
+            if (stage_completions(A, cx, cq + c, cr, m, err)) { fail = 1; break; }
             if (an_store_write_chunk(A, cx, cr, m, err)) fail = 1;
             else cs_progress_add(prog, m);
         }

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "analyze/completion.h"
 #include "analyze/match.h"
 #include "analyze/settings.h"
 #include "core/err.h"
@@ -89,6 +90,13 @@ typedef struct {
      * reads only the quantizer and counts (<db>.lfquant) where they are current: an index for lf_search alone. */
     int (*lf_open)(void *ctx, const char *path, const cs_lf_records *rec, cs_lf_index **out, char *note, size_t cap,
                    cs_err *err);
+    /* A completion audit (cs_an_completion_audit's contract, analyze/completion.h), with match_ctx and r
+     * the index matched against. NULL: cs_an_completion_audit, which reads every reference's thumbnail
+     * (so a load_thumbs that leaves them out gets the whole thumbnails read for a run with completion
+     * tasks). copyscope-mpi reads only the original's thumbnail and has each rank scan the references it
+     * holds for the nearest other (cli/cmd_mpi_an_compl.c): the same audit. */
+    int (*completion_audit)(void *ctx, cs_an_completion *out, const cs_an_refs *r, const uint8_t *gen_thumb,
+                            int64_t orig_row, const uint8_t *withheld, const cs_an_settings *s, cs_err *err);
 } cs_analyze_opts;
 
 typedef struct {

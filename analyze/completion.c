@@ -112,8 +112,7 @@ static float region_dist(const uint8_t *a, const uint8_t *b, const region *g) {
     return mx;
 }
 
-void cs_an_completion_audit(cs_an_completion *out, const cs_an_refs *r, const uint8_t *gen_thumb,
-                            int64_t orig_row, const uint8_t *withheld, const cs_an_settings *s) {
+int cs_an_completion_begin(cs_an_completion *out, const uint8_t *withheld, int64_t orig_row) {
     memset(out, 0, sizeof *out);
     out->orig_row = orig_row;
     out->other_row = -1;
@@ -136,27 +135,66 @@ void cs_an_completion_audit(cs_an_completion *out, const cs_an_refs *r, const ui
         out->rect[2] = x1 - x0 + 1;
         out->rect[3] = y1 - y0 + 1;
     }
-    if (!out->n_withheld || orig_row < 0 || orig_row >= r->n || !r->thumbs) return;
-    const int grid = r->cfg.grid > 0 && r->cfg.grid <= S && S % r->cfg.grid == 0 ? r->cfg.grid : 4;
+    return out->n_withheld;
+}
+
+/* the grid the region's tiles follow: the references' tiled-L2 grid */
+int cs_an_completion_grid(const cs_an_refs *r) {
+    return r->cfg.grid > 0 && r->cfg.grid <= S && S % r->cfg.grid == 0 ? r->cfg.grid : 4;
+}
+
+int cs_an_completion_orig(cs_an_completion *out, const uint8_t *gen_thumb, const uint8_t *orig, const uint8_t *withheld,
+                          int grid) {
     region g;
     if (region_prepare(&g, withheld, grid, &out->n_tiles) || g.n == 0) {
         region_free(&g); /* out of memory: left unmeasured */
-        return;
+        return -1;
     }
-    const uint8_t *orig = r->thumbs + orig_row * (int64_t)S * S * 3;
     out->d_orig = region_dist(gen_thumb, orig, &g);
-    for (int64_t i = 0; i < r->n; i++) {
-        if (i == orig_row) continue;
+    region_free(&g);
+    return 0;
+}
+
+int cs_an_completion_other(const cs_an_refs *r, const int32_t *grow, const uint8_t *gen_thumb, const uint8_t *orig,
+                           int64_t orig_row, const uint8_t *withheld, int grid, float copy_tl2, float *d_other,
+                           int64_t *other_row) {
+    region g;
+    int ignored;
+    *d_other = INFINITY;
+    *other_row = -1;
+    if (region_prepare(&g, withheld, grid, &ignored) || g.n == 0) {
+        region_free(&g);
+        return -1;
+    }
+    for (int64_t i = 0; r->thumbs && i < r->n; i++) {
+        int64_t row = grow ? grow[i] : i;
+        if (row == orig_row) continue;
         const uint8_t *o = r->thumbs + i * (int64_t)S * S * 3;
-        if (region_dist(o, orig, &g) <= s->copy_tl2) continue; /* a twin */
+        if (region_dist(o, orig, &g) <= copy_tl2) continue; /* a twin */
         float d = region_dist(gen_thumb, o, &g);
-        if (d < out->d_other) {
-            out->d_other = d;
-            out->other_row = i;
+        if (d < *d_other) { /* rows ascend: the first of equals, as the merge's (distance, row) order */
+            *d_other = d;
+            *other_row = row;
         }
     }
     region_free(&g);
+    return 0;
+}
+
+void cs_an_completion_end(cs_an_completion *out, const cs_an_settings *s) {
     out->restored = out->d_orig <= s->near_tl2 && out->d_orig * s->completion_margin < out->d_other;
     if (out->restored) out->verdict = out->d_orig <= s->copy_tl2 ? CS_V_COPY : CS_V_NEAR;
     else if (out->d_other <= s->copy_tl2) out->verdict = CS_V_PARTIAL;
+}
+
+void cs_an_completion_audit(cs_an_completion *out, const cs_an_refs *r, const uint8_t *gen_thumb,
+                            int64_t orig_row, const uint8_t *withheld, const cs_an_settings *s) {
+    if (!cs_an_completion_begin(out, withheld, orig_row) || orig_row < 0 || orig_row >= r->n || !r->thumbs) return;
+    const int grid = cs_an_completion_grid(r);
+    const uint8_t *orig = r->thumbs + orig_row * (int64_t)S * S * 3;
+    if (cs_an_completion_orig(out, gen_thumb, orig, withheld, grid) ||
+        cs_an_completion_other(r, NULL, gen_thumb, orig, orig_row, withheld, grid, s->copy_tl2, &out->d_other,
+                               &out->other_row))
+        return;
+    cs_an_completion_end(out, s);
 }

@@ -65,4 +65,28 @@ void cs_an_region_hex(const uint8_t *withheld, char *out);
 void cs_an_completion_audit(cs_an_completion *out, const cs_an_refs *r, const uint8_t *gen_thumb,
                             int64_t orig_row, const uint8_t *withheld, const cs_an_settings *s);
 
+/* The audit in parts, for a caller whose references are spread over
+ * processes (copyscope-mpi: each rank scans the rows it holds, rank 0
+ * keeps the nearest by (distance, row)); cs_an_completion_audit is begin,
+ * orig, other over every row, end.
+ * begin: out cleared (d_orig = d_other = INFINITY, novel), its rect and
+ * n_withheld; returns n_withheld (0: nothing to measure). */
+int cs_an_completion_begin(cs_an_completion *out, const uint8_t *withheld, int64_t orig_row);
+/* The tile grid of the region's distance (r's tiled-L2 grid, else 4). */
+int cs_an_completion_grid(const cs_an_refs *r);
+/* out->d_orig and n_tiles: the region's distance between the generation
+ * and the original's thumbnail orig; -1 when not measured (out of memory). */
+int cs_an_completion_orig(cs_an_completion *out, const uint8_t *gen_thumb, const uint8_t *orig, const uint8_t *withheld,
+                          int grid);
+/* The nearest reference to the generation on the region among r's rows
+ * (grow[r->n]: their rows in the whole index, ascending; NULL: the same),
+ * leaving out orig_row (a row of the whole index) and the original's twins
+ * (region distance to orig <= copy_tl2): *d_other (INFINITY: none) and
+ * *other_row (-1), the first row of equal distances. */
+int cs_an_completion_other(const cs_an_refs *r, const int32_t *grow, const uint8_t *gen_thumb, const uint8_t *orig,
+                           int64_t orig_row, const uint8_t *withheld, int grid, float copy_tl2, float *d_other,
+                           int64_t *other_row);
+/* The verdict from d_orig and d_other (the rules above). */
+void cs_an_completion_end(cs_an_completion *out, const cs_an_settings *s);
+
 #endif

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "analyze/an_mpi.h"
+#include "analyze/completion.h"
 #include "analyze/match.h"
 #include "cli/cli_mpi.h"
 #include "core/err.h"
@@ -17,7 +18,7 @@
 #include "index/refs.h"
 
 enum { RULE_SLOT = 32, MAX_RULES = 128 };
-enum { R_STOP = 0, R_INIT, R_SCAN, R_VERIFY, R_EMBED, R_LFINIT, R_LF };
+enum { R_STOP = 0, R_INIT, R_SCAN, R_VERIFY, R_EMBED, R_LFINIT, R_LF, R_COMPL };
 enum { TPX = CS_THUMB_SIZE * CS_THUMB_SIZE * 3 }; /* a thumbnail's bytes */
 
 /* Who owns a row: shard k's references (ids past off[k]) on rank k mod
@@ -60,12 +61,24 @@ int side_scan(const side *d, const cs_an_query *q, int64_t nq, int k, int what, 
  * thumbnails, ids and hashes of its runs' rows, prepared for the scans;
  * d then scans and verifies sub's rows, one run. */
 int side_copy(side *d, cs_an_refs *sub, const cs_an_refs *r, const cs_an_settings *s, int what, cs_err *err);
+/* The thumbnails of s's 'ok' references with lo <= id <= hi (th: ids,
+ * rgb malloc'd, in id order; free with cs_ref_thumbs_free). */
+int run_thumbs(cs_store *s, int64_t lo, int64_t hi, cs_ref_thumbs *th, cs_err *err);
 /* The references of this rank's shards (opened directly, not through the
  * manifest's union) that the whole index holds (ids[n]: rank 0's rows),
  * into r with their rows in the whole index (*grow). what: the scans,
  * hashes loaded only for them. */
 int load_shards(cs_an_refs *r, int32_t **grow, const char *db, const owners *o, const int64_t *ids, int64_t n,
                 int what, const cs_an_settings *set, cs_err *err);
+
+/* The local-feature parts one rank searches (cmd_mpi_an_lf.c, lf_share_open):
+ * the parts of its shards (k = rank, rank + size, ...) when the store has
+ * at least as many shards as ranks, else one part, a contiguous run of the
+ * records. */
+typedef struct {
+    cs_lf_part **p;
+    int n;
+} lf_share;
 
 /* Rank 0's side of an analysis under mpirun (cli_mpi_analyze_begin). */
 struct cli_mpi_an {
@@ -97,12 +110,13 @@ struct cli_mpi_an {
     int from_shards; /* rank 0's share loaded from its shards (c->mine), not copied from the whole index */
     int64_t th_rows, th_rows_max; /* thumbnails written in: all batches, the most in one */
     /* the local-feature vote search (cmd_mpi_an_lf.c) */
-    cs_lf_part *lf_part;   /* rank 0's part: the descriptors of the references it owns */
+    lf_share lf_part;      /* rank 0's parts: the descriptors it searches (lf_share_open) */
     const cs_lf_index *lf_ix; /* the whole index the parts were cut from (its codes dropped) */
     int64_t *lf_first;     /* [lf_nrec + 1] each record's first descriptor number in the whole index */
     int64_t lf_nrec;
     int lf_inited;
     int64_t n_lf;          /* query descriptors searched */
+    int64_t n_compl;       /* completion audits spread over the ranks (cmd_mpi_an_compl.c) */
     double t_lf, t_lf_wait, t_lf_gather, t_lf_merge; /* all, the wait (CS_MPI_TIMING=1), the gather, merge + votes */
 };
 
@@ -182,7 +196,30 @@ int lf_search_all(void *ctx, const cs_an_refs *r, cs_lf_index *ix, const cs_lf_r
  * and saved there atomically; shard -1: built, not saved. */
 int lf_part_open(cs_lf_part **part, cs_store *s, int shard, const uint8_t *qb, size_t qlen, uint64_t fp, int64_t n,
                  const uint8_t *recs, const uint8_t *cnt, const uint8_t *keep, int *loaded, cs_err *err);
-int lf_init_round(const round_head *h, cs_store *s, cs_lf_part **part, int64_t *total, int failed);
-int lf_round(const round_head *h, cs_lf_part *part, int failed);
+/* Which records a rank searches and its parts of them (one a shard it
+ * searches, loaded from their files when current, else built and saved; or
+ * one built of its run of records): shard[n] each record's shard (-1:
+ * unknown, lf_record_shards), nsh the store's shards (0: unsharded), the
+ * rest as lf_part_open. */
+int lf_share_open(lf_share *sh, cs_store *s, const int32_t *shard, int nsh, const uint8_t *qb, size_t qlen,
+                  uint64_t fp, int64_t n, const uint8_t *recs, const uint8_t *cnt, cs_err *err);
+/* The nearest of nd query descriptors among all of sh's parts, merged by
+ * (distance, number) (cs_lf_part_knn's lists). */
+int lf_share_knn(const lf_share *sh, int64_t nd, const uint8_t *desc, float *dist, int64_t *gid, cs_err *err);
+int64_t lf_share_ndesc(const lf_share *sh);
+void lf_share_free(lf_share *sh);
+/* Each record's shard (shard[n]) from its reference's row (rows[i], -1:
+ * a record of a reference the analysis does not hold) and the owners'
+ * offsets; -1 for all when unsharded. */
+void lf_record_shards(const owners *o, const cs_an_refs *r, const int32_t *rows, int64_t n, int32_t *shard);
+int lf_init_round(const round_head *h, cs_store *s, lf_share *part, int64_t *total, int failed);
+int lf_round(const round_head *h, const lf_share *part, int failed);
+
+/* Rank 0's completion audit (cs_analyze_opts.completion_audit) and a rank
+ * > 0's COMPL round (-1 when it failed: its message printed, the failure
+ * sent). */
+int compl_audit(void *ctx, cs_an_completion *out, const cs_an_refs *r, const uint8_t *gen_thumb, int64_t orig_row,
+                const uint8_t *withheld, const cs_an_settings *s, cs_err *err);
+int compl_round(const round_head *h, const side *me, int failed);
 
 #endif

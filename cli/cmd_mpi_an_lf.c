@@ -1,15 +1,19 @@
 /* cmd_mpi_an_lf.c — `analyze` under mpirun: the local-feature vote search
  * (cs_analyze_opts.lf_search). At the first search rank 0 sends every rank
  * the vote index's trained quantizer (cells and PQ codebooks, or "Flat":
- * cs_lf_quantizer_save), every record's descriptor count and owner; each
- * rank indexes the descriptors of the records it owns with that quantizer
- * (cs_lf_part_build: only its records' pages of <db>.lfrec are read), and
- * rank 0 drops the whole index's codes. Then for each chunk of generations
+ * cs_lf_quantizer_save), every record's descriptor count and shard; each
+ * rank takes its share of the records (lf_share_open: the parts of the
+ * shards it owns, loaded from the files `index add` wrote, when there are
+ * at least as many shards as ranks; else a contiguous run of the records
+ * cut by descriptors, indexed with that quantizer by cs_lf_part_build: only
+ * its records' pages of <db>.lfrec are read), and rank 0 drops the whole
+ * index's codes. Then for each chunk of generations
  * rank 0 broadcasts the query descriptors, every rank returns each one's
  * CS_LF_NN nearest among its own (distance, number in the whole index), and
  * rank 0 merges them by (distance, number) and counts the votes: the whole
  * index's nearest lists, so the same votes, candidates and findings as one
  * process (index/localfeat.h says why; test_lf_shard). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,23 +79,132 @@ int lf_part_open(cs_lf_part **part, cs_store *s, int shard, const uint8_t *qb, s
     return rc;
 }
 
-/* the shard whose part file this rank keeps: its one shard when the store
- * has one a rank (the ranks own shard k mod size), else none (built) */
-static int my_shard(cs_store *s) {
-    int nsh = s ? cs_store_shards(s) : 0;
-    return nsh > 0 && nsh == cs_mpi_size() ? cs_mpi_rank() : -1;
-}
-
 static double cpu_now(void) {
     struct timespec t;
     return clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t) ? 0 : (double)t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-/* CS_MPI_DEBUG=1: how this rank got its part, and its CPU-seconds since cpu0 */
-static void debug_part(const cs_lf_part *p, int loaded, double cpu0) {
-    if (debug_on())
-        fprintf(stderr, "copyscope: mpi debug: rank %d local-feature part %s: %lld descriptors (%.3f cpu s)\n",
-                cs_mpi_rank(), loaded ? "loaded" : "encoded", (long long)cs_lf_part_ndesc(p), cpu_now() - cpu0);
+/* CS_MPI_DEBUG=1: how this rank got a part (of shard k of nsh, or of its
+ * run of records when k < 0), and its CPU-seconds since cpu0 */
+static void debug_part(const cs_lf_part *p, int loaded, double cpu0, int k, int nsh) {
+    if (!debug_on()) return;
+    char what[64];
+    if (k >= 0) snprintf(what, sizeof what, "shard %d of %d", k + 1, nsh);
+    else snprintf(what, sizeof what, "a run of the records");
+    fprintf(stderr, "copyscope: mpi debug: rank %d local-feature part %s: %lld descriptors (%.3f cpu s; %s)\n",
+            cs_mpi_rank(), loaded ? "loaded" : "encoded", (long long)cs_lf_part_ndesc(p), cpu_now() - cpu0, what);
+}
+
+void lf_record_shards(const owners *o, const cs_an_refs *r, const int32_t *rows, int64_t n, int32_t *shard) {
+    /* A record whose reference the analysis does not hold (rows -1: an 'ok'
+     * reference without a thumbnail row) has no id here: it takes the shard
+     * of the records on both sides of it when they agree (ids ascend, so
+     * its id lies between theirs), else -1. Any choice gives the same lists (the merge is
+     * exact whoever searches a record); only a part whose records are all
+     * known is the one `index add` keyed and can be loaded. */
+    int32_t prev = -1;
+    for (int64_t i = 0; i < n; i++) {
+        shard[i] = -1;
+        if (!o->n_off || rows[i] < 0 || rows[i] >= r->n) continue;
+        int k = 0;
+        while (k + 1 < o->n_off && o->off[k + 1] < r->ids[rows[i]]) k++;
+        shard[i] = k;
+    }
+    for (int64_t i = 0; o->n_off && i < n;) {
+        if (shard[i] >= 0) {
+            prev = shard[i++];
+            continue;
+        }
+        int64_t j = i; /* the run of unknowns [i, j) */
+        while (j < n && shard[j] < 0) j++;
+        int32_t fill = j < n && prev >= 0 && shard[j] == prev ? prev : -1;
+        while (i < j) shard[i++] = fill;
+    }
+}
+
+/* Appends part p to sh; -1 when out of memory (p freed). */
+static int share_add(lf_share *sh, cs_lf_part *p, cs_err *err) {
+    cs_lf_part **t = realloc(sh->p, sizeof *t * (size_t)(sh->n + 1));
+    if (!t) {
+        cs_lf_part_free(p);
+        return cs_fail(err, CS_ENOMEM, "analyze: out of memory for the local-feature parts");
+    }
+    sh->p = t;
+    sh->p[sh->n++] = p;
+    return 0;
+}
+
+int lf_share_open(lf_share *sh, cs_store *s, const int32_t *shard, int nsh, const uint8_t *qb, size_t qlen,
+                  uint64_t fp, int64_t n, const uint8_t *recs, const uint8_t *cnt, cs_err *err) {
+    int rank = cs_mpi_rank(), size = cs_mpi_size(), rc = 0;
+    uint8_t *keep = malloc((size_t)(n > 0 ? n : 1));
+    if (!keep) return cs_fail(err, CS_ENOMEM, "analyze: out of memory for %lld local-feature records", (long long)n);
+    memset(sh, 0, sizeof *sh);
+    if (nsh > 0 && nsh >= size) { /* its shards' parts, each as `index add` wrote it (its file when current) */
+        for (int k = rank; !rc && k < nsh; k += size) {
+            cs_lf_part *p = NULL;
+            int loaded = 0;
+            double cpu0 = cpu_now();
+            for (int64_t i = 0; i < n; i++) keep[i] = shard[i] == k;
+            /* a record of unknown shard (lf_record_shards) goes with shard 1: its
+             * part is then built here, not loaded, and never saved as shard 1's */
+            int unknown = 0;
+            for (int64_t i = 0; k == 0 && i < n; i++)
+                if (shard[i] < 0) keep[i] = 1, unknown = 1;
+            rc = lf_part_open(&p, s, unknown ? -1 : k, qb, qlen, fp, n, recs, cnt, keep, &loaded, err);
+            if (!rc) debug_part(p, loaded, cpu0, k, nsh);
+            if (!rc) rc = share_add(sh, p, err);
+        }
+    } else { /* fewer shards than ranks, or none: a contiguous run of records each, cut by descriptors */
+        int64_t total = 0, before = 0;
+        for (int64_t i = 0; i < n; i++) total += cnt[i];
+        /* record i goes to rank floor(size x (descriptors before it) / all):
+         * every rank searches about total / size descriptors (the search's
+         * cost is per descriptor), and the runs cover the records once */
+        for (int64_t i = 0; i < n; i++) {
+            keep[i] = total > 0 && before * size / total == rank;
+            before += cnt[i];
+        }
+        cs_lf_part *p = NULL;
+        int loaded = 0;
+        double cpu0 = cpu_now();
+        rc = lf_part_open(&p, s, -1, qb, qlen, fp, n, recs, cnt, keep, &loaded, err);
+        if (!rc) debug_part(p, loaded, cpu0, -1, nsh);
+        if (!rc) rc = share_add(sh, p, err);
+    }
+    free(keep);
+    if (rc) lf_share_free(sh);
+    return rc;
+}
+
+int lf_share_knn(const lf_share *sh, int64_t nd, const uint8_t *desc, float *dist, int64_t *gid, cs_err *err) {
+    const int64_t m = nd * CS_LF_NN;
+    for (int64_t i = 0; i < m; i++) dist[i] = INFINITY, gid[i] = -1;
+    if (sh->n == 1) return cs_lf_part_knn(sh->p[0], nd, desc, dist, gid, err);
+    float *d = malloc(sizeof *d * (size_t)(m > 0 ? m : 1));
+    int64_t *g = malloc(sizeof *g * (size_t)(m > 0 ? m : 1));
+    int rc = d && g ? 0 : cs_fail(err, CS_ENOMEM, "analyze: out of memory for %lld query descriptors", (long long)nd);
+    /* each part's lists merged by (distance, number): the lists of the
+     * union of the parts, as the ranks' lists are merged on rank 0 */
+    for (int i = 0; !rc && i < sh->n; i++) {
+        rc = cs_lf_part_knn(sh->p[i], nd, desc, d, g, err);
+        if (!rc) cs_lf_part_merge(dist, gid, d, g, nd);
+    }
+    free(d);
+    free(g);
+    return rc;
+}
+
+int64_t lf_share_ndesc(const lf_share *sh) {
+    int64_t n = 0;
+    for (int i = 0; i < sh->n; i++) n += cs_lf_part_ndesc(sh->p[i]);
+    return n;
+}
+
+void lf_share_free(lf_share *sh) {
+    for (int i = 0; i < sh->n; i++) cs_lf_part_free(sh->p[i]);
+    free(sh->p);
+    memset(sh, 0, sizeof *sh);
 }
 
 /* cs_analyze_opts.lf_open on rank 0. lf_init needs of the vote index only
@@ -157,13 +270,11 @@ static int lf_init(cli_mpi_an *c, const cs_an_refs *r, cs_lf_index *ix, const cs
         goto out;
     }
     if (cs_lf_quantizer_save(ix, &qb, &qlen, err)) goto out;
-    /* a record goes with its reference's row (a record the analysis does not
-     * hold, rows[i] -1, with rank 0: its votes count, as in one process, but
-     * it is never verified) */
-    for (int64_t i = 0; i < n; i++) {
-        own[i] = rows[i] >= 0 ? owner_of(&c->own, r->ids, r->n, rows[i]) : 0;
-        keep[i] = own[i] == 0;
-    }
+    /* each record's shard: every rank picks the records it searches from
+     * them (lf_share_open); a record the analysis does not hold (rows[i]
+     * -1) is searched all the same: its votes count, as in one process,
+     * but it is never verified */
+    lf_record_shards(&c->own, r, rows, n, own);
     round_head h = {R_LFINIT, n, (int64_t)qlen, 0, 0, 0, 0, {0}, rec->fp};
     cs_mpi_bcast(&h, sizeof h);
     cs_mpi_bcast(cnt, n);
@@ -173,12 +284,8 @@ static int lf_init(cli_mpi_an *c, const cs_an_refs *r, cs_lf_index *ix, const cs
     /* the whole index's codes go before rank 0's part is built: its peak is
      * then the larger of the two, not their sum; it keeps its part only */
     cs_lf_index_drop_search(ix);
-    int loaded;
-    double cpu0 = cpu_now();
-    if (lf_part_open(&c->lf_part, c->store, my_shard(c->store), qb, qlen, rec->fp, n, rec->recs, cnt, keep, &loaded,
-                     err))
+    if (lf_share_open(&c->lf_part, c->store, own, c->own.n_off, qb, qlen, rec->fp, n, rec->recs, cnt, err))
         goto out;
-    debug_part(c->lf_part, loaded, cpu0);
     c->lf_first[0] = 0;
     for (int64_t i = 0; i < n; i++) c->lf_first[i + 1] = c->lf_first[i] + cnt[i];
     rc = 0;
@@ -200,7 +307,7 @@ int lf_search_all(void *ctx, const cs_an_refs *r, cs_lf_index *ix, const cs_lf_r
     double t0 = cs_now_s();
     if (init_ranks(c, r, err)) return -1;
     if (!c->lf_inited && lf_init(c, r, ix, rec, rows, err)) return -1;
-    if (!c->lf_part) return cs_fail(err, CS_EINTERNAL, "analyze: the local-feature search could not start");
+    if (!c->lf_part.n) return cs_fail(err, CS_EINTERNAL, "analyze: the local-feature search could not start");
     int64_t nd = 0;
     for (int64_t i = 0; i < nq; i++) nd += q[i].n;
     const int64_t m = nd * K;
@@ -219,7 +326,7 @@ int lf_search_all(void *ctx, const cs_an_refs *r, cs_lf_index *ix, const cs_lf_r
     cs_mpi_bcast(desc, nd * 128);
     c->sent += (int64_t)sizeof h + nd * 128;
     cs_err e0 = {0};
-    int rc0 = cs_lf_part_knn(c->lf_part, nd, desc, dist, gid, &e0);
+    int rc0 = lf_share_knn(&c->lf_part, nd, desc, dist, gid, &e0);
     void *all = NULL;
     int rc = gather_replies(c, timed, rc0, &e0, "the nearest descriptors", &all, &c->t_lf_wait, &c->t_lf_gather, err);
     double t2 = cs_now_s();
@@ -251,41 +358,39 @@ int lf_search_all(void *ctx, const cs_an_refs *r, cs_lf_index *ix, const cs_lf_r
     return rc;
 }
 
-int lf_init_round(const round_head *h, cs_store *s, cs_lf_part **part, int64_t *total, int failed) {
+int lf_init_round(const round_head *h, cs_store *s, lf_share *part, int64_t *total, int failed) {
     const int64_t n = h->nq;
     int rank = cs_mpi_rank();
-    uint8_t *cnt = malloc((size_t)(n > 0 ? n : 1)), *keep = malloc((size_t)(n > 0 ? n : 1));
-    int32_t *own = malloc(sizeof *own * (size_t)(n > 0 ? n : 1));
+    uint8_t *cnt = malloc((size_t)(n > 0 ? n : 1));
+    int32_t *shard = malloc(sizeof *shard * (size_t)(n > 0 ? n : 1));
     uint8_t *qb = malloc((size_t)(h->nreq > 0 ? h->nreq : 1));
-    if (!cnt || !keep || !own || !qb) {
+    if (!cnt || !shard || !qb) {
         fprintf(stderr, "copyscope: analyze: rank %d of %d: out of memory for %lld local-feature records\n", rank,
                 cs_mpi_size(), (long long)n);
         exit(CLI_FAIL); /* the round must be received to go on: stop the job */
     }
     cs_mpi_bcast(cnt, n);
-    cs_mpi_bcast(own, n * (int64_t)sizeof *own);
+    cs_mpi_bcast(shard, n * (int64_t)sizeof *shard);
     cs_mpi_bcast(qb, h->nreq);
     *total = 0;
     for (int64_t i = 0; i < n; i++) *total += cnt[i];
     cs_err err = {0};
-    int bad = failed, loaded = 0;
-    double cpu0 = cpu_now();
-    for (int64_t i = 0; !bad && i < n; i++) keep[i] = own[i] == rank;
-    /* its shard's part file when current, else built from the records rank
+    int bad = failed;
+    /* its shards' part files when current, else built from the records rank
      * 0 built its index from (<db>.lfrec, checked against the table before
-     * this round) and saved there */
-    if (!bad && lf_part_open(part, s, my_shard(s), qb, (size_t)h->nreq, h->fp, n, NULL, cnt, keep, &loaded, &err))
-        bad = 1;
-    if (!bad) debug_part(*part, loaded, cpu0);
+     * this round) and saved there; or its run of records, built */
+    owners o = {0}; /* the shards as rank 0 counts them (owners_open: 0 when their offsets are unreadable) */
+    if (s) owners_open(&o, s);
+    if (!bad && lf_share_open(part, s, shard, o.n_off, qb, (size_t)h->nreq, h->fp, n, NULL, cnt, &err)) bad = 1;
+    free(o.off);
     if (bad && !failed) fprintf(stderr, "copyscope: analyze: rank %d of %d: %s\n", rank, cs_mpi_size(), err.msg);
     free(cnt);
-    free(keep);
-    free(own);
+    free(shard);
     free(qb);
     return bad ? -1 : 0;
 }
 
-int lf_round(const round_head *h, cs_lf_part *part, int failed) {
+int lf_round(const round_head *h, const lf_share *part, int failed) {
     const int64_t nd = h->nq, m = nd * h->k;
     uint8_t *desc = malloc((size_t)(nd > 0 ? nd : 1) * 128);
     char *buf = malloc((size_t)lf_reply_size(m));
@@ -299,8 +404,8 @@ int lf_round(const round_head *h, cs_lf_part *part, int failed) {
     cs_mpi_bcast(desc, nd * 128);
     cs_err err = {0};
     reply_head rh = {-1, 0};
-    if (!failed && part && h->k == CS_LF_NN) {
-        if (cs_lf_part_knn(part, nd, desc, dist, gid, &err))
+    if (!failed && part->n && h->k == CS_LF_NN) {
+        if (lf_share_knn(part, nd, desc, dist, gid, &err))
             fprintf(stderr, "copyscope: analyze: rank %d of %d: %s\n", cs_mpi_rank(), cs_mpi_size(), err.msg);
         else {
             rh = (reply_head){0, m};

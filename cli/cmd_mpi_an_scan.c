@@ -3,8 +3,9 @@
  * rank scans only the references it owns (tiled L2, layout, PDQ, pHash,
  * dHash: per-shard top-k lists under global rows) and rank 0 merges the
  * lists by (score, row), which is the whole index's list exactly
- * (test_tl2_shard.c). A rank > 0 of a sharded store loads only its shards'
- * thumbnails and hashes (opened directly, not the union). */
+ * (test_tl2_shard.c). Every rank loads only the thumbnails and hashes of
+ * the references it owns: its shards' (opened directly, not the union), or
+ * its run of an unsharded store's rows (read by id range, load_shards). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,10 +142,100 @@ out:
     return rc;
 }
 
-/* The references of this rank's shards (opened directly, not through the
- * manifest's union) that the whole index holds (ids[n]: rank 0's rows),
- * into r with their rows in the whole index (*grow). what: the scans,
- * hashes loaded only for them. */
+/* The thumbnails of the 'ok' references with lo <= id <= hi into th (ids,
+ * rgb malloc'd, n), in id order: a rank's run of an unsharded store, read
+ * as cs_refs_load_thumbs reads the whole (the same rows and checks), the
+ * rest of the index never touched. */
+int run_thumbs(cs_store *s, int64_t lo, int64_t hi, cs_ref_thumbs *th, cs_err *err) {
+    enum { TP = CS_THUMB_SIZE * CS_THUMB_SIZE * 3 };
+    sqlite3_stmt *q = NULL;
+    int64_t cap = 0;
+    int rc = 0, r = SQLITE_DONE;
+    memset(th, 0, sizeof *th);
+    th->w = th->h = CS_THUMB_SIZE;
+    if (cs_store_prepare(s, &q, "SELECT r.id, t.w, t.h, t.rgb FROM refs r JOIN ref_thumbs t ON t.ref_id = r.id "
+                         "WHERE r.status = 'ok' AND r.id BETWEEN ?1 AND ?2 ORDER BY r.id", err))
+        return -1;
+    sqlite3_bind_int64(q, 1, lo);
+    sqlite3_bind_int64(q, 2, hi);
+    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(q, 0);
+        const void *b = sqlite3_column_blob(q, 3);
+        if (sqlite3_column_int(q, 1) != CS_THUMB_SIZE || sqlite3_column_int(q, 2) != CS_THUMB_SIZE || !b ||
+            sqlite3_column_bytes(q, 3) != TP) {
+            rc = cs_fail(err, CS_EFORMAT, "%s: thumbnail of reference %lld is not %dx%d RGB", cs_store_path(s),
+                         (long long)id, CS_THUMB_SIZE, CS_THUMB_SIZE);
+            break;
+        }
+        if (th->n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            uint8_t *a = realloc(th->rgb, (size_t)cap * TP);
+            int64_t *c = realloc(th->ids, sizeof *c * (size_t)cap);
+            th->rgb = a ? a : th->rgb;
+            th->ids = c ? c : th->ids;
+            if (!a || !c) rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory for its run's thumbnails");
+            if (rc) break;
+        }
+        memcpy(th->rgb + (size_t)th->n * TP, b, TP);
+        th->ids[th->n++] = id;
+    }
+    if (!rc && r != SQLITE_DONE) rc = cs_store_fail(s, err, "reading thumbnails"); /* e.g. a changed source */
+    sqlite3_finalize(q);
+    return rc;
+}
+
+/* The hashes of the references with lo <= id <= hi (cs_hash_db_load's rows
+ * of that range, packed as it packs them). */
+static int run_hashes(cs_store *s, int64_t lo, int64_t hi, cs_hash_db *db, cs_err *err) {
+    sqlite3_stmt *q = NULL;
+    int64_t cap = 0;
+    int rc = 0, r = SQLITE_DONE;
+    memset(db, 0, sizeof *db);
+    if (cs_store_prepare(s, &q, "SELECT ref_id, pdq, pdq_quality, phash, dhash, ahash FROM ref_hashes "
+                         "WHERE ref_id BETWEEN ?1 AND ?2 ORDER BY ref_id", err))
+        return -1;
+    sqlite3_bind_int64(q, 1, lo);
+    sqlite3_bind_int64(q, 2, hi);
+    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW) {
+        const void *b = sqlite3_column_blob(q, 1);
+        if (!b || sqlite3_column_bytes(q, 1) != 32) continue; /* malformed row: skipped, as cs_hash_db_load does */
+        if (db->n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            int64_t *a = realloc(db->ref_ids, sizeof *a * (size_t)cap);
+            db->ref_ids = a ? a : db->ref_ids;
+            uint64_t *pq = realloc(db->pdq, 32 * (size_t)cap);
+            db->pdq = pq ? pq : db->pdq;
+            int *qq = realloc(db->pdq_quality, sizeof *qq * (size_t)cap);
+            db->pdq_quality = qq ? qq : db->pdq_quality;
+            uint64_t *ph = realloc(db->phash, 8 * (size_t)cap);
+            db->phash = ph ? ph : db->phash;
+            uint64_t *dh = realloc(db->dhash, 8 * (size_t)cap);
+            db->dhash = dh ? dh : db->dhash;
+            uint64_t *ah = realloc(db->ahash, 8 * (size_t)cap);
+            db->ahash = ah ? ah : db->ahash;
+            if (!a || !pq || !qq || !ph || !dh || !ah)
+                rc = cs_fail(err, CS_ENOMEM, "analyze: out of memory for hashes");
+            if (rc) break;
+        }
+        int64_t i = db->n++;
+        db->ref_ids[i] = sqlite3_column_int64(q, 0);
+        cs_hamming_pack_pdq(b, db->pdq + 4 * i);
+        db->pdq_quality[i] = sqlite3_column_int(q, 2);
+        db->phash[i] = (uint64_t)sqlite3_column_int64(q, 3);
+        db->dhash[i] = (uint64_t)sqlite3_column_int64(q, 4);
+        db->ahash[i] = (uint64_t)sqlite3_column_int64(q, 5);
+    }
+    if (!rc && r != SQLITE_DONE) rc = cs_store_fail(s, err, "reading ref_hashes");
+    sqlite3_finalize(q);
+    return rc;
+}
+
+/* The references this rank owns that the whole index holds (ids[n]: rank
+ * 0's rows), into r with their rows in the whole index (*grow): of a
+ * sharded store, its shards (opened directly, not through the manifest's
+ * union); of an unsharded one, its run of rows, read by id range from db
+ * itself, so that no rank (rank 0 included) holds the whole index's pixels.
+ * what: the scans, hashes loaded only for them. */
 int load_shards(cs_an_refs *r, int32_t **grow, const char *db, const owners *o, const int64_t *ids, int64_t n,
                        int what, const cs_an_settings *set, cs_err *err) {
     enum { TP = CS_THUMB_SIZE * CS_THUMB_SIZE * 3 };
@@ -155,15 +246,29 @@ int load_shards(cs_an_refs *r, int32_t **grow, const char *db, const owners *o, 
     int32_t *gr = NULL;
     cs_hashes *hh = NULL;
     *grow = NULL;
-    for (int k = rank; k < o->n_off; k += size) {
-        char *path = cs_shard_path(db, k, o->n_off);
+    /* unsharded: its run of rows [lo, hi) (owner_of: contiguous), one source */
+    int64_t lo = 0, hi = 0;
+    if (!o->n_off) {
+        while (lo < n && owner_of(o, ids, n, (int32_t)lo) != rank) lo++;
+        hi = lo;
+        while (hi < n && owner_of(o, ids, n, (int32_t)hi) == rank) hi++;
+    }
+    int first = o->n_off ? rank : 0, last = o->n_off ? o->n_off : (hi > lo ? 1 : 0);
+    for (int k = first; k < last; k += o->n_off ? size : 1) {
+        char *path = o->n_off ? cs_shard_path(db, k, o->n_off) : strdup(db);
+        long long off = o->n_off ? o->off[k] : 0;
         cs_store *ss = NULL;
         cs_ref_thumbs th = {0};
         cs_hash_db hdb = {0};
-        int bad = !path || cs_store_open_readonly(&ss, path, err) || cs_refs_load_thumbs(ss, &th, err) ||
-                  ((what & CS_AN_SCAN_HASH) && cs_hash_db_load(ss, &hdb, err));
+        int bad = !path || cs_store_open_readonly(&ss, path, err);
+        if (!bad && o->n_off)
+            bad = cs_refs_load_thumbs(ss, &th, err) || ((what & CS_AN_SCAN_HASH) && cs_hash_db_load(ss, &hdb, err));
+        else if (!bad)
+            bad = run_thumbs(ss, ids[lo], ids[hi - 1], &th, err) ||
+                  ((what & CS_AN_SCAN_HASH) && run_hashes(ss, ids[lo], ids[hi - 1], &hdb, err));
+        if (!path && !err->code) cs_fail(err, CS_ENOMEM, "out of memory");
         for (int64_t i = 0; !bad && i < th.n; i++) {
-            int64_t g = cs_sorted_find(ids, 8, n, th.ids[i] + o->off[k]);
+            int64_t g = cs_sorted_find(ids, 8, n, th.ids[i] + off);
             if (g < 0) continue; /* not in the index (a duplicate of another shard's) */
             if (cnt == cap) {
                 cap = cap ? 2 * cap : 1024;
@@ -197,7 +302,7 @@ int load_shards(cs_an_refs *r, int32_t **grow, const char *db, const owners *o, 
             hh[nh].phash = hdb.phash[i];
             hh[nh].dhash = hdb.dhash[i];
             hh[nh].ahash = hdb.ahash[i];
-            hid[nh++] = hdb.ref_ids[i] + o->off[k];
+            hid[nh++] = hdb.ref_ids[i] + off;
         }
         cs_hash_db_free(&hdb);
         cs_ref_thumbs_free(&th);

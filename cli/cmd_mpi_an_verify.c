@@ -3,8 +3,8 @@
  * candidates whose reference it owns (a scatter), each verifies them
  * (cs_an_verify, per pair: the same floats wherever it runs), and rank 0
  * gathers them in list order and applies the ratio test, the rivals and the
- * verdicts. Rank 0 of a sharded store holds only each batch's candidates'
- * thumbnails, sent by their owners with the verifications. */
+ * verdicts. Rank 0 holds only each batch's candidates' thumbnails (and its
+ * own share's), sent by their owners with the verifications. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,10 +268,10 @@ int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_result *
  * index's size, and no rank, rank 0 included, ever writes or maps a
  * whole-index cache (7 TB at 600 M references). The range is address space
  * only: 12 KiB a reference, 7 TB at 600 M, within x86-64's 128 TiB. An
- * unsharded store: every rank reads the whole index as before. */
+ * unsharded store the same: each rank, rank 0 included, reads only its run
+ * of rows (load_shards), and rank 0 no <db>.thumbs. */
 int load_thumbs(void *ctx, cs_store *s, cs_ref_thumbs *th, cs_err *err) {
     cli_mpi_an *c = ctx;
-    if (!c->own.n_off) return cs_refs_load_thumbs(s, th, err);
     if (cs_refs_load_rows(s, th, err)) return -1;
     if (th->n == 0) return 0;
     size_t len = TPX * (size_t)th->n;
@@ -313,7 +313,9 @@ int verify_round(const round_head *h, const side *me, const owners *own, const i
     /* h->what: rank 0 wants the thumbnails of the candidates' rows too (cand_rows' order) */
     int32_t *trow = h->what && nv >= 0 ? malloc(sizeof *trow * (size_t)(nreq > 0 ? nreq : 1)) : NULL;
     int64_t nd = trow ? cand_rows(req, NULL, nreq, rank, n, trow) : 0;
-    if (h->what && nv >= 0 && (!trow || !me->r->has_thumbs)) nv = -1;
+    /* (a rank that owns no reference, more ranks than shards, verifies and
+     * sends nothing: it holds no thumbnails and needs none) */
+    if (h->what && nv >= 0 && (!trow || (nd > 0 && !me->r->has_thumbs))) nv = -1;
     int64_t blen = nv >= 0 ? reply_size(nv) + nd * TPX : 0;
     char *buf = nv >= 0 ? malloc((size_t)blen) : NULL;
     reply_head rh = {buf ? 0 : -1, buf ? nv : 0};

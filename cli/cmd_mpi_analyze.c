@@ -11,9 +11,11 @@
  * exactly (test_tl2_shard.c). Then rank 0 sends each rank the candidates
  * whose reference it owns (a scatter), each verifies them (cs_an_verify,
  * per pair: the same floats wherever it runs), and rank 0 gathers them in
- * list order and applies the ratio test, the rivals and the verdicts. A
- * rank > 0 of a sharded store loads only its shards' thumbnails and hashes
- * (opened directly, not the union), so its memory is its shards'. Rank 0
+ * list order and applies the ratio test, the rivals and the verdicts.
+ * Every rank loads only the thumbnails and hashes of the references it
+ * owns (its shards', opened directly, not the union; or its run of an
+ * unsharded store's rows, read by id range), so its memory is its share's,
+ * and the completion audits run over the ranks (cmd_mpi_an_compl.c). Rank 0
  * keeps the whole index's catalogue rows but of the pixels only its share
  * and each batch's candidates'. The embedding search (cs_analyze_opts.
  * embed_search, before the batches' matches) is spread the same way: each
@@ -31,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cli/cli.h"
 #include "cli/cmd_mpi_an.h"
@@ -134,6 +137,7 @@ cli_mpi_an *cli_mpi_analyze_begin(cs_analyze_opts *o, cs_store *s) {
     o->load_thumbs = load_thumbs;
     o->lf_search = lf_search_all;
     o->lf_open = lf_open_rank0;
+    o->completion_audit = compl_audit;
     return c;
 }
 
@@ -173,7 +177,7 @@ int debug_on(void) { return getenv("CS_MPI_DEBUG") && !strcmp(getenv("CS_MPI_DEB
 
 /* CS_MPI_DEBUG=1: the references a rank holds and scans, its peak memory */
 static void debug_line(int64_t held, int64_t scanned, int64_t total, const cs_an_emb_part *e, long long trss,
-                       long long tsize, const cs_lf_part *lf, int64_t lf_total) {
+                       long long tsize, const lf_share *lf, int64_t lf_total) {
     if (debug_on())
         fprintf(stderr, "analyze: rank %d of %d: %lld references resident, %lld scanned, of %lld; peak %lld KiB; "
                 "thumbnail cache %lld of %lld KiB resident; embedding rows %lld held, %lld searched, of %lld\n",
@@ -183,9 +187,14 @@ static void debug_line(int64_t held, int64_t scanned, int64_t total, const cs_an
     if (debug_on() && e->open) /* q8: the rows stay 8-bit (dim + 4 bytes), f32: 4 dim */
         fprintf(stderr, "analyze: rank %d of %d: embedding rows kept at %zu bytes a row\n", cs_mpi_rank(), cs_mpi_size(),
                 e->q8 ? CS_VS_Q8_ROW(e->vs.dim) : sizeof(float) * (size_t)e->vs.dim);
-    if (debug_on() && lf) /* the local-feature descriptors of the references it owns */
+    struct rusage ru;
+    if (debug_on() && !getrusage(RUSAGE_SELF, &ru)) /* its CPU-seconds (user + system), the whole command's */
+        fprintf(stderr, "analyze: rank %d of %d: cpu %.3f s\n", cs_mpi_rank(), cs_mpi_size(),
+                (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec +
+                    ru.ru_stime.tv_usec * 1e-6);
+    if (debug_on() && lf && lf->n) /* the local-feature descriptors it searches */
         fprintf(stderr, "analyze: rank %d of %d: local-feature descriptors %lld held and searched, of %lld\n",
-                cs_mpi_rank(), cs_mpi_size(), (long long)cs_lf_part_ndesc(lf), (long long)lf_total);
+                cs_mpi_rank(), cs_mpi_size(), (long long)lf_share_ndesc(lf), (long long)lf_total);
 }
 
 void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
@@ -193,11 +202,14 @@ void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
     round_head stop = {R_STOP, 0, 0, 0, 0, 0, 0, {0}, 0}; /* the other ranks stop */
     cs_mpi_bcast(&stop, sizeof stop);
     if (c && c->inited) debug_line(c->from_shards ? c->mine.n : c->n_refs, c->me.scanned, c->n_refs, &c->emb, c->th_rss,
-                                   c->th_size, c->lf_part, c->lf_first ? c->lf_first[c->lf_nrec] : 0);
+                                   c->th_size, &c->lf_part, c->lf_first ? c->lf_first[c->lf_nrec] : 0);
     if (c && c->inited && c->from_shards && debug_on()) /* what rank 0 held of the thumbnails: the candidates' */
         fprintf(stderr, "analyze: rank 0 of %d: candidates' thumbnails written in %lld, at most %lld in a batch; "
                 "%lld KiB resident at most after a batch, of %lld KiB reserved\n", cs_mpi_size(),
                 (long long)c->th_rows, (long long)c->th_rows_max, c->th_rss > 0 ? c->th_rss : 0, c->th_size);
+    if (c && c->n_compl && debug_on()) /* each audit read one thumbnail here, the original's */
+        fprintf(stderr, "analyze: rank 0 of %d: completion audits %lld over the ranks, the originals' thumbnails "
+                "read %lld\n", cs_mpi_size(), (long long)c->n_compl, (long long)c->n_compl);
     if (c && !quiet) { /* the balance of the cut, the traffic, the merge's share */
         printf("analyze: candidates verified per rank:");
         for (int r = 0; r < cs_mpi_size(); r++) printf(" %lld", (long long)c->done[r]);
@@ -231,13 +243,13 @@ void cli_mpi_analyze_end(cli_mpi_an *c, int quiet) {
     if (c) side_free(&c->me);
     if (c) cs_an_refs_free(&c->mine);
     if (c) cs_an_emb_part_close(&c->emb);
-    if (c) cs_lf_part_free(c->lf_part);
+    if (c) lf_share_free(&c->lf_part);
     if (c) free(c->lf_first);
     free(c);
 }
 
 /* Ranks > 0: at INIT load the references this rank owns (a sharded store:
- * its shards only; else the whole index, scanning its run of rows), then
+ * its shards only; else its run of rows, read by id range), then
  * scan and verify its share of each round until rank 0 says stop. A rank
  * that cannot load answers every round with a failure, so rank 0 stops
  * with an error instead of waiting. */
@@ -245,12 +257,11 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
     int rank = cs_mpi_rank(), size = cs_mpi_size(), failed = 0;
     cs_err err = {0};
     cs_store *s = NULL;
-    cs_an_matcher *m = NULL;
     cs_an_refs sub = {0};
     owners own = {0};
     side me = {0};
     cs_an_emb_part emb = {0};
-    cs_lf_part *lf = NULL;
+    lf_share lf = {0};
     int64_t lf_total = 0;
     int64_t *ids = NULL, n = 0, held = 0;
     cs_an_query *q = NULL;
@@ -274,22 +285,18 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
             cs_mpi_bcast(ids, n * (int64_t)sizeof *ids);
             if (failed) continue;
             if (side_runs(&me, &own, ids, n)) failed = cs_fail(&err, CS_ENOMEM, "out of memory");
-            else if (own.n_off) { /* only its shards */
+            else { /* only its shards, or its run of an unsharded store's rows */
                 if (load_shards(&sub, &me.grow, db, &own, ids, n, (int)h.what, &o->set, &err)) failed = 1;
                 else if (sub.n != me.scanned)
-                    failed = cs_fail(&err, CS_EINTERNAL, "%lld references in its shards, %lld in the index's rows",
-                                     (long long)sub.n, (long long)me.scanned);
+                    failed = cs_fail(&err, CS_EINTERNAL, "%lld references in its %s, %lld in the index's rows",
+                                     (long long)sub.n, own.n_off ? "shards" : "run", (long long)me.scanned);
                 me.r = &sub;
                 if (me.nrun) { /* its references are one run of sub's rows */
                     me.run[0] = 0;
                     me.run[1] = sub.n;
                     me.nrun = 1;
                 }
-            } else if (cs_an_matcher_open(&m, s, o, &err)) /* the whole index, scanning its run */
-                failed = 1;
-            else if ((me.r = cs_an_matcher_refs(m))->n != n)
-                failed = cs_fail(&err, CS_EINTERNAL, "%lld references, rank 0 has %lld", (long long)me.r->n,
-                                 (long long)n);
+            }
             if (failed) fprintf(stderr, "copyscope: analyze: rank %d of %d: %s\n", rank, size, err.msg);
             held = me.r ? me.r->n : 0;
             continue;
@@ -299,7 +306,11 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
             continue;
         }
         if (h.kind == R_LF) {
-            if (lf_round(&h, lf, failed)) failed = 1;
+            if (lf_round(&h, &lf, failed)) failed = 1;
+            continue;
+        }
+        if (h.kind == R_COMPL) {
+            if (compl_round(&h, &me, failed)) failed = 1;
             continue;
         }
         if (h.kind == R_EMBED) {
@@ -322,15 +333,14 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
         if (verify_round(&h, &me, &own, ids, n, &o->set, q, threads, failed)) failed = 1; /* R_VERIFY */
     }
     long long tsize = 0, trss = debug_on() ? thumbs_rss_kib(&tsize, NULL) : -1;
-    debug_line(held, me.scanned, n, &emb, trss, tsize, lf, lf_total);
+    debug_line(held, me.scanned, n, &emb, trss, tsize, &lf, lf_total);
     free(q);
     free(ids);
     side_free(&me);
     cs_an_refs_free(&sub);
     free(own.off);
-    cs_an_matcher_free(m);
     cs_an_emb_part_close(&emb);
-    cs_lf_part_free(lf);
+    lf_share_free(&lf);
     cs_store_close(s);
     return failed ? CLI_FAIL : CLI_OK;
 }

@@ -25,7 +25,9 @@ enum { MAXPROBE = 64 }; /* cells our coarse step picks at most */
  * cells ours (coarse), the probed lists' first lines prefetched, the codes
  * summed from the table with one gather per sub-quantizer for 8 (AVX2) or
  * 16 (AVX-512) codes at a time, and the best CS_LF_NN kept by (distance,
- * vector number). */
+ * vector number). With AVX-512 VBMI most codes are first excluded by a
+ * lower bound of their sums from byte tables looked up in registers
+ * (bound64), and only the rest summed: the same rows. */
 
 void lf_scan_setup(cs_lf_index *ix) {
     const float *c;

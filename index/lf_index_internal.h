@@ -45,6 +45,7 @@ struct cs_lf_index {
     int imi_b;
     int simd_max; /* cs_lf_index_simd: 0 scalar, 1 AVX2 at most, else AVX-512 where cpuid has it */
     int no_prune; /* cs_lf_index_prune(ix, 0): every gather of sum16_avx512 (the bench's anchor) */
+    int no_bytes; /* cs_lf_index_prune(ix, 1 or 0): not the byte tables' lower bound (lf_scan.c, bound64) */
 };
 
 

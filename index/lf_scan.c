@@ -25,7 +25,9 @@ enum { MAXPROBE = 64 }; /* cells our coarse step picks at most */
  * cells ours (coarse), the probed lists' first lines prefetched, the codes
  * summed from the table with one gather per sub-quantizer for 8 (AVX2) or
  * 16 (AVX-512) codes at a time, and the best CS_LF_NN kept by (distance,
- * vector number). */
+ * vector number). With AVX-512 VBMI most codes are first excluded by a
+ * lower bound of their sums from byte tables looked up in registers
+ * (bound64), and only the rest summed: the same rows. */
 
 void lf_scan_setup(cs_lf_index *ix) {
     const float *c;
@@ -80,9 +82,18 @@ int cs_lf_index_simd(cs_lf_index *ix, int max) {
     return simd_level(max);
 }
 
+static int has_vbmi(void) {
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vbmi");
+#else
+    return 0;
+#endif
+}
+
 int cs_lf_index_prune(cs_lf_index *ix, int prune) {
     ix->no_prune = !prune;
-    return prune;
+    ix->no_bytes = prune < 2;
+    return prune >= 2 && !has_vbmi() ? 1 : prune > 2 ? 2 : prune;
 }
 
 int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan) {
@@ -235,6 +246,131 @@ __attribute__((target("avx2,avx512f"))) static int sum16_avx512(const float *lut
     _mm512_storeu_ps(out, d);
     return 1;
 }
+
+/* ---- a lower bound on the codes' sums from byte tables (AVX-512 VBMI) ----
+ * At 1M references a query descriptor meets ~5,200 codes in its probed
+ * lists, and the 16 gathers per 16 codes of sum16_avx512 were most of the
+ * scan. Here, per query descriptor, the table lut[16][256] becomes bytes
+ * q[s][j] = floor((lut[s][j] - lo[s]) x inv), lo[s] the least entry of row
+ * s and inv = 255 / (the widest row's range): the finest scale at which no
+ * entry saturates a byte, taken from the table itself (nothing tuned). Then
+ * lo[s] + q[s][j] / inv <= lut[s][j] (floor; the float rounding of the
+ * subtraction and product is a relative error of 2u at most, u = 2^-24),
+ * so base + Q / inv, base = the sum of lo[s] and Q = the sum of a code's 16
+ * bytes, is a lower bound of its sum. The bytes of 64 codes are looked up in
+ * registers (two 128-byte permutes and a blend per sub-quantizer: no
+ * gather) and summed in 16 bits (16 x 255 < 2^16). A code whose bound is
+ * above the best CS_LF_NN's last distance cannot enter them; the others get
+ * their float sum exactly as the other paths sum it (s = 0..15 from 0): the
+ * same rows (test_lf_index: against every sum in full). */
+typedef struct {
+    uint8_t q[16][256];
+    double base; /* sum of lo[s] */
+    float inv;
+} btab;
+
+__attribute__((target("avx512f,avx512bw"))) static void btab_build(const float *lut, btab *b) {
+    float lo[16], range = 0;
+    b->base = 0;
+    for (int s = 0; s < 16; s++) {
+        __m512 mn = _mm512_loadu_ps(lut + s * 256), mx = mn;
+        for (int j = 16; j < 256; j += 16) {
+            const __m512 v = _mm512_loadu_ps(lut + s * 256 + j);
+            mn = _mm512_min_ps(mn, v), mx = _mm512_max_ps(mx, v);
+        }
+        lo[s] = _mm512_reduce_min_ps(mn);
+        const float r = _mm512_reduce_max_ps(mx) - lo[s];
+        range = r > range ? r : range;
+        b->base += lo[s];
+    }
+    float inv = 255.0f / range;
+    if (!(range > 0) || !isfinite(inv)) inv = 1; /* every entry alike (or nearly): all bytes 0 */
+    b->inv = inv;
+    const __m512 iv = _mm512_set1_ps(inv);
+    for (int s = 0; s < 16; s++) {
+        const __m512 l = _mm512_set1_ps(lo[s]);
+        for (int j = 0; j < 256; j += 16) {
+            /* >= 0; truncation is floor; above 255 (a rounding of the
+             * widest entry) saturates to 255, still <= the entry */
+            const __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(lut + s * 256 + j), l), iv);
+            _mm_storeu_si128((__m128i *)(b->q[s] + j), _mm512_cvtusepi32_epi8(_mm512_cvttps_epu32(v)));
+        }
+    }
+}
+
+/* The largest byte sum Q that does not exclude a code from the best
+ * CS_LF_NN of last distance thr; -1: every code is excluded. A code's float
+ * sum S (16 non-negative terms added in order) is >= its exact sum x (1 -
+ * 16u), and the exact sum >= (base + Q / inv) / (1 + 2.01u) (above); so
+ * base + Q / inv > thr (1 + 2^-12) gives S > thr: that code is out (ties
+ * at thr may enter, so only S > thr is excluded). The margin 2^-12 is far
+ * above those roundings (19u = 2^-19.75) and far below the bound's own
+ * slack (up to 16 / 255 of the widest row's range); the +1 covers the
+ * rounding of this double arithmetic. */
+static int btab_qthr(const btab *b, float thr) {
+    if (!(thr < INFINITY)) return 65535;
+    const double v = ((double)thr * (1 + 0x1p-12) - b->base) * b->inv;
+    if (v >= 65534) return 65535;
+    if (v < -1) return -1;
+    return (int)floor(v) + 1;
+}
+
+/* The first nb (1..64) of the codes cb[][16]: bit k (k even: bit k / 2;
+ * k odd: bit 32 + k / 2) set where code k's byte sum Q <= qthr (0..65535),
+ * i.e. where the bound does not exclude it. */
+__attribute__((target("avx512f,avx512bw,avx512vbmi"))) static uint64_t bound64(const btab *b, const uint8_t *cb, int nb,
+                                                                             int qthr) {
+    /* each register holds 4 codes x 16 bytes; permuted so that its dword s
+     * holds the 4 codes' bytes s (byte 4s + k <- byte 16k + s) */
+    static const uint8_t perm[64] = {
+        0, 16, 32, 48, 1, 17, 33, 49, 2, 18, 34, 50, 3, 19, 35, 51, 4, 20, 36, 52, 5, 21, 37, 53,
+        6, 22, 38, 54, 7, 23, 39, 55, 8, 24, 40, 56, 9, 25, 41, 57, 10, 26, 42, 58, 11, 27, 43, 59,
+        12, 28, 44, 60, 13, 29, 45, 61, 14, 30, 46, 62, 15, 31, 47, 63};
+    const __m512i pv = _mm512_loadu_si512(perm);
+    __m512i r[16], t[16];
+    for (int i = 0; i < 16; i++) {
+        const int bytes = (nb - 4 * i) * 16;
+        const __mmask64 mk = bytes >= 64 ? ~(__mmask64)0 : bytes <= 0 ? 0 : ((__mmask64)1 << bytes) - 1;
+        r[i] = _mm512_permutexvar_epi8(pv, _mm512_maskz_loadu_epi8(mk, cb + 64 * i));
+    }
+    /* the 16 x 16 dwords transposed: t[s] dword i = r[i] dword s, so byte
+     * 4i + k of t[s] is code 4i + k's byte s */
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) { /* r[4i + c]: rows 4i..4i+3, column 4L + c in 128-bit lane L */
+        r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int c = 0; c < 4; c++) { /* the 4 x 4 lanes of r[c], r[4 + c], r[8 + c], r[12 + c] */
+        const __m512i v0 = _mm512_shuffle_i32x4(r[c], r[4 + c], 0x44), v1 = _mm512_shuffle_i32x4(r[c], r[4 + c], 0xee);
+        const __m512i v2 = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0x44);
+        const __m512i v3 = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0xee);
+        t[c] = _mm512_shuffle_i32x4(v0, v2, 0x88), t[4 + c] = _mm512_shuffle_i32x4(v0, v2, 0xdd);
+        t[8 + c] = _mm512_shuffle_i32x4(v1, v3, 0x88), t[12 + c] = _mm512_shuffle_i32x4(v1, v3, 0xdd);
+    }
+    /* 16-bit sums of the bytes: a0 gets each pair as one word (even code +
+     * 256 x odd code, modulo 2^16), a1 the odd code's byte alone; the even
+     * code's sum is then a0 - 256 a1 (modulo 2^16, and it is < 2^16) */
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+    for (int s = 0; s < 16; s++) {
+        const uint8_t *q = b->q[s];
+        const __m512i lo = _mm512_permutex2var_epi8(_mm512_loadu_si512(q), t[s], _mm512_loadu_si512(q + 64));
+        const __m512i hi = _mm512_permutex2var_epi8(_mm512_loadu_si512(q + 128), t[s], _mm512_loadu_si512(q + 192));
+        const __m512i v = _mm512_mask_blend_epi8(_mm512_movepi8_mask(t[s]), lo, hi);
+        a0 = _mm512_add_epi16(a0, v);
+        a1 = _mm512_add_epi16(a1, _mm512_srli_epi16(v, 8));
+    }
+    const __m512i ev = _mm512_sub_epi16(a0, _mm512_slli_epi16(a1, 8)), qv = _mm512_set1_epi16((short)(uint16_t)qthr);
+    uint64_t me = _mm512_cmple_epu16_mask(ev, qv), mo = _mm512_cmple_epu16_mask(a1, qv);
+    const int ne = (nb + 1) / 2, no = nb / 2; /* even and odd codes among the nb */
+    if (ne < 32) me &= ((uint64_t)1 << ne) - 1;
+    if (no < 32) mo &= ((uint64_t)1 << no) - 1;
+    return me | mo << 32;
+}
 #endif
 
 /* The multi-index's half tables for ranking cells: t[h][j] = |c_hj|^2 -
@@ -328,6 +464,7 @@ typedef struct {
     const int64_t *lists; /* [n][nprobe] */
     int nprobe, simd; /* 0 scalar, 1 AVX2, 2 AVX-512 (cs_lf_index_simd) */
     int fma;          /* cpuid has FMA (the coarse tables' AVX2 level) */
+    int bytes;        /* the byte tables' bound before any sum (bound64: AVX-512 VBMI, 16 sub-quantizers) */
     size_t per_thread;
     int64_t n;            /* query descriptors */
     float *lut;           /* [threads][per_thread]: m x 256 (+ 2 x 2^B with ict) */
@@ -449,31 +586,85 @@ static void coarse_tables(const scan_ctx *c, const float *x, float *tab) {
         coarse_table_c(c->ix->ict, c->ix->icn, x, k2, tab);
 }
 
+/* The P least of one half's k2 entries t[] (by value, then j) into hd[],
+ * hi[], ascending; returns how many (P, or k2 if fewer). */
+static int half_best(const float *t, int k2, int P, float *hd, int64_t *hi) {
+    /* a bound on the P-th smallest: the largest of P blocks' minima (P
+     * distinct entries), so every entry kept is <= it; the entries above it
+     * (most of them) are not offered, and fewer offers are kept */
+    float bound = INFINITY;
+    if (k2 >= 2 * P && k2 % P == 0) {
+        const int bl = k2 / P;
+        bound = -INFINITY;
+        for (int g = 0; g < P; g++) {
+            float mn = t[g * bl];
+            for (int j = 1; j < bl; j++) mn = t[g * bl + j] < mn ? t[g * bl + j] : mn;
+            bound = mn > bound ? mn : bound;
+        }
+    }
+    int have = 0;
+    for (int j = 0; j < k2; j++) { /* most are rejected here: j ascends, so a tie loses too */
+        const float v = t[j];
+        if (v <= bound && (have < P || v < hd[P - 1])) offer(hd, hi, P, &have, v, j);
+    }
+    return have;
+}
+
+#if defined(__x86_64__)
+/* half_best with 16 entries compared at a time (k2 a multiple of 16): the
+ * same bound (minima and maxima are exact) and the same entries offered in
+ * the same order (j ascending), so the same cells. At 1M references the
+ * scalar loops over 2 x 1,024 entries per query descriptor were a fifth of
+ * the scan once the codes' sums went through the byte tables. */
+__attribute__((target("avx512f"))) static int half_best_avx512(const float *t, int k2, int P, float *hd, int64_t *hi) {
+    float bound = INFINITY;
+    if (k2 >= 2 * P && k2 % P == 0) {
+        const int bl = k2 / P;
+        bound = -INFINITY;
+        for (int g = 0; g < P; g++) {
+            float mn;
+            if (bl % 16 == 0) {
+                __m512 m = _mm512_loadu_ps(t + g * bl);
+                for (int j = 16; j < bl; j += 16) m = _mm512_min_ps(m, _mm512_loadu_ps(t + g * bl + j));
+                mn = _mm512_reduce_min_ps(m);
+            } else {
+                mn = t[g * bl];
+                for (int j = 1; j < bl; j++) mn = t[g * bl + j] < mn ? t[g * bl + j] : mn;
+            }
+            bound = mn > bound ? mn : bound;
+        }
+    }
+    int have = 0;
+    __m512 cut = _mm512_set1_ps(bound);
+    for (int j = 0; j < k2; j += 16) {
+        __mmask16 k = _mm512_cmp_ps_mask(_mm512_loadu_ps(t + j), cut, _CMP_LE_OQ);
+        while (k) {
+            const int l = __builtin_ctz(k);
+            k &= k - 1;
+            const float v = t[j + l];
+            if (have < P || v < hd[P - 1]) {
+                offer(hd, hi, P, &have, v, j + l);
+                if (have == P && hd[P - 1] < bound) cut = _mm512_set1_ps(hd[P - 1]); /* the scalar test's, as <= */
+            }
+        }
+    }
+    return have;
+}
+#endif
+
 /* the cells from x's half tables tab[2][2^B] (coarse_tables) */
 static void coarse(const scan_ctx *c, const float *tab, int64_t *lists) {
     const int b = c->ix->imi_b, k2 = 1 << b, P = c->nprobe < k2 ? c->nprobe : k2;
     float hd[2][MAXPROBE];
     int64_t hi[2][MAXPROBE];
     for (int h = 0; h < 2; h++) {
-        const float *t = tab + h * k2;
-        /* a bound on the P-th smallest: the largest of P blocks' minima (P
-         * distinct entries), so every entry kept is <= it; the entries above
-         * it (most of them) are not offered, and fewer offers are kept */
-        float bound = INFINITY;
-        if (k2 >= 2 * P && k2 % P == 0) {
-            const int bl = k2 / P;
-            bound = -INFINITY;
-            for (int g = 0; g < P; g++) {
-                float mn = t[g * bl];
-                for (int j = 1; j < bl; j++) mn = t[g * bl + j] < mn ? t[g * bl + j] : mn;
-                bound = mn > bound ? mn : bound;
-            }
+#if defined(__x86_64__)
+        if (c->bytes && k2 % 16 == 0) { /* with the byte tables (prune 1 is session 8's scan as it was: the bench's anchor) */
+            half_best_avx512(tab + h * k2, k2, P, hd[h], hi[h]);
+            continue;
         }
-        int have = 0;
-        for (int j = 0; j < k2; j++) { /* most are rejected here: j ascends, so a tie loses too */
-            const float v = t[j];
-            if (v <= bound && (have < P || v < hd[h][P - 1])) offer(hd[h], hi[h], P, &have, v, j);
-        }
+#endif
+        half_best(tab + h * k2, k2, P, hd[h], hi[h]);
     }
     float bd[MAXPROBE];
     int have = 0;
@@ -488,6 +679,14 @@ static void coarse(const scan_ctx *c, const float *tab, int64_t *lists) {
 
 enum { GROUP = 4 }; /* query descriptors per task: their coarse tables in one pass */
 
+/* d (id) into the best K, bd[] bi[] sorted by (distance, vector number) */
+static inline void insert_best(float *bd, int64_t *bi, int K, float d, int64_t id) {
+    if (d > bd[K - 1] || (d == bd[K - 1] && id >= bi[K - 1])) return;
+    int k = K - 1;
+    for (; k > 0 && (d < bd[k - 1] || (d == bd[k - 1] && id < bi[k - 1])); k--) bd[k] = bd[k - 1], bi[k] = bi[k - 1];
+    bd[k] = d, bi[k] = id;
+}
+
 /* tab: x's half tables when ours (coarse_tables), else NULL */
 static void scan_one(const scan_ctx *c, int64_t i, float *lut, const float *tab) {
     const int K = CS_LF_NN, m = c->ix->pq_m;
@@ -498,6 +697,10 @@ static void scan_one(const scan_ctx *c, int64_t i, float *lut, const float *tab)
         lists = own_lists;
     }
     table(c, c->ix->ct, c->x + i * 128, m, c->ix->pq_dsub, 256, lut);
+#if defined(__x86_64__)
+    btab bt;
+    if (c->bytes) btab_build(lut, &bt);
+#endif
     float bd[CS_LF_NN];
     int64_t bi[CS_LF_NN];
     for (int k = 0; k < K; k++) bd[k] = INFINITY, bi[k] = INT64_MAX;
@@ -527,6 +730,26 @@ static void scan_one(const scan_ctx *c, int64_t i, float *lut, const float *tab)
          * in the same order as one code alone; with SIMD one gather per
          * sub-quantizer (sum8_avx2, sum16_avx512: the same bits) */
         for (int64_t e = 0; e < n;) {
+#if defined(__x86_64__)
+            /* 64 codes at a time through the byte tables' bound (a tail of
+             * 16 or fewer by the gathers below: one block costs 64 codes'
+             * transposition); the few codes it leaves summed in full */
+            if (c->bytes && n - e > 16) {
+                const int nb = n - e < 64 ? (int)(n - e) : 64;
+                const int qt = btab_qthr(&bt, bd[K - 1]);
+                uint64_t keep = qt < 0 ? 0 : bound64(&bt, codes + e * m, nb, qt);
+                while (keep) {
+                    const int bit = __builtin_ctzll(keep), k = bit < 32 ? 2 * bit : 2 * (bit - 32) + 1;
+                    keep &= keep - 1;
+                    const uint8_t *cb = codes + (e + k) * m;
+                    float d = 0;
+                    for (int s = 0; s < 16; s++) d += lut[s * 256 + cb[s]];
+                    insert_best(bd, bi, K, d, ids[e + k]);
+                }
+                e += nb;
+                continue;
+            }
+#endif
             float d8[16] = {0};
             int nb = n - e < 8 ? (int)(n - e) : 8;
             const uint8_t *cb = codes + e * m;
@@ -549,15 +772,7 @@ static void scan_one(const scan_ctx *c, int64_t i, float *lut, const float *tab)
                 for (int k = 0; k < nb; k++)
                     for (int s = 0; s < m; s++) d8[k] += lut[s * 256 + cb[k * m + s]];
             }
-            for (int b = 0; b < nb; b++) {
-                float d = d8[b];
-                int64_t id = ids[e + b];
-                if (d > bd[K - 1] || (d == bd[K - 1] && id >= bi[K - 1])) continue;
-                int k = K - 1; /* insertion into the sorted best K */
-                for (; k > 0 && (d < bd[k - 1] || (d == bd[k - 1] && id < bi[k - 1])); k--)
-                    bd[k] = bd[k - 1], bi[k] = bi[k - 1];
-                bd[k] = d, bi[k] = id;
-            }
+            for (int b = 0; b < nb; b++) insert_best(bd, bi, K, d8[b], ids[e + b]);
             e += nb;
         }
     }
@@ -602,6 +817,7 @@ int lf_nearest(cs_lf_index *ix, int64_t n, const float *x, int64_t *rows, float 
 #if defined(__x86_64__)
         c.fma = __builtin_cpu_supports("fma");
 #endif
+        c.bytes = c.simd == 2 && ix->pq_m == 16 && has_vbmi() && !ix->no_bytes && !ix->no_prune;
 #endif
         c.n = n;
         cs_parallel_for(nt, (n + GROUP - 1) / GROUP, scan_group, &c);

@@ -161,10 +161,13 @@ int cs_lf_index_faiss_scan(cs_lf_index *ix, int faiss_scan);
  * AVX-512, each where cpuid has it; the same bits at every level (tests and
  * the bench compare them). Returns the level in use. */
 int cs_lf_index_simd(cs_lf_index *ix, int max);
-/* prune != 0 (the default): the AVX-512 scan stops summing a block of 16
- * codes once every partial sum is above the best CS_LF_NN's last (none can
- * enter: lf_scan.c, sum16_avx512); 0: every sum in full (session 7's
- * scan, bench_localfeat's anchor). The same rows and votes either way. */
+/* prune 2 (the default): where cpuid has AVX-512 VBMI, codes are first
+ * excluded by a lower bound of their sums from byte tables (lf_scan.c,
+ * bound64), then as with 1; 1: the AVX-512 scan stops summing a block of
+ * 16 codes once every partial sum is above the best CS_LF_NN's last (none
+ * can enter: sum16_avx512; session 8's scan); 0: every sum in full
+ * (session 7's scan). 0 and 1 are bench_localfeat's anchors. The same rows
+ * and votes at every level. Returns the level in use. */
 int cs_lf_index_prune(cs_lf_index *ix, int prune);
 /* IVF lists (cells) searched per query descriptor; no-op for "Flat". */
 int cs_lf_index_set_nprobe(cs_lf_index *ix, int nprobe, cs_err *err);

@@ -75,10 +75,6 @@ int cs_embedder_dim(const cs_embedder *e);
 const char *cs_embedder_weights(const cs_embedder *e); /* sscd: weights path; tiny: NULL */
 /* out[n][dim] for n images (alpha already composited by core/image). */
 int cs_embedder_describe(cs_embedder *e, const cs_image *imgs, int n, float *out, cs_err *err);
-/* index add's default embedder (tiny, cli/cmd_index.c): *ready = 1 when the
- * store has its PCA already or enough ok references (*n_ok) to learn all of
- * its CS_TINY_DIM components. */
-int cs_embed_default_ready(cs_store *s, int *ready, int64_t *n_ok, cs_err *err);
 
 /* The embedders whose columns exist beside store s: names[*n], caller frees
  * each and the array. */

@@ -353,10 +353,38 @@ static int stage_load_generations(an_state *A, cs_err *err) {
 typedef struct {
     int edim, ek;
     cs_image *imgs;  /* [AN_CHUNK] the decoded images, for the embedder */
-    float *ev;       /* [AN_CHUNK][edim] their embeddings */
-    int64_t *eid;    /* [AN_CHUNK][CS_AN_K] the column's nearest ids */
+    int mirror;      /* the embedder is not mirror-invariant: its mirror images are searched too */
+    float *ev;       /* [2 AN_CHUNK][edim] their embeddings (rows nb.. 2nb: mirrored) */
+    int64_t *eid;    /* [2 AN_CHUNK][CS_AN_K] the column's nearest ids */
     float *esc;      /* ... and cosines */
 } emb_scratch;
+
+/* One generation's candidates from its as-is and mirrored lists (k each,
+ * minus each one's background bias): every reference once with the larger of
+ * its two scores, the k best by (score, then id) in out. As the hashes take
+ * the nearer of the query and its mirror (analyze/match.c). */
+static int merge_mirrored(const int64_t *id, const float *sc, int k, int64_t *out_id, float *out_sc) {
+    int64_t cid[2 * CS_AN_K];
+    float csc[2 * CS_AN_K];
+    int n = 0;
+    for (int i = 0; i < 2 * k; i++) {
+        if (id[i] < 0) continue;
+        int j = 0;
+        while (j < n && cid[j] != id[i]) j++;
+        if (j == n) cid[n] = id[i], csc[n++] = sc[i];
+        else if (sc[i] > csc[j]) csc[j] = sc[i];
+    }
+    for (int i = 1; i < n; i++) /* insertion sort: score descending, id ascending */
+        for (int j = i; j > 0 && (csc[j] > csc[j - 1] || (csc[j] == csc[j - 1] && cid[j] < cid[j - 1])); j--) {
+            int64_t ti = cid[j];
+            float ts = csc[j];
+            cid[j] = cid[j - 1], csc[j] = csc[j - 1], cid[j - 1] = ti, csc[j - 1] = ts;
+        }
+    if (n > k) n = k;
+    memcpy(out_id, cid, (size_t)n * sizeof *out_id);
+    memcpy(out_sc, csc, (size_t)n * sizeof *out_sc);
+    return n;
+}
 
 /* search: embeds the chunk's decoded new generations, finds their nearest
  * references in the column, and hands them to the matcher as candidates
@@ -371,13 +399,15 @@ static int search_embeddings(an_state *A, emb_scratch *e, int64_t off, int64_t n
             idx[nb++] = off + j;
         }
     const cs_analyze_opts *o = A->o;
+    const int nv = e->mirror ? 2 * nb : nb; /* rows nb + b: generation b mirrored */
     if (nb > 0 && (cs_embedder_describe(A->emb, batch, nb, e->ev, err) ||
-                   (o->embed_search ? o->embed_search(o->match_ctx, &A->refs, A->emb_name, e->ev, nb, e->edim, e->ek,
+                   (e->mirror && cs_embedder_describe_mirror(A->emb, batch, nb, e->ev + (size_t)nb * e->edim, err)) ||
+                   (o->embed_search ? o->embed_search(o->match_ctx, &A->refs, A->emb_name, e->ev, nv, e->edim, e->ek,
                                                       e->eid, e->esc, err)
-                                    : cs_embed_search(A->s, A->emb_name, e->ev, nb, e->edim, e->ek, e->eid, e->esc,
+                                    : cs_embed_search(A->s, A->emb_name, e->ev, nv, e->edim, e->ek, e->eid, e->esc,
                                                       err))))
         fail = 1;
-    float bias[AN_CHUNK];
+    float bias[AN_CHUNK]; /* of the generation as is, for both orientations (the evidence's raw cosine) */
     memset(bias, 0, sizeof bias);
     if (!fail && A->nbg > 0 && nb > 0 &&
         cs_knn_background_bias(A->bgp, A->nbg, e->edim, e->ev, nb, A->threads, bias, err))
@@ -386,12 +416,23 @@ static int search_embeddings(an_state *A, emb_scratch *e, int64_t off, int64_t n
         cs_an_query *qq = &A->q[idx[b]];
         item *x = &A->it.v[idx[b]];
         x->emb_bias = (float)A->set->sscd_beta * bias[b];
+        int64_t mid[2 * CS_AN_K];
+        float msc[2 * CS_AN_K];
+        int nm = e->ek;
         for (int k = 0; k < e->ek; k++) {
-            int64_t id = e->eid[b * e->ek + k];
+            mid[k] = e->eid[b * e->ek + k];
+            msc[k] = e->esc[b * e->ek + k] - x->emb_bias;
+            if (!e->mirror) continue;
+            mid[e->ek + k] = e->eid[(nb + b) * e->ek + k];
+            msc[e->ek + k] = e->esc[(nb + b) * e->ek + k] - x->emb_bias;
+        }
+        if (e->mirror) nm = merge_mirrored(mid, msc, e->ek, mid, msc);
+        for (int k = 0; k < nm; k++) {
+            int64_t id = mid[k];
             int64_t row = id >= 0 ? row_of_id(&A->refs, id) : -1;
             if (row < 0) continue;
             qq->emb_row[qq->n_emb] = (int32_t)row;
-            qq->emb_cos[qq->n_emb++] = e->esc[b * e->ek + k] - x->emb_bias;
+            qq->emb_cos[qq->n_emb++] = msc[k];
         }
     }
     return fail ? -1 : 0;
@@ -409,9 +450,10 @@ static int stage_describe(an_state *A, cs_err *err) {
     if (A->emb) {
         e.edim = cs_embedder_dim(A->emb);
         e.ek = (int)A->set->cand_k < CS_AN_K ? (int)A->set->cand_k : CS_AN_K;
-        e.ev = malloc(sizeof(float) * AN_CHUNK * e.edim);
-        e.eid = malloc(sizeof(int64_t) * AN_CHUNK * CS_AN_K);
-        e.esc = malloc(sizeof(float) * AN_CHUNK * CS_AN_K);
+        e.mirror = cs_embedder_mirrors(A->emb);
+        e.ev = malloc(sizeof(float) * 2 * AN_CHUNK * e.edim);
+        e.eid = malloc(sizeof(int64_t) * 2 * AN_CHUNK * CS_AN_K);
+        e.esc = malloc(sizeof(float) * 2 * AN_CHUNK * CS_AN_K);
         if (!e.ev || !e.eid || !e.esc) fail = cs_fail(err, CS_ENOMEM, "analyze: out of memory");
     }
     for (int64_t off = 0; off < it->n && !fail; off += AN_CHUNK) {

@@ -136,6 +136,35 @@ int cs_embedder_describe(cs_embedder *e, const cs_image *imgs, int n, float *out
     return rc;
 }
 
+int cs_embedder_mirrors(const cs_embedder *e) { return e->spec.kind == EMB_TINY; }
+
+int cs_embedder_describe_mirror(cs_embedder *e, const cs_image *imgs, int n, float *out, cs_err *err) {
+    if (e->spec.kind != EMB_TINY) return cs_fail(err, CS_EUSAGE, "%s: no mirrored description", e->spec.column);
+    /* the thumbnail's columns reversed: the thumbnail of the mirror image
+     * (the area resize treats both directions alike), so a mirrored copy of
+     * a reference gets the reference's own descriptor */
+    const size_t tb = CS_THUMB_SIZE * CS_THUMB_SIZE * 3;
+    uint8_t *th = malloc((size_t)(n ? n : 1) * tb);
+    if (!th) return cs_fail(err, CS_ENOMEM, "out of memory");
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        uint8_t *t = th + (size_t)i * tb;
+        if ((rc = cs_tiny_thumb(&imgs[i], t, err))) break;
+        for (int y = 0; y < CS_THUMB_SIZE; y++)
+            for (int x = 0; x < CS_THUMB_SIZE / 2; x++)
+                for (int c = 0; c < 3; c++) {
+                    uint8_t *a = t + ((size_t)y * CS_THUMB_SIZE + x) * 3 + c;
+                    uint8_t *b = t + ((size_t)y * CS_THUMB_SIZE + CS_THUMB_SIZE - 1 - x) * 3 + c;
+                    uint8_t v = *a;
+                    *a = *b, *b = v;
+                }
+    }
+    if (!rc) rc = cs_tiny_describe(&e->tiny, th, n, out, err);
+    free(th);
+    return rc;
+}
+
+
 /* ---- filling a column ------------------------------------------------------- */
 
 static int count_ok(cs_store *s, int64_t *n, cs_err *err) {

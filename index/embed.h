@@ -75,6 +75,13 @@ int cs_embedder_dim(const cs_embedder *e);
 const char *cs_embedder_weights(const cs_embedder *e); /* sscd: weights path; tiny: NULL */
 /* out[n][dim] for n images (alpha already composited by core/image). */
 int cs_embedder_describe(cs_embedder *e, const cs_image *imgs, int n, float *out, cs_err *err);
+/* The query mirrored as the hashes are (issue 13): 1 when the embedder is not
+ * invariant to a mirror by itself and the analysis should also search the
+ * mirror image's vector (tiny: a 32x32 picture; SSCD is trained with flips
+ * and a second ResNet-50 pass would double its cost, so 0). */
+int cs_embedder_mirrors(const cs_embedder *e);
+/* The descriptors of the mirror images of imgs (cs_embedder_mirrors only). */
+int cs_embedder_describe_mirror(cs_embedder *e, const cs_image *imgs, int n, float *out, cs_err *err);
 
 /* The embedders whose columns exist beside store s: names[*n], caller frees
  * each and the array. */

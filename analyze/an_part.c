@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "analyze/fine_ref.h"
+#include "analyze/lf_blur.h"
 #include "analyze/lf_colour.h"
 #include "analyze/verdict.h"
 #include "index/refs.h"
@@ -58,6 +59,18 @@ void cs_an_part_ratio(cs_an_result *res, const cs_an_refs *r, const cs_an_query 
         cs_an_part_al(b, r, q, s);
 }
 
+/* one measurement of part_lf at CS_FINE_SIDE (cs_an_part_fine) */
+static void measure_fine(const uint8_t *ref, const uint8_t *pred, int rw, int rh, const uint8_t *gen, int gw,
+                         int gh, const double m_orig[6], double tol, uint8_t *map, cs_lfp *out) {
+    cs_lfc kc;
+    /* a replaced part needs CS_LFP_MIN_PX unexplained pixels at any S
+     * (lf_part.c: its cells are pixels, not shares of the side) */
+    cs_lfc_measure_map_pred(ref, pred, rw, rh, gen, gw, gh, CS_FINE_SIDE, m_orig, tol, CS_LFP_MIN_PX, &kc, map);
+    cs_lfp_measure(map, CS_FINE_SIDE, out);
+    cs_lfp_shape(out, kc.recolour >= 0 ? kc.parts_recoloured : -1);
+    out->fine = CS_FINE_OK;
+}
+
 void cs_an_part_fine(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, const double m_orig[6],
                      double tol, cs_lfp *out) {
     enum { F = CS_FINE_SIDE };
@@ -66,13 +79,28 @@ void cs_an_part_fine(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int
     out->measured = 1;
     out->fine = CS_FINE_UNDECODABLE; /* no memory: the 64 px measurement stands */
     if (!map) return;
-    cs_lfc kc;
-    /* a replaced part needs CS_LFP_MIN_PX unexplained pixels at any S
-     * (lf_part.c: its cells are pixels, not shares of the side) */
-    cs_lfc_measure_map_few(ref, rw, rh, gen, gw, gh, F, m_orig, tol, CS_LFP_MIN_PX, &kc, map);
-    cs_lfp_measure(map, F, out);
-    cs_lfp_shape(out, kc.recolour >= 0 ? kc.parts_recoloured : -1);
-    out->fine = CS_FINE_OK;
+    measure_fine(ref, ref, rw, rh, gen, gw, gh, m_orig, tol, map, out);
+    /* At the generation's effective resolution (analyze/lf_blur.h): where
+     * differing cells are left that a blur could explain (a part's worth,
+     * CS_LFP_MIN_CELLS), the reference is blurred as much as the pair says
+     * the generation is, and measured again: the pixels compared are still
+     * those where the reference itself is flat (the registration's
+     * requirement, and the inside of a part), each compared with the blurred
+     * reference. A blurred or resampled copy's edges are then explained;
+     * another shape is not (a blur of the reference never draws the
+     * generation's emblem, and the emblem's flat inside is still compared,
+     * however fine it is). Nothing differing:
+     * nothing to explain, and the cost (one estimate, ~10 blurs of the
+     * working image) is paid only here. */
+    if (out->differ >= CS_LFP_MIN_CELLS) {
+        float sg = cs_lfb_estimate(ref, rw, rh, gen, gw, gh, F, m_orig, tol);
+        uint8_t *rb = sg > 0 ? malloc((size_t)F * F * 3) : NULL;
+        if (rb && !cs_lfb_blur(ref, F, sg, rb)) {
+            measure_fine(ref, rb, rw, rh, gen, gw, gh, m_orig, tol, map, out);
+            out->blur = sg;
+        }
+        free(rb);
+    }
     free(map);
 }
 

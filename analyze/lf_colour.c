@@ -202,6 +202,11 @@ void cs_lfc_measure_map(const uint8_t *ref, int rw, int rh, const uint8_t *gen, 
 
 void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
                             const double m[6], double tol, int few, cs_lfc *out, uint8_t *map) {
+    cs_lfc_measure_map_pred(ref, ref, rw, rh, gen, gw, gh, S, m, tol, few, out, map);
+}
+
+void cs_lfc_measure_map_pred(const uint8_t *ref, const uint8_t *pred, int rw, int rh, const uint8_t *gen, int gw,
+                             int gh, int S, const double m[6], double tol, int few, cs_lfc *out, uint8_t *map) {
     memset(out, 0, sizeof *out);
     if (map) memset(map, 0, (size_t)S * S);
     out->recolour = -1;
@@ -246,8 +251,8 @@ void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *g
                     flat = sqrtf(s / 3) <= t255;
                 }
             if (!flat) continue;
-            const uint8_t *q = gen + ((size_t)y * S + x) * 3;
-            for (int k = 0; k < 3; k++) r[n][k] = c[k] / 255.0f, g[n][k] = q[k] / 255.0f;
+            const uint8_t *q = gen + ((size_t)y * S + x) * 3, *pc = pred + ((size_t)v * S + u) * 3;
+            for (int k = 0; k < 3; k++) r[n][k] = pc[k] / 255.0f, g[n][k] = q[k] / 255.0f;
             bin[n] = (uint16_t)((c[0] >> 5) << 6 | (c[1] >> 5) << 3 | (c[2] >> 5));
             at[n] = y * S + x;
             n++;

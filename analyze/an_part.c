@@ -2,6 +2,7 @@
  * analyze/an_part.h). */
 #include "analyze/an_part.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,53 @@
 #include "index/refs.h"
 
 #define S CS_THUMB_SIZE
+
+/* part_al at the working resolution (analyze/fine_ref.h): the generation's
+ * file and the reference's source re-read, both at CS_FINE_SIDE, compared
+ * under the pair's verified local-feature geometry (c->lf.m_orig, as the
+ * local rule's part_lf, an_local.c), not under the tiled-L2 box.
+ *
+ * Why not the box: it is the best of 4 crop sides x 3 x 3 places (and
+ * derotations 2.5 degrees apart) on the 64 px thumbnails, so it registers
+ * the generation to within a few thumbnail pixels, which the 64 px
+ * measurement's one-pixel neighbourhood absorbs. At 256 px the same error
+ * is 4x as many pixels, beyond the 2 working px the flatness test allows
+ * (CS_LFC_REG_PX, the geometry's error): every edge of a true copy would
+ * differ (a copy turned by 10 degrees, derotated by 7.5, showed a 102-cell
+ * "replaced part" at 256 px and none at 64). A verified geometry is
+ * accurate to about a working pixel. So the pair is measured at 256 px
+ * only where it has one that is significant (the a-contrario odds of the
+ * local rules, lf_max_nfa: an insignificant one may be a wrong map, whose
+ * pixels would veto a true copy); otherwise it stays at 64 px with the box
+ * (CS_FINE_COARSE).
+ *
+ * Returns a CS_FINE_* status; c->part_al is set only for CS_FINE_OK. The
+ * cost, two decodes and a measurement, is paid only for a candidate a
+ * pixel rule is about to flag (cs_an_judge) or the ratio test may raise
+ * (cs_an_part_ratio). */
+static int part_al_fine(cs_an_cand *c, const cs_an_refs *r, const cs_an_query *q, const cs_an_settings *s) {
+    enum { F = CS_FINE_SIDE };
+    if (!(c->lf.inliers > 0 && c->lf.log10_nfa1 <= log10(s->lf_max_nfa))) return CS_FINE_COARSE;
+    cs_image img = {0};
+    cs_err e = {0};
+    uint8_t *gen = malloc((size_t)F * F * 3), *ref = malloc((size_t)F * F * 3);
+    int st = CS_FINE_UNDECODABLE, rw = 0, rh = 0;
+    /* the generation decoded as analyze.c decoded it (cs_image_load) */
+    if (!gen || !ref || cs_image_load(&img, q->src, NULL, &e) || cs_fine_image(&img, F, gen)) goto out;
+    st = cs_fine_ref_load(r->fine, r->ids[c->row], F, ref, &rw, &rh);
+    if (st != CS_FINE_OK) goto out;
+    cs_an_part_fine(ref, rw, rh, gen, img.w, img.h, c->lf.m_orig, s->lf_colour_tol, &c->part_al);
+    st = c->part_al.fine; /* CS_FINE_UNDECODABLE when out of memory */
+    if (st != CS_FINE_OK) {
+        memset(&c->part_al, 0, sizeof c->part_al);
+        c->part_al.measured = 1;
+    }
+out:
+    cs_image_free(&img);
+    free(gen);
+    free(ref);
+    return st;
+}
 
 void cs_an_part_al(cs_an_cand *c, const cs_an_refs *r, const cs_an_query *q, const cs_an_settings *s) {
     if (c->part_al.measured) return;
@@ -27,6 +75,11 @@ void cs_an_part_al(cs_an_cand *c, const cs_an_refs *r, const cs_an_query *q, con
                    0, k, -c->box[1] * k};
     /* a derotated view gave the distance (match.h, cs_an_derotate): its map */
     if (cs_an_cand_derotated(c)) cs_an_derotate_map(m, q->img_w, q->img_h, c->rot_deg);
+    /* at the working resolution where both sources can be read (as the
+     * local rule's part_lf, an_local.c); else at 64 px, and part_al.fine
+     * says why */
+    int fine = CS_FINE_NOT_ASKED;
+    if (r->fine && q->src && (fine = part_al_fine(c, r, q, s)) == CS_FINE_OK) return;
     uint8_t map[S * S];
     cs_lfc kc;
     /* the hue search stops once fewer pixels are left than a part needs:
@@ -35,6 +88,7 @@ void cs_an_part_al(cs_an_cand *c, const cs_an_refs *r, const cs_an_query *q, con
                            CS_LFP_MIN_PX, &kc, map);
     cs_lfp_measure(map, S, &c->part_al);
     cs_lfp_shape(&c->part_al, kc.recolour >= 0 ? kc.parts_recoloured : -1);
+    c->part_al.fine = fine; /* 64 px, and why where 256 was asked */
 }
 
 /* a rule the pixel veto applies to: decided by verdict_cand, not copy_tl2 */

@@ -48,6 +48,13 @@ static int part_al_fine(cs_an_cand *c, const cs_an_refs *r, const cs_an_query *q
     if (!gen || !ref || cs_image_load(&img, q->src, NULL, &e) || cs_fine_image(&img, F, gen)) goto out;
     st = cs_fine_ref_load(r->fine, r->ids[c->row], F, ref, &rw, &rh);
     if (st != CS_FINE_OK) goto out;
+    /* an image with fewer than F pixels on a side has no more detail at F
+     * than its thumbnail: enlarged, its JPEG blocks and resampling edges
+     * become whole cells (a 38 px copy showed a 13-cell "part") */
+    if (img.w < F || img.h < F || rw < F || rh < F) {
+        st = CS_FINE_LOWRES;
+        goto out;
+    }
     cs_an_part_fine(ref, rw, rh, gen, img.w, img.h, c->lf.m_orig, s->lf_colour_tol, &c->part_al);
     st = c->part_al.fine; /* CS_FINE_UNDECODABLE when out of memory */
     if (st != CS_FINE_OK) {

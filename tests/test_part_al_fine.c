@@ -14,6 +14,7 @@
  *    images re-read from both files; the copy's is none;
  *  - without a significant verified geometry, the tiled-L2 box alone:
  *    64 px, and part_al.fine says why (the box is too coarse for 256 px);
+ *  - a generation under 256 px on a side: 64 px (it has no more detail);
  *  - the reference's file moved away: 64 px, "source missing", no error. */
 #include <stdint.h>
 #include <stdio.h>
@@ -158,6 +159,23 @@ static void test_part_al_fine(void) {
     k = cand_of(0);
     cs_an_part_al(&k, &r, &qb, &set);
     CHECK(k.part_al.fine == CS_FINE_COARSE && k.part_al.side == S);
+    /* a generation under 256 px on a side (no detail beyond its thumbnail): 64 px, and why */
+    {
+        char p128[192];
+        snprintf(p128, sizeof p128, "%s/twin128.png", dir);
+        cs_image t128 = {0};
+        REQUIRE(cs_image_resize(&t128, &ib, 128, 128, CS_RESIZE_AREA, &err) == 0);
+        REQUIRE(cs_image_save_png(&t128, p128, NULL, 0, &err) == 0);
+        static cs_an_query q128;
+        REQUIRE(cs_an_query_init(&q128, &t128, 0, &err) == 0);
+        q128.src = p128;
+        k = cand_of(1);
+        k.lf.m_orig[0] = k.lf.m_orig[4] = 0.5; /* 256 px reference -> 128 px generation */
+        cs_an_part_al(&k, &r, &q128, &set);
+        CHECKF(k.part_al.fine == CS_FINE_LOWRES && k.part_al.side == S, "128 px twin: fine %d side %d",
+               k.part_al.fine, k.part_al.side);
+        cs_image_free(&t128);
+    }
     /* the generation's file unknown: 64 px */
     qb.src = NULL;
     k = cand_of(1);

@@ -122,23 +122,21 @@ static float resid(const float *a, const float *b, double P[3][4]) {
     return sqrtf(s / 3);
 }
 
-/* How badly the reference (as blurred) explains the generation: the best
- * affine colour map, trimmed as the colour fit is (least squares over all,
- * then on the pairs within 4, 2, 1 x tol), and then the sum over every pair
- * of min(residual^2, tol^2). Within tol the residual counts (so a blur
- * that is a little off is told from the right one, where the count of
- * pixels within tol barely moves); beyond tol a pair costs tol^2 whatever
- * it is (a part replaced, a caption: what no blur explains weighs the same
- * at every sigma, and cannot pull the estimate). */
+/* How badly the reference (as blurred) explains the generation, under the
+ * affine colour map P refitted once on the pairs within 2 x tol of the
+ * current P (the map barely depends on the blur: a blur keeps every
+ * region's mean colour; P comes from the trimmed fit on the unblurred
+ * reference, see cs_lfb_estimate): the sum over every pair of
+ * min(residual^2, tol^2). Within tol the residual counts (so a blur that is
+ * a little off is told from the right one, where the count of pixels within
+ * tol barely moves); beyond tol a pair costs tol^2 whatever it is (a part
+ * replaced, a caption: what no blur explains weighs the same at every
+ * sigma, and cannot pull the estimate). */
 static double misfit(const float *r, const float *g, const int32_t *ri, const int32_t *gi, int n, double tol,
-                     uint8_t *use) {
-    double P[3][4];
-    fit_affine(r, g, ri, gi, NULL, n, P);
-    for (int pass = 0; pass < 3; pass++) {
-        double tl = tol * (pass == 0 ? 4 : pass == 1 ? 2 : 1);
-        for (int i = 0; i < n; i++) use[i] = resid(r + (size_t)ri[i] * 3, g + (size_t)gi[i] * 3, P) <= tl;
-        if (fit_affine(r, g, ri, gi, use, n, P)) break;
-    }
+                     uint8_t *use, double P[3][4]) {
+    for (int i = 0; i < n; i++) use[i] = resid(r + (size_t)ri[i] * 3, g + (size_t)gi[i] * 3, P) <= 2 * tol;
+    double Q[3][4];
+    if (!fit_affine(r, g, ri, gi, use, n, Q)) memcpy(P, Q, sizeof Q);
     double e = 0, t2 = tol * tol;
     for (int i = 0; i < n; i++) {
         double q = resid(r + (size_t)ri[i] * 3, g + (size_t)gi[i] * 3, P);
@@ -160,11 +158,13 @@ float cs_lfb_estimate(const uint8_t *ref, int rw, int rh, const uint8_t *gen, in
     float best_sigma = 0;
     if (!r || !g || !pl || !tmp || !ri || !gi || !use) goto out;
     for (size_t i = 0; i < N * 3; i++) r[i] = ref[i] / 255.0f, g[i] = gen[i] / 255.0f;
-    /* the pairs: every generation pixel whose position maps inside the
-     * reference, with the reference pixel lf_colour.c compares it with */
+    /* the pairs: every other generation pixel each way (a quarter: tens of
+     * thousands of pairs for a map of 12 parameters and one sigma) whose
+     * position maps inside the reference, with the reference pixel
+     * lf_colour.c compares it with */
     int n = 0;
-    for (int y = 0; y < S; y++)
-        for (int x = 0; x < S; x++) {
+    for (int y = 0; y < S; y += 2)
+        for (int x = 0; x < S; x += 2) {
             double gx = (x + 0.5) * gw / S - m[2], gy = (y + 0.5) * gh / S - m[5];
             double rx = i00 * gx + i01 * gy, ry = i10 * gx + i11 * gy;
             int u = (int)floor(rx * S / rw), v = (int)floor(ry * S / rh);
@@ -174,19 +174,34 @@ float cs_lfb_estimate(const uint8_t *ref, int rw, int rh, const uint8_t *gen, in
             n++;
         }
     if (n < 64) goto out;
+    /* the colour map: trimmed as the colour fit is (least squares over
+     * all, then on the pairs within 4, 2, 1 x tol), on the unblurred
+     * reference */
+    double P[3][4];
+    fit_affine(r, g, ri, gi, NULL, n, P);
+    for (int pass = 0; pass < 3; pass++) {
+        double tl = tol * (pass == 0 ? 4 : pass == 1 ? 2 : 1);
+        for (int i = 0; i < n; i++) use[i] = resid(r + (size_t)ri[i] * 3, g + (size_t)gi[i] * 3, P) <= tl;
+        if (fit_affine(r, g, ri, gi, use, n, P)) break;
+    }
     /* the reference blurred step by step: a Gaussian of sigma_k is that of
-     * sigma_{k-1} blurred again by sqrt(sigma_k^2 - sigma_{k-1}^2) */
+     * sigma_{k-1} blurred again by sqrt(sigma_k^2 - sigma_{k-1}^2). The
+     * misfit is one valley over sigma (short of the generation's blur the
+     * edges are too sharp, beyond it too soft): the ladder stops once it
+     * has risen twice in a row past the best, which spares the largest
+     * blurs (the costliest) for a sharp generation. */
     const float ks = (float)S / 256.0f;
-    double best = misfit(r, g, ri, gi, n, tol, use);
-    for (int t = 1; t < CS_LFB_NSIGMA; t++) {
+    double best = misfit(r, g, ri, gi, n, tol, use, P);
+    for (int t = 1, rises = 0; t < CS_LFB_NSIGMA && rises < 2; t++) {
         float s0 = cs_lfb_sigmas[t - 1] * ks, s1 = cs_lfb_sigmas[t] * ks, inc = sqrtf(s1 * s1 - s0 * s0);
         for (int k = 0; k < 3; k++) {
             for (size_t i = 0; i < N; i++) pl[i] = r[i * 3 + k];
             blur_plane(pl, tmp, S, inc);
             for (size_t i = 0; i < N; i++) r[i * 3 + k] = pl[i];
         }
-        double e = misfit(r, g, ri, gi, n, tol, use);
-        if (e < best) best = e, best_sigma = s1;
+        double e = misfit(r, g, ri, gi, n, tol, use, P);
+        if (e < best) best = e, best_sigma = s1, rises = 0;
+        else rises++;
     }
 out:
     free(r), free(g), free(pl), free(tmp), free(ri), free(gi), free(use);

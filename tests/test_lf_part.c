@@ -316,6 +316,28 @@ static void test_early_stop(void) {
     printf("  %d of 24 pairs: the quick search found the full search's fit (every answer the same)\n", stopped_same);
 }
 
+/* a caption's text set a few pixels below the top edge (its first working
+ * rows blank), measured at 256 px: a band along the top, set aside as at
+ * 64 px, not a replaced part (s1 q0494: the text at 12-27 px of 256, cells
+ * 3-6 of 64; "touching" is within one thumbnail cell, lf_part.c); the same
+ * block in the middle of the picture is a part */
+static void test_caption_fine(void) {
+    enum { F = CS_FINE_SIDE };
+    static uint8_t map[F * F];
+    for (int dy = 0; dy <= 100; dy += 100) {
+        memset(map, 1, sizeof map);
+        for (int y = 12 + dy; y < 28 + dy; y++)
+            for (int x = 12; x < 52; x++) map[y * F + x] = 2;
+        cs_lfp p;
+        cs_lfp_measure(map, F, &p);
+        if (!dy)
+            CHECKF(p.caption && !p.replaced, "text 12 px below the top: caption %d, replaced %d (part %d, box %d..%d x %d..%d)",
+                   p.caption, p.replaced, p.part, p.box[0], p.box[2], p.box[1], p.box[3]);
+        else
+            CHECKF(!p.caption && p.replaced, "the block in the middle: caption %d, replaced %d", p.caption, p.replaced);
+    }
+}
+
 static void test_fine_twin(void) {
     enum { F = CS_FINE_SIDE };
     static uint8_t a[F * F * 3], b[F * F * 3], c[F * F * 3], map[S * S];
@@ -354,6 +376,7 @@ static void test_fine_twin(void) {
 
 int main(void) {
     RUN(test_fine_twin);
+    RUN(test_caption_fine);
     RUN(test_maps);
     RUN(test_shape);
     RUN(test_twins);

@@ -52,29 +52,16 @@ static float resid(const float *r, const float *g, const double *p) {
     return sqrtf(s / 3);
 }
 
-/* A channel of the generation at 0 or 255 is censored: the edit's own
- * arithmetic clipped it (a brightness or contrast gain above 1 takes the
- * light greys and white alike to 255), so it tells that the prediction is
- * at or beyond the bound, not where on the line it lies. Least squares over
- * such values pulls the gain toward the line through the clipped pixels
- * (a white background of 255 -> 255 bent a contrast edit of 1.3 down to
- * 1.1, and the light greys, 227 -> 254, were left unexplained, a "part" at
- * 256 px). The fits leave censored values out; resid() still explains
- * them, as its prediction is clipped the same way. */
-static int censored(float v) { return v <= 0.5f / 255.0f || v >= 254.5f / 255.0f; }
-
 /* least squares of g_k = a r_k + b L + c over the pixels with use[i]
  * (all when use is NULL); the 3x3 normal equations by Cramer's rule */
 static int fit3(const float (*r)[3], const float (*g)[3], const uint8_t *use, int n, double p[3]) {
     double A[3][3] = {{0}}, y[3] = {0};
-    int m = 0, mc = 0; /* pixels, and channel values not censored */
+    int m = 0;
     for (int i = 0; i < n; i++) {
         if (use && !use[i]) continue;
         m++;
         double L = luma(r[i]);
         for (int k = 0; k < 3; k++) {
-            if (censored(g[i][k])) continue;
-            mc++;
             double x[3] = {r[i][k], L, 1};
             for (int u = 0; u < 3; u++) {
                 y[u] += x[u] * g[i][k];
@@ -82,7 +69,7 @@ static int fit3(const float (*r)[3], const float (*g)[3], const uint8_t *use, in
             }
         }
     }
-    if (m < 3 || mc < 3) return -1;
+    if (m < 3) return -1;
     double det = A[0][0] * (A[1][1] * A[2][2] - A[1][2] * A[2][1]) - A[0][1] * (A[1][0] * A[2][2] - A[1][2] * A[2][0]) +
                  A[0][2] * (A[1][0] * A[2][1] - A[1][1] * A[2][0]);
     if (fabs(det) < 1e-12) {
@@ -133,26 +120,22 @@ static int fit(const float (*r)[3], const float (*g)[3], const uint8_t *use, int
  * the offsets eliminated (each channel centred on its mean), a >= 0 as in
  * fit3; a grey picture (r_k = L) fits one gain of r + L */
 static int fit_balance(const float (*r)[3], const float (*g)[3], const uint8_t *use, int n, double p[5]) {
-    double m = 0, mk[3] = {0}, mr[3] = {0}, mg[3] = {0}, mL[3] = {0};
+    double m = 0, mr[3] = {0}, mg[3] = {0}, mL = 0;
     for (int i = 0; i < n; i++) {
         if (use && !use[i]) continue;
         m++;
-        for (int k = 0; k < 3; k++) {
-            if (censored(g[i][k])) continue; /* as fit3 */
-            mk[k]++;
-            mL[k] += luma(r[i]);
-            mr[k] += r[i][k], mg[k] += g[i][k];
-        }
+        mL += luma(r[i]);
+        for (int k = 0; k < 3; k++) mr[k] += r[i][k], mg[k] += g[i][k];
     }
     if (m < 3) return -1;
-    for (int k = 0; k < 3; k++)
-        if (mk[k] > 0) mr[k] /= mk[k], mg[k] /= mk[k], mL[k] /= mk[k];
+    mL /= m;
+    for (int k = 0; k < 3; k++) mr[k] /= m, mg[k] /= m;
     double a11 = 0, a12 = 0, a22 = 0, y1 = 0, y2 = 0;
     for (int i = 0; i < n; i++) {
         if (use && !use[i]) continue;
+        double x2 = luma(r[i]) - mL;
         for (int k = 0; k < 3; k++) {
-            if (censored(g[i][k])) continue;
-            double x1 = r[i][k] - mr[k], x2 = luma(r[i]) - mL[k], y = g[i][k] - mg[k];
+            double x1 = r[i][k] - mr[k], y = g[i][k] - mg[k];
             a11 += x1 * x1, a12 += x1 * x2, a22 += x2 * x2, y1 += x1 * y, y2 += x2 * y;
         }
     }
@@ -166,8 +149,7 @@ static int fit_balance(const float (*r)[3], const float (*g)[3], const uint8_t *
     }
     if (a < 0) a = 0, b = a22 > 1e-12 ? y2 / a22 : 0;
     p[0] = a, p[1] = b;
-    /* a channel censored everywhere keeps the offset of no change */
-    for (int k = 0; k < 3; k++) p[2 + k] = mk[k] > 0 ? mg[k] - a * mr[k] - b * mL[k] : 0;
+    for (int k = 0; k < 3; k++) p[2 + k] = mg[k] - a * mr[k] - b * mL;
     return 0;
 }
 

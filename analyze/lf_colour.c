@@ -350,13 +350,6 @@ void cs_lfc_measure_map_pred(const uint8_t *ref, const uint8_t *pred, int rw, in
         rparts += big && changed;
         if (changed) rec += cnt[512 + b];
     }
-    /* the map tells the unexplained pixels of a recoloured part (3) from
-     * the others (2), for analyze/lf_part.h's condition 3b */
-    if (map)
-        for (int i = 0; i < n; i++) {
-            int b = bin[i];
-            if (!best_use[i] && cnt[b] >= part_px && 2 * cnt[512 + b] > cnt[b]) map[at[i]] = 3;
-        }
     free(cnt);
     out->recolour = (float)rec / (float)n;
     out->parts = parts;

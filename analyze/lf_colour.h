@@ -70,9 +70,7 @@ void cs_lfc_measure(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int 
 /* The same, and (map not NULL) where the fit leaves pixels out: map[S*S]
  * on the generation's thumbnail grid, 0 = not compared (outside the mapped
  * reference, or an edge of it), 1 = explained by the global colour fit,
- * 2 = not explained, 3 = not explained and of a recoloured part (a colour
- * of the reference, parts_recoloured's, most of whose pixels differ)
- * (input of analyze/lf_part.h). */
+ * 2 = not explained (input of analyze/lf_part.h). */
 void cs_lfc_measure_map(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
                         const double m[6], double tol, cs_lfc *out, uint8_t *map);
 

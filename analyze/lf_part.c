@@ -9,7 +9,7 @@ enum { MAXC = 64 }; /* cells per side at most (S <= 256) */
 static int block(const uint8_t *map, int S, int x, int y, int B) {
     for (int v = y; v < y + B; v++)
         for (int u = x; u < x + B; u++)
-            if (map[v * S + u] < 2) return 0;
+            if (map[v * S + u] != 2) return 0;
     return 1;
 }
 
@@ -48,7 +48,7 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
             for (int y = cy * CELL; y < (cy + 1) * CELL; y++)
                 for (int x = cx * CELL; x < (cx + 1) * CELL; x++) {
                     cmp += map[y * S + x] != 0;
-                    dif += map[y * S + x] >= 2;
+                    dif += map[y * S + x] == 2;
                 }
             /* a quarter of the cell compared, else an edge or outside */
             int s = 4 * cmp < CELL * CELL ? 0 : 2 * dif > cmp ? 2 : 1;
@@ -153,11 +153,6 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
                 for (int x = cx * CELL; x + B <= (cx + 1) * CELL && !th; x++) th = block(map, S, x, y, B);
             out->thick += th;
         }
-    /* its unexplained pixels in colours not recoloured (map 2): another
-     * shape drawn over colours that agree elsewhere (cs_lfp_shape) */
-    for (int y = 0; y < C * CELL; y++)
-        for (int x = 0; x < C * CELL; x++)
-            out->plain += map[y * S + x] == 2 && lab[(y / CELL) * C + x / CELL] == best;
     int bw = out->box[2] - out->box[0] + 1, bh = out->box[3] - out->box[1] + 1;
     int lo = bw < bh ? bw : bh, hi = bw < bh ? bh : bw;
     out->shape = out->area && 3 * lo >= hi && 2 * out->part >= out->differ - cap_cells &&
@@ -168,10 +163,5 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
 
 void cs_lfp_shape(cs_lfp *p, int parts_recoloured) {
     p->recoloured = parts_recoloured;
-    /* a part's least pixels at this side: CS_LFP_MIN_PX at the thumbnail,
-     * (S / 64)^2 times as many at S (the cells keep their pixel size, the
-     * pixels are finer) */
-    const int kt = p->side >= 64 ? p->side / 64 : 1;
-    if (p->shape && parts_recoloured >= 0 && (parts_recoloured == 0 || p->plain >= CS_LFP_MIN_PX * kt * kt))
-        p->replaced = 1;
+    if (p->shape && parts_recoloured == 0) p->replaced = 1;
 }

@@ -81,7 +81,6 @@ typedef struct {
     int side;         /* S of the map measured: 64 (the thumbnails) or 256 (the working image) */
     int fine;         /* part_lf: analyze/fine_ref.h's CS_FINE_* (whether 256 px, else why 64 px) */
     int recoloured;   /* parts_recoloured of the colour fit that made the map (cs_lfp_shape), -1: unknown */
-    int plain;        /* unexplained pixels of the region in colours not recoloured (map 2, cs_lfp_shape) */
     float blur;       /* sigma (px at side) of the Gaussian blur of the reference the map was measured
                          with: the generation's blur relative to it (analyze/lf_blur.h); 0: none */
 } cs_lfp;
@@ -98,18 +97,11 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out);
  *  - it is solid: at least half of its cells hold a 2x2 block of
  *    unexplained pixels (condition 6 everywhere, not once: an outline's
  *    residue is a line, its cells thin), and
- *  - its unexplained pixels in colours that agree elsewhere and differ in
- *    place (map 2, not of a colour the fit recoloured, analyze/lf_colour.h)
- *    are a part on their own: all of them when the colour fit recoloured no
- *    colour (parts_recoloured 0); else at least a part's least pixels
- *    (CS_LFP_MIN_PX, at the thumbnail's scale). A colour the edit moved
- *    beyond the fit differs wherever it occurs and only there: its region's
- *    unexplained pixels are all of that colour (the recolour rule judges
- *    it). A part replaced by another shape also differs where the reference
- *    had the body's colours, and its own colour, when no other part has it,
- *    counts as recoloured: the one recoloured colour of a template twin's
- *    emblem no longer hides its shape (issue 13: folders' and documents'
- *    emblems, s1 q0365, s2 q0329).
+ *  - the colour fit recoloured no colour of the reference wherever it
+ *    occurs (parts_recoloured 0, analyze/lf_colour.h): its unexplained
+ *    pixels are colours that agree elsewhere and differ in place, another
+ *    shape, not a colour the edit moved beyond the fit (that leaves its
+ *    colour recoloured wherever it occurs, and the recolour rule judges it).
  * parts_recoloured: of the colour fit that made the map; < 0: unknown (no
  * change). Sets p->replaced when the shape holds. */
 void cs_lfp_shape(cs_lfp *p, int parts_recoloured);

@@ -71,7 +71,6 @@ static void part_json(cJSON *o, const cs_lfp *p) {
     cJSON_AddBoolToObject(j, "caption_band", p->caption);
     cJSON_AddBoolToObject(j, "area", p->area);
     cJSON_AddNumberToObject(j, "solid_cells", p->thick);
-    cJSON_AddNumberToObject(j, "plain_pixels", p->plain);
     cJSON_AddBoolToObject(j, "shape", p->shape);
     cJSON_AddBoolToObject(j, "replaced", p->replaced);
     /* the pixels measured (analyze/fine_ref.h): 64 or 256 px, and why 64 where 256 was asked */

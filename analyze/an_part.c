@@ -86,7 +86,12 @@ void cs_an_part_al(cs_an_cand *c, const cs_an_refs *r, const cs_an_query *q, con
      * local rule's part_lf, an_local.c); else at 64 px, and part_al.fine
      * says why */
     int fine = CS_FINE_NOT_ASKED;
-    if (r->fine && q->src && (fine = part_al_fine(c, r, q, s)) == CS_FINE_OK) return;
+    /* without a significant verified geometry the answer is 64 px in this
+     * process and under mpirun alike (the reason depends on the pair, not
+     * on which process has the files), so the evidence is the same at any
+     * rank count (test_mpi.sh's fan-out reports) */
+    if (!(c->lf.inliers > 0 && c->lf.log10_nfa1 <= log10(s->lf_max_nfa))) fine = CS_FINE_COARSE;
+    else if (r->fine && q->src && (fine = part_al_fine(c, r, q, s)) == CS_FINE_OK) return;
     uint8_t map[S * S];
     cs_lfc kc;
     /* the hue search stops once fewer pixels are left than a part needs:

@@ -41,7 +41,10 @@ void cs_an_part_ratio(cs_an_result *res, const cs_an_refs *r, const cs_an_query 
  * the verified geometry (cs_lfv_match.m_orig). The colour fit is the quick
  * one of the part measurement (cs_lfc_measure_map_few, as for part_al):
  * its question is whether a part is left, not which global edit it was.
- * Sets out->fine = CS_FINE_OK. */
+ * Where a part's worth of cells differs, the measurement is made again at
+ * the generation's effective resolution: the reference blurred by the
+ * sigma the pair shows (analyze/lf_blur.h, out->blur), so that a blurred
+ * or resampled copy's edges are no part. Sets out->fine = CS_FINE_OK. */
 void cs_an_part_fine(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, const double m_orig[6],
                      double tol, cs_lfp *out);
 

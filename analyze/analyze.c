@@ -45,6 +45,7 @@ static void decode_one(void *vctx, int64_t j, int thread) {
         return;
     }
     x->ok = 1;
+    c->q[i - c->qoff].src = x->path; /* re-read for part_al at 256 px (an_part.h) */
     x->img_w = img.w;
     x->img_h = img.h;
     if (c->read_params) {
@@ -274,6 +275,14 @@ static int load_embedder(an_state *A, cs_err *err) {
 
 static int stage_load_index(an_state *A, cs_err *err) {
     if (an_load_refs(A, err) || load_embedder(A, err)) return -1;
+    /* part_al at 256 px (an_part.h) re-reads the generation's file, which
+     * only this process knows: with a caller's matcher (mpirun, whose ranks
+     * get the queries as bytes) it stays 64 px on every rank alike */
+    if (!A->o->match && A->th.n > 0) {
+        cs_fine_open(&A->fine, A->s);
+        A->fine_open = 1;
+        A->refs.fine = &A->fine;
+    }
     if (want(A->o->descriptors, "local") && an_local_load(A, err)) return -1;
     cs_analyze_summary *sum = A->sum;
     size_t l = 0;
@@ -840,6 +849,7 @@ static void an_state_free(an_state *A) {
     for (int i = 0; i < A->h.n_emb; i++) free(A->h.emb[i]);
     free(A->h.emb);
     cs_an_refs_free(&A->refs);
+    if (A->fine_open) cs_fine_close(&A->fine);
     cs_hash_db_free(&A->hdb);
     cs_ref_thumbs_free(&A->th);
 }

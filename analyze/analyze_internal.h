@@ -20,6 +20,7 @@
 
 #include "analyze/analyze.h"
 #include "analyze/completion.h"
+#include "analyze/fine_ref.h"
 #include "analyze/match.h"
 #include "analyze/verdict.h"
 #include "core/progress.h"
@@ -134,6 +135,8 @@ typedef struct {
     cs_hash_db hdb;            /* the hashes table */
     holds h;                   /* what the index holds */
     cs_an_refs refs;           /* the matcher's prepared references */
+    cs_fine_refs fine;         /* refs.fine: the references' sources for part_al at 256 px (an_part.h) */
+    int fine_open;
     int use_hashes;            /* the hash descriptors take part */
     cs_embedder *emb;          /* NULL: no embedding column takes part */
     const char *emb_name;      /* its column */

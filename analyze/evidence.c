@@ -75,6 +75,8 @@ static void part_json(cJSON *o, const cs_lfp *p) {
     cJSON_AddBoolToObject(j, "replaced", p->replaced);
     /* the pixels measured (analyze/fine_ref.h): 64 or 256 px, and why 64 where 256 was asked */
     cJSON_AddNumberToObject(j, "pixels", p->side);
+    /* the generation's blur the reference was compared under (analyze/lf_blur.h) */
+    cJSON_AddNumberToObject(j, "reference_blur_px", r4(p->blur));
     if (p->fine != CS_FINE_NOT_ASKED) cJSON_AddStringToObject(j, "working_resolution", cs_fine_name(p->fine));
 }
 

@@ -19,6 +19,8 @@ const char *cs_fine_name(int status) {
     case CS_FINE_CHANGED: return "64: reference source changed since index add";
     case CS_FINE_TAR: return "64: reference in a tar shard";
     case CS_FINE_UNDECODABLE: return "64: reference source not decodable";
+    case CS_FINE_LOWRES: return "64: an image under 256 px on a side";
+    case CS_FINE_COARSE: return "64: no verified geometry (the tiled-L2 alignment is too coarse for 256)";
     default: return "64";
     }
 }

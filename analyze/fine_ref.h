@@ -43,6 +43,9 @@ enum {
     CS_FINE_CHANGED,       /* its bytes differ from the sha256 of index add: 64 px */
     CS_FINE_TAR,           /* a tar member (shard//member): 64 px */
     CS_FINE_UNDECODABLE,   /* decoding or resizing failed (or no memory): 64 px */
+    CS_FINE_COARSE,        /* part_al without a significant verified geometry: the tiled-L2
+                              box is too coarse for 256 px (an_part.c): 64 px */
+    CS_FINE_LOWRES,        /* part_al: an image under 256 px on a side (no detail beyond its thumbnail): 64 px */
 };
 /* "256", "source missing", ...: the evidence's words for a status */
 const char *cs_fine_name(int status);

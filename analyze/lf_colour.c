@@ -119,6 +119,30 @@ static int fit(const float (*r)[3], const float (*g)[3], const uint8_t *use, int
  * channel: levels or white balance, a global edit too): least squares with
  * the offsets eliminated (each channel centred on its mean), a >= 0 as in
  * fit3; a grey picture (r_k = L) fits one gain of r + L */
+/* A channel of the generation at 0 or 255 may be clipped: the edit's own
+ * arithmetic takes every value beyond the bound to it (a contrast gain of
+ * 1.3 takes the light greys and the white background alike to 255), so the
+ * value says only that the edit's result is at or beyond the bound. Least
+ * squares over clipped values as they are pulls the gain toward the line
+ * through them (s2 q0090: a white background of 255 -> 255 bent a gain of
+ * 1.32 down to 1.10, and the light greys, 227 -> 254, were left
+ * unexplained, a 94-cell "part" at 256 px). */
+static int clipped(float v) { return v <= 0.5f / 255.0f || v >= 254.5f / 255.0f; }
+
+/* Before a refit: a clipped value whose prediction under the current fit
+ * lies beyond the bound takes that prediction (the expectation step of
+ * censored least squares); elsewhere the value is kept. resid() explains
+ * such pixels already, its prediction clipped the same way. */
+static void uncensor(const float (*r)[3], const float (*g)[3], int n, const double *p, float (*out)[3]) {
+    for (int i = 0; i < n; i++) {
+        float L = luma(r[i]);
+        for (int k = 0; k < 3; k++) {
+            float v = g[i][k], e = (float)(p[0] * r[i][k] + p[1] * L + p[2 + k]);
+            out[i][k] = clipped(v) && ((v > 0.5f && e > v) || (v < 0.5f && e < v)) ? e : v;
+        }
+    }
+}
+
 static int fit_balance(const float (*r)[3], const float (*g)[3], const uint8_t *use, int n, double p[5]) {
     double m = 0, mr[3] = {0}, mg[3] = {0}, mL = 0;
     for (int i = 0; i < n; i++) {
@@ -202,6 +226,11 @@ void cs_lfc_measure_map(const uint8_t *ref, int rw, int rh, const uint8_t *gen, 
 
 void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
                             const double m[6], double tol, int few, cs_lfc *out, uint8_t *map) {
+    cs_lfc_measure_map_pred(ref, ref, rw, rh, gen, gw, gh, S, m, tol, few, out, map);
+}
+
+void cs_lfc_measure_map_pred(const uint8_t *ref, const uint8_t *pred, int rw, int rh, const uint8_t *gen, int gw,
+                             int gh, int S, const double m[6], double tol, int few, cs_lfc *out, uint8_t *map) {
     memset(out, 0, sizeof *out);
     if (map) memset(map, 0, (size_t)S * S);
     out->recolour = -1;
@@ -210,7 +239,7 @@ void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *g
     const double i00 = m[4] / det, i01 = -m[1] / det, i10 = -m[3] / det, i11 = m[0] / det;
     const int N = S * S;
     float (*r)[3] = malloc(sizeof(float) * 3 * (size_t)N), (*g)[3] = malloc(sizeof(float) * 3 * (size_t)N),
-          (*gr)[3] = malloc(sizeof(float) * 3 * (size_t)N);
+          (*gr)[3] = malloc(sizeof(float) * 3 * (size_t)N), (*gc)[3] = malloc(sizeof(float) * 3 * (size_t)N);
     uint8_t *use = malloc(2 * (size_t)N), *best_use = malloc((size_t)N);
     uint16_t *bin = malloc(sizeof(uint16_t) * (size_t)N);
     int32_t *at = malloc(sizeof(int32_t) * (size_t)N); /* the generation pixel of each compared pair */
@@ -228,7 +257,7 @@ void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *g
      * own rounding) is the least: S = 64 is unchanged. */
     const int kt = S >= 64 ? S / 64 : 1, min_px = CS_LFC_MIN_PX * kt * kt, part_px = CS_LFC_PART_PX * kt * kt;
     const int rr = (CS_LFC_REG_PX * S + 255) / 256 > 1 ? (CS_LFC_REG_PX * S + 255) / 256 : 1;
-    if (!r || !g || !gr || !use || !best_use || !bin || !at) goto out;
+    if (!r || !g || !gr || !gc || !use || !best_use || !bin || !at) goto out;
     const float t255 = (float)(tol * 255.0);
     for (int y = 0; y < S; y++)
         for (int x = 0; x < S; x++) {
@@ -246,8 +275,8 @@ void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *g
                     flat = sqrtf(s / 3) <= t255;
                 }
             if (!flat) continue;
-            const uint8_t *q = gen + ((size_t)y * S + x) * 3;
-            for (int k = 0; k < 3; k++) r[n][k] = c[k] / 255.0f, g[n][k] = q[k] / 255.0f;
+            const uint8_t *q = gen + ((size_t)y * S + x) * 3, *pc = pred + ((size_t)v * S + u) * 3;
+            for (int k = 0; k < 3; k++) r[n][k] = pc[k] / 255.0f, g[n][k] = q[k] / 255.0f;
             bin[n] = (uint16_t)((c[0] >> 5) << 6 | (c[1] >> 5) << 3 | (c[2] >> 5));
             at[n] = y * S + x;
             n++;
@@ -294,17 +323,31 @@ void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *g
          * (an occlusion or a recoloured part pulls the first start away) */
         int in = -1;
         double tp[5] = {1, 0, 0, 0, 0};
-        uint8_t *u2 = use + n; /* the other start's inliers */
-        for (int st = 0; st < 2; st++) {
+        uint8_t *u2 = use + n; /* the other starts' inliers */
+        /* the part measurement (few > 0) has a third start, for clipped
+         * edits (uncensor() below): the least squares over the pixels none
+         * of whose channels is at 0 or 255, refined with the clipped values
+         * imputed. A start is kept only when it explains more pixels, so a
+         * picture without clipping keeps the fit it had. */
+        for (int st = 0; st < (few > 0 ? 3 : 2); st++) {
             double p[5] = {1, 0, 0, 0, 0};
             if (st == 0 && fitf((const float (*)[3])rs, (const float (*)[3])gr, NULL, ns, p)) continue;
+            if (st == 2) {
+                for (int i = 0; i < ns; i++) {
+                    u2[i] = 1;
+                    for (int k = 0; k < 3; k++) u2[i] &= !clipped(gr[i][k]);
+                }
+                if (fitf((const float (*)[3])rs, (const float (*)[3])gr, u2, ns, p)) continue;
+            }
             uint8_t *u = st == 0 ? use : u2;
             int ni = 0;
             for (int pass = 0; pass < 4; pass++) {
                 float tl = (float)tol * (pass == 0 ? 4.0f : pass == 1 ? 2.0f : 1.0f);
                 ni = 0;
                 for (int i = 0; i < ns; i++) ni += u[i] = resid(rs[i], gr[i], p) <= tl;
-                if (pass == 3 || fitf((const float (*)[3])rs, (const float (*)[3])gr, u, ns, p)) break;
+                if (pass == 3) break;
+                if (st == 2) uncensor(rs, gr, ns, p, gc);
+                if (fitf((const float (*)[3])rs, (const float (*)[3])(st == 2 ? gc : gr), u, ns, p)) break;
             }
             if (ni > in) {
                 in = ni;
@@ -353,6 +396,7 @@ out:
     free(r);
     free(g);
     free(gr);
+    free(gc);
     free(use);
     free(best_use);
     free(bin);

@@ -88,6 +88,14 @@ void cs_lfc_measure_map(const uint8_t *ref, int rw, int rh, const uint8_t *gen, 
 void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
                             const double m[6], double tol, int few, cs_lfc *out, uint8_t *map);
 
+/* The same, the generation's pixels compared with pred's (S x S, on the
+ * reference's grid: the reference as the generation would show it, e.g.
+ * blurred as much as the generation is, analyze/lf_blur.h), where ref (the
+ * reference itself) is flat; the colours' parts are ref's. pred = ref is
+ * cs_lfc_measure_map_few. */
+void cs_lfc_measure_map_pred(const uint8_t *ref, const uint8_t *pred, int rw, int rh, const uint8_t *gen, int gw,
+                             int gh, int S, const double m[6], double tol, int few, cs_lfc *out, uint8_t *map);
+
 /* HSV hue rotation of one RGB colour in [0,1] by deg degrees (exposed for
  * the tests). */
 void cs_lfc_hue_rotate(const float in[3], float deg, float out[3]);

@@ -111,12 +111,17 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
     /* caption bands: a region touching the top or bottom, no taller than a
      * quarter; the rows they span (top: 0..top_end, bottom: bot_start..C-1)
      * hold the caption, and every region inside those rows is a piece of it */
+    /* "touching" is a share of the picture, as the quarter is: within one
+     * thumbnail cell of the edge (R cells: the first row at 64 px, the first
+     * 4 at 256). A caption's text set a few pixels below the edge leaves
+     * its first working rows blank, and cells of 1/64 of the side then saw
+     * a band that does not touch (s1 q0494: a caption vetoed at 256 px). */
     int top_end = -1, bot_start = C;
     for (int l = 1; l <= nl; l++) {
         int h = rb[l][3] - rb[l][1] + 1;
         if (4 * h > C) continue;
-        if (rb[l][1] == 0 && rb[l][3] > top_end) top_end = rb[l][3];
-        if (rb[l][3] == C - 1 && rb[l][1] < bot_start) bot_start = rb[l][1];
+        if (rb[l][1] < R && rb[l][3] > top_end) top_end = rb[l][3];
+        if (rb[l][3] >= C - R && rb[l][1] < bot_start) bot_start = rb[l][1];
     }
     int best = 0, cap_cells = 0, cap = 0; /* the chosen region, the caption's cells, its largest piece */
     for (int l = 1; l <= nl; l++) {

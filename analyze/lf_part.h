@@ -81,6 +81,8 @@ typedef struct {
     int side;         /* S of the map measured: 64 (the thumbnails) or 256 (the working image) */
     int fine;         /* part_lf: analyze/fine_ref.h's CS_FINE_* (whether 256 px, else why 64 px) */
     int recoloured;   /* parts_recoloured of the colour fit that made the map (cs_lfp_shape), -1: unknown */
+    float blur;       /* sigma (px at side) of the Gaussian blur of the reference the map was measured
+                         with: the generation's blur relative to it (analyze/lf_blur.h); 0: none */
 } cs_lfp;
 
 /* map: S x S from cs_lfc_measure_map (S = 64 or 256: the cells keep their

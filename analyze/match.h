@@ -53,6 +53,10 @@ typedef struct {
     int16_t *pdq_q;      /* [n] PDQ quality, -1 = no hashes for this reference */
     uint64_t *phash, *dhash;
     cs_tl2_cfg cfg;
+    /* analyze/fine_ref.h's cs_fine_refs (the references' sources), set by
+     * analyze.c after the build: the pixel rules' part veto (part_al,
+     * analyze/an_part.h) at the working resolution; NULL: at 64 px only */
+    void *fine;
 } cs_an_refs;
 
 /* Copies ids and thumbnails (CS_THUMB_SIZE square RGB) and prepares them.
@@ -99,6 +103,9 @@ typedef struct {
      * image: hit k's part measurement at the working resolution
      * (analyze/fine_ref.h; fine = CS_FINE_OK), or why not (fine) */
     cs_lfp lf_part[CS_AN_LFK];
+    /* the generation's file (analyze.c, after cs_an_query_init), re-read
+     * for part_al at the working resolution; NULL: unknown (64 px) */
+    const char *src;
 } cs_an_query;
 
 /* Thumbnail (and, when want_hashes, hashes of the image and its mirror). */

@@ -160,6 +160,37 @@ static void test_measure(void) {
     CHECKF(o.recolour == -1, "tiny mapped region: recolour %g (n %d), want -1", o.recolour, o.compared);
 }
 
+/* a contrast gain that clips: a grey document icon (a body of 91, a window
+ * of 100 with a frame and a glyph of 227) on white, under g = 1.32 r - 47.6
+ * clipped to [0, 255] (s2 q0090's edit: the light greys and the white
+ * both go to 255). The clipped values only bound the line: the quick fit of
+ * the part measurement (its third start, on the unclipped pixels, refined
+ * with the clipped ones imputed) explains every compared pixel. Before it,
+ * the white background's 255 -> 255 pulled the gain to 1.1 and the light
+ * greys (227 -> 254) were unexplained (asserted of the full fit, which keeps
+ * its two starts: the colour verdict is not the part measurement). */
+static void test_clipped_contrast(void) {
+    static uint8_t ref[D], gen[D];
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++) {
+            int body = x >= 10 && x < 54 && y >= 4 && y < 60, win = x >= 18 && x < 46 && y >= 20 && y < 44;
+            int frame = win && (y < 24 || x < 20 || x >= 44 || y >= 42), glyph = x >= 30 && x < 34 && y >= 26 && y < 38;
+            int v = !body ? 255 : frame || glyph ? 227 : win ? 100 : 91;
+            double g = 1.32 * v - 47.6;
+            for (int k = 0; k < 3; k++) {
+                ref[(y * S + x) * 3 + k] = (uint8_t)v;
+                gen[(y * S + x) * 3 + k] = (uint8_t)lrint(g < 0 ? 0 : g > 255 ? 255 : g);
+            }
+        }
+    const double m[6] = {1, 0, 0, 0, 1, 0};
+    cs_lfc a, b;
+    cs_lfc_measure_map_few(ref, S, S, gen, S, S, S, m, 0.1, 12, &a, NULL);
+    cs_lfc_measure(ref, S, S, gen, S, S, S, m, 0.1, &b);
+    CHECKF(a.fit > 0.999f && a.parts_recoloured == 0, "quick fit: %g of %d explained, %d of %d parts recoloured", a.fit,
+           a.compared, a.parts_recoloured, a.parts);
+    CHECKF(b.fit < 0.99f, "full fit: %g of %d explained (the bent line leaves the light greys out)", b.fit, b.compared);
+}
+
 /* end to end: one reference, a verified local match given as the analysis
  * gives it, cs_an_refine measures the colour and the rules decide */
 static int verdict_of(const gen_spec *g, float *recolour) {
@@ -234,6 +265,7 @@ static void test_hue_rotate(void) {
 int main(void) {
     RUN(test_hue_rotate);
     RUN(test_measure);
+    RUN(test_clipped_contrast);
     RUN(test_verdict);
     return T_DONE();
 }

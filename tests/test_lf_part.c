@@ -38,6 +38,7 @@
 
 #define BLOCKS_SEED 1313
 #include "test_blocks_fixture.h"
+#include "test_fine_fixture.h"
 
 static void fill(uint8_t *p, int x0, int y0, int x1, int y1, const uint8_t c[3]) {
     for (int y = y0; y < y1; y++)
@@ -315,29 +316,26 @@ static void test_early_stop(void) {
     printf("  %d of 24 pairs: the quick search found the full search's fit (every answer the same)\n", stopped_same);
 }
 
-/* a 256 px template: a page, a folder-like body, and an emblem of 12 px
- * squares in two colours (c0, c1) at 4k+2 offsets (no thumbnail pixel of
- * the 64 px image lies inside one square with its 8 neighbours) */
-static void fine_template(uint8_t *p, const uint8_t c0[3], const uint8_t c1[3]) {
+/* a caption's text set a few pixels below the top edge (its first working
+ * rows blank), measured at 256 px: a band along the top, set aside as at
+ * 64 px, not a replaced part (s1 q0494: the text at 12-27 px of 256, cells
+ * 3-6 of 64; "touching" is within one thumbnail cell, lf_part.c); the same
+ * block in the middle of the picture is a part */
+static void test_caption_fine(void) {
     enum { F = CS_FINE_SIDE };
-    for (int y = 0; y < F; y++)
-        for (int x = 0; x < F; x++) {
-            uint8_t *o = p + ((size_t)y * F + x) * 3;
-            int body = x >= 32 && x < 224 && y >= 64 && y < 224, tab = x >= 32 && x < 112 && y >= 44 && y < 64;
-            int em = x >= 98 && x < 170 && y >= 110 && y < 182;
-            const uint8_t page[3] = {235, 235, 235}, fold[3] = {200, 150, 60};
-            /* two bands of the reference's emblem colours on the body, the
-             * same in the twin: its colours are the template's palette, not
-             * colours recoloured wherever they occur (lf_colour.h) */
-            const uint8_t blue[3] = {40, 40, 160}, white[3] = {250, 250, 250};
-            int b0 = body && y >= 200 && y < 216, b1 = body && y >= 72 && y < 88;
-            const uint8_t *c = em   ? (((x - 98) / 12 + (y - 110) / 12) % 2 ? c1 : c0)
-                               : b0 ? blue
-                               : b1 ? white
-                               : body || tab ? fold
-                                             : page;
-            memcpy(o, c, 3);
-        }
+    static uint8_t map[F * F];
+    for (int dy = 0; dy <= 100; dy += 100) {
+        memset(map, 1, sizeof map);
+        for (int y = 12 + dy; y < 28 + dy; y++)
+            for (int x = 12; x < 52; x++) map[y * F + x] = 2;
+        cs_lfp p;
+        cs_lfp_measure(map, F, &p);
+        if (!dy)
+            CHECKF(p.caption && !p.replaced, "text 12 px below the top: caption %d, replaced %d (part %d, box %d..%d x %d..%d)",
+                   p.caption, p.replaced, p.part, p.box[0], p.box[2], p.box[1], p.box[3]);
+        else
+            CHECKF(!p.caption && p.replaced, "the block in the middle: caption %d, replaced %d", p.caption, p.replaced);
+    }
 }
 
 static void test_fine_twin(void) {
@@ -378,6 +376,7 @@ static void test_fine_twin(void) {
 
 int main(void) {
     RUN(test_fine_twin);
+    RUN(test_caption_fine);
     RUN(test_maps);
     RUN(test_shape);
     RUN(test_twins);

@@ -641,16 +641,46 @@ static float fused_evidence(const cs_an_cand *c, float zl, float zp, const cs_an
 typedef struct {
     const cs_an_cand *c;
     float zl, zp, f;
-    float fe; /* fused_evidence */
+    float fe;   /* fused_evidence */
+    float px;   /* pixels_as_evidence */
 } ranked;
 
-/* the finding's order: verdict, then the fused score of the descriptors
- * that are evidence, then the aligned tiled L2, then the row (a total
- * order: the same at any thread count) */
+/* The aligned tiled L2 where the pixels are read as a match, INFINITY
+ * beyond: at or below ratio_tl2, the bound of the ratio test and beyond
+ * which no pixel rule reads the pixels at all (0.25, the median distance
+ * between distinct pictures, settings.c). Further than that, distinct
+ * pictures are commonly as close, and the pixel-nearest of many unrelated
+ * references beats a copy whose pixels do not align with its source: a
+ * reference pasted at 60 % into a new canvas, a caption over a crop, a
+ * rotation's grown canvas (issue 13, docs/BENCHMARKS.md session 9, h13r:
+ * the right reference at d_al 0.59-0.75 under a noise reference at
+ * 0.36-0.45, itself the only candidate with a verified geometry). */
+static float pixels_as_evidence(const cs_an_cand *c, const cs_an_settings *s) {
+    return c->d_al <= s->ratio_tl2 ? c->d_al : INFINITY;
+}
+
+/* The finding's order among candidates (a total order: the same at any
+ * thread count):
+ *  1. the verdict;
+ *  2. the fused score of the descriptors that are evidence by their own
+ *     bounds (fused_evidence);
+ *  3. where none is: the aligned pixels, where they are read as a match
+ *     (pixels_as_evidence);
+ *  4. where they are not either: a verified geometric consensus below
+ *     significance, by its inliers. All candidates of one generation are
+ *     verified against the same generation keypoints, so the count of
+ *     those a candidate's geometry explains is a share of one denominator
+ *     and ranks them; it is not compared across generations (issue 13:
+ *     raw inlier counts do not rank across queries; the finding's severity
+ *     does not read it). No consensus (0 inliers) comes last;
+ *  5. the aligned tiled L2 (chance level by now, the nearest still first);
+ *  6. the row. */
 static int cmp_ranked(const void *va, const void *vb) {
     const ranked *a = va, *b = vb;
     if (a->c->verdict != b->c->verdict) return a->c->verdict > b->c->verdict ? -1 : 1;
     if (a->fe != b->fe) return a->fe > b->fe ? -1 : 1;
+    if (a->px != b->px) return a->px < b->px ? -1 : 1;
+    if (a->c->lf.inliers != b->c->lf.inliers) return a->c->lf.inliers > b->c->lf.inliers ? -1 : 1;
     if (a->c->d_al != b->c->d_al) return a->c->d_al < b->c->d_al ? -1 : 1;
     return (a->c->row > b->c->row) - (a->c->row < b->c->row);
 }
@@ -791,6 +821,7 @@ static void finish_one(void *vctx, int64_t i, int thread) {
             rk[m].c = &cand[m];
             fused_of(&cand[m], res->gen_pdq_quality, r->n, x->s, &rk[m].zl, &rk[m].zp, &rk[m].f);
             rk[m].fe = fused_evidence(&cand[m], rk[m].zl, rk[m].zp, x->s);
+            rk[m].px = pixels_as_evidence(&cand[m], x->s);
         }
         qsort(rk, (size_t)nc, sizeof *rk, cmp_ranked);
         b = (int)(rk[0].c - cand);

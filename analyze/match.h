@@ -211,8 +211,9 @@ typedef struct {
     int verdict;
     float severity;           /* verdict level + closeness in [0, 1) */
     int n_cand;
-    cs_an_nb nb[CS_AN_NB];    /* the candidates ranked as the finding is chosen (verdict, then
-                                 fused score, then aligned tiled L2), best first */
+    cs_an_nb nb[CS_AN_NB];    /* the candidates ranked as the finding is chosen (verdict, fused
+                                 score, aligned tiled L2 within ratio_tl2, verified inliers below
+                                 significance, aligned tiled L2: match.c cmp_ranked), best first */
     int n_nb;
 } cs_an_result;
 

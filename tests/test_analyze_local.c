@@ -25,6 +25,7 @@
 #include "core/store.h"
 #include "index/ingest.h"
 #include "t.h"
+#include "tests/test_findings_fixture.h"
 
 #define IMG "../shared/data/twemoji-64/img/"
 
@@ -73,69 +74,6 @@ static void crop(const cs_image *src, cs_image *dst, int x0, int y0, int side) {
     for (int y = 0; y < side; y++) memcpy(dst->rgb + (size_t)y * side * 3, src->rgb + ((size_t)(y0 + y) * src->w + x0) * 3, (size_t)side * 3);
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* The references: every 25th emoji (none sharing a code point with the
- * unrelated ones) plus the three sources. */
-static int ref_list(char **out, int cap) {
-    DIR *d = opendir(IMG);
-    if (!d) return 0;
-    char **all = malloc(sizeof(char *) * 4096);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < 4096)
-        if (e->d_name[0] != '.') all[n++] = strdup(e->d_name);
-    closedir(d);
-    qsort(all, (size_t)n, sizeof *all, cmp_str);
-    int m = 0;
-    for (int i = 0; i < n; i++) {
-        int keep = i % 25 == 0;
-        for (int k = 0; k < 3; k++) keep |= !strcmp(all[i], SRC[k]);
-        for (int k = 0; k < 4; k++) keep &= strncmp(all[i], UNREL[k], 5) != 0;
-        if (keep && m < cap) {
-            char p[512];
-            snprintf(p, sizeof p, IMG "%s", all[i]);
-            out[m++] = strdup(p);
-        }
-        free(all[i]);
-    }
-    free(all);
-    return m;
-}
-
-typedef struct {
-    char verdict[16], rule[32], ref[256];
-    char *evidence;
-} row;
-
-/* findings of run_id by file name (q0..q6), evidence without its analysis id */
-static int read_findings(cs_store *s, int64_t run_id, row *r, int n) {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(cs_store_db(s),
-                           "SELECT g.path, f.verdict, json_extract(f.evidence_json, '$.rule'), r.source, "
-                           "json_remove(f.evidence_json, '$.analysis_id') FROM findings f "
-                           "JOIN generations g ON g.id = f.generation_id LEFT JOIN refs r ON r.id = f.ref_id "
-                           "WHERE g.run_id = ?1",
-                           -1, &st, NULL))
-        return -1;
-    sqlite3_bind_int64(st, 1, run_id);
-    int got = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *p = (const char *)sqlite3_column_text(st, 0);
-        const char *b = strrchr(p, '/') ? strrchr(p, '/') + 1 : p;
-        int i = b[0] == 'q' ? atoi(b + 1) : -1;
-        if (i < 0 || i >= n) continue;
-        snprintf(r[i].verdict, sizeof r[i].verdict, "%s", sqlite3_column_text(st, 1));
-        const char *rule = (const char *)sqlite3_column_text(st, 2), *src = (const char *)sqlite3_column_text(st, 3);
-        snprintf(r[i].rule, sizeof r[i].rule, "%s", rule ? rule : "");
-        snprintf(r[i].ref, sizeof r[i].ref, "%s", src ? (strrchr(src, '/') ? strrchr(src, '/') + 1 : src) : "");
-        r[i].evidence = strdup((const char *)sqlite3_column_text(st, 4));
-        got++;
-    }
-    sqlite3_finalize(st);
-    return got;
-}
-
 static void test_crop_rotate_embed(void) {
     cs_err err = {0};
     char dir[128], qdir[160], db[192], p[256];
@@ -169,7 +107,7 @@ static void test_crop_rotate_embed(void) {
     }
     /* the index, with index add's defaults (local features on) */
     char *refs[128];
-    int nr = ref_list(refs, 128);
+    int nr = fx_twemoji_refs(IMG, SRC, 3, UNREL, 4, 5, NULL, refs, 128); /* none sharing a code point with the unrelated */
     REQUIRE(nr > 50);
     cs_store *s;
     unlink(db);
@@ -179,7 +117,7 @@ static void test_crop_rotate_embed(void) {
     REQUIRE(cs_ingest_add(s, (const char *const *)refs, nr, &io, &ist, &err) == 0);
     CHECKF(ist.added == nr, "%lld of %d added", (long long)ist.added, nr);
     /* analyse at 1 and 3 threads */
-    row r[3][7];
+    fx_row r[3][7];
     memset(r, 0, sizeof r);
     for (int t = 0; t < 3; t++) { /* 1 thread, 3 threads, and without the local stage */
         cs_analyze_opts o = {0};
@@ -192,7 +130,7 @@ static void test_crop_rotate_embed(void) {
         cs_analyze_summary sum;
         REQUIRE(cs_analyze_run(s, &o, &sum, &err) == 0);
         CHECKF((strstr(sum.descriptors, "local") != NULL) == (t < 2), "descriptors %s", sum.descriptors);
-        CHECK(read_findings(s, sum.run_id, r[t], 7) == 7);
+        CHECK(fx_read_findings(s, sum.run_id, NULL, r[t], 7) == 7);
     }
     for (int k = 0; k < 3; k++) {
         CHECKF(strcmp(r[0][k].verdict, "novel") && !strcmp(r[0][k].ref, SRC[k]), "q%d (%s): %s by %s, ref %s", k,

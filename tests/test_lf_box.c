@@ -33,6 +33,7 @@
 #include "reports/buf.h"
 #include "reports/report.h"
 #include "t.h"
+#include "tests/test_findings_fixture.h"
 
 #define IMG "../shared/data/twemoji-64/img/"
 #define CW 107 /* the canvas: 64 px at 60 % of its side */
@@ -185,67 +186,6 @@ static void test_box_and_frame(void) {
     free(q), free(b), free(bm), free(r);
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* every 25th emoji, the three sources, not the one kept out */
-static int ref_list(char **out, int cap) {
-    DIR *d = opendir(IMG);
-    if (!d) return 0;
-    char **all = malloc(sizeof(char *) * 4096);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < 4096)
-        if (e->d_name[0] != '.') all[n++] = strdup(e->d_name);
-    closedir(d);
-    qsort(all, (size_t)n, sizeof *all, cmp_str);
-    int m = 0;
-    for (int i = 0; i < n; i++) {
-        int keep = i % 25 == 0;
-        for (int k = 0; k < 4; k++) keep |= !strcmp(all[i], SRC[k]);
-        keep &= strcmp(all[i], OUT) != 0;
-        if (keep && m < cap) {
-            char p[512];
-            snprintf(p, sizeof p, IMG "%s", all[i]);
-            out[m++] = strdup(p);
-        }
-        free(all[i]);
-    }
-    free(all);
-    return m;
-}
-
-typedef struct {
-    char verdict[16], rule[32], ref[256];
-    char *evidence;
-} row;
-
-static int read_findings(cs_store *s, int64_t run_id, row *r, int n) {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(cs_store_db(s),
-                           "SELECT g.path, f.verdict, json_extract(f.evidence_json, '$.rule'), r.source, "
-                           "json_remove(f.evidence_json, '$.analysis_id') FROM findings f "
-                           "JOIN generations g ON g.id = f.generation_id LEFT JOIN refs r ON r.id = f.ref_id "
-                           "WHERE g.run_id = ?1",
-                           -1, &st, NULL))
-        return -1;
-    sqlite3_bind_int64(st, 1, run_id);
-    int got = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *p = (const char *)sqlite3_column_text(st, 0);
-        const char *b = strrchr(p, '/') ? strrchr(p, '/') + 1 : p;
-        int i = b[0] == 'q' ? atoi(b + 1) : -1;
-        if (i < 0 || i >= n) continue;
-        snprintf(r[i].verdict, sizeof r[i].verdict, "%s", sqlite3_column_text(st, 1));
-        const char *rule = (const char *)sqlite3_column_text(st, 2), *src = (const char *)sqlite3_column_text(st, 3);
-        snprintf(r[i].rule, sizeof r[i].rule, "%s", rule ? rule : "");
-        snprintf(r[i].ref, sizeof r[i].ref, "%s", src ? (strrchr(src, '/') ? strrchr(src, '/') + 1 : src) : "");
-        r[i].evidence = strdup((const char *)sqlite3_column_text(st, 4));
-        got++;
-    }
-    sqlite3_finalize(st);
-    return got;
-}
-
 #define NQ 7
 
 static void test_embeds_flagged(void) {
@@ -274,7 +214,8 @@ static void test_embeds_flagged(void) {
         cs_image_free(&c);
     }
     char *refs[128];
-    int nr = ref_list(refs, 128);
+    const char *out1[] = {OUT};
+    int nr = fx_twemoji_refs(IMG, SRC, 4, out1, 1, 0, NULL, refs, 128); /* not the one kept out */
     REQUIRE(nr > 50);
     cs_store *s;
     unlink(db);
@@ -283,7 +224,7 @@ static void test_embeds_flagged(void) {
     cs_ingest_stats ist;
     REQUIRE(cs_ingest_add(s, (const char *const *)refs, nr, &io, &ist, &err) == 0);
     CHECKF(ist.added == nr, "%lld of %d added", (long long)ist.added, nr);
-    row r[2][NQ];
+    fx_row r[2][NQ];
     memset(r, 0, sizeof r);
     for (int t = 0; t < 2; t++) { /* 1 and 3 threads */
         cs_analyze_opts o = {0};
@@ -294,7 +235,7 @@ static void test_embeds_flagged(void) {
         cs_an_settings_default(&o.set);
         cs_analyze_summary sum;
         REQUIRE(cs_analyze_run(s, &o, &sum, &err) == 0);
-        CHECK(read_findings(s, sum.run_id, r[t], NQ) == NQ);
+        CHECK(fx_read_findings(s, sum.run_id, NULL, r[t], NQ) == NQ);
     }
     const int src_of[NQ] = {0, 1, 2, -1, -1, -1, 3};
     for (int k = 0; k < NQ; k++) {

@@ -23,35 +23,10 @@
 #include "index/embed.h"
 #include "index/ingest.h"
 #include "t.h"
+#include "tests/test_findings_fixture.h"
 
 #define IMG "../shared/data/twemoji-64/img/"
 #define NQ 12 /* q0-q7 mirrored references, q8-q11 references as they are */
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* every 25th twemoji, sorted by name (77 references) */
-static int ref_list(char **out, int cap) {
-    DIR *d = opendir(IMG);
-    if (!d) return 0;
-    char **all = malloc(sizeof(char *) * 4096);
-    int n = 0, m = 0;
-    struct dirent *e;
-    while (all && (e = readdir(d)) && n < 4096)
-        if (e->d_name[0] != '.') all[n++] = strdup(e->d_name);
-    closedir(d);
-    if (!all) return 0;
-    qsort(all, (size_t)n, sizeof *all, cmp_str);
-    for (int i = 0; i < n; i++) {
-        if (i % 25 == 0 && m < cap) {
-            char p[512];
-            snprintf(p, sizeof p, IMG "%s", all[i]);
-            out[m++] = strdup(p);
-        }
-        free(all[i]);
-    }
-    free(all);
-    return m;
-}
 
 /* 1 when the image differs from its mirror by more than a rounding (a
  * symmetric emoji is its own mirror and would prove nothing) */
@@ -78,38 +53,6 @@ static void mirror(cs_image *im) {
             }
 }
 
-typedef struct {
-    char ref[256];  /* the finding's reference (base name) */
-    double cosine;  /* its tiny cosine in the evidence; -9: none */
-    char *evidence; /* without the run's ids */
-} row;
-
-static int read_findings(cs_store *s, int64_t run_id, row *r, int n) {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(cs_store_db(s),
-                           "SELECT g.path, r.source, json_extract(f.evidence_json, '$.embedding.cosine'), "
-                           "json_remove(f.evidence_json, '$.analysis_id') FROM findings f "
-                           "JOIN generations g ON g.id = f.generation_id LEFT JOIN refs r ON r.id = f.ref_id "
-                           "WHERE g.run_id = ?1",
-                           -1, &st, NULL))
-        return -1;
-    sqlite3_bind_int64(st, 1, run_id);
-    int got = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *p = (const char *)sqlite3_column_text(st, 0);
-        const char *b = strrchr(p, '/') ? strrchr(p, '/') + 1 : p;
-        int i = b[0] == 'q' ? atoi(b + 1) : -1;
-        if (i < 0 || i >= n) continue;
-        const char *src = (const char *)sqlite3_column_text(st, 1);
-        snprintf(r[i].ref, sizeof r[i].ref, "%s", src ? (strrchr(src, '/') ? strrchr(src, '/') + 1 : src) : "");
-        r[i].cosine = sqlite3_column_type(st, 2) == SQLITE_NULL ? -9 : sqlite3_column_double(st, 2);
-        r[i].evidence = strdup((const char *)sqlite3_column_text(st, 3));
-        got++;
-    }
-    sqlite3_finalize(st);
-    return got;
-}
-
 static void test_mirrored_reference_scores_one(void) {
     cs_err err = {0};
     char dir[] = "/tmp/cs-tinymir-XXXXXX";
@@ -119,7 +62,7 @@ static void test_mirrored_reference_scores_one(void) {
     snprintf(db, sizeof db, "%s/i.db", dir);
     REQUIRE(mkdir(qdir, 0700) == 0);
     char *refs[128];
-    int nr = ref_list(refs, 128);
+    int nr = fx_twemoji_refs(IMG, NULL, 0, NULL, 0, 0, NULL, refs, 128); /* every 25th emoji */
     REQUIRE(nr > 50);
     /* the queries: the first 8 asymmetric references mirrored, 4 as they are */
     const char *src[NQ];
@@ -151,7 +94,7 @@ static void test_mirrored_reference_scores_one(void) {
     cs_ingest_stats ist;
     REQUIRE(cs_ingest_add(s, (const char *const *)refs, nr, &io, &ist, &err) == 0);
     REQUIRE(cs_embed_index_add(s, "tiny", 2, &err) == 0);
-    row r[2][NQ];
+    fx_row r[2][NQ];
     memset(r, 0, sizeof r);
     for (int t = 0; t < 2; t++) { /* 1 and 3 threads */
         cs_analyze_opts o = {0};
@@ -162,12 +105,13 @@ static void test_mirrored_reference_scores_one(void) {
         cs_an_settings_default(&o.set);
         cs_analyze_summary sum;
         REQUIRE(cs_analyze_run(s, &o, &sum, &err) == 0);
-        CHECK(read_findings(s, sum.run_id, r[t], NQ) == NQ);
+        CHECK(fx_read_findings(s, sum.run_id, "$.embedding.cosine", r[t], NQ) == NQ);
     }
     for (int k = 0; k < NQ; k++) {
         /* 1 up to float rounding of a unit vector's dot product with itself */
-        CHECKF(!strcmp(r[0][k].ref, src[k]) && r[0][k].cosine > 0.999, "q%d (%s %s): ref %s, tiny cosine %.4f", k,
-               src[k], k < 8 ? "mirrored" : "as is", r[0][k].ref, r[0][k].cosine);
+        double cosine = r[0][k].extra[0] ? atof(r[0][k].extra) : -9; /* -9: no tiny score in the evidence */
+        CHECKF(!strcmp(r[0][k].ref, src[k]) && cosine > 0.999, "q%d (%s %s): ref %s, tiny cosine %.4f", k, src[k],
+               k < 8 ? "mirrored" : "as is", r[0][k].ref, cosine);
         CHECKF(r[0][k].evidence && r[1][k].evidence && !strcmp(r[0][k].evidence, r[1][k].evidence),
                "q%d differs between 1 and 3 threads", k);
     }

@@ -34,6 +34,7 @@
 #include "core/store.h"
 #include "index/ingest.h"
 #include "t.h"
+#include "tests/test_findings_fixture.h"
 
 #define IMG "../shared/data/twemoji-64/img/"
 
@@ -77,84 +78,7 @@ static int turned(cs_image *dst, const char *name, double deg, int W) {
     return 0;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static int copy_file(const char *from, const char *to) {
-    uint8_t *buf;
-    size_t len;
-    cs_err err = {0};
-    if (cs_read_file(from, &buf, &len, &err)) return -1;
-    FILE *f = fopen(to, "wb");
-    int rc = !f || fwrite(buf, 1, len, f) != len;
-    if (f) rc |= fclose(f) != 0;
-    free(buf);
-    return rc ? -1 : 0;
-}
-
-/* every 25th emoji and the two references, none of the twins, copied into
- * rdir (so that the test can move one away); their paths into out */
-static int ref_list(const char *rdir, char **out, int cap) {
-    DIR *d = opendir(IMG);
-    if (!d) return 0;
-    char **all = malloc(sizeof(char *) * 4096);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < 4096)
-        if (e->d_name[0] != '.') all[n++] = strdup(e->d_name);
-    closedir(d);
-    qsort(all, (size_t)n, sizeof *all, cmp_str);
-    int m = 0;
-    for (int i = 0; i < n; i++) {
-        int keep = i % 25 == 0 || !strcmp(all[i], REF[0]) || !strcmp(all[i], REF[1]);
-        keep &= strcmp(all[i], TWIN[0]) && strcmp(all[i], TWIN[1]);
-        if (keep && m < cap) {
-            char from[512], to[512];
-            snprintf(from, sizeof from, IMG "%s", all[i]);
-            snprintf(to, sizeof to, "%s/%s", rdir, all[i]);
-            if (!copy_file(from, to)) out[m++] = strdup(to);
-        }
-        free(all[i]);
-    }
-    free(all);
-    return m;
-}
-
-typedef struct {
-    char verdict[16], rule[32], ref[256], fine[96];
-    char *evidence;
-} row;
-
-static int read_findings(cs_store *s, int64_t run_id, row *r) {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(cs_store_db(s),
-                           "SELECT g.path, f.verdict, json_extract(f.evidence_json, '$.rule'), r.source, "
-                           "json_remove(f.evidence_json, '$.analysis_id'), "
-                           "json_extract(f.evidence_json, '$.local.replaced_part.working_resolution') "
-                           "FROM findings f JOIN generations g ON g.id = f.generation_id "
-                           "LEFT JOIN refs r ON r.id = f.ref_id WHERE g.run_id = ?1",
-                           -1, &st, NULL))
-        return -1;
-    sqlite3_bind_int64(st, 1, run_id);
-    int got = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *p = (const char *)sqlite3_column_text(st, 0);
-        const char *b = strrchr(p, '/') ? strrchr(p, '/') + 1 : p;
-        int i = b[0] == 'q' ? atoi(b + 1) : -1;
-        if (i < 0 || i >= NQ) continue;
-        snprintf(r[i].verdict, sizeof r[i].verdict, "%s", sqlite3_column_text(st, 1));
-        const char *rule = (const char *)sqlite3_column_text(st, 2), *src = (const char *)sqlite3_column_text(st, 3);
-        const char *fine = (const char *)sqlite3_column_text(st, 5);
-        snprintf(r[i].rule, sizeof r[i].rule, "%s", rule ? rule : "");
-        snprintf(r[i].ref, sizeof r[i].ref, "%s", src ? (strrchr(src, '/') ? strrchr(src, '/') + 1 : src) : "");
-        snprintf(r[i].fine, sizeof r[i].fine, "%s", fine ? fine : "");
-        r[i].evidence = strdup((const char *)sqlite3_column_text(st, 4));
-        got++;
-    }
-    sqlite3_finalize(st);
-    return got;
-}
-
-static void analyse(cs_store *s, const char *qdir, int threads, row *r) {
+static void analyse(cs_store *s, const char *qdir, int threads, fx_row *r) {
     cs_err err = {0};
     cs_analyze_opts o = {0};
     char *dirs[1] = {(char *)qdir};
@@ -163,12 +87,12 @@ static void analyse(cs_store *s, const char *qdir, int threads, row *r) {
     o.threads = threads;
     cs_an_settings_default(&o.set);
     cs_analyze_summary sum;
-    memset(r, 0, sizeof(row) * NQ);
+    memset(r, 0, sizeof(fx_row) * NQ);
     CHECKF(cs_analyze_run(s, &o, &sum, &err) == 0, "analyze: %s", err.msg);
-    CHECK(read_findings(s, sum.run_id, r) == NQ);
+    CHECK(fx_read_findings(s, sum.run_id, "$.local.replaced_part.working_resolution", r, NQ) == NQ);
 }
 
-static int flagged_with(const row *r, const char *ref) { return strcmp(r->verdict, "novel") && !strcmp(r->ref, ref); }
+static int flagged_with(const fx_row *r, const char *ref) { return strcmp(r->verdict, "novel") && !strcmp(r->ref, ref); }
 
 static void test_twins_at_256(void) {
     cs_err err = {0};
@@ -189,14 +113,14 @@ static void test_twins_at_256(void) {
         cs_image_free(&a);
     }
     char *refs[128];
-    int nr = ref_list(rdir, refs, 128);
+    int nr = fx_twemoji_refs(IMG, REF, 2, TWIN, 2, 0, rdir, refs, 128); /* copied: the test moves one away */
     REQUIRE(nr > 50);
     cs_store *s;
     REQUIRE(cs_store_open(&s, db, &err) == 0);
     cs_ingest_opts io = {.threads = 2, .local_features = 1};
     cs_ingest_stats ist;
     REQUIRE(cs_ingest_add(s, (const char *const *)refs, nr, &io, &ist, &err) == 0);
-    row r1[NQ], r2[NQ], r3[NQ];
+    fx_row r1[NQ], r2[NQ], r3[NQ];
     analyse(s, qdir, 1, r1);
     analyse(s, qdir, 2, r2);
     if (getenv("CS_TEST_VERBOSE")) /* the evidence, to see why */
@@ -204,9 +128,9 @@ static void test_twins_at_256(void) {
     for (int k = 0; k < 2; k++) {
         CHECKF(!flagged_with(&r1[k], REF[k]), "twin q%d (%s) flagged %s by %s with %s", k, TWIN[k], r1[k].verdict,
                r1[k].rule, r1[k].ref);
-        CHECKF(flagged_with(&r1[2 + k], REF[k]) && !strcmp(r1[2 + k].fine, "256"),
+        CHECKF(flagged_with(&r1[2 + k], REF[k]) && !strcmp(r1[2 + k].extra, "256"),
                "copy q%d of %s: %s by %s with %s, pixels '%s'", 2 + k, REF[k], r1[2 + k].verdict, r1[2 + k].rule,
-               r1[2 + k].ref, r1[2 + k].fine);
+               r1[2 + k].ref, r1[2 + k].extra);
     }
     for (int k = 0; k < NQ; k++)
         CHECKF(r1[k].evidence && r2[k].evidence && !strcmp(r1[k].evidence, r2[k].evidence),
@@ -217,22 +141,22 @@ static void test_twins_at_256(void) {
     snprintf(to, sizeof to, "%s/moved.png", dir);
     REQUIRE(rename(from, to) == 0);
     analyse(s, qdir, 2, r3);
-    CHECKF(flagged_with(&r3[2], REF[0]) && strstr(r3[2].fine, "64: reference source missing"),
+    CHECKF(flagged_with(&r3[2], REF[0]) && strstr(r3[2].extra, "64: reference source missing"),
            "copy q2 without its source: %s by %s with %s, pixels '%s'", r3[2].verdict, r3[2].rule, r3[2].ref,
-           r3[2].fine);
+           r3[2].extra);
     /* what the thumbnails alone judge: the twin flagged (the case fixed) */
-    CHECKF(flagged_with(&r3[0], REF[0]) && strstr(r3[0].fine, "64: "), "twin q0 at 64 px: %s by %s with %s, '%s'",
-           r3[0].verdict, r3[0].rule, r3[0].ref, r3[0].fine);
+    CHECKF(flagged_with(&r3[0], REF[0]) && strstr(r3[0].extra, "64: "), "twin q0 at 64 px: %s by %s with %s, '%s'",
+           r3[0].verdict, r3[0].rule, r3[0].ref, r3[0].extra);
     /* the other reference's pairs are still measured at 256 px */
-    CHECKF(flagged_with(&r3[3], REF[1]) && !strcmp(r3[3].fine, "256"), "copy q3: %s, pixels '%s'", r3[3].verdict,
-           r3[3].fine);
+    CHECKF(flagged_with(&r3[3], REF[1]) && !strcmp(r3[3].extra, "256"), "copy q3: %s, pixels '%s'", r3[3].verdict,
+           r3[3].extra);
     /* its bytes changed since index add: 64 px too, never other pixels */
     FILE *f = fopen(to, "ab");
     REQUIRE(f && fputc(0, f) != EOF && fclose(f) == 0);
     REQUIRE(rename(to, from) == 0);
-    row r4[NQ];
+    fx_row r4[NQ];
     analyse(s, qdir, 2, r4);
-    CHECKF(strstr(r4[2].fine, "64: reference source changed"), "copy q2, source changed: pixels '%s'", r4[2].fine);
+    CHECKF(strstr(r4[2].extra, "64: reference source changed"), "copy q2, source changed: pixels '%s'", r4[2].extra);
     for (int k = 0; k < NQ; k++) free(r1[k].evidence), free(r2[k].evidence), free(r3[k].evidence), free(r4[k].evidence);
     cs_store_close(s);
     for (int i = 0; i < nr; i++) free(refs[i]);

@@ -622,9 +622,11 @@ static void fused_of(const cs_an_cand *c, int gen_q, int64_t n_refs, const cs_an
 }
 
 /* The fused score as the finding's order reads it: each descriptor's z only
- * where that descriptor is evidence by its own bound, the bound its verdict
- * rule uses (local: the a-contrario odds lf_max_nfa and the share
- * lf_min_share, "not chance" and "not a shared detail"; PDQ: a match at
+ * where that descriptor is evidence by its own bound (local: a consensus
+ * beyond chance, NFA < 1, below which cs_fuse_z_nfa is 0 -- the share
+ * lf_min_share, "not a shared detail", is the verdict's and is not applied
+ * here: gating the order by it was measured two ways that disagreed on the
+ * same queries, docs/BENCHMARKS.md session 9, h13r; PDQ: a match at
  * pdq_near, the PDQ authors' bound). Below them a z is chance-level: the
  * binomial null of PDQ treats its 256 bits as independent, and unrelated
  * pictures do sit at distance 90-100, z ~1-3; 4-5 inliers on a shared

@@ -291,6 +291,25 @@ static void tl2_sentences(cs_buf *b, const cJSON *tl2, const cs_rthresh *t) {
 
 static void rev_sentences(cs_buf *b, const cJSON *ev, const cs_rthresh *t);
 
+/* What the replaced-part veto saw (analyze/lf_part.h, the check that tells
+ * a template twin from a copy): its verdict, the resolution compared and
+ * why, the blur given to the reference, and the largest unexplained region. */
+static void part_sentence(cs_buf *b, const cJSON *rp, const char *whose) {
+    if (!cJSON_IsObject(rp) || isnan(jnum(rp, "cells"))) return;
+    const char *wr = cJSON_GetStringValue(jget(rp, "working_resolution"));
+    double px = jnum(rp, "pixels"), blur = jnum(rp, "reference_blur_px");
+    cs_buf_printf(b, "Replaced part (%s; the check against a template twin, which differs from its reference in one "
+                     "part): %s; compared at %.0f px",
+                  whose, cJSON_IsTrue(jget(rp, "replaced")) ? "yes, another picture" : "none", isnan(px) ? 64 : px);
+    if (wr && wr[0] == '6') cs_buf_printf(b, " (%s)", wr + (strncmp(wr, "64: ", 4) ? 0 : 4));
+    if (!isnan(blur) && blur > 0)
+        cs_buf_printf(b, ", the reference blurred by %.1f px to the generation's own blur", blur);
+    cs_buf_printf(b, "; %.0f of %.0f cells differ, the largest region %.0f cells", jnum(rp, "cells_differing"),
+                  jnum(rp, "cells"), jnum(rp, "largest_region"));
+    if (cJSON_IsTrue(jget(rp, "caption_band"))) cs_buf_puts(b, ", a band at the top or bottom edge (a caption)");
+    cs_buf_puts(b, ".\n");
+}
+
 void cs_rev_sentences(cs_buf *b, const cJSON *ev, const cs_rthresh *t) {
     size_t from = b->len;
     rev_sentences(b, ev, t);
@@ -345,7 +364,9 @@ static void rev_sentences(cs_buf *b, const cJSON *ev, const cs_rthresh *t) {
                              "not a recoloured part).\n",
                           hue, 100 * jnum(col, "global_fit_share"), jnum(col, "parts_recoloured"),
                           jnum(col, "parts"));
+        part_sentence(b, jget(lf, "replaced_part"), "local features");
     }
+    if (cJSON_IsObject(tl2)) part_sentence(b, jget(tl2, "replaced_part"), "pixel rules");
     const cJSON *pc = jget(ev, "pixel_comparison"); /* analyze/an_roundtrip.c */
     if (cJSON_IsObject(pc) && !isnan(jnum(pc, "round_trip_aligned_tl2")))
         cs_buf_printf(b, "Pixels compared with the reference and with its round trip through the model's own "

@@ -2,7 +2,10 @@
  * say what the local-feature rules read: the verified keypoints, their share,
  * the covered part of the generation and the colour policy's figures, from
  * the evidence's own numbers; a hue of -0.2 degrees reads "0", not "-0";
- * evidence without a "local" object gets no such sentence. */
+ * evidence without a "local" object gets no such sentence; the replaced-part
+ * check (the template-twin veto) is said for each rule family that measured
+ * it, with its resolution, why not 256 px, and the blur given to the
+ * reference. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <string.h>
@@ -12,7 +15,11 @@
 
 static const char *EV =
     "{\"local\":{\"inliers\":19,\"share\":0.7917,\"log10_nfa\":-44.7,\"coverage\":0.3587,\"mirrored\":true,"
-    "\"colour\":{\"global_fit_share\":0.93,\"hue_deg\":-0.2,\"parts\":6,\"parts_recoloured\":1}}}";
+    "\"colour\":{\"global_fit_share\":0.93,\"hue_deg\":-0.2,\"parts\":6,\"parts_recoloured\":1},"
+    "\"replaced_part\":{\"cells\":3906,\"cells_differing\":346,\"largest_region\":346,\"caption_band\":true,"
+    "\"replaced\":false,\"pixels\":256,\"reference_blur_px\":1.4142,\"working_resolution\":\"256\"}},"
+    "\"tl2\":{\"replaced_part\":{\"cells\":256,\"cells_differing\":40,\"largest_region\":31,\"replaced\":true,"
+    "\"pixels\":64,\"working_resolution\":\"64: reference source missing\"}}}";
 
 static void test_local_sentences(void) {
     cs_rthresh t;
@@ -29,6 +36,14 @@ static void test_local_sentences(void) {
     CHECKF(strstr(b.p, "hue turned 0\xc2\xb0) explains 93% of the compared pixels; 1 of the reference's 6 colour "
                        "parts recoloured") != NULL, "%s", b.p);
     CHECK(strstr(b.p, "-0\xc2\xb0") == NULL);
+    /* what the replaced-part veto saw, for each rule family that measured it */
+    CHECKF(strstr(b.p, "Replaced part (local features; the check against a template twin, which differs from its "
+                       "reference in one part): none; compared at 256 px, the reference blurred by 1.4 px to the "
+                       "generation's own blur; 346 of 3906 cells differ, the largest region 346 cells, a band at the "
+                       "top or bottom edge (a caption).") != NULL, "%s", b.p);
+    CHECKF(strstr(b.p, "Replaced part (pixel rules; the check against a template twin, which differs from its "
+                       "reference in one part): yes, another picture; compared at 64 px (reference source missing); "
+                       "40 of 256 cells differ, the largest region 31 cells.") != NULL, "%s", b.p);
     cs_buf_free(&b);
     /* no local object: no local sentence */
     cJSON_DeleteItemFromObject(ev, "local");

@@ -275,10 +275,10 @@ static int load_embedder(an_state *A, cs_err *err) {
 
 static int stage_load_index(an_state *A, cs_err *err) {
     if (an_load_refs(A, err) || load_embedder(A, err)) return -1;
-    /* part_al at 256 px (an_part.h) re-reads the generation's file, which
-     * only this process knows: with a caller's matcher (mpirun, whose ranks
-     * get the queries as bytes) it stays 64 px on every rank alike */
-    if (!A->o->match && A->th.n > 0) {
+    /* part_al at 256 px (an_part.h) re-reads the generation's file
+     * (cs_an_query.src) and the reference's source; under mpirun the ranks
+     * get the paths with the queries and open their own (cli/cmd_mpi_analyze.c) */
+    if (A->th.n > 0) {
         cs_fine_open(&A->fine, A->s);
         A->fine_open = 1;
         A->refs.fine = &A->fine;

@@ -157,6 +157,14 @@ void send_reply(const void *buf, int64_t len, int timed);
  * references it owns (the whole index's ids broadcast). */
 int init_ranks(cli_mpi_an *c, const cs_an_refs *r, cs_err *err);
 int debug_on(void);
+/* The generations' file paths (cs_an_query.src, for part_al at 256 px,
+ * analyze/an_part.h) after a broadcast of the queries' bytes, whose src is
+ * rank 0's pointer: rank 0 sends one blob (its length first, then the nq
+ * paths NUL-separated); a rank > 0 receives it into *blob (malloc'd, replacing
+ * the last) and points each q[i].src into it (NULL for an empty path).
+ * send_srcs returns the bytes sent. */
+int64_t send_srcs(const cs_an_query *q, int64_t nq);
+void recv_srcs(cs_an_query *q, int64_t nq, char **blob);
 
 /* Rank 0's scans (cs_an_scan_fn) and a rank > 0's SCAN round. */
 int scan_all(void *ctx, const cs_an_query *q, int64_t nq, int k, int what, cs_an_hit *raw, cs_err *err);

@@ -336,7 +336,7 @@ int scan_all(void *ctx, const cs_an_query *q, int64_t nq, int k, int what, cs_an
     cs_mpi_bcast(&h, sizeof h);
     cs_mpi_bcast((void *)q, nq * (int64_t)sizeof *q);
     c->q_sent = 1;
-    c->sent += (int64_t)sizeof h + nq * (int64_t)sizeof *q;
+    c->sent += (int64_t)sizeof h + nq * (int64_t)sizeof *q + send_srcs(q, nq);
     double t0 = cs_now_s();
     cs_err e0 = {0};
     int rc0 = side_scan(&c->me, q, nq, k, what, c->threads, raw, &e0);

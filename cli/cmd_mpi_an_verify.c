@@ -190,7 +190,11 @@ int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_result *
     for (int64_t j = 0; j < h.nreq; j++)
         if (who[j] > 0) out[pos[who[j]]++] = req[j];
     cs_mpi_bcast(&h, sizeof h);
-    if (h.with_q) cs_mpi_bcast((void *)q, nq * (int64_t)sizeof *q);
+    int64_t qbytes = 0;
+    if (h.with_q) {
+        cs_mpi_bcast((void *)q, nq * (int64_t)sizeof *q);
+        qbytes = nq * (int64_t)sizeof *q + send_srcs(q, nq);
+    }
     void *none = NULL;
     int64_t got = 0, scattered = 0;
     for (int k = 0; k < size; k++) scattered += c->lens[k];
@@ -199,7 +203,7 @@ int verify_all(void *ctx, const cs_an_query *q, int64_t nq, const cs_an_result *
     free(out);
     free(pos);
     c->batches++;
-    c->sent += (int64_t)sizeof h + (h.with_q ? nq * (int64_t)sizeof *q : 0) + scattered;
+    c->sent += (int64_t)sizeof h + qbytes + scattered;
     int64_t n0 = verify_mine(&c->me, mine, c->s, c->threads, q, nq, req, h.nreq, cand);
     cs_err e0 = {CS_ENOMEM, "analyze: out of memory verifying candidates"};
     void *all = NULL;

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "analyze/fine_ref.h"
 #include "cli/cli.h"
 #include "cli/cmd_mpi_an.h"
 #include "core/fs.h"
@@ -66,6 +67,47 @@ void send_reply(const void *buf, int64_t len, int timed) {
 
 static long long thumbs_rss_kib(long long *size, const void *range);
 
+int64_t send_srcs(const cs_an_query *q, int64_t nq) {
+    int64_t len = 0;
+    for (int64_t i = 0; i < nq; i++) len += (int64_t)(q[i].src ? strlen(q[i].src) : 0) + 1;
+    char *b = malloc((size_t)(len > 0 ? len : 1));
+    if (!b) { /* the others wait for the blob: stop the job */
+        fprintf(stderr, "copyscope: analyze: out of memory for %lld generations' paths\n", (long long)nq);
+        exit(CLI_FAIL);
+    }
+    char *p = b;
+    for (int64_t i = 0; i < nq; i++) {
+        size_t l = q[i].src ? strlen(q[i].src) : 0;
+        if (l) memcpy(p, q[i].src, l);
+        p[l] = 0;
+        p += l + 1;
+    }
+    cs_mpi_bcast(&len, sizeof len);
+    cs_mpi_bcast(b, len);
+    free(b);
+    return (int64_t)sizeof len + len;
+}
+
+void recv_srcs(cs_an_query *q, int64_t nq, char **blob) {
+    int64_t len = 0;
+    cs_mpi_bcast(&len, sizeof len);
+    free(*blob);
+    if (!(*blob = malloc((size_t)(len > 0 ? len : 1)))) {
+        fprintf(stderr, "copyscope: analyze: rank %d of %d: out of memory for the generations' paths\n",
+                cs_mpi_rank(), cs_mpi_size());
+        exit(CLI_FAIL);
+    }
+    cs_mpi_bcast(*blob, len);
+    /* never rank 0's pointers: each src into this rank's blob, or NULL
+     * (a path cut short, which cannot happen, also gives NULL) */
+    const char *p = *blob, *end = *blob + len;
+    for (int64_t i = 0; i < nq; i++) {
+        const char *z = p < end ? memchr(p, 0, (size_t)(end - p)) : NULL;
+        q[i].src = z && z > p ? p : NULL;
+        p = z ? z + 1 : end;
+    }
+}
+
 /* The first round (a match or an embedding search): every rank loads the
  * references it owns (the whole index's ids broadcast). */
 int init_ranks(cli_mpi_an *c, const cs_an_refs *r, cs_err *err) {
@@ -81,13 +123,20 @@ int init_ranks(cli_mpi_an *c, const cs_an_refs *r, cs_err *err) {
     c->me.r = r;
     /* on failure the job stops at the first round (the others wait in it) */
     if (side_runs(&c->me, &c->own, r->ids, r->n)) return cs_fail(err, CS_ENOMEM, "analyze: out of memory");
-    if (!c->range || r->thumbs != c->range) return side_copy(&c->me, &c->mine, r, s, (int)h.what, err);
+    /* the part veto at 256 px (an_part.h) on rank 0's share as in one
+     * process: the same sources (r->fine, on rank 0's store) */
+    if (!c->range || r->thumbs != c->range) {
+        if (side_copy(&c->me, &c->mine, r, s, (int)h.what, err)) return -1;
+        c->mine.fine = r->fine;
+        return 0;
+    }
     /* r's pixels are not here: rank 0 reads its own shards as the other ranks read theirs */
     if (load_shards(&c->mine, &c->me.grow, cs_store_path(c->store), &c->own, r->ids, r->n, (int)h.what, s, err))
         return -1;
     if (c->mine.n != c->me.scanned)
         return cs_fail(err, CS_EINTERNAL, "analyze: %lld references in rank 0's shards, %lld in the index's rows",
                        (long long)c->mine.n, (long long)c->me.scanned);
+    c->mine.fine = r->fine;
     c->me.r = &c->mine;
     c->from_shards = 1;
     if (c->me.nrun) { /* its references are one run of mine's rows */
@@ -265,11 +314,21 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
     int64_t lf_total = 0;
     int64_t *ids = NULL, n = 0, held = 0;
     cs_an_query *q = NULL;
+    char *qsrc = NULL; /* q's paths (recv_srcs) */
+    /* the references' sources by the whole index's id (the manifest's
+     * main.refs holds every shard's rows; an unsharded store its own), for
+     * the part veto at 256 px on this rank's candidates as in one process */
+    cs_fine_refs fine;
+    int fine_open = 0;
     if (cs_store_open_readonly(&s, db, &err)) {
         fprintf(stderr, "copyscope: analyze: rank %d of %d: %s\n", rank, size, err.msg);
         failed = 1;
     }
     if (s) owners_open(&own, s);
+    if (s) {
+        cs_fine_open(&fine, s);
+        fine_open = 1;
+    }
     int threads = o->threads > 0 ? o->threads : cs_threads();
     for (;;) {
         round_head h;
@@ -290,6 +349,7 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
                 else if (sub.n != me.scanned)
                     failed = cs_fail(&err, CS_EINTERNAL, "%lld references in its %s, %lld in the index's rows",
                                      (long long)sub.n, own.n_off ? "shards" : "run", (long long)me.scanned);
+                sub.fine = fine_open ? &fine : NULL;
                 me.r = &sub;
                 if (me.nrun) { /* its references are one run of sub's rows */
                     me.run[0] = 0;
@@ -325,6 +385,7 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
                 exit(CLI_FAIL); /* the round must be received to go on: stop the job (mpirun ends every rank) */
             }
             cs_mpi_bcast(q, h.nq * (int64_t)sizeof *q);
+            recv_srcs(q, h.nq, &qsrc);
         }
         if (h.kind == R_SCAN) {
             if (scan_round(&h, &me, q, threads, failed)) failed = 1;
@@ -335,9 +396,11 @@ int cli_mpi_analyze_worker(const char *db, const cs_analyze_opts *o) {
     long long tsize = 0, trss = debug_on() ? thumbs_rss_kib(&tsize, NULL) : -1;
     debug_line(held, me.scanned, n, &emb, trss, tsize, &lf, lf_total);
     free(q);
+    free(qsrc);
     free(ids);
     side_free(&me);
     cs_an_refs_free(&sub);
+    if (fine_open) cs_fine_close(&fine);
     free(own.off);
     cs_an_emb_part_close(&emb);
     lf_share_free(&lf);

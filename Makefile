@@ -26,7 +26,7 @@ DEB_PKGS = build-essential libopenblas-dev libpng-dev libjpeg62-turbo-dev libsql
            libcjson-dev zlib1g-dev libutf8proc-dev libdivsufsort-dev libfaiss-dev \
            libxml2-utils nettle-dev libarchive-dev libopencv-features2d-dev libopencv-calib3d-dev \
            libdnnl-dev \
-           sqlite3 time python3 python3-numpy clang libclang-rt-dev \
+           sqlite3 time python3 python3-numpy python3-pil clang libclang-rt-dev \
            libopenmpi-dev openmpi-bin
 # The anchors `make bench` measures beside our figures (FAISS, PyTorch, numpy).
 BENCH_PKGS = python3-faiss python3-numpy python3-torch python3-torchvision python3-pil librsvg2-bin

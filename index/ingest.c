@@ -65,7 +65,7 @@ struct ing_ctx {
     /* sharded add (opts->shard_n > 0): the units' weights from the counting
      * pass, the run [unit_lo, unit_hi) this shard owns, the work pass's count */
     int shard_k, shard_n;
-    int64_t *unit_w;        /* bytes + 4096 (so many small files weigh too); < 0: a tar shard */
+    int64_t *unit_w;        /* bytes + ING_FIXED_BYTES (ing_unit); < 0: a tar shard */
     int64_t n_units, cap_units, unit_next, unit_lo, unit_hi;
     int unit_oom;
 };
@@ -88,6 +88,16 @@ void ing_job_clear(ing_job *j) {
 int ing_counting(const ing_ctx *c) { return c->counting; }
 int ing_no_thumbs(const ing_ctx *c) { return c->no_thumbs; }
 
+/* A unit's weight in the shards' cut: its bytes (the decode, which grows
+ * with them) plus the work every image costs whatever its size (the
+ * thumbnail, the hashes, SIFT at 256 px), in bytes of decode. Measured here
+ * (session 9, docs/BENCHMARKS.md, CPU of `index add -j 1`): that fixed part
+ * is ~7.7 ms an image, and decoding costs ~30 ns a byte of PNG and ~76 ns a
+ * byte of JPEG (4K wallpapers), so it weighs as 100-250 KB of file: 128 KiB.
+ * With 4 KiB, a folder of small icons (1-3 KB each) was cut by their bytes
+ * and one rank got 30 % more work than the other (h17a). */
+enum { ING_FIXED_BYTES = 128 << 10 };
+
 int ing_unit(ing_ctx *c, const char *path) {
     if (c->shard_n <= 0) return 1;
     if (!c->counting) {
@@ -105,7 +115,7 @@ int ing_unit(ing_ctx *c, const char *path) {
         c->cap_units = cap;
     }
     struct stat sb;
-    int64_t w = 4096 + (stat(path, &sb) == 0 ? (int64_t)sb.st_size : 0);
+    int64_t w = ING_FIXED_BYTES + (stat(path, &sb) == 0 ? (int64_t)sb.st_size : 0);
     c->unit_w[c->n_units++] = ing_is_tar_name(path) ? -w : w;
     return 1;
 }

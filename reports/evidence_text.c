@@ -291,22 +291,26 @@ static void tl2_sentences(cs_buf *b, const cJSON *tl2, const cs_rthresh *t) {
 
 static void rev_sentences(cs_buf *b, const cJSON *ev, const cs_rthresh *t);
 
-/* What the replaced-part veto saw (analyze/lf_part.h, the check that tells
- * a template twin from a copy): its verdict, the resolution compared and
- * why, the blur given to the reference, and the largest unexplained region. */
+/* What the replaced-part veto saw (analyze/lf_part.h, the check that keeps
+ * a template twin from a verdict of these rules): whether it found a part,
+ * the resolution compared and why, the blur given to the reference, and the
+ * region it judged. A part found vetoes only the rules it belongs to: a
+ * copy by the pixels (copy_tl2) can still carry the local rule's "part". */
 static void part_sentence(cs_buf *b, const cJSON *rp, const char *whose) {
     if (!cJSON_IsObject(rp) || isnan(jnum(rp, "cells"))) return;
     const char *wr = cJSON_GetStringValue(jget(rp, "working_resolution"));
     double px = jnum(rp, "pixels"), blur = jnum(rp, "reference_blur_px");
-    cs_buf_printf(b, "Replaced part (%s; the check against a template twin, which differs from its reference in one "
-                     "part): %s; compared at %.0f px",
-                  whose, cJSON_IsTrue(jget(rp, "replaced")) ? "yes, another picture" : "none", isnan(px) ? 64 : px);
+    cs_buf_printf(b, "Replaced-part check of the %s (what keeps a template twin, a reference that differs in one "
+                     "part, from their verdict): %s; compared at %.0f px",
+                  whose, cJSON_IsTrue(jget(rp, "replaced")) ? "a part found, so they do not flag this pair"
+                                                            : "no part found",
+                  isnan(px) ? 64 : px);
     if (wr && wr[0] == '6') cs_buf_printf(b, " (%s)", wr + (strncmp(wr, "64: ", 4) ? 0 : 4));
     if (!isnan(blur) && blur > 0)
         cs_buf_printf(b, ", the reference blurred by %.1f px to the generation's own blur", blur);
-    cs_buf_printf(b, "; %.0f of %.0f cells differ, the largest region %.0f cells", jnum(rp, "cells_differing"),
-                  jnum(rp, "cells"), jnum(rp, "largest_region"));
-    if (cJSON_IsTrue(jget(rp, "caption_band"))) cs_buf_puts(b, ", a band at the top or bottom edge (a caption)");
+    cs_buf_printf(b, "; %.0f of %.0f cells differ, the largest region judged %.0f cells",
+                  jnum(rp, "cells_differing"), jnum(rp, "cells"), jnum(rp, "largest_region"));
+    if (cJSON_IsTrue(jget(rp, "caption_band"))) cs_buf_puts(b, " (a band at the top or bottom edge set aside as a caption)");
     cs_buf_puts(b, ".\n");
 }
 
@@ -364,7 +368,7 @@ static void rev_sentences(cs_buf *b, const cJSON *ev, const cs_rthresh *t) {
                              "not a recoloured part).\n",
                           hue, 100 * jnum(col, "global_fit_share"), jnum(col, "parts_recoloured"),
                           jnum(col, "parts"));
-        part_sentence(b, jget(lf, "replaced_part"), "local features");
+        part_sentence(b, jget(lf, "replaced_part"), "local-feature rules");
     }
     if (cJSON_IsObject(tl2)) part_sentence(b, jget(tl2, "replaced_part"), "pixel rules");
     const cJSON *pc = jget(ev, "pixel_comparison"); /* analyze/an_roundtrip.c */

@@ -37,13 +37,15 @@ static void test_local_sentences(void) {
                        "parts recoloured") != NULL, "%s", b.p);
     CHECK(strstr(b.p, "-0\xc2\xb0") == NULL);
     /* what the replaced-part veto saw, for each rule family that measured it */
-    CHECKF(strstr(b.p, "Replaced part (local features; the check against a template twin, which differs from its "
-                       "reference in one part): none; compared at 256 px, the reference blurred by 1.4 px to the "
-                       "generation's own blur; 346 of 3906 cells differ, the largest region 346 cells, a band at the "
-                       "top or bottom edge (a caption).") != NULL, "%s", b.p);
-    CHECKF(strstr(b.p, "Replaced part (pixel rules; the check against a template twin, which differs from its "
-                       "reference in one part): yes, another picture; compared at 64 px (reference source missing); "
-                       "40 of 256 cells differ, the largest region 31 cells.") != NULL, "%s", b.p);
+    CHECKF(strstr(b.p, "Replaced-part check of the local-feature rules (what keeps a template twin, a reference "
+                       "that differs in one part, from their verdict): no part found; compared at 256 px, the "
+                       "reference blurred by 1.4 px to the generation's own blur; 346 of 3906 cells differ, the "
+                       "largest region judged 346 cells (a band at the top or bottom edge set aside as a caption).") !=
+               NULL, "%s", b.p);
+    CHECKF(strstr(b.p, "Replaced-part check of the pixel rules (what keeps a template twin, a reference that "
+                       "differs in one part, from their verdict): a part found, so they do not flag this pair; "
+                       "compared at 64 px (reference source missing); 40 of 256 cells differ, the largest region "
+                       "judged 31 cells.") != NULL, "%s", b.p);
     cs_buf_free(&b);
     /* no local object: no local sentence */
     cJSON_DeleteItemFromObject(ev, "local");

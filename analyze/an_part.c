@@ -99,7 +99,7 @@ void cs_an_part_al(cs_an_cand *c, const cs_an_refs *r, const cs_an_query *q, con
     cs_lfc_measure_map_few(r->thumbs + (int64_t)c->row * S * S * 3, S, S, q->thumb, S, S, S, m, s->lf_colour_tol,
                            CS_LFP_MIN_PX, &kc, map);
     cs_lfp_measure(map, S, &c->part_al);
-    cs_lfp_shape(&c->part_al, kc.recolour >= 0 ? kc.parts_recoloured : -1);
+    cs_lfp_shape(&c->part_al, cs_lfc_parts_moved(&kc));
     c->part_al.fine = fine; /* 64 px, and why where 256 was asked */
 }
 
@@ -133,7 +133,7 @@ static void measure_fine(const uint8_t *ref, const uint8_t *pred, int rw, int rh
      * (lf_part.c: its cells are pixels, not shares of the side) */
     cs_lfc_measure_map_pred(ref, pred, rw, rh, gen, gw, gh, CS_FINE_SIDE, m_orig, tol, CS_LFP_MIN_PX, &kc, map);
     cs_lfp_measure(map, CS_FINE_SIDE, out);
-    cs_lfp_shape(out, kc.recolour >= 0 ? kc.parts_recoloured : -1);
+    cs_lfp_shape(out, cs_lfc_parts_moved(&kc));
     out->fine = CS_FINE_OK;
 }
 

@@ -224,6 +224,77 @@ void cs_lfc_measure_map(const uint8_t *ref, int rw, int rh, const uint8_t *gen, 
     cs_lfc_measure_map_few(ref, rw, rh, gen, gw, gh, S, m, tol, 0, out, map);
 }
 
+/* the fit's prediction of colour c reaches 0 or 1 in a channel: the edit
+ * saturates it, and every colour beyond it lands there too */
+static int saturated(const float *c, const double *p) {
+    float L = luma(c);
+    for (int k = 0; k < 3; k++) {
+        double v = p[0] * c[k] + p[1] * L + p[2 + k];
+        if (v <= 0 || v >= 1) return 1;
+    }
+    return 0;
+}
+
+/* RMS distance of two colours in [0,1] */
+static float rms3(const float *a, const float *b) {
+    float s = 0;
+    for (int k = 0; k < 3; k++) s += (a[k] - b[k]) * (a[k] - b[k]);
+    return sqrtf(s / 3);
+}
+
+/* Of the recoloured parts (cnt[b]: bin b's compared pixels, cnt[512 + b]:
+ * those unexplained), how many are painted over: most of their unexplained
+ * pixels show, under the fit, another colour of the reference, one the fit
+ * explains where the reference has it (a big bin not recoloured; its mean
+ * colour is its representative, the bins being 1/8 of a channel wide).
+ * A colour the edit moved beyond the fit takes a new colour, its own
+ * edited; a shape drawn elsewhere (a twin's other emblem) leaves the
+ * reference's old shape covered by the body around it, or by the new
+ * shape's colour where the twins share a palette (lf_part.h, condition
+ * 3b). Two bounds keep an edit's error from passing for a cover:
+ *  - another colour, not the part's own shade: a shaded part (a ball's
+ *    gradient) spans several bins, and a pixel an edit moved beyond the
+ *    fit lands on a neighbouring shade as easily as on its own; the
+ *    covering colour differs from the part's by more than the tolerance on
+ *    both sides (2 tol, RMS), so that the pixel is explained as the one and
+ *    not the other by a margin, not by the fit's rounding;
+ *  - a colour the fit does not saturate: an edit that pushes a colour to 0
+ *    or 1 in a channel (brightness or contrast clipping a light grey and
+ *    white alike) lands every colour beyond it there too, which the fit's
+ *    linear family may leave unexplained; landing on a clipped colour says
+ *    nothing of a shape.
+ * gr: the generation's pixels with the fit's hue rotation undone. */
+static int painted_parts(const float (*r)[3], const float (*gr)[3], const uint16_t *bin, const uint8_t *use, int n,
+                         const int *cnt, int part_px, const double *p, double tol) {
+    float(*mean)[3] = calloc(512, sizeof *mean);
+    int *other = calloc(512, sizeof(int)), painted = 0;
+    int16_t *expl = malloc(512 * sizeof(int16_t)); /* the explained, unsaturated big bins, listed */
+    int ne = 0;
+    if (!mean || !other || !expl) goto out;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 3; k++) mean[bin[i]][k] += r[i][k];
+    for (int b = 0; b < 512; b++) {
+        if (!cnt[b]) continue;
+        for (int k = 0; k < 3; k++) mean[b][k] /= (float)cnt[b];
+        if (cnt[b] >= part_px && !(2 * cnt[512 + b] > cnt[b]) && !saturated(mean[b], p)) expl[ne++] = (int16_t)b;
+    }
+    for (int i = 0; i < n; i++) {
+        int b = bin[i];
+        if (use[i] || cnt[b] < part_px || !(2 * cnt[512 + b] > cnt[b])) continue;
+        for (int e = 0; e < ne; e++)
+            if (rms3(mean[expl[e]], mean[b]) > 2 * tol && resid(mean[expl[e]], gr[i], p) <= tol) {
+                other[b]++;
+                break;
+            }
+    }
+    for (int b = 0; b < 512; b++) painted += cnt[b] >= part_px && 2 * cnt[512 + b] > cnt[b] && 2 * other[b] > cnt[512 + b];
+out:
+    free(mean);
+    free(other);
+    free(expl);
+    return painted;
+}
+
 void cs_lfc_measure_map_few(const uint8_t *ref, int rw, int rh, const uint8_t *gen, int gw, int gh, int S,
                             const double m[6], double tol, int few, cs_lfc *out, uint8_t *map) {
     cs_lfc_measure_map_pred(ref, ref, rw, rh, gen, gw, gh, S, m, tol, few, out, map);
@@ -388,10 +459,11 @@ void cs_lfc_measure_map_pred(const uint8_t *ref, const uint8_t *pred, int rw, in
         rparts += big && changed;
         if (changed) rec += cnt[512 + b];
     }
-    free(cnt);
     out->recolour = (float)rec / (float)n;
     out->parts = parts;
     out->parts_recoloured = rparts;
+    out->parts_painted = rparts ? painted_parts(r, gr, bin, best_use, n, cnt, part_px, best_p, tol) : 0;
+    free(cnt);
 out:
     free(r);
     free(g);

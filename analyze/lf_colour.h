@@ -47,7 +47,15 @@ typedef struct {
     int compared;     /* pixels compared */
     int parts;        /* the reference's colours (bins) with at least CS_LFC_PART_PX pixels compared */
     int parts_recoloured; /* ... of which most pixels differ */
+    int parts_painted;    /* ... of which most unexplained pixels show another of the reference's colours,
+                             one the fit explains: the part covered, not recoloured (lf_part.h, 3b) */
 } cs_lfc;
+
+/* The parts recoloured to a new colour (recoloured and not painted over),
+ * the input of lf_part.h's condition 3b (cs_lfp_shape); -1: not measured. */
+static inline int cs_lfc_parts_moved(const cs_lfc *k) {
+    return k->recolour >= 0 ? k->parts_recoloured - k->parts_painted : -1;
+}
 
 /* At least this many flat pixels must be compared (one 8x8 block of the
  * 64 px thumbnail), else recolour = -1 (not measured). */

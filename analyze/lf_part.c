@@ -42,6 +42,7 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
     out->grid = C * C;
     /* state: 0 = too few compared pixels, 1 = explained, 2 = differs */
     uint8_t st[MAXC * MAXC];
+    int ext[4] = {C, C, -1, -1};
     for (int cy = 0; cy < C; cy++)
         for (int cx = 0; cx < C; cx++) {
             int cmp = 0, dif = 0;
@@ -54,6 +55,12 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
             int s = 4 * cmp < CELL * CELL ? 0 : 2 * dif > cmp ? 2 : 1;
             st[cy * C + cx] = (uint8_t)s;
             out->cells += s != 0;
+            if (s) { /* the compared picture's extent, in cells */
+                if (cx < ext[0]) ext[0] = cx;
+                if (cy < ext[1]) ext[1] = cy;
+                if (cx > ext[2]) ext[2] = cx;
+                if (cy > ext[3]) ext[3] = cy;
+            }
             out->differ += s == 2;
         }
     /* an uncompared cell between differing ones (a glyph's outline inside
@@ -155,13 +162,22 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
         }
     int bw = out->box[2] - out->box[0] + 1, bh = out->box[3] - out->box[1] + 1;
     int lo = bw < bh ? bw : bh, hi = bw < bh ? bh : bw;
+    /* 3b: solid, and one place of the picture. A region that fills less
+     * than half of its box may be one replaced part where the box is a
+     * place in the picture (a face's eyes and mouth); one whose box spans
+     * the compared picture both ways is residue spread across it (an
+     * edit's error along every shape). Spanning a side: leaving less than
+     * a quarter of it outside the box, the share condition 4 allows a
+     * caption band, the least of a picture taken as a place of its own */
+    int ew = ext[2] - ext[0] + 1, eh = ext[3] - ext[1] + 1;
+    int place = 4 * bw <= 3 * ew || 4 * bh <= 3 * eh;
     out->shape = out->area && 3 * lo >= hi && 2 * out->part >= out->differ - cap_cells &&
-                 2 * out->thick >= out->part && 2 * out->differ < out->cells;
+                 2 * out->thick >= out->part && 2 * out->differ < out->cells && place;
     out->replaced = out->area && 3 * lo >= hi && 2 * out->part >= out->differ - cap_cells &&
                     2 * out->part >= bw * bh && 2 * out->differ < out->cells;
 }
 
-void cs_lfp_shape(cs_lfp *p, int parts_recoloured) {
-    p->recoloured = parts_recoloured;
-    if (p->shape && parts_recoloured == 0) p->replaced = 1;
+void cs_lfp_shape(cs_lfp *p, int parts_moved) {
+    p->recoloured = parts_moved;
+    if (p->shape && parts_moved == 0) p->replaced = 1;
 }

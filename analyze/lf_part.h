@@ -29,7 +29,8 @@
  *     band (its long side at most 3x its short side): a strip along an
  *     edge is an overlay or the registration error of a rotation's border;
  *     or (3b, cs_lfp_shape, below) no band, solid, and no colour of the
- *     reference recoloured by the fit that made the map;
+ *     reference moved to a new colour by the fit that made the map (one
+ *     painted over by the body around it is no move);
  *  4. it is no caption: a region touching the top or bottom of the
  *     generation and no taller than a quarter of it is a text band laid
  *     over the copy, which a copy may have; such bands, and every region
@@ -80,7 +81,8 @@ typedef struct {
     int measured;     /* 1: measured (or nothing to measure with); 0: not asked (analyze/an_part.h) */
     int side;         /* S of the map measured: 64 (the thumbnails) or 256 (the working image) */
     int fine;         /* part_lf: analyze/fine_ref.h's CS_FINE_* (whether 256 px, else why 64 px) */
-    int recoloured;   /* parts_recoloured of the colour fit that made the map (cs_lfp_shape), -1: unknown */
+    int recoloured;   /* parts moved to a new colour by the colour fit that made the map (cs_lfc_parts_moved,
+                         cs_lfp_shape), -1: unknown */
     float blur;       /* sigma (px at side) of the Gaussian blur of the reference the map was measured
                          with: the generation's blur relative to it (analyze/lf_blur.h); 0: none */
 } cs_lfp;
@@ -96,14 +98,24 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out);
  * by less than half). Such a region is still a replaced part when
  *  - it is solid: at least half of its cells hold a 2x2 block of
  *    unexplained pixels (condition 6 everywhere, not once: an outline's
- *    residue is a line, its cells thin), and
- *  - the colour fit recoloured no colour of the reference wherever it
- *    occurs (parts_recoloured 0, analyze/lf_colour.h): its unexplained
- *    pixels are colours that agree elsewhere and differ in place, another
- *    shape, not a colour the edit moved beyond the fit (that leaves its
- *    colour recoloured wherever it occurs, and the recolour rule judges it).
- * parts_recoloured: of the colour fit that made the map; < 0: unknown (no
+ *    residue is a line, its cells thin),
+ *  - it is one place: its bounding box leaves at least a quarter of the
+ *    compared picture's width or height outside it (the share condition 4
+ *    allows a caption band); a region whose box spans the picture both
+ *    ways is an edit's residue along every shape, not a part, and
+ *  - the colour fit moved no colour of the reference to a new colour
+ *    (cs_lfc_parts_moved 0, analyze/lf_colour.h): its unexplained pixels
+ *    are colours that agree elsewhere and differ in place, another shape,
+ *    not a colour the edit moved beyond the fit (that leaves its colour
+ *    recoloured wherever it occurs, to a colour of its own, and the
+ *    recolour rule judges it). A colour recoloured because another shape
+ *    covers it is no such move: where a twin draws its emblem elsewhere,
+ *    the old emblem's colour, at most of its pixels, shows the body around
+ *    it (a colour of the reference the fit explains), so it counts as
+ *    recoloured wherever it occurs and yet is painted over
+ *    (parts_painted), the mark of a shape replaced.
+ * parts_moved: of the colour fit that made the map; < 0: unknown (no
  * change). Sets p->replaced when the shape holds. */
-void cs_lfp_shape(cs_lfp *p, int parts_recoloured);
+void cs_lfp_shape(cs_lfp *p, int parts_moved);
 
 #endif

@@ -584,7 +584,7 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
         cs_lfc_measure_map(r->thumbs + (int64_t)row * S * S * 3, c->lf.ref_w, c->lf.ref_h, q->thumb, c->lf.gen_w,
                            c->lf.gen_h, S, c->lf.m_orig, s->lf_colour_tol, &k, map);
         cs_lfp_measure(map, S, &c->part_lf);
-        cs_lfp_shape(&c->part_lf, k.recolour >= 0 ? k.parts_recoloured : -1);
+        cs_lfp_shape(&c->part_lf, cs_lfc_parts_moved(&k));
         c->lf.recolour = k.recolour;
         c->lf.colour_fit = k.fit;
         c->lf.hue_deg = k.hue_deg;

@@ -27,13 +27,19 @@ static const double YELLOW[3] = {255, 204, 77}, BROWN[3] = {102, 69, 0}, RED[3] 
                     WHITE[3] = {255, 255, 255}, SKIN[3] = {166, 110, 60}, BLUE[3] = {70, 130, 220}, CANVAS[3] = {60, 140, 90};
 
 /* the reference at (x, y) of its 256 px original; recolour 1: the face in
- * blue (a colour variant), 2: in a darker skin tone */
+ * blue (a colour variant), 2: in a darker skin tone, 3: the mouth drawn
+ * higher (a template twin: another shape in the reference's own colours),
+ * 4: the mouth in blue in place (one part recoloured, to a new colour),
+ * 5: with g_shade, the mouth's darker half in the lighter red */
+static const double DARKRED[3] = {120, 40, 40};
+static int g_shade; /* 1: the mouth's right half a darker red (both pictures; recolour 5 aside) */
 static void face_at(double x, double y, int recolour, double out[3]) {
     const double *c = WHITE;
     if ((x - 128) * (x - 128) + (y - 128) * (y - 128) <= 100 * 100) c = recolour == 1 ? BLUE : recolour == 2 ? SKIN : YELLOW;
     if ((x - 90) * (x - 90) + (y - 105) * (y - 105) <= 16 * 16 || (x - 166) * (x - 166) + (y - 105) * (y - 105) <= 16 * 16)
         c = BROWN;
-    if (x >= 80 && x <= 176 && y >= 155 && y <= 180) c = RED;
+    if (x >= 80 && x <= 176 && (recolour == 3 ? y >= 127 && y <= 152 : y >= 155 && y <= 180))
+        c = recolour == 4 ? BLUE : g_shade && x > 128 && recolour != 5 ? DARKRED : RED;
     memcpy(out, c, sizeof(double) * 3);
 }
 
@@ -169,6 +175,37 @@ static void test_measure(void) {
  * the white background's 255 -> 255 pulled the gain to 1.1 and the light
  * greys (227 -> 254) were unexplained (asserted of the full fit, which keeps
  * its two starts: the colour verdict is not the part measurement). */
+/* parts_painted (lf_part.h, condition 3b): a twin whose mouth is drawn
+ * elsewhere leaves the old mouth's pixels showing the face's yellow, a
+ * colour the fit explains where the reference has it: recoloured, and
+ * painted over. The mouth recoloured in place to a colour the reference
+ * does not have, or to its own other shade, is recoloured, not painted; a
+ * global edit neither. */
+static void test_painted(void) {
+    cs_lfc o;
+    gen_spec twin = {1, 0, 0, 3, 0, 0}, tone = {1, 0, 0, 4, 0, 0}, edit = {1, 0, 0, 0, 0, 1};
+    measure(&twin, &o);
+    CHECKF(o.parts_recoloured >= 1 && o.parts_painted == o.parts_recoloured && cs_lfc_parts_moved(&o) == 0,
+           "the mouth moved: %d of %d parts recoloured, %d painted over", o.parts_recoloured, o.parts, o.parts_painted);
+    measure(&tone, &o);
+    CHECKF(o.parts_recoloured >= 1 && o.parts_painted == 0 && cs_lfc_parts_moved(&o) == o.parts_recoloured,
+           "the mouth recoloured in place: %d of %d parts recoloured, %d painted over", o.parts_recoloured, o.parts,
+           o.parts_painted);
+    measure(&edit, &o);
+    CHECKF(o.parts_recoloured == 0 && o.parts_painted == 0, "a global edit: %d recoloured, %d painted over",
+           o.parts_recoloured, o.parts_painted);
+    /* a shaded mouth (red and a darker red) whose darker half turns to the
+     * other shade: a colour moved by less than the fit's tolerance on both
+     * sides from its neighbour is its own shade, not a cover */
+    gen_spec shade = {1, 0, 0, 5, 0, 0};
+    g_shade = 1;
+    measure(&shade, &o);
+    g_shade = 0;
+    CHECKF(o.parts_recoloured >= 1 && o.parts_painted == 0,
+           "the darker half of the mouth in the lighter red: %d of %d parts recoloured, %d painted over (fit %g, %d compared)",
+           o.parts_recoloured, o.parts, o.parts_painted, o.fit, o.compared);
+}
+
 static void test_clipped_contrast(void) {
     static uint8_t ref[D], gen[D];
     for (int y = 0; y < S; y++)
@@ -265,6 +302,7 @@ static void test_hue_rotate(void) {
 int main(void) {
     RUN(test_hue_rotate);
     RUN(test_measure);
+    RUN(test_painted);
     RUN(test_clipped_contrast);
     RUN(test_verdict);
     return T_DONE();

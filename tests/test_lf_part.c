@@ -82,6 +82,25 @@ static void test_shape(void) {
     cs_lfp_shape(&p, 0);
     CHECKF(p.part == 7 && p.area && p.thick == 1 && !p.shape && !p.replaced,
            "outline: part %d area %d solid %d shape %d replaced %d", p.part, p.area, p.thick, p.shape, p.replaced);
+    /* solid cells along the diagonal of the whole picture (an edit's error
+     * along a row of shapes, linked): solid, no band, a common body, but
+     * its box spans the picture both ways (14 of 16 cells), so no place of
+     * it: no shape */
+    memset(map, 1, sizeof map);
+    for (int k = 1; k < 15; k++) cell(map, k, k, 1);
+    cs_lfp_measure(map, S, &p);
+    cs_lfp_shape(&p, 0);
+    CHECKF(p.part == 14 && p.thick == 14 && 2 * p.differ < p.cells && !p.shape && !p.replaced,
+           "diagonal: part %d solid %d differ %d of %d, shape %d replaced %d", p.part, p.thick, p.differ, p.cells,
+           p.shape, p.replaced);
+    /* a shorter run (a face's features): its box leaves more than a
+     * quarter of the picture outside it (12 of 16 cells), a shape */
+    memset(map, 1, sizeof map);
+    for (int k = 0; k < 12; k++) cell(map, 2 + k, 2 + k, 1);
+    cs_lfp_measure(map, S, &p);
+    cs_lfp_shape(&p, 0);
+    CHECKF(p.part == 12 && p.shape && p.replaced, "a short diagonal: part %d shape %d replaced %d", p.part, p.shape,
+           p.replaced);
 }
 
 static void test_maps(void) {

@@ -138,6 +138,8 @@ int cs_embedder_describe(cs_embedder *e, const cs_image *imgs, int n, float *out
 
 int cs_embedder_mirrors(const cs_embedder *e) { return e->spec.kind == EMB_TINY; }
 
+int cs_embedder_calibrated(const cs_embedder *e) { return e->spec.kind == EMB_SSCD; }
+
 int cs_embedder_describe_mirror(cs_embedder *e, const cs_image *imgs, int n, float *out, cs_err *err) {
     if (e->spec.kind != EMB_TINY) return cs_fail(err, CS_EUSAGE, "%s: no mirrored description", e->spec.column);
     /* the thumbnail's columns reversed: the thumbnail of the mirror image

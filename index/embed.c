@@ -898,3 +898,18 @@ int cs_embed_search(cs_store *s, const char *column, const float *q, int nq, int
     cs_vecstore_close(&vs);
     return rc;
 }
+
+int cs_embed_default_ready(cs_store *s, int *ready, int64_t *n_ok, cs_err *err) {
+    char *mp = tiny_model_path(s);
+    if (!mp) return cs_fail(err, CS_ENOMEM, "out of memory");
+    int have_model = !access(mp, F_OK);
+    free(mp);
+    if (count_ok(s, n_ok, err)) return -1;
+    /* A PCA learnt from k references has at most k - 1 components; it is kept
+     * for every later add (old and new rows must stay comparable), so one
+     * learnt from fewer than CS_TINY_DIM + 1 would leave some of the
+     * CS_TINY_DIM dimensions zero for good. The default waits for that many
+     * (an explicit --embedder tiny learns from what is there). */
+    *ready = have_model || *n_ok >= CS_TINY_DIM + 1;
+    return 0;
+}

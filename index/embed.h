@@ -92,6 +92,10 @@ int cs_embedder_mirrors(const cs_embedder *e);
 int cs_embedder_calibrated(const cs_embedder *e);
 /* The descriptors of the mirror images of imgs (cs_embedder_mirrors only). */
 int cs_embedder_describe_mirror(cs_embedder *e, const cs_image *imgs, int n, float *out, cs_err *err);
+/* index add's default embedder (tiny, cli/cmd_index.c): *ready = 1 when the
+ * store has its PCA already or enough ok references (*n_ok) to learn all of
+ * its CS_TINY_DIM components. */
+int cs_embed_default_ready(cs_store *s, int *ready, int64_t *n_ok, cs_err *err);
 
 /* The embedders whose columns exist beside store s: names[*n], caller frees
  * each and the array. */

@@ -470,10 +470,16 @@ static int cmd_index_stats(int argc, char **argv) {
         printf("descriptors");
         for (cJSON *d = desc->child; d; d = d->next) printf("  %s: %lld", d->string, (long long)d->valuedouble);
         printf("\nembeddings");
-        if (!cols->child) /* index add builds tiny by default from CS_TINY_DIM + 1 references (its PCA) */
+        /* index add builds tiny by default from CS_TINY_DIM + 1 ok references
+         * (its PCA); a store past that without one was added with --no-embedder
+         * (or before the default) */
+        if (!cols->child && ok < CS_TINY_DIM + 1)
             printf("  none (index add builds the tiny one by default once %d references are ok; "
                    "'index add --embedder tiny' builds it now)",
                    CS_TINY_DIM + 1);
+        else if (!cols->child)
+            printf("  none (added with --no-embedder, or before the default; 'index add --embedder tiny' builds "
+                   "the tiny one, which analyze searches for candidates and ranking)");
         for (cJSON *d = cols->child; d; d = d->next) {
             cJSON *r = cJSON_GetObjectItem(d, "rows"), *dm = cJSON_GetObjectItem(d, "dim");
             if (r) printf("  %s: %lld x %d", cJSON_GetObjectItem(d, "name")->valuestring, (long long)r->valuedouble,

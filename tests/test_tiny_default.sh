@@ -48,6 +48,8 @@ $B index add $A --db "$T/t.db" "$T/c" >"$T/out" 2>"$T/err"; rc=$?
 $B index add $A --no-embedder --db "$T/n.db" "$T/a" "$T/b" >"$T/out" 2>"$T/err"; rc=$?
 [ $rc -eq 0 ] && [ ! -e "$T/n.db.vec-tiny" ] && [ ! -e "$T/n.db.tinydesc.safetensors" ] \
     && ! grep -q "embedder\|tiny" "$T/out" "$T/err" && ok no_embedder || { bad no_embedder; cat "$T/out" "$T/err"; }
+$B index stats --db "$T/n.db" | grep -q "^embeddings  none (added with --no-embedder, or before the default; 'index add --embedder tiny' builds" \
+    && ok stats_says_opted_out || bad stats_says_opted_out
 $B analyze --db "$T/n.db" --images "$T/q" -q >"$T/out" 2>"$T/err" && ok analyze_without_column \
     || { bad analyze_without_column; cat "$T/err"; }
 # the query, an indexed reference, is found with its tiny cosine where the column is there

@@ -13,7 +13,7 @@
 #  - the default column ranks but decides no verdict (embed_near counts only
 #    an embedder calibrated for SSCD's 0.75, index/embed.h): every 2nd emoji
 #    indexed, six held-out ones (distinct pictures: another flag, skin tone,
-#    guard's gender, clock hour) have an indexed neighbour at tiny cosine
+#    guard's gender, a woman's gesture, clock hour) have an indexed neighbour at tiny cosine
 #    0.81-0.98 with the pixels within embed_confirm_tl2 (0.126-0.146), so
 #    embed_near flagged all six with this column before; now none is flagged
 #    by it and the evidence still names the neighbour with its tiny cosine.

@@ -746,6 +746,7 @@ static void judge_one(void *vctx, int64_t j, int thread) {
     for (int k = 0; k < nr; k++) {
         cs_an_cand *a = &cand[k], b = {.emb_cos = -2};
         a->emb_cos = -2;
+        a->emb_calibrated = q->emb_calibrated;
         for (int t = 0; t < res->n_emb; t++)
             if (res->emb[t].row == rows[k]) a->emb_cos = res->emb[t].score;
         memset(&a->lf, 0, sizeof a->lf);

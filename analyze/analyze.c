@@ -425,6 +425,7 @@ static int search_embeddings(an_state *A, emb_scratch *e, int64_t off, int64_t n
         cs_an_query *qq = &A->q[idx[b]];
         item *x = &A->it.v[idx[b]];
         x->emb_bias = (float)A->set->sscd_beta * bias[b];
+        qq->emb_calibrated = cs_embedder_calibrated(A->emb); /* may embed_near count these cosines */
         int64_t mid[2 * CS_AN_K];
         float msc[2 * CS_AN_K];
         int nm = e->ek;

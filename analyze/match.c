@@ -509,10 +509,12 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
     const cs_tl2_cfg *cfg = &r->cfg;
     const int D = cs_tl2_dim(cfg), T = cs_tl2_tiles(cfg);
     float emb = c->emb_cos; /* set by the caller before refinement, or -2 */
+    int emb_cal = c->emb_calibrated;
     cs_lfv_match lf = c->lf; /* likewise (inliers 0: none) */
     memset(c, 0, sizeof *c);
     c->row = row;
     c->emb_cos = emb;
+    c->emb_calibrated = emb_cal;
     c->lf = lf;
     c->lf.recolour = -1;
     c->pdq = c->phash = c->dhash = -1;
@@ -748,6 +750,7 @@ static void cands_one(void *vctx, int64_t i, int thread) {
     for (int m = 0; m < nc; m++) {
         cand[m].row = rows[m];
         cand[m].emb_cos = -2;
+        cand[m].emb_calibrated = q->emb_calibrated;
         for (int j = 0; j < res->n_emb; j++)
             if (res->emb[j].row == rows[m]) cand[m].emb_cos = res->emb[j].score;
         memset(&cand[m].lf, 0, sizeof cand[m].lf);

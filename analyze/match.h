@@ -92,6 +92,8 @@ typedef struct {
     int n_emb;
     int32_t emb_row[CS_AN_K];
     float emb_cos[CS_AN_K];
+    int emb_calibrated;         /* 1: embed_near is calibrated for these cosines (index/embed.h:
+                                 * cs_embedder_calibrated); 0: they rank, the verdict ignores them */
     /* optional local-feature hits supplied by the caller: the references
      * whose keypoints verified geometrically (analyze/lf_verify.h), by
      * share of verified keypoints descending; log10_nfa1 already holds the
@@ -160,6 +162,7 @@ typedef struct {
     int pdq, phash, dhash; /* Hamming (best of mirror), -1 = no hashes */
     int pdq_q_ref;
     float emb_cos;       /* -2 = no embedding score for this pair */
+    int emb_calibrated;  /* the query's emb_calibrated: embed_near may count emb_cos */
     cs_lfv_match lf;     /* local-feature verification (inliers 0: none for this pair) */
     cs_lfp part_al;      /* replaced part after the pixel alignment (box), analyze/lf_part.h; cells 0: not measured */
     cs_lfp part_lf;      /* ... after the verified local-feature geometry */

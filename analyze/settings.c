@@ -40,7 +40,8 @@ const cs_an_setting_info cs_an_setting_table[] = {
         "Carlini et al.'s delta = 0.15",
         "PDQ evidence counts only when the aligned tiled L2 is at or below this"),
     ROW(embed_near, 0.75, "Pizzi et al. 2022 (SSCD): ~90% precision above 0.75",
-        "embedding cosine at or above this: near-copy"),
+        "embedding cosine at or above this, from an embedder it is calibrated for (SSCD; the tiny "
+        "column ranks candidates but its cosine decides no verdict): near-copy"),
     ROW(embed_confirm_tl2, 0.15,
         "ours, as pdq_confirm_tl2 (Carlini et al. 2023 s4.2: delta = 0.15): embed_near's 0.75 is "
         "SSCD's; the tiny whitened-pixel embedder passes it for 17% of distinct twemoji-64 pictures "

@@ -7,6 +7,8 @@
  *              or PDQ <= pdq_near with both qualities >= pdq_min_quality
  *              and the pixels within pdq_confirm_tl2 (unconfirmed when the
  *              index has no thumbnails), or embedding cosine >= embed_near
+ *              from an embedder that threshold is calibrated for (SSCD, not
+ *              tiny: index/embed.h cs_embedder_calibrated)
  *              with the pixels within embed_confirm_tl2 (unconfirmed when
  *              the index has no thumbnails),
  *              or Gu et al.'s ratio test d1/d2 < ratio_max with d1 <= ratio_tl2.
@@ -77,11 +79,14 @@ void cs_an_verdict_cand(cs_an_cand *c, int gen_pdq_quality, const cs_an_settings
         c->rule = "pdq_near";
         return;
     }
-    /* An embedding ranks by what it was trained or fitted to see, and its
-     * threshold is calibrated for one embedder (SSCD's 0.75): the tiny
-     * whitened-pixel descriptor passes it for emoji of the same layout and
-     * palette. Where the pixels can be checked they must agree, as for PDQ. */
-    if (c->emb_cos > -2 && c->emb_cos >= s->embed_near &&
+    /* An embedding ranks by what it was trained or fitted to see, and the
+     * threshold is calibrated for one embedder (SSCD's 0.75): only an
+     * embedder calibrated for it counts here (index/embed.h:
+     * cs_embedder_calibrated). The tiny whitened-pixel descriptor passes
+     * 0.75 for emoji of the same layout and palette and is a function of
+     * the very pixels the rules above judge, so it ranks but decides
+     * nothing. Where the pixels can be checked they must agree, as for PDQ. */
+    if (c->emb_calibrated && c->emb_cos > -2 && c->emb_cos >= s->embed_near &&
         (!isfinite(c->d_al) || (c->d_al <= s->embed_confirm_tl2 && !(c->ambiguous & CS_AN_AMBIG_TL2)))) {
         /* no thumbnails: unconfirmed; pixels as close to a distinct reference confirm neither */
         c->verdict = CS_V_NEAR;

@@ -17,6 +17,7 @@
 #include "index/ingest.h"
 #include "index/localfeat.h"
 #include "index/refs_info.h"
+#include "index/tinydesc.h"
 #include "index/vecstore.h"
 
 int cmd_index_background(int argc, char **argv); /* cli/cmd_index_background.c */
@@ -37,7 +38,7 @@ static void usage_index(FILE *f) {
 static void usage_add(FILE *f) {
     fprintf(f,
             "usage: copyscope index add [--db PATH] [-j N] [--max-pixels N] [--batch N] [--timings]\n"
-            "                           [--embedder NAME[:WEIGHTS]] [--no-local-features] PATH...\n\n"
+            "                           [--embedder NAME[:WEIGHTS] | --no-embedder] [--no-local-features] PATH...\n\n"
             "Adds reference images to the index. PATH may be:\n"
             "  a folder      walked recursively (symbolic links to folders are not followed);\n"
             "                .png .jpg .jpeg files are images, .tar/.tar.gz files are shards\n"
@@ -73,7 +74,11 @@ static void usage_add(FILE *f) {
             "  --embedder SPEC   after adding, compute the embedding of every reference that lacks\n"
             "                    one (PATH may then be omitted): 'tiny' (built in, from the\n"
             "                    thumbnails) or 'sscd:WEIGHTS.safetensors' (SSCD ResNet-50; see\n"
-            "                    scripts/convert_sscd.py; each tar shard is read once)\n"
+            "                    scripts/convert_sscd.py; each tar shard is read once).\n"
+            "                    Default: 'tiny', once the store holds %d ok references (its\n"
+            "                    PCA, learnt then and kept, needs them for all %d dimensions)\n"
+            "  --no-embedder     skip the default tiny embedding (256 floats, 1 KiB a reference);\n"
+            "                    faster, the analysis then has no global embedding\n"
             "  --embed-q8        store new embedding columns at 8 bits a value plus a scale per\n"
             "                    reference (516 B instead of 2 KiB for 512-d; docs/SCALE.md)\n"
             "  --attribution TEXT  the credit/licence line of these references, shown beside\n"
@@ -82,7 +87,7 @@ static void usage_add(FILE *f) {
             "exit status: 0 when at least one input is in the index (added, duplicate or already\n"
             "there), even if others were recorded as errors; 1 when nothing could be read at all\n"
             "or the database failed; 2 on a usage error.\n",
-            (long long)(64LL * 1024 * 1024));
+            (long long)(64LL * 1024 * 1024), CS_TINY_DIM + 1, CS_TINY_DIM);
 }
 
 static const struct option add_opts[] = {
@@ -92,7 +97,8 @@ static const struct option add_opts[] = {
     {"embedder", required_argument, 0, 'E'},   {"attribution", required_argument, 0, 'A'},
     {"no-local-features", no_argument, 0, 'L'}, {"json", no_argument, 0, 'J'},
     {"shards", required_argument, 0, 'S'},      {"no-thumbs", no_argument, 0, 'T'},
-    {"embed-q8", no_argument, 0, 'Q'},          {0, 0, 0, 0}};
+    {"embed-q8", no_argument, 0, 'Q'},          {"no-embedder", no_argument, 0, 'N'},
+    {0, 0, 0, 0}};
 
 /* index add --attribution: the licence/credit line reports show beside every
  * reference (meta key 'attribution'). */
@@ -156,10 +162,30 @@ static int refresh_vote_index(cs_store *s, cs_err *err) {
     return rc;
 }
 
+/* index add's default embedder (no --embedder, no --no-embedder): tiny, once
+ * the store is large enough to learn its PCA (cs_embed_default_ready). 1: add
+ * it; 0: not yet (a note says so); -1: the store failed. */
+static int default_embedder_ready(const char *db) {
+    cs_err err = {0};
+    cs_store *s;
+    if (cs_store_open(&s, db ? db : cli_default_db(), &err)) return cli_fail(&err), -1;
+    int ready = 0;
+    int64_t n_ok = 0;
+    int rc = cs_embed_default_ready(s, &ready, &n_ok, &err);
+    cs_store_close(s);
+    if (rc) return cli_fail(&err), -1;
+    if (!ready && cs_mpi_rank() == 0)
+        fprintf(stderr,
+                "copyscope: index add: no tiny embedding yet: %lld ok references, its PCA is learnt from %d or "
+                "more (--embedder tiny builds it now)\n",
+                (long long)n_ok, CS_TINY_DIM + 1);
+    return ready;
+}
+
 static int cmd_index_add(int argc, char **argv) {
     const char *db = NULL, *embedder = NULL, *attribution = NULL;
     cs_ingest_opts o = {.local_features = 1};
-    int timings = 0, json = 0, c, shards = 0;
+    int timings = 0, json = 0, c, shards = 0, no_embedder = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "j:h", add_opts, NULL)) != -1) {
         char *end;
@@ -184,6 +210,7 @@ static int cmd_index_add(int argc, char **argv) {
         case 'J': json = 1; break;
         case 'T': o.no_thumbs = 1; break;
         case 'Q': embed_q8 = 1; break;
+        case 'N': no_embedder = 1; break;
         case 'S':
             shards = (int)strtol(optarg, &end, 10);
             if (*end || shards <= 0 || shards > 4096) return cli_usage_error("index add: bad --shards '%s'", optarg);
@@ -192,8 +219,13 @@ static int cmd_index_add(int argc, char **argv) {
         default: return cli_usage_hint("index add");
         }
     }
+    if (embedder && no_embedder) return cli_usage_error("index add: --embedder and --no-embedder together");
     if (optind >= argc && !embedder && !attribution)
         return cli_usage_error("index add: no PATH given (see copyscope index add --help)");
+    /* the default: the tiny embedding after the references (issue 13: a
+     * colour shift or a caption that the hashes miss; decided once they are
+     * in, see default_embedder_ready) */
+    int embed_default = optind < argc && !embedder && !no_embedder;
     if (json && (shards > 0 || cs_mpi_size() > 1)) /* each rank prints its own shard's lines */
         return cli_usage_error("index add: --json is not available for a sharded add (--shards or mpirun)");
     cJSON *js = json ? cJSON_CreateObject() : NULL;
@@ -213,6 +245,11 @@ static int cmd_index_add(int argc, char **argv) {
     }
     if (cs_mpi_size() > 1 || shards > 0) { /* a sharded store (cli/cli_mpi.h); under mpirun each rank embeds its shard */
         int r = cli_index_add_sharded(db ? db : cli_default_db(), argv + optind, argc - optind, &o, shards, timings);
+        if (!r && embed_default) {
+            int ready = default_embedder_ready(db);
+            if (ready < 0) return CLI_FAIL;
+            if (ready) embedder = "tiny";
+        }
         if (!r && embedder && cs_mpi_size() > 1)
             return cli_mpi_embed(db ? db : cli_default_db(), embedder, embed_q8, o.threads, timings);
         return r || !embedder ? r : add_embeddings(db, embedder, o.threads, o.progress, NULL);
@@ -259,6 +296,11 @@ static int cmd_index_add(int argc, char **argv) {
         cJSON_AddNumberToObject(js, "already_indexed", (double)st.skipped);
         cJSON_AddNumberToObject(js, "caption_notes", (double)st.notes);
         cJSON_AddNumberToObject(js, "seconds", st.t_total);
+    }
+    if (embed_default) {
+        int ready = default_embedder_ready(db);
+        if (ready < 0) return cJSON_Delete(js), CLI_FAIL;
+        if (ready) embedder = "tiny";
     }
     if (embedder && (rc = add_embeddings(db, embedder, o.threads, o.progress, js))) return cJSON_Delete(js), rc;
     return json ? cli_json_end(js) : CLI_OK;
@@ -428,7 +470,16 @@ static int cmd_index_stats(int argc, char **argv) {
         printf("descriptors");
         for (cJSON *d = desc->child; d; d = d->next) printf("  %s: %lld", d->string, (long long)d->valuedouble);
         printf("\nembeddings");
-        if (!cols->child) printf("  none");
+        /* index add builds tiny by default from CS_TINY_DIM + 1 ok references
+         * (its PCA); a store past that without one was added with --no-embedder
+         * (or before the default) */
+        if (!cols->child && ok < CS_TINY_DIM + 1)
+            printf("  none (index add builds the tiny one by default once %d references are ok; "
+                   "'index add --embedder tiny' builds it now)",
+                   CS_TINY_DIM + 1);
+        else if (!cols->child)
+            printf("  none (added with --no-embedder, or before the default; 'index add --embedder tiny' builds "
+                   "the tiny one, which analyze searches for candidates and ranking)");
         for (cJSON *d = cols->child; d; d = d->next) {
             cJSON *r = cJSON_GetObjectItem(d, "rows"), *dm = cJSON_GetObjectItem(d, "dim");
             if (r) printf("  %s: %lld x %d", cJSON_GetObjectItem(d, "name")->valuestring, (long long)r->valuedouble,

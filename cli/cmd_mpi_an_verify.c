@@ -84,6 +84,7 @@ static void verify_gen(void *vctx, int64_t i, int thread) {
         memset(c, 0, sizeof *c);
         c->row = (int32_t)x->loc[j];
         c->emb_cos = x->req[j].emb_cos;
+        c->emb_calibrated = x->q[i].emb_calibrated;
         c->lf = x->req[j].lf;
         cs_an_verify(c, x->r, x->req[j].align, qp, qp + D, q16, ql, x->req[j].gen_q, x->s);
         c->row = x->req[j].row; /* the whole index's row again */

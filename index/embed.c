@@ -138,6 +138,8 @@ int cs_embedder_describe(cs_embedder *e, const cs_image *imgs, int n, float *out
 
 int cs_embedder_mirrors(const cs_embedder *e) { return e->spec.kind == EMB_TINY; }
 
+int cs_embedder_calibrated(const cs_embedder *e) { return e->spec.kind == EMB_SSCD; }
+
 int cs_embedder_describe_mirror(cs_embedder *e, const cs_image *imgs, int n, float *out, cs_err *err) {
     if (e->spec.kind != EMB_TINY) return cs_fail(err, CS_EUSAGE, "%s: no mirrored description", e->spec.column);
     /* the thumbnail's columns reversed: the thumbnail of the mirror image
@@ -895,4 +897,19 @@ int cs_embed_search(cs_store *s, const char *column, const float *q, int nq, int
     free(rows);
     cs_vecstore_close(&vs);
     return rc;
+}
+
+int cs_embed_default_ready(cs_store *s, int *ready, int64_t *n_ok, cs_err *err) {
+    char *mp = tiny_model_path(s);
+    if (!mp) return cs_fail(err, CS_ENOMEM, "out of memory");
+    int have_model = !access(mp, F_OK);
+    free(mp);
+    if (count_ok(s, n_ok, err)) return -1;
+    /* A PCA learnt from k references has at most k - 1 components; it is kept
+     * for every later add (old and new rows must stay comparable), so one
+     * learnt from fewer than CS_TINY_DIM + 1 would leave some of the
+     * CS_TINY_DIM dimensions zero for good. The default waits for that many
+     * (an explicit --embedder tiny learns from what is there). */
+    *ready = have_model || *n_ok >= CS_TINY_DIM + 1;
+    return 0;
 }

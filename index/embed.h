@@ -80,8 +80,22 @@ int cs_embedder_describe(cs_embedder *e, const cs_image *imgs, int n, float *out
  * mirror image's vector (tiny: a 32x32 picture; SSCD is trained with flips
  * and a second ResNet-50 pass would double its cost, so 0). */
 int cs_embedder_mirrors(const cs_embedder *e);
+/* 1 when the analysis's embed_near threshold (analyze/settings.c: 0.75, Pizzi
+ * et al. 2022) is calibrated for this embedder's cosine, so that a cosine
+ * above it is evidence of a copy by itself: SSCD, trained to map an edited
+ * copy next to its source, measured at ~90 % precision above 0.75 on DISC21.
+ * 0 for tiny: a whitened PCA of the same 32x32 thumbnail pixels the tiled L2
+ * compares, fitted to no copies, so its cosine is no independent evidence
+ * and no threshold has been calibrated for it (template twins and an evenly
+ * offset sibling wallpaper pass 0.75); it retrieves and ranks candidates,
+ * and the evidence shows it, but it decides no verdict by itself. */
+int cs_embedder_calibrated(const cs_embedder *e);
 /* The descriptors of the mirror images of imgs (cs_embedder_mirrors only). */
 int cs_embedder_describe_mirror(cs_embedder *e, const cs_image *imgs, int n, float *out, cs_err *err);
+/* index add's default embedder (tiny, cli/cmd_index.c): *ready = 1 when the
+ * store has its PCA already or enough ok references (*n_ok) to learn all of
+ * its CS_TINY_DIM components. */
+int cs_embed_default_ready(cs_store *s, int *ready, int64_t *n_ok, cs_err *err);
 
 /* The embedders whose columns exist beside store s: names[*n], caller frees
  * each and the array. */

@@ -7,7 +7,8 @@
 #     into demo/cache/ and checked against a pinned sha256; the 1,911 base
 #     emoji (no skin-tone variants) go to demo/data/twemoji-64 with
 #     captions.jsonl (caption = the emoji's lower-cased name)
-#  2. reference index: copyscope index add (hashes, thumbnails, tiny embeddings)
+#  2. reference index: copyscope index add (hashes, thumbnails, local features
+#     and the tiny embedding: its defaults)
 #  3. text audit: the licence texts of Debian's base-files
 #     (/usr/share/common-licenses) as the corpus; prompts cut from it,
 #     completions by the built-in n-gram model, the audit
@@ -127,7 +128,6 @@ mkdir -p "$OUT"
 # ---- 2. index ----------------------------------------------------------------
 step 2 "reference index: copyscope index add $DATA --db $DB"
 "$BIN" index add "$DATA" --db "$DB" --attribution "$ATTRIBUTION"
-"$BIN" index add --embedder tiny --db "$DB"
 
 # ---- 3. text -----------------------------------------------------------------
 step 3 "text audit: Debian's licence texts (/usr/share/common-licenses), the n-gram model"

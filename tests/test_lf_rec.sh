@@ -25,7 +25,8 @@ filerec() { od -An -v -tx1 -j $((4096 * ($1 + 1))) -N 4096 "$R" | tr -d ' \n'; }
 tablerec() { sqlite3 "$T/i.db" "SELECT lower(hex(rec)) FROM ref_localfeat ORDER BY ref_id LIMIT 1 OFFSET $1"; }
 
 $B index add --db "$T/i.db" "$T/refs" >/dev/null 2>"$T/err"
-[ $? -eq 0 ] && [ "$(wc -c < "$R")" -eq $((4096 * 6)) ] && [ ! -s "$T/err" ] && ok add_writes_records || bad add_writes_records
+# (stderr: nothing but index add's note that 5 references are too few for the default tiny embedding)
+[ $? -eq 0 ] && [ "$(wc -c < "$R")" -eq $((4096 * 6)) ] && ! grep -v "no tiny embedding yet" "$T/err" && ok add_writes_records || bad add_writes_records
 [ "$(filerec 0)" = "$(tablerec 0)" ] && [ "$(filerec 4)" = "$(tablerec 4)" ] && ok file_holds_table_bytes || bad file_holds_table_bytes
 $B index stats --db "$T/i.db" > "$T/stats" 2>"$T/err"
 grep -q "SIFT records, mapped .*i.db.lfrec\$" "$T/stats" && ok stats_lists_it || { bad stats_lists_it; cat "$T/stats"; }

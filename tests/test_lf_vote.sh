@@ -21,7 +21,8 @@ findings() { sqlite3 "$T/i.db" "SELECT ref_id, verdict, severity, json_extract(e
 by_sha() { sqlite3 "$1" "SELECT r.sha256, f.verdict, f.severity, json_extract(f.evidence_json, '$.local') FROM findings f JOIN refs r ON r.id = f.ref_id WHERE f.generation_id = (SELECT max(id) FROM generations) ORDER BY r.sha256, f.id" 2>/dev/null; }
 
 $B index add --db "$T/i.db" "$T/refs" >/dev/null 2>"$T/err"
-[ $? -eq 0 ] && [ -s "$V" ] && [ ! -s "$T/err" ] && ok add_writes_side_file || bad add_writes_side_file
+# (stderr: nothing but index add's note that 4 references are too few for the default tiny embedding)
+[ $? -eq 0 ] && [ -s "$V" ] && ! grep -v "no tiny embedding yet" "$T/err" && ok add_writes_side_file || bad add_writes_side_file
 $B index stats --db "$T/i.db" > "$T/stats" 2>"$T/err"
 grep -q "ok .*SIFT vote index .*i.db.lfvote\$" "$T/stats" && ok stats_lists_it || { bad stats_lists_it; cat "$T/stats"; }
 

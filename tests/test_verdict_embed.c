@@ -11,6 +11,13 @@
  *   - some distinct emoji pass embed_near (cosine >= 0.75) with pixels far
  *     apart (aligned tiled L2 > embed_confirm_tl2): the threshold, calibrated
  *     for SSCD, does not transfer to the tiny descriptor;
+ *   - so a column whose embedder is not calibrated for embed_near (tiny,
+ *     emb_calibrated 0 as analyze.c hands it: index/embed.h
+ *     cs_embedder_calibrated) flags none of these pairs by embed_near, with
+ *     or without thumbnails, while the evidence keeps its cosine; the
+ *     claims below hand the same cosines in as a calibrated column's (an
+ *     SSCD-like column, synthetic: the SSCD model is not in the tests), to
+ *     test the rule's pixel check:
  *   - with thumbnails in the index none of them is a near-copy by
  *     embed_near (the pixels must confirm); with the check off
  *     (embed_confirm_tl2 = 10) they are, as before the check existed;
@@ -188,6 +195,25 @@ static void test_embed_near_needs_pixels(void) {
     cs_an_result *res = calloc((size_t)nq, sizeof *res);
     REQUIRE(res);
 
+    /* the tiny column as analyze.c hands it (not calibrated for embed_near):
+     * no pair flagged by embed_near, with thumbnails or without (where the
+     * calibrated column's rule flags every one, below); the cosine is kept */
+    for (int pass = 0; pass < 2; pass++) {
+        REQUIRE(judge(pass ? &without : &with, q, nq, &s, res) == 0);
+        int by_tiny = 0, best_emb = 0, kept = 0;
+        for (int i = 0; i < nq; i++) {
+            by_tiny += !strcmp(res[i].best.rule, "embed_near");
+            if (res[i].best.row != q[i].emb_row[0]) continue;
+            best_emb++;
+            kept += res[i].best.emb_cos == q[i].emb_cos[0];
+        }
+        printf("  tiny column (uncalibrated), %s thumbnails: %d flagged by embed_near\n", pass ? "without" : "with",
+               by_tiny);
+        CHECKF(by_tiny == 0, "%s thumbnails: %d of %d", pass ? "without" : "with", by_tiny, nq);
+        CHECKF(best_emb > 0 && kept == best_emb, "%d of %d cosines kept", kept, best_emb);
+    }
+    for (int i = 0; i < nq; i++) q[i].emb_calibrated = 1;
+
     /* with thumbnails: embed_near only where the pixels agree */
     REQUIRE(judge(&with, q, nq, &s, res) == 0);
     int by_embed = 0, far = 0;
@@ -240,6 +266,7 @@ static void test_embed_near_needs_pixels(void) {
         x->n_emb = 1;
         x->emb_row[0] = r;
         x->emb_cos[0] = c;
+        x->emb_calibrated = 1;
         nk++;
     }
     cs_an_result *res2 = calloc((size_t)nk + 1, sizeof *res2);

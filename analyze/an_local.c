@@ -200,19 +200,53 @@ static int window_image(const cs_image *img, const int win[4], uint8_t *out) {
     return rc;
 }
 
+/* The part measurement (cs_an_part_fine) of the generation's window win,
+ * resized into gen unless gen already holds it (have: the window it holds,
+ * updated). The grid is then counted over the whole generation at the
+ * window's cell size: cs_an_local_pixels takes coverage (a share of the
+ * whole generation) times grid as the cells the mapped reference covers.
+ * 0, or -1 (no memory: p says CS_FINE_UNDECODABLE). */
+static int part_in(const cs_image *img, const int win[4], const uint8_t *ref, int rw, int rh, const double m_orig[6],
+                   double tol, uint8_t *gen, int have[4], cs_lfp *p) {
+    if (memcmp(win, have, sizeof have[0] * 4)) {
+        have[0] = -1;
+        if (window_image(img, win, gen)) return -1;
+        memcpy(have, win, sizeof have[0] * 4);
+    }
+    double m[6]; /* the geometry in the window's pixels */
+    memcpy(m, m_orig, sizeof m);
+    m[2] -= win[0], m[5] -= win[1];
+    cs_an_part_fine(ref, rw, rh, gen, win[2], win[3], m, tol, p);
+    p->grid = (int)lround(p->grid * ((double)img->w * img->h) / ((double)win[2] * win[3]));
+    return 0;
+}
+
 /* Each wanted hit's part measurement at the working resolution
- * (q->lf_part, analyze/fine_ref.h), in the generation's window around the
- * reference (part_window), and the rivals without the twins it finds; a
- * hit that a fallen rival makes wanted is measured in the next round (at
- * most one round a hit). */
+ * (q->lf_part, analyze/fine_ref.h), and the rivals without the twins it
+ * finds; a hit that a fallen rival makes wanted is measured in the next
+ * round (at most one round a hit).
+ * Where the reference is a part of the generation (part_window smaller
+ * than the image) it is measured twice, in the window, at the reference's
+ * own scale, and in the whole generation at 256 px, as it was until
+ * session 10, and a part replaced in either is a part replaced (the
+ * measurement that found it is kept; else the window's). The two scales
+ * see different twins: the window resolves an emblem's thin strokes that
+ * the canvas's cells average away; the canvas's coarser cells merge a
+ * glyph's strokes into the one compact blob condition 3 asks for, which
+ * the window's finer cells see as strokes (s1 q0277, the gettext page
+ * "文A" against application-octet-stream's "?": window 103 cells in a
+ * 17 x 16 box, shape but not compact; canvas 47 in 10 x 9, replaced). A
+ * copy's residue is explained at both scales (each estimates its own
+ * blur, an_part.c), so asking both loses no copy that either keeps. */
 static void fine_hits(lf_ctx *c, int64_t j, cs_an_query *q) {
     enum { F = CS_FINE_SIDE };
     const cs_an_settings *s = c->A->set;
     const cs_image *img = &c->imgs[j];
+    const int whole[4] = {0, 0, img->w, img->h};
     memset(q->lf_part, 0, sizeof q->lf_part);
     set_rivals(q, s);
-    uint8_t *gen = NULL, *ref = NULL;
-    int have[4] = {-1, -1, -1, -1}; /* the window gen holds: resized once for the hits that share it */
+    uint8_t *gw = NULL, *ga = NULL, *ref = NULL; /* the window's and the whole image's pixels */
+    int have_w[4] = {-1, -1, -1, -1}, have_a[4] = {-1, -1, -1, -1};
     for (int more = 1; more;) {
         more = 0;
         for (int k = 0; k < q->n_lf; k++) {
@@ -220,9 +254,10 @@ static void fine_hits(lf_ctx *c, int64_t j, cs_an_query *q) {
             if (p->fine != CS_FINE_NOT_ASKED || !fine_wanted(&q->lf[k], s)) continue;
             more = 1;
             p->fine = CS_FINE_UNDECODABLE;
-            if (!gen) gen = malloc((size_t)F * F * 3);
+            if (!gw) gw = malloc((size_t)F * F * 3);
+            if (!ga) ga = malloc((size_t)F * F * 3);
             if (!ref) ref = malloc((size_t)F * F * 3);
-            if (!gen || !ref) continue;
+            if (!gw || !ga || !ref) continue;
             int rw = 0, rh = 0;
             int st = cs_fine_ref_load(&c->fine, c->A->refs.ids[q->lf_row[k]], F, ref, &rw, &rh);
             if (st != CS_FINE_OK) {
@@ -231,20 +266,19 @@ static void fine_hits(lf_ctx *c, int64_t j, cs_an_query *q) {
             }
             int win[4];
             part_window(img, q->lf[k].m_orig, rw, rh, win);
-            if (memcmp(win, have, sizeof win)) {
-                have[0] = -1;
-                if (window_image(img, win, gen)) continue;
-                memcpy(have, win, sizeof have);
-            }
-            /* the geometry in the window's pixels */
-            double m[6];
-            memcpy(m, q->lf[k].m_orig, sizeof m);
-            m[2] -= win[0], m[5] -= win[1];
-            cs_an_part_fine(ref, rw, rh, gen, win[2], win[3], m, s->lf_colour_tol, p);
+            const int part = memcmp(win, whole, sizeof win) != 0;
+            if (part_in(img, part ? win : whole, ref, rw, rh, q->lf[k].m_orig, s->lf_colour_tol, part ? gw : ga,
+                        part ? have_w : have_a, p))
+                continue;
+            cs_lfp a;
+            if (part && !p->replaced &&
+                !part_in(img, whole, ref, rw, rh, q->lf[k].m_orig, s->lf_colour_tol, ga, have_a, &a) && a.replaced)
+                *p = a;
         }
         if (more) set_rivals(q, s);
     }
-    free(gen);
+    free(gw);
+    free(ga);
     free(ref);
 }
 

@@ -69,7 +69,11 @@ int cs_lfbox_extract(const cs_image *img, const cs_lfbox *b, cs_lf_set *out, cs_
  * The length of the record is no condition: a template twin of a plain
  * shape (a folder with an emblem against the plain folder, whose few
  * keypoints are its outline) is the pixels' to separate at the working
- * resolution (analyze/lf_part.h, fine_ref.h), as it is for the as-is match.
+ * resolution (analyze/lf_part.h, fine_ref.h), as it is for the as-is match,
+ * in the generation's window around the reference, where a twin embedded
+ * small keeps its emblem's strokes (analyze/an_local.c part_window; the
+ * whole canvas at 256 px showed a breeze folder's bookmark, embedded at
+ * 60 %, in 2.4 px strokes, and no cell differed).
  * (Until session 9 the view judged only full records, a condition taken
  * from copydet s1's folder distractors before that pixel check existed;
  * docs/BENCHMARKS.md h13m, h13e session 9.) ref is kept for the callers. */

@@ -146,6 +146,7 @@ static void add_local(cJSON *o, const an_state *A, const cs_an_cand *b) {
     cJSON_AddNumberToObject(l, "share", r4(m->score));
     cJSON_AddNumberToObject(l, "visible_keypoints", m->visible);
     cJSON_AddNumberToObject(l, "share_visible", r4(m->share_visible));
+    cJSON_AddNumberToObject(l, "extent", r4(m->extent));
     cJSON_AddNumberToObject(l, "rival_share", r4(m->rival));
     cJSON_AddNumberToObject(l, "scale", r4(m->scale));
     cJSON_AddNumberToObject(l, "log10_nfa", round(m->log10_nfa1 * 100) / 100);

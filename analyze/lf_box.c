@@ -55,7 +55,8 @@ int cs_lfbox_extract(const cs_image *img, const cs_lfbox *b, cs_lf_set *out, cs_
 }
 
 int cs_lfbox_accept(const cs_lfv_match *m, const cs_lf_set *ref, double min_share) {
-    if (m->inliers <= 0 || ref->n < CS_LF_REF_KP) return 0;
+    (void)ref;
+    if (m->inliers <= 0 || m->extent < min_share) return 0;
     const int rescaled = m->scale <= 1 / CS_LFV_SCALE_LEVEL || m->scale >= CS_LFV_SCALE_LEVEL;
     return rescaled || m->share_visible >= min_share;
 }
@@ -102,4 +103,10 @@ void cs_lfbox_to_query(const cs_lfbox *b, const cs_lf_set *q, const cs_lf_set *b
     m->visible = cs_lfv_visible((const float (*)[2])ref->xy, ref->size, ref->n, g, q->w, q->h, (float)(qmin * s));
     m->share_visible = (float)m->inliers / (float)(m->visible > CS_LFV_MIN_KP ? m->visible : CS_LFV_MIN_KP);
     if (m->share_visible > 1) m->share_visible = 1;
+    /* the extent against the same visible keypoints: the inlier box back in
+     * the reference's working px (ref_poly is in its original px) */
+    const double rs = ref->w ? (double)ref->orig_w / ref->w : 1;
+    const float ib[4] = {(float)(m->ref_poly[0][0] / rs), (float)(m->ref_poly[0][1] / rs),
+                         (float)(m->ref_poly[2][0] / rs), (float)(m->ref_poly[2][1] / rs)};
+    m->extent = cs_lfv_extent((const float (*)[2])ref->xy, ref->size, ref->n, g, q->w, q->h, (float)(qmin * s), ib);
 }

@@ -48,23 +48,35 @@ void cs_lfbox_find(const cs_lf_set *q, const cs_image *img, cs_lfbox *b);
 int cs_lfbox_extract(const cs_image *img, const cs_lfbox *b, cs_lf_set *out, cs_err *err);
 
 /* Whether a match verified on the box view (its own frame) may stand for
- * the generation. The view exists to bring a copy to the reference's scale;
- * there (within a SIFT scale level of 1) a copy re-detects the reference's
- * keypoints, so the verdict's excuse for a low share (a copy rescaled by a
- * level re-detects fewer of the reference's strongest keypoints, copy or
- * not: verdict.c) does not hold: a share of the visible reference keypoints
- * under min_share (the verdict's lf_min_share) is a shared detail, and the
- * as-is match stands instead. A match at another scale is the verdict's to
- * judge (accepted).
- * Nor does the view judge a reference whose record is short (fewer than
- * CS_LF_REF_KP keypoints: all SIFT finds in it, a plain shape with little
- * texture): its few keypoints are its outline's corners, which the view, at
- * the reference's scale, re-finds in any picture that draws the same shape
- * with more on it (on copydet s1 the plain folder verified 11 of its 12
- * keypoints inside two folders with an emblem, distractors); the share rule
- * has too little left to weigh there, and the as-is match stands. (Measured
- * cost: four short-record embeds of s1/s2 that the view would flag stay as
- * they were.) */
+ * the generation: it must reproduce a substantial share of the reference,
+ * min_share (the verdict's lf_min_share, the 3/8 that the pixel rule asks
+ * of the tiles, an area), in two senses:
+ *  - in extent (cs_lfv_extent): the verified keypoints span at least
+ *    min_share of the box of the reference keypoints the view could show.
+ *    The share of keypoints alone does not say it for a short record (fewer
+ *    than CS_LF_REF_KP keypoints: every one SIFT finds in a plain shape): a
+ *    handful of keypoints on one detail (the loop of a digit, turned)
+ *    passes 3/8 of a record of 15 while spanning 2 % of it. Where a copy
+ *    is, its keypoints span the reference; the tiles' share is an area too;
+ *  - in keypoints: the view exists to bring a copy to the reference's
+ *    scale; there (within a SIFT scale level of 1) a copy re-detects the
+ *    reference's keypoints, so the verdict's excuse for a low share (a copy
+ *    rescaled by a level re-detects fewer of the reference's strongest
+ *    keypoints, copy or not: verdict.c) does not hold: a share of the
+ *    visible reference keypoints under min_share is a shared detail, and
+ *    the as-is match stands instead. A match at another scale is the
+ *    verdict's to judge.
+ * The length of the record is no condition: a template twin of a plain
+ * shape (a folder with an emblem against the plain folder, whose few
+ * keypoints are its outline) is the pixels' to separate at the working
+ * resolution (analyze/lf_part.h, fine_ref.h), as it is for the as-is match,
+ * in the generation's window around the reference, where a twin embedded
+ * small keeps its emblem's strokes (analyze/an_local.c part_window; the
+ * whole canvas at 256 px showed a breeze folder's bookmark, embedded at
+ * 60 %, in 2.4 px strokes, and no cell differed).
+ * (Until session 9 the view judged only full records, a condition taken
+ * from copydet s1's folder distractors before that pixel check existed;
+ * docs/BENCHMARKS.md h13m, h13e session 9.) ref is kept for the callers. */
 int cs_lfbox_accept(const cs_lfv_match *m, const cs_lf_set *ref, double min_share);
 
 /* A match verified on the box view (crop frame; q: the as-is generation set,

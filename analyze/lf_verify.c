@@ -90,6 +90,23 @@ int cs_lfv_visible(const float (*xy)[2], const float *size, int n, const double 
     return v;
 }
 
+float cs_lfv_extent(const float (*xy)[2], const float *size, int n, const double *m, int qw, int qh,
+                    float q_min_size, const float ib[4]) {
+    const double sc = sqrt(m[0] * m[0] + m[3] * m[3]);
+    double x0 = ib[0], y0 = ib[1], x1 = ib[2], y1 = ib[3]; /* the inliers are shown: inside the box */
+    for (int j = 0; j < n; j++) {
+        float x, y;
+        apply_m(m, xy[j][0], xy[j][1], &x, &y);
+        if (x >= 0 && y >= 0 && x < qw && y < qh && size[j] * sc * CS_LFV_MAX_DSCALE >= q_min_size) {
+            x0 = fmin(x0, xy[j][0]), y0 = fmin(y0, xy[j][1]);
+            x1 = fmax(x1, xy[j][0]), y1 = fmax(y1, xy[j][1]);
+        }
+    }
+    const double a = fmax(ib[2] - ib[0], 1) * fmax(ib[3] - ib[1], 1), all = fmax(x1 - x0, 1) * fmax(y1 - y0, 1);
+    const double e = a / all;
+    return (float)(e < 1 ? e : 1);
+}
+
 /* Lowe's consistency (2004 s7.3): query keypoint i agrees with reference
  * keypoint j under a model of rotation theta (degrees) and scale sc in its
  * orientation and its scale, which a fit on positions alone ignores */
@@ -312,6 +329,8 @@ static int verify_one(const cs_lf_set *q, const cs_lf_set *r, cs_lfv_match *o, c
             x1 = fmaxf(x1, r->xy[j][0]);
             y1 = fmaxf(y1, r->xy[j][1]);
         }
+    const float ib[4] = {x0, y0, x1, y1};
+    o->extent = cs_lfv_extent((const float (*)[2])r->xy, r->size, r->n, m, q->w, q->h, qmin, ib);
     const float box[4][2] = {{x0, y0}, {x1, y0}, {x1, y1}, {x0, y1}};
     const float rs = r->w ? (float)r->orig_w / (float)r->w : 1, qs = q->w ? (float)q->orig_w / (float)q->w : 1;
     /* the model in original pixels: reference -> generation (as given, i.e.

@@ -80,6 +80,9 @@ typedef struct {
                               inside the query's working image, at a size the query's detection
                               reaches (cs_lfv_visible) */
     float share_visible;   /* inliers / max(visible, CS_LFV_MIN_KP), in [0, 1] */
+    float extent;          /* the inlier box's area over the box of the visible reference keypoints
+                              (with the inliers), in the reference: how much of what a copy could
+                              show the verified keypoints span (cs_lfv_extent), in [0, 1] */
     float scale;           /* the model's scale, working px (reference -> query) */
     float rival;           /* set by the analysis: the best share verified by ANOTHER reference
                               for the same generation (0: none), for the ratio test */
@@ -115,6 +118,16 @@ double cs_lfv_log10_nfa1(int m, int k, int qw, int qh);
  * copy under this geometry could reproduce are no evidence against it. */
 int cs_lfv_visible(const float (*xy)[2], const float *size, int n, const double *m, int qw, int qh,
                    float q_min_size);
+
+/* The extent of a match: the area of the inlier box ib (x0, y0, x1, y1,
+ * the reference's working px) over the area of the box of the reference
+ * keypoints a copy under m could show (cs_lfv_visible's test) joined with
+ * ib, each side at least 1 px (keypoints on one line still span it). The
+ * share_visible counts keypoints; this measures the part of the reference
+ * they span: a few keypoints of one detail (a loop of a glyph, a corner)
+ * can be a large share of a short record while spanning a speck of it. */
+float cs_lfv_extent(const float (*xy)[2], const float *size, int n, const double *m, int qw, int qh,
+                    float q_min_size, const float ib[4]);
 
 /* The guided matching of step 3 alone under the similarity m (reference
  * working px -> query working px): gq[r->n] gets each reference keypoint's

@@ -72,6 +72,9 @@ static void part_json(cJSON *o, const cs_lfp *p) {
     cJSON_AddBoolToObject(j, "area", p->area);
     cJSON_AddNumberToObject(j, "solid_cells", p->thick);
     cJSON_AddBoolToObject(j, "shape", p->shape);
+    /* the reference's colours the fit moved to a new colour (not painted
+     * over by another of its own): condition 3b holds only at 0 */
+    if (p->recoloured >= 0) cJSON_AddNumberToObject(j, "colours_moved", p->recoloured);
     cJSON_AddBoolToObject(j, "replaced", p->replaced);
     /* the pixels measured (analyze/fine_ref.h): 64 or 256 px, and why 64 where 256 was asked */
     cJSON_AddNumberToObject(j, "pixels", p->side);

@@ -131,6 +131,10 @@ static void test_twins_at_256(void) {
         CHECKF(flagged_with(&r1[2 + k], REF[k]) && !strcmp(r1[2 + k].extra, "256"),
                "copy q%d of %s: %s by %s with %s, pixels '%s'", 2 + k, REF[k], r1[2 + k].verdict, r1[2 + k].rule,
                r1[2 + k].ref, r1[2 + k].extra);
+        /* a copy's colours are all explained by the global fit: none moved
+         * (evidence replaced_part.colours_moved, condition 3b's input) */
+        CHECKF(r1[2 + k].evidence && strstr(r1[2 + k].evidence, "\"colours_moved\":0"),
+               "copy q%d: no colours_moved 0 in its evidence", 2 + k);
     }
     for (int k = 0; k < NQ; k++)
         CHECKF(r1[k].evidence && r2[k].evidence && !strcmp(r1[k].evidence, r2[k].evidence),

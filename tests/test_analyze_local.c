@@ -109,13 +109,10 @@ static void test_crop_rotate_embed(void) {
     char *refs[128];
     int nr = fx_twemoji_refs(IMG, SRC, 3, UNREL, 4, 5, NULL, refs, 128); /* none sharing a code point with the unrelated */
     REQUIRE(nr > 50);
-    cs_store *s;
-    unlink(db);
-    REQUIRE(cs_store_open(&s, db, &err) == 0);
-    cs_ingest_opts io = {.threads = 2, .local_features = 1};
-    cs_ingest_stats ist;
-    REQUIRE(cs_ingest_add(s, (const char *const *)refs, nr, &io, &ist, &err) == 0);
-    CHECKF(ist.added == nr, "%lld of %d added", (long long)ist.added, nr);
+    int64_t added = 0;
+    cs_store *s = fx_index_refs(db, refs, nr, &added, &err);
+    REQUIRE(s);
+    CHECKF(added == nr, "%lld of %d added", (long long)added, nr);
     /* analyse at 1 and 3 threads */
     fx_row r[3][7];
     memset(r, 0, sizeof r);

@@ -15,8 +15,11 @@
 
 #include <sqlite3.h>
 
+#include <unistd.h>
+
 #include "core/fs.h"
 #include "core/store.h"
+#include "index/ingest.h"
 
 static int fx_cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -72,6 +75,23 @@ typedef struct {
     char extra[96];                       /* the evidence at the test's JSON path, as text; "" when absent */
     char *evidence;                       /* without its analysis id; caller frees */
 } fx_row;
+
+/* A fresh store at db (any file there removed) holding refs, indexed with
+ * index add's defaults (local features on; 2 threads). *added: the
+ * references added. NULL with err set on failure; the caller closes it. */
+static inline cs_store *fx_index_refs(const char *db, char **refs, int nr, int64_t *added, cs_err *err) {
+    cs_store *s;
+    unlink(db);
+    if (cs_store_open(&s, db, err)) return NULL;
+    cs_ingest_opts io = {.threads = 2, .local_features = 1};
+    cs_ingest_stats ist;
+    if (cs_ingest_add(s, (const char *const *)refs, nr, &io, &ist, err)) {
+        cs_store_close(s);
+        return NULL;
+    }
+    *added = ist.added;
+    return s;
+}
 
 /* The findings of run_id by query file name qK (K < n) into r[K];
  * extra_path: a JSON path into the evidence read into r[K].extra (NULL:

@@ -246,13 +246,10 @@ static void test_embeds_flagged(void) {
     const char *out1[] = {OUT}, *keep[5] = {SRC[0], SRC[1], SRC[2], SRC[3], SHORT};
     int nr = fx_twemoji_refs(IMG, keep, 5, out1, 1, 0, NULL, refs, 128); /* not the one kept out */
     REQUIRE(nr > 50);
-    cs_store *s;
-    unlink(db);
-    REQUIRE(cs_store_open(&s, db, &err) == 0);
-    cs_ingest_opts io = {.threads = 2, .local_features = 1};
-    cs_ingest_stats ist;
-    REQUIRE(cs_ingest_add(s, (const char *const *)refs, nr, &io, &ist, &err) == 0);
-    CHECKF(ist.added == nr, "%lld of %d added", (long long)ist.added, nr);
+    int64_t added = 0;
+    cs_store *s = fx_index_refs(db, refs, nr, &added, &err);
+    REQUIRE(s);
+    CHECKF(added == nr, "%lld of %d added", (long long)added, nr);
     fx_row r[2][NQ];
     memset(r, 0, sizeof r);
     for (int t = 0; t < 2; t++) { /* 1 and 3 threads */
@@ -387,12 +384,9 @@ static void test_twin_embedded_small(void) {
     int nr = fx_twemoji_refs(IMG, NULL, 0, out1, 1, 0, NULL, refs, 127);
     REQUIRE(nr > 50);
     refs[nr++] = strdup(fold);
-    cs_store *s;
-    unlink(db);
-    REQUIRE(cs_store_open(&s, db, &err) == 0);
-    cs_ingest_opts io = {.threads = 2, .local_features = 1};
-    cs_ingest_stats ist;
-    REQUIRE(cs_ingest_add(s, (const char *const *)refs, nr, &io, &ist, &err) == 0);
+    int64_t added = 0;
+    cs_store *s = fx_index_refs(db, refs, nr, &added, &err);
+    REQUIRE(s);
     fx_row r[NT];
     memset(r, 0, sizeof r);
     cs_analyze_opts o = {0};

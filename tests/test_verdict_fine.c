@@ -115,11 +115,9 @@ static void test_twins_at_256(void) {
     char *refs[128];
     int nr = fx_twemoji_refs(IMG, REF, 2, TWIN, 2, 0, rdir, refs, 128); /* copied: the test moves one away */
     REQUIRE(nr > 50);
-    cs_store *s;
-    REQUIRE(cs_store_open(&s, db, &err) == 0);
-    cs_ingest_opts io = {.threads = 2, .local_features = 1};
-    cs_ingest_stats ist;
-    REQUIRE(cs_ingest_add(s, (const char *const *)refs, nr, &io, &ist, &err) == 0);
+    int64_t added = 0;
+    cs_store *s = fx_index_refs(db, refs, nr, &added, &err);
+    REQUIRE(s);
     fx_row r1[NQ], r2[NQ], r3[NQ];
     analyse(s, qdir, 1, r1);
     analyse(s, qdir, 2, r2);

@@ -1,4 +1,5 @@
-# copyscope — see README.md. `make` builds build/copyscope; `make test` runs
+# copyscope — see README.md. `make` builds build/copyscope (and
+# build/copyscope-mpi where mpicc is installed); `make test` runs
 # the tests; `make asan` builds with ASan+UBSan into build-asan and runs them.
 
 BUILD    ?= build
@@ -39,8 +40,9 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(LIB_CXX:%.cpp=$(BUILD)/%.o)
 CLI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
 MPI_BIN  := $(BUILD)/copyscope-mpi
 MPICC    ?= mpicc
-# make test also builds the MPI binary where mpicc is installed (not under
-# the sanitizers: Open MPI's own allocations would fail LeakSanitizer)
+# make and make test also build the MPI binary where mpicc is installed (not
+# under the sanitizers: Open MPI's own allocations would fail LeakSanitizer),
+# so a plain make after a pull leaves no stale build/copyscope-mpi behind
 HAVE_MPI := $(if $(SANITIZE),,$(shell command -v $(MPICC) 2>/dev/null))
 LIB      := $(BUILD)/libcopyscope.a
 BIN      := $(BUILD)/copyscope
@@ -51,7 +53,7 @@ LINK     := $(if $(LIB_CXX),$(CXX),$(CC))
 
 .SECONDARY:
 .PHONY: all mpi test asan bench bench-deps run deps install clean valgrind fuzz demo-model
-all: $(BIN)
+all: $(BIN) $(if $(HAVE_MPI),$(MPI_BIN))
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -123,38 +123,60 @@ out:
     return rc;
 }
 
-int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const char *factory, cs_err *err) {
-    *out = NULL;
-    cs_lf_index *ix = calloc(1, sizeof *ix);
-    if (ix) ix->simd_max = 2;
+int64_t *lf_desc_first(int64_t n, const uint8_t *recs) {
     int64_t *first = malloc(sizeof(int64_t) * (size_t)(n + 1));
-    float *x = NULL;
-    int rc = -1;
-    if (!ix || !first) {
-        cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld records", (long long)n);
-        goto out;
-    }
+    if (!first) return NULL;
     int64_t nd = 0;
     for (int64_t i = 0; i < n; i++) {
         first[i] = nd;
         nd += rec_nk(recs + (size_t)i * CS_LF_RECORD);
     }
     first[n] = nd;
-    int64_t nt = nd < CS_LF_MAX_TRAIN ? nd : CS_LF_MAX_TRAIN;
+    return first;
+}
+
+float *lf_train_sample(int64_t n, const uint8_t *recs, const int64_t *first, int64_t *nt) {
+    int64_t nd = first[n];
+    *nt = nd < CS_LF_MAX_TRAIN ? nd : CS_LF_MAX_TRAIN;
+    float *x = malloc(sizeof(float) * 128 * (size_t)(*nt ? *nt : 1));
+    if (!x) return NULL;
+    /* an evenly spaced subset: the records follow the sources' order */
+    for (int64_t i = 0; i < *nt; i++) gather(recs, first, n, i * nd / *nt, 1, x + i * 128);
+    return x;
+}
+
+int lf_faiss_untrained(cs_faiss **f, const char *factory, cs_err *err) {
+    if (cs_faiss_new(f, 128, factory, 0, err)) return -1;
+    if (!cs_faiss_is_trained(*f) && cs_faiss_nlist(*f) > 0 &&
+        (cs_faiss_set_train_sample(*f, 64, 10, err) || cs_faiss_set_param(*f, "by_residual", 0, err))) {
+        cs_faiss_free(*f);
+        *f = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int cs_lf_index_build(cs_lf_index **out, int64_t n, const uint8_t *recs, const char *factory, cs_err *err) {
+    *out = NULL;
+    cs_lf_index *ix = calloc(1, sizeof *ix);
+    if (ix) ix->simd_max = 2;
+    int64_t *first = lf_desc_first(n, recs);
+    float *x = NULL;
+    int rc = -1;
+    if (!ix || !first) {
+        cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld records", (long long)n);
+        goto out;
+    }
+    int64_t nd = first[n], nt = 0;
     int nprobe = CS_LF_NPROBE;
     if (!factory) cs_lf_default_factory(nd, ix->factory, sizeof ix->factory, &nprobe);
     else snprintf(ix->factory, sizeof ix->factory, "%s", factory);
-    if (cs_faiss_new(&ix->f, 128, ix->factory, 0, err)) goto out;
+    if (lf_faiss_untrained(&ix->f, ix->factory, err)) goto out;
     if (!cs_faiss_is_trained(ix->f)) {
-        if (!(x = malloc(sizeof(float) * 128 * (size_t)(nt ? nt : 1)))) {
+        if (!(x = lf_train_sample(n, recs, first, &nt))) {
             cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld descriptors", (long long)nt);
             goto out;
         }
-        /* an evenly spaced subset: the records follow the sources' order */
-        for (int64_t i = 0; i < nt; i++) gather(recs, first, n, i * nd / nt, 1, x + i * 128);
-        if (cs_faiss_nlist(ix->f) > 0 && (cs_faiss_set_train_sample(ix->f, 64, 10, err) ||
-                                          cs_faiss_set_param(ix->f, "by_residual", 0, err)))
-            goto out;
         if (cs_faiss_train(ix->f, nt, x, err)) goto out;
         free(x);
         x = NULL;

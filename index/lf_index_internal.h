@@ -61,6 +61,18 @@ int lf_vote(const cs_lf_index *ix, const int64_t *rows, int n, int32_t *hit, cs_
             cs_lf_vote *out);
 
 /* lf_index.c */
+/* The training cs_lf_index_build does, which lf_quant.c's cs_lf_qtrain
+ * repeats in steps from the same three functions (the same bytes:
+ * test_lf_shard). lf_desc_first: each record's first descriptor number,
+ * first[n + 1] malloc'd (first[n]: all nd of them), NULL when out of memory.
+ * lf_train_sample: the sample trained on, at most CS_LF_MAX_TRAIN of the nd
+ * descriptors evenly spaced, x[*nt][128] malloc'd (NULL when out of memory,
+ * *nt set). lf_faiss_untrained: a new index of factory and, where it has lists to
+ * train, the training parameters (64 points per centroid, 10 iterations,
+ * codes not of the residual). */
+int64_t *lf_desc_first(int64_t n, const uint8_t *recs);
+float *lf_train_sample(int64_t n, const uint8_t *recs, const int64_t *first, int64_t *nt);
+int lf_faiss_untrained(cs_faiss **f, const char *factory, cs_err *err);
 /* appends the descriptors of records [from, n) to ix (owners from, from + 1, ...) */
 int lf_index_append(cs_lf_index *ix, int64_t from, int64_t n, const uint8_t *recs, cs_err *err);
 /* ends a side file whose head was written (ok): the FAISS index, a tail, the atomic rename */

@@ -17,18 +17,6 @@ void cs_lf_quant_counts(int64_t n, const uint8_t *recs, uint8_t *cnt) {
     for (int64_t i = 0; i < n; i++) cnt[i] = (uint8_t)rec_nk(recs + (size_t)i * CS_LF_RECORD);
 }
 
-/* descriptor d of the records (first[]: each record's first number) as floats */
-static void one_desc(const uint8_t *recs, const int64_t *first, int64_t n, int64_t d, float *x) {
-    int64_t lo = 0, hi = n - 1;
-    while (lo < hi) {
-        int64_t mid = (lo + hi + 1) / 2;
-        if (first[mid] <= d) lo = mid;
-        else hi = mid - 1;
-    }
-    const uint8_t *p = recs + (size_t)lo * CS_LF_RECORD + LF_HDR + (d - first[lo]) * LF_KPB + 6;
-    for (int j = 0; j < 128; j++) x[j] = p[j];
-}
-
 struct cs_lf_qtrain {
     cs_lf_index ix; /* the index being trained: its factory and FAISS index */
     int nprobe;
@@ -51,24 +39,13 @@ int64_t cs_lf_qtrain_sample(const cs_lf_qtrain *t, const float **s) {
 }
 const char *cs_lf_qtrain_factory(const cs_lf_qtrain *t) { return t->ix.factory; }
 
-/* an index of factory with cs_lf_index_build's training parameters */
-static int new_untrained(cs_faiss **f, const char *factory, cs_err *err) {
-    if (cs_faiss_new(f, 128, factory, 0, err)) return -1;
-    if (!cs_faiss_is_trained(*f) && cs_faiss_nlist(*f) > 0 &&
-        (cs_faiss_set_train_sample(*f, 64, 10, err) || cs_faiss_set_param(*f, "by_residual", 0, err))) {
-        cs_faiss_free(*f);
-        *f = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-/* cs_lf_index_build's training, step for step (index/lf_index.c): change
- * one and the other together; test_lf_shard compares the bytes */
+/* cs_lf_index_build's training (index/lf_index.c), from the same sample
+ * and parameters (lf_index_internal.h), in steps: test_lf_shard compares
+ * the bytes */
 int cs_lf_qtrain_begin(cs_lf_qtrain **out, int64_t n, const uint8_t *recs, cs_err *err) {
     *out = NULL;
     cs_lf_qtrain *t = calloc(1, sizeof *t);
-    int64_t *first = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    int64_t *first = lf_desc_first(n, recs);
     float *x = NULL;
     int rc = -1;
     if (!t || !first) {
@@ -76,22 +53,15 @@ int cs_lf_qtrain_begin(cs_lf_qtrain **out, int64_t n, const uint8_t *recs, cs_er
         goto out;
     }
     t->ix.simd_max = 2;
-    int64_t nd = 0;
-    for (int64_t i = 0; i < n; i++) {
-        first[i] = nd;
-        nd += rec_nk(recs + (size_t)i * CS_LF_RECORD);
-    }
-    first[n] = nd;
-    int64_t nt = nd < CS_LF_MAX_TRAIN ? nd : CS_LF_MAX_TRAIN;
+    int64_t nd = first[n], nt = 0;
     t->nprobe = CS_LF_NPROBE;
     cs_lf_default_factory(nd, t->ix.factory, sizeof t->ix.factory, &t->nprobe);
-    if (new_untrained(&t->ix.f, t->ix.factory, err)) goto out;
+    if (lf_faiss_untrained(&t->ix.f, t->ix.factory, err)) goto out;
     if (!cs_faiss_is_trained(t->ix.f)) {
-        if (!(x = malloc(sizeof(float) * 128 * (size_t)(nt ? nt : 1)))) {
+        if (!(x = lf_train_sample(n, recs, first, &nt))) {
             cs_fail(err, CS_ENOMEM, "localfeat: out of memory for %lld descriptors", (long long)nt);
             goto out;
         }
-        for (int64_t i = 0; i < nt; i++) one_desc(recs, first, n, i * nd / nt, x + i * 128);
         const float *cb;
         if (cs_faiss_pq_parts(t->ix.f, &t->m, &t->dsub, &cb) == 0) {
             /* the coarse quantizer here, the PQ's sub-quantizers wherever
@@ -112,7 +82,7 @@ out:
 
 int cs_lf_qtrain_sub(const char *factory, int64_t ns, const float *s, int m, float *centroids, cs_err *err) {
     cs_faiss *f = NULL;
-    if (new_untrained(&f, factory, err)) return -1;
+    if (lf_faiss_untrained(&f, factory, err)) return -1;
     int rc = cs_faiss_pq_train_sub(f, m, ns, s, centroids, err);
     cs_faiss_free(f);
     return rc;

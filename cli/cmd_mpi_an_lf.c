@@ -253,7 +253,7 @@ int lf_open_rank0(void *ctx, const char *path, const cs_lf_records *rec, cs_lf_i
 static int lf_init(cli_mpi_an *c, const cs_an_refs *r, cs_lf_index *ix, const cs_lf_records *rec,
                    const int32_t *rows, cs_err *err) {
     const int64_t n = rec->n;
-    uint8_t *cnt = malloc((size_t)(n > 0 ? n : 1)), *keep = malloc((size_t)(n > 0 ? n : 1)), *qb = NULL;
+    uint8_t *cnt = malloc((size_t)(n > 0 ? n : 1)), *qb = NULL;
     int32_t *own = malloc(sizeof *own * (size_t)(n > 0 ? n : 1));
     size_t qlen = 0;
     int rc = -1;
@@ -261,7 +261,7 @@ static int lf_init(cli_mpi_an *c, const cs_an_refs *r, cs_lf_index *ix, const cs
     c->lf_ix = ix;
     c->lf_nrec = n;
     c->lf_first = malloc(sizeof *c->lf_first * (size_t)(n + 1));
-    if (!cnt || !keep || !own || !c->lf_first) {
+    if (!cnt || !own || !c->lf_first) {
         cs_fail(err, CS_ENOMEM, "analyze: out of memory for %lld local-feature records", (long long)n);
         goto out;
     }
@@ -291,7 +291,6 @@ static int lf_init(cli_mpi_an *c, const cs_an_refs *r, cs_lf_index *ix, const cs
     rc = 0;
 out:
     free(cnt);
-    free(keep);
     free(own);
     free(qb);
     return rc;

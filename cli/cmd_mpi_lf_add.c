@@ -127,8 +127,9 @@ static int parts_prepare(const char *db, int nsh, parts_head *h, uint8_t **cnt, 
             const float *smp;
             h->ns = cs_lf_qtrain_sample(*t, &smp);
             snprintf(h->factory, sizeof h->factory, "%s", cs_lf_qtrain_factory(*t));
-            snprintf(note, cap, "quantizer (%s): coarse part trained on rank 0 in %.2f s (%.2f CPU-s)", fac,
-                     cs_now_s() - t0, cpu_now() - c0);
+            /* one process (index add --shards N) has no ranks to name */
+            snprintf(note, cap, "quantizer (%s): coarse part trained%s in %.2f s (%.2f CPU-s)", fac,
+                     cs_mpi_size() > 1 ? " on rank 0" : "", cs_now_s() - t0, cpu_now() - c0);
         } else {
             h->mode = V_OPENED;
             if (cs_lf_index_open_fp(&ix, path, rec.n, rec.ids, rec.recs, rec.fp, note, cap, err)) goto out;
@@ -211,8 +212,11 @@ static int train_subs(parts_head *h, cs_lf_qtrain *t, uint8_t **qb, char *note, 
     cs_mpi_bcast(&r, sizeof r);
     h->qlen = r.qlen;
     size_t l = strlen(note);
-    if (rank == 0 && !r.status && l + 1 < cap)
+    if (rank == 0 && !r.status && l + 1 < cap && size > 1)
         snprintf(note + l, cap - l, ", its %d sub-quantizers on the %d ranks (rank 0: %.2f s, %.2f CPU-s)", M, size,
+                 cs_now_s() - t0, cpu_now() - c0);
+    else if (rank == 0 && !r.status && l + 1 < cap)
+        snprintf(note + l, cap - l, ", its %d sub-quantizers in this process in %.2f s (%.2f CPU-s)", M,
                  cs_now_s() - t0, cpu_now() - c0);
     free(s), free(c), free(buf), free(all), free(lens);
     if (r.status) return rank == 0 ? -1 : cs_fail(err, CS_EINTERNAL, "the quantizer could not be trained");

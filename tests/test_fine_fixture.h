@@ -1,5 +1,6 @@
 /* test_fine_fixture.h — a 256 px template with a fine emblem, for the part
- * measurement at the working resolution (test_lf_part, test_lf_blur).
+ * measurement at the working resolution (test_lf_part, test_lf_blur,
+ * test_part_al_fine).
  * Include after <string.h> and analyze/fine_ref.h. */
 #ifndef CS_TEST_FINE_FIXTURE_H
 #define CS_TEST_FINE_FIXTURE_H

@@ -2,11 +2,11 @@
  * analyze/an_part.h) at the working resolution (issue 13).
  *
  * A 256 px template (a folder body and an emblem of 12 px squares, the
- * fixture of test_lf_part's test_fine_twin) is indexed; a generation is
- * its twin (the same template, another emblem) or its copy (brightness,
- * contrast and noise). cs_an_part_al, as cs_an_judge calls it for a
- * candidate a pixel rule is about to flag, with the pair's verified
- * geometry (identity):
+ * fixture of test_lf_part's test_fine_twin, tests/test_fine_fixture.h)
+ * is indexed; a generation is its twin (the same template, another
+ * emblem) or its copy (brightness, contrast and noise). cs_an_part_al, as
+ * cs_an_judge calls it for a candidate a pixel rule is about to flag, with
+ * the pair's verified geometry (identity):
  *  - without the references' sources (refs.fine NULL: the 64 px
  *    measurement of before): the twin's emblem is no replaced part (the
  *    miss this fixes);
@@ -35,32 +35,12 @@
 #include "index/refs.h"
 #include "t.h"
 
+#include "test_fine_fixture.h" /* fine_template */
+
 enum { F = CS_FINE_SIDE, S = CS_THUMB_SIZE };
 
 static uint32_t rs = 1313;
 static uint32_t rnd(void) { return rs = rs * 1664525u + 1013904223u, rs >> 8; }
-
-/* test_lf_part.c's fine_template: a page, a folder-like body, and an
- * emblem of 12 px squares in two colours (c0, c1) at 4k+2 offsets (no
- * thumbnail pixel of the 64 px image lies inside one square with its 8
- * neighbours) */
-static void fine_template(uint8_t *p, const uint8_t c0[3], const uint8_t c1[3]) {
-    for (int y = 0; y < F; y++)
-        for (int x = 0; x < F; x++) {
-            uint8_t *o = p + ((size_t)y * F + x) * 3;
-            int body = x >= 32 && x < 224 && y >= 64 && y < 224, tab = x >= 32 && x < 112 && y >= 44 && y < 64;
-            int em = x >= 98 && x < 170 && y >= 110 && y < 182;
-            const uint8_t page[3] = {235, 235, 235}, fold[3] = {200, 150, 60};
-            const uint8_t blue[3] = {40, 40, 160}, white[3] = {250, 250, 250};
-            int b0 = body && y >= 200 && y < 216, b1 = body && y >= 72 && y < 88;
-            const uint8_t *c = em   ? (((x - 98) / 12 + (y - 110) / 12) % 2 ? c1 : c0)
-                               : b0 ? blue
-                               : b1 ? white
-                               : body || tab ? fold
-                                             : page;
-            memcpy(o, c, 3);
-        }
-}
 
 static void save(uint8_t *rgb, const char *path) {
     cs_err err = {0};

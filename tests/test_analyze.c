@@ -15,24 +15,8 @@
 #include "index/tiled_l2.h"
 #include "t.h"
 
-#define S 64
-#define D (S * S * 3)
-
-static uint32_t rng = 12345;
-static uint32_t rnd(void) {
-    rng = rng * 1664525u + 1013904223u;
-    return rng >> 8;
-}
-
-static void random_image(uint8_t *p) {
-    /* blocky random images so that distinct ones are far apart */
-    for (int by = 0; by < 8; by++)
-        for (int bx = 0; bx < 8; bx++) {
-            uint8_t c[3] = {(uint8_t)rnd(), (uint8_t)rnd(), (uint8_t)rnd()};
-            for (int y = 0; y < 8; y++)
-                for (int x = 0; x < 8; x++) memcpy(p + ((by * 8 + y) * S + bx * 8 + x) * 3, c, 3);
-        }
-}
+#define BLOCKS_SEED 12345
+#include "test_blocks_fixture.h" /* S, D, rnd, random_image */
 
 static void test_tl2_known(void) {
     cs_tl2_cfg c = cs_tl2_default();

@@ -1,5 +1,6 @@
 /* test_blocks_fixture.h — blocky random 64 px pictures for the verdict tests
- * (test_verdict_ambig, test_verdict_partial, test_lf_part): 8 px blocks of
+ * (test_verdict_ambig, test_verdict_partial, test_lf_part) and the matcher's
+ * (test_analyze, test_match_fixes, test_completion_split): 8 px blocks of
  * random colours, so unrelated tiles are far apart and each answer follows
  * from the tile distances by construction. One seeded generator per test
  * file; match() runs one picture through the matcher as analyze does.
@@ -35,6 +36,17 @@ static inline void random_blocks(uint8_t *p, int x0, int y0, int x1, int y1) {
             uint8_t c[3] = {(uint8_t)(40 + rnd() % 176), (uint8_t)(40 + rnd() % 176), (uint8_t)(40 + rnd() % 176)};
             for (int y = 0; y < 8; y++)
                 for (int x = 0; x < 8; x++) memcpy(p + ((by + y) * S + bx + x) * 3, c, 3);
+        }
+}
+
+/* a whole picture of random 8 px blocks, colours over the full range:
+ * distinct ones are far apart and none is its own mirror */
+static inline void random_image(uint8_t *p) {
+    for (int by = 0; by < 8; by++)
+        for (int bx = 0; bx < 8; bx++) {
+            uint8_t c[3] = {(uint8_t)rnd(), (uint8_t)rnd(), (uint8_t)rnd()};
+            for (int y = 0; y < 8; y++)
+                for (int x = 0; x < 8; x++) memcpy(p + ((by * 8 + y) * S + bx * 8 + x) * 3, c, 3);
         }
 }
 

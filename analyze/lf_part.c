@@ -130,14 +130,85 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
         if (rb[l][1] < R && rb[l][3] > top_end) top_end = rb[l][3];
         if (rb[l][3] >= C - R && rb[l][1] < bot_start) bot_start = rb[l][1];
     }
+    /* The edge may also be the copy's own, inside the generation: a caption
+     * written on the copy before it was rotated or set into a new canvas
+     * lies along the copy's top or bottom, tilted or within the generation
+     * (s3 q0118: a caption, then a rotation, vetoed as a replaced part).
+     * That edge is the compared picture's, column by column (its first and
+     * last compared cell), and the depths a band spans from it (0..top_dep,
+     * 0..bot_dep) hold the caption. Such a band is text across the
+     * picture: it reaches deeper than the edge's own cells (R, one
+     * thumbnail cell), and most of its cells lie R or more from the
+     * picture's left and right sides. A mapped copy's border, resampled
+     * with the canvas around it, leaves a line of residue along every side
+     * there (a rotation's registration error, s3 q0598), whose cells on a
+     * steep side lie deep below the top of their columns: that is no text
+     * laid over the copy. */
+    int ctop[MAXC], cbot[MAXC];
+    for (int cx = 0; cx < C; cx++) {
+        ctop[cx] = C;
+        cbot[cx] = -1;
+        for (int cy = 0; cy < C; cy++)
+            if (st[cy * C + cx]) {
+                if (ctop[cx] == C) ctop[cx] = cy;
+                cbot[cx] = cy;
+            }
+    }
+    int cleft[MAXC], cright[MAXC]; /* row by row: the first and last compared cell */
+    for (int cy = 0; cy < C; cy++) {
+        cleft[cy] = C;
+        cright[cy] = -1;
+        for (int cx = 0; cx < C; cx++)
+            if (st[cy * C + cx]) {
+                if (cleft[cy] == C) cleft[cy] = cx;
+                cright[cy] = cx;
+            }
+    }
+    /* per region: the least and most depth of its differing cells below the
+     * top (dt) and above the bottom (db) of the compared picture, and
+     * how many lie R cells or more from its left and right sides (inner) */
+    int dt[MAXC * MAXC / 2 + 2][2], db[MAXC * MAXC / 2 + 2][2], inner[MAXC * MAXC / 2 + 2];
+    for (int l = 1; l <= nl; l++) dt[l][0] = db[l][0] = C, dt[l][1] = db[l][1] = -1, inner[l] = 0;
+    for (int i = 0; i < C * C; i++) {
+        int l = lab[i];
+        if (!l || st[i] != 2) continue;
+        int y = i / C, x = i % C, t = y - ctop[x], b = cbot[x] - y;
+        inner[l] += x - cleft[y] >= R && cright[y] - x >= R;
+        if (t < dt[l][0]) dt[l][0] = t;
+        if (t > dt[l][1]) dt[l][1] = t;
+        if (b < db[l][0]) db[l][0] = b;
+        if (b > db[l][1]) db[l][1] = b;
+    }
+    int top_dep = -1, bot_dep = -1;
+    for (int l = 1; l <= nl; l++) {
+        if (2 * inner[l] < rn[l]) continue;
+        if (dt[l][0] < R && dt[l][1] >= R && 4 * (dt[l][1] + 1) <= C && dt[l][1] > top_dep) top_dep = dt[l][1];
+        if (db[l][0] < R && db[l][1] >= R && 4 * (db[l][1] + 1) <= C && db[l][1] > bot_dep) bot_dep = db[l][1];
+    }
     int best = 0, cap_cells = 0, cap = 0; /* the chosen region, the caption's cells, its largest piece */
     for (int l = 1; l <= nl; l++) {
-        if (rb[l][3] <= top_end || rb[l][1] >= bot_start) { /* set aside: a copy may carry a caption */
+        if (rb[l][3] <= top_end || rb[l][1] >= bot_start || dt[l][1] <= top_dep || db[l][1] <= bot_dep) {
+            /* set aside: a copy may carry a caption */
             cap_cells += rn[l];
             if (!cap || rn[l] > rn[cap]) cap = l;
             continue;
         }
         if (!best || rn[l] > rn[best]) best = l;
+    }
+    /* the differing cells of other regions that are bands (the long side
+     * of the box more than 3x the short one, condition 3's band): a strip
+     * along a straight outline is the registration's error (a rescale or a
+     * rotation one or two pixels off along a page's edge), which condition 3
+     * takes for no part; it is no part either where it competes with one
+     * for condition 2's share (s3 q0491: a page twin's other glyph, one
+     * solid region, and the page's two side edges, each a strip of cells,
+     * which had made the glyph hold less than half of the residue) */
+    int band_cells = 0;
+    for (int l = 1; l <= nl; l++) {
+        if (l == best || rb[l][3] <= top_end || rb[l][1] >= bot_start || dt[l][1] <= top_dep || db[l][1] <= bot_dep)
+            continue;
+        int w = rb[l][2] - rb[l][0] + 1, h = rb[l][3] - rb[l][1] + 1;
+        if (3 * (w < h ? w : h) < (w < h ? h : w)) band_cells += rn[l];
     }
     out->caption = cap_cells > 0;
     out->caption_cells = cap_cells;
@@ -171,9 +242,9 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
      * caption band, the least of a picture taken as a place of its own */
     int ew = ext[2] - ext[0] + 1, eh = ext[3] - ext[1] + 1;
     int place = 4 * bw <= 3 * ew || 4 * bh <= 3 * eh;
-    out->shape = out->area && 3 * lo >= hi && 2 * out->part >= out->differ - cap_cells &&
+    out->shape = out->area && 3 * lo >= hi && 2 * out->part >= out->differ - cap_cells - band_cells &&
                  2 * out->thick >= out->part && 2 * out->differ < out->cells && place;
-    out->replaced = out->area && 3 * lo >= hi && 2 * out->part >= out->differ - cap_cells &&
+    out->replaced = out->area && 3 * lo >= hi && 2 * out->part >= out->differ - cap_cells - band_cells &&
                     2 * out->part >= bw * bh && 2 * out->differ < out->cells;
 }
 

@@ -23,7 +23,10 @@
  *  1. it is a part, not a speck: at least CS_LFP_MIN_CELLS cells (the 8x8
  *     pixel block that lf_colour.h also takes as the least it measures);
  *  2. it is the residue, concentrated: it holds at least half of every
- *     differing cell (blur and JPEG spread theirs over every edge);
+ *     differing cell (blur and JPEG spread theirs over every edge) but
+ *     those of other regions that are bands (condition 3's: a strip along
+ *     a straight outline registered a pixel or two off is no part, and no
+ *     rival to one either);
  *  3. it is compact: its cells fill at least half of its bounding box (a
  *     glyph is a blob; edge residue follows outlines), and the box is no
  *     band (its long side at most 3x its short side): a strip along an
@@ -33,11 +36,17 @@
  *     painted over by the body around it is no move);
  *  4. it is no caption: a region touching the top or bottom of the
  *     generation and no taller than a quarter of it is a text band laid
- *     over the copy, which a copy may have; such bands, and every region
- *     inside the rows they span (the band's pieces where part of it stays
- *     within the tolerance), are set aside (their cells count in no
- *     condition but 5) and the largest other region is judged, so a caption
- *     does not hide a replaced part;
+ *     over the copy, which a copy may have; so is one along the copy's own
+ *     top or bottom (the compared picture's, column by column: tilted where
+ *     the copy was rotated after its caption was written, inside the
+ *     generation where it was set into a new canvas) that runs across the
+ *     picture, most of its cells away from the picture's sides, and
+ *     reaches deeper than the edge's line (a copy's resampled border is a
+ *     line along every side); such bands, and every region inside the rows
+ *     or depths they span (the band's pieces where part of it stays within
+ *     the tolerance), are set aside (their cells count in no condition but
+ *     5) and the largest other region is judged, so a caption does not
+ *     hide a replaced part;
  *  5. a common body is left: fewer than half of the cells compared differ.
  *     A twin shares most of its picture with the reference and replaces a
  *     part of it; where the alignment explains less than half, the picture

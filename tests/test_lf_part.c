@@ -103,6 +103,76 @@ static void test_shape(void) {
            p.replaced);
 }
 
+/* condition 2 counts no band: a compact part replaced (a 16 px glyph) and,
+ * apart from it, a strip of unexplained cells along each side of the page
+ * (an outline registered a pixel or two off, condition 3's band), which
+ * together outnumber the part (24 cells to 16): the part is replaced. The
+ * residue as three blocks of 3 x 3 cells (an edit's residue as areas,
+ * JPEG's blocks, no band) still compete with it: no part replaced. */
+static void test_band_residue(void) {
+    static uint8_t map[S * S];
+    cs_lfp p;
+    for (int blocks = 0; blocks < 2; blocks++) {
+        memset(map, 1, sizeof map);
+        for (int y = 24; y < 40; y++) memset(map + y * S + 24, 2, 16); /* the part: cells 6..9 */
+        if (!blocks)
+            for (int y = 8; y < 56; y++) memset(map + y * S + 4, 2, 4), memset(map + y * S + 56, 2, 4);
+        else /* three blocks of 3 x 3 cells in the corners */
+            for (int y = 0; y < 12; y++)
+                memset(map + (4 + y) * S + 4, 2, 12), memset(map + (4 + y) * S + 48, 2, 12),
+                    memset(map + (48 + y) * S + 4, 2, 12);
+        cs_lfp_measure(map, S, &p);
+        if (!blocks)
+            CHECKF(p.part == 16 && p.differ == 40 && p.replaced, "part and two side strips: part %d of %d, replaced %d",
+                   p.part, p.differ, p.replaced);
+        else
+            CHECKF(p.part == 16 && p.differ == 43 && !p.replaced, "part and three blocks: part %d of %d, replaced %d",
+                   p.part, p.differ, p.replaced);
+    }
+}
+
+/* a caption written on the copy before it was rotated or set into a new
+ * canvas lies along the copy's own top, not the generation's: the compared
+ * picture's top edge descends to the right (a tilt of 1 in 4) and a block of
+ * text 4 x 3 cells sits under it, touching it in its columns but not the
+ * top of the grid: a caption, not a part. The same block in the middle of
+ * the picture is a part. So is it in a copy set into a new canvas (the
+ * compared picture rows 12..59): under the copy's top, a caption. */
+static void test_caption_own_edge(void) {
+    static uint8_t map[S * S];
+    cs_lfp p;
+    for (int k = 0; k < 3; k++) {
+        memset(map, 0, sizeof map);
+        for (int y = 0; y < S; y++)
+            for (int x = 4; x < 60; x++)
+                if (k < 2 ? 4 * y >= 32 + x && y < 60 : y >= 12 && y < 60) map[y * S + x] = 1;
+        int y0 = k == 0 ? 16 : k == 1 ? 36 : 12;
+        for (int y = y0; y < y0 + 12; y++) memset(map + y * S + 16, 2, 16);
+        cs_lfp_measure(map, S, &p);
+        if (k == 1)
+            CHECKF(!p.caption && p.replaced && p.part == 12, "the block in the tilted picture's middle: caption %d replaced %d part %d",
+                   p.caption, p.replaced, p.part);
+        else
+            CHECKF(p.caption && !p.replaced, "%s: caption %d replaced %d part %d (box %d..%d x %d..%d)",
+                   k ? "text under the top of a copy in a new canvas" : "text under a tilted top", p.caption,
+                   p.replaced, p.part, p.box[0], p.box[2], p.box[1], p.box[3]);
+    }
+    /* a copy rotated by 14 degrees inside the grid, its border resampled: a
+     * line of residue along the lower part of its steep right side lies
+     * several rows above the bottom of its columns, but along the side, not
+     * across the picture: no caption */
+    memset(map, 0, sizeof map);
+    const double c = 0.970, sn = 0.242;
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++) {
+            double u = (x - 31.5) * c + (y - 31.5) * sn, v = -(x - 31.5) * sn + (y - 31.5) * c;
+            if (u >= -20 && u <= 20 && v >= -20 && v <= 20) map[y * S + x] = u >= 16 && v >= 4 ? 2 : 1;
+        }
+    cs_lfp_measure(map, S, &p);
+    CHECKF(!p.caption && p.part > 0, "a border line along a steep side: caption %d part %d (box %d..%d x %d..%d)",
+           p.caption, p.part, p.box[0], p.box[2], p.box[1], p.box[3]);
+}
+
 static void test_maps(void) {
     static uint8_t map[S * S];
     cs_lfp p;
@@ -397,6 +467,8 @@ int main(void) {
     RUN(test_fine_twin);
     RUN(test_caption_fine);
     RUN(test_maps);
+    RUN(test_band_residue);
+    RUN(test_caption_own_edge);
     RUN(test_shape);
     RUN(test_twins);
     RUN(test_early_stop);

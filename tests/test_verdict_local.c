@@ -7,7 +7,8 @@
  *    or more (CS_LFV_SCALE_LEVEL) and the pixels the geometry maps confirm
  *    it (cs_an_local_pixels); at the reference's own scale it stays novel;
  *  - a verification whose mapped pixels differ for half or more of the
- *    compared cells is another picture, not a copy, whatever its share. */
+ *    compared cells, or for a quarter or more outside a caption band, is
+ *    another picture, not a copy, whatever its share. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -112,10 +113,28 @@ static void test_another_picture(void) {
     c.part_lf.differ = 100;
     cs_an_verdict_local(&c, &s);
     CHECKF(c.verdict == CS_V_NOVEL, "half differs: %s (%s)", cs_verdict_name(c.verdict), c.rule);
-    c.part_lf.differ = 99;
+    /* a quarter of the cells differing outside any caption band is more
+     * than an edit's residue along edges and borders: the footprint holds
+     * another picture's worth (a twin redrawn over a third of it, a shared
+     * detail's surroundings); just under a quarter is a copy */
+    c.part_lf.differ = 50;
+    cs_an_verdict_local(&c, &s);
+    CHECKF(c.verdict == CS_V_NOVEL, "a quarter differs: %s (%s)", cs_verdict_name(c.verdict), c.rule);
+    c.part_lf.differ = 49;
     cs_an_verdict_local(&c, &s);
     CHECKF(c.verdict == CS_V_NEAR && !strcmp(c.rule, "lf_near"), "a common body: %s (%s)", cs_verdict_name(c.verdict),
            c.rule);
+    /* a caption band (up to a quarter of the picture, lf_part.h condition
+     * 4) is the copy's own addition: 99 differing cells, 50 of them the
+     * caption's, leave 49 */
+    c.verdict = CS_V_NOVEL;
+    c.rule = "";
+    c.part_lf.differ = 99;
+    c.part_lf.caption_cells = 50;
+    c.part_lf.caption = 1;
+    cs_an_verdict_local(&c, &s);
+    CHECKF(c.verdict == CS_V_NEAR && !strcmp(c.rule, "lf_near"), "a caption and a common body: %s (%s)",
+           cs_verdict_name(c.verdict), c.rule);
 }
 
 static void test_visible(void) {

@@ -310,7 +310,9 @@ static void part_sentence(cs_buf *b, const cJSON *rp, const char *whose) {
         cs_buf_printf(b, ", the reference blurred by %.1f px to the generation's own blur", blur);
     cs_buf_printf(b, "; %.0f of %.0f cells differ, the largest region judged %.0f cells",
                   jnum(rp, "cells_differing"), jnum(rp, "cells"), jnum(rp, "largest_region"));
-    if (cJSON_IsTrue(jget(rp, "caption_band"))) cs_buf_puts(b, " (a band at the top or bottom edge set aside as a caption)");
+    if (cJSON_IsTrue(jget(rp, "caption_band")))
+        cs_buf_puts(b, " (a band along the top or bottom of the copy, tilted or inset where it was rotated or "
+                       "embedded, set aside as a caption)");
     cs_buf_puts(b, ".\n");
 }
 

@@ -40,7 +40,8 @@ static void test_local_sentences(void) {
     CHECKF(strstr(b.p, "Replaced-part check of the local-feature rules (what keeps a template twin, a reference "
                        "that differs in one part, from their verdict): no part found; compared at 256 px, the "
                        "reference blurred by 1.4 px to the generation's own blur; 346 of 3906 cells differ, the "
-                       "largest region judged 346 cells (a band at the top or bottom edge set aside as a caption).") !=
+                       "largest region judged 346 cells (a band along the top or bottom of the copy, tilted or "
+                       "inset where it was rotated or embedded, set aside as a caption).") !=
                NULL, "%s", b.p);
     CHECKF(strstr(b.p, "Replaced-part check of the pixel rules (what keeps a template twin, a reference that "
                        "differs in one part, from their verdict): a part found, so they do not flag this pair; "

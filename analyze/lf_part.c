@@ -144,26 +144,18 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
      * there (a rotation's registration error, s3 q0598), whose cells on a
      * steep side lie deep below the top of their columns: that is no text
      * laid over the copy. */
-    int ctop[MAXC], cbot[MAXC];
-    for (int cx = 0; cx < C; cx++) {
-        ctop[cx] = C;
-        cbot[cx] = -1;
-        for (int cy = 0; cy < C; cy++)
-            if (st[cy * C + cx]) {
-                if (ctop[cx] == C) ctop[cx] = cy;
-                cbot[cx] = cy;
-            }
-    }
-    int cleft[MAXC], cright[MAXC]; /* row by row: the first and last compared cell */
-    for (int cy = 0; cy < C; cy++) {
-        cleft[cy] = C;
-        cright[cy] = -1;
-        for (int cx = 0; cx < C; cx++)
-            if (st[cy * C + cx]) {
-                if (cleft[cy] == C) cleft[cy] = cx;
-                cright[cy] = cx;
-            }
-    }
+    /* the compared picture's edges: per column its first and last compared
+     * cell (ctop, cbot), per row likewise (cleft, cright) */
+    int ctop[MAXC], cbot[MAXC], cleft[MAXC], cright[MAXC];
+    for (int k = 0; k < C; k++) ctop[k] = cleft[k] = C, cbot[k] = cright[k] = -1;
+    for (int cy = 0; cy < C; cy++)
+        for (int cx = 0; cx < C; cx++) {
+            if (!st[cy * C + cx]) continue;
+            if (ctop[cx] == C) ctop[cx] = cy;
+            if (cleft[cy] == C) cleft[cy] = cx;
+            cbot[cx] = cy;
+            cright[cy] = cx;
+        }
     /* per region: the least and most depth of its differing cells below the
      * top (dt) and above the bottom (db) of the compared picture, and
      * how many lie R cells or more from its left and right sides (inner) */
@@ -186,9 +178,10 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
         if (db[l][0] < R && db[l][1] >= R && 4 * (db[l][1] + 1) <= C && db[l][1] > bot_dep) bot_dep = db[l][1];
     }
     int best = 0, cap_cells = 0, cap = 0; /* the chosen region, the caption's cells, its largest piece */
+    uint8_t in_cap[MAXC * MAXC / 2 + 2];  /* 1: the region is (a piece of) a caption band */
     for (int l = 1; l <= nl; l++) {
-        if (rb[l][3] <= top_end || rb[l][1] >= bot_start || dt[l][1] <= top_dep || db[l][1] <= bot_dep) {
-            /* set aside: a copy may carry a caption */
+        in_cap[l] = rb[l][3] <= top_end || rb[l][1] >= bot_start || dt[l][1] <= top_dep || db[l][1] <= bot_dep;
+        if (in_cap[l]) { /* set aside: a copy may carry a caption */
             cap_cells += rn[l];
             if (!cap || rn[l] > rn[cap]) cap = l;
             continue;
@@ -205,8 +198,7 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
      * which had made the glyph hold less than half of the residue) */
     int band_cells = 0;
     for (int l = 1; l <= nl; l++) {
-        if (l == best || rb[l][3] <= top_end || rb[l][1] >= bot_start || dt[l][1] <= top_dep || db[l][1] <= bot_dep)
-            continue;
+        if (l == best || in_cap[l]) continue;
         int w = rb[l][2] - rb[l][0] + 1, h = rb[l][3] - rb[l][1] + 1;
         if (3 * (w < h ? w : h) < (w < h ? h : w)) band_cells += rn[l];
     }

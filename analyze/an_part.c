@@ -36,10 +36,25 @@
  * Returns a CS_FINE_* status; c->part_al is set only for CS_FINE_OK. The
  * cost, two decodes and a measurement, is paid only for a candidate a
  * pixel rule is about to flag (cs_an_judge) or the ratio test may raise
- * (cs_an_part_ratio). */
-static int part_al_fine(cs_an_cand *c, const cs_an_refs *r, const cs_an_query *q, const cs_an_settings *s) {
+ * (cs_an_part_ratio).
+ *
+ * One box is no estimate but exact: the whole reference (box 0, 0, S, not
+ * derotated), i.e. the generation is the reference's frame as it is or
+ * mirrored, rescaled (a resize, JPEG, blur, colour edit, or a twin drawn
+ * on the same canvas). Its map is the frames' scale, as accurate as the
+ * pixels, so the pair is measured at 256 px with it where it has no
+ * verified geometry (frame = 1): a template twin whose emblem is finer than
+ * a thumbnail pixel is seen there, as under a verified geometry (issue 13:
+ * papirus folders with another emblem, partial_min_tiles at 64 px). A crop
+ * box is never read as the whole frame: a copy cropped by a quarter (s1
+ * q0542, box 0, 8, 48), read as the whole frame at 256 px, showed its
+ * misregistration as one solid 380-cell "part replaced" (measured, session
+ * 12), and the twins whose best box was a few pixels off the frame showed
+ * none there. */
+static int part_al_fine(cs_an_cand *c, const cs_an_refs *r, const cs_an_query *q, const cs_an_settings *s,
+                        int frame) {
     enum { F = CS_FINE_SIDE };
-    if (!(c->lf.inliers > 0 && c->lf.log10_nfa1 <= log10(s->lf_max_nfa))) return CS_FINE_COARSE;
+    if (!frame && !(c->lf.inliers > 0 && c->lf.log10_nfa1 <= log10(s->lf_max_nfa))) return CS_FINE_COARSE;
     cs_image img = {0};
     cs_err e = {0};
     uint8_t *gen = malloc((size_t)F * F * 3), *ref = malloc((size_t)F * F * 3);
@@ -55,7 +70,10 @@ static int part_al_fine(cs_an_cand *c, const cs_an_refs *r, const cs_an_query *q
         st = CS_FINE_LOWRES;
         goto out;
     }
-    cs_an_part_fine(ref, rw, rh, gen, img.w, img.h, c->lf.m_orig, s->lf_colour_tol, &c->part_al);
+    /* the frames' map, reference original px -> generation original px */
+    const double sx = (double)img.w / rw, sy = (double)img.h / rh;
+    const double m_frame[6] = {c->al_mirrored ? -sx : sx, 0, c->al_mirrored ? img.w : 0, 0, sy, 0};
+    cs_an_part_fine(ref, rw, rh, gen, img.w, img.h, frame ? m_frame : c->lf.m_orig, s->lf_colour_tol, &c->part_al);
     st = c->part_al.fine; /* CS_FINE_UNDECODABLE when out of memory */
     if (st != CS_FINE_OK) {
         memset(&c->part_al, 0, sizeof c->part_al);
@@ -86,12 +104,16 @@ void cs_an_part_al(cs_an_cand *c, const cs_an_refs *r, const cs_an_query *q, con
      * local rule's part_lf, an_local.c); else at 64 px, and part_al.fine
      * says why */
     int fine = CS_FINE_NOT_ASKED;
-    /* without a significant verified geometry the answer is 64 px in this
-     * process and under mpirun alike (the reason depends on the pair, not
-     * on which process has the files), so the evidence is the same at any
-     * rank count (test_mpi.sh's fan-out reports) */
-    if (!(c->lf.inliers > 0 && c->lf.log10_nfa1 <= log10(s->lf_max_nfa))) fine = CS_FINE_COARSE;
-    else if (r->fine && q->src && (fine = part_al_fine(c, r, q, s)) == CS_FINE_OK) return;
+    /* without a significant verified geometry, and with a crop box or a
+     * derotation (no exact map), the answer is 64 px in this process and
+     * under mpirun alike (the reason depends on the pair, not on which
+     * process has the files), so the evidence is the same at any rank count
+     * (test_mpi.sh's fan-out reports); the whole frame, like a verified
+     * geometry, is read at 256 px wherever the files are */
+    const int verified = c->lf.inliers > 0 && c->lf.log10_nfa1 <= log10(s->lf_max_nfa);
+    const int frame = !verified && !cs_an_cand_derotated(c) && c->box[0] == 0 && c->box[1] == 0 && c->box[2] == S;
+    if (!verified && !frame) fine = CS_FINE_COARSE;
+    else if (r->fine && q->src && (fine = part_al_fine(c, r, q, s, frame)) == CS_FINE_OK) return;
     uint8_t map[S * S];
     cs_lfc kc;
     /* the hue search stops once fewer pixels are left than a part needs:

@@ -72,6 +72,7 @@ static void part_json(cJSON *o, const cs_lfp *p) {
     cJSON_AddBoolToObject(j, "area", p->area);
     cJSON_AddNumberToObject(j, "solid_cells", p->thick);
     cJSON_AddBoolToObject(j, "shape", p->shape);
+    cJSON_AddBoolToObject(j, "solid_area", p->solid);
     /* the reference's colours the fit moved to a new colour (not painted
      * over by another of its own): condition 3b holds only at 0 */
     if (p->recoloured >= 0) cJSON_AddNumberToObject(j, "colours_moved", p->recoloured);

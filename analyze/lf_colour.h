@@ -30,7 +30,11 @@
  *     compared (evidence); parts = the bins with at least CS_LFC_PART_PX
  *     pixels, parts_recoloured = those most of whose pixels differ.
  * The verdict rule (verdict.c) reads parts_recoloured against
- * lf_recolour_parts (2: a caption band may hide the one colour under it).
+ * lf_recolour_parts (2: a caption band may hide the one colour under it;
+ * where the working resolution finds no caption band and the pixels the fit
+ * leaves unexplained form one solid area, lf_part.h's solid, one is a part
+ * recoloured too: a palette twin, e.g. an icon theme's folder in another
+ * colour scheme, whose tab or emblem no global edit explains).
  * Parts are counted, not area: a picture of two large colours (white and a
  * face) with one of them recoloured is reachable by a strong global edit of
  * those two (a hue rotation, contrast on luma), and then only the small

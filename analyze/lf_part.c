@@ -238,6 +238,12 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
                  2 * out->thick >= out->part && 2 * out->differ < out->cells && place;
     out->replaced = out->area && 3 * lo >= hi && 2 * out->part >= out->differ - cap_cells - band_cells &&
                     2 * out->part >= bw * bh && 2 * out->differ < out->cells;
+    /* a solid region, band or not (verdict.c's colour twin of one part): a
+     * strip is the registration's error only while it is a line along an
+     * outline, a cell or two deep (CS_LFC_REG_PX at 256 px straddling a
+     * cell border); three cells deep and solid it is an area of the picture */
+    out->solid = out->area && lo >= 3 && 2 * out->part >= out->differ - cap_cells - band_cells &&
+                 2 * out->thick >= out->part && 2 * out->differ < out->cells && place;
 }
 
 void cs_lfp_shape(cs_lfp *p, int parts_moved) {

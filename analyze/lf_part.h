@@ -87,6 +87,9 @@ typedef struct {
     int shape;        /* 1: conditions 1, 2, 4, 5, 6 hold, the box is no band, and the region is
                          solid (condition 3b), whatever its bounding box (cs_lfp_shape) */
     int replaced;     /* 1: a part of the reference is replaced (conditions 1-6) */
+    int solid;        /* 1: conditions 1, 2, 4, 5, 6 hold, the region is solid and one place (as shape),
+                         and at least 3 cells deep, band or not: an area of the picture left unexplained
+                         (what verdict.c asks of a colour twin of one part) */
     int measured;     /* 1: measured (or nothing to measure with); 0: not asked (analyze/an_part.h) */
     int side;         /* S of the map measured: 64 (the thumbnails) or 256 (the working image) */
     int fine;         /* part_lf: analyze/fine_ref.h's CS_FINE_* (whether 256 px, else why 64 px) */

@@ -93,7 +93,8 @@ const cs_an_setting_info cs_an_setting_table[] = {
         "local features: after the global colour fit, a pixel differs when its RMS residual ([0,1]) exceeds this"),
     ROW(lf_recolour_parts, 2,
         "ours: an occlusion (a caption band) may hide the one colour of the reference lying under it; "
-        "two colours each changed wherever they occur, beyond a global colour edit, are a part recoloured",
+        "two colours each changed wherever they occur, beyond a global colour edit, are a part recoloured "
+        "(one, where 256 px show no caption band and the unexplained pixels as one solid area: verdict.c)",
         "local features: no verdict when at least this many of the reference's colour parts are recoloured "
         "(analyze/lf_colour.h: a colour twin, not a global colour edit)"),
 };

@@ -144,7 +144,8 @@ void cs_an_verdict_result(cs_an_result *res, const cs_an_settings *s) {
  *    saturation, hue) is a copy; two or more of the reference's colour parts
  *    changed beyond the best global edit (lf_recolour_parts, measured by
  *    analyze/lf_colour.h in cs_an_refine) are a part recoloured: another
- *    picture of the same shapes;
+ *    picture of the same shapes; so is one, where no caption band may hide
+ *    it and the pixels left unexplained at 256 px are one solid area;
  *  - not another picture: mapped by the verified geometry, fewer than half
  *    of the reference's compared cells differ (analyze/lf_part.h).
  * The covered area separates a copy of the picture (near-copy) from a
@@ -170,6 +171,18 @@ void cs_an_verdict_local(cs_an_cand *c, const cs_an_settings *s) {
     /* not a colour twin: brightness/contrast/saturation/hue edits change every
      * pixel alike; a part recoloured is another picture (analyze/lf_colour.h) */
     if (m->recolour >= 0 && m->parts_recoloured >= s->lf_recolour_parts) return;
+    /* lf_recolour_parts tolerates one colour recoloured for the caption band
+     * that may hide it; where the working resolution finds no caption band
+     * and shows what the fit left unexplained as one solid area of the
+     * picture (lf_part.h: solid), the one colour changed is no occlusion but
+     * a part recoloured: a palette twin (an icon theme's folder in another
+     * colour scheme, whose body the hue rotation explains and whose tab or
+     * emblem it does not). A global edit's one colour part moved beyond the
+     * fit at 64 px shows no such area at 256 px (none, or residue spread
+     * across the picture) */
+    if (m->recolour >= 0 && m->parts_recoloured >= 1 && c->part_lf.fine == CS_FINE_OK && !c->part_lf.caption &&
+        c->part_lf.solid)
+        return;
     /* not a template twin: one compact part of the reference replaced by
      * another (an emblem, a glyph), the rest alike (analyze/lf_part.h) */
     if (c->part_lf.replaced) return;

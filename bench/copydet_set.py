@@ -6,7 +6,12 @@
 Sources (the issue names them; the held-out set uses others): the demo emoji
 (../shared/data/twemoji-64), the breeze icon theme (SVG, rasterised at 256 px
 by rsvg-convert) and the GNOME wallpapers (/usr/share/backgrounds, webp/svg,
-scaled to 512 px wide). Every source image is flattened on white and written
+scaled to 512 px wide). CS_COPYDET_ICONS and CS_COPYDET_WALLS point it at other
+sources of the same kinds, for a set no rule was developed on: an icon theme
+laid out as breeze (apps/48) or papirus (48x48/apps), a folder of wallpapers or
+of Plasma wallpaper packages (NAME/contents/images/WxH.jpg, the largest size
+taken), e.g. papirus-icon-theme and plasma-workspace-wallpapers unpacked by
+`dpkg-deb -x`. Every source image is flattened on white and written
 as an RGB PNG; a seeded draw splits them into references and distractor
 sources (never both).
 
@@ -42,8 +47,11 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared")
 EMOJI = os.path.join(SHARED, "data", "twemoji-64", "img")
-ICONS = "/usr/share/icons/breeze"
-WALLS = "/usr/share/backgrounds"
+# other sources for a generalisation check (a set the rules were not developed on), e.g. papirus
+# icons and the Plasma wallpapers unpacked from their .deb: CS_COPYDET_ICONS, CS_COPYDET_WALLS
+ICONS = os.environ.get("CS_COPYDET_ICONS", "/usr/share/icons/breeze")
+WALLS = os.environ.get("CS_COPYDET_WALLS", "/usr/share/backgrounds")
+ICON_KINDS = ("apps", "places", "devices", "mimetypes")
 
 N_EMOJI, N_ICON = 260, 260          # sampled from each source (refs + distractors)
 N_BG = 100                          # background images (neither references nor query sources)
@@ -67,10 +75,11 @@ def icon_paths():
     ic = []
     for root, _, files in sorted(os.walk(ICONS)):
         # the 48 px and larger app/place/device/mimetype icons are coloured drawings; the
-        # small symbolic ones are monochrome glyphs
-        if not any(f"/{d}/" in root + "/" for d in ("apps", "places", "devices", "mimetypes")):
+        # small symbolic ones are monochrome glyphs. breeze: apps/48, papirus: 48x48/apps
+        parts = root.split("/")
+        if not any(d in parts for d in ICON_KINDS):
             continue
-        if not (root.endswith("/48") or root.endswith("/64")):
+        if not any(d in parts for d in ("48", "64", "48x48", "64x64")):
             continue
         for f in sorted(files):
             p = os.path.join(root, f)
@@ -80,7 +89,29 @@ def icon_paths():
 
 
 def icon_name(p):
-    return "icon-" + os.path.basename(os.path.dirname(os.path.dirname(p))) + "-" + os.path.basename(p)[:-4]
+    kind = next(d for d in reversed(p.split("/")) if d in ICON_KINDS)
+    return "icon-" + kind + "-" + os.path.basename(p)[:-4]
+
+
+def wall_paths():
+    """(name, path) of each wallpaper: a file of WALLS, or a Plasma wallpaper package
+    (NAME/contents/images/WxH.ext, the same picture at several sizes: the largest, named NAME)."""
+    out = []
+    for root, _, files in sorted(os.walk(WALLS)):
+        parts = root.split("/")
+        if "contents" in parts:
+            if parts[-1] != "images" or parts[-2] != "contents":
+                continue  # a package's dark variant, screenshot: not another wallpaper
+            pics = [f for f in files if f.endswith((".webp", ".jpg", ".png")) and "x" in f]
+            if pics:
+                size = lambda f: int(f.split("x")[0]) if f.split("x")[0].isdigit() else 0
+                out.append((parts[-3], os.path.join(root, max(sorted(pics), key=size))))
+            continue
+        for f in sorted(files):
+            p = os.path.join(root, f)
+            if not os.path.islink(p) and f.endswith((".webp", ".jpg", ".png", ".svg")):
+                out.append((f.rsplit(".", 1)[0], p))
+    return out
 
 
 def sources(rng):
@@ -91,18 +122,14 @@ def sources(rng):
     ic = icon_paths()
     for p in rng.sample(ic, N_ICON):
         out.append((icon_name(p), lambda p=p: load_svg(p, 256)))
-    for root, _, files in sorted(os.walk(WALLS)):
-        for f in sorted(files):
-            p = os.path.join(root, f)
-            if os.path.islink(p):
-                continue
-            if f.endswith(".svg"):
-                out.append(("wall-" + f[:-4], lambda p=p: load_svg(p, 512)))
-            elif f.endswith((".webp", ".jpg", ".png")):
-                def ld(p=p):
-                    im = flatten(Image.open(p))
-                    return im.resize((512, max(1, round(512 * im.height / im.width))), Image.LANCZOS)
-                out.append(("wall-" + f.rsplit(".", 1)[0], ld))
+    for name, p in wall_paths():
+        if p.endswith(".svg"):
+            out.append(("wall-" + name, lambda p=p: load_svg(p, 512)))
+        else:
+            def ld(p=p):
+                im = flatten(Image.open(p))
+                return im.resize((512, max(1, round(512 * im.height / im.width))), Image.LANCZOS)
+            out.append(("wall-" + name, ld))
     seen, uniq = set(), []  # an icon can be in two size folders: keep one
     for e in out:
         if e[0] not in seen:

@@ -173,6 +173,42 @@ static void test_caption_own_edge(void) {
            p.caption, p.part, p.box[0], p.box[2], p.box[1], p.box[3]);
 }
 
+/* solid (the colour twin of one part, verdict.c): an area left
+ * unexplained, band or not, at least 3 cells deep; a strip of 1-2 cells
+ * (a registration error along an outline), lines, or residue spanning the
+ * picture both ways is none */
+static void test_solid(void) {
+    static uint8_t map[S * S];
+    cs_lfp p;
+    memset(map, 1, sizeof map); /* a band 3 cells deep across the middle: elongated, no part, but an area */
+    memset(map + 28 * S, 2, 12 * S);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.solid && !p.replaced && !p.caption, "middle band 3 deep: solid %d replaced %d", p.solid, p.replaced);
+    memset(map, 1, sizeof map); /* 2 cells deep: a strip */
+    memset(map + 28 * S, 2, 8 * S);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(!p.solid && !p.replaced, "middle band 2 deep: solid %d replaced %d", p.solid, p.replaced);
+    memset(map, 1, sizeof map); /* the 3-deep band drawn as lines (each cell's top row): no area */
+    for (int cy = 7; cy < 10; cy++)
+        for (int cx = 0; cx < S / CS_LFP_CELL; cx++) cell(map, cx, cy, 0);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(!p.solid, "band of lines: solid %d (thick %d of %d)", p.solid, p.thick, p.part);
+    memset(map, 1, sizeof map); /* a blob is solid too (and replaced) */
+    for (int y = 16; y < 32; y++) memset(map + y * S + 16, 2, 16);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.solid && p.replaced, "blob: solid %d replaced %d", p.solid, p.replaced);
+    memset(map, 1, sizeof map); /* a caption band along the bottom is set aside: nothing solid is left */
+    for (int y = 52; y < 64; y++) memset(map + y * S, 2, S);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(p.caption && !p.solid, "caption: caption %d solid %d", p.caption, p.solid);
+    memset(map, 1, sizeof map); /* a cross spanning the picture both ways: residue, not one place */
+    for (int y = 0; y < S; y++) memset(map + y * S + 28, 2, 12);
+    memset(map + 28 * S, 2, 12 * S);
+    cs_lfp_measure(map, S, &p);
+    CHECKF(!p.solid, "cross over the picture: solid %d (box %d..%d x %d..%d)", p.solid, p.box[0], p.box[2], p.box[1],
+           p.box[3]);
+}
+
 static void test_maps(void) {
     static uint8_t map[S * S];
     cs_lfp p;
@@ -467,6 +503,7 @@ int main(void) {
     RUN(test_fine_twin);
     RUN(test_caption_fine);
     RUN(test_maps);
+    RUN(test_solid);
     RUN(test_band_residue);
     RUN(test_caption_own_edge);
     RUN(test_shape);

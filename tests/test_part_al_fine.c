@@ -12,8 +12,10 @@
  *    miss this fixes);
  *  - with them: the twin's emblem is a replaced part, measured on 256 px
  *    images re-read from both files; the copy's is none;
- *  - without a significant verified geometry, the tiled-L2 box alone:
- *    64 px, and part_al.fine says why (the box is too coarse for 256 px);
+ *  - without a significant verified geometry, the tiled-L2 box alone: the
+ *    whole frame (as is or mirrored) is an exact map, 256 px as with a
+ *    geometry; a crop box is too coarse for 256 px: 64 px, and
+ *    part_al.fine says why;
  *  - a generation under 256 px on a side: 64 px (it has no more detail);
  *  - the reference's file moved away: 64 px, "source missing", no error. */
 #include <stdint.h>
@@ -130,15 +132,48 @@ static void test_part_al_fine(void) {
     cs_an_part_al(&k, &r, &qc, &set);
     CHECKF(k.part_al.fine == CS_FINE_OK && !k.part_al.replaced && k.part_al.differ < CS_LFP_MIN_CELLS,
            "copy at 256 px: fine %d replaced %d differ %d", k.part_al.fine, k.part_al.replaced, k.part_al.differ);
-    /* no significant verified geometry: the box, at 64 px, said why */
+    /* no significant verified geometry, but the box is the whole frame:
+     * exact (the frames' scale), so 256 px all the same */
     k = cand_of(1);
     k.lf.log10_nfa1 = 0; /* 1 false alarm expected: not significant */
     cs_an_part_al(&k, &r, &qb, &set);
-    CHECKF(k.part_al.fine == CS_FINE_COARSE && k.part_al.side == S && !k.part_al.replaced,
-           "twin without a significant geometry: fine %d side %d", k.part_al.fine, k.part_al.side);
+    CHECKF(k.part_al.fine == CS_FINE_OK && k.part_al.side == F && k.part_al.replaced,
+           "twin, whole frame, no significant geometry: fine %d side %d replaced %d", k.part_al.fine,
+           k.part_al.side, k.part_al.replaced);
     k = cand_of(0);
+    cs_an_part_al(&k, &r, &qc, &set);
+    CHECKF(k.part_al.fine == CS_FINE_OK && !k.part_al.replaced && k.part_al.differ < CS_LFP_MIN_CELLS,
+           "copy, whole frame, no geometry: fine %d replaced %d differ %d", k.part_al.fine, k.part_al.replaced,
+           k.part_al.differ);
+    /* ... and mirrored: the copy flipped left-right, aligned mirrored */
+    {
+        static uint8_t cm[F * F * 3];
+        for (int y = 0; y < F; y++)
+            for (int x = 0; x < F; x++) memcpy(cm + (y * F + x) * 3, c + (y * F + F - 1 - x) * 3, 3);
+        char pm[192];
+        snprintf(pm, sizeof pm, "%s/mirror.png", dir);
+        save(cm, pm);
+        cs_image im = {.w = F, .h = F, .rgb = cm};
+        static cs_an_query qm;
+        REQUIRE(cs_an_query_init(&qm, &im, 0, &err) == 0);
+        qm.src = pm;
+        k = cand_of(0);
+        k.al_mirrored = 1;
+        cs_an_part_al(&k, &r, &qm, &set);
+        CHECKF(k.part_al.fine == CS_FINE_OK && !k.part_al.replaced && k.part_al.differ < CS_LFP_MIN_CELLS,
+               "mirrored copy, whole frame: fine %d replaced %d differ %d", k.part_al.fine, k.part_al.replaced,
+               k.part_al.differ);
+        k = cand_of(0); /* not aligned mirrored: the map is wrong, and every edge differs */
+        cs_an_part_al(&k, &r, &qm, &set);
+        CHECKF(k.part_al.fine == CS_FINE_OK && k.part_al.differ >= CS_LFP_MIN_CELLS,
+               "mirrored copy read unmirrored: differ %d", k.part_al.differ);
+    }
+    /* a crop box without a significant geometry: too coarse for 256 px, and said why */
+    k = cand_of(0);
+    k.box[0] = 4, k.box[1] = 4, k.box[2] = S - 8;
     cs_an_part_al(&k, &r, &qb, &set);
-    CHECK(k.part_al.fine == CS_FINE_COARSE && k.part_al.side == S);
+    CHECKF(k.part_al.fine == CS_FINE_COARSE && k.part_al.side == S, "crop box: fine %d side %d", k.part_al.fine,
+           k.part_al.side);
     /* a generation under 256 px on a side (no detail beyond its thumbnail): 64 px, and why */
     {
         char p128[192];

@@ -8,11 +8,14 @@
  *    it (cs_an_local_pixels); at the reference's own scale it stays novel;
  *  - a verification whose mapped pixels differ for half or more of the
  *    compared cells, or for a quarter or more outside a caption band, is
- *    another picture, not a copy, whatever its share. */
+ *    another picture, not a copy, whatever its share;
+ *  - one colour part recoloured where no caption band hides it, with the
+ *    pixels left unexplained one solid area at 256 px, is a palette twin. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "analyze/fine_ref.h"
 #include "analyze/lf_verify.h"
 #include "analyze/match.h"
 #include "analyze/settings.h"
@@ -137,6 +140,52 @@ static void test_another_picture(void) {
            cs_verdict_name(c.verdict), c.rule);
 }
 
+/* One colour part recoloured beyond the global edit (lf_colour.h) is
+ * tolerated for the caption band that may hide it; with no caption band and
+ * the unexplained pixels one solid area at the working resolution
+ * (lf_part.h: solid) it is a palette twin, no copy. */
+static void test_one_colour_twin(void) {
+    cs_an_settings s;
+    cs_an_settings_default(&s);
+    REQUIRE(s.lf_recolour_parts >= 2);
+    cs_an_cand base = embed_copy();
+    base.lf.share_visible = base.lf.score = 0.8f;
+    base.lf.scale = 1;
+    base.lf.coverage = 1;
+    base.lf.parts = 4;
+    base.lf.parts_recoloured = 1;
+    base.part_lf.cells = 240;
+    base.part_lf.differ = base.part_lf.part = 30;
+    base.part_lf.fine = CS_FINE_OK;
+    base.part_lf.solid = 1;
+    cs_an_cand c = base;
+    cs_an_verdict_local(&c, &s);
+    CHECKF(c.verdict == CS_V_NOVEL, "one colour recoloured, a solid area, no caption: %s (%s)",
+           cs_verdict_name(c.verdict), c.rule);
+    /* each condition alone lets the copy through */
+    c = base;
+    c.lf.parts_recoloured = 0; /* every colour within the global edit */
+    cs_an_verdict_local(&c, &s);
+    CHECKF(c.verdict == CS_V_NEAR, "no colour recoloured: %s (%s)", cs_verdict_name(c.verdict), c.rule);
+    c = base;
+    c.part_lf.solid = 0; /* residue spread, or a line a cell or two deep */
+    cs_an_verdict_local(&c, &s);
+    CHECKF(c.verdict == CS_V_NEAR, "no solid area: %s (%s)", cs_verdict_name(c.verdict), c.rule);
+    c = base;
+    c.part_lf.caption = 1; /* the colour may lie under the caption */
+    c.part_lf.caption_cells = 10;
+    cs_an_verdict_local(&c, &s);
+    CHECKF(c.verdict == CS_V_NEAR, "a caption band: %s (%s)", cs_verdict_name(c.verdict), c.rule);
+    c = base;
+    c.part_lf.fine = CS_FINE_NOT_ASKED; /* 64 px only: too coarse to tell an area from an edge */
+    cs_an_verdict_local(&c, &s);
+    CHECKF(c.verdict == CS_V_NEAR, "64 px only: %s (%s)", cs_verdict_name(c.verdict), c.rule);
+    c = base;
+    c.lf.recolour = -1; /* colours not measured */
+    cs_an_verdict_local(&c, &s);
+    CHECKF(c.verdict == CS_V_NEAR, "colours not measured: %s (%s)", cs_verdict_name(c.verdict), c.rule);
+}
+
 static void test_visible(void) {
     /* 5 keypoints of size 4 on a 256 px reference */
     const float xy[5][2] = {{10, 10}, {100, 100}, {200, 50}, {250, 250}, {128, 5}};
@@ -164,6 +213,7 @@ static void test_visible(void) {
 int main(void) {
     RUN(test_low_share_rescaled);
     RUN(test_another_picture);
+    RUN(test_one_colour_twin);
     RUN(test_visible);
     return T_DONE();
 }

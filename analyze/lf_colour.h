@@ -20,6 +20,14 @@
  *     offset; for each theta, from two starts (least squares over all, and
  *     no change), least squares again on the pixels within 4, 2, 1 x tol
  *     (trimmed); the theta and start with the most pixels within tol win;
+ *     then the same edit taken in two steps each clipped to [0,1], as PIL's
+ *     ImageEnhance and torchvision's ColorJitter take it (brightness and
+ *     contrast, then saturation blending with the luma of the clipped
+ *     colour), searched around the winning theta and the quick search's
+ *     (coordinate steps on the reference's colour bins, a truncated
+ *     quadratic) and kept where it explains a colour part's worth of pixels
+ *     more: a strong edit clips a colour in a channel and the single map
+ *     leaves it out, a copy read as a colour twin;
  *  3. what it does not explain, split by cause: a pixel differs when its RMS
  *     residual (over R, G, B, in [0,1]) exceeds tol; the reference's colours
  *     are put in bins (8 levels a channel); a bin most of whose pixels differ

@@ -163,6 +163,7 @@ static void add_local(cJSON *o, const an_state *A, const cs_an_cand *b) {
         cJSON_AddNumberToObject(c, "recoloured_share", r4(m->recolour));
         cJSON_AddNumberToObject(c, "global_fit_share", r4(m->colour_fit));
         cJSON_AddNumberToObject(c, "hue_deg", m->hue_deg);
+        cJSON_AddNumberToObject(c, "steps", m->colour_steps);
         cJSON_AddNumberToObject(c, "parts", m->parts);
         cJSON_AddNumberToObject(c, "parts_recoloured", m->parts_recoloured);
     }

@@ -572,6 +572,7 @@ void cs_lfc_measure_map_pred(const uint8_t *ref, const uint8_t *pred, int rw, in
     if (map)
         for (int i = 0; i < n; i++) map[at[i]] = best_use[i] ? 1 : 2;
     out->hue_deg = best_deg;
+    out->steps = best_p[5] == 2 ? 2 : 1;
     /* per reference colour: how many of its pixels the fit leaves out */
     int *cnt = calloc(2 * 512, sizeof(int));
     if (!cnt) goto out;

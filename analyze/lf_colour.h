@@ -56,6 +56,8 @@ typedef struct {
     float recolour;   /* share of the compared pixels in recoloured colours; -1: too few compared */
     float fit;        /* share of the compared pixels within tol of the global fit */
     float hue_deg;    /* the fit's hue rotation, degrees in (-180, 180] */
+    int steps;        /* the fit's form: 1, one affine map clipped once; 2, the same in two clipped
+                         steps (brightness and contrast, then saturation: PIL's, torchvision's) */
     int compared;     /* pixels compared */
     int parts;        /* the reference's colours (bins) with at least CS_LFC_PART_PX pixels compared */
     int parts_recoloured; /* ... of which most pixels differ */

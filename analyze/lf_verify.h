@@ -91,6 +91,7 @@ typedef struct {
                               colours of the reference changed wherever they occur; -1: not measured */
     float colour_fit;      /* share of the compared pixels the global colour transform explains */
     float hue_deg;         /* that transform's hue rotation (degrees) */
+    int colour_steps;      /* its form (cs_lfc.steps): 1 one clipped map, 2 two clipped steps */
     int parts, parts_recoloured; /* the reference's colour parts compared, and recoloured */
 } cs_lfv_match;
 

@@ -590,6 +590,7 @@ void cs_an_refine(cs_an_cand *c, const cs_an_refs *r, int32_t row, const float *
         c->lf.recolour = k.recolour;
         c->lf.colour_fit = k.fit;
         c->lf.hue_deg = k.hue_deg;
+        c->lf.colour_steps = k.steps;
         c->lf.parts = k.parts;
         c->lf.parts_recoloured = k.parts_recoloured;
         cs_an_part_lf_take(c, q); /* at 256 px where the local stage measured it (analyze/an_part.h) */

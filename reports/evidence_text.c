@@ -365,11 +365,14 @@ static void rev_sentences(cs_buf *b, const cJSON *ev, const cs_rthresh *t) {
         double hue = jnum(col, "hue_deg");
         if (fabs(hue) < 0.5) hue = 0; /* not "-0" */
         if (cJSON_IsObject(col) && !isnan(jnum(col, "parts")))
-            cs_buf_printf(b, "Colours: one global edit (hue turned %.0f\xc2\xb0) explains %.0f%% of the compared pixels; "
+            cs_buf_printf(b, "Colours: one global edit (hue turned %.0f\xc2\xb0%s) explains %.0f%% of the compared pixels; "
                              "%.0f of the reference's %.0f colour parts recoloured (a copy allows a global edit, "
                              "not a recoloured part).\n",
-                          hue, 100 * jnum(col, "global_fit_share"), jnum(col, "parts_recoloured"),
-                          jnum(col, "parts"));
+                          hue,
+                          jnum(col, "steps") == 2 ? "; brightness and contrast, then saturation, each clipped, "
+                                                    "as PIL and torchvision apply them"
+                                                  : "",
+                          100 * jnum(col, "global_fit_share"), jnum(col, "parts_recoloured"), jnum(col, "parts"));
         part_sentence(b, jget(lf, "replaced_part"), "local-feature rules");
     }
     if (cJSON_IsObject(tl2)) part_sentence(b, jget(tl2, "replaced_part"), "pixel rules");

@@ -47,7 +47,19 @@ static void test_local_sentences(void) {
                        "differs in one part, from their verdict): a part found, so they do not flag this pair; "
                        "compared at 64 px (reference source missing); 40 of 256 cells differ, the largest region "
                        "judged 31 cells.") != NULL, "%s", b.p);
+    CHECK(strstr(b.p, "each clipped") == NULL); /* no "steps": one clipped map */
     cs_buf_free(&b);
+    /* the fit in two clipped steps (lf_colour.h: steps 2) says so */
+    {
+        cJSON *col = cJSON_GetObjectItem(cJSON_GetObjectItem(ev, "local"), "colour");
+        cJSON_AddNumberToObject(col, "steps", 2);
+        cs_buf d = {0};
+        cs_rev_sentences(&d, ev, &t);
+        CHECKF(d.p && strstr(d.p, "hue turned 0\xc2\xb0; brightness and contrast, then saturation, each clipped, as PIL "
+                                  "and torchvision apply them) explains 93% of the compared pixels") != NULL,
+               "%s", d.p ? d.p : "");
+        cs_buf_free(&d);
+    }
     /* no local object: no local sentence */
     cJSON_DeleteItemFromObject(ev, "local");
     cs_buf c = {0};

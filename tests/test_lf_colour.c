@@ -129,7 +129,8 @@ static void test_measure(void) {
     cs_lfc o;
     gen_spec same = {1, 0, 0, 0, 0, 0};
     measure(&same, &o);
-    CHECKF(o.recolour == 0 && o.fit > 0.99f && o.compared > 1000 && o.parts == 4 && o.parts_recoloured == 0,
+    CHECKF(o.recolour == 0 && o.fit > 0.99f && o.compared > 1000 && o.parts == 4 && o.parts_recoloured == 0 &&
+               o.steps == 1,
            "the reference itself: recolour %g fit %g n %d parts %d/%d", o.recolour, o.fit, o.compared,
            o.parts_recoloured, o.parts);
 
@@ -154,8 +155,8 @@ static void test_measure(void) {
         render(gen, &strong, 0);
         const double m[6] = {1, 0, 0, 0, 1, 0};
         cs_lfc_measure_map_few(ref, (int)W, (int)W, gen, (int)W, (int)W, S, m, 0.1, 12, &o, NULL);
-        CHECKF(o.parts_recoloured == 0 && o.fit > 0.99f, "strong global edit, quick: parts %d/%d fit %g",
-               o.parts_recoloured, o.parts, o.fit);
+        CHECKF(o.parts_recoloured == 0 && o.fit > 0.99f && o.steps == 2, "strong global edit, quick: parts %d/%d fit %g "
+               "steps %d (the single map left a part out)", o.parts_recoloured, o.parts, o.fit, o.steps);
     }
 
     gen_spec embed = {0.6, 70, 40, 0, 0, 1};
@@ -244,8 +245,9 @@ static void test_clipped_contrast(void) {
     cs_lfc_measure(ref, S, S, gen, S, S, S, m, 0.1, &b);
     CHECKF(a.fit > 0.999f && a.parts_recoloured == 0, "quick fit: %g of %d explained, %d of %d parts recoloured", a.fit,
            a.compared, a.parts_recoloured, a.parts);
-    CHECKF(b.fit > 0.999f && b.parts_recoloured == 0, "full fit: %g of %d explained, %d of %d parts recoloured (the "
-           "two clipped steps, lf_colour.c fit_steps)", b.fit, b.compared, b.parts_recoloured, b.parts);
+    CHECKF(b.fit > 0.999f && b.parts_recoloured == 0 && b.steps == 2, "full fit: %g of %d explained, %d of %d parts "
+           "recoloured, steps %d (the two clipped steps, lf_colour.c fit_steps)", b.fit, b.compared, b.parts_recoloured,
+           b.parts, b.steps);
 }
 
 /* end to end: one reference, a verified local match given as the analysis

@@ -234,16 +234,16 @@ void cs_lfp_measure(const uint8_t *map, int S, cs_lfp *out) {
      * caption band, the least of a picture taken as a place of its own */
     int ew = ext[2] - ext[0] + 1, eh = ext[3] - ext[1] + 1;
     int place = 4 * bw <= 3 * ew || 4 * bh <= 3 * eh;
-    out->shape = out->area && 3 * lo >= hi && 2 * out->part >= out->differ - cap_cells - band_cells &&
-                 2 * out->thick >= out->part && 2 * out->differ < out->cells && place;
-    out->replaced = out->area && 3 * lo >= hi && 2 * out->part >= out->differ - cap_cells - band_cells &&
-                    2 * out->part >= bw * bh && 2 * out->differ < out->cells;
+    /* conditions 1 (above), 2, 5 and 6, which every reading below asks */
+    const int part = out->area && 2 * out->part >= out->differ - cap_cells - band_cells && 2 * out->differ < out->cells;
+    const int solid_place = part && 2 * out->thick >= out->part && place;
+    out->shape = solid_place && 3 * lo >= hi;
+    out->replaced = part && 3 * lo >= hi && 2 * out->part >= bw * bh;
     /* a solid region, band or not (verdict.c's colour twin of one part): a
      * strip is the registration's error only while it is a line along an
      * outline, a cell or two deep (CS_LFC_REG_PX at 256 px straddling a
      * cell border); three cells deep and solid it is an area of the picture */
-    out->solid = out->area && lo >= 3 && 2 * out->part >= out->differ - cap_cells - band_cells &&
-                 2 * out->thick >= out->part && 2 * out->differ < out->cells && place;
+    out->solid = solid_place && lo >= 3;
 }
 
 void cs_lfp_shape(cs_lfp *p, int parts_moved) {

@@ -48,6 +48,17 @@ static cs_an_cand embed_copy(void) {
     return c;
 }
 
+/* the same verified at the reference's own scale, covering the generation,
+ * with a share of share and cells compared cells */
+static cs_an_cand covering_copy(float share, int cells) {
+    cs_an_cand c = embed_copy();
+    c.lf.share_visible = c.lf.score = share;
+    c.lf.scale = 1;
+    c.lf.coverage = 1;
+    c.part_lf.cells = cells;
+    return c;
+}
+
 static void test_low_share_rescaled(void) {
     cs_an_settings s;
     cs_an_settings_default(&s);
@@ -108,11 +119,7 @@ static void test_another_picture(void) {
     /* a strong verification covering the generation, but half of the mapped
      * reference's compared cells differ: no part replaced (too spread for
      * the veto), another picture */
-    cs_an_cand c = embed_copy();
-    c.lf.share_visible = c.lf.score = 0.6f;
-    c.lf.scale = 1;
-    c.lf.coverage = 1;
-    c.part_lf.cells = 200;
+    cs_an_cand c = covering_copy(0.6f, 200);
     c.part_lf.differ = 100;
     cs_an_verdict_local(&c, &s);
     CHECKF(c.verdict == CS_V_NOVEL, "half differs: %s (%s)", cs_verdict_name(c.verdict), c.rule);
@@ -148,13 +155,9 @@ static void test_one_colour_twin(void) {
     cs_an_settings s;
     cs_an_settings_default(&s);
     REQUIRE(s.lf_recolour_parts >= 2);
-    cs_an_cand base = embed_copy();
-    base.lf.share_visible = base.lf.score = 0.8f;
-    base.lf.scale = 1;
-    base.lf.coverage = 1;
+    cs_an_cand base = covering_copy(0.8f, 240);
     base.lf.parts = 4;
     base.lf.parts_recoloured = 1;
-    base.part_lf.cells = 240;
     base.part_lf.differ = base.part_lf.part = 30;
     base.part_lf.fine = CS_FINE_OK;
     base.part_lf.solid = 1;
